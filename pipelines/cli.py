@@ -1,0 +1,196 @@
+"""The `tsunagari` command line: a thin layer that parses options and calls the named stages.
+
+Exit codes: 0 success; 1 data rejected (the message names file, column, rule, rows); 2 usage error.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from . import config
+from .errors import TsunagariError, UsageError, check_pref_code, check_year
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    help="Tsunagari (つながり): annual evaluation of Japan's loneliness and isolation policy.",
+)
+log = logging.getLogger("tsunagari")
+
+WarehouseOpt = Annotated[
+    Optional[Path],
+    typer.Option("--warehouse", help="DuckDB warehouse file (default data/warehouse.duckdb or $TSUNAGARI_WAREHOUSE)"),
+]
+QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress display")]
+
+
+def setup_logging(log_file: Path | None = None, quiet: bool = False) -> None:
+    """Log to stderr and, when given, to a file (the build keeps one in its output)."""
+    root = logging.getLogger("tsunagari")
+    root.setLevel(logging.INFO)
+    for h in list(root.handlers):
+        root.removeHandler(h)
+    fmt = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%H:%M:%S")
+    err = logging.StreamHandler(sys.stderr)
+    err.setLevel(logging.WARNING if quiet else logging.INFO)
+    err.setFormatter(fmt)
+    root.addHandler(err)
+    if log_file is not None:
+        log_file.parent.mkdir(parents=True, exist_ok=True)
+        fh = logging.FileHandler(log_file, encoding="utf-8")
+        fh.setFormatter(fmt)
+        root.addHandler(fh)
+    root.propagate = False
+
+
+def _prefs(values: list[str] | None) -> list[int]:
+    return [check_pref_code(v) for v in (values or [])]
+
+
+@app.command()
+def build(
+    year: Annotated[Optional[int], typer.Option(help="Survey round (default: latest in the data)")] = None,
+    input: Annotated[Optional[Path], typer.Option("--input", help="Folder of raw files (default: bundled sample data)")] = None,
+    out: Annotated[Path, typer.Option("--out", help="Output site folder")] = config.DEFAULT_OUT,
+    renderer: Annotated[str, typer.Option(help="auto | quarto | pandoc")] = "auto",
+    jobs: Annotated[Optional[int], typer.Option(help="Parallel report workers (default: cores)")] = None,
+    pref: Annotated[Optional[list[str]], typer.Option("--pref", help="Only these prefecture codes")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Rebuild everything")] = False,
+    warehouse: WarehouseOpt = None,
+    quiet: QuietOpt = False,
+) -> None:
+    """Run every stage: ingest -> validate -> indicators -> reports -> site."""
+    from .build import run_build
+
+    if renderer not in ("auto", "quarto", "pandoc"):
+        raise UsageError("--renderer", f"'{renderer}' is not one of auto, quarto, pandoc")
+    if jobs is not None and jobs < 1:
+        raise UsageError("--jobs", f"'{jobs}' must be 1 or more")
+    cfg = config.BuildConfig(
+        year=check_year(year) if year is not None else None,
+        input_dir=input or config.SAMPLE_DIR,
+        out_dir=out,
+        warehouse=config.warehouse_path(warehouse),
+        renderer=renderer,
+        jobs=jobs or (__import__("os").cpu_count() or 1),
+        prefs=_prefs(pref),
+        force=force,
+        quiet=quiet,
+    )
+    summary = run_build(cfg)
+    raise typer.Exit(0 if summary.ok else 1)
+
+
+@app.command()
+def ingest(
+    paths: Annotated[list[Path], typer.Argument(help="Raw files or folders (CSV, XLSX, Parquet)")],
+    encoding: Annotated[Optional[str], typer.Option(help="CSV encoding (default: detect UTF-8/CP932)")] = None,
+    mapping: Annotated[Optional[Path], typer.Option(help="Extra header/label mapping YAML")] = None,
+    warehouse: WarehouseOpt = None,
+    quiet: QuietOpt = False,
+) -> None:
+    """Load raw files into staging, validate, and commit to the warehouse in one transaction."""
+    from .ingest import ingest_files
+
+    setup_logging(quiet=quiet)
+    result = ingest_files(paths, config.warehouse_path(warehouse), encoding=encoding, mapping=mapping)
+    typer.echo(result.summary())
+
+
+@app.command()
+def validate(
+    warehouse: WarehouseOpt = None,
+    out: Annotated[Optional[Path], typer.Option("--out", help="Write quality/ here")] = None,
+    quiet: QuietOpt = False,
+) -> None:
+    """Run the expectation suites on what is committed and print a summary."""
+    from .validate import validate_warehouse
+
+    setup_logging(quiet=quiet)
+    report = validate_warehouse(config.warehouse_path(warehouse))
+    typer.echo(report.summary())
+    if out is not None:
+        report.write(out / "quality")
+    raise typer.Exit(1 if report.has_critical else 0)
+
+
+@app.command()
+def indicators(
+    year: Annotated[int, typer.Option(help="Survey round, e.g. 2024")],
+    warehouse: WarehouseOpt = None,
+    out: Annotated[Path, typer.Option("--out", help="Output folder (downloads/ and runs/ go here)")] = config.DEFAULT_OUT,
+    quiet: QuietOpt = False,
+) -> None:
+    """Run the indicators notebook with papermill; write the indicators table and downloads."""
+    from .indicators import run_indicators
+
+    setup_logging(quiet=quiet)
+    run_indicators(check_year(year), config.warehouse_path(warehouse), out)
+
+
+@app.command()
+def reports(
+    year: Annotated[int, typer.Option(help="Survey round, e.g. 2024")],
+    pref: Annotated[Optional[list[str]], typer.Option("--pref", help="Prefecture codes (default: all 47 and national)")] = None,
+    out: Annotated[Path, typer.Option("--out", help="Output folder")] = config.DEFAULT_OUT,
+    renderer: Annotated[str, typer.Option(help="auto | quarto | pandoc")] = "auto",
+    jobs: Annotated[Optional[int], typer.Option(help="Parallel workers")] = None,
+    warehouse: WarehouseOpt = None,
+    quiet: QuietOpt = False,
+) -> None:
+    """Execute and render the area reports (HTML + PDF)."""
+    from .reports import run_reports
+
+    setup_logging(quiet=quiet)
+    if renderer not in ("auto", "quarto", "pandoc"):
+        raise UsageError("--renderer", f"'{renderer}' is not one of auto, quarto, pandoc")
+    result = run_reports(check_year(year), config.warehouse_path(warehouse), out, prefs=_prefs(pref),
+                         renderer=renderer, jobs=jobs or 1)
+    raise typer.Exit(0 if result.ok else 1)
+
+
+@app.command("sample-data")
+def sample_data(
+    out: Annotated[Path, typer.Option("--out", help="Folder to write the synthetic files to")],
+    seed: Annotated[int, typer.Option(help="Random seed")] = 20240611,
+    rows: Annotated[Optional[int], typer.Option(help="Respondents per national round (default ~11,000)")] = None,
+) -> None:
+    """Write synthetic (合成) input files: national rounds, prefecture surveys, programme data."""
+    from .sample import write_sample
+
+    paths = write_sample(out, seed=seed, rows=rows)
+    for p in paths:
+        typer.echo(str(p))
+
+
+def main() -> None:
+    """Entry point: maps our errors to exit codes 1 (data) and 2 (usage)."""
+    try:
+        app(standalone_mode=False)
+    except TsunagariError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        sys.exit(exc.exit_code)
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
+    except (typer.Abort, KeyboardInterrupt):
+        typer.echo("aborted", err=True)
+        sys.exit(130)
+    except Exception as exc:  # click usage errors arrive as click exceptions
+        import click
+
+        if isinstance(exc, click.exceptions.UsageError):
+            exc.show()
+            sys.exit(2)
+        if isinstance(exc, click.exceptions.ClickException):
+            exc.show()
+            sys.exit(exc.exit_code)
+        raise
+
+
+if __name__ == "__main__":
+    main()

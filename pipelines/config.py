@@ -1,0 +1,63 @@
+"""Paths and settings in one place.
+
+State lives under the project root (the directory the command runs in). The warehouse is
+``data/warehouse.duckdb`` unless ``--warehouse`` or ``TSUNAGARI_WAREHOUSE`` says otherwise.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+# The repository root when running from a checkout (pip install -e .).
+REPO_ROOT = PACKAGE_DIR.parent
+
+REFERENCE_DIR = REPO_ROOT / "data" / "reference"
+SAMPLE_DIR = REPO_ROOT / "data" / "sample"
+EXPECTATIONS_DIR = REPO_ROOT / "expectations"
+REPORTS_DIR = REPO_ROOT / "reports"
+MAPPING_FILE = PACKAGE_DIR / "mapping.yml"
+INDICATOR_CATALOGUE = PACKAGE_DIR / "indicators.yml"
+INDICATORS_NOTEBOOK = PACKAGE_DIR / "notebooks" / "indicators.ipynb"
+
+DEFAULT_OUT = Path("_site")
+DEFAULT_WAREHOUSE = Path("data") / "warehouse.duckdb"
+WAREHOUSE_ENV = "TSUNAGARI_WAREHOUSE"
+
+# Statistical conventions (DESIGN.md); the single source for every stage.
+CONFIDENCE_LEVEL = 0.95
+MIN_BASE = 30          # unweighted base below which a value is suppressed
+REFERENCE_BASE = 100   # 30..99 is shown as 参考値 (reference value)
+
+# Guards against accidental huge inputs (a file larger than this is refused before reading).
+MAX_INPUT_BYTES = int(os.environ.get("TSUNAGARI_MAX_INPUT_BYTES", str(1_500_000_000)))
+
+
+def warehouse_path(explicit: str | os.PathLike[str] | None = None) -> Path:
+    """The warehouse file: explicit path, else $TSUNAGARI_WAREHOUSE, else data/warehouse.duckdb."""
+    if explicit:
+        return Path(explicit)
+    env = os.environ.get(WAREHOUSE_ENV)
+    if env:
+        return Path(env)
+    return DEFAULT_WAREHOUSE
+
+
+@dataclass
+class BuildConfig:
+    """Options of ``tsunagari build``; logged at the start of every run."""
+
+    year: int | None = None
+    input_dir: Path = field(default_factory=lambda: SAMPLE_DIR)
+    out_dir: Path = field(default_factory=lambda: DEFAULT_OUT)
+    warehouse: Path = field(default_factory=warehouse_path)
+    renderer: str = "auto"
+    jobs: int = field(default_factory=lambda: os.cpu_count() or 1)
+    prefs: list[int] = field(default_factory=list)
+    force: bool = False
+    quiet: bool = False
+
+    def as_dict(self) -> dict[str, object]:
+        return {k: (str(v) if isinstance(v, Path) else v) for k, v in self.__dict__.items()}

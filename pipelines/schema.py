@@ -1,0 +1,203 @@
+"""The data contract (DESIGN.md "Inputs" and "Indicators table"), shared by every stage.
+
+Column names, code sets, Japanese labels, age bands and the warehouse tables live here and
+nowhere else.
+"""
+
+from __future__ import annotations
+
+# --- Survey microdata --------------------------------------------------------------------------
+
+NA = 9  # 無回答 (no answer) in every coded question
+
+SEX = {1: "男性", 2: "女性", 3: "その他・回答しない", 9: "無回答"}
+YES_NO = {1: "はい", 0: "いいえ", 9: "無回答"}
+
+QUESTIONS: dict[str, dict[int, str]] = {
+    "q_loneliness": {1: "決してない", 2: "ほとんどない", 3: "たまにある", 4: "時々ある",
+                     5: "しばしばある・常にある", 9: "無回答"},
+    "q_ucla_1": {1: "決してない", 2: "ほとんどない", 3: "時々ある", 4: "常にある", 9: "無回答"},
+    "q_ucla_2": {1: "決してない", 2: "ほとんどない", 3: "時々ある", 4: "常にある", 9: "無回答"},
+    "q_ucla_3": {1: "決してない", 2: "ほとんどない", 3: "時々ある", 4: "常にある", 9: "無回答"},
+    "q_contact_inperson": {1: "週4～5回以上", 2: "週2～3回程度", 3: "週1回程度", 4: "2週間に1回程度",
+                           5: "月1回程度", 6: "月1回未満", 7: "全くない", 9: "無回答"},
+    "q_participation_none": {1: "特に参加はしていない", 0: "何らかの活動に参加", 9: "無回答"},
+    "q_has_worries": {1: "ある", 2: "ない", 9: "無回答"},
+    "q_support_received": {1: "受けている", 2: "受けていない", 9: "無回答"},
+    "q_reliable_person": {1: "いる", 2: "いない", 9: "無回答"},
+    "q_help_intention": {1: "しようと思う", 2: "どちらかといえばしようと思う",
+                         3: "どちらかといえばしようと思わない", 4: "しようと思わない", 9: "無回答"},
+}
+
+# Code sets of every coded column (the validation suites and ingest use these).
+CODE_SETS: dict[str, set[int]] = {
+    "sex": set(SEX),
+    "household_single": {0, 1, 9},
+    **{q: set(labels) for q, labels in QUESTIONS.items()},
+}
+
+SURVEY_REQUIRED = ["survey_id", "survey_year", "respondent_id", "pref_code", "sex", "age",
+                   "household_single", *QUESTIONS]
+SURVEY_OPTIONAL = ["weight"]
+SURVEY_COLUMNS = SURVEY_REQUIRED + SURVEY_OPTIONAL
+
+# UK Community Life Survey category order maps 1:1 to q_loneliness codes 5,4,3,2,1.
+UK_LONELINESS_LABELS = {5: "Often/always", 4: "Some of the time", 3: "Occasionally",
+                        2: "Hardly ever", 1: "Never"}
+
+# --- Age bands -----------------------------------------------------------------------------------
+
+AGE_BANDS = ["16-19", "20-29", "30-39", "40-49", "50-59", "60-69", "70-79", "80+"]
+AGE_BAND_LABELS = {"16-19": "16～19歳", "20-29": "20歳代", "30-39": "30歳代", "40-49": "40歳代",
+                   "50-59": "50歳代", "60-69": "60歳代", "70-79": "70歳代", "80+": "80歳以上"}
+UK_AGE_BANDS = ["16-24", "25-34", "35-49", "50-64", "65-74", "75+"]
+
+
+def age_band(age: float | int | None) -> str | None:
+    """National 10-year band of an age in years (16-19, 20-29, ... 70-79, 80+); None if missing."""
+    if age is None or age != age or age < 16:  # NaN check without numpy
+        return None
+    a = int(age)
+    if a < 20:
+        return "16-19"
+    if a >= 80:
+        return "80+"
+    lo = a // 10 * 10
+    return f"{lo}-{lo + 9}"
+
+
+def uk_age_band(age: float | int | None) -> str | None:
+    """UK Community Life Survey band (16-24, 25-34, 35-49, 50-64, 65-74, 75+); None if missing."""
+    if age is None or age != age or age < 16:
+        return None
+    a = int(age)
+    for band, hi in (("16-24", 24), ("25-34", 34), ("35-49", 49), ("50-64", 64), ("65-74", 74)):
+        if a <= hi:
+            return band
+    return "75+"
+
+
+# SQL versions of the two functions above, for DuckDB (column expression `age`).
+AGE_BAND_SQL = """CASE WHEN age IS NULL OR age < 16 THEN NULL
+  WHEN age < 20 THEN '16-19' WHEN age >= 80 THEN '80+'
+  ELSE CAST(CAST(floor(age / 10) * 10 AS INTEGER) AS VARCHAR) || '-' ||
+       CAST(CAST(floor(age / 10) * 10 + 9 AS INTEGER) AS VARCHAR) END"""
+UK_AGE_BAND_SQL = """CASE WHEN age IS NULL OR age < 16 THEN NULL
+  WHEN age <= 24 THEN '16-24' WHEN age <= 34 THEN '25-34' WHEN age <= 49 THEN '35-49'
+  WHEN age <= 64 THEN '50-64' WHEN age <= 74 THEN '65-74' ELSE '75+' END"""
+
+# --- Programme data ------------------------------------------------------------------------------
+
+PROGRAMME_COLUMNS = ["fiscal_year", "pref_code", "metric_id", "value", "unit", "source"]
+# metric_id -> (Japanese name, expected unit)
+PROGRAMME_METRICS: dict[str, tuple[str, str]] = {
+    "consultations_phone": ("電話相談件数", "count"),
+    "consultations_sns": ("SNS相談件数", "count"),
+    "platform": ("官民連携プラットフォームの設置", "flag"),
+    "regional_council": ("孤独・孤立対策地域協議会の設置", "flag"),
+    "npo_grants_count": ("NPO等への助成件数", "count"),
+    "npo_grants_yen": ("NPO等への助成額", "yen"),
+    "supporters_trained": ("つながりサポーター養成数", "count"),
+}
+
+# --- Warehouse (DuckDB) --------------------------------------------------------------------------
+# Committed tables. Staging tables have the same columns with the prefix `staging_`.
+
+SURVEY_TABLE_DDL = """
+CREATE TABLE IF NOT EXISTS {name} (
+    survey_id VARCHAR NOT NULL,
+    survey_year INTEGER NOT NULL,
+    survey_kind VARCHAR NOT NULL,          -- 'national' or 'prefecture'
+    respondent_id VARCHAR NOT NULL,
+    pref_code INTEGER NOT NULL,
+    sex INTEGER NOT NULL,
+    age INTEGER,
+    age_band VARCHAR,
+    uk_age_band VARCHAR,
+    household_single INTEGER NOT NULL,
+    weight DOUBLE NOT NULL,
+    q_loneliness INTEGER NOT NULL,
+    q_ucla_1 INTEGER NOT NULL,
+    q_ucla_2 INTEGER NOT NULL,
+    q_ucla_3 INTEGER NOT NULL,
+    q_contact_inperson INTEGER NOT NULL,
+    q_participation_none INTEGER NOT NULL,
+    q_has_worries INTEGER NOT NULL,
+    q_support_received INTEGER NOT NULL,
+    q_reliable_person INTEGER NOT NULL,
+    q_help_intention INTEGER NOT NULL,
+    file_id VARCHAR NOT NULL,              -- sha256 of the source file
+    source_row INTEGER NOT NULL            -- 1-based data row number in the source file
+)"""
+
+PROGRAMME_TABLE_DDL = """
+CREATE TABLE IF NOT EXISTS {name} (
+    fiscal_year INTEGER NOT NULL,
+    pref_code INTEGER NOT NULL,
+    metric_id VARCHAR NOT NULL,
+    value DOUBLE,
+    unit VARCHAR NOT NULL,
+    source VARCHAR,
+    file_id VARCHAR NOT NULL,
+    source_row INTEGER NOT NULL
+)"""
+
+FILES_TABLE_DDL = """
+CREATE TABLE IF NOT EXISTS files (
+    file_id VARCHAR PRIMARY KEY,           -- sha256 of the file bytes
+    file_name VARCHAR NOT NULL,            -- base name; a new file with the same name replaces the old one
+    path VARCHAR NOT NULL,                 -- path as given when loaded
+    kind VARCHAR NOT NULL,                 -- 'survey' or 'programme'
+    survey_id VARCHAR,                     -- surveys only
+    survey_year INTEGER,                   -- surveys: fieldwork year; programme: NULL
+    encoding VARCHAR,
+    row_count INTEGER NOT NULL,
+    loaded_at TIMESTAMP NOT NULL
+)"""
+
+# The tidy indicators table (DESIGN.md). One row per year x area x indicator x breakdown.
+INDICATOR_COLUMNS = ["year", "area_code", "area_name", "indicator_id", "breakdown", "value",
+                     "lower_ci95", "upper_ci95", "n_unweighted", "n_effective", "national_value",
+                     "comparison", "change_vs_previous", "suppressed", "note"]
+
+INDICATORS_TABLE_DDL = """
+CREATE TABLE IF NOT EXISTS indicators (
+    year INTEGER NOT NULL,
+    area_code VARCHAR NOT NULL,            -- '00' national, '01'..'47' prefectures
+    area_name VARCHAR NOT NULL,
+    indicator_id VARCHAR NOT NULL,
+    breakdown VARCHAR NOT NULL,            -- 'total', 'sex=1', 'age=20-29', 'uk_age=16-24', 'household_single=1'
+    value DOUBLE,                          -- percent (0-100) for shares; rate or flag for programme
+    lower_ci95 DOUBLE,
+    upper_ci95 DOUBLE,
+    n_unweighted INTEGER,
+    n_effective DOUBLE,
+    national_value DOUBLE,
+    comparison VARCHAR,                    -- better|worse|similar|higher|lower|not_compared
+    change_vs_previous VARCHAR,            -- increase|decrease|no_change|not_compared
+    suppressed BOOLEAN NOT NULL,
+    note VARCHAR                           -- source and base, 参考値 flag, suppression reason
+)"""
+
+# Full answer distributions for the charts: one row per year x area x question x breakdown x category.
+DISTRIBUTIONS_TABLE_DDL = """
+CREATE TABLE IF NOT EXISTS distributions (
+    year INTEGER NOT NULL,
+    area_code VARCHAR NOT NULL,
+    question VARCHAR NOT NULL,             -- 'q_loneliness', 'ucla_band', or any q_* column
+    breakdown VARCHAR NOT NULL,
+    category VARCHAR NOT NULL,             -- code as text ('1'..'5','9') or UCLA band ('10-12','7-9','4-6','3','na')
+    category_label VARCHAR NOT NULL,       -- Japanese label, 無回答 included
+    value DOUBLE,                          -- percent of all respondents in the cell
+    lower_ci95 DOUBLE,
+    upper_ci95 DOUBLE,
+    n_unweighted INTEGER,                  -- respondents in the cell's base
+    suppressed BOOLEAN NOT NULL
+)"""
+
+UCLA_BANDS = {"10-12": "10～12点", "7-9": "7～9点", "4-6": "4～6点", "3": "3点", "na": "無回答"}
+
+COMPARISON_LABELS = {"better": "良い", "worse": "悪い", "similar": "同程度", "higher": "高い",
+                     "lower": "低い", "not_compared": "比較なし"}
+CHANGE_LABELS = {"increase": "増加", "decrease": "減少", "no_change": "有意差なし",
+                 "not_compared": "比較なし"}
