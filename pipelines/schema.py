@@ -152,6 +152,7 @@ CREATE TABLE IF NOT EXISTS files (
     survey_year INTEGER,                   -- surveys: fieldwork year; programme: NULL
     encoding VARCHAR,
     row_count INTEGER NOT NULL,
+    synthetic BOOLEAN NOT NULL,            -- true when a file named SYNTHETIC lies beside the input file
     loaded_at TIMESTAMP NOT NULL
 )"""
 
