@@ -1,0 +1,377 @@
+"""Pure statistics of Tsunagari (DESIGN.md "Statistical conventions").
+
+No I/O and no warehouse: these functions take numbers and return numbers or labels, so that they can
+be unit-tested against hand-worked values and against statsmodels.
+
+Conventions shared by every function here:
+
+* Proportions are in 0..1; callers convert to percent for display.
+* Every function accepts scalars and numpy arrays / pandas Series (or lists), works elementwise with
+  numpy broadcasting, and propagates missing values: a NaN / None / ``pd.NA`` input gives NaN (for a
+  number) or ``'not_compared'`` / ``'suppressed'`` / ``'na'`` (for a label, as documented below).
+* Scalar in -> Python ``float`` / ``str`` out. Any array-like in -> ``numpy.ndarray`` out (float64
+  for numbers, object dtype holding ``str`` for labels), with the broadcast shape of the inputs.
+  A pandas index is not kept: assign the result back to a column of the same frame.
+
+Method summary (what every report's methods section states):
+
+* Weighted share p = Σ w·y / Σ w, with y the 0/1 indicator of the answer of interest and the
+  denominator all respondents (無回答 included) unless the indicator is defined on a sub-population.
+* Kish effective sample size n_eff = (Σw)² / Σw² (equals n when all weights are equal).
+* 95 % Wilson score interval for p on n_eff, clipped to [0, 1].
+* Area vs national: the area's interval wholly below / above the national value -> better / worse
+  (by polarity), otherwise ``similar``.
+* Change vs previous round: pooled two-proportion z-test (比率の差の検定), two-sided, at 95 %.
+* Bases: unweighted base < 30 suppressed, 30–99 shown as 参考値, >= 100 ok.
+"""
+
+from __future__ import annotations
+
+import math
+from statistics import NormalDist
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from pipelines.config import CONFIDENCE_LEVEL, MIN_BASE, REFERENCE_BASE
+
+__all__ = [
+    "POLARITIES",
+    "COMPARISONS",
+    "CHANGES",
+    "BASE_STATUSES",
+    "UCLA_BAND_CODES",
+    "z_critical",
+    "effective_n",
+    "weighted_share",
+    "weighted_estimate",
+    "wilson_interval",
+    "compare_with_national",
+    "two_proportion_test",
+    "change_vs_previous",
+    "base_status",
+    "ucla_score",
+    "ucla_band",
+    "rate_per_10000",
+]
+
+POLARITIES = ("low_is_good", "high_is_good", "no_judgement")
+COMPARISONS = ("better", "worse", "lower", "higher", "similar", "not_compared")
+CHANGES = ("increase", "decrease", "no_change", "not_compared")
+BASE_STATUSES = ("suppressed", "reference", "ok")
+# Bands of the Japanese UCLA 3-item score (4-point items, 3..12), highest first; 'na' = 無回答.
+UCLA_BAND_CODES = ("10-12", "7-9", "4-6", "3", "na")
+
+_UCLA_VALID = (1.0, 2.0, 3.0, 4.0)
+_UCLA_NO_ANSWER = 9.0
+
+_erfc = np.vectorize(math.erfc, otypes=[float])
+
+
+# --------------------------------------------------------------------------------------------
+# Input / output helpers
+# --------------------------------------------------------------------------------------------
+
+def _is_scalar(x: Any) -> bool:
+    if isinstance(x, (pd.Series, pd.Index, pd.api.extensions.ExtensionArray, np.ndarray)):
+        return False
+    return np.ndim(x) == 0
+
+
+def _as_float(x: Any) -> np.ndarray:
+    """``x`` as a float64 array (0-d for a scalar); None / pd.NA / NaT become NaN."""
+    if x is None or x is pd.NA:
+        return np.array(np.nan)
+    if isinstance(x, (pd.Series, pd.Index, pd.api.extensions.ExtensionArray)):
+        return np.asarray(pd.to_numeric(pd.Series(x)).to_numpy(dtype=float, na_value=np.nan))
+    try:
+        return np.asarray(x, dtype=float)
+    except TypeError:
+        # An object array holding pd.NA or similar: go through pandas' nullable floats.
+        obj = np.asarray(x, dtype=object)
+        flat = pd.to_numeric(pd.Series(obj.ravel())).to_numpy(dtype=float, na_value=np.nan)
+        return flat.reshape(obj.shape)
+
+
+def _prepare(*args: Any) -> tuple[bool, list[np.ndarray]]:
+    """(all inputs scalar?, the inputs as broadcast float arrays)."""
+    scalar = all(_is_scalar(a) for a in args)
+    arrays = np.broadcast_arrays(*[_as_float(a) for a in args])
+    return scalar, [np.asarray(a, dtype=float) for a in arrays]
+
+
+def _out_float(values: np.ndarray, scalar: bool) -> float | np.ndarray:
+    values = np.asarray(values, dtype=float)
+    return float(values) if scalar else values
+
+
+def _out_label(values: np.ndarray, scalar: bool) -> str | np.ndarray:
+    return str(values.item()) if scalar else values
+
+
+def _check_confidence(confidence: float) -> float:
+    try:
+        c = float(confidence)
+    except (TypeError, ValueError):
+        c = float("nan")
+    if not 0.0 < c < 1.0:
+        raise ValueError(f"confidence must be strictly between 0 and 1 (got {confidence!r})")
+    return c
+
+
+def z_critical(confidence: float = CONFIDENCE_LEVEL) -> float:
+    """Two-sided normal critical value: 1.959963984540054 for 0.95."""
+    c = _check_confidence(confidence)
+    return NormalDist().inv_cdf(1.0 - (1.0 - c) / 2.0)
+
+
+# --------------------------------------------------------------------------------------------
+# Estimates
+# --------------------------------------------------------------------------------------------
+
+def effective_n(sum_w: Any, sum_w2: Any) -> float | np.ndarray:
+    """Kish effective sample size n_eff = (Σw)² / Σw².
+
+    ``sum_w2 == 0`` (no respondents) or a missing input gives NaN. With all weights equal to 1 the
+    result is the plain count n.
+    """
+    scalar, (sw, sw2) = _prepare(sum_w, sum_w2)
+    if np.any(sw2 < 0):
+        raise ValueError("sum_w2 must be >= 0 (a sum of squared weights)")
+    with np.errstate(divide="ignore", invalid="ignore"):
+        out = np.where(sw2 > 0, sw * sw / np.where(sw2 > 0, sw2, 1.0), np.nan)
+    return _out_float(out, scalar)
+
+
+def _flags_and_weights(flags: Any, weights: Any) -> tuple[np.ndarray, np.ndarray]:
+    y = _as_float(flags).ravel()
+    if weights is None:
+        w = np.ones_like(y)
+    else:
+        w = _as_float(weights).ravel()
+        if w.shape != y.shape:
+            raise ValueError(
+                f"weights must have the same length as flags ({w.size} weights, {y.size} flags)"
+            )
+    bad_y = ~np.isnan(y) & ~np.isin(y, (0.0, 1.0))
+    if bad_y.any():
+        raise ValueError(f"flags must be 0 or 1 (got e.g. {y[bad_y][:5].tolist()})")
+    if np.any(w[~np.isnan(w)] < 0):
+        raise ValueError("weights must be >= 0")
+    return y, w
+
+
+def weighted_share(flags: Any, weights: Any = None) -> float:
+    """Share of 1s among raw 0/1 ``flags``, weighted by ``weights`` (default: all 1).
+
+    p = Σ w·y / Σ w. Any missing flag or weight gives NaN (the denominator is all respondents, so a
+    missing flag is a data error upstream, not something to drop silently). No respondents, or a
+    total weight of 0, gives NaN.
+    """
+    y, w = _flags_and_weights(flags, weights)
+    if y.size == 0 or np.isnan(y).any() or np.isnan(w).any():
+        return float("nan")
+    total = float(w.sum())
+    if total <= 0:
+        return float("nan")
+    return float(np.dot(w, y) / total)
+
+
+def weighted_estimate(
+    flags: Any, weights: Any = None, confidence: float = CONFIDENCE_LEVEL
+) -> dict[str, float | int]:
+    """Everything a row of the indicators table needs from raw 0/1 flags.
+
+    Returns ``value`` (share, 0..1), ``lower`` / ``upper`` (Wilson on n_eff), ``n_unweighted``,
+    ``n_effective``.
+    """
+    y, w = _flags_and_weights(flags, weights)
+    p = weighted_share(y, w)
+    n_eff = effective_n(float(w.sum()), float(np.dot(w, w))) if y.size else float("nan")
+    lower, upper = wilson_interval(p, n_eff if not math.isnan(n_eff) else 0.0, confidence)
+    return {"value": p, "lower": lower, "upper": upper, "n_unweighted": int(y.size),
+            "n_effective": n_eff}
+
+
+def wilson_interval(
+    p: Any, n: Any, confidence: float = CONFIDENCE_LEVEL
+) -> tuple[float, float] | tuple[np.ndarray, np.ndarray]:
+    """Wilson score interval (lower, upper) for a proportion ``p`` on (effective) sample size ``n``.
+
+    centre = (p + z²/2n) / (1 + z²/n),
+    half   = z / (1 + z²/n) · √(p(1−p)/n + z²/4n²),
+    clipped to [0, 1]. ``n`` may be fractional (Kish n_eff). ``n <= 0`` or a missing input gives
+    (nan, nan). ``p`` outside [0, 1] is a ValueError.
+    """
+    z = z_critical(confidence)
+    scalar, (pp, nn) = _prepare(p, n)
+    bad = ~np.isnan(pp) & ((pp < 0) | (pp > 1))
+    if bad.any():
+        raise ValueError(f"p must be a proportion in [0, 1] (got e.g. {pp[bad].ravel()[:5].tolist()})")
+    ok = ~np.isnan(pp) & ~np.isnan(nn) & (nn > 0)
+    n_safe = np.where(ok, nn, 1.0)
+    p_safe = np.where(ok, pp, 0.5)
+    z2 = z * z
+    denom = 1.0 + z2 / n_safe
+    centre = (p_safe + z2 / (2.0 * n_safe)) / denom
+    half = z * np.sqrt(p_safe * (1.0 - p_safe) / n_safe + z2 / (4.0 * n_safe * n_safe)) / denom
+    # At p = 0 (p = 1) the lower (upper) bound is exactly 0 (1); avoid a rounding residue of 1e-17.
+    lower = np.where(p_safe == 0.0, 0.0, np.clip(centre - half, 0.0, 1.0))
+    upper = np.where(p_safe == 1.0, 1.0, np.clip(centre + half, 0.0, 1.0))
+    lower = np.where(ok, lower, np.nan)
+    upper = np.where(ok, upper, np.nan)
+    return _out_float(lower, scalar), _out_float(upper, scalar)
+
+
+def rate_per_10000(count: Any, population: Any) -> float | np.ndarray:
+    """count / population × 10,000; NaN when either is missing or population <= 0."""
+    scalar, (c, pop) = _prepare(count, population)
+    if np.any(c[~np.isnan(c)] < 0):
+        raise ValueError("count must be >= 0")
+    ok = ~np.isnan(c) & ~np.isnan(pop) & (pop > 0)
+    out = np.where(ok, c / np.where(ok, pop, 1.0) * 10_000.0, np.nan)
+    return _out_float(out, scalar)
+
+
+# --------------------------------------------------------------------------------------------
+# Comparisons
+# --------------------------------------------------------------------------------------------
+
+def _polarity_array(polarity: Any) -> np.ndarray:
+    pol = np.asarray(polarity.to_numpy() if isinstance(polarity, pd.Series) else polarity,
+                     dtype=object)
+    for value in pd.unique(pol.ravel()):
+        if value not in POLARITIES:
+            raise ValueError(
+                f"polarity must be one of {', '.join(repr(p) for p in POLARITIES)} (got {value!r})"
+            )
+    return pol
+
+
+def compare_with_national(lower: Any, upper: Any, national: Any, polarity: Any) -> str | np.ndarray:
+    """Compare an area's interval with the national value.
+
+    Interval wholly below the national value (upper < national): ``better`` when low_is_good,
+    ``worse`` when high_is_good, ``lower`` for no_judgement. Wholly above (lower > national):
+    ``worse`` / ``better`` / ``higher``. Straddling or touching: ``similar``. Any missing value:
+    ``not_compared``. ``polarity`` may be one string or an array of them; an unknown polarity is a
+    ValueError naming ``polarity``.
+    """
+    pol = _polarity_array(polarity)
+    scalar = all(_is_scalar(a) for a in (lower, upper, national)) and pol.ndim == 0
+    lo, up, nat = (_as_float(a) for a in (lower, upper, national))
+    lo, up, nat, pol = np.broadcast_arrays(lo, up, nat, pol)
+    missing = np.isnan(lo) | np.isnan(up) | np.isnan(nat)
+    below = ~missing & (up < nat)
+    above = ~missing & (lo > nat)
+    below_label = np.select([pol == "low_is_good", pol == "high_is_good"], ["better", "worse"],
+                            "lower").astype(object)
+    above_label = np.select([pol == "low_is_good", pol == "high_is_good"], ["worse", "better"],
+                            "higher").astype(object)
+    out = np.full(lo.shape, "similar", dtype=object)
+    out[below] = below_label[below]
+    out[above] = above_label[above]
+    out[missing] = "not_compared"
+    return _out_label(out, scalar)
+
+
+def two_proportion_test(
+    p1: Any, n1: Any, p0: Any, n0: Any
+) -> tuple[float, float] | tuple[np.ndarray, np.ndarray]:
+    """Pooled two-proportion z-test of p1 (this round, n1) against p0 (previous round, n0).
+
+    pooled = (p1·n1 + p0·n0) / (n1 + n0); z = (p1 − p0) / √(pooled(1−pooled)(1/n1 + 1/n0));
+    two-sided p-value = erfc(|z|/√2). Same as statsmodels ``proportions_ztest([c1, c0], [n1, n0])``.
+    With effective sizes (n_eff) p·n need not be a whole count. A missing input or ``n <= 0`` gives
+    (nan, nan). When pooled is 0 or 1 both proportions are equal, so z = 0 and p = 1 (statsmodels
+    returns nan there).
+    """
+    scalar, (a, na, b, nb) = _prepare(p1, n1, p0, n0)
+    for name, v in (("p1", a), ("p0", b)):
+        bad = ~np.isnan(v) & ((v < 0) | (v > 1))
+        if bad.any():
+            raise ValueError(f"{name} must be a proportion in [0, 1] (got e.g. {v[bad][:5].tolist()})")
+    ok = ~(np.isnan(a) | np.isnan(na) | np.isnan(b) | np.isnan(nb)) & (na > 0) & (nb > 0)
+    na_s, nb_s = np.where(ok, na, 1.0), np.where(ok, nb, 1.0)
+    a_s, b_s = np.where(ok, a, 0.0), np.where(ok, b, 0.0)
+    pooled = (a_s * na_s + b_s * nb_s) / (na_s + nb_s)
+    se = np.sqrt(pooled * (1.0 - pooled) * (1.0 / na_s + 1.0 / nb_s))
+    degenerate = se <= 0
+    z = np.where(degenerate, 0.0, (a_s - b_s) / np.where(degenerate, 1.0, se))
+    pval = _erfc(np.abs(z) / math.sqrt(2.0))
+    z = np.where(ok, z, np.nan)
+    pval = np.where(ok, pval, np.nan)
+    return _out_float(z, scalar), _out_float(pval, scalar)
+
+
+def change_vs_previous(
+    p1: Any, n1: Any, p0: Any, n0: Any, confidence: float = CONFIDENCE_LEVEL
+) -> str | np.ndarray:
+    """``increase`` / ``decrease`` when the two-proportion test is significant (p-value < 1 −
+    confidence), else ``no_change``; ``not_compared`` when any input is missing or an n <= 0."""
+    c = _check_confidence(confidence)
+    scalar = all(_is_scalar(x) for x in (p1, n1, p0, n0))
+    z, pval = two_proportion_test(p1, n1, p0, n0)
+    z, pval = np.asarray(z, dtype=float), np.asarray(pval, dtype=float)
+    missing = np.isnan(pval)
+    significant = ~missing & (pval < 1.0 - c)
+    out = np.full(z.shape, "no_change", dtype=object)
+    out[significant & (z > 0)] = "increase"
+    out[significant & (z < 0)] = "decrease"
+    out[missing] = "not_compared"
+    return _out_label(out, scalar)
+
+
+def base_status(
+    n_unweighted: Any, min_base: int = MIN_BASE, reference_base: int = REFERENCE_BASE
+) -> str | np.ndarray:
+    """``suppressed`` (n < min_base, or missing), ``reference`` (参考値: min_base <= n <
+    reference_base), ``ok`` (n >= reference_base)."""
+    if min_base > reference_base:
+        raise ValueError(f"min_base ({min_base}) must not exceed reference_base ({reference_base})")
+    scalar = _is_scalar(n_unweighted)
+    n = _as_float(n_unweighted)
+    out = np.full(n.shape, "suppressed", dtype=object)
+    valid = ~np.isnan(n)
+    out[valid & (n >= min_base)] = "reference"
+    out[valid & (n >= reference_base)] = "ok"
+    return _out_label(out, scalar)
+
+
+# --------------------------------------------------------------------------------------------
+# UCLA loneliness scale (Japanese 3 items, 4-point: 1 決してない .. 4 常にある, 9 無回答)
+# --------------------------------------------------------------------------------------------
+
+def ucla_score(q1: Any, q2: Any, q3: Any) -> float | np.ndarray:
+    """Sum of the three UCLA item codes (each 1..4), 3..12; NaN when any item is 9 (無回答) or
+    missing. Any other code is a ValueError naming the item (q1, q2 or q3)."""
+    scalar, items = _prepare(q1, q2, q3)
+    answered = np.ones(items[0].shape, dtype=bool)
+    for name, v in zip(("q1", "q2", "q3"), items):
+        valid = np.isin(v, _UCLA_VALID)
+        bad = ~valid & ~np.isnan(v) & (v != _UCLA_NO_ANSWER)
+        if bad.any():
+            raise ValueError(
+                f"{name}: UCLA item codes must be 1-4 or 9 (無回答) (got e.g. {v[bad][:5].tolist()})"
+            )
+        answered &= valid
+    total = items[0] + items[1] + items[2]
+    return _out_float(np.where(answered, total, np.nan), scalar)
+
+
+def ucla_band(score: Any) -> str | np.ndarray:
+    """Band of a UCLA score: ``10-12``, ``7-9``, ``4-6``, ``3``; ``na`` when missing (無回答).
+    A score that is not a whole number in 3..12 is a ValueError."""
+    scalar = _is_scalar(score)
+    s = _as_float(score)
+    present = ~np.isnan(s)
+    bad = present & ((s < 3) | (s > 12) | (s != np.floor(np.where(present, s, 0.0))))
+    if bad.any():
+        raise ValueError(f"score must be a whole number 3-12 (got e.g. {s[bad][:5].tolist()})")
+    out = np.full(s.shape, "na", dtype=object)
+    out[present & (s == 3)] = "3"
+    out[present & (s >= 4) & (s <= 6)] = "4-6"
+    out[present & (s >= 7) & (s <= 9)] = "7-9"
+    out[present & (s >= 10)] = "10-12"
+    return _out_label(out, scalar)
