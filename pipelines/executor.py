@@ -1,0 +1,230 @@
+"""Warm-kernel papermill execution for many areas.
+
+A fresh Jupyter kernel per notebook costs ~1 s plus the imports (pandas, plotnine, duckdb).
+Each worker process here keeps one kernel alive and executes notebook after notebook in it,
+resetting the user namespace (``%reset -f``) between areas. Parameters are still injected by
+papermill (``papermill.execute_notebook(..., km=...)``), so every executed notebook remains a
+papermill record (``injected-parameters`` cell, papermill metadata).
+
+Known papermill failures under parallel load (kernel start timeouts, ZMQ port clashes, a kernel that
+dies) get a bounded retry with a fresh kernel; an error raised by the notebook itself is not retried.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from concurrent.futures import Future, ProcessPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+log = logging.getLogger("tsunagari.executor")
+
+KERNEL_START_RETRIES = 3
+KERNEL_NAME = "python3"
+
+
+@dataclass
+class Task:
+    key: str                       # e.g. the area slug
+    src: Path
+    dst: Path
+    parameters: dict[str, Any]
+    cwd: Path | None = None
+    after: Callable[..., Any] | None = None   # run in the worker after execution (e.g. rendering)
+    after_args: tuple = ()
+
+
+@dataclass
+class Outcome:
+    key: str
+    ok: bool
+    seconds: float
+    error: str | None = None
+    result: Any = None
+    attempts: int = 1
+
+
+def ensure_kernelspec() -> str:
+    """Make sure a 'python3' kernelspec for this interpreter exists (fresh venvs have none)."""
+    from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
+
+    try:
+        KernelSpecManager().get_kernel_spec(KERNEL_NAME)
+    except NoSuchKernel:
+        from ipykernel.kernelspec import install
+
+        install(user=False, prefix=os.environ.get("VIRTUAL_ENV") or None) if os.environ.get("VIRTUAL_ENV") \
+            else install(user=True)
+    return KERNEL_NAME
+
+
+class WarmKernel:
+    """One kernel kept alive across notebook executions in this process."""
+
+    def __init__(self) -> None:
+        self.km = None
+
+    def start(self) -> None:
+        from jupyter_client.manager import KernelManager
+
+        last: Exception | None = None
+        for attempt in range(1, KERNEL_START_RETRIES + 1):
+            try:
+                # IPC sockets instead of TCP ports: no port clashes between parallel workers.
+                km = KernelManager(kernel_name=ensure_kernelspec(), transport="ipc",
+                                   ip=str(_ipc_dir() / f"kernel-{os.getpid()}-{attempt}"))
+                km.start_kernel()
+                kc = km.client()
+                kc.start_channels()
+                kc.wait_for_ready(timeout=60)
+                kc.stop_channels()
+                self.km = km
+                return
+            except Exception as exc:  # port clash, start timeout
+                last = exc
+                log.warning("kernel start failed (attempt %d/%d): %s", attempt, KERNEL_START_RETRIES, exc)
+                time.sleep(0.5 * attempt)
+        raise RuntimeError(f"could not start a Jupyter kernel after {KERNEL_START_RETRIES} attempts: {last}")
+
+    def alive(self) -> bool:
+        return self.km is not None and self.km.is_alive()
+
+    def shutdown(self) -> None:
+        if self.km is not None:
+            try:
+                self.km.shutdown_kernel(now=True)
+            except Exception:
+                pass
+            self.km = None
+
+
+_WARM: WarmKernel | None = None
+
+
+def _ipc_dir() -> Path:
+    import tempfile
+
+    d = Path(tempfile.gettempdir()) / "tsunagari-kernels"
+    d.mkdir(parents=True, exist_ok=True)
+    return d
+
+
+def _worker_kernel() -> WarmKernel:
+    global _WARM
+    if _WARM is None or not _WARM.alive():
+        if _WARM is not None:
+            _WARM.shutdown()
+        _WARM = WarmKernel()
+        _WARM.start()
+        import atexit
+
+        atexit.register(_WARM.shutdown)
+    return _WARM
+
+
+RESET_TAG = "tsunagari-reset"
+
+
+def _reset_code(cwd: Path | None) -> str:
+    """Clear the user namespace (imports stay cached in sys.modules: that is the saving), close
+    open figures, and move to `cwd`. Runs as a first cell that is removed from the record."""
+    code = ("get_ipython().run_line_magic('reset', '-f')\n"
+            "import sys as _sys\n"
+            "if 'matplotlib.pyplot' in _sys.modules: _sys.modules['matplotlib.pyplot'].close('all')\n")
+    if cwd is not None:
+        code += f"import os as _os; _os.chdir({str(cwd)!r})\n"
+    return code
+
+
+def execute_warm(src: Path, dst: Path, parameters: dict[str, Any], cwd: Path | None = None) -> Path:
+    """Execute one notebook with papermill in this process's warm kernel; write it to `dst`."""
+    import nbformat
+    import papermill as pm
+    from papermill.exceptions import PapermillExecutionError
+
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    for attempt in (1, 2):
+        warm = _worker_kernel()
+        nb = nbformat.read(str(src), as_version=4)
+        reset = nbformat.v4.new_code_cell(_reset_code(cwd))
+        reset.metadata["tags"] = [RESET_TAG]
+        nb.cells.insert(0, reset)
+        try:
+            out = pm.execute_notebook(nb, None, parameters=parameters, km=warm.km,
+                                      kernel_name=KERNEL_NAME, progress_bar=False, log_output=False,
+                                      start_timeout=60, request_save_on_cell_execute=False)
+        except PapermillExecutionError as exc:
+            # The notebook itself raised: keep the failed record for the reader, no retry.
+            _write_record(getattr(exc, "nb", None), dst)
+            raise
+        except Exception as exc:
+            if attempt == 2 or warm.alive():
+                raise
+            log.warning("kernel died while executing %s; retrying with a fresh kernel: %s", src, exc)
+            continue
+        _write_record(out, dst)
+        return dst
+    return dst
+
+
+def _write_record(nb, dst: Path) -> None:
+    import nbformat
+
+    if nb is None:
+        return
+    nb.cells = [c for c in nb.cells if RESET_TAG not in c.get("metadata", {}).get("tags", [])]
+    tmp = dst.with_suffix(".ipynb.tmp")
+    nbformat.write(nb, str(tmp))
+    tmp.replace(dst)
+
+
+def _run_task(task: Task) -> Outcome:
+    start = time.perf_counter()
+    try:
+        execute_warm(task.src, task.dst, task.parameters, task.cwd)
+        result = task.after(*task.after_args) if task.after else None
+        return Outcome(task.key, True, time.perf_counter() - start, result=result)
+    except Exception as exc:
+        return Outcome(task.key, False, time.perf_counter() - start, error=_short_error(exc))
+
+
+def _short_error(exc: Exception) -> str:
+    text = str(exc).strip()
+    try:
+        from papermill.exceptions import PapermillExecutionError
+
+        if isinstance(exc, PapermillExecutionError):
+            text = f"{exc.ename}: {exc.evalue} (cell {exc.exec_count})"
+    except Exception:
+        pass
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def run_tasks(tasks: list[Task], jobs: int = 1,
+              on_done: Callable[[Outcome], None] | None = None) -> list[Outcome]:
+    """Run tasks on `jobs` worker processes, each with one warm kernel. Never raises for a task:
+    failures are collected in the outcomes (in task order)."""
+    if not tasks:
+        return []
+    ensure_kernelspec()
+    jobs = max(1, min(jobs, len(tasks)))
+    outcomes: dict[str, Outcome] = {}
+    import multiprocessing as mp
+
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=mp.get_context("spawn")) as pool:
+        futures: dict[Future, Task] = {pool.submit(_run_task, t): t for t in tasks}
+        from concurrent.futures import as_completed
+
+        for fut in as_completed(futures):
+            task = futures[fut]
+            try:
+                out = fut.result()
+            except Exception as exc:  # the worker process itself died
+                out = Outcome(task.key, False, 0.0, error=_short_error(exc))
+            outcomes[task.key] = out
+            if on_done:
+                on_done(out)
+    return [outcomes[t.key] for t in tasks]

@@ -1,0 +1,64 @@
+"""Warm-kernel papermill execution (pipelines/executor.py) on real kernels."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from pipelines.executor import Task, run_tasks
+
+
+def _notebook(path: Path) -> Path:
+    nb = nbformat.v4.new_notebook()
+    params = nbformat.v4.new_code_cell("name = 'default'\nvalue = 0")
+    params.metadata["tags"] = ["parameters"]
+    body = nbformat.v4.new_code_cell(
+        "import os\n"
+        "leaked = 'marker' in globals()\n"
+        "marker = name\n"
+        "if name == 'bad':\n"
+        "    raise ValueError('boom in ' + name)\n"
+        "print(f'{name}:{value * 2}:leaked={leaked}:cwd={os.path.basename(os.getcwd())}')"
+    )
+    nb.cells = [params, body]
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(nb, str(path))
+    return path
+
+
+def _stdout(path: Path) -> str:
+    nb = nbformat.read(str(path), as_version=4)
+    return "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []))
+
+
+class TestRunTasks:
+    def test_namespace_reset_parameters_injected_and_failures_collected(self, tmp_path: Path) -> None:
+        src = _notebook(tmp_path / "nb.ipynb")
+        (tmp_path / "wd").mkdir()
+        names = ["a", "b", "bad", "c", "d"]
+        tasks = [Task(n, src, tmp_path / "out" / f"{n}.ipynb", {"name": n, "value": i}, cwd=tmp_path / "wd")
+                 for i, n in enumerate(names)]
+        outcomes = run_tasks(tasks, jobs=2)
+        assert [o.key for o in outcomes] == names
+        assert [o.ok for o in outcomes] == [True, True, False, True, True]
+        assert "ValueError: boom in bad" in outcomes[2].error
+        for i, n in enumerate(names):
+            if n == "bad":
+                continue
+            # Parameters injected by papermill; nothing left over from the previous area; cwd set.
+            assert _stdout(tmp_path / "out" / f"{n}.ipynb").strip() == f"{n}:{i * 2}:leaked=False:cwd=wd"
+            nb = nbformat.read(str(tmp_path / "out" / f"{n}.ipynb"), as_version=4)
+            tags = [c.metadata.get("tags", []) for c in nb.cells]
+            assert ["injected-parameters"] in tags          # a papermill record
+            assert not any("tsunagari-reset" in t for t in tags)  # the reset cell is not in the record
+            assert "papermill" in nb.metadata
+
+    @pytest.mark.parametrize("jobs", [1, 2])
+    def test_same_outputs_for_any_number_of_jobs(self, tmp_path: Path, jobs: int) -> None:
+        src = _notebook(tmp_path / "nb.ipynb")
+        tasks = [Task(n, src, tmp_path / f"{n}.ipynb", {"name": n, "value": 3}) for n in ("x", "y", "z")]
+        assert all(o.ok for o in run_tasks(tasks, jobs=jobs))
+        assert [_stdout(tmp_path / f"{n}.ipynb").split(":")[:3] for n in ("x", "y", "z")] == \
+            [[n, "6", "leaked=False"] for n in ("x", "y", "z")]
