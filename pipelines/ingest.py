@@ -1,0 +1,709 @@
+"""Ingest: raw files (CSV UTF-8/CP932, XLSX, Parquet) -> DuckDB staging -> validation -> warehouse.
+
+Each file is read as text, normalised (Unicode NFKC: full-width digits and spaces; trimmed), its
+headers and value labels mapped to the data contract through ``mapping.yml`` (plus an optional user
+mapping), typed and coded, and checked for the problems a user can act on: unknown column, unmapped
+label, impossible code, wrong type. The first problem found stops the load with a ``DataError``
+naming the file, the column, the rule, the first data rows (1-based), the count and examples.
+
+All files of one call are committed in one DuckDB transaction: staging tables are filled, the
+validation stage (``pipelines.validate.validate_staged``, when present) looks at them, then earlier
+versions are deleted and the new rows inserted. Any failure rolls everything back, so the warehouse
+is exactly as it was. A file whose sha256 is already recorded in ``files`` is skipped; a new file
+with the same name (or, for surveys, the same survey id) replaces its earlier version.
+"""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import hashlib
+import io
+import logging
+import re
+import time
+import unicodedata
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from functools import lru_cache
+from pathlib import Path
+
+import duckdb
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pacsv
+import yaml
+
+from . import config, schema
+from .errors import DataError, UsageError
+from .staging import StagedFile
+
+log = logging.getLogger("tsunagari.ingest")
+
+SUFFIXES = (".csv", ".xlsx", ".parquet")
+SURVEY_ID_RE = re.compile(r"^(national|pref\d{2})-(\d{4})$")
+
+# Rules, as printed in error messages (English / Japanese).
+RULE_UNKNOWN_COLUMN = "unknown column / 未知の列"
+RULE_MISSING_COLUMN = "missing column / 必須の列がありません"
+RULE_DUPLICATE_COLUMN = "duplicate column / 列名の重複"
+RULE_UNKNOWN_KIND = "unknown file kind / ファイルの種類を判別できません"
+RULE_UNMAPPED_LABEL = "unmapped label / 対応表にない値"
+RULE_IMPOSSIBLE_CODE = "impossible code / ありえないコード"
+RULE_WRONG_TYPE = "wrong type / 型が不正"
+RULE_TOO_LARGE = "file too large / ファイルが大きすぎます"
+RULE_ENCODING = "cannot decode / 文字コードを判別できません"
+RULE_UNREADABLE = "unreadable file / 読み込めません"
+RULE_EMPTY = "no data rows / データ行がありません"
+RULE_SURVEY_ID = "survey not identified / 調査を特定できません"
+RULE_DUPLICATE_SURVEY = "same survey in two files / 同じ調査が2つのファイルにあります"
+RULE_DUPLICATE_NAME = "same file name twice / 同じファイル名が2つあります"
+RULE_MAPPING = "mapping file refers to an unknown column / 対応表に未知の列"
+
+DETAIL_BLANK = "blank in a required column / 必須の列が空欄です"
+DETAIL_INT = "expected an integer / 整数ではありません"
+DETAIL_NUMBER = "expected a number / 数値ではありません"
+DETAIL_LABEL = "add it to a mapping file (--mapping) / 対応表（--mapping）に追加してください"
+
+SURVEY_INT = ["survey_year", "pref_code", "sex", "age", "household_single", *schema.QUESTIONS]
+PROGRAMME_INT = ["fiscal_year", "pref_code"]
+ALL_COLUMNS = list(dict.fromkeys(schema.SURVEY_COLUMNS + schema.PROGRAMME_COLUMNS))
+# Columns that may be absent from a file (filled in by ingest).
+SURVEY_FILLED = {"survey_id", "survey_year", "weight"}
+PROGRAMME_FILLED = {"source"}
+
+_INT_RE = re.compile(r"^[+-]?\d+(\.0*)?$")
+_INT32 = 2**31 - 1
+
+
+# --- Result ------------------------------------------------------------------------------------
+
+
+@dataclass
+class IngestResult:
+    """What one ingest call did. ``loaded``: new files; ``replaced``: new files that replaced an
+    earlier version (same file name or same survey); ``skipped``: already loaded (same sha256)."""
+
+    loaded: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    replaced: list[str] = field(default_factory=list)
+    validation: object | None = None
+    staged: list[StagedFile] = field(default_factory=list)
+    lines: list[str] = field(default_factory=list)
+
+    @property
+    def committed(self) -> list[str]:
+        return self.loaded + self.replaced
+
+    def summary(self) -> str:
+        """One short bilingual line per file."""
+        return "\n".join(self.lines) if self.lines else "no files / ファイルなし"
+
+
+# --- Mapping -----------------------------------------------------------------------------------
+
+
+def norm(text: str) -> str:
+    """NFKC (full-width digits, letters and spaces -> ASCII) and trimmed."""
+    return unicodedata.normalize("NFKC", text).strip()
+
+
+@dataclass
+class Mapping:
+    columns: dict[str, str]                 # normalised source header -> contract column
+    labels: dict[str, dict[str, object]]    # contract column -> normalised label -> code/value
+
+
+def _merge_mapping(base: Mapping, data: dict, source: str) -> None:
+    data = data or {}
+    bad = [f"{k} -> {v}" for k, v in (data.get("columns") or {}).items() if v not in ALL_COLUMNS]
+    bad += [f"labels: {c}" for c in (data.get("labels") or {}) if c not in ALL_COLUMNS]
+    if bad:
+        raise DataError(source, RULE_MAPPING, examples=bad,
+                        detail="contract columns / 契約列: " + ", ".join(ALL_COLUMNS))
+    for header, column in (data.get("columns") or {}).items():
+        base.columns[norm(str(header))] = column
+    for column, labels in (data.get("labels") or {}).items():
+        target = base.labels.setdefault(column, {})
+        for label, code in (labels or {}).items():
+            target[norm(str(label))] = code
+
+
+@lru_cache(maxsize=1)
+def _pref_labels() -> dict[str, int]:
+    """Prefecture names -> JIS code: 東京都, 東京, Tokyo (北海道 has no short form)."""
+    from .reference import prefectures
+
+    out: dict[str, int] = {}
+    for row in prefectures().itertuples():
+        code = int(row.pref_code)
+        name = norm(str(row.name_ja))
+        out[name] = code
+        if name[-1] in "都府県" and name != "北海道":
+            out[name[:-1]] = code
+        out[str(row.romaji)] = code
+        out[str(row.romaji).lower()] = code
+    return out
+
+
+def load_mapping(extra: Path | None = None) -> Mapping:
+    """The shipped mapping.yml, extended/overridden by the user's YAML file when given."""
+    base = Mapping(columns={}, labels={"pref_code": dict(_pref_labels())})
+    with open(config.MAPPING_FILE, encoding="utf-8") as fh:
+        _merge_mapping(base, yaml.safe_load(fh), config.MAPPING_FILE.name)
+    if extra is not None:
+        extra = Path(extra)
+        if not extra.is_file():
+            raise UsageError("--mapping", f"'{extra}' does not exist / ファイルがありません")
+        with open(extra, encoding="utf-8") as fh:
+            _merge_mapping(base, yaml.safe_load(fh), extra.name)
+    return base
+
+
+# --- Reading -----------------------------------------------------------------------------------
+
+
+@dataclass
+class RawTable:
+    headers: list[str]            # as in the file
+    columns: list[pa.Array]       # strings, '' for blank, no nulls
+    source_row: np.ndarray        # 1-based data row numbers
+    encoding: str | None
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _decodes(path: Path, encoding: str) -> bool:
+    dec = codecs.getincrementaldecoder(encoding)(errors="strict")
+    try:
+        with open(path, "rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 20), b""):
+                dec.decode(chunk)
+        dec.decode(b"", final=True)
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+def detect_encoding(path: Path) -> str:
+    """'utf-8-sig' (with or without BOM) when the whole file decodes strictly, else 'cp932'."""
+    for enc in ("utf-8-sig", "cp932"):
+        if _decodes(path, enc):
+            return enc
+    raise DataError(path.name, RULE_ENCODING,
+                    detail="neither UTF-8 nor CP932 (Shift_JIS); give --encoding / UTF-8でもCP932でもありません。--encoding を指定してください")
+
+
+def _read_csv(path: Path, encoding: str | None) -> RawTable:
+    enc = encoding or detect_encoding(path)
+    try:
+        codecs.lookup(enc)
+    except LookupError:
+        raise UsageError("--encoding", f"'{enc}' is not a known encoding / 不明な文字コード") from None
+    try:
+        with open(path, encoding=enc, newline="") as fh:
+            headers = next(csv.reader(fh), None)
+    except UnicodeDecodeError as exc:
+        raise DataError(path.name, RULE_ENCODING, detail=f"not {enc}: {exc.reason} / {enc} ではありません") from None
+    if not headers:
+        raise DataError(path.name, RULE_EMPTY)
+    names = [f"c{i}" for i in range(len(headers))]
+    # pyarrow skips the UTF-8 BOM itself; other encodings are transcoded by Python's codec.
+    pa_enc = "utf8" if codecs.lookup(enc).name in ("utf-8", "utf-8-sig") else enc
+    try:
+        table = pacsv.read_csv(
+            path,
+            read_options=pacsv.ReadOptions(encoding=pa_enc, skip_rows=1, column_names=names,
+                                            block_size=1 << 24),
+            parse_options=pacsv.ParseOptions(newlines_in_values=True),
+            convert_options=pacsv.ConvertOptions(
+                column_types={n: pa.string() for n in names}, strings_can_be_null=False,
+                quoted_strings_can_be_null=False, null_values=[]),
+        )
+    except (pa.ArrowInvalid, UnicodeDecodeError) as exc:
+        raise DataError(path.name, RULE_UNREADABLE, detail=str(exc).splitlines()[0]) from None
+    cols = [table.column(i).combine_chunks() for i in range(len(names))]
+    return RawTable(headers, cols, np.arange(1, table.num_rows + 1, dtype=np.int64), enc)
+
+
+def _cell_text(value: object) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    if isinstance(value, datetime):
+        return value.isoformat()
+    return str(value)
+
+
+def _read_xlsx(path: Path) -> RawTable:
+    import openpyxl
+
+    try:
+        wb = openpyxl.load_workbook(path, read_only=True, data_only=True)
+    except Exception as exc:  # zipfile/openpyxl raise many kinds
+        raise DataError(path.name, RULE_UNREADABLE, detail=f"{type(exc).__name__}: {exc}") from None
+    try:
+        rows = wb.worksheets[0].iter_rows(values_only=True)
+        header_row = next(rows, None)
+        if header_row is None:
+            raise DataError(path.name, RULE_EMPTY)
+        headers = [_cell_text(v) for v in header_row]
+        width = len(headers)
+        data: list[list[str]] = [[] for _ in range(width)]
+        for row in rows:
+            cells = [_cell_text(v) for v in row[:width]]
+            if any(c != "" for c in row[width:] if c is not None):
+                raise DataError(path.name, RULE_UNREADABLE, detail="cells right of the header row / 見出しのない列に値があります")
+            cells += [""] * (width - len(cells))
+            for i, c in enumerate(cells):
+                data[i].append(c)
+    finally:
+        wb.close()
+    n = len(data[0]) if data else 0
+    return RawTable(headers, [pa.array(col, pa.string()) for col in data],
+                    np.arange(1, n + 1, dtype=np.int64), None)
+
+
+def _read_parquet(path: Path) -> RawTable:
+    import pyarrow.parquet as pq
+
+    try:
+        table = pq.read_table(path)
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise DataError(path.name, RULE_UNREADABLE, detail=str(exc).splitlines()[0]) from None
+    cols = []
+    for col in table.columns:
+        col = col.combine_chunks()
+        if pa.types.is_floating(col.type):
+            # 1.0 -> '1' like the other formats (text of an integral float)
+            as_int = pc.cast(col, pa.int64(), safe=False)
+            integral = pc.equal(pc.cast(as_int, col.type), col)
+            text = pc.if_else(integral, pc.cast(as_int, pa.string()), pc.cast(col, pa.string()))
+        else:
+            text = pc.cast(col, pa.string())
+        cols.append(pc.fill_null(text, ""))
+    return RawTable(list(table.column_names), cols,
+                    np.arange(1, table.num_rows + 1, dtype=np.int64), None)
+
+
+def read_raw(path: Path, encoding: str | None = None) -> RawTable:
+    """Read a file as text columns; drop rows that are entirely blank (row numbers are kept)."""
+    suffix = path.suffix.lower()
+    if suffix == ".csv":
+        raw = _read_csv(path, encoding)
+    elif suffix == ".xlsx":
+        raw = _read_xlsx(path)
+    elif suffix == ".parquet":
+        raw = _read_parquet(path)
+    else:
+        raise DataError(path.name, "unsupported file type / 対応していない形式",
+                        detail="CSV, XLSX or Parquet / CSV・XLSX・Parquet のみ")
+    # Excel leaves columns without header and rows without values behind: drop them.
+    keep = [i for i, h in enumerate(raw.headers)
+            if norm(h) != "" or pc.any(pc.not_equal(raw.columns[i], "")).as_py()]
+    raw.headers = [raw.headers[i] for i in keep]
+    raw.columns = [raw.columns[i] for i in keep]
+    if raw.columns and len(raw.columns[0]):
+        blank = None
+        for col in raw.columns:
+            b = pc.equal(pc.utf8_trim_whitespace(col), "")
+            blank = b if blank is None else pc.and_(blank, b)
+        if pc.any(blank).as_py():
+            mask = pc.invert(blank)
+            raw.columns = [pc.filter(c, mask) for c in raw.columns]
+            raw.source_row = raw.source_row[mask.to_numpy(zero_copy_only=False)]
+    return raw
+
+
+# --- Normalising and typing --------------------------------------------------------------------
+
+
+class _Problem:
+    """Per distinct value: which rule it breaks (blank, int, number, label, code)."""
+
+    BLANK, INT, NUMBER, LABEL, CODE = "blank", "int", "number", "label", "code"
+
+
+def _as_int(s: str) -> int | None:
+    if _INT_RE.match(s):
+        v = int(float(s)) if "." in s else int(s)
+        return v if abs(v) <= _INT32 else None
+    return None
+
+
+def _as_float(s: str) -> float | None:
+    try:
+        v = float(s.replace(",", ""))
+    except ValueError:
+        return None
+    return v if np.isfinite(v) else None
+
+
+@dataclass
+class _Spec:
+    kind: str                     # 'int' | 'code' | 'float' | 'text'
+    required: bool = True         # blank -> problem (else NULL / default)
+    codes: set[int] | None = None
+    default: object = None
+
+
+def _specs(kind: str) -> dict[str, _Spec]:
+    if kind == "survey":
+        specs = {c: _Spec("code", codes=schema.CODE_SETS[c]) for c in schema.CODE_SETS}
+        specs.update({
+            "survey_id": _Spec("text"), "survey_year": _Spec("int"), "respondent_id": _Spec("text"),
+            "pref_code": _Spec("code", codes=set(range(1, 48))), "age": _Spec("int", required=False),
+            "weight": _Spec("float"),
+        })
+        return {c: specs[c] for c in schema.SURVEY_COLUMNS}
+    return {"fiscal_year": _Spec("int"), "pref_code": _Spec("code", codes=set(range(1, 48))),
+            "metric_id": _Spec("text"), "value": _Spec("float", required=False),
+            "unit": _Spec("text"), "source": _Spec("text", required=False)}
+
+
+def _convert_unique(s: str, spec: _Spec, labels: dict[str, object]) -> tuple[object, str | None]:
+    """(value, problem) for one normalised distinct value."""
+    if s in labels:
+        s = str(labels[s])
+    if s == "":
+        return (None, _Problem.BLANK) if spec.required else (spec.default, None)
+    if spec.kind == "text":
+        return s, None
+    if spec.kind == "float":
+        v = _as_float(s)
+        return (v, None) if v is not None else (None, _Problem.NUMBER)
+    v = _as_int(s)
+    if spec.kind == "int":
+        return (v, None) if v is not None else (None, _Problem.INT)
+    # coded column
+    if v is None:
+        return None, (_Problem.CODE if _as_float(s) is not None else _Problem.LABEL)
+    return (v, None) if v in spec.codes else (None, _Problem.CODE)
+
+
+def _codes_text(codes: set[int]) -> str:
+    if codes == set(range(1, 48)):
+        return "1–47"
+    return ", ".join(str(c) for c in sorted(codes))
+
+
+def _convert_column(file_name: str, column: str, raw: pa.Array, rows: np.ndarray, spec: _Spec,
+                    labels: dict[str, object]) -> pa.Array:
+    """Map a text column to its typed Arrow array, working on distinct values only."""
+    enc = raw.dictionary_encode()
+    indices = enc.indices.to_numpy(zero_copy_only=False)
+    uniques = enc.dictionary.to_pylist()
+    converted = [_convert_unique(norm(u), spec, labels) for u in uniques]
+    problems = [p for _, p in converted]
+    if any(problems):
+        bad_u = np.array([p is not None for p in problems])
+        bad_rows = np.flatnonzero(bad_u[indices])
+        first = problems[indices[bad_rows[0]]]
+        same = np.array([p == first for p in problems])
+        hit = np.flatnonzero(same[indices])
+        seen = list(dict.fromkeys(indices[hit[:10000]].tolist()))
+        examples = [uniques[i] for i in seen[: 5]]
+        rule, detail = {
+            _Problem.BLANK: (RULE_WRONG_TYPE, DETAIL_BLANK),
+            _Problem.INT: (RULE_WRONG_TYPE, DETAIL_INT),
+            _Problem.NUMBER: (RULE_WRONG_TYPE, DETAIL_NUMBER),
+            _Problem.LABEL: (RULE_UNMAPPED_LABEL, DETAIL_LABEL),
+            _Problem.CODE: (RULE_IMPOSSIBLE_CODE,
+                            f"allowed codes / 有効なコード: {_codes_text(spec.codes or set())}"),
+        }[first]
+        raise DataError(file_name, rule, column=column, rows=rows[hit[:6]].tolist(),
+                        count=int(len(hit)), examples=[] if first == _Problem.BLANK else examples,
+                        detail=detail)
+    values = [v for v, _ in converted]
+    if spec.kind in ("int", "code"):
+        arrow_type = pa.int32()
+    elif spec.kind == "float":
+        arrow_type = pa.float64()
+    else:
+        arrow_type = pa.string()
+    return pa.array(values, arrow_type).take(pa.array(indices))
+
+
+# --- One file ----------------------------------------------------------------------------------
+
+
+@dataclass
+class PreparedFile:
+    staged: StagedFile
+    table: pa.Table               # contract columns (+ file_id, source_row), typed
+
+
+def _map_headers(file_name: str, headers: Sequence[str], mapping: Mapping) -> list[str | None]:
+    mapped: list[str | None] = []
+    for h in headers:
+        n = norm(h)
+        if n in mapping.columns:
+            mapped.append(mapping.columns[n])
+        elif n.lower() in ALL_COLUMNS:
+            mapped.append(n.lower())
+        else:
+            mapped.append(None)
+    seen: dict[str, str] = {}
+    for h, m in zip(headers, mapped):
+        if m is None:
+            continue
+        if m in seen:
+            raise DataError(file_name, RULE_DUPLICATE_COLUMN, column=m, examples=[seen[m], h],
+                            detail="two headers map to the same column / 2つの見出しが同じ列に対応しています")
+        seen[m] = h
+    return mapped
+
+
+def declared_survey(path: Path) -> str | None:
+    """The survey declared by a file name such as national-2024.csv or pref11-2023.xlsx."""
+    return path.stem if SURVEY_ID_RE.match(path.stem) else None
+
+
+def prepare_file(path: Path, file_id: str, mapping: Mapping, encoding: str | None = None) -> PreparedFile:
+    """Read, map, normalise and type one file. Raises DataError on the first problem."""
+    name = path.name
+    raw = read_raw(path, encoding)
+    mapped = _map_headers(name, raw.headers, mapping)
+    present = {m for m in mapped if m}
+    unknown = [h for h, m in zip(raw.headers, mapped) if m is None]
+    if "respondent_id" in present:
+        kind, contract, filled = "survey", schema.SURVEY_COLUMNS, SURVEY_FILLED
+    elif "metric_id" in present:
+        kind, contract, filled = "programme", schema.PROGRAMME_COLUMNS, PROGRAMME_FILLED
+    else:
+        raise DataError(name, RULE_UNKNOWN_KIND, examples=unknown,
+                        detail="no respondent_id (survey) or metric_id (programme) column / "
+                               "respondent_id（調査）も metric_id（施策）の列もありません")
+    wrong = [h for h, m in zip(raw.headers, mapped) if m is None or m not in contract]
+    if wrong:
+        raise DataError(name, RULE_UNKNOWN_COLUMN, column=", ".join(wrong),
+                        detail=f"not a {kind} column; add it to a mapping file (--mapping) / "
+                               "対応表（--mapping）に追加してください")
+    missing = [c for c in contract if c not in present and c not in filled]
+    if missing:
+        raise DataError(name, RULE_MISSING_COLUMN, column=", ".join(missing))
+    n = len(raw.source_row)
+    if n == 0:
+        raise DataError(name, RULE_EMPTY)
+
+    specs = _specs(kind)
+    by_col = {m: raw.columns[i] for i, m in enumerate(mapped) if m}
+    out: dict[str, pa.Array] = {}
+    for col in contract:
+        if col in by_col:
+            out[col] = _convert_column(name, col, by_col[col], raw.source_row, specs[col],
+                                       mapping.labels.get(col, {}))
+
+    survey_id = survey_year = None
+    if kind == "survey":
+        survey_id = declared_survey(path)
+        if survey_id is None:
+            values = pc.unique(out["survey_id"]).to_pylist() if "survey_id" in out else []
+            if len(values) != 1:
+                raise DataError(name, RULE_SURVEY_ID, column="survey_id", examples=values,
+                                detail="one survey per file, named like national-2024.csv or pref11-2023.csv, "
+                                       "or a survey_id column / 1ファイル1調査。ファイル名（例 national-2024.csv）か survey_id 列で指定してください")
+            survey_id = values[0]
+            if not SURVEY_ID_RE.match(survey_id):
+                raise DataError(name, RULE_SURVEY_ID, column="survey_id", examples=[survey_id],
+                                detail="expected e.g. national-2024 or pref11-2023 / 例: national-2024, pref11-2023")
+        survey_year = int(SURVEY_ID_RE.match(survey_id).group(2))
+        if "survey_id" not in out:
+            out["survey_id"] = pa.repeat(pa.scalar(survey_id), n)
+        if "survey_year" not in out:
+            out["survey_year"] = pa.repeat(pa.scalar(survey_year, pa.int32()), n)
+        if "weight" not in out:
+            out["weight"] = pa.repeat(pa.scalar(1.0), n)
+    elif "source" not in out:
+        out["source"] = pa.nulls(n, pa.string())
+
+    out["file_id"] = pa.repeat(pa.scalar(file_id), n)
+    out["source_row"] = pa.array(raw.source_row.astype(np.int32))
+    table = pa.table({c: out[c] for c in [*contract, "file_id", "source_row"]})
+    staged = StagedFile(
+        path=path, file_name=name, file_id=file_id, kind=kind, row_count=n, encoding=raw.encoding,
+        survey_id=survey_id, survey_year=survey_year, synthetic=(path.parent / "SYNTHETIC").exists(),
+    )
+    return PreparedFile(staged, table)
+
+
+# --- Warehouse ---------------------------------------------------------------------------------
+
+
+def ensure_tables(con: duckdb.DuckDBPyConnection) -> None:
+    for name in ("survey_responses", "staging_survey"):
+        con.execute(schema.SURVEY_TABLE_DDL.format(name=name))
+    for name in ("programme", "staging_programme"):
+        con.execute(schema.PROGRAMME_TABLE_DDL.format(name=name))
+    con.execute(schema.FILES_TABLE_DDL)
+
+
+def _stage(con: duckdb.DuckDBPyConnection, prepared: PreparedFile) -> None:
+    con.register("_ingest_frame", prepared.table)
+    try:
+        if prepared.staged.kind == "survey":
+            con.execute(f"""
+                INSERT INTO staging_survey BY NAME
+                SELECT *,
+                       CASE WHEN survey_id LIKE 'national%' THEN 'national' ELSE 'prefecture' END
+                           AS survey_kind,
+                       {schema.AGE_BAND_SQL} AS age_band, {schema.UK_AGE_BAND_SQL} AS uk_age_band
+                FROM _ingest_frame""")
+        else:
+            con.execute("INSERT INTO staging_programme BY NAME SELECT * FROM _ingest_frame")
+    finally:
+        con.unregister("_ingest_frame")
+
+
+def _validator():
+    try:
+        from . import validate as validation
+    except ModuleNotFoundError as exc:
+        if exc.name == "pipelines.validate":
+            return None
+        raise
+    return getattr(validation, "validate_staged", None)
+
+
+def _commit_file(con: duckdb.DuckDBPyConnection, sf: StagedFile) -> bool:
+    """Delete earlier versions of this file, insert from staging, record provenance.
+    Returns True when an earlier version was replaced."""
+    if sf.kind == "survey":
+        old = con.execute("SELECT file_id FROM files WHERE file_name = ? OR (kind = 'survey' AND survey_id = ?)",
+                          [sf.file_name, sf.survey_id]).fetchall()
+    else:
+        old = con.execute("SELECT file_id FROM files WHERE file_name = ?", [sf.file_name]).fetchall()
+    old_ids = [r[0] for r in old]
+    if old_ids:
+        for table in ("survey_responses", "programme"):
+            con.execute(f"DELETE FROM {table} WHERE list_contains(?, file_id)", [old_ids])
+        con.execute("DELETE FROM files WHERE list_contains(?, file_id)", [old_ids])
+    if sf.kind == "survey":
+        con.execute("DELETE FROM survey_responses WHERE survey_id = ?", [sf.survey_id])
+        con.execute("INSERT INTO survey_responses SELECT * FROM staging_survey WHERE file_id = ?", [sf.file_id])
+    else:
+        con.execute("""DELETE FROM programme p USING (
+                           SELECT DISTINCT fiscal_year, pref_code, metric_id FROM staging_programme
+                           WHERE file_id = ?) k
+                       WHERE p.fiscal_year = k.fiscal_year AND p.pref_code = k.pref_code
+                         AND p.metric_id = k.metric_id""", [sf.file_id])
+        con.execute("INSERT INTO programme SELECT * FROM staging_programme WHERE file_id = ?", [sf.file_id])
+    con.execute(
+        "INSERT INTO files VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        [sf.file_id, sf.file_name, str(sf.path), sf.kind, sf.survey_id, sf.survey_year, sf.encoding,
+         sf.row_count, sf.synthetic, datetime.now(timezone.utc).replace(tzinfo=None)],
+    )
+    return bool(old_ids)
+
+
+def expand_paths(paths: Iterable[Path]) -> list[Path]:
+    """Files as given; folders -> their *.csv, *.xlsx, *.parquet (sorted), other files ignored."""
+    files: list[Path] = []
+    for p in map(Path, paths):
+        if p.is_dir():
+            files += sorted(q for q in p.iterdir() if q.is_file() and q.suffix.lower() in SUFFIXES)
+        elif p.is_file():
+            files.append(p)
+        else:
+            raise UsageError("PATH", f"'{p}' does not exist / ファイルがありません")
+    return files
+
+
+def _line(sf: StagedFile, verb_en: str, verb_ja: str) -> str:
+    what = f"survey {sf.survey_id}" if sf.kind == "survey" else "programme"
+    what_ja = f"調査 {sf.survey_id}" if sf.kind == "survey" else "施策データ"
+    return f"{sf.file_name}: {verb_en} {sf.row_count:,} rows ({what}) / {verb_ja} {sf.row_count:,}行（{what_ja}）"
+
+
+def ingest_files(paths: list[Path], warehouse: Path, encoding: str | None = None,
+                 mapping: Path | None = None, validate: bool = True) -> IngestResult:
+    """Load raw files into staging, validate, and commit them to the warehouse in one transaction."""
+    files = expand_paths(paths)
+    if not files:
+        raise UsageError("PATH", "no CSV, XLSX or Parquet files / CSV・XLSX・Parquet ファイルがありません")
+    for f in files:
+        size = f.stat().st_size
+        if size > config.MAX_INPUT_BYTES:
+            raise DataError(f.name, RULE_TOO_LARGE, detail=f"{size:,} bytes > limit {config.MAX_INPUT_BYTES:,} bytes "
+                                                           f"(TSUNAGARI_MAX_INPUT_BYTES) / 上限 {config.MAX_INPUT_BYTES:,} バイトを超えています")
+    maps = load_mapping(mapping)
+    result = IngestResult()
+    warehouse = Path(warehouse)
+    warehouse.parent.mkdir(parents=True, exist_ok=True)
+    con = duckdb.connect(str(warehouse))
+    try:
+        ensure_tables(con)
+        pending: list[tuple[Path, str]] = []
+        seen_ids: dict[str, str] = {}
+        names: dict[str, Path] = {}
+        for f in files:
+            fid = sha256_file(f)
+            if f.name in names:
+                raise DataError(f.name, RULE_DUPLICATE_NAME, examples=[str(names[f.name]), str(f)])
+            names[f.name] = f
+            known = con.execute("SELECT file_name FROM files WHERE file_id = ?", [fid]).fetchone()
+            if known or fid in seen_ids:
+                result.skipped.append(f.name)
+                same = known[0] if known else seen_ids[fid]
+                extra = "" if same == f.name else f" (= {same})"
+                result.lines.append(f"{f.name}: skipped, already loaded{extra} / 読み込み済みのためスキップ")
+                continue
+            seen_ids[fid] = f.name
+            pending.append((f, fid))
+        if not pending:
+            return result
+
+        con.execute("BEGIN TRANSACTION")
+        try:
+            con.execute("DELETE FROM staging_survey")
+            con.execute("DELETE FROM staging_programme")
+            surveys: dict[str, str] = {}
+            for f, fid in pending:
+                t0 = time.perf_counter()
+                prepared = prepare_file(f, fid, maps, encoding)
+                sf = prepared.staged
+                if sf.survey_id is not None:
+                    if sf.survey_id in surveys:
+                        raise DataError(f.name, RULE_DUPLICATE_SURVEY, column="survey_id",
+                                        examples=[sf.survey_id], detail=f"also in {surveys[sf.survey_id]}")
+                    surveys[sf.survey_id] = f.name
+                _stage(con, prepared)
+                del prepared
+                result.staged.append(sf)
+                log.info("staged %s: %d rows in %.1f s", f.name, sf.row_count, time.perf_counter() - t0)
+
+            check = _validator() if validate else None
+            if check is not None:
+                report = check(con, result.staged)
+                result.validation = report
+                if report.has_critical:
+                    raise report.to_error()
+
+            for sf in result.staged:
+                if _commit_file(con, sf):
+                    result.replaced.append(sf.file_name)
+                    result.lines.append(_line(sf, "replaced earlier version with", "旧版を置き換え"))
+                else:
+                    result.loaded.append(sf.file_name)
+                    result.lines.append(_line(sf, "loaded", "読み込み"))
+            con.execute("COMMIT")
+        except BaseException:
+            con.execute("ROLLBACK")
+            raise
+    finally:
+        con.close()
+    return result
+
+
+def ingest_dir(input_dir: Path, warehouse: Path, **kw) -> IngestResult:
+    """Ingest every CSV/XLSX/Parquet file of one folder (see ingest_files)."""
+    return ingest_files([Path(input_dir)], warehouse, **kw)
