@@ -1,0 +1,626 @@
+"""Validation stage: Great Expectations suites on staged (or committed) data -> a report.
+
+The suites are reviewable files, ``expectations/survey.json`` and ``expectations/programme.json``
+(GX 1.x ExpectationSuite layout). Every expectation carries ``meta.severity``:
+
+* ``critical`` – the run stops (exit 1) and nothing is committed;
+* ``warning``  – reported (terminal, ``quality/``), the run goes on.
+
+GX's SQL datasource does not work on DuckDB (DESIGN.md), so each file's rows are read from DuckDB
+into pandas and validated through an ephemeral GX context with a pandas datasource. The context,
+assets and suites are built once per process and cached.
+
+Suite-file extensions understood here (both are plain GX underneath):
+
+* ``{"$PARAMETER": "declared_survey_year"}`` – GX suite parameter, filled with the file's declared
+  round (``StagedFile.survey_year`` / ``files.survey_year``).
+* ``meta.for_each_group: [cols]`` – the expectation is run once per group of those columns present
+  in the file (a GX ``row_condition`` per group) and reported as one result.
+"""
+
+from __future__ import annotations
+
+import copy
+import datetime as _dt
+import json
+import logging
+import re
+import threading
+import warnings
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pandas as pd
+
+from . import config
+from .errors import DataError, UsageError
+from .staging import StagedFile
+
+log = logging.getLogger("tsunagari.validate")
+
+SUITE_FILES = {"survey": "survey.json", "programme": "programme.json"}
+STAGING_TABLES = {"survey": "staging_survey", "programme": "staging_programme"}
+WAREHOUSE_TABLES = {"survey": "survey_responses", "programme": "programme"}
+ROW_ID_COLUMNS = {"survey": ["source_row", "respondent_id"], "programme": ["source_row"]}
+DECLARED_YEAR_PARAM = "declared_survey_year"
+MAX_EXAMPLES = 5
+
+SEVERITIES = ("critical", "warning")
+OUTCOME_LABELS = {  # outcome -> (Japanese, English, symbol)
+    "pass": ("合格", "Pass", "✓"),
+    "warning": ("警告", "Warning", "⚠"),
+    "fail": ("不合格", "Fail", "✗"),
+    "not_run": ("未実施", "Not run", "–"),
+}
+SEVERITY_LABELS = {"critical": ("重大", "critical"), "warning": ("警告", "warning")}
+
+
+# --- Result structures ----------------------------------------------------------------------------
+
+
+@dataclass
+class ExpectationResult:
+    """The outcome of one expectation on one input file."""
+
+    file_name: str
+    file_id: str
+    suite: str
+    expectation: str                 # GX expectation type, e.g. expect_column_values_to_be_in_set
+    column: str | None
+    severity: str                    # 'critical' | 'warning'
+    rule: str                        # plain words (English)
+    rule_ja: str                     # plain words (Japanese)
+    success: bool | None             # None: not run
+    element_count: int | None = None
+    unexpected_count: int | None = None
+    examples: list[dict[str, Any]] = field(default_factory=list)  # {"value", "source_row", "respondent_id"?}
+    note: str | None = None
+
+    @property
+    def outcome(self) -> str:
+        if self.success is None:
+            return "not_run"
+        if self.success:
+            return "pass"
+        return "fail" if self.severity == "critical" else "warning"
+
+    @property
+    def outcome_label(self) -> str:
+        ja, en, sym = OUTCOME_LABELS[self.outcome]
+        return f"{sym} {ja} {en}"
+
+    def rule_text(self) -> str:
+        ja, en = SEVERITY_LABELS[self.severity]
+        return f"{self.rule} / {self.rule_ja} [{en} / {ja}]"
+
+    def examples_text(self, limit: int = 3) -> str:
+        parts = []
+        for ex in self.examples[:limit]:
+            ids = []
+            if ex.get("source_row") is not None:
+                ids.append(f"row {ex['source_row']}")
+            if ex.get("respondent_id") is not None:
+                ids.append(f"id {ex['respondent_id']}")
+            value = ex.get("value")
+            shown = value if isinstance(value, str) and not ids else repr(value)
+            parts.append(f"{' '.join(ids)}: {shown}" if ids else shown)
+        return "; ".join(parts)
+
+    def to_json(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["outcome"] = self.outcome
+        return _plain(d)
+
+
+@dataclass
+class FileSummary:
+    file_name: str
+    file_id: str
+    kind: str
+    rows: int
+    survey_id: str | None = None
+    survey_year: int | None = None
+
+
+@dataclass
+class ValidationReport:
+    """Results of every expectation for every input file (several ingests may be merged)."""
+
+    results: list[ExpectationResult] = field(default_factory=list)
+    files: list[FileSummary] = field(default_factory=list)
+    seconds: float = 0.0
+
+    # -- status
+    @property
+    def failures(self) -> list[ExpectationResult]:
+        return [r for r in self.results if r.success is False]
+
+    @property
+    def critical_failures(self) -> list[ExpectationResult]:
+        return [r for r in self.failures if r.severity == "critical"]
+
+    @property
+    def warnings(self) -> list[ExpectationResult]:
+        return [r for r in self.failures if r.severity == "warning"]
+
+    @property
+    def has_critical(self) -> bool:
+        return bool(self.critical_failures)
+
+    @property
+    def has_warning(self) -> bool:
+        return bool(self.warnings)
+
+    @property
+    def ok(self) -> bool:
+        return not self.has_critical
+
+    def merge(self, other: ValidationReport) -> ValidationReport:
+        """A new report with this report's results followed by ``other``'s."""
+        return ValidationReport(results=[*self.results, *other.results],
+                                files=[*self.files, *other.files],
+                                seconds=self.seconds + other.seconds)
+
+    @classmethod
+    def combine(cls, reports: Iterable[ValidationReport]) -> ValidationReport:
+        out = cls()
+        for r in reports:
+            out = out.merge(r)
+        return out
+
+    # -- error
+    def to_error(self) -> DataError:
+        """DataError for the first critical failure (file, column, rule, count, example rows)."""
+        crit = self.critical_failures
+        if not crit:
+            raise ValueError("no critical failure to report")
+        first = crit[0]
+        rows = [ex["source_row"] for ex in first.examples if ex.get("source_row") is not None]
+        values = [ex.get("value") for ex in first.examples]
+        details = []
+        ids = [str(ex["respondent_id"]) for ex in first.examples if ex.get("respondent_id") is not None]
+        if ids:
+            details.append("respondent_id " + ", ".join(ids[:MAX_EXAMPLES]))
+        if first.note:
+            details.append(first.note)
+        others = len(crit) - 1
+        details.append(f"{others} other critical failure{'s' if others != 1 else ''} / "
+                       f"ほかの重大な不合格 {others} 件")
+        return DataError(
+            file=first.file_name,
+            column=first.column,
+            rule=first.rule_text(),
+            rows=rows,
+            count=first.unexpected_count or 0,
+            examples=values,
+            detail=". ".join(details),
+        )
+
+    # -- output
+    def counts(self) -> dict[str, int]:
+        c = {k: 0 for k in OUTCOME_LABELS}
+        for r in self.results:
+            c[r.outcome] += 1
+        return c
+
+    def summary(self) -> str:
+        """Terminal table: failures and warnings in full, a pass count per file."""
+        c = self.counts()
+        lines = [
+            f"Validation / データ検証: {len(self.files)} file(s), {len(self.results)} expectation results — "
+            f"合格 pass {c['pass']}, 警告 warning {c['warning']}, 不合格 fail {c['fail']}"
+            + (f", 未実施 not run {c['not_run']}" if c["not_run"] else "")
+        ]
+        header = ("suite", "file", "expectation", "column", "severity", "outcome", "unexpected", "examples (row id: value)")
+        rows = []
+        for r in self.results:
+            if r.outcome == "pass":
+                continue
+            rows.append((r.suite, r.file_name, r.rule, r.column or "", r.severity, r.outcome,
+                         "" if r.unexpected_count is None else str(r.unexpected_count),
+                         r.examples_text() or (r.note or "")))
+        if rows:
+            widths = [min(max(len(h), *(len(row[i]) for row in rows)), 48) for i, h in enumerate(header)]
+            widths[-1] = max(len(header[-1]), 10)
+            fmt = lambda row: "  ".join(_clip(v, w).ljust(w) for v, w in zip(row, widths)).rstrip()  # noqa: E731
+            lines.append(fmt(header))
+            lines.append("  ".join("-" * w for w in widths))
+            for row in rows:
+                line = "  ".join(_clip(v, w).ljust(w) for v, w in zip(row[:-1], widths[:-1]))
+                lines.append(f"{line}  {row[-1]}")
+        for f in self.files:
+            mine = [r for r in self.results if r.file_id == f.file_id]
+            passed = sum(r.outcome == "pass" for r in mine)
+            lines.append(f"  {f.file_name} ({f.kind}, {f.rows} rows): {passed}/{len(mine)} passed")
+        if self.has_critical:
+            lines.append("Critical failures: nothing is committed / 重大な不合格があるため反映しません")
+        return "\n".join(lines)
+
+    def to_json(self) -> dict[str, Any]:
+        import great_expectations as gx
+
+        return _plain({
+            "generated_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+            "great_expectations_version": gx.__version__,
+            "ok": self.ok,
+            "has_critical": self.has_critical,
+            "has_warning": self.has_warning,
+            "counts": self.counts(),
+            "seconds": round(self.seconds, 3),
+            "files": [asdict(f) for f in self.files],
+            "results": [r.to_json() for r in self.results],
+        })
+
+    def write(self, quality_dir: Path) -> Path:
+        """Write ``results.json`` and a self-contained ``index.html``; returns the HTML path."""
+        quality_dir = Path(quality_dir)
+        quality_dir.mkdir(parents=True, exist_ok=True)
+        data = self.to_json()
+        (quality_dir / "results.json").write_text(json.dumps(data, ensure_ascii=False, indent=2),
+                                                  encoding="utf-8")
+        html = render_html(self, data)
+        out = quality_dir / "index.html"
+        out.write_text(html, encoding="utf-8")
+        return out
+
+
+def _clip(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def _plain(obj: Any) -> Any:
+    """Numpy/pandas scalars -> plain Python, recursively (for JSON)."""
+    if isinstance(obj, dict):
+        return {str(k): _plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple, set)):
+        return [_plain(v) for v in obj]
+    if obj is None or isinstance(obj, (bool, int, float, str)):
+        if isinstance(obj, float) and obj != obj:
+            return None
+        return obj
+    if hasattr(obj, "item"):
+        try:
+            return _plain(obj.item())
+        except (ValueError, TypeError):
+            pass
+    if obj is pd.NA or obj is pd.NaT:
+        return None
+    return str(obj)
+
+
+# --- Suites and the cached GX context ---------------------------------------------------------------
+
+
+def suite_path(kind: str) -> Path:
+    return config.EXPECTATIONS_DIR / SUITE_FILES[kind]
+
+
+def load_suite_spec(kind: str) -> dict[str, Any]:
+    """The suite file as a dict; every expectation must declare a severity."""
+    path = suite_path(kind)
+    spec = json.loads(path.read_text(encoding="utf-8"))
+    for i, exp in enumerate(spec["expectations"]):
+        sev = exp.get("severity")
+        if sev not in SEVERITIES:
+            raise ValueError(f"{path}: expectation {i} ({exp.get('type')}) has no valid severity "
+                             f"(critical|warning): {sev!r}")
+        exp.setdefault("meta", {})
+    return spec
+
+
+class _GX:
+    """One ephemeral GX context per process with a pandas datasource and one asset per kind."""
+
+    _lock = threading.Lock()
+    _instance: _GX | None = None
+
+    def __init__(self) -> None:
+        import great_expectations as gx
+        from great_expectations.data_context.types.base import ProgressBarsConfig
+
+        self.gx = gx
+        self.context = gx.get_context(mode="ephemeral")
+        self.context.variables.progress_bars = ProgressBarsConfig(globally=False, metric_calculations=False)
+        ds = self.context.data_sources.add_pandas("tsunagari")
+        self.batch_definitions = {}
+        for kind in SUITE_FILES:
+            asset = ds.add_dataframe_asset(kind)
+            self.batch_definitions[kind] = asset.add_batch_definition_whole_dataframe(f"{kind}_file")
+        self.specs = {kind: load_suite_spec(kind) for kind in SUITE_FILES}
+        self._suites: dict[tuple[str, bool], Any] = {}
+
+    @classmethod
+    def get(cls) -> _GX:
+        with cls._lock:
+            if cls._instance is None:
+                cls._instance = cls()
+            return cls._instance
+
+    @classmethod
+    def reset(cls) -> None:
+        """Forget the cached context (e.g. after editing a suite file)."""
+        with cls._lock:
+            cls._instance = None
+
+    def build_suite(self, name: str, expectations: Sequence[tuple[int, dict[str, Any]]]):
+        from great_expectations.expectations.expectation_configuration import ExpectationConfiguration
+
+        confs = []
+        for idx, exp in expectations:
+            exp = copy.deepcopy(exp)
+            exp.setdefault("meta", {})["_idx"] = idx
+            confs.append(ExpectationConfiguration(type=exp["type"], kwargs=exp["kwargs"], meta=exp["meta"],
+                                                  severity=exp["severity"]))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            suite = self.gx.ExpectationSuite(name=name, expectations=confs)
+        if len(suite.expectations) != len(confs):  # GX logs and drops invalid configurations
+            raise ValueError(f"suite {name}: {len(confs) - len(suite.expectations)} invalid expectation(s)")
+        return suite
+
+    def suite(self, kind: str, with_declared_year: bool):
+        """The cached GX suite of the non-grouped expectations of ``kind``."""
+        key = (kind, with_declared_year)
+        if key not in self._suites:
+            exps = [(i, e) for i, e in enumerate(self.specs[kind]["expectations"])
+                    if not e["meta"].get("for_each_group")
+                    and (with_declared_year or not _uses_param(e, DECLARED_YEAR_PARAM))]
+            self._suites[key] = self.build_suite(kind, exps)
+        return self._suites[key]
+
+
+def _uses_param(exp: dict[str, Any], name: str) -> bool:
+    return f'"$PARAMETER": "{name}"' in json.dumps(exp)
+
+
+def _declared_year(sf: StagedFile) -> int | None:
+    if sf.survey_year is not None:
+        return int(sf.survey_year)
+    m = re.search(r"(\d{4})$", sf.survey_id or "")
+    return int(m.group(1)) if m else None
+
+
+# --- Running a suite on one frame -----------------------------------------------------------------
+
+
+def _column_of(exp: dict[str, Any]) -> str | None:
+    meta, kw = exp.get("meta", {}), exp["kwargs"]
+    if meta.get("report_column"):
+        return meta["report_column"]
+    if "column" in kw:
+        return kw["column"]
+    if "column_B" in kw:
+        return kw["column_B"]
+    if "column_list" in kw:
+        return ", ".join(kw["column_list"])
+    return None
+
+
+def _examples(result: dict[str, Any], index_cols: list[str]) -> list[dict[str, Any]]:
+    out = []
+    for item in (result.get("partial_unexpected_index_list") or [])[:MAX_EXAMPLES]:
+        if not isinstance(item, dict):
+            continue
+        values = {k: v for k, v in item.items() if k not in index_cols}
+        ex: dict[str, Any] = {k: _plain(item.get(k)) for k in index_cols if k in item}
+        if len(values) == 1:
+            ex["value"] = _plain(next(iter(values.values())))
+        else:
+            ex["value"] = ", ".join(f"{k}={_plain(v)}" for k, v in values.items())
+        out.append(ex)
+    if not out:
+        for v in (result.get("partial_unexpected_list") or [])[:MAX_EXAMPLES]:
+            out.append({"value": _plain(v)})
+    return out
+
+
+def _result_from_gx(sf: StagedFile, kind: str, exp: dict[str, Any], r: Any,
+                    index_cols: list[str]) -> ExpectationResult:
+    meta = exp["meta"]
+    res = dict(r.result or {})
+    exc = r.exception_info or {}
+    note = None
+    if exc.get("raised_exception"):
+        msg = str(exc.get("exception_message") or "")
+        note = "could not be evaluated / 評価できません: " + msg.splitlines()[0][:200] if msg else \
+            "could not be evaluated / 評価できません"
+    unexpected = res.get("unexpected_count")
+    return ExpectationResult(
+        file_name=sf.file_name, file_id=sf.file_id, suite=kind, expectation=exp["type"],
+        column=_column_of(exp), severity=exp["severity"], rule=meta.get("rule", exp["type"]),
+        rule_ja=meta.get("rule_ja", ""), success=bool(r.success),
+        element_count=res.get("element_count"),
+        unexpected_count=int(unexpected) if unexpected is not None else None,
+        examples=[] if r.success else _examples(res, index_cols), note=note,
+    )
+
+
+def _result_format(index_cols: list[str]) -> dict[str, Any]:
+    return {"result_format": "SUMMARY", "unexpected_index_column_names": index_cols,
+            "partial_unexpected_count": MAX_EXAMPLES, "return_unexpected_index_query": False}
+
+
+def validate_frame(df: pd.DataFrame, sf: StagedFile) -> list[ExpectationResult]:
+    """Run the suite for ``sf.kind`` over one file's rows; results in suite-file order."""
+    g = _GX.get()
+    kind = sf.kind
+    spec = g.specs[kind]["expectations"]
+    index_cols = [c for c in ROW_ID_COLUMNS[kind] if c in df.columns]
+    year = _declared_year(sf) if kind == "survey" else None
+    suite = g.suite(kind, with_declared_year=year is not None or kind != "survey")
+    batch = g.batch_definitions[kind].get_batch(batch_parameters={"dataframe": df})
+    params = {DECLARED_YEAR_PARAM: year} if year is not None else None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        suite_result = batch.validate(suite, result_format=_result_format(index_cols),
+                                      expectation_parameters=params)
+    by_idx: dict[int, ExpectationResult] = {}
+    for r in suite_result.results:
+        idx = int(r.expectation_config.meta["_idx"])
+        by_idx[idx] = _result_from_gx(sf, kind, spec[idx], r, index_cols)
+
+    for idx, exp in enumerate(spec):
+        if idx in by_idx:
+            continue
+        meta = exp["meta"]
+        if meta.get("for_each_group"):
+            by_idx[idx] = _validate_grouped(df, sf, batch, g, idx, exp, index_cols)
+        else:  # parameterised expectation without a declared round
+            by_idx[idx] = ExpectationResult(
+                file_name=sf.file_name, file_id=sf.file_id, suite=kind, expectation=exp["type"],
+                column=_column_of(exp), severity=exp["severity"], rule=meta.get("rule", exp["type"]),
+                rule_ja=meta.get("rule_ja", ""), success=None,
+                note="no declared survey round for this file / 調査回が不明のため未実施")
+    return [by_idx[i] for i in range(len(spec))]
+
+
+def _validate_grouped(df: pd.DataFrame, sf: StagedFile, batch: Any, g: _GX, idx: int,
+                      exp: dict[str, Any], index_cols: list[str]) -> ExpectationResult:
+    """Run a ``for_each_group`` expectation once per group (GX row_condition) and fold the results.
+
+    Used for 'every prefecture present per fiscal year and metric': expect_column_distinct_values_
+    to_contain_set on pref_code with row_condition fiscal_year == Y AND metric_id == M.
+    unexpected_count is the number of missing (group, value) pairs; examples name them.
+    """
+    from great_expectations.expectations.row_conditions import Column
+
+    meta = exp["meta"]
+    keys: list[str] = meta["for_each_group"]
+    missing_cols = [k for k in keys + [exp["kwargs"].get("column")] if k not in df.columns]
+    template = ExpectationResult(
+        file_name=sf.file_name, file_id=sf.file_id, suite=sf.kind, expectation=exp["type"],
+        column=_column_of(exp), severity=exp["severity"], rule=meta.get("rule", exp["type"]),
+        rule_ja=meta.get("rule_ja", ""), success=True, element_count=len(df), unexpected_count=0)
+    if missing_cols:
+        template.success = False
+        template.unexpected_count = None
+        template.note = f"could not be evaluated / 評価できません: missing column(s) {', '.join(missing_cols)}"
+        return template
+    groups = df[keys].drop_duplicates().dropna().sort_values(keys).itertuples(index=False, name=None)
+    expanded = []
+    labels = {}
+    for n, values in enumerate(groups):
+        cond = None
+        for k, v in zip(keys, values):
+            v = _plain(v)
+            c = Column(k) == v
+            cond = c if cond is None else cond & c
+        e = copy.deepcopy({k: v for k, v in exp.items()})
+        e["kwargs"]["row_condition"] = cond.dict()
+        e["meta"] = {**e["meta"], "for_each_group": None}
+        expanded.append((n, e))
+        labels[n] = dict(zip(keys, (_plain(v) for v in values)))
+    if not expanded:
+        return template
+    suite = g.build_suite(f"{sf.kind}-grouped-{idx}", expanded)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        res = batch.validate(suite, result_format={"result_format": "SUMMARY"})
+    missing_total = 0
+    examples = []
+    for r in res.results:
+        if r.success:
+            continue
+        n = int(r.expectation_config.meta["_idx"])
+        res_dict = r.result or {}
+        missing = sorted(_plain(res_dict.get("partial_missing_list") or []))
+        missing_total += int(res_dict.get("missing_count") or len(missing))
+        group = ", ".join(f"{k}={v}" for k, v in labels[n].items())
+        shown = ", ".join(map(str, missing[:10])) + (" …" if int(res_dict.get("missing_count") or 0) > 10 else "")
+        if len(examples) < MAX_EXAMPLES:
+            examples.append({"value": f"{group}: missing {exp['kwargs']['column']} {shown}"})
+    template.unexpected_count = missing_total
+    template.success = missing_total == 0
+    template.examples = examples
+    if missing_total:
+        template.note = f"{missing_total} missing (group, {exp['kwargs']['column']}) combinations / 欠けている組み合わせ {missing_total} 件"
+    return template
+
+
+# --- Public stage functions -----------------------------------------------------------------------
+
+
+def validate_staged(con: duckdb.DuckDBPyConnection, staged: list[StagedFile]) -> ValidationReport:
+    """Validate each staged file's rows (staging_survey / staging_programme, by file_id).
+
+    Never raises on bad data: the caller checks ``report.has_critical`` and raises ``report.to_error()``.
+    """
+    import time
+
+    t0 = time.perf_counter()
+    report = ValidationReport()
+    for sf in staged:
+        table = STAGING_TABLES[sf.kind]
+        df = con.execute(f"SELECT * FROM {table} WHERE file_id = ? ORDER BY source_row", [sf.file_id]).df()
+        report.results.extend(validate_frame(df, sf))
+        report.files.append(FileSummary(sf.file_name, sf.file_id, sf.kind, len(df), sf.survey_id,
+                                        sf.survey_year))
+    report.seconds = time.perf_counter() - t0
+    log.info("validated %d file(s) in %.2f s", len(staged), report.seconds)
+    return report
+
+
+def validate_warehouse(warehouse: Path) -> ValidationReport:
+    """Run the same suites over what is committed, per file (joined to the ``files`` table)."""
+    warehouse = Path(warehouse)
+    if not warehouse.exists():
+        raise UsageError("--warehouse", f"'{warehouse}' does not exist; run `tsunagari ingest` first / "
+                                        "データベースがありません")
+    con = duckdb.connect(str(warehouse), read_only=True)
+    try:
+        tables = {r[0] for r in con.execute(
+            "SELECT table_name FROM information_schema.tables WHERE table_schema = 'main'").fetchall()}
+        if "files" not in tables:
+            return ValidationReport()
+        rows = con.execute(
+            "SELECT file_id, file_name, path, kind, survey_id, survey_year, encoding, row_count, synthetic "
+            "FROM files ORDER BY kind DESC, file_name").fetchall()
+        import time
+
+        t0 = time.perf_counter()
+        report = ValidationReport()
+        for file_id, name, path, kind, survey_id, year, enc, n, synth in rows:
+            table = WAREHOUSE_TABLES.get(kind)
+            if table not in tables:
+                continue
+            sf = StagedFile(path=Path(path), file_name=name, file_id=file_id, kind=kind, row_count=n,
+                            encoding=enc, survey_id=survey_id, survey_year=year, synthetic=bool(synth))
+            df = con.execute(f"SELECT * FROM {table} WHERE file_id = ? ORDER BY source_row", [file_id]).df()
+            report.results.extend(validate_frame(df, sf))
+            report.files.append(FileSummary(name, file_id, kind, len(df), survey_id, year))
+        report.seconds = time.perf_counter() - t0
+        return report
+    finally:
+        con.close()
+
+
+# --- HTML -----------------------------------------------------------------------------------------
+
+TEMPLATE = config.PACKAGE_DIR / "templates" / "quality.html.j2"
+
+
+def render_html(report: ValidationReport, data: dict[str, Any] | None = None) -> str:
+    import jinja2
+
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(TEMPLATE.parent)),
+                             autoescape=jinja2.select_autoescape(["html", "j2"]))
+    data = data or report.to_json()
+    sections = []
+    for kind in SUITE_FILES:
+        files = [f for f in report.files if f.kind == kind]
+        spec = load_suite_spec(kind)
+        sections.append({
+            "kind": kind,
+            "title_ja": "調査個票" if kind == "survey" else "事業データ",
+            "title_en": "Survey microdata" if kind == "survey" else "Programme data",
+            "suite_file": f"expectations/{SUITE_FILES[kind]}",
+            "n_expectations": len(spec["expectations"]),
+            "files": [{"info": f, "results": [r for r in report.results if r.file_id == f.file_id
+                                              and r.suite == kind]} for f in files],
+        })
+    return env.get_template(TEMPLATE.name).render(
+        report=report, data=data, sections=sections, counts=report.counts(),
+        outcome_labels=OUTCOME_LABELS, severity_labels=SEVERITY_LABELS)
