@@ -1,0 +1,421 @@
+"""The published site: index (tile map + table), methodology, downloads (DESIGN.md "Outputs").
+
+`build_site` reads the committed `indicators` table of one round and writes, under `out_dir`:
+``index.html``, ``methodology.html``, ``downloads/index.html``, one XLSX per prefecture
+(``downloads/{slug}-{year}.xlsx``) and, only when the validation stage has not written one, a
+placeholder ``quality/index.html``. The area reports (``national.html|pdf``,
+``prefectures/{slug}.html|pdf``) and the all-area downloads come from the reports and indicators stages;
+the site links to them only when they exist, so every local link resolves.
+
+Every page is ``lang="ja"``, shares one navigation, inlines its CSS/JS (no network asset, works
+offline) and escapes all input text (Jinja2 autoescape). Synthetic data show a banner on every page.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pandas as pd
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+
+from . import config, schema
+from .errors import DataError
+from .reference import area_code, pref_slug, prefectures
+
+log = logging.getLogger("tsunagari.site")
+
+TEMPLATES_DIR = config.PACKAGE_DIR / "templates"
+
+# Comparison classes: colour (Okabe-Ito, colour-blind safe) + symbol + Japanese text, never colour alone.
+COMPARISON_SYMBOLS = {"better": "◎", "similar": "＝", "worse": "✕", "higher": "▲", "lower": "▼",
+                      "not_compared": "－", "suppressed": "＊"}
+COMPARISON_TEXT = {**schema.COMPARISON_LABELS, "suppressed": "非表示（集計対象30人未満）"}
+LEGEND_ORDER = ["better", "similar", "worse", "higher", "lower", "not_compared", "suppressed"]
+POLARITY_LABELS = {"low_is_good": "低いほど良い", "high_is_good": "高いほど良い", "no_judgement": "良否を判断しない"}
+UNIT_SUFFIX = {"percent": "%", "per_10k": "（1万人当たり）", "flag": "", "count": "件", "yen": "円"}
+KEY_COLUMNS = 3  # headline indicators shown as columns of the prefecture table
+FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
+
+
+# --- catalogue -----------------------------------------------------------------------------------
+
+def load_catalogue_entries() -> list[dict[str, Any]]:
+    """The indicator catalogue as a list of plain dicts (catalogue order); [] when not available yet."""
+    try:
+        from .indicators import load_catalogue  # type: ignore[attr-defined]
+    except ImportError:
+        load_catalogue = None
+    cat: Any = None
+    if load_catalogue is not None:
+        cat = load_catalogue()
+    elif config.INDICATOR_CATALOGUE.exists():
+        import yaml
+
+        cat = yaml.safe_load(config.INDICATOR_CATALOGUE.read_text(encoding="utf-8"))
+        if isinstance(cat, dict) and "indicators" in cat:
+            cat = cat["indicators"]
+    if not cat:
+        return []
+    if isinstance(cat, pd.DataFrame):
+        return cat.to_dict(orient="records")
+    if isinstance(cat, dict):
+        items = []
+        for key, entry in cat.items():
+            e = _as_dict(entry)
+            e.setdefault("id", key)
+            items.append(e)
+        return items
+    return [_as_dict(e) for e in cat]
+
+
+def _as_dict(entry: Any) -> dict[str, Any]:
+    if isinstance(entry, dict):
+        return dict(entry)
+    if hasattr(entry, "model_dump"):
+        return dict(entry.model_dump())
+    if hasattr(entry, "__dataclass_fields__"):
+        from dataclasses import asdict
+
+        return asdict(entry)
+    return dict(vars(entry))
+
+
+def _first(entry: dict[str, Any], *keys: str, default: Any = "") -> Any:
+    for k in keys:
+        v = entry.get(k)
+        if v not in (None, ""):
+            return v
+    return default
+
+
+@dataclass
+class Indicator:
+    id: str
+    name_ja: str
+    name_en: str
+    pillar: str
+    source: str
+    numerator: str
+    denominator: str
+    polarity: str
+    uk_comparable: bool
+    unit: str
+    headline: bool
+
+    @classmethod
+    def from_entry(cls, e: dict[str, Any]) -> "Indicator":
+        pillar = _first(e, "pillar", "plan_pillar", default="")
+        return cls(
+            id=str(e["id"]),
+            name_ja=str(_first(e, "name_ja", "name", "label_ja", "title_ja", default=e["id"])),
+            name_en=str(_first(e, "name_en", "label_en", "title_en", default="")),
+            pillar=f"基本方針({pillar})" if str(pillar).isdigit() else str(pillar),
+            source=str(_first(e, "source", "source_ja", default="")),
+            numerator=str(_first(e, "numerator", "numerator_ja", default="")),
+            denominator=str(_first(e, "denominator", "denominator_ja", "base", default="")),
+            polarity=str(_first(e, "polarity", default="no_judgement")),
+            uk_comparable=bool(_first(e, "uk_comparable", "uk", default=False)),
+            unit=str(_first(e, "unit", default="percent")),
+            headline=bool(e.get("headline", False)),
+        )
+
+
+# --- data ----------------------------------------------------------------------------------------
+
+def _read(warehouse: Path, year: int) -> tuple[pd.DataFrame, bool]:
+    if not Path(warehouse).exists():
+        raise DataError(str(warehouse), "warehouse not found / ウェアハウスがありません",
+                        detail="Run `tsunagari build` (or ingest + indicators) first.")
+    con = duckdb.connect(str(warehouse), read_only=True)
+    try:
+        tables = {r[0] for r in con.execute("SELECT table_name FROM information_schema.tables").fetchall()}
+        if "indicators" not in tables:
+            raise DataError(str(warehouse), "no indicators table / 指標テーブルがありません",
+                            detail="Run `tsunagari indicators --year Y` first.")
+        df = con.execute("SELECT * FROM indicators WHERE year = ? ORDER BY area_code, indicator_id, breakdown",
+                         [year]).df()
+        synthetic = False
+        if "files" in tables:
+            synthetic = bool(con.execute("SELECT coalesce(bool_or(synthetic), false) FROM files").fetchone()[0])
+    finally:
+        con.close()
+    if df.empty:
+        raise DataError(str(warehouse), f"no indicators for year {year} / {year}年の指標がありません",
+                        column="year", detail="Run `tsunagari indicators --year Y` for this round.")
+    return df, synthetic
+
+
+def _num(v: Any) -> float | None:
+    if v is None:
+        return None
+    try:
+        f = float(v)
+    except (TypeError, ValueError):
+        return None
+    return None if math.isnan(f) else f
+
+
+def fmt_value(v: Any, unit: str = "percent") -> str:
+    f = _num(v)
+    if f is None:
+        return "－"
+    if unit == "flag":
+        return "あり" if f >= 0.5 else "なし"
+    if unit in ("count", "yen"):
+        return f"{f:,.0f}{UNIT_SUFFIX[unit]}"
+    if unit == "percent":
+        return f"{f:.1f}%"
+    return f"{f:.1f}"
+
+
+def fmt_ci(lo: Any, hi: Any) -> str:
+    a, b = _num(lo), _num(hi)
+    if a is None or b is None:
+        return ""
+    return f"{a:.1f}～{b:.1f}"
+
+
+def _cell(row: pd.Series | None, ind: Indicator) -> dict[str, Any]:
+    """Display fields of one area x indicator (total breakdown)."""
+    if row is None:
+        return {"v": None, "text": "－", "ci": "", "cmp": "not_compared", "sup": False, "ref": False}
+    suppressed = bool(row["suppressed"])
+    note = str(row["note"] or "") if row["note"] is not None and row["note"] == row["note"] else ""
+    cmp_ = str(row["comparison"] or "not_compared")
+    if cmp_ not in schema.COMPARISON_LABELS:
+        cmp_ = "not_compared"
+    if suppressed:
+        return {"v": None, "text": "＊", "ci": "", "cmp": "suppressed", "sup": True, "ref": False}
+    n = _num(row["n_unweighted"])
+    ref = "参考値" in note or (n is not None and n < config.REFERENCE_BASE)
+    return {"v": _num(row["value"]), "text": fmt_value(row["value"], ind.unit),
+            "ci": fmt_ci(row["lower_ci95"], row["upper_ci95"]), "cmp": cmp_, "sup": False, "ref": ref}
+
+
+def short_name(name_ja: str) -> str:
+    """Tile label: 東京都 -> 東京, 大阪府 -> 大阪, 青森県 -> 青森; 北海道 stays."""
+    if name_ja == "北海道":
+        return name_ja
+    return name_ja[:-1] if name_ja[-1] in "都府県" else name_ja
+
+
+def neutralise(value: Any) -> Any:
+    """Spreadsheet-formula injection guard: text starting with = + - @ (or tab/CR) gets a leading '."""
+    if isinstance(value, str) and value.startswith(FORMULA_PREFIXES):
+        return "'" + value
+    return value
+
+
+# --- pages ---------------------------------------------------------------------------------------
+
+NAV = [("index.html", "トップ"), ("national.html", "全国"), ("methodology.html", "方法"),
+       ("quality/index.html", "データ品質"), ("downloads/index.html", "ダウンロード")]
+
+
+def _env() -> Environment:
+    env = Environment(loader=FileSystemLoader(str(TEMPLATES_DIR)),
+                      autoescape=select_autoescape(["html", "j2"], default_for_string=True, default=True),
+                      trim_blocks=True, lstrip_blocks=True)
+    env.filters["fmt_value"] = fmt_value
+    return env
+
+
+def _nav(out_dir: Path, depth: int, current: str) -> list[dict[str, Any]]:
+    prefix = "../" * depth
+    return [{"href": prefix + href, "text": text, "exists": (out_dir / href).exists() or href == current,
+             "current": href == current} for href, text in NAV]
+
+
+def _write(path: Path, text: str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    tmp.replace(path)
+    return path
+
+
+def build_site(year: int, warehouse: Path, out_dir: Path, synthetic: bool | None = None) -> list[Path]:
+    """Write the site pages and per-prefecture downloads for `year`; return the files written."""
+    out_dir = Path(out_dir)
+    df, wh_synthetic = _read(Path(warehouse), year)
+    synthetic = wh_synthetic if synthetic is None else bool(synthetic)
+    cat_entries = load_catalogue_entries()
+    present = list(dict.fromkeys(df["indicator_id"]))
+    if cat_entries:
+        catalogue = [Indicator.from_entry(e) for e in cat_entries]
+        known = {i.id for i in catalogue}
+        catalogue += [Indicator.from_entry({"id": i}) for i in present if i not in known]
+    else:  # catalogue not available: derive minimal entries from the data
+        catalogue = [Indicator.from_entry({"id": i}) for i in present]
+    by_id = {i.id: i for i in catalogue}
+
+    total = df[df["breakdown"] == "total"]
+    lookup = {(r.area_code, r.indicator_id): r for r in (row for _, row in total.iterrows())}
+    # Map indicators: catalogue order, only those with prefecture rows in this round.
+    pref_ids = set(total.loc[total["area_code"] != "00", "indicator_id"])
+    map_inds = [i for i in catalogue if i.id in pref_ids]
+    headline = [i for i in map_inds if i.headline] or map_inds
+    key_inds = headline[:KEY_COLUMNS]
+    default_ind = headline[0] if headline else None
+
+    written: list[Path] = []
+    # Per-prefecture XLSX first, so the pages can link to them.
+    prefs = prefectures()
+    for r in prefs.itertuples():
+        written.append(write_pref_xlsx(df, int(r.pref_code), str(r.name_ja), year, out_dir, by_id, synthetic))
+
+    areas = []
+    for r in prefs.itertuples():
+        code = area_code(r.pref_code)
+        slug = pref_slug(r.pref_code)
+        cells = {i.id: _cell(lookup.get((code, i.id)), i) for i in map_inds}
+        areas.append({
+            "code": code, "name": str(r.name_ja), "short": short_name(str(r.name_ja)),
+            "romaji": str(r.romaji), "region": str(r.region), "slug": slug,
+            "x": int(r.tile_x), "y": int(r.tile_y), "row": 8 - int(r.tile_y),
+            "html": f"prefectures/{slug}.html" if (out_dir / f"prefectures/{slug}.html").exists() else None,
+            "pdf": f"prefectures/{slug}.pdf" if (out_dir / f"prefectures/{slug}.pdf").exists() else None,
+            "xlsx": f"downloads/{slug}-{year}.xlsx",
+            "cells": cells,
+        })
+    national = {i.id: _cell(lookup.get(("00", i.id)), i) for i in map_inds}
+    map_data = {
+        "default": default_ind.id if default_ind else None,
+        "indicators": [{"id": i.id, "name": i.name_ja, "polarity": i.polarity,
+                        "polarity_label": POLARITY_LABELS.get(i.polarity, i.polarity),
+                        "national": national[i.id]["text"]} for i in headline],
+        "areas": {a["code"]: {"name": a["name"], "cells": {k: {"text": c["text"], "ci": c["ci"], "cmp": c["cmp"]}
+                                                         for k, c in a["cells"].items() if k in {h.id for h in headline}}}
+                  for a in areas},
+        "symbols": COMPARISON_SYMBOLS,
+        "labels": COMPARISON_TEXT,
+    }
+    env = _env()
+    css = (TEMPLATES_DIR / "site.css").read_text(encoding="utf-8")
+    generated = datetime.now(timezone.utc).astimezone().strftime("%Y-%m-%d %H:%M")
+    common = {"year": year, "synthetic": synthetic, "css": css, "generated": generated,
+              "symbols": COMPARISON_SYMBOLS, "comparison_text": COMPARISON_TEXT, "legend": LEGEND_ORDER}
+
+    # Quality page: the validation stage writes it; a placeholder keeps the navigation link valid.
+    quality = out_dir / "quality" / "index.html"
+    if not quality.exists():
+        written.append(_write(quality, env.get_template("site-quality.html.j2").render(
+            **common, title="データ品質", depth=1, nav=_nav(out_dir, 1, "quality/index.html"))))
+
+    downloads = {
+        "csv": f"downloads/indicators-{year}.csv" if (out_dir / f"downloads/indicators-{year}.csv").exists() else None,
+        "xlsx": f"downloads/indicators-{year}.xlsx" if (out_dir / f"downloads/indicators-{year}.xlsx").exists() else None,
+    }
+    written.append(_write(out_dir / "downloads" / "index.html", env.get_template("site-downloads.html.j2").render(
+        **common, title="ダウンロード", depth=1, nav=_nav(out_dir, 1, "downloads/index.html"),
+        areas=areas, downloads=downloads, columns=schema.INDICATOR_COLUMNS)))
+
+    written.append(_write(out_dir / "methodology.html", env.get_template("site-methodology.html.j2").render(
+        **common, title="方法", depth=0, nav=_nav(out_dir, 0, "methodology.html"),
+        catalogue=catalogue, polarity_labels=POLARITY_LABELS, sources=reference_sources(),
+        min_base=config.MIN_BASE, reference_base=config.REFERENCE_BASE,
+        confidence=int(config.CONFIDENCE_LEVEL * 100))))
+
+    default_id = default_ind.id if default_ind else None
+    written.append(_write(out_dir / "index.html", env.get_template("site-index.html.j2").render(
+        **common, title="トップ", depth=0, nav=_nav(out_dir, 0, "index.html"),
+        areas=areas, grid=sorted(areas, key=lambda a: (a["row"], a["x"])), map_inds=headline,
+        key_inds=key_inds, default_id=default_id, default_ind=default_ind, national=national,
+        national_html="national.html" if (out_dir / "national.html").exists() else None,
+        national_pdf="national.pdf" if (out_dir / "national.pdf").exists() else None,
+        downloads=downloads, map_data=map_data, polarity_labels=POLARITY_LABELS)))
+    log.info("site: %d files written to %s", len(written), out_dir)
+    return written
+
+
+def reference_sources() -> list[dict[str, str]]:
+    """Each shipped reference file with its stated source(s) (the `source` column)."""
+    out = []
+    for path in sorted(config.REFERENCE_DIR.glob("*.csv")):
+        try:
+            ref = pd.read_csv(path, encoding="utf-8")
+        except Exception:  # pragma: no cover - an unreadable file is reported by name only
+            out.append({"file": path.name, "source": "（読み込めません）"})
+            continue
+        col = next((c for c in ("source", "出典", "sources") if c in ref.columns), None)
+        srcs = sorted({str(s) for s in ref[col].dropna()}) if col else []
+        out.append({"file": f"data/reference/{path.name}", "source": " / ".join(srcs) or "（出典欄なし）"})
+    return out
+
+
+# --- per-prefecture XLSX -------------------------------------------------------------------------
+
+def write_pref_xlsx(df: pd.DataFrame, pref_code: int, name_ja: str, year: int, out_dir: Path,
+                    catalogue: dict[str, Indicator], synthetic: bool) -> Path:
+    """downloads/{slug}-{year}.xlsx: the area's rows, the national rows, a notes sheet."""
+    from openpyxl import Workbook
+    from openpyxl.styles import Font
+
+    code = area_code(pref_code)
+    path = out_dir / "downloads" / f"{pref_slug(pref_code)}-{year}.xlsx"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    wb = Workbook()
+    header = schema.INDICATOR_COLUMNS[:4] + ["indicator_name"] + schema.INDICATOR_COLUMNS[4:]
+    for title, area in ((name_ja, code), ("全国", "00")):
+        ws = wb.active if area == code else wb.create_sheet()
+        ws.title = title[:31]
+        ws.append(header)
+        for c in ws[1]:
+            c.font = Font(bold=True)
+        rows = df[df["area_code"] == area]
+        for rec in rows.to_dict(orient="records"):
+            ind = catalogue.get(rec["indicator_id"])
+            rec["indicator_name"] = ind.name_ja if ind else ""
+            values = []
+            for col in header:
+                v = rec.get(col)
+                if isinstance(v, float) and math.isnan(v):
+                    v = None
+                elif v is pd.NA or v is pd.NaT:
+                    v = None
+                elif hasattr(v, "item"):
+                    v = v.item()
+                if col == "value" and rec.get("suppressed"):
+                    v = None  # suppressed: never published
+                values.append(neutralise(v))
+            ws.append(values)
+            for cell in ws[ws.max_row]:
+                if isinstance(cell.value, str):
+                    cell.data_type = "s"  # text stays text, never a formula
+        ws.freeze_panes = "A2"
+    notes = wb.create_sheet("注記")
+    lines = [
+        ("項目", "内容"),
+        ("地域", f"{name_ja}（{code}）"),
+        ("調査年", str(year)),
+        ("出典", "人々のつながりに関する基礎調査（内閣府）等。各行の note 列を参照。"),
+        ("比較", "comparison: 都道府県の95%信頼区間が全国値の片側に完全にある場合のみ better/worse"
+                 "（良否を判断しない指標は higher/lower）、それ以外は similar。"),
+        ("信頼区間", "有効標本サイズ n_eff = (Σw)² / Σw² に基づくWilsonスコア区間（95%）。"),
+        ("小標本", f"集計対象 {config.MIN_BASE} 人未満は値を非表示（suppressed = TRUE）、"
+                 f"{config.MIN_BASE}～{config.REFERENCE_BASE - 1} 人は参考値。"),
+        ("英国との比較", "英国 Community Life Survey との比較は直接質問のみ。調査方法が異なるため参考値であり、有意差の判断はしない。"),
+    ]
+    if synthetic:
+        lines.append(("合成データ", "この数値は合成（架空）データに基づくもので、実際の調査結果ではありません。"))
+    lines.append(("作成日時", datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")))
+    for a, b in lines:
+        notes.append([neutralise(a), neutralise(b)])
+    notes.column_dimensions["A"].width = 16
+    notes.column_dimensions["B"].width = 100
+    tmp = path.with_name(path.name + ".tmp")
+    wb.save(tmp)
+    tmp.replace(path)
+    return path
+
+
+def map_json(data: dict[str, Any]) -> str:
+    """JSON safe to inline in <script> (Jinja's tojson escapes <, >, &, ')."""
+    return json.dumps(data, ensure_ascii=False)
