@@ -13,9 +13,9 @@ offline) and escapes all input text (Jinja2 autoescape). Synthetic data show a b
 
 from __future__ import annotations
 
-import json
 import logging
 import math
+import re
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -40,7 +40,11 @@ COMPARISON_TEXT = {**schema.COMPARISON_LABELS, "suppressed": "非表示（集計
 LEGEND_ORDER = ["better", "similar", "worse", "higher", "lower", "not_compared", "suppressed"]
 POLARITY_LABELS = {"low_is_good": "低いほど良い", "high_is_good": "高いほど良い", "no_judgement": "良否を判断しない"}
 UNIT_SUFFIX = {"percent": "%", "per_10k": "（1万人当たり）", "flag": "", "count": "件", "yen": "円"}
-KEY_COLUMNS = 3  # headline indicators shown as columns of the prefecture table
+SOURCE_LABELS = {"survey": "人々のつながりに関する基礎調査（全国）・都道府県の独自調査",
+                 "programme": "事業データ（都道府県別）"}
+KEY_COLUMNS = 3
+# Preferred columns of the prefecture table (when present; else the first headline indicators).
+KEY_PREFERRED = ["lonely_often_always", "ucla_10_12", "no_reliable_person"]  # headline indicators shown as columns of the prefecture table
 FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
 
 
@@ -108,6 +112,7 @@ class Indicator:
     uk_comparable: bool
     unit: str
     headline: bool
+    description: str = ""
 
     @classmethod
     def from_entry(cls, e: dict[str, Any]) -> "Indicator":
@@ -117,13 +122,15 @@ class Indicator:
             name_ja=str(_first(e, "name_ja", "name", "label_ja", "title_ja", default=e["id"])),
             name_en=str(_first(e, "name_en", "label_en", "title_en", default="")),
             pillar=f"基本方針({pillar})" if str(pillar).isdigit() else str(pillar),
-            source=str(_first(e, "source", "source_ja", default="")),
+            source=SOURCE_LABELS.get(str(_first(e, "source", default="")),
+                                     str(_first(e, "source_ja", "source", default=""))),
             numerator=str(_first(e, "numerator", "numerator_ja", default="")),
-            denominator=str(_first(e, "denominator", "denominator_ja", "base", default="")),
+            denominator=str(_first(e, "denominator_ja", "denominator", "base", default="")),
             polarity=str(_first(e, "polarity", default="no_judgement")),
             uk_comparable=bool(_first(e, "uk_comparable", "uk", default=False)),
             unit=str(_first(e, "unit", default="percent")),
             headline=bool(e.get("headline", False)),
+            description=str(_first(e, "description_ja", "description", default="")),
         )
 
 
@@ -182,8 +189,9 @@ def fmt_ci(lo: Any, hi: Any) -> str:
     return f"{a:.1f}～{b:.1f}"
 
 
-def _cell(row: pd.Series | None, ind: Indicator) -> dict[str, Any]:
-    """Display fields of one area x indicator (total breakdown)."""
+def _cell(row: pd.Series | None, ind: Indicator, national: bool = False) -> dict[str, Any]:
+    """Display fields of one area x indicator (total breakdown). For a flag indicator the national row
+    holds the share of prefectures with the flag set (percent)."""
     if row is None:
         return {"v": None, "text": "－", "ci": "", "cmp": "not_compared", "sup": False, "ref": False}
     suppressed = bool(row["suppressed"])
@@ -195,7 +203,8 @@ def _cell(row: pd.Series | None, ind: Indicator) -> dict[str, Any]:
         return {"v": None, "text": "＊", "ci": "", "cmp": "suppressed", "sup": True, "ref": False}
     n = _num(row["n_unweighted"])
     ref = "参考値" in note or (n is not None and n < config.REFERENCE_BASE)
-    return {"v": _num(row["value"]), "text": fmt_value(row["value"], ind.unit),
+    unit = "percent" if national and ind.unit == "flag" else ind.unit
+    return {"v": _num(row["value"]), "text": fmt_value(row["value"], unit),
             "ci": fmt_ci(row["lower_ci95"], row["upper_ci95"]), "cmp": cmp_, "sup": False, "ref": ref}
 
 
@@ -233,6 +242,42 @@ def _nav(out_dir: Path, depth: int, current: str) -> list[dict[str, Any]]:
              "current": href == current} for href, text in NAV]
 
 
+HEADER_MARKER = "<!-- tsunagari-site-header -->"
+# The subset of site.css the header needs, for pages whose stylesheet is not ours.
+HEADER_CSS = """.site-header{border-bottom:1px solid #c8c8c8;padding:8px 24px;display:flex;flex-wrap:wrap;
+align-items:center;justify-content:space-between;gap:8px;font-family:sans-serif}
+.site-title{margin:0;font-weight:bold}.site-title a{color:#1a1a1a;text-decoration:none}
+.site-title span{font-weight:normal;color:#555;font-size:.9em;margin-left:.5em}
+.nav{list-style:none;display:flex;flex-wrap:wrap;gap:4px 18px;margin:0;padding:0}
+.nav a{color:#005a9c}.nav a[aria-current=page]{font-weight:bold;color:#1a1a1a;border-bottom:3px solid #005a9c}
+.nav .disabled{color:#888}
+.synthetic-banner{background:#fff3b0;border-bottom:2px solid #8a6d00;padding:8px 24px;color:#3d3000}"""
+
+
+def site_header_html(out_dir: Path, page: str, year: int, synthetic: bool) -> str:
+    """The shared navigation (and synthetic banner) for `page` (path relative to out_dir, e.g.
+    'quality/index.html'), with its own small inline style: for pages other stages write."""
+    depth = page.count("/")
+    html = _env().get_template("site-header.html.j2").render(
+        depth=depth, nav=_nav(out_dir, depth, page), year=year, synthetic=synthetic)
+    return f"<style>{HEADER_CSS}</style>\n{html}"
+
+
+def inject_site_header(path: Path, out_dir: Path, year: int, synthetic: bool) -> bool:
+    """Insert the shared navigation after <body> of a page written by another stage (idempotent:
+    a page that already has it is left alone). Returns True when the page was changed."""
+    text = path.read_text(encoding="utf-8")
+    if HEADER_MARKER in text:
+        return False
+    m = re.search(r"<body[^>]*>", text, re.I)
+    if not m:
+        return False
+    page = path.relative_to(out_dir).as_posix()
+    header = site_header_html(out_dir, page, year, synthetic and "合成データ" not in text)
+    _write(path, text[: m.end()] + "\n" + header + text[m.end():])
+    return True
+
+
 def _write(path: Path, text: str) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
@@ -262,7 +307,8 @@ def build_site(year: int, warehouse: Path, out_dir: Path, synthetic: bool | None
     pref_ids = set(total.loc[total["area_code"] != "00", "indicator_id"])
     map_inds = [i for i in catalogue if i.id in pref_ids]
     headline = [i for i in map_inds if i.headline] or map_inds
-    key_inds = headline[:KEY_COLUMNS]
+    preferred = [by_id[k] for k in KEY_PREFERRED if k in by_id and by_id[k] in headline]
+    key_inds = (preferred or headline)[:KEY_COLUMNS]
     default_ind = headline[0] if headline else None
 
     written: list[Path] = []
@@ -285,7 +331,7 @@ def build_site(year: int, warehouse: Path, out_dir: Path, synthetic: bool | None
             "xlsx": f"downloads/{slug}-{year}.xlsx",
             "cells": cells,
         })
-    national = {i.id: _cell(lookup.get(("00", i.id)), i) for i in map_inds}
+    national = {i.id: _cell(lookup.get(("00", i.id)), i, national=True) for i in map_inds}
     map_data = {
         "default": default_ind.id if default_ind else None,
         "indicators": [{"id": i.id, "name": i.name_ja, "polarity": i.polarity,
@@ -308,6 +354,9 @@ def build_site(year: int, warehouse: Path, out_dir: Path, synthetic: bool | None
     if not quality.exists():
         written.append(_write(quality, env.get_template("site-quality.html.j2").render(
             **common, title="データ品質", depth=1, nav=_nav(out_dir, 1, "quality/index.html"))))
+    # Pages written before the site exists get the shared navigation too (after downloads/index and
+    # methodology exist, so their nav links are live).
+    deferred_quality = quality
 
     downloads = {
         "csv": f"downloads/indicators-{year}.csv" if (out_dir / f"downloads/indicators-{year}.csv").exists() else None,
@@ -331,6 +380,8 @@ def build_site(year: int, warehouse: Path, out_dir: Path, synthetic: bool | None
         national_html="national.html" if (out_dir / "national.html").exists() else None,
         national_pdf="national.pdf" if (out_dir / "national.pdf").exists() else None,
         downloads=downloads, map_data=map_data, polarity_labels=POLARITY_LABELS)))
+    if inject_site_header(deferred_quality, out_dir, year, synthetic):
+        written.append(deferred_quality)
     log.info("site: %d files written to %s", len(written), out_dir)
     return written
 
@@ -414,8 +465,3 @@ def write_pref_xlsx(df: pd.DataFrame, pref_code: int, name_ja: str, year: int, o
     wb.save(tmp)
     tmp.replace(path)
     return path
-
-
-def map_json(data: dict[str, Any]) -> str:
-    """JSON safe to inline in <script> (Jinja's tojson escapes <, >, &, ')."""
-    return json.dumps(data, ensure_ascii=False)

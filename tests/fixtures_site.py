@@ -93,15 +93,18 @@ def build_site_warehouse(path: Path, year: int = 2024, synthetic: bool = True) -
                 factor = 1.5
             for bd, nb in (("total", n), ("sex=1", int(n * 0.46)), ("sex=2", int(n * 0.53))):
                 v = round(min(97.0, base * factor), 3)
+                if c.get("unit") == "flag":  # set or not; the national row is the share of prefectures (%)
+                    v = 59.6 if code == "00" else float(k % 5 != 0)
                 if programme:
-                    comp = "not_compared" if code == "00" else ("higher" if v > nat * 1.2 else
+                    comp = "not_compared" if code == "00" or c.get("unit") == "flag" else (
+                                                               "higher" if v > nat * 1.2 else
                                                                "lower" if v < nat * 0.8 else "similar")
                     rows.append((year, code, name, c["id"], bd, v, None, None, None, None,
                                  None if code == "00" else nat, comp, "not_compared", False,
                                  "プログラムデータ（合成）"))
                     continue
                 lo, hi = _wilson(v, nb * 0.9)
-                suppressed = nb < 30
+                suppressed = nb < 30 or (code == "31" and ci == 0)  # Tottori: a suppressed headline value
                 if code == "00":
                     comp = "not_compared"
                 elif suppressed:

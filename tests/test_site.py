@@ -1,0 +1,283 @@
+"""The published site (issue 6): index with tile map and table, methodology, downloads, links."""
+
+from __future__ import annotations
+
+import json
+import re
+from html.parser import HTMLParser
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
+
+import pytest
+from openpyxl import load_workbook
+
+from pipelines import schema
+from pipelines.errors import DataError
+from pipelines.reference import pref_slug, prefectures
+from pipelines.site import COMPARISON_SYMBOLS, build_site, neutralise
+from fixtures_site import FORMULA_NOTE, build_site_warehouse, catalogue, write_placeholder_outputs
+
+YEAR = 2024
+NAV_TEXTS = ["トップ", "全国", "方法", "データ品質", "ダウンロード"]
+
+
+class Page(HTMLParser):
+    """Collects elements with their attributes and text, enough for structural checks."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.elements: list[tuple[str, dict[str, str]]] = []
+        self.links: list[str] = []
+        self.ids: set[str] = set()
+        self.text: list[str] = []
+        self.scripts: dict[str, str] = {}
+        self._script_id: str | None = None
+        self.html_lang: str | None = None
+
+    def handle_starttag(self, tag, attrs):
+        a = {k: (v or "") for k, v in attrs}
+        self.elements.append((tag, a))
+        if tag == "html":
+            self.html_lang = a.get("lang")
+        for key in ("href", "src"):
+            if key in a:
+                self.links.append(a[key])
+        if "id" in a:
+            self.ids.add(a["id"])
+        if tag == "script":
+            self._script_id = a.get("id", "")
+
+    def handle_endtag(self, tag):
+        if tag == "script":
+            self._script_id = None
+
+    def handle_data(self, data):
+        if self._script_id is not None:
+            self.scripts[self._script_id] = self.scripts.get(self._script_id, "") + data
+        else:
+            self.text.append(data)
+
+    @property
+    def body_text(self) -> str:
+        return "".join(self.text)
+
+    def find(self, tag: str, **attrs: str) -> list[dict[str, str]]:
+        out = []
+        for t, a in self.elements:
+            if t != tag:
+                continue
+            if all((k == "class_" and v in a.get("class", "").split()) or a.get(k) == v
+                   for k, v in attrs.items()):
+                out.append(a)
+        return out
+
+
+def parse(path: Path) -> Page:
+    p = Page()
+    p.feed(path.read_text(encoding="utf-8"))
+    return p
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("site")
+    wh = build_site_warehouse(root / "wh.duckdb", year=YEAR, synthetic=True)
+    out = root / "_site"
+    write_placeholder_outputs(out, YEAR)
+    build_site(YEAR, wh, out)  # synthetic=None: read from the warehouse files table
+    return out
+
+
+def site_pages(out: Path) -> list[Path]:
+    return [out / "index.html", out / "methodology.html", out / "downloads" / "index.html",
+            out / "quality" / "index.html"]
+
+
+def test_index_lists_47_prefectures_in_jis_order_with_links(site: Path):
+    page = parse(site / "index.html")
+    rows = [a["data-code"] for a in page.find("tr") if "data-code" in a]
+    assert rows == [f"{c:02d}" for c in range(1, 48)]
+    hrefs = set(page.links)
+    for code in range(1, 48):
+        slug = pref_slug(code)
+        for target in (f"prefectures/{slug}.html", f"prefectures/{slug}.pdf", f"downloads/{slug}-{YEAR}.xlsx"):
+            assert target in hrefs, target
+            assert (site / target).is_file()
+    assert "national.html" in hrefs and "national.pdf" in hrefs
+    text = page.body_text
+    for name in prefectures().name_ja:
+        assert name in text
+
+
+def test_every_local_link_resolves_and_no_network_asset(site: Path):
+    checked = 0
+    for path in site_pages(site):
+        page = parse(path)
+        for link in page.links:
+            assert not re.match(r"^(https?:)?//", link, re.I), f"{path.name} loads a network asset: {link}"
+            parts = urlsplit(link)
+            if parts.scheme in ("mailto", "data"):
+                continue
+            assert not parts.scheme, link
+            if not parts.path:  # same-page anchor
+                assert parts.fragment in page.ids, f"{path.name}: missing anchor #{parts.fragment}"
+                continue
+            target = (path.parent / unquote(parts.path)).resolve()
+            assert target.is_file(), f"{path.relative_to(site)} -> {link} does not exist"
+            checked += 1
+        raw = path.read_text(encoding="utf-8")
+        assert not re.search(r"""(src|href)\s*=\s*["'](https?:)?//""", raw, re.I)
+        assert "@import" not in raw and "url(http" not in raw
+    assert checked > 47 * 3
+
+
+def test_every_page_is_japanese_with_the_shared_navigation(site: Path):
+    # quality/index.html is written by the validation stage; the site adds the shared navigation.
+    for path in site_pages(site) + [site / "quality" / "index.html"]:
+        page = parse(path)
+        assert page.html_lang == "ja", path
+        nav = re.search(r'<nav aria-label="サイト内ナビゲーション">(.*?)</nav>', path.read_text(encoding="utf-8"), re.S)
+        assert nav, path
+        assert re.findall(r">([^<>]+)</(?:a|span)>", nav.group(1)) == NAV_TEXTS
+        assert path.read_text(encoding="utf-8").count("サイト内ナビゲーション") == 1
+
+
+def test_tile_map_has_47_tiles_at_the_documented_positions(site: Path):
+    page = parse(site / "index.html")
+    tiles = {a["data-code"]: a for a in page.find("li", class_="tile")}
+    assert len(tiles) == 47
+    positions = set()
+    for r in prefectures().itertuples():
+        t = tiles[f"{int(r.pref_code):02d}"]
+        x, y = int(t["data-x"]), int(t["data-y"])
+        assert (x, y) == (int(r.tile_x), int(r.tile_y)), r.name_ja
+        # CSS grid: column = x (west -> east), row = 8 - y (y counted from the bottom)
+        assert f"grid-column: {x};" in t["style"] and f"grid-row: {8 - y};" in t["style"]
+        assert 1 <= x <= 7 and 1 <= y <= 7
+        positions.add((x, y))
+    assert len(positions) == 47
+    # Reads as Japan: Hokkaido top right, Okinawa bottom left.
+    assert (int(tiles["01"]["data-x"]), int(tiles["01"]["data-y"])) == (7, 7)
+    assert (int(tiles["47"]["data-x"]), int(tiles["47"]["data-y"])) == (1, 1)
+    assert "tabularmaps" in page.body_text and "地理的な地図ではなく" in page.body_text
+
+
+def test_tiles_are_links_with_symbol_text_and_label_matching_the_embedded_data(site: Path):
+    page = parse(site / "index.html")
+    data = json.loads(page.scripts["map-data"])
+    default = data["default"]
+    assert set(data["areas"]) == {f"{c:02d}" for c in range(1, 48)}
+    assert len(data["indicators"]) >= 2 and len(page.find("option")) == len(data["indicators"])
+    html = (site / "index.html").read_text(encoding="utf-8")
+    seen = set()
+    for code, area in data["areas"].items():
+        cmp_ = area["cells"][default]["cmp"]
+        seen.add(cmp_)
+        li = re.search(rf'<li class="tile cmp-(\w+)" data-code="{code}".*?</li>', html, re.S)
+        assert li and li.group(1) == cmp_, code
+        slug = pref_slug(int(code))
+        assert f'href="prefectures/{slug}.html"' in li.group(0)
+        assert f'aria-label="{area["name"]}：' in li.group(0)
+        assert schema.COMPARISON_LABELS.get(cmp_, "非表示") in li.group(0)  # text, not colour alone
+        assert COMPARISON_SYMBOLS[cmp_] in li.group(0)
+    assert {"worse", "similar"} <= seen
+    assert data["areas"]["31"]["cells"][default]["cmp"] == "suppressed"  # Tottori's suppressed value
+    assert data["areas"]["31"]["cells"][default]["text"] == "＊"
+
+
+def test_synthetic_banner_follows_the_warehouse_flag(site: Path, tmp_path: Path):
+    for path in site_pages(site):
+        assert "合成データ（SYNTHETIC）" in path.read_text(encoding="utf-8"), path
+    wh = build_site_warehouse(tmp_path / "real.duckdb", year=YEAR, synthetic=False)
+    out = tmp_path / "_site"
+    write_placeholder_outputs(out, YEAR)
+    build_site(YEAR, wh, out)
+    for path in site_pages(out):
+        assert 'class="synthetic-banner"' not in path.read_text(encoding="utf-8"), path
+    build_site(YEAR, wh, out, synthetic=True)
+    assert 'class="synthetic-banner"' in (out / "index.html").read_text(encoding="utf-8")
+    # rebuilding does not stack the navigation injected into the quality page
+    assert (out / "quality" / "index.html").read_text(encoding="utf-8").count("サイト内ナビゲーション") == 1
+
+
+def test_methodology_lists_every_catalogue_indicator_and_conventions(site: Path):
+    page = parse(site / "methodology.html")
+    rows = [a["data-indicator"] for a in page.find("tr") if "data-indicator" in a]
+    cat = catalogue()
+    assert rows[: len(cat)] == [c["id"] for c in cat]
+    text = page.body_text
+    for c in cat:
+        assert c["name_ja"] in text
+    for phrase in ("Wilson", "(Σw)² / Σw²", "30 人未満", "参考値", "比率の差の検定", "合成データ",
+                   "Community Life Survey", "3～12点", "data/reference/prefectures.csv", "令和2年国勢調査"):
+        assert phrase in text, phrase
+
+
+def test_per_prefecture_xlsx_keeps_japanese_and_neutralises_formulas(site: Path):
+    path = site / "downloads" / f"{pref_slug(13)}-{YEAR}.xlsx"
+    wb = load_workbook(path)
+    assert wb.sheetnames == ["東京都", "全国", "注記"]
+    ws = wb["東京都"]
+    header = [c.value for c in ws[1]]
+    assert header[:5] == ["year", "area_code", "area_name", "indicator_id", "indicator_name"]
+    rows = [dict(zip(header, (c.value for c in r))) for r in ws.iter_rows(min_row=2)]
+    assert rows and {r["area_name"] for r in rows} == {"東京都"}
+    assert {r["area_code"] for r in rows} == {"13"}
+    assert any(r["indicator_name"] and "孤独" in r["indicator_name"] for r in rows)
+    notes = [r["note"] for r in rows]
+    assert "'" + FORMULA_NOTE in notes and FORMULA_NOTE not in notes
+    for sheet in wb.worksheets:
+        for row in sheet.iter_rows():
+            for cell in row:
+                assert cell.data_type != "f", (sheet.title, cell.coordinate, cell.value)
+    tottori = load_workbook(site / "downloads" / f"{pref_slug(31)}-{YEAR}.xlsx")["鳥取県"]
+    theader = [c.value for c in tottori[1]]
+    trows = [dict(zip(theader, (c.value for c in r))) for r in tottori.iter_rows(min_row=2)]
+    suppressed = [r for r in trows if r["suppressed"]]
+    assert suppressed and all(r["value"] is None for r in suppressed)  # never published
+    assert any(r["value"] is not None for r in trows)
+    nat = [c.value for c in wb["全国"]["B"]][1:]
+    assert nat and set(nat) == {"00"}
+    assert any("合成" in str(c.value) for c in wb["注記"]["B"])
+    assert len(list((site / "downloads").glob(f"*-{YEAR}.xlsx"))) == 47 + 1  # + all-area file
+
+
+def test_neutralise():
+    assert [neutralise(v) for v in ("=1+1", "+81", "-3", "@SUM", "東京都", 5, None)] == [
+        "'=1+1", "'+81", "'-3", "'@SUM", "東京都", 5, None]
+
+
+def test_text_from_inputs_is_escaped(tmp_path: Path, monkeypatch):
+    import pipelines.site as site_mod
+
+    evil = "<script>alert(1)</script>"
+    entries = [dict(c) for c in catalogue()]
+    entries[0]["name_ja"] = evil
+    monkeypatch.setattr(site_mod, "load_catalogue_entries", lambda: entries)
+    wh = build_site_warehouse(tmp_path / "wh.duckdb", year=YEAR)
+    out = tmp_path / "_site"
+    build_site(YEAR, wh, out)
+    for name in ("index.html", "methodology.html"):
+        raw = (out / name).read_text(encoding="utf-8")
+        assert evil not in raw, name
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in (out / "methodology.html").read_text(encoding="utf-8")
+    assert "\\u003cscript\\u003e" in (out / "index.html").read_text(encoding="utf-8")
+
+
+def test_missing_reports_are_not_linked(tmp_path: Path):
+    wh = build_site_warehouse(tmp_path / "wh.duckdb", year=YEAR)
+    out = tmp_path / "_site"
+    write_placeholder_outputs(out, YEAR, skip=(0, 31))
+    (out / "quality" / "index.html").unlink()
+    written = build_site(YEAR, wh, out)
+    assert out / "quality" / "index.html" in written  # placeholder keeps the navigation valid
+    html = (out / "index.html").read_text(encoding="utf-8")
+    assert "prefectures/31-tottori.html" not in html and "national.html" not in html.split("<main")[1]
+    assert "未作成" in html
+    test_every_local_link_resolves_and_no_network_asset(out)
+
+
+def test_unknown_year_is_a_data_error(tmp_path: Path):
+    wh = build_site_warehouse(tmp_path / "wh.duckdb", year=YEAR)
+    with pytest.raises(DataError, match="no indicators for year 2019"):
+        build_site(2019, wh, tmp_path / "_site")
