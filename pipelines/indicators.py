@@ -1,0 +1,615 @@
+"""The yearly evaluation indicators: catalogue (indicators.yml) -> DuckDB SQL -> tidy tables.
+
+Method (DESIGN.md "Statistical conventions"; the notebook explains it to a reader):
+
+* Survey indicators are weighted shares. The catalogue gives each indicator a numerator and a
+  denominator as DuckDB boolean expressions over the contract columns; one SQL statement evaluates
+  every indicator for every area and breakdown at once (``GROUP BY GROUPING SETS``), returning
+  Σw, Σw², Σw·y and the unweighted count per cell. The statistics (Kish n_eff, Wilson interval,
+  comparisons, two-proportion test, base rules) are then applied to whole columns with
+  ``pipelines.stats`` -- no loop over prefectures.
+* Area source: a prefecture's own survey for that year when there is one (survey_kind
+  'prefecture'), else the national survey's respondents living in that prefecture. National
+  figures (area '00') come from the national survey only.
+* Change vs previous: the same computation for the previous round present in the warehouse, with
+  the same source rule, then a two-proportion test on the effective sizes.
+* Programme indicators: per-prefecture metrics of the fiscal year equal to the survey year, as a
+  rate per 10,000 population aged 16+ (an estimate: 2020 census total x 0.8723) or a 1/0 flag.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import duckdb
+import numpy as np
+import pandas as pd
+import yaml
+
+from . import config, schema, stats
+from .errors import DataError, UsageError
+from .reference import prefectures
+
+log = logging.getLogger("tsunagari.indicators")
+
+# 2020 census: total 126,146,099; aged 0-14 15,031,602; age 15 about 1.07 million.
+# (126,146,099 - 15,031,602 - 1,070,000) / 126,146,099 = 0.8723. An estimate, stated in the
+# catalogue, the notes sheet and every programme row's note.
+POP_16PLUS_FACTOR = 0.8723
+
+PILLARS = {
+    1: "基本方針(1) 孤独・孤立に至っても支援を求める声を上げやすい社会とする",
+    2: "基本方針(2) 状態に合わせた切れ目のない相談支援につなげる",
+    3: "基本方針(3) 見守り・交流の場や居場所を確保し、人と人との「つながり」を実感できる地域づくりを行う",
+    4: "基本方針(4) 孤独・孤立対策に取り組むNPO等の活動をきめ細かく支援し、官・民・NPO等の連携を強化する",
+}
+SOURCES = ("survey", "programme")
+UNITS = ("percent", "per_10k", "flag")
+NATIONAL = "00"
+
+# Breakdowns, in display order. uk_age only for UK-comparable indicators.
+BREAKDOWNS_COMMON = (["total", "sex=1", "sex=2"] + [f"age={b}" for b in schema.AGE_BANDS]
+                     + ["household_single=1", "household_single=0"])
+BREAKDOWNS_UK = [f"uk_age={b}" for b in schema.UK_AGE_BANDS]
+
+# Answer distributions kept for the charts (every category, 無回答 included).
+DISTRIBUTION_QUESTIONS: dict[str, dict[str, str]] = {
+    "q_loneliness": {str(k): v for k, v in schema.QUESTIONS["q_loneliness"].items()},
+    "ucla_band": dict(schema.UCLA_BANDS),
+    **{q: {str(k): v for k, v in schema.QUESTIONS[q].items()}
+       for q in ("q_contact_inperson", "q_participation_none", "q_has_worries",
+                 "q_reliable_person", "q_help_intention")},
+}
+UK_DISTRIBUTION_QUESTIONS = {"q_loneliness"}
+
+UCLA_SCORE_SQL = """CASE WHEN q_ucla_1 BETWEEN 1 AND 4 AND q_ucla_2 BETWEEN 1 AND 4
+  AND q_ucla_3 BETWEEN 1 AND 4 THEN q_ucla_1 + q_ucla_2 + q_ucla_3 END"""
+UCLA_BAND_SQL = """CASE WHEN ucla_score IS NULL THEN 'na' WHEN ucla_score >= 10 THEN '10-12'
+  WHEN ucla_score >= 7 THEN '7-9' WHEN ucla_score >= 4 THEN '4-6' ELSE '3' END"""
+
+
+# --- Catalogue -----------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Indicator:
+    id: str
+    name_ja: str
+    name_en: str
+    pillar: int
+    source: str
+    numerator: str
+    denominator: str
+    polarity: str
+    uk_comparable: bool
+    unit: str
+    denominator_ja: str = ""
+    description_ja: str = ""
+    extra: dict = field(default_factory=dict, compare=False, hash=False)
+
+    @property
+    def pillar_label(self) -> str:
+        return PILLARS[self.pillar]
+
+    @property
+    def breakdowns(self) -> list[str]:
+        if self.source == "programme":
+            return ["total"]
+        return BREAKDOWNS_COMMON + (BREAKDOWNS_UK if self.uk_comparable else [])
+
+    @property
+    def denominator_sql(self) -> str:
+        return "TRUE" if self.denominator.strip().lower() == "all" else self.denominator
+
+
+_REQUIRED = ("id", "name_ja", "name_en", "pillar", "source", "numerator", "denominator",
+             "polarity", "uk_comparable", "unit")
+
+
+def load_catalogue(path: Path = config.INDICATOR_CATALOGUE) -> list[Indicator]:
+    """Read and check the indicator catalogue. Raises DataError naming the file, the entry and
+    the field for a malformed entry."""
+    path = Path(path)
+    try:
+        doc = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise DataError(str(path), "not valid YAML", detail=str(exc)) from exc
+    entries = doc.get("indicators") if isinstance(doc, dict) else None
+    if not isinstance(entries, list) or not entries:
+        raise DataError(str(path), "must contain a non-empty list `indicators:`")
+    out: list[Indicator] = []
+    seen: set[str] = set()
+    for i, e in enumerate(entries, start=1):
+        where = f"entry {i}" + (f" ({e.get('id')})" if isinstance(e, dict) and e.get("id") else "")
+        if not isinstance(e, dict):
+            raise DataError(str(path), f"{where}: must be a mapping")
+        missing = [k for k in _REQUIRED if k not in e or e[k] in (None, "")]
+        if missing:
+            raise DataError(str(path), f"{where}: missing field(s) {', '.join(missing)}",
+                            column=missing[0])
+        ind_id = str(e["id"])
+        if not re.fullmatch(r"[a-z][a-z0-9_]*", ind_id):
+            raise DataError(str(path), f"{where}: id must be snake_case", column="id",
+                            examples=[ind_id])
+        if ind_id in seen:
+            raise DataError(str(path), f"{where}: duplicate id", column="id", examples=[ind_id])
+        seen.add(ind_id)
+        checks = (("source", SOURCES), ("polarity", stats.POLARITIES), ("unit", UNITS))
+        for key, allowed in checks:
+            if e[key] not in allowed:
+                raise DataError(str(path), f"{where}: {key} must be one of {', '.join(allowed)}",
+                                column=key, examples=[e[key]])
+        try:
+            pillar = int(e["pillar"])
+        except (TypeError, ValueError):
+            pillar = -1
+        if pillar not in PILLARS:
+            raise DataError(str(path), f"{where}: pillar must be 1-4 (基本方針(1)-(4))",
+                            column="pillar", examples=[e["pillar"]])
+        if e["source"] == "programme" and e["denominator"] not in ("population_16plus", "none"):
+            raise DataError(str(path), f"{where}: a programme denominator is population_16plus or none",
+                            column="denominator", examples=[e["denominator"]])
+        known = set(_REQUIRED) | {"denominator_ja", "description_ja"}
+        out.append(Indicator(
+            id=ind_id, name_ja=str(e["name_ja"]), name_en=str(e["name_en"]), pillar=pillar,
+            source=e["source"], numerator=str(e["numerator"]), denominator=str(e["denominator"]),
+            polarity=e["polarity"], uk_comparable=bool(e["uk_comparable"]), unit=e["unit"],
+            denominator_ja=str(e.get("denominator_ja") or ""),
+            description_ja=str(e.get("description_ja") or "").strip(),
+            extra={k: v for k, v in e.items() if k not in known},
+        ))
+    return out
+
+
+# --- Warehouse helpers ---------------------------------------------------------------------------
+
+def _has_table(con: duckdb.DuckDBPyConnection, name: str) -> bool:
+    return bool(con.execute("SELECT count(*) FROM information_schema.tables WHERE table_name = ?",
+                            [name]).fetchone()[0])
+
+
+def national_years(con: duckdb.DuckDBPyConnection) -> list[int]:
+    """Rounds with a national survey in the warehouse, ascending."""
+    if not _has_table(con, "survey_responses"):
+        return []
+    rows = con.execute("SELECT DISTINCT survey_year FROM survey_responses "
+                       "WHERE survey_kind = 'national' ORDER BY 1").fetchall()
+    return [int(r[0]) for r in rows]
+
+
+def check_national_year(con: duckdb.DuckDBPyConnection, year: int) -> None:
+    """UsageError('--year', ...) when the warehouse has no national survey for ``year``."""
+    years = national_years(con)
+    if year not in years:
+        have = ", ".join(map(str, years)) if years else "なし / none"
+        raise UsageError("--year", f"{year} 年の全国調査が倉庫にありません / no national survey for "
+                                   f"{year} in the warehouse (available rounds: {have})")
+
+
+def _area_names() -> dict[str, str]:
+    pref = prefectures()
+    names = {NATIONAL: "全国"}
+    names.update({f"{int(c):02d}": str(n) for c, n in zip(pref.pref_code, pref.name_ja)})
+    return names
+
+
+AREA_CODES = [NATIONAL] + [f"{c:02d}" for c in range(1, 48)]
+
+
+# --- Survey: one SQL pass over all areas and breakdowns ------------------------------------------
+
+def _assigned_sql() -> str:
+    """Respondents of round $year, each assigned to area '00' (national survey) and to its
+    prefecture (own survey when that prefecture has one this round, else the national survey)."""
+    return f"""
+WITH resp0 AS (
+  SELECT *, {UCLA_SCORE_SQL} AS ucla_score FROM survey_responses WHERE survey_year = $year
+), resp AS (
+  SELECT *, {UCLA_BAND_SQL} AS ucla_band FROM resp0
+), own AS (
+  SELECT DISTINCT pref_code FROM resp WHERE survey_kind = 'prefecture'
+), assigned AS (
+  SELECT '{NATIONAL}' AS area_code, resp.* FROM resp WHERE survey_kind = 'national'
+  UNION ALL
+  SELECT lpad(CAST(pref_code AS VARCHAR), 2, '0') AS area_code, resp.* FROM resp
+  WHERE survey_kind = 'prefecture'
+     OR (survey_kind = 'national' AND pref_code NOT IN (SELECT pref_code FROM own))
+)"""
+
+
+_BREAKDOWN_SQL = """CASE
+  WHEN GROUPING(sex) = 0 THEN 'sex=' || CAST(sex AS VARCHAR)
+  WHEN GROUPING(age_band) = 0 THEN 'age=' || coalesce(age_band, 'na')
+  WHEN GROUPING(uk_age_band) = 0 THEN 'uk_age=' || coalesce(uk_age_band, 'na')
+  WHEN GROUPING(household_single) = 0 THEN 'household_single=' || CAST(household_single AS VARCHAR)
+  ELSE 'total' END"""
+
+
+def _sql_literal(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+def _aggregate(con, year: int, inds: list[Indicator], with_distributions: bool) -> pd.DataFrame:
+    """Wide table: one row per area x breakdown; per indicator i the columns i{k}_n, i{k}_sw,
+    i{k}_sw2, i{k}_swy; per distribution category d{j}_sw; and the cell totals n_all, sw_all,
+    sw2_all."""
+    aggs = ["count(*) AS n_all", "sum(weight) AS sw_all", "sum(weight * weight) AS sw2_all"]
+    for k, ind in enumerate(inds):
+        den = f"coalesce(({ind.denominator_sql}), FALSE)"
+        num = f"coalesce(({ind.numerator}), FALSE)"
+        aggs += [f"count(*) FILTER (WHERE {den}) AS i{k}_n",
+                 f"sum(weight) FILTER (WHERE {den}) AS i{k}_sw",
+                 f"sum(weight * weight) FILTER (WHERE {den}) AS i{k}_sw2",
+                 f"sum(weight) FILTER (WHERE {den} AND {num}) AS i{k}_swy"]
+    if with_distributions:
+        j = 0
+        for q, cats in DISTRIBUTION_QUESTIONS.items():
+            for cat in cats:
+                rhs = _sql_literal(cat) if q == "ucla_band" else cat
+                aggs.append(f"sum(weight) FILTER (WHERE {q} = {rhs}) AS d{j}_sw")
+                j += 1
+    sql = (_assigned_sql() + f"\nSELECT area_code, {_BREAKDOWN_SQL} AS breakdown,\n  "
+           + ",\n  ".join(aggs)
+           + "\nFROM assigned GROUP BY GROUPING SETS ((area_code), (area_code, sex), "
+             "(area_code, age_band), (area_code, uk_age_band), (area_code, household_single))")
+    try:
+        return con.execute(sql, {"year": year}).df()
+    except duckdb.Error as exc:
+        # Name the catalogue entry whose expression DuckDB rejected.
+        for ind in inds:
+            try:
+                con.execute(_assigned_sql() + f"\nSELECT count(*) FROM assigned WHERE "
+                            f"({ind.numerator}) OR ({ind.denominator_sql})", {"year": -1})
+            except duckdb.Error as inner:
+                raise DataError(str(config.INDICATOR_CATALOGUE),
+                                "numerator/denominator is not a valid SQL expression",
+                                column=ind.id, detail=str(inner).splitlines()[0]) from exc
+        raise
+
+
+def _sources(con, year: int) -> pd.DataFrame:
+    """Per area: source kind ('national', 'own', 'subsample') and survey ids."""
+    sql = _assigned_sql() + """
+SELECT area_code,
+  CASE WHEN area_code = '00' THEN 'national'
+       WHEN bool_or(survey_kind = 'prefecture') THEN 'own' ELSE 'subsample' END AS source_kind,
+  string_agg(DISTINCT survey_id, '、' ORDER BY survey_id) AS survey_ids
+FROM assigned GROUP BY area_code"""
+    return con.execute(sql, {"year": year}).df()
+
+
+def _source_note(kind: str, survey_ids: str, area_name: str, n: int | float) -> str:
+    n_txt = f"{int(n):,}" if n == n else "0"
+    if kind == "national":
+        return f"出典: 全国調査 {survey_ids} (n={n_txt})"
+    if kind == "own":
+        return f"出典: {area_name}独自調査 {survey_ids} (n={n_txt})"
+    if kind == "subsample":
+        return f"出典: 全国調査の当該県回答者 (n={n_txt})"
+    return "出典: 該当する回答者なし (n=0)"
+
+
+def _survey_long(wide: pd.DataFrame, inds: list[Indicator]) -> pd.DataFrame:
+    """Wide aggregates -> one row per area x indicator x breakdown, on the full grid (cells with no
+    respondents get n = 0). A loop over indicators (a handful), never over areas."""
+    parts = []
+    for k, ind in enumerate(inds):
+        part = wide[["area_code", "breakdown", f"i{k}_n", f"i{k}_sw", f"i{k}_sw2", f"i{k}_swy"]]
+        part = part.set_axis(["area_code", "breakdown", "n", "sw", "sw2", "swy"], axis=1)
+        grid = pd.MultiIndex.from_product([AREA_CODES, ind.breakdowns],
+                                          names=["area_code", "breakdown"]).to_frame(index=False)
+        part = grid.merge(part, on=["area_code", "breakdown"], how="left")
+        part.insert(0, "indicator_id", ind.id)
+        part["polarity"] = ind.polarity
+        parts.append(part)
+    long = pd.concat(parts, ignore_index=True)
+    long["n"] = long["n"].fillna(0).astype("int64")
+    for c in ("sw", "sw2", "swy"):
+        long[c] = long[c].astype(float).fillna(0.0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        long["p"] = np.where(long["sw"] > 0, long["swy"] / long["sw"].where(long["sw"] > 0, 1), np.nan)
+    long["n_eff"] = stats.effective_n(long["sw"].to_numpy(), long["sw2"].to_numpy())
+    return long
+
+
+def _survey_indicators(con, year: int, inds: list[Indicator], prev_year: int | None,
+                       names: dict[str, str]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    wide = _aggregate(con, year, inds, with_distributions=True)
+    cur = _survey_long(wide, inds)
+    cur["status"] = stats.base_status(cur["n"].to_numpy())
+    cur["suppressed"] = cur["status"] == "suppressed"
+    lower, upper = stats.wilson_interval(cur["p"].to_numpy(), cur["n_eff"].to_numpy())
+    cur["lower"], cur["upper"] = lower, upper
+    # Suppressed cells carry no value: neither shown nor compared.
+    for c in ("p", "lower", "upper"):
+        cur.loc[cur["suppressed"], c] = np.nan
+
+    nat = cur.loc[cur.area_code == NATIONAL, ["indicator_id", "breakdown", "p"]]
+    cur = cur.merge(nat.rename(columns={"p": "p_nat"}), on=["indicator_id", "breakdown"], how="left")
+    cur["comparison"] = stats.compare_with_national(cur["lower"].to_numpy(), cur["upper"].to_numpy(),
+                                                    cur["p_nat"].to_numpy(), cur["polarity"].to_numpy())
+    cur.loc[cur.area_code == NATIONAL, "comparison"] = "not_compared"
+
+    src = _sources(con, year)
+    cur = cur.merge(src, on="area_code", how="left")
+    cur["source_kind"] = cur["source_kind"].fillna("none")
+    cur["survey_ids"] = cur["survey_ids"].fillna("")
+
+    if prev_year is not None:
+        prev = _survey_long(_aggregate(con, prev_year, inds, with_distributions=False), inds)
+        prev.loc[stats.base_status(prev["n"].to_numpy()) == "suppressed", "p"] = np.nan
+        prev_src = _sources(con, prev_year)[["area_code", "source_kind"]]
+        prev = prev.merge(prev_src.rename(columns={"source_kind": "prev_kind"}), on="area_code", how="left")
+        cur = cur.merge(prev[["indicator_id", "area_code", "breakdown", "p", "n_eff", "prev_kind"]]
+                        .rename(columns={"p": "p_prev", "n_eff": "n_eff_prev"}),
+                        on=["indicator_id", "area_code", "breakdown"], how="left")
+        cur["change"] = stats.change_vs_previous(cur["p"].to_numpy(), cur["n_eff"].to_numpy(),
+                                                 cur["p_prev"].to_numpy(), cur["n_eff_prev"].to_numpy())
+    else:
+        cur["prev_kind"] = None
+        cur["change"] = "not_compared"
+
+    cur["area_name"] = cur["area_code"].map(names)
+    notes = [_source_note(k, s, a, n) for k, s, a, n in
+             zip(cur["source_kind"], cur["survey_ids"], cur["area_name"], cur["n"])]
+    kinds = {"national": "全国調査", "own": "独自調査", "subsample": "全国調査の当該県回答者"}
+    for i, (st, n, kind, pk) in enumerate(zip(cur["status"], cur["n"], cur["source_kind"],
+                                              cur["prev_kind"])):
+        if st == "suppressed":
+            notes[i] += "; n<30 非表示"
+        elif st == "reference":
+            notes[i] += f"; 参考値 (n={int(n):,})"
+        if isinstance(pk, str) and kind in kinds and pk in kinds and pk != kind:
+            notes[i] += f"; 前回は{kinds[pk]}のため前回比は出典が異なる"
+    cur["note"] = notes
+
+    ind_table = pd.DataFrame({
+        "year": year, "area_code": cur["area_code"], "area_name": cur["area_name"],
+        "indicator_id": cur["indicator_id"], "breakdown": cur["breakdown"],
+        "value": cur["p"] * 100, "lower_ci95": cur["lower"] * 100, "upper_ci95": cur["upper"] * 100,
+        "n_unweighted": cur["n"], "n_effective": cur["n_eff"], "national_value": cur["p_nat"] * 100,
+        "comparison": cur["comparison"], "change_vs_previous": cur["change"],
+        "suppressed": cur["suppressed"], "note": cur["note"],
+    })
+    return ind_table, _distributions(wide, year)
+
+
+def _distributions(wide: pd.DataFrame, year: int) -> pd.DataFrame:
+    parts = []
+    j = 0
+    for q, cats in DISTRIBUTION_QUESTIONS.items():
+        bds = BREAKDOWNS_COMMON + (BREAKDOWNS_UK if q in UK_DISTRIBUTION_QUESTIONS else [])
+        grid = pd.MultiIndex.from_product([AREA_CODES, bds], names=["area_code", "breakdown"]).to_frame(index=False)
+        base = grid.merge(wide[["area_code", "breakdown", "n_all", "sw_all", "sw2_all"]],
+                          on=["area_code", "breakdown"], how="left")
+        for cat, label in cats.items():
+            part = base.copy()
+            part["question"], part["category"], part["category_label"] = q, cat, label
+            part["swy"] = part[["area_code", "breakdown"]].merge(
+                wide[["area_code", "breakdown", f"d{j}_sw"]], on=["area_code", "breakdown"], how="left"
+            )[f"d{j}_sw"].to_numpy()
+            parts.append(part)
+            j += 1
+    d = pd.concat(parts, ignore_index=True)
+    d["n_all"] = d["n_all"].fillna(0).astype("int64")
+    sw = d["sw_all"].astype(float).fillna(0.0).to_numpy()
+    swy = d["swy"].astype(float).fillna(0.0).to_numpy()
+    with np.errstate(divide="ignore", invalid="ignore"):
+        p = np.where(sw > 0, swy / np.where(sw > 0, sw, 1.0), np.nan)
+    n_eff = stats.effective_n(sw, d["sw2_all"].astype(float).fillna(0.0).to_numpy())
+    lower, upper = stats.wilson_interval(p, n_eff)
+    suppressed = stats.base_status(d["n_all"].to_numpy()) == "suppressed"
+    p, lower, upper = (np.where(suppressed, np.nan, a) for a in (p, lower, upper))
+    return pd.DataFrame({
+        "year": year, "area_code": d["area_code"], "question": d["question"],
+        "breakdown": d["breakdown"], "category": d["category"],
+        "category_label": d["category_label"], "value": p * 100, "lower_ci95": lower * 100,
+        "upper_ci95": upper * 100, "n_unweighted": d["n_all"], "suppressed": suppressed,
+    })
+
+
+# --- Programme indicators ------------------------------------------------------------------------
+
+def population_16plus() -> pd.DataFrame:
+    """area_code, pop16 (estimate: 2020 census total x POP_16PLUS_FACTOR)."""
+    pref = prefectures()
+    return pd.DataFrame({"area_code": [f"{int(c):02d}" for c in pref.pref_code],
+                         "pop16": pref.population_2020.astype(float) * POP_16PLUS_FACTOR})
+
+
+def _programme_indicators(con, year: int, inds: list[Indicator], names: dict[str, str]) -> pd.DataFrame:
+    metrics = set(schema.PROGRAMME_METRICS)
+    has = _has_table(con, "programme")
+    if has:
+        metrics |= {r[0] for r in con.execute("SELECT DISTINCT metric_id FROM programme").fetchall()}
+    metrics = sorted(m for m in metrics if re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", m))
+    pivot = ", ".join(f"sum(value) FILTER (WHERE metric_id = {_sql_literal(m)}) AS {m}" for m in metrics)
+    exprs = ", ".join(f"CAST(({ind.numerator}) AS DOUBLE) AS x{k}" for k, ind in enumerate(inds))
+    if has:
+        sql = (f"WITH p AS (SELECT pref_code, {pivot} FROM programme WHERE fiscal_year = ? "
+               f"GROUP BY pref_code) SELECT lpad(CAST(pref_code AS VARCHAR), 2, '0') AS area_code, "
+               f"{exprs} FROM p")
+        try:
+            wide = con.execute(sql, [year]).df()
+        except duckdb.Error as exc:
+            raise DataError(str(config.INDICATOR_CATALOGUE),
+                            "programme numerator is not a valid expression over metric ids",
+                            detail=str(exc).splitlines()[0]) from exc
+    else:
+        wide = pd.DataFrame({"area_code": pd.Series(dtype=str),
+                             **{f"x{k}": pd.Series(dtype=float) for k in range(len(inds))}})
+    pop = population_16plus()
+    prefs = pop.merge(wide, on="area_code", how="left")
+    fy = f"令和{year - 2018}年度 (FY{year})"
+    rows = []
+    for k, ind in enumerate(inds):
+        x = prefs[f"x{k}"].astype(float).to_numpy()
+        present = ~np.isnan(x)
+        if ind.denominator == "population_16plus":
+            value = stats.rate_per_10000(x, prefs["pop16"].to_numpy())
+            nat = (stats.rate_per_10000(float(x[present].sum()), float(prefs["pop16"][present].sum()))
+                   if present.any() else np.nan)
+            note_p = f"出典: 事業データ {fy}; 16歳以上人口は推計 (2020年国勢調査総人口×{POP_16PLUS_FACTOR})"
+            note_n = note_p + f"; 全国値はデータのある{int(present.sum())}都道府県の合計"
+        else:
+            value = x
+            nat = float(np.mean(x[present] > 0) * 100) if present.any() else np.nan
+            note_p = f"出典: 事業データ {fy}; 1=設置あり 0=なし"
+            note_n = f"出典: 事業データ {fy}; 全国値は設置済み都道府県の割合% (データのある{int(present.sum())}都道府県中)"
+        notes = np.where(present, note_p, f"{fy} の事業データなし")
+        rows.append(pd.DataFrame({"area_code": prefs["area_code"], "indicator_id": ind.id,
+                                  "value": value, "national_value": nat, "note": notes}))
+        rows.append(pd.DataFrame({"area_code": [NATIONAL], "indicator_id": [ind.id], "value": [nat],
+                                  "national_value": [nat],
+                                  "note": [note_n if present.any() else f"{fy} の事業データなし"]}))
+    d = pd.concat(rows, ignore_index=True)
+    return pd.DataFrame({
+        "year": year, "area_code": d["area_code"], "area_name": d["area_code"].map(names),
+        "indicator_id": d["indicator_id"], "breakdown": "total", "value": d["value"],
+        "lower_ci95": np.nan, "upper_ci95": np.nan, "n_unweighted": pd.NA, "n_effective": np.nan,
+        "national_value": d["national_value"], "comparison": "not_compared",
+        "change_vs_previous": "not_compared", "suppressed": False, "note": d["note"],
+    })
+
+
+# --- Public API ----------------------------------------------------------------------------------
+
+def previous_year(con: duckdb.DuckDBPyConnection, year: int) -> int | None:
+    earlier = [y for y in national_years(con) if y < year]
+    return max(earlier) if earlier else None
+
+
+def compute_indicators(con: duckdb.DuckDBPyConnection, year: int,
+                       catalogue: list[Indicator] | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(indicators, distributions) for round ``year``; reads the warehouse, writes nothing.
+
+    Raises UsageError('--year', ...) when there is no national survey for ``year``.
+    """
+    inds = catalogue if catalogue is not None else load_catalogue()
+    check_national_year(con, year)
+    names = _area_names()
+    survey_inds = [i for i in inds if i.source == "survey"]
+    prog_inds = [i for i in inds if i.source == "programme"]
+    prev = previous_year(con, year)
+    parts = []
+    dist = pd.DataFrame(columns=_DIST_COLUMNS)
+    if survey_inds:
+        ind_s, dist = _survey_indicators(con, year, survey_inds, prev, names)
+        parts.append(ind_s)
+    if prog_inds:
+        parts.append(_programme_indicators(con, year, prog_inds, names))
+    ind = pd.concat(parts, ignore_index=True)
+    # Stable order: area, catalogue order, breakdown order.
+    order = {i.id: k for k, i in enumerate(inds)}
+    bd_order = {b: k for k, b in enumerate(BREAKDOWNS_COMMON + BREAKDOWNS_UK)}
+    ind = (ind.assign(_a=ind.area_code, _i=ind.indicator_id.map(order), _b=ind.breakdown.map(bd_order))
+              .sort_values(["_a", "_i", "_b"]).drop(columns=["_a", "_i", "_b"]).reset_index(drop=True))
+    return _typed_indicators(ind), _typed_distributions(dist)
+
+
+_DIST_COLUMNS = ["year", "area_code", "question", "breakdown", "category", "category_label", "value",
+                 "lower_ci95", "upper_ci95", "n_unweighted", "suppressed"]
+
+
+def _typed_indicators(df: pd.DataFrame) -> pd.DataFrame:
+    df = df[schema.INDICATOR_COLUMNS].copy()
+    df["year"] = df["year"].astype("int64")
+    for c in ("area_code", "area_name", "indicator_id", "breakdown", "comparison",
+              "change_vs_previous", "note"):
+        df[c] = df[c].astype(object)
+    for c in ("value", "lower_ci95", "upper_ci95", "n_effective", "national_value"):
+        df[c] = pd.to_numeric(df[c], errors="coerce").astype("float64")
+    df["n_unweighted"] = pd.to_numeric(df["n_unweighted"], errors="coerce").astype("Int64")
+    df["suppressed"] = df["suppressed"].astype(bool)
+    return df
+
+
+def _typed_distributions(df: pd.DataFrame) -> pd.DataFrame:
+    df = df[_DIST_COLUMNS].copy()
+    df["year"] = df["year"].astype("int64")
+    for c in ("value", "lower_ci95", "upper_ci95"):
+        df[c] = pd.to_numeric(df[c], errors="coerce").astype("float64")
+    df["n_unweighted"] = pd.to_numeric(df["n_unweighted"], errors="coerce").astype("Int64")
+    df["suppressed"] = df["suppressed"].astype(bool)
+    return df.reset_index(drop=True)
+
+
+def write_indicators(con: duckdb.DuckDBPyConnection, year: int, indicators: pd.DataFrame,
+                     distributions: pd.DataFrame) -> None:
+    """Replace the rows of ``year`` in `indicators` and `distributions`, in one transaction."""
+    for name, df in (("indicators", indicators), ("distributions", distributions)):
+        if len(df) and set(df["year"].unique()) != {year}:
+            raise ValueError(f"{name}: every row must have year {year}")
+    con.execute(schema.INDICATORS_TABLE_DDL)
+    con.execute(schema.DISTRIBUTIONS_TABLE_DDL)
+    ind = indicators[schema.INDICATOR_COLUMNS]
+    dist = distributions[_DIST_COLUMNS]
+    con.execute("BEGIN TRANSACTION")
+    try:
+        con.execute("DELETE FROM indicators WHERE year = ?", [year])
+        con.execute("DELETE FROM distributions WHERE year = ?", [year])
+        con.register("_ind_new", ind)
+        con.register("_dist_new", dist)
+        con.execute(f"INSERT INTO indicators ({', '.join(schema.INDICATOR_COLUMNS)}) "
+                    f"SELECT {', '.join(schema.INDICATOR_COLUMNS)} FROM _ind_new")
+        con.execute(f"INSERT INTO distributions ({', '.join(_DIST_COLUMNS)}) "
+                    f"SELECT {', '.join(_DIST_COLUMNS)} FROM _dist_new")
+        con.execute("COMMIT")
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+    finally:
+        for v in ("_ind_new", "_dist_new"):
+            try:
+                con.unregister(v)
+            except duckdb.Error:
+                pass
+    log.info("indicators %d: %d rows, distributions: %d rows", year, len(ind), len(dist))
+
+
+def summary(indicators: pd.DataFrame) -> pd.DataFrame:
+    """A small overview for the notebook: national totals per indicator (no microdata)."""
+    cat = {i.id: i for i in load_catalogue()}
+    nat = indicators[(indicators.area_code == NATIONAL) & (indicators.breakdown == "total")]
+    areas = indicators[indicators.area_code != NATIONAL]
+    counts = areas.groupby("indicator_id")["comparison"].value_counts().unstack(fill_value=0)
+    out = nat.set_index("indicator_id")[["value", "lower_ci95", "upper_ci95", "n_unweighted",
+                                         "change_vs_previous"]]
+    out.insert(0, "name_ja", [cat[i].name_ja if i in cat else i for i in out.index])
+    return out.join(counts, how="left").reset_index()
+
+
+def run_indicators(year: int, warehouse: Path, out_dir: Path) -> Path:
+    """`tsunagari indicators`: execute the indicators notebook with papermill (audit record in
+    ``out_dir/runs/indicators-{year}.ipynb``; the notebook writes the tables), then write
+    ``out_dir/downloads/indicators-{year}.csv`` and ``.xlsx``. Returns the executed notebook path."""
+    from papermill.exceptions import PapermillExecutionError
+
+    from .downloads import write_indicator_downloads
+    from .execute import execute_notebook
+
+    warehouse = Path(warehouse).resolve()
+    out_dir = Path(out_dir)
+    if not warehouse.exists():
+        raise UsageError("--warehouse", f"倉庫ファイルがありません / warehouse not found: {warehouse} "
+                                        "(run `tsunagari ingest` first)")
+    con = duckdb.connect(str(warehouse), read_only=True)
+    try:
+        check_national_year(con, year)
+    finally:
+        con.close()
+    executed = out_dir / "runs" / f"indicators-{year}.ipynb"
+    try:
+        execute_notebook(config.INDICATORS_NOTEBOOK, executed,
+                         {"year": int(year), "warehouse": str(warehouse)})
+    except PapermillExecutionError as exc:
+        raise DataError(str(executed), "indicators notebook failed",
+                        detail=f"{exc.ename}: {exc.evalue}") from exc
+    con = duckdb.connect(str(warehouse), read_only=True)
+    try:
+        write_indicator_downloads(con, year, out_dir / "downloads")
+    finally:
+        con.close()
+    return executed

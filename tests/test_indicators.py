@@ -1,0 +1,480 @@
+"""The indicators stage on a real DuckDB file: catalogue -> SQL -> stats -> tables -> downloads.
+
+survey_responses is built directly with SQL (no ingest needed).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+from pathlib import Path
+
+import duckdb
+import numpy as np
+import openpyxl
+import pandas as pd
+import pytest
+import yaml
+from statsmodels.stats.proportion import proportion_confint
+
+from pipelines import config, schema, stats
+from pipelines.errors import DataError, UsageError
+from pipelines.indicators import (AREA_CODES, BREAKDOWNS_COMMON, BREAKDOWNS_UK, compute_indicators,
+                                  load_catalogue, run_indicators, write_indicators)
+
+COLS = ["survey_id", "survey_year", "survey_kind", "respondent_id", "pref_code", "sex", "age",
+        "age_band", "uk_age_band", "household_single", "weight", "q_loneliness", "q_ucla_1",
+        "q_ucla_2", "q_ucla_3", "q_contact_inperson", "q_participation_none", "q_has_worries",
+        "q_support_received", "q_reliable_person", "q_help_intention", "file_id", "source_row"]
+
+
+def create_tables(con: duckdb.DuckDBPyConnection) -> None:
+    con.execute(schema.SURVEY_TABLE_DDL.format(name="survey_responses"))
+    con.execute(schema.PROGRAMME_TABLE_DDL.format(name="programme"))
+    con.execute(schema.FILES_TABLE_DDL)
+
+
+def generate_round(con: duckdb.DuckDBPyConnection, year: int, n: int, seed: float = 0.1,
+                   kind: str = "national", pref: int | None = None, shift: float = 0.0,
+                   weighted: bool = True) -> None:
+    """n synthetic respondents of one survey, generated in SQL. National respondents are spread over
+    the prefectures in proportion to population; `pref` puts every respondent in one prefecture.
+    `shift` moves the loneliness answers towards 5 (to create real changes between rounds)."""
+    pops = pd.read_csv(config.REFERENCE_DIR / "prefectures.csv")[["pref_code", "population_2020"]]
+    share = pops.population_2020 / pops.population_2020.sum()
+    cum = pd.DataFrame({"pref_code": pops.pref_code, "lo": share.cumsum() - share, "hi": share.cumsum()})
+    cum.loc[cum.index[-1], "hi"] = 1.0 + 1e-9
+    con.register("_cum", cum)
+    sid = f"national-{year}" if kind == "national" else f"pref{pref:02d}-{year}"
+    pref_sql = f"{pref}" if pref is not None else "(SELECT pref_code FROM _cum WHERE u0 >= lo AND u0 < hi)"
+    con.execute(f"SELECT setseed({seed})")
+    con.execute(f"""
+    INSERT INTO survey_responses
+    WITH r AS (
+      SELECT i, random() AS u0, random() AS u1, random() AS u2, random() AS u3, random() AS u4,
+             random() AS u5, random() AS u6, random() AS u7, random() AS u8, random() AS u9,
+             random() AS u10, random() AS u11
+      FROM range({n}) t(i)
+    ), b AS (
+      SELECT *, {pref_sql} AS pref_code,
+        CASE WHEN u1 < 0.46 THEN 1 WHEN u1 < 0.985 THEN 2 WHEN u1 < 0.995 THEN 3 ELSE 9 END AS sex,
+        CASE WHEN u2 < 0.01 THEN NULL ELSE 16 + CAST(floor(u2 * 75) AS INTEGER) END AS age
+      FROM r
+    )
+    SELECT '{sid}', {year}, '{kind}', '{sid}-' || i, pref_code, sex, age,
+      {schema.AGE_BAND_SQL}, {schema.UK_AGE_BAND_SQL},
+      CASE WHEN u3 < 0.15 THEN 1 WHEN u3 < 0.99 THEN 0 ELSE 9 END,
+      {'0.5 + u4' if weighted else '1.0'},
+      CASE WHEN u5 < 0.006 THEN 9 WHEN u5 < 0.055 + {shift} THEN 5 WHEN u5 < 0.21 + {shift} THEN 4
+           WHEN u5 < 0.40 + {shift} THEN 3 WHEN u5 < 0.80 THEN 2 ELSE 1 END,
+      CASE WHEN u6 < 0.01 THEN 9 ELSE 1 + CAST(floor(u6 * 4) AS INTEGER) END,
+      CASE WHEN u7 < 0.01 THEN 9 ELSE 1 + CAST(floor(u7 * 4) AS INTEGER) END,
+      CASE WHEN u8 < 0.01 THEN 9 ELSE 1 + CAST(floor(u8 * 4) AS INTEGER) END,
+      CASE WHEN u9 < 0.01 THEN 9 WHEN u9 < 0.10 THEN 7 ELSE 1 + CAST(floor(u9 * 6) AS INTEGER) END,
+      CASE WHEN u10 < 0.01 THEN 9 WHEN u10 < 0.53 THEN 1 ELSE 0 END,
+      CASE WHEN u11 < 0.75 THEN 1 WHEN u11 < 0.99 THEN 2 ELSE 9 END,
+      CASE WHEN u11 >= 0.75 THEN 9 WHEN u10 < 0.09 THEN 1 WHEN u10 < 0.99 THEN 2 ELSE 9 END,
+      CASE WHEN u4 < 0.08 THEN 2 WHEN u4 < 0.99 THEN 1 ELSE 9 END,
+      CASE WHEN u3 < 0.01 THEN 9 WHEN u3 < 0.52 THEN 1 WHEN u3 < 0.85 THEN 2 ELSE 3 END,
+      'file-{sid}', i + 1
+    FROM b""")
+    con.unregister("_cum")
+    con.execute("INSERT INTO files VALUES (?, ?, ?, 'survey', ?, ?, 'utf-8', ?, TRUE, now())",
+                [f"file-{sid}", f"{sid}.csv", f"data/sample/{sid}.csv", sid, year, n])
+
+
+def generate_programme(con: duckdb.DuckDBPyConnection, fiscal_year: int) -> None:
+    con.execute(f"""
+    INSERT INTO programme
+    SELECT {fiscal_year}, p, m.metric_id,
+      CASE m.metric_id WHEN 'platform' THEN p % 2 WHEN 'regional_council' THEN CAST(p % 3 = 0 AS INT)
+                       ELSE 100 * p END,
+      m.unit, 'synthetic', 'file-programme', row_number() OVER ()
+    FROM range(1, 48) t(p), (VALUES ('consultations_phone', 'count'), ('consultations_sns', 'count'),
+      ('supporters_trained', 'count'), ('platform', 'flag'), ('regional_council', 'flag')) m(metric_id, unit)""")
+    con.execute("INSERT INTO files VALUES ('file-programme', 'programme.csv', 'programme.csv', "
+                "'programme', NULL, NULL, 'utf-8', 235, TRUE, now())")
+
+
+@pytest.fixture(scope="module")
+def two_rounds(tmp_path_factory) -> Path:
+    """Two national rounds (2023, 2024; 2024 lonelier) of 12,000, a Saitama own survey in 2024,
+    programme data for FY2024. Computed once for the module."""
+    path = tmp_path_factory.mktemp("wh") / "warehouse.duckdb"
+    con = duckdb.connect(str(path))
+    create_tables(con)
+    generate_round(con, 2023, 12_000, seed=0.11)
+    generate_round(con, 2024, 12_000, seed=0.22, shift=0.03)
+    generate_round(con, 2024, 600, seed=0.33, kind="prefecture", pref=11)
+    generate_programme(con, 2024)
+    con.close()
+    return path
+
+
+@pytest.fixture(scope="module")
+def computed(two_rounds):
+    con = duckdb.connect(str(two_rounds), read_only=True)
+    ind, dist = compute_indicators(con, 2024)
+    con.close()
+    return ind, dist
+
+
+# --- The published distribution -------------------------------------------------------------------
+
+PUBLISHED_2022 = {5: 4.9, 4: 15.8, 3: 19.6, 2: 40.6, 1: 18.4, 9: 0.6}
+
+
+def counts_for(n: int, pct: dict[int, float]) -> dict[int, int]:
+    counts = {k: int(n * v / 100) for k, v in pct.items()}
+    keys = list(pct)
+    i = 0
+    while sum(counts.values()) < n:  # spread the rounding remainder
+        counts[keys[i % len(keys)]] += 1
+        i += 1
+    return counts
+
+
+def insert_rows(con, rows: list[dict]) -> None:
+    base = dict(survey_kind="national", sex=1, age=45, age_band="40-49", uk_age_band="35-49",
+                household_single=0, weight=1.0, q_loneliness=2, q_ucla_1=1, q_ucla_2=1, q_ucla_3=1,
+                q_contact_inperson=1, q_participation_none=0, q_has_worries=2, q_support_received=9,
+                q_reliable_person=1, q_help_intention=1, file_id="f", source_row=1)
+    df = pd.DataFrame([{**base, **r} for r in rows])[COLS]
+    con.register("_rows", df)
+    con.execute(f"INSERT INTO survey_responses SELECT {', '.join(COLS)} FROM _rows")
+    con.unregister("_rows")
+
+
+def test_published_2022_distribution_is_reproduced(tmp_path):
+    n = 11_218
+    counts = counts_for(n, PUBLISHED_2022)
+    assert sum(counts.values()) == n
+    assert all(round(c / n * 100, 1) == PUBLISHED_2022[k] for k, c in counts.items())
+    con = duckdb.connect(str(tmp_path / "w.duckdb"))
+    create_tables(con)
+    rows = []
+    for code, c in counts.items():
+        rows += [dict(q_loneliness=code, pref_code=1 + len(rows) % 47) for _ in range(c)]
+    for i, r in enumerate(rows):
+        r.update(survey_id="national-2022", survey_year=2022, respondent_id=str(i))
+    insert_rows(con, rows)
+    ind, dist = compute_indicators(con, 2022)
+    d = dist[(dist.area_code == "00") & (dist.question == "q_loneliness") & (dist.breakdown == "total")]
+    got = {int(c): round(v, 1) for c, v in zip(d.category, d.value)}
+    assert got == PUBLISHED_2022
+    assert d.n_unweighted.unique().tolist() == [n]
+    labels = dict(zip(d.category, d.category_label))
+    assert labels["9"] == "無回答" and labels["5"] == "しばしばある・常にある"
+    nat = ind[(ind.area_code == "00") & (ind.breakdown == "total")].set_index("indicator_id")
+    assert round(nat.loc["lonely_often_always", "value"], 1) == 4.9
+    assert nat.loc["lonely_any", "value"] == pytest.approx((counts[3] + counts[4] + counts[5]) / n * 100)
+    assert nat.loc["lonely_often_always", "n_unweighted"] == n
+
+
+# --- Weighted estimate vs a hand computation ------------------------------------------------------
+
+def test_weighted_share_ci_and_neff_match_hand_computation(tmp_path):
+    con = duckdb.connect(str(tmp_path / "w.duckdb"))
+    create_tables(con)
+    rng = np.random.default_rng(7)
+    k = 400
+    w = np.round(rng.uniform(0.2, 3.0, k), 3)
+    lon = rng.choice([1, 2, 3, 4, 5, 9], size=k, p=[.2, .4, .2, .1, .08, .02])
+    worries = rng.choice([1, 2, 9], size=k, p=[.7, .29, .01])
+    support = np.where(worries == 1, rng.choice([1, 2, 9], size=k, p=[.1, .85, .05]), 9)
+    rows = [dict(survey_id="national-2024", survey_year=2024, respondent_id=str(i), pref_code=13,
+                 weight=float(w[i]), q_loneliness=int(lon[i]), q_has_worries=int(worries[i]),
+                 q_support_received=int(support[i])) for i in range(k)]
+    insert_rows(con, rows)
+    ind, _ = compute_indicators(con, 2024)
+    row = ind[(ind.area_code == "00") & (ind.indicator_id == "lonely_often_always")
+              & (ind.breakdown == "total")].iloc[0]
+    y = (lon == 5).astype(float)
+    p = (w * y).sum() / w.sum()
+    n_eff = w.sum() ** 2 / (w ** 2).sum()
+    z = 1.959963984540054
+    centre = (p + z * z / (2 * n_eff)) / (1 + z * z / n_eff)
+    half = z / (1 + z * z / n_eff) * math.sqrt(p * (1 - p) / n_eff + z * z / (4 * n_eff ** 2))
+    assert row.value == pytest.approx(p * 100)
+    assert row.n_effective == pytest.approx(n_eff)
+    assert row.n_unweighted == k
+    assert row.lower_ci95 == pytest.approx((centre - half) * 100)
+    assert row.upper_ci95 == pytest.approx((centre + half) * 100)
+    lo, hi = proportion_confint(p * n_eff, n_eff, alpha=0.05, method="wilson")
+    assert (row.lower_ci95, row.upper_ci95) == pytest.approx((lo * 100, hi * 100))
+    # Sub-population: not receiving support among those with worries (無回答 of support kept in base).
+    sub = worries == 1
+    row = ind[(ind.area_code == "00") & (ind.indicator_id == "no_support_among_worried")
+              & (ind.breakdown == "total")].iloc[0]
+    assert row.n_unweighted == sub.sum()
+    assert row.value == pytest.approx((w[sub] * (support[sub] == 2)).sum() / w[sub].sum() * 100)
+    # Tokyo (13) holds every respondent: same value as national, no own survey.
+    tokyo = ind[(ind.area_code == "13") & (ind.indicator_id == "lonely_often_always")
+                & (ind.breakdown == "total")].iloc[0]
+    assert tokyo.value == pytest.approx(p * 100)
+    assert tokyo.note == f"出典: 全国調査の当該県回答者 (n={k})"
+    assert tokyo.comparison == "similar"
+
+
+# --- Area source, suppression, reference values ---------------------------------------------------
+
+def test_own_survey_is_preferred_and_small_bases_are_suppressed(tmp_path):
+    con = duckdb.connect(str(tmp_path / "w.duckdb"))
+    create_tables(con)
+    rows = []
+    # National: 40 respondents in Saitama (11), all lonely; 20 in Tottori (31); 50 in Shimane (32);
+    # 1,500 in Tokyo (13).
+    for pref, n, lon in ((11, 40, 5), (31, 20, 2), (32, 50, 2), (13, 1500, 2)):
+        rows += [dict(survey_id="national-2024", survey_year=2024, pref_code=pref, q_loneliness=lon)
+                 for _ in range(n)]
+    # Saitama's own survey: 1,512 respondents, 100 often/always lonely.
+    rows += [dict(survey_id="pref11-2024", survey_year=2024, survey_kind="prefecture", pref_code=11,
+                  q_loneliness=5 if i < 100 else 1) for i in range(1512)]
+    for i, r in enumerate(rows):
+        r["respondent_id"] = str(i)
+    insert_rows(con, rows)
+    ind, dist = compute_indicators(con, 2024)
+    tot = ind[(ind.indicator_id == "lonely_often_always") & (ind.breakdown == "total")].set_index("area_code")
+    assert tot.loc["11", "note"] == "出典: 埼玉県独自調査 pref11-2024 (n=1,512)"
+    assert tot.loc["11", "n_unweighted"] == 1512
+    assert tot.loc["11", "value"] == pytest.approx(100 / 1512 * 100)
+    # National figures from the national survey only (the 1,512 own-survey answers are not in it).
+    assert tot.loc["00", "n_unweighted"] == 40 + 20 + 50 + 1500
+    assert tot.loc["00", "note"] == "出典: 全国調査 national-2024 (n=1,610)"
+    assert tot.loc["00", "value"] == pytest.approx(40 / 1610 * 100)
+    # Tottori: 20 < 30 -> suppressed, no value, no interval, not compared.
+    t = tot.loc["31"]
+    assert bool(t.suppressed) and pd.isna(t.value) and pd.isna(t.lower_ci95) and pd.isna(t.upper_ci95)
+    assert t.note == "出典: 全国調査の当該県回答者 (n=20); n<30 非表示"
+    assert t.comparison == "not_compared"
+    # Shimane: 50 -> 参考値, shown.
+    s = tot.loc["32"]
+    assert not s.suppressed and s.value == 0.0
+    assert s.note == "出典: 全国調査の当該県回答者 (n=50); 参考値 (n=50)"
+    # Tokyo vs national: 0% lonely against 2.5% -> better (interval wholly below).
+    assert tot.loc["13", "comparison"] == "better"
+    # An area with no respondents at all still has its rows, suppressed.
+    assert bool(tot.loc["47", "suppressed"]) and tot.loc["47", "n_unweighted"] == 0
+    # Distributions follow the same suppression rule.
+    d = dist[(dist.area_code == "31") & (dist.question == "q_loneliness") & (dist.breakdown == "total")]
+    assert d.suppressed.all() and d.value.isna().all()
+    # No previous round -> change not compared.
+    assert set(ind.change_vs_previous) == {"not_compared"}
+
+
+def test_unknown_year_is_a_usage_error(two_rounds, tmp_path):
+    con = duckdb.connect(str(two_rounds), read_only=True)
+    with pytest.raises(UsageError) as exc:
+        compute_indicators(con, 2019)
+    con.close()
+    assert str(exc.value) == ("--year: 2019 年の全国調査が倉庫にありません / no national survey for 2019 "
+                              "in the warehouse (available rounds: 2023, 2024)")
+    with pytest.raises(UsageError) as exc:
+        run_indicators(2019, two_rounds, tmp_path / "out")
+    assert exc.value.parameter == "--year"
+    assert not (tmp_path / "out" / "runs").exists()
+
+
+# --- Full grid, comparisons and changes on two generated rounds -----------------------------------
+
+def test_every_area_indicator_and_breakdown_is_present(computed):
+    ind, dist = computed
+    assert list(ind.columns) == schema.INDICATOR_COLUMNS
+    cat = load_catalogue()
+    assert set(ind.indicator_id) == {i.id for i in cat}
+    for i in cat:
+        rows = ind[ind.indicator_id == i.id]
+        expected = {(a, b) for a in AREA_CODES for b in i.breakdowns}
+        assert set(zip(rows.area_code, rows.breakdown)) == expected, i.id
+        assert len(rows) == len(expected)
+    assert len(AREA_CODES) == 48
+    lon = ind[ind.indicator_id == "lonely_often_always"]
+    assert set(lon.breakdown) == set(BREAKDOWNS_COMMON + BREAKDOWNS_UK)
+    assert not any(ind[ind.indicator_id == "ucla_10_12"].breakdown.str.startswith("uk_age="))
+    # Small cells exist and are suppressed; large ones are not.
+    assert ind.suppressed.any() and (~ind.suppressed).any()
+    assert (ind.suppressed == ind.value.isna())[ind.indicator_id == "lonely_any"].all()
+    surv = ind[ind.n_unweighted.notna()]
+    assert surv.loc[surv.n_unweighted < 30, "suppressed"].all()
+    assert not surv.loc[surv.n_unweighted >= 30, "suppressed"].any()
+    # Distributions: shares of each area x breakdown sum to 100 (all categories incl. 無回答).
+    shown = dist[~dist.suppressed]
+    sums = shown.groupby(["area_code", "question", "breakdown"]).value.sum()
+    assert np.allclose(sums, 100.0)
+    assert set(dist.question) >= {"q_loneliness", "ucla_band"}
+    assert set(dist[dist.question == "ucla_band"].category) == set(schema.UCLA_BANDS)
+    assert dist.area_code.nunique() == 48
+
+
+def test_comparison_and_change_agree_with_stats(computed, two_rounds):
+    ind, _ = computed
+    cat = {i.id: i for i in load_catalogue()}
+    surv = ind[ind.indicator_id.map(lambda i: cat[i].source == "survey")]
+    pref = surv[surv.area_code != "00"]
+    expected = stats.compare_with_national(pref.lower_ci95 / 100, pref.upper_ci95 / 100,
+                                           pref.national_value / 100,
+                                           pref.indicator_id.map(lambda i: cat[i].polarity))
+    assert (pref.comparison.to_numpy() == expected).all()
+    assert {"better", "worse", "similar", "not_compared"} <= set(pref.comparison)
+    nat = surv[surv.area_code == "00"]
+    assert (nat.value == nat.national_value).all() and set(nat.comparison) == {"not_compared"}
+    # Change: against the 2023 round computed the same way.
+    con = duckdb.connect(str(two_rounds), read_only=True)
+    prev, _ = compute_indicators(con, 2023)
+    con.close()
+    m = surv.merge(prev, on=["area_code", "indicator_id", "breakdown"], suffixes=("", "_p"))
+    exp = stats.change_vs_previous(m.value / 100, m.n_effective, m.value_p / 100, m.n_effective_p)
+    assert (m.change_vs_previous.to_numpy() == exp).all()
+    assert set(prev.change_vs_previous) == {"not_compared"}
+    row = m[(m.area_code == "00") & (m.indicator_id == "lonely_often_always") & (m.breakdown == "total")].iloc[0]
+    assert row.change_vs_previous == "increase"  # generated with a +3-point shift
+    # Saitama's own survey in 2024 vs the national subsample in 2023 is flagged in the note.
+    sai = surv[(surv.area_code == "11") & (surv.breakdown == "total")].iloc[0]
+    assert sai.note.startswith("出典: 埼玉県独自調査 pref11-2024 (n=600)")
+    assert "前回は全国調査の当該県回答者のため" in sai.note
+
+
+def test_programme_rates_and_flags(computed):
+    ind, _ = computed
+    pop = pd.read_csv(config.REFERENCE_DIR / "prefectures.csv").set_index("pref_code").population_2020
+    cons = ind[ind.indicator_id == "consultations_per_10k"].set_index("area_code")
+    # generate_programme: phone = sns = 100 * pref_code
+    assert cons.loc["13", "value"] == pytest.approx(2600 / (pop[13] * 0.8723) * 10_000)
+    total = sum(200 * p for p in range(1, 48))
+    assert cons.loc["00", "value"] == pytest.approx(total / (pop.sum() * 0.8723) * 10_000)
+    assert (cons.national_value == cons.loc["00", "value"]).all()
+    assert "16歳以上人口は推計" in cons.loc["13", "note"]
+    assert cons.lower_ci95.isna().all() and not cons.suppressed.any()
+    plat = ind[ind.indicator_id == "has_platform"].set_index("area_code")
+    assert plat.loc["01", "value"] == 1 and plat.loc["02", "value"] == 0
+    assert plat.loc["00", "value"] == pytest.approx(24 / 47 * 100)
+    assert set(plat.comparison) == {"not_compared"}
+
+
+def test_new_catalogue_entry_needs_no_code(two_rounds, tmp_path):
+    doc = yaml.safe_load(config.INDICATOR_CATALOGUE.read_text(encoding="utf-8"))
+    doc["indicators"] = [e for e in doc["indicators"] if e["source"] == "survey"][:1] + [dict(
+        id="has_worries", name_ja="日常生活に不安や悩みがある人の割合", name_en="Has worries",
+        pillar=2, source="survey", numerator="q_has_worries = 1", denominator="all",
+        polarity="no_judgement", uk_comparable=False, unit="percent")]
+    path = tmp_path / "catalogue.yml"
+    path.write_text(yaml.safe_dump(doc, allow_unicode=True), encoding="utf-8")
+    cat = load_catalogue(path)
+    con = duckdb.connect(str(two_rounds), read_only=True)
+    ind, _ = compute_indicators(con, 2024, cat)
+    hand = con.execute("SELECT sum(weight) FILTER (WHERE q_has_worries = 1) / sum(weight) * 100 "
+                       "FROM survey_responses WHERE survey_year = 2024 AND survey_kind = 'national'").fetchone()[0]
+    con.close()
+    rows = ind[ind.indicator_id == "has_worries"]
+    assert len(rows) == 48 * len(BREAKDOWNS_COMMON)
+    assert rows[(rows.area_code == "00") & (rows.breakdown == "total")].value.iloc[0] == pytest.approx(hand)
+
+
+def test_bad_catalogue_entries_are_named(tmp_path, two_rounds):
+    path = tmp_path / "c.yml"
+    path.write_text("indicators:\n  - id: x\n    name_ja: x\n", encoding="utf-8")
+    with pytest.raises(DataError) as exc:
+        load_catalogue(path)
+    assert "entry 1 (x): missing field(s) name_en" in str(exc.value)
+    bad = dict(id="broken", name_ja="x", name_en="x", pillar=1, source="survey",
+               numerator="no_such_column = 1", denominator="all", polarity="low_is_good",
+               uk_comparable=False, unit="percent")
+    path.write_text(yaml.safe_dump({"indicators": [bad]}), encoding="utf-8")
+    con = duckdb.connect(str(two_rounds), read_only=True)
+    with pytest.raises(DataError) as exc:
+        compute_indicators(con, 2024, load_catalogue(path))
+    con.close()
+    assert "column 'broken'" in str(exc.value) and "not a valid SQL expression" in str(exc.value)
+
+
+def test_write_replaces_only_that_year(tmp_path, two_rounds, computed):
+    path = tmp_path / "copy.duckdb"
+    path.write_bytes(two_rounds.read_bytes())
+    ind, dist = computed
+    con = duckdb.connect(str(path))
+    other = ind.assign(year=2023).head(5)
+    write_indicators(con, 2023, other, dist.assign(year=2023).head(3))
+    write_indicators(con, 2024, ind, dist)
+    write_indicators(con, 2024, ind, dist)  # idempotent
+    counts = dict(con.execute("SELECT year, count(*) FROM indicators GROUP BY year").fetchall())
+    assert counts == {2023: 5, 2024: len(ind)}
+    assert con.execute("SELECT count(*) FROM distributions WHERE year = 2024").fetchone()[0] == len(dist)
+    back = con.execute("SELECT * FROM indicators WHERE year = 2024 AND area_code = '31' "
+                       "AND indicator_id = 'lonely_often_always' AND breakdown = 'total'").df()
+    assert back.note.iloc[0].startswith("出典: 全国調査の当該県回答者")
+    with pytest.raises(ValueError):
+        write_indicators(con, 2022, ind, dist)
+    con.close()
+
+
+# --- The notebook (real papermill) and the downloads ----------------------------------------------
+
+def test_notebook_run_writes_table_audit_record_and_downloads(two_rounds, tmp_path):
+    path = tmp_path / "wh.duckdb"
+    path.write_bytes(two_rounds.read_bytes())
+    con = duckdb.connect(str(path))
+    # A label that a spreadsheet would read as a formula must be neutralised.
+    con.execute("UPDATE files SET file_name = '=HYPERLINK(\"x\")' WHERE file_id = 'file-programme'")
+    con.close()
+    out = tmp_path / "out"
+    executed = run_indicators(2024, path, out)
+    assert executed == out / "runs" / "indicators-2024.ipynb"
+    nb = json.loads(executed.read_text(encoding="utf-8"))
+    assert nb["metadata"]["papermill"]["parameters"] == {"year": 2024, "warehouse": str(path.resolve())}
+    assert any("injected-parameters" in c["metadata"].get("tags", []) for c in nb["cells"])
+    assert not any(o.get("output_type") == "error" for c in nb["cells"] for o in c.get("outputs", []))
+    con = duckdb.connect(str(path), read_only=True)
+    n = con.execute("SELECT count(*) FROM indicators WHERE year = 2024").fetchone()[0]
+    areas = con.execute("SELECT count(DISTINCT area_code) FROM indicators WHERE year = 2024").fetchone()[0]
+    con.close()
+    assert n > 0 and areas == 48
+
+    csv = out / "downloads" / "indicators-2024.csv"
+    raw = csv.read_bytes()
+    assert raw.startswith(b"\xef\xbb\xbf")
+    text = raw.decode("utf-8-sig")
+    assert "出典: 埼玉県独自調査 pref11-2024" in text and "全国調査の当該県回答者" in text
+    df = pd.read_csv(io.StringIO(text), dtype={"area_code": str})
+    assert list(df.columns[:4]) == ["year", "area_code", "area_name", "indicator_id"]
+    assert set(schema.INDICATOR_COLUMNS) <= set(df.columns)
+    assert len(df) == n and "東京都" in set(df.area_name)
+    assert df.loc[df.indicator_id == "lonely_often_always", "indicator_name_ja"].iloc[0].startswith("孤独感が")
+
+    wb = openpyxl.load_workbook(out / "downloads" / "indicators-2024.xlsx", read_only=True)
+    assert wb.sheetnames == ["指標 (indicators)", "注記 (notes)"]
+    rows = list(wb["指標 (indicators)"].iter_rows(values_only=True))
+    header = rows[0]
+    assert "値 (value)" in header and "全国値 (national_value)" in header and "地域名 (area_name)" in header
+    assert len(rows) == n + 1
+    rec = dict(zip(header, rows[1 + df.index[(df.area_code == "13") & (df.indicator_id == "lonely_often_always")
+                                              & (df.breakdown == "total")][0]]))
+    assert rec["地域名 (area_name)"] == "東京都" and rec["全国値 (national_value)"] is not None
+    notes = {r[0]: r[1] for r in wb["注記 (notes)"].iter_rows(values_only=True)}
+    assert "合成" in notes["【注意】合成データ / SYNTHETIC DATA"]
+    sources = [v for k, v in notes.items() if k and k.startswith("出典ファイル")]
+    assert any(v.startswith("'=HYPERLINK") for v in sources)
+    assert "0.8723" in notes["16歳以上人口 / population 16+"]
+
+
+def test_execute_uses_this_interpreter_despite_a_foreign_python3_kernelspec(tmp_path, monkeypatch):
+    import nbformat
+
+    from pipelines.execute import execute_notebook
+
+    spec_dir = tmp_path / "jp" / "kernels" / "python3"
+    spec_dir.mkdir(parents=True)
+    (spec_dir / "kernel.json").write_text(json.dumps(
+        {"argv": ["/nonexistent/bin/python", "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+         "display_name": "foreign", "language": "python"}))
+    monkeypatch.setenv("JUPYTER_PATH", str(tmp_path / "jp"))
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell("x = 1", metadata={"tags": ["parameters"]}),
+                nbformat.v4.new_code_cell("import sys, pipelines; print(sys.executable, x * 2)")]
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    src = tmp_path / "t.ipynb"
+    nbformat.write(nb, src)
+    dst = execute_notebook(src, tmp_path / "runs" / "t.ipynb", {"x": 21})
+    out = nbformat.read(dst, 4).cells[-1].outputs[0]["text"]
+    import sys
+    assert out.strip() == f"{sys.executable} 42"
