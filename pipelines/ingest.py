@@ -105,9 +105,14 @@ class IngestResult:
 # --- Mapping -----------------------------------------------------------------------------------
 
 
+# Characters that Shift_JIS and CP932 decoders disagree on (the "wave dash" problem) and that NFKC
+# leaves apart: fold them to what NFKC makes of the CP932 reading.
+_SJIS_FOLD = str.maketrans({"\u301c": "~", "\u2212": "-", "\u2016": "\u2225", "\u2014": "\u2015"})
+
+
 def norm(text: str) -> str:
-    """NFKC (full-width digits, letters and spaces -> ASCII) and trimmed."""
-    return unicodedata.normalize("NFKC", text).strip()
+    """NFKC (full-width digits, letters and spaces -> ASCII), Shift_JIS/CP932 variants folded, trimmed."""
+    return unicodedata.normalize("NFKC", text).translate(_SJIS_FOLD).strip()
 
 
 @dataclass
@@ -194,9 +199,12 @@ def _decodes(path: Path, encoding: str) -> bool:
 
 
 def detect_encoding(path: Path) -> str:
-    """'utf-8-sig' (with or without BOM) when the whole file decodes strictly, else 'cp932'."""
+    """'utf-8' ('utf-8-sig' with a BOM) when the whole file decodes strictly, else 'cp932'."""
     for enc in ("utf-8-sig", "cp932"):
         if _decodes(path, enc):
+            if enc == "utf-8-sig":
+                with open(path, "rb") as fh:
+                    return enc if fh.read(3) == codecs.BOM_UTF8 else "utf-8"
             return enc
     raise DataError(path.name, RULE_ENCODING,
                     detail="neither UTF-8 nor CP932 (Shift_JIS); give --encoding / UTF-8でもCP932でもありません。--encoding を指定してください")
