@@ -195,7 +195,7 @@ def _latents(rng: np.random.Generator, d: dict[str, np.ndarray], eff: dict[str, 
         m = sex == s
         group[m] = effects[band[m]]
     z = group + single * (0.45 + 0.22 * men - 0.15 * women) + eff["lonely"][pref] + rng.normal(0, 1, n)
-    zs = (z - 0.0) / 1.05
+    zs = z / 1.05  # about unit variance
     noise = rng.normal(0, 1, (7, n))
     ucla = 0.78 * zs + 0.63 * noise[0]
     contact_age = np.array([-0.45, -0.15, 0.10, 0.15, 0.15, 0.0, -0.05, 0.15])
@@ -321,9 +321,12 @@ def _ids(prefix: str, n: int) -> pd.Series:
     return prefix + pd.Series(np.arange(1, n + 1)).astype(str).str.zfill(width)
 
 
-def national_round(year: int, rows: int | None = None, seed: int = DEFAULT_SEED,
-                   _return_cuts: bool = False):
+def national_round(year: int, rows: int | None = None, seed: int = DEFAULT_SEED) -> pd.DataFrame:
     """Synthetic national microdata of one round (contract columns, integer codes, weight 1.0)."""
+    return _national(year, rows, seed)[0]
+
+
+def _national(year: int, rows: int | None, seed: int) -> tuple[pd.DataFrame, dict[str, np.ndarray]]:
     if year not in NATIONAL_ROWS:
         raise UsageError("year", f"'{year}' has no synthetic national round (2022–2024)")
     n = NATIONAL_ROWS[year] if rows is None else int(rows)
@@ -335,14 +338,14 @@ def national_round(year: int, rows: int | None = None, seed: int = DEFAULT_SEED,
     cuts = _compute_cuts(lat, na, year)
     answers = _answers(rng, lat, na, cuts)
     df = _frame(f"national-{year}", year, _ids(f"N{year}-", n), d, answers, np.ones(n))
-    return (df, cuts) if _return_cuts else df
+    return df, cuts
 
 
 def prefecture_survey(pref_code: int, year: int, n: int, seed: int = DEFAULT_SEED,
                       national_cuts: dict[str, np.ndarray] | None = None) -> pd.DataFrame:
     """Synthetic own survey of one prefecture on the national questionnaire, with varying weights."""
     if national_cuts is None:
-        _, national_cuts = national_round(year, seed=seed, _return_cuts=True)
+        _, national_cuts = _national(year, None, seed)
     rng = np.random.default_rng([seed, year, pref_code])
     eff = _pref_effects(seed)
     d = _demographics(rng, n, pref_code)
@@ -526,7 +529,7 @@ def write_sample(out_dir: Path, seed: int = DEFAULT_SEED, rows: int | None = Non
 
     national_cuts: dict[int, dict[str, np.ndarray]] = {}
     for year in sorted(NATIONAL_ROWS):
-        df, cuts = national_round(year, rows=rows, seed=seed, _return_cuts=True)
+        df, cuts = _national(year, rows, seed)
         national_cuts[year] = cuts
         path = out_dir / f"national-{year}.csv"
         _write_csv_fast(df, path)
