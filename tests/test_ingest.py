@@ -78,6 +78,7 @@ class TestFormatsAndEncodings:
             assert detect_encoding(p) == want
 
     def test_encoding_option_overrides_detection(self, tmp_path, warehouse):
+        # shift_jis decodes 〜 as WAVE DASH (U+301C), cp932 as FULLWIDTH TILDE: both map to the same label
         path = write_csv(tmp_path / "national-2024.csv", labelled(self.ROWS), encoding="cp932")
         ingest([path], warehouse, encoding="shift_jis")
         assert loaded_survey(warehouse) == expected_survey(self.ROWS)
@@ -173,6 +174,16 @@ class TestNormalisation:
         assert got[0][:3] == (45, "40-49", 1)
         assert got[1][3:5] == (11, 1)
         assert got[2][5:] == (1.5, 5)
+
+
+    def test_blank_rows_dropped_row_numbers_kept(self, tmp_path, warehouse):
+        rows = survey_rows(4)
+        blank = {k: "" for k in rows[0]}
+        path = write_csv(tmp_path / "national-2024.csv", [rows[0], blank, rows[1], blank, rows[2], rows[3]])
+        ingest([path], warehouse)
+        got = duckdb.connect(str(warehouse)).execute(
+            "SELECT respondent_id, source_row FROM survey_responses ORDER BY 1").fetchall()
+        assert got == [("R00001", 1), ("R00002", 3), ("R00003", 5), ("R00004", 6)]
 
 
 class TestDefaultsAndProvenance:
@@ -383,6 +394,28 @@ class TestErrors:
         assert seen == {"rows": 7, "files": ["national-2024.csv"]}
         assert snapshot(warehouse) == loaded
 
+    def test_same_survey_in_two_files(self, tmp_path, warehouse, loaded):
+        a = write_csv(tmp_path / "new" / "national-2024.csv", survey_rows(3))
+        b = write_parquet(tmp_path / "new" / "national-2024.parquet", survey_rows(4))
+        with pytest.raises(DataError) as exc:
+            ingest([a, b], warehouse)
+        assert str(exc.value) == ("national-2024.parquet, column 'survey_id': same survey in two files / "
+                                  "同じ調査が2つのファイルにあります (examples 'national-2024'). also in national-2024.csv")
+        assert snapshot(warehouse) == loaded
+
+    def test_two_headers_for_one_column(self, tmp_path, warehouse, loaded):
+        rows = survey_rows(2)
+        for r in rows:
+            r["性別"] = r["sex"]
+        self.check(tmp_path, warehouse, loaded, rows,
+                   "national-2024.csv, column 'sex': duplicate column / 列名の重複 (examples 'sex', '性別'). "
+                   "two headers map to the same column / 2つの見出しが同じ列に対応しています")
+
+    def test_unknown_encoding_is_a_usage_error(self, tmp_path, warehouse):
+        path = write_csv(tmp_path / "national-2024.csv", survey_rows(2))
+        with pytest.raises(UsageError, match="--encoding: 'klingon' is not a known encoding"):
+            ingest([path], warehouse, encoding="klingon")
+
     def test_missing_path_is_a_usage_error(self, tmp_path, warehouse):
         with pytest.raises(UsageError, match="does not exist"):
             ingest([tmp_path / "nope.csv"], warehouse)
@@ -406,6 +439,16 @@ class TestCli:
             "error: national-2024.csv, column 'sex': unmapped label / 対応表にない値 (1 row; rows 2; "
             "examples '不詳'). add it to a mapping file (--mapping) / 対応表（--mapping）に追加してください")
         assert snapshot(wh) in ({}, {t: [] for t in snapshot(wh)})
+
+    def test_accepted_file_exit_0_with_validation(self, tmp_path):
+        """The whole path: CP932 Japanese file -> staging -> validation stage (when present) -> commit."""
+        path = write_csv(tmp_path / "in" / "national-2024.csv", labelled(survey_rows(40)), encoding="cp932")
+        wh = tmp_path / "warehouse.duckdb"
+        proc = self.run(path, "--warehouse", wh, "--quiet", cwd=tmp_path)
+        assert proc.returncode == 0, proc.stderr
+        assert proc.stdout.strip() == ("national-2024.csv: loaded 40 rows (survey national-2024) / "
+                                       "読み込み 40行（調査 national-2024）")
+        assert len(table_rows(wh, "survey_responses", ORDER)) == 40
 
     def test_missing_path_exit_2(self, tmp_path):
         proc = self.run(tmp_path / "nope.csv", "--warehouse", tmp_path / "w.duckdb", cwd=tmp_path)
