@@ -171,7 +171,10 @@ def sample_data(
 def main() -> None:
     """Entry point: maps our errors to exit codes 1 (data) and 2 (usage)."""
     try:
-        app(standalone_mode=False)
+        # With standalone_mode=False click returns the code of `raise typer.Exit(n)` instead of exiting.
+        rc = app(standalone_mode=False)
+        if isinstance(rc, int) and rc != 0:
+            sys.exit(rc)
     except TsunagariError as exc:
         typer.echo(f"error: {exc}", err=True)
         sys.exit(exc.exit_code)
