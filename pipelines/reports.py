@@ -1,0 +1,478 @@
+"""The reports stage: execute reports/report.ipynb per area with papermill, then render HTML + PDF.
+
+Also the small data layer the report notebook uses (``load_report_data`` and the Markdown table
+helpers), so that the notebook stays readable and a researcher can run it as is in Jupyter.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from . import config, schema
+from .errors import UsageError, check_pref_code
+from .reference import area_code as _area_code
+from .reference import pref_name, pref_slug, prefectures
+
+log = logging.getLogger("tsunagari.reports")
+
+REPORT_NOTEBOOK = config.REPORTS_DIR / "report.ipynb"
+
+# ---------------------------------------------------------------------------------------------
+# Catalogue and data access (used inside the notebook)
+# ---------------------------------------------------------------------------------------------
+
+
+def catalogue() -> dict[str, dict]:
+    """Indicator metadata by id, in catalogue order: from pipelines.indicators.load_catalogue() when
+    available, else read from pipelines/indicators.yml; {} when neither exists."""
+    entries: list[dict] = []
+    try:
+        from .indicators import load_catalogue  # type: ignore[attr-defined]
+
+        cat = load_catalogue()
+        raw = list(cat.values()) if isinstance(cat, dict) else list(cat)
+        entries = [e if isinstance(e, dict) else dict(vars(e)) for e in raw]
+    except Exception:
+        if config.INDICATOR_CATALOGUE.exists():
+            import yaml
+
+            doc = yaml.safe_load(config.INDICATOR_CATALOGUE.read_text(encoding="utf-8")) or {}
+            entries = list(doc.get("indicators", doc if isinstance(doc, list) else []))
+    return {str(e["id"]): dict(e) for e in entries if "id" in e}
+
+
+def indicator_name(cat: dict[str, dict], ind: str, short: bool = True) -> str:
+    name = str(cat.get(ind, {}).get("name_ja") or ind)
+    if short:
+        name = name.replace("（1=あり、0=なし）", "")
+    return name
+
+
+@dataclass
+class ReportData:
+    year: int
+    pref_code: int
+    area_code: str
+    area_name: str
+    indicators: pd.DataFrame          # every area, every year up to `year`
+    distributions: pd.DataFrame       # every area, `year` and earlier
+    catalogue: dict[str, dict]
+    synthetic: bool
+    uk: pd.DataFrame = field(default_factory=pd.DataFrame)
+
+    @property
+    def is_national(self) -> bool:
+        return self.area_code == "00"
+
+    def ind(self, year: int | None = None, area: str | None = None, breakdown: str = "total") -> pd.DataFrame:
+        d = self.indicators
+        d = d[(d.year == (year or self.year)) & (d.area_code == (area or self.area_code))]
+        if breakdown is not None:
+            d = d[d.breakdown == breakdown]
+        return d
+
+    def row(self, indicator_id: str, area: str | None = None, breakdown: str = "total",
+            year: int | None = None) -> pd.Series | None:
+        d = self.ind(year, area, breakdown)
+        d = d[d.indicator_id == indicator_id]
+        return None if d.empty else d.iloc[0]
+
+    def ids(self, source: str | None = None) -> list[str]:
+        """Indicator ids present this year, in catalogue order (unknown ids last)."""
+        present = set(self.indicators.loc[self.indicators.year == self.year, "indicator_id"])
+        order = [i for i in self.catalogue if i in present] + sorted(present - set(self.catalogue))
+        if source == "programme":
+            return [i for i in order if self.unit(i) in ("per_10k", "flag")
+                    or self.catalogue.get(i, {}).get("source") == "programme"]
+        if source == "survey":
+            return [i for i in order if not (self.unit(i) in ("per_10k", "flag")
+                                             or self.catalogue.get(i, {}).get("source") == "programme")]
+        return order
+
+    def unit(self, ind: str) -> str:
+        return str(self.catalogue.get(ind, {}).get("unit", "percent"))
+
+    def name(self, ind: str) -> str:
+        return indicator_name(self.catalogue, ind)
+
+    def years(self) -> list[int]:
+        return sorted(int(y) for y in self.indicators.year.unique())
+
+
+def load_report_data(warehouse: str | Path, year: int, pref_code: int) -> ReportData:
+    """Read what one area's report needs from the warehouse (read-only)."""
+    import duckdb
+
+    code = _area_code(pref_code)
+    con = duckdb.connect(str(warehouse), read_only=True)
+    try:
+        ind = con.execute("SELECT * FROM indicators WHERE year <= ? ORDER BY year, area_code", [year]).df()
+        dist = con.execute("SELECT * FROM distributions WHERE year <= ?", [year]).df()
+        synthetic = False
+        try:
+            synthetic = bool(con.execute("SELECT coalesce(bool_or(synthetic), false) FROM files").fetchone()[0])
+        except Exception:  # no files table: treat as real data
+            synthetic = False
+    finally:
+        con.close()
+    if ind[ind.year == year].empty:
+        raise UsageError("--year", f"no indicators for {year} in {warehouse} / この年の指標がありません")
+    uk = pd.DataFrame()
+    uk_path = config.REFERENCE_DIR / "uk_cls.csv"
+    if uk_path.exists():
+        uk = pd.read_csv(uk_path, encoding="utf-8", dtype={"year": str})
+    return ReportData(year=year, pref_code=int(pref_code), area_code=code, area_name=pref_name(pref_code),
+                      indicators=ind, distributions=dist, catalogue=catalogue(), synthetic=synthetic, uk=uk)
+
+
+def is_synthetic(warehouse: Path) -> bool:
+    import duckdb
+
+    con = duckdb.connect(str(warehouse), read_only=True)
+    try:
+        return bool(con.execute("SELECT coalesce(bool_or(synthetic), false) FROM files").fetchone()[0])
+    except Exception:
+        return False
+    finally:
+        con.close()
+
+
+# ---------------------------------------------------------------------------------------------
+# Formatting (Markdown that pandoc and Quarto render natively in HTML and Typst)
+# ---------------------------------------------------------------------------------------------
+
+SUPPRESSED = "x"
+MISSING = "―"
+REFERENCE_MARK = "※"
+FOOTNOTE_SUPPRESSED = f"「{SUPPRESSED}」：集計対象が{config.MIN_BASE}人未満のため数値を表示していません。"
+FOOTNOTE_REFERENCE = (f"「{REFERENCE_MARK}」：集計対象が{config.MIN_BASE}～{config.REFERENCE_BASE - 1}人のため"
+                      "参考値です（誤差が大きい）。")
+FOOTNOTE_MISSING = f"「{MISSING}」：データなし・比較できない。"
+
+
+def _isnan(v) -> bool:
+    return v is None or (isinstance(v, float) and math.isnan(v)) or v is pd.NA or (
+        not isinstance(v, str) and pd.isna(v))
+
+
+def is_suppressed(row) -> bool:
+    return row is not None and bool(row.get("suppressed", False))
+
+
+def is_reference(row) -> bool:
+    n = None if row is None else row.get("n_unweighted")
+    return (row is not None and not is_suppressed(row) and not _isnan(n)
+            and config.MIN_BASE <= int(n) < config.REFERENCE_BASE)
+
+
+def fmt_num(v, unit: str = "percent", digits: int = 1) -> str:
+    if _isnan(v):
+        return MISSING
+    if unit == "flag":
+        return "あり" if float(v) >= 0.5 else "なし"
+    return f"{float(v):,.{digits}f}"
+
+
+def fmt_value(row, unit: str = "percent") -> str:
+    """The value of an indicators row as shown: 'x' if suppressed, '―' if missing, '12.3※' if 参考値."""
+    if row is None:
+        return MISSING
+    if is_suppressed(row):
+        return SUPPRESSED
+    text = fmt_num(row.get("value"), unit)
+    return text + REFERENCE_MARK if is_reference(row) and text != MISSING else text
+
+
+def fmt_ci(row) -> str:
+    if row is None or is_suppressed(row):
+        return SUPPRESSED if row is not None else MISSING
+    lo, hi = row.get("lower_ci95"), row.get("upper_ci95")
+    if _isnan(lo) or _isnan(hi):
+        return MISSING
+    return f"{lo:.1f}～{hi:.1f}"
+
+
+def fmt_base(row) -> str:
+    if row is None or _isnan(row.get("n_unweighted")):
+        return MISSING
+    n = int(row["n_unweighted"])
+    return f"{config.MIN_BASE}人未満" if n < config.MIN_BASE else f"{n:,}"
+
+
+def fmt_national(row, unit: str = "percent") -> str:
+    if row is None:
+        return MISSING
+    v = row.get("national_value")
+    if unit == "flag":
+        return MISSING if _isnan(v) else f"{float(v):.0f}%が設置"
+    return fmt_num(v, unit)
+
+
+def direction_symbol(row) -> str:
+    """▲ the area's value is above national, ▼ below, ● similar; ― not compared."""
+    if row is None:
+        return MISSING
+    comp = str(row.get("comparison") or "not_compared")
+    if comp in ("not_compared",) or is_suppressed(row):
+        return MISSING
+    if comp == "similar":
+        return "●"
+    if comp in ("higher", "lower"):
+        return "▲" if comp == "higher" else "▼"
+    v, nat = row.get("value"), row.get("national_value")
+    if _isnan(v) or _isnan(nat):
+        return "●"
+    return "▲" if float(v) > float(nat) else "▼"
+
+
+def fmt_comparison(row) -> str:
+    """Comparison as a bracketed span with a class (colour in HTML and Typst via the Lua filter)."""
+    if row is None or is_suppressed(row):
+        return MISSING
+    comp = str(row.get("comparison") or "not_compared")
+    if comp == "not_compared":
+        return MISSING
+    label = schema.COMPARISON_LABELS.get(comp, comp)
+    return f"[{direction_symbol(row)} {label}]{{.cmp-{comp}}}"
+
+
+CHANGE_SYMBOLS = {"increase": "↑", "decrease": "↓", "no_change": "→", "not_compared": MISSING}
+
+
+def fmt_change(row) -> str:
+    if row is None or is_suppressed(row):
+        return MISSING
+    ch = str(row.get("change_vs_previous") or "not_compared")
+    if ch == "not_compared":
+        return MISSING
+    text = f"{CHANGE_SYMBOLS.get(ch, '')} {schema.CHANGE_LABELS.get(ch, ch)}"
+    return f"[{text}]{{.chg-{ch}}}" if ch in ("increase", "decrease") else text
+
+
+def md_escape(text: object) -> str:
+    return str(text).replace("|", "｜")
+
+
+def md_table(header: list[str], rows: list[list[str]], align: list[str] | None = None,
+             caption: str | None = None, widths: list[int] | None = None) -> str:
+    """A pipe table. align: 'l' | 'r' | 'c' per column; widths: relative column widths (pandoc
+    reads them from the dashes of the separator line, so wide tables wrap inside the page)."""
+    align = align or ["l"] + ["r"] * (len(header) - 1)
+    widths = widths or [4] + [2] * (len(header) - 1)
+
+    def mark(a: str, w: int) -> str:
+        dashes = "-" * max(3, 4 * w)
+        return {"l": ":" + dashes, "r": dashes + ":", "c": ":" + dashes + ":"}[a]
+
+    lines = ["| " + " | ".join(md_escape(h) for h in header) + " |",
+             "|" + "|".join(mark(a, w) for a, w in zip(align, widths)) + "|"]
+    lines += ["| " + " | ".join(str(c) for c in r) + " |" for r in rows]
+    out = "\n".join(lines)
+    if caption:
+        out += f"\n\n: {caption}"
+    return out
+
+
+def footnotes(*cells: str) -> str:
+    """The footnotes that apply to the cells shown (only the symbols that occur)."""
+    text = " ".join(cells)
+    notes = []
+    if any(c == SUPPRESSED or c.startswith(SUPPRESSED + " ") for c in cells):
+        notes.append(FOOTNOTE_SUPPRESSED)
+    if REFERENCE_MARK in text:
+        notes.append(FOOTNOTE_REFERENCE)
+    if MISSING in text:
+        notes.append(FOOTNOTE_MISSING)
+    return "\n\n".join(f"[{n}]{{.footnote}}" for n in notes)
+
+
+def headline_table(R: ReportData) -> str:
+    """The key indicators for the area (survey indicators, total)."""
+    rows, cells = [], []
+    for ind in R.ids("survey"):
+        r = R.row(ind)
+        unit = R.unit(ind)
+        row = [md_escape(R.name(ind)), fmt_value(r, unit), fmt_ci(r), fmt_base(r)]
+        if R.is_national:
+            prev = R.row(ind, year=max([y for y in R.years() if y < R.year], default=0))
+            row += [fmt_value(prev, unit) if prev is not None else MISSING, fmt_change(r)]
+        else:
+            row += [fmt_national(r, unit), fmt_comparison(r), fmt_change(r)]
+        rows.append(row)
+        cells += row
+    if R.is_national:
+        header = ["指標", "全国（%）", "95%信頼区間", "集計対象（人）", "前回（%）", "前回からの変化"]
+    else:
+        header = ["指標", f"{R.area_name}（%）", "95%信頼区間", "集計対象（人）", "全国（%）", "全国との比較",
+                  "前回からの変化"]
+    widths = [7, 2, 3, 2, 2, 2, 3][: len(header)]
+    return (md_table(header, rows, ["l", "r", "r", "r", "r", "c", "c"][: len(header)], widths=widths)
+            + "\n\n" + footnotes(*cells))
+
+
+def breakdown_table(R: ReportData, ind: str, prefix: str, labels: dict[str, str]) -> str:
+    """Area (and national) values by breakdown group, suppressed cells shown as 'x'."""
+    rows, cells = [], []
+    for key, label in labels.items():
+        r = R.row(ind, breakdown=f"{prefix}={key}")
+        n = R.row(ind, area="00", breakdown=f"{prefix}={key}")
+        row = [label, fmt_value(r), fmt_ci(r), fmt_base(r)]
+        if not R.is_national:
+            row += [fmt_value(n), fmt_comparison(r)]
+        rows.append(row)
+        cells += row
+    header = ["区分", f"{R.area_name}（%）", "95%信頼区間", "集計対象（人）"]
+    if not R.is_national:
+        header += ["全国（%）", "全国との比較"]
+    return md_table(header, rows) + "\n\n" + footnotes(*cells)
+
+
+def shown_value(row) -> float | None:
+    """The value a chart may plot: None when suppressed or missing."""
+    if row is None or is_suppressed(row) or _isnan(row.get("value")):
+        return None
+    return float(row["value"])
+
+
+# ---------------------------------------------------------------------------------------------
+# The stage
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass
+class AreaResult:
+    slug: str
+    ok: bool
+    execute_seconds: float = 0.0
+    render_seconds: float = 0.0
+    outputs: list[Path] = field(default_factory=list)
+    error: str | None = None
+
+
+@dataclass
+class ReportsResult:
+    areas: list[AreaResult] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return all(a.ok for a in self.areas)
+
+    @property
+    def built(self) -> list[str]:
+        return [a.slug for a in self.areas if a.ok]
+
+    @property
+    def failed(self) -> list[str]:
+        return [a.slug for a in self.areas if not a.ok]
+
+    def summary(self) -> str:
+        lines = [f"reports: {len(self.built)} built, {len(self.failed)} failed"]
+        for a in self.areas:
+            state = "ok" if a.ok else f"FAILED: {a.error}"
+            lines.append(f"  {a.slug}: execute {a.execute_seconds:.2f}s, render {a.render_seconds:.2f}s, {state}")
+        return "\n".join(lines)
+
+
+def _execute(src: Path, dst: Path, parameters: dict, cwd: Path) -> Path:
+    try:
+        from .execute import execute_notebook
+    except ImportError:  # pragma: no cover - execute.py is another stage's module
+        import papermill as pm
+
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        pm.execute_notebook(str(src), str(dst), parameters=parameters, cwd=str(cwd), progress_bar=False)
+        return dst
+    return execute_notebook(src, dst, parameters, cwd=cwd)
+
+
+def area_meta(pref_code: int, year: int, synthetic: bool) -> dict:
+    name = pref_name(pref_code)
+    return {
+        "title": f"{name} 孤独・孤立の状況 {year}年",
+        "area_name": name,
+        "area_code": _area_code(pref_code),
+        "year": int(year),
+        "synthetic": bool(synthetic),
+    }
+
+
+def build_area(pref_code: int, year: int, warehouse: Path, out_dir: Path, renderer: str = "pandoc",
+               synthetic: bool | None = None) -> AreaResult:
+    """Execute and render one area; never raises (the error is in the result)."""
+    from .render import get_renderer
+
+    slug = pref_slug(pref_code)
+    res = AreaResult(slug=slug, ok=False)
+    executed = out_dir / ".work" / "executed" / f"{slug}.ipynb"
+    target_dir = out_dir if pref_code == 0 else out_dir / "prefectures"
+    try:
+        if synthetic is None:
+            synthetic = is_synthetic(warehouse)
+        t0 = time.perf_counter()
+        _execute(REPORT_NOTEBOOK, executed,
+                 {"year": int(year), "pref_code": int(pref_code), "warehouse": str(Path(warehouse).resolve())},
+                 cwd=config.REPORTS_DIR)
+        res.execute_seconds = time.perf_counter() - t0
+        t1 = time.perf_counter()
+        rend = get_renderer(renderer)
+        meta = area_meta(pref_code, year, synthetic)
+        target_dir.mkdir(parents=True, exist_ok=True)
+        html, pdf = target_dir / f"{slug}.html", target_dir / f"{slug}.pdf"
+        rend.render_html(executed, html, meta)
+        rend.render_pdf(executed, pdf, meta)
+        res.render_seconds = time.perf_counter() - t1
+        res.outputs = [html, pdf]
+        res.ok = True
+    except Exception as exc:  # one area's failure must not stop the others
+        msg = str(exc).strip().splitlines()
+        res.error = f"{type(exc).__name__}: {msg[0] if msg else ''}"[:500]
+        log.error("report %s failed: %s", slug, res.error)
+    return res
+
+
+def _build_area_star(args: tuple) -> AreaResult:
+    return build_area(*args)
+
+
+def run_reports(year: int, warehouse: Path, out_dir: Path, prefs: list[int] | None = None,
+                renderer: str = "auto", jobs: int = 1) -> ReportsResult:
+    """Execute reports/report.ipynb per area and render HTML + PDF.
+
+    prefs empty -> national and all 47 prefectures (JIS order). Invalid codes raise UsageError.
+    Writes out_dir/prefectures/{slug}.html|pdf and out_dir/national.html|pdf; executed notebooks
+    under out_dir/.work/executed/. One area's failure is recorded and the others continue.
+    """
+    codes = [check_pref_code(p) for p in (prefs or [])]
+    if not codes:
+        codes = [0] + [int(c) for c in prefectures().pref_code]
+    warehouse = Path(warehouse)
+    if not warehouse.exists():
+        raise UsageError("--warehouse", f"'{warehouse}' does not exist / ウェアハウスがありません")
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    from .render import get_renderer
+
+    name = get_renderer(renderer).name  # resolve 'auto' once
+    synthetic = is_synthetic(warehouse)
+    args = [(c, int(year), warehouse, out_dir, name, synthetic) for c in codes]
+    result = ReportsResult()
+    if jobs <= 1 or len(args) == 1:
+        for a in args:
+            r = build_area(*a)
+            log.info("%s: execute %.2fs render %.2fs %s", r.slug, r.execute_seconds, r.render_seconds,
+                     "ok" if r.ok else r.error)
+            result.areas.append(r)
+    else:
+        import multiprocessing as mp
+        from concurrent.futures import ProcessPoolExecutor
+
+        with ProcessPoolExecutor(max_workers=jobs, mp_context=mp.get_context("spawn")) as pool:
+            result.areas = list(pool.map(_build_area_star, args))
+    log.info(result.summary())
+    return result

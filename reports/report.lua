@@ -1,0 +1,142 @@
+--[[
+Tsunagari report filter for pandoc's ipynb reader (run with --ipynb-output=all).
+
+* Drops the code of every code cell (reports show results only).
+* Picks the best output per display: text/markdown (parsed as Markdown, so tables become native
+  pandoc tables in HTML and Typst) > image (the text/plain sibling becomes the image's alt text)
+  > text/html (HTML only) > text/plain. Stream output (stdout/stderr, warnings) is dropped.
+* Colours the comparison/change spans ([▲ 悪い]{.cmp-worse}) in Typst (HTML uses report.css).
+]]
+
+local stringify = pandoc.utils.stringify
+local is_typst = FORMAT:match("typst") ~= nil
+local is_html = FORMAT:match("html") ~= nil
+
+-- Okabe-Ito based colours, the same as pipelines/charts.py and report.css.
+local COLOURS = {
+  ["cmp-better"] = "#0072B2", ["cmp-worse"] = "#D55E00", ["cmp-similar"] = "#595959",
+  ["cmp-higher"] = "#6A3D9A", ["cmp-lower"] = "#6A3D9A", ["cmp-not_compared"] = "#595959",
+  ["chg-increase"] = "#8F4A00", ["chg-decrease"] = "#005A8C",
+}
+
+local function has_class(el, cls)
+  for _, c in ipairs(el.classes or {}) do
+    if c == cls then return true end
+  end
+  return false
+end
+
+local function is_repr(text)
+  return text:match("^<IPython%.") ~= nil or text:match("^<Figure size") ~= nil
+      or text:match("^<ggplot") ~= nil
+end
+
+-- Parse a Markdown output with narrow "columns" so that pipe tables always get relative widths
+-- (taken from the separator dashes) and wrap inside the page in Typst.
+local function read_markdown(text)
+  local ok, doc = pcall(pandoc.read, text, "markdown", { columns = 20 })
+  if ok then return doc.blocks end
+  return { pandoc.Para({ pandoc.Str(text) }) }
+end
+
+local function best_output(div)
+  if has_class(div, "stream") or has_class(div, "error") then
+    return {}
+  end
+  local md, image, html, plain = nil, nil, nil, nil
+  for _, b in ipairs(div.content) do
+    if b.t == "RawBlock" and b.format == "markdown" and md == nil then
+      md = b.text
+    elseif b.t == "RawBlock" and b.format == "html" and html == nil then
+      html = b
+    elseif (b.t == "Para" or b.t == "Plain") and #b.content == 1 and b.content[1].t == "Image" then
+      image = b.content[1]
+    elseif b.t == "CodeBlock" and plain == nil then
+      plain = b.text
+    end
+  end
+  if md ~= nil then
+    return read_markdown(md)
+  end
+  if image ~= nil then
+    local alt = (plain ~= nil and not is_repr(plain)) and plain or "図"
+    image.caption = { pandoc.Str(alt) }
+    image.attributes["alt"] = nil
+    if is_typst then
+      image.attributes["width"] = "100%"
+    end
+    return { pandoc.Div({ pandoc.Para({ image }) }, pandoc.Attr("", { "chart" })) }
+  end
+  if html ~= nil and is_html then
+    return { html }
+  end
+  if plain ~= nil and not is_repr(plain) then
+    return { pandoc.CodeBlock(plain) }
+  end
+  return {}
+end
+
+function Div(div)
+  if has_class(div, "cell") and has_class(div, "code") then
+    local out = {}
+    for _, b in ipairs(div.content) do
+      if b.t == "Div" and has_class(b, "output") then
+        for _, x in ipairs(best_output(b)) do table.insert(out, x) end
+      end
+      -- CodeBlock (the source) is dropped
+    end
+    return out
+  end
+  if has_class(div, "cell") and has_class(div, "markdown") then
+    local out = {}
+    for _, b in ipairs(div.content) do
+      if not (b.t == "RawBlock" and b.format == "html" and b.text:match("^<!%-%-")) then
+        table.insert(out, b)
+      end
+    end
+    return out
+  end
+  return nil
+end
+
+-- Typst styling of classed spans/divs (HTML gets report.css).
+function Span(span)
+  if not is_typst then return nil end
+  for _, c in ipairs(span.classes) do
+    local col = COLOURS[c]
+    if col ~= nil then
+      local out = { pandoc.RawInline("typst", '#text(fill: rgb("' .. col .. '"), weight: "bold")[') }
+      for _, x in ipairs(span.content) do table.insert(out, x) end
+      table.insert(out, pandoc.RawInline("typst", "]"))
+      return out
+    end
+    if c == "footnote" then
+      local out = { pandoc.RawInline("typst", "#text(size: 7.5pt, fill: rgb(\"#444444\"))[") }
+      for _, x in ipairs(span.content) do table.insert(out, x) end
+      table.insert(out, pandoc.RawInline("typst", "]"))
+      return out
+    end
+  end
+  return nil
+end
+
+function Pandoc(doc)
+  -- Second pass so that Span/Div styling also applies to blocks parsed from Markdown outputs.
+  if is_typst then
+    doc = doc:walk({ Span = Span, Div = function(div)
+      if has_class(div, "synthetic-note") then
+        local out = { pandoc.RawBlock("typst", '#block(fill: rgb("#FFF3CD"), stroke: rgb("#B8860B"), inset: 8pt, radius: 3pt, width: 100%)[') }
+        for _, x in ipairs(div.content) do table.insert(out, x) end
+        table.insert(out, pandoc.RawBlock("typst", "]"))
+        return out
+      end
+      return nil
+    end })
+  end
+  return doc
+end
+
+return {
+  { Div = Div },
+  { Pandoc = Pandoc },
+}
