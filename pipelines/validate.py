@@ -35,7 +35,7 @@ from typing import Any
 import duckdb
 import pandas as pd
 
-from . import config
+from . import config, schema
 from .errors import DataError, UsageError
 from .staging import StagedFile
 
@@ -277,7 +277,7 @@ def _plain(obj: Any) -> Any:
         return {str(k): _plain(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple, set)):
         return [_plain(v) for v in obj]
-    if obj is None or isinstance(obj, (bool, int, float, str)):
+    if obj is None or type(obj) in (bool, int, float, str):  # exact types: np.float64 is a float
         if isinstance(obj, float) and obj != obj:
             return None
         return obj
@@ -543,6 +543,15 @@ def _validate_grouped(df: pd.DataFrame, sf: StagedFile, batch: Any, g: _GX, idx:
 # --- Public stage functions -----------------------------------------------------------------------
 
 
+def _read_file_rows(con: duckdb.DuckDBPyConnection, table: str, kind: str, file_id: str) -> pd.DataFrame:
+    """One file's rows as pandas: only the columns the suite looks at (plus row ids), to save memory."""
+    present = [r[0] for r in con.execute(f"SELECT * FROM {table} LIMIT 0").description]
+    wanted = set(schema.SURVEY_COLUMNS if kind == "survey" else schema.PROGRAMME_COLUMNS) | {"source_row"}
+    cols = ", ".join(f'"{c}"' for c in present if c in wanted)
+    order = " ORDER BY source_row" if "source_row" in present else ""
+    return con.execute(f"SELECT {cols} FROM {table} WHERE file_id = ?{order}", [file_id]).df()
+
+
 def validate_staged(con: duckdb.DuckDBPyConnection, staged: list[StagedFile]) -> ValidationReport:
     """Validate each staged file's rows (staging_survey / staging_programme, by file_id).
 
@@ -554,7 +563,7 @@ def validate_staged(con: duckdb.DuckDBPyConnection, staged: list[StagedFile]) ->
     report = ValidationReport()
     for sf in staged:
         table = STAGING_TABLES[sf.kind]
-        df = con.execute(f"SELECT * FROM {table} WHERE file_id = ? ORDER BY source_row", [sf.file_id]).df()
+        df = _read_file_rows(con, table, sf.kind, sf.file_id)
         report.results.extend(validate_frame(df, sf))
         report.files.append(FileSummary(sf.file_name, sf.file_id, sf.kind, len(df), sf.survey_id,
                                         sf.survey_year))
@@ -588,7 +597,7 @@ def validate_warehouse(warehouse: Path) -> ValidationReport:
                 continue
             sf = StagedFile(path=Path(path), file_name=name, file_id=file_id, kind=kind, row_count=n,
                             encoding=enc, survey_id=survey_id, survey_year=year, synthetic=bool(synth))
-            df = con.execute(f"SELECT * FROM {table} WHERE file_id = ? ORDER BY source_row", [file_id]).df()
+            df = _read_file_rows(con, table, kind, file_id)
             report.results.extend(validate_frame(df, sf))
             report.files.append(FileSummary(name, file_id, kind, len(df), survey_id, year))
         report.seconds = time.perf_counter() - t0

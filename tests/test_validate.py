@@ -1,0 +1,512 @@
+"""Validation stage: real DuckDB files, real Great Expectations, real written quality pages."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import duckdb
+import numpy as np
+import pandas as pd
+import pytest
+
+from pipelines import schema
+from pipelines.errors import DataError, UsageError
+from pipelines.staging import StagedFile
+from pipelines.validate import (
+    ValidationReport,
+    _GX,
+    load_suite_spec,
+    validate_staged,
+    validate_warehouse,
+)
+
+ROOT = Path(__file__).resolve().parents[1]
+SURVEY_FILE = "national-2024.csv"
+PROG_FILE = "programme.csv"
+N = 60
+OTHERS_0 = "0 other critical failures / ほかの重大な不合格 0 件"
+
+
+# --- synthetic data -------------------------------------------------------------------------------
+
+
+def survey_frame(n: int = N, seed: int = 7, file_id: str = "f-survey", survey_id: str = "national-2024",
+                 year: int = 2024) -> pd.DataFrame:
+    """A clean staged survey: every code valid, support answered only by those with worries."""
+    rng = np.random.default_rng(seed)
+    df = pd.DataFrame({
+        "survey_id": survey_id,
+        "survey_year": year,
+        "survey_kind": "national",
+        "respondent_id": [f"R{i:05d}" for i in range(n)],
+        "pref_code": rng.integers(1, 48, n),
+        "sex": rng.choice([1, 2, 3, 9], n),
+        "age": pd.array(rng.integers(16, 100, n), dtype="Int32"),
+        "age_band": None,
+        "uk_age_band": None,
+        "household_single": rng.choice([0, 1, 9], n),
+        "weight": rng.uniform(0.5, 2.0, n),
+    })
+    for q, codes in schema.QUESTIONS.items():
+        df[q] = rng.choice(sorted(codes), n)
+    df["q_has_worries"] = rng.choice([1, 2, 9], n)
+    df["q_support_received"] = np.where(df["q_has_worries"] == 1, rng.choice([1, 2, 9], n), 9)
+    df.loc[0, "age"] = pd.NA  # missing age is allowed
+    df["file_id"] = file_id
+    df["source_row"] = np.arange(1, n + 1)
+    return df
+
+
+def programme_frame(years=(2023, 2024), file_id: str = "f-prog") -> pd.DataFrame:
+    rows = []
+    for fy in years:
+        for pref in range(1, 48):
+            for metric, (_, unit) in schema.PROGRAMME_METRICS.items():
+                value = float(pref % 2) if unit == "flag" else float(pref * 10)
+                rows.append((fy, pref, metric, value, unit, "synthetic"))
+    df = pd.DataFrame(rows, columns=schema.PROGRAMME_COLUMNS)
+    df["file_id"] = file_id
+    df["source_row"] = np.arange(1, len(df) + 1)
+    return df
+
+
+def survey_staged(file_id="f-survey", name=SURVEY_FILE, survey_id="national-2024", year: int | None = 2024,
+                  rows=N) -> StagedFile:
+    return StagedFile(path=Path(name), file_name=name, file_id=file_id, kind="survey", row_count=rows,
+                      survey_id=survey_id, survey_year=year)
+
+
+def prog_staged(file_id="f-prog", name=PROG_FILE, rows=0) -> StagedFile:
+    return StagedFile(path=Path(name), file_name=name, file_id=file_id, kind="programme", row_count=rows)
+
+
+@pytest.fixture
+def con(tmp_path):
+    c = duckdb.connect(str(tmp_path / "staging.duckdb"))
+    c.execute(schema.SURVEY_TABLE_DDL.format(name="staging_survey"))
+    c.execute(schema.PROGRAMME_TABLE_DDL.format(name="staging_programme"))
+    yield c
+    c.close()
+
+
+def stage(con, df: pd.DataFrame, table: str) -> None:
+    con.register("incoming", df)
+    con.execute(f"INSERT INTO {table} BY NAME SELECT * FROM incoming")
+    con.unregister("incoming")
+
+
+def run_survey(con, df, sf=None) -> ValidationReport:
+    stage(con, df, "staging_survey")
+    return validate_staged(con, [sf or survey_staged()])
+
+
+def run_programme(con, df) -> ValidationReport:
+    stage(con, df, "staging_programme")
+    return validate_staged(con, [prog_staged(rows=len(df))])
+
+
+def critical_message(column: str, rule: str, rule_ja: str, count: int, rows: list[int], examples: list,
+                     ids: list[str] | None = None, others: str = OTHERS_0, file: str = SURVEY_FILE) -> str:
+    head = f"{file}, column '{column}': {rule} / {rule_ja} [critical / 重大]"
+    noun = "row" if count == 1 else "rows"
+    bits = f"{count} {noun}; rows {', '.join(map(str, rows))}; examples {', '.join(map(repr, examples))}"
+    tail = f"respondent_id {', '.join(ids)}. {others}" if ids else others
+    return f"{head} ({bits}). {tail}"
+
+
+# --- validate_staged ------------------------------------------------------------------------------
+
+
+class TestValidateStaged:
+    def test_clean_survey_and_programme_pass(self, con, tmp_path):
+        stage(con, survey_frame(), "staging_survey")
+        prog = programme_frame()
+        stage(con, prog, "staging_programme")
+        report = validate_staged(con, [survey_staged(), prog_staged(rows=len(prog))])
+        assert not report.has_critical and not report.has_warning, report.summary()
+        assert all(r.success is True for r in report.results)
+        n_survey = len(load_suite_spec("survey")["expectations"])
+        n_prog = len(load_suite_spec("programme")["expectations"])
+        assert len(report.results) == n_survey + n_prog
+        assert [f.rows for f in report.files] == [N, len(prog)]
+        with pytest.raises(ValueError):
+            report.to_error()
+        html = report.write(tmp_path / "quality").read_text(encoding="utf-8")
+        assert "✓ 合格 Pass — すべての検証に合格しました" in html
+        assert "不合格 Fail</span></span></td>" not in html
+
+    def test_age_out_of_range_message(self, con):
+        df = survey_frame()
+        df.loc[2, "age"] = 130
+        df.loc[6, "age"] = 15
+        report = run_survey(con, df)
+        assert report.has_critical and not report.has_warning
+        err = report.to_error()
+        assert isinstance(err, DataError) and err.exit_code == 1
+        assert str(err) == (
+            "national-2024.csv, column 'age': age 16–120 or missing / 年齢は16～120歳または欠測 "
+            "[critical / 重大] (2 rows; rows 3, 7; examples 130, 15). respondent_id R00002, R00006. "
+            "0 other critical failures / ほかの重大な不合格 0 件")
+
+    @pytest.mark.parametrize("column", sorted(schema.CODE_SETS))
+    def test_code_outside_set(self, con, column):
+        df = survey_frame()
+        df.loc[4, column] = 7 if 7 not in schema.CODE_SETS[column] else 8
+        bad = int(df.loc[4, column])
+        if column == "q_has_worries":  # keep the warning rule out of the way
+            df.loc[4, "q_support_received"] = 9
+        report = run_survey(con, df)
+        codes = ", ".join(map(str, sorted(schema.CODE_SETS[column])))
+        assert str(report.to_error()) == critical_message(
+            column, f"code in the questionnaire's set {{{codes}}}", f"調査票のコード {{{codes}}} のいずれか",
+            1, [5], [bad], ["R00004"])
+
+    def test_pref_code_outside_1_47(self, con):
+        df = survey_frame()
+        df.loc[9, "pref_code"] = 48
+        df.loc[10, "pref_code"] = 0
+        report = run_survey(con, df)
+        assert str(report.to_error()) == critical_message(
+            "pref_code", "prefecture code in 1–47 (JIS X 0401)", "都道府県コードが1～47（JIS X 0401）",
+            2, [10, 11], [48, 0], ["R00009", "R00010"])
+
+    def test_weight_not_positive(self, con):
+        df = survey_frame()
+        df.loc[1, "weight"] = 0.0
+        df.loc[3, "weight"] = -1.5
+        report = run_survey(con, df)
+        assert str(report.to_error()) == critical_message(
+            "weight", "weight greater than 0", "ウェイトは0より大きい", 2, [2, 4], [0.0, -1.5], ["R00001", "R00003"])
+
+    def test_respondent_id_duplicated(self, con):
+        df = survey_frame()
+        df.loc[11, "respondent_id"] = "R00010"
+        report = run_survey(con, df)
+        failed = report.critical_failures
+        assert [r.expectation for r in failed] == ["expect_compound_columns_to_be_unique"]
+        assert str(report.to_error()) == critical_message(
+            "respondent_id", "respondent_id unique within the survey", "回答者IDが調査内で一意", 2, [11, 12],
+            ["national-2024", "national-2024"], ["R00010", "R00010"])
+
+    def test_survey_year_not_declared_round(self, con):
+        df = survey_frame()
+        df.loc[[5, 6, 7], "survey_year"] = 2023
+        report = run_survey(con, df)
+        assert str(report.to_error()) == critical_message(
+            "survey_year", "survey_year equals the file's declared round", "調査年がファイルの調査回と一致",
+            3, [6, 7, 8], [2023, 2023, 2023], ["R00005", "R00006", "R00007"])
+
+    def test_whole_file_of_another_round(self, con):
+        report = run_survey(con, survey_frame(year=2023), survey_staged(year=2024))
+        fail = report.critical_failures
+        assert [r.column for r in fail] == ["survey_year"] and fail[0].unexpected_count == N
+
+    def test_declared_round_from_survey_id_when_year_missing(self, con):
+        report = run_survey(con, survey_frame(year=2023), survey_staged(year=None, survey_id="national-2024"))
+        assert [r.column for r in report.critical_failures] == ["survey_year"]
+
+    def test_no_declared_round_is_reported_not_run(self, con, tmp_path):
+        report = run_survey(con, survey_frame(survey_id="adhoc"), survey_staged(year=None, survey_id="adhoc"))
+        assert not report.has_critical
+        not_run = [r for r in report.results if r.success is None]
+        assert [r.column for r in not_run] == ["survey_year"]
+        html = report.write(tmp_path / "q").read_text(encoding="utf-8")
+        assert "– 未実施 <span class=\"en\">Not run</span>" in html
+        assert "no declared survey round for this file / 調査回が不明のため未実施" in html
+
+    def test_required_column_missing(self, con):
+        con.execute("ALTER TABLE staging_survey DROP COLUMN q_ucla_2")
+        df = survey_frame().drop(columns=["q_ucla_2"])
+        report = run_survey(con, df)
+        first = report.critical_failures[0]
+        assert first.expectation == "expect_column_to_exist" and first.column == "q_ucla_2"
+        msg = str(report.to_error())
+        assert msg.startswith("national-2024.csv, column 'q_ucla_2': required column 'q_ucla_2' present / "
+                              "必須列「q_ucla_2」がある [critical / 重大]")
+        n_other = len(report.critical_failures) - 1
+        assert n_other >= 1  # the code-set rule on the missing column cannot be evaluated either
+        plural = "s" if n_other != 1 else ""
+        assert msg.endswith(f"{n_other} other critical failure{plural} / ほかの重大な不合格 {n_other} 件")
+
+    def test_several_critical_failures_counted(self, con):
+        df = survey_frame()
+        df.loc[2, "sex"] = 5
+        df.loc[3, "age"] = 200
+        df.loc[4, "weight"] = 0.0
+        report = run_survey(con, df)
+        assert [r.column for r in report.critical_failures] == ["sex", "age", "weight"]
+        assert str(report.to_error()).endswith(
+            "respondent_id R00002. 2 other critical failures / ほかの重大な不合格 2 件")
+
+    def test_support_answered_without_worries_is_a_warning(self, con, tmp_path):
+        df = survey_frame()
+        idx = df.index[df["q_has_worries"] != 1][:3]
+        df.loc[idx, "q_support_received"] = [1, 2, 1]
+        report = run_survey(con, df)
+        assert report.has_warning and not report.has_critical
+        (w,) = report.warnings
+        assert (w.column, w.severity, w.unexpected_count) == ("q_support_received", "warning", 3)
+        assert [e["source_row"] for e in w.examples] == [int(i) + 1 for i in idx]
+        assert [e["respondent_id"] for e in w.examples] == [f"R{int(i):05d}" for i in idx]
+        html = report.write(tmp_path / "quality").read_text(encoding="utf-8")
+        assert "⚠ 警告あり Passed with warnings" in html
+        assert "⚠ 警告 <span class=\"en\">Warning</span>" in html
+        assert "支援の有無（1・2）は「不安や悩みがある」（q_has_worries=1）の回答者のみ" in html
+        assert f"行 row {int(idx[0]) + 1} · ID R{int(idx[0]):05d}" in html
+        assert "q_support_received" in report.summary() and "warning" in report.summary()
+
+    # programme ---------------------------------------------------------------------------------
+
+    def test_programme_negative_value(self, con):
+        df = programme_frame()
+        df.loc[0, "value"] = -5.0
+        report = run_programme(con, df)
+        assert str(report.to_error()) == critical_message(
+            "value", "value non-negative", "値が0以上", 1, [1], [-5.0], file=PROG_FILE)
+
+    def test_programme_wrong_unit(self, con):
+        df = programme_frame()
+        i = df.index[df["metric_id"] == "npo_grants_yen"][0]
+        df.loc[i, "unit"] = "count"
+        report = run_programme(con, df)
+        assert str(report.to_error()) == critical_message(
+            "unit", "unit matches the metric's unit", "単位が指標の単位と一致", 1, [int(i) + 1],
+            ["metric_id=npo_grants_yen, unit=count"], file=PROG_FILE)
+
+    def test_programme_unknown_metric(self, con):
+        df = programme_frame()
+        df.loc[3, "metric_id"] = "hotline_calls"
+        report = run_programme(con, df)
+        fails = report.critical_failures
+        # an unknown metric has no known unit either
+        assert [r.column for r in fails] == ["metric_id", "unit"]
+        assert fails[1].examples == [{"source_row": 4, "value": "metric_id=hotline_calls, unit=flag"}]
+        assert str(report.to_error()) == critical_message(
+            "metric_id", "metric_id known (schema.PROGRAMME_METRICS)", "指標IDが既知（schema.PROGRAMME_METRICS）",
+            1, [4], ["hotline_calls"], file=PROG_FILE,
+            others="1 other critical failure / ほかの重大な不合格 1 件")
+
+    def test_programme_flag_not_0_1(self, con):
+        df = programme_frame()
+        i = df.index[df["metric_id"] == "platform"][5]
+        df.loc[i, "value"] = 2.0
+        report = run_programme(con, df)
+        assert str(report.to_error()) == critical_message(
+            "value", "flag metrics are 0 or 1", "有無の指標は0または1", 1, [int(i) + 1], [2.0], file=PROG_FILE)
+
+    def test_programme_pref_code(self, con):
+        df = programme_frame()
+        df.loc[8, "pref_code"] = 99
+        report = run_programme(con, df)
+        assert report.critical_failures[0].column == "pref_code"
+        assert report.to_error().rows == [9]
+
+    def test_programme_duplicate_key(self, con):
+        df = programme_frame()
+        dup = df.iloc[[10]].copy()
+        dup["source_row"] = len(df) + 1
+        df = pd.concat([df, dup], ignore_index=True)
+        report = run_programme(con, df)
+        assert [r.column for r in report.critical_failures] == ["fiscal_year, pref_code, metric_id"]
+        assert str(report.to_error()) == critical_message(
+            "fiscal_year, pref_code, metric_id", "one row per fiscal year, prefecture and metric",
+            "年度・都道府県・指標ごとに1行", 2, [11, len(df)],
+            ["fiscal_year=2023, pref_code=2, metric_id=regional_council"] * 2, file=PROG_FILE)
+
+    def test_programme_missing_prefecture_is_a_warning(self, con, tmp_path):
+        df = programme_frame()
+        drop = (df["fiscal_year"] == 2024) & (df["metric_id"] == "platform") & df["pref_code"].isin([13, 27])
+        df = df[~drop].reset_index(drop=True)
+        df["source_row"] = np.arange(1, len(df) + 1)
+        report = run_programme(con, df)
+        assert report.has_warning and not report.has_critical
+        (w,) = report.warnings
+        assert w.unexpected_count == 2
+        assert w.examples == [{"value": "fiscal_year=2024, metric_id=platform: missing pref_code 13, 27"}]
+        html = report.write(tmp_path / "quality").read_text(encoding="utf-8")
+        assert "年度・指標ごとに47都道府県がそろっている" in html
+        assert "fiscal_year=2024, metric_id=platform: missing pref_code 13, 27" in html
+
+    def test_only_the_files_rows_are_validated(self, con):
+        stage(con, survey_frame(file_id="other").assign(age=200), "staging_survey")
+        report = run_survey(con, survey_frame())
+        assert not report.has_critical
+
+    def test_context_is_cached(self, con):
+        run_survey(con, survey_frame())
+        first = _GX.get()
+        validate_staged(con, [survey_staged()])
+        assert _GX.get() is first
+
+
+# --- validate_warehouse ---------------------------------------------------------------------------
+
+
+def make_warehouse(path: Path, survey_df: pd.DataFrame, prog_df: pd.DataFrame, declared_year=2024) -> None:
+    c = duckdb.connect(str(path))
+    c.execute(schema.FILES_TABLE_DDL)
+    c.execute(schema.SURVEY_TABLE_DDL.format(name="survey_responses"))
+    c.execute(schema.PROGRAMME_TABLE_DDL.format(name="programme"))
+    c.register("s", survey_df)
+    c.execute("INSERT INTO survey_responses BY NAME SELECT * FROM s")
+    c.register("p", prog_df)
+    c.execute("INSERT INTO programme BY NAME SELECT * FROM p")
+    c.execute("INSERT INTO files VALUES (?, ?, ?, 'survey', 'national-2024', ?, 'utf-8', ?, true, now())",
+              ["f-survey", SURVEY_FILE, f"data/{SURVEY_FILE}", declared_year, len(survey_df)])
+    c.execute("INSERT INTO files VALUES (?, ?, ?, 'programme', NULL, NULL, 'utf-8', ?, true, now())",
+              ["f-prog", PROG_FILE, f"data/{PROG_FILE}", len(prog_df)])
+    c.close()
+
+
+class TestValidateWarehouse:
+    def test_clean_warehouse(self, warehouse):
+        make_warehouse(warehouse, survey_frame(), programme_frame())
+        report = validate_warehouse(warehouse)
+        assert [f.file_name for f in report.files] == [SURVEY_FILE, PROG_FILE]
+        assert report.files[0].survey_year == 2024
+        assert not report.has_critical and not report.has_warning
+
+    def test_declared_round_from_files_table(self, warehouse):
+        make_warehouse(warehouse, survey_frame(), programme_frame(), declared_year=2023)
+        report = validate_warehouse(warehouse)
+        assert [(r.file_name, r.column) for r in report.critical_failures] == [(SURVEY_FILE, "survey_year")]
+
+    def test_warning_in_committed_data(self, warehouse):
+        df = survey_frame()
+        i = df.index[df["q_has_worries"] == 2][0]
+        df.loc[i, "q_support_received"] = 1
+        make_warehouse(warehouse, df, programme_frame())
+        report = validate_warehouse(warehouse)
+        assert report.has_warning and not report.has_critical
+        assert report.warnings[0].examples[0]["source_row"] == int(i) + 1
+
+    def test_missing_warehouse_is_usage_error(self, tmp_path):
+        with pytest.raises(UsageError, match="--warehouse"):
+            validate_warehouse(tmp_path / "nope.duckdb")
+
+    def test_empty_warehouse(self, warehouse):
+        duckdb.connect(str(warehouse)).close()
+        report = validate_warehouse(warehouse)
+        assert report.results == [] and not report.has_critical
+
+    def test_cli_exit_codes(self, warehouse, tmp_path):
+        df = survey_frame()
+        df.loc[0, "sex"] = 4
+        make_warehouse(warehouse, df, programme_frame())
+        env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+        cmd = [sys.executable, "-c", "from pipelines.cli import main; main()", "validate",
+               "--warehouse", str(warehouse), "--out", str(tmp_path / "site"), "--quiet"]
+        proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120)
+        assert proc.returncode == 1, proc.stderr
+        assert "code in the questionnaire's set {1, 2, 3, 9}" in proc.stdout
+        assert "row 1 id R00000: 4" in proc.stdout
+        data = json.loads((tmp_path / "site" / "quality" / "results.json").read_text(encoding="utf-8"))
+        assert data["has_critical"] is True
+
+
+# --- ValidationReport -----------------------------------------------------------------------------
+
+
+class TestValidationReport:
+    @pytest.fixture
+    def mixed(self, con) -> ValidationReport:
+        df = survey_frame()
+        df.loc[2, "age"] = 130
+        i = df.index[df["q_has_worries"] == 2][0]
+        df.loc[i, "q_support_received"] = 2
+        stage(con, df, "staging_survey")
+        prog = programme_frame()
+        stage(con, prog[prog["pref_code"] != 47], "staging_programme")
+        return validate_staged(con, [survey_staged(), prog_staged()])
+
+    def test_summary_table(self, mixed):
+        text = mixed.summary()
+        header = next(line for line in text.splitlines() if line.startswith("suite"))
+        for col in ("suite", "expectation", "severity", "unexpected", "examples"):
+            assert col in header
+        age = next(line for line in text.splitlines() if "age 16–120" in line)
+        assert "critical" in age and "fail" in age and "row 3 id R00002: 130" in age
+        assert "national-2024.csv (survey, 60 rows): " in text
+        assert "Critical failures: nothing is committed" in text
+
+    def test_json_round_trip(self, mixed):
+        data = json.loads(json.dumps(mixed.to_json()))
+        assert data["has_critical"] is True and data["has_warning"] is True
+        age = next(r for r in data["results"] if r["column"] == "age" and r["expectation"].endswith("between"))
+        assert age["outcome"] == "fail" and age["examples"] == [
+            {"source_row": 3, "respondent_id": "R00002", "value": 130}]
+        assert data["counts"]["fail"] == 1 and data["counts"]["warning"] == 2
+
+    def test_write_self_contained_page(self, mixed, tmp_path):
+        out = tmp_path / "quality"
+        mixed.write(out)
+        data = json.loads((out / "results.json").read_text(encoding="utf-8"))
+        assert len(data["results"]) == len(mixed.results)
+        html = (out / "index.html").read_text(encoding="utf-8")
+        assert '<html lang="ja">' in html
+        assert not re.search(r"https?://", html)
+        assert not re.search(r"<script[^>]*\bsrc=|<link[^>]*\bhref=|@import|url\(", html)
+        assert "<style>" in html
+        for label in ("✓ 合格", "⚠ 警告", "✗ 不合格"):
+            assert label in html
+        assert "調査個票 <span class=\"en\">Survey microdata</span>" in html
+        assert "事業データ <span class=\"en\">Programme data</span>" in html
+        assert html.count("<section class=\"file\">") == 2
+        # every expectation of both suites is listed with its outcome
+        assert html.count("<tr class=\"row-") == len(mixed.results)
+        assert "行 row 3 · ID R00002: <code>130</code>" in html
+
+    def test_merge(self, mixed, con):
+        other = validate_staged(con, [survey_staged(file_id="none", name="empty.csv")])
+        merged = mixed.merge(other)
+        assert len(merged.results) == len(mixed.results) + len(other.results)
+        assert [f.file_name for f in merged.files] == [SURVEY_FILE, PROG_FILE, "empty.csv"]
+        assert merged.has_critical and ValidationReport.combine([other]).results == other.results
+
+
+# --- the suite files ------------------------------------------------------------------------------
+
+
+class TestSuiteFiles:
+    def test_every_expectation_has_a_severity_and_rule(self):
+        for kind in ("survey", "programme"):
+            raw = json.loads((ROOT / "expectations" / f"{kind}.json").read_text(encoding="utf-8"))
+            for exp in raw["expectations"]:
+                assert exp["severity"] in ("critical", "warning")
+                assert exp["meta"]["rule"] and exp["meta"]["rule_ja"]
+
+    def test_code_sets_match_schema(self):
+        spec = load_suite_spec("survey")["expectations"]
+        sets = {e["kwargs"]["column"]: set(e["kwargs"]["value_set"]) for e in spec
+                if e["type"] == "expect_column_values_to_be_in_set"}
+        assert sets == {**schema.CODE_SETS, "pref_code": set(range(1, 48))}
+        exists = [e["kwargs"]["column"] for e in spec if e["type"] == "expect_column_to_exist"]
+        assert exists == schema.SURVEY_COLUMNS
+
+    def test_units_match_schema(self):
+        spec = load_suite_spec("programme")["expectations"]
+        pair = next(e for e in spec if e["type"] == "expect_column_pair_values_to_be_in_set")
+        assert {m: u for m, u in pair["kwargs"]["value_pairs_set"]} == {
+            m: u for m, (_, u) in schema.PROGRAMME_METRICS.items()}
+
+    def test_severities(self):
+        warn = {k: [e["meta"]["rule"] for e in load_suite_spec(k)["expectations"] if e["severity"] == "warning"]
+                for k in ("survey", "programme")}
+        assert warn == {
+            "survey": ["q_support_received answered (1 or 2) only where q_has_worries = 1"],
+            "programme": ["all 47 prefectures present for every fiscal year and metric"],
+        }
+
+    def test_gx_accepts_every_expectation(self):
+        g = _GX.get()
+        for kind in ("survey", "programme"):
+            spec = load_suite_spec(kind)["expectations"]
+            grouped = sum(1 for e in spec if e["meta"].get("for_each_group"))
+            assert len(g.suite(kind, True).expectations) == len(spec) - grouped
+            severities = {str(getattr(e.severity, "value", e.severity)) for e in g.suite(kind, True).expectations}
+            assert severities <= {"critical", "warning"}
