@@ -18,7 +18,6 @@ from __future__ import annotations
 import codecs
 import csv
 import hashlib
-import io
 import logging
 import re
 import time
@@ -616,6 +615,7 @@ def _commit_file(con: duckdb.DuckDBPyConnection, sf: StagedFile) -> bool:
 def expand_paths(paths: Iterable[Path]) -> list[Path]:
     """Files as given; folders -> their *.csv, *.xlsx, *.parquet (sorted), other files ignored."""
     files: list[Path] = []
+    seen: set[Path] = set()
     for p in map(Path, paths):
         if p.is_dir():
             files += sorted(q for q in p.iterdir() if q.is_file() and q.suffix.lower() in SUFFIXES)
@@ -623,7 +623,12 @@ def expand_paths(paths: Iterable[Path]) -> list[Path]:
             files.append(p)
         else:
             raise UsageError("PATH", f"'{p}' does not exist / ファイルがありません")
-    return files
+    unique = []
+    for f in files:  # the same file given twice (or via its folder) is read once
+        if f.resolve() not in seen:
+            seen.add(f.resolve())
+            unique.append(f)
+    return unique
 
 
 def _line(sf: StagedFile, verb_en: str, verb_ja: str) -> str:
@@ -705,7 +710,10 @@ def ingest_files(paths: list[Path], warehouse: Path, encoding: str | None = None
                     result.lines.append(_line(sf, "loaded", "読み込み"))
             con.execute("COMMIT")
         except BaseException:
-            con.execute("ROLLBACK")
+            try:
+                con.execute("ROLLBACK")
+            except duckdb.Error:  # the connection may already have aborted the transaction
+                log.exception("rollback failed")
             raise
     finally:
         con.close()
