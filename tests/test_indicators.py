@@ -478,3 +478,23 @@ def test_execute_uses_this_interpreter_despite_a_foreign_python3_kernelspec(tmp_
     out = nbformat.read(dst, 4).cells[-1].outputs[0]["text"]
     import sys
     assert out.strip() == f"{sys.executable} 42"
+
+
+def test_area_download_and_formula_neutralisation(two_rounds, computed, tmp_path):
+    from pipelines.downloads import neutralise, write_indicator_downloads
+
+    df = pd.DataFrame({"t": ["=1+1", "+x", "-y", "@z", "ok", None], "v": [-1.0, 2.0, 3.0, 4.0, 5.0, 6.0]})
+    out = neutralise(df)
+    assert out.t.tolist()[:5] == ["'=1+1", "'+x", "'-y", "'@z", "ok"] and pd.isna(out.t.iloc[5])
+    assert out.v.tolist()[0] == -1.0  # numbers untouched
+    path = tmp_path / "w.duckdb"
+    path.write_bytes(two_rounds.read_bytes())
+    ind, dist = computed
+    con = duckdb.connect(str(path))
+    write_indicators(con, 2024, ind, dist)
+    csv, xlsx = write_indicator_downloads(con, 2024, tmp_path / "dl", area_code="13")
+    con.close()
+    assert csv.name == "indicators-2024-13.csv" and xlsx.exists()
+    got = pd.read_csv(csv, encoding="utf-8-sig", dtype={"area_code": str})
+    assert set(got.area_code) == {"13"} and len(got) == (ind.area_code == "13").sum()
+    assert got.breakdown.iloc[0] == "total" and got.breakdown_ja.iloc[0] == "全体"
