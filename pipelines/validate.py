@@ -399,17 +399,24 @@ def _column_of(exp: dict[str, Any]) -> str | None:
     return None
 
 
-def _examples(result: dict[str, Any], index_cols: list[str]) -> list[dict[str, Any]]:
+def _examples(result: dict[str, Any], index_cols: list[str],
+              int_cols: set[str] = frozenset()) -> list[dict[str, Any]]:
+    def v(key: str, value: Any) -> Any:
+        value = _plain(value)
+        if key in int_cols and isinstance(value, float) and value.is_integer():
+            return int(value)
+        return value
+
     out = []
     for item in (result.get("partial_unexpected_index_list") or [])[:MAX_EXAMPLES]:
         if not isinstance(item, dict):
             continue
-        values = {k: v for k, v in item.items() if k not in index_cols}
-        ex: dict[str, Any] = {k: _plain(item.get(k)) for k in index_cols if k in item}
+        values = {k: x for k, x in item.items() if k not in index_cols}
+        ex: dict[str, Any] = {k: v(k, item.get(k)) for k in index_cols if k in item}
         if len(values) == 1:
-            ex["value"] = _plain(next(iter(values.values())))
+            ex["value"] = v(*next(iter(values.items())))
         else:
-            ex["value"] = ", ".join(f"{k}={_plain(v)}" for k, v in values.items())
+            ex["value"] = ", ".join(f"{k}={v(k, x)}" for k, x in values.items())
         out.append(ex)
     if not out:
         for v in (result.get("partial_unexpected_list") or [])[:MAX_EXAMPLES]:
@@ -418,7 +425,7 @@ def _examples(result: dict[str, Any], index_cols: list[str]) -> list[dict[str, A
 
 
 def _result_from_gx(sf: StagedFile, kind: str, exp: dict[str, Any], r: Any,
-                    index_cols: list[str]) -> ExpectationResult:
+                    index_cols: list[str], int_cols: set[str] = frozenset()) -> ExpectationResult:
     meta = exp["meta"]
     res = dict(r.result or {})
     exc = r.exception_info or {}
@@ -434,7 +441,7 @@ def _result_from_gx(sf: StagedFile, kind: str, exp: dict[str, Any], r: Any,
         rule_ja=meta.get("rule_ja", ""), success=bool(r.success),
         element_count=res.get("element_count"),
         unexpected_count=int(unexpected) if unexpected is not None else None,
-        examples=[] if r.success else _examples(res, index_cols), note=note,
+        examples=[] if r.success else _examples(res, index_cols, int_cols), note=note,
     )
 
 
@@ -443,9 +450,30 @@ def _result_format(index_cols: list[str]) -> dict[str, Any]:
             "partial_unexpected_count": MAX_EXAMPLES, "return_unexpected_index_query": False}
 
 
+def _gx_friendly(df: pd.DataFrame) -> tuple[pd.DataFrame, set[str]]:
+    """Integer columns as int64 (nullable ones as float64 with NaN).
+
+    GX's pandas ``column_values.between`` is vectorised only for int64/float64 columns; DuckDB
+    INTEGER arrives as int32/Int32, which GX checks row by row in Python (~0.7 s per million rows
+    and expectation). Returns the frame and the names of the integer columns (examples are shown
+    as integers again).
+    """
+    out = {}
+    int_cols = set()
+    for col in df.columns:
+        dt = df[col].dtype
+        if pd.api.types.is_integer_dtype(dt):
+            int_cols.add(col)
+            if dt != "int64":
+                s = df[col]
+                out[col] = s.astype("float64") if s.isna().any() else s.astype("int64")
+    return (df.assign(**out) if out else df), int_cols
+
+
 def validate_frame(df: pd.DataFrame, sf: StagedFile) -> list[ExpectationResult]:
     """Run the suite for ``sf.kind`` over one file's rows; results in suite-file order."""
     g = _GX.get()
+    df, int_cols = _gx_friendly(df)
     kind = sf.kind
     spec = g.specs[kind]["expectations"]
     index_cols = [c for c in ROW_ID_COLUMNS[kind] if c in df.columns]
@@ -460,7 +488,7 @@ def validate_frame(df: pd.DataFrame, sf: StagedFile) -> list[ExpectationResult]:
     by_idx: dict[int, ExpectationResult] = {}
     for r in suite_result.results:
         idx = int(r.expectation_config.meta["_idx"])
-        by_idx[idx] = _result_from_gx(sf, kind, spec[idx], r, index_cols)
+        by_idx[idx] = _result_from_gx(sf, kind, spec[idx], r, index_cols, int_cols)
 
     for idx, exp in enumerate(spec):
         if idx in by_idx:
