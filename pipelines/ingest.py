@@ -403,9 +403,32 @@ def _codes_text(codes: set[int]) -> str:
     return ", ".join(str(c) for c in sorted(codes))
 
 
+def _fast_column(raw: pa.Array, spec: _Spec, labels: dict[str, object]) -> pa.Array | None:
+    """Vectorised conversion of an ASCII text/float column without labels (e.g. respondent_id,
+    weight), or None when the value-by-value path is needed (non-ASCII, blanks, bad values)."""
+    if spec.kind not in ("text", "float") or labels or not pc.all(pc.string_is_ascii(raw)).as_py():
+        return None
+    trimmed = pc.utf8_trim_whitespace(raw)
+    blank = pc.equal(trimmed, "")
+    if pc.any(blank).as_py():
+        if spec.required:
+            return None
+        trimmed = pc.if_else(blank, pa.scalar(None, pa.string()), trimmed)
+    if spec.kind == "text":
+        return trimmed
+    try:
+        values = pc.cast(trimmed, pa.float64())
+    except pa.ArrowInvalid:
+        return None
+    return values if pc.all(pc.is_finite(values)).as_py() is not False else None
+
+
 def _convert_column(file_name: str, column: str, raw: pa.Array, rows: np.ndarray, spec: _Spec,
                     labels: dict[str, object]) -> pa.Array:
     """Map a text column to its typed Arrow array, working on distinct values only."""
+    fast = _fast_column(raw, spec, labels)
+    if fast is not None:
+        return fast
     enc = raw.dictionary_encode()
     indices = enc.indices.to_numpy(zero_copy_only=False)
     uniques = enc.dictionary.to_pylist()

@@ -24,7 +24,6 @@ JA_HEADERS = {
 PROGRAMME_JA = {"fiscal_year": "年度", "pref_code": "都道府県コード", "metric_id": "指標ID",
                 "value": "値", "unit": "単位", "source": "出典"}
 
-YES_NO_LABELS = {"household_single": schema.YES_NO, "sex": schema.SEX}
 
 
 def survey_rows(n: int = 12, survey_id: str = "national-2024", seed: int = 1) -> list[dict]:
