@@ -346,6 +346,14 @@ class TestErrors:
                    "national-2024.csv, column 'q_loneliness': wrong type / 型が不正 (1 row; rows 3). "
                    "blank in a required column / 必須の列が空欄です")
 
+    def test_wrong_type_weight(self, tmp_path, warehouse, loaded):
+        rows = survey_rows(5)
+        rows[1]["weight"] = "nan"
+        rows[4]["weight"] = "1.2.3"
+        self.check(tmp_path, warehouse, loaded, rows,
+                   "national-2024.csv, column 'weight': wrong type / 型が不正 "
+                   "(2 rows; rows 2, 5; examples 'nan', '1.2.3'). expected a number / 数値ではありません")
+
     def test_missing_column(self, tmp_path, warehouse, loaded):
         rows = survey_rows(2)
         for r in rows:
