@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import math
 import re
+import shutil
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -243,9 +244,10 @@ def _nav(out_dir: Path, depth: int, current: str) -> list[dict[str, Any]]:
 
 
 HEADER_MARKER = "<!-- tsunagari-site-header -->"
+SITE_FONT = "assets/fonts/ipaexg.ttf"
 # The subset of site.css the header needs, for pages whose stylesheet is not ours.
 HEADER_CSS = """.site-header{border-bottom:1px solid #c8c8c8;padding:8px 24px;display:flex;flex-wrap:wrap;
-align-items:center;justify-content:space-between;gap:8px;font-family:sans-serif}
+align-items:center;justify-content:space-between;gap:8px}
 .site-title{margin:0;font-weight:bold}.site-title a{color:#1a1a1a;text-decoration:none}
 .site-title span{font-weight:normal;color:#555;font-size:.9em;margin-left:.5em}
 .nav{list-style:none;display:flex;flex-wrap:wrap;gap:4px 18px;margin:0;padding:0}
@@ -260,7 +262,11 @@ def site_header_html(out_dir: Path, page: str, year: int, synthetic: bool) -> st
     depth = page.count("/")
     html = _env().get_template("site-header.html.j2").render(
         depth=depth, nav=_nav(out_dir, depth, page), year=year, synthetic=synthetic)
-    return f"<style>{HEADER_CSS}</style>\n{html}"
+    css = HEADER_CSS
+    if (out_dir / SITE_FONT).is_file():  # pages whose font stack names IPAexGothic get the shipped file
+        css = (f'@font-face{{font-family:"IPAexGothic";font-display:swap;'
+               f'src:local("IPAexGothic"),url("{"../" * depth}{SITE_FONT}") format("truetype")}}\n' + css)
+    return f"<style>{css}</style>\n{html}"
 
 
 def inject_site_header(path: Path, out_dir: Path, year: int, synthetic: bool) -> bool:
@@ -314,8 +320,10 @@ def build_site(year: int, warehouse: Path, out_dir: Path, synthetic: bool | None
     written: list[Path] = []
     # Per-prefecture XLSX first, so the pages can link to them.
     prefs = prefectures()
+    national_rows = xlsx_rows(df[df["area_code"] == "00"], by_id)
     for r in prefs.itertuples():
-        written.append(write_pref_xlsx(df, int(r.pref_code), str(r.name_ja), year, out_dir, by_id, synthetic))
+        written.append(write_pref_xlsx(df, int(r.pref_code), str(r.name_ja), year, out_dir, by_id, synthetic,
+                                       national_rows))
 
     areas = []
     for r in prefs.itertuples():
@@ -345,8 +353,9 @@ def build_site(year: int, warehouse: Path, out_dir: Path, synthetic: bool | None
     }
     env = _env()
     css = (TEMPLATES_DIR / "site.css").read_text(encoding="utf-8")
+    font_file = copy_site_font(out_dir)
     generated = datetime.now(timezone.utc).astimezone().strftime("%Y-%m-%d %H:%M")
-    common = {"year": year, "synthetic": synthetic, "css": css, "generated": generated,
+    common = {"year": year, "synthetic": synthetic, "css": css, "generated": generated, "font_file": font_file,
               "symbols": COMPARISON_SYMBOLS, "comparison_text": COMPARISON_TEXT, "legend": LEGEND_ORDER}
 
     # Quality page: the validation stage writes it; a placeholder keeps the navigation link valid.
@@ -386,6 +395,27 @@ def build_site(year: int, warehouse: Path, out_dir: Path, synthetic: bool | None
     return written
 
 
+def copy_site_font(out_dir: Path) -> str | None:
+    """Ship IPAexGothic (matplotlib-fontja, IPA Font License) with the site as a local web-font
+    fallback, so Japanese renders offline even where no Japanese system font is installed.
+    Returns the font's path relative to out_dir (None if the font is unavailable)."""
+    try:
+        import matplotlib_fontja
+    except ImportError:  # pragma: no cover - a declared dependency
+        return None
+    src_dir = Path(matplotlib_fontja.__file__).resolve().parent / "fonts"
+    src = src_dir / "ipaexg.ttf"
+    if not src.is_file():
+        return None
+    dst_dir = out_dir / "assets" / "fonts"
+    dst_dir.mkdir(parents=True, exist_ok=True)
+    for f in [src, *src_dir.glob("*.txt")]:  # the font and its licence/readme
+        dst = dst_dir / f.name
+        if not dst.exists() or dst.stat().st_size != f.stat().st_size:
+            shutil.copyfile(f, dst)
+    return SITE_FONT
+
+
 def reference_sources() -> list[dict[str, str]]:
     """Each shipped reference file with its stated source(s) (the `source` column)."""
     out = []
@@ -403,45 +433,60 @@ def reference_sources() -> list[dict[str, str]]:
 
 # --- per-prefecture XLSX -------------------------------------------------------------------------
 
+XLSX_HEADER = schema.INDICATOR_COLUMNS[:4] + ["indicator_name"] + schema.INDICATOR_COLUMNS[4:]
+SUPPRESSED_BLANK = ("value", "lower_ci95", "upper_ci95")  # never published for a suppressed row
+
+
+def xlsx_rows(df: pd.DataFrame, catalogue: dict[str, Indicator]) -> list[list[Any]]:
+    """Spreadsheet rows of indicator records: plain Python values, suppressed values blanked, text
+    neutralised against formula injection."""
+    out = []
+    for rec in df.to_dict(orient="records"):
+        ind = catalogue.get(rec["indicator_id"])
+        rec["indicator_name"] = ind.name_ja if ind else ""
+        values = []
+        for col in XLSX_HEADER:
+            v = rec.get(col)
+            if v is None or v is pd.NA or v is pd.NaT or (isinstance(v, float) and math.isnan(v)):
+                v = None
+            elif hasattr(v, "item"):
+                v = v.item()
+            if col in SUPPRESSED_BLANK and rec.get("suppressed"):
+                v = None
+            values.append(neutralise(v))
+        out.append(values)
+    return out
+
+
 def write_pref_xlsx(df: pd.DataFrame, pref_code: int, name_ja: str, year: int, out_dir: Path,
-                    catalogue: dict[str, Indicator], synthetic: bool) -> Path:
+                    catalogue: dict[str, Indicator], synthetic: bool,
+                    national_rows: list[list[Any]] | None = None) -> Path:
     """downloads/{slug}-{year}.xlsx: the area's rows, the national rows, a notes sheet."""
     from openpyxl import Workbook
+    from openpyxl.cell import WriteOnlyCell
     from openpyxl.styles import Font
 
     code = area_code(pref_code)
     path = out_dir / "downloads" / f"{pref_slug(pref_code)}-{year}.xlsx"
     path.parent.mkdir(parents=True, exist_ok=True)
-    wb = Workbook()
-    header = schema.INDICATOR_COLUMNS[:4] + ["indicator_name"] + schema.INDICATOR_COLUMNS[4:]
-    for title, area in ((name_ja, code), ("全国", "00")):
-        ws = wb.active if area == code else wb.create_sheet()
-        ws.title = title[:31]
-        ws.append(header)
-        for c in ws[1]:
-            c.font = Font(bold=True)
-        rows = df[df["area_code"] == area]
-        for rec in rows.to_dict(orient="records"):
-            ind = catalogue.get(rec["indicator_id"])
-            rec["indicator_name"] = ind.name_ja if ind else ""
-            values = []
-            for col in header:
-                v = rec.get(col)
-                if isinstance(v, float) and math.isnan(v):
-                    v = None
-                elif v is pd.NA or v is pd.NaT:
-                    v = None
-                elif hasattr(v, "item"):
-                    v = v.item()
-                if col == "value" and rec.get("suppressed"):
-                    v = None  # suppressed: never published
-                values.append(neutralise(v))
-            ws.append(values)
-            for cell in ws[ws.max_row]:
-                if isinstance(cell.value, str):
-                    cell.data_type = "s"  # text stays text, never a formula
+    if national_rows is None:
+        national_rows = xlsx_rows(df[df["area_code"] == "00"], catalogue)
+    wb = Workbook(write_only=True)  # streaming writer: ~10x faster than the default mode
+    bold = Font(bold=True)
+    for title, rows in ((name_ja, xlsx_rows(df[df["area_code"] == code], catalogue)), ("全国", national_rows)):
+        ws = wb.create_sheet(title[:31])
         ws.freeze_panes = "A2"
+        head = []
+        for h in XLSX_HEADER:
+            c = WriteOnlyCell(ws, value=h)
+            c.font = bold
+            head.append(c)
+        ws.append(head)
+        for r in rows:
+            ws.append(r)
     notes = wb.create_sheet("注記")
+    notes.column_dimensions["A"].width = 16
+    notes.column_dimensions["B"].width = 100
     lines = [
         ("項目", "内容"),
         ("地域", f"{name_ja}（{code}）"),
@@ -459,8 +504,6 @@ def write_pref_xlsx(df: pd.DataFrame, pref_code: int, name_ja: str, year: int, o
     lines.append(("作成日時", datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")))
     for a, b in lines:
         notes.append([neutralise(a), neutralise(b)])
-    notes.column_dimensions["A"].width = 16
-    notes.column_dimensions["B"].width = 100
     tmp = path.with_name(path.name + ".tmp")
     wb.save(tmp)
     tmp.replace(path)

@@ -127,6 +127,8 @@ def test_every_local_link_resolves_and_no_network_asset(site: Path):
             checked += 1
         raw = path.read_text(encoding="utf-8")
         assert not re.search(r"""(src|href)\s*=\s*["'](https?:)?//""", raw, re.I)
+        for url in re.findall(r"""url\(["']?([^"')]+)""", raw):  # CSS url(): the shipped font
+            assert not re.match(r"^(https?:)?//", url) and (path.parent / url).resolve().is_file(), url
         assert "@import" not in raw and "url(http" not in raw
     assert checked > 47 * 3
 
@@ -281,3 +283,26 @@ def test_unknown_year_is_a_data_error(tmp_path: Path):
     wh = build_site_warehouse(tmp_path / "wh.duckdb", year=YEAR)
     with pytest.raises(DataError, match="no indicators for year 2019"):
         build_site(2019, wh, tmp_path / "_site")
+
+
+@pytest.mark.skipif(not __import__("shutil").which("chromium"), reason="chromium not installed")
+def test_indicator_switch_runs_in_a_headless_browser(site: Path):
+    """The inline script recolours the tiles for another indicator (#ind=... selects it on load)."""
+    import subprocess
+
+    page = parse(site / "index.html")
+    data = json.loads(page.scripts["map-data"])
+    other = next(i["id"] for i in data["indicators"][1:]
+                 if any(a["cells"][i["id"]]["cmp"] != a["cells"][data["default"]]["cmp"] for a in data["areas"].values()))
+    proc = subprocess.run(
+        ["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+         "--disable-component-update", "--no-first-run", "--dump-dom", f"{(site / 'index.html').as_uri()}#ind={other}"],
+        capture_output=True, text=True, timeout=120)
+    dom = proc.stdout
+    for code, area in data["areas"].items():
+        c = area["cells"][other]
+        li = re.search(rf'<li class="tile cmp-(\w+)" data-code="{code}".*?</li>', dom, re.S)
+        assert li and li.group(1) == c["cmp"], code
+        assert f'<span class="tile-val" aria-hidden="true">{c["text"]}</span>' in li.group(0)
+    name = next(i["name"] for i in data["indicators"] if i["id"] == other)
+    assert f'<strong id="map-ind-name">{name}</strong>' in dom
