@@ -118,13 +118,13 @@ def spine_chart(df: pd.DataFrame, area_code: str, labels: dict[str, str], polari
         ind = next((i for i in order if labels[i] == row.indicator), None)
         r = raw.loc[ind] if ind in raw.index else None
         if row.comparison in ("similar", "not_compared") or r is None:
-            return "同程度" if row.comparison == "similar" else "比較なし"
+            return "差なし" if row.comparison == "similar" else "比較なし"
         return "全国より高い" if float(r.value) > float(r.national_value) else "全国より低い"
     me["direction"] = me.apply(direction, axis=1)
     me["judgement"] = me.comparison.map(COMPARISON_LABELS)
     present = list(dict.fromkeys(me.judgement))
     colours = {COMPARISON_LABELS[k]: v for k, v in COMPARISON_COLOURS.items() if COMPARISON_LABELS[k] in present}
-    shapes = {k: v for k, v in {"全国より高い": "^", "全国より低い": "v", "同程度": "o", "比較なし": "o"}.items()
+    shapes = {k: v for k, v in {"全国より高い": "^", "全国より低い": "v", "差なし": "o", "比較なし": "o"}.items()
               if k in set(me.direction)}
 
     p = (ggplot()
@@ -203,20 +203,21 @@ def trend_chart(df: pd.DataFrame, title: str):
     df columns: indicator (label, categorical), year, source (categorical), value, lower_ci95,
     upper_ci95, change (change_vs_previous).
     """
-    from plotnine import (aes, facet_wrap, geom_line, geom_point, geom_ribbon, ggplot, labs,
-                          scale_colour_manual, scale_fill_manual, scale_x_continuous, theme)
+    from plotnine import (aes, facet_wrap, geom_errorbar, geom_line, geom_point, ggplot, labs,
+                          position_dodge, scale_colour_manual, scale_fill_manual, scale_x_continuous, theme)
 
     d = df.copy()
     cats = list(d.source.cat.categories)
     cols = dict(zip(cats, [SOURCE_COLOURS["area"], SOURCE_COLOURS["national"]]))
     sig = d[d.change.isin(["increase", "decrease"])]
     years = sorted(d.year.unique())
+    dodge = position_dodge(width=0.25)
     p = (ggplot(d, aes(x="year", y="value", colour="source", group="source"))
-         + geom_ribbon(d[d.lower_ci95.notna()], aes(ymin="lower_ci95", ymax="upper_ci95", fill="source"),
-                       alpha=0.15, colour=None)
-         + geom_line(size=0.9)
-         + geom_point(size=1.8)
-         + geom_point(sig, size=5.5, shape="*", colour="#000000")
+         + geom_errorbar(d[d.lower_ci95.notna()], aes(ymin="lower_ci95", ymax="upper_ci95"), width=0.15,
+                         alpha=0.7, position=dodge)
+         + geom_line(size=0.9, position=dodge)
+         + geom_point(size=1.8, position=dodge)
+         + geom_point(sig, size=6, shape="*", colour="#000000", position=dodge)
          + scale_colour_manual(values=cols)
          + scale_fill_manual(values=cols, guide=None)
          + scale_x_continuous(breaks=years, labels=[str(y) for y in years])
@@ -231,8 +232,8 @@ def strip_chart(df: pd.DataFrame, area_code: str, title: str, xlab: str = ""):
 
     df columns: indicator (label, categorical), area_code, value, national_value.
     """
-    from plotnine import (aes, facet_wrap, geom_jitter, geom_point, geom_vline, ggplot, labs,
-                          position_jitter, theme, element_blank)
+    from plotnine import (aes, element_blank, element_text, facet_wrap, geom_jitter, geom_point, geom_vline,
+                          ggplot, labs, position_jitter, theme)
 
     d = df.copy()
     d["y"] = 0.0
@@ -247,7 +248,9 @@ def strip_chart(df: pd.DataFrame, area_code: str, title: str, xlab: str = ""):
             + labs(x=xlab, y="", title=title)
             + _theme()
             + theme(axis_text_y=element_blank(), panel_grid_major_y=element_blank(),
-                    figure_size=(7.0, 1.25 * d.indicator.nunique() + 0.9)))
+                    strip_text=element_text(size=BASE_SIZE, family=font_family(), margin={"b": 6}),
+                    panel_spacing_y=0.35,
+                    figure_size=(7.0, 1.5 * d.indicator.nunique() + 1.0)))
 
 
 def histogram_chart(df: pd.DataFrame, title: str, national: float | None, xlab: str = "％"):

@@ -430,8 +430,11 @@ def build_area(pref_code: int, year: int, warehouse: Path, out_dir: Path, render
         res.outputs = [html, pdf]
         res.ok = True
     except Exception as exc:  # one area's failure must not stop the others
-        msg = str(exc).strip().splitlines()
-        res.error = f"{type(exc).__name__}: {msg[0] if msg else ''}"[:500]
+        if hasattr(exc, "ename") and hasattr(exc, "evalue"):  # PapermillExecutionError
+            res.error = f"{executed}: cell {getattr(exc, 'exec_count', '?')}: {exc.ename}: {exc.evalue}"[:500]
+        else:
+            msg = [x for x in str(exc).strip().splitlines() if x.strip()]
+            res.error = f"{type(exc).__name__}: {msg[0] if msg else ''}"[:500]
         log.error("report %s failed: %s", slug, res.error)
     return res
 
@@ -448,7 +451,7 @@ def run_reports(year: int, warehouse: Path, out_dir: Path, prefs: list[int] | No
     Writes out_dir/prefectures/{slug}.html|pdf and out_dir/national.html|pdf; executed notebooks
     under out_dir/.work/executed/. One area's failure is recorded and the others continue.
     """
-    codes = [check_pref_code(p) for p in (prefs or [])]
+    codes = [0 if str(p).strip() in ("0", "00") else check_pref_code(p) for p in (prefs or [])]  # 0 = national
     if not codes:
         codes = [0] + [int(c) for c in prefectures().pref_code]
     warehouse = Path(warehouse)

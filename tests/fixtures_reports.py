@@ -209,14 +209,14 @@ def build_fixture_warehouse(path: Path, years: tuple[int, ...] = (2022, 2023, 20
                      CASE WHEN indicator_id LIKE 'has_%' THEN 100 * avg(value) ELSE avg(value) END AS v
               FROM indicators
               WHERE area_code <> '00' AND indicator_id IN ('consultations_per_10k','supporters_per_10k',
-                    'has_platform','has_regional_council') GROUP BY ALL) m
+                    'has_platform','has_regional_council') GROUP BY year, indicator_id) m
             WHERE i.year = m.year AND i.indicator_id = m.indicator_id AND i.area_code <> '00'""")
         con.execute("""UPDATE indicators AS i SET value = m.v FROM (
               SELECT year, indicator_id,
                      CASE WHEN indicator_id LIKE 'has_%' THEN 100 * avg(value) ELSE avg(value) END AS v
               FROM indicators
               WHERE area_code <> '00' AND indicator_id IN ('consultations_per_10k','supporters_per_10k',
-                    'has_platform','has_regional_council') GROUP BY ALL) m
+                    'has_platform','has_regional_council') GROUP BY year, indicator_id) m
             WHERE i.year = m.year AND i.indicator_id = m.indicator_id AND i.area_code = '00'""")
         for yi, year in enumerate(years):
             con.execute("INSERT INTO files VALUES (?,?,?,?,?,?,?,?,?,now())",

@@ -1,0 +1,294 @@
+"""Reports stage end to end: papermill executes reports/report.ipynb, the built-in renderer writes
+HTML + PDF; the outputs are parsed and checked against the indicators table of the warehouse."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+from html.parser import HTMLParser
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from pipelines.reports import run_reports
+from tests.fixtures_reports import build_fixture_warehouse
+
+YEAR = 2024
+SECTIONS = ["主な指標", "孤独感", "孤立", "推移", "施策データ", "方法と注意事項"]
+SUBSECTIONS = ["直接質問の回答分布（英国との比較）", "年齢別（英国の年齢区分）", "UCLA孤独感尺度（3項目）",
+               "性別・年齢別（しばしばある・常にある）"]
+BANNER = "合成データ"
+# Charts per report: spine/strip, distribution, UK age, UCLA, sex/age, isolation, trend, programme.
+N_CHARTS = 8
+
+
+class Page(HTMLParser):
+    """Headings, images, tables (cell texts) and the html lang of a rendered page."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lang = None
+        self.headings: list[str] = []
+        self.images: list[dict] = []
+        self.tables: list[list[list[str]]] = []
+        self.links: list[str] = []
+        self._h: list[str] | None = None
+        self._cell: list[str] | None = None
+        self._row: list[str] | None = None
+        self._skip = 0
+
+    def handle_starttag(self, tag, attrs):
+        a = dict(attrs)
+        if tag == "html":
+            self.lang = a.get("lang")
+        elif tag in ("style", "script"):
+            self._skip += 1
+        elif re.fullmatch(r"h[1-4]", tag):
+            self._h = []
+        elif tag == "img":
+            self.images.append(a)
+        elif tag == "table":
+            self.tables.append([])
+        elif tag == "tr":
+            self._row = []
+        elif tag in ("td", "th"):
+            self._cell = []
+        if tag in ("a", "link", "script", "img", "iframe", "source"):
+            for k in ("href", "src"):
+                if a.get(k):
+                    self.links.append(a[k])
+
+    def handle_endtag(self, tag):
+        if tag in ("style", "script"):
+            self._skip -= 1
+        elif re.fullmatch(r"h[1-4]", tag) and self._h is not None:
+            self.headings.append(" ".join("".join(self._h).split()))
+            self._h = None
+        elif tag in ("td", "th") and self._cell is not None and self._row is not None:
+            self._row.append(" ".join("".join(self._cell).split()))
+            self._cell = None
+        elif tag == "tr" and self._row is not None and self.tables:
+            self.tables[-1].append(self._row)
+            self._row = None
+
+    def handle_data(self, data):
+        if self._skip:
+            return
+        if self._h is not None:
+            self._h.append(data)
+        if self._cell is not None:
+            self._cell.append(data)
+
+
+def parse(path: Path) -> tuple[Page, str]:
+    text = path.read_text(encoding="utf-8")
+    page = Page()
+    page.feed(text)
+    return page, text
+
+
+def table_with_header(page: Page, first: str, contains: str) -> list[list[str]]:
+    for t in page.tables:
+        if t and t[0] and t[0][0] == first and any(contains in h for h in t[0]):
+            return t
+    raise AssertionError(f"no table with header {first!r}/{contains!r}")
+
+
+def shown(row) -> str:
+    """What the report must show for an indicators row (the same rule the report states)."""
+    if row["suppressed"]:
+        return "x"
+    text = f"{row['value']:.1f}"
+    return text + "※" if 30 <= row["n_unweighted"] < 100 else text
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    root = tmp_path_factory.mktemp("reports")
+    wh = build_fixture_warehouse(root / "warehouse.duckdb")
+    out = root / "site"
+    result = run_reports(YEAR, wh, out, prefs=[13, 31, 0], renderer="pandoc")
+    con = duckdb.connect(str(wh), read_only=True)
+    ind = con.execute("SELECT * FROM indicators WHERE year = ?", [YEAR]).df()
+    con.close()
+    return result, out, ind, wh
+
+
+@pytest.mark.slow
+def test_reports_built_for_two_prefectures_and_national(built):
+    result, out, _, _ = built
+    assert result.ok, result.summary()
+    assert result.built == ["13-tokyo", "31-tottori", "national"]
+    for rel in ("prefectures/13-tokyo.html", "prefectures/13-tokyo.pdf", "prefectures/31-tottori.html",
+                "prefectures/31-tottori.pdf", "national.html", "national.pdf"):
+        assert (out / rel).stat().st_size > 10_000, rel
+    assert (out / ".work" / "executed" / "13-tokyo.ipynb").exists()
+    for a in result.areas:
+        assert a.execute_seconds > 0 and a.render_seconds > 0
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("rel,name", [("prefectures/13-tokyo.html", "東京都"),
+                                      ("prefectures/31-tottori.html", "鳥取県"), ("national.html", "全国")])
+def test_html_sections_charts_and_self_contained(built, rel, name):
+    _, out, _, _ = built
+    page, text = parse(out / rel)
+    assert page.lang == "ja"
+    assert page.headings[0].startswith("目次") or name in " ".join(page.headings)
+    assert any(h.startswith(f"{name} 孤独・孤立の状況") for h in page.headings)
+    for h in SECTIONS + SUBSECTIONS:
+        assert h in page.headings, h
+    charts = [i for i in page.images if i.get("src", "").startswith("data:image/png;base64,")]
+    assert len(charts) == len(page.images) == N_CHARTS
+    for img in charts:
+        assert len(img.get("alt", "").strip()) > 10, img.get("alt")
+    assert not [u for u in page.links if re.match(r"(https?:)?//", u)], "external URL in the HTML"
+    assert not re.search(r"(src|href)\s*=\s*[\"']?(https?:)?//", text)
+    assert "mathjax" not in text.lower()
+    assert text.count("synthetic-banner") >= 2 and BANNER in text and "SYNTHETIC DATA" in text
+    assert "@font-face" in text  # Japanese font embedded (no tofu on machines without one)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("code,slug,name", [("13", "13-tokyo", "東京都"), ("31", "31-tottori", "鳥取県")])
+def test_headline_figures_match_indicators_table(built, code, slug, name):
+    _, out, ind, _ = built
+    page, _ = parse(out / "prefectures" / f"{slug}.html")
+    table = table_with_header(page, "指標", "全国との比較")
+    body = {r[0]: r for r in table[1:]}
+    total = ind[(ind.area_code == code) & (ind.breakdown == "total") & ind.n_unweighted.notna()]
+    assert len(total) >= 9
+    from pipelines.reports import catalogue, indicator_name
+
+    cat = catalogue()
+    for _, row in total.iterrows():
+        cells = body[indicator_name(cat, row.indicator_id)]
+        assert cells[1] == shown(row), (row.indicator_id, cells)
+        assert cells[2] == f"{row.lower_ci95:.1f}～{row.upper_ci95:.1f}"
+        assert cells[3] == f"{int(row.n_unweighted):,}"
+        assert cells[4] == f"{row.national_value:.1f}"
+        comp = {"better": "良い", "worse": "悪い", "similar": "同程度"}[row.comparison]
+        assert comp in cells[5]
+    # the lede quotes the headline value
+    head = total[total.indicator_id == "lonely_often_always"].iloc[0]
+    assert f"{head.value:.1f}%" in (out / "prefectures" / f"{slug}.html").read_text(encoding="utf-8")
+
+
+@pytest.mark.slow
+def test_suppressed_values_are_never_shown(built):
+    _, out, ind, _ = built
+    page, _ = parse(out / "prefectures" / "31-tottori.html")
+    rows = ind[(ind.area_code == "31") & (ind.indicator_id == "lonely_often_always")
+               & ind.breakdown.isin(["sex=1", "sex=2"])]
+    assert rows.suppressed.all() and rows.value.notna().all()  # the fixture keeps the hidden value
+    table = next(t for t in page.tables if t and t[0][0] == "区分" and any(r[0] == "男性" for r in t))
+    assert "鳥取県（%）" in table[0]
+    by_label = {r[0]: r for r in table[1:]}
+    for label, bd in (("男性", "sex=1"), ("女性", "sex=2")):
+        cells = by_label[label]
+        hidden = float(rows[rows.breakdown == bd].value.iloc[0])
+        assert cells[1] == "x" and cells[2] == "x"
+        assert f"{hidden:.1f}" not in " ".join(cells[1:3])
+    assert "30人未満のため数値を表示していません" in (out / "prefectures" / "31-tottori.html").read_text("utf-8")
+
+
+@pytest.mark.slow
+def test_national_report_shows_prefecture_distribution_in_jis_order(built):
+    _, out, ind, _ = built
+    page, _ = parse(out / "national.html")
+    assert "都道府県別の分布" in page.headings
+    table = table_with_header(page, "都道府県", "全国との比較")
+    codes = [r[0].split()[0] for r in table[1:]]
+    assert codes == [f"{i:02d}" for i in range(1, 48)]
+    head = ind[(ind.area_code == "00") & (ind.indicator_id == "lonely_often_always") & (ind.breakdown == "total")]
+    nat = table_with_header(page, "指標", "前回")
+    assert nat[1][1] == f"{head.value.iloc[0]:.1f}"
+    assert any("英国 CLS" in h for t in page.tables for h in t[0])
+
+
+def _pdf_text(pdf: Path) -> str:
+    return subprocess.run(["pdftotext", "-layout", str(pdf), "-"], capture_output=True, text=True,
+                          check=True).stdout
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(shutil.which("pdffonts") is None, reason="poppler-utils not installed")
+@pytest.mark.parametrize("rel,name", [("prefectures/13-tokyo.pdf", "東京都"), ("national.pdf", "全国")])
+def test_pdf_a4_embedded_japanese_font_headings_banner(built, rel, name):
+    _, out, _, _ = built
+    pdf = out / rel
+    info = subprocess.run(["pdfinfo", str(pdf)], capture_output=True, text=True, check=True).stdout
+    size = re.search(r"Page size:\s+([\d.]+) x ([\d.]+) pts", info)
+    assert size and round(float(size[1])) == 595 and round(float(size[2])) == 842
+    pages = int(re.search(r"Pages:\s+(\d+)", info)[1])
+    assert pages >= 3
+    fonts = subprocess.run(["pdffonts", str(pdf)], capture_output=True, text=True, check=True).stdout
+    jp = [line for line in fonts.splitlines() if "IPAexGothic" in line or "NotoSansCJK" in line]
+    assert jp, fonts
+    assert all(line.split()[-5] == "yes" for line in jp), fonts  # emb column
+    text = _pdf_text(pdf)
+    for h in SECTIONS:
+        assert h in text, h
+    assert name in text
+    # banner on every page (header), and page numbers "n / N"
+    per_page = text.split("\f")
+    assert sum(BANNER in p for p in per_page) >= pages
+    numbers = re.findall(r"(\d+)\s*/\s*" + str(pages) + r"\s*$", text, flags=re.M)
+    assert [int(n) for n in numbers] == list(range(1, pages + 1))
+
+
+def test_typst_font_warning_fails_the_render(tmp_path, monkeypatch, built):
+    from pipelines.render import RenderError
+    from pipelines.render import pandoc as rp
+
+    _, out, _, _ = built
+    real = rp.pdf_font()
+    monkeypatch.setattr(rp, "pdf_font", lambda: ("No Such Font JP", real[1]))
+    with pytest.raises(RenderError, match=r"x\.pdf: Typst font warning"):
+        rp.render_pdf(out / ".work" / "executed" / "13-tokyo.ipynb", tmp_path / "x.pdf",
+                      {"area_name": "東京都", "year": YEAR, "title": "t", "synthetic": True})
+    assert not (tmp_path / "x.pdf").exists()
+
+
+def test_failure_of_one_area_does_not_stop_the_others(tmp_path, built, monkeypatch):
+    import pipelines.reports as reports
+
+    _, out, _, wh = built
+    calls = []
+
+    def flaky(src, dst, parameters, cwd):
+        # Area 31 fails; area 1 gets an already executed notebook (keeps the test fast; the
+        # rendering that follows is real).
+        calls.append(parameters["pref_code"])
+        if parameters["pref_code"] == 31:
+            raise RuntimeError("boom")
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(out / ".work" / "executed" / "13-tokyo.ipynb", dst)
+        return dst
+
+    monkeypatch.setattr(reports, "_execute", flaky)
+    result = run_reports(YEAR, wh, tmp_path, prefs=[31, 1], renderer="pandoc")
+    assert calls == [31, 1]
+    assert not result.ok and result.failed == ["31-tottori"] and result.built == ["01-hokkaido"]
+    assert "boom" in result.areas[0].error
+    assert (tmp_path / "prefectures" / "01-hokkaido.pdf").exists()
+
+
+def test_cli_refuses_invalid_prefecture_code(tmp_path):
+    wh = tmp_path / "w.duckdb"
+    proc = subprocess.run([sys.executable, "-m", "pipelines.cli", "reports", "--year", "2024", "--pref", "48",
+                           "--warehouse", str(wh), "--out", str(tmp_path / "o")],
+                          capture_output=True, text=True)
+    assert proc.returncode == 2
+    assert "--pref: '48' is not a prefecture code (1–47, JIS X 0401)" in proc.stderr
+    assert not (tmp_path / "o").exists()
+
+
+def test_invalid_prefecture_code_refused_by_run_reports(tmp_path):
+    from pipelines.errors import UsageError
+
+    with pytest.raises(UsageError, match="'99' is not a prefecture code"):
+        run_reports(YEAR, tmp_path / "w.duckdb", tmp_path, prefs=[13, 99])
