@@ -399,8 +399,16 @@ def _column_of(exp: dict[str, Any]) -> str | None:
     return None
 
 
-def _examples(result: dict[str, Any], index_cols: list[str],
-              int_cols: set[str] = frozenset()) -> list[dict[str, Any]]:
+def _value_columns(exp: dict[str, Any]) -> list[str]:
+    """The columns an expectation looks at (their values make an example)."""
+    kw = exp["kwargs"]
+    if "column_list" in kw:
+        return list(kw["column_list"])
+    return [kw[k] for k in ("column", "column_A", "column_B") if k in kw]
+
+
+def _examples(result: dict[str, Any], index_cols: list[str], int_cols: set[str] = frozenset(),
+              value_cols: Sequence[str] = ()) -> list[dict[str, Any]]:
     def v(key: str, value: Any) -> Any:
         value = _plain(value)
         if key in int_cols and isinstance(value, float) and value.is_integer():
@@ -411,7 +419,9 @@ def _examples(result: dict[str, Any], index_cols: list[str],
     for item in (result.get("partial_unexpected_index_list") or [])[:MAX_EXAMPLES]:
         if not isinstance(item, dict):
             continue
-        values = {k: x for k, x in item.items() if k not in index_cols}
+        values = {k: x for k, x in item.items() if k in value_cols} if value_cols else {}
+        if not values:
+            values = {k: x for k, x in item.items() if k not in index_cols}
         ex: dict[str, Any] = {k: v(k, item.get(k)) for k in index_cols if k in item}
         if len(values) == 1:
             ex["value"] = v(*next(iter(values.items())))
@@ -441,7 +451,8 @@ def _result_from_gx(sf: StagedFile, kind: str, exp: dict[str, Any], r: Any,
         rule_ja=meta.get("rule_ja", ""), success=bool(r.success),
         element_count=res.get("element_count"),
         unexpected_count=int(unexpected) if unexpected is not None else None,
-        examples=[] if r.success else _examples(res, index_cols, int_cols), note=note,
+        examples=[] if r.success else _examples(res, index_cols, int_cols, _value_columns(exp)),
+        note=note,
     )
 
 

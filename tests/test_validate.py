@@ -191,7 +191,7 @@ class TestValidateStaged:
         assert [r.expectation for r in failed] == ["expect_compound_columns_to_be_unique"]
         assert str(report.to_error()) == critical_message(
             "respondent_id", "respondent_id unique within the survey", "回答者IDが調査内で一意", 2, [11, 12],
-            ["national-2024", "national-2024"], ["R00010", "R00010"])
+            ["survey_id=national-2024, respondent_id=R00010"] * 2, ["R00010", "R00010"])
 
     def test_survey_year_not_declared_round(self, con):
         df = survey_frame()
@@ -510,3 +510,60 @@ class TestSuiteFiles:
             assert len(g.suite(kind, True).expectations) == len(spec) - grouped
             severities = {str(getattr(e.severity, "value", e.severity)) for e in g.suite(kind, True).expectations}
             assert severities <= {"critical", "warning"}
+
+
+# --- through the ingest stage (pipelines/ingest.py calls validate_staged) ---------------------------
+
+
+def write_survey_csv(path: Path, df: pd.DataFrame) -> Path:
+    df[schema.SURVEY_COLUMNS].to_csv(path, index=False)
+    return path
+
+
+def warehouse_state(path: Path) -> tuple:
+    c = duckdb.connect(str(path), read_only=True)
+    try:
+        return (c.execute("SELECT count(*) FROM survey_responses").fetchone()[0],
+                c.execute("SELECT file_name, file_id FROM files ORDER BY file_name").fetchall())
+    finally:
+        c.close()
+
+
+class TestThroughIngest:
+    @pytest.fixture
+    def loaded(self, tmp_path, warehouse):
+        from pipelines.ingest import ingest_files
+
+        src = tmp_path / "in"
+        src.mkdir()
+        write_survey_csv(src / SURVEY_FILE, survey_frame())
+        programme_frame()[schema.PROGRAMME_COLUMNS].to_csv(src / PROG_FILE, index=False)
+        result = ingest_files([src], warehouse)
+        assert not result.validation.has_critical and not result.validation.has_warning
+        return warehouse
+
+    def test_critical_failure_rejects_and_leaves_warehouse_unchanged(self, loaded, tmp_path):
+        from pipelines.ingest import ingest_files
+
+        before = warehouse_state(loaded)
+        df = survey_frame(survey_id="national-2025", year=2025)
+        df.loc[4, "age"] = 130  # (impossible codes are already refused by ingest's label mapping)
+        bad = write_survey_csv(tmp_path / "national-2025.csv", df)
+        with pytest.raises(DataError) as exc:
+            ingest_files([bad], loaded)
+        assert str(exc.value) == critical_message(
+            "age", "age 16–120 or missing", "年齢は16～120歳または欠測", 1, [5], [130], ["R00004"],
+            file="national-2025.csv")
+        assert warehouse_state(loaded) == before
+
+    def test_warning_is_committed_and_reported(self, loaded, tmp_path):
+        from pipelines.ingest import ingest_files
+
+        df = survey_frame(survey_id="national-2025", year=2025)
+        i = df.index[df["q_has_worries"] == 2][0]
+        df.loc[i, "q_support_received"] = 1
+        result = ingest_files([write_survey_csv(tmp_path / "national-2025.csv", df)], loaded)
+        assert result.validation.has_warning and not result.validation.has_critical
+        assert warehouse_state(loaded)[0] == 2 * N
+        html = validate_warehouse(loaded).write(tmp_path / "quality").read_text(encoding="utf-8")
+        assert "⚠ 警告 <span class=\"en\">Warning</span>" in html and "national-2025.csv" in html
