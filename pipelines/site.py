@@ -433,19 +433,21 @@ def reference_sources() -> list[dict[str, str]]:
 
 # --- per-prefecture XLSX -------------------------------------------------------------------------
 
-XLSX_HEADER = schema.INDICATOR_COLUMNS[:4] + ["indicator_name"] + schema.INDICATOR_COLUMNS[4:]
 SUPPRESSED_BLANK = ("value", "lower_ci95", "upper_ci95")  # never published for a suppressed row
 
 
-def xlsx_rows(df: pd.DataFrame, catalogue: dict[str, Indicator]) -> list[list[Any]]:
-    """Spreadsheet rows of indicator records: plain Python values, suppressed values blanked, text
-    neutralised against formula injection."""
-    out = []
-    for rec in df.to_dict(orient="records"):
-        ind = catalogue.get(rec["indicator_id"])
-        rec["indicator_name"] = ind.name_ja if ind else ""
+def xlsx_rows(df: pd.DataFrame, catalogue: dict[str, Indicator]) -> tuple[list[str], list[list[Any]]]:
+    """(header, rows) of indicator records for a spreadsheet, in the layout of the all-area download
+    (pipelines.downloads: contract columns + Japanese names and labels, readable headers); plain
+    Python values, suppressed values blanked, text neutralised against formula injection."""
+    from .downloads import HEADERS_JA, download_table
+
+    table = download_table(df, list(catalogue.values()))
+    cols = list(table.columns)
+    rows = []
+    for rec in table.to_dict(orient="records"):
         values = []
-        for col in XLSX_HEADER:
+        for col in cols:
             v = rec.get(col)
             if v is None or v is pd.NA or v is pd.NaT or (isinstance(v, float) and math.isnan(v)):
                 v = None
@@ -454,17 +456,18 @@ def xlsx_rows(df: pd.DataFrame, catalogue: dict[str, Indicator]) -> list[list[An
             if col in SUPPRESSED_BLANK and rec.get("suppressed"):
                 v = None
             values.append(neutralise(v))
-        out.append(values)
-    return out
+        rows.append(values)
+    return [HEADERS_JA.get(c, c) for c in cols], rows
 
 
 def write_pref_xlsx(df: pd.DataFrame, pref_code: int, name_ja: str, year: int, out_dir: Path,
                     catalogue: dict[str, Indicator], synthetic: bool,
-                    national_rows: list[list[Any]] | None = None) -> Path:
+                    national_rows: tuple[list[str], list[list[Any]]] | None = None) -> Path:
     """downloads/{slug}-{year}.xlsx: the area's rows, the national rows, a notes sheet."""
     from openpyxl import Workbook
     from openpyxl.cell import WriteOnlyCell
     from openpyxl.styles import Font
+    from openpyxl.utils import get_column_letter
 
     code = area_code(pref_code)
     path = out_dir / "downloads" / f"{pref_slug(pref_code)}-{year}.xlsx"
@@ -473,11 +476,14 @@ def write_pref_xlsx(df: pd.DataFrame, pref_code: int, name_ja: str, year: int, o
         national_rows = xlsx_rows(df[df["area_code"] == "00"], catalogue)
     wb = Workbook(write_only=True)  # streaming writer: ~10x faster than the default mode
     bold = Font(bold=True)
-    for title, rows in ((name_ja, xlsx_rows(df[df["area_code"] == code], catalogue)), ("全国", national_rows)):
+    for title, (header, rows) in ((name_ja, xlsx_rows(df[df["area_code"] == code], catalogue)),
+                                  ("全国", national_rows)):
         ws = wb.create_sheet(title[:31])
         ws.freeze_panes = "A2"
+        for i, h in enumerate(header):
+            ws.column_dimensions[get_column_letter(i + 1)].width = max(10, min(40, len(h) + 2))
         head = []
-        for h in XLSX_HEADER:
+        for h in header:
             c = WriteOnlyCell(ws, value=h)
             c.font = bold
             head.append(c)

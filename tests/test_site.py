@@ -220,12 +220,15 @@ def test_per_prefecture_xlsx_keeps_japanese_and_neutralises_formulas(site: Path)
     wb = load_workbook(path)
     assert wb.sheetnames == ["東京都", "全国", "注記"]
     ws = wb["東京都"]
-    header = [c.value for c in ws[1]]
-    assert header[:5] == ["year", "area_code", "area_name", "indicator_id", "indicator_name"]
+    # the all-area download's layout: readable Japanese headers carrying the contract names
+    header = [re.search(r"\((\w+)\)$", c.value).group(1) for c in ws[1]]
+    assert header[:5] == ["year", "area_code", "area_name", "indicator_id", "indicator_name_ja"]
+    assert ws["C1"].value == "地域名 (area_name)"
     rows = [dict(zip(header, (c.value for c in r))) for r in ws.iter_rows(min_row=2)]
     assert rows and {r["area_name"] for r in rows} == {"東京都"}
     assert {r["area_code"] for r in rows} == {"13"}
-    assert any(r["indicator_name"] and "孤独" in r["indicator_name"] for r in rows)
+    assert any(r["indicator_name_ja"] and "孤独" in r["indicator_name_ja"] for r in rows)
+    assert {r["comparison_ja"] for r in rows} <= set(schema.COMPARISON_LABELS.values())
     notes = [r["note"] for r in rows]
     assert "'" + FORMULA_NOTE in notes and FORMULA_NOTE not in notes
     for sheet in wb.worksheets:
@@ -233,7 +236,7 @@ def test_per_prefecture_xlsx_keeps_japanese_and_neutralises_formulas(site: Path)
             for cell in row:
                 assert cell.data_type != "f", (sheet.title, cell.coordinate, cell.value)
     tottori = load_workbook(site / "downloads" / f"{pref_slug(31)}-{YEAR}.xlsx")["鳥取県"]
-    theader = [c.value for c in tottori[1]]
+    theader = [re.search(r"\((\w+)\)$", c.value).group(1) for c in tottori[1]]
     trows = [dict(zip(theader, (c.value for c in r))) for r in tottori.iter_rows(min_row=2)]
     suppressed = [r for r in trows if r["suppressed"]]
     assert suppressed and all(r["value"] is None for r in suppressed)  # never published
