@@ -209,6 +209,20 @@ def _cell(row: pd.Series | None, ind: Indicator, national: bool = False) -> dict
             "ci": fmt_ci(row["lower_ci95"], row["upper_ci95"]), "cmp": cmp_, "sup": False, "ref": ref}
 
 
+def breakdown_order(b: str) -> tuple[int, int, str]:
+    """total, sex, national age bands, UK age bands, anything else."""
+    key, _, val = str(b).partition("=")
+    if b == "total":
+        return (0, 0, "")
+    if key == "sex":
+        return (1, int(val) if val.isdigit() else 99, val)
+    if key == "age":
+        return (2, schema.AGE_BANDS.index(val) if val in schema.AGE_BANDS else 99, val)
+    if key == "uk_age":
+        return (3, schema.UK_AGE_BANDS.index(val) if val in schema.UK_AGE_BANDS else 99, val)
+    return (4, 0, str(b))
+
+
 def short_name(name_ja: str) -> str:
     """Tile label: 東京都 -> 東京, 大阪府 -> 大阪, 青森県 -> 青森; 北海道 stays."""
     if name_ja == "北海道":
@@ -306,6 +320,9 @@ def build_site(year: int, warehouse: Path, out_dir: Path, synthetic: bool | None
     else:  # catalogue not available: derive minimal entries from the data
         catalogue = [Indicator.from_entry({"id": i}) for i in present]
     by_id = {i.id: i for i in catalogue}
+    order = {i.id: k for k, i in enumerate(catalogue)}
+    df = (df.assign(_i=df["indicator_id"].map(order), _b=df["breakdown"].map(breakdown_order))
+            .sort_values(["area_code", "_i", "_b"], kind="stable").drop(columns=["_i", "_b"]))
 
     total = df[df["breakdown"] == "total"]
     lookup = {(r.area_code, r.indicator_id): r for r in (row for _, row in total.iterrows())}
