@@ -227,30 +227,37 @@ def trend_chart(df: pd.DataFrame, title: str):
     return p
 
 
-def strip_chart(df: pd.DataFrame, area_code: str, title: str, xlab: str = ""):
-    """All prefectures as dots per indicator, the area highlighted, national (mean) as a line.
+def strip_chart(df: pd.DataFrame, area_code: str | None, title: str, xlab: str, ref: float = 0.0,
+                height: float | None = None):
+    """All prefectures as dots, one row per indicator on one common scale, the area highlighted.
 
-    df columns: indicator (label, categorical), area_code, value, national_value.
+    df columns: indicator (label, ordered categorical), area_code, x (value on the common scale:
+    e.g. points difference from national, or an index with national = 100). `ref` is drawn as the
+    national line.
     """
-    from plotnine import (aes, element_blank, element_text, facet_wrap, geom_jitter, geom_point, geom_vline,
-                          ggplot, labs, position_jitter, theme)
+    from plotnine import (aes, element_blank, geom_point, geom_vline, ggplot, labs, position_jitter,
+                          scale_y_discrete, theme)
 
     d = df.copy()
-    d["y"] = 0.0
-    me = d[d.area_code == area_code]
-    nat = d.groupby("indicator", observed=True).national_value.first().reset_index()
-    return (ggplot(d, aes(x="value", y="y"))
-            + geom_jitter(position=position_jitter(width=0, height=0.25, random_state=1), color="#9A9A9A",
-                          size=1.4, alpha=0.8)
-            + geom_vline(nat, aes(xintercept="national_value"), color=SOURCE_COLOURS["national"], size=1)
+    d["indicator"] = pd.Categorical(d.indicator, categories=list(d.indicator.cat.categories)[::-1])
+    me = d[d.area_code == area_code] if area_code else d.iloc[0:0]
+    n = d.indicator.nunique()
+    return (ggplot(d, aes(x="x", y="indicator"))
+            + geom_vline(xintercept=ref, color=SOURCE_COLOURS["national"], size=1.2)
+            + geom_point(position=position_jitter(width=0, height=0.18, random_state=1), color="#7A7A7A",
+                         size=1.6, alpha=0.75)
             + geom_point(me, size=4.5, color=SOURCE_COLOURS["area"], shape="D")
-            + facet_wrap("indicator", scales="free_x", ncol=1)
+            + scale_y_discrete()
             + labs(x=xlab, y="", title=title)
             + _theme()
-            + theme(axis_text_y=element_blank(), panel_grid_major_y=element_blank(),
-                    strip_text=element_text(size=BASE_SIZE, family=font_family(), margin={"b": 6}),
-                    panel_spacing_y=0.35,
-                    figure_size=(7.0, 1.5 * d.indicator.nunique() + 1.0)))
+            + theme(panel_grid_major_y=element_line_light(),
+                    figure_size=(7.2, height or (0.5 * n + 1.4))))
+
+
+def element_line_light():
+    from plotnine import element_line
+
+    return element_line(color="#DDDDDD", size=0.5)
 
 
 def histogram_chart(df: pd.DataFrame, title: str, national: float | None, xlab: str = "％"):
