@@ -196,7 +196,7 @@ def _cell(row: pd.Series | None, ind: Indicator, national: bool = False) -> dict
     if row is None:
         return {"v": None, "text": "－", "ci": "", "cmp": "not_compared", "sup": False, "ref": False}
     suppressed = bool(row["suppressed"])
-    note = str(row["note"] or "") if row["note"] is not None and row["note"] == row["note"] else ""
+    note = row["note"] if isinstance(row["note"], str) else ""
     cmp_ = str(row["comparison"] or "not_compared")
     if cmp_ not in schema.COMPARISON_LABELS:
         cmp_ = "not_compared"
