@@ -50,7 +50,7 @@ def _common_args(executed: Path) -> list[str]:
 
 def render_html(executed: Path, html_out: Path, meta: dict) -> Path:
     """Self-contained HTML (images and CSS embedded, no external loads), lang="ja"."""
-    executed, html_out = Path(executed), Path(html_out)
+    executed, html_out = Path(executed).resolve(), Path(html_out).resolve()
     if not executed.exists():
         raise RenderError(f"{executed}: executed notebook not found")
     html_out.parent.mkdir(parents=True, exist_ok=True)
@@ -147,7 +147,7 @@ def render_pdf(executed: Path, pdf_out: Path, meta: dict) -> Path:
     """A4 PDF through Typst, Japanese font embedded; any font warning raises RenderError."""
     import typst
 
-    executed, pdf_out = Path(executed), Path(pdf_out)
+    executed, pdf_out = Path(executed).resolve(), Path(pdf_out).resolve()
     if not executed.exists():
         raise RenderError(f"{executed}: executed notebook not found")
     pdf_out.parent.mkdir(parents=True, exist_ok=True)
