@@ -292,3 +292,17 @@ def test_invalid_prefecture_code_refused_by_run_reports(tmp_path):
 
     with pytest.raises(UsageError, match="'99' is not a prefecture code"):
         run_reports(YEAR, tmp_path / "w.duckdb", tmp_path, prefs=[13, 99])
+
+
+@pytest.mark.slow
+def test_cli_reports_with_relative_out_dir(tmp_path, built):
+    """`tsunagari reports` from the project-like cwd with a relative --out (pandoc runs in a temp dir)."""
+    _, _, _, wh = built
+    proc = subprocess.run([sys.executable, "-m", "pipelines.cli", "reports", "--year", str(YEAR), "--pref", "31",
+                           "--warehouse", str(wh), "--out", "site", "--renderer", "pandoc"],
+                          capture_output=True, text=True, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    html = tmp_path / "site" / "prefectures" / "31-tottori.html"
+    assert html.exists() and (tmp_path / "site" / "prefectures" / "31-tottori.pdf").exists()
+    assert "鳥取県" in html.read_text(encoding="utf-8")
+    assert "31-tottori: execute" in proc.stderr  # per-area timings are logged
