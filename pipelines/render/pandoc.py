@@ -45,7 +45,7 @@ def _run(args: list[str], source: Path, cwd: Path | None = None) -> None:
 
 def _common_args(executed: Path) -> list[str]:
     return [str(executed), "-f", "ipynb", "--ipynb-output=all", "--lua-filter", str(LUA_FILTER),
-            "-M", "lang=ja"]
+            "-M", "lang=ja", "--wrap=none"]
 
 
 def render_html(executed: Path, html_out: Path, meta: dict) -> Path:
