@@ -1,18 +1,32 @@
-"""`tsunagari build`: ingest -> validate -> indicators -> reports -> site.
+"""`tsunagari build`: ingest -> validate -> indicators -> reports -> site, then publish.
 
-Thin orchestration: reads one BuildConfig, sets up logging (stderr + a log file), logs the config,
-and calls the named stages. (Parallel/incremental/atomic publishing: issue 7.)
+A thin main: one BuildConfig, logging to stderr and to ``build.log`` in the output (config logged at
+the start), and named stages. Each artefact has a content hash of its inputs (its slice of the
+warehouse, the notebook, templates, renderer and code); an artefact whose hash is unchanged is not
+rebuilt. The new site is assembled in ``<out>.new`` and swapped in only when every stage succeeded
+(pipelines/publish.py); a failure leaves the published site untouched and the exit code non-zero.
 """
 
 from __future__ import annotations
 
-import importlib
 import logging
+import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator
 
+import duckdb
+
+from . import config, publish
 from .config import BuildConfig
+from .errors import TsunagariError, UsageError
+from .publish import BuildState, digest
+from .reference import pref_slug, prefectures
 
 log = logging.getLogger("tsunagari.build")
+
+PKG = config.PACKAGE_DIR
 
 
 @dataclass
@@ -20,40 +34,367 @@ class BuildSummary:
     built: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
     failed: list[str] = field(default_factory=list)
-    not_built_yet: list[str] = field(default_factory=list)
+    executed: list[str] = field(default_factory=list)   # notebooks actually executed this run
+    rendered: list[str] = field(default_factory=list)   # areas actually rendered this run
+    published: bool = False
+    out_dir: Path | None = None
+    seconds: float = 0.0
 
     @property
     def ok(self) -> bool:
         return not self.failed
 
+    def text(self) -> str:
+        lines = [f"build {'OK' if self.ok else 'FAILED'} in {self.seconds:.1f} s / ビルド{'完了' if self.ok else '失敗'}"]
+        lines.append(f"  built / 作成: {len(self.built)}" + (f" ({', '.join(self.built[:8])}{' …' if len(self.built) > 8 else ''})" if self.built else ""))
+        lines.append(f"  up to date / 更新不要: {len(self.skipped)}")
+        if self.failed:
+            lines.append(f"  failed / 失敗: {len(self.failed)}")
+            lines += [f"    - {f}" for f in self.failed]
+        if self.published:
+            lines.append(f"  published / 公開: {self.out_dir}")
+        else:
+            lines.append(f"  NOT published: the previous site in {self.out_dir} is unchanged / 公開サイトは変更していません")
+        return "\n".join(lines)
 
-def _stage(module: str):
+
+# ---------------------------------------------------------------------------------------------
+# Progress display
+# ---------------------------------------------------------------------------------------------
+
+
+class Progress:
+    """A rich progress display per stage and per area; silent with --quiet."""
+
+    def __init__(self, quiet: bool) -> None:
+        self.quiet = quiet
+        self._p = None
+        if not quiet:
+            from rich.console import Console
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress as RichProgress, \
+                TextColumn, TimeElapsedColumn
+
+            self._p = RichProgress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                   TimeElapsedColumn(), console=Console(stderr=True), transient=False)
+
+    def __enter__(self) -> "Progress":
+        if self._p:
+            self._p.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._p:
+            self._p.stop()
+
+    def add(self, description: str, total: int) -> int | None:
+        return self._p.add_task(description, total=total) if self._p else None
+
+    def advance(self, task: int | None, n: int = 1) -> None:
+        if self._p and task is not None:
+            self._p.advance(task, n)
+
+    @contextmanager
+    def stage(self, description: str) -> Iterator[None]:
+        t = self.add(description, 1)
+        start = time.perf_counter()
+        yield
+        self.advance(t)
+        log.info("%s done in %.2f s", description, time.perf_counter() - start)
+
+
+# ---------------------------------------------------------------------------------------------
+# Input hashes
+# ---------------------------------------------------------------------------------------------
+
+
+def _code_hash(*names: str) -> str:
+    return digest(*(PKG / n for n in names))
+
+
+def _rows_hash(con: duckdb.DuckDBPyConnection, sql: str, params: list | None = None) -> dict[str, str]:
+    """{key: md5 of the rows} for a query returning (key, row_text)."""
+    q = f"SELECT k, md5(string_agg(r, '|' ORDER BY r)) FROM ({sql}) GROUP BY k"
+    return {str(k): v for k, v in con.execute(q, params or []).fetchall()}
+
+
+def _table_exists(con: duckdb.DuckDBPyConnection, name: str) -> bool:
+    return bool(con.execute("SELECT count(*) FROM information_schema.tables WHERE table_name = ?",
+                            [name]).fetchone()[0])
+
+
+def files_hash(con: duckdb.DuckDBPyConnection) -> str:
+    if not _table_exists(con, "files"):
+        return "none"
+    rows = con.execute("SELECT file_id, file_name, synthetic FROM files ORDER BY file_id").fetchall()
+    return digest([list(map(str, r)) for r in rows])
+
+
+def latest_year(con: duckdb.DuckDBPyConnection) -> int:
+    if not _table_exists(con, "survey_responses"):
+        raise UsageError("--year", "the warehouse has no survey data / 調査データがありません")
+    row = con.execute("SELECT max(survey_year) FROM survey_responses WHERE survey_kind = 'national'").fetchone()
+    if row[0] is None:
+        raise UsageError("--year", "the warehouse has no national survey round / 全国調査のデータがありません")
+    return int(row[0])
+
+
+def report_hashes(con: duckdb.DuckDBPyConnection, year: int, codes: list[int], renderer: str,
+                  synthetic: bool) -> dict[int, str]:
+    """The input hash of each area's report.
+
+    A prefecture report shows its own rows (every round up to `year`), the national rows, and as
+    context (spine chart, programme chart) the prefectures estimated from the national survey plus
+    every prefecture's programme figures; see pipelines.reports.context_rows, the same rule. A
+    correction to one prefecture's own survey therefore rebuilds that prefecture, the national
+    report and the index only. The national report depends on every area.
+    """
+    from .reports import CONTEXT_SQL
+
+    own_i = _rows_hash(con, "SELECT area_code AS k, CAST(i AS VARCHAR) AS r FROM indicators i WHERE year <= ?", [year])
+    own_d = _rows_hash(con, "SELECT area_code AS k, CAST(d AS VARCHAR) AS r FROM distributions d WHERE year <= ?", [year])
+    ctx = _rows_hash(con, f"SELECT 'ctx' AS k, CAST(c AS VARCHAR) AS r FROM ({CONTEXT_SQL}) c", [year]).get("ctx", "")
+    everything = digest(sorted(own_i.items()), sorted(own_d.items()))
+    common = digest(
+        config.REPORTS_DIR,                      # the notebook, templates, Lua filter, CSS, Typst
+        _code_hash("reports.py", "charts.py", "render/__init__.py", f"render/{renderer}.py", "schema.py",
+                   "indicators.yml"),
+        config.REFERENCE_DIR / "uk_cls.csv", renderer, _renderer_version(renderer), synthetic,
+        own_i.get("00", ""), own_d.get("00", ""),
+    )
+    out = {}
+    for code in codes:
+        ac = f"{code:02d}"
+        if code == 0:
+            out[code] = digest(common, "national", everything, year)
+        else:
+            out[code] = digest(common, ac, own_i.get(ac, ""), own_d.get(ac, ""), ctx, year)
+    return out
+
+
+def _renderer_version(renderer: str) -> str:
     try:
-        return importlib.import_module(f"pipelines.{module}")
-    except ModuleNotFoundError as exc:
-        if exc.name == f"pipelines.{module}":
-            return None
-        raise
+        if renderer == "quarto":
+            from .render import quarto
+
+            return str(getattr(quarto, "quarto_version", lambda: "?")())
+        import pypandoc
+        import typst
+
+        return f"pandoc {pypandoc.get_pandoc_version()} typst-py {getattr(typst, '__version__', '?')}"
+    except Exception:
+        return "?"
+
+
+# ---------------------------------------------------------------------------------------------
+# Stages
+# ---------------------------------------------------------------------------------------------
+
+
+def _stage_ingest(cfg: BuildConfig, summary: BuildSummary) -> None:
+    from .ingest import ingest_dir
+
+    if not Path(cfg.input_dir).is_dir():
+        raise UsageError("--input", f"'{cfg.input_dir}' is not a folder / フォルダではありません")
+    result = ingest_dir(Path(cfg.input_dir), cfg.warehouse)
+    for name in result.committed:
+        summary.built.append(f"ingest:{name}")
+    for name in result.skipped:
+        summary.skipped.append(f"ingest:{name}")
+    for line in result.summary().splitlines():
+        log.info("%s", line)
+
+
+def _stage_quality(cfg: BuildConfig, new: Path, state: BuildState, fhash: str, summary: BuildSummary) -> None:
+    key = "quality"
+    d = digest(fhash, config.EXPECTATIONS_DIR, _code_hash("validate.py", "templates"))
+    if not cfg.force and state.up_to_date(key, d, [new / "quality" / "index.html"]):
+        summary.skipped.append(key)
+        return
+    from .validate import validate_warehouse
+
+    state.invalidate(key)
+    report = validate_warehouse(cfg.warehouse)
+    report.write(new / "quality")
+    state.record(key, d)
+    summary.built.append(key)
+
+
+def _stage_indicators(cfg: BuildConfig, new: Path, state: BuildState, year: int, fhash: str,
+                      summary: BuildSummary) -> None:
+    key = f"indicators:{year}"
+    d = digest(fhash, year, config.INDICATORS_NOTEBOOK,
+               _code_hash("indicators.py", "indicators.yml", "stats.py", "downloads.py", "schema.py"),
+               config.REFERENCE_DIR / "prefectures.csv")
+    outputs = [new / "downloads" / f"indicators-{year}.csv", new / "downloads" / f"indicators-{year}.xlsx"]
+    con = duckdb.connect(str(cfg.warehouse), read_only=True)
+    try:
+        have_rows = _table_exists(con, "indicators") and con.execute(
+            "SELECT count(*) FROM indicators WHERE year = ?", [year]).fetchone()[0] > 0
+    finally:
+        con.close()
+    if not cfg.force and have_rows and state.up_to_date(key, d, outputs):
+        summary.skipped.append(key)
+        return
+    from .indicators import run_indicators
+
+    state.invalidate(key)
+    run_indicators(year, cfg.warehouse, new)
+    state.record(key, d)
+    summary.built.append(key)
+    summary.executed.append(f"indicators-{year}")
+
+
+def _area_outputs(new: Path, code: int) -> tuple[Path, Path, Path]:
+    slug = pref_slug(code)
+    target = new if code == 0 else new / "prefectures"
+    return target / f"{slug}.html", target / f"{slug}.pdf", new / ".work" / "executed" / f"{slug}.ipynb"
+
+
+def _stage_reports(cfg: BuildConfig, new: Path, state: BuildState, year: int, renderer: str,
+                   progress: Progress, summary: BuildSummary) -> None:
+    from .executor import Task, run_tasks
+    from .reports import area_meta, is_synthetic, render_area
+
+    notebook = config.REPORTS_DIR / "report.ipynb"   # read at call time: a fork may point elsewhere
+
+    codes = [0] + [int(c) for c in prefectures().pref_code] if not cfg.prefs else list(cfg.prefs)
+    synthetic = is_synthetic(cfg.warehouse)
+    con = duckdb.connect(str(cfg.warehouse), read_only=True)
+    try:
+        hashes = report_hashes(con, year, codes, renderer, synthetic)
+    finally:
+        con.close()
+
+    todo = []
+    for code in codes:
+        key = f"report:{year}:{pref_slug(code)}"
+        html, pdf, executed = _area_outputs(new, code)
+        if not cfg.force and state.up_to_date(key, hashes[code], [html, pdf, executed]):
+            summary.skipped.append(key)
+            continue
+        state.invalidate(key)
+        todo.append((code, key, html, pdf, executed))
+    if not todo:
+        return
+    warehouse = str(Path(cfg.warehouse).resolve())
+    quarto = renderer == "quarto"
+    tasks = [
+        Task(key, notebook, executed, {"year": int(year), "pref_code": int(code), "warehouse": warehouse},
+             cwd=config.REPORTS_DIR,
+             after=None if quarto else render_area,
+             after_args=() if quarto else (renderer, executed, html, pdf, area_meta(code, year, synthetic)))
+        for code, key, html, pdf, executed in todo
+    ]
+    bar = progress.add(f"reports {year} ({len(tasks)} areas, {cfg.jobs} jobs)", len(tasks))
+    by_key = {t[1]: t for t in todo}
+
+    def done(outcome) -> None:
+        progress.advance(bar)
+        log.info("%s: %s in %.2f s%s", outcome.key, "ok" if outcome.ok else "FAILED", outcome.seconds,
+                 "" if outcome.ok else f": {outcome.error}")
+
+    outcomes = run_tasks(tasks, jobs=cfg.jobs, on_done=done)
+    ok_codes = []
+    for o in outcomes:
+        code = by_key[o.key][0]
+        summary.executed.append(pref_slug(code))
+        if o.ok:
+            ok_codes.append(code)
+        else:
+            summary.failed.append(f"{o.key}: {o.error}")
+    if quarto and ok_codes:
+        from .render.quarto import render_site_quarto
+
+        executed = {pref_slug(c): by_key[f"report:{year}:{pref_slug(c)}"][4] for c in ok_codes}
+        try:
+            render_site_quarto(executed, new, {"year": year, "synthetic": synthetic})
+        except TsunagariError as exc:
+            summary.failed.append(f"quarto: {exc}")
+            return
+    for code in ok_codes:
+        key = f"report:{year}:{pref_slug(code)}"
+        state.record(key, hashes[code])
+        summary.built.append(key)
+        summary.rendered.append(pref_slug(code))
+
+
+def _stage_site(cfg: BuildConfig, new: Path, state: BuildState, year: int, summary: BuildSummary) -> None:
+    from .site import build_site
+
+    key = f"site:{year}"
+    con = duckdb.connect(str(cfg.warehouse), read_only=True)
+    try:
+        rows = _rows_hash(con, "SELECT 'all' AS k, CAST(i AS VARCHAR) AS r FROM indicators i WHERE year = ?", [year])
+        fh = files_hash(con)
+    finally:
+        con.close()
+    d = digest(rows, fh, _code_hash("site.py", "templates", "downloads.py", "indicators.yml"), year)
+    if not cfg.force and state.up_to_date(key, d, [new / "index.html", new / "methodology.html"]):
+        summary.skipped.append(key)
+        return
+    state.invalidate(key)
+    build_site(year, cfg.warehouse, new)
+    state.record(key, d)
+    summary.built.append(key)
+
+
+# ---------------------------------------------------------------------------------------------
+# The build
+# ---------------------------------------------------------------------------------------------
+
+
+def resolve_renderer(name: str) -> str:
+    from .render import get_renderer, quarto_available
+
+    if name == "quarto" and not quarto_available():
+        raise UsageError("--renderer", "quarto is not installed (not on PATH, QUARTO_PATH unset) / "
+                                       "Quarto がインストールされていません")
+    return get_renderer(name).name
 
 
 def run_build(cfg: BuildConfig) -> BuildSummary:
     from .cli import setup_logging
 
-    cfg.out_dir.mkdir(parents=True, exist_ok=True)
-    setup_logging(cfg.out_dir / "build.log", quiet=cfg.quiet)
-    log.info("build config: %s", cfg.as_dict())
-    summary = BuildSummary()
+    start = time.perf_counter()
+    out = Path(cfg.out_dir)
+    setup_logging(None, quiet=cfg.quiet)
+    summary = BuildSummary(out_dir=out)
+    renderer = resolve_renderer(cfg.renderer)
+    with publish.build_lock(out):
+        publish.recover(out)
+        new = publish.prepare_staging(out)
+        setup_logging(new / "build.log", quiet=cfg.quiet)
+        log.info("build config: %s (renderer resolved: %s)", cfg.as_dict(), renderer)
+        state = BuildState(new)
+        with Progress(cfg.quiet) as progress:
+            with progress.stage("ingest + validate / 取り込み・検証"):
+                _stage_ingest(cfg, summary)
+            con = duckdb.connect(str(cfg.warehouse), read_only=True)
+            try:
+                year = cfg.year or latest_year(con)
+                fhash = files_hash(con)
+            finally:
+                con.close()
+            log.info("round / 調査年: %s", year)
+            with progress.stage("quality page / データ品質"):
+                _stage_quality(cfg, new, state, fhash, summary)
+            with progress.stage(f"indicators {year} / 指標"):
+                _stage_indicators(cfg, new, state, year, fhash, summary)
+            _stage_reports(cfg, new, state, year, renderer, progress, summary)
+            if not summary.failed:
+                with progress.stage("site / サイト"):
+                    _stage_site(cfg, new, state, year, summary)
+        summary.seconds = time.perf_counter() - start
+        if summary.failed:
+            log.error("%d area(s) failed; the new site stays in %s and is not published", len(summary.failed), new)
+        else:
+            publish.swap_in(out)
+            summary.published = True
+        summary.seconds = time.perf_counter() - start
+        (out if summary.published else new).joinpath("build-summary.txt").write_text(summary.text() + "\n",
+                                                                                      encoding="utf-8")
+    if not cfg.quiet or summary.failed:
+        import sys
 
-    ingest = _stage("ingest")
-    if ingest is None:
-        summary.not_built_yet.append("ingest")
-    else:
-        result = ingest.ingest_dir(cfg.input_dir, cfg.warehouse)
-        summary.built.append(f"ingest: {result.summary()}")
-
-    for stage in ("indicators", "reports", "site"):
-        if _stage(stage) is None:
-            summary.not_built_yet.append(stage)
-    if summary.not_built_yet:
-        log.warning("stages not built yet: %s", ", ".join(summary.not_built_yet))
+        print(summary.text(), file=sys.stderr if summary.failed else sys.stdout)
     return summary

@@ -17,7 +17,8 @@ REPO_ROOT = PACKAGE_DIR.parent
 REFERENCE_DIR = REPO_ROOT / "data" / "reference"
 SAMPLE_DIR = REPO_ROOT / "data" / "sample"
 EXPECTATIONS_DIR = REPO_ROOT / "expectations"
-REPORTS_DIR = REPO_ROOT / "reports"
+# A fork of the report notebook and templates can be used with TSUNAGARI_REPORTS_DIR.
+REPORTS_DIR = Path(os.environ.get("TSUNAGARI_REPORTS_DIR") or REPO_ROOT / "reports")
 MAPPING_FILE = PACKAGE_DIR / "mapping.yml"
 INDICATOR_CATALOGUE = PACKAGE_DIR / "indicators.yml"
 INDICATORS_NOTEBOOK = PACKAGE_DIR / "notebooks" / "indicators.ipynb"

@@ -40,6 +40,9 @@ log = logging.getLogger("tsunagari.indicators")
 # catalogue, the notes sheet and every programme row's note.
 POP_16PLUS_FACTOR = 0.8723
 
+# Marks a row estimated from a prefecture's own survey (reports use it to pick context rows).
+OWN_SURVEY_MARK = "独自調査"
+
 PILLARS = {
     1: "基本方針(1) 孤独・孤立に至っても支援を求める声を上げやすい社会とする",
     2: "基本方針(2) 状態に合わせた切れ目のない相談支援につなげる",
@@ -310,7 +313,7 @@ def _source_note(kind: str, survey_ids: str, area_name: str, n: int | float) -> 
     if kind == "national":
         return f"出典: 全国調査 {survey_ids} (n={n_txt})"
     if kind == "own":
-        return f"出典: {area_name}独自調査 {survey_ids} (n={n_txt})"
+        return f"出典: {area_name}{OWN_SURVEY_MARK} {survey_ids} (n={n_txt})"
     if kind == "subsample":
         return f"出典: 全国調査の当該県回答者 (n={n_txt})"
     return "出典: 該当する回答者なし (n=0)"

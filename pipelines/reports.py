@@ -16,6 +16,7 @@ import pandas as pd
 
 from . import config, schema
 from .errors import UsageError, check_pref_code
+from .indicators import OWN_SURVEY_MARK
 from .reference import area_code as _area_code
 from .reference import pref_name, pref_slug, prefectures
 
@@ -103,6 +104,28 @@ class ReportData:
 
     def years(self) -> list[int]:
         return sorted(int(y) for y in self.indicators.year.unique())
+
+
+# Context rows of a prefecture report (spine chart, programme chart): every prefecture's programme
+# figures and the prefectures whose survey estimate comes from the national survey. Prefectures
+# estimated from their own survey are left out of OTHER prefectures' context: their design differs
+# (a separate sample, mode and weighting), so ranking them together would mix designs, and a
+# correction to one prefecture's own survey then changes only that prefecture's report (and the
+# national one). The build hashes exactly these rows (pipelines.build.report_hashes).
+CONTEXT_SQL = f"""
+SELECT area_code, indicator_id, breakdown, value, lower_ci95, upper_ci95, national_value, comparison,
+       suppressed, note
+FROM indicators
+WHERE year = ? AND breakdown = 'total' AND area_code <> '00'
+  AND coalesce(note, '') NOT LIKE '%{OWN_SURVEY_MARK}%'
+"""
+
+
+def context_rows(indicators: pd.DataFrame, year: int, area_code: str) -> pd.DataFrame:
+    """The prefecture rows a report may show beside its own (same rule as CONTEXT_SQL), plus its own."""
+    d = indicators[(indicators.year == year) & (indicators.breakdown == "total") & (indicators.area_code != "00")]
+    own_survey = d.note.fillna("").str.contains(OWN_SURVEY_MARK, regex=False)
+    return d[~own_survey | (d.area_code == area_code)].copy()
 
 
 def load_report_data(warehouse: str | Path, year: int, pref_code: int) -> ReportData:
@@ -402,6 +425,20 @@ def area_meta(pref_code: int, year: int, synthetic: bool) -> dict:
     }
 
 
+def render_area(renderer: str, executed: Path, html: Path, pdf: Path, meta: dict) -> list[str]:
+    """Render one executed notebook to HTML and PDF (never re-executes). Each file is written under
+    a temporary name and renamed, so a published name never holds a half-written file."""
+    from .render import get_renderer
+
+    rend = get_renderer(renderer)
+    html.parent.mkdir(parents=True, exist_ok=True)
+    for target, fn in ((html, rend.render_html), (pdf, rend.render_pdf)):
+        tmp = target.with_name(target.stem + ".tmp" + target.suffix)
+        fn(executed, tmp, meta)
+        tmp.replace(target)
+    return [str(html), str(pdf)]
+
+
 def build_area(pref_code: int, year: int, warehouse: Path, out_dir: Path, renderer: str = "pandoc",
                synthetic: bool | None = None) -> AreaResult:
     """Execute and render one area; never raises (the error is in the result)."""
@@ -420,12 +457,8 @@ def build_area(pref_code: int, year: int, warehouse: Path, out_dir: Path, render
                  cwd=config.REPORTS_DIR)
         res.execute_seconds = time.perf_counter() - t0
         t1 = time.perf_counter()
-        rend = get_renderer(renderer)
-        meta = area_meta(pref_code, year, synthetic)
-        target_dir.mkdir(parents=True, exist_ok=True)
         html, pdf = target_dir / f"{slug}.html", target_dir / f"{slug}.pdf"
-        rend.render_html(executed, html, meta)
-        rend.render_pdf(executed, pdf, meta)
+        render_area(renderer, executed, html, pdf, area_meta(pref_code, year, synthetic))
         res.render_seconds = time.perf_counter() - t1
         res.outputs = [html, pdf]
         res.ok = True
@@ -472,10 +505,21 @@ def run_reports(year: int, warehouse: Path, out_dir: Path, prefs: list[int] | No
                      "ok" if r.ok else r.error)
             result.areas.append(r)
     else:
-        import multiprocessing as mp
-        from concurrent.futures import ProcessPoolExecutor
+        # Parallel: one warm kernel per worker (pipelines/executor.py), rendering in the worker.
+        from .executor import Task, run_tasks
 
-        with ProcessPoolExecutor(max_workers=jobs, mp_context=mp.get_context("spawn")) as pool:
-            result.areas = list(pool.map(_build_area_star, args))
+        tasks = []
+        for code, *_ in args:
+            slug = pref_slug(code)
+            executed = out_dir / ".work" / "executed" / f"{slug}.ipynb"
+            target_dir = out_dir if code == 0 else out_dir / "prefectures"
+            tasks.append(Task(slug, REPORT_NOTEBOOK, executed,
+                              {"year": int(year), "pref_code": int(code), "warehouse": str(warehouse.resolve())},
+                              cwd=config.REPORTS_DIR, after=render_area,
+                              after_args=(name, executed, target_dir / f"{slug}.html", target_dir / f"{slug}.pdf",
+                                          area_meta(code, year, synthetic))))
+        for o in run_tasks(tasks, jobs=jobs):
+            result.areas.append(AreaResult(slug=o.key, ok=o.ok, execute_seconds=o.seconds,
+                                           outputs=[Path(p) for p in (o.result or [])], error=o.error))
     log.info(result.summary())
     return result

@@ -1,0 +1,174 @@
+"""`tsunagari build` end to end on small synthetic data: incremental, parallel, atomic.
+
+These run the real stages (ingest with GX, the indicators notebook, report notebooks with papermill,
+pandoc + typst rendering, the site) on a reduced sample and a few prefectures.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from pipelines import config
+from pipelines.build import run_build
+from pipelines.config import BuildConfig
+from pipelines.sample import write_sample
+
+ROOT = Path(__file__).resolve().parents[1]
+PREFS = [11, 31]  # Saitama (own survey in 2024) and Tottori (national subsample only)
+
+
+@pytest.fixture(scope="module")
+def small_input(tmp_path_factory) -> Path:
+    d = tmp_path_factory.mktemp("input")
+    write_sample(d, rows=4000)
+    return d
+
+
+def _cfg(tmp: Path, input_dir: Path, **kw) -> BuildConfig:
+    base = dict(input_dir=input_dir, out_dir=tmp / "site", warehouse=tmp / "wh.duckdb", jobs=2,
+                prefs=list(PREFS), quiet=True, renderer="pandoc")
+    base.update(kw)
+    return BuildConfig(**base)
+
+
+def _tree(d: Path) -> dict[str, str]:
+    """Relative path -> sha256 of every published file (the build log and summary excluded)."""
+    return {str(p.relative_to(d)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(d.rglob("*")) if p.is_file() and p.name not in ("build.log", "build-summary.txt")}
+
+
+def _copy_input(src: Path, dst: Path) -> Path:
+    shutil.copytree(src, dst)
+    return dst
+
+
+def _edit_saitama_2024(input_dir: Path) -> None:
+    """A corrected prefecture file: some answers of Saitama's own 2024 survey change."""
+    path = input_dir / "pref11-2024.csv"
+    df = pd.read_csv(path, encoding="cp932", dtype=str)
+    df.loc[df.index[:200], "孤独感"] = "しばしばある・常にある"
+    df.to_csv(path, encoding="cp932", index=False)
+
+
+class TestIncrementalBuild:
+    def test_no_change_executes_nothing_and_one_prefecture_rebuilds_only_its_dependents(
+            self, tmp_path: Path, small_input: Path) -> None:
+        inp = _copy_input(small_input, tmp_path / "in")
+        cfg = _cfg(tmp_path, inp, prefs=[0, *PREFS])
+        first = run_build(cfg)
+        assert first.ok and first.published
+        site = cfg.out_dir
+        for rel in ("index.html", "methodology.html", "national.html", "national.pdf",
+                    "prefectures/11-saitama.html", "prefectures/11-saitama.pdf",
+                    "prefectures/31-tottori.html", "quality/index.html", "downloads/indicators-2024.csv"):
+            assert (site / rel).is_file(), rel
+        assert sorted(first.rendered) == ["11-saitama", "31-tottori", "national"]
+        before = _tree(site)
+
+        second = run_build(cfg)
+        assert second.ok
+        assert second.executed == [] and second.rendered == []   # nothing executed, nothing rendered
+        assert not [b for b in second.built if not b.startswith("ingest")]
+        assert _tree(site) == before
+
+        _edit_saitama_2024(inp)
+        third = run_build(cfg)
+        assert third.ok
+        assert sorted(third.rendered) == ["11-saitama", "national"]   # Tottori is not rebuilt
+        assert "indicators-2024" in third.executed and "site:2024" in third.built
+        after = _tree(site)
+        assert after["prefectures/31-tottori.html"] == before["prefectures/31-tottori.html"]
+        assert after["prefectures/11-saitama.html"] != before["prefectures/11-saitama.html"]
+
+    def test_force_rebuilds_everything(self, tmp_path: Path, small_input: Path) -> None:
+        cfg = _cfg(tmp_path, small_input, prefs=[31])
+        assert run_build(cfg).ok
+        forced = run_build(_cfg(tmp_path, small_input, prefs=[31], force=True))
+        assert forced.rendered == ["31-tottori"] and "indicators-2024" in forced.executed
+
+
+class TestFailureIsolation:
+    def test_one_area_raising_leaves_others_built_and_published_site_unchanged(
+            self, tmp_path: Path, small_input: Path, monkeypatch) -> None:
+        cfg = _cfg(tmp_path, small_input)
+        assert run_build(cfg).ok
+        published = _tree(cfg.out_dir)
+
+        # A forked report notebook that raises for Tottori only.
+        fork = tmp_path / "reports-fork"
+        shutil.copytree(config.REPORTS_DIR, fork)
+        nb = json.loads((fork / "report.ipynb").read_text(encoding="utf-8"))
+        nb["cells"].append({"cell_type": "code", "execution_count": None, "metadata": {}, "outputs": [],
+                            "source": ["if int(pref_code) == 31:\n", "    raise RuntimeError('injected failure')\n"]})
+        (fork / "report.ipynb").write_text(json.dumps(nb, ensure_ascii=False), encoding="utf-8")
+        monkeypatch.setattr(config, "REPORTS_DIR", fork)
+
+        failed = run_build(_cfg(tmp_path, small_input, prefs=[11, 31, 13]))
+        assert not failed.ok and not failed.published
+        assert len(failed.failed) == 1 and "31-tottori" in failed.failed[0]
+        assert "injected failure" in failed.failed[0]
+        assert _tree(cfg.out_dir) == published                 # the previous site untouched
+        staged = Path(str(cfg.out_dir) + ".new")
+        assert (staged / "prefectures" / "13-tokyo.pdf").is_file()  # the others were built
+        assert (staged / "prefectures" / "11-saitama.html").is_file()
+
+    def test_cli_exit_code_is_non_zero_and_names_the_area(self, tmp_path: Path, small_input: Path) -> None:
+        fork = tmp_path / "reports-fork"
+        shutil.copytree(config.REPORTS_DIR, fork)
+        nb = json.loads((fork / "report.ipynb").read_text(encoding="utf-8"))
+        nb["cells"].append({"cell_type": "code", "execution_count": None, "metadata": {}, "outputs": [],
+                            "source": ["raise RuntimeError('injected failure')\n"]})
+        (fork / "report.ipynb").write_text(json.dumps(nb, ensure_ascii=False), encoding="utf-8")
+        env = {**__import__("os").environ, "TSUNAGARI_REPORTS_DIR": str(fork)}
+        proc = subprocess.run(
+            [sys.executable, "-m", "pipelines.cli", "build", "--input", str(small_input), "--out",
+             str(tmp_path / "site"), "--warehouse", str(tmp_path / "wh.duckdb"), "--pref", "31", "--quiet",
+             "--renderer", "pandoc"], capture_output=True, text=True, env=env, cwd=tmp_path, timeout=600)
+        assert proc.returncode == 1, proc.stderr[-2000:]
+        assert "31-tottori" in proc.stderr and "injected failure" in proc.stderr
+        assert not (tmp_path / "site").exists()
+
+
+class TestJobs:
+    def test_jobs_1_and_2_produce_the_same_outputs(self, tmp_path: Path, small_input: Path) -> None:
+        trees = []
+        for jobs in (1, 2):
+            cfg = _cfg(tmp_path / f"j{jobs}", small_input, jobs=jobs, prefs=[13, 31, 47])
+            assert run_build(cfg).ok
+            site = cfg.out_dir
+            trees.append({rel: _normalised(site / rel) for rel in
+                          ("prefectures/13-tokyo.html", "prefectures/31-tottori.html", "prefectures/47-okinawa.html",
+                           "downloads/indicators-2024.csv", "index.html")})
+        assert trees[0] == trees[1]
+
+
+def _normalised(path: Path) -> str:
+    """File text with build timestamps removed (they legitimately differ between builds)."""
+    import re
+
+    text = path.read_text(encoding="utf-8-sig")
+    return re.sub(r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2})?(\.\d+)?(\+00:00|Z| UTC)?", "<time>", text)
+
+
+class TestUsage:
+    def test_bad_renderer_is_a_usage_error(self, tmp_path: Path) -> None:
+        proc = subprocess.run([sys.executable, "-m", "pipelines.cli", "build", "--renderer", "word"],
+                              capture_output=True, text=True, cwd=tmp_path)
+        assert proc.returncode == 2
+        assert "--renderer: 'word' is not one of auto, quarto, pandoc" in proc.stderr
+
+    def test_second_build_on_the_same_output_is_refused(self, tmp_path: Path) -> None:
+        from pipelines.publish import BuildLockedError, build_lock
+
+        with build_lock(tmp_path / "site"):
+            with pytest.raises(BuildLockedError, match="another build is writing"):
+                with build_lock(tmp_path / "site"):
+                    pass
