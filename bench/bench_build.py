@@ -1,0 +1,97 @@
+"""Benchmark of `tsunagari build` on the bundled sample data (one round, all 47 prefectures + national).
+
+Prints: cold full build (ingest + validation + indicators + 48 reports HTML+PDF + site), no-change
+rebuild, one-prefecture-changed rebuild (Saitama's own 2024 survey corrected), and peak memory (the
+largest resident set of the build process and of its workers/kernels). When the Quarto CLI is
+installed, also times the common approach for comparison: `quarto render report.ipynb -P pref_code:X`
+once per prefecture and format, on the same machine in the same run.
+
+    python bench/bench_build.py [--jobs N] [--renderer pandoc|quarto] [--keep DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pandas as pd
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run(cmd: list[str], cwd: Path) -> tuple[float, int]:
+    """Wall seconds and peak RSS (KiB) of the largest descendant of this run."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    t = time.perf_counter()
+    proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True)
+    secs = time.perf_counter() - t
+    if proc.returncode != 0:
+        sys.exit(f"command failed ({proc.returncode}): {' '.join(cmd)}\n{proc.stderr[-3000:]}")
+    after = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    return secs, max(before, after)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
+    ap.add_argument("--renderer", default="pandoc")
+    ap.add_argument("--keep", type=Path, default=None)
+    args = ap.parse_args()
+
+    work = args.keep or Path(tempfile.mkdtemp(prefix="tsunagari-bench-"))
+    work.mkdir(parents=True, exist_ok=True)
+    inp = work / "input"
+    if inp.exists():
+        shutil.rmtree(inp)
+    shutil.copytree(ROOT / "data" / "sample", inp)
+    for p in (work / "wh.duckdb", work / "site"):
+        if p.is_dir():
+            shutil.rmtree(p)
+        elif p.exists():
+            p.unlink()
+    cmd = [sys.executable, "-m", "pipelines.cli", "build", "--input", str(inp), "--out", str(work / "site"),
+           "--warehouse", str(work / "wh.duckdb"), "--jobs", str(args.jobs), "--renderer", args.renderer,
+           "--quiet"]
+    print(f"machine: {os.cpu_count()} cores; jobs={args.jobs}; renderer={args.renderer}; work={work}")
+
+    cold, rss1 = run(cmd, work)
+    print(f"cold full build (48 reports HTML+PDF, index, quality, downloads): {cold:6.1f} s")
+    nochange, rss2 = run(cmd, work)
+    print(f"no-change rebuild:                                            {nochange:6.1f} s")
+
+    path = inp / "pref11-2024.csv"
+    df = pd.read_csv(path, encoding="cp932", dtype=str)
+    df.loc[df.index[:100], "孤独感"] = "しばしばある・常にある"
+    df.to_csv(path, encoding="cp932", index=False)
+    one, rss3 = run(cmd, work)
+    summary = (work / "site" / "build-summary.txt").read_text(encoding="utf-8")
+    print(f"one prefecture changed (Saitama own survey) rebuild:          {one:6.1f} s")
+    print(f"peak memory (largest process: build, worker or kernel):       {max(rss1, rss2, rss3) / 1024:6.0f} MiB")
+    print("last build summary:\n" + summary)
+
+    quarto = shutil.which("quarto") or os.environ.get("QUARTO_PATH")
+    if quarto:
+        # The common approach: one `quarto render` per prefecture and format, each executing the notebook.
+        qdir = work / "quarto-naive"
+        shutil.copytree(ROOT / "reports", qdir, dirs_exist_ok=True)
+        wh = str((work / "wh.duckdb").resolve())
+        t = time.perf_counter()
+        for code in range(1, 48):
+            for fmt in ("html", "typst"):
+                subprocess.run([quarto, "render", "report.ipynb", "--execute", "--to", fmt,
+                                "-P", f"pref_code:{code}", "-P", "year:2024", "-P", f"warehouse:{wh}",
+                                "--output", f"{code:02d}.{fmt}"], cwd=qdir, capture_output=True)
+        print(f"quarto render once per prefecture and format (naive):         {time.perf_counter() - t:6.1f} s")
+    else:
+        print("quarto not installed: the naive `quarto render -P` comparison was not measured")
+
+
+if __name__ == "__main__":
+    main()
