@@ -49,7 +49,8 @@ def setup_logging(log_file: Path | None = None, quiet: bool = False) -> None:
 
 
 def _prefs(values: list[str] | None) -> list[int]:
-    return [check_pref_code(v) for v in (values or [])]
+    """--pref values: JIS codes 1..47, or 0/00 for the national report."""
+    return [0 if str(v).strip() in ("0", "00") else check_pref_code(v) for v in (values or [])]
 
 
 @app.command()
