@@ -1,0 +1,238 @@
+"""Load benchmark: ten national rounds of 1,000,000 respondents each through the real pipeline.
+
+    python bench/bench_load.py [--rows 1000000] [--first 2015] [--last 2024] [--jobs 2] [--keep DIR]
+                               [--stages ingest,indicators,build]
+
+Generates ``national-{year}.parquet`` for every round (``pipelines.sample.national_round``; the
+generator models only 2022–2024, so earlier rounds reuse one of those models with their own seed,
+survey id, year and respondent ids) plus the synthetic ``programme.csv`` and the ``SYNTHETIC``
+marker. Then runs each stage as a child process of the real CLI:
+
+1. ``tsunagari ingest <folder>`` – every round, with validation, one transaction;
+2. ``tsunagari indicators --year <last>`` and ``--year <first>``;
+3. ``tsunagari build --pref 13 --pref 31 --year <last>`` – ingest (nothing new: skipped by sha256),
+   quality page (the validation suites over every committed file), indicators, two area reports
+   (HTML + PDF) and the site.
+
+Per stage it prints wall time, the peak resident set of the largest single process (``wait4``
+rusage: the child and every descendant it reaped, e.g. notebook kernels) and the peak of the summed
+resident set of the whole process tree (sampled from /proc every 0.1 s); after ingest and at the end
+the warehouse size on disk and the row counts of the committed and staging tables. For scale it
+also prints what all the microdata would take as one pandas DataFrame (one round's deep memory
+usage x rounds): a stage whose peak stays well below that did not load all of it at once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+MODEL_YEARS = (2022, 2023, 2024)   # rounds the synthetic generator models
+
+
+# --- Measuring a child process tree ---------------------------------------------------------------
+
+
+def _tree_rss_kib(root: int) -> int:
+    """Summed VmRSS (KiB) of ``root`` and all its descendants, from /proc."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as fh:
+                stat = fh.read()
+        except OSError:
+            continue
+        # pid (comm) state ppid ...: comm may contain spaces, split after the last ')'
+        ppid = int(stat[stat.rfind(b")") + 2:].split()[1])
+        children.setdefault(ppid, []).append(int(entry))
+    total, todo = 0, [root]
+    while todo:
+        pid = todo.pop()
+        todo += children.get(pid, [])
+        try:
+            with open(f"/proc/{pid}/status") as fh:
+                for line in fh:
+                    if line.startswith("VmRSS:"):
+                        total += int(line.split()[1])
+                        break
+        except OSError:
+            pass
+    return total
+
+
+def run_stage(name: str, args: list[str], log_dir: Path, env: dict[str, str]) -> dict:
+    """Run ``python -m pipelines.cli *args``; wall seconds, peak RSS of one process and of the tree."""
+    cmd = [sys.executable, "-m", "pipelines.cli", *args]
+    out_path = log_dir / f"{name}.log"
+    with open(out_path, "w", encoding="utf-8") as log:
+        t0 = time.perf_counter()
+        proc = subprocess.Popen(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env=env)
+        peak_tree = 0
+        stop = threading.Event()
+
+        def sample() -> None:
+            nonlocal peak_tree
+            while not stop.is_set():
+                peak_tree = max(peak_tree, _tree_rss_kib(proc.pid))
+                stop.wait(0.1)
+
+        sampler = threading.Thread(target=sample, daemon=True)
+        sampler.start()
+        _, status, usage = os.wait4(proc.pid, 0)
+        stop.set()
+        sampler.join()
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        secs = time.perf_counter() - t0
+    r = {"stage": name, "seconds": secs, "peak_mib": usage.ru_maxrss / 1024,
+         "tree_peak_mib": peak_tree / 1024, "rc": proc.returncode, "log": out_path}
+    flag = "" if proc.returncode == 0 else f"  FAILED rc={proc.returncode} (see {out_path})"
+    print(f"  {name:22s} {secs:8.1f} s   peak RSS {r['peak_mib']:8,.0f} MiB (one process)   "
+          f"{r['tree_peak_mib']:8,.0f} MiB (process tree){flag}", flush=True)
+    if proc.returncode != 0:
+        print("    " + "\n    ".join(out_path.read_text(encoding="utf-8").splitlines()[-15:]), flush=True)
+    return r
+
+
+# --- Input --------------------------------------------------------------------------------------
+
+
+def generate(folder: Path, years: list[int], rows: int, seed: int) -> float:
+    """Write national-{year}.parquet per round, programme.csv and SYNTHETIC; returns the deep pandas
+    memory (MiB) of one round (for the 'all microdata in pandas' reference figure)."""
+    from pipelines import sample
+
+    folder.mkdir(parents=True, exist_ok=True)
+    one_round_mib = 0.0
+    for year in years:
+        model = year if year in MODEL_YEARS else MODEL_YEARS[year % len(MODEL_YEARS)]
+        df = sample.national_round(model, rows=rows, seed=seed + year)
+        if model != year:
+            df["survey_id"] = f"national-{year}"
+            df["survey_year"] = year
+            df["respondent_id"] = df["respondent_id"].str.replace(f"N{model}-", f"N{year}-", regex=False)
+        one_round_mib = max(one_round_mib, df.memory_usage(deep=True).sum() / 2**20)
+        df.to_parquet(folder / f"national-{year}.parquet", index=False)
+        del df
+    sample.programme_frame(seed).to_csv(folder / "programme.csv", index=False, encoding="utf-8")
+    (folder / "SYNTHETIC").write_text("synthetic load-test data / 負荷試験用の合成データ\n", encoding="utf-8")
+    return one_round_mib
+
+
+# --- Warehouse ------------------------------------------------------------------------------------
+
+
+def warehouse_facts(path: Path) -> str:
+    import duckdb
+
+    size = path.stat().st_size / 2**20
+    wal = path.with_name(path.name + ".wal")
+    wal_size = wal.stat().st_size / 2**20 if wal.exists() else 0.0
+    con = duckdb.connect(str(path), read_only=True)
+    try:
+        tables = [r[0] for r in con.execute(
+            "SELECT table_name FROM information_schema.tables WHERE table_schema = 'main' ORDER BY 1").fetchall()]
+        counts = {t: con.execute(f'SELECT count(*) FROM "{t}"').fetchone()[0] for t in tables}
+        blocks = con.execute("SELECT total_blocks, used_blocks, free_blocks, block_size FROM pragma_database_size()").fetchone()
+    finally:
+        con.close()
+    rows = ", ".join(f"{t} {n:,}" for t, n in counts.items())
+    return (f"warehouse {size:,.0f} MiB on disk (+ WAL {wal_size:,.0f} MiB); blocks used {blocks[1]:,} / "
+            f"free {blocks[2]:,} of {blocks[3] // 1024} KiB; rows: {rows}")
+
+
+def du_mib(path: Path) -> float:
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) / 2**20
+
+
+# --- Main ---------------------------------------------------------------------------------------
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--rows", type=int, default=1_000_000, help="respondents per round")
+    ap.add_argument("--first", type=int, default=2015)
+    ap.add_argument("--last", type=int, default=2024)
+    ap.add_argument("--seed", type=int, default=20240611)
+    ap.add_argument("--jobs", type=int, default=2, help="report workers for the build")
+    ap.add_argument("--stages", default="ingest,indicators,build")
+    ap.add_argument("--keep", type=Path, help="work in this folder and keep it (default: a temp folder)")
+    args = ap.parse_args()
+    stages = set(args.stages.split(","))
+    years = list(range(args.first, args.last + 1))
+
+    tmp = None
+    if args.keep:
+        work = args.keep
+        work.mkdir(parents=True, exist_ok=True)
+    else:
+        tmp = tempfile.TemporaryDirectory(prefix="tsunagari-load-")
+        work = Path(tmp.name)
+    inp, wh, logs = work / "input", work / "warehouse.duckdb", work / "logs"
+    logs.mkdir(exist_ok=True)
+    env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+
+    print(f"load benchmark: {len(years)} rounds ({years[0]}–{years[-1]}) x {args.rows:,} respondents "
+          f"= {len(years) * args.rows:,} rows; work folder {work}", flush=True)
+    t0 = time.perf_counter()
+    if inp.exists():
+        shutil.rmtree(inp)
+    one_round = generate(inp, years, args.rows, args.seed)
+    print(f"  generated in {time.perf_counter() - t0:.1f} s: input {du_mib(inp):,.0f} MiB Parquet; one round as a "
+          f"pandas DataFrame {one_round:,.0f} MiB, so all rounds at once would be ~{one_round * len(years):,.0f} MiB",
+          flush=True)
+
+    results = []
+    if "ingest" in stages:
+        for p in (wh, wh.with_name(wh.name + ".wal")):
+            p.unlink(missing_ok=True)
+        results.append(run_stage("ingest+validate", ["ingest", str(inp), "--warehouse", str(wh)], logs, env))
+        if results[-1]["rc"] == 0:
+            print("  after ingest: " + warehouse_facts(wh), flush=True)
+    if "indicators" in stages and wh.exists():
+        for year in dict.fromkeys([args.last, args.first]):
+            results.append(run_stage(f"indicators {year}", ["indicators", "--year", str(year), "--warehouse", str(wh),
+                                                            "--out", str(work / "indicators-out"), "-q"], logs, env))
+    if "build" in stages:
+        site = work / "site"
+        if site.exists():
+            shutil.rmtree(site)
+        r = run_stage("build (2 areas)", ["build", "--input", str(inp), "--warehouse", str(wh), "--out", str(site),
+                                          "--pref", "13", "--pref", "31", "--year", str(args.last),
+                                          "--jobs", str(args.jobs), "--renderer", "pandoc", "-q"], logs, env)
+        results.append(r)
+        build_log = site / "build.log"
+        if build_log.exists():
+            for line in build_log.read_text(encoding="utf-8").splitlines():
+                if " done in " in line or ": ok in " in line:
+                    print("      " + line.split(": ", 1)[-1], flush=True)
+        if r["rc"] == 0:
+            print(f"  site {du_mib(site):,.1f} MiB", flush=True)
+    if wh.exists():
+        print("  at the end: " + warehouse_facts(wh), flush=True)
+
+    ok = [r for r in results if r["rc"] == 0]
+    if ok:
+        worst = max(ok, key=lambda r: r["tree_peak_mib"])
+        print(f"peak over all stages: {max(r['peak_mib'] for r in ok):,.0f} MiB in one process, "
+              f"{worst['tree_peak_mib']:,.0f} MiB for a whole stage ({worst['stage']}); all microdata as one "
+              f"pandas frame would be ~{one_round * len(years):,.0f} MiB", flush=True)
+    if tmp is not None:
+        tmp.cleanup()
+    if len(ok) != len(results):
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()
