@@ -155,6 +155,19 @@ def reports(
     raise typer.Exit(0 if result.ok else 1)
 
 
+@app.command("rebuild-warehouse")
+def rebuild_warehouse(
+    warehouse: WarehouseOpt = None,
+    mapping: Annotated[Optional[Path], typer.Option(help="The extra mapping YAML used when the files were loaded")] = None,
+    quiet: QuietOpt = False,
+) -> None:
+    """Rebuild the warehouse from the raw files recorded in its provenance (sha256-checked)."""
+    from .provenance import rebuild_warehouse as rebuild
+
+    setup_logging(quiet=quiet)
+    typer.echo(rebuild(config.warehouse_path(warehouse), mapping=mapping).summary())
+
+
 @app.command("sample-data")
 def sample_data(
     out: Annotated[Path, typer.Option("--out", help="Folder to write the synthetic files to")],

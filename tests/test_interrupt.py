@@ -1,0 +1,184 @@
+"""Interrupted and concurrent runs: a killed build or ingest leaves the warehouse consistent and the
+published site as it was; a second build is refused while one runs; the warehouse can be rebuilt
+from the raw files and their recorded provenance."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import duckdb
+import pandas as pd
+import pytest
+
+from pipelines.errors import DataError
+from pipelines.ingest import ingest_dir
+from pipelines.provenance import rebuild_warehouse
+from pipelines.sample import national_round, write_sample
+
+
+def _tables(wh: Path) -> dict[str, list]:
+    con = duckdb.connect(str(wh), read_only=True)
+    try:
+        out = {}
+        for t in ("survey_responses", "programme"):
+            out[t] = con.execute(f"SELECT * EXCLUDE (file_id) FROM {t} ORDER BY ALL").fetchall()
+        out["files"] = con.execute("SELECT file_id, file_name, kind, survey_id, survey_year, row_count, synthetic "
+                                   "FROM files ORDER BY file_id").fetchall()
+        return out
+    finally:
+        con.close()
+
+
+def _tree(d: Path) -> dict[str, str]:
+    return {str(p.relative_to(d)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(d.rglob("*")) if p.is_file()}
+
+
+def _build_cmd(inp: Path, tmp: Path, *extra: str) -> list[str]:
+    return [sys.executable, "-m", "pipelines.cli", "build", "--input", str(inp), "--out", str(tmp / "site"),
+            "--warehouse", str(tmp / "wh.duckdb"), "--renderer", "pandoc", "--jobs", "1", *extra]
+
+
+def _wait_for(predicate, proc: subprocess.Popen, timeout: float = 240) -> None:
+    end = time.time() + timeout
+    while time.time() < end:
+        if predicate():
+            return
+        if proc.poll() is not None:
+            raise AssertionError(f"process ended ({proc.returncode}) before the point to interrupt it")
+        time.sleep(0.05)
+    raise AssertionError("timed out waiting for the point to interrupt")
+
+
+def _kill(proc: subprocess.Popen) -> None:
+    os.killpg(proc.pid, signal.SIGKILL)  # the build, its workers and their kernels
+    proc.wait(timeout=30)
+
+
+@pytest.fixture(scope="module")
+def small_input(tmp_path_factory) -> Path:
+    d = tmp_path_factory.mktemp("input")
+    write_sample(d, rows=3000)
+    return d
+
+
+class TestKilledBuild:
+    def test_kill_during_reports_keeps_previous_site_and_next_build_recovers(self, tmp_path: Path,
+                                                                            small_input: Path) -> None:
+        inp = tmp_path / "in"
+        shutil.copytree(small_input, inp)
+        first = subprocess.run(_build_cmd(inp, tmp_path, "--pref", "31", "--quiet"), capture_output=True,
+                               text=True, timeout=600)
+        assert first.returncode == 0, first.stderr[-2000:]
+        published = _tree(tmp_path / "site")
+        tables = _tables(tmp_path / "wh.duckdb")
+
+        # Ask for two more prefectures and kill the build while it executes the first report.
+        executed = tmp_path / "site.new" / ".work" / "executed"
+        proc = subprocess.Popen(_build_cmd(inp, tmp_path, "--pref", "31", "--pref", "13", "--pref", "1", "--quiet"),
+                                start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        _wait_for(lambda: (tmp_path / "site.new" / "build.log").exists()
+                  and "report:2024:13-tokyo" in (tmp_path / "site.new" / "build.log").read_text(encoding="utf-8")
+                  or (executed / "13-tokyo.ipynb").exists(), proc)
+        _kill(proc)
+        assert _tree(tmp_path / "site") == published           # the published site is the previous one
+        assert _tables(tmp_path / "wh.duckdb") == tables         # the warehouse is consistent
+
+        again = subprocess.run(_build_cmd(inp, tmp_path, "--pref", "31", "--pref", "13", "--quiet"),
+                               capture_output=True, text=True, timeout=600)
+        assert again.returncode == 0, again.stderr[-2000:]
+        assert (tmp_path / "site" / "prefectures" / "13-tokyo.pdf").is_file()
+        assert not (tmp_path / "site.new").exists()
+
+    def test_interrupted_swap_is_recovered(self, tmp_path: Path) -> None:
+        from pipelines import publish
+
+        out = tmp_path / "site"
+        (tmp_path / "site.old").mkdir()
+        (tmp_path / "site.old" / "index.html").write_text("previous", encoding="utf-8")
+        publish.recover(out)   # killed between the two renames: the previous site comes back
+        assert (out / "index.html").read_text(encoding="utf-8") == "previous"
+        assert not (tmp_path / "site.old").exists()
+
+
+class TestKilledIngest:
+    def test_kill_during_ingest_leaves_warehouse_unchanged(self, tmp_path: Path, small_input: Path) -> None:
+        wh = tmp_path / "wh.duckdb"
+        ingest_dir(small_input, wh)
+        before = _tables(wh)
+        big = tmp_path / "big"
+        big.mkdir()
+        national_round(2024, rows=400_000, seed=7).to_parquet(big / "national-2024.parquet", index=False)  # would replace 2024
+        proc = subprocess.Popen([sys.executable, "-m", "pipelines.cli", "ingest", str(big), "--warehouse", str(wh)],
+                                start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        lines: list[str] = []
+
+        def staged() -> bool:
+            line = proc.stderr.readline()
+            lines.append(line)
+            return "staged national-2024.parquet" in line
+
+        _wait_for(staged, proc)   # rows are in the staging table inside the open transaction
+        _kill(proc)
+        assert _tables(wh) == before
+
+
+class TestConcurrentBuild:
+    def test_second_build_is_refused_with_a_clear_message(self, tmp_path: Path, small_input: Path) -> None:
+        proc = subprocess.Popen(_build_cmd(small_input, tmp_path, "--pref", "31", "--quiet"),
+                                start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        lock = tmp_path / "site.lock"
+        try:
+            _wait_for(lambda: lock.exists() and lock.read_text().strip() == str(proc.pid), proc)
+            second = subprocess.run(_build_cmd(small_input, tmp_path, "--pref", "31", "--quiet"),
+                                    capture_output=True, text=True, timeout=120)
+            assert second.returncode == 1
+            assert f"another build is writing {tmp_path / 'site'} (pid {proc.pid})" in second.stderr
+        finally:
+            proc.wait(timeout=600)
+        assert proc.returncode == 0
+
+
+class TestRebuildWarehouse:
+    def test_rebuild_from_raw_files_reproduces_the_tables(self, tmp_path: Path, small_input: Path) -> None:
+        inp = tmp_path / "in"
+        shutil.copytree(small_input, inp)
+        wh = tmp_path / "wh.duckdb"
+        ingest_dir(inp, wh)
+        before = _tables(wh)
+        con = duckdb.connect(str(wh))
+        con.execute("DELETE FROM survey_responses WHERE pref_code = 13")   # damage
+        con.close()
+        result = rebuild_warehouse(wh)
+        assert _tables(wh) == before
+        assert result.backup is not None and result.backup.exists()
+        assert sorted(result.files) == sorted(r[1] for r in before["files"])
+
+    def test_changed_raw_file_stops_the_rebuild(self, tmp_path: Path, small_input: Path) -> None:
+        inp = tmp_path / "in"
+        shutil.copytree(small_input, inp)
+        wh = tmp_path / "wh.duckdb"
+        ingest_dir(inp, wh)
+        before = _tables(wh)
+        with open(inp / "programme.csv", "ab") as f:
+            f.write(b"\n")
+        with pytest.raises(DataError) as err:
+            rebuild_warehouse(wh)
+        assert str(err.value).startswith(
+            f"{inp / 'programme.csv'}: raw file changed since it was loaded (sha256 differs) / 読み込み後に元ファイルが変更されています")
+        assert _tables(wh) == before
+
+    def test_cli(self, tmp_path: Path, small_input: Path) -> None:
+        wh = tmp_path / "wh.duckdb"
+        ingest_dir(small_input, wh)
+        proc = subprocess.run([sys.executable, "-m", "pipelines.cli", "rebuild-warehouse", "--warehouse", str(wh)],
+                              capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        assert "rebuilt" in proc.stdout and "7 raw file(s)" in proc.stdout
