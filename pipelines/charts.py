@@ -141,7 +141,7 @@ def spine_chart(df: pd.DataFrame, area_code: str, labels: dict[str, str], polari
          + scale_x_continuous(limits=(-1.08, 1.08), breaks=[-1, 0, 1],
                               labels=["より悪い", "全国", "より良い"])
          + scale_y_discrete()
-         + labs(x="", y="", title=f"{area_name}の位置（灰色の帯：47都道府県の範囲と中央50%、縦線：全国値）")
+         + labs(x="", y="", title=f"{area_name}の位置（灰色の帯：都道府県の範囲と中央50%、縦線：全国値）")
          + _theme())
     return p + theme(legend_title=element_text(size=BASE_SIZE - 1, family=font_family()))
 
