@@ -55,7 +55,7 @@ def _prefs(values: list[str] | None) -> list[int]:
 
 @app.command()
 def build(
-    year: Annotated[Optional[int], typer.Option(help="Survey round (default: latest in the data)")] = None,
+    year: Annotated[Optional[str], typer.Option(help="Survey round (default: latest in the data)")] = None,
     input: Annotated[Optional[Path], typer.Option("--input", help="Folder of raw files (default: bundled sample data)")] = None,
     out: Annotated[Path, typer.Option("--out", help="Output site folder")] = config.DEFAULT_OUT,
     renderer: Annotated[str, typer.Option(help="auto | quarto | pandoc")] = "auto",
@@ -122,7 +122,7 @@ def validate(
 
 @app.command()
 def indicators(
-    year: Annotated[int, typer.Option(help="Survey round, e.g. 2024")],
+    year: Annotated[str, typer.Option(help="Survey round, e.g. 2024")],
     warehouse: WarehouseOpt = None,
     out: Annotated[Path, typer.Option("--out", help="Output folder (downloads/ and runs/ go here)")] = config.DEFAULT_OUT,
     quiet: QuietOpt = False,
@@ -136,7 +136,7 @@ def indicators(
 
 @app.command()
 def reports(
-    year: Annotated[int, typer.Option(help="Survey round, e.g. 2024")],
+    year: Annotated[str, typer.Option(help="Survey round, e.g. 2024")],
     pref: Annotated[Optional[list[str]], typer.Option("--pref", help="Prefecture codes (default: all 47 and national)")] = None,
     out: Annotated[Path, typer.Option("--out", help="Output folder")] = config.DEFAULT_OUT,
     renderer: Annotated[str, typer.Option(help="auto | quarto | pandoc")] = "auto",
@@ -200,12 +200,14 @@ def main() -> None:
     except Exception as exc:  # click usage errors arrive as click exceptions
         import click
 
-        if isinstance(exc, click.exceptions.UsageError):
+        # typer >= 0.29 raises the exceptions of its own copy of click (typer._click).
+        names = {c.__name__ for c in type(exc).__mro__}
+        if isinstance(exc, click.exceptions.UsageError) or "UsageError" in names:
             exc.show()
             sys.exit(2)
-        if isinstance(exc, click.exceptions.ClickException):
+        if isinstance(exc, click.exceptions.ClickException) or "ClickException" in names:
             exc.show()
-            sys.exit(exc.exit_code)
+            sys.exit(getattr(exc, "exit_code", 1))
         raise
 
 

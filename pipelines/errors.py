@@ -75,7 +75,7 @@ class UsageError(TsunagariError):
 def check_pref_code(value: object, parameter: str = "--pref") -> int:
     """Guard: a JIS prefecture code 1..47 (also accepts '01'). Raises UsageError naming the parameter."""
     text = str(value).strip()
-    if not text.isdigit() or not 1 <= int(text) <= 47:
+    if not text.isdecimal() or not 1 <= int(text) <= 47:
         raise UsageError(parameter, f"'{value}' is not a prefecture code (1–47, JIS X 0401) / 都道府県コードではありません")
     return int(text)
 
@@ -83,6 +83,6 @@ def check_pref_code(value: object, parameter: str = "--pref") -> int:
 def check_year(value: object, parameter: str = "--year") -> int:
     """Guard: a four-digit fieldwork year 2000..2100."""
     text = str(value).strip()
-    if not text.isdigit() or not 2000 <= int(text) <= 2100:
+    if not text.isdecimal() or not 2000 <= int(text) <= 2100:
         raise UsageError(parameter, f"'{value}' is not a survey year (e.g. 2024) / 調査年ではありません")
     return int(text)
