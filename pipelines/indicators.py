@@ -13,6 +13,14 @@ Method (DESIGN.md "Statistical conventions"; the notebook explains it to a reade
   figures (area '00') come from the national survey only.
 * Change vs previous: the same computation for the previous round present in the warehouse, with
   the same source rule, then a two-proportion test on the effective sizes.
+* Disclosure control: a cell whose unweighted base is < 30 is suppressed (value and interval
+  NULL, note 'n<30 非表示'); then secondary suppression (二次秘匿, ``stats.secondary_suppression``)
+  over the groups of cells that add up to a published total (``suppression_groups``): sex 1/2
+  (remainder sex 3/9), age bands and UK age bands (remainder age unknown), living alone 1/0
+  (remainder 9), and the prefectures estimated from the national survey within the national
+  figure. Every suppressed cell must be hidden with >= 30 other respondents whose values are not
+  published, else the group's smallest published cell is suppressed too (note 'secondary
+  suppression / 二次秘匿'). Distributions use the same rule on the cell's base (all respondents).
 * Programme indicators: per-prefecture metrics of the fiscal year equal to the survey year, as a
   rate per 10,000 population aged 16+ (an estimate: 2020 census total x 0.8723) or a 1/0 flag.
 """
@@ -342,12 +350,80 @@ def _survey_long(wide: pd.DataFrame, inds: list[Indicator]) -> pd.DataFrame:
     return long
 
 
+SECONDARY_NOTE = "secondary suppression / 二次秘匿"
+
+
+def _partition(breakdown: pd.Series) -> pd.Series:
+    """'sex=2' -> 'sex', 'age=20-29' -> 'age', 'total' -> 'total'."""
+    return breakdown.str.partition("=")[0]
+
+
+def suppression_groups(cells: pd.DataFrame, key_cols: list[str],
+                       subsample_areas: set[str]) -> tuple[list[np.ndarray], list[float]]:
+    """Groups of cells that add up to a published total, with the base of each group's unpublished
+    remainder (for ``stats.secondary_suppression``). ``cells``: one row per key x area x breakdown
+    with columns ``key_cols``, area_code, breakdown, n; positions are row positions.
+
+    * Within an area (per key): the cells of one partition -- sex=1/2 (remainder: sex 3 その他・
+      回答しない and 9 無回答), age bands (remainder: age unknown), UK age bands, living alone 1/0
+      (remainder: 9 無回答) -- add up to the area's total.
+    * Across areas (per key x breakdown): the prefectures estimated from the national survey's
+      respondents ('subsample') add up to the national figure; the remainder is the national
+      respondents of prefectures that publish their own survey instead.
+    """
+    c = cells.reset_index(drop=True)
+    n = c["n"].astype(float).to_numpy()
+    part = _partition(c["breakdown"])
+    is_total = (c["breakdown"] == "total").to_numpy()
+    groups: list[np.ndarray] = []
+    rem: list[float] = []
+    total_n = dict(zip(map(tuple, c.loc[is_total, key_cols + ["area_code"]].to_numpy().tolist()),
+                       n[is_total]))
+    inner = c.loc[~is_total, key_cols + ["area_code"]].assign(_p=part[~is_total])
+    for key, idx in inner.groupby(key_cols + ["area_code", "_p"], sort=True).indices.items():
+        pos = inner.index.to_numpy()[idx]
+        tot = total_n.get(tuple(key[:-1]))
+        if tot is None:
+            continue
+        groups.append(pos)
+        rem.append(max(0.0, tot - float(n[pos].sum())))
+    nat_n = dict(zip(map(tuple, c.loc[c.area_code == NATIONAL, key_cols + ["breakdown"]].to_numpy().tolist()),
+                     n[(c.area_code == NATIONAL).to_numpy()]))
+    sub = c.loc[c.area_code.isin(subsample_areas), key_cols + ["breakdown"]]
+    if len(sub):
+        for key, idx in sub.groupby(key_cols + ["breakdown"], sort=True).indices.items():
+            key = key if isinstance(key, tuple) else (key,)
+            tot = nat_n.get(tuple(key))
+            if tot is None:
+                continue
+            pos = sub.index.to_numpy()[idx]
+            groups.append(pos)
+            rem.append(max(0.0, tot - float(n[pos].sum())))
+    return groups, rem
+
+
+def _suppress(long: pd.DataFrame, src: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """(primary, secondary) suppression flags of the rows of ``long`` (indicator x area x
+    breakdown with base n): primary = base < MIN_BASE; secondary = ``stats.secondary_suppression``
+    over ``suppression_groups``."""
+    n = long["n"].to_numpy()
+    primary = stats.base_status(n) == "suppressed"
+    subsample = set(src.loc[src.source_kind == "subsample", "area_code"])
+    cells = long[["indicator_id", "area_code", "breakdown"]].assign(n=n)
+    groups, rem = suppression_groups(cells, ["indicator_id"], subsample)
+    secondary = stats.secondary_suppression(n, primary, groups, rem)
+    return primary, secondary
+
+
 def _survey_indicators(con, year: int, inds: list[Indicator], prev_year: int | None,
                        names: dict[str, str]) -> tuple[pd.DataFrame, pd.DataFrame]:
     wide = _aggregate(con, year, inds, with_distributions=True)
     cur = _survey_long(wide, inds)
+    src = _sources(con, year)
     cur["status"] = stats.base_status(cur["n"].to_numpy())
-    cur["suppressed"] = cur["status"] == "suppressed"
+    primary, secondary = _suppress(cur, src)
+    cur["secondary"] = secondary
+    cur["suppressed"] = primary | secondary
     lower, upper = stats.wilson_interval(cur["p"].to_numpy(), cur["n_eff"].to_numpy())
     cur["lower"], cur["upper"] = lower, upper
     # Suppressed cells carry no value: neither shown nor compared.
@@ -360,15 +436,15 @@ def _survey_indicators(con, year: int, inds: list[Indicator], prev_year: int | N
                                                     cur["p_nat"].to_numpy(), cur["polarity"].to_numpy())
     cur.loc[cur.area_code == NATIONAL, "comparison"] = "not_compared"
 
-    src = _sources(con, year)
     cur = cur.merge(src, on="area_code", how="left")
     cur["source_kind"] = cur["source_kind"].fillna("none")
     cur["survey_ids"] = cur["survey_ids"].fillna("")
 
     if prev_year is not None:
         prev = _survey_long(_aggregate(con, prev_year, inds, with_distributions=False), inds)
-        prev.loc[stats.base_status(prev["n"].to_numpy()) == "suppressed", "p"] = np.nan
         prev_src = _sources(con, prev_year)[["area_code", "source_kind"]]
+        prev_primary, prev_secondary = _suppress(prev, prev_src)
+        prev.loc[prev_primary | prev_secondary, "p"] = np.nan
         prev = prev.merge(prev_src.rename(columns={"source_kind": "prev_kind"}), on="area_code", how="left")
         cur = cur.merge(prev[["indicator_id", "area_code", "breakdown", "p", "n_eff", "prev_kind"]]
                         .rename(columns={"p": "p_prev", "n_eff": "n_eff_prev"}),
@@ -383,10 +459,12 @@ def _survey_indicators(con, year: int, inds: list[Indicator], prev_year: int | N
     notes = [_source_note(k, s, a, n) for k, s, a, n in
              zip(cur["source_kind"], cur["survey_ids"], cur["area_name"], cur["n"])]
     kinds = {"national": "全国調査", "own": "独自調査", "subsample": "全国調査の当該県回答者"}
-    for i, (st, n, kind, pk) in enumerate(zip(cur["status"], cur["n"], cur["source_kind"],
-                                              cur["prev_kind"])):
+    for i, (st, sec, n, kind, pk) in enumerate(zip(cur["status"], cur["secondary"], cur["n"],
+                                                   cur["source_kind"], cur["prev_kind"])):
         if st == "suppressed":
             notes[i] += "; n<30 非表示"
+        elif sec:
+            notes[i] += f"; {SECONDARY_NOTE}"
         elif st == "reference":
             notes[i] += f"; 参考値 (n={int(n):,})"
         if isinstance(pk, str) and kind in kinds and pk in kinds and pk != kind:
@@ -401,10 +479,10 @@ def _survey_indicators(con, year: int, inds: list[Indicator], prev_year: int | N
         "comparison": cur["comparison"], "change_vs_previous": cur["change"],
         "suppressed": cur["suppressed"], "note": cur["note"],
     })
-    return ind_table, _distributions(wide, year)
+    return ind_table, _distributions(wide, year, src)
 
 
-def _distributions(wide: pd.DataFrame, year: int) -> pd.DataFrame:
+def _distributions(wide: pd.DataFrame, year: int, src: pd.DataFrame) -> pd.DataFrame:
     parts = []
     j = 0
     for q, cats in DISTRIBUTION_QUESTIONS.items():
@@ -428,7 +506,20 @@ def _distributions(wide: pd.DataFrame, year: int) -> pd.DataFrame:
         p = np.where(sw > 0, swy / np.where(sw > 0, sw, 1.0), np.nan)
     n_eff = stats.effective_n(sw, d["sw2_all"].astype(float).fillna(0.0).to_numpy())
     lower, upper = stats.wilson_interval(p, n_eff)
-    suppressed = stats.base_status(d["n_all"].to_numpy()) == "suppressed"
+    # One base per area x breakdown (n_all, shared by every question and category): primary and
+    # secondary suppression of that base, then applied to every category share of the cell.
+    bases = (pd.MultiIndex.from_product([AREA_CODES, BREAKDOWNS_COMMON + BREAKDOWNS_UK],
+                                        names=["area_code", "breakdown"]).to_frame(index=False)
+             .merge(wide[["area_code", "breakdown", "n_all"]], on=["area_code", "breakdown"], how="left"))
+    bases["n"] = bases["n_all"].fillna(0).astype("int64")
+    b_primary = stats.base_status(bases["n"].to_numpy()) == "suppressed"
+    groups, rem = suppression_groups(bases[["area_code", "breakdown", "n"]], [],
+                                     set(src.loc[src.source_kind == "subsample", "area_code"]))
+    bases["hidden"] = b_primary | stats.secondary_suppression(bases["n"].to_numpy(), b_primary, groups, rem)
+    suppressed = (d[["area_code", "breakdown"]].merge(bases[["area_code", "breakdown", "hidden"]],
+                                                      on=["area_code", "breakdown"], how="left")
+                  ["hidden"].fillna(True).to_numpy(dtype=bool, copy=True))
+    suppressed |= stats.base_status(d["n_all"].to_numpy()) == "suppressed"
     p, lower, upper = (np.where(suppressed, np.nan, a) for a in (p, lower, upper))
     return pd.DataFrame({
         "year": year, "area_code": d["area_code"], "question": d["question"],

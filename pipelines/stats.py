@@ -23,6 +23,12 @@ Method summary (what every report's methods section states):
   (by polarity), otherwise ``similar``.
 * Change vs previous round: pooled two-proportion z-test (比率の差の検定), two-sided, at 95 %.
 * Bases: unweighted base < 30 suppressed, 30–99 shown as 参考値, >= 100 ok.
+* Secondary suppression (二次秘匿, ``secondary_suppression``): within every group of cells that add
+  up to a published total (sex 1/2, age bands, UK age bands, living alone 1/0, and prefectures
+  within the national figure), each suppressed cell must be hidden together with at least 30 other
+  respondents whose values are not published (other suppressed cells of the group, plus the
+  unpublished remainder such as sex 3/9 or age unknown); otherwise the smallest published cell of
+  the group is suppressed too, and this repeats until every group holds.
 """
 
 from __future__ import annotations
@@ -51,6 +57,8 @@ __all__ = [
     "two_proportion_test",
     "change_vs_previous",
     "base_status",
+    "secondary_suppression",
+    "groups_from_labels",
     "ucla_score",
     "ucla_band",
     "rate_per_10000",
@@ -337,6 +345,91 @@ def base_status(
     out[valid & (n >= min_base)] = "reference"
     out[valid & (n >= reference_base)] = "ok"
     return _out_label(out, scalar)
+
+
+# --------------------------------------------------------------------------------------------
+# Secondary suppression (二次秘匿)
+# --------------------------------------------------------------------------------------------
+
+def groups_from_labels(labels: Any) -> list[np.ndarray]:
+    """Index arrays of the cells sharing a label, in order of first appearance; a missing label
+    (None / NaN) puts the cell in no group."""
+    lab = pd.Series(np.asarray(labels, dtype=object).ravel())
+    keep = lab.notna().to_numpy()
+    codes, _ = pd.factorize(lab[keep], sort=False)
+    pos = np.flatnonzero(keep)
+    order = np.argsort(codes, kind="stable")
+    bounds = np.flatnonzero(np.diff(codes[order])) + 1
+    return [pos[o] for o in np.split(order, bounds)] if len(order) else []
+
+
+def secondary_suppression(
+    n: Any, primary: Any, groups: Any, remainder: Any = None, min_base: int = MIN_BASE
+) -> np.ndarray:
+    """Cells to suppress in addition to ``primary`` so that no suppressed cell can be recovered,
+    exactly or nearly, by subtracting the published cells of its group from the published total.
+
+    ``n``: unweighted base of each cell; ``primary``: cells already suppressed (n < min_base);
+    ``groups``: a sequence of groups, each a sequence of cell indices whose cells, together with an
+    unpublished remainder, add up to a published total (``groups_from_labels`` makes them from
+    one label per cell). A cell may belong to several groups (e.g. prefecture x sex is in the
+    prefecture's sex group and in the national sex=2 group). ``remainder``: per group, the base of
+    the part of the total that is not published as a cell (sex 3/9, age unknown, ...; default 0).
+
+    Rule. In a group, the hidden mass is the sum of the bases of its suppressed cells plus the
+    remainder. A suppressed cell c with n_c > 0 is exposed when the hidden mass other than c is
+    below ``min_base`` (with one suppressed cell and a remainder of 2, subtraction gives c to within
+    2 respondents' answers). Equivalently: a group is exposed when hidden − (largest suppressed
+    n) < min_base. In every pass, each exposed group also suppresses its smallest unsuppressed cell
+    with n > 0 (ties: the first listed); passes repeat until no group is exposed or an exposed group
+    has nothing left to suppress (all its cells hidden: the best that can be done without hiding the
+    total). Empty cells (n = 0) hide nothing and need no protection. Consequences: one suppressed
+    cell is never left alone unless the remainder is >= min_base; the suppressed cells together
+    always rest on >= min_base respondents.
+
+    Returns a bool array: True for the cells suppressed secondarily (never a primary cell).
+    """
+    nn = _as_float(n).ravel()
+    prim = np.asarray(primary, dtype=bool).ravel()
+    if prim.shape != nn.shape:
+        raise ValueError(f"primary must have the same length as n ({prim.size} flags, {nn.size} counts)")
+    if np.isnan(nn).any():
+        raise ValueError("n must not be missing (a cell with no respondents has n = 0)")
+    if np.any(nn < 0):
+        raise ValueError("n must be >= 0")
+    groups = [np.asarray(g, dtype=np.int64).ravel() for g in groups]
+    if remainder is None:
+        rem = np.zeros(len(groups))
+    else:
+        rem = _as_float(remainder).ravel()
+        if rem.size != len(groups):
+            raise ValueError(f"remainder must have one value per group ({rem.size} values, {len(groups)} groups)")
+        if np.isnan(rem).any() or np.any(rem < 0):
+            raise ValueError("remainder must be >= 0 (the base of the unpublished part of a group)")
+    supp = prim.copy()
+    if not groups or not nn.size:
+        return supp & ~prim
+    cells = np.concatenate(groups)
+    if cells.size and (cells.min() < 0 or cells.max() >= nn.size):
+        raise ValueError(f"group cell index out of range 0..{nn.size - 1}")
+    gid = np.repeat(np.arange(len(groups)), [g.size for g in groups])
+    cn = nn[cells]
+    # Candidates in (group, n, listed position) order: the first candidate of a group is its pick.
+    order = np.lexsort((np.arange(cells.size), cn, gid))
+    while True:
+        s = supp[cells]
+        hidden = rem.copy()
+        np.add.at(hidden, gid, np.where(s, cn, 0.0))
+        largest = np.zeros(len(groups))
+        np.maximum.at(largest, gid, np.where(s, cn, 0.0))
+        exposed = (largest > 0) & (hidden - largest < min_base)
+        cand = exposed[gid] & ~s & (cn > 0)
+        if not cand.any():
+            return supp & ~prim
+        oc = order[cand[order]]
+        first = np.ones(oc.size, dtype=bool)
+        first[1:] = gid[oc][1:] != gid[oc][:-1]
+        supp[cells[oc[first]]] = True
 
 
 # --------------------------------------------------------------------------------------------

@@ -297,7 +297,13 @@ def test_every_area_indicator_and_breakdown_is_present(computed):
     assert (ind.suppressed == ind.value.isna())[ind.indicator_id == "lonely_any"].all()
     surv = ind[ind.n_unweighted.notna()]
     assert surv.loc[surv.n_unweighted < 30, "suppressed"].all()
-    assert not surv.loc[surv.n_unweighted >= 30, "suppressed"].any()
+    # A cell with n >= 30 is suppressed only secondarily (二次秘匿), and says so in its note.
+    big = surv[surv.n_unweighted >= 30]
+    secondary = big.note.str.contains("; secondary suppression / 二次秘匿", regex=False)
+    assert (big.suppressed == secondary).all()
+    assert big.loc[big.suppressed, "value"].isna().all()
+    assert (~big.suppressed).any()
+    assert not surv.loc[surv.n_unweighted < 30, "note"].str.contains("二次秘匿").any()
     # Distributions: shares of each area x breakdown sum to 100 (all categories incl. 無回答).
     shown = dist[~dist.suppressed]
     sums = shown.groupby(["area_code", "question", "breakdown"]).value.sum()

@@ -462,3 +462,98 @@ class TestRatePer10000:
         assert out[0] == 100.0 and np.isnan(out[1]) and np.isnan(out[2])
         with pytest.raises(ValueError, match=r"^count must be >= 0$"):
             rate_per_10000(-1, 100)
+
+
+# --------------------------------------------------------------------------------------------
+# Secondary suppression (二次秘匿): hand-worked cases
+# --------------------------------------------------------------------------------------------
+
+from pipelines.stats import groups_from_labels, secondary_suppression  # noqa: E402
+
+
+class TestSecondarySuppression:
+    def test_sex_with_a_small_remainder(self):
+        # Total 62 = men 32 + women 28 (primary) + sex 3/9: 2. Hidden: 28 + 2 = 30; other than the
+        # women: 2 < 30 -> the smallest published cell (men, 32) is suppressed too. Then hidden 62,
+        # largest 32, other 30 >= 30: done.
+        got = secondary_suppression([32, 28], [False, True], [[0, 1]], [2])
+        assert got.tolist() == [True, False]
+
+    def test_remainder_of_min_base_protects_alone(self):
+        assert secondary_suppression([500, 28], [False, True], [[0, 1]], [30]).tolist() == [False, False]
+        assert secondary_suppression([500, 28], [False, True], [[0, 1]], [29]).tolist() == [True, False]
+        # No remainder given = 0: one suppressed cell is never left alone.
+        assert secondary_suppression([500, 28], [False, True], [[0, 1]]).tolist() == [True, False]
+
+    def test_age_bands_iterate(self):
+        # 15 (primary), 35, 40, 50. Pass 1: hidden 15, other 0 -> suppress 35. Pass 2: hidden 50,
+        # largest 35, other 15 < 30 -> suppress 40. Pass 3: hidden 90, largest 40, other 50: done.
+        got = secondary_suppression([15, 35, 40, 50], [True, False, False, False], [[0, 1, 2, 3]])
+        assert got.tolist() == [False, True, True, False]
+
+    def test_two_primaries_too_small_together(self):
+        # 28 and 5 suppressed: hidden 33, other than 28 only 5 -> suppress the smallest shown (100).
+        got = secondary_suppression([28, 5, 100, 200], [True, True, False, False], [[0, 1, 2, 3]])
+        assert got.tolist() == [False, False, True, False]
+        # 20 and 12 and 25: hidden 57, largest 25, other 32 >= 30: nothing more.
+        got = secondary_suppression([20, 12, 25, 300], [True, True, True, False], [[0, 1, 2, 3]])
+        assert not got.any()
+
+    def test_ties_take_the_first_listed(self):
+        # 10 primary; pass 1 -> the first 40; pass 2: other than 40 only 10 -> the second 40;
+        # pass 3: hidden 90, other 50: done. The third 40 stays.
+        got = secondary_suppression([10, 40, 40, 40], [True, False, False, False], [[0, 1, 2, 3]])
+        assert got.tolist() == [False, True, True, False]
+
+    def test_empty_cells_need_no_protection_and_hide_nothing(self):
+        assert not secondary_suppression([0, 50, 60], [True, False, False], [[0, 1, 2]]).any()
+        # An empty suppressed cell does not cover a small one: 20 -> 60 (other 0); then other than
+        # 60 only 20 -> 70; then hidden 150, largest 70, other 80: done.
+        got = secondary_suppression([0, 20, 60, 70, 80], [True, True, False, False, False],
+                                    [[0, 1, 2, 3, 4]])
+        assert got.tolist() == [False, False, True, True, False]
+
+    def test_nothing_left_to_suppress(self):
+        assert not secondary_suppression([10, 12], [True, True], [[0, 1]]).any()
+
+    def test_no_primary_no_secondary(self):
+        assert not secondary_suppression([40, 50], [False, False], [[0, 1]], [0]).any()
+
+    def test_two_dimensions(self):
+        # Prefectures X, Y, Z x sex 1/2 (cells 0..5 = X1 X2 Y1 Y2 Z1 Z2), rows and columns both add
+        # up to published totals, no remainders. X2 = 28 primary.
+        n = [100, 28, 300, 320, 400, 350]
+        groups = [[0, 1], [2, 3], [4, 5], [0, 2, 4], [1, 3, 5]]
+        got = secondary_suppression(n, [False, True, False, False, False, False], groups)
+        # Pass 1: row X (X2 alone) -> X1 (100); column sex2 (X2 alone) -> Y2 (320 < Z2 350).
+        # Pass 2: column sex1 (X1 alone) -> Y1 (300); row Y (Y2 alone) -> Y1; column sex2:
+        # hidden 348, largest 320, other 28 < 30 -> Z2. Pass 3: row Z (Z2 alone) -> Z1.
+        # Pass 4: column sex1 hidden 800, largest 400, other 400; row X other than X1 is 28 but
+        # nothing is left there: done. Every cell but the primary one is suppressed secondarily.
+        assert got.tolist() == [True, False, True, True, True, True]
+
+    def test_pass_semantics_documented(self):
+        # Every exposed group adds its smallest cell in the same pass: pass 1 -> 50 and 70;
+        # pass 2: group 1 other than 50 only 20 -> 60; group 2 other than 70 is 21 but nothing left.
+        got = secondary_suppression([20, 50, 60, 21, 70], [True, False, False, True, False],
+                                    [[0, 1, 2], [3, 4]])
+        assert got.tolist() == [False, True, True, False, True]
+
+    def test_groups_from_labels(self):
+        g = groups_from_labels(["a", "b", None, "a", np.nan, "b", "c"])
+        assert [x.tolist() for x in g] == [[0, 3], [1, 5], [6]]
+        got = secondary_suppression([15, 35, 40, 50], [True, False, False, False],
+                                    groups_from_labels(["g"] * 4))
+        assert got.tolist() == [False, True, True, False]
+
+    def test_bad_input(self):
+        with pytest.raises(ValueError, match=r"^primary must have the same length as n \(1 flags, 2 counts\)$"):
+            secondary_suppression([1, 2], [True], [[0, 1]])
+        with pytest.raises(ValueError, match=r"^remainder must have one value per group \(2 values, 1 groups\)$"):
+            secondary_suppression([1, 2], [True, False], [[0, 1]], [0, 0])
+        with pytest.raises(ValueError, match=r"^n must be >= 0$"):
+            secondary_suppression([-1, 2], [True, False], [[0, 1]])
+        with pytest.raises(ValueError, match=r"^group cell index out of range 0\.\.1$"):
+            secondary_suppression([1, 2], [True, False], [[0, 2]])
+        with pytest.raises(ValueError, match=r"^n must not be missing"):
+            secondary_suppression([np.nan, 2], [True, False], [[0, 1]])
