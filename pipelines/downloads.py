@@ -13,6 +13,7 @@ import duckdb
 import pandas as pd
 
 from . import schema
+from .errors import UsageError, check_pref_code, check_year
 
 FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
 
@@ -76,6 +77,17 @@ def write_xlsx(sheets: dict[str, pd.DataFrame], path: Path) -> Path:
                 width = max(10, min(60, len(str(col)) + 4))
                 ws.column_dimensions[ws.cell(row=1, column=i).column_letter].width = width
     return path
+
+
+def check_area_code(value: object, parameter: str = "area_code") -> str:
+    """Guard: an area code '00' (national) or '01'..'47'."""
+    text = str(value).strip()
+    if text in ("0", "00"):
+        return "00"
+    try:
+        return f"{check_pref_code(text, parameter):02d}"
+    except UsageError:
+        raise UsageError(parameter, f"'{value}' is not an area code (00 national, 01–47) / 地域コードではありません") from None
 
 
 def _breakdown_ja(b: str) -> str:
@@ -159,6 +171,10 @@ def write_indicator_downloads(con: duckdb.DuckDBPyConnection, year: int, dest_di
     ``area_code``: that area's rows, national value in the same row) from the warehouse."""
     from .indicators import BREAKDOWNS_COMMON, BREAKDOWNS_UK, load_catalogue
 
+    # Both name the output files: digits only (no path traversal); both are bound into the SQL.
+    year = check_year(year, "year")
+    if area_code is not None:
+        area_code = check_area_code(area_code)
     catalogue = load_catalogue()
     sql = "SELECT * FROM indicators WHERE year = ?"
     params: list = [year]

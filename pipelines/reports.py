@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import math
+import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,7 +16,7 @@ from pathlib import Path
 import pandas as pd
 
 from . import config, schema
-from .errors import UsageError, check_pref_code
+from .errors import UsageError, check_pref_code, check_year
 from .indicators import OWN_SURVEY_MARK
 from .reference import area_code as _area_code
 from .reference import pref_name, pref_slug, prefectures
@@ -132,6 +133,8 @@ def load_report_data(warehouse: str | Path, year: int, pref_code: int) -> Report
     """Read what one area's report needs from the warehouse (read-only)."""
     import duckdb
 
+    year = check_year(year, "year")
+    pref_code = 0 if str(pref_code).strip() in ("0", "00") else check_pref_code(pref_code, "pref_code")
     code = _area_code(pref_code)
     con = duckdb.connect(str(warehouse), read_only=True)
     try:
@@ -261,8 +264,13 @@ def fmt_comparison(row) -> str:
     comp = str(row.get("comparison") or "not_compared")
     if comp == "not_compared":
         return MISSING
-    label = schema.COMPARISON_LABELS.get(comp, comp)
-    return f"[{direction_symbol(row)} {label}]{{.cmp-{comp}}}"
+    label = md_escape(schema.COMPARISON_LABELS.get(comp, comp))
+    return MdText(f"[{direction_symbol(row)} {label}]{{.cmp-{_css_class(comp)}}}")
+
+
+def _css_class(value: str) -> str:
+    """A class name from a data value: letters, digits, _ and - only."""
+    return re.sub(r"[^A-Za-z0-9_-]", "_", str(value))
 
 
 CHANGE_SYMBOLS = {"increase": "↑", "decrease": "↓", "no_change": "→", "not_compared": MISSING}
@@ -274,18 +282,36 @@ def fmt_change(row) -> str:
     ch = str(row.get("change_vs_previous") or "not_compared")
     if ch == "not_compared":
         return MISSING
-    text = f"{CHANGE_SYMBOLS.get(ch, '')} {schema.CHANGE_LABELS.get(ch, ch)}"
-    return f"[{text}]{{.chg-{ch}}}" if ch in ("increase", "decrease") else text
+    text = md_escape(f"{CHANGE_SYMBOLS.get(ch, '')} {schema.CHANGE_LABELS.get(ch, ch)}")
+    return MdText(f"[{text}]{{.chg-{ch}}}" if ch in ("increase", "decrease") else text)
+
+
+class MdText(str):
+    """Markdown built by our own helpers (e.g. the coloured comparison spans): md_table keeps it as
+    is. Every other cell is data and is escaped with md_escape."""
+
+
+_MD_CONTROL = re.compile(r"[\x00-\x1f\x7f\u2028\u2029]+")
+_MD_PUNCT = re.compile(r"([!-/:-@\[-`{-~])")  # every ASCII punctuation character
 
 
 def md_escape(text: object) -> str:
-    return str(text).replace("|", "｜")
+    """Text from data (names, notes, survey ids, file names) as Markdown that shows it literally.
+
+    pandoc's Markdown lets every ASCII punctuation character be backslash-escaped, so escaping all
+    of them neutralises HTML tags, raw attributes (`x`{=html}), links and images, citations (@x),
+    math ($x$), emphasis, headings, list markers and fenced divs; the Typst and HTML writers then
+    escape the literal text for their own syntax (# [ ] etc.). Line breaks and control characters
+    become a space (a value cannot start a new block or table row); | becomes ｜ (pipe tables)."""
+    s = _MD_CONTROL.sub(" ", str(text)).replace("|", "｜")
+    return _MD_PUNCT.sub(r"\\\1", s)
 
 
 def md_table(header: list[str], rows: list[list[str]], align: list[str] | None = None,
              caption: str | None = None, widths: list[int] | None = None) -> str:
     """A pipe table. align: 'l' | 'r' | 'c' per column; widths: relative column widths (pandoc
-    reads them from the dashes of the separator line, so wide tables wrap inside the page)."""
+    reads them from the dashes of the separator line, so wide tables wrap inside the page).
+    Header and cells are escaped (md_escape) unless they are MdText; the caption is ours."""
     align = align or ["l"] + ["r"] * (len(header) - 1)
     widths = widths or [4] + [2] * (len(header) - 1)
 
@@ -295,7 +321,7 @@ def md_table(header: list[str], rows: list[list[str]], align: list[str] | None =
 
     lines = ["| " + " | ".join(md_escape(h) for h in header) + " |",
              "|" + "|".join(mark(a, w) for a, w in zip(align, widths)) + "|"]
-    lines += ["| " + " | ".join(str(c) for c in r) + " |" for r in rows]
+    lines += ["| " + " | ".join(c if isinstance(c, MdText) else md_escape(c) for c in r) + " |" for r in rows]
     out = "\n".join(lines)
     if caption:
         out += f"\n\n: {caption}"
@@ -321,7 +347,7 @@ def headline_table(R: ReportData) -> str:
     for ind in R.ids("survey"):
         r = R.row(ind)
         unit = R.unit(ind)
-        row = [md_escape(R.name(ind)), fmt_value(r, unit), fmt_ci(r), fmt_base(r)]
+        row = [R.name(ind), fmt_value(r, unit), fmt_ci(r), fmt_base(r)]  # md_table escapes
         if R.is_national:
             prev = R.row(ind, year=max([y for y in R.years() if y < R.year], default=0))
             row += [fmt_value(prev, unit) if prev is not None else MISSING, fmt_change(r)]
@@ -484,6 +510,7 @@ def run_reports(year: int, warehouse: Path, out_dir: Path, prefs: list[int] | No
     Writes out_dir/prefectures/{slug}.html|pdf and out_dir/national.html|pdf; executed notebooks
     under out_dir/.work/executed/. One area's failure is recorded and the others continue.
     """
+    year = check_year(year)  # it names output files and is bound into SQL: digits only
     codes = [0 if str(p).strip() in ("0", "00") else check_pref_code(p) for p in (prefs or [])]  # 0 = national
     if not codes:
         codes = [0] + [int(c) for c in prefectures().pref_code]

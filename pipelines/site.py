@@ -27,7 +27,7 @@ import pandas as pd
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from . import config, schema
-from .errors import DataError
+from .errors import DataError, check_pref_code, check_year
 from .reference import area_code, pref_slug, prefectures
 
 log = logging.getLogger("tsunagari.site")
@@ -308,6 +308,7 @@ def _write(path: Path, text: str) -> Path:
 
 def build_site(year: int, warehouse: Path, out_dir: Path, synthetic: bool | None = None) -> list[Path]:
     """Write the site pages and per-prefecture downloads for `year`; return the files written."""
+    year = check_year(year, "year")  # names files (downloads/{slug}-{year}.xlsx): digits only
     out_dir = Path(out_dir)
     df, wh_synthetic = _read(Path(warehouse), year)
     synthetic = wh_synthetic if synthetic is None else bool(synthetic)
@@ -486,6 +487,7 @@ def write_pref_xlsx(df: pd.DataFrame, pref_code: int, name_ja: str, year: int, o
     from openpyxl.styles import Font
     from openpyxl.utils import get_column_letter
 
+    pref_code, year = check_pref_code(pref_code, "pref_code"), check_year(year, "year")  # no path traversal
     code = area_code(pref_code)
     path = out_dir / "downloads" / f"{pref_slug(pref_code)}-{year}.xlsx"
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -4,8 +4,15 @@ Tsunagari report filter for pandoc's ipynb reader (run with --ipynb-output=all).
 * Drops the code of every code cell (reports show results only).
 * Picks the best output per display: text/markdown (parsed as Markdown, so tables become native
   pandoc tables in HTML and Typst) > image (the text/plain sibling becomes the image's alt text)
-  > text/html (HTML only) > text/plain. Stream output (stdout/stderr, warnings) is dropped.
+  > text/plain (text/html is never used). Stream output (stdout/stderr, warnings) is dropped.
 * Colours the comparison/change spans ([▲ 悪い]{.cmp-worse}) in Typst (HTML uses report.css).
+* Outputs carry text from data (names, notes, survey ids), so nothing in them may become markup
+  of the target format: Markdown outputs are read without raw HTML/TeX, raw attributes
+  (`x`{=html}/{=typst}), citations or math, and anything raw, any link or image that remains is
+  turned into literal text (an image would make pandoc embed a local file, e.g. ![](/etc/passwd)).
+  text/html outputs are never passed through (the text/plain sibling is shown instead). The
+  notebook escapes data with pipelines.reports.md_escape; this is the second line of defence.
+  Markdown cells (written by the report's authors) are not data and keep their markup.
 ]]
 
 local stringify = pandoc.utils.stringify
@@ -33,9 +40,29 @@ end
 
 -- Parse a Markdown output with narrow "columns" so that pipe tables always get relative widths
 -- (taken from the separator dashes) and wrap inside the page in Typst.
+local SAFE_MARKDOWN = "markdown-raw_html-raw_tex-raw_attribute-citations-tex_math_dollars"
+  .. "-tex_math_single_backslash-autolink_bare_uris-implicit_figures"
+
+-- Literal text in place of anything from an output that could be markup of the target format.
+local NEUTRALISE = {
+  RawInline = function(el) return pandoc.Str(el.text) end,
+  RawBlock = function(el) return pandoc.CodeBlock(el.text) end,
+  Link = function(el) return el.content end,
+  Image = function(el)
+    local alt = stringify(el.caption or el.content or {})
+    return pandoc.Str(alt ~= "" and alt or "図")
+  end,
+  Cite = function(el) return el.content end,
+  Math = function(el) return pandoc.Str(el.text) end,
+}
+
+local function literal(blocks)
+  return pandoc.Pandoc(blocks):walk(NEUTRALISE).blocks
+end
+
 local function read_markdown(text)
-  local ok, doc = pcall(pandoc.read, text, "markdown", { columns = 20 })
-  if ok then return doc.blocks end
+  local ok, doc = pcall(pandoc.read, text, SAFE_MARKDOWN, { columns = 20 })
+  if ok then return literal(doc.blocks) end
   return { pandoc.Para({ pandoc.Str(text) }) }
 end
 
@@ -67,9 +94,7 @@ local function best_output(div)
     end
     return { pandoc.Div({ pandoc.Para({ image }) }, pandoc.Attr("", { "chart" })) }
   end
-  if html ~= nil and is_html then
-    return { html }
-  end
+  -- text/html outputs are never passed through (they would carry data as raw HTML).
   if plain ~= nil and not is_repr(plain) then
     return { pandoc.CodeBlock(plain) }
   end

@@ -120,7 +120,10 @@ def _html_font() -> tuple[str, Path]:
 
 
 def _typst_escape(text: str) -> str:
-    return str(text).replace("\\", "\\\\").replace('"', '\\"')
+    """Text for the inside of a Typst string literal ("..."), where report.typ puts every value:
+    backslash and quote escaped, line breaks and other control characters as a space."""
+    text = re.sub(r"[\x00-\x1f\x7f\u2028\u2029]", " ", str(text))
+    return text.replace("\\", "\\\\").replace('"', '\\"')
 
 
 def render_typst(executed: Path, workdir: Path, meta: dict) -> Path:
@@ -130,7 +133,7 @@ def render_typst(executed: Path, workdir: Path, meta: dict) -> Path:
     args = _common_args(executed) + [
         "-t", "typst", "--standalone", f"--template={TYPST_TEMPLATE}",
         "--extract-media=media",
-        "-V", f"mainfont={family}",
+        "-V", f"mainfont={_typst_escape(family)}",
         "-V", f"area-name={_typst_escape(meta.get('area_name', ''))}",
         "-V", f"report-year={int(meta.get('year', 0))}",
         "-V", f"doc-title={_typst_escape(meta.get('title', ''))}",
