@@ -19,6 +19,7 @@ import codecs
 import csv
 import hashlib
 import logging
+import os
 import re
 import time
 import unicodedata
@@ -60,11 +61,18 @@ RULE_SURVEY_ID = "survey not identified / 調査を特定できません"
 RULE_DUPLICATE_SURVEY = "same survey in two files / 同じ調査が2つのファイルにあります"
 RULE_DUPLICATE_NAME = "same file name twice / 同じファイル名が2つあります"
 RULE_MAPPING = "mapping file refers to an unknown column / 対応表に未知の列"
+RULE_TOO_MANY_ROWS = "too many rows / 行数が多すぎます"
+RULE_FIELD_COUNT = "wrong number of fields / 列数が見出しと合いません"
+RULE_SHEETS = "several sheets with data / データのシートが複数あります"
+RULE_UNKNOWN_PREF = "unknown prefecture / 存在しない都道府県"
 
 DETAIL_BLANK = "blank in a required column / 必須の列が空欄です"
 DETAIL_INT = "expected an integer / 整数ではありません"
 DETAIL_NUMBER = "expected a number / 数値ではありません"
 DETAIL_LABEL = "add it to a mapping file (--mapping) / 対応表（--mapping）に追加してください"
+DETAIL_CHECK_ENCODING = "check --encoding (leave it out to detect UTF-8/CP932) / --encoding の指定を確認してください（省略すると自動判別します）"
+# An XLSX header may sit below title rows (e.g. a merged group row): looked for in the first rows.
+HEADER_SEARCH_ROWS = 10
 
 SURVEY_INT = ["survey_year", "pref_code", "sex", "age", "household_single", *schema.QUESTIONS]
 PROGRAMME_INT = ["fiscal_year", "pref_code"]
@@ -72,6 +80,9 @@ ALL_COLUMNS = list(dict.fromkeys(schema.SURVEY_COLUMNS + schema.PROGRAMME_COLUMN
 # Columns that may be absent from a file (filled in by ingest).
 SURVEY_FILLED = {"survey_id", "survey_year", "weight"}
 PROGRAMME_FILLED = {"source"}
+
+# Row guard (data rows per file; TSUNAGARI_MAX_INPUT_ROWS overrides). The size guard is config.MAX_INPUT_BYTES.
+DEFAULT_MAX_INPUT_ROWS = 20_000_000
 
 _INT_RE = re.compile(r"^[+-]?\d+(\.0*)?$")
 _INT32 = 2**31 - 1
@@ -185,41 +196,235 @@ def sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
-def _decodes(path: Path, encoding: str) -> bool:
-    dec = codecs.getincrementaldecoder(encoding)(errors="strict")
+def scan_file(path: Path) -> tuple[str, int]:
+    """sha256 of the bytes and the number of lines (newlines, plus a last line without one), in one pass."""
+    h = hashlib.sha256()
+    lines, last = 0, b"\n"
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+            lines += chunk.count(b"\n")
+            last = chunk[-1:]
+    return h.hexdigest(), lines + (last != b"\n")
+
+
+def max_input_rows() -> int:
+    """The row guard: TSUNAGARI_MAX_INPUT_ROWS (read at call time), default DEFAULT_MAX_INPUT_ROWS."""
+    env = os.environ.get("TSUNAGARI_MAX_INPUT_ROWS")
+    if env is None:
+        return DEFAULT_MAX_INPUT_ROWS
     try:
-        with open(path, "rb") as fh:
-            for chunk in iter(lambda: fh.read(1 << 20), b""):
+        return int(env)
+    except ValueError:
+        raise UsageError("TSUNAGARI_MAX_INPUT_ROWS", f"'{env}' is not a whole number / 整数ではありません") from None
+
+
+def _too_many_rows(file_name: str, rows: int, limit: int, what: str = "rows") -> DataError:
+    return DataError(file_name, RULE_TOO_MANY_ROWS,
+                     detail=f"{rows:,} {what} > limit {limit:,} rows (TSUNAGARI_MAX_INPUT_ROWS) / "
+                            f"上限 {limit:,} 行を超えています")
+
+
+_ENCODING_LABEL = {"utf-8": "UTF-8", "utf-8-sig": "UTF-8", "cp932": "CP932 (Shift_JIS)"}
+
+
+def _family(encoding: str) -> str:
+    name = codecs.lookup(encoding).name
+    if name in ("utf-8", "utf-8-sig"):
+        return "utf-8"
+    if name in ("cp932", "shift_jis", "shift_jis_2004", "shift_jisx0213"):
+        return "cp932"
+    return name
+
+
+@dataclass
+class _Decoded:
+    """Where a strict decode of a file stopped (``ok`` when it did not)."""
+
+    ok: bool
+    non_ascii: bool = False     # non-ASCII bytes before the error (or anywhere, when ok)
+    line: int = 0               # 1-based physical line of the first undecodable byte
+    line_start: int = 0         # byte offset of that line
+    reason: str = ""
+    at_end: bool = False        # only the last bytes are incomplete: the file stops inside a character
+    mixed: bool = False         # complete lines with non-ASCII text decode before the error line
+
+
+def _decode_check(path: Path, encoding: str, start: int = 0) -> _Decoded:
+    dec = codecs.getincrementaldecoder(encoding)(errors="strict")
+    pos, lines, first_na_line, last_nl = start, 1, None, start - 1
+    with open(path, "rb") as fh:
+        fh.seek(start)
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            try:
                 dec.decode(chunk)
-        dec.decode(b"", final=True)
-    except UnicodeDecodeError:
+            except UnicodeDecodeError as exc:
+                base = pos + len(chunk) - len(exc.object)
+                return _failure(exc, base, lines, first_na_line, last_nl, at_end=False)
+            if first_na_line is None:
+                m = _NON_ASCII.search(chunk)
+                if m:
+                    first_na_line = lines + chunk.count(b"\n", 0, m.start())
+            k = chunk.rfind(b"\n")
+            if k >= 0:
+                last_nl = pos + k
+            lines += chunk.count(b"\n")
+            pos += len(chunk)
+        try:
+            dec.decode(b"", final=True)
+        except UnicodeDecodeError as exc:
+            return _failure(exc, pos - len(exc.object), lines, first_na_line, last_nl, at_end=True)
+    return _Decoded(ok=True, non_ascii=first_na_line is not None)
+
+
+_NON_ASCII = re.compile(rb"[\x80-\xff]")
+
+
+def _failure(exc: UnicodeDecodeError, base: int, lines: int, first_na_line: int | None, last_nl: int,
+             at_end: bool) -> _Decoded:
+    data, at = exc.object, exc.start
+    if first_na_line is None:
+        m = _NON_ASCII.search(data, 0, at)
+        if m:
+            first_na_line = lines + data.count(b"\n", 0, m.start())
+    line = lines + data.count(b"\n", 0, at)
+    k = data.rfind(b"\n", 0, at)
+    line_start = base + k + 1 if k >= 0 else last_nl + 1
+    return _Decoded(ok=False, non_ascii=first_na_line is not None, line=line, line_start=line_start,
+                    reason=exc.reason, at_end=at_end,
+                    mixed=first_na_line is not None and first_na_line < line)
+
+
+def _decodes(path: Path, encoding: str, start: int = 0) -> bool:
+    return _decode_check(path, encoding, start).ok
+
+
+# Bytes that Python's cp932 decodes although they are no CP932 text (0x80, 0xA0, 0xFD-0xFF).
+_CP932_FILLERS = re.compile("[\x80\uf8f0-\uf8f3]")
+
+
+def _is_text_in(path: Path, encoding: str, start: int) -> bool:
+    """The file from byte ``start`` on is real text in ``encoding`` (for the mixed-encodings check)."""
+    if not _decodes(path, encoding, start):
         return False
+    if _family(encoding) != "cp932":
+        return True
+    with open(path, "rb") as fh:
+        fh.seek(start)
+        text = codecs.getreader(encoding)(fh)
+        for chunk in iter(lambda: text.read(1 << 20), ""):
+            if _CP932_FILLERS.search(chunk):
+                return False
     return True
 
 
+def _undecodable(path: Path, encoding: str, d: _Decoded) -> DataError | None:
+    """The error for a file cut inside a character, or for two encodings in one file."""
+    label = _ENCODING_LABEL.get(encoding, encoding)
+    if d.at_end:
+        return DataError(path.name, RULE_ENCODING,
+                         detail=f"the file ends inside a character (line {d.line}): it was probably cut short; "
+                                f"copy or export it again / ファイルが文字の途中で終わっています（{d.line}行目）。"
+                                "途中で切れている可能性があります。もう一度コピーしてください")
+    other = "cp932" if _family(encoding) == "utf-8" else "utf-8"
+    if d.mixed and _is_text_in(path, other, d.line_start):
+        return DataError(path.name, RULE_ENCODING,
+                         detail=f"mixed encodings: {label} up to line {d.line - 1}, {_ENCODING_LABEL[other]} from "
+                                f"line {d.line}; save the whole file in one encoding / 文字コードが混在しています"
+                                f"（{d.line - 1}行目まで{encoding.upper()}、{d.line}行目から{other.upper()}）。"
+                                "ファイル全体を1つの文字コードで保存してください")
+    return None
+
+
 def detect_encoding(path: Path) -> str:
-    """'utf-8' ('utf-8-sig' with a BOM) when the whole file decodes strictly, else 'cp932'."""
-    for enc in ("utf-8-sig", "cp932"):
-        if _decodes(path, enc):
-            if enc == "utf-8-sig":
-                with open(path, "rb") as fh:
-                    return enc if fh.read(3) == codecs.BOM_UTF8 else "utf-8"
-            return enc
+    """'utf-8' ('utf-8-sig' with a BOM) when the whole file decodes strictly, else 'cp932'. A file cut
+    inside a character and a file in two encodings (e.g. UTF-8 rows, then CP932 rows) are refused."""
+    u = _decode_check(path, "utf-8")
+    if u.ok:
+        with open(path, "rb") as fh:
+            return "utf-8-sig" if fh.read(3) == codecs.BOM_UTF8 else "utf-8"
+    err = _undecodable(path, "utf-8", u)
+    if err is not None:
+        raise err
+    c = _decode_check(path, "cp932")
+    if c.ok:
+        return "cp932"
+    err = _undecodable(path, "cp932", c)
+    if err is not None:
+        raise err
     raise DataError(path.name, RULE_ENCODING,
                     detail="neither UTF-8 nor CP932 (Shift_JIS); give --encoding / UTF-8でもCP932でもありません。--encoding を指定してください")
 
 
-def _read_csv(path: Path, encoding: str | None) -> RawTable:
-    enc = encoding or detect_encoding(path)
+def _guess_encoding(path: Path) -> str | None:
     try:
-        codecs.lookup(enc)
-    except LookupError:
-        raise UsageError("--encoding", f"'{enc}' is not a known encoding / 不明な文字コード") from None
+        return detect_encoding(path)
+    except DataError:
+        return None
+
+
+def _check_declared_encoding(path: Path, encoding: str) -> None:
+    """--encoding was given: refuse a file that does not decode with it, and a UTF-8 file with
+    non-ASCII text given a non-UTF-8 encoding (CP932 decodes much UTF-8 into mojibake without error)."""
+    d = _decode_check(path, encoding)
+    if not d.ok:
+        guess = _guess_encoding(path)
+        looks = (f"; the file looks like {_ENCODING_LABEL.get(guess, guess)}"
+                 if guess and _family(guess) != _family(encoding) else "")
+        raise DataError(path.name, RULE_ENCODING,
+                        detail=f"not {encoding}: {d.reason} (line {d.line}){looks} / {encoding} ではありません"
+                               f"（{d.line}行目）. {DETAIL_CHECK_ENCODING}")
+    if _family(encoding) != "utf-8" and d.non_ascii:
+        u = _decode_check(path, "utf-8")
+        if u.ok:
+            raise DataError(path.name, RULE_ENCODING,
+                            detail=f"the file is UTF-8, not {encoding}: read as {encoding} its Japanese text would be "
+                                   f"garbled (mojibake) / このファイルはUTF-8です（{encoding}として読むと文字化けします）. "
+                                   f"{DETAIL_CHECK_ENCODING}")
+
+
+def _field_count_error(path: Path, enc: str, width: int, fallback: str) -> DataError:
+    """Locate the rows whose number of fields differs from the header's (pyarrow names none)."""
+    bad: list[int] = []
+    got: int | None = None
+    last = 0
+    with open(path, encoding=enc, newline="") as fh:
+        reader = csv.reader(fh)
+        next(reader, None)
+        for row in reader:
+            if not row:  # empty lines are not rows (pyarrow skips them too)
+                continue
+            last += 1
+            if len(row) != width:
+                bad.append(last)
+                got = len(row) if got is None else got
+    if not bad:
+        return DataError(path.name, RULE_UNREADABLE, detail=fallback)
+    if bad == [last]:
+        detail = (f"the last row has {got} of {width} fields: the file was probably cut short; copy or export it "
+                  f"again / 最後の行が{width}列中{got}列で終わっています。ファイルが途中で切れている可能性があります")
+    else:
+        detail = (f"the header has {width} fields, row {bad[0]} has {got}: a value with an unquoted comma or "
+                  f"quote, or a broken line / 見出しは{width}列、{bad[0]}行目は{got}列です（引用符のないカンマ・改行など）")
+    return DataError(path.name, RULE_FIELD_COUNT, rows=bad[:6], count=len(bad), detail=detail)
+
+
+def _read_csv(path: Path, encoding: str | None) -> RawTable:
+    if encoding:
+        try:
+            codecs.lookup(encoding)
+        except LookupError:
+            raise UsageError("--encoding", f"'{encoding}' is not a known encoding / 不明な文字コード") from None
+        _check_declared_encoding(path, encoding)
+        enc = encoding
+    else:
+        enc = detect_encoding(path)
     try:
         with open(path, encoding=enc, newline="") as fh:
             headers = next(csv.reader(fh), None)
     except UnicodeDecodeError as exc:
-        raise DataError(path.name, RULE_ENCODING, detail=f"not {enc}: {exc.reason} / {enc} ではありません") from None
+        raise DataError(path.name, RULE_ENCODING, detail=f"not {enc}: {exc.reason} / {enc} ではありません. "
+                                                         f"{DETAIL_CHECK_ENCODING}") from None
     if not headers:
         raise DataError(path.name, RULE_EMPTY)
     names = [f"c{i}" for i in range(len(headers))]
@@ -236,7 +441,10 @@ def _read_csv(path: Path, encoding: str | None) -> RawTable:
                 quoted_strings_can_be_null=False, null_values=[]),
         )
     except (pa.ArrowInvalid, UnicodeDecodeError) as exc:
-        raise DataError(path.name, RULE_UNREADABLE, detail=str(exc).splitlines()[0]) from None
+        message = str(exc).splitlines()[0]
+        if "Expected" in message and "columns, got" in message:
+            raise _field_count_error(path, enc, len(names), message) from None
+        raise DataError(path.name, RULE_UNREADABLE, detail=message) from None
     cols = [table.column(i).combine_chunks() for i in range(len(names))]
     return RawTable(headers, cols, np.arange(1, table.num_rows + 1, dtype=np.int64), enc)
 
@@ -251,22 +459,70 @@ def _cell_text(value: object) -> str:
     return str(value)
 
 
-def _read_xlsx(path: Path) -> RawTable:
+def _is_header(row: Sequence[object], mapping: Mapping) -> bool:
+    """A row that names the key column of a survey (respondent_id) or programme file (metric_id)."""
+    for v in row:
+        n = norm(_cell_text(v))
+        m = mapping.columns.get(n, n.lower())
+        if m in ("respondent_id", "metric_id"):
+            return True
+    return False
+
+
+def _pick_sheet(path: Path, wb, mapping: Mapping | None) -> tuple[object, int]:
+    """(worksheet, 0-based header row). The sheet whose first rows name the contract columns is read;
+    rows above its header (titles, a merged group row) are skipped. Several such sheets are refused;
+    with none, a one-sheet workbook is read from row 1 (its header is then reported) and a workbook of
+    several sheets is refused, naming them."""
+    sheets = wb.worksheets
+    if mapping is None:
+        return sheets[0], 0
+    found = []
+    for ws in sheets:
+        for i, row in enumerate(ws.iter_rows(values_only=True, max_row=HEADER_SEARCH_ROWS)):
+            if _is_header(row, mapping):
+                found.append((ws, i))
+                break
+    names = [ws.title for ws in sheets]
+    if len(found) > 1:
+        raise DataError(path.name, RULE_SHEETS, examples=[ws.title for ws, _ in found],
+                        detail="one table per file: keep the data on one sheet (others may hold notes) / "
+                               "1ファイルに1つの表です。データは1つのシートにしてください（他のシートは注記のみ可）")
+    if found:
+        ws, i = found[0]
+        if len(sheets) > 1 or i:
+            log.info("%s: read sheet '%s', header in row %d (sheets: %s)", path.name, ws.title, i + 1, ", ".join(names))
+        return found[0]
+    if len(sheets) > 1:
+        raise DataError(path.name, RULE_UNKNOWN_KIND, examples=names,
+                        detail="no sheet has a respondent_id (survey) or metric_id (programme) column in its first "
+                               f"{HEADER_SEARCH_ROWS} rows / respondent_id（調査）か metric_id（施策）の列があるシートがありません")
+    return sheets[0], 0
+
+
+def _read_xlsx(path: Path, mapping: Mapping | None = None, max_rows: int | None = None) -> RawTable:
     import openpyxl
 
     try:
         wb = openpyxl.load_workbook(path, read_only=True, data_only=True)
     except Exception as exc:  # zipfile/openpyxl raise many kinds
-        raise DataError(path.name, RULE_UNREADABLE, detail=f"{type(exc).__name__}: {exc}") from None
+        raise DataError(path.name, RULE_UNREADABLE,
+                        detail=f"not a valid XLSX file, truncated or corrupt ({type(exc).__name__}: {exc}) / "
+                               "XLSXファイルとして読めません（壊れているか途中で切れています）") from None
     try:
-        rows = wb.worksheets[0].iter_rows(values_only=True)
+        ws, header_at = _pick_sheet(path, wb, mapping)
+        rows = ws.iter_rows(values_only=True, min_row=header_at + 1)
         header_row = next(rows, None)
         if header_row is None:
             raise DataError(path.name, RULE_EMPTY)
         headers = [_cell_text(v) for v in header_row]
         width = len(headers)
         data: list[list[str]] = [[] for _ in range(width)]
+        n = 0
         for row in rows:
+            n += 1
+            if max_rows is not None and n > max_rows:
+                raise _too_many_rows(path.name, n, max_rows, "rows or more")
             cells = [_cell_text(v) for v in row[:width]]
             if any(c != "" for c in row[width:] if c is not None):
                 raise DataError(path.name, RULE_UNREADABLE, detail="cells right of the header row / 見出しのない列に値があります")
@@ -280,13 +536,18 @@ def _read_xlsx(path: Path) -> RawTable:
                     np.arange(1, n + 1, dtype=np.int64), None)
 
 
-def _read_parquet(path: Path) -> RawTable:
+def _read_parquet(path: Path, max_rows: int | None = None) -> RawTable:
     import pyarrow.parquet as pq
 
     try:
-        table = pq.read_table(path)
+        pf = pq.ParquetFile(path)
+        if max_rows is not None and pf.metadata.num_rows > max_rows:
+            raise _too_many_rows(path.name, pf.metadata.num_rows, max_rows)
+        table = pf.read()
     except (pa.ArrowInvalid, OSError) as exc:
-        raise DataError(path.name, RULE_UNREADABLE, detail=str(exc).splitlines()[0]) from None
+        raise DataError(path.name, RULE_UNREADABLE,
+                        detail=f"not a valid Parquet file, truncated or corrupt ({str(exc).splitlines()[0]}) / "
+                               "Parquetファイルとして読めません（壊れているか途中で切れています）") from None
     cols = []
     for col in table.columns:
         col = col.combine_chunks()
@@ -302,15 +563,20 @@ def _read_parquet(path: Path) -> RawTable:
                     np.arange(1, table.num_rows + 1, dtype=np.int64), None)
 
 
-def read_raw(path: Path, encoding: str | None = None) -> RawTable:
-    """Read a file as text columns; drop rows that are entirely blank (row numbers are kept)."""
+def read_raw(path: Path, encoding: str | None = None, mapping: Mapping | None = None,
+             max_rows: int | None = None) -> RawTable:
+    """Read a file as text columns; drop rows that are entirely blank (row numbers are kept).
+    ``mapping`` lets an XLSX reader find the sheet and the header row that name the contract columns;
+    ``max_rows`` is the row guard (CSV files are counted before they are read, in ingest_files)."""
+    if path.stat().st_size == 0:
+        raise DataError(path.name, RULE_EMPTY, detail="empty file (0 bytes) / 空のファイル（0バイト）")
     suffix = path.suffix.lower()
     if suffix == ".csv":
         raw = _read_csv(path, encoding)
     elif suffix == ".xlsx":
-        raw = _read_xlsx(path)
+        raw = _read_xlsx(path, mapping, max_rows)
     elif suffix == ".parquet":
-        raw = _read_parquet(path)
+        raw = _read_parquet(path, max_rows)
     else:
         raise DataError(path.name, "unsupported file type / 対応していない形式",
                         detail="CSV, XLSX or Parquet / CSV・XLSX・Parquet のみ")
@@ -498,10 +764,41 @@ def declared_survey(path: Path) -> str | None:
     return path.stem if SURVEY_ID_RE.match(path.stem) else None
 
 
-def prepare_file(path: Path, file_id: str, mapping: Mapping, encoding: str | None = None) -> PreparedFile:
-    """Read, map, normalise and type one file. Raises DataError on the first problem."""
+# Problems that a wrong --encoding shows up as (garbled headers and labels).
+_ENCODING_SYMPTOMS = (RULE_UNKNOWN_KIND, RULE_UNKNOWN_COLUMN, RULE_MISSING_COLUMN, RULE_DUPLICATE_COLUMN,
+                      RULE_UNMAPPED_LABEL)
+
+
+def prepare_file(path: Path, file_id: str, mapping: Mapping, encoding: str | None = None,
+                 max_rows: int | None = None) -> PreparedFile:
+    """Read, map, normalise and type one file. Raises DataError on the first problem. When --encoding
+    was given and the headers or labels do not map while the file decodes as another encoding, the
+    error says so (mojibake rather than a missing mapping)."""
+    try:
+        return _prepare_file(path, file_id, mapping, encoding, max_rows)
+    except DataError as exc:
+        if not (encoding and path.suffix.lower() == ".csv" and exc.rule in _ENCODING_SYMPTOMS):
+            raise
+        guess = _guess_encoding(path)
+        if guess is None or _family(guess) == _family(encoding):
+            raise
+        hint = f"the file decodes as {_ENCODING_LABEL.get(guess, guess)}, not {encoding}: {DETAIL_CHECK_ENCODING}"
+        raise DataError(exc.file, exc.rule, column=exc.column, rows=exc.rows, count=exc.count,
+                        examples=exc.examples, detail=f"{exc.detail}. {hint}" if exc.detail else hint) from None
+
+
+def _check_declared_pref(name: str, survey_id: str) -> None:
+    m = re.match(r"^pref(\d{2})-", survey_id)
+    if m and not 1 <= int(m.group(1)) <= 47:
+        raise DataError(name, RULE_UNKNOWN_PREF, column="survey_id", examples=[survey_id],
+                        detail=f"pref{m.group(1)} is not a prefecture: prefecture surveys are pref01-… to pref47-… "
+                               "(JIS X 0401) / 都道府県コードは01～47です")
+
+
+def _prepare_file(path: Path, file_id: str, mapping: Mapping, encoding: str | None,
+                  max_rows: int | None) -> PreparedFile:
     name = path.name
-    raw = read_raw(path, encoding)
+    raw = read_raw(path, encoding, mapping=mapping, max_rows=max_rows)
     mapped = _map_headers(name, raw.headers, mapping)
     present = {m for m in mapped if m}
     unknown = [h for h, m in zip(raw.headers, mapped) if m is None]
@@ -546,6 +843,7 @@ def prepare_file(path: Path, file_id: str, mapping: Mapping, encoding: str | Non
             if not SURVEY_ID_RE.match(survey_id):
                 raise DataError(name, RULE_SURVEY_ID, column="survey_id", examples=[survey_id],
                                 detail="expected e.g. national-2024 or pref11-2023 / 例: national-2024, pref11-2023")
+        _check_declared_pref(name, survey_id)
         survey_year = int(SURVEY_ID_RE.match(survey_id).group(2))
         if "survey_id" not in out:
             out["survey_id"] = pa.repeat(pa.scalar(survey_id), n)
@@ -666,11 +964,26 @@ def ingest_files(paths: list[Path], warehouse: Path, encoding: str | None = None
     files = expand_paths(paths)
     if not files:
         raise UsageError("PATH", "no CSV, XLSX or Parquet files / CSV・XLSX・Parquet ファイルがありません")
+    # Guards before anything is read: size (a stat), then rows (CSV lines counted while hashing).
     for f in files:
         size = f.stat().st_size
         if size > config.MAX_INPUT_BYTES:
             raise DataError(f.name, RULE_TOO_LARGE, detail=f"{size:,} bytes > limit {config.MAX_INPUT_BYTES:,} bytes "
                                                            f"(TSUNAGARI_MAX_INPUT_BYTES) / 上限 {config.MAX_INPUT_BYTES:,} バイトを超えています")
+    max_rows = max_input_rows()
+    scanned: list[tuple[Path, str]] = []
+    for f in files:
+        fid, lines = scan_file(f)
+        if f.suffix.lower() == ".csv" and lines - 1 > max_rows:
+            raise _too_many_rows(f.name, lines - 1, max_rows, "lines after the header")
+        scanned.append((f, fid))
+    # The same bytes under several names (a copy dropped beside the original): one is loaded, the
+    # one whose name declares the survey (national-2024.csv) rather than its copy.
+    copies: dict[str, list[Path]] = {}
+    for f, fid in scanned:
+        copies.setdefault(fid, []).append(f)
+    chosen = {fid: min(fs, key=lambda p: (declared_survey(p) is None, len(p.name), p.name))
+              for fid, fs in copies.items()}
     maps = load_mapping(mapping)
     result = IngestResult()
     warehouse = Path(warehouse)
@@ -679,21 +992,22 @@ def ingest_files(paths: list[Path], warehouse: Path, encoding: str | None = None
     try:
         ensure_tables(con)
         pending: list[tuple[Path, str]] = []
-        seen_ids: dict[str, str] = {}
         names: dict[str, Path] = {}
-        for f in files:
-            fid = sha256_file(f)
+        for f, fid in scanned:
             if f.name in names:
                 raise DataError(f.name, RULE_DUPLICATE_NAME, examples=[str(names[f.name]), str(f)])
             names[f.name] = f
             known = con.execute("SELECT file_name FROM files WHERE file_id = ?", [fid]).fetchone()
-            if known or fid in seen_ids:
+            if known:
                 result.skipped.append(f.name)
-                same = known[0] if known else seen_ids[fid]
-                extra = "" if same == f.name else f" (= {same})"
+                extra = "" if known[0] == f.name else f" (= {known[0]})"
                 result.lines.append(f"{f.name}: skipped, already loaded{extra} / 読み込み済みのためスキップ")
                 continue
-            seen_ids[fid] = f.name
+            if chosen[fid] is not f:
+                same = chosen[fid].name
+                result.skipped.append(f.name)
+                result.lines.append(f"{f.name}: skipped, same content as {same} / {same} と同じ内容のためスキップ")
+                continue
             pending.append((f, fid))
         if not pending:
             return result
@@ -705,7 +1019,7 @@ def ingest_files(paths: list[Path], warehouse: Path, encoding: str | None = None
             surveys: dict[str, str] = {}
             for f, fid in pending:
                 t0 = time.perf_counter()
-                prepared = prepare_file(f, fid, maps, encoding)
+                prepared = prepare_file(f, fid, maps, encoding, max_rows)
                 sf = prepared.staged
                 if sf.survey_id is not None:
                     if sf.survey_id in surveys:
