@@ -385,6 +385,10 @@ def run_build(cfg: BuildConfig) -> BuildSummary:
                 with progress.stage("site / サイト"):
                     _stage_site(cfg, new, state, year, summary)
         summary.seconds = time.perf_counter() - start
+        if not summary.failed:  # disclosure control: a site with a finding is not published
+            from .disclosure import check_published
+
+            summary.failed += [str(f) for f in check_published(new, cfg.warehouse)]
         if summary.failed:
             log.error("%d area(s) failed; the new site stays in %s and is not published", len(summary.failed), new)
         else:

@@ -1,0 +1,284 @@
+"""Statistical disclosure control (issue 8, item 2) on real DuckDB files and real published files.
+
+A tiny area: Tottori (31) has 62 national-survey respondents: 32 men, 28 women, 2 sex 9 (無回答).
+Women (28 < 30) are suppressed; with the total and the men shown, the women's value would follow
+by subtraction (the 2 sex-9 respondents hardly blur it), so the men are suppressed secondarily.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import duckdb
+import numpy as np
+import pandas as pd
+import pytest
+
+from pipelines import disclosure, indicators, stats
+from pipelines.disclosure import check_published, microdata_dumps
+from pipelines.downloads import write_indicator_downloads
+from pipelines.indicators import compute_indicators, write_indicators
+
+from test_indicators import create_tables, insert_rows
+
+IND = "lonely_often_always"
+
+
+def _rows() -> list[dict]:
+    rows = []
+    # Tokyo: 1,500 respondents (a large area); Tottori: 32 men (not lonely), 28 women (all
+    # often/always lonely), 2 sex 9.
+    rows += [dict(pref_code=13, sex=1 + i % 2, q_loneliness=2) for i in range(1500)]
+    rows += [dict(pref_code=31, sex=1, q_loneliness=1) for _ in range(32)]
+    rows += [dict(pref_code=31, sex=2, q_loneliness=5) for _ in range(28)]
+    rows += [dict(pref_code=31, sex=9, q_loneliness=1) for _ in range(2)]
+    # Shimane (32): its own survey, so its 80 national respondents are not published as a
+    # prefecture: they blur the prefectures within the national figure (40 per sex >= 30).
+    rows += [dict(pref_code=32, sex=1 + i % 2, q_loneliness=3) for i in range(80)]
+    for i, r in enumerate(rows):
+        r.update(survey_id="national-2024", survey_year=2024, respondent_id=f"N2024-{i + 1:06d}")
+    own = [dict(survey_id="pref32-2024", survey_year=2024, survey_kind="prefecture", pref_code=32,
+                respondent_id=f"P32-2024-{i + 1:05d}", sex=1 + i % 2) for i in range(400)]
+    return rows + own
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory) -> Path:
+    """A warehouse with the tiny area, indicators computed and written."""
+    path = tmp_path_factory.mktemp("sdc") / "wh.duckdb"
+    con = duckdb.connect(str(path))
+    create_tables(con)
+    insert_rows(con, _rows())
+    ind, dist = compute_indicators(con, 2024)
+    write_indicators(con, 2024, ind, dist)
+    con.close()
+    return path
+
+
+def _site(tmp_path: Path, warehouse: Path) -> Path:
+    site = tmp_path / "site"
+    con = duckdb.connect(str(warehouse), read_only=True)
+    try:
+        write_indicator_downloads(con, 2024, site / "downloads")
+        write_indicator_downloads(con, 2024, site / "downloads", area_code="31")
+    finally:
+        con.close()
+    return site
+
+
+def _table(warehouse: Path, name: str) -> pd.DataFrame:
+    con = duckdb.connect(str(warehouse), read_only=True)
+    try:
+        return con.execute(f"SELECT * FROM {name} WHERE year = 2024").df()
+    finally:
+        con.close()
+
+
+# --- Primary and secondary suppression in the warehouse tables ------------------------------------
+
+def test_women_primary_men_secondary_in_indicators(tiny):
+    ind = _table(tiny, "indicators")
+    t = ind[(ind.area_code == "31") & (ind.indicator_id == IND)].set_index("breakdown")
+    assert t.loc["total", "n_unweighted"] == 62 and not t.loc["total", "suppressed"]
+    assert t.loc["total", "value"] == pytest.approx(28 / 62 * 100)
+    w, m = t.loc["sex=2"], t.loc["sex=1"]
+    assert w.n_unweighted == 28 and w.suppressed and pd.isna(w.value) and pd.isna(w.lower_ci95)
+    assert w.note == "出典: 全国調査の当該県回答者 (n=28); n<30 非表示"
+    assert m.n_unweighted == 32 and m.suppressed and pd.isna(m.value) and pd.isna(m.upper_ci95)
+    assert m.note == "出典: 全国調査の当該県回答者 (n=32); secondary suppression / 二次秘匿"
+    assert m.comparison == "not_compared" and m.change_vs_previous == "not_compared"
+    # Every survey indicator of Tottori: same rule (all have the whole sample as base here).
+    sexes = ind[(ind.area_code == "31") & ind.breakdown.isin(["sex=1", "sex=2"]) & ind.n_unweighted.notna()]
+    assert sexes.suppressed.all() and sexes.value.isna().all()
+    # Tokyo (750 / 750) keeps both.
+    tokyo = ind[(ind.area_code == "13") & (ind.indicator_id == IND) & ind.breakdown.str.startswith("sex=")]
+    assert not tokyo.suppressed.any()
+
+
+def test_women_primary_men_secondary_in_distributions(tiny):
+    dist = _table(tiny, "distributions")
+    d = dist[(dist.area_code == "31") & (dist.question == "q_loneliness")]
+    for b in ("sex=1", "sex=2"):
+        cell = d[d.breakdown == b]
+        assert len(cell) == 6 and cell.suppressed.all() and cell.value.isna().all(), b
+    total = d[d.breakdown == "total"]
+    assert not total.suppressed.any() and total.value.sum() == pytest.approx(100.0)
+
+
+def test_without_secondary_suppression_the_women_are_recoverable(tiny, tmp_path, monkeypatch):
+    """The attack the protection stops: total x 62 - men x 32 - (sex 9: 0..2) = women x 28."""
+    shutil.copy(tiny, tmp_path / "wh.duckdb")
+    monkeypatch.setattr(indicators.stats, "secondary_suppression",
+                        lambda n, primary, groups, remainder=None, **kw: np.zeros(len(n), dtype=bool))
+    con = duckdb.connect(str(tmp_path / "wh.duckdb"))
+    ind, dist = compute_indicators(con, 2024)
+    write_indicators(con, 2024, ind, dist)
+    con.close()
+    t = ind[(ind.area_code == "31") & (ind.indicator_id == IND)].set_index("breakdown")
+    assert not t.loc["sex=1", "suppressed"]
+    lo = (t.loc["total", "value"] * 62 - t.loc["sex=1", "value"] * 32 - 2 * 100) / 28
+    hi = (t.loc["total", "value"] * 62 - t.loc["sex=1", "value"] * 32) / 28
+    assert lo >= 92.8 and hi == pytest.approx(100.0)   # the hidden 100 % to within 7 points
+    # ... and the published-output check catches it.
+    monkeypatch.undo()
+    findings = check_published(_site(tmp_path, tmp_path / "wh.duckdb"), tmp_path / "wh.duckdb")
+    rules = {f.rule for f in findings}
+    assert "suppressed cell recoverable by subtraction / 差し引きで復元できる非表示セル" in rules
+    assert any(f.file == "downloads/indicators-2024.csv" for f in findings)
+    assert any(f.file.startswith("downloads/indicators-2024-31.xlsx[") for f in findings)
+
+
+# --- Published downloads ----------------------------------------------------------------------------
+
+def test_downloads_do_not_carry_the_hidden_values(tiny, tmp_path):
+    site = _site(tmp_path, tiny)
+    assert check_published(site, tiny) == []
+    csv = pd.read_csv(site / "downloads" / "indicators-2024.csv", dtype=str, keep_default_na=False,
+                      encoding="utf-8-sig")
+    rows = csv[(csv.area_code == "31") & csv.breakdown.isin(["sex=1", "sex=2"]) & (csv.n_unweighted != "")]
+    assert len(rows) > 0
+    assert (rows[["value", "lower_ci95", "upper_ci95"]] == "").all().all()
+    assert "respondent_id" not in csv.columns
+    xl = pd.read_excel(site / "downloads" / "indicators-2024-31.xlsx", sheet_name=0, dtype=str)
+    xl = xl[xl["内訳 (breakdown)"].isin(["sex=1", "sex=2"]) & xl["回答者数 (n_unweighted)"].notna()]
+    assert len(xl) > 0 and xl["値 (value)"].isna().all()
+
+
+def test_a_value_on_a_small_base_in_a_download_is_found(tiny, tmp_path):
+    site = _site(tmp_path, tiny)
+    path = site / "downloads" / "indicators-2024.csv"
+    csv = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8-sig")
+    k = csv.index[(csv.area_code == "31") & (csv.indicator_id == IND) & (csv.breakdown == "sex=2")][0]
+    csv.loc[k, "value"] = "100.0"
+    csv.to_csv(path, index=False, encoding="utf-8-sig")
+    findings = check_published(site, tiny)
+    assert [(f.file, f.rule) for f in findings] == [
+        ("downloads/indicators-2024.csv", "value on a base < 30 or suppressed / 非表示の値")]
+    assert f"file rows {k + 2}" in findings[0].detail
+
+
+def test_respondent_rows_in_a_download_are_found(tiny, tmp_path):
+    site = _site(tmp_path, tiny)
+    con = duckdb.connect(str(tiny), read_only=True)
+    micro = con.execute("SELECT respondent_id, pref_code, sex, age, q_loneliness FROM survey_responses "
+                        "ORDER BY respondent_id").df()
+    con.close()
+    micro.to_csv(site / "downloads" / "extra.csv", index=False)
+    found = {f.rule: f for f in check_published(site, tiny) if f.file == "downloads/extra.csv"}
+    assert set(found) == {"respondent_id column / 回答者ID列", "respondent ids / 回答者ID"}
+    assert found["respondent ids / 回答者ID"].detail.startswith(
+        f"{len(micro)} respondent id(s) of the warehouse appear (N2024-000001, N2024-000002, N2024-000003 ...)")
+    # More rows than the indicators table: not aggregates.
+    n_ind = len(_table(tiny, "indicators"))
+    pd.concat([micro[["pref_code", "sex"]]] * (n_ind // len(micro) + 1)).to_csv(
+        site / "downloads" / "extra.csv", index=False)
+    found = [f for f in check_published(site, tiny) if f.file == "downloads/extra.csv"]
+    assert [f.rule for f in found] == ["more rows than the indicators table / 指標表より行が多い"]
+
+
+# --- Executed notebooks -----------------------------------------------------------------------------
+
+def _notebook(path: Path, outputs: list[dict]) -> None:
+    nb = {"cells": [{"cell_type": "code", "execution_count": 1, "metadata": {}, "source": "df",
+                     "outputs": outputs}],
+          "metadata": {}, "nbformat": 4, "nbformat_minor": 5}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(nb), encoding="utf-8")
+
+
+def test_an_executed_notebook_with_a_microdata_dump_is_caught(tiny, tmp_path):
+    site = _site(tmp_path, tiny)
+    con = duckdb.connect(str(tiny), read_only=True)
+    micro = con.execute("SELECT respondent_id, age, sex, q_loneliness FROM survey_responses "
+                        "WHERE pref_code = 31 ORDER BY respondent_id LIMIT 8").df()
+    con.close()
+    # Aggregates only: fine.
+    agg = micro.groupby("sex").size().rename("n").reset_index()
+    _notebook(site / ".work" / "executed" / "31-tottori.ipynb",
+              [{"output_type": "execute_result", "execution_count": 1, "metadata": {},
+                "data": {"text/html": agg.to_html(), "text/plain": repr(agg)}}])
+    assert check_published(site, tiny) == []
+    # A dump of respondent rows (HTML and text repr, as Jupyter shows a DataFrame).
+    _notebook(site / ".work" / "executed" / "31-tottori.ipynb",
+              [{"output_type": "execute_result", "execution_count": 1, "metadata": {},
+                "data": {"text/html": micro.to_html(), "text/plain": repr(micro)}}])
+    findings = check_published(site, tiny)
+    assert {(f.file, f.rule) for f in findings} == {
+        (".work/executed/31-tottori.ipynb", "microdata / 個票データ"),
+        (".work/executed/31-tottori.ipynb", "respondent ids / 回答者ID")}
+    ids = next(f for f in findings if f.rule.startswith("respondent ids"))
+    assert ids.detail.startswith("8 respondent id(s) of the warehouse appear (N2024-001501, N2024-001502, ")
+    # The same dump without the id column, printed to stdout in runs/: still microdata.
+    (site / ".work" / "executed" / "31-tottori.ipynb").unlink()
+    _notebook(site / "runs" / "indicators-2024.ipynb",
+              [{"output_type": "stream", "name": "stdout", "text": repr(micro.drop(columns="respondent_id"))}])
+    findings = check_published(site, tiny)
+    assert [(f.file, f.rule) for f in findings] == [("runs/indicators-2024.ipynb", "microdata / 個票データ")]
+    assert "a text dump of 8 row(s) with respondent-level columns age, q_loneliness, sex" in findings[0].detail
+
+
+def test_microdata_dump_detection_rules():
+    micro = pd.DataFrame({"age": [30, 41], "sex": [1, 2], "q_loneliness": [5, 1]})
+    assert microdata_dumps(html=micro.to_html()) == [
+        "a table of 2 row(s) with respondent-level columns age, q_loneliness, sex"]
+    assert microdata_dumps(plain=repr(micro)) == [
+        "a text dump of 2 row(s) with respondent-level columns age, q_loneliness, sex"]
+    # Two respondent-level columns (a cross-tabulation key) are not a dump.
+    assert microdata_dumps(html=micro[["sex", "q_loneliness"]].assign(n=[10, 20]).to_html()) == []
+
+
+# --- Report pages: the suppressed cells show 'x' ----------------------------------------------------
+
+def _pandoc() -> str:
+    import pypandoc
+
+    return pypandoc.get_pandoc_path()
+
+
+def _report_html(warehouse: Path, path: Path, tamper: bool = False) -> None:
+    """The breakdown table of the report notebook (reports.breakdown_table), rendered by pandoc."""
+    from pipelines import schema
+    from pipelines.reports import breakdown_table, headline_table, load_report_data
+
+    R = load_report_data(warehouse, 2024, 31)
+    md = headline_table(R) + "\n\n" + breakdown_table(R, IND, "sex", {"1": "男性", "2": "女性"}) + "\n\n" \
+        + breakdown_table(R, IND, "age", schema.AGE_BAND_LABELS)
+    if tamper:  # a report that printed the men's value instead of 'x'
+        md = md.replace("| 男性 | x |", "| 男性 | 0.0 |", 1)
+    html = subprocess.run([_pandoc(), "-f", "markdown", "-t", "html"], input=md, capture_output=True,
+                          text=True, check=True).stdout
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(html, encoding="utf-8")
+
+
+def test_report_tables_show_x_for_suppressed_cells(tiny, tmp_path):
+    site = _site(tmp_path, tiny)
+    page = site / "prefectures" / "31-tottori.html"
+    _report_html(tiny, page)
+    html = page.read_text(encoding="utf-8")
+    rows = [t for t in disclosure.html_tables(html) if t[0][0] == "区分"][0]
+    assert rows[1][:2] == ["男性", "x"] and rows[2][:2] == ["女性", "x"]
+    assert check_published(site, tiny) == []
+    _report_html(tiny, page, tamper=True)
+    findings = check_published(site, tiny)
+    assert [(f.file, f.rule) for f in findings] == [("prefectures/31-tottori.html",
+                                                     "suppressed cell shown / 非表示セルに数値")]
+    assert f"{IND} 31 sex=1 shows '0.0'" in findings[0].detail
+
+
+def test_secondary_suppression_is_used_by_the_check(tiny, tmp_path, monkeypatch):
+    """The published-output check re-applies the same pure rule (one source of truth)."""
+    site = _site(tmp_path, tiny)
+    calls = []
+    real = stats.secondary_suppression
+
+    def spy(*a, **kw):
+        calls.append(1)
+        return real(*a, **kw)
+
+    monkeypatch.setattr(stats, "secondary_suppression", spy)
+    assert check_published(site, tiny) == []
+    assert calls
