@@ -176,7 +176,8 @@ def is_synthetic(warehouse: Path) -> bool:
 SUPPRESSED = "x"
 MISSING = "―"
 REFERENCE_MARK = "※"
-FOOTNOTE_SUPPRESSED = f"「{SUPPRESSED}」：集計対象が{config.MIN_BASE}人未満のため数値を表示していません。"
+FOOTNOTE_SUPPRESSED = (f"「{SUPPRESSED}」：集計対象が{config.MIN_BASE}人未満のため、または他の値からの差し引きで"
+                       "算出されるのを防ぐため（二次秘匿）数値を表示していません。")
 FOOTNOTE_REFERENCE = (f"「{REFERENCE_MARK}」：集計対象が{config.MIN_BASE}～{config.REFERENCE_BASE - 1}人のため"
                       "参考値です（誤差が大きい）。")
 FOOTNOTE_MISSING = f"「{MISSING}」：データなし・比較できない。"

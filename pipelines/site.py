@@ -37,7 +37,7 @@ TEMPLATES_DIR = config.PACKAGE_DIR / "templates"
 # Comparison classes: colour (Okabe-Ito, colour-blind safe) + symbol + Japanese text, never colour alone.
 COMPARISON_SYMBOLS = {"better": "◎", "similar": "＝", "worse": "✕", "higher": "▲", "lower": "▼",
                       "not_compared": "－", "suppressed": "＊"}
-COMPARISON_TEXT = {**schema.COMPARISON_LABELS, "suppressed": "非表示（集計対象30人未満）"}
+COMPARISON_TEXT = {**schema.COMPARISON_LABELS, "suppressed": "非表示（集計対象30人未満・二次秘匿）"}
 LEGEND_ORDER = ["better", "similar", "worse", "higher", "lower", "not_compared", "suppressed"]
 POLARITY_LABELS = {"low_is_good": "低いほど良い", "high_is_good": "高いほど良い", "no_judgement": "良否を判断しない"}
 UNIT_SUFFIX = {"percent": "%", "per_10k": "（1万人当たり）", "flag": "", "count": "件", "yen": "円"}

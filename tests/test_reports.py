@@ -192,7 +192,7 @@ def test_suppressed_values_are_never_shown(built):
         hidden = float(rows[rows.breakdown == bd].value.iloc[0])
         assert cells[1] == "x" and cells[2] == "x"
         assert f"{hidden:.1f}" not in " ".join(cells[1:3])
-    assert "30人未満のため数値を表示していません" in (out / "prefectures" / "31-tottori.html").read_text("utf-8")
+    assert "30人未満のため、または他の値からの差し引きで算出されるのを防ぐため（二次秘匿）数値を表示していません" in (out / "prefectures" / "31-tottori.html").read_text("utf-8")
 
 
 @pytest.mark.slow
