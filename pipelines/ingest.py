@@ -1012,10 +1012,11 @@ def ingest_files(paths: list[Path], warehouse: Path, encoding: str | None = None
         if not pending:
             return result
 
-        con.execute("BEGIN TRANSACTION")
+        # Staging is scratch space, filled outside the transaction (autocommit): DuckDB keeps every
+        # row written inside an open transaction in memory until commit, so staging ten 1M-row files
+        # inside it took 3.2 GiB. Only the change to the committed tables is one transaction.
+        _clear_staging(con)
         try:
-            con.execute("DELETE FROM staging_survey")
-            con.execute("DELETE FROM staging_programme")
             surveys: dict[str, str] = {}
             for f, fid in pending:
                 t0 = time.perf_counter()
@@ -1038,23 +1039,37 @@ def ingest_files(paths: list[Path], warehouse: Path, encoding: str | None = None
                 if report.has_critical:
                     raise report.to_error()
 
-            for sf in result.staged:
-                if _commit_file(con, sf):
-                    result.replaced.append(sf.file_name)
-                    result.lines.append(_line(sf, "replaced earlier version with", "旧版を置き換え"))
-                else:
-                    result.loaded.append(sf.file_name)
-                    result.lines.append(_line(sf, "loaded", "読み込み"))
-            con.execute("COMMIT")
-        except BaseException:
+            con.execute("BEGIN TRANSACTION")
             try:
-                con.execute("ROLLBACK")
-            except duckdb.Error:  # the connection may already have aborted the transaction
-                log.exception("rollback failed")
-            raise
+                for sf in result.staged:
+                    if _commit_file(con, sf):
+                        result.replaced.append(sf.file_name)
+                        result.lines.append(_line(sf, "replaced earlier version with", "旧版を置き換え"))
+                    else:
+                        result.loaded.append(sf.file_name)
+                        result.lines.append(_line(sf, "loaded", "読み込み"))
+                con.execute("COMMIT")
+            except BaseException:
+                try:
+                    con.execute("ROLLBACK")
+                except duckdb.Error:  # the connection may already have aborted the transaction
+                    log.exception("rollback failed")
+                raise
+        finally:
+            # The committed tables hold the data now (or were left untouched): empty the scratch copy,
+            # which would otherwise double the warehouse.
+            try:
+                _clear_staging(con)
+            except duckdb.Error:
+                log.exception("could not empty the staging tables")
     finally:
         con.close()
     return result
+
+
+def _clear_staging(con: duckdb.DuckDBPyConnection) -> None:
+    con.execute("DELETE FROM staging_survey")
+    con.execute("DELETE FROM staging_programme")
 
 
 def ingest_dir(input_dir: Path, warehouse: Path, **kw) -> IngestResult:

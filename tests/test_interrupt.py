@@ -182,3 +182,28 @@ class TestRebuildWarehouse:
                               capture_output=True, text=True, timeout=300)
         assert proc.returncode == 0, proc.stderr[-2000:]
         assert "rebuilt" in proc.stdout and "7 raw file(s)" in proc.stdout
+
+
+class TestStagingIsScratch:
+    def test_staging_tables_are_empty_after_a_load_and_after_a_rejected_load(self, tmp_path: Path,
+                                                                            small_input: Path) -> None:
+        wh = tmp_path / "wh.duckdb"
+        ingest_dir(small_input, wh)
+
+        def staged_rows() -> int:
+            con = duckdb.connect(str(wh), read_only=True)
+            try:
+                return sum(con.execute(f"SELECT count(*) FROM {t}").fetchone()[0]
+                           for t in ("staging_survey", "staging_programme"))
+            finally:
+                con.close()
+
+        assert staged_rows() == 0          # no dead copy of the last load doubling the warehouse
+        bad = tmp_path / "bad"
+        bad.mkdir()
+        df = national_round(2024, rows=500, seed=3)
+        df.loc[df.index[:3], "age"] = 130   # critical validation failure
+        df.to_csv(bad / "national-2024.csv", index=False)
+        with pytest.raises(DataError):
+            ingest_dir(bad, wh)
+        assert staged_rows() == 0
