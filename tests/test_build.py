@@ -172,3 +172,18 @@ class TestUsage:
             with pytest.raises(BuildLockedError, match="another build is writing"):
                 with build_lock(tmp_path / "site"):
                     pass
+
+
+class TestDisclosureGate:
+    def test_a_disclosure_finding_stops_publication(self, tmp_path: Path, small_input: Path, monkeypatch) -> None:
+        from pipelines import disclosure
+
+        cfg = _cfg(tmp_path, small_input, prefs=[31])
+        assert run_build(cfg).ok
+        published = _tree(cfg.out_dir)
+        monkeypatch.setattr(disclosure, "check_published",
+                            lambda site, wh: ["downloads/indicators-2024.csv row 7: value shown for n<30"])
+        blocked = run_build(_cfg(tmp_path, small_input, prefs=[31], force=True))
+        assert not blocked.ok and not blocked.published
+        assert blocked.failed == ["disclosure: downloads/indicators-2024.csv row 7: value shown for n<30"]
+        assert _tree(cfg.out_dir) == published
