@@ -27,6 +27,7 @@ executed notebooks that are checked.
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 import xml.etree.ElementTree as ET
@@ -378,6 +379,13 @@ def _breakdown_labels() -> dict[str, str]:
     return labels
 
 
+@functools.lru_cache(maxsize=1)
+def _catalogue():
+    from .indicators import load_catalogue
+
+    return tuple(load_catalogue())
+
+
 def _report_area(path: Path, site_dir: Path) -> str | None:
     rel = path.relative_to(site_dir).as_posix()
     if rel == "national.html":
@@ -393,8 +401,9 @@ def _check_report(where: str, html: str, area: str, year: int, wh: _Warehouse) -
     ind = wh.indicators[wh.indicators.year == year]
     if ind.empty:
         return []
+    ind = ind[ind.area_code.isin([area, "00"])]   # only this report's rows (to_dict of all is slow)
     rows = {(r["area_code"], r["indicator_id"], r["breakdown"]): r for r in ind.to_dict(orient="records")}
-    cat = load_catalogue()
+    cat = _catalogue()
     units = {i.id: i.unit for i in cat}
     survey = [i.id for i in cat if i.source == "survey"]
     labels = _breakdown_labels()
