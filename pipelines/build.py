@@ -122,6 +122,28 @@ def _table_exists(con: duckdb.DuckDBPyConnection, name: str) -> bool:
                             [name]).fetchone()[0])
 
 
+# Floating-point columns are rounded before hashing: DuckDB's parallel sums may differ in the last
+# bits from run to run, which must not count as a change of a report's inputs.
+INDICATOR_COLS = [("year", None), ("area_code", None), ("indicator_id", None), ("breakdown", None),
+                  ("value", 8), ("lower_ci95", 8), ("upper_ci95", 8), ("n_unweighted", None),
+                  ("n_effective", 6), ("national_value", 8), ("comparison", None),
+                  ("change_vs_previous", None), ("suppressed", None), ("note", None)]
+DISTRIBUTION_COLS = [("year", None), ("area_code", None), ("question", None), ("breakdown", None),
+                     ("category", None), ("category_label", None), ("value", 8), ("lower_ci95", 8),
+                     ("upper_ci95", 8), ("n_unweighted", None), ("suppressed", None)]
+CONTEXT_COLS = [("area_code", None), ("indicator_id", None), ("breakdown", None), ("value", 8),
+                ("lower_ci95", 8), ("upper_ci95", 8), ("national_value", 8), ("comparison", None),
+                ("suppressed", None), ("note", None)]
+
+
+def _row_text(cols: list[tuple[str, int | None]]) -> str:
+    parts = []
+    for name, digits in cols:
+        expr = f"round({name}, {digits})" if digits is not None else name
+        parts.append(f"coalesce(CAST({expr} AS VARCHAR), '<null>')")
+    return "concat_ws('|', " + ", ".join(parts) + ")"
+
+
 def files_hash(con: duckdb.DuckDBPyConnection) -> str:
     if not _table_exists(con, "files"):
         return "none"
@@ -150,9 +172,9 @@ def report_hashes(con: duckdb.DuckDBPyConnection, year: int, codes: list[int], r
     """
     from .reports import CONTEXT_SQL
 
-    own_i = _rows_hash(con, "SELECT area_code AS k, CAST(i AS VARCHAR) AS r FROM indicators i WHERE year <= ?", [year])
-    own_d = _rows_hash(con, "SELECT area_code AS k, CAST(d AS VARCHAR) AS r FROM distributions d WHERE year <= ?", [year])
-    ctx = _rows_hash(con, f"SELECT 'ctx' AS k, CAST(c AS VARCHAR) AS r FROM ({CONTEXT_SQL}) c", [year]).get("ctx", "")
+    own_i = _rows_hash(con, f"SELECT area_code AS k, {_row_text(INDICATOR_COLS)} AS r FROM indicators WHERE year <= ?", [year])
+    own_d = _rows_hash(con, f"SELECT area_code AS k, {_row_text(DISTRIBUTION_COLS)} AS r FROM distributions WHERE year <= ?", [year])
+    ctx = _rows_hash(con, f"SELECT 'ctx' AS k, {_row_text(CONTEXT_COLS)} AS r FROM ({CONTEXT_SQL}) c", [year]).get("ctx", "")
     everything = digest(sorted(own_i.items()), sorted(own_d.items()))
     common = digest(
         config.REPORTS_DIR,                      # the notebook, templates, Lua filter, CSS, Typst
@@ -251,7 +273,7 @@ def _area_outputs(new: Path, code: int) -> tuple[Path, Path, Path]:
 
 
 def _stage_reports(cfg: BuildConfig, new: Path, state: BuildState, year: int, renderer: str,
-                   progress: Progress, summary: BuildSummary) -> None:
+                   progress: Progress, summary: BuildSummary, pool=None) -> None:
     from .executor import Task, run_tasks
     from .reports import area_meta, is_synthetic, render_area
 
@@ -293,7 +315,7 @@ def _stage_reports(cfg: BuildConfig, new: Path, state: BuildState, year: int, re
         log.info("%s: %s in %.2f s%s", outcome.key, "ok" if outcome.ok else "FAILED", outcome.seconds,
                  "" if outcome.ok else f": {outcome.error}")
 
-    outcomes = run_tasks(tasks, jobs=cfg.jobs, on_done=done)
+    outcomes = run_tasks(tasks, jobs=cfg.jobs, on_done=done, pool=pool)
     ok_codes = []
     for o in outcomes:
         code = by_key[o.key][0]
@@ -324,7 +346,7 @@ def _stage_site(cfg: BuildConfig, new: Path, state: BuildState, year: int, summa
     key = f"site:{year}"
     con = duckdb.connect(str(cfg.warehouse), read_only=True)
     try:
-        rows = _rows_hash(con, "SELECT 'all' AS k, CAST(i AS VARCHAR) AS r FROM indicators i WHERE year = ?", [year])
+        rows = _rows_hash(con, f"SELECT 'all' AS k, {_row_text(INDICATOR_COLS)} AS r FROM indicators WHERE year = ?", [year])
         fh = files_hash(con)
     finally:
         con.close()
@@ -395,11 +417,21 @@ def run_build(cfg: BuildConfig) -> BuildSummary:
             finally:
                 con.close()
             log.info("round / 調査年: %s", year)
-            with progress.stage("quality page / データ品質"):
-                _stage_quality(cfg, new, state, fhash, summary)
-            with progress.stage(f"indicators {year} / 指標"):
-                _stage_indicators(cfg, new, state, year, fhash, summary)
-            _stage_reports(cfg, new, state, year, renderer, progress, summary)
+            # New data (or --force) means reports will run: start their kernels now, in the background.
+            pool = None
+            if cfg.force or any(b.startswith("ingest:") for b in summary.built):
+                from .executor import WarmPool
+
+                pool = WarmPool(cfg.jobs)
+            try:
+                with progress.stage("quality page / データ品質"):
+                    _stage_quality(cfg, new, state, fhash, summary)
+                with progress.stage(f"indicators {year} / 指標"):
+                    _stage_indicators(cfg, new, state, year, fhash, summary)
+                _stage_reports(cfg, new, state, year, renderer, progress, summary, pool=pool)
+            finally:
+                if pool is not None:
+                    pool.close()
             if not summary.failed:
                 with progress.stage("site / サイト"):
                     _stage_site(cfg, new, state, year, summary)

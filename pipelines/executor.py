@@ -203,21 +203,42 @@ def _short_error(exc: Exception) -> str:
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
+def _warm_up() -> int:
+    _worker_kernel()
+    return os.getpid()
+
+
+class WarmPool:
+    """A pool of `jobs` worker processes whose kernels start now, in the background, so that they are
+    warm by the time the reports run (the build starts it as soon as it knows reports will change,
+    while the indicators stage runs)."""
+
+    def __init__(self, jobs: int) -> None:
+        import multiprocessing as mp
+
+        ensure_kernelspec()
+        self.jobs = max(1, jobs)
+        self.pool = ProcessPoolExecutor(max_workers=self.jobs, mp_context=mp.get_context("spawn"))
+        self._warming = [self.pool.submit(_warm_up) for _ in range(self.jobs)]
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=True, cancel_futures=True)
+
+
 def run_tasks(tasks: list[Task], jobs: int = 1,
-              on_done: Callable[[Outcome], None] | None = None) -> list[Outcome]:
-    """Run tasks on `jobs` worker processes, each with one warm kernel. Never raises for a task:
-    failures are collected in the outcomes (in task order)."""
+              on_done: Callable[[Outcome], None] | None = None, pool: WarmPool | None = None) -> list[Outcome]:
+    """Run tasks on `jobs` worker processes, each with one warm kernel (or on a WarmPool's workers).
+    Never raises for a task: failures are collected in the outcomes (in task order)."""
     if not tasks:
         return []
-    ensure_kernelspec()
-    jobs = max(1, min(jobs, len(tasks)))
+    from concurrent.futures import as_completed
+
     outcomes: dict[str, Outcome] = {}
-    import multiprocessing as mp
-
-    with ProcessPoolExecutor(max_workers=jobs, mp_context=mp.get_context("spawn")) as pool:
-        futures: dict[Future, Task] = {pool.submit(_run_task, t): t for t in tasks}
-        from concurrent.futures import as_completed
-
+    own = pool is None
+    if own:
+        pool = WarmPool(min(jobs, len(tasks)))
+    try:
+        futures: dict[Future, Task] = {pool.pool.submit(_run_task, t): t for t in tasks}
         for fut in as_completed(futures):
             task = futures[fut]
             try:
@@ -227,4 +248,7 @@ def run_tasks(tasks: list[Task], jobs: int = 1,
             outcomes[task.key] = out
             if on_done:
                 on_done(out)
+    finally:
+        if own:
+            pool.close()
     return [outcomes[t.key] for t in tasks]
