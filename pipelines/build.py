@@ -360,23 +360,44 @@ def _stage_site(cfg: BuildConfig, new: Path, state: BuildState, year: int, summa
     summary.built.append(key)
 
 
+CHECKED_FILE = ".tsunagari-checked.json"
+
+
+def _file_hashes(site: Path) -> dict[str, str]:
+    import hashlib
+
+    out = {}
+    for p in site.rglob("*"):
+        if p.is_file() and not p.name.startswith(".tsunagari") and p.name not in ("build.log", "build-summary.txt"):
+            out[p.relative_to(site).as_posix()] = hashlib.sha256(p.read_bytes()).hexdigest()
+    return out
+
+
 def _stage_disclosure(cfg: BuildConfig, new: Path, state: BuildState, summary: BuildSummary) -> None:
-    """Scan the assembled site (downloads, executed notebooks, report tables) for disclosive cells.
-    Skipped when every artefact is the one already checked (their hashes are unchanged)."""
+    """Scan the assembled site (downloads, executed notebooks, report tables) for disclosive cells:
+    every file that differs from the last checked version (all files with --force)."""
+    import json
+
     from .disclosure import check_published
 
-    key = "disclosure"
-    d = digest(sorted((k, v) for k, v in state.data.items() if k != key))
-    if not cfg.force and state.up_to_date(key, d):
-        summary.skipped.append(key)
+    record = new / CHECKED_FILE
+    try:
+        checked = {} if cfg.force else json.loads(record.read_text(encoding="utf-8"))
+    except (FileNotFoundError, json.JSONDecodeError):
+        checked = {}
+    current = _file_hashes(new)
+    todo = {rel for rel, h in current.items() if checked.get(rel) != h}
+    if not todo:
+        summary.skipped.append("disclosure")
         return
-    state.invalidate(key)
-    findings = check_published(new, cfg.warehouse)
+    findings = check_published(new, cfg.warehouse, only=todo)
     if findings:
         summary.failed += [f"disclosure: {f}" for f in findings]
         return
-    state.record(key, d)
-    summary.built.append(key)
+    tmp = record.with_suffix(".tmp")
+    tmp.write_text(json.dumps(current, indent=0, sort_keys=True), encoding="utf-8")
+    tmp.replace(record)
+    summary.built.append(f"disclosure ({len(todo)} files checked)")
 
 
 # ---------------------------------------------------------------------------------------------

@@ -606,6 +606,19 @@ def compute_indicators(con: duckdb.DuckDBPyConnection, year: int,
 
     Raises UsageError('--year', ...) when there is no national survey for ``year``.
     """
+    # One thread: DuckDB's parallel aggregation adds floating-point numbers in an order that varies
+    # from run to run, so weighted sums differed in the last bits between identical runs. Published
+    # figures must be reproducible byte for byte; the cost is small (the work is a few GROUP BYs).
+    threads = con.execute("SELECT current_setting('threads')").fetchone()[0]
+    con.execute("SET threads TO 1")
+    try:
+        return _compute_indicators(con, year, catalogue)
+    finally:
+        con.execute(f"SET threads TO {int(threads)}")
+
+
+def _compute_indicators(con: duckdb.DuckDBPyConnection, year: int,
+                        catalogue: list[Indicator] | None) -> tuple[pd.DataFrame, pd.DataFrame]:
     inds = catalogue if catalogue is not None else load_catalogue()
     check_national_year(con, year)
     names = _area_names()

@@ -182,7 +182,7 @@ class TestDisclosureGate:
         assert run_build(cfg).ok
         published = _tree(cfg.out_dir)
         monkeypatch.setattr(disclosure, "check_published",
-                            lambda site, wh: ["downloads/indicators-2024.csv row 7: value shown for n<30"])
+                            lambda site, wh, **kw: ["downloads/indicators-2024.csv row 7: value shown for n<30"])
         blocked = run_build(_cfg(tmp_path, small_input, prefs=[31], force=True))
         assert not blocked.ok and not blocked.published
         assert blocked.failed == ["disclosure: downloads/indicators-2024.csv row 7: value shown for n<30"]

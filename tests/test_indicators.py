@@ -504,3 +504,27 @@ def test_area_download_and_formula_neutralisation(two_rounds, computed, tmp_path
     got = pd.read_csv(csv, encoding="utf-8-sig", dtype={"area_code": str})
     assert set(got.area_code) == {"13"} and len(got) == (ind.area_code == "13").sum()
     assert got.breakdown.iloc[0] == "total" and got.breakdown_ja.iloc[0] == "全体"
+
+
+class TestReproducible:
+    def test_identical_runs_give_identical_figures(self, tmp_path):
+        """Weighted sums must not depend on DuckDB's thread scheduling (they did, in the last bits)."""
+        import hashlib
+
+        from pipelines.ingest import ingest_dir
+        from pipelines.sample import write_sample
+
+        write_sample(tmp_path / "in", rows=6000)
+        wh = tmp_path / "wh.duckdb"
+        ingest_dir(tmp_path / "in", wh, validate=False)
+        con = duckdb.connect(str(wh), read_only=True)
+        con.execute("SET threads TO 4")
+        try:
+            digests = set()
+            for _ in range(6):
+                ind, dist = compute_indicators(con, 2024)
+                digests.add(hashlib.sha256(ind.to_csv().encode() + dist.to_csv().encode()).hexdigest())
+            assert len(digests) == 1
+            assert con.execute("SELECT current_setting('threads')").fetchone()[0] == 4   # setting restored
+        finally:
+            con.close()
