@@ -13,6 +13,8 @@ offline) and escapes all input text (Jinja2 autoescape). Synthetic data show a b
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import math
 import re
@@ -339,9 +341,30 @@ def build_site(year: int, warehouse: Path, out_dir: Path, synthetic: bool | None
     # Per-prefecture XLSX first, so the pages can link to them.
     prefs = prefectures()
     national_rows = xlsx_rows(df[df["area_code"] == "00"], by_id)
+    # A workbook whose inputs (its rows, the national rows, the catalogue, this code) are unchanged is
+    # not rewritten: after one prefecture's correction only that workbook (and any whose rows
+    # changed) is written again. The digests live beside the workbooks.
+    digests_path = out_dir / "downloads" / ".xlsx-inputs.json"
+    try:
+        old_digests = json.loads(digests_path.read_text(encoding="utf-8"))
+    except (FileNotFoundError, ValueError):
+        old_digests = {}
+    common = hashlib.sha256(repr((national_rows, synthetic, year)).encode()
+                            + Path(__file__).read_bytes()
+                            + config.INDICATOR_CATALOGUE.read_bytes()).hexdigest()
+    new_digests = {}
     for r in prefs.itertuples():
+        code = area_code(r.pref_code)
+        d = hashlib.sha256((common + df[df["area_code"] == code].to_csv(index=False)).encode()).hexdigest()
+        path = out_dir / "downloads" / f"{pref_slug(r.pref_code)}-{year}.xlsx"
+        new_digests[path.name] = d
+        if old_digests.get(path.name) == d and path.is_file():
+            written.append(path)
+            continue
         written.append(write_pref_xlsx(df, int(r.pref_code), str(r.name_ja), year, out_dir, by_id, synthetic,
                                        national_rows))
+    digests_path.parent.mkdir(parents=True, exist_ok=True)
+    digests_path.write_text(json.dumps({**old_digests, **new_digests}, sort_keys=True, indent=0), encoding="utf-8")
 
     areas = []
     for r in prefs.itertuples():

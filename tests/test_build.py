@@ -87,6 +87,9 @@ class TestIncrementalBuild:
         after = _tree(site)
         assert after["prefectures/31-tottori.html"] == before["prefectures/31-tottori.html"]
         assert after["prefectures/11-saitama.html"] != before["prefectures/11-saitama.html"]
+        # Per-prefecture workbooks: only the changed one is written again.
+        assert after["downloads/11-saitama-2024.xlsx"] != before["downloads/11-saitama-2024.xlsx"]
+        assert after["downloads/31-tottori-2024.xlsx"] == before["downloads/31-tottori-2024.xlsx"]
 
     def test_force_rebuilds_everything(self, tmp_path: Path, small_input: Path) -> None:
         cfg = _cfg(tmp_path, small_input, prefs=[31])
