@@ -31,22 +31,13 @@ REPORT_NOTEBOOK = config.REPORTS_DIR / "report.ipynb"
 
 
 def catalogue() -> dict[str, dict]:
-    """Indicator metadata by id, in catalogue order: from pipelines.indicators.load_catalogue() when
-    available, else read from pipelines/indicators.yml; {} when neither exists."""
-    entries: list[dict] = []
-    try:
-        from .indicators import load_catalogue  # type: ignore[attr-defined]
+    """Indicator metadata by id, in catalogue order (pipelines/indicators.yml, validated by
+    pipelines.indicators.load_catalogue: a broken catalogue is an error, not a silent fallback)."""
+    from dataclasses import asdict
 
-        cat = load_catalogue()
-        raw = list(cat.values()) if isinstance(cat, dict) else list(cat)
-        entries = [e if isinstance(e, dict) else dict(vars(e)) for e in raw]
-    except Exception:
-        if config.INDICATOR_CATALOGUE.exists():
-            import yaml
+    from .indicators import load_catalogue
 
-            doc = yaml.safe_load(config.INDICATOR_CATALOGUE.read_text(encoding="utf-8")) or {}
-            entries = list(doc.get("indicators", doc if isinstance(doc, list) else []))
-    return {str(e["id"]): dict(e) for e in entries if "id" in e}
+    return {i.id: asdict(i) for i in load_catalogue()}
 
 
 def indicator_name(cat: dict[str, dict], ind: str, short: bool = True) -> str:

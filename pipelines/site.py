@@ -54,44 +54,12 @@ FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
 # --- catalogue -----------------------------------------------------------------------------------
 
 def load_catalogue_entries() -> list[dict[str, Any]]:
-    """The indicator catalogue as a list of plain dicts (catalogue order); [] when not available yet."""
-    try:
-        from .indicators import load_catalogue  # type: ignore[attr-defined]
-    except ImportError:
-        load_catalogue = None
-    cat: Any = None
-    if load_catalogue is not None:
-        cat = load_catalogue()
-    elif config.INDICATOR_CATALOGUE.exists():
-        import yaml
+    """The indicator catalogue as plain dicts, in catalogue order (pipelines.indicators.load_catalogue)."""
+    from dataclasses import asdict
 
-        cat = yaml.safe_load(config.INDICATOR_CATALOGUE.read_text(encoding="utf-8"))
-        if isinstance(cat, dict) and "indicators" in cat:
-            cat = cat["indicators"]
-    if not cat:
-        return []
-    if isinstance(cat, pd.DataFrame):
-        return cat.to_dict(orient="records")
-    if isinstance(cat, dict):
-        items = []
-        for key, entry in cat.items():
-            e = _as_dict(entry)
-            e.setdefault("id", key)
-            items.append(e)
-        return items
-    return [_as_dict(e) for e in cat]
+    from .indicators import load_catalogue
 
-
-def _as_dict(entry: Any) -> dict[str, Any]:
-    if isinstance(entry, dict):
-        return dict(entry)
-    if hasattr(entry, "model_dump"):
-        return dict(entry.model_dump())
-    if hasattr(entry, "__dataclass_fields__"):
-        from dataclasses import asdict
-
-        return asdict(entry)
-    return dict(vars(entry))
+    return [asdict(i) for i in load_catalogue()]
 
 
 def _first(entry: dict[str, Any], *keys: str, default: Any = "") -> Any:
