@@ -226,19 +226,26 @@ def _stage_ingest(cfg: BuildConfig, summary: BuildSummary) -> None:
         log.info("%s", line)
 
 
-def _stage_quality(cfg: BuildConfig, new: Path, state: BuildState, fhash: str, summary: BuildSummary) -> None:
-    key = "quality"
-    d = digest(fhash, config.EXPECTATIONS_DIR, _code_hash("validate.py", "templates"))
-    if not cfg.force and state.up_to_date(key, d, [new / "quality" / "index.html"]):
+def _incremental(cfg: BuildConfig, state: BuildState, summary: BuildSummary, key: str, d: str,
+                 outputs: list[Path], build) -> bool:
+    """Run `build()` unless artefact `key` is up to date (same input hash, outputs present, no
+    --force). The key is invalidated first, so a killed build never leaves it marked done."""
+    if not cfg.force and state.up_to_date(key, d, outputs):
         summary.skipped.append(key)
-        return
-    from .validate import validate_warehouse
-
+        return False
     state.invalidate(key)
-    report = validate_warehouse(cfg.warehouse)
-    report.write(new / "quality")
+    build()
     state.record(key, d)
     summary.built.append(key)
+    return True
+
+
+def _stage_quality(cfg: BuildConfig, new: Path, state: BuildState, fhash: str, summary: BuildSummary) -> None:
+    from .validate import validate_warehouse
+
+    d = digest(fhash, config.EXPECTATIONS_DIR, _code_hash("validate.py", "templates"))
+    _incremental(cfg, state, summary, "quality", d, [new / "quality" / "index.html"],
+                 lambda: validate_warehouse(cfg.warehouse).write(new / "quality"))
 
 
 def _stage_indicators(cfg: BuildConfig, new: Path, state: BuildState, year: int, fhash: str,
@@ -254,16 +261,12 @@ def _stage_indicators(cfg: BuildConfig, new: Path, state: BuildState, year: int,
             "SELECT count(*) FROM indicators WHERE year = ?", [year]).fetchone()[0] > 0
     finally:
         con.close()
-    if not cfg.force and have_rows and state.up_to_date(key, d, outputs):
-        summary.skipped.append(key)
-        return
+    if not have_rows:
+        state.invalidate(key)   # the table was emptied behind the build's back: recompute
     from .indicators import run_indicators
 
-    state.invalidate(key)
-    run_indicators(year, cfg.warehouse, new)
-    state.record(key, d)
-    summary.built.append(key)
-    summary.executed.append(f"indicators-{year}")
+    if _incremental(cfg, state, summary, key, d, outputs, lambda: run_indicators(year, cfg.warehouse, new)):
+        summary.executed.append(f"indicators-{year}")
 
 
 def _area_outputs(new: Path, code: int) -> tuple[Path, Path, Path]:
@@ -351,13 +354,8 @@ def _stage_site(cfg: BuildConfig, new: Path, state: BuildState, year: int, summa
     finally:
         con.close()
     d = digest(rows, fh, _code_hash("site.py", "templates", "downloads.py", "indicators.yml"), year)
-    if not cfg.force and state.up_to_date(key, d, [new / "index.html", new / "methodology.html"]):
-        summary.skipped.append(key)
-        return
-    state.invalidate(key)
-    build_site(year, cfg.warehouse, new)
-    state.record(key, d)
-    summary.built.append(key)
+    _incremental(cfg, state, summary, key, d, [new / "index.html", new / "methodology.html"],
+                 lambda: build_site(year, cfg.warehouse, new))
 
 
 CHECKED_FILE = ".tsunagari-checked.json"
