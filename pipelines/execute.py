@@ -26,6 +26,18 @@ def _native_kernel_manager_class():
     from jupyter_client.manager import AsyncKernelManager
 
     class NativeKernelManager(AsyncKernelManager):
+        def __init__(self, *args, **kwargs):
+            # IPC sockets in a temporary folder instead of TCP ports: no port clashes, and no
+            # "Kernel is running over TCP without encryption" warning on the user's terminal.
+            import tempfile
+            import uuid
+
+            folder = Path(tempfile.gettempdir()) / "tsunagari-kernels"
+            folder.mkdir(parents=True, exist_ok=True)
+            kwargs.setdefault("transport", "ipc")
+            kwargs.setdefault("ip", str(folder / f"kernel-{os.getpid()}-{uuid.uuid4().hex[:8]}"))
+            super().__init__(*args, **kwargs)
+
         @property
         def kernel_spec(self):  # type: ignore[override]
             if self._kernel_spec is None:

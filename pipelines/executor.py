@@ -120,8 +120,12 @@ def _worker_kernel() -> WarmKernel:
         _WARM = WarmKernel()
         _WARM.start()
         import atexit
+        from multiprocessing import util
 
         atexit.register(_WARM.shutdown)
+        # Pool workers leave through multiprocessing's exit path, which skips atexit but runs
+        # finalizers: shut the kernel down there too (it also removes its IPC socket files).
+        util.Finalize(_WARM, _WARM.shutdown, exitpriority=10)
     return _WARM
 
 
