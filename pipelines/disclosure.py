@@ -177,6 +177,19 @@ def _num(s: pd.Series) -> pd.Series:
     return pd.to_numeric(s.astype(str).str.strip().str.lstrip("'"), errors="coerce")
 
 
+def _id_findings(where: str, texts, wh: "_Warehouse") -> list[Finding]:
+    """A finding when any text contains a respondent id of the warehouse."""
+    tokens: set[str] = set()
+    for t in texts:
+        tokens.update(_TOKEN.findall(t))
+    found = wh.respondent_ids(tokens)
+    if not found:
+        return []
+    return [Finding(where, "respondent ids / 回答者ID",
+                    f"{len(found)} respondent id(s) of the warehouse appear ({_examples(found)}) "
+                    f"/ 回答者IDが含まれています")]
+
+
 def _check_table(where: str, df: pd.DataFrame, wh: _Warehouse) -> list[Finding]:
     out: list[Finding] = []
     ids = [c for c in df.columns if str(c) in ID_COLUMNS or str(c).endswith("(respondent_id)")]
@@ -207,14 +220,7 @@ def _check_table(where: str, df: pd.DataFrame, wh: _Warehouse) -> list[Finding]:
                                f"{int(bad.sum())} row(s) show a value whose base is < {config.MIN_BASE} or "
                                f"that is suppressed (file rows {_examples(rows)}) / 非表示の行に値があります"))
         out += _check_recoverable(where, df, n_col, sup_col)
-    tokens = set()
-    for c in df.columns:
-        tokens.update(_TOKEN.findall(" ".join(df[c].astype(str).tolist())))
-    found = wh.respondent_ids(tokens)
-    if found:
-        out.append(Finding(where, "respondent ids / 回答者ID",
-                           f"{len(found)} respondent id(s) of the warehouse appear ({_examples(found)}) "
-                           f"/ 回答者IDが含まれています"))
+    out += _id_findings(where, (" ".join(df[c].astype(str).tolist()) for c in df.columns), wh)
     return out
 
 
@@ -358,14 +364,7 @@ def _check_text(where: str, html: list[str], plain: list[str], wh: _Warehouse) -
         out.append(Finding(where, "microdata / 個票データ",
                            f"{len(dumps)} output(s) contain respondent-level data: {_examples(dumps, 2)} "
                            f"/ 個票（回答者単位）のデータが出力されています"))
-    tokens: set[str] = set()
-    for t in html + plain:
-        tokens.update(_TOKEN.findall(t))
-    found = wh.respondent_ids(tokens)
-    if found:
-        out.append(Finding(where, "respondent ids / 回答者ID",
-                           f"{len(found)} respondent id(s) of the warehouse appear ({_examples(found)}) "
-                           f"/ 回答者IDが含まれています"))
+    out += _id_findings(where, html + plain, wh)
     return out
 
 

@@ -76,6 +76,21 @@ DISTRIBUTION_QUESTIONS: dict[str, dict[str, str]] = {
 }
 UK_DISTRIBUTION_QUESTIONS = {"q_loneliness"}
 
+def _area_assignment_sql(rel: str) -> str:
+    """CTEs `own` and `assigned` over relation `rel` (our own CTE name): the area of each row. National
+    rows count for '00'; a prefecture's estimate comes from its own survey when it has one that
+    round, else from the national survey's respondents in that prefecture."""
+    return f"""own AS (
+  SELECT DISTINCT pref_code FROM {rel} WHERE survey_kind = 'prefecture'
+), assigned AS (
+  SELECT '{NATIONAL}' AS area_code, {rel}.* FROM {rel} WHERE survey_kind = 'national'
+  UNION ALL
+  SELECT lpad(CAST(pref_code AS VARCHAR), 2, '0') AS area_code, {rel}.* FROM {rel}
+  WHERE survey_kind = 'prefecture'
+     OR (survey_kind = 'national' AND pref_code NOT IN (SELECT pref_code FROM own))
+)"""
+
+
 UCLA_SCORE_SQL = """CASE WHEN q_ucla_1 BETWEEN 1 AND 4 AND q_ucla_2 BETWEEN 1 AND 4
   AND q_ucla_3 BETWEEN 1 AND 4 THEN q_ucla_1 + q_ucla_2 + q_ucla_3 END"""
 UCLA_BAND_SQL = """CASE WHEN ucla_score IS NULL THEN 'na' WHEN ucla_score >= 10 THEN '10-12'
@@ -219,15 +234,7 @@ WITH resp0 AS (
   SELECT *, {UCLA_SCORE_SQL} AS ucla_score FROM survey_responses WHERE survey_year = $year
 ), resp AS (
   SELECT *, {UCLA_BAND_SQL} AS ucla_band FROM resp0
-), own AS (
-  SELECT DISTINCT pref_code FROM resp WHERE survey_kind = 'prefecture'
-), assigned AS (
-  SELECT '{NATIONAL}' AS area_code, resp.* FROM resp WHERE survey_kind = 'national'
-  UNION ALL
-  SELECT lpad(CAST(pref_code AS VARCHAR), 2, '0') AS area_code, resp.* FROM resp
-  WHERE survey_kind = 'prefecture'
-     OR (survey_kind = 'national' AND pref_code NOT IN (SELECT pref_code FROM own))
-)"""
+), {_area_assignment_sql("resp")}"""
 
 
 _BREAKDOWN_SQL = """CASE
@@ -277,15 +284,7 @@ WITH resp0 AS (
   SELECT {dims},
   {", ".join(aggs)}
   FROM resp GROUP BY {dims}
-), own AS (
-  SELECT DISTINCT pref_code FROM cells WHERE survey_kind = 'prefecture'
-), assigned AS (
-  SELECT '{NATIONAL}' AS area_code, cells.* FROM cells WHERE survey_kind = 'national'
-  UNION ALL
-  SELECT lpad(CAST(pref_code AS VARCHAR), 2, '0') AS area_code, cells.* FROM cells
-  WHERE survey_kind = 'prefecture'
-     OR (survey_kind = 'national' AND pref_code NOT IN (SELECT pref_code FROM own))
-)
+), {_area_assignment_sql("cells")}
 SELECT area_code, {_BREAKDOWN_SQL} AS breakdown,
   {", ".join(f"sum({a}) AS {a}" for a in aliases)}
 FROM assigned GROUP BY GROUPING SETS ((area_code), (area_code, sex), (area_code, age_band),
