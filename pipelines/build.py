@@ -245,7 +245,7 @@ def _stage_quality(cfg: BuildConfig, new: Path, state: BuildState, fhash: str, s
 
     d = digest(fhash, config.EXPECTATIONS_DIR, _code_hash("validate.py", "templates"))
     _incremental(cfg, state, summary, "quality", d, [new / "quality" / "index.html"],
-                 lambda: validate_warehouse(cfg.warehouse).write(new / "quality"))
+                 lambda: validate_warehouse(cfg.warehouse, reuse=True).write(new / "quality"))
 
 
 def _stage_indicators(cfg: BuildConfig, new: Path, state: BuildState, year: int, fhash: str,

@@ -873,6 +873,7 @@ def ensure_tables(con: duckdb.DuckDBPyConnection) -> None:
     for name in ("programme", "staging_programme"):
         con.execute(schema.PROGRAMME_TABLE_DDL.format(name=name))
     con.execute(schema.FILES_TABLE_DDL)
+    con.execute(schema.VALIDATION_TABLE_DDL)
 
 
 def _stage(con: duckdb.DuckDBPyConnection, prepared: PreparedFile) -> None:
@@ -915,6 +916,7 @@ def _commit_file(con: duckdb.DuckDBPyConnection, sf: StagedFile) -> bool:
         for table in ("survey_responses", "programme"):
             con.execute(f"DELETE FROM {table} WHERE list_contains(?, file_id)", [old_ids])
         con.execute("DELETE FROM files WHERE list_contains(?, file_id)", [old_ids])
+        con.execute("DELETE FROM validation_results WHERE list_contains(?, file_id)", [old_ids])
     if sf.kind == "survey":
         con.execute("DELETE FROM survey_responses WHERE survey_id = ?", [sf.survey_id])
         con.execute("INSERT INTO survey_responses SELECT * FROM staging_survey WHERE file_id = ?", [sf.file_id])
@@ -1048,6 +1050,8 @@ def ingest_files(paths: list[Path], warehouse: Path, encoding: str | None = None
                     else:
                         result.loaded.append(sf.file_name)
                         result.lines.append(_line(sf, "loaded", "読み込み"))
+                if result.validation is not None:
+                    _store_validation(con, result.validation)
                 con.execute("COMMIT")
             except BaseException:
                 try:
@@ -1065,6 +1069,13 @@ def ingest_files(paths: list[Path], warehouse: Path, encoding: str | None = None
     finally:
         con.close()
     return result
+
+
+def _store_validation(con: duckdb.DuckDBPyConnection, report) -> int:
+    """Keep each staged file's validation results with it (same transaction as the commit)."""
+    from .validate import store_results
+
+    return store_results(con, report)
 
 
 def _clear_staging(con: duckdb.DuckDBPyConnection) -> None:

@@ -156,6 +156,17 @@ CREATE TABLE IF NOT EXISTS files (
     loaded_at TIMESTAMP NOT NULL
 )"""
 
+# The validation results of each committed file, as computed on its staged rows just before commit
+# (the quality page reuses them instead of validating every file again). `suite_digest` identifies
+# the suites and the code that produced them; `row_count` the rows they were computed on.
+VALIDATION_TABLE_DDL = """
+CREATE TABLE IF NOT EXISTS validation_results (
+    file_id VARCHAR PRIMARY KEY,
+    suite_digest VARCHAR NOT NULL,
+    row_count BIGINT NOT NULL,
+    results VARCHAR NOT NULL               -- JSON list of ExpectationResult
+)"""
+
 # The tidy indicators table (DESIGN.md). One row per year x area x indicator x breakdown.
 INDICATOR_COLUMNS = ["year", "area_code", "area_name", "indicator_id", "breakdown", "value",
                      "lower_ci95", "upper_ci95", "n_unweighted", "n_effective", "national_value",

@@ -240,11 +240,11 @@ class ValidationReport:
         return "\n".join(lines)
 
     def to_json(self) -> dict[str, Any]:
-        import great_expectations as gx
+        from importlib.metadata import version
 
         return _plain({
             "generated_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-            "great_expectations_version": gx.__version__,
+            "great_expectations_version": version("great_expectations"),
             "ok": self.ok,
             "has_critical": self.has_critical,
             "has_warning": self.has_warning,
@@ -611,8 +611,52 @@ def validate_staged(con: duckdb.DuckDBPyConnection, staged: list[StagedFile]) ->
     return report
 
 
-def validate_warehouse(warehouse: Path) -> ValidationReport:
-    """Run the same suites over what is committed, per file (joined to the ``files`` table)."""
+def suite_digest() -> str:
+    """Identifies what produced a set of results: the suite files, this module, the GX version."""
+    import hashlib
+    from importlib.metadata import version
+
+    h = hashlib.sha256(version("great_expectations").encode())
+    for p in sorted(config.EXPECTATIONS_DIR.glob("*.json")) + [Path(__file__)]:
+        h.update(p.name.encode())
+        h.update(p.read_bytes())
+    return h.hexdigest()
+
+
+def store_results(con: duckdb.DuckDBPyConnection, report: ValidationReport) -> int:
+    """Record each file's results in ``validation_results`` (the caller's transaction)."""
+    con.execute(schema.VALIDATION_TABLE_DDL)
+    d = suite_digest()
+    for f in report.files:
+        mine = [r.to_json() for r in report.results if r.file_id == f.file_id]
+        con.execute("INSERT OR REPLACE INTO validation_results VALUES (?, ?, ?, ?)",
+                    [f.file_id, d, f.rows, json.dumps(mine, ensure_ascii=False)])
+    return len(report.files)
+
+
+_RESULT_FIELDS = {f for f in ExpectationResult.__dataclass_fields__}
+
+
+def _stored_results(con: duckdb.DuckDBPyConnection, tables: set[str]) -> dict[str, tuple[int, list]]:
+    """file_id -> (row count, results) stored by the same suites and code; {} when none."""
+    if "validation_results" not in tables:
+        return {}
+    out, current = {}, suite_digest()
+    for file_id, digest_, n, text in con.execute(
+            "SELECT file_id, suite_digest, row_count, results FROM validation_results").fetchall():
+        if digest_ == current:
+            out[file_id] = (int(n), [ExpectationResult(**{k: v for k, v in r.items() if k in _RESULT_FIELDS})
+                                     for r in json.loads(text)])
+    return out
+
+
+def validate_warehouse(warehouse: Path, reuse: bool = False) -> ValidationReport:
+    """Run the same suites over what is committed, per file (joined to the ``files`` table).
+
+    reuse=True (the build's quality page): a file whose results were stored at ingest by the same
+    suites and code, computed on exactly the rows it still has in the warehouse, is not validated
+    again. A file that lost rows since (a later programme file replaced some of its keys) or was
+    validated by other suites is validated again. `tsunagari validate` always validates everything."""
     warehouse = Path(warehouse)
     if not warehouse.exists():
         raise UsageError("--warehouse", f"'{warehouse}' does not exist; run `tsunagari ingest` first / "
@@ -626,20 +670,32 @@ def validate_warehouse(warehouse: Path) -> ValidationReport:
         rows = con.execute(
             "SELECT file_id, file_name, path, kind, survey_id, survey_year, encoding, row_count, synthetic "
             "FROM files ORDER BY kind DESC, file_name").fetchall()
+        stored = _stored_results(con, tables) if reuse else {}
         import time
 
         t0 = time.perf_counter()
         report = ValidationReport()
+        reused = 0
         for file_id, name, path, kind, survey_id, year, enc, n, synth in rows:
             table = WAREHOUSE_TABLES.get(kind)
             if table not in tables:
                 continue
+            if file_id in stored:
+                have = con.execute(f"SELECT count(*) FROM {table} WHERE file_id = ?", [file_id]).fetchone()[0]
+                if have == stored[file_id][0]:
+                    report.results.extend(stored[file_id][1])
+                    report.files.append(FileSummary(name, file_id, kind, int(have), survey_id, year))
+                    reused += 1
+                    continue
             sf = StagedFile(path=Path(path), file_name=name, file_id=file_id, kind=kind, row_count=n,
                             encoding=enc, survey_id=survey_id, survey_year=year, synthetic=bool(synth))
             df = _read_file_rows(con, table, kind, file_id)
             report.results.extend(validate_frame(df, sf))
             report.files.append(FileSummary(name, file_id, kind, len(df), survey_id, year))
         report.seconds = time.perf_counter() - t0
+        if reuse:
+            log.info("quality: %d file(s), %d with the results stored at ingest, %d validated now",
+                     len(report.files), reused, len(report.files) - reused)
         return report
     finally:
         con.close()

@@ -567,3 +567,101 @@ class TestThroughIngest:
         assert warehouse_state(loaded)[0] == 2 * N
         html = validate_warehouse(loaded).write(tmp_path / "quality").read_text(encoding="utf-8")
         assert "⚠ 警告 <span class=\"en\">Warning</span>" in html and "national-2025.csv" in html
+
+
+# --- results stored at ingest, reused by the quality page ------------------------------------------
+
+
+def _scalar(wh: Path, sql: str):
+    c = duckdb.connect(str(wh), read_only=True)
+    try:
+        return c.execute(sql).fetchone()[0]
+    finally:
+        c.close()
+
+
+def _comparable(report: ValidationReport) -> dict:
+    data = report.to_json()
+    data.pop("generated_at")
+    data.pop("seconds")
+    return data
+
+
+class TestStoredResults:
+    """The build's quality page reuses the results computed at ingest (validate_warehouse(reuse=True))
+    only when they describe exactly the rows in the warehouse; the result is the same as validating."""
+
+    @pytest.fixture
+    def loaded(self, tmp_path):
+        import shutil
+
+        from pipelines.ingest import ingest_files
+
+        src = tmp_path / "input"
+        shutil.copytree(ROOT / "data" / "sample", src)
+        wh = tmp_path / "wh.duckdb"
+        ingest_files([src], wh)
+        return src, wh
+
+    def stored(self, wh: Path) -> dict[str, int]:
+        c = duckdb.connect(str(wh), read_only=True)
+        try:
+            return dict(c.execute("SELECT f.file_name, v.row_count FROM validation_results v "
+                                  "JOIN files f USING (file_id)").fetchall())
+        finally:
+            c.close()
+
+    def test_every_committed_file_has_its_results(self, loaded):
+        src, wh = loaded
+        names = sorted(p.name for p in src.iterdir() if p.suffix in (".csv", ".xlsx", ".parquet"))
+        stored = self.stored(wh)
+        assert sorted(stored) == names
+        assert stored["national-2024.csv"] == 10876
+
+    def test_reuse_gives_the_same_report_as_validating(self, loaded):
+        _, wh = loaded
+        assert _comparable(validate_warehouse(wh, reuse=True)) == _comparable(validate_warehouse(wh))
+
+    def test_replaced_file_drops_its_results(self, loaded, tmp_path):
+        from pipelines.ingest import ingest_files
+
+        src, wh = loaded
+        path = src / "pref11-2024.csv"
+        df = pd.read_csv(path, encoding="cp932", dtype=str)
+        df = df.iloc[:-10]
+        df.to_csv(path, encoding="cp932", index=False)
+        ingest_files([src], wh)
+        stored = self.stored(wh)
+        assert stored["pref11-2024.csv"] == 1458
+        assert _scalar(wh, "SELECT count(*) FROM validation_results WHERE file_id NOT IN "
+                           "(SELECT file_id FROM files)") == 0
+        assert _comparable(validate_warehouse(wh, reuse=True)) == _comparable(validate_warehouse(wh))
+
+    def test_file_that_lost_rows_is_validated_again(self, loaded, tmp_path):
+        """A later programme file replaces some keys of the earlier one: the earlier file's stored
+        results describe rows that are gone, so they are not reused."""
+        from pipelines.ingest import ingest_files
+
+        src, wh = loaded
+        fix = tmp_path / "fix"
+        fix.mkdir()
+        prog = pd.read_csv(src / "programme.csv", encoding="utf-8-sig", dtype=str)
+        prog.head(5).to_csv(fix / "programme-fix.csv", index=False, encoding="utf-8")
+        ingest_files([fix], wh)
+        left = _scalar(wh, "SELECT count(*) FROM programme p JOIN files f USING (file_id) "
+                           "WHERE f.file_name = 'programme.csv'")
+        assert left < self.stored(wh)["programme.csv"]
+        reused = validate_warehouse(wh, reuse=True)
+        assert _comparable(reused) == _comparable(validate_warehouse(wh))
+        assert [f.rows for f in reused.files if f.file_name == "programme.csv"] == [left]
+
+    def test_results_of_other_suites_are_not_reused(self, loaded, monkeypatch):
+        import pipelines.validate as v
+
+        _, wh = loaded
+        monkeypatch.setattr(v, "suite_digest", lambda: "another suite")
+        calls = []
+        real = v.validate_frame
+        monkeypatch.setattr(v, "validate_frame", lambda df, sf: calls.append(sf.file_name) or real(df, sf))
+        validate_warehouse(wh, reuse=True)
+        assert len(calls) == 7
