@@ -22,6 +22,7 @@ from . import config, publish
 from .config import BuildConfig
 from .errors import TsunagariError, UsageError
 from .publish import BuildState, digest
+from .ingest import has_new_inputs
 from .reference import pref_slug, prefectures
 
 log = logging.getLogger("tsunagari.build")
@@ -249,12 +250,13 @@ def _stage_quality(cfg: BuildConfig, new: Path, state: BuildState, fhash: str, s
 
 
 def _stage_indicators(cfg: BuildConfig, new: Path, state: BuildState, year: int, fhash: str,
-                      summary: BuildSummary) -> None:
+                      summary: BuildSummary, pool=None) -> str:
+    """Execute the indicators notebook (in a warm worker kernel when the pool is up). Returns the
+    input hash, which the downloads written from its tables share."""
     key = f"indicators:{year}"
     d = digest(fhash, year, config.INDICATORS_NOTEBOOK,
                _code_hash("indicators.py", "indicators.yml", "stats.py", "downloads.py", "schema.py"),
                config.REFERENCE_DIR / "prefectures.csv")
-    outputs = [new / "downloads" / f"indicators-{year}.csv", new / "downloads" / f"indicators-{year}.xlsx"]
     con = duckdb.connect(str(cfg.warehouse), read_only=True)
     try:
         have_rows = _table_exists(con, "indicators") and con.execute(
@@ -265,8 +267,20 @@ def _stage_indicators(cfg: BuildConfig, new: Path, state: BuildState, year: int,
         state.invalidate(key)   # the table was emptied behind the build's back: recompute
     from .indicators import run_indicators
 
-    if _incremental(cfg, state, summary, key, d, outputs, lambda: run_indicators(year, cfg.warehouse, new)):
+    outputs = [new / "runs" / f"indicators-{year}.ipynb"]
+    if _incremental(cfg, state, summary, key, d, outputs,
+                    lambda: run_indicators(year, cfg.warehouse, new, pool=pool, downloads=False)):
         summary.executed.append(f"indicators-{year}")
+    return d
+
+
+def _stage_downloads(cfg: BuildConfig, new: Path, state: BuildState, year: int, d: str,
+                     summary: BuildSummary) -> None:
+    from .indicators import write_downloads
+
+    outputs = [new / "downloads" / f"indicators-{year}.csv", new / "downloads" / f"indicators-{year}.xlsx"]
+    _incremental(cfg, state, summary, f"downloads:{year}", d, outputs,
+                 lambda: write_downloads(year, cfg.warehouse, new))
 
 
 def _area_outputs(new: Path, code: int) -> tuple[Path, Path, Path]:
@@ -427,27 +441,38 @@ def run_build(cfg: BuildConfig) -> BuildSummary:
         log.info("build config: %s (renderer resolved: %s)", cfg.as_dict(), renderer)
         state = BuildState(new)
         with Progress(cfg.quiet) as progress:
-            with progress.stage("ingest + validate / 取り込み・検証"):
-                _stage_ingest(cfg, summary)
-            con = duckdb.connect(str(cfg.warehouse), read_only=True)
-            try:
-                year = cfg.year or latest_year(con)
-                fhash = files_hash(con)
-            finally:
-                con.close()
-            log.info("round / 調査年: %s", year)
-            # New data (or --force) means reports will run: start their kernels now, in the background.
+            # New data (or --force) means reports will run: start their kernels now, while ingest
+            # runs on the other core.
             pool = None
-            if cfg.force or any(b.startswith("ingest:") for b in summary.built):
+            if cfg.force or has_new_inputs(Path(cfg.input_dir), Path(cfg.warehouse)):
                 from .executor import WarmPool
 
                 pool = WarmPool(cfg.jobs)
             try:
-                with progress.stage("quality page / データ品質"):
-                    _stage_quality(cfg, new, state, fhash, summary)
+                with progress.stage("ingest + validate / 取り込み・検証"):
+                    _stage_ingest(cfg, summary)
+                con = duckdb.connect(str(cfg.warehouse), read_only=True)
+                try:
+                    year = cfg.year or latest_year(con)
+                    fhash = files_hash(con)
+                finally:
+                    con.close()
+                log.info("round / 調査年: %s", year)
                 with progress.stage(f"indicators {year} / 指標"):
-                    _stage_indicators(cfg, new, state, year, fhash, summary)
-                _stage_reports(cfg, new, state, year, renderer, progress, summary, pool=pool)
+                    d_ind = _stage_indicators(cfg, new, state, year, fhash, summary, pool=pool)
+                # The reports run on the workers; meanwhile this process writes what does not depend
+                # on them (quality page, downloads). The site pages link to the reports: after.
+                from concurrent.futures import ThreadPoolExecutor
+
+                with ThreadPoolExecutor(1, thread_name_prefix="reports") as bg:
+                    reports = bg.submit(_stage_reports, cfg, new, state, year, renderer, progress, summary, pool)
+                    try:
+                        with progress.stage("quality page / データ品質"):
+                            _stage_quality(cfg, new, state, fhash, summary)
+                        with progress.stage(f"downloads {year} / ダウンロード"):
+                            _stage_downloads(cfg, new, state, year, d_ind, summary)
+                    finally:
+                        reports.result()
             finally:
                 if pool is not None:
                     pool.close()

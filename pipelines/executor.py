@@ -180,6 +180,16 @@ def _write_record(nb, dst: Path) -> None:
     if nb is None:
         return
     nb.cells = [c for c in nb.cells if RESET_TAG not in c.get("metadata", {}).get("tags", [])]
+    # A warm kernel's counter runs on from the previous notebook: number the record from 1, as a
+    # fresh kernel would, so the record does not depend on which worker ran it.
+    count = 0
+    for cell in nb.cells:
+        if cell.get("cell_type") == "code" and cell.get("execution_count") is not None:
+            count += 1
+            cell["execution_count"] = count
+            for out in cell.get("outputs", []):
+                if out.get("output_type") == "execute_result":
+                    out["execution_count"] = count
     tmp = dst.with_suffix(".ipynb.tmp")
     nbformat.write(nb, str(tmp))
     tmp.replace(dst)
@@ -224,6 +234,13 @@ class WarmPool:
         self.jobs = max(1, jobs)
         self.pool = ProcessPoolExecutor(max_workers=self.jobs, mp_context=mp.get_context("spawn"))
         self._warming = [self.pool.submit(_warm_up) for _ in range(self.jobs)]
+
+    def run_one(self, task: Task) -> Outcome:
+        """Run one task on a warm worker and wait for it (e.g. the indicators notebook)."""
+        try:
+            return self.pool.submit(_run_task, task).result()
+        except Exception as exc:  # the worker process itself died
+            return Outcome(task.key, False, 0.0, error=_short_error(exc))
 
     def close(self) -> None:
         self.pool.shutdown(wait=True, cancel_futures=True)

@@ -712,13 +712,14 @@ def summary(indicators: pd.DataFrame) -> pd.DataFrame:
     return out.join(counts, how="left").reset_index()
 
 
-def run_indicators(year: int, warehouse: Path, out_dir: Path) -> Path:
+def run_indicators(year: int, warehouse: Path, out_dir: Path, pool=None, downloads: bool = True) -> Path:
     """`tsunagari indicators`: execute the indicators notebook with papermill (audit record in
     ``out_dir/runs/indicators-{year}.ipynb``; the notebook writes the tables), then write
-    ``out_dir/downloads/indicators-{year}.csv`` and ``.xlsx``. Returns the executed notebook path."""
+    ``out_dir/downloads/indicators-{year}.csv`` and ``.xlsx`` (unless downloads=False: the build
+    writes them while the reports run). With `pool` (an executor.WarmPool) the notebook runs in a
+    worker's warm kernel. Returns the executed notebook path."""
     from papermill.exceptions import PapermillExecutionError
 
-    from .downloads import write_indicator_downloads
     from .execute import execute_notebook
 
     warehouse = Path(warehouse).resolve()
@@ -732,15 +733,30 @@ def run_indicators(year: int, warehouse: Path, out_dir: Path) -> Path:
     finally:
         con.close()
     executed = out_dir / "runs" / f"indicators-{year}.ipynb"
-    try:
-        execute_notebook(config.INDICATORS_NOTEBOOK, executed,
-                         {"year": int(year), "warehouse": str(warehouse)})
-    except PapermillExecutionError as exc:
-        raise DataError(str(executed), "indicators notebook failed",
-                        detail=f"{exc.ename}: {exc.evalue}") from exc
+    params = {"year": int(year), "warehouse": str(warehouse)}
+    if pool is not None:
+        from .executor import Task
+
+        outcome = pool.run_one(Task(f"indicators-{year}", config.INDICATORS_NOTEBOOK, executed, params))
+        if not outcome.ok:
+            raise DataError(str(executed), "indicators notebook failed", detail=str(outcome.error))
+    else:
+        try:
+            execute_notebook(config.INDICATORS_NOTEBOOK, executed, params)
+        except PapermillExecutionError as exc:
+            raise DataError(str(executed), "indicators notebook failed",
+                            detail=f"{exc.ename}: {exc.evalue}") from exc
+    if downloads:
+        write_downloads(year, warehouse, out_dir)
+    return executed
+
+
+def write_downloads(year: int, warehouse: Path, out_dir: Path) -> None:
+    """``out_dir/downloads/indicators-{year}.csv`` and ``.xlsx`` from the warehouse tables."""
+    from .downloads import write_indicator_downloads
+
     con = duckdb.connect(str(warehouse), read_only=True)
     try:
-        write_indicator_downloads(con, year, out_dir / "downloads")
+        write_indicator_downloads(con, year, Path(out_dir) / "downloads")
     finally:
         con.close()
-    return executed

@@ -1083,6 +1083,24 @@ def _clear_staging(con: duckdb.DuckDBPyConnection) -> None:
     con.execute("DELETE FROM staging_programme")
 
 
+def has_new_inputs(input_dir: Path, warehouse: Path) -> bool:
+    """Whether `ingest_dir` would load anything: a file whose bytes are not yet in the warehouse.
+    A cheap look-ahead (hashes only, reads no rows) that never raises: the build uses it to start
+    the report kernels while ingest runs."""
+    try:
+        files = expand_paths([Path(input_dir)])
+        if not Path(warehouse).exists():
+            return bool(files)
+        con = duckdb.connect(str(warehouse), read_only=True)
+        try:
+            known = {r[0] for r in con.execute("SELECT file_id FROM files").fetchall()}
+        finally:
+            con.close()
+        return any(sha256_file(f) not in known for f in files)
+    except Exception:
+        return True
+
+
 def ingest_dir(input_dir: Path, warehouse: Path, **kw) -> IngestResult:
     """Ingest every CSV/XLSX/Parquet file of one folder (see ingest_files)."""
     return ingest_files([Path(input_dir)], warehouse, **kw)

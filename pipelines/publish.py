@@ -111,6 +111,9 @@ class BuildState:
     """artefact key -> input hash, persisted after every change (atomic write)."""
 
     def __init__(self, site_dir: Path) -> None:
+        import threading
+
+        self._lock = threading.Lock()   # the build records from two threads (reports and site)
         self.path = Path(site_dir) / STATE_FILE
         try:
             self.data: dict[str, str] = json.loads(self.path.read_text(encoding="utf-8"))
@@ -121,14 +124,20 @@ class BuildState:
         return self.data.get(key) == digest and all(Path(p).exists() for p in outputs)
 
     def invalidate(self, key: str) -> None:
-        if self.data.pop(key, None) is not None:
-            self.save()
+        with self._lock:
+            if self.data.pop(key, None) is not None:
+                self._save()
 
     def record(self, key: str, digest: str) -> None:
-        self.data[key] = digest
-        self.save()
+        with self._lock:
+            self.data[key] = digest
+            self._save()
 
     def save(self) -> None:
+        with self._lock:
+            self._save()
+
+    def _save(self) -> None:
         tmp = self.path.with_suffix(".tmp")
         tmp.write_text(json.dumps(self.data, indent=1, sort_keys=True), encoding="utf-8")
         tmp.replace(self.path)
