@@ -446,8 +446,9 @@ def run_build(cfg: BuildConfig) -> BuildSummary:
             pool = None
             if cfg.force or has_new_inputs(Path(cfg.input_dir), Path(cfg.warehouse)):
                 from .executor import WarmPool
+                from .reports import warm_renderer
 
-                pool = WarmPool(cfg.jobs)
+                pool = WarmPool(cfg.jobs, warm=warm_renderer if renderer == "pandoc" else None)
             try:
                 with progress.stage("ingest + validate / 取り込み・検証"):
                     _stage_ingest(cfg, summary)

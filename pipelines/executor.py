@@ -217,8 +217,10 @@ def _short_error(exc: Exception) -> str:
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
-def _warm_up() -> int:
+def _warm_up(warm: Callable[[], Any] | None = None) -> int:
     _worker_kernel()
+    if warm is not None:
+        warm()
     return os.getpid()
 
 
@@ -227,13 +229,15 @@ class WarmPool:
     warm by the time the reports run (the build starts it as soon as it knows reports will change,
     while the indicators stage runs)."""
 
-    def __init__(self, jobs: int) -> None:
+    def __init__(self, jobs: int, warm: Callable[[], Any] | None = None) -> None:
+        """`warm`: a module-level function each worker also runs while warming up (e.g. loading
+        the renderer's font), so the first task does not pay for it."""
         import multiprocessing as mp
 
         ensure_kernelspec()
         self.jobs = max(1, jobs)
         self.pool = ProcessPoolExecutor(max_workers=self.jobs, mp_context=mp.get_context("spawn"))
-        self._warming = [self.pool.submit(_warm_up) for _ in range(self.jobs)]
+        self._warming = [self.pool.submit(_warm_up, warm) for _ in range(self.jobs)]
 
     def run_one(self, task: Task) -> Outcome:
         """Run one task on a warm worker and wait for it (e.g. the indicators notebook)."""

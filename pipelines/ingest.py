@@ -21,6 +21,7 @@ import hashlib
 import logging
 import os
 import re
+import threading
 import time
 import unicodedata
 from collections.abc import Iterable, Sequence
@@ -893,6 +894,15 @@ def _stage(con: duckdb.DuckDBPyConnection, prepared: PreparedFile) -> None:
         con.unregister("_ingest_frame")
 
 
+def _prewarm_validation() -> None:
+    try:
+        from .validate import _GX
+
+        _GX.get()
+    except Exception:  # the validation itself reports any problem
+        log.debug("GX warm-up failed", exc_info=True)
+
+
 def _validator():
     try:
         from . import validate as validation
@@ -1013,6 +1023,9 @@ def ingest_files(paths: list[Path], warehouse: Path, encoding: str | None = None
             pending.append((f, fid))
         if not pending:
             return result
+        if validate:
+            # Great Expectations takes ~2 s to import and set up: do it while the files are read.
+            threading.Thread(target=_prewarm_validation, name="gx-warm-up", daemon=True).start()
 
         # Staging is scratch space, filled outside the transaction (autocommit): DuckDB keeps every
         # row written inside an open transaction in memory until commit, so staging ten 1M-row files

@@ -495,6 +495,13 @@ def area_meta(pref_code: int, year: int, synthetic: bool) -> dict:
     }
 
 
+def warm_renderer() -> None:
+    """Run in each report worker while it warms up: the built-in renderer's base font subset."""
+    from .render import pandoc
+
+    pandoc._base_font()
+
+
 def render_area(renderer: str, executed: Path, html: Path, pdf: Path, meta: dict) -> list[str]:
     """Render one executed notebook to HTML and PDF (never re-executes). Each file is written under
     a temporary name and renamed, so a published name never holds a half-written file."""

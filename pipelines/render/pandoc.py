@@ -12,6 +12,7 @@ import logging
 import re
 import subprocess
 import tempfile
+from functools import lru_cache
 from pathlib import Path
 
 from ..config import REPORTS_DIR
@@ -85,28 +86,68 @@ def render_html(executed: Path, html_out: Path, meta: dict) -> Path:
     return html_out
 
 
-def _embed_font(text: str) -> str:
-    """Embed the Japanese font, subset to the characters of this page, as an @font-face data URI,
-    so that the page renders without tofu on machines with no Japanese font (~0.2 s, ~300 KB)."""
-    import base64
-    import io
-
+def _subset_options():
     from fontTools import subset
 
-    _, font_file = _html_font()
-    visible = re.sub(r"data:[^\"')\s]+", "", text)
-    chars = {c for c in visible if ord(c) > 127} | {chr(i) for i in range(32, 127)}
     opts = subset.Options()
     opts.layout_features = ["*"]
     opts.name_IDs = ["*"]
     opts.notdef_outline = True
-    font = subset.load_font(str(font_file), opts, dontLoadGlyphNames=True)
+    return opts
+
+
+def _subset(source, chars: set[str]) -> bytes:
+    import io
+
+    from fontTools import subset
+
+    opts = _subset_options()
+    font = subset.load_font(source, opts, dontLoadGlyphNames=True)
     sub = subset.Subsetter(opts)
     sub.populate(text="".join(sorted(chars)))
     sub.subset(font)
     buf = io.BytesIO()
     subset.save_font(font, buf, opts)
-    data = base64.b64encode(buf.getvalue()).decode("ascii")
+    return buf.getvalue()
+
+
+@lru_cache(maxsize=1)
+def _base_font() -> tuple[frozenset[str], bytes]:
+    """A first subset of the full font (~1,100 characters: ASCII, kana, CJK and full-width
+    punctuation, and every character of the report notebook, templates, code, catalogue and
+    reference tables), made once per process. Subsetting a page from it takes 35 ms instead of
+    115 ms from the full font. It depends only on the installed files, so every worker makes the
+    same one and a page's font does not depend on which worker rendered it."""
+    from ..config import PACKAGE_DIR, REFERENCE_DIR
+
+    chars = {chr(i) for i in range(32, 127)} | {chr(i) for i in range(0x3000, 0x3100)} \
+        | {chr(i) for i in range(0xFF00, 0xFFF0)}
+    sources = sorted(p for p in REPORTS_DIR.rglob("*") if p.is_file()) \
+        + sorted(PACKAGE_DIR.rglob("*.py")) + sorted(PACKAGE_DIR.rglob("*.yml")) \
+        + sorted((PACKAGE_DIR / "templates").glob("*")) + sorted(REFERENCE_DIR.glob("*.csv"))
+    for p in sources:
+        try:
+            chars |= {c for c in p.read_text(encoding="utf-8") if ord(c) > 127}
+        except (UnicodeDecodeError, OSError):
+            continue
+    _, font_file = _html_font()
+    return frozenset(chars), _subset(str(font_file), chars)
+
+
+def _embed_font(text: str) -> str:
+    """Embed the Japanese font, subset to the characters of this page, as an @font-face data URI,
+    so that the page renders without tofu on machines with no Japanese font (~300 KB)."""
+    import base64
+    import io
+
+    visible = re.sub(r"data:[^\"')\s]+", "", text)
+    chars = {c for c in visible if ord(c) > 127} | {chr(i) for i in range(32, 127)}
+    base_chars, base = _base_font()
+    if chars <= base_chars:
+        font = _subset(io.BytesIO(base), chars)
+    else:  # a character from the data outside the base set (e.g. a rare kanji in a source note)
+        font = _subset(str(_html_font()[1]), chars)
+    data = base64.b64encode(font).decode("ascii")
     style = ("<style>@font-face{font-family:'TsunagariJP';font-weight:100 900;"
              f"src:url(data:font/ttf;base64,{data}) format('truetype');}}</style>\n")
     return text.replace("</head>", style + "</head>", 1)
