@@ -38,6 +38,23 @@ def run(cmd: list[str], cwd: Path) -> tuple[float, int]:
     return secs, max(before, after)
 
 
+def stages(site: Path) -> str:
+    """Where the time went, from the build log: each stage, and the span of the reports."""
+    import re
+    from datetime import datetime
+
+    text = (site / "build.log").read_text(encoding="utf-8")
+    parts = [f"{m.group(1).split(' / ')[0]} {float(m.group(2)):.1f}"
+             for m in re.finditer(r"INFO tsunagari\.build: (.+?) done in ([0-9.]+) s", text)]
+    times = [datetime.strptime(m.group(1), "%H:%M:%S") for m in
+             re.finditer(r"^(\d\d:\d\d:\d\d) INFO tsunagari\.build: report:\S+ ok in", text, re.M)]
+    per = [float(x) for x in re.findall(r"report:\S+: ok in ([0-9.]+) s", text)]
+    if per:
+        parts.append(f"{len(per)} reports {sum(per) / len(per):.2f} s each (last done "
+                     f"{(max(times) - datetime.strptime(text[:8], '%H:%M:%S')).seconds} s after the start)")
+    return "    stages (s): " + "; ".join(parts)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
@@ -63,6 +80,7 @@ def main() -> None:
 
     cold, rss1 = run(cmd, work)
     print(f"cold full build (48 reports HTML+PDF, index, quality, downloads): {cold:6.1f} s")
+    print(stages(work / "site"))
     nochange, rss2 = run(cmd, work)
     print(f"no-change rebuild:                                            {nochange:6.1f} s")
 
@@ -73,6 +91,7 @@ def main() -> None:
     one, rss3 = run(cmd, work)
     summary = (work / "site" / "build-summary.txt").read_text(encoding="utf-8")
     print(f"one prefecture changed (Saitama own survey) rebuild:          {one:6.1f} s")
+    print(stages(work / "site"))
     print(f"peak memory (largest process: build, worker or kernel):       {max(rss1, rss2, rss3) / 1024:6.0f} MiB")
     print("last build summary:\n" + summary)
 
