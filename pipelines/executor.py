@@ -1,6 +1,6 @@
 """Warm-kernel papermill execution for many areas.
 
-A fresh Jupyter kernel per notebook costs ~1 s plus the imports (pandas, plotnine, duckdb).
+A fresh Jupyter kernel per notebook costs ~1 s plus the imports (pandas, matplotlib, duckdb).
 Each worker process here keeps one kernel alive and executes notebook after notebook in it,
 resetting the user namespace (``%reset -f``) between areas. Parameters are still injected by
 papermill (``papermill.execute_notebook(..., km=...)``), so every executed notebook remains a
