@@ -23,18 +23,28 @@
 
 PDFs are not text-searched (no PDF text extractor is installed); they are rendered from the same
 executed notebooks that are checked.
+
+Two entry points: ``check_published`` (a folder, or the listed files of it) and ``check_files`` (the
+listed files, with a ``CheckContext`` made once by ``make_context``: what the checks need from the
+warehouse, so the files of one area can be checked in a worker process as soon as they exist).
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import functools
+import hashlib
 import json
+import posixpath
 import re
 import xml.etree.ElementTree as ET
 import zipfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from html.parser import HTMLParser
 from pathlib import Path
+from typing import Iterable
+from xml.parsers import expat
 
 import duckdb
 import numpy as np
@@ -69,31 +79,89 @@ def _examples(items, k: int = 3) -> str:
     return ", ".join(str(i) for i in items[:k]) + (" ..." if len(items) > k else "")
 
 
-# --- Warehouse facts -----------------------------------------------------------------------------
+# --- What the checks need from the warehouse ---------------------------------------------------
 
-class _Warehouse:
-    def __init__(self, path: Path) -> None:
-        self.con = duckdb.connect(str(path), read_only=True)
-        tables = {r[0] for r in self.con.execute(
-            "SELECT table_name FROM information_schema.tables").fetchall()}
-        self.has_resp = "survey_responses" in tables
-        self.indicators = (self.con.execute("SELECT * FROM indicators").df() if "indicators" in tables
-                           else pd.DataFrame(columns=schema.INDICATOR_COLUMNS))
+_ID_SHAPE = re.compile(r"(?=[A-Za-z0-9_\-]*[A-Za-z])(?=[A-Za-z0-9_\-]*[0-9])[A-Za-z0-9][A-Za-z0-9_\-]{3,63}")
 
-    def close(self) -> None:
-        self.con.close()
 
-    def respondent_ids(self, tokens: set[str]) -> list[str]:
-        """The tokens that are respondent ids in the warehouse (one bound-table join)."""
-        if not tokens or not self.has_resp:
-            return []
-        self.con.register("_tokens", pd.DataFrame({"t": sorted(tokens)}))
-        try:
-            rows = self.con.execute("SELECT DISTINCT t FROM _tokens JOIN survey_responses "
-                                    "ON respondent_id = t ORDER BY t").fetchall()
-        finally:
-            self.con.unregister("_tokens")
-        return [r[0] for r in rows]
+@dataclass
+class CheckContext:
+    """Everything the checks need from the warehouse, read once (``make_context``). Picklable and
+    small enough to send to a worker process with each task (the respondent ids travel as one
+    string; the set is built on first use in the process that checks).
+
+    * ``year``: the round whose report tables are checked (None: no indicators, no report check);
+    * ``n_indicators``: rows of the indicators table (a published table with more is not aggregates);
+    * ``report_rows``: (area_code, indicator_id, breakdown) -> (suppressed, the text
+      ``reports.fmt_value`` shows for the row) for every indicators row of ``year``;
+    * ``catalogue``: (id, name_ja, unit, source) of every catalogue indicator, in catalogue order;
+    * ``ids_text``: the warehouse's respondent ids that have the shape of a token (a letter and a
+      digit, 4-64 characters of [A-Za-z0-9_-]; no other id can be found), sorted, one per line.
+    """
+
+    year: int | None
+    n_indicators: int
+    report_rows: dict[tuple[str, str, str], tuple[bool, str]]
+    catalogue: tuple[tuple[str, str, str, str], ...]
+    ids_text: str = ""
+    _ids: frozenset[str] | None = field(default=None, init=False, repr=False, compare=False)
+    # results of checking one XLSX sheet, by the digest of its XML (the national sheet is the same in
+    # all 47 per-prefecture workbooks): not pickled, lives as long as this object.
+    _memo: dict = field(default_factory=dict, init=False, repr=False, compare=False)
+
+    def __getstate__(self):
+        state = dict(self.__dict__)
+        state["_ids"], state["_memo"] = None, {}
+        return state
+
+    @property
+    def respondent_ids(self) -> frozenset[str]:
+        if self._ids is None:
+            self._ids = frozenset(self.ids_text.split("\n")) - {""}
+        return self._ids
+
+
+def _site_year(site_dir: Path | None) -> int | None:
+    if site_dir is None:
+        return None
+    years = [int(m.group(1)) for p in Path(site_dir).glob("downloads/indicators-*.csv")
+             if (m := re.fullmatch(r"indicators-(\d{4})\.csv", p.name))]
+    return max(years) if years else None
+
+
+def make_context(warehouse: Path, site_dir: Path | None = None, year: int | None = None) -> CheckContext:
+    """The ``CheckContext`` of ``warehouse`` (opened read-only, once). The round checked: ``year``,
+    else the latest ``downloads/indicators-YYYY.csv`` in ``site_dir``, else the latest round of the
+    indicators table (pass ``year`` when the context is made before the downloads exist)."""
+    from .reports import fmt_value
+
+    con = duckdb.connect(str(warehouse), read_only=True)
+    try:
+        tables = {r[0] for r in con.execute("SELECT table_name FROM information_schema.tables").fetchall()}
+        n_ind, latest = 0, None
+        if "indicators" in tables:
+            n_ind, latest = con.execute("SELECT count(*), max(year) FROM indicators").fetchone()
+        year = year if year is not None else _site_year(site_dir)
+        if year is None and latest is not None:
+            year = int(latest)
+        ind = (con.execute("SELECT * FROM indicators WHERE year = ?", [year]).df()
+               if "indicators" in tables and year is not None else pd.DataFrame(columns=schema.INDICATOR_COLUMNS))
+        ids: list[str] = []
+        if "survey_responses" in tables:
+            ids = [str(r[0]) for r in con.execute(
+                "SELECT DISTINCT respondent_id FROM survey_responses WHERE respondent_id IS NOT NULL").fetchall()]
+    finally:
+        con.close()
+    cat = _catalogue()
+    units = {i.id: i.unit for i in cat}
+    rows = {}
+    for r in ind.to_dict(orient="records"):
+        rows[(r["area_code"], r["indicator_id"], r["breakdown"])] = (
+            bool(r["suppressed"]), fmt_value(r, units.get(r["indicator_id"], "percent")))
+    return CheckContext(
+        year=year, n_indicators=int(n_ind or 0), report_rows=rows,
+        catalogue=tuple((i.id, i.name_ja, i.unit, i.source) for i in cat),
+        ids_text="\n".join(sorted(i for i in ids if _ID_SHAPE.fullmatch(i))))
 
 
 # --- Tables (CSV / XLSX) -------------------------------------------------------------------------
@@ -118,18 +186,148 @@ def _col_index(ref: str) -> int:
     return k - 1
 
 
-def _xlsx_sheets(path: Path) -> list[tuple[str, list[list[str]]]]:
-    """(sheet name, rows of cell texts) of every sheet: a direct read of the sheet XML, ~10x
-    faster than openpyxl (the check reads every download of every build)."""
-    import posixpath
-    import xml.etree.ElementTree as ET
-    import zipfile
+# Fast path for a worksheet's cells: regular expressions over XML that expat has already accepted
+# as well formed, for the plain markup every writer we publish with produces (no namespace prefix,
+# no DTD, CDATA, comment or processing instruction inside; UTF-8). Anything else goes through
+# ElementTree, which gives the same cells (tests compare both on every published workbook).
+_XATTRS = r"((?:\s+[A-Za-z_][\w.\-:]*\s*=\s*(?:\"[^\"]*\"|'[^']*'))*)\s*"
+_XROW = re.compile(r"<row" + _XATTRS + r"(?:/>|>(.*?)</row>)", re.S)
+_XCELL = re.compile(r"<c" + _XATTRS + r"(?:/>|>(.*?)</c>)", re.S)
+_XATTR = re.compile(r"([A-Za-z_][\w.\-:]*)\s*=\s*(?:\"([^\"]*)\"|'([^']*)')")
+_XV = re.compile(r"<v" + _XATTRS + r"(?:/>|>(.*?)</v>)", re.S)
+_XT = re.compile(r"<t" + _XATTRS + r"(?:/>|>(.*?)</t>)", re.S)
+_XUNSAFE = re.compile(r"<[A-Za-z_][\w.\-]*:|<!|<\?(?!xml[\s?])|<\?xml[^>]*encoding=[\"'](?!utf-?8[\"'])", re.I)
+_XENTITY = re.compile(r"&(?:(lt|gt|amp|quot|apos)|#([0-9]+)|#x([0-9A-Fa-f]+));")
+_XNAMED = {"lt": "<", "gt": ">", "amp": "&", "quot": '"', "apos": "'"}
+_REF = re.compile(r"([A-Z]+)[0-9]+")
+_XROOT = re.compile(r"^(?:<\?xml[^>]*\?>)?\s*<worksheet\s[^>]*xmlns=\"http://schemas\.openxmlformats\.org/"
+                    r"spreadsheetml/2006/main\"")
+_COLS: dict[str, int] = {}
+# The cells as openpyxl (and downloads.sheet_xml) write them; a row made only of these is read by
+# one regular expression, any other row by the general expressions above.
+_XSTRICT_CELL = (r'<c r="([A-Z]{1,3})[0-9]+"(?: s="[0-9]+")?(?: t="([A-Za-z]+)")?'
+                 r'(?: />|/>|>(?:(<v>[^<]*</v>|<v ?/>)|<is><t(?: xml:space="preserve")?>([^<]*)</t></is>)</c>)')
+_XSTRICT_ROW = re.compile(f"(?:{_XSTRICT_CELL})*")
+_XSTRICT = re.compile(_XSTRICT_CELL)
 
+
+def _xunescape(text: str) -> str:
+    if "&" not in text:
+        return text
+    return _XENTITY.sub(lambda m: _XNAMED[m.group(1)] if m.group(1) else chr(int(m.group(2) or m.group(3),
+                                                                                 10 if m.group(2) else 16)), text)
+
+
+def _xattrs(text: str) -> dict[str, str]:
+    return {m[0]: _xunescape(m[1] if m[1] or not m[2] else m[2]) for m in _XATTR.findall(text)}
+
+
+def _sheet_rows_fast(data: bytes, shared: list[str]) -> list[list[str]] | None:
+    """The rows of a worksheet, or None when the fast path does not apply."""
+    if data.startswith(b"\xef\xbb\xbf"):
+        data = data[3:]
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+    root = _XROOT.search(text)
+    if root is None or text.count("xmlns=") != 1 or _XUNSAFE.search(text):
+        return None
+    try:
+        expat.ParserCreate().Parse(data, True)   # well formed (the ElementTree path would raise)
+    except expat.ExpatError:
+        return None
+    if "\r" in text:   # XML end-of-line handling, before character references are expanded
+        text = text.replace("\r\n", "\n").replace("\r", "\n")
+    rows: list[list[str]] = []
+    cols = _COLS
+    for m in _XROW.finditer(text):
+        content = m.group(2) or ""
+        if _XSTRICT_ROW.fullmatch(content):
+            row = []
+            for letters, t, v, is_t in _XSTRICT.findall(content):   # v: the <v> element or ""
+                if t == "inlineStr":
+                    value = _xunescape(is_t)
+                elif t == "s" and v:
+                    if len(v) <= 7:   # an empty <v>: no index (ElementTree's int(None) raises too)
+                        raise ValueError(f"shared-string cell {letters} without an index")
+                    value = shared[int(_xunescape(v[3:-4]))]
+                else:
+                    value = _xunescape(v[3:-4]) if len(v) > 7 else ""
+                i = cols.get(letters)
+                if i is None:
+                    i = cols[letters] = _col_index(letters)
+                if i >= len(row):
+                    row += [""] * (i + 1 - len(row))
+                row[i] = value
+            rows.append(row)
+            continue
+        row = []
+        for c in _XCELL.finditer(content):
+            attrs = _xattrs(c.group(1))
+            cell = c.group(2) or ""
+            t = attrs.get("t")
+            if t == "inlineStr":
+                value = "".join(_xunescape(x.group(2) or "") for x in _XT.finditer(cell))
+            else:
+                v = _XV.search(cell)
+                raw = None if v is None or v.group(2) is None else _xunescape(v.group(2))
+                if t == "s" and v is not None:
+                    value = shared[int(raw)]   # as the ElementTree path: int(None) raises
+                else:
+                    value = raw or ""
+            ref = attrs.get("r")
+            if ref:
+                k = _REF.fullmatch(ref)
+                if k is None:
+                    i = _col_index(ref)
+                else:
+                    i = cols.get(k.group(1))
+                    if i is None:
+                        i = cols[k.group(1)] = _col_index(k.group(1))
+            else:
+                i = len(row)
+            row += [""] * (i + 1 - len(row))
+            row[i] = value
+        rows.append(row)
+    return rows
+
+
+def _sheet_rows_et(stream, shared: list[str]) -> list[list[str]]:
+    rows: list[list[str]] = []
+    for _, el in ET.iterparse(stream):
+        if el.tag != f"{_NS}row":
+            continue
+        row: list[str] = []
+        for c in el.iter(f"{_NS}c"):
+            t, v = c.get("t"), c.find(f"{_NS}v")
+            if t == "s" and v is not None:
+                text = shared[int(v.text)]
+            elif t == "inlineStr":
+                text = "".join(x.text or "" for x in c.iter(f"{_NS}t"))
+            else:
+                text = "" if v is None or v.text is None else v.text
+            i = _col_index(c.get("r", "")) if c.get("r") else len(row)
+            row += [""] * (i + 1 - len(row))
+            row[i] = text
+        rows.append(row)
+        el.clear()
+    return rows
+
+
+def _xlsx_sheets(path: Path, fast: bool = True, known=()) -> list[tuple[str, list[list[str]] | None, str]]:
+    """(sheet name, rows of cell texts, digest of the sheet's XML and shared strings) of every sheet:
+    a direct read of the sheet XML, ~10x faster than openpyxl (the check reads every download of
+    every build). A sheet whose digest is in ``known`` is not read (rows None). ``fast=False``:
+    ElementTree only (the reference the fast path is tested against)."""
     with zipfile.ZipFile(path) as z:
         names = set(z.namelist())
         shared: list[str] = []
+        shared_digest = ""
         if "xl/sharedStrings.xml" in names:
-            root = ET.fromstring(z.read("xl/sharedStrings.xml"))
+            raw = z.read("xl/sharedStrings.xml")
+            shared_digest = hashlib.sha256(raw).hexdigest()
+            root = ET.fromstring(raw)
             shared = ["".join(t.text or "" for t in si.iter(f"{_NS}t")) for si in root.iter(f"{_NS}si")]
         rels = ET.fromstring(z.read("xl/_rels/workbook.xml.rels"))
         targets = {r.get("Id"): r.get("Target") for r in rels}
@@ -138,51 +336,34 @@ def _xlsx_sheets(path: Path) -> list[tuple[str, list[list[str]]]]:
         for sh in wb.iter(f"{_NS}sheet"):
             target = targets.get(sh.get(f"{_RNS}id"), "")
             member = target.lstrip("/") if target.startswith("/") else posixpath.normpath("xl/" + target)
-            rows: list[list[str]] = []
-            for _, el in ET.iterparse(z.open(member)):
-                if el.tag != f"{_NS}row":
-                    continue
-                row: list[str] = []
-                for c in el.iter(f"{_NS}c"):
-                    t, v = c.get("t"), c.find(f"{_NS}v")
-                    if t == "s" and v is not None:
-                        text = shared[int(v.text)]
-                    elif t == "inlineStr":
-                        text = "".join(x.text or "" for x in c.iter(f"{_NS}t"))
-                    else:
-                        text = "" if v is None or v.text is None else v.text
-                    i = _col_index(c.get("r", "")) if c.get("r") else len(row)
-                    row += [""] * (i + 1 - len(row))
-                    row[i] = text
-                rows.append(row)
-                el.clear()
-            out.append((sh.get("name", ""), rows))
+            data = z.read(member)
+            digest = hashlib.sha256(data).hexdigest() + shared_digest
+            rows = None
+            if digest not in known:
+                rows = _sheet_rows_fast(data, shared) if fast else None
+                if rows is None:
+                    rows = _sheet_rows_et(z.open(member), shared)
+            out.append((sh.get("name", ""), rows, digest))
     return out
 
 
-def _read_tables(path: Path) -> list[tuple[str, pd.DataFrame]]:
-    if path.suffix.lower() == ".csv":
-        return [("", pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8-sig"))]
-    out = []
-    for title, rows in _xlsx_sheets(path):
-        if rows:
-            width = max(len(r) for r in rows)
-            rows = [r + [""] * (width - len(r)) for r in rows]
-            header = [h or f"column{i + 1}" for i, h in enumerate(rows[0])]
-            out.append((f"[{title}]", pd.DataFrame(rows[1:], columns=header)))
-    return out
+def _frame(rows: list[list[str]]) -> pd.DataFrame:
+    width = max(len(r) for r in rows)
+    rows = [r + [""] * (width - len(r)) for r in rows]
+    header = [h or f"column{i + 1}" for i, h in enumerate(rows[0])]
+    return pd.DataFrame(rows[1:], columns=header)
 
 
 def _num(s: pd.Series) -> pd.Series:
     return pd.to_numeric(s.astype(str).str.strip().str.lstrip("'"), errors="coerce")
 
 
-def _id_findings(where: str, texts, wh: "_Warehouse") -> list[Finding]:
+def _id_findings(where: str, texts: Iterable[str], ctx: CheckContext) -> list[Finding]:
     """A finding when any text contains a respondent id of the warehouse."""
     tokens: set[str] = set()
     for t in texts:
         tokens.update(_TOKEN.findall(t))
-    found = wh.respondent_ids(tokens)
+    found = sorted(tokens & ctx.respondent_ids)
     if not found:
         return []
     return [Finding(where, "respondent ids / 回答者ID",
@@ -190,13 +371,13 @@ def _id_findings(where: str, texts, wh: "_Warehouse") -> list[Finding]:
                     f"/ 回答者IDが含まれています")]
 
 
-def _check_table(where: str, df: pd.DataFrame, wh: _Warehouse) -> list[Finding]:
+def _check_table(where: str, df: pd.DataFrame, ctx: CheckContext) -> list[Finding]:
     out: list[Finding] = []
     ids = [c for c in df.columns if str(c) in ID_COLUMNS or str(c).endswith("(respondent_id)")]
     if ids:
         out.append(Finding(where, "respondent_id column / 回答者ID列",
                            f"a published table has the column {ids[0]} / 公開表に回答者IDの列があります"))
-    n_ind = len(wh.indicators)
+    n_ind = ctx.n_indicators
     if len(df) > n_ind:
         out.append(Finding(where, "more rows than the indicators table / 指標表より行が多い",
                            f"{len(df):,} rows > {n_ind:,} rows of the indicators table (not aggregates?) "
@@ -220,8 +401,19 @@ def _check_table(where: str, df: pd.DataFrame, wh: _Warehouse) -> list[Finding]:
                                f"{int(bad.sum())} row(s) show a value whose base is < {config.MIN_BASE} or "
                                f"that is suppressed (file rows {_examples(rows)}) / 非表示の行に値があります"))
         out += _check_recoverable(where, df, n_col, sup_col)
-    out += _id_findings(where, (" ".join(df[c].astype(str).tolist()) for c in df.columns), wh)
+    # Every cell, and the header too (a header is published text as well).
+    out += _id_findings(where, [" ".join(map(str, df.columns)),
+                                *(" ".join(df[c].astype(str).tolist()) for c in df.columns)], ctx)
     return out
+
+
+def _check_sheet(where: str, rows: list[list[str]] | None, digest: str, ctx: CheckContext) -> list[Finding]:
+    """``_check_table`` of one XLSX sheet; a sheet with the same XML (and shared strings) as one
+    already checked with this context gets the same findings without being checked again."""
+    hit = ctx._memo.get(digest)
+    if hit is None:
+        hit = ctx._memo[digest] = [(f.rule, f.detail) for f in _check_table(where, _frame(rows), ctx)]
+    return [Finding(where, rule, detail) for rule, detail in hit]
 
 
 def _check_recoverable(where: str, df: pd.DataFrame, n_col, sup_col) -> list[Finding]:
@@ -309,15 +501,19 @@ def _microdata_in_rows(header: list[str], n_rows: int) -> str | None:
     return None
 
 
-def microdata_dumps(html: str = "", plain: str = "") -> list[str]:
-    """Descriptions of the microdata tables in an HTML text and a plain-text DataFrame dump."""
+def _table_dumps(tables: list[list[list[str]]]) -> list[str]:
     out = []
-    for t in html_tables(html) if html else []:
+    for t in tables:
         if t:
             # pandas puts the index name in a second header row; a header is the first row.
             hit = _microdata_in_rows(t[0], len(t) - 1)
             if hit:
                 out.append(hit)
+    return out
+
+
+def _plain_dumps(plain: str) -> list[str]:
+    out = []
     lines = plain.splitlines()
     for i, line in enumerate(lines):
         names = set(line.split())
@@ -331,6 +527,11 @@ def microdata_dumps(html: str = "", plain: str = "") -> list[str]:
             if hit:
                 out.append(hit.replace("a table", "a text dump"))
     return out
+
+
+def microdata_dumps(html: str = "", plain: str = "") -> list[str]:
+    """Descriptions of the microdata tables in an HTML text and a plain-text DataFrame dump."""
+    return (_table_dumps(html_tables(html)) if html else []) + _plain_dumps(plain)
 
 
 def _notebook_texts(path: Path) -> tuple[list[str], list[str]]:
@@ -353,23 +554,79 @@ def _notebook_texts(path: Path) -> tuple[list[str], list[str]]:
     return html, plain
 
 
-def _check_text(where: str, html: list[str], plain: list[str], wh: _Warehouse) -> list[Finding]:
+# Embedded files (data: URIs). A report page is ~1 MB, almost all of it base64 PNG charts and the
+# embedded font; scanning those payloads as text is most of the cost of checking a page and can
+# find nothing: what is checked is text -- respondent-id tokens, microdata tables / text dumps,
+# the figures in report table cells -- and the base64 of a binary image or font does not contain
+# the text it encodes (a value drawn in a chart's pixels, or a string in a PNG text chunk or a font
+# table, is not readable in base64 and was never found by this check; a token the base64 alphabet
+# happens to spell is noise). So the payloads of *binary raster image and font* media types are
+# skipped. Not skipped: any other payload -- SVG (XML whose <text> is readable), HTML, CSV,
+# JSON, plain text, unknown types -- and non-base64 (percent-encoded) data URIs, whose text is
+# readable as it stands. The base64 payloads of the readable types (text/*, SVG, JSON, XML,
+# JavaScript) are also decoded and checked as text/HTML (previously they were only scanned encoded,
+# where nothing could be found).
+_BINARY_DATA = re.compile(
+    r"(data:(?i:image/(?:png|jpe?g|gif|webp|avif|bmp|tiff|x-icon|vnd\.microsoft\.icon)|font/[\w.+\-]+"
+    r"|application/(?:font-woff2?|font-sfnt|x-font-[\w.+\-]+|vnd\.ms-fontobject))"
+    r"(?:;[\w.+\-]+=[\w.+\-]*)*;(?i:base64),)[A-Za-z0-9+/=]+")
+_B64_DATA = re.compile(r"data:([\w.+\-]+/[\w.+\-]+)?(?:;[\w.+\-]+=[\w.+\-]*)*;(?i:base64),([A-Za-z0-9+/=]+)")
+_HTML_MEDIA = re.compile(r"text/html|image/svg\+xml|application/xhtml\+xml", re.I)
+_TEXT_MEDIA = re.compile(r"text/[\w.+\-]+|application/(?:[\w.\-]+\+)?(?:json|xml)|application/(?:java|ecma)script",
+                         re.I)
+
+
+def _without_binary_data(text: str) -> tuple[str, list[str], list[str]]:
+    """(``text`` with the payloads of base64 image/font data URIs removed, the decoded HTML/SVG
+    payloads, the decoded text payloads)."""
+    if "data:" not in text:   # (an upper-case "DATA:" URI is left in the text, checked as it stands)
+        return text, [], []
+    text = _BINARY_DATA.sub(r"\1", text)
+    html, plain = [], []
+    for m in _B64_DATA.finditer(text):
+        media = m.group(1) or "text/plain"
+        if not (_HTML_MEDIA.fullmatch(media) or _TEXT_MEDIA.fullmatch(media)):
+            continue
+        try:
+            decoded = base64.b64decode(m.group(2) + "=" * (-len(m.group(2)) % 4)).decode("utf-8", "replace")
+        except (binascii.Error, ValueError):
+            continue
+        (html if _HTML_MEDIA.fullmatch(media) else plain).append(decoded)
+    return text, html, plain
+
+
+def _text_findings(where: str, html: list[tuple[str, list]], plain: list[str], ctx: CheckContext) -> list[Finding]:
+    """``html``: (text, its html_tables) pairs."""
     out = []
     dumps = []
-    for h in html:
-        dumps += microdata_dumps(html=h)
+    for _, tables in html:
+        dumps += _table_dumps(tables)
     for p in plain:
-        dumps += microdata_dumps(plain=p)
+        dumps += _plain_dumps(p)
     if dumps:
         out.append(Finding(where, "microdata / 個票データ",
                            f"{len(dumps)} output(s) contain respondent-level data: {_examples(dumps, 2)} "
                            f"/ 個票（回答者単位）のデータが出力されています"))
-    out += _id_findings(where, html + plain, wh)
+    out += _id_findings(where, [h for h, _ in html] + plain, ctx)
     return out
+
+
+def _check_text(where: str, html: list[str], plain: list[str], ctx: CheckContext) -> list[Finding]:
+    h_items, p_items = [], []
+    for h in html:
+        text, more_html, more_plain = _without_binary_data(h)
+        h_items += [(t, html_tables(t)) for t in (text, *more_html)]
+        p_items += more_plain
+    for p in plain:
+        text, more_html, more_plain = _without_binary_data(p)
+        p_items += [text, *more_plain]
+        h_items += [(t, html_tables(t)) for t in more_html]
+    return _text_findings(where, h_items, p_items, ctx)
 
 
 # --- Report pages: suppressed cells show 'x' -----------------------------------------------------
 
+@functools.lru_cache(maxsize=1)
 def _breakdown_labels() -> dict[str, str]:
     labels = {"男性": "sex=1", "女性": "sex=2", "全体": "total", "一人暮らし": "household_single=1",
               "一人暮らし以外": "household_single=0"}
@@ -385,43 +642,36 @@ def _catalogue():
     return tuple(load_catalogue())
 
 
-def _report_area(path: Path, site_dir: Path) -> str | None:
-    rel = path.relative_to(site_dir).as_posix()
+def _report_area_rel(rel: str) -> str | None:
     if rel == "national.html":
         return "00"
     m = re.fullmatch(r"prefectures/(\d{2})-[a-z]+\.html", rel)
     return m.group(1) if m else None
 
 
-def _check_report(where: str, html: str, area: str, year: int, wh: _Warehouse) -> list[Finding]:
-    from .indicators import load_catalogue
-    from .reports import fmt_value
-
-    ind = wh.indicators[wh.indicators.year == year]
-    if ind.empty:
+def _check_report(where: str, tables: list[list[list[str]]], area: str, ctx: CheckContext) -> list[Finding]:
+    rows = ctx.report_rows   # (area, indicator, breakdown) -> (suppressed, shown text) of the round
+    if not rows:
         return []
-    ind = ind[ind.area_code.isin([area, "00"])]   # only this report's rows (to_dict of all is slow)
-    rows = {(r["area_code"], r["indicator_id"], r["breakdown"]): r for r in ind.to_dict(orient="records")}
-    cat = _catalogue()
-    units = {i.id: i.unit for i in cat}
-    survey = [i.id for i in cat if i.source == "survey"]
+    cat = ctx.catalogue      # (id, name_ja, unit, source)
+    survey = [i for i, _, _, source in cat if source == "survey"]
     labels = _breakdown_labels()
     bad: list[str] = []
 
     def expected(code: str, ind_id: str, bd: str) -> str | None:
         r = rows.get((code, ind_id, bd))
-        return None if r is None else fmt_value(r, units.get(ind_id, "percent"))
+        return None if r is None else r[1]
 
-    for t in html_tables(html):
+    for t in tables:
         if len(t) < 2:
             continue
         head = t[0]
         if head[0] == "指標":   # headline table: one row per indicator (total)
             for r in t[1:]:
-                ids = [i.id for i in cat if i.name_ja and i.name_ja in r[0]]
+                ids = [i for i, name_ja, _, _ in cat if name_ja and name_ja in r[0]]
                 for i in ids[:1]:
                     row = rows.get((area, i, "total"))
-                    if row is not None and bool(row["suppressed"]) and len(r) > 1 and r[1] != "x":
+                    if row is not None and row[0] and len(r) > 1 and r[1] != "x":
                         bad.append(f"{i} total shows {r[1]!r}")
         elif head[0] == "区分":   # breakdown table of one indicator: find which one
             body = [r for r in t[1:] if r and r[0] in labels]
@@ -430,13 +680,20 @@ def _check_report(where: str, html: str, area: str, year: int, wh: _Warehouse) -
             cols = [(1, area)] + ([(4, "00")] if area != "00" and len(head) > 4 else [])
             best, best_bad = None, None
             for i in survey:
-                mism = [(r, c, code) for r in body for c, code in cols
-                        if len(r) > c and expected(code, i, labels[r[0]]) not in (None, r[c])]
+                shown = [(r, c, code, expected(code, i, labels[r[0]])) for r in body for c, code in cols if len(r) > c]
+                if all(e is None for *_, e in shown):
+                    # An indicator without these breakdowns matches every cell vacuously; taking it
+                    # as the table's indicator let a tampered UK-age table (only the UK-comparable
+                    # indicators have those rows) pass unchecked.
+                    continue
+                mism = [(r, c, code) for r, c, code, e in shown if e not in (None, r[c])]
                 if best_bad is None or len(mism) < len(best_bad):
                     best, best_bad = i, mism
+                    if not mism:   # no later indicator can fit better (the first best is kept)
+                        break
             for r, c, code in best_bad or []:
                 row = rows.get((code, best, labels[r[0]]))
-                if row is not None and bool(row["suppressed"]) and r[c] != "x":
+                if row is not None and row[0] and r[c] != "x":
                     bad.append(f"{best} {code} {labels[r[0]]} shows {r[c]!r}")
     if not bad:
         return []
@@ -445,7 +702,67 @@ def _check_report(where: str, html: str, area: str, year: int, wh: _Warehouse) -
                     f"/ 非表示の行の数値が表示されています（「x」であるべき）")]
 
 
-# --- Entry point ---------------------------------------------------------------------------------
+# --- Entry points --------------------------------------------------------------------------------
+
+_TEXT_SUFFIXES = (".json", ".txt", ".md", ".qmd", ".typ", ".svg")
+
+
+def _check_file(site_dir: Path, rel: str, ctx: CheckContext) -> list[Finding]:
+    path = site_dir / rel
+    suffix = path.suffix.lower()
+    try:
+        if suffix == ".csv":
+            return _check_table(rel, pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8-sig"), ctx)
+        if suffix == ".xlsx":
+            out = []
+            for title, rows, digest in _xlsx_sheets(path, known=ctx._memo):
+                if rows or digest in ctx._memo:
+                    out += _check_sheet(f"{rel}[{title}]", rows, digest, ctx)
+            return out
+        if suffix == ".ipynb":
+            html, plain = _notebook_texts(path)
+            return _check_text(rel, html, plain, ctx)
+        if suffix in (".html", ".htm"):
+            text = path.read_text(encoding="utf-8", errors="replace")
+            text, more_html, more_plain = _without_binary_data(text)
+            tables = html_tables(text)
+            out = _text_findings(rel, [(text, tables), *((h, html_tables(h)) for h in more_html)], more_plain, ctx)
+            area = _report_area_rel(rel)
+            if area is not None and ctx.year is not None:
+                out += _check_report(rel, tables, area, ctx)
+            return out
+        if suffix in _TEXT_SUFFIXES:
+            return _check_text(rel, [], [path.read_text(encoding="utf-8", errors="replace")], ctx)
+    except (OSError, ValueError, KeyError, IndexError, json.JSONDecodeError, zipfile.BadZipFile,
+            ET.ParseError) as exc:
+        return [Finding(rel, "unreadable / 読み込めません",
+                        f"could not be checked ({type(exc).__name__}: {exc}) / 検査できません")]
+    return []
+
+
+def check_files(site_dir: Path, paths: Iterable[str | Path], context: CheckContext) -> list[Finding]:
+    """Every disclosure breach in the files ``paths`` of the site being built in ``site_dir``.
+
+    * ``paths``: paths relative to ``site_dir`` (posix strings or Paths), or absolute paths inside
+      it; checked in the order given. A path that does not exist is a finding (unreadable). Files of
+      a type that is not checked (PDF, fonts, ...) give nothing.
+    * ``context``: ``make_context(warehouse, site_dir)``, made once per build (read-only warehouse
+      access happens there, not here). It pickles, so a worker process can check one area's files
+      (``prefectures/{code}-{slug}.html``, ``.work/executed/{code}-{slug}.ipynb``, ...) right
+      after they are rendered: the function reads only those files and the context.
+    * Returns the same findings ``check_published(site_dir, warehouse, only=set(paths))`` returns
+      (same files, rules, details and order), as ``Finding`` objects with ``file`` relative to
+      ``site_dir``. Which round's report tables are checked is decided by the context.
+    """
+    site_dir = Path(site_dir)
+    out: list[Finding] = []
+    for p in paths:
+        p = Path(p)
+        if p.is_absolute():
+            p = p.resolve().relative_to(site_dir.resolve())
+        out += _check_file(site_dir, p.as_posix(), context)
+    return out
+
 
 def check_published(site_dir: Path, warehouse: Path, only: set[str] | None = None) -> list[Finding]:
     """Every disclosure breach found in ``site_dir`` (empty list = safe to publish).
@@ -454,38 +771,12 @@ def check_published(site_dir: Path, warehouse: Path, only: set[str] | None = Non
     that differ from the ones it already checked (an unchanged report's inputs are unchanged too:
     its hash covers its rows)."""
     site_dir = Path(site_dir)
-    wh = _Warehouse(Path(warehouse))
-    findings: list[Finding] = []
-    try:
-        years = [int(m.group(1)) for p in site_dir.glob("downloads/indicators-*.csv")
-                 if (m := re.fullmatch(r"indicators-(\d{4})\.csv", p.name))]
-        year = max(years) if years else (int(wh.indicators.year.max()) if len(wh.indicators) else None)
-        for path in sorted(site_dir.rglob("*")):
-            if not path.is_file():
-                continue
-            rel = path.relative_to(site_dir).as_posix()
-            if only is not None and rel not in only:
-                continue
-            suffix = path.suffix.lower()
-            try:
-                if suffix in (".csv", ".xlsx"):
-                    for sheet, df in _read_tables(path):
-                        findings += _check_table(rel + sheet, df, wh)
-                elif suffix == ".ipynb":
-                    html, plain = _notebook_texts(path)
-                    findings += _check_text(rel, html, plain, wh)
-                elif suffix in (".html", ".htm"):
-                    text = path.read_text(encoding="utf-8", errors="replace")
-                    findings += _check_text(rel, [text], [], wh)
-                    area = _report_area(path, site_dir)
-                    if area is not None and year is not None:
-                        findings += _check_report(rel, text, area, year, wh)
-                elif suffix in (".json", ".txt", ".md", ".qmd", ".typ", ".svg"):
-                    findings += _check_text(rel, [], [path.read_text(encoding="utf-8", errors="replace")], wh)
-            except (OSError, ValueError, KeyError, IndexError, json.JSONDecodeError, zipfile.BadZipFile,
-                    ET.ParseError) as exc:
-                findings.append(Finding(rel, "unreadable / 読み込めません",
-                                        f"could not be checked ({type(exc).__name__}: {exc}) / 検査できません"))
-    finally:
-        wh.close()
-    return findings
+    ctx = make_context(Path(warehouse), site_dir)
+    rels = []
+    for path in sorted(site_dir.rglob("*")):
+        if not path.is_file():
+            continue
+        rel = path.relative_to(site_dir).as_posix()
+        if only is None or rel in only:
+            rels.append(rel)
+    return check_files(site_dir, rels, ctx)

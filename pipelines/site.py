@@ -17,6 +17,7 @@ import hashlib
 import json
 import logging
 import math
+import os
 import re
 import shutil
 from dataclasses import dataclass
@@ -306,9 +307,17 @@ def build_site(year: int, warehouse: Path, out_dir: Path, synthetic: bool | None
     default_ind = headline[0] if headline else None
 
     written: list[Path] = []
-    # Per-prefecture XLSX first, so the pages can link to them.
+    # Per-prefecture XLSX first, so the pages can link to them. The rows of every area come from one
+    # conversion of the whole table; the national sheet (the same in every workbook) is built once.
     prefs = prefectures()
-    national_rows = xlsx_rows(df[df["area_code"] == "00"], by_id)
+    slugs = {r.pref_code: pref_slug(r.pref_code) for r in prefs.itertuples()}
+    header, all_rows = xlsx_rows(df, by_id)
+    by_area: dict[str, list[list[Any]]] = {}
+    for code, row in zip(df["area_code"].tolist(), all_rows):
+        by_area.setdefault(code, []).append(row)
+    national_rows = (header, by_area.get("00", []))
+    national_xml = _pref_sheet_xml(*national_rows)
+    built_at = build_time()
     # A workbook whose inputs (its rows, the national rows, the catalogue, this code) are unchanged is
     # not rewritten: after one prefecture's correction only that workbook (and any whose rows
     # changed) is written again. The digests live beside the workbooks.
@@ -323,21 +332,23 @@ def build_site(year: int, warehouse: Path, out_dir: Path, synthetic: bool | None
     new_digests = {}
     for r in prefs.itertuples():
         code = area_code(r.pref_code)
-        d = hashlib.sha256((common + df[df["area_code"] == code].to_csv(index=False)).encode()).hexdigest()
-        path = out_dir / "downloads" / f"{pref_slug(r.pref_code)}-{year}.xlsx"
+        rows = by_area.get(code, [])
+        d = hashlib.sha256((common + repr((str(r.name_ja), rows))).encode()).hexdigest()
+        path = out_dir / "downloads" / f"{slugs[r.pref_code]}-{year}.xlsx"
         new_digests[path.name] = d
         if old_digests.get(path.name) == d and path.is_file():
             written.append(path)
             continue
         written.append(write_pref_xlsx(df, int(r.pref_code), str(r.name_ja), year, out_dir, by_id, synthetic,
-                                       national_rows))
+                                       national_rows, area_rows=(header, rows), national_xml=national_xml,
+                                       built_at=built_at))
     digests_path.parent.mkdir(parents=True, exist_ok=True)
     digests_path.write_text(json.dumps({**old_digests, **new_digests}, sort_keys=True, indent=0), encoding="utf-8")
 
     areas = []
     for r in prefs.itertuples():
         code = area_code(r.pref_code)
-        slug = pref_slug(r.pref_code)
+        slug = slugs[r.pref_code]
         cells = {i.id: _cell(lookup.get((code, i.id)), i) for i in map_inds}
         areas.append({
             "code": code, "name": str(r.name_ja), "short": short_name(str(r.name_ja)),
@@ -363,7 +374,7 @@ def build_site(year: int, warehouse: Path, out_dir: Path, synthetic: bool | None
     env = _env()
     css = (TEMPLATES_DIR / "site.css").read_text(encoding="utf-8")
     font_file = copy_site_font(out_dir)
-    generated = datetime.now(timezone.utc).astimezone().strftime("%Y-%m-%d %H:%M")
+    generated = built_at.astimezone().strftime("%Y-%m-%d %H:%M")
     common = {"year": year, "synthetic": synthetic, "css": css, "generated": generated, "font_file": font_file,
               "symbols": COMPARISON_SYMBOLS, "comparison_text": COMPARISON_TEXT, "legend": LEGEND_ORDER}
 
@@ -408,11 +419,12 @@ def copy_site_font(out_dir: Path) -> str | None:
     """Ship IPAexGothic (matplotlib-fontja, IPA Font License) with the site as a local web-font
     fallback, so Japanese renders offline even where no Japanese system font is installed.
     Returns the font's path relative to out_dir (None if the font is unavailable)."""
-    try:
-        import matplotlib_fontja
-    except ImportError:  # pragma: no cover - a declared dependency
+    import importlib.util
+
+    spec = importlib.util.find_spec("matplotlib_fontja")   # located, not imported (that imports matplotlib)
+    if spec is None or not spec.origin:  # pragma: no cover - a declared dependency
         return None
-    src_dir = Path(matplotlib_fontja.__file__).resolve().parent / "fonts"
+    src_dir = Path(spec.origin).resolve().parent / "fonts"
     src = src_dir / "ipaexg.ttf"
     if not src.is_file():
         return None
@@ -445,6 +457,15 @@ def reference_sources() -> list[dict[str, str]]:
 SUPPRESSED_BLANK = ("value", "lower_ci95", "upper_ci95")  # never published for a suppressed row
 
 
+def build_time() -> datetime:
+    """The time stamped on pages and workbooks (作成): now, or ``SOURCE_DATE_EPOCH`` when set (the
+    reproducible-builds convention: with it, identical inputs give identical bytes)."""
+    epoch = os.environ.get("SOURCE_DATE_EPOCH", "").strip()
+    if epoch.isdigit():
+        return datetime.fromtimestamp(int(epoch), timezone.utc)
+    return datetime.now(timezone.utc)
+
+
 def xlsx_rows(df: pd.DataFrame, catalogue: dict[str, Indicator]) -> tuple[list[str], list[list[Any]]]:
     """(header, rows) of indicator records for a spreadsheet, in the layout of the all-area download
     (pipelines.downloads: contract columns + Japanese names and labels, readable headers); plain
@@ -453,56 +474,54 @@ def xlsx_rows(df: pd.DataFrame, catalogue: dict[str, Indicator]) -> tuple[list[s
 
     table = download_table(df, list(catalogue.values()))
     cols = list(table.columns)
-    rows = []
-    for rec in table.to_dict(orient="records"):
+    suppressed = ([v is not None and v is not pd.NA and bool(v) for v in table["suppressed"].tolist()]
+                  if "suppressed" in cols else [False] * len(table))
+    columns = []
+    for col in cols:
         values = []
-        for col in cols:
-            v = rec.get(col)
+        blank = col in SUPPRESSED_BLANK
+        for v, sup in zip(table[col].tolist(), suppressed):
             if v is None or v is pd.NA or v is pd.NaT or (isinstance(v, float) and math.isnan(v)):
                 v = None
             elif hasattr(v, "item"):
                 v = v.item()
-            if col in SUPPRESSED_BLANK and rec.get("suppressed"):
+            if blank and sup:
                 v = None
             values.append(neutralise(v))
-        rows.append(values)
+        columns.append(values)
+    rows = [list(r) for r in zip(*columns)] if columns else [[] for _ in range(len(table))]
     return [HEADERS_JA.get(c, c) for c in cols], rows
+
+
+def _pref_sheet_xml(header: list[str], rows: list[list[Any]]) -> bytes:
+    """A data sheet of a per-prefecture workbook: bold frozen header, columns sized to the header."""
+    from .downloads import sheet_xml
+
+    return sheet_xml([header, *rows], [max(10, min(40, len(h) + 2)) for h in header],
+                     freeze_header=True, bold_header=True)
 
 
 def write_pref_xlsx(df: pd.DataFrame, pref_code: int, name_ja: str, year: int, out_dir: Path,
                     catalogue: dict[str, Indicator], synthetic: bool,
-                    national_rows: tuple[list[str], list[list[Any]]] | None = None) -> Path:
-    """downloads/{slug}-{year}.xlsx: the area's rows, the national rows, a notes sheet."""
-    from openpyxl import Workbook
-    from openpyxl.cell import WriteOnlyCell
-    from openpyxl.styles import Font
-    from openpyxl.utils import get_column_letter
+                    national_rows: tuple[list[str], list[list[Any]]] | None = None, *,
+                    area_rows: tuple[list[str], list[list[Any]]] | None = None,
+                    national_xml: bytes | None = None, built_at: datetime | None = None) -> Path:
+    """downloads/{slug}-{year}.xlsx: the area's rows, the national rows, a notes sheet.
+
+    ``area_rows`` / ``national_rows`` (``xlsx_rows`` of the area's / national rows) and
+    ``national_xml`` (the national sheet, the same in every workbook) may be passed in when the
+    caller has them; ``built_at`` is the time on the notes sheet (default ``build_time()``)."""
+    from .downloads import sheet_xml, write_workbook
 
     pref_code, year = check_pref_code(pref_code, "pref_code"), check_year(year, "year")  # no path traversal
     code = area_code(pref_code)
     path = out_dir / "downloads" / f"{pref_slug(pref_code)}-{year}.xlsx"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if national_rows is None:
-        national_rows = xlsx_rows(df[df["area_code"] == "00"], catalogue)
-    wb = Workbook(write_only=True)  # streaming writer: ~10x faster than the default mode
-    bold = Font(bold=True)
-    for title, (header, rows) in ((name_ja, xlsx_rows(df[df["area_code"] == code], catalogue)),
-                                  ("全国", national_rows)):
-        ws = wb.create_sheet(title[:31])
-        ws.freeze_panes = "A2"
-        for i, h in enumerate(header):
-            ws.column_dimensions[get_column_letter(i + 1)].width = max(10, min(40, len(h) + 2))
-        head = []
-        for h in header:
-            c = WriteOnlyCell(ws, value=h)
-            c.font = bold
-            head.append(c)
-        ws.append(head)
-        for r in rows:
-            ws.append(r)
-    notes = wb.create_sheet("注記")
-    notes.column_dimensions["A"].width = 16
-    notes.column_dimensions["B"].width = 100
+    if area_rows is None:
+        area_rows = xlsx_rows(df[df["area_code"] == code], catalogue)
+    if national_xml is None:
+        if national_rows is None:
+            national_rows = xlsx_rows(df[df["area_code"] == "00"], catalogue)
+        national_xml = _pref_sheet_xml(*national_rows)
     lines = [
         ("項目", "内容"),
         ("地域", f"{name_ja}（{code}）"),
@@ -517,10 +536,7 @@ def write_pref_xlsx(df: pd.DataFrame, pref_code: int, name_ja: str, year: int, o
     ]
     if synthetic:
         lines.append(("合成データ", "この数値は合成（架空）データに基づくもので、実際の調査結果ではありません。"))
-    lines.append(("作成日時", datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")))
-    for a, b in lines:
-        notes.append([neutralise(a), neutralise(b)])
-    tmp = path.with_name(path.name + ".tmp")
-    wb.save(tmp)
-    tmp.replace(path)
-    return path
+    lines.append(("作成日時", (built_at or build_time()).astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")))
+    notes_xml = sheet_xml([[neutralise(a), neutralise(b)] for a, b in lines], [16, 100])
+    return write_workbook(path, [(name_ja[:31], _pref_sheet_xml(*area_rows)), ("全国", national_xml),
+                                 ("注記", notes_xml)], bold=True)

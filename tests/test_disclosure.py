@@ -282,3 +282,150 @@ def test_secondary_suppression_is_used_by_the_check(tiny, tmp_path, monkeypatch)
     monkeypatch.setattr(stats, "secondary_suppression", spy)
     assert check_published(site, tiny) == []
     assert calls
+
+
+def test_a_tampered_uk_age_table_is_caught(tiny, tmp_path):
+    """Only the UK-comparable indicators have uk_age rows: the table's indicator is found among
+    those (an indicator without the rows no longer matches the table vacuously)."""
+    from pipelines import schema
+    from pipelines.reports import breakdown_table, load_report_data
+
+    site = _site(tmp_path, tiny)
+    R = load_report_data(tiny, 2024, 31)
+    labels = {b: (b + "歳" if b != "75+" else "75歳以上") for b in schema.UK_AGE_BANDS}
+    md = breakdown_table(R, IND, "uk_age", labels)
+    assert "| x |" in md
+    page = site / "prefectures" / "31-tottori.html"
+    page.parent.mkdir(parents=True, exist_ok=True)
+    for tamper, expected in ((False, []), (True, ["suppressed cell shown / 非表示セルに数値"])):
+        text = md.replace("| x |", "| 0.0 |", 1) if tamper else md
+        html = subprocess.run([_pandoc(), "-f", "markdown", "-t", "html"], input=text, capture_output=True,
+                              text=True, check=True).stdout
+        page.write_text(html, encoding="utf-8")
+        assert [f.rule for f in check_published(site, tiny)] == expected
+
+
+# --- The fast paths give the same answers -----------------------------------------------------------
+
+def _xlsx(path: Path, sheet: str, shared: str | None = None) -> Path:
+    """A minimal workbook with one worksheet XML (and shared strings)."""
+    import zipfile
+
+    ns = 'xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main"'
+    rel = "http://schemas.openxmlformats.org/officeDocument/2006/relationships"
+    with zipfile.ZipFile(path, "w") as z:
+        z.writestr("xl/workbook.xml", f'<workbook {ns} xmlns:r="{rel}"><sheets><sheet name="s" sheetId="1" '
+                                      'r:id="rId1"/></sheets></workbook>')
+        z.writestr("xl/_rels/workbook.xml.rels", '<Relationships xmlns="http://schemas.openxmlformats.org/package/'
+                   f'2006/relationships"><Relationship Id="rId1" Type="{rel}/worksheet" '
+                   'Target="worksheets/sheet1.xml"/></Relationships>')
+        z.writestr("xl/worksheets/sheet1.xml", sheet)
+        if shared is not None:
+            z.writestr("xl/sharedStrings.xml", f"<sst {ns}>{shared}</sst>")
+    return path
+
+
+SHEETS = {
+    # openpyxl's form, with entities, CR/LF, xml:space, an empty cell, a boolean, an error, a gap
+    "plain": '<worksheet xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main"><sheetData>'
+             '<row r="1"><c r="A1" t="inlineStr"><is><t>respondent_id</t></is></c><c r="C1" s="1" t="inlineStr">'
+             '<is><t xml:space="preserve"> a &amp; b &lt;c&gt; &#13;&#x41;\r\nz </t></is></c></row>'
+             '<row r="2"><c r="A2" t="n"><v>1.5</v></c><c r="B2" t="inlineStr" /><c r="C2" t="b"><v>1</v></c>'
+             '<c r="AB2" t="e"><v>#N/A</v></c></row><row r="3" /></sheetData></worksheet>',
+    # other writers: shared strings, rich text, no r, single quotes, attributes in another order
+    "shared": "<?xml version='1.0' encoding='UTF-8' standalone='yes'?>\n<worksheet "
+              'xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main" xmlns:r="x"><sheetData>'
+              "<row r='1' spans='1:3'><c t='s' r='B1'><v>0</v></c><c t=\"s\"><v>1</v></c><c><v>7</v></c>"
+              '<c r="E1" t="inlineStr"><is><r><rPr><b/></rPr><t>N2024-</t></r><r><t>000001</t></r>'
+              '<rPh sb="0" eb="1"><t>ﾌ</t></rPh></is></c></row></sheetData></worksheet>',
+    # namespace prefixes / CDATA / a comment: the ElementTree path
+    "prefixed": '<x:worksheet xmlns:x="http://schemas.openxmlformats.org/spreadsheetml/2006/main"><x:sheetData>'
+                '<x:row><x:c t="inlineStr"><x:is><x:t>a</x:t></x:is></x:c></x:row></x:sheetData></x:worksheet>',
+    "cdata": '<worksheet xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main"><sheetData><!-- <row>'
+             '</row> --><row><c t="inlineStr"><is><t><![CDATA[<b>&]]></t></is></c></row></sheetData></worksheet>',
+}
+
+
+@pytest.mark.parametrize("name", sorted(SHEETS))
+def test_fast_xlsx_reader_reads_what_elementtree_reads(tmp_path, name):
+    shared = '<si><t>x &amp; y</t></si><si><r><t>N2024-</t></r><r><t>000002</t></r></si>'
+    path = _xlsx(tmp_path / f"{name}.xlsx", SHEETS[name], shared if name == "shared" else None)
+    fast = disclosure._xlsx_sheets(path)
+    assert fast == disclosure._xlsx_sheets(path, fast=False)
+    assert fast[0][1]   # rows were read
+    shared_list = ["x & y", "N2024-000002"] if name == "shared" else []
+    taken = disclosure._sheet_rows_fast(SHEETS[name].encode(), shared_list) is not None
+    assert taken == (name in ("plain", "shared"))   # which path read it
+
+
+def test_fast_xlsx_reader_on_published_workbooks_and_malformed_xml(tiny, tmp_path):
+    import xml.etree.ElementTree as ET
+
+    site = _site(tmp_path, tiny)
+    from pipelines.site import build_site
+
+    build_site(2024, tiny, site)
+    books = sorted(site.glob("downloads/*.xlsx"))
+    assert len(books) >= 47
+    for path in books:
+        assert disclosure._xlsx_sheets(path) == disclosure._xlsx_sheets(path, fast=False), path
+    bad = _xlsx(tmp_path / "bad.xlsx", SHEETS["plain"].replace("</row>", "", 1))
+    with pytest.raises(ET.ParseError):   # not well formed: ElementTree's error, an 'unreadable' finding
+        disclosure._xlsx_sheets(bad)
+    empty_v = _xlsx(tmp_path / "v.xlsx", SHEETS["plain"].replace('t="b"><v>1</v></c>', 't="s" />'))
+    assert disclosure._xlsx_sheets(empty_v) == disclosure._xlsx_sheets(empty_v, fast=False)
+
+
+def test_check_files_is_check_published_with_a_picklable_context(tiny, tmp_path):
+    import pickle
+
+    site = _site(tmp_path, tiny)
+    from pipelines.site import build_site
+
+    build_site(2024, tiny, site)
+    _report_html(tiny, site / "prefectures" / "31-tottori.html", tamper=True)
+    con = duckdb.connect(str(tiny), read_only=True)
+    micro = con.execute("SELECT respondent_id, age, sex FROM survey_responses LIMIT 3").df()
+    con.close()
+    micro.to_csv(site / "downloads" / "extra.csv", index=False)
+    rels = sorted(p.relative_to(site).as_posix() for p in site.rglob("*") if p.is_file())
+    expected = check_published(site, tiny)
+    assert {f.file for f in expected} == {"prefectures/31-tottori.html", "downloads/extra.csv"}
+    ctx = pickle.loads(pickle.dumps(disclosure.make_context(tiny, site)))
+    assert disclosure.check_files(site, rels, ctx) == expected
+    assert disclosure.check_files(site, [site / "downloads" / "extra.csv"], ctx) == [
+        f for f in expected if f.file == "downloads/extra.csv"]
+    assert [f.rule for f in disclosure.check_files(site, ["missing.csv"], ctx)] == ["unreadable / 読み込めません"]
+
+
+def test_embedded_images_and_fonts_are_skipped_readable_data_uris_are_checked(tiny, tmp_path):
+    """base64 PNG/font payloads cannot show a suppressed value as text: skipped. Text next to them,
+    and data URIs of readable types (SVG, CSV, HTML), are checked."""
+    import base64
+
+    site = _site(tmp_path, tiny)
+    con = duckdb.connect(str(tiny), read_only=True)
+    micro = con.execute("SELECT respondent_id, age, sex, q_loneliness FROM survey_responses "
+                        "ORDER BY respondent_id LIMIT 4").df()
+    con.close()
+    ids = list(micro.respondent_id)
+    png = "data:image/png;base64," + base64.b64encode(bytes(range(256)) * 50).decode()
+    font = "data:font/ttf;base64," + base64.b64encode(b"\0\1\0\0" * 300).decode()
+    svg = "data:image/svg+xml;base64," + base64.b64encode(f"<svg><text>{ids[1]}</text></svg>".encode()).decode()
+    csv = "data:text/csv;base64," + base64.b64encode(micro.to_csv(index=False).encode()).decode()
+    page = site / "index.html"
+    ID, MICRO = "respondent ids / 回答者ID", "microdata / 個票データ"
+    cases = [
+        (f'<style>@font-face{{src:url({font})}}</style><img src="{png}"><p>ok</p>', {}),
+        (f'<img src="{png}"><p>{ids[0]}</p>', {ID: f"1 respondent id(s) of the warehouse appear ({ids[0]})"}),
+        (f'<img src="{png}">{micro.to_html()}<img src="{png}">', {ID: "4 respondent id(s)", MICRO: "1 output(s)"}),
+        (f'<img src="{svg}">', {ID: f"1 respondent id(s) of the warehouse appear ({ids[1]})"}),
+        (f'<a href="{csv}" download>csv</a>', {ID: "4 respondent id(s)"}),
+        (f'<a href="data:text/csv,{ids[2]}%2C41">csv</a>', {ID: f"({ids[2]})"}),
+    ]
+    for body, want in cases:
+        page.write_text(f"<html><body>{body}</body></html>", encoding="utf-8")
+        found = {f.rule: f.detail for f in check_published(site, tiny, only={"index.html"})}
+        assert set(found) == set(want), (body[:80], found)
+        for rule, text in want.items():
+            assert text in found[rule], (body[:80], found)

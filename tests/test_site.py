@@ -8,6 +8,7 @@ from html.parser import HTMLParser
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
+import pandas as pd
 import pytest
 from openpyxl import load_workbook
 
@@ -309,3 +310,98 @@ def test_indicator_switch_runs_in_a_headless_browser(site: Path):
         assert f'<span class="tile-val" aria-hidden="true">{c["text"]}</span>' in li.group(0)
     name = next(i["name"] for i in data["indicators"] if i["id"] == other)
     assert f'<strong id="map-ind-name">{name}</strong>' in dom
+
+
+# --- XLSX writer: openpyxl's sheet XML, deterministic bytes ------------------------------------------
+
+EDGE_ROWS = [
+    ["text", "", " lead", "trail ", "a & b <c>", "line\r\nbreak\rcr", "'=SUM(A1)", "#N/A", "東京都", "x" * 40000],
+    [1, 0, -3, 2024, 2.5, 1 / 3, 1e-12, 123456789.123, True, False],
+    [None, "after a gap", None, 7, None, None, None, None, None, None],
+]
+
+
+def _openpyxl_sheet(rows, widths, freeze: bool, bold: bool) -> bytes:
+    """The first worksheet's XML as openpyxl's write-only mode writes it (the former writer)."""
+    import io
+    import zipfile
+
+    from openpyxl import Workbook
+    from openpyxl.cell import WriteOnlyCell
+    from openpyxl.styles import Font
+    from openpyxl.utils import get_column_letter
+
+    wb = Workbook(write_only=True)
+    ws = wb.create_sheet("s")
+    if freeze:
+        ws.freeze_panes = "A2"
+    for i, w in enumerate(widths):
+        ws.column_dimensions[get_column_letter(i + 1)].width = w
+    head = []
+    for h in rows[0]:
+        c = WriteOnlyCell(ws, value=h)
+        if bold:
+            c.font = Font(bold=True)
+        head.append(c)
+    ws.append(head)
+    for r in rows[1:]:
+        ws.append(r)
+    buf = io.BytesIO()
+    wb.save(buf)
+    return zipfile.ZipFile(buf).read("xl/worksheets/sheet1.xml")
+
+
+@pytest.mark.parametrize("freeze, bold", [(True, True), (False, False)])
+def test_sheet_xml_is_what_openpyxl_writes(freeze, bold):
+    from pipelines.downloads import sheet_xml
+
+    widths = [12, 40, 10.5]
+    assert sheet_xml(EDGE_ROWS, widths, freeze_header=freeze, bold_header=bold) == \
+        _openpyxl_sheet(EDGE_ROWS, widths, freeze, bold)
+
+
+def test_all_area_workbook_sheets_are_what_pandas_writes(tmp_path):
+    import zipfile
+
+    from pipelines.downloads import neutralise, write_xlsx
+
+    df = pd.DataFrame({
+        "year": [2024, 2024, 2024], "area_code": ["00", "31", "=1+1"], "value": [4.5, float("nan"), float("inf")],
+        "n": pd.array([10, None, 3], dtype="Int64"), "flag": [True, False, True],
+        "note": [None, " padded ", "a\r\nb & <c>"], "neg": [-1.5, float("-inf"), 0.0]})
+    ours = write_xlsx({"指標 (indicators)": df, "注記": df.iloc[:0]}, tmp_path / "ours.xlsx")
+    with pd.ExcelWriter(tmp_path / "pandas.xlsx", engine="openpyxl") as xw:   # the former writer
+        for name, frame in {"指標 (indicators)": df, "注記": df.iloc[:0]}.items():
+            safe = neutralise(frame)
+            safe.to_excel(xw, sheet_name=name, index=False)
+            ws = xw.sheets[name]
+            ws.freeze_panes = "A2"
+            for i, col in enumerate(safe.columns, start=1):
+                ws.column_dimensions[ws.cell(row=1, column=i).column_letter].width = max(10, min(60, len(str(col)) + 4))
+    a, b = zipfile.ZipFile(ours), zipfile.ZipFile(tmp_path / "pandas.xlsx")
+    assert a.namelist() == b.namelist()
+    for name in a.namelist():
+        # docProps: openpyxl stamps the time there, we do not. Styles: pandas < 3 makes its header
+        # bold with borders (its style index is dropped below); pandas 3 and we write none.
+        if not name.startswith("docProps/") and name != "xl/styles.xml":
+            unstyled = [re.sub(rb' s="[0-9]+"', b"", z.read(name)) for z in (a, b)]
+            assert unstyled[0] == unstyled[1], name
+    assert b"<dcterms:created" not in a.read("docProps/core.xml")
+
+
+def test_identical_inputs_give_identical_bytes(tmp_path, monkeypatch):
+    """With SOURCE_DATE_EPOCH (the time stamped on pages and notes sheets) fixed, two builds of the
+    same warehouse write the same bytes: workbooks have no timestamp of their own."""
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", "1700000000")
+    wh = build_site_warehouse(tmp_path / "wh.duckdb", year=YEAR)
+    trees = []
+    for name in ("a", "b"):
+        out = tmp_path / name
+        write_placeholder_outputs(out, YEAR)
+        build_site(YEAR, wh, out)
+        trees.append({p.relative_to(out).as_posix(): p.read_bytes() for p in out.rglob("*") if p.is_file()})
+    assert trees[0] == trees[1]
+    assert len([k for k in trees[0] if k.endswith(f"-{YEAR}.xlsx")]) >= 47
+    wb = load_workbook(tmp_path / "a" / "downloads" / f"{pref_slug(13)}-{YEAR}.xlsx")
+    assert [c.value for c in wb["注記"]["B"]][-1] == "2023-11-14 22:13 UTC"
+    assert "作成：" in (tmp_path / "a" / "index.html").read_text(encoding="utf-8")
