@@ -211,6 +211,8 @@ def without_national_2024(snap: dict) -> dict:
     out = {t: rows for t, rows in snap.items() if not t.startswith("staging_")}
     out["survey_responses"] = [r for r in snap["survey_responses"] if r[0] != "national-2024"]
     out["files"] = [r for r in snap["files"] if not str(r[1]).startswith("national-2024")]
+    replaced = {r[0] for r in snap["files"] if str(r[1]).startswith("national-2024")}
+    out["validation_results"] = [r for r in snap.get("validation_results", []) if r[0] not in replaced]
     return out
 
 
