@@ -44,6 +44,7 @@ def stages(site: Path) -> str:
     from datetime import datetime
 
     text = (site / "build.log").read_text(encoding="utf-8")
+    text = text[text.rfind("\n", 0, text.rfind("build config:")) + 1:]   # the last build only
     parts = [f"{m.group(1).split(' / ')[0]} {float(m.group(2)):.1f}"
              for m in re.finditer(r"INFO tsunagari\.build: (.+?) done in ([0-9.]+) s", text)]
     times = [datetime.strptime(m.group(1), "%H:%M:%S") for m in

@@ -61,6 +61,48 @@ def ensure_kernelspec() -> str:
     return KERNEL_NAME
 
 
+def _quick_ready_client_class():
+    from jupyter_client.blocking.client import BlockingKernelClient
+
+    class QuickReadyClient(BlockingKernelClient):
+        """A client whose readiness check does not idle. papermill connects a new client to the
+        warm kernel for every notebook, and jupyter_client's wait_for_ready ends by waiting 0.2 s
+        for IOPub to stay silent: 0.2 s of every area's time with nothing running. This keeps
+        the checks (kernel_info answered on shell, then a message seen on IOPub, so the
+        subscription is live before the first cell runs) and drops what is left on IOPub without
+        waiting; a leftover message would be ignored anyway, nbclient matches parent ids."""
+
+        def wait_for_ready(self, timeout: float | None = None) -> None:
+            from queue import Empty
+
+            deadline = time.monotonic() + (timeout if timeout is not None else 60.0)
+            while True:
+                msg_id = self.kernel_info()
+                try:
+                    reply = self.get_shell_msg(timeout=1)
+                except Empty:
+                    reply = None
+                if reply is not None and reply.get("parent_header", {}).get("msg_id") == msg_id:
+                    try:
+                        self.iopub_channel.get_msg(timeout=0.5)   # IOPub is connected
+                    except Empty:
+                        pass                                      # not yet: ask again
+                    else:
+                        self._handle_kernel_info_reply(reply)
+                        break
+                if not self.is_alive():
+                    raise RuntimeError("Kernel died before replying to kernel_info")
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"Kernel didn't respond in {timeout} seconds")
+            while True:
+                try:
+                    self.iopub_channel.get_msg(timeout=0)
+                except Empty:
+                    break
+
+    return QuickReadyClient
+
+
 class WarmKernel:
     """One kernel kept alive across notebook executions in this process."""
 
@@ -76,6 +118,7 @@ class WarmKernel:
                 # IPC sockets instead of TCP ports: no port clashes between parallel workers.
                 km = KernelManager(kernel_name=ensure_kernelspec(), transport="ipc",
                                    ip=str(_ipc_dir() / f"kernel-{os.getpid()}-{attempt}"))
+                km.client_factory = _quick_ready_client_class()
                 km.start_kernel()
                 kc = km.client()
                 kc.start_channels()
@@ -135,9 +178,13 @@ RESET_TAG = "tsunagari-reset"
 def _reset_code(cwd: Path | None) -> str:
     """Clear the user namespace (imports stay cached in sys.modules: that is the saving), close
     open figures, and move to `cwd`. Runs as a first cell that is removed from the record."""
+    # After the reset (which ends with a full garbage collection) what is left is the imported
+    # modules and their caches: gc.freeze() moves them out of the collector's way, so the next
+    # reset and the collections during a report scan only that report's objects (0.18 s -> 3 ms).
     code = ("get_ipython().run_line_magic('reset', '-f')\n"
             "import sys as _sys\n"
-            "if 'matplotlib.pyplot' in _sys.modules: _sys.modules['matplotlib.pyplot'].close('all')\n")
+            "if 'matplotlib.pyplot' in _sys.modules: _sys.modules['matplotlib.pyplot'].close('all')\n"
+            "import gc as _gc; _gc.freeze()\n")
     if cwd is not None:
         code += f"import os as _os; _os.chdir({str(cwd)!r})\n"
     return code

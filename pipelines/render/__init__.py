@@ -11,6 +11,7 @@ from __future__ import annotations
 import importlib
 import os
 import shutil
+from functools import lru_cache
 from pathlib import Path
 from types import ModuleType
 
@@ -53,13 +54,19 @@ def get_renderer(name: str = "auto"):
 def pdf_font() -> tuple[str, Path]:
     """(family, font file) for PDFs: Noto Sans CJK JP when installed, else IPAexGothic
     (shipped with matplotlib-fontja, so it is always there after pip install)."""
+    return _pdf_font(os.environ.get("TSUNAGARI_PDF_FONT", "").lower())
+
+
+@lru_cache(maxsize=4)
+def _pdf_font(choice: str) -> tuple[str, Path]:
+    """Looked up once per process and choice (it may run fc-match: ~30 ms, twice per PDF)."""
     candidates = [Path(p) for p in (
         "/usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc",
         "/usr/share/fonts/noto-cjk/NotoSansCJK-Regular.ttc",
         "/usr/share/fonts/google-noto-cjk/NotoSansCJK-Regular.ttc",
         "/usr/share/fonts/opentype/noto/NotoSansCJKjp-Regular.otf",
     )]
-    if os.environ.get("TSUNAGARI_PDF_FONT", "").lower() != "ipaex":
+    if choice != "ipaex":
         for c in candidates:
             if c.exists():
                 return "Noto Sans CJK JP", c
