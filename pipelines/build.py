@@ -289,10 +289,39 @@ def _area_outputs(new: Path, code: int) -> tuple[Path, Path, Path]:
     return target / f"{slug}.html", target / f"{slug}.pdf", new / ".work" / "executed" / f"{slug}.ipynb"
 
 
+_CONTEXT: dict = {}
+
+
+def render_and_check(renderer: str, executed: Path, html: Path, pdf: Path, meta: dict, site: Path,
+                     warehouse: Path, year: int) -> dict:
+    """Run in a report worker after the notebook: render HTML + PDF, then the disclosure check of
+    this area's published text (its HTML and executed notebook) while the other areas still run.
+    Returns {"checked": {site-relative path: sha256}, "findings": [text]}; the build's final check
+    skips a file only if it still has the hash checked here. The check's context (suppressed cells,
+    respondent ids) is read from the warehouse once per worker."""
+    import hashlib
+
+    from .disclosure import check_files, make_context
+    from .reports import _file_key, render_area
+
+    render_area(renderer, executed, html, pdf, meta)
+    key = (_file_key(Path(warehouse)), int(year))
+    if _CONTEXT.get("key") != key:
+        _CONTEXT.update(key=key, ctx=make_context(Path(warehouse), year=int(year)))
+    rels = [p.resolve().relative_to(Path(site).resolve()).as_posix() for p in (html, executed)]
+    findings = check_files(Path(site), rels, _CONTEXT["ctx"])
+    return {"checked": {r: hashlib.sha256((Path(site) / r).read_bytes()).hexdigest() for r in rels},
+            "findings": [str(f) for f in findings]}
+
+
 def _stage_reports(cfg: BuildConfig, new: Path, state: BuildState, year: int, renderer: str,
-                   progress: Progress, summary: BuildSummary, pool=None) -> None:
+                   progress: Progress, summary: BuildSummary, pool=None,
+                   checked: dict[str, str] | None = None) -> None:
+    """Execute and render the areas whose inputs changed. `checked` collects the files the workers
+    already passed through the disclosure check (path -> sha256)."""
+    checked = {} if checked is None else checked
     from .executor import Task, run_tasks
-    from .reports import area_meta, is_synthetic, render_area
+    from .reports import area_meta, is_synthetic
 
     notebook = config.REPORTS_DIR / "report.ipynb"   # read at call time: a fork may point elsewhere
 
@@ -320,8 +349,9 @@ def _stage_reports(cfg: BuildConfig, new: Path, state: BuildState, year: int, re
     tasks = [
         Task(key, notebook, executed, {"year": int(year), "pref_code": int(code), "warehouse": warehouse},
              cwd=config.REPORTS_DIR,
-             after=None if quarto else render_area,
-             after_args=() if quarto else (renderer, executed, html, pdf, area_meta(code, year, synthetic)))
+             after=None if quarto else render_and_check,
+             after_args=() if quarto else (renderer, executed, html, pdf, area_meta(code, year, synthetic),
+                                           new, Path(warehouse), int(year)))
         for code, key, html, pdf, executed in todo
     ]
     bar = progress.add(f"reports {year} ({len(tasks)} areas, {cfg.jobs} jobs)", len(tasks))
@@ -337,8 +367,12 @@ def _stage_reports(cfg: BuildConfig, new: Path, state: BuildState, year: int, re
     for o in outcomes:
         code = by_key[o.key][0]
         summary.executed.append(pref_slug(code))
-        if o.ok:
+        if o.ok and isinstance(o.result, dict) and o.result.get("findings"):
+            summary.failed += [f"disclosure: {f}" for f in o.result["findings"]]
+        elif o.ok:
             ok_codes.append(code)
+            if isinstance(o.result, dict):
+                checked.update(o.result.get("checked", {}))
         else:
             summary.failed.append(f"{o.key}: {o.error}")
     if quarto and ok_codes:
@@ -385,9 +419,11 @@ def _file_hashes(site: Path) -> dict[str, str]:
     return out
 
 
-def _stage_disclosure(cfg: BuildConfig, new: Path, state: BuildState, summary: BuildSummary) -> None:
+def _stage_disclosure(cfg: BuildConfig, new: Path, state: BuildState, summary: BuildSummary,
+                      checked_now: dict[str, str] | None = None) -> None:
     """Scan the assembled site (downloads, executed notebooks, report tables) for disclosive cells:
-    every file that differs from the last checked version (all files with --force)."""
+    every file that differs from the last checked version (all files with --force), except those
+    the report workers checked in this build and that are unchanged since (`checked_now`)."""
     import json
 
     from .disclosure import check_published
@@ -399,17 +435,65 @@ def _stage_disclosure(cfg: BuildConfig, new: Path, state: BuildState, summary: B
         checked = {}
     current = _file_hashes(new)
     todo = {rel for rel, h in current.items() if checked.get(rel) != h}
+    early = {rel for rel in todo if (checked_now or {}).get(rel) == current[rel]}
+    todo -= early
     if not todo:
-        summary.skipped.append("disclosure")
+        if early:
+            _write_checked(record, current)
+            summary.built.append(f"disclosure ({len(early)} files checked by the report workers)")
+        else:
+            summary.skipped.append("disclosure")
         return
     findings = check_published(new, cfg.warehouse, only=todo)
     if findings:
         summary.failed += [f"disclosure: {f}" for f in findings]
         return
+    _write_checked(record, current)
+    summary.built.append(f"disclosure ({len(todo) + len(early)} files checked"
+                         + (f", {len(early)} of them by the report workers)" if early else ")"))
+
+
+EARLY_CHECK = ("downloads/", "runs/", "quality/results.json")
+
+
+def _check_early(cfg: BuildConfig, new: Path, year: int, summary: BuildSummary,
+                 checked_now: dict[str, str]) -> None:
+    """While the reports run: the disclosure check of the downloads, the indicators record and the
+    validation results, which are final by now (what changes later is checked again: the final
+    check skips only files whose hash is the one checked here)."""
+    import hashlib
+
+    from .disclosure import check_files, make_context
+
+    import json
+
+    record = new / CHECKED_FILE
+    try:
+        before = {} if cfg.force else json.loads(record.read_text(encoding="utf-8"))
+    except (FileNotFoundError, ValueError):
+        before = {}
+    todo = {}
+    for p in sorted(new.rglob("*")):
+        rel = p.relative_to(new).as_posix()
+        if p.is_file() and rel.startswith(EARLY_CHECK) and not p.name.startswith("."):
+            h = hashlib.sha256(p.read_bytes()).hexdigest()
+            if before.get(rel) != h:
+                todo[rel] = h
+    if not todo:
+        return
+    findings = check_files(new, list(todo), make_context(Path(cfg.warehouse), year=year))
+    if findings:
+        summary.failed += [f"disclosure: {f}" for f in findings]
+        return
+    checked_now.update(todo)
+
+
+def _write_checked(record: Path, current: dict[str, str]) -> None:
+    import json
+
     tmp = record.with_suffix(".tmp")
     tmp.write_text(json.dumps(current, indent=0, sort_keys=True), encoding="utf-8")
     tmp.replace(record)
-    summary.built.append(f"disclosure ({len(todo)} files checked)")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -426,6 +510,51 @@ def resolve_renderer(name: str) -> str:
     return get_renderer(name).name
 
 
+def _start_pool(cfg: BuildConfig, renderer: str):
+    """New data (or --force) means reports will run: start their warm kernels now, while ingest
+    runs on the other core. None when nothing new came in (a pool starts later if needed)."""
+    if not (cfg.force or has_new_inputs(Path(cfg.input_dir), Path(cfg.warehouse))):
+        return None
+    from .executor import WarmPool
+    from .reports import warm_renderer
+
+    return WarmPool(cfg.jobs, warm=warm_renderer if renderer == "pandoc" else None)
+
+
+def _run_stages(cfg: BuildConfig, new: Path, state: BuildState, renderer: str, progress: Progress,
+                summary: BuildSummary, pool, checked_now: dict[str, str]) -> int:
+    """ingest -> indicators -> reports on the workers, and meanwhile in this process what does not
+    depend on them (quality page, downloads, workbooks, their disclosure check). Returns the round."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from .site import write_pref_workbooks
+
+    with progress.stage("ingest + validate / 取り込み・検証"):
+        _stage_ingest(cfg, summary)
+    con = duckdb.connect(str(cfg.warehouse), read_only=True)
+    try:
+        year = cfg.year or latest_year(con)
+        fhash = files_hash(con)
+    finally:
+        con.close()
+    log.info("round / 調査年: %s", year)
+    with progress.stage(f"indicators {year} / 指標"):
+        d_ind = _stage_indicators(cfg, new, state, year, fhash, summary, pool=pool)
+    with ThreadPoolExecutor(1, thread_name_prefix="reports") as bg:
+        reports = bg.submit(_stage_reports, cfg, new, state, year, renderer, progress, summary, pool, checked_now)
+        try:
+            with progress.stage("quality page / データ品質"):
+                _stage_quality(cfg, new, state, fhash, summary)
+            with progress.stage(f"downloads {year} / ダウンロード"):
+                _stage_downloads(cfg, new, state, year, d_ind, summary)
+                write_pref_workbooks(year, cfg.warehouse, new)
+            with progress.stage("disclosure check of the downloads / 秘匿の確認（ダウンロード）"):
+                _check_early(cfg, new, year, summary, checked_now)
+        finally:
+            reports.result()
+    return year
+
+
 def run_build(cfg: BuildConfig) -> BuildSummary:
     from .cli import setup_logging
 
@@ -440,57 +569,29 @@ def run_build(cfg: BuildConfig) -> BuildSummary:
         setup_logging(new / "build.log", quiet=cfg.quiet)
         log.info("build config: %s (renderer resolved: %s)", cfg.as_dict(), renderer)
         state = BuildState(new)
-        with Progress(cfg.quiet) as progress:
-            # New data (or --force) means reports will run: start their kernels now, while ingest
-            # runs on the other core.
-            pool = None
-            if cfg.force or has_new_inputs(Path(cfg.input_dir), Path(cfg.warehouse)):
-                from .executor import WarmPool
-                from .reports import warm_renderer
-
-                pool = WarmPool(cfg.jobs, warm=warm_renderer if renderer == "pandoc" else None)
-            try:
-                with progress.stage("ingest + validate / 取り込み・検証"):
-                    _stage_ingest(cfg, summary)
-                con = duckdb.connect(str(cfg.warehouse), read_only=True)
-                try:
-                    year = cfg.year or latest_year(con)
-                    fhash = files_hash(con)
-                finally:
-                    con.close()
-                log.info("round / 調査年: %s", year)
-                with progress.stage(f"indicators {year} / 指標"):
-                    d_ind = _stage_indicators(cfg, new, state, year, fhash, summary, pool=pool)
-                # The reports run on the workers; meanwhile this process writes what does not depend
-                # on them (quality page, downloads). The site pages link to the reports: after.
-                from concurrent.futures import ThreadPoolExecutor
-
-                with ThreadPoolExecutor(1, thread_name_prefix="reports") as bg:
-                    reports = bg.submit(_stage_reports, cfg, new, state, year, renderer, progress, summary, pool)
-                    try:
-                        with progress.stage("quality page / データ品質"):
-                            _stage_quality(cfg, new, state, fhash, summary)
-                        with progress.stage(f"downloads {year} / ダウンロード"):
-                            _stage_downloads(cfg, new, state, year, d_ind, summary)
-                    finally:
-                        reports.result()
-            finally:
+        checked_now: dict[str, str] = {}   # files already checked for disclosure in this build
+        pool = _start_pool(cfg, renderer)
+        try:
+            with Progress(cfg.quiet) as progress:
+                year = _run_stages(cfg, new, state, renderer, progress, summary, pool, checked_now)
                 if pool is not None:
-                    pool.close()
-            if not summary.failed:
-                with progress.stage("site / サイト"):
-                    _stage_site(cfg, new, state, year, summary)
-        summary.seconds = time.perf_counter() - start
-        if not summary.failed:  # disclosure control: a site with a finding is not published
-            _stage_disclosure(cfg, new, state, summary)
-        if summary.failed:
-            log.error("%d area(s) failed; the new site stays in %s and is not published", len(summary.failed), new)
-        else:
-            publish.swap_in(out)
-            summary.published = True
-        summary.seconds = time.perf_counter() - start
-        (out if summary.published else new).joinpath("build-summary.txt").write_text(summary.text() + "\n",
-                                                                                      encoding="utf-8")
+                    pool.close(wait=False)   # the kernels shut down while the site is written
+                if not summary.failed:
+                    with progress.stage("site / サイト"):
+                        _stage_site(cfg, new, state, year, summary)
+            if not summary.failed:  # disclosure control: a site with a finding is not published
+                _stage_disclosure(cfg, new, state, summary, checked_now)
+            if summary.failed:
+                log.error("%d area(s) failed; the new site stays in %s and is not published", len(summary.failed), new)
+            else:
+                publish.swap_in(out)
+                summary.published = True
+            summary.seconds = time.perf_counter() - start
+            (out if summary.published else new).joinpath("build-summary.txt").write_text(summary.text() + "\n",
+                                                                                          encoding="utf-8")
+        finally:
+            if pool is not None:
+                pool.close()
     if not cfg.quiet or summary.failed:
         import sys
 

@@ -293,8 +293,10 @@ class WarmPool:
         except Exception as exc:  # the worker process itself died
             return Outcome(task.key, False, 0.0, error=_short_error(exc))
 
-    def close(self) -> None:
-        self.pool.shutdown(wait=True, cancel_futures=True)
+    def close(self, wait: bool = True) -> None:
+        """Stop the workers (their kernels shut down as they exit). wait=False returns at once and
+        lets them stop in the background; a later close() waits for them."""
+        self.pool.shutdown(wait=wait, cancel_futures=True)
 
 
 def run_tasks(tasks: list[Task], jobs: int = 1,

@@ -277,10 +277,15 @@ def _write(path: Path, text: str) -> Path:
     return path
 
 
-def build_site(year: int, warehouse: Path, out_dir: Path, synthetic: bool | None = None) -> list[Path]:
-    """Write the site pages and per-prefecture downloads for `year`; return the files written."""
-    year = check_year(year, "year")  # names files (downloads/{slug}-{year}.xlsx): digits only
-    out_dir = Path(out_dir)
+@dataclass
+class _SiteData:
+    df: pd.DataFrame                 # the round's indicators, catalogue order
+    synthetic: bool
+    catalogue: list[Indicator]
+    by_id: dict[str, Indicator]
+
+
+def _prepare(year: int, warehouse: Path, synthetic: bool | None) -> _SiteData:
     df, wh_synthetic = _read(Path(warehouse), year)
     synthetic = wh_synthetic if synthetic is None else bool(synthetic)
     cat_entries = load_catalogue_entries()
@@ -295,22 +300,25 @@ def build_site(year: int, warehouse: Path, out_dir: Path, synthetic: bool | None
     order = {i.id: k for k, i in enumerate(catalogue)}
     df = (df.assign(_i=df["indicator_id"].map(order), _b=df["breakdown"].map(breakdown_order))
             .sort_values(["area_code", "_i", "_b"], kind="stable").drop(columns=["_i", "_b"]))
+    return _SiteData(df, synthetic, catalogue, by_id)
 
-    total = df[df["breakdown"] == "total"]
-    lookup = {(r.area_code, r.indicator_id): r for r in (row for _, row in total.iterrows())}
-    # Map indicators: catalogue order, only those with prefecture rows in this round.
-    pref_ids = set(total.loc[total["area_code"] != "00", "indicator_id"])
-    map_inds = [i for i in catalogue if i.id in pref_ids]
-    headline = [i for i in map_inds if i.headline] or map_inds
-    preferred = [by_id[k] for k in KEY_PREFERRED if k in by_id and by_id[k] in headline]
-    key_inds = (preferred or headline)[:KEY_COLUMNS]
-    default_ind = headline[0] if headline else None
 
+def write_pref_workbooks(year: int, warehouse: Path, out_dir: Path, synthetic: bool | None = None,
+                         data: _SiteData | None = None) -> list[Path]:
+    """The 47 per-prefecture XLSX downloads (``downloads/{slug}-{year}.xlsx``); returns their paths.
+
+    They do not depend on the reports, so the build writes them while the reports run. A workbook
+    whose inputs (its rows, the national rows, the catalogue, this code) are unchanged is not
+    rewritten: after one prefecture's correction only that workbook (and any whose rows changed)
+    is written again. The digests live beside the workbooks."""
+    year = check_year(year, "year")  # names files (downloads/{slug}-{year}.xlsx): digits only
+    out_dir = Path(out_dir)
+    data = data or _prepare(year, warehouse, synthetic)
+    df, synthetic, by_id = data.df, data.synthetic, data.by_id
     written: list[Path] = []
-    # Per-prefecture XLSX first, so the pages can link to them. The rows of every area come from one
-    # conversion of the whole table; the national sheet (the same in every workbook) is built once.
+    # The rows of every area come from one conversion of the whole table; the national sheet (the
+    # same in every workbook) is built once.
     prefs = prefectures()
-    slugs = {r.pref_code: pref_slug(r.pref_code) for r in prefs.itertuples()}
     header, all_rows = xlsx_rows(df, by_id)
     by_area: dict[str, list[list[Any]]] = {}
     for code, row in zip(df["area_code"].tolist(), all_rows):
@@ -318,9 +326,6 @@ def build_site(year: int, warehouse: Path, out_dir: Path, synthetic: bool | None
     national_rows = (header, by_area.get("00", []))
     national_xml = _pref_sheet_xml(*national_rows)
     built_at = build_time()
-    # A workbook whose inputs (its rows, the national rows, the catalogue, this code) are unchanged is
-    # not rewritten: after one prefecture's correction only that workbook (and any whose rows
-    # changed) is written again. The digests live beside the workbooks.
     digests_path = out_dir / "downloads" / ".xlsx-inputs.json"
     try:
         old_digests = json.loads(digests_path.read_text(encoding="utf-8"))
@@ -334,7 +339,7 @@ def build_site(year: int, warehouse: Path, out_dir: Path, synthetic: bool | None
         code = area_code(r.pref_code)
         rows = by_area.get(code, [])
         d = hashlib.sha256((common + repr((str(r.name_ja), rows))).encode()).hexdigest()
-        path = out_dir / "downloads" / f"{slugs[r.pref_code]}-{year}.xlsx"
+        path = out_dir / "downloads" / f"{pref_slug(r.pref_code)}-{year}.xlsx"
         new_digests[path.name] = d
         if old_digests.get(path.name) == d and path.is_file():
             written.append(path)
@@ -344,6 +349,31 @@ def build_site(year: int, warehouse: Path, out_dir: Path, synthetic: bool | None
                                        built_at=built_at))
     digests_path.parent.mkdir(parents=True, exist_ok=True)
     digests_path.write_text(json.dumps({**old_digests, **new_digests}, sort_keys=True, indent=0), encoding="utf-8")
+    return written
+
+
+def build_site(year: int, warehouse: Path, out_dir: Path, synthetic: bool | None = None) -> list[Path]:
+    """Write the site pages and per-prefecture downloads for `year`; return the files written."""
+    year = check_year(year, "year")  # names files (downloads/{slug}-{year}.xlsx): digits only
+    out_dir = Path(out_dir)
+    data = _prepare(year, warehouse, synthetic)
+    df, synthetic, catalogue, by_id = data.df, data.synthetic, data.catalogue, data.by_id
+
+    total = df[df["breakdown"] == "total"]
+    lookup = {(r.area_code, r.indicator_id): r for r in (row for _, row in total.iterrows())}
+    # Map indicators: catalogue order, only those with prefecture rows in this round.
+    pref_ids = set(total.loc[total["area_code"] != "00", "indicator_id"])
+    map_inds = [i for i in catalogue if i.id in pref_ids]
+    headline = [i for i in map_inds if i.headline] or map_inds
+    preferred = [by_id[k] for k in KEY_PREFERRED if k in by_id and by_id[k] in headline]
+    key_inds = (preferred or headline)[:KEY_COLUMNS]
+    default_ind = headline[0] if headline else None
+
+    # Per-prefecture XLSX first, so the pages can link to them (unchanged ones are not rewritten).
+    written: list[Path] = write_pref_workbooks(year, warehouse, out_dir, synthetic, data=data)
+    prefs = prefectures()
+    slugs = {r.pref_code: pref_slug(r.pref_code) for r in prefs.itertuples()}
+    built_at = build_time()
 
     areas = []
     for r in prefs.itertuples():

@@ -98,6 +98,17 @@ class TestIncrementalBuild:
         assert forced.rendered == ["31-tottori"] and "indicators-2024" in forced.executed
 
 
+def _fork_report(tmp: Path, *source: str) -> Path:
+    """A copy of the report sources whose notebook ends with one more code cell."""
+    fork = tmp / "reports-fork"
+    shutil.copytree(config.REPORTS_DIR, fork)
+    nb = json.loads((fork / "report.ipynb").read_text(encoding="utf-8"))
+    nb["cells"].append({"cell_type": "code", "execution_count": None, "metadata": {}, "outputs": [],
+                        "source": list(source)})
+    (fork / "report.ipynb").write_text(json.dumps(nb, ensure_ascii=False), encoding="utf-8")
+    return fork
+
+
 class TestFailureIsolation:
     def test_one_area_raising_leaves_others_built_and_published_site_unchanged(
             self, tmp_path: Path, small_input: Path, monkeypatch) -> None:
@@ -106,12 +117,7 @@ class TestFailureIsolation:
         published = _tree(cfg.out_dir)
 
         # A forked report notebook that raises for Tottori only.
-        fork = tmp_path / "reports-fork"
-        shutil.copytree(config.REPORTS_DIR, fork)
-        nb = json.loads((fork / "report.ipynb").read_text(encoding="utf-8"))
-        nb["cells"].append({"cell_type": "code", "execution_count": None, "metadata": {}, "outputs": [],
-                            "source": ["if int(pref_code) == 31:\n", "    raise RuntimeError('injected failure')\n"]})
-        (fork / "report.ipynb").write_text(json.dumps(nb, ensure_ascii=False), encoding="utf-8")
+        fork = _fork_report(tmp_path, "if int(pref_code) == 31:\n", "    raise RuntimeError('injected failure')\n")
         monkeypatch.setattr(config, "REPORTS_DIR", fork)
 
         failed = run_build(_cfg(tmp_path, small_input, prefs=[11, 31, 13]))
@@ -124,12 +130,7 @@ class TestFailureIsolation:
         assert (staged / "prefectures" / "11-saitama.html").is_file()
 
     def test_cli_exit_code_is_non_zero_and_names_the_area(self, tmp_path: Path, small_input: Path) -> None:
-        fork = tmp_path / "reports-fork"
-        shutil.copytree(config.REPORTS_DIR, fork)
-        nb = json.loads((fork / "report.ipynb").read_text(encoding="utf-8"))
-        nb["cells"].append({"cell_type": "code", "execution_count": None, "metadata": {}, "outputs": [],
-                            "source": ["raise RuntimeError('injected failure')\n"]})
-        (fork / "report.ipynb").write_text(json.dumps(nb, ensure_ascii=False), encoding="utf-8")
+        fork = _fork_report(tmp_path, "raise RuntimeError('injected failure')\n")
         env = {**__import__("os").environ, "TSUNAGARI_REPORTS_DIR": str(fork)}
         proc = subprocess.run(
             [sys.executable, "-m", "pipelines.cli", "build", "--input", str(small_input), "--out",
@@ -190,3 +191,22 @@ class TestDisclosureGate:
         assert not blocked.ok and not blocked.published
         assert blocked.failed == ["disclosure: downloads/indicators-2024.csv row 7: value shown for n<30"]
         assert _tree(cfg.out_dir) == published
+
+    def test_a_report_disclosing_respondent_ids_is_caught_by_its_worker(self, tmp_path: Path, small_input: Path,
+                                                                         monkeypatch) -> None:
+        """A forked report that prints respondent ids: the worker's check of its executed notebook
+        finds them, the build fails naming the file, and the published site is unchanged."""
+        cfg = _cfg(tmp_path, small_input, prefs=[31])
+        assert run_build(cfg).ok
+        published = _tree(cfg.out_dir)
+        fork = _fork_report(tmp_path, "import duckdb\n",
+                            "with duckdb.connect(warehouse, read_only=True) as _c:\n",
+                            "    print(_c.execute('SELECT respondent_id FROM survey_responses "
+                            "ORDER BY 1 LIMIT 3').fetchall())\n")
+        monkeypatch.setattr(config, "REPORTS_DIR", fork)
+        blocked = run_build(_cfg(tmp_path, small_input, prefs=[31]))
+        assert not blocked.ok and not blocked.published
+        assert blocked.failed and all(f.startswith("disclosure: ") for f in blocked.failed)
+        assert any(".work/executed/31-tottori.ipynb" in f and "respondent" in f for f in blocked.failed), blocked.failed
+        assert _tree(cfg.out_dir) == published
+
