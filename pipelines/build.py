@@ -516,9 +516,9 @@ def _start_pool(cfg: BuildConfig, renderer: str):
     if not (cfg.force or has_new_inputs(Path(cfg.input_dir), Path(cfg.warehouse))):
         return None
     from .executor import WarmPool
-    from .reports import warm_renderer
+    from .reports import KERNEL_PRELOAD, warm_renderer
 
-    return WarmPool(cfg.jobs, warm=warm_renderer if renderer == "pandoc" else None)
+    return WarmPool(cfg.jobs, warm=warm_renderer if renderer == "pandoc" else None, preload=KERNEL_PRELOAD)
 
 
 def _run_stages(cfg: BuildConfig, new: Path, state: BuildState, renderer: str, progress: Progress,
