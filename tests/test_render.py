@@ -48,3 +48,42 @@ class TestEmbedFont:
         html = P._embed_font(PAGE.format(extra=""))
         assert html.count("@font-face") == 1
         assert html.index("@font-face") < html.index("</head>")
+
+
+class TestNotebookReadOnce:
+    """HTML and PDF start from one pandoc reading of the executed notebook (pandoc JSON)."""
+
+    @pytest.fixture
+    def executed(self, tmp_path):
+        import nbformat
+
+        nb = nbformat.v4.new_notebook()
+        nb.cells = [nbformat.v4.new_markdown_cell("# 埼玉県 孤独・孤立の状況（2024年）"),
+                    nbformat.v4.new_markdown_cell("本文です。")]
+        path = tmp_path / "11-saitama.ipynb"
+        nbformat.write(nb, str(path))
+        return path
+
+    def test_one_read_for_both_formats_and_a_new_read_after_a_change(self, executed, tmp_path, monkeypatch):
+        import os
+
+        from pipelines.reports import area_meta
+
+        calls = []
+        real = P._run
+        monkeypatch.setattr(P, "_run", lambda args, source, cwd=None: calls.append(args) or real(args, source, cwd))
+        meta = area_meta(11, 2024, False)
+        P.render_html(executed, tmp_path / "a.html", meta)
+        P.render_pdf(executed, tmp_path / "a.pdf", meta)
+        reads = [a for a in calls if "ipynb" in a]
+        assert len(reads) == 1 and len(calls) == 3
+        assert "本文です。" in (tmp_path / "a.html").read_text(encoding="utf-8")
+
+        first = P._Ast._current.dir
+        text = executed.read_text(encoding="utf-8").replace("本文です。", "訂正後の本文。")
+        executed.write_text(text, encoding="utf-8")
+        os.utime(executed, ns=(executed.stat().st_atime_ns, executed.stat().st_mtime_ns + 10**9))
+        P.render_html(executed, tmp_path / "b.html", meta)
+        assert len([a for a in calls if "ipynb" in a]) == 2
+        assert "訂正後の本文。" in (tmp_path / "b.html").read_text(encoding="utf-8")
+        assert not first.exists()          # the previous reading's folder is removed

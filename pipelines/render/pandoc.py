@@ -7,6 +7,7 @@ reports/report.lua hides code and picks the best output per cell (pandoc's ipynb
 
 from __future__ import annotations
 
+import atexit
 import html as _html
 import logging
 import re
@@ -44,9 +45,62 @@ def _run(args: list[str], source: Path, cwd: Path | None = None) -> None:
         log.info("pandoc %s: %s", source.name, proc.stderr.strip()[:400])
 
 
-def _common_args(executed: Path) -> list[str]:
+def _reader_args(executed: Path) -> list[str]:
     return [str(executed), "-f", "ipynb", "--ipynb-output=all", "--lua-filter", str(LUA_FILTER),
             "-M", "lang=ja", "--wrap=none"]
+
+
+class _Ast:
+    """pandoc's reading of one executed notebook (ipynb reader + the Lua filter) as pandoc JSON,
+    with the notebook's images extracted beside it (media/). The HTML and the Typst writers both
+    start from it, so the notebook is read and filtered once per area instead of twice. One is
+    kept per process (a worker renders one area after another); its folder is removed when the
+    next notebook is read, or at exit."""
+
+    _current: "_Ast | None" = None
+
+    def __init__(self, executed: Path) -> None:
+        self.key = _ast_key(executed)
+        self.dir = Path(tempfile.mkdtemp(prefix="tsunagari-ast-"))
+        self.json = self.dir / "report.json"
+        try:
+            _run(_reader_args(executed) + ["-t", "json", "--extract-media=media", "-o", str(self.json)],
+                 executed, cwd=self.dir)
+        except BaseException:
+            self.remove()
+            raise
+
+    def remove(self) -> None:
+        import shutil
+
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    @classmethod
+    def of(cls, executed: Path) -> "_Ast":
+        cur = cls._current
+        if cur is not None and cur.key == _ast_key(executed) and cur.json.exists():
+            return cur
+        if cur is not None:
+            cur.remove()
+            cls._current = None
+        cls._current = cls(executed)
+        return cls._current
+
+
+def _ast_key(executed: Path) -> tuple:
+    st = executed.stat()
+    return (str(executed.resolve()), st.st_mtime_ns, st.st_size, st.st_ino)
+
+
+@atexit.register
+def _remove_ast() -> None:
+    if _Ast._current is not None:
+        _Ast._current.remove()
+        _Ast._current = None
+
+
+def _writer_args(ast: _Ast) -> list[str]:
+    return [str(ast.json), "-f", "json", "-M", "lang=ja", "--wrap=none"]
 
 
 def render_html(executed: Path, html_out: Path, meta: dict) -> Path:
@@ -55,6 +109,7 @@ def render_html(executed: Path, html_out: Path, meta: dict) -> Path:
     if not executed.exists():
         raise RenderError(f"{executed}: executed notebook not found")
     html_out.parent.mkdir(parents=True, exist_ok=True)
+    ast = _Ast.of(executed)
     with tempfile.TemporaryDirectory(prefix="tsunagari-html-") as tmp:
         tmpd = Path(tmp)
         before = tmpd / "before.html"
@@ -68,16 +123,15 @@ def render_html(executed: Path, html_out: Path, meta: dict) -> Path:
         after.write_text(
             ('<div class="synthetic-banner bottom" role="note">' + _html.escape(BANNER_TEXT) + "</div>\n")
             if meta.get("synthetic") else "", encoding="utf-8")
-        args = _common_args(executed) + [
+        args = _writer_args(ast) + [
             "-t", "html5", "--standalone", "--embed-resources", f"--css={CSS}",
             "--toc", "--toc-depth=2", "-V", "toc-title=目次",
             "-M", f"pagetitle={meta.get('title', executed.stem)}",
             "-V", "lang=ja",
             f"--include-before-body={before}", f"--include-after-body={after}",
-            f"--extract-media={tmpd / 'media'}",
             "-o", str(html_out),
         ]
-        _run(args, executed, cwd=tmpd)
+        _run(args, executed, cwd=ast.dir)   # media/ paths resolve against the AST's folder
     text = _embed_font(html_out.read_text(encoding="utf-8"))
     html_out.write_text(text, encoding="utf-8")
     m = EXTERNAL_URL.search(text)
@@ -168,12 +222,16 @@ def _typst_escape(text: str) -> str:
 
 
 def render_typst(executed: Path, workdir: Path, meta: dict) -> Path:
-    """pandoc -> Typst source in `workdir` (with the notebook's images extracted beside it)."""
+    """pandoc -> Typst source in `workdir`, with the notebook's images copied beside it (media/)."""
+    import shutil
+
     family, _ = pdf_font()
-    typ = workdir / "report.typ"
-    args = _common_args(executed) + [
+    ast = _Ast.of(Path(executed).resolve())
+    if (ast.dir / "media").is_dir():
+        shutil.copytree(ast.dir / "media", Path(workdir) / "media", dirs_exist_ok=True)
+    typ = Path(workdir) / "report.typ"
+    args = _writer_args(ast) + [
         "-t", "typst", "--standalone", f"--template={TYPST_TEMPLATE}",
-        "--extract-media=media",
         "-V", f"mainfont={_typst_escape(family)}",
         "-V", f"area-name={_typst_escape(meta.get('area_name', ''))}",
         "-V", f"report-year={int(meta.get('year', 0))}",
