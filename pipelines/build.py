@@ -22,7 +22,7 @@ from . import config, publish
 from .config import BuildConfig
 from .errors import TsunagariError, UsageError
 from .publish import BuildState, digest
-from .ingest import has_new_inputs
+from .ingest import has_new_inputs, start_validation_warm_up
 from .reference import pref_slug, prefectures
 
 log = logging.getLogger("tsunagari.build")
@@ -391,7 +391,20 @@ def _stage_reports(cfg: BuildConfig, new: Path, state: BuildState, year: int, re
         summary.rendered.append(pref_slug(code))
 
 
-def _stage_site(cfg: BuildConfig, new: Path, state: BuildState, year: int, summary: BuildSummary) -> None:
+def _linked_files(new: Path, year: int) -> list[str]:
+    """The files the site pages link to only when they exist (reports, downloads, quality page)."""
+    names = [p.relative_to(new).as_posix() for p in sorted((new / "prefectures").glob("*.htm*"))
+             + sorted((new / "prefectures").glob("*.pdf"))]
+    names += [n for n in ("national.html", "national.pdf", f"downloads/indicators-{year}.csv",
+                          f"downloads/indicators-{year}.xlsx", "quality/index.html") if (new / n).exists()]
+    return names
+
+
+def _stage_site(cfg: BuildConfig, new: Path, state: BuildState, year: int, summary: BuildSummary,
+                again: bool = False) -> None:
+    """The site pages. The build calls it while the reports run (when they all exist already, as
+    after a correction, that is the final version) and again after them, which rewrites the
+    pages only if the set of report files they link to changed (a first build)."""
     from .site import build_site
 
     key = f"site:{year}"
@@ -401,9 +414,14 @@ def _stage_site(cfg: BuildConfig, new: Path, state: BuildState, year: int, summa
         fh = files_hash(con)
     finally:
         con.close()
-    d = digest(rows, fh, _code_hash("site.py", "templates", "downloads.py", "indicators.yml"), year)
-    _incremental(cfg, state, summary, key, d, [new / "index.html", new / "methodology.html"],
-                 lambda: build_site(year, cfg.warehouse, new))
+    d = digest(rows, fh, _code_hash("site.py", "templates", "downloads.py", "indicators.yml"), year,
+               _linked_files(new, year))
+    outputs = [new / "index.html", new / "methodology.html"]
+    if again and state.up_to_date(key, d, outputs):
+        return   # the pages written during the reports are final
+    if again and key in summary.built:
+        summary.built.remove(key)
+    _incremental(cfg, state, summary, key, d, outputs, lambda: build_site(year, cfg.warehouse, new))
 
 
 CHECKED_FILE = ".tsunagari-checked.json"
@@ -513,7 +531,10 @@ def resolve_renderer(name: str) -> str:
 def _start_pool(cfg: BuildConfig, renderer: str):
     """New data (or --force) means reports will run: start their warm kernels now, while ingest
     runs on the other core. None when nothing new came in (a pool starts later if needed)."""
-    if not (cfg.force or has_new_inputs(Path(cfg.input_dir), Path(cfg.warehouse))):
+    new_data = has_new_inputs(Path(cfg.input_dir), Path(cfg.warehouse))
+    if new_data:
+        start_validation_warm_up()   # GX takes ~2 s to import: begin before anything else
+    if not (cfg.force or new_data):
         return None
     from .executor import WarmPool
     from .reports import KERNEL_PRELOAD, warm_renderer
@@ -550,6 +571,8 @@ def _run_stages(cfg: BuildConfig, new: Path, state: BuildState, renderer: str, p
                 write_pref_workbooks(year, cfg.warehouse, new)
             with progress.stage("disclosure check of the downloads / 秘匿の確認（ダウンロード）"):
                 _check_early(cfg, new, year, summary, checked_now)
+            with progress.stage("site / サイト"):
+                _stage_site(cfg, new, state, year, summary)
         finally:
             reports.result()
     return year
@@ -577,8 +600,8 @@ def run_build(cfg: BuildConfig) -> BuildSummary:
                 if pool is not None:
                     pool.close(wait=False)   # the kernels shut down while the site is written
                 if not summary.failed:
-                    with progress.stage("site / サイト"):
-                        _stage_site(cfg, new, state, year, summary)
+                    with progress.stage("site, after the reports / サイト（レポート後）"):
+                        _stage_site(cfg, new, state, year, summary, again=True)
             if not summary.failed:  # disclosure control: a site with a finding is not published
                 _stage_disclosure(cfg, new, state, summary, checked_now)
             if summary.failed:

@@ -894,6 +894,18 @@ def _stage(con: duckdb.DuckDBPyConnection, prepared: PreparedFile) -> None:
         con.unregister("_ingest_frame")
 
 
+_WARMING: list[threading.Thread] = []
+
+
+def start_validation_warm_up() -> None:
+    """Import and set up Great Expectations (~2 s) in a background thread, once per process; the
+    validation waits for it (the GX context is behind a lock)."""
+    if not _WARMING:
+        t = threading.Thread(target=_prewarm_validation, name="gx-warm-up", daemon=True)
+        _WARMING.append(t)
+        t.start()
+
+
 def _prewarm_validation() -> None:
     try:
         from .validate import _GX
@@ -1024,8 +1036,7 @@ def ingest_files(paths: list[Path], warehouse: Path, encoding: str | None = None
         if not pending:
             return result
         if validate:
-            # Great Expectations takes ~2 s to import and set up: do it while the files are read.
-            threading.Thread(target=_prewarm_validation, name="gx-warm-up", daemon=True).start()
+            start_validation_warm_up()   # while the files are read
 
         # Staging is scratch space, filled outside the transaction (autocommit): DuckDB keeps every
         # row written inside an open transaction in memory until commit, so staging ten 1M-row files
