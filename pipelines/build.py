@@ -393,11 +393,10 @@ def _stage_reports(cfg: BuildConfig, new: Path, state: BuildState, year: int, re
 
 def _linked_files(new: Path, year: int) -> list[str]:
     """The files the site pages link to only when they exist (reports, downloads, quality page)."""
-    names = [p.relative_to(new).as_posix() for p in sorted((new / "prefectures").glob("*.htm*"))
-             + sorted((new / "prefectures").glob("*.pdf"))]
-    names += [n for n in ("national.html", "national.pdf", f"downloads/indicators-{year}.csv",
-                          f"downloads/indicators-{year}.xlsx", "quality/index.html") if (new / n).exists()]
-    return names
+    names = [f"prefectures/{pref_slug(int(c))}.{ext}" for c in prefectures().pref_code for ext in ("html", "pdf")]
+    names += ["national.html", "national.pdf", f"downloads/indicators-{year}.csv",
+              f"downloads/indicators-{year}.xlsx", "quality/index.html"]
+    return [n for n in names if (new / n).exists()]   # (a report being written is a .tmp. file)
 
 
 def _stage_site(cfg: BuildConfig, new: Path, state: BuildState, year: int, summary: BuildSummary,
@@ -532,14 +531,15 @@ def _start_pool(cfg: BuildConfig, renderer: str):
     """New data (or --force) means reports will run: start their warm kernels now, while ingest
     runs on the other core. None when nothing new came in (a pool starts later if needed)."""
     new_data = has_new_inputs(Path(cfg.input_dir), Path(cfg.warehouse))
-    if new_data:
-        start_validation_warm_up()   # GX takes ~2 s to import: begin before anything else
-    if not (cfg.force or new_data):
-        return None
-    from .executor import WarmPool
-    from .reports import KERNEL_PRELOAD, warm_renderer
+    pool = None
+    if cfg.force or new_data:
+        from .executor import WarmPool
+        from .reports import KERNEL_PRELOAD, warm_renderer
 
-    return WarmPool(cfg.jobs, warm=warm_renderer if renderer == "pandoc" else None, preload=KERNEL_PRELOAD)
+        pool = WarmPool(cfg.jobs, warm=warm_renderer if renderer == "pandoc" else None, preload=KERNEL_PRELOAD)
+    if new_data:
+        start_validation_warm_up()   # GX takes ~2 s to import: begin before ingest needs it
+    return pool
 
 
 def _run_stages(cfg: BuildConfig, new: Path, state: BuildState, renderer: str, progress: Progress,
@@ -594,6 +594,8 @@ def run_build(cfg: BuildConfig) -> BuildSummary:
         state = BuildState(new)
         checked_now: dict[str, str] = {}   # files already checked for disclosure in this build
         pool = _start_pool(cfg, renderer)
+        log.info("set up in %.2f s (workers %s)", time.perf_counter() - start,
+                 "starting" if pool is not None else "not needed yet")
         try:
             with Progress(cfg.quiet) as progress:
                 year = _run_stages(cfg, new, state, renderer, progress, summary, pool, checked_now)
@@ -603,7 +605,9 @@ def run_build(cfg: BuildConfig) -> BuildSummary:
                     with progress.stage("site, after the reports / サイト（レポート後）"):
                         _stage_site(cfg, new, state, year, summary, again=True)
             if not summary.failed:  # disclosure control: a site with a finding is not published
+                start_d = time.perf_counter()
                 _stage_disclosure(cfg, new, state, summary, checked_now)
+                log.info("disclosure check / 秘匿の確認 done in %.2f s", time.perf_counter() - start_d)
             if summary.failed:
                 log.error("%d area(s) failed; the new site stays in %s and is not published", len(summary.failed), new)
             else:

@@ -182,21 +182,20 @@ def sample_data(
         typer.echo(str(p))
 
 
-def main() -> None:
-    """Entry point: maps our errors to exit codes 1 (data) and 2 (usage)."""
+def _run() -> int:
+    """Run the command; our errors become exit codes 1 (data) and 2 (usage)."""
     try:
         # With standalone_mode=False click returns the code of `raise typer.Exit(n)` instead of exiting.
         rc = app(standalone_mode=False)
-        if isinstance(rc, int) and rc != 0:
-            sys.exit(rc)
+        return rc if isinstance(rc, int) else 0
     except TsunagariError as exc:
         typer.echo(f"error: {exc}", err=True)
-        sys.exit(exc.exit_code)
+        return exc.exit_code
     except typer.Exit as exc:
-        sys.exit(exc.exit_code)
+        return exc.exit_code
     except (typer.Abort, KeyboardInterrupt):
         typer.echo("aborted", err=True)
-        sys.exit(130)
+        return 130
     except Exception as exc:  # click usage errors arrive as click exceptions
         import click
 
@@ -204,11 +203,35 @@ def main() -> None:
         names = {c.__name__ for c in type(exc).__mro__}
         if isinstance(exc, click.exceptions.UsageError) or "UsageError" in names:
             exc.show()
-            sys.exit(2)
+            return 2
         if isinstance(exc, click.exceptions.ClickException) or "ClickException" in names:
             exc.show()
-            sys.exit(getattr(exc, "exit_code", 1))
+            return getattr(exc, "exit_code", 1)
         raise
+
+
+def _leave(code: int) -> None:
+    """Exit without tearing the interpreter down module by module, which takes ~0.6 s once Great
+    Expectations is loaded: the exit handlers still run (log files flushed, temporary folders
+    removed; the build has already stopped its workers), the streams are flushed, then the process
+    ends with `code`."""
+    import atexit
+    import os
+
+    try:
+        atexit._run_exitfuncs()
+    finally:
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except Exception:
+                pass
+        os._exit(code)
+
+
+def main() -> None:
+    """Entry point (`tsunagari`). An unexpected error propagates with its traceback as usual."""
+    _leave(_run())
 
 
 if __name__ == "__main__":

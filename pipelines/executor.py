@@ -237,7 +237,7 @@ def execute_warm(src: Path, dst: Path, parameters: dict[str, Any], cwd: Path | N
     dst.parent.mkdir(parents=True, exist_ok=True)
     for attempt in (1, 2):
         warm = _worker_kernel()
-        nb = nbformat.read(str(src), as_version=4)
+        nb = _source(Path(src))
         reset = nbformat.v4.new_code_cell(_reset_code(cwd))
         reset.metadata["tags"] = [RESET_TAG]
         nb.cells.insert(0, reset)
@@ -257,6 +257,23 @@ def execute_warm(src: Path, dst: Path, parameters: dict[str, Any], cwd: Path | N
         _write_record(out, dst)
         return dst
     return dst
+
+
+_SOURCES: dict[tuple, Any] = {}
+
+
+def _source(src: Path):
+    """A fresh copy of the notebook `src`, parsed once per worker while the file is unchanged."""
+    import copy
+
+    import nbformat
+
+    st = src.stat()
+    key = (str(src.resolve()), st.st_mtime_ns, st.st_size)
+    if key not in _SOURCES:
+        _SOURCES.clear()
+        _SOURCES[key] = nbformat.read(str(src), as_version=4)
+    return copy.deepcopy(_SOURCES[key])
 
 
 def _write_record(nb, dst: Path) -> None:
@@ -334,7 +351,9 @@ class WarmPool:
         imports). Either way the first task does not pay for it."""
         import multiprocessing as mp
 
-        ensure_kernelspec()
+        # No ensure_kernelspec() here (0.2 s of jupyter_client imports on the build's critical
+        # path): each worker makes sure of it when it starts its kernel, within the start retries
+        # (two workers installing it at once on a fresh venv: the loser retries and finds it).
         self.jobs = max(1, jobs)
         self.pool = ProcessPoolExecutor(max_workers=self.jobs, mp_context=mp.get_context("spawn"),
                                         initializer=_worker_init)
