@@ -292,6 +292,18 @@ def _area_outputs(new: Path, code: int) -> tuple[Path, Path, Path]:
 _CONTEXT: dict = {}
 
 
+def _check_context(warehouse: Path, year: int):
+    """The disclosure check's context (suppressed cells, respondent ids), read from the warehouse
+    once per process while the warehouse file is unchanged."""
+    from .disclosure import make_context
+    from .reports import _file_key
+
+    key = (_file_key(Path(warehouse)), int(year))
+    if _CONTEXT.get("key") != key:
+        _CONTEXT.update(key=key, ctx=make_context(Path(warehouse), year=int(year)))
+    return _CONTEXT["ctx"]
+
+
 def render_and_check(renderer: str, executed: Path, html: Path, pdf: Path, meta: dict, site: Path,
                      warehouse: Path, year: int) -> dict:
     """Run in a report worker after the notebook: render HTML + PDF, then the disclosure check of
@@ -301,15 +313,12 @@ def render_and_check(renderer: str, executed: Path, html: Path, pdf: Path, meta:
     respondent ids) is read from the warehouse once per worker."""
     import hashlib
 
-    from .disclosure import check_files, make_context
-    from .reports import _file_key, render_area
+    from .disclosure import check_files
+    from .reports import render_area
 
     render_area(renderer, executed, html, pdf, meta)
-    key = (_file_key(Path(warehouse)), int(year))
-    if _CONTEXT.get("key") != key:
-        _CONTEXT.update(key=key, ctx=make_context(Path(warehouse), year=int(year)))
     rels = [p.resolve().relative_to(Path(site).resolve()).as_posix() for p in (html, executed)]
-    findings = check_files(Path(site), rels, _CONTEXT["ctx"])
+    findings = check_files(Path(site), rels, _check_context(Path(warehouse), int(year)))
     return {"checked": {r: hashlib.sha256((Path(site) / r).read_bytes()).hexdigest() for r in rels},
             "findings": [str(f) for f in findings]}
 
@@ -420,7 +429,8 @@ def _stage_site(cfg: BuildConfig, new: Path, state: BuildState, year: int, summa
         return   # the pages written during the reports are final
     if again and key in summary.built:
         summary.built.remove(key)
-    _incremental(cfg, state, summary, key, d, outputs, lambda: build_site(year, cfg.warehouse, new))
+    # The workbooks were written (and checked) in the downloads stage of this build.
+    _incremental(cfg, state, summary, key, d, outputs, lambda: build_site(year, cfg.warehouse, new, workbooks=False))
 
 
 CHECKED_FILE = ".tsunagari-checked.json"
@@ -436,14 +446,14 @@ def _file_hashes(site: Path) -> dict[str, str]:
     return out
 
 
-def _stage_disclosure(cfg: BuildConfig, new: Path, state: BuildState, summary: BuildSummary,
+def _stage_disclosure(cfg: BuildConfig, new: Path, year: int, summary: BuildSummary,
                       checked_now: dict[str, str] | None = None) -> None:
     """Scan the assembled site (downloads, executed notebooks, report tables) for disclosive cells:
     every file that differs from the last checked version (all files with --force), except those
     the report workers checked in this build and that are unchanged since (`checked_now`)."""
     import json
 
-    from .disclosure import check_published
+    from .disclosure import check_files
 
     record = new / CHECKED_FILE
     try:
@@ -461,7 +471,7 @@ def _stage_disclosure(cfg: BuildConfig, new: Path, state: BuildState, summary: B
         else:
             summary.skipped.append("disclosure")
         return
-    findings = check_published(new, cfg.warehouse, only=todo)
+    findings = check_files(new, sorted(todo), _check_context(Path(cfg.warehouse), year))
     if findings:
         summary.failed += [f"disclosure: {f}" for f in findings]
         return
@@ -498,7 +508,7 @@ def _check_early(cfg: BuildConfig, new: Path, year: int, summary: BuildSummary,
                 todo[rel] = h
     if not todo:
         return
-    findings = check_files(new, list(todo), make_context(Path(cfg.warehouse), year=year))
+    findings = check_files(new, list(todo), _check_context(Path(cfg.warehouse), year))
     if findings:
         summary.failed += [f"disclosure: {f}" for f in findings]
         return
@@ -568,7 +578,9 @@ def _run_stages(cfg: BuildConfig, new: Path, state: BuildState, renderer: str, p
                 _stage_quality(cfg, new, state, fhash, summary)
             with progress.stage(f"downloads {year} / ダウンロード"):
                 _stage_downloads(cfg, new, state, year, d_ind, summary)
-                write_pref_workbooks(year, cfg.warehouse, new)
+                workbooks = [new / "downloads" / f"{pref_slug(int(c))}-{year}.xlsx" for c in prefectures().pref_code]
+                _incremental(cfg, state, summary, f"workbooks:{year}", digest(d_ind, _code_hash("site.py")),
+                             workbooks, lambda: write_pref_workbooks(year, cfg.warehouse, new))
             with progress.stage("disclosure check of the downloads / 秘匿の確認（ダウンロード）"):
                 _check_early(cfg, new, year, summary, checked_now)
             with progress.stage("site / サイト"):
@@ -606,7 +618,7 @@ def run_build(cfg: BuildConfig) -> BuildSummary:
                         _stage_site(cfg, new, state, year, summary, again=True)
             if not summary.failed:  # disclosure control: a site with a finding is not published
                 start_d = time.perf_counter()
-                _stage_disclosure(cfg, new, state, summary, checked_now)
+                _stage_disclosure(cfg, new, year, summary, checked_now)
                 log.info("disclosure check / 秘匿の確認 done in %.2f s", time.perf_counter() - start_d)
             if summary.failed:
                 log.error("%d area(s) failed; the new site stays in %s and is not published", len(summary.failed), new)

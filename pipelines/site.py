@@ -352,8 +352,11 @@ def write_pref_workbooks(year: int, warehouse: Path, out_dir: Path, synthetic: b
     return written
 
 
-def build_site(year: int, warehouse: Path, out_dir: Path, synthetic: bool | None = None) -> list[Path]:
-    """Write the site pages and per-prefecture downloads for `year`; return the files written."""
+def build_site(year: int, warehouse: Path, out_dir: Path, synthetic: bool | None = None,
+               workbooks: bool = True) -> list[Path]:
+    """Write the site pages and per-prefecture downloads for `year`; return the files written.
+    workbooks=False: the per-prefecture workbooks were written already (the build writes them while
+    the reports run), only the pages are written."""
     year = check_year(year, "year")  # names files (downloads/{slug}-{year}.xlsx): digits only
     out_dir = Path(out_dir)
     data = _prepare(year, warehouse, synthetic)
@@ -370,7 +373,7 @@ def build_site(year: int, warehouse: Path, out_dir: Path, synthetic: bool | None
     default_ind = headline[0] if headline else None
 
     # Per-prefecture XLSX first, so the pages can link to them (unchanged ones are not rewritten).
-    written: list[Path] = write_pref_workbooks(year, warehouse, out_dir, synthetic, data=data)
+    written: list[Path] = write_pref_workbooks(year, warehouse, out_dir, synthetic, data=data) if workbooks else []
     prefs = prefectures()
     slugs = {r.pref_code: pref_slug(r.pref_code) for r in prefs.itertuples()}
     built_at = build_time()

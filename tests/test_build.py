@@ -185,8 +185,8 @@ class TestDisclosureGate:
         cfg = _cfg(tmp_path, small_input, prefs=[31])
         assert run_build(cfg).ok
         published = _tree(cfg.out_dir)
-        monkeypatch.setattr(disclosure, "check_published",
-                            lambda site, wh, **kw: ["downloads/indicators-2024.csv row 7: value shown for n<30"])
+        monkeypatch.setattr(disclosure, "check_files",
+                            lambda site, paths, ctx: ["downloads/indicators-2024.csv row 7: value shown for n<30"])
         blocked = run_build(_cfg(tmp_path, small_input, prefs=[31], force=True))
         assert not blocked.ok and not blocked.published
         assert blocked.failed == ["disclosure: downloads/indicators-2024.csv row 7: value shown for n<30"]
