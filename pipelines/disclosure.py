@@ -671,8 +671,11 @@ def _check_report(where: str, tables: list[list[list[str]]], area: str, ctx: Che
                 ids = [i for i, name_ja, _, _ in cat if name_ja and name_ja in r[0]]
                 for i in ids[:1]:
                     row = rows.get((area, i, "total"))
-                    if row is not None and row[0] and len(r) > 1 and r[1] != "x":
-                        bad.append(f"{i} total shows {r[1]!r}")
+                    if row is not None and row[0]:
+                        if len(r) > 1 and r[1] != "x":
+                            bad.append(f"{i} total shows {r[1]!r}")
+                        if len(r) > 2 and r[2] != "x":   # its 95% interval
+                            bad.append(f"{i} total interval shows {r[2]!r}")
         elif head[0] == "区分":   # breakdown table of one indicator: find which one
             body = [r for r in t[1:] if r and r[0] in labels]
             if not body:
@@ -695,6 +698,11 @@ def _check_report(where: str, tables: list[list[list[str]]], area: str, ctx: Che
                 row = rows.get((code, best, labels[r[0]]))
                 if row is not None and row[0] and r[c] != "x":
                     bad.append(f"{best} {code} {labels[r[0]]} shows {r[c]!r}")
+            # The area's 95% interval (column 2) of a suppressed row is as disclosive as its value.
+            for r in body if best is not None else []:
+                row = rows.get((area, best, labels[r[0]]))
+                if row is not None and row[0] and len(r) > 2 and r[2] != "x":
+                    bad.append(f"{best} {area} {labels[r[0]]} interval shows {r[2]!r}")
     if not bad:
         return []
     return [Finding(where, "suppressed cell shown / 非表示セルに数値",

@@ -254,12 +254,17 @@ def _report_html(warehouse: Path, path: Path, tamper: bool = False) -> None:
     path.write_text(html, encoding="utf-8")
 
 
-def test_report_tables_show_x_for_suppressed_cells(tiny, tmp_path):
+def _tottori_page(tiny: Path, tmp_path: Path) -> tuple[Path, Path, str, list[list[str]]]:
+    """A site with Tottori's report tables; (site, page, its HTML, its sex breakdown table)."""
     site = _site(tmp_path, tiny)
     page = site / "prefectures" / "31-tottori.html"
     _report_html(tiny, page)
     html = page.read_text(encoding="utf-8")
-    rows = [t for t in disclosure.html_tables(html) if t[0][0] == "区分"][0]
+    return site, page, html, [t for t in disclosure.html_tables(html) if t[0][0] == "区分"][0]
+
+
+def test_report_tables_show_x_for_suppressed_cells(tiny, tmp_path):
+    site, page, _, rows = _tottori_page(tiny, tmp_path)
     assert rows[1][:2] == ["男性", "x"] and rows[2][:2] == ["女性", "x"]
     assert check_published(site, tiny) == []
     _report_html(tiny, page, tamper=True)
@@ -267,6 +272,21 @@ def test_report_tables_show_x_for_suppressed_cells(tiny, tmp_path):
     assert [(f.file, f.rule) for f in findings] == [("prefectures/31-tottori.html",
                                                      "suppressed cell shown / 非表示セルに数値")]
     assert f"{IND} 31 sex=1 shows '0.0'" in findings[0].detail
+
+
+def test_an_interval_shown_for_a_suppressed_row_is_caught(tiny, tmp_path):
+    """The 95% interval of a suppressed cell gives its value away as surely as the value."""
+    site, page, text, rows = _tottori_page(tiny, tmp_path)
+    assert rows[1][:3] == ["男性", "x", "x"]
+    # the men's row: value stays 'x', the interval cell (the second 'x' of the row) becomes numbers
+    start = text.index("男性")
+    first = text.index(">x<", start)
+    second = text.index(">x<", first + 1)
+    page.write_text(text[:second] + ">2.1～9.8<" + text[second + 3:], encoding="utf-8")
+    findings = check_published(site, tiny)
+    assert [(f.file, f.rule) for f in findings] == [("prefectures/31-tottori.html",
+                                                     "suppressed cell shown / 非表示セルに数値")]
+    assert f"{IND} 31 sex=1 interval shows '2.1～9.8'" in findings[0].detail
 
 
 def test_secondary_suppression_is_used_by_the_check(tiny, tmp_path, monkeypatch):
