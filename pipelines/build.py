@@ -9,6 +9,8 @@ rebuilt. The new site is assembled in ``<out>.new`` and swapped in only when eve
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import time
 from contextlib import contextmanager
@@ -21,8 +23,8 @@ import duckdb
 from . import config, publish
 from .config import BuildConfig
 from .errors import TsunagariError, UsageError
-from .publish import BuildState, digest
 from .ingest import has_new_inputs, start_validation_warm_up
+from .publish import BuildState, digest
 from .reference import pref_slug, prefectures
 
 log = logging.getLogger("tsunagari.build")
@@ -311,8 +313,6 @@ def render_and_check(renderer: str, executed: Path, html: Path, pdf: Path, meta:
     Returns {"checked": {site-relative path: sha256}, "findings": [text]}; the build's final check
     skips a file only if it still has the hash checked here. The check's context (suppressed cells,
     respondent ids) is read from the warehouse once per worker."""
-    import hashlib
-
     from .disclosure import check_files
     from .reports import render_area
 
@@ -437,8 +437,6 @@ CHECKED_FILE = ".tsunagari-checked.json"
 
 
 def _file_hashes(site: Path) -> dict[str, str]:
-    import hashlib
-
     out = {}
     for p in site.rglob("*"):
         if p.is_file() and not p.name.startswith(".tsunagari") and p.name not in ("build.log", "build-summary.txt"):
@@ -450,9 +448,8 @@ def _stage_disclosure(cfg: BuildConfig, new: Path, year: int, summary: BuildSumm
                       checked_now: dict[str, str] | None = None) -> None:
     """Scan the assembled site (downloads, executed notebooks, report tables) for disclosive cells:
     every file that differs from the last checked version (all files with --force), except those
-    the report workers checked in this build and that are unchanged since (`checked_now`)."""
-    import json
-
+    checked earlier in this build (by the report workers, or the downloads while the reports ran)
+    and unchanged since (`checked_now`)."""
     from .disclosure import check_files
 
     record = new / CHECKED_FILE
@@ -467,7 +464,7 @@ def _stage_disclosure(cfg: BuildConfig, new: Path, year: int, summary: BuildSumm
     if not todo:
         if early:
             _write_checked(record, current)
-            summary.built.append(f"disclosure ({len(early)} files checked by the report workers)")
+            summary.built.append(f"disclosure ({len(early)} files checked while the reports ran)")
         else:
             summary.skipped.append("disclosure")
         return
@@ -477,7 +474,7 @@ def _stage_disclosure(cfg: BuildConfig, new: Path, year: int, summary: BuildSumm
         return
     _write_checked(record, current)
     summary.built.append(f"disclosure ({len(todo) + len(early)} files checked"
-                         + (f", {len(early)} of them by the report workers)" if early else ")"))
+                         + (f", {len(early)} of them while the reports ran)" if early else ")"))
 
 
 EARLY_CHECK = ("downloads/", "runs/", "quality/results.json")
@@ -488,11 +485,7 @@ def _check_early(cfg: BuildConfig, new: Path, year: int, summary: BuildSummary,
     """While the reports run: the disclosure check of the downloads, the indicators record and the
     validation results, which are final by now (what changes later is checked again: the final
     check skips only files whose hash is the one checked here)."""
-    import hashlib
-
-    from .disclosure import check_files, make_context
-
-    import json
+    from .disclosure import check_files
 
     record = new / CHECKED_FILE
     try:
@@ -516,8 +509,6 @@ def _check_early(cfg: BuildConfig, new: Path, year: int, summary: BuildSummary,
 
 
 def _write_checked(record: Path, current: dict[str, str]) -> None:
-    import json
-
     tmp = record.with_suffix(".tmp")
     tmp.write_text(json.dumps(current, indent=0, sort_keys=True), encoding="utf-8")
     tmp.replace(record)
