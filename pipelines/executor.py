@@ -355,6 +355,7 @@ class WarmPool:
         # path): each worker makes sure of it when it starts its kernel, within the start retries
         # (two workers installing it at once on a fresh venv: the loser retries and finds it).
         self.jobs = max(1, jobs)
+        self._closer = None
         self.pool = ProcessPoolExecutor(max_workers=self.jobs, mp_context=mp.get_context("spawn"),
                                         initializer=_worker_init)
         self._warming = [self.pool.submit(_warm_up, warm, preload) for _ in range(self.jobs)]
@@ -368,8 +369,21 @@ class WarmPool:
 
     def close(self, wait: bool = True) -> None:
         """Stop the workers (their kernels shut down as they exit). wait=False returns at once and
-        lets them stop in the background; a later close() waits for them."""
-        self.pool.shutdown(wait=wait, cancel_futures=True)
+        lets them stop in the background; a later close() waits for them.
+
+        The executor is shut down exactly once, with wait=True, in a thread: calling
+        ProcessPoolExecutor.shutdown(wait=False) drops its reference to the thread that stops the
+        workers, so a later shutdown(wait=True) returned at once and the process could reach
+        multiprocessing's exit handler while a worker still waited for its stop signal (a hang
+        seen about one exit in three)."""
+        import threading
+
+        if self._closer is None:
+            self._closer = threading.Thread(target=self.pool.shutdown, name="pool-shutdown",
+                                            kwargs={"wait": True, "cancel_futures": True})
+            self._closer.start()
+        if wait:
+            self._closer.join()
 
 
 def run_tasks(tasks: list[Task], jobs: int = 1,

@@ -62,3 +62,20 @@ class TestRunTasks:
         assert all(o.ok for o in run_tasks(tasks, jobs=jobs))
         assert [_stdout(tmp_path / f"{n}.ipynb").split(":")[:3] for n in ("x", "y", "z")] == \
             [[n, "6", "leaked=False"] for n in ("x", "y", "z")]
+
+
+class TestWarmPoolClose:
+    def test_close_in_the_background_then_waiting_leaves_no_worker(self) -> None:
+        """close(wait=False) (the build lets kernels stop while it writes the site) followed by
+        close() must wait for every worker: shutting the executor down twice used to return at once
+        and left workers waiting for their stop signal, hanging the process at exit."""
+        from pipelines.executor import WarmPool
+
+        pool = WarmPool(2)
+        for f in pool._warming:
+            f.result()
+        procs = list(pool.pool._processes.values())
+        pool.close(wait=False)
+        pool.close()
+        assert len(procs) == 2
+        assert not any(p.is_alive() for p in procs)
