@@ -189,16 +189,21 @@ class RawTable:
     encoding: str | None
 
 
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+_SCANNED: dict[tuple, tuple[str, int]] = {}
 
 
 def scan_file(path: Path) -> tuple[str, int]:
-    """sha256 of the bytes and the number of lines (newlines, plus a last line without one), in one pass."""
+    """sha256 of the bytes and the number of lines (newlines, plus a last line without one), in one
+    pass. Remembered per process while the file's size and modification time are unchanged: the
+    build's look-ahead (has_new_inputs) and ingest then read each file once."""
+    st = Path(path).stat()
+    key = (str(Path(path).resolve()), st.st_size, st.st_mtime_ns, st.st_ino)
+    if key not in _SCANNED:
+        _SCANNED[key] = _scan(path)
+    return _SCANNED[key]
+
+
+def _scan(path: Path) -> tuple[str, int]:
     h = hashlib.sha256()
     lines, last = 0, b"\n"
     with open(path, "rb") as fh:
@@ -1074,8 +1079,10 @@ def ingest_files(paths: list[Path], warehouse: Path, encoding: str | None = None
                     else:
                         result.loaded.append(sf.file_name)
                         result.lines.append(_line(sf, "loaded", "読み込み"))
-                if result.validation is not None:
-                    _store_validation(con, result.validation)
+                if result.validation is not None:   # kept with the files (quality page reuses them)
+                    from .validate import store_results
+
+                    store_results(con, result.validation)
                 con.execute("COMMIT")
             except BaseException:
                 try:
@@ -1093,13 +1100,6 @@ def ingest_files(paths: list[Path], warehouse: Path, encoding: str | None = None
     finally:
         con.close()
     return result
-
-
-def _store_validation(con: duckdb.DuckDBPyConnection, report) -> int:
-    """Keep each staged file's validation results with it (same transaction as the commit)."""
-    from .validate import store_results
-
-    return store_results(con, report)
 
 
 def _clear_staging(con: duckdb.DuckDBPyConnection) -> None:
@@ -1120,7 +1120,7 @@ def has_new_inputs(input_dir: Path, warehouse: Path) -> bool:
             known = {r[0] for r in con.execute("SELECT file_id FROM files").fetchall()}
         finally:
             con.close()
-        return any(sha256_file(f) not in known for f in files)
+        return any(scan_file(f)[0] not in known for f in files)
     except Exception:
         return True
 

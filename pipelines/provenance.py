@@ -59,7 +59,7 @@ def _locate(recorded: str, base: Path) -> Path | None:
 
 def rebuild_warehouse(warehouse: Path, mapping: Path | None = None, base: Path | None = None) -> RebuildResult:
     """Re-ingest the recorded raw files into a fresh warehouse and swap it in (see module doc)."""
-    from .ingest import ingest_files, sha256_file
+    from .ingest import ingest_files, scan_file
 
     warehouse = Path(warehouse)
     base = Path(base or Path.cwd())
@@ -72,7 +72,7 @@ def rebuild_warehouse(warehouse: Path, mapping: Path | None = None, base: Path |
         if path is None:
             raise DataError(r["path"], "raw file not found for the rebuild / 再構築に必要な元ファイルがありません",
                             detail="restore it, or run the rebuild from the folder the file was loaded from")
-        if sha256_file(path) != r["file_id"]:
+        if scan_file(path)[0] != r["file_id"]:
             raise DataError(str(path), "raw file changed since it was loaded (sha256 differs) / "
                                        "読み込み後に元ファイルが変更されています",
                             detail=f"recorded sha256 {r['file_id'][:12]}…; ingest the corrected file instead")
