@@ -453,10 +453,7 @@ def _stage_disclosure(cfg: BuildConfig, new: Path, year: int, summary: BuildSumm
     from .disclosure import check_files
 
     record = new / CHECKED_FILE
-    try:
-        checked = {} if cfg.force else json.loads(record.read_text(encoding="utf-8"))
-    except (FileNotFoundError, json.JSONDecodeError):
-        checked = {}
+    checked = _last_checked(cfg, record)
     current = _file_hashes(new)
     todo = {rel for rel, h in current.items() if checked.get(rel) != h}
     early = {rel for rel in todo if (checked_now or {}).get(rel) == current[rel]}
@@ -487,11 +484,7 @@ def _check_early(cfg: BuildConfig, new: Path, year: int, summary: BuildSummary,
     check skips only files whose hash is the one checked here)."""
     from .disclosure import check_files
 
-    record = new / CHECKED_FILE
-    try:
-        before = {} if cfg.force else json.loads(record.read_text(encoding="utf-8"))
-    except (FileNotFoundError, ValueError):
-        before = {}
+    before = _last_checked(cfg, new / CHECKED_FILE)
     todo = {}
     for p in sorted(new.rglob("*")):
         rel = p.relative_to(new).as_posix()
@@ -506,6 +499,14 @@ def _check_early(cfg: BuildConfig, new: Path, year: int, summary: BuildSummary,
         summary.failed += [f"disclosure: {f}" for f in findings]
         return
     checked_now.update(todo)
+
+
+def _last_checked(cfg: BuildConfig, record: Path) -> dict[str, str]:
+    """The files (path -> sha256) an earlier build checked for disclosure; none with --force."""
+    try:
+        return {} if cfg.force else json.loads(record.read_text(encoding="utf-8"))
+    except (FileNotFoundError, ValueError):
+        return {}
 
 
 def _write_checked(record: Path, current: dict[str, str]) -> None:
