@@ -36,6 +36,27 @@ REFERENCE_BASE = 100   # 30..99 is shown as 参考値 (reference value)
 MAX_INPUT_BYTES = int(os.environ.get("TSUNAGARI_MAX_INPUT_BYTES", str(1_500_000_000)))
 
 
+CACHE_ENV = "TSUNAGARI_CACHE_DIR"
+
+
+def cache_dir() -> Path:
+    """Where derived files that depend only on installed files are kept between runs (e.g. the
+    renderer's base font subset): $TSUNAGARI_CACHE_DIR, else $XDG_CACHE_HOME/tsunagari, else
+    ~/.cache/tsunagari. Deleting it is always safe."""
+    env = os.environ.get(CACHE_ENV)
+    if env:
+        return Path(env)
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "tsunagari"
+
+
+def load_yaml(text):
+    """yaml.safe_load with libyaml's C parser when PyYAML has it (the catalogue: 30 ms -> 4 ms;
+    the same documents, and the same yaml.YAMLError subclasses on bad input)."""
+    import yaml
+
+    return yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+
+
 def warehouse_path(explicit: str | os.PathLike[str] | None = None) -> Path:
     """The warehouse file: explicit path, else $TSUNAGARI_WAREHOUSE, else data/warehouse.duckdb."""
     if explicit:

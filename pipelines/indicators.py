@@ -139,7 +139,7 @@ def load_catalogue(path: Path = config.INDICATOR_CATALOGUE) -> list[Indicator]:
     the field for a malformed entry."""
     path = Path(path)
     try:
-        doc = yaml.safe_load(path.read_text(encoding="utf-8"))
+        doc = config.load_yaml(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as exc:
         raise DataError(str(path), "not valid YAML", detail=str(exc)) from exc
     entries = doc.get("indicators") if isinstance(doc, dict) else None
@@ -718,10 +718,6 @@ def run_indicators(year: int, warehouse: Path, out_dir: Path, pool=None, downloa
     ``out_dir/downloads/indicators-{year}.csv`` and ``.xlsx`` (unless downloads=False: the build
     writes them while the reports run). With `pool` (an executor.WarmPool) the notebook runs in a
     worker's warm kernel. Returns the executed notebook path."""
-    from papermill.exceptions import PapermillExecutionError
-
-    from .execute import execute_notebook
-
     warehouse = Path(warehouse).resolve()
     out_dir = Path(out_dir)
     if not warehouse.exists():
@@ -741,6 +737,11 @@ def run_indicators(year: int, warehouse: Path, out_dir: Path, pool=None, downloa
         if not outcome.ok:
             raise DataError(str(executed), "indicators notebook failed", detail=str(outcome.error))
     else:
+        # papermill is imported here only: with a pool the build process never needs it (0.2 s)
+        from papermill.exceptions import PapermillExecutionError
+
+        from .execute import execute_notebook
+
         try:
             execute_notebook(config.INDICATORS_NOTEBOOK, executed, params)
         except PapermillExecutionError as exc:

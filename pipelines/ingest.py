@@ -35,7 +35,6 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
-import yaml
 
 from . import config, schema
 from .errors import DataError, UsageError
@@ -168,13 +167,13 @@ def load_mapping(extra: Path | None = None) -> Mapping:
     """The shipped mapping.yml, extended/overridden by the user's YAML file when given."""
     base = Mapping(columns={}, labels={"pref_code": dict(_pref_labels())})
     with open(config.MAPPING_FILE, encoding="utf-8") as fh:
-        _merge_mapping(base, yaml.safe_load(fh), config.MAPPING_FILE.name)
+        _merge_mapping(base, config.load_yaml(fh), config.MAPPING_FILE.name)
     if extra is not None:
         extra = Path(extra)
         if not extra.is_file():
             raise UsageError("--mapping", f"'{extra}' does not exist / ファイルがありません")
         with open(extra, encoding="utf-8") as fh:
-            _merge_mapping(base, yaml.safe_load(fh), extra.name)
+            _merge_mapping(base, config.load_yaml(fh), extra.name)
     return base
 
 

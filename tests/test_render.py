@@ -50,6 +50,59 @@ class TestEmbedFont:
         assert html.index("@font-face") < html.index("</head>")
 
 
+class TestBaseFontCache:
+    """The base subset is made once and kept in the cache folder (TSUNAGARI_CACHE_DIR)."""
+
+    @pytest.fixture
+    def cache(self, tmp_path, monkeypatch):
+        monkeypatch.setenv("TSUNAGARI_CACHE_DIR", str(tmp_path / "cache"))
+        P._base_font.cache_clear()
+        yield tmp_path / "cache"
+        P._base_font.cache_clear()
+
+    def test_second_process_reads_the_cached_subset(self, cache, monkeypatch):
+        chars, made = P._base_font()
+        files = list((cache / "fonts").glob("base-subset-*.ttf"))
+        assert len(files) == 1 and files[0].read_bytes() == made
+        TTFont(io.BytesIO(made))   # a font fontTools reads
+
+        P._base_font.cache_clear()   # as a new worker process would start
+        monkeypatch.setattr(P, "_subset", lambda *a: pytest.fail("subset made again"))
+        chars2, read = P._base_font()
+        assert read == made and chars2 == chars
+
+    def test_cached_subset_equals_a_fresh_one(self, cache, tmp_path, monkeypatch):
+        _, cached = P._base_font()
+        monkeypatch.setenv("TSUNAGARI_CACHE_DIR", str(tmp_path / "other"))
+        P._base_font.cache_clear()
+        _, fresh = P._base_font()
+        assert fresh == cached
+
+    def test_a_damaged_cache_file_is_made_again(self, cache):
+        _, made = P._base_font()
+        (file,) = (cache / "fonts").glob("base-subset-*.ttf")
+        file.write_bytes(b"<html>not a font")
+        P._base_font.cache_clear()
+        assert P._base_font()[1] == made
+        assert file.read_bytes() == made
+
+    def test_a_cache_folder_that_cannot_be_written_is_not_an_error(self, tmp_path, monkeypatch):
+        blocker = tmp_path / "file"
+        blocker.write_text("x")
+        monkeypatch.setenv("TSUNAGARI_CACHE_DIR", str(blocker / "cache"))   # under a file
+        P._base_font.cache_clear()
+        try:
+            chars, data = P._base_font()
+        finally:
+            P._base_font.cache_clear()
+        assert data[:4] == b"\x00\x01\x00\x00" and "孤" in chars
+
+    def test_other_characters_other_file(self):
+        font = P._html_font()[1]
+        assert P._font_cache_file(font, {"孤", "立"}) != P._font_cache_file(font, {"孤"})
+        assert P._font_cache_file(font, {"孤", "立"}) == P._font_cache_file(font, {"立", "孤"})
+
+
 class TestNotebookReadOnce:
     """HTML and PDF start from one pandoc reading of the executed notebook (pandoc JSON)."""
 

@@ -8,6 +8,7 @@ reports/report.lua hides code and picks the best output per cell (pandoc's ipynb
 from __future__ import annotations
 
 import atexit
+import os
 import html as _html
 import logging
 import re
@@ -16,7 +17,7 @@ import tempfile
 from functools import lru_cache
 from pathlib import Path
 
-from ..config import REPORTS_DIR
+from ..config import REPORTS_DIR, cache_dir
 from . import RenderError, pdf_font
 
 log = logging.getLogger("tsunagari.render.pandoc")
@@ -169,9 +170,11 @@ def _subset(source, chars: set[str]) -> bytes:
 def _base_font() -> tuple[frozenset[str], bytes]:
     """A first subset of the full font (~1,100 characters: ASCII, kana, CJK and full-width
     punctuation, and every character of the report notebook, templates, code, catalogue and
-    reference tables), made once per process. Subsetting a page from it takes 35 ms instead of
-    115 ms from the full font. It depends only on the installed files, so every worker makes the
-    same one and a page's font does not depend on which worker rendered it."""
+    reference tables). Subsetting a page from it takes 35 ms instead of 115 ms from the full font.
+    It depends only on the installed files, so every worker makes the same one and a page's font
+    does not depend on which worker rendered it. Making it takes 0.3 s of CPU, so it is kept in
+    the cache folder (config.cache_dir) under a name that is the hash of everything it depends on
+    (the characters, the font file's bytes, the fontTools version and the subset options)."""
     from ..config import PACKAGE_DIR, REFERENCE_DIR
 
     chars = {chr(i) for i in range(32, 127)} | {chr(i) for i in range(0x3000, 0x3100)} \
@@ -185,7 +188,38 @@ def _base_font() -> tuple[frozenset[str], bytes]:
         except (UnicodeDecodeError, OSError):
             continue
     _, font_file = _html_font()
-    return frozenset(chars), _subset(str(font_file), chars)
+    cached = _font_cache_file(font_file, chars)
+    try:
+        data = cached.read_bytes()
+        if data[:4] in _SFNT_MAGIC:
+            return frozenset(chars), data
+    except OSError:
+        pass
+    data = _subset(str(font_file), chars)
+    try:
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        tmp = cached.with_name(f"{cached.name}.{os.getpid()}.tmp")
+        tmp.write_bytes(data)
+        tmp.replace(cached)   # two workers writing the same file at once: either one wins whole
+    except OSError as exc:
+        log.debug("font cache not written (%s): %s", cached, exc)
+    return frozenset(chars), data
+
+
+_SFNT_MAGIC = (b"\x00\x01\x00\x00", b"true", b"OTTO")
+
+
+def _font_cache_file(font_file: Path, chars: set[str]) -> Path:
+    """The cache file of the base subset of `font_file` to `chars`."""
+    import hashlib
+
+    import fontTools
+
+    h = hashlib.sha256()
+    h.update(Path(font_file).read_bytes())
+    h.update("".join(sorted(chars)).encode("utf-8"))
+    h.update(f"fontTools {fontTools.version} {sorted(vars(_subset_options()).items())!r}".encode())
+    return cache_dir() / "fonts" / f"base-subset-{h.hexdigest()[:32]}.ttf"
 
 
 def _embed_font(text: str) -> str:

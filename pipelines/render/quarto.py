@@ -92,7 +92,7 @@ def output_stem(slug: str) -> str:
 
 def project_config(meta: dict[str, Any], stems: list[str], font_dir: Path, font_family: str) -> dict[str, Any]:
     """The repository's _quarto.yml adjusted for one run."""
-    cfg = yaml.safe_load(PROJECT_FILE.read_text(encoding="utf-8"))
+    cfg = config.load_yaml(PROJECT_FILE.read_text(encoding="utf-8"))
     cfg = copy.deepcopy(cfg)
     cfg["project"]["render"] = ["index.qmd"] + [f"{s}.ipynb" for s in stems]
     cfg["lang"] = "ja"
@@ -124,7 +124,7 @@ def stage_notebook(src: Path, dst: Path, title: str | None) -> Path:
     if first and first.get("cell_type") == "raw":
         text = "".join(first.get("source", []))
         if text.strip().startswith("---"):
-            front = yaml.safe_load(text.strip().strip("-")) or {}
+            front = config.load_yaml(text.strip().strip("-")) or {}
             cells.pop(0)
     if title and "title" not in front:
         front["title"] = title
