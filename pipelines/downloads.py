@@ -158,6 +158,12 @@ def _attr(s: str) -> str:
 
 def _cell(ref: str, v: Any, style: str) -> str:
     """One <c> element (None: the caller skips the cell)."""
+    return f'<c r="{ref}"{style}{_cell_tail(ref, v)}'
+
+
+def _cell_tail(ref: str, v: Any) -> str:
+    """What follows ``<c r="{ref}"{style}`` in the cell of ``v``; it depends on ``v`` only (``ref``
+    names the cell in an error)."""
     if isinstance(v, str):
         if len(v) > _MAX_TEXT:
             v = v[:_MAX_TEXT]
@@ -166,19 +172,19 @@ def _cell(ref: str, v: Any, style: str) -> str:
         if v.startswith("=") and len(v) > 1:   # callers neutralise text; never write a formula
             raise ValueError(f"{ref}: text that a spreadsheet reads as a formula: {v!r}")
         if v in _XLSX_ERRORS:
-            return f'<c r="{ref}"{style} t="e"><v>{_text(v)}</v></c>'
+            return f' t="e"><v>{_text(v)}</v></c>'
         if not v:
-            return f'<c r="{ref}"{style} t="inlineStr" />'
+            return ' t="inlineStr" />'
         stripped = v.strip()
         space = ' xml:space="preserve"' if stripped and stripped != v else ""
-        return f'<c r="{ref}"{style} t="inlineStr"><is><t{space}>{_text(v)}</t></is></c>'
+        return f' t="inlineStr"><is><t{space}>{_text(v)}</t></is></c>'
     if isinstance(v, (bool, np.bool_)):
-        return f'<c r="{ref}"{style} t="b"><v>{1 if v else 0}</v></c>'
+        return f' t="b"><v>{1 if v else 0}</v></c>'
     if isinstance(v, (int, float, Decimal, np.integer, np.floating)):
         f = float(v)
         if math.isnan(f) or math.isinf(f):
-            return f'<c r="{ref}"{style} t="n"><v /></c>'
-        return f'<c r="{ref}"{style} t="n"><v>{"%.16g" % v}</v></c>'
+            return ' t="n"><v /></c>'
+        return f' t="n"><v>{"%.16g" % v}</v></c>'
     raise TypeError(f"{ref}: cannot write a {type(v).__name__} to a worksheet")
 
 
@@ -190,6 +196,10 @@ def sheet_xml(rows: Iterable[Sequence[Any]], widths: Sequence[int | float] = (),
     <dimension> element (as openpyxl writes for a workbook not in write-only mode)."""
     rows = [list(r) for r in rows]
     body = []
+    # A cell's XML after its reference depends on its value only, and a sheet repeats values
+    # (area names, indicator ids, labels): each distinct value is formatted once. The type is part
+    # of the key, as 1, 1.0 and True are equal keys with different cells.
+    tails: dict[tuple[type, Any], str] = {}
     for i, row in enumerate(rows, start=1):
         rs = str(i)
         style = ' s="1"' if bold_header and i == 1 else ""
@@ -200,7 +210,14 @@ def sheet_xml(rows: Iterable[Sequence[Any]], widths: Sequence[int | float] = (),
                 if style:
                     cells.append(f'<c r="{ref}"{style} t="n" />')
                 continue
-            cells.append(_cell(ref, v, style))
+            key = (v.__class__, v)
+            try:
+                tail = tails[key]
+            except KeyError:
+                tail = tails[key] = _cell_tail(ref, v)
+            except TypeError:   # an unhashable value: _cell_tail names the cell
+                tail = _cell_tail(ref, v)
+            cells.append(f'<c r="{ref}"{style}{tail}')
         body.append(f'<row r="{rs}">{"".join(cells)}</row>' if cells else f'<row r="{rs}" />')
     head = [f'<worksheet xmlns="{_MAIN_NS}"><sheetPr><outlinePr summaryBelow="1" summaryRight="1" />'
             '<pageSetUpPr /></sheetPr>']

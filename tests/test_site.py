@@ -318,6 +318,9 @@ EDGE_ROWS = [
     ["text", "", " lead", "trail ", "a & b <c>", "line\r\nbreak\rcr", "'=SUM(A1)", "#N/A", "東京都", "x" * 40000],
     [1, 0, -3, 2024, 2.5, 1 / 3, 1e-12, 123456789.123, True, False],
     [None, "after a gap", None, 7, None, None, None, None, None, None],
+    # equal values of different types (the writer formats each distinct value once: 1, 1.0 and
+    # True must still give a number, a number and a boolean cell)
+    [1, 1.0, True, "1", 0, False, 0.0, "x", "x", True],
 ]
 
 
