@@ -20,7 +20,7 @@ from typing import Iterator
 
 import duckdb
 
-from . import config, publish
+from . import config, publish, validator
 from .config import BuildConfig
 from .errors import TsunagariError, UsageError
 from .ingest import has_new_inputs, start_validation_warm_up
@@ -541,6 +541,8 @@ def _start_pool(cfg: BuildConfig, renderer: str):
         pool = WarmPool(cfg.jobs, warm=warm_renderer if renderer == "pandoc" else None, preload=KERNEL_PRELOAD)
     if new_data:
         start_validation_warm_up()   # GX takes ~2 s to import: begin before ingest needs it
+    else:
+        validator.stop()             # nothing to validate: the CLI's early GX process is not needed
     return pool
 
 
@@ -554,6 +556,7 @@ def _run_stages(cfg: BuildConfig, new: Path, state: BuildState, renderer: str, p
 
     with progress.stage("ingest + validate / 取り込み・検証"):
         _stage_ingest(cfg, summary)
+    validator.stop()
     con = duckdb.connect(str(cfg.warehouse), read_only=True)
     try:
         year = cfg.year or latest_year(con)
@@ -621,6 +624,7 @@ def run_build(cfg: BuildConfig) -> BuildSummary:
             (out if summary.published else new).joinpath("build-summary.txt").write_text(summary.text() + "\n",
                                                                                           encoding="utf-8")
         finally:
+            validator.stop()
             if pool is not None:
                 pool.close()
     if not cfg.quiet or summary.failed:

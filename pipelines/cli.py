@@ -66,6 +66,9 @@ def build(
     quiet: QuietOpt = False,
 ) -> None:
     """Run every stage: ingest -> validate -> indicators -> reports -> site."""
+    from . import validator
+
+    validator.start()   # Great Expectations imports on the other core while the build starts
     from .build import run_build
 
     if renderer not in ("auto", "quarto", "pandoc"):

@@ -903,8 +903,11 @@ _WARMING: list[threading.Thread] = []
 
 def start_validation_warm_up() -> None:
     """Import and set up Great Expectations (~2 s) in a background thread, once per process; the
-    validation waits for it (the GX context is behind a lock)."""
-    if not _WARMING:
+    validation waits for it (the GX context is behind a lock). Not when the build's validation
+    process (pipelines.validator) is running: the validation happens there."""
+    from . import validator
+
+    if not _WARMING and not validator.running():
         t = threading.Thread(target=_prewarm_validation, name="gx-warm-up", daemon=True)
         _WARMING.append(t)
         t.start()

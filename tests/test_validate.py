@@ -665,3 +665,82 @@ class TestStoredResults:
         monkeypatch.setattr(v, "validate_frame", lambda df, sf: calls.append(sf.file_name) or real(df, sf))
         validate_warehouse(wh, reuse=True)
         assert len(calls) == 7
+
+
+class TestValidationProcess:
+    """pipelines.validator: the build's GX process gives the results of validating in-process, and
+    the build falls back to validating itself when that process is not there."""
+
+    @pytest.fixture
+    def proc(self):
+        from pipelines import validator
+
+        validator.start()
+        yield validator
+        validator.stop()
+
+    def bad_survey(self) -> pd.DataFrame:
+        df = survey_frame()
+        df.loc[[3, 9], "q_loneliness"] = 7          # outside the codes: critical, with row examples
+        df.loc[5, "weight"] = -1.0
+        return df
+
+    def test_same_results_as_in_process(self, con, proc):
+        df = self.bad_survey()
+        stage(con, df, "staging_survey")
+        remote = validate_staged(con, [survey_staged()])
+        assert proc.running()
+        proc.stop()
+        local = validate_staged(con, [survey_staged()])
+        assert remote.has_critical
+        assert _comparable(remote) == _comparable(local)
+        assert str(remote.to_error()) == str(local.to_error())
+
+    def test_one_process_however_often_started(self, proc):
+        first = proc._PROC
+        proc.start()
+        assert proc._PROC is first and first.is_alive()
+        proc.stop()
+        assert not proc.running() and not first.is_alive()
+
+    def test_a_dead_process_means_validating_here(self, con, proc, caplog):
+        df = self.bad_survey()
+        stage(con, df, "staging_survey")
+        proc._PROC.kill()
+        proc._PROC.join()
+        with caplog.at_level("WARNING", logger="tsunagari.validator"):
+            report = validate_staged(con, [survey_staged()])
+        assert "validation process unavailable" in caplog.text
+        assert not proc.running()
+        proc_free = validate_staged(con, [survey_staged()])
+        assert _comparable(report) == _comparable(proc_free)
+
+    def test_an_error_of_the_validation_itself_is_raised_here(self, proc):
+        import dataclasses
+
+        sf = dataclasses.replace(survey_staged(), kind="no-such-kind")
+        with pytest.raises(KeyError, match="no-such-kind"):
+            proc.validate_frame(survey_frame(), sf)
+        assert proc.running()   # the process is fine: the next file is validated there
+
+    def test_build_validates_in_its_process_and_stops_it(self, tmp_path):
+        """`tsunagari build` starts the process first thing; ingest validates there; no process is
+        left after the build (nor after a build with nothing new, which stops it unused)."""
+        import shutil
+
+        import psutil
+
+        src = tmp_path / "input"
+        src.mkdir()
+        shutil.copy(ROOT / "data" / "sample" / "national-2024.csv", src)
+        cmd = [sys.executable, "-m", "pipelines.cli", "build", "--input", str(src), "--out", str(tmp_path / "site"),
+               "--warehouse", str(tmp_path / "wh.duckdb"), "--pref", "13", "--jobs", "1", "--quiet"]
+        for _ in range(2):
+            proc = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, timeout=600)
+            assert proc.returncode == 0, proc.stderr
+            assert "leaked" not in proc.stderr
+        log = (tmp_path / "site" / "build.log").read_text(encoding="utf-8")
+        assert "validated 1 file(s)" in log and "(in the build's validation process)" in log
+        # the build ran in tmp_path: any process of its (validator, workers, kernels) has that cwd
+        left = [p for p in psutil.process_iter(["cwd", "cmdline"]) if p.info["cwd"] == str(tmp_path)]
+        assert not left, [p.info["cmdline"] for p in left]

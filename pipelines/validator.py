@@ -1,0 +1,127 @@
+"""A Great Expectations process for one build, started before anything else.
+
+Importing Great Expectations takes ~1.7 s of CPU (1.1 s of it its expectations package, which
+pulls in scipy.stats), and the validation of a corrected file waits for it. In a thread of the
+build process that import shares the interpreter lock with the build's own start (its imports,
+the staging of the new file), so the two add up. `tsunagari build` therefore starts this process
+first thing: the import runs on the other core while the build starts, and ingest sends each
+staged file's rows here (``validate_frame``) and gets the results back. A build with no new input
+stops the process unused.
+
+This module imports only the standard library: it is imported before the build's own modules.
+Without a started process (the library API, `tsunagari ingest`, `tsunagari validate`), or if the
+process fails to start or dies, validation runs in the calling process, with the same results.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from typing import Any
+
+log = logging.getLogger("tsunagari.validator")
+
+_LOCK = threading.Lock()
+_PROC: Any = None   # multiprocessing Process
+_CONN: Any = None   # our end of its pipe
+_READY = False      # its "ready" message has been received
+
+
+def start() -> None:
+    """Start the validation process (once; returns at once: GX is set up in the background)."""
+    global _PROC, _CONN, _READY
+    with _LOCK:
+        if _PROC is not None:
+            return
+        import multiprocessing as mp
+
+        ctx = mp.get_context("spawn")
+        ours, theirs = ctx.Pipe()
+        proc = ctx.Process(target=_serve, args=(theirs,), name="tsunagari-validator", daemon=True)
+        proc.start()
+        theirs.close()
+        _PROC, _CONN, _READY = proc, ours, False
+
+
+def running() -> bool:
+    return _PROC is not None
+
+
+def stop() -> None:
+    """Stop the process at once (it holds nothing to save; a later `start` starts a new one)."""
+    global _PROC, _CONN, _READY
+    with _LOCK:
+        proc, conn, _PROC, _CONN, _READY = _PROC, _CONN, None, None, False
+    if proc is not None:
+        try:
+            proc.kill()
+            proc.join(timeout=5)
+        except Exception:  # already gone
+            pass
+        conn.close()
+
+
+def validate_frame(df, sf) -> list:
+    """``pipelines.validate.validate_frame(df, sf)``: in the validation process when one is
+    running, else in this one (also when the process could not set GX up or died: the reason is
+    logged). An error raised by the validation itself is raised here, as it would be locally."""
+    from . import validate
+
+    global _READY
+    with _LOCK:
+        conn = _CONN
+        if conn is not None:
+            try:
+                if not _READY:
+                    kind, detail = conn.recv()   # waits for GX to be set up
+                    if kind != "ready":
+                        raise _Unavailable(detail)
+                    _READY = True
+                conn.send((df, sf))
+                kind, payload = conn.recv()
+                if kind == "error":
+                    raise payload
+                return payload
+            except (_Unavailable, EOFError, OSError) as exc:
+                log.warning("validation process unavailable (%s: %s); validating in the build process",
+                            type(exc).__name__, exc)
+                conn = None
+    stop()
+    return validate.validate_frame(df, sf)
+
+
+class _Unavailable(RuntimeError):
+    """The validation process could not import or set up Great Expectations."""
+
+
+def _serve(conn) -> None:
+    """The validation process: set GX up, say so, then validate each (df, sf) received."""
+    try:
+        try:   # GX's progress bars (off) still take tqdm's lock, by default a multiprocessing
+            from tqdm import tqdm   # semaphore: left registered when this process is stopped,
+
+            tqdm.set_lock(threading.RLock())   # the resource tracker warns about a leak
+        except ImportError:
+            pass
+        from .validate import _GX, validate_frame
+
+        _GX.get()
+    except Exception as exc:
+        conn.send(("failed", f"{type(exc).__name__}: {exc}"))
+        return
+    conn.send(("ready", os.getpid()))
+    while True:
+        try:
+            df, sf = conn.recv()
+        except (EOFError, OSError):
+            break
+        try:
+            conn.send(("ok", validate_frame(df, sf)))
+        except Exception as exc:
+            try:
+                conn.send(("error", exc))
+            except Exception:   # an exception that cannot be pickled
+                conn.send(("error", RuntimeError(f"{type(exc).__name__}: {exc}")))
+    conn.close()
+    os._exit(0)   # no interpreter teardown (GX and scipy loaded: ~0.5 s)
