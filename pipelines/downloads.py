@@ -58,10 +58,17 @@ def neutralise(df: pd.DataFrame) -> pd.DataFrame:
     """Copy of ``df`` whose text cells cannot be read as spreadsheet formulas."""
     out = df.copy()
     for col in out.columns:
-        if pd.api.types.is_object_dtype(out[col]) or pd.api.types.is_string_dtype(out[col]):
-            out[col] = out[col].map(
-                lambda v: "'" + v if isinstance(v, str) and v.startswith(FORMULA_PREFIXES) else v
-            ).astype(object)
+        s = out[col]
+        if pd.api.types.is_object_dtype(s) or pd.api.types.is_string_dtype(s):
+            try:   # vectorised; a cell that is not text gives NA here (and is left alone)
+                hit = s.str.startswith(FORMULA_PREFIXES).fillna(False).to_numpy(dtype=bool)
+            except AttributeError:   # an object column without text
+                hit = None
+            s = s.astype(object)
+            if hit is not None and hit.any():
+                s = s.copy()
+                s[hit] = "'" + s[hit]
+            out[col] = s
     return out
 
 

@@ -351,7 +351,12 @@ SHEETS = {
              '<row r="1"><c r="A1" t="inlineStr"><is><t>respondent_id</t></is></c><c r="C1" s="1" t="inlineStr">'
              '<is><t xml:space="preserve"> a &amp; b &lt;c&gt; &#13;&#x41;\r\nz </t></is></c></row>'
              '<row r="2"><c r="A2" t="n"><v>1.5</v></c><c r="B2" t="inlineStr" /><c r="C2" t="b"><v>1</v></c>'
-             '<c r="AB2" t="e"><v>#N/A</v></c></row><row r="3" /></sheetData></worksheet>',
+             '<c r="AB2" t="e"><v>#N/A</v></c></row><row r="3" />'
+             # cells from A without a gap: the one-comprehension path
+             '<row r="4"><c r="A4" t="inlineStr"><is><t>x &amp; y&#13;</t></is></c><c r="B4" t="n"><v>2</v></c>'
+             '<c r="C4" t="n"><v /></c><c r="D4" t="inlineStr" /><c r="E4" s="1" t="b"><v>0</v></c>'
+             '<c r="F4" t="e"><v>#N/A</v></c><c r="G4" t="inlineStr"><is><t xml:space="preserve"> p </t></is></c>'
+             '<c r="H4" t="n"><v>1e-3</v></c></row></sheetData></worksheet>',
     # other writers: shared strings, rich text, no r, single quotes, attributes in another order
     "shared": "<?xml version='1.0' encoding='UTF-8' standalone='yes'?>\n<worksheet "
               'xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main" xmlns:r="x"><sheetData>'
