@@ -243,12 +243,43 @@ def _incremental(cfg: BuildConfig, state: BuildState, summary: BuildSummary, key
     return True
 
 
-def _stage_quality(cfg: BuildConfig, new: Path, state: BuildState, fhash: str, summary: BuildSummary) -> None:
+def _stage_quality(cfg: BuildConfig, new: Path, state: BuildState, fhash: str, summary: BuildSummary):
+    """The quality page, from the validation results stored at ingest where they still fit. Returns
+    the results of the files that had to be validated again (e.g. after an upgrade changed the
+    suites or validate.py), for `_store_fresh_results`; None when there were none."""
     from .validate import validate_warehouse
 
     d = digest(fhash, config.EXPECTATIONS_DIR, _code_hash("validate.py", "templates"))
-    _incremental(cfg, state, summary, "quality", d, [new / "quality" / "index.html"],
-                 lambda: validate_warehouse(cfg.warehouse, reuse=True).write(new / "quality"))
+    made = []
+
+    def build() -> None:
+        report = validate_warehouse(cfg.warehouse, reuse=True)
+        report.write(new / "quality")
+        made.append(report)
+
+    _incremental(cfg, state, summary, "quality", d, [new / "quality" / "index.html"], build)
+    return made[0].only(made[0].fresh) if made and made[0].fresh else None
+
+
+def _store_fresh_results(cfg: BuildConfig, fresh) -> None:
+    """Store results the quality page had to compute, so that the next build reuses them instead of
+    validating every file again. Called when the workers are done: the warehouse is opened for
+    writing, which DuckDB refuses while another process reads it. A failure only costs the next
+    build the same work, so it is logged, not raised."""
+    from .validate import store_results
+
+    try:
+        con = duckdb.connect(str(cfg.warehouse))
+        try:
+            con.execute("BEGIN TRANSACTION")
+            store_results(con, fresh)
+            con.execute("COMMIT")
+        finally:
+            con.close()
+        log.info("stored the validation results of %d file(s) validated for the quality page",
+                 len(fresh.files))
+    except Exception as exc:  # e.g. the warehouse is locked by a notebook open elsewhere
+        log.warning("validation results not stored (%s); the next build validates again", exc)
 
 
 def _stage_indicators(cfg: BuildConfig, new: Path, state: BuildState, year: int, fhash: str,
@@ -570,7 +601,7 @@ def _run_stages(cfg: BuildConfig, new: Path, state: BuildState, renderer: str, p
         reports = bg.submit(_stage_reports, cfg, new, state, year, renderer, progress, summary, pool, checked_now)
         try:
             with progress.stage("quality page / データ品質"):
-                _stage_quality(cfg, new, state, fhash, summary)
+                fresh = _stage_quality(cfg, new, state, fhash, summary)
             with progress.stage(f"downloads {year} / ダウンロード"):
                 _stage_downloads(cfg, new, state, year, d_ind, summary)
                 workbooks = [new / "downloads" / f"{pref_slug(int(c))}-{year}.xlsx" for c in prefectures().pref_code]
@@ -582,7 +613,7 @@ def _run_stages(cfg: BuildConfig, new: Path, state: BuildState, renderer: str, p
                 _stage_site(cfg, new, state, year, summary)
         finally:
             reports.result()
-    return year
+    return year, fresh
 
 
 def run_build(cfg: BuildConfig) -> BuildSummary:
@@ -603,9 +634,10 @@ def run_build(cfg: BuildConfig) -> BuildSummary:
         pool = _start_pool(cfg, renderer)
         log.info("set up in %.2f s (workers %s)", time.perf_counter() - start,
                  "starting" if pool is not None else "not needed yet")
+        fresh = None
         try:
             with Progress(cfg.quiet) as progress:
-                year = _run_stages(cfg, new, state, renderer, progress, summary, pool, checked_now)
+                year, fresh = _run_stages(cfg, new, state, renderer, progress, summary, pool, checked_now)
                 if pool is not None:
                     pool.close(wait=False)   # the kernels shut down while the site is written
                 if not summary.failed:
@@ -627,6 +659,8 @@ def run_build(cfg: BuildConfig) -> BuildSummary:
             validator.stop()
             if pool is not None:
                 pool.close()
+        if fresh is not None:   # the workers are gone: the warehouse can be opened for writing
+            _store_fresh_results(cfg, fresh)
     if not cfg.quiet or summary.failed:
         import sys
 

@@ -132,6 +132,14 @@ class ValidationReport:
     results: list[ExpectationResult] = field(default_factory=list)
     files: list[FileSummary] = field(default_factory=list)
     seconds: float = 0.0
+    # validate_warehouse(reuse=True): the files validated now, as no stored results fitted them
+    fresh: list[str] = field(default_factory=list, repr=False, compare=False)
+
+    def only(self, file_ids: Iterable[str]) -> ValidationReport:
+        """The results and file summaries of these files."""
+        keep = set(file_ids)
+        return ValidationReport([r for r in self.results if r.file_id in keep],
+                                [f for f in self.files if f.file_id in keep])
 
     # -- status
     @property
@@ -695,6 +703,7 @@ def validate_warehouse(warehouse: Path, reuse: bool = False) -> ValidationReport
             df = _read_file_rows(con, table, kind, file_id)
             report.results.extend(validate_frame(df, sf))
             report.files.append(FileSummary(name, file_id, kind, len(df), survey_id, year))
+            report.fresh.append(file_id)
         report.seconds = time.perf_counter() - t0
         if reuse:
             log.info("quality: %d file(s), %d with the results stored at ingest, %d validated now",

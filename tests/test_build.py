@@ -91,6 +91,32 @@ class TestIncrementalBuild:
         assert after["downloads/11-saitama-2024.xlsx"] != before["downloads/11-saitama-2024.xlsx"]
         assert after["downloads/31-tottori-2024.xlsx"] == before["downloads/31-tottori-2024.xlsx"]
 
+    def test_results_of_older_suites_are_replaced_once(self, tmp_path: Path, small_input: Path) -> None:
+        """After an upgrade that changed the suites or validate.py, the stored validation results no
+        longer fit: the quality page validates the files again, and the build stores the new
+        results, so that the following builds reuse them instead of validating every file again."""
+        import duckdb
+
+        cfg = _cfg(tmp_path, small_input, prefs=[31])
+        assert run_build(cfg).ok
+        con = duckdb.connect(str(cfg.warehouse))
+        n = con.execute("SELECT count(*) FROM validation_results").fetchone()[0]
+        con.execute("UPDATE validation_results SET suite_digest = 'an older version'")
+        con.close()
+
+        def quality_line() -> str:
+            log = (cfg.out_dir / "build.log").read_text(encoding="utf-8")
+            return [ln for ln in log.splitlines() if "quality:" in ln][-1]
+
+        assert run_build(_cfg(tmp_path, small_input, prefs=[31], force=True)).ok
+        assert f"0 with the results stored at ingest, {n} validated now" in quality_line()
+        con = duckdb.connect(str(cfg.warehouse), read_only=True)
+        assert con.execute("SELECT count(*) FROM validation_results WHERE suite_digest <> 'an older version'"
+                           ).fetchone()[0] == n
+        con.close()
+        assert run_build(_cfg(tmp_path, small_input, prefs=[31], force=True)).ok
+        assert f"{n} with the results stored at ingest, 0 validated now" in quality_line()
+
     def test_force_rebuilds_everything(self, tmp_path: Path, small_input: Path) -> None:
         cfg = _cfg(tmp_path, small_input, prefs=[31])
         assert run_build(cfg).ok

@@ -703,7 +703,11 @@ class TestValidationProcess:
         proc.stop()
         assert not proc.running() and not first.is_alive()
 
-    def test_a_dead_process_means_validating_here(self, con, proc, caplog):
+    def test_a_dead_process_means_validating_here(self, con, proc, caplog, monkeypatch):
+        import logging
+
+        # a build run earlier in this test process set the tsunagari loggers not to propagate
+        monkeypatch.setattr(logging.getLogger("tsunagari"), "propagate", True)
         df = self.bad_survey()
         stage(con, df, "staging_survey")
         proc._PROC.kill()
