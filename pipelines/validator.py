@@ -15,9 +15,12 @@ process fails to start or dies, validation runs in the calling process, with the
 
 from __future__ import annotations
 
+import importlib
 import logging
 import os
+import sys
 import threading
+import types
 from typing import Any
 
 log = logging.getLogger("tsunagari.validator")
@@ -95,9 +98,37 @@ class _Unavailable(RuntimeError):
     """The validation process could not import or set up Great Expectations."""
 
 
+# Modules that importing Great Expectations loads only for what these suites never use: scipy.stats
+# (0.55 s: the KL-divergence and KS-test expectations call it when they run) and altair (0.1 s:
+# charts of GX's own renderers). In the validation process they are imported when first used.
+DEFERRED_MODULES = ("scipy.stats", "altair")
+
+
+class _Deferred(types.ModuleType):
+    """Stands in for a module until any of its attributes is read; then the real module is
+    imported (and replaces this one in sys.modules) and the attribute is read from it."""
+
+    def __getattr__(self, attr: str):
+        return getattr(_load(self.__name__), attr)
+
+
+def _load(name: str):
+    if isinstance(sys.modules.get(name), _Deferred):
+        del sys.modules[name]
+    return importlib.import_module(name)
+
+
+def defer_imports(names=DEFERRED_MODULES) -> None:
+    """Until used, `import name` gives a stand-in (modules already imported are left alone)."""
+    for name in names:
+        if name not in sys.modules:
+            sys.modules[name] = _Deferred(name)
+
+
 def _serve(conn) -> None:
     """The validation process: set GX up, say so, then validate each (df, sf) received."""
     try:
+        defer_imports()
         try:   # GX's progress bars (off) still take tqdm's lock, by default a multiprocessing
             from tqdm import tqdm   # semaphore: left registered when this process is stopped,
 
