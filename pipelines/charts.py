@@ -18,7 +18,7 @@ from __future__ import annotations
 import base64
 import io
 import math
-import textwrap
+import re
 from functools import lru_cache
 
 import numpy as np
@@ -99,9 +99,43 @@ def text_height(text: str, size: float, spacing: float = 1.2) -> float:
     return (str(text).count("\n") + 1) * size * spacing / 72
 
 
+# Line breaking for Japanese labels (a simple 禁則処理): a run of Latin letters, digits and the
+# signs that join them ("UCLA", "10～12", "3.5%") is not broken; a line does not start with a
+# closing bracket or punctuation mark nor end with an opening bracket (the character before is
+# carried to the next line instead, so no line is longer than `width`).
+_TOKEN = re.compile(r"[A-Za-z0-9０-９.,%％～〜~+\-]+|.", re.S)
+_NO_LINE_START = frozenset("）」』】〕〉》］｝)]}、。，．・：；？！ー々ゝゞぁぃぅぇぉっゃゅょァィゥェォッャュョ％%")
+_NO_LINE_END = frozenset("（「『【〔〈《［｛([{")
+
+
 def wrap(text: str, width: int = 16) -> str:
-    """Wrap a Japanese label (no spaces) every `width` characters."""
-    return "\n".join(textwrap.wrap(str(text), width=width, break_long_words=True)) or str(text)
+    """Wrap a Japanese label (no spaces) into lines of at most `width` characters, breaking
+    between characters but not inside a number or a Latin word, nor before a closing mark or
+    after an opening one (a run longer than a line is cut at `width`)."""
+    text = str(text)
+    width = max(1, int(width))
+    tokens: list[str] = []
+    for tok in _TOKEN.findall(text):
+        tokens += [tok[i:i + width] for i in range(0, len(tok), width)] if len(tok) > width else [tok]
+    lines: list[list[str]] = [[]]
+    for tok in tokens:
+        line = lines[-1]
+        if line and sum(map(len, line)) + len(tok) > width:
+            carry: list[str] = []
+            # move marks that may not end a line, and the token before a mark that may not start one
+            while len(line) > 1 and (line[-1][-1] in _NO_LINE_END
+                                     or (not carry and tok[0] in _NO_LINE_START)):
+                carry.insert(0, line.pop())
+                if carry[0][-1] not in _NO_LINE_END:
+                    break
+            lines.append(carry + [tok])
+            # a carried run plus the token may still be too long: then break before the token
+            if sum(map(len, lines[-1])) > width and carry:
+                lines[-2] += carry
+                lines[-1] = [tok]
+        else:
+            line.append(tok)
+    return "\n".join("".join(line) for line in lines if line) or text
 
 
 def _fit(label: str, inches: float, size: float = TICK_SIZE) -> str:

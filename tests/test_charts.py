@@ -182,7 +182,23 @@ class TestWrap:
     def test_short_and_empty(self):
         assert charts.wrap("全国", 16) == "全国"
         assert charts.wrap("", 16) == ""
-        assert charts.wrap(12345, 3) == "123\n45"
+        assert charts.wrap(12345, 3) == "123\n45"   # a run longer than a line is cut
+
+    def test_numbers_and_latin_words_are_not_split(self):
+        # the catalogue's label: 18 characters would have cut "12" into "1" / "2点"
+        assert charts.wrap("UCLA孤独感尺度（3項目）10～12点の人の割合", 18) == "UCLA孤独感尺度（3項目）\n10～12点の人の割合"
+        assert charts.wrap("施策（16歳以上人口1万人当たり）", 6) == "施策（16歳\n以上人口1万\n人当たり）"
+
+    def test_no_line_starts_with_a_closing_mark_or_ends_with_an_opening_one(self):
+        assert charts.wrap("あいうえおかきくけ、こさしすせそ", 9) == "あいうえおかきく\nけ、こさしすせそ"
+        assert charts.wrap("あいうえおかきく「こさしすせそ", 9) == "あいうえおかきく\n「こさしすせそ"
+        for text in ("孤独感が「しばしばある・常にある」人の割合", "声掛けや手助けを「しようと思う」人の割合",
+                     "同居していない家族や友人と直接会って話すことが「全くない」人の割合"):
+            for width in range(4, 20):
+                lines = charts.wrap(text, width).split("\n")
+                assert "".join(lines) == text and all(len(x) <= width for x in lines), (text, width)
+                assert not any(x[0] in "）」、。・" for x in lines[1:]), (text, width, lines)
+                assert not any(x[-1] in "（「" for x in lines[:-1]), (text, width, lines)
 
 
 class TestPngBytes:
