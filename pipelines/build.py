@@ -467,11 +467,15 @@ def _stage_site(cfg: BuildConfig, new: Path, state: BuildState, year: int, summa
 CHECKED_FILE = ".tsunagari-checked.json"
 
 
-def _file_hashes(site: Path) -> dict[str, str]:
+def _file_hashes(site: Path, under: tuple[str, ...] = ("",)) -> dict[str, str]:
+    """sha256 of every published file (the build's records excluded) whose site-relative path
+    starts with one of `under`."""
     out = {}
     for p in site.rglob("*"):
-        if p.is_file() and not p.name.startswith(".tsunagari") and p.name not in ("build.log", "build-summary.txt"):
-            out[p.relative_to(site).as_posix()] = hashlib.sha256(p.read_bytes()).hexdigest()
+        rel = p.relative_to(site).as_posix()
+        if rel.startswith(under) and p.is_file() and not p.name.startswith(".tsunagari") \
+                and p.name not in ("build.log", "build-summary.txt"):
+            out[rel] = hashlib.sha256(p.read_bytes()).hexdigest()
     return out
 
 
@@ -516,13 +520,7 @@ def _check_early(cfg: BuildConfig, new: Path, year: int, summary: BuildSummary,
     from .disclosure import check_files
 
     before = _last_checked(cfg, new / CHECKED_FILE)
-    todo = {}
-    for p in sorted(new.rglob("*")):
-        rel = p.relative_to(new).as_posix()
-        if p.is_file() and rel.startswith(EARLY_CHECK) and not p.name.startswith("."):
-            h = hashlib.sha256(p.read_bytes()).hexdigest()
-            if before.get(rel) != h:
-                todo[rel] = h
+    todo = {rel: h for rel, h in sorted(_file_hashes(new, EARLY_CHECK).items()) if before.get(rel) != h}
     if not todo:
         return
     findings = check_files(new, list(todo), _check_context(Path(cfg.warehouse), year))

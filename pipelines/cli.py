@@ -219,17 +219,13 @@ def _leave(code: int) -> None:
     removed; the build has already stopped its workers), the streams are flushed, then the process
     ends with `code`."""
     import atexit
-    import os
+
+    from .executor import exit_now
 
     try:
         atexit._run_exitfuncs()
     finally:
-        for stream in (sys.stdout, sys.stderr):
-            try:
-                stream.flush()
-            except Exception:
-                pass
-        os._exit(code)
+        exit_now(code)
 
 
 def main() -> None:

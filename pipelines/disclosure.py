@@ -51,6 +51,7 @@ import numpy as np
 import pandas as pd
 
 from . import config, schema, stats
+from .downloads import _LETTERS as _COLUMN_LETTERS   # A, B, ... (256 columns; a wider row takes the slow path)
 
 MICRODATA_COLUMNS = frozenset(
     {"respondent_id", "age", "sex", "household_single", "weight", "source_row", "file_id",
@@ -207,7 +208,6 @@ _REF = re.compile(r"([A-Z]+)[0-9]+")
 _XROOT = re.compile(r"^(?:<\?xml[^>]*\?>)?\s*<worksheet\s[^>]*xmlns=\"http://schemas\.openxmlformats\.org/"
                     r"spreadsheetml/2006/main\"")
 _COLS: dict[str, int] = {}
-_LETTERS = [chr(65 + i) for i in range(26)] + [chr(65 + i) + chr(65 + j) for i in range(26) for j in range(26)]
 # The cells as openpyxl (and downloads.sheet_xml) write them; a row made only of these is read by
 # one regular expression, any other row by the general expressions above.
 _XSTRICT_CELL = (r'<c r="([A-Z]{1,3})[0-9]+"(?: s="[0-9]+")?(?: t="([A-Za-z]+)")?'
@@ -250,7 +250,7 @@ def _sheet_rows_fast(data: bytes, shared: list[str]) -> list[list[str]] | None:
         content = m.group(2) or ""
         if _XSTRICT_ROW.fullmatch(content):
             cells = _XSTRICT.findall(content)
-            if 't="s"' not in content and [c[0] for c in cells] == _LETTERS[:len(cells)]:
+            if 't="s"' not in content and [c[0] for c in cells] == _COLUMN_LETTERS[:len(cells)]:
                 # cells A, B, C, ... without a gap or a shared string (every row we write): one
                 # comprehension, the same values as the loop below
                 rows.append([(_xunescape(is_t) if "&" in is_t else is_t) if t == "inlineStr"

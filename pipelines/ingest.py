@@ -195,8 +195,7 @@ def scan_file(path: Path) -> tuple[str, int]:
     """sha256 of the bytes and the number of lines (newlines, plus a last line without one), in one
     pass. Remembered per process while the file's size and modification time are unchanged: the
     build's look-ahead (has_new_inputs) and ingest then read each file once."""
-    st = Path(path).stat()
-    key = (str(Path(path).resolve()), st.st_size, st.st_mtime_ns, st.st_ino)
+    key = config.file_key(path)
     if key not in _SCANNED:
         _SCANNED[key] = _scan(path)
     return _SCANNED[key]

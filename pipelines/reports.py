@@ -140,13 +140,12 @@ def row_index(d: pd.DataFrame) -> dict[tuple, int]:
 
 def _file_key(path: Path) -> tuple:
     """Identity of the warehouse contents for the cache: the file and its write-ahead log."""
-    key: list = [str(path.resolve())]
+    key = []
     for p in (path, path.with_name(path.name + ".wal")):
         try:
-            st = p.stat()
-            key += [st.st_mtime_ns, st.st_size, st.st_ino]
+            key.append(config.file_key(p))
         except FileNotFoundError:
-            key += [None]
+            key.append(None)
     return tuple(key)
 
 
@@ -196,7 +195,7 @@ def _read_uk() -> pd.DataFrame:
     uk_path = config.REFERENCE_DIR / "uk_cls.csv"
     if not uk_path.exists():
         return pd.DataFrame()
-    key = (str(uk_path), uk_path.stat().st_mtime_ns, uk_path.stat().st_size)
+    key = config.file_key(uk_path)
     hit = _CACHE.get("uk")
     if hit is None or hit[0] != key:
         hit = (key, pd.read_csv(uk_path, encoding="utf-8", dtype={"year": str}))

@@ -17,7 +17,7 @@ import tempfile
 from functools import lru_cache
 from pathlib import Path
 
-from ..config import REPORTS_DIR, cache_dir
+from ..config import REPORTS_DIR, cache_dir, file_key
 from . import RenderError, pdf_font
 
 log = logging.getLogger("tsunagari.render.pandoc")
@@ -61,7 +61,7 @@ class _Ast:
     _current: "_Ast | None" = None
 
     def __init__(self, executed: Path) -> None:
-        self.key = _ast_key(executed)
+        self.key = file_key(executed)
         self.dir = Path(tempfile.mkdtemp(prefix="tsunagari-ast-"))
         self.json = self.dir / "report.json"
         try:
@@ -79,18 +79,13 @@ class _Ast:
     @classmethod
     def of(cls, executed: Path) -> "_Ast":
         cur = cls._current
-        if cur is not None and cur.key == _ast_key(executed) and cur.json.exists():
+        if cur is not None and cur.key == file_key(executed) and cur.json.exists():
             return cur
         if cur is not None:
             cur.remove()
             cls._current = None
         cls._current = cls(executed)
         return cls._current
-
-
-def _ast_key(executed: Path) -> tuple:
-    st = executed.stat()
-    return (str(executed.resolve()), st.st_mtime_ns, st.st_size, st.st_ino)
 
 
 @atexit.register
