@@ -29,15 +29,15 @@ from __future__ import annotations
 
 import logging
 import re
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import duckdb
 import numpy as np
 import pandas as pd
-import yaml
 
 from . import config, schema, stats
+from .catalogue import (BREAKDOWNS_COMMON, BREAKDOWNS_UK, Indicator,  # noqa: F401 (downloads imports them here)
+                        load_catalogue)
 from .errors import DataError, UsageError
 from .reference import prefectures
 
@@ -51,20 +51,7 @@ POP_16PLUS_FACTOR = 0.8723
 # Marks a row estimated from a prefecture's own survey (reports use it to pick context rows).
 OWN_SURVEY_MARK = "独自調査"
 
-PILLARS = {
-    1: "基本方針(1) 孤独・孤立に至っても支援を求める声を上げやすい社会とする",
-    2: "基本方針(2) 状態に合わせた切れ目のない相談支援につなげる",
-    3: "基本方針(3) 見守り・交流の場や居場所を確保し、人と人との「つながり」を実感できる地域づくりを行う",
-    4: "基本方針(4) 孤独・孤立対策に取り組むNPO等の活動をきめ細かく支援し、官・民・NPO等の連携を強化する",
-}
-SOURCES = ("survey", "programme")
-UNITS = ("percent", "per_10k", "flag")
 NATIONAL = "00"
-
-# Breakdowns, in display order. uk_age only for UK-comparable indicators.
-BREAKDOWNS_COMMON = (["total", "sex=1", "sex=2"] + [f"age={b}" for b in schema.AGE_BANDS]
-                     + ["household_single=1", "household_single=0"])
-BREAKDOWNS_UK = [f"uk_age={b}" for b in schema.UK_AGE_BANDS]
 
 # Answer distributions kept for the charts (every category, 無回答 included).
 DISTRIBUTION_QUESTIONS: dict[str, dict[str, str]] = {
@@ -95,98 +82,6 @@ UCLA_SCORE_SQL = """CASE WHEN q_ucla_1 BETWEEN 1 AND 4 AND q_ucla_2 BETWEEN 1 AN
   AND q_ucla_3 BETWEEN 1 AND 4 THEN q_ucla_1 + q_ucla_2 + q_ucla_3 END"""
 UCLA_BAND_SQL = """CASE WHEN ucla_score IS NULL THEN 'na' WHEN ucla_score >= 10 THEN '10-12'
   WHEN ucla_score >= 7 THEN '7-9' WHEN ucla_score >= 4 THEN '4-6' ELSE '3' END"""
-
-
-# --- Catalogue -----------------------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class Indicator:
-    id: str
-    name_ja: str
-    name_en: str
-    pillar: int
-    source: str
-    numerator: str
-    denominator: str
-    polarity: str
-    uk_comparable: bool
-    unit: str
-    denominator_ja: str = ""
-    description_ja: str = ""
-    extra: dict = field(default_factory=dict, compare=False, hash=False)
-
-    @property
-    def pillar_label(self) -> str:
-        return PILLARS[self.pillar]
-
-    @property
-    def breakdowns(self) -> list[str]:
-        if self.source == "programme":
-            return ["total"]
-        return BREAKDOWNS_COMMON + (BREAKDOWNS_UK if self.uk_comparable else [])
-
-    @property
-    def denominator_sql(self) -> str:
-        return "TRUE" if self.denominator.strip().lower() == "all" else self.denominator
-
-
-_REQUIRED = ("id", "name_ja", "name_en", "pillar", "source", "numerator", "denominator",
-             "polarity", "uk_comparable", "unit")
-
-
-def load_catalogue(path: Path = config.INDICATOR_CATALOGUE) -> list[Indicator]:
-    """Read and check the indicator catalogue. Raises DataError naming the file, the entry and
-    the field for a malformed entry."""
-    path = Path(path)
-    try:
-        doc = config.load_yaml(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        raise DataError(str(path), "not valid YAML", detail=str(exc)) from exc
-    entries = doc.get("indicators") if isinstance(doc, dict) else None
-    if not isinstance(entries, list) or not entries:
-        raise DataError(str(path), "must contain a non-empty list `indicators:`")
-    out: list[Indicator] = []
-    seen: set[str] = set()
-    for i, e in enumerate(entries, start=1):
-        where = f"entry {i}" + (f" ({e.get('id')})" if isinstance(e, dict) and e.get("id") else "")
-        if not isinstance(e, dict):
-            raise DataError(str(path), f"{where}: must be a mapping")
-        missing = [k for k in _REQUIRED if k not in e or e[k] in (None, "")]
-        if missing:
-            raise DataError(str(path), f"{where}: missing field(s) {', '.join(missing)}",
-                            column=missing[0])
-        ind_id = str(e["id"])
-        if not re.fullmatch(r"[a-z][a-z0-9_]*", ind_id):
-            raise DataError(str(path), f"{where}: id must be snake_case", column="id",
-                            examples=[ind_id])
-        if ind_id in seen:
-            raise DataError(str(path), f"{where}: duplicate id", column="id", examples=[ind_id])
-        seen.add(ind_id)
-        checks = (("source", SOURCES), ("polarity", stats.POLARITIES), ("unit", UNITS))
-        for key, allowed in checks:
-            if e[key] not in allowed:
-                raise DataError(str(path), f"{where}: {key} must be one of {', '.join(allowed)}",
-                                column=key, examples=[e[key]])
-        try:
-            pillar = int(e["pillar"])
-        except (TypeError, ValueError):
-            pillar = -1
-        if pillar not in PILLARS:
-            raise DataError(str(path), f"{where}: pillar must be 1-4 (基本方針(1)-(4))",
-                            column="pillar", examples=[e["pillar"]])
-        if e["source"] == "programme" and e["denominator"] not in ("population_16plus", "none"):
-            raise DataError(str(path), f"{where}: a programme denominator is population_16plus or none",
-                            column="denominator", examples=[e["denominator"]])
-        known = set(_REQUIRED) | {"denominator_ja", "description_ja"}
-        out.append(Indicator(
-            id=ind_id, name_ja=str(e["name_ja"]), name_en=str(e["name_en"]), pillar=pillar,
-            source=e["source"], numerator=str(e["numerator"]), denominator=str(e["denominator"]),
-            polarity=e["polarity"], uk_comparable=bool(e["uk_comparable"]), unit=e["unit"],
-            denominator_ja=str(e.get("denominator_ja") or ""),
-            description_ja=str(e.get("description_ja") or "").strip(),
-            extra={k: v for k, v in e.items() if k not in known},
-        ))
-    return out
 
 
 # --- Warehouse helpers ---------------------------------------------------------------------------

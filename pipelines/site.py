@@ -29,7 +29,8 @@ import duckdb
 import pandas as pd
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
-from . import config, schema
+from . import config, conventions, schema
+from .catalogue import Indicator, catalogue_path, load_catalogue
 from .errors import DataError, check_pref_code, check_year
 from .reference import area_code, pref_slug, prefectures
 
@@ -37,73 +38,14 @@ log = logging.getLogger("tsunagari.site")
 
 TEMPLATES_DIR = config.PACKAGE_DIR / "templates"
 
-# Comparison classes: colour (Okabe-Ito, colour-blind safe) + symbol + Japanese text, never colour alone.
-COMPARISON_SYMBOLS = {"better": "◎", "similar": "＝", "worse": "✕", "higher": "▲", "lower": "▼",
-                      "not_compared": "－", "suppressed": "＊"}
-COMPARISON_TEXT = {**schema.COMPARISON_LABELS, "suppressed": "非表示（集計対象30人未満・二次秘匿）"}
-LEGEND_ORDER = ["better", "similar", "worse", "higher", "lower", "not_compared", "suppressed"]
+# Comparison classes: colour + symbol + Japanese text, never colour alone (pipelines.conventions).
+COMPARISON_SYMBOLS = {k: st.symbol for k, st in conventions.COMPARISON.items()}
+COMPARISON_TEXT = {k: st.label for k, st in conventions.COMPARISON.items()}
+LEGEND_ORDER = conventions.COMPARISON_ORDER
 POLARITY_LABELS = {"low_is_good": "低いほど良い", "high_is_good": "高いほど良い", "no_judgement": "良否を判断しない"}
 UNIT_SUFFIX = {"percent": "%", "per_10k": "（1万人当たり）", "flag": "", "count": "件", "yen": "円"}
-SOURCE_LABELS = {"survey": "人々のつながりに関する基礎調査（全国）・都道府県の独自調査",
-                 "programme": "事業データ（都道府県別）"}
 KEY_COLUMNS = 3
-# Preferred columns of the prefecture table (when present; else the first headline indicators).
-KEY_PREFERRED = ["lonely_often_always", "ucla_10_12", "no_reliable_person"]  # headline indicators shown as columns of the prefecture table
 FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
-
-
-# --- catalogue -----------------------------------------------------------------------------------
-
-def load_catalogue_entries() -> list[dict[str, Any]]:
-    """The indicator catalogue as plain dicts, in catalogue order (pipelines.indicators.load_catalogue)."""
-    from dataclasses import asdict
-
-    from .indicators import load_catalogue
-
-    return [asdict(i) for i in load_catalogue()]
-
-
-def _first(entry: dict[str, Any], *keys: str, default: Any = "") -> Any:
-    for k in keys:
-        v = entry.get(k)
-        if v not in (None, ""):
-            return v
-    return default
-
-
-@dataclass
-class Indicator:
-    id: str
-    name_ja: str
-    name_en: str
-    pillar: str
-    source: str
-    numerator: str
-    denominator: str
-    polarity: str
-    uk_comparable: bool
-    unit: str
-    headline: bool
-    description: str = ""
-
-    @classmethod
-    def from_entry(cls, e: dict[str, Any]) -> "Indicator":
-        pillar = _first(e, "pillar", "plan_pillar", default="")
-        return cls(
-            id=str(e["id"]),
-            name_ja=str(_first(e, "name_ja", "name", "label_ja", "title_ja", default=e["id"])),
-            name_en=str(_first(e, "name_en", "label_en", "title_en", default="")),
-            pillar=f"基本方針({pillar})" if str(pillar).isdigit() else str(pillar),
-            source=SOURCE_LABELS.get(str(_first(e, "source", default="")),
-                                     str(_first(e, "source_ja", "source", default=""))),
-            numerator=str(_first(e, "numerator", "numerator_ja", default="")),
-            denominator=str(_first(e, "denominator_ja", "denominator", "base", default="")),
-            polarity=str(_first(e, "polarity", default="no_judgement")),
-            uk_comparable=bool(_first(e, "uk_comparable", "uk", default=False)),
-            unit=str(_first(e, "unit", default="percent")),
-            headline=bool(e.get("headline", False)),
-            description=str(_first(e, "description_ja", "description", default="")),
-        )
 
 
 # --- data ----------------------------------------------------------------------------------------
@@ -144,7 +86,7 @@ def _num(v: Any) -> float | None:
 def fmt_value(v: Any, unit: str = "percent") -> str:
     f = _num(v)
     if f is None:
-        return "－"
+        return conventions.MISSING_MARK
     if unit == "flag":
         return "あり" if f >= 0.5 else "なし"
     if unit in ("count", "yen"):
@@ -165,14 +107,15 @@ def _cell(row: pd.Series | None, ind: Indicator, national: bool = False) -> dict
     """Display fields of one area x indicator (total breakdown). For a flag indicator the national row
     holds the share of prefectures with the flag set (percent)."""
     if row is None:
-        return {"v": None, "text": "－", "ci": "", "cmp": "not_compared", "sup": False, "ref": False}
+        return {"v": None, "text": conventions.MISSING_MARK, "ci": "", "cmp": "not_compared", "sup": False,
+                "ref": False}
     suppressed = bool(row["suppressed"])
     note = row["note"] if isinstance(row["note"], str) else ""
     cmp_ = str(row["comparison"] or "not_compared")
     if cmp_ not in schema.COMPARISON_LABELS:
         cmp_ = "not_compared"
     if suppressed:
-        return {"v": None, "text": "＊", "ci": "", "cmp": "suppressed", "sup": True, "ref": False}
+        return {"v": None, "text": conventions.SUPPRESSED_MARK, "ci": "", "cmp": "suppressed", "sup": True, "ref": False}
     n = _num(row["n_unweighted"])
     ref = "参考値" in note or (n is not None and n < config.REFERENCE_BASE)
     unit = "percent" if national and ind.unit == "flag" else ind.unit
@@ -288,14 +231,12 @@ class _SiteData:
 def _prepare(year: int, warehouse: Path, synthetic: bool | None) -> _SiteData:
     df, wh_synthetic = _read(Path(warehouse), year)
     synthetic = wh_synthetic if synthetic is None else bool(synthetic)
-    cat_entries = load_catalogue_entries()
-    present = list(dict.fromkeys(df["indicator_id"]))
-    if cat_entries:
-        catalogue = [Indicator.from_entry(e) for e in cat_entries]
-        known = {i.id for i in catalogue}
-        catalogue += [Indicator.from_entry({"id": i}) for i in present if i not in known]
-    else:  # catalogue not available: derive minimal entries from the data
-        catalogue = [Indicator.from_entry({"id": i}) for i in present]
+    present = set(df["indicator_id"])
+    catalogue = list(load_catalogue())
+    unknown = sorted(present - {i.id for i in catalogue})
+    if unknown:  # rows of indicators the catalogue no longer lists are not published
+        log.warning("site: indicators not in the catalogue are left out: %s", ", ".join(unknown))
+        df = df[df["indicator_id"].isin({i.id for i in catalogue})]
     by_id = {i.id: i for i in catalogue}
     order = {i.id: k for k, i in enumerate(catalogue)}
     df = (df.assign(_i=df["indicator_id"].map(order), _b=df["breakdown"].map(breakdown_order))
@@ -333,7 +274,7 @@ def write_pref_workbooks(year: int, warehouse: Path, out_dir: Path, synthetic: b
         old_digests = {}
     common = hashlib.sha256(repr((national_rows, synthetic, year)).encode()
                             + Path(__file__).read_bytes()
-                            + config.INDICATOR_CATALOGUE.read_bytes()).hexdigest()
+                            + catalogue_path().read_bytes()).hexdigest()
     new_digests = {}
     for r in prefs.itertuples():
         code = area_code(r.pref_code)
@@ -367,9 +308,9 @@ def build_site(year: int, warehouse: Path, out_dir: Path, synthetic: bool | None
     # Map indicators: catalogue order, only those with prefecture rows in this round.
     pref_ids = set(total.loc[total["area_code"] != "00", "indicator_id"])
     map_inds = [i for i in catalogue if i.id in pref_ids]
+    # Headline indicators (catalogue `headline`) are the prefecture table's columns and the map's default.
     headline = [i for i in map_inds if i.headline] or map_inds
-    preferred = [by_id[k] for k in KEY_PREFERRED if k in by_id and by_id[k] in headline]
-    key_inds = (preferred or headline)[:KEY_COLUMNS]
+    key_inds = headline[:KEY_COLUMNS]
     default_ind = headline[0] if headline else None
 
     # Per-prefecture XLSX first, so the pages can link to them (unchanged ones are not rewritten).
@@ -397,19 +338,21 @@ def build_site(year: int, warehouse: Path, out_dir: Path, synthetic: bool | None
         "default": default_ind.id if default_ind else None,
         "indicators": [{"id": i.id, "name": i.name_ja, "polarity": i.polarity,
                         "polarity_label": POLARITY_LABELS.get(i.polarity, i.polarity),
-                        "national": national[i.id]["text"]} for i in headline],
+                        "national": national[i.id]["text"]} for i in map_inds],
         "areas": {a["code"]: {"name": a["name"], "cells": {k: {"text": c["text"], "ci": c["ci"], "cmp": c["cmp"]}
-                                                         for k, c in a["cells"].items() if k in {h.id for h in headline}}}
+                                                         for k, c in a["cells"].items()}}
                   for a in areas},
         "symbols": COMPARISON_SYMBOLS,
         "labels": COMPARISON_TEXT,
+        "missing": conventions.MISSING_MARK,
     }
     env = _env()
     css = (TEMPLATES_DIR / "site.css").read_text(encoding="utf-8")
     font_file = copy_site_font(out_dir)
     generated = built_at.astimezone().strftime("%Y-%m-%d %H:%M")
     common = {"year": year, "synthetic": synthetic, "css": css, "generated": generated, "font_file": font_file,
-              "symbols": COMPARISON_SYMBOLS, "comparison_text": COMPARISON_TEXT, "legend": LEGEND_ORDER}
+              "symbols": COMPARISON_SYMBOLS, "comparison_text": COMPARISON_TEXT, "legend": LEGEND_ORDER,
+              "suppressed_mark": conventions.SUPPRESSED_MARK}
 
     # Quality page: the validation stage writes it; a placeholder keeps the navigation link valid.
     quality = out_dir / "quality" / "index.html"
@@ -437,7 +380,7 @@ def build_site(year: int, warehouse: Path, out_dir: Path, synthetic: bool | None
     default_id = default_ind.id if default_ind else None
     written.append(_write(out_dir / "index.html", env.get_template("site-index.html.j2").render(
         **common, title="トップ", depth=0, nav=_nav(out_dir, 0, "index.html"),
-        areas=areas, grid=sorted(areas, key=lambda a: (a["row"], a["x"])), map_inds=headline,
+        areas=areas, grid=sorted(areas, key=lambda a: (a["row"], a["x"])), map_inds=map_inds,
         key_inds=key_inds, default_id=default_id, default_ind=default_ind, national=national,
         national_html="national.html" if (out_dir / "national.html").exists() else None,
         national_pdf="national.pdf" if (out_dir / "national.pdf").exists() else None,

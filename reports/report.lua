@@ -5,7 +5,7 @@ Tsunagari report filter for pandoc's ipynb reader (run with --ipynb-output=all).
 * Picks the best output per display: text/markdown (parsed as Markdown, so tables become native
   pandoc tables in HTML and Typst) > image (the text/plain sibling becomes the image's alt text)
   > text/plain (text/html is never used). Stream output (stdout/stderr, warnings) is dropped.
-* Colours the comparison/change spans ([▲ 悪い]{.cmp-worse}) in Typst (HTML uses report.css).
+* Colours the comparison/change spans ([✕ 悪い]{.cmp-worse}) in Typst (HTML uses report.css).
 * Outputs carry text from data (names, notes, survey ids), so nothing in them may become markup
   of the target format: Markdown outputs are read without raw HTML/TeX, raw attributes
   (`x`{=html}/{=typst}), citations or math, and anything raw, any link or image that remains is
@@ -19,9 +19,10 @@ local stringify = pandoc.utils.stringify
 local is_typst = FORMAT:match("typst") ~= nil
 local is_html = FORMAT:match("html") ~= nil
 
--- Okabe-Ito based colours, the same as pipelines/charts.py and report.css.
+-- The `text` colours of pipelines/conventions.py (WCAG AA on white), as in report.css;
+-- tests/test_conventions.py checks that the three agree.
 local COLOURS = {
-  ["cmp-better"] = "#0072B2", ["cmp-worse"] = "#D55E00", ["cmp-similar"] = "#595959",
+  ["cmp-better"] = "#005A8C", ["cmp-worse"] = "#A33F00", ["cmp-similar"] = "#595959",
   ["cmp-higher"] = "#6A3D9A", ["cmp-lower"] = "#6A3D9A", ["cmp-not_compared"] = "#595959",
   ["chg-increase"] = "#8F4A00", ["chg-decrease"] = "#005A8C",
 }

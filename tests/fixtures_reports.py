@@ -17,39 +17,13 @@ import pandas as pd
 from pipelines import schema
 from pipelines.reference import prefectures
 
-# Fallback catalogue (used only when pipelines.indicators.load_catalogue is not available).
-FALLBACK_CATALOGUE = [
-    dict(id="lonely_often_always", name_ja="孤独感が「しばしばある・常にある」", name_en="Often/always lonely",
-         pillar=1, polarity="low_is_good", uk_comparable=True, unit="percent", base=4.7),
-    dict(id="lonely_any", name_ja="孤独感がある（しばしば・時々・たまに）", name_en="Lonely at all",
-         pillar=1, polarity="low_is_good", uk_comparable=True, unit="percent", base=39.0),
-    dict(id="ucla_10_12", name_ja="UCLA孤独感尺度 10～12点", name_en="UCLA score 10-12",
-         pillar=1, polarity="low_is_good", uk_comparable=False, unit="percent", base=7.0),
-    dict(id="ucla_7_12", name_ja="UCLA孤独感尺度 7～12点", name_en="UCLA score 7-12",
-         pillar=1, polarity="low_is_good", uk_comparable=False, unit="percent", base=48.0),
-    dict(id="no_contact_inperson", name_ja="直接会って話すことが「全くない」", name_en="No face-to-face contact",
-         pillar=3, polarity="low_is_good", uk_comparable=False, unit="percent", base=9.5),
-    dict(id="no_participation", name_ja="社会活動に「特に参加はしていない」", name_en="No social participation",
-         pillar=3, polarity="low_is_good", uk_comparable=False, unit="percent", base=52.0),
-    dict(id="no_reliable_person", name_ja="困った時に頼れる人が「いない」", name_en="No one to rely on",
-         pillar=2, polarity="low_is_good", uk_comparable=False, unit="percent", base=7.5),
-    dict(id="no_support_among_worried", name_ja="支援を受けていない（不安や悩みがある人のうち）",
-         name_en="Not receiving support (among those with worries)",
-         pillar=2, polarity="low_is_good", uk_comparable=False, unit="percent", base=88.0),
-    dict(id="help_intention", name_ja="声掛けや手助けを「しようと思う」", name_en="Willing to help others",
-         pillar=1, polarity="high_is_good", uk_comparable=False, unit="percent", base=51.5),
-    dict(id="consultations_per_10k", name_ja="電話・SNS相談件数（人口1万人当たり）",
-         name_en="Consultations per 10,000", pillar=2, polarity="no_judgement", uk_comparable=False,
-         unit="per_10k", base=25.0, programme=True),
-    dict(id="supporters_per_10k", name_ja="つながりサポーター養成数（人口1万人当たり）",
-         name_en="Supporters trained per 10,000", pillar=4, polarity="high_is_good", uk_comparable=False,
-         unit="per_10k", base=4.0, programme=True),
-    dict(id="has_platform", name_ja="官民連携プラットフォームの設置", name_en="Public-private platform",
-         pillar=4, polarity="no_judgement", uk_comparable=False, unit="flag", base=0.6, programme=True),
-    dict(id="has_regional_council", name_ja="孤独・孤立対策地域協議会の設置", name_en="Regional council",
-         pillar=4, polarity="no_judgement", uk_comparable=False, unit="flag", base=0.4, programme=True),
-]
-FIXTURE_IDS = [c["id"] for c in FALLBACK_CATALOGUE]
+# Plausible levels of the fixture rows by indicator (others: 20% for a share, 10 for a rate,
+# 0.5 for a flag). The indicators themselves come from the real catalogue (no copy here).
+BASE_VALUES = {"lonely_often_always": 4.7, "lonely_any": 39.0, "ucla_10_12": 7.0, "ucla_7_12": 48.0,
+               "no_contact_inperson": 9.5, "no_participation": 52.0, "no_reliable_person": 7.5,
+               "no_support_among_worried": 88.0, "help_intention": 51.5, "consultations_per_10k": 25.0,
+               "supporters_per_10k": 4.0, "has_platform": 0.6, "has_regional_council": 0.4}
+DEFAULT_BASE = {"percent": 20.0, "per_10k": 10.0, "flag": 0.5}
 
 LONELINESS_SHARES = {"5": 4.7, "4": 15.0, "3": 19.3, "2": 40.0, "1": 20.0, "9": 1.0}
 UCLA_SHARES = {"10-12": 7.0, "7-9": 41.0, "4-6": 37.0, "3": 14.0, "na": 1.0}
@@ -94,22 +68,24 @@ def _change(p1, n1, p0, n0) -> str:
     return "increase" if z > 0 else "decrease"
 
 
-def catalogue() -> list[dict]:
-    """The indicator catalogue: the real one when it exists, else the fallback above."""
-    try:
-        from pipelines.indicators import load_catalogue  # type: ignore
+def catalogue():
+    """The real catalogue (pipelines.catalogue.load_catalogue, or TSUNAGARI_CATALOGUE when set)."""
+    from pipelines.catalogue import load_catalogue
 
-        cat = load_catalogue()
-        entries = list(cat.values()) if isinstance(cat, dict) else list(cat)
-        return [dict(e) if isinstance(e, dict) else dict(vars(e)) for e in entries]
-    except Exception:
-        return [dict(c) for c in FALLBACK_CATALOGUE]
+    return load_catalogue()
+
+
+def _base(c) -> float:
+    return BASE_VALUES.get(c.id, DEFAULT_BASE[c.unit])
 
 
 def build_fixture_warehouse(path: Path, years: tuple[int, ...] = (2022, 2023, 2024), seed: int = 7,
                             synthetic: bool = True) -> Path:
     """Create a DuckDB warehouse at `path` with `indicators`, `distributions` and `files`."""
     rng = random.Random(seed)
+    cat = catalogue()
+    programme_ids = ", ".join(f"'{c.id}'" for c in cat if c.source == "programme") or "''"
+    flag_ids = ", ".join(f"'{c.id}'" for c in cat if c.unit == "flag") or "''"
     prefs = prefectures()
     total_pop = float(prefs.population_2020.sum())
     areas = [("00", "全国", 11000)] + [
@@ -129,8 +105,8 @@ def build_fixture_warehouse(path: Path, years: tuple[int, ...] = (2022, 2023, 20
         for code, name, n in areas:
             eff = pref_effect[code]
             # survey indicators
-            for c in FALLBACK_CATALOGUE:
-                if c.get("programme"):
+            for c in cat:
+                if c.source == "programme":
                     continue
                 breakdowns = [("total", n)]
                 breakdowns += [(f"sex={s}", int(n * (0.46 if s == "1" else 0.53))) for s in sexes]
@@ -139,20 +115,20 @@ def build_fixture_warehouse(path: Path, years: tuple[int, ...] = (2022, 2023, 20
                 breakdowns += [(f"uk_age={b}", max(1, int(n * w))) for b, w in
                                zip(schema.UK_AGE_BANDS, [0.06, 0.09, 0.20, 0.26, 0.21, 0.18])]
                 for bd, nb in breakdowns:
-                    scale = eff if c["polarity"] == "low_is_good" else 2 - eff
+                    scale = eff if c.polarity == "low_is_good" else 2 - eff
                     bd_eff = 1.0
                     if bd.startswith("age=") or bd.startswith("uk_age="):
                         bd_eff = 1.3 - 0.08 * (breakdowns.index((bd, nb)) % 8)
-                    v = max(0.3, min(97.0, c["base"] * scale * bd_eff * drift * (1 + rng.gauss(0, 0.04))))
+                    v = max(0.3, min(97.0, _base(c) * scale * bd_eff * drift * (1 + rng.gauss(0, 0.04))))
                     v = round(v, 3)
                     neff = nb * 0.9
                     lo, hi = _wilson(v, neff)
-                    key = (c["id"], bd)
+                    key = (c.id, bd)
                     if code == "00":
                         national[key] = v
                     nat = national.get(key)
                     suppressed = nb < 30
-                    comp = "not_compared" if suppressed or code == "00" else _compare(v, lo, hi, nat, c["polarity"])
+                    comp = "not_compared" if suppressed or code == "00" else _compare(v, lo, hi, nat, c.polarity)
                     p = prev.get((code,) + key)
                     change = "not_compared" if suppressed or p is None else _change(v, neff, p[0], p[1])
                     note_src = ("県独自調査（全国調査と同一の調査票）" if code == "11" and year == years[-1]
@@ -162,18 +138,18 @@ def build_fixture_warehouse(path: Path, years: tuple[int, ...] = (2022, 2023, 20
                         note += "; 集計対象が30人未満のため非表示"
                     elif nb < 100:
                         note += "; 参考値（集計対象30～99人）"
-                    ind_rows.append((year, code, name, c["id"], bd, v, lo, hi, nb, neff,
+                    ind_rows.append((year, code, name, c.id, bd, v, lo, hi, nb, neff,
                                      None if code == "00" else nat, comp, change, suppressed, note))
                     prev[(code,) + key] = (v, neff)
             # programme indicators
-            for c in FALLBACK_CATALOGUE:
-                if not c.get("programme"):
+            for c in cat:
+                if c.source != "programme":
                     continue
-                if c["unit"] == "flag":
-                    v = 1.0 if rng.random() < c["base"] + 0.1 * yi else 0.0
+                if c.unit == "flag":
+                    v = 1.0 if rng.random() < _base(c) + 0.1 * yi else 0.0
                 else:
-                    v = round(c["base"] * rng.uniform(0.4, 1.8) * drift, 2)
-                ind_rows.append((year, code, name, c["id"], "total", v, None, None, None, None,
+                    v = round(_base(c) * rng.uniform(0.4, 1.8) * drift, 2)
+                ind_rows.append((year, code, name, c.id, "total", v, None, None, None, None,
                                  None, "not_compared", "not_compared", False, "プログラムデータ（合成）"))
             # distributions: direct question and UCLA bands, total + uk_age
             for question, shares, labels in (
@@ -204,19 +180,17 @@ def build_fixture_warehouse(path: Path, years: tuple[int, ...] = (2022, 2023, 20
         con.execute("INSERT INTO indicators SELECT * FROM ind_df")
         con.execute("INSERT INTO distributions SELECT * FROM dist_df")
         # National row of a flag = % of prefectures with it; of a rate = mean of prefectures.
-        con.execute("""UPDATE indicators AS i SET national_value = m.v FROM (
+        con.execute(f"""UPDATE indicators AS i SET national_value = m.v FROM (
               SELECT year, indicator_id,
-                     CASE WHEN indicator_id LIKE 'has_%' THEN 100 * avg(value) ELSE avg(value) END AS v
+                     CASE WHEN indicator_id IN ({flag_ids}) THEN 100 * avg(value) ELSE avg(value) END AS v
               FROM indicators
-              WHERE area_code <> '00' AND indicator_id IN ('consultations_per_10k','supporters_per_10k',
-                    'has_platform','has_regional_council') GROUP BY year, indicator_id) m
+              WHERE area_code <> '00' AND indicator_id IN ({programme_ids}) GROUP BY year, indicator_id) m
             WHERE i.year = m.year AND i.indicator_id = m.indicator_id AND i.area_code <> '00'""")
-        con.execute("""UPDATE indicators AS i SET value = m.v FROM (
+        con.execute(f"""UPDATE indicators AS i SET value = m.v FROM (
               SELECT year, indicator_id,
-                     CASE WHEN indicator_id LIKE 'has_%' THEN 100 * avg(value) ELSE avg(value) END AS v
+                     CASE WHEN indicator_id IN ({flag_ids}) THEN 100 * avg(value) ELSE avg(value) END AS v
               FROM indicators
-              WHERE area_code <> '00' AND indicator_id IN ('consultations_per_10k','supporters_per_10k',
-                    'has_platform','has_regional_council') GROUP BY year, indicator_id) m
+              WHERE area_code <> '00' AND indicator_id IN ({programme_ids}) GROUP BY year, indicator_id) m
             WHERE i.year = m.year AND i.indicator_id = m.indicator_id AND i.area_code = '00'""")
         for yi, year in enumerate(years):
             con.execute("INSERT INTO files VALUES (?,?,?,?,?,?,?,?,?,now())",

@@ -18,33 +18,19 @@ import pandas as pd
 from pipelines import schema
 from pipelines.reference import pref_slug, prefectures
 
-# Used only when pipelines.indicators.load_catalogue() is not available.
-FALLBACK_CATALOGUE = [
-    dict(id="lonely_often_always", name_ja="孤独感が「しばしばある・常にある」", name_en="Often/always lonely",
-         pillar=1, polarity="low_is_good", uk_comparable=True, unit="percent", base=4.7),
-    dict(id="lonely_any", name_ja="孤独感がある（しばしば・時々・たまに）", name_en="Lonely at all",
-         pillar=1, polarity="low_is_good", uk_comparable=True, unit="percent", base=39.0),
-    dict(id="ucla_10_12", name_ja="UCLA孤独感尺度 10～12点", name_en="UCLA score 10-12",
-         pillar=1, polarity="low_is_good", uk_comparable=False, unit="percent", base=7.0),
-    dict(id="no_contact_inperson", name_ja="直接会って話すことが「全くない」", name_en="No face-to-face contact",
-         pillar=3, polarity="low_is_good", uk_comparable=False, unit="percent", base=9.5),
-    dict(id="help_intention", name_ja="声掛けや手助けを「しようと思う」", name_en="Willing to help others",
-         pillar=1, polarity="high_is_good", uk_comparable=False, unit="percent", base=51.5),
-    dict(id="consultations_per_10k", name_ja="電話・SNS相談件数（人口1万人当たり）",
-         name_en="Consultations per 10,000", pillar=2, polarity="no_judgement", uk_comparable=False,
-         unit="per_10k", base=25.0, programme=True),
-]
+# Plausible national levels of the fixture rows (other indicators: 10 + 5 x their catalogue position).
+BASE_VALUES = {"lonely_often_always": 4.7, "lonely_any": 39.0, "ucla_10_12": 7.0, "no_contact_inperson": 9.5,
+               "help_intention": 51.5, "consultations_per_10k": 25.0}
 
 # A note that looks like a spreadsheet formula: the per-prefecture XLSX must neutralise it.
 FORMULA_NOTE = '=HYPERLINK("http://example.invalid","x")'
 
 
-def catalogue() -> list[dict]:
-    """The real catalogue when pipelines.indicators provides it, else the fallback above."""
-    from pipelines.site import load_catalogue_entries
+def catalogue():
+    """The real catalogue (pipelines.catalogue.load_catalogue, or TSUNAGARI_CATALOGUE when set)."""
+    from pipelines.catalogue import load_catalogue
 
-    entries = load_catalogue_entries()
-    return entries if entries else [dict(c) for c in FALLBACK_CATALOGUE]
+    return load_catalogue()
 
 
 def _wilson(p: float, n: float) -> tuple[float, float]:
@@ -81,9 +67,9 @@ def build_site_warehouse(path: Path, year: int = 2024, synthetic: bool = True) -
     ]
     rows: list[tuple] = []
     for ci, c in enumerate(cat):
-        polarity = c.get("polarity", "low_is_good")
-        base = float(c.get("base", 10.0 + 5 * ci))
-        programme = bool(c.get("programme")) or c.get("unit") not in (None, "percent")
+        polarity = c.polarity
+        base = float(BASE_VALUES.get(c.id, 10.0 + 5 * ci))
+        programme = c.source == "programme" or c.unit != "percent"
         nat = base
         for code, name, n in areas:
             k = int(code)
@@ -93,13 +79,13 @@ def build_site_warehouse(path: Path, year: int = 2024, synthetic: bool = True) -
                 factor = 1.5
             for bd, nb in (("total", n), ("sex=1", int(n * 0.46)), ("sex=2", int(n * 0.53))):
                 v = round(min(97.0, base * factor), 3)
-                if c.get("unit") == "flag":  # set or not; the national row is the share of prefectures (%)
+                if c.unit == "flag":  # set or not; the national row is the share of prefectures (%)
                     v = 59.6 if code == "00" else float(k % 5 != 0)
                 if programme:
-                    comp = "not_compared" if code == "00" or c.get("unit") == "flag" else (
+                    comp = "not_compared" if code == "00" or c.unit == "flag" else (
                                                                "higher" if v > nat * 1.2 else
                                                                "lower" if v < nat * 0.8 else "similar")
-                    rows.append((year, code, name, c["id"], bd, v, None, None, None, None,
+                    rows.append((year, code, name, c.id, bd, v, None, None, None, None,
                                  None if code == "00" else nat, comp, "not_compared", False,
                                  "プログラムデータ（合成）"))
                     continue
@@ -118,7 +104,7 @@ def build_site_warehouse(path: Path, year: int = 2024, synthetic: bool = True) -
                     note += "; 参考値（集計対象30～99人）"
                 if code == "13" and ci == 0 and bd == "total":
                     note = FORMULA_NOTE
-                rows.append((year, code, name, c["id"], bd, v, lo, hi, nb, nb * 0.9,
+                rows.append((year, code, name, c.id, bd, v, lo, hi, nb, nb * 0.9,
                              None if code == "00" else nat, comp, "no_change", suppressed, note))
     con = duckdb.connect(str(path))
     try:

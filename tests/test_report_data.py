@@ -6,7 +6,7 @@ import duckdb
 import pandas as pd
 import pytest
 
-from pipelines import reports
+from pipelines import report_data as reports
 from pipelines.reports import load_report_data, row_index
 from tests.fixtures_reports import build_fixture_warehouse
 

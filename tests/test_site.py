@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 from openpyxl import load_workbook
 
-from pipelines import schema
+from pipelines import config, conventions, schema
 from pipelines.errors import DataError
 from pipelines.reference import pref_slug, prefectures
 from pipelines.site import COMPARISON_SYMBOLS, build_site, neutralise
@@ -185,7 +185,7 @@ def test_tiles_are_links_with_symbol_text_and_label_matching_the_embedded_data(s
         assert COMPARISON_SYMBOLS[cmp_] in li.group(0)
     assert {"worse", "similar"} <= seen
     assert data["areas"]["31"]["cells"][default]["cmp"] == "suppressed"  # Tottori's suppressed value
-    assert data["areas"]["31"]["cells"][default]["text"] == "＊"
+    assert data["areas"]["31"]["cells"][default]["text"] == conventions.SUPPRESSED_MARK
 
 
 def test_synthetic_banner_follows_the_warehouse_flag(site: Path, tmp_path: Path):
@@ -207,10 +207,10 @@ def test_methodology_lists_every_catalogue_indicator_and_conventions(site: Path)
     page = parse(site / "methodology.html")
     rows = [a["data-indicator"] for a in page.find("tr") if "data-indicator" in a]
     cat = catalogue()
-    assert rows[: len(cat)] == [c["id"] for c in cat]
+    assert rows == [c.id for c in cat]
     text = page.body_text
     for c in cat:
-        assert c["name_ja"] in text
+        assert c.name_ja in text
     for phrase in ("Wilson", "(Σw)² / Σw²", "30 人未満", "参考値", "比率の差の検定", "合成データ",
                    "Community Life Survey", "3～12点", "data/reference/prefectures.csv", "令和2年国勢調査"):
         assert phrase in text, phrase
@@ -254,12 +254,12 @@ def test_neutralise():
 
 
 def test_text_from_inputs_is_escaped(tmp_path: Path, monkeypatch):
-    import pipelines.site as site_mod
-
     evil = "<script>alert(1)</script>"
-    entries = [dict(c) for c in catalogue()]
-    entries[0]["name_ja"] = evil
-    monkeypatch.setattr(site_mod, "load_catalogue_entries", lambda: entries)
+    text = config.INDICATOR_CATALOGUE.read_text(encoding="utf-8")
+    first = text.index("name_ja:")
+    text = text[:first] + f'name_ja: "{evil}"' + text[text.index("\n", first):]
+    (tmp_path / "catalogue.yml").write_text(text, encoding="utf-8")
+    monkeypatch.setenv("TSUNAGARI_CATALOGUE", str(tmp_path / "catalogue.yml"))
     wh = build_site_warehouse(tmp_path / "wh.duckdb", year=YEAR)
     out = tmp_path / "_site"
     build_site(YEAR, wh, out)
@@ -408,3 +408,18 @@ def test_identical_inputs_give_identical_bytes(tmp_path, monkeypatch):
     wb = load_workbook(tmp_path / "a" / "downloads" / f"{pref_slug(13)}-{YEAR}.xlsx")
     assert [c.value for c in wb["注記"]["B"]][-1] == "2023-11-14 22:13 UTC"
     assert "作成：" in (tmp_path / "a" / "index.html").read_text(encoding="utf-8")
+
+
+def test_figure_caption_is_the_last_child_and_symbols_follow_the_conventions(site: Path):
+    """W3C HTML: a figcaption is the first or last child of its figure (the legend list used to
+    follow it); the legend shows each comparison's symbol and word from pipelines.conventions."""
+    html = (site / "index.html").read_text(encoding="utf-8")
+    for figure in re.findall(r"<figure\b.*?</figure>", html, re.S):
+        if "<figcaption" in figure:
+            inner = figure[figure.index(">") + 1: -len("</figure>")].strip()
+            assert inner.startswith("<figcaption") or inner.endswith("</figcaption>"), figure[-400:]
+    legend = re.search(r'<ul class="legend".*?</ul>', html, re.S).group(0)
+    for key in conventions.COMPARISON_ORDER:
+        style = conventions.COMPARISON[key]
+        assert f'<span class="swatch cmp-{key}" aria-hidden="true">{style.symbol}</span>{style.label}' in legend
+    assert "◎" in legend and "＊" not in html

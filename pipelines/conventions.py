@@ -1,0 +1,101 @@
+"""Display conventions: one table of labels, symbols and colours for every published output.
+
+The comparison with the national value (better / worse / similar, or higher / lower for an
+indicator without a good direction, not_compared, and suppressed cells) and the change since the
+previous round (increase / decrease / no_change / not_compared) are shown the same way on the
+site (tiles, badges), in the reports (table spans coloured by report.css in HTML and by report.lua
+in Typst) and in the charts: a symbol and a Japanese word, never colour alone (docs/DESIGN.md,
+"Statistical conventions").
+
+Colours (Okabe-Ito based, colour-blind safe):
+
+* ``text``  the colour of the word on a white page: WCAG 2 AA contrast >= 4.5:1 against white;
+* ``fill``  the tile / badge background and the chart marker colour (Okabe-Ito where it exists);
+* ``on_fill`` the text colour on that background: >= 4.5:1 against ``fill``.
+
+tests/test_conventions.py checks the ratios computationally and that report.css, report.lua and
+site.css use exactly these values (those files are static so that a fork can edit them; the test
+tells the fork when they drift from this module).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from . import schema
+
+
+@dataclass(frozen=True)
+class Style:
+    key: str
+    label: str      # Japanese word
+    symbol: str     # shown before the word (and on tiles / chart legends)
+    text: str       # text colour on white
+    fill: str       # background / chart marker colour
+    on_fill: str    # text colour on `fill`
+
+    @property
+    def css_class(self) -> str:
+        return self.key
+
+
+SUPPRESSED_MARK = "x"      # the mark of Japanese official tables for a hidden (秘匿) cell
+MISSING_MARK = "―"
+REFERENCE_MARK = "※"       # 参考値 (base 30-99)
+
+COMPARISON: dict[str, Style] = {
+    "better": Style("better", schema.COMPARISON_LABELS["better"], "◎", "#005A8C", "#0072B2", "#FFFFFF"),
+    "worse": Style("worse", schema.COMPARISON_LABELS["worse"], "✕", "#A33F00", "#D55E00", "#000000"),
+    "similar": Style("similar", schema.COMPARISON_LABELS["similar"], "＝", "#595959", "#EEEEEE", "#1A1A1A"),
+    "higher": Style("higher", schema.COMPARISON_LABELS["higher"], "▲", "#6A3D9A", "#CC79A7", "#000000"),
+    "lower": Style("lower", schema.COMPARISON_LABELS["lower"], "▼", "#6A3D9A", "#F0E442", "#000000"),
+    "not_compared": Style("not_compared", schema.COMPARISON_LABELS["not_compared"], "－", "#595959", "#FFFFFF",
+                          "#1A1A1A"),
+    "suppressed": Style("suppressed", "非表示（集計対象30人未満・二次秘匿）", SUPPRESSED_MARK, "#595959", "#DDDDDD",
+                        "#1A1A1A"),
+}
+COMPARISON_ORDER = ["better", "similar", "worse", "higher", "lower", "not_compared", "suppressed"]
+
+CHANGE: dict[str, Style] = {
+    "increase": Style("increase", schema.CHANGE_LABELS["increase"], "↑", "#8F4A00", "#E69F00", "#000000"),
+    "decrease": Style("decrease", schema.CHANGE_LABELS["decrease"], "↓", "#005A8C", "#56B4E9", "#000000"),
+    "no_change": Style("no_change", schema.CHANGE_LABELS["no_change"], "→", "#595959", "#EEEEEE", "#1A1A1A"),
+    "not_compared": Style("not_compared", schema.CHANGE_LABELS["not_compared"], "－", "#595959", "#FFFFFF",
+                          "#1A1A1A"),
+}
+
+# Series colours of the charts (Okabe-Ito): the area, the national figure, England (UK).
+SERIES = {"area": "#0072B2", "national": "#E69F00", "uk": "#009E73"}
+OKABE_ITO = ["#E69F00", "#56B4E9", "#009E73", "#F0E442", "#0072B2", "#D55E00", "#CC79A7", "#000000"]
+
+
+def comparison(key: str | None) -> Style:
+    """The style of a comparison value (unknown or missing -> not_compared)."""
+    return COMPARISON.get(str(key or "not_compared"), COMPARISON["not_compared"])
+
+
+def change(key: str | None) -> Style:
+    return CHANGE.get(str(key or "not_compared"), CHANGE["not_compared"])
+
+
+def relative_luminance(colour: str) -> float:
+    """WCAG 2 relative luminance of an sRGB colour '#RRGGBB'."""
+    c = colour.lstrip("#")
+    if len(c) != 6:
+        raise ValueError(f"colour must be #RRGGBB, got {colour!r}")
+    channels = []
+    for i in (0, 2, 4):
+        s = int(c[i:i + 2], 16) / 255
+        channels.append(s / 12.92 if s <= 0.04045 else ((s + 0.055) / 1.055) ** 2.4)
+    r, g, b = channels
+    return 0.2126 * r + 0.7152 * g + 0.0722 * b
+
+
+def contrast_ratio(a: str, b: str) -> float:
+    """WCAG 2 contrast ratio (1-21) of two colours."""
+    la, lb = sorted((relative_luminance(a), relative_luminance(b)), reverse=True)
+    return (la + 0.05) / (lb + 0.05)
+
+
+def legend_items() -> list[Style]:
+    return [COMPARISON[k] for k in COMPARISON_ORDER]

@@ -1,0 +1,622 @@
+"""What the report notebook imports: the area's data as tidy frames, and Markdown tables.
+
+``load_report_data(warehouse, year, pref_code)`` reads the warehouse once (read-only) and returns a
+:class:`ReportData`; its methods give the frames a figure cell charts (area beside national, by
+indicator and breakdown; answer distributions; trends over every round; the prefectures' spread),
+so that each cell reads data -> chart -> caption. The catalogue (``pipelines.catalogue``) decides
+which indicators a section shows; display symbols and colours come from ``pipelines.conventions``.
+The stage that executes the notebook per area is ``pipelines.reports`` (docs/DESIGN.md).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from . import config, conventions
+from .catalogue import PILLARS, Indicator, catalogue_by_id
+from .errors import UsageError, check_pref_code, check_year
+from .indicators import OWN_SURVEY_MARK
+from .reference import area_code as _area_code
+from .reference import pref_name
+
+NATIONAL_CODE = "00"
+NATIONAL_NAME = "全国"
+
+# ---------------------------------------------------------------------------------------------
+# Catalogue and data access (used inside the notebook)
+# ---------------------------------------------------------------------------------------------
+
+
+def catalogue() -> dict[str, Indicator]:
+    """The indicator catalogue by id, in catalogue order (pipelines.catalogue; cached per process)."""
+    return catalogue_by_id()
+
+
+def indicator_name(cat: dict[str, Indicator], ind: str) -> str:
+    """The indicator's Japanese name as shown in reports (the id when it is not in the catalogue)."""
+    return cat[ind].short_name if ind in cat else str(ind)
+
+
+DISTRIBUTION_ORDER = {"q_loneliness": ["5", "4", "3", "2", "1", "9"], "ucla_band": ["10-12", "7-9", "4-6", "3", "na"]}
+UK_LABEL = "イングランド（Community Life Survey）"
+
+
+def age_label(band: str) -> str:
+    """'16-24' -> '16-24歳', '75+' -> '75歳以上'."""
+    return band[:-1] + "歳以上" if band.endswith("+") else band + "歳"
+
+
+def uk_year_start(uk_year: str) -> int:
+    """'2023/24' -> 2023 (the survey year runs April to March)."""
+    return int(str(uk_year)[:4])
+
+
+@dataclass
+class ReportData:
+    year: int
+    pref_code: int
+    area_code: str
+    area_name: str
+    indicators: pd.DataFrame          # every area, every year up to `year`
+    distributions: pd.DataFrame       # every area, `year` and earlier
+    catalogue: dict[str, Indicator]
+    synthetic: bool
+    uk: pd.DataFrame = field(default_factory=pd.DataFrame)
+    _row_index: dict | None = field(default=None, repr=False, compare=False)
+    _present: frozenset | None = field(default=None, repr=False, compare=False)
+
+    # --- the area and the rounds -------------------------------------------------------------
+
+    @property
+    def is_national(self) -> bool:
+        return self.area_code == NATIONAL_CODE
+
+    def years(self) -> list[int]:
+        return sorted(int(y) for y in self.indicators.year.unique())
+
+    @property
+    def previous_year(self) -> int | None:
+        """The latest round before `year` in the warehouse (None for the first round)."""
+        return max((y for y in self.years() if y < self.year), default=None)
+
+    def places(self) -> list[tuple[str, str]]:
+        """(area code, name) of the series a figure shows: the area, then 全国 (only 全国 in the
+        national report)."""
+        return ([] if self.is_national else [(self.area_code, self.area_name)]) + [(NATIONAL_CODE, NATIONAL_NAME)]
+
+    # --- the catalogue -----------------------------------------------------------------------
+
+    def ids(self, source: str | None = None, section: int | None = None) -> list[str]:
+        """Indicator ids of the catalogue present this year, in catalogue order."""
+        if self._present is None:
+            self._present = frozenset(self.indicators.loc[self.indicators.year == self.year, "indicator_id"].tolist())
+        return [i for i, ind in self.catalogue.items() if i in self._present
+                and (source is None or ind.source == source) and (section is None or ind.section == section)]
+
+    def indicator(self, ind: str) -> Indicator:
+        return self.catalogue[ind]
+
+    def unit(self, ind: str) -> str:
+        return self.catalogue[ind].unit if ind in self.catalogue else "percent"
+
+    def name(self, ind: str) -> str:
+        return indicator_name(self.catalogue, ind)
+
+    def headline_ids(self) -> list[str]:
+        """Survey indicators marked `headline` in the catalogue (else the first survey indicator)."""
+        survey = self.ids("survey")
+        return [i for i in survey if self.catalogue[i].headline] or survey[:1]
+
+    def sections(self) -> list[tuple[int, str, list[str]]]:
+        """(基本方針 number, heading, indicator ids) of each report section that has indicators
+        this year, in plan order (catalogue field `section`)."""
+        return [(k, label, ids) for k, label in PILLARS.items() if (ids := self.ids(section=k))]
+
+    # --- rows --------------------------------------------------------------------------------
+
+    def row(self, indicator_id: str, area: str | None = None, breakdown: str = "total",
+            year: int | None = None) -> pd.Series | None:
+        """The indicator row (year, area, breakdown, indicator), or None when the table has no such
+        row (a year that is not in the table gives None, never this year's row)."""
+        if self._row_index is None:
+            self._row_index = row_index(self.indicators)
+        pos = self._row_index.get((self.year if year is None else int(year), str(area or self.area_code),
+                                   str(breakdown), str(indicator_id)))
+        return None if pos is None else self.indicators.iloc[pos]
+
+    # --- tidy frames for the figures ---------------------------------------------------------
+
+    def estimates(self, ids: list[str], breakdowns: dict[str, str] | None = None,
+                  year: int | None = None) -> pd.DataFrame:
+        """Area beside national: one row per indicator x breakdown x place with value and 95%
+        interval (NaN when suppressed or missing). `breakdowns`: breakdown -> label shown
+        (default: the total). Columns: indicator_id, indicator, breakdown, group, place, area_code,
+        value, lower_ci95, upper_ci95, comparison, suppressed, n_unweighted. `indicator`, `group`
+        and `place` are ordered categoricals (the order given)."""
+        breakdowns = breakdowns or {"total": "全体"}
+        rows = []
+        for ind in ids:
+            for bd, label in breakdowns.items():
+                for code, place in self.places():
+                    r = self.row(ind, area=code, breakdown=bd, year=year)
+                    shown = shown_value(r)
+                    rows.append({"indicator_id": ind, "indicator": self.name(ind), "breakdown": bd, "group": label,
+                                 "place": place, "area_code": code, "value": shown,
+                                 "lower_ci95": None if shown is None else r["lower_ci95"],
+                                 "upper_ci95": None if shown is None else r["upper_ci95"],
+                                 "comparison": "not_compared" if r is None else str(r["comparison"] or "not_compared"),
+                                 "suppressed": bool(r is not None and is_suppressed(r)),
+                                 "n_unweighted": None if r is None else r["n_unweighted"]})
+        frame = pd.DataFrame(rows, columns=["indicator_id", "indicator", "breakdown", "group", "place", "area_code",
+                                            "value", "lower_ci95", "upper_ci95", "comparison", "suppressed",
+                                            "n_unweighted"])
+        for c in ("value", "lower_ci95", "upper_ci95", "n_unweighted"):
+            frame[c] = pd.to_numeric(frame[c], errors="coerce").astype(float)
+        return _ordered(frame, indicator=[self.name(i) for i in ids], group=list(breakdowns.values()),
+                        place=[p for _, p in self.places()])
+
+    def distribution(self, question: str, breakdown: str = "total") -> pd.DataFrame:
+        """Answer distribution of `question` this year for the area and national: place, category,
+        category_label (ordered), value (NaN when suppressed), n_unweighted."""
+        d = self.distributions
+        d = d[(d.year == self.year) & (d.question == question) & (d.breakdown == breakdown)]
+        order = DISTRIBUTION_ORDER.get(question) or list(dict.fromkeys(d.category.astype(str)))
+        labels = dict(zip(d.category.astype(str), d.category_label.astype(str)))
+        frames = []
+        for code, place in self.places():
+            x = d[d.area_code == code]
+            frames.append(pd.DataFrame({"place": place, "category": x.category.astype(str),
+                                        "value": x.value.where(~x.suppressed.astype(bool)).astype(float),
+                                        "n_unweighted": x.n_unweighted.astype(float)}))
+        f = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["place", "category", "value"])
+        f = f[f.category.isin(order)].copy()
+        f["category_label"] = f.category.map(labels)
+        return _ordered(f, place=[p for _, p in self.places()], category_label=[labels[c] for c in order if c in labels])
+
+    def trends(self, ids: list[str]) -> pd.DataFrame:
+        """Every round of each indicator for the area and national (total): year, indicator_id,
+        indicator, place, value, lower_ci95, upper_ci95 (NaN when suppressed), change (increase /
+        decrease / no_change / not_compared vs the previous round), source_changed (the estimate's
+        source differs from the previous round's: national subsample -> own survey)."""
+        d = self.indicators
+        d = d[(d.breakdown == "total") & d.indicator_id.isin(ids)
+              & d.area_code.isin([c for c, _ in self.places()])].sort_values("year")
+        places = dict(self.places())
+        sup = d.suppressed.astype(bool)
+        note = d.note.fillna("").astype(str)
+        f = pd.DataFrame({
+            "year": d.year.astype(int), "indicator_id": d.indicator_id, "indicator": d.indicator_id.map(self.name),
+            "place": d.area_code.map(places), "area_code": d.area_code,
+            "value": d.value.where(~sup).astype(float), "lower_ci95": d.lower_ci95.where(~sup).astype(float),
+            "upper_ci95": d.upper_ci95.where(~sup).astype(float),
+            "change": d.change_vs_previous.fillna("not_compared").where(~sup, "not_compared").astype(str),
+            "source": note.map(source_kind)})
+        prev = f.groupby(["indicator_id", "area_code"]).source.shift()
+        f["source_changed"] = prev.notna() & (prev != f.source)
+        return _ordered(f.reset_index(drop=True), indicator=[self.name(i) for i in ids],
+                        place=[p for _, p in self.places()])
+
+    def prefectures(self, ids: list[str]) -> pd.DataFrame:
+        """This year's total of every prefecture shown beside this area (context_rows: prefectures
+        estimated from their own survey are left out of others' reports), value NaN when suppressed:
+        area_code, area_name, indicator_id, indicator, value, national_value, comparison, is_area."""
+        d = context_rows(self.indicators, self.year, self.area_code)
+        d = d[d.indicator_id.isin(ids)].copy()
+        d["value"] = d.value.where(~d.suppressed.astype(bool)).astype(float)
+        d["national_value"] = d.indicator_id.map(
+            {i: shown_value(self.row(i, area=NATIONAL_CODE)) for i in ids}).astype(float)
+        d["indicator"] = d.indicator_id.map(self.name)
+        d["is_area"] = d.area_code == self.area_code
+        return _ordered(d[["area_code", "area_name", "indicator_id", "indicator", "value", "national_value",
+                           "comparison", "suppressed", "n_unweighted", "is_area"]].reset_index(drop=True),
+                        indicator=[self.name(i) for i in ids])
+
+    def uk_distribution(self) -> tuple[str | None, pd.DataFrame]:
+        """(UK year, frame) of the direct question's full distribution in England: the year closest
+        to this round among those with every category published; value as published (value_text
+        keeps the published precision)."""
+        uk = self._uk("total")
+        full = [y for y, g in uk.groupby("year") if g.jp_code.nunique() >= 5]
+        if not full:
+            return None, uk.iloc[0:0]
+        uk_year = closest_uk_year(full, self.year)
+        return uk_year, uk[uk.year == uk_year]
+
+    def uk_by_age(self) -> tuple[str | None, pd.DataFrame]:
+        """(UK year, frame) of often/always by UK age band, the year closest to this round."""
+        uk = self._uk(None)
+        uk = uk[uk.breakdown.str.startswith("uk_age=") & (uk.jp_code == "5")]
+        if uk.empty:
+            return None, uk
+        uk_year = closest_uk_year(sorted(uk.year.unique()), self.year)
+        return uk_year, uk[uk.year == uk_year].assign(group=lambda x: x.breakdown.str.split("=").str[1].map(age_label))
+
+    def _uk(self, breakdown: str | None) -> pd.DataFrame:
+        uk = self.uk
+        if uk.empty or "question" not in uk:
+            return pd.DataFrame(columns=["year", "jp_code", "breakdown", "value_pct", "value_text", "status"])
+        uk = uk[uk.question == "loneliness"].copy()
+        if breakdown is not None:
+            uk = uk[uk.breakdown == breakdown]
+        uk["jp_code"] = uk.jp_code.astype(str)
+        uk["value_pct"] = uk.value_text.astype(float)
+        return uk
+
+
+def closest_uk_year(uk_years, year: int) -> str:
+    """The UK survey year (April-March) closest to a Japanese round fielded in December of `year`:
+    '2024/25' for 2024; ties go to the earlier year."""
+    return min(uk_years, key=lambda y: (abs(uk_year_start(y) - year), uk_year_start(y)))
+
+
+def source_kind(note: str) -> str:
+    """The source of an estimate from its note: own survey, national subsample or national."""
+    if OWN_SURVEY_MARK in note:
+        return "own"
+    if "県別" in note or "当該県" in note or "サブサンプル" in note:
+        return "subsample"
+    return "national"
+
+
+def _ordered(frame: pd.DataFrame, **orders: list) -> pd.DataFrame:
+    """Make the named columns ordered categoricals (the given order: plotnine draws in it)."""
+    for col, cats in orders.items():
+        frame[col] = pd.Categorical(frame[col], categories=list(dict.fromkeys(cats)), ordered=True)
+    return frame
+
+
+# Context rows of a prefecture report (spine chart, programme chart): every prefecture's programme
+# figures and the prefectures whose survey estimate comes from the national survey. Prefectures
+# estimated from their own survey are left out of OTHER prefectures' context: their design differs
+# (a separate sample, mode and weighting), so ranking them together would mix designs, and a
+# correction to one prefecture's own survey then changes only that prefecture's report (and the
+# national one). The build hashes exactly these rows (pipelines.build.report_hashes).
+CONTEXT_SQL = f"""
+SELECT area_code, indicator_id, breakdown, value, lower_ci95, upper_ci95, national_value, comparison,
+       suppressed, note
+FROM indicators
+WHERE year = ? AND breakdown = 'total' AND area_code <> '00'
+  AND coalesce(note, '') NOT LIKE '%{OWN_SURVEY_MARK}%'
+"""
+
+
+def context_rows(indicators: pd.DataFrame, year: int, area_code: str) -> pd.DataFrame:
+    """The prefecture rows a report may show beside its own (same rule as CONTEXT_SQL), plus its own."""
+    d = indicators[(indicators.year == year) & (indicators.breakdown == "total") & (indicators.area_code != "00")]
+    own_survey = d.note.fillna("").str.contains(OWN_SURVEY_MARK, regex=False)
+    return d[~own_survey | (d.area_code == area_code)].copy()
+
+
+def row_index(d: pd.DataFrame) -> dict[tuple, int]:
+    """(year, area_code, breakdown, indicator_id) -> position of the first such row of `d`."""
+    keys = zip(d.year.astype(int).tolist(), d.area_code.astype(str).tolist(), d.breakdown.astype(str).tolist(),
+               d.indicator_id.astype(str).tolist())
+    index: dict[tuple, int] = {}
+    for pos, key in enumerate(keys):
+        index.setdefault(key, pos)   # first match, as a filter would give
+    return index
+
+
+def _file_key(path: Path) -> tuple:
+    """Identity of the warehouse contents for the cache: the file and its write-ahead log."""
+    key = []
+    for p in (path, path.with_name(path.name + ".wal")):
+        try:
+            key.append(config.file_key(p))
+        except FileNotFoundError:
+            key.append(None)
+    return tuple(key)
+
+
+_CACHE: dict[str, tuple] = {}
+
+
+def _read_warehouse(warehouse: Path, year: int) -> tuple[pd.DataFrame, pd.DataFrame, bool]:
+    """The indicators and distributions up to `year`, and the synthetic flag, from the warehouse.
+
+    Cached per process while the warehouse file (and its WAL) is unchanged: a warm kernel renders
+    the 48 areas of one build from the same tables, which were read 48 times before (0.1 s each).
+    Callers get the cached frames; pandas' copy-on-write keeps them from changing one another's."""
+    import duckdb
+
+    key = _file_key(warehouse)
+    hit = _CACHE.get("data")
+    if hit is not None and hit[0] == (key, year):
+        return hit[1]
+    con = duckdb.connect(str(warehouse), read_only=True)
+    try:
+        ind = con.execute("SELECT * FROM indicators WHERE year <= ? ORDER BY year, area_code", [year]).df()
+        dist = con.execute("SELECT * FROM distributions WHERE year <= ?", [year]).df()
+        synthetic = False
+        try:
+            synthetic = bool(con.execute("SELECT coalesce(bool_or(synthetic), false) FROM files").fetchone()[0])
+        except Exception:  # no files table: treat as real data
+            synthetic = False
+    finally:
+        con.close()
+    if _file_key(warehouse) == key:   # not written meanwhile
+        _CACHE["data"] = ((key, year), (ind, dist, synthetic))
+        _CACHE.pop("index", None)
+    return ind, dist, synthetic
+
+
+def _cached_index(ind: pd.DataFrame) -> dict[tuple, int]:
+    """row_index of `ind`, kept for the next report of the same warehouse read (the frames handed
+    to reports are shallow copies of the cached one: same rows, same positions)."""
+    hit = _CACHE.get("index")
+    if hit is None or hit[0] is not ind:
+        hit = (ind, row_index(ind))
+        _CACHE["index"] = hit
+    return hit[1]
+
+
+def _read_uk() -> pd.DataFrame:
+    uk_path = config.REFERENCE_DIR / "uk_cls.csv"
+    if not uk_path.exists():
+        return pd.DataFrame()
+    key = config.file_key(uk_path)
+    hit = _CACHE.get("uk")
+    if hit is None or hit[0] != key:
+        uk = pd.read_csv(uk_path, encoding="utf-8", dtype={"year": str, "value_pct": str, "jp_code": str})
+        uk["value_text"] = uk.value_pct.str.strip()   # the published precision: "6", "7.1"
+        uk["value_pct"] = uk.value_text.astype(float)
+        hit = (key, uk)
+        _CACHE["uk"] = hit
+    return hit[1]
+
+
+def load_report_data(warehouse: str | Path, year: int, pref_code: int) -> ReportData:
+    """Read what one area's report needs from the warehouse (read-only)."""
+    year = check_year(year, "year")
+    pref_code = 0 if str(pref_code).strip() in ("0", "00") else check_pref_code(pref_code, "pref_code")
+    code = _area_code(pref_code)
+    warehouse = Path(warehouse)
+    ind, dist, synthetic = _read_warehouse(warehouse, year)
+    if ind[ind.year == year].empty:
+        raise UsageError("--year", f"no indicators for {year} in {warehouse} / この年の指標がありません")
+    return ReportData(year=year, pref_code=int(pref_code), area_code=code, area_name=pref_name(pref_code),
+                      indicators=ind.copy(deep=False), distributions=dist.copy(deep=False),
+                      catalogue=catalogue(), synthetic=synthetic, uk=_read_uk().copy(deep=False),
+                      _row_index=_cached_index(ind))
+
+
+def is_synthetic(warehouse: Path) -> bool:
+    import duckdb
+
+    con = duckdb.connect(str(warehouse), read_only=True)
+    try:
+        return bool(con.execute("SELECT coalesce(bool_or(synthetic), false) FROM files").fetchone()[0])
+    except Exception:
+        return False
+    finally:
+        con.close()
+
+
+# ---------------------------------------------------------------------------------------------
+# Formatting (Markdown that pandoc and Quarto render natively in HTML and Typst)
+# ---------------------------------------------------------------------------------------------
+
+SUPPRESSED = conventions.SUPPRESSED_MARK
+MISSING = conventions.MISSING_MARK
+REFERENCE_MARK = conventions.REFERENCE_MARK
+FOOTNOTE_SUPPRESSED = (f"「{SUPPRESSED}」：集計対象が{config.MIN_BASE}人未満のため、または他の値からの差し引きで"
+                       "算出されるのを防ぐため（二次秘匿）数値を表示していません。")
+FOOTNOTE_REFERENCE = (f"「{REFERENCE_MARK}」：集計対象が{config.MIN_BASE}～{config.REFERENCE_BASE - 1}人のため"
+                      "参考値です（誤差が大きい）。")
+FOOTNOTE_MISSING = f"「{MISSING}」：データなし・比較できない。"
+
+
+def _isnan(v) -> bool:
+    return v is None or (isinstance(v, float) and math.isnan(v)) or v is pd.NA or (
+        not isinstance(v, str) and pd.isna(v))
+
+
+def is_suppressed(row) -> bool:
+    return row is not None and bool(row.get("suppressed", False))
+
+
+def is_reference(row) -> bool:
+    n = None if row is None else row.get("n_unweighted")
+    return (row is not None and not is_suppressed(row) and not _isnan(n)
+            and config.MIN_BASE <= int(n) < config.REFERENCE_BASE)
+
+
+def fmt_num(v, unit: str = "percent", digits: int = 1) -> str:
+    if _isnan(v):
+        return MISSING
+    if unit == "flag":
+        return "あり" if float(v) >= 0.5 else "なし"
+    return f"{float(v):,.{digits}f}"
+
+
+def fmt_value(row, unit: str = "percent") -> str:
+    """The value of an indicators row as shown: 'x' if suppressed, '―' if missing, '12.3※' if 参考値."""
+    if row is None:
+        return MISSING
+    if is_suppressed(row):
+        return SUPPRESSED
+    text = fmt_num(row.get("value"), unit)
+    return text + REFERENCE_MARK if is_reference(row) and text != MISSING else text
+
+
+def fmt_ci(row) -> str:
+    if row is None or is_suppressed(row):
+        return SUPPRESSED if row is not None else MISSING
+    lo, hi = row.get("lower_ci95"), row.get("upper_ci95")
+    if _isnan(lo) or _isnan(hi):
+        return MISSING
+    return f"{lo:.1f}～{hi:.1f}"
+
+
+def fmt_base(row) -> str:
+    if row is None or _isnan(row.get("n_unweighted")):
+        return MISSING
+    n = int(row["n_unweighted"])
+    return f"{config.MIN_BASE}人未満" if n < config.MIN_BASE else f"{n:,}"
+
+
+def fmt_national(row, unit: str = "percent") -> str:
+    if row is None:
+        return MISSING
+    v = row.get("national_value")
+    if unit == "flag":
+        return MISSING if _isnan(v) else f"{float(v):.0f}%が設置"
+    return fmt_num(v, unit)
+
+
+def fmt_comparison(row) -> str:
+    """Comparison with national as symbol + word in a span with a class (coloured by report.css in
+    HTML and report.lua in Typst; pipelines.conventions)."""
+    if row is None or is_suppressed(row):
+        return MISSING
+    comp = str(row.get("comparison") or "not_compared")
+    if comp == "not_compared":
+        return MISSING
+    style = conventions.comparison(comp)
+    return MdText(f"[{md_escape(style.symbol + ' ' + style.label)}]{{.cmp-{_css_class(style.key)}}}")
+
+
+def _css_class(value: str) -> str:
+    """A class name from a data value: letters, digits, _ and - only."""
+    return re.sub(r"[^A-Za-z0-9_-]", "_", str(value))
+
+
+def fmt_change(row) -> str:
+    if row is None or is_suppressed(row):
+        return MISSING
+    ch = str(row.get("change_vs_previous") or "not_compared")
+    if ch == "not_compared":
+        return MISSING
+    style = conventions.change(ch)
+    text = md_escape(f"{style.symbol} {style.label}")
+    return MdText(f"[{text}]{{.chg-{style.key}}}" if ch in ("increase", "decrease") else text)
+
+
+def comparison_legend() -> str:
+    """The comparison symbols and words as used in the tables (Markdown)."""
+    return "、".join(f"[{s.symbol} {s.label}]{{.cmp-{s.key}}}" for k, s in conventions.COMPARISON.items()
+                    if k not in ("not_compared", "suppressed"))
+
+
+class MdText(str):
+    """Markdown built by our own helpers (e.g. the coloured comparison spans): md_table keeps it as
+    is. Every other cell is data and is escaped with md_escape."""
+
+
+_MD_CONTROL = re.compile(r"[\x00-\x1f\x7f\u2028\u2029]+")
+_MD_PUNCT = re.compile(r"([!-/:-@\[-`{-~])")  # every ASCII punctuation character
+
+
+def md_escape(text: object) -> str:
+    """Text from data (names, notes, survey ids, file names) as Markdown that shows it literally.
+
+    pandoc's Markdown lets every ASCII punctuation character be backslash-escaped, so escaping all
+    of them neutralises HTML tags, raw attributes (`x`{=html}), links and images, citations (@x),
+    math ($x$), emphasis, headings, list markers and fenced divs; the Typst and HTML writers then
+    escape the literal text for their own syntax (# [ ] etc.). Line breaks and control characters
+    become a space (a value cannot start a new block or table row); | becomes ｜ (pipe tables)."""
+    s = _MD_CONTROL.sub(" ", str(text)).replace("|", "｜")
+    return _MD_PUNCT.sub(r"\\\1", s)
+
+
+def md_table(header: list[str], rows: list[list[str]], align: list[str] | None = None,
+             caption: str | None = None, widths: list[int] | None = None) -> str:
+    """A pipe table. align: 'l' | 'r' | 'c' per column; widths: relative column widths (pandoc
+    reads them from the dashes of the separator line, so wide tables wrap inside the page).
+    Header and cells are escaped (md_escape) unless they are MdText; the caption is ours."""
+    align = align or ["l"] + ["r"] * (len(header) - 1)
+    widths = widths or [4] + [2] * (len(header) - 1)
+
+    def mark(a: str, w: int) -> str:
+        dashes = "-" * max(3, 4 * w)
+        return {"l": ":" + dashes, "r": dashes + ":", "c": ":" + dashes + ":"}[a]
+
+    lines = ["| " + " | ".join(md_escape(h) for h in header) + " |",
+             "|" + "|".join(mark(a, w) for a, w in zip(align, widths)) + "|"]
+    lines += ["| " + " | ".join(c if isinstance(c, MdText) else md_escape(c) for c in r) + " |" for r in rows]
+    out = "\n".join(lines)
+    if caption:
+        out += f"\n\n: {caption}"
+    return out
+
+
+def footnotes(*cells: str) -> str:
+    """The footnotes that apply to the cells shown (only the symbols that occur)."""
+    text = " ".join(cells)
+    notes = []
+    if any(c == SUPPRESSED or c.startswith(SUPPRESSED + " ") for c in cells):
+        notes.append(FOOTNOTE_SUPPRESSED)
+    if REFERENCE_MARK in text:
+        notes.append(FOOTNOTE_REFERENCE)
+    if MISSING in text:
+        notes.append(FOOTNOTE_MISSING)
+    return "\n\n".join(f"[{n}]{{.footnote}}" for n in notes)
+
+
+def headline_table(data: ReportData, ids: list[str] | None = None) -> str:
+    """The survey indicators of the area this round (total): value, interval, base, then national
+    and the comparison (prefectures) or the previous round's value (national), and the change.
+    A change of source since the previous round (national subsample -> own survey) is marked."""
+    rows, cells = [], []
+    prev_year = data.previous_year
+    changed = set()
+    if prev_year is not None:
+        t = data.trends(ids or data.ids("survey"))
+        changed = set(t[(t.year == data.year) & (t.area_code == data.area_code) & t.source_changed].indicator_id)
+    for ind in ids or data.ids("survey"):
+        r = data.row(ind)
+        unit = data.unit(ind)
+        row = [data.name(ind), fmt_value(r, unit), fmt_ci(r), fmt_base(r)]  # md_table escapes
+        change = fmt_change(r)
+        if ind in changed and change != MISSING:
+            change = MdText(change + md_escape(" （出典変更）"))
+        if data.is_national:
+            prev = data.row(ind, year=prev_year) if prev_year is not None else None
+            row += [fmt_value(prev, unit), change]
+        else:
+            row += [fmt_national(r, unit), fmt_comparison(r), change]
+        rows.append(row)
+        cells += row
+    prev_head = f"前回 {prev_year}年（%）" if prev_year is not None else "前回（%）"
+    if data.is_national:
+        header = ["指標", "全国（%）", "95%信頼区間", "集計対象（人）", prev_head, "前回からの変化"]
+    else:
+        header = ["指標", f"{data.area_name}（%）", "95%信頼区間", "集計対象（人）", "全国（%）", "全国との比較",
+                  "前回からの変化"]
+    widths = [7, 2, 3, 2, 2, 2, 3][: len(header)]
+    notes = footnotes(*cells)
+    if changed:
+        notes += ("\n\n[「出典変更」：前回と今回で推計の出典が異なります（全国調査の県別回答者 → 県の独自調査など）。"
+                  "前回からの変化には調査設計の違いが含まれます。]{.footnote}")
+    return md_table(header, rows, ["l", "r", "r", "r", "r", "c", "c"][: len(header)], widths=widths) + "\n\n" + notes
+
+
+def breakdown_table(data: ReportData, ind: str, prefix: str, labels: dict[str, str]) -> str:
+    """Area (and national) values by breakdown group, suppressed cells shown as 'x'."""
+    rows, cells = [], []
+    for key, label in labels.items():
+        r = data.row(ind, breakdown=f"{prefix}={key}")
+        n = data.row(ind, area="00", breakdown=f"{prefix}={key}")
+        row = [label, fmt_value(r), fmt_ci(r), fmt_base(r)]
+        if not data.is_national:
+            row += [fmt_value(n), fmt_comparison(r)]
+        rows.append(row)
+        cells += row
+    header = ["区分", f"{data.area_name}（%）", "95%信頼区間", "集計対象（人）"]
+    if not data.is_national:
+        header += ["全国（%）", "全国との比較"]
+    return md_table(header, rows) + "\n\n" + footnotes(*cells)
+
+
+def shown_value(row) -> float | None:
+    """The value a chart may plot: None when suppressed or missing."""
+    if row is None or is_suppressed(row) or _isnan(row.get("value")):
+        return None
+    return float(row["value"])
+
+
