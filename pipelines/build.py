@@ -130,7 +130,9 @@ def _table_exists(con: duckdb.DuckDBPyConnection, name: str) -> bool:
 INDICATOR_COLS = [("year", None), ("area_code", None), ("indicator_id", None), ("breakdown", None),
                   ("value", 8), ("lower_ci95", 8), ("upper_ci95", 8), ("n_unweighted", None),
                   ("n_effective", 6), ("national_value", 8), ("comparison", None),
-                  ("change_vs_previous", None), ("suppressed", None), ("note", None)]
+                  ("change_vs_previous", None), ("suppressed", None), ("note", None),
+                  ("source", None), ("previous_year", None), ("source_changed", None),
+                  ("comparison_method", None), ("change_method", None), ("design_effect", 8)]
 DISTRIBUTION_COLS = [("year", None), ("area_code", None), ("question", None), ("breakdown", None),
                      ("category", None), ("category_label", None), ("value", 8), ("lower_ci95", 8),
                      ("upper_ci95", 8), ("n_unweighted", None), ("suppressed", None)]
