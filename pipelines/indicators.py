@@ -930,6 +930,38 @@ def write_indicators(con: duckdb.DuckDBPyConnection, year: int, indicators: pd.D
         raise
 
 
+_SURVEY_AREA_SOURCES = ("national_subsample", "own_survey")
+
+
+def homogeneity(indicators: pd.DataFrame, indicator_id: str, year: int,
+                breakdown: str = "total") -> dict[str, float]:
+    """χ² test that the prefectures share one proportion for ``indicator_id`` in round ``year``
+    (``stats.homogeneity_test`` on the published prefecture rows: value / 100 and n_effective,
+    which already includes the design effect; suppressed rows are left out). The prefectures'
+    respondents are disjoint, so the areas are independent samples. Returns statistic, df, p_value
+    and k (the number of prefectures tested)."""
+    rows = indicators[(indicators["indicator_id"] == indicator_id) & (indicators["year"] == year)
+                      & (indicators["breakdown"] == breakdown) & (indicators["area_code"] != NATIONAL)
+                      & indicators["source"].isin(_SURVEY_AREA_SOURCES) & ~indicators["suppressed"]]
+    return stats.homogeneity_test(rows["value"].to_numpy(dtype=float) / 100.0,
+                                  rows["n_effective"].to_numpy(dtype=float))
+
+
+def multiple_comparisons(indicators: pd.DataFrame, year: int,
+                         area_code: str | None = None) -> dict[str, dict[str, float]]:
+    """For the multiple-comparison caveat: ``stats.multiplicity`` of the prefecture rows of round
+    ``year`` (one prefecture's with ``area_code``), for 'comparison' (tests vs national) and
+    'change' (tests vs the previous round): tests made, flags, expected false flags at α."""
+    rows = indicators[(indicators["year"] == year) & (indicators["area_code"] != NATIONAL)
+                      & indicators["source"].isin(_SURVEY_AREA_SOURCES)]
+    if area_code is not None:
+        rows = rows[rows["area_code"] == area_code]
+    cmp_flag = rows["comparison"].isin(["better", "worse", "higher", "lower"])
+    chg_flag = rows["change_vs_previous"].isin(["increase", "decrease"])
+    return {"comparison": stats.multiplicity(int((rows["comparison_method"] != "none").sum()), int(cmp_flag.sum())),
+            "change": stats.multiplicity(int((rows["change_method"] != "none").sum()), int(chg_flag.sum()))}
+
+
 def summary(indicators: pd.DataFrame) -> pd.DataFrame:
     """A small overview for the notebook: national totals per indicator (no microdata)."""
     cat = {i.id: i for i in load_catalogue()}
@@ -944,9 +976,10 @@ def summary(indicators: pd.DataFrame) -> pd.DataFrame:
 
 def run_indicators(year: int, warehouse: Path, out_dir: Path, pool=None, downloads: bool = True) -> Path:
     """`tsunagari indicators`: execute the indicators notebook with papermill (audit record in
-    ``out_dir/runs/indicators-{year}.ipynb``; the notebook writes the tables), then write
-    ``out_dir/downloads/indicators-{year}.csv`` and ``.xlsx`` (unless downloads=False: the build
-    writes them while the reports run). With `pool` (an executor.WarmPool) the notebook runs in a
+    ``out_dir/runs/indicators-{year}.ipynb``; the notebook brings every round of the tables up to
+    date, ``year`` is the report round it summarises), then write ``out_dir/downloads/indicators.csv``
+    / ``.xlsx`` (every round) and ``indicators-{y}.csv`` / ``.xlsx`` per round (unless
+    downloads=False: the build writes them while the reports run). With `pool` (an executor.WarmPool) the notebook runs in a
     worker's warm kernel. Returns the executed notebook path."""
     warehouse = Path(warehouse).resolve()
     out_dir = Path(out_dir)
@@ -982,12 +1015,20 @@ def run_indicators(year: int, warehouse: Path, out_dir: Path, pool=None, downloa
     return executed
 
 
-def write_downloads(year: int, warehouse: Path, out_dir: Path) -> None:
-    """``out_dir/downloads/indicators-{year}.csv`` and ``.xlsx`` from the warehouse tables."""
+def write_downloads(year: int | None, warehouse: Path, out_dir: Path, years: list[int] | None = None,
+                    combined: bool = True) -> list[Path]:
+    """``out_dir/downloads/indicators.csv|xlsx`` (every round; unless ``combined`` is False) and
+    ``indicators-{y}.csv|xlsx`` for each round in ``years`` (default: every round in the warehouse
+    tables). ``year`` is kept for callers: every round is written."""
     from .downloads import write_indicator_downloads
 
     con = duckdb.connect(str(warehouse), read_only=True)
     try:
-        write_indicator_downloads(con, year, Path(out_dir) / "downloads")
+        if years is None:
+            years = [int(r[0]) for r in con.execute("SELECT DISTINCT year FROM indicators ORDER BY 1").fetchall()]
+        paths = list(write_indicator_downloads(con, None, Path(out_dir) / "downloads")) if combined else []
+        for y in years:
+            paths += write_indicator_downloads(con, y, Path(out_dir) / "downloads")
+        return paths
     finally:
         con.close()

@@ -627,6 +627,18 @@ def test_notebook_run_writes_table_audit_record_and_downloads(two_rounds, tmp_pa
     sources = [v for k, v in notes.items() if k and k.startswith("出典ファイル")]
     assert any(v.startswith("'=HYPERLINK") for v in sources)
     assert "0.8723" in notes["16歳以上人口 / population 16+"]
+    assert notes["設計効果 / design effect"].startswith("すべての調査で 1.0")
+    assert "Newcombe" in notes["全国との比較 / vs national"] and "Fisher" in notes["前回比 / change"]
+    assert "当該県を除く全国" in notes["全国との比較 / vs national"]
+    # Every round: one tidy file with a year column, and one file per round.
+    every = pd.read_csv(out / "downloads" / "indicators.csv", dtype={"area_code": str}, encoding="utf-8-sig")
+    assert sorted(every.year.unique()) == [2023, 2024] and len(every[every.year == 2024]) == n
+    assert {"source", "previous_year", "source_changed", "comparison_method", "change_method",
+            "design_effect"} <= set(every.columns)
+    assert (out / "downloads" / "indicators-2023.csv").is_file() and (out / "downloads" / "indicators-2023.xlsx").is_file()
+    wb = openpyxl.load_workbook(out / "downloads" / "indicators.xlsx", read_only=True)
+    notes = {r[0]: r[1] for r in wb["注記 (notes)"].iter_rows(values_only=True)}
+    assert "2023～2024年（全調査回）" in notes["表題 / Title"] and "方法 fisher_rest" in notes
 
 
 def test_execute_uses_this_interpreter_despite_a_foreign_python3_kernelspec(tmp_path, monkeypatch):
@@ -694,3 +706,35 @@ class TestReproducible:
             assert con.execute("SELECT current_setting('threads')").fetchone()[0] == 4   # setting restored
         finally:
             con.close()
+
+
+class TestHomogeneity:
+    def test_matches_scipy_on_the_table(self, computed):
+        from scipy.stats import chi2_contingency
+
+        from pipelines.indicators import homogeneity
+
+        ind, _ = computed
+        r = homogeneity(ind, "lonely_often_always", 2024)
+        rows = ind[(ind.indicator_id == "lonely_often_always") & (ind.breakdown == "total")
+                   & (ind.area_code != "00") & ~ind.suppressed]
+        x = rows.value.to_numpy() / 100 * rows.n_effective.to_numpy()
+        n = rows.n_effective.to_numpy()
+        ref = chi2_contingency(np.vstack([x, n - x]), correction=False)
+        assert r["k"] == len(rows) > 30 and r["df"] == len(rows) - 1
+        assert r["statistic"] == pytest.approx(ref.statistic, rel=1e-9)
+        assert r["p_value"] == pytest.approx(ref.pvalue, rel=1e-9)
+
+
+class TestMultipleComparisons:
+    def test_counts(self, computed):
+        from pipelines.indicators import multiple_comparisons
+
+        ind, _ = computed
+        m = multiple_comparisons(ind, 2024)
+        pref = ind[(ind.area_code != "00") & ind.source.isin(["national_subsample", "own_survey"])]
+        assert m["change"]["n_tests"] == (pref.change_method != "none").sum() > 0
+        assert m["change"]["n_flagged"] == pref.change_vs_previous.isin(["increase", "decrease"]).sum()
+        assert m["comparison"]["expected_false"] == pytest.approx(0.05 * (pref.comparison_method != "none").sum())
+        one = multiple_comparisons(ind, 2024, "11")
+        assert one["comparison"]["n_tests"] == (pref[pref.area_code == "11"].comparison_method != "none").sum()
