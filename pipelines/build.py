@@ -130,7 +130,9 @@ def _table_exists(con: duckdb.DuckDBPyConnection, name: str) -> bool:
 INDICATOR_COLS = [("year", None), ("area_code", None), ("indicator_id", None), ("breakdown", None),
                   ("value", 8), ("lower_ci95", 8), ("upper_ci95", 8), ("n_unweighted", None),
                   ("n_effective", 6), ("national_value", 8), ("comparison", None),
-                  ("change_vs_previous", None), ("suppressed", None), ("note", None)]
+                  ("change_vs_previous", None), ("suppressed", None), ("note", None),
+                  ("source", None), ("previous_year", None), ("source_changed", None),
+                  ("comparison_method", None), ("change_method", None), ("design_effect", 8)]
 DISTRIBUTION_COLS = [("year", None), ("area_code", None), ("question", None), ("breakdown", None),
                      ("category", None), ("category_label", None), ("value", 8), ("lower_ci95", 8),
                      ("upper_ci95", 8), ("n_unweighted", None), ("suppressed", None)]
@@ -249,12 +251,24 @@ def _stage_quality(cfg: BuildConfig, new: Path, state: BuildState, fhash: str, s
     suites or validate.py), for `_store_fresh_results`; None when there were none."""
     from .validate import validate_warehouse
 
-    d = digest(fhash, config.EXPECTATIONS_DIR, _code_hash("validate.py", "templates"))
+    d = digest(fhash, config.EXPECTATIONS_DIR, _code_hash("validate.py", "templates"),
+               # the published-series check reads the computed national figures
+               _code_hash("published.py", "indicators.py", "indicators.yml", "stats.py"),
+               config.REFERENCE_DIR / "national_results.csv")
     made = []
 
     def build() -> None:
+        from .published import add_to_quality_page
+
         report = validate_warehouse(cfg.warehouse, reuse=True)
         report.write(new / "quality")
+        con = duckdb.connect(str(cfg.warehouse), read_only=True)
+        try:
+            synthetic = (_table_exists(con, "files") and
+                         bool(con.execute("SELECT coalesce(bool_or(synthetic), false) FROM files").fetchone()[0]))
+            add_to_quality_page(con, new / "quality", synthetic)
+        finally:
+            con.close()
         made.append(report)
 
     _incremental(cfg, state, summary, "quality", d, [new / "quality" / "index.html"], build)
@@ -284,12 +298,14 @@ def _store_fresh_results(cfg: BuildConfig, fresh) -> None:
 
 def _stage_indicators(cfg: BuildConfig, new: Path, state: BuildState, year: int, fhash: str,
                       summary: BuildSummary, pool=None) -> str:
-    """Execute the indicators notebook (in a warm worker kernel when the pool is up). Returns the
-    input hash, which the downloads written from its tables share."""
+    """Execute the indicators notebook (in a warm worker kernel when the pool is up): it brings every
+    round of the indicators tables up to date, recomputing only the rounds whose inputs changed.
+    Returns the input hash, which the downloads written from its tables share."""
     key = f"indicators:{year}"
     d = digest(fhash, year, config.INDICATORS_NOTEBOOK,
-               _code_hash("indicators.py", "indicators.yml", "stats.py", "downloads.py", "schema.py"),
-               config.REFERENCE_DIR / "prefectures.csv")
+               _code_hash("indicators.py", "indicators.yml", "stats.py", "downloads.py", "schema.py",
+                          "config.py"),
+               config.REFERENCE_DIR / "prefectures.csv", sorted(config.design_effects().items()))
     con = duckdb.connect(str(cfg.warehouse), read_only=True)
     try:
         have_rows = _table_exists(con, "indicators") and con.execute(
@@ -309,11 +325,34 @@ def _stage_indicators(cfg: BuildConfig, new: Path, state: BuildState, year: int,
 
 def _stage_downloads(cfg: BuildConfig, new: Path, state: BuildState, year: int, d: str,
                      summary: BuildSummary) -> None:
+    """indicators.csv|xlsx (every round) and indicators-{y}.csv|xlsx per round, each an artefact of
+    its own: a round's files are rewritten only when that round's rows (its stored input key) or the
+    source files its notes list changed."""
     from .indicators import write_downloads
 
-    outputs = [new / "downloads" / f"indicators-{year}.csv", new / "downloads" / f"indicators-{year}.xlsx"]
-    _incremental(cfg, state, summary, f"downloads:{year}", d, outputs,
-                 lambda: write_downloads(year, cfg.warehouse, new))
+    con = duckdb.connect(str(cfg.warehouse), read_only=True)
+    try:
+        years = [int(r[0]) for r in con.execute("SELECT DISTINCT year FROM indicators ORDER BY 1").fetchall()]
+        keys = (dict(con.execute("SELECT year, input_key FROM indicator_rounds").fetchall())
+                if _table_exists(con, "indicator_rounds") else {})
+        files = (con.execute("SELECT survey_year, file_name, kind, survey_id, synthetic FROM files "
+                             "ORDER BY ALL").fetchall() if _table_exists(con, "files") else [])
+    finally:
+        con.close()
+    code = _code_hash("downloads.py", "indicators.yml", "schema.py", "config.py")
+
+    def outputs(stem: str) -> list[Path]:
+        return [new / "downloads" / f"{stem}.{ext}" for ext in ("csv", "xlsx")]
+
+    _incremental(cfg, state, summary, "downloads", digest(d, years), outputs("indicators"),
+                 lambda: write_downloads(year, cfg.warehouse, new, years=[]))
+    for y in years:
+        # The notes sheet lists the programme files and the survey files of y and the round before.
+        listed = [f for f in files if f[0] is None or f[0] <= y]
+        key = keys.get(y) or d   # no stored key (table written by hand): the whole input
+        _incremental(cfg, state, summary, f"downloads:{y}", digest(code, key, repr(listed)),
+                     outputs(f"indicators-{y}"),
+                     lambda y=y: write_downloads(year, cfg.warehouse, new, years=[y], combined=False))
 
 
 def _area_outputs(new: Path, code: int) -> tuple[Path, Path, Path]:
@@ -435,7 +474,8 @@ def _linked_files(new: Path, year: int) -> list[str]:
     """The files the site pages link to only when they exist (reports, downloads, quality page)."""
     names = [f"prefectures/{pref_slug(int(c))}.{ext}" for c in prefectures().pref_code for ext in ("html", "pdf")]
     names += ["national.html", "national.pdf", f"downloads/indicators-{year}.csv",
-              f"downloads/indicators-{year}.xlsx", "quality/index.html"]
+              f"downloads/indicators-{year}.xlsx", "downloads/indicators.csv", "downloads/indicators.xlsx",
+              "quality/index.html"]
     return [n for n in names if (new / n).exists()]   # (a report being written is a .tmp. file)
 
 

@@ -91,3 +91,48 @@ class BuildConfig:
 
     def as_dict(self) -> dict[str, object]:
         return {k: (str(v) if isinstance(v, Path) else v) for k, v in self.__dict__.items()}
+
+
+# Design effect per survey (DESIGN.md: "A configurable design effect per survey"). Kish's n_eff
+# covers the weighting only; a clustered or stratified design changes the variance further. Every
+# interval and test divides n_eff by the survey's deff. Default 1.0 for every survey (stated in the
+# notes sheet and methods). TSUNAGARI_DEFF is either one number for every survey ("1.3") or a
+# comma-separated list of key=value, the key a survey kind ("national", "prefecture") or a
+# survey_id ("pref11-2023"); a survey_id entry wins over its kind.
+DEFF_ENV = "TSUNAGARI_DEFF"
+DEFAULT_DEFF = 1.0
+
+
+def design_effects(text: str | None = None) -> dict[str, float]:
+    """The configured design effects as {key: deff} ('*' = every survey), from ``text`` or
+    $TSUNAGARI_DEFF. Raises UsageError naming TSUNAGARI_DEFF for a malformed entry or a deff that is
+    not a number in (0, 100) (below 1 is allowed: an efficient stratified design)."""
+    from .errors import UsageError
+
+    raw = os.environ.get(DEFF_ENV, "") if text is None else text
+    out: dict[str, float] = {}
+    for item in (x.strip() for x in raw.split(",")):
+        if not item:
+            continue
+        key, sep, value = item.rpartition("=")
+        key = key.strip() if sep else "*"
+        try:
+            deff = float(value)
+        except ValueError:
+            deff = float("nan")
+        if not (deff > 0 and deff < 100) or (sep and not key):
+            raise UsageError(DEFF_ENV, f"設計効果の指定が不正です / bad design effect {item!r}: "
+                                       "expected a number > 0 (e.g. 1.5) or key=number with key "
+                                       "national, prefecture or a survey_id (e.g. national=1.5,pref11-2023=1.2)")
+        out[key] = deff
+    return out
+
+
+def design_effect(survey_kind: str, survey_id: str | None = None,
+                  effects: dict[str, float] | None = None) -> float:
+    """The design effect of one survey: its survey_id entry, else its kind's, else '*', else 1.0."""
+    effects = design_effects() if effects is None else effects
+    for key in (survey_id, survey_kind, "*"):
+        if key is not None and key in effects:
+            return effects[key]
+    return DEFAULT_DEFF

@@ -50,6 +50,12 @@ HEADERS_JA = {
     "change_vs_previous_ja": "前回調査からの変化 表示 (change_vs_previous_ja)",
     "suppressed": "非表示 (suppressed)",
     "note": "注記 (note)",
+    "source": "出典の種類 (source)",
+    "previous_year": "前回調査年 (previous_year)",
+    "source_changed": "前回と出典が異なる (source_changed)",
+    "comparison_method": "全国との比較の方法 (comparison_method)",
+    "change_method": "前回比の方法 (change_method)",
+    "design_effect": "設計効果 (design_effect)",
 }
 UNIT_JA = {"percent": "%", "per_10k": "16歳以上人口1万人当たり", "flag": "1=あり 0=なし（全国行は%）"}
 
@@ -379,43 +385,88 @@ def download_table(indicators: pd.DataFrame, catalogue) -> pd.DataFrame:
     return df
 
 
-def notes_table(con: duckdb.DuckDBPyConnection, year: int, catalogue) -> pd.DataFrame:
-    """The notes sheet: methods, sources, synthetic-data statement, the catalogue."""
-    from .indicators import POP_16PLUS_FACTOR, previous_year
+def method_notes() -> list[tuple[str, str]]:
+    """(item, text) lines stating how every figure was made: denominators, intervals, the tests and
+    when each is used, the design effects in force, small bases and suppression. One text for the
+    notes sheets of every workbook (all areas and per prefecture)."""
+    from . import config
+    from .indicators import POP_16PLUS_FACTOR
+    from .stats import METHOD_DESCRIPTIONS
 
-    prev = previous_year(con, year)
-    files = pd.DataFrame(columns=["file_name", "kind", "survey_id", "survey_year", "synthetic"])
-    has_files = con.execute("SELECT count(*) FROM information_schema.tables "
-                            "WHERE table_name = 'files'").fetchone()[0]
-    if has_files:
-        files = con.execute(
-            "SELECT file_name, kind, survey_id, survey_year, synthetic FROM files "
-            "WHERE kind = 'programme' OR survey_year IN (?, ?) ORDER BY kind, survey_year, file_name",
-            [year, prev if prev is not None else year]).df()
-    synthetic = bool(files["synthetic"].astype(bool).any()) if len(files) else False
-    rows: list[tuple[str, str]] = [("表題 / Title", f"孤独・孤立対策 評価指標 {year}年調査 / Loneliness and isolation indicators, {year}")]
-    if synthetic:
-        rows.append(("【注意】合成データ / SYNTHETIC DATA",
-                     "この表は合成（架空）データから作成した見本です。実際の調査結果ではありません。"
-                     " / These figures are computed from synthetic sample data, not real survey results."))
-    rows += [
-        ("集計方法 / Method", "割合は全回答者（無回答を含む）を分母とする。部分集団を分母とする指標はその旨を記載"
-                              "（例: 不安や悩みがある人のうち）。ウエイトがある場合は加重集計。"),
-        ("信頼区間 / CI", "95%信頼区間: 有効標本サイズ n_eff = (Σw)²/Σw² に基づくWilsonスコア区間"
-                         "（ウエイトが等しい場合は通常のWilson区間と一致）。"),
-        ("全国との比較 / vs national", "都道府県の95%信頼区間が全国値を含まない場合のみ 良い/悪い（良し悪しを判定しない指標は 高い/低い）、"
-                                      "それ以外は 同程度。値がない場合は 比較なし。"),
-        ("前回比 / change", f"前回調査（{prev if prev else 'なし'}年）との比率の差の検定（信頼度95%、有効標本サイズ）: 増加/減少/有意差なし。"),
-        ("少数標本 / small bases", "回答者数30人未満は非表示（n<30 非表示）、30～99人は参考値。"),
+    effects = config.design_effects()
+    deff = ("すべての調査で 1.0（ウエイトによる効果のみ n_eff に反映） / 1.0 for every survey (weighting only)"
+            if not effects else "、".join(f"{'全調査' if k == '*' else k} = {v:g}" for k, v in sorted(effects.items()))
+            + "（指定のない調査は 1.0） / others 1.0")
+    lines = [
+        ("分母 / denominator", "割合は全回答者（無回答を含む、公表集計表と同じ）を分母とする。部分集団を分母とする指標はその旨を"
+                              "記載（例: 不安や悩みがある人のうち）。ウエイトがある場合は加重集計 Σw·y / Σw。"
+                              " / Shares of all respondents (no answer included) unless the indicator names a sub-population; weighted when weights are given."),
+        ("設計効果 / design effect", f"{deff}。有効標本サイズ n_effective = (Σw)²/Σw² ÷ 設計効果（列 design_effect）を信頼区間と"
+                                    f"すべての検定に用いる（環境変数 {config.DEFF_ENV} で調査ごとに設定）。"
+                                    " / n_effective = Kish n_eff / deff is used by every interval and test."),
+        ("信頼区間 / CI", "95%信頼区間: 有効標本サイズに基づく Wilson スコア区間（ウエイトが等しく設計効果1なら通常の Wilson 区間）。"
+                         " / 95% Wilson score interval on n_effective."),
+        ("全国との比較 / vs national", "差の95%区間（Newcombe のハイブリッド・スコア区間、method 10）が0を含まない場合のみ 良い/悪い"
+                                      "（良し悪しを判定しない指標は 高い/低い）、それ以外は 同程度。期待度数が5未満なら Fisher の"
+                                      "正確検定（有効標本数を丸めた度数、両側5%）。県独自調査の県は全国値と比較（独立標本、両方の"
+                                      "不確かさを含む）。全国調査の当該県回答者による県は全国標本の一部なので、当該県を除く全国"
+                                      "（独立）と比較する（差の向きは全国値との差と同じ）。方法は列 comparison_method。"),
+        ("前回比 / change", "倉庫にある直前の調査回（列 previous_year、独立標本）との差を同じ方法（Newcombe 区間、期待度数5未満は"
+                           "Fisher の正確検定）で判定: 増加/減少/有意差なし（列 change_method）。前回と出典が異なる行"
+                           "（例: 全国調査の当該県回答者 → 県独自調査）は列 source_changed と注記で示す。"),
+        ("多重比較 / multiple comparisons", "都道府県×指標×内訳ごとに多数の検定を行うため、差がなくても検定の約5%は有意と"
+                                           "判定される。個々の「良い/悪い」「増加/減少」は単独の証拠として扱わないこと。"
+                                           " / About 5% of the tests flag by chance at the 95% level."),
+        ("少数標本 / small bases", f"回答者数{config.MIN_BASE}人未満は非表示（suppressed、n<30 非表示）、"
+                                  f"{config.MIN_BASE}～{config.REFERENCE_BASE - 1}人は参考値。"),
         ("二次秘匿 / secondary suppression", "合計から差し引いて非表示の値が分からないよう、男女・年齢階級・"
                                             "一人暮らしの別・都道府県（全国値の内訳）の各組で、非表示のセルが他の非公表の"
                                             "回答者（他の非表示セルと、性別「その他・無回答」等の公表しない残り）30人以上と"
                                             "まとまるまで、最も小さいセルも非表示にする（注記 secondary suppression / 二次秘匿）。"),
-        ("都道府県値の出典 / area source", "当該年に県独自調査（全国調査と同じ調査票）がある県はその結果、ない県は全国調査の当該県回答者。各行の注記に出典と回答者数を記載。"),
+        ("都道府県値の出典 / area source", "当該年に県独自調査（全国調査と同じ調査票）がある県はその結果（source = own_survey）、"
+                                          "ない県は全国調査の当該県回答者（national_subsample）。全国値は全国調査（national）、"
+                                          "事業指標は事業データ（programme）。各行の注記に出典と回答者数を記載。"),
         ("16歳以上人口 / population 16+", f"推計値: 2020年国勢調査の総人口 × {POP_16PLUS_FACTOR}（全国の0～14歳 15,031,602人と15歳約107万人を除いた割合）。"),
         ("英国との比較 / UK", "直接質問のみ（選択肢が1対1で対応）。調査方法が異なるため参考値であり、有意差の主張はしない。UCLA尺度は日本4件法・英国3件法のため比較しない。"),
-        ("列 / columns", "CSVの列名はデータ契約の列名（year, area_code, …）。値の単位は unit 列: percent=%、per_10k=16歳以上人口1万人当たり、flag=1/0。"),
     ]
+    lines += [(f"方法 {k}", v) for k, v in METHOD_DESCRIPTIONS.items()]
+    return lines
+
+
+def notes_table(con: duckdb.DuckDBPyConnection, year: int | None, catalogue) -> pd.DataFrame:
+    """The notes sheet: methods, sources, synthetic-data statement, the catalogue. ``year`` None:
+    the workbook of every round."""
+    from .indicators import previous_year, rounds
+
+    files = pd.DataFrame(columns=["file_name", "kind", "survey_id", "survey_year", "synthetic"])
+    has_files = con.execute("SELECT count(*) FROM information_schema.tables "
+                            "WHERE table_name = 'files'").fetchone()[0]
+    if year is None:
+        years = rounds(con)
+        span = f"{years[0]}～{years[-1]}年（全調査回）" if years else "（調査回なし）"
+        title = f"孤独・孤立対策 評価指標 {span} / Loneliness and isolation indicators, every round"
+        if has_files:
+            files = con.execute("SELECT file_name, kind, survey_id, survey_year, synthetic FROM files "
+                                "ORDER BY kind, survey_year, file_name").df()
+    else:
+        prev = previous_year(con, year)
+        title = f"孤独・孤立対策 評価指標 {year}年調査 / Loneliness and isolation indicators, {year}"
+        if prev is not None:
+            title += f"（前回比は {prev}年調査と比較 / change vs {prev}）"
+        if has_files:
+            files = con.execute(
+                "SELECT file_name, kind, survey_id, survey_year, synthetic FROM files "
+                "WHERE kind = 'programme' OR survey_year IN (?, ?) ORDER BY kind, survey_year, file_name",
+                [year, prev if prev is not None else year]).df()
+    synthetic = bool(files["synthetic"].astype(bool).any()) if len(files) else False
+    rows: list[tuple[str, str]] = [("表題 / Title", title)]
+    if synthetic:
+        rows.append(("【注意】合成データ / SYNTHETIC DATA",
+                     "この表は合成（架空）データから作成した見本です。実際の調査結果ではありません。"
+                     " / These figures are computed from synthetic sample data, not real survey results."))
+    rows += method_notes()
+    rows.append(("列 / columns", "CSVの列名はデータ契約の列名（year, area_code, …）。値の単位は unit 列: percent=%、"
+                                 "per_10k=16歳以上人口1万人当たり、flag=1/0。year は調査年（事業データは年度）。"))
     for _, f in files.iterrows():
         label = f"出典ファイル / source file ({f['kind']})"
         sid = f" {f['survey_id']}" if isinstance(f["survey_id"], str) else ""
@@ -427,29 +478,32 @@ def notes_table(con: duckdb.DuckDBPyConnection, year: int, catalogue) -> pd.Data
     return pd.DataFrame(rows, columns=["項目 (item)", "内容 (text)"])
 
 
-def write_indicator_downloads(con: duckdb.DuckDBPyConnection, year: int, dest_dir: Path,
+def write_indicator_downloads(con: duckdb.DuckDBPyConnection, year: int | None, dest_dir: Path,
                               area_code: str | None = None) -> tuple[Path, Path]:
     """Write ``indicators-{year}.csv`` and ``.xlsx`` (or ``indicators-{year}-{area}.*`` with
-    ``area_code``: that area's rows, national value in the same row) from the warehouse."""
+    ``area_code``: that area's rows, national value in the same row) from the warehouse.
+    ``year`` None: every round in one tidy table with its ``year`` column, ``indicators.csv|xlsx``
+    (``indicators-{area}.*`` with ``area_code``)."""
     from .indicators import BREAKDOWNS_COMMON, BREAKDOWNS_UK, load_catalogue
 
     # Both name the output files: digits only (no path traversal); both are bound into the SQL.
-    year = check_year(year, "year")
+    if year is not None:
+        year = check_year(year, "year")
     if area_code is not None:
         area_code = check_area_code(area_code)
     catalogue = load_catalogue()
-    sql = "SELECT * FROM indicators WHERE year = ?"
-    params: list = [year]
+    sql = "SELECT * FROM indicators WHERE (? IS NULL OR year = ?)"
+    params: list = [year, year]
     if area_code is not None:
         sql += " AND area_code = ?"
         params.append(area_code)
-    ind = con.execute(sql + " ORDER BY area_code", params).df()
+    ind = con.execute(sql + " ORDER BY year, area_code", params).df()
     order = {i.id: k for k, i in enumerate(catalogue)}
     bd_order = {b: k for k, b in enumerate(BREAKDOWNS_COMMON + BREAKDOWNS_UK)}
     ind = (ind.assign(_i=ind.indicator_id.map(order), _b=ind.breakdown.map(bd_order))
-              .sort_values(["area_code", "_i", "_b"], kind="stable").drop(columns=["_i", "_b"]))
+              .sort_values(["year", "area_code", "_i", "_b"], kind="stable").drop(columns=["_i", "_b"]))
     table = download_table(ind, catalogue)
-    stem = f"indicators-{year}" + (f"-{area_code}" if area_code is not None else "")
+    stem = "-".join(["indicators"] + [str(year)] * (year is not None) + [area_code] * (area_code is not None))
     dest_dir = Path(dest_dir)
     csv = write_csv(table, dest_dir / f"{stem}.csv")
     xlsx = write_xlsx({"指標 (indicators)": table.rename(columns=HEADERS_JA),

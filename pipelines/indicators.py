@@ -5,14 +5,25 @@ Method (DESIGN.md "Statistical conventions"; the notebook explains it to a reade
 * Survey indicators are weighted shares. The catalogue gives each indicator a numerator and a
   denominator as DuckDB boolean expressions over the contract columns; one SQL statement evaluates
   every indicator for every area and breakdown at once (``GROUP BY GROUPING SETS``), returning
-  Σw, Σw², Σw·y and the unweighted count per cell. The statistics (Kish n_eff, Wilson interval,
-  comparisons, two-proportion test, base rules) are then applied to whole columns with
-  ``pipelines.stats`` -- no loop over prefectures.
+  Σw, Σw², Σw·y and the unweighted count per cell. The statistics (Kish n_eff divided by the
+  survey's design effect, Wilson interval, comparisons and changes by ``stats.difference_test``,
+  base rules) are then applied to whole columns with ``pipelines.stats`` -- no loop over
+  prefectures.
+* Every round: ``update_indicators`` computes every round in the warehouse (national rounds and
+  programme fiscal years) in one pass, each round's cells aggregated once and reused as the previous
+  round of the next; a round is recomputed only when its key (``round_keys``: its files, the
+  previous round's, the catalogue, the design effects, this code) changed.
+* Area vs national (column ``comparison_method``): an own-survey area against the national estimate
+  (independent samples, both uncertainties); a national-subsample area against the rest of the
+  nation (the area's respondents removed from the national sums: independent of the area, and
+  different from it in the same direction as the national figure). Newcombe interval, or Fisher's
+  exact test when an expected count is below 5.
 * Area source: a prefecture's own survey for that year when there is one (survey_kind
   'prefecture'), else the national survey's respondents living in that prefecture. National
   figures (area '00') come from the national survey only.
 * Change vs previous: the same computation for the previous round present in the warehouse, with
-  the same source rule, then a two-proportion test on the effective sizes.
+  the same source rule, then ``stats.difference_test`` on the effective sizes (column
+  ``change_method``); ``source_changed`` marks a row whose previous round came from another source.
 * Disclosure control: a cell whose unweighted base is < 30 is suppressed (value and interval
   NULL, note 'n<30 非表示'); then secondary suppression (二次秘匿, ``stats.secondary_suppression``)
   over the groups of cells that add up to a published total (``suppression_groups``): sex 1/2
@@ -309,59 +320,129 @@ def _suppress(long: pd.DataFrame, src: pd.DataFrame) -> tuple[np.ndarray, np.nda
     return primary, secondary
 
 
-def _survey_indicators(con, year: int, inds: list[Indicator], prev_year: int | None,
-                       names: dict[str, str]) -> tuple[pd.DataFrame, pd.DataFrame]:
-    wide = _aggregate(con, year, inds, with_distributions=True)
+# How each row was estimated (column `source`): the national survey (area '00'), the national
+# survey's respondents in the prefecture, the prefecture's own survey, programme data; 'none' when
+# the area has no respondents in the round.
+SOURCE_NAMES = {"national": "national", "subsample": "national_subsample", "own": "own_survey",
+                "none": "none"}
+
+
+def _area_deff(src: pd.DataFrame, effects: dict[str, float]) -> pd.Series:
+    """Design effect per area of one round: the national survey's for '00' and the subsample areas,
+    the own survey's for an area with one (the largest when it has several)."""
+    out = []
+    for kind, ids in zip(src["source_kind"], src["survey_ids"].fillna("")):
+        survey_ids = [i for i in str(ids).split("、") if i]
+        survey_kind = "prefecture" if kind == "own" else "national"
+        out.append(max(config.design_effect(survey_kind, i, effects) for i in (survey_ids or [None])))
+    return pd.Series(out, index=src.index, dtype=float)
+
+
+@dataclass
+class _RoundData:
+    """The survey cells of one round after suppression: one row per indicator x area x breakdown
+    with p (NaN when suppressed), sums, n_eff, n_design (n_eff / deff), source_kind; plus the wide
+    aggregate (for the distributions) and the per-area sources."""
+    year: int
+    cells: pd.DataFrame
+    wide: pd.DataFrame
+    src: pd.DataFrame
+
+
+def _round_data(con, year: int, inds: list[Indicator], effects: dict[str, float],
+                with_distributions: bool = True) -> _RoundData:
+    wide = _aggregate(con, year, inds, with_distributions=with_distributions)
     cur = _survey_long(wide, inds)
     src = _sources(con, year)
+    src = src.assign(deff=_area_deff(src, effects))
     cur["status"] = stats.base_status(cur["n"].to_numpy())
     primary, secondary = _suppress(cur, src)
     cur["secondary"] = secondary
     cur["suppressed"] = primary | secondary
-    lower, upper = stats.wilson_interval(cur["p"].to_numpy(), cur["n_eff"].to_numpy())
+    cur = cur.merge(src, on="area_code", how="left")
+    cur["source_kind"] = cur["source_kind"].fillna("none")
+    cur["survey_ids"] = cur["survey_ids"].fillna("")
+    cur["deff"] = cur["deff"].fillna(config.DEFAULT_DEFF)
+    cur["n_design"] = stats.design_n(cur["n_eff"].to_numpy(), cur["deff"].to_numpy())
+    lower, upper = stats.wilson_interval(cur["p"].to_numpy(), cur["n_design"].to_numpy())
     cur["lower"], cur["upper"] = lower, upper
     # Suppressed cells carry no value: neither shown nor compared.
     for c in ("p", "lower", "upper"):
         cur.loc[cur["suppressed"], c] = np.nan
+    return _RoundData(year, cur, wide, src)
 
-    nat = cur.loc[cur.area_code == NATIONAL, ["indicator_id", "breakdown", "p"]]
-    cur = cur.merge(nat.rename(columns={"p": "p_nat"}), on=["indicator_id", "breakdown"], how="left")
-    cur["comparison"] = stats.compare_with_national(cur["lower"].to_numpy(), cur["upper"].to_numpy(),
-                                                    cur["p_nat"].to_numpy(), cur["polarity"].to_numpy())
-    cur.loc[cur.area_code == NATIONAL, "comparison"] = "not_compared"
 
-    cur = cur.merge(src, on="area_code", how="left")
-    cur["source_kind"] = cur["source_kind"].fillna("none")
-    cur["survey_ids"] = cur["survey_ids"].fillna("")
+def _compare_with_national(cur: pd.DataFrame) -> pd.DataFrame:
+    """Columns p_nat, comparison, comparison_method of the round's cells (see stats module doc):
+    own survey vs the national estimate (independent samples, both uncertainties); national
+    subsample vs the rest of the nation (the area's respondents removed from the national sums)."""
+    nat = cur.loc[cur.area_code == NATIONAL, ["indicator_id", "breakdown", "p", "sw", "sw2", "swy",
+                                              "n_design", "deff"]]
+    nat = nat.rename(columns={c: f"{c}_nat" for c in nat.columns[2:]})
+    cur = cur.merge(nat, on=["indicator_id", "breakdown"], how="left")
+    p_rest, n_rest = stats.rest_of_total(cur["sw_nat"], cur["sw2_nat"], cur["swy_nat"],
+                                         cur["sw"], cur["sw2"], cur["swy"])
+    n_rest = n_rest / cur["deff_nat"].fillna(config.DEFAULT_DEFF).to_numpy()
+    kind = cur["source_kind"].to_numpy()
+    sub = kind == "subsample"
+    p_ref = np.where(sub, p_rest, cur["p_nat"].to_numpy(dtype=float))
+    n_ref = np.where(sub, n_rest, cur["n_design_nat"].to_numpy(dtype=float))
+    tested = np.isin(kind, ("subsample", "own"))
+    p_area = np.where(tested, cur["p"].to_numpy(dtype=float), np.nan)
+    p_ref = np.where(tested & ~np.isnan(cur["p_nat"].to_numpy(dtype=float)), p_ref, np.nan)
+    res = stats.difference_test(p_area, cur["n_design"].to_numpy(), p_ref, n_ref)
+    cur["comparison"] = stats.comparison_label(res["direction"], res["significant"],
+                                               cur["polarity"].to_numpy())
+    method = res["method"].copy()
+    method[sub & (method != "none")] = [m + "_rest" for m in method[sub & (method != "none")]]
+    cur["comparison_method"] = method
+    return cur
 
-    if prev_year is not None:
-        prev = _survey_long(_aggregate(con, prev_year, inds, with_distributions=False), inds)
-        prev_src = _sources(con, prev_year)[["area_code", "source_kind"]]
-        prev_primary, prev_secondary = _suppress(prev, prev_src)
-        prev.loc[prev_primary | prev_secondary, "p"] = np.nan
-        prev = prev.merge(prev_src.rename(columns={"source_kind": "prev_kind"}), on="area_code", how="left")
-        cur = cur.merge(prev[["indicator_id", "area_code", "breakdown", "p", "n_eff", "prev_kind"]]
-                        .rename(columns={"p": "p_prev", "n_eff": "n_eff_prev"}),
-                        on=["indicator_id", "area_code", "breakdown"], how="left")
-        cur["change"] = stats.change_vs_previous(cur["p"].to_numpy(), cur["n_eff"].to_numpy(),
-                                                 cur["p_prev"].to_numpy(), cur["n_eff_prev"].to_numpy())
-    else:
+
+def _change(cur: pd.DataFrame, prev: _RoundData | None) -> pd.DataFrame:
+    """Columns previous_year, prev_kind, source_changed, change_vs_previous, change_method."""
+    if prev is None:
+        cur["previous_year"] = pd.NA
         cur["prev_kind"] = None
         cur["change"] = "not_compared"
+        cur["change_method"] = "none"
+        cur["source_changed"] = False
+        return cur
+    pc = prev.cells[["indicator_id", "area_code", "breakdown", "p", "n_design", "source_kind"]]
+    cur = cur.merge(pc.rename(columns={"p": "p_prev", "n_design": "n_design_prev",
+                                       "source_kind": "prev_kind"}),
+                    on=["indicator_id", "area_code", "breakdown"], how="left")
+    res = stats.difference_test(cur["p"].to_numpy(dtype=float), cur["n_design"].to_numpy(),
+                                cur["p_prev"].to_numpy(dtype=float), cur["n_design_prev"].to_numpy())
+    cur["change"] = stats.change_label(res["direction"], res["significant"])
+    cur["change_method"] = res["method"]
+    cur["previous_year"] = prev.year
+    known = cur["prev_kind"].isin(list(SOURCE_NAMES)) & (cur["prev_kind"] != "none") & (cur["source_kind"] != "none")
+    cur["source_changed"] = (known & (cur["prev_kind"] != cur["source_kind"])).astype(bool)
+    return cur
+
+
+def _survey_indicators(rd: _RoundData, prev: _RoundData | None,
+                       names: dict[str, str]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    year = rd.year
+    cur = _compare_with_national(rd.cells.copy())
+    cur.loc[cur.area_code == NATIONAL, ["comparison", "comparison_method"]] = ["not_compared", "none"]
+    cur = _change(cur, prev)
 
     cur["area_name"] = cur["area_code"].map(names)
     notes = [_source_note(k, s, a, n) for k, s, a, n in
              zip(cur["source_kind"], cur["survey_ids"], cur["area_name"], cur["n"])]
     kinds = {"national": "全国調査", "own": "独自調査", "subsample": "全国調査の当該県回答者"}
-    for i, (st, sec, n, kind, pk) in enumerate(zip(cur["status"], cur["secondary"], cur["n"],
-                                                   cur["source_kind"], cur["prev_kind"])):
+    for i, (st, sec, n, kind, pk, changed) in enumerate(zip(
+            cur["status"], cur["secondary"], cur["n"], cur["source_kind"], cur["prev_kind"],
+            cur["source_changed"])):
         if st == "suppressed":
             notes[i] += "; n<30 非表示"
         elif sec:
             notes[i] += f"; {SECONDARY_NOTE}"
         elif st == "reference":
             notes[i] += f"; 参考値 (n={int(n):,})"
-        if isinstance(pk, str) and kind in kinds and pk in kinds and pk != kind:
+        if changed and kind in kinds and pk in kinds:
             notes[i] += f"; 前回は{kinds[pk]}のため前回比は出典が異なる"
     cur["note"] = notes
 
@@ -369,11 +450,14 @@ def _survey_indicators(con, year: int, inds: list[Indicator], prev_year: int | N
         "year": year, "area_code": cur["area_code"], "area_name": cur["area_name"],
         "indicator_id": cur["indicator_id"], "breakdown": cur["breakdown"],
         "value": cur["p"] * 100, "lower_ci95": cur["lower"] * 100, "upper_ci95": cur["upper"] * 100,
-        "n_unweighted": cur["n"], "n_effective": cur["n_eff"], "national_value": cur["p_nat"] * 100,
+        "n_unweighted": cur["n"], "n_effective": cur["n_design"], "national_value": cur["p_nat"] * 100,
         "comparison": cur["comparison"], "change_vs_previous": cur["change"],
         "suppressed": cur["suppressed"], "note": cur["note"],
+        "source": cur["source_kind"].map(SOURCE_NAMES), "previous_year": cur["previous_year"],
+        "source_changed": cur["source_changed"], "comparison_method": cur["comparison_method"],
+        "change_method": cur["change_method"], "design_effect": cur["deff"],
     })
-    return ind_table, _distributions(wide, year, src)
+    return ind_table, _distributions(rd.wide, year, rd.src)
 
 
 def _distributions(wide: pd.DataFrame, year: int, src: pd.DataFrame) -> pd.DataFrame:
@@ -432,6 +516,13 @@ def population_16plus() -> pd.DataFrame:
                          "pop16": pref.population_2020.astype(float) * POP_16PLUS_FACTOR})
 
 
+def programme_years(con: duckdb.DuckDBPyConnection) -> list[int]:
+    """Fiscal years present in the programme data, ascending."""
+    if not _has_table(con, "programme"):
+        return []
+    return [int(r[0]) for r in con.execute("SELECT DISTINCT fiscal_year FROM programme ORDER BY 1").fetchall()]
+
+
 def _programme_indicators(con, year: int, inds: list[Indicator], names: dict[str, str]) -> pd.DataFrame:
     metrics = set(schema.PROGRAMME_METRICS)
     has = _has_table(con, "programme")
@@ -453,6 +544,8 @@ def _programme_indicators(con, year: int, inds: list[Indicator], names: dict[str
     else:
         wide = pd.DataFrame({"area_code": pd.Series(dtype=str),
                              **{f"x{k}": pd.Series(dtype=float) for k in range(len(inds))}})
+    earlier = [y for y in programme_years(con) if y < year]
+    prev_fy = max(earlier) if earlier else None
     pop = population_16plus()
     prefs = pop.merge(wide, on="area_code", how="left")
     fy = f"令和{year - 2018}年度 (FY{year})"
@@ -484,6 +577,9 @@ def _programme_indicators(con, year: int, inds: list[Indicator], names: dict[str
         "lower_ci95": np.nan, "upper_ci95": np.nan, "n_unweighted": pd.NA, "n_effective": np.nan,
         "national_value": d["national_value"], "comparison": "not_compared",
         "change_vs_previous": "not_compared", "suppressed": False, "note": d["note"],
+        "source": "programme", "previous_year": prev_fy if prev_fy is not None else pd.NA,
+        "source_changed": False, "comparison_method": "none", "change_method": "none",
+        "design_effect": np.nan,
     })
 
 
@@ -494,45 +590,153 @@ def previous_year(con: duckdb.DuckDBPyConnection, year: int) -> int | None:
     return max(earlier) if earlier else None
 
 
+def rounds(con: duckdb.DuckDBPyConnection) -> list[int]:
+    """Every round the indicators table holds: the national survey rounds and the programme data's
+    fiscal years (年度 = 調査年), ascending."""
+    return sorted(set(national_years(con)) | set(programme_years(con)))
+
+
+def _single_thread(con):
+    """One DuckDB thread while computing: parallel aggregation adds floating-point numbers in an
+    order that varies from run to run, so weighted sums differed in the last bits between
+    identical runs. Published figures must be reproducible byte for byte; the cost is small."""
+    from contextlib import contextmanager
+
+    @contextmanager
+    def ctx():
+        threads = con.execute("SELECT current_setting('threads')").fetchone()[0]
+        con.execute("SET threads TO 1")
+        try:
+            yield
+        finally:
+            con.execute(f"SET threads TO {int(threads)}")
+    return ctx()
+
+
 def compute_indicators(con: duckdb.DuckDBPyConnection, year: int,
                        catalogue: list[Indicator] | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(indicators, distributions) for round ``year``; reads the warehouse, writes nothing.
 
     Raises UsageError('--year', ...) when there is no national survey for ``year``.
     """
-    # One thread: DuckDB's parallel aggregation adds floating-point numbers in an order that varies
-    # from run to run, so weighted sums differed in the last bits between identical runs. Published
-    # figures must be reproducible byte for byte; the cost is small (the work is a few GROUP BYs).
-    threads = con.execute("SELECT current_setting('threads')").fetchone()[0]
-    con.execute("SET threads TO 1")
-    try:
-        return _compute_indicators(con, year, catalogue)
-    finally:
-        con.execute(f"SET threads TO {int(threads)}")
-
-
-def _compute_indicators(con: duckdb.DuckDBPyConnection, year: int,
-                        catalogue: list[Indicator] | None) -> tuple[pd.DataFrame, pd.DataFrame]:
-    inds = catalogue if catalogue is not None else load_catalogue()
     check_national_year(con, year)
+    return next(iter(compute_rounds(con, [year], catalogue).values()))
+
+
+def compute_rounds(con: duckdb.DuckDBPyConnection, years: list[int] | None = None,
+                   catalogue: list[Indicator] | None = None,
+                   ) -> dict[int, tuple[pd.DataFrame, pd.DataFrame]]:
+    """{year: (indicators, distributions)} for ``years`` (default: every round, ``rounds``) in one
+    pass: each round's survey cells are aggregated once and reused as the previous round of the
+    next. Reads the warehouse, writes nothing."""
+    inds = catalogue if catalogue is not None else load_catalogue()
+    years = rounds(con) if years is None else sorted(set(int(y) for y in years))
     names = _area_names()
     survey_inds = [i for i in inds if i.source == "survey"]
     prog_inds = [i for i in inds if i.source == "programme"]
-    prev = previous_year(con, year)
-    parts = []
-    dist = pd.DataFrame(columns=_DIST_COLUMNS)
-    if survey_inds:
-        ind_s, dist = _survey_indicators(con, year, survey_inds, prev, names)
-        parts.append(ind_s)
-    if prog_inds:
-        parts.append(_programme_indicators(con, year, prog_inds, names))
-    ind = pd.concat(parts, ignore_index=True)
-    # Stable order: area, catalogue order, breakdown order.
-    order = {i.id: k for k, i in enumerate(inds)}
-    bd_order = {b: k for k, b in enumerate(BREAKDOWNS_COMMON + BREAKDOWNS_UK)}
-    ind = (ind.assign(_a=ind.area_code, _i=ind.indicator_id.map(order), _b=ind.breakdown.map(bd_order))
-              .sort_values(["_a", "_i", "_b"]).drop(columns=["_a", "_i", "_b"]).reset_index(drop=True))
-    return _typed_indicators(ind), _typed_distributions(dist)
+    nat_years = set(national_years(con))
+    effects = config.design_effects()
+    cache: dict[int, _RoundData] = {}
+
+    def data(y: int, dist: bool) -> _RoundData:
+        if y not in cache or (dist and "n_all" not in cache[y].wide):
+            cache[y] = _round_data(con, y, survey_inds, effects, with_distributions=dist)
+        return cache[y]
+
+    out = {}
+    with _single_thread(con):
+        for year in years:
+            parts = []
+            dist = pd.DataFrame(columns=_DIST_COLUMNS)
+            if survey_inds and year in nat_years:
+                prev_y = previous_year(con, year)
+                prev = data(prev_y, False) if prev_y is not None else None
+                ind_s, dist = _survey_indicators(data(year, True), prev, names)
+                parts.append(ind_s)
+            if prog_inds:
+                parts.append(_programme_indicators(con, year, prog_inds, names))
+            if not parts:
+                continue
+            ind = pd.concat(parts, ignore_index=True)
+            # Stable order: area, catalogue order, breakdown order.
+            order = {i.id: k for k, i in enumerate(inds)}
+            bd_order = {b: k for k, b in enumerate(BREAKDOWNS_COMMON + BREAKDOWNS_UK)}
+            ind = (ind.assign(_a=ind.area_code, _i=ind.indicator_id.map(order), _b=ind.breakdown.map(bd_order))
+                      .sort_values(["_a", "_i", "_b"]).drop(columns=["_a", "_i", "_b"]).reset_index(drop=True))
+            out[year] = (_typed_indicators(ind), _typed_distributions(dist))
+    return out
+
+
+ROUNDS_TABLE_DDL = """
+CREATE TABLE IF NOT EXISTS indicator_rounds (
+    year INTEGER PRIMARY KEY,
+    input_key VARCHAR NOT NULL          -- md5 of what the round's rows depend on
+)"""
+
+
+def round_keys(con: duckdb.DuckDBPyConnection, catalogue: list[Indicator] | None = None) -> dict[int, str]:
+    """{year: key} of every round: a digest of what its rows depend on -- the files of its survey
+    round and of the previous round (a round's change column and source marks read it), the
+    programme rows of its fiscal year and of the previous one, the catalogue, the design effects,
+    the prefecture reference file and this code. Adding a round changes the key of that round and
+    of the round after it only."""
+    import hashlib
+
+    inds = catalogue if catalogue is not None else load_catalogue()
+    files: dict[int, str] = {}
+    if _has_table(con, "survey_responses"):
+        files = {int(y): f for y, f in con.execute(
+            "SELECT survey_year, string_agg(DISTINCT file_id, ',' ORDER BY file_id) FROM survey_responses "
+            "GROUP BY survey_year").fetchall()}
+    prog: dict[int, str] = {}
+    if _has_table(con, "programme"):
+        prog = {int(y): h for y, h in con.execute(
+            "SELECT fiscal_year, md5(string_agg(concat_ws('|', pref_code, metric_id, value), ',' "
+            "ORDER BY pref_code, metric_id, value)) FROM programme GROUP BY fiscal_year").fetchall()}
+    code = hashlib.md5()
+    for path in (Path(__file__), Path(stats.__file__), Path(config.__file__), Path(schema.__file__),
+                 config.REFERENCE_DIR / "prefectures.csv"):
+        code.update(path.read_bytes())
+    common = repr((code.hexdigest(), [repr(i) for i in inds], sorted(config.design_effects().items())))
+    prog_years = programme_years(con)
+    out = {}
+    for y in rounds(con):
+        prev = previous_year(con, y)
+        prev_fy = max([p for p in prog_years if p < y], default=None)
+        parts = (common, y, files.get(y), prev, files.get(prev) if prev else None, prog.get(y), prev_fy)
+        out[y] = hashlib.md5(repr(parts).encode()).hexdigest()
+    return out
+
+
+def update_indicators(con: duckdb.DuckDBPyConnection, catalogue: list[Indicator] | None = None,
+                      force: bool = False) -> dict[str, list[int]]:
+    """Bring the `indicators` and `distributions` tables up to date with every round in the
+    warehouse: rounds whose inputs changed (``round_keys``) are computed again and replaced, rounds
+    no longer present are removed, the others are kept. Returns {'computed': [...], 'kept': [...],
+    'removed': [...]}."""
+    keys = round_keys(con, catalogue)
+    _ensure_tables(con)
+    stored = dict(con.execute("SELECT year, input_key FROM indicator_rounds").fetchall())
+    have = {int(r[0]) for r in con.execute("SELECT DISTINCT year FROM indicators").fetchall()}
+    todo = [y for y, k in keys.items() if force or stored.get(y) != k or y not in have]
+    removed = sorted((set(stored) | have) - set(keys))
+    computed = compute_rounds(con, todo, catalogue) if todo else {}
+    con.execute("BEGIN TRANSACTION")
+    try:
+        for y in removed:
+            for t in ("indicators", "distributions", "indicator_rounds"):
+                con.execute(f"DELETE FROM {t} WHERE year = ?", [y])
+        for y, (ind, dist) in computed.items():
+            _replace_round(con, y, ind, dist)
+            con.execute("DELETE FROM indicator_rounds WHERE year = ?", [y])
+            con.execute("INSERT INTO indicator_rounds VALUES (?, ?)", [y, keys[y]])
+        con.execute("COMMIT")
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+    result = {"computed": sorted(computed), "kept": sorted(set(keys) - set(todo)), "removed": removed}
+    log.info("indicators: computed %s, kept %s, removed %s", result["computed"], result["kept"], removed)
+    return result
 
 
 _DIST_COLUMNS = ["year", "area_code", "question", "breakdown", "category", "category_label", "value",
@@ -543,12 +747,14 @@ def _typed_indicators(df: pd.DataFrame) -> pd.DataFrame:
     df = df[schema.INDICATOR_COLUMNS].copy()
     df["year"] = df["year"].astype("int64")
     for c in ("area_code", "area_name", "indicator_id", "breakdown", "comparison",
-              "change_vs_previous", "note"):
+              "change_vs_previous", "note", "source", "comparison_method", "change_method"):
         df[c] = df[c].astype(object)
-    for c in ("value", "lower_ci95", "upper_ci95", "n_effective", "national_value"):
+    for c in ("value", "lower_ci95", "upper_ci95", "n_effective", "national_value", "design_effect"):
         df[c] = pd.to_numeric(df[c], errors="coerce").astype("float64")
-    df["n_unweighted"] = pd.to_numeric(df["n_unweighted"], errors="coerce").astype("Int64")
+    for c in ("n_unweighted", "previous_year"):
+        df[c] = pd.to_numeric(df[c], errors="coerce").astype("Int64")
     df["suppressed"] = df["suppressed"].astype(bool)
+    df["source_changed"] = df["source_changed"].astype(bool)
     return df
 
 
@@ -562,30 +768,39 @@ def _typed_distributions(df: pd.DataFrame) -> pd.DataFrame:
     return df.reset_index(drop=True)
 
 
-def write_indicators(con: duckdb.DuckDBPyConnection, year: int, indicators: pd.DataFrame,
-                     distributions: pd.DataFrame) -> None:
-    """Replace the rows of ``year`` in `indicators` and `distributions`, in one transaction."""
+def _ensure_tables(con: duckdb.DuckDBPyConnection) -> None:
+    """Create the derived tables; an `indicators` table of an older layout (columns differ) is
+    derived data: dropped with the round keys and created again, so every round is recomputed."""
+    if _has_table(con, "indicators"):
+        cols = [r[0] for r in con.execute(
+            "SELECT column_name FROM information_schema.columns WHERE table_name = 'indicators' "
+            "ORDER BY ordinal_position").fetchall()]
+        if cols != schema.INDICATOR_COLUMNS:
+            log.info("indicators table of an older layout: recreated")
+            con.execute("DROP TABLE indicators")
+            con.execute("DROP TABLE IF EXISTS indicator_rounds")
+    con.execute(schema.INDICATORS_TABLE_DDL)
+    con.execute(schema.DISTRIBUTIONS_TABLE_DDL)
+    con.execute(ROUNDS_TABLE_DDL)
+
+
+def _replace_round(con: duckdb.DuckDBPyConnection, year: int, indicators: pd.DataFrame,
+                   distributions: pd.DataFrame) -> None:
+    """Replace the rows of ``year`` (inside the caller's transaction)."""
     for name, df in (("indicators", indicators), ("distributions", distributions)):
         if len(df) and set(df["year"].unique()) != {year}:
             raise ValueError(f"{name}: every row must have year {year}")
-    con.execute(schema.INDICATORS_TABLE_DDL)
-    con.execute(schema.DISTRIBUTIONS_TABLE_DDL)
     ind = indicators[schema.INDICATOR_COLUMNS]
     dist = distributions[_DIST_COLUMNS]
-    con.execute("BEGIN TRANSACTION")
+    con.execute("DELETE FROM indicators WHERE year = ?", [year])
+    con.execute("DELETE FROM distributions WHERE year = ?", [year])
+    con.register("_ind_new", ind)
+    con.register("_dist_new", dist)
     try:
-        con.execute("DELETE FROM indicators WHERE year = ?", [year])
-        con.execute("DELETE FROM distributions WHERE year = ?", [year])
-        con.register("_ind_new", ind)
-        con.register("_dist_new", dist)
         con.execute(f"INSERT INTO indicators ({', '.join(schema.INDICATOR_COLUMNS)}) "
                     f"SELECT {', '.join(schema.INDICATOR_COLUMNS)} FROM _ind_new")
         con.execute(f"INSERT INTO distributions ({', '.join(_DIST_COLUMNS)}) "
                     f"SELECT {', '.join(_DIST_COLUMNS)} FROM _dist_new")
-        con.execute("COMMIT")
-    except BaseException:
-        con.execute("ROLLBACK")
-        raise
     finally:
         for v in ("_ind_new", "_dist_new"):
             try:
@@ -593,6 +808,53 @@ def write_indicators(con: duckdb.DuckDBPyConnection, year: int, indicators: pd.D
             except duckdb.Error:
                 pass
     log.info("indicators %d: %d rows, distributions: %d rows", year, len(ind), len(dist))
+
+
+def write_indicators(con: duckdb.DuckDBPyConnection, year: int, indicators: pd.DataFrame,
+                     distributions: pd.DataFrame) -> None:
+    """Replace the rows of ``year`` in `indicators` and `distributions`, in one transaction (the
+    round's stored key is dropped: ``update_indicators`` recomputes it next time)."""
+    _ensure_tables(con)
+    con.execute("BEGIN TRANSACTION")
+    try:
+        _replace_round(con, year, indicators, distributions)
+        con.execute("DELETE FROM indicator_rounds WHERE year = ?", [year])
+        con.execute("COMMIT")
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+
+
+_SURVEY_AREA_SOURCES = ("national_subsample", "own_survey")
+
+
+def homogeneity(indicators: pd.DataFrame, indicator_id: str, year: int,
+                breakdown: str = "total") -> dict[str, float]:
+    """χ² test that the prefectures share one proportion for ``indicator_id`` in round ``year``
+    (``stats.homogeneity_test`` on the published prefecture rows: value / 100 and n_effective,
+    which already includes the design effect; suppressed rows are left out). The prefectures'
+    respondents are disjoint, so the areas are independent samples. Returns statistic, df, p_value
+    and k (the number of prefectures tested)."""
+    rows = indicators[(indicators["indicator_id"] == indicator_id) & (indicators["year"] == year)
+                      & (indicators["breakdown"] == breakdown) & (indicators["area_code"] != NATIONAL)
+                      & indicators["source"].isin(_SURVEY_AREA_SOURCES) & ~indicators["suppressed"]]
+    return stats.homogeneity_test(rows["value"].to_numpy(dtype=float) / 100.0,
+                                  rows["n_effective"].to_numpy(dtype=float))
+
+
+def multiple_comparisons(indicators: pd.DataFrame, year: int,
+                         area_code: str | None = None) -> dict[str, dict[str, float]]:
+    """For the multiple-comparison caveat: ``stats.multiplicity`` of the prefecture rows of round
+    ``year`` (one prefecture's with ``area_code``), for 'comparison' (tests vs national) and
+    'change' (tests vs the previous round): tests made, flags, expected false flags at α."""
+    rows = indicators[(indicators["year"] == year) & (indicators["area_code"] != NATIONAL)
+                      & indicators["source"].isin(_SURVEY_AREA_SOURCES)]
+    if area_code is not None:
+        rows = rows[rows["area_code"] == area_code]
+    cmp_flag = rows["comparison"].isin(["better", "worse", "higher", "lower"])
+    chg_flag = rows["change_vs_previous"].isin(["increase", "decrease"])
+    return {"comparison": stats.multiplicity(int((rows["comparison_method"] != "none").sum()), int(cmp_flag.sum())),
+            "change": stats.multiplicity(int((rows["change_method"] != "none").sum()), int(chg_flag.sum()))}
 
 
 def summary(indicators: pd.DataFrame) -> pd.DataFrame:
@@ -609,9 +871,10 @@ def summary(indicators: pd.DataFrame) -> pd.DataFrame:
 
 def run_indicators(year: int, warehouse: Path, out_dir: Path, pool=None, downloads: bool = True) -> Path:
     """`tsunagari indicators`: execute the indicators notebook with papermill (audit record in
-    ``out_dir/runs/indicators-{year}.ipynb``; the notebook writes the tables), then write
-    ``out_dir/downloads/indicators-{year}.csv`` and ``.xlsx`` (unless downloads=False: the build
-    writes them while the reports run). With `pool` (an executor.WarmPool) the notebook runs in a
+    ``out_dir/runs/indicators-{year}.ipynb``; the notebook brings every round of the tables up to
+    date, ``year`` is the report round it summarises), then write ``out_dir/downloads/indicators.csv``
+    / ``.xlsx`` (every round) and ``indicators-{y}.csv`` / ``.xlsx`` per round (unless
+    downloads=False: the build writes them while the reports run). With `pool` (an executor.WarmPool) the notebook runs in a
     worker's warm kernel. Returns the executed notebook path."""
     warehouse = Path(warehouse).resolve()
     out_dir = Path(out_dir)
@@ -647,12 +910,20 @@ def run_indicators(year: int, warehouse: Path, out_dir: Path, pool=None, downloa
     return executed
 
 
-def write_downloads(year: int, warehouse: Path, out_dir: Path) -> None:
-    """``out_dir/downloads/indicators-{year}.csv`` and ``.xlsx`` from the warehouse tables."""
+def write_downloads(year: int | None, warehouse: Path, out_dir: Path, years: list[int] | None = None,
+                    combined: bool = True) -> list[Path]:
+    """``out_dir/downloads/indicators.csv|xlsx`` (every round; unless ``combined`` is False) and
+    ``indicators-{y}.csv|xlsx`` for each round in ``years`` (default: every round in the warehouse
+    tables). ``year`` is kept for callers: every round is written."""
     from .downloads import write_indicator_downloads
 
     con = duckdb.connect(str(warehouse), read_only=True)
     try:
-        write_indicator_downloads(con, year, Path(out_dir) / "downloads")
+        if years is None:
+            years = [int(r[0]) for r in con.execute("SELECT DISTINCT year FROM indicators ORDER BY 1").fetchall()]
+        paths = list(write_indicator_downloads(con, None, Path(out_dir) / "downloads")) if combined else []
+        for y in years:
+            paths += write_indicator_downloads(con, y, Path(out_dir) / "downloads")
+        return paths
     finally:
         con.close()

@@ -170,7 +170,10 @@ CREATE TABLE IF NOT EXISTS validation_results (
 # The tidy indicators table (DESIGN.md). One row per year x area x indicator x breakdown.
 INDICATOR_COLUMNS = ["year", "area_code", "area_name", "indicator_id", "breakdown", "value",
                      "lower_ci95", "upper_ci95", "n_unweighted", "n_effective", "national_value",
-                     "comparison", "change_vs_previous", "suppressed", "note"]
+                     "comparison", "change_vs_previous", "suppressed", "note",
+                     # How each row was judged (after the contract columns; see stats / indicators)
+                     "source", "previous_year", "source_changed", "comparison_method",
+                     "change_method", "design_effect"]
 
 INDICATORS_TABLE_DDL = """
 CREATE TABLE IF NOT EXISTS indicators (
@@ -188,7 +191,13 @@ CREATE TABLE IF NOT EXISTS indicators (
     comparison VARCHAR,                    -- better|worse|similar|higher|lower|not_compared
     change_vs_previous VARCHAR,            -- increase|decrease|no_change|not_compared
     suppressed BOOLEAN NOT NULL,
-    note VARCHAR                           -- source and base, 参考値 flag, suppression reason
+    note VARCHAR,                          -- source and base, 参考値 flag, suppression reason
+    source VARCHAR,                        -- national|national_subsample|own_survey|programme|none
+    previous_year INTEGER,                 -- the round change_vs_previous compares with (NULL: none)
+    source_changed BOOLEAN,                -- the previous round's source differs (e.g. subsample -> own survey)
+    comparison_method VARCHAR,             -- newcombe|fisher|newcombe_rest|fisher_rest|none (stats.METHOD_DESCRIPTIONS)
+    change_method VARCHAR,                 -- newcombe|fisher|none
+    design_effect DOUBLE                   -- deff of the row's survey; n_effective and intervals use n_eff/deff
 )"""
 
 # Full answer distributions for the charts: one row per year x area x question x breakdown x category.

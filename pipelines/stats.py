@@ -19,9 +19,26 @@ Method summary (what every report's methods section states):
   denominator all respondents (無回答 included) unless the indicator is defined on a sub-population.
 * Kish effective sample size n_eff = (Σw)² / Σw² (equals n when all weights are equal).
 * 95 % Wilson score interval for p on n_eff, clipped to [0, 1].
-* Area vs national: the area's interval wholly below / above the national value -> better / worse
-  (by polarity), otherwise ``similar``.
-* Change vs previous round: pooled two-proportion z-test (比率の差の検定), two-sided, at 95 %.
+* Design effect: every effective size used for an interval or a test is n_eff / deff, with deff
+  the survey's configured design effect (``config.design_effects``; default 1.0, i.e. only the
+  weighting effect of Kish's n_eff is taken into account).
+* Differences of two independent proportions (``difference_test``): Newcombe's hybrid score
+  interval (Newcombe 1998, method 10, from the two Wilson intervals) on the effective sizes; when any
+  expected count of the 2x2 table is below 5, Fisher's exact test (two-sided) on the effective
+  counts rounded to whole numbers decides instead. ``comparison_label`` / ``change_label`` turn the
+  result into the published labels (one function each).
+* Area vs national (``indicators`` chooses the reference): an area from its own survey is
+  independent of the national sample, so it is compared with the national estimate with both
+  uncertainties (method ``newcombe`` / ``fisher``); an area estimated from the national survey's
+  respondents is part of the national sample, so it is compared with the rest of the nation
+  (national minus the area, ``rest_of_total``), which is independent of it and differs from the
+  area in the same direction as the national figure does (method ``newcombe_rest`` /
+  ``fisher_rest``).
+* Change vs previous round: the same test on the two rounds (independent samples).
+* Homogeneity across areas (``homogeneity_test``): Pearson's χ² test on effective counts.
+* ``compare_with_national`` / ``two_proportion_test`` / ``change_vs_previous``: the earlier
+  interval-overlap rule and pooled z-test (比率の差の検定), kept for callers and comparisons; the
+  indicators table uses ``difference_test``.
 * Bases: unweighted base < 30 suppressed, 30–99 shown as 参考値, >= 100 ok.
 * Secondary suppression (二次秘匿, ``secondary_suppression``): within every group of cells that add
   up to a published total (sex 1/2, age bands, UK age bands, living alone 1/0, and prefectures
@@ -57,6 +74,17 @@ __all__ = [
     "two_proportion_test",
     "change_vs_previous",
     "base_status",
+    "design_n",
+    "newcombe_interval",
+    "fisher_exact_p",
+    "expected_counts_min",
+    "difference_test",
+    "rest_of_total",
+    "comparison_label",
+    "change_label",
+    "homogeneity_test",
+    "multiplicity",
+    "METHOD_DESCRIPTIONS",
     "secondary_suppression",
     "groups_from_labels",
     "ucla_score",
@@ -268,20 +296,11 @@ def compare_with_national(lower: Any, upper: Any, national: Any, polarity: Any) 
     """
     pol = _polarity_array(polarity)
     scalar = all(_is_scalar(a) for a in (lower, upper, national)) and pol.ndim == 0
-    lo, up, nat = (_as_float(a) for a in (lower, upper, national))
-    lo, up, nat, pol = np.broadcast_arrays(lo, up, nat, pol)
+    lo, up, nat = np.broadcast_arrays(*(_as_float(a) for a in (lower, upper, national)))
     missing = np.isnan(lo) | np.isnan(up) | np.isnan(nat)
-    below = ~missing & (up < nat)
-    above = ~missing & (lo > nat)
-    below_label = np.select([pol == "low_is_good", pol == "high_is_good"], ["better", "worse"],
-                            "lower").astype(object)
-    above_label = np.select([pol == "low_is_good", pol == "high_is_good"], ["worse", "better"],
-                            "higher").astype(object)
-    out = np.full(lo.shape, "similar", dtype=object)
-    out[below] = below_label[below]
-    out[above] = above_label[above]
-    out[missing] = "not_compared"
-    return _out_label(out, scalar)
+    direction = np.where(missing, np.nan, np.where(up < nat, -1.0, np.where(lo > nat, 1.0, 0.0)))
+    out = comparison_label(direction, direction != 0, pol)
+    return _out_label(np.asarray(out, dtype=object), scalar)
 
 
 def two_proportion_test(
@@ -345,6 +364,250 @@ def base_status(
     out[valid & (n >= min_base)] = "reference"
     out[valid & (n >= reference_base)] = "ok"
     return _out_label(out, scalar)
+
+
+# --------------------------------------------------------------------------------------------
+# Tests valid for the case: independent proportions, small counts, design effect
+# --------------------------------------------------------------------------------------------
+
+# Short method names stored in the indicators table (comparison_method / change_method).
+METHOD_DESCRIPTIONS = {
+    "newcombe": "Newcombe hybrid score interval for the difference of two independent proportions "
+                "(method 10) on effective sizes / 独立な2標本の比率の差のNewcombe区間（有効標本サイズ）",
+    "fisher": "Fisher's exact test on rounded effective counts (an expected count < 5) / "
+              "期待度数が5未満のためFisherの正確検定（有効標本数を丸めた度数）",
+    "newcombe_rest": "area vs the rest of the nation (independent), Newcombe interval / "
+                     "当該県を除く全国との比較（独立標本）、Newcombe区間",
+    "fisher_rest": "area vs the rest of the nation (independent), Fisher's exact test / "
+                   "当該県を除く全国との比較（独立標本）、Fisherの正確検定",
+    "none": "not tested (a value missing or suppressed, national row, or programme data) / 検定なし",
+}
+EXPECTED_MIN = 5.0
+
+
+def design_n(n_eff: Any, deff: Any = 1.0) -> float | np.ndarray:
+    """Effective size after the design effect: n_eff / deff. ``deff`` must be > 0 (a survey's
+    design effect, 1.0 = simple random sampling apart from weighting)."""
+    scalar, (n, d) = _prepare(n_eff, deff)
+    if np.any(~np.isnan(d) & (d <= 0)) or np.isnan(d).any():
+        raise ValueError(f"deff must be a number > 0 (got e.g. {d[np.isnan(d) | (d <= 0)][:5].tolist()})")
+    return _out_float(n / d, scalar)
+
+
+def _check_props(**named: np.ndarray) -> None:
+    for name, v in named.items():
+        bad = ~np.isnan(v) & ((v < 0) | (v > 1))
+        if bad.any():
+            raise ValueError(f"{name} must be a proportion in [0, 1] (got e.g. {v[bad][:5].tolist()})")
+
+
+def newcombe_interval(
+    p1: Any, n1: Any, p2: Any, n2: Any, confidence: float = CONFIDENCE_LEVEL
+) -> tuple[float, float] | tuple[np.ndarray, np.ndarray]:
+    """Newcombe's hybrid score interval (method 10) for p1 − p2 of two independent proportions on
+    (effective) sizes n1, n2: with (l_i, u_i) the Wilson interval of p_i,
+    lower = d − √((p1 − l1)² + (u2 − p2)²), upper = d + √((u1 − p1)² + (p2 − l2)²), d = p1 − p2.
+    Equals statsmodels ``confint_proportions_2indep(..., method='newcomb')``. Missing input or
+    n <= 0 gives (nan, nan)."""
+    scalar, (a, na, b, nb) = _prepare(p1, n1, p2, n2)
+    _check_props(p1=a, p2=b)
+    l1, u1 = wilson_interval(a, na, confidence)
+    l2, u2 = wilson_interval(b, nb, confidence)
+    d = a - b
+    lower = d - np.sqrt((a - l1) ** 2 + (u2 - b) ** 2)
+    upper = d + np.sqrt((u1 - a) ** 2 + (b - l2) ** 2)
+    return _out_float(lower, scalar), _out_float(upper, scalar)
+
+
+def _log_factorials(n: int) -> np.ndarray:
+    """log(k!) for k = 0..n (cumulative sum of logs: exact enough for the tables tested here)."""
+    return np.concatenate(([0.0], np.cumsum(np.log(np.arange(1, n + 1, dtype=float)))))
+
+
+def _fisher_one(x1: int, n1: int, x2: int, n2: int, lf: np.ndarray) -> float:
+    t = x1 + x2
+    lo, hi = max(0, t - n2), min(t, n1)
+    k = np.arange(lo, hi + 1)
+    # log P(k) of the hypergeometric distribution with both margins fixed.
+    lp = (lf[n1] - lf[k] - lf[n1 - k] + lf[n2] - lf[t - k] - lf[n2 - t + k]
+          - (lf[n1 + n2] - lf[t] - lf[n1 + n2 - t]))
+    obs = lp[x1 - lo]
+    # Two-sided: every table at most as probable as the observed one (relative tolerance as scipy).
+    keep = lp <= obs + math.log1p(1e-7)
+    return float(min(1.0, np.exp(lp[keep]).sum()))
+
+
+def fisher_exact_p(x1: Any, n1: Any, x2: Any, n2: Any) -> float | np.ndarray:
+    """Two-sided p-value of Fisher's exact test for the 2x2 table [[x1, n1 − x1], [x2, n2 − x2]]
+    (same as ``scipy.stats.fisher_exact``). Counts are rounded to whole numbers (effective counts
+    may be fractional); a missing input, n <= 0 after rounding, or x outside 0..n gives NaN."""
+    scalar, arrs = _prepare(x1, n1, x2, n2)
+    a, na, b, nb = (np.round(v) for v in arrs)
+    ok = ~(np.isnan(a) | np.isnan(na) | np.isnan(b) | np.isnan(nb))
+    ok &= (na > 0) & (nb > 0) & (a >= 0) & (b >= 0) & (a <= na) & (b <= nb)
+    out = np.full(a.shape, np.nan)
+    if not ok.any():
+        return _out_float(out, scalar)
+    lf = _log_factorials(int((na + nb)[ok].max()))
+    memo: dict[tuple[int, int, int, int], float] = {}
+    for idx in zip(*np.nonzero(ok)) if a.ndim else [()]:
+        key = (int(a[idx]), int(na[idx]), int(b[idx]), int(nb[idx]))
+        if key not in memo:
+            memo[key] = _fisher_one(*key, lf)
+        out[idx] = memo[key]
+    return _out_float(out, scalar)
+
+
+def expected_counts_min(p1: Any, n1: Any, p2: Any, n2: Any) -> float | np.ndarray:
+    """The smallest expected count of the 2x2 table (successes/failures x two samples) under
+    homogeneity, pooled = (p1·n1 + p2·n2) / (n1 + n2): min(n_i·pooled, n_i·(1 − pooled))."""
+    scalar, (a, na, b, nb) = _prepare(p1, n1, p2, n2)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        pooled = (a * na + b * nb) / (na + nb)
+        m = np.minimum(np.minimum(na, nb) * pooled, np.minimum(na, nb) * (1.0 - pooled))
+    return _out_float(m, scalar)
+
+
+def difference_test(
+    p1: Any, n1: Any, p2: Any, n2: Any, confidence: float = CONFIDENCE_LEVEL,
+    method_suffix: str = "",
+) -> dict[str, Any]:
+    """Test p1 − p2 for two independent proportions on effective sizes (already divided by the
+    design effect). Returns a dict of arrays (scalars for scalar input): ``diff``, ``lower``,
+    ``upper`` (Newcombe interval), ``p_value`` (Fisher, NaN when the interval decided),
+    ``significant`` (bool), ``direction`` (+1 / −1 / 0, NaN when not tested) and ``method``
+    (``newcombe`` or ``fisher`` + ``method_suffix``; ``none`` when an input is missing or n <= 0).
+
+    Rule: if every expected count is >= 5, significant when the Newcombe interval excludes 0; else
+    significant when Fisher's exact p < 1 − confidence on the rounded effective counts."""
+    c = _check_confidence(confidence)
+    scalar, (a, na, b, nb) = _prepare(p1, n1, p2, n2)
+    _check_props(p1=a, p2=b)
+    ok = ~(np.isnan(a) | np.isnan(na) | np.isnan(b) | np.isnan(nb)) & (na > 0) & (nb > 0)
+    lower, upper = newcombe_interval(a, np.where(ok, na, np.nan), b, np.where(ok, nb, np.nan), c)
+    lower, upper = np.asarray(lower, dtype=float), np.asarray(upper, dtype=float)
+    small = ok & (np.asarray(expected_counts_min(a, na, b, nb)) < EXPECTED_MIN)
+    pval = np.full(a.shape, np.nan)
+    if small.any():
+        pval[small] = fisher_exact_p(a[small] * na[small], na[small], b[small] * nb[small], nb[small])
+    small &= ~np.isnan(pval)   # rounding made a sample empty: fall back to the interval
+    sig = np.where(small, pval < 1.0 - c, ok & ((lower > 0) | (upper < 0)))
+    diff = np.where(ok, a - b, np.nan)
+    direction = np.where(ok, np.sign(diff), np.nan)
+    method = np.where(~ok, "none", np.where(small, "fisher" + method_suffix,
+                                              "newcombe" + method_suffix)).astype(object)
+    out = {"diff": diff, "lower": lower, "upper": upper, "p_value": pval,
+           "significant": sig.astype(bool), "direction": direction, "method": method}
+    if scalar:
+        return {k: (str(v.item()) if k == "method" else bool(v) if k == "significant" else float(v))
+                for k, v in out.items()}
+    return out
+
+
+def rest_of_total(
+    sw_total: Any, sw2_total: Any, swy_total: Any, sw_part: Any, sw2_part: Any, swy_part: Any
+) -> tuple[float, float] | tuple[np.ndarray, np.ndarray]:
+    """(share, Kish n_eff) of the rest of a sample once a part is removed, from the weighted sums
+    Σw, Σw², Σw·y of the whole and of the part: p = (Σw·y − Σw·y_part) / (Σw − Σw_part),
+    n_eff = (Σw − Σw_part)² / (Σw² − Σw²_part). An empty rest (or missing input) gives NaN. Used to
+    compare an area estimated from the national survey with the rest of the nation, a sample
+    independent of it."""
+    scalar, (sw, sw2, swy, pw, pw2, pwy) = _prepare(sw_total, sw2_total, swy_total, sw_part,
+                                                     sw2_part, swy_part)
+    rw, rw2, rwy = sw - pw, sw2 - pw2, swy - pwy
+    # Sums of the same floats in another order: a rest of a few 1e-12 is an empty rest.
+    tol = 1e-9 * np.maximum(np.abs(sw), 1.0)
+    ok = (rw > tol) & (rw2 > 0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        p = np.where(ok, np.clip(rwy / np.where(ok, rw, 1.0), 0.0, 1.0), np.nan)
+        n = np.where(ok, rw * rw / np.where(ok, rw2, 1.0), np.nan)
+    return _out_float(p, scalar), _out_float(n, scalar)
+
+
+def comparison_label(direction: Any, significant: Any, polarity: Any) -> str | np.ndarray:
+    """The published comparison with a reference (national): ``direction`` = sign of area −
+    reference (+1, −1, 0; NaN = not tested), ``significant`` (bool). Not significant: ``similar``.
+    Significant and below: ``better`` (low_is_good) / ``worse`` (high_is_good) / ``lower``
+    (no_judgement); above: ``worse`` / ``better`` / ``higher``. Not tested: ``not_compared``."""
+    pol = _polarity_array(polarity)
+    scalar = _is_scalar(direction) and _is_scalar(significant) and pol.ndim == 0
+    d = _as_float(direction)
+    sig = np.asarray(significant, dtype=bool)
+    d, sig, pol = np.broadcast_arrays(d, sig, pol)
+    missing = np.isnan(d)
+    below = ~missing & sig & (d < 0)
+    above = ~missing & sig & (d > 0)
+    below_label = np.select([pol == "low_is_good", pol == "high_is_good"], ["better", "worse"],
+                            "lower").astype(object)
+    above_label = np.select([pol == "low_is_good", pol == "high_is_good"], ["worse", "better"],
+                            "higher").astype(object)
+    out = np.full(d.shape, "similar", dtype=object)
+    out[below] = below_label[below]
+    out[above] = above_label[above]
+    out[missing] = "not_compared"
+    return _out_label(out, scalar)
+
+
+def change_label(direction: Any, significant: Any) -> str | np.ndarray:
+    """The published change vs the previous round: ``increase`` / ``decrease`` when significant,
+    else ``no_change``; ``not_compared`` when ``direction`` is NaN (not tested)."""
+    scalar = _is_scalar(direction) and _is_scalar(significant)
+    d = _as_float(direction)
+    d, sig = np.broadcast_arrays(d, np.asarray(significant, dtype=bool))
+    out = np.full(d.shape, "no_change", dtype=object)
+    out[~np.isnan(d) & sig & (d > 0)] = "increase"
+    out[~np.isnan(d) & sig & (d < 0)] = "decrease"
+    out[np.isnan(d)] = "not_compared"
+    return _out_label(out, scalar)
+
+
+def homogeneity_test(p: Any, n: Any) -> dict[str, float]:
+    """Pearson's χ² test that k areas share one proportion, on effective counts: the 2 x k table
+    (p_i·n_i, (1 − p_i)·n_i) with n_i the effective sizes after the design effect. Areas with a
+    missing p or n <= 0 are left out. Returns ``statistic``, ``df`` (k − 1), ``p_value`` and ``k``;
+    NaN statistic when fewer than 2 areas remain or the pooled share is 0 or 1. Equals
+    ``scipy.stats.chi2_contingency(table, correction=False)`` for whole counts."""
+    pp, nn = (np.ravel(a) for a in _prepare(p, n)[1])
+    _check_props(p=pp)
+    keep = ~np.isnan(pp) & ~np.isnan(nn) & (nn > 0)
+    pp, nn = pp[keep], nn[keep]
+    k = int(pp.size)
+    nan = {"statistic": float("nan"), "df": float(max(k - 1, 0)), "p_value": float("nan"), "k": k}
+    if k < 2:
+        return nan
+    pooled = float(np.dot(pp, nn) / nn.sum())
+    if pooled <= 0.0 or pooled >= 1.0:
+        return nan
+    stat = float(np.sum(nn * (pp - pooled) ** 2) / (pooled * (1.0 - pooled)))
+    from scipy.stats import chi2   # imported on use: the indicators stage does not need scipy
+
+    return {"statistic": stat, "df": float(k - 1), "p_value": float(chi2.sf(stat, k - 1)), "k": k}
+
+
+def multiplicity(n_tests: int, n_flagged: int, confidence: float = CONFIDENCE_LEVEL) -> dict[str, float]:
+    """For the multiple-comparison caveat: of ``n_tests`` tests at level α = 1 − confidence,
+    ``n_flagged`` were significant; ``expected_false`` = α·n_tests flags are expected even when
+    nothing differs, ``share_flagged`` = n_flagged / n_tests, and ``p_all_null`` the binomial
+    probability of at least n_flagged flags if every null hypothesis held (tests taken as
+    independent; a rough guide)."""
+    c = _check_confidence(confidence)
+    for name, v in (("n_tests", n_tests), ("n_flagged", n_flagged)):
+        if not isinstance(v, (int, np.integer)) or isinstance(v, bool) or v < 0:
+            raise ValueError(f"{name} must be a whole number >= 0 (got {v!r})")
+    if n_flagged > n_tests:
+        raise ValueError(f"n_flagged ({n_flagged}) must not exceed n_tests ({n_tests})")
+    alpha = 1.0 - c
+    if n_tests == 0:
+        return {"alpha": alpha, "n_tests": 0, "n_flagged": 0, "expected_false": 0.0,
+                "share_flagged": float("nan"), "p_all_null": float("nan")}
+    # Upper tail of Binomial(n_tests, alpha) at n_flagged, in logs (no scipy needed).
+    ks = np.arange(int(n_flagged), int(n_tests) + 1, dtype=float)
+    lg = np.vectorize(math.lgamma, otypes=[float])
+    logpmf = (lg(n_tests + 1.0) - lg(ks + 1.0) - lg(n_tests - ks + 1.0)
+              + ks * math.log(alpha) + (n_tests - ks) * math.log1p(-alpha))
+    return {"alpha": alpha, "n_tests": int(n_tests), "n_flagged": int(n_flagged),
+            "expected_false": alpha * n_tests, "share_flagged": n_flagged / n_tests,
+            "p_all_null": float(min(1.0, np.exp(logpmf).sum()))}
 
 
 # --------------------------------------------------------------------------------------------

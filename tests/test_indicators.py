@@ -214,7 +214,9 @@ def test_weighted_share_ci_and_neff_match_hand_computation(tmp_path):
                 & (ind.breakdown == "total")].iloc[0]
     assert tokyo.value == pytest.approx(p * 100)
     assert tokyo.note == f"出典: 全国調査の当該県回答者 (n={k})"
-    assert tokyo.comparison == "similar"
+    # Tokyo is the whole national sample: the rest of the nation is empty, nothing to compare with.
+    assert tokyo.comparison == "not_compared" and tokyo.comparison_method == "none"
+    assert tokyo.source == "national_subsample" and tokyo.design_effect == 1.0
 
 
 # --- Area source, suppression, reference values ---------------------------------------------------
@@ -313,32 +315,196 @@ def test_every_area_indicator_and_breakdown_is_present(computed):
     assert dist.area_code.nunique() == 48
 
 
-def test_comparison_and_change_agree_with_stats(computed, two_rounds):
-    ind, _ = computed
-    cat = {i.id: i for i in load_catalogue()}
-    surv = ind[ind.indicator_id.map(lambda i: cat[i].source == "survey")]
-    pref = surv[surv.area_code != "00"]
-    expected = stats.compare_with_national(pref.lower_ci95 / 100, pref.upper_ci95 / 100,
-                                           pref.national_value / 100,
-                                           pref.indicator_id.map(lambda i: cat[i].polarity))
-    assert (pref.comparison.to_numpy() == expected).all()
-    assert {"better", "worse", "similar", "not_compared"} <= set(pref.comparison)
-    nat = surv[surv.area_code == "00"]
-    assert (nat.value == nat.national_value).all() and set(nat.comparison) == {"not_compared"}
-    # Change: against the 2023 round computed the same way.
-    con = duckdb.connect(str(two_rounds), read_only=True)
-    prev, _ = compute_indicators(con, 2023)
-    con.close()
-    m = surv.merge(prev, on=["area_code", "indicator_id", "breakdown"], suffixes=("", "_p"))
-    exp = stats.change_vs_previous(m.value / 100, m.n_effective, m.value_p / 100, m.n_effective_p)
-    assert (m.change_vs_previous.to_numpy() == exp).all()
-    assert set(prev.change_vs_previous) == {"not_compared"}
-    row = m[(m.area_code == "00") & (m.indicator_id == "lonely_often_always") & (m.breakdown == "total")].iloc[0]
-    assert row.change_vs_previous == "increase"  # generated with a +3-point shift
-    # Saitama's own survey in 2024 vs the national subsample in 2023 is flagged in the note.
-    sai = surv[(surv.area_code == "11") & (surv.breakdown == "total")].iloc[0]
-    assert sai.note.startswith("出典: 埼玉県独自調査 pref11-2024 (n=600)")
-    assert "前回は全国調査の当該県回答者のため" in sai.note
+def _weighted(con, where: str, num: str) -> tuple[float, float]:
+    """(share, Kish n_eff) straight from the respondents (independent of the indicators code)."""
+    sw, sw2, swy = con.execute(f"SELECT sum(weight), sum(weight * weight), "
+                               f"sum(CASE WHEN {num} THEN weight ELSE 0 END) FROM survey_responses "
+                               f"WHERE {where}").fetchone()
+    return swy / sw, sw * sw / sw2
+
+
+class TestComparisonAndChange:
+    """Area vs national and change vs the previous round, recomputed from the respondents with
+    statsmodels' Newcombe interval / scipy's Fisher test (the case each row's method names)."""
+
+    def test_subsample_is_compared_with_the_rest_of_the_nation(self, computed, two_rounds):
+        from statsmodels.stats.proportion import confint_proportions_2indep
+
+        ind, _ = computed
+        con = duckdb.connect(str(two_rounds), read_only=True)
+        checked = 0
+        for code in (13, 27, 31, 40):
+            row = ind[(ind.area_code == f"{code:02d}") & (ind.indicator_id == "lonely_often_always")
+                      & (ind.breakdown == "total")].iloc[0]
+            p_a, n_a = _weighted(con, f"survey_year = 2024 AND survey_kind = 'national' AND pref_code = {code}",
+                                 "q_loneliness = 5")
+            p_r, n_r = _weighted(con, f"survey_year = 2024 AND survey_kind = 'national' AND pref_code <> {code}",
+                                 "q_loneliness = 5")
+            assert row.source == "national_subsample"
+            assert row.value == pytest.approx(p_a * 100) and row.n_effective == pytest.approx(n_a)
+            pooled = (p_a * n_a + p_r * n_r) / (n_a + n_r)
+            if min(n_a, n_r) * min(pooled, 1 - pooled) < 5:
+                assert row.comparison_method == "fisher_rest"
+                continue
+            lo, up = confint_proportions_2indep(p_a * n_a, n_a, p_r * n_r, n_r, method="newcomb")
+            expected = "similar" if lo <= 0 <= up else ("worse" if lo > 0 else "better")
+            assert row.comparison_method == "newcombe_rest" and row.comparison == expected
+            checked += 1
+        con.close()
+        assert checked >= 2
+
+    def test_own_survey_is_compared_with_national_both_uncertainties(self, computed, two_rounds):
+        from statsmodels.stats.proportion import confint_proportions_2indep
+
+        ind, _ = computed
+        con = duckdb.connect(str(two_rounds), read_only=True)
+        p_n, n_n = _weighted(con, "survey_year = 2024 AND survey_kind = 'national'", "q_loneliness IN (3, 4, 5)")
+        p_s, n_s = _weighted(con, "survey_year = 2024 AND survey_kind = 'prefecture'", "q_loneliness IN (3, 4, 5)")
+        con.close()
+        row = ind[(ind.area_code == "11") & (ind.indicator_id == "lonely_any") & (ind.breakdown == "total")].iloc[0]
+        assert row.source == "own_survey" and row.comparison_method == "newcombe"
+        assert row.national_value == pytest.approx(p_n * 100)
+        lo, up = confint_proportions_2indep(p_s * n_s, n_s, p_n * n_n, n_n, method="newcomb")
+        assert row.comparison == ("similar" if lo <= 0 <= up else ("worse" if lo > 0 else "better"))
+
+    def test_every_row_labelled_by_its_method(self, computed):
+        ind, _ = computed
+        cat = {i.id: i for i in load_catalogue()}
+        surv = ind[ind.indicator_id.map(lambda i: cat[i].source == "survey")]
+        pref = surv[surv.area_code != "00"]
+        assert set(pref.comparison_method) <= {"newcombe", "fisher", "newcombe_rest", "fisher_rest", "none"}
+        assert (pref.loc[pref.comparison_method == "none", "comparison"] == "not_compared").all()
+        assert (pref.loc[pref.suppressed, "comparison_method"] == "none").all()
+        assert {"better", "worse", "similar", "not_compared"} <= set(pref.comparison)
+        nat = surv[surv.area_code == "00"]
+        assert (nat.value == nat.national_value).all() and set(nat.comparison) == {"not_compared"}
+        assert set(nat.source) == {"national"} and set(nat.comparison_method) == {"none"}
+
+    def test_change_uses_newcombe_or_exact_test(self, computed, two_rounds):
+        ind, _ = computed
+        con = duckdb.connect(str(two_rounds), read_only=True)
+        prev, _ = compute_indicators(con, 2023)
+        con.close()
+        cat = {i.id: i for i in load_catalogue()}
+        surv = ind[ind.indicator_id.map(lambda i: cat[i].source == "survey")]
+        m = surv.merge(prev, on=["area_code", "indicator_id", "breakdown"], suffixes=("", "_p"))
+        r = stats.difference_test(m.value / 100, m.n_effective, m.value_p / 100, m.n_effective_p)
+        assert (m.change_vs_previous.to_numpy() == stats.change_label(r["direction"], r["significant"])).all()
+        assert (m.change_method.to_numpy() == r["method"]).all()
+        assert {"newcombe", "fisher"} <= set(m.change_method)
+        assert set(m.previous_year.dropna()) == {2023}
+        assert set(prev.change_vs_previous) == {"not_compared"} and prev.previous_year.isna().all()
+        row = m[(m.area_code == "00") & (m.indicator_id == "lonely_often_always") & (m.breakdown == "total")].iloc[0]
+        assert row.change_vs_previous == "increase"  # generated with a +3-point shift
+        # Saitama's own survey in 2024 vs the national subsample in 2023: marked in a column and the note.
+        sai = surv[(surv.area_code == "11") & (surv.breakdown == "total")].iloc[0]
+        assert sai.note.startswith("出典: 埼玉県独自調査 pref11-2024 (n=600)")
+        assert "前回は全国調査の当該県回答者のため" in sai.note
+        assert sai.source_changed and sai.source == "own_survey"
+        assert not surv[surv.area_code == "13"].source_changed.any()
+
+    def test_small_counts_get_the_exact_test(self, tmp_path):
+        """Tottori-like: 0/46 -> 4/46 is not a significant change (Fisher p = 0.117)."""
+        con = duckdb.connect(str(tmp_path / "w.duckdb"))
+        create_tables(con)
+        rows = []
+        for year, k_lonely in ((2023, 0), (2024, 4)):
+            rows += [dict(survey_id=f"national-{year}", survey_year=year, respondent_id=f"{year}-{i}",
+                          pref_code=31, q_loneliness=5 if i < k_lonely else 2) for i in range(46)]
+            rows += [dict(survey_id=f"national-{year}", survey_year=year, respondent_id=f"{year}-t{i}",
+                          pref_code=13, q_loneliness=5 if i % 20 == 0 else 2) for i in range(400)]
+        insert_rows(con, rows)
+        ind, _ = compute_indicators(con, 2024)
+        row = ind[(ind.area_code == "31") & (ind.indicator_id == "lonely_often_always")
+                  & (ind.breakdown == "total")].iloc[0]
+        assert row.value == pytest.approx(400 / 46)
+        assert row.change_method == "fisher" and row.change_vs_previous == "no_change"
+        z, p = stats.two_proportion_test(4 / 46, 46, 0.0, 46)
+        assert p < 0.05     # what the z-test said
+        con.close()
+
+    def test_design_effect_from_the_environment(self, two_rounds, monkeypatch):
+        monkeypatch.setenv("TSUNAGARI_DEFF", "national=2,prefecture=1.5")
+        con = duckdb.connect(str(two_rounds), read_only=True)
+        ind, _ = compute_indicators(con, 2024)
+        con.close()
+        monkeypatch.delenv("TSUNAGARI_DEFF")
+        con = duckdb.connect(str(two_rounds), read_only=True)
+        base, _ = compute_indicators(con, 2024)
+        con.close()
+        key = (ind.indicator_id == "lonely_often_always") & (ind.breakdown == "total")
+        nat, nat0 = ind[key & (ind.area_code == "00")].iloc[0], base[key & (base.area_code == "00")].iloc[0]
+        sai = ind[key & (ind.area_code == "11")].iloc[0]
+        sai0 = base[key & (base.area_code == "11")].iloc[0]
+        assert nat.design_effect == 2.0 and sai.design_effect == 1.5 and nat0.design_effect == 1.0
+        assert nat.n_effective == pytest.approx(nat0.n_effective / 2)
+        assert sai.n_effective == pytest.approx(sai0.n_effective / 1.5)
+        lo, up = proportion_confint(nat.value / 100 * nat.n_effective, nat.n_effective, method="wilson")
+        assert (nat.lower_ci95, nat.upper_ci95) == pytest.approx((lo * 100, up * 100))
+        assert nat.upper_ci95 - nat.lower_ci95 > nat0.upper_ci95 - nat0.lower_ci95
+        flagged = lambda d: d.comparison.isin(["better", "worse", "higher", "lower"]).sum()
+        assert flagged(ind) < flagged(base)
+
+
+class TestEveryRound:
+    def test_all_rounds_in_one_pass_and_incremental(self, two_rounds, tmp_path):
+        from pipelines.indicators import round_keys, update_indicators
+
+        path = tmp_path / "wh.duckdb"
+        path.write_bytes(two_rounds.read_bytes())
+        con = duckdb.connect(str(path))
+        assert update_indicators(con) == {"computed": [2023, 2024], "kept": [], "removed": []}
+        years = dict(con.execute("SELECT year, count(*) FROM indicators GROUP BY year").fetchall())
+        assert set(years) == {2023, 2024}
+        one, _ = compute_indicators(con, 2024)
+        stored = con.execute("SELECT * FROM indicators WHERE year = 2024").df()
+        pd.testing.assert_frame_equal(stored.reset_index(drop=True), one.reset_index(drop=True),
+                                      check_dtype=False)
+        assert update_indicators(con) == {"computed": [], "kept": [2023, 2024], "removed": []}
+        # A new round 2025: only 2025 is computed (2024's inputs are unchanged).
+        keys = round_keys(con)
+        generate_round(con, 2025, 3_000, seed=0.44)
+        assert round_keys(con)[2024] == keys[2024]
+        assert update_indicators(con) == {"computed": [2025], "kept": [2023, 2024], "removed": []}
+        # A round inserted before: 2022 and the round after it (2023, whose previous round it is).
+        generate_round(con, 2022, 3_000, seed=0.55)
+        assert update_indicators(con) == {"computed": [2022, 2023], "kept": [2024, 2025], "removed": []}
+        assert con.execute("SELECT DISTINCT previous_year FROM indicators WHERE year = 2023 "
+                           "AND source <> 'programme'").fetchall() == [(2022,)]
+        # A round removed from the warehouse: its rows go too.
+        con.execute("DELETE FROM survey_responses WHERE survey_year = 2025")
+        assert update_indicators(con)["removed"] == [2025]
+        assert 2025 not in {r[0] for r in con.execute("SELECT DISTINCT year FROM indicators").fetchall()}
+        con.close()
+
+    def test_older_table_layout_is_recreated(self, two_rounds, tmp_path):
+        from pipelines.indicators import update_indicators
+
+        path = tmp_path / "wh.duckdb"
+        path.write_bytes(two_rounds.read_bytes())
+        con = duckdb.connect(str(path))
+        con.execute("CREATE TABLE indicators (year INTEGER, area_code VARCHAR)")
+        con.execute("INSERT INTO indicators VALUES (2024, '00')")
+        assert update_indicators(con)["computed"] == [2023, 2024]
+        cols = [r[0] for r in con.execute("DESCRIBE indicators").fetchall()]
+        assert cols == schema.INDICATOR_COLUMNS
+        con.close()
+
+    def test_programme_every_fiscal_year(self, two_rounds, tmp_path):
+        from pipelines.indicators import rounds, update_indicators
+
+        path = tmp_path / "wh.duckdb"
+        path.write_bytes(two_rounds.read_bytes())
+        con = duckdb.connect(str(path))
+        generate_programme_year = con.execute  # the fixture's programme is FY2024; add FY2023
+        generate_programme_year("INSERT INTO programme SELECT 2023, pref_code, metric_id, value, unit, source, "
+                                "file_id, source_row FROM programme WHERE fiscal_year = 2024")
+        assert rounds(con) == [2023, 2024]
+        update_indicators(con)
+        prog = con.execute("SELECT year, previous_year, count(*) FROM indicators WHERE source = 'programme' "
+                           "GROUP BY ALL ORDER BY 1").fetchall()
+        assert [(y, p) for y, p, _ in prog] == [(2023, None), (2024, 2023)]
+        con.close()
 
 
 def test_programme_rates_and_flags(computed):
@@ -461,6 +627,18 @@ def test_notebook_run_writes_table_audit_record_and_downloads(two_rounds, tmp_pa
     sources = [v for k, v in notes.items() if k and k.startswith("出典ファイル")]
     assert any(v.startswith("'=HYPERLINK") for v in sources)
     assert "0.8723" in notes["16歳以上人口 / population 16+"]
+    assert notes["設計効果 / design effect"].startswith("すべての調査で 1.0")
+    assert "Newcombe" in notes["全国との比較 / vs national"] and "Fisher" in notes["前回比 / change"]
+    assert "当該県を除く全国" in notes["全国との比較 / vs national"]
+    # Every round: one tidy file with a year column, and one file per round.
+    every = pd.read_csv(out / "downloads" / "indicators.csv", dtype={"area_code": str}, encoding="utf-8-sig")
+    assert sorted(every.year.unique()) == [2023, 2024] and len(every[every.year == 2024]) == n
+    assert {"source", "previous_year", "source_changed", "comparison_method", "change_method",
+            "design_effect"} <= set(every.columns)
+    assert (out / "downloads" / "indicators-2023.csv").is_file() and (out / "downloads" / "indicators-2023.xlsx").is_file()
+    wb = openpyxl.load_workbook(out / "downloads" / "indicators.xlsx", read_only=True)
+    notes = {r[0]: r[1] for r in wb["注記 (notes)"].iter_rows(values_only=True)}
+    assert "2023～2024年（全調査回）" in notes["表題 / Title"] and "方法 fisher_rest" in notes
 
 
 def test_execute_uses_this_interpreter_despite_a_foreign_python3_kernelspec(tmp_path, monkeypatch):
@@ -528,3 +706,35 @@ class TestReproducible:
             assert con.execute("SELECT current_setting('threads')").fetchone()[0] == 4   # setting restored
         finally:
             con.close()
+
+
+class TestHomogeneity:
+    def test_matches_scipy_on_the_table(self, computed):
+        from scipy.stats import chi2_contingency
+
+        from pipelines.indicators import homogeneity
+
+        ind, _ = computed
+        r = homogeneity(ind, "lonely_often_always", 2024)
+        rows = ind[(ind.indicator_id == "lonely_often_always") & (ind.breakdown == "total")
+                   & (ind.area_code != "00") & ~ind.suppressed]
+        x = rows.value.to_numpy() / 100 * rows.n_effective.to_numpy()
+        n = rows.n_effective.to_numpy()
+        ref = chi2_contingency(np.vstack([x, n - x]), correction=False)
+        assert r["k"] == len(rows) > 30 and r["df"] == len(rows) - 1
+        assert r["statistic"] == pytest.approx(ref.statistic, rel=1e-9)
+        assert r["p_value"] == pytest.approx(ref.pvalue, rel=1e-9)
+
+
+class TestMultipleComparisons:
+    def test_counts(self, computed):
+        from pipelines.indicators import multiple_comparisons
+
+        ind, _ = computed
+        m = multiple_comparisons(ind, 2024)
+        pref = ind[(ind.area_code != "00") & ind.source.isin(["national_subsample", "own_survey"])]
+        assert m["change"]["n_tests"] == (pref.change_method != "none").sum() > 0
+        assert m["change"]["n_flagged"] == pref.change_vs_previous.isin(["increase", "decrease"]).sum()
+        assert m["comparison"]["expected_false"] == pytest.approx(0.05 * (pref.comparison_method != "none").sum())
+        one = multiple_comparisons(ind, 2024, "11")
+        assert one["comparison"]["n_tests"] == (pref[pref.area_code == "11"].comparison_method != "none").sum()

@@ -557,3 +557,215 @@ class TestSecondarySuppression:
             secondary_suppression([1, 2], [True, False], [[0, 2]])
         with pytest.raises(ValueError, match=r"^n must not be missing"):
             secondary_suppression([np.nan, 2], [True, False], [[0, 1]])
+
+
+# --------------------------------------------------------------------------------------------
+# Tests valid for the case (issue #13): Newcombe, Fisher, rest of nation, design effect, χ²
+# --------------------------------------------------------------------------------------------
+
+from scipy.stats import chi2_contingency, fisher_exact  # noqa: E402
+from statsmodels.stats.proportion import confint_proportions_2indep  # noqa: E402
+
+
+class TestDesignN:
+    def test_divides(self):
+        assert stats.design_n(1000.0, 2.0) == 500.0
+        assert stats.design_n(1000.0) == 1000.0
+        assert stats.design_n(np.array([100.0, np.nan]), 1.25).tolist()[0] == 80.0
+
+    @pytest.mark.parametrize("bad", [0, -1, float("nan")])
+    def test_bad_deff(self, bad):
+        with pytest.raises(ValueError, match=r"^deff must be a number > 0"):
+            stats.design_n(100.0, bad)
+
+
+class TestNewcombeInterval:
+    @pytest.mark.parametrize("x1,n1,x2,n2", [(30, 200, 50, 210), (0, 46, 4, 46), (5, 20, 5, 20),
+                                             (46, 46, 40, 46), (120, 1500, 520, 11000)])
+    def test_matches_statsmodels(self, x1, n1, x2, n2):
+        lo, up = stats.newcombe_interval(x1 / n1, n1, x2 / n2, n2)
+        ref = confint_proportions_2indep(x1, n1, x2, n2, method="newcomb", compare="diff")
+        assert lo == pytest.approx(ref[0], abs=1e-12) and up == pytest.approx(ref[1], abs=1e-12)
+
+    def test_hand_worked(self):
+        # p1 = p2 = 0.5, n = 100: Wilson half-width h = 1.96/(1+z²/100)·√(0.0025 + z²/40000)
+        z = Z95
+        h = z / (1 + z * z / 100) * math.sqrt(0.25 / 100 + z * z / 40000)
+        lo, up = stats.newcombe_interval(0.5, 100, 0.5, 100)
+        assert up == pytest.approx(math.sqrt(2) * h, rel=1e-12) and lo == pytest.approx(-up, rel=1e-12)
+
+    def test_arrays_and_missing(self):
+        lo, up = stats.newcombe_interval([0.1, np.nan], [100, 100], [0.2, 0.2], [100, 0])
+        assert np.isnan(lo[1]) and np.isnan(up[1]) and lo[0] < -0.1 < up[0]
+
+
+class TestFisherExactP:
+    @pytest.mark.parametrize("x1,n1,x2,n2", [(4, 46, 0, 46), (1, 10, 9, 10), (3, 30, 3, 300),
+                                             (0, 5, 0, 7), (12, 40, 2, 35), (5, 1200, 0, 50)])
+    def test_matches_scipy(self, x1, n1, x2, n2):
+        ref = fisher_exact([[x1, n1 - x1], [x2, n2 - x2]]).pvalue
+        assert stats.fisher_exact_p(x1, n1, x2, n2) == pytest.approx(ref, rel=1e-9)
+
+    def test_tottori_hand_worked(self):
+        # 0/46 -> 4/46: P(k) = C(46,k)C(46,4-k)/C(92,4); tables as unlikely as k=4 are k=0 and k=4.
+        p4 = math.comb(46, 4) / math.comb(92, 4)
+        assert stats.fisher_exact_p(4, 46, 0, 46) == pytest.approx(2 * p4, rel=1e-12)
+        assert 2 * p4 == pytest.approx(0.1168, abs=1e-4)
+
+    def test_rounding_and_invalid(self):
+        # effective counts are rounded to whole numbers
+        assert stats.fisher_exact_p(3.6, 45.8, 0.2, 46.1) == stats.fisher_exact_p(4, 46, 0, 46)
+        out = stats.fisher_exact_p([np.nan, 5, 1], [10, 4, 0.2], [1, 1, 1], [10, 10, 10])
+        assert np.isnan(out).all()
+
+
+class TestDifferenceTest:
+    def test_tottori_is_not_significant(self):
+        # Issue #13: UCLA 10-12 in Tottori 0/46 -> 4/46 was flagged "↑増加" by the z-test.
+        z, p = stats.two_proportion_test(4 / 46, 46, 0 / 46, 46)
+        assert p < 0.05    # the old test flagged it
+        r = stats.difference_test(4 / 46, 46, 0 / 46, 46)
+        assert r["method"] == "fisher" and not r["significant"]
+        assert r["p_value"] == pytest.approx(0.1168, abs=1e-4)
+        assert stats.change_label(r["direction"], r["significant"]) == "no_change"
+
+    def test_large_counts_use_newcombe(self):
+        r = stats.difference_test(0.06, 1000, 0.04, 1000)
+        lo, up = confint_proportions_2indep(60, 1000, 40, 1000, method="newcomb")
+        assert r["method"] == "newcombe" and np.isnan(r["p_value"])
+        assert r["lower"] == pytest.approx(lo, abs=1e-12) and r["upper"] == pytest.approx(up, abs=1e-12)
+        assert r["significant"] == (lo > 0) and r["significant"]
+        assert r["direction"] == 1.0 and r["diff"] == pytest.approx(0.02)
+
+    def test_expected_count_threshold(self):
+        # pooled 5/200 -> expected successes 100·0.025 = 2.5 < 5: exact test
+        assert stats.expected_counts_min(0.04, 100, 0.01, 100) == pytest.approx(2.5)
+        assert stats.difference_test(0.04, 100, 0.01, 100)["method"] == "fisher"
+        assert stats.difference_test(0.10, 100, 0.10, 100)["method"] == "newcombe"
+
+    def test_arrays_missing_and_suffix(self):
+        r = stats.difference_test([0.2, np.nan, 0.3], [500, 500, 0], [0.1, 0.1, 0.1], [500, 500, 500],
+                                  method_suffix="_rest")
+        assert r["method"].tolist() == ["newcombe_rest", "none", "none"]
+        assert r["significant"].tolist() == [True, False, False]
+        assert np.isnan(r["direction"][1]) and np.isnan(r["direction"][2])
+        assert stats.change_label(r["direction"], r["significant"]).tolist() == [
+            "increase", "not_compared", "not_compared"]
+
+    def test_design_effect_widens(self):
+        # Significant on n = 1000 each, not once a deff of 2.5 divides the sizes.
+        assert stats.difference_test(0.06, 1000, 0.04, 1000)["significant"]
+        r = stats.difference_test(0.06, stats.design_n(1000, 2.5), 0.04, stats.design_n(1000, 2.5))
+        assert not r["significant"]
+
+    def test_own_survey_includes_both_uncertainties(self):
+        # Area 4.2% of 1,500 (own survey) vs national 5.0% of 11,000: the national value's own
+        # uncertainty enters. With the national value taken as fixed (its n infinite) the
+        # interval is narrower.
+        both = stats.difference_test(0.042, 1500, 0.050, 11000)
+        fixed = stats.difference_test(0.042, 1500, 0.050, 1e12)
+        lo, up = confint_proportions_2indep(63, 1500, 550, 11000, method="newcomb")
+        assert both["lower"] == pytest.approx(lo, abs=1e-12) and both["upper"] == pytest.approx(up, abs=1e-12)
+        assert (both["upper"] - both["lower"]) > (fixed["upper"] - fixed["lower"])
+        # A case significant only when the national uncertainty is ignored (n_nat = 1,200):
+        wide = stats.difference_test(0.040, 1500, 0.055, 1200)
+        narrow = stats.difference_test(0.040, 1500, 0.055, 1e12)
+        assert narrow["significant"] and not wide["significant"]
+
+
+class TestRestOfTotal:
+    def test_hand_worked(self):
+        # whole: weights 1,1,2,2 with y 1,0,1,0; part = the first two. Rest: weights 2,2, y 1,0.
+        p, n = stats.rest_of_total(6.0, 10.0, 3.0, 2.0, 2.0, 1.0)
+        assert p == pytest.approx(0.5) and n == pytest.approx(16 / 8)
+
+    def test_direction_matches_national(self):
+        # national = mix of area and rest, so sign(area - national) == sign(area - rest)
+        sw, sw2, swy = 1000.0, 1000.0, 100.0       # national 10%
+        pw, pw2, pwy = 50.0, 50.0, 10.0            # area 20%
+        p_rest, n_rest = stats.rest_of_total(sw, sw2, swy, pw, pw2, pwy)
+        assert p_rest == pytest.approx(90 / 950) and n_rest == pytest.approx(950.0)
+        assert np.sign(0.2 - 0.1) == np.sign(0.2 - p_rest)
+
+    def test_empty_rest(self):
+        p, n = stats.rest_of_total(10.0, 10.0, 3.0, 10.0, 10.0, 3.0)
+        assert math.isnan(p) and math.isnan(n)
+
+
+class TestComparisonLabel:
+    def test_labels(self):
+        assert stats.comparison_label(-1.0, True, "low_is_good") == "better"
+        assert stats.comparison_label(-1.0, True, "high_is_good") == "worse"
+        assert stats.comparison_label(1.0, True, "no_judgement") == "higher"
+        assert stats.comparison_label(1.0, False, "low_is_good") == "similar"
+        assert stats.comparison_label(float("nan"), True, "low_is_good") == "not_compared"
+        out = stats.comparison_label(np.array([1.0, -1.0]), np.array([True, True]),
+                                     np.array(["low_is_good", "no_judgement"], dtype=object))
+        assert out.tolist() == ["worse", "lower"]
+
+    def test_bad_polarity(self):
+        with pytest.raises(ValueError, match=r"^polarity must be one of"):
+            stats.comparison_label(1.0, True, "up")
+
+
+class TestChangeLabel:
+    def test_labels(self):
+        assert stats.change_label(1.0, True) == "increase"
+        assert stats.change_label(-1.0, True) == "decrease"
+        assert stats.change_label(-1.0, False) == "no_change"
+        assert stats.change_label(float("nan"), False) == "not_compared"
+
+
+class TestHomogeneityTest:
+    def test_matches_scipy(self):
+        x = np.array([12, 30, 8, 50]); n = np.array([200, 400, 150, 600])
+        ref = chi2_contingency(np.vstack([x, n - x]), correction=False)
+        r = stats.homogeneity_test(x / n, n)
+        assert r["statistic"] == pytest.approx(ref.statistic, rel=1e-10)
+        assert r["p_value"] == pytest.approx(ref.pvalue, rel=1e-9)
+        assert r["df"] == ref.dof == 3 and r["k"] == 4
+
+    def test_design_effect_and_missing(self):
+        x = np.array([12, 30, 8, 50]); n = np.array([200, 400, 150, 600])
+        plain = stats.homogeneity_test(x / n, n)
+        halved = stats.homogeneity_test(np.append(x / n, np.nan), stats.design_n(np.append(n, 100), 2.0))
+        assert halved["statistic"] == pytest.approx(plain["statistic"] / 2) and halved["k"] == 4
+        assert math.isnan(stats.homogeneity_test([0.1], [100])["statistic"])
+        assert math.isnan(stats.homogeneity_test([0.0, 0.0], [100, 50])["p_value"])
+
+
+class TestMultiplicity:
+    def test_issue_figures(self):
+        # 131 of 2,114 change tests flagged: 105.7 expected at α = 0.05
+        m = stats.multiplicity(2114, 131)
+        assert m["expected_false"] == pytest.approx(105.7) and m["share_flagged"] == pytest.approx(131 / 2114)
+        from scipy.stats import binom
+        assert m["p_all_null"] == pytest.approx(binom.sf(130, 2114, 0.05), rel=1e-8)
+
+    def test_bad(self):
+        with pytest.raises(ValueError, match=r"^n_flagged \(5\) must not exceed n_tests \(4\)"):
+            stats.multiplicity(4, 5)
+        with pytest.raises(ValueError, match=r"^n_tests must be a whole number >= 0"):
+            stats.multiplicity(-1, 0)
+        assert stats.multiplicity(0, 0)["expected_false"] == 0.0
+
+
+class TestDesignEffects:
+    def test_parse(self):
+        assert config.design_effects("") == {}
+        assert config.design_effects("1.5") == {"*": 1.5}
+        e = config.design_effects("national=1.8, prefecture=1.2,pref11-2023=1.3")
+        assert config.design_effect("national", "national-2024", e) == 1.8
+        assert config.design_effect("prefecture", "pref11-2023", e) == 1.3
+        assert config.design_effect("prefecture", "pref27-2024", e) == 1.2
+        assert config.design_effect("national", None, {}) == 1.0
+
+    def test_env(self, monkeypatch):
+        monkeypatch.setenv("TSUNAGARI_DEFF", "national=2")
+        assert config.design_effects() == {"national": 2.0}
+
+    @pytest.mark.parametrize("bad", ["x", "national=0", "=2", "national=-1", "national=nan"])
+    def test_bad(self, bad):
+        from pipelines.errors import UsageError
+        with pytest.raises(UsageError, match=r"^TSUNAGARI_DEFF: 設計効果の指定が不正です"):
+            config.design_effects(bad)
