@@ -41,6 +41,7 @@ from __future__ import annotations
 import logging
 import re
 from pathlib import Path
+from dataclasses import dataclass
 
 import duckdb
 import numpy as np
