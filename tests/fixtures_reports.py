@@ -12,6 +12,7 @@ import random
 from pathlib import Path
 
 import duckdb
+import numpy as np
 import pandas as pd
 
 from pipelines import schema
@@ -171,7 +172,17 @@ def build_fixture_warehouse(path: Path, years: tuple[int, ...] = (2022, 2023, 20
         con.execute(schema.INDICATORS_TABLE_DDL)
         con.execute(schema.DISTRIBUTIONS_TABLE_DDL)
         con.execute(schema.FILES_TABLE_DDL)
-        ind_df = pd.DataFrame(ind_rows, columns=schema.INDICATOR_COLUMNS)
+        contract = schema.INDICATOR_COLUMNS[:15]
+        ind_df = pd.DataFrame(ind_rows, columns=contract).reindex(columns=schema.INDICATOR_COLUMNS)
+        # how each row was judged (columns after the contract ones): as the indicators stage sets them
+        years = sorted(int(y) for y in ind_df["year"].unique())
+        ind_df["source"] = np.where(ind_df["area_code"] == "00", "national", "national_subsample")
+        ind_df["previous_year"] = ind_df["year"].map(
+            lambda y: max([p for p in years if p < y], default=None)).astype("float").astype("Int64")
+        ind_df["source_changed"] = False
+        ind_df["comparison_method"] = "newcombe"
+        ind_df["change_method"] = "newcombe"
+        ind_df["design_effect"] = 1.0
         dist_df = pd.DataFrame(dist_rows, columns=["year", "area_code", "question", "breakdown", "category",
                                                    "category_label", "value", "lower_ci95", "upper_ci95",
                                                    "n_unweighted", "suppressed"])
