@@ -66,6 +66,7 @@ RULE_TOO_MANY_ROWS = "too many rows / 行数が多すぎます"
 RULE_FIELD_COUNT = "wrong number of fields / 列数が見出しと合いません"
 RULE_SHEETS = "several sheets with data / データのシートが複数あります"
 RULE_UNKNOWN_PREF = "unknown prefecture / 存在しない都道府県"
+RULE_FUTURE_YEAR = "year in the future / 未来の年"
 
 DETAIL_BLANK = "blank in a required column / 必須の列が空欄です"
 DETAIL_INT = "expected an integer / 整数ではありません"
@@ -868,6 +869,18 @@ def prepare_file(path: Path, file_id: str, mapping: Mapping, encoding: str | Non
                         examples=exc.examples, detail=f"{exc.detail}. {hint}" if exc.detail else hint) from None
 
 
+def latest_plausible_year() -> int:
+    """Fieldwork and fiscal years later than next calendar year cannot be real data (a file named
+    national-2099.csv would otherwise become the latest round without a word)."""
+    return datetime.now().year + 1
+
+
+def _future_detail(what: str, what_ja: str, year: int) -> str:
+    limit = latest_plausible_year()
+    return (f"{what} {year} is after {limit} (next year): a typing error in the file name or the data? / "
+            f"{what_ja}{year}年は来年（{limit}年）より後です。ファイル名またはデータの誤りではありませんか")
+
+
 def _check_declared_pref(name: str, survey_id: str) -> None:
     m = re.match(r"^pref(\d{2})-", survey_id)
     if m and not 1 <= int(m.group(1)) <= 47:
@@ -926,14 +939,25 @@ def _prepare_file(path: Path, file_id: str, mapping: Mapping, encoding: str | No
                                 detail="expected e.g. national-2024 or pref11-2023 / 例: national-2024, pref11-2023")
         _check_declared_pref(name, survey_id)
         survey_year = int(SURVEY_ID_RE.match(survey_id).group(2))
+        if survey_year > latest_plausible_year():
+            raise DataError(name, RULE_FUTURE_YEAR, column="survey_id", examples=[survey_id],
+                            detail=_future_detail("survey round", "調査年", survey_year))
         if "survey_id" not in out:
             out["survey_id"] = pa.repeat(pa.scalar(survey_id), n)
         if "survey_year" not in out:
             out["survey_year"] = pa.repeat(pa.scalar(survey_year, pa.int32()), n)
         if "weight" not in out:
             out["weight"] = pa.repeat(pa.scalar(1.0), n)
-    elif "source" not in out:
-        out["source"] = pa.nulls(n, pa.string())
+    else:
+        future = pc.greater(out["fiscal_year"], latest_plausible_year()).to_numpy(zero_copy_only=False)
+        if future.any():
+            hit = np.flatnonzero(future)
+            years = sorted(set(out["fiscal_year"].take(pa.array(hit)).to_pylist()))
+            raise DataError(name, RULE_FUTURE_YEAR, column="fiscal_year", rows=raw.source_row[hit[:6]].tolist(),
+                            count=len(hit), examples=years[:5],
+                            detail=_future_detail("fiscal year", "年度", years[-1]))
+        if "source" not in out:
+            out["source"] = pa.nulls(n, pa.string())
 
     out["file_id"] = pa.repeat(pa.scalar(file_id), n)
     out["source_row"] = pa.array(raw.source_row.astype(np.int32))

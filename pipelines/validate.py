@@ -44,7 +44,7 @@ import duckdb
 import pandas as pd
 
 from . import config, schema
-from .errors import DataError, UsageError
+from .errors import DataError, UsageError, printable
 from .staging import StagedFile
 
 log = logging.getLogger("tsunagari.validate")
@@ -123,7 +123,7 @@ class ExpectationResult:
             value = ex.get("value")
             shown = value if isinstance(value, str) and not ids else repr(value)
             parts.append(f"{' '.join(ids)}: {shown}" if ids else shown)
-        return "; ".join(parts)
+        return printable("; ".join(parts))
 
     def to_json(self) -> dict[str, Any]:
         d = asdict(self)
@@ -243,7 +243,7 @@ class ValidationReport:
         for r in self.results:
             if r.outcome == "pass":
                 continue
-            rows.append((r.suite, r.file_name, r.rule, r.column or "", r.severity, r.outcome,
+            rows.append((r.suite, printable(r.file_name), r.rule, r.column or "", r.severity, r.outcome,
                          "" if r.unexpected_count is None else str(r.unexpected_count),
                          r.examples_text() or (r.note or "")))
         if rows:
@@ -258,7 +258,7 @@ class ValidationReport:
         for f in self.files:
             mine = [r for r in self.results if r.file_id == f.file_id]
             passed = sum(r.outcome == "pass" for r in mine)
-            lines.append(f"  {f.file_name} ({f.kind}, {f.rows} rows): {passed}/{len(mine)} passed")
+            lines.append(f"  {printable(f.file_name)} ({f.kind}, {f.rows} rows): {passed}/{len(mine)} passed")
         if self.has_critical:
             lines.append("Critical failures: nothing is committed / 重大な不合格があるため反映しません")
         return "\n".join(lines)
