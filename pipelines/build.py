@@ -22,7 +22,7 @@ import duckdb
 
 from . import config, publish, validator
 from .config import BuildConfig
-from .errors import TsunagariError, UsageError
+from .errors import TsunagariError, UsageError, printable
 from .ingest import has_new_inputs, start_validation_warm_up
 from .publish import BuildState, digest
 from .reference import pref_slug, prefectures
@@ -162,6 +162,11 @@ def latest_year(con: duckdb.DuckDBPyConnection) -> int:
     row = con.execute("SELECT max(survey_year) FROM survey_responses WHERE survey_kind = 'national'").fetchone()
     if row[0] is None:
         raise UsageError("--year", "the warehouse has no national survey round / 全国調査のデータがありません")
+    limit = time.localtime().tm_year + 1   # issue #15: ingest refuses such rounds; a warehouse may predate that
+    if int(row[0]) > limit:
+        raise UsageError("--year", f"the latest national round in the warehouse, {int(row[0])}, is after next year "
+                                   f"({limit}); give --year explicitly / 最新の全国調査 {int(row[0])}年が来年より後です。"
+                                   "--year を指定してください")
     return int(row[0])
 
 
@@ -223,10 +228,10 @@ def _stage_ingest(cfg: BuildConfig, summary: BuildSummary) -> None:
     if not Path(cfg.input_dir).is_dir():
         raise UsageError("--input", f"'{cfg.input_dir}' is not a folder / フォルダではありません")
     result = ingest_dir(Path(cfg.input_dir), cfg.warehouse)
-    for name in result.committed:
-        summary.built.append(f"ingest:{name}")
+    for name in result.committed:   # names escaped: a newline in a file name must not forge summary lines
+        summary.built.append(f"ingest:{printable(name)}")
     for name in result.skipped:
-        summary.skipped.append(f"ingest:{name}")
+        summary.skipped.append(f"ingest:{printable(name)}")
     for line in result.summary().splitlines():
         log.info("%s", line)
 

@@ -6,9 +6,24 @@
 
 from __future__ import annotations
 
+import unicodedata
 from collections.abc import Sequence
 
 MAX_EXAMPLES = 5
+
+# Control, format and line/paragraph-separator characters: a file name or header holding one could
+# forge lines in a terminal or log (issue #15), or hide text (U+202E reverses what follows).
+_HIDDEN = {"Cc", "Cf", "Zl", "Zp", "Cs"}
+
+
+def printable(text: object) -> str:
+    """``text`` with every control/format character written as a Python escape (a newline as
+    ``\\n``, ESC as ``\\x1b``, U+2028 as ``\\u2028``); other characters, Japanese included, unchanged."""
+    s = str(text)
+    if s.isascii() and s.isprintable() or not any(unicodedata.category(c) in _HIDDEN for c in s):
+        return s
+    return "".join(c.encode("unicode_escape").decode("ascii") if unicodedata.category(c) in _HIDDEN else c
+                   for c in s)
 
 
 class TsunagariError(Exception):
@@ -40,9 +55,10 @@ class DataError(TsunagariError):
         super().__init__(self.format())
 
     def format(self) -> str:
-        parts = [f"{self.file}"]
+        """One line: file name, column and detail have control characters escaped (``printable``)."""
+        parts = [printable(self.file)]
         if self.column is not None:
-            parts.append(f"column '{self.column}'")
+            parts.append(f"column '{printable(self.column)}'")
         head = ": ".join([", ".join(parts), self.rule])
         bits = []
         if self.count:
@@ -58,7 +74,7 @@ class DataError(TsunagariError):
         if bits:
             msg += " (" + "; ".join(bits) + ")"
         if self.detail:
-            msg += f". {self.detail}"
+            msg += f". {printable(self.detail)}"
         return msg
 
 
@@ -69,7 +85,7 @@ class UsageError(TsunagariError):
 
     def __init__(self, parameter: str, message: str) -> None:
         self.parameter = parameter
-        super().__init__(f"{parameter}: {message}")
+        super().__init__(printable(f"{parameter}: {message}"))
 
 
 def check_pref_code(value: object, parameter: str = "--pref") -> int:

@@ -36,14 +36,15 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
-from . import config, schema
-from .errors import DataError, UsageError
+from . import config, safe_yaml, schema, xlsx_guard
+from .errors import DataError, UsageError, printable
 from .staging import StagedFile
 
 log = logging.getLogger("tsunagari.ingest")
 
 SUFFIXES = (".csv", ".xlsx", ".parquet")
-SURVEY_ID_RE = re.compile(r"^(national|pref\d{2})-(\d{4})$")
+# \Z, not $: "$" also matches before a final newline (a file named "national-2024\n.csv").
+SURVEY_ID_RE = re.compile(r"^(national|pref\d{2})-(\d{4})\Z")
 
 # Rules, as printed in error messages (English / Japanese).
 RULE_UNKNOWN_COLUMN = "unknown column / 未知の列"
@@ -65,6 +66,7 @@ RULE_TOO_MANY_ROWS = "too many rows / 行数が多すぎます"
 RULE_FIELD_COUNT = "wrong number of fields / 列数が見出しと合いません"
 RULE_SHEETS = "several sheets with data / データのシートが複数あります"
 RULE_UNKNOWN_PREF = "unknown prefecture / 存在しない都道府県"
+RULE_FUTURE_YEAR = "year in the future / 未来の年"
 
 DETAIL_BLANK = "blank in a required column / 必須の列が空欄です"
 DETAIL_INT = "expected an integer / 整数ではありません"
@@ -131,8 +133,53 @@ class Mapping:
     labels: dict[str, dict[str, object]]    # contract column -> normalised label -> code/value
 
 
+_SCALARS = (str, int, float, bool)
+
+
+def _shape_error(source: str, path: list[object], expected: str, got: object) -> DataError:
+    what = "nothing" if got is None else f"a {type(got).__name__}" if not isinstance(got, _SCALARS) else repr(got)
+    keys = " → ".join(str(k) for k in path)
+    return DataError(source, safe_yaml.RULE_YAML,
+                     detail=f"{keys}: expected {expected}, got {what} / {keys} の形式が不正です. "
+                            "the file has two sections: columns: {source header: contract column} and labels: "
+                            "{contract column: {label: code}} / columns と labels の2つの節からなります")
+
+
+def check_mapping_shape(data: object, source: str) -> dict:
+    """A mapping document's shape: ``columns:`` header -> contract column name (text), ``labels:``
+    column -> {label: code}; nothing else. Raises DataError naming the file and the key path."""
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise _shape_error(source, ["(top level)"], "the sections columns: and labels:", data)
+    extra = [k for k in data if k not in ("columns", "labels")]
+    if extra:
+        raise _shape_error(source, [extra[0]], "only the sections columns: and labels:", extra[0])
+    columns, labels = data.get("columns"), data.get("labels")
+    if columns is not None and not isinstance(columns, dict):
+        raise _shape_error(source, ["columns"], "a mapping of source header: contract column", columns)
+    for header, column in (columns or {}).items():
+        if not isinstance(header, _SCALARS):
+            raise _shape_error(source, ["columns", header], "a header (text)", header)
+        if not isinstance(column, str):
+            raise _shape_error(source, ["columns", header], "a contract column name (text)", column)
+    if labels is not None and not isinstance(labels, dict):
+        raise _shape_error(source, ["labels"], "a mapping of contract column: {label: code}", labels)
+    for column, table in (labels or {}).items():
+        if not isinstance(column, str):
+            raise _shape_error(source, ["labels", column], "a contract column name (text)", column)
+        if table is not None and not isinstance(table, dict):
+            raise _shape_error(source, ["labels", column], "a mapping of label: code", table)
+        for label, code in (table or {}).items():
+            if not isinstance(label, _SCALARS):
+                raise _shape_error(source, ["labels", column, label], "a label (text)", label)
+            if not isinstance(code, _SCALARS):
+                raise _shape_error(source, ["labels", column, label], "a code (a number or text)", code)
+    return data
+
+
 def _merge_mapping(base: Mapping, data: dict, source: str) -> None:
-    data = data or {}
+    data = check_mapping_shape(data, source)
     bad = [f"{k} -> {v}" for k, v in (data.get("columns") or {}).items() if v not in ALL_COLUMNS]
     bad += [f"labels: {c}" for c in (data.get("labels") or {}) if c not in ALL_COLUMNS]
     if bad:
@@ -166,14 +213,12 @@ def _pref_labels() -> dict[str, int]:
 def load_mapping(extra: Path | None = None) -> Mapping:
     """The shipped mapping.yml, extended/overridden by the user's YAML file when given."""
     base = Mapping(columns={}, labels={"pref_code": dict(_pref_labels())})
-    with open(config.MAPPING_FILE, encoding="utf-8") as fh:
-        _merge_mapping(base, config.load_yaml(fh), config.MAPPING_FILE.name)
+    _merge_mapping(base, safe_yaml.load(config.MAPPING_FILE), config.MAPPING_FILE.name)
     if extra is not None:
         extra = Path(extra)
         if not extra.is_file():
             raise UsageError("--mapping", f"'{extra}' does not exist / ファイルがありません")
-        with open(extra, encoding="utf-8") as fh:
-            _merge_mapping(base, config.load_yaml(fh), extra.name)
+        _merge_mapping(base, safe_yaml.load(extra), extra.name)
     return base
 
 
@@ -495,7 +540,8 @@ def _pick_sheet(path: Path, wb, mapping: Mapping | None) -> tuple[object, int]:
     if found:
         ws, i = found[0]
         if len(sheets) > 1 or i:
-            log.info("%s: read sheet '%s', header in row %d (sheets: %s)", path.name, ws.title, i + 1, ", ".join(names))
+            log.info("%s: read sheet '%s', header in row %d (sheets: %s)", printable(path.name), printable(ws.title), i + 1,
+                     printable(", ".join(names)))
         return found[0]
     if len(sheets) > 1:
         raise DataError(path.name, RULE_UNKNOWN_KIND, examples=names,
@@ -504,9 +550,40 @@ def _pick_sheet(path: Path, wb, mapping: Mapping | None) -> tuple[object, int]:
     return sheets[0], 0
 
 
+_XLSX_CHECKED: set[tuple] = set()
+
+
+def check_xlsx(path: Path) -> None:
+    """xlsx_guard.check_archive once per file version and process (ingest checks every XLSX before
+    anything is read; the reader checks again only a file it was handed directly)."""
+    key = config.file_key(path)
+    if key not in _XLSX_CHECKED:
+        xlsx_guard.check_archive(path, path.name)
+        _XLSX_CHECKED.add(key)
+
+
+def _check_formulas(path: Path, sheet: str, header_row: int, headers: list[str], mapping: Mapping | None) -> None:
+    """Refuse formula cells without a stored result (openpyxl reads them as blank), naming the
+    cells (sheet!A1), their column and data rows. Formula cells with a stored result are read as it."""
+    cells, total = xlsx_guard.uncached_formulas(path, sheet, path.name, min_row=header_row)
+    if not total:
+        return
+    first = cells[0].col
+    same = [c for c in cells if c.col == first]
+    header = headers[first - 1] if first <= len(headers) else ""
+    column = (mapping.columns.get(norm(header), norm(header).lower()) if mapping else None) or header
+    if column not in ALL_COLUMNS:
+        column = header or f"column {xlsx_guard.col_letters(first)}"
+    more = f"{total:,} such cells in the sheet in all. " if total > len(same) else ""
+    raise DataError(path.name, xlsx_guard.RULE_FORMULA, column=column,
+                    rows=[c.row - header_row for c in same if c.row > header_row][:6], count=len(same),
+                    examples=[f"{sheet}!{c.ref}" for c in same[:5]], detail=more + xlsx_guard.DETAIL_FORMULA)
+
+
 def _read_xlsx(path: Path, mapping: Mapping | None = None, max_rows: int | None = None) -> RawTable:
     import openpyxl
 
+    check_xlsx(path)   # zip-bomb and shared-string limits, before openpyxl opens it
     try:
         wb = openpyxl.load_workbook(path, read_only=True, data_only=True)
     except Exception as exc:  # zipfile/openpyxl raise many kinds
@@ -520,6 +597,7 @@ def _read_xlsx(path: Path, mapping: Mapping | None = None, max_rows: int | None 
         if header_row is None:
             raise DataError(path.name, RULE_EMPTY)
         headers = [_cell_text(v) for v in header_row]
+        _check_formulas(path, ws.title, header_at + 1, headers, mapping)
         width = len(headers)
         data: list[list[str]] = [[] for _ in range(width)]
         n = 0
@@ -791,6 +869,18 @@ def prepare_file(path: Path, file_id: str, mapping: Mapping, encoding: str | Non
                         examples=exc.examples, detail=f"{exc.detail}. {hint}" if exc.detail else hint) from None
 
 
+def latest_plausible_year() -> int:
+    """Fieldwork and fiscal years later than next calendar year cannot be real data (a file named
+    national-2099.csv would otherwise become the latest round without a word)."""
+    return datetime.now().year + 1
+
+
+def _future_detail(what: str, what_ja: str, year: int) -> str:
+    limit = latest_plausible_year()
+    return (f"{what} {year} is after {limit} (next year): a typing error in the file name or the data? / "
+            f"{what_ja}{year}年は来年（{limit}年）より後です。ファイル名またはデータの誤りではありませんか")
+
+
 def _check_declared_pref(name: str, survey_id: str) -> None:
     m = re.match(r"^pref(\d{2})-", survey_id)
     if m and not 1 <= int(m.group(1)) <= 47:
@@ -849,14 +939,25 @@ def _prepare_file(path: Path, file_id: str, mapping: Mapping, encoding: str | No
                                 detail="expected e.g. national-2024 or pref11-2023 / 例: national-2024, pref11-2023")
         _check_declared_pref(name, survey_id)
         survey_year = int(SURVEY_ID_RE.match(survey_id).group(2))
+        if survey_year > latest_plausible_year():
+            raise DataError(name, RULE_FUTURE_YEAR, column="survey_id", examples=[survey_id],
+                            detail=_future_detail("survey round", "調査年", survey_year))
         if "survey_id" not in out:
             out["survey_id"] = pa.repeat(pa.scalar(survey_id), n)
         if "survey_year" not in out:
             out["survey_year"] = pa.repeat(pa.scalar(survey_year, pa.int32()), n)
         if "weight" not in out:
             out["weight"] = pa.repeat(pa.scalar(1.0), n)
-    elif "source" not in out:
-        out["source"] = pa.nulls(n, pa.string())
+    else:
+        future = pc.greater(out["fiscal_year"], latest_plausible_year()).to_numpy(zero_copy_only=False)
+        if future.any():
+            hit = np.flatnonzero(future)
+            years = sorted(set(out["fiscal_year"].take(pa.array(hit)).to_pylist()))
+            raise DataError(name, RULE_FUTURE_YEAR, column="fiscal_year", rows=raw.source_row[hit[:6]].tolist(),
+                            count=len(hit), examples=years[:5],
+                            detail=_future_detail("fiscal year", "年度", years[-1]))
+        if "source" not in out:
+            out["source"] = pa.nulls(n, pa.string())
 
     out["file_id"] = pa.repeat(pa.scalar(file_id), n)
     out["source_row"] = pa.array(raw.source_row.astype(np.int32))
@@ -985,7 +1086,7 @@ def expand_paths(paths: Iterable[Path]) -> list[Path]:
 def _line(sf: StagedFile, verb_en: str, verb_ja: str) -> str:
     what = f"survey {sf.survey_id}" if sf.kind == "survey" else "programme"
     what_ja = f"調査 {sf.survey_id}" if sf.kind == "survey" else "施策データ"
-    return f"{sf.file_name}: {verb_en} {sf.row_count:,} rows ({what}) / {verb_ja} {sf.row_count:,}行（{what_ja}）"
+    return printable(f"{sf.file_name}: {verb_en} {sf.row_count:,} rows ({what}) / {verb_ja} {sf.row_count:,}行（{what_ja}）")
 
 
 def ingest_files(paths: list[Path], warehouse: Path, encoding: str | None = None,
@@ -1000,6 +1101,9 @@ def ingest_files(paths: list[Path], warehouse: Path, encoding: str | None = None
         if size > config.MAX_INPUT_BYTES:
             raise DataError(f.name, RULE_TOO_LARGE, detail=f"{size:,} bytes > limit {config.MAX_INPUT_BYTES:,} bytes "
                                                            f"(TSUNAGARI_MAX_INPUT_BYTES) / 上限 {config.MAX_INPUT_BYTES:,} バイトを超えています")
+    for f in files:   # XLSX: expanded size, compression ratio, shared strings (zip bombs)
+        if f.suffix.lower() == ".xlsx":
+            check_xlsx(f)
     max_rows = max_input_rows()
     scanned: list[tuple[Path, str]] = []
     for f in files:
@@ -1031,12 +1135,12 @@ def ingest_files(paths: list[Path], warehouse: Path, encoding: str | None = None
             if known:
                 result.skipped.append(f.name)
                 extra = "" if known[0] == f.name else f" (= {known[0]})"
-                result.lines.append(f"{f.name}: skipped, already loaded{extra} / 読み込み済みのためスキップ")
+                result.lines.append(printable(f"{f.name}: skipped, already loaded{extra} / 読み込み済みのためスキップ"))
                 continue
             if chosen[fid] is not f:
                 same = chosen[fid].name
                 result.skipped.append(f.name)
-                result.lines.append(f"{f.name}: skipped, same content as {same} / {same} と同じ内容のためスキップ")
+                result.lines.append(printable(f"{f.name}: skipped, same content as {same} / {same} と同じ内容のためスキップ"))
                 continue
             pending.append((f, fid))
         if not pending:
@@ -1062,7 +1166,7 @@ def ingest_files(paths: list[Path], warehouse: Path, encoding: str | None = None
                 _stage(con, prepared)
                 del prepared
                 result.staged.append(sf)
-                log.info("staged %s: %d rows in %.1f s", f.name, sf.row_count, time.perf_counter() - t0)
+                log.info("staged %s: %d rows in %.1f s", printable(f.name), sf.row_count, time.perf_counter() - t0)
 
             check = _validator() if validate else None
             if check is not None:

@@ -16,6 +16,14 @@ Suite-file extensions understood here (both are plain GX underneath):
   round (``StagedFile.survey_year`` / ``files.survey_year``).
 * ``meta.for_each_group: [cols]`` – the expectation is run once per group of those columns present
   in the file (a GX ``row_condition`` per group) and reported as one result.
+* ``{"$PARAMETER": "max_weight_ratio"}`` / ``{"$PARAMETER": "min_effective_n_fraction"}`` – the
+  weight limits (``weight_limits``: TSUNAGARI_MAX_WEIGHT_RATIO, TSUNAGARI_MIN_EFFECTIVE_N_FRACTION);
+  the same names in braces in ``meta.rule`` / ``meta.rule_ja`` are replaced by their values.
+* ``meta.examples: "weight_extremes"`` – an aggregate expectation on the weights (GX reports no rows)
+  is shown with the rows of the largest and the smallest weight.
+
+The two weight aggregates (max/min ratio, Kish effective n as a fraction of n) are GX expectations
+defined in ``pipelines.gx_weights``.
 """
 
 from __future__ import annotations
@@ -36,7 +44,7 @@ import duckdb
 import pandas as pd
 
 from . import config, schema
-from .errors import DataError, UsageError
+from .errors import DataError, UsageError, printable
 from .staging import StagedFile
 
 log = logging.getLogger("tsunagari.validate")
@@ -46,6 +54,14 @@ STAGING_TABLES = {"survey": "staging_survey", "programme": "staging_programme"}
 WAREHOUSE_TABLES = {"survey": "survey_responses", "programme": "programme"}
 ROW_ID_COLUMNS = {"survey": ["source_row", "respondent_id"], "programme": ["source_row"]}
 DECLARED_YEAR_PARAM = "declared_survey_year"
+# Weight limits (suite parameters): env var, default. The defaults leave room for real
+# non-response/raking weights (trimmed weights rarely span more than 1:20; a weighting design
+# effect 1 + CV² above 4 means a quarter of the sample's information) and the bundled sample
+# (prefecture surveys: weights 0.5-2.0, ratio 4, n_eff/n about 0.9) passes.
+WEIGHT_LIMITS = {
+    "max_weight_ratio": ("TSUNAGARI_MAX_WEIGHT_RATIO", 50.0),
+    "min_effective_n_fraction": ("TSUNAGARI_MIN_EFFECTIVE_N_FRACTION", 0.25),
+}
 MAX_EXAMPLES = 5
 
 SEVERITIES = ("critical", "warning")
@@ -107,7 +123,7 @@ class ExpectationResult:
             value = ex.get("value")
             shown = value if isinstance(value, str) and not ids else repr(value)
             parts.append(f"{' '.join(ids)}: {shown}" if ids else shown)
-        return "; ".join(parts)
+        return printable("; ".join(parts))
 
     def to_json(self) -> dict[str, Any]:
         d = asdict(self)
@@ -227,7 +243,7 @@ class ValidationReport:
         for r in self.results:
             if r.outcome == "pass":
                 continue
-            rows.append((r.suite, r.file_name, r.rule, r.column or "", r.severity, r.outcome,
+            rows.append((r.suite, printable(r.file_name), r.rule, r.column or "", r.severity, r.outcome,
                          "" if r.unexpected_count is None else str(r.unexpected_count),
                          r.examples_text() or (r.note or "")))
         if rows:
@@ -242,7 +258,7 @@ class ValidationReport:
         for f in self.files:
             mine = [r for r in self.results if r.file_id == f.file_id]
             passed = sum(r.outcome == "pass" for r in mine)
-            lines.append(f"  {f.file_name} ({f.kind}, {f.rows} rows): {passed}/{len(mine)} passed")
+            lines.append(f"  {printable(f.file_name)} ({f.kind}, {f.rows} rows): {passed}/{len(mine)} passed")
         if self.has_critical:
             lines.append("Critical failures: nothing is committed / 重大な不合格があるため反映しません")
         return "\n".join(lines)
@@ -299,6 +315,45 @@ def _plain(obj: Any) -> Any:
     return str(obj)
 
 
+# --- Settings ---------------------------------------------------------------------------------------
+
+
+def weight_limits() -> dict[str, float]:
+    """The weight rules' limits, read at call time: ``max_weight_ratio`` (largest / smallest weight
+    of a file, > 1; TSUNAGARI_MAX_WEIGHT_RATIO, default 50) and ``min_effective_n_fraction`` (Kish
+    n_eff / n of a file, in (0, 1]; TSUNAGARI_MIN_EFFECTIVE_N_FRACTION, default 0.25). A bad value is
+    a UsageError naming the variable."""
+    import math
+    import os
+
+    out = {}
+    for key, (env, default) in WEIGHT_LIMITS.items():
+        text = os.environ.get(env)
+        if text is None or text.strip() == "":
+            out[key] = default
+            continue
+        try:
+            value = float(text)
+        except ValueError:
+            value = float("nan")
+        ok = math.isfinite(value) and (value >= 1 if key == "max_weight_ratio" else 0 < value <= 1)
+        if not ok:
+            wanted = "a number >= 1" if key == "max_weight_ratio" else "a fraction in (0, 1]"
+            raise UsageError(env, f"'{text}' is not {wanted} / 値が不正です（{wanted}）")
+        out[key] = value
+    return out
+
+
+def _limit_text(value: float) -> str:
+    return f"{value:g}"
+
+
+def _fill_rule(text: str, limits: dict[str, float]) -> str:
+    for key, value in limits.items():
+        text = text.replace("{" + key + "}", _limit_text(value))
+    return text
+
+
 # --- Suites and the cached GX context ---------------------------------------------------------------
 
 
@@ -328,6 +383,8 @@ class _GX:
     def __init__(self) -> None:
         import great_expectations as gx
         from great_expectations.data_context.types.base import ProgressBarsConfig
+
+        from . import gx_weights  # noqa: F401  (registers the weight expectations with GX)
 
         self.gx = gx
         self.context = gx.get_context(mode="ephemeral")
@@ -499,7 +556,10 @@ def validate_frame(df: pd.DataFrame, sf: StagedFile) -> list[ExpectationResult]:
     year = _declared_year(sf) if kind == "survey" else None
     suite = g.suite(kind, with_declared_year=year is not None or kind != "survey")
     batch = g.batch_definitions[kind].get_batch(batch_parameters={"dataframe": df})
-    params = {DECLARED_YEAR_PARAM: year} if year is not None else None
+    limits = weight_limits()
+    params = dict(limits) if kind == "survey" else {}
+    if year is not None:
+        params[DECLARED_YEAR_PARAM] = year
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         suite_result = batch.validate(suite, result_format=_result_format(index_cols),
@@ -521,7 +581,53 @@ def validate_frame(df: pd.DataFrame, sf: StagedFile) -> list[ExpectationResult]:
                 column=_column_of(exp), severity=exp["severity"], rule=meta.get("rule", exp["type"]),
                 rule_ja=meta.get("rule_ja", ""), success=None,
                 note="no declared survey round for this file / 調査回が不明のため未実施")
+    for idx, res in by_idx.items():
+        res.rule, res.rule_ja = _fill_rule(res.rule, limits), _fill_rule(res.rule_ja, limits)
+        if res.success is False and spec[idx]["meta"].get("examples") == "weight_extremes":
+            _explain_weights(res, df, spec[idx], index_cols, limits)
     return [by_idx[i] for i in range(len(spec))]
+
+
+_WEIGHT_NOTES = {
+    "expect_column_max_to_min_ratio_to_be_between": (
+        "largest weight {hi:g} / smallest {lo:g} = {ratio:.4g} > limit {max_weight_ratio:g} "
+        "(TSUNAGARI_MAX_WEIGHT_RATIO): a few respondents would carry the estimates / "
+        "最大ウェイトが最小の{ratio:.4g}倍です（上限{max_weight_ratio:g}倍）。少数の回答者が結果を左右します"),
+    "expect_column_kish_effective_fraction_to_be_between": (
+        "Kish effective n (Σw)²/Σw² = {neff:.1f}, {frac:.2%} of n = {n:,} < {min_effective_n_fraction:.0%} "
+        "(TSUNAGARI_MIN_EFFECTIVE_N_FRACTION) / 有効標本サイズ {neff:.1f}（n={n:,} の{frac:.2%}）が"
+        "下限{min_effective_n_fraction:.0%}未満です。ウェイトの偏りが大きすぎます"),
+}
+
+
+def _explain_weights(res: ExpectationResult, df: pd.DataFrame, exp: dict[str, Any], index_cols: list[str],
+                     limits: dict[str, float]) -> None:
+    """Example rows (largest, then smallest weight) and a note with the observed value and the limit
+    for a failed aggregate weight rule (GX names no rows for an aggregate)."""
+    import numpy as np
+
+    from .gx_weights import kish_effective_fraction, max_to_min_ratio
+
+    col = exp["kwargs"]["column"]
+    if col not in df.columns:
+        return
+    w = pd.to_numeric(df[col], errors="coerce")
+    valid = w.dropna()
+    if valid.empty:
+        return
+    picks = list(dict.fromkeys([valid.idxmax(), valid.idxmin()]))
+    res.examples = [{**{k: _plain(df.at[i, k]) for k in index_cols}, "value": _plain(w.at[i])} for i in picks]
+    arr = valid.to_numpy(dtype=float)
+    if not (np.all(np.isfinite(arr)) and arr.min() > 0):
+        res.note = ("weights not all positive and finite: see the rule 'weight positive and finite' / "
+                    "正の有限値でないウェイトがあります")
+        return
+    frac = kish_effective_fraction(arr)
+    values = {"hi": float(arr.max()), "lo": float(arr.min()), "ratio": max_to_min_ratio(arr),
+              "frac": frac, "neff": frac * arr.size, "n": int(arr.size), **limits}
+    template = _WEIGHT_NOTES.get(exp["type"])
+    if template:
+        res.note = template.format(**values)
 
 
 def _validate_grouped(df: pd.DataFrame, sf: StagedFile, batch: Any, g: _GX, idx: int,
@@ -628,7 +734,8 @@ def suite_digest() -> str:
     from importlib.metadata import version
 
     h = hashlib.sha256(version("great_expectations").encode())
-    for p in sorted(config.EXPECTATIONS_DIR.glob("*.json")) + [Path(__file__)]:
+    h.update(json.dumps(weight_limits(), sort_keys=True).encode())   # the limits are settings
+    for p in sorted(config.EXPECTATIONS_DIR.glob("*.json")) + [Path(__file__), Path(__file__).with_name("gx_weights.py")]:
         h.update(p.name.encode())
         h.update(p.read_bytes())
     return h.hexdigest()

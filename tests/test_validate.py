@@ -23,6 +23,7 @@ from pipelines.validate import (
     load_suite_spec,
     validate_staged,
     validate_warehouse,
+    weight_limits,
 )
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -181,7 +182,12 @@ class TestValidateStaged:
         df.loc[3, "weight"] = -1.5
         report = run_survey(con, df)
         assert str(report.to_error()) == critical_message(
-            "weight", "weight greater than 0", "ウェイトは0より大きい", 2, [2, 4], [0.0, -1.5], ["R00001", "R00003"])
+            "weight", "weight positive and finite", "ウェイトは正の有限値", 2, [2, 4], [0.0, -1.5], ["R00001", "R00003"],
+            others="2 other critical failures / ほかの重大な不合格 2 件")
+        # the two aggregate weight rules fail too (never pass on a weight <= 0), naming the extremes
+        ratio, kish = [r for r in report.critical_failures if r.expectation != "expect_column_values_to_be_between"]
+        assert ratio.note == kish.note == ("weights not all positive and finite: see the rule 'weight positive and "
+                                           "finite' / 正の有限値でないウェイトがあります")
 
     def test_respondent_id_duplicated(self, con):
         df = survey_frame()
@@ -239,9 +245,10 @@ class TestValidateStaged:
         df.loc[3, "age"] = 200
         df.loc[4, "weight"] = 0.0
         report = run_survey(con, df)
-        assert [r.column for r in report.critical_failures] == ["sex", "age", "weight"]
+        # weight 0: "positive and finite" and both aggregate weight rules
+        assert [r.column for r in report.critical_failures] == ["sex", "age", "weight", "weight", "weight"]
         assert str(report.to_error()).endswith(
-            "respondent_id R00002. 2 other critical failures / ほかの重大な不合格 2 件")
+            "respondent_id R00002. 4 other critical failures / ほかの重大な不合格 4 件")
 
     def test_support_answered_without_worries_is_a_warning(self, con, tmp_path):
         df = survey_frame()
@@ -510,6 +517,138 @@ class TestSuiteFiles:
             assert len(g.suite(kind, True).expectations) == len(spec) - grouped
             severities = {str(getattr(e.severity, "value", e.severity)) for e in g.suite(kind, True).expectations}
             assert severities <= {"critical", "warning"}
+
+
+# --- weight rules ----------------------------------------------------------------------------------
+
+RATIO_RULE = ("largest weight at most 50 times the smallest (per file)", "最大ウェイトは最小の50倍以下（ファイルごと）")
+KISH_RULE = ("Kish effective n (Σw)²/Σw² at least 0.25 × n (per file)",
+             "キッシュの有効標本サイズ (Σw)²/Σw² が n の0.25倍以上（ファイルごと）")
+
+
+def unit_weights(n: int = 200) -> pd.DataFrame:
+    df = survey_frame(n=n)
+    df["weight"] = 1.0
+    return df
+
+
+class TestWeightRules:
+    """Issue #15: one respondent's weight must not make a file's estimates (1e308, 1e9, or all the
+    others 1e-300 published Osaka as 0.0% with n_eff NaN)."""
+
+    def test_one_weight_1e308_is_refused(self, con):
+        df = unit_weights()
+        df.loc[6, "weight"] = 1e308
+        report = run_survey(con, df)
+        assert [r.rule for r in report.critical_failures] == [RATIO_RULE[0], KISH_RULE[0]]
+        assert str(report.to_error()) == (
+            f"{SURVEY_FILE}, column 'weight': {RATIO_RULE[0]} / {RATIO_RULE[1]} [critical / 重大] (rows 7, 1; "
+            "examples 1e+308, 1.0). respondent_id R00006, R00000. largest weight 1e+308 / smallest 1 = 1e+308 > "
+            "limit 50 (TSUNAGARI_MAX_WEIGHT_RATIO): a few respondents would carry the estimates / "
+            "最大ウェイトが最小の1e+308倍です（上限50倍）。少数の回答者が結果を左右します. "
+            "1 other critical failure / ほかの重大な不合格 1 件")
+        kish = report.critical_failures[1]
+        assert kish.note.startswith("Kish effective n (Σw)²/Σw² = 1.0, 0.50% of n = 200 < 25% "
+                                    "(TSUNAGARI_MIN_EFFECTIVE_N_FRACTION)")
+
+    def test_one_weight_1e9_and_others_1e_minus_300(self, con):
+        df = unit_weights()
+        df.loc[6, "weight"] = 1e9
+        assert report_note(run_survey(con, df), 0).startswith("largest weight 1e+09 / smallest 1 = 1e+09 > limit 50")
+        con.execute("DELETE FROM staging_survey")
+        df = unit_weights()
+        df["weight"] = 1e-300
+        df.loc[6, "weight"] = 1.0
+        report = run_survey(con, df)
+        assert [ex["source_row"] for ex in report.critical_failures[0].examples] == [7, 1]
+        assert report_note(report, 0).startswith("largest weight 1 / smallest 1e-300 = 1e+300 > limit 50")
+
+    def test_kish_floor_alone(self, con):
+        """Ratio 50 is allowed, but 10 of 200 respondents at 50 leave n_eff = 690²/25,190 = 18.9 (9.45%)."""
+        df = unit_weights()
+        df.loc[:9, "weight"] = 50.0
+        report = run_survey(con, df)
+        assert [r.rule for r in report.critical_failures] == [KISH_RULE[0]]
+        assert str(report.to_error()) == (
+            f"{SURVEY_FILE}, column 'weight': {KISH_RULE[0]} / {KISH_RULE[1]} [critical / 重大] (rows 1, 11; "
+            "examples 50.0, 1.0). respondent_id R00000, R00010. Kish effective n (Σw)²/Σw² = 18.9, 9.45% of n = 200 "
+            "< 25% (TSUNAGARI_MIN_EFFECTIVE_N_FRACTION) / 有効標本サイズ 18.9（n=200 の9.45%）が下限25%未満です。"
+            f"ウェイトの偏りが大きすぎます. {OTHERS_0}")
+
+    def test_limits_from_the_environment(self, con, monkeypatch):
+        df = unit_weights()
+        df.loc[:9, "weight"] = 50.0
+        monkeypatch.setenv("TSUNAGARI_MIN_EFFECTIVE_N_FRACTION", "0.05")
+        monkeypatch.setenv("TSUNAGARI_MAX_WEIGHT_RATIO", "49")
+        report = run_survey(con, df)
+        assert [r.rule for r in report.critical_failures] == ["largest weight at most 49 times the smallest (per file)"]
+        monkeypatch.setenv("TSUNAGARI_MAX_WEIGHT_RATIO", "50")
+        con.execute("DELETE FROM staging_survey")
+        assert run_survey(con, df).ok
+
+    @pytest.mark.parametrize("env, value, wanted", [
+        ("TSUNAGARI_MAX_WEIGHT_RATIO", "0.5", "a number >= 1"),
+        ("TSUNAGARI_MAX_WEIGHT_RATIO", "lots", "a number >= 1"),
+        ("TSUNAGARI_MIN_EFFECTIVE_N_FRACTION", "1.5", "a fraction in (0, 1]"),
+        ("TSUNAGARI_MIN_EFFECTIVE_N_FRACTION", "nan", "a fraction in (0, 1]"),
+    ])
+    def test_bad_setting_names_the_variable(self, monkeypatch, env, value, wanted):
+        monkeypatch.setenv(env, value)
+        with pytest.raises(UsageError) as exc:
+            weight_limits()
+        assert str(exc.value) == f"{env}: '{value}' is not {wanted} / 値が不正です（{wanted}）"
+        assert exc.value.exit_code == 2
+
+    def test_defaults_pass_the_bundled_sample(self):
+        """Every weighted sample file (prefecture surveys, weights 0.5-2.0) is well inside the limits."""
+        from pipelines.gx_weights import kish_effective_fraction, max_to_min_ratio
+        from pipelines.ingest import read_raw
+
+        limits = weight_limits()
+        seen = 0
+        for path in sorted((ROOT / "data" / "sample").glob("pref*")):
+            raw = read_raw(path)
+            i = next(i for i, h in enumerate(raw.headers) if h in ("weight", "ウェイト"))
+            w = np.array([float(v) for v in raw.columns[i].to_pylist()])
+            assert max_to_min_ratio(w) <= limits["max_weight_ratio"] / 10
+            assert kish_effective_fraction(w) >= limits["min_effective_n_fraction"] * 3
+            seen += 1
+        assert seen == 3
+
+
+class TestWeightMetrics:
+    def test_hand_computed(self):
+        from pipelines.gx_weights import kish_effective_fraction, max_to_min_ratio
+
+        assert kish_effective_fraction(np.array([1.0, 1.0, 2.0])) == pytest.approx(16 / 6 / 3)
+        assert max_to_min_ratio(np.array([0.5, 1.0, 2.0])) == 4.0
+        assert kish_effective_fraction(np.array([])) is None
+
+    def test_no_overflow(self):
+        """(Σw)² of 1e308 is inf in float64: the metric is computed on w / max(w)."""
+        from pipelines.gx_weights import kish_effective_fraction
+
+        assert kish_effective_fraction(np.array([1e308, 1e308, 1e308])) == pytest.approx(1.0)
+        assert kish_effective_fraction(np.array([1e308, 1.0, 1.0])) == pytest.approx(1 / 3)
+
+    def test_equals_one_over_one_plus_cv_squared(self):
+        """n_eff / n = 1 / (1 + CV²) with the population CV (Kish's weighting design effect)."""
+        from pipelines.gx_weights import kish_effective_fraction
+
+        w = np.random.default_rng(3).uniform(0.5, 2.0, 500)
+        cv2 = np.var(w) / np.mean(w) ** 2
+        assert kish_effective_fraction(w) == pytest.approx(1 / (1 + cv2))
+
+    @pytest.mark.parametrize("bad", [0.0, -1.0, np.inf])
+    def test_non_positive_or_infinite_is_nan(self, bad):
+        from pipelines.gx_weights import kish_effective_fraction, max_to_min_ratio
+
+        w = np.array([1.0, bad])
+        assert np.isnan(kish_effective_fraction(w)) and np.isnan(max_to_min_ratio(w))
+
+
+def report_note(report: ValidationReport, i: int) -> str:
+    return report.critical_failures[i].note
 
 
 # --- through the ingest stage (pipelines/ingest.py calls validate_staged) ---------------------------
