@@ -106,12 +106,42 @@ def kernel_timeout() -> float:
 _PRIVATE: set[str] = set()   # folders this process created and has not removed yet
 
 
+OWNER_FILE = ".tsunagari-owner"
+
+
 def new_private_dir() -> Path:
     """A new folder in the temporary folder that only this user can enter (mode 0700), removed by
-    `remove_private_dir`, at exit, or when a stop signal arrives."""
+    `remove_private_dir`, at exit, or when a stop signal arrives. It names its owner (this
+    process: pid and start time), so that the next one created removes it if its owner was killed
+    with everything it started (SIGKILL to the whole process group: nothing could clean up)."""
+    _remove_orphaned_dirs()
     folder = tempfile.mkdtemp(prefix=PRIVATE_PREFIX)
+    Path(folder, OWNER_FILE).write_text(_process_identity(os.getpid()) or "", encoding="utf-8")
     _PRIVATE.add(folder)
     return Path(folder)
+
+
+def _process_identity(pid: int) -> str | None:
+    """'pid start-time' of a live process (start time in clock ticks since boot, from /proc: a
+    reused pid has another), None when there is no such process (or no /proc)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            stat = fh.read()
+    except OSError:
+        return None
+    fields = stat[stat.rfind(b")") + 2:].split()
+    return None if fields[0] == b"Z" else f"{pid} {int(fields[19])}"
+
+
+def _remove_orphaned_dirs() -> None:
+    """Remove private folders (ours: they hold an owner file we can read) whose owner is gone."""
+    for folder in Path(tempfile.gettempdir()).glob(PRIVATE_PREFIX + "*"):
+        try:
+            owner = (folder / OWNER_FILE).read_text(encoding="utf-8").split()
+        except OSError:      # not one of these folders, or another user's
+            continue
+        if len(owner) == 2 and owner[0].isdigit() and _process_identity(int(owner[0])) != " ".join(owner):
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 def remove_private_dir(folder: Path | str | None) -> None:
@@ -413,8 +443,8 @@ def patience() -> dict[str, Any]:
     wait for a cell's output on IOPub after its reply (nbclient's default, 4 s, then went on
     without the output, warning only: a report could silently lack a table); a cell whose output
     never arrives is an error."""
-    t = kernel_timeout()
-    return {"start_timeout": t, "iopub_timeout": int(math.ceil(t)), "raise_on_iopub_timeout": True}
+    t = int(math.ceil(kernel_timeout()))   # nbclient's traits are integers
+    return {"start_timeout": t, "iopub_timeout": t, "raise_on_iopub_timeout": True}
 
 
 def execute_warm(src: Path, dst: Path, parameters: dict[str, Any], cwd: Path | None = None) -> Path:

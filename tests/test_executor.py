@@ -277,6 +277,28 @@ class TestWarmPoolLifecycle:
         pool.close()
         assert os.listdir(tmp) == []
 
+    def test_orphaned_private_folders_are_removed_by_the_next(self, tmp_path: Path, monkeypatch) -> None:
+        """A build killed with its whole process group (nothing of it could clean up) leaves its
+        pool's folder; the next private folder created removes it: ours (an owner file we can
+        read) and its owner gone (pid dead, or reused by a process started at another time)."""
+        monkeypatch.setenv("TMPDIR", str(tmp_path))
+        monkeypatch.setattr(tempfile, "tempdir", None)
+        dead = subprocess.Popen(["true"])
+        dead.wait()
+        with open(f"/proc/{os.getpid()}/stat", "rb") as fh:
+            started = fh.read().rsplit(b")", 1)[1].split()[19].decode()
+        owners = {"tsunagari-dead": f"{dead.pid} {started}", "tsunagari-reused": f"{os.getpid()} 1",
+                  "tsunagari-live": f"{os.getpid()} {started}", "tsunagari-ast-x": None}
+        for name, owner in owners.items():
+            (tmp_path / name).mkdir()
+            if owner is not None:
+                (tmp_path / name / ".tsunagari-owner").write_text(owner, encoding="utf-8")
+        new = new_private_dir()
+        try:
+            assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["tsunagari-live", "tsunagari-ast-x", new.name])
+        finally:
+            remove_private_dir(new)
+
     def test_terminate_kills_workers_and_kernels_at_once(self) -> None:
         import psutil
 
