@@ -1,9 +1,26 @@
-"""Load benchmark: ten national rounds of 1,000,000 respondents each through the real pipeline.
+"""Load benchmark: the build beside CPU-bound processes, and ten national rounds of 1,000,000
+respondents each through the real pipeline.
 
-    python bench/bench_load.py [--rows 1000000] [--first 2015] [--last 2024] [--jobs 2] [--keep DIR]
-                               [--stages ingest,indicators,build]
+    python bench/bench_load.py [--busy 6] [--rows 1000000] [--first 2015] [--last 2024] [--jobs 2]
+                               [--keep DIR] [--stages busy,interrupt,ingest,indicators,build]
 
-Generates ``national-{year}.parquet`` for every round (``pipelines.sample.national_round``; the
+CPU load (stages ``busy`` and ``interrupt``, on the bundled sample data, each beside ``--busy`` N
+processes that spin ``while True: pass``, default 6, i.e. load 6 and more on this 2-core machine):
+
+``busy``
+    a cold ``tsunagari build`` (empty warehouse and output: ingest, validation, indicators, 48
+    reports, site): wall time and exit code;
+``interrupt``
+    a cold build stopped while its reports run, once by SIGINT to its process group (a terminal's
+    Ctrl-C) and once by SIGTERM to the build alone: seconds from the signal to the build's exit
+    and to the end of the last process it started, and its exit code.
+
+Each build runs with ``TMPDIR`` set to an empty folder of its own; afterwards the benchmark checks
+that no process of the build is alive (none whose environment names that folder) and that the
+folder holds nothing, and says so (``FAILED`` otherwise, exit status 1).
+
+Data volume (stages ``ingest``, ``indicators``, ``build``): generates ``national-{year}.parquet``
+for every round (``pipelines.sample.national_round``; the
 generator models only 2022–2024, so earlier rounds reuse one of those models with their own seed,
 survey id, year and respondent ids) plus the synthetic ``programme.csv`` and the ``SYNTHETIC``
 marker. Then runs each stage as a child process of the real CLI:
@@ -27,6 +44,7 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -156,6 +174,131 @@ def du_mib(path: Path) -> float:
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) / 2**20
 
 
+# --- CPU load ------------------------------------------------------------------------------------
+
+
+def busy_processes(n: int) -> list[subprocess.Popen]:
+    """`n` processes that spin on a core each until killed."""
+    return [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(n)]
+
+
+def stop_all(procs: list[subprocess.Popen]) -> None:
+    for p in procs:
+        p.kill()
+        p.wait()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            stat = fh.read()
+    except OSError:
+        return False
+    return stat[stat.rfind(b")") + 2:][:1] != b"Z"   # a zombie has ended
+
+
+def build_processes(tmp: Path) -> list[str]:
+    """Live processes whose environment's TMPDIR is `tmp` or in it: a build run with TMPDIR=tmp
+    and everything it started (wherever re-parented)."""
+    mine, inside = f"TMPDIR={tmp}".encode(), f"TMPDIR={tmp}/".encode()
+    out = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) == os.getpid():
+            continue
+        try:
+            with open(f"/proc/{entry}/environ", "rb") as fh:
+                env = fh.read().split(b"\0")
+            with open(f"/proc/{entry}/cmdline", "rb") as fh:
+                cmd = fh.read().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if any(e == mine or e.startswith(inside) for e in env) and _alive(int(entry)):
+            out.append(f"{entry} {cmd[:100]}")
+    return out
+
+
+def leftovers(tmp: Path, wait: float = 30.0) -> tuple[list[str], list[str]]:
+    """(processes of the build still alive, files in its TMPDIR), after waiting up to `wait` s for
+    both to be gone."""
+    end = time.monotonic() + wait
+    while time.monotonic() < end and (build_processes(tmp) or any(tmp.iterdir())):
+        time.sleep(0.1)
+    return build_processes(tmp), sorted(str(p.relative_to(tmp)) for p in tmp.rglob("*"))
+
+
+def clean_report(tmp: Path) -> bool:
+    procs, files = leftovers(tmp)
+    print(f"      afterwards: {len(procs)} process(es) of the build alive, {len(files)} file(s) in its TMPDIR"
+          + ("" if not procs and not files else "  FAILED"), flush=True)
+    for line in procs[:10] + files[:10]:
+        print(f"        {line}", flush=True)
+    return not procs and not files
+
+
+def cold_build_cmd(work: Path, *extra: str) -> list[str]:
+    return ["build", "--out", str(work / "site"), "--warehouse", str(work / "warehouse.duckdb"),
+            "--renderer", "pandoc", "-q", *extra]
+
+
+def fresh(work: Path) -> tuple[Path, dict[str, str]]:
+    """An empty work folder with an empty TMPDIR in it; the environment to run a build with."""
+    if work.exists():
+        shutil.rmtree(work)
+    tmp = work / "tmp"
+    tmp.mkdir(parents=True)
+    env = {**os.environ, "TMPDIR": str(tmp),
+           "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    return tmp, env
+
+
+def busy_build(work: Path, n: int, logs: Path) -> bool:
+    tmp, env = fresh(work)
+    print(f"  cold build of the bundled sample beside {n} CPU-bound process(es) "
+          f"(load average now {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores)", flush=True)
+    busy = busy_processes(n)
+    try:
+        r = run_stage(f"cold build, {n} busy", cold_build_cmd(work), logs, env)
+    finally:
+        stop_all(busy)
+    return clean_report(tmp) and r["rc"] == 0
+
+
+def interrupted_build(work: Path, n: int, name: str, group: bool, logs: Path) -> bool:
+    """A cold build stopped by signal `name` (to its process group when `group`) while its reports
+    run; prints the seconds from the signal to the build's exit and to the end of its last process."""
+    tmp, env = fresh(work)
+    busy = busy_processes(n)
+    log = work / "site.new" / "build.log"
+    try:
+        with open(logs / f"interrupt-{name}.log", "w", encoding="utf-8") as out:
+            t0 = time.monotonic()
+            proc = subprocess.Popen([sys.executable, "-m", "pipelines.cli", *cold_build_cmd(work)], cwd=ROOT,
+                                    env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+            while proc.poll() is None and not (log.exists() and "指標 done in" in log.read_text(encoding="utf-8")
+                                               and any("ipykernel" in p for p in build_processes(tmp))):
+                time.sleep(0.05)
+            if proc.poll() is not None:
+                print(f"  {name}: the build ended (rc={proc.returncode}) before its reports ran  FAILED", flush=True)
+                return False
+            reached = time.monotonic() - t0
+            alive = len(build_processes(tmp))
+            sent = time.monotonic()
+            (os.killpg if group else os.kill)(proc.pid, getattr(signal, name))
+            proc.wait()
+            exited = time.monotonic() - sent
+            while build_processes(tmp) and time.monotonic() - sent < 120:
+                time.sleep(0.02)
+            gone = time.monotonic() - sent
+    finally:
+        stop_all(busy)
+    last = (logs / f"interrupt-{name}.log").read_text(encoding="utf-8").strip().splitlines()[-1:]
+    ok = proc.returncode == 130
+    print(f"  {name:7s} to the {'process group' if group else 'build'} {reached:5.1f} s into the build "
+          f"({alive} processes): exit {proc.returncode} after {exited:5.2f} s, its last process gone after "
+          f"{gone:5.2f} s; said {last[0] if last else '(nothing)'!r}{'' if ok else '  FAILED'}", flush=True)
+    return clean_report(tmp) and ok
+
+
 # --- Main ---------------------------------------------------------------------------------------
 
 
@@ -166,7 +309,8 @@ def main() -> None:
     ap.add_argument("--last", type=int, default=2024)
     ap.add_argument("--seed", type=int, default=20240611)
     ap.add_argument("--jobs", type=int, default=2, help="report workers for the build")
-    ap.add_argument("--stages", default="ingest,indicators,build")
+    ap.add_argument("--stages", default="busy,interrupt,ingest,indicators,build")
+    ap.add_argument("--busy", type=int, default=6, help="CPU-bound processes beside the builds of busy/interrupt")
     ap.add_argument("--keep", type=Path, help="work in this folder and keep it (default: a temp folder)")
     args = ap.parse_args()
     stages = set(args.stages.split(","))
@@ -182,6 +326,18 @@ def main() -> None:
     inp, wh, logs = work / "input", work / "warehouse.duckdb", work / "logs"
     logs.mkdir(exist_ok=True)
     env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+
+    failures = 0
+    if "busy" in stages:
+        failures += not busy_build(work / "busy", args.busy, logs)
+    if "interrupt" in stages:
+        print(f"  stopping a cold build while its reports run, beside {args.busy} CPU-bound process(es)", flush=True)
+        failures += not interrupted_build(work / "interrupt", args.busy, "SIGINT", True, logs)
+        failures += not interrupted_build(work / "interrupt", args.busy, "SIGTERM", False, logs)
+    if not stages & {"ingest", "indicators", "build"}:
+        if tmp is not None:
+            tmp.cleanup()
+        sys.exit(1 if failures else 0)
 
     print(f"load benchmark: {len(years)} rounds ({years[0]}–{years[-1]}) x {args.rows:,} respondents "
           f"= {len(years) * args.rows:,} rows; work folder {work}", flush=True)
@@ -230,7 +386,7 @@ def main() -> None:
               f"pandas frame would be ~{one_round * len(years):,.0f} MiB", flush=True)
     if tmp is not None:
         tmp.cleanup()
-    if len(ok) != len(results):
+    if len(ok) != len(results) or failures:
         sys.exit(1)
 
 

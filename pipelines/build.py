@@ -20,7 +20,7 @@ from typing import Iterator
 
 import duckdb
 
-from . import config, publish, validator
+from . import config, interrupt, publish, validator
 from .config import BuildConfig
 from .errors import TsunagariError, UsageError, printable
 from .ingest import has_new_inputs, start_validation_warm_up
@@ -605,14 +605,17 @@ def resolve_renderer(name: str) -> str:
 
 def _start_pool(cfg: BuildConfig, renderer: str):
     """New data (or --force) means reports will run: start their warm kernels now, while ingest
-    runs on the other core. None when nothing new came in (a pool starts later if needed)."""
+    runs on the other core. None when nothing new came in (a pool starts later if needed). No more
+    workers (each with a kernel) than --jobs, nor than reports the build can run (--pref 31: one)."""
     new_data = has_new_inputs(Path(cfg.input_dir), Path(cfg.warehouse))
     pool = None
     if cfg.force or new_data:
         from .executor import WarmPool
         from .reports import KERNEL_PRELOAD, warm_renderer
 
-        pool = WarmPool(cfg.jobs, warm=warm_renderer if renderer == "pandoc" else None, preload=KERNEL_PRELOAD)
+        areas = len(set(cfg.prefs)) if cfg.prefs else 1 + len(prefectures())
+        pool = WarmPool(min(cfg.jobs, areas), warm=warm_renderer if renderer == "pandoc" else None,
+                        preload=KERNEL_PRELOAD)
     if new_data:
         start_validation_warm_up()   # GX takes ~2 s to import: begin before ingest needs it
     else:
@@ -693,8 +696,9 @@ def run_build(cfg: BuildConfig) -> BuildSummary:
             if summary.failed:
                 log.error("%d area(s) failed; the new site stays in %s and is not published", len(summary.failed), new)
             else:
-                publish.swap_in(out)
-                summary.published = True
+                with interrupt.deferred():   # a stop signal now takes effect after the two renames
+                    publish.swap_in(out)
+                    summary.published = True
             summary.seconds = time.perf_counter() - start
             (out if summary.published else new).joinpath("build-summary.txt").write_text(summary.text() + "\n",
                                                                                           encoding="utf-8")

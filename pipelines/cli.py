@@ -66,15 +66,22 @@ def build(
     quiet: QuietOpt = False,
 ) -> None:
     """Run every stage: ingest -> validate -> indicators -> reports -> site."""
-    from . import validator
+    from . import interrupt, validator
 
-    validator.start()   # Great Expectations imports on the other core while the build starts
+    # Great Expectations imports on the other core while the build starts. The process ignores
+    # Ctrl-C (the build stops it) and is stopped when a stop signal arrives.
+    with interrupt.children_ignore_interrupts():
+        validator.start()
+    interrupt.on_stop(validator.stop, order=10)     # after the report workers (executor.WarmPool)
+    interrupt.on_stop(interrupt.kill_children, order=20)   # anything else the build started
     from .build import run_build
+    from .executor import kernel_timeout
 
     if renderer not in ("auto", "quarto", "pandoc"):
         raise UsageError("--renderer", f"'{renderer}' is not one of auto, quarto, pandoc")
     if jobs is not None and jobs < 1:
         raise UsageError("--jobs", f"'{jobs}' must be 1 or more")
+    kernel_timeout()   # a bad $TSUNAGARI_KERNEL_TIMEOUT is a usage error now, not a failed report
     cfg = config.BuildConfig(
         year=check_year(year) if year is not None else None,
         input_dir=input or config.SAMPLE_DIR,
@@ -186,20 +193,26 @@ def sample_data(
 
 
 def _run() -> int:
-    """Run the command; our errors become exit codes 1 (data) and 2 (usage)."""
+    """Run the command; our errors become exit codes 1 (data) and 2 (usage); a stop signal (Ctrl-C,
+    SIGTERM, SIGHUP: pipelines/interrupt.py) exit code 130 with one line on stderr."""
+    from . import interrupt
+
     try:
         # With standalone_mode=False click returns the code of `raise typer.Exit(n)` instead of exiting.
         rc = app(standalone_mode=False)
-        return rc if isinstance(rc, int) else 0
+        rc = rc if isinstance(rc, int) else 0
     except TsunagariError as exc:
+        if interrupt.signalled():
+            return _interrupted()
         typer.echo(f"error: {exc}", err=True)
         return exc.exit_code
     except typer.Exit as exc:
-        return exc.exit_code
+        rc = exc.exit_code
     except (typer.Abort, KeyboardInterrupt):
-        typer.echo("aborted", err=True)
-        return 130
+        return _interrupted()
     except Exception as exc:  # click usage errors arrive as click exceptions
+        if interrupt.signalled():   # e.g. a worker pool killed under the command's feet
+            return _interrupted()
         import click
 
         # typer >= 0.29 raises the exceptions of its own copy of click (typer._click).
@@ -211,6 +224,16 @@ def _run() -> int:
             exc.show()
             return getattr(exc, "exit_code", 1)
         raise
+    if rc == interrupt.EXIT_CODE or (interrupt.signalled() and rc != 0):
+        return _interrupted()   # typer turns a KeyboardInterrupt into Exit(130)
+    return rc
+
+
+def _interrupted() -> int:
+    from . import interrupt
+
+    interrupt.announce()
+    return interrupt.EXIT_CODE
 
 
 def _leave(code: int) -> None:
@@ -230,7 +253,12 @@ def _leave(code: int) -> None:
 
 def main() -> None:
     """Entry point (`tsunagari`). An unexpected error propagates with its traceback as usual."""
-    _leave(_run())
+    from . import interrupt
+
+    interrupt.install()
+    code = _run()
+    interrupt.finishing()   # a signal from here on does not raise: the process is ending
+    _leave(code)
 
 
 if __name__ == "__main__":

@@ -20,29 +20,24 @@ NATIVE_KERNEL = "python3"
 
 
 def _native_kernel_manager_class():
-    """An AsyncKernelManager whose kernel spec is ipykernel's, bound to sys.executable."""
-    from ipykernel.kernelspec import RESOURCES, get_kernel_dict
-    from jupyter_client.kernelspec import KernelSpec
-    from jupyter_client.manager import AsyncKernelManager
+    """An AsyncKernelManager whose kernel spec is ipykernel's, bound to sys.executable, with its
+    connection file and IPC sockets in a private folder of its own (removed with the kernel's
+    resources) and a kernel that dies with this process (pipelines/executor.py)."""
+    from .executor import kernel_files, manager_class, new_private_dir, remove_private_dir
 
-    class NativeKernelManager(AsyncKernelManager):
+    class NativeKernelManager(manager_class(asynchronous=True)):
         def __init__(self, *args, **kwargs):
-            # IPC sockets in a temporary folder instead of TCP ports: no port clashes, and no
-            # "Kernel is running over TCP without encryption" warning on the user's terminal.
-            import tempfile
-            import uuid
-
-            folder = Path(tempfile.gettempdir()) / "tsunagari-kernels"
-            folder.mkdir(parents=True, exist_ok=True)
-            kwargs.setdefault("transport", "ipc")
-            kwargs.setdefault("ip", str(folder / f"kernel-{os.getpid()}-{uuid.uuid4().hex[:8]}"))
+            # IPC sockets instead of TCP ports: no port clashes, and no "Kernel is running over
+            # TCP without encryption" warning on the user's terminal.
+            self._private = new_private_dir()
+            for key, value in kernel_files(self._private, "kernel").items():
+                kwargs.setdefault(key, value)
             super().__init__(*args, **kwargs)
 
-        @property
-        def kernel_spec(self):  # type: ignore[override]
-            if self._kernel_spec is None:
-                self._kernel_spec = KernelSpec(resource_dir=RESOURCES, **get_kernel_dict())
-            return self._kernel_spec
+        async def _async_cleanup_resources(self, restart: bool = False) -> None:
+            await super()._async_cleanup_resources(restart=restart)
+            if not restart:
+                remove_private_dir(self._private)
 
     return NativeKernelManager
 
@@ -63,6 +58,8 @@ def execute_notebook(
     """
     import papermill as pm
 
+    from .executor import patience
+
     src, dst = Path(src), Path(dst)
     dst.parent.mkdir(parents=True, exist_ok=True)
     kwargs: dict = {}
@@ -80,6 +77,7 @@ def execute_notebook(
         kernel_name=kernel_name,
         cwd=str(cwd) if cwd is not None else None,
         progress_bar=False,
+        **patience(),
         **kwargs,
     )
     return dst

@@ -10,6 +10,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -46,7 +47,7 @@ def _build_cmd(inp: Path, tmp: Path, *extra: str) -> list[str]:
             "--warehouse", str(tmp / "wh.duckdb"), "--renderer", "pandoc", "--jobs", "1", *extra]
 
 
-def _wait_for(predicate, proc: subprocess.Popen, timeout: float = 240) -> None:
+def _wait_for(predicate, proc: subprocess.Popen, timeout: float = 600) -> None:
     end = time.time() + timeout
     while time.time() < end:
         if predicate():
@@ -207,3 +208,149 @@ class TestStagingIsScratch:
         with pytest.raises(DataError):
             ingest_dir(bad, wh)
         assert staged_rows() == 0
+
+
+# --- Stop signals and load: nothing of the build outlives it ---------------------------------------
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            stat = fh.read()
+    except OSError:
+        return False
+    return stat[stat.rfind(b")") + 2:][:1] != b"Z"
+
+
+def _build_processes(tmp: Path) -> list[str]:
+    """Live processes whose environment's TMPDIR is `tmp` or a folder in it: the build (run with
+    TMPDIR=tmp), everything it started, and everything those started (wherever re-parented)."""
+    mine, inside = f"TMPDIR={tmp}".encode(), f"TMPDIR={tmp}/".encode()
+    out = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) == os.getpid():
+            continue
+        try:
+            with open(f"/proc/{entry}/environ", "rb") as fh:
+                env = fh.read().split(b"\0")
+            with open(f"/proc/{entry}/cmdline", "rb") as fh:
+                cmd = fh.read().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if any(e == mine or e.startswith(inside) for e in env) and _alive(int(entry)):
+            out.append(f"{entry} {cmd[:120]}")
+    return out
+
+
+def _poll(predicate, timeout: float, what: str) -> None:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if predicate():
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
+
+
+def _lock_is_free(lock: Path) -> bool:
+    import fcntl
+
+    with open(lock, "a+") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False
+        fcntl.flock(fh, fcntl.LOCK_UN)
+        return True
+
+
+def _snapshot(d: Path) -> dict[str, tuple[int, int]]:
+    return {str(p.relative_to(d)): (p.stat().st_size, p.stat().st_mtime_ns) for p in sorted(d.rglob("*"))
+            if p.is_file()}
+
+
+STOPS = {"ctrl-c": ("SIGINT", True), "sigterm": ("SIGTERM", False), "sigkill": ("SIGKILL", False),
+         "sigkill-group": ("SIGKILL", True)}
+
+
+class TestStopSignals:
+    @pytest.mark.parametrize("how", list(STOPS))
+    def test_stopped_build_leaves_no_process_no_temporary_file_and_publishes_nothing(
+            self, tmp_path: Path, small_input: Path, how: str) -> None:
+        """Ctrl-C (SIGINT to the whole foreground group), SIGTERM to the build, SIGKILL to the
+        build, while two workers execute reports: the build exits (130 with one line; -9), and
+        soon after no process it started is left, its temporary folder is empty, nothing was
+        published, the lock is free and nothing writes to the staging folder any more. SIGKILL to
+        the whole group: no process is left either (the kernels die with their workers), and the
+        pool's folder, which nothing could remove, is removed by the next build's."""
+        name, group = STOPS[how]
+        tmp = tmp_path / "tmp"
+        tmp.mkdir()
+        proc = subprocess.Popen(_build_cmd(small_input, tmp_path, "--jobs", "2", "--pref", "31", "--pref", "13",
+                                           "--pref", "1", "--pref", "0", "--quiet"),
+                                env={**os.environ, "TMPDIR": str(tmp)}, start_new_session=True,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        log = tmp_path / "site.new" / "build.log"
+        try:
+            # The reports are running: the indicators are done and the workers' kernels are up.
+            _wait_for(lambda: log.exists() and "指標 done in" in log.read_text(encoding="utf-8")
+                      and any("ipykernel" in p for p in _build_processes(tmp)), proc, timeout=900)
+            (os.killpg if group else os.kill)(proc.pid, getattr(signal, name))
+            _, err = proc.communicate(timeout=120)
+        finally:
+            if proc.poll() is None:
+                _kill(proc)
+        if name == "SIGKILL":
+            assert proc.returncode == -9
+        else:
+            assert proc.returncode == 130, err[-3000:]
+            assert err.strip().splitlines()[-1] == f"中断しました / interrupted ({name})"
+            assert "Traceback" not in err, err[-3000:]
+        _poll(lambda: not _build_processes(tmp), 60, f"the build's processes to end: {_build_processes(tmp)}")
+        if how == "sigkill-group":
+            (left,) = tmp.iterdir()
+            assert left.name.startswith("tsunagari-")
+            subprocess.run([sys.executable, "-c", "from pipelines.executor import new_private_dir as n, "
+                            "remove_private_dir as r; r(n())"], env={**os.environ, "TMPDIR": str(tmp)}, check=True)
+        _poll(lambda: not any(tmp.iterdir()), 30, f"the temporary folder to be emptied: {list(tmp.rglob('*'))}")
+        assert not (tmp_path / "site").exists()            # nothing published
+        assert _lock_is_free(tmp_path / "site.lock")
+        before = _snapshot(tmp_path / "site.new")          # kept for the next build (publish.recover)
+        time.sleep(3)
+        assert _snapshot(tmp_path / "site.new") == before  # and nobody writes to it any more
+
+
+@pytest.mark.slow
+class TestBuildUnderLoad:
+    def test_cold_build_beside_six_busy_processes(self, tmp_path: Path, small_input: Path) -> None:
+        """A cold build with six CPU-bound processes beside it (on 2 cores: load 6 and more)
+        succeeds; --jobs 8 for two reports starts two kernels, not eight; afterwards no process of
+        the build is alive and its temporary folder is empty. No timing is asserted."""
+        tmp = tmp_path / "tmp"
+        tmp.mkdir()
+        busy = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(6)]
+        most, stop = [0], threading.Event()
+
+        def count() -> None:
+            while not stop.is_set():
+                most[0] = max(most[0], sum("ipykernel" in p for p in _build_processes(tmp)))
+                time.sleep(0.2)
+
+        counter = threading.Thread(target=count)
+        counter.start()
+        try:
+            build = subprocess.run(_build_cmd(small_input, tmp_path, "--jobs", "8", "--pref", "31", "--pref", "13",
+                                              "--quiet"),
+                                   env={**os.environ, "TMPDIR": str(tmp)}, capture_output=True, text=True,
+                                   timeout=3600)
+        finally:
+            stop.set()
+            counter.join()
+            for p in busy:
+                p.kill()
+                p.wait()
+        assert build.returncode == 0, build.stderr[-3000:]
+        for rel in ("prefectures/31-tottori.pdf", "prefectures/13-tokyo.html", "index.html"):
+            assert (tmp_path / "site" / rel).is_file(), rel
+        assert 1 <= most[0] <= 2
+        _poll(lambda: not _build_processes(tmp), 60, f"the build's processes to end: {_build_processes(tmp)}")
+        assert list(tmp.iterdir()) == []
