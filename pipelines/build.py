@@ -2,9 +2,11 @@
 
 A thin main: one BuildConfig, logging to stderr and to ``build.log`` in the output (config logged at
 the start), and named stages. Each artefact has a content hash of its inputs (its slice of the
-warehouse, the notebook, templates, renderer and code); an artefact whose hash is unchanged is not
-rebuilt. The new site is assembled in ``<out>.new`` and swapped in only when every stage succeeded
-(pipelines/publish.py); a failure leaves the published site untouched and the exit code non-zero.
+warehouse and the fingerprint of code, templates, reference data, settings and libraries,
+pipelines/fingerprint.py); an artefact whose hash is unchanged is not rebuilt. The new site is
+assembled in ``.<out>.tsunagari-new`` and swapped in only when every stage succeeded and the publish
+scan passed (pipelines/publish.py); a failure leaves the published site untouched and the exit code
+non-zero.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -20,16 +23,16 @@ from typing import Iterator
 
 import duckdb
 
-from . import config, interrupt, publish, validator
+from . import config, fingerprint, interrupt, logs, publish, validator
+from . import warehouse as warehouse_db
 from .config import BuildConfig
 from .errors import TsunagariError, UsageError, printable
+from .logs import display_path
 from .ingest import has_new_inputs, start_validation_warm_up
 from .publish import BuildState, digest
 from .reference import pref_slug, prefectures
 
 log = logging.getLogger("tsunagari.build")
-
-PKG = config.PACKAGE_DIR
 
 
 @dataclass
@@ -55,9 +58,10 @@ class BuildSummary:
             lines.append(f"  failed / 失敗: {len(self.failed)}")
             lines += [f"    - {f}" for f in self.failed]
         if self.published:
-            lines.append(f"  published / 公開: {self.out_dir}")
+            lines.append(f"  published / 公開: {display_path(self.out_dir)}")
         else:
-            lines.append(f"  NOT published: the previous site in {self.out_dir} is unchanged / 公開サイトは変更していません")
+            lines.append(f"  NOT published: the previous site in {display_path(self.out_dir)} is unchanged "
+                         "/ 公開サイトは変更していません")
         return "\n".join(lines)
 
 
@@ -110,8 +114,11 @@ class Progress:
 # ---------------------------------------------------------------------------------------------
 
 
-def _code_hash(*names: str) -> str:
-    return digest(*(PKG / n for n in names))
+def _code_hash() -> str:
+    """Everything but the data that can change an artefact: the whole package, the report folder,
+    reference data, suites, settings and library versions (pipelines/fingerprint.py), computed once
+    per build. No hand-kept list of files: changing any constant rebuilds what depends on it."""
+    return fingerprint.current()
 
 
 def _rows_hash(con: duckdb.DuckDBPyConnection, sql: str, params: list | None = None) -> dict[str, str]:
@@ -187,10 +194,7 @@ def report_hashes(con: duckdb.DuckDBPyConnection, year: int, codes: list[int], r
     ctx = _rows_hash(con, f"SELECT 'ctx' AS k, {_row_text(CONTEXT_COLS)} AS r FROM ({CONTEXT_SQL}) c", [year]).get("ctx", "")
     everything = digest(sorted(own_i.items()), sorted(own_d.items()))
     common = digest(
-        config.REPORTS_DIR,                      # the notebook, templates, Lua filter, CSS, Typst
-        _code_hash("reports.py", "charts.py", "render/__init__.py", f"render/{renderer}.py", "schema.py",
-                   "indicators.yml"),
-        config.REFERENCE_DIR / "uk_cls.csv", renderer, _renderer_version(renderer), synthetic,
+        _code_hash(), renderer, _renderer_version(renderer), synthetic,
         own_i.get("00", ""), own_d.get("00", ""),
     )
     out = {}
@@ -256,10 +260,7 @@ def _stage_quality(cfg: BuildConfig, new: Path, state: BuildState, fhash: str, s
     suites or validate.py), for `_store_fresh_results`; None when there were none."""
     from .validate import validate_warehouse
 
-    d = digest(fhash, config.EXPECTATIONS_DIR, _code_hash("validate.py", "templates"),
-               # the published-series check reads the computed national figures
-               _code_hash("published.py", "indicators.py", "indicators.yml", "stats.py"),
-               config.REFERENCE_DIR / "national_results.csv")
+    d = digest(fhash, _code_hash())
     made = []
 
     def build() -> None:
@@ -267,7 +268,7 @@ def _stage_quality(cfg: BuildConfig, new: Path, state: BuildState, fhash: str, s
 
         report = validate_warehouse(cfg.warehouse, reuse=True)
         report.write(new / "quality")
-        con = duckdb.connect(str(cfg.warehouse), read_only=True)
+        con = warehouse_db.connect(cfg.warehouse)
         try:
             synthetic = (_table_exists(con, "files") and
                          bool(con.execute("SELECT coalesce(bool_or(synthetic), false) FROM files").fetchone()[0]))
@@ -288,7 +289,7 @@ def _store_fresh_results(cfg: BuildConfig, fresh) -> None:
     from .validate import store_results
 
     try:
-        con = duckdb.connect(str(cfg.warehouse))
+        con = warehouse_db.connect(cfg.warehouse, write=True)
         try:
             con.execute("BEGIN TRANSACTION")
             store_results(con, fresh)
@@ -307,11 +308,8 @@ def _stage_indicators(cfg: BuildConfig, new: Path, state: BuildState, year: int,
     round of the indicators tables up to date, recomputing only the rounds whose inputs changed.
     Returns the input hash, which the downloads written from its tables share."""
     key = f"indicators:{year}"
-    d = digest(fhash, year, config.INDICATORS_NOTEBOOK,
-               _code_hash("indicators.py", "indicators.yml", "stats.py", "downloads.py", "schema.py",
-                          "config.py"),
-               config.REFERENCE_DIR / "prefectures.csv", sorted(config.design_effects().items()))
-    con = duckdb.connect(str(cfg.warehouse), read_only=True)
+    d = digest(fhash, year, _code_hash(), sorted(config.design_effects().items()))
+    con = warehouse_db.connect(cfg.warehouse)
     try:
         have_rows = _table_exists(con, "indicators") and con.execute(
             "SELECT count(*) FROM indicators WHERE year = ?", [year]).fetchone()[0] > 0
@@ -335,7 +333,7 @@ def _stage_downloads(cfg: BuildConfig, new: Path, state: BuildState, year: int, 
     source files its notes list changed."""
     from .indicators import write_downloads
 
-    con = duckdb.connect(str(cfg.warehouse), read_only=True)
+    con = warehouse_db.connect(cfg.warehouse)
     try:
         years = [int(r[0]) for r in con.execute("SELECT DISTINCT year FROM indicators ORDER BY 1").fetchall()]
         keys = (dict(con.execute("SELECT year, input_key FROM indicator_rounds").fetchall())
@@ -344,7 +342,7 @@ def _stage_downloads(cfg: BuildConfig, new: Path, state: BuildState, year: int, 
                              "ORDER BY ALL").fetchall() if _table_exists(con, "files") else [])
     finally:
         con.close()
-    code = _code_hash("downloads.py", "indicators.yml", "schema.py", "config.py")
+    code = _code_hash()
 
     def outputs(stem: str) -> list[Path]:
         return [new / "downloads" / f"{stem}.{ext}" for ext in ("csv", "xlsx")]
@@ -411,7 +409,7 @@ def _stage_reports(cfg: BuildConfig, new: Path, state: BuildState, year: int, re
 
     codes = [0] + [int(c) for c in prefectures().pref_code] if not cfg.prefs else list(cfg.prefs)
     synthetic = is_synthetic(cfg.warehouse)
-    con = duckdb.connect(str(cfg.warehouse), read_only=True)
+    con = warehouse_db.connect(cfg.warehouse)
     try:
         hashes = report_hashes(con, year, codes, renderer, synthetic)
     finally:
@@ -429,10 +427,13 @@ def _stage_reports(cfg: BuildConfig, new: Path, state: BuildState, year: int, re
     if not todo:
         return
     warehouse = str(Path(cfg.warehouse).resolve())
+    # The executed notebooks are published: they run in the working folder and get the warehouse
+    # path relative to it (e.g. data/warehouse.duckdb), not an absolute server path.
+    wh_param = os.path.relpath(warehouse)
     quarto = renderer == "quarto"
     tasks = [
-        Task(key, notebook, executed, {"year": int(year), "pref_code": int(code), "warehouse": warehouse},
-             cwd=config.REPORTS_DIR,
+        Task(key, notebook, executed, {"year": int(year), "pref_code": int(code), "warehouse": wh_param},
+             cwd=Path.cwd(),
              after=None if quarto else render_and_check,
              after_args=() if quarto else (renderer, executed, html, pdf, area_meta(code, year, synthetic),
                                            new, Path(warehouse), int(year)))
@@ -492,13 +493,13 @@ def _stage_site(cfg: BuildConfig, new: Path, state: BuildState, year: int, summa
     from .site import build_site
 
     key = f"site:{year}"
-    con = duckdb.connect(str(cfg.warehouse), read_only=True)
+    con = warehouse_db.connect(cfg.warehouse)
     try:
         rows = _rows_hash(con, f"SELECT 'all' AS k, {_row_text(INDICATOR_COLS)} AS r FROM indicators WHERE year = ?", [year])
         fh = files_hash(con)
     finally:
         con.close()
-    d = digest(rows, fh, _code_hash("site.py", "templates", "downloads.py", "indicators.yml"), year,
+    d = digest(rows, fh, _code_hash(), year,
                _linked_files(new, year))
     outputs = [new / "index.html", new / "methodology.html"]
     if again and state.up_to_date(key, d, outputs):
@@ -575,17 +576,23 @@ def _check_early(cfg: BuildConfig, new: Path, year: int, summary: BuildSummary,
     checked_now.update(todo)
 
 
+CHECKER_KEY = ""   # the record's entry for the fingerprint of the code that did the checking
+
+
 def _last_checked(cfg: BuildConfig, record: Path) -> dict[str, str]:
-    """The files (path -> sha256) an earlier build checked for disclosure; none with --force."""
+    """The files (path -> sha256) an earlier build checked for disclosure; none with --force, and
+    none when the checker (or anything else in the package) changed since."""
     try:
-        return {} if cfg.force else json.loads(record.read_text(encoding="utf-8"))
+        data = {} if cfg.force else json.loads(record.read_text(encoding="utf-8"))
     except (FileNotFoundError, ValueError):
         return {}
+    return data if data.pop(CHECKER_KEY, None) == _code_hash() else {}
 
 
 def _write_checked(record: Path, current: dict[str, str]) -> None:
     tmp = record.with_suffix(".tmp")
-    tmp.write_text(json.dumps(current, indent=0, sort_keys=True), encoding="utf-8")
+    tmp.write_text(json.dumps({**current, CHECKER_KEY: _code_hash()}, indent=0, sort_keys=True),
+                   encoding="utf-8")
     tmp.replace(record)
 
 
@@ -634,7 +641,7 @@ def _run_stages(cfg: BuildConfig, new: Path, state: BuildState, renderer: str, p
     with progress.stage("ingest + validate / 取り込み・検証"):
         _stage_ingest(cfg, summary)
     validator.stop()
-    con = duckdb.connect(str(cfg.warehouse), read_only=True)
+    con = warehouse_db.connect(cfg.warehouse)
     try:
         year = cfg.year or latest_year(con)
         fhash = files_hash(con)
@@ -651,7 +658,7 @@ def _run_stages(cfg: BuildConfig, new: Path, state: BuildState, renderer: str, p
             with progress.stage(f"downloads {year} / ダウンロード"):
                 _stage_downloads(cfg, new, state, year, d_ind, summary)
                 workbooks = [new / "downloads" / f"{pref_slug(int(c))}-{year}.xlsx" for c in prefectures().pref_code]
-                _incremental(cfg, state, summary, f"workbooks:{year}", digest(d_ind, _code_hash("site.py")),
+                _incremental(cfg, state, summary, f"workbooks:{year}", digest(d_ind, _code_hash()),
                              workbooks, lambda: write_pref_workbooks(year, cfg.warehouse, new))
             with progress.stage("disclosure check of the downloads / 秘匿の確認（ダウンロード）"):
                 _check_early(cfg, new, year, summary, checked_now)
@@ -662,54 +669,85 @@ def _run_stages(cfg: BuildConfig, new: Path, state: BuildState, renderer: str, p
     return year, fresh
 
 
+def _disk_full(exc: BaseException | str) -> bool:
+    import errno
+
+    return getattr(exc, "errno", None) == errno.ENOSPC or "No space left on device" in str(exc)
+
+
 def run_build(cfg: BuildConfig) -> BuildSummary:
     from .cli import setup_logging
 
     start = time.perf_counter()
-    out = Path(cfg.out_dir)
     setup_logging(None, quiet=cfg.quiet)
-    summary = BuildSummary(out_dir=out)
+    # Guards first: the warehouse must be ours (or new), --out a folder the build may own.
+    warehouse_db.check(cfg.warehouse)
+    out = publish.check_out(cfg.out_dir, warehouse=cfg.warehouse, input_dir=cfg.input_dir,
+                            force_out=cfg.force_out)
+    fingerprint.current(refresh=True)   # code, templates, settings, libraries: once per build
+    logs.add_root(out.parent)           # the published log names the staging folder, not its path
+    summary = BuildSummary(out_dir=Path(cfg.out_dir))
     renderer = resolve_renderer(cfg.renderer)
     with publish.build_lock(out):
-        publish.recover(out)
-        new = publish.prepare_staging(out)
-        setup_logging(new / "build.log", quiet=cfg.quiet)
-        log.info("build config: %s (renderer resolved: %s)", cfg.as_dict(), renderer)
-        state = BuildState(new)
-        checked_now: dict[str, str] = {}   # files already checked for disclosure in this build
-        pool = _start_pool(cfg, renderer)
-        log.info("set up in %.2f s (workers %s)", time.perf_counter() - start,
-                 "starting" if pool is not None else "not needed yet")
-        fresh = None
         try:
-            with Progress(cfg.quiet) as progress:
-                year, fresh = _run_stages(cfg, new, state, renderer, progress, summary, pool, checked_now)
-                if pool is not None:
-                    pool.close(wait=False)   # the kernels shut down while the site is written
-                if not summary.failed:
-                    with progress.stage("site, after the reports / サイト（レポート後）"):
-                        _stage_site(cfg, new, state, year, summary, again=True)
-            if not summary.failed:  # disclosure control: a site with a finding is not published
-                start_d = time.perf_counter()
-                _stage_disclosure(cfg, new, year, summary, checked_now)
-                log.info("disclosure check / 秘匿の確認 done in %.2f s", time.perf_counter() - start_d)
-            if summary.failed:
-                log.error("%d area(s) failed; the new site stays in %s and is not published", len(summary.failed), new)
-            else:
-                with interrupt.deferred():   # a stop signal now takes effect after the two renames
-                    publish.swap_in(out)
-                    summary.published = True
-            summary.seconds = time.perf_counter() - start
-            (out if summary.published else new).joinpath("build-summary.txt").write_text(summary.text() + "\n",
-                                                                                          encoding="utf-8")
-        finally:
-            validator.stop()
-            if pool is not None:
-                pool.close()
-        if fresh is not None:   # the workers are gone: the warehouse can be opened for writing
-            _store_fresh_results(cfg, fresh)
+            _build_locked(cfg, out, renderer, summary, start)
+        except Exception as exc:
+            if not _disk_full(exc):
+                raise
+            publish.discard_staging(out)   # a half-built copy would only keep the disk full
+            raise publish.disk_full(out.parent) from None
+        if summary.failed and any(_disk_full(f) for f in summary.failed):
+            publish.discard_staging(out)
+            summary.failed.append(str(publish.disk_full(out.parent)))
     if not cfg.quiet or summary.failed:
         import sys
 
         print(summary.text(), file=sys.stderr if summary.failed else sys.stdout)
     return summary
+
+
+def _build_locked(cfg: BuildConfig, out: Path, renderer: str, summary: BuildSummary, start: float) -> None:
+    from .cli import setup_logging
+
+    if cfg.force_out:
+        publish.take_over(out)
+    publish.recover(out)
+    new = publish.prepare_staging(out)
+    setup_logging(new / "build.log", quiet=cfg.quiet)
+    log.info("build config: %s (renderer resolved: %s)", cfg.as_dict(), renderer)
+    state = BuildState(new)
+    checked_now: dict[str, str] = {}   # files already checked for disclosure in this build
+    pool = _start_pool(cfg, renderer)
+    log.info("set up in %.2f s (workers %s)", time.perf_counter() - start,
+             "starting" if pool is not None else "not needed yet")
+    fresh = None
+    try:
+        with Progress(cfg.quiet) as progress:
+            year, fresh = _run_stages(cfg, new, state, renderer, progress, summary, pool, checked_now)
+            if pool is not None:
+                pool.close(wait=False)   # the kernels shut down while the site is written
+            if not summary.failed:
+                with progress.stage("site, after the reports / サイト（レポート後）"):
+                    _stage_site(cfg, new, state, year, summary, again=True)
+        if not summary.failed:  # disclosure control: a site with a finding is not published
+            start_d = time.perf_counter()
+            _stage_disclosure(cfg, new, year, summary, checked_now)
+            log.info("disclosure check / 秘匿の確認 done in %.2f s", time.perf_counter() - start_d)
+        if not summary.failed:  # only the file types the build writes; no data file under any name
+            summary.failed += [f"publish: {f}" for f in publish.scan_site(new)]
+        if summary.failed:
+            log.error("%d area(s) failed; the new site stays in %s and is not published", len(summary.failed),
+                      new.name)
+        else:
+            with interrupt.deferred():   # a stop signal now takes effect after the two renames
+                publish.swap_in(out)
+                summary.published = True
+        summary.seconds = time.perf_counter() - start
+        (out if summary.published else new).joinpath("build-summary.txt").write_text(summary.text() + "\n",
+                                                                                      encoding="utf-8")
+    finally:
+        validator.stop()
+        if pool is not None:
+            pool.close()
+    if fresh is not None:   # the workers are gone: the warehouse can be opened for writing
+        _store_fresh_results(cfg, fresh)

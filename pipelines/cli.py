@@ -35,7 +35,10 @@ def setup_logging(log_file: Path | None = None, quiet: bool = False) -> None:
     root.setLevel(logging.INFO)
     for h in list(root.handlers):
         root.removeHandler(h)
-    fmt = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%H:%M:%S")
+    from .logs import SafeFormatter
+
+    # One line per message, control characters escaped, no server paths (build.log is published).
+    fmt = SafeFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%H:%M:%S")
     err = logging.StreamHandler(sys.stderr)
     err.setLevel(logging.WARNING if quiet else logging.INFO)
     err.setFormatter(fmt)
@@ -46,6 +49,14 @@ def setup_logging(log_file: Path | None = None, quiet: bool = False) -> None:
         fh.setFormatter(fmt)
         root.addHandler(fh)
     root.propagate = False
+
+
+def _check_out(out: Path, warehouse: Path | None) -> None:
+    """--out of the commands that write into it directly: never the warehouse, the working folder,
+    data/ or the project (pipelines.publish.check_out_location)."""
+    from .publish import check_out_location
+
+    check_out_location(out, warehouse=config.warehouse_path(warehouse))
 
 
 def _prefs(values: list[str] | None) -> list[int]:
@@ -62,6 +73,7 @@ def build(
     jobs: Annotated[Optional[int], typer.Option(help="Parallel report workers (default: cores)")] = None,
     pref: Annotated[Optional[list[str]], typer.Option("--pref", help="Only these prefecture codes")] = None,
     force: Annotated[bool, typer.Option("--force", help="Rebuild everything")] = False,
+    force_out: Annotated[bool, typer.Option("--force-out", help="Take over a non-empty --out folder that Tsunagari did not create")] = False,
     warehouse: WarehouseOpt = None,
     quiet: QuietOpt = False,
 ) -> None:
@@ -91,6 +103,7 @@ def build(
         jobs=jobs or (__import__("os").cpu_count() or 1),
         prefs=_prefs(pref),
         force=force,
+        force_out=force_out,
         quiet=quiet,
     )
     summary = run_build(cfg)
@@ -123,6 +136,8 @@ def validate(
     from .validate import validate_warehouse
 
     setup_logging(quiet=quiet)
+    if out is not None:
+        _check_out(out, warehouse)
     report = validate_warehouse(config.warehouse_path(warehouse))
     typer.echo(report.summary())
     if out is not None:
@@ -141,6 +156,7 @@ def indicators(
     from .indicators import run_indicators
 
     setup_logging(quiet=quiet)
+    _check_out(out, warehouse)
     run_indicators(check_year(year), config.warehouse_path(warehouse), out)
 
 
@@ -160,6 +176,7 @@ def reports(
     setup_logging(quiet=quiet)
     if renderer not in ("auto", "quarto", "pandoc"):
         raise UsageError("--renderer", f"'{renderer}' is not one of auto, quarto, pandoc")
+    _check_out(out, warehouse)
     result = run_reports(check_year(year), config.warehouse_path(warehouse), out, prefs=_prefs(pref),
                          renderer=renderer, jobs=jobs or 1)
     raise typer.Exit(0 if result.ok else 1)
@@ -210,10 +227,28 @@ def _run() -> int:
         rc = exc.exit_code
     except (typer.Abort, KeyboardInterrupt):
         return _interrupted()
+    except OSError as exc:
+        # A full disk or a refused permission outside the stages that name it: a message, exit 1.
+        import errno
+
+        if interrupt.signalled():
+            return _interrupted()
+        if exc.errno not in (errno.ENOSPC, errno.EACCES, errno.EPERM, errno.EROFS):
+            raise
+        what = {errno.ENOSPC: "disk full / 空き容量不足"}.get(exc.errno, f"{exc.strerror} / アクセスできません")
+        from .logs import display_path
+
+        typer.echo(f"error: {what}: {display_path(exc.filename) if exc.filename else ''}", err=True)
+        return 1
     except Exception as exc:  # click usage errors arrive as click exceptions
         if interrupt.signalled():   # e.g. a worker pool killed under the command's feet
             return _interrupted()
         import click
+
+        if "No space left on device" in str(exc):   # e.g. DuckDB writing the warehouse: nothing committed
+            typer.echo("error: disk full / 空き容量不足: " + str(exc).splitlines()[0].split(": ", 1)[-1]
+                       + "; nothing was committed or published / 変更はありません", err=True)
+            return 1
 
         # typer >= 0.29 raises the exceptions of its own copy of click (typer._click).
         names = {c.__name__ for c in type(exc).__mro__}

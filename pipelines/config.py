@@ -87,10 +87,14 @@ class BuildConfig:
     jobs: int = field(default_factory=lambda: os.cpu_count() or 1)
     prefs: list[int] = field(default_factory=list)
     force: bool = False
+    force_out: bool = False   # take over a non-empty --out folder the build did not create
     quiet: bool = False
 
     def as_dict(self) -> dict[str, object]:
-        return {k: (str(v) if isinstance(v, Path) else v) for k, v in self.__dict__.items()}
+        """The options as logged (paths relative to the working folder, never absolute)."""
+        from .logs import display_path
+
+        return {k: (display_path(v) if isinstance(v, Path) else v) for k, v in self.__dict__.items()}
 
 
 # Design effect per survey (DESIGN.md: "A configurable design effect per survey"). Kish's n_eff

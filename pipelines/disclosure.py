@@ -46,11 +46,11 @@ from pathlib import Path
 from typing import Iterable
 from xml.parsers import expat
 
-import duckdb
 import numpy as np
 import pandas as pd
 
 from . import config, schema, stats
+from . import warehouse as warehouse_db
 from .downloads import _LETTERS as _COLUMN_LETTERS   # A, B, ... (256 columns; a wider row takes the slow path)
 
 MICRODATA_COLUMNS = frozenset(
@@ -136,7 +136,7 @@ def make_context(warehouse: Path, site_dir: Path | None = None, year: int | None
     indicators table (pass ``year`` when the context is made before the downloads exist)."""
     from .reports import fmt_value
 
-    con = duckdb.connect(str(warehouse), read_only=True)
+    con = warehouse_db.connect(warehouse)
     try:
         tables = {r[0] for r in con.execute("SELECT table_name FROM information_schema.tables").fetchall()}
         n_ind, latest = 0, None

@@ -39,6 +39,7 @@ Method (DESIGN.md "Statistical conventions"; the notebook explains it to a reade
 from __future__ import annotations
 
 import logging
+import os
 import re
 from pathlib import Path
 from dataclasses import dataclass
@@ -48,6 +49,7 @@ import numpy as np
 import pandas as pd
 
 from . import config, schema, stats
+from . import warehouse as warehouse_db
 from .catalogue import (BREAKDOWNS_COMMON, BREAKDOWNS_UK, Indicator,  # noqa: F401 (downloads imports them here)
                         load_catalogue)
 from .errors import DataError, UsageError
@@ -679,7 +681,7 @@ def round_keys(con: duckdb.DuckDBPyConnection, catalogue: list[Indicator] | None
     """{year: key} of every round: a digest of what its rows depend on -- the files of its survey
     round and of the previous round (a round's change column and source marks read it), the
     programme rows of its fiscal year and of the previous one, the catalogue, the design effects,
-    the prefecture reference file and this code. Adding a round changes the key of that round and
+    and the fingerprint of the code, reference data, settings and libraries. Adding a round changes the key of that round and
     of the round after it only."""
     import hashlib
 
@@ -694,11 +696,11 @@ def round_keys(con: duckdb.DuckDBPyConnection, catalogue: list[Indicator] | None
         prog = {int(y): h for y, h in con.execute(
             "SELECT fiscal_year, md5(string_agg(concat_ws('|', pref_code, metric_id, value), ',' "
             "ORDER BY pref_code, metric_id, value)) FROM programme GROUP BY fiscal_year").fetchall()}
-    code = hashlib.md5()
-    for path in (Path(__file__), Path(stats.__file__), Path(config.__file__), Path(schema.__file__),
-                 config.REFERENCE_DIR / "prefectures.csv"):
-        code.update(path.read_bytes())
-    common = repr((code.hexdigest(), [repr(i) for i in inds], sorted(config.design_effects().items())))
+    # The whole package, reference data, settings and library versions (no hand list of files
+    # that could miss a constant, e.g. MIN_BASE in config.py): pipelines/fingerprint.py.
+    from . import fingerprint
+
+    common = repr((fingerprint.compute(), [repr(i) for i in inds], sorted(config.design_effects().items())))
     prog_years = programme_years(con)
     out = {}
     for y in rounds(con):
@@ -882,17 +884,19 @@ def run_indicators(year: int, warehouse: Path, out_dir: Path, pool=None, downloa
     if not warehouse.exists():
         raise UsageError("--warehouse", f"倉庫ファイルがありません / warehouse not found: {warehouse} "
                                         "(run `tsunagari ingest` first)")
-    con = duckdb.connect(str(warehouse), read_only=True)
+    con = warehouse_db.connect(warehouse)
     try:
         check_national_year(con, year)
     finally:
         con.close()
     executed = out_dir / "runs" / f"indicators-{year}.ipynb"
-    params = {"year": int(year), "warehouse": str(warehouse)}
+    # The executed notebook is published: the path relative to the folder it runs in, not absolute.
+    params = {"year": int(year), "warehouse": os.path.relpath(warehouse)}
     if pool is not None:
         from .executor import Task
 
-        outcome = pool.run_one(Task(f"indicators-{year}", config.INDICATORS_NOTEBOOK, executed, params))
+        outcome = pool.run_one(Task(f"indicators-{year}", config.INDICATORS_NOTEBOOK, executed, params,
+                                    cwd=Path.cwd()))
         if not outcome.ok:
             raise DataError(str(executed), "indicators notebook failed", detail=str(outcome.error))
     else:
@@ -902,7 +906,7 @@ def run_indicators(year: int, warehouse: Path, out_dir: Path, pool=None, downloa
         from .execute import execute_notebook
 
         try:
-            execute_notebook(config.INDICATORS_NOTEBOOK, executed, params)
+            execute_notebook(config.INDICATORS_NOTEBOOK, executed, params, cwd=Path.cwd())
         except PapermillExecutionError as exc:
             raise DataError(str(executed), "indicators notebook failed",
                             detail=f"{exc.ename}: {exc.evalue}") from exc
@@ -918,7 +922,7 @@ def write_downloads(year: int | None, warehouse: Path, out_dir: Path, years: lis
     tables). ``year`` is kept for callers: every round is written."""
     from .downloads import write_indicator_downloads
 
-    con = duckdb.connect(str(warehouse), read_only=True)
+    con = warehouse_db.connect(warehouse)
     try:
         if years is None:
             years = [int(r[0]) for r in con.execute("SELECT DISTINCT year FROM indicators ORDER BY 1").fetchall()]

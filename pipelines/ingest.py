@@ -37,6 +37,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
 from . import config, safe_yaml, schema, xlsx_guard
+from . import warehouse as warehouse_db
 from .errors import DataError, UsageError, printable
 from .staging import StagedFile
 
@@ -1122,7 +1123,7 @@ def ingest_files(paths: list[Path], warehouse: Path, encoding: str | None = None
     result = IngestResult()
     warehouse = Path(warehouse)
     warehouse.parent.mkdir(parents=True, exist_ok=True)
-    con = duckdb.connect(str(warehouse))
+    con = warehouse_db.connect(warehouse, write=True)
     try:
         ensure_tables(con)
         pending: list[tuple[Path, str]] = []
@@ -1220,7 +1221,7 @@ def has_new_inputs(input_dir: Path, warehouse: Path) -> bool:
         files = expand_paths([Path(input_dir)])
         if not Path(warehouse).exists():
             return bool(files)
-        con = duckdb.connect(str(warehouse), read_only=True)
+        con = warehouse_db.connect(warehouse)
         try:
             known = {r[0] for r in con.execute("SELECT file_id FROM files").fetchall()}
         finally:

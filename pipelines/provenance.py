@@ -15,8 +15,8 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-import duckdb
 
+from . import warehouse as warehouse_db
 from .errors import DataError, UsageError
 
 log = logging.getLogger("tsunagari.provenance")
@@ -39,7 +39,7 @@ def recorded_files(warehouse: Path) -> list[dict]:
     """The provenance rows of the committed files, in load order."""
     if not Path(warehouse).exists():
         raise UsageError("--warehouse", f"'{warehouse}' does not exist / 倉庫ファイルがありません")
-    con = duckdb.connect(str(warehouse), read_only=True)
+    con = warehouse_db.connect(warehouse)
     try:
         cur = con.execute("SELECT file_id, file_name, path, kind, encoding, row_count FROM files "
                           "ORDER BY loaded_at, file_name")
@@ -78,7 +78,12 @@ def rebuild_warehouse(warehouse: Path, mapping: Path | None = None, base: Path |
                             detail=f"recorded sha256 {r['file_id'][:12]}…; ingest the corrected file instead")
         located.append((r, path))
 
-    tmp = warehouse.with_name(warehouse.name + ".rebuild")
+    backup = warehouse.with_name(warehouse.name + ".bak")
+    if backup.exists() and not warehouse_db.is_warehouse(backup):
+        raise UsageError("--warehouse", f"'{backup}' exists and is not a Tsunagari warehouse (an earlier "
+                                        f"backup would be overwritten); move it away / バックアップ先に別のファイルがあります")
+    # The new warehouse is written under a private name (never a user's file) and swapped in.
+    tmp = warehouse.with_name(f".{warehouse.name}.tsunagari-rebuild.duckdb")
     for p in (tmp, Path(str(tmp) + ".wal")):
         if p.exists():
             p.unlink()
@@ -90,7 +95,6 @@ def rebuild_warehouse(warehouse: Path, mapping: Path | None = None, base: Path |
     if new_counts != old_counts:
         raise DataError(str(warehouse), "rebuilt warehouse differs from the recorded provenance / 再構築結果が来歴と一致しません",
                         detail=f"recorded {old_counts}, rebuilt {new_counts}")
-    backup = warehouse.with_name(warehouse.name + ".bak")
     shutil.copy2(warehouse, backup)
     tmp.replace(warehouse)
     wal = Path(str(warehouse) + ".wal")

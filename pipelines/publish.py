@@ -1,13 +1,31 @@
-"""Atomic publishing of the site and the build state that makes rebuilds incremental.
+"""The output folder: what the build owns, atomic publishing, and the state that makes rebuilds
+incremental.
 
-The new site is assembled in ``<out>.new`` (a copy of the published one, so unchanged reports carry
-over) and swapped in with two renames only when every stage succeeded. A failed or killed build
-leaves the published ``<out>`` untouched. ``<out>.new`` keeps what was built, with a state file that
-lists only artefacts known to be complete, so the next build can pick up from there.
+What the build owns (and nothing else). For ``--out X`` (a symlink is followed: the build publishes
+into its target, so ``current -> www/html`` updates ``www/html`` and the link stays):
+- ``X`` itself, once it holds the marker file ``.tsunagari-site`` (written into every site the
+  build creates; a site of an earlier version is recognised by its ``.tsunagari-state.json``);
+- three siblings with a private prefix: ``.X.tsunagari-new`` (the site being assembled),
+  ``.X.tsunagari-old`` (the previous site during the swap) and ``.X.tsunagari-lock`` (one build per
+  output at a time). The first two carry the marker too; a folder under these names without it is
+  never deleted (the build stops and names it).
+A user's ``X.new``, ``X.old`` or ``X.lock`` is never touched.
+
+``check_out`` refuses (exit 2, naming ``--out``) an output that is or contains the warehouse, the
+input folder, the working folder, the project or ``data/``, that is a file, or that is a non-empty
+folder the build did not create (unless ``--force-out``: its files are then taken into the new site
+and checked like everything published).
+
+The new site is assembled in ``.X.tsunagari-new`` (a copy of the published one, so unchanged reports
+carry over; the free space is checked first) and swapped in with two renames only when every stage
+succeeded and ``scan_site`` found nothing but the file types the build writes. A failed or killed
+build leaves the published site untouched; the staging folder keeps a state file that lists only
+artefacts known to be complete, so the next build can pick up from there.
 """
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import hashlib
 import json
@@ -19,36 +37,154 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
-from .errors import TsunagariError
+from .errors import TsunagariError, UsageError
 
 log = logging.getLogger("tsunagari.publish")
 
 STATE_FILE = ".tsunagari-state.json"
+MARKER = ".tsunagari-site"
+MARKER_TEXT = "This folder was created by Tsunagari (tsunagari build); the build replaces it.\n"
+PREFIX = "."
+SUFFIX_NEW, SUFFIX_OLD, SUFFIX_LOCK = ".tsunagari-new", ".tsunagari-old", ".tsunagari-lock"
+OPTION = "--out"
+# Room kept free beyond the copy of the published site (the new reports, logs, a margin).
+SPACE_MARGIN = 64 * 1024 * 1024
 
 
 class BuildLockedError(TsunagariError):
     exit_code = 1
 
 
+class PublishError(TsunagariError):
+    """The site could not be assembled or swapped in (disk full, permissions). The published site
+    is unchanged."""
+
+    exit_code = 1
+
+
+# ---------------------------------------------------------------------------------------------
+# Names and ownership
+# ---------------------------------------------------------------------------------------------
+
+
+def resolve_out(out: str | os.PathLike[str]) -> Path:
+    """The folder the build writes: --out made absolute with every symlink followed (a symlinked
+    --out publishes into its target)."""
+    p = Path(out).expanduser()
+    resolved = p.resolve()
+    if p.is_symlink():
+        log.info("--out %s is a symbolic link: publishing into its target %s", p, resolved)
+    return resolved
+
+
 def _sibling(out: Path, suffix: str) -> Path:
     out = Path(out)
-    return out.with_name(out.name + suffix)
+    return out.with_name(PREFIX + out.name + suffix)
 
 
 def staging_dir(out: Path) -> Path:
-    return _sibling(out, ".new")
+    return _sibling(out, SUFFIX_NEW)
 
 
 def old_dir(out: Path) -> Path:
-    return _sibling(out, ".old")
+    return _sibling(out, SUFFIX_OLD)
+
+
+def lock_file(out: Path) -> Path:
+    return _sibling(out, SUFFIX_LOCK)
+
+
+def owned(folder: Path) -> bool:
+    """Whether `folder` is a site folder the build created (its marker, or the state file of a
+    site written by an earlier version)."""
+    folder = Path(folder)
+    return folder.is_dir() and not folder.is_symlink() and (
+        (folder / MARKER).is_file() or (folder / STATE_FILE).is_file())
+
+
+def _mark(folder: Path) -> None:
+    (Path(folder) / MARKER).write_text(MARKER_TEXT, encoding="utf-8")
+
+
+def _contains(outer: Path, inner: Path) -> bool:
+    return inner == outer or outer in inner.parents
+
+
+def check_out_location(out: Path, *, warehouse: Path, input_dir: Path | None = None,
+                       project: Path | None = None) -> Path:
+    """Guard for --out of every command that writes there: not the warehouse, the input folder,
+    the working folder, the project or data/, nor a parent of them; not inside the input folder;
+    not a file. Returns the resolved folder; raises UsageError naming --out."""
+    from . import config
+
+    target = resolve_out(out)
+    shown = f"'{out}'" + (f" (-> {target})" if Path(out).is_symlink() else "")
+    cwd = Path.cwd().resolve()
+    checks = [
+        (cwd, "the working folder", "作業フォルダ"),
+        (cwd / "data", "data/", "data フォルダ"),
+        (Path(warehouse).resolve(), "the warehouse", "倉庫ファイル"),
+        (Path(str(Path(warehouse).resolve()) + ".wal"), "the warehouse's log", "倉庫ファイル"),
+        (config.REPO_ROOT.resolve(), "the Tsunagari project", "プロジェクト"),
+        (config.REPO_ROOT.resolve() / "data", "data/", "data フォルダ"),
+    ]
+    if input_dir is not None:
+        checks.append((Path(input_dir).resolve(), "the input folder", "入力フォルダ"))
+    if project is not None:
+        checks.append((Path(project).resolve(), "the project", "プロジェクト"))
+    for path, what, ja in checks:
+        if _contains(target, path):
+            rel = "is" if target == path else "contains"
+            raise UsageError(OPTION, f"{shown} {rel} {what} ({path}); the build replaces --out as a whole, "
+                                     f"so choose a folder of its own, e.g. _site / 出力先が{ja}を含んでいます")
+    if input_dir is not None and _contains(Path(input_dir).resolve(), target):
+        raise UsageError(OPTION, f"{shown} is inside the input folder ({Path(input_dir).resolve()}); the site "
+                                 f"would be read as input / 出力先が入力フォルダの中にあります")
+    if target.exists() and not target.is_dir():
+        raise UsageError(OPTION, f"{shown} is a file, not a folder / ファイルです（フォルダを指定してください）")
+    return target
+
+
+def check_out(out: Path, *, warehouse: Path, input_dir: Path | None = None, project: Path | None = None,
+              force_out: bool = False) -> Path:
+    """Guard for the build's --out (see module doc): check_out_location, and a folder the build
+    created or may take over, with no stranger under its private sibling names. Returns the
+    resolved folder; raises UsageError naming --out."""
+    target = check_out_location(out, warehouse=warehouse, input_dir=input_dir, project=project)
+    shown = f"'{out}'" + (f" (-> {target})" if Path(out).is_symlink() else "")
+    if target.is_dir() and not owned(target) and any(target.iterdir()) and not force_out:
+        raise UsageError(OPTION, f"{shown} is a folder that Tsunagari did not create and is not empty "
+                                 f"(no {MARKER} file); the build would replace it. Choose a new folder, or "
+                                 f"pass --force-out to take it over / Tsunagari が作成していない空でないフォルダです")
+    for sib in (staging_dir(target), old_dir(target)):
+        if (sib.exists() or sib.is_symlink()) and not (sib.is_dir() and not sib.is_symlink()
+                                                        and (sib / MARKER).is_file()):
+            raise UsageError(OPTION, f"'{sib}' exists but was not created by Tsunagari (no {MARKER}); move it "
+                                     f"away / Tsunagari が作成していない {sib.name} があります")
+    lock = lock_file(target)
+    if lock.is_symlink() or (lock.exists() and not lock.is_file()):
+        raise UsageError(OPTION, f"'{lock}' exists and is not a lock file of Tsunagari; move it away / "
+                                 f"{lock.name} は Tsunagari のロックファイルではありません")
+    if lock.is_file() and lock.stat().st_size > 32:
+        raise UsageError(OPTION, f"'{lock}' exists and is not a lock file of Tsunagari; move it away / "
+                                 f"{lock.name} は Tsunagari のロックファイルではありません")
+    return target
+
+
+# ---------------------------------------------------------------------------------------------
+# Lock, staging, swap
+# ---------------------------------------------------------------------------------------------
 
 
 @contextmanager
 def build_lock(out: Path) -> Iterator[Path]:
     """One build per output folder at a time: a second one is refused with a clear message."""
-    lock_path = _sibling(out, ".lock")
-    lock_path.parent.mkdir(parents=True, exist_ok=True)
-    fh = open(lock_path, "a+")
+    lock_path = lock_file(out)
+    try:
+        lock_path.parent.mkdir(parents=True, exist_ok=True)
+        fh = open(lock_path, "a+")
+    except OSError as exc:
+        raise _os_error(exc, f"cannot create the lock file {lock_path}") from None
     try:
         fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
@@ -70,41 +206,217 @@ def build_lock(out: Path) -> Iterator[Path]:
         fh.close()
 
 
+def _rmtree_owned(folder: Path) -> None:
+    """Remove a staging/old folder, only when it carries the marker (check_out refused others)."""
+    if folder.is_dir() and not folder.is_symlink() and (folder / MARKER).is_file():
+        shutil.rmtree(folder, ignore_errors=True)
+
+
 def recover(out: Path) -> None:
     """Finish or undo a swap that a killed build left half done."""
     out, old = Path(out), old_dir(out)
-    if not out.exists() and old.exists():
-        log.warning("restoring the previous site from %s (an earlier build was interrupted)", old)
+    if not (old.is_dir() and (old / MARKER).is_file()):
+        return
+    if not out.exists():
+        log.warning("restoring the previous site from %s (an earlier build was interrupted)", old.name)
         old.rename(out)
-    elif out.exists() and old.exists():
-        shutil.rmtree(old, ignore_errors=True)
+    else:
+        _rmtree_owned(old)
+
+
+def tree_size(folder: Path) -> int:
+    total = 0
+    for dirpath, _, filenames in os.walk(folder):
+        for n in filenames:
+            try:
+                total += os.lstat(os.path.join(dirpath, n)).st_size
+            except OSError:
+                pass
+    return total
+
+
+def disk_full(where: Path, need: int | None = None, free: int | None = None) -> PublishError:
+    mb = lambda n: f"{n / 1e6:,.0f} MB"   # noqa: E731
+    detail = f": {mb(need)} needed, {mb(free)} free" if need is not None and free is not None else ""
+    return PublishError(f"{OPTION}: disk full / 空き容量不足 on the disk of '{where}'{detail}; nothing was "
+                        f"published and the previous site is unchanged. Free some space and run the build again")
+
+
+def _os_error(exc: OSError, what: str, where: Path | None = None) -> PublishError:
+    if exc.errno == errno.ENOSPC or "No space left on device" in str(exc):   # (shutil.Error lists them)
+        return disk_full(where or Path(exc.filename or "."))
+    reason = {errno.EACCES: "permission denied / アクセス権がありません",
+              errno.EPERM: "operation not permitted / 権限がありません",
+              errno.EROFS: "read-only file system / 読み取り専用です"}.get(exc.errno, exc.strerror or str(exc))
+    return PublishError(f"{OPTION}: {what}: {reason}; the previous site is unchanged")
 
 
 def prepare_staging(out: Path) -> Path:
-    """The folder the new site is built in: a leftover <out>.new (its state lists only complete
-    artefacts) or a fresh copy of the published site."""
+    """The folder the new site is built in: a leftover staging folder of ours (its state lists only
+    complete artefacts) or a fresh copy of the published site (free space checked first; on a full
+    disk the partial copy is removed)."""
     out, new = Path(out), staging_dir(out)
-    if new.exists() and (new / STATE_FILE).exists():
-        log.info("continuing from %s left by an earlier build", new)
+    if new.is_dir() and (new / MARKER).is_file() and (new / STATE_FILE).exists():
+        log.info("continuing from %s left by an earlier build", new.name)
         return new
-    if new.exists():
-        shutil.rmtree(new)
-    if out.exists():
-        shutil.copytree(out, new, symlinks=True)
-    else:
-        new.mkdir(parents=True)
+    _rmtree_owned(new)
+    try:
+        if out.exists():
+            need = tree_size(out) + SPACE_MARGIN
+            free = shutil.disk_usage(out.parent).free
+            if free < need:
+                raise disk_full(out.parent, need, free)
+            shutil.copytree(out, new, symlinks=True)
+        else:
+            new.mkdir(parents=True)
+        _mark(new)
+    except OSError as exc:
+        if new.exists() and not (out.exists() and new.samefile(out)):
+            shutil.rmtree(new, ignore_errors=True)   # ours: created just now
+        raise _os_error(exc, f"cannot prepare {new.name}", out.parent) from None
     return new
 
 
+def take_over(out: Path) -> None:
+    """--force-out: the build takes over an existing folder it did not create (marks it as its own;
+    its files are carried into the new site and checked like everything published)."""
+    out = Path(out)
+    if out.is_dir() and not owned(out):
+        log.warning("--force-out: taking over %s (its files are kept in the new site)", out.name)
+        _mark(out)
+
+
+def discard_staging(out: Path) -> None:
+    """Remove the staging folder (after a full disk: it would only keep the disk full)."""
+    _rmtree_owned(staging_dir(out))
+
+
 def swap_in(out: Path) -> None:
-    """Publish <out>.new as <out>: two renames, the old site removed afterwards."""
+    """Publish the staging folder as <out>: two renames, the old site removed afterwards. A rename
+    refused by the system (permissions) undoes the first and raises PublishError."""
     out, new, old = Path(out), staging_dir(out), old_dir(out)
-    if old.exists():
-        shutil.rmtree(old)
-    if out.exists():
-        out.rename(old)
-    new.rename(out)
-    shutil.rmtree(old, ignore_errors=True)
+    _mark(new)
+    _rmtree_owned(old)
+    moved = False
+    try:
+        if out.exists():
+            out.rename(old)
+            moved = True
+        new.rename(out)
+    except OSError as exc:
+        if moved and not out.exists():
+            old.rename(out)
+        raise _os_error(exc, f"cannot replace {out}") from None
+    _rmtree_owned(old)
+    if old.is_dir() and not old.is_symlink():   # the empty folder --out was before the first build
+        try:
+            old.rmdir()
+        except OSError:
+            log.warning("%s was not created by Tsunagari and is not empty: left in place", old.name)
+
+
+# ---------------------------------------------------------------------------------------------
+# What may be published
+# ---------------------------------------------------------------------------------------------
+
+# The file types a site contains (the built-in renderer, Quarto's site_libs, the downloads, the
+# quality page, logs and executed notebooks). Anything else is refused.
+TEXT_TYPES = frozenset({"html", "htm", "csv", "json", "ipynb", "txt", "log", "css", "js", "mjs", "map",
+                        "svg", "xml", "md", "typ", "lua"})
+BINARY_TYPES = {
+    "pdf": (b"%PDF-",),
+    "xlsx": (b"PK\x03\x04",),
+    "png": (b"\x89PNG\r\n\x1a\n",),
+    "jpg": (b"\xff\xd8\xff",), "jpeg": (b"\xff\xd8\xff",),
+    "gif": (b"GIF87a", b"GIF89a"),
+    "ico": (b"\x00\x00\x01\x00",),
+    "woff": (b"wOFF",), "woff2": (b"wOF2",),
+    "ttf": (b"\x00\x01\x00\x00", b"true"), "otf": (b"OTTO",),
+}
+# The build's own records (dot files) are allowed by name.
+RECORD_FILES = frozenset({MARKER, STATE_FILE, ".tsunagari-checked.json", ".nojekyll"})
+# Data formats recognised by their first bytes, whatever the file is called.
+MICRODATA_MAGIC = [
+    (0, b"PAR1", "a Parquet file"),
+    (8, b"DUCK", "a DuckDB database"),
+    (0, b"SQLite format 3\x00", "an SQLite database"),
+    (0, b"ARROW1", "an Arrow/Feather file"),
+    (0, b"FEA1", "a Feather v1 file"),
+    (0, b"\x93NUMPY", "a NumPy array"),
+    (0, b"\x89HDF\r\n\x1a\n", "an HDF5 file"),
+    (0, b"ORC", "an ORC file"),
+    (0, b"Obj\x01", "an Avro file"),
+    (0, b"$FL2", "an SPSS file"), (0, b"$FL3", "an SPSS file"),
+    (0, b"\x1f\x8b", "a gzip archive"),
+    (0, b"\x28\xb5\x2f\xfd", "a zstd archive"),
+    (0, b"BZh", "a bzip2 archive"),
+    (0, b"\xfd7zXZ\x00", "an xz archive"),
+    (0, b"7z\xbc\xaf\x27\x1c", "a 7z archive"),
+]
+SNIFF_BYTES = 8192
+
+
+def _sniff(head: bytes, ext: str) -> str | None:
+    """Why a file with these first bytes must not be published, or None."""
+    for offset, magic, what in MICRODATA_MAGIC:
+        if head[offset:offset + len(magic)] == magic:
+            return f"is {what}"
+    if len(head) >= 2 and head[0] == 0x80 and 2 <= head[1] <= 5:
+        return "is a Python pickle"
+    if ext in BINARY_TYPES:
+        if head and not head.startswith(BINARY_TYPES[ext]):
+            return f"is not a .{ext} file (its first bytes do not match)"
+        return None
+    if b"\x00" in head:
+        return f"is binary, not a .{ext} text file"
+    if head.startswith(b"PK\x03\x04"):
+        return "is a ZIP archive"
+    return None
+
+
+def scan_site(site: Path) -> list[str]:
+    """Files that must not be published: a type the build does not write (by extension), data
+    recognised by its first bytes (Parquet, DuckDB, SQLite, Arrow/Feather, pickle, ... under any
+    name), binary content in a text type, a symbolic link or special file. Each finding names the
+    file (site-relative)."""
+    site = Path(site)
+    findings = []
+    for dirpath, dirnames, filenames in os.walk(site):
+        base = Path(dirpath)
+        for d in list(dirnames):
+            if (base / d).is_symlink():
+                findings.append(f"{(base / d).relative_to(site).as_posix()}: a symbolic link; not published "
+                                f"/ シンボリックリンクは公開できません")
+                dirnames.remove(d)
+        for name in filenames:
+            f = base / name
+            rel = f.relative_to(site).as_posix()
+            if f.is_symlink() or not f.is_file():
+                findings.append(f"{rel}: a symbolic link or special file; not published / 公開できないファイルです")
+                continue
+            if name in RECORD_FILES and base == site:
+                continue
+            ext = name.rsplit(".", 1)[-1].lower() if "." in name.lstrip(".") else ""
+            if ext not in TEXT_TYPES and ext not in BINARY_TYPES:
+                findings.append(f"{rel}: file type '.{ext}' is not one the build writes; microdata or other "
+                                f"files must not be published / 公開対象外の形式です" if ext else
+                                f"{rel}: a file without an extension is not one the build writes / 公開対象外のファイルです")
+                continue
+            try:
+                with open(f, "rb") as fh:
+                    head = fh.read(SNIFF_BYTES)
+            except OSError as exc:
+                findings.append(f"{rel}: cannot be read ({exc.strerror})")
+                continue
+            why = _sniff(head, ext)
+            if why:
+                findings.append(f"{rel}: {why}; not published / 公開できない形式のデータです")
+    return sorted(findings)
+
+
+# ---------------------------------------------------------------------------------------------
+# Build state
+# ---------------------------------------------------------------------------------------------
 
 
 class BuildState:

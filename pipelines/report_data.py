@@ -10,6 +10,7 @@ The stage that executes the notebook per area is ``pipelines.reports`` (docs/DES
 
 from __future__ import annotations
 
+import logging
 import math
 import re
 from dataclasses import dataclass, field
@@ -18,6 +19,7 @@ from pathlib import Path
 import pandas as pd
 
 from . import config, conventions
+from . import warehouse as warehouse_db
 from .catalogue import PILLARS, Indicator, catalogue_by_id
 from .errors import UsageError, check_pref_code, check_year
 from .indicators import OWN_SURVEY_MARK
@@ -322,21 +324,15 @@ def _read_warehouse(warehouse: Path, year: int) -> tuple[pd.DataFrame, pd.DataFr
     Cached per process while the warehouse file (and its WAL) is unchanged: a warm kernel renders
     the 48 areas of one build from the same tables, which were read 48 times before (0.1 s each).
     Callers get the cached frames; pandas' copy-on-write keeps them from changing one another's."""
-    import duckdb
-
     key = _file_key(warehouse)
     hit = _CACHE.get("data")
     if hit is not None and hit[0] == (key, year):
         return hit[1]
-    con = duckdb.connect(str(warehouse), read_only=True)
+    con = warehouse_db.connect(warehouse)
     try:
         ind = con.execute("SELECT * FROM indicators WHERE year <= ? ORDER BY year, area_code", [year]).df()
         dist = con.execute("SELECT * FROM distributions WHERE year <= ?", [year]).df()
-        synthetic = False
-        try:
-            synthetic = bool(con.execute("SELECT coalesce(bool_or(synthetic), false) FROM files").fetchone()[0])
-        except Exception:  # no files table: treat as real data
-            synthetic = False
+        synthetic = _synthetic_flag(con)
     finally:
         con.close()
     if _file_key(warehouse) == key:   # not written meanwhile
@@ -385,14 +381,25 @@ def load_report_data(warehouse: str | Path, year: int, pref_code: int) -> Report
                       _row_index=_cached_index(ind))
 
 
-def is_synthetic(warehouse: Path) -> bool:
-    import duckdb
-
-    con = duckdb.connect(str(warehouse), read_only=True)
+def _synthetic_flag(con) -> bool:
+    """Whether any committed file is synthetic. Fails closed: when the flag cannot be read (no
+    `files` table, a damaged column) the data count as synthetic, so the watermark is shown rather
+    than silently dropped; the reason is logged."""
     try:
         return bool(con.execute("SELECT coalesce(bool_or(synthetic), false) FROM files").fetchone()[0])
-    except Exception:
-        return False
+    except Exception as exc:  # reported: logged, and the watermark shown
+        logging.getLogger("tsunagari.reports").warning(
+            "synthetic flag unreadable (%s); treating the data as synthetic / 合成データとして扱います",
+            str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+        return True
+
+
+def is_synthetic(warehouse: Path) -> bool:
+    """Whether the warehouse holds synthetic data (True when that cannot be read: fail closed).
+    A warehouse that cannot be opened at all raises (the build stops with its message)."""
+    con = warehouse_db.connect(warehouse)
+    try:
+        return _synthetic_flag(con)
     finally:
         con.close()
 

@@ -8,6 +8,7 @@ What the notebook itself imports (the area's data as tidy frames, Markdown table
 from __future__ import annotations
 
 import logging
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -135,8 +136,8 @@ def build_area(pref_code: int, year: int, warehouse: Path, out_dir: Path, render
             synthetic = is_synthetic(warehouse)
         t0 = time.perf_counter()
         _execute(REPORT_NOTEBOOK, executed,
-                 {"year": int(year), "pref_code": int(pref_code), "warehouse": str(Path(warehouse).resolve())},
-                 cwd=config.REPORTS_DIR)
+                 {"year": int(year), "pref_code": int(pref_code), "warehouse": os.path.relpath(warehouse)},
+                 cwd=Path.cwd())   # the record is published: a path relative to the working folder
         res.execute_seconds = time.perf_counter() - t0
         t1 = time.perf_counter()
         html, pdf = target_dir / f"{slug}.html", target_dir / f"{slug}.pdf"
@@ -197,8 +198,8 @@ def run_reports(year: int, warehouse: Path, out_dir: Path, prefs: list[int] | No
             executed = out_dir / ".work" / "executed" / f"{slug}.ipynb"
             target_dir = out_dir if code == 0 else out_dir / "prefectures"
             tasks.append(Task(slug, REPORT_NOTEBOOK, executed,
-                              {"year": int(year), "pref_code": int(code), "warehouse": str(warehouse.resolve())},
-                              cwd=config.REPORTS_DIR, after=render_area,
+                              {"year": int(year), "pref_code": int(code), "warehouse": os.path.relpath(warehouse)},
+                              cwd=Path.cwd(), after=render_area,
                               after_args=(name, executed, target_dir / f"{slug}.html", target_dir / f"{slug}.pdf",
                                           area_meta(code, year, synthetic))))
         for o in run_tasks(tasks, jobs=jobs):

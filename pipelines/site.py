@@ -25,11 +25,11 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-import duckdb
 import pandas as pd
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from . import config, conventions, schema
+from . import warehouse as warehouse_db
 from .catalogue import Indicator, catalogue_path, load_catalogue
 from .errors import DataError, check_pref_code, check_year
 from .reference import area_code, pref_slug, prefectures
@@ -54,7 +54,7 @@ def _read(warehouse: Path, year: int) -> tuple[pd.DataFrame, bool]:
     if not Path(warehouse).exists():
         raise DataError(str(warehouse), "warehouse not found / ウェアハウスがありません",
                         detail="Run `tsunagari build` (or ingest + indicators) first.")
-    con = duckdb.connect(str(warehouse), read_only=True)
+    con = warehouse_db.connect(warehouse)
     try:
         tables = {r[0] for r in con.execute("SELECT table_name FROM information_schema.tables").fetchall()}
         if "indicators" not in tables:

@@ -44,6 +44,7 @@ import duckdb
 import pandas as pd
 
 from . import config, schema
+from . import warehouse as warehouse_db
 from .errors import DataError, UsageError, printable
 from .staging import StagedFile
 
@@ -779,7 +780,7 @@ def validate_warehouse(warehouse: Path, reuse: bool = False) -> ValidationReport
     if not warehouse.exists():
         raise UsageError("--warehouse", f"'{warehouse}' does not exist; run `tsunagari ingest` first / "
                                         "データベースがありません")
-    con = duckdb.connect(str(warehouse), read_only=True)
+    con = warehouse_db.connect(warehouse)
     try:
         tables = {r[0] for r in con.execute(
             "SELECT table_name FROM information_schema.tables WHERE table_schema = 'main'").fetchall()}

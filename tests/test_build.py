@@ -151,7 +151,7 @@ class TestFailureIsolation:
         assert len(failed.failed) == 1 and "31-tottori" in failed.failed[0]
         assert "injected failure" in failed.failed[0]
         assert _tree(cfg.out_dir) == published                 # the previous site untouched
-        staged = Path(str(cfg.out_dir) + ".new")
+        staged = cfg.out_dir.parent / f".{cfg.out_dir.name}.tsunagari-new"
         assert (staged / "prefectures" / "13-tokyo.pdf").is_file()  # the others were built
         assert (staged / "prefectures" / "11-saitama.html").is_file()
 

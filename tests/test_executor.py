@@ -257,7 +257,7 @@ class TestKernelTimeout:
         assert proc.stderr.strip().splitlines()[-1] == (
             "error: TSUNAGARI_KERNEL_TIMEOUT: 'soon' is not a number of seconds greater than 0 "
             "/ 0 より大きい秒数を指定してください")
-        assert not (tmp_path / "wh.duckdb").exists() and not (tmp_path / "site.new").exists()
+        assert not (tmp_path / "wh.duckdb").exists() and not (tmp_path / ".site.tsunagari-new").exists()
 
 
 class TestWarmPoolLifecycle:

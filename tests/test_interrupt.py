@@ -82,11 +82,11 @@ class TestKilledBuild:
         tables = _tables(tmp_path / "wh.duckdb")
 
         # Ask for two more prefectures and kill the build while it executes the first report.
-        executed = tmp_path / "site.new" / ".work" / "executed"
+        executed = tmp_path / ".site.tsunagari-new" / ".work" / "executed"
         proc = subprocess.Popen(_build_cmd(inp, tmp_path, "--pref", "31", "--pref", "13", "--pref", "1", "--quiet"),
                                 start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        _wait_for(lambda: (tmp_path / "site.new" / "build.log").exists()
-                  and "report:2024:13-tokyo" in (tmp_path / "site.new" / "build.log").read_text(encoding="utf-8")
+        _wait_for(lambda: (tmp_path / ".site.tsunagari-new" / "build.log").exists()
+                  and "report:2024:13-tokyo" in (tmp_path / ".site.tsunagari-new" / "build.log").read_text(encoding="utf-8")
                   or (executed / "13-tokyo.ipynb").exists(), proc)
         _kill(proc)
         assert _tree(tmp_path / "site") == published           # the published site is the previous one
@@ -96,17 +96,18 @@ class TestKilledBuild:
                                capture_output=True, text=True, timeout=600)
         assert again.returncode == 0, again.stderr[-2000:]
         assert (tmp_path / "site" / "prefectures" / "13-tokyo.pdf").is_file()
-        assert not (tmp_path / "site.new").exists()
+        assert not (tmp_path / ".site.tsunagari-new").exists()
 
     def test_interrupted_swap_is_recovered(self, tmp_path: Path) -> None:
         from pipelines import publish
 
         out = tmp_path / "site"
-        (tmp_path / "site.old").mkdir()
-        (tmp_path / "site.old" / "index.html").write_text("previous", encoding="utf-8")
+        (tmp_path / ".site.tsunagari-old").mkdir()
+        (tmp_path / ".site.tsunagari-old" / publish.MARKER).write_text(publish.MARKER_TEXT, encoding="utf-8")
+        (tmp_path / ".site.tsunagari-old" / "index.html").write_text("previous", encoding="utf-8")
         publish.recover(out)   # killed between the two renames: the previous site comes back
         assert (out / "index.html").read_text(encoding="utf-8") == "previous"
-        assert not (tmp_path / "site.old").exists()
+        assert not (tmp_path / ".site.tsunagari-old").exists()
 
 
 class TestKilledIngest:
@@ -135,7 +136,7 @@ class TestConcurrentBuild:
     def test_second_build_is_refused_with_a_clear_message(self, tmp_path: Path, small_input: Path) -> None:
         proc = subprocess.Popen(_build_cmd(small_input, tmp_path, "--pref", "31", "--quiet"),
                                 start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        lock = tmp_path / "site.lock"
+        lock = tmp_path / ".site.tsunagari-lock"
         try:
             _wait_for(lambda: lock.exists() and lock.read_text().strip() == str(proc.pid), proc)
             second = subprocess.run(_build_cmd(small_input, tmp_path, "--pref", "31", "--quiet"),
@@ -289,7 +290,7 @@ class TestStopSignals:
                                            "--pref", "1", "--pref", "0", "--quiet"),
                                 env={**os.environ, "TMPDIR": str(tmp)}, start_new_session=True,
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        log = tmp_path / "site.new" / "build.log"
+        log = tmp_path / ".site.tsunagari-new" / "build.log"
         try:
             # The reports are running: the indicators are done and the workers' kernels are up.
             _wait_for(lambda: log.exists() and "指標 done in" in log.read_text(encoding="utf-8")
@@ -313,10 +314,10 @@ class TestStopSignals:
                             "remove_private_dir as r; r(n())"], env={**os.environ, "TMPDIR": str(tmp)}, check=True)
         _poll(lambda: not any(tmp.iterdir()), 30, f"the temporary folder to be emptied: {list(tmp.rglob('*'))}")
         assert not (tmp_path / "site").exists()            # nothing published
-        assert _lock_is_free(tmp_path / "site.lock")
-        before = _snapshot(tmp_path / "site.new")          # kept for the next build (publish.recover)
+        assert _lock_is_free(tmp_path / ".site.tsunagari-lock")
+        before = _snapshot(tmp_path / ".site.tsunagari-new")          # kept for the next build (publish.recover)
         time.sleep(3)
-        assert _snapshot(tmp_path / "site.new") == before  # and nobody writes to it any more
+        assert _snapshot(tmp_path / ".site.tsunagari-new") == before  # and nobody writes to it any more
 
 
 @pytest.mark.slow

@@ -1,0 +1,78 @@
+"""Log lines that are safe to publish: one line each, no control characters, no server paths.
+
+The build log (``build.log``) and summary are published with the site. ``SafeFormatter`` therefore
+- escapes control characters in the message (a file name with a newline or an ANSI escape cannot
+  forge or hide log lines): ``\\n``, ``\\r``, ``\\t``, other C0/C1 controls and U+2028/U+2029 are
+  written as backslash escapes;
+- shortens paths: the working folder, the project folder and the folder that holds the output are
+  removed from every line (``data/..`` instead of ``/srv/.../data/..``), the home folder is ``~``.
+``display_path`` gives the same form for one path (outside the working folder: ``…/<name>``).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+def escape_control(text: str) -> str:
+    """`text` on one line: control characters as backslash escapes (errors.printable)."""
+    from .errors import printable
+
+    return printable(text)
+
+
+_EXTRA_ROOTS: list[Path] = []
+
+
+def add_root(path: str | os.PathLike[str]) -> None:
+    """Also remove `path` (e.g. the folder that holds --out) from the paths in log lines."""
+    p = Path(path)
+    if p not in _EXTRA_ROOTS:
+        _EXTRA_ROOTS.append(p)
+
+
+def _roots() -> list[tuple[str, str]]:
+    from . import config
+
+    roots = []
+    known = [(Path.cwd(), ""), (config.REPO_ROOT, ""), (Path.home(), "~/")] + [(p, "") for p in _EXTRA_ROOTS]
+    for path, shown in known:
+        for form in {str(path), str(path.resolve())}:
+            if form not in ("/", ""):
+                roots.append((form.rstrip("/") + "/", shown))
+    return sorted(roots, key=lambda r: -len(r[0]))   # the longest (most specific) first
+
+
+def strip_roots(text: str) -> str:
+    """`text` with the working folder, the project and the home folder removed from paths."""
+    for root, shown in _roots():
+        if root in text:
+            text = text.replace(root, shown)
+    return text
+
+
+def display_path(path: str | os.PathLike[str]) -> str:
+    """A path as written in published logs and notebooks: relative to the working folder when
+    inside it, else `…/<name>` (never an absolute server path)."""
+    p = Path(path)
+    if not p.is_absolute():
+        return p.as_posix()
+    for root in (Path.cwd(), Path.cwd().resolve()):
+        try:
+            return p.relative_to(root).as_posix() or "."
+        except ValueError:
+            pass
+    return f"…/{p.name}"
+
+
+class SafeFormatter(logging.Formatter):
+    """A Formatter whose message is one line without control characters and without server paths
+    (the traceback of an exception keeps its lines, paths shortened)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        safe = logging.makeLogRecord(record.__dict__)
+        safe.msg = strip_roots(escape_control(record.getMessage()))
+        safe.args = None
+        text = super().format(safe)
+        return strip_roots(text) if (record.exc_info or record.exc_text or record.stack_info) else text
