@@ -315,7 +315,7 @@ def _suppress(long: pd.DataFrame, src: pd.DataFrame) -> tuple[np.ndarray, np.nda
     breakdown with base n): primary = base < MIN_BASE; secondary = ``stats.secondary_suppression``
     over ``suppression_groups``."""
     n = long["n"].to_numpy()
-    primary = stats.base_status(n) == "suppressed"
+    primary = (stats.base_status(n) == "suppressed") | ~(long["n_eff"].to_numpy() >= config.MIN_BASE)  # n_eff NaN or < 30 too (#15)
     subsample = set(src.loc[src.source_kind == "subsample", "area_code"])
     cells = long[["indicator_id", "area_code", "breakdown"]].assign(n=n)
     groups, rem = suppression_groups(cells, ["indicator_id"], subsample)

@@ -162,9 +162,9 @@ def check_archive(path, file_name: str) -> None:
         total = sum(i.file_size for i in infos)
         if total > lim["bytes"]:
             big = max(infos, key=lambda i: i.file_size)
-            raise _over(file_name, "bytes", f"{total:,} bytes", lim["bytes"],
-                        f"the {len(infos)} parts expand to {total:,} bytes (largest {big.filename!r}, "
-                        f"{big.file_size:,} bytes from {big.compress_size:,})")
+            raise _over(file_name, "bytes", f"{total:,} bytes in all", lim["bytes"],
+                        f"{len(infos)} parts, the largest {big.filename!r} ({big.compress_size:,} bytes "
+                        f"expanding to {big.file_size:,})")
         for i in infos:
             if i.file_size > RATIO_MIN_MEMBER and i.file_size > lim["ratio"] * max(i.compress_size, 1):
                 ratio = i.file_size / max(i.compress_size, 1)

@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import hashlib
 import os
+import resource
 import shutil
 import subprocess
 import sys
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Callable
 
@@ -28,6 +30,7 @@ from pipelines import schema
 from pipelines.errors import DataError
 from pipelines.ingest import ingest_files
 
+NEXT_YEAR = datetime.now().year + 1
 ENC = "check --encoding (leave it out to detect UTF-8/CP932) / --encoding の指定を確認してください（省略すると自動判別します）"
 CRIT0 = "0 other critical failures / ほかの重大な不合格 0 件"
 ROWS_25 = {"TSUNAGARI_MAX_INPUT_ROWS": "25"}
@@ -75,6 +78,23 @@ def original_file_loaded_not_its_copy(wh: Path) -> None:
     assert names == ["national-2023.csv", "national-2024.csv", "programme.csv"]
 
 
+def formula_results_read(wh: Path) -> None:
+    """Formula cells with stored results (every weight) are read as those results."""
+    committed_as_coded(wh)
+
+
+def weight_rule(rule: str, rule_ja: str, rows: str, examples: str, hi: str, lo: str, ratio: str) -> str:
+    return (f"national-2024.csv, column 'weight': {rule} / {rule_ja} [critical / 重大] (rows {rows}; examples {examples}). "
+            f"respondent_id {', '.join('B%04d' % int(r) for r in rows.split(', '))}. largest weight {hi} / smallest {lo} "
+            f"= {ratio} > limit 50 (TSUNAGARI_MAX_WEIGHT_RATIO): a few respondents would carry the estimates / "
+            f"最大ウェイトが最小の{ratio}倍です（上限50倍）。少数の回答者が結果を左右します. "
+            "1 other critical failure / ほかの重大な不合格 1 件")
+
+
+RATIO = ("largest weight at most 50 times the smallest (per file)", "最大ウェイトは最小の50倍以下（ファイルごと）")
+XLSX_LIMIT = "national-2024.xlsx: XLSX over a safety limit / XLSXが安全上の上限を超えています. "
+MAPPING = "mapping.yml: mapping file not valid / 対応表の形式が不正です. "
+FUTURE = (f"is after {NEXT_YEAR} (next year): a typing error in the file name or the data? / ")
 LOADED = "national-2024{}: replaced earlier version with 40 rows (survey national-2024) / 旧版を置き換え 40行（調査 national-2024）"
 
 CASES: dict[str, Case] = {
@@ -178,6 +198,57 @@ CASES: dict[str, Case] = {
     "dropped_twice": Case("dropped_twice", 0,
         "national-2024 - コピー.csv: skipped, same content as national-2024.csv / national-2024.csv と同じ内容のためスキップ\n"
         + LOADED.format(".csv"), check=original_file_loaded_not_its_copy),
+    # --- issue #15: weights ----------------------------------------------------------------------
+    "weight_1e308": Case("weight_1e308", 1, weight_rule(*RATIO, "7, 1", "1e+308, 1.0", "1e+308", "1", "1e+308")),
+    "weight_1e9": Case("weight_1e9", 1, weight_rule(*RATIO, "7, 1", "1000000000.0, 1.0", "1e+09", "1", "1e+09")),
+    "weights_others_tiny": Case("weights_others_tiny", 1,
+        weight_rule(*RATIO, "7, 1", "1.0, 1e-300", "1", "1e-300", "1e+300")),
+    # --- issue #15: XLSX bombs and formulas ------------------------------------------------------
+    "xlsx_zip_bomb": Case("xlsx_zip_bomb", 1, XLSX_LIMIT +
+        "6 parts, the largest 'xl/sharedStrings.xml' (4,687,987 bytes expanding to 2,147,352,691): 2,147,372,967 bytes "
+        "in all > limit 1,000,000,000 bytes uncompressed (TSUNAGARI_MAX_XLSX_BYTES); refused before reading / "
+        "上限 1,000,000,000 を超えているため読み込みません（TSUNAGARI_MAX_XLSX_BYTES）"),
+    "xlsx_zip_bomb_env_limit": Case("xlsx_high_ratio", 1, XLSX_LIMIT +
+        "6 parts, the largest 'xl/sharedStrings.xml' (146,611 bytes expanding to 67,104,883): 67,125,159 bytes in all "
+        "> limit 50,000,000 bytes uncompressed (TSUNAGARI_MAX_XLSX_BYTES); refused before reading / "
+        "上限 50,000,000 を超えているため読み込みません（TSUNAGARI_MAX_XLSX_BYTES）",
+        env={"TSUNAGARI_MAX_XLSX_BYTES": "50000000"}),
+    "xlsx_high_ratio": Case("xlsx_high_ratio", 1, XLSX_LIMIT +
+        "'xl/sharedStrings.xml' expands from 146,611 to 67,104,883 bytes: 458:1 > limit 100 compression ratio "
+        "(TSUNAGARI_MAX_XLSX_RATIO); refused before reading / 上限 100 を超えているため読み込みません（TSUNAGARI_MAX_XLSX_RATIO）"),
+    "xlsx_shared_strings": Case("xlsx_shared_strings", 1, XLSX_LIMIT +
+        "xl/sharedStrings.xml: more than 30 strings > limit 30 shared strings (TSUNAGARI_MAX_XLSX_STRINGS); refused "
+        "before reading / 上限 30 を超えているため読み込みません（TSUNAGARI_MAX_XLSX_STRINGS）",
+        env={"TSUNAGARI_MAX_XLSX_STRINGS": "30"}),
+    "xlsx_shared_string_chars": Case("xlsx_shared_strings", 1, XLSX_LIMIT +
+        "xl/sharedStrings.xml: more than 100 characters > limit 100 characters of shared strings "
+        "(TSUNAGARI_MAX_XLSX_STRING_CHARS); refused before reading / 上限 100 を超えているため読み込みません"
+        "（TSUNAGARI_MAX_XLSX_STRING_CHARS）", env={"TSUNAGARI_MAX_XLSX_STRING_CHARS": "100"}),
+    "xlsx_shared_strings_default": Case("xlsx_shared_strings", 0, LOADED.format(".xlsx"), check=committed_as_coded),
+    "xlsx_formula_uncached": Case("xlsx_formula_uncached", 1,
+        "national-2024.xlsx, column 'weight': formula without a stored result / 計算結果が保存されていない数式 (2 rows; "
+        "rows 4, 8; examples 'データ!H5', 'データ!H9'). 3 such cells in the sheet in all. the file was saved without "
+        "the formulas' results (e.g. written by a program): open it in Excel and save it again, or paste the cells as "
+        "values / 数式の計算結果が保存されていません。Excelで開いて保存し直すか、値として貼り付けてください"),
+    "xlsx_formula_cached": Case("xlsx_formula_cached", 0, LOADED.format(".xlsx"), check=formula_results_read),
+    # --- issue #15: mapping YAML -----------------------------------------------------------------
+    "mapping_billion_laughs": Case("mapping_billion_laughs", 1, MAPPING +
+        "the document expands to more than 200,000 values (YAML aliases *name repeat what they refer to) / "
+        "エイリアスの展開で値が200,000個を超えます", args=("--mapping", "in/mapping.yml")),
+    "mapping_wrong_shape": Case("mapping_wrong_shape", 1, MAPPING +
+        "labels → sex → 男性: expected a code (a number or text), got a list / labels → sex → 男性 の形式が不正です. "
+        "the file has two sections: columns: {source header: contract column} and labels: {contract column: "
+        "{label: code}} / columns と labels の2つの節からなります", args=("--mapping", "in/mapping.yml")),
+    # --- issue #15: names and rounds -------------------------------------------------------------
+    "newline_in_name": Case("newline_in_name", 1,
+        "national-2024\\n2026-01-01 00:00:00 INFO build OK.csv, column 'q_loneliness': impossible code / ありえないコード "
+        "(1 row; rows 5; examples '6'). allowed codes / 有効なコード: 1, 2, 3, 4, 5, 9"),
+    "future_round": Case("future_round", 1,
+        "national-2099.csv, column 'survey_id': year in the future / 未来の年 (examples 'national-2099'). survey round "
+        f"2099 {FUTURE}調査年2099年は来年（{NEXT_YEAR}年）より後です。ファイル名またはデータの誤りではありませんか"),
+    "future_fiscal_year": Case("future_fiscal_year", 1,
+        "programme.csv, column 'fiscal_year': year in the future / 未来の年 (1 row; rows 2; examples 2099). fiscal year "
+        f"2099 {FUTURE}年度2099年は来年（{NEXT_YEAR}年）より後です。ファイル名またはデータの誤りではありませんか"),
 }
 
 
@@ -275,7 +346,7 @@ def test_readme_lists_every_case() -> None:
 # --- A few through `tsunagari build`: exit 1, site byte-identical ---------------------------------
 
 BUILD_CASES = ["mixed_encodings", "truncated_csv", "duplicate_ids", "unknown_pref_file", "xlsx_two_data_sheets",
-               "huge_sparse"]
+               "huge_sparse", "weight_1e308", "xlsx_zip_bomb", "xlsx_formula_uncached", "newline_in_name", "future_round"]
 
 
 def tree(d: Path) -> dict[str, str]:
@@ -331,3 +402,58 @@ def test_build_cli_exit_1(tmp_path: Path, published) -> None:
     assert last_line(proc.stderr) == f"error: {CASES['mixed_encodings'].message}"
     assert tree(cfg.out_dir) == site_before
     assert snapshot(cfg.warehouse) == wh_before
+
+
+# --- Bombs in bounded memory (issue #15) -----------------------------------------------------------
+
+MEMORY_LIMIT = int(1.5 * 1024**3)
+
+
+def _limit_memory() -> None:
+    resource.setrlimit(resource.RLIMIT_AS, (MEMORY_LIMIT, MEMORY_LIMIT))
+
+
+@pytest.mark.parametrize("case_id", ["xlsx_zip_bomb", "xlsx_high_ratio", "mapping_billion_laughs"])
+def test_bombs_fail_fast_in_bounded_memory(case_id: str, tmp_path: Path, baseline) -> None:
+    """`tsunagari ingest` with its address space limited to 1.5 GB: a clean exit 1 with the message (before
+    the fix the mapping reached MemoryError under this limit and the XLSX read went past 5.4 GB)."""
+    case = CASES[case_id]
+    wh0, before = baseline
+    wh = tmp_path / "warehouse.duckdb"
+    shutil.copy(wh0, wh)
+    make(case.writer, tmp_path / "in")
+    proc = subprocess.run([sys.executable, "-m", "pipelines.cli", "ingest", str(tmp_path / "in"), "--warehouse", str(wh),
+                           "--quiet", *case.args], capture_output=True, text=True, cwd=tmp_path, timeout=300,
+                          env={**os.environ, **case.env, "MALLOC_ARENA_MAX": "2"}, preexec_fn=_limit_memory)
+    assert "MemoryError" not in proc.stderr and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    assert proc.returncode == 1, proc.stderr[-2000:]
+    assert last_line(proc.stderr) == f"error: {case.message}"
+    assert snapshot(wh) == before
+
+
+# --- A cell carried by one respondent is not published (issue #15) --------------------------------
+
+
+def test_a_cell_carried_by_one_respondent_is_suppressed(tmp_path: Path) -> None:
+    """Weights inside the file limits (ratio 45 <= 50, file n_eff/n 52% >= 25%), but Osaka's 40
+    respondents include one weighted 45: n = 40 >= 30, n_eff = 84²/2,064 = 3.4. Suppressed, like a
+    base under 30; no published cell has n_eff under 30 or missing."""
+    from pipelines.indicators import compute_indicators
+
+    rows = survey_rows(n=2000, seed=5)
+    for i, r in enumerate(rows):
+        r["pref_code"] = 27 if i < 40 else (1, 13, 31, 47)[i % 4]
+        r["weight"] = 1.0
+    rows[0]["weight"] = 45.0
+    wh = tmp_path / "warehouse.duckdb"
+    ingest_files([write_csv(tmp_path / "in" / "national-2024.csv", rows)], wh)
+    with duckdb.connect(str(wh), read_only=True) as con:
+        ind, _ = compute_indicators(con, 2024)
+    osaka = ind[(ind.area_code == "27") & (ind.breakdown == "total") & (ind.n_unweighted == 40)]
+    assert len(osaka) >= 8   # the indicators whose base is every respondent
+    assert osaka.n_effective.round(2).eq(round(84**2 / 2064, 2)).all()
+    assert osaka.suppressed.all() and osaka.value.isna().all()
+    national = ind[(ind.area_code == "00") & (ind.breakdown == "total") & ind.n_unweighted.notna()]
+    assert len(national) and not national.suppressed.any()
+    shown = ind[(~ind.suppressed) & ind.n_unweighted.notna()]
+    assert len(shown) and (shown.n_effective >= 30).all()

@@ -334,6 +334,215 @@ def dropped_twice(d: Path) -> list[Path]:
     return [p, q]
 
 
+# --- Issue #15: inputs that must not exhaust the machine or corrupt silently ------------------------
+
+
+def weight_1e308(d: Path) -> list[Path]:
+    """One respondent weighted 1e308: (Σw)² overflows; published as 0.0% with n_eff NaN before."""
+    rows = survey_rows()
+    for r in rows:
+        r["weight"] = 1.0
+    rows[6]["weight"] = "1e308"
+    return [write_csv(d / "national-2024.csv", rows)]
+
+
+def weight_1e9(d: Path) -> list[Path]:
+    rows = survey_rows()
+    for r in rows:
+        r["weight"] = 1.0
+    rows[6]["weight"] = 1e9
+    return [write_csv(d / "national-2024.csv", rows)]
+
+
+def weights_others_tiny(d: Path) -> list[Path]:
+    """Every respondent but one weighted 1e-300: that one carries the whole survey."""
+    rows = survey_rows()
+    for r in rows:
+        r["weight"] = "1e-300"
+    rows[6]["weight"] = 1.0
+    return [write_csv(d / "national-2024.csv", rows)]
+
+
+# A minimal XLSX written member by member: shared strings (openpyxl writes inline strings only),
+# formulas with or without a stored result, and members given as ready deflate streams (a bomb).
+_CT = ('<?xml version="1.0" encoding="UTF-8"?><Types xmlns="http://schemas.openxmlformats.org/package/2006/content-types">'
+       '<Default Extension="rels" ContentType="application/vnd.openxmlformats-package.relationships+xml"/>'
+       '<Default Extension="xml" ContentType="application/xml"/>'
+       '<Override PartName="/xl/workbook.xml" ContentType="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet.main+xml"/>'
+       '<Override PartName="/xl/worksheets/sheet1.xml" ContentType="application/vnd.openxmlformats-officedocument.spreadsheetml.worksheet+xml"/>'
+       '<Override PartName="/xl/sharedStrings.xml" ContentType="application/vnd.openxmlformats-officedocument.spreadsheetml.sharedStrings+xml"/>'
+       '</Types>')
+_RELS = ('<?xml version="1.0" encoding="UTF-8"?><Relationships xmlns="http://schemas.openxmlformats.org/package/2006/relationships">'
+         '<Relationship Id="rId1" Type="http://schemas.openxmlformats.org/officeDocument/2006/relationships/officeDocument" Target="xl/workbook.xml"/>'
+         '</Relationships>')
+_WB = ('<?xml version="1.0" encoding="UTF-8"?><workbook xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main" '
+       'xmlns:r="http://schemas.openxmlformats.org/officeDocument/2006/relationships"><sheets>'
+       '<sheet name="{name}" sheetId="1" r:id="rId1"/></sheets></workbook>')
+_WB_RELS = ('<?xml version="1.0" encoding="UTF-8"?><Relationships xmlns="http://schemas.openxmlformats.org/package/2006/relationships">'
+            '<Relationship Id="rId1" Type="http://schemas.openxmlformats.org/officeDocument/2006/relationships/worksheet" Target="worksheets/sheet1.xml"/>'
+            '<Relationship Id="rId2" Type="http://schemas.openxmlformats.org/officeDocument/2006/relationships/sharedStrings" Target="sharedStrings.xml"/>'
+            '</Relationships>')
+_SST_HEAD = b'<?xml version="1.0" encoding="UTF-8"?><sst xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main">'
+
+
+def _esc(text: str) -> str:
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def _sheet_xml(rows: list[list[object]], strings: dict[str, int], formulas: dict[str, tuple[str, str | None]]) -> bytes:
+    out = ['<?xml version="1.0" encoding="UTF-8"?><worksheet xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main"><sheetData>']
+    for i, row in enumerate(rows, start=1):
+        out.append(f'<row r="{i}">')
+        for j, v in enumerate(row, start=1):
+            ref = f"{_col(j)}{i}"
+            if ref in formulas:
+                f, cached = formulas[ref]
+                out.append(f'<c r="{ref}"><f>{_esc(f)}</f>' + (f"<v>{cached}</v>" if cached is not None else "") + "</c>")
+            elif isinstance(v, str):
+                out.append(f'<c r="{ref}" t="s"><v>{strings.setdefault(v, len(strings))}</v></c>')
+            else:
+                out.append(f'<c r="{ref}"><v>{v}</v></c>')
+        out.append("</row>")
+    out.append("</sheetData></worksheet>")
+    return "".join(out).encode()
+
+
+def _deflated(data: bytes) -> tuple[bytes, int, int]:
+    import zlib
+
+    c = zlib.compressobj(6, zlib.DEFLATED, -15)
+    return c.compress(data) + c.flush(), len(data), zlib.crc32(data)
+
+
+def write_zip(path: Path, members: list[tuple[str, tuple[bytes, int, int]]]) -> Path:
+    """A zip of (name, (raw deflate stream, uncompressed size, crc32)) members, written by hand so a
+    member can be a deflate stream made without holding its expanded bytes (sizes < 4 GiB)."""
+    import struct
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    central, offset = [], 0
+    with open(path, "wb") as fh:
+        for name, (comp, size, crc) in members:
+            n = name.encode()
+            head = struct.pack("<IHHHHHIIIHH", 0x04034B50, 20, 0, 8, 0, 0x21, crc, len(comp), size, len(n), 0)
+            fh.write(head + n + comp)
+            central.append(struct.pack("<IHHHHHHIIIHHHHHII", 0x02014B50, 20, 20, 0, 8, 0, 0x21, crc, len(comp), size,
+                                       len(n), 0, 0, 0, 0, 0, offset) + n)
+            offset += len(head) + len(n) + len(comp)
+        cd = b"".join(central)
+        fh.write(cd + struct.pack("<IHHHHIIH", 0x06054B50, 0, 0, len(members), len(members), len(cd), offset, 0))
+    return path
+
+
+def write_raw_xlsx(path: Path, rows: list[list[object]], sheet: str = "data",
+                   formulas: dict[str, tuple[str, str | None]] | None = None,
+                   shared_strings: tuple[bytes, int, int] | None = None) -> Path:
+    strings: dict[str, int] = {}
+    sheet_xml = _sheet_xml(rows, strings, formulas or {})
+    if shared_strings is None:
+        body = "".join(f"<si><t>{_esc(t)}</t></si>" for t in strings)
+        shared_strings = _deflated(_SST_HEAD + body.encode() + b"</sst>")
+    return write_zip(path, [
+        ("[Content_Types].xml", _deflated(_CT.encode())), ("_rels/.rels", _deflated(_RELS.encode())),
+        ("xl/workbook.xml", _deflated(_WB.format(name=sheet).encode())),
+        ("xl/_rels/workbook.xml.rels", _deflated(_WB_RELS.encode())),
+        ("xl/worksheets/sheet1.xml", _deflated(sheet_xml)), ("xl/sharedStrings.xml", shared_strings)])
+
+
+def bomb_stream(total: int, chunk: bytes, head: bytes = _SST_HEAD, tail: bytes = b"</sst>") -> tuple[bytes, int, int]:
+    """A deflate stream of head + chunk repeated to about ``total`` bytes + tail, made by repeating one
+    compressed chunk (full flush: each copy stands alone), without expanding it: (stream, size, crc)."""
+    import zlib
+
+    def part(data: bytes, final: bool) -> bytes:
+        c = zlib.compressobj(9, zlib.DEFLATED, -15)
+        return c.compress(data) + c.flush(zlib.Z_FINISH if final else zlib.Z_FULL_FLUSH)
+
+    k = total // len(chunk)
+    crc = zlib.crc32(head)
+    for _ in range(k):
+        crc = zlib.crc32(chunk, crc)
+    crc = zlib.crc32(tail, crc)
+    stream = part(head, False) + part(chunk, False) * k + part(tail, True)
+    return stream, len(head) + k * len(chunk) + len(tail), crc
+
+
+def _string_chunk(size: int = 1 << 20) -> bytes:
+    one = b"<si><t>" + b"A" * 1000 + b"</t></si>"
+    return one * (size // len(one))
+
+
+def xlsx_zip_bomb(d: Path) -> list[Path]:
+    """A 2 MB XLSX whose shared strings expand to 2 GiB (read past 5.4 GB of memory before)."""
+    return [write_raw_xlsx(d / "national-2024.xlsx", table(survey_rows()),
+                           shared_strings=bomb_stream(2 * 1024**3, _string_chunk()))]
+
+
+def xlsx_high_ratio(d: Path) -> list[Path]:
+    """Shared strings of 64 MiB compressed about 1000:1 (under the size limit, over the ratio limit)."""
+    return [write_raw_xlsx(d / "national-2024.xlsx", table(survey_rows()),
+                           shared_strings=bomb_stream(64 * 1024**2, _string_chunk()))]
+
+
+def xlsx_shared_strings(d: Path) -> list[Path]:
+    """A normal XLSX with shared strings (respondent ids, survey id): the test sets the limit to 30."""
+    return [write_raw_xlsx(d / "national-2024.xlsx", table(survey_rows()))]
+
+
+def xlsx_formula_uncached(d: Path) -> list[Path]:
+    """Weights as formulas saved without their results (as a program writes them, e.g. openpyxl):
+    read as blank, the good values became NULL silently."""
+    rows = table(survey_rows())
+    formulas = {f"H{i}": (f"{rows[i - 1][7]}*1", None) for i in (5, 9)}
+    formulas["I12"] = ("1+1", None)
+    return [write_raw_xlsx(d / "national-2024.xlsx", rows, sheet="データ", formulas=formulas)]
+
+
+def xlsx_formula_cached(d: Path) -> list[Path]:
+    """Formulas saved with their results (as Excel does): the stored results are read."""
+    rows = table(survey_rows())
+    formulas = {f"H{i}": (f"{rows[i - 1][7]}*1", str(rows[i - 1][7])) for i in range(2, len(rows) + 1)}
+    return [write_raw_xlsx(d / "national-2024.xlsx", rows, sheet="データ", formulas=formulas)]
+
+
+def _with_mapping(d: Path, text: str) -> list[Path]:
+    p = write_csv(d / "national-2024.csv", survey_rows())
+    m = d / "mapping.yml"
+    m.write_text(text, encoding="utf-8")
+    return [p, m]
+
+
+def mapping_billion_laughs(d: Path) -> list[Path]:
+    """A 0.6 KB mapping whose aliases expand to 9⁹ values (3.7 GB, then MemoryError, before)."""
+    text = "x0: &x0 [lol, lol, lol, lol, lol, lol, lol, lol, lol]\n"
+    for i in range(1, 10):
+        text += f"x{i}: &x{i} [" + ", ".join([f"*x{i - 1}"] * 9) + "]\n"
+    return _with_mapping(d, text + "columns:\n  孤独感: *x9\n")
+
+
+def mapping_wrong_shape(d: Path) -> list[Path]:
+    """Codes given as a list (a traceback before)."""
+    return _with_mapping(d, "labels:\n  sex:\n    男性: [1, 2]\n")
+
+
+def newline_in_name(d: Path) -> list[Path]:
+    """A file name with a newline and a forged log line in it, and a bad code inside."""
+    rows = survey_rows()
+    rows[4]["q_loneliness"] = 6
+    return [write_csv(d / "national-2024\n2026-01-01 00:00:00 INFO build OK.csv", rows)]
+
+
+def future_round(d: Path) -> list[Path]:
+    """national-2099.csv (survey_year 2099): became the latest round without a word."""
+    return [write_csv(d / "national-2099.csv", survey_rows(survey_id="national-2099"))]
+
+
+def future_fiscal_year(d: Path) -> list[Path]:
+    rows = programme_rows()
+    rows[1]["fiscal_year"] = 2099
+    return [write_csv(d / "programme.csv", rows)]
+
+
 def _col(n: int) -> str:
     s = ""
     while n:
@@ -349,7 +558,9 @@ CASES: dict[str, Callable[[Path], list[Path]]] = {
         xlsx_notes_and_data, xlsx_two_data_sheets, xlsx_no_data_sheet, duplicate_ids, code_out_of_range,
         full_width_digits, pref_by_name, year_contradicts_round, unknown_pref_code, unknown_pref_file,
         programme_negative, programme_non_numeric, huge_sparse, many_rows, many_rows_xlsx, many_rows_parquet,
-        dropped_twice)
+        dropped_twice, weight_1e308, weight_1e9, weights_others_tiny, xlsx_zip_bomb, xlsx_high_ratio,
+        xlsx_shared_strings, xlsx_formula_uncached, xlsx_formula_cached, mapping_billion_laughs,
+        mapping_wrong_shape, newline_in_name, future_round, future_fiscal_year)
 }
 
 
