@@ -163,17 +163,23 @@ def wrap(text: str, width: int = 16) -> str:
 # Drawing and display
 # ---------------------------------------------------------------------------------------------
 
+def ggplot_class():
+    from plotnine import ggplot
+
+    return ggplot
+
+
 def png_bytes(chart, width: float | None = None, height: float | None = None, dpi: int = DPI) -> bytes:
     """Draw a ggplot (or a matplotlib Figure) once and return PNG bytes: RGB, no time or software
     chunk, so the same chart gives the same bytes in any process."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from PIL import Image
 
-    if hasattr(chart, "draw"):
-        if width and height:
-            from plotnine import theme
+    if isinstance(chart, ggplot_class()):
+        from plotnine import theme
 
-            chart = chart + theme(figure_size=(width, height))
+        # a copy: drawing stores the figure on the ggplot, and the cell's chart must not keep it alive
+        chart = chart + (theme(figure_size=(width, height)) if width and height else theme())
         fig = chart.draw()
     else:
         fig = chart
