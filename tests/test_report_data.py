@@ -115,7 +115,7 @@ class TestFrames:
         t = data.trends(["lonely_often_always"])
         assert sorted(t.year.unique()) == [2022, 2023, 2024]
         mine = t[t.area_code == "11"].set_index("year")
-        assert mine.loc[2024, "source"] == "own" and mine.loc[2023, "source"] == "subsample"
+        assert mine.loc[2024, "source"] == "own_survey" and mine.loc[2023, "source"] == "national_subsample"
         assert mine.source_changed.tolist() == [False, False, True]
         assert not t[t.area_code == "00"].source_changed.any()
 
