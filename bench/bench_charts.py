@@ -4,8 +4,9 @@
 
 Runs the code cells of reports/report.ipynb in this process (no kernel, no rendering), area after
 area, with the chart functions of pipelines.charts wrapped by timers, so the charts get exactly the
-data frames the report gives them. A chart's time is its chart function plus turning it into PNG
-bytes (what `charts.show` does). The first area is a warm-up (imports, font loading) and is reported
+data frames the report gives them. A chart's time is its chart function (building the ggplot) plus
+drawing it once into PNG bytes (what `charts.show` does); a cell that extends the chart with `+`
+is timed under the chart function called last. The first area is a warm-up (imports, font loading) and is reported
 separately; the rest give the median per chart type and the mean per area, and the resident memory
 along the way (it must not keep growing: figures are collected, nothing is kept per chart).
 
@@ -36,8 +37,7 @@ sys.path.insert(0, str(ROOT))
 from pipelines import charts  # noqa: E402
 from pipelines.reference import prefectures  # noqa: E402
 
-CHART_FUNCTIONS = ["spine_chart", "distribution_chart", "estimate_chart", "trend_chart", "strip_chart",
-                   "histogram_chart"]
+CHART_FUNCTIONS = ["spine_chart", "distribution_chart", "estimate_chart", "trend_chart", "strip_chart"]
 
 
 def sample_warehouse(folder: Path) -> Path:
@@ -56,7 +56,7 @@ class Timer:
     """Wraps the chart functions and `show`; records seconds per chart (build + PNG)."""
 
     def __init__(self) -> None:
-        self.pending: dict[int, tuple[str, float]] = {}
+        self.pending: tuple[str, float] = ("?", 0.0)
         self.records: list[tuple[str, float]] = []
         self.originals = {name: getattr(charts, name) for name in CHART_FUNCTIONS + ["show"]}
 
@@ -75,13 +75,13 @@ class Timer:
             chart = fn(*args, **kwargs)
             secs = time.perf_counter() - t
             label = name + ("(flip)" if kwargs.get("flip") else "")
-            if chart is not None:
-                self.pending[id(chart)] = (label, secs)
+            self.pending = (label, secs)
             return chart
         return timed
 
-    def _show(self, chart, alt, width=None, height=None):
-        label, secs = self.pending.pop(id(chart), ("?", 0.0))
+    def _show(self, chart, alt, width=charts.WIDTH, height=3.6):
+        label, secs = self.pending
+        self.pending = ("?", 0.0)
         t = time.perf_counter()
         data = charts.png_bytes(chart, width, height)
         secs += time.perf_counter() - t

@@ -1,102 +1,93 @@
-"""Charts for the area reports, drawn with matplotlib directly (Japanese labels, colour-blind-safe
-palette, small deterministic PNGs).
+"""Report charts in plotnine (a grammar of graphics a researcher can fork; docs/DESIGN.md "Rendering").
 
-Every chart function takes tidy DataFrames and returns a :class:`Chart`: a plain
-``matplotlib.figure.Figure`` (object-oriented API, Agg; never pyplot, so nothing global to close and
-the figure is garbage-collected like any object) plus its margins in inches. The margins are computed
-from the label lengths instead of ``tight_layout``/``constrained`` (which cost a second layout pass),
-and re-applied when ``show``/``png_bytes`` are given another size. ``show(chart, alt)`` displays it in
-a notebook as a PNG whose ``text/plain`` is the alt text: the built-in renderer's Lua filter turns
-that into ``<img alt>`` (Quarto uses the ``#| fig-alt`` cell option instead).
+Each function takes a tidy frame from ``pipelines.report_data`` (already filtered, rescaled and
+ordered by visible steps in the notebook) and returns a ``ggplot`` that a notebook cell can extend
+before showing it::
 
-The same inputs give byte-identical PNGs in any process: no timestamps or version in the PNG metadata,
-a seeded jitter, and a fixed font (IPAexGothic, which has one weight: nothing asks for bold).
+    chart = charts.estimate_chart(frame, "性別・年齢別") + labs(y="割合（％）") + facet_wrap("place")
+    charts.show(chart, alt_text)
+
+One shared theme, ``charts.THEME`` (Japanese font with ``base_family`` set, sizes, grid), and the
+colours of ``pipelines.conventions`` (Okabe-Ito: the area blue, 全国 orange, England green; the
+comparison colours of the site and the tables, always with a shape and a word). A fork changes
+the look of every chart in one place: ``charts.THEME = charts.report_theme(base_size=12)`` in the
+notebook (or ``+ theme(...)`` on one chart).
+
+``show(chart, alt)`` draws the chart once to a PNG (120 dpi; smaller and faster than SVG with
+Japanese glyphs embedded as paths) and displays it with the alt text as ``text/plain``: the
+built-in renderer's Lua filter turns that into ``<img alt>``. plotnine draws on a plain matplotlib
+Figure (no pyplot), so nothing is kept per chart.
 """
 
 from __future__ import annotations
 
 import base64
 import io
-import math
 import re
 from functools import lru_cache
 
 import numpy as np
 import pandas as pd
 
-# Okabe-Ito palette (colour-blind safe). Judgement colours: blue good, vermillion bad, grey neutral.
-OKABE_ITO = ["#E69F00", "#56B4E9", "#009E73", "#F0E442", "#0072B2", "#D55E00", "#CC79A7", "#000000"]
-COMPARISON_COLOURS = {"better": "#0072B2", "worse": "#D55E00", "similar": "#8C8C8C", "higher": "#6A3D9A",
-                      "lower": "#6A3D9A", "not_compared": "#BDBDBD"}
-# Symbol = direction vs national (never colour alone): ▲ higher, ▼ lower, ● similar.
-COMPARISON_SYMBOLS = {"better": None, "worse": None, "similar": "●", "higher": "▲", "lower": "▼",
-                      "not_compared": "―"}
-DIRECTION_MARKERS = {"higher": "^", "lower": "v", "similar": "o"}
-SOURCE_COLOURS = {"area": "#0072B2", "national": "#E69F00", "uk": "#009E73"}
-SOURCE_MARKERS = ["o", "s", "D"]
+from . import conventions
+
 DPI = 120
 BASE_SIZE = 10
-TITLE_SIZE = BASE_SIZE + 1
-TICK_SIZE = 8
-LEGEND_SIZE = 8.5
+WIDTH = 7.2     # inches: the report's text width
 TEXT_COLOUR = "#222222"
 TICK_COLOUR = "#4D4D4D"
 GRID_COLOUR = "#E6E6E6"
-EDGE = 0.1  # inches of white space at the figure's edges
+NATIONAL_NAME = "全国"
+UK_NAME = "イングランド"
 
 
 @lru_cache(maxsize=1)
 def font_family() -> str:
-    """The Japanese font for charts: IPAexGothic from matplotlib-fontja (always installed with pip)."""
+    """The Japanese font for charts: Noto Sans CJK JP when installed, else IPAexGothic from
+    matplotlib-fontja (always installed with pip)."""
     import matplotlib_fontja  # noqa: F401  (registers IPAexGothic with matplotlib)
+    from matplotlib import font_manager
 
-    return "IPAexGothic"
-
-
-@lru_cache(maxsize=1)
-def _rc() -> dict:
-    return {"font.family": [font_family()], "font.size": BASE_SIZE, "font.weight": "normal",
-            "axes.unicode_minus": False, "axes.formatter.use_mathtext": False, "text.color": TEXT_COLOUR,
-            "axes.labelcolor": TEXT_COLOUR, "path.simplify": True,
-            "legend.frameon": False, "legend.fontsize": LEGEND_SIZE, "figure.dpi": DPI, "savefig.dpi": DPI}
+    names = {f.name for f in font_manager.fontManager.ttflist}
+    return "Noto Sans CJK JP" if "Noto Sans CJK JP" in names else "IPAexGothic"
 
 
-def _context():
-    import matplotlib
+def report_theme(base_size: float = BASE_SIZE, family: str | None = None):
+    """The report theme: theme_minimal with the Japanese font, a left-aligned title, the legend
+    at the bottom without a title, light major grid only."""
+    from plotnine import element_blank, element_line, element_rect, element_text, theme, theme_minimal
 
-    return matplotlib.rc_context(_rc())
-
-
-@lru_cache(maxsize=1)
-def _ft_font():
-    """IPAexGothic at 100 pt / 72 dpi, to measure labels without drawing them."""
-    import matplotlib_fontja
-    from matplotlib.ft2font import FT2Font
-
-    font_family()
-    f = FT2Font(matplotlib_fontja.get_font_ttf_path())
-    f.set_size(100, 72)
-    return f
+    return theme_minimal(base_size=base_size, base_family=family or font_family()) + theme(
+        plot_title=element_text(size=base_size + 1, ha="left", color=TEXT_COLOUR),
+        text=element_text(color=TEXT_COLOUR),
+        axis_text=element_text(size=base_size - 2, color=TICK_COLOUR),
+        strip_text=element_text(size=base_size - 1, ha="left"),
+        panel_grid_minor=element_blank(), panel_grid_major=element_line(color=GRID_COLOUR, size=0.6),
+        legend_position="bottom", legend_title=element_blank(), legend_text=element_text(size=base_size - 1.5),
+        plot_background=element_rect(fill="white", color="white"), dpi=DPI)
 
 
-@lru_cache(maxsize=4096)
-def _em_width(line: str) -> float:
-    """Advance width of one line of text in ems of the chart font."""
-    if not line:
-        return 0.0
-    f = _ft_font()
-    f.set_text(line, 0.0)
-    return f.get_width_height()[0] / 64 / 100
+# The shared theme of every chart (built once; a fork assigns charts.THEME to change them all).
+THEME = report_theme()
 
 
-def text_width(text: str, size: float) -> float:
-    """Width in inches of (multi-line) `text` at `size` points."""
-    return max(_em_width(line) for line in str(text).split("\n")) * size / 72
+def place_colours(places) -> dict[str, str]:
+    """Colour of each series: 全国 orange, England green, the area (anything else) blue."""
+    out = {}
+    for p in places:
+        out[str(p)] = (conventions.SERIES["national"] if p == NATIONAL_NAME else
+                       conventions.SERIES["uk"] if str(p).startswith(UK_NAME) else conventions.SERIES["area"])
+    return out
 
 
-def text_height(text: str, size: float, spacing: float = 1.2) -> float:
-    """Height in inches of (multi-line) `text` at `size` points."""
-    return (str(text).count("\n") + 1) * size * spacing / 72
+def place_shapes(places) -> dict[str, str]:
+    shapes = iter(["o", "s", "D", "^"])
+    return {str(p): ("s" if p == NATIONAL_NAME else "D" if str(p).startswith(UK_NAME) else next(shapes))
+            for p in places}
+
+
+def _categories(s: pd.Series) -> list:
+    return list(s.cat.categories) if isinstance(s.dtype, pd.CategoricalDtype) else list(dict.fromkeys(s.dropna()))
 
 
 # Line breaking for Japanese labels (a simple 禁則処理): a run of Latin letters, digits and the
@@ -138,227 +129,65 @@ def wrap(text: str, width: int = 16) -> str:
     return "\n".join("".join(line) for line in lines if line) or text
 
 
-def _fit(label: str, inches: float, size: float = TICK_SIZE) -> str:
-    """Break a tick label into lines that fit `inches` (at a ・ near the middle when it has one)."""
-    label = str(label)
-    if "\n" in label or text_width(label, size) <= inches:
-        return label
-    dots = [i for i, ch in enumerate(label) if ch == "・" and 0 < i < len(label) - 1]
-    if dots:
-        i = min(dots, key=lambda k: abs(k - len(label) / 2))
-        head, tail = label[: i + 1], label[i + 1:]
-        if max(text_width(head, size), text_width(tail, size)) <= inches:
-            return head + "\n" + tail
-    per_line = max(2, int(inches / (size / 72)))
-    return wrap(label, per_line)
+def wrap(text: str, width: int = 16) -> str:
+    """Wrap a Japanese label (no spaces) into lines of at most `width` characters, breaking
+    between characters but not inside a number or a Latin word, nor before a closing mark or
+    after an opening one (a run longer than a line is cut at `width`)."""
+    text = str(text)
+    width = max(1, int(width))
+    tokens: list[str] = []
+    for tok in _TOKEN.findall(text):
+        tokens += [tok[i:i + width] for i in range(0, len(tok), width)] if len(tok) > width else [tok]
+    lines: list[list[str]] = [[]]
+    for tok in tokens:
+        line = lines[-1]
+        if line and sum(map(len, line)) + len(tok) > width:
+            carry: list[str] = []
+            # move marks that may not end a line, and the token before a mark that may not start one
+            while len(line) > 1 and (line[-1][-1] in _NO_LINE_END
+                                     or (not carry and tok[0] in _NO_LINE_START)):
+                carry.insert(0, line.pop())
+                if carry[0][-1] not in _NO_LINE_END:
+                    break
+            lines.append(carry + [tok])
+            # a carried run plus the token may still be too long: then break before the token
+            if sum(map(len, lines[-1])) > width and carry:
+                lines[-2] += carry
+                lines[-1] = [tok]
+        else:
+            line.append(tok)
+    return "\n".join("".join(line) for line in lines if line) or text
 
 
-class Chart:
-    """A matplotlib Figure and its margins in inches (kept when the figure is resized).
+# ---------------------------------------------------------------------------------------------
+# Drawing and display
+# ---------------------------------------------------------------------------------------------
 
-    ``fig`` is an ordinary ``matplotlib.figure.Figure``; ``png()`` gives the PNG bytes at 120 dpi.
-    """
+def ggplot_class():
+    from plotnine import ggplot
 
-    __slots__ = ("fig", "ax", "left", "right", "top", "bottom", "title", "__weakref__")
-
-    def __init__(self, fig, ax, *, left: float, right: float, top: float, bottom: float, title=None):
-        self.fig, self.ax = fig, ax
-        self.left, self.right, self.top, self.bottom, self.title = left, right, top, bottom, title
-        self.resize()
-
-    @property
-    def size(self) -> tuple[float, float]:
-        w, h = self.fig.get_size_inches()
-        return float(w), float(h)
-
-    def resize(self, width: float | None = None, height: float | None = None) -> None:
-        """Set the size (inches) when both are given, and place the Axes and title for the size."""
-        if width and height:
-            self.fig.set_size_inches(width, height, forward=False)
-        w, h = self.size
-        left, bottom = self.left / w, self.bottom / h
-        right, top = max(1 - self.right / w, left + 0.05), max(1 - self.top / h, bottom + 0.05)
-        self.ax.set_position((left, bottom, right - left, top - bottom))
-        if self.title is not None:
-            self.title.set_position((EDGE / w, 1 - EDGE / h))
-
-    def png(self, width: float | None = None, height: float | None = None, dpi: int = DPI) -> bytes:
-        if width and height:
-            self.resize(width, height)
-        return _png(self.fig, dpi)
-
-    def _repr_png_(self) -> bytes:
-        return self.png()
-
-    def __repr__(self) -> str:
-        # matplotlib's "<Figure size ...>": the Lua filter knows it is not alt text
-        return repr(self.fig)
+    return ggplot
 
 
-@lru_cache(maxsize=1)
-def _canvas_class():
-    from matplotlib.backends.backend_agg import FigureCanvasAgg, RendererAgg
-
-    renderers: dict = {}
-
-    class Canvas(FigureCanvasAgg):
-        """Agg canvas sharing one renderer per pixel size between figures: matplotlib caches text
-        metrics per renderer, and the reports draw the same labels at the same sizes 48 times.
-        At most RENDERERS renderers (one pixel buffer each, ~2-3 MB) are kept: more than the
-        distinct sizes of one report, so that cycling through them does not evict each one."""
-
-        RENDERERS = 12
-
-        def get_renderer(self):
-            w, h = self.get_width_height(physical=True)
-            key = (w, h, self.figure.dpi)
-            renderer = renderers.pop(key, None) or RendererAgg(w, h, self.figure.dpi)
-            renderers[key] = renderer  # most recently used last
-            while len(renderers) > self.RENDERERS:
-                renderers.pop(next(iter(renderers)))
-            self.renderer, self._lastKey = renderer, key
-            return renderer
-
-    return Canvas
-
-
-def _figure(width: float, height: float):
-    """A Figure on the shared-renderer Agg canvas with one styled Axes (placed later by Chart)."""
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(width, height), dpi=DPI, facecolor="white")
-    _canvas_class()(fig)
-    ax = fig.add_axes((0.1, 0.1, 0.8, 0.8))
-    _style(ax)
-    return fig, ax
-
-
-def warm_up() -> None:
-    """Import matplotlib and load the Japanese font once: a warm report kernel runs this while it
-    waits for its first area, so that area does not pay for it."""
-    fig, ax = _figure(2.0, 1.0)
-    ax.set_title("孤独・孤立の状況 2024年（％）")
-    _png(fig)
-
-
-def _style(ax, grid: str = "both") -> None:
-    """theme_minimal: no frame, no tick marks, grey tick labels, light major grid."""
-    for s in ax.spines.values():
-        s.set_visible(False)
-    ax.tick_params(length=0, labelsize=TICK_SIZE, labelcolor=TICK_COLOUR, pad=3)
-    ax.set_axisbelow(True)
-    if grid:
-        ax.grid(True, axis=grid, color=GRID_COLOUR, linewidth=0.8)
-
-
-def _title(fig, title: str, width: float):
-    """Title at the top left; a smaller size when a long one would not fit the width."""
-    size = TITLE_SIZE
-    room = width - 2 * EDGE
-    if title and text_width(title, size) > room:
-        size = max(7.0, size * room / text_width(title, size))
-    return fig.text(EDGE / width, 1, title or "", ha="left", va="top", fontsize=size, color=TEXT_COLOUR)
-
-
-def _title_height(title: str) -> float:
-    return EDGE + (text_height(title, TITLE_SIZE) + 0.1 if title else 0.0)
-
-
-def _legend(fig, handles, labels) -> float:
-    """One row of legend entries centred at the bottom; returns the inches from the bottom edge to
-    just above it (the plain edge when there is no legend)."""
-    if not handles:
-        return EDGE
-    from matplotlib.transforms import blended_transform_factory
-
-    fig.legend(handles, labels, loc="lower center", ncol=len(handles), frameon=False, fontsize=LEGEND_SIZE,
-               bbox_to_anchor=(0.5, EDGE * 0.5),
-               bbox_transform=blended_transform_factory(fig.transFigure, fig.dpi_scale_trans),
-               handletextpad=0.4, columnspacing=1.4, borderaxespad=0.0, borderpad=0.0)
-    return EDGE * 0.5 + LEGEND_SIZE * 1.5 / 72 + 0.12
-
-
-def _ylabel_room(ylab: str) -> float:
-    return text_height(ylab, BASE_SIZE) + 0.06 if ylab else 0.0
-
-
-def _xlabel_room(xlab: str) -> float:
-    return text_height(xlab, BASE_SIZE) + 0.08 if xlab else 0.0
-
-
-def _marker_line(colour, marker, *, line: bool = False, fill: str = "white", size: float = 6.5, edge: float = 1.4):
-    from matplotlib.lines import Line2D
-
-    return Line2D([], [], color=colour, marker=marker, markersize=size, markerfacecolor=fill,
-                  markeredgecolor=colour, markeredgewidth=edge, linestyle="-" if line else "none", linewidth=1.4)
-
-
-def _categories(s: pd.Series) -> list:
-    return list(s.cat.categories) if isinstance(s.dtype, pd.CategoricalDtype) else list(dict.fromkeys(s.dropna()))
-
-
-def _codes(s: pd.Series, cats: list) -> np.ndarray:
-    """Position of each value of `s` in `cats` (-1 when absent)."""
-    if isinstance(s.dtype, pd.CategoricalDtype) and list(s.cat.categories) == cats:
-        return s.cat.codes.to_numpy()
-    index = {c: i for i, c in enumerate(cats)}
-    return np.fromiter((index.get(v, -1) for v in s), dtype=int, count=len(s))
-
-
-def _floats(s: pd.Series) -> np.ndarray:
-    return pd.to_numeric(s, errors="coerce").to_numpy(dtype=float, na_value=np.nan)
-
-
-def _dodge(n: int, width: float) -> np.ndarray:
-    """Offsets of n dodged groups inside `width` (as ggplot's position_dodge)."""
-    return (np.arange(n) + 0.5) * width / n - width / 2
-
-
-def _bands(ax, y, low, high, half: float, colour, zorder: float) -> None:
-    """Horizontal bands from `low` to `high` at each `y` (±`half`), as one PolyCollection."""
-    from matplotlib.collections import PolyCollection
-
-    bottom, top = y - half, y + half
-    verts = np.stack([np.column_stack([low, bottom]), np.column_stack([high, bottom]),
-                      np.column_stack([high, top]), np.column_stack([low, top])], axis=1)
-    ax.add_collection(PolyCollection(verts, facecolors=colour, edgecolors="none", linewidths=0, zorder=zorder),
-                      autolim=False)
-
-
-def _error_bars(ax, pos, low, high, colour, cap: float, *, horizontal: bool = False, width: float = 1.3,
-                alpha: float = 1.0) -> None:
-    """Interval lines with end caps (`cap`: half the cap length in data units) as one LineCollection:
-    much cheaper to build and draw than ``Axes.errorbar`` (which makes three artists per call)."""
-    from matplotlib.collections import LineCollection
-
-    ok = ~(np.isnan(pos) | np.isnan(low) | np.isnan(high))
-    if not ok.any():
-        return
-    p, lo, hi = pos[ok], low[ok], high[ok]
-    segs = np.concatenate([
-        np.stack([np.column_stack([p, lo]), np.column_stack([p, hi])], axis=1),
-        np.stack([np.column_stack([p - cap, lo]), np.column_stack([p + cap, lo])], axis=1),
-        np.stack([np.column_stack([p - cap, hi]), np.column_stack([p + cap, hi])], axis=1),
-    ])
-    if horizontal:
-        segs = segs[:, :, ::-1]
-    ax.add_collection(LineCollection(segs, colors=colour, linewidths=width, alpha=alpha, capstyle="butt",
-                                     zorder=2), autolim=True)
-
-
-def _png(fig, dpi: int = DPI) -> bytes:
-    """Draw with Agg and write an RGB PNG (zlib level 3: about as small as level 6 and faster; no
-    alpha channel, no text chunks such as matplotlib's "Software", so the bytes depend on the chart
-    only)."""
+def png_bytes(chart, width: float | None = None, height: float | None = None, dpi: int = DPI) -> bytes:
+    """Draw a ggplot (or a matplotlib Figure) once and return PNG bytes: RGB, no time or software
+    chunk, so the same chart gives the same bytes in any process."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from PIL import Image
 
-    canvas = fig.canvas if isinstance(fig.canvas, FigureCanvasAgg) else _canvas_class()(fig)
-    if fig.dpi != dpi:
-        fig.set_dpi(dpi)
-    with _context():
-        canvas.draw()
-    # a copy (convert): the renderer's buffer is reused by the next figure of this size
+    if isinstance(chart, ggplot_class()):
+        from plotnine import theme
+
+        # a copy: drawing stores the figure on the ggplot, and the cell's chart must not keep it alive
+        chart = chart + (theme(figure_size=(width, height)) if width and height else theme())
+        fig = chart.draw()
+    else:
+        fig = chart
+        if width and height:
+            fig.set_size_inches(width, height, forward=False)
+    canvas = fig.canvas if isinstance(fig.canvas, FigureCanvasAgg) else FigureCanvasAgg(fig)
+    fig.set_dpi(dpi)
+    canvas.draw()
     rgba = np.asarray(canvas.buffer_rgba())
     img = Image.frombuffer("RGBA", (rgba.shape[1], rgba.shape[0]), rgba, "raw", "RGBA", 0, 1).convert("RGB")
     buf = io.BytesIO()
@@ -366,423 +195,161 @@ def _png(fig, dpi: int = DPI) -> bytes:
     return buf.getvalue()
 
 
-def png_bytes(plot, width: float | None = None, height: float | None = None, dpi: int = DPI) -> bytes:
-    """PNG bytes of a chart (a Chart, or a bare matplotlib Figure), resized first when both sizes are given."""
-    if isinstance(plot, Chart):
-        return plot.png(width, height, dpi)
-    if width and height:
-        plot.set_size_inches(width, height, forward=False)
-    return _png(plot, dpi)
-
-
-def show(plot, alt: str, width: float | None = None, height: float | None = None) -> None:
+def show(chart, alt: str, width: float = WIDTH, height: float = 3.6) -> None:
     """Display a chart in the notebook: image/png plus the alt text as text/plain."""
     from IPython.display import display
 
-    data = png_bytes(plot, width, height)
+    data = png_bytes(chart, width, height)
     display({"image/png": base64.b64encode(data).decode("ascii"), "text/plain": alt}, raw=True)
+
+
+def warm_up() -> None:
+    """Import plotnine and matplotlib and load the font: a warm report kernel runs this while it
+    waits for its first area."""
+    from plotnine import aes, geom_point, ggplot, labs
+
+    frame = pd.DataFrame({"x": [1.0, 2.0], "y": [1.0, 2.0]})
+    png_bytes(ggplot(frame, aes("x", "y")) + geom_point() + labs(title="孤独・孤立の状況 2024年（％）") + THEME,
+              2.0, 1.2)
 
 
 # ---------------------------------------------------------------------------------------------
 # Charts
 # ---------------------------------------------------------------------------------------------
 
-def _comparison_key(comparison: str, value: float, national: float) -> tuple[str, str]:
-    """(judgement, direction) of the area's marker: colour from the first, shape from the second."""
-    if comparison in ("similar", "not_compared") or comparison not in COMPARISON_COLOURS:
-        return (comparison if comparison in COMPARISON_COLOURS else "not_compared"), "similar"
-    if comparison in ("higher", "lower"):
-        return comparison, comparison
-    if math.isnan(value) or math.isnan(national):
-        return comparison, "similar"
-    return comparison, "higher" if value > national else "lower"
+def estimate_chart(frame: pd.DataFrame, title: str, x: str = "group", flip: bool = False):
+    """Point and 95% interval per `x` category, one dodged series per `place` (area, 全国,
+    England), from ReportData.estimates (NaN values are not drawn; their category keeps its slot).
+    flip: categories on the vertical axis (long indicator names), first category on top."""
+    from plotnine import (aes, coord_flip, geom_errorbar, geom_point, ggplot, labs, position_dodge,
+                          scale_colour_manual, scale_shape_manual, scale_x_discrete)
+
+    places = _categories(frame["place"])
+    dodge = position_dodge(width=0.6)
+    shown = frame.dropna(subset=["value"])
+    cats = _categories(frame[x])
+    # group = place: plotnine draws each group separately, and one group per series (not per
+    # series x category) makes this chart ~4x faster to draw (bench/bench_charts.py)
+    chart = (ggplot(shown, aes(x=x, y="value", colour="place", shape="place", group="place"))
+             + geom_errorbar(aes(ymin="lower_ci95", ymax="upper_ci95"), position=dodge, width=0.25, size=0.7,
+                             na_rm=True)
+             + geom_point(position=dodge, size=2.6, fill="white", stroke=1.0)
+             + scale_colour_manual(values=place_colours(places), limits=places, drop=False)
+             + scale_shape_manual(values=place_shapes(places), limits=places, drop=False)
+             + scale_x_discrete(limits=cats[::-1] if flip else cats)
+             + labs(title=title, x="", y="％")
+             + THEME)
+    if flip:
+        chart += coord_flip()
+    return chart
 
 
-def _comparison_label(judgement: str, direction: str) -> str:
-    from .schema import COMPARISON_LABELS
+def distribution_chart(frame: pd.DataFrame, title: str):
+    """Grouped bars of an answer distribution (ReportData.distribution, plus England when given):
+    category_label on x, one bar per place, the value printed above each bar."""
+    from plotnine import aes, geom_col, geom_text, ggplot, labs, position_dodge, scale_fill_manual
 
-    if judgement in ("better", "worse"):
-        return f"全国より{COMPARISON_LABELS[judgement]}（{'高い' if direction == 'higher' else '低い'}）" \
-            if direction != "similar" else f"全国より{COMPARISON_LABELS[judgement]}"
-    if judgement in ("higher", "lower"):
-        return f"全国より{COMPARISON_LABELS[judgement]}"
-    if judgement == "similar":
-        return "全国と同程度"
-    return COMPARISON_LABELS["not_compared"]
-
-
-LEGEND_ORDER = [("better", "higher"), ("better", "lower"), ("better", "similar"), ("worse", "higher"),
-                ("worse", "lower"), ("worse", "similar"), ("higher", "higher"), ("lower", "lower"),
-                ("similar", "similar"), ("not_compared", "similar")]
-
-
-def spine_chart(df: pd.DataFrame, area_code: str, labels: dict[str, str], polarity: dict[str, str],
-                area_name: str):
-    """Spine chart: each indicator's spread over the 47 prefectures, centred on the national value.
-
-    df: one row per prefecture x indicator with columns area_code, indicator_id, value,
-    national_value, comparison. Values are rescaled per indicator so that the national value is 0
-    and the farthest prefecture is ±1, oriented so that the right-hand side is better. The area's
-    marker: colour = judgement (as in the tables), shape = direction vs national (▲ higher, ▼ lower,
-    ● similar).
-    """
-    ids = df.indicator_id.to_numpy()
-    value = _floats(df.value)
-    national = _floats(df.national_value)
-    codes = df.area_code.astype(str).to_numpy()
-    comparison = df.comparison.fillna("not_compared").astype(str).to_numpy()
-    present = set(ids)
-    rows = []  # (label, x of every prefecture, x of the area or nan, judgement, direction)
-    for ind in (i for i in labels if i in present):
-        m = (ids == ind) & ~np.isnan(value)
-        nat = national[m & ~np.isnan(national)]
-        if not m.any() or not len(nat):
-            continue
-        nat = float(nat[0])
-        sign = -1.0 if polarity.get(ind) == "low_is_good" else 1.0
-        diff = value[m] - nat
-        spread = float(np.abs(diff).max()) or 1.0
-        x = sign * diff / spread
-        mine = np.flatnonzero(codes[m] == str(area_code))
-        if len(mine):
-            k = mine[0]
-            key = _comparison_key(comparison[m][k], value[m][k], national[m][k] if not math.isnan(national[m][k]) else nat)
-            rows.append((labels[ind], x, float(x[k]), *key))
-        else:
-            rows.append((labels[ind], x, math.nan, "not_compared", "similar"))
-    if not rows:
-        return None
-
-    n = len(rows)
-    width, height = 7.2, 0.45 * n + 1.5
-    tick_labels = [r[0] for r in rows]
-    title = f"{area_name}の位置（灰色の帯：都道府県の範囲と中央50%、縦線：全国値）"
-    with _context():
-        fig, ax = _figure(width, height)
-        ax.grid(False, axis="y")
-        y = np.arange(n)[::-1].astype(float)  # the first indicator at the top
-        qs = np.array([np.quantile(r[1], [0.0, 0.25, 0.75, 1.0]) for r in rows])
-        _bands(ax, y, qs[:, 0], qs[:, 3], 0.17, "#E3E3E3", zorder=1)  # min-max
-        _bands(ax, y, qs[:, 1], qs[:, 2], 0.17, "#B8B8B8", zorder=1.1)  # IQR
-        allx = np.concatenate([r[1] for r in rows])
-        ally = np.concatenate([np.full(len(r[1]), yy) for r, yy in zip(rows, y)])
-        ax.scatter(allx, ally, s=7, c="#7A7A7A", alpha=0.6, linewidths=0, zorder=2)
-        ax.axvline(0, color="#000000", linewidth=1.6, zorder=3)
-        seen: dict[tuple[str, str], list] = {}  # (judgement, direction) -> the area's points
-        for (_, _, mx, judgement, direction), yy in zip(rows, y):
-            if not math.isnan(mx):
-                seen.setdefault((judgement, direction), []).append((mx, yy))
-        for (judgement, direction), pts in seen.items():
-            colour = COMPARISON_COLOURS[judgement]
-            ax.plot([p[0] for p in pts], [p[1] for p in pts], linestyle="none", marker=DIRECTION_MARKERS[direction],
-                    markersize=11, markerfacecolor="white", markeredgecolor=colour, markeredgewidth=2.4, zorder=4)
-        ax.set_xlim(-1.08, 1.08)
-        ax.set_ylim(-0.6, n - 0.4)
-        ax.set_xticks([-1, 0, 1], ["より悪い", "全国", "より良い"])
-        ax.set_yticks(y, tick_labels)
-        keys = [k for k in LEGEND_ORDER if k in seen] + [k for k in seen if k not in LEGEND_ORDER]
-        legend = _legend(fig, [_marker_line(COMPARISON_COLOURS[j], DIRECTION_MARKERS[d], size=8, edge=2)
-                               for j, d in keys], [_comparison_label(j, d) for j, d in keys])
-        return Chart(fig, ax, left=EDGE + text_width("\n".join(tick_labels), TICK_SIZE) + 0.1, right=0.25,
-                     top=_title_height(title), bottom=legend + text_height("全国", TICK_SIZE) + 0.1,
-                     title=_title(fig, title, width))
+    places = _categories(frame["place"])
+    dodge = position_dodge(width=0.85)
+    shown = frame.dropna(subset=["value"]).assign(label=lambda d: d.get("label", d.value.map(lambda v: f"{v:.1f}")))
+    return (ggplot(shown, aes(x="category_label", y="value", fill="place", group="place"))
+            + geom_col(position=dodge, width=0.8)
+            + geom_text(aes(label="label", y="value + 0.8"), position=dodge, size=6.5, va="bottom",
+                        color=TEXT_COLOUR, family=font_family())
+            + scale_fill_manual(values=place_colours(places), limits=places, drop=False)
+            + labs(title=title, x="", y="％")
+            + THEME)
 
 
-def distribution_chart(df: pd.DataFrame, title: str):
-    """Grouped bars: the answer distribution for several sources side by side, values on the bars.
+def trend_chart(frame: pd.DataFrame, title: str, ncol: int = 3):
+    """Small multiples over the rounds (ReportData.trends): one panel per indicator (free y), a
+    line with 95% intervals per place; ★ a significant change vs the previous round; a dashed
+    vertical line where the estimate's source changed (national subsample -> own survey)."""
+    from plotnine import (aes, facet_wrap, geom_errorbar, geom_line, geom_point, geom_text, geom_vline,
+                          ggplot, labs, scale_colour_manual, scale_x_continuous)
 
-    df columns: source (display label, ordered), category_label (ordered), value.
-    """
-    from matplotlib.patches import Patch
-
-    sources = _categories(df.source)
-    cats = _categories(df.category_label)
-    grid = np.full((len(sources), len(cats)), np.nan)
-    si, ci = _codes(df.source, sources), _codes(df.category_label, cats)
-    ok = (si >= 0) & (ci >= 0)
-    grid[si[ok], ci[ok]] = _floats(df.value)[ok]
-    colours = [SOURCE_COLOURS["area"], SOURCE_COLOURS["national"], SOURCE_COLOURS["uk"], *OKABE_ITO[5:]]
-    width, height = 7.0, 3.6
-    ylab = "％"
-    top_value = float(np.nanmax(grid)) if np.isfinite(grid).any() else 1.0
-    with _context():
-        fig, ax = _figure(width, height)
-        ax.grid(False, axis="x")
-        x = np.arange(len(cats), dtype=float)
-        k = max(len(sources), 1)
-        offsets = _dodge(k, 0.85)
-        for j in range(len(sources)):
-            xs = x + offsets[j]
-            vals = grid[j]
-            ax.bar(xs, np.nan_to_num(vals), width=0.82 / k, color=colours[j % len(colours)], linewidth=0.6,
-                   edgecolor="white", zorder=2)
-            for xx, v in zip(xs, vals):
-                if not math.isnan(v):
-                    ax.text(xx, v + top_value * 0.012, f"{v:.1f}", ha="center", va="bottom", fontsize=7,
-                            color=TEXT_COLOUR, zorder=3)
-        ax.set_xlim(-0.5, len(cats) - 0.5)
-        ax.set_ylim(0, top_value * 1.12)
-        ax.set_ylabel(ylab, rotation=0, labelpad=8, va="center", fontsize=BASE_SIZE)
-        left = EDGE + text_width("100", TICK_SIZE) + _ylabel_room(ylab) + 0.2
-        slot = (width - left - 0.2) / max(len(cats), 1) * 0.95
-        tick_labels = [_fit(c, slot) for c in cats]
-        ax.set_xticks(x, tick_labels)
-        legend = _legend(fig, [Patch(facecolor=colours[j % len(colours)]) for j in range(len(sources))],
-                         [str(s) for s in sources])
-        ticks = max((text_height(t, TICK_SIZE) for t in tick_labels), default=0.2)
-        return Chart(fig, ax, left=left, right=0.2, top=_title_height(title),
-                     bottom=legend + ticks + 0.1, title=_title(fig, title, width))
+    places = _categories(frame["place"])
+    years = sorted(frame.year.unique())
+    shown = frame.dropna(subset=["value"])
+    significant = shown[shown.change.isin(["increase", "decrease"])].assign(y=lambda d: d.upper_ci95)
+    switches = frame[frame.source_changed].drop_duplicates(["indicator", "year"]).assign(x=lambda d: d.year - 0.5)
+    chart = (ggplot(shown, aes(x="year", y="value", colour="place", group="place"))
+             + geom_errorbar(aes(ymin="lower_ci95", ymax="upper_ci95"), width=0.15, size=0.6)
+             + geom_line(size=0.9)
+             + geom_point(size=2.0)
+             + scale_colour_manual(values=place_colours(places), limits=places, drop=False)
+             + scale_x_continuous(breaks=years, labels=[str(y) for y in years])
+             + facet_wrap("indicator", ncol=ncol, scales="free_y")
+             + labs(title=title, x="", y="％")
+             + THEME)
+    if len(significant):
+        chart += geom_text(significant, aes(x="year", y="y", label='"★"'), va="bottom", size=9,
+                           colour="#000000", show_legend=False, family=font_family())
+    if len(switches):
+        chart += geom_vline(switches, aes(xintercept="x"), linetype="dashed", colour="#595959", size=0.6)
+    return chart
 
 
-def estimate_chart(df: pd.DataFrame, title: str, x: str = "group", colour: str = "source",
-                   flip: bool = False, width: float = 7.0, height: float = 3.4):
-    """Point estimates with 95% intervals (point + error bar), dodged by source.
+def spine_chart(frame: pd.DataFrame, title: str, x: str = "scaled"):
+    """Where the area stands among the prefectures, one row per indicator, national at 0.
 
-    df columns: `x` (ordered categorical), `colour` (ordered categorical), value, lower_ci95,
-    upper_ci95 (NaN for sources without an interval, e.g. the UK reference). `flip`: categories on
-    the vertical axis, the first at the bottom (horizontal intervals).
-    """
-    cats = _categories(df[x])
-    sources = _categories(df[colour])
-    ci, si = _codes(df[x], cats), _codes(df[colour], sources)
-    value, lower, upper = _floats(df.value), _floats(df.lower_ci95), _floats(df.upper_ci95)
-    colours = [SOURCE_COLOURS["area"], SOURCE_COLOURS["national"], SOURCE_COLOURS["uk"], *OKABE_ITO[5:]]
-    ylab = "％"
-    with _context():
-        fig, ax = _figure(width, height)
-        offsets = _dodge(max(len(sources), 1), 0.6)
-        handles = []
-        for j, _src in enumerate(sources):
-            col, marker = colours[j % len(colours)], SOURCE_MARKERS[j % len(SOURCE_MARKERS)]
-            m = (si == j) & (ci >= 0) & ~np.isnan(value)
-            pos = ci[m] + offsets[j]
-            v, lo, hi = value[m], lower[m], upper[m]
-            _error_bars(ax, pos, lo, hi, col, 0.06, horizontal=flip)
-            px, py = (v, pos) if flip else (pos, v)
-            ax.plot(px, py, linestyle="none", marker=marker, markersize=7 if marker != "D" else 6.5,
-                    markerfacecolor="white", markeredgecolor=col, markeredgewidth=1.4, zorder=3)
-            handles.append(_marker_line(col, marker, line=True))
-        legend = _legend(fig, handles, [str(s) for s in sources])
-        if flip:
-            ax.grid(False, axis="y")
-            ax.set_ylim(-0.5, len(cats) - 0.5)
-            tick_labels = [str(c) for c in cats]
-            ax.set_yticks(np.arange(len(cats)), tick_labels)
-            ax.set_xlabel(ylab, fontsize=BASE_SIZE)
-            left = EDGE + text_width("\n".join(tick_labels), TICK_SIZE) + 0.1
-            bottom = legend + _xlabel_room(ylab) + text_height("0", TICK_SIZE) + 0.1
-        else:
-            ax.grid(False, axis="x")
-            ax.set_xlim(-0.5, len(cats) - 0.5)
-            ax.set_ylabel(ylab, rotation=0, labelpad=8, va="center", fontsize=BASE_SIZE)
-            left = EDGE + text_width("10.0", TICK_SIZE) + _ylabel_room(ylab) + 0.2
-            slot = (width - left - 0.2) / max(len(cats), 1) * 0.95
-            tick_labels = [_fit(c, slot) for c in cats]
-            ax.set_xticks(np.arange(len(cats)), tick_labels)
-            ticks = max((text_height(t, TICK_SIZE) for t in tick_labels), default=0.2)
-            bottom = legend + ticks + 0.1
-        return Chart(fig, ax, left=left, right=0.25, top=_title_height(title), bottom=bottom,
-                     title=_title(fig, title, width))
+    `frame` (ReportData.prefectures, rescaled in the notebook): one row per prefecture and
+    indicator with `x` (the position, right = better), `is_area` and `comparison`. Light grey:
+    the range of prefectures; dark grey: the middle half; small dots: each prefecture; the area is
+    the large marker, coloured and shaped by its comparison (pipelines.conventions)."""
+    from plotnine import (aes, geom_point, geom_segment, geom_vline, ggplot, labs, scale_fill_manual,
+                          scale_shape_manual, scale_y_discrete)
+
+    rows = _categories(frame["indicator"])
+    spread = (frame.dropna(subset=[x]).groupby("indicator", observed=True)[x]
+              .agg(low="min", q1=lambda v: v.quantile(0.25), q3=lambda v: v.quantile(0.75), high="max")
+              .reset_index())
+    area = frame[frame.is_area].dropna(subset=[x]).copy()
+    area["judgement"] = area.comparison.map(lambda c: _legend_label(c))
+    keys = [k for k in conventions.COMPARISON_ORDER if k != "suppressed"]
+    labels = [_legend_label(k) for k in keys]
+    return (ggplot(frame.dropna(subset=[x]), aes(y="indicator", group=1))   # one group: drawn at once
+            + geom_vline(xintercept=0, colour="#222222", size=0.8)
+            + geom_segment(spread, aes(x="low", xend="high", y="indicator", yend="indicator"), size=7,
+                           colour="#DDDDDD")
+            + geom_segment(spread, aes(x="q1", xend="q3", y="indicator", yend="indicator"), size=7,
+                           colour="#A6A6A6")
+            + geom_point(aes(x=x), size=0.9, colour="#595959")
+            + geom_point(area, aes(x=x, fill="judgement", shape="judgement"), size=4.5, colour="#000000",
+                         stroke=0.6)
+            + scale_fill_manual(values=dict(zip(labels, [conventions.COMPARISON[k].fill for k in keys])),
+                                limits=[lb for lb in labels if lb in set(area.judgement)])
+            + scale_shape_manual(values=dict(zip(labels, [SPINE_SHAPES[k] for k in keys])),
+                                 limits=[lb for lb in labels if lb in set(area.judgement)])
+            + scale_y_discrete(limits=rows[::-1])
+            + labs(title=title, x="全国（0）との差（最大の差を1とする。右ほど良い方向、評価の方向がない指標は右ほど高い）", y="")
+            + THEME)
 
 
-def _nice_ticks(low: float, high: float, bins: int = 4) -> tuple[np.ndarray, list[str]]:
-    """Round tick values inside [low, high] and their labels (as many decimals as the step needs)."""
-    from matplotlib.ticker import MaxNLocator
-
-    ticks = MaxNLocator(nbins=bins, steps=[1, 2, 2.5, 5, 10]).tick_values(low, high)
-    ticks = ticks[(ticks >= low - 1e-9) & (ticks <= high + 1e-9)]
-    decimals = next((d for d in range(6) if np.allclose(np.round(ticks, d), ticks, rtol=0, atol=1e-9)), 6)
-    return ticks, [f"{t:.{decimals}f}" for t in ticks]
+SPINE_SHAPES = {"better": "o", "worse": "X", "similar": "D", "higher": "^", "lower": "v", "not_compared": "s"}
 
 
-def trend_chart(df: pd.DataFrame, title: str):
-    """Small multiples (3 columns, free y) of each indicator across rounds for the area and national:
-    error bars, lines, points; significant changes vs the previous round marked with a black star.
-
-    df columns: indicator (label, categorical), year, source (categorical), value, lower_ci95,
-    upper_ci95, change (change_vs_previous).
-
-    The panels are drawn on one Axes in inch coordinates (with their own grid and tick labels):
-    nine matplotlib Axes cost more than everything else in the report's charts together.
-    """
-    present = set(df.indicator.dropna())
-    panels = [c for c in _categories(df.indicator) if c in present]
-    sources = _categories(df.source)
-    pi, si = _codes(df.indicator, panels), _codes(df.source, sources)
-    year = _floats(df.year)
-    value, lower, upper = _floats(df.value), _floats(df.lower_ci95), _floats(df.upper_ci95)
-    lower, upper = np.where(np.isnan(value), np.nan, lower), np.where(np.isnan(value), np.nan, upper)
-    sig = df.change.isin(["increase", "decrease"]).to_numpy() & ~np.isnan(value)
-    years = sorted({int(y) for y in year[~np.isnan(year)]}) or [0]
-    colours = [SOURCE_COLOURS["area"], SOURCE_COLOURS["national"], SOURCE_COLOURS["uk"]]
-    ncols = 3
-    nrows = max(1, -(-len(panels) // ncols))
-    width, height = 7.2, 2.3 * nrows + 0.8
-    offsets = _dodge(max(len(sources), 1), 0.25)
-
-    # y scale and ticks of each panel
-    scales = []
-    for p in range(len(panels)):
-        m = pi == p
-        vals = np.concatenate([value[m], lower[m], upper[m]])
-        vals = vals[~np.isnan(vals)]
-        lo, hi = (float(vals.min()), float(vals.max())) if len(vals) else (0.0, 1.0)
-        if hi - lo < 1e-9:
-            lo, hi = lo - 1, hi + 1
-        pad = (hi - lo) * 0.06
-        lo, hi = lo - pad, hi + pad
-        scales.append((lo, hi, *_nice_ticks(lo, hi)))
-    ytw = max((text_width(t, TICK_SIZE) for sc in scales for t in sc[3]), default=0.2) + 0.06
-    strip_h = max((text_height(p, TICK_SIZE) for p in panels), default=0.2) + 0.08
-    xt = text_height("2024", TICK_SIZE) + 0.06
-
-    with _context():
-        fig, ax = _figure(width, height)
-        ax.set_axis_off()
-        handles = [_marker_line(colours[j % 3], "o", line=True, fill=colours[j % 3], size=4.5)
-                   for j in range(len(sources))]
-        labels = [str(s) for s in sources]
-        if sig.any():
-            handles.append(_marker_line("#000000", "*", fill="#000000", size=9, edge=0))
-            labels.append("前回から有意な変化")
-        legend = _legend(fig, handles, labels)
-        left = EDGE + _ylabel_room("％") + ytw
-        right, wgap, hgap = 0.15, ytw + 0.2, strip_h + 0.14
-        top, bottom = _title_height(title) + strip_h, legend + _xlabel_room("調査年") + xt
-        aw, ah = width - left - right, height - top - bottom
-        pw, ph = (aw - (ncols - 1) * wgap) / ncols, (ah - (nrows - 1) * hgap) / nrows
-        ax.set_xlim(0, aw)
-        ax.set_ylim(0, ah)
-        xlo, xhi = years[0] - 0.4, years[-1] + 0.4
-
-        grid, text = [], dict(fontsize=TICK_SIZE, color=TICK_COLOUR, clip_on=False)
-        lines = [[] for _ in sources]  # per source: x, y with a NaN between panels
-        bars = [([], [], []) for _ in sources]
-        stars_x, stars_y = [], []
-        for p, (lo, hi, ticks, tick_labels) in enumerate(scales):
-            r, c = divmod(p, ncols)
-            x0, y0 = c * (pw + wgap), ah - (r + 1) * ph - r * hgap
-            def X(v, x0=x0):
-                return x0 + (np.asarray(v, dtype=float) - xlo) / (xhi - xlo) * pw
-            def Y(v, y0=y0, lo=lo, hi=hi):
-                return y0 + (np.asarray(v, dtype=float) - lo) / (hi - lo) * ph
-            ax.text(x0 + pw / 2, y0 + ph + 0.06, panels[p], ha="center", va="bottom", fontsize=TICK_SIZE,
-                    color=TEXT_COLOUR, clip_on=False)
-            for t, label in zip(Y(ticks), tick_labels):
-                grid.append([(x0, t), (x0 + pw, t)])
-                ax.text(x0 - 0.05, t, label, ha="right", va="center_baseline", **text)
-            # years under the bottom panel of each column
-            below = p + ncols >= len(panels)
-            for yx in X(years):
-                grid.append([(yx, y0), (yx, y0 + ph)])
-            if below:
-                for yx, yl in zip(X(years), years):
-                    ax.text(yx, y0 - 0.05, str(yl), ha="center", va="top", **text)
-            for j in range(len(sources)):
-                m = (pi == p) & (si == j) & ~np.isnan(year)
-                if not m.any():
-                    continue
-                order = np.argsort(year[m], kind="stable")
-                yx = X(year[m][order] + offsets[j])
-                lines[j] += [(yx, Y(value[m][order])), (np.array([np.nan]), np.array([np.nan]))]
-                bars[j][0].append(yx)
-                bars[j][1].append(Y(lower[m][order]))
-                bars[j][2].append(Y(upper[m][order]))
-                st = sig[m][order]
-                stars_x.append(yx[st])
-                stars_y.append(Y(value[m][order])[st])
-        from matplotlib.collections import LineCollection
-
-        ax.add_collection(LineCollection(grid, colors=GRID_COLOUR, linewidths=0.8, zorder=1))
-        for j in range(len(sources)):
-            if not lines[j]:
-                continue
-            col = colours[j % 3]
-            _error_bars(ax, np.concatenate(bars[j][0]), np.concatenate(bars[j][1]), np.concatenate(bars[j][2]),
-                        col, 0.05, width=1.0, alpha=0.7)
-            ax.plot(np.concatenate([a for a, _ in lines[j]]), np.concatenate([b for _, b in lines[j]]), color=col,
-                    linewidth=1.6, marker="o", markersize=4, zorder=3, clip_on=False)
-        if stars_x and sum(len(s) for s in stars_x):
-            ax.plot(np.concatenate(stars_x), np.concatenate(stars_y), linestyle="none", marker="*", markersize=13,
-                    color="#000000", markeredgewidth=0, zorder=4, clip_on=False)
-        fig.text(0.5, 0, "調査年", ha="center", va="bottom", fontsize=BASE_SIZE, color=TEXT_COLOUR,
-                 transform=_bottom_transform(fig, legend))
-        fig.text(0, 0.5, "％", ha="left", va="center", fontsize=BASE_SIZE, color=TEXT_COLOUR,
-                 transform=_left_transform(fig, EDGE))
-        return Chart(fig, ax, left=left, right=right, top=top, bottom=bottom, title=_title(fig, title, width))
+def _legend_label(comparison: str) -> str:
+    style = conventions.comparison(comparison)
+    return f"{style.symbol} 全国より{style.label}" if style.key not in ("similar", "not_compared") else \
+        f"{style.symbol} {'全国と同程度' if style.key == 'similar' else style.label}"
 
 
-def _bottom_transform(fig, inches: float):
-    """x in figure fraction, y in inches from the bottom (independent of the figure's size)."""
-    from matplotlib.transforms import ScaledTranslation, blended_transform_factory
+def strip_chart(frame: pd.DataFrame, title: str, xlab: str, x: str = "x", ref: float = 0.0):
+    """Each prefecture as a dot per indicator row (seeded jitter), a vertical reference line at
+    `ref` (national), and the area (`is_area`) as a large blue diamond."""
+    from plotnine import aes, geom_jitter, geom_point, geom_vline, ggplot, labs, scale_y_discrete
 
-    return blended_transform_factory(fig.transFigure, fig.dpi_scale_trans) + ScaledTranslation(
-        0, inches, fig.dpi_scale_trans)
-
-
-def _left_transform(fig, inches: float):
-    """x in inches from the left, y in figure fraction."""
-    from matplotlib.transforms import ScaledTranslation, blended_transform_factory
-
-    return blended_transform_factory(fig.dpi_scale_trans, fig.transFigure) + ScaledTranslation(
-        inches, 0, fig.dpi_scale_trans)
-
-
-def strip_chart(df: pd.DataFrame, area_code: str | None, title: str, xlab: str, ref: float = 0.0,
-                height: float | None = None):
-    """All prefectures as dots, one row per indicator on one common scale, the area highlighted.
-
-    df columns: indicator (label, ordered categorical), area_code, x (value on the common scale:
-    e.g. points difference from national, or an index with national = 100). `ref` is drawn as the
-    national line. The vertical jitter is seeded: the same data give the same picture.
-    """
-    cats = _categories(df.indicator)
-    n = len(cats)
-    ci = _codes(df.indicator, cats)
-    xv = _floats(df.x)
-    ok = (ci >= 0) & ~np.isnan(xv)
-    y = (n - 1 - ci).astype(float)  # the first indicator at the top
-    rng = np.random.default_rng(1)
-    jitter = rng.uniform(-0.18, 0.18, len(df))
-    width, height = 7.2, height or (0.5 * n + 1.4)
-    with _context():
-        fig, ax = _figure(width, height)
-        ax.grid(True, axis="y", color="#DDDDDD", linewidth=0.6)
-        ax.axvline(ref, color=SOURCE_COLOURS["national"], linewidth=2.4, zorder=1.5)
-        ax.scatter(xv[ok], y[ok] + jitter[ok], s=22, c="#7A7A7A", alpha=0.75, linewidths=0, zorder=2)
-        if area_code:
-            me = ok & (df.area_code.astype(str).to_numpy() == str(area_code))
-            ax.plot(xv[me], y[me], linestyle="none", marker="D", markersize=10, color=SOURCE_COLOURS["area"],
-                    markeredgecolor="white", markeredgewidth=0.8, zorder=3)
-        ax.set_ylim(-0.6, n - 0.4)
-        tick_labels = [str(c) for c in cats][::-1]
-        ax.set_yticks(np.arange(n), tick_labels)
-        ax.set_xlabel(xlab, fontsize=BASE_SIZE)
-        return Chart(fig, ax, left=EDGE + text_width("\n".join(tick_labels) or "x", TICK_SIZE) + 0.1, right=0.25,
-                     top=_title_height(title), bottom=EDGE + _xlabel_room(xlab) + text_height("0", TICK_SIZE) + 0.1,
-                     title=_title(fig, title, width))
-
-
-def histogram_chart(df: pd.DataFrame, title: str, national: float | None, xlab: str = "％"):
-    """Distribution across the 47 prefectures (national report): 15 bins, national value as a line."""
-    values = _floats(df.value)
-    values = values[~np.isnan(values)]
-    width, height = 7.0, 3.6
-    ylab = "都道府県数"
-    with _context():
-        fig, ax = _figure(width, height)
-        ax.grid(False, axis="x")
-        if len(values):
-            counts, edges = np.histogram(values, bins=15)
-            ax.bar(edges[:-1], counts, width=np.diff(edges), align="edge", color="#56B4E9", edgecolor="white",
-                   linewidth=0.8, zorder=2)
-        if national is not None and not (isinstance(national, float) and math.isnan(national)):
-            ax.axvline(float(national), color=SOURCE_COLOURS["national"], linewidth=2, zorder=3)
-        from matplotlib.ticker import MaxNLocator
-
-        ax.yaxis.set_major_locator(MaxNLocator(integer=True))
-        ax.set_xlabel(xlab, fontsize=BASE_SIZE)
-        ax.set_ylabel(ylab, fontsize=BASE_SIZE)
-        return Chart(fig, ax, left=EDGE + _ylabel_room(ylab) + text_width("10", TICK_SIZE) + 0.15, right=0.25,
-                     top=_title_height(title), bottom=EDGE + _xlabel_room(xlab) + text_height("0", TICK_SIZE) + 0.1,
-                     title=_title(fig, title, width))
+    rows = _categories(frame["indicator"])
+    shown = frame.dropna(subset=[x])
+    chart = (ggplot(shown, aes(x=x, y="indicator", group=1))   # one group: drawn at once
+             + geom_vline(xintercept=ref, colour=conventions.SERIES["national"], size=1.0)
+             + geom_jitter(shown[~shown.is_area], width=0, height=0.18, random_state=1, size=1.6,
+                           colour="#595959", alpha=0.8)
+             + scale_y_discrete(limits=rows[::-1])
+             + labs(title=title, x=xlab, y="")
+             + THEME)
+    if shown.is_area.any():
+        chart += geom_point(shown[shown.is_area], shape="D", size=4, fill=conventions.SERIES["area"],
+                            colour="#000000")
+    return chart

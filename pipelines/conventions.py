@@ -45,7 +45,7 @@ REFERENCE_MARK = "※"       # 参考値 (base 30-99)
 
 COMPARISON: dict[str, Style] = {
     "better": Style("better", schema.COMPARISON_LABELS["better"], "◎", "#005A8C", "#0072B2", "#FFFFFF"),
-    "worse": Style("worse", schema.COMPARISON_LABELS["worse"], "✕", "#A33F00", "#D55E00", "#000000"),
+    "worse": Style("worse", schema.COMPARISON_LABELS["worse"], "×", "#A33F00", "#D55E00", "#000000"),
     "similar": Style("similar", schema.COMPARISON_LABELS["similar"], "＝", "#595959", "#EEEEEE", "#1A1A1A"),
     "higher": Style("higher", schema.COMPARISON_LABELS["higher"], "▲", "#6A3D9A", "#CC79A7", "#000000"),
     "lower": Style("lower", schema.COMPARISON_LABELS["lower"], "▼", "#6A3D9A", "#F0E442", "#000000"),

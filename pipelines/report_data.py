@@ -183,31 +183,33 @@ class ReportData:
     def trends(self, ids: list[str]) -> pd.DataFrame:
         """Every round of each indicator for the area and national (total): year, indicator_id,
         indicator, place, value, lower_ci95, upper_ci95 (NaN when suppressed), change (increase /
-        decrease / no_change / not_compared vs the previous round), source_changed (the estimate's
-        source differs from the previous round's: national subsample -> own survey)."""
+        decrease / no_change / not_compared vs the previous round), source and source_changed (the
+        indicators stage's columns: e.g. national_subsample -> own_survey)."""
         d = self.indicators
         d = d[(d.breakdown == "total") & d.indicator_id.isin(ids)
               & d.area_code.isin([c for c, _ in self.places()])].sort_values("year")
         places = dict(self.places())
         sup = d.suppressed.astype(bool)
-        note = d.note.fillna("").astype(str)
         f = pd.DataFrame({
             "year": d.year.astype(int), "indicator_id": d.indicator_id, "indicator": d.indicator_id.map(self.name),
             "place": d.area_code.map(places), "area_code": d.area_code,
             "value": d.value.where(~sup).astype(float), "lower_ci95": d.lower_ci95.where(~sup).astype(float),
             "upper_ci95": d.upper_ci95.where(~sup).astype(float),
             "change": d.change_vs_previous.fillna("not_compared").where(~sup, "not_compared").astype(str),
-            "source": note.map(source_kind)})
-        prev = f.groupby(["indicator_id", "area_code"]).source.shift()
-        f["source_changed"] = prev.notna() & (prev != f.source)
+            "source": d.source.astype(str), "source_changed": d.source_changed.fillna(False).astype(bool)})
         return _ordered(f.reset_index(drop=True), indicator=[self.name(i) for i in ids],
                         place=[p for _, p in self.places()])
 
-    def prefectures(self, ids: list[str]) -> pd.DataFrame:
+    def prefectures(self, ids: list[str], every_source: bool = False) -> pd.DataFrame:
         """This year's total of every prefecture shown beside this area (context_rows: prefectures
-        estimated from their own survey are left out of others' reports), value NaN when suppressed:
+        estimated from their own survey are left out of others' reports; every_source=True keeps
+        them, as the national report's table of all 47 does), value NaN when suppressed:
         area_code, area_name, indicator_id, indicator, value, national_value, comparison, is_area."""
-        d = context_rows(self.indicators, self.year, self.area_code)
+        if every_source:
+            d = self.indicators
+            d = d[(d.year == self.year) & (d.breakdown == "total") & (d.area_code != NATIONAL_CODE)]
+        else:
+            d = context_rows(self.indicators, self.year, self.area_code)
         d = d[d.indicator_id.isin(ids)].copy()
         d["value"] = d.value.where(~d.suppressed.astype(bool)).astype(float)
         d["national_value"] = d.indicator_id.map(
@@ -254,15 +256,6 @@ def closest_uk_year(uk_years, year: int) -> str:
     """The UK survey year (April-March) closest to a Japanese round fielded in December of `year`:
     '2024/25' for 2024; ties go to the earlier year."""
     return min(uk_years, key=lambda y: (abs(uk_year_start(y) - year), uk_year_start(y)))
-
-
-def source_kind(note: str) -> str:
-    """The source of an estimate from its note: own survey, national subsample or national."""
-    if OWN_SURVEY_MARK in note:
-        return "own"
-    if "県別" in note or "当該県" in note or "サブサンプル" in note:
-        return "subsample"
-    return "national"
 
 
 def _ordered(frame: pd.DataFrame, **orders: list) -> pd.DataFrame:

@@ -1,4 +1,4 @@
-"""The published site: index (tile map + table), methodology, downloads (DESIGN.md "Outputs").
+"""The published site: index (tile map + table), methodology, downloads (docs/DESIGN.md "Outputs").
 
 `build_site` reads the committed `indicators` table of one round and writes, under `out_dir`:
 ``index.html``, ``methodology.html``, ``downloads/index.html``, one XLSX per prefecture

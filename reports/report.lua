@@ -5,7 +5,7 @@ Tsunagari report filter for pandoc's ipynb reader (run with --ipynb-output=all).
 * Picks the best output per display: text/markdown (parsed as Markdown, so tables become native
   pandoc tables in HTML and Typst) > image (the text/plain sibling becomes the image's alt text)
   > text/plain (text/html is never used). Stream output (stdout/stderr, warnings) is dropped.
-* Colours the comparison/change spans ([✕ 悪い]{.cmp-worse}) in Typst (HTML uses report.css).
+* Colours the comparison/change spans ([× 悪い]{.cmp-worse}) in Typst (HTML uses report.css).
 * Outputs carry text from data (names, notes, survey ids), so nothing in them may become markup
   of the target format: Markdown outputs are read without raw HTML/TeX, raw attributes
   (`x`{=html}/{=typst}), citations or math, and anything raw, any link or image that remains is

@@ -176,10 +176,13 @@ def build_fixture_warehouse(path: Path, years: tuple[int, ...] = (2022, 2023, 20
         ind_df = pd.DataFrame(ind_rows, columns=contract).reindex(columns=schema.INDICATOR_COLUMNS)
         # how each row was judged (columns after the contract ones): as the indicators stage sets them
         years = sorted(int(y) for y in ind_df["year"].unique())
-        ind_df["source"] = np.where(ind_df["area_code"] == "00", "national", "national_subsample")
+        programme_rows = ind_df["indicator_id"].isin([c.id for c in cat if c.source == "programme"])
+        own = (ind_df["area_code"] == "11") & (ind_df["year"] == years[-1]) & ~programme_rows
+        ind_df["source"] = np.select([programme_rows, ind_df["area_code"] == "00", own],
+                                     ["programme", "national", "own_survey"], "national_subsample")
         ind_df["previous_year"] = ind_df["year"].map(
             lambda y: max([p for p in years if p < y], default=None)).astype("float").astype("Int64")
-        ind_df["source_changed"] = False
+        ind_df["source_changed"] = own & (len(years) > 1)   # Saitama: subsample -> its own survey
         ind_df["comparison_method"] = "newcombe"
         ind_df["change_method"] = "newcombe"
         ind_df["design_effect"] = 1.0

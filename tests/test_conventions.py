@@ -80,3 +80,16 @@ class TestStaticFilesAgree:
         assert site.COMPARISON_SYMBOLS == {k: s.symbol for k, s in COMPARISON.items()}
         assert site.COMPARISON_TEXT == {k: s.label for k, s in COMPARISON.items()}
         assert site.LEGEND_ORDER == conventions.COMPARISON_ORDER
+
+
+class TestGlyphs:
+    def test_every_symbol_has_a_glyph_in_the_shipped_font(self):
+        """The symbols print in the charts and PDFs (IPAexGothic is the font every install has)."""
+        import matplotlib_fontja
+        from matplotlib.ft2font import FT2Font
+
+        font = FT2Font(matplotlib_fontja.get_font_ttf_path())
+        symbols = [s.symbol for s in list(COMPARISON.values()) + list(CHANGE.values())]
+        symbols += [conventions.MISSING_MARK, conventions.REFERENCE_MARK, "★", "◆"]
+        missing = [ch for ch in "".join(symbols) if font.get_char_index(ord(ch)) == 0]
+        assert missing == []

@@ -1,4 +1,4 @@
-"""The report notebook's data layer (pipelines/reports.py): a real DuckDB warehouse."""
+"""The report notebook's data layer (pipelines/report_data.py): a real DuckDB warehouse."""
 
 from __future__ import annotations
 
@@ -66,3 +66,84 @@ class TestLoadReportDataCache:
         a.indicators.loc[a.indicators.index[0], "value"] = -1.0
         b = load_report_data(wh, 2024, 13)
         assert b.indicators["value"].iloc[0] != -1.0
+
+
+class TestPreviousRound:
+    def test_a_year_the_table_does_not_hold_is_none_not_this_year(self, wh):
+        data = load_report_data(wh, 2024, 0)
+        assert data.previous_year == 2023
+        assert data.row("lonely_often_always", year=2019) is None
+        assert data.row("lonely_often_always", year=0) is None   # the national 前回 column used to show 2024 here
+
+    def test_national_headline_table_shows_the_previous_rounds_value(self, wh):
+        from pipelines.report_data import headline_table
+
+        data = load_report_data(wh, 2024, 0)
+        table = headline_table(data)
+        header = table.splitlines()[0]
+        assert "前回 2023年（\\%）" in header   # md_escape escapes %
+        line = next(x for x in table.splitlines() if x.startswith("| " + data.name("lonely_often_always")))
+        cells = [c.strip().replace("\\", "") for c in line.strip("|").split("|")]
+        assert cells[4] == f"{data.row('lonely_often_always', year=2023)['value']:.1f}"
+        assert data.row("lonely_often_always", year=2023)["value"] != data.row("lonely_often_always")["value"]
+
+    def test_first_round_has_no_previous(self, wh):
+        from pipelines.report_data import headline_table
+
+        data = load_report_data(wh, 2022, 0)
+        assert data.previous_year is None
+        assert "| ― | ― |" in headline_table(data) or "―" in headline_table(data).splitlines()[2]
+
+
+class TestFrames:
+    def test_estimates_area_then_national_suppressed_blank(self, wh):
+        data = load_report_data(wh, 2024, 31)
+        f = data.estimates(["lonely_often_always"], {"sex=1": "男性", "sex=2": "女性"})
+        assert list(f.place.cat.categories) == ["鳥取県", "全国"]
+        tottori = f[f.area_code == "31"]
+        assert tottori.suppressed.all() and tottori.value.isna().all() and tottori.lower_ci95.isna().all()
+        nat = f[(f.area_code == "00") & (f.breakdown == "sex=1")].iloc[0]
+        assert nat.value == pytest.approx(data.row("lonely_often_always", area="00", breakdown="sex=1")["value"])
+
+    def test_national_report_has_one_place(self, wh):
+        data = load_report_data(wh, 2024, 0)
+        assert data.places() == [("00", "全国")]
+        assert set(data.estimates(["lonely_often_always"]).place) == {"全国"}
+
+    def test_trends_every_round_and_source_change(self, wh):
+        data = load_report_data(wh, 2024, 11)   # the fixture's Saitama switches to its own survey in 2024
+        t = data.trends(["lonely_often_always"])
+        assert sorted(t.year.unique()) == [2022, 2023, 2024]
+        mine = t[t.area_code == "11"].set_index("year")
+        assert mine.loc[2024, "source"] == "own_survey" and mine.loc[2023, "source"] == "national_subsample"
+        assert mine.source_changed.tolist() == [False, False, True]
+        assert not t[t.area_code == "00"].source_changed.any()
+
+    def test_headline_and_sections_come_from_the_catalogue(self, wh):
+        from pipelines.catalogue import PILLARS, load_catalogue
+
+        data = load_report_data(wh, 2024, 13)
+        cat = load_catalogue()
+        assert data.headline_ids() == [i.id for i in cat if i.headline and i.source == "survey"]
+        sections = data.sections()
+        assert [k for k, _, _ in sections] == sorted(k for k in PILLARS if any(i.section == k for i in cat))
+        for k, label, ids in sections:
+            assert label == PILLARS[k] and ids == [i.id for i in cat if i.section == k]
+
+
+class TestUkYear:
+    def test_closest_year_to_the_round(self):
+        from pipelines.report_data import closest_uk_year
+
+        years = ["2021/22", "2023/24", "2024/25"]
+        assert closest_uk_year(years, 2024) == "2024/25"
+        assert closest_uk_year(years, 2022) == "2021/22"   # tie 2021/22 vs 2023/24: the earlier
+        assert closest_uk_year(years, 2023) == "2023/24"
+
+    def test_one_uk_year_per_chart_at_published_precision(self, wh):
+        data = load_report_data(wh, 2024, 13)
+        year, dist = data.uk_distribution()
+        assert year == "2021/22" and set(dist.year) == {"2021/22"}   # the only year with every category
+        assert dist.set_index("jp_code").loc["5", "value_text"] == "6"   # not 6.0
+        year, ages = data.uk_by_age()
+        assert year == "2024/25" and set(ages.year) == {"2024/25"} and len(ages) == 6
