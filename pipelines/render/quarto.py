@@ -60,7 +60,7 @@ MIN_VERSION = (1, 10)
 PROJECT_FILE = config.REPO_ROOT / "_quarto.yml"
 DEFAULT_REPORTS_DIR = config.REPO_ROOT / "reports"
 # The report pieces staged beside the notebooks (under reports/ in the work folder).
-ASSETS = ("report.lua", "report.css", "report.typ", "quarto-cells.lua", "quarto-report.typ")
+ASSETS = ("report.lua", "report.css", "report.typ", "quarto-cells.lua", "quarto-report.typ", "quarto-report.css")
 FONT_LINK = "_fonts"
 TIMEOUT_S = int(os.environ.get("TSUNAGARI_QUARTO_TIMEOUT", "3600"))
 OUTPUT_TAIL = 25  # lines of Quarto's output quoted in a RenderError
