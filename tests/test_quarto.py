@@ -48,7 +48,8 @@ def executed_notebook(path: Path, area: str, value: str) -> Path:
         nbformat.v4.new_output("display_data", data={"text/markdown": f"# {area} 孤独・孤立の状況（2024年）",
                                                      "text/plain": "<IPython.core.display.Markdown object>"}),
         nbformat.v4.new_output("display_data", data={"text/markdown": table, "text/plain": "table"}),
-        nbformat.v4.new_output("display_data", data={"text/markdown": f"注記：{HOSTILE}", "text/plain": "note"}),
+        nbformat.v4.new_output("display_data", data={"text/markdown": f"注記：{HOSTILE}", "text/plain": "note",
+                                                     "text/html": "<script>alert(2)</script>"}),
         nbformat.v4.new_output("display_data", data={"image/png": base64.b64encode(PNG).decode(), "text/plain": ALT}),
         nbformat.v4.new_output("stream", name="stdout", text="debug output\n"),
     ]
@@ -139,6 +140,7 @@ class TestStageProject:
         assert alts == [None, None, None, ALT, None]
         md = "".join(code["outputs"][2]["data"]["text/markdown"])
         assert md.startswith("````{=markdown}\n") and md.endswith("\n````\n") and HOSTILE in md
+        assert set(code["outputs"][2]["data"]) == {"text/markdown", "text/plain"}   # no text/html
 
     def test_not_synthetic_has_no_banner(self, executed, tmp_path: Path):
         q.stage_project(executed, tmp_path / "w", meta(synthetic=False))
@@ -281,7 +283,7 @@ def check_report(out: Path, slug: str, area_name: str, synthetic: bool = True) -
     assert re.search(r'<span class="cmp-worse">▲ 悪い</span>', html)
     assert re.search(r"\.cmp-worse\s*\{[^}]*color", html)   # report.css, embedded
     assert f'alt="{ALT}"' in html
-    assert "<script>alert" not in html and 'href="http://evil.example' not in html
+    assert "<script>alert" not in html and "alert(2)" not in html and 'href="http://evil.example' not in html
     assert "debug output" not in html and "re-executed" not in html
     assert not q.EXTERNAL_ASSET.search(html), f"{slug} loads a network asset"
     assert not re.search(r"""<(?:script|link|img)[^>]+(?:src|href)=["'](?!data:)[^"'#]+\.(?:js|css|png)""", html)

@@ -72,6 +72,8 @@ FONT_WARNING = re.compile(r"warning:.*(font|glyph)", re.IGNORECASE)
 PROGRESS = re.compile(r"^\s*\[\s*\d+/\d+\]\s+(\S+\.ipynb)", re.MULTILINE)
 EXTERNAL_ASSET = re.compile(r"""<(?:script|link|img|iframe|source|video|audio)\b[^>]*?\b(?:src|href)\s*=\s*["']?\s*"""
                             r"""(?:https?:)?//""", re.IGNORECASE)
+# Output types a staged notebook keeps (report.lua never uses text/html; Quarto would pass it through).
+KEPT_MIME = ("text/markdown", "text/plain", "image/png", "image/jpeg", "image/svg+xml")
 # Cell options the staging sets (an existing line with one of them would be a duplicate YAML key).
 OWN_OPTION = re.compile(r"^#\|\s*(echo|output|fig-alt)\s*:")
 ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
@@ -242,7 +244,7 @@ def _lines(text: str) -> list[str]:
 
 def stage_notebook(src: Path, dst: Path, slug: str, area: dict[str, Any]) -> Path:
     """Copy an executed notebook for Quarto (outputs kept; nothing executed): front matter first,
-    Markdown outputs as raw blocks, image descriptions as `fig-alt`."""
+    Markdown outputs as raw blocks, image descriptions as `fig-alt`, no raw HTML or script output."""
     nb = json.loads(Path(src).read_text(encoding="utf-8"))
     cells = [c for c in nb.get("cells", []) if not _is_front_matter(c)]
     for cell in cells:
@@ -251,6 +253,8 @@ def stage_notebook(src: Path, dst: Path, slug: str, area: dict[str, Any]) -> Pat
         alts: list[str | None] = []
         for out in cell.get("outputs", []):
             data = out.get("data") or {}
+            for mime in [m for m in data if not m.startswith(KEPT_MIME)]:
+                del data[mime]   # text/html, JavaScript, LaTeX...: never used (report.lua's rule)
             if "text/markdown" in data:
                 data["text/markdown"] = _raw_markdown(_text(data["text/markdown"]))
             image = any(k.startswith("image/") for k in data)
