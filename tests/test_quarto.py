@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -378,3 +379,24 @@ def test_build_with_quarto_renderer(tmp_path: Path):
     assert again.returncode == 0, again.stderr[-3000:]
     summary = (out / "build-summary.txt").read_text(encoding="utf-8")
     assert "built / 作成: 0" in summary, summary
+
+
+@pytest.mark.slow
+def test_build_stops_on_a_quarto_error(tmp_path: Path):
+    """A Quarto error in the build (a stand-in quarto that fails on Tokyo's Typst): exit 1, the
+    message names the area and quotes Quarto, and nothing is published."""
+    exe = shutil.which("tsunagari")
+    assert exe
+    fake = fake_quarto(tmp_path, 'if [ "$1" = "--version" ]; then echo 1.10.18; exit 0; fi\n'
+                                 'echo "[1/1] prefectures/13-tokyo.ipynb"\n'
+                                 'echo "ERROR: error: failed to decode image" >&2\nexit 1\n')
+    out = tmp_path / "_site"
+    proc = subprocess.run([exe, "build", "--renderer", "quarto", "--out", str(out), "--quiet",
+                           "--warehouse", str(tmp_path / "wh.duckdb"), "--pref", "13"],
+                          capture_output=True, text=True, timeout=3600, cwd=tmp_path,
+                          env={**os.environ, "QUARTO_PATH": str(fake)})
+    assert proc.returncode == 1, proc.stderr[-3000:]
+    assert "quarto: prefectures/13-tokyo: quarto render failed (exit 1)" in proc.stderr
+    assert "ERROR: error: failed to decode image" in proc.stderr
+    assert "NOT published" in proc.stderr
+    assert not out.exists()
