@@ -212,7 +212,7 @@ def _renderer_version(renderer: str) -> str:
         if renderer == "quarto":
             from .render import quarto
 
-            return str(getattr(quarto, "quarto_version", lambda: "?")())
+            return f"quarto {quarto.quarto_version()} {digest(quarto.PROJECT_FILE)}"
         import pypandoc
         import typst
 
@@ -463,12 +463,17 @@ def _stage_reports(cfg: BuildConfig, new: Path, state: BuildState, year: int, re
     if quarto and ok_codes:
         from .render.quarto import render_site_quarto
 
+        # One Quarto project render for the whole set (one per worker), after the notebooks ran.
         executed = {pref_slug(c): by_key[f"report:{year}:{pref_slug(c)}"][4] for c in ok_codes}
+        areas = {pref_slug(c): area_meta(c, year, synthetic) for c in ok_codes}
+        bar_q = progress.add(f"quarto render ({len(executed)} areas)", 1)
         try:
-            render_site_quarto(executed, new, {"year": year, "synthetic": synthetic})
+            render_site_quarto(executed, new, {"year": year, "synthetic": synthetic, "areas": areas},
+                               jobs=cfg.jobs)
         except TsunagariError as exc:
             summary.failed.append(f"quarto: {exc}")
             return
+        progress.advance(bar_q)
     for code in ok_codes:
         key = f"report:{year}:{pref_slug(code)}"
         state.record(key, hashes[code])

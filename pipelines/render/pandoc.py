@@ -99,6 +99,19 @@ def _writer_args(ast: _Ast) -> list[str]:
     return [str(ast.json), "-f", "json", "-M", "lang=ja", "--wrap=none"]
 
 
+def html_includes(meta: dict) -> tuple[str, str]:
+    """The HTML put before and after a report's body (the Quarto renderer uses them too): the
+    synthetic banner at the top and bottom when the data are synthetic, and the area and year line."""
+    parts = []
+    if meta.get("synthetic"):
+        parts.append(f'<div class="synthetic-banner" role="note">{_html.escape(BANNER_TEXT)}</div>')
+    crumbs = f'{_html.escape(str(meta.get("area_name", "")))}・{_html.escape(str(meta.get("year", "")))}年'
+    parts.append(f'<p class="report-context">孤独・孤立対策 年次評価レポート｜{crumbs}</p>')
+    after = ('<div class="synthetic-banner bottom" role="note">' + _html.escape(BANNER_TEXT) + "</div>\n"
+             if meta.get("synthetic") else "")
+    return "\n".join(parts) + "\n", after
+
+
 def render_html(executed: Path, html_out: Path, meta: dict) -> Path:
     """Self-contained HTML (images and CSS embedded, no external loads), lang="ja"."""
     executed, html_out = Path(executed).resolve(), Path(html_out).resolve()
@@ -108,17 +121,9 @@ def render_html(executed: Path, html_out: Path, meta: dict) -> Path:
     ast = _Ast.of(executed)
     with tempfile.TemporaryDirectory(prefix="tsunagari-html-") as tmp:
         tmpd = Path(tmp)
-        before = tmpd / "before.html"
-        parts = []
-        if meta.get("synthetic"):
-            parts.append(f'<div class="synthetic-banner" role="note">{_html.escape(BANNER_TEXT)}</div>')
-        crumbs = f'{_html.escape(str(meta.get("area_name", "")))}・{_html.escape(str(meta.get("year", "")))}年'
-        parts.append(f'<p class="report-context">孤独・孤立対策 年次評価レポート｜{crumbs}</p>')
-        before.write_text("\n".join(parts) + "\n", encoding="utf-8")
-        after = tmpd / "after.html"
-        after.write_text(
-            ('<div class="synthetic-banner bottom" role="note">' + _html.escape(BANNER_TEXT) + "</div>\n")
-            if meta.get("synthetic") else "", encoding="utf-8")
+        before, after = tmpd / "before.html", tmpd / "after.html"
+        for path, text in zip((before, after), html_includes(meta)):
+            path.write_text(text, encoding="utf-8")
         args = _writer_args(ast) + [
             "-t", "html5", "--standalone", "--embed-resources", f"--css={CSS}",
             "--toc", "--toc-depth=2", "-V", "toc-title=目次",
@@ -236,6 +241,9 @@ def _embed_font(text: str) -> str:
     return text.replace("</head>", style + "</head>", 1)
 
 
+embed_font = _embed_font   # public: the Quarto renderer embeds the same font in its HTML
+
+
 def _html_font() -> tuple[str, Path]:
     """The font embedded in HTML: IPAexGothic (a single TTF, always installed with matplotlib-fontja)."""
     import matplotlib_fontja
@@ -248,6 +256,9 @@ def _typst_escape(text: str) -> str:
     backslash and quote escaped, line breaks and other control characters as a space."""
     text = re.sub(r"[\x00-\x1f\x7f\u2028\u2029]", " ", str(text))
     return text.replace("\\", "\\\\").replace('"', '\\"')
+
+
+typst_escape = _typst_escape   # public: the Quarto renderer passes report.typ's variables the same way
 
 
 def render_typst(executed: Path, workdir: Path, meta: dict) -> Path:

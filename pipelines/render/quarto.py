@@ -1,62 +1,82 @@
-"""Quarto renderer (written for Quarto 1.10; `--renderer quarto`).
+"""Quarto renderer (Quarto 1.10 or later; `--renderer quarto`, or `auto` when Quarto is installed).
 
-Renders executed report notebooks (papermill has run them) without re-executing them, to HTML and
-to Typst PDF, with the same file names as the built-in pandoc renderer. Two entry points:
+Renders executed report notebooks (papermill has run them) without re-executing them, to
+self-contained HTML and to Typst PDF, with the same file names and the same report pieces as the
+built-in renderer (pipelines/render/pandoc.py):
 
-* ``render_site_quarto(executed, out_dir, meta)``: the whole set at once as the Quarto website project
-  defined by the repository's ``_quarto.yml`` (one ``quarto render`` run). The project is staged in a
-  temporary folder: a copy of ``_quarto.yml`` adjusted (``project.render``, absolute ``font-paths``,
-  watermark), one notebook per area named by its slug (unique stems, so each page has its own
-  ``{stem}_files/`` folder), and an ``index.qmd`` listing. Results are moved to ``national.html|pdf`` and
-  ``prefectures/{slug}.html|pdf`` plus Quarto's ``site_libs/`` and ``*_files/`` folders.
-* ``render_html`` / ``render_pdf`` (the renderer interface of ``pipelines.render``): one area, one
-  format, ``quarto render NB.ipynb --to html|typst`` in a staged single-document project; the HTML is
-  self-contained (``embed-resources``, which Quarto does not support inside website projects).
+* the Lua filter reports/report.lua (run after reports/quarto-cells.lua, which maps Quarto's cell
+  structure onto the one of pandoc's ipynb reader), so the same rules pick outputs and neutralise
+  markup from data;
+* the stylesheet reports/report.css and the HTML put before and after the body
+  (``pandoc.html_includes``), and the same embedded Japanese font subset (``pandoc.embed_font``);
+* the Typst template reports/report.typ (running header with area and year, page numbers, the
+  synthetic banner and watermark on every page, the Japanese font for all text), as a template
+  partial of reports/quarto-report.typ.
 
-Quarto facts relied on (Quarto 1.10 docs): .ipynb inputs are not executed unless ``execute: enabled:
-true`` or ``--execute``; ``format: typst`` takes ``mainfont``, ``font-paths`` and ``papersize``;
-``lang: ja`` sets ``<html lang="ja">`` and the Typst text language; ``project.output-dir`` and
-``project.render`` control a website project's outputs; front matter of an .ipynb is its first raw cell.
+Entry points:
+
+* ``render_site_quarto(executed, out_dir, meta, jobs)``: the whole set as the Quarto website project
+  of the repository's ``_quarto.yml``: one ``quarto render`` per worker (``jobs`` projects of about
+  equal size rendered at once; one with jobs=1), instead of a process per area and format.
+* ``render_html`` / ``render_pdf`` (the renderer interface of ``pipelines.render``): one area; the
+  first call renders both formats in one run and keeps the other file for the second call.
+
+Before Quarto sees a notebook it is staged (``stage_notebook``): front matter with the page title
+and the template's variables first (Quarto's title block is not used: the notebook's own H1 is the
+only title), Markdown outputs wrapped in a ```{=markdown} raw block (Quarto would otherwise parse
+them with raw HTML and links enabled before any filter runs), and each image's text/plain
+description given as the cell's ``fig-alt``. A leading raw cell with YAML front matter in the
+source notebook is dropped (it would otherwise compete with the staged one).
+
+Failures (Quarto missing or older than 1.10, a Quarto or Typst error, a Typst font warning, an
+output missing) raise RenderError naming the area and quoting Quarto's output.
 """
 
 from __future__ import annotations
 
-import copy
+import atexit
 import json
 import logging
 import os
+import re
 import shutil
 import subprocess
 import tempfile
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from .. import config
-
-try:  # the shared class of the render package
-    from . import RenderError
-except ImportError:  # pragma: no cover - when the package module is absent
-    from ..errors import TsunagariError
-
-    class RenderError(TsunagariError):  # type: ignore[no-redef]
-        exit_code = 1
+from . import RenderError
 
 log = logging.getLogger("tsunagari.render.quarto")
 
 name = "quarto"
-QUARTO_VERSION = "1.10"
+MIN_VERSION = (1, 10)
 PROJECT_FILE = config.REPO_ROOT / "_quarto.yml"
-TIMEOUT_S = int(os.environ.get("TSUNAGARI_QUARTO_TIMEOUT", "1800"))
-OUTPUT_TAIL = 40  # lines of Quarto's output quoted in a RenderError
+DEFAULT_REPORTS_DIR = config.REPO_ROOT / "reports"
+# The report pieces staged beside the notebooks (under reports/ in the work folder).
+ASSETS = ("report.lua", "report.css", "report.typ", "quarto-cells.lua", "quarto-report.typ", "quarto-report.css")
+FONT_LINK = "_fonts"
+TIMEOUT_S = int(os.environ.get("TSUNAGARI_QUARTO_TIMEOUT", "3600"))
+OUTPUT_TAIL = 25  # lines of Quarto's output quoted in a RenderError
 
-WATERMARK_TEXT = "合成データ（SYNTHETIC）：数値は架空の合成データに基づくもので、実際の調査結果ではありません。"
-
-TYPST_WATERMARK = ('#set page(background: rotate(-35deg, text(size: 56pt, fill: rgb(200, 200, 200, 110))'
-                   '[合成データ SYNTHETIC]))\n')
-TYPST_BANNER = f'#block(fill: rgb("#fff3b0"), inset: 6pt, width: 100%)[*{WATERMARK_TEXT}*]\n'
-
+# Typst warnings that mean text would be set in a fallback font or as boxes (fails the render, as in
+# the built-in renderer).
+FONT_WARNING = re.compile(r"warning:.*(font|glyph)", re.IGNORECASE)
+# Quarto's progress line for a project file: "[ 3/49] prefectures/13-tokyo.ipynb"
+PROGRESS = re.compile(r"^\s*\[\s*\d+/\d+\]\s+(\S+\.ipynb)", re.MULTILINE)
+EXTERNAL_ASSET = re.compile(r"""<(?:script|link|img|iframe|source|video|audio)\b[^>]*?\b(?:src|href)\s*=\s*["']?\s*"""
+                            r"""(?:https?:)?//""", re.IGNORECASE)
+# Output types a staged notebook keeps (report.lua never uses text/html; Quarto would pass it through).
+KEPT_MIME = ("text/markdown", "text/plain", "image/png", "image/jpeg", "image/svg+xml")
+# Cell options the staging sets (an existing line with one of them would be a duplicate YAML key).
+OWN_OPTION = re.compile(r"^#\|\s*(echo|output|fig-alt)\s*:")
+ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 
 # --- locating Quarto and the font ----------------------------------------------------------------
 
@@ -70,6 +90,44 @@ def quarto_available() -> Path | None:
                 return cand
     found = shutil.which("quarto")
     return Path(found) if found else None
+
+
+def _quarto() -> Path:
+    quarto = quarto_available()
+    if quarto is None:
+        raise RenderError("quarto: Quarto CLI not found (PATH or QUARTO_PATH) / Quarto が見つかりません")
+    return quarto
+
+
+@lru_cache(maxsize=4)
+def _version_of(binary: str, key: tuple) -> str:
+    proc = subprocess.run([binary, "--version"], capture_output=True, text=True, timeout=120)
+    text = (proc.stdout or "").strip() or (proc.stderr or "").strip()
+    if proc.returncode != 0:
+        raise RenderError(f"quarto --version failed (exit {proc.returncode}): {text[:300]}")
+    return text.splitlines()[-1].strip() if text else ""
+
+
+def quarto_version() -> str:
+    """The installed Quarto's version string (e.g. '1.10.18'); part of the reports' input hash."""
+    q = _quarto()
+    return _version_of(str(q), config.file_key(q))
+
+
+def parse_version(text: str) -> tuple[int, ...]:
+    m = re.match(r"\s*v?(\d+)\.(\d+)(?:\.(\d+))?", text or "")
+    if not m:
+        raise RenderError(f"quarto --version: cannot read a version from {text[:80]!r}")
+    return tuple(int(x) for x in m.groups() if x is not None)
+
+
+def check_version() -> str:
+    """The version, or RenderError when Quarto is older than 1.10 (the project file needs 1.10)."""
+    v = quarto_version()
+    if parse_version(v)[:2] < MIN_VERSION:
+        raise RenderError(f"quarto {v}: Quarto {'.'.join(map(str, MIN_VERSION))} or later is needed "
+                          f"({_quarto()}) / Quarto {'.'.join(map(str, MIN_VERSION))} 以降が必要です")
+    return v
 
 
 def typst_font() -> tuple[str, Path]:
@@ -90,101 +148,193 @@ def output_stem(slug: str) -> str:
     return "national" if slug == "national" else f"prefectures/{slug}"
 
 
-def project_config(meta: dict[str, Any], stems: list[str], font_dir: Path, font_family: str) -> dict[str, Any]:
+def _asset(name_: str) -> Path:
+    """A report piece from the reports folder (a fork with TSUNAGARI_REPORTS_DIR may lack the
+    Quarto-specific ones: then the repository's are used)."""
+    for folder in (config.REPORTS_DIR, DEFAULT_REPORTS_DIR):
+        if (folder / name_).is_file():
+            return folder / name_
+    raise RenderError(f"{config.REPORTS_DIR / name_}: report template not found / テンプレートがありません")
+
+
+def project_config(stems: list[str], font_dir: Path, font_family: str) -> dict[str, Any]:
     """The repository's _quarto.yml adjusted for one run."""
     cfg = config.load_yaml(PROJECT_FILE.read_text(encoding="utf-8"))
-    cfg = copy.deepcopy(cfg)
-    cfg["project"]["render"] = ["index.qmd"] + [f"{s}.ipynb" for s in stems]
+    cfg["project"]["render"] = [f"{s}.ipynb" for s in stems]
     cfg["lang"] = "ja"
     cfg.setdefault("execute", {})["enabled"] = False
     typst = cfg["format"]["typst"]
-    typst["font-paths"] = [str(font_dir)]
+    typst["font-paths"] = [f"/{FONT_LINK}"]   # "/..." is project-relative in Quarto (an absolute
+    # path would be read as one inside the project): the font folder is linked there by stage_project
     typst["mainfont"] = font_family
-    if meta.get("synthetic"):
-        _add_watermark(cfg["format"])
     return cfg
 
 
-def _add_watermark(formats: dict[str, Any]) -> None:
-    formats["html"]["include-before-body"] = [{"text": (
-        '<div class="synthetic-banner" role="note" style="background:#fff3b0;border:2px solid #8a6d00;'
-        f'padding:6px 12px;margin:0 0 12px;color:#3d3000"><strong>{WATERMARK_TEXT}</strong></div>')}]
-    # Typst: a watermark on every page (a page set rule in the preamble; the template's own page
-    # settings do not touch `background`) and a banner at the top of the document.
-    formats["typst"]["include-in-header"] = [{"text": TYPST_WATERMARK}]
-    formats["typst"]["include-before-body"] = [{"text": TYPST_BANNER}]
+def _link_fonts(font_dir: Path, link: Path) -> None:
+    """The font folder inside the project (a symbolic link; a copy of its .ttf files where links
+    cannot be made)."""
+    try:
+        link.symlink_to(font_dir, target_is_directory=True)
+    except OSError:
+        link.mkdir(parents=True, exist_ok=True)
+        for f in font_dir.glob("*.ttf"):
+            shutil.copyfile(f, link / f.name)
 
 
-def stage_notebook(src: Path, dst: Path, title: str | None) -> Path:
-    """Copy an executed notebook, giving it a front-matter raw cell with its title (outputs untouched)."""
+def _typst_string(value: object) -> str:
+    """A value for report.typ, which puts its variables inside Typst string literals: escaped for
+    one (pandoc.typst_escape, as the built-in renderer does) and given as a raw Typst inline, so
+    that pandoc writes it as it is (metadata text would be written as Typst markup: "—" as "---",
+    "#" as "\\#", which is wrong, or an error, inside a string)."""
+    from .pandoc import typst_escape
+
+    text = typst_escape(value)
+    run = max((len(m) for m in re.findall(r"`+", text)), default=0)
+    tick = "`" * (run + 1)
+    pad = " " if text.startswith("`") or text.endswith("`") else ""
+    return f"{tick}{pad}{text}{pad}{tick}{{=typst}}"
+
+
+def front_matter(slug: str, area: dict[str, Any]) -> dict[str, Any]:
+    """A staged notebook's front matter: the page title (no Quarto title block: the notebook's H1 is
+    the title), report.typ's variables, and the HTML before and after the body."""
+    from .pandoc import BANNER_TEXT, html_includes
+
+    year = int(area.get("year", 0))
+    title = str(area.get("title") or f"{area.get('area_name', slug)} {year}年")
+    before, after = html_includes(area)
+    front: dict[str, Any] = {
+        "pagetitle": title,
+        "area-name": _typst_string(area.get("area_name", "")),
+        "report-year": _typst_string(year),
+        "doc-title": _typst_string(title),
+        "banner-text": _typst_string(BANNER_TEXT),
+        "synthetic": bool(area.get("synthetic")),
+        # A document's `format` names the formats it is rendered to: both, the project's options.
+        "format": {"html": {"include-before-body": [{"text": before}]}, "typst": "default"},
+    }
+    if after:
+        front["format"]["html"]["include-after-body"] = [{"text": after}]
+    return front
+
+
+def _raw_markdown(text: str) -> str:
+    """Markdown output as a raw block, so Quarto passes it to the filters unparsed (report.lua reads
+    it with raw HTML, links, images and math disabled). The fence is longer than any backtick run
+    in the text, so the text cannot close it."""
+    run = max((len(m) for m in re.findall(r"`+", text)), default=0)
+    fence = "`" * max(4, run + 1)
+    return f"{fence}{{=markdown}}\n{text.rstrip()}\n{fence}\n"
+
+
+def _is_front_matter(cell: dict) -> bool:
+    return cell.get("cell_type") == "raw" and "".join(cell.get("source", [])).lstrip().startswith("---")
+
+
+def _text(value: Any) -> str:
+    return "".join(value) if isinstance(value, list) else str(value or "")
+
+
+def _lines(text: str) -> list[str]:
+    """A cell source as nbformat writes it: a list of lines with their line ends (Quarto 1.10 joins
+    the items of `source` as they are, so one string holding several lines runs them together:
+    the front matter then leaked into the page as text)."""
+    return text.splitlines(keepends=True)
+
+
+def stage_notebook(src: Path, dst: Path, slug: str, area: dict[str, Any]) -> Path:
+    """Copy an executed notebook for Quarto (outputs kept; nothing executed): front matter first,
+    Markdown outputs as raw blocks, image descriptions as `fig-alt`, no raw HTML or script output."""
     nb = json.loads(Path(src).read_text(encoding="utf-8"))
-    cells = nb.get("cells", [])
-    front: dict[str, Any] = {}
-    first = cells[0] if cells else None
-    if first and first.get("cell_type") == "raw":
-        text = "".join(first.get("source", []))
-        if text.strip().startswith("---"):
-            front = config.load_yaml(text.strip().strip("-")) or {}
-            cells.pop(0)
-    if title and "title" not in front:
-        front["title"] = title
-    if front:
-        cells.insert(0, {"cell_type": "raw", "metadata": {},
-                         "source": "---\n" + yaml.safe_dump(front, allow_unicode=True, sort_keys=False) + "---\n"})
+    cells = [c for c in nb.get("cells", []) if not _is_front_matter(c)]
+    for cell in cells:
+        if cell.get("cell_type") != "code":
+            continue
+        alts: list[str | None] = []
+        for out in cell.get("outputs", []):
+            data = out.get("data") or {}
+            for mime in [m for m in data if not m.startswith(KEPT_MIME)]:
+                del data[mime]   # text/html, JavaScript, LaTeX...: never used (report.lua's rule)
+            if "text/markdown" in data:
+                data["text/markdown"] = _raw_markdown(_text(data["text/markdown"]))
+            image = any(k.startswith("image/") for k in data)
+            plain = _text(data.get("text/plain", "")).strip()
+            alts.append(plain if image and plain and not plain.startswith(("<Figure", "<ggplot", "<IPython")) else None)
+        source = _text(cell.get("source", ""))
+        source = "\n".join(line for line in source.splitlines() if not OWN_OPTION.match(line))
+        opts = ["#| echo: false", "#| output: true"]
+        if any(alts):
+            opts.append("#| fig-alt: " + json.dumps(alts, ensure_ascii=False))   # JSON is YAML
+        cell["source"] = _lines("\n".join(opts) + "\n" + source)
+    front = yaml.safe_dump(front_matter(slug, area), allow_unicode=True, sort_keys=False, width=10_000)
+    cells.insert(0, {"cell_type": "raw", "id": "tsunagari-front-matter", "metadata": {},
+                     "source": _lines(f"---\n{front}---\n")})
     nb["cells"] = cells
     dst.parent.mkdir(parents=True, exist_ok=True)
-    dst.write_text(json.dumps(nb, ensure_ascii=False, indent=1), encoding="utf-8")
+    dst.write_text(json.dumps(nb, ensure_ascii=False), encoding="utf-8")
     return dst
 
 
-INDEX_QMD = """---
-title: "地域別レポート一覧"
-format: html
-listing:
-  contents:
-    - national.ipynb
-    - "prefectures/*.ipynb"
-  type: table
-  sort: "filename"
-  fields: [title, filename]
----
-"""
+def area_of(slug: str, meta: dict[str, Any]) -> dict[str, Any]:
+    """One area's metadata: meta['areas'][slug] (pipelines.reports.area_meta) over the common keys."""
+    area = {k: v for k, v in meta.items() if k not in ("areas", "titles")}
+    area.update((meta.get("areas") or {}).get(slug) or {})
+    if (meta.get("titles") or {}).get(slug):
+        area["title"] = meta["titles"][slug]
+    return area
 
 
 def stage_project(executed: dict[str, Path], work: Path, meta: dict[str, Any]) -> list[str]:
     """Write the Quarto project into `work`; return the staged stems (unique by construction)."""
     family, font_dir = typst_font()
-    titles = meta.get("titles", {})
     stems = []
     for slug, src in executed.items():
         stem = output_stem(slug)
         if stem in stems:
             raise RenderError(f"{src}: two notebooks for '{slug}' / 同じ地域のノートブックが重複しています")
-        stage_notebook(Path(src), work / f"{stem}.ipynb", titles.get(slug) or meta.get("title"))
+        stage_notebook(Path(src), work / f"{stem}.ipynb", slug, area_of(slug, meta))
         stems.append(stem)
-    (work / "index.qmd").write_text(INDEX_QMD, encoding="utf-8")
-    cfg = project_config(meta, stems, font_dir, family)
+    (work / "reports").mkdir(parents=True, exist_ok=True)
+    for a in ASSETS:
+        shutil.copyfile(_asset(a), work / "reports" / a)
+    _link_fonts(font_dir, work / FONT_LINK)
+    cfg = project_config(stems, font_dir, family)
     (work / "_quarto.yml").write_text(yaml.safe_dump(cfg, allow_unicode=True, sort_keys=False), encoding="utf-8")
     return stems
 
 
 # --- running Quarto ------------------------------------------------------------------------------
 
-def _run(args: list[str], cwd: Path) -> str:
-    quarto = quarto_available()
-    if quarto is None:
-        raise RenderError("quarto: Quarto CLI not found (PATH or QUARTO_PATH) / Quarto が見つかりません")
-    cmd = [str(quarto), *args]
+def _area_in(output: str, stems: list[str]) -> str:
+    """The area Quarto was rendering when it stopped (its last progress line), or all of them."""
+    started = PROGRESS.findall(output)
+    if started:
+        return started[-1].removesuffix(".ipynb")
+    return stems[0] if len(stems) == 1 else f"{len(stems)} areas ({', '.join(stems[:3])}{' …' if len(stems) > 3 else ''})"
+
+
+def _tail(output: str) -> str:
+    return "\n".join(output.strip().splitlines()[-OUTPUT_TAIL:])
+
+
+def _run(args: list[str], cwd: Path, stems: list[str] | None = None) -> str:
+    """Run Quarto; RenderError naming the area (from Quarto's progress lines) and quoting its output."""
+    cmd = [str(_quarto()), *args]
+    stems = stems or []
     log.info("running %s (cwd %s)", " ".join(cmd), cwd)
+    env = {**os.environ, "QUARTO_PYTHON": os.environ.get("QUARTO_PYTHON", _python())}
     try:
-        proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=TIMEOUT_S,
-                              env={**os.environ, "QUARTO_PYTHON": os.environ.get("QUARTO_PYTHON", _python())})
+        proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=TIMEOUT_S, env=env)
     except subprocess.TimeoutExpired as exc:
-        raise RenderError(f"quarto {' '.join(args)}: timed out after {TIMEOUT_S}s") from exc
-    output = (proc.stdout or "") + (proc.stderr or "")
+        raise RenderError(f"quarto {' '.join(args)}: timed out after {TIMEOUT_S}s "
+                          f"({_area_in(str(exc.output or ''), stems)})") from exc
+    output = ANSI.sub("", (proc.stdout or "") + (proc.stderr or ""))
     if proc.returncode != 0:
-        tail = "\n".join(output.strip().splitlines()[-OUTPUT_TAIL:])
-        raise RenderError(f"quarto {' '.join(args)} failed (exit {proc.returncode}):\n{tail}")
+        raise RenderError(f"{_area_in(output, stems)}: quarto {' '.join(args)} failed (exit {proc.returncode}) "
+                          f"/ Quarto のエラー:\n{_tail(output)}")
+    fonts = [line.strip() for line in output.splitlines() if FONT_WARNING.search(line)]
+    if fonts:
+        raise RenderError(f"{_area_in(output, stems)}: Typst font warning / フォントの警告: {'; '.join(fonts)[:500]}")
     return output
 
 
@@ -194,58 +344,130 @@ def _python() -> str:
     return sys.executable
 
 
-def render_site_quarto(executed: dict[str, Path], out_dir: Path, meta: dict[str, Any]) -> None:
-    """Render all executed notebooks ({slug: path}, slug 'national' or e.g. '13-tokyo') as one Quarto
-    website project; write national.html|pdf and prefectures/{slug}.html|pdf (+ site_libs/, *_files/)
-    under out_dir. meta: 'year', 'synthetic', optional 'titles' {slug: title}. Raises RenderError."""
-    out_dir = Path(out_dir)
+def _render_project(executed: dict[str, Path], meta: dict[str, Any], results: Path) -> list[str]:
+    """Stage one project with `executed`, run `quarto render` once, move its HTML and PDF to
+    `results` (site-relative names). Returns the stems."""
     with tempfile.TemporaryDirectory(prefix="tsunagari-quarto-") as tmp:
         work = Path(tmp)
         stems = stage_project(executed, work, meta)
-        _run(["render", "."], cwd=work)
+        output = _run(["render"], cwd=work, stems=stems)
         built = work / "_out"
-        missing = [f"{s}{ext}" for s in stems for ext in (".html", ".pdf") if not (built / f"{s}{ext}").is_file()]
-        if missing:
-            raise RenderError(f"quarto render: expected outputs missing: {', '.join(missing[:5])}")
-        out_dir.mkdir(parents=True, exist_ok=True)
-        for item in built.iterdir():
-            if item.name in ("index.html",):  # the site's own index (pipelines.site) stays
-                continue
-            target = out_dir / item.name
-            if item.is_dir():
-                shutil.copytree(item, target, dirs_exist_ok=True)
-            else:
-                shutil.copy2(item, target)
-    log.info("quarto: rendered %d areas to %s", len(stems), out_dir)
+        for stem in stems:
+            for ext in (".html", ".pdf"):
+                if not (built / f"{stem}{ext}").is_file():
+                    raise RenderError(f"{stem}: quarto render wrote no {Path(stem).name}{ext} / 出力がありません:\n"
+                                      f"{_tail(output)}")
+            html = _finish_html(built / f"{stem}.html", stem)
+            target = results / f"{stem}.html"
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_text(html, encoding="utf-8")
+            shutil.move(str(built / f"{stem}.pdf"), str(results / f"{stem}.pdf"))
+    return stems
 
 
-def _render_one(executed: Path, target: Path, to: str, meta: dict[str, Any]) -> Path:
-    """One notebook to one format in a staged single-document project (no website chrome)."""
-    family, font_dir = typst_font()
-    target = Path(target)
-    with tempfile.TemporaryDirectory(prefix="tsunagari-quarto-") as tmp:
-        work = Path(tmp)
-        nb = stage_notebook(Path(executed), work / f"{target.stem}.ipynb", meta.get("title"))
-        cfg = project_config(meta, [target.stem], font_dir, family)
-        cfg["project"] = {"type": "default"}
-        cfg.pop("website", None)
-        cfg["format"]["html"]["embed-resources"] = True  # one self-contained file, like the pandoc renderer
-        cfg["format"]["html"].pop("toc", None)
-        (work / "_quarto.yml").write_text(yaml.safe_dump(cfg, allow_unicode=True, sort_keys=False), encoding="utf-8")
-        _run(["render", nb.name, "--to", to], cwd=work)
-        produced = work / f"{target.stem}.{'html' if to == 'html' else 'pdf'}"
-        if not produced.is_file():
-            raise RenderError(f"quarto render {nb.name} --to {to}: no output {produced.name}")
-        target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.move(str(produced), str(target))
+def _finish_html(path: Path, stem: str) -> str:
+    """The embedded Japanese font (as in the built-in HTML); refuse a page that loads anything from
+    the network."""
+    from .pandoc import embed_font
+
+    text = embed_font(path.read_text(encoding="utf-8"))
+    m = EXTERNAL_ASSET.search(text)
+    if m:
+        raise RenderError(f"{stem}.html: external resource in the HTML ({text[m.start():m.start() + 120]!r})")
+    return text
+
+
+def _chunks(items: list, n: int) -> list[list]:
+    n = max(1, min(n, len(items)))
+    return [items[i::n] for i in range(n)]
+
+
+def render_site_quarto(executed: dict[str, Path], out_dir: Path, meta: dict[str, Any], jobs: int = 1) -> list[str]:
+    """Render executed notebooks ({slug: path}, slug 'national' or e.g. '13-tokyo') as Quarto website
+    projects, `jobs` of them at once (each one `quarto render`); write national.html|pdf and
+    prefectures/{slug}.html|pdf under out_dir, each file complete or not at all (written under a
+    temporary name and renamed once every area rendered). meta: 'year', 'synthetic', and 'areas'
+    {slug: pipelines.reports.area_meta(...)}. Returns the stems written; raises RenderError."""
+    check_version()
+    out_dir = Path(out_dir)
+    items = list(executed.items())
+    if not items:
+        return []
+    with tempfile.TemporaryDirectory(prefix="tsunagari-quarto-out-") as tmp:
+        results = Path(tmp)
+        errors: list[RenderError] = []
+        lock = threading.Lock()
+
+        def one(chunk: list) -> list[str]:
+            try:
+                return _render_project(dict(chunk), meta, results)
+            except RenderError as exc:
+                with lock:
+                    errors.append(exc)
+                return []
+
+        groups = _chunks(items, jobs)
+        with ThreadPoolExecutor(len(groups), thread_name_prefix="quarto") as pool:
+            stems = [s for done in pool.map(one, groups) for s in done]
+        if errors:
+            raise errors[0] if len(errors) == 1 else RenderError("\n".join(str(e) for e in errors))
+        for stem in stems:
+            for ext in (".html", ".pdf"):
+                target = out_dir / f"{stem}{ext}"
+                target.parent.mkdir(parents=True, exist_ok=True)
+                tmp_target = target.with_name(f"{target.stem}.tmp{ext}")
+                shutil.copyfile(results / f"{stem}{ext}", tmp_target)
+                tmp_target.replace(target)
+    log.info("quarto: rendered %d areas to %s in %d project(s)", len(stems), out_dir, len(groups))
+    return stems
+
+
+# --- the per-area renderer interface -------------------------------------------------------------
+
+_PENDING: dict[tuple, Path] = {}   # (executed file key, format) -> the other format's file, kept
+_PENDING_DIR: list[Path] = []
+
+
+def _slug_for(executed: Path, meta: dict[str, Any]) -> str:
+    code = str(meta.get("area_code", ""))
+    if code in ("00", "0"):
+        return "national"
+    return Path(executed).stem
+
+
+def _render_one(executed: Path, target: Path, ext: str, meta: dict[str, Any]) -> Path:
+    """One area: both formats in one `quarto render`; the file not asked for is kept for the call
+    that asks for it (render_area renders HTML, then PDF)."""
+    executed, target = Path(executed), Path(target)
+    key = (config.file_key(executed), json.dumps(meta, sort_keys=True, default=str))
+    kept = _PENDING.pop((key, ext), None)
+    if kept is None or not kept.is_file():
+        check_version()
+        slug = _slug_for(executed, meta)
+        if not _PENDING_DIR:
+            _PENDING_DIR.append(Path(tempfile.mkdtemp(prefix="tsunagari-quarto-kept-")))
+        results = Path(tempfile.mkdtemp(prefix="area-", dir=_PENDING_DIR[0]))
+        (stem,) = _render_project({slug: executed}, {**meta, "areas": {slug: meta}}, results)
+        other = ".pdf" if ext == ".html" else ".html"
+        _PENDING[(key, other)] = results / f"{stem}{other}"
+        kept = results / f"{stem}{ext}"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    shutil.move(str(kept), str(target))
     return target
 
 
 def render_html(executed: Path, html_out: Path, meta: dict[str, Any]) -> Path:
     """Renderer interface: one executed notebook -> self-contained HTML at html_out."""
-    return _render_one(executed, html_out, "html", meta)
+    return _render_one(executed, html_out, ".html", meta)
 
 
 def render_pdf(executed: Path, pdf_out: Path, meta: dict[str, Any]) -> Path:
     """Renderer interface: one executed notebook -> Typst PDF at pdf_out."""
-    return _render_one(executed, pdf_out, "typst", meta)
+    return _render_one(executed, pdf_out, ".pdf", meta)
+
+
+@atexit.register
+def _remove_kept() -> None:
+    for d in _PENDING_DIR:
+        shutil.rmtree(d, ignore_errors=True)
+
