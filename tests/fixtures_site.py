@@ -13,6 +13,7 @@ import math
 from pathlib import Path
 
 import duckdb
+import numpy as np
 import pandas as pd
 
 from pipelines import schema
@@ -110,7 +111,15 @@ def build_site_warehouse(path: Path, year: int = 2024, synthetic: bool = True) -
     try:
         con.execute(schema.INDICATORS_TABLE_DDL)
         con.execute(schema.FILES_TABLE_DDL)
-        df = pd.DataFrame(rows, columns=schema.INDICATOR_COLUMNS)
+        df = pd.DataFrame(rows, columns=schema.INDICATOR_COLUMNS[:15]).reindex(columns=schema.INDICATOR_COLUMNS)
+        # how each row was judged (the columns after the contract's 15), as the indicators stage sets them
+        programme_rows = df["indicator_id"].isin([c.id for c in cat if c.source == "programme"])
+        df["source"] = np.select([programme_rows, df["area_code"] == "00"], ["programme", "national"],
+                                 "national_subsample")
+        df["source_changed"] = False
+        df["comparison_method"] = "newcombe"
+        df["change_method"] = "newcombe"
+        df["design_effect"] = 1.0
         con.register("df", df)
         con.execute("INSERT INTO indicators SELECT * FROM df")
         con.execute("INSERT INTO files VALUES (?,?,?,?,?,?,?,?,?,now())",
