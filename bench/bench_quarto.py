@@ -50,7 +50,11 @@ def quarto_seconds(site: Path) -> str:
     """The Quarto project render's share of a build, from the log (the span of its log lines)."""
     from datetime import datetime
 
-    text = (site / "build.log").read_text(encoding="utf-8")
+    log_file = next((p for p in (site / "build.log", site.with_name(site.name + ".new") / "build.log")
+                     if p.is_file()), None)   # an unpublished build leaves its log in <out>.new
+    if log_file is None:
+        return "?"
+    text = log_file.read_text(encoding="utf-8")
     text = text[text.rfind("build config:"):]
     start = re.findall(r"^(\d\d:\d\d:\d\d) INFO tsunagari\.render\.quarto: running ", text, re.M)
     end = re.search(r"^(\d\d:\d\d:\d\d) INFO tsunagari\.render\.quarto: quarto: rendered (\d+) areas .* in (\d+) project",
