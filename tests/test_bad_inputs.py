@@ -457,3 +457,22 @@ def test_a_cell_carried_by_one_respondent_is_suppressed(tmp_path: Path) -> None:
     assert len(national) and not national.suppressed.any()
     shown = ind[(~ind.suppressed) & ind.n_unweighted.notna()]
     assert len(shown) and (shown.n_effective >= 30).all()
+
+
+def test_latest_round_after_next_year_is_not_picked(tmp_path: Path) -> None:
+    """A warehouse that already holds a national round after next year (loaded before ingest refused
+    it): the build does not take it as the latest round; --year must be given."""
+    from pipelines.build import latest_year
+    from pipelines.errors import UsageError
+
+    wh = tmp_path / "warehouse.duckdb"
+    ingest_files([write_csv(tmp_path / "in" / "national-2024.csv", survey_rows())], wh)
+    with duckdb.connect(str(wh)) as con:
+        assert latest_year(con) == 2024
+        con.execute("UPDATE survey_responses SET survey_year = 2099")
+        with pytest.raises(UsageError) as exc:
+            latest_year(con)
+    assert str(exc.value) == (
+        f"--year: the latest national round in the warehouse, 2099, is after next year ({NEXT_YEAR}); give --year "
+        "explicitly / 最新の全国調査 2099年が来年より後です。--year を指定してください")
+    assert exc.value.exit_code == 2
