@@ -55,6 +55,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from tests.process_helpers import with_tmpdir  # noqa: E402  (needs ROOT on sys.path)
+
 MODEL_YEARS = (2022, 2023, 2024)   # rounds the synthetic generator models
 
 
@@ -63,22 +65,10 @@ MODEL_YEARS = (2022, 2023, 2024)   # rounds the synthetic generator models
 
 def _tree_rss_kib(root: int) -> int:
     """Summed VmRSS (KiB) of ``root`` and all its descendants, from /proc."""
-    children: dict[int, list[int]] = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat", "rb") as fh:
-                stat = fh.read()
-        except OSError:
-            continue
-        # pid (comm) state ppid ...: comm may contain spaces, split after the last ')'
-        ppid = int(stat[stat.rfind(b")") + 2:].split()[1])
-        children.setdefault(ppid, []).append(int(entry))
-    total, todo = 0, [root]
-    while todo:
-        pid = todo.pop()
-        todo += children.get(pid, [])
+    from pipelines.interrupt import descendants
+
+    total = 0
+    for pid in [root] + descendants([root]):
         try:
             with open(f"/proc/{pid}/status") as fh:
                 for line in fh:
@@ -188,42 +178,13 @@ def stop_all(procs: list[subprocess.Popen]) -> None:
         p.wait()
 
 
-def _alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as fh:
-            stat = fh.read()
-    except OSError:
-        return False
-    return stat[stat.rfind(b")") + 2:][:1] != b"Z"   # a zombie has ended
-
-
-def build_processes(tmp: Path) -> list[str]:
-    """Live processes whose environment's TMPDIR is `tmp` or in it: a build run with TMPDIR=tmp
-    and everything it started (wherever re-parented)."""
-    mine, inside = f"TMPDIR={tmp}".encode(), f"TMPDIR={tmp}/".encode()
-    out = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit() or int(entry) == os.getpid():
-            continue
-        try:
-            with open(f"/proc/{entry}/environ", "rb") as fh:
-                env = fh.read().split(b"\0")
-            with open(f"/proc/{entry}/cmdline", "rb") as fh:
-                cmd = fh.read().replace(b"\0", b" ").decode(errors="replace")
-        except OSError:
-            continue
-        if any(e == mine or e.startswith(inside) for e in env) and _alive(int(entry)):
-            out.append(f"{entry} {cmd[:100]}")
-    return out
-
-
 def leftovers(tmp: Path, wait: float = 30.0) -> tuple[list[str], list[str]]:
     """(processes of the build still alive, files in its TMPDIR), after waiting up to `wait` s for
     both to be gone."""
     end = time.monotonic() + wait
-    while time.monotonic() < end and (build_processes(tmp) or any(tmp.iterdir())):
+    while time.monotonic() < end and (with_tmpdir(tmp) or any(tmp.iterdir())):
         time.sleep(0.1)
-    return build_processes(tmp), sorted(str(p.relative_to(tmp)) for p in tmp.rglob("*"))
+    return with_tmpdir(tmp), sorted(str(p.relative_to(tmp)) for p in tmp.rglob("*"))
 
 
 def clean_report(tmp: Path) -> bool:
@@ -275,18 +236,18 @@ def interrupted_build(work: Path, n: int, name: str, group: bool, logs: Path) ->
             proc = subprocess.Popen([sys.executable, "-m", "pipelines.cli", *cold_build_cmd(work)], cwd=ROOT,
                                     env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
             while proc.poll() is None and not (log.exists() and "指標 done in" in log.read_text(encoding="utf-8")
-                                               and any("ipykernel" in p for p in build_processes(tmp))):
+                                               and any("ipykernel" in p for p in with_tmpdir(tmp))):
                 time.sleep(0.05)
             if proc.poll() is not None:
                 print(f"  {name}: the build ended (rc={proc.returncode}) before its reports ran  FAILED", flush=True)
                 return False
             reached = time.monotonic() - t0
-            alive = len(build_processes(tmp))
+            alive = len(with_tmpdir(tmp))
             sent = time.monotonic()
             (os.killpg if group else os.kill)(proc.pid, getattr(signal, name))
             proc.wait()
             exited = time.monotonic() - sent
-            while build_processes(tmp) and time.monotonic() - sent < 120:
+            while with_tmpdir(tmp) and time.monotonic() - sent < 120:
                 time.sleep(0.02)
             gone = time.monotonic() - sent
     finally:

@@ -440,9 +440,9 @@ def _reset_code(cwd: Path | None) -> str:
 
 def patience() -> dict[str, Any]:
     """papermill/nbclient arguments for a busy machine: the kernel start timeout, and as long to
-    wait for a cell's output on IOPub after its reply (nbclient's default, 4 s, then went on
-    without the output, warning only: a report could silently lack a table); a cell whose output
-    never arrives is an error."""
+    wait for a cell's output on IOPub after its reply. With nbclient's default of 4 s, papermill
+    (which raises on that timeout) failed a report whose kernel was slow to publish its output
+    ("Timeout waiting for IOPub output"); output that never arrives is still an error."""
     t = int(math.ceil(kernel_timeout()))   # nbclient's traits are integers
     return {"start_timeout": t, "iopub_timeout": t, "raise_on_iopub_timeout": True}
 

@@ -17,6 +17,7 @@ import pytest
 from pipelines.errors import UsageError
 from pipelines.executor import (Task, WarmKernel, WarmPool, kernel_timeout, new_private_dir, remove_private_dir,
                                 run_tasks)
+from tests.process_helpers import alive, poll, with_cmdline
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -140,38 +141,6 @@ def _exec_lines(code: str) -> str:
     return f"--IPKernelApp.exec_lines={code}"
 
 
-def _alive(pid: int) -> bool:
-    """The process exists and is not a zombie (an exited child nobody reaped)."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as fh:
-            stat = fh.read()
-    except OSError:
-        return False
-    return stat[stat.rfind(b")") + 2:][:1] != b"Z"
-
-
-def _pids_with_cmdline(text: str) -> list[int]:
-    out = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/cmdline", "rb") as fh:
-                    if text.encode() in fh.read() and _alive(int(entry)):
-                        out.append(int(entry))
-            except OSError:
-                pass
-    return out
-
-
-def _wait_until(predicate, timeout: float = 60.0, what: str = "the condition") -> None:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if predicate():
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
-
-
 class TestWarmKernelStart:
     def test_a_reply_later_than_the_resend_interval_is_accepted(self) -> None:
         """The readiness loop resends kernel_info every second; it used to accept only the reply
@@ -205,7 +174,7 @@ class TestWarmKernelStart:
 
         def count() -> None:   # kernels alive at once (their command line names the folder)
             while not stop.is_set():
-                most[0] = max(most[0], len(_pids_with_cmdline(str(folder))))
+                most[0] = max(most[0], len(with_cmdline(str(folder))))
                 time.sleep(0.05)
 
         counter = threading.Thread(target=count)
@@ -218,7 +187,7 @@ class TestWarmKernelStart:
             counter.join()
         assert str(err.value) == "could not start a Jupyter kernel after 2 attempts: Kernel didn't respond in 4 seconds"
         assert len(kernel.started) == 2
-        assert not any(_alive(pid) for pid in kernel.started)
+        assert not any(alive(pid) for pid in kernel.started)
         assert most[0] == 1
         assert list(folder.iterdir()) == []   # connection files and sockets removed
         remove_private_dir(folder)
@@ -307,7 +276,7 @@ class TestWarmPoolLifecycle:
         procs = [p.pid for w in workers for p in [psutil.Process(w)] + psutil.Process(w).children(recursive=True)]
         assert len(procs) >= 4   # two workers, two kernels
         pool.terminate()
-        _wait_until(lambda: not any(_alive(p) for p in procs), 30, "the workers and kernels to be gone")
+        poll(lambda: not any(alive(p) for p in procs), 30, "the workers and kernels to be gone")
         assert not pool.folder.exists()
         pool.close()   # after terminate: nothing to do, no error
 
@@ -315,10 +284,10 @@ class TestWarmPoolLifecycle:
         """--jobs 8 for one report: a worker still starting (here: warming up for 10 minutes) is
         killed at close instead of being waited for."""
         pool = WarmPool(1, warm=functools.partial(time.sleep, 600))
-        _wait_until(lambda: pool._pids and _pids_with_cmdline(str(pool.folder)), 300, "the worker's kernel")
-        kernels = _pids_with_cmdline(str(pool.folder))
+        poll(lambda: pool._pids and with_cmdline(str(pool.folder)), 300, "the worker's kernel")
+        kernels = with_cmdline(str(pool.folder))
         pool.close()
-        assert not any(_alive(p) for p in kernels + sorted(pool._pids))
+        assert not any(alive(p) for p in kernels + sorted(pool._pids))
         assert not pool.folder.exists()
 
 
@@ -357,6 +326,6 @@ class TestDyingWithTheStarter:
         finally:
             proc.kill()
             proc.wait()
-        _wait_until(lambda: not any(_alive(p) for p in procs), 60, "the orphans to exit")
+        poll(lambda: not any(alive(p) for p in procs), 60, "the orphans to exit")
         if what == "pool":
-            _wait_until(lambda: not Path(folder).exists(), 30, "the pool's folder to be removed")
+            poll(lambda: not Path(folder).exists(), 30, "the pool's folder to be removed")

@@ -22,6 +22,7 @@ from pipelines.errors import DataError
 from pipelines.ingest import ingest_dir
 from pipelines.provenance import rebuild_warehouse
 from pipelines.sample import national_round, write_sample
+from tests.process_helpers import poll, with_tmpdir
 
 
 def _tables(wh: Path) -> dict[str, list]:
@@ -214,44 +215,6 @@ class TestStagingIsScratch:
 # --- Stop signals and load: nothing of the build outlives it ---------------------------------------
 
 
-def _alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as fh:
-            stat = fh.read()
-    except OSError:
-        return False
-    return stat[stat.rfind(b")") + 2:][:1] != b"Z"
-
-
-def _build_processes(tmp: Path) -> list[str]:
-    """Live processes whose environment's TMPDIR is `tmp` or a folder in it: the build (run with
-    TMPDIR=tmp), everything it started, and everything those started (wherever re-parented)."""
-    mine, inside = f"TMPDIR={tmp}".encode(), f"TMPDIR={tmp}/".encode()
-    out = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit() or int(entry) == os.getpid():
-            continue
-        try:
-            with open(f"/proc/{entry}/environ", "rb") as fh:
-                env = fh.read().split(b"\0")
-            with open(f"/proc/{entry}/cmdline", "rb") as fh:
-                cmd = fh.read().replace(b"\0", b" ").decode(errors="replace")
-        except OSError:
-            continue
-        if any(e == mine or e.startswith(inside) for e in env) and _alive(int(entry)):
-            out.append(f"{entry} {cmd[:120]}")
-    return out
-
-
-def _poll(predicate, timeout: float, what: str) -> None:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if predicate():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
-
-
 def _lock_is_free(lock: Path) -> bool:
     import fcntl
 
@@ -294,7 +257,7 @@ class TestStopSignals:
         try:
             # The reports are running: the indicators are done and the workers' kernels are up.
             _wait_for(lambda: log.exists() and "指標 done in" in log.read_text(encoding="utf-8")
-                      and any("ipykernel" in p for p in _build_processes(tmp)), proc, timeout=900)
+                      and any("ipykernel" in p for p in with_tmpdir(tmp)), proc, timeout=900)
             (os.killpg if group else os.kill)(proc.pid, getattr(signal, name))
             _, err = proc.communicate(timeout=120)
         finally:
@@ -306,13 +269,13 @@ class TestStopSignals:
             assert proc.returncode == 130, err[-3000:]
             assert err.strip().splitlines()[-1] == f"中断しました / interrupted ({name})"
             assert "Traceback" not in err, err[-3000:]
-        _poll(lambda: not _build_processes(tmp), 60, f"the build's processes to end: {_build_processes(tmp)}")
+        poll(lambda: not with_tmpdir(tmp), 60, f"the build's processes to end: {with_tmpdir(tmp)}")
         if how == "sigkill-group":
             (left,) = tmp.iterdir()
             assert left.name.startswith("tsunagari-")
             subprocess.run([sys.executable, "-c", "from pipelines.executor import new_private_dir as n, "
                             "remove_private_dir as r; r(n())"], env={**os.environ, "TMPDIR": str(tmp)}, check=True)
-        _poll(lambda: not any(tmp.iterdir()), 30, f"the temporary folder to be emptied: {list(tmp.rglob('*'))}")
+        poll(lambda: not any(tmp.iterdir()), 30, f"the temporary folder to be emptied: {list(tmp.rglob('*'))}")
         assert not (tmp_path / "site").exists()            # nothing published
         assert _lock_is_free(tmp_path / ".site.tsunagari-lock")
         before = _snapshot(tmp_path / ".site.tsunagari-new")          # kept for the next build (publish.recover)
@@ -333,7 +296,7 @@ class TestBuildUnderLoad:
 
         def count() -> None:
             while not stop.is_set():
-                most[0] = max(most[0], sum("ipykernel" in p for p in _build_processes(tmp)))
+                most[0] = max(most[0], sum("ipykernel" in p for p in with_tmpdir(tmp)))
                 time.sleep(0.2)
 
         counter = threading.Thread(target=count)
@@ -353,5 +316,86 @@ class TestBuildUnderLoad:
         for rel in ("prefectures/31-tottori.pdf", "prefectures/13-tokyo.html", "index.html"):
             assert (tmp_path / "site" / rel).is_file(), rel
         assert 1 <= most[0] <= 2
-        _poll(lambda: not _build_processes(tmp), 60, f"the build's processes to end: {_build_processes(tmp)}")
+        poll(lambda: not with_tmpdir(tmp), 60, f"the build's processes to end: {with_tmpdir(tmp)}")
         assert list(tmp.iterdir()) == []
+
+
+STUCK_SCRIPT = """
+import hashlib, sys
+from pathlib import Path
+from pipelines import interrupt
+interrupt.install(grace=float(sys.argv[2]))
+interrupt.on_stop(lambda: Path(sys.argv[1]).write_text("stopped"))
+print("ready", flush=True)
+hashlib.pbkdf2_hmac("sha256", b"x", b"y", 2**31 - 1)   # C code, minutes long, GIL released
+print("not reached", flush=True)
+"""
+
+DEFERRED_SCRIPT = """
+import os, signal, time
+from pipelines import interrupt
+interrupt.install()
+try:
+    with interrupt.deferred():
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(0.5)
+        print("block finished", flush=True)
+except interrupt.Interrupted as exc:
+    print("raised after the block", signal.Signals(exc.signum).name, flush=True)
+"""
+
+CHILDREN_SCRIPT = """
+import subprocess, sys
+from pipelines import interrupt
+interrupt.install()
+show = [sys.executable, "-c", "import signal; print(signal.getsignal(signal.SIGINT) is signal.SIG_IGN)"]
+with interrupt.children_ignore_interrupts():
+    inside = subprocess.run(show, capture_output=True, text=True).stdout.strip()
+outside = subprocess.run(show, capture_output=True, text=True).stdout.strip()
+print(inside, outside, sep="|")
+"""
+
+
+def _script(tmp_path: Path, text: str, *args: str, **kwargs) -> subprocess.Popen:
+    path = tmp_path / "script.py"
+    path.write_text(text, encoding="utf-8")
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    return subprocess.Popen([sys.executable, str(path), *args], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, **kwargs)
+
+
+class TestStopMechanism:
+    """pipelines.interrupt on its own, in real processes receiving real signals."""
+
+    def test_main_thread_stuck_in_c_code_still_stops(self, tmp_path: Path) -> None:
+        """The main thread is inside C code, where Python cannot run a signal handler: the stop
+        actions run at once anyway (from the thread the signal wakes), and the process ends with
+        the line and 130 when the grace period is over."""
+        marker = tmp_path / "stopped"
+        proc = _script(tmp_path, STUCK_SCRIPT, str(marker), "2")
+        assert proc.stdout.readline().strip() == "ready"
+        proc.send_signal(signal.SIGTERM)
+        poll(marker.exists, 30, "the stop actions to run")
+        out, err = proc.communicate(timeout=60)
+        assert proc.returncode == 130
+        assert err == "中断しました / interrupted (SIGTERM)\n"
+        assert "not reached" not in out
+
+    def test_a_second_signal_ends_the_process_at_once(self, tmp_path: Path) -> None:
+        marker = tmp_path / "stopped"
+        proc = _script(tmp_path, STUCK_SCRIPT, str(marker), "3600")
+        assert proc.stdout.readline().strip() == "ready"
+        proc.send_signal(signal.SIGINT)
+        poll(marker.exists, 30, "the stop actions to run")
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)   # not the 3600 s grace
+        assert proc.returncode == 130
+        assert err == "中断しました / interrupted (SIGINT)\n"
+
+    def test_a_signal_inside_deferred_raises_when_the_block_ends(self, tmp_path: Path) -> None:
+        out, err = _script(tmp_path, DEFERRED_SCRIPT).communicate(timeout=60)
+        assert out.splitlines() == ["block finished", "raised after the block SIGTERM"], err
+
+    def test_children_started_inside_ignore_sigint(self, tmp_path: Path) -> None:
+        out, err = _script(tmp_path, CHILDREN_SCRIPT).communicate(timeout=60)
+        assert out.strip() == "True|False", err
