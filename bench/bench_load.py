@@ -55,7 +55,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tests.process_helpers import with_tmpdir  # noqa: E402  (needs ROOT on sys.path)
+from pipelines.publish import staging_dir  # noqa: E402  (needs ROOT on sys.path)
+from tests.process_helpers import with_tmpdir  # noqa: E402
 
 MODEL_YEARS = (2022, 2023, 2024)   # rounds the synthetic generator models
 
@@ -229,7 +230,7 @@ def interrupted_build(work: Path, n: int, name: str, group: bool, logs: Path) ->
     run; prints the seconds from the signal to the build's exit and to the end of its last process."""
     tmp, env = fresh(work)
     busy = busy_processes(n)
-    log = work / "site.new" / "build.log"
+    log = staging_dir(work / "site") / "build.log"
     try:
         with open(logs / f"interrupt-{name}.log", "w", encoding="utf-8") as out:
             t0 = time.monotonic()
