@@ -593,7 +593,10 @@ def test_notebook_run_writes_table_audit_record_and_downloads(two_rounds, tmp_pa
     executed = run_indicators(2024, path, out)
     assert executed == out / "runs" / "indicators-2024.ipynb"
     nb = json.loads(executed.read_text(encoding="utf-8"))
-    assert nb["metadata"]["papermill"]["parameters"] == {"year": 2024, "warehouse": str(path.resolve())}
+    # the record is published: the warehouse relative to the working folder the notebook ran in
+    import os
+
+    assert nb["metadata"]["papermill"]["parameters"] == {"year": 2024, "warehouse": os.path.relpath(path.resolve())}
     assert any("injected-parameters" in c["metadata"].get("tags", []) for c in nb["cells"])
     assert not any(o.get("output_type") == "error" for c in nb["cells"] for o in c.get("outputs", []))
     con = duckdb.connect(str(path), read_only=True)
