@@ -25,13 +25,15 @@ Method (DESIGN.md "Statistical conventions"; the notebook explains it to a reade
   the same source rule, then ``stats.difference_test`` on the effective sizes (column
   ``change_method``); ``source_changed`` marks a row whose previous round came from another source.
 * Disclosure control: a cell whose unweighted base is < 30 is suppressed (value and interval
-  NULL, note 'n<30 非表示'); then secondary suppression (二次秘匿, ``stats.secondary_suppression``)
-  over the groups of cells that add up to a published total (``suppression_groups``): sex 1/2
-  (remainder sex 3/9), age bands and UK age bands (remainder age unknown), living alone 1/0
-  (remainder 9), and the prefectures estimated from the national survey within the national
-  figure. Every suppressed cell must be hidden with >= 30 other respondents whose values are not
-  published, else the group's smallest published cell is suppressed too (note 'secondary
-  suppression / 二次秘匿'). Distributions use the same rule on the cell's base (all respondents).
+  NULL, note 'n<30 非表示'); then secondary suppression (二次秘匿) chosen by the audit of
+  ``pipelines.audit`` (``audit.protect``): the group rule of ``stats.secondary_suppression`` over
+  ``suppression_groups`` (each suppressed cell hidden with >= 30 other unpublished respondents,
+  within an area and for the prefectures within the national figure), then the LP audit of every
+  relation within an area (partitions, national vs UK age bands) until no suppressed cell's base,
+  count or complement can be narrowed below the protection interval (note 'secondary suppression /
+  二次秘匿'). Cells on the same denominator share their base, so they are hidden together, the
+  distributions with the indicators on all respondents. Suppressed rows carry no base
+  (n_unweighted / n_effective NULL, the note says 30人未満 or 非公表).
 * Programme indicators: per-prefecture metrics of the fiscal year equal to the survey year, as a
   rate per 10,000 population aged 16+ (an estimate: 2020 census total x 0.8723) or a 1/0 flag.
 """
