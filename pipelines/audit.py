@@ -34,12 +34,14 @@ solved as one small LP per block. All the LPs of a round are stacked into one bl
 
 The rule (``PROTECTION_ABS``, ``PROTECTION_REL``): for each of n, y and n - y of a suppressed cell
 with true value v and base n_c, the intruder's interval [lo, hi] must reach v - P below and v + P
-above, P = max(3, 30% x n_c) -- unless the a-priori range (0 and, when the area total is published,
-that total's n, y or n - y) stops it first. Why: ±3 respondents keeps any exact or near-exact
+above -- unless the a-priori range (0 and, when the area total is published, that total's n, y or
+n - y) stops it first. P = max(3, 30% x n_c), for a primary cell (n_c < 30: the cells the
+suppression is for). A cell hidden only to protect others must not be recovered exactly or nearly:
+its interval at least min(3, a-priori width) wide (it is not itself sensitive -- the convention of
+interval protection, where protection levels belong to the primary cells). Why: ±3 respondents keeps any exact or near-exact
 count (including "0 of 21" and "21 of 21") out of reach, and 30% of the base keeps the share of a
-larger suppressed cell uncertain by about ±30 percentage points, which is the protection a
-suppressed cell of n < 30 is there to give. The published-output check (``audit_published``)
-knows no true values and uses the truth-free consequence: every interval at least
+suppressed cell uncertain by about ±30 percentage points. The published-output check
+(``audit_published``) knows no true values and uses the truth-free consequence: every interval at least
 min(PROTECTION_ABS, a-priori width) wide.
 """
 
@@ -64,7 +66,7 @@ RULE_JA = (f"集計対象が{config.MIN_BASE}人未満の値は非表示とし�
            "回答の分布）の間の加減算（例：50～59歳＋60～69歳＋70～79歳＋80歳以上＝50～64歳＋65～74歳＋75歳以上）"
            "を線形計画法で検査し、非表示のセルの回答者数・該当者数・非該当者数のいずれも、"
            f"真の値の±{PROTECTION_ABS}人または回答者数の±{int(PROTECTION_REL * 100)}%（大きい方）"
-           "より狭い範囲に絞り込めなくなるまで、回答者数の少ないセルから順に追加で非表示にしています（二次秘匿）。"
+           "（追加で非表示にしたセルは幅3人）より狭い範囲に絞り込めなくなるまで、回答者数の少ないセルから順に追加で非表示にしています（二次秘匿）。"
            "全国調査から算出した都道府県の値は、全国値との差し引きで非表示のセルが分からないよう、"
            f"非表示のセルごとに他に{config.MIN_BASE}人以上の非公表の回答者がいるようにしています。")
 RULE_EN = (f"Values on an unweighted base under {config.MIN_BASE} are suppressed and their bases are not "
@@ -72,7 +74,8 @@ RULE_EN = (f"Values on an unweighted base under {config.MIN_BASE} are suppressed
            "alone, totals, answer distributions; e.g. 50-59 + 60-69 + 70-79 + 80+ = 50-64 + 65-74 + 75+) "
            "is audited by linear programming, and further cells are suppressed, smallest base first, "
            "until no suppressed cell's base, count or complement can be narrowed to within "
-           f"±max({PROTECTION_ABS}, {int(PROTECTION_REL * 100)}% of its base) of its true value.")
+           f"±max({PROTECTION_ABS}, {int(PROTECTION_REL * 100)}% of its base) of its true value "
+           f"(an interval at least {PROTECTION_ABS} wide for a cell hidden only to protect others).")
 
 NV = 20          # variables per quantity (n or y) of a block: total, 3 sex, 13 age atoms, 3 household
 BIG = 1e7        # a finite upper bound for every variable (a hidden total has no other)
@@ -220,6 +223,7 @@ def intervals(cells: pd.DataFrame, quantities: tuple[int, ...] = (0, 1, 2), trut
     n = c["n"].to_numpy(dtype=float)
     y = c["y"].to_numpy(dtype=float)
     bds = c["breakdown"].astype(str).tolist()
+    prim = c["primary"].to_numpy(dtype=bool) if "primary" in c.columns else None
     idx_out, lo_out, hi_out, alo_out, ahi_out, der_out = [], [], [], [], [], []
     lp_blocks, lp_targets = [], []   # (A, b, objs), (row, quantity-sign list)
     k = _N_ATOMS + 1
@@ -259,7 +263,7 @@ def intervals(cells: pd.DataFrame, quantities: tuple[int, ...] = (0, 1, 2), trut
                 if truth:
                     own = Intervals(np.array([i]), np.zeros((1, 3)), np.array([[mn, my, mn - my]]),
                                     np.zeros((1, 3)), np.array([a_hi], dtype=float), [""])
-                    if n[i] <= 0 or exposed_true(own, n, y).any():
+                    if n[i] <= 0 or exposed_true(own, n, y, prim).any():
                         idx_out.append(i), lo_out.append([0, 0, 0]), hi_out.append([mn, my, mn - my])
                         alo_out.append([0, 0, 0]), ahi_out.append(a_hi)
                         der_out.append("total - " + " - ".join(bds[j] for j in members))
@@ -306,19 +310,24 @@ def intervals(cells: pd.DataFrame, quantities: tuple[int, ...] = (0, 1, 2), trut
 
 
 def protection(n_cell: np.ndarray) -> np.ndarray:
-    """P = max(PROTECTION_ABS, PROTECTION_REL x base) per cell."""
+    """P = max(PROTECTION_ABS, PROTECTION_REL x base) per (primary) cell."""
     return np.maximum(PROTECTION_ABS, PROTECTION_REL * np.asarray(n_cell, dtype=float))
 
 
-def exposed_true(iv: Intervals, n: np.ndarray, y: np.ndarray) -> np.ndarray:
+def exposed_true(iv: Intervals, n: np.ndarray, y: np.ndarray, primary: np.ndarray | None = None) -> np.ndarray:
     """(k, 3) bool: which of n, y, n - y of each audited cell an intruder narrows below the rule,
-    given the cells' true n and y (arrays over the cells frame). Empty cells (n = 0) need nothing."""
+    given the cells' true n and y and primary flags (arrays over the cells frame; primary None:
+    every cell primary). Empty cells (n = 0) need nothing."""
     nc, yc = n[iv.index], y[iv.index]
     v = np.stack([nc, yc, nc - yc], axis=1)
+    prim = np.ones(len(nc), dtype=bool) if primary is None else np.asarray(primary, dtype=bool)[iv.index]
     p = protection(nc)[:, None]
     need_lo = np.maximum(v - p, iv.a_lo)
     need_hi = np.minimum(v + p, iv.a_hi)
     bad = (iv.lo > need_lo + _TOL) | (iv.hi < need_hi - _TOL)
+    # a cell hidden only to protect others: not recovered exactly or nearly
+    narrow = (iv.hi - iv.lo) < np.minimum(PROTECTION_ABS, iv.a_hi - iv.a_lo) - _TOL
+    bad = np.where(prim[:, None], bad, narrow)
     bad[nc <= 0] = False
     return bad
 
@@ -332,28 +341,73 @@ def exposed_published(iv: Intervals) -> np.ndarray:
 
 # --- Audit-driven secondary suppression ----------------------------------------------------------
 
-def _exposed_cells(base, brows, bn, hidden, f, rows, base_of, block, f_n, f_y) -> dict[int, set[int]]:
+def _exposed_cells(base, brows, bn, hidden, f, rows, base_of, block, f_n, f_y, bprim) -> dict[int, set[int]]:
     """{base cell (position in ``base``): the quantities (0 n, 1 y, 2 n - y) exposed in it}."""
     bcells = pd.DataFrame({"block": (base["group"].astype(str) + "|" + base["area_code"].astype(str)).to_numpy()[brows],
                            "breakdown": base["breakdown"].to_numpy()[brows], "n": bn[brows], "y": 0.0,
-                           "published": ~hidden[brows]})
+                           "published": ~hidden[brows], "primary": bprim[brows]})
     ivn = intervals(bcells, quantities=(0,), truth=True)
     bad: dict[int, set[int]] = {}
-    for b in brows[ivn.index[exposed_true(ivn, bn[brows], np.zeros(len(brows)))[:, 0]]]:
+    for b in brows[ivn.index[exposed_true(ivn, bn[brows], np.zeros(len(brows)), bprim[brows])[:, 0]]]:
         bad.setdefault(int(b), set()).add(0)
     n_hi = np.full(len(bn), np.inf)
     n_hi[brows[ivn.index]] = ivn.hi[:, 0]
     cells = pd.DataFrame({"block": block[rows], "breakdown": f["breakdown"].to_numpy()[rows],
-                          "n": f_n[rows], "y": f_y[rows], "published": ~hidden[base_of[rows]]})
+                          "n": f_n[rows], "y": f_y[rows], "published": ~hidden[base_of[rows]],
+                          "primary": bprim[base_of[rows]]})
     iv = intervals(cells, quantities=(1, 2), truth=True)
     # y <= n: the count and the complement are no larger than the base's upper bound
     cap = n_hi[base_of[rows[iv.index]]]
     iv.hi[:, 1] = np.minimum(iv.hi[:, 1], cap)
     iv.hi[:, 2] = np.minimum(iv.hi[:, 2], cap)
-    ex = exposed_true(iv, f_n[rows], f_y[rows])
+    ex = exposed_true(iv, f_n[rows], f_y[rows], bprim[base_of[rows]])
     for r, q in zip(*np.nonzero(ex)):
         bad.setdefault(int(base_of[rows[iv.index[r]]]), set()).add(int(q))
     return bad
+
+
+def _national_fixes(f, base_of, hidden, bprim, subsample_areas, order) -> set[int]:
+    """Base cells to hide so that no hidden prefecture cell (of the prefectures estimated from the
+    national survey) is narrowed below the rule by 'national - published prefectures': per measure
+    and breakdown, [0, M] (M: the hidden prefectures' n, y or n - y plus the national respondents of
+    prefectures with their own survey), or exactly M when it is the only one and there is no such
+    prefecture. The fix: the published prefecture cell with the smallest base (carrying y or n - y
+    when that is what is missing)."""
+    if not subsample_areas:
+        return set()
+    area = f["area_code"].astype(str).to_numpy()
+    sub = np.isin(area, list(subsample_areas))
+    nat = area == "00"
+    hid = hidden[base_of]
+    own = bool((~sub & ~nat & (f["n"].to_numpy(dtype=float) > 0)).any())
+    n, y = f["n"].to_numpy(dtype=float), f["y"].to_numpy(dtype=float)
+    key = (f["measure"].astype(str) + "|" + f["breakdown"].astype(str)).to_numpy()
+    out: set[int] = set()
+    for _, pos in pd.Series(key).groupby(key).indices.items():
+        natp = pos[nat[pos] & ~hid[pos]]
+        hp = pos[sub[pos] & hid[pos] & (n[pos] > 0)]
+        if not len(natp) or not len(hp):
+            continue
+        tot = np.array([n[natp[0]], y[natp[0]], n[natp[0]] - y[natp[0]]])
+        ps = pos[sub[pos] & ~hid[pos]]
+        # what the intruder sees: national - published prefectures (= the hidden prefectures, plus
+        # the national respondents of prefectures with their own survey when there are any)
+        m = tot - np.array([n[ps].sum(), y[ps].sum(), (n[ps] - y[ps]).sum()])
+        v = np.stack([n[hp], y[hp], n[hp] - y[hp]], axis=1)
+        p = protection(n[hp])[:, None]
+        lo = m[None, :] if (len(hp) == 1 and not own) else np.zeros((1, 3))
+        bad = (lo > np.maximum(v - p, 0) + _TOL) | (m[None, :] < np.minimum(v + p, tot[None, :]) - _TOL)
+        narrow = (m[None, :] - lo) < np.minimum(PROTECTION_ABS, tot[None, :]) - _TOL
+        bad = np.where(bprim[base_of[hp]][:, None], bad, narrow)
+        missing = set(np.flatnonzero(bad.any(axis=0)).tolist())
+        if not missing:
+            continue
+        cand = [i for i in pos if sub[i] and not hid[i] and n[i] > 0
+                and (0 in missing or (1 in missing and y[i] > 0) or (2 in missing and n[i] - y[i] > 0))]
+        if cand:
+            i = min(cand, key=lambda i: (n[i], area[i], order.get(str(f["breakdown"].iat[i]), 0)))
+            out.add(int(base_of[i]))
+    return out
 
 
 def protect(frame: pd.DataFrame, subsample_areas: set[str], max_rounds: int = 200) -> np.ndarray:
@@ -374,7 +428,8 @@ def protect(frame: pd.DataFrame, subsample_areas: set[str], max_rounds: int = 20
     bkey = ["group", "area_code", "breakdown"]
     base = f.groupby(bkey, sort=False).agg(n=("n", "max"), primary=("primary", "any")).reset_index()
     base_of = f[bkey].merge(base[bkey].assign(_b=np.arange(len(base))), on=bkey, how="left")["_b"].to_numpy()
-    hidden = base["primary"].to_numpy(dtype=bool).copy()
+    bprim = base["primary"].to_numpy(dtype=bool)
+    hidden = bprim.copy()
     bn = base["n"].to_numpy(dtype=float)
     groups, rem = suppression_groups(base[bkey].assign(n=bn), ["group"], subsample_areas)
     bds = base["breakdown"].astype(str).to_numpy()
@@ -399,7 +454,7 @@ def protect(frame: pd.DataFrame, subsample_areas: set[str], max_rounds: int = 20
         if not len(rows):
             break
         brows = np.unique(base_of[rows])
-        bad_base = _exposed_cells(base, brows, bn, hidden, f, rows, base_of, block, f_n, f_y)
+        bad_base = _exposed_cells(base, brows, bn, hidden, f, rows, base_of, block, f_n, f_y, bprim)
         add: set[int] = set()
         for b, qs in sorted(bad_base.items()):
             pos = area_block[(base["group"].iat[b], base["area_code"].iat[b])]
@@ -410,6 +465,7 @@ def protect(frame: pd.DataFrame, subsample_areas: set[str], max_rounds: int = 20
             cand = [j for j in need if part[j] == part[b]] or need
             if cand:
                 add.add(min(cand, key=lambda j: (bn[j], order.get(bds[j], 0))))
+        add |= _national_fixes(f, base_of, hidden, bprim, subsample_areas, order)
         add = {j for j in add if not hidden[j]}
         if not add and not more.any():
             break
@@ -440,11 +496,54 @@ class Exposure:
 _QNAME = ("base", "count", "complement")
 
 
+SUBSAMPLE_NOTE = "出典: 全国調査の当該県回答者"
+OWN_SURVEY = "独自調査"   # indicators.OWN_SURVEY_MARK
+
+
+def _national_exposures(t: pd.DataFrame, pub: np.ndarray, n: np.ndarray, y: np.ndarray,
+                        sub: np.ndarray, weighted: np.ndarray) -> list[Exposure]:
+    """The relation 'prefectures estimated from the national survey add up to the national cell'
+    (per round, indicator and breakdown). With a prefecture that publishes its own survey instead,
+    its national respondents are an unpublished remainder (>= 0) and the relation only bounds the
+    hidden prefecture cells from above: [0, national - published]; without one, a single hidden
+    prefecture cell is the national cell minus the published ones."""
+    year = t["year"].astype(str) if "year" in t.columns else pd.Series("", index=t.index)
+    key = year + "|" + t["indicator_id"].astype(str) + "|" + t["breakdown"].astype(str)
+    nat = (t["area_code"].astype(str) == "00").to_numpy()
+    own = bool(t["note"].astype(str).str.contains(OWN_SURVEY, regex=False).any())
+    out = []
+    for _, pos in pd.Series(np.arange(len(t))).groupby(key.to_numpy()).indices.items():
+        natp = [i for i in pos if nat[i] and pub[i]]
+        hid = [i for i in pos if sub[i] and not pub[i]]
+        if not natp or not hid:
+            continue
+        pubs = [i for i in pos if sub[i] and pub[i]]
+        m = np.array([n[natp[0]] - n[pubs].sum(), y[natp[0]] - y[pubs].sum(), 0.0])
+        m[2] = m[0] - m[1]
+        lo = m if (len(hid) == 1 and not own) else np.zeros(3)
+        width = m - lo
+        a_w = np.array([n[natp[0]], y[natp[0]], n[natp[0]] - y[natp[0]]])
+        bad = width < np.minimum(PROTECTION_ABS, a_w) - _TOL
+        if weighted[natp[0]]:
+            bad[1:] = False
+        if m[0] <= 0:
+            continue
+        for q in np.flatnonzero(bad):
+            for i in hid:
+                out.append(Exposure(str(t["area_code"].iat[i]), str(t["indicator_id"].iat[i]),
+                                    str(t["breakdown"].iat[i]), _QNAME[q], float(lo[q]), float(m[q]),
+                                    "the national cell - the published prefectures estimated from the "
+                                    "national survey"))
+    return out
+
+
 def audit_published(table: pd.DataFrame) -> list[Exposure]:
     """Every suppressed cell of a published indicators table (columns area_code, indicator_id,
-    breakdown, value, n_unweighted, suppressed; year optional) that the published cells pin down
-    to an interval narrower than min(PROTECTION_ABS, the a-priori range). A block whose published
-    value x base are not whole numbers (a weighted survey) is audited on its bases only."""
+    breakdown, value, n_unweighted, suppressed; year and note optional) that the published cells
+    pin down to an interval narrower than min(PROTECTION_ABS, the a-priori range): within each
+    area (``intervals``) and, with a note column (which names the prefectures estimated from the
+    national survey), prefectures within the national cell. A block whose published value x base
+    are not whole numbers (a weighted survey) is audited on its bases only."""
     t = table.reset_index(drop=True)
     sup = t["suppressed"].to_numpy(dtype=bool)
     n = pd.to_numeric(t["n_unweighted"], errors="coerce").to_numpy(dtype=float)
@@ -463,6 +562,9 @@ def audit_published(table: pd.DataFrame) -> list[Exposure]:
     bad = exposed_published(iv)
     bad[w[iv.index], 1:] = False
     out = []
+    if "note" in t.columns:
+        sub = t["note"].astype(str).str.startswith(SUBSAMPLE_NOTE).to_numpy()
+        out += _national_exposures(t, pub, n, y, sub, w)
     for r, i in enumerate(iv.index):
         for q in np.flatnonzero(bad[r]):
             out.append(Exposure(str(t["area_code"].iat[i]), str(t["indicator_id"].iat[i]),

@@ -469,6 +469,8 @@ def _check_recoverable(where: str, df: pd.DataFrame, n_col, sup_col) -> list[Fin
         "suppressed": sup})
     if cols["year"] is not None:
         table["year"] = df[cols["year"]].astype(str).to_numpy()
+    if cols["note"] is not None:
+        table["note"] = df[cols["note"]].astype(str).to_numpy()
     # rows with neither a base nor a suppression flag (programme indicators) are not survey cells
     table = table[table["suppressed"] | table["n_unweighted"].notna()]
     exposures = audit_published(table)

@@ -191,7 +191,10 @@ class TestProtect:
         after = cells.assign(published=~hidden)
         assert audit_published(_as_table(after)) == []
         iv = intervals(after)
-        assert not audit.exposed_true(iv, cells.n.to_numpy(float), cells.y.to_numpy(float)).any()
+        assert not audit.exposed_true(iv, cells.n.to_numpy(float), cells.y.to_numpy(float), f.primary.to_numpy()).any()
+        # the primary cell keeps the full rule: ±max(3, 30% of 21) around 21 respondents / 0 lonely
+        (r,) = [k for k, i in enumerate(iv.index) if cells.breakdown[i] == "age=80+"]
+        assert iv.lo[r, 0] <= 21 - 6.3 and iv.hi[r, 0] >= 21 + 6.3 and iv.hi[r, 1] >= 6.3
 
     def test_cheapest_cell_first_and_deterministic(self):
         f = _frame(_area())
@@ -269,3 +272,49 @@ class TestComputedTables:
         i = ind[ind.indicator_id == "lonely_often_always"].set_index(["area_code", "breakdown"]).suppressed
         d = dist[dist.question == "q_loneliness"].groupby(["area_code", "breakdown"]).suppressed.all()
         assert (d.reindex(i.index) == i).all()
+
+
+class TestNationalRelation:
+    """Prefectures estimated from the national survey add up to the national cell."""
+
+    @staticmethod
+    def _table(hidden: set[str], own: bool = False) -> pd.DataFrame:
+        rows = [("00", 1000, 100, "出典: 全国調査 national-2024 (n=1,000)"),
+                ("01", 25, 10, "出典: 全国調査の当該県回答者 (30人未満)"),
+                ("02", 500, 40, "出典: 全国調査の当該県回答者 (n=500)"),
+                ("03", 475, 50, "出典: 全国調査の当該県回答者 (n=475)")]
+        if own:
+            rows.append(("04", 300, 30, "出典: 青森県独自調査 pref04-2024 (n=300)"))
+        t = pd.DataFrame(rows, columns=["area_code", "n", "y", "note"]).assign(
+            indicator_id="lonely_often_always", breakdown="total")
+        t["suppressed"] = t.area_code.isin(hidden)
+        t["n_unweighted"] = t.n.where(~t.suppressed)
+        t["value"] = (t.y / t.n * 100).where(~t.suppressed)
+        return t
+
+    def test_national_minus_the_other_prefectures_is_caught(self):
+        ex = audit_published(self._table({"01"}))
+        assert {(e.area_code, e.quantity, e.lo, e.hi) for e in ex} == {
+            ("01", "base", 25, 25), ("01", "count", 10, 10), ("01", "complement", 15, 15)}
+        assert "the national cell - the published prefectures" in ex[0].derivation
+
+    def test_two_hidden_prefectures_are_not_exposed(self):
+        assert audit_published(self._table({"01", "03"})) == []
+
+    def test_a_prefecture_with_its_own_survey_leaves_only_an_upper_bound(self):
+        # 00 - 02 - 03 = 25 + 0 (04's national respondents are not all of 04): [0, 25] is wide
+        t = self._table({"01"}, own=True)
+        t.loc[t.area_code == "00", ["n", "y"]] = [1060, 110]
+        t["n_unweighted"] = t.n.where(~t.suppressed)
+        t["value"] = (t.y / t.n * 100).where(~t.suppressed)
+        assert audit_published(t) == []
+
+    def test_protect_hides_a_second_prefecture_for_the_count(self):
+        """Base well hidden (>= 30 others) but the count is not: the hidden prefectures have 2
+        lonely respondents in all, so 'national - published' bounds each by 2 < 3."""
+        rows = [("00", 1000, 100), ("01", 20, 1), ("02", 40, 1), ("03", 500, 50), ("04", 440, 48)]
+        f = pd.DataFrame(rows, columns=["area_code", "n", "y"]).assign(group="TRUE", measure="m", breakdown="total")
+        f["primary"] = f.n < 30
+        f.loc[f.area_code == "02", "primary"] = True   # hidden too (as if primary in another way)
+        sec = protect(f, {"01", "02", "03", "04"})
+        assert sec.tolist() == [False, False, False, False, True]   # 04 (group rule: 20 + 40 hidden < 30 + 40)
