@@ -5,9 +5,10 @@
 
 * Downloads (every ``*.csv`` and ``*.xlsx`` sheet in the site):
   - no value / interval in a row whose unweighted base is < MIN_BASE or which is suppressed;
-  - no suppressed cell that can be recovered by subtraction from a published total (the
-    secondary-suppression rule of ``stats.secondary_suppression`` re-applied to the published
-    bases and flags: it must find nothing more to suppress);
+  - no exact base of a suppressed row (n_unweighted, n_effective, or "(n=...)" in the note);
+  - no suppressed cell whose base, count or complement can be narrowed by arithmetic on the
+    published cells (``audit.audit_published``: the LP audit of every partition, the relations
+    across the national and UK age bands, and the totals);
   - no respondent_id column and no respondent id of the warehouse in any cell;
   - no more data rows than the warehouse's indicators table (a longer table is not aggregates).
 * Executed notebooks (``.work/executed``, ``runs`` and any other ``*.ipynb``) and HTML pages:
@@ -49,7 +50,7 @@ from xml.parsers import expat
 import numpy as np
 import pandas as pd
 
-from . import config, schema, stats
+from . import config, schema
 from . import warehouse as warehouse_db
 from .downloads import _LETTERS as _COLUMN_LETTERS   # A, B, ... (256 columns; a wider row takes the slow path)
 
@@ -429,39 +430,56 @@ def _check_sheet(where: str, rows: list[list[str]] | None, digest: str, ctx: Che
     return [Finding(where, rule, detail) for rule, detail in hit]
 
 
-def _check_recoverable(where: str, df: pd.DataFrame, n_col, sup_col) -> list[Finding]:
-    """Re-apply the secondary-suppression rule to the published bases and flags."""
-    from .indicators import NATIONAL, suppression_groups
+_N_NOTE = re.compile(r"\(n=[0-9,]+\)")
 
-    cols = {k: _col(df, k) for k in ("area_code", "indicator_id", "breakdown", "note")}
-    if n_col is None or sup_col is None or cols["area_code"] is None or cols["indicator_id"] is None \
-            or cols["breakdown"] is None:
+
+def _check_recoverable(where: str, df: pd.DataFrame, n_col, sup_col) -> list[Finding]:
+    """No exact base published for a suppressed row (n_unweighted, n_effective or '(n=...)' in the
+    note), and the LP audit of the published cells (``audit.audit_published``): no suppressed cell
+    whose base, count or complement the published cells pin down."""
+    from .audit import audit_published
+
+    cols = {k: _col(df, k) for k in ("area_code", "indicator_id", "breakdown", "note", "value",
+                                     "n_effective", "year")}
+    if sup_col is None:
         return []
-    n = _num(df[n_col])
-    keep = n.notna().to_numpy()
-    if not keep.any():
-        return []
-    cells = pd.DataFrame({
-        "indicator_id": df[cols["indicator_id"]].astype(str).to_numpy()[keep],
-        "area_code": df[cols["area_code"]].astype(str).str.lstrip("'").str.zfill(2).to_numpy()[keep],
-        "breakdown": df[cols["breakdown"]].astype(str).to_numpy()[keep],
-        "n": n.to_numpy()[keep]})
-    sup = df[sup_col].astype(str).str.strip().str.lower().isin(_TRUE).to_numpy()[keep]
-    subsample: set[str] = set()
+    sup = df[sup_col].astype(str).str.strip().str.lower().isin(_TRUE).to_numpy()
+    out: list[Finding] = []
+    shown = np.zeros(len(df), dtype=bool)
+    for c in (n_col, cols["n_effective"]):
+        if c is not None:
+            shown |= df[c].astype(str).str.strip().ne("").to_numpy()
     if cols["note"] is not None:
-        notes = df[cols["note"]].astype(str).to_numpy()[keep]
-        subsample = {a for a, t in zip(cells.area_code, notes)
-                     if a != NATIONAL and t.startswith("出典: 全国調査の当該県回答者")}
-    groups, rem = suppression_groups(cells, ["indicator_id"], subsample)
-    more = stats.secondary_suppression(cells["n"].to_numpy(), sup, groups, rem)
-    if not more.any():
-        return []
-    # Name the exposed suppressed cells: those sharing a group with a cell the rule would add.
-    ex = cells[more][["area_code", "indicator_id", "breakdown"]].astype(str).agg(" ".join, axis=1)
-    return [Finding(where, "suppressed cell recoverable by subtraction / 差し引きで復元できる非表示セル",
-                    f"{int(more.sum())} published cell(s) must also be suppressed so that no suppressed "
-                    f"cell can be recovered from a published total (e.g. {_examples(ex)}) "
-                    f"/ 二次秘匿が不足しています")]
+        shown |= df[cols["note"]].astype(str).str.contains(_N_NOTE).to_numpy()
+    bad = shown & sup
+    if bad.any():
+        rows = [i + 2 for i in np.flatnonzero(bad)]
+        out.append(Finding(where, "base of a suppressed cell / 非表示セルの回答者数",
+                           f"{int(bad.sum())} suppressed row(s) publish their exact base (n_unweighted, "
+                           f"n_effective or (n=...) in the note; file rows {_examples(rows)}) "
+                           f"/ 非表示の行の回答者数が公表されています"))
+    if n_col is None or cols["area_code"] is None or cols["indicator_id"] is None \
+            or cols["breakdown"] is None or cols["value"] is None:
+        return out
+    table = pd.DataFrame({
+        "area_code": df[cols["area_code"]].astype(str).str.lstrip("'").str.zfill(2).to_numpy(),
+        "indicator_id": df[cols["indicator_id"]].astype(str).to_numpy(),
+        "breakdown": df[cols["breakdown"]].astype(str).to_numpy(),
+        "value": _num(df[cols["value"]]).to_numpy(), "n_unweighted": _num(df[n_col]).to_numpy(),
+        "suppressed": sup})
+    if cols["year"] is not None:
+        table["year"] = df[cols["year"]].astype(str).to_numpy()
+    if cols["note"] is not None:
+        table["note"] = df[cols["note"]].astype(str).to_numpy()
+    # rows with neither a base nor a suppression flag (programme indicators) are not survey cells
+    table = table[table["suppressed"] | table["n_unweighted"].notna()]
+    exposures = audit_published(table)
+    if exposures:
+        out.append(Finding(where, "suppressed cell recoverable / 差し引きで絞り込める非表示セル",
+                           f"{len(exposures)} suppressed cell quantity(ies) can be narrowed by arithmetic on "
+                           f"published cells (e.g. {_examples(exposures, 2)}) / 公表値の加減算で非表示セルの"
+                           f"値が絞り込めます（二次秘匿が不足）"))
+    return out
 
 
 # --- HTML and notebook text ----------------------------------------------------------------------

@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 
 from . import schema
+from .audit import RULE_JA
 from .errors import UsageError, check_pref_code, check_year
 
 FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
@@ -418,14 +419,11 @@ def method_notes() -> list[tuple[str, str]]:
                                            "判定される。個々の「良い/悪い」「増加/減少」は単独の証拠として扱わないこと。"
                                            " / About 5% of the tests flag by chance at the 95% level."),
         ("少数標本 / small bases", f"回答者数{config.MIN_BASE}人未満は非表示（suppressed、n<30 非表示）、"
-                                  f"{config.MIN_BASE}～{config.REFERENCE_BASE - 1}人は参考値。"),
-        ("二次秘匿 / secondary suppression", "合計から差し引いて非表示の値が分からないよう、男女・年齢階級・"
-                                            "一人暮らしの別・都道府県（全国値の内訳）の各組で、非表示のセルが他の非公表の"
-                                            "回答者（他の非表示セルと、性別「その他・無回答」等の公表しない残り）30人以上と"
-                                            "まとまるまで、最も小さいセルも非表示にする（注記 secondary suppression / 二次秘匿）。"),
+                                  f"{config.MIN_BASE}～{config.REFERENCE_BASE - 1}人は参考値。非表示の行は回答者数も空欄。"),
+        ("二次秘匿 / secondary suppression", RULE_JA + "（注記 secondary suppression / 二次秘匿）"),
         ("都道府県値の出典 / area source", "当該年に県独自調査（全国調査と同じ調査票）がある県はその結果（source = own_survey）、"
                                           "ない県は全国調査の当該県回答者（national_subsample）。全国値は全国調査（national）、"
-                                          "事業指標は事業データ（programme）。各行の注記に出典と回答者数を記載。"),
+                                          "事業指標は事業データ（programme）。各行の注記に出典と回答者数（非表示の行は「30人未満」または「非公表」）を記載。"),
         ("16歳以上人口 / population 16+", f"推計値: 2020年国勢調査の総人口 × {POP_16PLUS_FACTOR}（全国の0～14歳 15,031,602人と15歳約107万人を除いた割合）。"),
         ("英国との比較 / UK", "直接質問のみ（選択肢が1対1で対応）。調査方法が異なるため参考値であり、有意差の主張はしない。UCLA尺度は日本4件法・英国3件法のため比較しない。"),
     ]

@@ -25,13 +25,15 @@ Method (DESIGN.md "Statistical conventions"; the notebook explains it to a reade
   the same source rule, then ``stats.difference_test`` on the effective sizes (column
   ``change_method``); ``source_changed`` marks a row whose previous round came from another source.
 * Disclosure control: a cell whose unweighted base is < 30 is suppressed (value and interval
-  NULL, note 'n<30 非表示'); then secondary suppression (二次秘匿, ``stats.secondary_suppression``)
-  over the groups of cells that add up to a published total (``suppression_groups``): sex 1/2
-  (remainder sex 3/9), age bands and UK age bands (remainder age unknown), living alone 1/0
-  (remainder 9), and the prefectures estimated from the national survey within the national
-  figure. Every suppressed cell must be hidden with >= 30 other respondents whose values are not
-  published, else the group's smallest published cell is suppressed too (note 'secondary
-  suppression / 二次秘匿'). Distributions use the same rule on the cell's base (all respondents).
+  NULL, note 'n<30 非表示'); then secondary suppression (二次秘匿) chosen by the audit of
+  ``pipelines.audit`` (``audit.protect``): the group rule of ``stats.secondary_suppression`` over
+  ``suppression_groups`` (each suppressed cell hidden with >= 30 other unpublished respondents,
+  within an area and for the prefectures within the national figure), then the LP audit of every
+  relation within an area (partitions, national vs UK age bands) until no suppressed cell's base,
+  count or complement can be narrowed below the protection interval (note 'secondary suppression /
+  二次秘匿'). Cells on the same denominator share their base, so they are hidden together, the
+  distributions with the indicators on all respondents. Suppressed rows carry no base
+  (n_unweighted / n_effective NULL, the note says 30人未満 or 非公表).
 * Programme indicators: per-prefecture metrics of the fiscal year equal to the survey year, as a
   rate per 10,000 population aged 16+ (an estimate: 2020 census total x 0.8723) or a 1/0 flag.
 """
@@ -174,13 +176,15 @@ def _aggregate(con, year: int, inds: list[Indicator], with_distributions: bool) 
         aggs += [f"count(CASE WHEN {den} THEN 1 END) AS i{k}_n",
                  f"sum(CASE WHEN {den} THEN weight END) AS i{k}_sw",
                  f"sum(CASE WHEN {den} THEN weight * weight END) AS i{k}_sw2",
-                 f"sum(CASE WHEN {den} AND {num} THEN weight END) AS i{k}_swy"]
+                 f"sum(CASE WHEN {den} AND {num} THEN weight END) AS i{k}_swy",
+                 f"count(CASE WHEN {den} AND {num} THEN 1 END) AS i{k}_ny"]   # for the audit
     if with_distributions:
         j = 0
         for q, cats in DISTRIBUTION_QUESTIONS.items():
             for cat in cats:
                 rhs = _sql_literal(cat) if q == "ucla_band" else cat
-                aggs.append(f"sum(CASE WHEN {q} = {rhs} THEN weight END) AS d{j}_sw")
+                aggs += [f"sum(CASE WHEN {q} = {rhs} THEN weight END) AS d{j}_sw",
+                         f"count(CASE WHEN {q} = {rhs} THEN 1 END) AS d{j}_n"]   # for the audit
                 j += 1
     aliases = [a.rsplit(" AS ", 1)[1] for a in aggs]
     dims = "survey_kind, pref_code, sex, age_band, uk_age_band, household_single"
@@ -240,16 +244,18 @@ def _survey_long(wide: pd.DataFrame, inds: list[Indicator]) -> pd.DataFrame:
     respondents get n = 0). A loop over indicators (a handful), never over areas."""
     parts = []
     for k, ind in enumerate(inds):
-        part = wide[["area_code", "breakdown", f"i{k}_n", f"i{k}_sw", f"i{k}_sw2", f"i{k}_swy"]]
-        part = part.set_axis(["area_code", "breakdown", "n", "sw", "sw2", "swy"], axis=1)
+        part = wide[["area_code", "breakdown", f"i{k}_n", f"i{k}_sw", f"i{k}_sw2", f"i{k}_swy", f"i{k}_ny"]]
+        part = part.set_axis(["area_code", "breakdown", "n", "sw", "sw2", "swy", "ny"], axis=1)
         grid = pd.MultiIndex.from_product([AREA_CODES, ind.breakdowns],
                                           names=["area_code", "breakdown"]).to_frame(index=False)
         part = grid.merge(part, on=["area_code", "breakdown"], how="left")
         part.insert(0, "indicator_id", ind.id)
         part["polarity"] = ind.polarity
+        part["denominator"] = ind.denominator_sql.strip()   # cells of one denominator share a base
         parts.append(part)
     long = pd.concat(parts, ignore_index=True)
     long["n"] = long["n"].fillna(0).astype("int64")
+    long["ny"] = long["ny"].fillna(0).astype("int64")
     for c in ("sw", "sw2", "swy"):
         long[c] = long[c].astype(float).fillna(0.0)
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -259,6 +265,7 @@ def _survey_long(wide: pd.DataFrame, inds: list[Indicator]) -> pd.DataFrame:
 
 
 SECONDARY_NOTE = "secondary suppression / 二次秘匿"
+_N_IN_NOTE = re.compile(r"\(n=[0-9,]+\)")
 
 
 def _partition(breakdown: pd.Series) -> pd.Series:
@@ -310,17 +317,31 @@ def suppression_groups(cells: pd.DataFrame, key_cols: list[str],
     return groups, rem
 
 
-def _suppress(long: pd.DataFrame, src: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
-    """(primary, secondary) suppression flags of the rows of ``long`` (indicator x area x
-    breakdown with base n): primary = base < MIN_BASE; secondary = ``stats.secondary_suppression``
-    over ``suppression_groups``."""
+def _suppress(long: pd.DataFrame, src: pd.DataFrame,
+              dist: pd.DataFrame | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(primary, secondary) suppression flags of the rows of ``long`` (indicator x area x breakdown
+    with base n, numerator count ny, denominator), and the suppression flags of the rows of ``dist``
+    (``_distribution_long``: question x category x area x breakdown, base n_all, count ny).
+    Primary = base < MIN_BASE; secondary = ``audit.protect`` over both tables at once (the
+    distributions share the base of the indicators whose denominator is every respondent)."""
+    from .audit import protect
+
     n = long["n"].to_numpy()
     primary = (stats.base_status(n) == "suppressed") | ~(long["n_eff"].to_numpy() >= config.MIN_BASE)  # n_eff NaN or < 30 too (#15)
     subsample = set(src.loc[src.source_kind == "subsample", "area_code"])
-    cells = long[["indicator_id", "area_code", "breakdown"]].assign(n=n)
-    groups, rem = suppression_groups(cells, ["indicator_id"], subsample)
-    secondary = stats.secondary_suppression(n, primary, groups, rem)
-    return primary, secondary
+    frame = pd.DataFrame({"group": long["denominator"].to_numpy(), "measure": long["indicator_id"].to_numpy(),
+                          "area_code": long["area_code"].to_numpy(), "breakdown": long["breakdown"].to_numpy(),
+                          "n": n, "y": long["ny"].to_numpy(), "primary": primary})
+    if dist is not None and len(dist):
+        dn = dist["n_all"].to_numpy()
+        frame = pd.concat([frame, pd.DataFrame({
+            "group": "TRUE", "measure": ("dist:" + dist["question"].astype(str) + "=" + dist["category"].astype(str)).to_numpy(),
+            "area_code": dist["area_code"].to_numpy(), "breakdown": dist["breakdown"].to_numpy(),
+            "n": dn, "y": dist["ny"].to_numpy(), "primary": stats.base_status(dn) == "suppressed"})],
+            ignore_index=True)
+    hidden = frame["primary"].to_numpy(dtype=bool) | protect(frame, subsample)
+    k = len(long)
+    return primary, hidden[:k] & ~primary, hidden[k:]
 
 
 # How each row was estimated (column `source`): the national survey (area '00'), the national
@@ -350,6 +371,8 @@ class _RoundData:
     cells: pd.DataFrame
     wide: pd.DataFrame
     src: pd.DataFrame
+    dist: pd.DataFrame | None = None          # _distribution_long (with_distributions)
+    dist_hidden: np.ndarray | None = None     # its suppression flags (the audit's)
 
 
 def _round_data(con, year: int, inds: list[Indicator], effects: dict[str, float],
@@ -359,7 +382,8 @@ def _round_data(con, year: int, inds: list[Indicator], effects: dict[str, float]
     src = _sources(con, year)
     src = src.assign(deff=_area_deff(src, effects))
     cur["status"] = stats.base_status(cur["n"].to_numpy())
-    primary, secondary = _suppress(cur, src)
+    dist = _distribution_long(wide) if with_distributions else None
+    primary, secondary, dist_hidden = _suppress(cur, src, dist)
     cur["secondary"] = secondary
     cur["suppressed"] = primary | secondary
     cur = cur.merge(src, on="area_code", how="left")
@@ -372,7 +396,7 @@ def _round_data(con, year: int, inds: list[Indicator], effects: dict[str, float]
     # Suppressed cells carry no value: neither shown nor compared.
     for c in ("p", "lower", "upper"):
         cur.loc[cur["suppressed"], c] = np.nan
-    return _RoundData(year, cur, wide, src)
+    return _RoundData(year, cur, wide, src, dist, dist_hidden)
 
 
 def _compare_with_national(cur: pd.DataFrame) -> pd.DataFrame:
@@ -436,13 +460,16 @@ def _survey_indicators(rd: _RoundData, prev: _RoundData | None,
     notes = [_source_note(k, s, a, n) for k, s, a, n in
              zip(cur["source_kind"], cur["survey_ids"], cur["area_name"], cur["n"])]
     kinds = {"national": "全国調査", "own": "独自調査", "subsample": "全国調査の当該県回答者"}
-    for i, (st, sec, n, kind, pk, changed) in enumerate(zip(
-            cur["status"], cur["secondary"], cur["n"], cur["source_kind"], cur["prev_kind"],
+    for i, (st, sec, sup, n, kind, pk, changed) in enumerate(zip(
+            cur["status"], cur["secondary"], cur["suppressed"], cur["n"], cur["source_kind"], cur["prev_kind"],
             cur["source_changed"])):
+        # A suppressed row publishes no base: not in n_unweighted / n_effective, not in the note.
         if st == "suppressed":
-            notes[i] += "; n<30 非表示"
+            notes[i] = _N_IN_NOTE.sub(f"({config.MIN_BASE}人未満)", notes[i], count=1) + "; n<30 非表示"
         elif sec:
-            notes[i] += f"; {SECONDARY_NOTE}"
+            notes[i] = _N_IN_NOTE.sub("(回答者数は非公表)", notes[i], count=1) + f"; {SECONDARY_NOTE}"
+        elif sup:   # primary on its effective size (n_eff < 30)
+            notes[i] = _N_IN_NOTE.sub("(回答者数は非公表)", notes[i], count=1) + "; n_eff<30 非表示"
         elif st == "reference":
             notes[i] += f"; 参考値 (n={int(n):,})"
         if changed and kind in kinds and pk in kinds:
@@ -453,17 +480,20 @@ def _survey_indicators(rd: _RoundData, prev: _RoundData | None,
         "year": year, "area_code": cur["area_code"], "area_name": cur["area_name"],
         "indicator_id": cur["indicator_id"], "breakdown": cur["breakdown"],
         "value": cur["p"] * 100, "lower_ci95": cur["lower"] * 100, "upper_ci95": cur["upper"] * 100,
-        "n_unweighted": cur["n"], "n_effective": cur["n_design"], "national_value": cur["p_nat"] * 100,
+        "n_unweighted": pd.array(cur["n"].where(~cur["suppressed"]), dtype="Int64"),
+        "n_effective": cur["n_design"].where(~cur["suppressed"]), "national_value": cur["p_nat"] * 100,
         "comparison": cur["comparison"], "change_vs_previous": cur["change"],
         "suppressed": cur["suppressed"], "note": cur["note"],
         "source": cur["source_kind"].map(SOURCE_NAMES), "previous_year": cur["previous_year"],
         "source_changed": cur["source_changed"], "comparison_method": cur["comparison_method"],
         "change_method": cur["change_method"], "design_effect": cur["deff"],
     })
-    return ind_table, _distributions(rd.wide, year, rd.src)
+    return ind_table, _distributions(rd.dist, year, rd.dist_hidden)
 
 
-def _distributions(wide: pd.DataFrame, year: int, src: pd.DataFrame) -> pd.DataFrame:
+def _distribution_long(wide: pd.DataFrame) -> pd.DataFrame:
+    """One row per question x category x area x breakdown: base n_all (all respondents of the cell),
+    weighted sums, and the unweighted count ny of the category (for the audit)."""
     parts = []
     j = 0
     for q, cats in DISTRIBUTION_QUESTIONS.items():
@@ -474,39 +504,36 @@ def _distributions(wide: pd.DataFrame, year: int, src: pd.DataFrame) -> pd.DataF
         for cat, label in cats.items():
             part = base.copy()
             part["question"], part["category"], part["category_label"] = q, cat, label
-            part["swy"] = part[["area_code", "breakdown"]].merge(
-                wide[["area_code", "breakdown", f"d{j}_sw"]], on=["area_code", "breakdown"], how="left"
-            )[f"d{j}_sw"].to_numpy()
+            extra = part[["area_code", "breakdown"]].merge(
+                wide[["area_code", "breakdown", f"d{j}_sw", f"d{j}_n"]], on=["area_code", "breakdown"], how="left")
+            part["swy"] = extra[f"d{j}_sw"].to_numpy()
+            part["ny"] = extra[f"d{j}_n"].fillna(0).astype("int64").to_numpy()
             parts.append(part)
             j += 1
     d = pd.concat(parts, ignore_index=True)
     d["n_all"] = d["n_all"].fillna(0).astype("int64")
+    return d
+
+
+def _distributions(d: pd.DataFrame, year: int, hidden: np.ndarray) -> pd.DataFrame:
+    """The distributions table from ``_distribution_long`` and the rows' suppression flags (the
+    audit's, shared with the indicators on all respondents). A suppressed row has no value, no
+    interval and no base."""
     sw = d["sw_all"].astype(float).fillna(0.0).to_numpy()
     swy = d["swy"].astype(float).fillna(0.0).to_numpy()
     with np.errstate(divide="ignore", invalid="ignore"):
         p = np.where(sw > 0, swy / np.where(sw > 0, sw, 1.0), np.nan)
     n_eff = stats.effective_n(sw, d["sw2_all"].astype(float).fillna(0.0).to_numpy())
     lower, upper = stats.wilson_interval(p, n_eff)
-    # One base per area x breakdown (n_all, shared by every question and category): primary and
-    # secondary suppression of that base, then applied to every category share of the cell.
-    bases = (pd.MultiIndex.from_product([AREA_CODES, BREAKDOWNS_COMMON + BREAKDOWNS_UK],
-                                        names=["area_code", "breakdown"]).to_frame(index=False)
-             .merge(wide[["area_code", "breakdown", "n_all"]], on=["area_code", "breakdown"], how="left"))
-    bases["n"] = bases["n_all"].fillna(0).astype("int64")
-    b_primary = stats.base_status(bases["n"].to_numpy()) == "suppressed"
-    groups, rem = suppression_groups(bases[["area_code", "breakdown", "n"]], [],
-                                     set(src.loc[src.source_kind == "subsample", "area_code"]))
-    bases["hidden"] = b_primary | stats.secondary_suppression(bases["n"].to_numpy(), b_primary, groups, rem)
-    suppressed = (d[["area_code", "breakdown"]].merge(bases[["area_code", "breakdown", "hidden"]],
-                                                      on=["area_code", "breakdown"], how="left")
-                  ["hidden"].fillna(True).to_numpy(dtype=bool, copy=True))
-    suppressed |= stats.base_status(d["n_all"].to_numpy()) == "suppressed"
+    suppressed = np.asarray(hidden, dtype=bool) | (stats.base_status(d["n_all"].to_numpy()) == "suppressed")
     p, lower, upper = (np.where(suppressed, np.nan, a) for a in (p, lower, upper))
+    n_pub = pd.array(np.where(suppressed, 0, d["n_all"].to_numpy()), dtype="Int64")
+    n_pub[suppressed] = pd.NA
     return pd.DataFrame({
         "year": year, "area_code": d["area_code"], "question": d["question"],
         "breakdown": d["breakdown"], "category": d["category"],
         "category_label": d["category_label"], "value": p * 100, "lower_ci95": lower * 100,
-        "upper_ci95": upper * 100, "n_unweighted": d["n_all"], "suppressed": suppressed,
+        "upper_ci95": upper * 100, "n_unweighted": n_pub, "suppressed": suppressed,
     })
 
 

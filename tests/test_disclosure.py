@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipelines import disclosure, indicators, stats
+from pipelines import audit, disclosure, indicators
 from pipelines.disclosure import check_published, microdata_dumps
 from pipelines.downloads import write_indicator_downloads
 from pipelines.indicators import compute_indicators, write_indicators
@@ -85,14 +85,17 @@ def test_women_primary_men_secondary_in_indicators(tiny):
     assert t.loc["total", "n_unweighted"] == 62 and not t.loc["total", "suppressed"]
     assert t.loc["total", "value"] == pytest.approx(28 / 62 * 100)
     w, m = t.loc["sex=2"], t.loc["sex=1"]
-    assert w.n_unweighted == 28 and w.suppressed and pd.isna(w.value) and pd.isna(w.lower_ci95)
-    assert w.note == "出典: 全国調査の当該県回答者 (n=28); n<30 非表示"
-    assert m.n_unweighted == 32 and m.suppressed and pd.isna(m.value) and pd.isna(m.upper_ci95)
-    assert m.note == "出典: 全国調査の当該県回答者 (n=32); secondary suppression / 二次秘匿"
+    # no base is published for a suppressed row: not in n_unweighted / n_effective, not in the note
+    assert pd.isna(w.n_unweighted) and pd.isna(w.n_effective)
+    assert w.suppressed and pd.isna(w.value) and pd.isna(w.lower_ci95)
+    assert w.note == "出典: 全国調査の当該県回答者 (30人未満); n<30 非表示"
+    assert pd.isna(m.n_unweighted) and m.suppressed and pd.isna(m.value) and pd.isna(m.upper_ci95)
+    assert m.note == "出典: 全国調査の当該県回答者 (回答者数は非公表); secondary suppression / 二次秘匿"
     assert m.comparison == "not_compared" and m.change_vs_previous == "not_compared"
     # Every survey indicator of Tottori: same rule (all have the whole sample as base here).
-    sexes = ind[(ind.area_code == "31") & ind.breakdown.isin(["sex=1", "sex=2"]) & ind.n_unweighted.notna()]
-    assert sexes.suppressed.all() and sexes.value.isna().all()
+    sexes = ind[(ind.area_code == "31") & ind.breakdown.isin(["sex=1", "sex=2"])
+                & ind.note.str.startswith("出典: 全国調査")]
+    assert len(sexes) and sexes.suppressed.all() and sexes.value.isna().all()
     # Tokyo (750 / 750) keeps both.
     tokyo = ind[(ind.area_code == "13") & (ind.indicator_id == IND) & ind.breakdown.str.startswith("sex=")]
     assert not tokyo.suppressed.any()
@@ -109,10 +112,10 @@ def test_women_primary_men_secondary_in_distributions(tiny):
 
 
 def test_without_secondary_suppression_the_women_are_recoverable(tiny, tmp_path, monkeypatch):
-    """The attack the protection stops: total x 62 - men x 32 - (sex 9: 0..2) = women x 28."""
+    """The attack the protection stops: total x 62 - men x 32 - (sex 9: 0..2) = women x 28: at most
+    2 of the 28 women are not lonely."""
     shutil.copy(tiny, tmp_path / "wh.duckdb")
-    monkeypatch.setattr(indicators.stats, "secondary_suppression",
-                        lambda n, primary, groups, remainder=None, **kw: np.zeros(len(n), dtype=bool))
+    monkeypatch.setattr(audit, "protect", lambda frame, subsample, **kw: np.zeros(len(frame), dtype=bool))
     con = duckdb.connect(str(tmp_path / "wh.duckdb"))
     ind, dist = compute_indicators(con, 2024)
     write_indicators(con, 2024, ind, dist)
@@ -122,13 +125,26 @@ def test_without_secondary_suppression_the_women_are_recoverable(tiny, tmp_path,
     lo = (t.loc["total", "value"] * 62 - t.loc["sex=1", "value"] * 32 - 2 * 100) / 28
     hi = (t.loc["total", "value"] * 62 - t.loc["sex=1", "value"] * 32) / 28
     assert lo >= 92.8 and hi == pytest.approx(100.0)   # the hidden 100 % to within 7 points
-    # ... and the published-output check catches it.
+    # ... and the published-output check catches it, naming the cell and the derivation.
     monkeypatch.undo()
     findings = check_published(_site(tmp_path, tmp_path / "wh.duckdb"), tmp_path / "wh.duckdb")
-    rules = {f.rule for f in findings}
-    assert "suppressed cell recoverable by subtraction / 差し引きで復元できる非表示セル" in rules
-    assert any(f.file == "downloads/indicators-2024.csv" for f in findings)
-    assert any(f.file.startswith("downloads/indicators-2024-31.xlsx[") for f in findings)
+    hits = [f for f in findings if f.rule == "suppressed cell recoverable / 差し引きで絞り込める非表示セル"]
+    assert any(f.file == "downloads/indicators-2024.csv" for f in hits)
+    assert any(f.file.startswith("downloads/indicators-2024-31.xlsx[") for f in hits)
+    assert "31 lonely_often_always sex=2: complement in [0, 2] from total - sex=1" in hits[0].detail
+
+
+def test_an_exact_base_of_a_suppressed_row_is_found(tiny, tmp_path):
+    site = _site(tmp_path, tiny)
+    path = site / "downloads" / "indicators-2024.csv"
+    csv = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8-sig")
+    k = csv.index[(csv.area_code == "31") & (csv.indicator_id == IND) & (csv.breakdown == "sex=2")][0]
+    csv.loc[k, "n_unweighted"] = "28"
+    csv.to_csv(path, index=False, encoding="utf-8-sig")
+    findings = check_published(site, tiny)
+    assert [(f.file, f.rule) for f in findings] == [
+        ("downloads/indicators-2024.csv", "base of a suppressed cell / 非表示セルの回答者数")]
+    assert f"file rows {k + 2}" in findings[0].detail
 
 
 # --- Published downloads ----------------------------------------------------------------------------
@@ -138,13 +154,13 @@ def test_downloads_do_not_carry_the_hidden_values(tiny, tmp_path):
     assert check_published(site, tiny) == []
     csv = pd.read_csv(site / "downloads" / "indicators-2024.csv", dtype=str, keep_default_na=False,
                       encoding="utf-8-sig")
-    rows = csv[(csv.area_code == "31") & csv.breakdown.isin(["sex=1", "sex=2"]) & (csv.n_unweighted != "")]
+    rows = csv[(csv.area_code == "31") & csv.breakdown.isin(["sex=1", "sex=2"]) & (csv.note != "")]
     assert len(rows) > 0
-    assert (rows[["value", "lower_ci95", "upper_ci95"]] == "").all().all()
+    assert (rows[["value", "lower_ci95", "upper_ci95", "n_unweighted", "n_effective"]] == "").all().all()
     assert "respondent_id" not in csv.columns
     xl = pd.read_excel(site / "downloads" / "indicators-2024-31.xlsx", sheet_name=0, dtype=str)
-    xl = xl[xl["内訳 (breakdown)"].isin(["sex=1", "sex=2"]) & xl["回答者数 (n_unweighted)"].notna()]
-    assert len(xl) > 0 and xl["値 (value)"].isna().all()
+    xl = xl[xl["内訳 (breakdown)"].isin(["sex=1", "sex=2"]) & xl["注記 (note)"].str.startswith("出典: 全国", na=False)]
+    assert len(xl) > 0 and xl["値 (value)"].isna().all() and xl["回答者数 (n_unweighted)"].isna().all()
 
 
 def test_a_value_on_a_small_base_in_a_download_is_found(tiny, tmp_path):
@@ -289,17 +305,17 @@ def test_an_interval_shown_for_a_suppressed_row_is_caught(tiny, tmp_path):
     assert f"{IND} 31 sex=1 interval shows '2.1～9.8'" in findings[0].detail
 
 
-def test_secondary_suppression_is_used_by_the_check(tiny, tmp_path, monkeypatch):
-    """The published-output check re-applies the same pure rule (one source of truth)."""
+def test_the_audit_is_used_by_the_check(tiny, tmp_path, monkeypatch):
+    """The published-output check runs the same LP audit the suppression is chosen by."""
     site = _site(tmp_path, tiny)
     calls = []
-    real = stats.secondary_suppression
+    real = audit.intervals
 
     def spy(*a, **kw):
         calls.append(1)
         return real(*a, **kw)
 
-    monkeypatch.setattr(stats, "secondary_suppression", spy)
+    monkeypatch.setattr(audit, "intervals", spy)
     assert check_published(site, tiny) == []
     assert calls
 

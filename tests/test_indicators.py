@@ -248,7 +248,8 @@ def test_own_survey_is_preferred_and_small_bases_are_suppressed(tmp_path):
     # Tottori: 20 < 30 -> suppressed, no value, no interval, not compared.
     t = tot.loc["31"]
     assert bool(t.suppressed) and pd.isna(t.value) and pd.isna(t.lower_ci95) and pd.isna(t.upper_ci95)
-    assert t.note == "出典: 全国調査の当該県回答者 (n=20); n<30 非表示"
+    assert t.note == "出典: 全国調査の当該県回答者 (30人未満); n<30 非表示"   # no base published
+    assert pd.isna(t.n_unweighted) and pd.isna(t.n_effective)
     assert t.comparison == "not_compared"
     # Shimane: 50 -> 参考値, shown.
     s = tot.loc["32"]
@@ -257,7 +258,7 @@ def test_own_survey_is_preferred_and_small_bases_are_suppressed(tmp_path):
     # Tokyo vs national: 0% lonely against 2.5% -> better (interval wholly below).
     assert tot.loc["13", "comparison"] == "better"
     # An area with no respondents at all still has its rows, suppressed.
-    assert bool(tot.loc["47", "suppressed"]) and tot.loc["47", "n_unweighted"] == 0
+    assert bool(tot.loc["47", "suppressed"]) and pd.isna(tot.loc["47", "n_unweighted"])
     # Distributions follow the same suppression rule.
     d = dist[(dist.area_code == "31") & (dist.question == "q_loneliness") & (dist.breakdown == "total")]
     assert d.suppressed.all() and d.value.isna().all()
@@ -297,15 +298,15 @@ def test_every_area_indicator_and_breakdown_is_present(computed):
     # Small cells exist and are suppressed; large ones are not.
     assert ind.suppressed.any() and (~ind.suppressed).any()
     assert (ind.suppressed == ind.value.isna())[ind.indicator_id == "lonely_any"].all()
-    surv = ind[ind.n_unweighted.notna()]
-    assert surv.loc[surv.n_unweighted < 30, "suppressed"].all()
-    # A cell with n >= 30 is suppressed only secondarily (二次秘匿), and says so in its note.
-    big = surv[surv.n_unweighted >= 30]
-    secondary = big.note.str.contains("; secondary suppression / 二次秘匿", regex=False)
-    assert (big.suppressed == secondary).all()
-    assert big.loc[big.suppressed, "value"].isna().all()
-    assert (~big.suppressed).any()
-    assert not surv.loc[surv.n_unweighted < 30, "note"].str.contains("二次秘匿").any()
+    surv = ind[ind.note.str.startswith("出典: ") & ~ind.note.str.startswith("出典: 事業")]
+    primary = surv.note.str.contains("; n<30 非表示|; n_eff<30 非表示", regex=True)
+    secondary = surv.note.str.contains("; secondary suppression / 二次秘匿", regex=False)
+    assert primary.any() and secondary.any() and not (primary & secondary).any()
+    # Suppressed rows: primary (n < 30) or secondary (二次秘匿), and no base published for either.
+    assert (surv.suppressed == (primary | secondary)).all()
+    assert surv.loc[surv.suppressed, ["value", "n_unweighted", "n_effective"]].isna().all().all()
+    # Published rows have a base of at least 30.
+    assert (surv.loc[~surv.suppressed, "n_unweighted"] >= 30).all()
     # Distributions: shares of each area x breakdown sum to 100 (all categories incl. 無回答).
     shown = dist[~dist.suppressed]
     sums = shown.groupby(["area_code", "question", "breakdown"]).value.sum()

@@ -1,0 +1,573 @@
+"""Disclosure audit of the published cells (秘匿の監査): what an intruder can derive by linear
+relations from everything published, and the secondary suppression that audit drives.
+
+The published-cell model
+------------------------
+A *block* is one round x area x measure (a survey indicator, or one category of an answer
+distribution). Its cells are the breakdowns ``total``, ``sex=1/2``, ``age=<national band>``,
+``uk_age=<UK band>``, ``household_single=1/0``. Each cell has a base ``n`` (respondents in the
+denominator) and a count ``y`` (respondents in the numerator); for a published cell both are known
+to an intruder (``n_unweighted``, and value x base / 100 -- exact for an unweighted survey, and we
+assume it is exact for every survey: the audit never relies on weights to protect a cell).
+
+The unknowns are the counts of the *atoms* every published cell is a sum of, for ``n`` and ``y``:
+sex 1, 2 and the unpublished rest (3 その他・回答しない, 9 無回答); living alone 1, 0 and the rest
+(9); and the age atoms cut at every boundary of either band set (16, 20, 25, 30, 35, 40, 50, 60,
+65, 70, 75, 80) plus age unknown. Relations: every partition adds up to the total; a national band
+and a UK band are sums of the same atoms, so bands that share a boundary (16, 50, the end) relate
+across the two partitions (50-59 + 60-69 + 70-79 + 80+ = 50-64 + 65-74 + 75+); 0 <= y <= n for
+every atom. Counts are integers (bounds are rounded inwards).
+
+Prefectures within the national figure (the prefectures estimated from the national survey's
+respondents add up to the national cell) are protected by the group rule of
+``stats.secondary_suppression`` (at least 30 hidden respondents besides any suppressed cell); the
+LP audit covers the relations within an area (all partitions and their cross relations).
+
+The audit
+---------
+For every suppressed cell the tightest interval an intruder can derive for its base ``n``, its
+count ``y`` and its complement ``n - y`` (linear programming, ``scipy.optimize.linprog`` with
+HiGHS). When the area total is published the partitions separate: the sex and living-alone
+partitions have closed-form bounds ([0, hidden mass]); the two age partitions share atoms and are
+solved as one small LP per block. All the LPs of a round are stacked into one block-diagonal LP
+(one copy per bound), so a round is a handful of solver calls.
+
+The rule (``PROTECTION_ABS``, ``PROTECTION_REL``): for each of n, y and n - y of a suppressed cell
+with true value v and base n_c, the intruder's interval [lo, hi] must reach v - P below and v + P
+above -- unless the a-priori range (0 and, when the area total is published, that total's n, y or
+n - y) stops it first. P = max(3, 30% x n_c), for a primary cell (n_c < 30: the cells the
+suppression is for). A cell hidden only to protect others must not be recovered exactly or nearly:
+its interval at least min(3, a-priori width) wide (it is not itself sensitive -- the convention of
+interval protection, where protection levels belong to the primary cells). Why: ±3 respondents keeps any exact or near-exact
+count (including "0 of 21" and "21 of 21") out of reach, and 30% of the base keeps the share of a
+suppressed cell uncertain by about ±30 percentage points. The published-output check
+(``audit_published``) knows no true values and uses the truth-free consequence: every interval at least
+min(PROTECTION_ABS, a-priori width) wide.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+from scipy.optimize import linprog
+
+from . import config, schema, stats
+
+PROTECTION_ABS = 3        # respondents
+PROTECTION_REL = 0.30     # of the suppressed cell's base
+
+RULE_JA = (f"集計対象が{config.MIN_BASE}人未満の値は非表示とし、その回答者数も公表しません。"
+           "さらに、公表するすべての値（男女・年齢階級・英国比較用の年齢区分・一人暮らしの内訳、全体、"
+           "回答の分布）の間の加減算（例：50～59歳＋60～69歳＋70～79歳＋80歳以上＝50～64歳＋65～74歳＋75歳以上）"
+           "を線形計画法で検査し、非表示のセルの回答者数・該当者数・非該当者数のいずれも、"
+           f"真の値の±{PROTECTION_ABS}人または回答者数の±{int(PROTECTION_REL * 100)}%（大きい方）"
+           "（追加で非表示にしたセルは幅3人）より狭い範囲に絞り込めなくなるまで、回答者数の少ないセルから順に追加で非表示にしています（二次秘匿）。"
+           "全国調査から算出した都道府県の値は、全国値との差し引きで非表示のセルが分からないよう、"
+           f"非表示のセルごとに他に{config.MIN_BASE}人以上の非公表の回答者がいるようにしています。")
+RULE_EN = (f"Values on an unweighted base under {config.MIN_BASE} are suppressed and their bases are not "
+           "published. Every relation between published cells (sex, age bands, UK age bands, living "
+           "alone, totals, answer distributions; e.g. 50-59 + 60-69 + 70-79 + 80+ = 50-64 + 65-74 + 75+) "
+           "is audited by linear programming, and further cells are suppressed, smallest base first, "
+           "until no suppressed cell's base, count or complement can be narrowed to within "
+           f"±max({PROTECTION_ABS}, {int(PROTECTION_REL * 100)}% of its base) of its true value "
+           f"(an interval at least {PROTECTION_ABS} wide for a cell hidden only to protect others).")
+
+NV = 20          # variables per quantity (n or y) of a block: total, 3 sex, 13 age atoms, 3 household
+BIG = 1e7        # a finite upper bound for every variable (a hidden total has no other)
+_TOL = 1e-6
+
+# Age atoms: cut at every boundary of either band set.
+_NAT = schema.AGE_BANDS
+_UK = schema.UK_AGE_BANDS
+
+
+def _band_range(band: str) -> tuple[int, int]:
+    m = re.fullmatch(r"(\d+)(?:-(\d+)|\+)", band)
+    if m is None:
+        raise ValueError(f"age band {band!r} is not 'lo-hi' or 'lo+'")
+    lo = int(m.group(1))
+    return lo, (int(m.group(2)) + 1 if m.group(2) else 999)
+
+
+@functools.lru_cache(maxsize=1)
+def age_atoms() -> tuple[tuple[int, int], ...]:
+    """The age atoms [lo, hi) cut at every boundary of the national and the UK bands."""
+    cuts = sorted({b for band in _NAT + _UK for b in _band_range(band)})
+    return tuple(zip(cuts[:-1], cuts[1:]))
+
+
+# Positions of one quantity's variables.
+_TOTAL, _SEX = 0, (1, 2, 3)
+_AGE0 = 4
+_N_ATOMS = 12
+_AGE_NA = _AGE0 + _N_ATOMS          # 16
+_HH = (17, 18, 19)
+PARTITIONS = {"sex": list(_SEX), "age": list(range(_AGE0, _AGE_NA + 1)), "hh": list(_HH)}
+
+
+@functools.lru_cache(maxsize=None)
+def columns(breakdown: str) -> tuple[int, ...]:
+    """The variables (of one quantity) whose sum is the cell ``breakdown``; () for a breakdown the
+    model does not know (such a cell is not audited)."""
+    atoms = age_atoms()
+    if len(atoms) != _N_ATOMS:
+        raise ValueError(f"{len(atoms)} age atoms; the model has {_N_ATOMS}")
+    if breakdown == "total":
+        return (_TOTAL,)
+    kind, _, code = breakdown.partition("=")
+    if kind == "sex":
+        return {"1": (1,), "2": (2,)}.get(code, ())
+    if kind == "household_single":
+        return {"1": (17,), "0": (18,)}.get(code, ())
+    if kind in ("age", "uk_age") and code in (_NAT if kind == "age" else _UK):
+        lo, hi = _band_range(code)
+        return tuple(_AGE0 + k for k, (a, b) in enumerate(atoms) if a >= lo and b <= hi)
+    return ()
+
+
+def partition_of(breakdown: str) -> str:
+    kind = breakdown.partition("=")[0]
+    return {"sex": "sex", "household_single": "hh", "age": "age", "uk_age": "age"}.get(kind, "total")
+
+
+# --- Intervals ---------------------------------------------------------------------------------
+
+QUANTITIES = ("n", "y", "z")   # base, count, complement (n - y)
+
+
+def _block_lp(bds: list[str], n: np.ndarray, y: np.ndarray, pub: np.ndarray):
+    """(A_eq, b_eq) of the age sub-block (26 variables: 13 n atoms, 13 y atoms) given the block's
+    published total and published age / UK-age cells, and the rows' breakdowns of each equation."""
+    rows, rhs, labels = [], [], []
+    tot = [i for i, b in enumerate(bds) if b == "total"][0]
+    k = _N_ATOMS + 1
+    for q, vals in ((0, n), (1, y)):
+        r = np.zeros(2 * k)
+        r[q * k:(q + 1) * k] = 1.0
+        rows.append(r), rhs.append(vals[tot]), labels.append("total")
+        for i, b in enumerate(bds):
+            if pub[i] and partition_of(b) == "age":
+                r = np.zeros(2 * k)
+                for c in columns(b):
+                    r[q * k + c - _AGE0] = 1.0
+                rows.append(r), rhs.append(vals[i]), labels.append(b)
+    return np.array(rows), np.array(rhs, dtype=float), labels
+
+
+def _age_ineq() -> np.ndarray:
+    k = _N_ATOMS + 1
+    return np.hstack([-np.eye(k), np.eye(k)])   # y_atom - n_atom <= 0
+
+
+def _solve_stacked(blocks: list[tuple[np.ndarray, np.ndarray, list[np.ndarray]]]) -> list[np.ndarray]:
+    """Each block (A_eq, b_eq, objectives): the minimum of every objective (a vector over the block's
+    26 variables) subject to A_eq x = b_eq, y <= n, 0 <= x <= BIG. One LP for all: one copy of a
+    block per objective, block-diagonal."""
+    if not blocks:
+        return []
+    ineq = sp.csr_matrix(_age_ineq())
+    a_eq, b_eq, a_ub, c = [], [], [], []
+    for A, b, objs in blocks:
+        m = len(objs)
+        a_eq.append(sp.kron(sp.identity(m, format="csr"), sp.csr_matrix(A), format="csr"))
+        b_eq.append(np.tile(b, m))
+        a_ub.append(sp.kron(sp.identity(m, format="csr"), ineq, format="csr"))
+        c.append(np.concatenate(objs))
+    A_eq, A_ub = sp.block_diag(a_eq, format="csr"), sp.block_diag(a_ub, format="csr")
+    cc = np.concatenate(c)
+    res = linprog(cc, A_ub=A_ub, b_ub=np.zeros(A_ub.shape[0]), A_eq=A_eq, b_eq=np.concatenate(b_eq),
+                  bounds=(0, BIG), method="highs")
+    if res.status != 0:
+        if len(blocks) == 1:
+            raise ValueError(f"audit LP failed: {res.message}")
+        # find the block at fault (the published cells of one block contradict each other)
+        return [v for blk in blocks for v in _solve_stacked([blk])]
+    x, out, pos = res.x, [], 0
+    for A, _, objs in blocks:
+        vals = []
+        for o in objs:
+            vals.append(float(o @ x[pos:pos + o.size]))
+            pos += o.size
+        out.append(np.array(vals))
+    return out
+
+
+@dataclass
+class Intervals:
+    """Per audited hidden cell (the rows of ``cells``): [lo, hi] of n, y and n - y."""
+    index: np.ndarray            # row positions in the cells frame
+    lo: np.ndarray               # shape (k, 3)
+    hi: np.ndarray
+    a_lo: np.ndarray             # a-priori range (what the published total alone allows)
+    a_hi: np.ndarray
+    derivation: list[str]
+
+
+def intervals(cells: pd.DataFrame, quantities: tuple[int, ...] = (0, 1, 2), truth: bool = False) -> Intervals:
+    """The intruder's intervals for every hidden cell with a base that may be > 0.
+
+    ``cells``: columns ``block`` (any label: one round x area x measure), ``breakdown``, ``n``,
+    ``y`` (the values an intruder reads for published cells; NaN allowed for hidden ones),
+    ``published`` (bool). Rows of a block with no ``total`` row are not audited. ``quantities``:
+    which of n (0), y (1), n - y (2) need an exact bound (the others may be left at the a-priori
+    range when they would need an LP: the caller audits them elsewhere). ``truth``: ``n`` and ``y``
+    of hidden cells are the true values; then a cell that already fails on the bounds of its own
+    partition (which contain the LP's) or has n = 0 gets those bounds without an LP."""
+    c = cells.reset_index(drop=True)
+    pub = c["published"].to_numpy(dtype=bool)
+    n = c["n"].to_numpy(dtype=float)
+    y = c["y"].to_numpy(dtype=float)
+    bds = c["breakdown"].astype(str).tolist()
+    prim = c["primary"].to_numpy(dtype=bool) if "primary" in c.columns else None
+    idx_out, lo_out, hi_out, alo_out, ahi_out, der_out = [], [], [], [], [], []
+    lp_blocks, lp_targets = [], []   # (A, b, objs), (row, quantity-sign list)
+    k = _N_ATOMS + 1
+    for _, pos in c.groupby("block", sort=False).indices.items():
+        hidden = [i for i in pos if not pub[i] and columns(bds[i])]
+        if not hidden:
+            continue
+        tot = [i for i in pos if bds[i] == "total"]
+        if not tot:
+            continue
+        t = tot[0]
+        if not pub[t]:
+            # A hidden total: nothing of the block is published (every cell is <= the total): the
+            # block alone gives no bound.
+            for i in hidden:
+                idx_out.append(i), lo_out.append([0, 0, 0]), hi_out.append([BIG] * 3)
+                alo_out.append([0, 0, 0]), ahi_out.append([BIG] * 3), der_out.append("")
+            continue
+        N, Y = n[t], y[t]
+        a_hi = [N, Y, N - Y]
+        need_lp = []
+        for i in hidden:
+            part = partition_of(bds[i])
+            if part == "total":
+                continue
+            members = [j for j in pos if partition_of(bds[j]) == part and pub[j]]
+            mn = N - n[members].sum()
+            my = Y - y[members].sum()
+            other = "uk_age" if bds[i].startswith("age=") else "age"
+            if part in ("sex", "hh") or not any(pub[j] and bds[j].startswith(other + "=") for j in pos):
+                # one partition (the other age partition publishes nothing): closed form
+                idx_out.append(i), lo_out.append([0, 0, 0]), hi_out.append([mn, my, mn - my])
+                alo_out.append([0, 0, 0]), ahi_out.append(a_hi)
+                der_out.append("total - " + " - ".join(bds[j] for j in members)
+                               + " (the unpublished rest of the partition >= 0)")
+            else:
+                if truth:
+                    own = Intervals(np.array([i]), np.zeros((1, 3)), np.array([[mn, my, mn - my]]),
+                                    np.zeros((1, 3)), np.array([a_hi], dtype=float), [""])
+                    if n[i] <= 0 or exposed_true(own, n, y, prim).any():
+                        idx_out.append(i), lo_out.append([0, 0, 0]), hi_out.append([mn, my, mn - my])
+                        alo_out.append([0, 0, 0]), ahi_out.append(a_hi)
+                        der_out.append("total - " + " - ".join(bds[j] for j in members))
+                        continue
+                need_lp.append(i)
+        if need_lp:
+            A, b, labels = _block_lp([bds[j] for j in pos], n[pos], y[pos], pub[pos])
+            objs, tgts = [], []
+            for i in need_lp:
+                cols = np.array(columns(bds[i])) - _AGE0
+                for q in range(3):
+                    if q not in quantities:
+                        continue
+                    o = np.zeros(2 * k)
+                    if q == 0:
+                        o[cols] = 1
+                    elif q == 1:
+                        o[k + cols] = 1
+                    else:
+                        o[cols], o[k + cols] = 1, -1
+                    objs += [o, -o]
+                    tgts.append((i, q))
+            lp_blocks.append((A, b, objs))
+            lp_targets.append((need_lp, labels, a_hi))
+    for (A, b, objs), (rows, labels, a_hi), vals in zip(lp_blocks, lp_targets, _solve_stacked(lp_blocks)):
+        vals = vals.reshape(len(rows), len(quantities), 2)
+        for r, (i, v) in enumerate(zip(rows, vals)):
+            lo, hi = np.zeros(3), np.array(a_hi, dtype=float)
+            lo[list(quantities)], hi[list(quantities)] = v[:, 0], -v[:, 1]
+            idx_out.append(i)
+            lo_out.append(lo), hi_out.append(hi)
+            alo_out.append([0, 0, 0]), ahi_out.append(a_hi)
+            der_out.append("total and the published age cells: "
+                           + ", ".join(dict.fromkeys(lab for lab in labels if lab != "total"))
+                           + " (national and UK age bands are sums of the same age atoms)")
+    if not idx_out:
+        z = np.zeros((0, 3))
+        return Intervals(np.zeros(0, dtype=np.int64), z, z, z, z, [])
+    lo = np.ceil(np.array(lo_out, dtype=float) - _TOL)
+    hi = np.floor(np.array(hi_out, dtype=float) + _TOL)
+    lo = np.maximum(lo, 0)
+    return Intervals(np.array(idx_out, dtype=np.int64), lo, hi, np.array(alo_out, dtype=float),
+                     np.array(ahi_out, dtype=float), der_out)
+
+
+def protection(n_cell: np.ndarray) -> np.ndarray:
+    """P = max(PROTECTION_ABS, PROTECTION_REL x base) per (primary) cell."""
+    return np.maximum(PROTECTION_ABS, PROTECTION_REL * np.asarray(n_cell, dtype=float))
+
+
+def exposed_true(iv: Intervals, n: np.ndarray, y: np.ndarray, primary: np.ndarray | None = None) -> np.ndarray:
+    """(k, 3) bool: which of n, y, n - y of each audited cell an intruder narrows below the rule,
+    given the cells' true n and y and primary flags (arrays over the cells frame; primary None:
+    every cell primary). Empty cells (n = 0) need nothing."""
+    nc, yc = n[iv.index], y[iv.index]
+    v = np.stack([nc, yc, nc - yc], axis=1)
+    prim = np.ones(len(nc), dtype=bool) if primary is None else np.asarray(primary, dtype=bool)[iv.index]
+    p = protection(nc)[:, None]
+    need_lo = np.maximum(v - p, iv.a_lo)
+    need_hi = np.minimum(v + p, iv.a_hi)
+    bad = (iv.lo > need_lo + _TOL) | (iv.hi < need_hi - _TOL)
+    # a cell hidden only to protect others: not recovered exactly or nearly
+    narrow = (iv.hi - iv.lo) < np.minimum(PROTECTION_ABS, iv.a_hi - iv.a_lo) - _TOL
+    bad = np.where(prim[:, None], bad, narrow)
+    bad[nc <= 0] = False
+    return bad
+
+
+def exposed_published(iv: Intervals) -> np.ndarray:
+    """(k, 3) bool, truth-free: an interval narrower than min(PROTECTION_ABS, a-priori width)."""
+    bad = (iv.hi - iv.lo) < np.minimum(PROTECTION_ABS, iv.a_hi - iv.a_lo) - _TOL
+    bad[iv.hi[:, 0] <= 0] = False   # a cell proven empty discloses no respondent
+    return bad
+
+
+# --- Audit-driven secondary suppression ----------------------------------------------------------
+
+def _exposed_cells(base, brows, bn, hidden, f, rows, base_of, block, f_n, f_y, bprim) -> dict[int, set[int]]:
+    """{base cell (position in ``base``): the quantities (0 n, 1 y, 2 n - y) exposed in it}."""
+    bcells = pd.DataFrame({"block": (base["group"].astype(str) + "|" + base["area_code"].astype(str)).to_numpy()[brows],
+                           "breakdown": base["breakdown"].to_numpy()[brows], "n": bn[brows], "y": 0.0,
+                           "published": ~hidden[brows], "primary": bprim[brows]})
+    ivn = intervals(bcells, quantities=(0,), truth=True)
+    bad: dict[int, set[int]] = {}
+    for b in brows[ivn.index[exposed_true(ivn, bn[brows], np.zeros(len(brows)), bprim[brows])[:, 0]]]:
+        bad.setdefault(int(b), set()).add(0)
+    n_hi = np.full(len(bn), np.inf)
+    n_hi[brows[ivn.index]] = ivn.hi[:, 0]
+    cells = pd.DataFrame({"block": block[rows], "breakdown": f["breakdown"].to_numpy()[rows],
+                          "n": f_n[rows], "y": f_y[rows], "published": ~hidden[base_of[rows]],
+                          "primary": bprim[base_of[rows]]})
+    iv = intervals(cells, quantities=(1, 2), truth=True)
+    # y <= n: the count and the complement are no larger than the base's upper bound
+    cap = n_hi[base_of[rows[iv.index]]]
+    iv.hi[:, 1] = np.minimum(iv.hi[:, 1], cap)
+    iv.hi[:, 2] = np.minimum(iv.hi[:, 2], cap)
+    ex = exposed_true(iv, f_n[rows], f_y[rows], bprim[base_of[rows]])
+    for r, q in zip(*np.nonzero(ex)):
+        bad.setdefault(int(base_of[rows[iv.index[r]]]), set()).add(int(q))
+    return bad
+
+
+def _national_fixes(f, base_of, hidden, bprim, subsample_areas, order) -> set[int]:
+    """Base cells to hide so that no hidden prefecture cell (of the prefectures estimated from the
+    national survey) is narrowed below the rule by 'national - published prefectures': per measure
+    and breakdown, [0, M] (M: the hidden prefectures' n, y or n - y plus the national respondents of
+    prefectures with their own survey), or exactly M when it is the only one and there is no such
+    prefecture. The fix: the published prefecture cell with the smallest base (carrying y or n - y
+    when that is what is missing)."""
+    if not subsample_areas:
+        return set()
+    area = f["area_code"].astype(str).to_numpy()
+    sub = np.isin(area, list(subsample_areas))
+    nat = area == "00"
+    hid = hidden[base_of]
+    own = bool((~sub & ~nat & (f["n"].to_numpy(dtype=float) > 0)).any())
+    n, y = f["n"].to_numpy(dtype=float), f["y"].to_numpy(dtype=float)
+    key = (f["measure"].astype(str) + "|" + f["breakdown"].astype(str)).to_numpy()
+    out: set[int] = set()
+    for _, pos in pd.Series(key).groupby(key).indices.items():
+        natp = pos[nat[pos] & ~hid[pos]]
+        hp = pos[sub[pos] & hid[pos] & (n[pos] > 0)]
+        if not len(natp) or not len(hp):
+            continue
+        tot = np.array([n[natp[0]], y[natp[0]], n[natp[0]] - y[natp[0]]])
+        ps = pos[sub[pos] & ~hid[pos]]
+        # what the intruder sees: national - published prefectures (= the hidden prefectures, plus
+        # the national respondents of prefectures with their own survey when there are any)
+        m = tot - np.array([n[ps].sum(), y[ps].sum(), (n[ps] - y[ps]).sum()])
+        v = np.stack([n[hp], y[hp], n[hp] - y[hp]], axis=1)
+        p = protection(n[hp])[:, None]
+        lo = m[None, :] if (len(hp) == 1 and not own) else np.zeros((1, 3))
+        bad = (lo > np.maximum(v - p, 0) + _TOL) | (m[None, :] < np.minimum(v + p, tot[None, :]) - _TOL)
+        narrow = (m[None, :] - lo) < np.minimum(PROTECTION_ABS, tot[None, :]) - _TOL
+        bad = np.where(bprim[base_of[hp]][:, None], bad, narrow)
+        missing = set(np.flatnonzero(bad.any(axis=0)).tolist())
+        if not missing:
+            continue
+        cand = [i for i in pos if sub[i] and not hid[i] and n[i] > 0
+                and (0 in missing or (1 in missing and y[i] > 0) or (2 in missing and n[i] - y[i] > 0))]
+        if cand:
+            i = min(cand, key=lambda i: (n[i], area[i], order.get(str(f["breakdown"].iat[i]), 0)))
+            out.add(int(base_of[i]))
+    return out
+
+
+def protect(frame: pd.DataFrame, subsample_areas: set[str], max_rounds: int = 200) -> np.ndarray:
+    """Secondary suppression chosen by the audit. ``frame``: one row per measure x area x breakdown
+    of one round, columns ``group`` (cells with equal ``group``, area and breakdown share one base:
+    the same denominator), ``measure``, ``area_code``, ``breakdown``, ``n``, ``y`` (true counts),
+    ``primary`` (bool). Returns the secondary flags (never a primary row).
+
+    Base cells (group x area x breakdown) are hidden together: a base published by one table of the
+    group would give away the base of the same cell hidden in another. Repeats until nothing
+    changes: the group rule of ``stats.secondary_suppression`` (within an area, and prefectures
+    within the national figure), then the audit, which hides for each exposed cell the published
+    cell of its partition (the two age partitions count as one) with the smallest base (ties: the
+    first breakdown), or of any partition of the area when its own has none left. Deterministic."""
+    from .indicators import suppression_groups
+
+    f = frame.reset_index(drop=True)
+    bkey = ["group", "area_code", "breakdown"]
+    base = f.groupby(bkey, sort=False).agg(n=("n", "max"), primary=("primary", "any")).reset_index()
+    base_of = f[bkey].merge(base[bkey].assign(_b=np.arange(len(base))), on=bkey, how="left")["_b"].to_numpy()
+    bprim = base["primary"].to_numpy(dtype=bool)
+    hidden = bprim.copy()
+    bn = base["n"].to_numpy(dtype=float)
+    groups, rem = suppression_groups(base[bkey].assign(n=bn), ["group"], subsample_areas)
+    bds = base["breakdown"].astype(str).to_numpy()
+    part = np.array([partition_of(b) for b in bds])
+    order = {b: k for k, b in enumerate(dict.fromkeys(f["breakdown"].astype(str)))}
+    area_block = base.groupby(["group", "area_code"], sort=False).indices
+    f_n, f_y = f["n"].to_numpy(dtype=float), f["y"].to_numpy(dtype=float)
+    by = np.zeros(len(base))   # the largest count / complement of a base cell over its measures
+    bz = np.zeros(len(base))
+    np.maximum.at(by, base_of, f_y)
+    np.maximum.at(bz, base_of, f_n - f_y)
+    block = (f["measure"].astype(str) + "|" + f["area_code"].astype(str)).to_numpy()
+    f_block_area = (f["group"].astype(str) + "|" + f["area_code"].astype(str)).to_numpy()
+    dirty = set(f_block_area)
+    for _ in range(max_rounds):
+        more = stats.secondary_suppression(bn, hidden, groups, rem) if groups else np.zeros(len(bn), bool)
+        if more.any():
+            hidden |= more
+            dirty |= set((base["group"].astype(str) + "|" + base["area_code"].astype(str))[more])
+        rows = np.flatnonzero(np.isin(f_block_area, list(dirty)))
+        dirty = set()
+        if not len(rows):
+            break
+        brows = np.unique(base_of[rows])
+        bad_base = _exposed_cells(base, brows, bn, hidden, f, rows, base_of, block, f_n, f_y, bprim)
+        add: set[int] = set()
+        for b, qs in sorted(bad_base.items()):
+            pos = area_block[(base["group"].iat[b], base["area_code"].iat[b])]
+            # a cell that carries what is missing: respondents (n), the attribute (y) or its
+            # complement (n - y) in some measure of the group
+            need = [j for j in pos if not hidden[j] and part[j] != "total" and bn[j] > 0
+                    and (0 in qs or (1 in qs and by[j] > 0) or (2 in qs and bz[j] > 0))]
+            cand = [j for j in need if part[j] == part[b]] or need
+            if cand:
+                add.add(min(cand, key=lambda j: (bn[j], order.get(bds[j], 0))))
+        add |= _national_fixes(f, base_of, hidden, bprim, subsample_areas, order)
+        add = {j for j in add if not hidden[j]}
+        if not add and not more.any():
+            break
+        for j in add:
+            hidden[j] = True
+            dirty.add(f"{base['group'].iat[j]}|{base['area_code'].iat[j]}")
+    sec = hidden[base_of] & ~f["primary"].to_numpy(dtype=bool)
+    return sec
+
+
+# --- Audit of the published tables ---------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Exposure:
+    area_code: str
+    measure: str
+    breakdown: str
+    quantity: str        # 'base' / 'count' / 'complement'
+    lo: float
+    hi: float
+    derivation: str
+
+    def __str__(self) -> str:
+        return (f"{self.area_code} {self.measure} {self.breakdown}: {self.quantity} in "
+                f"[{self.lo:g}, {self.hi:g}] from {self.derivation}")
+
+
+_QNAME = ("base", "count", "complement")
+
+
+SUBSAMPLE_NOTE = "出典: 全国調査の当該県回答者"
+OWN_SURVEY = "独自調査"   # indicators.OWN_SURVEY_MARK
+
+
+def _national_exposures(t: pd.DataFrame, pub: np.ndarray, n: np.ndarray, y: np.ndarray,
+                        sub: np.ndarray, weighted: np.ndarray) -> list[Exposure]:
+    """The relation 'prefectures estimated from the national survey add up to the national cell'
+    (per round, indicator and breakdown). With a prefecture that publishes its own survey instead,
+    its national respondents are an unpublished remainder (>= 0) and the relation only bounds the
+    hidden prefecture cells from above: [0, national - published]; without one, a single hidden
+    prefecture cell is the national cell minus the published ones."""
+    year = t["year"].astype(str) if "year" in t.columns else pd.Series("", index=t.index)
+    key = year + "|" + t["indicator_id"].astype(str) + "|" + t["breakdown"].astype(str)
+    nat = (t["area_code"].astype(str) == "00").to_numpy()
+    own = bool(t["note"].astype(str).str.contains(OWN_SURVEY, regex=False).any())
+    out = []
+    for _, pos in pd.Series(np.arange(len(t))).groupby(key.to_numpy()).indices.items():
+        natp = [i for i in pos if nat[i] and pub[i]]
+        hid = [i for i in pos if sub[i] and not pub[i]]
+        if not natp or not hid:
+            continue
+        pubs = [i for i in pos if sub[i] and pub[i]]
+        m = np.array([n[natp[0]] - n[pubs].sum(), y[natp[0]] - y[pubs].sum(), 0.0])
+        m[2] = m[0] - m[1]
+        lo = m if (len(hid) == 1 and not own) else np.zeros(3)
+        width = m - lo
+        a_w = np.array([n[natp[0]], y[natp[0]], n[natp[0]] - y[natp[0]]])
+        bad = width < np.minimum(PROTECTION_ABS, a_w) - _TOL
+        if weighted[natp[0]]:
+            bad[1:] = False
+        if m[0] <= 0:
+            continue
+        for q in np.flatnonzero(bad):
+            for i in hid:
+                out.append(Exposure(str(t["area_code"].iat[i]), str(t["indicator_id"].iat[i]),
+                                    str(t["breakdown"].iat[i]), _QNAME[q], float(lo[q]), float(m[q]),
+                                    "the national cell - the published prefectures estimated from the "
+                                    "national survey"))
+    return out
+
+
+def audit_published(table: pd.DataFrame) -> list[Exposure]:
+    """Every suppressed cell of a published indicators table (columns area_code, indicator_id,
+    breakdown, value, n_unweighted, suppressed; year and note optional) that the published cells
+    pin down to an interval narrower than min(PROTECTION_ABS, the a-priori range): within each
+    area (``intervals``) and, with a note column (which names the prefectures estimated from the
+    national survey), prefectures within the national cell. A block whose published value x base
+    are not whole numbers (a weighted survey) is audited on its bases only."""
+    t = table.reset_index(drop=True)
+    sup = t["suppressed"].to_numpy(dtype=bool)
+    n = pd.to_numeric(t["n_unweighted"], errors="coerce").to_numpy(dtype=float)
+    v = pd.to_numeric(t["value"], errors="coerce").to_numpy(dtype=float)
+    pub = ~sup & ~np.isnan(n) & ~np.isnan(v)
+    y = np.where(pub, v * np.where(np.isnan(n), 0, n) / 100.0, np.nan)
+    year = t["year"].astype(str) if "year" in t.columns else pd.Series("", index=t.index)
+    block = (year + "|" + t["area_code"].astype(str) + "|" + t["indicator_id"].astype(str)).to_numpy()
+    frac = pd.Series(np.where(pub, np.abs(y - np.round(y)), 0.0)).groupby(block).max()
+    weighted = set(frac.index[frac > 1e-4])
+    w = np.isin(block, list(weighted))
+    y = np.where(pub, np.where(w, 0.0, np.round(y)), np.nan)   # weighted blocks: bases only
+    cells = pd.DataFrame({"block": block, "breakdown": t["breakdown"].astype(str), "n": n, "y": y,
+                          "published": pub})
+    iv = intervals(cells)
+    bad = exposed_published(iv)
+    bad[w[iv.index], 1:] = False
+    out = []
+    if "note" in t.columns:
+        sub = t["note"].astype(str).str.startswith(SUBSAMPLE_NOTE).to_numpy()
+        out += _national_exposures(t, pub, n, y, sub, w)
+    for r, i in enumerate(iv.index):
+        for q in np.flatnonzero(bad[r]):
+            out.append(Exposure(str(t["area_code"].iat[i]), str(t["indicator_id"].iat[i]),
+                                str(t["breakdown"].iat[i]), _QNAME[q], float(iv.lo[r, q]),
+                                float(iv.hi[r, q]), iv.derivation[r]))
+    return out
