@@ -1,11 +1,18 @@
-"""Time the indicators stage on 1,000,000 respondents.
+"""Time the indicators stage: one round vs every round, the incremental paths, the downloads.
 
-    python bench/bench_indicators.py [--rows 1000000] [--keep DIR]
+    python bench/bench_indicators.py [--rows 12000] [--rounds 3] [--keep DIR]
 
-Builds a warehouse with two national rounds of --rows respondents each (so the change vs the
-previous round is computed too) plus one prefecture survey and programme data, then times
-compute_indicators (every indicator x 48 areas x breakdowns, distributions, previous round) and
-write_indicators. The data generator is the one the tests use (SQL inside DuckDB).
+Builds a warehouse with --rounds national rounds of --rows respondents each (2022, 2023, ...), a
+prefecture's own survey in the last two rounds and programme data for every fiscal year (the data
+generator the tests use, SQL inside DuckDB), then times, wall clock and CPU of this process:
+
+* compute_indicators for the latest round alone (it aggregates the previous round too);
+* update_indicators on an empty table: every round in one pass;
+* update_indicators again with nothing changed (round keys only);
+* a new round added: update_indicators computes that round only;
+* the downloads: indicators.csv|xlsx (every round) and one round's indicators-{year}.csv|xlsx.
+
+The machine may be shared: CPU seconds are the steadier figure.
 """
 
 from __future__ import annotations
@@ -23,12 +30,22 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 from test_indicators import create_tables, generate_programme, generate_round  # noqa: E402
 
-from pipelines.indicators import compute_indicators, write_indicators  # noqa: E402
+from pipelines.downloads import write_indicator_downloads  # noqa: E402
+from pipelines.indicators import compute_indicators, update_indicators  # noqa: E402
+
+
+def timed(label: str, fn):
+    t, c = time.perf_counter(), time.process_time()
+    out = fn()
+    wall, cpu = time.perf_counter() - t, time.process_time() - c
+    print(f"{label:<52} {wall:6.2f} s wall {cpu:6.2f} s CPU")
+    return out, cpu
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--rows", type=int, default=1_000_000, help="respondents per national round")
+    ap.add_argument("--rows", type=int, default=12_000, help="respondents per national round")
+    ap.add_argument("--rounds", type=int, default=3, help="national rounds (from 2022)")
     ap.add_argument("--keep", type=Path, help="keep the warehouse in this folder")
     args = ap.parse_args()
     folder = args.keep or Path(tempfile.mkdtemp(prefix="tsunagari-bench-"))
@@ -36,30 +53,39 @@ def main() -> None:
     path = folder / "bench.duckdb"
     path.unlink(missing_ok=True)
 
-    t0 = time.perf_counter()
+    years = [2022 + k for k in range(args.rounds)]
     con = duckdb.connect(str(path))
     create_tables(con)
-    generate_round(con, 2023, args.rows, seed=0.11)
-    generate_round(con, 2024, args.rows, seed=0.22, shift=0.01)
-    generate_round(con, 2024, 5_000, seed=0.33, kind="prefecture", pref=11)
-    generate_programme(con, 2024)
-    con.close()
-    t_gen = time.perf_counter() - t0
+    for k, y in enumerate(years):
+        generate_round(con, y, args.rows, seed=0.11 + k / 100, shift=0.005 * k)
+    generate_programme(con, years[0])
+    for y in years[1:]:
+        con.execute(f"INSERT INTO programme SELECT {y}, * EXCLUDE (fiscal_year) FROM programme "
+                    f"WHERE fiscal_year = {years[0]}")
+    for y in years[-2:]:
+        generate_round(con, y, 1_500, seed=0.33 + y / 1e4, kind="prefecture", pref=11)
+    print(f"{args.rounds} national rounds of {args.rows:,} respondents ({years[0]}-{years[-1]}), "
+          f"own survey of 1,500 in {years[-2:]}, programme data every year")
 
-    con = duckdb.connect(str(path))
-    t1 = time.perf_counter()
-    ind, dist = compute_indicators(con, 2024)
-    t_compute = time.perf_counter() - t1
-    t2 = time.perf_counter()
-    write_indicators(con, 2024, ind, dist)
-    t_write = time.perf_counter() - t2
+    (ind, _), one = timed(f"compute_indicators({years[-1]}) (one round)",
+                          lambda: compute_indicators(con, years[-1]))
+    res, every = timed(f"update_indicators, every round ({len(years)})", lambda: update_indicators(con))
+    assert res["computed"] == years, res
+    res, _ = timed("update_indicators, nothing changed", lambda: update_indicators(con))
+    assert res["computed"] == [], res
+    new = years[-1] + 1
+    generate_round(con, new, args.rows, seed=0.77)
+    res, _ = timed(f"update_indicators, round {new} added", lambda: update_indicators(con))
+    assert res["computed"] == [new], res
+    out = folder / "downloads"
+    _, all_dl = timed("downloads: indicators.csv|xlsx (every round)",
+                      lambda: write_indicator_downloads(con, None, out))
+    _, one_dl = timed(f"downloads: indicators-{years[-1]}.csv|xlsx (one round)",
+                      lambda: write_indicator_downloads(con, years[-1], out))
     con.close()
-    print(f"respondents: {args.rows:,} in 2024 (+{args.rows:,} in 2023 for the change, "
-          f"+5,000 own survey)")
-    print(f"generate warehouse: {t_gen:.1f} s")
-    print(f"compute_indicators: {t_compute:.2f} s -> {len(ind):,} indicator rows, "
-          f"{len(dist):,} distribution rows")
-    print(f"write_indicators:   {t_write:.2f} s")
+    print(f"every round / one round, compute (CPU): {every / one:.2f}x for {len(years)} rounds; "
+          f"{len(ind):,} indicator rows per round")
+    print(f"every-round download / one-round download (CPU): {all_dl / one_dl:.2f}x")
     if args.keep is None:
         path.unlink(missing_ok=True)
 
