@@ -482,7 +482,7 @@ def write_indicator_downloads(con: duckdb.DuckDBPyConnection, year: int | None, 
     ``area_code``: that area's rows, national value in the same row) from the warehouse.
     ``year`` None: every round in one tidy table with its ``year`` column, ``indicators.csv|xlsx``
     (``indicators-{area}.*`` with ``area_code``)."""
-    from .indicators import BREAKDOWNS_COMMON, BREAKDOWNS_UK, load_catalogue
+    from .catalogue import BREAKDOWNS_COMMON, BREAKDOWNS_UK, load_catalogue
 
     # Both name the output files: digits only (no path traversal); both are bound into the SQL.
     if year is not None:

@@ -174,6 +174,9 @@ INDICATOR_COLUMNS = ["year", "area_code", "area_name", "indicator_id", "breakdow
                      # How each row was judged (after the contract columns; see stats / indicators)
                      "source", "previous_year", "source_changed", "comparison_method",
                      "change_method", "design_effect"]
+# The columns DESIGN.md names, and the ones that record how each row was judged.
+CONTRACT_INDICATOR_COLUMNS = INDICATOR_COLUMNS[:15]
+JUDGING_COLUMNS = INDICATOR_COLUMNS[15:]
 
 INDICATORS_TABLE_DDL = """
 CREATE TABLE IF NOT EXISTS indicators (

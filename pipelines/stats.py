@@ -596,7 +596,7 @@ def multiplicity(n_tests: int, n_flagged: int, confidence: float = CONFIDENCE_LE
             raise ValueError(f"{name} must be a whole number >= 0 (got {v!r})")
     if n_flagged > n_tests:
         raise ValueError(f"n_flagged ({n_flagged}) must not exceed n_tests ({n_tests})")
-    alpha = 1.0 - c
+    alpha = round(1.0 - c, 12)   # 0.05, not 0.050000000000000044
     if n_tests == 0:
         return {"alpha": alpha, "n_tests": 0, "n_flagged": 0, "expected_false": 0.0,
                 "share_flagged": float("nan"), "p_all_null": float("nan")}

@@ -738,7 +738,7 @@ class TestMultiplicity:
     def test_issue_figures(self):
         # 131 of 2,114 change tests flagged: 105.7 expected at α = 0.05
         m = stats.multiplicity(2114, 131)
-        assert m["expected_false"] == pytest.approx(105.7) and m["share_flagged"] == pytest.approx(131 / 2114)
+        assert m["alpha"] == 0.05 and m["expected_false"] == pytest.approx(105.7) and m["share_flagged"] == pytest.approx(131 / 2114)
         from scipy.stats import binom
         assert m["p_all_null"] == pytest.approx(binom.sf(130, 2114, 0.05), rel=1e-8)
 
