@@ -90,6 +90,15 @@ class TestIncrementalBuild:
         # Per-prefecture workbooks: only the changed one is written again.
         assert after["downloads/11-saitama-2024.xlsx"] != before["downloads/11-saitama-2024.xlsx"]
         assert after["downloads/31-tottori-2024.xlsx"] == before["downloads/31-tottori-2024.xlsx"]
+        # Every round is downloadable; only the corrected round's per-round files are written again.
+        assert {"downloads/indicators.csv", "downloads/indicators-2022.csv", "downloads/indicators-2023.xlsx"} <= set(before)
+        assert "downloads:2024" in third.built and "downloads" in third.built
+        assert "downloads:2023" in third.skipped and "downloads:2022" in third.skipped
+        assert after["downloads/indicators-2023.csv"] == before["downloads/indicators-2023.csv"]
+        assert after["downloads/indicators-2024.csv"] != before["downloads/indicators-2024.csv"]
+        # The quality page checks the computed national figures against the published series.
+        assert 'id="published-national"' in (site / "quality" / "index.html").read_text(encoding="utf-8")
+        assert (site / "quality" / "published-national.csv").is_file()
 
     def test_results_of_older_suites_are_replaced_once(self, tmp_path: Path, small_input: Path) -> None:
         """After an upgrade that changed the suites or validate.py, the stored validation results no

@@ -470,3 +470,34 @@ def test_embedded_images_and_fonts_are_skipped_readable_data_uris_are_checked(ti
         assert set(found) == set(want), (body[:80], found)
         for rule, text in want.items():
             assert text in found[rule], (body[:80], found)
+
+
+class TestEveryRoundDownload:
+    """downloads/indicators.csv holds every round: the recoverability check runs round by round
+    (cells add up to a total within a round only)."""
+
+    def _two_rounds(self, tiny: Path, tmp_path: Path, unprotect_2023: bool) -> Path:
+        wh = tmp_path / "wh.duckdb"
+        shutil.copy(tiny, wh)
+        con = duckdb.connect(str(wh))
+        con.execute("INSERT INTO indicators SELECT * REPLACE (2023 AS year) FROM indicators WHERE year = 2024")
+        if unprotect_2023:   # the men of Tottori published in 2023: the women recoverable
+            con.execute("UPDATE indicators SET suppressed = FALSE, value = 0.0 WHERE year = 2023 "
+                        "AND area_code = '31' AND breakdown = 'sex=1'")
+        site = tmp_path / "site"
+        write_indicator_downloads(con, None, site / "downloads")
+        con.close()
+        return site
+
+    def test_two_safe_rounds_pass(self, tiny, tmp_path):
+        site = self._two_rounds(tiny, tmp_path, unprotect_2023=False)
+        findings = check_published(site, tmp_path / "wh.duckdb")
+        assert [f for f in findings if "recoverable" in f.rule] == []
+        df = pd.read_csv(site / "downloads" / "indicators.csv", encoding="utf-8-sig")
+        assert sorted(df.year.unique()) == [2023, 2024]
+
+    def test_an_exposed_cell_in_one_round_is_found(self, tiny, tmp_path):
+        site = self._two_rounds(tiny, tmp_path, unprotect_2023=True)
+        findings = check_published(site, tmp_path / "wh.duckdb")
+        rec = [f for f in findings if "recoverable" in f.rule]
+        assert {f.file for f in rec} == {"downloads/indicators.csv", "downloads/indicators.xlsx[指標 (indicators)]"}
