@@ -129,36 +129,6 @@ def wrap(text: str, width: int = 16) -> str:
     return "\n".join("".join(line) for line in lines if line) or text
 
 
-def wrap(text: str, width: int = 16) -> str:
-    """Wrap a Japanese label (no spaces) into lines of at most `width` characters, breaking
-    between characters but not inside a number or a Latin word, nor before a closing mark or
-    after an opening one (a run longer than a line is cut at `width`)."""
-    text = str(text)
-    width = max(1, int(width))
-    tokens: list[str] = []
-    for tok in _TOKEN.findall(text):
-        tokens += [tok[i:i + width] for i in range(0, len(tok), width)] if len(tok) > width else [tok]
-    lines: list[list[str]] = [[]]
-    for tok in tokens:
-        line = lines[-1]
-        if line and sum(map(len, line)) + len(tok) > width:
-            carry: list[str] = []
-            # move marks that may not end a line, and the token before a mark that may not start one
-            while len(line) > 1 and (line[-1][-1] in _NO_LINE_END
-                                     or (not carry and tok[0] in _NO_LINE_START)):
-                carry.insert(0, line.pop())
-                if carry[0][-1] not in _NO_LINE_END:
-                    break
-            lines.append(carry + [tok])
-            # a carried run plus the token may still be too long: then break before the token
-            if sum(map(len, lines[-1])) > width and carry:
-                lines[-2] += carry
-                lines[-1] = [tok]
-        else:
-            line.append(tok)
-    return "\n".join("".join(line) for line in lines if line) or text
-
-
 # ---------------------------------------------------------------------------------------------
 # Drawing and display
 # ---------------------------------------------------------------------------------------------
