@@ -681,10 +681,8 @@ def _disk_full(exc: BaseException | str) -> bool:
 
 
 def run_build(cfg: BuildConfig) -> BuildSummary:
-    from .cli import setup_logging
-
     start = time.perf_counter()
-    setup_logging(None, quiet=cfg.quiet)
+    logs.setup_logging(None, quiet=cfg.quiet)
     # Guards first: the warehouse must be ours (or new), --out a folder the build may own.
     warehouse_db.check(cfg.warehouse)
     out = publish.check_out(cfg.out_dir, warehouse=cfg.warehouse, input_dir=cfg.input_dir,
@@ -712,14 +710,12 @@ def run_build(cfg: BuildConfig) -> BuildSummary:
 
 
 def _build_locked(cfg: BuildConfig, out: Path, renderer: str, summary: BuildSummary, start: float) -> None:
-    from .cli import setup_logging
-
     if cfg.force_out:
         publish.take_over(out)
     publish.recover(out)
     new = publish.prepare_staging(out)
-    setup_logging(new / "build.log", quiet=cfg.quiet)
-    log.info("build config: %s (renderer resolved: %s)", cfg.as_dict(), renderer)
+    logs.setup_logging(new / "build.log", quiet=cfg.quiet)
+    log.info("build config: %s (renderer resolved: %s)", logs.display_config(cfg), renderer)
     state = BuildState(new)
     checked_now: dict[str, str] = {}   # files already checked for disclosure in this build
     pool = _start_pool(cfg, renderer)

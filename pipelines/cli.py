@@ -14,6 +14,7 @@ import typer
 
 from . import config
 from .errors import TsunagariError, UsageError, check_pref_code, check_year
+from .logs import setup_logging
 
 app = typer.Typer(
     add_completion=False,
@@ -27,28 +28,6 @@ WarehouseOpt = Annotated[
     typer.Option("--warehouse", help="DuckDB warehouse file (default data/warehouse.duckdb or $TSUNAGARI_WAREHOUSE)"),
 ]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress display")]
-
-
-def setup_logging(log_file: Path | None = None, quiet: bool = False) -> None:
-    """Log to stderr and, when given, to a file (the build keeps one in its output)."""
-    root = logging.getLogger("tsunagari")
-    root.setLevel(logging.INFO)
-    for h in list(root.handlers):
-        root.removeHandler(h)
-    from .logs import SafeFormatter
-
-    # One line per message, control characters escaped, no server paths (build.log is published).
-    fmt = SafeFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%H:%M:%S")
-    err = logging.StreamHandler(sys.stderr)
-    err.setLevel(logging.WARNING if quiet else logging.INFO)
-    err.setFormatter(fmt)
-    root.addHandler(err)
-    if log_file is not None:
-        log_file.parent.mkdir(parents=True, exist_ok=True)
-        fh = logging.FileHandler(log_file, encoding="utf-8")
-        fh.setFormatter(fmt)
-        root.addHandler(fh)
-    root.propagate = False
 
 
 def _check_out(out: Path, warehouse: Path | None) -> None:

@@ -90,11 +90,6 @@ class BuildConfig:
     force_out: bool = False   # take over a non-empty --out folder the build did not create
     quiet: bool = False
 
-    def as_dict(self) -> dict[str, object]:
-        """The options as logged (paths relative to the working folder, never absolute)."""
-        from .logs import display_path
-
-        return {k: (display_path(v) if isinstance(v, Path) else v) for k, v in self.__dict__.items()}
 
 
 # Design effect per survey (DESIGN.md: "A configurable design effect per survey"). Kish's n_eff

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 from pathlib import Path
 
 def escape_control(text: str) -> str:
@@ -76,3 +77,28 @@ class SafeFormatter(logging.Formatter):
         safe.args = None
         text = super().format(safe)
         return strip_roots(text) if (record.exc_info or record.exc_text or record.stack_info) else text
+
+
+def setup_logging(log_file: Path | None = None, quiet: bool = False) -> None:
+    """Log to stderr and, when given, to a file (the build keeps one in its output)."""
+    root = logging.getLogger("tsunagari")
+    root.setLevel(logging.INFO)
+    for h in list(root.handlers):
+        root.removeHandler(h)
+    # One line per message, control characters escaped, no server paths (build.log is published).
+    fmt = SafeFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%H:%M:%S")
+    err = logging.StreamHandler(sys.stderr)
+    err.setLevel(logging.WARNING if quiet else logging.INFO)
+    err.setFormatter(fmt)
+    root.addHandler(err)
+    if log_file is not None:
+        log_file.parent.mkdir(parents=True, exist_ok=True)
+        fh = logging.FileHandler(log_file, encoding="utf-8")
+        fh.setFormatter(fmt)
+        root.addHandler(fh)
+    root.propagate = False
+
+
+def display_config(cfg: object) -> dict[str, object]:
+    """A settings object's fields as logged: paths relative to the working folder, never absolute."""
+    return {k: (display_path(v) if isinstance(v, Path) else v) for k, v in vars(cfg).items()}
