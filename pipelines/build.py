@@ -371,9 +371,9 @@ def _check_context(warehouse: Path, year: int):
     """The disclosure check's context (suppressed cells, respondent ids), read from the warehouse
     once per process while the warehouse file is unchanged."""
     from .disclosure import make_context
-    from .reports import _file_key
+    from .report_data import warehouse_key
 
-    key = (_file_key(Path(warehouse)), int(year))
+    key = (warehouse_key(Path(warehouse)), int(year))
     if _CONTEXT.get("key") != key:
         _CONTEXT.update(key=key, ctx=make_context(Path(warehouse), year=int(year)))
     return _CONTEXT["ctx"]

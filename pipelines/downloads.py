@@ -152,7 +152,7 @@ def _col_letter(i: int) -> str:
     return s
 
 
-_LETTERS = [_col_letter(i) for i in range(256)]
+COLUMN_LETTERS = [_col_letter(i) for i in range(256)]
 
 
 def _text(s: str) -> str:
@@ -219,7 +219,7 @@ def sheet_xml(rows: Iterable[Sequence[Any]], widths: Sequence[int | float] = (),
         style = ' s="1"' if bold_header and i == 1 else ""
         cells = []
         for j, v in enumerate(row):
-            ref = (_LETTERS[j] if j < len(_LETTERS) else _col_letter(j)) + rs
+            ref = (COLUMN_LETTERS[j] if j < len(COLUMN_LETTERS) else _col_letter(j)) + rs
             if v is None:
                 if style:
                     cells.append(f'<c r="{ref}"{style} t="n" />')

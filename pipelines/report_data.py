@@ -297,7 +297,7 @@ def row_index(d: pd.DataFrame) -> dict[tuple, int]:
     return index
 
 
-def _file_key(path: Path) -> tuple:
+def warehouse_key(path: Path) -> tuple:
     """Identity of the warehouse contents for the cache: the file and its write-ahead log."""
     key = []
     for p in (path, path.with_name(path.name + ".wal")):
@@ -317,7 +317,7 @@ def _read_warehouse(warehouse: Path, year: int) -> tuple[pd.DataFrame, pd.DataFr
     Cached per process while the warehouse file (and its WAL) is unchanged: a warm kernel renders
     the 48 areas of one build from the same tables, which were read 48 times before (0.1 s each).
     Callers get the cached frames; pandas' copy-on-write keeps them from changing one another's."""
-    key = _file_key(warehouse)
+    key = warehouse_key(warehouse)
     hit = _CACHE.get("data")
     if hit is not None and hit[0] == (key, year):
         return hit[1]
@@ -328,7 +328,7 @@ def _read_warehouse(warehouse: Path, year: int) -> tuple[pd.DataFrame, pd.DataFr
         synthetic = _synthetic_flag(con)
     finally:
         con.close()
-    if _file_key(warehouse) == key:   # not written meanwhile
+    if warehouse_key(warehouse) == key:   # not written meanwhile
         _CACHE["data"] = ((key, year), (ind, dist, synthetic))
         _CACHE.pop("index", None)
     return ind, dist, synthetic

@@ -18,7 +18,7 @@ from .errors import UsageError, check_pref_code, check_year
 from .reference import area_code as _area_code
 from .reference import pref_name, pref_slug, prefectures
 # Re-exported for the build, the disclosure check and the tests (the notebook imports report_data).
-from .report_data import (CONTEXT_SQL, MdText, _file_key, breakdown_table, catalogue,  # noqa: F401
+from .report_data import (CONTEXT_SQL, MdText, breakdown_table, catalogue,  # noqa: F401
                           context_rows, fmt_comparison, fmt_value, headline_table, indicator_name, is_synthetic,
                           load_report_data, md_escape, md_table, row_index)
 
