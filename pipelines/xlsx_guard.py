@@ -190,7 +190,7 @@ class FormulaCell:
 
 
 _REF_RE = re.compile(r"^\$?([A-Za-z]{1,3})\$?(\d+)$")
-_FORMULA_TAG = re.compile(rb"<(?:[A-Za-z_][\w.-]*:)?f[\s/>]")
+_FORMULA_TAGS = (b"<f>", b"<f ", b"<f/", b":f>", b":f ", b":f/")
 
 
 def col_index(letters: str) -> int:
@@ -239,12 +239,14 @@ def _sheet_part(zf: zipfile.ZipFile, title: str, file_name: str) -> str | None:
 
 
 def _has_formula_tag(zf: zipfile.ZipFile, member: str) -> bool:
+    """Whether the part may hold an <f> element (plain byte searches; a false alarm only costs a parse)."""
     tail = b""
     with zf.open(member) as fh:
         for chunk in iter(lambda: fh.read(_CHUNK), b""):
-            if _FORMULA_TAG.search(tail + chunk):
+            data = tail + chunk
+            if any(tag in data for tag in _FORMULA_TAGS):
                 return True
-            tail = chunk[-32:]
+            tail = chunk[-4:]
     return False
 
 
