@@ -19,9 +19,13 @@ across the two partitions (50-59 + 60-69 + 70-79 + 80+ = 50-64 + 65-74 + 75+); 0
 every atom. Counts are integers (bounds are rounded inwards).
 
 Prefectures within the national figure (the prefectures estimated from the national survey's
-respondents add up to the national cell) are protected by the group rule of
-``stats.secondary_suppression`` (at least 30 hidden respondents besides any suppressed cell); the
-LP audit covers the relations within an area (all partitions and their cross relations).
+respondents add up to the national cell, plus the unpublished national respondents of prefectures
+with their own survey) protect the *bases*: the group rule of ``stats.secondary_suppression`` (at
+least 30 hidden respondents besides any suppressed cell) and 'national - published prefectures'
+checked per measure and breakdown (``_national_fixes``, ``_national_exposures``). Counts are audited
+within areas only: the LP audit covers the relations within an area (all partitions and their cross
+relations); the relation across areas is not solved jointly with them (a limitation: the
+propagation of within-area bounds through the national cell is not modelled).
 
 The audit
 ---------
@@ -399,6 +403,7 @@ def _national_fixes(f, base_of, hidden, bprim, subsample_areas, order) -> set[in
         bad = (lo > np.maximum(v - p, 0) + _TOL) | (m[None, :] < np.minimum(v + p, tot[None, :]) - _TOL)
         narrow = (m[None, :] - lo) < np.minimum(PROTECTION_ABS, tot[None, :]) - _TOL
         bad = np.where(bprim[base_of[hp]][:, None], bad, narrow)
+        bad[:, 1:] = False   # across areas the bases are protected (counts: within areas only)
         missing = set(np.flatnonzero(bad.any(axis=0)).tolist())
         if not missing:
             continue
@@ -524,8 +529,7 @@ def _national_exposures(t: pd.DataFrame, pub: np.ndarray, n: np.ndarray, y: np.n
         width = m - lo
         a_w = np.array([n[natp[0]], y[natp[0]], n[natp[0]] - y[natp[0]]])
         bad = width < np.minimum(PROTECTION_ABS, a_w) - _TOL
-        if weighted[natp[0]]:
-            bad[1:] = False
+        bad[1:] = False   # across areas the bases are protected (counts: within areas only)
         if m[0] <= 0:
             continue
         for q in np.flatnonzero(bad):

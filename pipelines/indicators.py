@@ -377,12 +377,15 @@ class _RoundData:
 
 def _round_data(con, year: int, inds: list[Indicator], effects: dict[str, float],
                 with_distributions: bool = True) -> _RoundData:
-    wide = _aggregate(con, year, inds, with_distributions=with_distributions)
+    # The distributions are always aggregated: they share their suppression with the indicators on
+    # all respondents (the audit), so a round used only for the change column is suppressed as
+    # when it is published.
+    wide = _aggregate(con, year, inds, with_distributions=True)
     cur = _survey_long(wide, inds)
     src = _sources(con, year)
     src = src.assign(deff=_area_deff(src, effects))
     cur["status"] = stats.base_status(cur["n"].to_numpy())
-    dist = _distribution_long(wide) if with_distributions else None
+    dist = _distribution_long(wide)
     primary, secondary, dist_hidden = _suppress(cur, src, dist)
     cur["secondary"] = secondary
     cur["suppressed"] = primary | secondary

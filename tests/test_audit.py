@@ -294,8 +294,7 @@ class TestNationalRelation:
 
     def test_national_minus_the_other_prefectures_is_caught(self):
         ex = audit_published(self._table({"01"}))
-        assert {(e.area_code, e.quantity, e.lo, e.hi) for e in ex} == {
-            ("01", "base", 25, 25), ("01", "count", 10, 10), ("01", "complement", 15, 15)}
+        assert {(e.area_code, e.quantity, e.lo, e.hi) for e in ex} == {("01", "base", 25, 25)}
         assert "the national cell - the published prefectures" in ex[0].derivation
 
     def test_two_hidden_prefectures_are_not_exposed(self):
@@ -309,12 +308,11 @@ class TestNationalRelation:
         t["value"] = (t.y / t.n * 100).where(~t.suppressed)
         assert audit_published(t) == []
 
-    def test_protect_hides_a_second_prefecture_for_the_count(self):
-        """Base well hidden (>= 30 others) but the count is not: the hidden prefectures have 2
-        lonely respondents in all, so 'national - published' bounds each by 2 < 3."""
+    def test_protect_hides_a_second_prefecture_for_the_base(self):
+        """01 (20) and 02 (40) hidden: 02 is 'national - published - 20' to within 20 < 30 others."""
         rows = [("00", 1000, 100), ("01", 20, 1), ("02", 40, 1), ("03", 500, 50), ("04", 440, 48)]
         f = pd.DataFrame(rows, columns=["area_code", "n", "y"]).assign(group="TRUE", measure="m", breakdown="total")
         f["primary"] = f.n < 30
-        f.loc[f.area_code == "02", "primary"] = True   # hidden too (as if primary in another way)
+        f.loc[f.area_code == "02", "primary"] = True
         sec = protect(f, {"01", "02", "03", "04"})
-        assert sec.tolist() == [False, False, False, False, True]   # 04 (group rule: 20 + 40 hidden < 30 + 40)
+        assert sec.tolist() == [False, False, False, False, True]   # 04: the smallest published base
