@@ -321,13 +321,24 @@ class TestBuildUnderLoad:
 
 
 STUCK_SCRIPT = """
-import hashlib, sys
+import hashlib, sys, threading, time
 from pathlib import Path
 from pipelines import interrupt
 interrupt.install(grace=float(sys.argv[2]))
 interrupt.on_stop(lambda: Path(sys.argv[1]).write_text("stopped"))
-print("ready", flush=True)
-hashlib.pbkdf2_hmac("sha256", b"x", b"y", 2**31 - 1)   # C code, minutes long, GIL released
+main = threading.main_thread().ident
+
+def ready():   # say so once the main thread is inside the C call
+    while sys._current_frames()[main].f_code.co_name != "stuck":
+        time.sleep(0.01)
+    time.sleep(0.5)
+    print("ready", flush=True)
+
+def stuck():
+    hashlib.pbkdf2_hmac("sha256", b"x", b"y", 2**31 - 1)   # C code, minutes long, GIL released
+
+threading.Thread(target=ready, daemon=True).start()
+stuck()
 print("not reached", flush=True)
 """
 
@@ -377,7 +388,7 @@ class TestStopMechanism:
         proc.send_signal(signal.SIGTERM)
         poll(marker.exists, 30, "the stop actions to run")
         out, err = proc.communicate(timeout=60)
-        assert proc.returncode == 130
+        assert proc.returncode == 130, err
         assert err == "中断しました / interrupted (SIGTERM)\n"
         assert "not reached" not in out
 
@@ -389,7 +400,7 @@ class TestStopMechanism:
         poll(marker.exists, 30, "the stop actions to run")
         proc.send_signal(signal.SIGINT)
         _, err = proc.communicate(timeout=60)   # not the 3600 s grace
-        assert proc.returncode == 130
+        assert proc.returncode == 130, err
         assert err == "中断しました / interrupted (SIGINT)\n"
 
     def test_a_signal_inside_deferred_raises_when_the_block_ends(self, tmp_path: Path) -> None:
