@@ -466,14 +466,14 @@ def execute_warm(src: Path, dst: Path, parameters: dict[str, Any], cwd: Path | N
                                       request_save_on_cell_execute=False, **patience())
         except PapermillExecutionError as exc:
             # The notebook itself raised: keep the failed record for the reader, no retry.
-            _write_record(getattr(exc, "nb", None), dst)
+            _write_record(getattr(exc, "nb", None), dst, src)
             raise
         except Exception as exc:
             if attempt == 2 or warm.alive():
                 raise
             log.warning("kernel died while executing %s; retrying with a fresh kernel: %s", src, exc)
             continue
-        _write_record(out, dst)
+        _write_record(out, dst, src)
         return dst
     return dst
 
@@ -496,12 +496,18 @@ def _source(src: Path):
     return copy.deepcopy(_SOURCES[key])
 
 
-def _write_record(nb, dst: Path) -> None:
+def _write_record(nb, dst: Path, src: Path | None = None) -> None:
     import nbformat
 
     if nb is None:
         return
     nb.cells = [c for c in nb.cells if RESET_TAG not in c.get("metadata", {}).get("tags", [])]
+    # Given a notebook object, papermill stores the whole object as `input_path`: a second copy of
+    # the notebook with the reset cell and its absolute chdir path. The record is published: name
+    # the source notebook instead.
+    meta = nb.get("metadata", {}).get("papermill")
+    if meta is not None and not isinstance(meta.get("input_path"), (str, type(None))):
+        meta["input_path"] = Path(src).name if src is not None else None
     # A warm kernel's counter runs on from the previous notebook: number the record from 1, as a
     # fresh kernel would, so the record does not depend on which worker ran it.
     count = 0

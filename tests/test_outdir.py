@@ -437,15 +437,16 @@ class TestNoStaleCache:
         csv = site / "downloads" / "indicators-2024.csv"
         before = pd.read_csv(csv, encoding="utf-8-sig", dtype=str)
         html_before = (site / "prefectures" / "31-tottori.html").read_bytes()
-        assert "集計対象 30 人未満は値を非表示" in (site / "methodology.html").read_text(encoding="utf-8")
+        footnote = "「x」：集計対象が{}人未満のため"   # report_data.FOOTNOTE_SUPPRESSED, from config.MIN_BASE
+        assert footnote.format(30) in html_before.decode("utf-8")
 
         cfg = proj / "pipelines" / "config.py"
         cfg.write_text(cfg.read_text(encoding="utf-8").replace("MIN_BASE = 30", "MIN_BASE = 50"), encoding="utf-8")
         second = subprocess.run(cmd, cwd=proj, env=env, capture_output=True, text=True, timeout=1200)
         assert second.returncode == 0, second.stderr[-3000:]
         after = pd.read_csv(csv, encoding="utf-8-sig", dtype=str)
-        assert "集計対象 50 人未満は値を非表示" in (site / "methodology.html").read_text(encoding="utf-8")
-        assert (site / "prefectures" / "31-tottori.html").read_bytes() != html_before
+        html_after = (site / "prefectures" / "31-tottori.html").read_text(encoding="utf-8")
+        assert footnote.format(50) in html_after and footnote.format(30) not in html_after
         n = pd.to_numeric(after.n_unweighted, errors="coerce")
         shown = after.value.notna() & after.value.ne("")
         assert not (shown & n.lt(50)).any()              # nothing with a base under 50 is shown now
