@@ -415,6 +415,58 @@ def _national_fixes(f, base_of, hidden, bprim, subsample_areas, order) -> set[in
     return out
 
 
+NATIONAL = "00"
+
+
+def _partition(breakdown: pd.Series) -> pd.Series:
+    """'sex=2' -> 'sex', 'age=20-29' -> 'age', 'total' -> 'total'."""
+    return breakdown.str.partition("=")[0]
+
+
+def suppression_groups(cells: pd.DataFrame, key_cols: list[str],
+                       subsample_areas: set[str]) -> tuple[list[np.ndarray], list[float]]:
+    """Groups of cells that add up to a published total, with the base of each group's unpublished
+    remainder (for ``stats.secondary_suppression``). ``cells``: one row per key x area x breakdown
+    with columns ``key_cols``, area_code, breakdown, n; positions are row positions.
+
+    * Within an area (per key): the cells of one partition -- sex=1/2 (remainder: sex 3 その他・
+      回答しない and 9 無回答), age bands (remainder: age unknown), UK age bands, living alone 1/0
+      (remainder: 9 無回答) -- add up to the area's total.
+    * Across areas (per key x breakdown): the prefectures estimated from the national survey's
+      respondents ('subsample') add up to the national figure; the remainder is the national
+      respondents of prefectures that publish their own survey instead.
+    """
+    c = cells.reset_index(drop=True)
+    n = c["n"].astype(float).to_numpy()
+    part = _partition(c["breakdown"])
+    is_total = (c["breakdown"] == "total").to_numpy()
+    groups: list[np.ndarray] = []
+    rem: list[float] = []
+    total_n = dict(zip(map(tuple, c.loc[is_total, key_cols + ["area_code"]].to_numpy().tolist()),
+                       n[is_total]))
+    inner = c.loc[~is_total, key_cols + ["area_code"]].assign(_p=part[~is_total])
+    for key, idx in inner.groupby(key_cols + ["area_code", "_p"], sort=True).indices.items():
+        pos = inner.index.to_numpy()[idx]
+        tot = total_n.get(tuple(key[:-1]))
+        if tot is None:
+            continue
+        groups.append(pos)
+        rem.append(max(0.0, tot - float(n[pos].sum())))
+    nat_n = dict(zip(map(tuple, c.loc[c.area_code == NATIONAL, key_cols + ["breakdown"]].to_numpy().tolist()),
+                     n[(c.area_code == NATIONAL).to_numpy()]))
+    sub = c.loc[c.area_code.isin(subsample_areas), key_cols + ["breakdown"]]
+    if len(sub):
+        for key, idx in sub.groupby(key_cols + ["breakdown"], sort=True).indices.items():
+            key = key if isinstance(key, tuple) else (key,)
+            tot = nat_n.get(tuple(key))
+            if tot is None:
+                continue
+            pos = sub.index.to_numpy()[idx]
+            groups.append(pos)
+            rem.append(max(0.0, tot - float(n[pos].sum())))
+    return groups, rem
+
+
 def protect(frame: pd.DataFrame, subsample_areas: set[str], max_rounds: int = 200) -> np.ndarray:
     """Secondary suppression chosen by the audit. ``frame``: one row per measure x area x breakdown
     of one round, columns ``group`` (cells with equal ``group``, area and breakdown share one base:
@@ -427,8 +479,6 @@ def protect(frame: pd.DataFrame, subsample_areas: set[str], max_rounds: int = 20
     within the national figure), then the audit, which hides for each exposed cell the published
     cell of its partition (the two age partitions count as one) with the smallest base (ties: the
     first breakdown), or of any partition of the area when its own has none left. Deterministic."""
-    from .indicators import suppression_groups
-
     f = frame.reset_index(drop=True)
     bkey = ["group", "area_code", "breakdown"]
     base = f.groupby(bkey, sort=False).agg(n=("n", "max"), primary=("primary", "any")).reset_index()

@@ -321,7 +321,7 @@ def _stage_indicators(cfg: BuildConfig, new: Path, state: BuildState, year: int,
 
     outputs = [new / "runs" / f"indicators-{year}.ipynb"]
     if _incremental(cfg, state, summary, key, d, outputs,
-                    lambda: run_indicators(year, cfg.warehouse, new, pool=pool, downloads=False)):
+                    lambda: run_indicators(year, cfg.warehouse, new, pool=pool)):
         summary.executed.append(f"indicators-{year}")
     return d
 
@@ -331,7 +331,7 @@ def _stage_downloads(cfg: BuildConfig, new: Path, state: BuildState, year: int, 
     """indicators.csv|xlsx (every round) and indicators-{y}.csv|xlsx per round, each an artefact of
     its own: a round's files are rewritten only when that round's rows (its stored input key) or the
     source files its notes list changed."""
-    from .indicators import write_downloads
+    from .downloads import write_downloads
 
     con = warehouse_db.connect(cfg.warehouse)
     try:

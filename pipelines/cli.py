@@ -132,11 +132,14 @@ def indicators(
     quiet: QuietOpt = False,
 ) -> None:
     """Run the indicators notebook with papermill; write the indicators table and downloads."""
+    from .downloads import write_downloads
     from .indicators import run_indicators
 
     setup_logging(quiet=quiet)
     _check_out(out, warehouse)
-    run_indicators(check_year(year), config.warehouse_path(warehouse), out)
+    path = config.warehouse_path(warehouse)
+    run_indicators(check_year(year), path, out)
+    write_downloads(check_year(year), path, out)
 
 
 @app.command()

@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 
 from . import schema
+from . import warehouse as warehouse_db
 from .audit import RULE_JA
 from .errors import UsageError, check_pref_code, check_year
 
@@ -507,3 +508,20 @@ def write_indicator_downloads(con: duckdb.DuckDBPyConnection, year: int | None, 
     xlsx = write_xlsx({"指標 (indicators)": table.rename(columns=HEADERS_JA),
                        "注記 (notes)": notes_table(con, year, catalogue)}, dest_dir / f"{stem}.xlsx")
     return csv, xlsx
+
+
+def write_downloads(year: int | None, warehouse: Path, out_dir: Path, years: list[int] | None = None,
+                    combined: bool = True) -> list[Path]:
+    """``out_dir/downloads/indicators.csv|xlsx`` (every round; unless ``combined`` is False) and
+    ``indicators-{y}.csv|xlsx`` for each round in ``years`` (default: every round in the warehouse
+    tables). ``year`` is kept for callers: every round is written."""
+    con = warehouse_db.connect(warehouse)
+    try:
+        if years is None:
+            years = [int(r[0]) for r in con.execute("SELECT DISTINCT year FROM indicators ORDER BY 1").fetchall()]
+        paths = list(write_indicator_downloads(con, None, Path(out_dir) / "downloads")) if combined else []
+        for y in years:
+            paths += write_indicator_downloads(con, y, Path(out_dir) / "downloads")
+        return paths
+    finally:
+        con.close()

@@ -268,55 +268,6 @@ SECONDARY_NOTE = "secondary suppression / 二次秘匿"
 _N_IN_NOTE = re.compile(r"\(n=[0-9,]+\)")
 
 
-def _partition(breakdown: pd.Series) -> pd.Series:
-    """'sex=2' -> 'sex', 'age=20-29' -> 'age', 'total' -> 'total'."""
-    return breakdown.str.partition("=")[0]
-
-
-def suppression_groups(cells: pd.DataFrame, key_cols: list[str],
-                       subsample_areas: set[str]) -> tuple[list[np.ndarray], list[float]]:
-    """Groups of cells that add up to a published total, with the base of each group's unpublished
-    remainder (for ``stats.secondary_suppression``). ``cells``: one row per key x area x breakdown
-    with columns ``key_cols``, area_code, breakdown, n; positions are row positions.
-
-    * Within an area (per key): the cells of one partition -- sex=1/2 (remainder: sex 3 その他・
-      回答しない and 9 無回答), age bands (remainder: age unknown), UK age bands, living alone 1/0
-      (remainder: 9 無回答) -- add up to the area's total.
-    * Across areas (per key x breakdown): the prefectures estimated from the national survey's
-      respondents ('subsample') add up to the national figure; the remainder is the national
-      respondents of prefectures that publish their own survey instead.
-    """
-    c = cells.reset_index(drop=True)
-    n = c["n"].astype(float).to_numpy()
-    part = _partition(c["breakdown"])
-    is_total = (c["breakdown"] == "total").to_numpy()
-    groups: list[np.ndarray] = []
-    rem: list[float] = []
-    total_n = dict(zip(map(tuple, c.loc[is_total, key_cols + ["area_code"]].to_numpy().tolist()),
-                       n[is_total]))
-    inner = c.loc[~is_total, key_cols + ["area_code"]].assign(_p=part[~is_total])
-    for key, idx in inner.groupby(key_cols + ["area_code", "_p"], sort=True).indices.items():
-        pos = inner.index.to_numpy()[idx]
-        tot = total_n.get(tuple(key[:-1]))
-        if tot is None:
-            continue
-        groups.append(pos)
-        rem.append(max(0.0, tot - float(n[pos].sum())))
-    nat_n = dict(zip(map(tuple, c.loc[c.area_code == NATIONAL, key_cols + ["breakdown"]].to_numpy().tolist()),
-                     n[(c.area_code == NATIONAL).to_numpy()]))
-    sub = c.loc[c.area_code.isin(subsample_areas), key_cols + ["breakdown"]]
-    if len(sub):
-        for key, idx in sub.groupby(key_cols + ["breakdown"], sort=True).indices.items():
-            key = key if isinstance(key, tuple) else (key,)
-            tot = nat_n.get(tuple(key))
-            if tot is None:
-                continue
-            pos = sub.index.to_numpy()[idx]
-            groups.append(pos)
-            rem.append(max(0.0, tot - float(n[pos].sum())))
-    return groups, rem
-
-
 def _suppress(long: pd.DataFrame, src: pd.DataFrame,
               dist: pd.DataFrame | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(primary, secondary) suppression flags of the rows of ``long`` (indicator x area x breakdown
@@ -902,12 +853,11 @@ def summary(indicators: pd.DataFrame) -> pd.DataFrame:
     return out.join(counts, how="left").reset_index()
 
 
-def run_indicators(year: int, warehouse: Path, out_dir: Path, pool=None, downloads: bool = True) -> Path:
+def run_indicators(year: int, warehouse: Path, out_dir: Path, pool=None) -> Path:
     """`tsunagari indicators`: execute the indicators notebook with papermill (audit record in
     ``out_dir/runs/indicators-{year}.ipynb``; the notebook brings every round of the tables up to
-    date, ``year`` is the report round it summarises), then write ``out_dir/downloads/indicators.csv``
-    / ``.xlsx`` (every round) and ``indicators-{y}.csv`` / ``.xlsx`` per round (unless
-    downloads=False: the build writes them while the reports run). With `pool` (an executor.WarmPool) the notebook runs in a
+    date, ``year`` is the report round it summarises). The downloads are written by
+    ``downloads.write_downloads`` (the build writes them while the reports run). With `pool` (an executor.WarmPool) the notebook runs in a
     worker's warm kernel. Returns the executed notebook path."""
     warehouse = Path(warehouse).resolve()
     out_dir = Path(out_dir)
@@ -940,25 +890,4 @@ def run_indicators(year: int, warehouse: Path, out_dir: Path, pool=None, downloa
         except PapermillExecutionError as exc:
             raise DataError(str(executed), "indicators notebook failed",
                             detail=f"{exc.ename}: {exc.evalue}") from exc
-    if downloads:
-        write_downloads(year, warehouse, out_dir)
     return executed
-
-
-def write_downloads(year: int | None, warehouse: Path, out_dir: Path, years: list[int] | None = None,
-                    combined: bool = True) -> list[Path]:
-    """``out_dir/downloads/indicators.csv|xlsx`` (every round; unless ``combined`` is False) and
-    ``indicators-{y}.csv|xlsx`` for each round in ``years`` (default: every round in the warehouse
-    tables). ``year`` is kept for callers: every round is written."""
-    from .downloads import write_indicator_downloads
-
-    con = warehouse_db.connect(warehouse)
-    try:
-        if years is None:
-            years = [int(r[0]) for r in con.execute("SELECT DISTINCT year FROM indicators ORDER BY 1").fetchall()]
-        paths = list(write_indicator_downloads(con, None, Path(out_dir) / "downloads")) if combined else []
-        for y in years:
-            paths += write_indicator_downloads(con, y, Path(out_dir) / "downloads")
-        return paths
-    finally:
-        con.close()

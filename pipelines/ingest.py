@@ -1016,9 +1016,9 @@ def start_validation_warm_up() -> None:
 
 def _prewarm_validation() -> None:
     try:
-        from .validate import _GX
+        from .validate import warm_up
 
-        _GX.get()
+        warm_up()
     except Exception:  # the validation itself reports any problem
         log.debug("GX warm-up failed", exc_info=True)
 

@@ -44,6 +44,7 @@ import duckdb
 import pandas as pd
 
 from . import config, schema
+from . import validator
 from . import warehouse as warehouse_db
 from .errors import DataError, UsageError, printable
 from .staging import StagedFile
@@ -399,7 +400,7 @@ class _GX:
         self._suites: dict[tuple[str, bool], Any] = {}
 
     @classmethod
-    def get(cls) -> _GX:
+    def get(cls) -> "_GX":
         with cls._lock:
             if cls._instance is None:
                 cls._instance = cls()
@@ -545,6 +546,12 @@ def _gx_friendly(df: pd.DataFrame) -> tuple[pd.DataFrame, set[str]]:
                 s = df[col]
                 out[col] = s.astype("float64") if s.isna().any() else s.astype("int64")
     return (df.assign(**out) if out else df), int_cols
+
+
+def warm_up() -> None:
+    """Import and set up Great Expectations now (once per process; ~2 s), so that the first
+    ``validate_frame`` does not wait for it."""
+    _GX.get()
 
 
 def validate_frame(df: pd.DataFrame, sf: StagedFile) -> list[ExpectationResult]:
@@ -713,14 +720,12 @@ def validate_staged(con: duckdb.DuckDBPyConnection, staged: list[StagedFile]) ->
     """
     import time
 
-    from . import validator
-
     t0 = time.perf_counter()
     report = ValidationReport()
     for sf in staged:
         table = STAGING_TABLES[sf.kind]
         df = _read_file_rows(con, table, sf.kind, sf.file_id)
-        report.results.extend(validator.validate_frame(df, sf))   # in the build's GX process if any
+        report.results.extend(validator.validate_frame(df, sf, local=validate_frame))   # in the build's GX process if any
         report.files.append(FileSummary(sf.file_name, sf.file_id, sf.kind, len(df), sf.survey_id,
                                         sf.survey_year))
     report.seconds = time.perf_counter() - t0

@@ -31,8 +31,14 @@ _CONN: Any = None   # our end of its pipe
 _READY = False      # its "ready" message has been received
 
 
-def start() -> None:
-    """Start the validation process (once; returns at once: GX is set up in the background)."""
+# The module whose ``warm_up()`` and ``validate_frame(df, sf)`` the process serves. Named, not
+# imported: this module is started before the build's own imports and knows nothing of validation.
+SERVED_MODULE = "pipelines.validate"
+
+
+def start(module: str = SERVED_MODULE) -> None:
+    """Start the validation process (once; returns at once: GX is set up in the background by
+    ``module.warm_up()``, then each frame is validated by ``module.validate_frame``)."""
     global _PROC, _CONN, _READY
     with _LOCK:
         if _PROC is not None:
@@ -41,7 +47,7 @@ def start() -> None:
 
         ctx = mp.get_context("spawn")
         ours, theirs = ctx.Pipe()
-        proc = ctx.Process(target=_serve, args=(theirs,), name="tsunagari-validator", daemon=True)
+        proc = ctx.Process(target=_serve, args=(theirs, module), name="tsunagari-validator", daemon=True)
         proc.start()
         theirs.close()
         _PROC, _CONN, _READY = proc, ours, False
@@ -65,12 +71,11 @@ def stop() -> None:
         conn.close()
 
 
-def validate_frame(df, sf) -> list:
-    """``pipelines.validate.validate_frame(df, sf)``: in the validation process when one is
-    running, else in this one (also when the process could not set GX up or died: the reason is
-    logged). An error raised by the validation itself is raised here, as it would be locally."""
-    from . import validate
-
+def validate_frame(df, sf, local) -> list:
+    """``validate_frame(df, sf)`` of the served module: in the validation process when one is
+    running, else ``local(df, sf)`` in this one (also when the process could not set GX up or died:
+    the reason is logged). An error raised by the validation itself is raised here, as it would be
+    locally."""
     global _READY
     with _LOCK:
         conn = _CONN
@@ -91,7 +96,7 @@ def validate_frame(df, sf) -> list:
                             type(exc).__name__, exc)
                 conn = None
     stop()
-    return validate.validate_frame(df, sf)
+    return local(df, sf)
 
 
 class _Unavailable(RuntimeError):
@@ -125,7 +130,7 @@ def defer_imports(names=DEFERRED_MODULES) -> None:
             sys.modules[name] = _Deferred(name)
 
 
-def _serve(conn) -> None:
+def _serve(conn, module: str) -> None:
     """The validation process: set GX up, say so, then validate each (df, sf) received."""
     try:
         defer_imports()
@@ -135,9 +140,9 @@ def _serve(conn) -> None:
             tqdm.set_lock(threading.RLock())   # the resource tracker warns about a leak
         except ImportError:
             pass
-        from .validate import _GX, validate_frame
-
-        _GX.get()
+        served = importlib.import_module(module)
+        served.warm_up()
+        validate_frame = served.validate_frame
     except Exception as exc:
         conn.send(("failed", f"{type(exc).__name__}: {exc}"))
         return

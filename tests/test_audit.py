@@ -17,7 +17,8 @@ from scipy.optimize import linprog
 
 from pipelines import audit, schema, stats
 from pipelines.audit import audit_published, intervals, protect
-from pipelines.indicators import compute_indicators, suppression_groups
+from pipelines.audit import suppression_groups
+from pipelines.indicators import compute_indicators
 
 from test_indicators import create_tables, insert_rows
 

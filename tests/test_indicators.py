@@ -20,6 +20,7 @@ from statsmodels.stats.proportion import proportion_confint
 
 from pipelines import config, schema, stats
 from pipelines.errors import DataError, UsageError
+from pipelines.downloads import write_downloads
 from pipelines.indicators import (AREA_CODES, BREAKDOWNS_COMMON, BREAKDOWNS_UK, compute_indicators,
                                   load_catalogue, run_indicators, write_indicators)
 
@@ -592,6 +593,7 @@ def test_notebook_run_writes_table_audit_record_and_downloads(two_rounds, tmp_pa
     con.close()
     out = tmp_path / "out"
     executed = run_indicators(2024, path, out)
+    write_downloads(2024, path, out)   # what `tsunagari indicators` does next
     assert executed == out / "runs" / "indicators-2024.ipynb"
     nb = json.loads(executed.read_text(encoding="utf-8"))
     # the record is published: the warehouse relative to the working folder the notebook ran in

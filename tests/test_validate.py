@@ -21,6 +21,7 @@ from pipelines.validate import (
     ValidationReport,
     _GX,
     load_suite_spec,
+    validate_frame,
     validate_staged,
     validate_warehouse,
     weight_limits,
@@ -863,7 +864,7 @@ class TestValidationProcess:
 
         sf = dataclasses.replace(survey_staged(), kind="no-such-kind")
         with pytest.raises(KeyError, match="no-such-kind"):
-            proc.validate_frame(survey_frame(), sf)
+            proc.validate_frame(survey_frame(), sf, local=validate_frame)
         assert proc.running()   # the process is fine: the next file is validated there
 
     def test_build_validates_in_its_process_and_stops_it(self, tmp_path):

@@ -18,7 +18,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from ..config import REPORTS_DIR, cache_dir, file_key
-from . import RenderError, pdf_font
+from .common import RenderError, pdf_font
 
 log = logging.getLogger("tsunagari.render.pandoc")
 

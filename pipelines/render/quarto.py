@@ -51,7 +51,7 @@ from typing import Any
 import yaml
 
 from .. import config
-from . import RenderError
+from .common import RenderError
 
 log = logging.getLogger("tsunagari.render.quarto")
 
