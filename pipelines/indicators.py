@@ -634,7 +634,9 @@ def compute_rounds(con: duckdb.DuckDBPyConnection, years: list[int] | None = Non
             dist = pd.DataFrame(columns=_DIST_COLUMNS)
             if survey_inds and year in nat_years:
                 prev_y = previous_year(con, year)
-                prev = data(prev_y, False) if prev_y is not None else None
+                # The previous round exactly as published: its suppression depends on its
+                # distributions too (the audit), so it is computed in full, never a cut-down pass.
+                prev = data(prev_y, True) if prev_y is not None else None
                 ind_s, dist = _survey_indicators(data(year, True), prev, names)
                 parts.append(ind_s)
             if prog_inds:
