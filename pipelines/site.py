@@ -487,7 +487,7 @@ def write_pref_xlsx(df: pd.DataFrame, pref_code: int, name_ja: str, year: int, o
     ``area_rows`` / ``national_rows`` (``xlsx_rows`` of the area's / national rows) and
     ``national_xml`` (the national sheet, the same in every workbook) may be passed in when the
     caller has them; ``built_at`` is the time on the notes sheet (default ``build_time()``)."""
-    from .downloads import sheet_xml, write_workbook
+    from .downloads import method_notes, sheet_xml, write_workbook
 
     pref_code, year = check_pref_code(pref_code, "pref_code"), check_year(year, "year")  # no path traversal
     code = area_code(pref_code)
@@ -503,12 +503,7 @@ def write_pref_xlsx(df: pd.DataFrame, pref_code: int, name_ja: str, year: int, o
         ("地域", f"{name_ja}（{code}）"),
         ("調査年", str(year)),
         ("出典", "人々のつながりに関する基礎調査（内閣府）等。各行の note 列を参照。"),
-        ("比較", "comparison: 都道府県の95%信頼区間が全国値の片側に完全にある場合のみ better/worse"
-                 "（良否を判断しない指標は higher/lower）、それ以外は similar。"),
-        ("信頼区間", "有効標本サイズ n_eff = (Σw)² / Σw² に基づくWilsonスコア区間（95%）。"),
-        ("小標本", f"集計対象 {config.MIN_BASE} 人未満は値を非表示（suppressed = TRUE）、"
-                 f"{config.MIN_BASE}～{config.REFERENCE_BASE - 1} 人は参考値。"),
-        ("英国との比較", "英国 Community Life Survey との比較は直接質問のみ。調査方法が異なるため参考値であり、有意差の判断はしない。"),
+        *method_notes(),   # denominators, intervals, tests, design effect, suppression, UK: one text
     ]
     if synthetic:
         lines.append(("合成データ", "この数値は合成（架空）データに基づくもので、実際の調査結果ではありません。"))
