@@ -211,7 +211,7 @@ def test_methodology_lists_every_catalogue_indicator_and_conventions(site: Path)
     text = page.body_text
     for c in cat:
         assert c.name_ja in text
-    for phrase in ("Wilson", "(Σw)² / Σw²", "30 人未満", "参考値", "比率の差の検定", "合成データ",
+    for phrase in ("Wilson", "(Σw)² / Σw²", "30 人未満", "参考値", "Newcombe", "Fisher", "設計効果", "多重比較", "合成データ",
                    "Community Life Survey", "3～12点", "data/reference/prefectures.csv", "令和2年国勢調査"):
         assert phrase in text, phrase
 
