@@ -144,48 +144,42 @@ def partition_of(breakdown: str) -> str:
 QUANTITIES = ("n", "y", "z")   # base, count, complement (n - y)
 
 
-def _block_lp(bds: list[str], n: np.ndarray, y: np.ndarray, pub: np.ndarray):
-    """(A_eq, b_eq) of the age sub-block (26 variables: 13 n atoms, 13 y atoms) given the block's
-    published total and published age / UK-age cells, and the rows' breakdowns of each equation."""
-    rows, rhs, labels = [], [], []
-    tot = [i for i, b in enumerate(bds) if b == "total"][0]
-    k = _N_ATOMS + 1
-    for q, vals in ((0, n), (1, y)):
-        r = np.zeros(2 * k)
-        r[q * k:(q + 1) * k] = 1.0
-        rows.append(r), rhs.append(vals[tot]), labels.append("total")
-        for i, b in enumerate(bds):
-            if pub[i] and partition_of(b) == "age":
-                r = np.zeros(2 * k)
-                for c in columns(b):
-                    r[q * k + c - _AGE0] = 1.0
-                rows.append(r), rhs.append(vals[i]), labels.append(b)
+def _block_lp(bds: list[str], vals: np.ndarray, pub: np.ndarray):
+    """(A_eq, b_eq) of one quantity's age sub-block (13 variables: 12 age atoms and age unknown)
+    given the block's published total and published age / UK-age cells (``vals``: their y, or their
+    n - y), and the rows' breakdowns of each equation.
+
+    Why one quantity: with z = n - y per atom, the constraints 0 <= y <= n of the atoms are y >= 0,
+    z >= 0, and every published cell's n and y are its y and z sums: the y and the z systems are
+    independent (their feasible set is a product), so a bound of y or of n - y is an LP over one
+    system and a bound of n = y + z is the sum of the two systems' bounds (exactly the joint LP)."""
+    rows, rhs, labels = [np.ones(_N_ATOMS + 1)], [vals[bds.index("total")]], ["total"]
+    for i, b in enumerate(bds):
+        if pub[i] and partition_of(b) == "age":
+            r = np.zeros(_N_ATOMS + 1)
+            r[np.array(columns(b)) - _AGE0] = 1.0
+            rows.append(r), rhs.append(vals[i]), labels.append(b)
     return np.array(rows), np.array(rhs, dtype=float), labels
 
 
-def _age_ineq() -> np.ndarray:
-    k = _N_ATOMS + 1
-    return np.hstack([-np.eye(k), np.eye(k)])   # y_atom - n_atom <= 0
-
-
 def _solve_stacked(blocks: list[tuple[np.ndarray, np.ndarray, list[np.ndarray]]]) -> list[np.ndarray]:
-    """Each block (A_eq, b_eq, objectives): the minimum of every objective (a vector over the block's
-    26 variables) subject to A_eq x = b_eq, y <= n, 0 <= x <= BIG. One LP for all: one copy of a
-    block per objective, block-diagonal."""
+    """Each block (A_eq, b_eq, objectives): the minimum of every objective (a vector over the
+    block's variables) subject to A_eq x = b_eq, 0 <= x <= BIG. One LP for all: one copy of a block
+    per objective, block-diagonal (built directly as one sparse matrix)."""
     if not blocks:
         return []
-    ineq = sp.csr_matrix(_age_ineq())
-    a_eq, b_eq, a_ub, c = [], [], [], []
+    ri, ci, vv, b_eq, c = [], [], [], [], []
+    r0 = c0 = 0
     for A, b, objs in blocks:
-        m = len(objs)
-        a_eq.append(sp.kron(sp.identity(m, format="csr"), sp.csr_matrix(A), format="csr"))
-        b_eq.append(np.tile(b, m))
-        a_ub.append(sp.kron(sp.identity(m, format="csr"), ineq, format="csr"))
-        c.append(np.concatenate(objs))
-    A_eq, A_ub = sp.block_diag(a_eq, format="csr"), sp.block_diag(a_ub, format="csr")
-    cc = np.concatenate(c)
-    res = linprog(cc, A_ub=A_ub, b_ub=np.zeros(A_ub.shape[0]), A_eq=A_eq, b_eq=np.concatenate(b_eq),
-                  bounds=(0, BIG), method="highs")
+        rr, cc = np.nonzero(A)
+        m, (h, w) = len(objs), A.shape
+        off_r = (r0 + h * np.arange(m))[:, None]
+        off_c = (c0 + w * np.arange(m))[:, None]
+        ri.append((rr[None, :] + off_r).ravel()), ci.append((cc[None, :] + off_c).ravel())
+        vv.append(np.tile(A[rr, cc], m)), b_eq.append(np.tile(b, m)), c.append(np.concatenate(objs))
+        r0, c0 = r0 + h * m, c0 + w * m
+    A_eq = sp.csr_matrix((np.concatenate(vv), (np.concatenate(ri), np.concatenate(ci))), shape=(r0, c0))
+    res = linprog(np.concatenate(c), A_eq=A_eq, b_eq=np.concatenate(b_eq), bounds=(0, BIG), method="highs")
     if res.status != 0:
         if len(blocks) == 1:
             raise ValueError(f"audit LP failed: {res.message}")
@@ -229,74 +223,93 @@ def intervals(cells: pd.DataFrame, quantities: tuple[int, ...] = (0, 1, 2), trut
     bds = c["breakdown"].astype(str).tolist()
     prim = c["primary"].to_numpy(dtype=bool) if "primary" in c.columns else None
     idx_out, lo_out, hi_out, alo_out, ahi_out, der_out = [], [], [], [], [], []
-    lp_blocks, lp_targets = [], []   # (A, b, objs), (row, quantity-sign list)
-    k = _N_ATOMS + 1
+    parts = {b: partition_of(b) for b in set(bds)}
+    part = np.array([parts[b] for b in bds])
+    modelled = np.array([bool(columns(b)) for b in bds], dtype=bool)
+    kind = np.array([b.partition("=")[0] for b in bds])
+    own_i, own_b = [], []   # cells of two published age partitions: own-partition bounds first
+    blocks = []             # (pos, total row, a_hi)
     for _, pos in c.groupby("block", sort=False).indices.items():
-        hidden = [i for i in pos if not pub[i] and columns(bds[i])]
-        if not hidden:
-            continue
-        tot = [i for i in pos if bds[i] == "total"]
-        if not tot:
+        hid = pos[~pub[pos] & modelled[pos] & (part[pos] != "total")]
+        tot = pos[part[pos] == "total"]
+        if not len(tot) or not (len(hid) or not pub[tot[0]]):
             continue
         t = tot[0]
         if not pub[t]:
             # A hidden total: nothing of the block is published (every cell is <= the total): the
             # block alone gives no bound.
-            for i in hidden:
+            for i in pos[~pub[pos] & modelled[pos]]:
                 idx_out.append(i), lo_out.append([0, 0, 0]), hi_out.append([BIG] * 3)
                 alo_out.append([0, 0, 0]), ahi_out.append([BIG] * 3), der_out.append("")
             continue
         N, Y = n[t], y[t]
         a_hi = [N, Y, N - Y]
-        need_lp = []
-        for i in hidden:
-            part = partition_of(bds[i])
-            if part == "total":
-                continue
-            members = [j for j in pos if partition_of(bds[j]) == part and pub[j]]
-            mn = N - n[members].sum()
-            my = Y - y[members].sum()
-            other = "uk_age" if bds[i].startswith("age=") else "age"
-            if part in ("sex", "hh") or not any(pub[j] and bds[j].startswith(other + "=") for j in pos):
+        pp = pos[pub[pos]]
+        sums = {}
+        for q in set(part[hid]):
+            members = pp[part[pp] == q]
+            sums[q] = (N - n[members].sum(), Y - y[members].sum(), members)
+        kinds = set(kind[pp])
+        for i in hid:
+            mn, my, members = sums[part[i]]
+            other = "uk_age" if kind[i] == "age" else "age"
+            if part[i] in ("sex", "hh") or other not in kinds:
                 # one partition (the other age partition publishes nothing): closed form
                 idx_out.append(i), lo_out.append([0, 0, 0]), hi_out.append([mn, my, mn - my])
                 alo_out.append([0, 0, 0]), ahi_out.append(a_hi)
                 der_out.append("total - " + " - ".join(bds[j] for j in members)
                                + " (the unpublished rest of the partition >= 0)")
             else:
-                if truth:
-                    own = Intervals(np.array([i]), np.zeros((1, 3)), np.array([[mn, my, mn - my]]),
-                                    np.zeros((1, 3)), np.array([a_hi], dtype=float), [""])
-                    if n[i] <= 0 or exposed_true(own, n, y, prim).any():
-                        idx_out.append(i), lo_out.append([0, 0, 0]), hi_out.append([mn, my, mn - my])
-                        alo_out.append([0, 0, 0]), ahi_out.append(a_hi)
-                        der_out.append("total - " + " - ".join(bds[j] for j in members))
-                        continue
-                need_lp.append(i)
-        if need_lp:
-            A, b, labels = _block_lp([bds[j] for j in pos], n[pos], y[pos], pub[pos])
-            objs, tgts = [], []
-            for i in need_lp:
-                cols = np.array(columns(bds[i])) - _AGE0
-                for q in range(3):
-                    if q not in quantities:
-                        continue
-                    o = np.zeros(2 * k)
-                    if q == 0:
-                        o[cols] = 1
-                    elif q == 1:
-                        o[k + cols] = 1
-                    else:
-                        o[cols], o[k + cols] = 1, -1
-                    objs += [o, -o]
-                    tgts.append((i, q))
-            lp_blocks.append((A, b, objs))
-            lp_targets.append((need_lp, labels, a_hi))
-    for (A, b, objs), (rows, labels, a_hi), vals in zip(lp_blocks, lp_targets, _solve_stacked(lp_blocks)):
-        vals = vals.reshape(len(rows), len(quantities), 2)
-        for r, (i, v) in enumerate(zip(rows, vals)):
+                own_i.append(i), own_b.append(len(blocks))
+        blocks.append((pos, a_hi, sums))
+    own_i = np.array(own_i, dtype=np.int64)
+    own_b = np.array(own_b, dtype=np.int64)
+    if len(own_i):
+        own_hi = np.array([sums_[:2] for sums_ in (blocks[b][2][part[i]] for i, b in zip(own_i, own_b))],
+                          dtype=float).reshape(-1, 2)
+        own_hi = np.c_[own_hi, own_hi[:, 0] - own_hi[:, 1]]
+        own_ahi = np.array([blocks[b][1] for b in own_b], dtype=float).reshape(-1, 3)
+        if truth:
+            own = Intervals(own_i, np.zeros((len(own_i), 3)), own_hi, np.zeros((len(own_i), 3)), own_ahi,
+                            [""] * len(own_i))
+            done = (n[own_i] <= 0) | exposed_true(own, n, y, prim).any(axis=1)
+        else:
+            done = np.zeros(len(own_i), dtype=bool)
+        for r in np.flatnonzero(done):
+            i = own_i[r]
+            idx_out.append(i), lo_out.append([0, 0, 0]), hi_out.append(own_hi[r])
+            alo_out.append([0, 0, 0]), ahi_out.append(own_ahi[r])
+            der_out.append("total - " + " - ".join(bds[j] for j in blocks[own_b[r]][2][part[i]][2]))
+        own_i, own_b = own_i[~done], own_b[~done]
+    # the LP: per block, the y system and the z = n - y system (see _block_lp)
+    need_y = 0 in quantities or 1 in quantities
+    need_z = 0 in quantities or 2 in quantities
+    lp_blocks, lp_targets = [], []
+    for b in np.unique(own_b):
+        pos, a_hi, _ = blocks[b]
+        rows = own_i[own_b == b]
+        bl = [bds[j] for j in pos]
+        masks = []
+        for i in rows:
+            o = np.zeros(_N_ATOMS + 1)
+            o[np.array(columns(bds[i])) - _AGE0] = 1.0
+            masks += [o, -o]
+        labels = []
+        for need, vals in ((need_y, y[pos]), (need_z, n[pos] - y[pos])):
+            if need:
+                A, rhs, labels = _block_lp(bl, vals, pub[pos])
+                lp_blocks.append((A, rhs, masks))
+        lp_targets.append((rows, labels, a_hi))
+    vals = iter(_solve_stacked(lp_blocks))
+    for rows, labels, a_hi in lp_targets:
+        vy = next(vals).reshape(len(rows), 2) if need_y else np.zeros((len(rows), 2))
+        vz = next(vals).reshape(len(rows), 2) if need_z else np.zeros((len(rows), 2))
+        for r, i in enumerate(rows):
+            # [min, -max] of y and of z; n = y + z
+            v = np.array([vy[r] + vz[r], vy[r], vz[r]])
             lo, hi = np.zeros(3), np.array(a_hi, dtype=float)
-            lo[list(quantities)], hi[list(quantities)] = v[:, 0], -v[:, 1]
+            q = list(quantities)
+            lo[q], hi[q] = v[q, 0], -v[q, 1]
             idx_out.append(i)
             lo_out.append(lo), hi_out.append(hi)
             alo_out.append([0, 0, 0]), ahi_out.append(a_hi)
@@ -370,7 +383,13 @@ def _exposed_cells(base, brows, bn, hidden, f, rows, base_of, block, f_n, f_y, b
     return bad
 
 
-def _national_fixes(f, base_of, hidden, bprim, subsample_areas, order) -> set[int]:
+def _national_groups(f: pd.DataFrame) -> list[np.ndarray]:
+    """Row positions of ``f`` per measure x breakdown (the groups of ``_national_fixes``)."""
+    key = (f["measure"].astype(str) + "|" + f["breakdown"].astype(str)).to_numpy()
+    return list(pd.Series(key).groupby(key).indices.values())
+
+
+def _national_fixes(f, base_of, hidden, bprim, subsample_areas, order, groups=None) -> set[int]:
     """Base cells to hide so that no hidden prefecture cell (of the prefectures estimated from the
     national survey) is narrowed below the rule by 'national - published prefectures': per measure
     and breakdown, [0, M] (M: the hidden prefectures' n, y or n - y plus the national respondents of
@@ -385,9 +404,9 @@ def _national_fixes(f, base_of, hidden, bprim, subsample_areas, order) -> set[in
     hid = hidden[base_of]
     own = bool((~sub & ~nat & (f["n"].to_numpy(dtype=float) > 0)).any())
     n, y = f["n"].to_numpy(dtype=float), f["y"].to_numpy(dtype=float)
-    key = (f["measure"].astype(str) + "|" + f["breakdown"].astype(str)).to_numpy()
+    bds = f["breakdown"].astype(str).to_numpy()
     out: set[int] = set()
-    for _, pos in pd.Series(key).groupby(key).indices.items():
+    for pos in (_national_groups(f) if groups is None else groups):
         natp = pos[nat[pos] & ~hid[pos]]
         hp = pos[sub[pos] & hid[pos] & (n[pos] > 0)]
         if not len(natp) or not len(hp):
@@ -410,7 +429,7 @@ def _national_fixes(f, base_of, hidden, bprim, subsample_areas, order) -> set[in
         cand = [i for i in pos if sub[i] and not hid[i] and n[i] > 0
                 and (0 in missing or (1 in missing and y[i] > 0) or (2 in missing and n[i] - y[i] > 0))]
         if cand:
-            i = min(cand, key=lambda i: (n[i], area[i], order.get(str(f["breakdown"].iat[i]), 0)))
+            i = min(cand, key=lambda i: (n[i], area[i], order.get(bds[i], 0)))
             out.add(int(base_of[i]))
     return out
 
@@ -497,14 +516,19 @@ def protect(frame: pd.DataFrame, subsample_areas: set[str], max_rounds: int = 20
     np.maximum.at(by, base_of, f_y)
     np.maximum.at(bz, base_of, f_n - f_y)
     block = (f["measure"].astype(str) + "|" + f["area_code"].astype(str)).to_numpy()
-    f_block_area = (f["group"].astype(str) + "|" + f["area_code"].astype(str)).to_numpy()
-    dirty = set(f_block_area)
+    # group x area as integer codes (rows of f and base cells); dirty: the codes to re-audit
+    ga_codes, ga = pd.factorize(pd.concat([f["group"].astype(str) + "|" + f["area_code"].astype(str),
+                                           base["group"].astype(str) + "|" + base["area_code"].astype(str)],
+                                          ignore_index=True))
+    f_block_area, b_block_area = ga_codes[:len(f)], ga_codes[len(f):]
+    dirty = set(range(len(ga)))
+    nat_groups = _national_groups(f)
     for _ in range(max_rounds):
         more = stats.secondary_suppression(bn, hidden, groups, rem) if groups else np.zeros(len(bn), bool)
         if more.any():
             hidden |= more
-            dirty |= set((base["group"].astype(str) + "|" + base["area_code"].astype(str))[more])
-        rows = np.flatnonzero(np.isin(f_block_area, list(dirty)))
+            dirty |= set(b_block_area[more].tolist())
+        rows = np.flatnonzero(np.isin(f_block_area, np.fromiter(dirty, dtype=np.int64)))
         dirty = set()
         if not len(rows):
             break
@@ -520,13 +544,13 @@ def protect(frame: pd.DataFrame, subsample_areas: set[str], max_rounds: int = 20
             cand = [j for j in need if part[j] == part[b]] or need
             if cand:
                 add.add(min(cand, key=lambda j: (bn[j], order.get(bds[j], 0))))
-        add |= _national_fixes(f, base_of, hidden, bprim, subsample_areas, order)
+        add |= _national_fixes(f, base_of, hidden, bprim, subsample_areas, order, nat_groups)
         add = {j for j in add if not hidden[j]}
         if not add and not more.any():
             break
         for j in add:
             hidden[j] = True
-            dirty.add(f"{base['group'].iat[j]}|{base['area_code'].iat[j]}")
+            dirty.add(int(b_block_area[j]))
     sec = hidden[base_of] & ~f["primary"].to_numpy(dtype=bool)
     return sec
 
