@@ -153,13 +153,28 @@ def _block_lp(bds: list[str], vals: np.ndarray, pub: np.ndarray):
     z >= 0, and every published cell's n and y are its y and z sums: the y and the z systems are
     independent (their feasible set is a product), so a bound of y or of n - y is an LP over one
     system and a bound of n = y + z is the sum of the two systems' bounds (exactly the joint LP)."""
-    rows, rhs, labels = [np.ones(_N_ATOMS + 1)], [vals[bds.index("total")]], ["total"]
-    for i, b in enumerate(bds):
-        if pub[i] and partition_of(b) == "age":
-            r = np.zeros(_N_ATOMS + 1)
-            r[np.array(columns(b)) - _AGE0] = 1.0
-            rows.append(r), rhs.append(vals[i]), labels.append(b)
-    return np.array(rows), np.array(rhs, dtype=float), labels
+    eq = [bds.index("total")] + [i for i, b in enumerate(bds) if pub[i] and partition_of(b) == "age"]
+    labels = tuple(bds[i] for i in eq)
+    return _age_matrix(labels), np.asarray(vals, dtype=float)[eq], list(labels)
+
+
+@functools.lru_cache(maxsize=4096)
+def _age_matrix(labels: tuple[str, ...]) -> np.ndarray:
+    """The rows (over the 13 age variables) of the cells ``labels`` ('total' or an age band)."""
+    out = np.zeros((len(labels), _N_ATOMS + 1))
+    for r, b in enumerate(labels):
+        out[r, np.array(columns(b)) - _AGE0 if b != "total" else slice(None)] = 1.0
+    out.flags.writeable = False
+    return out
+
+
+@functools.lru_cache(maxsize=None)
+def _age_objectives(breakdown: str) -> tuple[np.ndarray, np.ndarray]:
+    """The objectives (minimise, and maximise as minimise the negative) of an age cell's sum."""
+    o = np.zeros(_N_ATOMS + 1)
+    o[np.array(columns(breakdown)) - _AGE0] = 1.0
+    o.flags.writeable = False
+    return o, -o
 
 
 def _solve_stacked(blocks: list[tuple[np.ndarray, np.ndarray, list[np.ndarray]]]) -> list[np.ndarray]:
@@ -248,17 +263,17 @@ def intervals(cells: pd.DataFrame, quantities: tuple[int, ...] = (0, 1, 2), trut
         sums = {}
         for q in set(part[hid]):
             members = pp[part[pp] == q]
-            sums[q] = (N - n[members].sum(), Y - y[members].sum(), members)
+            sums[q] = (N - n[members].sum(), Y - y[members].sum(), members,
+                       "total - " + " - ".join(bds[j] for j in members))
         kinds = set(kind[pp])
         for i in hid:
-            mn, my, members = sums[part[i]]
+            mn, my = sums[part[i]][:2]
             other = "uk_age" if kind[i] == "age" else "age"
             if part[i] in ("sex", "hh") or other not in kinds:
                 # one partition (the other age partition publishes nothing): closed form
                 idx_out.append(i), lo_out.append([0, 0, 0]), hi_out.append([mn, my, mn - my])
                 alo_out.append([0, 0, 0]), ahi_out.append(a_hi)
-                der_out.append("total - " + " - ".join(bds[j] for j in members)
-                               + " (the unpublished rest of the partition >= 0)")
+                der_out.append(sums[part[i]][3] + " (the unpublished rest of the partition >= 0)")
             else:
                 own_i.append(i), own_b.append(len(blocks))
         blocks.append((pos, a_hi, sums))
@@ -279,7 +294,7 @@ def intervals(cells: pd.DataFrame, quantities: tuple[int, ...] = (0, 1, 2), trut
             i = own_i[r]
             idx_out.append(i), lo_out.append([0, 0, 0]), hi_out.append(own_hi[r])
             alo_out.append([0, 0, 0]), ahi_out.append(own_ahi[r])
-            der_out.append("total - " + " - ".join(bds[j] for j in blocks[own_b[r]][2][part[i]][2]))
+            der_out.append(blocks[own_b[r]][2][part[i]][3])
         own_i, own_b = own_i[~done], own_b[~done]
     # the LP: per block, the y system and the z = n - y system (see _block_lp)
     need_y = 0 in quantities or 1 in quantities
@@ -289,21 +304,20 @@ def intervals(cells: pd.DataFrame, quantities: tuple[int, ...] = (0, 1, 2), trut
         pos, a_hi, _ = blocks[b]
         rows = own_i[own_b == b]
         bl = [bds[j] for j in pos]
-        masks = []
-        for i in rows:
-            o = np.zeros(_N_ATOMS + 1)
-            o[np.array(columns(bds[i])) - _AGE0] = 1.0
-            masks += [o, -o]
+        masks = [o for i in rows for o in _age_objectives(bds[i])]
         labels = []
+        solve = []
         for need, vals in ((need_y, y[pos]), (need_z, n[pos] - y[pos])):
-            if need:
-                A, rhs, labels = _block_lp(bl, vals, pub[pos])
+            A, rhs, labels = _block_lp(bl, vals, pub[pos])
+            # a system of zeros has every atom 0 (no LP); one not needed is left at 0
+            solve.append(bool(need and (rhs != 0).any()))
+            if solve[-1]:
                 lp_blocks.append((A, rhs, masks))
-        lp_targets.append((rows, labels, a_hi))
+        lp_targets.append((rows, labels, a_hi, solve))
     vals = iter(_solve_stacked(lp_blocks))
-    for rows, labels, a_hi in lp_targets:
-        vy = next(vals).reshape(len(rows), 2) if need_y else np.zeros((len(rows), 2))
-        vz = next(vals).reshape(len(rows), 2) if need_z else np.zeros((len(rows), 2))
+    for rows, labels, a_hi, solve in lp_targets:
+        vy = next(vals).reshape(len(rows), 2) if solve[0] else np.zeros((len(rows), 2))
+        vz = next(vals).reshape(len(rows), 2) if solve[1] else np.zeros((len(rows), 2))
         for r, i in enumerate(rows):
             # [min, -max] of y and of z; n = y + z
             v = np.array([vy[r] + vz[r], vy[r], vz[r]])
@@ -383,13 +397,22 @@ def _exposed_cells(base, brows, bn, hidden, f, rows, base_of, block, f_n, f_y, b
     return bad
 
 
-def _national_groups(f: pd.DataFrame) -> list[np.ndarray]:
-    """Row positions of ``f`` per measure x breakdown (the groups of ``_national_fixes``)."""
+def _national_context(f: pd.DataFrame, subsample_areas: set[str]) -> dict:
+    """What ``_national_fixes`` reads of ``f`` (the same in every pass of ``protect``)."""
+    area = f["area_code"].astype(str).to_numpy()
+    sub = np.isin(area, list(subsample_areas))
+    nat = area == "00"
+    n, y = f["n"].to_numpy(dtype=float), f["y"].to_numpy(dtype=float)
     key = (f["measure"].astype(str) + "|" + f["breakdown"].astype(str)).to_numpy()
-    return list(pd.Series(key).groupby(key).indices.values())
+    # only the measure x breakdown groups with a national and a subsample prefecture cell matter
+    groups = [pos for pos in pd.Series(key).groupby(key).indices.values()
+              if nat[pos].any() and (sub[pos] & (n[pos] > 0)).any()]
+    return {"area": area, "sub": sub, "nat": nat, "n": n, "y": y, "groups": groups,
+            "bds": f["breakdown"].astype(str).to_numpy(),
+            "own": bool((~sub & ~nat & (n > 0)).any())}
 
 
-def _national_fixes(f, base_of, hidden, bprim, subsample_areas, order, groups=None) -> set[int]:
+def _national_fixes(f, base_of, hidden, bprim, subsample_areas, order, ctx=None) -> set[int]:
     """Base cells to hide so that no hidden prefecture cell (of the prefectures estimated from the
     national survey) is narrowed below the rule by 'national - published prefectures': per measure
     and breakdown, [0, M] (M: the hidden prefectures' n, y or n - y plus the national respondents of
@@ -398,15 +421,11 @@ def _national_fixes(f, base_of, hidden, bprim, subsample_areas, order, groups=No
     when that is what is missing)."""
     if not subsample_areas:
         return set()
-    area = f["area_code"].astype(str).to_numpy()
-    sub = np.isin(area, list(subsample_areas))
-    nat = area == "00"
+    ctx = _national_context(f, subsample_areas) if ctx is None else ctx
+    area, sub, nat, n, y, bds, own = (ctx[k] for k in ("area", "sub", "nat", "n", "y", "bds", "own"))
     hid = hidden[base_of]
-    own = bool((~sub & ~nat & (f["n"].to_numpy(dtype=float) > 0)).any())
-    n, y = f["n"].to_numpy(dtype=float), f["y"].to_numpy(dtype=float)
-    bds = f["breakdown"].astype(str).to_numpy()
     out: set[int] = set()
-    for pos in (_national_groups(f) if groups is None else groups):
+    for pos in ctx["groups"]:
         natp = pos[nat[pos] & ~hid[pos]]
         hp = pos[sub[pos] & hid[pos] & (n[pos] > 0)]
         if not len(natp) or not len(hp):
@@ -522,13 +541,15 @@ def protect(frame: pd.DataFrame, subsample_areas: set[str], max_rounds: int = 20
                                           ignore_index=True))
     f_block_area, b_block_area = ga_codes[:len(f)], ga_codes[len(f):]
     dirty = set(range(len(ga)))
-    nat_groups = _national_groups(f)
+    nat_ctx = _national_context(f, subsample_areas) if subsample_areas else None
     for _ in range(max_rounds):
         more = stats.secondary_suppression(bn, hidden, groups, rem) if groups else np.zeros(len(bn), bool)
         if more.any():
             hidden |= more
             dirty |= set(b_block_area[more].tolist())
-        rows = np.flatnonzero(np.isin(f_block_area, np.fromiter(dirty, dtype=np.int64)))
+        is_dirty = np.zeros(len(ga), dtype=bool)
+        is_dirty[list(dirty)] = True
+        rows = np.flatnonzero(is_dirty[f_block_area])
         dirty = set()
         if not len(rows):
             break
@@ -544,7 +565,7 @@ def protect(frame: pd.DataFrame, subsample_areas: set[str], max_rounds: int = 20
             cand = [j for j in need if part[j] == part[b]] or need
             if cand:
                 add.add(min(cand, key=lambda j: (bn[j], order.get(bds[j], 0))))
-        add |= _national_fixes(f, base_of, hidden, bprim, subsample_areas, order, nat_groups)
+        add |= _national_fixes(f, base_of, hidden, bprim, subsample_areas, order, nat_ctx)
         add = {j for j in add if not hidden[j]}
         if not add and not more.any():
             break
