@@ -33,8 +33,11 @@ For every suppressed cell the tightest interval an intruder can derive for its b
 count ``y`` and its complement ``n - y`` (linear programming, ``scipy.optimize.linprog`` with
 HiGHS). When the area total is published the partitions separate: the sex and living-alone
 partitions have closed-form bounds ([0, hidden mass]); the two age partitions share atoms and are
-solved as one small LP per block. All the LPs of a round are stacked into one block-diagonal LP
-(one copy per bound), so a round is a handful of solver calls.
+solved by LP. With z = n - y per atom the constraints 0 <= y <= n become y >= 0, z >= 0 and the y
+and z systems separate: a bound of y (of n - y) is a 13-variable LP of the y (z) system, a bound of
+n the sum of the two systems' bounds (tests: equal to a joint single-year LP on random blocks).
+All the LPs of a pass are stacked into one block-diagonal LP (one copy per bound), so a round is a
+handful of solver calls.
 
 The rule (``PROTECTION_ABS``, ``PROTECTION_REL``): for each of n, y and n - y of a suppressed cell
 with true value v and base n_c, the intruder's interval [lo, hi] must reach v - P below and v + P
