@@ -508,6 +508,10 @@ def suppression_groups(cells: pd.DataFrame, key_cols: list[str],
     return groups, rem
 
 
+_PROTECT_CACHE: dict[tuple, np.ndarray] = {}
+_PROTECT_CACHE_SIZE = 4
+
+
 def protect(frame: pd.DataFrame, subsample_areas: set[str], max_rounds: int = 200) -> np.ndarray:
     """Secondary suppression chosen by the audit. ``frame``: one row per measure x area x breakdown
     of one round, columns ``group`` (cells with equal ``group``, area and breakdown share one base:
@@ -519,7 +523,22 @@ def protect(frame: pd.DataFrame, subsample_areas: set[str], max_rounds: int = 20
     changes: the group rule of ``stats.secondary_suppression`` (within an area, and prefectures
     within the national figure), then the audit, which hides for each exposed cell the published
     cell of its partition (the two age partitions count as one) with the smallest base (ties: the
-    first breakdown), or of any partition of the area when its own has none left. Deterministic."""
+    first breakdown), or of any partition of the area when its own has none left. Deterministic.
+
+    Memoised on the content of ``frame`` (a build computes a round again as the previous round of
+    the next one's change column: the same frame, the same result)."""
+    cols = ["group", "measure", "area_code", "breakdown", "n", "y", "primary"]
+    digest = pd.util.hash_pandas_object(frame[cols].reset_index(drop=True), index=False).to_numpy()
+    key = (len(frame), digest.tobytes(), frozenset(map(str, subsample_areas)), max_rounds)
+    if key not in _PROTECT_CACHE:
+        while len(_PROTECT_CACHE) >= _PROTECT_CACHE_SIZE:
+            _PROTECT_CACHE.pop(next(iter(_PROTECT_CACHE)))
+        _PROTECT_CACHE[key] = _protect(frame, subsample_areas, max_rounds)
+    return _PROTECT_CACHE[key].copy()
+
+
+def _protect(frame: pd.DataFrame, subsample_areas: set[str], max_rounds: int = 200) -> np.ndarray:
+    """``protect`` without the memo."""
     f = frame.reset_index(drop=True)
     bkey = ["group", "area_code", "breakdown"]
     base = f.groupby(bkey, sort=False).agg(n=("n", "max"), primary=("primary", "any")).reset_index()

@@ -236,6 +236,16 @@ class TestProtect:
         added = f.loc[first, "breakdown"].tolist()
         assert all(b.startswith(("age=", "uk_age=")) for b in added)
 
+    def test_memo_answers_the_same_frame_and_recomputes_a_changed_one(self):
+        f = _frame(_area())
+        first = protect(f, set())
+        first[:] = True   # the caller's copy: the memo is not changed through it
+        again = protect(f.copy(), set())
+        assert (again == audit._protect(f, set())).all() and not again.all()
+        changed = f.assign(primary=f.primary | (f.breakdown == "sex=1"))
+        assert (protect(changed, set()) == audit._protect(changed, set())).all()
+        assert not (protect(changed, set()) == again).all()
+
     def test_prefecture_within_national_is_not_recoverable(self):
         """Two prefectures from the national survey and the national figure: with one prefecture's
         sex=2 suppressed, national - the other prefecture would give it back."""
