@@ -165,10 +165,24 @@ def png_bytes(chart, width: float | None = None, height: float | None = None, dp
     return buf.getvalue()
 
 
-def show(chart, alt: str, width: float = WIDTH, height: float = 3.6) -> None:
-    """Display a chart in the notebook: image/png plus the alt text as text/plain."""
-    from IPython.display import display
+NO_DATA = "（図なし：表示できる値がありません。データがないか、集計対象が少ないため全て非表示です）"
 
+
+def has_data(chart) -> bool:
+    """Whether a ggplot has any row to draw (a chart of a frame whose values are all missing or
+    suppressed has none; plotnine cannot draw it)."""
+    data = getattr(chart, "data", None)
+    return not isinstance(chart, ggplot_class()) or (isinstance(data, pd.DataFrame) and len(data) > 0)
+
+
+def show(chart, alt: str, width: float = WIDTH, height: float = 3.6) -> None:
+    """Display a chart in the notebook: image/png plus the alt text as text/plain. A ggplot with
+    no row to draw is not drawn: the report says so in Japanese (NO_DATA) instead."""
+    from IPython.display import Markdown, display
+
+    if not has_data(chart):
+        display(Markdown(NO_DATA))
+        return
     data = png_bytes(chart, width, height)
     display({"image/png": base64.b64encode(data).decode("ascii"), "text/plain": alt}, raw=True)
 
