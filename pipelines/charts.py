@@ -149,7 +149,7 @@ def png_bytes(chart, width: float | None = None, height: float | None = None, dp
         from plotnine import theme
 
         # a copy: drawing stores the figure on the ggplot, and the cell's chart must not keep it alive
-        chart = chart + (theme(figure_size=(width, height)) if width and height else theme())
+        chart = chart + (theme(figure_size=(width, height)) if width and height else None)
         fig = chart.draw()
     else:
         fig = chart
@@ -165,10 +165,24 @@ def png_bytes(chart, width: float | None = None, height: float | None = None, dp
     return buf.getvalue()
 
 
-def show(chart, alt: str, width: float = WIDTH, height: float = 3.6) -> None:
-    """Display a chart in the notebook: image/png plus the alt text as text/plain."""
-    from IPython.display import display
+NO_DATA = "（図なし：表示できる値がありません。データがないか、集計対象が少ないため全て非表示です）"
 
+
+def has_data(chart) -> bool:
+    """Whether a ggplot has any row to draw (a chart of a frame whose values are all missing or
+    suppressed has none; plotnine cannot draw it)."""
+    data = getattr(chart, "data", None)
+    return not isinstance(chart, ggplot_class()) or (isinstance(data, pd.DataFrame) and len(data) > 0)
+
+
+def show(chart, alt: str, width: float = WIDTH, height: float = 3.6) -> None:
+    """Display a chart in the notebook: image/png plus the alt text as text/plain. A ggplot with
+    no row to draw is not drawn: the report says so in Japanese (NO_DATA) instead."""
+    from IPython.display import Markdown, display
+
+    if not has_data(chart):
+        display(Markdown(NO_DATA))
+        return
     data = png_bytes(chart, width, height)
     display({"image/png": base64.b64encode(data).decode("ascii"), "text/plain": alt}, raw=True)
 
@@ -191,8 +205,8 @@ def estimate_chart(frame: pd.DataFrame, title: str, x: str = "group", flip: bool
     """Point and 95% interval per `x` category, one dodged series per `place` (area, 全国,
     England), from ReportData.estimates (NaN values are not drawn; their category keeps its slot).
     flip: categories on the vertical axis (long indicator names), first category on top."""
-    from plotnine import (aes, coord_flip, geom_errorbar, geom_point, ggplot, labs, position_dodge,
-                          scale_colour_manual, scale_shape_manual, scale_x_discrete)
+    from plotnine import (aes, coord_flip, geom_pointrange, ggplot, labs, position_dodge, scale_colour_manual,
+                          scale_shape_manual, scale_x_discrete)
 
     places = _categories(frame["place"])
     dodge = position_dodge(width=0.6)
@@ -200,15 +214,14 @@ def estimate_chart(frame: pd.DataFrame, title: str, x: str = "group", flip: bool
     cats = _categories(frame[x])
     # group = place: plotnine draws each group separately, and one group per series (not per
     # series x category) makes this chart ~4x faster to draw (bench/bench_charts.py)
-    chart = (ggplot(shown, aes(x=x, y="value", colour="place", shape="place", group="place"))
-             + geom_errorbar(aes(ymin="lower_ci95", ymax="upper_ci95"), position=dodge, width=0.25, size=0.7,
-                             na_rm=True)
-             + geom_point(position=dodge, size=2.6, fill="white", stroke=1.0)
-             + scale_colour_manual(values=place_colours(places), limits=places, drop=False)
-             + scale_shape_manual(values=place_shapes(places), limits=places, drop=False)
-             + scale_x_discrete(limits=cats[::-1] if flip else cats)
-             + labs(title=title, x="", y="％")
-             + THEME)
+    # one geom_pointrange (point and interval) rather than geom_errorbar + geom_point: one layer less
+    chart = ggplot(shown, aes(x=x, y="value", ymin="lower_ci95", ymax="upper_ci95", colour="place", shape="place",
+                              group="place"))
+    chart += [geom_pointrange(position=dodge, size=0.7, fatten=3.7, fill="white", na_rm=True),
+              scale_colour_manual(values=place_colours(places), limits=places, drop=False),
+              scale_shape_manual(values=place_shapes(places), limits=places, drop=False),
+              scale_x_discrete(limits=cats[::-1] if flip else cats),
+              labs(title=title, x="", y="％"), THEME]
     if flip:
         chart += coord_flip()
     return chart
@@ -222,36 +235,34 @@ def distribution_chart(frame: pd.DataFrame, title: str):
     places = _categories(frame["place"])
     dodge = position_dodge(width=0.85)
     shown = frame.dropna(subset=["value"]).assign(label=lambda d: d.get("label", d.value.map(lambda v: f"{v:.1f}")))
-    return (ggplot(shown, aes(x="category_label", y="value", fill="place", group="place"))
-            + geom_col(position=dodge, width=0.8)
-            + geom_text(aes(label="label", y="value + 0.8"), position=dodge, size=6.5, va="bottom",
-                        color=TEXT_COLOUR, family=font_family())
-            + scale_fill_manual(values=place_colours(places), limits=places, drop=False)
-            + labs(title=title, x="", y="％")
-            + THEME)
+    chart = ggplot(shown, aes(x="category_label", y="value", fill="place", group="place"))
+    chart += [geom_col(position=dodge, width=0.8),
+              geom_text(aes(label="label", y="value + 0.8"), position=dodge, size=6.5, va="bottom",
+                        color=TEXT_COLOUR, family=font_family()),
+              scale_fill_manual(values=place_colours(places), limits=places, drop=False),
+              labs(title=title, x="", y="％"), THEME]
+    return chart
 
 
 def trend_chart(frame: pd.DataFrame, title: str, ncol: int = 3):
     """Small multiples over the rounds (ReportData.trends): one panel per indicator (free y), a
     line with 95% intervals per place; ★ a significant change vs the previous round; a dashed
     vertical line where the estimate's source changed (national subsample -> own survey)."""
-    from plotnine import (aes, facet_wrap, geom_errorbar, geom_line, geom_point, geom_text, geom_vline,
-                          ggplot, labs, scale_colour_manual, scale_x_continuous)
+    from plotnine import (aes, facet_wrap, geom_line, geom_pointrange, geom_text, geom_vline, ggplot, labs,
+                          scale_colour_manual, scale_x_continuous)
 
     places = _categories(frame["place"])
     years = sorted(frame.year.unique())
     shown = frame.dropna(subset=["value"])
     significant = shown[shown.change.isin(["increase", "decrease"])].assign(y=lambda d: d.upper_ci95)
     switches = frame[frame.source_changed].drop_duplicates(["indicator", "year"]).assign(x=lambda d: d.year - 0.5)
-    chart = (ggplot(shown, aes(x="year", y="value", colour="place", group="place"))
-             + geom_errorbar(aes(ymin="lower_ci95", ymax="upper_ci95"), width=0.15, size=0.6)
-             + geom_line(size=0.9)
-             + geom_point(size=2.0)
-             + scale_colour_manual(values=place_colours(places), limits=places, drop=False)
-             + scale_x_continuous(breaks=years, labels=[str(y) for y in years])
-             + facet_wrap("indicator", ncol=ncol, scales="free_y")
-             + labs(title=title, x="", y="％")
-             + THEME)
+    chart = ggplot(shown, aes(x="year", y="value", colour="place", group="place"))
+    chart += [geom_line(size=0.9),
+              geom_pointrange(aes(ymin="lower_ci95", ymax="upper_ci95"), size=0.6, fatten=3.3),
+              scale_colour_manual(values=place_colours(places), limits=places, drop=False),
+              scale_x_continuous(breaks=years, labels=[str(y) for y in years]),
+              facet_wrap("indicator", ncol=ncol, scales="free_y"),
+              labs(title=title, x="", y="％"), THEME]
     if len(significant):
         chart += geom_text(significant, aes(x="year", y="y", label='"★"'), va="bottom", size=9,
                            colour="#000000", show_legend=False, family=font_family())
@@ -278,22 +289,24 @@ def spine_chart(frame: pd.DataFrame, title: str, x: str = "scaled"):
     area["judgement"] = area.comparison.map(lambda c: _legend_label(c))
     keys = [k for k in conventions.COMPARISON_ORDER if k != "suppressed"]
     labels = [_legend_label(k) for k in keys]
-    return (ggplot(frame.dropna(subset=[x]), aes(y="indicator", group=1))   # one group: drawn at once
-            + geom_vline(xintercept=0, colour="#222222", size=0.8)
-            + geom_segment(spread, aes(x="low", xend="high", y="indicator", yend="indicator"), size=7,
-                           colour="#DDDDDD")
-            + geom_segment(spread, aes(x="q1", xend="q3", y="indicator", yend="indicator"), size=7,
-                           colour="#A6A6A6")
-            + geom_point(aes(x=x), size=0.9, colour="#595959")
-            + geom_point(area, aes(x=x, fill="judgement", shape="judgement"), size=4.5, colour="#000000",
-                         stroke=0.6)
-            + scale_fill_manual(values=dict(zip(labels, [conventions.COMPARISON[k].fill for k in keys])),
-                                limits=[lb for lb in labels if lb in set(area.judgement)])
-            + scale_shape_manual(values=dict(zip(labels, [SPINE_SHAPES[k] for k in keys])),
-                                 limits=[lb for lb in labels if lb in set(area.judgement)])
-            + scale_y_discrete(limits=rows[::-1])
-            + labs(title=title, x="全国（0）との差（最大の差を1とする。右ほど良い方向、評価の方向がない指標は右ほど高い）", y="")
-            + THEME)
+    chart = ggplot(frame.dropna(subset=[x]), aes(y="indicator", group=1))   # one group: drawn at once
+    chart += [geom_vline(xintercept=0, colour="#222222", size=0.8),
+              geom_segment(spread, aes(x="low", xend="high", y="indicator", yend="indicator"), size=7,
+                           colour="#DDDDDD"),
+              geom_segment(spread, aes(x="q1", xend="q3", y="indicator", yend="indicator"), size=7,
+                           colour="#A6A6A6"),
+              geom_point(aes(x=x), size=0.9, colour="#595959"),
+              scale_y_discrete(limits=rows[::-1]),
+              labs(title=title, x="全国（0）との差（最大の差を1とする。右ほど良い方向、評価の方向がない指標は右ほど高い）", y=""),
+              THEME]
+    if len(area):
+        shown = [lb for lb in labels if lb in set(area.judgement)]
+        chart += [geom_point(area, aes(x=x, fill="judgement", shape="judgement"), size=4.5, colour="#000000",
+                             stroke=0.6),
+                  scale_fill_manual(values=dict(zip(labels, [conventions.COMPARISON[k].fill for k in keys])),
+                                    limits=shown),
+                  scale_shape_manual(values=dict(zip(labels, [SPINE_SHAPES[k] for k in keys])), limits=shown)]
+    return chart
 
 
 SPINE_SHAPES = {"better": "o", "worse": "X", "similar": "D", "higher": "^", "lower": "v", "not_compared": "s"}
@@ -312,13 +325,12 @@ def strip_chart(frame: pd.DataFrame, title: str, xlab: str, x: str = "x", ref: f
 
     rows = _categories(frame["indicator"])
     shown = frame.dropna(subset=[x])
-    chart = (ggplot(shown, aes(x=x, y="indicator", group=1))   # one group: drawn at once
-             + geom_vline(xintercept=ref, colour=conventions.SERIES["national"], size=1.0)
-             + geom_jitter(shown[~shown.is_area], width=0, height=0.18, random_state=1, size=1.6,
-                           colour="#595959", alpha=0.8)
-             + scale_y_discrete(limits=rows[::-1])
-             + labs(title=title, x=xlab, y="")
-             + THEME)
+    chart = ggplot(shown, aes(x=x, y="indicator", group=1))   # one group: drawn at once
+    chart += [geom_vline(xintercept=ref, colour=conventions.SERIES["national"], size=1.0),
+              geom_jitter(shown[~shown.is_area], width=0, height=0.18, random_state=1, size=1.6,
+                          colour="#595959", alpha=0.8),
+              scale_y_discrete(limits=rows[::-1]),
+              labs(title=title, x=xlab, y=""), THEME]
     if shown.is_area.any():
         chart += geom_point(shown[shown.is_area], shape="D", size=4, fill=conventions.SERIES["area"],
                             colour="#000000")

@@ -221,3 +221,24 @@ if __name__ == "__main__":  # python tests/fixtures_reports.py /tmp/wh.duckdb
     out = Path(sys.argv[1] if len(sys.argv) > 1 else "/tmp/fixture_reports.duckdb")
     out.unlink(missing_ok=True)
     print(build_fixture_warehouse(out))
+
+
+def build_sparse_warehouse(path: Path) -> Path:
+    """A warehouse with little to show: one round only (no previous round, no trend), no own
+    survey, every prefecture cell and every breakdown suppressed (only the national total shown),
+    no answer distributions, and the programme metrics without values (no programme data, as the
+    indicators stage writes them when no programme file was ingested)."""
+    build_fixture_warehouse(path, years=(2024,))
+    con = duckdb.connect(str(path))
+    try:
+        programme = ", ".join(f"'{c.id}'" for c in catalogue() if c.source == "programme") or "''"
+        con.execute("UPDATE indicators SET suppressed = true, comparison = 'not_compared' "
+                    "WHERE area_code <> '00' OR breakdown <> 'total'")
+        con.execute("UPDATE indicators SET source = 'national_subsample', source_changed = false, "
+                    "note = '全国調査の県別集計（サブサンプル）' WHERE source = 'own_survey'")
+        con.execute(f"UPDATE indicators SET value = NULL, national_value = NULL, suppressed = false, "
+                    f"note = '令和6年度 (FY2024) の事業データなし' WHERE indicator_id IN ({programme})")
+        con.execute("DELETE FROM distributions")
+    finally:
+        con.close()
+    return path

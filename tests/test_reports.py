@@ -322,3 +322,56 @@ def test_cli_reports_with_relative_out_dir(tmp_path, built):
     assert html.exists() and (tmp_path / "site" / "prefectures" / "31-tottori.pdf").exists()
     assert "鳥取県" in html.read_text(encoding="utf-8")
     assert "31-tottori: execute" in proc.stderr  # per-area timings are logged
+
+
+class TestSparseWarehouse:
+    """A report on a warehouse with little to show (tests.fixtures_reports.build_sparse_warehouse:
+    one round, every prefecture cell suppressed, no distributions, no programme values) is still
+    executed by papermill and rendered; each section says in Japanese what it cannot show."""
+
+    @pytest.fixture(scope="class")
+    def sparse(self, tmp_path_factory):
+        from tests.fixtures_reports import build_sparse_warehouse
+
+        root = tmp_path_factory.mktemp("sparse")
+        wh = build_sparse_warehouse(root / "warehouse.duckdb")
+        return run_reports(YEAR, wh, root / "site", prefs=[13, 0], renderer="pandoc"), root / "site"
+
+    @pytest.mark.slow
+    def test_every_area_is_built(self, sparse):
+        result, out = sparse
+        assert result.ok, result.summary()
+        assert result.built == ["13-tokyo", "national"]
+        assert (out / "prefectures" / "13-tokyo.pdf").stat().st_size > 10_000
+
+    @pytest.mark.slow
+    @pytest.mark.parametrize("rel", ["prefectures/13-tokyo.html", "national.html"])
+    def test_sections_say_what_is_missing(self, sparse, rel):
+        _, out = sparse
+        page, text = parse(out / rel)
+        assert "2024年のみのデータのため、推移は表示できません。" in text
+        assert "2024年度の施策データがありません" in text
+        assert "2024年の回答分布のデータがありません。" in text
+        for heading in SECTIONS:
+            assert heading in text, heading
+        if rel.startswith("prefectures"):
+            # every prefecture cell is suppressed: the charts of the area say so instead of drawing
+            assert charts_no_data() in text
+            assert "x" in text
+
+    @pytest.mark.slow
+    def test_no_suppressed_value_is_shown(self, sparse):
+        """The prefecture rows keep their value in the warehouse; the headline table shows x for
+        each survey indicator, ― for the programme metrics, and the national value beside them."""
+        _, out = sparse
+        page, _ = parse(out / "prefectures" / "13-tokyo.html")
+        table = table_with_header(page, "指標", "全国との比較")
+        assert len(table) > 9
+        assert {r[1] for r in table[1:]} == {"x"}
+        assert all(re.fullmatch(r"\d+\.\d", r[4]) for r in table[1:]), table
+
+
+def charts_no_data() -> str:
+    from pipelines.charts import NO_DATA
+
+    return NO_DATA
