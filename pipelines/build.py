@@ -574,6 +574,11 @@ def _check_early(cfg: BuildConfig, new: Path, year: int, summary: BuildSummary,
     todo = {rel: h for rel, h in sorted(_file_hashes(new, EARLY_CHECK).items()) if before.get(rel) != h}
     if not todo:
         return
+    # a data file under a checked name (e.g. Parquet as .csv) is refused as such, before reading it
+    refused = [f for f in publish.scan_site(new) if f.split(":", 1)[0] in todo]
+    if refused:
+        summary.failed += [f"publish: {f}" for f in refused]
+        return
     findings = check_files(new, list(todo), _check_context(Path(cfg.warehouse), year))
     if findings:
         summary.failed += [f"disclosure: {f}" for f in findings]
@@ -683,8 +688,8 @@ def _disk_full(exc: BaseException | str) -> bool:
 def run_build(cfg: BuildConfig) -> BuildSummary:
     start = time.perf_counter()
     logs.setup_logging(None, quiet=cfg.quiet)
-    # Guards first: the warehouse must be ours (or new), --out a folder the build may own.
-    warehouse_db.check(cfg.warehouse)
+    # Guards first: --out a folder the build may own; then, holding its lock (so that a second build
+    # of the same site is told so), the warehouse must be ours (or new).
     out = publish.check_out(cfg.out_dir, warehouse=cfg.warehouse, input_dir=cfg.input_dir,
                             force_out=cfg.force_out)
     fingerprint.current(refresh=True)   # code, templates, settings, libraries: once per build
@@ -692,6 +697,7 @@ def run_build(cfg: BuildConfig) -> BuildSummary:
     summary = BuildSummary(out_dir=Path(cfg.out_dir))
     renderer = resolve_renderer(cfg.renderer)
     with publish.build_lock(out):
+        warehouse_db.check(cfg.warehouse)
         try:
             _build_locked(cfg, out, renderer, summary, start)
         except Exception as exc:
@@ -730,12 +736,12 @@ def _build_locked(cfg: BuildConfig, out: Path, renderer: str, summary: BuildSumm
             if not summary.failed:
                 with progress.stage("site, after the reports / サイト（レポート後）"):
                     _stage_site(cfg, new, state, year, summary, again=True)
+        if not summary.failed:  # only the file types the build writes; no data file under any name
+            summary.failed += [f"publish: {f}" for f in publish.scan_site(new)]
         if not summary.failed:  # disclosure control: a site with a finding is not published
             start_d = time.perf_counter()
             _stage_disclosure(cfg, new, year, summary, checked_now)
             log.info("disclosure check / 秘匿の確認 done in %.2f s", time.perf_counter() - start_d)
-        if not summary.failed:  # only the file types the build writes; no data file under any name
-            summary.failed += [f"publish: {f}" for f in publish.scan_site(new)]
         if summary.failed:
             log.error("%d area(s) failed; the new site stays in %s and is not published", len(summary.failed),
                       new.name)

@@ -6,6 +6,7 @@ import functools
 import os
 import subprocess
 import sys
+import shutil
 import tempfile
 import threading
 import time
@@ -231,8 +232,9 @@ class TestKernelTimeout:
 
 class TestWarmPoolLifecycle:
     def test_private_folder_holds_the_kernel_files_and_is_removed_at_close(self, tmp_path: Path, monkeypatch) -> None:
-        tmp = tmp_path / "tmp"
-        tmp.mkdir()
+        # a short folder: under pytest-xdist tmp_path is too long for IPC socket paths (TCP is used then)
+        tmp = Path(tempfile.mkdtemp(prefix="tsg-", dir="/tmp"))
+        request_cleanup = lambda: shutil.rmtree(tmp, ignore_errors=True)   # noqa: E731
         monkeypatch.setenv("TMPDIR", str(tmp))
         monkeypatch.setattr(tempfile, "tempdir", None)
         pool = WarmPool(1)
@@ -244,7 +246,10 @@ class TestWarmPoolLifecycle:
         assert any(n.rsplit("-", 1)[-1].isdigit() for n in names)   # its IPC sockets
         assert "tmp" in names                             # the worker's TMPDIR
         pool.close()
-        assert os.listdir(tmp) == []
+        try:
+            assert os.listdir(tmp) == []
+        finally:
+            request_cleanup()
 
     def test_orphaned_private_folders_are_removed_by_the_next(self, tmp_path: Path, monkeypatch) -> None:
         """A build killed with its whole process group (nothing of it could clean up) leaves its

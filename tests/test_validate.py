@@ -398,9 +398,18 @@ class TestValidateWarehouse:
             validate_warehouse(tmp_path / "nope.duckdb")
 
     def test_empty_warehouse(self, warehouse):
-        duckdb.connect(str(warehouse)).close()
+        from pipelines import warehouse as warehouse_db
+
+        warehouse_db.connect(warehouse, write=True).close()   # a new Tsunagari warehouse, no data yet
         report = validate_warehouse(warehouse)
         assert report.results == [] and not report.has_critical
+
+    def test_empty_duckdb_file_of_another_application_is_refused_unchanged(self, warehouse):
+        duckdb.connect(str(warehouse)).close()
+        before = warehouse.read_bytes()
+        with pytest.raises(UsageError, match="Tsunagari did not create"):
+            validate_warehouse(warehouse)
+        assert warehouse.read_bytes() == before
 
     def test_cli_exit_codes(self, warehouse, tmp_path):
         df = survey_frame()
