@@ -20,6 +20,7 @@ import pandas as pd
 
 from . import config, conventions
 from . import warehouse as warehouse_db
+from .audit import RULE_JA as SUPPRESSION_RULE_JA  # noqa: F401 (the methods section states it)
 from .catalogue import PILLARS, Indicator, catalogue_by_id
 from .errors import UsageError, check_pref_code, check_year
 from .indicators import OWN_SURVEY_MARK
