@@ -33,14 +33,32 @@ EVIL_NOTE = ('<script>alert(1)</script> <img src=x onerror=alert(2)> `<b>RAWB</b
              '[click](javascript:alert(3)) ![pic](/etc/passwd) @evilcite $x^2$ *em* // c')
 # A note that spans lines: a heading and a raw HTML block if it were read as Markdown.
 EVIL_PROG_NOTE = 'line1\n\n# INJECTED HEADING\n\n```{=html}\n<iframe src="javascript:alert(4)"></iframe>\n```\n'
-# An indicator id unknown to the catalogue: the report shows the id as its name.
+# An indicator name (catalogue name_ja, via TSUNAGARI_CATALOGUE): the report shows it in the opening
+# paragraph, the headline and section tables and the chart captions. The same text is also inserted as
+# an indicator id unknown to the catalogue (its rows are not shown: the report lists catalogue ids).
 EVIL_ID = '<b>BOLDID</b>`#eval("1")`{=typst}'
+EVIL_NAME_OF = "lonely_often_always"  # a headline survey indicator: shown in the lede and every table
 FORMULAS = ["=HYPERLINK(\"http://x\",\"y\")", "+1+2", "-2+3", "@SUM(A1)", "\tTAB", "\rCR"]
 
 
 def _pdftext(pdf: Path) -> str:
     out = subprocess.run(["pdftotext", "-layout", str(pdf), "-"], capture_output=True, text=True, check=True)
     return " ".join(out.stdout.split())
+
+
+def _evil_catalogue(path: Path, changes: dict[str, dict[str, str]]) -> Path:
+    """A copy of the real catalogue with the given fields of the given entries replaced."""
+    import yaml
+
+    from pipelines import config
+
+    doc = yaml.safe_load(Path(config.INDICATOR_CATALOGUE).read_text(encoding="utf-8"))
+    ids = {e["id"] for e in doc["indicators"]}
+    assert set(changes) <= ids, set(changes) - ids
+    for e in doc["indicators"]:
+        e.update(changes.get(e["id"], {}))
+    path.write_text(yaml.safe_dump(doc, allow_unicode=True, sort_keys=False), encoding="utf-8")
+    return path
 
 
 def _tamper(wh: Path) -> None:
@@ -66,18 +84,23 @@ def _tamper(wh: Path) -> None:
 
 @pytest.fixture(scope="module")
 def rendered(tmp_path_factory):
-    """A hand-made warehouse with malicious text, one area's report (pandoc: HTML + PDF) and the site."""
+    """A hand-made warehouse with malicious text, a catalogue with a malicious indicator name, one
+    area's report (pandoc: HTML + PDF) and the site."""
+    from pipelines.catalogue import CATALOGUE_ENV
     from pipelines.reports import run_reports
 
     root = tmp_path_factory.mktemp("inj")
     wh = root / "warehouse.duckdb"
     build_fixture_warehouse(wh, years=(2023, YEAR))
     _tamper(wh)
-    out = root / "site"
-    res = run_reports(YEAR, wh, out, prefs=[PREF], renderer="pandoc")
-    assert res.ok, res.summary()
-    return {"root": root, "wh": wh, "out": out, "html": out / "prefectures" / f"{SLUG}.html",
-            "pdf": out / "prefectures" / f"{SLUG}.pdf"}
+    cat = _evil_catalogue(root / "indicators.yml", {EVIL_NAME_OF: {"name_ja": EVIL_ID}})
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv(CATALOGUE_ENV, str(cat))  # the notebook's kernel inherits it
+        out = root / "site"
+        res = run_reports(YEAR, wh, out, prefs=[PREF], renderer="pandoc")
+        assert res.ok, res.summary()
+        yield {"root": root, "wh": wh, "out": out, "html": out / "prefectures" / f"{SLUG}.html",
+                "pdf": out / "prefectures" / f"{SLUG}.pdf"}
 
 
 # --- 1. reports: Markdown / HTML / Typst ---------------------------------------------------------
@@ -199,13 +222,13 @@ def test_typst_meta_is_a_string_not_markup(tmp_path):
 
 def test_site_escapes_catalogue_and_data_text(rendered, monkeypatch):
     import pipelines.site as site
+    from pipelines.catalogue import CATALOGUE_ENV, load_catalogue
 
-    real = site.load_catalogue_entries()
-    evil = [dict(e) for e in real]
-    evil[0]["name_ja"] = "<script>alert('name')</script>"
-    evil[0]["description_ja"] = '<img src=x onerror=alert("d")>'
-    evil[0]["numerator"] = "</script><script>alert(9)</script>"
-    monkeypatch.setattr(site, "load_catalogue_entries", lambda: evil)
+    first = load_catalogue()[0].id
+    evil = _evil_catalogue(rendered["root"] / "indicators-site.yml", {first: {
+        "name_ja": "<script>alert('name')</script>", "description_ja": '<img src=x onerror=alert("d")>',
+        "numerator": "</script><script>alert(9)</script>"}})
+    monkeypatch.setenv(CATALOGUE_ENV, str(evil))
     out = rendered["root"] / "site2"
     site.build_site(YEAR, rendered["wh"], out)
     for page in ("index.html", "methodology.html", "downloads/index.html"):
@@ -400,6 +423,8 @@ def test_sql_in_package_binds_values():
         "reports.py": ["{OWN_SURVEY_MARK}"],
         "ingest.py": ["{schema.AGE_BAND_SQL}", "{schema.UK_AGE_BAND_SQL}", "{table}"],
         "validate.py": ["{table}", "{cols}", "{order}"],
+        "report_data.py": ["{OWN_SURVEY_MARK}"],  # CONTEXT_SQL (moved from reports.py)
+        "warehouse.py": ["{META_TABLE}"],  # the metadata table's name (a constant); values are bound (?)
         "indicators.py": None,  # catalogue expressions and constants; year is bound ($year / ?)
     }
     found = []
@@ -415,6 +440,7 @@ def test_sql_in_package_binds_values():
             continue
         for ph in re.findall(r"\{[^{}]*\}", line):
             assert ph in allowed[name], (name, ph, line)
-    # the year reaches SQL only as a bound parameter
-    reports = (pkg / "reports.py").read_text(encoding="utf-8")
-    assert 'WHERE year <= ?", [year]' in reports
+    # the year reaches the report's SQL only as a bound parameter (report_data.load_report_data)
+    report_data = (pkg / "report_data.py").read_text(encoding="utf-8")
+    assert 'FROM indicators WHERE year <= ? ORDER BY year, area_code", [year]' in report_data
+    assert 'FROM distributions WHERE year <= ?", [year]' in report_data
