@@ -30,14 +30,17 @@ propagation of within-area bounds through the national cell is not modelled).
 The audit
 ---------
 For every suppressed cell the tightest interval an intruder can derive for its base ``n``, its
-count ``y`` and its complement ``n - y`` (linear programming, ``scipy.optimize.linprog`` with
-HiGHS). When the area total is published the partitions separate: the sex and living-alone
-partitions have closed-form bounds ([0, hidden mass]); the two age partitions share atoms and are
-solved by LP. With z = n - y per atom the constraints 0 <= y <= n become y >= 0, z >= 0 and the y
-and z systems separate: a bound of y (of n - y) is a 13-variable LP of the y (z) system, a bound of
-n the sum of the two systems' bounds (tests: equal to a joint single-year LP on random blocks).
-All the LPs of a pass are stacked into one block-diagonal LP (one copy per bound), so a round is a
-handful of solver calls.
+count ``y`` and its complement ``n - y``: the bounds of a linear programme over the atoms, solved
+exactly and in closed form. When the area total is published the partitions separate: the sex and
+living-alone partitions have closed-form bounds ([0, hidden mass]); the two age partitions share
+atoms. With z = n - y per atom the constraints 0 <= y <= n become y >= 0, z >= 0 and the y and z
+systems separate: a bound of y (of n - y) is a bound within the y (z) system, a bound of n the sum
+of the two systems' bounds. Within one system every age constraint bounds a difference of two
+prefix sums over the atoms (a band is S_hi - S_lo, an atom S_k+1 - S_k >= 0, age unknown
+total - S_end >= 0), so the LP's optimum is a shortest path (Floyd-Warshall on 13 nodes,
+``age_bounds``), computed for all blocks at once with numpy. Tests compare every bound with an
+independent single-year-of-age LP solved by ``scipy.optimize.linprog`` (HiGHS), on the Kyoto case
+and on random blocks.
 
 The rule (``PROTECTION_ABS``, ``PROTECTION_REL``): for each of n, y and n - y of a suppressed cell
 with true value v and base n_c, the intruder's interval [lo, hi] must reach v - P below and v + P
@@ -56,12 +59,11 @@ from __future__ import annotations
 
 import functools
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-import scipy.sparse as sp
-from scipy.optimize import linprog
 
 from . import config, schema, stats
 
@@ -146,71 +148,69 @@ def partition_of(breakdown: str) -> str:
 
 QUANTITIES = ("n", "y", "z")   # base, count, complement (n - y)
 
-
-def _block_lp(bds: list[str], vals: np.ndarray, pub: np.ndarray):
-    """(A_eq, b_eq) of one quantity's age sub-block (13 variables: 12 age atoms and age unknown)
-    given the block's published total and published age / UK-age cells (``vals``: their y, or their
-    n - y), and the rows' breakdowns of each equation.
-
-    Why one quantity: with z = n - y per atom, the constraints 0 <= y <= n of the atoms are y >= 0,
-    z >= 0, and every published cell's n and y are its y and z sums: the y and the z systems are
-    independent (their feasible set is a product), so a bound of y or of n - y is an LP over one
-    system and a bound of n = y + z is the sum of the two systems' bounds (exactly the joint LP)."""
-    eq = [bds.index("total")] + [i for i, b in enumerate(bds) if pub[i] and partition_of(b) == "age"]
-    labels = tuple(bds[i] for i in eq)
-    return _age_matrix(labels), np.asarray(vals, dtype=float)[eq], list(labels)
-
-
-@functools.lru_cache(maxsize=4096)
-def _age_matrix(labels: tuple[str, ...]) -> np.ndarray:
-    """The rows (over the 13 age variables) of the cells ``labels`` ('total' or an age band)."""
-    out = np.zeros((len(labels), _N_ATOMS + 1))
-    for r, b in enumerate(labels):
-        out[r, np.array(columns(b)) - _AGE0 if b != "total" else slice(None)] = 1.0
-    out.flags.writeable = False
-    return out
+# The age system as difference constraints. Node k is the prefix sum S_k of one quantity over the
+# age atoms below the k-th cut (S_0 = 0, S_12 = everyone of known age): an atom k is S_{k+1} - S_k
+# >= 0, a band [lo, hi) is S_hi - S_lo, and age unknown is total - S_12 >= 0. Every constraint is a
+# bound on a difference of two nodes, so the tightest bounds of a band are shortest paths
+# (Floyd-Warshall over 13 nodes): max(S_b - S_a) = d(a, b), min(S_b - S_a) = -d(b, a). This is the
+# linear programme over the 13 age variables solved exactly (its optimum is integral for integer
+# data), in closed form and for every block at once; tests/test_audit.py checks it against an
+# independent single-year-of-age LP (scipy.optimize.linprog, HiGHS).
+_NODES = _N_ATOMS + 1
 
 
 @functools.lru_cache(maxsize=None)
-def _age_objectives(breakdown: str) -> tuple[np.ndarray, np.ndarray]:
-    """The objectives (minimise, and maximise as minimise the negative) of an age cell's sum."""
-    o = np.zeros(_N_ATOMS + 1)
-    o[np.array(columns(breakdown)) - _AGE0] = 1.0
-    o.flags.writeable = False
-    return o, -o
+def band_nodes(breakdown: str) -> tuple[int, int]:
+    """(a, b): the prefix-sum nodes of an age or UK age band (the band is S_b - S_a); (-1, -1) for
+    any other breakdown."""
+    cols = columns(breakdown)
+    if partition_of(breakdown) != "age" or not cols:
+        return (-1, -1)
+    return (min(cols) - _AGE0, max(cols) - _AGE0 + 1)
 
 
-def _solve_stacked(blocks: list[tuple[np.ndarray, np.ndarray, list[np.ndarray]]]) -> list[np.ndarray]:
-    """Each block (A_eq, b_eq, objectives): the minimum of every objective (a vector over the
-    block's variables) subject to A_eq x = b_eq, 0 <= x <= BIG. One LP for all: one copy of a block
-    per objective, block-diagonal (built directly as one sparse matrix)."""
-    if not blocks:
-        return []
-    ri, ci, vv, b_eq, c = [], [], [], [], []
-    r0 = c0 = 0
-    for A, b, objs in blocks:
-        rr, cc = np.nonzero(A)
-        m, (h, w) = len(objs), A.shape
-        off_r = (r0 + h * np.arange(m))[:, None]
-        off_c = (c0 + w * np.arange(m))[:, None]
-        ri.append((rr[None, :] + off_r).ravel()), ci.append((cc[None, :] + off_c).ravel())
-        vv.append(np.tile(A[rr, cc], m)), b_eq.append(np.tile(b, m)), c.append(np.concatenate(objs))
-        r0, c0 = r0 + h * m, c0 + w * m
-    A_eq = sp.csr_matrix((np.concatenate(vv), (np.concatenate(ri), np.concatenate(ci))), shape=(r0, c0))
-    res = linprog(np.concatenate(c), A_eq=A_eq, b_eq=np.concatenate(b_eq), bounds=(0, BIG), method="highs")
-    if res.status != 0:
-        if len(blocks) == 1:
-            raise ValueError(f"audit LP failed: {res.message}")
-        # find the block at fault (the published cells of one block contradict each other)
-        return [v for blk in blocks for v in _solve_stacked([blk])]
-    x, out, pos = res.x, [], 0
-    for A, _, objs in blocks:
-        vals = []
-        for o in objs:
-            vals.append(float(o @ x[pos:pos + o.size]))
-            pos += o.size
-        out.append(np.array(vals))
-    return out
+def age_bounds(block: np.ndarray, a: np.ndarray, b: np.ndarray, value: np.ndarray, total: np.ndarray,
+               q_block: np.ndarray, q_a: np.ndarray, q_b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Tightest [lo, hi] of the age bands (q_block, q_a, q_b) given, per block 0..B-1, its
+    published total ``total[block]`` and its published age and UK age bands (block, a, b, value).
+    Raises ValueError naming the first block whose published cells contradict each other."""
+    nb = len(total)
+    d = np.full((nb, _NODES, _NODES), np.inf)
+    d[:, np.arange(_NODES), np.arange(_NODES)] = 0.0
+    d[:, np.arange(1, _NODES), np.arange(_NODES - 1)] = 0.0       # atoms >= 0: S_k <= S_{k+1}
+    d[:, 0, _NODES - 1] = np.asarray(total, dtype=float)          # age unknown >= 0: S_12 <= total
+    np.minimum.at(d, (block, a, b), value)                        # S_b - S_a <= v
+    np.minimum.at(d, (block, b, a), -np.asarray(value, dtype=float))   # S_a - S_b <= -v
+    for k in range(_NODES):
+        np.minimum(d, d[:, :, k, None] + d[:, None, k, :], out=d)
+    bad = np.flatnonzero((d[:, np.arange(_NODES), np.arange(_NODES)] < -_TOL).any(axis=1))
+    if len(bad):
+        raise ValueError(f"audit: the published age cells of block #{int(bad[0])} contradict each other")
+    return -d[q_block, q_b, q_a], d[q_block, q_a, q_b]
+
+
+class _Derivations:
+    """How each audited cell's interval follows from the published cells (text, made on access)."""
+
+    def __init__(self, bds: np.ndarray, pub: np.ndarray, part: np.ndarray, rows_of_block: dict, index: np.ndarray,
+                 block: np.ndarray, how: np.ndarray) -> None:
+        self._bds, self._pub, self._part, self._rows = bds, pub, part, rows_of_block
+        self._index, self._block, self._how = index, block, how
+
+    def __len__(self) -> int:
+        return len(self._index)
+
+    def __getitem__(self, r: int) -> str:
+        i, how = self._index[r], self._how[r]
+        if how == 0:
+            return ""
+        pos = self._rows[self._block[r]]
+        if how == 1:
+            members = [self._bds[j] for j in pos if self._pub[j] and self._part[j] == self._part[i]]
+            return "total - " + " - ".join(members) + " (the unpublished rest of the partition >= 0)"
+        labels = [self._bds[j] for j in pos if self._pub[j] and band_nodes(self._bds[j])[0] >= 0]
+        return ("total and the published age cells: " + ", ".join(dict.fromkeys(labels))
+                + " (national and UK age bands are sums of the same age atoms)")
 
 
 @dataclass
@@ -221,7 +221,10 @@ class Intervals:
     hi: np.ndarray
     a_lo: np.ndarray             # a-priori range (what the published total alone allows)
     a_hi: np.ndarray
-    derivation: list[str]
+    derivation: Sequence[str]
+
+
+_PARTS = ("total", "sex", "age", "hh")
 
 
 def intervals(cells: pd.DataFrame, quantities: tuple[int, ...] = (0, 1, 2), truth: bool = False) -> Intervals:
@@ -230,117 +233,105 @@ def intervals(cells: pd.DataFrame, quantities: tuple[int, ...] = (0, 1, 2), trut
     ``cells``: columns ``block`` (any label: one round x area x measure), ``breakdown``, ``n``,
     ``y`` (the values an intruder reads for published cells; NaN allowed for hidden ones),
     ``published`` (bool). Rows of a block with no ``total`` row are not audited. ``quantities``:
-    which of n (0), y (1), n - y (2) need an exact bound (the others may be left at the a-priori
-    range when they would need an LP: the caller audits them elsewhere). ``truth``: ``n`` and ``y``
-    of hidden cells are the true values; then a cell that already fails on the bounds of its own
-    partition (which contain the LP's) or has n = 0 gets those bounds without an LP."""
+    which of n (0), y (1), n - y (2) are needed for the age cells that both age partitions relate
+    (the others are left at the a-priori range). ``truth`` is accepted for compatibility: the
+    bounds are always the tightest (no shortcut depends on the true values).
+
+    With the total published, a cell of a partition whose cells relate to no other partition (sex,
+    living alone, and the age bands when only one of the two age partitions publishes a cell) is
+    bounded by [0, the unpublished rest of its partition]; the age bands of an area publishing
+    both age partitions by the shortest paths of ``age_bounds``. All vectorised over the blocks."""
     c = cells.reset_index(drop=True)
     pub = c["published"].to_numpy(dtype=bool)
     n = c["n"].to_numpy(dtype=float)
     y = c["y"].to_numpy(dtype=float)
-    bds = c["breakdown"].astype(str).tolist()
-    prim = c["primary"].to_numpy(dtype=bool) if "primary" in c.columns else None
-    idx_out, lo_out, hi_out, alo_out, ahi_out, der_out = [], [], [], [], [], []
-    parts = {b: partition_of(b) for b in set(bds)}
-    part = np.array([parts[b] for b in bds])
-    modelled = np.array([bool(columns(b)) for b in bds], dtype=bool)
-    kind = np.array([b.partition("=")[0] for b in bds])
-    own_i, own_b = [], []   # cells of two published age partitions: own-partition bounds first
-    blocks = []             # (pos, total row, a_hi)
-    for _, pos in c.groupby("block", sort=False).indices.items():
-        hid = pos[~pub[pos] & modelled[pos] & (part[pos] != "total")]
-        tot = pos[part[pos] == "total"]
-        if not len(tot) or not (len(hid) or not pub[tot[0]]):
-            continue
-        t = tot[0]
-        if not pub[t]:
-            # A hidden total: nothing of the block is published (every cell is <= the total): the
-            # block alone gives no bound.
-            for i in pos[~pub[pos] & modelled[pos]]:
-                idx_out.append(i), lo_out.append([0, 0, 0]), hi_out.append([BIG] * 3)
-                alo_out.append([0, 0, 0]), ahi_out.append([BIG] * 3), der_out.append("")
-            continue
-        N, Y = n[t], y[t]
-        a_hi = [N, Y, N - Y]
-        pp = pos[pub[pos]]
-        sums = {}
-        for q in set(part[hid]):
-            members = pp[part[pp] == q]
-            sums[q] = (N - n[members].sum(), Y - y[members].sum(), members,
-                       "total - " + " - ".join(bds[j] for j in members))
-        kinds = set(kind[pp])
-        for i in hid:
-            mn, my = sums[part[i]][:2]
-            other = "uk_age" if kind[i] == "age" else "age"
-            if part[i] in ("sex", "hh") or other not in kinds:
-                # one partition (the other age partition publishes nothing): closed form
-                idx_out.append(i), lo_out.append([0, 0, 0]), hi_out.append([mn, my, mn - my])
-                alo_out.append([0, 0, 0]), ahi_out.append(a_hi)
-                der_out.append(sums[part[i]][3] + " (the unpublished rest of the partition >= 0)")
-            else:
-                own_i.append(i), own_b.append(len(blocks))
-        blocks.append((pos, a_hi, sums))
-    own_i = np.array(own_i, dtype=np.int64)
-    own_b = np.array(own_b, dtype=np.int64)
-    if len(own_i):
-        own_hi = np.array([sums_[:2] for sums_ in (blocks[b][2][part[i]] for i, b in zip(own_i, own_b))],
-                          dtype=float).reshape(-1, 2)
-        own_hi = np.c_[own_hi, own_hi[:, 0] - own_hi[:, 1]]
-        own_ahi = np.array([blocks[b][1] for b in own_b], dtype=float).reshape(-1, 3)
-        if truth:
-            own = Intervals(own_i, np.zeros((len(own_i), 3)), own_hi, np.zeros((len(own_i), 3)), own_ahi,
-                            [""] * len(own_i))
-            done = (n[own_i] <= 0) | exposed_true(own, n, y, prim).any(axis=1)
-        else:
-            done = np.zeros(len(own_i), dtype=bool)
-        for r in np.flatnonzero(done):
-            i = own_i[r]
-            idx_out.append(i), lo_out.append([0, 0, 0]), hi_out.append(own_hi[r])
-            alo_out.append([0, 0, 0]), ahi_out.append(own_ahi[r])
-            der_out.append(blocks[own_b[r]][2][part[i]][3])
-        own_i, own_b = own_i[~done], own_b[~done]
-    # the LP: per block, the y system and the z = n - y system (see _block_lp)
-    need_y = 0 in quantities or 1 in quantities
-    need_z = 0 in quantities or 2 in quantities
-    lp_blocks, lp_targets = [], []
-    for b in np.unique(own_b):
-        pos, a_hi, _ = blocks[b]
-        rows = own_i[own_b == b]
-        bl = [bds[j] for j in pos]
-        masks = [o for i in rows for o in _age_objectives(bds[i])]
-        labels = []
-        solve = []
-        for need, vals in ((need_y, y[pos]), (need_z, n[pos] - y[pos])):
-            A, rhs, labels = _block_lp(bl, vals, pub[pos])
-            # a system of zeros has every atom 0 (no LP); one not needed is left at 0
-            solve.append(bool(need and (rhs != 0).any()))
-            if solve[-1]:
-                lp_blocks.append((A, rhs, masks))
-        lp_targets.append((rows, labels, a_hi, solve))
-    vals = iter(_solve_stacked(lp_blocks))
-    for rows, labels, a_hi, solve in lp_targets:
-        vy = next(vals).reshape(len(rows), 2) if solve[0] else np.zeros((len(rows), 2))
-        vz = next(vals).reshape(len(rows), 2) if solve[1] else np.zeros((len(rows), 2))
-        for r, i in enumerate(rows):
-            # [min, -max] of y and of z; n = y + z
-            v = np.array([vy[r] + vz[r], vy[r], vz[r]])
-            lo, hi = np.zeros(3), np.array(a_hi, dtype=float)
-            q = list(quantities)
-            lo[q], hi[q] = v[q, 0], -v[q, 1]
-            idx_out.append(i)
-            lo_out.append(lo), hi_out.append(hi)
-            alo_out.append([0, 0, 0]), ahi_out.append(a_hi)
-            der_out.append("total and the published age cells: "
-                           + ", ".join(dict.fromkeys(lab for lab in labels if lab != "total"))
-                           + " (national and UK age bands are sums of the same age atoms)")
-    if not idx_out:
-        z = np.zeros((0, 3))
-        return Intervals(np.zeros(0, dtype=np.int64), z, z, z, z, [])
-    lo = np.ceil(np.array(lo_out, dtype=float) - _TOL)
-    hi = np.floor(np.array(hi_out, dtype=float) + _TOL)
-    lo = np.maximum(lo, 0)
-    return Intervals(np.array(idx_out, dtype=np.int64), lo, hi, np.array(alo_out, dtype=float),
-                     np.array(ahi_out, dtype=float), der_out)
+    bcodes, uniq = pd.factorize(c["breakdown"].astype(str), sort=False)
+    uniq = [str(u) for u in uniq]
+    bds = np.asarray(uniq, dtype=object)[bcodes] if len(uniq) else np.zeros(0, dtype=object)
+    u_part = np.array([_PARTS.index(partition_of(b)) if b == "total" or partition_of(b) != "total" else -1
+                       for b in uniq], dtype=np.int64)
+    u_mod = np.array([bool(columns(b)) for b in uniq], dtype=bool)
+    u_kind = np.array([{"age": 1, "uk_age": 2}.get(b.partition("=")[0], 0) for b in uniq], dtype=np.int64)
+    u_nodes = np.array([band_nodes(b) for b in uniq], dtype=np.int64).reshape(-1, 2)
+    part, modelled, kind = u_part[bcodes], u_mod[bcodes], u_kind[bcodes]
+    a_node, b_node = u_nodes[bcodes, 0], u_nodes[bcodes, 1]
+    blk, blocks = pd.factorize(c["block"], sort=False)
+    nb = len(blocks)
+    is_total = bds == "total"
+    tot_row = np.full(nb, -1, dtype=np.int64)
+    tr = np.flatnonzero(is_total)[::-1]
+    tot_row[blk[tr]] = tr                       # the first total row of each block
+    has_tot = tot_row >= 0
+    tot_pub = np.zeros(nb, dtype=bool)
+    tot_pub[has_tot] = pub[tot_row[has_tot]]
+    N = np.where(has_tot, n[np.maximum(tot_row, 0)], np.nan)
+    Y = np.where(has_tot, y[np.maximum(tot_row, 0)], np.nan)
+    hid = ~pub & modelled & ~is_total
+    # a hidden total: nothing of the block is published (every cell is <= the total), no bound
+    out_hidden_total = np.flatnonzero(~pub & modelled & has_tot[blk] & ~tot_pub[blk])
+    out_open = np.flatnonzero(hid & tot_pub[blk])
+    # published n and y per block x partition (the unpublished rest = total - published members)
+    key = blk * len(_PARTS) + np.maximum(part, 0)
+    counted = pub & (part > 0)
+    size = nb * len(_PARTS)
+    pn = np.bincount(key[counted], weights=n[counted], minlength=size).reshape(nb, len(_PARTS))
+    py = np.bincount(key[counted], weights=y[counted], minlength=size).reshape(nb, len(_PARTS))
+    # which age partitions publish a cell, per block
+    kinds_pub = np.zeros((nb, 3), dtype=bool)
+    kinds_pub[blk[pub], kind[pub]] = True
+    i = out_open
+    bi = blk[i]
+    mn = N[bi] - pn[bi, part[i]]
+    my = Y[bi] - py[bi, part[i]]
+    lo = np.zeros((len(i), 3))
+    hi = np.stack([mn, my, mn - my], axis=1)
+    a_hi = np.stack([N[bi], Y[bi], N[bi] - Y[bi]], axis=1)
+    other = np.where(kind[i] == 1, 2, 1)
+    both = (part[i] == _PARTS.index("age")) & kinds_pub[bi, other]
+    how = np.where(both, 2, 1)
+    if both.any():
+        q = np.flatnonzero(both)
+        # blocks with such cells, renumbered 0..B-1; their published age bands
+        qb, qcode = np.unique(bi[q], return_inverse=True)
+        sel = np.flatnonzero(pub & (a_node >= 0) & np.isin(blk, qb))
+        sb = np.searchsorted(qb, blk[sel])
+        qa, qz = a_node[i[q]], b_node[i[q]]
+        ylo, yhi = age_bounds(sb, a_node[sel], b_node[sel], y[sel], Y[qb], qcode, qa, qz)
+        zlo, zhi = age_bounds(sb, a_node[sel], b_node[sel], n[sel] - y[sel], N[qb] - Y[qb], qcode, qa, qz)
+        v_lo = np.stack([ylo + zlo, ylo, zlo], axis=1)
+        v_hi = np.stack([yhi + zhi, yhi, zhi], axis=1)
+        keep = np.zeros(3, dtype=bool)
+        keep[list(quantities)] = True
+        lo[q] = np.where(keep, v_lo, 0.0)
+        hi[q] = np.where(keep, v_hi, a_hi[q])
+    index = np.concatenate([out_hidden_total, i])
+    k0 = len(out_hidden_total)
+    big = np.full((k0, 3), BIG)
+    lo = np.vstack([np.zeros((k0, 3)), lo])
+    hi = np.vstack([big, hi])
+    a_hi = np.vstack([big, a_hi])
+    how = np.concatenate([np.zeros(k0, dtype=np.int64), how])
+    order = np.argsort(index, kind="stable")
+    index, lo, hi, a_hi, how = index[order], lo[order], hi[order], a_hi[order], how[order]
+    lo = np.maximum(np.ceil(lo - _TOL), 0)
+    hi = np.floor(hi + _TOL)
+    rows_of_block = _LazyGroups(blk)
+    return Intervals(index.astype(np.int64), lo, hi, np.zeros_like(a_hi), a_hi,
+                     _Derivations(bds, pub, part, rows_of_block, index, blk[index], how))
+
+
+class _LazyGroups:
+    """Row positions of each block, grouped on first use (derivations are rarely read)."""
+
+    def __init__(self, codes: np.ndarray) -> None:
+        self._codes, self._groups = codes, None
+
+    def __getitem__(self, b: int) -> np.ndarray:
+        if self._groups is None:
+            order = np.argsort(self._codes, kind="stable")
+            bounds = np.searchsorted(self._codes[order], np.arange(self._codes.max() + 2))
+            self._groups = [order[bounds[k]:bounds[k + 1]] for k in range(len(bounds) - 1)]
+        return self._groups[b]
 
 
 def protection(n_cell: np.ndarray) -> np.ndarray:
@@ -400,60 +391,70 @@ def _exposed_cells(base, brows, bn, hidden, f, rows, base_of, block, f_n, f_y, b
     return bad
 
 
-def _national_context(f: pd.DataFrame, subsample_areas: set[str]) -> dict:
-    """What ``_national_fixes`` reads of ``f`` (the same in every pass of ``protect``)."""
+def _national_context(f: pd.DataFrame, subsample_areas: set[str], order: dict[str, int]) -> dict:
+    """What ``_national_fixes`` reads of ``f`` (the same in every pass of ``protect``): per row, its
+    measure x breakdown group when the group has a national cell and a subsample prefecture cell
+    with respondents (-1 otherwise), and the tie-break ranks of the fix (area, breakdown order)."""
     area = f["area_code"].astype(str).to_numpy()
     sub = np.isin(area, list(subsample_areas))
-    nat = area == "00"
+    nat = area == NATIONAL
     n, y = f["n"].to_numpy(dtype=float), f["y"].to_numpy(dtype=float)
-    key = (f["measure"].astype(str) + "|" + f["breakdown"].astype(str)).to_numpy()
-    # only the measure x breakdown groups with a national and a subsample prefecture cell matter
-    groups = [pos for pos in pd.Series(key).groupby(key).indices.values()
-              if nat[pos].any() and (sub[pos] & (n[pos] > 0)).any()]
-    return {"area": area, "sub": sub, "nat": nat, "n": n, "y": y, "groups": groups,
-            "bds": f["breakdown"].astype(str).to_numpy(),
+    gcode, groups = pd.factorize(f["measure"].astype(str) + "|" + f["breakdown"].astype(str), sort=False)
+    has_nat = np.zeros(len(groups), dtype=bool)
+    has_nat[gcode[nat]] = True
+    has_sub = np.zeros(len(groups), dtype=bool)
+    has_sub[gcode[sub & (n > 0)]] = True
+    bds = f["breakdown"].astype(str)
+    return {"sub": sub, "nat": nat, "n": n, "y": y, "groups": len(groups),
+            "gid": np.where((has_nat & has_sub)[gcode], gcode, -1),
+            "area_rank": np.unique(area, return_inverse=True)[1],
+            "bd_rank": bds.map(lambda b: order.get(b, 0)).to_numpy(dtype=np.int64),
             "own": bool((~sub & ~nat & (n > 0)).any())}
 
 
 def _national_fixes(f, base_of, hidden, bprim, subsample_areas, order, ctx=None) -> set[int]:
     """Base cells to hide so that no hidden prefecture cell (of the prefectures estimated from the
     national survey) is narrowed below the rule by 'national - published prefectures': per measure
-    and breakdown, [0, M] (M: the hidden prefectures' n, y or n - y plus the national respondents of
+    and breakdown, [0, M] (M: the hidden prefectures' n plus the national respondents of
     prefectures with their own survey), or exactly M when it is the only one and there is no such
-    prefecture. The fix: the published prefecture cell with the smallest base (carrying y or n - y
-    when that is what is missing)."""
+    prefecture. Across areas the bases are protected (counts: within areas only). The fix: the
+    published prefecture cell with the smallest base (ties: area code, breakdown order).
+    Vectorised over the groups."""
     if not subsample_areas:
         return set()
-    ctx = _national_context(f, subsample_areas) if ctx is None else ctx
-    area, sub, nat, n, y, bds, own = (ctx[k] for k in ("area", "sub", "nat", "n", "y", "bds", "own"))
+    ctx = _national_context(f, subsample_areas, order) if ctx is None else ctx
+    sub, nat, n, gid, G = ctx["sub"], ctx["nat"], ctx["n"], ctx["gid"], ctx["groups"]
     hid = hidden[base_of]
-    out: set[int] = set()
-    for pos in ctx["groups"]:
-        natp = pos[nat[pos] & ~hid[pos]]
-        hp = pos[sub[pos] & hid[pos] & (n[pos] > 0)]
-        if not len(natp) or not len(hp):
-            continue
-        tot = np.array([n[natp[0]], y[natp[0]], n[natp[0]] - y[natp[0]]])
-        ps = pos[sub[pos] & ~hid[pos]]
-        # what the intruder sees: national - published prefectures (= the hidden prefectures, plus
-        # the national respondents of prefectures with their own survey when there are any)
-        m = tot - np.array([n[ps].sum(), y[ps].sum(), (n[ps] - y[ps]).sum()])
-        v = np.stack([n[hp], y[hp], n[hp] - y[hp]], axis=1)
-        p = protection(n[hp])[:, None]
-        lo = m[None, :] if (len(hp) == 1 and not own) else np.zeros((1, 3))
-        bad = (lo > np.maximum(v - p, 0) + _TOL) | (m[None, :] < np.minimum(v + p, tot[None, :]) - _TOL)
-        narrow = (m[None, :] - lo) < np.minimum(PROTECTION_ABS, tot[None, :]) - _TOL
-        bad = np.where(bprim[base_of[hp]][:, None], bad, narrow)
-        bad[:, 1:] = False   # across areas the bases are protected (counts: within areas only)
-        missing = set(np.flatnonzero(bad.any(axis=0)).tolist())
-        if not missing:
-            continue
-        cand = [i for i in pos if sub[i] and not hid[i] and n[i] > 0
-                and (0 in missing or (1 in missing and y[i] > 0) or (2 in missing and n[i] - y[i] > 0))]
-        if cand:
-            i = min(cand, key=lambda i: (n[i], area[i], order.get(bds[i], 0)))
-            out.add(int(base_of[i]))
-    return out
+    rel = gid >= 0
+    g_all = np.maximum(gid, 0)
+    first = np.full(G, -1, dtype=np.int64)          # the first published national cell of a group
+    natp = np.flatnonzero(rel & nat & ~hid)[::-1]
+    first[gid[natp]] = natp
+    hp_rows = rel & sub & hid & (n > 0)
+    count_hp = np.bincount(gid[hp_rows], minlength=G)
+    ps_rows = rel & sub & ~hid
+    sum_ps = np.bincount(gid[ps_rows], weights=n[ps_rows], minlength=G)
+    valid = (first >= 0) & (count_hp > 0)
+    tot = np.where(first >= 0, n[np.maximum(first, 0)], 0.0)
+    m = tot - sum_ps                                # what the intruder sees: national - published
+    hp = np.flatnonzero(hp_rows & valid[g_all])
+    if not len(hp):
+        return set()
+    g = gid[hp]
+    v = n[hp]
+    p = protection(v)
+    lo = np.where((count_hp[g] == 1) & (not ctx["own"]), m[g], 0.0)
+    strict = (lo > np.maximum(v - p, 0) + _TOL) | (m[g] < np.minimum(v + p, tot[g]) - _TOL)
+    narrow = (m[g] - lo) < np.minimum(PROTECTION_ABS, tot[g]) - _TOL
+    bad = np.zeros(G, dtype=bool)
+    bad[g[np.where(bprim[base_of[hp]], strict, narrow)]] = True
+    cand = np.flatnonzero(rel & sub & ~hid & (n > 0) & bad[g_all])
+    if not len(cand):
+        return set()
+    # per group the candidate with the smallest base, then area code, then breakdown order
+    srt = cand[np.lexsort((ctx["bd_rank"][cand], ctx["area_rank"][cand], n[cand], gid[cand]))]
+    firsts = srt[np.r_[True, gid[srt][1:] != gid[srt][:-1]]]
+    return {int(b) for b in base_of[firsts]}
 
 
 NATIONAL = "00"
@@ -563,7 +564,7 @@ def _protect(frame: pd.DataFrame, subsample_areas: set[str], max_rounds: int = 2
                                           ignore_index=True))
     f_block_area, b_block_area = ga_codes[:len(f)], ga_codes[len(f):]
     dirty = set(range(len(ga)))
-    nat_ctx = _national_context(f, subsample_areas) if subsample_areas else None
+    nat_ctx = _national_context(f, subsample_areas, order) if subsample_areas else None
     for _ in range(max_rounds):
         more = stats.secondary_suppression(bn, hidden, groups, rem) if groups else np.zeros(len(bn), bool)
         if more.any():

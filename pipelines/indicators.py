@@ -450,18 +450,21 @@ def _distribution_long(wide: pd.DataFrame) -> pd.DataFrame:
     weighted sums, and the unweighted count ny of the category (for the audit)."""
     parts = []
     j = 0
+    keyed = wide.set_index(["area_code", "breakdown"])
     for q, cats in DISTRIBUTION_QUESTIONS.items():
         bds = BREAKDOWNS_COMMON + (BREAKDOWNS_UK if q in UK_DISTRIBUTION_QUESTIONS else [])
-        grid = pd.MultiIndex.from_product([AREA_CODES, bds], names=["area_code", "breakdown"]).to_frame(index=False)
-        base = grid.merge(wide[["area_code", "breakdown", "n_all", "sw_all", "sw2_all"]],
-                          on=["area_code", "breakdown"], how="left")
+        grid = pd.MultiIndex.from_product([AREA_CODES, bds], names=["area_code", "breakdown"])
+        # every column of this question's cells, aligned with the grid once (not a merge per category)
+        cols = ["n_all", "sw_all", "sw2_all"] + [f"d{k}_{x}" for k in range(j, j + len(cats)) for x in ("sw", "n")]
+        aligned = keyed[cols].reindex(grid)
+        base = grid.to_frame(index=False)
+        for c in ("n_all", "sw_all", "sw2_all"):
+            base[c] = aligned[c].to_numpy()
         for cat, label in cats.items():
             part = base.copy()
             part["question"], part["category"], part["category_label"] = q, cat, label
-            extra = part[["area_code", "breakdown"]].merge(
-                wide[["area_code", "breakdown", f"d{j}_sw", f"d{j}_n"]], on=["area_code", "breakdown"], how="left")
-            part["swy"] = extra[f"d{j}_sw"].to_numpy()
-            part["ny"] = extra[f"d{j}_n"].fillna(0).astype("int64").to_numpy()
+            part["swy"] = aligned[f"d{j}_sw"].to_numpy()
+            part["ny"] = aligned[f"d{j}_n"].fillna(0).astype("int64").to_numpy()
             parts.append(part)
             j += 1
     d = pd.concat(parts, ignore_index=True)
