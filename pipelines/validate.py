@@ -627,8 +627,8 @@ def _explain_weights(res: ExpectationResult, df: pd.DataFrame, exp: dict[str, An
     res.examples = [{**{k: _plain(df.at[i, k]) for k in index_cols}, "value": _plain(w.at[i])} for i in picks]
     arr = valid.to_numpy(dtype=float)
     if not (np.all(np.isfinite(arr)) and arr.min() > 0):
-        res.note = ("weights not all positive and finite: see the rule 'weight positive and finite' / "
-                    "正の有限値でないウェイトがあります")
+        res.note = ("weights not all positive and finite: see the rule 'weight positive and at most "
+                    "1,000,000,000' / 正の有限値でないウェイトがあります")
         return
     frac = kish_effective_fraction(arr)
     values = {"hi": float(arr.max()), "lo": float(arr.min()), "ratio": max_to_min_ratio(arr),

@@ -91,6 +91,7 @@ def weight_rule(rule: str, rule_ja: str, rows: str, examples: str, hi: str, lo: 
             "1 other critical failure / ほかの重大な不合格 1 件")
 
 
+BOUND = ("weight positive and at most 1,000,000,000", "ウェイトは正で10億以下")
 RATIO = ("largest weight at most 50 times the smallest (per file)", "最大ウェイトは最小の50倍以下（ファイルごと）")
 XLSX_LIMIT = "national-2024.xlsx: XLSX over a safety limit / XLSXが安全上の上限を超えています. "
 MAPPING = "mapping.yml: mapping file not valid / 対応表の形式が不正です. "
@@ -199,7 +200,12 @@ CASES: dict[str, Case] = {
         "national-2024 - コピー.csv: skipped, same content as national-2024.csv / national-2024.csv と同じ内容のためスキップ\n"
         + LOADED.format(".csv"), check=original_file_loaded_not_its_copy),
     # --- issue #15: weights ----------------------------------------------------------------------
-    "weight_1e308": Case("weight_1e308", 1, weight_rule(*RATIO, "7, 1", "1e+308, 1.0", "1e+308", "1", "1e+308")),
+    "weight_1e308": Case("weight_1e308", 1,
+        f"national-2024.csv, column 'weight': {BOUND[0]} / {BOUND[1]} [critical / 重大] (1 row; rows 7; examples "
+        "1e+308). respondent_id B0007. 2 other critical failures / ほかの重大な不合格 2 件"),
+    "weights_all_1e300": Case("weights_all_1e300", 1,
+        f"national-2024.csv, column 'weight': {BOUND[0]} / {BOUND[1]} [critical / 重大] (40 rows; rows 1, 2, 3, 4, 5; "
+        "examples 1e+300, 1e+300, 1e+300, 1e+300, 1e+300). respondent_id B0001, B0002, B0003, B0004, B0005. " + CRIT0),
     "weight_1e9": Case("weight_1e9", 1, weight_rule(*RATIO, "7, 1", "1000000000.0, 1.0", "1e+09", "1", "1e+09")),
     "weights_others_tiny": Case("weights_others_tiny", 1,
         weight_rule(*RATIO, "7, 1", "1.0, 1e-300", "1", "1e-300", "1e+300")),

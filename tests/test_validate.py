@@ -183,12 +183,12 @@ class TestValidateStaged:
         df.loc[3, "weight"] = -1.5
         report = run_survey(con, df)
         assert str(report.to_error()) == critical_message(
-            "weight", "weight positive and finite", "ウェイトは正の有限値", 2, [2, 4], [0.0, -1.5], ["R00001", "R00003"],
+            "weight", "weight positive and at most 1,000,000,000", "ウェイトは正で10億以下", 2, [2, 4], [0.0, -1.5], ["R00001", "R00003"],
             others="2 other critical failures / ほかの重大な不合格 2 件")
         # the two aggregate weight rules fail too (never pass on a weight <= 0), naming the extremes
         ratio, kish = [r for r in report.critical_failures if r.expectation != "expect_column_values_to_be_between"]
-        assert ratio.note == kish.note == ("weights not all positive and finite: see the rule 'weight positive and "
-                                           "finite' / 正の有限値でないウェイトがあります")
+        assert ratio.note == kish.note == ("weights not all positive and finite: see the rule 'weight positive and at "
+                                           "most 1,000,000,000' / 正の有限値でないウェイトがあります")
 
     def test_respondent_id_duplicated(self, con):
         df = survey_frame()
@@ -246,7 +246,7 @@ class TestValidateStaged:
         df.loc[3, "age"] = 200
         df.loc[4, "weight"] = 0.0
         report = run_survey(con, df)
-        # weight 0: "positive and finite" and both aggregate weight rules
+        # weight 0: "positive and at most 1,000,000,000" and both aggregate weight rules
         assert [r.column for r in report.critical_failures] == ["sex", "age", "weight", "weight", "weight"]
         assert str(report.to_error()).endswith(
             "respondent_id R00002. 4 other critical failures / ほかの重大な不合格 4 件")
@@ -531,6 +531,7 @@ class TestSuiteFiles:
 
 # --- weight rules ----------------------------------------------------------------------------------
 
+BOUND_RULE = ("weight positive and at most 1,000,000,000", "ウェイトは正で10億以下")
 RATIO_RULE = ("largest weight at most 50 times the smallest (per file)", "最大ウェイトは最小の50倍以下（ファイルごと）")
 KISH_RULE = ("Kish effective n (Σw)²/Σw² at least 0.25 × n (per file)",
              "キッシュの有効標本サイズ (Σw)²/Σw² が n の0.25倍以上（ファイルごと）")
@@ -550,16 +551,27 @@ class TestWeightRules:
         df = unit_weights()
         df.loc[6, "weight"] = 1e308
         report = run_survey(con, df)
-        assert [r.rule for r in report.critical_failures] == [RATIO_RULE[0], KISH_RULE[0]]
+        assert [r.rule for r in report.critical_failures] == [BOUND_RULE[0], RATIO_RULE[0], KISH_RULE[0]]
         assert str(report.to_error()) == (
-            f"{SURVEY_FILE}, column 'weight': {RATIO_RULE[0]} / {RATIO_RULE[1]} [critical / 重大] (rows 7, 1; "
-            "examples 1e+308, 1.0). respondent_id R00006, R00000. largest weight 1e+308 / smallest 1 = 1e+308 > "
-            "limit 50 (TSUNAGARI_MAX_WEIGHT_RATIO): a few respondents would carry the estimates / "
-            "最大ウェイトが最小の1e+308倍です（上限50倍）。少数の回答者が結果を左右します. "
-            "1 other critical failure / ほかの重大な不合格 1 件")
-        kish = report.critical_failures[1]
+            f"{SURVEY_FILE}, column 'weight': {BOUND_RULE[0]} / {BOUND_RULE[1]} [critical / 重大] (1 row; rows 7; "
+            "examples 1e+308). respondent_id R00006. 2 other critical failures / ほかの重大な不合格 2 件")
+        ratio, kish = report.critical_failures[1:]
+        assert ratio.note == (
+            "largest weight 1e+308 / smallest 1 = 1e+308 > limit 50 (TSUNAGARI_MAX_WEIGHT_RATIO): a few "
+            "respondents would carry the estimates / 最大ウェイトが最小の1e+308倍です（上限50倍）。少数の回答者が結果を左右します")
         assert kish.note.startswith("Kish effective n (Σw)²/Σw² = 1.0, 0.50% of n = 200 < 25% "
                                     "(TSUNAGARI_MIN_EFFECTIVE_N_FRACTION)")
+
+    def test_uniformly_huge_weights_are_refused(self, con):
+        """All weights 1e300: the ratio (1) and Kish (n) rules pass, but Σw² overflows and every
+        estimate came out NaN; the upper bound refuses the file, naming the rows."""
+        df = unit_weights(60)
+        df["weight"] = 1e300
+        report = run_survey(con, df)
+        assert str(report.to_error()) == (
+            f"{SURVEY_FILE}, column 'weight': {BOUND_RULE[0]} / {BOUND_RULE[1]} [critical / 重大] (60 rows; "
+            "rows 1, 2, 3, 4, 5; examples 1e+300, 1e+300, 1e+300, 1e+300, 1e+300). respondent_id R00000, R00001, "
+            "R00002, R00003, R00004. 0 other critical failures / ほかの重大な不合格 0 件")
 
     def test_one_weight_1e9_and_others_1e_minus_300(self, con):
         df = unit_weights()

@@ -346,6 +346,15 @@ def weight_1e308(d: Path) -> list[Path]:
     return [write_csv(d / "national-2024.csv", rows)]
 
 
+def weights_all_1e300(d: Path) -> list[Path]:
+    """Every respondent weighted 1e300: the ratio (1) and Kish (n) rules pass, but Σw² overflows and
+    every estimate came out NaN (suppressed everywhere) with no message."""
+    rows = survey_rows()
+    for r in rows:
+        r["weight"] = "1e300"
+    return [write_csv(d / "national-2024.csv", rows)]
+
+
 def weight_1e9(d: Path) -> list[Path]:
     rows = survey_rows()
     for r in rows:
@@ -558,7 +567,7 @@ CASES: dict[str, Callable[[Path], list[Path]]] = {
         xlsx_notes_and_data, xlsx_two_data_sheets, xlsx_no_data_sheet, duplicate_ids, code_out_of_range,
         full_width_digits, pref_by_name, year_contradicts_round, unknown_pref_code, unknown_pref_file,
         programme_negative, programme_non_numeric, huge_sparse, many_rows, many_rows_xlsx, many_rows_parquet,
-        dropped_twice, weight_1e308, weight_1e9, weights_others_tiny, xlsx_zip_bomb, xlsx_high_ratio,
+        dropped_twice, weight_1e308, weights_all_1e300, weight_1e9, weights_others_tiny, xlsx_zip_bomb, xlsx_high_ratio,
         xlsx_shared_strings, xlsx_formula_uncached, xlsx_formula_cached, mapping_billion_laughs,
         mapping_wrong_shape, newline_in_name, future_round, future_fiscal_year)
 }
