@@ -110,9 +110,9 @@ def quality_section(con: duckdb.DuckDBPyConnection, synthetic: bool) -> tuple[st
 
 
 def add_to_quality_page(con: duckdb.DuckDBPyConnection, quality_dir, synthetic: bool) -> pd.DataFrame:
-    """Insert the published-series section into ``quality_dir/index.html`` (before its footer, or
-    at the end of the body) and write the full comparison to ``quality_dir/published-national.csv``.
-    Returns the comparison table."""
+    """Insert the published-series section into ``quality_dir/index.html`` (at the end of its main
+    content, else before its footer, else at the end of the body) and write the full comparison to
+    ``quality_dir/published-national.csv``. Returns the comparison table."""
     from pathlib import Path
 
     from .downloads import write_csv
@@ -121,7 +121,7 @@ def add_to_quality_page(con: duckdb.DuckDBPyConnection, quality_dir, synthetic: 
     section, table = quality_section(con, synthetic)
     page = quality_dir / "index.html"
     html = page.read_text(encoding="utf-8")
-    marker = "<footer>" if "<footer>" in html else "</body>"
+    marker = next((m for m in ("</main>", "<footer>") if m in html), "</body>")
     html = html.replace(marker, section + "\n" + marker, 1)
     page.write_text(html, encoding="utf-8")
     write_csv(table, quality_dir / "published-national.csv")

@@ -5,6 +5,7 @@ Tsunagari report filter for pandoc's ipynb reader (run with --ipynb-output=all).
 * Picks the best output per display: text/markdown (parsed as Markdown, so tables become native
   pandoc tables in HTML and Typst) > image (the text/plain sibling becomes the image's alt text)
   > text/plain (text/html is never used). Stream output (stdout/stderr, warnings) is dropped.
+* Gives repeated heading identifiers pandoc's -1, -2 suffixes (outputs are read one by one).
 * Colours the comparison/change spans ([× 悪い]{.cmp-worse}) in Typst (HTML uses report.css).
 * Outputs carry text from data (names, notes, survey ids), so nothing in them may become markup
   of the target format: Markdown outputs are read without raw HTML/TeX, raw attributes
@@ -146,7 +147,31 @@ function Span(span)
   return nil
 end
 
+-- Markdown outputs are read one by one, so two with the same heading (### 施策データ in each
+-- section) got the same identifier: a duplicate id (invalid HTML; the table of contents linked
+-- the first only). Repeats get pandoc's own suffixes -1, -2, ... in document order.
+local function unique_identifiers(doc)
+  local seen = {}
+  return doc:walk({ Header = function(h)
+    local id = h.identifier
+    if id == "" then return nil end
+    if seen[id] == nil then
+      seen[id] = 0
+      return nil
+    end
+    local n = seen[id]
+    repeat
+      n = n + 1
+    until seen[id .. "-" .. n] == nil
+    seen[id] = n
+    h.identifier = id .. "-" .. n
+    seen[h.identifier] = 0
+    return h
+  end })
+end
+
 function Pandoc(doc)
+  doc = unique_identifiers(doc)
   -- Second pass so that Span/Div styling also applies to blocks parsed from Markdown outputs.
   if is_typst then
     doc = doc:walk({ Span = Span, Div = function(div)

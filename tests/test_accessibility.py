@@ -3,7 +3,8 @@
 A real build (sample data, the national report and Tokyo's and Tottori's, the quality, downloads and
 methodology pages) is opened page by page in headless Chromium driven by Playwright, and axe-core
 runs its WCAG 2.0/2.1/2.2 A and AA rules. A violation of impact serious or critical fails the test,
-listed with its rule, target and axe's summary.
+listed with its rule, target and axe's summary. A few structural rules (STRUCTURE_RULES: unique
+ids, heading order, one main landmark, no content outside landmarks) must pass at any impact.
 
 axe leaves some colour-contrast checks undecided ("incomplete"): text on a background gradient (the
 hatched 非表示 tiles and legend swatch). The test decides those itself from the computed styles: the
@@ -176,6 +177,20 @@ def axe_findings(page) -> tuple[list[str], dict]:
     return found, results
 
 
+# Structure the W3C checker or axe's best practices flagged on the reports and the quality page
+# (repeated heading ids, a skipped heading level, no main landmark, content outside landmarks):
+# these rules must pass at any impact.
+STRUCTURE_RULES = ["duplicate-id", "heading-order", "landmark-one-main", "landmark-no-duplicate-main", "region"]
+
+
+def structure_findings(page) -> list[str]:
+    """Violations of STRUCTURE_RULES on the open page (axe already loaded by axe_findings)."""
+    results = page.evaluate(AXE_RUN, {"runOnly": {"type": "rule", "values": STRUCTURE_RULES},
+                                      "resultTypes": ["violations"]})
+    return [f"{v['id']} ({v['impact']}) {n['target']}: {' '.join(n['failureSummary'].split())}"
+            for v in results["violations"] for n in v["nodes"]]
+
+
 def open_page(browser, path: Path):
     page = browser.new_page()
     page.set_default_timeout(60_000)
@@ -186,7 +201,8 @@ def open_page(browser, path: Path):
 class TestPublishedPages:
     """One test over all pages, so that the build is made once (not once per xdist worker)."""
 
-    def test_every_page_type_has_no_serious_or_critical_axe_violation(self, browser, built_site: Path):
+    def test_every_page_type_has_no_serious_or_critical_axe_violation_and_a_sound_structure(
+            self, browser, built_site: Path):
         # a new kind of page must be added to PAGES; the other HTML files are prefecture reports
         pages = {p.relative_to(built_site).as_posix() for p in built_site.rglob("*.html")}
         assert set(PAGES.values()) <= pages
@@ -197,6 +213,7 @@ class TestPublishedPages:
             page = open_page(browser, built_site / rel)
             try:
                 found, results = axe_findings(page)
+                found += structure_findings(page)
             finally:
                 page.close()
             # the rules ran: text was found and checked for contrast on every page

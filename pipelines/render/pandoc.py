@@ -122,8 +122,10 @@ def render_html(executed: Path, html_out: Path, meta: dict) -> Path:
     with tempfile.TemporaryDirectory(prefix="tsunagari-html-") as tmp:
         tmpd = Path(tmp)
         before, after = tmpd / "before.html", tmpd / "after.html"
-        for path, text in zip((before, after), html_includes(meta)):
-            path.write_text(text, encoding="utf-8")
+        # The whole body is the page's main landmark (Quarto's own template has one; this one has not).
+        head, tail = html_includes(meta)
+        before.write_text("<main>\n" + head, encoding="utf-8")
+        after.write_text(tail + "</main>\n", encoding="utf-8")
         args = _writer_args(ast) + [
             "-t", "html5", "--standalone", "--embed-resources", f"--css={CSS}",
             "--toc", "--toc-depth=2", "-V", "toc-title=目次",
