@@ -9,10 +9,16 @@ Method (DESIGN.md "Statistical conventions"; the notebook explains it to a reade
   survey's design effect, Wilson interval, comparisons and changes by ``stats.difference_test``,
   base rules) are then applied to whole columns with ``pipelines.stats`` -- no loop over
   prefectures.
-* Every round: ``update_indicators`` computes every round in the warehouse (national rounds and
-  programme fiscal years) in one pass, each round's cells aggregated once and reused as the previous
-  round of the next; a round is recomputed only when its key (``round_keys``: its files, the
-  previous round's, the catalogue, the design effects, this code) changed.
+* Every round: ``plan_rounds`` -> ``compute_rounds`` -> ``store_rounds`` (``update_indicators`` in
+  one process; the indicators notebook as the stage, ``run_indicators``) computes every round in
+  the warehouse (national rounds and programme fiscal years) in one pass, each round's cells
+  aggregated once and reused as the previous round of the next; a round is recomputed only when
+  its key (``round_keys``: its files, the previous round's, the catalogue, the design effects, this
+  code) changed.
+* The steps of one round, public so that the notebook shows them one by one: ``aggregate`` (one
+  SQL pass) -> ``survey_cells`` / ``distribution_cells`` -> ``area_sources`` (with design effects)
+  -> ``suppression_frame`` + ``audit.protect`` (``suppress``) -> ``with_intervals`` (``round_data``
+  does these) -> ``compare_with_national`` -> ``change_since_previous`` -> ``survey_tables``.
 * Area vs national (column ``comparison_method``): an own-survey area against the national estimate
   (independent samples, both uncertainties); a national-subsample area against the rest of the
   nation (the area's respondents removed from the national sums: independent of the area, and
@@ -125,7 +131,8 @@ def check_national_year(con: duckdb.DuckDBPyConnection, year: int) -> None:
                                    f"{year} in the warehouse (available rounds: {have})")
 
 
-def _area_names() -> dict[str, str]:
+def area_names() -> dict[str, str]:
+    """{area code: Japanese name}: '00' 全国 and the 47 prefectures."""
     pref = prefectures()
     names = {NATIONAL: "全国"}
     names.update({f"{int(c):02d}": str(n) for c, n in zip(pref.pref_code, pref.name_ja)})
@@ -160,7 +167,7 @@ def _sql_literal(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
 
 
-def _aggregate(con, year: int, inds: list[Indicator], with_distributions: bool) -> pd.DataFrame:
+def aggregate(con, year: int, inds: list[Indicator], with_distributions: bool = True) -> pd.DataFrame:
     """Wide table: one row per area x breakdown; per indicator i the columns i{k}_n, i{k}_sw,
     i{k}_sw2, i{k}_swy; per distribution category d{j}_sw; and the cell totals n_all, sw_all,
     sw2_all."""
@@ -217,15 +224,17 @@ FROM assigned GROUP BY GROUPING SETS ((area_code), (area_code, sex), (area_code,
         raise
 
 
-def _sources(con, year: int) -> pd.DataFrame:
-    """Per area: source kind ('national', 'own', 'subsample') and survey ids."""
+def area_sources(con, year: int, effects: dict[str, float] | None = None) -> pd.DataFrame:
+    """Per area of round ``year``: source kind ('national', 'own', 'subsample'), survey ids and the
+    design effect ``deff`` (``area_deff``; ``effects`` default: ``config.design_effects()``)."""
     sql = _assigned_sql() + """
 SELECT area_code,
   CASE WHEN area_code = '00' THEN 'national'
        WHEN bool_or(survey_kind = 'prefecture') THEN 'own' ELSE 'subsample' END AS source_kind,
   string_agg(DISTINCT survey_id, '、' ORDER BY survey_id) AS survey_ids
 FROM assigned GROUP BY area_code"""
-    return con.execute(sql, {"year": year}).df()
+    src = con.execute(sql, {"year": year}).df()
+    return src.assign(deff=area_deff(src, config.design_effects() if effects is None else effects))
 
 
 def _source_note(kind: str, survey_ids: str, area_name: str, n: int | float) -> str:
@@ -239,7 +248,7 @@ def _source_note(kind: str, survey_ids: str, area_name: str, n: int | float) -> 
     return "出典: 該当する回答者なし (n=0)"
 
 
-def _survey_long(wide: pd.DataFrame, inds: list[Indicator]) -> pd.DataFrame:
+def survey_cells(wide: pd.DataFrame, inds: list[Indicator]) -> pd.DataFrame:
     """Wide aggregates -> one row per area x indicator x breakdown, on the full grid (cells with no
     respondents get n = 0). A loop over indicators (a handful), never over areas."""
     parts = []
@@ -268,21 +277,22 @@ SECONDARY_NOTE = "secondary suppression / 二次秘匿"
 _N_IN_NOTE = re.compile(r"\(n=[0-9,]+\)")
 
 
-def _suppress(long: pd.DataFrame, src: pd.DataFrame,
-              dist: pd.DataFrame | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(primary, secondary) suppression flags of the rows of ``long`` (indicator x area x breakdown
-    with base n, numerator count ny, denominator), and the suppression flags of the rows of ``dist``
-    (``_distribution_long``: question x category x area x breakdown, base n_all, count ny).
-    Primary = base < MIN_BASE; secondary = ``audit.protect`` over both tables at once (the
-    distributions share the base of the indicators whose denominator is every respondent)."""
-    from .audit import protect
-
-    n = long["n"].to_numpy()
-    primary = (stats.base_status(n) == "suppressed") | ~(long["n_eff"].to_numpy() >= config.MIN_BASE)  # n_eff NaN or < 30 too (#15)
+def suppression_frame(cells: pd.DataFrame, src: pd.DataFrame,
+                      dist: pd.DataFrame | None = None) -> tuple[pd.DataFrame, set[str]]:
+    """The input of ``audit.protect`` for one round: (frame, subsample areas). ``frame`` has one
+    row per indicator x area x breakdown of ``cells`` (``survey_cells``: base n, numerator count
+    ny, denominator), then one per question x category x area x breakdown of ``dist``
+    (``distribution_cells``: base n_all, count ny), with columns group (the denominator: cells of
+    one group, area and breakdown share a base; 'TRUE' for the distributions), measure, area_code,
+    breakdown, n, y and primary (primary suppression: base < MIN_BASE, or for an indicator an
+    effective size n_eff below MIN_BASE or unknown). The subsample areas are the prefectures
+    estimated from the national survey's respondents (``area_sources``)."""
+    n = cells["n"].to_numpy()
+    primary = (stats.base_status(n) == "suppressed") | ~(cells["n_eff"].to_numpy() >= config.MIN_BASE)  # n_eff NaN or < 30 too (#15)
     subsample = set(src.loc[src.source_kind == "subsample", "area_code"])
-    frame = pd.DataFrame({"group": long["denominator"].to_numpy(), "measure": long["indicator_id"].to_numpy(),
-                          "area_code": long["area_code"].to_numpy(), "breakdown": long["breakdown"].to_numpy(),
-                          "n": n, "y": long["ny"].to_numpy(), "primary": primary})
+    frame = pd.DataFrame({"group": cells["denominator"].to_numpy(), "measure": cells["indicator_id"].to_numpy(),
+                          "area_code": cells["area_code"].to_numpy(), "breakdown": cells["breakdown"].to_numpy(),
+                          "n": n, "y": cells["ny"].to_numpy(), "primary": primary})
     if dist is not None and len(dist):
         dn = dist["n_all"].to_numpy()
         frame = pd.concat([frame, pd.DataFrame({
@@ -290,9 +300,22 @@ def _suppress(long: pd.DataFrame, src: pd.DataFrame,
             "area_code": dist["area_code"].to_numpy(), "breakdown": dist["breakdown"].to_numpy(),
             "n": dn, "y": dist["ny"].to_numpy(), "primary": stats.base_status(dn) == "suppressed"})],
             ignore_index=True)
-    hidden = frame["primary"].to_numpy(dtype=bool) | protect(frame, subsample)
-    k = len(long)
-    return primary, hidden[:k] & ~primary, hidden[k:]
+    return frame, subsample
+
+
+def suppress(cells: pd.DataFrame, src: pd.DataFrame,
+             dist: pd.DataFrame | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(primary, secondary) suppression flags of the rows of ``cells`` and the suppression flags of
+    the rows of ``dist``: primary as in ``suppression_frame``, secondary = ``audit.protect`` over
+    both tables at once (the distributions share the base of the indicators whose denominator is
+    every respondent)."""
+    from .audit import protect
+
+    frame, subsample = suppression_frame(cells, src, dist)
+    primary = frame["primary"].to_numpy(dtype=bool)
+    hidden = primary | protect(frame, subsample)
+    k = len(cells)
+    return primary[:k], hidden[:k] & ~primary[:k], hidden[k:]
 
 
 # How each row was estimated (column `source`): the national survey (area '00'), the national
@@ -302,7 +325,7 @@ SOURCE_NAMES = {"national": "national", "subsample": "national_subsample", "own"
                 "none": "none"}
 
 
-def _area_deff(src: pd.DataFrame, effects: dict[str, float]) -> pd.Series:
+def area_deff(src: pd.DataFrame, effects: dict[str, float]) -> pd.Series:
     """Design effect per area of one round: the national survey's for '00' and the subsample areas,
     the own survey's for an area with one (the largest when it has several)."""
     out = []
@@ -314,7 +337,7 @@ def _area_deff(src: pd.DataFrame, effects: dict[str, float]) -> pd.Series:
 
 
 @dataclass
-class _RoundData:
+class RoundData:
     """The survey cells of one round after suppression: one row per indicator x area x breakdown
     with p (NaN when suppressed), sums, n_eff, n_design (n_eff / deff), source_kind; plus the wide
     aggregate (for the distributions) and the per-area sources."""
@@ -322,22 +345,18 @@ class _RoundData:
     cells: pd.DataFrame
     wide: pd.DataFrame
     src: pd.DataFrame
-    dist: pd.DataFrame | None = None          # _distribution_long (with_distributions)
+    dist: pd.DataFrame | None = None          # distribution_cells
     dist_hidden: np.ndarray | None = None     # its suppression flags (the audit's)
 
 
-def _round_data(con, year: int, inds: list[Indicator], effects: dict[str, float],
-                with_distributions: bool = True) -> _RoundData:
-    # The distributions are always aggregated: they share their suppression with the indicators on
-    # all respondents (the audit), so a round used only for the change column is suppressed as
-    # when it is published.
-    wide = _aggregate(con, year, inds, with_distributions=True)
-    cur = _survey_long(wide, inds)
-    src = _sources(con, year)
-    src = src.assign(deff=_area_deff(src, effects))
+def with_intervals(cells: pd.DataFrame, src: pd.DataFrame, primary: np.ndarray,
+                   secondary: np.ndarray) -> pd.DataFrame:
+    """``cells`` (``survey_cells``) with the suppression flags (status, secondary, suppressed), the
+    area's source (``area_sources``: source_kind, survey_ids, deff), n_design = n_eff / deff and the
+    95% Wilson interval (lower, upper) on n_design. Suppressed cells carry no value: p, lower and
+    upper are NaN (neither shown nor compared)."""
+    cur = cells.copy()
     cur["status"] = stats.base_status(cur["n"].to_numpy())
-    dist = _distribution_long(wide)
-    primary, secondary, dist_hidden = _suppress(cur, src, dist)
     cur["secondary"] = secondary
     cur["suppressed"] = primary | secondary
     cur = cur.merge(src, on="area_code", how="left")
@@ -347,13 +366,27 @@ def _round_data(con, year: int, inds: list[Indicator], effects: dict[str, float]
     cur["n_design"] = stats.design_n(cur["n_eff"].to_numpy(), cur["deff"].to_numpy())
     lower, upper = stats.wilson_interval(cur["p"].to_numpy(), cur["n_design"].to_numpy())
     cur["lower"], cur["upper"] = lower, upper
-    # Suppressed cells carry no value: neither shown nor compared.
     for c in ("p", "lower", "upper"):
         cur.loc[cur["suppressed"], c] = np.nan
-    return _RoundData(year, cur, wide, src, dist, dist_hidden)
+    return cur
 
 
-def _compare_with_national(cur: pd.DataFrame) -> pd.DataFrame:
+def round_data(con, year: int, inds: list[Indicator], effects: dict[str, float] | None = None) -> RoundData:
+    """The survey cells of round ``year`` after suppression, with their intervals: ``aggregate`` ->
+    ``survey_cells`` / ``distribution_cells`` -> ``area_sources`` -> ``suppress`` ->
+    ``with_intervals`` (the steps the indicators notebook shows one by one)."""
+    # The distributions are always aggregated: they share their suppression with the indicators on
+    # all respondents (the audit), so a round used only for the change column is suppressed as
+    # when it is published.
+    wide = aggregate(con, year, inds)
+    cells = survey_cells(wide, inds)
+    src = area_sources(con, year, effects)
+    dist = distribution_cells(wide)
+    primary, secondary, dist_hidden = suppress(cells, src, dist)
+    return RoundData(year, with_intervals(cells, src, primary, secondary), wide, src, dist, dist_hidden)
+
+
+def compare_with_national(cur: pd.DataFrame) -> pd.DataFrame:
     """Columns p_nat, comparison, comparison_method of the round's cells (see stats module doc):
     own survey vs the national estimate (independent samples, both uncertainties); national
     subsample vs the rest of the nation (the area's respondents removed from the national sums)."""
@@ -380,7 +413,7 @@ def _compare_with_national(cur: pd.DataFrame) -> pd.DataFrame:
     return cur
 
 
-def _change(cur: pd.DataFrame, prev: _RoundData | None) -> pd.DataFrame:
+def change_since_previous(cur: pd.DataFrame, prev: RoundData | None) -> pd.DataFrame:
     """Columns previous_year, prev_kind, source_changed, change_vs_previous, change_method."""
     if prev is None:
         cur["previous_year"] = pd.NA
@@ -403,12 +436,12 @@ def _change(cur: pd.DataFrame, prev: _RoundData | None) -> pd.DataFrame:
     return cur
 
 
-def _survey_indicators(rd: _RoundData, prev: _RoundData | None,
+def survey_tables(rd: RoundData, prev: RoundData | None,
                        names: dict[str, str]) -> tuple[pd.DataFrame, pd.DataFrame]:
     year = rd.year
-    cur = _compare_with_national(rd.cells.copy())
+    cur = compare_with_national(rd.cells.copy())
     cur.loc[cur.area_code == NATIONAL, ["comparison", "comparison_method"]] = ["not_compared", "none"]
-    cur = _change(cur, prev)
+    cur = change_since_previous(cur, prev)
 
     cur["area_name"] = cur["area_code"].map(names)
     notes = [_source_note(k, s, a, n) for k, s, a, n in
@@ -442,10 +475,10 @@ def _survey_indicators(rd: _RoundData, prev: _RoundData | None,
         "source_changed": cur["source_changed"], "comparison_method": cur["comparison_method"],
         "change_method": cur["change_method"], "design_effect": cur["deff"],
     })
-    return ind_table, _distributions(rd.dist, year, rd.dist_hidden)
+    return ind_table, distribution_table(rd.dist, year, rd.dist_hidden)
 
 
-def _distribution_long(wide: pd.DataFrame) -> pd.DataFrame:
+def distribution_cells(wide: pd.DataFrame) -> pd.DataFrame:
     """One row per question x category x area x breakdown: base n_all (all respondents of the cell),
     weighted sums, and the unweighted count ny of the category (for the audit)."""
     parts = []
@@ -472,8 +505,8 @@ def _distribution_long(wide: pd.DataFrame) -> pd.DataFrame:
     return d
 
 
-def _distributions(d: pd.DataFrame, year: int, hidden: np.ndarray) -> pd.DataFrame:
-    """The distributions table from ``_distribution_long`` and the rows' suppression flags (the
+def distribution_table(d: pd.DataFrame, year: int, hidden: np.ndarray) -> pd.DataFrame:
+    """The distributions table from ``distribution_cells`` and the rows' suppression flags (the
     audit's, shared with the indicators on all respondents). A suppressed row has no value, no
     interval and no base."""
     sw = d["sw_all"].astype(float).fillna(0.0).to_numpy()
@@ -618,16 +651,16 @@ def compute_rounds(con: duckdb.DuckDBPyConnection, years: list[int] | None = Non
     next. Reads the warehouse, writes nothing."""
     inds = catalogue if catalogue is not None else load_catalogue()
     years = rounds(con) if years is None else sorted(set(int(y) for y in years))
-    names = _area_names()
+    names = area_names()
     survey_inds = [i for i in inds if i.source == "survey"]
     prog_inds = [i for i in inds if i.source == "programme"]
     nat_years = set(national_years(con))
     effects = config.design_effects()
-    cache: dict[int, _RoundData] = {}
+    cache: dict[int, RoundData] = {}
 
-    def data(y: int, dist: bool) -> _RoundData:
-        if y not in cache or (dist and "n_all" not in cache[y].wide):
-            cache[y] = _round_data(con, y, survey_inds, effects, with_distributions=dist)
+    def data(y: int) -> RoundData:
+        if y not in cache:
+            cache[y] = round_data(con, y, survey_inds, effects)
         return cache[y]
 
     out = {}
@@ -639,8 +672,8 @@ def compute_rounds(con: duckdb.DuckDBPyConnection, years: list[int] | None = Non
                 prev_y = previous_year(con, year)
                 # The previous round exactly as published: its suppression depends on its
                 # distributions too (the audit), so it is computed in full, never a cut-down pass.
-                prev = data(prev_y, True) if prev_y is not None else None
-                ind_s, dist = _survey_indicators(data(year, True), prev, names)
+                prev = data(prev_y) if prev_y is not None else None
+                ind_s, dist = survey_tables(data(year), prev, names)
                 parts.append(ind_s)
             if prog_inds:
                 parts.append(_programme_indicators(con, year, prog_inds, names))
@@ -697,35 +730,99 @@ def round_keys(con: duckdb.DuckDBPyConnection, catalogue: list[Indicator] | None
     return out
 
 
-def update_indicators(con: duckdb.DuckDBPyConnection, catalogue: list[Indicator] | None = None,
-                      force: bool = False) -> dict[str, list[int]]:
-    """Bring the `indicators` and `distributions` tables up to date with every round in the
-    warehouse: rounds whose inputs changed (``round_keys``) are computed again and replaced, rounds
-    no longer present are removed, the others are kept. Returns {'computed': [...], 'kept': [...],
-    'removed': [...]}."""
-    keys = round_keys(con, catalogue)
-    _ensure_tables(con)
-    stored = dict(con.execute("SELECT year, input_key FROM indicator_rounds").fetchall())
+@dataclass(frozen=True)
+class RoundPlan:
+    """What bringing the tables up to date means: the key of every round in the warehouse
+    (``round_keys``), the rounds to compute (their key differs from the stored one, or they have no
+    rows), the rounds kept as stored, and the rounds stored but no longer in the warehouse."""
+    keys: dict[int, str]
+    todo: list[int]
+    kept: list[int]
+    removed: list[int]
+
+
+def _stored_rounds(con: duckdb.DuckDBPyConnection) -> tuple[dict[int, str], set[int]]:
+    """({year: stored key}, years with rows) of the derived tables; nothing for tables that do not
+    exist yet or an `indicators` table of an older layout (``_ensure_tables`` recreates it)."""
+    if not _has_table(con, "indicators"):
+        return {}, set()
+    cols = [r[0] for r in con.execute(
+        "SELECT column_name FROM information_schema.columns WHERE table_name = 'indicators' "
+        "ORDER BY ordinal_position").fetchall()]
+    if cols != schema.INDICATOR_COLUMNS:
+        return {}, set()
+    stored = {}
+    if _has_table(con, "indicator_rounds"):
+        stored = {int(y): k for y, k in con.execute("SELECT year, input_key FROM indicator_rounds").fetchall()}
     have = {int(r[0]) for r in con.execute("SELECT DISTINCT year FROM indicators").fetchall()}
-    todo = [y for y, k in keys.items() if force or stored.get(y) != k or y not in have]
+    return stored, have
+
+
+def plan_rounds(con: duckdb.DuckDBPyConnection, catalogue: list[Indicator] | None = None,
+                force: bool = False) -> RoundPlan:
+    """The ``RoundPlan`` of the warehouse (every round computed again with ``force``). Reads only:
+    a read-only connection is enough."""
+    keys = round_keys(con, catalogue)
+    stored, have = _stored_rounds(con)
+    todo = sorted(y for y, k in keys.items() if force or stored.get(y) != k or y not in have)
     removed = sorted((set(stored) | have) - set(keys))
-    computed = compute_rounds(con, todo, catalogue) if todo else {}
+    return RoundPlan(keys, todo, sorted(set(keys) - set(todo)), removed)
+
+
+def store_rounds(con: duckdb.DuckDBPyConnection, plan: RoundPlan,
+                 computed: dict[int, tuple[pd.DataFrame, pd.DataFrame]],
+                 catalogue: list[Indicator] | None = None) -> dict[str, list[int]]:
+    """Write the result of ``plan`` (``computed``: ``compute_rounds`` of ``plan.todo``) in one
+    transaction on a read-write connection: the removed rounds' rows deleted, the computed rounds
+    replaced with their keys. Refused (DataError, nothing written) when the warehouse is no longer
+    the one planned for (its round keys changed since) or ``computed`` is not the plan's rounds.
+    Returns {'computed': [...], 'kept': [...], 'removed': [...]}."""
+    if sorted(computed) != plan.todo:
+        raise ValueError(f"computed rounds {sorted(computed)} are not the planned rounds {plan.todo}")
+    _ensure_tables(con)
     con.execute("BEGIN TRANSACTION")
     try:
-        for y in removed:
+        if round_keys(con, catalogue) != plan.keys:
+            where = con.execute("SELECT path FROM duckdb_databases() WHERE database_name = current_database()").fetchone()
+            raise DataError(str(where[0] if where and where[0] else "warehouse"), "the warehouse changed while the indicators were computed; "
+                                          "run again / 算出中に倉庫が変更されました。もう一度実行してください")
+        for y in plan.removed:
             for t in ("indicators", "distributions", "indicator_rounds"):
                 con.execute(f"DELETE FROM {t} WHERE year = ?", [y])
         for y, (ind, dist) in computed.items():
             _replace_round(con, y, ind, dist)
             con.execute("DELETE FROM indicator_rounds WHERE year = ?", [y])
-            con.execute("INSERT INTO indicator_rounds VALUES (?, ?)", [y, keys[y]])
+            con.execute("INSERT INTO indicator_rounds VALUES (?, ?)", [y, plan.keys[y]])
         con.execute("COMMIT")
     except BaseException:
         con.execute("ROLLBACK")
         raise
-    result = {"computed": sorted(computed), "kept": sorted(set(keys) - set(todo)), "removed": removed}
-    log.info("indicators: computed %s, kept %s, removed %s", result["computed"], result["kept"], removed)
+    result = {"computed": plan.todo, "kept": plan.kept, "removed": plan.removed}
+    log.info("indicators: computed %s, kept %s, removed %s", plan.todo, plan.kept, plan.removed)
     return result
+
+
+def write_rounds(warehouse: str | os.PathLike[str], plan: RoundPlan,
+                 computed: dict[int, tuple[pd.DataFrame, pd.DataFrame]],
+                 catalogue: list[Indicator] | None = None) -> dict[str, list[int]]:
+    """The indicators stage's write: ``store_rounds`` on a read-write connection to ``warehouse``
+    opened for it and closed after (the indicators notebook calls it only when the stage runs it,
+    parameter ``stage``; the notebook's own connection is read-only and must be closed first)."""
+    con = warehouse_db.connect(warehouse, write=True)
+    try:
+        return store_rounds(con, plan, computed, catalogue)
+    finally:
+        con.close()
+
+
+def update_indicators(con: duckdb.DuckDBPyConnection, catalogue: list[Indicator] | None = None,
+                      force: bool = False) -> dict[str, list[int]]:
+    """Bring the `indicators` and `distributions` tables up to date with every round in the
+    warehouse, in this process: ``plan_rounds`` -> ``compute_rounds`` of the rounds whose inputs
+    changed -> ``store_rounds``. Returns {'computed': [...], 'kept': [...], 'removed': [...]}."""
+    plan = plan_rounds(con, catalogue, force)
+    computed = compute_rounds(con, plan.todo, catalogue) if plan.todo else {}
+    return store_rounds(con, plan, computed, catalogue)
 
 
 _DIST_COLUMNS = ["year", "area_code", "question", "breakdown", "category", "category_label", "value",
@@ -859,11 +956,16 @@ def summary(indicators: pd.DataFrame) -> pd.DataFrame:
 
 
 def run_indicators(year: int, warehouse: Path, out_dir: Path, pool=None) -> Path:
-    """`tsunagari indicators`: execute the indicators notebook with papermill (audit record in
-    ``out_dir/runs/indicators-{year}.ipynb``; the notebook brings every round of the tables up to
-    date, ``year`` is the report round it summarises). The downloads are written by
-    ``downloads.write_downloads`` (the build writes them while the reports run). With `pool` (an executor.WarmPool) the notebook runs in a
-    worker's warm kernel. Returns the executed notebook path."""
+    """The indicators stage (`tsunagari indicators`, and the build): execute the indicators notebook
+    with papermill as the stage (parameter ``stage=True``): it plans the rounds (``plan_rounds``),
+    computes those whose inputs changed (``compute_rounds``), retraces the report round ``year`` step
+    by step, and hands its computed rounds to ``write_rounds``, which replaces them in the warehouse
+    in one transaction -- each round computed once, in the notebook's kernel. Run by hand (the
+    defaults of its parameters cell) the notebook only reads. The executed notebook is the audit
+    record, ``out_dir/runs/indicators-{year}.ipynb``. The downloads are written by
+    ``downloads.write_downloads`` (the build writes them while the reports run). With `pool` (an
+    executor.WarmPool) the notebook runs in a worker's warm kernel. Returns the executed notebook
+    path."""
     warehouse = Path(warehouse).resolve()
     out_dir = Path(out_dir)
     if not warehouse.exists():
@@ -876,7 +978,7 @@ def run_indicators(year: int, warehouse: Path, out_dir: Path, pool=None) -> Path
         con.close()
     executed = out_dir / "runs" / f"indicators-{year}.ipynb"
     # The executed notebook is published: the path relative to the folder it runs in, not absolute.
-    params = {"year": int(year), "warehouse": os.path.relpath(warehouse)}
+    params = {"year": int(year), "warehouse": os.path.relpath(warehouse), "stage": True}
     if pool is not None:
         from .executor import Task
 

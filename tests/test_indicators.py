@@ -8,6 +8,7 @@ from __future__ import annotations
 import io
 import json
 import math
+import re
 from pathlib import Path
 
 import duckdb
@@ -599,7 +600,8 @@ def test_notebook_run_writes_table_audit_record_and_downloads(two_rounds, tmp_pa
     # the record is published: the warehouse relative to the working folder the notebook ran in
     import os
 
-    assert nb["metadata"]["papermill"]["parameters"] == {"year": 2024, "warehouse": os.path.relpath(path.resolve())}
+    assert nb["metadata"]["papermill"]["parameters"] == {"year": 2024, "warehouse": os.path.relpath(path.resolve()),
+                                                         "stage": True}
     assert any("injected-parameters" in c["metadata"].get("tags", []) for c in nb["cells"])
     assert not any(o.get("output_type") == "error" for c in nb["cells"] for o in c.get("outputs", []))
     con = duckdb.connect(str(path), read_only=True)
@@ -645,6 +647,139 @@ def test_notebook_run_writes_table_audit_record_and_downloads(two_rounds, tmp_pa
     wb = openpyxl.load_workbook(out / "downloads" / "indicators.xlsx", read_only=True)
     notes = {r[0]: r[1] for r in wb["注記 (notes)"].iter_rows(values_only=True)}
     assert "2023～2024年（全調査回）" in notes["表題 / Title"] and "方法 fisher_rest" in notes
+
+
+def _sha256(path: Path) -> str:
+    import hashlib
+
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _outputs(nb: dict) -> str:
+    """The text of every output of an executed notebook (streams, plain-text results, errors)."""
+    out = []
+    for cell in nb["cells"]:
+        for o in cell.get("outputs", []):
+            if o.get("output_type") == "stream":
+                out.append("".join(o["text"]))
+            elif o.get("output_type") == "error":
+                out.append(f"ERROR {o['ename']}: {o['evalue']}")
+            else:
+                out.append("".join(o.get("data", {}).get("text/plain", "")))
+    return "\n".join(out)
+
+
+def _record_findings(wh: Path, site: Path) -> list:
+    """The published site's disclosure check of ``site/runs/indicators-2024.ipynb``."""
+    from pipelines.disclosure import check_files, make_context
+
+    return check_files(site, ["runs/indicators-2024.ipynb"], make_context(wh, site, 2024))
+
+
+class TestNotebookByHand:
+    """The indicators notebook run by hand (papermill, the defaults of its parameters cell but the
+    warehouse) shows the computation in steps and leaves the warehouse file untouched."""
+
+    def _run_by_hand(self, two_rounds: Path, tmp_path: Path, after_stage: bool) -> tuple[str, Path]:
+        """(the text of the outputs, the warehouse copy it ran on); asserts the copy's bytes are
+        unchanged and no cell failed."""
+        import papermill as pm
+
+        wh = tmp_path / "wh.duckdb"
+        wh.write_bytes(two_rounds.read_bytes())
+        if after_stage:
+            run_indicators(2024, wh, tmp_path / "stage")
+        before = _sha256(wh)
+        executed = tmp_path / "site" / "runs" / "indicators-2024.ipynb"
+        executed.parent.mkdir(parents=True, exist_ok=True)
+        pm.execute_notebook(str(config.INDICATORS_NOTEBOOK), str(executed), parameters={"warehouse": str(wh)},
+                            progress_bar=False)
+        assert _sha256(wh) == before
+        text = _outputs(json.loads(executed.read_text(encoding="utf-8")))
+        assert "ERROR" not in text
+        assert "read-only run: the warehouse was not changed" in text
+        return text, wh
+
+    def test_fresh_warehouse_is_not_changed_and_steps_are_shown(self, two_rounds, tmp_path):
+        text, wh = self._run_by_hand(two_rounds, tmp_path, after_stage=False)   # no indicators tables yet
+        assert "to compute: [2023, 2024]; kept: []; removed from the warehouse: []" in text
+        assert "2024: indicators 6,384 rows" in text                        # section 3 (13 indicators x 48 areas ...)
+        assert "indicator cells" in text and "answer-distribution cells" in text   # 4.1 aggregation
+        assert "subsample" in text and "own" in text                         # 4.2 sources and design effects
+        assert "secondary" in text and "published" in text                   # 4.3 suppression counts
+        hand = re.search(r"Wilson by hand \[([0-9.]+), ([0-9.]+)\] vs with_intervals \[([0-9.]+), ([0-9.]+)\]", text)
+        assert hand and hand.group(1, 2) == hand.group(3, 4)                 # 4.4 intervals
+        assert "newcombe_rest" in text and "fisher" in text                  # 4.5 vs national / rest of nation
+        assert "previous round: 2023" in text                                # 4.6 change
+        assert "the steps reproduce the stage's 6,192 survey rows of 2024" in text   # 4.7
+        con = duckdb.connect(str(wh), read_only=True)
+        tables = {r[0] for r in con.execute("SHOW TABLES").fetchall()}
+        con.close()
+        assert "indicators" not in tables and "indicator_rounds" not in tables
+
+    def test_after_the_stage_the_stored_round_is_retraced_read_only(self, two_rounds, tmp_path):
+        text, wh = self._run_by_hand(two_rounds, tmp_path, after_stage=True)
+        assert "to compute: []; kept: [2023, 2024]" in text
+        # compared with the rows the stage stored (nothing computed in section 3)
+        assert "the steps reproduce the stage's 6,192 survey rows of 2024" in text
+        # The record is publishable: aggregates only (the published site's disclosure check).
+        assert _record_findings(wh, tmp_path / "site") == []
+
+    def test_the_stage_record_passes_the_disclosure_check(self, two_rounds, tmp_path):
+        wh = tmp_path / "wh.duckdb"
+        wh.write_bytes(two_rounds.read_bytes())
+        executed = run_indicators(2024, wh, tmp_path / "site")
+        text = _outputs(json.loads(executed.read_text(encoding="utf-8")))
+        assert "written / 書き込み: computed [2023, 2024], kept [], removed []" in text
+        assert _record_findings(wh, tmp_path / "site") == []
+
+
+class TestStageWrite:
+    def test_stage_writes_what_update_indicators_writes(self, two_rounds, tmp_path):
+        """The notebook as the stage (computed in its kernel, written by write_rounds) and
+        update_indicators in this process leave the same tables, keys included."""
+        from pipelines.indicators import update_indicators
+
+        a, b = tmp_path / "a.duckdb", tmp_path / "b.duckdb"
+        a.write_bytes(two_rounds.read_bytes())
+        b.write_bytes(two_rounds.read_bytes())
+        run_indicators(2024, a, tmp_path / "out")
+        con = duckdb.connect(str(b))
+        update_indicators(con)
+        con.close()
+        ca, cb = duckdb.connect(str(a), read_only=True), duckdb.connect(str(b), read_only=True)
+        for table in ("indicators", "distributions", "indicator_rounds"):
+            sql = f"SELECT * FROM {table} ORDER BY ALL"
+            pd.testing.assert_frame_equal(ca.execute(sql).df(), cb.execute(sql).df(), check_exact=True)
+        ca.close()
+        cb.close()
+
+    def test_a_warehouse_changed_since_the_plan_is_not_written(self, two_rounds, tmp_path):
+        from pipelines.indicators import compute_rounds, plan_rounds, store_rounds
+
+        wh = tmp_path / "wh.duckdb"
+        wh.write_bytes(two_rounds.read_bytes())
+        con = duckdb.connect(str(wh))
+        plan = plan_rounds(con)
+        assert plan.todo == [2023, 2024] and plan.kept == [] and plan.removed == []
+        computed = compute_rounds(con, plan.todo)
+        generate_round(con, 2025, 3_000, seed=0.44)   # another process ingests meanwhile
+        with pytest.raises(DataError) as err:
+            store_rounds(con, plan, computed)
+        assert "the warehouse changed while the indicators were computed; run again" in str(err.value)
+        assert str(wh) in str(err.value)
+        assert con.execute("SELECT count(*) FROM indicators").fetchone()[0] == 0   # nothing written
+        with pytest.raises(ValueError, match=r"computed rounds \[2024\] are not the planned rounds \[2023, 2024\]"):
+            store_rounds(con, plan, {2024: computed[2024]})
+        con.close()
+
+    def test_plan_reads_a_warehouse_without_derived_tables(self, two_rounds):
+        from pipelines.indicators import plan_rounds
+
+        con = duckdb.connect(str(two_rounds), read_only=True)
+        plan = plan_rounds(con)
+        con.close()
+        assert plan.todo == [2023, 2024] and sorted(plan.keys) == [2023, 2024]
 
 
 def test_execute_uses_this_interpreter_despite_a_foreign_python3_kernelspec(tmp_path, monkeypatch):
