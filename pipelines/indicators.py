@@ -437,7 +437,11 @@ def change_since_previous(cur: pd.DataFrame, prev: RoundData | None) -> pd.DataF
 
 
 def survey_tables(rd: RoundData, prev: RoundData | None,
-                       names: dict[str, str]) -> tuple[pd.DataFrame, pd.DataFrame]:
+                  names: dict[str, str]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The survey rows of round ``rd.year`` of the `indicators` and `distributions` tables:
+    ``compare_with_national`` (national rows not compared), ``change_since_previous`` against
+    ``prev``, the notes (source, base status, suppression, change of source), and no base published
+    for a suppressed row."""
     year = rd.year
     cur = compare_with_national(rd.cells.copy())
     cur.loc[cur.area_code == NATIONAL, ["comparison", "comparison_method"]] = ["not_compared", "none"]
@@ -645,10 +649,13 @@ def compute_indicators(con: duckdb.DuckDBPyConnection, year: int,
 
 def compute_rounds(con: duckdb.DuckDBPyConnection, years: list[int] | None = None,
                    catalogue: list[Indicator] | None = None,
+                   round_cache: dict[int, RoundData] | None = None,
                    ) -> dict[int, tuple[pd.DataFrame, pd.DataFrame]]:
     """{year: (indicators, distributions)} for ``years`` (default: every round, ``rounds``) in one
     pass: each round's survey cells are aggregated once and reused as the previous round of the
-    next. Reads the warehouse, writes nothing."""
+    next. Reads the warehouse, writes nothing. ``round_cache`` (optional, a dict the caller keeps)
+    receives the ``RoundData`` of every survey round computed (the notebook reuses the previous
+    round's instead of computing it again)."""
     inds = catalogue if catalogue is not None else load_catalogue()
     years = rounds(con) if years is None else sorted(set(int(y) for y in years))
     names = area_names()
@@ -656,7 +663,7 @@ def compute_rounds(con: duckdb.DuckDBPyConnection, years: list[int] | None = Non
     prog_inds = [i for i in inds if i.source == "programme"]
     nat_years = set(national_years(con))
     effects = config.design_effects()
-    cache: dict[int, RoundData] = {}
+    cache: dict[int, RoundData] = {} if round_cache is None else round_cache
 
     def data(y: int) -> RoundData:
         if y not in cache:
@@ -779,13 +786,15 @@ def store_rounds(con: duckdb.DuckDBPyConnection, plan: RoundPlan,
     Returns {'computed': [...], 'kept': [...], 'removed': [...]}."""
     if sorted(computed) != plan.todo:
         raise ValueError(f"computed rounds {sorted(computed)} are not the planned rounds {plan.todo}")
-    _ensure_tables(con)
     con.execute("BEGIN TRANSACTION")
     try:
         if round_keys(con, catalogue) != plan.keys:
-            where = con.execute("SELECT path FROM duckdb_databases() WHERE database_name = current_database()").fetchone()
-            raise DataError(str(where[0] if where and where[0] else "warehouse"), "the warehouse changed while the indicators were computed; "
-                                          "run again / 算出中に倉庫が変更されました。もう一度実行してください")
+            where = con.execute("SELECT path FROM duckdb_databases() "
+                                "WHERE database_name = current_database()").fetchone()
+            raise DataError(str(where[0] if where and where[0] else "warehouse"),
+                            "the warehouse changed while the indicators were computed; run again / "
+                            "算出中に倉庫が変更されました。もう一度実行してください")
+        _ensure_tables(con)
         for y in plan.removed:
             for t in ("indicators", "distributions", "indicator_rounds"):
                 con.execute(f"DELETE FROM {t} WHERE year = ?", [y])
