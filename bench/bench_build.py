@@ -1,4 +1,4 @@
-"""Benchmark of `tsunagari build` on the bundled sample data (one round, all 47 prefectures + national).
+"""Benchmark of `tsunagari build` on the bundled sample data (three rounds, all 47 prefectures + national).
 
 Prints: cold full build (ingest + validation + indicators + 48 reports HTML+PDF + site), no-change
 rebuild, one-prefecture-changed rebuild (Saitama's own 2024 survey corrected), and peak memory (the
