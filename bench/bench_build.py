@@ -6,7 +6,10 @@ largest resident set of the build process and of its workers/kernels). When the 
 installed, also times the common approach for comparison: `quarto render report.ipynb -P pref_code:X`
 once per prefecture and format, on the same machine in the same run.
 
-    python bench/bench_build.py [--jobs N] [--renderer pandoc|quarto] [--keep DIR]
+    python bench/bench_build.py [--jobs N] [--renderer pandoc|quarto] [--keep DIR] [--rounds 2024 ...]
+
+--rounds keeps only the survey files of those rounds (the programme file as it is): the cost of
+more rounds is the cold build with every round against the same build with the latest only.
 """
 
 from __future__ import annotations
@@ -61,6 +64,8 @@ def main() -> None:
     ap.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
     ap.add_argument("--renderer", default="pandoc")
     ap.add_argument("--keep", type=Path, default=None)
+    ap.add_argument("--rounds", type=int, nargs="*", default=None,
+                    help="keep only the survey files of these rounds (default: every round of the sample)")
     args = ap.parse_args()
 
     work = args.keep or Path(tempfile.mkdtemp(prefix="tsunagari-bench-"))
@@ -69,6 +74,12 @@ def main() -> None:
     if inp.exists():
         shutil.rmtree(inp)
     shutil.copytree(ROOT / "data" / "sample", inp)
+    if args.rounds:
+        import re
+        for f in inp.iterdir():
+            m = re.search(r"-(\d{4})\.", f.name)
+            if m and int(m.group(1)) not in args.rounds:
+                f.unlink()
     for p in (work / "wh.duckdb", work / "site"):
         if p.is_dir():
             shutil.rmtree(p)
@@ -77,7 +88,8 @@ def main() -> None:
     cmd = [sys.executable, "-m", "pipelines.cli", "build", "--input", str(inp), "--out", str(work / "site"),
            "--warehouse", str(work / "wh.duckdb"), "--jobs", str(args.jobs), "--renderer", args.renderer,
            "--quiet"]
-    print(f"machine: {os.cpu_count()} cores; jobs={args.jobs}; renderer={args.renderer}; work={work}")
+    print(f"machine: {os.cpu_count()} cores; jobs={args.jobs}; renderer={args.renderer}; work={work}; "
+          f"inputs: {', '.join(sorted(p.name for p in inp.iterdir() if not p.name.startswith(('README', 'SYNTHETIC'))))}")
 
     cold, rss1 = run(cmd, work)
     print(f"cold full build (48 reports HTML+PDF, index, quality, downloads): {cold:6.1f} s")
