@@ -190,12 +190,19 @@ def age_bounds(block: np.ndarray, a: np.ndarray, b: np.ndarray, value: np.ndarra
 
 
 class _Derivations:
-    """How each audited cell's interval follows from the published cells (text, made on access)."""
+    """How each audited cell's interval follows from the published cells (text, made on access:
+    derivations are rarely read, so the rows of each block are grouped on first use)."""
 
-    def __init__(self, bds: np.ndarray, pub: np.ndarray, part: np.ndarray, rows_of_block: dict, index: np.ndarray,
-                 block: np.ndarray, how: np.ndarray) -> None:
-        self._bds, self._pub, self._part, self._rows = bds, pub, part, rows_of_block
-        self._index, self._block, self._how = index, block, how
+    def __init__(self, bds: np.ndarray, pub: np.ndarray, part: np.ndarray, blk: np.ndarray, index: np.ndarray,
+                 how: np.ndarray) -> None:
+        self._bds, self._pub, self._part, self._blk = bds, pub, part, blk
+        self._index, self._how = index, how
+        self._groups: dict | None = None
+
+    def _rows(self, b: int) -> np.ndarray:
+        if self._groups is None:
+            self._groups = pd.Series(np.arange(len(self._blk))).groupby(self._blk).indices
+        return self._groups[b]
 
     def __len__(self) -> int:
         return len(self._index)
@@ -204,7 +211,7 @@ class _Derivations:
         i, how = self._index[r], self._how[r]
         if how == 0:
             return ""
-        pos = self._rows[self._block[r]]
+        pos = self._rows(self._blk[i])
         if how == 1:
             members = [self._bds[j] for j in pos if self._pub[j] and self._part[j] == self._part[i]]
             return "total - " + " - ".join(members) + " (the unpublished rest of the partition >= 0)"
@@ -227,15 +234,15 @@ class Intervals:
 _PARTS = ("total", "sex", "age", "hh")
 
 
-def intervals(cells: pd.DataFrame, quantities: tuple[int, ...] = (0, 1, 2), truth: bool = False) -> Intervals:
+def intervals(cells: pd.DataFrame, quantities: tuple[int, ...] = (0, 1, 2)) -> Intervals:
     """The intruder's intervals for every hidden cell with a base that may be > 0.
 
     ``cells``: columns ``block`` (any label: one round x area x measure), ``breakdown``, ``n``,
     ``y`` (the values an intruder reads for published cells; NaN allowed for hidden ones),
     ``published`` (bool). Rows of a block with no ``total`` row are not audited. ``quantities``:
     which of n (0), y (1), n - y (2) are needed for the age cells that both age partitions relate
-    (the others are left at the a-priori range). ``truth`` is accepted for compatibility: the
-    bounds are always the tightest (no shortcut depends on the true values).
+    (the others are left at the a-priori range). The bounds are always the tightest: none depends
+    on the true values of the hidden cells.
 
     With the total published, a cell of a partition whose cells relate to no other partition (sex,
     living alone, and the age bands when only one of the two age partitions publishes a cell) is
@@ -315,23 +322,8 @@ def intervals(cells: pd.DataFrame, quantities: tuple[int, ...] = (0, 1, 2), trut
     index, lo, hi, a_hi, how = index[order], lo[order], hi[order], a_hi[order], how[order]
     lo = np.maximum(np.ceil(lo - _TOL), 0)
     hi = np.floor(hi + _TOL)
-    rows_of_block = _LazyGroups(blk)
     return Intervals(index.astype(np.int64), lo, hi, np.zeros_like(a_hi), a_hi,
-                     _Derivations(bds, pub, part, rows_of_block, index, blk[index], how))
-
-
-class _LazyGroups:
-    """Row positions of each block, grouped on first use (derivations are rarely read)."""
-
-    def __init__(self, codes: np.ndarray) -> None:
-        self._codes, self._groups = codes, None
-
-    def __getitem__(self, b: int) -> np.ndarray:
-        if self._groups is None:
-            order = np.argsort(self._codes, kind="stable")
-            bounds = np.searchsorted(self._codes[order], np.arange(self._codes.max() + 2))
-            self._groups = [order[bounds[k]:bounds[k + 1]] for k in range(len(bounds) - 1)]
-        return self._groups[b]
+                     _Derivations(bds, pub, part, blk, index, how))
 
 
 def protection(n_cell: np.ndarray) -> np.ndarray:
@@ -371,7 +363,7 @@ def _exposed_cells(base, brows, bn, hidden, f, rows, base_of, block, f_n, f_y, b
     bcells = pd.DataFrame({"block": (base["group"].astype(str) + "|" + base["area_code"].astype(str)).to_numpy()[brows],
                            "breakdown": base["breakdown"].to_numpy()[brows], "n": bn[brows], "y": 0.0,
                            "published": ~hidden[brows], "primary": bprim[brows]})
-    ivn = intervals(bcells, quantities=(0,), truth=True)
+    ivn = intervals(bcells, quantities=(0,))
     bad: dict[int, set[int]] = {}
     for b in brows[ivn.index[exposed_true(ivn, bn[brows], np.zeros(len(brows)), bprim[brows])[:, 0]]]:
         bad.setdefault(int(b), set()).add(0)
@@ -380,7 +372,7 @@ def _exposed_cells(base, brows, bn, hidden, f, rows, base_of, block, f_n, f_y, b
     cells = pd.DataFrame({"block": block[rows], "breakdown": f["breakdown"].to_numpy()[rows],
                           "n": f_n[rows], "y": f_y[rows], "published": ~hidden[base_of[rows]],
                           "primary": bprim[base_of[rows]]})
-    iv = intervals(cells, quantities=(1, 2), truth=True)
+    iv = intervals(cells, quantities=(1, 2))
     # y <= n: the count and the complement are no larger than the base's upper bound
     cap = n_hi[base_of[rows[iv.index]]]
     iv.hi[:, 1] = np.minimum(iv.hi[:, 1], cap)
