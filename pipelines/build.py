@@ -758,3 +758,7 @@ def _build_locked(cfg: BuildConfig, out: Path, renderer: str, summary: BuildSumm
             pool.close()
     if fresh is not None:   # the workers are gone: the warehouse can be opened for writing
         _store_fresh_results(cfg, fresh)
+    if pool is not None:    # reports ran: keep the chart cache under its size
+        from .chart_cache import prune
+
+        prune()

@@ -139,17 +139,31 @@ def ggplot_class():
     return ggplot
 
 
-def png_bytes(chart, width: float | None = None, height: float | None = None, dpi: int = DPI) -> bytes:
+def png_bytes(chart, width: float | None = None, height: float | None = None, dpi: int = DPI,
+              cache: bool = True) -> bytes:
     """Draw a ggplot (or a matplotlib Figure) once and return PNG bytes: RGB, no time or software
-    chunk, so the same chart gives the same bytes in any process."""
+    chunk, so the same chart gives the same bytes in any process. A ggplot whose key (its data,
+    specification, size and environment: pipelines/chart_cache.py) was drawn before is read from
+    the chart cache instead (``cache=False`` or ``TSUNAGARI_CHART_CACHE=0``: always drawn)."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from PIL import Image
 
+    key = None
     if isinstance(chart, ggplot_class()):
         from plotnine import theme
 
+        from . import chart_cache
+
         # a copy: drawing stores the figure on the ggplot, and the cell's chart must not keep it alive
         chart = chart + (theme(figure_size=(width, height)) if width and height else None)
+        if cache and chart_cache.enabled():
+            try:
+                key = chart_cache.key(chart, width or 0.0, height or 0.0, dpi)
+            except chart_cache.Uncacheable:
+                key = None
+            cached = chart_cache.get(key) if key else None
+            if cached is not None:
+                return cached
         fig = chart.draw()
     else:
         fig = chart
@@ -162,7 +176,10 @@ def png_bytes(chart, width: float | None = None, height: float | None = None, dp
     img = Image.frombuffer("RGBA", (rgba.shape[1], rgba.shape[0]), rgba, "raw", "RGBA", 0, 1).convert("RGB")
     buf = io.BytesIO()
     img.save(buf, format="png", compress_level=3, dpi=(dpi, dpi))
-    return buf.getvalue()
+    data = buf.getvalue()
+    if key:
+        chart_cache.put(key, data)
+    return data
 
 
 NO_DATA = "（図なし：表示できる値がありません。データがないか、集計対象が少ないため全て非表示です）"
@@ -188,13 +205,17 @@ def show(chart, alt: str, width: float = WIDTH, height: float = 3.6) -> None:
 
 
 def warm_up() -> None:
-    """Import plotnine and matplotlib and load the font: a warm report kernel runs this while it
-    waits for its first area."""
+    """Import plotnine and matplotlib, load the font and draw once: a warm report kernel runs this
+    while it waits for its first area."""
     from plotnine import aes, geom_point, ggplot, labs
 
+    from . import chart_cache
+
     frame = pd.DataFrame({"x": [1.0, 2.0], "y": [1.0, 2.0]})
-    png_bytes(ggplot(frame, aes("x", "y")) + geom_point() + labs(title="孤独・孤立の状況 2024年（％）") + THEME,
-              2.0, 1.2)
+    chart = ggplot(frame, aes("x", "y")) + geom_point() + labs(title="孤独・孤立の状況 2024年（％）") + THEME
+    png_bytes(chart, 2.0, 1.2, cache=False)   # really drawn: the font and the drawing code loaded
+    if chart_cache.enabled():
+        chart_cache.key(chart, 2.0, 1.2, DPI)  # the cache key's fixed part (library versions, fonts)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -29,6 +29,13 @@ GREEN = (0x00, 0x9E, 0x73)
 VERMILLION = (0xD5, 0x5E, 0x00)
 
 
+@pytest.fixture(autouse=True)
+def draw_every_chart(monkeypatch):
+    """These tests look at what drawing does (warnings, figures, bytes): no chart from the cache
+    (pipelines/chart_cache.py has its own tests)."""
+    monkeypatch.setenv("TSUNAGARI_CHART_CACHE", "0")
+
+
 @pytest.fixture(scope="module")
 def warehouse(tmp_path_factory) -> Path:
     return build_fixture_warehouse(tmp_path_factory.mktemp("charts") / "wh.duckdb")
