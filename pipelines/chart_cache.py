@@ -33,7 +33,9 @@ import hashlib
 import io
 import logging
 import os
+import re
 import struct
+import time
 import types
 from functools import lru_cache
 from pathlib import Path
@@ -347,9 +349,12 @@ def get(k: str) -> bytes | None:
         from PIL import Image
 
         Image.open(io.BytesIO(data)).verify()   # every chunk's CRC
-        os.utime(path)                           # recently used: kept by prune()
     except Exception:  # noqa: BLE001 - a damaged entry is a miss (it is replaced), never an error
         return None
+    try:
+        os.utime(path)   # recently used: kept by prune()
+    except OSError:
+        pass             # a read-only cache still serves its entries
     return data
 
 
@@ -365,20 +370,29 @@ def put(k: str, data: bytes) -> None:
         log.debug("chart not cached (%s): %s", path, exc)
 
 
+_ENTRY = re.compile(r"([0-9a-f]{64})\.png(\.[0-9]+\.tmp)?")
+
+
 def prune(max_bytes: int = MAX_BYTES) -> int:
     """Remove the least recently used entries until the folder holds at most `max_bytes`
-    (and leftover temporary files). Returns the number of files removed."""
+    (and leftover temporary files). Only files named as ``put`` names them are counted or removed.
+    Returns the number of files removed."""
     root = folder()
     if not root.is_dir():
         return 0
     entries = []
     removed = 0
     for p in root.glob("*/*"):
+        m = _ENTRY.fullmatch(p.name)
+        if m is None or p.parent.name != m.group(1)[:2] or p.is_symlink() or not p.is_file():
+            continue   # only what put() writes: a folder named by a user is not emptied
         try:
             st = p.stat()
         except OSError:
             continue
-        if p.name.endswith(".tmp"):
+        if m.group(2):
+            if time.time() - st.st_mtime < 3600:   # another build may be writing it now
+                continue
             try:
                 p.unlink()
                 removed += 1

@@ -179,14 +179,30 @@ class TestPrune:
     def test_least_recently_used_go_first(self, own_cache):
         sizes = {}
         for i in range(4):
-            p = own_cache / "ab" / f"{i:064d}.png"
+            p = own_cache / "00" / f"{i:064d}.png"
             p.parent.mkdir(parents=True, exist_ok=True)
             p.write_bytes(b"x" * 1000)
             os.utime(p, (1_000_000 + i, 1_000_000 + i))
             sizes[p.name] = 1000
-        (own_cache / "ab" / "left.png.123.tmp").write_bytes(b"x")
+        left = own_cache / "00" / f"{9:064d}.png.123.tmp"   # left by a build killed while writing
+        left.write_bytes(b"x")
+        os.utime(left, (1_000_000, 1_000_000))
+        (own_cache / "00" / f"{8:064d}.png.124.tmp").write_bytes(b"x")   # being written now: kept
         assert chart_cache.prune(max_bytes=2500) == 3
         assert [p.name for p in entries(own_cache)] == [f"{2:064d}.png", f"{3:064d}.png"]
+
+    def test_files_it_did_not_write_are_left_alone(self, own_cache, tmp_path):
+        # e.g. TSUNAGARI_CACHE_DIR=$HOME, and the user's own ~/charts folder
+        mine = [own_cache / "ab" / "holiday.png", own_cache / "ab" / "notes.tmp", own_cache / "cd" / f"{1:064d}.png",
+                own_cache / "old" / "x.png"]
+        for p in mine:
+            p.parent.mkdir(parents=True, exist_ok=True)
+            p.write_bytes(b"x" * 5000)
+        outside = tmp_path / "elsewhere.png"
+        outside.write_bytes(b"x" * 5000)
+        (own_cache / "ab" / f"{7:064d}.png").symlink_to(outside)   # a link is not ours either
+        assert chart_cache.prune(max_bytes=0) == 0
+        assert all(p.exists() for p in mine) and outside.exists()
 
     def test_no_folder(self, own_cache):
         assert chart_cache.prune() == 0
