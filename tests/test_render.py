@@ -78,6 +78,13 @@ class TestBaseFontCache:
         _, fresh = P._base_font()
         assert fresh == cached
 
+    def test_page_subset_with_the_name_table_set_aside_is_the_same_font(self, cache):
+        _, base = P._base_font()
+        chars = set("孤独・孤立対策 東京都 鳥取県 ◎＝×▲▼") | {chr(i) for i in range(32, 127)}
+        fast = P._subset(io.BytesIO(base), chars, names_pruned=True)
+        assert fast == P._subset(io.BytesIO(base), chars)
+        assert len(TTFont(io.BytesIO(fast))["name"].names) > 0
+
     def test_a_damaged_cache_file_is_made_again(self, cache):
         _, made = P._base_font()
         (file,) = (cache / "fonts").glob("base-subset-*.ttf")
