@@ -299,8 +299,8 @@ def spine_chart(frame: pd.DataFrame, title: str, x: str = "scaled"):
     indicator with `x` (the position, right = better), `is_area` and `comparison`. Light grey:
     the range of prefectures; dark grey: the middle half; small dots: each prefecture; the area is
     the large marker, coloured and shaped by its comparison (pipelines.conventions)."""
-    from plotnine import (aes, geom_point, geom_segment, geom_vline, ggplot, labs, scale_fill_manual,
-                          scale_shape_manual, scale_y_discrete)
+    from plotnine import (aes, geom_point, geom_segment, geom_vline, ggplot, guide_legend, guides, labs,
+                          scale_fill_manual, scale_shape_manual, scale_y_discrete)
 
     rows = _categories(frame["indicator"])
     spread = (frame.dropna(subset=[x]).groupby("indicator", observed=True)[x]
@@ -318,12 +318,14 @@ def spine_chart(frame: pd.DataFrame, title: str, x: str = "scaled"):
                            colour="#A6A6A6"),
               geom_point(aes(x=x), size=0.9, colour="#595959"),
               scale_y_discrete(limits=rows[::-1]),
-              labs(title=title, x="全国（0）との差（最大の差を1とする。右ほど良い方向、評価の方向がない指標は右ほど高い）", y=""),
+              labs(title=title, x="全国（0）との差（最大の差を1とする）", y=""),   # the direction: in the caption
               THEME]
     if len(area):
         shown = [lb for lb in labels if lb in set(area.judgement)]
+        rows = 1 if len(shown) <= 2 else 2   # the legend sits under the panel, right of the row labels
         chart += [geom_point(area, aes(x=x, fill="judgement", shape="judgement"), size=4.5, colour="#000000",
                              stroke=0.6),
+                  guides(fill=guide_legend(nrow=rows), shape=guide_legend(nrow=rows)),
                   scale_fill_manual(values=dict(zip(labels, [conventions.COMPARISON[k].fill for k in keys])),
                                     limits=shown),
                   scale_shape_manual(values=dict(zip(labels, [SPINE_SHAPES[k] for k in keys])), limits=shown)]

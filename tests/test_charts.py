@@ -70,9 +70,12 @@ def spine(data, area_comparison: str | None = None):
     return charts.spine_chart(prefs, "位置")
 
 
-def make_all(data) -> dict[str, ggplot]:
+def make_all(data, wrapped: bool = False) -> dict[str, ggplot]:
+    """wrapped: the panel titles of the trend chart wrapped as the report notebook wraps them."""
     survey = data.ids("survey")
     trend = data.trends(data.headline_ids())
+    if wrapped:
+        trend["indicator"] = trend.indicator.cat.rename_categories(lambda name: charts.wrap(name, 16))
     prefs = data.prefectures(data.ids("programme")[:2])
     prefs["x"] = 100 * prefs.value / prefs.national_value
     return {
@@ -173,6 +176,35 @@ class TestTrendChart:
         trend.loc[0, "value"] = np.nan
         chart = charts.trend_chart(trend, "推移")
         assert len(chart.data) == int(trend.value.notna().sum())
+
+
+class TestNothingCutOff:
+    """Every text of every chart (titles, axis and strip labels, legends) lies inside the drawn
+    figure at the report's width: a label wider than the figure is cut off in the PNG (the spine
+    chart's axis title was, before it was put on two lines)."""
+
+    @pytest.mark.parametrize("name", ["estimate", "estimate_flip", "distribution", "trend", "spine", "strip"])
+    @pytest.mark.parametrize("code", [0, 13, 31])
+    def test_texts_inside_the_figure(self, warehouse, name, code):
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.text import Text
+        from plotnine import theme
+
+        data = load_report_data(warehouse, 2024, code)
+        chart = make_all(data, wrapped=True)[name]
+        fig = (chart + theme(figure_size=(charts.WIDTH, 3.6))).draw()
+        canvas = FigureCanvasAgg(fig)
+        fig.set_dpi(charts.DPI)
+        canvas.draw()
+        renderer = canvas.get_renderer()
+        width, height = fig.bbox.width, fig.bbox.height
+        outside = []
+        for t in fig.findobj(Text):
+            if t.get_visible() and t.get_text().strip():
+                box = t.get_window_extent(renderer)
+                if box.x0 < -1 or box.y0 < -1 or box.x1 > width + 1 or box.y1 > height + 1:
+                    outside.append((t.get_text(), round(box.x0), round(box.x1), round(width)))
+        assert outside == []
 
 
 class TestPngBytesAndShow:
