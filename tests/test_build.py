@@ -245,3 +245,47 @@ class TestDisclosureGate:
         assert any(".work/executed/31-tottori.ipynb" in f and "respondent" in f for f in blocked.failed), blocked.failed
         assert _tree(cfg.out_dir) == published
 
+
+class TestCombinedDownloadsInAWorker:
+    """downloads/indicators.csv|xlsx (every round) are written and checked for disclosure by a
+    report worker while the build process writes the rest (pipelines/build.py, _start_combined)."""
+
+    def test_written_and_checked_by_a_worker_with_the_same_bytes(self, tmp_path: Path, small_input: Path) -> None:
+        from pipelines.downloads import write_downloads
+
+        cfg = _cfg(tmp_path, small_input, prefs=[31])
+        assert run_build(cfg).ok
+        log = (cfg.out_dir / "build.log").read_text(encoding="utf-8")
+        assert ("downloads of every round written and checked in a worker: downloads/indicators.csv, "
+                "downloads/indicators.xlsx") in log
+        here = tmp_path / "here"
+        write_downloads(None, cfg.warehouse, here, years=[])
+        for name in ("indicators.csv", "indicators.xlsx"):
+            assert (here / "downloads" / name).read_bytes() == (cfg.out_dir / "downloads" / name).read_bytes()
+
+    def test_a_finding_of_the_worker_fails_the_build_and_a_failure_is_raised(self, tmp_path: Path,
+                                                                            small_input: Path) -> None:
+        from concurrent.futures import Future
+
+        from pipelines.build import BuildSummary, _finish_combined
+        from pipelines.publish import BuildState
+
+        cfg = _cfg(tmp_path, small_input, prefs=[31], force=True)
+        assert run_build(_cfg(tmp_path, small_input, prefs=[31])).ok
+        site = tmp_path / "staging"
+        site.mkdir()
+        found: Future = Future()
+        found.set_result({"checked": {"downloads/indicators.csv": "ab"},
+                          "findings": ["downloads/indicators.csv row 7: value shown for n<30"]})
+        summary, checked = BuildSummary(out_dir=cfg.out_dir), {}
+        _finish_combined(cfg, site, BuildState(site), "d", summary, found, checked)
+        assert summary.failed == ["disclosure: downloads/indicators.csv row 7: value shown for n<30"]
+        assert checked == {}
+
+        broken: Future = Future()
+        broken.set_exception(OSError(28, "No space left on device"))
+        state = BuildState(site)
+        with pytest.raises(OSError, match="No space left"):
+            _finish_combined(cfg, site, state, "d", BuildSummary(out_dir=cfg.out_dir), broken, {})
+        assert not state.up_to_date("downloads", "d", [])   # not recorded as built
+
