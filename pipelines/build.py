@@ -18,7 +18,6 @@ import os
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from functools import partial
 from pathlib import Path
 from typing import Iterator
 
@@ -327,78 +326,11 @@ def _stage_indicators(cfg: BuildConfig, new: Path, state: BuildState, year: int,
     return d
 
 
-def _download_rounds(cfg: BuildConfig) -> list[int]:
-    con = warehouse_db.connect(cfg.warehouse)
-    try:
-        return [int(r[0]) for r in con.execute("SELECT DISTINCT year FROM indicators ORDER BY 1").fetchall()]
-    finally:
-        con.close()
-
-
-def _download_outputs(new: Path, stem: str) -> list[Path]:
-    return [new / "downloads" / f"{stem}.{ext}" for ext in ("csv", "xlsx")]
-
-
-COMBINED = "downloads"   # the artefact of downloads/indicators.csv|xlsx (every round)
-
-
-def write_and_check_combined(year: int, warehouse: Path, site: Path) -> dict:
-    """Run in a report worker: write downloads/indicators.csv|xlsx (every round: the largest files
-    of the site, rewritten whenever any round changes) and check them for disclosure, while the
-    build process writes and checks the rest. Returns {"checked": {path: sha256}, "findings": [text]}
-    as render_and_check does."""
-    from .disclosure import check_files
-    from .downloads import write_downloads
-
-    write_downloads(year, warehouse, site, years=[])
-    rels = [p.relative_to(site).as_posix() for p in _download_outputs(Path(site), "indicators")]
-    findings = check_files(Path(site), rels, _check_context(Path(warehouse), int(year)))
-    return {"checked": {r: hashlib.sha256((Path(site) / r).read_bytes()).hexdigest() for r in rels},
-            "findings": [str(f) for f in findings]}
-
-
-def _start_combined(cfg: BuildConfig, new: Path, state: BuildState, year: int, d: str, pool):
-    """Hand the every-round downloads to a report worker when they must be written (submitted
-    before the reports, so a worker takes it first). None: no pool, or nothing to write; then
-    _stage_downloads writes them here as before."""
-    if pool is None:
-        return None
-    key_hash = digest(d, _download_rounds(cfg))
-    if not cfg.force and state.up_to_date(COMBINED, key_hash, _download_outputs(new, "indicators")):
-        return None
-    state.invalidate(COMBINED)
-    warehouse = Path(cfg.warehouse).resolve()
-    return pool.pool.submit(write_and_check_combined, int(year), warehouse, new.resolve())
-
-
-def _finish_combined(cfg: BuildConfig, new: Path, state: BuildState, d: str, summary: BuildSummary,
-                     future, checked_now: dict[str, str]) -> None:
-    """Wait for the worker's every-round downloads; record the artefact, its check's findings (a
-    finding fails the build as the build process's own check would) and the files it checked."""
-    def wait() -> None:
-        try:
-            result = future.result()
-        except Exception:
-            if interrupt.signalled():   # the pool was killed by a stop signal
-                raise interrupt.Interrupted(interrupt.signalled()) from None
-            raise
-        if result["findings"]:
-            summary.failed += [f"disclosure: {f}" for f in result["findings"]]
-        else:
-            checked_now.update(result["checked"])
-        log.info("downloads of every round written and checked in a worker: %s",
-                 ", ".join(sorted(result["checked"])))
-
-    _incremental(cfg, state, summary, COMBINED, digest(d, _download_rounds(cfg)),
-                 _download_outputs(new, "indicators"), wait)
-
-
 def _stage_downloads(cfg: BuildConfig, new: Path, state: BuildState, year: int, d: str,
-                     summary: BuildSummary, combined_elsewhere: bool = False) -> None:
+                     summary: BuildSummary) -> None:
     """indicators.csv|xlsx (every round) and indicators-{y}.csv|xlsx per round, each an artefact of
     its own: a round's files are rewritten only when that round's rows (its stored input key) or the
-    source files its notes list changed. combined_elsewhere: a worker writes indicators.csv|xlsx
-    (_start_combined)."""
+    source files its notes list changed."""
     from .downloads import write_downloads
 
     con = warehouse_db.connect(cfg.warehouse)
@@ -411,11 +343,12 @@ def _stage_downloads(cfg: BuildConfig, new: Path, state: BuildState, year: int, 
     finally:
         con.close()
     code = _code_hash()
-    outputs = partial(_download_outputs, new)
 
-    if not combined_elsewhere:
-        _incremental(cfg, state, summary, COMBINED, digest(d, years), outputs("indicators"),
-                     lambda: write_downloads(year, cfg.warehouse, new, years=[]))
+    def outputs(stem: str) -> list[Path]:
+        return [new / "downloads" / f"{stem}.{ext}" for ext in ("csv", "xlsx")]
+
+    _incremental(cfg, state, summary, "downloads", digest(d, years), outputs("indicators"),
+                 lambda: write_downloads(year, cfg.warehouse, new, years=[]))
     for y in years:
         # The notes sheet lists the programme files and the survey files of y and the round before.
         listed = [f for f in files if f[0] is None or f[0] <= y]
@@ -638,8 +571,7 @@ def _check_early(cfg: BuildConfig, new: Path, year: int, summary: BuildSummary,
     from .disclosure import check_files
 
     before = _last_checked(cfg, new / CHECKED_FILE)
-    todo = {rel: h for rel, h in sorted(_file_hashes(new, EARLY_CHECK).items())
-            if before.get(rel) != h and checked_now.get(rel) != h}   # checked earlier, or by a worker now
+    todo = {rel: h for rel, h in sorted(_file_hashes(new, EARLY_CHECK).items()) if before.get(rel) != h}
     if not todo:
         return
     # a data file under a checked name (e.g. Parquet as .csv) is refused as such, before reading it
@@ -728,20 +660,16 @@ def _run_stages(cfg: BuildConfig, new: Path, state: BuildState, renderer: str, p
     log.info("round / 調査年: %s", year)
     with progress.stage(f"indicators {year} / 指標"):
         d_ind = _stage_indicators(cfg, new, state, year, fhash, summary, pool=pool)
-    # The every-round downloads (the largest files) go to a worker before the reports do
-    combined = _start_combined(cfg, new, state, year, d_ind, pool) if renderer != "quarto" else None
     with ThreadPoolExecutor(1, thread_name_prefix="reports") as bg:
         reports = bg.submit(_stage_reports, cfg, new, state, year, renderer, progress, summary, pool, checked_now)
         try:
             with progress.stage("quality page / データ品質"):
                 fresh = _stage_quality(cfg, new, state, fhash, summary)
             with progress.stage(f"downloads {year} / ダウンロード"):
-                _stage_downloads(cfg, new, state, year, d_ind, summary, combined_elsewhere=combined is not None)
+                _stage_downloads(cfg, new, state, year, d_ind, summary)
                 workbooks = [new / "downloads" / f"{pref_slug(int(c))}-{year}.xlsx" for c in prefectures().pref_code]
                 _incremental(cfg, state, summary, f"workbooks:{year}", digest(d_ind, _code_hash()),
                              workbooks, lambda: write_pref_workbooks(year, cfg.warehouse, new))
-                if combined is not None:
-                    _finish_combined(cfg, new, state, d_ind, summary, combined, checked_now)
             with progress.stage("disclosure check of the downloads / 秘匿の確認（ダウンロード）"):
                 _check_early(cfg, new, year, summary, checked_now)
             with progress.stage("site / サイト"):
