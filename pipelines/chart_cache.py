@@ -70,10 +70,12 @@ def folder() -> Path:
 # The key
 # ---------------------------------------------------------------------------------------------
 
-_SKIP = {"environment", "_build_objs"}   # _build_objs: what a drawing built (shared by copies), not an input
+# environment: the ggplot's evaluation environment (see the module docstring); _build_objs: what a
+# drawing built (shared by copies), not an input
+_SKIP = {"environment", "_build_objs"}
 # rcParams of the interactive backends and key bindings: they do not change a PNG drawn with Agg
 # (and "backend" may be an unresolved sentinel object)
-_GUI_PARAMS = ("backend", "interactive", "keymap.", "toolbar", "webagg.", "tk.", "macosx.")   # the ggplot's evaluation environment: see the module docstring
+_GUI_PARAMS = ("backend", "interactive", "keymap.", "toolbar", "webagg.", "tk.", "macosx.")
 _MAX_NODES = 200_000
 
 
@@ -146,7 +148,7 @@ class _Walker:
                 sub.walk(x)
                 parts.append(sub.h.hexdigest())
             self.tag(f"set:{','.join(sorted(parts))}")
-        elif isinstance(obj, (types.FunctionType, types.LambdaType)):
+        elif isinstance(obj, types.FunctionType):   # lambdas too
             self.function(obj)
         elif isinstance(obj, types.MethodType):
             self.tag("method")
@@ -154,11 +156,11 @@ class _Walker:
             self.walk(obj.__self__)
         elif isinstance(obj, (types.BuiltinFunctionType, type, types.ModuleType)):
             self.tag(f"named:{getattr(obj, '__module__', '')}.{getattr(obj, '__qualname__', obj.__name__)}")
-        elif isinstance(obj, (types.CodeType,)):
+        elif isinstance(obj, types.CodeType):
             self.code(obj)
         elif isinstance(obj, (pd.api.extensions.ExtensionDtype, np.dtype)):
             self.tag(f"dtype:{obj}")
-        elif isinstance(obj, (types.SimpleNamespace,)) or hasattr(obj, "__dict__") or hasattr(type(obj), "__slots__"):
+        elif hasattr(obj, "__dict__") or hasattr(type(obj), "__slots__"):
             self.attributes(obj)
         else:
             raise Uncacheable(f"cannot describe a {type(obj).__module__}.{type(obj).__qualname__}")
@@ -168,8 +170,8 @@ class _Walker:
         self.tag(f"obj:{cls.__module__}.{cls.__qualname__}")
         items = dict(vars(obj)) if hasattr(obj, "__dict__") else {}
         for klass in cls.__mro__:
-            for name in getattr(klass, "__slots__", ()) if not isinstance(getattr(klass, "__slots__", ()), str) \
-                    else (klass.__slots__,):
+            slots = klass.__dict__.get("__slots__", ())
+            for name in (slots,) if isinstance(slots, str) else slots:
                 if name not in ("__dict__", "__weakref__") and hasattr(obj, name):
                     items.setdefault(name, getattr(obj, name))
         for name in sorted(items):

@@ -322,10 +322,10 @@ def spine_chart(frame: pd.DataFrame, title: str, x: str = "scaled"):
               THEME]
     if len(area):
         shown = [lb for lb in labels if lb in set(area.judgement)]
-        rows = 1 if len(shown) <= 2 else 2   # the legend sits under the panel, right of the row labels
+        legend_rows = 1 if len(shown) <= 2 else 2   # the legend sits under the panel, right of the row labels
         chart += [geom_point(area, aes(x=x, fill="judgement", shape="judgement"), size=4.5, colour="#000000",
                              stroke=0.6),
-                  guides(fill=guide_legend(nrow=rows), shape=guide_legend(nrow=rows)),
+                  guides(fill=guide_legend(nrow=legend_rows), shape=guide_legend(nrow=legend_rows)),
                   scale_fill_manual(values=dict(zip(labels, [conventions.COMPARISON[k].fill for k in keys])),
                                     limits=shown),
                   scale_shape_manual(values=dict(zip(labels, [SPINE_SHAPES[k] for k in keys])), limits=shown)]
