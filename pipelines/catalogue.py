@@ -68,6 +68,10 @@ class Indicator:
     headline: bool = False
     domain_ja: str = ""
     distribution: str = ""
+    baseline: int = 0             # the baseline round of the evaluation (0: the first round held)
+    baseline_published: str = ""  # 'question=cat[,cat]': the published national figure of that round
+    target: float | None = None   # an optional numeric target in the indicator's unit (none today)
+    target_year: int = 0
     extra: dict = field(default_factory=dict, compare=False, hash=False)
 
     @property
@@ -100,7 +104,8 @@ class Indicator:
 
 REQUIRED = ("id", "name_ja", "name_en", "pillar", "source", "numerator", "denominator",
             "polarity", "uk_comparable", "unit")
-OPTIONAL = ("denominator_ja", "description_ja", "section", "headline", "domain_ja", "distribution")
+OPTIONAL = ("denominator_ja", "description_ja", "section", "headline", "domain_ja", "distribution",
+            "baseline", "baseline_published", "target", "target_year")
 
 
 def catalogue_path() -> Path:
@@ -183,6 +188,23 @@ def parse_catalogue(text: str, path: str) -> tuple[Indicator, ...]:
         if distribution and not re.fullmatch(r"[a-z][a-z0-9_]*", distribution):
             raise DataError(path, f"{where}: distribution must be a question name (snake_case)",
                             column="distribution", examples=[distribution])
+        baseline = target_year = 0
+        for key in ("baseline", "target_year"):
+            if e.get(key) not in (None, ""):
+                value = _int_in(e, key, range(2000, 2101), where, path, f"{key} must be a year (2000-2100)")
+                baseline, target_year = (value, target_year) if key == "baseline" else (baseline, value)
+        target = e.get("target")
+        if target not in (None, ""):
+            if isinstance(target, bool) or not isinstance(target, (int, float)) or target != target:
+                raise DataError(path, f"{where}: target must be a number in the indicator's unit (or empty)",
+                                column="target", examples=[target])
+            target = float(target)
+        else:
+            target = None
+        published = str(e.get("baseline_published") or "")
+        if published and not re.fullmatch(r"[a-z][a-z0-9_]*=[0-9A-Za-z_-]+(,[0-9A-Za-z_-]+)*", published):
+            raise DataError(path, f"{where}: baseline_published must read question=category[,category]",
+                            column="baseline_published", examples=[published])
         known = set(REQUIRED) | set(OPTIONAL)
         out.append(Indicator(
             id=ind_id, name_ja=str(e["name_ja"]), name_en=str(e["name_en"]), pillar=pillar,
@@ -192,7 +214,8 @@ def parse_catalogue(text: str, path: str) -> tuple[Indicator, ...]:
             description_ja=str(e.get("description_ja") or "").strip(),
             section=section, headline=bool(e.get("headline", False)),
             domain_ja=str(e.get("domain_ja") or DEFAULT_DOMAIN[e["source"]]),
-            distribution=distribution,
+            distribution=distribution, baseline=baseline, baseline_published=published,
+            target=target, target_year=target_year,
             extra={k: v for k, v in e.items() if k not in known},
         ))
     return tuple(out)

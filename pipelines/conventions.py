@@ -78,6 +78,23 @@ def change(key: str | None) -> Style:
     return CHANGE.get(str(key or "not_compared"), CHANGE["not_compared"])
 
 
+def change_words(change: str, polarity: str) -> str:
+    """The word a reader sees for a change since an earlier round: 改善/悪化 where the indicator
+    has a direction of good, 増加/減少 where it has none, 変化なし, or 比較なし (not tested)."""
+    if change == "no_change":
+        return "変化なし"
+    if change not in ("increase", "decrease"):
+        return "比較なし"
+    if polarity == "low_is_good":
+        return "改善" if change == "decrease" else "悪化"
+    if polarity == "high_is_good":
+        return "改善" if change == "increase" else "悪化"
+    return CHANGE_LABELS_SHORT[change]
+
+
+CHANGE_LABELS_SHORT = {"increase": "増加", "decrease": "減少"}
+
+
 def relative_luminance(colour: str) -> float:
     """WCAG 2 relative luminance of an sRGB colour '#RRGGBB'."""
     c = colour.lstrip("#")
