@@ -28,7 +28,7 @@ from typing import Any
 import pandas as pd
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
-from . import config, conventions, schema
+from . import config, conventions, method_statement, schema
 from . import warehouse as warehouse_db
 from .catalogue import Indicator, catalogue_path, load_catalogue
 from .errors import DataError, check_pref_code, check_year
@@ -352,7 +352,8 @@ def build_site(year: int, warehouse: Path, out_dir: Path, synthetic: bool | None
     generated = built_at.astimezone().strftime("%Y-%m-%d %H:%M")
     common = {"year": year, "synthetic": synthetic, "css": css, "generated": generated, "font_file": font_file,
               "symbols": COMPARISON_SYMBOLS, "comparison_text": COMPARISON_TEXT, "legend": LEGEND_ORDER,
-              "suppressed_mark": conventions.SUPPRESSED_MARK}
+              "suppressed_mark": conventions.SUPPRESSED_MARK, "comparison_rule": method_statement.comparison_short(),
+              "min_base": config.MIN_BASE, "reference_base": config.REFERENCE_BASE}
 
     # Quality page: the validation stage writes it; a placeholder keeps the navigation link valid.
     quality = out_dir / "quality" / "index.html"
@@ -373,8 +374,8 @@ def build_site(year: int, warehouse: Path, out_dir: Path, synthetic: bool | None
 
     written.append(_write(out_dir / "methodology.html", env.get_template("site-methodology.html.j2").render(
         **common, title="方法", depth=0, nav=_nav(out_dir, 0, "methodology.html"),
-        catalogue=catalogue, polarity_labels=POLARITY_LABELS, sources=reference_sources(),
-        min_base=config.MIN_BASE, reference_base=config.REFERENCE_BASE,
+        catalogue=catalogue, polarity_labels=POLARITY_LABELS, citations=method_statement.citations(),
+        rules=method_statement.rules(),
         confidence=int(config.CONFIDENCE_LEVEL * 100))))
 
     default_id = default_ind.id if default_ind else None
@@ -411,21 +412,6 @@ def copy_site_font(out_dir: Path) -> str | None:
         if not dst.exists() or dst.stat().st_size != f.stat().st_size:
             shutil.copyfile(f, dst)
     return SITE_FONT
-
-
-def reference_sources() -> list[dict[str, str]]:
-    """Each shipped reference file with its stated source(s) (the `source` column)."""
-    out = []
-    for path in sorted(config.REFERENCE_DIR.glob("*.csv")):
-        try:
-            ref = pd.read_csv(path, encoding="utf-8")
-        except Exception:  # pragma: no cover - an unreadable file is reported by name only
-            out.append({"file": path.name, "source": "（読み込めません）"})
-            continue
-        col = next((c for c in ("source", "出典", "sources") if c in ref.columns), None)
-        srcs = sorted({str(s) for s in ref[col].dropna()}) if col else []
-        out.append({"file": f"data/reference/{path.name}", "source": " / ".join(srcs) or "（出典欄なし）"})
-    return out
 
 
 # --- per-prefecture XLSX -------------------------------------------------------------------------
