@@ -222,25 +222,44 @@ def warm_up() -> None:
 # Charts
 # ---------------------------------------------------------------------------------------------
 
+def marked_places(frame: pd.DataFrame, column: str = "value") -> list:
+    """The places (series) that have at least one mark, in the frame's order: a legend lists only
+    these (a place whose values are all missing or suppressed draws nothing)."""
+    shown = set(frame.loc[frame[column].notna(), "place"].astype(str))
+    return [p for p in _categories(frame["place"]) if str(p) in shown]
+
+
 def estimate_chart(frame: pd.DataFrame, title: str, x: str = "group", flip: bool = False):
     """Point and 95% interval per `x` category, one dodged series per `place` (area, 全国,
     England), from ReportData.estimates (NaN values are not drawn; their category keeps its slot).
+    A row without an interval (England's published figures: lower_ci95/upper_ci95 NaN) is drawn
+    as a point alone. The legend lists the places that have a point.
     flip: categories on the vertical axis (long indicator names), first category on top."""
-    from plotnine import (aes, coord_flip, geom_pointrange, ggplot, labs, position_dodge, scale_colour_manual,
-                          scale_shape_manual, scale_x_discrete)
+    from plotnine import (aes, coord_flip, geom_linerange, geom_point, geom_pointrange, ggplot, labs,
+                          position_dodge, scale_colour_manual, scale_shape_manual, scale_x_discrete)
 
     places = _categories(frame["place"])
+    marked = marked_places(frame)
     dodge = position_dodge(width=0.6)
-    shown = frame.dropna(subset=["value"])
     cats = _categories(frame[x])
+    # Every row stays in the data (a missing value too): the dodge then gives each place the same
+    # slot in every category; rows without a value or an interval are dropped when drawn (na_rm).
+    shown = frame if len(marked) else frame.iloc[0:0]
+    no_interval = shown.value.notna() & (shown.lower_ci95.isna() | shown.upper_ci95.isna())
     # group = place: plotnine draws each group separately, and one group per series (not per
     # series x category) makes this chart ~4x faster to draw (bench/bench_charts.py)
-    # one geom_pointrange (point and interval) rather than geom_errorbar + geom_point: one layer less
     chart = ggplot(shown, aes(x=x, y="value", ymin="lower_ci95", ymax="upper_ci95", colour="place", shape="place",
                               group="place"))
-    chart += [geom_pointrange(position=dodge, size=0.7, fatten=3.7, fill="white", na_rm=True),
-              scale_colour_manual(values=place_colours(places), limits=places, drop=False),
-              scale_shape_manual(values=place_shapes(places), limits=places, drop=False),
+    if no_interval.any():
+        # some points have no interval: the interval layer draws where lower/upper exist (the
+        # others are dropped, na_rm), the point layer draws every value
+        chart += [geom_linerange(position=dodge, size=0.7, na_rm=True, show_legend=False),
+                  geom_point(position=dodge, size=0.7 * 3.7, fill="white", na_rm=True)]
+    else:
+        # one geom_pointrange (point and interval) rather than geom_linerange + geom_point: one layer less
+        chart += geom_pointrange(position=dodge, size=0.7, fatten=3.7, fill="white", na_rm=True)
+    chart += [scale_colour_manual(values=place_colours(places), limits=marked, drop=False),
+              scale_shape_manual(values=place_shapes(places), limits=marked, drop=False),
               scale_x_discrete(limits=cats[::-1] if flip else cats),
               labs(title=title, x="", y="％"), THEME]
     if flip:
@@ -250,7 +269,8 @@ def estimate_chart(frame: pd.DataFrame, title: str, x: str = "group", flip: bool
 
 def distribution_chart(frame: pd.DataFrame, title: str):
     """Grouped bars of an answer distribution (ReportData.distribution, plus England when given):
-    category_label on x, one bar per place, the value printed above each bar."""
+    category_label on x, one bar per place, the value printed above each bar (`label` when given,
+    e.g. England's published precision). The legend lists the places that have a bar."""
     from plotnine import aes, geom_col, geom_text, ggplot, labs, position_dodge, scale_fill_manual
 
     places = _categories(frame["place"])
@@ -260,33 +280,39 @@ def distribution_chart(frame: pd.DataFrame, title: str):
     chart += [geom_col(position=dodge, width=0.8),
               geom_text(aes(label="label", y="value + 0.8"), position=dodge, size=6.5, va="bottom",
                         color=TEXT_COLOUR, family=font_family()),
-              scale_fill_manual(values=place_colours(places), limits=places, drop=False),
+              scale_fill_manual(values=place_colours(places), limits=marked_places(frame), drop=False),
               labs(title=title, x="", y="％"), THEME]
     return chart
 
 
 def trend_chart(frame: pd.DataFrame, title: str, ncol: int = 3):
     """Small multiples over the rounds (ReportData.trends): one panel per indicator (free y), a
-    line with 95% intervals per place; ★ a significant change vs the previous round; a dashed
+    line with 95% intervals per place, the places side by side at each year; ★ (in the colour of
+    its series) a significant change vs the previous round; a dashed
     vertical line where the estimate's source changed (national subsample -> own survey)."""
     from plotnine import (aes, facet_wrap, geom_line, geom_pointrange, geom_text, geom_vline, ggplot, labs,
                           scale_colour_manual, scale_x_continuous)
 
     places = _categories(frame["place"])
     years = sorted(frame.year.unique())
-    shown = frame.dropna(subset=["value"])
+    # Each place a little left or right of its year, so the intervals of the area and of national
+    # do not hide one another; a ★ sits above the point of its own series, in its colour.
+    offsets = {p: (k - (len(places) - 1) / 2) * 0.14 for k, p in enumerate(places)}
+    shown = frame.dropna(subset=["value"]).copy()
+    shown["x"] = shown.year + shown.place.astype(str).map(offsets).astype(float)
     significant = shown[shown.change.isin(["increase", "decrease"])].assign(y=lambda d: d.upper_ci95)
     switches = frame[frame.source_changed].drop_duplicates(["indicator", "year"]).assign(x=lambda d: d.year - 0.5)
-    chart = ggplot(shown, aes(x="year", y="value", colour="place", group="place"))
+    chart = ggplot(shown, aes(x="x", y="value", colour="place", group="place"))
     chart += [geom_line(size=0.9),
               geom_pointrange(aes(ymin="lower_ci95", ymax="upper_ci95"), size=0.6, fatten=3.3),
               scale_colour_manual(values=place_colours(places), limits=places, drop=False),
-              scale_x_continuous(breaks=years, labels=[str(y) for y in years]),
+              scale_x_continuous(breaks=years, labels=[str(y) for y in years],
+                                 limits=(min(years) - 0.35, max(years) + 0.35)),
               facet_wrap("indicator", ncol=ncol, scales="free_y"),
               labs(title=title, x="", y="％"), THEME]
     if len(significant):
-        chart += geom_text(significant, aes(x="year", y="y", label='"★"'), va="bottom", size=9,
-                           colour="#000000", show_legend=False, family=font_family())
+        chart += geom_text(significant, aes(x="x", y="y", label='"★"', colour="place"), va="bottom", size=9,
+                           show_legend=False, family=font_family())
     if len(switches):
         chart += geom_vline(switches, aes(xintercept="x"), linetype="dashed", colour="#595959", size=0.6)
     return chart

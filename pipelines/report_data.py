@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from . import config, conventions
+from . import config, conventions, schema
 from . import warehouse as warehouse_db
 from .audit import RULE_JA as SUPPRESSION_RULE_JA  # noqa: F401 (the methods section states it)
 from .catalogue import PILLARS, Indicator, catalogue_by_id
@@ -46,7 +46,21 @@ def indicator_name(cat: dict[str, Indicator], ind: str) -> str:
 
 
 DISTRIBUTION_ORDER = {"q_loneliness": ["5", "4", "3", "2", "1", "9"], "ucla_band": ["10-12", "7-9", "4-6", "3", "na"]}
-UK_LABEL = "イングランド（Community Life Survey）"
+# England (the Community Life Survey covers England only): the name of its figures in every caption,
+# legend, table header and note; a chart's series and a table's column add the CLS year.
+UK_LABEL = "イングランド"
+UK_SURVEY = "Community Life Survey（CLS）"
+UK_PUBLISHER = "英国デジタル・文化・メディア・スポーツ省（DCMS）"
+DERIVED_MARK = "†"
+UK_DERIVED_NOTE = (f"{DERIVED_MARK}：公表値ではなく、同じ年度の他の4区分の公表値を100から差し引いて算出した値です"
+                   "（「わからない・回答拒否」は考慮していません）。")
+# What each UK chart needs from a CLS year (choose_uk_year), and how a note names it.
+UK_NEEDS = {"distribution": "全カテゴリーの割合", "age": "年齢区分別の「しばしばある・常にある」の割合"}
+
+
+def uk_place(uk_year: str) -> str:
+    """The series / column name of England's figures of one CLS year: 'イングランド（CLS 2024/25）'."""
+    return f"{UK_LABEL}（CLS {uk_year}）"
 
 
 def age_label(band: str) -> str:
@@ -222,41 +236,182 @@ class ReportData:
                         indicator=[self.name(i) for i in ids])
 
     def uk_distribution(self) -> tuple[str | None, pd.DataFrame]:
-        """(UK year, frame) of the direct question's full distribution in England: the year closest
-        to this round among those with every category published; value as published (value_text
-        keeps the published precision)."""
+        """(CLS year, frame) of the direct question's full distribution in England: the closest
+        year not after this round among those with all five categories (choose_uk_year). Columns
+        of uk_cls.csv plus `category_label` (the Japanese label), `derived` (computed by us, not
+        published) and `label` (the published precision, "32†" when derived)."""
+        choice = self.uk_choice("distribution")
         uk = self._uk("total")
-        full = [y for y, g in uk.groupby("year") if g.jp_code.nunique() >= 5]
-        if not full:
+        if choice.year is None:
             return None, uk.iloc[0:0]
-        uk_year = closest_uk_year(full, self.year)
-        return uk_year, uk[uk.year == uk_year]
+        uk = uk[uk.year == choice.year].copy()
+        uk["category_label"] = uk.jp_code.map(lambda c: schema.QUESTIONS["q_loneliness"].get(int(c), c))
+        uk["label"] = uk.value_text + uk.derived.map({True: DERIVED_MARK, False: ""})
+        return choice.year, uk
 
     def uk_by_age(self) -> tuple[str | None, pd.DataFrame]:
-        """(UK year, frame) of often/always by UK age band, the year closest to this round."""
-        uk = self._uk(None)
-        uk = uk[uk.breakdown.str.startswith("uk_age=") & (uk.jp_code == "5")]
-        if uk.empty:
-            return None, uk
-        uk_year = closest_uk_year(sorted(uk.year.unique()), self.year)
-        return uk_year, uk[uk.year == uk_year].assign(group=lambda x: x.breakdown.str.split("=").str[1].map(age_label))
+        """(CLS year, frame) of often/always by CLS age band: the closest year not after this round
+        among those with any age band (choose_uk_year; uk_choice('age').missing names the bands
+        that year does not publish). `group` is the band's label ('16-24歳')."""
+        choice = self.uk_choice("age")
+        uk = _uk_age_rows(self._uk(None))
+        if choice.year is None:
+            return None, uk.iloc[0:0].assign(group=pd.Series(dtype=object))
+        return choice.year, uk[uk.year == choice.year].assign(
+            group=lambda x: x.breakdown.str.split("=").str[1].map(age_label))
+
+    def uk_choice(self, need: str) -> UkChoice:
+        """The CLS year a chart uses for `need` ('distribution' or 'age'), why, and what it lacks."""
+        return choose_uk_year(self._uk(None), self.year, need)
+
+    def uk_reason(self, need: str) -> str:
+        """The sentence that says which CLS year a chart shows and why (Japanese)."""
+        return uk_reason(self.uk_choice(need), self.year)
+
+    @staticmethod
+    def uk_place(uk_year: str) -> str:
+        return uk_place(uk_year)
+
+    def uk_age_frame(self, ind: str) -> pd.DataFrame:
+        """The age-band chart's frame: the area and national by CLS age band (ReportData.estimates)
+        and England's often/always of the chosen CLS year as a place `イングランド（CLS 2024/25）`
+        with no interval (lower_ci95/upper_ci95 NaN: the CLS publishes none). `group` and `place`
+        are ordered categoricals."""
+        bands = {f"uk_age={b}": age_label(b) for b in schema.UK_AGE_BANDS}
+        frame = self.estimates([ind], bands)
+        uk_year, uk = self.uk_by_age()
+        if not uk_year:
+            return frame
+        england = pd.DataFrame({"indicator_id": ind, "indicator": self.name(ind), "breakdown": uk.breakdown,
+                                "group": uk.group, "place": uk_place(uk_year), "area_code": "",
+                                "value": uk.value_pct.astype(float), "lower_ci95": float("nan"),
+                                "upper_ci95": float("nan"), "comparison": "not_compared", "suppressed": False,
+                                "n_unweighted": float("nan")})
+        out = pd.concat([frame.assign(indicator=frame.indicator.astype(str), group=frame.group.astype(str),
+                                      place=frame.place.astype(str)), england], ignore_index=True)
+        return _ordered(out, indicator=[self.name(ind)], group=list(bands.values()),
+                        place=list(frame.place.cat.categories) + [uk_place(uk_year)])
+
+    def uk_age_table(self, ind: str) -> str:
+        """The age-band table (Markdown): the area's value, interval and base, national and the
+        comparison (prefectures), and England's published value of the chosen CLS year (― where
+        that year publishes no value for the band)."""
+        uk_year, uk = self.uk_by_age()
+        england = dict(zip(uk.breakdown, uk.value_text)) if uk_year else {}
+        rows, cells = [], []
+        for band in schema.UK_AGE_BANDS:
+            bd = f"uk_age={band}"
+            r = self.row(ind, breakdown=bd)
+            row = [age_label(band), fmt_value(r), fmt_ci(r), fmt_base(r)]
+            if not self.is_national:
+                row += [fmt_value(self.row(ind, area=NATIONAL_CODE, breakdown=bd)), fmt_comparison(r)]
+            if uk_year:
+                row.append(england.get(bd, MISSING))
+            rows.append(row)
+            cells += row
+        header = ["区分", f"{self.area_name}（%）", "95%信頼区間", "集計対象（人）"]
+        if not self.is_national:
+            header += ["全国（%）", "全国との比較"]
+        if uk_year:
+            header.append(f"{uk_place(uk_year)}（%）")
+        return md_table(header, rows) + "\n\n" + footnotes(*cells)
+
+    def uk_sources(self, uk: pd.DataFrame) -> str:
+        """Which publication England's figures in `uk` (rows of uk_cls.csv, with `category_label`
+        for a distribution) come from, in Japanese: '出典：…。'. One source: named once; several:
+        each with its categories. A derived value says it was computed from the others."""
+        published = uk[~uk.derived.astype(bool)]
+        sources = list(dict.fromkeys(published.source.astype(str)))
+        if len(sources) == 1 and not uk.derived.any():
+            return f"出典：{sources[0]}。"
+        names = uk.category_label if "category_label" in uk else uk.breakdown.str.split("=").str[1].map(age_label)
+        parts = [f"{''.join(f'「{n}」' for n in names[g.index])}：{src}"
+                 for src, g in published.groupby(published.source.astype(str), sort=False)]
+        parts += [f"「{names[i]}」{DERIVED_MARK}：これらの公表値から算出" for i in uk.index[uk.derived.astype(bool)]]
+        return ("出典：" + "；".join(parts) + "。") if parts else ""
 
     def _uk(self, breakdown: str | None) -> pd.DataFrame:
         uk = self.uk
         if uk.empty or "question" not in uk:
-            return pd.DataFrame(columns=["year", "jp_code", "breakdown", "value_pct", "value_text", "status"])
+            return pd.DataFrame(columns=["year", "jp_code", "breakdown", "value_pct", "value_text", "status",
+                                         "source", "note", "derived"])
         uk = uk[uk.question == "loneliness"].copy()
         if breakdown is not None:
             uk = uk[uk.breakdown == breakdown]
         uk["jp_code"] = uk.jp_code.astype(str)
         uk["value_pct"] = uk.value_text.astype(float)
+        uk["derived"] = uk.get("note", pd.Series("", index=uk.index)).fillna("").astype(str).str.lower() \
+            .str.startswith("derived")
         return uk
 
 
-def closest_uk_year(uk_years, year: int) -> str:
-    """The UK survey year (April-March) closest to a Japanese round fielded in December of `year`:
-    '2024/25' for 2024; ties go to the earlier year."""
-    return min(uk_years, key=lambda y: (abs(uk_year_start(y) - year), uk_year_start(y)))
+@dataclass(frozen=True)
+class UkChoice:
+    """The CLS year a chart uses: `year` (None when no year up to the round has the figures),
+    `closest` (the closest year not after the round, whatever it holds), `skipped` (years between
+    the chosen one and the round that lack the figures), `missing` (what the chosen year lacks:
+    the age bands it does not publish), `need` ('distribution' or 'age')."""
+    need: str
+    year: str | None
+    closest: str | None
+    skipped: tuple[str, ...] = ()
+    missing: tuple[str, ...] = ()
+
+
+def _uk_age_rows(uk: pd.DataFrame) -> pd.DataFrame:
+    return uk[uk.breakdown.astype(str).str.startswith("uk_age=") & (uk.jp_code.astype(str) == "5")]
+
+
+def _uk_has(uk: pd.DataFrame, need: str) -> dict[str, tuple[str, ...]]:
+    """CLS year -> what it lacks for `need`, for the years that hold enough of it to be charted:
+    'distribution' needs all five categories of the total (nothing may lack); 'age' needs
+    often/always by at least one age band (the bands it lacks are listed)."""
+    if need == "distribution":
+        total = uk[uk.breakdown == "total"]
+        return {y: () for y, g in total.groupby("year") if g.jp_code.astype(str).nunique() >= 5}
+    if need == "age":
+        ages = _uk_age_rows(uk)
+        return {y: tuple(age_label(b) for b in schema.UK_AGE_BANDS if f"uk_age={b}" not in set(g.breakdown))
+                for y, g in ages.groupby("year")}
+    raise ValueError(f"unknown UK chart need {need!r} (distribution, age)")
+
+
+def choose_uk_year(uk: pd.DataFrame, year: int, need: str) -> UkChoice:
+    """The CLS year a chart shows beside the Japanese round `year`: the closest year not after
+    the round (closest_uk_year) among the years of uk_cls.csv that hold what the chart needs
+    (`need`: 'distribution' = all five categories; 'age' = often/always by age band)."""
+    years = sorted(set(uk.year.astype(str))) if len(uk) else []
+    has = _uk_has(uk, need) if len(uk) else {}
+    closest = closest_uk_year(years, year)
+    chosen = closest_uk_year(list(has), year)
+    skipped = tuple(y for y in years if chosen is not None and uk_year_start(chosen) < uk_year_start(y) <= year
+                    and y not in has) if chosen else tuple(y for y in years if uk_year_start(y) <= year)
+    return UkChoice(need=need, year=chosen, closest=closest, skipped=skipped,
+                    missing=has.get(chosen, ()) if chosen else ())
+
+
+def uk_reason(choice: UkChoice, year: int) -> str:
+    """Why a chart shows its CLS year (Japanese): the closest year not after the round that holds
+    the figures; when later years lack them, it says so; the bands the year lacks are named."""
+    what = UK_NEEDS[choice.need]
+    if choice.year is None:
+        return (f"{year}年以前の{UK_LABEL}の調査年度について{what}の公表値を収録していないため、{UK_LABEL}の値は示していません。")
+    years = "・".join(f"{y}年度" for y in choice.skipped)
+    text = (f"{years}は{what}が公表資料の本文に示されていない（本報告書の参照データにない）ため、{choice.year}年度の値を"
+            f"示します（{year}年の調査より後でない、{what}がそろう最も近い年度）。" if choice.skipped else
+            f"{year}年の調査より後でない最も近い年度（{choice.year}年度）の値です。")
+    if choice.missing:
+        text += (f"{choice.year}年度は{'・'.join(choice.missing)}の値が公表資料の本文に個別に示されていないため"
+                 f"「{MISSING}」としています。")
+    return text
+
+
+def closest_uk_year(uk_years, year: int) -> str | None:
+    """The CLS year (e.g. '2024/25') closest to a Japanese round fielded in December of `year`
+    and not after it: the latest year that starts in or before `year` ('2024/25' for 2024,
+    '2021/22' for 2022 when 2022/23 is absent). None when every year starts after the round."""
+    before = [y for y in uk_years if uk_year_start(y) <= int(year)]
+    return max(before, key=uk_year_start) if before else None
 
 
 def _ordered(frame: pd.DataFrame, **orders: list) -> pd.DataFrame:
@@ -487,14 +642,20 @@ def _css_class(value: str) -> str:
     return re.sub(r"[^A-Za-z0-9_-]", "_", str(value))
 
 
-def fmt_change(row) -> str:
+def fmt_change(row, polarity: str | None = None) -> str:
+    """The change since the previous round as shown: symbol and word; with the indicator's
+    ``polarity`` the word says 改善/悪化 where it has a direction of good (conventions.change_words).
+    A row whose previous round came from another source is not tested: 出典変更（比較なし）."""
     if row is None or is_suppressed(row):
         return MISSING
     ch = str(row.get("change_vs_previous") or "not_compared")
     if ch == "not_compared":
-        return MISSING
+        return md_escape("出典変更（比較なし）") if bool(row.get("source_changed", False)) is True else MISSING
     style = conventions.change(ch)
-    text = md_escape(f"{style.symbol} {style.label}")
+    word = conventions.change_words(ch, polarity) if polarity else style.label
+    if word == "変化なし":
+        word = style.label   # 有意差なし
+    text = md_escape(f"{style.symbol} {word}")
     return MdText(f"[{text}]{{.chg-{style.key}}}" if ch in ("increase", "decrease") else text)
 
 
@@ -573,8 +734,8 @@ def headline_table(data: ReportData, ids: list[str] | None = None) -> str:
         r = data.row(ind)
         unit = data.unit(ind)
         row = [data.name(ind), fmt_value(r, unit), fmt_ci(r), fmt_base(r)]  # md_table escapes
-        change = fmt_change(r)
-        if ind in changed and change != MISSING:
+        change = fmt_change(r, data.indicator(ind).polarity)
+        if ind in changed and change != MISSING and "出典変更" not in change:
             change = MdText(change + md_escape(" （出典変更）"))
         if data.is_national:
             prev = data.row(ind, year=prev_year) if prev_year is not None else None
@@ -621,3 +782,61 @@ def shown_value(row) -> float | None:
     return float(row["value"])
 
 
+
+
+# --- The evaluation: progress since the baseline and the main points (pipelines.evaluation) --------
+
+def progress(data: ReportData) -> pd.DataFrame:
+    """The national progress table of ``data.year`` (evaluation.progress_table): baseline -> latest
+    per indicator, Holm-adjusted within each 基本方針."""
+    from .evaluation import progress_table
+    from .published import published_national
+
+    return progress_table(data.indicators, data.catalogue, data.year, published_national())
+
+
+def main_points(data: ReportData, progress_frame: pd.DataFrame | None = None):
+    """The 要点 of the report (evaluation.key_points), each with the rows it was made from."""
+    from .evaluation import key_points
+
+    if data.is_national and progress_frame is None:
+        progress_frame = progress(data)
+    return key_points(data.indicators, data.catalogue, data.year, data.area_code, data.area_name,
+                      progress_frame)
+
+
+def main_points_md(points) -> str:
+    """The 要点 as a Markdown list (the sentences are ours; names come from the catalogue)."""
+    return "\n".join(f"- {md_escape(p.text)}" for p in points)
+
+
+def progress_md(frame: pd.DataFrame) -> str:
+    """The progress table, one block per 基本方針: baseline and latest values, the difference with
+    its 95% interval, p-value and Holm-adjusted p, and the words (改善/悪化/変化なし)."""
+    from .method_statement import confidence_percent
+
+    blocks = []
+    c = confidence_percent()
+    for pillar, part in frame.groupby("pillar", sort=True):
+        rows, cells = [], []
+        for r in part.itertuples():
+            unit = "percent" if r.unit == "flag" else r.unit
+            base = f"{fmt_num(r.baseline_value, unit)}（{r.baseline_year}年" + ("・公表値" if r.baseline_from == "published" else "") + "）"
+            diff = f"{r.difference:+.1f}"
+            if r.method in ("newcombe", "fisher"):
+                interval = f"{r.diff_lower:+.1f}～{r.diff_upper:+.1f}"
+                p = "<0.001" if r.p_value < 0.001 else f"{r.p_value:.3f}"
+                ph = "<0.001" if r.p_holm < 0.001 else f"{r.p_holm:.3f}"
+            else:
+                interval, p, ph = "全数（検定なし）" if r.method == "census" else MISSING, MISSING, MISSING
+            target = MISSING if r.target is None or _isnan(r.target) else fmt_num(r.target, unit)
+            row = [r.name + ("（都道府県の%）" if r.unit == "flag" else ""), base,
+                   f"{fmt_num(r.latest_value, unit)}（{r.latest_year}年）", diff, interval, p, ph,
+                   r.words_holm, target]
+            rows.append(row)
+            cells += [str(x) for x in row]
+        blocks.append(f"**{md_escape(part.iloc[0]['pillar_label'])}**\n\n" + md_table(
+            ["指標", "基準値", "最新値", "差", f"差の{c}%区間", "p値", "Holm調整p値", "判定（調整後）", "目標"],
+            rows, ["l", "r", "r", "r", "r", "r", "r", "c", "r"], widths=[5, 3, 3, 2, 3, 2, 2, 2, 2],
+            caption=f"基本方針({pillar})の指標：基準年から最新年への変化"))
+    return "\n\n".join(blocks)

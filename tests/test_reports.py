@@ -22,9 +22,9 @@ from pipelines.catalogue import PILLARS
 
 # Sections: the 重点計画's 基本方針 that the catalogue's `section` field fills (every one has an
 # indicator in the shipped catalogue), between the fixed opening and closing sections.
-SECTIONS = ["主な指標", "推移"] + list(PILLARS.values()) + ["方法と注意事項"]
+SECTIONS = ["要点", "主な指標", "推移"] + list(PILLARS.values()) + ["方法と注意事項"]
 SUBSECTIONS = ["回答分布：孤独感が「しばしばある・常にある」人の割合（イングランドとの比較）",
-               "年齢別（英国の年齢区分）：孤独感が「しばしばある・常にある」人の割合",
+               "年齢別（イングランドと同じ年齢区分）：孤独感が「しばしばある・常にある」人の割合",
                "回答分布：UCLA孤独感尺度（3項目）10～12点の人の割合",
                "性別・年齢別：孤独感が「しばしばある・常にある」人の割合", "施策データ"]
 BANNER = "合成データ"
@@ -215,7 +215,7 @@ def test_national_report_shows_prefecture_distribution_in_jis_order(built):
     head = ind[(ind.area_code == "00") & (ind.indicator_id == "lonely_often_always") & (ind.breakdown == "total")]
     nat = table_with_header(page, "指標", "前回")
     assert nat[1][1] == f"{head.value.iloc[0]:.1f}"
-    assert any("イングランド（Community Life Survey） 2021/22" in h for t in page.tables for h in t[0])
+    assert any("イングランド（CLS 2021/22）" in h for t in page.tables for h in t[0])
     # 前回（%） is the previous round's value (it used to repeat this round's)
     con = duckdb.connect(str(wh), read_only=True)
     prev = con.execute("SELECT value FROM indicators WHERE year = 2023 AND area_code = '00' AND breakdown = 'total' "
