@@ -10,7 +10,8 @@ Tsunagari report filter for pandoc's ipynb reader (run with --ipynb-output=all).
 * Outputs carry text from data (names, notes, survey ids), so nothing in them may become markup
   of the target format: Markdown outputs are read without raw HTML/TeX, raw attributes
   (`x`{=html}/{=typst}), citations or math, and anything raw, any link or image that remains is
-  turned into literal text (an image would make pandoc embed a local file, e.g. ![](/etc/passwd)).
+  turned into literal text (an image would make pandoc embed a local file, e.g. ![](/etc/passwd)),
+  except a link to a page of this site (a relative path like prefectures/13-tokyo.html).
   text/html outputs are never passed through (the text/plain sibling is shown instead). The
   notebook escapes data with pipelines.reports.md_escape; this is the second line of defence.
   Markdown cells (written by the report's authors) are not data and keep their markup.
@@ -49,7 +50,15 @@ local SAFE_MARKDOWN = "markdown-raw_html-raw_tex-raw_attribute-citations-tex_mat
 local NEUTRALISE = {
   RawInline = function(el) return pandoc.Str(el.text) end,
   RawBlock = function(el) return pandoc.CodeBlock(el.text) end,
-  Link = function(el) return el.content end,
+  Link = function(el)
+    -- Kept only for a page of this site: a relative .html path of letters, digits, - and / (the
+    -- national table's links to the prefecture reports; relative from the PDF too); else text.
+    local t = el.target or ""
+    if t:match("^[%w%-/]+%.html$") and not t:match("^/") and not t:match("//") then
+      return pandoc.Link(el.content, t)
+    end
+    return el.content
+  end,
   Image = function(el)
     local alt = stringify(el.caption or el.content or {})
     return pandoc.Str(alt ~= "" and alt or "図")

@@ -176,7 +176,7 @@ def test_typst_source_from_data_has_no_code(rendered, tmp_path):
     from pipelines.render.pandoc import render_typst
     from pipelines.reports import area_meta
 
-    executed = rendered["out"] / ".work" / "executed" / f"{SLUG}.ipynb"
+    executed = rendered["root"] / ".site.tsunagari-work" / "executed" / f"{SLUG}.ipynb"   # beside the site
     typ = render_typst(executed.resolve(), tmp_path, area_meta(PREF, YEAR, True)).read_text(encoding="utf-8")
     assert "/etc/passwd" in typ  # the text is there ...
     for code in ('#read("/etc/passwd")', '#import "/etc/passwd"', "#set page(fill: red)", '#eval("1")'):
@@ -421,7 +421,8 @@ def test_sql_in_package_binds_values():
         "build.py": ["{sql}", "{CONTEXT_SQL}", "{_row_text(INDICATOR_COLS)}", "{_row_text(DISTRIBUTION_COLS)}",
                      "{_row_text(CONTEXT_COLS)}"],
         "reports.py": ["{OWN_SURVEY_MARK}"],
-        "ingest.py": ["{schema.AGE_BAND_SQL}", "{schema.UK_AGE_BAND_SQL}", "{table}"],
+        "ingest.py": ["{schema.AGE_BAND_SQL}", "{schema.UK_AGE_BAND_SQL}", "{table}",
+                      "{name}", "{col}"],   # constant table names and schema.SURVEY_DESIGN_COLUMNS
         "validate.py": ["{table}", "{cols}", "{order}"],
         "report_data.py": ["{OWN_SURVEY_MARK}"],  # CONTEXT_SQL (moved from reports.py)
         "warehouse.py": ["{META_TABLE}"],  # the metadata table's name (a constant); values are bound (?)

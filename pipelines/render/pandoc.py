@@ -99,6 +99,42 @@ def _writer_args(ast: _Ast) -> list[str]:
     return [str(ast.json), "-f", "json", "-M", "lang=ja", "--wrap=none"]
 
 
+def report_nav(meta: dict) -> str:
+    """The site navigation at the top of a report page: back to the map, the national report, the
+    methodology and the downloads; this report's PDF and its data (XLSX, CSV); and a prefecture
+    picker (a labelled <select> and a button: typing the two-digit code, e.g. 1 3, reaches Tokyo).
+    Links are relative (national.html at the top, prefecture reports one folder down)."""
+    from ..reference import pref_slug, prefectures
+
+    code = str(meta.get("area_code", "00"))
+    year = int(meta.get("year", 0) or 0)
+    national = code == "00"
+    up = "" if national else "../"
+    slug = pref_slug(int(code))
+    pdf = f"{slug}.pdf"
+    xlsx = f"{up}downloads/indicators-{year}.xlsx" if national else f"{up}downloads/{slug}-{year}.xlsx"
+    csv = f"{up}downloads/indicators-{year}.csv"
+    links = [(f"{up}index.html", "地図・都道府県一覧"), (f"{up}national.html", "全国の報告書"),
+             (f"{up}methodology.html", "方法"), (f"{up}downloads/index.html", "ダウンロード")]
+    own = [(pdf, "この報告書のPDF"), (xlsx, "この報告書のデータ（Excel）"), (csv, "全都道府県のデータ（CSV）")]
+    def page_of(pref: int) -> str:
+        return f"prefectures/{pref_slug(pref)}.html" if national else f"{pref_slug(pref)}.html"
+
+    options = "".join(f'<option value="{page_of(int(r.pref_code))}"' + (" selected" if int(r.pref_code) == int(code) else "")
+                      + f">{int(r.pref_code):02d} {_html.escape(str(r.name_ja))}</option>"
+                      for r in prefectures().itertuples())
+    current = f"{up}national.html" if national else None
+    items = "".join(f'<li><a href="{_html.escape(h)}"' + (' aria-current="page"' if h == current else "")
+                    + f">{_html.escape(t)}</a></li>" for h, t in links)
+    own_items = "".join(f'<li><a href="{_html.escape(h)}">{_html.escape(t)}</a></li>' for h, t in own)
+    return ('<header class="report-nav">\n<nav aria-label="サイト内ナビゲーション">\n'
+            f'<ul class="nav">{items}</ul>\n<ul class="nav own">{own_items}</ul>\n'
+            '<form class="picker" action="#" onsubmit="location.href=this.elements.pref.value;return false;">'
+            '<label for="pref-picker">都道府県を選ぶ（コード2桁を入力）</label> '
+            f'<select id="pref-picker" name="pref">{options}</select> '
+            '<button type="submit">表示</button></form>\n</nav>\n</header>\n')
+
+
 def html_includes(meta: dict) -> tuple[str, str]:
     """The HTML put before and after a report's body (the Quarto renderer uses them too): the
     synthetic banner at the top and bottom when the data are synthetic, and the area and year line."""
@@ -124,7 +160,7 @@ def render_html(executed: Path, html_out: Path, meta: dict) -> Path:
         before, after = tmpd / "before.html", tmpd / "after.html"
         # The whole body is the page's main landmark (Quarto's own template has one; this one has not).
         head, tail = html_includes(meta)
-        before.write_text("<main>\n" + head, encoding="utf-8")
+        before.write_text(report_nav(meta) + "<main>\n" + head, encoding="utf-8")
         after.write_text(tail + "</main>\n", encoding="utf-8")
         args = _writer_args(ast) + [
             "-t", "html5", "--standalone", "--embed-resources", f"--css={CSS}",
