@@ -47,7 +47,7 @@ def stages(site: Path) -> str:
     import re
     from datetime import datetime
 
-    text = (site / "build.log").read_text(encoding="utf-8")
+    text = (site.parent / f".{site.name}.tsunagari-work" / "build.log").read_text(encoding="utf-8")   # beside the site
     text = text[text.rfind("\n", 0, text.rfind("build config:")) + 1:]   # the last build only
     parts = [f"{m.group(1).split(' / ')[0]} {float(m.group(2)):.1f}"
              for m in re.finditer(r"INFO tsunagari\.build: (.+?) done in ([0-9.]+) s", text)]
@@ -105,7 +105,7 @@ def main() -> None:
     df.loc[df.index[:100], "孤独感"] = "しばしばある・常にある"
     df.to_csv(path, encoding="cp932", index=False)
     one, rss3 = run(cmd, work)
-    summary = (work / "site" / "build-summary.txt").read_text(encoding="utf-8")
+    summary = (work / ".site.tsunagari-work" / "build-summary.txt").read_text(encoding="utf-8")
     print(f"one prefecture changed (Saitama own survey) rebuild:          {one:6.1f} s")
     print(stages(work / "site"))
     # Every report again (as after a code change), the charts from the cache the builds above filled

@@ -55,7 +55,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from pipelines.publish import staging_dir  # noqa: E402  (needs ROOT on sys.path)
+from pipelines.publish import work_dir  # noqa: E402  (needs ROOT on sys.path)
 from tests.process_helpers import with_tmpdir  # noqa: E402
 
 MODEL_YEARS = (2022, 2023, 2024)   # rounds the synthetic generator models
@@ -230,7 +230,7 @@ def interrupted_build(work: Path, n: int, name: str, group: bool, logs: Path) ->
     run; prints the seconds from the signal to the build's exit and to the end of its last process."""
     tmp, env = fresh(work)
     busy = busy_processes(n)
-    log = staging_dir(work / "site") / "build.log"
+    log = work_dir(work / "site") / "build.log"
     try:
         with open(logs / f"interrupt-{name}.log", "w", encoding="utf-8") as out:
             t0 = time.monotonic()
@@ -330,7 +330,7 @@ def main() -> None:
                                           "--pref", "13", "--pref", "31", "--year", str(args.last),
                                           "--jobs", str(args.jobs), "--renderer", "pandoc", "-q"], logs, env)
         results.append(r)
-        build_log = site / "build.log"
+        build_log = site.parent / f".{site.name}.tsunagari-work" / "build.log"
         if build_log.exists():
             for line in build_log.read_text(encoding="utf-8").splitlines():
                 if " done in " in line or ": ok in " in line:

@@ -50,8 +50,8 @@ def quarto_seconds(site: Path) -> str:
     """The Quarto project render's share of a build, from the log (the span of its log lines)."""
     from datetime import datetime
 
-    candidates = [site / "build.log", *site.parent.glob(f".{site.name}.tsunagari-new/build.log"),
-                  site.with_name(site.name + ".new") / "build.log"]   # an unpublished build's staging folder
+    candidates = [site.parent / f".{site.name}.tsunagari-work" / "build.log",   # the build's working folder
+                  site / "build.log"]                                          # (a site of an earlier version)
     log_file = next((p for p in candidates if p.is_file()), None)
     if log_file is None:
         return "?"

@@ -56,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
     df = survey_frame(args.rows)
     con = duckdb.connect()
     con.execute(schema.SURVEY_TABLE_DDL.format(name="staging_survey"))
-    con.execute("INSERT INTO staging_survey SELECT * FROM df")
+    con.execute("INSERT INTO staging_survey BY NAME SELECT * FROM df")
     del df
     print(f"generated and staged {args.rows:,} rows in {time.perf_counter() - t:.2f} s")
     sf = StagedFile(path=Path("bench.csv"), file_name="bench.csv", file_id="bench", kind="survey",

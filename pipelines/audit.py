@@ -170,17 +170,20 @@ def band_nodes(breakdown: str) -> tuple[int, int]:
 
 
 def age_bounds(block: np.ndarray, a: np.ndarray, b: np.ndarray, value: np.ndarray, total: np.ndarray,
-               q_block: np.ndarray, q_a: np.ndarray, q_b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+               q_block: np.ndarray, q_a: np.ndarray, q_b: np.ndarray,
+               value_lo: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Tightest [lo, hi] of the age bands (q_block, q_a, q_b) given, per block 0..B-1, its
-    published total ``total[block]`` and its published age and UK age bands (block, a, b, value).
-    Raises ValueError naming the first block whose published cells contradict each other."""
+    published total ``total[block]`` (its largest possible value) and its published age and UK age
+    bands (block, a, b, value; with ``value_lo`` a band is known only to lie in [value_lo, value],
+    e.g. a count read from a rounded share). Raises ValueError naming the first block whose
+    published cells contradict each other."""
     nb = len(total)
     d = np.full((nb, _NODES, _NODES), np.inf)
     d[:, np.arange(_NODES), np.arange(_NODES)] = 0.0
     d[:, np.arange(1, _NODES), np.arange(_NODES - 1)] = 0.0       # atoms >= 0: S_k <= S_{k+1}
     d[:, 0, _NODES - 1] = np.asarray(total, dtype=float)          # age unknown >= 0: S_12 <= total
     np.minimum.at(d, (block, a, b), value)                        # S_b - S_a <= v
-    np.minimum.at(d, (block, b, a), -np.asarray(value, dtype=float))   # S_a - S_b <= -v
+    np.minimum.at(d, (block, b, a), -np.asarray(value if value_lo is None else value_lo, dtype=float))   # S_a - S_b <= -v
     for k in range(_NODES):
         np.minimum(d, d[:, :, k, None] + d[:, None, k, :], out=d)
     bad = np.flatnonzero((d[:, np.arange(_NODES), np.arange(_NODES)] < -_TOL).any(axis=1))
@@ -239,7 +242,9 @@ def intervals(cells: pd.DataFrame, quantities: tuple[int, ...] = (0, 1, 2)) -> I
 
     ``cells``: columns ``block`` (any label: one round x area x measure), ``breakdown``, ``n``,
     ``y`` (the values an intruder reads for published cells; NaN allowed for hidden ones),
-    ``published`` (bool). Rows of a block with no ``total`` row are not audited. ``quantities``:
+    ``published`` (bool), and optionally ``y_lo`` / ``y_hi``: a published count known only to lie
+    in [y_lo, y_hi] (read from a rounded share; default: exactly ``y``). Rows of a block with no
+    ``total`` row are not audited. ``quantities``:
     which of n (0), y (1), n - y (2) are needed for the age cells that both age partitions relate
     (the others are left at the a-priori range). The bounds are always the tightest: none depends
     on the true values of the hidden cells.
@@ -252,6 +257,9 @@ def intervals(cells: pd.DataFrame, quantities: tuple[int, ...] = (0, 1, 2)) -> I
     pub = c["published"].to_numpy(dtype=bool)
     n = c["n"].to_numpy(dtype=float)
     y = c["y"].to_numpy(dtype=float)
+    ranged = "y_lo" in c.columns and "y_hi" in c.columns
+    ylo = c["y_lo"].to_numpy(dtype=float) if ranged else y
+    yhi = c["y_hi"].to_numpy(dtype=float) if ranged else y
     bcodes, uniq = pd.factorize(c["breakdown"].astype(str), sort=False)
     uniq = [str(u) for u in uniq]
     bds = np.asarray(uniq, dtype=object)[bcodes] if len(uniq) else np.zeros(0, dtype=object)
@@ -272,7 +280,8 @@ def intervals(cells: pd.DataFrame, quantities: tuple[int, ...] = (0, 1, 2)) -> I
     tot_pub = np.zeros(nb, dtype=bool)
     tot_pub[has_tot] = pub[tot_row[has_tot]]
     N = np.where(has_tot, n[np.maximum(tot_row, 0)], np.nan)
-    Y = np.where(has_tot, y[np.maximum(tot_row, 0)], np.nan)
+    Y_lo = np.where(has_tot, ylo[np.maximum(tot_row, 0)], np.nan)   # the total's count: [Y_lo, Y_hi]
+    Y_hi = np.where(has_tot, yhi[np.maximum(tot_row, 0)], np.nan)
     hid = ~pub & modelled & ~is_total
     # a hidden total: nothing of the block is published (every cell is <= the total), no bound
     out_hidden_total = np.flatnonzero(~pub & modelled & has_tot[blk] & ~tot_pub[blk])
@@ -282,17 +291,19 @@ def intervals(cells: pd.DataFrame, quantities: tuple[int, ...] = (0, 1, 2)) -> I
     counted = pub & (part > 0)
     size = nb * len(_PARTS)
     pn = np.bincount(key[counted], weights=n[counted], minlength=size).reshape(nb, len(_PARTS))
-    py = np.bincount(key[counted], weights=y[counted], minlength=size).reshape(nb, len(_PARTS))
+    py_lo = np.bincount(key[counted], weights=ylo[counted], minlength=size).reshape(nb, len(_PARTS))
+    py_hi = np.bincount(key[counted], weights=yhi[counted], minlength=size).reshape(nb, len(_PARTS))
     # which age partitions publish a cell, per block
     kinds_pub = np.zeros((nb, 3), dtype=bool)
     kinds_pub[blk[pub], kind[pub]] = True
     i = out_open
     bi = blk[i]
     mn = N[bi] - pn[bi, part[i]]
-    my = Y[bi] - py[bi, part[i]]
+    my = Y_hi[bi] - py_lo[bi, part[i]]                                  # the rest's count at most
+    mz = (N[bi] - Y_lo[bi]) - (pn[bi, part[i]] - py_hi[bi, part[i]])    # the rest's complement at most
     lo = np.zeros((len(i), 3))
-    hi = np.stack([mn, my, mn - my], axis=1)
-    a_hi = np.stack([N[bi], Y[bi], N[bi] - Y[bi]], axis=1)
+    hi = np.stack([mn, my, mz], axis=1)
+    a_hi = np.stack([N[bi], Y_hi[bi], N[bi] - Y_lo[bi]], axis=1)
     other = np.where(kind[i] == 1, 2, 1)
     both = (part[i] == _PARTS.index("age")) & kinds_pub[bi, other]
     how = np.where(both, 2, 1)
@@ -303,10 +314,16 @@ def intervals(cells: pd.DataFrame, quantities: tuple[int, ...] = (0, 1, 2)) -> I
         sel = np.flatnonzero(pub & (a_node >= 0) & np.isin(blk, qb))
         sb = np.searchsorted(qb, blk[sel])
         qa, qz = a_node[i[q]], b_node[i[q]]
-        ylo, yhi = age_bounds(sb, a_node[sel], b_node[sel], y[sel], Y[qb], qcode, qa, qz)
-        zlo, zhi = age_bounds(sb, a_node[sel], b_node[sel], n[sel] - y[sel], N[qb] - Y[qb], qcode, qa, qz)
-        v_lo = np.stack([ylo + zlo, ylo, zlo], axis=1)
-        v_hi = np.stack([yhi + zhi, yhi, zhi], axis=1)
+        b_ylo, b_yhi = age_bounds(sb, a_node[sel], b_node[sel], yhi[sel], Y_hi[qb], qcode, qa, qz,
+                                  value_lo=ylo[sel])
+        b_zlo, b_zhi = age_bounds(sb, a_node[sel], b_node[sel], n[sel] - ylo[sel], N[qb] - Y_lo[qb], qcode,
+                                  qa, qz, value_lo=n[sel] - yhi[sel])
+        n_lo, n_hi = b_ylo + b_zlo, b_yhi + b_zhi
+        if ranged:   # the counts are ranges, the bases exact: the base system bounds n too
+            m_lo, m_hi = age_bounds(sb, a_node[sel], b_node[sel], n[sel], N[qb], qcode, qa, qz)
+            n_lo, n_hi = np.maximum(n_lo, m_lo), np.minimum(n_hi, m_hi)
+        v_lo = np.stack([n_lo, b_ylo, b_zlo], axis=1)
+        v_hi = np.stack([n_hi, b_yhi, b_zhi], axis=1)
         keep = np.zeros(3, dtype=bool)
         keep[list(quantities)] = True
         lo[q] = np.where(keep, v_lo, 0.0)
@@ -651,27 +668,76 @@ def _national_exposures(t: pd.DataFrame, pub: np.ndarray, n: np.ndarray, y: np.n
     return out
 
 
+def _half_unit(x: np.ndarray, max_decimals: int = 4) -> float:
+    """Half a unit of the last decimal the published numbers ``x`` (a column) were rounded to: 0.05
+    when none has more than one decimal (12.3, 12.0), 0.5 for whole numbers; 0 (exact) when any
+    has more than ``max_decimals`` decimals. Rounding is a property of the column, not of a cell
+    (12.0 in a column published to 0.1 is known to ±0.05)."""
+    x = np.asarray(x, dtype=float)
+    x = x[np.isfinite(x)]
+    for d in range(max_decimals + 1):
+        s = x * 10.0 ** d
+        if (np.abs(s - np.round(s)) < 1e-6 * 10.0 ** d).all():
+            return 0.5 * 10.0 ** -d
+    return 0.0
+
+
+def published_counts(value, n, n_effective=None, design_effect=None
+                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(y_lo, y_hi, weighted) of published cells: the counts an intruder can read from a share
+    ``value`` (percent, as published: rounded to some decimals or not) and its base ``n``, i.e. every
+    whole number y with y / n x 100 within half a unit of the value's last decimal, and whether a
+    cell cannot be a count over its base (no whole number fits, or, when ``n_effective`` and
+    ``design_effect`` are given, n_effective x design_effect differs from n: Kish's n_eff equals n
+    only when every weight is equal) -- a weighted survey, whose counts do not follow."""
+    v = np.asarray(value, dtype=float)
+    n = np.asarray(n, dtype=float)
+    with np.errstate(invalid="ignore"):
+        yc = v * n / 100.0
+        spread = _half_unit(v) * n / 100.0
+        y_lo = np.ceil(yc - spread - 1e-4)
+        y_hi = np.floor(yc + spread + 1e-4)
+        weighted = y_lo > y_hi
+        if n_effective is not None and design_effect is not None:
+            ne = np.asarray(n_effective, dtype=float)
+            de = np.asarray(design_effect, dtype=float)
+            kish = ne * de
+            known = np.isfinite(kish) & np.isfinite(n)
+            weighted |= known & (np.abs(kish - n) > _half_unit(ne) * de + 1e-6)
+    y_lo, y_hi = np.maximum(y_lo, 0.0), np.minimum(y_hi, n)
+    return y_lo, y_hi, weighted
+
+
 def audit_published(table: pd.DataFrame) -> list[Exposure]:
     """Every suppressed cell of a published indicators table (columns area_code, indicator_id,
-    breakdown, value, n_unweighted, suppressed; year and note optional) that the published cells
-    pin down to an interval narrower than min(PROTECTION_ABS, the a-priori range): within each
-    area (``intervals``) and, with a note column (which names the prefectures estimated from the
-    national survey), prefectures within the national cell. A block whose published value x base
-    are not whole numbers (a weighted survey) is audited on its bases only."""
+    breakdown, value, n_unweighted, suppressed; year, note, n_effective and design_effect optional)
+    that the published cells pin down to an interval narrower than min(PROTECTION_ABS, the a-priori
+    range): within each area (``intervals``) and, with a note column (which names the prefectures
+    estimated from the national survey), prefectures within the national cell. A published count is
+    read from value x base with the value's rounding (a share published to 0.1 point gives every
+    count within ±0.05 point: exact for a base under 1,000; ``published_counts``). A block with a
+    cell whose value x base fits no count, or whose n_effective x design_effect is not its base (a
+    weighted survey), is audited on its bases only."""
     t = table.reset_index(drop=True)
     sup = t["suppressed"].to_numpy(dtype=bool)
     n = pd.to_numeric(t["n_unweighted"], errors="coerce").to_numpy(dtype=float)
     v = pd.to_numeric(t["value"], errors="coerce").to_numpy(dtype=float)
     pub = ~sup & ~np.isnan(n) & ~np.isnan(v)
-    y = np.where(pub, v * np.where(np.isnan(n), 0, n) / 100.0, np.nan)
+    kish = ({"n_effective": pd.to_numeric(t["n_effective"], errors="coerce").to_numpy(dtype=float),
+             "design_effect": pd.to_numeric(t["design_effect"], errors="coerce").to_numpy(dtype=float)}
+            if {"n_effective", "design_effect"} <= set(t.columns) else {})
+    y_lo, y_hi, cell_w = published_counts(v, n, **kish)
     year = t["year"].astype(str) if "year" in t.columns else pd.Series("", index=t.index)
     block = (year + "|" + t["area_code"].astype(str) + "|" + t["indicator_id"].astype(str)).to_numpy()
-    frac = pd.Series(np.where(pub, np.abs(y - np.round(y)), 0.0)).groupby(block).max()
-    weighted = set(frac.index[frac > 1e-4])
+    w_block = pd.Series(pub & cell_w).groupby(block).any()
+    weighted = set(w_block.index[w_block.to_numpy()])
     w = np.isin(block, list(weighted))
-    y = np.where(pub, np.where(w, 0.0, np.round(y)), np.nan)   # weighted blocks: bases only
+    # weighted blocks: bases only (counts 0); unweighted: each published count as a range
+    y_lo = np.where(pub, np.where(w, 0.0, y_lo), np.nan)
+    y_hi = np.where(pub, np.where(w, 0.0, y_hi), np.nan)
+    y = np.where(pub, np.where(w, 0.0, np.round(v * np.where(np.isnan(n), 0, n) / 100.0)), np.nan)
     cells = pd.DataFrame({"block": block, "breakdown": t["breakdown"].astype(str), "n": n, "y": y,
-                          "published": pub})
+                          "y_lo": y_lo, "y_hi": y_hi, "published": pub})
     iv = intervals(cells)
     bad = exposed_published(iv)
     bad[w[iv.index], 1:] = False

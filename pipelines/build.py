@@ -1,12 +1,14 @@
 """`tsunagari build`: ingest -> validate -> indicators -> reports -> site, then publish.
 
-A thin main: one BuildConfig, logging to stderr and to ``build.log`` in the output (config logged at
-the start), and named stages. Each artefact has a content hash of its inputs (its slice of the
-warehouse and the fingerprint of code, templates, reference data, settings and libraries,
-pipelines/fingerprint.py); an artefact whose hash is unchanged is not rebuilt. The new site is
-assembled in ``.<out>.tsunagari-new`` and swapped in only when every stage succeeded and the publish
-scan passed (pipelines/publish.py); a failure leaves the published site untouched and the exit code
-non-zero.
+A thin main: one BuildConfig, logging to stderr and to ``build.log`` in the build's working folder
+``.<out>.tsunagari-work`` beside the site (config logged at the start), and named stages. Each
+artefact has a content hash of its inputs (its slice of the warehouse and the fingerprint of code,
+templates, reference data, settings and libraries, pipelines/fingerprint.py); an artefact whose hash
+is unchanged is not rebuilt. The new site is assembled in ``.<out>.tsunagari-new`` and swapped in
+only when every stage succeeded and the publish scan (an allow-list) passed (pipelines/publish.py);
+a failure leaves the published site untouched and the exit code non-zero. Only the site is
+published: the executed notebooks, the indicators notebook (the audit record), the log, the
+summary and the build's records stay in the working folder.
 """
 
 from __future__ import annotations
@@ -139,7 +141,11 @@ INDICATOR_COLS = [("year", None), ("area_code", None), ("indicator_id", None), (
                   ("n_effective", 6), ("national_value", 8), ("comparison", None),
                   ("change_vs_previous", None), ("suppressed", None), ("note", None),
                   ("source", None), ("previous_year", None), ("source_changed", None),
-                  ("comparison_method", None), ("change_method", None), ("design_effect", 8)]
+                  ("comparison_method", None), ("change_method", None), ("design_effect", 8),
+                  ("reference_value", 8), ("reference_n_effective", 6), ("difference", 8),
+                  ("difference_lower_ci95", 8), ("difference_upper_ci95", 8), ("p_value", 8),
+                  ("previous_value", 8), ("previous_n_effective", 6), ("change_difference", 8),
+                  ("change_lower_ci95", 8), ("change_upper_ci95", 8), ("change_p_value", 8)]
 DISTRIBUTION_COLS = [("year", None), ("area_code", None), ("question", None), ("breakdown", None),
                      ("category", None), ("category_label", None), ("value", 8), ("lower_ci95", 8),
                      ("upper_ci95", 8), ("n_unweighted", None), ("suppressed", None)]
@@ -319,9 +325,10 @@ def _stage_indicators(cfg: BuildConfig, new: Path, state: BuildState, year: int,
         state.invalidate(key)   # the table was emptied behind the build's back: recompute
     from .indicators import run_indicators
 
-    outputs = [new / "runs" / f"indicators-{year}.ipynb"]
+    # The executed notebook, the audit record, is kept in the working folder (runs/), not published.
+    outputs = [state.work / publish.RUNS_DIR / f"indicators-{year}.ipynb"]
     if _incremental(cfg, state, summary, key, d, outputs,
-                    lambda: run_indicators(year, cfg.warehouse, new, pool=pool)):
+                    lambda: run_indicators(year, cfg.warehouse, state.work, pool=pool)):
         summary.executed.append(f"indicators-{year}")
     return d
 
@@ -358,10 +365,11 @@ def _stage_downloads(cfg: BuildConfig, new: Path, state: BuildState, year: int, 
                      lambda y=y: write_downloads(year, cfg.warehouse, new, years=[y], combined=False))
 
 
-def _area_outputs(new: Path, code: int) -> tuple[Path, Path, Path]:
+def _area_outputs(new: Path, work: Path, code: int) -> tuple[Path, Path, Path]:
+    """An area's HTML and PDF in the site, and its executed notebook in the working folder."""
     slug = pref_slug(code)
     target = new if code == 0 else new / "prefectures"
-    return target / f"{slug}.html", target / f"{slug}.pdf", new / ".work" / "executed" / f"{slug}.ipynb"
+    return target / f"{slug}.html", target / f"{slug}.pdf", work / publish.EXECUTED_DIR / f"{slug}.ipynb"
 
 
 _CONTEXT: dict = {}
@@ -382,7 +390,8 @@ def _check_context(warehouse: Path, year: int):
 def render_and_check(renderer: str, executed: Path, html: Path, pdf: Path, meta: dict, site: Path,
                      warehouse: Path, year: int) -> dict:
     """Run in a report worker after the notebook: render HTML + PDF, then the disclosure check of
-    this area's published text (its HTML and executed notebook) while the other areas still run.
+    this area's published text (its HTML; the executed notebook is not published) while the other
+    areas still run.
     Returns {"checked": {site-relative path: sha256}, "findings": [text]}; the build's final check
     skips a file only if it still has the hash checked here. The check's context (suppressed cells,
     respondent ids) is read from the warehouse once per worker."""
@@ -390,7 +399,7 @@ def render_and_check(renderer: str, executed: Path, html: Path, pdf: Path, meta:
     from .reports import render_area
 
     render_area(renderer, executed, html, pdf, meta)
-    rels = [p.resolve().relative_to(Path(site).resolve()).as_posix() for p in (html, executed)]
+    rels = [html.resolve().relative_to(Path(site).resolve()).as_posix()]
     findings = check_files(Path(site), rels, _check_context(Path(warehouse), int(year)))
     return {"checked": {r: hashlib.sha256((Path(site) / r).read_bytes()).hexdigest() for r in rels},
             "findings": [str(f) for f in findings]}
@@ -418,7 +427,7 @@ def _stage_reports(cfg: BuildConfig, new: Path, state: BuildState, year: int, re
     todo = []
     for code in codes:
         key = f"report:{year}:{pref_slug(code)}"
-        html, pdf, executed = _area_outputs(new, code)
+        html, pdf, executed = _area_outputs(new, state.work, code)
         if not cfg.force and state.up_to_date(key, hashes[code], [html, pdf, executed]):
             summary.skipped.append(key)
             continue
@@ -427,8 +436,8 @@ def _stage_reports(cfg: BuildConfig, new: Path, state: BuildState, year: int, re
     if not todo:
         return
     warehouse = str(Path(cfg.warehouse).resolve())
-    # The executed notebooks are published: they run in the working folder and get the warehouse
-    # path relative to it (e.g. data/warehouse.duckdb), not an absolute server path.
+    # The executed notebooks (kept beside the site, not published) run in the working folder and get
+    # the warehouse path relative to it (e.g. data/warehouse.duckdb), not an absolute server path.
     wh_param = os.path.relpath(warehouse)
     quarto = renderer == "quarto"
     tasks = [
@@ -515,30 +524,26 @@ def _stage_site(cfg: BuildConfig, new: Path, state: BuildState, year: int, summa
     _incremental(cfg, state, summary, key, d, outputs, lambda: build_site(year, cfg.warehouse, new, workbooks=False))
 
 
-CHECKED_FILE = ".tsunagari-checked.json"
-
-
 def _file_hashes(site: Path, under: tuple[str, ...] = ("",)) -> dict[str, str]:
-    """sha256 of every published file (the build's records excluded) whose site-relative path
-    starts with one of `under`."""
+    """sha256 of every published file (the marker excluded) whose site-relative path starts with
+    one of `under`."""
     out = {}
     for p in site.rglob("*"):
         rel = p.relative_to(site).as_posix()
-        if rel.startswith(under) and p.is_file() and not p.name.startswith(".tsunagari") \
-                and p.name not in ("build.log", "build-summary.txt"):
+        if rel.startswith(under) and p.is_file() and rel != publish.MARKER:
             out[rel] = hashlib.sha256(p.read_bytes()).hexdigest()
     return out
 
 
-def _stage_disclosure(cfg: BuildConfig, new: Path, year: int, summary: BuildSummary,
+def _stage_disclosure(cfg: BuildConfig, new: Path, work: Path, year: int, summary: BuildSummary,
                       checked_now: dict[str, str] | None = None) -> None:
-    """Scan the assembled site (downloads, executed notebooks, report tables) for disclosive cells:
+    """Scan the assembled site (downloads, pages, report tables) for disclosive cells:
     every file that differs from the last checked version (all files with --force), except those
     checked earlier in this build (by the report workers, or the downloads while the reports ran)
     and unchanged since (`checked_now`)."""
     from .disclosure import check_files
 
-    record = new / CHECKED_FILE
+    record = work / publish.CHECKED_FILE   # (a record of the build: kept in the working folder)
     checked = _last_checked(cfg, record)
     current = _file_hashes(new)
     todo = {rel for rel, h in current.items() if checked.get(rel) != h}
@@ -560,17 +565,17 @@ def _stage_disclosure(cfg: BuildConfig, new: Path, year: int, summary: BuildSumm
                          + (f", {len(early)} of them while the reports ran)" if early else ")"))
 
 
-EARLY_CHECK = ("downloads/", "runs/", "quality/results.json")
+EARLY_CHECK = ("downloads/", "quality/results.json")
 
 
-def _check_early(cfg: BuildConfig, new: Path, year: int, summary: BuildSummary,
+def _check_early(cfg: BuildConfig, new: Path, work: Path, year: int, summary: BuildSummary,
                  checked_now: dict[str, str]) -> None:
-    """While the reports run: the disclosure check of the downloads, the indicators record and the
-    validation results, which are final by now (what changes later is checked again: the final
+    """While the reports run: the disclosure check of the downloads and the validation results,
+    which are final by now (what changes later is checked again: the final
     check skips only files whose hash is the one checked here)."""
     from .disclosure import check_files
 
-    before = _last_checked(cfg, new / CHECKED_FILE)
+    before = _last_checked(cfg, work / publish.CHECKED_FILE)
     todo = {rel: h for rel, h in sorted(_file_hashes(new, EARLY_CHECK).items()) if before.get(rel) != h}
     if not todo:
         return
@@ -669,14 +674,33 @@ def _run_stages(cfg: BuildConfig, new: Path, state: BuildState, renderer: str, p
                 _stage_downloads(cfg, new, state, year, d_ind, summary)
                 workbooks = [new / "downloads" / f"{pref_slug(int(c))}-{year}.xlsx" for c in prefectures().pref_code]
                 _incremental(cfg, state, summary, f"workbooks:{year}", digest(d_ind, _code_hash()),
-                             workbooks, lambda: write_pref_workbooks(year, cfg.warehouse, new))
+                             workbooks, lambda: _pref_workbooks(write_pref_workbooks, year, cfg, new, state.work))
             with progress.stage("disclosure check of the downloads / 秘匿の確認（ダウンロード）"):
-                _check_early(cfg, new, year, summary, checked_now)
+                _check_early(cfg, new, state.work, year, summary, checked_now)
             with progress.stage("site / サイト"):
                 _stage_site(cfg, new, state, year, summary)
         finally:
             reports.result()
     return year, fresh
+
+
+WORKBOOK_DIGESTS_IN_SITE = Path("downloads") / ".xlsx-inputs.json"   # where site.write_pref_workbooks keeps them
+
+
+def _pref_workbooks(write, year: int, cfg: BuildConfig, new: Path, work: Path) -> None:
+    """The per-prefecture workbooks. Their writer keeps its input digests beside them
+    (downloads/.xlsx-inputs.json); a record of the build is not published: it is moved in from the
+    working folder for the call and back out after it (a copy left in the site by a killed build is
+    the most recent one, kept until then)."""
+    inside, kept = new / WORKBOOK_DIGESTS_IN_SITE, work / publish.WORKBOOK_DIGESTS
+    if kept.is_file():
+        inside.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(kept, inside)
+    try:
+        write(year, cfg.warehouse, new)
+    finally:
+        if inside.is_file():
+            os.replace(inside, kept)
 
 
 def _disk_full(exc: BaseException | str) -> bool:
@@ -719,10 +743,11 @@ def _build_locked(cfg: BuildConfig, out: Path, renderer: str, summary: BuildSumm
     if cfg.force_out:
         publish.take_over(out)
     publish.recover(out)
-    new = publish.prepare_staging(out)
-    logs.setup_logging(new / "build.log", quiet=cfg.quiet)
+    new = publish.prepare_staging(out)   # (and the working folder beside it)
+    work = publish.work_dir(out)
+    logs.setup_logging(work / publish.LOG_FILE, quiet=cfg.quiet)
     log.info("build config: %s (renderer resolved: %s)", logs.display_config(cfg), renderer)
-    state = BuildState(new)
+    state = BuildState(work, new)
     checked_now: dict[str, str] = {}   # files already checked for disclosure in this build
     pool = _start_pool(cfg, renderer)
     log.info("set up in %.2f s (workers %s)", time.perf_counter() - start,
@@ -740,7 +765,7 @@ def _build_locked(cfg: BuildConfig, out: Path, renderer: str, summary: BuildSumm
             summary.failed += [f"publish: {f}" for f in publish.scan_site(new)]
         if not summary.failed:  # disclosure control: a site with a finding is not published
             start_d = time.perf_counter()
-            _stage_disclosure(cfg, new, year, summary, checked_now)
+            _stage_disclosure(cfg, new, work, year, summary, checked_now)
             log.info("disclosure check / 秘匿の確認 done in %.2f s", time.perf_counter() - start_d)
         if summary.failed:
             log.error("%d area(s) failed; the new site stays in %s and is not published", len(summary.failed),
@@ -750,8 +775,7 @@ def _build_locked(cfg: BuildConfig, out: Path, renderer: str, summary: BuildSumm
                 publish.swap_in(out)
                 summary.published = True
         summary.seconds = time.perf_counter() - start
-        (out if summary.published else new).joinpath("build-summary.txt").write_text(summary.text() + "\n",
-                                                                                      encoding="utf-8")
+        (work / publish.SUMMARY_FILE).write_text(summary.text() + "\n", encoding="utf-8")
     finally:
         validator.stop()
         if pool is not None:

@@ -229,6 +229,40 @@ def marked_places(frame: pd.DataFrame, column: str = "value") -> list:
     return [p for p in _categories(frame["place"]) if str(p) in shown]
 
 
+# Point fills by estimate method (issue #24): a direct value is filled with its series' colour.
+METHOD_FILLS = {"pooled": "#BBBBBB", "model": "#FFFFFF"}
+
+
+def _method_fills(frame: pd.DataFrame, places) -> tuple[pd.DataFrame, dict[str, str], list[str]]:
+    """``frame`` with a column ``mark``: the place for a direct value, the method's words for a
+    pooled or model-based one (``estimate_method``, ``method_label``); the fill of each mark and
+    the legend breaks (the non-direct marks present, in the order pooled, model)."""
+    f = frame.copy()
+    place = f["place"].astype(str)
+    method = f["estimate_method"] if "estimate_method" in f.columns else pd.Series(None, index=f.index)
+    label = (f["method_label"] if "method_label" in f.columns else method).astype(object)
+    other = method.isin(list(METHOD_FILLS)) & f["value"].notna()
+    f["mark"] = place.where(~other, label.astype(str))
+    colours = place_colours(places)
+    fills = {str(p): colours[str(p)] for p in places}
+    breaks = []
+    for m in ("pooled", "model"):
+        for lab in dict.fromkeys(label[other & (method == m)].astype(str)):
+            fills[lab] = METHOD_FILLS[m]
+            breaks.append(lab)
+    return f, fills, breaks
+
+
+def _fill_scale(fills: dict[str, str], breaks: list[str]):
+    """The fill scale of the marks: a legend ('推計方法') listing only the non-direct kinds present."""
+    from plotnine import guide_legend, scale_fill_manual
+
+    if not breaks:
+        return scale_fill_manual(values=fills, guide=None)
+    return scale_fill_manual(values=fills, breaks=breaks, name="推計方法",
+                             guide=guide_legend(override_aes={"shape": "o", "colour": "#333333"}))
+
+
 def estimate_chart(frame: pd.DataFrame, title: str, x: str = "group", flip: bool = False):
     """Point and 95% interval per `x` category, one dodged series per `place` (area, 全国,
     England), from ReportData.estimates (NaN values are not drawn; their category keeps its slot).
@@ -248,18 +282,22 @@ def estimate_chart(frame: pd.DataFrame, title: str, x: str = "group", flip: bool
     no_interval = shown.value.notna() & (shown.lower_ci95.isna() | shown.upper_ci95.isna())
     # group = place: plotnine draws each group separately, and one group per series (not per
     # series x category) makes this chart ~4x faster to draw (bench/bench_charts.py)
+    # How each value was estimated (issue #24): direct values filled with their series' colour,
+    # pooled ones grey, model-based ones hollow (white); a legend entry only for the kinds present
+    shown, fills, breaks = _method_fills(shown, places)
     chart = ggplot(shown, aes(x=x, y="value", ymin="lower_ci95", ymax="upper_ci95", colour="place", shape="place",
-                              group="place"))
+                              fill="mark", group="place"))
     if no_interval.any():
         # some points have no interval: the interval layer draws where lower/upper exist (the
         # others are dropped, na_rm), the point layer draws every value
         chart += [geom_linerange(position=dodge, size=0.7, na_rm=True, show_legend=False),
-                  geom_point(position=dodge, size=0.7 * 3.7, fill="white", na_rm=True)]
+                  geom_point(position=dodge, size=0.7 * 3.7, na_rm=True)]
     else:
         # one geom_pointrange (point and interval) rather than geom_linerange + geom_point: one layer less
-        chart += geom_pointrange(position=dodge, size=0.7, fatten=3.7, fill="white", na_rm=True)
+        chart += geom_pointrange(position=dodge, size=0.7, fatten=3.7, na_rm=True)
     chart += [scale_colour_manual(values=place_colours(places), limits=marked, drop=False),
               scale_shape_manual(values=place_shapes(places), limits=marked, drop=False),
+              _fill_scale(fills, breaks),
               scale_x_discrete(limits=cats[::-1] if flip else cats),
               labs(title=title, x="", y="％"), THEME]
     if flip:
@@ -302,10 +340,12 @@ def trend_chart(frame: pd.DataFrame, title: str, ncol: int = 3):
     shown["x"] = shown.year + shown.place.astype(str).map(offsets).astype(float)
     significant = shown[shown.change.isin(["increase", "decrease"])].assign(y=lambda d: d.upper_ci95)
     switches = frame[frame.source_changed].drop_duplicates(["indicator", "year"]).assign(x=lambda d: d.year - 0.5)
+    shown, fills, breaks = _method_fills(shown, places)
     chart = ggplot(shown, aes(x="x", y="value", colour="place", group="place"))
     chart += [geom_line(size=0.9),
-              geom_pointrange(aes(ymin="lower_ci95", ymax="upper_ci95"), size=0.6, fatten=3.3),
+              geom_pointrange(aes(ymin="lower_ci95", ymax="upper_ci95", fill="mark"), size=0.6, fatten=3.3),
               scale_colour_manual(values=place_colours(places), limits=places, drop=False),
+              _fill_scale(fills, breaks),
               scale_x_continuous(breaks=years, labels=[str(y) for y in years],
                                  limits=(min(years) - 0.35, max(years) + 0.35)),
               facet_wrap("indicator", ncol=ncol, scales="free_y"),

@@ -128,17 +128,21 @@ def validate(
 def indicators(
     year: Annotated[str, typer.Option(help="Survey round, e.g. 2024")],
     warehouse: WarehouseOpt = None,
-    out: Annotated[Path, typer.Option("--out", help="Output folder (downloads/ and runs/ go here)")] = config.DEFAULT_OUT,
+    out: Annotated[Path, typer.Option("--out", help="Output folder (downloads/ go here; the executed notebook to runs/ in the working folder beside it)")] = config.DEFAULT_OUT,
     quiet: QuietOpt = False,
 ) -> None:
-    """Run the indicators notebook with papermill; write the indicators table and downloads."""
+    """Run the indicators notebook with papermill; write the indicators table and downloads. The
+    executed notebook (the audit record) goes to runs/ in the working folder beside --out
+    (.<out>.tsunagari-work), never into the folder a site is published from."""
     from .downloads import write_downloads
     from .indicators import run_indicators
+    from .publish import ensure_work
 
     setup_logging(quiet=quiet)
     _check_out(out, warehouse)
     path = config.warehouse_path(warehouse)
-    run_indicators(check_year(year), path, out)
+    executed = run_indicators(check_year(year), path, ensure_work(out.resolve()))
+    typer.echo(f"audit record / 監査記録: {executed}")
     write_downloads(check_year(year), path, out)
 
 

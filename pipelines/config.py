@@ -31,6 +31,10 @@ WAREHOUSE_ENV = "TSUNAGARI_WAREHOUSE"
 CONFIDENCE_LEVEL = 0.95
 MIN_BASE = 30          # unweighted base below which a value is suppressed
 REFERENCE_BASE = 100   # 30..99 is shown as 参考値 (reference value)
+# Which estimate leads (pipelines/small_area.py, issue #24): the direct estimate when published and
+# its coefficient of variation (standard error / share) is at most this, else the pooled estimate
+# when published, else the model-based (Fay–Herriot) estimate.
+LEAD_CV_MAX = 0.20
 
 # Guards against accidental huge inputs (a file larger than this is refused before reading).
 MAX_INPUT_BYTES = int(os.environ.get("TSUNAGARI_MAX_INPUT_BYTES", str(1_500_000_000)))
@@ -92,15 +96,35 @@ class BuildConfig:
 
 
 
-# Design effect per survey (DESIGN.md: "A configurable design effect per survey"). Kish's n_eff
-# covers the weighting only; a clustered or stratified design changes the variance further. Every
-# interval and test divides n_eff by the survey's deff. Default 1.0 for every survey (stated in the
-# notes sheet and methods). TSUNAGARI_DEFF is either one number for every survey ("1.3") or a
-# comma-separated list of key=value, the key a survey kind ("national", "prefecture") or a
-# survey_id ("pref11-2023"); a survey_id entry wins over its kind.
+# Design effect per survey (DESIGN.md: "A configurable design effect per survey"; issue #22 item 4).
+# Kish's n_eff covers the weighting only; a clustered or stratified design changes the variance
+# further. Every interval and test divides n_eff by the survey's deff. Which deff a survey gets
+# (pipelines/indicators.py, area_deff / survey_deffs), first match wins:
+#   1. an explicit TSUNAGARI_DEFF entry that applies to it: its survey_id, else its kind
+#      ("national", "prefecture"), else a single number for every survey ("*");
+#   2. for a survey whose file carries the sample design (columns stratum, psu): the design effect
+#      estimated from the data by Taylor linearisation, per indicator (pipelines/survey_design.py);
+#   3. DEFAULT_DEFF.
+# TSUNAGARI_DEFF is either one number for every survey ("1.3") or a comma-separated list of
+# key=value, the key a survey kind or a survey_id ("pref11-2023"); a survey_id entry wins over its
+# kind.
 DEFF_ENV = "TSUNAGARI_DEFF"
-DEFAULT_DEFF = 1.0
-
+# The default for a survey without design columns: 1.5, a conservative planning value, not an
+# estimate for any particular survey. Its basis: Kish's approximation deff = 1 + (m - 1)·ρ for a
+# sample of m respondents per primary unit (Kish 1965, Survey Sampling), with m about
+# 20-25 respondents per survey point (調査地点), as in stratified two-stage samples of municipalities
+# / survey points then residents drawn from the resident register, and an intraclass correlation ρ
+# of about 0.02 assumed for attitude and social-contact items, gives about 1.4-1.5. Survey-specific
+# values vary (ρ and m differ by item and survey): the national synthetic sample's estimated
+# deffs are about 1.0-1.7 (quality page), and the quality page shows how many comparisons with the
+# national figure change at deff 1.0, 1.5 and 2.0 (the sensitivity line).
+DEFAULT_DEFF = 1.5
+# The basis in words, for the notes sheet and the quality page.
+DEFAULT_DEFF_BASIS = (
+    "特定の調査の推定値ではなく保守的な計画値。Kish の近似 deff = 1 + (m − 1)ρ で、調査地点あたり m ≈ 20～25 人"
+    "（調査地点を抽出し住民を抽出する層化二段抽出）、級内相関 ρ ≈ 0.02 を仮定すると約 1.4～1.5 になることによる"
+    " / a conservative planning value, not an estimate: Kish's deff = 1 + (m − 1)ρ with m ≈ 20–25 respondents "
+    "per survey point and an assumed ρ ≈ 0.02 gives about 1.4–1.5")
 
 def design_effects(text: str | None = None) -> dict[str, float]:
     """The configured design effects as {key: deff} ('*' = every survey), from ``text`` or
@@ -127,11 +151,21 @@ def design_effects(text: str | None = None) -> dict[str, float]:
     return out
 
 
-def design_effect(survey_kind: str, survey_id: str | None = None,
-                  effects: dict[str, float] | None = None) -> float:
-    """The design effect of one survey: its survey_id entry, else its kind's, else '*', else 1.0."""
+def configured_deff(survey_kind: str, survey_id: str | None = None,
+                    effects: dict[str, float] | None = None) -> float | None:
+    """The explicit TSUNAGARI_DEFF entry that applies to one survey: its survey_id entry, else its
+    kind's, else '*'; None when there is none (then an estimated deff or DEFAULT_DEFF applies)."""
     effects = design_effects() if effects is None else effects
     for key in (survey_id, survey_kind, "*"):
         if key is not None and key in effects:
             return effects[key]
-    return DEFAULT_DEFF
+    return None
+
+
+def design_effect(survey_kind: str, survey_id: str | None = None,
+                  effects: dict[str, float] | None = None) -> float:
+    """The configured design effect of one survey: its survey_id entry, else its kind's, else '*',
+    else DEFAULT_DEFF (a survey with design columns gets its estimated deff instead of the default:
+    pipelines/indicators.py)."""
+    found = configured_deff(survey_kind, survey_id, effects)
+    return DEFAULT_DEFF if found is None else found

@@ -64,6 +64,25 @@ CHANGE: dict[str, Style] = {
                           "#1A1A1A"),
 }
 
+# How a shown value was estimated (issue #24, pipelines/small_area.py): the words of a table's
+# 推計方法 column and of a chart's legend. A pooled value names its years.
+ESTIMATE_METHODS = {"direct": "直接推計", "pooled": "プール推計", "model": "モデル推計"}
+ESTIMATE_METHODS_EN = {"direct": "direct", "pooled": "pooled", "model": "model-based"}
+
+
+# The mark after a value where a table has no method column (e.g. the trend table).
+ESTIMATE_MARKS = {"pooled": "△", "model": "◇"}
+
+
+def estimate_method_label(method: str | None, years: str | None = None) -> str:
+    """'直接推計', '3年プール（2022–2024年平均）' (from years '2022-2024'), 'モデル推計'; '' for none."""
+    if method == "pooled" and years:
+        a, _, b = str(years).partition("-")
+        if a.isdigit() and b.isdigit():
+            return f"{int(b) - int(a) + 1}年プール（{a}–{b}年平均）"
+    return ESTIMATE_METHODS.get(str(method), "") if method else ""
+
+
 # Series colours of the charts (Okabe-Ito): the area, the national figure, England (UK).
 SERIES = {"area": "#0072B2", "national": "#E69F00", "uk": "#009E73"}
 OKABE_ITO = ["#E69F00", "#56B4E9", "#009E73", "#F0E442", "#0072B2", "#D55E00", "#CC79A7", "#000000"]

@@ -4,14 +4,18 @@
 ``Finding`` per breach; ``tsunagari build`` does not publish a site with findings. What it checks:
 
 * Downloads (every ``*.csv`` and ``*.xlsx`` sheet in the site):
-  - no value / interval in a row whose unweighted base is < MIN_BASE or which is suppressed;
+  - no value / interval, and nothing a label was tested against (reference, previous value,
+    differences, p-values: ``VALUE_COLUMNS``), in a row whose unweighted base is < MIN_BASE or
+    which is suppressed;
   - no exact base of a suppressed row (n_unweighted, n_effective, or "(n=...)" in the note);
   - no suppressed cell whose base, count or complement can be narrowed by arithmetic on the
     published cells (``audit.audit_published``: the LP audit of every partition, the relations
-    across the national and UK age bands, and the totals);
+    across the national and UK age bands, and the totals; a count read from a share rounded to
+    0.1 point is known to within ±0.05 point of its base);
   - no respondent_id column and no respondent id of the warehouse in any cell;
   - no more data rows than the warehouse's indicators table (a longer table is not aggregates).
-* Executed notebooks (``.work/executed``, ``runs`` and any other ``*.ipynb``) and HTML pages:
+* Notebooks (any ``*.ipynb``; the build keeps its executed notebooks beside the site and the
+  publish scan refuses a site holding one, but a listed notebook is checked) and HTML pages:
   - no respondent id of the warehouse in any output (ids are tokens with a letter and a digit,
     e.g. ``N2024-000123``; purely numeric ids cannot be told from numbers and are not searched);
   - no microdata table: an HTML table or a text DataFrame dump with a respondent_id column, or with
@@ -64,6 +68,11 @@ ID_COLUMNS = ("respondent_id", "回答者ID")
 _TOKEN = re.compile(r"(?<![A-Za-z0-9_\-])(?=[A-Za-z0-9_\-]*[A-Za-z])(?=[A-Za-z0-9_\-]*[0-9])"
                     r"[A-Za-z0-9][A-Za-z0-9_\-]{3,63}(?![A-Za-z0-9_\-])")
 _TRUE = {"true", "1", "yes"}
+# Columns that must be empty in a suppressed row: the value and its interval, and what a label was
+# tested against (a reference, e.g. the rest of the nation, with the national value gives the value
+# of the area; a difference with its reference gives it too).
+VALUE_COLUMNS = ("value", "lower_ci95", "upper_ci95", *schema.INDICATOR_COLUMNS[
+    schema.INDICATOR_COLUMNS.index("reference_value"):])
 
 
 @dataclass(frozen=True)
@@ -396,7 +405,7 @@ def _check_table(where: str, df: pd.DataFrame, ctx: CheckContext) -> list[Findin
         out.append(Finding(where, "more rows than the indicators table / 指標表より行が多い",
                            f"{len(df):,} rows > {n_ind:,} rows of the indicators table (not aggregates?) "
                            f"/ 指標表（{n_ind:,}行）より多い{len(df):,}行"))
-    value_cols = [c for c in (_col(df, k) for k in ("value", "lower_ci95", "upper_ci95")) if c is not None]
+    value_cols = [c for c in (_col(df, k) for k in VALUE_COLUMNS) if c is not None]
     n_col, sup_col = _col(df, "n_unweighted"), _col(df, "suppressed")
     if value_cols:
         shown = np.zeros(len(df), dtype=bool)
@@ -440,7 +449,7 @@ def _check_recoverable(where: str, df: pd.DataFrame, n_col, sup_col) -> list[Fin
     from .audit import audit_published
 
     cols = {k: _col(df, k) for k in ("area_code", "indicator_id", "breakdown", "note", "value",
-                                     "n_effective", "year")}
+                                     "n_effective", "design_effect", "year")}
     if sup_col is None:
         return []
     sup = df[sup_col].astype(str).str.strip().str.lower().isin(_TRUE).to_numpy()
@@ -471,6 +480,10 @@ def _check_recoverable(where: str, df: pd.DataFrame, n_col, sup_col) -> list[Fin
         table["year"] = df[cols["year"]].astype(str).to_numpy()
     if cols["note"] is not None:
         table["note"] = df[cols["note"]].astype(str).to_numpy()
+    if cols["n_effective"] is not None and cols["design_effect"] is not None:
+        # n_effective x design_effect = n_unweighted only for equal weights: which counts follow
+        table["n_effective"] = _num(df[cols["n_effective"]]).to_numpy()
+        table["design_effect"] = _num(df[cols["design_effect"]]).to_numpy()
     # rows with neither a base nor a suppression flag (programme indicators) are not survey cells
     table = table[table["suppressed"] | table["n_unweighted"].notna()]
     exposures = audit_published(table)
@@ -697,7 +710,18 @@ def _check_report(where: str, tables: list[list[list[str]]], area: str, ctx: Che
         if len(t) < 2:
             continue
         head = t[0]
-        if head[0] == "指標":   # headline table: one row per indicator (total)
+        years = [re.fullmatch(r"(\d{4})年（%）", h.strip()) for h in head[1:]]
+        if head[0] == "指標" and any(years):
+            # trend table: one column per round; the column of the round checked (the others'
+            # suppression is not in the context), no interval column
+            col = next((k + 1 for k, m in enumerate(years) if m and int(m.group(1)) == ctx.year), None)
+            for r in t[1:] if col is not None else []:
+                ids = [i for i, name_ja, _, _ in cat if name_ja and name_ja in r[0]]
+                for i in ids[:1]:
+                    row = rows.get((area, i, "total"))
+                    if row is not None and row[0] and len(r) > col and r[col] != "x":
+                        bad.append(f"{i} total ({ctx.year}) shows {r[col]!r}")
+        elif head[0] == "指標":   # headline table: one row per indicator (total)
             for r in t[1:]:
                 ids = [i for i, name_ja, _, _ in cat if name_ja and name_ja in r[0]]
                 for i in ids[:1]:
@@ -787,7 +811,7 @@ def check_files(site_dir: Path, paths: Iterable[str | Path], context: CheckConte
       a type that is not checked (PDF, fonts, ...) give nothing.
     * ``context``: ``make_context(warehouse, site_dir)``, made once per build (read-only warehouse
       access happens there, not here). It pickles, so a worker process can check one area's files
-      (``prefectures/{code}-{slug}.html``, ``.work/executed/{code}-{slug}.ipynb``, ...) right
+      (``prefectures/{code}-{slug}.html``, ...) right
       after they are rendered: the function reads only those files and the context.
     * Returns the same findings ``check_published(site_dir, warehouse, only=set(paths))`` returns
       (same files, rules, details and order), as ``Finding`` objects with ``file`` relative to

@@ -7,6 +7,13 @@ neutralised by a leading apostrophe.
 Workbooks (these and the per-prefecture ones of pipelines.site) are written by ``write_workbook``: the
 worksheet XML openpyxl writes for the same cells, ~15x faster, and the same bytes for the same cells
 (no timestamp inside, fixed zip member dates).
+
+Published precision (``download_table``; the warehouse keeps full precision): shares, their
+intervals, national / reference / previous values and differences to 0.1 percentage point; rates
+per 10,000 to 0.01; effective sizes to 0.1; p-values to 3 significant digits. The tests of the
+comparison and the change take the shares and effective sizes at this precision
+(``published_share`` / ``published_n``, called by ``indicators``), so every label can be recomputed
+from its download row with ``pipelines.stats.difference_test``.
 """
 
 from __future__ import annotations
@@ -28,6 +35,63 @@ from .audit import RULE_JA
 from .errors import UsageError, check_pref_code, check_year
 
 FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
+
+# Published precision (the warehouse keeps full precision).
+SHARE_DECIMALS = 1     # percent and percentage points
+RATE_DECIMALS = 2      # programme rates per 10,000
+N_DECIMALS = 1         # effective sample sizes
+P_DIGITS = 3           # p-values: significant digits
+SHARE_COLUMNS = ("value", "lower_ci95", "upper_ci95", "national_value", "reference_value", "difference",
+                 "difference_lower_ci95", "difference_upper_ci95", "previous_value", "change_difference",
+                 "change_lower_ci95", "change_upper_ci95")
+N_COLUMNS = ("n_effective", "reference_n_effective", "previous_n_effective")
+P_COLUMNS = ("p_value", "change_p_value")
+
+
+def published_share(x: Any) -> np.ndarray:
+    """Percent (or percentage points) as published: rounded to 0.1 (numpy's round, half to even on
+    the binary value; -0.0 becomes 0.0). The tests of ``indicators`` take shares through this
+    function, so a label recomputed from the published figures is the published label."""
+    return np.round(np.asarray(x, dtype=float), SHARE_DECIMALS) + 0.0
+
+
+def published_n(x: Any) -> np.ndarray:
+    """An effective sample size as published: rounded to 0.1."""
+    return np.round(np.asarray(x, dtype=float), N_DECIMALS) + 0.0
+
+
+def published_p(x: Any) -> np.ndarray:
+    """A p-value as published: 3 significant digits."""
+    a = np.asarray(x, dtype=float)
+    flat = [float(f"{v:.{P_DIGITS}g}") if np.isfinite(v) else v for v in a.ravel().tolist()]
+    return np.asarray(flat, dtype=float).reshape(a.shape)
+
+
+def round_published(df: pd.DataFrame) -> pd.DataFrame:
+    """Copy of an indicators table (``schema.INDICATOR_COLUMNS``, any subset; a ``unit`` column or
+    the catalogue gives each row's unit) at the published precision."""
+    out = df.copy()
+    if "unit" in out.columns:
+        unit = out["unit"].astype(str).to_numpy()
+    else:
+        from .catalogue import load_catalogue
+
+        units = {i.id: i.unit for i in load_catalogue()}
+        unit = out["indicator_id"].map(units).astype(str).to_numpy() if "indicator_id" in out.columns \
+            else np.full(len(out), "percent")
+    rate = unit == "per_10k"
+    for c in SHARE_COLUMNS:
+        if c in out.columns:
+            v = pd.to_numeric(out[c], errors="coerce").to_numpy(dtype=float)
+            out[c] = np.where(rate & (c in ("value", "lower_ci95", "upper_ci95", "national_value")),
+                              np.round(v, RATE_DECIMALS) + 0.0, published_share(v))
+    for c in N_COLUMNS:
+        if c in out.columns:
+            out[c] = published_n(pd.to_numeric(out[c], errors="coerce").to_numpy(dtype=float))
+    for c in P_COLUMNS:
+        if c in out.columns:
+            out[c] = published_p(pd.to_numeric(out[c], errors="coerce").to_numpy(dtype=float))
+    return out
 
 # Readable headers for the XLSX sheet: Japanese with the contract name.
 HEADERS_JA = {
@@ -58,6 +122,18 @@ HEADERS_JA = {
     "comparison_method": "全国との比較の方法 (comparison_method)",
     "change_method": "前回比の方法 (change_method)",
     "design_effect": "設計効果 (design_effect)",
+    "reference_value": "比較の基準値 (reference_value)",
+    "reference_n_effective": "基準値の有効標本サイズ (reference_n_effective)",
+    "difference": "基準値との差 ポイント (difference)",
+    "difference_lower_ci95": "差の95%信頼区間 下限 (difference_lower_ci95)",
+    "difference_upper_ci95": "差の95%信頼区間 上限 (difference_upper_ci95)",
+    "p_value": "Fisher正確検定のp値 (p_value)",
+    "previous_value": "前回値 (previous_value)",
+    "previous_n_effective": "前回の有効標本サイズ (previous_n_effective)",
+    "change_difference": "前回との差 ポイント (change_difference)",
+    "change_lower_ci95": "前回との差の95%信頼区間 下限 (change_lower_ci95)",
+    "change_upper_ci95": "前回との差の95%信頼区間 上限 (change_upper_ci95)",
+    "change_p_value": "前回比のFisher正確検定のp値 (change_p_value)",
 }
 UNIT_JA = {"percent": "%", "per_10k": "16歳以上人口1万人当たり", "flag": "1=あり 0=なし（全国行は%）"}
 
@@ -373,9 +449,11 @@ def _breakdown_ja(b: str) -> str:
 
 def download_table(indicators: pd.DataFrame, catalogue) -> pd.DataFrame:
     """The contract columns (in contract order) plus names joined from the catalogue and Japanese
-    labels of the comparison columns."""
+    labels of the comparison columns, at the published precision (``round_published``)."""
     cat = {i.id: i for i in catalogue}
     df = indicators[schema.INDICATOR_COLUMNS].copy()
+    df = round_published(df.assign(unit=df["indicator_id"].map(lambda i: cat[i].unit if i in cat else "")))
+    df = df.drop(columns=["unit"])
     df.insert(4, "indicator_name_ja", df["indicator_id"].map(lambda i: cat[i].name_ja if i in cat else ""))
     df.insert(5, "indicator_name_en", df["indicator_id"].map(lambda i: cat[i].name_en if i in cat else ""))
     df.insert(6, "unit", df["indicator_id"].map(lambda i: cat[i].unit if i in cat else ""))
@@ -392,13 +470,19 @@ def method_notes() -> list[tuple[str, str]]:
     when each is used, the design effects in force, small bases and suppression. One text for the
     notes sheets of every workbook (all areas and per prefecture)."""
     from . import config
-    from .indicators import POP_16PLUS_FACTOR
+    from .indicators import EXTREME_NOTE, POP_16PLUS_FACTOR
     from .stats import METHOD_DESCRIPTIONS
 
     effects = config.design_effects()
-    deff = ("すべての調査で 1.0（ウエイトによる効果のみ n_eff に反映） / 1.0 for every survey (weighting only)"
-            if not effects else "、".join(f"{'全調査' if k == '*' else k} = {v:g}" for k, v in sorted(effects.items()))
-            + "（指定のない調査は 1.0） / others 1.0")
+    rule = ("標本設計（列 stratum・psu）のある調査は、テイラー線形化による設計に基づく分散から指標ごとに推定した設計効果"
+            "（調査全体の値。層内で第1次抽出単位を復元抽出とみなす。単位が1つの層は全体平均を中心とする保守的な扱い。"
+            "ウエイトの効果は n_eff に含まれるため、それを超える集落化・層化の効果）。標本設計のない調査は既定値 "
+            f"{config.DEFAULT_DEFF:g}（{config.DEFAULT_DEFF_BASIS}）。設計効果 1.0・1.5・2.0 での判定数の比較はデータ品質ページ"
+            " / surveys with design columns: deff estimated per indicator by Taylor linearisation (ultimate clusters, "
+            f"single-PSU strata 'adjust'; beyond the weighting already in n_eff); others {config.DEFAULT_DEFF:g}")
+    deff = (rule if not effects else
+            "指定 / set: " + "、".join(f"{'全調査' if k == '*' else k} = {v:g}" for k, v in sorted(effects.items()))
+            + f"（指定が推定値・既定値に優先。指定のない調査は: {rule}）")
     lines = [
         ("分母 / denominator", "割合は全回答者（無回答を含む、公表集計表と同じ）を分母とする。部分集団を分母とする指標はその旨を"
                               "記載（例: 不安や悩みがある人のうち）。ウエイトがある場合は加重集計 Σw·y / Σw。"
@@ -412,15 +496,62 @@ def method_notes() -> list[tuple[str, str]]:
                                       "（良し悪しを判定しない指標は 高い/低い）、それ以外は 同程度。期待度数が5未満なら Fisher の"
                                       "正確検定（有効標本数を丸めた度数、両側5%）。県独自調査の県は全国値と比較（独立標本、両方の"
                                       "不確かさを含む）。全国調査の当該県回答者による県は全国標本の一部なので、当該県を除く全国"
-                                      "（独立）と比較する（差の向きは全国値との差と同じ）。方法は列 comparison_method。"),
+                                      "（独立）と比較する（差の向きは全国値との差と同じ）。方法は列 comparison_method。"
+                                      " / Better/worse (higher/lower) only when the 95% Newcombe interval of the difference"
+                                      " excludes 0 (Fisher's exact test when an expected count is < 5); an own-survey area is"
+                                      " compared with the national value, a national-subsample area with the rest of the nation."),
         ("前回比 / change", "倉庫にある直前の調査回（列 previous_year、独立標本）との差を同じ方法（Newcombe 区間、期待度数5未満は"
                            "Fisher の正確検定）で判定: 増加/減少/有意差なし（列 change_method）。前回と出典が異なる行"
-                           "（例: 全国調査の当該県回答者 → 県独自調査）は列 source_changed と注記で示す。"),
+                           "（例: 全国調査の当該県回答者 → 県独自調査）は列 source_changed と注記で示し、前回との比較（検定）はしない"
+                           "（change_vs_previous = not_compared、change_method = source_break。今回の値と前回値 previous_value を示す）。"
+                           " / The change vs the previous round is tested the same way; across a change of source it is"
+                           " not tested (change_method source_break): both values are shown."),
+        ("判定の再現 / reproducing a label", "判定のある行（comparison または change_vs_previous が not_compared 以外）は、"
+                                            "比較の相手（基準値とその有効標本サイズ）、差とその95%信頼区間、Fisher の正確検定を用いた場合はその p 値、"
+                                            "方法を持つ。検定はこのファイルに公表した精度の値（割合は0.1ポイント、有効標本サイズは0.1）で行っているため、"
+                                            "value・n_effective・reference_value・reference_n_effective（前回比は previous_value・previous_n_effective）"
+                                            "を100で割った割合から pipelines.stats.difference_test で同じ判定が得られる。非表示の行には載せない。"
+                                            " / Every labelled row carries what it was tested against. The tests use the figures"
+                                            " at the published precision, so value, n_effective, reference_value and"
+                                            " reference_n_effective (previous_value, previous_n_effective for the change) give the"
+                                            " same label with pipelines.stats.difference_test. Suppressed rows carry none of them."),
+        ("列 reference_value", "比較の基準値（%）: 県独自調査の県は全国値、全国調査の当該県回答者による県は当該県を除く全国の値"
+                              "（national_value とは異なる）。 / The reference the area was tested against (percent): the"
+                              " national value for an own-survey area, the rest of the nation (national minus the area) for"
+                              " a national-subsample area."),
+        ("列 reference_n_effective", "基準値の有効標本サイズ（Kish の n_eff ÷ 設計効果）。 / The reference's effective sample size"
+                                    " (Kish n_eff / design effect)."),
+        ("列 difference", "value − reference_value（ポイント、検定した値）。 / Area minus reference, percentage points, as tested."),
+        ("列 difference_lower_ci95, difference_upper_ci95", "差の95%信頼区間（Newcombe のハイブリッド・スコア区間、ポイント）。"
+                                                          "Fisher の正確検定で判定した行でも参考に示す。 / 95% Newcombe"
+                                                          " hybrid score interval of the difference (points); also shown where"
+                                                          " Fisher's test decided."),
+        ("列 p_value", "Fisher の正確検定（両側、有効標本数を丸めた度数）の p 値。comparison_method が fisher または fisher_rest の行のみ。"
+                      "Newcombe 区間で判定した行は空欄（区間が0を含まなければ5%水準で有意）。 / Two-sided p of Fisher's exact"
+                      " test, only where it decided (fisher, fisher_rest); empty where the Newcombe interval decided."),
+        ("列 previous_value, previous_n_effective", "前回調査（previous_year）の同じ地域・内訳の値（%）と有効標本サイズ。"
+                                                   "出典変更の行（source_break）にも示す（検定はしない）。 / The previous"
+                                                   " round's value and effective size; also on a source-break row (not tested)."),
+        ("列 change_difference, change_lower_ci95, change_upper_ci95, change_p_value",
+         "前回との差（value − previous_value、ポイント）とその95% Newcombe 区間、change_method が fisher の行のみ Fisher の p 値。"
+         " / The change (points), its 95% Newcombe interval, and Fisher's p where Fisher decided."),
+        ("丸め / rounding", f"割合・信頼区間・全国値・基準値・前回値・差は{10 ** -SHARE_DECIMALS:g}ポイント単位、16歳以上人口1万人当たりの率は"
+                           f"{10 ** -RATE_DECIMALS:g}単位、有効標本サイズは{10 ** -N_DECIMALS:g}単位、p 値は有効数字{P_DIGITS}桁に丸めて公表"
+                           "（データベースは丸める前の値を保持）。 / Shares, intervals, national, reference and previous"
+                           f" values and differences are published to {10 ** -SHARE_DECIMALS:g} point, rates per 10,000 to"
+                           f" {10 ** -RATE_DECIMALS:g}, effective sizes to {10 ** -N_DECIMALS:g}, p-values to {P_DIGITS}"
+                           " significant digits; the warehouse keeps full precision."),
         ("多重比較 / multiple comparisons", "都道府県×指標×内訳ごとに多数の検定を行うため、差がなくても検定の約5%は有意と"
                                            "判定される。個々の「良い/悪い」「増加/減少」は単独の証拠として扱わないこと。"
                                            " / About 5% of the tests flag by chance at the 95% level."),
         ("少数標本 / small bases", f"回答者数{config.MIN_BASE}人未満は非表示（suppressed、n<30 非表示）、"
-                                  f"{config.MIN_BASE}～{config.REFERENCE_BASE - 1}人は参考値。非表示の行は回答者数も空欄。"),
+                                  f"{config.MIN_BASE}～{config.REFERENCE_BASE - 1}人は参考値。非表示の行は回答者数も空欄。"
+                                  f" / Bases under {config.MIN_BASE} are suppressed, {config.MIN_BASE}-{config.REFERENCE_BASE - 1}"
+                                  " are shown as reference values (参考値); a suppressed row shows no base."),
+        ("0%・100% / 0% and 100%", f"集計対象が{config.REFERENCE_BASE}人未満で、標本の該当者が0人または全員（ちょうど0%または100%）の値は、"
+                                  f"参考値として95%信頼区間とともに公表し、注記「{EXTREME_NOTE}」を付ける（区間が標本から言える範囲を示す）。"
+                                  f" / A share of exactly 0% or 100% on an unweighted base under {config.REFERENCE_BASE} is"
+                                  " published as a reference value with its Wilson interval and a note, never read on its own."),
         ("二次秘匿 / secondary suppression", RULE_JA + "（注記 secondary suppression / 二次秘匿）"),
         ("都道府県値の出典 / area source", "当該年に県独自調査（全国調査と同じ調査票）がある県はその結果（source = own_survey）、"
                                           "ない県は全国調査の当該県回答者（national_subsample）。全国値は全国調査（national）、"

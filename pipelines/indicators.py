@@ -224,9 +224,15 @@ FROM assigned GROUP BY GROUPING SETS ((area_code), (area_code, sex), (area_code,
         raise
 
 
-def area_sources(con, year: int, effects: dict[str, float] | None = None) -> pd.DataFrame:
+def area_sources(con, year: int, effects: dict[str, float] | None = None,
+                 inds: list[Indicator] | None = None) -> pd.DataFrame:
     """Per area of round ``year``: source kind ('national', 'own', 'subsample'), survey ids and the
-    design effect ``deff`` (``area_deff``; ``effects`` default: ``config.design_effects()``)."""
+    design effects (``effects`` default: ``config.design_effects()``; ``inds``: the survey
+    indicators, default the catalogue's): ``deff_by_indicator`` ({indicator_id: deff} for an area
+    whose survey carries its sample design and has no TSUNAGARI_DEFF entry: estimated by Taylor
+    linearisation, ``survey_deffs``; else None), ``deff`` (the area's deff when it does not vary by
+    indicator, else the largest of ``deff_by_indicator``; ``area_deff``) and ``deff_method``
+    ('configured', 'estimated' or 'default', the precedence in ``config``)."""
     sql = _assigned_sql() + """
 SELECT area_code,
   CASE WHEN area_code = '00' THEN 'national'
@@ -234,7 +240,127 @@ SELECT area_code,
   string_agg(DISTINCT survey_id, '、' ORDER BY survey_id) AS survey_ids
 FROM assigned GROUP BY area_code"""
     src = con.execute(sql, {"year": year}).df()
-    return src.assign(deff=area_deff(src, config.design_effects() if effects is None else effects))
+    effects = config.design_effects() if effects is None else effects
+    if inds is None:
+        inds = [i for i in load_catalogue() if i.source == "survey"]
+    estimated = survey_deffs(con, year, inds, effects)
+    by_ind, method = _area_indicator_deffs(src, effects, estimated)
+    return src.assign(deff=area_deff(src, effects, estimated), deff_method=method,
+                      deff_by_indicator=by_ind)
+
+
+def _has_design_columns(con) -> bool:
+    """The warehouse's survey table has the sample design columns (a warehouse made before them,
+    not yet written by ingest, has not)."""
+    have = {r[0] for r in con.execute(
+        "SELECT column_name FROM information_schema.columns WHERE table_name = 'survey_responses'").fetchall()}
+    return set(schema.SURVEY_DESIGN_COLUMNS) <= have
+
+
+DEFF_COLUMNS = ["survey_id", "survey_kind", "indicator_id", "p", "variance", "n_eff", "deff",
+                "n_strata", "n_psu", "n_lonely"]
+
+
+def survey_deffs(con, year: int, inds: list[Indicator], effects: dict[str, float] | None = None) -> pd.DataFrame:
+    """The design effects estimated from the data for every survey of round ``year`` that carries
+    its sample design (columns stratum, psu), per indicator, at the survey's total level: one SQL
+    pass sums w·d and w·d·y per survey x stratum x PSU (d: the indicator's denominator, y: its
+    numerator), then ``survey_design.ratio_variance`` (Taylor linearisation, PSUs with replacement
+    within strata, single-PSU strata 'adjust') and ``survey_design.design_effect`` (relative to
+    p(1 − p) / Kish n_eff: what the design adds beyond the weighting). A survey with a TSUNAGARI_DEFF
+    entry (``effects``; its survey_id, its kind or '*') is not estimated: the entry wins. Columns
+    ``DEFF_COLUMNS``; deff NaN when p is 0 or 1."""
+    from . import survey_design
+
+    effects = config.design_effects() if effects is None else effects
+    empty = pd.DataFrame({c: pd.Series(dtype=object if c in ("survey_id", "survey_kind", "indicator_id")
+                                       else float) for c in DEFF_COLUMNS})
+    if not inds or not _has_table(con, "survey_responses") or not _has_design_columns(con):
+        return empty
+    if "*" in effects:     # one number for every survey: nothing is estimated
+        return empty
+    aggs = []
+    for k, ind in enumerate(inds):
+        den = f"coalesce(({ind.denominator_sql}), FALSE)"
+        num = f"coalesce(({ind.numerator}), FALSE)"
+        aggs += [f"sum(CASE WHEN {den} THEN weight ELSE 0 END) AS i{k}_sw",
+                 f"sum(CASE WHEN {den} AND {num} THEN weight ELSE 0 END) AS i{k}_swy",
+                 f"sum(CASE WHEN {den} THEN weight * weight ELSE 0 END) AS i{k}_sw2"]
+    sql = f"""
+WITH resp0 AS (
+  SELECT *, {UCLA_SCORE_SQL} AS ucla_score FROM survey_responses
+  WHERE survey_year = $year AND stratum IS NOT NULL AND psu IS NOT NULL
+), resp AS (
+  SELECT *, {UCLA_BAND_SQL} AS ucla_band FROM resp0
+)
+SELECT survey_id, any_value(survey_kind) AS survey_kind, stratum, psu, {", ".join(aggs)}
+FROM resp GROUP BY survey_id, stratum, psu ORDER BY survey_id, stratum, psu"""
+    psus = con.execute(sql, {"year": year}).df()
+    rows = []
+    for sid, g in psus.groupby("survey_id", sort=True):
+        kind = str(g["survey_kind"].iloc[0])
+        if config.configured_deff(kind, str(sid), effects) is not None:
+            continue
+        sw = g[[f"i{k}_sw" for k in range(len(inds))]].to_numpy(dtype=float)
+        swy = g[[f"i{k}_swy" for k in range(len(inds))]].to_numpy(dtype=float)
+        sw2 = g[[f"i{k}_sw2" for k in range(len(inds))]].to_numpy(dtype=float).sum(axis=0)
+        dv = survey_design.ratio_variance(g["stratum"].to_numpy(), sw, swy)
+        n_eff = np.asarray(stats.effective_n(dv.sum_w, sw2), dtype=float)
+        deff = survey_design.design_effect(dv.variance, dv.p, n_eff)
+        rows.append(pd.DataFrame({"survey_id": sid, "survey_kind": kind, "indicator_id": [i.id for i in inds],
+                                  "p": dv.p, "variance": dv.variance, "n_eff": n_eff, "deff": deff,
+                                  "n_strata": dv.n_strata, "n_psu": dv.n_psu, "n_lonely": dv.n_lonely}))
+    return pd.concat(rows, ignore_index=True)[DEFF_COLUMNS] if rows else empty
+
+
+def _survey_deff(kind: str, survey_id: str | None, effects: dict[str, float],
+                 estimated: dict[str, dict[str, float]]) -> tuple[float | dict[str, float], str]:
+    """(deff, method) of one survey by the precedence of ``config``: its TSUNAGARI_DEFF entry
+    ('configured'), else its estimated deffs ({indicator_id: deff}; an indicator whose deff could
+    not be estimated, p = 0 or 1, gets DEFAULT_DEFF) ('estimated'), else DEFAULT_DEFF ('default')."""
+    found = config.configured_deff(kind, survey_id, effects)
+    if found is not None:
+        return found, "configured"
+    if survey_id in estimated:
+        return {i: (d if d == d else config.DEFAULT_DEFF) for i, d in estimated[survey_id].items()}, "estimated"
+    return config.DEFAULT_DEFF, "default"
+
+
+def _estimated_map(estimated: pd.DataFrame | None) -> dict[str, dict[str, float]]:
+    if estimated is None or not len(estimated):
+        return {}
+    return {str(sid): dict(zip(g["indicator_id"], g["deff"].astype(float)))
+            for sid, g in estimated.groupby("survey_id", sort=False)}
+
+
+def _area_surveys(src: pd.DataFrame):
+    """Per area: [(survey kind, survey id)] of its source (the national survey's for '00' and the
+    subsample areas, the own surveys for an area with them; [(kind, None)] when it has none)."""
+    for kind, ids in zip(src["source_kind"], src["survey_ids"].fillna("")):
+        survey_ids = [i for i in str(ids).split("、") if i]
+        survey_kind = "prefecture" if kind == "own" else "national"
+        yield [(survey_kind, i) for i in survey_ids] or [(survey_kind, None)]
+
+
+def _area_indicator_deffs(src: pd.DataFrame, effects: dict[str, float],
+                          estimated: pd.DataFrame | None) -> tuple[list, list[str]]:
+    """Per area: {indicator_id: deff} when its deff varies by indicator (an estimated survey; the
+    largest over its surveys), else None; and the area's deff method ('estimated' wins when any of
+    its surveys is estimated, then 'configured', then 'default')."""
+    est = _estimated_map(estimated)
+    by_ind, methods = [], []
+    for surveys in _area_surveys(src):
+        found = [_survey_deff(k, i, effects, est) for k, i in surveys]
+        kinds = {m for _, m in found}
+        method = next(m for m in ("estimated", "configured", "default") if m in kinds)
+        if method == "estimated":
+            ids = set().union(*(d for d, m in found if m == "estimated"))
+            merged = {i: max(d[i] if isinstance(d, dict) else d for d, _ in found) for i in sorted(ids)}
+            by_ind.append(merged)
+        else:
+            by_ind.append(None)
+        methods.append(method)
+    return by_ind, methods
 
 
 def _source_note(kind: str, survey_ids: str, area_name: str, n: int | float) -> str:
@@ -277,6 +403,21 @@ SECONDARY_NOTE = "secondary suppression / 二次秘匿"
 _N_IN_NOTE = re.compile(r"\(n=[0-9,]+\)")
 
 
+EXTREME_NOTE = f"0%または100%（集計対象{config.REFERENCE_BASE}人未満）：信頼区間を参照"
+
+
+def extreme_small_base(n, ny) -> np.ndarray:
+    """The 0% / 100% rule: a survey indicator cell whose unweighted base is below
+    ``config.REFERENCE_BASE`` and in which no one or everyone in the sample gave the answer (count 0
+    or equal to the base). It is published as a reference value (参考値) with its Wilson interval
+    and a note, never as a bare 0 or 100: the interval (e.g. 0.0-6.9) says what the sample allows.
+    It is not suppressed: the respondents of a sample survey are not identifiable, and suppressing
+    it hid, through the shared bases, every headline total of the smallest prefectures. Cells with
+    no respondents are not meant here."""
+    n, ny = np.asarray(n), np.asarray(ny)
+    return (n > 0) & (n < config.REFERENCE_BASE) & ((ny == 0) | (ny == n))
+
+
 def suppression_frame(cells: pd.DataFrame, src: pd.DataFrame,
                       dist: pd.DataFrame | None = None) -> tuple[pd.DataFrame, set[str]]:
     """The input of ``audit.protect`` for one round: (frame, subsample areas). ``frame`` has one
@@ -285,8 +426,8 @@ def suppression_frame(cells: pd.DataFrame, src: pd.DataFrame,
     (``distribution_cells``: base n_all, count ny), with columns group (the denominator: cells of
     one group, area and breakdown share a base; 'TRUE' for the distributions), measure, area_code,
     breakdown, n, y and primary (primary suppression: base < MIN_BASE, or for an indicator an
-    effective size n_eff below MIN_BASE or unknown). The subsample areas are the prefectures
-    estimated from the national survey's respondents (``area_sources``)."""
+    effective size n_eff below MIN_BASE or unknown). The subsample areas are the prefectures estimated from
+    the national survey's respondents (``area_sources``)."""
     n = cells["n"].to_numpy()
     primary = (stats.base_status(n) == "suppressed") | ~(cells["n_eff"].to_numpy() >= config.MIN_BASE)  # n_eff NaN or < 30 too (#15)
     subsample = set(src.loc[src.source_kind == "subsample", "area_code"])
@@ -325,14 +466,18 @@ SOURCE_NAMES = {"national": "national", "subsample": "national_subsample", "own"
                 "none": "none"}
 
 
-def area_deff(src: pd.DataFrame, effects: dict[str, float]) -> pd.Series:
+def area_deff(src: pd.DataFrame, effects: dict[str, float],
+              estimated: pd.DataFrame | None = None) -> pd.Series:
     """Design effect per area of one round: the national survey's for '00' and the subsample areas,
-    the own survey's for an area with one (the largest when it has several)."""
+    the own survey's for an area with one (the largest when it has several). Each survey's deff by
+    the precedence of ``config``: its TSUNAGARI_DEFF entry, else (``estimated``: ``survey_deffs``)
+    the largest of its estimated per-indicator deffs, else DEFAULT_DEFF. The per-indicator values
+    that ``with_intervals`` uses are ``area_sources``' ``deff_by_indicator``."""
+    est = _estimated_map(estimated)
     out = []
-    for kind, ids in zip(src["source_kind"], src["survey_ids"].fillna("")):
-        survey_ids = [i for i in str(ids).split("、") if i]
-        survey_kind = "prefecture" if kind == "own" else "national"
-        out.append(max(config.design_effect(survey_kind, i, effects) for i in (survey_ids or [None])))
+    for surveys in _area_surveys(src):
+        found = [_survey_deff(k, i, effects, est)[0] for k, i in surveys]
+        out.append(max(max(d.values()) if isinstance(d, dict) else d for d in found))
     return pd.Series(out, index=src.index, dtype=float)
 
 
@@ -353,15 +498,22 @@ def with_intervals(cells: pd.DataFrame, src: pd.DataFrame, primary: np.ndarray,
                    secondary: np.ndarray) -> pd.DataFrame:
     """``cells`` (``survey_cells``) with the suppression flags (status, secondary, suppressed), the
     area's source (``area_sources``: source_kind, survey_ids, deff), n_design = n_eff / deff and the
-    95% Wilson interval (lower, upper) on n_design. Suppressed cells carry no value: p, lower and
-    upper are NaN (neither shown nor compared)."""
+    95% Wilson interval (lower, upper) on n_design. ``deff`` is the row's: its indicator's entry of
+    the area's ``deff_by_indicator`` (a survey with its sample design: estimated by Taylor
+    linearisation) when there is one, else the area's ``deff``. Suppressed cells carry no value: p,
+    lower and upper are NaN (neither shown nor compared)."""
     cur = cells.copy()
     cur["status"] = stats.base_status(cur["n"].to_numpy())
     cur["secondary"] = secondary
     cur["suppressed"] = primary | secondary
-    cur = cur.merge(src, on="area_code", how="left")
+    per_ind = _indicator_deff_frame(src)
+    cur = cur.merge(src.drop(columns=["deff_by_indicator"], errors="ignore"), on="area_code", how="left")
     cur["source_kind"] = cur["source_kind"].fillna("none")
     cur["survey_ids"] = cur["survey_ids"].fillna("")
+    if len(per_ind):
+        cur = cur.merge(per_ind, on=["area_code", "indicator_id"], how="left")
+        cur["deff"] = cur["deff_indicator"].fillna(cur["deff"])
+        cur = cur.drop(columns=["deff_indicator"])
     cur["deff"] = cur["deff"].fillna(config.DEFAULT_DEFF)
     cur["n_design"] = stats.design_n(cur["n_eff"].to_numpy(), cur["deff"].to_numpy())
     lower, upper = stats.wilson_interval(cur["p"].to_numpy(), cur["n_design"].to_numpy())
@@ -371,25 +523,118 @@ def with_intervals(cells: pd.DataFrame, src: pd.DataFrame, primary: np.ndarray,
     return cur
 
 
+def _indicator_deff_frame(src: pd.DataFrame) -> pd.DataFrame:
+    """area_code, indicator_id, deff_indicator from ``src['deff_by_indicator']`` (empty without)."""
+    rows = [(a, i, float(d)) for a, m in zip(src["area_code"], src.get("deff_by_indicator", [None] * len(src)))
+            if isinstance(m, dict) for i, d in m.items()]
+    return pd.DataFrame(rows, columns=["area_code", "indicator_id", "deff_indicator"])
+
+
 def round_data(con, year: int, inds: list[Indicator], effects: dict[str, float] | None = None) -> RoundData:
     """The survey cells of round ``year`` after suppression, with their intervals: ``aggregate`` ->
-    ``survey_cells`` / ``distribution_cells`` -> ``area_sources`` -> ``suppress`` ->
-    ``with_intervals`` (the steps the indicators notebook shows one by one)."""
+    ``survey_cells`` / ``distribution_cells`` -> ``area_sources`` (design effects: configured,
+    estimated by Taylor linearisation for a survey with its sample design, or the default) ->
+    ``suppress`` -> ``with_intervals`` (the steps the indicators notebook shows one by one)."""
     # The distributions are always aggregated: they share their suppression with the indicators on
     # all respondents (the audit), so a round used only for the change column is suppressed as
     # when it is published.
     wide = aggregate(con, year, inds)
     cells = survey_cells(wide, inds)
-    src = area_sources(con, year, effects)
+    src = area_sources(con, year, effects, inds)
     dist = distribution_cells(wide)
     primary, secondary, dist_hidden = suppress(cells, src, dist)
     return RoundData(year, with_intervals(cells, src, primary, secondary), wide, src, dist, dist_hidden)
 
 
+def design_effect_summary(con, effects: dict[str, float] | None = None,
+                          inds: list[Indicator] | None = None) -> pd.DataFrame:
+    """The design effect each survey in the warehouse gets (every round), for the quality page: one
+    row per survey with survey_id, survey_kind, year, n (respondents), method ('estimated':
+    Taylor linearisation, 'configured': TSUNAGARI_DEFF, 'default': DEFAULT_DEFF), deff_min /
+    deff_max over the indicators (the single value otherwise), n_indicators estimated, and the
+    design's n_strata, n_psu, n_lonely (strata with one PSU) when it carries one."""
+    cols = ["survey_id", "survey_kind", "year", "n", "method", "deff_min", "deff_max", "n_indicators",
+            "n_strata", "n_psu", "n_lonely"]
+    if not _has_table(con, "survey_responses"):
+        return pd.DataFrame(columns=cols)
+    effects = config.design_effects() if effects is None else effects
+    if inds is None:
+        inds = [i for i in load_catalogue() if i.source == "survey"]
+    surveys = con.execute("SELECT survey_id, any_value(survey_kind), any_value(survey_year), count(*) "
+                          "FROM survey_responses GROUP BY survey_id ORDER BY 3, 2, 1").fetchall()
+    est = pd.concat([survey_deffs(con, y, inds, effects) for y in sorted({int(r[2]) for r in surveys})]
+                    or [pd.DataFrame(columns=DEFF_COLUMNS)], ignore_index=True)
+    rows = []
+    for sid, kind, year, n in surveys:
+        e = est[est["survey_id"] == sid]
+        deff, method = _survey_deff(str(kind), str(sid), effects, _estimated_map(e))
+        values = list(deff.values()) if isinstance(deff, dict) else [deff]
+        rows.append({"survey_id": sid, "survey_kind": kind, "year": int(year), "n": int(n), "method": method,
+                     "deff_min": float(min(values)), "deff_max": float(max(values)),
+                     "n_indicators": int(e["deff"].notna().sum()) if len(e) else 0,
+                     "n_strata": int(e["n_strata"].iloc[0]) if len(e) else pd.NA,
+                     "n_psu": int(e["n_psu"].iloc[0]) if len(e) else pd.NA,
+                     "n_lonely": int(e["n_lonely"].iloc[0]) if len(e) else pd.NA})
+    return pd.DataFrame(rows, columns=cols)
+
+
+SENSITIVITY_DEFFS = (1.0, 1.5, 2.0)
+_FLAGS = ("better", "worse", "higher", "lower")
+
+
+def comparison_flags(cur: pd.DataFrame) -> dict[str, int]:
+    """Of the prefecture rows of a round (``compare_with_national`` output; national rows and
+    programme data left out): ``n_tests`` (rows compared with the national figure), ``n_flagged``
+    (better / worse, or higher / lower for an indicator without a direction of good),
+    ``n_better``, ``n_worse`` and ``expected`` (n_tests x α: flags expected by chance alone)."""
+    rows = cur[(cur["area_code"] != NATIONAL) & cur["source_kind"].isin(["subsample", "own"])]
+    tested = rows["comparison_method"] != "none"
+    flagged = rows["comparison"].isin(_FLAGS)
+    m = stats.multiplicity(int(tested.sum()), int(flagged.sum()))
+    return {"n_tests": m["n_tests"], "n_flagged": m["n_flagged"],
+            "n_better": int((rows["comparison"] == "better").sum()),
+            "n_worse": int((rows["comparison"] == "worse").sum()), "expected": m["expected_false"]}
+
+
+def deff_sensitivity(con, year: int, deffs: tuple[float, ...] = SENSITIVITY_DEFFS,
+                     inds: list[Indicator] | None = None,
+                     effects: dict[str, float] | None = None) -> pd.DataFrame:
+    """The sensitivity line of round ``year``: the round recomputed with every survey's design
+    effect set to each of ``deffs`` (``effects={'*': d}``), and as published (``effects``: the
+    design effects in force), then ``compare_with_national``, with the prefecture rows flagged vs
+    national and the number expected by chance (``comparison_flags``). One row per setting:
+    ``setting`` ('1.0', '1.5', '2.0', 'used'), ``deff`` (NaN for 'used'), then the counts.
+
+    Suppression does not depend on the design effect (it is decided on unweighted bases and Kish's
+    n_eff), so ``round_data`` runs once and each setting redoes ``area_sources`` and
+    ``with_intervals`` on its cells and suppression flags: the same cells as ``round_data(con,
+    year, inds, {'*': d})`` (tested), without computing the audit four times."""
+    if inds is None:
+        inds = [i for i in load_catalogue() if i.source == "survey"]
+    used = config.design_effects() if effects is None else effects
+    rows = []
+    with _single_thread(con):
+        base = round_data(con, year, inds, used)
+        cells = survey_cells(base.wide, inds)
+        secondary = base.cells["secondary"].to_numpy(dtype=bool)
+        primary = base.cells["suppressed"].to_numpy(dtype=bool) & ~secondary
+        for d in deffs:
+            eff = {"*": float(d)}
+            cur = with_intervals(cells, area_sources(con, year, eff, inds), primary, secondary)
+            rows.append({"setting": f"{d:.1f}", "deff": float(d), **comparison_flags(compare_with_national(cur))})
+        rows.append({"setting": "used", "deff": float("nan"),
+                     **comparison_flags(compare_with_national(base.cells.copy()))})
+    return pd.DataFrame(rows)
+
+
 def compare_with_national(cur: pd.DataFrame) -> pd.DataFrame:
     """Columns p_nat, comparison, comparison_method of the round's cells (see stats module doc):
     own survey vs the national estimate (independent samples, both uncertainties); national
-    subsample vs the rest of the nation (the area's respondents removed from the national sums)."""
+    subsample vs the rest of the nation (the area's respondents removed from the national sums).
+    Both sides enter the test as published (``_as_tested``). What each label was tested against,
+    NaN on a row not tested: p_ref, n_ref (the reference's share and effective size), cmp_diff,
+    cmp_lower, cmp_upper (area - reference and its Newcombe interval, proportions), cmp_p (Fisher's
+    p when Fisher decided)."""
     nat = cur.loc[cur.area_code == NATIONAL, ["indicator_id", "breakdown", "p", "sw", "sw2", "swy",
                                               "n_design", "deff"]]
     nat = nat.rename(columns={c: f"{c}_nat" for c in nat.columns[2:]})
@@ -404,36 +649,75 @@ def compare_with_national(cur: pd.DataFrame) -> pd.DataFrame:
     tested = np.isin(kind, ("subsample", "own"))
     p_area = np.where(tested, cur["p"].to_numpy(dtype=float), np.nan)
     p_ref = np.where(tested & ~np.isnan(cur["p_nat"].to_numpy(dtype=float)), p_ref, np.nan)
-    res = stats.difference_test(p_area, cur["n_design"].to_numpy(), p_ref, n_ref)
+    p1, n1 = _as_tested(p_area, cur["n_design"].to_numpy(dtype=float))
+    p2, n2 = _as_tested(p_ref, n_ref)
+    res = stats.difference_test(p1, n1, p2, n2)
     cur["comparison"] = stats.comparison_label(res["direction"], res["significant"],
                                                cur["polarity"].to_numpy())
     method = res["method"].copy()
-    method[sub & (method != "none")] = [m + "_rest" for m in method[sub & (method != "none")]]
+    judged = method != "none"
+    method[sub & judged] = [m + "_rest" for m in method[sub & judged]]
     cur["comparison_method"] = method
+    # Only a judged row carries its reference: a suppressed area's rest of the nation together with
+    # the national value would give its value away.
+    cur["p_ref"], cur["n_ref"] = np.where(judged, p_ref, np.nan), np.where(judged, n_ref, np.nan)
+    for col, key in (("cmp_diff", "diff"), ("cmp_lower", "lower"), ("cmp_upper", "upper"), ("cmp_p", "p_value")):
+        cur[col] = np.where(judged, res[key], np.nan)
     return cur
 
 
 def change_since_previous(cur: pd.DataFrame, prev: RoundData | None) -> pd.DataFrame:
-    """Columns previous_year, prev_kind, source_changed, change_vs_previous, change_method."""
+    """Columns previous_year, prev_kind, source_changed, change_vs_previous, change_method, and
+    what each change was tested against (NaN on a row not tested): p_prev_shown, n_prev_shown (the
+    previous round's share and effective size; also on a source-break row, whose two values are
+    shown), chg_diff, chg_lower, chg_upper (proportions), chg_p (Fisher's p when Fisher decided).
+
+    A row whose previous round came from another source (``source_changed``: e.g. the national
+    subsample then, the prefecture's own survey now) is not tested: change 'not_compared', method
+    'source_break' (DESIGN.md: a change across a source break is shown, not tested). The test takes
+    both rounds as published (``_as_tested``)."""
     if prev is None:
         cur["previous_year"] = pd.NA
         cur["prev_kind"] = None
         cur["change"] = "not_compared"
         cur["change_method"] = "none"
         cur["source_changed"] = False
+        for col in ("p_prev_shown", "n_prev_shown", "chg_diff", "chg_lower", "chg_upper", "chg_p"):
+            cur[col] = np.nan
         return cur
     pc = prev.cells[["indicator_id", "area_code", "breakdown", "p", "n_design", "source_kind"]]
     cur = cur.merge(pc.rename(columns={"p": "p_prev", "n_design": "n_design_prev",
                                        "source_kind": "prev_kind"}),
                     on=["indicator_id", "area_code", "breakdown"], how="left")
-    res = stats.difference_test(cur["p"].to_numpy(dtype=float), cur["n_design"].to_numpy(),
-                                cur["p_prev"].to_numpy(dtype=float), cur["n_design_prev"].to_numpy())
-    cur["change"] = stats.change_label(res["direction"], res["significant"])
-    cur["change_method"] = res["method"]
-    cur["previous_year"] = prev.year
     known = cur["prev_kind"].isin(list(SOURCE_NAMES)) & (cur["prev_kind"] != "none") & (cur["source_kind"] != "none")
     cur["source_changed"] = (known & (cur["prev_kind"] != cur["source_kind"])).astype(bool)
+    brk = cur["source_changed"].to_numpy(dtype=bool)
+    p_now = cur["p"].to_numpy(dtype=float)
+    p_prev = cur["p_prev"].to_numpy(dtype=float)
+    n_prev = cur["n_design_prev"].to_numpy(dtype=float)
+    p1, n1 = _as_tested(p_now, cur["n_design"].to_numpy(dtype=float))
+    p2, n2 = _as_tested(np.where(brk, np.nan, p_prev), n_prev)
+    res = stats.difference_test(p1, n1, p2, n2)
+    cur["change"] = stats.change_label(res["direction"], res["significant"])
+    judged = res["method"] != "none"
+    cur["change_method"] = np.where(brk, "source_break", res["method"]).astype(object)
+    cur["previous_year"] = prev.year
+    shown = (judged | brk) & ~np.isnan(p_now) & ~np.isnan(p_prev)
+    cur["p_prev_shown"], cur["n_prev_shown"] = np.where(shown, p_prev, np.nan), np.where(shown, n_prev, np.nan)
+    for col, key in (("chg_diff", "diff"), ("chg_lower", "lower"), ("chg_upper", "upper"), ("chg_p", "p_value")):
+        cur[col] = np.where(judged, res[key], np.nan)
     return cur
+
+
+def _as_tested(p: np.ndarray, n: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """A share (0..1) and an effective size as published in the downloads (percent to 0.1 point,
+    size to 0.1: ``downloads.published_share`` / ``published_n``): the figures every test of
+    ``compare_with_national`` and ``change_since_previous`` takes, so that anyone can recompute a
+    label from a download row."""
+    from .downloads import published_n, published_share
+
+    return (published_share(np.asarray(p, dtype=float) * 100) / 100,
+            published_n(np.asarray(n, dtype=float)))
 
 
 def survey_tables(rd: RoundData, prev: RoundData | None,
@@ -441,19 +725,24 @@ def survey_tables(rd: RoundData, prev: RoundData | None,
     """The survey rows of round ``rd.year`` of the `indicators` and `distributions` tables:
     ``compare_with_national`` (national rows not compared), ``change_since_previous`` against
     ``prev``, the notes (source, base status, suppression, change of source), and no base published
-    for a suppressed row."""
+    for a suppressed row. A row that carries a label also carries what it was tested against
+    (reference / previous value and effective size, the difference with its interval, Fisher's p);
+    a suppressed row carries none of them."""
     year = rd.year
     cur = compare_with_national(rd.cells.copy())
-    cur.loc[cur.area_code == NATIONAL, ["comparison", "comparison_method"]] = ["not_compared", "none"]
+    nat_rows = cur.area_code == NATIONAL
+    cur.loc[nat_rows, ["comparison", "comparison_method"]] = ["not_compared", "none"]
+    cur.loc[nat_rows, ["p_ref", "n_ref", "cmp_diff", "cmp_lower", "cmp_upper", "cmp_p"]] = np.nan
     cur = change_since_previous(cur, prev)
 
     cur["area_name"] = cur["area_code"].map(names)
     notes = [_source_note(k, s, a, n) for k, s, a, n in
              zip(cur["source_kind"], cur["survey_ids"], cur["area_name"], cur["n"])]
     kinds = {"national": "全国調査", "own": "独自調査", "subsample": "全国調査の当該県回答者"}
-    for i, (st, sec, sup, n, kind, pk, changed) in enumerate(zip(
+    extreme = extreme_small_base(cur["n"].to_numpy(), cur["ny"].to_numpy())
+    for i, (st, sec, sup, n, kind, pk, changed, n_eff, ext) in enumerate(zip(
             cur["status"], cur["secondary"], cur["suppressed"], cur["n"], cur["source_kind"], cur["prev_kind"],
-            cur["source_changed"])):
+            cur["source_changed"], cur["n_eff"], extreme)):
         # A suppressed row publishes no base: not in n_unweighted / n_effective, not in the note.
         if st == "suppressed":
             notes[i] = _N_IN_NOTE.sub(f"({config.MIN_BASE}人未満)", notes[i], count=1) + "; n<30 非表示"
@@ -462,9 +751,9 @@ def survey_tables(rd: RoundData, prev: RoundData | None,
         elif sup:   # primary on its effective size (n_eff < 30)
             notes[i] = _N_IN_NOTE.sub("(回答者数は非公表)", notes[i], count=1) + "; n_eff<30 非表示"
         elif st == "reference":
-            notes[i] += f"; 参考値 (n={int(n):,})"
+            notes[i] += f"; 参考値 (n={int(n):,})" + (f"; {EXTREME_NOTE}" if ext else "")
         if changed and kind in kinds and pk in kinds:
-            notes[i] += f"; 前回は{kinds[pk]}のため前回比は出典が異なる"
+            notes[i] += f"; 前回は{kinds[pk]}で出典が異なるため前回との比較はしない"
     cur["note"] = notes
 
     ind_table = pd.DataFrame({
@@ -478,8 +767,23 @@ def survey_tables(rd: RoundData, prev: RoundData | None,
         "source": cur["source_kind"].map(SOURCE_NAMES), "previous_year": cur["previous_year"],
         "source_changed": cur["source_changed"], "comparison_method": cur["comparison_method"],
         "change_method": cur["change_method"], "design_effect": cur["deff"],
+        **_tested_against(cur),
     })
     return ind_table, distribution_table(rd.dist, year, rd.dist_hidden)
+
+
+def _tested_against(cur: pd.DataFrame) -> dict[str, pd.Series]:
+    """The columns reference_value ... change_p_value of ``survey_tables`` (percent and percentage
+    points; NaN on every suppressed row, whatever its label columns say)."""
+    keep = ~cur["suppressed"].to_numpy(dtype=bool)
+    cols = {"reference_value": ("p_ref", 100), "reference_n_effective": ("n_ref", 1),
+            "difference": ("cmp_diff", 100), "difference_lower_ci95": ("cmp_lower", 100),
+            "difference_upper_ci95": ("cmp_upper", 100), "p_value": ("cmp_p", 1),
+            "previous_value": ("p_prev_shown", 100), "previous_n_effective": ("n_prev_shown", 1),
+            "change_difference": ("chg_diff", 100), "change_lower_ci95": ("chg_lower", 100),
+            "change_upper_ci95": ("chg_upper", 100), "change_p_value": ("chg_p", 1)}
+    return {name: pd.Series(np.where(keep, cur[src].to_numpy(dtype=float) * k, np.nan), index=cur.index)
+            for name, (src, k) in cols.items()}
 
 
 def distribution_cells(wide: pd.DataFrame) -> pd.DataFrame:
@@ -838,13 +1142,19 @@ _DIST_COLUMNS = ["year", "area_code", "question", "breakdown", "category", "cate
                  "lower_ci95", "upper_ci95", "n_unweighted", "suppressed"]
 
 
+_TESTED_AGAINST = schema.INDICATOR_COLUMNS[schema.INDICATOR_COLUMNS.index("reference_value"):]
+
+
 def _typed_indicators(df: pd.DataFrame) -> pd.DataFrame:
+    # rows not tested (programme data, a round of programme data only) have no tested-against columns
+    df = df.reindex(columns=[*df.columns, *(c for c in _TESTED_AGAINST if c not in df.columns)])
     df = df[schema.INDICATOR_COLUMNS].copy()
     df["year"] = df["year"].astype("int64")
     for c in ("area_code", "area_name", "indicator_id", "breakdown", "comparison",
               "change_vs_previous", "note", "source", "comparison_method", "change_method"):
         df[c] = df[c].astype(object)
-    for c in ("value", "lower_ci95", "upper_ci95", "n_effective", "national_value", "design_effect"):
+    for c in ("value", "lower_ci95", "upper_ci95", "n_effective", "national_value", "design_effect",
+              *_TESTED_AGAINST):
         df[c] = pd.to_numeric(df[c], errors="coerce").astype("float64")
     for c in ("n_unweighted", "previous_year"):
         df[c] = pd.to_numeric(df[c], errors="coerce").astype("Int64")

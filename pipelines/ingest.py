@@ -68,6 +68,7 @@ RULE_FIELD_COUNT = "wrong number of fields / 列数が見出しと合いませ�
 RULE_SHEETS = "several sheets with data / データのシートが複数あります"
 RULE_UNKNOWN_PREF = "unknown prefecture / 存在しない都道府県"
 RULE_FUTURE_YEAR = "year in the future / 未来の年"
+RULE_DESIGN = "sample design incomplete / 標本設計の列が片方だけです"
 
 DETAIL_BLANK = "blank in a required column / 必須の列が空欄です"
 DETAIL_INT = "expected an integer / 整数ではありません"
@@ -79,9 +80,11 @@ HEADER_SEARCH_ROWS = 10
 
 SURVEY_INT = ["survey_year", "pref_code", "sex", "age", "household_single", *schema.QUESTIONS]
 PROGRAMME_INT = ["fiscal_year", "pref_code"]
-ALL_COLUMNS = list(dict.fromkeys(schema.SURVEY_COLUMNS + schema.PROGRAMME_COLUMNS))
-# Columns that may be absent from a file (filled in by ingest).
-SURVEY_FILLED = {"survey_id", "survey_year", "weight"}
+# A survey file's columns: the contract, then the optional sample design (stratum, psu).
+SURVEY_CONTRACT = schema.SURVEY_COLUMNS + schema.SURVEY_DESIGN_COLUMNS
+ALL_COLUMNS = list(dict.fromkeys(SURVEY_CONTRACT + schema.PROGRAMME_COLUMNS))
+# Columns that may be absent from a file (filled in by ingest; the design columns with NULL: no design).
+SURVEY_FILLED = {"survey_id", "survey_year", "weight", *schema.SURVEY_DESIGN_COLUMNS}
 PROGRAMME_FILLED = {"source"}
 
 # Row guard (data rows per file; TSUNAGARI_MAX_INPUT_ROWS overrides). The size guard is config.MAX_INPUT_BYTES.
@@ -719,8 +722,10 @@ def _specs(kind: str) -> dict[str, _Spec]:
             "survey_id": _Spec("text"), "survey_year": _Spec("int"), "respondent_id": _Spec("text"),
             "pref_code": _Spec("code", codes=set(range(1, 48))), "age": _Spec("int", required=False),
             "weight": _Spec("float"),
+            # present in the file: a code on every row (a blank is an error); absent: NULL (no design)
+            "stratum": _Spec("text"), "psu": _Spec("text"),
         })
-        return {c: specs[c] for c in schema.SURVEY_COLUMNS}
+        return {c: specs[c] for c in SURVEY_CONTRACT}
     return {"fiscal_year": _Spec("int"), "pref_code": _Spec("code", codes=set(range(1, 48))),
             "metric_id": _Spec("text"), "value": _Spec("float", required=False),
             "unit": _Spec("text"), "source": _Spec("text", required=False)}
@@ -898,7 +903,7 @@ def _prepare_file(path: Path, file_id: str, mapping: Mapping, encoding: str | No
     present = {m for m in mapped if m}
     unknown = [h for h, m in zip(raw.headers, mapped) if m is None]
     if "respondent_id" in present:
-        kind, contract, filled = "survey", schema.SURVEY_COLUMNS, SURVEY_FILLED
+        kind, contract, filled = "survey", SURVEY_CONTRACT, SURVEY_FILLED
     elif "metric_id" in present:
         kind, contract, filled = "programme", schema.PROGRAMME_COLUMNS, PROGRAMME_FILLED
     else:
@@ -913,6 +918,13 @@ def _prepare_file(path: Path, file_id: str, mapping: Mapping, encoding: str | No
     missing = [c for c in contract if c not in present and c not in filled]
     if missing:
         raise DataError(name, RULE_MISSING_COLUMN, column=", ".join(missing))
+    design = [c for c in schema.SURVEY_DESIGN_COLUMNS if c in present] if kind == "survey" else []
+    if design and len(design) < len(schema.SURVEY_DESIGN_COLUMNS):
+        lacking = [c for c in schema.SURVEY_DESIGN_COLUMNS if c not in present]
+        raise DataError(name, RULE_DESIGN, column=", ".join(lacking),
+                        detail=f"the file has {', '.join(design)} but not {', '.join(lacking)}: give both "
+                               "(stratified element sample: psu = respondent_id; clusters without strata: one "
+                               "stratum code) or neither / 層（stratum）と第1次抽出単位（psu）は両方を指定してください")
     n = len(raw.source_row)
     if n == 0:
         raise DataError(name, RULE_EMPTY)
@@ -949,6 +961,9 @@ def _prepare_file(path: Path, file_id: str, mapping: Mapping, encoding: str | No
             out["survey_year"] = pa.repeat(pa.scalar(survey_year, pa.int32()), n)
         if "weight" not in out:
             out["weight"] = pa.repeat(pa.scalar(1.0), n)
+        for col in schema.SURVEY_DESIGN_COLUMNS:   # no design given: NULL (the default design effect)
+            if col not in out:
+                out[col] = pa.nulls(n, pa.string())
     else:
         future = pc.greater(out["fiscal_year"], latest_plausible_year()).to_numpy(zero_copy_only=False)
         if future.any():
@@ -976,6 +991,8 @@ def _prepare_file(path: Path, file_id: str, mapping: Mapping, encoding: str | No
 def ensure_tables(con: duckdb.DuckDBPyConnection) -> None:
     for name in ("survey_responses", "staging_survey"):
         con.execute(schema.SURVEY_TABLE_DDL.format(name=name))
+        for col in schema.SURVEY_DESIGN_COLUMNS:   # a warehouse made before the design columns
+            con.execute(f"ALTER TABLE {name} ADD COLUMN IF NOT EXISTS {col} VARCHAR")
     for name in ("programme", "staging_programme"):
         con.execute(schema.PROGRAMME_TABLE_DDL.format(name=name))
     con.execute(schema.FILES_TABLE_DDL)
@@ -1049,7 +1066,8 @@ def _commit_file(con: duckdb.DuckDBPyConnection, sf: StagedFile) -> bool:
         con.execute("DELETE FROM validation_results WHERE list_contains(?, file_id)", [old_ids])
     if sf.kind == "survey":
         con.execute("DELETE FROM survey_responses WHERE survey_id = ?", [sf.survey_id])
-        con.execute("INSERT INTO survey_responses SELECT * FROM staging_survey WHERE file_id = ?", [sf.file_id])
+        con.execute("INSERT INTO survey_responses BY NAME SELECT * FROM staging_survey WHERE file_id = ?",
+                    [sf.file_id])
     else:
         con.execute("""DELETE FROM programme p USING (
                            SELECT DISTINCT fiscal_year, pref_code, metric_id FROM staging_programme

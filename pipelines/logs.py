@@ -1,6 +1,7 @@
 """Log lines that are safe to publish: one line each, no control characters, no server paths.
 
-The build log (``build.log``) and summary are published with the site. ``SafeFormatter`` therefore
+The build log (``build.log``) and summary are kept beside the site, in the build's working folder
+``.<out>.tsunagari-work`` (not published), and are often shared. ``SafeFormatter`` therefore
 - escapes control characters in the message (a file name with a newline or an ANSI escape cannot
   forge or hide log lines): ``\\n``, ``\\r``, ``\\t``, other C0/C1 controls and U+2028/U+2029 are
   written as backslash escapes;
@@ -54,7 +55,7 @@ def strip_roots(text: str) -> str:
 
 
 def display_path(path: str | os.PathLike[str]) -> str:
-    """A path as written in published logs and notebooks: relative to the working folder when
+    """A path as written in logs and notebooks: relative to the working folder when
     inside it, else `…/<name>` (never an absolute server path)."""
     p = Path(path)
     if not p.is_absolute():
@@ -80,12 +81,12 @@ class SafeFormatter(logging.Formatter):
 
 
 def setup_logging(log_file: Path | None = None, quiet: bool = False) -> None:
-    """Log to stderr and, when given, to a file (the build keeps one in its output)."""
+    """Log to stderr and, when given, to a file (the build keeps one in its working folder)."""
     root = logging.getLogger("tsunagari")
     root.setLevel(logging.INFO)
     for h in list(root.handlers):
         root.removeHandler(h)
-    # One line per message, control characters escaped, no server paths (build.log is published).
+    # One line per message, control characters escaped, no server paths (build.log is shared).
     fmt = SafeFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%H:%M:%S")
     err = logging.StreamHandler(sys.stderr)
     err.setLevel(logging.WARNING if quiet else logging.INFO)

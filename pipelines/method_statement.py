@@ -77,13 +77,15 @@ def _comparison() -> Rule:
         "県の独自調査による値では全国値（独立な標本、両方の不確かさを含む）です。"
         "判定は差の区間によるもので、県の信頼区間が全国値を含むかどうかによるものではありません"
         "（そのため、県の区間が全国値を含んでいても差があると判定されることや、その逆があります）。"
-        "基準の値と有効標本サイズ、差とその区間はダウンロードの各行にあります。",
+        "判定には公表値（小数第1位に丸めた割合と有効標本サイズ）を使うため、ダウンロードの各行（基準の値と有効標本サイズ、"
+        "差とその区間）から同じ判定を再現できます。",
         f"The {c}% Newcombe hybrid score interval of the difference between the area and its reference "
         f"(effective sizes) decides better/worse (higher/lower) when it excludes 0; Fisher's exact test "
         f"(two-sided, {a}%) when an expected count is below {e}. Reference: the rest of the nation for "
         "an area estimated from the national survey's respondents (overlapping samples), the national "
         "estimate for an area's own survey (independent). Not the overlap of the area's interval with "
-        "the national value. Each download row carries the reference, its n_eff and the difference interval.")
+        "the national value. Tests use the published figures (shares and effective sizes to 0.1), so each "
+        "download row (with the reference, its n_eff and the difference interval) reproduces its label.")
 
 
 def _change() -> Rule:
@@ -117,11 +119,12 @@ def _suppression() -> Rule:
     return Rule(
         "suppression", "秘匿と参考値", "Suppression and reference values",
         audit.RULE_JA + f"有効標本サイズが {lo} 未満の値も同様に非表示（x）です。{lo}～{hi - 1} 人の値は参考値（※）です。"
-        f"集計対象が {hi} 人未満で割合がちょうど0%または100%の値は、その集団の全員（または誰も）が同じ回答をしたことが"
-        "分かるため非表示とします。割合は小数第1位に丸めて公表します。",
+        f"集計対象が {hi} 人未満で割合がちょうど0%または100%の値も参考値として、95%信頼区間（例：0.0～6.9%）とともに示します"
+        "（標本にたまたま該当者がいない・全員が該当するだけで、母集団で0%・100%という意味ではありません）。"
+        "割合は小数第1位に丸めて公表します。",
         f"Values on an unweighted base below {lo} (or an effective size below {lo}) are suppressed (x), "
         f"their base unpublished; {lo}-{hi - 1} are reference values (※). An exact 0% or 100% on a base "
-        f"below {hi} is suppressed (class disclosure). " + audit.RULE_EN + " Shares are published to 0.1.")
+        f"below {hi} is a reference value shown with its interval. " + audit.RULE_EN + " Shares are published to 0.1.")
 
 
 def _weighting() -> Rule:
@@ -136,10 +139,51 @@ def _weighting() -> Rule:
 
 
 def _estimates() -> Rule:
+    from . import small_area
+
+    cv = f"{config.LEAD_CV_MAX * 100:g}"
+    c = confidence_percent()
+    k = small_area.POOL_ROUNDS
+    lo = config.MIN_BASE
+    z = f"{stats.z_critical(config.CONFIDENCE_LEVEL):.2f}"
     return Rule(
-        "estimates", "推計の方法", "Estimates",
-        "表示する値は、調査の回答から直接求めた推計（直接推計）です。",
-        "Values shown are direct survey estimates.")
+        "estimates", "推計の方法（直接推計・プール推計・モデル推計）", "Estimates: direct, pooled, model-based",
+        "各セルには、次の順で最初に当てはまる推計を表示し、推計方法の欄に示します。"
+        f"(1) 直接推計：その年の回答から直接求めた値が公表でき、変動係数（標準誤差÷値）が {cv}% 以下のとき。"
+        f"(2) {k}年プール推計（例：2022–2024年平均）：県の内訳（性別・年齢・一人暮らし）で、単年の値が非表示のとき、"
+        f"直近{k}回の全国調査の当該県回答者を合わせて求めた値。{k}回のどの回にもその内訳の値が公表されておらず、"
+        f"合わせた集計対象が {lo} 人以上で、秘匿の監査（単年と同じ方法）を通った値だけを公表し、合わせた回答者数は公表しません。"
+        f"変動係数が {cv}% 以下のときに表示します。"
+        "(3) モデル推計：Fay–Herriot の地域レベルモデル（REML 推定）による推計（EBLUP）。"
+        "割合を逆正弦平方根変換 asin(√p) した尺度で当てはめ（標本分散は 1/(4 n)、n は直接推計の区間と同じ有効標本サイズ÷設計効果）、"
+        "偏りを補正して p = (1 − cos(2θ)·exp(−2s²))/2 で割合に戻します（θ は変換尺度の推計値、s² はその条件付き分散）。"
+        f"{c}%区間は変換尺度の推計値 ± {z}×√MSE を sin² で戻したもので、MSE は Prasad–Rao／Datta–Lahiri の方法によります。"
+        "総数のモデルの説明変数は都道府県の人口の対数（総務省統計局「令和2年国勢調査」、47都道府県で標準化）、"
+        "内訳のモデルの説明変数は、その県の総数のモデル推計に全国の内訳と総数の差を加えた値です（その不確かさも MSE に含めます）。"
+        "47都道府県の人口で重み付けした平均が全国の直接推計に一致するよう比率で調整（ベンチマーク）します"
+        "（内訳の重みにも県の総人口を使う近似です）。"
+        "モデルは直接推計が公表されるセルだけで当てはめ、非表示のセルにはそのセルの回答を使わない合成推計（回帰による予測）を表示するため、"
+        "モデル推計から非表示の値は分かりません。"
+        "モデル推計は回答者数の集計ではないため回答者数を持たず、秘匿の監査は回答者数の集計（直接推計・プール推計）に適用します。"
+        "モデルを当てはめられないときは、変動係数が閾値を超えるプール推計または直接推計を表示します。"
+        "全国の値は常に直接推計です。全国との比較と前回からの変化の判定は直接推計についてだけ行い、プール推計・モデル推計には判定を付けません。"
+        "係数・地域分散・縮小係数・標準化残差は品質ページに示します。",
+        f"Each cell shows the first that applies, named in the method column: (1) the direct estimate "
+        f"when published with a coefficient of variation (SE / value) of at most {cv}%; (2) for a "
+        f"prefecture's breakdown (sex, age, living alone) whose single-round value is suppressed, the "
+        f"estimate pooled over the latest {k} national rounds (e.g. 2022–2024 average) when no pooled "
+        f"round publishes that cell, the pooled base is at least {lo} and the pooled cells pass the same "
+        f"disclosure audit (pooled base not published), with a CV of at most {cv}%; (3) the model-based "
+        "estimate: an area-level Fay–Herriot EBLUP fitted by REML on the arcsine square-root scale "
+        "(sampling variance 1/(4n), n the direct intervals' n_eff / deff), back-transformed with the bias "
+        f"correction (1 − cos 2θ·exp(−2s²))/2, {c}% interval from the Prasad–Rao/Datta–Lahiri MSE "
+        "back-transformed by sin²; covariate: log population (2020 census), standardised; breakdown "
+        "models use the area's model-based total shifted by the national breakdown-vs-total "
+        "difference (its error included in the MSE); ratio-benchmarked to the national direct "
+        "estimate with population weights. Fitted on published cells only: a suppressed cell gets "
+        "the synthetic prediction, which uses none of its data. Model values are not counts: the "
+        "disclosure audit applies to counts. National figures are direct; comparisons and changes "
+        "are judged on direct estimates only.")
 
 
 def _uk() -> Rule:

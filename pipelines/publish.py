@@ -5,11 +5,21 @@ What the build owns (and nothing else). For ``--out X`` (a symlink is followed: 
 into its target, so ``current -> www/html`` updates ``www/html`` and the link stays):
 - ``X`` itself, once it holds the marker file ``.tsunagari-site`` (written into every site the
   build creates; a site of an earlier version is recognised by its ``.tsunagari-state.json``);
-- three siblings with a private prefix: ``.X.tsunagari-new`` (the site being assembled),
-  ``.X.tsunagari-old`` (the previous site during the swap) and ``.X.tsunagari-lock`` (one build per
-  output at a time). The first two carry the marker too; a folder under these names without it is
-  never deleted (the build stops and names it).
+- four siblings with a private prefix: ``.X.tsunagari-new`` (the site being assembled),
+  ``.X.tsunagari-old`` (the previous site during the swap), ``.X.tsunagari-work`` (the build's
+  working files, never published) and ``.X.tsunagari-lock`` (one build per output at a time). The
+  three folders carry the marker too; a folder under these names without it is never deleted or
+  written (the build stops and names it).
 A user's ``X.new``, ``X.old`` or ``X.lock`` is never touched.
+
+Only the site is published. The marker is the one file of the build's own in the site (it is how
+the build recognises its folder; it holds the site's id, below). Everything else the build keeps
+lives in the working folder ``.X.tsunagari-work``: the executed report notebooks
+(``executed/``), the indicators notebook (``runs/indicators-{year}.ipynb``, the audit record),
+``build.log``, ``build-summary.txt``, the state (``state.json``), the disclosure record
+(``checked.json``) and the workbooks' input digests. ``scan_site`` is an allow-list: a file of any
+other kind in the new site (a notebook, a log, a state file, a dot file other than the marker, data
+under any name) stops the build, naming it, and nothing is published.
 
 ``check_out`` refuses (exit 2, naming ``--out``) an output that is or contains the warehouse, the
 input folder, the working folder, the project or ``data/``, that is a file, or that is a non-empty
@@ -18,9 +28,14 @@ and checked like everything published).
 
 The new site is assembled in ``.X.tsunagari-new`` (a copy of the published one, so unchanged reports
 carry over; the free space is checked first) and swapped in with two renames only when every stage
-succeeded and ``scan_site`` found nothing but the file types the build writes. A failed or killed
-build leaves the published site untouched; the staging folder keeps a state file that lists only
-artefacts known to be complete, so the next build can pick up from there.
+succeeded and ``scan_site`` found nothing but what the allow-list names. A failed or killed build
+leaves the published site untouched. The state lists only artefacts known to be complete, and
+describes one site folder: the marker of every site folder holds an id, and the state names the id
+of the folder it describes. The staging copy keeps the published site's id until the build first
+changes it (``BuildState`` then gives it an id of its own), so a rebuild with no change publishes a
+byte-identical site; once published (renamed) the folder keeps its id. A state whose id is not that
+of the staging folder is not used (everything is built again), so the state outside the site never
+vouches for files it did not see written.
 """
 
 from __future__ import annotations
@@ -32,6 +47,7 @@ import json
 import logging
 import os
 import shutil
+import uuid
 from collections.abc import Iterable
 from contextlib import contextmanager
 from pathlib import Path
@@ -41,11 +57,24 @@ from .errors import TsunagariError, UsageError
 
 log = logging.getLogger("tsunagari.publish")
 
-STATE_FILE = ".tsunagari-state.json"
 MARKER = ".tsunagari-site"
 MARKER_TEXT = "This folder was created by Tsunagari (tsunagari build); the build replaces it.\n"
+SITE_ID_PREFIX = "site-id: "   # the marker's second line: the id the build state refers to
+# A site written by an earlier version kept its state inside (recognised as the build's own).
+LEGACY_STATE_FILE = ".tsunagari-state.json"
 PREFIX = "."
 SUFFIX_NEW, SUFFIX_OLD, SUFFIX_LOCK = ".tsunagari-new", ".tsunagari-old", ".tsunagari-lock"
+SUFFIX_WORK = ".tsunagari-work"
+# The working folder's files (never published).
+STATE_FILE = "state.json"              # artefact key -> input hash, and the id of the site it describes
+CHECKED_FILE = "checked.json"          # the files checked for disclosure (path -> sha256)
+LOG_FILE, SUMMARY_FILE = "build.log", "build-summary.txt"
+EXECUTED_DIR, RUNS_DIR = "executed", "runs"   # report notebooks; the indicators notebook (audit record)
+WORKBOOK_DIGESTS = "xlsx-inputs.json"  # the per-prefecture workbooks' input digests
+# Working files that earlier versions kept inside the site: never copied into a new site.
+LEGACY_IN_SITE = (".work", "runs/indicators-*.ipynb", "build.log", "build-summary.txt", LEGACY_STATE_FILE,
+                  ".tsunagari-state.tmp", ".tsunagari-checked.json", ".tsunagari-checked.tmp",
+                  "downloads/.xlsx-inputs.json")
 OPTION = "--out"
 # Room kept free beyond the copy of the published site (the new reports, logs, a margin).
 SPACE_MARGIN = 64 * 1024 * 1024
@@ -94,16 +123,42 @@ def lock_file(out: Path) -> Path:
     return _sibling(out, SUFFIX_LOCK)
 
 
+def work_dir(out: Path) -> Path:
+    """The build's private working folder beside the site (never published)."""
+    return _sibling(out, SUFFIX_WORK)
+
+
 def owned(folder: Path) -> bool:
     """Whether `folder` is a site folder the build created (its marker, or the state file of a
     site written by an earlier version)."""
     folder = Path(folder)
     return folder.is_dir() and not folder.is_symlink() and (
-        (folder / MARKER).is_file() or (folder / STATE_FILE).is_file())
+        (folder / MARKER).is_file() or (folder / LEGACY_STATE_FILE).is_file())
 
 
-def _mark(folder: Path) -> None:
-    (Path(folder) / MARKER).write_text(MARKER_TEXT, encoding="utf-8")
+def _marked(folder: Path) -> bool:
+    folder = Path(folder)
+    return folder.is_dir() and not folder.is_symlink() and (folder / MARKER).is_file()
+
+
+def site_id(folder: Path) -> str | None:
+    """The id in a site folder's marker (None: no marker, or one written by an earlier version)."""
+    try:
+        text = (Path(folder) / MARKER).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return None
+    for line in text.splitlines():
+        if line.startswith(SITE_ID_PREFIX) and len(line) > len(SITE_ID_PREFIX):
+            return line[len(SITE_ID_PREFIX):].strip()
+    return None
+
+
+def _mark(folder: Path, new_id: bool = False) -> str:
+    """Write the marker into `folder`, keeping the id it has (a new one when it has none, or with
+    `new_id`). Returns the id."""
+    ident = (None if new_id else site_id(folder)) or uuid.uuid4().hex
+    (Path(folder) / MARKER).write_text(f"{MARKER_TEXT}{SITE_ID_PREFIX}{ident}\n", encoding="utf-8")
+    return ident
 
 
 def _contains(outer: Path, inner: Path) -> bool:
@@ -156,11 +211,8 @@ def check_out(out: Path, *, warehouse: Path, input_dir: Path | None = None, proj
         raise UsageError(OPTION, f"{shown} is a folder that Tsunagari did not create and is not empty "
                                  f"(no {MARKER} file); the build would replace it. Choose a new folder, or "
                                  f"pass --force-out to take it over / Tsunagari が作成していない空でないフォルダです")
-    for sib in (staging_dir(target), old_dir(target)):
-        if (sib.exists() or sib.is_symlink()) and not (sib.is_dir() and not sib.is_symlink()
-                                                        and (sib / MARKER).is_file()):
-            raise UsageError(OPTION, f"'{sib}' exists but was not created by Tsunagari (no {MARKER}); move it "
-                                     f"away / Tsunagari が作成していない {sib.name} があります")
+    for sib in (staging_dir(target), old_dir(target), work_dir(target)):
+        _check_sibling(sib)
     lock = lock_file(target)
     if lock.is_symlink() or (lock.exists() and not lock.is_file()):
         raise UsageError(OPTION, f"'{lock}' exists and is not a lock file of Tsunagari; move it away / "
@@ -169,6 +221,12 @@ def check_out(out: Path, *, warehouse: Path, input_dir: Path | None = None, proj
         raise UsageError(OPTION, f"'{lock}' exists and is not a lock file of Tsunagari; move it away / "
                                  f"{lock.name} は Tsunagari のロックファイルではありません")
     return target
+
+
+def _check_sibling(sib: Path) -> None:
+    if (sib.exists() or sib.is_symlink()) and not _marked(sib):
+        raise UsageError(OPTION, f"'{sib}' exists but was not created by Tsunagari (no {MARKER}); move it "
+                                 f"away / Tsunagari が作成していない {sib.name} があります")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -251,12 +309,64 @@ def _os_error(exc: OSError, what: str, where: Path | None = None) -> PublishErro
     return PublishError(f"{OPTION}: {what}: {reason}; the previous site is unchanged")
 
 
+def ensure_work(out: Path) -> Path:
+    """The build's working folder beside `out` (``.<out>.tsunagari-work``), created with the marker;
+    reused as it is when it carries the marker. A folder or file under that name without the
+    marker is refused (UsageError naming --out) and left alone."""
+    work = work_dir(Path(out))
+    _check_sibling(work)
+    try:
+        work.mkdir(parents=True, exist_ok=True)
+        if not (work / MARKER).is_file():
+            _mark(work)
+    except OSError as exc:
+        raise _os_error(exc, f"cannot create {work.name}", work.parent) from None
+    return work
+
+
+def state_site(work: Path) -> str | None:
+    """The id of the site folder the state in `work` describes (None: no state)."""
+    try:
+        data = json.loads((Path(work) / STATE_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data.get("site") if isinstance(data, dict) and isinstance(data.get("site"), str) else None
+
+
+def _write_json(path: Path, data: object) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(data, indent=1, sort_keys=True), encoding="utf-8")
+    tmp.replace(path)
+
+
+def _drop_records(work: Path) -> None:
+    """Forget what the working folder's records say (they describe no site folder there is)."""
+    for name in (STATE_FILE, CHECKED_FILE, WORKBOOK_DIGESTS):
+        for p in (work / name, (work / name).with_suffix(".tmp")):
+            p.unlink(missing_ok=True)
+
+
+def _legacy_ignore(root: Path):
+    """copytree's `ignore`: the working files that earlier versions kept inside the site."""
+    root = Path(root)
+
+    def ignore(folder: str, names: list[str]) -> set[str]:
+        rel = Path(folder).relative_to(root)
+        return {n for n in names if any((rel / n).match(pat) and len((rel / n).parts) == len(Path(pat).parts)
+                                        for pat in LEGACY_IN_SITE)}
+    return ignore
+
+
 def prepare_staging(out: Path) -> Path:
-    """The folder the new site is built in: a leftover staging folder of ours (its state lists only
-    complete artefacts) or a fresh copy of the published site (free space checked first; on a full
-    disk the partial copy is removed)."""
+    """The folder the new site is built in: the staging folder an earlier build left, when the
+    state describes it (same id; the state lists only complete artefacts), or a fresh copy of the
+    published site, without the working files earlier versions kept in it (free space checked
+    first; on a full disk the partial copy is removed). The copy keeps the site's id (it is the
+    same site until the build changes it); a state of another id is dropped (all is built again)."""
     out, new = Path(out), staging_dir(out)
-    if new.is_dir() and (new / MARKER).is_file() and (new / STATE_FILE).exists():
+    work = ensure_work(out)
+    described = state_site(work)
+    if described is not None and _marked(new) and site_id(new) == described:
         log.info("continuing from %s left by an earlier build", new.name)
         return new
     _rmtree_owned(new)
@@ -266,14 +376,19 @@ def prepare_staging(out: Path) -> Path:
             free = shutil.disk_usage(out.parent).free
             if free < need:
                 raise disk_full(out.parent, need, free)
-            shutil.copytree(out, new, symlinks=True)
+            shutil.copytree(out, new, symlinks=True, ignore=_legacy_ignore(out))
+            runs = new / "runs"   # (an earlier version's audit records were all it held)
+            if runs.is_dir() and not runs.is_symlink() and not any(runs.iterdir()):
+                runs.rmdir()
         else:
             new.mkdir(parents=True)
-        _mark(new)
+        ident = _mark(new)   # the published site's id (a new one for a folder without)
     except OSError as exc:
         if new.exists() and not (out.exists() and new.samefile(out)):
             shutil.rmtree(new, ignore_errors=True)   # ours: created just now
         raise _os_error(exc, f"cannot prepare {new.name}", out.parent) from None
+    if described != ident:
+        _drop_records(work)
     return new
 
 
@@ -287,8 +402,10 @@ def take_over(out: Path) -> None:
 
 
 def discard_staging(out: Path) -> None:
-    """Remove the staging folder (after a full disk: it would only keep the disk full)."""
+    """Remove the staging folder and the working folder, each only when it carries the marker
+    (after a full disk: they would only keep the disk full; the state describes no site then)."""
     _rmtree_owned(staging_dir(out))
+    _rmtree_owned(work_dir(out))
 
 
 def swap_in(out: Path) -> None:
@@ -319,22 +436,24 @@ def swap_in(out: Path) -> None:
 # What may be published
 # ---------------------------------------------------------------------------------------------
 
-# The file types a site contains (the built-in renderer, Quarto's site_libs, the downloads, the
-# quality page, logs and executed notebooks). Anything else is refused.
-TEXT_TYPES = frozenset({"html", "htm", "csv", "json", "ipynb", "txt", "log", "css", "js", "mjs", "map",
-                        "svg", "xml", "md", "typ", "lua"})
+# The allow-list: what a visitor needs, and nothing else. Pages, reports and downloads; the pages'
+# styles, scripts, images and fonts (the font's licence and readme beside it, in FONT_DIR); the JSON
+# files the pages link to; the marker. Binary types must start with their signature.
+PAGE_TYPES = frozenset({"html", "csv", "css", "js", "svg"})
 BINARY_TYPES = {
     "pdf": (b"%PDF-",),
     "xlsx": (b"PK\x03\x04",),
     "png": (b"\x89PNG\r\n\x1a\n",),
-    "jpg": (b"\xff\xd8\xff",), "jpeg": (b"\xff\xd8\xff",),
-    "gif": (b"GIF87a", b"GIF89a"),
-    "ico": (b"\x00\x00\x01\x00",),
-    "woff": (b"wOFF",), "woff2": (b"wOF2",),
-    "ttf": (b"\x00\x01\x00\x00", b"true"), "otf": (b"OTTO",),
+    "woff2": (b"wOF2",),
+    "ttf": (b"\x00\x01\x00\x00", b"true"),
 }
-# The build's own records (dot files) are allowed by name.
-RECORD_FILES = frozenset({MARKER, STATE_FILE, ".tsunagari-checked.json", ".nojekyll"})
+FONT_DIR = "assets/fonts"                      # .txt here: the shipped font's licence and readme
+PAGE_JSON = frozenset({"quality/results.json"})   # linked from the quality page
+# Why a kind of file is not published (the build keeps its working files beside the site).
+NOT_PUBLISHED = {
+    "ipynb": "an executed notebook", "log": "a log file", "json": "a JSON file the pages do not use",
+    "txt": "a text file (only the font's licence is published)", "tmp": "a temporary file",
+}
 # Data formats recognised by their first bytes, whatever the file is called.
 MICRODATA_MAGIC = [
     (0, b"PAR1", "a Parquet file"),
@@ -356,13 +475,21 @@ MICRODATA_MAGIC = [
 SNIFF_BYTES = 8192
 
 
-def _sniff(head: bytes, ext: str) -> str | None:
-    """Why a file with these first bytes must not be published, or None."""
+def _sniff_data(head: bytes) -> str | None:
+    """What data format these first bytes are (whatever the file is called), or None."""
     for offset, magic, what in MICRODATA_MAGIC:
         if head[offset:offset + len(magic)] == magic:
             return f"is {what}"
     if len(head) >= 2 and head[0] == 0x80 and 2 <= head[1] <= 5:
         return "is a Python pickle"
+    return None
+
+
+def _sniff(head: bytes, ext: str) -> str | None:
+    """Why a file of an allowed type with these first bytes must not be published, or None."""
+    data = _sniff_data(head)
+    if data:
+        return data
     if ext in BINARY_TYPES:
         if head and not head.startswith(BINARY_TYPES[ext]):
             return f"is not a .{ext} file (its first bytes do not match)"
@@ -374,10 +501,33 @@ def _sniff(head: bytes, ext: str) -> str | None:
     return None
 
 
+def _allowed(rel: str, ext: str) -> str | None:
+    """Why the allow-list refuses the site file `rel` (posix, site-relative), or None."""
+    parts = rel.split("/")
+    if rel == MARKER:
+        return None
+    if any(part.startswith(".") for part in parts):
+        return f"a hidden file{' (in a hidden folder)' if len(parts) > 1 and parts[-1][:1] != '.' else ''}"
+    if ".tmp." in parts[-1] or ext == "tmp":
+        return NOT_PUBLISHED["tmp"]
+    if ext in PAGE_TYPES or ext in BINARY_TYPES:
+        return None
+    if ext == "json" and rel in PAGE_JSON:
+        return None
+    if ext == "txt" and "/".join(parts[:-1]) == FONT_DIR:
+        return None
+    if ext in NOT_PUBLISHED:
+        return NOT_PUBLISHED[ext]
+    return f"file type '.{ext}' is not one a visitor needs" if ext else "a file without an extension"
+
+
 def scan_site(site: Path) -> list[str]:
-    """Files that must not be published: a type the build does not write (by extension), data
-    recognised by its first bytes (Parquet, DuckDB, SQLite, Arrow/Feather, pickle, ... under any
-    name), binary content in a text type, a symbolic link or special file. Each finding names the
+    """Files that must not be published. The site may hold only what the allow-list names (pages,
+    reports, downloads, their css/js/svg/png/fonts, the font's licence, the JSON the pages link to,
+    the marker): a notebook, a log, a state or other JSON file, a dot file other than the marker,
+    any other type is refused; so are data recognised by their first bytes (Parquet, DuckDB,
+    SQLite, Arrow/Feather, pickle, ... under any name), a binary type whose first bytes do not
+    match, binary content in a text type, a symbolic link or special file. Each finding names the
     file (site-relative)."""
     site = Path(site)
     findings = []
@@ -394,24 +544,34 @@ def scan_site(site: Path) -> list[str]:
             if f.is_symlink() or not f.is_file():
                 findings.append(f"{rel}: a symbolic link or special file; not published / 公開できないファイルです")
                 continue
-            if name in RECORD_FILES and base == site:
-                continue
             ext = name.rsplit(".", 1)[-1].lower() if "." in name.lstrip(".") else ""
-            if ext not in TEXT_TYPES and ext not in BINARY_TYPES:
-                findings.append(f"{rel}: file type '.{ext}' is not one the build writes; microdata or other "
-                                f"files must not be published / 公開対象外の形式です" if ext else
-                                f"{rel}: a file without an extension is not one the build writes / 公開対象外のファイルです")
-                continue
             try:
                 with open(f, "rb") as fh:
                     head = fh.read(SNIFF_BYTES)
             except OSError as exc:
                 findings.append(f"{rel}: cannot be read ({exc.strerror})")
                 continue
+            data = _sniff_data(head)
+            if data:
+                findings.append(f"{rel}: {data}; not published / 公開できない形式のデータです")
+                continue
+            refused = _allowed(rel, ext)
+            if refused:
+                findings.append(f"{rel}: {refused}; only what a visitor needs is published (the build keeps its "
+                                f"working files in {PREFIX}{_site_name(site)}{SUFFIX_WORK}) / 公開対象外のファイルです")
+                continue
             why = _sniff(head, ext)
             if why:
                 findings.append(f"{rel}: {why}; not published / 公開できない形式のデータです")
     return sorted(findings)
+
+
+def _site_name(folder: Path) -> str:
+    """The published name of a site folder (the staging folder ``.X.tsunagari-new`` -> ``X``)."""
+    name = Path(folder).name
+    if name.startswith(PREFIX) and name.endswith(SUFFIX_NEW):
+        return name[len(PREFIX):-len(SUFFIX_NEW)]
+    return name
 
 
 # ---------------------------------------------------------------------------------------------
@@ -420,28 +580,50 @@ def scan_site(site: Path) -> list[str]:
 
 
 class BuildState:
-    """artefact key -> input hash, persisted after every change (atomic write)."""
+    """artefact key -> input hash of the site folder `site_dir` (the staging folder), persisted
+    after every change (atomic write) in the working folder's ``state.json`` with the folder's id;
+    a state of another site folder is not used. Before the first change (``invalidate`` comes
+    before every artefact is written) the folder gets an id of its own: from then on it is no
+    longer the copy of the published site that the state may also have described."""
 
-    def __init__(self, site_dir: Path) -> None:
+    def __init__(self, work_dir: Path, site_dir: Path) -> None:
         import threading
 
         self._lock = threading.Lock()   # the build records from two threads (reports and site)
-        self.path = Path(site_dir) / STATE_FILE
+        self.work = Path(work_dir)
+        self.path = self.work / STATE_FILE
+        self.site_dir = Path(site_dir)
+        self.site = site_id(self.site_dir)
+        self._own_id = False
         try:
-            self.data: dict[str, str] = json.loads(self.path.read_text(encoding="utf-8"))
+            saved = json.loads(self.path.read_text(encoding="utf-8"))
         except (FileNotFoundError, json.JSONDecodeError):
-            self.data = {}
+            saved = {}
+        ok = isinstance(saved, dict) and self.site is not None and saved.get("site") == self.site
+        self.data: dict[str, str] = dict(saved.get("artefacts") or {}) if ok else {}
+
+    def _diverge(self) -> None:
+        """Give the site folder an id of its own before it is first changed (marker first, then
+        the state: killed in between, the state describes the published site, which the folder
+        still equals, and the next build starts from a fresh copy)."""
+        if not self._own_id:
+            self.site = _mark(self.site_dir, new_id=True)
+            self._own_id = True
+            self._save()
 
     def up_to_date(self, key: str, digest: str, outputs: Iterable[Path] = ()) -> bool:
         return self.data.get(key) == digest and all(Path(p).exists() for p in outputs)
 
     def invalidate(self, key: str) -> None:
+        """Before artefact `key` is (re)written."""
         with self._lock:
+            self._diverge()
             if self.data.pop(key, None) is not None:
                 self._save()
 
     def record(self, key: str, digest: str) -> None:
         with self._lock:
+            self._diverge()
             self.data[key] = digest
             self._save()
 
@@ -450,9 +632,7 @@ class BuildState:
             self._save()
 
     def _save(self) -> None:
-        tmp = self.path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(self.data, indent=1, sort_keys=True), encoding="utf-8")
-        tmp.replace(self.path)
+        _write_json(self.path, {"site": self.site, "artefacts": self.data})
 
 
 def digest(*parts: object) -> str:

@@ -150,28 +150,32 @@ class ReportData:
 
     def estimates(self, ids: list[str], breakdowns: dict[str, str] | None = None,
                   year: int | None = None) -> pd.DataFrame:
-        """Area beside national: one row per indicator x breakdown x place with value and 95%
-        interval (NaN when suppressed or missing). `breakdowns`: breakdown -> label shown
-        (default: the total). Columns: indicator_id, indicator, breakdown, group, place, area_code,
-        value, lower_ci95, upper_ci95, comparison, suppressed, n_unweighted. `indicator`, `group`
-        and `place` are ordered categoricals (the order given)."""
+        """Area beside national: one row per indicator x breakdown x place with the leading estimate
+        (direct, pooled or model-based: ``lead``) and its 95% interval (NaN when there is none).
+        `breakdowns`: breakdown -> label shown (default: the total). Columns: indicator_id,
+        indicator, breakdown, group, place, area_code, value, lower_ci95, upper_ci95, comparison
+        (the direct estimate's; not_compared when another leads), suppressed (the direct value),
+        n_unweighted, estimate_method ('direct' / 'pooled' / 'model'), method_label (its words).
+        `indicator`, `group` and `place` are ordered categoricals (the order given)."""
         breakdowns = breakdowns or {"total": "全体"}
         rows = []
         for ind in ids:
             for bd, label in breakdowns.items():
                 for code, place in self.places():
                     r = self.row(ind, area=code, breakdown=bd, year=year)
-                    shown = shown_value(r)
+                    value, lower, upper = lead(r)
                     rows.append({"indicator_id": ind, "indicator": self.name(ind), "breakdown": bd, "group": label,
-                                 "place": place, "area_code": code, "value": shown,
-                                 "lower_ci95": None if shown is None else r["lower_ci95"],
-                                 "upper_ci95": None if shown is None else r["upper_ci95"],
-                                 "comparison": "not_compared" if r is None else str(r["comparison"] or "not_compared"),
+                                 "place": place, "area_code": code, "value": value,
+                                 "lower_ci95": lower, "upper_ci95": upper,
+                                 "comparison": "not_compared" if r is None or not is_direct_lead(r)
+                                 else str(r["comparison"] or "not_compared"),
                                  "suppressed": bool(r is not None and is_suppressed(r)),
-                                 "n_unweighted": None if r is None else r["n_unweighted"]})
+                                 "n_unweighted": None if r is None else r["n_unweighted"],
+                                 "estimate_method": lead_method(r) if value is not None else None,
+                                 "method_label": fmt_method(r) if value is not None else ""})
         frame = pd.DataFrame(rows, columns=["indicator_id", "indicator", "breakdown", "group", "place", "area_code",
                                             "value", "lower_ci95", "upper_ci95", "comparison", "suppressed",
-                                            "n_unweighted"])
+                                            "n_unweighted", "estimate_method", "method_label"])
         for c in ("value", "lower_ci95", "upper_ci95", "n_unweighted"):
             frame[c] = pd.to_numeric(frame[c], errors="coerce").astype(float)
         return _ordered(frame, indicator=[self.name(i) for i in ids], group=list(breakdowns.values()),
@@ -197,21 +201,33 @@ class ReportData:
 
     def trends(self, ids: list[str]) -> pd.DataFrame:
         """Every round of each indicator for the area and national (total): year, indicator_id,
-        indicator, place, value, lower_ci95, upper_ci95 (NaN when suppressed), change (increase /
-        decrease / no_change / not_compared vs the previous round), source and source_changed (the
-        indicators stage's columns: e.g. national_subsample -> own_survey)."""
+        indicator, place, value, lower_ci95, upper_ci95 (the leading estimate of each round: direct,
+        pooled or model-based; NaN when there is none), change (increase / decrease / no_change /
+        not_compared vs the previous round; the direct estimate's, not_compared when another
+        leads), source and source_changed (the indicators stage's columns: e.g.
+        national_subsample -> own_survey), estimate_method."""
         d = self.indicators
         d = d[(d.breakdown == "total") & d.indicator_id.isin(ids)
               & d.area_code.isin([c for c, _ in self.places()])].sort_values("year")
         places = dict(self.places())
         sup = d.suppressed.astype(bool)
+        value, lower, upper = (d[c].where(~sup).astype(float) for c in ("value", "lower_ci95", "upper_ci95"))
+        method = pd.Series(None, index=d.index, dtype=object)
+        method[value.notna()] = "direct"
+        if "estimate_method" in d.columns:   # the leading estimate (issue #24)
+            other = d.estimate_method.isin(["pooled", "model"]) & d.lead_value.notna()
+            value = value.where(~other, d.lead_value.astype(float))
+            lower = lower.where(~other, d.lead_lower_ci95.astype(float))
+            upper = upper.where(~other, d.lead_upper_ci95.astype(float))
+            method = method.where(~other, d.estimate_method)
+        direct = method == "direct"
         f = pd.DataFrame({
             "year": d.year.astype(int), "indicator_id": d.indicator_id, "indicator": d.indicator_id.map(self.name),
             "place": d.area_code.map(places), "area_code": d.area_code,
-            "value": d.value.where(~sup).astype(float), "lower_ci95": d.lower_ci95.where(~sup).astype(float),
-            "upper_ci95": d.upper_ci95.where(~sup).astype(float),
-            "change": d.change_vs_previous.fillna("not_compared").where(~sup, "not_compared").astype(str),
-            "source": d.source.astype(str), "source_changed": d.source_changed.fillna(False).astype(bool)})
+            "value": value, "lower_ci95": lower, "upper_ci95": upper,
+            "change": d.change_vs_previous.fillna("not_compared").where(~sup & direct, "not_compared").astype(str),
+            "source": d.source.astype(str), "source_changed": d.source_changed.fillna(False).astype(bool),
+            "estimate_method": method})
         return _ordered(f.reset_index(drop=True), indicator=[self.name(i) for i in ids],
                         place=[p for _, p in self.places()])
 
@@ -286,7 +302,7 @@ class ReportData:
                                 "group": uk.group, "place": uk_place(uk_year), "area_code": "",
                                 "value": uk.value_pct.astype(float), "lower_ci95": float("nan"),
                                 "upper_ci95": float("nan"), "comparison": "not_compared", "suppressed": False,
-                                "n_unweighted": float("nan")})
+                                "n_unweighted": float("nan"), "estimate_method": "direct", "method_label": ""})
         out = pd.concat([frame.assign(indicator=frame.indicator.astype(str), group=frame.group.astype(str),
                                       place=frame.place.astype(str)), england], ignore_index=True)
         return _ordered(out, indicator=[self.name(ind)], group=list(bands.values()),
@@ -299,22 +315,32 @@ class ReportData:
         uk_year, uk = self.uk_by_age()
         england = dict(zip(uk.breakdown, uk.value_text)) if uk_year else {}
         rows, cells = [], []
+        not_direct = False
         for band in schema.UK_AGE_BANDS:
             bd = f"uk_age={band}"
             r = self.row(ind, breakdown=bd)
-            row = [age_label(band), fmt_value(r), fmt_ci(r), fmt_base(r)]
-            if not self.is_national:
-                row += [fmt_value(self.row(ind, area=NATIONAL_CODE, breakdown=bd)), fmt_comparison(r)]
+            if self.is_national:
+                row = [age_label(band), fmt_value(r), fmt_ci(r), fmt_base(r)]
+            else:   # the leading estimate and its method; the comparison is the direct one's
+                direct = is_direct_lead(r)
+                not_direct |= not direct and lead_method(r) is not None
+                row = [age_label(band), fmt_lead_value(r), fmt_lead_ci(r), fmt_lead_base(r), fmt_method(r),
+                       fmt_value(self.row(ind, area=NATIONAL_CODE, breakdown=bd)),
+                       fmt_comparison(r) if direct else MISSING]
             if uk_year:
                 row.append(england.get(bd, MISSING))
             rows.append(row)
             cells += row
         header = ["区分", f"{self.area_name}（%）", "95%信頼区間", "集計対象（人）"]
         if not self.is_national:
-            header += ["全国（%）", "全国との比較"]
+            header += ["推計方法", "全国（%）", "全国との比較"]
         if uk_year:
             header.append(f"{uk_place(uk_year)}（%）")
-        return md_table(header, rows) + "\n\n" + footnotes(*cells)
+        notes = footnotes(*cells)
+        if not_direct:
+            notes += "\n\n" + methods_footnote()
+        return md_table(header, rows, None if self.is_national else ["l", "r", "r", "r", "l", "r", "c"] + (["r"] if uk_year else []),
+                        widths=None if self.is_national else [3, 2, 3, 2, 4, 2, 2] + ([2] if uk_year else [])) + "\n\n" + notes
 
     def uk_sources(self, uk: pd.DataFrame) -> str:
         """Which publication England's figures in `uk` (rows of uk_cls.csv, with `category_label`
@@ -730,49 +756,71 @@ def headline_table(data: ReportData, ids: list[str] | None = None) -> str:
     if prev_year is not None:
         t = data.trends(ids or data.ids("survey"))
         changed = set(t[(t.year == data.year) & (t.area_code == data.area_code) & t.source_changed].indicator_id)
+    not_direct = False
     for ind in ids or data.ids("survey"):
         r = data.row(ind)
         unit = data.unit(ind)
-        row = [data.name(ind), fmt_value(r, unit), fmt_ci(r), fmt_base(r)]  # md_table escapes
         change = fmt_change(r, data.indicator(ind).polarity)
         if ind in changed and change != MISSING and "出典変更" not in change:
             change = MdText(change + md_escape(" （出典変更）"))
         if data.is_national:
+            row = [data.name(ind), fmt_value(r, unit), fmt_ci(r), fmt_base(r)]  # md_table escapes
             prev = data.row(ind, year=prev_year) if prev_year is not None else None
             row += [fmt_value(prev, unit), change]
         else:
-            row += [fmt_national(r, unit), fmt_comparison(r), change]
+            # the leading estimate (direct / pooled / model-based) and its method; labels are
+            # about the direct estimate only
+            direct = is_direct_lead(r)
+            not_direct |= not direct and lead_method(r) is not None
+            row = [data.name(ind), fmt_lead_value(r, unit), fmt_lead_ci(r), fmt_lead_base(r), fmt_method(r),
+                   fmt_national(r, unit), fmt_comparison(r) if direct else MISSING, change if direct else MISSING]
         rows.append(row)
         cells += row
     prev_head = f"前回 {prev_year}年（%）" if prev_year is not None else "前回（%）"
     if data.is_national:
         header = ["指標", "全国（%）", "95%信頼区間", "集計対象（人）", prev_head, "前回からの変化"]
+        align, widths = ["l", "r", "r", "r", "r", "c"], [7, 2, 3, 2, 2, 3]
     else:
-        header = ["指標", f"{data.area_name}（%）", "95%信頼区間", "集計対象（人）", "全国（%）", "全国との比較",
+        header = ["指標", f"{data.area_name}（%）", "95%信頼区間", "集計対象（人）", "推計方法", "全国（%）", "全国との比較",
                   "前回からの変化"]
-    widths = [7, 2, 3, 2, 2, 2, 3][: len(header)]
+        align, widths = ["l", "r", "r", "r", "l", "r", "c", "c"], [6, 2, 3, 2, 3, 2, 2, 3]
     notes = footnotes(*cells)
+    if not_direct:
+        notes += "\n\n" + methods_footnote()
     if changed:
         notes += ("\n\n[「出典変更」：前回と今回で推計の出典が異なります（全国調査の県別回答者 → 県の独自調査など）。"
                   "前回からの変化には調査設計の違いが含まれます。]{.footnote}")
-    return md_table(header, rows, ["l", "r", "r", "r", "r", "c", "c"][: len(header)], widths=widths) + "\n\n" + notes
+    return md_table(header, rows, align, widths=widths) + "\n\n" + notes
 
 
 def breakdown_table(data: ReportData, ind: str, prefix: str, labels: dict[str, str]) -> str:
-    """Area (and national) values by breakdown group, suppressed cells shown as 'x'."""
+    """Area (and national) values by breakdown group: for a prefecture the leading estimate of each
+    group (direct, pooled or model-based) with its method; suppressed direct cells shown as 'x'
+    where no other estimate leads."""
     rows, cells = [], []
+    not_direct = False
     for key, label in labels.items():
         r = data.row(ind, breakdown=f"{prefix}={key}")
         n = data.row(ind, area="00", breakdown=f"{prefix}={key}")
-        row = [label, fmt_value(r), fmt_ci(r), fmt_base(r)]
-        if not data.is_national:
-            row += [fmt_value(n), fmt_comparison(r)]
+        if data.is_national:
+            row = [label, fmt_value(r), fmt_ci(r), fmt_base(r)]
+        else:
+            direct = is_direct_lead(r)
+            not_direct |= not direct and lead_method(r) is not None
+            row = [label, fmt_lead_value(r), fmt_lead_ci(r), fmt_lead_base(r), fmt_method(r), fmt_value(n),
+                   fmt_comparison(r) if direct else MISSING]
         rows.append(row)
         cells += row
-    header = ["区分", f"{data.area_name}（%）", "95%信頼区間", "集計対象（人）"]
-    if not data.is_national:
-        header += ["全国（%）", "全国との比較"]
-    return md_table(header, rows) + "\n\n" + footnotes(*cells)
+    if data.is_national:
+        header = ["区分", f"{data.area_name}（%）", "95%信頼区間", "集計対象（人）"]
+        align, widths = None, None
+    else:
+        header = ["区分", f"{data.area_name}（%）", "95%信頼区間", "集計対象（人）", "推計方法", "全国（%）", "全国との比較"]
+        align, widths = ["l", "r", "r", "r", "l", "r", "c"], [3, 2, 3, 2, 4, 2, 2]
+    notes = footnotes(*cells)
+    if not_direct:
+        notes += "\n\n" + methods_footnote()
+    return md_table(header, rows, align, widths=widths) + "\n\n" + notes
 
 
 def shown_value(row) -> float | None:
@@ -780,6 +828,114 @@ def shown_value(row) -> float | None:
     if row is None or is_suppressed(row) or _isnan(row.get("value")):
         return None
     return float(row["value"])
+
+
+# --- The leading estimate (issue #24: direct, pooled or model-based; pipelines/small_area.py) ----
+
+def lead_method(row) -> str | None:
+    """'direct', 'pooled' or 'model': which estimate a row shows (the indicators table's
+    ``estimate_method``; a table without it, or a programme row, shows its direct value); None
+    when the row has nothing to show."""
+    if row is None:
+        return None
+    m = row.get("estimate_method")
+    if isinstance(m, str) and m:
+        return m
+    return None if shown_value(row) is None else "direct"
+
+
+def lead(row) -> tuple[float | None, float | None, float | None]:
+    """(value, lower, upper) of the leading estimate of a row (percent); Nones when there is none."""
+    m = lead_method(row)
+    if m is None:
+        return None, None, None
+    if m == "direct" or _isnan(row.get("lead_value")):
+        v = shown_value(row)
+        if v is None:
+            return None, None, None
+        lo, hi = row.get("lower_ci95"), row.get("upper_ci95")
+        return v, None if _isnan(lo) else float(lo), None if _isnan(hi) else float(hi)
+    lo, hi = row.get("lead_lower_ci95"), row.get("lead_upper_ci95")
+    return (float(row["lead_value"]), None if _isnan(lo) else float(lo), None if _isnan(hi) else float(hi))
+
+
+def fmt_method(row) -> str:
+    """The 推計方法 cell: 直接推計 / 3年プール（2022–2024年平均） / モデル推計 (― when none)."""
+    m = lead_method(row)
+    return conventions.estimate_method_label(m, row.get("lead_years") if row is not None else None) or MISSING
+
+
+def fmt_lead_value(row, unit: str = "percent") -> str:
+    """The leading estimate as shown: the direct value as ``fmt_value`` shows it (x, ※), a pooled or
+    model-based value as a number."""
+    if lead_method(row) in (None, "direct"):
+        return fmt_value(row, unit)
+    return fmt_num(lead(row)[0], unit)
+
+
+def fmt_lead_ci(row) -> str:
+    if lead_method(row) in (None, "direct"):
+        return fmt_ci(row)
+    _, lo, hi = lead(row)
+    return MISSING if lo is None or hi is None else f"{lo:.1f}～{hi:.1f}"
+
+
+def fmt_lead_base(row) -> str:
+    """Base of the leading estimate: the direct base; 非公表 for a pooled one (not published); ― for
+    a model-based one (an estimate, not a count)."""
+    m = lead_method(row)
+    if m == "pooled":
+        return "非公表"
+    if m == "model":
+        return MISSING
+    return fmt_base(row)
+
+
+def is_direct_lead(row) -> bool:
+    return lead_method(row) == "direct"
+
+
+def methods_footnote() -> str:
+    """The footnote on the 推計方法 column (Markdown)."""
+    return f"[{md_escape(FOOTNOTE_METHODS)}]{{.footnote}}"
+
+
+def fmt_lead_marked(row, unit: str = "percent") -> str:
+    """The leading estimate with the mark of its method where a table has no method column:
+    '4.8◇' model-based, '12.0△' pooled, the direct value as ``fmt_value`` shows it."""
+    m = lead_method(row)
+    text = fmt_lead_value(row, unit)
+    return text + conventions.ESTIMATE_MARKS[m] if m in conventions.ESTIMATE_MARKS and text != MISSING else text
+
+
+def method_marks_note(cells) -> str:
+    """The footnote of the method marks that occur in ``cells`` ('' when none)."""
+    text = " ".join(map(str, cells))
+    words = {"pooled": "プール推計（直近の複数回の全国調査の当該県回答者を合わせた値）", "model": "モデル推計（Fay–Herriot モデル）"}
+    found = [f"{mark}：{words[m]}" for m, mark in conventions.ESTIMATE_MARKS.items() if mark in text]
+    return f"[{md_escape('、'.join(found) + '。変化の判定は直接推計についてのみ行います。')}]{{.footnote}}" if found else ""
+
+
+def method_note(frame: pd.DataFrame) -> str:
+    """A chart's caption words on its marks (``estimates`` / ``trends`` frames): which points are
+    model-based (hollow) or pooled (grey); '' when every point is a direct estimate."""
+    if "estimate_method" not in frame.columns:
+        return ""
+    shown = frame[frame["value"].notna()]
+    parts = []
+    pooled = shown[shown.estimate_method == "pooled"]
+    if len(pooled):
+        label = pooled["method_label"].iloc[0] if "method_label" in pooled.columns else "プール推計"
+        parts.append(f"灰色の点は{label}の値")
+    if (shown.estimate_method == "model").any():
+        parts.append("白抜きの点はモデル推計（Fay–Herriot モデル）の値")
+    return ("、".join(parts) + "（塗りつぶしの点は直接推計）。") if parts else ""
+
+
+FOOTNOTE_METHODS = ("「推計方法」：直接推計はその年の回答から直接求めた値、プール推計は直近の複数回の全国調査の"
+                    "当該県回答者を合わせた値（期間の平均）、モデル推計は Fay–Herriot モデルによる値で、回答者数の集計ではないため"
+                    "集計対象を示しません。全国との比較と前回からの変化は直接推計についてのみ判定します（「―」）。"
+                    "方法は「方法と出典」を参照。")
 
 
 

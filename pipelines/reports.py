@@ -122,14 +122,23 @@ def render_area(renderer: str, executed: Path, html: Path, pdf: Path, meta: dict
     return [str(html), str(pdf)]
 
 
+def executed_dir(out_dir: Path) -> Path:
+    """Where the executed report notebooks of an output folder go: the build's working folder beside
+    it (``.<out>.tsunagari-work/executed``, created with its marker), never the site itself."""
+    from .publish import EXECUTED_DIR, ensure_work
+
+    return ensure_work(Path(out_dir).resolve()) / EXECUTED_DIR
+
+
 def build_area(pref_code: int, year: int, warehouse: Path, out_dir: Path, renderer: str = "pandoc",
-               synthetic: bool | None = None) -> AreaResult:
-    """Execute and render one area; never raises (the error is in the result)."""
+               synthetic: bool | None = None, executed_in: Path | None = None) -> AreaResult:
+    """Execute and render one area; never raises (the error is in the result). The executed
+    notebook goes to `executed_in` (default: ``executed_dir(out_dir)``)."""
     from .render import get_renderer
 
     slug = pref_slug(pref_code)
     res = AreaResult(slug=slug, ok=False)
-    executed = out_dir / ".work" / "executed" / f"{slug}.ipynb"
+    executed = Path(executed_in or executed_dir(out_dir)) / f"{slug}.ipynb"
     target_dir = out_dir if pref_code == 0 else out_dir / "prefectures"
     try:
         if synthetic is None:
@@ -137,7 +146,7 @@ def build_area(pref_code: int, year: int, warehouse: Path, out_dir: Path, render
         t0 = time.perf_counter()
         _execute(REPORT_NOTEBOOK, executed,
                  {"year": int(year), "pref_code": int(pref_code), "warehouse": os.path.relpath(warehouse)},
-                 cwd=Path.cwd())   # the record is published: a path relative to the working folder
+                 cwd=Path.cwd())   # the record may be shared: a path relative to the working folder
         res.execute_seconds = time.perf_counter() - t0
         t1 = time.perf_counter()
         html, pdf = target_dir / f"{slug}.html", target_dir / f"{slug}.pdf"
@@ -164,8 +173,9 @@ def run_reports(year: int, warehouse: Path, out_dir: Path, prefs: list[int] | No
     """Execute reports/report.ipynb per area and render HTML + PDF.
 
     prefs empty -> national and all 47 prefectures (JIS order). Invalid codes raise UsageError.
-    Writes out_dir/prefectures/{slug}.html|pdf and out_dir/national.html|pdf; executed notebooks
-    under out_dir/.work/executed/. One area's failure is recorded and the others continue.
+    Writes out_dir/prefectures/{slug}.html|pdf and out_dir/national.html|pdf; the executed notebooks
+    go to the working folder beside out_dir (``executed_dir``: ``.<out>.tsunagari-work/executed/``),
+    not into it. One area's failure is recorded and the others continue.
     """
     year = check_year(year)  # it names output files and is bound into SQL: digits only
     codes = [0 if str(p).strip() in ("0", "00") else check_pref_code(p) for p in (prefs or [])]  # 0 = national
@@ -176,11 +186,12 @@ def run_reports(year: int, warehouse: Path, out_dir: Path, prefs: list[int] | No
         raise UsageError("--warehouse", f"'{warehouse}' does not exist / ウェアハウスがありません")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    executed_in = executed_dir(out_dir)
     from .render import get_renderer
 
     name = get_renderer(renderer).name  # resolve 'auto' once
     synthetic = is_synthetic(warehouse)
-    args = [(c, int(year), warehouse, out_dir, name, synthetic) for c in codes]
+    args = [(c, int(year), warehouse, out_dir, name, synthetic, executed_in) for c in codes]
     result = ReportsResult()
     if jobs <= 1 or len(args) == 1:
         for a in args:
@@ -195,7 +206,7 @@ def run_reports(year: int, warehouse: Path, out_dir: Path, prefs: list[int] | No
         tasks = []
         for code, *_ in args:
             slug = pref_slug(code)
-            executed = out_dir / ".work" / "executed" / f"{slug}.ipynb"
+            executed = executed_in / f"{slug}.ipynb"
             target_dir = out_dir if code == 0 else out_dir / "prefectures"
             tasks.append(Task(slug, REPORT_NOTEBOOK, executed,
                               {"year": int(year), "pref_code": int(code), "warehouse": os.path.relpath(warehouse)},

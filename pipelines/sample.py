@@ -14,11 +14,24 @@ another file's size changes):
 * a latent loneliness score ``z`` = sex x age effect + living-alone effect + prefecture effect +
   noise drives the direct question and the three UCLA items (through a correlated score), and
   feeds the isolation items (contact, participation, worries, reliable person, help intention),
-  each with its own age/sex pattern and a modest per-prefecture random effect.
+  each with its own age/sex pattern and a modest per-prefecture effect.
+* prefecture effects (issue #24): a known linear function of the standardised log population 2020
+  plus noise (``PREF_COVARIATE_SLOPE``, ``PREF_EFFECT_SD``), so that the small-area model has a
+  real relation to find; ``true_shares`` gives each prefecture's true share of every indicator and
+  breakdown (the simulation tests of ``pipelines/small_area.py``).
 * each item is cut at the empirical quantiles of its latent, so that a national round reproduces
   the published shares of its year (無回答 drawn at random first). Prefecture surveys are cut at
   the national round's cut points, so their differences come from the prefecture effect; Saitama
   2023 reproduces the published Saitama shares of the direct question.
+* sample design (``_design``): the respondents of each prefecture are spread over survey points
+  (調査地点, about ``POINT_SIZE`` = 25 each), the primary sampling units; strata are region (the 8
+  regions of the reference table) x city size class (1 大都市, 2 その他の市, 3 町村, given to the
+  points of a region by invented quotas, at least 2 points each). Every point has its own random
+  effect on each latent (``PSU_EFFECT_SD``): respondents of one point resemble each other, as in a
+  real two-stage sample, so that the design effects estimated by Taylor linearisation come out
+  about 1.0-1.7 (most 1.2-1.7; rare answers such as UCLA 10-12 lower). The national files carry the design (columns ``stratum``, ``psu``); the prefecture
+  surveys are drawn the same way but, like many prefecture files, are delivered without their
+  design columns, so the default design effect applies to them.
 """
 
 from __future__ import annotations
@@ -110,8 +123,28 @@ LONELY_EFFECT = {
     3: np.full(8, 0.30),
     9: np.zeros(8),
 }
-PREF_EFFECT_SD = {"lonely": 0.10, "contact": 0.12, "participation": 0.12, "worries": 0.08,
-                  "support": 0.15, "reliable": 0.10, "help": 0.10}
+# Prefecture effects on the latents (issue #24): a known linear function of the prefecture's
+# standardised covariate plus noise, so that a small-area model has something real to find:
+#   effect[name][pref] = PREF_COVARIATE_SLOPE[name] * z[pref] + N(0, PREF_EFFECT_SD[name]),
+# z = the standardised log population 2020 (``pref_covariate``: (x - mean) / sd over the 47
+# prefectures, sd with ddof 0; data/reference/prefecture_covariates.csv). Larger (more urban)
+# prefectures are lonelier, meet people less, take part less, get less support, more often have
+# nobody to rely on and are less willing to help. The noise is modest: about 40% of the effects'
+# variance. The national calibration is kept (every national round is cut at its own quantiles).
+PREF_COVARIATE_SLOPE = {"lonely": 0.09, "contact": 0.09, "participation": 0.08, "worries": 0.05,
+                        "support": -0.10, "reliable": 0.07, "help": -0.07}
+PREF_EFFECT_SD = {"lonely": 0.06, "contact": 0.07, "participation": 0.07, "worries": 0.05,
+                  "support": 0.09, "reliable": 0.06, "help": 0.06}
+
+# Sample design (stratified two-stage: survey points within prefecture, then residents).
+POINT_SIZE = 25   # respondents per survey point (調査地点), about
+# Invented quotas of the points of a region by city size class: 1 大都市 (designated cities and
+# Tokyo's wards), 2 その他の市, 3 町村. They only shape the strata (no effect on the answers).
+CITY_SIZE_SHARES = (0.30, 0.55, 0.15)
+# Survey-point random effects on the latents (on top of the prefecture effect): the within-point
+# correlation behind the design effects.
+PSU_EFFECT_SD = {"lonely": 0.19, "contact": 0.22, "participation": 0.17, "worries": 0.15,
+                 "support": 0.28, "reliable": 0.18, "help": 0.15}
 
 
 def _pref_population() -> pd.DataFrame:
@@ -119,13 +152,27 @@ def _pref_population() -> pd.DataFrame:
     return df.sort_values("pref_code").reset_index(drop=True)[["pref_code", "population_2020"]]
 
 
+def pref_covariate() -> np.ndarray:
+    """The standardised covariate of the prefecture effects, index = pref_code (0 unused): log
+    population 2020 (data/reference/prefecture_covariates.csv, 2020 census) minus its mean over the
+    47 prefectures, divided by its standard deviation (ddof 0)."""
+    cov = pd.read_csv(REFERENCE_DIR / "prefecture_covariates.csv", encoding="utf-8").sort_values("pref_code")
+    x = cov["log_population_2020"].to_numpy(dtype=float)
+    out = np.zeros(48)
+    out[cov["pref_code"].to_numpy()] = (x - x.mean()) / x.std()
+    return out
+
+
 def _pref_effects(seed: int) -> dict[str, np.ndarray]:
-    """Per-prefecture random effects (index = pref_code, 0 unused), fixed across rounds."""
+    """Per-prefecture effects (index = pref_code, 0 unused), fixed across rounds: the known linear
+    function of the standardised covariate plus noise (``PREF_COVARIATE_SLOPE``,
+    ``PREF_EFFECT_SD``)."""
     rng = np.random.default_rng([seed, 0])
+    z = pref_covariate()
     out = {}
     for name in sorted(PREF_EFFECT_SD):
         eff = np.zeros(48)
-        eff[1:] = rng.normal(0.0, PREF_EFFECT_SD[name], 47)
+        eff[1:] = PREF_COVARIATE_SLOPE[name] * z[1:] + rng.normal(0.0, PREF_EFFECT_SD[name], 47)
         out[name] = eff
     return out
 
@@ -184,33 +231,82 @@ def _demographics(rng: np.random.Generator, n: int, pref_code: int | None) -> di
     return {"pref": pref, "sex": sex, "band": band, "age": age, "single": single, "single_obs": single_obs}
 
 
-def _latents(rng: np.random.Generator, d: dict[str, np.ndarray], eff: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """Latent scales of every item (higher = more lonely / less contact / more of the coded trait)."""
+def _regions() -> np.ndarray:
+    """Region number (1-8, in the order of the prefecture codes: 北海道 1 ... 九州・沖縄 8) per pref_code
+    (index = pref_code, 0 unused)."""
+    df = pd.read_csv(REFERENCE_DIR / "prefectures.csv", encoding="utf-8").sort_values("pref_code")
+    number = {r: k + 1 for k, r in enumerate(pd.unique(df["region"]))}
+    out = np.zeros(48, dtype=np.int64)
+    out[df["pref_code"].to_numpy()] = df["region"].map(number).to_numpy()
+    return out
+
+
+def _design(rng: np.random.Generator, pref: np.ndarray) -> dict[str, np.ndarray]:
+    """The stratified two-stage design of one survey (own random stream, so the demographics and
+    answers' draws stay as they were): per respondent the survey point index ``point``, its code
+    ``psu`` ('13-012': prefecture, point) and ``stratum`` ('R3S1': region, city size class; not
+    '3-1', which a spreadsheet reads as a date; 'R3S0' for a region with under 6 points, only with a
+    small --rows); and the points' random effects ``effects`` (name -> per-respondent array)."""
+    n = pref.size
+    point = np.zeros(n, dtype=np.int64)
+    point_pref: list[int] = []
+    point_code: list[str] = []
+    for p in np.unique(pref):
+        idx = np.flatnonzero(pref == p)
+        k = max(1, int(round(idx.size / POINT_SIZE)))
+        point[idx] = len(point_pref) + rng.permutation(idx.size) % k    # balanced point sizes
+        point_pref += [int(p)] * k
+        point_code += [f"{int(p):02d}-{j + 1:03d}" for j in range(k)]
+    region = _regions()[np.asarray(point_pref, dtype=np.int64)]
+    size = np.zeros(len(point_pref), dtype=np.int64)
+    for r in np.unique(region):
+        idx = np.flatnonzero(region == r)
+        k = idx.size
+        if k >= 6:   # quotas, at least 2 points per stratum (a stratum with 1 point has no variance)
+            metro, town = (max(2, int(round(CITY_SIZE_SHARES[i] * k))) for i in (0, 2))
+            classes = np.repeat([1, 2, 3], [metro, k - metro - town, town])
+        else:        # a small region (only with --rows): one stratum
+            classes = np.zeros(k, dtype=np.int64)
+        size[idx[rng.permutation(k)]] = classes
+    stratum = np.array([f"R{r}S{c}" for r, c in zip(region, size)], dtype=object)
+    effects = {name: rng.normal(0.0, PSU_EFFECT_SD[name], len(point_pref))[point]
+               for name in sorted(PSU_EFFECT_SD)}
+    return {"point": point, "psu": np.asarray(point_code, dtype=object)[point], "stratum": stratum[point],
+            "effects": effects}
+
+
+def _latents(rng: np.random.Generator, d: dict[str, np.ndarray], eff: dict[str, np.ndarray],
+             cluster: dict[str, np.ndarray] | None = None) -> dict[str, np.ndarray]:
+    """Latent scales of every item (higher = more lonely / less contact / more of the coded trait).
+    ``cluster``: the survey points' random effects per respondent (``_design``), added to each latent."""
     n = d["pref"].size
     band, sex, pref, single = d["band"], d["sex"], d["pref"], d["single"]
+    c = cluster or {name: 0.0 for name in PSU_EFFECT_SD}
     men = sex == 1
     women = sex == 2
     group = np.zeros(n)
     for s, effects in LONELY_EFFECT.items():
         m = sex == s
         group[m] = effects[band[m]]
-    z = group + single * (0.45 + 0.22 * men - 0.15 * women) + eff["lonely"][pref] + rng.normal(0, 1, n)
+    z = (group + single * (0.45 + 0.22 * men - 0.15 * women) + eff["lonely"][pref] + c["lonely"]
+         + rng.normal(0, 1, n))
     zs = z / 1.05  # about unit variance
     noise = rng.normal(0, 1, (7, n))
     ucla = 0.78 * zs + 0.63 * noise[0]
     contact_age = np.array([-0.45, -0.15, 0.10, 0.15, 0.15, 0.0, -0.05, 0.15])
-    contact = 0.35 * zs + contact_age[band] + 0.12 * men + eff["contact"][pref] + noise[1]
+    contact = 0.35 * zs + contact_age[band] + 0.12 * men + eff["contact"][pref] + c["contact"] + noise[1]
     part_age = np.array([-0.25, 0.30, 0.20, 0.15, 0.10, -0.10, -0.25, 0.15])
-    participation = 0.25 * zs + part_age[band] + 0.05 * men + eff["participation"][pref] + noise[2]
+    participation = (0.25 * zs + part_age[band] + 0.05 * men + eff["participation"][pref] + c["participation"]
+                     + noise[2])
     worry_age = np.array([-0.20, 0.05, 0.15, 0.20, 0.20, 0.0, -0.10, -0.05])
-    worries = 0.55 * zs + worry_age[band] + 0.05 * women + eff["worries"][pref] + noise[3]
+    worries = 0.55 * zs + worry_age[band] + 0.05 * women + eff["worries"][pref] + c["worries"] + noise[3]
     support_age = np.array([-0.15, -0.15, -0.10, -0.10, -0.05, 0.05, 0.30, 0.55])
     support = (0.20 * zs + support_age[band] + 0.15 * (women & (band == 7)) + eff["support"][pref]
-               + noise[4])
+               + c["support"] + noise[4])
     reliable_none = (0.70 * zs + 0.20 * men + 0.15 * (men & (band >= 5)) + 0.15 * single
-                     + eff["reliable"][pref] + 0.75 * noise[5])
+                     + eff["reliable"][pref] + c["reliable"] + 0.75 * noise[5])
     help_age = np.array([0.50, 0.10, 0.0, 0.0, 0.0, -0.05, -0.15, -0.35])
-    help_ = -0.20 * zs + help_age[band] + 0.08 * women + eff["help"][pref] + noise[6]
+    help_ = -0.20 * zs + help_age[band] + 0.08 * women + eff["help"][pref] + c["help"] + noise[6]
     return {"z": z, "ucla": ucla, "contact": contact, "participation": participation, "worries": worries,
             "support": support, "reliable_none": reliable_none, "help": help_}
 
@@ -298,7 +394,8 @@ def _answers(rng: np.random.Generator, lat: dict[str, np.ndarray], na: dict[str,
 
 
 def _frame(survey_id: str, year: int, ids: np.ndarray | pd.Series, d: dict[str, np.ndarray],
-           answers: dict[str, np.ndarray], weight: np.ndarray) -> pd.DataFrame:
+           answers: dict[str, np.ndarray], weight: np.ndarray,
+           design: dict[str, np.ndarray] | None = None) -> pd.DataFrame:
     n = d["pref"].size
     cols: dict[str, object] = {
         "survey_id": np.full(n, survey_id, dtype=object),
@@ -312,8 +409,13 @@ def _frame(survey_id: str, year: int, ids: np.ndarray | pd.Series, d: dict[str, 
     for q in schema.QUESTIONS:
         cols[q] = answers[q].astype(np.int64)
     cols["weight"] = weight.astype(np.float64)
+    columns = list(schema.SURVEY_COLUMNS)
+    if design is not None:   # the sample design columns, after the contract's
+        for col in schema.SURVEY_DESIGN_COLUMNS:
+            cols[col] = design[col]
+        columns += schema.SURVEY_DESIGN_COLUMNS
     df = pd.DataFrame(cols)
-    return df[schema.SURVEY_COLUMNS]
+    return df[columns]
 
 
 def _ids(prefix: str, n: int) -> pd.Series:
@@ -322,7 +424,8 @@ def _ids(prefix: str, n: int) -> pd.Series:
 
 
 def national_round(year: int, rows: int | None = None, seed: int = DEFAULT_SEED) -> pd.DataFrame:
-    """Synthetic national microdata of one round (contract columns, integer codes, weight 1.0)."""
+    """Synthetic national microdata of one round (contract columns, integer codes, weight 1.0, then
+    the sample design: stratum, psu)."""
     return _national(year, rows, seed)[0]
 
 
@@ -333,11 +436,12 @@ def _national(year: int, rows: int | None, seed: int) -> tuple[pd.DataFrame, dic
     rng = np.random.default_rng([seed, year])
     eff = _pref_effects(seed)
     d = _demographics(rng, n, None)
-    lat = _latents(rng, d, eff)
+    design = _design(np.random.default_rng([seed, year, 99]), d["pref"])
+    lat = _latents(rng, d, eff, design["effects"])
     na = _na_masks(rng, n, year)
     cuts = _compute_cuts(lat, na, year)
     answers = _answers(rng, lat, na, cuts)
-    df = _frame(f"national-{year}", year, _ids(f"N{year}-", n), d, answers, np.ones(n))
+    df = _frame(f"national-{year}", year, _ids(f"N{year}-", n), d, answers, np.ones(n), design)
     return df, cuts
 
 
@@ -349,7 +453,10 @@ def prefecture_survey(pref_code: int, year: int, n: int, seed: int = DEFAULT_SEE
     rng = np.random.default_rng([seed, year, pref_code])
     eff = _pref_effects(seed)
     d = _demographics(rng, n, pref_code)
-    lat = _latents(rng, d, eff)
+    # Drawn by survey points like the national survey (same clustering of the answers), but the file
+    # is delivered without its design columns: the default design effect applies to it.
+    design = _design(np.random.default_rng([seed, year, pref_code, 99]), d["pref"])
+    lat = _latents(rng, d, eff, design["effects"])
     published = SAITAMA_2023_LONELINESS if (pref_code, year) == (11, 2023) else None
     na = _na_masks(rng, n, year, loneliness_na=published[1] if published else None)
     cuts = dict(national_cuts)
@@ -361,6 +468,78 @@ def prefecture_survey(pref_code: int, year: int, n: int, seed: int = DEFAULT_SEE
     w = base * np.exp(rng.normal(0, 0.2, n))
     w = np.clip(w / w.mean(), 0.5, 2.0).round(4)
     return _frame(f"pref{pref_code:02d}-{year}", year, _ids(f"P{pref_code:02d}-{year}-", n), d, answers, w)
+
+
+TRUE_SHARE_RESPONDENTS = 60_000   # simulated per prefecture for ``true_shares``
+
+
+def true_shares(year: int, seed: int = DEFAULT_SEED, per_pref: int = TRUE_SHARE_RESPONDENTS,
+                catalogue=None, prefs=None) -> pd.DataFrame:
+    """Each prefecture's TRUE share of every survey indicator and breakdown in round ``year``, as the
+    generator defines it: what the national survey's respondents of that prefecture estimate
+    (for a simulation test of the small-area estimates, issue #24).
+
+    Computed by simulation with the same generator: ``per_pref`` respondents per prefecture
+    (own random stream per prefecture and round) with the prefecture's demographics, its effects
+    (``_pref_effects``), survey-point effects drawn afresh for every respondent (the population over
+    all survey points, not the round's few points), the round's 無回答 rates and the national
+    round's cut points; then the catalogue's numerators and denominators (``indicators.aggregate``,
+    unit weights). Monte Carlo error: sqrt(p(1 - p) / per_pref), about 0.1 point for p = 5%
+    at the default 60,000 (a breakdown's share: its part of them). Own surveys of a prefecture
+    (weights, Saitama 2023's own cut points) estimate something else: this is the national
+    instrument's truth. ``prefs``: the prefecture codes (default all 47).
+
+    Returns year, area_code ('01'..'47'), indicator_id, breakdown, p_true (0..1), n_sim."""
+    import duckdb
+
+    from . import indicators as ind_mod
+    from .catalogue import load_catalogue
+
+    inds = [i for i in (catalogue if catalogue is not None else load_catalogue()) if i.source == "survey"]
+    cuts = _national(year, None, seed)[1]
+    eff = _pref_effects(seed)
+    codes = [int(c) for c in (range(1, 48) if prefs is None else prefs)]
+    con = duckdb.connect()
+    parts = []
+    try:
+        for start in range(0, len(codes), 12):   # 12 prefectures per pass: about 150 MB of rows
+            frames = []
+            for pref in codes[start:start + 12]:
+                rng = np.random.default_rng([seed, year, pref, 7])
+                d = _demographics(rng, int(per_pref), pref)
+                cluster = {name: rng.normal(0.0, PSU_EFFECT_SD[name], int(per_pref))
+                           for name in sorted(PSU_EFFECT_SD)}
+                lat = _latents(rng, d, eff, cluster)
+                na = _na_masks(rng, int(per_pref), year)
+                answers = _answers(rng, lat, na, cuts)
+                age = pd.Series(d["age"])
+                frames.append(pd.DataFrame({
+                    "survey_year": year, "survey_kind": "national", "pref_code": d["pref"],
+                    "sex": d["sex"], "age_band": _bands(age, False), "uk_age_band": _bands(age, True),
+                    "household_single": d["single_obs"], "weight": 1.0,
+                    **{q: answers[q] for q in schema.QUESTIONS}}))
+            con.register("survey_responses", pd.concat(frames, ignore_index=True))
+            wide = ind_mod.aggregate(con, year, inds, with_distributions=False)
+            con.unregister("survey_responses")
+            cells = ind_mod.survey_cells(wide, inds)
+            cells = cells[cells["area_code"].isin([f"{c:02d}" for c in codes[start:start + 12]])]
+            parts.append(pd.DataFrame({"year": year, "area_code": cells["area_code"],
+                                       "indicator_id": cells["indicator_id"], "breakdown": cells["breakdown"],
+                                       "p_true": cells["p"], "n_sim": cells["n"]}))
+    finally:
+        con.close()
+    out = pd.concat(parts, ignore_index=True)
+    return out.sort_values(["area_code"], kind="stable").reset_index(drop=True)
+
+
+def _bands(age: pd.Series, uk: bool) -> np.ndarray:
+    """schema.age_band / uk_age_band of every age, vectorised (ages 16-99 here)."""
+    a = age.to_numpy()
+    if uk:
+        edges, labels = [25, 35, 50, 65, 75], schema.UK_AGE_BANDS
+    else:
+        edges, labels = [20, 30, 40, 50, 60, 70, 80], schema.AGE_BANDS
+    return np.asarray(labels, dtype=object)[np.searchsorted(edges, a, side="right")]
 
 
 def programme_frame(seed: int = DEFAULT_SEED) -> pd.DataFrame:
@@ -490,10 +669,16 @@ def _readme_text(seed: int, files: list[tuple[str, str]]) -> str:
         "- Respondents are spread over prefectures in proportion to the 2020 census population",
         "  (`data/reference/prefectures.csv`); the sex x age mix follows the published 2022 respondent counts;",
         "  ages are drawn within the 10-year bands (80+: 80-99); about 17% live alone.",
-        "- A latent loneliness score (sex x age effect, living alone, a per-prefecture random effect, noise)",
+        "- A latent loneliness score (sex x age effect, living alone, a per-prefecture effect, noise)",
         "  drives the direct question and the three UCLA items; the isolation items (contact, participation,",
         "  worries, support, reliable person, help intention) each have their own age/sex pattern, a modest",
         "  per-prefecture effect and a link to the loneliness score.",
+        "- Each prefecture effect is a known linear function of the prefecture's standardised log population",
+        "  2020 (`data/reference/prefecture_covariates.csv`) plus noise (`PREF_COVARIATE_SLOPE`,",
+        "  `PREF_EFFECT_SD` in `pipelines/sample.py`): larger prefectures are somewhat lonelier and more",
+        "  isolated. `pipelines.sample.true_shares(year)` gives each prefecture's true share of every",
+        "  indicator (by simulating a large population with the same generator), for simulation tests of",
+        "  the small-area estimates.",
         "- Each national round is cut at the quantiles that reproduce that round's published shares",
         "  (`data/reference/national_results.csv`), 無回答 (code 9) included at 0.3-1.5%. Prefecture surveys use",
         "  the national cut points, so they differ from national through their prefecture effect; Saitama 2023",
@@ -502,6 +687,13 @@ def _readme_text(seed: int, files: list[tuple[str, str]]) -> str:
         "  coded 9 because the contract has no separate 非該当 code. Use the base `q_has_worries = 1`.",
         "- National files are unweighted (weight 1.0, as the published results); prefecture surveys carry",
         "  non-response weights between 0.5 and 2.0 (young respondents weigh more).",
+        "- Sample design: respondents are grouped in survey points (調査地点, about 25 each) within their",
+        "  prefecture, and each point has a random effect on every answer (the clustering of a two-stage",
+        "  sample). The national files carry the design: `stratum` (`R3S1`: region 1-8 x city size class 1 大都市,",
+        "  2 その他の市, 3 町村, assigned to points by invented quotas) and `psu` (the point, e.g. `13-012`), so",
+        "  their variances are design-based (Taylor linearisation) with estimated design effects. The",
+        "  prefecture surveys are drawn the same way but delivered without design columns: the default",
+        "  design effect applies to them.",
         "- Programme data are entirely invented: counts scale with population, the platform and council flags",
         "  grow over the fiscal years (FY2022 platform model prefectures 埼玉, 岐阜, 滋賀, 大阪, 鳥取, 徳島, 愛媛",
         "  start at 1). Per-prefecture programme figures are not published anywhere.",
@@ -535,7 +727,8 @@ def write_sample(out_dir: Path, seed: int = DEFAULT_SEED, rows: int | None = Non
         _write_csv_fast(df, path)
         written.append(path)
         described.append((path.name, f"national survey {year}, {len(df):,} respondents, contract columns, "
-                                     "UTF-8, weight 1.0"))
+                                     f"UTF-8, weight 1.0, sample design ({df['stratum'].nunique()} strata, "
+                                     f"{df['psu'].nunique()} survey points)"))
 
     for pref_code, year, name, n in PREF_SURVEYS:
         df = prefecture_survey(pref_code, year, n, seed=seed, national_cuts=national_cuts[year])

@@ -40,6 +40,13 @@ SURVEY_REQUIRED = ["survey_id", "survey_year", "respondent_id", "pref_code", "se
                    "household_single", *QUESTIONS]
 SURVEY_OPTIONAL = ["weight"]
 SURVEY_COLUMNS = SURVEY_REQUIRED + SURVEY_OPTIONAL
+# The sample design, optional and given together: `stratum` (層) and `psu` (the primary sampling
+# unit, e.g. the survey point 調査地点, read within its stratum), both text codes. A file with them
+# gets design-based variances (Taylor linearisation, pipelines/survey_design.py) and an estimated
+# design effect; a file without them (NULL in the warehouse) gets the default design effect
+# (config.DEFAULT_DEFF). A stratified element sample gives psu = respondent_id; a cluster sample
+# without strata gives one stratum code for every row.
+SURVEY_DESIGN_COLUMNS = ["stratum", "psu"]
 
 # UK Community Life Survey category order maps 1:1 to q_loneliness codes 5,4,3,2,1.
 UK_LONELINESS_LABELS = {5: "Often/always", 4: "Some of the time", 3: "Occasionally",
@@ -127,8 +134,10 @@ CREATE TABLE IF NOT EXISTS {name} (
     q_reliable_person INTEGER NOT NULL,
     q_help_intention INTEGER NOT NULL,
     file_id VARCHAR NOT NULL,              -- sha256 of the source file
-    source_row INTEGER NOT NULL            -- 1-based data row number in the source file
-)"""
+    source_row INTEGER NOT NULL,           -- 1-based data row number in the source file
+    stratum VARCHAR,                       -- sample design (SURVEY_DESIGN_COLUMNS), NULL when the file
+    psu VARCHAR                            -- has none; last, as a warehouse made before them gets them
+)"""                                       # by ALTER TABLE ... ADD COLUMN (ingest.ensure_tables)
 
 PROGRAMME_TABLE_DDL = """
 CREATE TABLE IF NOT EXISTS {name} (
@@ -173,7 +182,13 @@ INDICATOR_COLUMNS = ["year", "area_code", "area_name", "indicator_id", "breakdow
                      "comparison", "change_vs_previous", "suppressed", "note",
                      # How each row was judged (after the contract columns; see stats / indicators)
                      "source", "previous_year", "source_changed", "comparison_method",
-                     "change_method", "design_effect"]
+                     "change_method", "design_effect",
+                     # What each label was tested against (issue 22 item 5): set only on a row that
+                     # carries a label (comparison / change not 'not_compared'), never on a suppressed row.
+                     *("reference_value", "reference_n_effective", "difference", "difference_lower_ci95",
+                       "difference_upper_ci95", "p_value",
+                       "previous_value", "previous_n_effective", "change_difference", "change_lower_ci95",
+                       "change_upper_ci95", "change_p_value")]
 # The columns DESIGN.md names, and the ones that record how each row was judged.
 CONTRACT_INDICATOR_COLUMNS = INDICATOR_COLUMNS[:15]
 JUDGING_COLUMNS = INDICATOR_COLUMNS[15:]
@@ -199,8 +214,25 @@ CREATE TABLE IF NOT EXISTS indicators (
     previous_year INTEGER,                 -- the round change_vs_previous compares with (NULL: none)
     source_changed BOOLEAN,                -- the previous round's source differs (e.g. subsample -> own survey)
     comparison_method VARCHAR,             -- newcombe|fisher|newcombe_rest|fisher_rest|none (stats.METHOD_DESCRIPTIONS)
-    change_method VARCHAR,                 -- newcombe|fisher|none
-    design_effect DOUBLE                   -- deff of the row's survey; n_effective and intervals use n_eff/deff
+    change_method VARCHAR,                 -- newcombe|fisher|source_break|none
+    design_effect DOUBLE,                  -- deff of the row's survey; n_effective and intervals use n_eff/deff
+    -- The comparison with national as tested (NULL unless comparison_method is a test). The tests
+    -- take the figures as published (shares to 0.1 point, effective sizes to 0.1), so each label
+    -- can be recomputed from a download row.
+    reference_value DOUBLE,                -- percent: national (own survey) or rest of the nation (national subsample)
+    reference_n_effective DOUBLE,          -- the reference's effective size (n_eff / deff)
+    difference DOUBLE,                     -- value - reference_value as tested, percentage points
+    difference_lower_ci95 DOUBLE,          -- Newcombe hybrid score interval of the difference (points)
+    difference_upper_ci95 DOUBLE,
+    p_value DOUBLE,                        -- Fisher's exact p (two-sided) when fisher/fisher_rest decided, else NULL
+    -- The change vs previous_year as tested (NULL unless change_method is a test; previous_value and
+    -- previous_n_effective also on a source_break row, whose change is shown, not tested).
+    previous_value DOUBLE,                 -- percent, the same area and breakdown in previous_year
+    previous_n_effective DOUBLE,
+    change_difference DOUBLE,              -- value - previous_value as tested, percentage points
+    change_lower_ci95 DOUBLE,              -- Newcombe interval of the change (points)
+    change_upper_ci95 DOUBLE,
+    change_p_value DOUBLE                  -- Fisher's exact p when change_method is fisher, else NULL
 )"""
 
 # Full answer distributions for the charts: one row per year x area x question x breakdown x category.

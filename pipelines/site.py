@@ -108,19 +108,31 @@ def _cell(row: pd.Series | None, ind: Indicator, national: bool = False) -> dict
     holds the share of prefectures with the flag set (percent)."""
     if row is None:
         return {"v": None, "text": conventions.MISSING_MARK, "ci": "", "cmp": "not_compared", "sup": False,
-                "ref": False}
+                "ref": False, "method": "", "mark": ""}
     suppressed = bool(row["suppressed"])
     note = row["note"] if isinstance(row["note"], str) else ""
     cmp_ = str(row["comparison"] or "not_compared")
     if cmp_ not in schema.COMPARISON_LABELS:
         cmp_ = "not_compared"
+    unit = "percent" if national and ind.unit == "flag" else ind.unit
+    method = row.get("estimate_method")
+    if isinstance(method, str) and method in ("pooled", "model") and _num(row.get("lead_value")) is not None:
+        # the leading estimate is pooled or model-based (issue #24): shown with its method, no
+        # comparison (labels are about the direct estimate)
+        mark = conventions.ESTIMATE_MARKS[method]
+        return {"v": _num(row["lead_value"]), "text": fmt_value(row["lead_value"], unit) + mark,
+                "ci": fmt_ci(row["lead_lower_ci95"], row["lead_upper_ci95"]), "cmp": "not_compared",
+                "sup": False, "ref": False, "mark": mark,
+                "method": conventions.estimate_method_label(method, row.get("lead_years"))}
     if suppressed:
-        return {"v": None, "text": conventions.SUPPRESSED_MARK, "ci": "", "cmp": "suppressed", "sup": True, "ref": False}
+        return {"v": None, "text": conventions.SUPPRESSED_MARK, "ci": "", "cmp": "suppressed", "sup": True, "ref": False,
+                "method": "", "mark": ""}
     n = _num(row["n_unweighted"])
     ref = "参考値" in note or (n is not None and n < config.REFERENCE_BASE)
-    unit = "percent" if national and ind.unit == "flag" else ind.unit
     return {"v": _num(row["value"]), "text": fmt_value(row["value"], unit),
-            "ci": fmt_ci(row["lower_ci95"], row["upper_ci95"]), "cmp": cmp_, "sup": False, "ref": ref}
+            "ci": fmt_ci(row["lower_ci95"], row["upper_ci95"]), "cmp": cmp_, "sup": False, "ref": ref,
+            "method": conventions.estimate_method_label("direct") if row.get("source") != "programme" else "",
+            "mark": ""}
 
 
 def breakdown_order(b: str) -> tuple[int, int, str]:
@@ -339,7 +351,8 @@ def build_site(year: int, warehouse: Path, out_dir: Path, synthetic: bool | None
         "indicators": [{"id": i.id, "name": i.name_ja, "polarity": i.polarity,
                         "polarity_label": POLARITY_LABELS.get(i.polarity, i.polarity),
                         "national": national[i.id]["text"]} for i in map_inds],
-        "areas": {a["code"]: {"name": a["name"], "cells": {k: {"text": c["text"], "ci": c["ci"], "cmp": c["cmp"]}
+        "areas": {a["code"]: {"name": a["name"], "cells": {k: {"text": c["text"], "ci": c["ci"], "cmp": c["cmp"],
+                                                               "method": c["method"]}
                                                          for k, c in a["cells"].items()}}
                   for a in areas},
         "symbols": COMPARISON_SYMBOLS,
@@ -353,7 +366,9 @@ def build_site(year: int, warehouse: Path, out_dir: Path, synthetic: bool | None
     common = {"year": year, "synthetic": synthetic, "css": css, "generated": generated, "font_file": font_file,
               "symbols": COMPARISON_SYMBOLS, "comparison_text": COMPARISON_TEXT, "legend": LEGEND_ORDER,
               "suppressed_mark": conventions.SUPPRESSED_MARK, "comparison_rule": method_statement.comparison_short(),
-              "min_base": config.MIN_BASE, "reference_base": config.REFERENCE_BASE}
+              "min_base": config.MIN_BASE, "reference_base": config.REFERENCE_BASE,
+              "estimate_marks": [(m, conventions.ESTIMATE_METHODS[m]) for m in conventions.ESTIMATE_MARKS],
+              "mark_of": conventions.ESTIMATE_MARKS}
 
     # Quality page: the validation stage writes it; a placeholder keeps the navigation link valid.
     quality = out_dir / "quality" / "index.html"

@@ -20,8 +20,8 @@ Method summary (what every report's methods section states):
 * Kish effective sample size n_eff = (Σw)² / Σw² (equals n when all weights are equal).
 * 95 % Wilson score interval for p on n_eff, clipped to [0, 1].
 * Design effect: every effective size used for an interval or a test is n_eff / deff, with deff
-  the survey's configured design effect (``config.design_effects``; default 1.0, i.e. only the
-  weighting effect of Kish's n_eff is taken into account).
+  the survey's design effect: configured (``config.design_effects``), else estimated by Taylor
+  linearisation from the stratum/PSU columns (``survey_design``), else ``config.DEFAULT_DEFF``.
 * Differences of two independent proportions (``difference_test``): Newcombe's hybrid score
   interval (Newcombe 1998, method 10, from the two Wilson intervals) on the effective sizes; when any
   expected count of the 2x2 table is below 5, Fisher's exact test (two-sided) on the effective
@@ -34,7 +34,8 @@ Method summary (what every report's methods section states):
   (national minus the area, ``rest_of_total``), which is independent of it and differs from the
   area in the same direction as the national figure does (method ``newcombe_rest`` /
   ``fisher_rest``).
-* Change vs previous round: the same test on the two rounds (independent samples).
+* Change vs previous round: the same test on the two rounds (independent samples); not tested
+  across a change of source (method ``source_break``: the two values are shown, not compared).
 * Homogeneity across areas (``homogeneity_test``): Pearson's χ² test on effective counts.
 * ``compare_with_national`` / ``two_proportion_test`` / ``change_vs_previous``: the earlier
   interval-overlap rule and pooled z-test (比率の差の検定), kept for callers and comparisons; the
@@ -381,6 +382,9 @@ METHOD_DESCRIPTIONS = {
     "fisher_rest": "area vs the rest of the nation (independent), Fisher's exact test / "
                    "当該県を除く全国との比較（独立標本）、Fisherの正確検定",
     "none": "not tested (a value missing or suppressed, national row, or programme data) / 検定なし",
+    "source_break": "not tested: the previous round's estimate came from another source (e.g. the national "
+                    "survey's respondents, now the prefecture's own survey); both values are shown / "
+                    "前回と出典が異なるため前回との比較（検定）はしない（両方の値を示す）",
 }
 EXPECTED_MIN = 5.0
 

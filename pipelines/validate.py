@@ -41,6 +41,7 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
+import numpy as np
 import pandas as pd
 
 from . import config, schema
@@ -152,6 +153,10 @@ class ValidationReport:
     seconds: float = 0.0
     # validate_warehouse(reuse=True): the files validated now, as no stored results fitted them
     fresh: list[str] = field(default_factory=list, repr=False, compare=False)
+    # validate_warehouse: the design effects of the surveys and the sensitivity line (design_report)
+    design: dict[str, Any] | None = field(default=None, repr=False, compare=False)
+    # validate_warehouse: the small-area models' diagnostics of the latest round (small_area_report)
+    small_area: dict[str, Any] | None = field(default=None, repr=False, compare=False)
 
     def only(self, file_ids: Iterable[str]) -> ValidationReport:
         """The results and file summaries of these files."""
@@ -278,6 +283,9 @@ class ValidationReport:
             "seconds": round(self.seconds, 3),
             "files": [asdict(f) for f in self.files],
             "results": [r.to_json() for r in self.results],
+            **({"design_effects": self.design} if self.design is not None else {}),
+            **({"small_area": {k: v for k, v in self.small_area.items() if k != "plots"}}
+               if self.small_area is not None else {}),
         })
 
     def write(self, quality_dir: Path) -> Path:
@@ -644,7 +652,11 @@ def _validate_grouped(df: pd.DataFrame, sf: StagedFile, batch: Any, g: _GX, idx:
 
     Used for 'every prefecture present per fiscal year and metric': expect_column_distinct_values_
     to_contain_set on pref_code with row_condition fiscal_year == Y AND metric_id == M.
-    unexpected_count is the number of missing (group, value) pairs; examples name them.
+    unexpected_count is the number of missing (group, value) pairs; examples name them. For an
+    aggregate without a missing list (e.g. 'at least 2 PSUs per stratum': expect_column_unique_value_
+    count_to_be_between on psu per stratum) unexpected_count is the number of failing groups and an
+    example names each with its observed value. Groups are the non-missing key combinations: a file
+    whose keys are all NULL (no sample design) has no group and passes.
     """
     from great_expectations.expectations.row_conditions import Column
 
@@ -680,24 +692,33 @@ def _validate_grouped(df: pd.DataFrame, sf: StagedFile, batch: Any, g: _GX, idx:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         res = batch.validate(suite, result_format={"result_format": "SUMMARY"})
-    missing_total = 0
+    missing_total = failed_groups = 0
     examples = []
     for r in res.results:
         if r.success:
             continue
         n = int(r.expectation_config.meta["_idx"])
         res_dict = r.result or {}
+        group = ", ".join(f"{k}={v}" for k, v in labels[n].items())
+        if "partial_missing_list" not in res_dict and "missing_count" not in res_dict:
+            failed_groups += 1    # an aggregate: the group fails as a whole
+            if len(examples) < MAX_EXAMPLES:
+                examples.append({"value": f"{group}: {exp['kwargs']['column']} observed "
+                                          f"{_plain(res_dict.get('observed_value'))}"})
+            continue
         missing = sorted(_plain(res_dict.get("partial_missing_list") or []))
         missing_total += int(res_dict.get("missing_count") or len(missing))
-        group = ", ".join(f"{k}={v}" for k, v in labels[n].items())
         shown = ", ".join(map(str, missing[:10])) + (" …" if int(res_dict.get("missing_count") or 0) > 10 else "")
         if len(examples) < MAX_EXAMPLES:
             examples.append({"value": f"{group}: missing {exp['kwargs']['column']} {shown}"})
-    template.unexpected_count = missing_total
-    template.success = missing_total == 0
+    template.unexpected_count = missing_total + failed_groups
+    template.success = missing_total + failed_groups == 0
     template.examples = examples
     if missing_total:
         template.note = f"{missing_total} missing (group, {exp['kwargs']['column']}) combinations / 欠けている組み合わせ {missing_total} 件"
+    elif failed_groups:
+        named = ", ".join(keys)
+        template.note = f"{failed_groups} group(s) of {named} fail / 条件を満たさない {named} が {failed_groups} 件"
     return template
 
 
@@ -707,7 +728,8 @@ def _validate_grouped(df: pd.DataFrame, sf: StagedFile, batch: Any, g: _GX, idx:
 def _read_file_rows(con: duckdb.DuckDBPyConnection, table: str, kind: str, file_id: str) -> pd.DataFrame:
     """One file's rows as pandas: only the columns the suite looks at (plus row ids), to save memory."""
     present = [r[0] for r in con.execute(f"SELECT * FROM {table} LIMIT 0").description]
-    wanted = set(schema.SURVEY_COLUMNS if kind == "survey" else schema.PROGRAMME_COLUMNS) | {"source_row"}
+    wanted = set(schema.SURVEY_COLUMNS + schema.SURVEY_DESIGN_COLUMNS if kind == "survey"
+                 else schema.PROGRAMME_COLUMNS) | {"source_row"}
     cols = ", ".join(f'"{c}"' for c in present if c in wanted)
     order = " ORDER BY source_row" if "source_row" in present else ""
     return con.execute(f"SELECT {cols} FROM {table} WHERE file_id = ?{order}", [file_id]).df()
@@ -821,9 +843,150 @@ def validate_warehouse(warehouse: Path, reuse: bool = False) -> ValidationReport
         if reuse:
             log.info("quality: %d file(s), %d with the results stored at ingest, %d validated now",
                      len(report.files), reused, len(report.files) - reused)
+        report.design = design_report(con)
+        report.small_area = small_area_report(con)
         return report
     finally:
         con.close()
+
+
+def design_report(con: duckdb.DuckDBPyConnection) -> dict[str, Any] | None:
+    """The quality page's 設計効果 section (issue #22 item 4): the design effect each survey in the
+    warehouse gets (``indicators.design_effect_summary``: estimated by Taylor linearisation with its
+    strata and PSUs, configured by TSUNAGARI_DEFF, or the default with its basis) and, for the latest
+    national round, the sensitivity line (``indicators.deff_sensitivity``: prefecture rows flagged
+    vs national at deff 1.0 / 1.5 / 2.0 and as published, beside the number expected by chance).
+    None when the warehouse has no survey round; a computation that fails is reported in the
+    section (``error``), not raised: the validation results stay readable."""
+    import time
+
+    from . import indicators, survey_design
+
+    if not indicators.national_years(con):
+        return None
+    t0 = time.perf_counter()
+    year = max(indicators.national_years(con))
+    out: dict[str, Any] = {
+        "year": year, "default_deff": config.DEFAULT_DEFF, "basis": config.DEFAULT_DEFF_BASIS,
+        "configured": config.design_effects(), "lonely_psu": survey_design.LONELY_PSU,
+        "alpha": round(1.0 - config.CONFIDENCE_LEVEL, 12), "surveys": [], "sensitivity": [], "error": None}
+    try:
+        out["surveys"] = _records(indicators.design_effect_summary(con))
+        out["sensitivity"] = _records(indicators.deff_sensitivity(con, year))
+    except Exception as exc:   # noqa: BLE001 -- shown on the page; the validation results stand
+        log.warning("design effects for the quality page failed: %s", exc)
+        # the page names the kind of error only (its message may hold a server path): details in the log
+        out["error"] = f"{type(exc).__name__} (build.log)"
+    log.info("quality: design effects and sensitivity of round %d in %.1f s", year, time.perf_counter() - t0)
+    return out
+
+
+def small_area_report(con: duckdb.DuckDBPyConnection) -> dict[str, Any] | None:
+    """The quality page's small-area section (issue #24) for the latest national round, from the
+    warehouse tables the indicators stage wrote (``small_area``, ``small_area_fits``,
+    ``indicators``): every fit's coefficients and area variance A; per prefecture and headline
+    indicator the direct value (published cells only), the model-based value, the shrinkage factor
+    γ = A / (A + D) and the standardised residual; a direct-vs-model plot per headline indicator
+    (inline SVG, published direct values only); how many prefecture cells have a published value.
+    None when the warehouse has no such tables (or no round)."""
+    from . import indicators as ind_mod
+    from .catalogue import load_catalogue
+
+    have = {r[0] for r in con.execute("SELECT table_name FROM information_schema.tables").fetchall()}
+    if not {"small_area", "small_area_fits", "indicators"} <= have or not ind_mod.national_years(con):
+        return None
+    year = max(ind_mod.national_years(con))
+    try:
+        fits = con.execute("SELECT * FROM small_area_fits WHERE year = ? ORDER BY indicator_id, fit_scope, term",
+                           [year]).df()
+        cat = [i for i in load_catalogue() if i.source == "survey"]
+        names = {i.id: i.name_ja for i in cat}
+        order = {i.id: k for k, i in enumerate(cat)}
+        head = [i.id for i in cat if i.headline] or [cat[0].id]
+        areas = con.execute(
+            "SELECT i.area_code, i.area_name, i.indicator_id, CASE WHEN i.suppressed THEN NULL ELSE i.value END AS direct, "
+            "i.estimate_method AS lead_method, s.value AS model, s.lower_ci95, s.upper_ci95, s.cv, s.shrinkage, "
+            "s.std_residual, s.estimate_method AS model_kind FROM indicators i LEFT JOIN small_area s ON "
+            "s.year = i.year AND s.area_code = i.area_code AND s.indicator_id = i.indicator_id AND "
+            "s.breakdown = i.breakdown AND s.estimate_method IN ('model', 'synthetic') "
+            "WHERE i.year = ? AND i.breakdown = 'total' AND i.area_code <> '00' AND i.source IN "
+            "('national_subsample', 'own_survey') ORDER BY i.area_code", [year]).df()
+        cells = con.execute(
+            "SELECT count(*), count(*) FILTER (WHERE suppressed), count(*) FILTER (WHERE estimate_method IS NULL), "
+            "count(*) FILTER (WHERE estimate_method = 'pooled'), count(*) FILTER (WHERE estimate_method = 'model') "
+            "FROM indicators WHERE year = ? AND area_code <> '00' AND source IN ('national_subsample', 'own_survey')",
+            [year]).fetchone()
+    except duckdb.Error as exc:   # an older warehouse layout: no section
+        log.warning("small-area diagnostics for the quality page failed: %s", exc)
+        return None
+    models = []
+    for (ind, scope), g in fits.groupby(["indicator_id", "fit_scope"], sort=False):
+        terms = {str(t): (float(c), float(se)) for t, c, se in zip(g.term, g.coefficient, g.std_error)}
+        first = g.iloc[0]
+        models.append({"indicator_id": ind, "indicator": names.get(ind, ind), "scope": scope,
+                       "terms": terms, "A": float(first.area_variance), "n_in_sample": int(first.n_in_sample),
+                       "n_areas": int(first.n_areas), "algorithm": str(first.algorithm),
+                       "benchmark_factor": None if pd.isna(first.benchmark_factor) else float(first.benchmark_factor)})
+    scope_order = {"total": 0, "sex": 1, "age": 2, "uk_age": 3, "household_single": 4, "breakdowns": 5}
+    models.sort(key=lambda m: (order.get(m["indicator_id"], 99), scope_order.get(m["scope"], 9)))
+    per_area = {}
+    plots = []
+    for ind in head:
+        a = areas[areas.indicator_id == ind]
+        per_area[ind] = _records(a.drop(columns=["indicator_id"]))
+        plots.append({"indicator_id": ind, "indicator": names.get(ind, ind),
+                      "svg": _direct_vs_model_svg(a, names.get(ind, ind))})
+    total, suppressed, blank, pooled, model = (int(x) for x in cells)
+    return {"year": year, "models": models, "headline": [{"indicator_id": i, "indicator": names.get(i, i)} for i in head],
+            "areas": per_area, "plots": plots, "cv_max": config.LEAD_CV_MAX,
+            "cells": {"total": total, "no_direct": suppressed, "no_value": blank, "pooled": pooled, "model": model}}
+
+
+def _direct_vs_model_svg(a: pd.DataFrame, title: str, size: int = 300) -> str:
+    """Direct (x) vs model-based (y) estimates of the prefectures (percent) as an inline SVG: the
+    published direct values only (a suppressed cell has no point), the 45° line, points sized by
+    the shrinkage factor (small = pulled towards the model's synthetic part)."""
+    import html as _html
+
+    d = a.dropna(subset=["direct", "model"])
+    pad, w = 40, size
+    if d.empty:
+        return ""
+    lo = float(np.floor(min(d.direct.min(), d.model.min())))
+    hi = float(np.ceil(max(d.direct.max(), d.model.max())))
+    hi = hi if hi > lo else lo + 1
+
+    def sx(v: float) -> float:
+        return pad + (v - lo) / (hi - lo) * (w - pad - 10)
+
+    def sy(v: float) -> float:
+        return w - pad - (v - lo) / (hi - lo) * (w - pad - 10)
+
+    label = f"{title}：直接推計（横軸）とモデル推計（縦軸）、{len(d)}都道府県"
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{w}" viewBox="0 0 {w} {w}" role="img" '
+             f'aria-label="{_html.escape(label)}"><title>{_html.escape(label)}</title>',
+             f'<rect x="0" y="0" width="{w}" height="{w}" fill="#ffffff"/>',
+             f'<line x1="{sx(lo):.1f}" y1="{sy(lo):.1f}" x2="{sx(hi):.1f}" y2="{sy(hi):.1f}" stroke="#999999" '
+             'stroke-dasharray="4 3"/>',
+             f'<line x1="{pad}" y1="{w - pad}" x2="{w - 10}" y2="{w - pad}" stroke="#333333"/>',
+             f'<line x1="{pad}" y1="{w - pad}" x2="{pad}" y2="10" stroke="#333333"/>']
+    for v in np.linspace(lo, hi, 5):
+        parts.append(f'<text x="{sx(v):.1f}" y="{w - pad + 14}" font-size="10" text-anchor="middle">{v:.1f}</text>')
+        parts.append(f'<text x="{pad - 4}" y="{sy(v) + 3:.1f}" font-size="10" text-anchor="end">{v:.1f}</text>')
+    parts.append(f'<text x="{(w + pad) / 2:.0f}" y="{w - 6}" font-size="11" text-anchor="middle">直接推計（%）</text>')
+    parts.append(f'<text x="12" y="{(w - pad) / 2:.0f}" font-size="11" text-anchor="middle" '
+                 f'transform="rotate(-90 12 {(w - pad) / 2:.0f})">モデル推計（%）</text>')
+    for r in d.itertuples():
+        g = 0.0 if pd.isna(r.shrinkage) else float(r.shrinkage)
+        parts.append(f'<circle cx="{sx(r.direct):.1f}" cy="{sy(r.model):.1f}" r="{2.5 + 4 * g:.1f}" fill="#0072B2" '
+                     f'fill-opacity="0.55" stroke="#004d7a"><title>{_html.escape(str(r.area_name))}: '
+                     f'{r.direct:.1f} → {r.model:.1f} (γ={g:.2f})</title></circle>')
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def _records(df: pd.DataFrame) -> list[dict[str, Any]]:
+    return [_plain(r) for r in df.to_dict("records")]
 
 
 # --- HTML -----------------------------------------------------------------------------------------
@@ -852,4 +1015,5 @@ def render_html(report: ValidationReport, data: dict[str, Any] | None = None) ->
         })
     return env.get_template(TEMPLATE.name).render(
         report=report, data=data, sections=sections, counts=report.counts(),
-        outcome_labels=OUTCOME_LABELS, severity_labels=SEVERITY_LABELS)
+        outcome_labels=OUTCOME_LABELS, severity_labels=SEVERITY_LABELS, design=report.design,
+        sae=report.small_area)

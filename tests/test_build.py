@@ -40,9 +40,10 @@ def _cfg(tmp: Path, input_dir: Path, **kw) -> BuildConfig:
 
 
 def _tree(d: Path) -> dict[str, str]:
-    """Relative path -> sha256 of every published file (the build log and summary excluded)."""
+    """Relative path -> sha256 of every published file (the build's log and records are kept
+    beside the site, in .site.tsunagari-work)."""
     return {str(p.relative_to(d)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(d.rglob("*")) if p.is_file() and p.name not in ("build.log", "build-summary.txt")}
+            for p in sorted(d.rglob("*")) if p.is_file()}
 
 
 def _copy_input(src: Path, dst: Path) -> Path:
@@ -114,7 +115,7 @@ class TestIncrementalBuild:
         con.close()
 
         def quality_line() -> str:
-            log = (cfg.out_dir / "build.log").read_text(encoding="utf-8")
+            log = (cfg.out_dir.parent / f".{cfg.out_dir.name}.tsunagari-work" / "build.log").read_text(encoding="utf-8")
             return [ln for ln in log.splitlines() if "quality:" in ln][-1]
 
         assert run_build(_cfg(tmp_path, small_input, prefs=[31], force=True)).ok
@@ -229,19 +230,22 @@ class TestDisclosureGate:
 
     def test_a_report_disclosing_respondent_ids_is_caught_by_its_worker(self, tmp_path: Path, small_input: Path,
                                                                          monkeypatch) -> None:
-        """A forked report that prints respondent ids: the worker's check of its executed notebook
-        finds them, the build fails naming the file, and the published site is unchanged."""
+        """A forked report that shows respondent ids (a cell's result, which the report page
+        shows): the worker's check of the page finds them, the build fails naming the file, and
+        the published site is unchanged. (The executed notebook is not published: it stays in the
+        working folder beside the site.)"""
         cfg = _cfg(tmp_path, small_input, prefs=[31])
         assert run_build(cfg).ok
         published = _tree(cfg.out_dir)
         fork = _fork_report(tmp_path, "import duckdb\n",
                             "with duckdb.connect(warehouse, read_only=True) as _c:\n",
-                            "    print(_c.execute('SELECT respondent_id FROM survey_responses "
-                            "ORDER BY 1 LIMIT 3').fetchall())\n")
+                            "    _ids = _c.execute('SELECT respondent_id FROM survey_responses "
+                            "ORDER BY 1 LIMIT 3').fetchall()\n",
+                            "_ids\n")
         monkeypatch.setattr(config, "REPORTS_DIR", fork)
         blocked = run_build(_cfg(tmp_path, small_input, prefs=[31]))
         assert not blocked.ok and not blocked.published
         assert blocked.failed and all(f.startswith("disclosure: ") for f in blocked.failed)
-        assert any(".work/executed/31-tottori.ipynb" in f and "respondent" in f for f in blocked.failed), blocked.failed
+        assert any("prefectures/31-tottori.html" in f and "respondent" in f for f in blocked.failed), blocked.failed
         assert _tree(cfg.out_dir) == published
 

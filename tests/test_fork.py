@@ -82,6 +82,7 @@ def test_reports_dir_makes_the_build_use_the_fork(tmp_path, warehouse):
                            "--out", str(tmp_path / "site"), "--warehouse", str(warehouse), "--renderer", "pandoc",
                            "--quiet"], cwd=tmp_path, env=env, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr[-2000:]
-    executed = nbformat.read(tmp_path / "site" / ".work" / "executed" / "13-tokyo.ipynb", as_version=4)
+    executed = nbformat.read(tmp_path / ".site.tsunagari-work" / "executed" / "13-tokyo.ipynb", as_version=4)
+    assert not (tmp_path / "site" / ".work").exists()   # the notebook is not put into the output folder
     assert any(THEME_EDIT.strip() in c.source for c in executed.cells)
     assert (tmp_path / "site" / "prefectures" / "13-tokyo.html").stat().st_size > 10_000

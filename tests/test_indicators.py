@@ -21,7 +21,7 @@ from statsmodels.stats.proportion import proportion_confint
 
 from pipelines import config, schema, stats
 from pipelines.errors import DataError, UsageError
-from pipelines.downloads import write_downloads
+from pipelines.downloads import published_n, published_share, write_downloads
 from pipelines.indicators import (AREA_CODES, BREAKDOWNS_COMMON, BREAKDOWNS_UK, compute_indicators,
                                   load_catalogue, run_indicators, write_indicators)
 
@@ -52,7 +52,7 @@ def generate_round(con: duckdb.DuckDBPyConnection, year: int, n: int, seed: floa
     pref_sql = f"{pref}" if pref is not None else "(SELECT pref_code FROM _cum WHERE u0 >= lo AND u0 < hi)"
     con.execute(f"SELECT setseed({seed})")
     con.execute(f"""
-    INSERT INTO survey_responses
+    INSERT INTO survey_responses ({", ".join(COLS)})
     WITH r AS (
       SELECT i, random() AS u0, random() AS u1, random() AS u2, random() AS u3, random() AS u4,
              random() AS u5, random() AS u6, random() AS u7, random() AS u8, random() AS u9,
@@ -137,6 +137,15 @@ def counts_for(n: int, pct: dict[int, float]) -> dict[int, int]:
     return counts
 
 
+def varied(i: int, lonely: int = 0) -> dict:
+    """Answers of respondent i of a small area that vary over the area (no indicator at exactly 0%
+    or 100%, which is suppressed on a base under 100): the first ``lonely`` often/always lonely."""
+    u = 1 + i % 4   # UCLA items 1..4: scores 3, 6, 9, 12
+    return dict(q_loneliness=5 if i < lonely else (3 if i % 3 == 0 else 2), q_ucla_1=u, q_ucla_2=u, q_ucla_3=u,
+                q_contact_inperson=7 if i % 5 == 1 else 1, q_participation_none=i % 2,
+                q_reliable_person=2 if i % 6 == 1 else 1, q_help_intention=2 if i % 7 == 1 else 1)
+
+
 def insert_rows(con, rows: list[dict]) -> None:
     base = dict(survey_kind="national", sex=1, age=45, age_band="40-49", uk_age_band="35-49",
                 household_single=0, weight=1.0, q_loneliness=2, q_ucla_1=1, q_ucla_2=1, q_ucla_3=1,
@@ -144,7 +153,7 @@ def insert_rows(con, rows: list[dict]) -> None:
                 q_reliable_person=1, q_help_intention=1, file_id="f", source_row=1)
     df = pd.DataFrame([{**base, **r} for r in rows])[COLS]
     con.register("_rows", df)
-    con.execute(f"INSERT INTO survey_responses SELECT {', '.join(COLS)} FROM _rows")
+    con.execute(f"INSERT INTO survey_responses ({', '.join(COLS)}) SELECT {', '.join(COLS)} FROM _rows")
     con.unregister("_rows")
 
 
@@ -194,7 +203,8 @@ def test_weighted_share_ci_and_neff_match_hand_computation(tmp_path):
               & (ind.breakdown == "total")].iloc[0]
     y = (lon == 5).astype(float)
     p = (w * y).sum() / w.sum()
-    n_eff = w.sum() ** 2 / (w ** 2).sum()
+    # Kish's n_eff divided by the survey's design effect: no design columns, so the default (1.5).
+    n_eff = w.sum() ** 2 / (w ** 2).sum() / config.DEFAULT_DEFF
     z = 1.959963984540054
     centre = (p + z * z / (2 * n_eff)) / (1 + z * z / n_eff)
     half = z / (1 + z * z / n_eff) * math.sqrt(p * (1 - p) / n_eff + z * z / (4 * n_eff ** 2))
@@ -218,7 +228,7 @@ def test_weighted_share_ci_and_neff_match_hand_computation(tmp_path):
     assert tokyo.note == f"出典: 全国調査の当該県回答者 (n={k})"
     # Tokyo is the whole national sample: the rest of the nation is empty, nothing to compare with.
     assert tokyo.comparison == "not_compared" and tokyo.comparison_method == "none"
-    assert tokyo.source == "national_subsample" and tokyo.design_effect == 1.0
+    assert tokyo.source == "national_subsample" and tokyo.design_effect == config.DEFAULT_DEFF
 
 
 # --- Area source, suppression, reference values ---------------------------------------------------
@@ -227,11 +237,13 @@ def test_own_survey_is_preferred_and_small_bases_are_suppressed(tmp_path):
     con = duckdb.connect(str(tmp_path / "w.duckdb"))
     create_tables(con)
     rows = []
-    # National: 40 respondents in Saitama (11), all lonely; 20 in Tottori (31); 50 in Shimane (32);
-    # 1,500 in Tokyo (13).
-    for pref, n, lon in ((11, 40, 5), (31, 20, 2), (32, 50, 2), (13, 1500, 2)):
+    # National: 40 respondents in Saitama (11), all lonely; 20 in Tottori (31); 50 in Shimane (32),
+    # 5 of them often/always lonely and varied answers to the other questions; 50 in Kochi (39),
+    # none lonely; 1,500 in Tokyo (13).
+    for pref, n, lon in ((11, 40, 5), (31, 20, 2), (39, 50, 2), (13, 1500, 2)):
         rows += [dict(survey_id="national-2024", survey_year=2024, pref_code=pref, q_loneliness=lon)
                  for _ in range(n)]
+    rows += [dict(survey_id="national-2024", survey_year=2024, pref_code=32, **varied(i, 5)) for i in range(50)]
     # Saitama's own survey: 1,512 respondents, 100 often/always lonely.
     rows += [dict(survey_id="pref11-2024", survey_year=2024, survey_kind="prefecture", pref_code=11,
                   q_loneliness=5 if i < 100 else 1) for i in range(1512)]
@@ -244,9 +256,9 @@ def test_own_survey_is_preferred_and_small_bases_are_suppressed(tmp_path):
     assert tot.loc["11", "n_unweighted"] == 1512
     assert tot.loc["11", "value"] == pytest.approx(100 / 1512 * 100)
     # National figures from the national survey only (the 1,512 own-survey answers are not in it).
-    assert tot.loc["00", "n_unweighted"] == 40 + 20 + 50 + 1500
-    assert tot.loc["00", "note"] == "出典: 全国調査 national-2024 (n=1,610)"
-    assert tot.loc["00", "value"] == pytest.approx(40 / 1610 * 100)
+    assert tot.loc["00", "n_unweighted"] == 40 + 20 + 50 + 50 + 1500
+    assert tot.loc["00", "note"] == "出典: 全国調査 national-2024 (n=1,660)"
+    assert tot.loc["00", "value"] == pytest.approx(45 / 1660 * 100)
     # Tottori: 20 < 30 -> suppressed, no value, no interval, not compared.
     t = tot.loc["31"]
     assert bool(t.suppressed) and pd.isna(t.value) and pd.isna(t.lower_ci95) and pd.isna(t.upper_ci95)
@@ -255,9 +267,14 @@ def test_own_survey_is_preferred_and_small_bases_are_suppressed(tmp_path):
     assert t.comparison == "not_compared"
     # Shimane: 50 -> 参考値, shown.
     s = tot.loc["32"]
-    assert not s.suppressed and s.value == 0.0
+    assert not s.suppressed and s.value == pytest.approx(10.0)
     assert s.note == "出典: 全国調査の当該県回答者 (n=50); 参考値 (n=50)"
-    # Tokyo vs national: 0% lonely against 2.5% -> better (interval wholly below).
+    # Kochi: no one of 50 often/always lonely (an exact 0% on a base < 100) -> a reference value
+    # with its interval and a note (#22), not suppressed.
+    k = tot.loc["39"]
+    assert not bool(k.suppressed) and k.value == 0.0 and k.n_unweighted == 50 and k.upper_ci95 > 5
+    assert k.note == "出典: 全国調査の当該県回答者 (n=50); 参考値 (n=50); 0%または100%（集計対象100人未満）：信頼区間を参照"
+    # Tokyo vs national: 0% lonely against 2.7% -> better (interval wholly below).
     assert tot.loc["13", "comparison"] == "better"
     # An area with no respondents at all still has its rows, suppressed.
     assert bool(tot.loc["47", "suppressed"]) and pd.isna(tot.loc["47", "n_unweighted"])
@@ -301,10 +318,12 @@ def test_every_area_indicator_and_breakdown_is_present(computed):
     assert ind.suppressed.any() and (~ind.suppressed).any()
     assert (ind.suppressed == ind.value.isna())[ind.indicator_id == "lonely_any"].all()
     surv = ind[ind.note.str.startswith("出典: ") & ~ind.note.str.startswith("出典: 事業")]
-    primary = surv.note.str.contains("; n<30 非表示|; n_eff<30 非表示", regex=True)
+    primary = surv.note.str.contains("; n<30 非表示|; n_eff<30 非表示",
+                                     regex=True)
     secondary = surv.note.str.contains("; secondary suppression / 二次秘匿", regex=False)
     assert primary.any() and secondary.any() and not (primary & secondary).any()
-    # Suppressed rows: primary (n < 30) or secondary (二次秘匿), and no base published for either.
+    # Suppressed rows: primary (n < 30, or exactly 0% / 100% on a base < 100) or secondary (二次秘匿),
+    # and no base published for either.
     assert (surv.suppressed == (primary | secondary)).all()
     assert surv.loc[surv.suppressed, ["value", "n_unweighted", "n_effective"]].isna().all().all()
     # Published rows have a base of at least 30.
@@ -343,6 +362,8 @@ class TestComparisonAndChange:
                                  "q_loneliness = 5")
             p_r, n_r = _weighted(con, f"survey_year = 2024 AND survey_kind = 'national' AND pref_code <> {code}",
                                  "q_loneliness = 5")
+            # no design columns: Kish's n_eff / the default design effect
+            n_a, n_r = n_a / config.DEFAULT_DEFF, n_r / config.DEFAULT_DEFF
             assert row.source == "national_subsample"
             assert row.value == pytest.approx(p_a * 100) and row.n_effective == pytest.approx(n_a)
             pooled = (p_a * n_a + p_r * n_r) / (n_a + n_r)
@@ -364,6 +385,7 @@ class TestComparisonAndChange:
         p_n, n_n = _weighted(con, "survey_year = 2024 AND survey_kind = 'national'", "q_loneliness IN (3, 4, 5)")
         p_s, n_s = _weighted(con, "survey_year = 2024 AND survey_kind = 'prefecture'", "q_loneliness IN (3, 4, 5)")
         con.close()
+        n_n, n_s = n_n / config.DEFAULT_DEFF, n_s / config.DEFAULT_DEFF   # no design columns: the default
         row = ind[(ind.area_code == "11") & (ind.indicator_id == "lonely_any") & (ind.breakdown == "total")].iloc[0]
         assert row.source == "own_survey" and row.comparison_method == "newcombe"
         assert row.national_value == pytest.approx(p_n * 100)
@@ -391,10 +413,20 @@ class TestComparisonAndChange:
         cat = {i.id: i for i in load_catalogue()}
         surv = ind[ind.indicator_id.map(lambda i: cat[i].source == "survey")]
         m = surv.merge(prev, on=["area_code", "indicator_id", "breakdown"], suffixes=("", "_p"))
-        r = stats.difference_test(m.value / 100, m.n_effective, m.value_p / 100, m.n_effective_p)
+        # A change across a change of source is shown, not tested (#22).
+        brk = m[m.source_changed]
+        assert len(brk) and (brk.change_vs_previous == "not_compared").all()
+        assert (brk.change_method == "source_break").all()
+        m = m[~m.source_changed]
+        # The test takes both rounds as published (shares to 0.1 point, effective sizes to 0.1).
+        r = stats.difference_test(published_share(m.value) / 100, published_n(m.n_effective),
+                                  published_share(m.value_p) / 100, published_n(m.n_effective_p))
         assert (m.change_vs_previous.to_numpy() == stats.change_label(r["direction"], r["significant"])).all()
         assert (m.change_method.to_numpy() == r["method"]).all()
         assert {"newcombe", "fisher"} <= set(m.change_method)
+        tested = m[m.change_method != "none"]
+        assert (tested.previous_value == tested.value_p).all()
+        assert np.allclose(tested.change_difference, published_share(tested.value) - published_share(tested.value_p))
         assert set(m.previous_year.dropna()) == {2023}
         assert set(prev.change_vs_previous) == {"not_compared"} and prev.previous_year.isna().all()
         row = m[(m.area_code == "00") & (m.indicator_id == "lonely_often_always") & (m.breakdown == "total")].iloc[0]
@@ -402,27 +434,34 @@ class TestComparisonAndChange:
         # Saitama's own survey in 2024 vs the national subsample in 2023: marked in a column and the note.
         sai = surv[(surv.area_code == "11") & (surv.breakdown == "total")].iloc[0]
         assert sai.note.startswith("出典: 埼玉県独自調査 pref11-2024 (n=600)")
-        assert "前回は全国調査の当該県回答者のため" in sai.note
+        assert "前回は全国調査の当該県回答者で出典が異なるため前回との比較はしない" in sai.note
         assert sai.source_changed and sai.source == "own_survey"
+        assert sai.change_method == "source_break" and sai.change_vs_previous == "not_compared"
+        assert sai.previous_value > 0 and np.isnan(sai.change_difference)   # both values shown, not tested
         assert not surv[surv.area_code == "13"].source_changed.any()
 
-    def test_small_counts_get_the_exact_test(self, tmp_path):
-        """Tottori-like: 0/46 -> 4/46 is not a significant change (Fisher p = 0.117)."""
+    def test_small_counts_get_the_exact_test(self, tmp_path, monkeypatch):
+        """Tottori-like, design effect 1: 1/46 -> 7/46 is not a significant change (Fisher p =
+        0.0585), though the z-test and the Newcombe interval say it is. (0/46 would now be
+        suppressed: an exact 0% on a base under 100.)"""
+        monkeypatch.setenv(config.DEFF_ENV, "1")
         con = duckdb.connect(str(tmp_path / "w.duckdb"))
         create_tables(con)
         rows = []
-        for year, k_lonely in ((2023, 0), (2024, 4)):
+        for year, k_lonely in ((2023, 1), (2024, 7)):
             rows += [dict(survey_id=f"national-{year}", survey_year=year, respondent_id=f"{year}-{i}",
-                          pref_code=31, q_loneliness=5 if i < k_lonely else 2) for i in range(46)]
+                          pref_code=31, **varied(i, k_lonely)) for i in range(46)]
             rows += [dict(survey_id=f"national-{year}", survey_year=year, respondent_id=f"{year}-t{i}",
                           pref_code=13, q_loneliness=5 if i % 20 == 0 else 2) for i in range(400)]
         insert_rows(con, rows)
         ind, _ = compute_indicators(con, 2024)
         row = ind[(ind.area_code == "31") & (ind.indicator_id == "lonely_often_always")
                   & (ind.breakdown == "total")].iloc[0]
-        assert row.value == pytest.approx(400 / 46)
+        assert row.value == pytest.approx(700 / 46)
         assert row.change_method == "fisher" and row.change_vs_previous == "no_change"
-        z, p = stats.two_proportion_test(4 / 46, 46, 0.0, 46)
+        assert row.change_p_value == pytest.approx(0.0585, abs=1e-4) and row.change_lower_ci95 > 0
+        assert row.previous_value == pytest.approx(100 / 46) and row.previous_n_effective == 46
+        z, p = stats.two_proportion_test(7 / 46, 46, 1 / 46, 46)
         assert p < 0.05     # what the z-test said
         con.close()
 
@@ -439,9 +478,9 @@ class TestComparisonAndChange:
         nat, nat0 = ind[key & (ind.area_code == "00")].iloc[0], base[key & (base.area_code == "00")].iloc[0]
         sai = ind[key & (ind.area_code == "11")].iloc[0]
         sai0 = base[key & (base.area_code == "11")].iloc[0]
-        assert nat.design_effect == 2.0 and sai.design_effect == 1.5 and nat0.design_effect == 1.0
-        assert nat.n_effective == pytest.approx(nat0.n_effective / 2)
-        assert sai.n_effective == pytest.approx(sai0.n_effective / 1.5)
+        assert nat.design_effect == 2.0 and sai.design_effect == 1.5 and nat0.design_effect == config.DEFAULT_DEFF
+        assert nat.n_effective == pytest.approx(nat0.n_effective * config.DEFAULT_DEFF / 2)
+        assert sai.n_effective == pytest.approx(sai0.n_effective * config.DEFAULT_DEFF / 1.5)
         lo, up = proportion_confint(nat.value / 100 * nat.n_effective, nat.n_effective, method="wilson")
         assert (nat.lower_ci95, nat.upper_ci95) == pytest.approx((lo * 100, up * 100))
         assert nat.upper_ci95 - nat.lower_ci95 > nat0.upper_ci95 - nat0.lower_ci95
@@ -635,7 +674,8 @@ def test_notebook_run_writes_table_audit_record_and_downloads(two_rounds, tmp_pa
     sources = [v for k, v in notes.items() if k and k.startswith("出典ファイル")]
     assert any(v.startswith("'=HYPERLINK") for v in sources)
     assert "0.8723" in notes["16歳以上人口 / population 16+"]
-    assert notes["設計効果 / design effect"].startswith("すべての調査で 1.0")
+    assert notes["設計効果 / design effect"].startswith("標本設計（列 stratum・psu）のある調査は、テイラー線形化")
+    assert f"既定値 {config.DEFAULT_DEFF:g}" in notes["設計効果 / design effect"]
     assert "Newcombe" in notes["全国との比較 / vs national"] and "Fisher" in notes["前回比 / change"]
     assert "当該県を除く全国" in notes["全国との比較 / vs national"]
     # Every round: one tidy file with a year column, and one file per round.
@@ -880,3 +920,136 @@ class TestMultipleComparisons:
         assert m["comparison"]["expected_false"] == pytest.approx(0.05 * (pref.comparison_method != "none").sum())
         one = multiple_comparisons(ind, 2024, "11")
         assert one["comparison"]["n_tests"] == (pref[pref.area_code == "11"].comparison_method != "none").sum()
+
+
+# --- Design-based design effects (issue #22 item 4) -----------------------------------------------
+
+@pytest.fixture(scope="module")
+def with_design(two_rounds, tmp_path_factory) -> Path:
+    """The two rounds, the 2024 national survey given a stratified cluster design: strata = the
+    prefecture's region, PSUs of ~24 respondents within a prefecture, the often/always lonely
+    gathered in a few PSUs per stratum (so that indicator's deff is large, the others' near 1)."""
+    path = tmp_path_factory.mktemp("design") / "warehouse.duckdb"
+    path.write_bytes(two_rounds.read_bytes())
+    con = duckdb.connect(str(path))
+    pops = pd.read_csv(config.REFERENCE_DIR / "prefectures.csv")[["pref_code", "region"]]
+    con.register("_regions", pops)
+    con.execute("""
+    UPDATE survey_responses AS s SET stratum = r.region,
+      psu = lpad(CAST(s.pref_code AS VARCHAR), 2, '0') || '-' || CAST(
+        (CASE WHEN s.q_loneliness = 5 THEN 0 ELSE 1 + hash(s.respondent_id) % 4 END
+         + 5 * (hash(s.respondent_id || 'x') % 10)) % 50 AS VARCHAR)
+    FROM _regions AS r WHERE r.pref_code = s.pref_code AND s.survey_id = 'national-2024'""")
+    con.close()
+    return path
+
+
+class TestDesignEffects:
+    def test_national_deff_estimated_per_indicator(self, with_design):
+        from pipelines import survey_design
+        from pipelines.indicators import survey_deffs
+
+        con = duckdb.connect(str(with_design), read_only=True)
+        inds = [i for i in load_catalogue() if i.source == "survey"]
+        est = survey_deffs(con, 2024, inds, {})
+        ind, _ = compute_indicators(con, 2024)
+        micro = con.execute("SELECT weight, stratum, psu, q_loneliness, q_has_worries, q_support_received "
+                            "FROM survey_responses WHERE survey_id = 'national-2024'").df()
+        con.close()
+        assert set(est.survey_id) == {"national-2024"}          # the own survey has no design
+        assert est.set_index("indicator_id").loc["lonely_often_always", "n_strata"] == 8
+        # The SQL path equals the microdata path (survey_design, itself checked against R survey).
+        for ind_id, y, dom in (("lonely_often_always", micro.q_loneliness == 5, None),
+                               ("lonely_any", micro.q_loneliness.isin([3, 4, 5]), None),
+                               ("no_support_among_worried", micro.q_support_received == 2,
+                                (micro.q_has_worries == 1).astype(float))):
+            ref = survey_design.taylor_share(y.astype(float), micro.weight, micro.stratum, micro.psu, domain=dom)
+            got = est.set_index("indicator_id").loc[ind_id]
+            assert got.deff == pytest.approx(ref.deff[0], rel=1e-9), ind_id
+            assert got.variance == pytest.approx(ref.variance[0], rel=1e-9), ind_id
+        deff = est.set_index("indicator_id").deff
+        assert deff["lonely_often_always"] > 3 and 0.7 < deff["lonely_any"] < 1.6
+        # Every row of the national survey (national and subsample areas) uses its indicator's deff.
+        nat = ind[ind.source.isin(["national", "national_subsample"]) & ind.indicator_id.isin(deff.index)]
+        assert np.allclose(nat.design_effect, nat.indicator_id.map(deff))
+        row = nat[(nat.area_code == "00") & (nat.indicator_id == "lonely_often_always")
+                  & (nat.breakdown == "total")].iloc[0]
+        w = micro.weight.to_numpy()
+        kish = w.sum() ** 2 / (w ** 2).sum()
+        assert row.n_effective == pytest.approx(kish / deff["lonely_often_always"])
+        lo, up = proportion_confint(row.value / 100 * row.n_effective, row.n_effective, method="wilson")
+        assert (row.lower_ci95, row.upper_ci95) == pytest.approx((lo * 100, up * 100))
+        # The own survey (no design columns) keeps the default.
+        own = ind[ind.source == "own_survey"]
+        assert len(own) and (own.design_effect == config.DEFAULT_DEFF).all()
+
+    def test_configured_entry_wins_over_the_estimate(self, with_design, monkeypatch):
+        from pipelines.indicators import area_sources
+
+        con = duckdb.connect(str(with_design), read_only=True)
+        inds = [i for i in load_catalogue() if i.source == "survey"]
+        for setting, nat_deff, own_deff in (("national=1.2", 1.2, config.DEFAULT_DEFF),
+                                            ("national-2024=1.3,prefecture=1.1", 1.3, 1.1), ("2", 2.0, 2.0)):
+            src = area_sources(con, 2024, config.design_effects(setting), inds).set_index("area_code")
+            assert src.loc["00", "deff"] == nat_deff and src.loc["00", "deff_method"] == "configured"
+            assert src.loc["00", "deff_by_indicator"] is None
+            assert src.loc["11", "deff"] == own_deff
+        src = area_sources(con, 2024, {}, inds).set_index("area_code")
+        assert src.loc["00", "deff_method"] == "estimated" and src.loc["13", "deff_method"] == "estimated"
+        assert src.loc["11", "deff_method"] == "default"
+        assert src.loc["00", "deff"] == max(src.loc["00", "deff_by_indicator"].values())
+        con.close()
+
+    def test_sensitivity_line_is_the_round_recomputed(self, with_design):
+        from pipelines.indicators import (comparison_flags, compare_with_national, deff_sensitivity,
+                                          round_data)
+
+        con = duckdb.connect(str(with_design), read_only=True)
+        inds = [i for i in load_catalogue() if i.source == "survey"]
+        sens = deff_sensitivity(con, 2024, inds=inds, effects={}).set_index("setting")
+        assert list(sens.index) == ["1.0", "1.5", "2.0", "used"]
+        for d in (1.0, 2.0):
+            cur = compare_with_national(round_data(con, 2024, inds, {"*": d}).cells.copy())
+            assert comparison_flags(cur) == sens.loc[f"{d:.1f}", list(comparison_flags(cur))].to_dict()
+            pref = cur[(cur.area_code != "00") & cur.source_kind.isin(["subsample", "own"])]
+            assert sens.loc[f"{d:.1f}", "n_tests"] == (pref.comparison_method != "none").sum()
+            assert sens.loc[f"{d:.1f}", "n_flagged"] == pref.comparison.isin(["better", "worse", "higher", "lower"]).sum()
+        con.close()
+        assert (sens.expected == 0.05 * sens.n_tests).all()
+        assert sens.loc["1.0", "n_flagged"] >= sens.loc["1.5", "n_flagged"] >= sens.loc["2.0", "n_flagged"]
+        assert sens.loc["1.0", "n_flagged"] > sens.loc["2.0", "n_flagged"]
+
+    def test_summary_per_survey(self, with_design):
+        from pipelines.indicators import design_effect_summary
+
+        con = duckdb.connect(str(with_design), read_only=True)
+        s = design_effect_summary(con, {}).set_index("survey_id")
+        con.close()
+        assert list(s.index) == ["national-2023", "national-2024", "pref11-2024"]
+        assert s.loc["national-2024", "method"] == "estimated" and s.loc["national-2024", "n_strata"] == 8
+        assert s.loc["national-2024", "deff_min"] < s.loc["national-2024", "deff_max"]
+        assert s.loc["national-2023", "method"] == "default" and s.loc["national-2023", "deff_max"] == config.DEFAULT_DEFF
+        assert s.loc["pref11-2024", "n"] == 600
+
+    def test_round_key_changes_with_the_design(self, tmp_path):
+        """The design columns are part of the survey file, so a corrected design (same answers, other
+        PSUs) is a new file: the round's key changes and the round is recomputed."""
+        from pipelines.indicators import round_keys
+        from pipelines.ingest import ingest_files
+
+        from ingest_helpers import survey_rows, write_csv
+
+        rows = survey_rows(40)
+        for i, r in enumerate(rows):
+            r["stratum"], r["psu"] = "A", f"p{i % 4}"
+        wh = tmp_path / "wh.duckdb"
+        ingest_files([write_csv(tmp_path / "a" / "national-2024.csv", rows)], wh, validate=False)
+        con = duckdb.connect(str(wh))
+        key = round_keys(con)[2024]
+        con.close()
+        for i, r in enumerate(rows):
+            r["psu"] = f"p{i % 5}"
+        ingest_files([write_csv(tmp_path / "b" / "national-2024.csv", rows)], wh, validate=False)
+        con = duckdb.connect(str(wh))
+        assert round_keys(con)[2024] != key
+        con.close()

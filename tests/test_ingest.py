@@ -33,7 +33,9 @@ def expected_survey(rows: list[dict]) -> list[tuple]:
         out.append((r["survey_id"], r["survey_year"], kind, r["respondent_id"], r["pref_code"], r["sex"],
                     r["age"], schema.age_band(r["age"]), schema.uk_age_band(r["age"]),
                     r["household_single"], float(r.get("weight", 1.0)),
-                    *[r[q] for q in schema.QUESTIONS], i))
+                    *[r[q] for q in schema.QUESTIONS], i,
+                    # the sample design columns (last in the table): NULL when the file has none
+                    *[None if r.get(c) is None else str(r[c]) for c in schema.SURVEY_DESIGN_COLUMNS]))
     return sorted(out, key=lambda t: t[3])
 
 
@@ -464,3 +466,70 @@ class TestCli:
         proc = self.run(tmp_path / "nope.csv", "--warehouse", tmp_path / "w.duckdb", cwd=tmp_path)
         assert proc.returncode == 2
         assert "does not exist" in proc.stderr
+
+
+class TestSampleDesign:
+    """The optional design columns stratum / psu (issue #22 item 4): Japanese headers, both or
+    neither, no blanks, and a warehouse made before them."""
+
+    def test_japanese_headers_and_codes_stored_as_text(self, tmp_path, warehouse):
+        rows = labelled(survey_rows(6))
+        for i, r in enumerate(rows):
+            r["層"] = "関東・大都市" if i < 3 else "１２"          # full width: NFKC -> '12'
+            r["調査地点"] = 101 + i % 2
+        result = ingest([write_csv(tmp_path / "in" / "national-2024.csv", rows, encoding="cp932")], warehouse)
+        assert result.loaded == ["national-2024.csv"]
+        got = duckdb.connect(str(warehouse)).execute(
+            "SELECT respondent_id, stratum, psu FROM survey_responses ORDER BY respondent_id").fetchall()
+        assert got == [(f"R{i + 1:05d}", "関東・大都市" if i < 3 else "12", str(101 + i % 2)) for i in range(6)]
+
+    @pytest.mark.parametrize("header", ["地点番号", "第1次抽出単位", "PSU"])
+    def test_psu_aliases(self, tmp_path, warehouse, header):
+        rows = survey_rows(4)
+        for r in rows:
+            r["層番号"], r[header] = 1, "a"
+        ingest([write_csv(tmp_path / "in" / "national-2024.csv", rows)], warehouse)
+        assert duckdb.connect(str(warehouse)).execute(
+            "SELECT DISTINCT stratum, psu FROM survey_responses").fetchall() == [("1", "a")]
+
+    def test_file_without_design_has_null(self, tmp_path, warehouse):
+        ingest([write_csv(tmp_path / "in" / "national-2024.csv", survey_rows(3))], warehouse)
+        assert duckdb.connect(str(warehouse)).execute(
+            "SELECT count(*) FROM survey_responses WHERE stratum IS NULL AND psu IS NULL").fetchone() == (3,)
+
+    def test_one_design_column_alone_is_refused(self, tmp_path, warehouse):
+        rows = survey_rows(3)
+        for r in rows:
+            r["stratum"] = "A"
+        with pytest.raises(DataError) as exc:
+            ingest([write_csv(tmp_path / "in" / "national-2024.csv", rows)], warehouse)
+        assert str(exc.value).startswith("national-2024.csv, column 'psu': sample design incomplete / "
+                                         "標本設計の列が片方だけです. the file has stratum but not psu")
+
+    def test_blank_psu_is_refused(self, tmp_path, warehouse):
+        rows = survey_rows(4)
+        for i, r in enumerate(rows):
+            r["stratum"], r["psu"] = "A", "" if i == 2 else "p1"
+        with pytest.raises(DataError) as exc:
+            ingest([write_csv(tmp_path / "in" / "national-2024.csv", rows)], warehouse)
+        assert str(exc.value) == ("national-2024.csv, column 'psu': wrong type / 型が不正 (1 row; rows 3). "
+                                  "blank in a required column / 必須の列が空欄です")
+
+    def test_warehouse_made_before_the_design_columns(self, tmp_path, warehouse):
+        """An older warehouse (survey tables without stratum/psu) gets the columns at its next ingest;
+        its rows keep NULL there and new rows are inserted by name."""
+        ingest([write_csv(tmp_path / "old" / "national-2023.csv", survey_rows(2, "national-2023"))], warehouse)
+        con = duckdb.connect(str(warehouse))
+        for name in ("survey_responses", "staging_survey"):   # as made before the design columns
+            for col in schema.SURVEY_DESIGN_COLUMNS:
+                con.execute(f"ALTER TABLE {name} DROP COLUMN {col}")
+        con.close()
+        rows = survey_rows(3)
+        for r in rows:
+            r["stratum"], r["psu"] = "A", "p1"
+        ingest([write_csv(tmp_path / "in" / "national-2024.csv", rows)], warehouse)
+        con = duckdb.connect(str(warehouse))
+        cols = [r[0] for r in con.execute("DESCRIBE survey_responses").fetchall()]
+        assert cols[-2:] == schema.SURVEY_DESIGN_COLUMNS
+        assert con.execute("SELECT survey_id, stratum, psu, count(*) FROM survey_responses GROUP BY ALL "
+                           "ORDER BY 1").fetchall() == [("national-2023", None, None, 2), ("national-2024", "A", "p1", 3)]

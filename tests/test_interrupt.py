@@ -83,12 +83,14 @@ class TestKilledBuild:
         tables = _tables(tmp_path / "wh.duckdb")
 
         # Ask for two more prefectures and kill the build while it executes the first report.
-        executed = tmp_path / ".site.tsunagari-new" / ".work" / "executed"
+        work = tmp_path / ".site.tsunagari-work"   # the build's working files: notebooks, log
+        executed = work / "executed"
+        stale = (executed / "13-tokyo.ipynb").exists()
         proc = subprocess.Popen(_build_cmd(inp, tmp_path, "--pref", "31", "--pref", "13", "--pref", "1", "--quiet"),
                                 start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        _wait_for(lambda: (tmp_path / ".site.tsunagari-new" / "build.log").exists()
-                  and "report:2024:13-tokyo" in (tmp_path / ".site.tsunagari-new" / "build.log").read_text(encoding="utf-8")
-                  or (executed / "13-tokyo.ipynb").exists(), proc)
+        _wait_for(lambda: (work / "build.log").exists()
+                  and "report:2024:13-tokyo" in (work / "build.log").read_text(encoding="utf-8")
+                  or (not stale and (executed / "13-tokyo.ipynb").exists()), proc)
         _kill(proc)
         assert _tree(tmp_path / "site") == published           # the published site is the previous one
         assert _tables(tmp_path / "wh.duckdb") == tables         # the warehouse is consistent
@@ -253,7 +255,7 @@ class TestStopSignals:
                                            "--pref", "1", "--pref", "0", "--quiet"),
                                 env={**os.environ, "TMPDIR": str(tmp)}, start_new_session=True,
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        log = tmp_path / ".site.tsunagari-new" / "build.log"
+        log = tmp_path / ".site.tsunagari-work" / "build.log"
         try:
             # The reports are running: the indicators are done and the workers' kernels are up.
             _wait_for(lambda: log.exists() and "指標 done in" in log.read_text(encoding="utf-8")
@@ -278,9 +280,10 @@ class TestStopSignals:
         poll(lambda: not any(tmp.iterdir()), 30, f"the temporary folder to be emptied: {list(tmp.rglob('*'))}")
         assert not (tmp_path / "site").exists()            # nothing published
         assert _lock_is_free(tmp_path / ".site.tsunagari-lock")
-        before = _snapshot(tmp_path / ".site.tsunagari-new")          # kept for the next build (publish.recover)
+        kept = (tmp_path / ".site.tsunagari-new", tmp_path / ".site.tsunagari-work")   # for the next build
+        before = [_snapshot(d) for d in kept]
         time.sleep(3)
-        assert _snapshot(tmp_path / ".site.tsunagari-new") == before  # and nobody writes to it any more
+        assert [_snapshot(d) for d in kept] == before  # and nobody writes to them any more
 
 
 @pytest.mark.slow

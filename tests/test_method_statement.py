@@ -68,6 +68,7 @@ def parse_comparison(text: str) -> ParsedRule:
         return ParsedRule("overlap", float(m.group(1)) / 100, None, None, "national", "national")
     m = re.search(r"差について (\d+(?:\.\d+)?)% 区間（Newcombe", text)
     assert m, f"no interval of the difference stated: {text[:120]}"
+    assert "公表値（小数第1位に丸めた割合と有効標本サイズ）" in text, "the precision the tests use is not stated"
     small = re.search(r"期待度数のいずれかが (\d+(?:\.\d+)?) 未満のときは Fisher の正確検定", text)
     sub = "rest" if re.search(r"全国調査の県内回答者による値では「当該県を除く全国」", text) else "national"
     own = "national" if re.search(r"県の独自調査による値では全国値", text) else "rest"
@@ -118,8 +119,9 @@ def contradictions(rows: pd.DataFrame, rule: ParsedRule, polarity: dict[str, str
     for r in rows.itertuples():
         if rule.kind == "overlap":
             d = decide(rule, r.value, None, r.national_value, None, r.lower_ci95, r.upper_ci95)
-        else:
-            d = decide(rule, r.value / 100, r.n_effective, r.reference_value / 100, r.reference_n_effective)
+        else:   # the statement says the tests use the published figures (0.1)
+            d = decide(rule, round(r.value, 1) / 100, round(r.n_effective, 1), round(r.reference_value, 1) / 100,
+                       round(r.reference_n_effective, 1))
         want = expected_label(d, polarity[r.indicator_id])
         if want != r.comparison:
             bad.append(f"{r.year} {r.area_code} {r.indicator_id} {r.breakdown}: {r.comparison} vs {want}")
@@ -129,7 +131,8 @@ def contradictions(rows: pd.DataFrame, rule: ParsedRule, polarity: dict[str, str
 def change_contradictions(rows: pd.DataFrame, rule: ParsedRule) -> list[str]:
     bad = []
     for r in rows.itertuples():
-        d = decide(rule, r.value / 100, r.n_effective, r.previous_value / 100, r.previous_n_effective)
+        d = decide(rule, round(r.value, 1) / 100, round(r.n_effective, 1), round(r.previous_value, 1) / 100,
+                   round(r.previous_n_effective, 1))
         want = {1: "increase", -1: "decrease", 0: "no_change"}[d]
         if want != r.change_vs_previous:
             bad.append(f"{r.year} {r.area_code} {r.indicator_id} {r.breakdown}: {r.change_vs_previous} vs {want}")

@@ -124,7 +124,7 @@ class TestCheckOut:
         legacy = project / "legacy"   # a site of an earlier version: its state file marks it
         legacy.mkdir()
         (legacy / "index.html").write_text("<p>", encoding="utf-8")
-        (legacy / publish.STATE_FILE).write_text("{}", encoding="utf-8")
+        (legacy / publish.LEGACY_STATE_FILE).write_text("{}", encoding="utf-8")
         assert check(legacy, project) == legacy.resolve()
 
     def test_a_symlinked_out_is_followed_to_its_target(self, project: Path) -> None:
@@ -133,12 +133,15 @@ class TestCheckOut:
         assert check(project / "current", project) == (project / "www" / "html").resolve()
 
     def test_private_siblings_without_the_marker_are_not_touched(self, project: Path) -> None:
-        stray = project / ".site.tsunagari-new"
-        stray.mkdir()
-        (stray / "x.txt").write_text("someone's", encoding="utf-8")
-        with pytest.raises(UsageError) as err:
-            check(project / "site", project)
-        assert str(err.value).startswith(f"--out: '{stray.resolve()}' exists but was not created by Tsunagari")
+        for suffix in (publish.SUFFIX_NEW, publish.SUFFIX_OLD, publish.SUFFIX_WORK):
+            stray = project / f".site{suffix}"
+            stray.mkdir()
+            (stray / "x.txt").write_text("someone's", encoding="utf-8")
+            with pytest.raises(UsageError) as err:
+                check(project / "site", project)
+            assert str(err.value).startswith(f"--out: '{stray.resolve()}' exists but was not created by Tsunagari")
+            assert tree(stray) == {"x.txt": hashlib.sha256(b"someone's").hexdigest()}
+            shutil.rmtree(stray)
         lock = project / ".other.tsunagari-lock"
         lock.write_text("a long text that is not a process id of a build", encoding="utf-8")
         with pytest.raises(UsageError, match="is not a lock file of Tsunagari"):
@@ -170,8 +173,8 @@ class TestStagingAndSwap:
         assert (site / "index.html").read_text(encoding="utf-8") == "<p>new</p>"
         for rel in ("site.old/keep.txt", "site.new/keep.txt", "site.lock"):
             assert after[rel] == before[rel]
-        assert sorted(p.name for p in tmp_path.iterdir()) == [".site.tsunagari-lock", "site", "site.lock",
-                                                               "site.new", "site.old"]
+        assert sorted(p.name for p in tmp_path.iterdir()) == [".site.tsunagari-lock", ".site.tsunagari-work", "site",
+                                                               "site.lock", "site.new", "site.old"]
 
     def test_no_free_space_for_the_copy_is_refused_before_copying(self, tmp_path: Path, monkeypatch) -> None:
         site = self._site(tmp_path)
@@ -226,6 +229,87 @@ class TestStagingAndSwap:
         assert tree(site) == before
 
 
+NOT_NEEDED = ("; only what a visitor needs is published (the build keeps its working files in "
+              ".site.tsunagari-work) / 公開対象外のファイルです")
+
+
+class TestWorkingFolder:
+    """The build's working files live in .<out>.tsunagari-work, tied to the site they describe."""
+
+    def _site(self, root: Path) -> Path:
+        return TestStagingAndSwap._site(None, root)
+
+    def test_created_with_the_marker_reused_and_removed_only_with_it(self, tmp_path: Path) -> None:
+        site = self._site(tmp_path)
+        work = publish.ensure_work(site)
+        assert work == tmp_path / ".site.tsunagari-work" and (work / publish.MARKER).is_file()
+        (work / "build.log").write_text("kept\n", encoding="utf-8")
+        assert publish.ensure_work(site) == work and (work / "build.log").read_text(encoding="utf-8") == "kept\n"
+        publish.discard_staging(site)            # (after a full disk) ours: removed
+        assert not work.exists() and (site / "index.html").is_file()
+        # Someone else's folder under that name: refused, never written or removed.
+        work.mkdir()
+        (work / "mine.txt").write_text("mine", encoding="utf-8")
+        before = tree(work)
+        with pytest.raises(UsageError, match=r"^--out: '.*\.site\.tsunagari-work' exists but was not created by Tsunagari"):
+            publish.ensure_work(site)
+        with pytest.raises(UsageError):
+            publish.prepare_staging(site)
+        publish.discard_staging(site)
+        assert tree(work) == before and not publish.staging_dir(site).exists()
+
+    def test_an_earlier_versions_working_files_are_not_carried_into_the_new_site(self, tmp_path: Path) -> None:
+        site = self._site(tmp_path)
+        legacy = {".work/executed/13-tokyo.ipynb": "{}", "runs/indicators-2024.ipynb": "{}", "build.log": "log",
+                  "build-summary.txt": "ok", publish.LEGACY_STATE_FILE: "{}", ".tsunagari-checked.json": "{}",
+                  "downloads/.xlsx-inputs.json": "{}"}
+        for rel, text in legacy.items():
+            (site / rel).parent.mkdir(parents=True, exist_ok=True)
+            (site / rel).write_text(text, encoding="utf-8")
+        (site / "downloads" / "indicators.csv").write_text("year\n2024\n", encoding="utf-8")
+        new = publish.prepare_staging(site)
+        assert sorted(tree(new)) == [publish.MARKER, "downloads/indicators.csv", "index.html", "prefectures/13-tokyo.pdf"]
+        assert not (new / "runs").exists() and not (new / ".work").exists()
+        assert publish.scan_site(new) == []
+        assert tree(site).keys() >= legacy.keys()    # the published site is not changed before the swap
+
+    def test_the_state_describes_one_site_folder(self, tmp_path: Path) -> None:
+        site = self._site(tmp_path)
+        publish._mark(site)                                    # (a marker with an id, as a build writes)
+        work = publish.work_dir(site)
+        new = publish.prepare_staging(site)
+        ident = publish.site_id(new)
+        assert ident and ident == publish.site_id(site)       # the copy is the same site ...
+        state = publish.BuildState(work, new)
+        state.invalidate("report:x")                           # ... until the build first changes it
+        first = publish.site_id(new)
+        assert first != ident and publish.state_site(work) == first
+        state.record("report:x", "d1")
+        publish.swap_in(site)
+        assert publish.site_id(site) == first                  # the id goes with the folder when published
+        # A build that changes nothing: the copy keeps the id, the state describes it, the
+        # published site stays byte-identical.
+        published = tree(site)
+        new = publish.prepare_staging(site)
+        assert publish.BuildState(work, new).data == {"report:x": "d1"} and publish.site_id(new) == first
+        publish.swap_in(site)
+        assert tree(site) == published
+        # A failed build's staging folder is continued from, with its state; the published site's
+        # id no longer matches the state.
+        new = publish.prepare_staging(site)
+        state = publish.BuildState(work, new)
+        state.record("report:y", "d2")
+        second = publish.site_id(new)
+        assert second not in (first, None) and publish.site_id(site) == first
+        assert publish.prepare_staging(site) == new and publish.site_id(new) == second
+        assert publish.BuildState(work, new).data == {"report:x": "d1", "report:y": "d2"}
+        # Gone (removed by hand): the state describes neither it nor the site: all is built again.
+        shutil.rmtree(new)
+        (work / publish.CHECKED_FILE).write_text("{}", encoding="utf-8")
+        new = publish.prepare_staging(site)
+        assert publish.BuildState(work, new).data == {} and not (work / publish.CHECKED_FILE).exists()
+
+
 class TestScanSite:
     def _clean_site(self, d: Path) -> Path:
         import matplotlib
@@ -244,13 +328,38 @@ class TestScanSite:
         Figure().savefig(d / "chart.svg")
         (d / "quality").mkdir()
         (d / "quality" / "results.json").write_text("{}", encoding="utf-8")
-        (d / "build.log").write_text("ok\n", encoding="utf-8")
+        (d / "assets" / "fonts").mkdir(parents=True)
+        shutil.copy(Path(config.PACKAGE_DIR).parent / "reports" / "report.css", d / "assets" / "site.css")
+        (d / "assets" / "fonts" / "ipaexg.ttf").write_bytes(b"\x00\x01\x00\x00" + bytes(64))
+        (d / "assets" / "fonts" / "IPA_Font_License_Agreement_v1.0.txt").write_text("licence", encoding="utf-8")
         (d / publish.MARKER).write_text(publish.MARKER_TEXT, encoding="utf-8")
-        (d / publish.STATE_FILE).write_text("{}", encoding="utf-8")
         return d
 
     def test_the_files_a_build_writes_pass(self, tmp_path: Path) -> None:
         assert publish.scan_site(self._clean_site(tmp_path / "site")) == []
+
+    def test_notebooks_logs_state_and_other_working_files_are_refused(self, tmp_path: Path) -> None:
+        """The allow-list: anything but what a visitor needs stops the build, naming the file."""
+        site = self._clean_site(tmp_path / "site")
+        planted = {
+            ".work/executed/13-tokyo.ipynb": "a hidden file (in a hidden folder)",
+            "runs/indicators-2024.ipynb": "an executed notebook",
+            "prefectures/13-tokyo.ipynb": "an executed notebook",
+            "build.log": "a log file",
+            "build-summary.txt": "a text file (only the font's licence is published)",
+            ".tsunagari-state.json": "a hidden file",
+            ".tsunagari-checked.json": "a hidden file",
+            ".nojekyll": "a hidden file",
+            "downloads/.xlsx-inputs.json": "a hidden file",
+            "downloads/state.json": "a JSON file the pages do not use",
+            "prefectures/13-tokyo.tmp.html": "a temporary file",
+            "index.html.tmp": "a temporary file",
+            "quality/notes.md": "file type '.md' is not one a visitor needs",
+        }
+        for rel in planted:
+            (site / rel).parent.mkdir(parents=True, exist_ok=True)
+            (site / rel).write_text("{}", encoding="utf-8")
+        assert publish.scan_site(site) == sorted(f"{rel}: {why}{NOT_NEEDED}" for rel, why in planted.items())
 
     def test_microdata_in_any_format_and_under_any_name_is_refused(self, tmp_path: Path) -> None:
         site = self._clean_site(tmp_path / "site")
@@ -275,10 +384,9 @@ class TestScanSite:
             "downloads/data.json: is an Arrow/Feather file; not published / 公開できない形式のデータです",
             "downloads/fake.pdf: is not a .pdf file (its first bytes do not match); not published / 公開できない形式のデータです",
             "downloads/frame.log: is a Python pickle; not published / 公開できない形式のデータです",
-            "downloads/notes: a file without an extension is not one the build writes / 公開対象外のファイルです",
+            "downloads/notes: a file without an extension" + NOT_NEEDED,
             "downloads/respondents.csv: is a Parquet file; not published / 公開できない形式のデータです",
-            "downloads/respondents.parquet: file type '.parquet' is not one the build writes; microdata or other "
-            "files must not be published / 公開対象外の形式です",
+            "downloads/respondents.parquet: is a Parquet file; not published / 公開できない形式のデータです",
             "downloads/wh.html: is a DuckDB database; not published / 公開できない形式のデータです",
             "link.html: a symbolic link or special file; not published / 公開できないファイルです",
         ])
@@ -384,12 +492,15 @@ class TestBuildOwnsOnlyItsFiles:
         assert not (tmp_path / "www" / ".html.tsunagari-new").exists()
         assert not (tmp_path / "www" / ".html.tsunagari-old").exists()
 
-        # No absolute server path in what is published about the run.
+        # The working files sit beside the target, not in the site; no absolute server path in them.
         site = tmp_path / "www" / "html"
-        for rel in ("build.log", "build-summary.txt", ".work/executed/31-tottori.ipynb", "runs/indicators-2024.ipynb"):
-            text = (site / rel).read_text(encoding="utf-8")
+        work = tmp_path / "www" / ".html.tsunagari-work"
+        assert not (tmp_path / ".current.tsunagari-work").exists()
+        for rel in ("build.log", "build-summary.txt", "executed/31-tottori.ipynb", "runs/indicators-2024.ipynb"):
+            assert not (site / rel).exists() and not (site / Path(rel).name).exists(), rel
+            text = (work / rel).read_text(encoding="utf-8")
             assert str(tmp_path) not in text and str(ROOT) not in text, rel
-        assert "'warehouse': 'wh.duckdb'" in (site / "build.log").read_text(encoding="utf-8")
+        assert "'warehouse': 'wh.duckdb'" in (work / "build.log").read_text(encoding="utf-8")
 
         # A data file put into the published site is refused at the next build, naming it.
         published = tree(site)

@@ -377,7 +377,7 @@ def test_build_with_quarto_renderer(tmp_path: Path):
     assert "東京都 ・ 2024" in pdf_text(out / "prefectures/13-tokyo.pdf", 1)
     again = subprocess.run(cmd, capture_output=True, text=True, timeout=3600, cwd=tmp_path)
     assert again.returncode == 0, again.stderr[-3000:]
-    summary = (out / "build-summary.txt").read_text(encoding="utf-8")
+    summary = (tmp_path / f".{out.name}.tsunagari-work" / "build-summary.txt").read_text(encoding="utf-8")
     assert "built / 作成: 0" in summary, summary
 
 

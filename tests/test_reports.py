@@ -13,7 +13,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from pipelines.reports import run_reports
+from pipelines.reports import executed_dir, run_reports
 from tests.fixtures_reports import build_fixture_warehouse
 
 YEAR = 2024
@@ -134,7 +134,9 @@ def test_reports_built_for_two_prefectures_and_national(built):
     for rel in ("prefectures/13-tokyo.html", "prefectures/13-tokyo.pdf", "prefectures/31-tottori.html",
                 "prefectures/31-tottori.pdf", "national.html", "national.pdf"):
         assert (out / rel).stat().st_size > 10_000, rel
-    assert (out / ".work" / "executed" / "13-tokyo.ipynb").exists()
+    assert (executed_dir(out) / "13-tokyo.ipynb").exists()   # beside the output folder, not in it
+    assert executed_dir(out) == out.parent / f".{out.name}.tsunagari-work" / "executed"
+    assert not [p for p in out.rglob("*") if p.suffix == ".ipynb" or p.name.startswith(".")]
     for a in result.areas:
         assert a.execute_seconds > 0 and a.render_seconds > 0
 
@@ -264,7 +266,7 @@ def test_typst_font_warning_fails_the_render(tmp_path, monkeypatch, built):
     real = rp.pdf_font()
     monkeypatch.setattr(rp, "pdf_font", lambda: ("No Such Font JP", real[1]))
     with pytest.raises(RenderError, match=r"x\.pdf: Typst font warning"):
-        rp.render_pdf(out / ".work" / "executed" / "13-tokyo.ipynb", tmp_path / "x.pdf",
+        rp.render_pdf(executed_dir(out) / "13-tokyo.ipynb", tmp_path / "x.pdf",
                       {"area_name": "東京都", "year": YEAR, "title": "t", "synthetic": True})
     assert not (tmp_path / "x.pdf").exists()
 
@@ -282,15 +284,15 @@ def test_failure_of_one_area_does_not_stop_the_others(tmp_path, built, monkeypat
         if parameters["pref_code"] == 31:
             raise RuntimeError("boom")
         dst.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy(out / ".work" / "executed" / "13-tokyo.ipynb", dst)
+        shutil.copy(executed_dir(out) / "13-tokyo.ipynb", dst)
         return dst
 
     monkeypatch.setattr(reports, "_execute", flaky)
-    result = run_reports(YEAR, wh, tmp_path, prefs=[31, 1], renderer="pandoc")
+    result = run_reports(YEAR, wh, tmp_path / "o", prefs=[31, 1], renderer="pandoc")
     assert calls == [31, 1]
     assert not result.ok and result.failed == ["31-tottori"] and result.built == ["01-hokkaido"]
     assert "boom" in result.areas[0].error
-    assert (tmp_path / "prefectures" / "01-hokkaido.pdf").exists()
+    assert (tmp_path / "o" / "prefectures" / "01-hokkaido.pdf").exists()
 
 
 def test_cli_refuses_invalid_prefecture_code(tmp_path):

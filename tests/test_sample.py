@@ -110,7 +110,7 @@ def test_bundled_sample_matches_generator(sample_dir):
 
 def test_national_shape_ids_and_codes(national):
     for year, df in national.items():
-        assert list(df.columns) == schema.SURVEY_COLUMNS
+        assert list(df.columns) == schema.SURVEY_COLUMNS + schema.SURVEY_DESIGN_COLUMNS
         assert len(df) == NATIONAL_N[year]
         assert (df.survey_year == year).all() and (df.survey_id == f"national-{year}").all()
         assert df.respondent_id.is_unique
@@ -121,6 +121,26 @@ def test_national_shape_ids_and_codes(national):
         for col, codes in schema.CODE_SETS.items():
             assert set(df[col].unique()) <= codes, (year, col)
             assert pd.api.types.is_integer_dtype(df[col]), (year, col)
+
+
+def test_national_rounds_carry_a_stratified_two_stage_design(national):
+    """Survey points (~25 respondents) within a prefecture, strata region x city size with >= 2
+    points each, and design effects (Taylor linearisation) of a realistic size."""
+    from pipelines.survey_design import taylor_share
+
+    for year, df in national.items():
+        assert df.stratum.notna().all() and df.psu.notna().all()
+        assert (df.groupby("psu").pref_code.nunique() == 1).all()        # a point lies in one prefecture
+        assert (df.groupby("psu").stratum.nunique() == 1).all()          # and in one stratum
+        assert df.psu.str.slice(0, 2).astype(int).equals(df.pref_code)   # code '13-012': prefecture, point
+        sizes = df.groupby("psu").size()
+        assert 20 <= sizes.min() and sizes.max() <= 32 and 23 <= sizes.mean() <= 27
+        per_stratum = df.groupby("stratum").psu.nunique()
+        assert 20 <= len(per_stratum) <= 24 and per_stratum.min() >= 2
+        deffs = [taylor_share(y.astype(float), df.weight, df.stratum, df.psu).deff[0]
+                 for y in (df.q_loneliness.isin([3, 4, 5]), df.q_contact_inperson == 7,
+                           df.q_participation_none == 1, df.q_help_intention == 1)]
+        assert all(1.1 < d < 2.2 for d in deffs), (year, deffs)
 
 
 def test_prefecture_allocation_proportional_to_population(national):

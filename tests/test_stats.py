@@ -758,7 +758,11 @@ class TestDesignEffects:
         assert config.design_effect("national", "national-2024", e) == 1.8
         assert config.design_effect("prefecture", "pref11-2023", e) == 1.3
         assert config.design_effect("prefecture", "pref27-2024", e) == 1.2
-        assert config.design_effect("national", None, {}) == 1.0
+        # No entry: the documented default (1.5 since issue #22; was 1.0), and no configured value.
+        assert config.design_effect("national", None, {}) == config.DEFAULT_DEFF == 1.5
+        assert config.configured_deff("national", "national-2024", {}) is None
+        assert config.configured_deff("national", "national-2024", e) == 1.8
+        assert config.configured_deff("prefecture", "pref27-2024", {"*": 2.0}) == 2.0
 
     def test_env(self, monkeypatch):
         monkeypatch.setenv("TSUNAGARI_DEFF", "national=2")

@@ -515,7 +515,9 @@ class TestSuiteFiles:
         warn = {k: [e["meta"]["rule"] for e in load_suite_spec(k)["expectations"] if e["severity"] == "warning"]
                 for k in ("survey", "programme")}
         assert warn == {
-            "survey": ["q_support_received answered (1 or 2) only where q_has_worries = 1"],
+            "survey": ["q_support_received answered (1 or 2) only where q_has_worries = 1",
+                       "sample design: at least 2 PSUs in every stratum (a single-PSU stratum's variance is "
+                       "taken about the sample average, conservative)"],
             "programme": ["all 47 prefectures present for every fiscal year and metric"],
         }
 
@@ -904,7 +906,7 @@ class TestValidationProcess:
             proc = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, timeout=600)
             assert proc.returncode == 0, proc.stderr
             assert "leaked" not in proc.stderr
-        log = (tmp_path / "site" / "build.log").read_text(encoding="utf-8")
+        log = (tmp_path / ".site.tsunagari-work" / "build.log").read_text(encoding="utf-8")
         assert "validated 1 file(s)" in log and "(in the build's validation process)" in log
         # the build ran in tmp_path: any process of its (validator, workers, kernels) has that cwd
         left = [p for p in psutil.process_iter(["cwd", "cmdline"]) if p.info["cwd"] == str(tmp_path)]
@@ -952,3 +954,103 @@ class TestValidationProcess:
         local = [validate_frame(bad, survey_staged()), validate_frame(programme_frame(), prog_staged())]
         assert [[r.to_json() for r in rs] for rs in out] == [[r.to_json() for r in rs] for rs in local]
         assert any(r.success is False for r in out[0])
+
+
+# --- the 設計効果 section (issue #22 item 4) -------------------------------------------------------
+
+
+class TestDesignEffectsSection:
+    """The quality page lists the design effect of every survey (estimated by Taylor linearisation,
+    or the default with its basis) and the sensitivity line of the latest round, checked against a
+    recomputation with the indicators functions."""
+
+    @pytest.fixture(scope="class")
+    def design_warehouse(self, tmp_path_factory) -> Path:
+        from test_indicators import create_tables, generate_round
+
+        from pipelines import warehouse as warehouse_db
+
+        path = tmp_path_factory.mktemp("design") / "warehouse.duckdb"
+        warehouse_db.connect(path, write=True).close()      # a Tsunagari warehouse
+        con = duckdb.connect(str(path))
+        create_tables(con)
+        generate_round(con, 2023, 3_000, seed=0.31)
+        generate_round(con, 2024, 4_000, seed=0.32, shift=0.02)
+        generate_round(con, 2024, 500, seed=0.33, kind="prefecture", pref=27)
+        # the 2024 national survey with a stratified cluster design (strata: 4 groups of prefectures)
+        con.execute("""UPDATE survey_responses SET stratum = 'S' || CAST(pref_code % 4 AS VARCHAR),
+                       psu = CAST(pref_code AS VARCHAR) || '-' || CAST(CASE WHEN q_loneliness >= 4 THEN 0
+                             ELSE 1 + hash(respondent_id) % 3 END AS VARCHAR)
+                       WHERE survey_id = 'national-2024'""")
+        con.close()
+        return path
+
+    def test_section_shows_deffs_and_sensitivity(self, design_warehouse, tmp_path):
+        from pipelines import config
+        from pipelines.indicators import (comparison_flags, compare_with_national, design_effect_summary,
+                                          load_catalogue, round_data)
+
+        report = validate_warehouse(design_warehouse)
+        html = report.write(tmp_path / "quality").read_text(encoding="utf-8")
+        section = html[html.index('<section id="design-effects">'):]
+        section = section[:section.index("</section>")]
+        assert "<h2>設計効果 <span class=\"en\">Design effects</span></h2>" in section
+
+        con = duckdb.connect(str(design_warehouse), read_only=True)
+        summary = design_effect_summary(con).set_index("survey_id")
+        inds = [i for i in load_catalogue() if i.source == "survey"]
+        recomputed = {d: comparison_flags(compare_with_national(round_data(con, 2024, inds, {"*": d}).cells.copy()))
+                      for d in (1.0, 1.5, 2.0)}
+        con.close()
+        # every survey, with its deff: national-2024 estimated (range over indicators), the others default
+        nat = summary.loc["national-2024"]
+        assert nat.method == "estimated" and nat.n_strata == 4 and nat.deff_min < nat.deff_max
+        row = section[section.index("<code>national-2024</code>"):]
+        row = row[:row.index("</tr>")]
+        assert f"{nat.deff_min:.2f}～{nat.deff_max:.2f}" in row and "推定値" in row
+        assert f"4 層・{nat.n_psu} 第1次抽出単位" in row
+        for sid in ("national-2023", "pref27-2024"):
+            row = section[section.index(f"<code>{sid}</code>"):]
+            row = row[:row.index("</tr>")]
+            assert summary.loc[sid, "method"] == "default" and "既定値" in row and "1.50" in row
+        assert "既定値 1.5 の根拠" in section and "Kish" in section
+        # the sensitivity line: flags at deff 1.0 / 1.5 / 2.0 and the number expected by chance
+        line = section[section.index('<p id="sensitivity-line"'):]
+        line = line[:line.index("</p>")]
+        for d, flags in recomputed.items():
+            assert f"設計効果 {d:.1f} で <strong>{flags['n_flagged']}</strong>" in line
+            assert f"{0.05 * flags['n_tests']:.1f}" in line
+        assert recomputed[1.0]["n_flagged"] > recomputed[2.0]["n_flagged"]
+        data = json.loads((tmp_path / "quality" / "results.json").read_text(encoding="utf-8"))
+        sens = {r["setting"]: r for r in data["design_effects"]["sensitivity"]}
+        assert {k: sens["1.0"][k] for k in recomputed[1.0]} == pytest.approx(recomputed[1.0])
+        assert data["design_effects"]["default_deff"] == config.DEFAULT_DEFF
+        assert {s["survey_id"] for s in data["design_effects"]["surveys"]} == set(summary.index)
+
+    def test_configured_deff_is_shown(self, design_warehouse, tmp_path, monkeypatch):
+        monkeypatch.setenv("TSUNAGARI_DEFF", "national=1.8")
+        html = validate_warehouse(design_warehouse).write(tmp_path / "q").read_text(encoding="utf-8")
+        html = html[html.index('<section id="design-effects">'):]
+        row = html[html.index("<code>national-2024</code>"):]
+        row = row[:row.index("</tr>")]
+        assert "指定値" in row and "1.80" in row
+        assert "<code>national = 1.8</code>" in html
+
+    def test_design_rules_in_the_suite(self, con):
+        """Both design columns or neither on a row; a stratum with one PSU is a warning."""
+        df = survey_frame()
+        df["stratum"] = np.where(np.arange(N) < 40, "A", "B")
+        df["psu"] = np.where(np.arange(N) < 20, "1", np.where(np.arange(N) < 40, "2", "9"))
+        df.loc[3, "psu"] = None
+        report = run_survey(con, df)
+        fail = {r.rule: r for r in report.results if r.success is False}
+        crit = fail["sample design: psu given wherever stratum is (both or neither)"]
+        assert crit.severity == "critical" and crit.unexpected_count == 1 and crit.examples[0]["source_row"] == 4
+        warn = next(r for r in fail.values() if r.rule.startswith("sample design: at least 2 PSUs"))
+        assert warn.severity == "warning" and warn.unexpected_count == 1
+        assert warn.examples == [{"value": "stratum=B: psu observed 1"}]
+
+    def test_file_without_design_passes_the_design_rules(self, con):
+        report = run_survey(con, survey_frame())
+        design = [r for r in report.results if r.rule.startswith("sample design")]
+        assert len(design) == 3 and all(r.success for r in design)
