@@ -135,3 +135,36 @@ def contrast_ratio(a: str, b: str) -> float:
 
 def legend_items() -> list[Style]:
     return [COMPARISON[k] for k in COMPARISON_ORDER]
+
+
+# --- Published precision (the warehouse keeps full precision) -------------------------------------
+
+SHARE_DECIMALS = 1     # percent and percentage points
+RATE_DECIMALS = 2      # programme rates per 10,000
+N_DECIMALS = 1         # effective sample sizes
+P_DIGITS = 3           # p-values: significant digits
+
+
+def published_share(x):
+    """Percent (or percentage points) as published: rounded to 0.1 (numpy's round, half to even on
+    the binary value; -0.0 becomes 0.0). The tests of ``indicators`` take shares through this
+    function, so a label recomputed from the published figures is the published label."""
+    import numpy as np
+
+    return np.round(np.asarray(x, dtype=float), SHARE_DECIMALS) + 0.0
+
+
+def published_n(x):
+    """An effective sample size as published: rounded to 0.1."""
+    import numpy as np
+
+    return np.round(np.asarray(x, dtype=float), N_DECIMALS) + 0.0
+
+
+def published_p(x):
+    """A p-value as published: 3 significant digits."""
+    import numpy as np
+
+    a = np.asarray(x, dtype=float)
+    flat = [float(f"{v:.{P_DIGITS}g}") if np.isfinite(v) else v for v in a.ravel().tolist()]
+    return np.asarray(flat, dtype=float).reshape(a.shape)

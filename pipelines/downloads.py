@@ -36,35 +36,15 @@ from .errors import UsageError, check_pref_code, check_year
 
 FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
 
-# Published precision (the warehouse keeps full precision).
-SHARE_DECIMALS = 1     # percent and percentage points
-RATE_DECIMALS = 2      # programme rates per 10,000
-N_DECIMALS = 1         # effective sample sizes
-P_DIGITS = 3           # p-values: significant digits
+# Published precision (the warehouse keeps full precision): conventions, where the tests read it too.
+from .conventions import (N_DECIMALS, P_DIGITS, RATE_DECIMALS, SHARE_DECIMALS,  # noqa: E402,F401
+                          published_n, published_p, published_share)
+
 SHARE_COLUMNS = ("value", "lower_ci95", "upper_ci95", "national_value", "reference_value", "difference",
                  "difference_lower_ci95", "difference_upper_ci95", "previous_value", "change_difference",
                  "change_lower_ci95", "change_upper_ci95")
 N_COLUMNS = ("n_effective", "reference_n_effective", "previous_n_effective")
 P_COLUMNS = ("p_value", "change_p_value")
-
-
-def published_share(x: Any) -> np.ndarray:
-    """Percent (or percentage points) as published: rounded to 0.1 (numpy's round, half to even on
-    the binary value; -0.0 becomes 0.0). The tests of ``indicators`` take shares through this
-    function, so a label recomputed from the published figures is the published label."""
-    return np.round(np.asarray(x, dtype=float), SHARE_DECIMALS) + 0.0
-
-
-def published_n(x: Any) -> np.ndarray:
-    """An effective sample size as published: rounded to 0.1."""
-    return np.round(np.asarray(x, dtype=float), N_DECIMALS) + 0.0
-
-
-def published_p(x: Any) -> np.ndarray:
-    """A p-value as published: 3 significant digits."""
-    a = np.asarray(x, dtype=float)
-    flat = [float(f"{v:.{P_DIGITS}g}") if np.isfinite(v) else v for v in a.ravel().tolist()]
-    return np.asarray(flat, dtype=float).reshape(a.shape)
 
 
 def round_published(df: pd.DataFrame) -> pd.DataFrame:

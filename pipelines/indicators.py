@@ -711,10 +711,10 @@ def change_since_previous(cur: pd.DataFrame, prev: RoundData | None) -> pd.DataF
 
 def _as_tested(p: np.ndarray, n: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """A share (0..1) and an effective size as published in the downloads (percent to 0.1 point,
-    size to 0.1: ``downloads.published_share`` / ``published_n``): the figures every test of
+    size to 0.1: ``conventions.published_share`` / ``published_n``): the figures every test of
     ``compare_with_national`` and ``change_since_previous`` takes, so that anyone can recompute a
     label from a download row."""
-    from .downloads import published_n, published_share
+    from .conventions import published_n, published_share
 
     return (published_share(np.asarray(p, dtype=float) * 100) / 100,
             published_n(np.asarray(n, dtype=float)))
@@ -1296,7 +1296,7 @@ def run_indicators(year: int, warehouse: Path, out_dir: Path, pool=None) -> Path
     finally:
         con.close()
     executed = out_dir / "runs" / f"indicators-{year}.ipynb"
-    # The executed notebook is published: the path relative to the folder it runs in, not absolute.
+    # The executed notebook is the audit record kept beside the site: the path relative to the folder it runs in.
     params = {"year": int(year), "warehouse": os.path.relpath(warehouse), "stage": True}
     if pool is not None:
         from .executor import Task
