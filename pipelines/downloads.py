@@ -29,7 +29,7 @@ import duckdb
 import numpy as np
 import pandas as pd
 
-from . import schema
+from . import conventions, schema
 from . import warehouse as warehouse_db
 from .audit import RULE_JA
 from .errors import UsageError, check_pref_code, check_year
@@ -42,7 +42,11 @@ from .conventions import (N_DECIMALS, P_DIGITS, RATE_DECIMALS, SHARE_DECIMALS,  
 
 SHARE_COLUMNS = ("value", "lower_ci95", "upper_ci95", "national_value", "reference_value", "difference",
                  "difference_lower_ci95", "difference_upper_ci95", "previous_value", "change_difference",
-                 "change_lower_ci95", "change_upper_ci95")
+                 "change_lower_ci95", "change_upper_ci95", "lead_value", "lead_lower_ci95", "lead_upper_ci95")
+# Columns in the indicator's own unit (a programme rate per 10,000 is rounded as a rate).
+VALUE_UNIT_COLUMNS = ("value", "lower_ci95", "upper_ci95", "national_value", "lead_value", "lead_lower_ci95",
+                      "lead_upper_ci95")
+CV_DECIMALS = 3        # coefficient of variation (ratio)
 N_COLUMNS = ("n_effective", "reference_n_effective", "previous_n_effective")
 P_COLUMNS = ("p_value", "change_p_value")
 
@@ -63,14 +67,15 @@ def round_published(df: pd.DataFrame) -> pd.DataFrame:
     for c in SHARE_COLUMNS:
         if c in out.columns:
             v = pd.to_numeric(out[c], errors="coerce").to_numpy(dtype=float)
-            out[c] = np.where(rate & (c in ("value", "lower_ci95", "upper_ci95", "national_value")),
-                              np.round(v, RATE_DECIMALS) + 0.0, published_share(v))
+            out[c] = np.where(rate & (c in VALUE_UNIT_COLUMNS), np.round(v, RATE_DECIMALS) + 0.0, published_share(v))
     for c in N_COLUMNS:
         if c in out.columns:
             out[c] = published_n(pd.to_numeric(out[c], errors="coerce").to_numpy(dtype=float))
     for c in P_COLUMNS:
         if c in out.columns:
             out[c] = published_p(pd.to_numeric(out[c], errors="coerce").to_numpy(dtype=float))
+    if "lead_cv" in out.columns:
+        out["lead_cv"] = np.round(pd.to_numeric(out["lead_cv"], errors="coerce").to_numpy(dtype=float), CV_DECIMALS) + 0.0
     return out
 
 # Readable headers for the XLSX sheet: Japanese with the contract name.
@@ -114,6 +119,13 @@ HEADERS_JA = {
     "change_lower_ci95": "前回との差の95%信頼区間 下限 (change_lower_ci95)",
     "change_upper_ci95": "前回との差の95%信頼区間 上限 (change_upper_ci95)",
     "change_p_value": "前回比のFisher正確検定のp値 (change_p_value)",
+    "estimate_method": "表示する推計の方法 (estimate_method)",
+    "estimate_method_ja": "推計方法 表示 (estimate_method_ja)",
+    "lead_value": "表示する推計値 (lead_value)",
+    "lead_lower_ci95": "表示する推計値の95%区間 下限 (lead_lower_ci95)",
+    "lead_upper_ci95": "表示する推計値の95%区間 上限 (lead_upper_ci95)",
+    "lead_cv": "表示する推計値の変動係数 (lead_cv)",
+    "lead_years": "プール推計の期間 (lead_years)",
 }
 UNIT_JA = {"percent": "%", "per_10k": "16歳以上人口1万人当たり", "flag": "1=あり 0=なし（全国行は%）"}
 
@@ -442,6 +454,9 @@ def download_table(indicators: pd.DataFrame, catalogue) -> pd.DataFrame:
     df.insert(pos, "comparison_ja", df["comparison"].map(schema.COMPARISON_LABELS))
     pos = df.columns.get_loc("change_vs_previous") + 1
     df.insert(pos, "change_vs_previous_ja", df["change_vs_previous"].map(schema.CHANGE_LABELS))
+    pos = df.columns.get_loc("estimate_method") + 1
+    df.insert(pos, "estimate_method_ja", [conventions.estimate_method_label(m, y) if isinstance(m, str) else ""
+                                          for m, y in zip(df["estimate_method"], df["lead_years"])])
     return df
 
 
@@ -463,29 +478,13 @@ def method_notes() -> list[tuple[str, str]]:
     deff = (rule if not effects else
             "指定 / set: " + "、".join(f"{'全調査' if k == '*' else k} = {v:g}" for k, v in sorted(effects.items()))
             + f"（指定が推定値・既定値に優先。指定のない調査は: {rule}）")
-    lines = [
-        ("分母 / denominator", "割合は全回答者（無回答を含む、公表集計表と同じ）を分母とする。部分集団を分母とする指標はその旨を"
-                              "記載（例: 不安や悩みがある人のうち）。ウエイトがある場合は加重集計 Σw·y / Σw。"
-                              " / Shares of all respondents (no answer included) unless the indicator names a sub-population; weighted when weights are given."),
-        ("設計効果 / design effect", f"{deff}。有効標本サイズ n_effective = (Σw)²/Σw² ÷ 設計効果（列 design_effect）を信頼区間と"
-                                    f"すべての検定に用いる（環境変数 {config.DEFF_ENV} で調査ごとに設定）。"
-                                    " / n_effective = Kish n_eff / deff is used by every interval and test."),
-        ("信頼区間 / CI", "95%信頼区間: 有効標本サイズに基づく Wilson スコア区間（ウエイトが等しく設計効果1なら通常の Wilson 区間）。"
-                         " / 95% Wilson score interval on n_effective."),
-        ("全国との比較 / vs national", "差の95%区間（Newcombe のハイブリッド・スコア区間、method 10）が0を含まない場合のみ 良い/悪い"
-                                      "（良し悪しを判定しない指標は 高い/低い）、それ以外は 同程度。期待度数が5未満なら Fisher の"
-                                      "正確検定（有効標本数を丸めた度数、両側5%）。県独自調査の県は全国値と比較（独立標本、両方の"
-                                      "不確かさを含む）。全国調査の当該県回答者による県は全国標本の一部なので、当該県を除く全国"
-                                      "（独立）と比較する（差の向きは全国値との差と同じ）。方法は列 comparison_method。"
-                                      " / Better/worse (higher/lower) only when the 95% Newcombe interval of the difference"
-                                      " excludes 0 (Fisher's exact test when an expected count is < 5); an own-survey area is"
-                                      " compared with the national value, a national-subsample area with the rest of the nation."),
-        ("前回比 / change", "倉庫にある直前の調査回（列 previous_year、独立標本）との差を同じ方法（Newcombe 区間、期待度数5未満は"
-                           "Fisher の正確検定）で判定: 増加/減少/有意差なし（列 change_method）。前回と出典が異なる行"
-                           "（例: 全国調査の当該県回答者 → 県独自調査）は列 source_changed と注記で示し、前回との比較（検定）はしない"
-                           "（change_vs_previous = not_compared、change_method = source_break。今回の値と前回値 previous_value を示す）。"
-                           " / The change vs the previous round is tested the same way; across a change of source it is"
-                           " not tested (change_method source_break): both values are shown."),
+    # The rules in the words of the one method statement (reports, site and notes say the same).
+    from . import method_statement
+
+    lines = [(f"{r.title_ja} / {r.title_en}", f"{r.text_ja} / {r.text_en}") for r in method_statement.rules()]
+    lines += [
+        ("設計効果の設定 / design effects in force", f"{deff}。有効標本サイズ n_effective = (Σw)²/Σw² ÷ 設計効果（列 design_effect）。"
+                                                   " / n_effective = Kish n_eff / deff is used by every interval and test."),
         ("判定の再現 / reproducing a label", "判定のある行（comparison または change_vs_previous が not_compared 以外）は、"
                                             "比較の相手（基準値とその有効標本サイズ）、差とその95%信頼区間、Fisher の正確検定を用いた場合はその p 値、"
                                             "方法を持つ。検定はこのファイルに公表した精度の値（割合は0.1ポイント、有効標本サイズは0.1）で行っているため、"
@@ -521,23 +520,14 @@ def method_notes() -> list[tuple[str, str]]:
                            f" values and differences are published to {10 ** -SHARE_DECIMALS:g} point, rates per 10,000 to"
                            f" {10 ** -RATE_DECIMALS:g}, effective sizes to {10 ** -N_DECIMALS:g}, p-values to {P_DIGITS}"
                            " significant digits; the warehouse keeps full precision."),
-        ("多重比較 / multiple comparisons", "都道府県×指標×内訳ごとに多数の検定を行うため、差がなくても検定の約5%は有意と"
-                                           "判定される。個々の「良い/悪い」「増加/減少」は単独の証拠として扱わないこと。"
-                                           " / About 5% of the tests flag by chance at the 95% level."),
-        ("少数標本 / small bases", f"回答者数{config.MIN_BASE}人未満は非表示（suppressed、n<30 非表示）、"
-                                  f"{config.MIN_BASE}～{config.REFERENCE_BASE - 1}人は参考値。非表示の行は回答者数も空欄。"
-                                  f" / Bases under {config.MIN_BASE} are suppressed, {config.MIN_BASE}-{config.REFERENCE_BASE - 1}"
-                                  " are shown as reference values (参考値); a suppressed row shows no base."),
         ("0%・100% / 0% and 100%", f"集計対象が{config.REFERENCE_BASE}人未満で、標本の該当者が0人または全員（ちょうど0%または100%）の値は、"
                                   f"参考値として95%信頼区間とともに公表し、注記「{EXTREME_NOTE}」を付ける（区間が標本から言える範囲を示す）。"
                                   f" / A share of exactly 0% or 100% on an unweighted base under {config.REFERENCE_BASE} is"
                                   " published as a reference value with its Wilson interval and a note, never read on its own."),
-        ("二次秘匿 / secondary suppression", RULE_JA + "（注記 secondary suppression / 二次秘匿）"),
         ("都道府県値の出典 / area source", "当該年に県独自調査（全国調査と同じ調査票）がある県はその結果（source = own_survey）、"
                                           "ない県は全国調査の当該県回答者（national_subsample）。全国値は全国調査（national）、"
                                           "事業指標は事業データ（programme）。各行の注記に出典と回答者数（非表示の行は「30人未満」または「非公表」）を記載。"),
         ("16歳以上人口 / population 16+", f"推計値: 2020年国勢調査の総人口 × {POP_16PLUS_FACTOR}（全国の0～14歳 15,031,602人と15歳約107万人を除いた割合）。"),
-        ("英国との比較 / UK", "直接質問のみ（選択肢が1対1で対応）。調査方法が異なるため参考値であり、有意差の主張はしない。UCLA尺度は日本4件法・英国3件法のため比較しない。"),
     ]
     lines += [(f"方法 {k}", v) for k, v in METHOD_DESCRIPTIONS.items()]
     return lines
