@@ -145,7 +145,9 @@ INDICATOR_COLS = [("year", None), ("area_code", None), ("indicator_id", None), (
                   ("reference_value", 8), ("reference_n_effective", 6), ("difference", 8),
                   ("difference_lower_ci95", 8), ("difference_upper_ci95", 8), ("p_value", 8),
                   ("previous_value", 8), ("previous_n_effective", 6), ("change_difference", 8),
-                  ("change_lower_ci95", 8), ("change_upper_ci95", 8), ("change_p_value", 8)]
+                  ("change_lower_ci95", 8), ("change_upper_ci95", 8), ("change_p_value", 8),
+                  ("estimate_method", None), ("lead_value", 8), ("lead_lower_ci95", 8), ("lead_upper_ci95", 8),
+                  ("lead_cv", 8), ("lead_years", None)]
 DISTRIBUTION_COLS = [("year", None), ("area_code", None), ("question", None), ("breakdown", None),
                      ("category", None), ("category_label", None), ("value", 8), ("lower_ci95", 8),
                      ("upper_ci95", 8), ("n_unweighted", None), ("suppressed", None)]

@@ -71,8 +71,7 @@ _TRUE = {"true", "1", "yes"}
 # Columns that must be empty in a suppressed row: the value and its interval, and what a label was
 # tested against (a reference, e.g. the rest of the nation, with the national value gives the value
 # of the area; a difference with its reference gives it too).
-VALUE_COLUMNS = ("value", "lower_ci95", "upper_ci95", *schema.INDICATOR_COLUMNS[
-    schema.INDICATOR_COLUMNS.index("reference_value"):])
+VALUE_COLUMNS = ("value", "lower_ci95", "upper_ci95", *schema.TESTED_AGAINST_COLUMNS)
 
 
 @dataclass(frozen=True)
@@ -103,8 +102,11 @@ class CheckContext:
 
     * ``year``: the round whose report tables are checked (None: no indicators, no report check);
     * ``n_indicators``: rows of the indicators table (a published table with more is not aggregates);
-    * ``report_rows``: (area_code, indicator_id, breakdown) -> (suppressed, the text
-      ``reports.fmt_value`` shows for the row) for every indicators row of ``year``;
+    * ``report_rows``: (area_code, indicator_id, breakdown) -> (suppressed, the texts a report may
+      show for the row's value, the texts it may show for its interval) for every indicators row of
+      ``year``: ``reports.fmt_value``'s ('x' when suppressed) and, when a pooled or model-based
+      estimate leads (issue #24), that estimate as ``report_data.fmt_lead_value`` shows it, with or
+      without its method mark, and its interval;
     * ``catalogue``: (id, name_ja, unit, source) of every catalogue indicator, in catalogue order;
     * ``ids_text``: the warehouse's respondent ids that have the shape of a token (a letter and a
       digit, 4-64 characters of [A-Za-z0-9_-]; no other id can be found), sorted, one per line.
@@ -112,7 +114,7 @@ class CheckContext:
 
     year: int | None
     n_indicators: int
-    report_rows: dict[tuple[str, str, str], tuple[bool, str]]
+    report_rows: dict[tuple[str, str, str], tuple[bool, frozenset, frozenset]]
     catalogue: tuple[tuple[str, str, str, str], ...]
     ids_text: str = ""
     _ids: frozenset[str] | None = field(default=None, init=False, repr=False, compare=False)
@@ -157,9 +159,13 @@ def make_context(warehouse: Path, site_dir: Path | None = None, year: int | None
             year = int(latest)
         # Plain tuples, not a DataFrame: to_dict(orient="records") took 0.1 s, in every process
         # that checks (the build and each report worker).
-        ind_cols = ("area_code", "indicator_id", "breakdown", "suppressed", "value", "n_unweighted")
-        ind = (con.execute("SELECT area_code, indicator_id, breakdown, suppressed, value, n_unweighted "
-                           "FROM indicators WHERE year = ?", [year]).fetchall()
+        ind_cols = ("area_code", "indicator_id", "breakdown", "suppressed", "value", "n_unweighted",
+                    "estimate_method", "lead_value", "lead_lower_ci95", "lead_upper_ci95")
+        have = ({r[0] for r in con.execute("SELECT column_name FROM information_schema.columns "
+                                           "WHERE table_name = 'indicators'").fetchall()}
+                if "indicators" in tables else set())
+        select = ", ".join(c if c in have else f"NULL AS {c}" for c in ind_cols)
+        ind = (con.execute(f"SELECT {select} FROM indicators WHERE year = ?", [year]).fetchall()
                if "indicators" in tables and year is not None else [])
         ids: list[str] = []
         if "survey_responses" in tables:
@@ -171,12 +177,28 @@ def make_context(warehouse: Path, site_dir: Path | None = None, year: int | None
     units = {i.id: i.unit for i in cat}
     rows = {}
     for r in (dict(zip(ind_cols, t)) for t in ind):
-        rows[(r["area_code"], r["indicator_id"], r["breakdown"])] = (
-            bool(r["suppressed"]), fmt_value(r, units.get(r["indicator_id"], "percent")))
+        rows[(r["area_code"], r["indicator_id"], r["breakdown"])] = _shown(r, units.get(r["indicator_id"], "percent"),
+                                                                          fmt_value)
     return CheckContext(
         year=year, n_indicators=int(n_ind or 0), report_rows=rows,
         catalogue=tuple((i.id, i.name_ja, i.unit, i.source) for i in cat),
         ids_text="\n".join(sorted(i for i in ids if _ID_SHAPE.fullmatch(i))))
+
+
+def _shown(r: dict, unit: str, fmt_value) -> tuple[bool, frozenset, frozenset]:
+    """(suppressed, value texts, interval texts) a report may show for one indicators row."""
+    from .conventions import ESTIMATE_MARKS
+
+    sup = bool(r["suppressed"])
+    texts, cis = {fmt_value(r, unit)}, {"x"}
+    m, v = r.get("estimate_method"), r.get("lead_value")
+    if m in ESTIMATE_MARKS and v is not None and v == v:
+        text = f"{float(v):,.1f}"
+        texts |= {text, text + ESTIMATE_MARKS[m]}
+        lo, hi = r.get("lead_lower_ci95"), r.get("lead_upper_ci95")
+        if lo is not None and hi is not None and lo == lo and hi == hi:
+            cis.add(f"{lo:.1f}～{hi:.1f}")
+    return sup, frozenset(texts), frozenset(cis)
 
 
 # --- Tables (CSV / XLSX) -------------------------------------------------------------------------
@@ -424,6 +446,7 @@ def _check_table(where: str, df: pd.DataFrame, ctx: CheckContext) -> list[Findin
                                f"{int(bad.sum())} row(s) show a value whose base is < {config.MIN_BASE} or "
                                f"that is suppressed (file rows {_examples(rows)}) / 非表示の行に値があります"))
         out += _check_recoverable(where, df, n_col, sup_col)
+        out += _check_lead(where, df, sup_col)
     # Every cell, and the header too (a header is published text as well).
     out += _id_findings(where, [" ".join(map(str, df.columns)),
                                 *(" ".join(df[c].astype(str).tolist()) for c in df.columns)], ctx)
@@ -440,6 +463,47 @@ def _check_sheet(where: str, rows: list[list[str]] | None, digest: str, ctx: Che
 
 
 _N_NOTE = re.compile(r"\(n=[0-9,]+\)")
+
+
+def _check_lead(where: str, df: pd.DataFrame, sup_col) -> list[Finding]:
+    """The leading estimate (issue #24; columns estimate_method, lead_value, lead_years): a
+    suppressed row may lead with a pooled or model-based value (not counts of the suppressed cell;
+    pipelines/small_area.py), never with its direct value; a direct lead is the published value; a
+    pooled lead names its years (its base is not published: the table has no column for it)."""
+    m_col, v_col = _col(df, "estimate_method"), _col(df, "lead_value")
+    if m_col is None or v_col is None or sup_col is None:
+        return []
+    method = df[m_col].astype(str).str.strip().str.lstrip("'").to_numpy()
+    lead = _num(df[v_col]).to_numpy()
+    sup = df[sup_col].astype(str).str.strip().str.lower().isin(_TRUE).to_numpy()
+    shown = ~np.isnan(lead)
+    out: list[Finding] = []
+    bad = sup & shown & ~np.isin(method, ["pooled", "model"])
+    if bad.any():
+        rows = [i + 2 for i in np.flatnonzero(bad)]
+        out.append(Finding(where, "direct value of a suppressed cell as the leading estimate / 非表示セルの直接推計",
+                           f"{int(bad.sum())} suppressed row(s) lead with a value that is not pooled or "
+                           f"model-based (file rows {_examples(rows)}) / 非表示の行が直接推計を表示しています"))
+    val_col = _col(df, "value")
+    if val_col is not None:
+        value = _num(df[val_col]).to_numpy()
+        with np.errstate(invalid="ignore"):
+            differ = (method == "direct") & shown & ~(np.abs(lead - value) <= 1e-9)
+        if differ.any():
+            rows = [i + 2 for i in np.flatnonzero(differ)]
+            out.append(Finding(where, "direct lead differs from the value / 直接推計の不一致",
+                               f"{int(differ.sum())} row(s) lead with a direct value other than the published "
+                               f"value (file rows {_examples(rows)}) / 直接推計の値が公表値と異なります"))
+    y_col = _col(df, "lead_years")
+    if y_col is not None:
+        years = df[y_col].astype(str).str.strip()
+        unnamed = (method == "pooled") & shown & ~years.str.fullmatch(r"\d{4}-\d{4}").to_numpy()
+        if unnamed.any():
+            rows = [i + 2 for i in np.flatnonzero(unnamed)]
+            out.append(Finding(where, "pooled value without its years / プール推計の期間なし",
+                               f"{int(unnamed.sum())} pooled row(s) do not name the rounds pooled "
+                               f"(file rows {_examples(rows)}) / プール推計の期間がありません"))
+    return out
 
 
 def _check_recoverable(where: str, df: pd.DataFrame, n_col, sup_col) -> list[Finding]:
@@ -694,7 +758,7 @@ def _report_area_rel(rel: str) -> str | None:
 
 
 def _check_report(where: str, tables: list[list[list[str]]], area: str, ctx: CheckContext) -> list[Finding]:
-    rows = ctx.report_rows   # (area, indicator, breakdown) -> (suppressed, shown text) of the round
+    rows = ctx.report_rows   # (area, indicator, breakdown) -> (suppressed, value texts, interval texts)
     if not rows:
         return []
     cat = ctx.catalogue      # (id, name_ja, unit, source)
@@ -702,7 +766,7 @@ def _check_report(where: str, tables: list[list[list[str]]], area: str, ctx: Che
     labels = _breakdown_labels()
     bad: list[str] = []
 
-    def expected(code: str, ind_id: str, bd: str) -> str | None:
+    def expected(code: str, ind_id: str, bd: str) -> frozenset | None:
         r = rows.get((code, ind_id, bd))
         return None if r is None else r[1]
 
@@ -719,7 +783,7 @@ def _check_report(where: str, tables: list[list[list[str]]], area: str, ctx: Che
                 ids = [i for i, name_ja, _, _ in cat if name_ja and name_ja in r[0]]
                 for i in ids[:1]:
                     row = rows.get((area, i, "total"))
-                    if row is not None and row[0] and len(r) > col and r[col] != "x":
+                    if row is not None and row[0] and len(r) > col and r[col] not in row[1]:
                         bad.append(f"{i} total ({ctx.year}) shows {r[col]!r}")
         elif head[0] == "指標":   # headline table: one row per indicator (total)
             for r in t[1:]:
@@ -727,15 +791,16 @@ def _check_report(where: str, tables: list[list[list[str]]], area: str, ctx: Che
                 for i in ids[:1]:
                     row = rows.get((area, i, "total"))
                     if row is not None and row[0]:
-                        if len(r) > 1 and r[1] != "x":
+                        if len(r) > 1 and r[1] not in row[1]:
                             bad.append(f"{i} total shows {r[1]!r}")
-                        if len(r) > 2 and r[2] != "x":   # its 95% interval
+                        if len(r) > 2 and r[2] not in row[2]:   # its 95% interval
                             bad.append(f"{i} total interval shows {r[2]!r}")
         elif head[0] == "区分":   # breakdown table of one indicator: find which one
             body = [r for r in t[1:] if r and r[0] in labels]
             if not body:
                 continue
-            cols = [(1, area)] + ([(4, "00")] if area != "00" and len(head) > 4 else [])
+            nat_col = next((k for k, h in enumerate(head) if h.strip() == "全国（%）"), None)
+            cols = [(1, area)] + ([(nat_col, "00")] if area != "00" and nat_col is not None else [])
             best, best_bad = None, None
             for i in survey:
                 shown = [(r, c, code, expected(code, i, labels[r[0]])) for r in body for c, code in cols if len(r) > c]
@@ -744,19 +809,19 @@ def _check_report(where: str, tables: list[list[list[str]]], area: str, ctx: Che
                     # as the table's indicator let a tampered UK-age table (only the UK-comparable
                     # indicators have those rows) pass unchecked.
                     continue
-                mism = [(r, c, code) for r, c, code, e in shown if e not in (None, r[c])]
+                mism = [(r, c, code) for r, c, code, e in shown if e is not None and r[c] not in e]
                 if best_bad is None or len(mism) < len(best_bad):
                     best, best_bad = i, mism
                     if not mism:   # no later indicator can fit better (the first best is kept)
                         break
             for r, c, code in best_bad or []:
                 row = rows.get((code, best, labels[r[0]]))
-                if row is not None and row[0] and r[c] != "x":
+                if row is not None and row[0] and r[c] not in row[1]:
                     bad.append(f"{best} {code} {labels[r[0]]} shows {r[c]!r}")
             # The area's 95% interval (column 2) of a suppressed row is as disclosive as its value.
             for r in body if best is not None else []:
                 row = rows.get((area, best, labels[r[0]]))
-                if row is not None and row[0] and len(r) > 2 and r[2] != "x":
+                if row is not None and row[0] and len(r) > 2 and r[2] not in row[2]:
                     bad.append(f"{best} {area} {labels[r[0]]} interval shows {r[2]!r}")
     if not bad:
         return []

@@ -464,7 +464,7 @@ def method_notes() -> list[tuple[str, str]]:
     """(item, text) lines stating how every figure was made: denominators, intervals, the tests and
     when each is used, the design effects in force, small bases and suppression. One text for the
     notes sheets of every workbook (all areas and per prefecture)."""
-    from . import config
+    from . import config, method_statement
     from .indicators import EXTREME_NOTE, POP_16PLUS_FACTOR
     from .stats import METHOD_DESCRIPTIONS
 
@@ -528,6 +528,17 @@ def method_notes() -> list[tuple[str, str]]:
                                           "ない県は全国調査の当該県回答者（national_subsample）。全国値は全国調査（national）、"
                                           "事業指標は事業データ（programme）。各行の注記に出典と回答者数（非表示の行は「30人未満」または「非公表」）を記載。"),
         ("16歳以上人口 / population 16+", f"推計値: 2020年国勢調査の総人口 × {POP_16PLUS_FACTOR}（全国の0～14歳 15,031,602人と15歳約107万人を除いた割合）。"),
+        ("推計の方法 / estimates", method_statement.text("estimates")),
+        ("列 estimate_method, lead_value, lead_lower_ci95, lead_upper_ci95, lead_cv, lead_years",
+         "報告書・サイトが表示する推計（上の規則で選んだもの）: direct（直接推計。value と同じ）、pooled（プール推計、"
+         "lead_years の期間の全国調査の当該県回答者を合わせた値。回答者数は公表しない）、model（Fay–Herriot モデル推計。"
+         "回答者数の集計ではないため回答者数を持たない）。その値・95%区間（%）・変動係数（標準誤差÷値、比率、"
+         f"小数第{CV_DECIMALS}位）。value・n_unweighted などの列と判定（comparison、change_vs_previous）は常に直接推計のもので、"
+         "プール推計・モデル推計には判定を付けない。非表示（suppressed）の行にも pooled・model の値は載る（非表示の直接推計の値ではない）。"
+         "モデルの係数・地域分散・縮小係数はデータ品質ページ。"
+         " / The estimate reports and the site show, chosen by the rule above: direct (= value), pooled (the"
+         " rounds in lead_years together; no base published) or model (Fay-Herriot; not a count, no base);"
+         " its value, 95% interval and CV. The value, base and label columns stay those of the direct estimate."),
     ]
     lines += [(f"方法 {k}", v) for k, v in METHOD_DESCRIPTIONS.items()]
     return lines

@@ -213,6 +213,19 @@ def _shown(r) -> bool:
     return r is not None and not bool(r["suppressed"]) and not pd.isna(r["value"])
 
 
+def _lead(r) -> tuple[str, float, float, float] | None:
+    """(method words, value, lower, upper) of a row's leading estimate when it is pooled or
+    model-based (issue #24; the indicators table's estimate_method / lead_* columns), else None."""
+    from .conventions import estimate_method_label
+
+    if r is None or r.get("estimate_method") not in ("pooled", "model"):
+        return None
+    v, lo, hi = (r.get(c) for c in ("lead_value", "lead_lower_ci95", "lead_upper_ci95"))
+    if any(x is None or pd.isna(x) for x in (v, lo, hi)):
+        return None
+    return estimate_method_label(r["estimate_method"], r.get("lead_years")), float(v), float(lo), float(hi)
+
+
 def key_points(indicators: pd.DataFrame, catalogue: dict[str, Indicator], year: int, area_code: str,
                area_name: str, progress: pd.DataFrame | None = None) -> list[KeyPoint]:
     """The main points of one report (see module doc): 3-5 sentences from the same rows as its
@@ -260,7 +273,25 @@ def key_points(indicators: pd.DataFrame, catalogue: dict[str, Indicator], year: 
                 "prefectures", [(year, a, first, "total") for a in tested_p.area_code],
                 {"counts": k, "n_tests": len(tested_p)}))
     else:
-        if _shown(r):
+        lead = _lead(r)
+        if lead is not None:
+            # a pooled or model-based estimate leads (issue #24): it opens the sentence; the direct
+            # estimate and its comparison follow (labels are about the direct estimate only)
+            label, value, lo, hi = lead
+            text = (f"{area_name}の{name}は {pct(value)}%（{label}、95%区間 {pct(lo)}～{pct(hi)}%）と推計されます"
+                    f"（全国 {pct(r['national_value'])}%）。")
+            if _shown(r):
+                cmp_word = COMPARISON_WORDS.get(str(r["comparison"]), "比較なし")
+                text += (f"調査の回答から直接求めた値は {pct(r['value'])}%（95%信頼区間 {pct(r['lower_ci95'])}～"
+                         f"{pct(r['upper_ci95'])}%）で、全国と比べて「{cmp_word}」です。")
+            else:
+                text += "直接求めた値は集計対象が少ないため表示していません。"
+            facts = {"lead_value": value, "estimate_method": r["estimate_method"], "comparison": r["comparison"],
+                     "national_value": r["national_value"]}
+            if _shown(r):
+                facts["value"] = r["value"]
+            points.append(KeyPoint(text, "headline", [key, (year, NATIONAL, first, "total")], facts))
+        elif _shown(r):
             cmp_word = COMPARISON_WORDS.get(str(r["comparison"]), "比較なし")
             text = (f"{area_name}の{name}は {pct(r['value'])}%（95%信頼区間 {pct(r['lower_ci95'])}～"
                     f"{pct(r['upper_ci95'])}%）で、全国（{pct(r['national_value'])}%）と比べて「{cmp_word}」です。")
@@ -309,8 +340,13 @@ def key_points(indicators: pd.DataFrame, catalogue: dict[str, Indicator], year: 
     if area_code != NATIONAL and r is not None:
         n = r["n_unweighted"]
         if pd.isna(n) or n < config.REFERENCE_BASE:
+            area_rows = indicators[(indicators.year == year) & (indicators.area_code == area_code)]
+            led = ("estimate_method" in area_rows.columns
+                   and area_rows.estimate_method.isin(["pooled", "model"]).any())
+            tail = ("精度の足りない値（内訳の多くも）は、モデル推計またはプール推計で示します（表の「推計方法」）。" if led
+                    else "内訳の多くは非表示になります。")
             points.append(KeyPoint(
                 f"{area_name}の集計対象は{'' if pd.isna(n) else f' {int(n)} 人で'} {config.REFERENCE_BASE} 人未満のため、"
-                "この報告書の値はすべて参考値（※）です。内訳の多くは非表示になります。",
+                f"調査の回答から直接求めた値はすべて参考値（※）です。{tail}",
                 "small_sample", [key], {"n": None if pd.isna(n) else int(n)}))
     return points[:5]

@@ -951,15 +951,57 @@ def compute_indicators(con: duckdb.DuckDBPyConnection, year: int,
     return next(iter(compute_rounds(con, [year], catalogue).values()))
 
 
+class RoundTables(tuple):
+    """The tables of one round: unpacks as the pair (indicators, distributions), and carries the
+    small-area tables (``small_area``, ``small_area_fits``: ``small_area.to_tables``; empty for a
+    round without a national survey)."""
+
+    def __new__(cls, indicators: pd.DataFrame, distributions: pd.DataFrame,
+                small_area: pd.DataFrame | None = None, small_area_fits: pd.DataFrame | None = None):
+        from . import small_area as sa
+
+        obj = super().__new__(cls, (indicators, distributions))
+        obj.small_area = small_area if small_area is not None else pd.DataFrame(columns=sa.TABLE_COLUMNS)
+        obj.small_area_fits = (small_area_fits if small_area_fits is not None
+                               else pd.DataFrame(columns=sa.FITS_TABLE_COLUMNS))
+        return obj
+
+    def __getnewargs__(self):
+        return (self[0], self[1], self.small_area, self.small_area_fits)
+
+
+def _with_lead(ind: pd.DataFrame, cells: pd.DataFrame, lead: pd.DataFrame) -> pd.DataFrame:
+    """The survey rows of ``survey_tables`` with the leading-estimate columns (``schema.LEAD_COLUMNS``;
+    ``lead``: ``small_area.leading`` aligned with ``cells``), percent like the value."""
+    key = ["area_code", "indicator_id", "breakdown"]
+    lk = pd.concat([cells[key].reset_index(drop=True), lead.reset_index(drop=True)], axis=1)
+    lk = pd.DataFrame({**{k: lk[k] for k in key}, "estimate_method": lk["estimate_method"],
+                       "lead_value": lk["lead_p"] * 100, "lead_lower_ci95": lk["lead_lower"] * 100,
+                       "lead_upper_ci95": lk["lead_upper"] * 100, "lead_cv": lk["lead_cv"],
+                       "lead_years": lk["lead_years"]})
+    return ind.drop(columns=[c for c in schema.LEAD_COLUMNS if c in ind.columns]).merge(lk, on=key, how="left")
+
+
+def _programme_lead(ind: pd.DataFrame) -> pd.DataFrame:
+    """Programme rows lead with their own value (a count or flag of every prefecture, not a sample)."""
+    has = ind["value"].notna()
+    return ind.assign(estimate_method=np.where(has, "direct", None), lead_value=ind["value"],
+                      lead_lower_ci95=np.nan, lead_upper_ci95=np.nan, lead_cv=np.nan, lead_years=None)
+
+
 def compute_rounds(con: duckdb.DuckDBPyConnection, years: list[int] | None = None,
                    catalogue: list[Indicator] | None = None,
                    round_cache: dict[int, RoundData] | None = None,
-                   ) -> dict[int, tuple[pd.DataFrame, pd.DataFrame]]:
+                   ) -> dict[int, RoundTables]:
     """{year: (indicators, distributions)} for ``years`` (default: every round, ``rounds``) in one
     pass: each round's survey cells are aggregated once and reused as the previous round of the
     next. Reads the warehouse, writes nothing. ``round_cache`` (optional, a dict the caller keeps)
     receives the ``RoundData`` of every survey round computed (the notebook reuses the previous
-    round's instead of computing it again)."""
+    round's instead of computing it again). Each value is a ``RoundTables``: the pair, plus the
+    small-area estimates of the round (``small_area.small_area_round``: model-based estimates,
+    pooled estimates over the latest ``small_area.POOL_ROUNDS`` national rounds, the leading
+    estimate of every row)."""
+    from . import small_area as sa
     inds = catalogue if catalogue is not None else load_catalogue()
     years = rounds(con) if years is None else sorted(set(int(y) for y in years))
     names = area_names()
@@ -979,15 +1021,21 @@ def compute_rounds(con: duckdb.DuckDBPyConnection, years: list[int] | None = Non
         for year in years:
             parts = []
             dist = pd.DataFrame(columns=_DIST_COLUMNS)
+            sa_tables = (None, None)
             if survey_inds and year in nat_years:
                 prev_y = previous_year(con, year)
                 # The previous round exactly as published: its suppression depends on its
                 # distributions too (the audit), so it is computed in full, never a cut-down pass.
                 prev = data(prev_y) if prev_y is not None else None
                 ind_s, dist = survey_tables(data(year), prev, names)
+                # Small-area estimates (issue #24): the rounds pooled are computed as published too.
+                pooled = sorted(y for y in nat_years if y <= year)[-sa.POOL_ROUNDS:]
+                sar = sa.small_area_round({y: data(y).cells for y in pooled}, year)
+                ind_s = _with_lead(ind_s, data(year).cells, sar.lead)
+                sa_tables = sa.to_tables(sar)
                 parts.append(ind_s)
             if prog_inds:
-                parts.append(_programme_indicators(con, year, prog_inds, names))
+                parts.append(_programme_lead(_programme_indicators(con, year, prog_inds, names)))
             if not parts:
                 continue
             ind = pd.concat(parts, ignore_index=True)
@@ -996,7 +1044,7 @@ def compute_rounds(con: duckdb.DuckDBPyConnection, years: list[int] | None = Non
             bd_order = {b: k for k, b in enumerate(BREAKDOWNS_COMMON + BREAKDOWNS_UK)}
             ind = (ind.assign(_a=ind.area_code, _i=ind.indicator_id.map(order), _b=ind.breakdown.map(bd_order))
                       .sort_values(["_a", "_i", "_b"]).drop(columns=["_a", "_i", "_b"]).reset_index(drop=True))
-            out[year] = (_typed_indicators(ind), _typed_distributions(dist))
+            out[year] = RoundTables(_typed_indicators(ind), _typed_distributions(dist), *sa_tables)
     return out
 
 
@@ -1012,8 +1060,12 @@ def round_keys(con: duckdb.DuckDBPyConnection, catalogue: list[Indicator] | None
     round and of the previous round (a round's change column and source marks read it), the
     programme rows of its fiscal year and of the previous one, the catalogue, the design effects,
     and the fingerprint of the code, reference data, settings and libraries. Adding a round changes the key of that round and
-    of the round after it only."""
+    of the round after it only; with the pooled estimates (``small_area.POOL_ROUNDS`` rounds), the
+    files of the rounds pooled count too: a round inserted before changes the keys of the
+    ``POOL_ROUNDS - 1`` rounds after it."""
     import hashlib
+
+    from .small_area import POOL_ROUNDS
 
     inds = catalogue if catalogue is not None else load_catalogue()
     files: dict[int, str] = {}
@@ -1032,11 +1084,13 @@ def round_keys(con: duckdb.DuckDBPyConnection, catalogue: list[Indicator] | None
 
     common = repr((fingerprint.compute(), [repr(i) for i in inds], sorted(config.design_effects().items())))
     prog_years = programme_years(con)
+    nat = national_years(con)
     out = {}
     for y in rounds(con):
         prev = previous_year(con, y)
         prev_fy = max([p for p in prog_years if p < y], default=None)
-        parts = (common, y, files.get(y), prev, files.get(prev) if prev else None, prog.get(y), prev_fy)
+        pooled = [(p, files.get(p)) for p in [n for n in nat if n <= y][-POOL_ROUNDS:]]
+        parts = (common, y, files.get(y), prev, files.get(prev) if prev else None, prog.get(y), prev_fy, pooled)
         out[y] = hashlib.md5(repr(parts).encode()).hexdigest()
     return out
 
@@ -1060,7 +1114,7 @@ def _stored_rounds(con: duckdb.DuckDBPyConnection) -> tuple[dict[int, str], set[
     cols = [r[0] for r in con.execute(
         "SELECT column_name FROM information_schema.columns WHERE table_name = 'indicators' "
         "ORDER BY ordinal_position").fetchall()]
-    if cols != schema.INDICATOR_COLUMNS:
+    if cols != schema.INDICATOR_COLUMNS or not _has_table(con, "small_area") or not _has_table(con, "small_area_fits"):
         return {}, set()
     stored = {}
     if _has_table(con, "indicator_rounds"):
@@ -1100,10 +1154,11 @@ def store_rounds(con: duckdb.DuckDBPyConnection, plan: RoundPlan,
                             "算出中に倉庫が変更されました。もう一度実行してください")
         _ensure_tables(con)
         for y in plan.removed:
-            for t in ("indicators", "distributions", "indicator_rounds"):
+            for t in ("indicators", "distributions", "small_area", "small_area_fits", "indicator_rounds"):
                 con.execute(f"DELETE FROM {t} WHERE year = ?", [y])
-        for y, (ind, dist) in computed.items():
-            _replace_round(con, y, ind, dist)
+        for y, tables in computed.items():
+            _replace_round(con, y, tables[0], tables[1], getattr(tables, "small_area", None),
+                           getattr(tables, "small_area_fits", None))
             con.execute("DELETE FROM indicator_rounds WHERE year = ?", [y])
             con.execute("INSERT INTO indicator_rounds VALUES (?, ?)", [y, plan.keys[y]])
         con.execute("COMMIT")
@@ -1142,19 +1197,22 @@ _DIST_COLUMNS = ["year", "area_code", "question", "breakdown", "category", "cate
                  "lower_ci95", "upper_ci95", "n_unweighted", "suppressed"]
 
 
-_TESTED_AGAINST = schema.INDICATOR_COLUMNS[schema.INDICATOR_COLUMNS.index("reference_value"):]
+_TESTED_AGAINST = schema.TESTED_AGAINST_COLUMNS
 
 
 def _typed_indicators(df: pd.DataFrame) -> pd.DataFrame:
-    # rows not tested (programme data, a round of programme data only) have no tested-against columns
-    df = df.reindex(columns=[*df.columns, *(c for c in _TESTED_AGAINST if c not in df.columns)])
+    # rows not tested (programme data, a round of programme data only) have no tested-against
+    # columns; rows made without the small-area step (e.g. by hand) no leading-estimate columns
+    df = df.reindex(columns=[*df.columns, *(c for c in (*_TESTED_AGAINST, *schema.LEAD_COLUMNS)
+                                            if c not in df.columns)])
     df = df[schema.INDICATOR_COLUMNS].copy()
     df["year"] = df["year"].astype("int64")
     for c in ("area_code", "area_name", "indicator_id", "breakdown", "comparison",
-              "change_vs_previous", "note", "source", "comparison_method", "change_method"):
-        df[c] = df[c].astype(object)
+              "change_vs_previous", "note", "source", "comparison_method", "change_method",
+              "estimate_method", "lead_years"):
+        df[c] = df[c].astype(object).where(df[c].notna(), None)
     for c in ("value", "lower_ci95", "upper_ci95", "n_effective", "national_value", "design_effect",
-              *_TESTED_AGAINST):
+              *_TESTED_AGAINST, "lead_value", "lead_lower_ci95", "lead_upper_ci95", "lead_cv"):
         df[c] = pd.to_numeric(df[c], errors="coerce").astype("float64")
     for c in ("n_unweighted", "previous_year"):
         df[c] = pd.to_numeric(df[c], errors="coerce").astype("Int64")
@@ -1184,35 +1242,50 @@ def _ensure_tables(con: duckdb.DuckDBPyConnection) -> None:
             log.info("indicators table of an older layout: recreated")
             con.execute("DROP TABLE indicators")
             con.execute("DROP TABLE IF EXISTS indicator_rounds")
+    from . import small_area as sa
+
+    for name, want in (("small_area", sa.TABLE_COLUMNS), ("small_area_fits", sa.FITS_TABLE_COLUMNS)):
+        if _has_table(con, name) and [r[0] for r in con.execute(
+                "SELECT column_name FROM information_schema.columns WHERE table_name = ? "
+                "ORDER BY ordinal_position", [name]).fetchall()] != want:
+            log.info("%s table of an older layout: recreated", name)
+            con.execute(f"DROP TABLE {name}")
+            con.execute("DROP TABLE IF EXISTS indicator_rounds")
     con.execute(schema.INDICATORS_TABLE_DDL)
     con.execute(schema.DISTRIBUTIONS_TABLE_DDL)
+    con.execute(schema.SMALL_AREA_TABLE_DDL)
+    con.execute(schema.SMALL_AREA_FITS_TABLE_DDL)
     con.execute(ROUNDS_TABLE_DDL)
 
 
 def _replace_round(con: duckdb.DuckDBPyConnection, year: int, indicators: pd.DataFrame,
-                   distributions: pd.DataFrame) -> None:
-    """Replace the rows of ``year`` (inside the caller's transaction)."""
-    for name, df in (("indicators", indicators), ("distributions", distributions)):
+                   distributions: pd.DataFrame, small_area: pd.DataFrame | None = None,
+                   small_area_fits: pd.DataFrame | None = None) -> None:
+    """Replace the rows of ``year`` (inside the caller's transaction): indicators, distributions and
+    the small-area tables (none given: the round has none)."""
+    from . import small_area as sa
+
+    sa_rows = small_area if small_area is not None else pd.DataFrame(columns=sa.TABLE_COLUMNS)
+    fit_rows = small_area_fits if small_area_fits is not None else pd.DataFrame(columns=sa.FITS_TABLE_COLUMNS)
+    tables = (("indicators", indicators, schema.INDICATOR_COLUMNS), ("distributions", distributions, _DIST_COLUMNS),
+              ("small_area", sa_rows, sa.TABLE_COLUMNS), ("small_area_fits", fit_rows, sa.FITS_TABLE_COLUMNS))
+    for name, df, _ in tables:
         if len(df) and set(df["year"].unique()) != {year}:
             raise ValueError(f"{name}: every row must have year {year}")
-    ind = indicators[schema.INDICATOR_COLUMNS]
-    dist = distributions[_DIST_COLUMNS]
-    con.execute("DELETE FROM indicators WHERE year = ?", [year])
-    con.execute("DELETE FROM distributions WHERE year = ?", [year])
-    con.register("_ind_new", ind)
-    con.register("_dist_new", dist)
-    try:
-        con.execute(f"INSERT INTO indicators ({', '.join(schema.INDICATOR_COLUMNS)}) "
-                    f"SELECT {', '.join(schema.INDICATOR_COLUMNS)} FROM _ind_new")
-        con.execute(f"INSERT INTO distributions ({', '.join(_DIST_COLUMNS)}) "
-                    f"SELECT {', '.join(_DIST_COLUMNS)} FROM _dist_new")
-    finally:
-        for v in ("_ind_new", "_dist_new"):
+    for name, df, cols in tables:
+        con.execute(f"DELETE FROM {name} WHERE year = ?", [year])
+        if not len(df):
+            continue
+        con.register("_rows_new", df[cols])
+        try:
+            con.execute(f"INSERT INTO {name} ({', '.join(cols)}) SELECT {', '.join(cols)} FROM _rows_new")
+        finally:
             try:
-                con.unregister(v)
+                con.unregister("_rows_new")
             except duckdb.Error:
                 pass
-    log.info("indicators %d: %d rows, distributions: %d rows", year, len(ind), len(dist))
+    log.info("indicators %d: %d rows, distributions: %d rows, small_area: %d rows", year, len(indicators),
+             len(distributions), len(sa_rows))
 
 
 def write_indicators(con: duckdb.DuckDBPyConnection, year: int, indicators: pd.DataFrame,

@@ -227,7 +227,10 @@ class ReportData:
             "value": value, "lower_ci95": lower, "upper_ci95": upper,
             "change": d.change_vs_previous.fillna("not_compared").where(~sup & direct, "not_compared").astype(str),
             "source": d.source.astype(str), "source_changed": d.source_changed.fillna(False).astype(bool),
-            "estimate_method": method})
+            "estimate_method": method,
+            "method_label": [conventions.estimate_method_label(m, y) if isinstance(m, str) else ""
+                             for m, y in zip(method, d["lead_years"] if "lead_years" in d.columns
+                                             else [None] * len(d))]})
         return _ordered(f.reset_index(drop=True), indicator=[self.name(i) for i in ids],
                         place=[p for _, p in self.places()])
 

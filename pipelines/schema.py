@@ -188,7 +188,16 @@ INDICATOR_COLUMNS = ["year", "area_code", "area_name", "indicator_id", "breakdow
                      *("reference_value", "reference_n_effective", "difference", "difference_lower_ci95",
                        "difference_upper_ci95", "p_value",
                        "previous_value", "previous_n_effective", "change_difference", "change_lower_ci95",
-                       "change_upper_ci95", "change_p_value")]
+                       "change_upper_ci95", "change_p_value"),
+                     # The leading estimate (issue #24, pipelines/small_area.py): direct, pooled or
+                     # model-based, by the rule of the method statement. Set also on a suppressed row
+                     # (a pooled or model-based value is not the suppressed direct value).
+                     *("estimate_method", "lead_value", "lead_lower_ci95", "lead_upper_ci95", "lead_cv",
+                       "lead_years")]
+# What each label was tested against (empty on a suppressed row) and the leading estimate.
+TESTED_AGAINST_COLUMNS = INDICATOR_COLUMNS[INDICATOR_COLUMNS.index("reference_value"):
+                                           INDICATOR_COLUMNS.index("change_p_value") + 1]
+LEAD_COLUMNS = INDICATOR_COLUMNS[INDICATOR_COLUMNS.index("estimate_method"):]
 # The columns DESIGN.md names, and the ones that record how each row was judged.
 CONTRACT_INDICATOR_COLUMNS = INDICATOR_COLUMNS[:15]
 JUDGING_COLUMNS = INDICATOR_COLUMNS[15:]
@@ -232,7 +241,54 @@ CREATE TABLE IF NOT EXISTS indicators (
     change_difference DOUBLE,              -- value - previous_value as tested, percentage points
     change_lower_ci95 DOUBLE,              -- Newcombe interval of the change (points)
     change_upper_ci95 DOUBLE,
-    change_p_value DOUBLE                  -- Fisher's exact p when change_method is fisher, else NULL
+    change_p_value DOUBLE,                 -- Fisher's exact p when change_method is fisher, else NULL
+    -- The leading estimate (issue #24; pipelines/small_area.py, rule in the method statement):
+    -- the direct value when published with CV <= config.LEAD_CV_MAX, else a pooled one (CV as well),
+    -- else the model-based (Fay-Herriot) one. NULL estimate_method: nothing to show. A pooled or
+    -- model value may stand on a suppressed row: it is not the suppressed direct value.
+    estimate_method VARCHAR,               -- direct|pooled|model (programme rows: direct)
+    lead_value DOUBLE,                     -- percent (or the programme value)
+    lead_lower_ci95 DOUBLE,
+    lead_upper_ci95 DOUBLE,
+    lead_cv DOUBLE,                        -- coefficient of variation (ratio) of the leading estimate
+    lead_years VARCHAR                     -- the rounds pooled ('2022-2024') for a pooled value, else NULL
+)"""
+
+# Small-area estimates (issue #24, pipelines/small_area.py): every model-based and pooled estimate of
+# a round, whether or not it leads. Model values are estimates, not counts: no base.
+SMALL_AREA_TABLE_DDL = """
+CREATE TABLE IF NOT EXISTS small_area (
+    year INTEGER NOT NULL,
+    area_code VARCHAR NOT NULL,
+    indicator_id VARCHAR NOT NULL,
+    breakdown VARCHAR NOT NULL,
+    estimate_method VARCHAR NOT NULL,      -- model (fitted with its published direct value) | synthetic
+                                           -- (direct not published: regression prediction) | pooled
+    value DOUBLE,                          -- percent
+    lower_ci95 DOUBLE,
+    upper_ci95 DOUBLE,
+    rmse DOUBLE,                           -- root MSE (model) or standard error (pooled), points
+    cv DOUBLE,                             -- rmse / value (ratio)
+    shrinkage DOUBLE,                      -- gamma = A / (A + D) (model), 0 (synthetic), NULL (pooled)
+    std_residual DOUBLE,                   -- (direct - x'beta) / sqrt(A + D), arcsine scale (model only)
+    synthetic DOUBLE,                      -- x'beta back-transformed, percent (model and synthetic)
+    fit_scope VARCHAR,                     -- total | sex | age | uk_age | household_single | breakdowns
+    pooled_years VARCHAR                   -- '2022-2024' (pooled)
+)"""
+SMALL_AREA_FITS_TABLE_DDL = """
+CREATE TABLE IF NOT EXISTS small_area_fits (
+    year INTEGER NOT NULL,
+    indicator_id VARCHAR NOT NULL,
+    fit_scope VARCHAR NOT NULL,
+    term VARCHAR NOT NULL,                 -- '(Intercept)' or the covariate
+    coefficient DOUBLE,                    -- arcsine scale
+    std_error DOUBLE,
+    area_variance DOUBLE,                  -- A (REML), arcsine scale
+    n_in_sample INTEGER,                   -- cells with a published direct value in the fit
+    n_areas INTEGER,
+    loglike DOUBLE,
+    algorithm VARCHAR,
+    benchmark_factor DOUBLE                -- ratio applied (totals; breakdowns: per breakdown, NULL here)
 )"""
 
 # Full answer distributions for the charts: one row per year x area x question x breakdown x category.

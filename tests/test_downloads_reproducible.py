@@ -25,7 +25,7 @@ from pipelines.downloads import published_n, published_share, write_downloads
 from pipelines.indicators import EXTREME_NOTE, update_indicators
 from pipelines.ingest import ingest_files
 
-TESTED = schema.INDICATOR_COLUMNS[schema.INDICATOR_COLUMNS.index("reference_value"):]
+TESTED = schema.TESTED_AGAINST_COLUMNS
 CMP_COLS = ["reference_value", "reference_n_effective", "difference", "difference_lower_ci95",
             "difference_upper_ci95"]
 CHG_COLS = ["previous_value", "previous_n_effective", "change_difference", "change_lower_ci95",
@@ -323,7 +323,7 @@ def test_the_report_check_reads_the_trend_table_by_round(sample):
     ctx = disclosure.make_context(wh, year=2024)
     totals = [i for (a, i, b) in ctx.report_rows if a == "31" and b == "total"]
     assert totals
-    ctx.report_rows[("31", totals[0], "total")] = (True, "x")
+    ctx.report_rows[("31", totals[0], "total")] = (True, frozenset({"x"}), frozenset({"x"}))
     hidden = totals[:1]
     name = {i: n for i, n, _, _ in ctx.catalogue}[hidden[0]]
     table = [["指標", "2022年（%）", "2023年（%）", "2024年（%）", "前回からの変化"], [name, "2.0※", "x", "x", "―"]]

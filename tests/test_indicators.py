@@ -508,9 +508,10 @@ class TestEveryRound:
         generate_round(con, 2025, 3_000, seed=0.44)
         assert round_keys(con)[2024] == keys[2024]
         assert update_indicators(con) == {"computed": [2025], "kept": [2023, 2024], "removed": []}
-        # A round inserted before: 2022 and the round after it (2023, whose previous round it is).
+        # A round inserted before: 2022, the round after it (2023, whose previous round it is) and
+        # 2024, whose pooled estimates (small_area.POOL_ROUNDS = 3 rounds) now take in 2022.
         generate_round(con, 2022, 3_000, seed=0.55)
-        assert update_indicators(con) == {"computed": [2022, 2023], "kept": [2024, 2025], "removed": []}
+        assert update_indicators(con) == {"computed": [2022, 2023, 2024], "kept": [2025], "removed": []}
         assert con.execute("SELECT DISTINCT previous_year FROM indicators WHERE year = 2023 "
                            "AND source <> 'programme'").fetchall() == [(2022,)]
         # A round removed from the warehouse: its rows go too.

@@ -177,15 +177,26 @@ def test_headline_figures_match_indicators_table(built, code, slug, name):
     cat = catalogue()
     for _, row in total.iterrows():
         cells = body[indicator_name(cat, row.indicator_id)]
-        assert cells[1] == shown(row), (row.indicator_id, cells)
-        assert cells[2] == f"{row.lower_ci95:.1f}～{row.upper_ci95:.1f}"
-        assert cells[3] == f"{int(row.n_unweighted):,}"
-        assert cells[4] == f"{row.national_value:.1f}"
-        style = conventions.comparison(row.comparison)
-        assert f"{style.symbol} {style.label}" in cells[5]
-    # the lede quotes the headline value
+        # the leading estimate (issue #24) with its method; the comparison is the direct estimate's
+        method = row.estimate_method if isinstance(row.estimate_method, str) else "direct"   # a table without them
+        assert cells[4] == conventions.estimate_method_label(method, row.lead_years), cells
+        assert cells[5] == f"{row.national_value:.1f}"
+        if method == "direct":
+            assert cells[1] == shown(row), (row.indicator_id, cells)
+            assert cells[2] == f"{row.lower_ci95:.1f}～{row.upper_ci95:.1f}"
+            assert cells[3] == f"{int(row.n_unweighted):,}"
+            style = conventions.comparison(row.comparison)
+            assert f"{style.symbol} {style.label}" in cells[6]
+        else:
+            assert cells[1] == f"{row.lead_value:.1f}", (row.indicator_id, cells)
+            assert cells[2] == f"{row.lead_lower_ci95:.1f}～{row.lead_upper_ci95:.1f}"
+            assert cells[3] in ("―", "非公表") and cells[6] == "―"
+    # the lede quotes the headline value (the leading estimate, and the direct one beside it)
     head = total[total.indicator_id == "lonely_often_always"].iloc[0]
-    assert f"{head.value:.1f}%" in (out / "prefectures" / f"{slug}.html").read_text(encoding="utf-8")
+    text = (out / "prefectures" / f"{slug}.html").read_text(encoding="utf-8")
+    assert f"{head.value:.1f}%" in text
+    if head.estimate_method in ("pooled", "model"):
+        assert f"{head.lead_value:.1f}%" in text
 
 
 @pytest.mark.slow
@@ -370,7 +381,7 @@ class TestSparseWarehouse:
         table = table_with_header(page, "指標", "全国との比較")
         assert len(table) > 9
         assert {r[1] for r in table[1:]} == {"x"}
-        assert all(re.fullmatch(r"\d+\.\d", r[4]) for r in table[1:]), table
+        assert all(re.fullmatch(r"\d+\.\d", r[5]) for r in table[1:]), table   # after 推計方法
 
 
 def charts_no_data() -> str:
