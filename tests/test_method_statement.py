@@ -205,7 +205,7 @@ def test_every_label_agrees_with_the_statement_shown(site):
     # against it (the pages print labels from these rows).
     for code in ("13", "27", "31", "36"):
         text = _text(site.out_dir / PAGES[code])
-        shown = _statement_on(text, "全国との比較 ：", "多重比較")
+        shown = _statement_on(text, "全国との比較：", "多重比較")
         rule = parse_comparison(shown)
         assert rule.kind == "difference" and rule.subsample_reference == "rest" and rule.own_reference == "national"
         bad = contradictions(rows, rule, pol)
@@ -213,7 +213,7 @@ def test_every_label_agrees_with_the_statement_shown(site):
     changed = _changed(site)
     assert len(changed) > 100
     text = _text(site.out_dir / PAGES["13"])
-    rule = parse_change(_statement_on(text, "前回からの変化 ：", "施策データ"))
+    rule = parse_change(_statement_on(text, "前回からの変化：", "施策データ"))
     bad = change_contradictions(changed, rule)
     assert not bad, f"{len(bad)} change labels contradict the statement: {bad[:5]}"
 

@@ -211,9 +211,13 @@ def test_methodology_lists_every_catalogue_indicator_and_conventions(site: Path)
     text = page.body_text
     for c in cat:
         assert c.name_ja in text
-    for phrase in ("Wilson", "(Σw)² / Σw²", "30 人未満", "参考値", "Newcombe", "Fisher", "設計効果", "多重比較", "合成データ",
-                   "Community Life Survey", "3～12点", "data/reference/prefectures.csv", "令和2年国勢調査"):
+    for phrase in ("Wilson", "(Σw)² / Σw²", "30人未満", "参考値", "Newcombe", "Fisher", "設計効果", "多重比較", "合成データ",
+                   "Community Life Survey", "3～12点", "令和2年国勢調査", "人々のつながりに関する基礎調査（令和6年）",
+                   "Holm", "Fay"):
         assert phrase in text, phrase
+    # For citizens: official releases, no internal file paths or setting names (#22).
+    for internal in ("data/reference", "pipelines/", "TSUNAGARI_", ".yml", ".csv"):
+        assert internal not in text, internal
 
 
 def test_per_prefecture_xlsx_keeps_japanese_and_neutralises_formulas(site: Path):
