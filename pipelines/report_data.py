@@ -327,16 +327,15 @@ class ReportData:
             else:   # the leading estimate and its method; the comparison is the direct one's
                 direct = is_direct_lead(r)
                 not_direct |= not direct and lead_method(r) is not None
-                row = [age_label(band), fmt_lead_value(r), fmt_lead_ci(r), fmt_lead_base(r), fmt_method(r),
-                       fmt_value(self.row(ind, area=NATIONAL_CODE, breakdown=bd)),
-                       fmt_comparison(r) if direct else MISSING]
+                row = [age_label(band), fmt_lead_value(r), fmt_lead_ci(r), fmt_base(r), fmt_method_direct(r),
+                       fmt_value(self.row(ind, area=NATIONAL_CODE, breakdown=bd)), fmt_comparison(r)]
             if uk_year:
                 row.append(england.get(bd, MISSING))
             rows.append(row)
             cells += row
         header = ["区分", f"{self.area_name}（%）", "95%信頼区間", "集計対象（人）"]
         if not self.is_national:
-            header += ["推計方法", "全国（%）", "全国との比較"]
+            header += ["推計方法", "全国（%）", "全国との比較（直接推計）"]
         if uk_year:
             header.append(f"{uk_place(uk_year)}（%）")
         notes = footnotes(*cells)
@@ -771,12 +770,13 @@ def headline_table(data: ReportData, ids: list[str] | None = None) -> str:
             prev = data.row(ind, year=prev_year) if prev_year is not None else None
             row += [fmt_value(prev, unit), change]
         else:
-            # the leading estimate (direct / pooled / model-based) and its method; labels are
-            # about the direct estimate only
+            # the leading estimate (direct / pooled / model-based) and its method; the base, the
+            # comparison and the change are the direct estimate's (labels are about it only), and
+            # where another estimate leads the method cell gives the direct value beside it
             direct = is_direct_lead(r)
             not_direct |= not direct and lead_method(r) is not None
-            row = [data.name(ind), fmt_lead_value(r, unit), fmt_lead_ci(r), fmt_lead_base(r), fmt_method(r),
-                   fmt_national(r, unit), fmt_comparison(r) if direct else MISSING, change if direct else MISSING]
+            row = [data.name(ind), fmt_lead_value(r, unit), fmt_lead_ci(r), fmt_base(r), fmt_method_direct(r, unit),
+                   fmt_national(r, unit), fmt_comparison(r), change]
         rows.append(row)
         cells += row
     prev_head = f"前回 {prev_year}年（%）" if prev_year is not None else "前回（%）"
@@ -784,15 +784,15 @@ def headline_table(data: ReportData, ids: list[str] | None = None) -> str:
         header = ["指標", "全国（%）", "95%信頼区間", "集計対象（人）", prev_head, "前回からの変化"]
         align, widths = ["l", "r", "r", "r", "r", "c"], [7, 2, 3, 2, 2, 3]
     else:
-        header = ["指標", f"{data.area_name}（%）", "95%信頼区間", "集計対象（人）", "推計方法", "全国（%）", "全国との比較",
-                  "前回からの変化"]
+        header = ["指標", f"{data.area_name}（%）", "95%信頼区間", "集計対象（人）", "推計方法", "全国（%）",
+                  "全国との比較（直接推計）", "前回からの変化（直接推計）"]
         align, widths = ["l", "r", "r", "r", "l", "r", "c", "c"], [6, 2, 3, 2, 3, 2, 2, 3]
     notes = footnotes(*cells)
     if not_direct:
         notes += "\n\n" + methods_footnote()
     if changed:
         notes += ("\n\n[「出典変更」：前回と今回で推計の出典が異なります（全国調査の県別回答者 → 県の独自調査など）。"
-                  "前回からの変化には調査設計の違いが含まれます。]{.footnote}")
+                  "調査設計が異なるため、前回との差は検定していません（推移の表と図に両方の値を示します）。]{.footnote}")
     return md_table(header, rows, align, widths=widths) + "\n\n" + notes
 
 
@@ -810,15 +810,16 @@ def breakdown_table(data: ReportData, ind: str, prefix: str, labels: dict[str, s
         else:
             direct = is_direct_lead(r)
             not_direct |= not direct and lead_method(r) is not None
-            row = [label, fmt_lead_value(r), fmt_lead_ci(r), fmt_lead_base(r), fmt_method(r), fmt_value(n),
-                   fmt_comparison(r) if direct else MISSING]
+            row = [label, fmt_lead_value(r), fmt_lead_ci(r), fmt_base(r), fmt_method_direct(r), fmt_value(n),
+                   fmt_comparison(r)]
         rows.append(row)
         cells += row
     if data.is_national:
         header = ["区分", f"{data.area_name}（%）", "95%信頼区間", "集計対象（人）"]
         align, widths = None, None
     else:
-        header = ["区分", f"{data.area_name}（%）", "95%信頼区間", "集計対象（人）", "推計方法", "全国（%）", "全国との比較"]
+        header = ["区分", f"{data.area_name}（%）", "95%信頼区間", "集計対象（人）", "推計方法", "全国（%）",
+                  "全国との比較（直接推計）"]
         align, widths = ["l", "r", "r", "r", "l", "r", "c"], [3, 2, 3, 2, 4, 2, 2]
     notes = footnotes(*cells)
     if not_direct:
@@ -866,6 +867,15 @@ def fmt_method(row) -> str:
     """The 推計方法 cell: 直接推計 / 3年プール（2022–2024年平均） / モデル推計 (― when none)."""
     m = lead_method(row)
     return conventions.estimate_method_label(m, row.get("lead_years") if row is not None else None) or MISSING
+
+
+def fmt_method_direct(row, unit: str = "percent") -> str:
+    """The 推計方法 cell with, where another estimate leads, the direct value beside it:
+    'モデル推計（直接推計 0.0※）'. Tables keep the direct base, comparison and change beside it."""
+    method = fmt_method(row)
+    if lead_method(row) not in (None, "direct"):
+        method = f"{method}（直接推計 {fmt_value(row, unit)}）"
+    return method
 
 
 def fmt_lead_value(row, unit: str = "percent") -> str:
@@ -936,9 +946,9 @@ def method_note(frame: pd.DataFrame) -> str:
 
 
 FOOTNOTE_METHODS = ("「推計方法」：直接推計はその年の回答から直接求めた値、プール推計は直近の複数回の全国調査の"
-                    "当該県回答者を合わせた値（期間の平均）、モデル推計は Fay–Herriot モデルによる値で、回答者数の集計ではないため"
-                    "集計対象を示しません。全国との比較と前回からの変化は直接推計についてのみ判定します（「―」）。"
-                    "方法は「方法と出典」を参照。")
+                    "当該県回答者を合わせた値（期間の平均）、モデル推計は Fay–Herriot モデルによる値（回答者数の集計ではありません）。"
+                    "直接推計以外が表示されている行では、括弧内に直接推計の値を示します。集計対象・全国との比較・前回からの変化は"
+                    "直接推計のもので、プール推計・モデル推計の値には有意差の判定をしません。方法は「方法と注意事項」を参照。")
 
 
 

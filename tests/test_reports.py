@@ -179,7 +179,7 @@ def test_headline_figures_match_indicators_table(built, code, slug, name):
         cells = body[indicator_name(cat, row.indicator_id)]
         # the leading estimate (issue #24) with its method; the comparison is the direct estimate's
         method = row.estimate_method if isinstance(row.estimate_method, str) else "direct"   # a table without them
-        assert cells[4] == conventions.estimate_method_label(method, row.lead_years), cells
+        assert cells[4].startswith(conventions.estimate_method_label(method, row.lead_years)), cells
         assert cells[5] == f"{row.national_value:.1f}"
         if method == "direct":
             assert cells[1] == shown(row), (row.indicator_id, cells)
@@ -190,7 +190,11 @@ def test_headline_figures_match_indicators_table(built, code, slug, name):
         else:
             assert cells[1] == f"{row.lead_value:.1f}", (row.indicator_id, cells)
             assert cells[2] == f"{row.lead_lower_ci95:.1f}～{row.lead_upper_ci95:.1f}"
-            assert cells[3] in ("―", "非公表") and cells[6] == "―"
+            # the base, the comparison and the change are the direct estimate's, its value beside the method
+            assert cells[3] == f"{int(row.n_unweighted):,}"
+            assert f"（直接推計 {shown(row)}）" in cells[4], cells
+            style = conventions.comparison(row.comparison)
+            assert row.comparison == "not_compared" or f"{style.symbol} {style.label}" in cells[6]
     # the lede quotes the headline value (the leading estimate, and the direct one beside it)
     head = total[total.indicator_id == "lonely_often_always"].iloc[0]
     text = (out / "prefectures" / f"{slug}.html").read_text(encoding="utf-8")
