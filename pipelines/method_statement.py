@@ -118,11 +118,11 @@ def _suppression() -> Rule:
     lo, hi = config.MIN_BASE, config.REFERENCE_BASE
     return Rule(
         "suppression", "秘匿と参考値", "Suppression and reference values",
-        audit.RULE_JA + f"有効標本サイズが {lo} 未満の値も同様に非表示（x）です。{lo}～{hi - 1} 人の値は参考値（※）です。"
+        audit.RULE_JA + f"ウエイトによる有効標本サイズ（Kish の n_eff、設計効果で割る前）が {lo} 未満の値も同様に非表示（x）です。{lo}～{hi - 1} 人の値は参考値（※）です。"
         f"集計対象が {hi} 人未満で割合がちょうど0%または100%の値も参考値として、95%信頼区間（例：0.0～6.9%）とともに示します"
         "（標本にたまたま該当者がいない・全員が該当するだけで、母集団で0%・100%という意味ではありません）。"
         "割合は小数第1位に丸めて公表します。",
-        f"Values on an unweighted base below {lo} (or an effective size below {lo}) are suppressed (x), "
+        f"Values on an unweighted base below {lo} (or a Kish n_eff, before the design effect, below {lo}) are suppressed (x), "
         f"their base unpublished; {lo}-{hi - 1} are reference values (※). An exact 0% or 100% on a base "
         f"below {hi} is a reference value shown with its interval. " + audit.RULE_EN + " Shares are published to 0.1.")
 

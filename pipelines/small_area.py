@@ -150,8 +150,14 @@ def _partition(breakdown: str) -> str:
 
 
 def _prefecture_cells(cells: pd.DataFrame) -> pd.DataFrame:
+    """The prefecture cells with ``published``: the cells a model is fitted on -- published direct
+    values from the national survey's respondents (source 'subsample'). A prefecture's own survey
+    (another design) is left out of the fits: it gets the synthetic prediction where its direct value
+    does not lead, and a correction to one prefecture's own survey changes no other prefecture."""
     c = cells[cells["area_code"] != NATIONAL].copy()
-    c["published"] = ~c["suppressed"].to_numpy(dtype=bool) & c["p"].notna() & (c["n_design"] > 0)
+    kind = c["source_kind"] if "source_kind" in c else pd.Series("subsample", index=c.index)
+    c["published"] = (~c["suppressed"].to_numpy(dtype=bool) & c["p"].notna() & (c["n_design"] > 0)
+                      & (kind == "subsample").to_numpy())
     return c
 
 

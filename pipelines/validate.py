@@ -877,7 +877,7 @@ def design_report(con: duckdb.DuckDBPyConnection) -> dict[str, Any] | None:
         log.warning("design effects for the quality page failed: %s", exc)
         # the page names the kind of error only (its message may hold a server path): details in the log
         out["error"] = f"{type(exc).__name__} (build.log)"
-    log.info("quality: design effects and sensitivity of round %d in %.1f s", year, time.perf_counter() - t0)
+    log.info("design effects and their sensitivity (round %d) for the quality page in %.1f s", year, time.perf_counter() - t0)
     return out
 
 
@@ -964,7 +964,7 @@ def _direct_vs_model_svg(a: pd.DataFrame, title: str, size: int = 300) -> str:
 
     label = f"{title}：直接推計（横軸）とモデル推計（縦軸）、{len(d)}都道府県"
     parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{w}" viewBox="0 0 {w} {w}" role="img" '
-             f'aria-label="{_html.escape(label)}"><title>{_html.escape(label)}</title>',
+             f'style="background-color:#ffffff" aria-label="{_html.escape(label)}"><title>{_html.escape(label)}</title>',
              f'<rect x="0" y="0" width="{w}" height="{w}" fill="#ffffff"/>',
              f'<line x1="{sx(lo):.1f}" y1="{sy(lo):.1f}" x2="{sx(hi):.1f}" y2="{sy(hi):.1f}" stroke="#999999" '
              'stroke-dasharray="4 3"/>',

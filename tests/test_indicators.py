@@ -675,8 +675,11 @@ def test_notebook_run_writes_table_audit_record_and_downloads(two_rounds, tmp_pa
     sources = [v for k, v in notes.items() if k and k.startswith("出典ファイル")]
     assert any(v.startswith("'=HYPERLINK") for v in sources)
     assert "0.8723" in notes["16歳以上人口 / population 16+"]
-    assert notes["設計効果 / design effect"].startswith("標本設計（列 stratum・psu）のある調査は、テイラー線形化")
-    assert f"既定値 {config.DEFAULT_DEFF:g}" in notes["設計効果 / design effect"]
+    assert notes["設計効果の設定 / design effects in force"].startswith("標本設計（列 stratum・psu）のある調査は、テイラー線形化")
+    assert f"既定値 {config.DEFAULT_DEFF:g}" in notes["設計効果の設定 / design effects in force"]
+    from pipelines import method_statement
+
+    assert notes["設計効果 / Design effect"].startswith(method_statement.text("design_effect"))
     assert "Newcombe" in notes["全国との比較 / vs national"] and "Fisher" in notes["前回比 / change"]
     assert "当該県を除く全国" in notes["全国との比較 / vs national"]
     # Every round: one tidy file with a year column, and one file per round.

@@ -178,12 +178,14 @@ def test_fits_reported(result):
 
 def test_model_uses_published_cells_only(cells, result):
     """A cell's model value is 'model' (fitted with its direct value) exactly when the direct value
-    is published; and changing the data of suppressed cells changes no model value."""
+    is published and comes from the national survey's respondents (an own survey is left out of
+    the fits); and changing the data of suppressed cells changes no model value."""
     c = cells[2024]
     pref = c[c.area_code != "00"]
     m = result.estimates[result.estimates.estimate_method.isin(["model", "synthetic"])].merge(
-        pref[KEY + ["suppressed"]], on=KEY)
-    assert ((m.estimate_method == "model") == ~m.suppressed).all()
+        pref[KEY + ["suppressed", "source_kind"]], on=KEY)
+    assert ((m.estimate_method == "model") == (~m.suppressed & (m.source_kind == "subsample"))).all()
+    assert (m[m.source_kind == "own"].estimate_method == "synthetic").all()
     moved = c.copy()
     sup = moved["suppressed"].to_numpy(dtype=bool)
     rng = np.random.default_rng(1)
