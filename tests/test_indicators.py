@@ -680,8 +680,10 @@ def test_notebook_run_writes_table_audit_record_and_downloads(two_rounds, tmp_pa
     from pipelines import method_statement
 
     assert notes["設計効果 / Design effect"].startswith(method_statement.text("design_effect"))
-    assert "Newcombe" in notes["全国との比較 / vs national"] and "Fisher" in notes["前回比 / change"]
-    assert "当該県を除く全国" in notes["全国との比較 / vs national"]
+    cmp = notes["全国との比較 / Comparison with national"]
+    assert cmp.startswith(method_statement.text("comparison"))   # the one method statement, verbatim
+    assert "Newcombe" in cmp and "Fisher" in notes["前回からの変化 / Change since the previous round"]
+    assert "当該県を除く全国" in cmp
     # Every round: one tidy file with a year column, and one file per round.
     every = pd.read_csv(out / "downloads" / "indicators.csv", dtype={"area_code": str}, encoding="utf-8-sig")
     assert sorted(every.year.unique()) == [2023, 2024] and len(every[every.year == 2024]) == n
