@@ -153,10 +153,21 @@ def _handler(signum: int, frame) -> None:
     _received(signum, count=not _WAKEUP)   # with the wake-up pipe, the watcher counts
     if not _RAISE:
         return
-    if _DEFER:
+    if _DEFER or _in_finalizer(frame):
+        # In a finalizer (e.g. ZipFile.__del__) Python would print the exception as "ignored"
+        # with a traceback and go on; the stop actions have run and the grace timer ends the build.
         _PENDING = signum
         return
     raise Interrupted(signum)
+
+
+def _in_finalizer(frame, depth: int = 8) -> bool:
+    """Whether the interrupted code runs inside a ``__del__`` (within ``depth`` frames)."""
+    while frame is not None and depth > 0:
+        if frame.f_code.co_name == "__del__":
+            return True
+        frame, depth = frame.f_back, depth - 1
+    return False
 
 
 def _watch(fd: int) -> None:
