@@ -226,6 +226,11 @@ def _lead(r) -> tuple[str, float, float, float] | None:
     return estimate_method_label(r["estimate_method"], r.get("lead_years")), float(v), float(lo), float(hi)
 
 
+def _named(label: str, names: list[str]) -> str:
+    """'label：a、b。' for the indicators a sentence names; '' when there are none."""
+    return f"{label}：" + "、".join(names) + "。" if names else ""
+
+
 def key_points(indicators: pd.DataFrame, catalogue: dict[str, Indicator], year: int, area_code: str,
                area_name: str, progress: pd.DataFrame | None = None) -> list[KeyPoint]:
     """The main points of one report (see module doc): 3-5 sentences from the same rows as its
@@ -234,6 +239,7 @@ def key_points(indicators: pd.DataFrame, catalogue: dict[str, Indicator], year: 
               and _row(indicators, year, area_code, i) is not None]
     headline = [i for i in survey if catalogue[i].headline] or survey[:1]
     points: list[KeyPoint] = []
+    rows = [(i, _row(indicators, year, area_code, i)) for i in survey]   # the area's rows, looked up once
     if not headline:
         return points
     first = headline[0]
@@ -254,10 +260,8 @@ def key_points(indicators: pd.DataFrame, catalogue: dict[str, Indicator], year: 
             text = (f"基準年（{'・'.join(str(b) for b in by)}年）から{year}年までに、調査による{len(tested)}指標のうち"
                     f"改善 {counts['改善']}、悪化 {counts['悪化']}、変化なし {counts['変化なし']}"
                     "（基本方針ごとに Holm 法で多重性を調整）。")
-            if better:
-                text += "改善：" + "、".join(better) + "。"
-            if worse:
-                text += "悪化：" + "、".join(worse) + "。"
+            text += _named("改善", better)
+            text += _named("悪化", worse)
             points.append(KeyPoint(text, "progress", [(year, NATIONAL, i, "total") for i in tested.indicator_id],
                                    {"counts": counts, "better": better, "worse": worse}))
         prefs = indicators[(indicators.year == year) & (indicators.area_code != NATIONAL)
@@ -301,20 +305,16 @@ def key_points(indicators: pd.DataFrame, catalogue: dict[str, Indicator], year: 
         else:
             points.append(KeyPoint(f"{area_name}の{name}は、集計対象が少ないため表示していません。",
                                    "headline", [key], {"suppressed": True}))
-        rows = [_row(indicators, year, area_code, i) for i in survey]
-        tested = [(i, x) for i, x in zip(survey, rows) if x is not None and x["comparison"] != "not_compared"]
+        tested = [(i, x) for i, x in rows if x is not None and x["comparison"] != "not_compared"]
         better = [catalogue[i].short_name for i, x in tested if x["comparison"] == "better"]
         worse = [catalogue[i].short_name for i, x in tested if x["comparison"] == "worse"]
         text = (f"全国との比較（{len(tested)}指標）で有意に良い指標は {len(better)}、悪い指標は {len(worse)} でした"
                 f"（差がなくても偶然に約 {chance_flags(len(tested)):.1f} 件は差ありと判定され得ます）。")
-        if worse:
-            text += "悪い指標：" + "、".join(worse) + "。"
-        if better:
-            text += "良い指標：" + "、".join(better) + "。"
+        text += _named("悪い指標", worse)
+        text += _named("良い指標", better)
         points.append(KeyPoint(text, "comparison", [(year, area_code, i, "total") for i, _ in tested],
                                {"better": better, "worse": worse, "n_tests": len(tested)}))
     # Change since the previous round (the area's own rows).
-    rows = [(i, _row(indicators, year, area_code, i)) for i in survey]
     prev_years = sorted(int(y) for y in indicators.year.unique() if int(y) < year)
     if prev_years:
         changed = [(i, x) for i, x in rows if x is not None and x["change_vs_previous"] in ("increase", "decrease", "no_change")]
@@ -326,12 +326,9 @@ def key_points(indicators: pd.DataFrame, catalogue: dict[str, Indicator], year: 
         same = [i for i, w in words.items() if w == "変化なし"]
         text = (f"前回（{prev_years[-1]}年）から有意に改善した指標は {len(up)}、悪化した指標は {len(down)}、"
                 f"有意な変化がない指標は {len(same)} でした。")
-        if up:
-            text += "改善：" + "、".join(up) + "。"
-        if down:
-            text += "悪化：" + "、".join(down) + "。"
-        if other:
-            text += "増減（評価の方向なし）：" + "、".join(other) + "。"
+        text += _named("改善", up)
+        text += _named("悪化", down)
+        text += _named("増減（評価の方向なし）", other)
         if broke:
             text += f"出典が前回と異なる {len(broke)} 指標は比較していません。"
         points.append(KeyPoint(text, "change", [(year, area_code, i, "total") for i, _ in changed],
