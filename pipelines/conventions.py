@@ -20,6 +20,8 @@ tells the fork when they drift from this module).
 
 from __future__ import annotations
 
+import html
+import re
 from dataclasses import dataclass
 
 from . import schema
@@ -168,3 +170,51 @@ def published_p(x):
     a = np.asarray(x, dtype=float)
     flat = [float(f"{v:.{P_DIGITS}g}") if np.isfinite(v) else v for v in a.ravel().tolist()]
     return np.asarray(flat, dtype=float).reshape(a.shape)
+
+
+# --- tables on narrow screens ---------------------------------------------------------------------
+# A wide table scrolls inside its own region instead of the page (WCAG 1.4.10 reflow); the region
+# can take keyboard focus (so it can be scrolled without a mouse) and is named after the table.
+TABLE_REGION_CLASS = "table-wrap"
+_TABLE = re.compile(r'(<div class="table-wrap"[^>]*>\s*)?(<table\b.*?</table>)', re.S | re.I)
+_CAPTION = re.compile(r"<caption\b[^>]*>(.*?)</caption>", re.S | re.I)
+_HEADING = re.compile(r"<h[1-6]\b[^>]*>(.*?)</h[1-6]>", re.S | re.I)
+_TAG = re.compile(r"<[^>]+>")
+
+
+def _plain(fragment: str) -> str:
+    return " ".join(html.unescape(_TAG.sub("", fragment)).split())
+
+
+def scrollable_tables(page: str) -> str:
+    """Every <table> of an HTML page inside a focusable, labelled scroll region (its caption, else
+    the nearest heading above it, names the region). A table already in such a region is kept."""
+    def wrap(m: re.Match) -> str:
+        table = m.group(2)
+        caption = _CAPTION.search(table)
+        if caption is not None and _plain(caption.group(1)):
+            name = _plain(caption.group(1))
+        else:
+            headings = _HEADING.findall(page, 0, m.start())
+            name = (_plain(headings[-1]) + "（表）") if headings else "表"
+        opening = (f'<div class="{TABLE_REGION_CLASS}" role="region" tabindex="0" '
+                   f'aria-label="{html.escape(name[:120], quote=True)}">')
+        return opening + table + ("" if m.group(1) else "</div>")
+    return _TABLE.sub(wrap, page)
+
+
+# --- the prefecture picker (site header and report pages) -----------------------------------------
+PICKER_LABEL = "都道府県を選ぶ（コード2桁を入力してEnter）"
+
+
+def prefecture_picker(options: list[tuple[str, str]], selected: str | None = None, ident: str = "pref-picker") -> str:
+    """A labelled <select> of (href, text) options and a button. Keyboard: focus the list, type the
+    two-digit code (1 3 selects "13 東京都") and press Enter, which opens the page (Enter on a closed
+    list is handled here: browsers do not submit a form from a <select>)."""
+    opts = "".join(f'<option value="{html.escape(href, quote=True)}"' + (" selected" if href == selected else "")
+                   + f">{html.escape(text)}</option>" for href, text in options)
+    return ('<form class="picker" action="#" onsubmit="location.href=this.elements.pref.value;return false;">'
+            f'<label for="{ident}">{PICKER_LABEL}</label> '
+            f'<select id="{ident}" name="pref" onkeydown="if(event.key===\'Enter\'){{event.preventDefault();'
+            f'location.href=this.value;}}">{opts}</select> '
+            '<button type="submit">表示</button></form>')

@@ -739,7 +739,8 @@ def footnotes(*cells: str) -> str:
     """The footnotes that apply to the cells shown (only the symbols that occur)."""
     text = " ".join(cells)
     notes = []
-    if any(c == SUPPRESSED or c.startswith(SUPPRESSED + " ") for c in cells):
+    # a hidden value alone, with a mark ("x ※"), or as the direct value beside a model estimate
+    if any(c == SUPPRESSED or c.startswith(SUPPRESSED + " ") or f" {SUPPRESSED}）" in c for c in cells):
         notes.append(FOOTNOTE_SUPPRESSED)
     if REFERENCE_MARK in text:
         notes.append(FOOTNOTE_REFERENCE)

@@ -27,6 +27,7 @@ from typing import Any
 
 import pandas as pd
 from jinja2 import Environment, FileSystemLoader, select_autoescape
+from markupsafe import Markup
 
 from . import config, conventions, method_statement, schema
 from . import warehouse as warehouse_db
@@ -177,6 +178,14 @@ def _env() -> Environment:
     return env
 
 
+def _picker(out_dir: Path, depth: int) -> Markup:
+    """The prefecture picker of the site header (pipelines.conventions.prefecture_picker): the
+    prefectures whose report exists."""
+    options = [(f"{'../' * depth}{rel}", f"{int(r.pref_code):02d} {r.name_ja}") for r in prefectures().itertuples()
+               if (out_dir / (rel := f"prefectures/{pref_slug(int(r.pref_code))}.html")).is_file()]
+    return Markup(conventions.prefecture_picker(options, ident="site-pref-picker")) if options else Markup("")
+
+
 def _nav(out_dir: Path, depth: int, current: str) -> list[dict[str, Any]]:
     prefix = "../" * depth
     return [{"href": prefix + href, "text": text, "exists": (out_dir / href).exists() or href == current,
@@ -184,7 +193,7 @@ def _nav(out_dir: Path, depth: int, current: str) -> list[dict[str, Any]]:
 
 
 HEADER_MARKER = "<!-- tsunagari-site-header -->"
-SITE_FONT = "assets/fonts/ipaexg.ttf"
+FONT_DIR = "assets/fonts"
 # The subset of site.css the header needs, for pages whose stylesheet is not ours.
 HEADER_CSS = """.site-header{border-bottom:1px solid #c8c8c8;padding:8px 24px;display:flex;flex-wrap:wrap;
 align-items:center;justify-content:space-between;gap:8px}
@@ -193,7 +202,9 @@ align-items:center;justify-content:space-between;gap:8px}
 .nav{list-style:none;display:flex;flex-wrap:wrap;gap:4px 18px;margin:0;padding:0}
 .nav a{color:#005a9c}.nav a[aria-current=page]{font-weight:bold;color:#1a1a1a;border-bottom:3px solid #005a9c}
 .nav .disabled{color:#888}
-.synthetic-banner{background:#fff3b0;border-bottom:2px solid #8a6d00;padding:8px 24px;color:#3d3000}"""
+.picker{display:flex;flex-wrap:wrap;gap:6px;align-items:center;margin-top:4px;font-size:.9em}.picker select,.picker button{font:inherit;padding:2px 6px;max-width:100%}
+.synthetic-banner{background:#fff3b0;border-bottom:2px solid #8a6d00;padding:8px 24px;color:#3d3000}
+.table-wrap{overflow-x:auto;max-width:100%}.table-wrap:focus-visible{outline:3px solid #000;outline-offset:2px}"""
 
 
 def site_header_html(out_dir: Path, page: str, year: int, synthetic: bool) -> str:
@@ -201,30 +212,31 @@ def site_header_html(out_dir: Path, page: str, year: int, synthetic: bool) -> st
     'quality/index.html'), with its own small inline style: for pages other stages write."""
     depth = page.count("/")
     html = _env().get_template("site-header.html.j2").render(
-        depth=depth, nav=_nav(out_dir, depth, page), year=year, synthetic=synthetic)
-    css = HEADER_CSS
-    if (out_dir / SITE_FONT).is_file():  # pages whose font stack names IPAexGothic get the shipped file
-        css = (f'@font-face{{font-family:"IPAexGothic";font-display:swap;'
-               f'src:local("IPAexGothic"),url("{"../" * depth}{SITE_FONT}") format("truetype")}}\n' + css)
-    return f"<style>{css}</style>\n{html}"
+        depth=depth, nav=_nav(out_dir, depth, page), year=year, synthetic=synthetic, picker=_picker(out_dir, depth))
+    return f"<style>{HEADER_CSS}</style>\n{html}"
 
 
 def inject_site_header(path: Path, out_dir: Path, year: int, synthetic: bool) -> bool:
-    """Insert the shared navigation after <body> of a page written by another stage (idempotent:
-    a page that already has it is left alone). Returns True when the page was changed."""
+    """Insert the shared navigation after <body> of a page written by another stage, and put its
+    tables in scroll regions (idempotent: a page that has both is left alone). Returns True when
+    the page was changed."""
     text = path.read_text(encoding="utf-8")
-    if HEADER_MARKER in text:
-        return False
+    new = text
     m = re.search(r"<body[^>]*>", text, re.I)
-    if not m:
+    if HEADER_MARKER not in text and m:
+        page = path.relative_to(out_dir).as_posix()
+        header = site_header_html(out_dir, page, year, synthetic and "合成データ" not in text)
+        new = text[: m.end()] + "\n" + header + text[m.end():]
+    new = conventions.scrollable_tables(new)  # its wide tables scroll in their own region
+    if new == text:
         return False
-    page = path.relative_to(out_dir).as_posix()
-    header = site_header_html(out_dir, page, year, synthetic and "合成データ" not in text)
-    _write(path, text[: m.end()] + "\n" + header + text[m.end():])
+    _write(path, new)
     return True
 
 
 def _write(path: Path, text: str) -> Path:
+    if path.suffix == ".html":
+        text = _embed_site_font(conventions.scrollable_tables(text))
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(text, encoding="utf-8")
@@ -351,7 +363,7 @@ def build_site(year: int, warehouse: Path, out_dir: Path, synthetic: bool | None
         "indicators": [{"id": i.id, "name": i.name_ja, "polarity": i.polarity,
                         "polarity_label": POLARITY_LABELS.get(i.polarity, i.polarity),
                         "national": national[i.id]["text"]} for i in map_inds],
-        "areas": {a["code"]: {"name": a["name"], "cells": {k: {"text": c["text"], "ci": c["ci"], "cmp": c["cmp"],
+        "areas": {a["code"]: {"name": a["name"], "short": a["short"], "cells": {k: {"text": c["text"], "ci": c["ci"], "cmp": c["cmp"],
                                                                "method": c["method"]}
                                                          for k, c in a["cells"].items()}}
                   for a in areas},
@@ -361,9 +373,9 @@ def build_site(year: int, warehouse: Path, out_dir: Path, synthetic: bool | None
     }
     env = _env()
     css = (TEMPLATES_DIR / "site.css").read_text(encoding="utf-8")
-    font_file = copy_site_font(out_dir)
+    copy_site_font(out_dir)
     generated = built_at.astimezone().strftime("%Y-%m-%d %H:%M")
-    common = {"year": year, "synthetic": synthetic, "css": css, "generated": generated, "font_file": font_file,
+    common = {"year": year, "synthetic": synthetic, "css": css, "generated": generated,
               "symbols": COMPARISON_SYMBOLS, "comparison_text": COMPARISON_TEXT, "legend": LEGEND_ORDER,
               "suppressed_mark": conventions.SUPPRESSED_MARK, "comparison_rule": method_statement.comparison_short(),
               "min_base": config.MIN_BASE, "reference_base": config.REFERENCE_BASE,
@@ -374,7 +386,7 @@ def build_site(year: int, warehouse: Path, out_dir: Path, synthetic: bool | None
     quality = out_dir / "quality" / "index.html"
     if not quality.exists():
         written.append(_write(quality, env.get_template("site-quality.html.j2").render(
-            **common, title="データ品質", depth=1, nav=_nav(out_dir, 1, "quality/index.html"))))
+            **common, title="データ品質", depth=1, nav=_nav(out_dir, 1, "quality/index.html"), picker=_picker(out_dir, 1))))
     # Pages written before the site exists get the shared navigation too (after downloads/index and
     # methodology exist, so their nav links are live).
     deferred_quality = quality
@@ -384,18 +396,18 @@ def build_site(year: int, warehouse: Path, out_dir: Path, synthetic: bool | None
         "xlsx": f"downloads/indicators-{year}.xlsx" if (out_dir / f"downloads/indicators-{year}.xlsx").exists() else None,
     }
     written.append(_write(out_dir / "downloads" / "index.html", env.get_template("site-downloads.html.j2").render(
-        **common, title="ダウンロード", depth=1, nav=_nav(out_dir, 1, "downloads/index.html"),
+        **common, title="ダウンロード", depth=1, nav=_nav(out_dir, 1, "downloads/index.html"), picker=_picker(out_dir, 1),
         areas=areas, downloads=downloads, columns=schema.INDICATOR_COLUMNS)))
 
     written.append(_write(out_dir / "methodology.html", env.get_template("site-methodology.html.j2").render(
-        **common, title="方法", depth=0, nav=_nav(out_dir, 0, "methodology.html"),
+        **common, title="方法", depth=0, nav=_nav(out_dir, 0, "methodology.html"), picker=_picker(out_dir, 0),
         catalogue=catalogue, polarity_labels=POLARITY_LABELS, citations=method_statement.citations(),
         rules=method_statement.rules(),
         confidence=int(config.CONFIDENCE_LEVEL * 100))))
 
     default_id = default_ind.id if default_ind else None
     written.append(_write(out_dir / "index.html", env.get_template("site-index.html.j2").render(
-        **common, title="トップ", depth=0, nav=_nav(out_dir, 0, "index.html"),
+        **common, title="トップ", depth=0, nav=_nav(out_dir, 0, "index.html"), picker=_picker(out_dir, 0),
         areas=areas, grid=sorted(areas, key=lambda a: (a["row"], a["x"])), map_inds=map_inds,
         key_inds=key_inds, default_id=default_id, default_ind=default_ind, national=national,
         national_html="national.html" if (out_dir / "national.html").exists() else None,
@@ -407,10 +419,26 @@ def build_site(year: int, warehouse: Path, out_dir: Path, synthetic: bool | None
     return written
 
 
+_EMBEDDED_FONT = re.compile(r"<style>@font-face\{font-family:'TsunagariJP';.*?</style>\n", re.S)
+_JSON_ESCAPE = re.compile(r"\\u([0-9a-fA-F]{4})")
+
+
+def _embed_site_font(page: str) -> str:
+    """The page with IPAexGothic embedded (subset to its characters, as the reports do), replacing
+    an earlier embedding: Japanese renders offline and where no Japanese font is installed, and a
+    visitor downloads about 0.1-0.3 MB instead of the whole 6 MB font. Text that the page's script
+    shows from its JSON data (written as \\uXXXX) is included."""
+    from .render.pandoc import embed_font
+
+    page = _EMBEDDED_FONT.sub("", page)
+    scripted = "".join(chr(int(h, 16)) for h in _JSON_ESCAPE.findall(page))
+    return embed_font(page, scripted)
+
+
 def copy_site_font(out_dir: Path) -> str | None:
-    """Ship IPAexGothic (matplotlib-fontja, IPA Font License) with the site as a local web-font
-    fallback, so Japanese renders offline even where no Japanese system font is installed.
-    Returns the font's path relative to out_dir (None if the font is unavailable)."""
+    """Ship the licence and readme of IPAexGothic (matplotlib-fontja, IPA Font License), whose
+    subset every page embeds, in assets/fonts. Returns that folder relative to out_dir (None if the
+    font package is unavailable)."""
     import importlib.util
 
     spec = importlib.util.find_spec("matplotlib_fontja")   # located, not imported (that imports matplotlib)
@@ -422,11 +450,14 @@ def copy_site_font(out_dir: Path) -> str | None:
         return None
     dst_dir = out_dir / "assets" / "fonts"
     dst_dir.mkdir(parents=True, exist_ok=True)
-    for f in [src, *src_dir.glob("*.txt")]:  # the font and its licence/readme
+    for f in src_dir.glob("*.txt"):  # the font's licence/readme
         dst = dst_dir / f.name
         if not dst.exists() or dst.stat().st_size != f.stat().st_size:
             shutil.copyfile(f, dst)
-    return SITE_FONT
+    stale = dst_dir / src.name     # the whole font, shipped by earlier versions
+    if stale.is_file():
+        stale.unlink()
+    return FONT_DIR
 
 
 # --- per-prefecture XLSX -------------------------------------------------------------------------

@@ -179,8 +179,21 @@ local function unique_identifiers(doc)
   end })
 end
 
+-- HTML: a wide table scrolls inside its own region (not the page, WCAG 1.4.10), which takes keyboard
+-- focus and is named after the table's caption (else "表"); pipelines.conventions.scrollable_tables
+-- does the same for the site pages.
+local function scroll_region(tbl)
+  local name = pandoc.utils.stringify(tbl.caption.long or {})
+  if name == "" then name = "表" end
+  return pandoc.Div({ tbl }, pandoc.Attr("", { "table-wrap" },
+    { role = "region", tabindex = "0", ["aria-label"] = name }))
+end
+
 function Pandoc(doc)
   doc = unique_identifiers(doc)
+  if not is_typst then
+    doc = doc:walk({ Table = scroll_region })
+  end
   -- Second pass so that Span/Div styling also applies to blocks parsed from Markdown outputs.
   if is_typst then
     doc = doc:walk({ Span = Span, Div = function(div)

@@ -147,3 +147,23 @@ class TestUkYear:
         assert dist.set_index("jp_code").loc["5", "value_text"] == "6"   # not 6.0
         year, ages = data.uk_by_age()
         assert year == "2024/25" and set(ages.year) == {"2024/25"} and len(ages) == 6
+
+
+class TestFootnotes:
+    """A table's footnotes explain every mark it shows, and only those (issue 23: a suppressed direct
+    value printed beside a model estimate, 'モデル推計（直接推計 x）', had no note saying what x means)."""
+
+    def test_a_hidden_direct_value_beside_a_model_estimate_is_explained(self):
+        from pipelines import report_data as rd
+
+        row = {"value": 0.5, "suppressed": True, "n_unweighted": 12, "estimate_method": "model", "lead_value": 0.04,
+               "lead_lower_ci95": 0.02, "lead_upper_ci95": 0.07, "lead_cv": 0.2}
+        cell = rd.fmt_method_direct(row)
+        assert f"直接推計 {rd.SUPPRESSED}）" in cell
+        assert rd.FOOTNOTE_SUPPRESSED in rd.footnotes("2.6", cell)
+
+    def test_only_the_marks_shown_get_a_note(self):
+        from pipelines import report_data as rd
+
+        assert rd.footnotes("2.6", "モデル推計（直接推計 0.0※）") == f"[{rd.FOOTNOTE_REFERENCE}]{{.footnote}}"
+        assert rd.footnotes("2.6", "直接推計", "ox") == ""

@@ -128,8 +128,9 @@ def test_every_local_link_resolves_and_no_network_asset(site: Path):
             checked += 1
         raw = path.read_text(encoding="utf-8")
         assert not re.search(r"""(src|href)\s*=\s*["'](https?:)?//""", raw, re.I)
-        for url in re.findall(r"""url\(["']?([^"')]+)""", raw):  # CSS url(): the shipped font
-            assert not re.match(r"^(https?:)?//", url) and (path.parent / url).resolve().is_file(), url
+        for url in re.findall(r"""url\(["']?([^"')]+)""", raw):  # CSS url(): the embedded font
+            assert not re.match(r"^(https?:)?//", url), url
+            assert url.startswith("data:") or (path.parent / url).resolve().is_file(), url[:80]
         assert "@import" not in raw and "url(http" not in raw
     assert checked > 47 * 3
 

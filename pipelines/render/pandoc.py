@@ -17,6 +17,7 @@ import tempfile
 from functools import lru_cache
 from pathlib import Path
 
+from .. import conventions
 from ..config import REPORTS_DIR, cache_dir, file_key
 from .common import RenderError, pdf_font
 
@@ -120,19 +121,15 @@ def report_nav(meta: dict) -> str:
     def page_of(pref: int) -> str:
         return f"prefectures/{pref_slug(pref)}.html" if national else f"{pref_slug(pref)}.html"
 
-    options = "".join(f'<option value="{page_of(int(r.pref_code))}"' + (" selected" if int(r.pref_code) == int(code) else "")
-                      + f">{int(r.pref_code):02d} {_html.escape(str(r.name_ja))}</option>"
-                      for r in prefectures().itertuples())
+    options = [(page_of(int(r.pref_code)), f"{int(r.pref_code):02d} {r.name_ja}") for r in prefectures().itertuples()]
+    picker = conventions.prefecture_picker(options, None if national else page_of(int(code)))
     current = f"{up}national.html" if national else None
     items = "".join(f'<li><a href="{_html.escape(h)}"' + (' aria-current="page"' if h == current else "")
                     + f">{_html.escape(t)}</a></li>" for h, t in links)
     own_items = "".join(f'<li><a href="{_html.escape(h)}">{_html.escape(t)}</a></li>' for h, t in own)
     return ('<header class="report-nav">\n<nav aria-label="サイト内ナビゲーション">\n'
             f'<ul class="nav">{items}</ul>\n<ul class="nav own">{own_items}</ul>\n'
-            '<form class="picker" action="#" onsubmit="location.href=this.elements.pref.value;return false;">'
-            '<label for="pref-picker">都道府県を選ぶ（コード2桁を入力）</label> '
-            f'<select id="pref-picker" name="pref">{options}</select> '
-            '<button type="submit">表示</button></form>\n</nav>\n</header>\n')
+            f'{picker}\n</nav>\n</header>\n')
 
 
 def html_includes(meta: dict) -> tuple[str, str]:
@@ -269,13 +266,14 @@ def _font_cache_file(font_file: Path, chars: set[str]) -> Path:
     return cache_dir() / "fonts" / f"base-subset-{h.hexdigest()[:32]}.ttf"
 
 
-def _embed_font(text: str) -> str:
-    """Embed the Japanese font, subset to the characters of this page, as an @font-face data URI,
-    so that the page renders without tofu on machines with no Japanese font (~300 KB)."""
+def _embed_font(text: str, extra: str = "") -> str:
+    """Embed the Japanese font, subset to the characters of this page (and `extra`, e.g. text a
+    script shows), as an @font-face data URI, so that the page renders without tofu on machines
+    with no Japanese font (~300 KB)."""
     import base64
     import io
 
-    visible = re.sub(r"data:[^\"')\s]+", "", text)
+    visible = re.sub(r"data:[^\"')\s]+", "", text) + extra
     chars = {c for c in visible if ord(c) > 127} | {chr(i) for i in range(32, 127)}
     base_chars, base = _base_font()
     if chars <= base_chars:
