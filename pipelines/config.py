@@ -40,6 +40,38 @@ LEAD_CV_MAX = 0.20
 MAX_INPUT_BYTES = int(os.environ.get("TSUNAGARI_MAX_INPUT_BYTES", str(1_500_000_000)))
 
 
+# Publication details (issue #23 item 5): printed under the title of every report (PDF and HTML)
+# and in the footer of every site page. A fork that publishes its own reports sets its publisher,
+# contact and terms here, in this one place. The publication date is the day the report was rendered
+# (the build's time: SOURCE_DATE_EPOCH when set) unless PUBLICATION_DATE fixes it ("2025-03-31").
+PUBLISHER = "つながり（Tsunagari）プロジェクト"
+# Where readers send questions. The sample build names the project itself; a fork puts its office,
+# e.g. "〇〇県 福祉部 孤独・孤立対策担当（電話 000-000-0000、メール kodoku@pref.example.jp）".
+CONTACT = "つながり（Tsunagari）プロジェクト（リポジトリの issue でお問い合わせください）"
+# The licence of the published statistics (tables, figures, downloads).
+TERMS = ("政府標準利用規約（第2.0版）に準拠（クリエイティブ・コモンズ 表示 4.0 国際（CC BY 4.0）と互換）。"
+         "出典を記載すれば複製・改変・再配布できます。")
+PUBLICATION_DATE: str | None = None
+
+
+def publication(built_at=None) -> dict[str, str]:
+    """The publication details as shown: {"date": "2025年3月31日", "iso": "2025-03-31", "publisher",
+    "contact", "terms"}. The date is PUBLICATION_DATE when set, else `built_at` (a datetime; default
+    the build's time, pipelines.site.build_time) in local time."""
+    from datetime import date
+
+    if PUBLICATION_DATE:
+        day = date.fromisoformat(PUBLICATION_DATE)
+    else:
+        if built_at is None:
+            from .site import build_time
+
+            built_at = build_time()
+        day = built_at.astimezone().date()
+    return {"date": f"{day.year}年{day.month}月{day.day}日", "iso": day.isoformat(),
+            "publisher": PUBLISHER, "contact": CONTACT, "terms": TERMS}
+
+
 CACHE_ENV = "TSUNAGARI_CACHE_DIR"
 
 

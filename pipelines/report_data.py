@@ -342,7 +342,10 @@ class ReportData:
         if not_direct:
             notes += "\n\n" + methods_footnote()
         return md_table(header, rows, None if self.is_national else ["l", "r", "r", "r", "l", "r", "c"] + (["r"] if uk_year else []),
-                        widths=None if self.is_national else [3, 2, 3, 2, 4, 2, 2] + ([2] if uk_year else [])) + "\n\n" + notes
+                        widths=None if self.is_national else [3, 2, 3, 2, 4, 2, 2] + ([2] if uk_year else []),
+                        caption=f"{self.name(ind)}：{UK_LABEL}と同じ年齢区分別（{self.area_name}"
+                                + ("" if self.is_national else "・全国") + ("・" + uk_place(uk_year) if uk_year else "") + "）"
+                        ) + "\n\n" + notes
 
     def uk_sources(self, uk: pd.DataFrame) -> str:
         """Which publication England's figures in `uk` (rows of uk_cls.csv, with `category_label`
@@ -718,7 +721,8 @@ def md_table(header: list[str], rows: list[list[str]], align: list[str] | None =
              caption: str | None = None, widths: list[int] | None = None) -> str:
     """A pipe table. align: 'l' | 'r' | 'c' per column; widths: relative column widths (pandoc
     reads them from the dashes of the separator line, so wide tables wrap inside the page).
-    Header and cells are escaped (md_escape) unless they are MdText; the caption is ours."""
+    Header, cells and the caption (pandoc's `: caption` line: <caption> in HTML, the table's
+    caption in the PDF) are escaped (md_escape) unless they are MdText."""
     align = align or ["l"] + ["r"] * (len(header) - 1)
     widths = widths or [4] + [2] * (len(header) - 1)
 
@@ -731,7 +735,7 @@ def md_table(header: list[str], rows: list[list[str]], align: list[str] | None =
     lines += ["| " + " | ".join(c if isinstance(c, MdText) else md_escape(c) for c in r) + " |" for r in rows]
     out = "\n".join(lines)
     if caption:
-        out += f"\n\n: {caption}"
+        out += f"\n\n: {caption if isinstance(caption, MdText) else md_escape(caption)}"
     return out
 
 
@@ -794,7 +798,8 @@ def headline_table(data: ReportData, ids: list[str] | None = None) -> str:
     if changed:
         notes += ("\n\n[「出典変更」：前回と今回で推計の出典が異なります（全国調査の県別回答者 → 県の独自調査など）。"
                   "調査設計が異なるため、前回との差は検定していません（推移の表と図に両方の値を示します）。]{.footnote}")
-    return md_table(header, rows, align, widths=widths) + "\n\n" + notes
+    caption = f"主な指標（{data.area_name}、{data.year}年" + ("" if data.is_national else "、全国との比較") + "）"
+    return md_table(header, rows, align, widths=widths, caption=caption) + "\n\n" + notes
 
 
 def breakdown_table(data: ReportData, ind: str, prefix: str, labels: dict[str, str]) -> str:
@@ -825,7 +830,9 @@ def breakdown_table(data: ReportData, ind: str, prefix: str, labels: dict[str, s
     notes = footnotes(*cells)
     if not_direct:
         notes += "\n\n" + methods_footnote()
-    return md_table(header, rows, align, widths=widths) + "\n\n" + notes
+    caption = f"{data.name(ind)}：{'性別' if prefix == 'sex' else '年齢別'}（{data.area_name}" \
+        + ("" if data.is_national else "・全国") + "）"
+    return md_table(header, rows, align, widths=widths, caption=caption) + "\n\n" + notes
 
 
 def shown_value(row) -> float | None:

@@ -376,6 +376,7 @@ def build_site(year: int, warehouse: Path, out_dir: Path, synthetic: bool | None
     copy_site_font(out_dir)
     generated = built_at.astimezone().strftime("%Y-%m-%d %H:%M")
     common = {"year": year, "synthetic": synthetic, "css": css, "generated": generated,
+              "publication": config.publication(built_at),
               "symbols": COMPARISON_SYMBOLS, "comparison_text": COMPARISON_TEXT, "legend": LEGEND_ORDER,
               "suppressed_mark": conventions.SUPPRESSED_MARK, "comparison_rule": method_statement.comparison_short(),
               "min_base": config.MIN_BASE, "reference_base": config.REFERENCE_BASE,

@@ -112,6 +112,41 @@ local function best_output(div)
   return {}
 end
 
+
+-- A chart and its table (in the same cell: the chart then its table, or the table, its footnotes
+-- and then the chart) are put in one Div of class "keep", which the Typst pass keeps on one page
+-- when the two fit in one (HTML: no change).
+local function is_chart(b)
+  return b ~= nil and b.t == "Div" and has_class(b, "chart")
+end
+
+function keep_charts_with_tables(blocks)
+  local out, i = {}, 1
+  while i <= #blocks do
+    local b = blocks[i]
+    local last = nil
+    if is_chart(b) and blocks[i + 1] ~= nil and blocks[i + 1].t == "Table" then
+      last = i + 1
+    elseif b.t == "Table" then
+      -- the table, up to two paragraphs (its footnotes), then its chart
+      for j = i + 1, math.min(i + 3, #blocks) do
+        if is_chart(blocks[j]) then last = j; break end
+        if blocks[j].t ~= "Para" and blocks[j].t ~= "Plain" then break end
+      end
+    end
+    if last ~= nil then
+      local group = {}
+      for j = i, last do table.insert(group, blocks[j]) end
+      table.insert(out, pandoc.Div(group, pandoc.Attr("", { "keep" })))
+      i = last + 1
+    else
+      table.insert(out, b)
+      i = i + 1
+    end
+  end
+  return out
+end
+
 function Div(div)
   if has_class(div, "cell") and has_class(div, "code") then
     local out = {}
@@ -121,7 +156,7 @@ function Div(div)
       end
       -- CodeBlock (the source) is dropped
     end
-    return out
+    return keep_charts_with_tables(out)
   end
   if has_class(div, "cell") and has_class(div, "markdown") then
     local out = {}
@@ -189,9 +224,109 @@ local function scroll_region(tbl)
     { role = "region", tabindex = "0", ["aria-label"] = name }))
 end
 
+-- Typst: charts, tables and the charts kept with their tables -----------------------------------
+
+-- The text of a Typst string literal ("..."): backslash and quote escaped, control characters as
+-- a space (the alt text comes from data).
+local function typst_string(text)
+  text = text:gsub("[%c]", " "):gsub("\\", "\\\\"):gsub('"', '\\"')
+  return '"' .. text .. '"'
+end
+
+-- Height / width of an image file (PNG header, or an SVG's width and height attributes); nil when
+-- it cannot be read.
+local function aspect(path)
+  local f = io.open(path, "rb")
+  if f == nil then return nil end
+  local head = f:read(2048) or ""
+  f:close()
+  if head:sub(1, 8) == "\137PNG\r\n\26\n" then
+    local function u32(i)
+      local a, b, c, d = head:byte(i, i + 3)
+      return ((a * 256 + b) * 256 + c) * 256 + d
+    end
+    local w, h = u32(17), u32(21)
+    if w > 0 then return h / w end
+  end
+  local w = head:match('<svg[^>]-%swidth="([%d%.]+)')
+  local h = head:match('<svg[^>]-%sheight="([%d%.]+)')
+  if w ~= nil and h ~= nil and tonumber(w) > 0 then return tonumber(h) / tonumber(w) end
+  return nil
+end
+
+local TEXT_WIDTH_MM = 178    -- report.typ: A4 less 16 mm margins
+local KEEP_MAX_MM = 100      -- at most 40% of a page's body (~250 mm): the hole it may leave
+local ROW_MM = 8             -- a table row at 7.8 pt, wrapped to two lines at most
+local SHORT_TABLE_ROWS = 8   -- a table of at most this many rows (~75 mm) is not split across pages
+
+local function table_rows(tbl)
+  local n = 1   -- the header
+  for _, body in ipairs(tbl.bodies or {}) do n = n + #body.body end
+  return n
+end
+
+-- The chart as a Typst image with its alternative text (a Figure tag with /Alt in the PDF; the
+-- PDF/UA-1 standard that pandoc.py compiles with refuses an image without it).
+local function typst_chart(div)
+  local img = nil
+  div:walk({ Image = function(el) img = el end })
+  if img == nil then return { div } end
+  local alt = stringify(img.caption or {})
+  if alt == "" then alt = "図" end
+  return { pandoc.RawBlock("typst", "#block(breakable: false, width: 100%, image(" .. typst_string(img.src)
+    .. ", width: 100%, alt: " .. typst_string(alt) .. "))") }
+end
+
+local function chart_mm(div)
+  local mm = nil
+  div:walk({ Image = function(el)
+    local r = aspect(el.src)
+    if r ~= nil then mm = TEXT_WIDTH_MM * r end
+  end })
+  return mm
+end
+
+local function unbreakable(blocks)
+  local out = { pandoc.RawBlock("typst", "#block(breakable: false, width: 100%)[") }
+  for _, x in ipairs(blocks) do table.insert(out, x) end
+  table.insert(out, pandoc.RawBlock("typst", "]"))
+  return out
+end
+
+local function typst_table(tbl)
+  if table_rows(tbl) <= SHORT_TABLE_ROWS then return unbreakable({ tbl }) end
+  return { tbl }
+end
+
+local TYPST_BLOCKS = {
+  traverse = "topdown",
+  Div = function(div)
+    if has_class(div, "chart") then return typst_chart(div), false end
+    if has_class(div, "keep") then
+      local mm, blocks = 0, {}
+      for _, b in ipairs(div.content) do
+        if b.t == "Div" and has_class(b, "chart") then
+          mm = mm + (chart_mm(b) or KEEP_MAX_MM)
+          for _, x in ipairs(typst_chart(b)) do table.insert(blocks, x) end
+        elseif b.t == "Table" then
+          mm = mm + 10 + ROW_MM * table_rows(b)
+          for _, x in ipairs(typst_table(b)) do table.insert(blocks, x) end
+        else
+          mm = mm + 8
+          table.insert(blocks, b)
+        end
+      end
+      if mm <= KEEP_MAX_MM then return unbreakable(blocks), false end
+      return blocks, false
+    end
+    return nil
+  end,
+  Table = function(tbl) return typst_table(tbl), false end,
+}
+
 function Pandoc(doc)
   doc = unique_identifiers(doc)
-  if not is_typst then
+  if not is_typst then  -- the reader's pass (to JSON), whose tables reach the HTML writer
     doc = doc:walk({ Table = scroll_region })
   end
   -- Second pass so that Span/Div styling also applies to blocks parsed from Markdown outputs.
@@ -205,6 +340,19 @@ function Pandoc(doc)
       end
       return nil
     end })
+    -- the HTML scroll regions (added when the notebook was read) mean nothing on paper
+    doc = doc:walk({ Div = function(div)
+      if has_class(div, "table-wrap") then return div.content end
+      return nil
+    end })
+    doc = doc:walk(TYPST_BLOCKS)
+    -- The publication details (report.typ's publication-block) under the title.
+    for i, b in ipairs(doc.blocks) do
+      if b.t == "Header" and b.level == 1 then
+        doc.blocks:insert(i + 1, pandoc.RawBlock("typst", "#publication-block"))
+        break
+      end
+    end
   end
   return doc
 end

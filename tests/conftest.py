@@ -16,6 +16,21 @@ def warehouse(tmp_path: Path) -> Path:
     return tmp_path / "warehouse.duckdb"
 
 
+@pytest.fixture(scope="session")
+def built_reports(tmp_path_factory):
+    """The reports stage run once per session on the fixture warehouse (tests/fixtures_reports.py):
+    Tokyo, Tottori (the smallest sample) and national, HTML and PDF (the built-in renderer).
+    Returns (result, site folder, warehouse). test_reports.py and test_pdf_structure.py read it."""
+    from pipelines.reports import run_reports
+    from tests.fixtures_reports import build_fixture_warehouse
+
+    root = tmp_path_factory.mktemp("reports")
+    wh = build_fixture_warehouse(root / "warehouse.duckdb")
+    out = root / "site"
+    result = run_reports(2024, wh, out, prefs=[13, 31, 0], renderer="pandoc")
+    return result, out, wh
+
+
 def pytest_collection_modifyitems(config, items):
     if shutil.which("quarto") is None:
         import os

@@ -115,11 +115,8 @@ def shown(row) -> str:
 
 
 @pytest.fixture(scope="module")
-def built(tmp_path_factory):
-    root = tmp_path_factory.mktemp("reports")
-    wh = build_fixture_warehouse(root / "warehouse.duckdb")
-    out = root / "site"
-    result = run_reports(YEAR, wh, out, prefs=[13, 31, 0], renderer="pandoc")
+def built(built_reports):
+    result, out, wh = built_reports   # conftest.py: one build shared with test_pdf_structure.py
     con = duckdb.connect(str(wh), read_only=True)
     ind = con.execute("SELECT * FROM indicators WHERE year = ?", [YEAR]).df()
     con.close()

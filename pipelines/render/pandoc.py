@@ -142,7 +142,17 @@ def html_includes(meta: dict) -> tuple[str, str]:
     parts.append(f'<p class="report-context">孤独・孤立対策 年次評価レポート｜{crumbs}</p>')
     after = ('<div class="synthetic-banner bottom" role="note">' + _html.escape(BANNER_TEXT) + "</div>\n"
              if meta.get("synthetic") else "")
-    return "\n".join(parts) + "\n", after
+    return "\n".join(parts) + "\n", after + publication_html()
+
+
+def publication_html() -> str:
+    """The publication details at the foot of a report page (as under the PDF's title)."""
+    from ..config import publication
+
+    pub = {k: _html.escape(v) for k, v in publication().items()}
+    return ('<footer class="report-publication">\n'
+            f'<p>発行：{pub["publisher"]}（<time datetime="{pub["iso"]}">{pub["date"]}</time>）　'
+            f'問い合わせ先：{pub["contact"]}</p>\n<p>利用条件：{pub["terms"]}</p>\n</footer>\n')
 
 
 def render_html(executed: Path, html_out: Path, meta: dict) -> Path:
@@ -306,6 +316,21 @@ def _typst_escape(text: str) -> str:
 typst_escape = _typst_escape   # public: the Quarto renderer passes report.typ's variables the same way
 
 
+def publication_vars() -> dict[str, str]:
+    """report.typ's publication variables (the date, publisher, contact and terms under the title:
+    pipelines/config.py, the one place a fork sets them)."""
+    from ..config import publication
+
+    pub = publication()
+    return {"published": pub["date"], "publisher": pub["publisher"], "contact": pub["contact"],
+            "terms": pub["terms"]}
+
+
+# PDF/UA-1: Typst refuses to write the PDF when an image has no alternative text (and checks the
+# rest of what the standard asks of a tagged PDF).
+PDF_STANDARDS = ["ua-1"]
+
+
 def render_typst(executed: Path, workdir: Path, meta: dict) -> Path:
     """pandoc -> Typst source in `workdir`, with the notebook's images copied beside it (media/)."""
     import shutil
@@ -315,13 +340,16 @@ def render_typst(executed: Path, workdir: Path, meta: dict) -> Path:
     if (ast.dir / "media").is_dir():
         shutil.copytree(ast.dir / "media", Path(workdir) / "media", dirs_exist_ok=True)
     typ = Path(workdir) / "report.typ"
-    args = _writer_args(ast) + [
+    # The filter again, for its Typst pass: charts as images with their alternative text, charts
+    # kept with their tables, coloured comparison words (the reading pass wrote JSON, not Typst).
+    args = _writer_args(ast) + ["--lua-filter", str(LUA_FILTER)] + [
         "-t", "typst", "--standalone", f"--template={TYPST_TEMPLATE}",
         "-V", f"mainfont={_typst_escape(family)}",
         "-V", f"area-name={_typst_escape(meta.get('area_name', ''))}",
         "-V", f"report-year={int(meta.get('year', 0))}",
         "-V", f"doc-title={_typst_escape(meta.get('title', ''))}",
         "-V", f"banner-text={_typst_escape(BANNER_TEXT)}",
+        *(a for k, v in publication_vars().items() for a in ("-V", f"{k}={_typst_escape(v)}")),
         "-o", str(typ),
     ]
     if meta.get("synthetic"):
@@ -344,7 +372,8 @@ def render_pdf(executed: Path, pdf_out: Path, meta: dict) -> Path:
         typ = render_typst(executed.resolve(), workdir, meta)
         try:
             pdf, warnings = typst.compile_with_warnings(
-                str(typ), root=str(workdir), font_paths=[str(font_file.parent)], ignore_system_fonts=True)
+                str(typ), root=str(workdir), font_paths=[str(font_file.parent)], ignore_system_fonts=True,
+                pdf_standards=PDF_STANDARDS)
         except typst.TypstError as exc:
             raise RenderError(f"{pdf_out.name}: typst failed: {exc}") from exc
         msgs = [str(getattr(w, "message", w)) for w in (warnings or [])]

@@ -198,7 +198,7 @@ def _typst_string(value: object) -> str:
 def front_matter(slug: str, area: dict[str, Any]) -> dict[str, Any]:
     """A staged notebook's front matter: the page title (no Quarto title block: the notebook's H1 is
     the title), report.typ's variables, and the HTML before and after the body."""
-    from .pandoc import BANNER_TEXT, html_includes, report_nav
+    from .pandoc import BANNER_TEXT, html_includes, publication_vars, report_nav
 
     year = int(area.get("year", 0))
     title = str(area.get("title") or f"{area.get('area_name', slug)} {year}年")
@@ -210,6 +210,7 @@ def front_matter(slug: str, area: dict[str, Any]) -> dict[str, Any]:
         "report-year": _typst_string(year),
         "doc-title": _typst_string(title),
         "banner-text": _typst_string(BANNER_TEXT),
+        **{k: _typst_string(v) for k, v in publication_vars().items()},
         "synthetic": bool(area.get("synthetic")),
         # A document's `format` names the formats it is rendered to: both, the project's options.
         "format": {"html": {"include-before-body": [{"text": before}]}, "typst": "default"},
