@@ -165,8 +165,10 @@ def neutralise(value: Any) -> Any:
 
 # --- pages ---------------------------------------------------------------------------------------
 
-NAV = [("index.html", "トップ"), ("national.html", "全国"), ("methodology.html", "方法"),
+NAV = [("index.html", "トップ"), ("national.html", "全国"), ("compare.html", "比較"), ("methodology.html", "方法"),
        ("quality/index.html", "データ品質"), ("downloads/index.html", "ダウンロード")]
+# The pages build_site writes: live in the navigation of every page it writes, whichever is written first.
+SITE_PAGES = frozenset({"index.html", "compare.html", "methodology.html", "downloads/index.html"})
 
 
 def _env() -> Environment:
@@ -177,9 +179,12 @@ def _env() -> Environment:
     return env
 
 
-def _nav(out_dir: Path, depth: int, current: str) -> list[dict[str, Any]]:
+def _nav(out_dir: Path, depth: int, current: str, planned: frozenset[str] = frozenset()) -> list[dict[str, Any]]:
+    """The navigation items; a page that does not exist (and is not in `planned`, the pages being
+    written now) is shown disabled."""
     prefix = "../" * depth
-    return [{"href": prefix + href, "text": text, "exists": (out_dir / href).exists() or href == current,
+    return [{"href": prefix + href, "text": text,
+             "exists": (out_dir / href).exists() or href == current or href in planned,
              "current": href == current} for href, text in NAV]
 
 
@@ -374,7 +379,7 @@ def build_site(year: int, warehouse: Path, out_dir: Path, synthetic: bool | None
     quality = out_dir / "quality" / "index.html"
     if not quality.exists():
         written.append(_write(quality, env.get_template("site-quality.html.j2").render(
-            **common, title="データ品質", depth=1, nav=_nav(out_dir, 1, "quality/index.html"))))
+            **common, title="データ品質", depth=1, nav=_nav(out_dir, 1, "quality/index.html", SITE_PAGES))))
     # Pages written before the site exists get the shared navigation too (after downloads/index and
     # methodology exist, so their nav links are live).
     deferred_quality = quality
@@ -384,18 +389,21 @@ def build_site(year: int, warehouse: Path, out_dir: Path, synthetic: bool | None
         "xlsx": f"downloads/indicators-{year}.xlsx" if (out_dir / f"downloads/indicators-{year}.xlsx").exists() else None,
     }
     written.append(_write(out_dir / "downloads" / "index.html", env.get_template("site-downloads.html.j2").render(
-        **common, title="ダウンロード", depth=1, nav=_nav(out_dir, 1, "downloads/index.html"),
+        **common, title="ダウンロード", depth=1, nav=_nav(out_dir, 1, "downloads/index.html", SITE_PAGES),
         areas=areas, downloads=downloads, columns=schema.INDICATOR_COLUMNS)))
 
+    national_html = "national.html" if (out_dir / "national.html").exists() else None
+    written.append(write_compare_page(env, common, out_dir, df, map_inds, areas, national_html, downloads))
+
     written.append(_write(out_dir / "methodology.html", env.get_template("site-methodology.html.j2").render(
-        **common, title="方法", depth=0, nav=_nav(out_dir, 0, "methodology.html"),
+        **common, title="方法", depth=0, nav=_nav(out_dir, 0, "methodology.html", SITE_PAGES),
         catalogue=catalogue, polarity_labels=POLARITY_LABELS, citations=method_statement.citations(),
         rules=method_statement.rules(),
         confidence=int(config.CONFIDENCE_LEVEL * 100))))
 
     default_id = default_ind.id if default_ind else None
     written.append(_write(out_dir / "index.html", env.get_template("site-index.html.j2").render(
-        **common, title="トップ", depth=0, nav=_nav(out_dir, 0, "index.html"),
+        **common, title="トップ", depth=0, nav=_nav(out_dir, 0, "index.html", SITE_PAGES),
         areas=areas, grid=sorted(areas, key=lambda a: (a["row"], a["x"])), map_inds=map_inds,
         key_inds=key_inds, default_id=default_id, default_ind=default_ind, national=national,
         national_html="national.html" if (out_dir / "national.html").exists() else None,
@@ -405,6 +413,76 @@ def build_site(year: int, warehouse: Path, out_dir: Path, synthetic: bool | None
         written.append(deferred_quality)
     log.info("site: %d files written to %s", len(written), out_dir)
     return written
+
+
+# --- compare page (issue #23): two or three prefectures side by side ------------------------------
+
+COMPARE_SLOTS = 3
+UNIT_NOTE = {"percent": "%", "per_10k": "16歳以上人口1万人当たり", "flag": "あり／なし（全国は設置済みの都道府県の割合%）",
+             "count": "件", "yen": "円"}
+
+
+def suppression_reason(note: Any) -> str:
+    """Why a suppressed cell is hidden, in the words of the reports' footnote."""
+    text = note if isinstance(note, str) else ""
+    if "二次秘匿" in text or "secondary suppression" in text:
+        return "他の値からの差し引きで算出されるのを防ぐため（二次秘匿）非表示"
+    return f"集計対象が{config.MIN_BASE}人未満のため非表示"
+
+
+def compare_cell(row: pd.Series | None, ind: Indicator, national: bool = False) -> dict[str, Any]:
+    """One cell of the compare page from a row at the published precision (downloads.round_published):
+    the value as the site shows it (``_cell``; a rate per 10,000 with its published decimals), its
+    interval, the comparison's symbol and word, the estimate method, the base as published (a
+    suppressed row's base is not published) and, for a suppressed cell, why."""
+    c = _cell(row, ind, national)
+    text = c["text"]
+    if ind.unit == "per_10k" and c["v"] is not None:
+        text = f"{c['v']:.{conventions.RATE_DECIMALS}f}" + c["mark"]
+    base = ""
+    if row is not None and not c["sup"] and not c["mark"]:
+        n = _num(row.get("n_unweighted"))
+        base = f"{n:,.0f}人" if n is not None else ""
+    return {"t": text, "ci": c["ci"], "cmp": c["cmp"], "m": c["method"], "n": base, "ref": c["ref"],
+            "sup": suppression_reason(row.get("note")) if c["sup"] and row is not None else ""}
+
+
+def compare_data(df: pd.DataFrame, inds: list[Indicator], areas: list[dict[str, Any]],
+                 national_html: str | None) -> dict[str, Any]:
+    """The JSON the compare page embeds: every area's (and the nation's) published headline cells
+    (total breakdown) of `inds`. Nothing that the site does not publish: values at the published
+    precision, suppressed cells as the mark and the reason only."""
+    from .downloads import round_published
+
+    total = round_published(df[df["breakdown"] == "total"])
+    lookup = {(r["area_code"], r["indicator_id"]): r for _, r in total.iterrows()}
+    out_areas = {"00": {"name": "全国", "html": national_html,
+                        "cells": {i.id: compare_cell(lookup.get(("00", i.id)), i, national=True) for i in inds}}}
+    for a in areas:
+        out_areas[a["code"]] = {"name": a["name"], "html": a["html"],
+                                "cells": {i.id: compare_cell(lookup.get((a["code"], i.id)), i) for i in inds}}
+    return {
+        "indicators": [{"id": i.id, "name": i.name_ja, "unit": UNIT_NOTE.get(i.unit, i.unit),
+                        "polarity": POLARITY_LABELS.get(i.polarity, i.polarity)} for i in inds],
+        "areas": out_areas,
+        "symbols": COMPARISON_SYMBOLS,
+        "labels": {**COMPARISON_TEXT, "suppressed": "非表示"},
+        "slots": COMPARE_SLOTS,
+        "missing": conventions.MISSING_MARK,
+    }
+
+
+def write_compare_page(env: Environment, common: dict[str, Any], out_dir: Path, df: pd.DataFrame,
+                       inds: list[Indicator], areas: list[dict[str, Any]], national_html: str | None,
+                       downloads: dict[str, Any]) -> Path:
+    """compare.html: two or three prefectures and the national figures side by side. A small inline
+    script draws the table from the embedded data for the areas chosen in labelled selects; the
+    choice is kept in the query string (compare.html?a=13&b=31), so a report links to the page with
+    its own area chosen. Without JavaScript the page lists the reports instead."""
+    data = compare_data(df, inds, areas, national_html)
+    return _write(out_dir / "compare.html", env.get_template("site-compare.html.j2").render(
+        **common, title="都道府県の比較", depth=0, nav=_nav(out_dir, 0, "compare.html", SITE_PAGES),
+        areas=areas, slots=COMPARE_SLOTS, compare_data=data, national_html=national_html, downloads=downloads))
 
 
 def copy_site_font(out_dir: Path) -> str | None:
