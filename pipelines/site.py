@@ -351,13 +351,19 @@ def build_site(year: int, warehouse: Path, out_dir: Path, synthetic: bool | None
             "cells": cells,
         })
     national = {i.id: _cell(lookup.get(("00", i.id)), i, national=True) for i in map_inds}
+    schemes = {i.id: map_scheme(i, {a["code"]: a["cells"][i.id] for a in areas}) for i in map_inds}
+    for a in areas:   # each tile's class, symbol and the words of its colour (map_scheme)
+        for k, c in a["cells"].items():
+            c["tile"] = schemes[k]["tiles"][a["code"]]
     map_data = {
         "default": default_ind.id if default_ind else None,
         "indicators": [{"id": i.id, "name": i.name_ja, "polarity": i.polarity,
                         "polarity_label": POLARITY_LABELS.get(i.polarity, i.polarity),
-                        "national": national[i.id]["text"]} for i in map_inds],
+                        "national": national[i.id]["text"], "scheme": schemes[i.id]["scheme"],
+                        "scheme_text": schemes[i.id]["scheme_text"], "legend": schemes[i.id]["legend"]}
+                       for i in map_inds],
         "areas": {a["code"]: {"name": a["name"], "cells": {k: {"text": c["text"], "ci": c["ci"], "cmp": c["cmp"],
-                                                               "method": c["method"]}
+                                                               "method": c["method"], **c["tile"]}
                                                          for k, c in a["cells"].items()}}
                   for a in areas},
         "symbols": COMPARISON_SYMBOLS,
@@ -365,7 +371,7 @@ def build_site(year: int, warehouse: Path, out_dir: Path, synthetic: bool | None
         "missing": conventions.MISSING_MARK,
     }
     env = _env()
-    css = (TEMPLATES_DIR / "site.css").read_text(encoding="utf-8")
+    css = (TEMPLATES_DIR / "site.css").read_text(encoding="utf-8") + map_css()
     font_file = copy_site_font(out_dir)
     generated = built_at.astimezone().strftime("%Y-%m-%d %H:%M")
     common = {"year": year, "synthetic": synthetic, "css": css, "generated": generated, "font_file": font_file,
@@ -408,11 +414,89 @@ def build_site(year: int, warehouse: Path, out_dir: Path, synthetic: bool | None
         key_inds=key_inds, default_id=default_id, default_ind=default_ind, national=national,
         national_html="national.html" if (out_dir / "national.html").exists() else None,
         national_pdf="national.pdf" if (out_dir / "national.pdf").exists() else None,
-        downloads=downloads, map_data=map_data, polarity_labels=POLARITY_LABELS)))
+        downloads=downloads, map_data=map_data, polarity_labels=POLARITY_LABELS,
+        default_scheme=schemes[default_id] if default_id else None, map_levels=MAP_LEVELS)))
     if inject_site_header(deferred_quality, out_dir, year, synthetic):
         written.append(deferred_quality)
     log.info("site: %d files written to %s", len(written), out_dir)
     return written
+
+
+# --- tile map fills (issue #23 item 3) ------------------------------------------------------------
+
+# An indicator whose prefecture tiles are judged against the national value is coloured by the
+# comparison (pipelines.conventions); one with no judged tile (the programme rates and flags) by its
+# value: five levels of one sequential scale, light (low) to dark (high), the level's digit on the
+# tile and the value in text. Tiles with a pooled or model-based estimate (not compared) have their
+# own fill and mark. (fill, text on it): WCAG AA contrast, tests/test_site.py checks it.
+MAP_LEVELS = 5
+MAP_FILLS = {
+    "val-1": ("#F2F0F7", "#1A1A1A"), "val-2": ("#CBC9E2", "#1A1A1A"), "val-3": ("#9E9AC8", "#000000"),
+    "val-4": ("#6A51A3", "#FFFFFF"), "val-5": ("#3F007D", "#FFFFFF"),
+    "val-yes": ("#6A51A3", "#FFFFFF"), "val-no": ("#CBC9E2", "#1A1A1A"),
+    "est-model": ("#F3E6CC", "#1A1A1A"), "est-pooled": ("#F3E6CC", "#1A1A1A"),
+}
+JUDGED = frozenset({"better", "worse", "similar", "higher", "lower"})
+
+
+def map_css() -> str:
+    """The CSS of MAP_FILLS (appended to site.css on the index page)."""
+    return "\n".join(f".{k} {{ background: {f}; color: {t}; }}" for k, (f, t) in MAP_FILLS.items()) + "\n"
+
+
+def map_scheme(ind: Indicator, cells: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """How the tile map shows `ind` (cells: area code -> ``_cell``): the scheme ('comparison' when
+    any prefecture tile is judged, else 'value'), per tile its class, symbol and the words that say
+    what the colour means, and the legend: only the entries that some tile shows, in order."""
+    tiles: dict[str, dict[str, str]] = {}
+    judged = any(c["cmp"] in JUDGED for c in cells.values())
+    if judged:
+        for code, c in cells.items():
+            if c["mark"]:
+                method = next(m for m, mark in conventions.ESTIMATE_MARKS.items() if mark == c["mark"])
+                tiles[code] = {"cls": f"est-{method}", "sym": c["mark"],
+                               "desc": f"全国と比べて{COMPARISON_TEXT['not_compared']}（{conventions.ESTIMATE_METHODS[method]}）"}
+            else:
+                tiles[code] = {"cls": f"cmp-{c['cmp']}", "sym": COMPARISON_SYMBOLS[c["cmp"]],
+                               "desc": "全国と比べて" + COMPARISON_TEXT[c["cmp"]]}
+        entries = [(f"cmp-{k}", COMPARISON_SYMBOLS[k], COMPARISON_TEXT[k]) for k in LEGEND_ORDER]
+        entries += [(f"est-{m}", mark, f"{conventions.ESTIMATE_METHODS[m]}（全国との比較はしない）")
+                    for m, mark in conventions.ESTIMATE_MARKS.items()]
+    else:
+        values = {code: c["v"] for code, c in cells.items() if c["v"] is not None and not c["sup"]}
+        entries = []
+        if ind.unit == "flag":
+            for code, v in values.items():
+                yes = v >= 0.5
+                tiles[code] = {"cls": "val-yes" if yes else "val-no", "sym": "●" if yes else "○",
+                               "desc": "あり" if yes else "なし"}
+            entries = [("val-yes", "●", "あり"), ("val-no", "○", "なし")]
+        elif values:
+            lo, hi = min(values.values()), max(values.values())
+            width = (hi - lo) / MAP_LEVELS
+            members: dict[int, list[float]] = {}
+            for code, v in values.items():
+                level = MAP_LEVELS // 2 if width == 0 else min(MAP_LEVELS - 1, int((v - lo) / width))
+                members.setdefault(level, []).append(v)
+                tiles[code] = {"cls": f"val-{level + 1}", "sym": str(level + 1),
+                               "desc": f"値の大きさ {level + 1}（{MAP_LEVELS}段階、数字・色が濃いほど大きい）"}
+            for level in range(MAP_LEVELS):
+                if level in members:
+                    a, b = fmt_value(min(members[level]), ind.unit), fmt_value(max(members[level]), ind.unit)
+                    entries.append((f"val-{level + 1}", str(level + 1), a if a == b else f"{a}～{b}"))
+        for code, c in cells.items():
+            if code not in tiles:
+                key = "suppressed" if c["sup"] else "not_compared"
+                tiles[code] = {"cls": f"cmp-{key}",
+                               "sym": COMPARISON_SYMBOLS[key] if c["sup"] else conventions.MISSING_MARK,
+                               "desc": COMPARISON_TEXT[key] if c["sup"] else "値なし"}
+        entries += [("cmp-suppressed", COMPARISON_SYMBOLS["suppressed"], COMPARISON_TEXT["suppressed"]),
+                    ("cmp-not_compared", conventions.MISSING_MARK, "値なし")]
+    shown = {t["cls"] for t in tiles.values()}
+    return {"scheme": "comparison" if judged else "value",
+            "scheme_text": "全国との比較" if judged else "値の大きさ（全国との比較はしない指標）",
+            "tiles": tiles,
+            "legend": [{"cls": cls, "sym": sym, "text": text} for cls, sym, text in entries if cls in shown]}
 
 
 # --- compare page (issue #23): two or three prefectures side by side ------------------------------
