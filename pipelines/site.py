@@ -1,7 +1,7 @@
 """The published site: index (tile map + table), methodology, downloads (docs/DESIGN.md "Outputs").
 
 `build_site` reads the committed `indicators` table of one round and writes, under `out_dir`:
-``index.html``, ``methodology.html``, ``downloads/index.html``, one XLSX per prefecture
+``index.html``, ``compare.html``, ``methodology.html``, ``downloads/index.html``, one XLSX per prefecture
 (``downloads/{slug}-{year}.xlsx``) and, only when the validation stage has not written one, a
 placeholder ``quality/index.html``. The area reports (``national.html|pdf``,
 ``prefectures/{slug}.html|pdf``) and the all-area downloads come from the reports and indicators stages;
