@@ -360,10 +360,11 @@ def build_site(year: int, warehouse: Path, out_dir: Path, synthetic: bool | None
         "indicators": [{"id": i.id, "name": i.name_ja, "polarity": i.polarity,
                         "polarity_label": POLARITY_LABELS.get(i.polarity, i.polarity),
                         "national": national[i.id]["text"], "scheme": schemes[i.id]["scheme"],
-                        "scheme_text": schemes[i.id]["scheme_text"], "legend": schemes[i.id]["legend"]}
+                        "scheme_text": schemes[i.id]["scheme_text"], "legend": schemes[i.id]["legend"],
+                        "classes": schemes[i.id]["classes"]}
                        for i in map_inds],
         "areas": {a["code"]: {"name": a["name"], "cells": {k: {"text": c["text"], "ci": c["ci"], "cmp": c["cmp"],
-                                                               "method": c["method"], **c["tile"]}
+                                                               "method": c["method"], "cls": c["tile"]["cls"]}
                                                          for k, c in a["cells"].items()}}
                   for a in areas},
         "symbols": COMPARISON_SYMBOLS,
@@ -496,6 +497,8 @@ def map_scheme(ind: Indicator, cells: dict[str, dict[str, Any]]) -> dict[str, An
     return {"scheme": "comparison" if judged else "value",
             "scheme_text": "全国との比較" if judged else "値の大きさ（全国との比較はしない指標）",
             "tiles": tiles,
+            # a tile's symbol and words follow from its class: sent once per class, not per tile
+            "classes": {t["cls"]: {"sym": t["sym"], "desc": t["desc"]} for t in tiles.values()},
             "legend": [{"cls": cls, "sym": sym, "text": text} for cls, sym, text in entries if cls in shown]}
 
 

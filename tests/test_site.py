@@ -184,7 +184,8 @@ def test_tiles_are_links_with_symbol_text_and_label_matching_the_embedded_data(s
         assert f'href="prefectures/{slug}.html"' in li.group(0)
         assert f'aria-label="{area["name"]}：' in li.group(0)
         assert schema.COMPARISON_LABELS.get(cmp_, "非表示") in li.group(0)  # text, not colour alone
-        assert area["cells"][default]["sym"] in li.group(0)
+        ind = next(i for i in data["indicators"] if i["id"] == default)
+        assert ind["classes"][li.group(1)]["sym"] in li.group(0)
     assert {"worse", "similar"} <= seen
     assert data["areas"]["31"]["cells"][default]["cmp"] == "suppressed"  # Tottori's suppressed value
     assert data["areas"]["31"]["cells"][default]["text"] == conventions.SUPPRESSED_MARK
