@@ -1,7 +1,7 @@
 """The published site: index (tile map + table), methodology, downloads (docs/DESIGN.md "Outputs").
 
 `build_site` reads the committed `indicators` table of one round and writes, under `out_dir`:
-``index.html``, ``methodology.html``, ``downloads/index.html``, one XLSX per prefecture
+``index.html``, ``compare.html``, ``methodology.html``, ``downloads/index.html``, one XLSX per prefecture
 (``downloads/{slug}-{year}.xlsx``) and, only when the validation stage has not written one, a
 placeholder ``quality/index.html``. The area reports (``national.html|pdf``,
 ``prefectures/{slug}.html|pdf``) and the all-area downloads come from the reports and indicators stages;
@@ -166,8 +166,10 @@ def neutralise(value: Any) -> Any:
 
 # --- pages ---------------------------------------------------------------------------------------
 
-NAV = [("index.html", "トップ"), ("national.html", "全国"), ("methodology.html", "方法"),
+NAV = [("index.html", "トップ"), ("national.html", "全国"), ("compare.html", "比較"), ("methodology.html", "方法"),
        ("quality/index.html", "データ品質"), ("downloads/index.html", "ダウンロード")]
+# The pages build_site writes: live in the navigation of every page it writes, whichever is written first.
+SITE_PAGES = frozenset({"index.html", "compare.html", "methodology.html", "downloads/index.html"})
 
 
 def _env() -> Environment:
@@ -186,9 +188,12 @@ def _picker(out_dir: Path, depth: int) -> Markup:
     return Markup(conventions.prefecture_picker(options, ident="site-pref-picker")) if options else Markup("")
 
 
-def _nav(out_dir: Path, depth: int, current: str) -> list[dict[str, Any]]:
+def _nav(out_dir: Path, depth: int, current: str, planned: frozenset[str] = frozenset()) -> list[dict[str, Any]]:
+    """The navigation items; a page that does not exist (and is not in `planned`, the pages being
+    written now) is shown disabled."""
     prefix = "../" * depth
-    return [{"href": prefix + href, "text": text, "exists": (out_dir / href).exists() or href == current,
+    return [{"href": prefix + href, "text": text,
+             "exists": (out_dir / href).exists() or href == current or href in planned,
              "current": href == current} for href, text in NAV]
 
 
@@ -358,13 +363,20 @@ def build_site(year: int, warehouse: Path, out_dir: Path, synthetic: bool | None
             "cells": cells,
         })
     national = {i.id: _cell(lookup.get(("00", i.id)), i, national=True) for i in map_inds}
+    schemes = {i.id: map_scheme(i, {a["code"]: a["cells"][i.id] for a in areas}) for i in map_inds}
+    for a in areas:   # each tile's class, symbol and the words of its colour (map_scheme)
+        for k, c in a["cells"].items():
+            c["tile"] = schemes[k]["tiles"][a["code"]]
     map_data = {
         "default": default_ind.id if default_ind else None,
         "indicators": [{"id": i.id, "name": i.name_ja, "polarity": i.polarity,
                         "polarity_label": POLARITY_LABELS.get(i.polarity, i.polarity),
-                        "national": national[i.id]["text"]} for i in map_inds],
+                        "national": national[i.id]["text"], "scheme": schemes[i.id]["scheme"],
+                        "scheme_text": schemes[i.id]["scheme_text"], "legend": schemes[i.id]["legend"],
+                        "classes": schemes[i.id]["classes"]}
+                       for i in map_inds],
         "areas": {a["code"]: {"name": a["name"], "short": a["short"], "cells": {k: {"text": c["text"], "ci": c["ci"], "cmp": c["cmp"],
-                                                               "method": c["method"]}
+                                                               "method": c["method"], "cls": c["tile"]["cls"]}
                                                          for k, c in a["cells"].items()}}
                   for a in areas},
         "symbols": COMPARISON_SYMBOLS,
@@ -372,7 +384,7 @@ def build_site(year: int, warehouse: Path, out_dir: Path, synthetic: bool | None
         "missing": conventions.MISSING_MARK,
     }
     env = _env()
-    css = (TEMPLATES_DIR / "site.css").read_text(encoding="utf-8")
+    css = (TEMPLATES_DIR / "site.css").read_text(encoding="utf-8") + map_css()
     copy_site_font(out_dir)
     generated = built_at.astimezone().strftime("%Y-%m-%d %H:%M")
     common = {"year": year, "synthetic": synthetic, "css": css, "generated": generated,
@@ -387,7 +399,7 @@ def build_site(year: int, warehouse: Path, out_dir: Path, synthetic: bool | None
     quality = out_dir / "quality" / "index.html"
     if not quality.exists():
         written.append(_write(quality, env.get_template("site-quality.html.j2").render(
-            **common, title="データ品質", depth=1, nav=_nav(out_dir, 1, "quality/index.html"), picker=_picker(out_dir, 1))))
+            **common, title="データ品質", depth=1, nav=_nav(out_dir, 1, "quality/index.html", SITE_PAGES), picker=_picker(out_dir, 1))))
     # Pages written before the site exists get the shared navigation too (after downloads/index and
     # methodology exist, so their nav links are live).
     deferred_quality = quality
@@ -397,23 +409,27 @@ def build_site(year: int, warehouse: Path, out_dir: Path, synthetic: bool | None
         "xlsx": f"downloads/indicators-{year}.xlsx" if (out_dir / f"downloads/indicators-{year}.xlsx").exists() else None,
     }
     written.append(_write(out_dir / "downloads" / "index.html", env.get_template("site-downloads.html.j2").render(
-        **common, title="ダウンロード", depth=1, nav=_nav(out_dir, 1, "downloads/index.html"), picker=_picker(out_dir, 1),
+        **common, title="ダウンロード", depth=1, nav=_nav(out_dir, 1, "downloads/index.html", SITE_PAGES), picker=_picker(out_dir, 1),
         areas=areas, downloads=downloads, columns=schema.INDICATOR_COLUMNS)))
 
+    national_html = "national.html" if (out_dir / "national.html").exists() else None
+    written.append(write_compare_page(env, common, out_dir, df, map_inds, areas, national_html, downloads))
+
     written.append(_write(out_dir / "methodology.html", env.get_template("site-methodology.html.j2").render(
-        **common, title="方法", depth=0, nav=_nav(out_dir, 0, "methodology.html"), picker=_picker(out_dir, 0),
+        **common, title="方法", depth=0, nav=_nav(out_dir, 0, "methodology.html", SITE_PAGES), picker=_picker(out_dir, 0),
         catalogue=catalogue, polarity_labels=POLARITY_LABELS, citations=method_statement.citations(),
         rules=method_statement.rules(),
         confidence=int(config.CONFIDENCE_LEVEL * 100))))
 
     default_id = default_ind.id if default_ind else None
     written.append(_write(out_dir / "index.html", env.get_template("site-index.html.j2").render(
-        **common, title="トップ", depth=0, nav=_nav(out_dir, 0, "index.html"), picker=_picker(out_dir, 0),
+        **common, title="トップ", depth=0, nav=_nav(out_dir, 0, "index.html", SITE_PAGES), picker=_picker(out_dir, 0),
         areas=areas, grid=sorted(areas, key=lambda a: (a["row"], a["x"])), map_inds=map_inds,
         key_inds=key_inds, default_id=default_id, default_ind=default_ind, national=national,
         national_html="national.html" if (out_dir / "national.html").exists() else None,
         national_pdf="national.pdf" if (out_dir / "national.pdf").exists() else None,
-        downloads=downloads, map_data=map_data, polarity_labels=POLARITY_LABELS)))
+        downloads=downloads, map_data=map_data, polarity_labels=POLARITY_LABELS,
+        default_scheme=schemes[default_id] if default_id else None, map_levels=MAP_LEVELS)))
     if inject_site_header(deferred_quality, out_dir, year, synthetic):
         written.append(deferred_quality)
     log.info("site: %d files written to %s", len(written), out_dir)
@@ -434,6 +450,153 @@ def _embed_site_font(page: str) -> str:
     page = _EMBEDDED_FONT.sub("", page)
     scripted = "".join(chr(int(h, 16)) for h in _JSON_ESCAPE.findall(page))
     return embed_font(page, scripted)
+# --- tile map fills (issue #23 item 3) ------------------------------------------------------------
+
+# An indicator whose prefecture tiles are judged against the national value is coloured by the
+# comparison (pipelines.conventions); one with no judged tile (the programme rates and flags) by its
+# value: five levels of one sequential scale, light (low) to dark (high), the level's digit on the
+# tile and the value in text. Tiles with a pooled or model-based estimate (not compared) have their
+# own fill and mark. (fill, text on it): WCAG AA contrast, tests/test_site.py checks it.
+MAP_LEVELS = 5
+MAP_FILLS = {
+    "val-1": ("#F2F0F7", "#1A1A1A"), "val-2": ("#CBC9E2", "#1A1A1A"), "val-3": ("#9E9AC8", "#000000"),
+    "val-4": ("#6A51A3", "#FFFFFF"), "val-5": ("#3F007D", "#FFFFFF"),
+    "val-yes": ("#6A51A3", "#FFFFFF"), "val-no": ("#CBC9E2", "#1A1A1A"),
+    "est-model": ("#F3E6CC", "#1A1A1A"), "est-pooled": ("#F3E6CC", "#1A1A1A"),
+}
+JUDGED = frozenset({"better", "worse", "similar", "higher", "lower"})
+
+
+def map_css() -> str:
+    """The CSS of MAP_FILLS (appended to site.css on the index page)."""
+    return "\n".join(f".{k} {{ background: {f}; color: {t}; }}" for k, (f, t) in MAP_FILLS.items()) + "\n"
+
+
+def map_scheme(ind: Indicator, cells: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """How the tile map shows `ind` (cells: area code -> ``_cell``): the scheme ('comparison' when
+    any prefecture tile is judged, else 'value'), per tile its class, symbol and the words that say
+    what the colour means, and the legend: only the entries that some tile shows, in order."""
+    tiles: dict[str, dict[str, str]] = {}
+    judged = any(c["cmp"] in JUDGED for c in cells.values())
+    if judged:
+        for code, c in cells.items():
+            if c["mark"]:
+                method = next(m for m, mark in conventions.ESTIMATE_MARKS.items() if mark == c["mark"])
+                tiles[code] = {"cls": f"est-{method}", "sym": c["mark"],
+                               "desc": f"全国と比べて{COMPARISON_TEXT['not_compared']}（{conventions.ESTIMATE_METHODS[method]}）"}
+            else:
+                tiles[code] = {"cls": f"cmp-{c['cmp']}", "sym": COMPARISON_SYMBOLS[c["cmp"]],
+                               "desc": "全国と比べて" + COMPARISON_TEXT[c["cmp"]]}
+        entries = [(f"cmp-{k}", COMPARISON_SYMBOLS[k], COMPARISON_TEXT[k]) for k in LEGEND_ORDER]
+        entries += [(f"est-{m}", mark, f"{conventions.ESTIMATE_METHODS[m]}（全国との比較はしない）")
+                    for m, mark in conventions.ESTIMATE_MARKS.items()]
+    else:
+        values = {code: c["v"] for code, c in cells.items() if c["v"] is not None and not c["sup"]}
+        entries = []
+        if ind.unit == "flag":
+            for code, v in values.items():
+                yes = v >= 0.5
+                tiles[code] = {"cls": "val-yes" if yes else "val-no", "sym": "●" if yes else "○",
+                               "desc": "あり" if yes else "なし"}
+            entries = [("val-yes", "●", "あり"), ("val-no", "○", "なし")]
+        elif values:
+            lo, hi = min(values.values()), max(values.values())
+            width = (hi - lo) / MAP_LEVELS
+            members: dict[int, list[float]] = {}
+            for code, v in values.items():
+                level = MAP_LEVELS // 2 if width == 0 else min(MAP_LEVELS - 1, int((v - lo) / width))
+                members.setdefault(level, []).append(v)
+                tiles[code] = {"cls": f"val-{level + 1}", "sym": str(level + 1),
+                               "desc": f"値の大きさ {level + 1}（{MAP_LEVELS}段階、数字・色が濃いほど大きい）"}
+            for level in range(MAP_LEVELS):
+                if level in members:
+                    a, b = fmt_value(min(members[level]), ind.unit), fmt_value(max(members[level]), ind.unit)
+                    entries.append((f"val-{level + 1}", str(level + 1), a if a == b else f"{a}～{b}"))
+        for code, c in cells.items():
+            if code not in tiles:
+                key = "suppressed" if c["sup"] else "not_compared"
+                tiles[code] = {"cls": f"cmp-{key}",
+                               "sym": COMPARISON_SYMBOLS[key] if c["sup"] else conventions.MISSING_MARK,
+                               "desc": COMPARISON_TEXT[key] if c["sup"] else "値なし"}
+        entries += [("cmp-suppressed", COMPARISON_SYMBOLS["suppressed"], COMPARISON_TEXT["suppressed"]),
+                    ("cmp-not_compared", conventions.MISSING_MARK, "値なし")]
+    shown = {t["cls"] for t in tiles.values()}
+    return {"scheme": "comparison" if judged else "value",
+            "scheme_text": "全国との比較" if judged else "値の大きさ（全国との比較はしない指標）",
+            "tiles": tiles,
+            # a tile's symbol and words follow from its class: sent once per class, not per tile
+            "classes": {t["cls"]: {"sym": t["sym"], "desc": t["desc"]} for t in tiles.values()},
+            "legend": [{"cls": cls, "sym": sym, "text": text} for cls, sym, text in entries if cls in shown]}
+
+
+# --- compare page (issue #23): two or three prefectures side by side ------------------------------
+
+COMPARE_SLOTS = 3
+UNIT_NOTE = {"percent": "%", "per_10k": "16歳以上人口1万人当たり", "flag": "あり／なし（全国は設置済みの都道府県の割合%）",
+             "count": "件", "yen": "円"}
+
+
+def suppression_reason(note: Any) -> str:
+    """Why a suppressed cell is hidden, in the words of the reports' footnote."""
+    text = note if isinstance(note, str) else ""
+    if "二次秘匿" in text or "secondary suppression" in text:
+        return "他の値からの差し引きで算出されるのを防ぐため（二次秘匿）非表示"
+    return f"集計対象が{config.MIN_BASE}人未満のため非表示"
+
+
+def compare_cell(row: pd.Series | None, ind: Indicator, national: bool = False) -> dict[str, Any]:
+    """One cell of the compare page from a row at the published precision (downloads.round_published):
+    the value as the site shows it (``_cell``; a rate per 10,000 with its published decimals), its
+    interval, the comparison's symbol and word, the estimate method, the base as published (a
+    suppressed row's base is not published) and, for a suppressed cell, why."""
+    c = _cell(row, ind, national)
+    text = c["text"]
+    if ind.unit == "per_10k" and c["v"] is not None:
+        text = f"{c['v']:.{conventions.RATE_DECIMALS}f}" + c["mark"]
+    base = ""
+    if row is not None and not c["sup"] and not c["mark"]:
+        n = _num(row.get("n_unweighted"))
+        base = f"{n:,.0f}人" if n is not None else ""
+    return {"t": text, "ci": c["ci"], "cmp": c["cmp"], "m": c["method"], "n": base, "ref": c["ref"],
+            "sup": suppression_reason(row.get("note")) if c["sup"] and row is not None else ""}
+
+
+def compare_data(df: pd.DataFrame, inds: list[Indicator], areas: list[dict[str, Any]],
+                 national_html: str | None) -> dict[str, Any]:
+    """The JSON the compare page embeds: every area's (and the nation's) published headline cells
+    (total breakdown) of `inds`. Nothing that the site does not publish: values at the published
+    precision, suppressed cells as the mark and the reason only."""
+    from .downloads import round_published
+
+    total = round_published(df[df["breakdown"] == "total"])
+    lookup = {(r["area_code"], r["indicator_id"]): r for _, r in total.iterrows()}
+    out_areas = {"00": {"name": "全国", "html": national_html,
+                        "cells": {i.id: compare_cell(lookup.get(("00", i.id)), i, national=True) for i in inds}}}
+    for a in areas:
+        out_areas[a["code"]] = {"name": a["name"], "html": a["html"],
+                                "cells": {i.id: compare_cell(lookup.get((a["code"], i.id)), i) for i in inds}}
+    return {
+        "indicators": [{"id": i.id, "name": i.name_ja, "unit": UNIT_NOTE.get(i.unit, i.unit),
+                        "polarity": POLARITY_LABELS.get(i.polarity, i.polarity)} for i in inds],
+        "areas": out_areas,
+        "symbols": COMPARISON_SYMBOLS,
+        "labels": {**COMPARISON_TEXT, "suppressed": "非表示"},
+        "slots": COMPARE_SLOTS,
+        "missing": conventions.MISSING_MARK,
+    }
+
+
+def write_compare_page(env: Environment, common: dict[str, Any], out_dir: Path, df: pd.DataFrame,
+                       inds: list[Indicator], areas: list[dict[str, Any]], national_html: str | None,
+                       downloads: dict[str, Any]) -> Path:
+    """compare.html: two or three prefectures and the national figures side by side. A small inline
+    script draws the table from the embedded data for the areas chosen in labelled selects; the
+    choice is kept in the query string (compare.html?a=13&b=31), so a report links to the page with
+    its own area chosen. Without JavaScript the page lists the reports instead."""
+    data = compare_data(df, inds, areas, national_html)
+    return _write(out_dir / "compare.html", env.get_template("site-compare.html.j2").render(
+        **common, title="都道府県の比較", depth=0, nav=_nav(out_dir, 0, "compare.html", SITE_PAGES), picker=_picker(out_dir, 0),
+        areas=areas, slots=COMPARE_SLOTS, compare_data=data, national_html=national_html, downloads=downloads))
 
 
 def copy_site_font(out_dir: Path) -> str | None:

@@ -231,7 +231,7 @@ def test_site_escapes_catalogue_and_data_text(rendered, monkeypatch):
     monkeypatch.setenv(CATALOGUE_ENV, str(evil))
     out = rendered["root"] / "site2"
     site.build_site(YEAR, rendered["wh"], out)
-    for page in ("index.html", "methodology.html", "downloads/index.html"):
+    for page in ("index.html", "compare.html", "methodology.html", "downloads/index.html"):
         text = (out / page).read_text(encoding="utf-8")
         assert "<script>alert" not in text and "<img src=x" not in text, page
     meth = (out / "methodology.html").read_text(encoding="utf-8")
@@ -241,6 +241,9 @@ def test_site_escapes_catalogue_and_data_text(rendered, monkeypatch):
     # the JSON for the map cannot close its <script> element
     data = index.split('id="map-data">', 1)[1].split("</script>", 1)[0]
     assert "<" not in data and json.loads(data)["indicators"]
+    compare = (out / "compare.html").read_text(encoding="utf-8")
+    data = compare.split('id="compare-data">', 1)[1].split("</script>", 1)[0]
+    assert "<" not in data and json.loads(data)["indicators"][0]["name"] == "<script>alert('name')</script>"
 
 
 def test_quality_page_escapes_file_names_and_survey_ids(tmp_path):

@@ -102,7 +102,7 @@ def _writer_args(ast: _Ast) -> list[str]:
 
 def report_nav(meta: dict) -> str:
     """The site navigation at the top of a report page: back to the map, the national report, the
-    methodology and the downloads; this report's PDF and its data (XLSX, CSV); and a prefecture
+    compare page (a prefecture's report opens it with itself chosen), the methodology and the downloads; this report's PDF and its data (XLSX, CSV); and a prefecture
     picker (a labelled <select> and a button: typing the two-digit code, e.g. 1 3, reaches Tokyo).
     Links are relative (national.html at the top, prefecture reports one folder down)."""
     from ..reference import pref_slug, prefectures
@@ -115,7 +115,10 @@ def report_nav(meta: dict) -> str:
     pdf = f"{slug}.pdf"
     xlsx = f"{up}downloads/indicators-{year}.xlsx" if national else f"{up}downloads/{slug}-{year}.xlsx"
     csv = f"{up}downloads/indicators-{year}.csv"
-    links = [(f"{up}index.html", "地図・都道府県一覧"), (f"{up}national.html", "全国の報告書"),
+    # compare.html: the compare page with this prefecture chosen (site.write_compare_page)
+    compare = (f"{up}compare.html", "都道府県の比較") if national else \
+        (f"{up}compare.html?a={int(code):02d}", "他の都道府県と比較")
+    links = [(f"{up}index.html", "地図・都道府県一覧"), (f"{up}national.html", "全国の報告書"), compare,
              (f"{up}methodology.html", "方法"), (f"{up}downloads/index.html", "ダウンロード")]
     own = [(pdf, "この報告書のPDF"), (xlsx, "この報告書のデータ（Excel）"), (csv, "全都道府県のデータ（CSV）")]
     def page_of(pref: int) -> str:
