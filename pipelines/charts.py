@@ -192,16 +192,88 @@ def has_data(chart) -> bool:
     return not isinstance(chart, ggplot_class()) or (isinstance(data, pd.DataFrame) and len(data) > 0)
 
 
-def show(chart, alt: str, width: float = WIDTH, height: float = 3.6) -> None:
+def show(chart, alt: str, width: float = WIDTH, height: float = 3.6, name: str | None = None) -> None:
     """Display a chart in the notebook: image/png plus the alt text as text/plain. A ggplot with
-    no row to draw is not drawn: the report says so in Japanese (NO_DATA) instead."""
+    no row to draw is not drawn: the report says so in Japanese (NO_DATA) instead.
+    name: the chart's data file (``{name}.csv``, letters, digits, - and _): the rows drawn
+    (``chart_table``) travel with the image as text/csv, and the renderer publishes them beside
+    the report with a link under the chart (pipelines/render/common.py ``write_chart_data``)."""
     from IPython.display import Markdown, display
 
     if not has_data(chart):
         display(Markdown(NO_DATA))
         return
     data = png_bytes(chart, width, height)
-    display({"image/png": base64.b64encode(data).decode("ascii"), "text/plain": alt}, raw=True)
+    bundle = {"image/png": base64.b64encode(data).decode("ascii"), "text/plain": alt}
+    if name is None or not isinstance(chart, ggplot_class()):
+        display(bundle, raw=True)
+        return
+    if not DATA_NAME.fullmatch(name):
+        raise ValueError(f"chart data name {name!r}: letters, digits, - and _ only")
+    bundle["text/csv"] = table_csv(chart_table(chart))
+    display(bundle, metadata={"image/png": {"data-csv": f"{name}.csv"}}, raw=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# The data of a chart (issue #23): what is drawn, as a table a reader can open
+# ---------------------------------------------------------------------------------------------
+
+DATA_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,80}")
+# Columns of a chart's frame that a data file carries, in this order, with Japanese headers (the
+# contract name in brackets, as in the downloads: pipelines/downloads.py HEADERS_JA). The drawn
+# value of a frame with `estimate_method` is the leading estimate (direct, pooled or model-based).
+TABLE_COLUMNS = [
+    ("area_code", "地域コード (area_code)"), ("place", "地域 (place)"), ("area_name", "都道府県 (area_name)"),
+    ("indicator_id", "指標ID (indicator_id)"), ("indicator", "指標 (indicator)"), ("group", "区分 (group)"),
+    ("category_label", "回答 (category_label)"), ("year", "調査年 (year)"),
+    ("value", "値 (value)"), ("lower_ci95", "95%信頼区間 下限 (lower_ci95)"),
+    ("upper_ci95", "95%信頼区間 上限 (upper_ci95)"), ("label", "図に示した値 (label)"),
+    ("national_value", "全国値 (national_value)"), ("comparison", "全国との比較 (comparison_ja)"),
+    ("change", "前回からの変化 (change_vs_previous_ja)"), ("estimate_method", "推計方法 (estimate_method)"),
+    ("method_label", "推計方法 表示 (estimate_method_ja)"), ("suppressed", "非表示 (suppressed)"),
+]
+LEAD_HEADERS = {"value": "図の値（表示する推計値） (lead_value)", "lower_ci95": "95%区間 下限 (lead_lower_ci95)",
+                "upper_ci95": "95%区間 上限 (lead_upper_ci95)"}
+POSITIONS = ("scaled", "x")   # the position a spine or strip chart draws (a data step of the notebook)
+
+
+def chart_table(chart) -> pd.DataFrame:
+    """The rows a chart draws from its data (a row with a value, or with a position for a spine or
+    strip chart), with the columns of TABLE_COLUMNS it has, at the published precision, under
+    Japanese headers; a position column is headed by the chart's x-axis label. Nothing else: no
+    base (n_unweighted) and no row whose value is not drawn (missing or suppressed)."""
+    from .downloads import round_published
+
+    data = chart.data if isinstance(getattr(chart, "data", None), pd.DataFrame) else pd.DataFrame()
+    position = next((c for c in POSITIONS if c in data.columns and "year" not in data.columns), None)
+    drawn = data[position] if position else data.get("value", pd.Series(np.nan, index=data.index))
+    rows = data[drawn.notna()].copy()
+    cols = [c for c, _ in TABLE_COLUMNS if c in rows.columns]
+    out = round_published(rows[cols + ([position] if position else [])])
+    for c in ("place", "area_name", "indicator", "group", "category_label"):
+        if c in out.columns:   # wrapped labels (charts.wrap) back on one line
+            out[c] = out[c].astype(str).str.replace("\n", "", regex=False)
+    if "comparison" in out.columns:
+        out["comparison"] = out.comparison.map(lambda c: conventions.comparison(c).label if isinstance(c, str) else "")
+    if "change" in out.columns:
+        out["change"] = out.change.map(lambda c: conventions.change(c).label if isinstance(c, str) else "")
+    if position:
+        out[position] = np.round(out[position].astype(float), 3) + 0.0
+    headers = dict(TABLE_COLUMNS)
+    if "estimate_method" in out.columns:
+        headers.update(LEAD_HEADERS)
+    if position:
+        xlab = str(getattr(chart.labels, "x", None) or "図の横位置")
+        headers[position] = f"{xlab} ({position})"
+    return out.rename(columns=headers).reset_index(drop=True)
+
+
+def table_csv(table: pd.DataFrame) -> str:
+    """A chart table as CSV text (comma separated, CRLF; a text cell that a spreadsheet would read
+    as a formula is quoted with '); the renderer writes it as UTF-8 with BOM."""
+    from .downloads import neutralise
+
+    return neutralise(table).to_csv(index=False, lineterminator="\r\n")
 
 
 def warm_up() -> None:
