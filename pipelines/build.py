@@ -392,7 +392,7 @@ def _check_context(warehouse: Path, year: int):
 def render_and_check(renderer: str, executed: Path, html: Path, pdf: Path, meta: dict, site: Path,
                      warehouse: Path, year: int) -> dict:
     """Run in a report worker after the notebook: render HTML + PDF, then the disclosure check of
-    this area's published text (its HTML; the executed notebook is not published) while the other
+    this area's published text (its HTML and chart data files; the executed notebook is not published) while the other
     areas still run.
     Returns {"checked": {site-relative path: sha256}, "findings": [text]}; the build's final check
     skips a file only if it still has the hash checked here. The check's context (suppressed cells,
@@ -400,8 +400,9 @@ def render_and_check(renderer: str, executed: Path, html: Path, pdf: Path, meta:
     from .disclosure import check_files
     from .reports import render_area
 
-    render_area(renderer, executed, html, pdf, meta)
-    rels = [html.resolve().relative_to(Path(site).resolve()).as_posix()]
+    written = render_area(renderer, executed, html, pdf, meta)
+    # the HTML and the charts' data files (the PDF is rendered from the same notebook)
+    rels = [Path(p).resolve().relative_to(Path(site).resolve()).as_posix() for p in written if not p.endswith(".pdf")]
     findings = check_files(Path(site), rels, _check_context(Path(warehouse), int(year)))
     return {"checked": {r: hashlib.sha256((Path(site) / r).read_bytes()).hexdigest() for r in rels},
             "findings": [str(f) for f in findings]}

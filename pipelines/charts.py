@@ -192,16 +192,88 @@ def has_data(chart) -> bool:
     return not isinstance(chart, ggplot_class()) or (isinstance(data, pd.DataFrame) and len(data) > 0)
 
 
-def show(chart, alt: str, width: float = WIDTH, height: float = 3.6) -> None:
+def show(chart, alt: str, width: float = WIDTH, height: float = 3.6, name: str | None = None) -> None:
     """Display a chart in the notebook: image/png plus the alt text as text/plain. A ggplot with
-    no row to draw is not drawn: the report says so in Japanese (NO_DATA) instead."""
+    no row to draw is not drawn: the report says so in Japanese (NO_DATA) instead.
+    name: the chart's data file (``{name}.csv``, letters, digits, - and _): the rows drawn
+    (``chart_table``) travel with the image as text/csv, and the renderer publishes them beside
+    the report with a link under the chart (pipelines/render/common.py ``write_chart_data``)."""
     from IPython.display import Markdown, display
 
     if not has_data(chart):
         display(Markdown(NO_DATA))
         return
     data = png_bytes(chart, width, height)
-    display({"image/png": base64.b64encode(data).decode("ascii"), "text/plain": alt}, raw=True)
+    bundle = {"image/png": base64.b64encode(data).decode("ascii"), "text/plain": alt}
+    if name is None or not isinstance(chart, ggplot_class()):
+        display(bundle, raw=True)
+        return
+    if not DATA_NAME.fullmatch(name):
+        raise ValueError(f"chart data name {name!r}: letters, digits, - and _ only")
+    bundle["text/csv"] = table_csv(chart_table(chart))
+    display(bundle, metadata={"image/png": {"data-csv": f"{name}.csv"}}, raw=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# The data of a chart (issue #23): what is drawn, as a table a reader can open
+# ---------------------------------------------------------------------------------------------
+
+DATA_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,80}")
+# Columns of a chart's frame that a data file carries, in this order, with Japanese headers (the
+# contract name in brackets, as in the downloads: pipelines/downloads.py HEADERS_JA). The drawn
+# value of a frame with `estimate_method` is the leading estimate (direct, pooled or model-based).
+TABLE_COLUMNS = [
+    ("area_code", "地域コード (area_code)"), ("place", "地域 (place)"), ("area_name", "都道府県 (area_name)"),
+    ("indicator_id", "指標ID (indicator_id)"), ("indicator", "指標 (indicator)"), ("group", "区分 (group)"),
+    ("category_label", "回答 (category_label)"), ("year", "調査年 (year)"),
+    ("value", "値 (value)"), ("lower_ci95", "95%信頼区間 下限 (lower_ci95)"),
+    ("upper_ci95", "95%信頼区間 上限 (upper_ci95)"), ("label", "図に示した値 (label)"),
+    ("national_value", "全国値 (national_value)"), ("comparison", "全国との比較 (comparison_ja)"),
+    ("change", "前回からの変化 (change_vs_previous_ja)"), ("estimate_method", "推計方法 (estimate_method)"),
+    ("method_label", "推計方法 表示 (estimate_method_ja)"), ("suppressed", "非表示 (suppressed)"),
+]
+LEAD_HEADERS = {"value": "図の値（表示する推計値） (lead_value)", "lower_ci95": "95%区間 下限 (lead_lower_ci95)",
+                "upper_ci95": "95%区間 上限 (lead_upper_ci95)"}
+POSITIONS = ("scaled", "x")   # the position a spine or strip chart draws (a data step of the notebook)
+
+
+def chart_table(chart) -> pd.DataFrame:
+    """The rows a chart draws from its data (a row with a value, or with a position for a spine or
+    strip chart), with the columns of TABLE_COLUMNS it has, at the published precision, under
+    Japanese headers; a position column is headed by the chart's x-axis label. Nothing else: no
+    base (n_unweighted) and no row whose value is not drawn (missing or suppressed)."""
+    from .downloads import round_published
+
+    data = chart.data if isinstance(getattr(chart, "data", None), pd.DataFrame) else pd.DataFrame()
+    position = next((c for c in POSITIONS if c in data.columns and "year" not in data.columns), None)
+    drawn = data[position] if position else data.get("value", pd.Series(np.nan, index=data.index))
+    rows = data[drawn.notna()].copy()
+    cols = [c for c, _ in TABLE_COLUMNS if c in rows.columns]
+    out = round_published(rows[cols + ([position] if position else [])])
+    for c in ("place", "area_name", "indicator", "group", "category_label"):
+        if c in out.columns:   # wrapped labels (charts.wrap) back on one line
+            out[c] = out[c].astype(str).str.replace("\n", "", regex=False)
+    if "comparison" in out.columns:
+        out["comparison"] = out.comparison.map(lambda c: conventions.comparison(c).label if isinstance(c, str) else "")
+    if "change" in out.columns:
+        out["change"] = out.change.map(lambda c: conventions.change(c).label if isinstance(c, str) else "")
+    if position:
+        out[position] = np.round(out[position].astype(float), 3) + 0.0
+    headers = dict(TABLE_COLUMNS)
+    if "estimate_method" in out.columns:
+        headers.update(LEAD_HEADERS)
+    if position:
+        xlab = str(getattr(chart.labels, "x", None) or "図の横位置")
+        headers[position] = f"{xlab} ({position})"
+    return out.rename(columns=headers).reset_index(drop=True)
+
+
+def table_csv(table: pd.DataFrame) -> str:
+    """A chart table as CSV text (comma separated, CRLF; a text cell that a spreadsheet would read
+    as a formula is quoted with '); the renderer writes it as UTF-8 with BOM."""
+    from .downloads import neutralise
+
+    return neutralise(table).to_csv(index=False, lineterminator="\r\n")
 
 
 def warm_up() -> None:
@@ -263,14 +335,42 @@ def _fill_scale(fills: dict[str, str], breaks: list[str]):
                              guide=guide_legend(override_aes={"shape": "o", "colour": "#333333"}))
 
 
+# Honest value axes (issue #23): a percentage axis spans at least MIN_SPAN points, so that a
+# difference of a point or two is not drawn across the whole panel (an axis of 87.0-88.0 made
+# sampling noise look like a trend); the span is centred on the data and kept within 0-100.
+MIN_SPAN = 10.0
+
+
+def span_limits(lo: float, hi: float, span: float = MIN_SPAN, bounds: tuple[float, float] = (0.0, 100.0)
+                ) -> tuple[float, float]:
+    """Axis limits around [lo, hi] at least `span` wide, shifted to stay within `bounds`."""
+    lo, hi = float(lo), float(hi)
+    width = max(hi - lo, span)
+    centre = (lo + hi) / 2
+    a, b = centre - width / 2, centre + width / 2
+    if a < bounds[0]:
+        a, b = bounds[0], bounds[0] + width
+    if b > bounds[1]:
+        a, b = max(bounds[0], bounds[1] - width), bounds[1]
+    return a, b
+
+
+def _value_range(frame: pd.DataFrame) -> tuple[float | None, float | None]:
+    """The smallest and largest of value and interval over the rows drawn (None, None: none)."""
+    cols = [c for c in ("value", "lower_ci95", "upper_ci95") if c in frame.columns]
+    v = frame[cols].to_numpy(dtype=float) if cols and len(frame) else np.empty((0, 0))
+    v = v[~np.isnan(v)]
+    return (float(v.min()), float(v.max())) if v.size else (None, None)
+
+
 def estimate_chart(frame: pd.DataFrame, title: str, x: str = "group", flip: bool = False):
     """Point and 95% interval per `x` category, one dodged series per `place` (area, 全国,
     England), from ReportData.estimates (NaN values are not drawn; their category keeps its slot).
     A row without an interval (England's published figures: lower_ci95/upper_ci95 NaN) is drawn
     as a point alone. The legend lists the places that have a point.
     flip: categories on the vertical axis (long indicator names), first category on top."""
-    from plotnine import (aes, coord_flip, geom_linerange, geom_point, geom_pointrange, ggplot, labs,
-                          position_dodge, scale_colour_manual, scale_shape_manual, scale_x_discrete)
+    from plotnine import (aes, coord_flip, expand_limits, geom_linerange, geom_point, geom_pointrange, ggplot,
+                          labs, position_dodge, scale_colour_manual, scale_shape_manual, scale_x_discrete)
 
     places = _categories(frame["place"])
     marked = marked_places(frame)
@@ -300,6 +400,10 @@ def estimate_chart(frame: pd.DataFrame, title: str, x: str = "group", flip: bool
               _fill_scale(fills, breaks),
               scale_x_discrete(limits=cats[::-1] if flip else cats),
               labs(title=title, x="", y="％"), THEME]
+    lo, hi = _value_range(shown)
+    if lo is not None:
+        # no zoom that exaggerates: the value axis spans at least MIN_SPAN points (issue #23)
+        chart += expand_limits(y=list(span_limits(lo, hi)))
     if flip:
         chart += coord_flip()
     return chart
@@ -324,12 +428,16 @@ def distribution_chart(frame: pd.DataFrame, title: str):
 
 
 def trend_chart(frame: pd.DataFrame, title: str, ncol: int = 3):
-    """Small multiples over the rounds (ReportData.trends): one panel per indicator (free y), a
-    line with 95% intervals per place, the places side by side at each year; ★ (in the colour of
-    its series) a significant change vs the previous round; a dashed
-    vertical line where the estimate's source changed (national subsample -> own survey)."""
-    from plotnine import (aes, facet_wrap, geom_line, geom_pointrange, geom_text, geom_vline, ggplot, labs,
-                          scale_colour_manual, scale_x_continuous)
+    """Small multiples over the rounds (ReportData.trends): one panel per indicator, a line with 95%
+    intervals per place, the places side by side at each year; ★ (in the colour of its series) a
+    significant change vs the previous round; a dashed vertical line where the estimate's source
+    changed (national subsample -> own survey).
+    Every panel's value axis is equally wide (in points: the widest panel's range of values and
+    intervals, at least MIN_SPAN), each centred on its own data: a change of one point has the same
+    slope in every panel, and a panel of small values is not stretched to fill its height (issue
+    #23). The caption states the width (``trend_span``)."""
+    from plotnine import (aes, facet_wrap, geom_blank, geom_line, geom_pointrange, geom_text, geom_vline, ggplot,
+                          labs, scale_colour_manual, scale_x_continuous)
 
     places = _categories(frame["place"])
     years = sorted(frame.year.unique())
@@ -337,11 +445,12 @@ def trend_chart(frame: pd.DataFrame, title: str, ncol: int = 3):
     # do not hide one another; a ★ sits above the point of its own series, in its colour.
     offsets = {p: (k - (len(places) - 1) / 2) * 0.14 for k, p in enumerate(places)}
     shown = frame.dropna(subset=["value"]).copy()
-    shown["x"] = shown.year + shown.place.astype(str).map(offsets).astype(float)
+    shown["x_dodged"] = shown.year + shown.place.astype(str).map(offsets).astype(float)
     significant = shown[shown.change.isin(["increase", "decrease"])].assign(y=lambda d: d.upper_ci95)
     switches = frame[frame.source_changed].drop_duplicates(["indicator", "year"]).assign(x=lambda d: d.year - 0.5)
+    span, limits = trend_span(shown)
     shown, fills, breaks = _method_fills(shown, places)
-    chart = ggplot(shown, aes(x="x", y="value", colour="place", group="place"))
+    chart = ggplot(shown, aes(x="x_dodged", y="value", colour="place", group="place"))
     chart += [geom_line(size=0.9),
               geom_pointrange(aes(ymin="lower_ci95", ymax="upper_ci95", fill="mark"), size=0.6, fatten=3.3),
               scale_colour_manual(values=place_colours(places), limits=places, drop=False),
@@ -349,13 +458,36 @@ def trend_chart(frame: pd.DataFrame, title: str, ncol: int = 3):
               scale_x_continuous(breaks=years, labels=[str(y) for y in years],
                                  limits=(min(years) - 0.35, max(years) + 0.35)),
               facet_wrap("indicator", ncol=ncol, scales="free_y"),
-              labs(title=title, x="", y="％"), THEME]
+              labs(title=title, x="", y="％", caption=f"縦軸の幅は全パネル共通（{span:g}ポイント）"), THEME]
+    if len(limits):
+        # invisible points at each panel's two limits: the same width everywhere
+        chart += geom_blank(limits, aes(x="x_dodged", y="value"), inherit_aes=False)
     if len(significant):
-        chart += geom_text(significant, aes(x="x", y="y", label='"★"', colour="place"), va="bottom", size=9,
+        chart += geom_text(significant, aes(x="x_dodged", y="y", label='"★"', colour="place"), va="bottom", size=9,
                            show_legend=False, family=font_family())
     if len(switches):
         chart += geom_vline(switches, aes(xintercept="x"), linetype="dashed", colour="#595959", size=0.6)
     return chart
+
+
+def trend_span(shown: pd.DataFrame, min_span: float = MIN_SPAN) -> tuple[float, pd.DataFrame]:
+    """(the common width of the trend panels' value axes in points, rounded up to a whole number;
+    a frame of two rows per indicator at the limits of its panel: indicator, x_dodged, value)."""
+    cols = [c for c in ("value", "lower_ci95", "upper_ci95") if c in shown.columns]
+    if not len(shown):
+        return min_span, pd.DataFrame(columns=["indicator", "x_dodged", "value"])
+    long = shown.melt(id_vars=["indicator"], value_vars=cols, value_name="v").dropna(subset=["v"])
+    ranges = long.groupby("indicator", observed=True)["v"].agg(["min", "max"])
+    span = float(np.ceil(max((ranges["max"] - ranges["min"]).max(), min_span)))
+    rows = []
+    for ind, r in ranges.iterrows():
+        a, b = span_limits(r["min"], r["max"], span)
+        x = float(shown.x_dodged.iloc[0]) if "x_dodged" in shown.columns else float(shown.year.iloc[0])
+        rows += [{"indicator": ind, "x_dodged": x, "value": a}, {"indicator": ind, "x_dodged": x, "value": b}]
+    limits = pd.DataFrame(rows)
+    # the same dtype as the data's (an ordered categorical): else the panels come in sorted order
+    limits["indicator"] = limits.indicator.astype(shown["indicator"].dtype)
+    return span, limits
 
 
 def spine_chart(frame: pd.DataFrame, title: str, x: str = "scaled"):
@@ -365,7 +497,7 @@ def spine_chart(frame: pd.DataFrame, title: str, x: str = "scaled"):
     indicator with `x` (the position, right = better), `is_area` and `comparison`. Light grey:
     the range of prefectures; dark grey: the middle half; small dots: each prefecture; the area is
     the large marker, coloured and shaped by its comparison (pipelines.conventions)."""
-    from plotnine import (aes, geom_point, geom_segment, geom_vline, ggplot, guide_legend, guides, labs,
+    from plotnine import (aes, geom_point, geom_segment, geom_text, geom_vline, ggplot, guide_legend, guides, labs,
                           scale_fill_manual, scale_shape_manual, scale_y_discrete)
 
     rows = _categories(frame["indicator"])
@@ -387,6 +519,10 @@ def spine_chart(frame: pd.DataFrame, title: str, x: str = "scaled"):
               labs(title=title, x="全国（0）との差（最大の差を1とする）", y=""),   # the direction: in the caption
               THEME]
     if len(area):
+        # the area named once, above its marker in the first row where it has one
+        first = area.sort_values("indicator").head(1).assign(name=lambda d: d.area_name.astype(str))
+        chart += geom_text(first, aes(x=x, label="name"), nudge_y=0.34, va="bottom", size=8, colour=TEXT_COLOUR,
+                           family=font_family())
         shown = [lb for lb in labels if lb in set(area.judgement)]
         legend_rows = 1 if len(shown) <= 2 else 2   # the legend sits under the panel, right of the row labels
         chart += [geom_point(area, aes(x=x, fill="judgement", shape="judgement"), size=4.5, colour="#000000",
@@ -407,20 +543,62 @@ def _legend_label(comparison: str) -> str:
         f"{style.symbol} {'全国と同程度' if style.key == 'similar' else style.label}"
 
 
-def strip_chart(frame: pd.DataFrame, title: str, xlab: str, x: str = "x", ref: float = 0.0):
+def short_name(name: str) -> str:
+    """A prefecture's name without 都, 府 or 県 (北海道 and 全国 as they are): 東京都 -> 東京."""
+    name = str(name)
+    return name[:-1] if len(name) > 2 and name[-1] in "都府県" else name
+
+
+def strip_chart(frame: pd.DataFrame, title: str, xlab: str, x: str = "x", ref: float = 0.0, label_extremes: int = 1):
     """Each prefecture as a dot per indicator row (seeded jitter), a vertical reference line at
-    `ref` (national), and the area (`is_area`) as a large blue diamond."""
-    from plotnine import aes, geom_jitter, geom_point, geom_vline, ggplot, labs, scale_y_discrete
+    `ref` (national), and the area (`is_area`) as a large blue diamond with its name beside it.
+    Without an area (the national report) the `label_extremes` lowest and highest prefectures of
+    each row are named beside their dots, and a prefecture judged different from national
+    (`comparison`: better, worse, higher, lower) is drawn in the comparison's colour and shape,
+    with a legend: every dot that stands out is identified (the chart's data file names all)."""
+    from plotnine import (aes, geom_jitter, geom_point, geom_text, geom_vline, ggplot, labs, scale_fill_manual,
+                          scale_shape_manual, scale_x_continuous, scale_y_discrete)
 
     rows = _categories(frame["indicator"])
     shown = frame.dropna(subset=[x])
+    others = shown[~shown.is_area]
+    area = shown[shown.is_area]
+    is_flagged = (others["comparison"].isin(FLAGGED) if "comparison" in others.columns and label_extremes
+                  and not len(area) else pd.Series(False, index=others.index))
+    flagged = others[is_flagged]
     chart = ggplot(shown, aes(x=x, y="indicator", group=1))   # one group: drawn at once
     chart += [geom_vline(xintercept=ref, colour=conventions.SERIES["national"], size=1.0),
-              geom_jitter(shown[~shown.is_area], width=0, height=0.18, random_state=1, size=1.6,
-                          colour="#595959", alpha=0.8),
+              geom_jitter(others[~is_flagged], width=0, height=0.18, random_state=1, size=1.6, colour="#595959",
+                          alpha=0.8),
               scale_y_discrete(limits=rows[::-1]),
+              # room for the names beside the outermost dots
+              scale_x_continuous(expand=(0.14, 0)),
               labs(title=title, x=xlab, y=""), THEME]
-    if shown.is_area.any():
-        chart += geom_point(shown[shown.is_area], shape="D", size=4, fill=conventions.SERIES["area"],
-                            colour="#000000")
+    family = font_family()
+    if len(area):
+        chart += [geom_point(area, shape="D", size=4, fill=conventions.SERIES["area"], colour="#000000"),
+                  geom_text(area.assign(name=area.area_name.astype(str)), aes(label="name"), nudge_y=0.32,
+                            va="bottom", size=8, colour=TEXT_COLOUR, family=family)]
+    elif label_extremes and len(others):
+        if len(flagged):   # on the row's line, not jittered
+            keys = [k for k in FLAGGED if k in set(flagged.comparison)]
+            labels = {k: _legend_label(k) for k in keys}
+            chart += [geom_point(flagged.assign(judgement=flagged.comparison.map(labels)),
+                                 aes(fill="judgement", shape="judgement"), size=3.2, colour="#333333", stroke=0.25),
+                      scale_fill_manual(values={labels[k]: conventions.COMPARISON[k].fill for k in keys},
+                                        limits=[labels[k] for k in keys]),
+                      scale_shape_manual(values={labels[k]: SPINE_SHAPES[k] for k in keys},
+                                         limits=[labels[k] for k in keys])]
+        ranked = others.assign(name=others.area_name.map(short_name)).sort_values(x, kind="stable")
+        by_row = ranked.groupby("indicator", observed=True)
+        low, high = by_row.head(label_extremes), by_row.tail(label_extremes)
+        width = float(shown[x].max() - shown[x].min()) or 1.0
+        chart += [geom_text(low, aes(label="name"), ha="right", nudge_x=-0.012 * width, size=7,
+                            colour=TEXT_COLOUR, family=family),
+                  geom_text(high, aes(label="name"), ha="left", nudge_x=0.012 * width, size=7,
+                            colour=TEXT_COLOUR, family=family)]
     return chart
+
+
+# Comparisons that mark a prefecture as different from national in the national report's strips.
+FLAGGED = ("better", "worse", "higher", "lower")

@@ -3,7 +3,8 @@
 ``check_published(site_dir, warehouse)`` scans a built site before it is published and returns one
 ``Finding`` per breach; ``tsunagari build`` does not publish a site with findings. What it checks:
 
-* Downloads (every ``*.csv`` and ``*.xlsx`` sheet in the site):
+* Downloads (every ``*.csv`` and ``*.xlsx`` sheet in the site, the charts' data files beside each
+  report too: ``prefectures/13-tokyo-data/*.csv``, whose drawn value is headed ``(lead_value)``):
   - no value / interval, and nothing a label was tested against (reference, previous value,
     differences, p-values: ``VALUE_COLUMNS``), in a row whose unweighted base is < MIN_BASE or
     which is suppressed;
@@ -446,7 +447,8 @@ def _check_table(where: str, df: pd.DataFrame, ctx: CheckContext) -> list[Findin
                                f"{int(bad.sum())} row(s) show a value whose base is < {config.MIN_BASE} or "
                                f"that is suppressed (file rows {_examples(rows)}) / 非表示の行に値があります"))
         out += _check_recoverable(where, df, n_col, sup_col)
-        out += _check_lead(where, df, sup_col)
+    # the leading estimate (a chart's data file has it without a value column: what a chart draws)
+    out += _check_lead(where, df, sup_col)
     # Every cell, and the header too (a header is published text as well).
     out += _id_findings(where, [" ".join(map(str, df.columns)),
                                 *(" ".join(df[c].astype(str).tolist()) for c in df.columns)], ctx)

@@ -109,17 +109,23 @@ def warm_renderer() -> None:
 
 
 def render_area(renderer: str, executed: Path, html: Path, pdf: Path, meta: dict) -> list[str]:
-    """Render one executed notebook to HTML and PDF (never re-executes). Each file is written under
-    a temporary name and renamed, so a published name never holds a half-written file."""
+    """Render one executed notebook to HTML and PDF (never re-executes), and write its charts' data
+    files beside the HTML (``render.common.write_chart_data``). Each file is written under a
+    temporary name and renamed, so a published name never holds a half-written file. Returns the
+    paths written: HTML, PDF, then the data files."""
     from .render import get_renderer
+
+    from .render.common import chart_data_dir, write_chart_data
 
     rend = get_renderer(renderer)
     html.parent.mkdir(parents=True, exist_ok=True)
+    # the charts' data files beside the report (prefectures/13-tokyo-data/*.csv), linked under each chart
+    data = write_chart_data(executed, chart_data_dir(html))
     for target, fn in ((html, rend.render_html), (pdf, rend.render_pdf)):
         tmp = target.with_name(target.stem + ".tmp" + target.suffix)
         fn(executed, tmp, meta)
         tmp.replace(target)
-    return [str(html), str(pdf)]
+    return [str(html), str(pdf)] + [str(p) for p in data]
 
 
 def executed_dir(out_dir: Path) -> Path:

@@ -18,6 +18,9 @@ Tsunagari report filter for pandoc's ipynb reader (run with --ipynb-output=all).
 ]]
 
 local stringify = pandoc.utils.stringify
+-- where the charts' data files are, relative to the report (metadata chart-data-dir, set by the
+-- renderer: 13-tokyo-data); letters, digits and - only, else no data links
+local chart_data_dir = nil
 local is_typst = FORMAT:match("typst") ~= nil
 local is_html = FORMAT:match("html") ~= nil
 
@@ -100,10 +103,22 @@ local function best_output(div)
     local alt = (plain ~= nil and not is_repr(plain)) and plain or "図"
     image.caption = { pandoc.Str(alt) }
     image.attributes["alt"] = nil
+    -- the chart's data file (charts.show(..., name=...)): a link under the chart, to the
+    -- file the renderer writes beside the report (render.common.write_chart_data)
+    local data = image.attributes["data-csv"]
+    image.attributes["data-csv"] = nil
     if is_typst then
       image.attributes["width"] = "100%"
     end
-    return { pandoc.Div({ pandoc.Para({ image }) }, pandoc.Attr("", { "chart" })) }
+    local blocks = { pandoc.Para({ image }) }
+    -- (the filter runs once, when pandoc reads the notebook for both writers: the PDF has the
+    -- link too, relative like its links to the prefecture reports)
+    if data ~= nil and chart_data_dir ~= nil and data:match("^[%w][%w_%-]*%.csv$") then
+      table.insert(blocks, pandoc.Para({ pandoc.Link({ pandoc.Str("この図のデータ（CSV）") },
+        chart_data_dir .. "/" .. data, "", pandoc.Attr("", {}, { { "download", "" } })) }))
+      blocks[#blocks] = pandoc.Div({ blocks[#blocks] }, pandoc.Attr("", { "chart-data" }))
+    end
+    return { pandoc.Div(blocks, pandoc.Attr("", { "chart" })) }
   end
   -- text/html outputs are never passed through (they would carry data as raw HTML).
   if plain ~= nil and not is_repr(plain) then
@@ -357,7 +372,14 @@ function Pandoc(doc)
   return doc
 end
 
+local function read_meta(meta)
+  local dir = meta["chart-data-dir"] and stringify(meta["chart-data-dir"]) or nil
+  if dir ~= nil and dir:match("^[%w%-]+$") then chart_data_dir = dir end
+  return nil
+end
+
 return {
+  { Meta = read_meta },
   { Div = Div },
   { Pandoc = Pandoc },
 }

@@ -279,3 +279,132 @@ class TestWrap:
                 assert "".join(lines) == text and all(len(x) <= width for x in lines), (text, width)
                 assert not any(x[0] in "）」、。・" for x in lines[1:]), (text, width, lines)
                 assert not any(x[-1] in "（「" for x in lines[:-1]), (text, width, lines)
+
+
+class TestDecodable:
+    """Issue #23: the area named, prefectures that stand out named, honest value axes."""
+
+    def _drawn_texts(self, chart) -> list[str]:
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.text import Text
+        from plotnine import theme
+
+        fig = (chart + theme(figure_size=(charts.WIDTH, 3.6))).draw()
+        FigureCanvasAgg(fig).draw()
+        return [t.get_text() for t in fig.findobj(Text) if t.get_visible() and t.get_text()]
+
+    def test_prefecture_report_names_its_area_in_the_spine_and_programme_strip(self, tokyo):
+        all_ = make_all(tokyo)
+        assert "東京都" in self._drawn_texts(all_["spine"])
+        assert "東京都" in self._drawn_texts(all_["strip"])
+
+    def test_national_strip_names_the_lowest_and_highest_prefecture_of_each_row(self, warehouse):
+        national = load_report_data(warehouse, 2024, 0)
+        prefs = national.prefectures(national.ids("survey"))
+        prefs["x"] = prefs.value - prefs.national_value
+        texts = self._drawn_texts(charts.strip_chart(prefs, "分布", "差"))
+        shown = prefs.dropna(subset=["x"])
+        for _, rows in shown.groupby("indicator", observed=True):
+            # (a tie at the end: one of the tied prefectures is named)
+            low = rows[rows.x == rows.x.min()].area_name.map(charts.short_name)
+            high = rows[rows.x == rows.x.max()].area_name.map(charts.short_name)
+            assert set(low) & set(texts) and set(high) & set(texts), (list(low), list(high))
+        # the prefectures judged different from national: the comparison's fill, and a legend
+        flagged = shown[shown.comparison.isin(charts.FLAGGED)]
+        assert len(flagged)
+        img = decode(charts.png_bytes(charts.strip_chart(prefs, "分布", "差"), 7.2, 6))
+        for key in set(flagged.comparison):
+            fill = conventions.COMPARISON[key].fill.lstrip("#")
+            assert has_colour(img, tuple(int(fill[i:i + 2], 16) for i in (0, 2, 4)), tol=4), key
+            assert charts._legend_label(key) in self._drawn_texts(charts.strip_chart(prefs, "分布", "差"))
+
+    def test_short_names(self):
+        assert [charts.short_name(n) for n in ("東京都", "大阪府", "神奈川県", "北海道", "全国")] == \
+            ["東京", "大阪", "神奈川", "北海道", "全国"]
+
+    def test_trend_panels_share_one_axis_width_stated_in_the_caption(self, tokyo):
+        from plotnine import theme
+
+        trend = tokyo.trends(tokyo.headline_ids())
+        chart = charts.trend_chart(trend, "推移")
+        fig = (chart + theme(figure_size=(charts.WIDTH, 3.6))).draw()
+        panels = [ax for ax in fig.axes if ax.get_visible()]
+        widths = [round(ax.get_ylim()[1] - ax.get_ylim()[0], 6) for ax in panels]
+        assert len(panels) == len(tokyo.headline_ids()) and len(set(widths)) == 1, widths
+        span, _ = charts.trend_span(trend.dropna(subset=["value"]))
+        assert span >= charts.MIN_SPAN
+        assert widths[0] >= span   # the panel shows the whole common width (plus plotnine's margin)
+        assert f"{span:g}ポイント" in chart.labels.caption
+
+    def test_a_percentage_axis_is_never_zoomed_below_the_minimum_span(self, warehouse):
+        from plotnine import theme
+
+        national = load_report_data(warehouse, 2024, 0)
+        frame = national.estimates(["no_support_among_worried"]).assign(group=lambda f: f.indicator)
+        hi, lo = frame.upper_ci95.max(), frame.lower_ci95.min()
+        assert hi - lo < 3   # the chart that was drawn as 87.0-88.0
+        fig = (charts.estimate_chart(frame, "割合", flip=True) + theme(figure_size=(7.2, 2))).draw()
+        ax = fig.axes[0]
+        low, high = ax.get_xlim()   # flipped: the values run along x
+        assert high - low >= charts.MIN_SPAN and low <= lo and high >= hi
+
+    @pytest.mark.parametrize("lo,hi,expect", [(87.0, 88.0, (82.5, 92.5)), (1.0, 2.0, (0.0, 10.0)),
+                                              (97.0, 99.0, (90.0, 100.0)), (10.0, 40.0, (10.0, 40.0))])
+    def test_span_limits(self, lo, hi, expect):
+        assert charts.span_limits(lo, hi) == pytest.approx(expect)
+
+
+class TestChartData:
+    """Issue #23: each chart's data, as published beside the report, is exactly the rows drawn."""
+
+    @pytest.mark.parametrize("name", ["estimate", "estimate_flip", "distribution", "trend", "spine", "strip"])
+    @pytest.mark.parametrize("code", [0, 13, 31])
+    def test_table_rows_are_the_rows_drawn(self, warehouse, name, code):
+        from plotnine import theme
+
+        data = load_report_data(warehouse, 2024, code)
+        chart = make_all(data, wrapped=True)[name]
+        table = charts.chart_table(chart)
+        # what plotnine draws: the main layer's data after the build (rows without a value dropped)
+        built = (chart + theme(figure_size=(7.2, 3.6)))
+        built.draw()
+        drawn = built.layers[0 if name in ("estimate", "estimate_flip", "distribution", "trend") else -1].data
+        ends = {"spine": ("(scaled)",), "strip": ("(x)",)}.get(name, ("(value)", "(lead_value)"))
+        value = next(h for h in table.columns if h.endswith(ends))
+        if name in ("spine", "strip"):
+            src = chart.data.dropna(subset=["scaled" if name == "spine" else "x"])
+            assert len(table) == len(src)
+            assert sorted(table[value]) == pytest.approx(sorted(src["scaled" if name == "spine" else "x"]), abs=5e-4)
+        else:
+            src = chart.data.dropna(subset=["value"])
+            assert len(table) == len(src) == len(drawn.dropna(subset=["y"]) if "y" in drawn else src)
+            assert sorted(table[value]) == pytest.approx(sorted(np.round(src["value"], 1)), abs=1e-9)
+        assert not any("n_unweighted" in h for h in table.columns)   # no base in a chart's data
+        assert all("\n" not in str(v) for v in table.select_dtypes(include=["object", "str"]).stack())
+
+    def test_suppressed_values_are_not_in_the_table(self, warehouse):
+        tottori = load_report_data(warehouse, 2024, 31)
+        frame = tottori.estimates(["lonely_often_always"], {"sex=1": "男性", "sex=2": "女性"})
+        table = charts.chart_table(charts.estimate_chart(frame, "性別"))
+        sup = frame[frame.suppressed & (frame.estimate_method == "direct")]
+        for hidden in tottori.indicators[(tottori.indicators.area_code == "31") & tottori.indicators.suppressed
+                                         & (tottori.indicators.year == 2024)
+                                         & (tottori.indicators.indicator_id == "lonely_often_always")
+                                         & tottori.indicators.breakdown.isin(["sex=1", "sex=2"])].itertuples():
+            rows = table[(table["地域コード (area_code)"] == "31")
+                         & (table["区分 (group)"] == {"sex=1": "男性", "sex=2": "女性"}[hidden.breakdown])]
+            # only a pooled or model-based estimate may stand in for a suppressed cell
+            assert set(rows["推計方法 (estimate_method)"]) <= {"pooled", "model"}, rows
+        assert sup.empty
+
+    def test_show_carries_the_table_as_csv_beside_the_image(self, tokyo, monkeypatch):
+        shown = []
+        monkeypatch.setattr("IPython.display.display", lambda obj, **kw: shown.append((obj, kw)))
+        chart = make_all(tokyo)["trend"]
+        charts.show(chart, "推移の図", name="fig-trend")
+        bundle, kw = shown[-1]
+        assert kw["metadata"] == {"image/png": {"data-csv": "fig-trend.csv"}}
+        assert bundle["text/csv"] == charts.table_csv(charts.chart_table(chart))
+        assert pd.read_csv(io.StringIO(bundle["text/csv"])).shape[0] == len(chart.data)
+        with pytest.raises(ValueError):
+            charts.show(chart, "図", name="../etc/passwd")

@@ -140,7 +140,10 @@ class TestOnlyTheSiteIsPublished:
 
         cli("reports", "--year", "2024", "--pref", "31", "--out", "reports-out", "--renderer", "pandoc")
         out = tmp_path / "reports-out"
-        assert set(_files(out)) == {"prefectures/31-tottori.html", "prefectures/31-tottori.pdf"}
+        files = set(_files(out))
+        data = {f for f in files if f.startswith("prefectures/31-tottori-data/") and f.endswith(".csv")}
+        assert files - data == {"prefectures/31-tottori.html", "prefectures/31-tottori.pdf"}
+        assert len(data) == 12   # each chart's data file (issue #23), beside the report
         assert (tmp_path / ".reports-out.tsunagari-work" / "executed" / "31-tottori.ipynb").is_file()
 
         proc = cli("indicators", "--year", "2024", "--out", "ind-out")

@@ -389,3 +389,48 @@ def charts_no_data() -> str:
     from pipelines.charts import NO_DATA
 
     return NO_DATA
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("rel", ["prefectures/13-tokyo.html", "prefectures/31-tottori.html", "national.html"])
+def test_every_chart_links_its_data_file_beside_the_report(built, rel):
+    """Issue #23: a link under each chart to a CSV (UTF-8 with BOM, Japanese headers) of the rows
+    drawn, published beside the report; the files pass the disclosure check and the allow-list."""
+    import pandas as pd
+
+    from pipelines.disclosure import check_files, make_context
+    from pipelines.publish import scan_site
+
+    _, out, _, wh = built
+    page, text = parse(out / rel)
+    links = [u for u in page.links if u.endswith(".csv") and "-data/" in u]
+    assert len(links) == N_CHARTS == len(set(links))
+    folder = (out / rel).with_name((out / rel).stem + "-data")
+    assert sorted(folder.glob("*.csv")) == sorted((out / rel).parent / u for u in links)   # each link resolves
+    for u in links:
+        raw = ((out / rel).parent / u).read_bytes()
+        assert raw.startswith("\ufeff".encode("utf-8"))
+        table = pd.read_csv((out / rel).parent / u, encoding="utf-8-sig")
+        assert len(table) > 0 and all(re.search(r"[ぁ-んァ-ン一-龥]", h) for h in table.columns)
+    rels = [f.relative_to(out).as_posix() for f in folder.glob("*.csv")]
+    assert check_files(out, rels, make_context(wh, out, year=YEAR)) == []
+    assert not [f for f in scan_site(out) if "-data/" in f]
+
+
+@pytest.mark.slow
+def test_disclosure_check_finds_a_suppressed_value_in_a_chart_data_file(built, tmp_path):
+    import pandas as pd
+
+    from pipelines.disclosure import check_files, make_context
+
+    _, out, _, wh = built
+    src = out / "prefectures" / "31-tottori-data" / "fig-breakdown-lonely_often_always.csv"
+    table = pd.read_csv(src, encoding="utf-8-sig", dtype=str, keep_default_na=False)
+    # a direct value for a suppressed cell, as a mistaken chart would have drawn it
+    table.loc[0, "非表示 (suppressed)"] = "True"
+    table.loc[0, "推計方法 (estimate_method)"] = "direct"
+    bad = tmp_path / "prefectures" / "31-tottori-data" / src.name
+    bad.parent.mkdir(parents=True)
+    table.to_csv(bad, index=False, encoding="utf-8-sig")
+    findings = check_files(tmp_path, [bad.relative_to(tmp_path).as_posix()], make_context(wh, year=YEAR))
+    assert any("suppressed" in f.rule for f in findings), findings

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import shutil
 from functools import lru_cache
 from pathlib import Path
@@ -50,3 +52,60 @@ def _pdf_font(choice: str) -> tuple[str, Path]:
     import matplotlib_fontja
 
     return "IPAexGothic", Path(matplotlib_fontja.__file__).parent / "fonts" / "ipaexg.ttf"
+
+
+# --- The charts' data files (issue #23) ------------------------------------------------------------
+
+CHART_DATA_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,80}\.csv")
+
+
+def chart_data_dir(report: Path) -> Path:
+    """The folder of a report's chart data files, beside it: prefectures/13-tokyo-data/ for
+    prefectures/13-tokyo.html (the link under each chart is relative: 13-tokyo-data/NAME.csv)."""
+    report = Path(report)
+    return report.with_name(f"{report.stem}-data")
+
+
+def chart_data(executed: Path) -> list[tuple[str, str]]:
+    """(file name, CSV text) of every chart of an executed notebook that carries its data
+    (``charts.show(..., name=...)``: a text/csv output beside the image, its name in the image's
+    metadata ``data-csv``), in the order of the report."""
+    nb = json.loads(Path(executed).read_text(encoding="utf-8"))
+    out = []
+    for cell in nb.get("cells", []):
+        for o in cell.get("outputs", []) or []:
+            data, meta = o.get("data") or {}, o.get("metadata") or {}
+            name = (meta.get("image/png") or {}).get("data-csv")
+            if "text/csv" in data and isinstance(name, str):
+                if not CHART_DATA_NAME.fullmatch(name):
+                    raise RenderError(f"{executed}: chart data file name {name!r} refused")
+                text = data["text/csv"]
+                out.append((name, "".join(text) if isinstance(text, list) else str(text)))
+    return out
+
+
+def write_chart_data(executed: Path, folder: Path) -> list[Path]:
+    """Write the chart data files of an executed notebook into `folder` (UTF-8 with BOM, as the
+    downloads), each under a temporary name first; files of an earlier build that the notebook no
+    longer has are removed (and the folder when none is left). Returns the files written."""
+    folder = Path(folder)
+    files = chart_data(executed)
+    names = [n for n, _ in files]
+    if len(set(names)) != len(names):
+        raise RenderError(f"{executed}: two charts with the same data file name")
+    written = []
+    if files:
+        folder.mkdir(parents=True, exist_ok=True)
+    for name, text in files:
+        target = folder / name
+        tmp = folder / f"{target.stem}.tmp.csv"
+        tmp.write_bytes(("\ufeff" + text).encode("utf-8"))
+        tmp.replace(target)
+        written.append(target)
+    if folder.is_dir():
+        for old in folder.glob("*.csv"):
+            if old.name not in names:
+                old.unlink()
+        if not any(folder.iterdir()):
+            folder.rmdir()
+    return written

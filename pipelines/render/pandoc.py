@@ -48,8 +48,10 @@ def _run(args: list[str], source: Path, cwd: Path | None = None) -> None:
 
 
 def _reader_args(executed: Path) -> list[str]:
+    # chart-data-dir: where report.lua links each chart's data file (render.common.chart_data_dir;
+    # the executed notebook is named after the report: 13-tokyo.ipynb -> 13-tokyo-data/)
     return [str(executed), "-f", "ipynb", "--ipynb-output=all", "--lua-filter", str(LUA_FILTER),
-            "-M", "lang=ja", "--wrap=none"]
+            "-M", "lang=ja", "-M", f"chart-data-dir={Path(executed).stem}-data", "--wrap=none"]
 
 
 class _Ast:
