@@ -47,6 +47,8 @@ PAGES = {
     "methodology": "methodology.html",
     "downloads": "downloads/index.html",
     "quality": "quality/index.html",
+    "compare": "compare.html",
+    "compare, three chosen": "compare.html?a=13&b=31&c=36",
 }
 # axe's options: the symbols (◎ × ▲ ...) carry the result, so short and symbol-only text is checked too.
 AXE_RUN = """options => axe.run(document, options)"""
@@ -193,10 +195,12 @@ def structure_findings(page) -> list[str]:
             for v in results["violations"] for n in v["nodes"]]
 
 
-def open_page(browser, path: Path, width: int = 1280):
+def open_page(browser, path: Path | str, width: int = 1280):
+    """Open a built page ('compare.html?a=13' keeps its query) at a viewport `width` px wide."""
+    file, _, query = str(path).partition("?")
     page = browser.new_page(viewport={"width": width, "height": 800})
     page.set_default_timeout(60_000)
-    page.goto(path.as_uri())
+    page.goto(Path(file).as_uri() + (f"?{query}" if query else ""))
     return page
 
 
@@ -232,13 +236,13 @@ class TestPublishedPages:
             self, browser, built_site: Path):
         # a new kind of page must be added to PAGES; the other HTML files are prefecture reports
         pages = {p.relative_to(built_site).as_posix() for p in built_site.rglob("*.html")}
-        assert set(PAGES.values()) <= pages
-        assert {p for p in pages - set(PAGES.values())
+        assert {rel.partition("?")[0] for rel in PAGES.values()} <= pages
+        assert {p for p in pages - {rel.partition("?")[0] for rel in PAGES.values()}
                 if not re.fullmatch(r"prefectures/\d\d-[a-z]+\.html", p)} == set()
         problems: dict[str, list[str]] = {}
         for width in WIDTHS:
             for name, rel in PAGES.items():
-                page = open_page(browser, built_site / rel, width)
+                page = open_page(browser, f"{built_site}/{rel}", width)
                 try:
                     found, results = axe_findings(page)
                     found += structure_findings(page)

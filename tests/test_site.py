@@ -15,7 +15,7 @@ from openpyxl import load_workbook
 from pipelines import config, conventions, schema
 from pipelines.errors import DataError
 from pipelines.reference import pref_slug, prefectures
-from pipelines.site import COMPARISON_SYMBOLS, build_site, neutralise
+from pipelines.site import COMPARISON_SYMBOLS, build_site, neutralise, short_name
 from fixtures_site import FORMULA_NOTE, build_site_warehouse, catalogue, write_placeholder_outputs
 
 YEAR = 2024
@@ -171,7 +171,8 @@ def test_tiles_are_links_with_symbol_text_and_label_matching_the_embedded_data(s
     data = json.loads(page.scripts["map-data"])
     default = data["default"]
     assert set(data["areas"]) == {f"{c:02d}" for c in range(1, 48)}
-    assert len(data["indicators"]) >= 2 and len(page.find("option")) == len(data["indicators"])
+    indicator_options = [o for o in page.find("option") if not o.get("value", "").endswith(".html")]  # not the picker
+    assert len(data["indicators"]) >= 2 and len(indicator_options) == len(data["indicators"])
     html = (site / "index.html").read_text(encoding="utf-8")
     seen = set()
     for code, area in data["areas"].items():
@@ -183,7 +184,9 @@ def test_tiles_are_links_with_symbol_text_and_label_matching_the_embedded_data(s
             assert li.group(1) == f"cmp-{cmp_}", code
         slug = pref_slug(int(code))
         assert f'href="prefectures/{slug}.html"' in li.group(0)
-        assert f'aria-label="{area["name"]}：' in li.group(0)
+        # the name opens with the tile's visible words (short name, value), then the rest in brackets
+        cell = area["cells"][default]
+        assert f'aria-label="{short_name(area["name"])} {cell["text"]} （{area["name"]}：' in li.group(0)
         assert schema.COMPARISON_LABELS.get(cmp_, "非表示") in li.group(0)  # text, not colour alone
         ind = next(i for i in data["indicators"] if i["id"] == default)
         assert ind["classes"][li.group(1)]["sym"] in li.group(0)
