@@ -213,8 +213,11 @@ def prefecture_picker(options: list[tuple[str, str]], selected: str | None = Non
     list is handled here: browsers do not submit a form from a <select>)."""
     opts = "".join(f'<option value="{html.escape(href, quote=True)}"' + (" selected" if href == selected else "")
                    + f">{html.escape(text)}</option>" for href, text in options)
-    return ('<form class="picker" action="#" onsubmit="location.href=this.elements.pref.value;return false;">'
+    if selected is None:  # a page of no prefecture: the list says what it is for, not 北海道
+        opts = '<option value="" selected>（選んでください）</option>' + opts
+    return ('<form class="picker" action="#" onsubmit="if(this.elements.pref.value)'
+            'location.href=this.elements.pref.value;return false;">'
             f'<label for="{ident}">{PICKER_LABEL}</label> '
             f'<select id="{ident}" name="pref" onkeydown="if(event.key===\'Enter\'){{event.preventDefault();'
-            f'location.href=this.value;}}">{opts}</select> '
+            f'if(this.value)location.href=this.value;}}">{opts}</select> '
             '<button type="submit">表示</button></form>')

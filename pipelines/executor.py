@@ -34,10 +34,11 @@ import signal
 import tempfile
 import threading
 import time
+from contextlib import contextmanager
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 from . import interrupt
 from .errors import UsageError
@@ -157,9 +158,7 @@ def _remove_private_dirs() -> None:
 
 
 def _register_cleanup() -> None:
-    import atexit
-
-    atexit.register(_remove_private_dirs)
+    interrupt.at_exit(_remove_private_dirs)
     interrupt.on_stop(_remove_private_dirs, order=50)   # after the processes using them are killed
 
 
@@ -410,10 +409,9 @@ def _worker_kernel() -> WarmKernel:
             _WARM.shutdown()
         _WARM = WarmKernel(_process_folder())
         _WARM.start()
-        import atexit
         from multiprocessing import util
 
-        atexit.register(_WARM.shutdown)
+        interrupt.at_exit(_WARM.shutdown)
         # Pool workers leave through multiprocessing's exit path, which skips atexit but runs
         # finalizers: shut the kernel down there too (it also removes its IPC socket files).
         util.Finalize(_WARM, _WARM.shutdown, exitpriority=10)
@@ -591,6 +589,23 @@ def _leave() -> None:
     exit_now(0)
 
 
+POOL_ENV = "TSUNAGARI_POOL"   # in a pool worker's environment: the pool's folder
+
+
+@contextmanager
+def _environ(name: str, value: str) -> Iterator[None]:
+    """`name`=`value` in os.environ inside the block (processes started there inherit it)."""
+    before = os.environ.get(name)
+    os.environ[name] = value
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = before
+
+
 def exit_now(code: int) -> None:
     """Flush stdout and stderr, then end the process with `code` at once: no interpreter teardown
     (with pandas, GX or jupyter_client loaded it takes 0.15-0.6 s), no further exit handlers."""
@@ -637,7 +652,9 @@ class WarmPool:
         self._done = False
         self._pids: set[int] = set()
         # Workers started in here ignore SIGINT from their first instruction (pipelines/interrupt.py).
-        with interrupt.children_ignore_interrupts():
+        # They are all started by the warm-up submissions (one process per submission while none is
+        # idle), with POOL_ENV naming this pool in their environment: that is how they are found.
+        with interrupt.children_ignore_interrupts(), _environ(POOL_ENV, str(self.folder)):
             self.pool = ProcessPoolExecutor(max_workers=self.jobs, mp_context=mp.get_context("spawn"),
                                             initializer=_worker_init, initargs=(str(self.folder), os.getpid()))
             self._unregister = interrupt.on_stop(self.terminate)
@@ -645,9 +662,7 @@ class WarmPool:
         self._note_workers()
 
     def _note_workers(self) -> None:
-        # ProcessPoolExecutor keeps its worker processes in `_processes` (pid -> Process); they are
-        # all started by the warm-up submissions above.
-        self._pids.update((getattr(self.pool, "_processes", None) or {}).keys())
+        self._pids.update(interrupt.with_environ(f"{POOL_ENV}={self.folder}"))
 
     def run_one(self, task: Task) -> Outcome:
         """Run one task on a warm worker and wait for it (e.g. the indicators notebook)."""

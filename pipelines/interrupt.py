@@ -72,6 +72,34 @@ def on_stop(action: Callable[[], None], order: int = 0) -> Callable[[], None]:
     return lambda: _ACTIONS.pop(token, None)
 
 
+_AT_EXIT: list[Callable[[], None]] = []
+
+
+def at_exit(action: Callable[[], None]) -> Callable[[], None]:
+    """Run `action` when the process ends: through `atexit` on a normal interpreter exit, and from
+    `run_exit_actions` when the command line ends the process at once (pipelines.cli). Usable as a
+    decorator; returns `action`."""
+    import atexit
+
+    atexit.register(action)
+    _AT_EXIT.append(action)
+    return action
+
+
+def run_exit_actions() -> None:
+    """Run the actions registered with `at_exit` now, last registered first, each once (they are
+    taken off `atexit`'s list too). An action that fails does not stop the others."""
+    import atexit
+
+    while _AT_EXIT:
+        action = _AT_EXIT.pop()
+        atexit.unregister(action)
+        try:
+            action()
+        except Exception:  # an exit action must not keep the others from running
+            pass
+
+
 def signalled() -> int | None:
     """The stop signal received, or None."""
     return _SIGNUM

@@ -51,6 +51,19 @@ def start(module: str = SERVED_MODULE) -> None:
         proc.start()
         theirs.close()
         _PROC, _CONN, _READY = proc, ours, False
+    _stop_at_exit()
+
+
+_EXIT_REGISTERED: list[bool] = []
+
+
+def _stop_at_exit() -> None:
+    """Stop the process when this one ends (also when the command line ends it at once)."""
+    from . import interrupt
+
+    if not _EXIT_REGISTERED:
+        _EXIT_REGISTERED.append(True)
+        interrupt.at_exit(stop)
 
 
 def running() -> bool:
@@ -146,7 +159,10 @@ def _serve(conn, module: str) -> None:
     except Exception as exc:
         conn.send(("failed", f"{type(exc).__name__}: {exc}"))
         return
-    conn.send(("ready", os.getpid()))
+    try:
+        conn.send(("ready", os.getpid()))
+    except OSError:   # the build ended (or stopped it) while GX was being set up
+        return
     while True:
         try:
             df, sf = conn.recv()

@@ -334,3 +334,37 @@ class TestDyingWithTheStarter:
         poll(lambda: not any(alive(p) for p in procs), 60, "the orphans to exit")
         if what == "pool":
             poll(lambda: not Path(folder).exists(), 30, "the pool's folder to be removed")
+
+
+def test_the_private_jupyter_client_names_the_warm_kernel_relies_on_still_exist():
+    """pipelines/executor.py overrides or calls three private names of jupyter_client (pinned to
+    major version 8 in pyproject.toml): an upgrade that drops one must fail here, not in a build."""
+    from jupyter_client.blocking.client import BlockingKernelClient
+    from jupyter_client.manager import AsyncKernelManager, KernelManager
+
+    assert callable(getattr(BlockingKernelClient, "_handle_kernel_info_reply", None))
+    for cls in (KernelManager, AsyncKernelManager):
+        assert callable(getattr(cls, "_async_launch_kernel", None)), cls
+        assert isinstance(getattr(cls, "kernel_spec", None), property), cls
+
+
+def test_pool_workers_are_found_by_their_environment_not_by_private_executor_state(tmp_path):
+    """The pool names itself in its workers' environment (POOL_ENV): terminate() finds and kills
+    them without ProcessPoolExecutor's private `_processes`."""
+    import os
+    import time
+
+    from pipelines import interrupt
+    from pipelines.executor import POOL_ENV, WarmPool
+
+    pool = WarmPool(jobs=2)
+    try:
+        found = interrupt.with_environ(f"{POOL_ENV}={pool.folder}")
+        assert len(set(found) & pool._pids) >= 2, (found, pool._pids)
+        assert POOL_ENV not in os.environ   # set only while the workers start
+    finally:
+        pool.terminate()
+    deadline = time.monotonic() + 10
+    while interrupt.with_environ(f"{POOL_ENV}={pool.folder}") and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert interrupt.with_environ(f"{POOL_ENV}={pool.folder}") == []

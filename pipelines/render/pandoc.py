@@ -7,7 +7,6 @@ reports/report.lua hides code and picks the best output per cell (pandoc's ipynb
 
 from __future__ import annotations
 
-import atexit
 import os
 import html as _html
 import logging
@@ -17,7 +16,7 @@ import tempfile
 from functools import lru_cache
 from pathlib import Path
 
-from .. import conventions
+from .. import conventions, interrupt
 from ..config import REPORTS_DIR, cache_dir, file_key
 from .common import RenderError, pdf_font
 
@@ -91,7 +90,7 @@ class _Ast:
         return cls._current
 
 
-@atexit.register
+@interrupt.at_exit
 def _remove_ast() -> None:
     if _Ast._current is not None:
         _Ast._current.remove()

@@ -34,7 +34,6 @@ output missing) raise RenderError naming the area and quoting Quarto's output.
 
 from __future__ import annotations
 
-import atexit
 import json
 import logging
 import os
@@ -50,7 +49,7 @@ from typing import Any
 
 import yaml
 
-from .. import config
+from .. import config, interrupt
 from .common import RenderError
 
 log = logging.getLogger("tsunagari.render.quarto")
@@ -468,7 +467,7 @@ def render_pdf(executed: Path, pdf_out: Path, meta: dict[str, Any]) -> Path:
     return _render_one(executed, pdf_out, ".pdf", meta)
 
 
-@atexit.register
+@interrupt.at_exit
 def _remove_kept() -> None:
     for d in _PENDING_DIR:
         shutil.rmtree(d, ignore_errors=True)
