@@ -54,18 +54,27 @@ TERMS = ("政府標準利用規約（第2.0版）に準拠（クリエイティ�
 PUBLICATION_DATE: str | None = None
 
 
+def build_time():
+    """The time stamped on pages and workbooks (作成): now, or ``SOURCE_DATE_EPOCH`` when set (the
+    reproducible-builds convention: with it, identical inputs give identical bytes). A UTC datetime."""
+    from datetime import datetime, timezone
+
+    epoch = os.environ.get("SOURCE_DATE_EPOCH", "").strip()
+    if epoch.isdigit():
+        return datetime.fromtimestamp(int(epoch), timezone.utc)
+    return datetime.now(timezone.utc)
+
+
 def publication(built_at=None) -> dict[str, str]:
     """The publication details as shown: {"date": "2025年3月31日", "iso": "2025-03-31", "publisher",
     "contact", "terms"}. The date is PUBLICATION_DATE when set, else `built_at` (a datetime; default
-    the build's time, pipelines.site.build_time) in local time."""
+    the build's time, build_time()) in local time."""
     from datetime import date
 
     if PUBLICATION_DATE:
         day = date.fromisoformat(PUBLICATION_DATE)
     else:
         if built_at is None:
-            from .site import build_time
-
             built_at = build_time()
         day = built_at.astimezone().date()
     return {"date": f"{day.year}年{day.month}月{day.day}日", "iso": day.isoformat(),

@@ -30,6 +30,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from markupsafe import Markup
 
 from . import config, conventions, method_statement, schema
+from .config import build_time
 from . import warehouse as warehouse_db
 from .catalogue import Indicator, catalogue_path, load_catalogue
 from .errors import DataError, check_pref_code, check_year
@@ -627,15 +628,6 @@ def copy_site_font(out_dir: Path) -> str | None:
 # --- per-prefecture XLSX -------------------------------------------------------------------------
 
 SUPPRESSED_BLANK = ("value", "lower_ci95", "upper_ci95")  # never published for a suppressed row
-
-
-def build_time() -> datetime:
-    """The time stamped on pages and workbooks (作成): now, or ``SOURCE_DATE_EPOCH`` when set (the
-    reproducible-builds convention: with it, identical inputs give identical bytes)."""
-    epoch = os.environ.get("SOURCE_DATE_EPOCH", "").strip()
-    if epoch.isdigit():
-        return datetime.fromtimestamp(int(epoch), timezone.utc)
-    return datetime.now(timezone.utc)
 
 
 def xlsx_rows(df: pd.DataFrame, catalogue: dict[str, Indicator]) -> tuple[list[str], list[list[Any]]]:
