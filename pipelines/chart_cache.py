@@ -331,14 +331,14 @@ def key(chart, width: float, height: float, dpi: int, fmt: str = "png") -> str:
 # The files
 # ---------------------------------------------------------------------------------------------
 
-FORMATS = ("png", "svg")
+FORMATS = ("png", "png8", "svg")
 SVG_END = b"</svg>\n"
 
 
 def _path(k: str, fmt: str = "png") -> Path:
     if fmt not in FORMATS:
         raise ValueError(f"chart cache format {fmt!r}")
-    return folder() / k[:2] / f"{k}.{fmt}"
+    return folder() / k[:2] / f"{k}.{'svg' if fmt == 'svg' else 'png'}"
 
 
 def _complete_png(data: bytes) -> bool:

@@ -162,9 +162,11 @@ def smallest_text_pt(fig) -> float | None:
     return min(sizes) if sizes else None
 
 
-def _png_encode(fig, dpi: int) -> bytes:
+def _png_encode(fig, dpi: int, palette: bool = False) -> bytes:
     """The drawn figure's pixels as PNG: RGB, no time or software chunk (the same chart gives the same
-    bytes in any process), and its smallest text in image pixels (MIN_TEXT_KEY)."""
+    bytes in any process), and its smallest text in image pixels (MIN_TEXT_KEY). palette: 256
+    colours, no dithering (the phone rendition: ~60% fewer bytes; flat colours and anti-aliased
+    edges look the same)."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from PIL import Image, PngImagePlugin
 
@@ -178,6 +180,8 @@ def _png_encode(fig, dpi: int) -> bytes:
     if smallest is not None:
         info.add_text(MIN_TEXT_KEY, f"{smallest * dpi / 72:.2f}")
     buf = io.BytesIO()
+    if palette:
+        img = img.quantize(256, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE)
     img.save(buf, format="png", compress_level=3, dpi=(dpi, dpi), pnginfo=info)
     return buf.getvalue()
 
@@ -215,7 +219,7 @@ def _cache_key(chart, width, height, dpi, fmt: str, cache: bool) -> str | None:
 def renditions(chart, width: float | None = None, height: float | None = None, dpi: int = DPI,
                formats: tuple[str, ...] = ("png",), cache: bool = True) -> dict[str, bytes]:
     """Draw a ggplot (or a matplotlib Figure) once and return it in each of `formats` ("png",
-    "svg"). A ggplot whose key (its data, specification, size and environment:
+    "png8": PNG of 256 colours, "svg"). A ggplot whose key (its data, specification, size and environment:
     pipelines/chart_cache.py) was drawn before is read from the chart cache instead, per format
     (``cache=False`` or ``TSUNAGARI_CHART_CACHE=0``: always drawn)."""
     from . import chart_cache
@@ -238,7 +242,7 @@ def renditions(chart, width: float | None = None, height: float | None = None, d
             fig.set_size_inches(width, height, forward=False)
     for fmt in formats:
         if fmt not in out:
-            out[fmt] = _png_encode(fig, dpi) if fmt == "png" else _svg_encode(fig)
+            out[fmt] = _svg_encode(fig) if fmt == "svg" else _png_encode(fig, dpi, palette=fmt == "png8")
             if keys.get(fmt):
                 chart_cache.put(keys[fmt], out[fmt], fmt)
     return out
@@ -407,7 +411,8 @@ def show(chart, alt: str, width: float = WIDTH, height: float = 3.6, name: str |
             phone = phone_layout(chart, height)
         if phone:
             small, small_height = phone
-            meta["data-phone"] = base64.b64encode(png_bytes(small, PHONE_WIDTH, small_height, PHONE_DPI)).decode()
+            drawn_small = renditions(small, PHONE_WIDTH, small_height, PHONE_DPI, ("png8",))["png8"]
+            meta["data-phone"] = base64.b64encode(drawn_small).decode("ascii")
         if name is not None:
             bundle["text/csv"] = table_csv(chart_table(chart))
             meta["data-csv"] = f"{name}.csv"
