@@ -148,7 +148,8 @@ PHONE_WIDTH = 4.0      # inches: 8 pt at 342 CSS px is 8 / 72 * 342 / 4.0 = 9.5 
 PHONE_DPI = 160        # 640 px: about two device pixels per CSS pixel on a phone
 PHONE_MEDIA = "(max-width: 640px)"   # wider: the wide PNG keeps 8 pt >= 9 CSS px (592 / 864 * 13.3)
 PHONE_WRAP = 11        # characters per line of a wrapped category label on a phone
-PHONE_TITLE_WRAP = 26  # characters per line of a title, axis title or caption on a phone
+PHONE_TITLE_WRAP = 18  # characters per line of a title, axis title or caption on a phone (11 pt
+                       # from the panel's left edge, after the row labels: ~200 pt)
 PHONE_MIN_TEXT = 8.0   # points: the smallest text drawn on a phone (a smaller geom_text is enlarged)
 SVG_PARAMS = {"svg.fonttype": "none", "svg.hashsalt": "tsunagari", "svg.id": None}
 MIN_TEXT_KEY = "Tsunagari:min-text-px"   # PNG text chunk: the smallest text drawn, in image pixels
@@ -340,8 +341,9 @@ def phone_layout(chart, height: float):
     extra_lines = 0
     relabel = {}
     for k, v in texts.items():
-        if isinstance(v, str) and len(v.replace("\n", "")) > PHONE_TITLE_WRAP:
-            relabel[k] = wrap(v.replace("\n", ""), PHONE_TITLE_WRAP)
+        width = PHONE_TITLE_WRAP + 12 if k == "caption" else PHONE_TITLE_WRAP   # 8 pt, across the figure
+        if isinstance(v, str) and len(v.replace("\n", "")) > width:
+            relabel[k] = wrap(v.replace("\n", ""), width)
             extra_lines += relabel[k].count("\n") - v.count("\n")
     if relabel:
         chart += labs(**relabel)
