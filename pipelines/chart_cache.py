@@ -1,8 +1,8 @@
 """A cache of drawn report charts, keyed by everything that decides their pixels.
 
 Drawing a plotnine chart costs ~0.2 s (bench/bench_charts.py), twelve per report. A chart whose
-data, specification and environment are unchanged gives the same PNG bytes (``charts.png_bytes``
-writes no time or software chunk), so a rebuild after a code change (every report is executed
+data, specification and environment are unchanged gives the same PNG and SVG bytes
+(``charts.renditions`` writes no time or software chunk), so a rebuild after a code change (every report is executed
 again) or after one prefecture's correction (the national report again, most of its charts
 unchanged) need not draw it again.
 
@@ -306,8 +306,9 @@ def _environment_digest() -> str:
     return h.hexdigest()
 
 
-def key(chart, width: float, height: float, dpi: int) -> str:
-    """The cache key of `chart` drawn at width x height inches and `dpi`. Raises Uncacheable."""
+def key(chart, width: float, height: float, dpi: int, fmt: str = "png") -> str:
+    """The cache key of `chart` drawn at width x height inches and `dpi` as `fmt` (png, svg).
+    Raises Uncacheable."""
     import matplotlib as mpl
     from plotnine import options
 
@@ -315,7 +316,7 @@ def key(chart, width: float, height: float, dpi: int) -> str:
         raise Uncacheable("a mapping reads a variable outside the data")
     w = _Walker()
     w.tag(_environment_digest())
-    w.tag(f"size:{float(width)!r}x{float(height)!r}@{int(dpi)}")
+    w.tag(f"size:{float(width)!r}x{float(height)!r}@{int(dpi)}:{fmt}")
     w.walk({k: v for k, v in sorted(vars(options).items())
             if not k.startswith("_") and not callable(v) and not isinstance(v, types.ModuleType)})
     params = sorted((k, repr(v)) for k, v in mpl.rcParams.items() if not k.startswith(_GUI_PARAMS))
@@ -330,28 +331,42 @@ def key(chart, width: float, height: float, dpi: int) -> str:
 # The files
 # ---------------------------------------------------------------------------------------------
 
-def _path(k: str) -> Path:
-    return folder() / k[:2] / f"{k}.png"
+FORMATS = ("png", "png8", "svg")
+SVG_END = b"</svg>\n"
+
+
+def _path(k: str, fmt: str = "png") -> Path:
+    if fmt not in FORMATS:
+        raise ValueError(f"chart cache format {fmt!r}")
+    return folder() / k[:2] / f"{k}.{'svg' if fmt == 'svg' else 'png'}"
 
 
 def _complete_png(data: bytes) -> bool:
     return data.startswith(PNG_SIGNATURE) and data.endswith(PNG_END)
 
 
-def get(k: str) -> bytes | None:
-    """The cached PNG of key `k`, or None (absent, unreadable or not a complete PNG)."""
-    path = _path(k)
-    try:
-        data = path.read_bytes()
-    except OSError:
-        return None
+def _complete(data: bytes, fmt: str) -> bool:
+    if fmt == "svg":   # written whole by matplotlib: the XML declaration to the closing tag
+        return data.startswith(b"<?xml") and data.endswith(SVG_END)
     if not _complete_png(data):
-        return None
+        return False
     try:
         from PIL import Image
 
         Image.open(io.BytesIO(data)).verify()   # every chunk's CRC
     except Exception:  # noqa: BLE001 - a damaged entry is a miss (it is replaced), never an error
+        return False
+    return True
+
+
+def get(k: str, fmt: str = "png") -> bytes | None:
+    """The cached chart of key `k` as `fmt`, or None (absent, unreadable or not complete)."""
+    path = _path(k, fmt)
+    try:
+        data = path.read_bytes()
+    except OSError:
+        return None
+    if not _complete(data, fmt):
         return None
     try:
         os.utime(path)   # recently used: kept by prune()
@@ -360,9 +375,9 @@ def get(k: str) -> bytes | None:
     return data
 
 
-def put(k: str, data: bytes) -> None:
+def put(k: str, data: bytes, fmt: str = "png") -> None:
     """Store `data` under `k` (temporary name, then rename); a failure only costs a later draw."""
-    path = _path(k)
+    path = _path(k, fmt)
     try:
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
@@ -372,7 +387,7 @@ def put(k: str, data: bytes) -> None:
         log.debug("chart not cached (%s): %s", path, exc)
 
 
-_ENTRY = re.compile(r"([0-9a-f]{64})\.png(\.[0-9]+\.tmp)?")
+_ENTRY = re.compile(r"([0-9a-f]{64})\.(?:png|svg)(\.[0-9]+\.tmp)?")
 
 
 def prune(max_bytes: int = MAX_BYTES) -> int:

@@ -139,47 +139,242 @@ def ggplot_class():
     return ggplot
 
 
-def png_bytes(chart, width: float | None = None, height: float | None = None, dpi: int = DPI,
-              cache: bool = True) -> bytes:
-    """Draw a ggplot (or a matplotlib Figure) once and return PNG bytes: RGB, no time or software
-    chunk, so the same chart gives the same bytes in any process. A ggplot whose key (its data,
-    specification, size and environment: pipelines/chart_cache.py) was drawn before is read from
-    the chart cache instead (``cache=False`` or ``TSUNAGARI_CHART_CACHE=0``: always drawn)."""
+# The renditions of a chart (issue #23). The page shows the wide PNG (WIDTH at DPI: 864 px, shown at
+# its own size on a desktop); a phone (PHONE_MEDIA) gets the phone layout (``phone_layout``) drawn
+# PHONE_WIDTH wide, so that the smallest text (8 pt) is still >= 9 CSS px when the image is scaled to
+# a 390 px screen's 342 px column; the PDF gets the wide chart as SVG (vector, text as text in the
+# report's font: Typst draws it with the same font file, so the PDF embeds no other font).
+PHONE_WIDTH = 4.0      # inches: 8 pt at 342 CSS px is 8 / 72 * 342 / 4.0 = 9.5 CSS px
+PHONE_DPI = 160        # 640 px: about two device pixels per CSS pixel on a phone
+PHONE_MEDIA = "(max-width: 640px)"   # wider: the wide PNG keeps 8 pt >= 9 CSS px (592 / 864 * 13.3)
+PHONE_WRAP = 11        # characters per line of a wrapped category label on a phone
+PHONE_TITLE_WRAP = 18  # characters per line of a title, axis title or caption on a phone (11 pt
+                       # from the panel's left edge, after the row labels: ~200 pt)
+PHONE_MIN_TEXT = 8.0   # points: the smallest text drawn on a phone (a smaller geom_text is enlarged)
+SVG_PARAMS = {"svg.fonttype": "none", "svg.hashsalt": "tsunagari", "svg.id": None}
+MIN_TEXT_KEY = "Tsunagari:min-text-px"   # PNG text chunk: the smallest text drawn, in image pixels
+
+
+def smallest_text_pt(fig) -> float | None:
+    """The size in points of the smallest visible, non-empty text of a drawn figure (None: none)."""
+    from matplotlib.text import Text
+
+    sizes = [t.get_fontsize() for t in fig.findobj(Text) if t.get_visible() and t.get_text().strip()]
+    return min(sizes) if sizes else None
+
+
+def _png_encode(fig, dpi: int, palette: bool = False) -> bytes:
+    """The drawn figure's pixels as PNG: RGB, no time or software chunk (the same chart gives the same
+    bytes in any process), and its smallest text in image pixels (MIN_TEXT_KEY). palette: 256
+    colours, no dithering (the phone rendition: ~60% fewer bytes; flat colours and anti-aliased
+    edges look the same)."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from PIL import Image
+    from PIL import Image, PngImagePlugin
 
-    key = None
-    if isinstance(chart, ggplot_class()):
-        from plotnine import theme
-
-        from . import chart_cache
-
-        # a copy: drawing stores the figure on the ggplot, and the cell's chart must not keep it alive
-        chart = chart + (theme(figure_size=(width, height)) if width and height else None)
-        if cache and chart_cache.enabled():
-            try:
-                key = chart_cache.key(chart, width or 0.0, height or 0.0, dpi)
-            except chart_cache.Uncacheable:
-                key = None
-            cached = chart_cache.get(key) if key else None
-            if cached is not None:
-                return cached
-        fig = chart.draw()
-    else:
-        fig = chart
-        if width and height:
-            fig.set_size_inches(width, height, forward=False)
     canvas = fig.canvas if isinstance(fig.canvas, FigureCanvasAgg) else FigureCanvasAgg(fig)
     fig.set_dpi(dpi)
     canvas.draw()
     rgba = np.asarray(canvas.buffer_rgba())
     img = Image.frombuffer("RGBA", (rgba.shape[1], rgba.shape[0]), rgba, "raw", "RGBA", 0, 1).convert("RGB")
+    info = PngImagePlugin.PngInfo()
+    smallest = smallest_text_pt(fig)
+    if smallest is not None:
+        info.add_text(MIN_TEXT_KEY, f"{smallest * dpi / 72:.2f}")
     buf = io.BytesIO()
-    img.save(buf, format="png", compress_level=3, dpi=(dpi, dpi))
-    data = buf.getvalue()
-    if key:
-        chart_cache.put(key, data)
-    return data
+    if palette:
+        img = img.quantize(256, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE)
+    img.save(buf, format="png", compress_level=3, dpi=(dpi, dpi), pnginfo=info)
+    return buf.getvalue()
+
+
+def _svg_encode(fig) -> bytes:
+    """The drawn figure as SVG: text as <text> in the chart font (svg.fonttype none), no date, ids
+    from a fixed salt (the same chart gives the same bytes)."""
+    import matplotlib
+
+    buf = io.BytesIO()
+    with matplotlib.rc_context(SVG_PARAMS):
+        fig.savefig(buf, format="svg", metadata={"Date": None, "Creator": None})
+    return buf.getvalue()
+
+
+def _sized(chart, width, height):
+    """A ggplot at width x height inches, as a copy (drawing stores the figure on the ggplot, and
+    the cell's chart must not keep it alive)."""
+    from plotnine import theme
+
+    return chart + (theme(figure_size=(width, height)) if width and height else None)
+
+
+def _cache_key(chart, width, height, dpi, fmt: str, cache: bool) -> str | None:
+    from . import chart_cache
+
+    if not (cache and chart_cache.enabled()):
+        return None
+    try:
+        return chart_cache.key(chart, width or 0.0, height or 0.0, dpi, fmt)
+    except chart_cache.Uncacheable:
+        return None
+
+
+def renditions(chart, width: float | None = None, height: float | None = None, dpi: int = DPI,
+               formats: tuple[str, ...] = ("png",), cache: bool = True) -> dict[str, bytes]:
+    """Draw a ggplot (or a matplotlib Figure) once and return it in each of `formats` ("png",
+    "png8": PNG of 256 colours, "svg"). A ggplot whose key (its data, specification, size and environment:
+    pipelines/chart_cache.py) was drawn before is read from the chart cache instead, per format
+    (``cache=False`` or ``TSUNAGARI_CHART_CACHE=0``: always drawn)."""
+    from . import chart_cache
+
+    out: dict[str, bytes] = {}
+    keys: dict[str, str | None] = {}
+    if isinstance(chart, ggplot_class()):
+        chart = _sized(chart, width, height)
+        for fmt in formats:
+            keys[fmt] = _cache_key(chart, width, height, dpi, fmt, cache)
+            cached = chart_cache.get(keys[fmt], fmt) if keys[fmt] else None
+            if cached is not None:
+                out[fmt] = cached
+        if len(out) == len(formats):
+            return out
+        fig = chart.draw()
+    else:
+        fig = chart
+        if width and height:
+            fig.set_size_inches(width, height, forward=False)
+    for fmt in formats:
+        if fmt not in out:
+            out[fmt] = _svg_encode(fig) if fmt == "svg" else _png_encode(fig, dpi, palette=fmt == "png8")
+            if keys.get(fmt):
+                chart_cache.put(keys[fmt], out[fmt], fmt)
+    return out
+
+
+def png_bytes(chart, width: float | None = None, height: float | None = None, dpi: int = DPI,
+              cache: bool = True) -> bytes:
+    """Draw a ggplot (or a matplotlib Figure) once and return PNG bytes (``renditions``)."""
+    return renditions(chart, width, height, dpi, ("png",), cache)["png"]
+
+
+def svg_bytes(chart, width: float | None = None, height: float | None = None, cache: bool = True) -> bytes:
+    """Draw a ggplot (or a matplotlib Figure) once and return SVG bytes (``renditions``)."""
+    return renditions(chart, width, height, DPI, ("svg",), cache)["svg"]
+
+
+def _rewrap(value, width: int):
+    """A label the notebook wrapped (it holds a line break) or a long one, wrapped again at `width`."""
+    if isinstance(value, str) and ("\n" in value or len(value) > width):
+        return wrap(value.replace("\n", ""), width)
+    return value
+
+
+def _rewrap_frame(frame, columns, width: int):
+    """`frame` with the labels of `columns` (categorical or text) wrapped at `width`."""
+    if not isinstance(frame, pd.DataFrame) or not any(c in frame.columns for c in columns):
+        return frame
+    frame = frame.copy()
+    for col in columns:
+        if col not in frame.columns:
+            continue
+        s = frame[col]
+        if isinstance(s.dtype, pd.CategoricalDtype):
+            cats = [_rewrap(c, width) for c in s.cat.categories]
+            if cats != list(s.cat.categories) and len(set(cats)) == len(cats):
+                frame[col] = s.cat.rename_categories(cats)
+        elif s.dtype == object:
+            frame[col] = s.map(lambda v: _rewrap(v, width))
+    return frame
+
+
+def _discrete_levels(chart, aesthetic: str) -> list | None:
+    """The levels of a discrete position aesthetic (a column of the plot data that is categorical or
+    text, in the order of its scale's limits when set), or None."""
+    col = (chart.mapping or {}).get(aesthetic)
+    data = chart.data if isinstance(chart.data, pd.DataFrame) else None
+    if not isinstance(col, str) or data is None or col not in data.columns:
+        return None
+    s = data[col]
+    if not (isinstance(s.dtype, pd.CategoricalDtype) or s.dtype == object):
+        return None
+    scale = next((sc for sc in chart.scales if aesthetic in sc.aesthetics), None)
+    limits = getattr(scale, "limits", None)
+    return list(limits) if isinstance(limits, (list, tuple)) else _categories(s)
+
+
+def phone_layout(chart, height: float):
+    """The chart arranged for a phone (drawn PHONE_WIDTH wide): returns (ggplot, height in inches).
+
+    Generic, so that every figure cell gets it without a line of its own (``show(..., phone=...)``
+    takes a chart of the cell's own instead): labels the notebook wrapped (category names with a
+    line break) wrapped again at PHONE_WRAP characters, titles at PHONE_TITLE_WRAP; small multiples
+    in two columns; a chart with four or more categories along x turned on its side (categories
+    down the page, first on top; a value printed above a bar is printed beside it); no text smaller
+    than PHONE_MIN_TEXT; legends stacked; the height from the rows to show."""
+    import copy
+
+    from plotnine import coord_flip, labs, scale_x_discrete, scale_y_continuous
+    from plotnine.coords import coord_flip as coord_flip_class
+    from plotnine.facets import facet_wrap as facet_wrap_class
+
+    chart = copy.deepcopy(chart)
+    # the labels along the axes and of the panels (the columns of x, y and the facets)
+    facet = chart.facet if isinstance(chart.facet, facet_wrap_class) else None
+    columns = [v for k, v in (chart.mapping or {}).items() if k in ("x", "y") and isinstance(v, str)]
+    columns += list(facet.vars) if facet is not None else []
+    chart.data = _rewrap_frame(chart.data, columns, PHONE_WRAP)
+    for layer in chart.layers:
+        if isinstance(getattr(layer, "_data", None), pd.DataFrame):
+            layer._data = _rewrap_frame(layer._data, columns, PHONE_WRAP)
+        params = layer.geom.aes_params
+        if type(layer.geom).__name__ in ("geom_text", "geom_label") and params.get("size", PHONE_MIN_TEXT) < PHONE_MIN_TEXT:
+            params["size"] = PHONE_MIN_TEXT
+    for scale in chart.scales:
+        limits = getattr(scale, "limits", None)
+        position = bool({"x", "y"} & set(scale.aesthetics))
+        if position and isinstance(limits, (list, tuple)) and any(isinstance(v, str) for v in limits):
+            scale.limits = type(limits)(_rewrap(v, PHONE_WRAP) for v in limits)
+        expand = getattr(scale, "expand", None)
+        if scale.__class__.__name__.startswith("scale_x_continuous") and isinstance(expand, tuple) and len(expand) == 2:
+            # room kept beside the outermost marks (for their names) is a length: the panel is
+            # narrower, so its share of the axis grows
+            scale.expand = (expand[0] * 1.8, expand[1])
+    texts = {k: getattr(chart.labels, k, None) for k in ("title", "subtitle", "caption", "x", "y")}
+    extra_lines = 0
+    relabel = {}
+    for k, v in texts.items():
+        width = PHONE_TITLE_WRAP + 12 if k == "caption" else PHONE_TITLE_WRAP   # 8 pt, across the figure
+        if isinstance(v, str) and len(v.replace("\n", "")) > width:
+            relabel[k] = wrap(v.replace("\n", ""), width)
+            extra_lines += relabel[k].count("\n") - v.count("\n")
+    if relabel:
+        chart += labs(**relabel)
+    flipped = isinstance(chart.coordinates, coord_flip_class)
+    if facet is not None:
+        n = int(chart.data[facet.vars[0]].nunique()) if facet.vars and facet.vars[0] in chart.data else 1
+        ncol_wide = facet._ncol or int(np.ceil(np.sqrt(n)))
+        rows_wide, rows = int(np.ceil(n / ncol_wide)), int(np.ceil(n / min(2, ncol_wide)))
+        facet._ncol, facet._nrow = min(2, ncol_wide), None
+        return chart, max(height, 1.4 + 0.2 * extra_lines + (height - 1.2) / max(rows_wide, 1) * rows * 0.85)
+    xs = _discrete_levels(chart, "x")
+    turned = not flipped and xs is not None and len(xs) >= 4
+    if turned:
+        chart += [coord_flip(), scale_x_discrete(limits=xs[::-1])]
+        beside = False
+        for layer in chart.layers:
+            params = layer.geom.aes_params
+            if params.get("va") == "bottom":
+                params["va"], params["ha"] = "center", "left"
+                beside = True
+        if beside and not any("y" in sc.aesthetics for sc in chart.scales):
+            chart += scale_y_continuous(expand=(0.05, 0, 0.15, 0))   # room for the values beside the ends
+        flipped = True
+    rows = _discrete_levels(chart, "x") if flipped else _discrete_levels(chart, "y")
+    if rows is None:
+        return chart, height
+    lines = max([str(r).count("\n") + 1 for r in rows] or [1])
+    series = int(chart.data["place"].nunique()) if isinstance(chart.data, pd.DataFrame) and "place" in chart.data else 1
+    row_h = max(0.42, 0.14 * lines + 0.16, 0.2 * series + 0.06)
+    # a chart turned on its side: its own height was for categories across the page
+    return chart, max(0.0 if turned else height, 1.6 + 0.2 * extra_lines + len(rows) * row_h)
 
 
 NO_DATA = "（図なし：表示できる値がありません。データがないか、集計対象が少ないため全て非表示です）"
@@ -192,9 +387,14 @@ def has_data(chart) -> bool:
     return not isinstance(chart, ggplot_class()) or (isinstance(data, pd.DataFrame) and len(data) > 0)
 
 
-def show(chart, alt: str, width: float = WIDTH, height: float = 3.6, name: str | None = None) -> None:
-    """Display a chart in the notebook: image/png plus the alt text as text/plain. A ggplot with
-    no row to draw is not drawn: the report says so in Japanese (NO_DATA) instead.
+def show(chart, alt: str, width: float = WIDTH, height: float = 3.6, name: str | None = None,
+         phone: tuple | bool | None = None) -> None:
+    """Display a chart in the notebook: image/png (WIDTH wide, DPI) plus the alt text as text/plain.
+    A ggplot with no row to draw is not drawn: the report says so in Japanese (NO_DATA) instead.
+    The built-in renderer's other renditions travel in the image's metadata (Jupyter and Quarto
+    show the PNG): ``data-phone``, the phone layout as PNG (``phone_layout``, or `phone`: a
+    (ggplot, height) of the cell's own; False: none), shown below PHONE_MEDIA; ``data-print``, the
+    chart as SVG for the PDF.
     name: the chart's data file (``{name}.csv``, letters, digits, - and _): the rows drawn
     (``chart_table``) travel with the image as text/csv, and the renderer publishes them beside
     the report with a link under the chart (pipelines/render/common.py ``write_chart_data``)."""
@@ -203,15 +403,22 @@ def show(chart, alt: str, width: float = WIDTH, height: float = 3.6, name: str |
     if not has_data(chart):
         display(Markdown(NO_DATA))
         return
-    data = png_bytes(chart, width, height)
-    bundle = {"image/png": base64.b64encode(data).decode("ascii"), "text/plain": alt}
-    if name is None or not isinstance(chart, ggplot_class()):
-        display(bundle, raw=True)
-        return
-    if not DATA_NAME.fullmatch(name):
+    if name is not None and not DATA_NAME.fullmatch(name):
         raise ValueError(f"chart data name {name!r}: letters, digits, - and _ only")
-    bundle["text/csv"] = table_csv(chart_table(chart))
-    display(bundle, metadata={"image/png": {"data-csv": f"{name}.csv"}}, raw=True)
+    drawn = renditions(chart, width, height, DPI, ("png", "svg"))
+    bundle = {"image/png": base64.b64encode(drawn["png"]).decode("ascii"), "text/plain": alt}
+    meta = {"data-print": drawn["svg"].decode("utf-8")}
+    if isinstance(chart, ggplot_class()):
+        if phone is None:
+            phone = phone_layout(chart, height)
+        if phone:
+            small, small_height = phone
+            drawn_small = renditions(small, PHONE_WIDTH, small_height, PHONE_DPI, ("png8",))["png8"]
+            meta["data-phone"] = base64.b64encode(drawn_small).decode("ascii")
+        if name is not None:
+            bundle["text/csv"] = table_csv(chart_table(chart))
+            meta["data-csv"] = f"{name}.csv"
+    display(bundle, metadata={"image/png": meta}, raw=True)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -23,6 +23,8 @@ local stringify = pandoc.utils.stringify
 local chart_data_dir = nil
 local is_typst = FORMAT:match("typst") ~= nil
 local is_html = FORMAT:match("html") ~= nil
+-- pipelines/charts.py PHONE_MEDIA: the screens that get a chart's phone layout
+local PHONE_MEDIA = "(max-width: 640px)"
 
 -- The `text` colours of pipelines/conventions.py (WCAG AA on white), as in report.css;
 -- tests/test_conventions.py checks that the three agree.
@@ -107,10 +109,24 @@ local function best_output(div)
     -- file the renderer writes beside the report (render.common.write_chart_data)
     local data = image.attributes["data-csv"]
     image.attributes["data-csv"] = nil
+    -- the other renditions of charts.show (issue #23): the phone layout, shown on a narrow screen
+    -- (a <picture> source, inlined: pandoc embeds only the img's own src), and the chart as SVG
+    -- for the PDF (a raw Typst block, which the HTML writer drops; the Typst pass draws it)
+    local phone, print_svg = image.attributes["data-phone"], image.attributes["data-print"]
+    image.attributes["data-phone"] = nil
+    image.attributes["data-print"] = nil
     if is_typst then
       image.attributes["width"] = "100%"
     end
-    local blocks = { pandoc.Para({ image }) }
+    local para = pandoc.Para({ image })
+    if phone ~= nil and phone:match("^[%w+/]+=*$") then
+      para = pandoc.Para({ pandoc.RawInline("html", '<picture><source media="' .. PHONE_MEDIA
+        .. '" srcset="data:image/png;base64,' .. phone .. '">'), image, pandoc.RawInline("html", "</picture>") })
+    end
+    local blocks = { para }
+    if print_svg ~= nil and print_svg:match("^<%?xml") and print_svg:match("</svg>%s*$") then
+      table.insert(blocks, pandoc.RawBlock("typst", print_svg))
+    end
     -- (the filter runs once, when pandoc reads the notebook for both writers: the PDF has the
     -- link too, relative like its links to the prefecture reports)
     if data ~= nil and chart_data_dir ~= nil and data:match("^[%w][%w_%-]*%.csv$") then
@@ -280,19 +296,44 @@ local function table_rows(tbl)
   return n
 end
 
+-- The chart's SVG (charts.show's print rendition: a raw Typst block beside the image), or nil.
+local function print_svg(div)
+  local svg = nil
+  for _, b in ipairs(div.content) do
+    if b.t == "RawBlock" and b.format == "typst" and b.text:match("^<%?xml") then svg = b.text end
+  end
+  return svg
+end
+
+-- Height / width of an SVG's text (its width and height attributes, e.g. "518.4pt").
+local function svg_aspect(svg)
+  local w = svg:match('<svg[^>]-%swidth="([%d%.]+)')
+  local h = svg:match('<svg[^>]-%sheight="([%d%.]+)')
+  if w ~= nil and h ~= nil and tonumber(w) > 0 then return tonumber(h) / tonumber(w) end
+  return nil
+end
+
 -- The chart as a Typst image with its alternative text (a Figure tag with /Alt in the PDF; the
--- PDF/UA-1 standard that pandoc.py compiles with refuses an image without it).
+-- PDF/UA-1 standard that pandoc.py compiles with refuses an image without it): the SVG when the
+-- chart has one (vector; its text in the report's font), else the PNG file.
 local function typst_chart(div)
   local img = nil
   div:walk({ Image = function(el) img = el end })
   if img == nil then return { div } end
   local alt = stringify(img.caption or {})
   if alt == "" then alt = "図" end
-  return { pandoc.RawBlock("typst", "#block(breakable: false, width: 100%, image(" .. typst_string(img.src)
+  local svg = print_svg(div)
+  local source = svg ~= nil and ("bytes(" .. typst_string(svg) .. "), format: \"svg\"") or typst_string(img.src)
+  return { pandoc.RawBlock("typst", "#block(breakable: false, width: 100%, image(" .. source
     .. ", width: 100%, alt: " .. typst_string(alt) .. "))") }
 end
 
 local function chart_mm(div)
+  local svg = print_svg(div)
+  if svg ~= nil then
+    local r = svg_aspect(svg)
+    return r ~= nil and TEXT_WIDTH_MM * r or nil
+  end
   local mm = nil
   div:walk({ Image = function(el)
     local r = aspect(el.src)

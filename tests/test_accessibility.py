@@ -429,3 +429,49 @@ def test_index_figure_holds_no_list_directly(browser, tmp_path: Path):
         if "figcaption" in f["children"]:
             assert f["children"].count("figcaption") == 1
             assert f["children"][0] == "figcaption" or f["children"][-1] == "figcaption", f["children"]
+
+
+# --- charts legible on a phone (issue #23) -------------------------------------------------------------
+
+# For each chart image: the source the browser chose, its intrinsic and displayed widths.
+CHARTS_JS = """() => Array.from(document.querySelectorAll('.chart img')).map(img => ({
+  src: img.currentSrc, natural: img.naturalWidth, shown: img.getBoundingClientRect().width,
+  alt: img.getAttribute('alt') || img.getAttribute('aria-label') || ''}))"""
+
+
+def chart_min_text_px(src: str) -> float:
+    """The smallest text drawn in a chart, in its image pixels: the PNG's text chunk written when
+    it was drawn (charts.MIN_TEXT_KEY, measured on the figure's text artists)."""
+    import base64
+    import io
+
+    from PIL import Image
+
+    from pipelines import charts
+
+    assert src.startswith("data:image/png;base64,"), src[:40]
+    img = Image.open(io.BytesIO(base64.b64decode(src.split(",", 1)[1])))
+    return float(img.text[charts.MIN_TEXT_KEY])
+
+
+@pytest.mark.parametrize("width", [390, 1280])
+def test_chart_text_is_at_least_9_css_px(browser, built_site: Path, width: int):
+    """Every chart of the Tokyo and national reports, as the browser shows it at 390 and 1280 px:
+    displayed width / intrinsic width x the chart's smallest text (image px) >= 9 CSS px; the
+    alternative text stays on the image; at 390 px the phone rendition is the one shown."""
+    for rel in ("prefectures/13-tokyo.html", "national.html"):
+        page = browser.new_page(viewport={"width": width, "height": 800})
+        try:
+            page.goto((built_site / rel).as_uri())
+            shown = page.evaluate(CHARTS_JS)
+        finally:
+            page.close()
+        assert len(shown) >= 8, (rel, len(shown))
+        for c in shown:
+            css_px = c["shown"] / c["natural"] * chart_min_text_px(c["src"])
+            assert css_px >= 9.0, (rel, width, c["alt"][:40], round(css_px, 2))
+            assert len(c["alt"]) > 10
+            if width == 390:
+                from pipelines import charts
+
+                assert c["natural"] == round(charts.PHONE_WIDTH * charts.PHONE_DPI), (rel, c["alt"][:40])

@@ -229,10 +229,68 @@ class TestPngBytesAndShow:
         alt = "スパインチャート：9指標について都道府県の範囲と全国値に対する東京都の位置。"
         charts.show(spine(tokyo), alt, width=7.2, height=2.85)
         (objs, kw), = seen
-        assert kw == {"raw": True}
+        assert kw["raw"] is True
         (data,) = objs
         assert set(data) == {"image/png", "text/plain"} and data["text/plain"] == alt
         assert decode(base64.b64decode(data["image/png"])).size == (864, 342)
+        # the other renditions in the image's metadata: the phone layout (PNG) and the SVG for print
+        meta = kw["metadata"]["image/png"]
+        phone = decode(base64.b64decode(meta["data-phone"]))
+        assert phone.size[0] == charts.PHONE_WIDTH * charts.PHONE_DPI
+        assert float(phone.text[charts.MIN_TEXT_KEY]) >= charts.PHONE_MIN_TEXT * charts.PHONE_DPI / 72 - 0.01
+        assert meta["data-print"].startswith("<?xml") and meta["data-print"].rstrip().endswith("</svg>")
+
+
+class TestRenditions:
+    """The phone layout, the smallest text measured on the drawn figure, and the SVG for print."""
+
+    def test_smallest_text_is_measured_on_the_figure(self, tokyo):
+        from plotnine import aes, geom_text
+
+        chart = make_all(tokyo)["distribution"]
+        base = float(decode(charts.png_bytes(chart, 7.2, 3.6)).text[charts.MIN_TEXT_KEY])
+        assert base == pytest.approx(6.5 * charts.DPI / 72, abs=0.01)   # the value labels (6.5 pt)
+        tiny = chart + geom_text(aes(label="label", y="value"), size=5, family=charts.font_family())
+        assert float(decode(charts.png_bytes(tiny, 7.2, 3.6)).text[charts.MIN_TEXT_KEY]) == \
+            pytest.approx(5 * charts.DPI / 72, abs=0.01)
+
+    @pytest.mark.parametrize("name", ["estimate", "estimate_flip", "distribution", "trend", "spine", "strip"])
+    def test_phone_layout_is_legible_in_a_342_px_column(self, tokyo, name):
+        """Drawn PHONE_WIDTH wide and shown 342 CSS px wide (a 390 px phone less the page's
+        padding), the smallest text of each chart is >= 9 CSS px; a wide chart there is not."""
+        chart = make_all(tokyo, wrapped=True)[name]
+        small, height = charts.phone_layout(chart, 3.6)
+        img = decode(charts.png_bytes(small, charts.PHONE_WIDTH, height, charts.PHONE_DPI))
+        assert 342 / img.size[0] * float(img.text[charts.MIN_TEXT_KEY]) >= 9.0
+        wide = decode(charts.png_bytes(chart, 7.2, 3.6))
+        assert 342 / wide.size[0] * float(wide.text[charts.MIN_TEXT_KEY]) < 9.0
+
+    def test_phone_layout_arrangement(self, tokyo):
+        from plotnine.coords import coord_flip
+
+        made = make_all(tokyo, wrapped=True)
+        # many categories across the page: turned on its side, first category on top
+        dist, _ = charts.phone_layout(made["distribution"], 3.4)
+        assert isinstance(dist.coordinates, coord_flip)
+        assert not isinstance(made["distribution"].coordinates, coord_flip)   # the cell's chart unchanged
+        # small multiples in two columns; panel names wrapped at PHONE_WRAP
+        trend, h = charts.phone_layout(made["trend"], 6.0)
+        assert trend.facet._ncol == 2 and h >= 6.0
+        names = [str(c) for c in trend.data["indicator"].cat.categories]
+        assert all(len(line) <= charts.PHONE_WRAP for n in names for line in n.split("\n"))
+        # row labels of the spine wrapped, the rows given room
+        spine_chart, h = charts.phone_layout(made["spine"], 0.45 * 9 + 1.8)
+        rows = [str(c) for c in spine_chart.data["indicator"].cat.categories]
+        assert all(len(line) <= charts.PHONE_WRAP for r in rows for line in r.split("\n"))
+        assert h >= 0.45 * 9 + 1.8
+
+    def test_svg_keeps_text_as_text_and_is_reproducible(self, tokyo):
+        chart = make_all(tokyo)["estimate"]
+        first, again = charts.svg_bytes(chart, 7.2, 3.6), charts.svg_bytes(chart, 7.2, 3.6)
+        assert first == again
+        text = first.decode("utf-8")
+        assert "<text" in text and "男性" in text and charts.font_family() in text
+        assert "<dc:date>" not in text
 
     def test_figures_are_collected_and_no_pyplot(self, tokyo):
         import sys
@@ -403,7 +461,7 @@ class TestChartData:
         chart = make_all(tokyo)["trend"]
         charts.show(chart, "推移の図", name="fig-trend")
         bundle, kw = shown[-1]
-        assert kw["metadata"] == {"image/png": {"data-csv": "fig-trend.csv"}}
+        assert kw["metadata"]["image/png"]["data-csv"] == "fig-trend.csv"
         assert bundle["text/csv"] == charts.table_csv(charts.chart_table(chart))
         assert pd.read_csv(io.StringIO(bundle["text/csv"])).shape[0] == len(chart.data)
         with pytest.raises(ValueError):
