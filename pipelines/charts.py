@@ -705,7 +705,7 @@ def spine_chart(frame: pd.DataFrame, title: str, x: str = "scaled"):
     the range of prefectures; dark grey: the middle half; small dots: each prefecture; the area is
     the large marker, coloured and shaped by its comparison (pipelines.conventions)."""
     from plotnine import (aes, geom_point, geom_segment, geom_text, geom_vline, ggplot, guide_legend, guides, labs,
-                          scale_fill_manual, scale_shape_manual, scale_y_discrete)
+                          scale_colour_manual, scale_fill_manual, scale_shape_manual, scale_y_discrete)
 
     rows = _categories(frame["indicator"])
     spread = (frame.dropna(subset=[x]).groupby("indicator", observed=True)[x]
@@ -732,16 +732,29 @@ def spine_chart(frame: pd.DataFrame, title: str, x: str = "scaled"):
                            family=font_family())
         shown = [lb for lb in labels if lb in set(area.judgement)]
         legend_rows = 1 if len(shown) <= 2 else 2   # the legend sits under the panel, right of the row labels
-        chart += [geom_point(area, aes(x=x, fill="judgement", shape="judgement"), size=4.5, colour="#000000",
+        chart += [geom_point(area, aes(x=x, fill="judgement", shape="judgement", colour="judgement"), size=4.5,
                              stroke=0.6),
-                  guides(fill=guide_legend(nrow=legend_rows), shape=guide_legend(nrow=legend_rows)),
+                  guides(fill=guide_legend(nrow=legend_rows), shape=guide_legend(nrow=legend_rows),
+                         colour=guide_legend(nrow=legend_rows)),
                   scale_fill_manual(values=dict(zip(labels, [conventions.COMPARISON[k].fill for k in keys])),
                                     limits=shown),
+                  scale_colour_manual(values=dict(zip(labels, [mark_outline(k, "#000000") for k in keys])),
+                                      limits=shown),
                   scale_shape_manual(values=dict(zip(labels, [SPINE_SHAPES[k] for k in keys])), limits=shown)]
     return chart
 
 
 SPINE_SHAPES = {"better": "o", "worse": "X", "similar": "D", "higher": "^", "lower": "v", "not_compared": "s"}
+
+
+def mark_outline(comparison: str, outline: str) -> str:
+    """The colour aesthetic of a comparison's marker: the outline for shapes plotnine fills, and the
+    fill colour itself for the ones it draws unfilled (plotnine fills only its FILLED_SHAPES, so an
+    'X' takes its colour, not its fill: it was drawn black beside an orange legend key)."""
+    from plotnine.geoms.geom_point import FILLED_SHAPES
+
+    shape = SPINE_SHAPES[comparison]
+    return outline if shape in FILLED_SHAPES else conventions.COMPARISON[comparison].fill
 
 
 def _legend_label(comparison: str) -> str:
@@ -764,7 +777,7 @@ def strip_chart(frame: pd.DataFrame, title: str, xlab: str, x: str = "x", ref: f
     (`comparison`: better, worse, higher, lower) is drawn in the comparison's colour and shape,
     with a legend: every dot that stands out is identified (the chart's data file names all)."""
     from plotnine import (aes, geom_jitter, geom_point, geom_text, geom_vline, ggplot, labs, scale_fill_manual,
-                          scale_shape_manual, scale_x_continuous, scale_y_discrete)
+                          scale_colour_manual, scale_shape_manual, scale_x_continuous, scale_y_discrete)
 
     rows = _categories(frame["indicator"])
     shown = frame.dropna(subset=[x])
@@ -791,9 +804,11 @@ def strip_chart(frame: pd.DataFrame, title: str, xlab: str, x: str = "x", ref: f
             keys = [k for k in FLAGGED if k in set(flagged.comparison)]
             labels = {k: _legend_label(k) for k in keys}
             chart += [geom_point(flagged.assign(judgement=flagged.comparison.map(labels)),
-                                 aes(fill="judgement", shape="judgement"), size=3.2, colour="#333333", stroke=0.25),
+                                 aes(fill="judgement", shape="judgement", colour="judgement"), size=3.2, stroke=0.25),
                       scale_fill_manual(values={labels[k]: conventions.COMPARISON[k].fill for k in keys},
                                         limits=[labels[k] for k in keys]),
+                      scale_colour_manual(values={labels[k]: mark_outline(k, "#333333") for k in keys},
+                                          limits=[labels[k] for k in keys]),
                       scale_shape_manual(values={labels[k]: SPINE_SHAPES[k] for k in keys},
                                          limits=[labels[k] for k in keys])]
         ranked = others.assign(name=others.area_name.map(short_name)).sort_values(x, kind="stable")

@@ -153,8 +153,12 @@ class TestColours:
         assert has_colour(decode(charts.png_bytes(charts.distribution_chart(both, "分布"))), GREEN)
 
     def test_spine_area_marker_takes_the_comparison_fill(self, tokyo):
-        worse = decode(charts.png_bytes(spine(tokyo, "worse")))
-        better = decode(charts.png_bytes(spine(tokyo, "better")))
+        from plotnine import theme
+
+        # without the legend, so that only the marks can carry the colour (plotnine drew the 'X' of
+        # worse black, its fill left to the orange legend key)
+        worse = decode(charts.png_bytes(spine(tokyo, "worse") + theme(legend_position="none")))
+        better = decode(charts.png_bytes(spine(tokyo, "better") + theme(legend_position="none")))
         assert conventions.COMPARISON["worse"].fill == "#D55E00"
         assert has_colour(worse, VERMILLION) and not has_colour(worse, BLUE)
         assert has_colour(better, BLUE) and not has_colour(better, VERMILLION)
@@ -370,7 +374,9 @@ class TestDecodable:
         # the prefectures judged different from national: the comparison's fill, and a legend
         flagged = shown[shown.comparison.isin(charts.FLAGGED)]
         assert len(flagged)
-        img = decode(charts.png_bytes(charts.strip_chart(prefs, "分布", "差"), 7.2, 6))
+        from plotnine import theme
+
+        img = decode(charts.png_bytes(charts.strip_chart(prefs, "分布", "差") + theme(legend_position="none"), 7.2, 6))
         for key in set(flagged.comparison):
             fill = conventions.COMPARISON[key].fill.lstrip("#")
             assert has_colour(img, tuple(int(fill[i:i + 2], 16) for i in (0, 2, 4)), tol=4), key
