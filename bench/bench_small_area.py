@@ -96,9 +96,9 @@ def main() -> None:
     for y in years:
         _, fits = small_area.model_estimates(cells[y])
         n_fits = fits.groupby(["indicator_id", "fit_scope"]).ngroups
-        tm = _time(lambda: small_area.model_estimates(cells[y]), args.repeat)
-        tp = _time(lambda: small_area.pooled_estimates(cells, y), args.repeat)
-        ta = _time(lambda: small_area.small_area_round(cells, y), args.repeat)
+        tm = _time(lambda y=y: small_area.model_estimates(cells[y]), args.repeat)
+        tp = _time(lambda y=y: small_area.pooled_estimates(cells, y), args.repeat)
+        ta = _time(lambda y=y: small_area.small_area_round(cells, y), args.repeat)
         total += min(ta)
         print(f"{y}: {n_fits} fits ({len(inds)} indicators): model_estimates {fmt(tm)} "
               f"({1000 * min(tm) / n_fits:.1f} ms per fit); pooled + audit {fmt(tp)}; "

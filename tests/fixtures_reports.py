@@ -206,7 +206,7 @@ def build_fixture_warehouse(path: Path, years: tuple[int, ...] = (2022, 2023, 20
               FROM indicators
               WHERE area_code <> '00' AND indicator_id IN ({programme_ids}) GROUP BY year, indicator_id) m
             WHERE i.year = m.year AND i.indicator_id = m.indicator_id AND i.area_code = '00'""")
-        for yi, year in enumerate(years):
+        for year in years:
             con.execute("INSERT INTO files VALUES (?,?,?,?,?,?,?,?,?,now())",
                         [f"sha{year}", f"national-{year}.csv", f"data/sample/national-{year}.csv", "survey",
                          f"national-{year}", year, "utf-8", 11000, synthetic])

@@ -408,8 +408,9 @@ class TestCssColours:
 def test_index_figure_holds_no_list_directly(browser, tmp_path: Path):
     """W3C HTML checker: the legend list after the figure's caption was 'not allowed as child of
     element figure in this context'. The map's figure now holds one block and its caption."""
-    from pipelines.site import build_site
     from fixtures_site import build_site_warehouse, write_placeholder_outputs
+
+    from pipelines.site import build_site
 
     wh = build_site_warehouse(tmp_path / "wh.duckdb", year=2024)
     out = tmp_path / "_site"

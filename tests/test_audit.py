@@ -14,13 +14,11 @@ import numpy as np
 import pandas as pd
 import pytest
 from scipy.optimize import linprog
+from test_indicators import create_tables, insert_rows
 
 from pipelines import audit, schema, stats
-from pipelines.audit import audit_published, intervals, protect
-from pipelines.audit import suppression_groups
+from pipelines.audit import audit_published, intervals, protect, suppression_groups
 from pipelines.indicators import compute_indicators
-
-from test_indicators import create_tables, insert_rows
 
 NAT = [f"age={b}" for b in schema.AGE_BANDS]
 UK = [f"uk_age={b}" for b in schema.UK_AGE_BANDS]

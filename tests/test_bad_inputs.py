@@ -23,9 +23,9 @@ from typing import Callable
 
 import duckdb
 import pytest
-
 from bad_inputs.make import make, programme_rows, survey_rows, write_csv
 from ingest_helpers import snapshot
+
 from pipelines import schema
 from pipelines.errors import DataError
 from pipelines.ingest import ingest_files

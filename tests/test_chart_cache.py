@@ -11,7 +11,6 @@ import os
 import re
 import subprocess
 import sys
-
 from pathlib import Path
 
 import matplotlib as mpl

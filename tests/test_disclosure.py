@@ -18,13 +18,12 @@ import duckdb
 import numpy as np
 import pandas as pd
 import pytest
+from test_indicators import create_tables, insert_rows, varied
 
-from pipelines import audit, disclosure, indicators
+from pipelines import audit, disclosure
 from pipelines.disclosure import check_published, microdata_dumps
 from pipelines.downloads import write_indicator_downloads
 from pipelines.indicators import compute_indicators, write_indicators
-
-from test_indicators import create_tables, insert_rows, varied
 
 IND = "lonely_often_always"
 

@@ -17,8 +17,7 @@ import pandas as pd
 import pytest
 
 from pipelines import charts, config
-from pipelines.report_data import (UK_LABEL, _read_uk, choose_uk_year, closest_uk_year, load_report_data,
-                                   uk_reason)
+from pipelines.report_data import UK_LABEL, _read_uk, choose_uk_year, closest_uk_year, load_report_data, uk_reason
 from tests.fixtures_reports import build_fixture_warehouse
 
 YEAR = 2024

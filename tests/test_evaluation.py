@@ -12,8 +12,8 @@ import pytest
 from pipelines import config, stats
 from pipelines.catalogue import catalogue_by_id, parse_catalogue
 from pipelines.conventions import change_words
-from pipelines.evaluation import difference_p_value, holm, key_points, progress_table
 from pipelines.errors import DataError
+from pipelines.evaluation import difference_p_value, holm, key_points, progress_table
 
 
 def test_holm_equals_statsmodels():

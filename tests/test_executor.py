@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import functools
 import os
+import shutil
 import subprocess
 import sys
-import shutil
 import tempfile
 import threading
 import time
@@ -16,8 +16,15 @@ import nbformat
 import pytest
 
 from pipelines.errors import UsageError
-from pipelines.executor import (Task, WarmKernel, WarmPool, kernel_timeout, new_private_dir, remove_private_dir,
-                                run_tasks)
+from pipelines.executor import (
+    Task,
+    WarmKernel,
+    WarmPool,
+    kernel_timeout,
+    new_private_dir,
+    remove_private_dir,
+    run_tasks,
+)
 from tests.process_helpers import alive, poll, with_cmdline
 
 ROOT = Path(__file__).resolve().parents[1]

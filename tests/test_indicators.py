@@ -20,10 +20,17 @@ import yaml
 from statsmodels.stats.proportion import proportion_confint
 
 from pipelines import config, schema, stats
-from pipelines.errors import DataError, UsageError
 from pipelines.downloads import published_n, published_share, write_downloads
-from pipelines.indicators import (AREA_CODES, BREAKDOWNS_COMMON, BREAKDOWNS_UK, compute_indicators,
-                                  load_catalogue, run_indicators, write_indicators)
+from pipelines.errors import DataError, UsageError
+from pipelines.indicators import (
+    AREA_CODES,
+    BREAKDOWNS_COMMON,
+    BREAKDOWNS_UK,
+    compute_indicators,
+    load_catalogue,
+    run_indicators,
+    write_indicators,
+)
 
 COLS = ["survey_id", "survey_year", "survey_kind", "respondent_id", "pref_code", "sex", "age",
         "age_band", "uk_age_band", "household_single", "weight", "q_loneliness", "q_ucla_1",
@@ -484,7 +491,9 @@ class TestComparisonAndChange:
         lo, up = proportion_confint(nat.value / 100 * nat.n_effective, nat.n_effective, method="wilson")
         assert (nat.lower_ci95, nat.upper_ci95) == pytest.approx((lo * 100, up * 100))
         assert nat.upper_ci95 - nat.lower_ci95 > nat0.upper_ci95 - nat0.lower_ci95
-        flagged = lambda d: d.comparison.isin(["better", "worse", "higher", "lower"]).sum()
+        def flagged(d):
+            return d.comparison.isin(["better", "worse", "higher", "lower"]).sum()
+
         assert flagged(ind) < flagged(base)
 
 
@@ -1007,8 +1016,7 @@ class TestDesignEffects:
         con.close()
 
     def test_sensitivity_line_is_the_round_recomputed(self, with_design):
-        from pipelines.indicators import (comparison_flags, compare_with_national, deff_sensitivity,
-                                          round_data)
+        from pipelines.indicators import compare_with_national, comparison_flags, deff_sensitivity, round_data
 
         con = duckdb.connect(str(with_design), read_only=True)
         inds = [i for i in load_catalogue() if i.source == "survey"]
@@ -1040,10 +1048,10 @@ class TestDesignEffects:
     def test_round_key_changes_with_the_design(self, tmp_path):
         """The design columns are part of the survey file, so a corrected design (same answers, other
         PSUs) is a new file: the round's key changes and the round is recomputed."""
+        from ingest_helpers import survey_rows, write_csv
+
         from pipelines.indicators import round_keys
         from pipelines.ingest import ingest_files
-
-        from ingest_helpers import survey_rows, write_csv
 
         rows = survey_rows(40)
         for i, r in enumerate(rows):

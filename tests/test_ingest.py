@@ -13,13 +13,22 @@ from pathlib import Path
 import duckdb
 import pytest
 import yaml
+from ingest_helpers import (
+    JA_HEADERS,
+    PROGRAMME_JA,
+    labelled,
+    programme_rows,
+    snapshot,
+    survey_rows,
+    table_rows,
+    write_csv,
+    write_parquet,
+    write_xlsx,
+)
 
 from pipelines import config, schema
 from pipelines.errors import DataError, UsageError
 from pipelines.ingest import IngestResult, detect_encoding, ingest_dir, ingest_files, load_mapping, norm
-
-from ingest_helpers import (JA_HEADERS, PROGRAMME_JA, labelled, programme_rows, snapshot, survey_rows,
-                            table_rows, write_csv, write_parquet, write_xlsx)
 
 ROOT = Path(__file__).resolve().parents[1]
 ORDER = "respondent_id"

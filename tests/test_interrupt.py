@@ -15,7 +15,6 @@ import time
 from pathlib import Path
 
 import duckdb
-import pandas as pd
 import pytest
 
 from pipelines.errors import DataError

@@ -315,8 +315,8 @@ class TestScanSite:
         import matplotlib
 
         matplotlib.use("Agg")
-        from matplotlib.figure import Figure
         import openpyxl
+        from matplotlib.figure import Figure
 
         (d / "downloads").mkdir(parents=True)
         (d / "index.html").write_text("<html>つながり</html>", encoding="utf-8")
@@ -420,7 +420,8 @@ class TestFingerprint:
         monkeypatch.setenv(config.CACHE_ENV, "/elsewhere")   # only locates a cache: no rebuild
         assert fingerprint.compute() == base
         versions = fingerprint.library_versions()
-        import duckdb as d, pandas as p
+        import duckdb as d
+        import pandas as p
 
         assert versions["duckdb"] == d.__version__ and versions["pandas"] == p.__version__
         for name in ("papermill", "typst", "pypandoc-binary", "matplotlib", "great-expectations"):

@@ -19,7 +19,8 @@ from pathlib import Path
 
 import pytest
 
-from pipelines import build as build_mod, publish
+from pipelines import build as build_mod
+from pipelines import publish
 from pipelines.build import run_build
 from pipelines.config import BuildConfig
 from pipelines.sample import write_sample

@@ -20,6 +20,7 @@ from pipelines.render import RenderError
 from pipelines.render import quarto as q
 from pipelines.reports import area_meta
 
+
 def _png() -> bytes:
     """A small valid PNG: a figure output."""
     import io

@@ -13,12 +13,11 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from pipelines.reports import executed_dir, run_reports
-from tests.fixtures_reports import build_fixture_warehouse
-
-YEAR = 2024
 from pipelines import conventions
 from pipelines.catalogue import PILLARS
+from pipelines.reports import executed_dir, run_reports
+
+YEAR = 2024
 
 # Sections: the 重点計画's 基本方針 that the catalogue's `section` field fills (every one has an
 # indicator in the shipped catalogue), between the fixed opening and closing sections.

@@ -281,7 +281,7 @@ class TestArcsin:
 
     def test_bias_corrected_is_the_normal_expectation(self):
         for mu, var in [(0.2, 0.004), (0.7, 0.02), (1.2, 0.05)]:
-            expected, _ = integrate.quad(lambda t: np.sin(t) ** 2 * stats.norm.pdf(t, mu, math.sqrt(var)),
+            expected, _ = integrate.quad(lambda t, mu=mu, var=var: np.sin(t) ** 2 * stats.norm.pdf(t, mu, math.sqrt(var)),
                                          -np.inf, np.inf)
             assert arcsin_back(mu, var, "bc") == pytest.approx(expected, abs=1e-10)
 

@@ -10,13 +10,13 @@ from urllib.parse import unquote, urlsplit
 
 import pandas as pd
 import pytest
+from fixtures_site import FORMULA_NOTE, build_site_warehouse, catalogue, write_placeholder_outputs
 from openpyxl import load_workbook
 
 from pipelines import config, conventions, schema
 from pipelines.errors import DataError
 from pipelines.reference import pref_slug, prefectures
-from pipelines.site import COMPARISON_SYMBOLS, build_site, neutralise, short_name
-from fixtures_site import FORMULA_NOTE, build_site_warehouse, catalogue, write_placeholder_outputs
+from pipelines.site import build_site, neutralise, short_name
 
 YEAR = 2024
 NAV_TEXTS = ["トップ", "全国", "比較", "方法", "データ品質", "ダウンロード"]

@@ -11,8 +11,7 @@ import pandas as pd
 import pytest
 from statsmodels.stats.proportion import proportion_confint, proportions_ztest
 
-from pipelines import config
-from pipelines import stats
+from pipelines import config, stats
 from pipelines.stats import (
     base_status,
     change_vs_previous,
@@ -718,7 +717,8 @@ class TestChangeLabel:
 
 class TestHomogeneityTest:
     def test_matches_scipy(self):
-        x = np.array([12, 30, 8, 50]); n = np.array([200, 400, 150, 600])
+        x = np.array([12, 30, 8, 50])
+        n = np.array([200, 400, 150, 600])
         ref = chi2_contingency(np.vstack([x, n - x]), correction=False)
         r = stats.homogeneity_test(x / n, n)
         assert r["statistic"] == pytest.approx(ref.statistic, rel=1e-10)
@@ -726,7 +726,8 @@ class TestHomogeneityTest:
         assert r["df"] == ref.dof == 3 and r["k"] == 4
 
     def test_design_effect_and_missing(self):
-        x = np.array([12, 30, 8, 50]); n = np.array([200, 400, 150, 600])
+        x = np.array([12, 30, 8, 50])
+        n = np.array([200, 400, 150, 600])
         plain = stats.homogeneity_test(x / n, n)
         halved = stats.homogeneity_test(np.append(x / n, np.nan), stats.design_n(np.append(n, 100), 2.0))
         assert halved["statistic"] == pytest.approx(plain["statistic"] / 2) and halved["k"] == 4

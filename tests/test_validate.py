@@ -18,8 +18,8 @@ from pipelines import schema
 from pipelines.errors import DataError, UsageError
 from pipelines.staging import StagedFile
 from pipelines.validate import (
-    ValidationReport,
     _GX,
+    ValidationReport,
     load_suite_spec,
     validate_frame,
     validate_staged,
@@ -987,8 +987,13 @@ class TestDesignEffectsSection:
 
     def test_section_shows_deffs_and_sensitivity(self, design_warehouse, tmp_path):
         from pipelines import config
-        from pipelines.indicators import (comparison_flags, compare_with_national, design_effect_summary,
-                                          load_catalogue, round_data)
+        from pipelines.indicators import (
+            compare_with_national,
+            comparison_flags,
+            design_effect_summary,
+            load_catalogue,
+            round_data,
+        )
 
         report = validate_warehouse(design_warehouse)
         html = report.write(tmp_path / "quality").read_text(encoding="utf-8")
