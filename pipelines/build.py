@@ -4,11 +4,15 @@ A thin main: one BuildConfig, logging to stderr and to ``build.log`` in the buil
 ``.<out>.tsunagari-work`` beside the site (config logged at the start), and named stages. Each
 artefact has a content hash of its inputs (its slice of the warehouse and the fingerprint of code,
 templates, reference data, settings and libraries, pipelines/fingerprint.py); an artefact whose hash
-is unchanged is not rebuilt. The new site is assembled in ``.<out>.tsunagari-new`` and swapped in
+is unchanged, and whose files in the site are still the bytes it wrote (the state records their
+sha256), is not rebuilt: a published file changed by hand is built again. The new site is assembled in ``.<out>.tsunagari-new`` and swapped in
 only when every stage succeeded and the publish scan (an allow-list) passed (pipelines/publish.py);
 a failure leaves the published site untouched and the exit code non-zero. Only the site is
 published: the executed notebooks, the indicators notebook (the audit record), the log, the
 summary and the build's records stay in the working folder.
+
+``tsunagari reports`` and ``tsunagari indicators`` are views of this build (``BuildConfig.stages``):
+only their stage runs, through the same staging, publish scan, disclosure gate, swap and lock.
 """
 
 from __future__ import annotations

@@ -146,6 +146,11 @@ def _run_view(stages: tuple[str, ...], year: str, out: Path, warehouse: Path | N
     if not cfg.warehouse.exists():
         raise UsageError("--warehouse", f"'{cfg.warehouse}' does not exist / ウェアハウスがありません")
     summary = run_build(cfg)
+    if summary.ok and "indicators" in stages:
+        from .publish import RUNS_DIR, resolve_out, work_dir
+
+        record = work_dir(resolve_out(out)) / RUNS_DIR / f"indicators-{cfg.year}.ipynb"
+        typer.echo(f"audit record / 監査記録: {record}")
     raise typer.Exit(0 if summary.ok else 1)
 
 

@@ -178,8 +178,10 @@ def render_and_check(renderer: str, executed: Path, html: Path, pdf: Path, meta:
     """Run in a report worker after the notebook: render HTML + PDF (``render_area``), then the
     disclosure check of this area (``check_area``) while the other areas still run. Returns
     ``check_area``'s dict plus "written" (the paths rendered)."""
+    t = time.perf_counter()
     written = render_area(renderer, executed, html, pdf, meta)
-    return {**check_area(site, written, warehouse, year), "written": written}
+    seconds = time.perf_counter() - t
+    return {**check_area(site, written, warehouse, year), "written": written, "render_seconds": seconds}
 
 
 def run_areas(codes: list[int], year: int, warehouse: Path, site: Path, executed_in: Path, renderer: str,
@@ -216,6 +218,8 @@ def run_areas(codes: list[int], year: int, warehouse: Path, site: Path, executed
         if o.ok and isinstance(o.result, dict):
             res.outputs = [Path(p) for p in o.result.get("written", [])]
             res.checked, res.findings = o.result.get("checked", {}), o.result.get("findings", [])
+            res.render_seconds = o.result.get("render_seconds", 0.0)
+            res.execute_seconds = max(0.0, o.seconds - res.render_seconds)
         results.append(res)
     if quarto:
         _render_quarto([r for r in results if r.ok], files, year, synthetic, site, warehouse, jobs)
