@@ -4,11 +4,15 @@ A thin main: one BuildConfig, logging to stderr and to ``build.log`` in the buil
 ``.<out>.tsunagari-work`` beside the site (config logged at the start), and named stages. Each
 artefact has a content hash of its inputs (its slice of the warehouse and the fingerprint of code,
 templates, reference data, settings and libraries, pipelines/fingerprint.py); an artefact whose hash
-is unchanged is not rebuilt. The new site is assembled in ``.<out>.tsunagari-new`` and swapped in
+is unchanged, and whose files in the site are still the bytes it wrote (the state records their
+sha256), is not rebuilt: a published file changed by hand is built again. The new site is assembled in ``.<out>.tsunagari-new`` and swapped in
 only when every stage succeeded and the publish scan (an allow-list) passed (pipelines/publish.py);
 a failure leaves the published site untouched and the exit code non-zero. Only the site is
 published: the executed notebooks, the indicators notebook (the audit record), the log, the
 summary and the build's records stay in the working folder.
+
+``tsunagari reports`` and ``tsunagari indicators`` are views of this build (``BuildConfig.stages``):
+only their stage runs, through the same staging, publish scan, disclosure gate, swap and lock.
 """
 
 from __future__ import annotations
@@ -250,14 +254,21 @@ def _stage_ingest(cfg: BuildConfig, summary: BuildSummary) -> None:
 
 def _incremental(cfg: BuildConfig, state: BuildState, summary: BuildSummary, key: str, d: str,
                  outputs: list[Path], build) -> bool:
-    """Run `build()` unless artefact `key` is up to date (same input hash, outputs present, no
-    --force). The key is invalidated first, so a killed build never leaves it marked done."""
+    """Run `build()` unless artefact `key` is up to date (same input hash, outputs present and
+    still the bytes recorded, no --force). The key is invalidated first, so a killed build never
+    leaves it marked done. The state records the sha256 of `outputs` and of the files `build()`
+    returns (a list of paths), so that a published file changed by hand is built again."""
     if not cfg.force and state.up_to_date(key, d, outputs):
         summary.skipped.append(key)
         return False
+    for changed in state.changed_files(key):   # changed by hand: removed, so that build() writes it
+        log.warning("%s: %s was changed since the build wrote it; building it again", key,
+                    changed.relative_to(state.site_dir).as_posix())
+        changed.unlink(missing_ok=True)
     state.invalidate(key)
-    build()
-    state.record(key, d)
+    written = build()
+    extra = [Path(p) for p in written] if isinstance(written, (list, tuple)) else []
+    state.record(key, d, list(outputs) + extra)
     summary.built.append(key)
     return True
 
@@ -284,6 +295,7 @@ def _stage_quality(cfg: BuildConfig, new: Path, state: BuildState, fhash: str, s
         finally:
             con.close()
         made.append(report)
+        return sorted(p for p in (new / "quality").rglob("*") if p.is_file())
 
     _incremental(cfg, state, summary, "quality", d, [new / "quality" / "index.html"], build)
     return made[0].only(made[0].fresh) if made and made[0].fresh else None
@@ -367,58 +379,22 @@ def _stage_downloads(cfg: BuildConfig, new: Path, state: BuildState, year: int, 
                      lambda y=y: write_downloads(year, cfg.warehouse, new, years=[y], combined=False))
 
 
-def _area_outputs(new: Path, work: Path, code: int) -> tuple[Path, Path, Path]:
-    """An area's HTML and PDF in the site, and its executed notebook in the working folder."""
-    slug = pref_slug(code)
-    target = new if code == 0 else new / "prefectures"
-    return target / f"{slug}.html", target / f"{slug}.pdf", work / publish.EXECUTED_DIR / f"{slug}.ipynb"
-
-
-_CONTEXT: dict = {}
-
-
 def _check_context(warehouse: Path, year: int):
-    """The disclosure check's context (suppressed cells, respondent ids), read from the warehouse
-    once per process while the warehouse file is unchanged."""
-    from .disclosure import make_context
-    from .report_data import warehouse_key
+    from .reports import check_context
 
-    key = (warehouse_key(Path(warehouse)), int(year))
-    if _CONTEXT.get("key") != key:
-        _CONTEXT.update(key=key, ctx=make_context(Path(warehouse), year=int(year)))
-    return _CONTEXT["ctx"]
-
-
-def render_and_check(renderer: str, executed: Path, html: Path, pdf: Path, meta: dict, site: Path,
-                     warehouse: Path, year: int) -> dict:
-    """Run in a report worker after the notebook: render HTML + PDF, then the disclosure check of
-    this area's published text (its HTML and chart data files; the executed notebook is not published) while the other
-    areas still run.
-    Returns {"checked": {site-relative path: sha256}, "findings": [text]}; the build's final check
-    skips a file only if it still has the hash checked here. The check's context (suppressed cells,
-    respondent ids) is read from the warehouse once per worker."""
-    from .disclosure import check_files
-    from .reports import render_area
-
-    written = render_area(renderer, executed, html, pdf, meta)
-    # the HTML and the charts' data files (the PDF is rendered from the same notebook)
-    rels = [Path(p).resolve().relative_to(Path(site).resolve()).as_posix() for p in written if not p.endswith(".pdf")]
-    findings = check_files(Path(site), rels, _check_context(Path(warehouse), int(year)))
-    return {"checked": {r: hashlib.sha256((Path(site) / r).read_bytes()).hexdigest() for r in rels},
-            "findings": [str(f) for f in findings]}
+    return check_context(warehouse, year)
 
 
 def _stage_reports(cfg: BuildConfig, new: Path, state: BuildState, year: int, renderer: str,
                    progress: Progress, summary: BuildSummary, pool=None,
                    checked: dict[str, str] | None = None) -> None:
-    """Execute and render the areas whose inputs changed. `checked` collects the files the workers
-    already passed through the disclosure check (path -> sha256)."""
+    """Execute and render the areas whose inputs changed or whose published files differ from the
+    ones recorded (``reports.run_areas``, which also checks each area for disclosure). `checked`
+    collects the files the check passed (path -> sha256)."""
+    from .render.common import chart_data_dir
+    from .reports import area_files, is_synthetic, run_areas
+
     checked = {} if checked is None else checked
-    from .executor import Task, run_tasks
-    from .reports import area_meta, is_synthetic
-
-    notebook = config.REPORTS_DIR / "report.ipynb"   # read at call time: a fork may point elsewhere
-
     codes = [0] + [int(c) for c in prefectures().pref_code] if not cfg.prefs else list(cfg.prefs)
     synthetic = is_synthetic(cfg.warehouse)
     con = warehouse_db.connect(cfg.warehouse)
@@ -426,71 +402,47 @@ def _stage_reports(cfg: BuildConfig, new: Path, state: BuildState, year: int, re
         hashes = report_hashes(con, year, codes, renderer, synthetic)
     finally:
         con.close()
+    executed_in = state.work / publish.EXECUTED_DIR
+
+    def key(code: int) -> str:
+        return f"report:{year}:{pref_slug(code)}"
 
     todo = []
     for code in codes:
-        key = f"report:{year}:{pref_slug(code)}"
-        html, pdf, executed = _area_outputs(new, state.work, code)
-        if not cfg.force and state.up_to_date(key, hashes[code], [html, pdf, executed]):
-            summary.skipped.append(key)
+        html, pdf, executed = area_files(new, executed_in, code)
+        if not cfg.force and state.up_to_date(key(code), hashes[code], [html, pdf, executed]):
+            summary.skipped.append(key(code))
             continue
-        state.invalidate(key)
-        todo.append((code, key, html, pdf, executed))
+        state.invalidate(key(code))
+        todo.append(code)
     if not todo:
         return
-    warehouse = str(Path(cfg.warehouse).resolve())
-    # The executed notebooks (kept beside the site, not published) run in the working folder and get
-    # the warehouse path relative to it (e.g. data/warehouse.duckdb), not an absolute server path.
-    wh_param = os.path.relpath(warehouse)
-    quarto = renderer == "quarto"
-    tasks = [
-        Task(key, notebook, executed, {"year": int(year), "pref_code": int(code), "warehouse": wh_param},
-             cwd=Path.cwd(),
-             after=None if quarto else render_and_check,
-             after_args=() if quarto else (renderer, executed, html, pdf, area_meta(code, year, synthetic),
-                                           new, Path(warehouse), int(year)))
-        for code, key, html, pdf, executed in todo
-    ]
-    bar = progress.add(f"reports {year} ({len(tasks)} areas, {cfg.jobs} jobs)", len(tasks))
-    by_key = {t[1]: t for t in todo}
+    bar = progress.add(f"reports {year} ({len(todo)} areas, {cfg.jobs} jobs)", len(todo))
 
     def done(outcome) -> None:
         progress.advance(bar)
         log.info("%s: %s in %.2f s%s", outcome.key, "ok" if outcome.ok else "FAILED", outcome.seconds,
                  "" if outcome.ok else f": {outcome.error}")
 
-    outcomes = run_tasks(tasks, jobs=cfg.jobs, on_done=done, pool=pool)
-    ok_codes = []
-    for o in outcomes:
-        code = by_key[o.key][0]
-        summary.executed.append(pref_slug(code))
-        if o.ok and isinstance(o.result, dict) and o.result.get("findings"):
-            summary.failed += [f"disclosure: {f}" for f in o.result["findings"]]
-        elif o.ok:
-            ok_codes.append(code)
-            if isinstance(o.result, dict):
-                checked.update(o.result.get("checked", {}))
+    results = run_areas(todo, year, Path(cfg.warehouse), new, executed_in, renderer, jobs=cfg.jobs, pool=pool,
+                        on_done=done)
+    for r in results:
+        summary.executed.append(r.slug)
+        if r.findings:
+            summary.failed += [f"disclosure: {f}" for f in r.findings]
+        elif not r.ok and str(r.error).startswith("quarto: "):   # one project render: said once
+            if r.error not in summary.failed:
+                summary.failed.append(r.error)
+        elif not r.ok:
+            summary.failed.append(f"{key(r.code)}: {r.error}")
         else:
-            summary.failed.append(f"{o.key}: {o.error}")
-    if quarto and ok_codes:
-        from .render.quarto import render_site_quarto
-
-        # One Quarto project render for the whole set (one per worker), after the notebooks ran.
-        executed = {pref_slug(c): by_key[f"report:{year}:{pref_slug(c)}"][4] for c in ok_codes}
-        areas = {pref_slug(c): area_meta(c, year, synthetic) for c in ok_codes}
-        bar_q = progress.add(f"quarto render ({len(executed)} areas)", 1)
-        try:
-            render_site_quarto(executed, new, {"year": year, "synthetic": synthetic, "areas": areas},
-                               jobs=cfg.jobs)
-        except TsunagariError as exc:
-            summary.failed.append(f"quarto: {exc}")
-            return
-        progress.advance(bar_q)
-    for code in ok_codes:
-        key = f"report:{year}:{pref_slug(code)}"
-        state.record(key, hashes[code])
-        summary.built.append(key)
-        summary.rendered.append(pref_slug(code))
+            checked.update(r.checked)
+            html, pdf, _ = area_files(new, executed_in, r.code)
+            data = chart_data_dir(html)
+            state.record(key(r.code), hashes[r.code],
+                         [html, pdf] + (sorted(data.iterdir()) if data.is_dir() else []))
+            summary.built.append(key(r.code))
+            summary.rendered.append(r.slug)
 
 
 def _linked_files(new: Path, year: int) -> list[str]:
@@ -632,9 +584,9 @@ def _start_pool(cfg: BuildConfig, renderer: str):
     """New data (or --force) means reports will run: start their warm kernels now, while ingest
     runs on the other core. None when nothing new came in (a pool starts later if needed). No more
     workers (each with a kernel) than --jobs, nor than reports the build can run (--pref 31: one)."""
-    new_data = has_new_inputs(Path(cfg.input_dir), Path(cfg.warehouse))
+    new_data = _runs(cfg, "ingest") and has_new_inputs(Path(cfg.input_dir), Path(cfg.warehouse))
     pool = None
-    if cfg.force or new_data:
+    if (cfg.force or new_data) and _runs(cfg, "reports"):
         from .executor import WarmPool
         from .reports import KERNEL_PRELOAD, warm_renderer
 
@@ -648,49 +600,75 @@ def _start_pool(cfg: BuildConfig, renderer: str):
     return pool
 
 
+STAGES = ("ingest", "indicators", "reports", "site")   # the views a BuildConfig.stages may name
+
+
+def _runs(cfg: BuildConfig, stage: str) -> bool:
+    """Whether the build runs `stage`: every stage, or those of a view (``cfg.stages``)."""
+    return not cfg.stages or stage in cfg.stages
+
+
 def _run_stages(cfg: BuildConfig, new: Path, state: BuildState, renderer: str, progress: Progress,
                 summary: BuildSummary, pool, checked_now: dict[str, str]) -> int:
     """ingest -> indicators -> reports on the workers, and meanwhile in this process what does not
-    depend on them (quality page, downloads, workbooks, their disclosure check). Returns the round."""
+    depend on them (quality page, downloads, workbooks, their disclosure check). A view runs only
+    its stages: ``indicators`` (the indicators and the downloads written from them), ``reports``
+    (the areas of ``cfg.prefs``). Returns the round."""
     from concurrent.futures import ThreadPoolExecutor
 
     from .site import write_pref_workbooks
 
-    with progress.stage("ingest + validate / 取り込み・検証"):
-        _stage_ingest(cfg, summary)
+    if _runs(cfg, "ingest"):
+        with progress.stage("ingest + validate / 取り込み・検証"):
+            _stage_ingest(cfg, summary)
     validator.stop()
     con = warehouse_db.connect(cfg.warehouse)
     try:
         year = cfg.year or latest_year(con)
         fhash = files_hash(con)
+        have = _table_exists(con, "indicators") and con.execute(
+            "SELECT count(*) FROM indicators WHERE year = ?", [year]).fetchone()[0] > 0
     finally:
         con.close()
     log.info("round / 調査年: %s", year)
-    with progress.stage(f"indicators {year} / 指標"):
-        d_ind = _stage_indicators(cfg, new, state, year, fhash, summary, pool=pool)
+    if _runs(cfg, "indicators"):
+        with progress.stage(f"indicators {year} / 指標"):
+            d_ind = _stage_indicators(cfg, new, state, year, fhash, summary, pool=pool)
+    elif not have:
+        raise UsageError("--year", f"the warehouse has no indicators for {year}; run `tsunagari build` (or "
+                                   f"`tsunagari indicators --year {year}`) first / {year}年の指標がありません")
+    fresh = None
     with ThreadPoolExecutor(1, thread_name_prefix="reports") as bg:
-        reports = bg.submit(_stage_reports, cfg, new, state, year, renderer, progress, summary, pool, checked_now)
+        reports = (bg.submit(_stage_reports, cfg, new, state, year, renderer, progress, summary, pool, checked_now)
+                   if _runs(cfg, "reports") else None)
         try:
-            with progress.stage("quality page / データ品質"):
-                fresh = _stage_quality(cfg, new, state, fhash, summary)
-            with progress.stage(f"downloads {year} / ダウンロード"):
-                _stage_downloads(cfg, new, state, year, d_ind, summary)
-                workbooks = [new / "downloads" / f"{pref_slug(int(c))}-{year}.xlsx" for c in prefectures().pref_code]
-                _incremental(cfg, state, summary, f"workbooks:{year}", digest(d_ind, _code_hash()),
-                             workbooks, lambda: _pref_workbooks(write_pref_workbooks, year, cfg, new, state.work))
-            with progress.stage("disclosure check of the downloads / 秘匿の確認（ダウンロード）"):
-                _check_early(cfg, new, state.work, year, summary, checked_now)
-            with progress.stage("site / サイト"):
-                _stage_site(cfg, new, state, year, summary)
+            if not cfg.stages:
+                with progress.stage("quality page / データ品質"):
+                    fresh = _stage_quality(cfg, new, state, fhash, summary)
+            if _runs(cfg, "indicators"):
+                with progress.stage(f"downloads {year} / ダウンロード"):
+                    _stage_downloads(cfg, new, state, year, d_ind, summary)
+                    if not cfg.stages:
+                        workbooks = [new / "downloads" / f"{pref_slug(int(c))}-{year}.xlsx"
+                                     for c in prefectures().pref_code]
+                        _incremental(cfg, state, summary, f"workbooks:{year}", digest(d_ind, _code_hash()),
+                                     workbooks,
+                                     lambda: _pref_workbooks(write_pref_workbooks, year, cfg, new, state.work))
+                with progress.stage("disclosure check of the downloads / 秘匿の確認（ダウンロード）"):
+                    _check_early(cfg, new, state.work, year, summary, checked_now)
+            if _runs(cfg, "site"):
+                with progress.stage("site / サイト"):
+                    _stage_site(cfg, new, state, year, summary)
         finally:
-            reports.result()
+            if reports is not None:
+                reports.result()
     return year, fresh
 
 
 WORKBOOK_DIGESTS_IN_SITE = Path("downloads") / ".xlsx-inputs.json"   # where site.write_pref_workbooks keeps them
 
 
-def _pref_workbooks(write, year: int, cfg: BuildConfig, new: Path, work: Path) -> None:
+def _pref_workbooks(write, year: int, cfg: BuildConfig, new: Path, work: Path) -> list[Path]:
     """The per-prefecture workbooks. Their writer keeps its input digests beside them
     (downloads/.xlsx-inputs.json); a record of the build is not published: it is moved in from the
     working folder for the call and back out after it (a copy left in the site by a killed build is
@@ -700,7 +678,7 @@ def _pref_workbooks(write, year: int, cfg: BuildConfig, new: Path, work: Path) -
         inside.parent.mkdir(parents=True, exist_ok=True)
         os.replace(kept, inside)
     try:
-        write(year, cfg.warehouse, new)
+        return write(year, cfg.warehouse, new)
     finally:
         if inside.is_file():
             os.replace(inside, kept)
@@ -761,7 +739,7 @@ def _build_locked(cfg: BuildConfig, out: Path, renderer: str, summary: BuildSumm
             year, fresh = _run_stages(cfg, new, state, renderer, progress, summary, pool, checked_now)
             if pool is not None:
                 pool.close(wait=False)   # the kernels shut down while the site is written
-            if not summary.failed:
+            if not summary.failed and _runs(cfg, "site"):
                 with progress.stage("site, after the reports / サイト（レポート後）"):
                     _stage_site(cfg, new, state, year, summary, again=True)
         if not summary.failed:  # only the file types the build writes; no data file under any name

@@ -124,48 +124,69 @@ def validate(
     raise typer.Exit(1 if report.has_critical else 0)
 
 
+def _run_view(stages: tuple[str, ...], year: str, out: Path, warehouse: Path | None, renderer: str = "auto",
+              jobs: int | None = None, prefs: list[str] | None = None, force_out: bool = False,
+              quiet: bool = False) -> None:
+    """A stage command as a view of the build (pipelines/build.py, ``BuildConfig.stages``): only
+    `stages` run, into the staging folder beside --out, and the result is swapped in only after
+    the publish scan and the disclosure check passed, under the build's lock. A published site
+    is never rewritten in place."""
+    from . import interrupt
+    from .build import run_build
+
+    if renderer not in ("auto", "quarto", "pandoc"):
+        raise UsageError("--renderer", f"'{renderer}' is not one of auto, quarto, pandoc")
+    if jobs is not None and jobs < 1:
+        raise UsageError("--jobs", f"'{jobs}' must be 1 or more")
+    interrupt.on_stop(interrupt.kill_children, order=20)
+    cfg = config.BuildConfig(
+        year=check_year(year), out_dir=out, warehouse=config.warehouse_path(warehouse), renderer=renderer,
+        jobs=jobs or (__import__("os").cpu_count() or 1), prefs=_prefs(prefs), force_out=force_out,
+        quiet=quiet, stages=stages)
+    if not cfg.warehouse.exists():
+        raise UsageError("--warehouse", f"'{cfg.warehouse}' does not exist / ウェアハウスがありません")
+    summary = run_build(cfg)
+    if summary.ok and "indicators" in stages:
+        from .publish import RUNS_DIR, resolve_out, work_dir
+
+        record = work_dir(resolve_out(out)) / RUNS_DIR / f"indicators-{cfg.year}.ipynb"
+        typer.echo(f"audit record / 監査記録: {record}")
+    raise typer.Exit(0 if summary.ok else 1)
+
+
+ForceOutOpt = Annotated[bool, typer.Option("--force-out", help="Take over a non-empty --out folder that Tsunagari did not create")]
+
+
 @app.command()
 def indicators(
     year: Annotated[str, typer.Option(help="Survey round, e.g. 2024")],
     warehouse: WarehouseOpt = None,
-    out: Annotated[Path, typer.Option("--out", help="Output folder (downloads/ go here; the executed notebook to runs/ in the working folder beside it)")] = config.DEFAULT_OUT,
+    out: Annotated[Path, typer.Option("--out", help="Site folder the downloads are published into (staged, checked and swapped in like the build; the executed notebook goes to runs/ in the working folder beside it)")] = config.DEFAULT_OUT,
+    force_out: ForceOutOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
-    """Run the indicators notebook with papermill; write the indicators table and downloads. The
-    executed notebook (the audit record) goes to runs/ in the working folder beside --out
+    """Run the indicators notebook with papermill and publish the downloads written from its
+    tables: the build restricted to the indicators stage (staging, disclosure check, swap, lock).
+    The executed notebook (the audit record) goes to runs/ in the working folder beside --out
     (.<out>.tsunagari-work), never into the folder a site is published from."""
-    from .downloads import write_downloads
-    from .indicators import run_indicators
-    from .publish import ensure_work
-
-    setup_logging(quiet=quiet)
-    _check_out(out, warehouse)
-    path = config.warehouse_path(warehouse)
-    executed = run_indicators(check_year(year), path, ensure_work(out.resolve()))
-    typer.echo(f"audit record / 監査記録: {executed}")
-    write_downloads(check_year(year), path, out)
+    _run_view(("indicators",), year, out, warehouse, force_out=force_out, quiet=quiet)
 
 
 @app.command()
 def reports(
     year: Annotated[str, typer.Option(help="Survey round, e.g. 2024")],
     pref: Annotated[Optional[list[str]], typer.Option("--pref", help="Prefecture codes (default: all 47 and national)")] = None,
-    out: Annotated[Path, typer.Option("--out", help="Output folder")] = config.DEFAULT_OUT,
+    out: Annotated[Path, typer.Option("--out", help="Site folder the reports are published into (staged, checked and swapped in like the build)")] = config.DEFAULT_OUT,
     renderer: Annotated[str, typer.Option(help="auto | quarto | pandoc")] = "auto",
     jobs: Annotated[Optional[int], typer.Option(help="Parallel workers")] = None,
     warehouse: WarehouseOpt = None,
+    force_out: ForceOutOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
-    """Execute and render the area reports (HTML + PDF)."""
-    from .reports import run_reports
-
-    setup_logging(quiet=quiet)
-    if renderer not in ("auto", "quarto", "pandoc"):
-        raise UsageError("--renderer", f"'{renderer}' is not one of auto, quarto, pandoc")
-    _check_out(out, warehouse)
-    result = run_reports(check_year(year), config.warehouse_path(warehouse), out, prefs=_prefs(pref),
-                         renderer=renderer, jobs=jobs or 1)
-    raise typer.Exit(0 if result.ok else 1)
+    """Execute and render the area reports (HTML + PDF): the build restricted to the reports stage
+    and the given areas (staging, disclosure check, swap, lock)."""
+    _run_view(("reports",), year, out, warehouse, renderer=renderer, jobs=jobs, prefs=pref, force_out=force_out,
+              quiet=quiet)
 
 
 @app.command("rebuild-warehouse")

@@ -134,6 +134,9 @@ class BuildConfig:
     force: bool = False
     force_out: bool = False   # take over a non-empty --out folder the build did not create
     quiet: bool = False
+    # A view of the build (``tsunagari reports``, ``tsunagari indicators``): only these stages run,
+    # through the same staging, disclosure gate, swap and lock (empty: every stage).
+    stages: tuple[str, ...] = ()
 
 
 

@@ -24,7 +24,7 @@ import html
 import re
 from dataclasses import dataclass
 
-from . import schema
+from . import config, schema
 
 
 @dataclass(frozen=True)
@@ -53,7 +53,7 @@ COMPARISON: dict[str, Style] = {
     "lower": Style("lower", schema.COMPARISON_LABELS["lower"], "▼", "#6A3D9A", "#F0E442", "#000000"),
     "not_compared": Style("not_compared", schema.COMPARISON_LABELS["not_compared"], "－", "#595959", "#FFFFFF",
                           "#1A1A1A"),
-    "suppressed": Style("suppressed", "非表示（集計対象30人未満・二次秘匿）", SUPPRESSED_MARK, "#595959", "#DDDDDD",
+    "suppressed": Style("suppressed", f"非表示（集計対象{config.MIN_BASE}人未満・二次秘匿）", SUPPRESSED_MARK, "#595959", "#DDDDDD",
                         "#1A1A1A"),
 }
 COMPARISON_ORDER = ["better", "similar", "worse", "higher", "lower", "not_compared", "suppressed"]

@@ -526,7 +526,8 @@ def method_notes() -> list[tuple[str, str]]:
                                   " published as a reference value with its Wilson interval and a note, never read on its own."),
         ("都道府県値の出典 / area source", "当該年に県独自調査（全国調査と同じ調査票）がある県はその結果（source = own_survey）、"
                                           "ない県は全国調査の当該県回答者（national_subsample）。全国値は全国調査（national）、"
-                                          "事業指標は事業データ（programme）。各行の注記に出典と回答者数（非表示の行は「30人未満」または「非公表」）を記載。"),
+                                          "事業指標は事業データ（programme）。各行の注記に出典と回答者数（非表示の行は「"
+                                          f"{config.MIN_BASE}人未満」または「非公表」）を記載。"),
         ("16歳以上人口 / population 16+", f"推計値: 2020年国勢調査の総人口 × {POP_16PLUS_FACTOR}（全国の0～14歳 15,031,602人と15歳約107万人を除いた割合）。"),
         ("推計の方法 / estimates", method_statement.text("estimates")),
         ("列 estimate_method, lead_value, lead_lower_ci95, lead_upper_ci95, lead_cv, lead_years",

@@ -30,8 +30,8 @@ Method (DESIGN.md "Statistical conventions"; the notebook explains it to a reade
 * Change vs previous: the same computation for the previous round present in the warehouse, with
   the same source rule, then ``stats.difference_test`` on the effective sizes (column
   ``change_method``); ``source_changed`` marks a row whose previous round came from another source.
-* Disclosure control: a cell whose unweighted base is < 30 is suppressed (value and interval
-  NULL, note 'n<30 非表示'); then secondary suppression (二次秘匿) chosen by the audit of
+* Disclosure control: a cell whose unweighted base is < ``config.MIN_BASE`` (30) is suppressed
+  (value and interval NULL, note 'n<30 非表示', the number from the setting); then secondary suppression (二次秘匿) chosen by the audit of
   ``pipelines.audit`` (``audit.protect``): the group rule of ``stats.secondary_suppression`` over
   ``suppression_groups`` (each suppressed cell hidden with >= 30 other unpublished respondents,
   within an area and for the prefectures within the national figure), then the LP audit of every
@@ -745,11 +745,11 @@ def survey_tables(rd: RoundData, prev: RoundData | None,
             cur["source_changed"], cur["n_eff"], extreme)):
         # A suppressed row publishes no base: not in n_unweighted / n_effective, not in the note.
         if st == "suppressed":
-            notes[i] = _N_IN_NOTE.sub(f"({config.MIN_BASE}人未満)", notes[i], count=1) + "; n<30 非表示"
+            notes[i] = _N_IN_NOTE.sub(f"({config.MIN_BASE}人未満)", notes[i], count=1) + f"; n<{config.MIN_BASE} 非表示"
         elif sec:
             notes[i] = _N_IN_NOTE.sub("(回答者数は非公表)", notes[i], count=1) + f"; {SECONDARY_NOTE}"
         elif sup:   # primary on its effective size (n_eff < 30)
-            notes[i] = _N_IN_NOTE.sub("(回答者数は非公表)", notes[i], count=1) + "; n_eff<30 非表示"
+            notes[i] = _N_IN_NOTE.sub("(回答者数は非公表)", notes[i], count=1) + f"; n_eff<{config.MIN_BASE} 非表示"
         elif st == "reference":
             notes[i] += f"; 参考値 (n={int(n):,})" + (f"; {EXTREME_NOTE}" if ext else "")
         if changed and kind in kinds and pk in kinds:

@@ -582,7 +582,10 @@ def _site_name(folder: Path) -> str:
 class BuildState:
     """artefact key -> input hash of the site folder `site_dir` (the staging folder), persisted
     after every change (atomic write) in the working folder's ``state.json`` with the folder's id;
-    a state of another site folder is not used. Before the first change (``invalidate`` comes
+    a state of another site folder is not used. With each artefact the state keeps the sha256 of
+    the files it wrote into the site: an artefact is up to date only when its input hash is the
+    same and its files are still those bytes, so a published file changed by hand (or by anything
+    but the build) is detected and built again. Before the first change (``invalidate`` comes
     before every artefact is written) the folder gets an id of its own: from then on it is no
     longer the copy of the published site that the state may also have described."""
 
@@ -601,6 +604,9 @@ class BuildState:
             saved = {}
         ok = isinstance(saved, dict) and self.site is not None and saved.get("site") == self.site
         self.data: dict[str, str] = dict(saved.get("artefacts") or {}) if ok else {}
+        files = saved.get("files") if ok else None
+        # artefact key -> {site-relative path: sha256} of the files it wrote
+        self.files: dict[str, dict[str, str]] = dict(files) if isinstance(files, dict) else {}
 
     def _diverge(self) -> None:
         """Give the site folder an id of its own before it is first changed (marker first, then
@@ -611,20 +617,57 @@ class BuildState:
             self._own_id = True
             self._save()
 
+    def _rel(self, p: Path) -> str | None:
+        """`p` relative to the site folder (posix), or None for a file outside it (e.g. the
+        executed notebooks in the working folder)."""
+        try:
+            return Path(p).relative_to(self.site_dir).as_posix()
+        except ValueError:
+            return None
+
     def up_to_date(self, key: str, digest: str, outputs: Iterable[Path] = ()) -> bool:
-        return self.data.get(key) == digest and all(Path(p).exists() for p in outputs)
+        """Same input hash, every output present, and every file the artefact wrote into the site
+        still the bytes it wrote."""
+        if self.data.get(key) != digest or not all(Path(p).exists() for p in outputs):
+            return False
+        return not self.changed_files(key)
+
+    def changed_files(self, key: str) -> list[Path]:
+        """The files artefact `key` wrote into the site that are no longer the bytes it wrote. A
+        file with the size and modification time recorded is taken as unchanged (the staging copy
+        keeps both: shutil.copy2); the others are hashed (a file touched but not changed is not
+        counted). Costs a stat per file on a rebuild with no change."""
+        return [self.site_dir / rel for rel, rec in self.files.get(key, {}).items()
+                if not _same_file(self.site_dir / rel, rec)]
 
     def invalidate(self, key: str) -> None:
         """Before artefact `key` is (re)written."""
         with self._lock:
             self._diverge()
-            if self.data.pop(key, None) is not None:
+            dropped = self.data.pop(key, None) is not None
+            if self.files.pop(key, None) is not None or dropped:
                 self._save()
 
-    def record(self, key: str, digest: str) -> None:
+    def record(self, key: str, digest: str, outputs: Iterable[Path] = ()) -> None:
+        """Artefact `key` is complete: its input hash, and the sha256 of the `outputs` it wrote
+        into the site (files outside the site and missing files are not recorded)."""
+        files = {}
+        for p in outputs:
+            rel = self._rel(Path(p))
+            if rel is not None and Path(p).is_file():
+                files[rel] = file_record(Path(p))
         with self._lock:
             self._diverge()
             self.data[key] = digest
+            # A file another artefact wrote and this one rewrote (the site header added to the
+            # quality page): its bytes now are the build's, for both.
+            for other, theirs in self.files.items():
+                for rel in theirs.keys() & files.keys():
+                    theirs[rel] = files[rel]
+            if files:
+                self.files[key] = files
+            else:
+                self.files.pop(key, None)
             self._save()
 
     def save(self) -> None:
@@ -632,7 +675,38 @@ class BuildState:
             self._save()
 
     def _save(self) -> None:
-        _write_json(self.path, {"site": self.site, "artefacts": self.data})
+        _write_json(self.path, {"site": self.site, "artefacts": self.data, "files": self.files})
+
+
+def file_record(path: Path) -> list:
+    """[sha256, size, modification time in ns] of a file, as the build state records it."""
+    st = os.stat(path)
+    return [file_sha256(path), st.st_size, st.st_mtime_ns]
+
+
+def _same_file(path: Path, rec: list | str) -> bool:
+    """Whether `path` still holds the bytes recorded (``file_record``)."""
+    if isinstance(rec, str):
+        rec = [rec, None, None]
+    try:
+        st = os.stat(path)
+    except OSError:
+        return False
+    if [st.st_size, st.st_mtime_ns] == list(rec[1:3]):
+        return True
+    return file_sha256(path) == rec[0]
+
+
+def file_sha256(path: Path) -> str | None:
+    """sha256 of a file's bytes (None when it cannot be read)."""
+    h = hashlib.sha256()
+    try:
+        with open(path, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                h.update(block)
+    except OSError:
+        return None
+    return h.hexdigest()
 
 
 def digest(*parts: object) -> str:

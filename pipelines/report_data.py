@@ -593,6 +593,7 @@ MISSING = conventions.MISSING_MARK
 REFERENCE_MARK = conventions.REFERENCE_MARK
 FOOTNOTE_SUPPRESSED = (f"「{SUPPRESSED}」：集計対象が{config.MIN_BASE}人未満のため、または他の値からの差し引きで"
                        "算出されるのを防ぐため（二次秘匿）数値を表示していません。")
+SUPPRESSED_REASON = f"集計対象が{config.MIN_BASE}人未満または二次秘匿のため非表示"   # (config.MIN_BASE, not a typed 30)
 FOOTNOTE_REFERENCE = (f"「{REFERENCE_MARK}」：集計対象が{config.MIN_BASE}～{config.REFERENCE_BASE - 1}人のため"
                       "参考値です（誤差が大きい）。")
 FOOTNOTE_MISSING = f"「{MISSING}」：データなし・比較できない。"

@@ -1,5 +1,10 @@
 """The reports stage: execute reports/report.ipynb per area with papermill, then render HTML + PDF.
 
+One function runs and renders areas, ``run_areas`` (the build's reports stage calls it, and so does
+``run_reports``, a preview into a scratch folder that is never a published site); every area it
+renders is checked for disclosure. ``tsunagari reports`` is the build restricted to this stage
+(pipelines/build.py): staged, checked, swapped in under the build's lock.
+
 What the notebook itself imports (the area's data as tidy frames, Markdown tables) is
 ``pipelines.report_data``; the charts are ``pipelines.charts`` (docs/DESIGN.md, "Rendering").
 ``TSUNAGARI_REPORTS_DIR`` points the stage at a forked notebook folder.
@@ -24,8 +29,6 @@ from .report_data import (CONTEXT_SQL, MdText, breakdown_table, catalogue,  # no
 
 log = logging.getLogger("tsunagari.reports")
 
-REPORT_NOTEBOOK = config.REPORTS_DIR / "report.ipynb"
-
 # ---------------------------------------------------------------------------------------------
 # The stage
 # ---------------------------------------------------------------------------------------------
@@ -39,6 +42,9 @@ class AreaResult:
     render_seconds: float = 0.0
     outputs: list[Path] = field(default_factory=list)
     error: str | None = None
+    code: int = 0                                            # 0 = national
+    checked: dict[str, str] = field(default_factory=dict)    # files passed by the disclosure check -> sha256
+    findings: list[str] = field(default_factory=list)        # the disclosure check's findings
 
 
 @dataclass
@@ -63,18 +69,6 @@ class ReportsResult:
             state = "ok" if a.ok else f"FAILED: {a.error}"
             lines.append(f"  {a.slug}: execute {a.execute_seconds:.2f}s, render {a.render_seconds:.2f}s, {state}")
         return "\n".join(lines)
-
-
-def _execute(src: Path, dst: Path, parameters: dict, cwd: Path) -> Path:
-    try:
-        from .execute import execute_notebook
-    except ImportError:  # pragma: no cover - execute.py is another stage's module
-        import papermill as pm
-
-        dst.parent.mkdir(parents=True, exist_ok=True)
-        pm.execute_notebook(str(src), str(dst), parameters=parameters, cwd=str(cwd), progress_bar=False)
-        return dst
-    return execute_notebook(src, dst, parameters, cwd=cwd)
 
 
 def area_meta(pref_code: int, year: int, synthetic: bool) -> dict:
@@ -136,52 +130,155 @@ def executed_dir(out_dir: Path) -> Path:
     return ensure_work(Path(out_dir).resolve()) / EXECUTED_DIR
 
 
-def build_area(pref_code: int, year: int, warehouse: Path, out_dir: Path, renderer: str = "pandoc",
-               synthetic: bool | None = None, executed_in: Path | None = None) -> AreaResult:
-    """Execute and render one area; never raises (the error is in the result). The executed
-    notebook goes to `executed_in` (default: ``executed_dir(out_dir)``)."""
-    from .render import get_renderer
+def report_notebook() -> Path:
+    """The report notebook, read at call time: ``TSUNAGARI_REPORTS_DIR`` (a fork) may point elsewhere."""
+    return Path(config.REPORTS_DIR) / "report.ipynb"
 
-    slug = pref_slug(pref_code)
-    res = AreaResult(slug=slug, ok=False)
-    executed = Path(executed_in or executed_dir(out_dir)) / f"{slug}.ipynb"
-    target_dir = out_dir if pref_code == 0 else out_dir / "prefectures"
+
+def area_files(site: Path, executed_in: Path, code: int) -> tuple[Path, Path, Path]:
+    """An area's HTML and PDF in the site (national.* at the top, prefectures/{slug}.* below), and
+    its executed notebook in `executed_in` (the working folder's executed/, never the site)."""
+    slug = pref_slug(code)
+    target = Path(site) if code == 0 else Path(site) / "prefectures"
+    return target / f"{slug}.html", target / f"{slug}.pdf", Path(executed_in) / f"{slug}.ipynb"
+
+
+_CONTEXT: dict = {}
+
+
+def check_context(warehouse: Path, year: int):
+    """The disclosure check's context (suppressed cells, respondent ids), read from the warehouse
+    once per process while the warehouse file is unchanged."""
+    from .disclosure import make_context
+    from .report_data import warehouse_key
+
+    key = (warehouse_key(Path(warehouse)), int(year))
+    if _CONTEXT.get("key") != key:
+        _CONTEXT.update(key=key, ctx=make_context(Path(warehouse), year=int(year)))
+    return _CONTEXT["ctx"]
+
+
+def check_area(site: Path, written: list[str], warehouse: Path, year: int) -> dict:
+    """The disclosure check of an area's published text: its HTML and chart data files (the PDF is
+    rendered from the same notebook; the executed notebook is not published). Returns
+    {"checked": {site-relative path: sha256}, "findings": [text]}."""
+    import hashlib
+
+    from .disclosure import check_files
+
+    site = Path(site)
+    rels = [Path(p).resolve().relative_to(site.resolve()).as_posix() for p in written if not str(p).endswith(".pdf")]
+    findings = check_files(site, rels, check_context(Path(warehouse), int(year)))
+    return {"checked": {r: hashlib.sha256((site / r).read_bytes()).hexdigest() for r in rels},
+            "findings": [str(f) for f in findings]}
+
+
+def render_and_check(renderer: str, executed: Path, html: Path, pdf: Path, meta: dict, site: Path,
+                     warehouse: Path, year: int) -> dict:
+    """Run in a report worker after the notebook: render HTML + PDF (``render_area``), then the
+    disclosure check of this area (``check_area``) while the other areas still run. Returns
+    ``check_area``'s dict plus "written" (the paths rendered)."""
+    t = time.perf_counter()
+    written = render_area(renderer, executed, html, pdf, meta)
+    seconds = time.perf_counter() - t
+    return {**check_area(site, written, warehouse, year), "written": written, "render_seconds": seconds}
+
+
+def run_areas(codes: list[int], year: int, warehouse: Path, site: Path, executed_in: Path, renderer: str,
+              *, jobs: int = 1, pool=None, on_done=None) -> list[AreaResult]:
+    """The one function that executes and renders areas, for the build's reports stage and for
+    ``run_reports``: each area's notebook in a warm worker kernel (pipelines/executor.py; `pool`
+    when the caller has one), rendered in the worker and its published text checked for
+    disclosure there (``render_and_check``); with Quarto, one project render of every area that
+    ran (``render_site_quarto``), then the same check. An area with a finding is failed, its
+    findings in ``AreaResult.findings``. One area's failure does not stop the others.
+    `renderer` is a resolved name ('pandoc' or 'quarto'); `on_done(outcome)` follows each notebook."""
+    from .executor import Task, run_tasks
+
+    notebook = report_notebook()
+    synthetic = is_synthetic(warehouse)
+    warehouse = Path(warehouse).resolve()
+    # The executed notebooks (kept beside the site, not published) get the warehouse path relative
+    # to the working folder (e.g. data/warehouse.duckdb), not an absolute server path.
+    wh_param = os.path.relpath(warehouse)
+    quarto = renderer == "quarto"
+    files = {code: area_files(site, executed_in, code) for code in codes}
+    tasks = []
+    for code in codes:
+        html, pdf, executed = files[code]
+        meta = area_meta(code, year, synthetic)
+        tasks.append(Task(pref_slug(code), notebook, executed,
+                          {"year": int(year), "pref_code": int(code), "warehouse": wh_param}, cwd=Path.cwd(),
+                          after=None if quarto else render_and_check,
+                          after_args=() if quarto else (renderer, executed, html, pdf, meta, site, warehouse,
+                                                        int(year))))
+    results = []
+    for code, o in zip(codes, run_tasks(tasks, jobs=jobs, on_done=on_done, pool=pool)):
+        res = AreaResult(slug=o.key, ok=o.ok, execute_seconds=o.seconds, error=o.error, code=code)
+        if o.ok and isinstance(o.result, dict):
+            res.outputs = [Path(p) for p in o.result.get("written", [])]
+            res.checked, res.findings = o.result.get("checked", {}), o.result.get("findings", [])
+            res.render_seconds = o.result.get("render_seconds", 0.0)
+            res.execute_seconds = max(0.0, o.seconds - res.render_seconds)
+        results.append(res)
+    if quarto:
+        _render_quarto([r for r in results if r.ok], files, year, synthetic, site, warehouse, jobs)
+    for r in results:
+        if r.ok and r.findings:
+            r.ok, r.error = False, "disclosure: " + "; ".join(r.findings)
+    return results
+
+
+def _render_quarto(ok: list[AreaResult], files: dict, year: int, synthetic: bool, site: Path,
+                   warehouse: Path, jobs: int) -> None:
+    """One Quarto project render for the areas whose notebooks ran, then their disclosure check."""
+    from .errors import TsunagariError
+    from .render.common import chart_data_dir
+    from .render.quarto import render_site_quarto
+
+    if not ok:
+        return
+    executed = {r.slug: files[r.code][2] for r in ok}
+    areas = {r.slug: area_meta(r.code, year, synthetic) for r in ok}
+    t = time.perf_counter()
     try:
-        if synthetic is None:
-            synthetic = is_synthetic(warehouse)
-        t0 = time.perf_counter()
-        _execute(REPORT_NOTEBOOK, executed,
-                 {"year": int(year), "pref_code": int(pref_code), "warehouse": os.path.relpath(warehouse)},
-                 cwd=Path.cwd())   # the record may be shared: a path relative to the working folder
-        res.execute_seconds = time.perf_counter() - t0
-        t1 = time.perf_counter()
-        html, pdf = target_dir / f"{slug}.html", target_dir / f"{slug}.pdf"
-        render_area(renderer, executed, html, pdf, area_meta(pref_code, year, synthetic))
-        res.render_seconds = time.perf_counter() - t1
-        res.outputs = [html, pdf]
-        res.ok = True
-    except Exception as exc:  # one area's failure must not stop the others
-        if hasattr(exc, "ename") and hasattr(exc, "evalue"):  # PapermillExecutionError
-            res.error = f"{executed}: cell {getattr(exc, 'exec_count', '?')}: {exc.ename}: {exc.evalue}"[:500]
-        else:
-            msg = [x for x in str(exc).strip().splitlines() if x.strip()]
-            res.error = f"{type(exc).__name__}: {msg[0] if msg else ''}"[:500]
-        log.error("report %s failed: %s", slug, res.error)
-    return res
+        render_site_quarto(executed, site, {"year": year, "synthetic": synthetic, "areas": areas}, jobs=jobs)
+    except TsunagariError as exc:
+        for r in ok:
+            r.ok, r.error = False, f"quarto: {exc}"
+        return
+    seconds = (time.perf_counter() - t) / len(ok)
+    for r in ok:
+        html, pdf, _ = files[r.code]
+        data = chart_data_dir(html)
+        r.outputs = [html, pdf] + (sorted(data.glob("*.csv")) if data.is_dir() else [])
+        r.render_seconds = seconds
+        check = check_area(site, [str(p) for p in r.outputs], warehouse, year)
+        r.checked, r.findings = check["checked"], check["findings"]
 
 
-def _build_area_star(args: tuple) -> AreaResult:
-    return build_area(*args)
+def _is_site_folder(out: Path) -> str | None:
+    """What makes `out` a folder the build publishes or works in (None: a plain folder)."""
+    from . import publish
+
+    out = Path(out).resolve()
+    if publish.owned(out):
+        return "a published site (it holds the build's marker .tsunagari-site)"
+    name = out.name
+    if name.startswith(publish.PREFIX) and name.endswith(
+            (publish.SUFFIX_NEW, publish.SUFFIX_OLD, publish.SUFFIX_WORK)):
+        return "one of the build's own folders"
+    return None
 
 
 def run_reports(year: int, warehouse: Path, out_dir: Path, prefs: list[int] | None = None,
                 renderer: str = "auto", jobs: int = 1) -> ReportsResult:
-    """Execute reports/report.ipynb per area and render HTML + PDF.
-
-    prefs empty -> national and all 47 prefectures (JIS order). Invalid codes raise UsageError.
-    Writes out_dir/prefectures/{slug}.html|pdf and out_dir/national.html|pdf; the executed notebooks
-    go to the working folder beside out_dir (``executed_dir``: ``.<out>.tsunagari-work/executed/``),
-    not into it. One area's failure is recorded and the others continue.
+    """A preview of area reports in a scratch folder (for researchers and tests): ``run_areas``
+    into `out_dir`, which must not be a published site or one of the build's folders (UsageError):
+    a published site is changed only by the build's staged, checked swap (``tsunagari build``, or
+    ``tsunagari reports``, its reports-only view). The executed notebooks go to the working folder
+    beside `out_dir` (``executed_dir``). prefs empty -> national and all 47 prefectures (JIS
+    order); invalid codes raise UsageError. Each area is checked for disclosure like in the build.
     """
     year = check_year(year)  # it names output files and is bound into SQL: digits only
     codes = [0 if str(p).strip() in ("0", "00") else check_pref_code(p) for p in (prefs or [])]  # 0 = national
@@ -191,36 +288,16 @@ def run_reports(year: int, warehouse: Path, out_dir: Path, prefs: list[int] | No
     if not warehouse.exists():
         raise UsageError("--warehouse", f"'{warehouse}' does not exist / ウェアハウスがありません")
     out_dir = Path(out_dir)
+    why = _is_site_folder(out_dir)
+    if why:
+        raise UsageError("--out", f"'{out_dir}' is {why}; a preview never writes into it. Use `tsunagari reports "
+                                  f"--out {out_dir}` (staged, checked and swapped in) or another folder "
+                                  f"/ 公開フォルダには直接書き込みません")
     out_dir.mkdir(parents=True, exist_ok=True)
-    executed_in = executed_dir(out_dir)
     from .render import get_renderer
 
     name = get_renderer(renderer).name  # resolve 'auto' once
-    synthetic = is_synthetic(warehouse)
-    args = [(c, int(year), warehouse, out_dir, name, synthetic, executed_in) for c in codes]
     result = ReportsResult()
-    if jobs <= 1 or len(args) == 1:
-        for a in args:
-            r = build_area(*a)
-            log.info("%s: execute %.2fs render %.2fs %s", r.slug, r.execute_seconds, r.render_seconds,
-                     "ok" if r.ok else r.error)
-            result.areas.append(r)
-    else:
-        # Parallel: one warm kernel per worker (pipelines/executor.py), rendering in the worker.
-        from .executor import Task, run_tasks
-
-        tasks = []
-        for code, *_ in args:
-            slug = pref_slug(code)
-            executed = executed_in / f"{slug}.ipynb"
-            target_dir = out_dir if code == 0 else out_dir / "prefectures"
-            tasks.append(Task(slug, REPORT_NOTEBOOK, executed,
-                              {"year": int(year), "pref_code": int(code), "warehouse": os.path.relpath(warehouse)},
-                              cwd=Path.cwd(), after=render_area,
-                              after_args=(name, executed, target_dir / f"{slug}.html", target_dir / f"{slug}.pdf",
-                                          area_meta(code, year, synthetic))))
-        for o in run_tasks(tasks, jobs=jobs):
-            result.areas.append(AreaResult(slug=o.key, ok=o.ok, execute_seconds=o.seconds,
-                                           outputs=[Path(p) for p in (o.result or [])], error=o.error))
+    result.areas = run_areas(codes, int(year), warehouse, out_dir, executed_dir(out_dir), name, jobs=jobs)
     log.info(result.summary())
     return result

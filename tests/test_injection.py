@@ -394,7 +394,8 @@ def test_notebook_year_parameter_cannot_inject_sql(rendered, tmp_path):
     the warehouse is opened read-only and keeps its tables and rows."""
     from papermill.exceptions import PapermillExecutionError
 
-    from pipelines.reports import REPORT_NOTEBOOK, _execute
+    from pipelines import config
+    from pipelines.execute import execute_notebook
 
     wh = tmp_path / "wh.duckdb"
     shutil.copy(rendered["wh"], wh)
@@ -402,7 +403,7 @@ def test_notebook_year_parameter_cannot_inject_sql(rendered, tmp_path):
     before = con.execute("SELECT count(*) FROM indicators").fetchone()[0]
     con.close()
     with pytest.raises(PapermillExecutionError) as ei:
-        _execute(REPORT_NOTEBOOK, tmp_path / "x.ipynb",
+        execute_notebook(config.REPORTS_DIR / "report.ipynb", tmp_path / "x.ipynb",
                  {"year": "2024; DROP TABLE indicators", "pref_code": 31, "warehouse": str(wh)}, cwd=tmp_path)
     assert ei.value.ename in ("ValueError", "UsageError")
     con = duckdb.connect(str(wh), read_only=True)

@@ -283,27 +283,25 @@ def test_typst_font_warning_fails_the_render(tmp_path, monkeypatch, built):
 
 
 def test_failure_of_one_area_does_not_stop_the_others(tmp_path, built, monkeypatch):
-    import pipelines.reports as reports
+    """A forked notebook that raises for Tottori: its area fails with the error, Hokkaido is
+    executed and rendered (the one path that runs an area: reports.run_areas)."""
+    import json
 
-    _, out, _, wh = built
-    calls = []
+    from pipelines import config
 
-    def flaky(src, dst, parameters, cwd):
-        # Area 31 fails; area 1 gets an already executed notebook (keeps the test fast; the
-        # rendering that follows is real).
-        calls.append(parameters["pref_code"])
-        if parameters["pref_code"] == 31:
-            raise RuntimeError("boom")
-        dst.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy(executed_dir(out) / "13-tokyo.ipynb", dst)
-        return dst
-
-    monkeypatch.setattr(reports, "_execute", flaky)
-    result = run_reports(YEAR, wh, tmp_path / "o", prefs=[31, 1], renderer="pandoc")
-    assert calls == [31, 1]
+    _, _, _, wh = built
+    fork = tmp_path / "fork"
+    shutil.copytree(config.REPORTS_DIR, fork)
+    nb = json.loads((fork / "report.ipynb").read_text(encoding="utf-8"))
+    nb["cells"].append({"cell_type": "code", "execution_count": None, "metadata": {}, "outputs": [],
+                        "source": ["if int(pref_code) == 31:\n", "    raise RuntimeError('boom')\n"]})
+    (fork / "report.ipynb").write_text(json.dumps(nb, ensure_ascii=False), encoding="utf-8")
+    monkeypatch.setattr(config, "REPORTS_DIR", fork)
+    result = run_reports(YEAR, wh, tmp_path / "o", prefs=[31, 1], renderer="pandoc", jobs=2)
     assert not result.ok and result.failed == ["31-tottori"] and result.built == ["01-hokkaido"]
     assert "boom" in result.areas[0].error
     assert (tmp_path / "o" / "prefectures" / "01-hokkaido.pdf").exists()
+    assert not (tmp_path / "o" / "prefectures" / "31-tottori.html").exists()
 
 
 def test_cli_refuses_invalid_prefecture_code(tmp_path):
@@ -334,7 +332,7 @@ def test_cli_reports_with_relative_out_dir(tmp_path, built):
     html = tmp_path / "site" / "prefectures" / "31-tottori.html"
     assert html.exists() and (tmp_path / "site" / "prefectures" / "31-tottori.pdf").exists()
     assert "鳥取県" in html.read_text(encoding="utf-8")
-    assert "31-tottori: execute" in proc.stderr  # per-area timings are logged
+    assert "31-tottori: ok in" in proc.stderr  # per-area timings are logged
 
 
 class TestSparseWarehouse:
