@@ -130,7 +130,7 @@ def main() -> None:
 
         codes = [0] + [int(c) for c in prefectures().pref_code]
         print(f"[{load()}]")
-        per_area = naive_loop(quarto, codes, work, dict(os.environ), work / "wh.duckdb")
+        per_area, _ = naive_loop(quarto, codes, work, dict(os.environ), work / "wh.duckdb")
         naive = sum(per_area.values())
         print(f"quarto render --execute once per area and format (naive, {len(codes)} areas): {naive:6.1f} s "
               f"({naive / len(codes):.1f} s per area; the cold build {naive / cold:.1f}x faster)   [{load()}]")
