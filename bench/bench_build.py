@@ -4,8 +4,10 @@ Prints: cold full build (ingest + validation + indicators + 48 reports HTML+PDF 
 folder), no-change rebuild, one-prefecture-changed rebuild (Saitama's own 2024 survey corrected),
 a forced rebuild (every report executed again, the charts from the chart cache), and peak memory (the
 largest resident set of the build process and of its workers/kernels). When the Quarto CLI is
-installed, also times the common approach for comparison: `quarto render report.ipynb -P pref_code:X`
-once per prefecture and format, on the same machine in the same run.
+installed (PATH or QUARTO_PATH), also times the common approach for comparison: `quarto render
+report.ipynb --execute -P pref_code:X` once per area (national and the 47 prefectures) and format,
+charts drawn, on the same machine in the same run (bench_quarto.py's naive loop; bench_quarto.py
+--naive-sample N times it on a sample of the areas instead).
 
     python bench/bench_build.py [--jobs N] [--renderer pandoc|quarto] [--keep DIR] [--rounds 2024 ...]
 
@@ -115,19 +117,23 @@ def main() -> None:
     print(f"peak memory (largest process: build, worker or kernel):       {max(rss1, rss2, rss3, rss4) / 1024:6.0f} MiB")
     print("last build summary:\n" + summary)
 
-    quarto = shutil.which("quarto") or os.environ.get("QUARTO_PATH")
+    sys.path.insert(0, str(ROOT))
+    from pipelines.render.quarto import quarto_available
+
+    quarto = quarto_available()   # $QUARTO_PATH (the binary or its folder) or quarto on PATH
     if quarto:
-        # The common approach: one `quarto render` per prefecture and format, each executing the notebook.
-        qdir = work / "quarto-naive"
-        shutil.copytree(ROOT / "reports", qdir, dirs_exist_ok=True)
-        wh = str((work / "wh.duckdb").resolve())
-        t = time.perf_counter()
-        for code in range(1, 48):
-            for fmt in ("html", "typst"):
-                subprocess.run([quarto, "render", "report.ipynb", "--execute", "--to", fmt,
-                                "-P", f"pref_code:{code}", "-P", "year:2024", "-P", f"warehouse:{wh}",
-                                "--output", f"{code:02d}.{fmt}"], cwd=qdir, capture_output=True)
-        print(f"quarto render once per prefecture and format (naive):         {time.perf_counter() - t:6.1f} s")
+        # The common approach: one `quarto render --execute` per area and format, each executing the
+        # notebook and drawing its charts (bench_quarto.naive_loop: this Python, failures stop the bench).
+        from bench_quarto import load, naive_loop
+
+        from pipelines.reference import prefectures
+
+        codes = [0] + [int(c) for c in prefectures().pref_code]
+        print(f"[{load()}]")
+        per_area, _ = naive_loop(quarto, codes, work, dict(os.environ), work / "wh.duckdb")
+        naive = sum(per_area.values())
+        print(f"quarto render --execute once per area and format (naive, {len(codes)} areas): {naive:6.1f} s "
+              f"({naive / len(codes):.1f} s per area; the cold build {naive / cold:.1f}x faster)   [{load()}]")
     else:
         print("quarto not installed: the naive `quarto render -P` comparison was not measured")
 

@@ -7,7 +7,9 @@ a Markdown output as a RawBlock "markdown", and an image's text/plain sibling as
 Quarto converts notebooks itself: `.cell` Divs with `.cell-output-display|-stdout|-stderr|-error`
 outputs. pipelines/render/quarto.py stages each notebook so that Markdown outputs reach the filters
 unparsed (a ```{=markdown} raw block) and each image's text/plain description is the cell's
-`fig-alt`; this filter renames the classes and turns `fig-alt` back into the CodeBlock sibling, so
+`fig-alt`, and a chart's data file name (the image's `data-csv` metadata) the cell's `fig-scap`;
+this filter renames the classes, turns `fig-alt` back into the CodeBlock sibling and `fig-scap` back
+into the image's `data-csv` attribute (report.lua links the file under the chart), so
 that report.lua applies the same rules as in the built-in renderer (Markdown outputs read without
 raw HTML, links, images or math; the best output per display; stream output dropped; alt text).
 ]]
@@ -33,6 +35,9 @@ local function adapt_output(div)
       local img = b.content[1]
       local alt = img.attributes["fig-alt"]
       img.attributes["fig-alt"] = nil
+      local csv = img.attributes["fig-scap"]
+      img.attributes["fig-scap"] = nil
+      if csv ~= nil and csv ~= "" then img.attributes["data-csv"] = csv end
       if alt ~= nil and alt ~= "" then content:insert(pandoc.CodeBlock(alt)) end
     end
   end

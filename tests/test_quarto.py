@@ -35,6 +35,8 @@ def _png() -> bytes:
 PNG = _png()
 HOSTILE = '<script>alert(1)</script> [リンク](http://evil.example/) ![x](/etc/passwd)'
 ALT = "図：孤独感の分布（東京都と全国）"
+CSV = "fig-test.csv"   # the chart's data file (charts.show(..., name="fig-test"))
+CSV_TEXT = "地域 (place),値 (value)\n東京都,5.1\n"
 
 
 def executed_notebook(path: Path, area: str, value: str) -> Path:
@@ -52,7 +54,9 @@ def executed_notebook(path: Path, area: str, value: str) -> Path:
         nbformat.v4.new_output("display_data", data={"text/markdown": table, "text/plain": "table"}),
         nbformat.v4.new_output("display_data", data={"text/markdown": f"注記：{HOSTILE}", "text/plain": "note",
                                                      "text/html": "<script>alert(2)</script>"}),
-        nbformat.v4.new_output("display_data", data={"image/png": base64.b64encode(PNG).decode(), "text/plain": ALT}),
+        nbformat.v4.new_output("display_data", data={"image/png": base64.b64encode(PNG).decode(), "text/plain": ALT,
+                                                     "text/csv": CSV_TEXT},
+                               metadata={"image/png": {"data-csv": CSV}}),
         nbformat.v4.new_output("stream", name="stdout", text="debug output\n"),
     ]
     nb.cells = [nbformat.v4.new_raw_cell("---\ntitle: 古いタイトル\n---\n"),
@@ -131,6 +135,7 @@ class TestStageProject:
         assert front["pagetitle"] == "東京都 孤独・孤立の状況 2024年"
         assert front["area-name"] == "`東京都`{=typst}" and front["report-year"] == "`2024`{=typst}"
         assert front["synthetic"] is True and front["format"]["typst"] == "default"
+        assert front["chart-data-dir"] == "13-tokyo-data"   # report.lua links 13-tokyo-data/fig-test.csv
         assert "synthetic-banner" in front["format"]["html"]["include-before-body"][0]["text"]
         assert "東京都・2024年" in front["format"]["html"]["include-before-body"][0]["text"]
         # the notebook's own front matter is gone; the other cells stay in order
@@ -140,6 +145,9 @@ class TestStageProject:
         assert src.count("#| echo:") == 1 and 'raise RuntimeError("re-executed")' in src
         alts = json.loads(re.search(r"^#\| fig-alt: (.*)$", src, re.M).group(1))
         assert alts == [None, None, None, ALT, None]
+        # the chart's data file name, for quarto-cells.lua to give back to report.lua as data-csv
+        assert json.loads(re.search(r"^#\| fig-scap: (.*)$", src, re.M).group(1)) == [None, None, None, CSV, None]
+        assert "text/csv" not in code["outputs"][3]["data"]
         md = "".join(code["outputs"][2]["data"]["text/markdown"])
         assert md.startswith("````{=markdown}\n") and md.endswith("\n````\n") and HOSTILE in md
         assert set(code["outputs"][2]["data"]) == {"text/markdown", "text/plain"}   # no text/html
@@ -182,12 +190,13 @@ class TestAdapterFilter:
               "::: {.cell-output .cell-output-display .cell-output-markdown}\n"
               + q._raw_markdown(f"# 東京都\n\n{HOSTILE} [良い]{{.cmp-better}}") + ":::\n\n"
               "::: {.cell-output .cell-output-display}\n"
-              f'![](fig.png){{fig-alt="{ALT}"}}\n:::\n\n'
+              f'![](fig.png){{fig-alt="{ALT}" fig-scap="{CSV}"}}\n:::\n\n'
               "::: {.cell-output .cell-output-stdout}\n```\ndebug output\n```\n:::\n:::\n")
         src = tmp_path / "doc.md"
         src.write_text(md, encoding="utf-8")
         (tmp_path / "fig.png").write_bytes(PNG)
         proc = subprocess.run([pypandoc.get_pandoc_path(), str(src), "-t", to, "--wrap=none",
+                               "-M", "chart-data-dir=13-tokyo-data",
                                "--lua-filter", str(q._asset("quarto-cells.lua")),
                                "--lua-filter", str(q._asset("report.lua"))],
                               capture_output=True, text=True, check=True, cwd=tmp_path)
@@ -201,6 +210,7 @@ class TestAdapterFilter:
         assert '<span class="cmp-better">良い</span>' in out
         assert f'alt="{ALT}"' in out
         assert "debug output" not in out
+        assert f'href="13-tokyo-data/{CSV}"' in out and "fig-scap" not in out   # the chart's data link
 
     def test_typst(self, tmp_path: Path):
         out = self.run(tmp_path, "typst")
@@ -273,8 +283,10 @@ def pdf_pages(pdf: Path) -> int:
     return int(re.search(r"^Pages:\s+(\d+)", info, re.M).group(1))
 
 
-def check_report(out: Path, slug: str, area_name: str, synthetic: bool = True) -> None:
-    """What issue 16 lists for a Quarto report, read from the files."""
+def check_report(out: Path, slug: str, area_name: str, synthetic: bool = True, data_files: bool = True) -> None:
+    """What issue 16 lists for a Quarto report, read from the files. data_files: the chart's data
+    file is beside the report (render_site_quarto writes it; with the per-area interface
+    reports.render_area does)."""
     stem = q.output_stem(slug)
     html = (out / f"{stem}.html").read_text(encoding="utf-8")
     assert re.search(r'<html[^>]*\blang="ja"', html), slug
@@ -285,6 +297,11 @@ def check_report(out: Path, slug: str, area_name: str, synthetic: bool = True) -
     assert re.search(r'<span class="cmp-worse">▲ 悪い</span>', html)
     assert re.search(r"\.cmp-worse\s*\{[^}]*color", html)   # report.css, embedded
     assert f'alt="{ALT}"' in html
+    # the chart's data file beside the report (UTF-8 with BOM), linked under the chart
+    data_dir = f"{Path(stem).name}-data"
+    assert re.search(rf'<a href="{data_dir}/{CSV}"[^>]*download', html), slug
+    if data_files:
+        assert (out / f"{stem}-data" / CSV).read_bytes() == ("\ufeff" + CSV_TEXT).encode("utf-8")
     assert "<script>alert" not in html and "alert(2)" not in html and 'href="http://evil.example' not in html
     assert "debug output" not in html and "re-executed" not in html
     assert not q.EXTERNAL_ASSET.search(html), f"{slug} loads a network asset"
@@ -295,6 +312,7 @@ def check_report(out: Path, slug: str, area_name: str, synthetic: bool = True) -
     fonts = subprocess.run(["pdffonts", str(pdf)], capture_output=True, text=True, check=True).stdout
     names = [line.split()[0] for line in fonts.splitlines()[2:]]
     assert names and all("IPAex" in n for n in names), fonts   # Latin too: no Libertinus
+    assert b"<pdfuaid:part>1</pdfuaid:part>" in pdf.read_bytes()   # PDF/UA-1, as the built-in renderer
     for page in range(1, pdf_pages(pdf) + 1):
         text = pdf_text(pdf, page)
         assert "孤独・孤立対策 年次評価レポート" in text and f"{area_name} ・ 2024" in text   # header
@@ -319,8 +337,9 @@ class TestRenderSiteQuarto:
             check_report(out, slug, name_)
         assert (out / "index.html").read_text(encoding="utf-8") == "the site's own index"
         assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()) == [
-            "index.html", "national.html", "national.pdf", "prefectures/13-tokyo.html",
-            "prefectures/13-tokyo.pdf", "prefectures/47-okinawa.html", "prefectures/47-okinawa.pdf"]
+            "index.html", f"national-data/{CSV}", "national.html", "national.pdf",
+            f"prefectures/13-tokyo-data/{CSV}", "prefectures/13-tokyo.html", "prefectures/13-tokyo.pdf",
+            f"prefectures/47-okinawa-data/{CSV}", "prefectures/47-okinawa.html", "prefectures/47-okinawa.pdf"]
         nav = (out / "prefectures/13-tokyo.html").read_text(encoding="utf-8")
         for href in ("../index.html", "../national.html", "../methodology.html", "../quality/index.html"):
             assert f'href="{href}"' in nav, href
@@ -338,7 +357,7 @@ class TestRenderSiteQuarto:
         q.render_html(executed["13-tokyo"], tmp_path / "prefectures" / "13-tokyo.html", m)
         q.render_pdf(executed["13-tokyo"], tmp_path / "prefectures" / "13-tokyo.pdf", m)
         assert len(calls) == 1   # both formats from one quarto render
-        check_report(tmp_path, "13-tokyo", "東京都")
+        check_report(tmp_path, "13-tokyo", "東京都", data_files=False)
 
     def test_missing_font_names_the_area(self, executed, tmp_path: Path, monkeypatch):
         _, folder = q.typst_font()
@@ -369,6 +388,10 @@ def test_build_with_quarto_renderer(tmp_path: Path):
     assert len(re.findall(r"<h1\b", html)) == 1 and "title:" not in re.sub(r"<(script|style)\b.*?</\1>", "", html, flags=re.S)
     assert re.search(r'<span class="cmp-(better|worse|similar|higher|lower|not_compared)">', html)
     assert not q.EXTERNAL_ASSET.search(html)
+    # each chart's data file beside the report, linked under the chart (as the built-in renderer)
+    links = re.findall(r'<a href="(13-tokyo-data/[^"]+\.csv)"', html)
+    assert links and all((out / "prefectures" / h).is_file() for h in links), links
+    assert sorted(p.name for p in (out / "prefectures/13-tokyo-data").glob("*.csv")) == sorted({h.split("/")[1] for h in links})
     for pdf in (out / "national.pdf", out / "prefectures/13-tokyo.pdf"):
         fonts = subprocess.run(["pdffonts", str(pdf)], capture_output=True, text=True, check=True).stdout
         assert all("IPAex" in line.split()[0] for line in fonts.splitlines()[2:]), fonts

@@ -25,8 +25,13 @@ Before Quarto sees a notebook it is staged (``stage_notebook``): front matter wi
 and the template's variables first (Quarto's title block is not used: the notebook's own H1 is the
 only title), Markdown outputs wrapped in a ```{=markdown} raw block (Quarto would otherwise parse
 them with raw HTML and links enabled before any filter runs), and each image's text/plain
-description given as the cell's ``fig-alt``. A leading raw cell with YAML front matter in the
-source notebook is dropped (it would otherwise compete with the staged one).
+description given as the cell's ``fig-alt``, and a chart's data file name (the image's ``data-csv``
+metadata, ``charts.show(..., name=)``) as the cell's ``fig-scap`` (Quarto passes only its own figure
+options on to an image; reports/quarto-cells.lua turns it back into ``data-csv`` for report.lua,
+which links the file under the chart; ``chart-data-dir`` in the front matter says where). A leading
+raw cell with YAML front matter in the source notebook is dropped (it would otherwise compete with
+the staged one). The charts' data files themselves are written beside the reports
+(``render.common.write_chart_data``), as the built-in renderer's build does.
 
 Failures (Quarto missing or older than 1.10, a Quarto or Typst error, a Typst font warning, an
 output missing) raise RenderError naming the area and quoting Quarto's output.
@@ -50,7 +55,7 @@ from typing import Any
 import yaml
 
 from .. import config, interrupt
-from .common import RenderError
+from .common import CHART_DATA_NAME, RenderError, chart_data_dir, write_chart_data
 
 log = logging.getLogger("tsunagari.render.quarto")
 
@@ -74,7 +79,7 @@ EXTERNAL_ASSET = re.compile(r"""<(?:script|link|img|iframe|source|video|audio)\b
 # Output types a staged notebook keeps (report.lua never uses text/html; Quarto would pass it through).
 KEPT_MIME = ("text/markdown", "text/plain", "image/png", "image/jpeg", "image/svg+xml")
 # Cell options the staging sets (an existing line with one of them would be a duplicate YAML key).
-OWN_OPTION = re.compile(r"^#\|\s*(echo|output|fig-alt)\s*:")
+OWN_OPTION = re.compile(r"^#\|\s*(echo|output|fig-alt|fig-scap)\s*:")
 ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 
 # --- locating Quarto and the font ----------------------------------------------------------------
@@ -211,6 +216,8 @@ def front_matter(slug: str, area: dict[str, Any]) -> dict[str, Any]:
         "banner-text": _typst_string(BANNER_TEXT),
         **{k: _typst_string(v) for k, v in publication_vars().items()},
         "synthetic": bool(area.get("synthetic")),
+        # where report.lua links each chart's data file (render.common.chart_data_dir: 13-tokyo-data)
+        "chart-data-dir": chart_data_dir(Path(output_stem(slug))).name,
         # A document's `format` names the formats it is rendered to: both, the project's options.
         "format": {"html": {"include-before-body": [{"text": before}]}, "typst": "default"},
     }
@@ -252,8 +259,14 @@ def stage_notebook(src: Path, dst: Path, slug: str, area: dict[str, Any]) -> Pat
         if cell.get("cell_type") != "code":
             continue
         alts: list[str | None] = []
+        csvs: list[str | None] = []
         for out in cell.get("outputs", []):
             data = out.get("data") or {}
+            # a chart's data file (render.common.chart_data: the name in the image's metadata, the
+            # rows as text/csv beside it), read before text/csv is dropped below
+            csv = ((out.get("metadata") or {}).get("image/png") or {}).get("data-csv")
+            csvs.append(csv if "text/csv" in data and isinstance(csv, str) and CHART_DATA_NAME.fullmatch(csv)
+                        else None)
             for mime in [m for m in data if not m.startswith(KEPT_MIME)]:
                 del data[mime]   # text/html, JavaScript, LaTeX...: never used (report.lua's rule)
             if "text/markdown" in data:
@@ -266,6 +279,8 @@ def stage_notebook(src: Path, dst: Path, slug: str, area: dict[str, Any]) -> Pat
         opts = ["#| echo: false", "#| output: true"]
         if any(alts):
             opts.append("#| fig-alt: " + json.dumps(alts, ensure_ascii=False))   # JSON is YAML
+        if any(csvs):
+            opts.append("#| fig-scap: " + json.dumps(csvs))   # read back by quarto-cells.lua
         cell["source"] = _lines("\n".join(opts) + "\n" + source)
     front = yaml.safe_dump(front_matter(slug, area), allow_unicode=True, sort_keys=False, width=10_000)
     cells.insert(0, {"cell_type": "raw", "id": "tsunagari-front-matter", "metadata": {},
@@ -386,8 +401,9 @@ def _chunks(items: list, n: int) -> list[list]:
 def render_site_quarto(executed: dict[str, Path], out_dir: Path, meta: dict[str, Any], jobs: int = 1) -> list[str]:
     """Render executed notebooks ({slug: path}, slug 'national' or e.g. '13-tokyo') as Quarto website
     projects, `jobs` of them at once (each one `quarto render`); write national.html|pdf and
-    prefectures/{slug}.html|pdf under out_dir, each file complete or not at all (written under a
-    temporary name and renamed once every area rendered). meta: 'year', 'synthetic', and 'areas'
+    prefectures/{slug}.html|pdf under out_dir, and each report's chart data files beside it
+    (prefectures/{slug}-data/*.csv), each file complete or not at all (written under a temporary
+    name and renamed once every area rendered). meta: 'year', 'synthetic', and 'areas'
     {slug: pipelines.reports.area_meta(...)}. Returns the stems written; raises RenderError."""
     check_version()
     out_dir = Path(out_dir)
@@ -412,7 +428,11 @@ def render_site_quarto(executed: dict[str, Path], out_dir: Path, meta: dict[str,
             stems = [s for done in pool.map(one, groups) for s in done]
         if errors:
             raise errors[0] if len(errors) == 1 else RenderError("\n".join(str(e) for e in errors))
+        by_stem = {output_stem(slug): Path(src) for slug, src in items}
         for stem in stems:
+            # the charts' data files beside the report (prefectures/13-tokyo-data/*.csv), linked
+            # under each chart, as the built-in renderer's build writes them (reports.render_area)
+            write_chart_data(by_stem[stem], chart_data_dir(out_dir / f"{stem}.html"))
             for ext in (".html", ".pdf"):
                 target = out_dir / f"{stem}{ext}"
                 target.parent.mkdir(parents=True, exist_ok=True)
