@@ -66,6 +66,7 @@ import numpy as np
 import pandas as pd
 
 from . import config, schema, stats
+from .conventions import DEFF_DECIMALS
 
 PROTECTION_ABS = 3        # respondents
 PROTECTION_REL = 0.30     # of the suppressed cell's base
@@ -688,8 +689,9 @@ def published_counts(value, n, n_effective=None, design_effect=None
     ``value`` (percent, as published: rounded to some decimals or not) and its base ``n``, i.e. every
     whole number y with y / n x 100 within half a unit of the value's last decimal, and whether a
     cell cannot be a count over its base (no whole number fits, or, when ``n_effective`` and
-    ``design_effect`` are given, n_effective x design_effect differs from n: Kish's n_eff equals n
-    only when every weight is equal) -- a weighted survey, whose counts do not follow."""
+    ``design_effect`` are given, n_effective x design_effect differs from n by more than their
+    rounding allows: Kish's n_eff equals n only when every weight is equal) -- a weighted survey,
+    whose counts do not follow."""
     v = np.asarray(value, dtype=float)
     n = np.asarray(n, dtype=float)
     with np.errstate(invalid="ignore"):
@@ -703,7 +705,11 @@ def published_counts(value, n, n_effective=None, design_effect=None
             de = np.asarray(design_effect, dtype=float)
             kish = ne * de
             known = np.isfinite(kish) & np.isfinite(n)
-            weighted |= known & (np.abs(kish - n) > _half_unit(ne) * de + 1e-6)
+            # both are published rounded: n_effective to its decimals, the design effect to at most
+            # 0.01 (a column of whole design effects, e.g. the default 1.5 ... 1.0, is not known to
+            # be rounded to a whole number: at most half of 0.01 is taken for it)
+            de_unit = min(_half_unit(de), 0.5 * 10.0 ** -DEFF_DECIMALS)
+            weighted |= known & (np.abs(kish - n) > _half_unit(ne) * de + ne * de_unit + 1e-6)
     y_lo, y_hi = np.maximum(y_lo, 0.0), np.minimum(y_hi, n)
     return y_lo, y_hi, weighted
 

@@ -368,13 +368,17 @@ def _stage_downloads(cfg: BuildConfig, new: Path, state: BuildState, year: int, 
     def outputs(stem: str) -> list[Path]:
         return [new / "downloads" / f"{stem}.{ext}" for ext in ("csv", "xlsx")]
 
-    _incremental(cfg, state, summary, "downloads", digest(d, years), outputs("indicators"),
+    from .downloads import DICTIONARY_FILE
+
+    _incremental(cfg, state, summary, "downloads", digest(d, years),
+                 outputs("indicators") + [new / "downloads" / DICTIONARY_FILE],
                  lambda: write_downloads(year, cfg.warehouse, new, years=[]))
+    synthetic = any(f[4] for f in files)   # every round's rows carry the warehouse's synthetic flag
     for y in years:
         # The notes sheet lists the programme files and the survey files of y and the round before.
         listed = [f for f in files if f[0] is None or f[0] <= y]
         key = keys.get(y) or d   # no stored key (table written by hand): the whole input
-        _incremental(cfg, state, summary, f"downloads:{y}", digest(code, key, repr(listed)),
+        _incremental(cfg, state, summary, f"downloads:{y}", digest(code, key, repr(listed), synthetic),
                      outputs(f"indicators-{y}"),
                      lambda y=y: write_downloads(year, cfg.warehouse, new, years=[y], combined=False))
 
@@ -446,12 +450,15 @@ def _stage_reports(cfg: BuildConfig, new: Path, state: BuildState, year: int, re
 
 
 def _linked_files(new: Path, year: int) -> list[str]:
-    """The files the site pages link to only when they exist (reports, downloads, quality page)."""
+    """The files the site pages link to only when they exist (reports, quality page), and every
+    download with its size (the downloads page lists them)."""
     names = [f"prefectures/{pref_slug(int(c))}.{ext}" for c in prefectures().pref_code for ext in ("html", "pdf")]
-    names += ["national.html", "national.pdf", f"downloads/indicators-{year}.csv",
-              f"downloads/indicators-{year}.xlsx", "downloads/indicators.csv", "downloads/indicators.xlsx",
-              "quality/index.html"]
-    return [n for n in names if (new / n).exists()]   # (a report being written is a .tmp. file)
+    names += ["national.html", "national.pdf", "quality/index.html"]
+    linked = [n for n in names if (new / n).exists()]   # (a report being written is a .tmp. file)
+    # the downloads page lists every download with its size
+    from .site import download_files
+
+    return linked + [f"downloads/{name} {size}" for name, size in download_files(new)]
 
 
 def _stage_site(cfg: BuildConfig, new: Path, state: BuildState, year: int, summary: BuildSummary,

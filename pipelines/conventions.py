@@ -142,9 +142,11 @@ def legend_items() -> list[Style]:
 # --- Published precision (the warehouse keeps full precision) -------------------------------------
 
 SHARE_DECIMALS = 1     # percent and percentage points
-RATE_DECIMALS = 2      # programme rates per 10,000
+RATE_DECIMALS = 1      # programme rates per 10,000 (as the reports and the site show them)
 N_DECIMALS = 1         # effective sample sizes
 P_DIGITS = 3           # p-values: significant digits
+DEFF_DECIMALS = 2      # design effects (as the quality page shows them)
+CV_DECIMALS = 3        # coefficients of variation (ratios)
 
 
 def published_share(x):
@@ -161,6 +163,13 @@ def published_n(x):
     import numpy as np
 
     return np.round(np.asarray(x, dtype=float), N_DECIMALS) + 0.0
+
+
+def published_deff(x):
+    """A design effect as published: rounded to 0.01."""
+    import numpy as np
+
+    return np.round(np.asarray(x, dtype=float), DEFF_DECIMALS) + 0.0
 
 
 def published_p(x):

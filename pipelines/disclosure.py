@@ -204,11 +204,71 @@ def _shown(r: dict, unit: str, fmt_value) -> tuple[bool, frozenset, frozenset]:
 
 # --- Tables (CSV / XLSX) -------------------------------------------------------------------------
 
+@functools.lru_cache(maxsize=1)
+def _header_names() -> tuple[frozenset[str], dict[str, str]]:
+    """(the column codes of the downloads and of the indicators table, Japanese header -> code)."""
+    from .downloads import COLUMNS, DICTIONARY_COLUMNS
+
+    codes = frozenset(c.code for c in COLUMNS) | frozenset(schema.INDICATOR_COLUMNS) \
+        | frozenset(code for _, code in DICTIONARY_COLUMNS)
+    return codes, {c.ja: c.code for c in COLUMNS}
+
+
 def _col(df: pd.DataFrame, name: str) -> str | None:
+    """The column of ``df`` named ``name``: by its code, a header ending in '(name)', or its
+    Japanese header (a table whose row of codes is missing is still read)."""
+    ja = _header_names()[1]
     for c in df.columns:
-        if str(c) == name or str(c).endswith(f"({name})"):
+        text = str(c)
+        if text == name or text.endswith(f"({name})") or ja.get(text.strip()) == name:
             return c
     return None
+
+
+def _header_lines(first: list, second: list | None) -> int:
+    """How many header rows a published table has: 2 when its second row is the row of column codes
+    under the Japanese headers (the downloads' layout), else 1."""
+    if second is None:
+        return 1
+    codes = _header_names()[0]
+
+    def hits(row: list) -> int:
+        return sum(1 for v in row if str(v).strip() in codes)
+
+    return 2 if hits(second) >= 2 and hits(second) > hits(first) else 1
+
+
+def _unique(names: list[str]) -> list[str]:
+    """Column names made unique as pandas does (a, a.1, a.2, ...)."""
+    seen: dict[str, int] = {}
+    out = []
+    for n in names:
+        k = seen.get(n, 0)
+        seen[n] = k + 1
+        out.append(n if k == 0 else f"{n}.{k}")
+    return out
+
+
+def _table(raw: pd.DataFrame) -> pd.DataFrame:
+    """A published table from its raw rows (``header=None``): its header is the row of codes when
+    the table has one (``_header_lines``), the rows above are kept in ``attrs['above']`` (published
+    text too) and ``attrs['first_line']`` is the file line (or sheet row) of the first data row."""
+    if raw.empty:
+        df = pd.DataFrame()
+        df.attrs.update(first_line=2, above=[])
+        return df
+    first = raw.iloc[0].tolist()
+    skip = _header_lines(first, raw.iloc[1].tolist() if len(raw) > 1 else None)
+    header = _unique([str(h) if str(h) else f"column{i + 1}" for i, h in enumerate(raw.iloc[skip - 1].tolist())])
+    df = raw.iloc[skip:].reset_index(drop=True)
+    df.columns = header
+    df.attrs.update(first_line=skip + 1, above=[" ".join(map(str, raw.iloc[i].tolist())) for i in range(skip - 1)])
+    return df
+
+
+def _line(df: pd.DataFrame, i: int) -> int:
+    """The file line (sheet row) of data row ``i`` of a table read by ``_table``."""
+    return i + df.attrs.get("first_line", 2)
 
 
 _NS = "{http://schemas.openxmlformats.org/spreadsheetml/2006/main}"
@@ -396,8 +456,7 @@ def _xlsx_sheets(path: Path, fast: bool = True, known=()) -> list[tuple[str, lis
 def _frame(rows: list[list[str]]) -> pd.DataFrame:
     width = max(len(r) for r in rows)
     rows = [r + [""] * (width - len(r)) for r in rows]
-    header = [h or f"column{i + 1}" for i, h in enumerate(rows[0])]
-    return pd.DataFrame(rows[1:], columns=header)
+    return _table(pd.DataFrame(rows, dtype=object))
 
 
 def _num(s: pd.Series) -> pd.Series:
@@ -442,7 +501,7 @@ def _check_table(where: str, df: pd.DataFrame, ctx: CheckContext) -> list[Findin
                if sup_col is not None else np.zeros(len(df), dtype=bool))
         bad = shown & (small | sup)
         if bad.any():
-            rows = [i + 2 for i in np.flatnonzero(bad)]
+            rows = [_line(df, i) for i in np.flatnonzero(bad)]
             out.append(Finding(where, f"value on a base < {config.MIN_BASE} or suppressed / 非表示の値",
                                f"{int(bad.sum())} row(s) show a value whose base is < {config.MIN_BASE} or "
                                f"that is suppressed (file rows {_examples(rows)}) / 非表示の行に値があります"))
@@ -450,7 +509,7 @@ def _check_table(where: str, df: pd.DataFrame, ctx: CheckContext) -> list[Findin
     # the leading estimate (a chart's data file has it without a value column: what a chart draws)
     out += _check_lead(where, df, sup_col)
     # Every cell, and the header too (a header is published text as well).
-    out += _id_findings(where, [" ".join(map(str, df.columns)),
+    out += _id_findings(where, [*df.attrs.get("above", []), " ".join(map(str, df.columns)),
                                 *(" ".join(df[c].astype(str).tolist()) for c in df.columns)], ctx)
     return out
 
@@ -482,7 +541,7 @@ def _check_lead(where: str, df: pd.DataFrame, sup_col) -> list[Finding]:
     out: list[Finding] = []
     bad = sup & shown & ~np.isin(method, ["pooled", "model"])
     if bad.any():
-        rows = [i + 2 for i in np.flatnonzero(bad)]
+        rows = [_line(df, i) for i in np.flatnonzero(bad)]
         out.append(Finding(where, "direct value of a suppressed cell as the leading estimate / 非表示セルの直接推計",
                            f"{int(bad.sum())} suppressed row(s) lead with a value that is not pooled or "
                            f"model-based (file rows {_examples(rows)}) / 非表示の行が直接推計を表示しています"))
@@ -492,7 +551,7 @@ def _check_lead(where: str, df: pd.DataFrame, sup_col) -> list[Finding]:
         with np.errstate(invalid="ignore"):
             differ = (method == "direct") & shown & ~(np.abs(lead - value) <= 1e-9)
         if differ.any():
-            rows = [i + 2 for i in np.flatnonzero(differ)]
+            rows = [_line(df, i) for i in np.flatnonzero(differ)]
             out.append(Finding(where, "direct lead differs from the value / 直接推計の不一致",
                                f"{int(differ.sum())} row(s) lead with a direct value other than the published "
                                f"value (file rows {_examples(rows)}) / 直接推計の値が公表値と異なります"))
@@ -501,7 +560,7 @@ def _check_lead(where: str, df: pd.DataFrame, sup_col) -> list[Finding]:
         years = df[y_col].astype(str).str.strip()
         unnamed = (method == "pooled") & shown & ~years.str.fullmatch(r"\d{4}-\d{4}").to_numpy()
         if unnamed.any():
-            rows = [i + 2 for i in np.flatnonzero(unnamed)]
+            rows = [_line(df, i) for i in np.flatnonzero(unnamed)]
             out.append(Finding(where, "pooled value without its years / プール推計の期間なし",
                                f"{int(unnamed.sum())} pooled row(s) do not name the rounds pooled "
                                f"(file rows {_examples(rows)}) / プール推計の期間がありません"))
@@ -528,7 +587,7 @@ def _check_recoverable(where: str, df: pd.DataFrame, n_col, sup_col) -> list[Fin
         shown |= df[cols["note"]].astype(str).str.contains(_N_NOTE).to_numpy()
     bad = shown & sup
     if bad.any():
-        rows = [i + 2 for i in np.flatnonzero(bad)]
+        rows = [_line(df, i) for i in np.flatnonzero(bad)]
         out.append(Finding(where, "base of a suppressed cell / 非表示セルの回答者数",
                            f"{int(bad.sum())} suppressed row(s) publish their exact base (n_unweighted, "
                            f"n_effective or (n=...) in the note; file rows {_examples(rows)}) "
@@ -842,7 +901,8 @@ def _check_file(site_dir: Path, rel: str, ctx: CheckContext) -> list[Finding]:
     suffix = path.suffix.lower()
     try:
         if suffix == ".csv":
-            return _check_table(rel, pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8-sig"), ctx)
+            raw = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8-sig", header=None)
+            return _check_table(rel, _table(raw), ctx)
         if suffix == ".xlsx":
             out = []
             for title, rows, digest in _xlsx_sheets(path, known=ctx._memo):

@@ -1,5 +1,16 @@
-"""Downloads for prefecture staff: CSV (UTF-8 with BOM, so Excel shows the Japanese) and XLSX
-(one tidy sheet with readable headers plus a notes sheet: methods, sources, synthetic-data statement).
+"""Downloads for prefecture staff and analysts: CSV (UTF-8 with BOM, so Excel shows the Japanese)
+and XLSX, laid out for Excel users (issue #23 item 6).
+
+* Every data table has two header rows: the Japanese headers, then the column codes (the
+  indicators table's names, on which scripts rely; read with ``pd.read_csv(path, header=1)``). A
+  column of English codes (comparison, change, source, methods, ...) has a Japanese label column
+  before it. Built from synthetic data, every row carries ``synthetic`` = TRUE (first column).
+* Workbooks: the data sheet (header rows styled, frozen, an autofilter on the code row, column
+  widths from the values), a notes sheet (the synthetic-data statement first; methods, sources,
+  catalogue) and the data dictionary sheet.
+* The data dictionary (``COLUMNS``: Japanese header, code, meaning, unit/format of every column) is
+  the one source of the headers, the dictionary sheets, ``downloads/data-dictionary.csv`` and the
+  table on the downloads page.
 
 Text cells that a spreadsheet would read as a formula (starting with = + - @, tab or CR) are
 neutralised by a leading apostrophe.
@@ -8,12 +19,13 @@ Workbooks (these and the per-prefecture ones of pipelines.site) are written by `
 worksheet XML openpyxl writes for the same cells, ~15x faster, and the same bytes for the same cells
 (no timestamp inside, fixed zip member dates).
 
-Published precision (``download_table``; the warehouse keeps full precision): shares, their
-intervals, national / reference / previous values and differences to 0.1 percentage point; rates
-per 10,000 to 0.01; effective sizes to 0.1; p-values to 3 significant digits. The tests of the
-comparison and the change take the shares and effective sizes at this precision
-(``published_share`` / ``published_n``, called by ``indicators``), so every label can be recomputed
-from its download row with ``pipelines.stats.difference_test``.
+Published precision (``round_published``; the warehouse keeps full precision), as the reports,
+the site and the quality page show the figures: shares, their intervals, national / reference /
+previous values and differences to 0.1 percentage point; rates per 10,000 to 0.1; effective sizes
+to 0.1; design effects to 0.01; p-values to 3 significant digits; coefficients of variation to
+0.001. The tests of the comparison and the change take the shares and effective sizes at this
+precision (``published_share`` / ``published_n``, called by ``indicators``), so every label can be
+recomputed from its download row with ``pipelines.stats.difference_test``.
 """
 
 from __future__ import annotations
@@ -21,6 +33,7 @@ from __future__ import annotations
 import math
 import re
 import zipfile
+from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, Iterable, Sequence
@@ -29,7 +42,7 @@ import duckdb
 import numpy as np
 import pandas as pd
 
-from . import conventions, schema
+from . import config, conventions, schema
 from . import warehouse as warehouse_db
 from .audit import RULE_JA
 from .errors import UsageError, check_pref_code, check_year
@@ -37,8 +50,9 @@ from .errors import UsageError, check_pref_code, check_year
 FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
 
 # Published precision (the warehouse keeps full precision): conventions, where the tests read it too.
-from .conventions import (N_DECIMALS, P_DIGITS, RATE_DECIMALS, SHARE_DECIMALS,  # noqa: E402,F401
-                          published_n, published_p, published_share)
+from .conventions import (CV_DECIMALS, DEFF_DECIMALS, N_DECIMALS, P_DIGITS,  # noqa: E402,F401
+                          RATE_DECIMALS, SHARE_DECIMALS, published_deff, published_n, published_p,
+                          published_share)
 
 SHARE_COLUMNS = ("value", "lower_ci95", "upper_ci95", "national_value", "reference_value", "difference",
                  "difference_lower_ci95", "difference_upper_ci95", "previous_value", "change_difference",
@@ -46,14 +60,16 @@ SHARE_COLUMNS = ("value", "lower_ci95", "upper_ci95", "national_value", "referen
 # Columns in the indicator's own unit (a programme rate per 10,000 is rounded as a rate).
 VALUE_UNIT_COLUMNS = ("value", "lower_ci95", "upper_ci95", "national_value", "lead_value", "lead_lower_ci95",
                       "lead_upper_ci95")
-CV_DECIMALS = 3        # coefficient of variation (ratio)
 N_COLUMNS = ("n_effective", "reference_n_effective", "previous_n_effective")
 P_COLUMNS = ("p_value", "change_p_value")
+# Whole numbers in the warehouse (no rounding): year, previous_year, n_unweighted.
 
 
 def round_published(df: pd.DataFrame) -> pd.DataFrame:
     """Copy of an indicators table (``schema.INDICATOR_COLUMNS``, any subset; a ``unit`` column or
-    the catalogue gives each row's unit) at the published precision."""
+    the catalogue gives each row's unit) at the published precision: every numeric column as the
+    reports, the site and the quality page show it (``tests/test_downloads_excel.py`` checks each
+    numeric column of the downloads)."""
     out = df.copy()
     if "unit" in out.columns:
         unit = out["unit"].astype(str).to_numpy()
@@ -74,60 +90,159 @@ def round_published(df: pd.DataFrame) -> pd.DataFrame:
     for c in P_COLUMNS:
         if c in out.columns:
             out[c] = published_p(pd.to_numeric(out[c], errors="coerce").to_numpy(dtype=float))
+    if "design_effect" in out.columns:
+        out["design_effect"] = published_deff(pd.to_numeric(out["design_effect"], errors="coerce").to_numpy(dtype=float))
     if "lead_cv" in out.columns:
         out["lead_cv"] = np.round(pd.to_numeric(out["lead_cv"], errors="coerce").to_numpy(dtype=float), CV_DECIMALS) + 0.0
     return out
 
-# Readable headers for the XLSX sheet: Japanese with the contract name.
-HEADERS_JA = {
-    "year": "調査年 (year)",
-    "area_code": "地域コード (area_code)",
-    "area_name": "地域名 (area_name)",
-    "indicator_id": "指標ID (indicator_id)",
-    "indicator_name_ja": "指標名 (indicator_name_ja)",
-    "indicator_name_en": "Indicator (indicator_name_en)",
-    "unit": "単位 (unit)",
-    "breakdown": "内訳 (breakdown)",
-    "breakdown_ja": "内訳の説明 (breakdown_ja)",
-    "value": "値 (value)",
-    "lower_ci95": "95%信頼区間 下限 (lower_ci95)",
-    "upper_ci95": "95%信頼区間 上限 (upper_ci95)",
-    "n_unweighted": "回答者数 (n_unweighted)",
-    "n_effective": "有効標本サイズ (n_effective)",
-    "national_value": "全国値 (national_value)",
-    "comparison": "全国との比較 (comparison)",
-    "comparison_ja": "全国との比較 表示 (comparison_ja)",
-    "change_vs_previous": "前回調査からの変化 (change_vs_previous)",
-    "change_vs_previous_ja": "前回調査からの変化 表示 (change_vs_previous_ja)",
-    "suppressed": "非表示 (suppressed)",
-    "note": "注記 (note)",
-    "source": "出典の種類 (source)",
-    "previous_year": "前回調査年 (previous_year)",
-    "source_changed": "前回と出典が異なる (source_changed)",
-    "comparison_method": "全国との比較の方法 (comparison_method)",
-    "change_method": "前回比の方法 (change_method)",
-    "design_effect": "設計効果 (design_effect)",
-    "reference_value": "比較の基準値 (reference_value)",
-    "reference_n_effective": "基準値の有効標本サイズ (reference_n_effective)",
-    "difference": "基準値との差 ポイント (difference)",
-    "difference_lower_ci95": "差の95%信頼区間 下限 (difference_lower_ci95)",
-    "difference_upper_ci95": "差の95%信頼区間 上限 (difference_upper_ci95)",
-    "p_value": "Fisher正確検定のp値 (p_value)",
-    "previous_value": "前回値 (previous_value)",
-    "previous_n_effective": "前回の有効標本サイズ (previous_n_effective)",
-    "change_difference": "前回との差 ポイント (change_difference)",
-    "change_lower_ci95": "前回との差の95%信頼区間 下限 (change_lower_ci95)",
-    "change_upper_ci95": "前回との差の95%信頼区間 上限 (change_upper_ci95)",
-    "change_p_value": "前回比のFisher正確検定のp値 (change_p_value)",
-    "estimate_method": "表示する推計の方法 (estimate_method)",
-    "estimate_method_ja": "推計方法 表示 (estimate_method_ja)",
-    "lead_value": "表示する推計値 (lead_value)",
-    "lead_lower_ci95": "表示する推計値の95%区間 下限 (lead_lower_ci95)",
-    "lead_upper_ci95": "表示する推計値の95%区間 上限 (lead_upper_ci95)",
-    "lead_cv": "表示する推計値の変動係数 (lead_cv)",
-    "lead_years": "プール推計の期間 (lead_years)",
-}
+
+# --- The data dictionary: every column of the downloads, in file order -----------------------------
+# One source for the Japanese headers (first header row), the codes (second header row; the
+# indicators table's names, on which scripts rely), the dictionary sheet of every workbook,
+# downloads/data-dictionary.csv and the table on the downloads page.
+
+@dataclass(frozen=True)
+class Column:
+    code: str      # the column's name (second header row); the data contract's name for its columns
+    ja: str        # the Japanese header (first header row)
+    meaning: str   # what it holds (Japanese)
+    format: str    # unit, format, precision (Japanese)
+    en: str        # what it holds (English)
+
+
+_SHARE_FMT = (f"単位列のとおり（小数第{SHARE_DECIMALS}位）" if SHARE_DECIMALS == RATE_DECIMALS else
+              f"単位列のとおり（%・ポイントは小数第{SHARE_DECIMALS}位、1万人当たりの率は小数第{RATE_DECIMALS}位）")
+_DIFF_FMT = f"ポイント（小数第{SHARE_DECIMALS}位）"
+_N_FMT = f"人（小数第{N_DECIMALS}位）"
+_P_FMT = f"0～1（有効数字{P_DIGITS}桁）"
+_BOOL_FMT = "TRUE / FALSE（CSV では True / False）"
+
+COLUMNS: tuple[Column, ...] = (
+    Column("synthetic", "合成データ", "TRUE のとき、この行の数値は合成（架空）データから計算した見本で、実際の調査結果ではない。"
+           "合成データで作成したファイルにだけある列（全行 TRUE）。", _BOOL_FMT,
+           "TRUE: computed from synthetic (made-up) sample data, not survey results. Present only in files built"
+           " from synthetic data (TRUE on every row)."),
+    Column("year", "調査年", "調査の年（事業データは年度）。", "整数（西暦）", "Survey year (fiscal year for programme data)."),
+    Column("area_code", "地域コード", "都道府県の JIS コード。00 は全国。", "2桁の文字（先頭の0を含む。01～47、00）",
+           "JIS prefecture code, 00 = national (text: keep the leading zero)."),
+    Column("area_name", "地域名", "都道府県名（全国の行は「全国」）。", "文字", "Prefecture name (全国 = national)."),
+    Column("indicator_name_ja", "指標名", "指標の名称。", "文字", "Indicator name (Japanese)."),
+    Column("indicator_id", "指標ID", "指標の識別子（指標カタログ indicators.yml の id）。", "英字コード",
+           "Indicator id (the catalogue's id)."),
+    Column("indicator_name_en", "指標名（英語）", "指標の英語名。", "文字", "Indicator name (English)."),
+    Column("unit_ja", "単位", "値の単位。", "文字（%、16歳以上人口1万人当たり、1=あり 0=なし）", "Unit of the value (Japanese)."),
+    Column("unit", "単位コード", "値の単位のコード: percent（%）、per_10k（16歳以上人口1万人当たり）、flag（都道府県の行は1=あり・0=なし、"
+           "全国の行は該当する都道府県の割合 %）。", "英字コード",
+           "Unit code: percent, per_10k (per 10,000 people aged 16+), flag (1/0; national row: share of prefectures, %)."),
+    Column("breakdown_ja", "内訳", "集計の区分（全体、男性・女性、年齢階級など）。", "文字", "Breakdown (Japanese)."),
+    Column("breakdown", "内訳コード", "集計の区分のコード: total、sex=1（男性）・sex=2（女性）、age=…（年齢階級）、"
+           "uk_age=…（英国比較用の年齢区分）、household_single=1（一人暮らし）・0。", "英字コード",
+           "Breakdown code: total, sex=1/2, age=…, uk_age=…, household_single=1/0."),
+    Column("value", "値", "指標の値（直接推計）。非表示の行は空欄。", _SHARE_FMT,
+           "The indicator's value (direct estimate); empty on a suppressed row."),
+    Column("lower_ci95", "95%信頼区間 下限", "値の95%信頼区間の下限（有効標本サイズによる Wilson スコア区間）。", _SHARE_FMT,
+           "Lower bound of the 95% Wilson interval (effective size)."),
+    Column("upper_ci95", "95%信頼区間 上限", "値の95%信頼区間の上限。", _SHARE_FMT, "Upper bound of the 95% interval."),
+    Column("n_unweighted", "回答者数", f"集計対象の回答者数（ウエイトなし）。非表示の行は空欄（{config.MIN_BASE}人未満または非公表。注記を参照）。",
+           "人（整数）", "Unweighted base; empty on a suppressed row."),
+    Column("n_effective", "有効標本サイズ", "Kish の有効標本サイズ (Σw)²/Σw² を設計効果で割った値。区間と検定はこれを用いる。",
+           _N_FMT, "Kish effective sample size divided by the design effect; used by every interval and test."),
+    Column("national_value", "全国値", "同じ年・指標・内訳の全国の値。", _SHARE_FMT, "National value, same year, indicator and breakdown."),
+    Column("comparison_ja", "全国との比較", "全国との比較の判定（良い・悪い・同程度・高い・低い・比較なし）。", "文字",
+           "Comparison with national (Japanese)."),
+    Column("comparison", "全国との比較コード", "判定のコード: better、worse、similar、higher、lower、not_compared。", "英字コード",
+           "Comparison code: better, worse, similar, higher, lower, not_compared."),
+    Column("change_vs_previous_ja", "前回調査からの変化", "前回調査からの変化の判定（増加・減少・有意差なし・比較なし）。", "文字",
+           "Change since the previous round (Japanese)."),
+    Column("change_vs_previous", "前回調査からの変化コード", "変化のコード: increase、decrease、no_change、not_compared。", "英字コード",
+           "Change code: increase, decrease, no_change, not_compared."),
+    Column("suppressed", "非表示", "TRUE のとき、回答者数が少ないなどの理由で値を公表しない行（一次・二次秘匿）。", _BOOL_FMT,
+           "TRUE: the value is not published (small base, or hidden to protect another cell)."),
+    Column("note", "注記", "出典、回答者数、参考値・非表示の理由など。", "文字", "Source, base, reference-value and suppression notes."),
+    Column("source_ja", "出典の種類", "値の出典（全国調査、全国調査の当該県回答者、県独自調査、事業データ）。", "文字",
+           "Source of the value (Japanese)."),
+    Column("source", "出典の種類コード", "出典のコード: national、national_subsample、own_survey、programme、none。", "英字コード",
+           "Source code: national, national_subsample, own_survey, programme, none."),
+    Column("previous_year", "前回調査年", "前回比で比べた調査年（なければ空欄）。", "整数（西暦）", "The round the change compares with."),
+    Column("source_changed", "前回と出典が異なる", "TRUE のとき、前回調査と出典が異なる（例: 全国調査の当該県回答者から県独自調査へ）ため前回比の検定をしない。",
+           _BOOL_FMT, "TRUE: the previous round's source differs; the change is shown, not tested."),
+    Column("comparison_method_ja", "全国との比較の方法", "全国との比較に用いた方法。", "文字", "Comparison method (Japanese)."),
+    Column("comparison_method", "全国との比較の方法コード", "方法のコード: newcombe、fisher、newcombe_rest、fisher_rest（_rest は当該県を除く全国と比較）、none。",
+           "英字コード", "Comparison method code: newcombe, fisher, newcombe_rest, fisher_rest (vs the rest of the nation), none."),
+    Column("change_method_ja", "前回比の方法", "前回比に用いた方法。", "文字", "Change method (Japanese)."),
+    Column("change_method", "前回比の方法コード", "方法のコード: newcombe、fisher、source_break（出典変更のため検定なし）、none。", "英字コード",
+           "Change method code: newcombe, fisher, source_break, none."),
+    Column("design_effect", "設計効果", "この行の調査の設計効果。有効標本サイズ = Kish の n_eff ÷ 設計効果。",
+           f"比（小数第{DEFF_DECIMALS}位）", "Design effect of the row's survey (n_effective = Kish n_eff / deff)."),
+    Column("reference_value", "比較の基準値", "全国との比較で検定した相手の値: 県独自調査の県は全国値、全国調査の当該県回答者による県は当該県を除く全国の値。"
+           "判定のある行のみ。", _SHARE_FMT, "The value the area was tested against (national, or the rest of the nation); labelled rows only."),
+    Column("reference_n_effective", "基準値の有効標本サイズ", "基準値の有効標本サイズ。", _N_FMT, "Effective size of the reference."),
+    Column("difference", "基準値との差", "値 − 比較の基準値（検定した差）。", _DIFF_FMT, "Value minus reference, as tested (points)."),
+    Column("difference_lower_ci95", "基準値との差の95%信頼区間 下限", "差の95%信頼区間（Newcombe のハイブリッド・スコア区間）の下限。",
+           _DIFF_FMT, "Lower bound of the difference's 95% Newcombe interval."),
+    Column("difference_upper_ci95", "基準値との差の95%信頼区間 上限", "差の95%信頼区間の上限。", _DIFF_FMT,
+           "Upper bound of the difference's 95% interval."),
+    Column("p_value", "全国との比較のp値", "Fisher の正確検定（両側）の p 値。Fisher の検定で判定した行のみ（方法コードが fisher・fisher_rest）。",
+           _P_FMT, "Two-sided p of Fisher's exact test, only where it decided."),
+    Column("previous_value", "前回値", "前回調査（前回調査年）の同じ地域・指標・内訳の値。", _SHARE_FMT, "The previous round's value."),
+    Column("previous_n_effective", "前回の有効標本サイズ", "前回値の有効標本サイズ。", _N_FMT, "The previous round's effective size."),
+    Column("change_difference", "前回との差", "値 − 前回値（検定した差）。", _DIFF_FMT, "Value minus previous value (points)."),
+    Column("change_lower_ci95", "前回との差の95%信頼区間 下限", "前回との差の95% Newcombe 区間の下限。", _DIFF_FMT,
+           "Lower bound of the change's 95% interval."),
+    Column("change_upper_ci95", "前回との差の95%信頼区間 上限", "前回との差の95%区間の上限。", _DIFF_FMT,
+           "Upper bound of the change's 95% interval."),
+    Column("change_p_value", "前回比のp値", "前回比の Fisher の正確検定の p 値（前回比の方法コードが fisher の行のみ）。", _P_FMT,
+           "Fisher's p of the change, only where Fisher decided."),
+    Column("estimate_method_ja", "表示する推計の方法", "報告書・サイトが表示する推計の方法（直接推計・プール推計・モデル推計）。", "文字",
+           "The estimate the reports and the site show (Japanese)."),
+    Column("estimate_method", "表示する推計の方法コード", "方法のコード: direct、pooled、model。", "英字コード",
+           "Leading estimate code: direct, pooled, model."),
+    Column("lead_value", "表示する推計値", "報告書・サイトが表示する推計値（direct なら値と同じ）。非表示の行にもプール推計・モデル推計の値は載る。",
+           _SHARE_FMT, "The value the reports show (= value when direct); pooled or model values also on suppressed rows."),
+    Column("lead_lower_ci95", "表示する推計値の95%区間 下限", "表示する推計値の95%区間の下限。", _SHARE_FMT, "Its 95% interval, lower bound."),
+    Column("lead_upper_ci95", "表示する推計値の95%区間 上限", "表示する推計値の95%区間の上限。", _SHARE_FMT, "Its 95% interval, upper bound."),
+    Column("lead_cv", "表示する推計値の変動係数", "変動係数（標準誤差 ÷ 推計値）。", f"比（小数第{CV_DECIMALS}位）",
+           "Coefficient of variation (standard error / estimate)."),
+    Column("lead_years", "プール推計の期間", "プール推計で合わせた調査年（例: 2022-2024）。", "文字（西暦-西暦）", "Rounds pooled (e.g. 2022-2024)."),
+)
+COLUMN_BY_CODE = {c.code: c for c in COLUMNS}
+HEADER_JA = {c.code: c.ja for c in COLUMNS}            # code -> Japanese header
+# The dictionary's own columns (it is a table with the same two header rows).
+DICTIONARY_COLUMNS = (("列名", "header_ja"), ("列コード", "code"), ("内容", "meaning"), ("単位・形式", "format"),
+                      ("説明（英語）", "meaning_en"))
+DICTIONARY_FILE = "data-dictionary.csv"
+DICTIONARY_SHEET = "列の説明 (data dictionary)"
+DATA_SHEET = "指標 (indicators)"
+NOTES_SHEET = "注記 (notes)"
+# How to read the files (downloads page, README, notes sheet).
+READING_JA = ("1行目は日本語の列名、2行目は列コード（スクリプト用の列名）、3行目からがデータ。Excel ではそのまま開ける"
+              "（CSV は BOM 付き UTF-8）。pandas: pd.read_csv(path, header=1, dtype={'area_code': str})、"
+              "R: read.csv(path, skip = 1, fileEncoding = 'UTF-8-BOM', colClasses = c(area_code = 'character'))。")
+READING_EN = ("Line 1: Japanese headers; line 2: column codes; data from line 3. pandas: pd.read_csv(path, header=1,"
+              " dtype={'area_code': str}); R: read.csv(path, skip = 1, fileEncoding = 'UTF-8-BOM').")
+
+PRECISION_JA = (f"割合・差は{10 ** -SHARE_DECIMALS:g}ポイント、16歳以上人口1万人当たりの率は{10 ** -RATE_DECIMALS:g}、"
+                f"有効標本サイズは{10 ** -N_DECIMALS:g}、設計効果は{10 ** -DEFF_DECIMALS:g}、p 値は有効数字{P_DIGITS}桁、"
+                f"変動係数は{10 ** -CV_DECIMALS:g}")
+
 UNIT_JA = {"percent": "%", "per_10k": "16歳以上人口1万人当たり", "flag": "1=あり 0=なし（全国行は%）"}
+SOURCE_JA = {"national": "全国調査", "national_subsample": "全国調査の当該県回答者", "own_survey": "県独自調査",
+             "programme": "事業データ", "none": "なし"}
+METHOD_JA = {"newcombe": "Newcombe区間", "fisher": "Fisherの正確検定",
+             "newcombe_rest": "当該県を除く全国と比較（Newcombe区間）", "fisher_rest": "当該県を除く全国と比較（Fisherの正確検定）",
+             "source_break": "出典変更のため検定なし", "none": "検定なし"}
+
+
+def dictionary_table() -> pd.DataFrame:
+    """The data dictionary: one row per column of the downloads (codes as its column names)."""
+    return pd.DataFrame([(c.ja, c.code, c.meaning, c.format, c.en) for c in COLUMNS],
+                        columns=[code for _, code in DICTIONARY_COLUMNS])
+
+
+def dictionary_headers() -> list[list[str]]:
+    """The dictionary's two header rows (Japanese, codes)."""
+    return [[ja for ja, _ in DICTIONARY_COLUMNS], [code for _, code in DICTIONARY_COLUMNS]]
 
 
 def neutralise(df: pd.DataFrame) -> pd.DataFrame:
@@ -192,6 +307,97 @@ def _frame_rows(df: pd.DataFrame) -> list[list[Any]]:
             out.append(v)
         cols.append(out)
     return [list(r) for r in zip(*cols)] if cols else [[] for _ in range(len(df))]
+
+
+# --- The download files: two header rows (Japanese, codes), filters, frozen header ----------------
+
+def header_rows(codes: Sequence[str]) -> list[list[str]]:
+    """The two header rows of a download table: Japanese headers, then the column codes."""
+    return [[HEADER_JA.get(c, c) for c in codes], list(codes)]
+
+
+def write_download_csv(table: pd.DataFrame, path: Path, headers: list[list[str]] | None = None) -> Path:
+    """A download CSV: UTF-8 with BOM (Excel then shows the Japanese), CRLF, comma separated; line 1
+    the Japanese headers, line 2 the column codes, then the rows (text neutralised against formula
+    injection). ``headers``: the two header rows (default ``header_rows(table.columns)``)."""
+    import csv
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w", encoding="utf-8-sig", newline="") as f:
+        w = csv.writer(f, lineterminator="\r\n")
+        w.writerows(headers or header_rows(list(table.columns)))
+        neutralise(table).to_csv(f, index=False, header=False, lineterminator="\r\n")
+    tmp.replace(path)
+    return path
+
+
+def _display_width(v: Any) -> int:
+    """Roughly the width of a cell's text in Excel's units (a Japanese character counts two)."""
+    if v is None or v == "":
+        return 0
+    s = v if isinstance(v, str) else ("%.16g" % v if isinstance(v, float) else str(v))
+    return (len(s) + len(s.encode("utf-8"))) // 2
+
+
+WIDTH_SAMPLE = 500    # rows whose values size the columns (evenly spread over the sheet)
+
+
+def column_widths(headers: list[list[str]], rows: Sequence[Sequence[Any]], cap: int = 50) -> list[float]:
+    """Widths that show each column's code and values (sampled rows) and its Japanese header on
+    at most two lines (the first header row wraps)."""
+    step = max(1, len(rows) // WIDTH_SAMPLE)
+    sample = rows[::step]
+    out = []
+    for j in range(len(headers[0])):
+        ja = _display_width(headers[0][j])
+        w = max([_display_width(headers[-1][j])] + [_display_width(r[j]) for r in sample if j < len(r)])
+        w = max(w, ja if ja <= 16 else -(-ja // 2) + 1)
+        out.append(float(min(cap, max(8, w + 2))))
+    return out
+
+
+def data_sheet(headers: list[list[str]], rows: list[list[Any]], widths: Sequence[float] | None = None
+               ) -> tuple[bytes, str]:
+    """(sheet XML, autofilter range) of a data sheet: row 1 the Japanese headers (bold, wrapped),
+    row 2 the column codes (a secondary style), both frozen, an autofilter on the code row over
+    the data, column widths from ``column_widths``."""
+    if widths is None:
+        widths = column_widths(headers, rows)
+    ncol = max(1, len(headers[0]))
+    ref = f"A{len(headers)}:{_col_letter(ncol - 1)}{len(headers) + max(len(rows), 1)}"
+    return sheet_xml([*headers, *rows], widths, freeze_header=True, bold_header=True, dimension=True,
+                     header_rows=len(headers), autofilter=ref, bool_style=True), ref
+
+
+def frame_sheet(table: pd.DataFrame) -> tuple[bytes, str]:
+    """``data_sheet`` of a download table (columns: the codes)."""
+    return data_sheet(header_rows(list(table.columns)), _frame_rows(neutralise(table)))
+
+
+def text_sheet(header: Sequence[str], rows: Iterable[Sequence[Any]], widths: Sequence[float]) -> bytes:
+    """A sheet of text (notes, the dictionary): a bold header row, frozen."""
+    return sheet_xml([list(header), *([neutralise_value(v) for v in r] for r in rows)], widths,
+                     freeze_header=True, bold_header=True)
+
+
+def neutralise_value(v: Any) -> Any:
+    """One cell: text that a spreadsheet would read as a formula gets a leading apostrophe."""
+    if isinstance(v, str) and v.startswith(FORMULA_PREFIXES):
+        return "'" + v
+    return v
+
+
+def dictionary_sheet() -> tuple[bytes, str]:
+    """The data dictionary as a data sheet (its own two header rows, filter, frozen)."""
+    d = dictionary_table()
+    return data_sheet(dictionary_headers(), _frame_rows(neutralise(d)), [22, 24, 60, 30, 50])
+
+
+def write_dictionary_csv(dest_dir: Path) -> Path:
+    """``downloads/data-dictionary.csv``: every column of the downloads (its header rows as theirs)."""
+    return write_download_csv(dictionary_table(), Path(dest_dir) / DICTIONARY_FILE, dictionary_headers())
 
 
 # --- XLSX writer -----------------------------------------------------------------------------------
@@ -272,12 +478,20 @@ def _cell_tail(ref: str, v: Any) -> str:
 
 
 def sheet_xml(rows: Iterable[Sequence[Any]], widths: Sequence[int | float] = (), *, freeze_header: bool = False,
-              bold_header: bool = False, dimension: bool = False) -> bytes:
-    """The XML of one worksheet: ``rows`` (the first is the header) of str / int / float / bool /
-    None (no cell); ``widths`` of the first columns; the header row frozen and/or bold (the bold
-    style exists only in a workbook written with ``write_workbook(..., bold=True)``); a
-    <dimension> element (as openpyxl writes for a workbook not in write-only mode)."""
+              bold_header: bool = False, dimension: bool = False, header_rows: int = 1,
+              autofilter: str | None = None, bool_style: bool = False) -> bytes:
+    """The XML of one worksheet: ``rows`` (the first ``header_rows`` are the header) of str / int /
+    float / bool / None (no cell); ``widths`` of the first columns; the header rows frozen and/or
+    styled (row 1 bold; with two header rows, row 1 also wrapped on two lines and row 2 in the
+    secondary style of the column codes; the styles of ``write_workbook``); a <dimension> element
+    (as openpyxl writes for a workbook not in write-only mode); an <autoFilter> over the range
+    ``autofilter`` (e.g. 'A2:Z100': its first row holds the filter buttons); ``bool_style``: boolean
+    data cells in the style whose number format shows TRUE / FALSE (LibreOffice shows the first
+    boolean of a column so and the others as 1 / 0 without it). With the defaults the XML is what
+    openpyxl writes for the same cells."""
     rows = [list(r) for r in rows]
+    styles = {1: ' s="1"', 2: ' s="2"' if header_rows >= 2 else ' s="1"'} if bold_header else {}
+    two_line = ' ht="30" customHeight="1"' if bold_header and header_rows >= 2 else ""
     body = []
     # A cell's XML after its reference depends on its value only, and a sheet repeats values
     # (area names, indicator ids, labels): each distinct value is formatted once. The type is part
@@ -285,7 +499,7 @@ def sheet_xml(rows: Iterable[Sequence[Any]], widths: Sequence[int | float] = (),
     tails: dict[tuple[type, Any], str] = {}
     for i, row in enumerate(rows, start=1):
         rs = str(i)
-        style = ' s="1"' if bold_header and i == 1 else ""
+        style = styles.get(i, "") if i <= header_rows else ""
         cells = []
         for j, v in enumerate(row):
             ref = (COLUMN_LETTERS[j] if j < len(COLUMN_LETTERS) else _col_letter(j)) + rs
@@ -300,17 +514,21 @@ def sheet_xml(rows: Iterable[Sequence[Any]], widths: Sequence[int | float] = (),
                 tail = tails[key] = _cell_tail(ref, v)
             except TypeError:   # an unhashable value: _cell_tail names the cell
                 tail = _cell_tail(ref, v)
+            if bool_style and not style and v.__class__ is bool:
+                cells.append(f'<c r="{ref}" s="3"{tail}')
+                continue
             cells.append(f'<c r="{ref}"{style}{tail}')
-        body.append(f'<row r="{rs}">{"".join(cells)}</row>' if cells else f'<row r="{rs}" />')
+        attrs = two_line if i == 1 else ""
+        body.append(f'<row r="{rs}"{attrs}>{"".join(cells)}</row>' if cells else f'<row r="{rs}"{attrs} />')
     head = [f'<worksheet xmlns="{_MAIN_NS}"><sheetPr><outlinePr summaryBelow="1" summaryRight="1" />'
             '<pageSetUpPr /></sheetPr>']
     if dimension:
         width = max((len(r) for r in rows), default=1) or 1
         head.append(f'<dimension ref="A1:{_col_letter(width - 1)}{max(len(rows), 1)}" />')
     if freeze_header:
-        head.append('<sheetViews><sheetView workbookViewId="0"><pane ySplit="1" topLeftCell="A2" '
-                    'activePane="bottomLeft" state="frozen" /><selection pane="bottomLeft" activeCell="A1" '
-                    'sqref="A1" /></sheetView></sheetViews>')
+        head.append(f'<sheetViews><sheetView workbookViewId="0"><pane ySplit="{header_rows}" '
+                    f'topLeftCell="A{header_rows + 1}" activePane="bottomLeft" state="frozen" /><selection '
+                    'pane="bottomLeft" activeCell="A1" sqref="A1" /></sheetView></sheetViews>')
     else:
         head.append('<sheetViews><sheetView workbookViewId="0"><selection activeCell="A1" sqref="A1" />'
                     '</sheetView></sheetViews>')
@@ -318,22 +536,42 @@ def sheet_xml(rows: Iterable[Sequence[Any]], widths: Sequence[int | float] = (),
     if widths:
         head.append("<cols>" + "".join(f'<col width="{w:g}" customWidth="1" min="{k}" max="{k}" />'
                                        for k, w in enumerate(widths, start=1)) + "</cols>")
-    xml = ("".join(head) + "<sheetData>" + "".join(body) + '</sheetData><pageMargins left="0.75" right="0.75" '
+    tail = f'<autoFilter ref="{autofilter}" />' if autofilter else ""
+    xml = ("".join(head) + "<sheetData>" + "".join(body) + f'</sheetData>{tail}<pageMargins left="0.75" right="0.75" '
            'top="1" bottom="1" header="0.5" footer="0.5" /></worksheet>')
     return xml.encode("utf-8")
 
 
 def _styles_xml(bold: bool) -> str:
+    """The stylesheet: the default cell style; with ``bold`` also the header styles: 1 bold on a light
+    fill, wrapped, top-aligned (the first header row), 2 grey italic on a grey fill (the row of
+    column codes), and 3 a boolean's number format (TRUE / FALSE)."""
     from openpyxl.styles.colors import COLOR_INDEX
 
     font = '<font><name val="Calibri" /><family val="2" /><color theme="1" /><sz val="11" /><scheme val="minor" /></font>'
     xf = '<xf numFmtId="0" fontId="{}" fillId="0" borderId="0" pivotButton="0" quotePrefix="0" xfId="0" />'
-    fonts = f'<fonts count="2">{font}<font><b val="1" /></font></fonts>' if bold else f'<fonts count="1">{font}</fonts>'
-    xfs = (f'<cellXfs count="2">{xf.format(0)}{xf.format(1)}</cellXfs>' if bold
-           else f'<cellXfs count="1">{xf.format(0)}</cellXfs>')
+    fills = '<fill><patternFill /></fill><fill><patternFill patternType="gray125" /></fill>'
+    if bold:
+        fonts = (f'<fonts count="3">{font}<font><b val="1" /></font><font><i val="1" /><color rgb="FF595959" />'
+                 '<sz val="10" /></font></fonts>')
+        fills = (f'<fills count="4">{fills}<fill><patternFill patternType="solid"><fgColor rgb="FFDDEBF7" />'
+                 '</patternFill></fill><fill><patternFill patternType="solid"><fgColor rgb="FFF2F2F2" />'
+                 '</patternFill></fill></fills>')
+        numfmts = '<numFmts count="1"><numFmt numFmtId="164" formatCode="&quot;TRUE&quot;;&quot;TRUE&quot;;&quot;FALSE&quot;" /></numFmts>'
+        xfs = ('<cellXfs count="4">' + xf.format(0)
+               + '<xf numFmtId="0" fontId="1" fillId="2" borderId="0" applyFont="1" applyFill="1" applyAlignment="1" '
+                 'pivotButton="0" quotePrefix="0" xfId="0"><alignment vertical="top" wrapText="1" /></xf>'
+               + '<xf numFmtId="0" fontId="2" fillId="3" borderId="0" applyFont="1" applyFill="1" pivotButton="0" '
+                 'quotePrefix="0" xfId="0" />'
+               + '<xf numFmtId="164" fontId="0" fillId="0" borderId="0" applyNumberFormat="1" pivotButton="0" '
+                 'quotePrefix="0" xfId="0" /></cellXfs>')
+    else:
+        numfmts = '<numFmts count="0" />'
+        fonts = f'<fonts count="1">{font}</fonts>'
+        fills = f'<fills count="2">{fills}</fills>'
+        xfs = f'<cellXfs count="1">{xf.format(0)}</cellXfs>'
     colors = "".join(f'<rgbColor rgb="{c}" />' for c in COLOR_INDEX[:64])
-    return (f'<styleSheet xmlns="{_MAIN_NS}"><numFmts count="0" />{fonts}<fills count="2"><fill><patternFill />'
-            '</fill><fill><patternFill patternType="gray125" /></fill></fills><borders count="1"><border><left />'
+    return (f'<styleSheet xmlns="{_MAIN_NS}">{numfmts}{fonts}{fills}<borders count="1"><border><left />'
             '<right /><top /><bottom /><diagonal /></border></borders><cellStyleXfs count="1"><xf numFmtId="0" '
             f'fontId="0" fillId="0" borderId="0" /></cellStyleXfs>{xfs}<cellStyles count="1"><cellStyle '
             'name="Normal" xfId="0" builtinId="0" hidden="0" /></cellStyles><tableStyles count="0" '
@@ -341,9 +579,17 @@ def _styles_xml(bold: bool) -> str:
             f'{colors}</indexedColors></colors></styleSheet>')
 
 
-def workbook_bytes(sheets: Sequence[tuple[str, bytes]], bold: bool = False) -> dict[str, bytes]:
+def _sheet_ref(title: str, ref: str) -> str:
+    """'Sheet name'!$A$2:$Z$100 (for a defined name)."""
+    a, b = ref.split(":")
+    absolute = [re.sub(r"([A-Z]+)([0-9]+)", r"$\1$\2", x) for x in (a, b)]
+    return "'" + title.replace("'", "''") + "'!" + ":".join(absolute)
+
+
+def workbook_bytes(sheets: Sequence[tuple], bold: bool = False) -> dict[str, bytes]:
     """The package members (name -> bytes, in openpyxl's member order) of a workbook of ``sheets``
-    ((title, ``sheet_xml`` bytes), titles <= 31 characters)."""
+    ((title, ``sheet_xml`` bytes[, its autofilter range]), titles <= 31 characters). A sheet with an
+    autofilter gets the hidden defined name Excel keeps for it (_xlnm._FilterDatabase)."""
     from openpyxl.writer.theme import theme_xml
 
     ct = "application/vnd.openxmlformats-officedocument"
@@ -360,8 +606,12 @@ def workbook_bytes(sheets: Sequence[tuple[str, bytes]], bold: bool = False) -> d
                               '</dc:creator></cp:coreProperties>').encode(),
         "xl/theme/theme1.xml": theme_xml.encode("utf-8"),
     }
-    for k, (_, xml) in enumerate(sheets, start=1):
+    for k, (_, xml, *_rest) in enumerate(sheets, start=1):
         members[f"xl/worksheets/sheet{k}.xml"] = xml
+    names = "".join(f'<definedName name="_xlnm._FilterDatabase" localSheetId="{k}" hidden="1">'
+                    f'{_text(_sheet_ref(title, rest[0]))}</definedName>'
+                    for k, (title, _, *rest) in enumerate(sheets) if rest and rest[0])
+    defined = f"<definedNames>{names}</definedNames>" if names else "<definedNames />"
     members["xl/styles.xml"] = _styles_xml(bold).encode()
     members["_rels/.rels"] = (
         f'<Relationships xmlns="{_PKG_REL_NS}"><Relationship Type="{_REL_NS}/officeDocument" '
@@ -373,8 +623,8 @@ def workbook_bytes(sheets: Sequence[tuple[str, bytes]], bold: bool = False) -> d
         '<workbookView visibility="visible" minimized="0" showHorizontalScroll="1" showVerticalScroll="1" '
         'showSheetTabs="1" tabRatio="600" firstSheet="0" activeTab="0" autoFilterDateGrouping="1" /></bookViews>'
         "<sheets>" + "".join(f'<sheet name="{_attr(title)}" sheetId="{k}" state="visible" r:id="rId{k}" />'
-                             for k, (title, _) in enumerate(sheets, start=1))
-        + '</sheets><definedNames /><calcPr calcId="124519" fullCalcOnLoad="1" /></workbook>').encode()
+                             for k, (title, *_) in enumerate(sheets, start=1))
+        + f'</sheets>{defined}<calcPr calcId="124519" fullCalcOnLoad="1" /></workbook>').encode()
     members["xl/_rels/workbook.xml.rels"] = (
         f'<Relationships xmlns="{_PKG_REL_NS}">'
         + "".join(f'<Relationship Type="{_REL_NS}/worksheet" Target="/xl/worksheets/sheet{k}.xml" Id="rId{k}" />'
@@ -396,8 +646,9 @@ def workbook_bytes(sheets: Sequence[tuple[str, bytes]], bold: bool = False) -> d
     return members
 
 
-def write_workbook(path: Path, sheets: Sequence[tuple[str, bytes]], bold: bool = False) -> Path:
-    """Write an XLSX of ``sheets`` ((title, ``sheet_xml`` bytes)) atomically (tmp file + rename).
+def write_workbook(path: Path, sheets: Sequence[tuple], bold: bool = False) -> Path:
+    """Write an XLSX of ``sheets`` ((title, ``sheet_xml`` bytes[, autofilter range])) atomically (tmp
+    file + rename); ``bold``: with the header styles of ``sheet_xml(bold_header=True)``.
     Identical sheets give identical bytes: fixed member dates and order, no timestamps."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -439,25 +690,29 @@ def _breakdown_ja(b: str) -> str:
     return b
 
 
-def download_table(indicators: pd.DataFrame, catalogue) -> pd.DataFrame:
-    """The contract columns (in contract order) plus names joined from the catalogue and Japanese
-    labels of the comparison columns, at the published precision (``round_published``)."""
+def download_table(indicators: pd.DataFrame, catalogue, synthetic: bool = False) -> pd.DataFrame:
+    """The download table: the contract columns (in contract order) with names joined from the
+    catalogue and a Japanese label column before each column of English codes (unit, breakdown,
+    comparison, change, source, methods, estimate), at the published precision
+    (``round_published``), in the order of ``COLUMNS``. ``synthetic``: a first column ``synthetic``
+    (TRUE on every row) says the figures come from synthetic data."""
     cat = {i.id: i for i in catalogue}
     df = indicators[schema.INDICATOR_COLUMNS].copy()
-    df = round_published(df.assign(unit=df["indicator_id"].map(lambda i: cat[i].unit if i in cat else "")))
-    df = df.drop(columns=["unit"])
-    df.insert(4, "indicator_name_ja", df["indicator_id"].map(lambda i: cat[i].name_ja if i in cat else ""))
-    df.insert(5, "indicator_name_en", df["indicator_id"].map(lambda i: cat[i].name_en if i in cat else ""))
-    df.insert(6, "unit", df["indicator_id"].map(lambda i: cat[i].unit if i in cat else ""))
-    df.insert(8, "breakdown_ja", df["breakdown"].map(_breakdown_ja))
-    pos = df.columns.get_loc("comparison") + 1
-    df.insert(pos, "comparison_ja", df["comparison"].map(schema.COMPARISON_LABELS))
-    pos = df.columns.get_loc("change_vs_previous") + 1
-    df.insert(pos, "change_vs_previous_ja", df["change_vs_previous"].map(schema.CHANGE_LABELS))
-    pos = df.columns.get_loc("estimate_method") + 1
-    df.insert(pos, "estimate_method_ja", [conventions.estimate_method_label(m, y) if isinstance(m, str) else ""
-                                          for m, y in zip(df["estimate_method"], df["lead_years"])])
-    return df
+    unit = df["indicator_id"].map(lambda i: cat[i].unit if i in cat else "")
+    df = round_published(df.assign(unit=unit))
+    df["indicator_name_ja"] = df["indicator_id"].map(lambda i: cat[i].name_ja if i in cat else "")
+    df["indicator_name_en"] = df["indicator_id"].map(lambda i: cat[i].name_en if i in cat else "")
+    df["unit_ja"] = df["unit"].map(lambda u: UNIT_JA.get(u, u))
+    df["breakdown_ja"] = df["breakdown"].map(_breakdown_ja)
+    df["comparison_ja"] = df["comparison"].map(schema.COMPARISON_LABELS)
+    df["change_vs_previous_ja"] = df["change_vs_previous"].map(schema.CHANGE_LABELS)
+    for col, labels in (("source", SOURCE_JA), ("comparison_method", METHOD_JA), ("change_method", METHOD_JA)):
+        df[f"{col}_ja"] = df[col].map(lambda v, labels=labels: labels.get(v, v) if isinstance(v, str) else v)
+    df["estimate_method_ja"] = [conventions.estimate_method_label(m, y) if isinstance(m, str) else ""
+                                for m, y in zip(df["estimate_method"], df["lead_years"])]
+    if synthetic:
+        df["synthetic"] = True
+    return df[[c.code for c in COLUMNS if c.code in df.columns]]
 
 
 def method_notes() -> list[tuple[str, str]]:
@@ -515,10 +770,12 @@ def method_notes() -> list[tuple[str, str]]:
          "前回との差（value − previous_value、ポイント）とその95% Newcombe 区間、change_method が fisher の行のみ Fisher の p 値。"
          " / The change (points), its 95% Newcombe interval, and Fisher's p where Fisher decided."),
         ("丸め / rounding", f"割合・信頼区間・全国値・基準値・前回値・差は{10 ** -SHARE_DECIMALS:g}ポイント単位、16歳以上人口1万人当たりの率は"
-                           f"{10 ** -RATE_DECIMALS:g}単位、有効標本サイズは{10 ** -N_DECIMALS:g}単位、p 値は有効数字{P_DIGITS}桁に丸めて公表"
+                           f"{10 ** -RATE_DECIMALS:g}単位、有効標本サイズは{10 ** -N_DECIMALS:g}単位、設計効果は{10 ** -DEFF_DECIMALS:g}単位、"
+                           f"p 値は有効数字{P_DIGITS}桁に丸めて公表（割合・率は報告書・サイトの表示と同じ桁）"
                            "（データベースは丸める前の値を保持）。 / Shares, intervals, national, reference and previous"
                            f" values and differences are published to {10 ** -SHARE_DECIMALS:g} point, rates per 10,000 to"
-                           f" {10 ** -RATE_DECIMALS:g}, effective sizes to {10 ** -N_DECIMALS:g}, p-values to {P_DIGITS}"
+                           f" {10 ** -RATE_DECIMALS:g}, effective sizes to {10 ** -N_DECIMALS:g}, design effects to"
+                           f" {10 ** -DEFF_DECIMALS:g}, p-values to {P_DIGITS}"
                            " significant digits; the warehouse keeps full precision."),
         ("0%・100% / 0% and 100%", f"集計対象が{config.REFERENCE_BASE}人未満で、標本の該当者が0人または全員（ちょうど0%または100%）の値は、"
                                   f"参考値として95%信頼区間とともに公表し、注記「{EXTREME_NOTE}」を付ける（区間が標本から言える範囲を示す）。"
@@ -545,9 +802,32 @@ def method_notes() -> list[tuple[str, str]]:
     return lines
 
 
-def notes_table(con: duckdb.DuckDBPyConnection, year: int | None, catalogue) -> pd.DataFrame:
-    """The notes sheet: methods, sources, synthetic-data statement, the catalogue. ``year`` None:
-    the workbook of every round."""
+SYNTHETIC_NOTE = ("【注意】合成データ / SYNTHETIC DATA",
+                  "この表は合成（架空）データから作成した見本です。実際の調査結果ではありません"
+                  "（データの各行の「合成データ」列が TRUE）。 / These figures are computed from synthetic sample data,"
+                  " not real survey results (the column 'synthetic' is TRUE on every row).")
+
+
+def is_synthetic(con: duckdb.DuckDBPyConnection) -> bool:
+    """Whether the warehouse holds synthetic data: any committed file marked synthetic, as the
+    site's banner and the reports' watermark decide (True when the flag cannot be read: the
+    statement is shown rather than silently dropped)."""
+    return warehouse_db.synthetic_flag(con)
+
+
+def columns_note() -> tuple[str, str]:
+    """The notes sheets' line on how the data sheets and CSV files are laid out."""
+    return ("列 / columns", f"{READING_JA}各列の意味・単位はシート「{DICTIONARY_SHEET}」と {DICTIONARY_FILE}。"
+                           f"値の単位は unit 列: percent=%、per_10k=16歳以上人口1万人当たり、flag=1/0。"
+                           f" / {READING_EN} Every column is described in the sheet '{DICTIONARY_SHEET}' and"
+                           f" {DICTIONARY_FILE}.")
+
+
+def notes_table(con: duckdb.DuckDBPyConnection, year: int | None, catalogue,
+                synthetic: bool | None = None) -> pd.DataFrame:
+    """The notes sheet: the synthetic-data statement first (when the data are synthetic), the
+    title, methods, the layout of the files, sources, the catalogue. ``year`` None: the workbook of
+    every round. ``synthetic``: None reads it from the warehouse (``is_synthetic``)."""
     from .indicators import previous_year, rounds
 
     files = pd.DataFrame(columns=["file_name", "kind", "survey_id", "survey_year", "synthetic"])
@@ -570,15 +850,11 @@ def notes_table(con: duckdb.DuckDBPyConnection, year: int | None, catalogue) -> 
                 "SELECT file_name, kind, survey_id, survey_year, synthetic FROM files "
                 "WHERE kind = 'programme' OR survey_year IN (?, ?) ORDER BY kind, survey_year, file_name",
                 [year, prev if prev is not None else year]).df()
-    synthetic = bool(files["synthetic"].astype(bool).any()) if len(files) else False
-    rows: list[tuple[str, str]] = [("表題 / Title", title)]
-    if synthetic:
-        rows.append(("【注意】合成データ / SYNTHETIC DATA",
-                     "この表は合成（架空）データから作成した見本です。実際の調査結果ではありません。"
-                     " / These figures are computed from synthetic sample data, not real survey results."))
+    if synthetic is None:
+        synthetic = is_synthetic(con)
+    rows: list[tuple[str, str]] = [SYNTHETIC_NOTE] if synthetic else []
+    rows += [("表題 / Title", title), columns_note()]
     rows += method_notes()
-    rows.append(("列 / columns", "CSVの列名はデータ契約の列名（year, area_code, …）。値の単位は unit 列: percent=%、"
-                                 "per_10k=16歳以上人口1万人当たり、flag=1/0。year は調査年（事業データは年度）。"))
     for _, f in files.iterrows():
         label = f"出典ファイル / source file ({f['kind']})"
         sid = f" {f['survey_id']}" if isinstance(f["survey_id"], str) else ""
@@ -614,25 +890,32 @@ def write_indicator_downloads(con: duckdb.DuckDBPyConnection, year: int | None, 
     bd_order = {b: k for k, b in enumerate(BREAKDOWNS_COMMON + BREAKDOWNS_UK)}
     ind = (ind.assign(_i=ind.indicator_id.map(order), _b=ind.breakdown.map(bd_order))
               .sort_values(["year", "area_code", "_i", "_b"], kind="stable").drop(columns=["_i", "_b"]))
-    table = download_table(ind, catalogue)
+    synthetic = is_synthetic(con)
+    table = download_table(ind, catalogue, synthetic)
     stem = "-".join(["indicators"] + [str(year)] * (year is not None) + [area_code] * (area_code is not None))
     dest_dir = Path(dest_dir)
-    csv = write_csv(table, dest_dir / f"{stem}.csv")
-    xlsx = write_xlsx({"指標 (indicators)": table.rename(columns=HEADERS_JA),
-                       "注記 (notes)": notes_table(con, year, catalogue)}, dest_dir / f"{stem}.xlsx")
+    csv = write_download_csv(table, dest_dir / f"{stem}.csv")
+    notes = notes_table(con, year, catalogue, synthetic)
+    xlsx = write_workbook(dest_dir / f"{stem}.xlsx", [
+        (DATA_SHEET, *frame_sheet(table)),
+        (NOTES_SHEET, text_sheet(notes.columns, notes.itertuples(index=False), [28, 120])),
+        (DICTIONARY_SHEET, *dictionary_sheet())], bold=True)
     return csv, xlsx
 
 
 def write_downloads(year: int | None, warehouse: Path, out_dir: Path, years: list[int] | None = None,
                     combined: bool = True) -> list[Path]:
-    """``out_dir/downloads/indicators.csv|xlsx`` (every round; unless ``combined`` is False) and
-    ``indicators-{y}.csv|xlsx`` for each round in ``years`` (default: every round in the warehouse
-    tables). ``year`` is kept for callers: every round is written."""
+    """``out_dir/downloads/indicators.csv|xlsx`` (every round) and ``data-dictionary.csv`` (unless
+    ``combined`` is False) and ``indicators-{y}.csv|xlsx`` for each round in ``years`` (default:
+    every round in the warehouse tables). ``year`` is kept for callers: every round is written."""
     con = warehouse_db.connect(warehouse)
     try:
         if years is None:
             years = [int(r[0]) for r in con.execute("SELECT DISTINCT year FROM indicators ORDER BY 1").fetchall()]
-        paths = list(write_indicator_downloads(con, None, Path(out_dir) / "downloads")) if combined else []
+        paths = []
+        if combined:
+            paths += write_indicator_downloads(con, None, Path(out_dir) / "downloads")
+            paths.append(write_dictionary_csv(Path(out_dir) / "downloads"))
         for y in years:
             paths += write_indicator_downloads(con, y, Path(out_dir) / "downloads")
         return paths

@@ -10,7 +10,6 @@ The stage that executes the notebook per area is ``pipelines.reports`` (docs/DES
 
 from __future__ import annotations
 
-import logging
 import math
 import re
 from dataclasses import dataclass, field
@@ -562,16 +561,9 @@ def load_report_data(warehouse: str | Path, year: int, pref_code: int) -> Report
 
 
 def _synthetic_flag(con) -> bool:
-    """Whether any committed file is synthetic. Fails closed: when the flag cannot be read (no
-    `files` table, a damaged column) the data count as synthetic, so the watermark is shown rather
-    than silently dropped; the reason is logged."""
-    try:
-        return bool(con.execute("SELECT coalesce(bool_or(synthetic), false) FROM files").fetchone()[0])
-    except Exception as exc:  # reported: logged, and the watermark shown
-        logging.getLogger("tsunagari.reports").warning(
-            "synthetic flag unreadable (%s); treating the data as synthetic / 合成データとして扱います",
-            str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
-        return True
+    """Whether any committed file is synthetic (``warehouse.synthetic_flag``: True when the flag
+    cannot be read, so the watermark is shown rather than silently dropped)."""
+    return warehouse_db.synthetic_flag(con)
 
 
 def is_synthetic(warehouse: Path) -> bool:

@@ -165,6 +165,63 @@ def neutralise(value: Any) -> Any:
     return value
 
 
+# --- the downloads page ------------------------------------------------------------------------
+
+def fmt_size(n: int) -> str:
+    """A file size as the downloads page shows it: 812 B, 45.3 KB, 2.1 MB (1 KB = 1,024 bytes)."""
+    if n < 1024:
+        return f"{n:,} B"
+    if n < 1024 ** 2:
+        return f"{n / 1024:.1f} KB"
+    return f"{n / 1024 ** 2:.1f} MB"
+
+
+_ROUND_FILE = re.compile(r"indicators-(\d{4})\.(csv|xlsx)")
+_PREF_FILE = re.compile(r"(\d{2})-([a-z]+)-(\d{4})\.xlsx")
+
+
+def download_files(out_dir: Path) -> list[tuple[str, int]]:
+    """(name, size in bytes) of every file the downloads page lists: each file in
+    ``out_dir/downloads`` but the page itself, dot files and files being written."""
+    d = Path(out_dir) / "downloads"
+    if not d.is_dir():
+        return []
+    return sorted((p.name, p.stat().st_size) for p in d.iterdir()
+                  if p.is_file() and p.name != "index.html" and not p.name.startswith(".")
+                  and not p.name.endswith(".tmp") and ".tmp." not in p.name)
+
+
+def downloads_listing(out_dir: Path) -> dict[str, Any]:
+    """What the downloads page lists, from the files in ``out_dir/downloads`` at build time (each
+    {"name", "bytes", "size"}): the series of every round, one row per round (csv, xlsx), the
+    per-prefecture workbooks by area and round, the data dictionary, and any other file."""
+    from .downloads import DICTIONARY_FILE
+
+    def entry(name: str, size: int) -> dict[str, Any]:
+        return {"name": name, "bytes": size, "size": fmt_size(size)}
+
+    series: list[dict] = []
+    rounds: dict[int, dict[str, dict]] = {}
+    prefs: dict[str, dict[int, dict]] = {}
+    dictionary, other = None, []
+    for name, size in download_files(out_dir):
+        e = entry(name, size)
+        if name in ("indicators.csv", "indicators.xlsx"):
+            series.append(e)
+        elif m := _ROUND_FILE.fullmatch(name):
+            rounds.setdefault(int(m.group(1)), {})[m.group(2)] = e
+        elif m := _PREF_FILE.fullmatch(name):
+            prefs.setdefault(m.group(1), {})[int(m.group(3))] = e
+        elif name == DICTIONARY_FILE:
+            dictionary = e
+        else:
+            other.append(e)
+    pref_years = sorted({y for by_year in prefs.values() for y in by_year}, reverse=True)
+    return {"series": sorted(series, key=lambda e: e["name"].endswith(".xlsx")),
+            "rounds": [{"year": y, **rounds[y]} for y in sorted(rounds, reverse=True)],
+            "pref_years": pref_years, "prefs": prefs, "dictionary": dictionary, "other": other}
+
+
 # --- pages ---------------------------------------------------------------------------------------
 
 NAV = [("index.html", "トップ"), ("national.html", "全国"), ("compare.html", "比較"), ("methodology.html", "方法"),
@@ -279,9 +336,9 @@ def write_pref_workbooks(year: int, warehouse: Path, out_dir: Path, synthetic: b
     """The 47 per-prefecture XLSX downloads (``downloads/{slug}-{year}.xlsx``); returns their paths.
 
     They do not depend on the reports, so the build writes them while the reports run. A workbook
-    whose inputs (its rows, the national rows, the catalogue, this code) are unchanged is not
-    rewritten: after one prefecture's correction only that workbook (and any whose rows changed)
-    is written again. The digests live beside the workbooks."""
+    whose inputs (its rows, the national rows, the catalogue, the code: ``fingerprint.current()``) are
+    unchanged is not rewritten: after one prefecture's correction only that workbook (and any whose rows
+    changed) is written again. The digests live beside the workbooks."""
     year = check_year(year, "year")  # names files (downloads/{slug}-{year}.xlsx): digits only
     out_dir = Path(out_dir)
     data = data or _prepare(year, warehouse, synthetic)
@@ -290,20 +347,24 @@ def write_pref_workbooks(year: int, warehouse: Path, out_dir: Path, synthetic: b
     # The rows of every area come from one conversion of the whole table; the national sheet (the
     # same in every workbook) is built once.
     prefs = prefectures()
-    header, all_rows = xlsx_rows(df, by_id)
+    header, all_rows = xlsx_rows(df, by_id, synthetic)
     by_area: dict[str, list[list[Any]]] = {}
     for code, row in zip(df["area_code"].tolist(), all_rows):
         by_area.setdefault(code, []).append(row)
     national_rows = (header, by_area.get("00", []))
-    national_xml = _pref_sheet_xml(*national_rows)
+    national_sheet = _pref_sheet(*national_rows)
     built_at = build_time()
     digests_path = out_dir / "downloads" / ".xlsx-inputs.json"
     try:
         old_digests = json.loads(digests_path.read_text(encoding="utf-8"))
     except (FileNotFoundError, ValueError):
         old_digests = {}
+    from . import fingerprint
+
+    # the code that writes the sheets and their notes (this module, downloads, the method statement,
+    # conventions, ...): the package's fingerprint, as the build's artefacts use
     common = hashlib.sha256(repr((national_rows, synthetic, year)).encode()
-                            + Path(__file__).read_bytes()
+                            + fingerprint.current().encode()
                             + catalogue_path().read_bytes()).hexdigest()
     new_digests = {}
     for r in prefs.itertuples():
@@ -316,7 +377,7 @@ def write_pref_workbooks(year: int, warehouse: Path, out_dir: Path, synthetic: b
             written.append(path)
             continue
         written.append(write_pref_xlsx(df, int(r.pref_code), str(r.name_ja), year, out_dir, by_id, synthetic,
-                                       national_rows, area_rows=(header, rows), national_xml=national_xml,
+                                       national_rows, area_rows=(header, rows), national_sheet=national_sheet,
                                        built_at=built_at))
     digests_path.parent.mkdir(parents=True, exist_ok=True)
     digests_path.write_text(json.dumps({**old_digests, **new_digests}, sort_keys=True, indent=0), encoding="utf-8")
@@ -409,9 +470,12 @@ def build_site(year: int, warehouse: Path, out_dir: Path, synthetic: bool | None
         "csv": f"downloads/indicators-{year}.csv" if (out_dir / f"downloads/indicators-{year}.csv").exists() else None,
         "xlsx": f"downloads/indicators-{year}.xlsx" if (out_dir / f"downloads/indicators-{year}.xlsx").exists() else None,
     }
+    from . import downloads as dl
+
     written.append(_write(out_dir / "downloads" / "index.html", env.get_template("site-downloads.html.j2").render(
         **common, title="ダウンロード", depth=1, nav=_nav(out_dir, 1, "downloads/index.html", SITE_PAGES), picker=_picker(out_dir, 1),
-        areas=areas, downloads=downloads, columns=schema.INDICATOR_COLUMNS)))
+        areas=areas, downloads=downloads, files=downloads_listing(out_dir), dictionary=dl.COLUMNS,
+        dictionary_headers=dl.dictionary_headers()[0], precision=dl.PRECISION_JA)))
 
     national_html = "national.html" if (out_dir / "national.html").exists() else None
     written.append(write_compare_page(env, common, out_dir, df, map_inds, areas, national_html, downloads))
@@ -630,13 +694,15 @@ def copy_site_font(out_dir: Path) -> str | None:
 SUPPRESSED_BLANK = ("value", "lower_ci95", "upper_ci95")  # never published for a suppressed row
 
 
-def xlsx_rows(df: pd.DataFrame, catalogue: dict[str, Indicator]) -> tuple[list[str], list[list[Any]]]:
-    """(header, rows) of indicator records for a spreadsheet, in the layout of the all-area download
-    (pipelines.downloads: contract columns + Japanese names and labels, readable headers); plain
-    Python values, suppressed values blanked, text neutralised against formula injection."""
-    from .downloads import HEADERS_JA, download_table
+def xlsx_rows(df: pd.DataFrame, catalogue: dict[str, Indicator], synthetic: bool = False
+              ) -> tuple[list[list[str]], list[list[Any]]]:
+    """(header rows, rows) of indicator records for a spreadsheet, in the layout of the all-area
+    download (pipelines.downloads: the contract columns with Japanese labels and names; two header
+    rows, Japanese then the column codes; the ``synthetic`` column when ``synthetic``); plain Python
+    values, suppressed values blanked, text neutralised against formula injection."""
+    from .downloads import download_table, header_rows
 
-    table = download_table(df, list(catalogue.values()))
+    table = download_table(df, list(catalogue.values()), synthetic)
     cols = list(table.columns)
     suppressed = ([v is not None and v is not pd.NA and bool(v) for v in table["suppressed"].tolist()]
                   if "suppressed" in cols else [False] * len(table))
@@ -654,48 +720,58 @@ def xlsx_rows(df: pd.DataFrame, catalogue: dict[str, Indicator]) -> tuple[list[s
             values.append(neutralise(v))
         columns.append(values)
     rows = [list(r) for r in zip(*columns)] if columns else [[] for _ in range(len(table))]
-    return [HEADERS_JA.get(c, c) for c in cols], rows
+    return header_rows(cols), rows
 
 
-def _pref_sheet_xml(header: list[str], rows: list[list[Any]]) -> bytes:
-    """A data sheet of a per-prefecture workbook: bold frozen header, columns sized to the header."""
-    from .downloads import sheet_xml
+def _pref_sheet(headers: list[list[str]], rows: list[list[Any]]) -> tuple[bytes, str]:
+    """A data sheet of a per-prefecture workbook (``downloads.data_sheet``: two header rows, frozen,
+    autofilter, column widths) and its autofilter range."""
+    from .downloads import data_sheet
 
-    return sheet_xml([header, *rows], [max(10, min(40, len(h) + 2)) for h in header],
-                     freeze_header=True, bold_header=True)
+    return data_sheet(headers, rows)
+
+
+def pref_notes(name_ja: str, code: str, year: int, synthetic: bool, built_at: datetime) -> list[tuple[str, str]]:
+    """The notes sheet of a per-prefecture workbook: the synthetic-data statement first."""
+    from .downloads import SYNTHETIC_NOTE, columns_note, method_notes
+
+    lines = [("項目", "内容")]
+    if synthetic:
+        lines.append(SYNTHETIC_NOTE)
+    lines += [
+        ("地域", f"{name_ja}（{code}）"),
+        ("調査年", str(year)),
+        ("出典", "人々のつながりに関する基礎調査（内閣府）等。各行の note 列を参照。"),
+        columns_note(),
+        *method_notes(),   # denominators, intervals, tests, design effect, suppression, UK: one text
+        ("作成日時", built_at.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")),
+    ]
+    return lines
 
 
 def write_pref_xlsx(df: pd.DataFrame, pref_code: int, name_ja: str, year: int, out_dir: Path,
                     catalogue: dict[str, Indicator], synthetic: bool,
-                    national_rows: tuple[list[str], list[list[Any]]] | None = None, *,
-                    area_rows: tuple[list[str], list[list[Any]]] | None = None,
-                    national_xml: bytes | None = None, built_at: datetime | None = None) -> Path:
-    """downloads/{slug}-{year}.xlsx: the area's rows, the national rows, a notes sheet.
+                    national_rows: tuple[list[list[str]], list[list[Any]]] | None = None, *,
+                    area_rows: tuple[list[list[str]], list[list[Any]]] | None = None,
+                    national_sheet: tuple[bytes, str] | None = None, built_at: datetime | None = None) -> Path:
+    """downloads/{slug}-{year}.xlsx: the area's rows, the national rows, a notes sheet (the
+    synthetic-data statement first) and the data dictionary.
 
     ``area_rows`` / ``national_rows`` (``xlsx_rows`` of the area's / national rows) and
-    ``national_xml`` (the national sheet, the same in every workbook) may be passed in when the
+    ``national_sheet`` (the national sheet, the same in every workbook) may be passed in when the
     caller has them; ``built_at`` is the time on the notes sheet (default ``build_time()``)."""
-    from .downloads import method_notes, sheet_xml, write_workbook
+    from .downloads import DICTIONARY_SHEET, dictionary_sheet, text_sheet, write_workbook
 
     pref_code, year = check_pref_code(pref_code, "pref_code"), check_year(year, "year")  # no path traversal
     code = area_code(pref_code)
     path = out_dir / "downloads" / f"{pref_slug(pref_code)}-{year}.xlsx"
     if area_rows is None:
-        area_rows = xlsx_rows(df[df["area_code"] == code], catalogue)
-    if national_xml is None:
+        area_rows = xlsx_rows(df[df["area_code"] == code], catalogue, synthetic)
+    if national_sheet is None:
         if national_rows is None:
-            national_rows = xlsx_rows(df[df["area_code"] == "00"], catalogue)
-        national_xml = _pref_sheet_xml(*national_rows)
-    lines = [
-        ("項目", "内容"),
-        ("地域", f"{name_ja}（{code}）"),
-        ("調査年", str(year)),
-        ("出典", "人々のつながりに関する基礎調査（内閣府）等。各行の note 列を参照。"),
-        *method_notes(),   # denominators, intervals, tests, design effect, suppression, UK: one text
-    ]
-    if synthetic:
-        lines.append(("合成データ", "この数値は合成（架空）データに基づくもので、実際の調査結果ではありません。"))
-    lines.append(("作成日時", (built_at or build_time()).astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")))
-    notes_xml = sheet_xml([[neutralise(a), neutralise(b)] for a, b in lines], [16, 100])
-    return write_workbook(path, [(name_ja[:31], _pref_sheet_xml(*area_rows)), ("全国", national_xml),
-                                 ("注記", notes_xml)], bold=True)
+            national_rows = xlsx_rows(df[df["area_code"] == "00"], catalogue, synthetic)
+        national_sheet = _pref_sheet(*national_rows)
+    lines = pref_notes(name_ja, code, year, synthetic, built_at or build_time())
+    notes_xml = text_sheet(lines[0], lines[1:], [16, 100])
+    return write_workbook(path, [(name_ja[:31], *_pref_sheet(*area_rows)), ("全国", *national_sheet),
+                                 ("注記", notes_xml), (DICTIONARY_SHEET, *dictionary_sheet())], bold=True)

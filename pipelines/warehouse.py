@@ -244,3 +244,19 @@ def translate(exc: BaseException, path: str | os.PathLike[str], write: bool = Tr
     """A DuckDB or OS error raised while using the warehouse, as a WarehouseError (for callers that
     catch errors after connecting, e.g. a full disk at commit)."""
     return _map_error(Path(path), exc, write)
+
+
+def synthetic_flag(con: duckdb.DuckDBPyConnection) -> bool:
+    """Whether any committed file is synthetic (the reports' watermark, the downloads' ``synthetic``
+    column and notes). Fails closed: when the flag cannot be read (no `files` table, a damaged
+    column) the data count as synthetic, so the statement is shown rather than silently dropped;
+    the reason is logged."""
+    try:
+        return bool(con.execute("SELECT coalesce(bool_or(synthetic), false) FROM files").fetchone()[0])
+    except Exception as exc:  # reported: logged, and the watermark shown
+        import logging
+
+        logging.getLogger("tsunagari.warehouse").warning(
+            "synthetic flag unreadable (%s); treating the data as synthetic / 合成データとして扱います",
+            str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+        return True

@@ -22,7 +22,7 @@ from test_indicators import create_tables, insert_rows, varied
 
 from pipelines import audit, disclosure
 from pipelines.disclosure import check_published, microdata_dumps
-from pipelines.downloads import write_indicator_downloads
+from pipelines.downloads import HEADER_JA, write_download_csv, write_indicator_downloads
 from pipelines.indicators import compute_indicators, write_indicators
 
 IND = "lonely_often_always"
@@ -139,14 +139,14 @@ def test_without_secondary_suppression_the_women_are_recoverable(tiny, tmp_path,
 def test_an_exact_base_of_a_suppressed_row_is_found(tiny, tmp_path):
     site = _site(tmp_path, tiny)
     path = site / "downloads" / "indicators-2024.csv"
-    csv = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8-sig")
+    csv = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8-sig", header=1)
     k = csv.index[(csv.area_code == "31") & (csv.indicator_id == IND) & (csv.breakdown == "sex=2")][0]
     csv.loc[k, "n_unweighted"] = "28"
-    csv.to_csv(path, index=False, encoding="utf-8-sig")
+    write_download_csv(csv, path)
     findings = check_published(site, tiny)
     assert [(f.file, f.rule) for f in findings] == [
         ("downloads/indicators-2024.csv", "base of a suppressed cell / 非表示セルの回答者数")]
-    assert f"file rows {k + 2}" in findings[0].detail
+    assert f"file rows {k + 3}" in findings[0].detail   # two header lines: data row k is file line k + 3
 
 
 # --- Published downloads ----------------------------------------------------------------------------
@@ -155,27 +155,64 @@ def test_downloads_do_not_carry_the_hidden_values(tiny, tmp_path):
     site = _site(tmp_path, tiny)
     assert check_published(site, tiny) == []
     csv = pd.read_csv(site / "downloads" / "indicators-2024.csv", dtype=str, keep_default_na=False,
-                      encoding="utf-8-sig")
+                      encoding="utf-8-sig", header=1)
     rows = csv[(csv.area_code == "31") & csv.breakdown.isin(["sex=1", "sex=2"]) & (csv.note != "")]
     assert len(rows) > 0
     assert (rows[["value", "lower_ci95", "upper_ci95", "n_unweighted", "n_effective"]] == "").all().all()
     assert "respondent_id" not in csv.columns
-    xl = pd.read_excel(site / "downloads" / "indicators-2024-31.xlsx", sheet_name=0, dtype=str)
-    xl = xl[xl["内訳 (breakdown)"].isin(["sex=1", "sex=2"]) & xl["注記 (note)"].str.startswith("出典: 全国", na=False)]
-    assert len(xl) > 0 and xl["値 (value)"].isna().all() and xl["回答者数 (n_unweighted)"].isna().all()
+    xl = pd.read_excel(site / "downloads" / "indicators-2024-31.xlsx", sheet_name=0, dtype=str, header=1)
+    xl = xl[xl["breakdown"].isin(["sex=1", "sex=2"]) & xl["note"].str.startswith("出典: 全国", na=False)]
+    assert len(xl) > 0 and xl["value"].isna().all() and xl["n_unweighted"].isna().all()
 
 
 def test_a_value_on_a_small_base_in_a_download_is_found(tiny, tmp_path):
     site = _site(tmp_path, tiny)
     path = site / "downloads" / "indicators-2024.csv"
-    csv = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8-sig")
+    csv = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8-sig", header=1)
     k = csv.index[(csv.area_code == "31") & (csv.indicator_id == IND) & (csv.breakdown == "sex=2")][0]
     csv.loc[k, "value"] = "100.0"
-    csv.to_csv(path, index=False, encoding="utf-8-sig")
+    write_download_csv(csv, path)
     findings = check_published(site, tiny)
     assert [(f.file, f.rule) for f in findings] == [
         ("downloads/indicators-2024.csv", "value on a base < 30 or suppressed / 非表示の値")]
+    assert f"file rows {k + 3}" in findings[0].detail
+    # The same row found whatever the header: codes only (one header line), or Japanese headers
+    # only (the row of codes lost, e.g. deleted in Excel and saved again).
+    csv.to_csv(path, index=False, encoding="utf-8-sig")
+    findings = check_published(site, tiny)
+    assert [f.rule for f in findings] == ["value on a base < 30 or suppressed / 非表示の値"]
     assert f"file rows {k + 2}" in findings[0].detail
+    csv.rename(columns=HEADER_JA).to_csv(path, index=False, encoding="utf-8-sig")
+    findings = check_published(site, tiny)
+    assert [f.rule for f in findings] == ["value on a base < 30 or suppressed / 非表示の値"]
+    assert f"file rows {k + 2}" in findings[0].detail
+
+
+def test_the_two_header_rows_are_read_in_every_download(tiny, tmp_path):
+    """The check reads the row of codes as the header of every table that has one (CSV, the data
+    sheets, the dictionary); a sheet without one (the notes) keeps its first row; and a tampered
+    workbook sheet is found in its sheet rows (row 1 Japanese, row 2 codes, data from row 3)."""
+    from pipelines.disclosure import _frame, _xlsx_sheets
+
+    site = _site(tmp_path, tiny)
+    assert check_published(site, tiny) == []
+    sheets = {t: _frame(rows) for t, rows, _ in _xlsx_sheets(site / "downloads" / "indicators-2024.xlsx")}
+    data, notes, dictionary = sheets.values()
+    assert "year" in data.columns and "value" in data.columns and data.attrs["first_line"] == 3
+    assert data.attrs["above"] == [" ".join(HEADER_JA[c] for c in data.columns)]
+    assert list(dictionary.columns) == ["header_ja", "code", "meaning", "format", "meaning_en"]
+    assert list(notes.columns) == ["項目 (item)", "内容 (text)"] and notes.attrs["first_line"] == 2
+    # a value in a suppressed row of the data sheet: found, named by its sheet row
+    path = site / "downloads" / "indicators-2024.xlsx"
+    k = data.index[(data.area_code == "31") & (data.indicator_id == IND) & (data.breakdown == "sex=2")][0]
+    from pipelines.downloads import frame_sheet, write_workbook
+
+    table = data.copy()
+    table.loc[k, "value"] = "100.0"
+    write_workbook(path, [("指標 (indicators)", *frame_sheet(table))], bold=True)
+    findings = check_published(site, tiny, only={"downloads/indicators-2024.xlsx"})
+    assert [f.rule for f in findings] == ["value on a base < 30 or suppressed / 非表示の値"]
+    assert f"file rows {k + 3}" in findings[0].detail
 
 
 def test_respondent_rows_in_a_download_are_found(tiny, tmp_path):
@@ -495,5 +532,5 @@ class TestEveryRoundDownload:
         site = self._two_rounds(tiny, tmp_path, unprotect_2023=False)
         findings = check_published(site, tmp_path / "wh.duckdb")
         assert [f for f in findings if "recoverable" in f.rule] == []
-        df = pd.read_csv(site / "downloads" / "indicators.csv", encoding="utf-8-sig")
+        df = pd.read_csv(site / "downloads" / "indicators.csv", encoding="utf-8-sig", header=1)
         assert sorted(df.year.unique()) == [2023, 2024]

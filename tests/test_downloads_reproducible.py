@@ -21,7 +21,7 @@ import pytest
 from pipelines import audit, config, schema, stats
 from pipelines.catalogue import load_catalogue
 from pipelines.disclosure import check_published
-from pipelines.downloads import published_n, published_share, write_downloads
+from pipelines.downloads import published_n, published_share, write_download_csv, write_downloads
 from pipelines.indicators import EXTREME_NOTE, update_indicators
 from pipelines.ingest import ingest_files
 
@@ -48,8 +48,9 @@ def sample(tmp_path_factory) -> tuple[Path, Path]:
 
 
 def _csv(site: Path, name: str = "indicators.csv") -> pd.DataFrame:
+    """A download as a script reads it: line 1 Japanese headers, line 2 the column codes."""
     return pd.read_csv(site / "downloads" / name, encoding="utf-8-sig", dtype={"area_code": str},
-                       keep_default_na=True)
+                       keep_default_na=True, header=1)
 
 
 def _warehouse(wh: Path) -> pd.DataFrame:
@@ -140,10 +141,11 @@ def test_per_round_and_per_prefecture_files_carry_the_same_columns(sample):
     from pipelines import site as site_mod
 
     cat = {i.id: i for i in load_catalogue()}
-    header, rows = site_mod.xlsx_rows(_warehouse(wh).query("year == 2024 and area_code == '27'"), cat)
-    got = pd.DataFrame(rows, columns=header)
-    assert "比較の基準値 (reference_value)" in header and "前回値 (previous_value)" in header
-    vals = pd.to_numeric(got.loc[got["単位 (unit)"] == "percent", "値 (value)"], errors="coerce").dropna()
+    (ja, codes), rows = site_mod.xlsx_rows(_warehouse(wh).query("year == 2024 and area_code == '27'"), cat)
+    got = pd.DataFrame(rows, columns=codes)
+    assert codes == [c for c in every.columns if c != "synthetic"]   # the same layout, same order
+    assert "比較の基準値" in ja and "前回値" in ja and "reference_value" in codes
+    vals = pd.to_numeric(got.loc[got["unit"] == "percent", "value"], errors="coerce").dropna()
     assert len(vals) and np.allclose(vals, published_share(vals))
 
 
@@ -164,11 +166,12 @@ def test_published_figures_are_rounded_and_the_warehouse_keeps_full_precision(sa
         assert _decimals_at_most(surv[c], 1), c
     for c in ("n_effective", "reference_n_effective", "previous_n_effective"):
         assert _decimals_at_most(df[c], 1), c
+    assert _decimals_at_most(df.design_effect, 2) and _decimals_at_most(df.lead_cv, 3)
     for c in ("p_value", "change_p_value"):
         p = df[c].dropna()
         assert len(p) and all(float(f"{x:.3g}") == x for x in p), c
-    prog = df[df.unit == "per_10k"]
-    assert len(prog) and _decimals_at_most(prog.value, 2)
+    prog = df[df.unit == "per_10k"]   # rates per 10,000 to 0.1, as the reports and the site show them
+    assert len(prog) and _decimals_at_most(prog.value, 1) and _decimals_at_most(prog.national_value, 1)
     # the text of the file: no share with more than one decimal
     text = (site / "downloads" / "indicators-2024.csv").read_text(encoding="utf-8-sig")
     assert "33.33333" not in text and "16.666666" not in text
@@ -255,7 +258,7 @@ def test_the_gate_still_catches_a_leak_in_rounded_files(sample, tmp_path):
     dl = tmp_path / "site"
     shutil.copytree(site / "downloads", dl / "downloads")
     path = dl / "downloads" / "indicators-2024.csv"
-    csv = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8-sig")
+    csv = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8-sig", header=1)
     # a sex cell hidden secondarily, whose partner sex cell is primary (n < 30), in a subsample area
     # of an unweighted national survey, with the total published
     con = duckdb.connect(str(wh), read_only=True)
@@ -284,7 +287,7 @@ def test_the_gate_still_catches_a_leak_in_rounded_files(sample, tmp_path):
     k = csv.index[(csv.area_code == area) & (csv.indicator_id == "lonely_often_always") & (csv.breakdown == bd)][0]
     csv.loc[k, ["suppressed", "value", "n_unweighted"]] = [
         "False", f"{published_share(truth.y / truth.n * 100):.1f}", str(int(truth.n))]
-    csv.to_csv(path, index=False, encoding="utf-8-sig")
+    write_download_csv(csv, path)   # both header rows, as published
     findings = check_published(dl, wh)
     hits = [f for f in findings if f.rule == "suppressed cell recoverable / 差し引きで絞り込める非表示セル"]
     assert hits and hits[0].file == "downloads/indicators-2024.csv"

@@ -664,22 +664,26 @@ def test_notebook_run_writes_table_audit_record_and_downloads(two_rounds, tmp_pa
     assert raw.startswith(b"\xef\xbb\xbf")
     text = raw.decode("utf-8-sig")
     assert "出典: 埼玉県独自調査 pref11-2024" in text and "全国調査の当該県回答者" in text
-    df = pd.read_csv(io.StringIO(text), dtype={"area_code": str})
-    assert list(df.columns[:4]) == ["year", "area_code", "area_name", "indicator_id"]
+    # line 1 the Japanese headers, line 2 the column codes (the contract's names), then the rows
+    assert text.split("\r\n", 1)[0].split(",")[:4] == ["合成データ", "調査年", "地域コード", "地域名"]
+    df = pd.read_csv(io.StringIO(text), dtype={"area_code": str}, header=1)
+    assert list(df.columns[:4]) == ["synthetic", "year", "area_code", "area_name"] and df.synthetic.all()
     assert set(schema.INDICATOR_COLUMNS) <= set(df.columns)
     assert len(df) == n and "東京都" in set(df.area_name)
     assert df.loc[df.indicator_id == "lonely_often_always", "indicator_name_ja"].iloc[0].startswith("孤独感が")
 
     wb = openpyxl.load_workbook(out / "downloads" / "indicators-2024.xlsx", read_only=True)
-    assert wb.sheetnames == ["指標 (indicators)", "注記 (notes)"]
+    assert wb.sheetnames == ["指標 (indicators)", "注記 (notes)", "列の説明 (data dictionary)"]
     rows = list(wb["指標 (indicators)"].iter_rows(values_only=True))
-    header = rows[0]
-    assert "値 (value)" in header and "全国値 (national_value)" in header and "地域名 (area_name)" in header
-    assert len(rows) == n + 1
-    rec = dict(zip(header, rows[1 + df.index[(df.area_code == "13") & (df.indicator_id == "lonely_often_always")
+    ja, header = rows[0], rows[1]
+    assert "値" in ja and "全国値" in ja and "地域名" in ja
+    assert list(header) == list(df.columns)
+    assert len(rows) == n + 2
+    rec = dict(zip(header, rows[2 + df.index[(df.area_code == "13") & (df.indicator_id == "lonely_often_always")
                                               & (df.breakdown == "total")][0]]))
-    assert rec["地域名 (area_name)"] == "東京都" and rec["全国値 (national_value)"] is not None
+    assert rec["area_name"] == "東京都" and rec["national_value"] is not None
     notes = {r[0]: r[1] for r in wb["注記 (notes)"].iter_rows(values_only=True)}
+    assert list(notes)[1] == "【注意】合成データ / SYNTHETIC DATA"   # the first row under the header
     assert "合成" in notes["【注意】合成データ / SYNTHETIC DATA"]
     sources = [v for k, v in notes.items() if k and k.startswith("出典ファイル")]
     assert any(v.startswith("'=HYPERLINK") for v in sources)
@@ -694,7 +698,8 @@ def test_notebook_run_writes_table_audit_record_and_downloads(two_rounds, tmp_pa
     assert "Newcombe" in cmp and "Fisher" in notes["前回からの変化 / Change since the previous round"]
     assert "当該県を除く全国" in cmp
     # Every round: one tidy file with a year column, and one file per round.
-    every = pd.read_csv(out / "downloads" / "indicators.csv", dtype={"area_code": str}, encoding="utf-8-sig")
+    every = pd.read_csv(out / "downloads" / "indicators.csv", dtype={"area_code": str}, encoding="utf-8-sig",
+                        header=1)
     assert sorted(every.year.unique()) == [2023, 2024] and len(every[every.year == 2024]) == n
     assert {"source", "previous_year", "source_changed", "comparison_method", "change_method",
             "design_effect"} <= set(every.columns)
@@ -876,7 +881,7 @@ def test_area_download_and_formula_neutralisation(two_rounds, computed, tmp_path
     csv, xlsx = write_indicator_downloads(con, 2024, tmp_path / "dl", area_code="13")
     con.close()
     assert csv.name == "indicators-2024-13.csv" and xlsx.exists()
-    got = pd.read_csv(csv, encoding="utf-8-sig", dtype={"area_code": str})
+    got = pd.read_csv(csv, encoding="utf-8-sig", dtype={"area_code": str}, header=1)
     assert set(got.area_code) == {"13"} and len(got) == (ind.area_code == "13").sum()
     assert got.breakdown.iloc[0] == "total" and got.breakdown_ja.iloc[0] == "全体"
 

@@ -294,17 +294,21 @@ def test_all_area_downloads_neutralise_formulas_keep_numbers(rendered, tmp_path)
     try:
         for area in (None, "31"):
             csv_path, xlsx_path = write_indicator_downloads(con, YEAR, tmp_path / str(area), area_code=area)
-            rows = list(csv.DictReader(csv_path.open(encoding="utf-8-sig", newline="")))
+            with csv_path.open(encoding="utf-8-sig", newline="") as f:
+                next(f)   # line 1: the Japanese headers; line 2: the column codes
+                rows = list(csv.DictReader(f))
             notes = {r["note"] for r in rows if r["area_code"] == "31" and r["indicator_id"] == "no_reliable_person"}
             for f in FORMULAS:
                 assert "'" + f in notes, (area, f)
                 assert f not in notes
             neg = [r for r in rows if r["area_code"] == "31" and r["indicator_id"] == "supporters_per_10k"]
-            assert neg and neg[0]["value"] == "-1.5" and neg[0]["national_value"] == "-2.25"
+            # a rate per 10,000 as the reports show it (0.1; -2.25 rounds half to even)
+            assert neg and neg[0]["value"] == "-1.5" and neg[0]["national_value"] == "-2.2"
             ws = load_workbook(xlsx_path).worksheets[0]
-            header = [c.value for c in ws[1]]
-            vi, ni = header.index("値 (value)"), header.index("注記 (note)")
-            cells = list(ws.iter_rows(min_row=2))
+            header = [c.value for c in ws[2]]
+            vi, ni = header.index("value"), header.index("note")
+            assert ws.cell(1, vi + 1).value == "値" and ws.cell(1, ni + 1).value == "注記"
+            cells = list(ws.iter_rows(min_row=3))
             texts = {r[ni].value for r in cells}
             assert all(_xl("'" + f) in texts for f in FORMULAS)
             assert all(c.data_type != "f" for r in cells for c in r)  # no formula cell anywhere
@@ -322,9 +326,9 @@ def test_prefecture_xlsx_neutralises_formulas_keep_numbers(rendered):
 
     build_site(YEAR, rendered["wh"], out)
     ws = load_workbook(out / "downloads" / f"{SLUG}-{YEAR}.xlsx").worksheets[0]
-    header = [c.value for c in ws[1]]
-    vi, ni = header.index("値 (value)"), header.index("注記 (note)")
-    cells = list(ws.iter_rows(min_row=2))
+    header = [c.value for c in ws[2]]
+    vi, ni = header.index("value"), header.index("note")
+    cells = list(ws.iter_rows(min_row=3))
     texts = {r[ni].value for r in cells}
     assert all(_xl("'" + f) in texts for f in FORMULAS) and not any(_xl(f) in texts for f in FORMULAS)
     assert all(c.data_type != "f" for r in cells for c in r)

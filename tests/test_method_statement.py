@@ -239,7 +239,7 @@ def test_the_check_fails_when_the_statement_is_altered(site):
 
 
 def test_downloads_carry_the_reference_of_every_label(site):
-    df = pd.read_csv(site.out_dir / "downloads" / "indicators.csv", encoding="utf-8-sig")
+    df = pd.read_csv(site.out_dir / "downloads" / "indicators.csv", encoding="utf-8-sig", header=1)
     cols = {c.split("(")[-1].rstrip(")").strip() if "(" in c else c: c for c in df.columns}
     need = ["reference_value", "reference_n_effective", "difference_lower_ci95", "difference_upper_ci95"]
     missing = [c for c in need if c not in cols]

@@ -547,7 +547,7 @@ class TestNoStaleCache:
         assert first.returncode == 0, first.stderr[-3000:]
         site = proj / "site"
         csv = site / "downloads" / "indicators-2024.csv"
-        before = pd.read_csv(csv, encoding="utf-8-sig", dtype=str)
+        before = pd.read_csv(csv, encoding="utf-8-sig", dtype=str, header=1)
         html_before = (site / "prefectures" / "31-tottori.html").read_bytes()
         footnote = "「x」：集計対象が{}人未満のため"   # report_data.FOOTNOTE_SUPPRESSED, from config.MIN_BASE
         assert footnote.format(30) in html_before.decode("utf-8")
@@ -556,7 +556,7 @@ class TestNoStaleCache:
         cfg.write_text(cfg.read_text(encoding="utf-8").replace("MIN_BASE = 30", "MIN_BASE = 50"), encoding="utf-8")
         second = subprocess.run(cmd, cwd=proj, env=env, capture_output=True, text=True, timeout=1200)
         assert second.returncode == 0, second.stderr[-3000:]
-        after = pd.read_csv(csv, encoding="utf-8-sig", dtype=str)
+        after = pd.read_csv(csv, encoding="utf-8-sig", dtype=str, header=1)
         html_after = (site / "prefectures" / "31-tottori.html").read_text(encoding="utf-8")
         assert footnote.format(50) in html_after and footnote.format(30) not in html_after
         n = pd.to_numeric(after.n_unweighted, errors="coerce")

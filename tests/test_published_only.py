@@ -77,7 +77,8 @@ class TestOnlyTheSiteIsPublished:
         site, work = cfg.out_dir, tmp_path / ".site.tsunagari-work"
         assert_only_what_a_visitor_needs(site)
         assert {"index.html", "prefectures/31-tottori.html", "prefectures/31-tottori.pdf", "quality/results.json",
-                "downloads/indicators-2024.csv", publish.MARKER} <= set(_files(site))
+                "downloads/indicators-2024.csv", "downloads/data-dictionary.csv", "downloads/index.html",
+                publish.MARKER} <= set(_files(site))
         # The working files: beside the site, in a folder the build marks as its own.
         assert set(_files(work)) >= {publish.MARKER, "build.log", "build-summary.txt", "state.json", "checked.json",
                                      "xlsx-inputs.json", "executed/31-tottori.ipynb", "runs/indicators-2024.ipynb"}

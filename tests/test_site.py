@@ -230,13 +230,16 @@ def test_methodology_lists_every_catalogue_indicator_and_conventions(site: Path)
 def test_per_prefecture_xlsx_keeps_japanese_and_neutralises_formulas(site: Path):
     path = site / "downloads" / f"{pref_slug(13)}-{YEAR}.xlsx"
     wb = load_workbook(path)
-    assert wb.sheetnames == ["東京都", "全国", "注記"]
+    assert wb.sheetnames == ["東京都", "全国", "注記", "列の説明 (data dictionary)"]
     ws = wb["東京都"]
-    # the all-area download's layout: readable Japanese headers carrying the contract names
-    header = [re.search(r"\((\w+)\)$", c.value).group(1) for c in ws[1]]
-    assert header[:5] == ["year", "area_code", "area_name", "indicator_id", "indicator_name_ja"]
-    assert ws["C1"].value == "地域名 (area_name)"
-    rows = [dict(zip(header, (c.value for c in r))) for r in ws.iter_rows(min_row=2)]
+    # the all-area download's layout: Japanese headers, then the column codes; the synthetic flag first
+    header = [c.value for c in ws[2]]
+    assert header[:7] == ["synthetic", "year", "area_code", "area_name", "indicator_name_ja", "indicator_id",
+                          "indicator_name_en"]
+    assert ws["A1"].value == "合成データ" and ws["D1"].value == "地域名"
+    assert ws.freeze_panes == "A3" and ws.auto_filter.ref == f"A2:{ws.cell(2, ws.max_column).column_letter}{ws.max_row}"
+    rows = [dict(zip(header, (c.value for c in r))) for r in ws.iter_rows(min_row=3)]
+    assert rows and all(r["synthetic"] is True for r in rows)
     assert rows and {r["area_name"] for r in rows} == {"東京都"}
     assert {r["area_code"] for r in rows} == {"13"}
     assert any(r["indicator_name_ja"] and "孤独" in r["indicator_name_ja"] for r in rows)
@@ -248,14 +251,14 @@ def test_per_prefecture_xlsx_keeps_japanese_and_neutralises_formulas(site: Path)
             for cell in row:
                 assert cell.data_type != "f", (sheet.title, cell.coordinate, cell.value)
     tottori = load_workbook(site / "downloads" / f"{pref_slug(31)}-{YEAR}.xlsx")["鳥取県"]
-    theader = [re.search(r"\((\w+)\)$", c.value).group(1) for c in tottori[1]]
-    trows = [dict(zip(theader, (c.value for c in r))) for r in tottori.iter_rows(min_row=2)]
+    theader = [c.value for c in tottori[2]]
+    trows = [dict(zip(theader, (c.value for c in r))) for r in tottori.iter_rows(min_row=3)]
     suppressed = [r for r in trows if r["suppressed"]]
     assert suppressed and all(r["value"] is None for r in suppressed)  # never published
     assert any(r["value"] is not None for r in trows)
-    nat = [c.value for c in wb["全国"]["B"]][1:]
+    nat = [c.value for c in wb["全国"]["C"]][2:]
     assert nat and set(nat) == {"00"}
-    assert any("合成" in str(c.value) for c in wb["注記"]["B"])
+    assert "合成" in wb["注記"]["A2"].value and "合成" in wb["注記"]["B2"].value   # stated first
     assert len(list((site / "downloads").glob(f"*-{YEAR}.xlsx"))) == 47 + 1  # + all-area file
 
 
