@@ -5,8 +5,12 @@
 Runs the code cells of reports/report.ipynb in this process (no kernel, no rendering), area after
 area, with the chart functions of pipelines.charts wrapped by timers, so the charts get exactly the
 data frames the report gives them. A chart's time is its chart function (building the ggplot) plus
-drawing it once into PNG bytes (what `charts.show` does); a cell that extends the chart with `+`
-is timed under the chart function called last. The first area is a warm-up (imports, font loading) and is reported
+`charts.show` (its three renditions: the wide PNG, the SVG for the PDF and the phone layout's PNG of
+256 colours, and the chart cache's key); a cell that extends the chart with `+` is timed under the
+chart function called last. The renditions are also timed apart (CPU ms per chart): "wide draw"
+(plotnine's figure), "png" and "svg" (each encoding, matplotlib's drawing included), "phone" (the
+phone layout, its figure and PNG). The chart cache is a new empty folder (a cold build: every chart
+drawn, every key computed); --no-cache turns it off. The first area is a warm-up (imports, font loading) and is reported
 separately; the rest give the median per chart type and the mean per area, and the resident memory
 along the way (it must not keep growing: figures are collected, nothing is kept per chart).
 
@@ -79,14 +83,57 @@ class Timer:
             return chart
         return timed
 
-    def _show(self, chart, alt, width=charts.WIDTH, height=3.6):
+    def _show(self, chart, alt, width=charts.WIDTH, height=3.6, **kwargs):
+        import IPython.display
+
         label, secs = self.pending
         self.pending = ("?", 0.0)
+        shown = []
+        display, IPython.display.display = IPython.display.display, lambda *a, **k: shown.append(a)
+        self.parts = defaultdict(float)
         t = time.perf_counter()
-        data = charts.png_bytes(chart, width, height)
+        try:
+            self.originals["show"](chart, alt, width, height, **kwargs)
+        finally:
+            IPython.display.display = display
         secs += time.perf_counter() - t
-        assert data[:8] == b"\x89PNG\r\n\x1a\n"
+        assert any("image/png" in a[0] for a in shown if a and isinstance(a[0], dict)) or not charts.has_data(chart)
         self.records.append((label, secs))
+        self.rendition_parts.append(dict(self.parts))
+
+    def _timed_part(self, fn, part):
+        def timed(*args, **kwargs):
+            nested = self.in_part
+            self.in_part = True
+            t = time.process_time()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                self.in_part = nested
+                if not nested:
+                    self.parts[part(args, kwargs)] += time.process_time() - t
+        return timed
+
+    def install_parts(self) -> None:
+        """Time the renditions apart (CPU): wide draw, png, svg, phone (layout, draw and png8)."""
+        self.in_part = False
+        self.rendition_parts = []
+        self.parts = defaultdict(float)
+        self.part_originals = {n: getattr(charts, n) for n in ("_draw", "_png_encode", "_svg_encode", "phone_layout")
+                               if hasattr(charts, n)}
+        phone = lambda a, k: "phone"   # noqa: E731
+        wide_or_phone = lambda a, k: "phone" if a[0].theme.getp("figure_size")[0] == charts.PHONE_WIDTH \
+            else "wide draw"   # noqa: E731
+        if "_draw" in self.part_originals:   # (older code drew inside charts.renditions)
+            charts._draw = self._timed_part(self.part_originals["_draw"], wide_or_phone)
+        charts._png_encode = self._timed_part(self.part_originals["_png_encode"],
+                                              lambda a, k: "phone" if k.get("palette") else "png")
+        charts._svg_encode = self._timed_part(self.part_originals["_svg_encode"], lambda a, k: "svg")
+        charts.phone_layout = self._timed_part(self.part_originals["phone_layout"], phone)
+
+    def uninstall_parts(self) -> None:
+        for name, fn in self.part_originals.items():
+            setattr(charts, name, fn)
 
 
 def rss_mb() -> float:
@@ -117,12 +164,15 @@ def bench(warehouse: Path, year: int, areas: list[int]) -> None:
     cells = code_cells()
     timer = Timer()
     timer.install()
+    timer.install_parts()
     try:
         per_type: dict[str, list[float]] = defaultdict(list)
         per_area: list[tuple[int, int, float]] = []
         checkpoints = {1, len(areas) // 4, len(areas) // 2, 3 * len(areas) // 4, len(areas) - 1}
         rss: list[tuple[int, float]] = []
+        parts: dict[str, list[float]] = defaultdict(list)
         for k, code in enumerate(areas):
+            timer.rendition_parts = []
             recs = run_area(cells, warehouse, year, code, timer)
             total = sum(s for _, s in recs)
             if k == 0:
@@ -135,8 +185,12 @@ def bench(warehouse: Path, year: int, areas: list[int]) -> None:
                 rss.append((k, rss_mb()))
             for name, secs in recs:
                 per_type[name].append(secs)
+            for p in timer.rendition_parts:
+                for part in ("wide draw", "png", "svg", "phone"):
+                    parts[part].append(p.get(part, 0.0))
     finally:
         timer.uninstall()
+        timer.uninstall_parts()
     if not per_area:
         return
     print(f"\nwarehouse {warehouse}, year {year}, {len(per_area)} areas after the warm-up")
@@ -146,6 +200,9 @@ def bench(warehouse: Path, year: int, areas: list[int]) -> None:
         print(f"{name:<22}{len(v):>7}{statistics.median(v) * 1000:>11.1f}{max(v) * 1000:>9.1f}")
     allc = [s for v in per_type.values() for s in v]
     print(f"{'every chart':<22}{len(allc):>7}{statistics.median(allc) * 1000:>11.1f}{max(allc) * 1000:>9.1f}")
+    print("renditions, CPU ms per chart (median / mean): "
+          + "; ".join(f"{part} {statistics.median(v) * 1000:.0f} / {statistics.mean(v) * 1000:.0f}"
+                      for part, v in parts.items()))
     tot = [t for _, _, t in per_area]
     n = statistics.median([c for _, c, _ in per_area])
     print(f"per area ({n:.0f} charts): mean {statistics.mean(tot) * 1000:.0f} ms, max {max(tot) * 1000:.0f} ms, "
@@ -162,7 +219,12 @@ def main() -> None:
     ap.add_argument("--keep", type=Path, help="folder for the sample warehouse (default: a temp folder)")
     ap.add_argument("--trend", action="store_true",
                     help="also time the 8 charts (with the trend chart) on the test fixture warehouse (3 rounds)")
+    ap.add_argument("--no-cache", action="store_true", help="no chart cache (default: a new empty cache folder)")
     args = ap.parse_args()
+    if args.no_cache:
+        os.environ["TSUNAGARI_CHART_CACHE"] = "0"
+    else:
+        os.environ["TSUNAGARI_CACHE_DIR"] = tempfile.mkdtemp(prefix="tsunagari-bench-charts-cache-")
     areas = args.areas or [0] + sorted(int(c) for c in prefectures()["pref_code"])
     if len(areas) == 1:
         areas = areas * 2  # one warm-up run, one timed run

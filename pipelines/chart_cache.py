@@ -306,9 +306,10 @@ def _environment_digest() -> str:
     return h.hexdigest()
 
 
-def key(chart, width: float, height: float, dpi: int, fmt: str = "png") -> str:
-    """The cache key of `chart` drawn at width x height inches and `dpi` as `fmt` (png, svg).
-    Raises Uncacheable."""
+def digest(chart, width: float, height: float, dpi: int) -> str:
+    """The walk of `chart` drawn at width x height inches and `dpi`, in every format: ``derive``
+    gives each rendition's key from it (one walk for the wide PNG, the SVG and the phone layout of
+    the same chart). Raises Uncacheable."""
     import matplotlib as mpl
     from plotnine import options
 
@@ -316,7 +317,7 @@ def key(chart, width: float, height: float, dpi: int, fmt: str = "png") -> str:
         raise Uncacheable("a mapping reads a variable outside the data")
     w = _Walker()
     w.tag(_environment_digest())
-    w.tag(f"size:{float(width)!r}x{float(height)!r}@{int(dpi)}:{fmt}")
+    w.tag(f"size:{float(width)!r}x{float(height)!r}@{int(dpi)}")
     w.walk({k: v for k, v in sorted(vars(options).items())
             if not k.startswith("_") and not callable(v) and not isinstance(v, types.ModuleType)})
     params = sorted((k, repr(v)) for k, v in mpl.rcParams.items() if not k.startswith(_GUI_PARAMS))
@@ -325,6 +326,22 @@ def key(chart, width: float, height: float, dpi: int, fmt: str = "png") -> str:
     w.tag(repr(params))
     w.walk(chart)
     return w.h.hexdigest()
+
+
+def derive(base: str, *parts) -> str:
+    """The key of a rendition of the chart whose ``digest`` is `base`: its format, and for a
+    rendition made from the chart by a function of charts.py (the phone layout: its source is in
+    the digest) that function's name and arguments."""
+    h = hashlib.sha256(f"{FORMAT}|derived|{base}".encode())
+    for part in parts:
+        h.update(f"|{part!r}".encode("utf-8", "surrogatepass"))
+    return h.hexdigest()
+
+
+def key(chart, width: float, height: float, dpi: int, fmt: str = "png") -> str:
+    """The cache key of `chart` drawn at width x height inches and `dpi` as `fmt` (png, png8, svg).
+    Raises Uncacheable."""
+    return derive(digest(chart, width, height, dpi), fmt)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -24,6 +24,7 @@ from __future__ import annotations
 import base64
 import io
 import re
+from contextlib import contextmanager
 from functools import lru_cache
 
 import numpy as np
@@ -206,15 +207,62 @@ def _sized(chart, width, height):
     return chart + (theme(figure_size=(width, height)) if width and height else None)
 
 
-def _cache_key(chart, width, height, dpi, fmt: str, cache: bool) -> str | None:
+def _cache_digest(chart, width, height, dpi, cache: bool) -> str | None:
+    """The chart cache's digest of a sized ggplot (``chart_cache.digest``: one walk of the chart for
+    all its renditions), or None (cache off, or a chart the key cannot describe)."""
     from . import chart_cache
 
     if not (cache and chart_cache.enabled()):
         return None
     try:
-        return chart_cache.key(chart, width or 0.0, height or 0.0, dpi, fmt)
+        return chart_cache.digest(chart, width or 0.0, height or 0.0, dpi)
     except chart_cache.Uncacheable:
         return None
+
+
+INFER_STRING = "future.infer_string"
+
+
+@lru_cache(maxsize=1)
+def object_strings_option() -> bool:
+    """Whether pandas still has the option that makes it infer text as object (pandas 3; not 4)."""
+    import warnings
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            pd.get_option(INFER_STRING)
+        return True
+    except pd.errors.OptionError:
+        return False
+
+
+@contextmanager
+def _plotnine_frames():
+    """plotnine's drawing with pandas inferring text columns (and column labels) as object rather
+    than pandas 3's pyarrow-backed ``str``: the many small frames plotnine builds, indexes and extends
+    per layer and scale cost ~8% less of a chart's drawing (bench/bench_charts.py), and the pictures
+    are the same (tests/test_chart_pixels.py). Public pandas API, but deprecated (the option goes in
+    pandas 4): without it, drawing runs as it is (tests/test_charts.py notices when it is gone)."""
+    import warnings
+
+    if not object_strings_option():
+        yield
+        return
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=f".*{INFER_STRING}", category=Warning)
+        with pd.option_context(INFER_STRING, False):
+            yield
+
+
+def _draw(chart):
+    """The figure of a sized ggplot (plotnine's ``draw``, in ``_plotnine_frames``)."""
+    with _plotnine_frames():
+        return chart.draw()
+
+
+def _encode(fig, dpi: int, fmt: str) -> bytes:
+    return _svg_encode(fig) if fmt == "svg" else _png_encode(fig, dpi, palette=fmt == "png8")
 
 
 def renditions(chart, width: float | None = None, height: float | None = None, dpi: int = DPI,
@@ -223,30 +271,37 @@ def renditions(chart, width: float | None = None, height: float | None = None, d
     "png8": PNG of 256 colours, "svg"). A ggplot whose key (its data, specification, size and environment:
     pipelines/chart_cache.py) was drawn before is read from the chart cache instead, per format
     (``cache=False`` or ``TSUNAGARI_CHART_CACHE=0``: always drawn)."""
+    return _renditions(chart, width, height, dpi, formats, cache)[0]
+
+
+def _renditions(chart, width, height, dpi, formats, cache) -> tuple[dict[str, bytes], str | None]:
+    """``renditions``, and the chart cache digest of the sized chart (None: not cached)."""
     from . import chart_cache
 
     out: dict[str, bytes] = {}
     keys: dict[str, str | None] = {}
+    base = None
     if isinstance(chart, ggplot_class()):
         chart = _sized(chart, width, height)
+        base = _cache_digest(chart, width, height, dpi, cache)
         for fmt in formats:
-            keys[fmt] = _cache_key(chart, width, height, dpi, fmt, cache)
+            keys[fmt] = chart_cache.derive(base, fmt) if base else None
             cached = chart_cache.get(keys[fmt], fmt) if keys[fmt] else None
             if cached is not None:
                 out[fmt] = cached
         if len(out) == len(formats):
-            return out
-        fig = chart.draw()
+            return out, base
+        fig = _draw(chart)
     else:
         fig = chart
         if width and height:
             fig.set_size_inches(width, height, forward=False)
     for fmt in formats:
         if fmt not in out:
-            out[fmt] = _svg_encode(fig) if fmt == "svg" else _png_encode(fig, dpi, palette=fmt == "png8")
+            out[fmt] = _encode(fig, dpi, fmt)
             if keys.get(fmt):
                 chart_cache.put(keys[fmt], out[fmt], fmt)
-    return out
+    return out, base
 
 
 def png_bytes(chart, width: float | None = None, height: float | None = None, dpi: int = DPI,
@@ -377,6 +432,30 @@ def phone_layout(chart, height: float):
     return chart, max(0.0 if turned else height, 1.6 + 0.2 * extra_lines + len(rows) * row_h)
 
 
+def _phone_rendition(chart, height: float, phone, base: str | None) -> bytes | None:
+    """The phone rendition (PNG of 256 colours) of a ggplot shown `height` inches high: `phone` (a
+    (ggplot, height) of the cell's own; False: none) or ``phone_layout(chart, height)``. The generic
+    layout's cache key comes from the wide chart's digest `base` (phone_layout is a function of the
+    chart and its height, and its source is in the digest): the chart is walked once for all its
+    renditions, and a cached phone rendition needs no phone layout."""
+    from . import chart_cache
+
+    if phone is not None:
+        if not phone:
+            return None
+        small, small_height = phone
+        return renditions(small, PHONE_WIDTH, small_height, PHONE_DPI, ("png8",))["png8"]
+    key = chart_cache.derive(base, "phone_layout", PHONE_WIDTH, PHONE_DPI, "png8") if base else None
+    cached = chart_cache.get(key, "png8") if key else None
+    if cached is not None:
+        return cached
+    small, small_height = phone_layout(chart, height)
+    data = renditions(small, PHONE_WIDTH, small_height, PHONE_DPI, ("png8",), cache=False)["png8"]
+    if key:
+        chart_cache.put(key, data, "png8")
+    return data
+
+
 NO_DATA = "（図なし：表示できる値がありません。データがないか、集計対象が少ないため全て非表示です）"
 
 
@@ -405,15 +484,12 @@ def show(chart, alt: str, width: float = WIDTH, height: float = 3.6, name: str |
         return
     if name is not None and not DATA_NAME.fullmatch(name):
         raise ValueError(f"chart data name {name!r}: letters, digits, - and _ only")
-    drawn = renditions(chart, width, height, DPI, ("png", "svg"))
+    drawn, base = _renditions(chart, width, height, DPI, ("png", "svg"), True)
     bundle = {"image/png": base64.b64encode(drawn["png"]).decode("ascii"), "text/plain": alt}
     meta = {"data-print": drawn["svg"].decode("utf-8")}
     if isinstance(chart, ggplot_class()):
-        if phone is None:
-            phone = phone_layout(chart, height)
-        if phone:
-            small, small_height = phone
-            drawn_small = renditions(small, PHONE_WIDTH, small_height, PHONE_DPI, ("png8",))["png8"]
+        drawn_small = _phone_rendition(chart, height, phone, base)
+        if drawn_small is not None:
             meta["data-phone"] = base64.b64encode(drawn_small).decode("ascii")
         if name is not None:
             bundle["text/csv"] = table_csv(chart_table(chart))

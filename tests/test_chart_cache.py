@@ -167,6 +167,37 @@ class TestPngBytesWithTheCache:
         img = Image.open(io.BytesIO(charts.png_bytes(chart_of(), 7.2, 3.6)))
         assert img.size == (864, 432)
 
+    def test_show_walks_the_chart_once_and_a_cached_phone_rendition_needs_no_phone_layout(self, own_cache,
+                                                                                        monkeypatch):
+        import IPython.display
+
+        shown = []
+        monkeypatch.setattr(IPython.display, "display", lambda *a, **k: shown.append((a, k)))
+        walks = []
+        digest = chart_cache.digest
+        monkeypatch.setattr(chart_cache, "digest", lambda *a: walks.append(a) or digest(*a))
+        charts.show(chart_of(), "図", height=3.6)
+        assert len(walks) == 1                       # one walk for the wide PNG, the SVG and the phone PNG
+        assert len(entries(own_cache)) == 2 and len(list(own_cache.glob("*/*.svg"))) == 1
+        first = shown[-1][1]["metadata"]["image/png"]["data-phone"]
+
+        def no_drawing(self, *a, **k):
+            raise AssertionError("drawn although cached")
+
+        monkeypatch.setattr(ggplot, "draw", no_drawing)
+        monkeypatch.setattr(charts, "phone_layout", lambda *a: pytest.fail("phone layout although cached"))
+        charts.show(chart_of(), "図", height=3.6)
+        assert shown[-1][1]["metadata"]["image/png"]["data-phone"] == first
+        # another height is another phone layout: not the cached one
+        with pytest.raises(AssertionError, match="drawn although cached"):
+            charts.show(chart_of(), "図", height=3.0)
+
+    def test_rendition_keys_differ_by_format_and_by_phone_layout(self):
+        base = chart_cache.digest(chart_of() + theme(figure_size=(7.2, 3.6)), 7.2, 3.6, 120)
+        keys = {chart_cache.derive(base, f) for f in chart_cache.FORMATS}
+        keys.add(chart_cache.derive(base, "phone_layout", charts.PHONE_WIDTH, charts.PHONE_DPI, "png8"))
+        assert len(keys) == 4 and all(re.fullmatch("[0-9a-f]{64}", k) for k in keys)
+
     def test_uncacheable_chart_is_drawn(self, own_cache):
         scale = 2.0  # noqa: F841
         c = ggplot(frame(), aes(x="group", y="value * scale")) + geom_point()
