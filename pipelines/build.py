@@ -32,9 +32,9 @@ import duckdb
 from . import config, fingerprint, interrupt, logs, publish, validator
 from . import warehouse as warehouse_db
 from .config import BuildConfig
-from .errors import TsunagariError, UsageError, printable
-from .logs import display_path
+from .errors import UsageError, printable
 from .ingest import has_new_inputs, start_validation_warm_up
+from .logs import display_path
 from .publish import BuildState, digest
 from .reference import pref_slug, prefectures
 
@@ -84,8 +84,8 @@ class Progress:
         self._p = None
         if not quiet:
             from rich.console import Console
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress as RichProgress, \
-                TextColumn, TimeElapsedColumn
+            from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
+            from rich.progress import Progress as RichProgress
 
             self._p = RichProgress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                                    TimeElapsedColumn(), console=Console(stderr=True), transient=False)

@@ -652,8 +652,20 @@ def estimate_chart(frame: pd.DataFrame, title: str, x: str = "group", flip: bool
     A row without an interval (England's published figures: lower_ci95/upper_ci95 NaN) is drawn
     as a point alone. The legend lists the places that have a point.
     flip: categories on the vertical axis (long indicator names), first category on top."""
-    from plotnine import (aes, coord_flip, expand_limits, geom_linerange, geom_point, geom_pointrange, ggplot,
-                          labs, position_dodge, scale_colour_manual, scale_shape_manual, scale_x_discrete)
+    from plotnine import (
+        aes,
+        coord_flip,
+        expand_limits,
+        geom_linerange,
+        geom_point,
+        geom_pointrange,
+        ggplot,
+        labs,
+        position_dodge,
+        scale_colour_manual,
+        scale_shape_manual,
+        scale_x_discrete,
+    )
 
     places = _categories(frame["place"])
     marked = marked_places(frame)
@@ -719,8 +731,19 @@ def trend_chart(frame: pd.DataFrame, title: str, ncol: int = 3):
     intervals, at least MIN_SPAN), each centred on its own data: a change of one point has the same
     slope in every panel, and a panel of small values is not stretched to fill its height (issue
     #23). The caption states the width (``trend_span``)."""
-    from plotnine import (aes, facet_wrap, geom_blank, geom_line, geom_pointrange, geom_text, geom_vline, ggplot,
-                          labs, scale_colour_manual, scale_x_continuous)
+    from plotnine import (
+        aes,
+        facet_wrap,
+        geom_blank,
+        geom_line,
+        geom_pointrange,
+        geom_text,
+        geom_vline,
+        ggplot,
+        labs,
+        scale_colour_manual,
+        scale_x_continuous,
+    )
 
     places = _categories(frame["place"])
     years = sorted(frame.year.unique())
@@ -780,8 +803,21 @@ def spine_chart(frame: pd.DataFrame, title: str, x: str = "scaled"):
     indicator with `x` (the position, right = better), `is_area` and `comparison`. Light grey:
     the range of prefectures; dark grey: the middle half; small dots: each prefecture; the area is
     the large marker, coloured and shaped by its comparison (pipelines.conventions)."""
-    from plotnine import (aes, geom_point, geom_segment, geom_text, geom_vline, ggplot, guide_legend, guides, labs,
-                          scale_colour_manual, scale_fill_manual, scale_shape_manual, scale_y_discrete)
+    from plotnine import (
+        aes,
+        geom_point,
+        geom_segment,
+        geom_text,
+        geom_vline,
+        ggplot,
+        guide_legend,
+        guides,
+        labs,
+        scale_colour_manual,
+        scale_fill_manual,
+        scale_shape_manual,
+        scale_y_discrete,
+    )
 
     rows = _categories(frame["indicator"])
     spread = (frame.dropna(subset=[x]).groupby("indicator", observed=True)[x]
@@ -852,8 +888,20 @@ def strip_chart(frame: pd.DataFrame, title: str, xlab: str, x: str = "x", ref: f
     each row are named beside their dots, and a prefecture judged different from national
     (`comparison`: better, worse, higher, lower) is drawn in the comparison's colour and shape,
     with a legend: every dot that stands out is identified (the chart's data file names all)."""
-    from plotnine import (aes, geom_jitter, geom_point, geom_text, geom_vline, ggplot, labs, scale_fill_manual,
-                          scale_colour_manual, scale_shape_manual, scale_x_continuous, scale_y_discrete)
+    from plotnine import (
+        aes,
+        geom_jitter,
+        geom_point,
+        geom_text,
+        geom_vline,
+        ggplot,
+        labs,
+        scale_colour_manual,
+        scale_fill_manual,
+        scale_shape_manual,
+        scale_x_continuous,
+        scale_y_discrete,
+    )
 
     rows = _categories(frame["indicator"])
     shown = frame.dropna(subset=[x])

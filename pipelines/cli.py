@@ -6,7 +6,6 @@ Exit codes: 0 success; 1 data rejected (the message names file, column, rule, ro
 from __future__ import annotations
 
 import logging
-import sys
 from pathlib import Path
 from typing import Annotated, Optional
 

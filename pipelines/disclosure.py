@@ -57,7 +57,7 @@ import pandas as pd
 
 from . import config, schema
 from . import warehouse as warehouse_db
-from .downloads import COLUMN_LETTERS as _COLUMN_LETTERS   # A, B, ... (256 columns; a wider row takes the slow path)
+from .downloads import COLUMN_LETTERS as _COLUMN_LETTERS  # A, B, ... (256 columns; a wider row takes the slow path)
 
 MICRODATA_COLUMNS = frozenset(
     {"respondent_id", "age", "sex", "household_single", "weight", "source_row", "file_id",

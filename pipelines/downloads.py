@@ -44,15 +44,23 @@ import pandas as pd
 
 from . import config, conventions, schema
 from . import warehouse as warehouse_db
-from .audit import RULE_JA
 from .errors import UsageError, check_pref_code, check_year
 
 FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
 
 # Published precision (the warehouse keeps full precision): conventions, where the tests read it too.
-from .conventions import (CV_DECIMALS, DEFF_DECIMALS, N_DECIMALS, P_DIGITS,  # noqa: E402,F401
-                          RATE_DECIMALS, SHARE_DECIMALS, published_deff, published_n, published_p,
-                          published_share)
+from .conventions import (  # noqa: E402,F401
+    CV_DECIMALS,
+    DEFF_DECIMALS,
+    N_DECIMALS,
+    P_DIGITS,
+    RATE_DECIMALS,
+    SHARE_DECIMALS,
+    published_deff,
+    published_n,
+    published_p,
+    published_share,
+)
 
 SHARE_COLUMNS = ("value", "lower_ci95", "upper_ci95", "national_value", "reference_value", "difference",
                  "difference_lower_ci95", "difference_upper_ci95", "previous_value", "change_difference",
@@ -734,7 +742,6 @@ def method_notes() -> list[tuple[str, str]]:
             "指定 / set: " + "、".join(f"{'全調査' if k == '*' else k} = {v:g}" for k, v in sorted(effects.items()))
             + f"（指定が推定値・既定値に優先。指定のない調査は: {rule}）")
     # The rules in the words of the one method statement (reports, site and notes say the same).
-    from . import method_statement
 
     lines = [(f"{r.title_ja} / {r.title_en}", f"{r.text_ja} / {r.text_en}") for r in method_statement.rules()]
     lines += [

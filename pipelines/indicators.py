@@ -49,8 +49,8 @@ from __future__ import annotations
 import logging
 import os
 import re
-from pathlib import Path
 from dataclasses import dataclass
+from pathlib import Path
 
 import duckdb
 import numpy as np
@@ -58,8 +58,7 @@ import pandas as pd
 
 from . import config, schema, stats
 from . import warehouse as warehouse_db
-from .catalogue import (BREAKDOWNS_COMMON, BREAKDOWNS_UK, Indicator,  # noqa: F401 (downloads imports them here)
-                        load_catalogue)
+from .catalogue import BREAKDOWNS_COMMON, BREAKDOWNS_UK, Indicator, load_catalogue  # noqa: F401 (downloads imports them here)
 from .errors import DataError, UsageError
 from .reference import prefectures
 
@@ -740,9 +739,9 @@ def survey_tables(rd: RoundData, prev: RoundData | None,
              zip(cur["source_kind"], cur["survey_ids"], cur["area_name"], cur["n"])]
     kinds = {"national": "全国調査", "own": "独自調査", "subsample": "全国調査の当該県回答者"}
     extreme = extreme_small_base(cur["n"].to_numpy(), cur["ny"].to_numpy())
-    for i, (st, sec, sup, n, kind, pk, changed, n_eff, ext) in enumerate(zip(
+    for i, (st, sec, sup, n, kind, pk, changed, ext) in enumerate(zip(
             cur["status"], cur["secondary"], cur["suppressed"], cur["n"], cur["source_kind"], cur["prev_kind"],
-            cur["source_changed"], cur["n_eff"], extreme)):
+            cur["source_changed"], extreme)):
         # A suppressed row publishes no base: not in n_unweighted / n_effective, not in the note.
         if st == "suppressed":
             notes[i] = _N_IN_NOTE.sub(f"({config.MIN_BASE}人未満)", notes[i], count=1) + f"; n<{config.MIN_BASE} 非表示"

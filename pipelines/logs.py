@@ -17,6 +17,7 @@ import os
 import sys
 from pathlib import Path
 
+
 def escape_control(text: str) -> str:
     """`text` on one line: control characters as backslash escapes (errors.printable)."""
     from .errors import printable

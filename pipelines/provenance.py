@@ -15,7 +15,6 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-
 from . import warehouse as warehouse_db
 from .errors import DataError, UsageError
 

@@ -661,7 +661,7 @@ class BuildState:
             self.data[key] = digest
             # A file another artefact wrote and this one rewrote (the site header added to the
             # quality page): its bytes now are the build's, for both.
-            for other, theirs in self.files.items():
+            for theirs in self.files.values():
                 for rel in theirs.keys() & files.keys():
                     theirs[rel] = files[rel]
             if files:

@@ -22,10 +22,24 @@ from . import config
 from .errors import UsageError, check_pref_code, check_year
 from .reference import area_code as _area_code
 from .reference import pref_name, pref_slug, prefectures
+
 # Re-exported for the build, the disclosure check and the tests (the notebook imports report_data).
-from .report_data import (CONTEXT_SQL, MdText, breakdown_table, catalogue,  # noqa: F401
-                          context_rows, fmt_comparison, fmt_value, headline_table, indicator_name, is_synthetic,
-                          load_report_data, md_escape, md_table, row_index)
+from .report_data import (  # noqa: F401
+    CONTEXT_SQL,
+    MdText,
+    breakdown_table,
+    catalogue,
+    context_rows,
+    fmt_comparison,
+    fmt_value,
+    headline_table,
+    indicator_name,
+    is_synthetic,
+    load_report_data,
+    md_escape,
+    md_table,
+    row_index,
+)
 
 log = logging.getLogger("tsunagari.reports")
 
@@ -108,7 +122,6 @@ def render_area(renderer: str, executed: Path, html: Path, pdf: Path, meta: dict
     temporary name and renamed, so a published name never holds a half-written file. Returns the
     paths written: HTML, PDF, then the data files."""
     from .render import get_renderer
-
     from .render.common import chart_data_dir, write_chart_data
 
     rend = get_renderer(renderer)

@@ -17,7 +17,6 @@ import hashlib
 import json
 import logging
 import math
-import os
 import re
 import shutil
 from dataclasses import dataclass
@@ -30,9 +29,9 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from markupsafe import Markup
 
 from . import config, conventions, method_statement, schema
-from .config import build_time
 from . import warehouse as warehouse_db
 from .catalogue import Indicator, catalogue_path, load_catalogue
+from .config import build_time
 from .errors import DataError, check_pref_code, check_year
 from .reference import area_code, pref_slug, prefectures
 
@@ -392,7 +391,7 @@ def build_site(year: int, warehouse: Path, out_dir: Path, synthetic: bool | None
     year = check_year(year, "year")  # names files (downloads/{slug}-{year}.xlsx): digits only
     out_dir = Path(out_dir)
     data = _prepare(year, warehouse, synthetic)
-    df, synthetic, catalogue, by_id = data.df, data.synthetic, data.catalogue, data.by_id
+    df, synthetic, catalogue = data.df, data.synthetic, data.catalogue
 
     total = df[df["breakdown"] == "total"]
     lookup = {(r.area_code, r.indicator_id): r for r in (row for _, row in total.iterrows())}

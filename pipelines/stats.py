@@ -583,7 +583,7 @@ def homogeneity_test(p: Any, n: Any) -> dict[str, float]:
     if pooled <= 0.0 or pooled >= 1.0:
         return nan
     stat = float(np.sum(nn * (pp - pooled) ** 2) / (pooled * (1.0 - pooled)))
-    from scipy.stats import chi2   # imported on use: the indicators stage does not need scipy
+    from scipy.stats import chi2  # imported on use: the indicators stage does not need scipy
 
     return {"statistic": stat, "df": float(k - 1), "p_value": float(chi2.sf(stat, k - 1)), "k": k}
 

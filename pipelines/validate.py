@@ -44,8 +44,7 @@ import duckdb
 import numpy as np
 import pandas as pd
 
-from . import config, schema
-from . import validator
+from . import config, schema, validator
 from . import warehouse as warehouse_db
 from .errors import DataError, UsageError, printable
 from .staging import StagedFile

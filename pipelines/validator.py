@@ -148,7 +148,7 @@ def _serve(conn, module: str) -> None:
     try:
         defer_imports()
         try:   # GX's progress bars (off) still take tqdm's lock, by default a multiprocessing
-            from tqdm import tqdm   # semaphore: left registered when this process is stopped,
+            from tqdm import tqdm  # semaphore: left registered when this process is stopped,
 
             tqdm.set_lock(threading.RLock())   # the resource tracker warns about a leak
         except ImportError:

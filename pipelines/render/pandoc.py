@@ -7,9 +7,9 @@ reports/report.lua hides code and picks the best output per cell (pandoc's ipynb
 
 from __future__ import annotations
 
-import os
 import html as _html
 import logging
+import os
 import re
 import subprocess
 import tempfile
