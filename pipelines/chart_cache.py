@@ -13,7 +13,9 @@ coordinates, facets, labels, guides and the complete theme; plus the figure size
 drawing code (the source of ``pipelines/charts.py`` and of this module), the library versions,
 plotnine's global options, matplotlib's rcParams and the installed fonts. Nothing reaches the key
 through ``repr`` of an arbitrary object (which may hold a memory address); an object the walk does
-not know raises ``Uncacheable`` and the chart is simply drawn.
+not know raises ``Uncacheable`` and the chart is simply drawn. The walk (``digest``) is made once
+per chart shown; each rendition's key is derived from it (``derive``: the format, and for the phone
+layout, which charts.py makes from the chart and its height, that function's name and size).
 
 One input is not walked: the plot's evaluation environment (the notebook's variables). A mapping
 such as ``aes(y="value * scale")`` with ``scale`` a notebook variable would then hit a stale entry,
