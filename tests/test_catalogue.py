@@ -148,7 +148,8 @@ class TestNewEntryNeedsNoCode:
         con = duckdb.connect(str(wh), read_only=True)
         csv_path, _ = write_indicator_downloads(con, 2024, root / "downloads")
         con.close()
-        with open(csv_path, encoding="utf-8-sig") as f:
+        with open(csv_path, encoding="utf-8-sig", newline="") as f:
+            next(f)   # line 1: the Japanese headers; line 2: the column codes
             rows = [r for r in csv.DictReader(f) if r["indicator_id"] == "has_reliable_person"]
         assert rows and {r["breakdown"] for r in rows} >= {"total", "sex=1", "age=16-19"}
         national = next(r for r in rows if r["area_code"] == "00" and r["breakdown"] == "total")
