@@ -171,7 +171,8 @@ def test_tiles_are_links_with_symbol_text_and_label_matching_the_embedded_data(s
     data = json.loads(page.scripts["map-data"])
     default = data["default"]
     assert set(data["areas"]) == {f"{c:02d}" for c in range(1, 48)}
-    indicator_options = [o for o in page.find("option") if not o.get("value", "").endswith(".html")]  # not the picker
+    indicator_options = [o for o in page.find("option")   # not the prefecture picker's (pages, or its prompt)
+                         if o.get("value", "") and not o.get("value", "").endswith(".html")]
     assert len(data["indicators"]) >= 2 and len(indicator_options) == len(data["indicators"])
     html = (site / "index.html").read_text(encoding="utf-8")
     seen = set()
