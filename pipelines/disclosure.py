@@ -147,7 +147,7 @@ def make_context(warehouse: Path, site_dir: Path | None = None, year: int | None
     """The ``CheckContext`` of ``warehouse`` (opened read-only, once). The round checked: ``year``,
     else the latest ``downloads/indicators-YYYY.csv`` in ``site_dir``, else the latest round of the
     indicators table (pass ``year`` when the context is made before the downloads exist)."""
-    from .reports import fmt_value
+    from .report_data import fmt_value
 
     con = warehouse_db.connect(warehouse)
     try:

@@ -75,7 +75,7 @@ def built_site(tmp_path_factory) -> Path:
 
 
 def _published(site_dir: Path) -> pd.DataFrame:
-    df = pd.read_csv(site_dir / "downloads" / f"indicators-{YEAR}.csv", dtype={"area_code": str}, encoding="utf-8-sig")
+    df = pd.read_csv(site_dir / "downloads" / f"indicators-{YEAR}.csv", header=1, dtype={"area_code": str}, encoding="utf-8-sig")
     return df[df["breakdown"] == "total"]
 
 

@@ -95,7 +95,7 @@ def test_a_build_with_another_min_base_publishes_consistent_suppression(tmp_path
     assert len(primary) > 0 and not ind.note.str.contains("n<30 ", regex=False).any()
 
     # The published downloads agree: no value on a base under MIN_BASE, none for a suppressed row.
-    csv = pd.read_csv(site / "downloads" / "indicators-2024.csv", encoding="utf-8-sig")
+    csv = pd.read_csv(site / "downloads" / "indicators-2024.csv", header=1, encoding="utf-8-sig")
     n = pd.to_numeric(csv["n_unweighted"], errors="coerce")
     assert not (csv["value"].notna() & (n < min_base)).any()
     assert not (csv["value"].notna() & csv["suppressed"].astype(str).str.lower().eq("true")).any()
