@@ -90,7 +90,7 @@ def _expected(row: pd.Series) -> dict[str, str]:
     if unit == "flag" and not national:
         text = "あり" if v >= 0.5 else "なし"
     elif unit == "per_10k":
-        text = f"{v:.2f}"
+        text = f"{v:.{conventions.RATE_DECIMALS}f}"
     else:
         text = f"{v:.1f}%"
     if lead:
