@@ -251,8 +251,10 @@ end
 local function scroll_region(tbl)
   local name = pandoc.utils.stringify(tbl.caption.long or {})
   if name == "" then name = "表" end
+  -- attributes as a list of pairs: a Lua table's keys come out in no fixed order, and the same
+  -- report must give the same bytes in any worker (tests/test_build.py TestJobs)
   return pandoc.Div({ tbl }, pandoc.Attr("", { "table-wrap" },
-    { role = "region", tabindex = "0", ["aria-label"] = name }))
+    { { "role", "region" }, { "tabindex", "0" }, { "aria-label", name } }))
 end
 
 -- Typst: charts, tables and the charts kept with their tables -----------------------------------
