@@ -33,7 +33,9 @@ from . import config
 IGNORED_ENV = frozenset({config.WAREHOUSE_ENV, config.CACHE_ENV, "TSUNAGARI_KERNEL_TIMEOUT",
                          "TSUNAGARI_QUARTO_TIMEOUT", "TSUNAGARI_MAX_INPUT_BYTES", "TSUNAGARI_MAX_INPUT_ROWS",
                          "TSUNAGARI_MAX_XLSX_BYTES", "TSUNAGARI_MAX_XLSX_RATIO", "TSUNAGARI_MAX_XLSX_STRINGS",
-                         "TSUNAGARI_MAX_XLSX_STRING_CHARS", "TSUNAGARI_CHART_CACHE"})
+                         "TSUNAGARI_MAX_XLSX_STRING_CHARS", "TSUNAGARI_CHART_CACHE",
+                         # a pool worker's own folder (executor.POOL_ENV): differs every build
+                         "TSUNAGARI_POOL"})
 OUTPUT_ENV = ("QUARTO_PATH", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "SOURCE_DATE_EPOCH")
 # Used by the output but not declared as a dependency of the package (optional libraries).
 EXTRA_LIBRARIES = ("plotnine", "statsmodels", "scipy")

@@ -375,3 +375,15 @@ def test_pool_workers_are_found_by_their_environment_not_by_private_executor_sta
     while interrupt.with_environ(f"{POOL_ENV}={pool.folder}") and time.monotonic() < deadline:
         time.sleep(0.1)
     assert interrupt.with_environ(f"{POOL_ENV}={pool.folder}") == []
+
+
+def test_the_pool_variable_does_not_change_the_code_fingerprint(monkeypatch):
+    """A worker inherits POOL_ENV, which names a new folder every build: the fingerprint (and so
+    every round's input key) must not depend on it, or one corrected file rebuilds every round."""
+    from pipelines import fingerprint
+    from pipelines.executor import POOL_ENV
+
+    monkeypatch.delenv(POOL_ENV, raising=False)
+    before = fingerprint.compute()
+    monkeypatch.setenv(POOL_ENV, "/tmp/tsunagari-some-pool")
+    assert fingerprint.compute() == before
