@@ -138,6 +138,10 @@ class TestStageProject:
         assert front["chart-data-dir"] == "13-tokyo-data"   # report.lua links 13-tokyo-data/fig-test.csv
         assert "synthetic-banner" in front["format"]["html"]["include-before-body"][0]["text"]
         assert "東京都・2024年" in front["format"]["html"]["include-before-body"][0]["text"]
+        # Quarto puts it after its <main>: the bottom banner inside the publication footer (a landmark)
+        after = front["format"]["html"]["include-after-body"][0]["text"]
+        assert re.match(r'<footer class="report-publication">\n<div class="synthetic-banner bottom"', after), after
+        assert after.count("<footer") == 1 and after.rstrip().endswith("</footer>")
         # the notebook's own front matter is gone; the other cells stay in order
         assert [c["cell_type"] for c in nb["cells"]] == ["raw", "markdown", "code", "markdown"]
         code = nb["cells"][2]

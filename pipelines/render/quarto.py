@@ -202,12 +202,18 @@ def _typst_string(value: object) -> str:
 def front_matter(slug: str, area: dict[str, Any]) -> dict[str, Any]:
     """A staged notebook's front matter: the page title (no Quarto title block: the notebook's H1 is
     the title), report.typ's variables, and the HTML before and after the body."""
-    from .pandoc import BANNER_TEXT, html_includes, publication_vars, report_nav
+    from .pandoc import BANNER_TEXT, html_includes, publication_html, publication_vars, report_nav
 
     year = int(area.get("year", 0))
     title = str(area.get("title") or f"{area.get('area_name', slug)} {year}年")
     before, after = html_includes(area)
     before = report_nav(area) + before
+    # Quarto puts the HTML after the body after its <main>: the bottom synthetic banner goes inside
+    # the publication footer, a landmark (outside any, axe's `region` rule fails the page)
+    pub = publication_html()
+    if after.endswith(pub) and after != pub:
+        opening = pub.split("\n", 1)[0] + "\n"
+        after = opening + after[: -len(pub)] + pub[len(opening):]
     front: dict[str, Any] = {
         "pagetitle": title,
         "area-name": _typst_string(area.get("area_name", "")),
