@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+import browser_helpers
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -40,3 +41,34 @@ def pytest_collection_modifyitems(config, items):
             for item in items:
                 if item.get_closest_marker("quarto") is not None:   # (keywords hold the module name too)
                     item.add_marker(skip)
+
+
+# --- the browser tests (test_accessibility, test_compare) ------------------------------------------
+
+@pytest.fixture(scope="module")
+def browser():
+    """Headless Chromium (skipped, saying why, without Chromium or playwright)."""
+    if browser_helpers.chromium_path() is None:
+        pytest.skip("Chromium not installed (apt-get install chromium, or set CHROMIUM)")
+    playwright = pytest.importorskip("playwright.sync_api")
+    with playwright.sync_playwright() as p:
+        b = p.chromium.launch(executable_path=browser_helpers.chromium_path(), args=browser_helpers.CHROMIUM_ARGS)
+        try:
+            yield b
+        finally:
+            b.close()
+
+
+@pytest.fixture(scope="module")
+def built_site(tmp_path_factory) -> Path:
+    """A real build on the sample data: national, Tokyo and Tottori reports, every site page."""
+    from pipelines.build import run_build
+    from pipelines.config import BuildConfig
+    from pipelines.sample import write_sample
+
+    root = tmp_path_factory.mktemp("site")
+    write_sample(root / "in", rows=4000)
+    cfg = BuildConfig(input_dir=root / "in", out_dir=root / "site", warehouse=root / "wh.duckdb", jobs=2,
+                      prefs=[0, 13, 31], quiet=True, renderer="pandoc")
+    assert run_build(cfg).ok
+    return cfg.out_dir

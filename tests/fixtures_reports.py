@@ -7,15 +7,17 @@ Values are synthetic (deterministic from a seed), shaped like the national surve
 
 from __future__ import annotations
 
+import json
 import math
 import random
+import shutil
 from pathlib import Path
 
 import duckdb
 import numpy as np
 import pandas as pd
 
-from pipelines import schema
+from pipelines import config, schema
 from pipelines.reference import prefectures
 
 # Plausible levels of the fixture rows by indicator (others: 20% for a share, 10 for a rate,
@@ -242,3 +244,15 @@ def build_sparse_warehouse(path: Path) -> Path:
     finally:
         con.close()
     return path
+
+
+def fork_report(tmp: Path, *source: str) -> Path:
+    """A copy of the report sources whose notebook ends with one more code cell (a fork, as a
+    researcher would make one; TSUNAGARI_REPORTS_DIR points a build at it)."""
+    fork = tmp / "reports-fork"
+    shutil.copytree(config.REPORTS_DIR, fork)
+    nb = json.loads((fork / "report.ipynb").read_text(encoding="utf-8"))
+    nb["cells"].append({"cell_type": "code", "execution_count": None, "metadata": {}, "outputs": [],
+                        "source": list(source)})
+    (fork / "report.ipynb").write_text(json.dumps(nb, ensure_ascii=False), encoding="utf-8")
+    return fork

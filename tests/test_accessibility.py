@@ -22,12 +22,11 @@ saying which one is missing.
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
 from pathlib import Path
 
 import pytest
+from browser_helpers import chromium_path
 
 from pipelines import conventions
 
@@ -35,9 +34,6 @@ pytestmark = pytest.mark.browser
 
 AXE_TAGS = ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa", "wcag22aa"]
 WIDTHS = (390, 1280)  # a phone (iPhone 12-15) and a desktop, CSS px
-# As root in a closed network: no sandbox, no background connections (docs: env machine notes).
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-sync",
-                 "--disable-background-networking", "--disable-component-update"]
 # Every page type of the site; other HTML files must be prefecture reports (see the coverage test).
 PAGES = {
     "index": "index.html",
@@ -57,10 +53,6 @@ AXE_OPTIONS = {
     "resultTypes": ["violations", "incomplete"],
     "checks": {"color-contrast": {"options": {"ignoreLength": True, "ignoreUnicode": False}}},
 }
-
-
-def chromium_path() -> str | None:
-    return os.environ.get("CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
 
 
 AXE_FILE = Path(__file__).parent / "vendor" / "axe-core-4.14.1.min.js"
@@ -84,33 +76,6 @@ def missing_tools() -> str | None:
 
 if (reason := missing_tools()) is not None:
     pytest.skip(reason, allow_module_level=True)
-
-
-@pytest.fixture(scope="module")
-def browser():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_ARGS)
-        try:
-            yield b
-        finally:
-            b.close()
-
-
-@pytest.fixture(scope="module")
-def built_site(tmp_path_factory) -> Path:
-    """A real build on the sample data: national, Tokyo and Tottori reports, every site page."""
-    from pipelines.build import run_build
-    from pipelines.config import BuildConfig
-    from pipelines.sample import write_sample
-
-    root = tmp_path_factory.mktemp("a11y")
-    write_sample(root / "in", rows=4000)
-    cfg = BuildConfig(input_dir=root / "in", out_dir=root / "site", warehouse=root / "wh.duckdb", jobs=2,
-                      prefs=[0, 13, 31], quiet=True, renderer="pandoc")
-    assert run_build(cfg).ok
-    return cfg.out_dir
 
 
 # --- deciding what axe leaves undecided ---------------------------------------------------------------

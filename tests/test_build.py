@@ -7,7 +7,6 @@ pandoc + typst rendering, the site) on a reduced sample and a few prefectures.
 from __future__ import annotations
 
 import hashlib
-import json
 import shutil
 import subprocess
 import sys
@@ -20,6 +19,7 @@ from pipelines import config
 from pipelines.build import run_build
 from pipelines.config import BuildConfig
 from pipelines.sample import write_sample
+from tests.fixtures_reports import fork_report
 
 ROOT = Path(__file__).resolve().parents[1]
 PREFS = [11, 31]  # Saitama (own survey in 2024) and Tottori (national subsample only)
@@ -134,17 +134,6 @@ class TestIncrementalBuild:
         assert forced.rendered == ["31-tottori"] and "indicators-2024" in forced.executed
 
 
-def _fork_report(tmp: Path, *source: str) -> Path:
-    """A copy of the report sources whose notebook ends with one more code cell."""
-    fork = tmp / "reports-fork"
-    shutil.copytree(config.REPORTS_DIR, fork)
-    nb = json.loads((fork / "report.ipynb").read_text(encoding="utf-8"))
-    nb["cells"].append({"cell_type": "code", "execution_count": None, "metadata": {}, "outputs": [],
-                        "source": list(source)})
-    (fork / "report.ipynb").write_text(json.dumps(nb, ensure_ascii=False), encoding="utf-8")
-    return fork
-
-
 class TestFailureIsolation:
     def test_one_area_raising_leaves_others_built_and_published_site_unchanged(
             self, tmp_path: Path, small_input: Path, monkeypatch) -> None:
@@ -153,7 +142,7 @@ class TestFailureIsolation:
         published = _tree(cfg.out_dir)
 
         # A forked report notebook that raises for Tottori only.
-        fork = _fork_report(tmp_path, "if int(pref_code) == 31:\n", "    raise RuntimeError('injected failure')\n")
+        fork = fork_report(tmp_path, "if int(pref_code) == 31:\n", "    raise RuntimeError('injected failure')\n")
         monkeypatch.setattr(config, "REPORTS_DIR", fork)
 
         failed = run_build(_cfg(tmp_path, small_input, prefs=[11, 31, 13]))
@@ -166,7 +155,7 @@ class TestFailureIsolation:
         assert (staged / "prefectures" / "11-saitama.html").is_file()
 
     def test_cli_exit_code_is_non_zero_and_names_the_area(self, tmp_path: Path, small_input: Path) -> None:
-        fork = _fork_report(tmp_path, "raise RuntimeError('injected failure')\n")
+        fork = fork_report(tmp_path, "raise RuntimeError('injected failure')\n")
         env = {**__import__("os").environ, "TSUNAGARI_REPORTS_DIR": str(fork)}
         proc = subprocess.run(
             [sys.executable, "-m", "pipelines.cli", "build", "--input", str(small_input), "--out",
@@ -237,7 +226,7 @@ class TestDisclosureGate:
         cfg = _cfg(tmp_path, small_input, prefs=[31])
         assert run_build(cfg).ok
         published = _tree(cfg.out_dir)
-        fork = _fork_report(tmp_path, "import duckdb\n",
+        fork = fork_report(tmp_path, "import duckdb\n",
                             "with duckdb.connect(warehouse, read_only=True) as _c:\n",
                             "    _ids = _c.execute('SELECT respondent_id FROM survey_responses "
                             "ORDER BY 1 LIMIT 3').fetchall()\n",

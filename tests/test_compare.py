@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 from pathlib import Path
 
 import pandas as pd
@@ -27,15 +26,7 @@ import pytest
 
 from pipelines import conventions, site
 
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-sync",
-                 "--disable-background-networking", "--disable-component-update"]
 YEAR = 2024
-
-
-def _chromium() -> str | None:
-    import os
-
-    return os.environ.get("CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
 
 
 def test_map_fills_have_aa_contrast_and_differ_from_the_empty_tile():
@@ -45,33 +36,6 @@ def test_map_fills_have_aa_contrast_and_differ_from_the_empty_tile():
     levels = [site.MAP_FILLS[f"val-{k}"][0] for k in range(1, site.MAP_LEVELS + 1)]
     lum = [conventions.relative_luminance(c) for c in levels]
     assert lum == sorted(lum, reverse=True)   # light (low) to dark (high)
-
-
-@pytest.fixture(scope="module")
-def browser():
-    if _chromium() is None:
-        pytest.skip("chromium not installed")
-    playwright = pytest.importorskip("playwright.sync_api")
-    with playwright.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=_chromium(), args=CHROMIUM_ARGS)
-        try:
-            yield b
-        finally:
-            b.close()
-
-
-@pytest.fixture(scope="module")
-def built_site(tmp_path_factory) -> Path:
-    from pipelines.build import run_build
-    from pipelines.config import BuildConfig
-    from pipelines.sample import write_sample
-
-    root = tmp_path_factory.mktemp("compare")
-    write_sample(root / "in", rows=4000)
-    cfg = BuildConfig(input_dir=root / "in", out_dir=root / "site", warehouse=root / "wh.duckdb", jobs=2,
-                      prefs=[0, 13, 31], quiet=True, renderer="pandoc")
-    assert run_build(cfg).ok
-    return cfg.out_dir
 
 
 def _published(site_dir: Path) -> pd.DataFrame:

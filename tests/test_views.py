@@ -13,7 +13,6 @@ Real builds on a reduced sample (Tottori, the national subsample only).
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import shutil
 import subprocess
@@ -22,10 +21,11 @@ from pathlib import Path
 
 import pytest
 
-from pipelines import config, publish
+from pipelines import publish
 from pipelines.build import run_build
 from pipelines.config import BuildConfig
 from pipelines.sample import write_sample
+from tests.fixtures_reports import fork_report
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -70,17 +70,6 @@ def _cells(xlsx: Path | bytes) -> list:
 def _cli(cwd: Path, *args: str, env: dict | None = None) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "pipelines.cli", *args], capture_output=True, text=True, cwd=cwd,
                           env={**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}, timeout=900)
-
-
-def _fork_report(tmp: Path, *source: str) -> Path:
-    """A copy of the report sources whose notebook ends with one more code cell."""
-    fork = tmp / "reports-fork"
-    shutil.copytree(config.REPORTS_DIR, fork)
-    nb = json.loads((fork / "report.ipynb").read_text(encoding="utf-8"))
-    nb["cells"].append({"cell_type": "code", "execution_count": None, "metadata": {}, "outputs": [],
-                        "source": list(source)})
-    (fork / "report.ipynb").write_text(json.dumps(nb, ensure_ascii=False), encoding="utf-8")
-    return fork
 
 
 class TestFilesChangedByHand:
@@ -132,7 +121,7 @@ class TestStageCommandsAreViewsOfTheBuild:
         before = _tree(site)
         # 1. A forked report showing respondent ids: the disclosure gate stops it; the published
         #    site is unchanged, byte for byte (nothing was written into it in place).
-        fork = _fork_report(tmp_path, "import duckdb\n",
+        fork = fork_report(tmp_path, "import duckdb\n",
                             "with duckdb.connect(warehouse, read_only=True) as _c:\n",
                             "    _ids = _c.execute('SELECT respondent_id FROM survey_responses "
                             "ORDER BY 1 LIMIT 3').fetchall()\n",
