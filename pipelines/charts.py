@@ -376,9 +376,12 @@ def phone_layout(chart, height: float):
     columns = [v for k, v in (chart.mapping or {}).items() if k in ("x", "y") and isinstance(v, str)]
     columns += list(facet.vars) if facet is not None else []
     chart.data = _rewrap_frame(chart.data, columns, PHONE_WRAP)
-    for layer in chart.layers:
-        if isinstance(getattr(layer, "_data", None), pd.DataFrame):
-            layer._data = _rewrap_frame(layer._data, columns, PHONE_WRAP)
+    for i, layer in enumerate(chart.layers):
+        if isinstance(layer.geom.data, pd.DataFrame):
+            # a layer's own frame: rewrapped on its geom, the layer made again from it (plotnine's
+            # public layer.from_geom, as `chart + geom` does)
+            layer.geom.data = _rewrap_frame(layer.geom.data, columns, PHONE_WRAP)
+            chart.layers[i] = layer = type(layer).from_geom(layer.geom)
         params = layer.geom.aes_params
         if type(layer.geom).__name__ in ("geom_text", "geom_label") and params.get("size", PHONE_MIN_TEXT) < PHONE_MIN_TEXT:
             params["size"] = PHONE_MIN_TEXT
