@@ -1,6 +1,6 @@
 """`tsunagari build`: ingest -> validate -> indicators -> reports -> site, then publish.
 
-A thin main: one BuildConfig, logging to stderr and to ``build.log`` in the build's working folder
+One BuildConfig, logging to stderr and to ``build.log`` in the build's working folder
 ``.<out>.tsunagari-work`` beside the site (config logged at the start), and named stages. Each
 artefact has a content hash of its inputs (its slice of the warehouse and the fingerprint of code,
 templates, reference data, settings and libraries, pipelines/fingerprint.py); an artefact whose hash
@@ -25,7 +25,7 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
+from typing import TYPE_CHECKING, Iterator
 
 import duckdb
 
@@ -37,6 +37,9 @@ from .ingest import has_new_inputs, start_validation_warm_up
 from .logs import display_path
 from .publish import BuildState, digest
 from .reference import pref_slug, prefectures
+
+if TYPE_CHECKING:
+    from .validate import ValidationReport
 
 log = logging.getLogger("tsunagari.build")
 
@@ -601,7 +604,7 @@ def _start_pool(cfg: BuildConfig, renderer: str):
         pool = WarmPool(min(cfg.jobs, areas), warm=warm_renderer if renderer == "pandoc" else None,
                         preload=KERNEL_PRELOAD)
     if new_data:
-        start_validation_warm_up()   # GX takes ~2 s to import: begin before ingest needs it
+        start_validation_warm_up()   # GX is slow to import: begin before ingest needs it
     else:
         validator.stop()             # nothing to validate: the CLI's early GX process is not needed
     return pool
@@ -616,11 +619,11 @@ def _runs(cfg: BuildConfig, stage: str) -> bool:
 
 
 def _run_stages(cfg: BuildConfig, new: Path, state: BuildState, renderer: str, progress: Progress,
-                summary: BuildSummary, pool, checked_now: dict[str, str]) -> int:
+                summary: BuildSummary, pool, checked_now: dict[str, str]) -> tuple[int, ValidationReport | None]:
     """ingest -> indicators -> reports on the workers, and meanwhile in this process what does not
     depend on them (quality page, downloads, workbooks, their disclosure check). A view runs only
     its stages: ``indicators`` (the indicators and the downloads written from them), ``reports``
-    (the areas of ``cfg.prefs``). Returns the round."""
+    (the areas of ``cfg.prefs``). Returns the round and the results validated again (``_stage_quality``)."""
     from concurrent.futures import ThreadPoolExecutor
 
     from .site import write_pref_workbooks

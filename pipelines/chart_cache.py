@@ -1,6 +1,6 @@
 """A cache of drawn report charts, keyed by everything that decides their pixels.
 
-Drawing a plotnine chart costs ~0.2 s (bench/bench_charts.py), twelve per report. A chart whose
+Drawing its plotnine charts is most of a report's time (bench/bench_charts.py). A chart whose
 data, specification and environment are unchanged gives the same PNG and SVG bytes
 (``charts.renditions`` writes no time or software chunk), so a rebuild after a code change (every report is executed
 again) or after one prefecture's correction (the national report again, most of its charts

@@ -167,7 +167,7 @@ def smallest_text_pt(fig) -> float | None:
 def _png_encode(fig, dpi: int, palette: bool = False) -> bytes:
     """The drawn figure's pixels as PNG: RGB, no time or software chunk (the same chart gives the same
     bytes in any process), and its smallest text in image pixels (MIN_TEXT_KEY). palette: 256
-    colours, no dithering (the phone rendition: ~60% fewer bytes; flat colours and anti-aliased
+    colours, no dithering (the phone rendition: fewer bytes; flat colours and anti-aliased
     edges look the same)."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from PIL import Image, PngImagePlugin
@@ -241,7 +241,7 @@ def object_strings_option() -> bool:
 def _plotnine_frames():
     """plotnine's drawing with pandas inferring text columns (and column labels) as object rather
     than pandas 3's pyarrow-backed ``str``: the many small frames plotnine builds, indexes and extends
-    per layer and scale cost ~8% less of a chart's drawing (bench/bench_charts.py), and the pictures
+    per layer and scale cost less of a chart's drawing (bench/bench_charts.py), and the pictures
     are the same (tests/test_chart_pixels.py). Public pandas API, but deprecated (the option goes in
     pandas 4): without it, drawing runs as it is (tests/test_charts.py notices when it is gone)."""
     import warnings
@@ -679,7 +679,7 @@ def estimate_chart(frame: pd.DataFrame, title: str, x: str = "group", flip: bool
     shown = frame if len(marked) else frame.iloc[0:0]
     no_interval = shown.value.notna() & (shown.lower_ci95.isna() | shown.upper_ci95.isna())
     # group = place: plotnine draws each group separately, and one group per series (not per
-    # series x category) makes this chart ~4x faster to draw (bench/bench_charts.py)
+    # series x category) makes this chart much faster to draw (bench/bench_charts.py)
     # How each value was estimated (issue #24): direct values filled with their series' colour,
     # pooled ones grey, model-based ones hollow (white); a legend entry only for the kinds present
     shown, fills, breaks = _method_fills(shown, places)

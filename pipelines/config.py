@@ -1,4 +1,6 @@
-"""Paths and settings in one place.
+"""Paths and the main settings: the statistical conventions (confidence level, bases, which estimate
+leads, design effects), the publication details and the input size limit. Display conventions are
+in conventions.py; a module's own limits and timeouts stay in that module.
 
 State lives under the project root (the directory the command runs in). The warehouse is
 ``data/warehouse.duckdb`` unless ``--warehouse`` or ``TSUNAGARI_WAREHOUSE`` says otherwise.
@@ -30,7 +32,7 @@ WAREHOUSE_ENV = "TSUNAGARI_WAREHOUSE"
 # Statistical conventions (DESIGN.md); the single source for every stage.
 CONFIDENCE_LEVEL = 0.95
 MIN_BASE = 30          # unweighted base below which a value is suppressed
-REFERENCE_BASE = 100   # 30..99 is shown as 参考値 (reference value)
+REFERENCE_BASE = 100   # MIN_BASE..REFERENCE_BASE - 1 is shown as 参考値 (reference value)
 # Which estimate leads (pipelines/small_area.py, issue #24): the direct estimate when published and
 # its coefficient of variation (standard error / share) is at most this, else the pooled estimate
 # when published, else the model-based (Fay–Herriot) estimate.
@@ -103,8 +105,8 @@ def file_key(path: str | os.PathLike[str]) -> tuple:
 
 
 def load_yaml(text):
-    """yaml.safe_load with libyaml's C parser when PyYAML has it (the catalogue: 30 ms -> 4 ms;
-    the same documents, and the same yaml.YAMLError subclasses on bad input)."""
+    """yaml.safe_load with libyaml's C parser when PyYAML has it (faster; the same documents, and
+    the same yaml.YAMLError subclasses on bad input)."""
     import yaml
 
     return yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))

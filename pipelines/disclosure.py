@@ -158,8 +158,8 @@ def make_context(warehouse: Path, site_dir: Path | None = None, year: int | None
         year = year if year is not None else _site_year(site_dir)
         if year is None and latest is not None:
             year = int(latest)
-        # Plain tuples, not a DataFrame: to_dict(orient="records") took 0.1 s, in every process
-        # that checks (the build and each report worker).
+        # Plain tuples, not a DataFrame: to_dict(orient="records") is slow, and runs in every
+        # process that checks (the build and each report worker).
         ind_cols = ("area_code", "indicator_id", "breakdown", "suppressed", "value", "n_unweighted",
                     "estimate_method", "lead_value", "lead_lower_ci95", "lead_upper_ci95")
         have = ({r[0] for r in con.execute("SELECT column_name FROM information_schema.columns "
@@ -423,7 +423,7 @@ def _sheet_rows_et(stream, shared: list[str]) -> list[list[str]]:
 
 def _xlsx_sheets(path: Path, fast: bool = True, known=()) -> list[tuple[str, list[list[str]] | None, str]]:
     """(sheet name, rows of cell texts, digest of the sheet's XML and shared strings) of every sheet:
-    a direct read of the sheet XML, ~10x faster than openpyxl (the check reads every download of
+    a direct read of the sheet XML, faster than openpyxl (the check reads every download of
     every build). A sheet whose digest is in ``known`` is not read (rows None). ``fast=False``:
     ElementTree only (the reference the fast path is tested against)."""
     with zipfile.ZipFile(path) as z:
@@ -723,8 +723,8 @@ def _notebook_texts(path: Path) -> tuple[list[str], list[str]]:
     return html, plain
 
 
-# Embedded files (data: URIs). A report page is ~1 MB, almost all of it base64 PNG charts and the
-# embedded font; scanning those payloads as text is most of the cost of checking a page and can
+# Embedded files (data: URIs). Most of a report page is base64 PNG charts and the embedded font;
+# scanning those payloads as text is most of the cost of checking a page and can
 # find nothing: what is checked is text -- respondent-id tokens, microdata tables / text dumps,
 # the figures in report table cells -- and the base64 of a binary image or font does not contain
 # the text it encodes (a value drawn in a chart's pixels, or a string in a PNG text chunk or a font

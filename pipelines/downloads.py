@@ -16,7 +16,7 @@ Text cells that a spreadsheet would read as a formula (starting with = + - @, ta
 neutralised by a leading apostrophe.
 
 Workbooks (these and the per-prefecture ones of pipelines.site) are written by ``write_workbook``: the
-worksheet XML openpyxl writes for the same cells, ~15x faster, and the same bytes for the same cells
+worksheet XML openpyxl writes for the same cells, faster, and the same bytes for the same cells
 (no timestamp inside, fixed zip member dates).
 
 Published precision (``round_published``; the warehouse keeps full precision), as the reports,
@@ -284,7 +284,7 @@ def write_xlsx(sheets: dict[str, pd.DataFrame], path: Path) -> Path:
 
     The cells are what ``DataFrame.to_excel(index=False)`` writes (missing values as empty text
     cells, +-inf as 'inf'/'-inf', numbers as numbers, booleans as booleans), written by
-    ``write_workbook`` (~15x faster than pandas + openpyxl; same sheet XML; deterministic bytes)."""
+    ``write_workbook`` (faster than pandas + openpyxl; same sheet XML; deterministic bytes)."""
     parts = []
     for name, df in sheets.items():
         safe = neutralise(df)
@@ -412,8 +412,8 @@ def write_dictionary_csv(dest_dir: Path) -> Path:
 # A small writer for the two kinds of workbooks the site publishes (text, numbers, booleans; a bold
 # header; frozen first row; column widths). Each worksheet is the same XML that openpyxl 3.1 writes
 # for the same cells (inline strings, '%.16g' numbers, the same element order), so any reader that
-# reads openpyxl's files reads these. It is ~15-20x faster than openpyxl (whose per-cell element
-# serialisation cost ~4 s per build), and the bytes depend only on the cells: no timestamp in
+# reads openpyxl's files reads these. It avoids openpyxl's per-cell element serialisation (bench/
+# bench_build.py times the downloads), and the bytes depend only on the cells: no timestamp in
 # docProps/core.xml and a fixed date (1980-01-01) on every zip member.
 
 _MAIN_NS = "http://schemas.openxmlformats.org/spreadsheetml/2006/main"

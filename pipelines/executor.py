@@ -1,6 +1,6 @@
 """Warm-kernel papermill execution for many areas.
 
-A fresh Jupyter kernel per notebook costs ~1 s plus the imports (pandas, matplotlib, duckdb).
+A fresh Jupyter kernel per notebook costs its start plus the imports (pandas, matplotlib, duckdb).
 Each worker process here keeps one kernel alive and executes notebook after notebook in it,
 resetting the user namespace (``%reset -f``) between areas. Parameters are still injected by
 papermill (``papermill.execute_notebook(..., km=...)``), so every executed notebook remains a
@@ -46,8 +46,7 @@ from .errors import UsageError
 log = logging.getLogger("tsunagari.executor")
 
 KERNEL_START_RETRIES = 3
-# No input history database in the warm kernels: it is never read, and each cell's write to it is
-# paid 20 times per area.
+# No input history database in the warm kernels: it is never read, and each cell would write to it.
 KERNEL_ARGS = ["--HistoryManager.enabled=False"]
 KERNEL_NAME = "python3"
 KERNEL_TIMEOUT_ENV = "TSUNAGARI_KERNEL_TIMEOUT"
@@ -83,8 +82,8 @@ class Outcome:
 def kernel_timeout() -> float:
     """Seconds to wait for a kernel to start and answer: ``$TSUNAGARI_KERNEL_TIMEOUT`` when set,
     else 120 s scaled by the 1-minute load average per core (a machine at load 15 on 2 cores waits
-    up to 900 s; an idle one 120 s). A start normally takes 1-10 s: the timeout only bounds how long
-    a kernel that never answers holds a worker."""
+    up to 900 s; an idle one 120 s). A start normally takes far less: the timeout only bounds how
+    long a kernel that never answers holds a worker."""
     raw = os.environ.get(KERNEL_TIMEOUT_ENV, "").strip()
     if raw:
         try:
@@ -385,8 +384,8 @@ class WarmKernel:
 
     def shutdown(self) -> None:
         """Stop the kernel. It holds nothing worth a graceful exit (every record is written by
-        then): kill it and wait for it (10 ms, where shutdown_kernel takes 110 ms), then remove its
-        connection and socket files."""
+        then): kill it and wait for it (quicker than shutdown_kernel's request and wait), then remove
+        its connection and socket files."""
         km, self.km = self.km, None
         kill_kernel(km)
 
@@ -426,7 +425,7 @@ def _reset_code(cwd: Path | None) -> str:
     open figures, and move to `cwd`. Runs as a first cell that is removed from the record."""
     # After the reset (which ends with a full garbage collection) what is left is the imported
     # modules and their caches: gc.freeze() moves them out of the collector's way, so the next
-    # reset and the collections during a report scan only that report's objects (0.18 s -> 3 ms).
+    # reset and the collections during a report scan only that report's objects.
     code = ("get_ipython().run_line_magic('reset', '-f')\n"
             "import sys as _sys\n"
             "if 'matplotlib.pyplot' in _sys.modules: _sys.modules['matplotlib.pyplot'].close('all')\n"
@@ -569,8 +568,8 @@ def _worker_init(folder: str | None = None, parent: int | None = None) -> None:
     from multiprocessing import util
 
     # Last of the worker's exit finalizers (its kernel is stopped by one of priority 10): leave
-    # without the interpreter's module-by-module teardown, which with pandas, matplotlib and
-    # jupyter_client loaded took 0.15 s that the build waited for at its end.
+    # without the interpreter's module-by-module teardown (slow with pandas, matplotlib and
+    # jupyter_client loaded), which the build waited for at its end.
     util.Finalize(None, _leave, exitpriority=-100)
 
 
@@ -608,7 +607,7 @@ def _environ(name: str, value: str) -> Iterator[None]:
 
 def exit_now(code: int) -> None:
     """Flush stdout and stderr, then end the process with `code` at once: no interpreter teardown
-    (with pandas, GX or jupyter_client loaded it takes 0.15-0.6 s), no further exit handlers."""
+    (slow with pandas, GX or jupyter_client loaded), no further exit handlers."""
     import sys
 
     for stream in (sys.stdout, sys.stderr):

@@ -178,7 +178,7 @@ def aggregate(con, year: int, inds: list[Indicator], with_distributions: bool = 
     for k, ind in enumerate(inds):
         den = f"coalesce(({ind.denominator_sql}), FALSE)"
         num = f"coalesce(({ind.numerator}), FALSE)"
-        # CASE inside sum() measured 2-3x faster than FILTER (WHERE ...) in DuckDB 2.0.
+        # CASE inside sum(): faster in DuckDB than FILTER (WHERE ...).
         aggs += [f"count(CASE WHEN {den} THEN 1 END) AS i{k}_n",
                  f"sum(CASE WHEN {den} THEN weight END) AS i{k}_sw",
                  f"sum(CASE WHEN {den} THEN weight * weight END) AS i{k}_sw2",
@@ -1378,7 +1378,7 @@ def run_indicators(year: int, warehouse: Path, out_dir: Path, pool=None) -> Path
         if not outcome.ok:
             raise DataError(str(executed), "indicators notebook failed", detail=str(outcome.error))
     else:
-        # papermill is imported here only: with a pool the build process never needs it (0.2 s)
+        # papermill is imported here only: with a pool the build process never needs it
         from papermill.exceptions import PapermillExecutionError
 
         from .execute import execute_notebook

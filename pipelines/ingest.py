@@ -1020,7 +1020,7 @@ _WARMING: list[threading.Thread] = []
 
 
 def start_validation_warm_up() -> None:
-    """Import and set up Great Expectations (~2 s) in a background thread, once per process; the
+    """Import and set up Great Expectations in a background thread, once per process; the
     validation waits for it (the GX context is behind a lock). Not when the build's validation
     process (pipelines.validator) is running: the validation happens there."""
     from . import validator
@@ -1168,8 +1168,8 @@ def ingest_files(paths: list[Path], warehouse: Path, encoding: str | None = None
             start_validation_warm_up()   # while the files are read
 
         # Staging is scratch space, filled outside the transaction (autocommit): DuckDB keeps every
-        # row written inside an open transaction in memory until commit, so staging ten 1M-row files
-        # inside it took 3.2 GiB. Only the change to the committed tables is one transaction.
+        # row written inside an open transaction in memory until commit, so large files staged inside
+        # it would all be held in memory. Only the change to the committed tables is one transaction.
         _clear_staging(con)
         try:
             surveys: dict[str, str] = {}

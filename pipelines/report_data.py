@@ -332,7 +332,7 @@ class ReportData:
                 row.append(england.get(bd, MISSING))
             rows.append(row)
             cells += row
-        header = ["区分", f"{self.area_name}（%）", "95%信頼区間", "集計対象（人）"]
+        header = ["区分", f"{self.area_name}（%）", ci_header(), "集計対象（人）"]
         if not self.is_national:
             header += ["推計方法", "全国（%）", "全国との比較（直接推計）"]
         if uk_year:
@@ -501,7 +501,7 @@ def _read_warehouse(warehouse: Path, year: int) -> tuple[pd.DataFrame, pd.DataFr
     """The indicators and distributions up to `year`, and the synthetic flag, from the warehouse.
 
     Cached per process while the warehouse file (and its WAL) is unchanged: a warm kernel renders
-    the 48 areas of one build from the same tables, which were read 48 times before (0.1 s each).
+    every area of one build from the same tables, read once instead of once per area.
     Callers get the cached frames; pandas' copy-on-write keeps them from changing one another's."""
     key = warehouse_key(warehouse)
     hit = _CACHE.get("data")
@@ -589,6 +589,13 @@ SUPPRESSED_REASON = f"集計対象が{config.MIN_BASE}人未満または二次�
 FOOTNOTE_REFERENCE = (f"「{REFERENCE_MARK}」：集計対象が{config.MIN_BASE}～{config.REFERENCE_BASE - 1}人のため"
                       "参考値です（誤差が大きい）。")
 FOOTNOTE_MISSING = f"「{MISSING}」：データなし・比較できない。"
+
+
+def ci_header() -> str:
+    """The interval column's header at the configured level: 95%信頼区間."""
+    from .method_statement import confidence_percent
+
+    return f"{confidence_percent()}%信頼区間"
 
 
 def _isnan(v) -> bool:
@@ -779,10 +786,10 @@ def headline_table(data: ReportData, ids: list[str] | None = None) -> str:
         cells += row
     prev_head = f"前回 {prev_year}年（%）" if prev_year is not None else "前回（%）"
     if data.is_national:
-        header = ["指標", "全国（%）", "95%信頼区間", "集計対象（人）", prev_head, "前回からの変化"]
+        header = ["指標", "全国（%）", ci_header(), "集計対象（人）", prev_head, "前回からの変化"]
         align, widths = ["l", "r", "r", "r", "r", "c"], [7, 2, 3, 2, 2, 3]
     else:
-        header = ["指標", f"{data.area_name}（%）", "95%信頼区間", "集計対象（人）", "推計方法", "全国（%）",
+        header = ["指標", f"{data.area_name}（%）", ci_header(), "集計対象（人）", "推計方法", "全国（%）",
                   "全国との比較（直接推計）", "前回からの変化（直接推計）"]
         align, widths = ["l", "r", "r", "r", "l", "r", "c", "c"], [6, 2, 3, 2, 3, 2, 2, 3]
     notes = footnotes(*cells)
@@ -814,10 +821,10 @@ def breakdown_table(data: ReportData, ind: str, prefix: str, labels: dict[str, s
         rows.append(row)
         cells += row
     if data.is_national:
-        header = ["区分", f"{data.area_name}（%）", "95%信頼区間", "集計対象（人）"]
+        header = ["区分", f"{data.area_name}（%）", ci_header(), "集計対象（人）"]
         align, widths = None, None
     else:
-        header = ["区分", f"{data.area_name}（%）", "95%信頼区間", "集計対象（人）", "推計方法", "全国（%）",
+        header = ["区分", f"{data.area_name}（%）", ci_header(), "集計対象（人）", "推計方法", "全国（%）",
                   "全国との比較（直接推計）"]
         align, widths = ["l", "r", "r", "r", "l", "r", "c"], [3, 2, 3, 2, 4, 2, 2]
     notes = footnotes(*cells)

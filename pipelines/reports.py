@@ -97,7 +97,7 @@ def area_meta(pref_code: int, year: int, synthetic: bool) -> dict:
 
 
 # Run in each report kernel while it warms up (before the first area): the notebook's imports and
-# the chart font, ~0.9 s that the first area of each worker paid before.
+# the chart font, which the first area of each worker would pay otherwise.
 KERNEL_PRELOAD = """
 import duckdb, pandas
 from IPython.display import Markdown, display

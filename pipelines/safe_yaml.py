@@ -1,5 +1,5 @@
 """A YAML loader for files a user hands over (the header/label mapping, ``--mapping``), bounded in
-size and in what aliases can expand to (issue #15: a 1 KB "billion laughs" mapping reached 3.7 GB).
+size and in what aliases can expand to (issue #15: a 1 KB "billion laughs" mapping expands to gigabytes).
 
 The document is first *composed* (a node graph, in which an alias is a second reference to the
 anchored node, so composing costs only the text's size), then checked, then constructed with

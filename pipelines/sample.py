@@ -502,7 +502,7 @@ def true_shares(year: int, seed: int = DEFAULT_SEED, per_pref: int = TRUE_SHARE_
     con = duckdb.connect()
     parts = []
     try:
-        for start in range(0, len(codes), 12):   # 12 prefectures per pass: about 150 MB of rows
+        for start in range(0, len(codes), 12):   # 12 prefectures per pass, to bound the rows held in memory
             frames = []
             for pref in codes[start:start + 12]:
                 rng = np.random.default_rng([seed, year, pref, 7])

@@ -507,7 +507,7 @@ _JSON_ESCAPE = re.compile(r"\\u([0-9a-fA-F]{4})")
 def _embed_site_font(page: str) -> str:
     """The page with IPAexGothic embedded (subset to its characters, as the reports do), replacing
     an earlier embedding: Japanese renders offline and where no Japanese font is installed, and a
-    visitor downloads about 0.1-0.3 MB instead of the whole 6 MB font. Text that the page's script
+    visitor downloads only the characters the page uses, not the whole font. Text that the page's script
     shows from its JSON data (written as \\uXXXX) is included."""
     from .render.pandoc import embed_font
 

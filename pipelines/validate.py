@@ -539,8 +539,8 @@ def _gx_friendly(df: pd.DataFrame) -> tuple[pd.DataFrame, set[str]]:
     """Integer columns as int64 (nullable ones as float64 with NaN).
 
     GX's pandas ``column_values.between`` is vectorised only for int64/float64 columns; DuckDB
-    INTEGER arrives as int32/Int32, which GX checks row by row in Python (~0.7 s per million rows
-    and expectation). Returns the frame and the names of the integer columns (examples are shown
+    INTEGER arrives as int32/Int32, which GX checks row by row in Python (slow on large files).
+    Returns the frame and the names of the integer columns (examples are shown
     as integers again).
     """
     out = {}
@@ -556,7 +556,7 @@ def _gx_friendly(df: pd.DataFrame) -> tuple[pd.DataFrame, set[str]]:
 
 
 def warm_up() -> None:
-    """Import and set up Great Expectations now (once per process; ~2 s), so that the first
+    """Import and set up Great Expectations now (once per process), so that the first
     ``validate_frame`` does not wait for it."""
     _GX.get()
 

@@ -1,6 +1,6 @@
 """A Great Expectations process for one build, started before anything else.
 
-Importing Great Expectations takes ~1.7 s of CPU (1.1 s of it its expectations package, which
+Importing Great Expectations takes seconds of CPU (most of it its expectations package, which
 pulls in scipy.stats), and the validation of a corrected file waits for it. In a thread of the
 build process that import shares the interpreter lock with the build's own start (its imports,
 the staging of the new file), so the two add up. `tsunagari build` therefore starts this process
@@ -117,8 +117,8 @@ class _Unavailable(RuntimeError):
 
 
 # Modules that importing Great Expectations loads only for what these suites never use: scipy.stats
-# (0.55 s: the KL-divergence and KS-test expectations call it when they run) and altair (0.1 s:
-# charts of GX's own renderers). In the validation process they are imported when first used.
+# (the KL-divergence and KS-test expectations call it when they run) and altair (charts of GX's
+# own renderers). In the validation process they are imported when first used.
 DEFERRED_MODULES = ("scipy.stats", "altair")
 
 
@@ -178,4 +178,4 @@ def _serve(conn, module: str) -> None:
     conn.close()
     from .executor import exit_now
 
-    exit_now(0)   # no interpreter teardown (GX loaded: ~0.5 s)
+    exit_now(0)   # no interpreter teardown (slow with GX loaded)

@@ -1,7 +1,7 @@
 """Checks on an XLSX file before openpyxl parses it (issue #15).
 
-An XLSX file is a zip of XML parts. A small file can expand to gigabytes (a "zip bomb": 5 MB of
-shared strings that inflate to 2 GB were read past 5.4 GB of memory), and openpyxl keeps every
+An XLSX file is a zip of XML parts. A small file can expand to gigabytes (a "zip bomb": a few MB
+of shared strings), and openpyxl keeps every
 shared string in memory. ``check_archive`` looks only at the zip's central directory and streams
 the shared-strings part through expat with counters, stopping at the first limit passed:
 

@@ -14,7 +14,8 @@ Tsunagari report filter for pandoc's ipynb reader (run with --ipynb-output=all).
   except a link to a page of this site (a relative path like prefectures/13-tokyo.html).
   text/html outputs are never passed through (the text/plain sibling is shown instead). The
   notebook escapes data with pipelines.reports.md_escape; this is the second line of defence.
-  Markdown cells (written by the report's authors) are not data and keep their markup.
+  Markdown cells (written by the report's authors) are not data and keep their markup; one tagged
+  "national" or "prefecture" is shown in that kind of report only.
 ]]
 
 local stringify = pandoc.utils.stringify
@@ -178,6 +179,19 @@ function keep_charts_with_tables(blocks)
   return out
 end
 
+-- A Markdown cell tagged "national" or "prefecture" is text of that kind of report only; the kind
+-- is the papermill parameter pref_code (0 = national) recorded in the executed notebook (nil when
+-- it is not there: every cell is shown). pipelines/render/common.py shown_cells is the same rule
+-- for the Quarto renderer.
+local report_kind = nil
+
+local function shown_here(div)
+  local tags = div.attributes["tags"] or ""
+  if report_kind == nil then return true end
+  local other = report_kind == "national" and "prefecture" or "national"
+  return tags:match('"' .. other .. '"') == nil
+end
+
 function Div(div)
   if has_class(div, "cell") and has_class(div, "code") then
     local out = {}
@@ -190,6 +204,7 @@ function Div(div)
     return keep_charts_with_tables(out)
   end
   if has_class(div, "cell") and has_class(div, "markdown") then
+    if not shown_here(div) then return {} end
     local out = {}
     for _, b in ipairs(div.content) do
       if not (b.t == "RawBlock" and b.format == "html" and b.text:match("^<!%-%-")) then
@@ -418,6 +433,10 @@ end
 local function read_meta(meta)
   local dir = meta["chart-data-dir"] and stringify(meta["chart-data-dir"]) or nil
   if dir ~= nil and dir:match("^[%w%-]+$") then chart_data_dir = dir end
+  local jupyter = meta["jupyter"]
+  local params = jupyter and jupyter["papermill"] and jupyter["papermill"]["parameters"]
+  local code = params and params["pref_code"] and tonumber(stringify(params["pref_code"]))
+  if code ~= nil then report_kind = code == 0 and "national" or "prefecture" end
   return nil
 end
 

@@ -26,7 +26,7 @@ LAYERS: dict[str, int] = {
     "pipelines.warehouse": 1, "pipelines.staging": 1, "pipelines.fingerprint": 1,
     "pipelines.interrupt": 1, "pipelines.xlsx_guard": 1, "pipelines.gx_weights": 1,
     "pipelines.publish": 1, "pipelines.execute": 1, "pipelines.executor": 1,
-    "pipelines.validator": 1, "pipelines.safe_yaml": 1, "pipelines.xlsx": 1, "pipelines.chart_cache": 1,
+    "pipelines.validator": 1, "pipelines.safe_yaml": 1, "pipelines.chart_cache": 1,
     # 2 stages
     "pipelines.ingest": 2, "pipelines.validate": 2, "pipelines.indicators": 2,
     "pipelines.downloads": 2, "pipelines.reports": 2, "pipelines.charts": 2, "pipelines.site": 2,

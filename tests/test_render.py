@@ -147,3 +147,45 @@ class TestNotebookReadOnce:
         assert len([a for a in calls if "ipynb" in a]) == 2
         assert "訂正後の本文。" in (tmp_path / "b.html").read_text(encoding="utf-8")
         assert not first.exists()          # the previous reading's folder is removed
+
+
+class TestReportKindCells:
+    """A Markdown cell tagged national or prefecture is shown in that kind of report only: the
+    built-in renderer (report.lua, real pandoc) and the Quarto staging (render.common.shown_cells)."""
+
+    @staticmethod
+    def executed(tmp_path, pref_code):
+        import nbformat
+
+        nb = nbformat.v4.new_notebook()
+        nb.metadata["papermill"] = {"parameters": {"year": 2024, "pref_code": pref_code}}
+        nb.cells = [nbformat.v4.new_markdown_cell("# 表題"),
+                    nbformat.v4.new_markdown_cell("全国だけの段落。", metadata={"tags": ["national"]}),
+                    nbformat.v4.new_markdown_cell("都道府県だけの段落。", metadata={"tags": ["prefecture"]}),
+                    nbformat.v4.new_markdown_cell("どちらにも出る段落。")]
+        path = tmp_path / f"{pref_code}.ipynb"
+        nbformat.write(nb, str(path))
+        return path
+
+    @pytest.mark.parametrize("code,shown,hidden", [(0, "全国だけの段落。", "都道府県だけの段落。"),
+                                                   (13, "都道府県だけの段落。", "全国だけの段落。")])
+    def test_only_the_cells_of_this_kind(self, tmp_path, code, shown, hidden):
+        import json
+
+        from pipelines.render.common import shown_cells
+        from pipelines.reports import area_meta
+
+        path = self.executed(tmp_path, code)
+        html = P.render_html(path, tmp_path / "r.html", area_meta(code, 2024, False)).read_text(encoding="utf-8")
+        assert shown in html and "どちらにも出る段落。" in html and hidden not in html
+        texts = ["".join(c["source"]) for c in shown_cells(json.loads(path.read_text(encoding="utf-8")))]
+        assert shown in texts and "どちらにも出る段落。" in texts and hidden not in texts
+
+    def test_without_the_parameter_every_cell_is_kept(self, tmp_path):
+        import json
+
+        from pipelines.render.common import shown_cells
+
+        nb = json.loads(self.executed(tmp_path, 13).read_text(encoding="utf-8"))
+        del nb["metadata"]["papermill"]
+        assert len(shown_cells(nb)) == 4

@@ -15,7 +15,7 @@ import pytest
 
 from pipelines import conventions
 from pipelines.catalogue import PILLARS
-from pipelines.reports import executed_dir, run_reports
+from pipelines.reports import executed_dir, report_notebook, run_reports
 
 YEAR = 2024
 
@@ -43,6 +43,7 @@ class Page(HTMLParser):
         self.images: list[dict] = []
         self.tables: list[list[list[str]]] = []
         self.links: list[str] = []
+        self.texts: list[str] = []
         self._h: list[str] | None = None
         self._cell: list[str] | None = None
         self._row: list[str] | None = None
@@ -85,6 +86,7 @@ class Page(HTMLParser):
     def handle_data(self, data):
         if self._skip:
             return
+        self.texts.append(data)
         if self._h is not None:
             self._h.append(data)
         if self._cell is not None:
@@ -157,6 +159,25 @@ def test_html_sections_charts_and_self_contained(built, rel, name):
     assert "mathjax" not in text.lower()
     assert text.count("synthetic-banner") >= 2 and BANNER in text and "SYNTHETIC DATA" in text
     assert "@font-face" in text  # Japanese font embedded (no tofu on machines without one)
+
+
+@pytest.mark.slow
+def test_markdown_cells_of_one_kind_of_report(built):
+    """The notebook's Markdown cells tagged national or prefecture appear in that kind of report only."""
+    import json
+
+    nb = json.loads(report_notebook().read_text(encoding="utf-8"))
+    tagged = {kind: [re.sub(r"\s+", "", "".join(c["source"]).lstrip("#")) for c in nb["cells"]
+                     if c["cell_type"] == "markdown" and kind in c["metadata"].get("tags", [])]
+              for kind in ("national", "prefecture")}
+    assert tagged["national"] and tagged["prefecture"]
+    _, out, _, _ = built
+    for rel, shown, hidden in (("national.html", "national", "prefecture"),
+                               ("prefectures/13-tokyo.html", "prefecture", "national")):
+        page, _ = parse(out / rel)
+        text = re.sub(r"\s+", "", "".join(page.texts))
+        assert all(t in text for t in tagged[shown]), rel
+        assert not any(t in text for t in tagged[hidden]), rel
 
 
 @pytest.mark.slow

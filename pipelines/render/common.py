@@ -30,7 +30,7 @@ def pdf_font() -> tuple[str, Path]:
 
 @lru_cache(maxsize=4)
 def _pdf_font(choice: str) -> tuple[str, Path]:
-    """Looked up once per process and choice (it may run fc-match: ~30 ms, twice per PDF)."""
+    """Looked up once per process and choice (it may run fc-match, twice per PDF)."""
     candidates = [Path(p) for p in (
         "/usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc",
         "/usr/share/fonts/noto-cjk/NotoSansCJK-Regular.ttc",
@@ -52,6 +52,25 @@ def _pdf_font(choice: str) -> tuple[str, Path]:
     import matplotlib_fontja
 
     return "IPAexGothic", Path(matplotlib_fontja.__file__).parent / "fonts" / "ipaexg.ttf"
+
+
+# --- Markdown cells of one kind of report -----------------------------------------------------------
+
+# A Markdown cell of the report notebook tagged "national" or "prefecture" is text of that kind of
+# report only (a heading or a fixed paragraph); reports/report.lua applies the same rule.
+
+
+def shown_cells(nb: dict) -> list[dict]:
+    """The cells of an executed notebook that its report shows: a Markdown cell tagged for the other
+    kind of report is left out. The kind is the papermill parameter pref_code (0 = national) recorded
+    in the notebook; without it every cell is kept."""
+    code = ((nb.get("metadata") or {}).get("papermill") or {}).get("parameters", {}).get("pref_code")
+    cells = nb.get("cells", [])
+    if code is None:
+        return list(cells)
+    other = "prefecture" if int(code) == 0 else "national"
+    return [c for c in cells if not (c.get("cell_type") == "markdown"
+                                     and other in (c.get("metadata") or {}).get("tags", []))]
 
 
 # --- The charts' data files (issue #23) ------------------------------------------------------------

@@ -228,9 +228,9 @@ def _subset(source, chars: set[str], names_pruned: bool = False) -> bytes:
 def _base_font() -> tuple[frozenset[str], bytes]:
     """A first subset of the full font (~1,100 characters: ASCII, kana, CJK and full-width
     punctuation, and every character of the report notebook, templates, code, catalogue and
-    reference tables). Subsetting a page from it takes ~55 ms instead of ~115 ms from the full font.
+    reference tables). Subsetting a page from it is quicker than from the full font.
     It depends only on the installed files, so every worker makes the same one and a page's font
-    does not depend on which worker rendered it. Making it takes 0.3 s of CPU, so it is kept in
+    does not depend on which worker rendered it. Making it is costly, so it is kept in
     the cache folder (config.cache_dir) under a name that is the hash of everything it depends on
     (the characters, the font file's bytes, the fontTools version and the subset options)."""
     from ..config import PACKAGE_DIR, REFERENCE_DIR
@@ -283,7 +283,7 @@ def _font_cache_file(font_file: Path, chars: set[str]) -> Path:
 def _embed_font(text: str, extra: str = "") -> str:
     """Embed the Japanese font, subset to the characters of this page (and `extra`, e.g. text a
     script shows), as an @font-face data URI, so that the page renders without tofu on machines
-    with no Japanese font (~300 KB)."""
+    with no Japanese font."""
     import base64
     import io
 

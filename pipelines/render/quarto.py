@@ -55,7 +55,7 @@ from typing import Any
 import yaml
 
 from .. import config, interrupt
-from .common import CHART_DATA_NAME, RenderError, chart_data_dir, write_chart_data
+from .common import CHART_DATA_NAME, RenderError, chart_data_dir, shown_cells, write_chart_data
 
 log = logging.getLogger("tsunagari.render.quarto")
 
@@ -260,7 +260,7 @@ def stage_notebook(src: Path, dst: Path, slug: str, area: dict[str, Any]) -> Pat
     """Copy an executed notebook for Quarto (outputs kept; nothing executed): front matter first,
     Markdown outputs as raw blocks, image descriptions as `fig-alt`, no raw HTML or script output."""
     nb = json.loads(Path(src).read_text(encoding="utf-8"))
-    cells = [c for c in nb.get("cells", []) if not _is_front_matter(c)]
+    cells = [c for c in shown_cells(nb) if not _is_front_matter(c)]
     for cell in cells:
         if cell.get("cell_type") != "code":
             continue
