@@ -207,9 +207,9 @@ def text_sheet(header: Sequence[str], rows: Iterable[Sequence[Any]], widths: Seq
 # A small writer for the two kinds of workbooks the site publishes (text, numbers, booleans; a bold
 # header; frozen first row; column widths). Each worksheet is the same XML that openpyxl 3.1 writes
 # for the same cells (inline strings, '%.16g' numbers, the same element order), so any reader that
-# reads openpyxl's files reads these. It is ~15-20x faster than openpyxl (whose per-cell element
-# serialisation cost ~4 s per build), and the bytes depend only on the cells: no timestamp in
-# docProps/core.xml and a fixed date (1980-01-01) on every zip member.
+# reads openpyxl's files reads these. It is much faster than openpyxl's per-cell element
+# serialisation, and the bytes depend only on the cells: no timestamp in docProps/core.xml and a
+# fixed date (1980-01-01) on every zip member.
 
 _ZIP_DATE = (1980, 1, 1, 0, 0, 0)
 _XLSX_ERRORS = frozenset(("#NULL!", "#DIV/0!", "#VALUE!", "#REF!", "#NAME?", "#NUM!", "#N/A"))
