@@ -39,13 +39,13 @@ def run(case: str, args: tuple[str, ...], tmp: Path) -> tuple[int, float, float]
 
 
 def guard_overhead() -> None:
-    from pipelines import xlsx_guard
+    from pipelines import xlsx
 
     sample = ROOT / "data" / "sample" / "pref11-2023.xlsx"
     t0 = time.perf_counter()
     for _ in range(10):
-        xlsx_guard.check_archive(sample, sample.name)
-        xlsx_guard.uncached_formulas(sample, "data", sample.name)
+        xlsx.check_archive(sample, sample.name)
+        xlsx.uncached_formulas(sample, "data", sample.name)
     print(f"guard on {sample.name} ({sample.stat().st_size:,} bytes): {(time.perf_counter() - t0) / 10 * 1000:.1f} ms per file")
 
 

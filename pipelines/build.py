@@ -136,11 +136,6 @@ def _rows_hash(con: duckdb.DuckDBPyConnection, sql: str, params: list | None = N
     return {str(k): v for k, v in con.execute(q, params or []).fetchall()}
 
 
-def _table_exists(con: duckdb.DuckDBPyConnection, name: str) -> bool:
-    return bool(con.execute("SELECT count(*) FROM information_schema.tables WHERE table_name = ?",
-                            [name]).fetchone()[0])
-
-
 # Floating-point columns are rounded before hashing: DuckDB's parallel sums may differ in the last
 # bits from run to run, which must not count as a change of a report's inputs.
 INDICATOR_COLS = [("year", None), ("area_code", None), ("indicator_id", None), ("breakdown", None),
@@ -172,14 +167,14 @@ def _row_text(cols: list[tuple[str, int | None]]) -> str:
 
 
 def files_hash(con: duckdb.DuckDBPyConnection) -> str:
-    if not _table_exists(con, "files"):
+    if not warehouse_db.has_table(con, "files"):
         return "none"
     rows = con.execute("SELECT file_id, file_name, synthetic FROM files ORDER BY file_id").fetchall()
     return digest([list(map(str, r)) for r in rows])
 
 
 def latest_year(con: duckdb.DuckDBPyConnection) -> int:
-    if not _table_exists(con, "survey_responses"):
+    if not warehouse_db.has_table(con, "survey_responses"):
         raise UsageError("--year", "the warehouse has no survey data / 調査データがありません")
     row = con.execute("SELECT max(survey_year) FROM survey_responses WHERE survey_kind = 'national'").fetchone()
     if row[0] is None:
@@ -292,7 +287,7 @@ def _stage_quality(cfg: BuildConfig, new: Path, state: BuildState, fhash: str, s
         report.write(new / "quality")
         con = warehouse_db.connect(cfg.warehouse)
         try:
-            synthetic = (_table_exists(con, "files") and
+            synthetic = (warehouse_db.has_table(con, "files") and
                          bool(con.execute("SELECT coalesce(bool_or(synthetic), false) FROM files").fetchone()[0]))
             add_to_quality_page(con, new / "quality", synthetic)
         finally:
@@ -334,7 +329,7 @@ def _stage_indicators(cfg: BuildConfig, new: Path, state: BuildState, year: int,
     d = digest(fhash, year, _code_hash(), sorted(config.design_effects().items()))
     con = warehouse_db.connect(cfg.warehouse)
     try:
-        have_rows = _table_exists(con, "indicators") and con.execute(
+        have_rows = warehouse_db.has_table(con, "indicators") and con.execute(
             "SELECT count(*) FROM indicators WHERE year = ?", [year]).fetchone()[0] > 0
     finally:
         con.close()
@@ -361,9 +356,9 @@ def _stage_downloads(cfg: BuildConfig, new: Path, state: BuildState, year: int, 
     try:
         years = [int(r[0]) for r in con.execute("SELECT DISTINCT year FROM indicators ORDER BY 1").fetchall()]
         keys = (dict(con.execute("SELECT year, input_key FROM indicator_rounds").fetchall())
-                if _table_exists(con, "indicator_rounds") else {})
+                if warehouse_db.has_table(con, "indicator_rounds") else {})
         files = (con.execute("SELECT survey_year, file_name, kind, survey_id, synthetic FROM files "
-                             "ORDER BY ALL").fetchall() if _table_exists(con, "files") else [])
+                             "ORDER BY ALL").fetchall() if warehouse_db.has_table(con, "files") else [])
     finally:
         con.close()
     code = _code_hash()
@@ -636,7 +631,7 @@ def _run_stages(cfg: BuildConfig, new: Path, state: BuildState, renderer: str, p
     try:
         year = cfg.year or latest_year(con)
         fhash = files_hash(con)
-        have = _table_exists(con, "indicators") and con.execute(
+        have = warehouse_db.has_table(con, "indicators") and con.execute(
             "SELECT count(*) FROM indicators WHERE year = ?", [year]).fetchone()[0] > 0
     finally:
         con.close()

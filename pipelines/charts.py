@@ -557,9 +557,9 @@ def chart_table(chart) -> pd.DataFrame:
 def table_csv(table: pd.DataFrame) -> str:
     """A chart table as CSV text (comma separated, CRLF; a text cell that a spreadsheet would read
     as a formula is quoted with '); the renderer writes it as UTF-8 with BOM."""
-    from .downloads import neutralise
+    from .xlsx import neutralise_frame
 
-    return neutralise(table).to_csv(index=False, lineterminator="\r\n")
+    return neutralise_frame(table).to_csv(index=False, lineterminator="\r\n")
 
 
 def warm_up() -> None:

@@ -24,7 +24,7 @@
     ...) and more than ``MICRODATA_MAX_ROWS`` rows.
 * Report pages (``national.html``, ``prefectures/{code}-*.html``): every table cell that shows an
   indicator value of the area (headline table, breakdown tables) shows ``x`` where the published
-  row is suppressed -- the cells are compared with the text ``reports.fmt_value`` gives for the
+  row is suppressed -- the cells are compared with the text ``formatting.fmt_value`` gives for the
   published row.
 
 PDFs are not text-searched (no PDF text extractor is installed); they are rendered from the same
@@ -40,9 +40,7 @@ from __future__ import annotations
 import base64
 import binascii
 import functools
-import hashlib
 import json
-import posixpath
 import re
 import xml.etree.ElementTree as ET
 import zipfile
@@ -50,14 +48,14 @@ from dataclasses import dataclass, field
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import Iterable
-from xml.parsers import expat
 
 import numpy as np
 import pandas as pd
 
 from . import config, schema
 from . import warehouse as warehouse_db
-from .downloads import COLUMN_LETTERS as _COLUMN_LETTERS  # A, B, ... (256 columns; a wider row takes the slow path)
+from .formatting import fmt_interval, fmt_num, fmt_value
+from .xlsx import read_sheets
 
 MICRODATA_COLUMNS = frozenset(
     {"respondent_id", "age", "sex", "household_single", "weight", "source_row", "file_id",
@@ -105,7 +103,7 @@ class CheckContext:
     * ``n_indicators``: rows of the indicators table (a published table with more is not aggregates);
     * ``report_rows``: (area_code, indicator_id, breakdown) -> (suppressed, the texts a report may
       show for the row's value, the texts it may show for its interval) for every indicators row of
-      ``year``: ``reports.fmt_value``'s ('x' when suppressed) and, when a pooled or model-based
+      ``year``: ``formatting.fmt_value``'s ('x' when suppressed) and, when a pooled or model-based
       estimate leads (issue #24), that estimate as ``report_data.fmt_lead_value`` shows it, with or
       without its method mark, and its interval;
     * ``catalogue``: (id, name_ja, unit, source) of every catalogue indicator, in catalogue order;
@@ -147,13 +145,11 @@ def make_context(warehouse: Path, site_dir: Path | None = None, year: int | None
     """The ``CheckContext`` of ``warehouse`` (opened read-only, once). The round checked: ``year``,
     else the latest ``downloads/indicators-YYYY.csv`` in ``site_dir``, else the latest round of the
     indicators table (pass ``year`` when the context is made before the downloads exist)."""
-    from .report_data import fmt_value
-
     con = warehouse_db.connect(warehouse)
     try:
-        tables = {r[0] for r in con.execute("SELECT table_name FROM information_schema.tables").fetchall()}
+        has_indicators = warehouse_db.has_table(con, "indicators")
         n_ind, latest = 0, None
-        if "indicators" in tables:
+        if has_indicators:
             n_ind, latest = con.execute("SELECT count(*), max(year) FROM indicators").fetchone()
         year = year if year is not None else _site_year(site_dir)
         if year is None and latest is not None:
@@ -164,12 +160,12 @@ def make_context(warehouse: Path, site_dir: Path | None = None, year: int | None
                     "estimate_method", "lead_value", "lead_lower_ci95", "lead_upper_ci95")
         have = ({r[0] for r in con.execute("SELECT column_name FROM information_schema.columns "
                                            "WHERE table_name = 'indicators'").fetchall()}
-                if "indicators" in tables else set())
+                if has_indicators else set())
         select = ", ".join(c if c in have else f"NULL AS {c}" for c in ind_cols)
         ind = (con.execute(f"SELECT {select} FROM indicators WHERE year = ?", [year]).fetchall()
-               if "indicators" in tables and year is not None else [])
+               if has_indicators and year is not None else [])
         ids: list[str] = []
-        if "survey_responses" in tables:
+        if warehouse_db.has_table(con, "survey_responses"):
             ids = [str(r[0]) for r in con.execute(
                 "SELECT DISTINCT respondent_id FROM survey_responses WHERE respondent_id IS NOT NULL").fetchall()]
     finally:
@@ -178,15 +174,14 @@ def make_context(warehouse: Path, site_dir: Path | None = None, year: int | None
     units = {i.id: i.unit for i in cat}
     rows = {}
     for r in (dict(zip(ind_cols, t)) for t in ind):
-        rows[(r["area_code"], r["indicator_id"], r["breakdown"])] = _shown(r, units.get(r["indicator_id"], "percent"),
-                                                                          fmt_value)
+        rows[(r["area_code"], r["indicator_id"], r["breakdown"])] = _shown(r, units.get(r["indicator_id"], "percent"))
     return CheckContext(
         year=year, n_indicators=int(n_ind or 0), report_rows=rows,
         catalogue=tuple((i.id, i.name_ja, i.unit, i.source) for i in cat),
         ids_text="\n".join(sorted(i for i in ids if _ID_SHAPE.fullmatch(i))))
 
 
-def _shown(r: dict, unit: str, fmt_value) -> tuple[bool, frozenset, frozenset]:
+def _shown(r: dict, unit: str) -> tuple[bool, frozenset, frozenset]:
     """(suppressed, value texts, interval texts) a report may show for one indicators row."""
     from .conventions import ESTIMATE_MARKS
 
@@ -194,11 +189,11 @@ def _shown(r: dict, unit: str, fmt_value) -> tuple[bool, frozenset, frozenset]:
     texts, cis = {fmt_value(r, unit)}, {"x"}
     m, v = r.get("estimate_method"), r.get("lead_value")
     if m in ESTIMATE_MARKS and v is not None and v == v:
-        text = f"{float(v):,.1f}"
+        text = fmt_num(v)
         texts |= {text, text + ESTIMATE_MARKS[m]}
-        lo, hi = r.get("lead_lower_ci95"), r.get("lead_upper_ci95")
-        if lo is not None and hi is not None and lo == lo and hi == hi:
-            cis.add(f"{lo:.1f}～{hi:.1f}")
+        interval = fmt_interval(r.get("lead_lower_ci95"), r.get("lead_upper_ci95"))
+        if interval:
+            cis.add(interval)
     return sup, frozenset(texts), frozenset(cis)
 
 
@@ -269,188 +264,6 @@ def _table(raw: pd.DataFrame) -> pd.DataFrame:
 def _line(df: pd.DataFrame, i: int) -> int:
     """The file line (sheet row) of data row ``i`` of a table read by ``_table``."""
     return i + df.attrs.get("first_line", 2)
-
-
-_NS = "{http://schemas.openxmlformats.org/spreadsheetml/2006/main}"
-_RNS = "{http://schemas.openxmlformats.org/officeDocument/2006/relationships}"
-
-
-def _col_index(ref: str) -> int:
-    k = 0
-    for ch in ref:
-        if not ch.isalpha():
-            break
-        k = k * 26 + (ord(ch.upper()) - 64)
-    return k - 1
-
-
-# Fast path for a worksheet's cells: regular expressions over XML that expat has already accepted
-# as well formed, for the plain markup every writer we publish with produces (no namespace prefix,
-# no DTD, CDATA, comment or processing instruction inside; UTF-8). Anything else goes through
-# ElementTree, which gives the same cells (tests compare both on every published workbook).
-_XATTRS = r"((?:\s+[A-Za-z_][\w.\-:]*\s*=\s*(?:\"[^\"]*\"|'[^']*'))*)\s*"
-_XROW = re.compile(r"<row" + _XATTRS + r"(?:/>|>(.*?)</row>)", re.S)
-_XCELL = re.compile(r"<c" + _XATTRS + r"(?:/>|>(.*?)</c>)", re.S)
-_XATTR = re.compile(r"([A-Za-z_][\w.\-:]*)\s*=\s*(?:\"([^\"]*)\"|'([^']*)')")
-_XV = re.compile(r"<v" + _XATTRS + r"(?:/>|>(.*?)</v>)", re.S)
-_XT = re.compile(r"<t" + _XATTRS + r"(?:/>|>(.*?)</t>)", re.S)
-_XUNSAFE = re.compile(r"<[A-Za-z_][\w.\-]*:|<!|<\?(?!xml[\s?])|<\?xml[^>]*encoding=[\"'](?!utf-?8[\"'])", re.I)
-_XENTITY = re.compile(r"&(?:(lt|gt|amp|quot|apos)|#([0-9]+)|#x([0-9A-Fa-f]+));")
-_XNAMED = {"lt": "<", "gt": ">", "amp": "&", "quot": '"', "apos": "'"}
-_REF = re.compile(r"([A-Z]+)[0-9]+")
-_XROOT = re.compile(r"^(?:<\?xml[^>]*\?>)?\s*<worksheet\s[^>]*xmlns=\"http://schemas\.openxmlformats\.org/"
-                    r"spreadsheetml/2006/main\"")
-_COLS: dict[str, int] = {}
-# The cells as openpyxl (and downloads.sheet_xml) write them; a row made only of these is read by
-# one regular expression, any other row by the general expressions above.
-_XSTRICT_CELL = (r'<c r="([A-Z]{1,3})[0-9]+"(?: s="[0-9]+")?(?: t="([A-Za-z]+)")?'
-                 r'(?: />|/>|>(?:(<v>[^<]*</v>|<v ?/>)|<is><t(?: xml:space="preserve")?>([^<]*)</t></is>)</c>)')
-_XSTRICT_ROW = re.compile(f"(?:{_XSTRICT_CELL})*")
-_XSTRICT = re.compile(_XSTRICT_CELL)
-
-
-def _xunescape(text: str) -> str:
-    if "&" not in text:
-        return text
-    return _XENTITY.sub(lambda m: _XNAMED[m.group(1)] if m.group(1) else chr(int(m.group(2) or m.group(3),
-                                                                                 10 if m.group(2) else 16)), text)
-
-
-def _xattrs(text: str) -> dict[str, str]:
-    return {m[0]: _xunescape(m[1] if m[1] or not m[2] else m[2]) for m in _XATTR.findall(text)}
-
-
-def _sheet_rows_fast(data: bytes, shared: list[str]) -> list[list[str]] | None:
-    """The rows of a worksheet, or None when the fast path does not apply."""
-    if data.startswith(b"\xef\xbb\xbf"):
-        data = data[3:]
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError:
-        return None
-    root = _XROOT.search(text)
-    if root is None or text.count("xmlns=") != 1 or _XUNSAFE.search(text):
-        return None
-    try:
-        expat.ParserCreate().Parse(data, True)   # well formed (the ElementTree path would raise)
-    except expat.ExpatError:
-        return None
-    if "\r" in text:   # XML end-of-line handling, before character references are expanded
-        text = text.replace("\r\n", "\n").replace("\r", "\n")
-    rows: list[list[str]] = []
-    cols = _COLS
-    for m in _XROW.finditer(text):
-        content = m.group(2) or ""
-        if _XSTRICT_ROW.fullmatch(content):
-            cells = _XSTRICT.findall(content)
-            if 't="s"' not in content and [c[0] for c in cells] == _COLUMN_LETTERS[:len(cells)]:
-                # cells A, B, C, ... without a gap or a shared string (every row we write): one
-                # comprehension, the same values as the loop below
-                rows.append([(_xunescape(is_t) if "&" in is_t else is_t) if t == "inlineStr"
-                             else ((_xunescape(v[3:-4]) if "&" in v else v[3:-4]) if len(v) > 7 else "")
-                             for _, t, v, is_t in cells])
-                continue
-            row = []
-            for letters, t, v, is_t in cells:   # v: the <v> element or ""
-                if t == "inlineStr":
-                    value = _xunescape(is_t)
-                elif t == "s" and v:
-                    if len(v) <= 7:   # an empty <v>: no index (ElementTree's int(None) raises too)
-                        raise ValueError(f"shared-string cell {letters} without an index")
-                    value = shared[int(_xunescape(v[3:-4]))]
-                else:
-                    value = _xunescape(v[3:-4]) if len(v) > 7 else ""
-                i = cols.get(letters)
-                if i is None:
-                    i = cols[letters] = _col_index(letters)
-                if i >= len(row):
-                    row += [""] * (i + 1 - len(row))
-                row[i] = value
-            rows.append(row)
-            continue
-        row = []
-        for c in _XCELL.finditer(content):
-            attrs = _xattrs(c.group(1))
-            cell = c.group(2) or ""
-            t = attrs.get("t")
-            if t == "inlineStr":
-                value = "".join(_xunescape(x.group(2) or "") for x in _XT.finditer(cell))
-            else:
-                v = _XV.search(cell)
-                raw = None if v is None or v.group(2) is None else _xunescape(v.group(2))
-                if t == "s" and v is not None:
-                    value = shared[int(raw)]   # as the ElementTree path: int(None) raises
-                else:
-                    value = raw or ""
-            ref = attrs.get("r")
-            if ref:
-                k = _REF.fullmatch(ref)
-                if k is None:
-                    i = _col_index(ref)
-                else:
-                    i = cols.get(k.group(1))
-                    if i is None:
-                        i = cols[k.group(1)] = _col_index(k.group(1))
-            else:
-                i = len(row)
-            row += [""] * (i + 1 - len(row))
-            row[i] = value
-        rows.append(row)
-    return rows
-
-
-def _sheet_rows_et(stream, shared: list[str]) -> list[list[str]]:
-    rows: list[list[str]] = []
-    for _, el in ET.iterparse(stream):
-        if el.tag != f"{_NS}row":
-            continue
-        row: list[str] = []
-        for c in el.iter(f"{_NS}c"):
-            t, v = c.get("t"), c.find(f"{_NS}v")
-            if t == "s" and v is not None:
-                text = shared[int(v.text)]
-            elif t == "inlineStr":
-                text = "".join(x.text or "" for x in c.iter(f"{_NS}t"))
-            else:
-                text = "" if v is None or v.text is None else v.text
-            i = _col_index(c.get("r", "")) if c.get("r") else len(row)
-            row += [""] * (i + 1 - len(row))
-            row[i] = text
-        rows.append(row)
-        el.clear()
-    return rows
-
-
-def _xlsx_sheets(path: Path, fast: bool = True, known=()) -> list[tuple[str, list[list[str]] | None, str]]:
-    """(sheet name, rows of cell texts, digest of the sheet's XML and shared strings) of every sheet:
-    a direct read of the sheet XML, faster than openpyxl (the check reads every download of
-    every build). A sheet whose digest is in ``known`` is not read (rows None). ``fast=False``:
-    ElementTree only (the reference the fast path is tested against)."""
-    with zipfile.ZipFile(path) as z:
-        names = set(z.namelist())
-        shared: list[str] = []
-        shared_digest = ""
-        if "xl/sharedStrings.xml" in names:
-            raw = z.read("xl/sharedStrings.xml")
-            shared_digest = hashlib.sha256(raw).hexdigest()
-            root = ET.fromstring(raw)
-            shared = ["".join(t.text or "" for t in si.iter(f"{_NS}t")) for si in root.iter(f"{_NS}si")]
-        rels = ET.fromstring(z.read("xl/_rels/workbook.xml.rels"))
-        targets = {r.get("Id"): r.get("Target") for r in rels}
-        wb = ET.fromstring(z.read("xl/workbook.xml"))
-        out = []
-        for sh in wb.iter(f"{_NS}sheet"):
-            target = targets.get(sh.get(f"{_RNS}id"), "")
-            member = target.lstrip("/") if target.startswith("/") else posixpath.normpath("xl/" + target)
-            data = z.read(member)
-            digest = hashlib.sha256(data).hexdigest() + shared_digest
-            rows = None
-            if digest not in known:
-                rows = _sheet_rows_fast(data, shared) if fast else None
-                if rows is None:
-                    rows = _sheet_rows_et(z.open(member), shared)
-            out.append((sh.get("name", ""), rows, digest))
-    return out
 
 
 def _frame(rows: list[list[str]]) -> pd.DataFrame:
@@ -905,7 +718,7 @@ def _check_file(site_dir: Path, rel: str, ctx: CheckContext) -> list[Finding]:
             return _check_table(rel, _table(raw), ctx)
         if suffix == ".xlsx":
             out = []
-            for title, rows, digest in _xlsx_sheets(path, known=ctx._memo):
+            for title, rows, digest in read_sheets(path, known=ctx._memo):
                 if rows or digest in ctx._memo:
                     out += _check_sheet(f"{rel}[{title}]", rows, digest, ctx)
             return out

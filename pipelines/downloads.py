@@ -15,9 +15,9 @@ and XLSX, laid out for Excel users (issue #23 item 6).
 Text cells that a spreadsheet would read as a formula (starting with = + - @, tab or CR) are
 neutralised by a leading apostrophe.
 
-Workbooks (these and the per-prefecture ones of pipelines.site) are written by ``write_workbook``: the
-worksheet XML openpyxl writes for the same cells, faster, and the same bytes for the same cells
-(no timestamp inside, fixed zip member dates).
+Workbooks (these and the per-prefecture ones of pipelines.site) are written by
+``pipelines.xlsx.write_workbook``: the worksheet XML openpyxl writes for the same cells, faster,
+and the same bytes for the same cells (no timestamp inside, fixed zip member dates).
 
 Published precision (``round_published``; the warehouse keeps full precision), as the reports,
 the site and the quality page show the figures: shares, their intervals, national / reference /
@@ -30,13 +30,9 @@ recomputed from its download row with ``pipelines.stats.difference_test``.
 
 from __future__ import annotations
 
-import math
-import re
-import zipfile
 from dataclasses import dataclass
-from decimal import Decimal
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Sequence
 
 import duckdb
 import numpy as np
@@ -44,9 +40,6 @@ import pandas as pd
 
 from . import config, conventions, schema
 from . import warehouse as warehouse_db
-from .errors import UsageError, check_pref_code, check_year
-
-FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
 
 # Published precision (the warehouse keeps full precision): conventions, where the tests read it too.
 from .conventions import (  # noqa: E402,F401
@@ -61,6 +54,8 @@ from .conventions import (  # noqa: E402,F401
     published_p,
     published_share,
 )
+from .errors import UsageError, check_pref_code, check_year
+from .xlsx import data_sheet, frame_rows, neutralise_frame, text_sheet, write_workbook
 
 SHARE_COLUMNS = ("value", "lower_ci95", "upper_ci95", "national_value", "reference_value", "difference",
                  "difference_lower_ci95", "difference_upper_ci95", "previous_value", "change_difference",
@@ -253,68 +248,12 @@ def dictionary_headers() -> list[list[str]]:
     return [[ja for ja, _ in DICTIONARY_COLUMNS], [code for _, code in DICTIONARY_COLUMNS]]
 
 
-def neutralise(df: pd.DataFrame) -> pd.DataFrame:
-    """Copy of ``df`` whose text cells cannot be read as spreadsheet formulas."""
-    out = df.copy()
-    for col in out.columns:
-        s = out[col]
-        if pd.api.types.is_object_dtype(s) or pd.api.types.is_string_dtype(s):
-            try:   # vectorised; a cell that is not text gives NA here (and is left alone)
-                hit = s.str.startswith(FORMULA_PREFIXES).fillna(False).to_numpy(dtype=bool)
-            except AttributeError:   # an object column without text
-                hit = None
-            s = s.astype(object)
-            if hit is not None and hit.any():
-                s = s.copy()
-                s[hit] = "'" + s[hit]
-            out[col] = s
-    return out
-
-
 def write_csv(df: pd.DataFrame, path: Path) -> Path:
     """UTF-8 with BOM, comma separated, header row of the frame's column names."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    neutralise(df).to_csv(path, index=False, encoding="utf-8-sig", lineterminator="\r\n")
+    neutralise_frame(df).to_csv(path, index=False, encoding="utf-8-sig", lineterminator="\r\n")
     return path
-
-
-def write_xlsx(sheets: dict[str, pd.DataFrame], path: Path) -> Path:
-    """One sheet per entry, header frozen, columns sized to their header.
-
-    The cells are what ``DataFrame.to_excel(index=False)`` writes (missing values as empty text
-    cells, +-inf as 'inf'/'-inf', numbers as numbers, booleans as booleans), written by
-    ``write_workbook`` (faster than pandas + openpyxl; same sheet XML; deterministic bytes)."""
-    parts = []
-    for name, df in sheets.items():
-        safe = neutralise(df)
-        widths = [max(10, min(60, len(str(col)) + 4)) for col in safe.columns]
-        rows = [list(safe.columns), *_frame_rows(safe)]
-        parts.append((name, sheet_xml(rows, widths, freeze_header=True, dimension=True)))
-    return write_workbook(path, parts)
-
-
-def _frame_rows(df: pd.DataFrame) -> list[list[Any]]:
-    """Rows of plain Python values as pandas' Excel formatter gives them (na_rep '', inf_rep 'inf')."""
-    cols = []
-    for name in df.columns:
-        out = []
-        for v in df[name].tolist():
-            if v is None or v is pd.NA or v is pd.NaT:
-                v = ""
-            elif isinstance(v, (float, np.floating)):
-                v = float(v)
-                if math.isnan(v):
-                    v = ""
-                elif math.isinf(v):
-                    v = "inf" if v > 0 else "-inf"
-            elif isinstance(v, (bool, np.bool_)):
-                v = bool(v)
-            elif isinstance(v, np.integer):
-                v = int(v)
-            out.append(v)
-        cols.append(out)
-    return [list(r) for r in zip(*cols)] if cols else [[] for _ in range(len(df))]
 
 
 # --- The download files: two header rows (Japanese, codes), filters, frozen header ----------------
@@ -336,340 +275,25 @@ def write_download_csv(table: pd.DataFrame, path: Path, headers: list[list[str]]
     with open(tmp, "w", encoding="utf-8-sig", newline="") as f:
         w = csv.writer(f, lineterminator="\r\n")
         w.writerows(headers or header_rows(list(table.columns)))
-        neutralise(table).to_csv(f, index=False, header=False, lineterminator="\r\n")
+        neutralise_frame(table).to_csv(f, index=False, header=False, lineterminator="\r\n")
     tmp.replace(path)
     return path
 
 
-def _display_width(v: Any) -> int:
-    """Roughly the width of a cell's text in Excel's units (a Japanese character counts two)."""
-    if v is None or v == "":
-        return 0
-    s = v if isinstance(v, str) else ("%.16g" % v if isinstance(v, float) else str(v))
-    return (len(s) + len(s.encode("utf-8"))) // 2
-
-
-WIDTH_SAMPLE = 500    # rows whose values size the columns (evenly spread over the sheet)
-
-
-def column_widths(headers: list[list[str]], rows: Sequence[Sequence[Any]], cap: int = 50) -> list[float]:
-    """Widths that show each column's code and values (sampled rows) and its Japanese header on
-    at most two lines (the first header row wraps)."""
-    step = max(1, len(rows) // WIDTH_SAMPLE)
-    sample = rows[::step]
-    out = []
-    for j in range(len(headers[0])):
-        ja = _display_width(headers[0][j])
-        w = max([_display_width(headers[-1][j])] + [_display_width(r[j]) for r in sample if j < len(r)])
-        w = max(w, ja if ja <= 16 else -(-ja // 2) + 1)
-        out.append(float(min(cap, max(8, w + 2))))
-    return out
-
-
-def data_sheet(headers: list[list[str]], rows: list[list[Any]], widths: Sequence[float] | None = None
-               ) -> tuple[bytes, str]:
-    """(sheet XML, autofilter range) of a data sheet: row 1 the Japanese headers (bold, wrapped),
-    row 2 the column codes (a secondary style), both frozen, an autofilter on the code row over
-    the data, column widths from ``column_widths``."""
-    if widths is None:
-        widths = column_widths(headers, rows)
-    ncol = max(1, len(headers[0]))
-    ref = f"A{len(headers)}:{_col_letter(ncol - 1)}{len(headers) + max(len(rows), 1)}"
-    return sheet_xml([*headers, *rows], widths, freeze_header=True, bold_header=True, dimension=True,
-                     header_rows=len(headers), autofilter=ref, bool_style=True), ref
-
-
 def frame_sheet(table: pd.DataFrame) -> tuple[bytes, str]:
     """``data_sheet`` of a download table (columns: the codes)."""
-    return data_sheet(header_rows(list(table.columns)), _frame_rows(neutralise(table)))
-
-
-def text_sheet(header: Sequence[str], rows: Iterable[Sequence[Any]], widths: Sequence[float]) -> bytes:
-    """A sheet of text (notes, the dictionary): a bold header row, frozen."""
-    return sheet_xml([list(header), *([neutralise_value(v) for v in r] for r in rows)], widths,
-                     freeze_header=True, bold_header=True)
-
-
-def neutralise_value(v: Any) -> Any:
-    """One cell: text that a spreadsheet would read as a formula gets a leading apostrophe."""
-    if isinstance(v, str) and v.startswith(FORMULA_PREFIXES):
-        return "'" + v
-    return v
+    return data_sheet(header_rows(list(table.columns)), frame_rows(neutralise_frame(table)))
 
 
 def dictionary_sheet() -> tuple[bytes, str]:
     """The data dictionary as a data sheet (its own two header rows, filter, frozen)."""
     d = dictionary_table()
-    return data_sheet(dictionary_headers(), _frame_rows(neutralise(d)), [22, 24, 60, 30, 50])
+    return data_sheet(dictionary_headers(), frame_rows(neutralise_frame(d)), [22, 24, 60, 30, 50])
 
 
 def write_dictionary_csv(dest_dir: Path) -> Path:
     """``downloads/data-dictionary.csv``: every column of the downloads (its header rows as theirs)."""
     return write_download_csv(dictionary_table(), Path(dest_dir) / DICTIONARY_FILE, dictionary_headers())
-
-
-# --- XLSX writer -----------------------------------------------------------------------------------
-# A small writer for the two kinds of workbooks the site publishes (text, numbers, booleans; a bold
-# header; frozen first row; column widths). Each worksheet is the same XML that openpyxl 3.1 writes
-# for the same cells (inline strings, '%.16g' numbers, the same element order), so any reader that
-# reads openpyxl's files reads these. It avoids openpyxl's per-cell element serialisation (bench/
-# bench_build.py times the downloads), and the bytes depend only on the cells: no timestamp in
-# docProps/core.xml and a fixed date (1980-01-01) on every zip member.
-
-_MAIN_NS = "http://schemas.openxmlformats.org/spreadsheetml/2006/main"
-_REL_NS = "http://schemas.openxmlformats.org/officeDocument/2006/relationships"
-_PKG_REL_NS = "http://schemas.openxmlformats.org/package/2006/relationships"
-_ZIP_DATE = (1980, 1, 1, 0, 0, 0)
-_XLSX_ERRORS = frozenset(("#NULL!", "#DIV/0!", "#VALUE!", "#REF!", "#NAME?", "#NUM!", "#N/A"))
-_ILLEGAL_XML = re.compile(r"[\000-\010]|[\013-\014]|[\016-\037]")   # as openpyxl refuses
-_MAX_TEXT = 32767   # Excel's cell limit (openpyxl truncates likewise)
-
-
-def _col_letter(i: int) -> str:
-    """0 -> A, 25 -> Z, 26 -> AA."""
-    s = ""
-    i += 1
-    while i:
-        i, r = divmod(i - 1, 26)
-        s = chr(65 + r) + s
-    return s
-
-
-COLUMN_LETTERS = [_col_letter(i) for i in range(256)]
-
-
-def _text(s: str) -> str:
-    if "&" in s:
-        s = s.replace("&", "&amp;")
-    if "<" in s:
-        s = s.replace("<", "&lt;")
-    if ">" in s:
-        s = s.replace(">", "&gt;")
-    return s
-
-
-def _attr(s: str) -> str:
-    return (_text(s).replace('"', "&quot;").replace("\r", "&#13;").replace("\n", "&#10;")
-            .replace("\t", "&#09;"))
-
-
-def _cell(ref: str, v: Any, style: str) -> str:
-    """One <c> element (None: the caller skips the cell)."""
-    return f'<c r="{ref}"{style}{_cell_tail(ref, v)}'
-
-
-def _cell_tail(ref: str, v: Any) -> str:
-    """What follows ``<c r="{ref}"{style}`` in the cell of ``v``; it depends on ``v`` only (``ref``
-    names the cell in an error)."""
-    if isinstance(v, str):
-        if len(v) > _MAX_TEXT:
-            v = v[:_MAX_TEXT]
-        if _ILLEGAL_XML.search(v):
-            raise ValueError(f"{ref}: text with a control character cannot be written to a worksheet: {v!r}")
-        if v.startswith("=") and len(v) > 1:   # callers neutralise text; never write a formula
-            raise ValueError(f"{ref}: text that a spreadsheet reads as a formula: {v!r}")
-        if v in _XLSX_ERRORS:
-            return f' t="e"><v>{_text(v)}</v></c>'
-        if not v:
-            return ' t="inlineStr" />'
-        stripped = v.strip()
-        space = ' xml:space="preserve"' if stripped and stripped != v else ""
-        return f' t="inlineStr"><is><t{space}>{_text(v)}</t></is></c>'
-    if isinstance(v, (bool, np.bool_)):
-        return f' t="b"><v>{1 if v else 0}</v></c>'
-    if isinstance(v, (int, float, Decimal, np.integer, np.floating)):
-        f = float(v)
-        if math.isnan(f) or math.isinf(f):
-            return ' t="n"><v /></c>'
-        return f' t="n"><v>{"%.16g" % v}</v></c>'
-    raise TypeError(f"{ref}: cannot write a {type(v).__name__} to a worksheet")
-
-
-def sheet_xml(rows: Iterable[Sequence[Any]], widths: Sequence[int | float] = (), *, freeze_header: bool = False,
-              bold_header: bool = False, dimension: bool = False, header_rows: int = 1,
-              autofilter: str | None = None, bool_style: bool = False) -> bytes:
-    """The XML of one worksheet: ``rows`` (the first ``header_rows`` are the header) of str / int /
-    float / bool / None (no cell); ``widths`` of the first columns; the header rows frozen and/or
-    styled (row 1 bold; with two header rows, row 1 also wrapped on two lines and row 2 in the
-    secondary style of the column codes; the styles of ``write_workbook``); a <dimension> element
-    (as openpyxl writes for a workbook not in write-only mode); an <autoFilter> over the range
-    ``autofilter`` (e.g. 'A2:Z100': its first row holds the filter buttons); ``bool_style``: boolean
-    data cells in the style whose number format shows TRUE / FALSE (LibreOffice shows the first
-    boolean of a column so and the others as 1 / 0 without it). With the defaults the XML is what
-    openpyxl writes for the same cells."""
-    rows = [list(r) for r in rows]
-    styles = {1: ' s="1"', 2: ' s="2"' if header_rows >= 2 else ' s="1"'} if bold_header else {}
-    two_line = ' ht="30" customHeight="1"' if bold_header and header_rows >= 2 else ""
-    body = []
-    # A cell's XML after its reference depends on its value only, and a sheet repeats values
-    # (area names, indicator ids, labels): each distinct value is formatted once. The type is part
-    # of the key, as 1, 1.0 and True are equal keys with different cells.
-    tails: dict[tuple[type, Any], str] = {}
-    for i, row in enumerate(rows, start=1):
-        rs = str(i)
-        style = styles.get(i, "") if i <= header_rows else ""
-        cells = []
-        for j, v in enumerate(row):
-            ref = (COLUMN_LETTERS[j] if j < len(COLUMN_LETTERS) else _col_letter(j)) + rs
-            if v is None:
-                if style:
-                    cells.append(f'<c r="{ref}"{style} t="n" />')
-                continue
-            key = (v.__class__, v)
-            try:
-                tail = tails[key]
-            except KeyError:
-                tail = tails[key] = _cell_tail(ref, v)
-            except TypeError:   # an unhashable value: _cell_tail names the cell
-                tail = _cell_tail(ref, v)
-            if bool_style and not style and v.__class__ is bool:
-                cells.append(f'<c r="{ref}" s="3"{tail}')
-                continue
-            cells.append(f'<c r="{ref}"{style}{tail}')
-        attrs = two_line if i == 1 else ""
-        body.append(f'<row r="{rs}"{attrs}>{"".join(cells)}</row>' if cells else f'<row r="{rs}"{attrs} />')
-    head = [f'<worksheet xmlns="{_MAIN_NS}"><sheetPr><outlinePr summaryBelow="1" summaryRight="1" />'
-            '<pageSetUpPr /></sheetPr>']
-    if dimension:
-        width = max((len(r) for r in rows), default=1) or 1
-        head.append(f'<dimension ref="A1:{_col_letter(width - 1)}{max(len(rows), 1)}" />')
-    if freeze_header:
-        head.append(f'<sheetViews><sheetView workbookViewId="0"><pane ySplit="{header_rows}" '
-                    f'topLeftCell="A{header_rows + 1}" activePane="bottomLeft" state="frozen" /><selection '
-                    'pane="bottomLeft" activeCell="A1" sqref="A1" /></sheetView></sheetViews>')
-    else:
-        head.append('<sheetViews><sheetView workbookViewId="0"><selection activeCell="A1" sqref="A1" />'
-                    '</sheetView></sheetViews>')
-    head.append('<sheetFormatPr baseColWidth="8" defaultRowHeight="15" />')
-    if widths:
-        head.append("<cols>" + "".join(f'<col width="{w:g}" customWidth="1" min="{k}" max="{k}" />'
-                                       for k, w in enumerate(widths, start=1)) + "</cols>")
-    tail = f'<autoFilter ref="{autofilter}" />' if autofilter else ""
-    xml = ("".join(head) + "<sheetData>" + "".join(body) + f'</sheetData>{tail}<pageMargins left="0.75" right="0.75" '
-           'top="1" bottom="1" header="0.5" footer="0.5" /></worksheet>')
-    return xml.encode("utf-8")
-
-
-def _styles_xml(bold: bool) -> str:
-    """The stylesheet: the default cell style; with ``bold`` also the header styles: 1 bold on a light
-    fill, wrapped, top-aligned (the first header row), 2 grey italic on a grey fill (the row of
-    column codes), and 3 a boolean's number format (TRUE / FALSE)."""
-    from openpyxl.styles.colors import COLOR_INDEX
-
-    font = '<font><name val="Calibri" /><family val="2" /><color theme="1" /><sz val="11" /><scheme val="minor" /></font>'
-    xf = '<xf numFmtId="0" fontId="{}" fillId="0" borderId="0" pivotButton="0" quotePrefix="0" xfId="0" />'
-    fills = '<fill><patternFill /></fill><fill><patternFill patternType="gray125" /></fill>'
-    if bold:
-        fonts = (f'<fonts count="3">{font}<font><b val="1" /></font><font><i val="1" /><color rgb="FF595959" />'
-                 '<sz val="10" /></font></fonts>')
-        fills = (f'<fills count="4">{fills}<fill><patternFill patternType="solid"><fgColor rgb="FFDDEBF7" />'
-                 '</patternFill></fill><fill><patternFill patternType="solid"><fgColor rgb="FFF2F2F2" />'
-                 '</patternFill></fill></fills>')
-        numfmts = '<numFmts count="1"><numFmt numFmtId="164" formatCode="&quot;TRUE&quot;;&quot;TRUE&quot;;&quot;FALSE&quot;" /></numFmts>'
-        xfs = ('<cellXfs count="4">' + xf.format(0)
-               + '<xf numFmtId="0" fontId="1" fillId="2" borderId="0" applyFont="1" applyFill="1" applyAlignment="1" '
-                 'pivotButton="0" quotePrefix="0" xfId="0"><alignment vertical="top" wrapText="1" /></xf>'
-               + '<xf numFmtId="0" fontId="2" fillId="3" borderId="0" applyFont="1" applyFill="1" pivotButton="0" '
-                 'quotePrefix="0" xfId="0" />'
-               + '<xf numFmtId="164" fontId="0" fillId="0" borderId="0" applyNumberFormat="1" pivotButton="0" '
-                 'quotePrefix="0" xfId="0" /></cellXfs>')
-    else:
-        numfmts = '<numFmts count="0" />'
-        fonts = f'<fonts count="1">{font}</fonts>'
-        fills = f'<fills count="2">{fills}</fills>'
-        xfs = f'<cellXfs count="1">{xf.format(0)}</cellXfs>'
-    colors = "".join(f'<rgbColor rgb="{c}" />' for c in COLOR_INDEX[:64])
-    return (f'<styleSheet xmlns="{_MAIN_NS}">{numfmts}{fonts}{fills}<borders count="1"><border><left />'
-            '<right /><top /><bottom /><diagonal /></border></borders><cellStyleXfs count="1"><xf numFmtId="0" '
-            f'fontId="0" fillId="0" borderId="0" /></cellStyleXfs>{xfs}<cellStyles count="1"><cellStyle '
-            'name="Normal" xfId="0" builtinId="0" hidden="0" /></cellStyles><tableStyles count="0" '
-            'defaultTableStyle="TableStyleMedium9" defaultPivotStyle="PivotStyleLight16" /><colors><indexedColors>'
-            f'{colors}</indexedColors></colors></styleSheet>')
-
-
-def _sheet_ref(title: str, ref: str) -> str:
-    """'Sheet name'!$A$2:$Z$100 (for a defined name)."""
-    a, b = ref.split(":")
-    absolute = [re.sub(r"([A-Z]+)([0-9]+)", r"$\1$\2", x) for x in (a, b)]
-    return "'" + title.replace("'", "''") + "'!" + ":".join(absolute)
-
-
-def workbook_bytes(sheets: Sequence[tuple], bold: bool = False) -> dict[str, bytes]:
-    """The package members (name -> bytes, in openpyxl's member order) of a workbook of ``sheets``
-    ((title, ``sheet_xml`` bytes[, its autofilter range]), titles <= 31 characters). A sheet with an
-    autofilter gets the hidden defined name Excel keeps for it (_xlnm._FilterDatabase)."""
-    from openpyxl.writer.theme import theme_xml
-
-    ct = "application/vnd.openxmlformats-officedocument"
-    n = len(sheets)
-    members: dict[str, bytes] = {
-        "docProps/app.xml": ('<Properties xmlns="http://schemas.openxmlformats.org/officeDocument/2006/'
-                             'extended-properties"><Application>Microsoft Excel Compatible / tsunagari'
-                             '</Application></Properties>').encode(),
-        # No created/modified date: the bytes of a workbook depend only on its cells.
-        "docProps/core.xml": ('<cp:coreProperties xmlns:cp="http://schemas.openxmlformats.org/package/2006/'
-                              'metadata/core-properties" xmlns:dc="http://purl.org/dc/elements/1.1/" '
-                              'xmlns:dcterms="http://purl.org/dc/terms/" '
-                              'xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance"><dc:creator>tsunagari'
-                              '</dc:creator></cp:coreProperties>').encode(),
-        "xl/theme/theme1.xml": theme_xml.encode("utf-8"),
-    }
-    for k, (_, xml, *_rest) in enumerate(sheets, start=1):
-        members[f"xl/worksheets/sheet{k}.xml"] = xml
-    names = "".join(f'<definedName name="_xlnm._FilterDatabase" localSheetId="{k}" hidden="1">'
-                    f'{_text(_sheet_ref(title, rest[0]))}</definedName>'
-                    for k, (title, _, *rest) in enumerate(sheets) if rest and rest[0])
-    defined = f"<definedNames>{names}</definedNames>" if names else "<definedNames />"
-    members["xl/styles.xml"] = _styles_xml(bold).encode()
-    members["_rels/.rels"] = (
-        f'<Relationships xmlns="{_PKG_REL_NS}"><Relationship Type="{_REL_NS}/officeDocument" '
-        'Target="xl/workbook.xml" Id="rId1" /><Relationship Type="http://schemas.openxmlformats.org/package/'
-        '2006/relationships/metadata/core-properties" Target="docProps/core.xml" Id="rId2" /><Relationship '
-        f'Type="{_REL_NS}/extended-properties" Target="docProps/app.xml" Id="rId3" /></Relationships>').encode()
-    members["xl/workbook.xml"] = (
-        f'<workbook xmlns:r="{_REL_NS}" xmlns="{_MAIN_NS}"><workbookPr /><workbookProtection /><bookViews>'
-        '<workbookView visibility="visible" minimized="0" showHorizontalScroll="1" showVerticalScroll="1" '
-        'showSheetTabs="1" tabRatio="600" firstSheet="0" activeTab="0" autoFilterDateGrouping="1" /></bookViews>'
-        "<sheets>" + "".join(f'<sheet name="{_attr(title)}" sheetId="{k}" state="visible" r:id="rId{k}" />'
-                             for k, (title, *_) in enumerate(sheets, start=1))
-        + f'</sheets>{defined}<calcPr calcId="124519" fullCalcOnLoad="1" /></workbook>').encode()
-    members["xl/_rels/workbook.xml.rels"] = (
-        f'<Relationships xmlns="{_PKG_REL_NS}">'
-        + "".join(f'<Relationship Type="{_REL_NS}/worksheet" Target="/xl/worksheets/sheet{k}.xml" Id="rId{k}" />'
-                  for k in range(1, n + 1))
-        + f'<Relationship Type="{_REL_NS}/styles" Target="styles.xml" Id="rId{n + 1}" />'
-        + f'<Relationship Type="{_REL_NS}/theme" Target="theme/theme1.xml" Id="rId{n + 2}" /></Relationships>'
-    ).encode()
-    members["[Content_Types].xml"] = (
-        '<Types xmlns="http://schemas.openxmlformats.org/package/2006/content-types"><Default Extension="rels" '
-        'ContentType="application/vnd.openxmlformats-package.relationships+xml" /><Default Extension="xml" '
-        f'ContentType="application/xml" /><Override PartName="/xl/styles.xml" ContentType="{ct}.spreadsheetml.'
-        f'styles+xml" /><Override PartName="/xl/theme/theme1.xml" ContentType="{ct}.theme+xml" /><Override '
-        'PartName="/docProps/core.xml" ContentType="application/vnd.openxmlformats-package.core-properties+xml" />'
-        f'<Override PartName="/docProps/app.xml" ContentType="{ct}.extended-properties+xml" />'
-        + "".join(f'<Override PartName="/xl/worksheets/sheet{k}.xml" ContentType="{ct}.spreadsheetml.worksheet+xml" />'
-                  for k in range(1, n + 1))
-        + f'<Override PartName="/xl/workbook.xml" ContentType="{ct}.spreadsheetml.sheet.main+xml" /></Types>'
-    ).encode()
-    return members
-
-
-def write_workbook(path: Path, sheets: Sequence[tuple], bold: bool = False) -> Path:
-    """Write an XLSX of ``sheets`` ((title, ``sheet_xml`` bytes[, autofilter range])) atomically (tmp
-    file + rename); ``bold``: with the header styles of ``sheet_xml(bold_header=True)``.
-    Identical sheets give identical bytes: fixed member dates and order, no timestamps."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as z:
-        for name, data in workbook_bytes(sheets, bold).items():
-            info = zipfile.ZipInfo(name, date_time=_ZIP_DATE)
-            info.compress_type = zipfile.ZIP_DEFLATED
-            info.create_system = 3
-            info.external_attr = 0o600 << 16
-            z.writestr(info, data)
-    tmp.replace(path)
-    return path
 
 
 def check_area_code(value: object, parameter: str = "area_code") -> str:
@@ -838,8 +462,7 @@ def notes_table(con: duckdb.DuckDBPyConnection, year: int | None, catalogue,
     from .indicators import previous_year, rounds
 
     files = pd.DataFrame(columns=["file_name", "kind", "survey_id", "survey_year", "synthetic"])
-    has_files = con.execute("SELECT count(*) FROM information_schema.tables "
-                            "WHERE table_name = 'files'").fetchone()[0]
+    has_files = warehouse_db.has_table(con, "files")
     if year is None:
         years = rounds(con)
         span = f"{years[0]}～{years[-1]}年（全調査回）" if years else "（調査回なし）"

@@ -10,6 +10,7 @@ import unicodedata
 from collections.abc import Sequence
 
 MAX_EXAMPLES = 5
+RULE_UNREADABLE = "unreadable file / 読み込めません"   # a file no reader can open
 
 # Control, format and line/paragraph-separator characters: a file name or header holding one could
 # forge lines in a terminal or log (issue #15), or hide text (U+202E reverses what follows).

@@ -61,6 +61,7 @@ from . import warehouse as warehouse_db
 from .catalogue import BREAKDOWNS_COMMON, BREAKDOWNS_UK, Indicator, load_catalogue  # noqa: F401 (downloads imports them here)
 from .errors import DataError, UsageError
 from .reference import prefectures
+from .warehouse import has_table
 
 log = logging.getLogger("tsunagari.indicators")
 
@@ -107,14 +108,9 @@ UCLA_BAND_SQL = """CASE WHEN ucla_score IS NULL THEN 'na' WHEN ucla_score >= 10 
 
 # --- Warehouse helpers ---------------------------------------------------------------------------
 
-def _has_table(con: duckdb.DuckDBPyConnection, name: str) -> bool:
-    return bool(con.execute("SELECT count(*) FROM information_schema.tables WHERE table_name = ?",
-                            [name]).fetchone()[0])
-
-
 def national_years(con: duckdb.DuckDBPyConnection) -> list[int]:
     """Rounds with a national survey in the warehouse, ascending."""
-    if not _has_table(con, "survey_responses"):
+    if not has_table(con, "survey_responses"):
         return []
     rows = con.execute("SELECT DISTINCT survey_year FROM survey_responses "
                        "WHERE survey_kind = 'national' ORDER BY 1").fetchall()
@@ -274,7 +270,7 @@ def survey_deffs(con, year: int, inds: list[Indicator], effects: dict[str, float
     effects = config.design_effects() if effects is None else effects
     empty = pd.DataFrame({c: pd.Series(dtype=object if c in ("survey_id", "survey_kind", "indicator_id")
                                        else float) for c in DEFF_COLUMNS})
-    if not inds or not _has_table(con, "survey_responses") or not _has_design_columns(con):
+    if not inds or not has_table(con, "survey_responses") or not _has_design_columns(con):
         return empty
     if "*" in effects:     # one number for every survey: nothing is estimated
         return empty
@@ -554,7 +550,7 @@ def design_effect_summary(con, effects: dict[str, float] | None = None,
     design's n_strata, n_psu, n_lonely (strata with one PSU) when it carries one."""
     cols = ["survey_id", "survey_kind", "year", "n", "method", "deff_min", "deff_max", "n_indicators",
             "n_strata", "n_psu", "n_lonely"]
-    if not _has_table(con, "survey_responses"):
+    if not has_table(con, "survey_responses"):
         return pd.DataFrame(columns=cols)
     effects = config.design_effects() if effects is None else effects
     if inds is None:
@@ -845,14 +841,14 @@ def population_16plus() -> pd.DataFrame:
 
 def programme_years(con: duckdb.DuckDBPyConnection) -> list[int]:
     """Fiscal years present in the programme data, ascending."""
-    if not _has_table(con, "programme"):
+    if not has_table(con, "programme"):
         return []
     return [int(r[0]) for r in con.execute("SELECT DISTINCT fiscal_year FROM programme ORDER BY 1").fetchall()]
 
 
 def _programme_indicators(con, year: int, inds: list[Indicator], names: dict[str, str]) -> pd.DataFrame:
     metrics = set(schema.PROGRAMME_METRICS)
-    has = _has_table(con, "programme")
+    has = has_table(con, "programme")
     if has:
         metrics |= {r[0] for r in con.execute("SELECT DISTINCT metric_id FROM programme").fetchall()}
     metrics = sorted(m for m in metrics if re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", m))
@@ -1068,12 +1064,12 @@ def round_keys(con: duckdb.DuckDBPyConnection, catalogue: list[Indicator] | None
 
     inds = catalogue if catalogue is not None else load_catalogue()
     files: dict[int, str] = {}
-    if _has_table(con, "survey_responses"):
+    if has_table(con, "survey_responses"):
         files = {int(y): f for y, f in con.execute(
             "SELECT survey_year, string_agg(DISTINCT file_id, ',' ORDER BY file_id) FROM survey_responses "
             "GROUP BY survey_year").fetchall()}
     prog: dict[int, str] = {}
-    if _has_table(con, "programme"):
+    if has_table(con, "programme"):
         prog = {int(y): h for y, h in con.execute(
             "SELECT fiscal_year, md5(string_agg(concat_ws('|', pref_code, metric_id, value), ',' "
             "ORDER BY pref_code, metric_id, value)) FROM programme GROUP BY fiscal_year").fetchall()}
@@ -1108,15 +1104,15 @@ class RoundPlan:
 def _stored_rounds(con: duckdb.DuckDBPyConnection) -> tuple[dict[int, str], set[int]]:
     """({year: stored key}, years with rows) of the derived tables; nothing for tables that do not
     exist yet or an `indicators` table of an older layout (``_ensure_tables`` recreates it)."""
-    if not _has_table(con, "indicators"):
+    if not has_table(con, "indicators"):
         return {}, set()
     cols = [r[0] for r in con.execute(
         "SELECT column_name FROM information_schema.columns WHERE table_name = 'indicators' "
         "ORDER BY ordinal_position").fetchall()]
-    if cols != schema.INDICATOR_COLUMNS or not _has_table(con, "small_area") or not _has_table(con, "small_area_fits"):
+    if cols != schema.INDICATOR_COLUMNS or not has_table(con, "small_area") or not has_table(con, "small_area_fits"):
         return {}, set()
     stored = {}
-    if _has_table(con, "indicator_rounds"):
+    if has_table(con, "indicator_rounds"):
         stored = {int(y): k for y, k in con.execute("SELECT year, input_key FROM indicator_rounds").fetchall()}
     have = {int(r[0]) for r in con.execute("SELECT DISTINCT year FROM indicators").fetchall()}
     return stored, have
@@ -1233,7 +1229,7 @@ def _typed_distributions(df: pd.DataFrame) -> pd.DataFrame:
 def _ensure_tables(con: duckdb.DuckDBPyConnection) -> None:
     """Create the derived tables; an `indicators` table of an older layout (columns differ) is
     derived data: dropped with the round keys and created again, so every round is recomputed."""
-    if _has_table(con, "indicators"):
+    if has_table(con, "indicators"):
         cols = [r[0] for r in con.execute(
             "SELECT column_name FROM information_schema.columns WHERE table_name = 'indicators' "
             "ORDER BY ordinal_position").fetchall()]
@@ -1244,7 +1240,7 @@ def _ensure_tables(con: duckdb.DuckDBPyConnection) -> None:
     from . import small_area as sa
 
     for name, want in (("small_area", sa.TABLE_COLUMNS), ("small_area_fits", sa.FITS_TABLE_COLUMNS)):
-        if _has_table(con, name) and [r[0] for r in con.execute(
+        if has_table(con, name) and [r[0] for r in con.execute(
                 "SELECT column_name FROM information_schema.columns WHERE table_name = ? "
                 "ORDER BY ordinal_position", [name]).fetchall()] != want:
             log.info("%s table of an older layout: recreated", name)

@@ -36,9 +36,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
-from . import config, safe_yaml, schema, xlsx_guard
+from . import config, safe_yaml, schema, xlsx
 from . import warehouse as warehouse_db
-from .errors import DataError, UsageError, printable
+from .errors import RULE_UNREADABLE, DataError, UsageError, printable
 from .staging import StagedFile
 
 log = logging.getLogger("tsunagari.ingest")
@@ -57,7 +57,6 @@ RULE_IMPOSSIBLE_CODE = "impossible code / ありえないコード"
 RULE_WRONG_TYPE = "wrong type / 型が不正"
 RULE_TOO_LARGE = "file too large / ファイルが大きすぎます"
 RULE_ENCODING = "cannot decode / 文字コードを判別できません"
-RULE_UNREADABLE = "unreadable file / 読み込めません"
 RULE_EMPTY = "no data rows / データ行がありません"
 RULE_SURVEY_ID = "survey not identified / 調査を特定できません"
 RULE_DUPLICATE_SURVEY = "same survey in two files / 同じ調査が2つのファイルにあります"
@@ -554,22 +553,10 @@ def _pick_sheet(path: Path, wb, mapping: Mapping | None) -> tuple[object, int]:
     return sheets[0], 0
 
 
-_XLSX_CHECKED: set[tuple] = set()
-
-
-def check_xlsx(path: Path) -> None:
-    """xlsx_guard.check_archive once per file version and process (ingest checks every XLSX before
-    anything is read; the reader checks again only a file it was handed directly)."""
-    key = config.file_key(path)
-    if key not in _XLSX_CHECKED:
-        xlsx_guard.check_archive(path, path.name)
-        _XLSX_CHECKED.add(key)
-
-
 def _check_formulas(path: Path, sheet: str, header_row: int, headers: list[str], mapping: Mapping | None) -> None:
     """Refuse formula cells without a stored result (openpyxl reads them as blank), naming the
     cells (sheet!A1), their column and data rows. Formula cells with a stored result are read as it."""
-    cells, total = xlsx_guard.uncached_formulas(path, sheet, path.name, min_row=header_row)
+    cells, total = xlsx.uncached_formulas(path, sheet, path.name, min_row=header_row)
     if not total:
         return
     first = cells[0].col
@@ -577,23 +564,15 @@ def _check_formulas(path: Path, sheet: str, header_row: int, headers: list[str],
     header = headers[first - 1] if first <= len(headers) else ""
     column = (mapping.columns.get(norm(header), norm(header).lower()) if mapping else None) or header
     if column not in ALL_COLUMNS:
-        column = header or f"column {xlsx_guard.col_letters(first)}"
+        column = header or f"column {xlsx.column_letter(first - 1)}"
     more = f"{total:,} such cells in the sheet in all. " if total > len(same) else ""
-    raise DataError(path.name, xlsx_guard.RULE_FORMULA, column=column,
+    raise DataError(path.name, xlsx.RULE_FORMULA, column=column,
                     rows=[c.row - header_row for c in same if c.row > header_row][:6], count=len(same),
-                    examples=[f"{sheet}!{c.ref}" for c in same[:5]], detail=more + xlsx_guard.DETAIL_FORMULA)
+                    examples=[f"{sheet}!{c.ref}" for c in same[:5]], detail=more + xlsx.DETAIL_FORMULA)
 
 
 def _read_xlsx(path: Path, mapping: Mapping | None = None, max_rows: int | None = None) -> RawTable:
-    import openpyxl
-
-    check_xlsx(path)   # zip-bomb and shared-string limits, before openpyxl opens it
-    try:
-        wb = openpyxl.load_workbook(path, read_only=True, data_only=True)
-    except Exception as exc:  # zipfile/openpyxl raise many kinds
-        raise DataError(path.name, RULE_UNREADABLE,
-                        detail=f"not a valid XLSX file, truncated or corrupt ({type(exc).__name__}: {exc}) / "
-                               "XLSXファイルとして読めません（壊れているか途中で切れています）") from None
+    wb = xlsx.open_workbook(path)
     try:
         ws, header_at = _pick_sheet(path, wb, mapping)
         rows = ws.iter_rows(values_only=True, min_row=header_at + 1)
@@ -1122,7 +1101,7 @@ def ingest_files(paths: list[Path], warehouse: Path, encoding: str | None = None
                                                            f"(TSUNAGARI_MAX_INPUT_BYTES) / 上限 {config.MAX_INPUT_BYTES:,} バイトを超えています")
     for f in files:   # XLSX: expanded size, compression ratio, shared strings (zip bombs)
         if f.suffix.lower() == ".xlsx":
-            check_xlsx(f)
+            xlsx.check_archive_once(f)
     max_rows = max_input_rows()
     scanned: list[tuple[Path, str]] = []
     for f in files:

@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from .config import REFERENCE_DIR
+from .warehouse import has_table
 
 PUBLISHED_FILE = REFERENCE_DIR / "national_results.csv"
 TOLERANCE = 0.1   # percentage points: published figures are rounded to one decimal
@@ -41,11 +42,6 @@ def published_national() -> pd.DataFrame:
     return df.reset_index(drop=True)
 
 
-def _table(con: duckdb.DuckDBPyConnection, name: str) -> bool:
-    return bool(con.execute("SELECT count(*) FROM information_schema.tables WHERE table_name = ?",
-                            [name]).fetchone()[0])
-
-
 def compare_national(con: duckdb.DuckDBPyConnection, published: pd.DataFrame | None = None) -> pd.DataFrame:
     """One row per round and published figure that the warehouse also computes: ``published`` and
     ``computed`` (percent), ``difference`` = computed − published (points), ``n_published`` (the
@@ -58,14 +54,14 @@ def compare_national(con: duckdb.DuckDBPyConnection, published: pd.DataFrame | N
     if pub.empty:
         return out
     parts = []
-    if _table(con, "distributions"):
+    if has_table(con, "distributions"):
         dist = con.execute(
             "SELECT year, question, category, breakdown, value AS computed, n_unweighted AS n_computed "
             "FROM distributions WHERE area_code = '00' AND NOT suppressed").df()
         m = pub.merge(dist, on=["year", "question", "category", "breakdown"], how="inner")
         m["compared_with"] = "distributions: " + m["question"] + "=" + m["category"]
         parts.append(m)
-    if _table(con, "indicators") and INDICATOR_ROWS:
+    if has_table(con, "indicators") and INDICATOR_ROWS:
         ind = con.execute(
             "SELECT year, indicator_id, breakdown AS ind_breakdown, value AS computed, "
             "n_unweighted AS n_computed FROM indicators WHERE area_code = '00' AND NOT suppressed").df()

@@ -10,8 +10,6 @@ The stage that executes the notebook per area is ``pipelines.reports`` (docs/DES
 
 from __future__ import annotations
 
-import math
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -22,6 +20,35 @@ from . import warehouse as warehouse_db
 from .audit import RULE_JA as SUPPRESSION_RULE_JA  # noqa: F401 (the methods section states it)
 from .catalogue import PILLARS, Indicator, catalogue_by_id
 from .errors import UsageError, check_pref_code, check_year
+
+# The value formatters live in pipelines.formatting; imported here for the tables below and
+# re-exported for the report notebook, which imports them from report_data.
+from .formatting import (  # noqa: F401
+    MISSING,
+    REFERENCE_MARK,
+    SUPPRESSED,
+    MdText,
+    fmt_base,
+    fmt_change,
+    fmt_ci,
+    fmt_comparison,
+    fmt_lead_base,
+    fmt_lead_ci,
+    fmt_lead_marked,
+    fmt_lead_value,
+    fmt_method,
+    fmt_method_direct,
+    fmt_national,
+    fmt_num,
+    fmt_value,
+    is_missing,
+    is_reference,
+    is_suppressed,
+    lead,
+    lead_method,
+    md_escape,
+    shown_value,
+)
 from .indicators import OWN_SURVEY_MARK
 from .reference import area_code as _area_code
 from .reference import pref_name
@@ -580,9 +607,6 @@ def is_synthetic(warehouse: Path) -> bool:
 # Formatting (Markdown that pandoc and Quarto render natively in HTML and Typst)
 # ---------------------------------------------------------------------------------------------
 
-SUPPRESSED = conventions.SUPPRESSED_MARK
-MISSING = conventions.MISSING_MARK
-REFERENCE_MARK = conventions.REFERENCE_MARK
 FOOTNOTE_SUPPRESSED = (f"「{SUPPRESSED}」：集計対象が{config.MIN_BASE}人未満のため、または他の値からの差し引きで"
                        "算出されるのを防ぐため（二次秘匿）数値を表示していません。")
 SUPPRESSED_REASON = f"集計対象が{config.MIN_BASE}人未満または二次秘匿のため非表示"   # (config.MIN_BASE, not a typed 30)
@@ -598,123 +622,10 @@ def ci_header() -> str:
     return f"{confidence_percent()}%信頼区間"
 
 
-def _isnan(v) -> bool:
-    return v is None or (isinstance(v, float) and math.isnan(v)) or v is pd.NA or (
-        not isinstance(v, str) and pd.isna(v))
-
-
-def is_suppressed(row) -> bool:
-    return row is not None and bool(row.get("suppressed", False))
-
-
-def is_reference(row) -> bool:
-    n = None if row is None else row.get("n_unweighted")
-    return (row is not None and not is_suppressed(row) and not _isnan(n)
-            and config.MIN_BASE <= int(n) < config.REFERENCE_BASE)
-
-
-def fmt_num(v, unit: str = "percent", digits: int = 1) -> str:
-    if _isnan(v):
-        return MISSING
-    if unit == "flag":
-        return "あり" if float(v) >= 0.5 else "なし"
-    return f"{float(v):,.{digits}f}"
-
-
-def fmt_value(row, unit: str = "percent") -> str:
-    """The value of an indicators row as shown: 'x' if suppressed, '―' if missing, '12.3※' if 参考値."""
-    if row is None:
-        return MISSING
-    if is_suppressed(row):
-        return SUPPRESSED
-    text = fmt_num(row.get("value"), unit)
-    return text + REFERENCE_MARK if is_reference(row) and text != MISSING else text
-
-
-def fmt_ci(row) -> str:
-    if row is None or is_suppressed(row):
-        return SUPPRESSED if row is not None else MISSING
-    lo, hi = row.get("lower_ci95"), row.get("upper_ci95")
-    if _isnan(lo) or _isnan(hi):
-        return MISSING
-    return f"{lo:.1f}～{hi:.1f}"
-
-
-def fmt_base(row) -> str:
-    if row is None or _isnan(row.get("n_unweighted")):
-        return MISSING
-    n = int(row["n_unweighted"])
-    return f"{config.MIN_BASE}人未満" if n < config.MIN_BASE else f"{n:,}"
-
-
-def fmt_national(row, unit: str = "percent") -> str:
-    if row is None:
-        return MISSING
-    v = row.get("national_value")
-    if unit == "flag":
-        return MISSING if _isnan(v) else f"{float(v):.0f}%が設置"
-    return fmt_num(v, unit)
-
-
-def fmt_comparison(row) -> str:
-    """Comparison with national as symbol + word in a span with a class (coloured by report.css in
-    HTML and report.lua in Typst; pipelines.conventions)."""
-    if row is None or is_suppressed(row):
-        return MISSING
-    comp = str(row.get("comparison") or "not_compared")
-    if comp == "not_compared":
-        return MISSING
-    style = conventions.comparison(comp)
-    return MdText(f"[{md_escape(style.symbol + ' ' + style.label)}]{{.cmp-{_css_class(style.key)}}}")
-
-
-def _css_class(value: str) -> str:
-    """A class name from a data value: letters, digits, _ and - only."""
-    return re.sub(r"[^A-Za-z0-9_-]", "_", str(value))
-
-
-def fmt_change(row, polarity: str | None = None) -> str:
-    """The change since the previous round as shown: symbol and word; with the indicator's
-    ``polarity`` the word says 改善/悪化 where it has a direction of good (conventions.change_words).
-    A row whose previous round came from another source is not tested: 出典変更（比較なし）."""
-    if row is None or is_suppressed(row):
-        return MISSING
-    ch = str(row.get("change_vs_previous") or "not_compared")
-    if ch == "not_compared":
-        return md_escape("出典変更（比較なし）") if bool(row.get("source_changed", False)) is True else MISSING
-    style = conventions.change(ch)
-    word = conventions.change_words(ch, polarity) if polarity else style.label
-    if word == "変化なし":
-        word = style.label   # 有意差なし
-    text = md_escape(f"{style.symbol} {word}")
-    return MdText(f"[{text}]{{.chg-{style.key}}}" if ch in ("increase", "decrease") else text)
-
-
 def comparison_legend() -> str:
     """The comparison symbols and words as used in the tables (Markdown)."""
     return "、".join(f"[{s.symbol} {s.label}]{{.cmp-{s.key}}}" for k, s in conventions.COMPARISON.items()
                     if k not in ("not_compared", "suppressed"))
-
-
-class MdText(str):
-    """Markdown built by our own helpers (e.g. the coloured comparison spans): md_table keeps it as
-    is. Every other cell is data and is escaped with md_escape."""
-
-
-_MD_CONTROL = re.compile(r"[\x00-\x1f\x7f\u2028\u2029]+")
-_MD_PUNCT = re.compile(r"([!-/:-@\[-`{-~])")  # every ASCII punctuation character
-
-
-def md_escape(text: object) -> str:
-    """Text from data (names, notes, survey ids, file names) as Markdown that shows it literally.
-
-    pandoc's Markdown lets every ASCII punctuation character be backslash-escaped, so escaping all
-    of them neutralises HTML tags, raw attributes (`x`{=html}), links and images, citations (@x),
-    math ($x$), emphasis, headings, list markers and fenced divs; the Typst and HTML writers then
-    escape the literal text for their own syntax (# [ ] etc.). Line breaks and control characters
-    become a space (a value cannot start a new block or table row); | becomes ｜ (pipe tables)."""
-    s = _MD_CONTROL.sub(" ", str(text)).replace("|", "｜")
-    return _MD_PUNCT.sub(r"\\\1", s)
 
 
 def md_table(header: list[str], rows: list[list[str]], align: list[str] | None = None,
@@ -835,83 +746,6 @@ def breakdown_table(data: ReportData, ind: str, prefix: str, labels: dict[str, s
     return md_table(header, rows, align, widths=widths, caption=caption) + "\n\n" + notes
 
 
-def shown_value(row) -> float | None:
-    """The value a chart may plot: None when suppressed or missing."""
-    if row is None or is_suppressed(row) or _isnan(row.get("value")):
-        return None
-    return float(row["value"])
-
-
-# --- The leading estimate (issue #24: direct, pooled or model-based; pipelines/small_area.py) ----
-
-def lead_method(row) -> str | None:
-    """'direct', 'pooled' or 'model': which estimate a row shows (the indicators table's
-    ``estimate_method``; a table without it, or a programme row, shows its direct value); None
-    when the row has nothing to show."""
-    if row is None:
-        return None
-    m = row.get("estimate_method")
-    if isinstance(m, str) and m:
-        return m
-    return None if shown_value(row) is None else "direct"
-
-
-def lead(row) -> tuple[float | None, float | None, float | None]:
-    """(value, lower, upper) of the leading estimate of a row (percent); Nones when there is none."""
-    m = lead_method(row)
-    if m is None:
-        return None, None, None
-    if m == "direct" or _isnan(row.get("lead_value")):
-        v = shown_value(row)
-        if v is None:
-            return None, None, None
-        lo, hi = row.get("lower_ci95"), row.get("upper_ci95")
-        return v, None if _isnan(lo) else float(lo), None if _isnan(hi) else float(hi)
-    lo, hi = row.get("lead_lower_ci95"), row.get("lead_upper_ci95")
-    return (float(row["lead_value"]), None if _isnan(lo) else float(lo), None if _isnan(hi) else float(hi))
-
-
-def fmt_method(row) -> str:
-    """The 推計方法 cell: 直接推計 / 3年プール（2022–2024年平均） / モデル推計 (― when none)."""
-    m = lead_method(row)
-    return conventions.estimate_method_label(m, row.get("lead_years") if row is not None else None) or MISSING
-
-
-def fmt_method_direct(row, unit: str = "percent") -> str:
-    """The 推計方法 cell with, where another estimate leads, the direct value beside it:
-    'モデル推計（直接推計 0.0※）'. Tables keep the direct base, comparison and change beside it."""
-    method = fmt_method(row)
-    if lead_method(row) not in (None, "direct"):
-        method = f"{method}（直接推計 {fmt_value(row, unit)}）"
-    return method
-
-
-def fmt_lead_value(row, unit: str = "percent") -> str:
-    """The leading estimate as shown: the direct value as ``fmt_value`` shows it (x, ※), a pooled or
-    model-based value as a number."""
-    if lead_method(row) in (None, "direct"):
-        return fmt_value(row, unit)
-    return fmt_num(lead(row)[0], unit)
-
-
-def fmt_lead_ci(row) -> str:
-    if lead_method(row) in (None, "direct"):
-        return fmt_ci(row)
-    _, lo, hi = lead(row)
-    return MISSING if lo is None or hi is None else f"{lo:.1f}～{hi:.1f}"
-
-
-def fmt_lead_base(row) -> str:
-    """Base of the leading estimate: the direct base; 非公表 for a pooled one (not published); ― for
-    a model-based one (an estimate, not a count)."""
-    m = lead_method(row)
-    if m == "pooled":
-        return "非公表"
-    if m == "model":
-        return MISSING
-    return fmt_base(row)
-
-
 def is_direct_lead(row) -> bool:
     return lead_method(row) == "direct"
 
@@ -919,14 +753,6 @@ def is_direct_lead(row) -> bool:
 def methods_footnote() -> str:
     """The footnote on the 推計方法 column (Markdown)."""
     return f"[{md_escape(FOOTNOTE_METHODS)}]{{.footnote}}"
-
-
-def fmt_lead_marked(row, unit: str = "percent") -> str:
-    """The leading estimate with the mark of its method where a table has no method column:
-    '4.8◇' model-based, '12.0△' pooled, the direct value as ``fmt_value`` shows it."""
-    m = lead_method(row)
-    text = fmt_lead_value(row, unit)
-    return text + conventions.ESTIMATE_MARKS[m] if m in conventions.ESTIMATE_MARKS and text != MISSING else text
 
 
 def method_marks_note(cells) -> str:
@@ -1006,7 +832,7 @@ def progress_md(frame: pd.DataFrame) -> str:
                 ph = "<0.001" if r.p_holm < 0.001 else f"{r.p_holm:.3f}"
             else:
                 interval, p, ph = "全数（検定なし）" if r.method == "census" else MISSING, MISSING, MISSING
-            target = MISSING if r.target is None or _isnan(r.target) else fmt_num(r.target, unit)
+            target = MISSING if r.target is None or is_missing(r.target) else fmt_num(r.target, unit)
             row = [r.name + ("（都道府県の%）" if r.unit == "flag" else ""), base,
                    f"{fmt_num(r.latest_value, unit)}（{r.latest_year}年）", diff, interval, p, ph,
                    r.words_holm, target]

@@ -33,7 +33,9 @@ from . import warehouse as warehouse_db
 from .catalogue import Indicator, catalogue_path, load_catalogue
 from .config import build_time
 from .errors import DataError, check_pref_code, check_year
+from .formatting import as_number, fmt_interval, fmt_site_value, fmt_size
 from .reference import area_code, pref_slug, prefectures
+from .xlsx import data_sheet, neutralise, text_sheet, write_workbook
 
 log = logging.getLogger("tsunagari.site")
 
@@ -44,9 +46,7 @@ COMPARISON_SYMBOLS = {k: st.symbol for k, st in conventions.COMPARISON.items()}
 COMPARISON_TEXT = {k: st.label for k, st in conventions.COMPARISON.items()}
 LEGEND_ORDER = conventions.COMPARISON_ORDER
 POLARITY_LABELS = {"low_is_good": "低いほど良い", "high_is_good": "高いほど良い", "no_judgement": "良否を判断しない"}
-UNIT_SUFFIX = {"percent": "%", "per_10k": "（1万人当たり）", "flag": "", "count": "件", "yen": "円"}
 KEY_COLUMNS = 3
-FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
 
 
 # --- data ----------------------------------------------------------------------------------------
@@ -57,14 +57,13 @@ def _read(warehouse: Path, year: int) -> tuple[pd.DataFrame, bool]:
                         detail="Run `tsunagari build` (or ingest + indicators) first.")
     con = warehouse_db.connect(warehouse)
     try:
-        tables = {r[0] for r in con.execute("SELECT table_name FROM information_schema.tables").fetchall()}
-        if "indicators" not in tables:
+        if not warehouse_db.has_table(con, "indicators"):
             raise DataError(str(warehouse), "no indicators table / 指標テーブルがありません",
                             detail="Run `tsunagari indicators --year Y` first.")
         df = con.execute("SELECT * FROM indicators WHERE year = ? ORDER BY area_code, indicator_id, breakdown",
                          [year]).df()
         synthetic = False
-        if "files" in tables:
+        if warehouse_db.has_table(con, "files"):
             synthetic = bool(con.execute("SELECT coalesce(bool_or(synthetic), false) FROM files").fetchone()[0])
     finally:
         con.close()
@@ -72,36 +71,6 @@ def _read(warehouse: Path, year: int) -> tuple[pd.DataFrame, bool]:
         raise DataError(str(warehouse), f"no indicators for year {year} / {year}年の指標がありません",
                         column="year", detail="Run `tsunagari indicators --year Y` for this round.")
     return df, synthetic
-
-
-def _num(v: Any) -> float | None:
-    if v is None:
-        return None
-    try:
-        f = float(v)
-    except (TypeError, ValueError):
-        return None
-    return None if math.isnan(f) else f
-
-
-def fmt_value(v: Any, unit: str = "percent") -> str:
-    f = _num(v)
-    if f is None:
-        return conventions.MISSING_MARK
-    if unit == "flag":
-        return "あり" if f >= 0.5 else "なし"
-    if unit in ("count", "yen"):
-        return f"{f:,.0f}{UNIT_SUFFIX[unit]}"
-    if unit == "percent":
-        return f"{f:.1f}%"
-    return f"{f:.1f}"
-
-
-def fmt_ci(lo: Any, hi: Any) -> str:
-    a, b = _num(lo), _num(hi)
-    if a is None or b is None:
-        return ""
-    return f"{a:.1f}～{b:.1f}"
 
 
 def _cell(row: pd.Series | None, ind: Indicator, national: bool = False) -> dict[str, Any]:
@@ -117,21 +86,21 @@ def _cell(row: pd.Series | None, ind: Indicator, national: bool = False) -> dict
         cmp_ = "not_compared"
     unit = "percent" if national and ind.unit == "flag" else ind.unit
     method = row.get("estimate_method")
-    if isinstance(method, str) and method in ("pooled", "model") and _num(row.get("lead_value")) is not None:
+    if isinstance(method, str) and method in ("pooled", "model") and as_number(row.get("lead_value")) is not None:
         # the leading estimate is pooled or model-based (issue #24): shown with its method, no
         # comparison (labels are about the direct estimate)
         mark = conventions.ESTIMATE_MARKS[method]
-        return {"v": _num(row["lead_value"]), "text": fmt_value(row["lead_value"], unit) + mark,
-                "ci": fmt_ci(row["lead_lower_ci95"], row["lead_upper_ci95"]), "cmp": "not_compared",
+        return {"v": as_number(row["lead_value"]), "text": fmt_site_value(row["lead_value"], unit) + mark,
+                "ci": fmt_interval(row["lead_lower_ci95"], row["lead_upper_ci95"]), "cmp": "not_compared",
                 "sup": False, "ref": False, "mark": mark,
                 "method": conventions.estimate_method_label(method, row.get("lead_years"))}
     if suppressed:
         return {"v": None, "text": conventions.SUPPRESSED_MARK, "ci": "", "cmp": "suppressed", "sup": True, "ref": False,
                 "method": "", "mark": ""}
-    n = _num(row["n_unweighted"])
+    n = as_number(row["n_unweighted"])
     ref = "参考値" in note or (n is not None and n < config.REFERENCE_BASE)
-    return {"v": _num(row["value"]), "text": fmt_value(row["value"], unit),
-            "ci": fmt_ci(row["lower_ci95"], row["upper_ci95"]), "cmp": cmp_, "sup": False, "ref": ref,
+    return {"v": as_number(row["value"]), "text": fmt_site_value(row["value"], unit),
+            "ci": fmt_interval(row["lower_ci95"], row["upper_ci95"]), "cmp": cmp_, "sup": False, "ref": ref,
             "method": conventions.estimate_method_label("direct") if row.get("source") != "programme" else "",
             "mark": ""}
 
@@ -157,23 +126,7 @@ def short_name(name_ja: str) -> str:
     return name_ja[:-1] if name_ja[-1] in "都府県" else name_ja
 
 
-def neutralise(value: Any) -> Any:
-    """Spreadsheet-formula injection guard: text starting with = + - @ (or tab/CR) gets a leading '."""
-    if isinstance(value, str) and value.startswith(FORMULA_PREFIXES):
-        return "'" + value
-    return value
-
-
 # --- the downloads page ------------------------------------------------------------------------
-
-def fmt_size(n: int) -> str:
-    """A file size as the downloads page shows it: 812 B, 45.3 KB, 2.1 MB (1 KB = 1,024 bytes)."""
-    if n < 1024:
-        return f"{n:,} B"
-    if n < 1024 ** 2:
-        return f"{n / 1024:.1f} KB"
-    return f"{n / 1024 ** 2:.1f} MB"
-
 
 _ROUND_FILE = re.compile(r"indicators-(\d{4})\.(csv|xlsx)")
 _PREF_FILE = re.compile(r"(\d{2})-([a-z]+)-(\d{4})\.xlsx")
@@ -233,7 +186,7 @@ def _env() -> Environment:
     env = Environment(loader=FileSystemLoader(str(TEMPLATES_DIR)),
                       autoescape=select_autoescape(["html", "j2"], default_for_string=True, default=True),
                       trim_blocks=True, lstrip_blocks=True)
-    env.filters["fmt_value"] = fmt_value
+    env.filters["fmt_value"] = fmt_site_value
     return env
 
 
@@ -574,7 +527,7 @@ def map_scheme(ind: Indicator, cells: dict[str, dict[str, Any]]) -> dict[str, An
                                "desc": f"値の大きさ {level + 1}（{MAP_LEVELS}段階、数字・色が濃いほど大きい）"}
             for level in range(MAP_LEVELS):
                 if level in members:
-                    a, b = fmt_value(min(members[level]), ind.unit), fmt_value(max(members[level]), ind.unit)
+                    a, b = fmt_site_value(min(members[level]), ind.unit), fmt_site_value(max(members[level]), ind.unit)
                     entries.append((f"val-{level + 1}", str(level + 1), a if a == b else f"{a}～{b}"))
         for code, c in cells.items():
             if code not in tiles:
@@ -619,7 +572,7 @@ def compare_cell(row: pd.Series | None, ind: Indicator, national: bool = False) 
         text = f"{c['v']:.{conventions.RATE_DECIMALS}f}" + c["mark"]
     base = ""
     if row is not None and not c["sup"] and not c["mark"]:
-        n = _num(row.get("n_unweighted"))
+        n = as_number(row.get("n_unweighted"))
         base = f"{n:,.0f}人" if n is not None else ""
     return {"t": text, "ci": c["ci"], "cmp": c["cmp"], "m": c["method"], "n": base, "ref": c["ref"],
             "sup": suppression_reason(row.get("note")) if c["sup"] and row is not None else ""}
@@ -723,10 +676,8 @@ def xlsx_rows(df: pd.DataFrame, catalogue: dict[str, Indicator], synthetic: bool
 
 
 def _pref_sheet(headers: list[list[str]], rows: list[list[Any]]) -> tuple[bytes, str]:
-    """A data sheet of a per-prefecture workbook (``downloads.data_sheet``: two header rows, frozen,
+    """A data sheet of a per-prefecture workbook (``xlsx.data_sheet``: two header rows, frozen,
     autofilter, column widths) and its autofilter range."""
-    from .downloads import data_sheet
-
     return data_sheet(headers, rows)
 
 
@@ -759,7 +710,7 @@ def write_pref_xlsx(df: pd.DataFrame, pref_code: int, name_ja: str, year: int, o
     ``area_rows`` / ``national_rows`` (``xlsx_rows`` of the area's / national rows) and
     ``national_sheet`` (the national sheet, the same in every workbook) may be passed in when the
     caller has them; ``built_at`` is the time on the notes sheet (default ``build_time()``)."""
-    from .downloads import DICTIONARY_SHEET, dictionary_sheet, text_sheet, write_workbook
+    from .downloads import DICTIONARY_SHEET, dictionary_sheet
 
     pref_code, year = check_pref_code(pref_code, "pref_code"), check_year(year, "year")  # no path traversal
     code = area_code(pref_code)

@@ -808,8 +808,7 @@ def validate_warehouse(warehouse: Path, reuse: bool = False) -> ValidationReport
                                         "データベースがありません")
     con = warehouse_db.connect(warehouse)
     try:
-        tables = {r[0] for r in con.execute(
-            "SELECT table_name FROM information_schema.tables WHERE table_schema = 'main'").fetchall()}
+        tables = warehouse_db.tables(con)
         if "files" not in tables:
             return ValidationReport()
         rows = con.execute(
@@ -891,8 +890,8 @@ def small_area_report(con: duckdb.DuckDBPyConnection) -> dict[str, Any] | None:
     from . import indicators as ind_mod
     from .catalogue import load_catalogue
 
-    have = {r[0] for r in con.execute("SELECT table_name FROM information_schema.tables").fetchall()}
-    if not {"small_area", "small_area_fits", "indicators"} <= have or not ind_mod.national_years(con):
+    have = all(warehouse_db.has_table(con, t) for t in ("small_area", "small_area_fits", "indicators"))
+    if not have or not ind_mod.national_years(con):
         return None
     year = max(ind_mod.national_years(con))
     try:

@@ -122,7 +122,15 @@ def _map_error(p: Path, exc: BaseException, write: bool) -> TsunagariError:
                           f"/ 倉庫ファイルを開けません")
 
 
-def _tables(con: duckdb.DuckDBPyConnection) -> set[str]:
+def has_table(con: duckdb.DuckDBPyConnection, name: str) -> bool:
+    """Whether the connection has a table or view called ``name`` (the warehouse's own, a temporary
+    one or a registered data frame: DuckDB lists them all under the schema 'main')."""
+    return con.execute("SELECT count(*) FROM information_schema.tables WHERE table_name = ?",
+                       [name]).fetchone()[0] > 0
+
+
+def tables(con: duckdb.DuckDBPyConnection) -> set[str]:
+    """The names of the tables and views of the connection."""
     return {r[0] for r in con.execute(
         "SELECT table_name FROM information_schema.tables WHERE table_schema = 'main'").fetchall()}
 
@@ -135,17 +143,17 @@ def _columns(con: duckdb.DuckDBPyConnection, table: str) -> set[str]:
 
 def _identity(con: duckdb.DuckDBPyConnection) -> str:
     """'tsunagari', 'legacy' (Tsunagari tables, no metadata yet), 'empty' or 'foreign'."""
-    tables = _tables(con)
-    if META_TABLE in tables:
+    names = tables(con)
+    if META_TABLE in names:
         row = con.execute(f"SELECT created_by, max(format_version) FROM {META_TABLE} GROUP BY created_by").fetchall()
         if len(row) == 1 and row[0][0] == CREATED_BY:
             if row[0][1] is not None and int(row[0][1]) > FORMAT_VERSION:
                 return "newer"
             return "tsunagari"
         return "foreign"
-    if LEGACY_TABLES <= tables or ("files" in tables and LEGACY_FILES_COLUMNS <= _columns(con, "files")):
+    if LEGACY_TABLES <= names or ("files" in names and LEGACY_FILES_COLUMNS <= _columns(con, "files")):
         return "legacy"
-    return "empty" if not tables else "foreign"
+    return "empty" if not names else "foreign"
 
 
 _VERIFIED: dict[str, tuple] = {}   # resolved path -> file identity of a file checked in this process

@@ -20,7 +20,7 @@ import pandas as pd
 import pytest
 from test_indicators import create_tables, insert_rows, varied
 
-from pipelines import audit, disclosure
+from pipelines import audit, disclosure, xlsx
 from pipelines.disclosure import check_published, microdata_dumps
 from pipelines.downloads import HEADER_JA, write_download_csv, write_indicator_downloads
 from pipelines.indicators import compute_indicators, write_indicators
@@ -192,11 +192,12 @@ def test_the_two_header_rows_are_read_in_every_download(tiny, tmp_path):
     """The check reads the row of codes as the header of every table that has one (CSV, the data
     sheets, the dictionary); a sheet without one (the notes) keeps its first row; and a tampered
     workbook sheet is found in its sheet rows (row 1 Japanese, row 2 codes, data from row 3)."""
-    from pipelines.disclosure import _frame, _xlsx_sheets
+    from pipelines.disclosure import _frame
+    from pipelines.xlsx import read_sheets
 
     site = _site(tmp_path, tiny)
     assert check_published(site, tiny) == []
-    sheets = {t: _frame(rows) for t, rows, _ in _xlsx_sheets(site / "downloads" / "indicators-2024.xlsx")}
+    sheets = {t: _frame(rows) for t, rows, _ in read_sheets(site / "downloads" / "indicators-2024.xlsx")}
     data, notes, dictionary = sheets.values()
     assert "year" in data.columns and "value" in data.columns and data.attrs["first_line"] == 3
     assert data.attrs["above"] == [" ".join(HEADER_JA[c] for c in data.columns)]
@@ -205,7 +206,8 @@ def test_the_two_header_rows_are_read_in_every_download(tiny, tmp_path):
     # a value in a suppressed row of the data sheet: found, named by its sheet row
     path = site / "downloads" / "indicators-2024.xlsx"
     k = data.index[(data.area_code == "31") & (data.indicator_id == IND) & (data.breakdown == "sex=2")][0]
-    from pipelines.downloads import frame_sheet, write_workbook
+    from pipelines.downloads import frame_sheet
+    from pipelines.xlsx import write_workbook
 
     table = data.copy()
     table.loc[k, "value"] = "100.0"
@@ -430,11 +432,11 @@ SHEETS = {
 def test_fast_xlsx_reader_reads_what_elementtree_reads(tmp_path, name):
     shared = '<si><t>x &amp; y</t></si><si><r><t>N2024-</t></r><r><t>000002</t></r></si>'
     path = _xlsx(tmp_path / f"{name}.xlsx", SHEETS[name], shared if name == "shared" else None)
-    fast = disclosure._xlsx_sheets(path)
-    assert fast == disclosure._xlsx_sheets(path, fast=False)
+    fast = xlsx.read_sheets(path)
+    assert fast == xlsx.read_sheets(path, fast=False)
     assert fast[0][1]   # rows were read
     shared_list = ["x & y", "N2024-000002"] if name == "shared" else []
-    taken = disclosure._sheet_rows_fast(SHEETS[name].encode(), shared_list) is not None
+    taken = xlsx.sheet_rows_fast(SHEETS[name].encode(), shared_list) is not None
     assert taken == (name in ("plain", "shared"))   # which path read it
 
 
@@ -448,12 +450,12 @@ def test_fast_xlsx_reader_on_published_workbooks_and_malformed_xml(tiny, tmp_pat
     books = sorted(site.glob("downloads/*.xlsx"))
     assert len(books) >= 47
     for path in books:
-        assert disclosure._xlsx_sheets(path) == disclosure._xlsx_sheets(path, fast=False), path
+        assert xlsx.read_sheets(path) == xlsx.read_sheets(path, fast=False), path
     bad = _xlsx(tmp_path / "bad.xlsx", SHEETS["plain"].replace("</row>", "", 1))
     with pytest.raises(ET.ParseError):   # not well formed: ElementTree's error, an 'unreadable' finding
-        disclosure._xlsx_sheets(bad)
+        xlsx.read_sheets(bad)
     empty_v = _xlsx(tmp_path / "v.xlsx", SHEETS["plain"].replace('t="b"><v>1</v></c>', 't="s" />'))
-    assert disclosure._xlsx_sheets(empty_v) == disclosure._xlsx_sheets(empty_v, fast=False)
+    assert xlsx.read_sheets(empty_v) == xlsx.read_sheets(empty_v, fast=False)
 
 
 def test_check_files_is_check_published_with_a_picklable_context(tiny, tmp_path):

@@ -867,10 +867,11 @@ def test_execute_uses_this_interpreter_despite_a_foreign_python3_kernelspec(tmp_
 
 
 def test_area_download_and_formula_neutralisation(two_rounds, computed, tmp_path):
-    from pipelines.downloads import neutralise, write_indicator_downloads
+    from pipelines.downloads import write_indicator_downloads
+    from pipelines.xlsx import neutralise_frame
 
     df = pd.DataFrame({"t": ["=1+1", "+x", "-y", "@z", "ok", None], "v": [-1.0, 2.0, 3.0, 4.0, 5.0, 6.0]})
-    out = neutralise(df)
+    out = neutralise_frame(df)
     assert out.t.tolist()[:5] == ["'=1+1", "'+x", "'-y", "'@z", "ok"] and pd.isna(out.t.iloc[5])
     assert out.v.tolist()[0] == -1.0  # numbers untouched
     path = tmp_path / "w.duckdb"

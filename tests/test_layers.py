@@ -21,12 +21,12 @@ LAYERS: dict[str, int] = {
     "pipelines": 0, "pipelines.config": 0, "pipelines.errors": 0, "pipelines.schema": 0,
     "pipelines.stats": 0, "pipelines.survey_design": 0, "pipelines.catalogue": 0, "pipelines.conventions": 0,
     "pipelines.reference": 0, "pipelines.logs": 0, "pipelines.sae": 0,
-    "pipelines.evaluation": 0,
+    "pipelines.evaluation": 0, "pipelines.formatting": 0,
     # 1 input/output: the warehouse, staging, provenance, file writers, publishing, execution
     "pipelines.warehouse": 1, "pipelines.staging": 1, "pipelines.fingerprint": 1,
-    "pipelines.interrupt": 1, "pipelines.xlsx_guard": 1, "pipelines.gx_weights": 1,
+    "pipelines.interrupt": 1, "pipelines.gx_weights": 1,
     "pipelines.publish": 1, "pipelines.execute": 1, "pipelines.executor": 1,
-    "pipelines.validator": 1, "pipelines.safe_yaml": 1, "pipelines.chart_cache": 1,
+    "pipelines.validator": 1, "pipelines.safe_yaml": 1, "pipelines.xlsx": 1, "pipelines.chart_cache": 1,
     # 2 stages
     "pipelines.ingest": 2, "pipelines.validate": 2, "pipelines.indicators": 2,
     "pipelines.downloads": 2, "pipelines.reports": 2, "pipelines.charts": 2, "pipelines.site": 2,

@@ -16,7 +16,8 @@ from openpyxl import load_workbook
 from pipelines import config, conventions, schema
 from pipelines.errors import DataError
 from pipelines.reference import pref_slug, prefectures
-from pipelines.site import build_site, neutralise, short_name
+from pipelines.site import build_site, short_name
+from pipelines.xlsx import neutralise
 
 YEAR = 2024
 NAV_TEXTS = ["トップ", "全国", "比較", "方法", "データ品質", "ダウンロード"]
@@ -371,7 +372,7 @@ def _openpyxl_sheet(rows, widths, freeze: bool, bold: bool) -> bytes:
 
 @pytest.mark.parametrize("freeze, bold", [(True, True), (False, False)])
 def test_sheet_xml_is_what_openpyxl_writes(freeze, bold):
-    from pipelines.downloads import sheet_xml
+    from pipelines.xlsx import sheet_xml
 
     widths = [12, 40, 10.5]
     assert sheet_xml(EDGE_ROWS, widths, freeze_header=freeze, bold_header=bold) == \
@@ -381,7 +382,7 @@ def test_sheet_xml_is_what_openpyxl_writes(freeze, bold):
 def test_all_area_workbook_sheets_are_what_pandas_writes(tmp_path):
     import zipfile
 
-    from pipelines.downloads import neutralise, write_xlsx
+    from pipelines.xlsx import neutralise_frame, write_xlsx
 
     df = pd.DataFrame({
         "year": [2024, 2024, 2024], "area_code": ["00", "31", "=1+1"], "value": [4.5, float("nan"), float("inf")],
@@ -390,7 +391,7 @@ def test_all_area_workbook_sheets_are_what_pandas_writes(tmp_path):
     ours = write_xlsx({"指標 (indicators)": df, "注記": df.iloc[:0]}, tmp_path / "ours.xlsx")
     with pd.ExcelWriter(tmp_path / "pandas.xlsx", engine="openpyxl") as xw:   # the former writer
         for name, frame in {"指標 (indicators)": df, "注記": df.iloc[:0]}.items():
-            safe = neutralise(frame)
+            safe = neutralise_frame(frame)
             safe.to_excel(xw, sheet_name=name, index=False)
             ws = xw.sheets[name]
             ws.freeze_panes = "A2"
