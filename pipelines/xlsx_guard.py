@@ -22,14 +22,13 @@ cell *with* a stored result is read as that result (what Excel showed when the f
 
 from __future__ import annotations
 
-import os
 import re
 import zipfile
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 from xml.parsers import expat
 
-from .errors import DataError, UsageError
+from .errors import DataError
 
 RULE_LIMIT = "XLSX over a safety limit / XLSXが安全上の上限を超えています"
 RULE_FORMULA = "formula without a stored result / 計算結果が保存されていない数式"
@@ -37,11 +36,11 @@ DETAIL_FORMULA = ("the file was saved without the formulas' results (e.g. writte
                   "save it again, or paste the cells as values / 数式の計算結果が保存されていません。Excelで開いて"
                   "保存し直すか、値として貼り付けてください")
 
-LIMITS = {  # key: (environment variable, default, what)
-    "bytes": ("TSUNAGARI_MAX_XLSX_BYTES", 1_000_000_000, "bytes uncompressed"),
-    "ratio": ("TSUNAGARI_MAX_XLSX_RATIO", 100, "compression ratio"),
-    "strings": ("TSUNAGARI_MAX_XLSX_STRINGS", 2_000_000, "shared strings"),
-    "chars": ("TSUNAGARI_MAX_XLSX_STRING_CHARS", 100_000_000, "characters of shared strings"),
+LIMITS = {  # key: (setting of pipelines/settings.py, what)
+    "bytes": ("max_xlsx_bytes", "bytes uncompressed"),
+    "ratio": ("max_xlsx_ratio", "compression ratio"),
+    "strings": ("max_xlsx_strings", "shared strings"),
+    "chars": ("max_xlsx_string_chars", "characters of shared strings"),
 }
 RATIO_MIN_MEMBER = 1 << 20   # the ratio is checked on members larger than this
 _CHUNK = 1 << 20
@@ -50,25 +49,18 @@ _REL_NS = "http://schemas.openxmlformats.org/officeDocument/2006/relationships"
 
 
 def limits() -> dict[str, int]:
-    """The limits, read at call time; a bad value is a UsageError naming the variable (exit 2)."""
-    out = {}
-    for key, (env, default, _) in LIMITS.items():
-        text = os.environ.get(env)
-        if text is None or text.strip() == "":
-            out[key] = default
-            continue
-        try:
-            value = int(text.replace(",", "").replace("_", ""))
-        except ValueError:
-            value = 0
-        if value < 1:
-            raise UsageError(env, f"'{text}' is not a positive whole number / 正の整数ではありません")
-        out[key] = value
-    return out
+    """The limits, from the settings (read at call time; a bad value is a SettingsError, exit 2)."""
+    from .settings import settings
+
+    s = settings()
+    return {key: getattr(s, name) for key, (name, _) in LIMITS.items()}
 
 
 def _over(file_name: str, key: str, got: str, limit: int, where: str) -> DataError:
-    env, _, what = LIMITS[key]
+    from .settings import BY_NAME
+
+    name, what = LIMITS[key]
+    env = BY_NAME[name].env
     return DataError(file_name, RULE_LIMIT,
                      detail=f"{where}: {got} > limit {limit:,} {what} ({env}); refused before reading / "
                             f"上限 {limit:,} を超えているため読み込みません（{env}）")
