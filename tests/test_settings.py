@@ -197,3 +197,24 @@ def test_cli_refuses_a_bad_file_before_any_work(tmp_path: Path, where: str) -> N
         f"error: {f}: statistics.reference_base = 10: must be a whole number greater than statistics.min_base "
         "(30) / min_base（30）より大きい整数を指定してください")
     assert not (tmp_path / "wh.duckdb").exists() and not (tmp_path / ".site.tsunagari-new").exists()
+
+
+def test_the_example_file_lists_every_setting_and_loads(tmp_path: Path) -> None:
+    """tsunagari.toml.example with each key's first example uncommented is a valid file, and it
+    names every setting and its environment variable."""
+    import re
+
+    text = (ROOT / "tsunagari.toml.example").read_text(encoding="utf-8")
+    seen: set[str] = set()
+    lines = []
+    for line in text.splitlines():
+        m = re.match(r"# ([a-z_]+) = (.*)$", line)
+        if m and m.group(1) not in seen:
+            seen.add(m.group(1))
+            line = f"{m.group(1)} = {m.group(2)}"
+        lines.append(line)
+    assert seen == {s.name for s in settings.SPECS}
+    assert all(s.env in text for s in settings.SPECS)
+    s = load(_toml(tmp_path / "example.toml", "\n".join(lines)), environ={})
+    assert all(v == "file" for v in s.sources.values())
+    assert (s.min_base, s.confidence_level, s.max_input_rows) == (30, 0.95, 20_000_000)
