@@ -695,6 +695,16 @@ def _disk_full(exc: BaseException | str) -> bool:
     return getattr(exc, "errno", None) == errno.ENOSPC or "No space left on device" in str(exc)
 
 
+def _log_settings() -> None:
+    """The run settings in use, each with where it came from (default, file, env), in the log."""
+    from . import settings
+
+    s = settings.settings()
+    log.info("settings file / 設定ファイル: %s", s.file if s.file is not None else "none / なし")
+    for line in settings.describe(s):
+        log.info("setting %s", line)
+
+
 def run_build(cfg: BuildConfig) -> BuildSummary:
     start = time.perf_counter()
     logs.setup_logging(None, quiet=cfg.quiet)
@@ -733,6 +743,7 @@ def _build_locked(cfg: BuildConfig, out: Path, renderer: str, summary: BuildSumm
     work = publish.work_dir(out)
     logs.setup_logging(work / publish.LOG_FILE, quiet=cfg.quiet)
     log.info("build config: %s (renderer resolved: %s)", logs.display_config(cfg), renderer)
+    _log_settings()
     state = BuildState(work, new)
     checked_now: dict[str, str] = {}   # files already checked for disclosure in this build
     pool = _start_pool(cfg, renderer)

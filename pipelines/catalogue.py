@@ -19,7 +19,6 @@ catalogue file (a fork, or a test that adds an entry).
 
 from __future__ import annotations
 
-import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -109,8 +108,11 @@ OPTIONAL = ("denominator_ja", "description_ja", "section", "headline", "domain_j
 
 
 def catalogue_path() -> Path:
-    """The catalogue file: ``TSUNAGARI_CATALOGUE`` when set, else pipelines/indicators.yml."""
-    return Path(os.environ.get(CATALOGUE_ENV) or config.INDICATOR_CATALOGUE)
+    """The catalogue file: the setting paths.catalogue (``TSUNAGARI_CATALOGUE``), by default
+    pipelines/indicators.yml."""
+    from .settings import settings
+
+    return settings().catalogue
 
 
 _CACHE: dict[Path, tuple[tuple, tuple[Indicator, ...]]] = {}

@@ -49,7 +49,6 @@ from . import config
 
 log = logging.getLogger("tsunagari.charts")
 
-ENV = "TSUNAGARI_CHART_CACHE"
 MAX_BYTES = 512 * 1024 * 1024
 FORMAT = "tsunagari-chart-cache 1"
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -61,7 +60,10 @@ class Uncacheable(Exception):
 
 
 def enabled() -> bool:
-    return os.environ.get(ENV, "1").strip().lower() not in ("0", "off", "false", "no")
+    """The setting run.chart_cache (``TSUNAGARI_CHART_CACHE=0`` turns the cache off)."""
+    from .settings import settings
+
+    return settings().chart_cache
 
 
 def folder() -> Path:

@@ -24,9 +24,36 @@ log = logging.getLogger("tsunagari")
 
 WarehouseOpt = Annotated[
     Optional[Path],
-    typer.Option("--warehouse", help="DuckDB warehouse file (default data/warehouse.duckdb or $TSUNAGARI_WAREHOUSE)"),
+    typer.Option("--warehouse", help="DuckDB warehouse file (default paths.warehouse: data/warehouse.duckdb or $TSUNAGARI_WAREHOUSE)"),
 ]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress display")]
+ConfigOpt = Annotated[
+    Optional[Path],
+    typer.Option("--config", help="Run-configuration file (TOML; default ./tsunagari.toml or $TSUNAGARI_CONFIG)"),
+]
+
+
+@app.callback()
+def options(config_file: ConfigOpt = None) -> None:
+    """Tsunagari (つながり): annual evaluation of Japan's loneliness and isolation policy."""
+    _use_config(config_file)
+
+
+def _use_config(path: Path | None) -> None:
+    """Resolve the run settings (pipelines/settings.py) now, from `path` when given: a bad file or
+    variable is a usage error before any work. The processes the command starts (validation,
+    report workers, kernels, Quarto) get the resolved values through their environment."""
+    import os
+
+    from . import settings
+
+    os.environ.pop(settings.SETTINGS_ENV, None)   # a command resolves its own, never a parent's
+    if path is not None:
+        if not path.is_file():
+            raise settings.SettingsError(str(path), "--config",
+                                         "run-configuration file not found / 設定ファイルがありません")
+        os.environ[settings.CONFIG_ENV] = str(path.resolve())
+    os.environ.update(settings.exported_environ(settings.reload()))
 
 
 def _check_out(out: Path, warehouse: Path | None) -> None:
@@ -54,9 +81,13 @@ def build(
     force_out: Annotated[bool, typer.Option("--force-out", help="Take over a non-empty --out folder that Tsunagari did not create")] = False,
     warehouse: WarehouseOpt = None,
     quiet: QuietOpt = False,
+    config_file: ConfigOpt = None,
 ) -> None:
     """Run every stage: ingest -> validate -> indicators -> reports -> site."""
     from . import interrupt, validator
+
+    if config_file is not None:
+        _use_config(config_file)
 
     # Great Expectations imports on the other core while the build starts. The process ignores
     # Ctrl-C (the build stops it) and is stopped when a stop signal arrives.
@@ -65,13 +96,11 @@ def build(
     interrupt.on_stop(validator.stop, order=10)     # after the report workers (executor.WarmPool)
     interrupt.on_stop(interrupt.kill_children, order=20)   # anything else the build started
     from .build import run_build
-    from .executor import kernel_timeout
 
     if renderer not in ("auto", "quarto", "pandoc"):
         raise UsageError("--renderer", f"'{renderer}' is not one of auto, quarto, pandoc")
     if jobs is not None and jobs < 1:
         raise UsageError("--jobs", f"'{jobs}' must be 1 or more")
-    kernel_timeout()   # a bad $TSUNAGARI_KERNEL_TIMEOUT is a usage error now, not a failed report
     cfg = config.BuildConfig(
         year=check_year(year) if year is not None else None,
         input_dir=input or config.SAMPLE_DIR,

@@ -3,7 +3,13 @@ leads, design effects), the publication details and the input size limit. Displa
 in conventions.py; a module's own limits and timeouts stay in that module.
 
 State lives under the project root (the directory the command runs in). The warehouse is
-``data/warehouse.duckdb`` unless ``--warehouse`` or ``TSUNAGARI_WAREHOUSE`` says otherwise.
+``data/warehouse.duckdb`` unless ``--warehouse``, the run-configuration file or
+``TSUNAGARI_WAREHOUSE`` says otherwise.
+
+The run settings are one object (pipelines/settings.py: defaults < ``tsunagari.toml`` <
+``TSUNAGARI_*``). The constants below that are settings (``SETTING_NAMES``: ``MIN_BASE``,
+``CONFIDENCE_LEVEL``, ``REPORTS_DIR``, ``PUBLISHER``, ...) are their package defaults: editing them
+here still changes the default. After import, ``config.MIN_BASE`` etc. read the loaded settings.
 """
 
 from __future__ import annotations
@@ -19,8 +25,9 @@ REPO_ROOT = PACKAGE_DIR.parent
 REFERENCE_DIR = REPO_ROOT / "data" / "reference"
 SAMPLE_DIR = REPO_ROOT / "data" / "sample"
 EXPECTATIONS_DIR = REPO_ROOT / "expectations"
-# A fork of the report notebook and templates can be used with TSUNAGARI_REPORTS_DIR.
-REPORTS_DIR = Path(os.environ.get("TSUNAGARI_REPORTS_DIR") or REPO_ROOT / "reports")
+# A fork of the report notebook and templates can be used with paths.reports_dir
+# (TSUNAGARI_REPORTS_DIR).
+REPORTS_DIR = REPO_ROOT / "reports"
 MAPPING_FILE = PACKAGE_DIR / "mapping.yml"
 INDICATOR_CATALOGUE = PACKAGE_DIR / "indicators.yml"
 INDICATORS_NOTEBOOK = PACKAGE_DIR / "notebooks" / "indicators.ipynb"
@@ -39,7 +46,7 @@ REFERENCE_BASE = 100   # MIN_BASE..REFERENCE_BASE - 1 is shown as 参考値 (ref
 LEAD_CV_MAX = 0.20
 
 # Guards against accidental huge inputs (a file larger than this is refused before reading).
-MAX_INPUT_BYTES = int(os.environ.get("TSUNAGARI_MAX_INPUT_BYTES", str(1_500_000_000)))
+MAX_INPUT_BYTES = 1_500_000_000
 
 
 # Publication details (issue #23 item 5): printed under the title of every report (PDF and HTML)
@@ -73,14 +80,17 @@ def publication(built_at=None) -> dict[str, str]:
     the build's time, build_time()) in local time."""
     from datetime import date
 
-    if PUBLICATION_DATE:
-        day = date.fromisoformat(PUBLICATION_DATE)
+    from .settings import settings
+
+    s = settings()
+    if s.publication_date:
+        day = date.fromisoformat(s.publication_date)
     else:
         if built_at is None:
             built_at = build_time()
         day = built_at.astimezone().date()
     return {"date": f"{day.year}年{day.month}月{day.day}日", "iso": day.isoformat(),
-            "publisher": PUBLISHER, "contact": CONTACT, "terms": TERMS}
+            "publisher": s.publisher, "contact": s.contact, "terms": s.terms}
 
 
 CACHE_ENV = "TSUNAGARI_CACHE_DIR"
@@ -88,12 +98,11 @@ CACHE_ENV = "TSUNAGARI_CACHE_DIR"
 
 def cache_dir() -> Path:
     """Where derived files that depend only on installed files are kept between runs (e.g. the
-    renderer's base font subset): $TSUNAGARI_CACHE_DIR, else $XDG_CACHE_HOME/tsunagari, else
-    ~/.cache/tsunagari. Deleting it is always safe."""
-    env = os.environ.get(CACHE_ENV)
-    if env:
-        return Path(env)
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "tsunagari"
+    renderer's base font subset): paths.cache_dir ($TSUNAGARI_CACHE_DIR), else
+    $XDG_CACHE_HOME/tsunagari, else ~/.cache/tsunagari. Deleting it is always safe."""
+    from .settings import settings
+
+    return settings().cache_dir
 
 
 def file_key(path: str | os.PathLike[str]) -> tuple:
@@ -113,13 +122,13 @@ def load_yaml(text):
 
 
 def warehouse_path(explicit: str | os.PathLike[str] | None = None) -> Path:
-    """The warehouse file: explicit path, else $TSUNAGARI_WAREHOUSE, else data/warehouse.duckdb."""
+    """The warehouse file: explicit path, else paths.warehouse (the run-configuration file or
+    $TSUNAGARI_WAREHOUSE), else data/warehouse.duckdb."""
     if explicit:
         return Path(explicit)
-    env = os.environ.get(WAREHOUSE_ENV)
-    if env:
-        return Path(env)
-    return DEFAULT_WAREHOUSE
+    from .settings import settings
+
+    return settings().warehouse
 
 
 @dataclass
@@ -173,12 +182,16 @@ DEFAULT_DEFF_BASIS = (
     "per survey point and an assumed ρ ≈ 0.02 gives about 1.4–1.5")
 
 def design_effects(text: str | None = None) -> dict[str, float]:
-    """The configured design effects as {key: deff} ('*' = every survey), from ``text`` or
-    $TSUNAGARI_DEFF. Raises UsageError naming TSUNAGARI_DEFF for a malformed entry or a deff that is
+    """The configured design effects as {key: deff} ('*' = every survey), from ``text`` or the
+    setting statistics.deff ($TSUNAGARI_DEFF). Raises UsageError naming TSUNAGARI_DEFF for a malformed entry or a deff that is
     not a number in (0, 100) (below 1 is allowed: an efficient stratified design)."""
     from .errors import UsageError
 
-    raw = os.environ.get(DEFF_ENV, "") if text is None else text
+    if text is None:
+        from .settings import settings
+
+        text = settings().deff
+    raw = text
     out: dict[str, float] = {}
     for item in (x.strip() for x in raw.split(",")):
         if not item:
@@ -214,4 +227,23 @@ def design_effect(survey_kind: str, survey_id: str | None = None,
     else DEFAULT_DEFF (a survey with design columns gets its estimated deff instead of the default:
     pipelines/indicators.py)."""
     found = configured_deff(survey_kind, survey_id, effects)
-    return DEFAULT_DEFF if found is None else found
+    return _setting("DEFAULT_DEFF") if found is None else found
+
+
+# The constants above that are run settings: their values become the package defaults
+# (PACKAGE_DEFAULTS) and the names read the loaded settings (pipelines/settings.py) from here on.
+SETTING_NAMES = ("CONFIDENCE_LEVEL", "MIN_BASE", "REFERENCE_BASE", "LEAD_CV_MAX", "DEFAULT_DEFF",
+                 "MAX_INPUT_BYTES", "REPORTS_DIR", "PUBLISHER", "CONTACT", "TERMS", "PUBLICATION_DATE")
+PACKAGE_DEFAULTS = {name: globals().pop(name) for name in SETTING_NAMES}
+
+
+def _setting(name: str):
+    from .settings import CONFIG_NAMES, settings
+
+    return getattr(settings(), CONFIG_NAMES[name])
+
+
+def __getattr__(name: str):
+    if name in PACKAGE_DEFAULTS:
+        return _setting(name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -58,7 +58,8 @@ def execute_notebook(
     """
     import papermill as pm
 
-    from .executor import patience
+    from .executor import _environ, patience
+    from .settings import SETTINGS_ENV, exported_environ
 
     src, dst = Path(src), Path(dst)
     dst.parent.mkdir(parents=True, exist_ok=True)
@@ -70,14 +71,15 @@ def execute_notebook(
     log.info("papermill %s -> %s %s", src.name, dst, parameters)
     # Keep the kernel's matplotlib headless and its start-up quiet.
     os.environ.setdefault("MPLBACKEND", "Agg")
-    pm.execute_notebook(
-        str(src),
-        str(dst),
-        parameters=dict(parameters),
-        kernel_name=kernel_name,
-        cwd=str(cwd) if cwd is not None else None,
-        progress_bar=False,
-        **patience(),
-        **kwargs,
-    )
+    with _environ(SETTINGS_ENV, exported_environ()[SETTINGS_ENV]):   # the kernel sees this run's settings
+        pm.execute_notebook(
+            str(src),
+            str(dst),
+            parameters=dict(parameters),
+            kernel_name=kernel_name,
+            cwd=str(cwd) if cwd is not None else None,
+            progress_bar=False,
+            **patience(),
+            **kwargs,
+        )
     return dst

@@ -12,8 +12,8 @@ bounded retry with a fresh kernel; an error raised by the notebook itself is not
 Lifecycle (the build must hold on a busy machine and stop cleanly):
 
 - Readiness accepts the reply to any ``kernel_info`` request sent (a reply later than the resend
-  interval still counts); the start timeout is `kernel_timeout()`: ``$TSUNAGARI_KERNEL_TIMEOUT``
-  seconds, else 120 s times the load per core. A kernel whose start failed is killed (its process
+  interval still counts); the start timeout is `kernel_timeout()`: the setting run.kernel_timeout
+  (``$TSUNAGARI_KERNEL_TIMEOUT``) in seconds, else 120 s times the load per core. A kernel whose start failed is killed (its process
   group) and its files removed before the next attempt: a worker never has more than one kernel.
 - Each pool has a private folder (``mkdtemp``: mode 0700) for its kernels' sockets and connection
   files and its workers' temporary files (``TMPDIR`` of the workers and so of their kernels and
@@ -41,7 +41,6 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from . import interrupt
-from .errors import UsageError
 
 log = logging.getLogger("tsunagari.executor")
 
@@ -49,7 +48,6 @@ KERNEL_START_RETRIES = 3
 # No input history database in the warm kernels: it is never read, and each cell would write to it.
 KERNEL_ARGS = ["--HistoryManager.enabled=False"]
 KERNEL_NAME = "python3"
-KERNEL_TIMEOUT_ENV = "TSUNAGARI_KERNEL_TIMEOUT"
 KERNEL_TIMEOUT_BASE = 120.0    # seconds on an idle machine; times the load per core when busier
 KERNEL_TIMEOUT_MAX = 900.0
 PRIVATE_PREFIX = "tsunagari-"
@@ -80,19 +78,14 @@ class Outcome:
 
 
 def kernel_timeout() -> float:
-    """Seconds to wait for a kernel to start and answer: ``$TSUNAGARI_KERNEL_TIMEOUT`` when set,
-    else 120 s scaled by the 1-minute load average per core (a machine at load 15 on 2 cores waits
-    up to 900 s; an idle one 120 s). A start normally takes far less: the timeout only bounds how
-    long a kernel that never answers holds a worker."""
-    raw = os.environ.get(KERNEL_TIMEOUT_ENV, "").strip()
-    if raw:
-        try:
-            value = float(raw)
-        except ValueError:
-            value = math.nan
-        if not (math.isfinite(value) and value > 0):
-            raise UsageError(KERNEL_TIMEOUT_ENV, f"'{raw}' is not a number of seconds greater than 0 "
-                                                 f"/ 0 より大きい秒数を指定してください")
+    """Seconds to wait for a kernel to start and answer: the setting run.kernel_timeout
+    (``$TSUNAGARI_KERNEL_TIMEOUT``) when set, else 120 s scaled by the 1-minute load average per core
+    (a machine at load 15 on 2 cores waits up to 900 s; an idle one 120 s). A start normally takes
+    far less: the timeout only bounds how long a kernel that never answers holds a worker."""
+    from .settings import settings
+
+    value = settings().kernel_timeout
+    if value is not None:
         return value
     try:
         load = os.getloadavg()[0]
@@ -588,7 +581,9 @@ def _leave() -> None:
     exit_now(0)
 
 
-POOL_ENV = "TSUNAGARI_POOL"   # in a pool worker's environment: the pool's folder
+# In a pool worker's environment: the pool's folder. Internal plumbing (how the workers are found),
+# not a user setting: it stays an environment variable and is not in pipelines/settings.py.
+POOL_ENV = "TSUNAGARI_POOL"
 
 
 @contextmanager
@@ -653,7 +648,11 @@ class WarmPool:
         # Workers started in here ignore SIGINT from their first instruction (pipelines/interrupt.py).
         # They are all started by the warm-up submissions (one process per submission while none is
         # idle), with POOL_ENV naming this pool in their environment: that is how they are found.
-        with interrupt.children_ignore_interrupts(), _environ(POOL_ENV, str(self.folder)):
+        # They, their kernels and renderers get this process's resolved settings (SETTINGS_ENV).
+        from .settings import SETTINGS_ENV, exported_environ
+
+        with interrupt.children_ignore_interrupts(), _environ(POOL_ENV, str(self.folder)), \
+                _environ(SETTINGS_ENV, exported_environ()[SETTINGS_ENV]):
             self.pool = ProcessPoolExecutor(max_workers=self.jobs, mp_context=mp.get_context("spawn"),
                                             initializer=_worker_init, initargs=(str(self.folder), os.getpid()))
             self._unregister = interrupt.on_stop(self.terminate)

@@ -6,12 +6,14 @@ computed once per build, made of:
 - every file of the package (`pipelines/`: code, catalogue `indicators.yml`, `mapping.yml`,
   templates, notebooks, renderer files), hashed whole: no hand-kept list of "relevant" files that
   can miss a constant such as ``MIN_BASE``;
-- the report folder in use (``TSUNAGARI_REPORTS_DIR`` or ``reports/``), the reference data and the
-  expectation suites;
-- the settings that can change output: every ``TSUNAGARI_*`` environment variable except those
-  that only locate state or caches or bound time and input sizes (``IGNORED_ENV``), ``QUARTO_PATH``,
-  locale and time zone variables; a setting that names a file or folder (``TSUNAGARI_CATALOGUE``,
-  ``TSUNAGARI_REPORTS_DIR``, ``TSUNAGARI_PDF_FONT``) also with that file's or folder's content;
+- the report folder in use (the setting paths.reports_dir, by default ``reports/``), the reference
+  data and the expectation suites;
+- the run settings that can change output (pipelines/settings.py, ``Spec.output``: statistics,
+  publication, reports folder, catalogue, PDF font; whether they came from the defaults, the
+  run-configuration file or the environment), not those that only locate state or caches or bound
+  time and input sizes; the catalogue also with its file's content; any other ``TSUNAGARI_*``
+  variable (a fork's notebook may read its own) except the internal ones (``INTERNAL_ENV``), and
+  ``QUARTO_PATH``, locale and time zone variables;
 - the versions of Python and of every library the package depends on (pyproject.toml's
   dependencies, plus plotnine and statsmodels when installed).
 A change to any of these rebuilds everything once, which is the safe direction.
@@ -26,15 +28,14 @@ import sys
 from pathlib import Path
 
 from . import config
+from . import settings as run_settings
 
-# Environment variables that locate state or caches, or bound time and input sizes (a file over a
-# limit is refused, not built differently): they never change what is built.
-IGNORED_ENV = frozenset({config.WAREHOUSE_ENV, config.CACHE_ENV, "TSUNAGARI_KERNEL_TIMEOUT",
-                         "TSUNAGARI_QUARTO_TIMEOUT", "TSUNAGARI_MAX_INPUT_BYTES", "TSUNAGARI_MAX_INPUT_ROWS",
-                         "TSUNAGARI_MAX_XLSX_BYTES", "TSUNAGARI_MAX_XLSX_RATIO", "TSUNAGARI_MAX_XLSX_STRINGS",
-                         "TSUNAGARI_MAX_XLSX_STRING_CHARS", "TSUNAGARI_CHART_CACHE",
-                         # a pool worker's own folder (executor.POOL_ENV): differs every build
-                         "TSUNAGARI_POOL"})
+# Environment variables that are not taken as they are: the run settings' names (their resolved
+# values count, or not, by Spec.output), the run-configuration file's name (its values count) and
+# the internal ones: a pool worker's own folder (executor.POOL_ENV: differs every build) and the
+# settings a parent process passes to its children.
+INTERNAL_ENV = frozenset({"TSUNAGARI_POOL", run_settings.SETTINGS_ENV})
+IGNORED_ENV = frozenset(run_settings.ENV_NAMES) | {run_settings.CONFIG_ENV} | INTERNAL_ENV
 OUTPUT_ENV = ("QUARTO_PATH", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "SOURCE_DATE_EPOCH")
 # Used by the output but not declared as a dependency of the package (optional libraries).
 EXTRA_LIBRARIES = ("plotnine", "statsmodels", "scipy")
@@ -113,11 +114,12 @@ def library_versions() -> dict[str, str]:
 
 
 def settings() -> dict[str, str]:
-    """The environment variables that can change output, with their values."""
-    env = {k: v for k, v in os.environ.items()
-           if k.startswith("TSUNAGARI_") and k not in IGNORED_ENV}
-    env.update({k: os.environ[k] for k in OUTPUT_ENV if k in os.environ})
-    return dict(sorted(env.items()))
+    """The settings that can change output, with their values: the run settings of Spec.output (by
+    key, e.g. ``statistics.min_base``), other ``TSUNAGARI_*`` variables and OUTPUT_ENV."""
+    out = {key: repr(value) for key, value in run_settings.output_values().items()}
+    out.update({k: v for k, v in os.environ.items() if k.startswith("TSUNAGARI_") and k not in IGNORED_ENV})
+    out.update({k: os.environ[k] for k in OUTPUT_ENV if k in os.environ})
+    return dict(sorted(out.items()))
 
 
 def compute() -> str:
@@ -127,9 +129,10 @@ def compute() -> str:
                         ("reference", config.REFERENCE_DIR), ("expectations", config.EXPECTATIONS_DIR)):
         _hash_tree(h, root, label)
     env = settings()
-    for name, value in env.items():   # a setting naming a file or folder (a catalogue, a font): its content
-        if value and (os.path.isfile(value) or os.path.isdir(value)):
+    for name, value in env.items():   # a variable naming a file or folder: its content
+        if value and not name.startswith("paths.") and (os.path.isfile(value) or os.path.isdir(value)):
             _hash_tree(h, Path(value), name)
+    _hash_tree(h, Path(run_settings.settings().catalogue), "catalogue")
     for part in (env, library_versions()):
         h.update(repr(sorted(part.items())).encode())
     return h.hexdigest()

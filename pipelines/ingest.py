@@ -19,7 +19,6 @@ import codecs
 import csv
 import hashlib
 import logging
-import os
 import re
 import threading
 import time
@@ -36,7 +35,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
-from . import config, safe_yaml, schema, xlsx
+from . import config, safe_yaml, schema, settings, xlsx
 from . import warehouse as warehouse_db
 from .errors import RULE_UNREADABLE, DataError, UsageError, printable
 from .staging import StagedFile
@@ -86,8 +85,9 @@ ALL_COLUMNS = list(dict.fromkeys(SURVEY_CONTRACT + schema.PROGRAMME_COLUMNS))
 SURVEY_FILLED = {"survey_id", "survey_year", "weight", *schema.SURVEY_DESIGN_COLUMNS}
 PROGRAMME_FILLED = {"source"}
 
-# Row guard (data rows per file; TSUNAGARI_MAX_INPUT_ROWS overrides). The size guard is config.MAX_INPUT_BYTES.
-DEFAULT_MAX_INPUT_ROWS = 20_000_000
+# Row guard (data rows per file): the setting limits.max_input_rows (TSUNAGARI_MAX_INPUT_ROWS). The
+# size guard is limits.max_input_bytes (config.MAX_INPUT_BYTES).
+DEFAULT_MAX_INPUT_ROWS = settings.BY_NAME["max_input_rows"].default
 
 _INT_RE = re.compile(r"^[+-]?\d+(\.0*)?$")
 _INT32 = 2**31 - 1
@@ -261,14 +261,8 @@ def _scan(path: Path) -> tuple[str, int]:
 
 
 def max_input_rows() -> int:
-    """The row guard: TSUNAGARI_MAX_INPUT_ROWS (read at call time), default DEFAULT_MAX_INPUT_ROWS."""
-    env = os.environ.get("TSUNAGARI_MAX_INPUT_ROWS")
-    if env is None:
-        return DEFAULT_MAX_INPUT_ROWS
-    try:
-        return int(env)
-    except ValueError:
-        raise UsageError("TSUNAGARI_MAX_INPUT_ROWS", f"'{env}' is not a whole number / 整数ではありません") from None
+    """The row guard: the setting limits.max_input_rows (TSUNAGARI_MAX_INPUT_ROWS), read at call time."""
+    return settings.settings().max_input_rows
 
 
 def _too_many_rows(file_name: str, rows: int, limit: int, what: str = "rows") -> DataError:

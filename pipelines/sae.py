@@ -68,7 +68,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from pipelines.config import CONFIDENCE_LEVEL
+from pipelines import config
 from pipelines.stats import z_critical
 
 __all__ = ["FayHerriotResult", "fay_herriot", "arcsin_transform", "arcsin_back"]
@@ -412,7 +412,7 @@ def fay_herriot(
     benchmark: float | None = None,
     benchmark_weights: Any = None,
     benchmark_method: str = "ratio",
-    confidence: float = CONFIDENCE_LEVEL,
+    confidence: float | None = None,
     tol: float = DEFAULT_TOL,
     max_iter: int = DEFAULT_MAX_ITER,
 ) -> FayHerriotResult:
@@ -475,6 +475,7 @@ def fay_herriot(
     _check_choice(transform, "transform", _TRANSFORMS)
     _check_choice(backtransform, "backtransform", _BACKTRANSFORMS)
     _check_choice(benchmark_method, "benchmark_method", _BENCHMARK_METHODS)
+    confidence = config.CONFIDENCE_LEVEL if confidence is None else confidence
     z = z_critical(confidence)  # raises ValueError naming confidence when not in (0, 1)
     confidence = float(confidence)
     if not (isinstance(tol, (int, float)) and tol > 0):

@@ -58,7 +58,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from pipelines.config import CONFIDENCE_LEVEL, MIN_BASE, REFERENCE_BASE
+from pipelines import config
 
 __all__ = [
     "POLARITIES",
@@ -147,7 +147,10 @@ def _out_label(values: np.ndarray, scalar: bool) -> str | np.ndarray:
     return str(values.item()) if scalar else values
 
 
-def _check_confidence(confidence: float) -> float:
+def _check_confidence(confidence: float | None) -> float:
+    """`confidence` (None: config.CONFIDENCE_LEVEL, read at call time), checked to be in (0, 1)."""
+    if confidence is None:
+        confidence = config.CONFIDENCE_LEVEL
     try:
         c = float(confidence)
     except (TypeError, ValueError):
@@ -157,7 +160,7 @@ def _check_confidence(confidence: float) -> float:
     return c
 
 
-def z_critical(confidence: float = CONFIDENCE_LEVEL) -> float:
+def z_critical(confidence: float | None = None) -> float:
     """Two-sided normal critical value: 1.959963984540054 for 0.95."""
     c = _check_confidence(confidence)
     return NormalDist().inv_cdf(1.0 - (1.0 - c) / 2.0)
@@ -216,7 +219,7 @@ def weighted_share(flags: Any, weights: Any = None) -> float:
 
 
 def weighted_estimate(
-    flags: Any, weights: Any = None, confidence: float = CONFIDENCE_LEVEL
+    flags: Any, weights: Any = None, confidence: float | None = None
 ) -> dict[str, float | int]:
     """Everything a row of the indicators table needs from raw 0/1 flags.
 
@@ -232,7 +235,7 @@ def weighted_estimate(
 
 
 def wilson_interval(
-    p: Any, n: Any, confidence: float = CONFIDENCE_LEVEL
+    p: Any, n: Any, confidence: float | None = None
 ) -> tuple[float, float] | tuple[np.ndarray, np.ndarray]:
     """Wilson score interval (lower, upper) for a proportion ``p`` on (effective) sample size ``n``.
 
@@ -334,7 +337,7 @@ def two_proportion_test(
 
 
 def change_vs_previous(
-    p1: Any, n1: Any, p0: Any, n0: Any, confidence: float = CONFIDENCE_LEVEL
+    p1: Any, n1: Any, p0: Any, n0: Any, confidence: float | None = None
 ) -> str | np.ndarray:
     """``increase`` / ``decrease`` when the two-proportion test is significant (p-value < 1 −
     confidence), else ``no_change``; ``not_compared`` when any input is missing or an n <= 0."""
@@ -352,10 +355,12 @@ def change_vs_previous(
 
 
 def base_status(
-    n_unweighted: Any, min_base: int = MIN_BASE, reference_base: int = REFERENCE_BASE
+    n_unweighted: Any, min_base: int | None = None, reference_base: int | None = None
 ) -> str | np.ndarray:
     """``suppressed`` (n < min_base, or missing), ``reference`` (参考値: min_base <= n <
-    reference_base), ``ok`` (n >= reference_base)."""
+    reference_base), ``ok`` (n >= reference_base). Defaults: config.MIN_BASE, config.REFERENCE_BASE."""
+    min_base = config.MIN_BASE if min_base is None else min_base
+    reference_base = config.REFERENCE_BASE if reference_base is None else reference_base
     if min_base > reference_base:
         raise ValueError(f"min_base ({min_base}) must not exceed reference_base ({reference_base})")
     scalar = _is_scalar(n_unweighted)
@@ -406,7 +411,7 @@ def _check_props(**named: np.ndarray) -> None:
 
 
 def newcombe_interval(
-    p1: Any, n1: Any, p2: Any, n2: Any, confidence: float = CONFIDENCE_LEVEL
+    p1: Any, n1: Any, p2: Any, n2: Any, confidence: float | None = None
 ) -> tuple[float, float] | tuple[np.ndarray, np.ndarray]:
     """Newcombe's hybrid score interval (method 10) for p1 − p2 of two independent proportions on
     (effective) sizes n1, n2: with (l_i, u_i) the Wilson interval of p_i,
@@ -473,7 +478,7 @@ def expected_counts_min(p1: Any, n1: Any, p2: Any, n2: Any) -> float | np.ndarra
 
 
 def difference_test(
-    p1: Any, n1: Any, p2: Any, n2: Any, confidence: float = CONFIDENCE_LEVEL,
+    p1: Any, n1: Any, p2: Any, n2: Any, confidence: float | None = None,
     method_suffix: str = "",
 ) -> dict[str, Any]:
     """Test p1 − p2 for two independent proportions on effective sizes (already divided by the
@@ -588,7 +593,7 @@ def homogeneity_test(p: Any, n: Any) -> dict[str, float]:
     return {"statistic": stat, "df": float(k - 1), "p_value": float(chi2.sf(stat, k - 1)), "k": k}
 
 
-def multiplicity(n_tests: int, n_flagged: int, confidence: float = CONFIDENCE_LEVEL) -> dict[str, float]:
+def multiplicity(n_tests: int, n_flagged: int, confidence: float | None = None) -> dict[str, float]:
     """For the multiple-comparison caveat: of ``n_tests`` tests at level α = 1 − confidence,
     ``n_flagged`` were significant; ``expected_false`` = α·n_tests flags are expected even when
     nothing differs, ``share_flagged`` = n_flagged / n_tests, and ``p_all_null`` the binomial
@@ -631,7 +636,7 @@ def groups_from_labels(labels: Any) -> list[np.ndarray]:
 
 
 def secondary_suppression(
-    n: Any, primary: Any, groups: Any, remainder: Any = None, min_base: int = MIN_BASE
+    n: Any, primary: Any, groups: Any, remainder: Any = None, min_base: int | None = None
 ) -> np.ndarray:
     """Cells to suppress in addition to ``primary`` so that no suppressed cell can be recovered,
     exactly or nearly, by subtracting the published cells of its group from the published total.
@@ -655,7 +660,9 @@ def secondary_suppression(
     always rest on >= min_base respondents.
 
     Returns a bool array: True for the cells suppressed secondarily (never a primary cell).
+    Default min_base: config.MIN_BASE.
     """
+    min_base = config.MIN_BASE if min_base is None else min_base
     nn = _as_float(n).ravel()
     prim = np.asarray(primary, dtype=bool).ravel()
     if prim.shape != nn.shape:

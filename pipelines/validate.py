@@ -56,14 +56,12 @@ STAGING_TABLES = {"survey": "staging_survey", "programme": "staging_programme"}
 WAREHOUSE_TABLES = {"survey": "survey_responses", "programme": "programme"}
 ROW_ID_COLUMNS = {"survey": ["source_row", "respondent_id"], "programme": ["source_row"]}
 DECLARED_YEAR_PARAM = "declared_survey_year"
-# Weight limits (suite parameters): env var, default. The defaults leave room for real
+# Weight limits (suite parameters): the settings limits.max_weight_ratio and
+# limits.min_effective_n_fraction (pipelines/settings.py). The defaults leave room for real
 # non-response/raking weights (trimmed weights rarely span more than 1:20; a weighting design
 # effect 1 + CV² above 4 means a quarter of the sample's information) and the bundled sample
 # (prefecture surveys: weights 0.5-2.0, ratio 4, n_eff/n about 0.9) passes.
-WEIGHT_LIMITS = {
-    "max_weight_ratio": ("TSUNAGARI_MAX_WEIGHT_RATIO", 50.0),
-    "min_effective_n_fraction": ("TSUNAGARI_MIN_EFFECTIVE_N_FRACTION", 0.25),
-}
+WEIGHT_LIMITS = ("max_weight_ratio", "min_effective_n_fraction")
 MAX_EXAMPLES = 5
 
 SEVERITIES = ("critical", "warning")
@@ -330,27 +328,12 @@ def _plain(obj: Any) -> Any:
 def weight_limits() -> dict[str, float]:
     """The weight rules' limits, read at call time: ``max_weight_ratio`` (largest / smallest weight
     of a file, > 1; TSUNAGARI_MAX_WEIGHT_RATIO, default 50) and ``min_effective_n_fraction`` (Kish
-    n_eff / n of a file, in (0, 1]; TSUNAGARI_MIN_EFFECTIVE_N_FRACTION, default 0.25). A bad value is
-    a UsageError naming the variable."""
-    import math
-    import os
+    n_eff / n of a file, in (0, 1]; TSUNAGARI_MIN_EFFECTIVE_N_FRACTION, default 0.25), from the
+    settings (pipelines/settings.py: a bad value is a SettingsError naming the source)."""
+    from .settings import settings
 
-    out = {}
-    for key, (env, default) in WEIGHT_LIMITS.items():
-        text = os.environ.get(env)
-        if text is None or text.strip() == "":
-            out[key] = default
-            continue
-        try:
-            value = float(text)
-        except ValueError:
-            value = float("nan")
-        ok = math.isfinite(value) and (value >= 1 if key == "max_weight_ratio" else 0 < value <= 1)
-        if not ok:
-            wanted = "a number >= 1" if key == "max_weight_ratio" else "a fraction in (0, 1]"
-            raise UsageError(env, f"'{text}' is not {wanted} / 値が不正です（{wanted}）")
-        out[key] = value
-    return out
+    s = settings()
+    return {key: getattr(s, key) for key in WEIGHT_LIMITS}
 
 
 def _limit_text(value: float) -> str:

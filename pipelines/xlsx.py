@@ -21,7 +21,7 @@ reads every download of every build): a direct read of the sheet XML, faster tha
 keeps every shared string in memory. ``check_archive`` looks only at the zip's central directory and
 streams the shared-strings part through expat with counters, stopping at the first limit passed:
 
-* the sum of the members' uncompressed sizes (``TSUNAGARI_MAX_XLSX_BYTES``, default 1,000,000,000);
+* the sum of the members' uncompressed sizes (``TSUNAGARI_MAX_XLSX_BYTES``, setting max_xlsx_bytes, default 1,000,000,000);
 * the compression ratio of any member larger than 1 MiB (``TSUNAGARI_MAX_XLSX_RATIO``, default 100;
   real worksheets compress about 10:1, a bomb about 1000:1);
 * the number of shared strings (``TSUNAGARI_MAX_XLSX_STRINGS``, default 2,000,000) and their total
@@ -40,7 +40,6 @@ from __future__ import annotations
 
 import hashlib
 import math
-import os
 import posixpath
 import re
 import xml.etree.ElementTree as ET
@@ -55,7 +54,7 @@ import numpy as np
 import pandas as pd
 
 from . import config
-from .errors import RULE_UNREADABLE, DataError, UsageError
+from .errors import RULE_UNREADABLE, DataError
 
 _MAIN_NS = "http://schemas.openxmlformats.org/spreadsheetml/2006/main"
 _REL_NS = "http://schemas.openxmlformats.org/officeDocument/2006/relationships"
@@ -628,11 +627,11 @@ DETAIL_FORMULA = ("the file was saved without the formulas' results (e.g. writte
                   "save it again, or paste the cells as values / 数式の計算結果が保存されていません。Excelで開いて"
                   "保存し直すか、値として貼り付けてください")
 
-LIMITS = {  # key: (environment variable, default, what)
-    "bytes": ("TSUNAGARI_MAX_XLSX_BYTES", 1_000_000_000, "bytes uncompressed"),
-    "ratio": ("TSUNAGARI_MAX_XLSX_RATIO", 100, "compression ratio"),
-    "strings": ("TSUNAGARI_MAX_XLSX_STRINGS", 2_000_000, "shared strings"),
-    "chars": ("TSUNAGARI_MAX_XLSX_STRING_CHARS", 100_000_000, "characters of shared strings"),
+LIMITS = {  # key: (setting of pipelines/settings.py, what)
+    "bytes": ("max_xlsx_bytes", "bytes uncompressed"),
+    "ratio": ("max_xlsx_ratio", "compression ratio"),
+    "strings": ("max_xlsx_strings", "shared strings"),
+    "chars": ("max_xlsx_string_chars", "characters of shared strings"),
 }
 RATIO_MIN_MEMBER = 1 << 20   # the ratio is checked on members larger than this
 _CHUNK = 1 << 20
@@ -640,25 +639,18 @@ _SST_TYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.sharedS
 
 
 def limits() -> dict[str, int]:
-    """The limits, read at call time; a bad value is a UsageError naming the variable (exit 2)."""
-    out = {}
-    for key, (env, default, _) in LIMITS.items():
-        text = os.environ.get(env)
-        if text is None or text.strip() == "":
-            out[key] = default
-            continue
-        try:
-            value = int(text.replace(",", "").replace("_", ""))
-        except ValueError:
-            value = 0
-        if value < 1:
-            raise UsageError(env, f"'{text}' is not a positive whole number / 正の整数ではありません")
-        out[key] = value
-    return out
+    """The limits, from the settings (read at call time; a bad value is a SettingsError, exit 2)."""
+    from .settings import settings
+
+    s = settings()
+    return {key: getattr(s, name) for key, (name, _) in LIMITS.items()}
 
 
 def _over(file_name: str, key: str, got: str, limit: int, where: str) -> DataError:
-    env, _, what = LIMITS[key]
+    from .settings import BY_NAME
+
+    name, what = LIMITS[key]
+    env = BY_NAME[name].env
     return DataError(file_name, RULE_LIMIT,
                      detail=f"{where}: {got} > limit {limit:,} {what} ({env}); refused before reading / "
                             f"上限 {limit:,} を超えているため読み込みません（{env}）")

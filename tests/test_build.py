@@ -15,7 +15,6 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from pipelines import config
 from pipelines.build import run_build
 from pipelines.config import BuildConfig
 from pipelines.sample import write_sample
@@ -143,7 +142,7 @@ class TestFailureIsolation:
 
         # A forked report notebook that raises for Tottori only.
         fork = fork_report(tmp_path, "if int(pref_code) == 31:\n", "    raise RuntimeError('injected failure')\n")
-        monkeypatch.setattr(config, "REPORTS_DIR", fork)
+        monkeypatch.setenv("TSUNAGARI_REPORTS_DIR", str(fork))
 
         failed = run_build(_cfg(tmp_path, small_input, prefs=[11, 31, 13]))
         assert not failed.ok and not failed.published
@@ -231,7 +230,7 @@ class TestDisclosureGate:
                             "    _ids = _c.execute('SELECT respondent_id FROM survey_responses "
                             "ORDER BY 1 LIMIT 3').fetchall()\n",
                             "_ids\n")
-        monkeypatch.setattr(config, "REPORTS_DIR", fork)
+        monkeypatch.setenv("TSUNAGARI_REPORTS_DIR", str(fork))
         blocked = run_build(_cfg(tmp_path, small_input, prefs=[31]))
         assert not blocked.ok and not blocked.published
         assert blocked.failed and all(f.startswith("disclosure: ") for f in blocked.failed)

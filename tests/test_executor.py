@@ -208,8 +208,8 @@ class TestKernelTimeout:
         monkeypatch.setenv("TSUNAGARI_KERNEL_TIMEOUT", raw)
         with pytest.raises(UsageError) as err:
             kernel_timeout()
-        assert str(err.value) == (f"TSUNAGARI_KERNEL_TIMEOUT: '{raw}' is not a number of seconds greater than 0 "
-                                  f"/ 0 より大きい秒数を指定してください")
+        assert str(err.value) == (f"TSUNAGARI_KERNEL_TIMEOUT: run.kernel_timeout = '{raw}': must be a number of "
+                                  f"seconds greater than 0 / 0 より大きい秒数を指定してください")
 
     def test_the_variable_sets_it(self, monkeypatch) -> None:
         monkeypatch.setenv("TSUNAGARI_KERNEL_TIMEOUT", "2.5")
@@ -232,8 +232,8 @@ class TestKernelTimeout:
                               capture_output=True, text=True, timeout=300)
         assert proc.returncode == 2
         assert proc.stderr.strip().splitlines()[-1] == (
-            "error: TSUNAGARI_KERNEL_TIMEOUT: 'soon' is not a number of seconds greater than 0 "
-            "/ 0 より大きい秒数を指定してください")
+            "error: TSUNAGARI_KERNEL_TIMEOUT: run.kernel_timeout = 'soon': must be a number of seconds greater "
+            "than 0 / 0 より大きい秒数を指定してください")
         assert not (tmp_path / "wh.duckdb").exists() and not (tmp_path / ".site.tsunagari-new").exists()
 
 

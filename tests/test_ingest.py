@@ -26,7 +26,7 @@ from ingest_helpers import (
     write_xlsx,
 )
 
-from pipelines import config, schema
+from pipelines import schema
 from pipelines.errors import DataError, UsageError
 from pipelines.ingest import IngestResult, detect_encoding, ingest_dir, ingest_files, load_mapping, norm
 
@@ -375,7 +375,7 @@ class TestErrors:
     def test_file_too_large(self, tmp_path, warehouse, loaded, monkeypatch):
         path = write_csv(tmp_path / "new" / "national-2024.csv", survey_rows(50))
         size = path.stat().st_size
-        monkeypatch.setattr(config, "MAX_INPUT_BYTES", 1000)
+        monkeypatch.setenv("TSUNAGARI_MAX_INPUT_BYTES", "1000")
         with pytest.raises(DataError) as exc:
             ingest([path], warehouse)
         assert str(exc.value) == (f"national-2024.csv: file too large / ファイルが大きすぎます. {size:,} bytes > "

@@ -171,11 +171,11 @@ def _statement_on(page_text: str, head: str, stop: str) -> str:
 # --- tests ---------------------------------------------------------------------------------------
 
 def test_statement_is_made_from_the_settings(monkeypatch):
-    from pipelines import config, method_statement
+    from pipelines import method_statement
 
     assert parse_comparison(method_statement.text("comparison")).confidence == 0.95
-    monkeypatch.setattr(config, "CONFIDENCE_LEVEL", 0.9)
-    monkeypatch.setattr(config, "MIN_BASE", 50)
+    monkeypatch.setenv("TSUNAGARI_CONFIDENCE_LEVEL", "0.9")   # (pipelines/settings.py)
+    monkeypatch.setenv("TSUNAGARI_MIN_BASE", "50")
     assert parse_comparison(method_statement.text("comparison")).confidence == 0.9
     assert "50 未満" in method_statement.text("suppression") or "50人未満" in method_statement.text("suppression")
     assert parse_change(method_statement.text("change")).confidence == 0.9

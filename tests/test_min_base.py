@@ -1,8 +1,10 @@
-"""Issue #25: the documented setting `MIN_BASE` (pipelines/config.py) drives every stage.
+"""Issue #25: the setting `MIN_BASE` drives every stage.
 
-A user changes the setting by editing config.py in the installed package; the test does the same
-on a copy of the package and runs a real build with it (Akita and Tokushima, whose small bases
-showed the disagreement, Tottori and the national report). The build must succeed — its own
+A user changes the setting in a run-configuration file (``--config``, pipelines/settings.py) or,
+as before, by editing the default in config.py of the installed package. The test does each once:
+a build with min_base 50 from a run-configuration file, and one with 20 from an edited copy of the
+package (Akita and Tokushima, whose small bases showed the disagreement, Tottori and the national
+report). The build must succeed — its own
 disclosure gate checks every published file against the suppression the indicators stage chose —
 and the published text must state the setting's number, not a typed 30, in every table, chart
 data file, download and report.
@@ -22,6 +24,7 @@ import duckdb
 import pandas as pd
 import pytest
 
+from pipelines import publish
 from pipelines.sample import write_sample
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -66,19 +69,30 @@ def _published_text(site: Path) -> dict[str, str]:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("min_base", [50, 20])
-def test_a_build_with_another_min_base_publishes_consistent_suppression(tmp_path, sample, min_base):
-    project = _package_with(tmp_path, min_base)
+@pytest.mark.parametrize("min_base, how", [(50, "run-configuration file"), (20, "config.py")])
+def test_a_build_with_another_min_base_publishes_consistent_suppression(tmp_path, sample, min_base, how):
     wh, site = tmp_path / "wh.duckdb", tmp_path / "site"
-    env = {**os.environ, "PYTHONPATH": str(project)}
-    env.pop("TSUNAGARI_REPORTS_DIR", None)
-    args = [sys.executable, "-m", "pipelines.cli", "build", "--input", str(sample), "--out", str(site),
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TSUNAGARI_")}
+    args = [sys.executable, "-m", "pipelines.cli"]
+    if how == "config.py":
+        env["PYTHONPATH"] = str(_package_with(tmp_path, min_base))
+    else:
+        run_file = tmp_path / "run.toml"
+        run_file.write_text(f"[statistics]\nmin_base = {min_base}   # suppress bases under {min_base}\n",
+                            encoding="utf-8")
+        env["PYTHONPATH"] = str(ROOT)
+        args += ["--config", str(run_file)]
+    args += ["build", "--input", str(sample), "--out", str(site),
             "--warehouse", str(wh), "--renderer", "pandoc", "--jobs", "2", "--quiet"]
     for p in PREFS:
         args += ["--pref", p]
     proc = subprocess.run(args, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=1800)
     assert proc.returncode == 0, proc.stderr[-4000:]            # the disclosure gate passed
     assert (site / "prefectures" / "05-akita.html").is_file() and (site / "prefectures" / "36-tokushima.html").is_file()
+    # The build's log states the setting and where it came from.
+    log = (publish.work_dir(site.resolve()) / publish.LOG_FILE).read_text(encoding="utf-8")
+    source = "file" if how == "run-configuration file" else "default"
+    assert f"setting statistics.min_base = {min_base} ({source})" in log
 
     # The indicators stage applied the setting: every published row has a base >= MIN_BASE, and
     # the suppressed rows' notes name the setting's number.

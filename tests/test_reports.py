@@ -317,7 +317,7 @@ def test_failure_of_one_area_does_not_stop_the_others(tmp_path, built, monkeypat
     nb["cells"].append({"cell_type": "code", "execution_count": None, "metadata": {}, "outputs": [],
                         "source": ["if int(pref_code) == 31:\n", "    raise RuntimeError('boom')\n"]})
     (fork / "report.ipynb").write_text(json.dumps(nb, ensure_ascii=False), encoding="utf-8")
-    monkeypatch.setattr(config, "REPORTS_DIR", fork)
+    monkeypatch.setenv("TSUNAGARI_REPORTS_DIR", str(fork))
     result = run_reports(YEAR, wh, tmp_path / "o", prefs=[31, 1], renderer="pandoc", jobs=2)
     assert not result.ok and result.failed == ["31-tottori"] and result.built == ["01-hokkaido"]
     assert "boom" in result.areas[0].error

@@ -610,17 +610,19 @@ class TestWeightRules:
         con.execute("DELETE FROM staging_survey")
         assert run_survey(con, df).ok
 
-    @pytest.mark.parametrize("env, value, wanted", [
-        ("TSUNAGARI_MAX_WEIGHT_RATIO", "0.5", "a number >= 1"),
-        ("TSUNAGARI_MAX_WEIGHT_RATIO", "lots", "a number >= 1"),
-        ("TSUNAGARI_MIN_EFFECTIVE_N_FRACTION", "1.5", "a fraction in (0, 1]"),
-        ("TSUNAGARI_MIN_EFFECTIVE_N_FRACTION", "nan", "a fraction in (0, 1]"),
+    @pytest.mark.parametrize("env, value, key, wanted", [
+        ("TSUNAGARI_MAX_WEIGHT_RATIO", "0.5", "max_weight_ratio", "a number >= 1 / 1 以上の数"),
+        ("TSUNAGARI_MAX_WEIGHT_RATIO", "lots", "max_weight_ratio", "a number >= 1 / 1 以上の数"),
+        ("TSUNAGARI_MIN_EFFECTIVE_N_FRACTION", "1.5", "min_effective_n_fraction",
+         "a fraction in (0, 1] / 0 より大きく 1 以下の数"),
+        ("TSUNAGARI_MIN_EFFECTIVE_N_FRACTION", "nan", "min_effective_n_fraction",
+         "a fraction in (0, 1] / 0 より大きく 1 以下の数"),
     ])
-    def test_bad_setting_names_the_variable(self, monkeypatch, env, value, wanted):
+    def test_bad_setting_names_the_variable(self, monkeypatch, env, value, key, wanted):
         monkeypatch.setenv(env, value)
         with pytest.raises(UsageError) as exc:
             weight_limits()
-        assert str(exc.value) == f"{env}: '{value}' is not {wanted} / 値が不正です（{wanted}）"
+        assert str(exc.value) == f"{env}: limits.{key} = '{value}': must be {wanted}を指定してください"
         assert exc.value.exit_code == 2
 
     def test_defaults_pass_the_bundled_sample(self):

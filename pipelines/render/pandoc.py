@@ -16,17 +16,20 @@ import tempfile
 from functools import lru_cache
 from pathlib import Path
 
-from .. import conventions, interrupt
-from ..config import REPORTS_DIR, cache_dir, file_key
+from .. import config, conventions, interrupt
+from ..config import cache_dir, file_key
 from .common import RenderError, pdf_font
 
 log = logging.getLogger("tsunagari.render.pandoc")
 
 name = "pandoc"
 
-LUA_FILTER = REPORTS_DIR / "report.lua"
-CSS = REPORTS_DIR / "report.css"
-TYPST_TEMPLATE = REPORTS_DIR / "report.typ"
+
+
+def _piece(name_: str) -> Path:
+    """A report piece (report.lua, report.css, report.typ) of the reports folder in use
+    (paths.reports_dir: a fork), read at call time."""
+    return Path(config.REPORTS_DIR) / name_
 
 BANNER_TEXT = "合成データ SYNTHETIC DATA — 実際の調査結果ではありません / not real survey results"
 EXTERNAL_URL = re.compile(r"""(?:src|href)\s*=\s*["']?\s*(?:https?:)?//""", re.IGNORECASE)
@@ -49,7 +52,7 @@ def _run(args: list[str], source: Path, cwd: Path | None = None) -> None:
 def _reader_args(executed: Path) -> list[str]:
     # chart-data-dir: where report.lua links each chart's data file (render.common.chart_data_dir;
     # the executed notebook is named after the report: 13-tokyo.ipynb -> 13-tokyo-data/)
-    return [str(executed), "-f", "ipynb", "--ipynb-output=all", "--lua-filter", str(LUA_FILTER),
+    return [str(executed), "-f", "ipynb", "--ipynb-output=all", "--lua-filter", str(_piece("report.lua")),
             "-M", "lang=ja", "-M", f"chart-data-dir={Path(executed).stem}-data", "--wrap=none"]
 
 
@@ -174,7 +177,7 @@ def render_html(executed: Path, html_out: Path, meta: dict) -> Path:
         before.write_text(report_nav(meta) + "<main>\n" + head, encoding="utf-8")
         after.write_text(tail + "</main>\n", encoding="utf-8")
         args = _writer_args(ast) + [
-            "-t", "html5", "--standalone", "--embed-resources", f"--css={CSS}",
+            "-t", "html5", "--standalone", "--embed-resources", f"--css={_piece('report.css')}",
             "--toc", "--toc-depth=2", "-V", "toc-title=目次",
             "-M", f"pagetitle={meta.get('title', executed.stem)}",
             "-V", "lang=ja",
@@ -237,7 +240,7 @@ def _base_font() -> tuple[frozenset[str], bytes]:
 
     chars = {chr(i) for i in range(32, 127)} | {chr(i) for i in range(0x3000, 0x3100)} \
         | {chr(i) for i in range(0xFF00, 0xFFF0)}
-    sources = sorted(p for p in REPORTS_DIR.rglob("*") if p.is_file()) \
+    sources = sorted(p for p in Path(config.REPORTS_DIR).rglob("*") if p.is_file()) \
         + sorted(PACKAGE_DIR.rglob("*.py")) + sorted(PACKAGE_DIR.rglob("*.yml")) \
         + sorted((PACKAGE_DIR / "templates").glob("*")) + sorted(REFERENCE_DIR.glob("*.csv"))
     for p in sources:
@@ -346,8 +349,8 @@ def render_typst(executed: Path, workdir: Path, meta: dict) -> Path:
     typ = Path(workdir) / "report.typ"
     # The filter again, for its Typst pass: charts as images with their alternative text, charts
     # kept with their tables, coloured comparison words (the reading pass wrote JSON, not Typst).
-    args = _writer_args(ast) + ["--lua-filter", str(LUA_FILTER)] + [
-        "-t", "typst", "--standalone", f"--template={TYPST_TEMPLATE}",
+    args = _writer_args(ast) + ["--lua-filter", str(_piece("report.lua"))] + [
+        "-t", "typst", "--standalone", f"--template={_piece('report.typ')}",
         "-V", f"mainfont={_typst_escape(family)}",
         "-V", f"area-name={_typst_escape(meta.get('area_name', ''))}",
         "-V", f"report-year={int(meta.get('year', 0))}",

@@ -66,7 +66,6 @@ DEFAULT_REPORTS_DIR = config.REPO_ROOT / "reports"
 # The report pieces staged beside the notebooks (under reports/ in the work folder).
 ASSETS = ("report.lua", "report.css", "report.typ", "quarto-cells.lua", "quarto-report.typ", "quarto-report.css")
 FONT_LINK = "_fonts"
-TIMEOUT_S = int(os.environ.get("TSUNAGARI_QUARTO_TIMEOUT", "3600"))
 OUTPUT_TAIL = 25  # lines of Quarto's output quoted in a RenderError
 
 # Typst warnings that mean text would be set in a fallback font or as boxes (fails the render, as in
@@ -344,11 +343,14 @@ def _run(args: list[str], cwd: Path, stems: list[str] | None = None) -> str:
     cmd = [str(_quarto()), *args]
     stems = stems or []
     log.info("running %s (cwd %s)", " ".join(cmd), cwd)
-    env = {**os.environ, "QUARTO_PYTHON": os.environ.get("QUARTO_PYTHON", _python())}
+    from ..settings import exported_environ, settings
+
+    timeout = settings().quarto_timeout   # run.quarto_timeout ($TSUNAGARI_QUARTO_TIMEOUT)
+    env = {**os.environ, "QUARTO_PYTHON": os.environ.get("QUARTO_PYTHON", _python()), **exported_environ()}
     try:
-        proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=TIMEOUT_S, env=env)
+        proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=timeout, env=env)
     except subprocess.TimeoutExpired as exc:
-        raise RenderError(f"quarto {' '.join(args)}: timed out after {TIMEOUT_S}s "
+        raise RenderError(f"quarto {' '.join(args)}: timed out after {timeout}s "
                           f"({_area_in(str(exc.output or ''), stems)})") from exc
     output = ANSI.sub("", (proc.stdout or "") + (proc.stderr or ""))
     if proc.returncode != 0:
