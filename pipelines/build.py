@@ -29,7 +29,7 @@ from typing import Iterator
 
 import duckdb
 
-from . import config, fingerprint, interrupt, logs, publish, validator
+from . import config, fingerprint, interrupt, keys, logs, publish, validator
 from . import warehouse as warehouse_db
 from .config import BuildConfig
 from .errors import UsageError, printable
@@ -127,52 +127,14 @@ def _code_hash() -> str:
     return fingerprint.current()
 
 
-def _rows_hash(con: duckdb.DuckDBPyConnection, sql: str, params: list | None = None) -> dict[str, str]:
-    """{key: md5 of the rows} for a query returning (key, row_text)."""
-    q = f"SELECT k, md5(string_agg(r, '|' ORDER BY r)) FROM ({sql}) GROUP BY k"
-    return {str(k): v for k, v in con.execute(q, params or []).fetchall()}
-
-
 def _table_exists(con: duckdb.DuckDBPyConnection, name: str) -> bool:
     return bool(con.execute("SELECT count(*) FROM information_schema.tables WHERE table_name = ?",
                             [name]).fetchone()[0])
 
 
-# Floating-point columns are rounded before hashing: DuckDB's parallel sums may differ in the last
-# bits from run to run, which must not count as a change of a report's inputs.
-INDICATOR_COLS = [("year", None), ("area_code", None), ("indicator_id", None), ("breakdown", None),
-                  ("value", 8), ("lower_ci95", 8), ("upper_ci95", 8), ("n_unweighted", None),
-                  ("n_effective", 6), ("national_value", 8), ("comparison", None),
-                  ("change_vs_previous", None), ("suppressed", None), ("note", None),
-                  ("source", None), ("previous_year", None), ("source_changed", None),
-                  ("comparison_method", None), ("change_method", None), ("design_effect", 8),
-                  ("reference_value", 8), ("reference_n_effective", 6), ("difference", 8),
-                  ("difference_lower_ci95", 8), ("difference_upper_ci95", 8), ("p_value", 8),
-                  ("previous_value", 8), ("previous_n_effective", 6), ("change_difference", 8),
-                  ("change_lower_ci95", 8), ("change_upper_ci95", 8), ("change_p_value", 8),
-                  ("estimate_method", None), ("lead_value", 8), ("lead_lower_ci95", 8), ("lead_upper_ci95", 8),
-                  ("lead_cv", 8), ("lead_years", None)]
-DISTRIBUTION_COLS = [("year", None), ("area_code", None), ("question", None), ("breakdown", None),
-                     ("category", None), ("category_label", None), ("value", 8), ("lower_ci95", 8),
-                     ("upper_ci95", 8), ("n_unweighted", None), ("suppressed", None)]
-CONTEXT_COLS = [("area_code", None), ("indicator_id", None), ("breakdown", None), ("value", 8),
-                ("lower_ci95", 8), ("upper_ci95", 8), ("national_value", 8), ("comparison", None),
-                ("suppressed", None), ("note", None)]
-
-
-def _row_text(cols: list[tuple[str, int | None]]) -> str:
-    parts = []
-    for name, digits in cols:
-        expr = f"round({name}, {digits})" if digits is not None else name
-        parts.append(f"coalesce(CAST({expr} AS VARCHAR), '<null>')")
-    return "concat_ws('|', " + ", ".join(parts) + ")"
-
-
 def files_hash(con: duckdb.DuckDBPyConnection) -> str:
-    if not _table_exists(con, "files"):
-        return "none"
-    rows = con.execute("SELECT file_id, file_name, synthetic FROM files ORDER BY file_id").fetchall()
-    return digest([list(map(str, r)) for r in rows])
+    """The digest of the committed files (``keys.FILES``); 'none' when there are none."""
+    return keys.row_digests(con, keys.FILES).get("all", "none")
 
 
 def latest_year(con: duckdb.DuckDBPyConnection) -> int:
@@ -191,7 +153,7 @@ def latest_year(con: duckdb.DuckDBPyConnection) -> int:
 
 def report_hashes(con: duckdb.DuckDBPyConnection, year: int, codes: list[int], renderer: str,
                   synthetic: bool) -> dict[int, str]:
-    """The input hash of each area's report.
+    """The input hash of each area's report (``reports.REPORT``'s key).
 
     A prefecture report shows its own rows (every round up to `year`), the national rows, and as
     context (spine chart, programme chart) the prefectures estimated from the national survey plus
@@ -199,23 +161,19 @@ def report_hashes(con: duckdb.DuckDBPyConnection, year: int, codes: list[int], r
     correction to one prefecture's own survey therefore rebuilds that prefecture, the national
     report and the index only. The national report depends on every area.
     """
-    from .reports import CONTEXT_SQL
+    from .reports import AREA_DISTRIBUTIONS, AREA_INDICATORS, CONTEXT, CONTEXT_SQL, REPORT
 
-    own_i = _rows_hash(con, f"SELECT area_code AS k, {_row_text(INDICATOR_COLS)} AS r FROM indicators WHERE year <= ?", [year])
-    own_d = _rows_hash(con, f"SELECT area_code AS k, {_row_text(DISTRIBUTION_COLS)} AS r FROM distributions WHERE year <= ?", [year])
-    ctx = _rows_hash(con, f"SELECT 'ctx' AS k, {_row_text(CONTEXT_COLS)} AS r FROM ({CONTEXT_SQL}) c", [year]).get("ctx", "")
-    everything = digest(sorted(own_i.items()), sorted(own_d.items()))
-    common = digest(
-        _code_hash(), renderer, _renderer_version(renderer), synthetic,
-        own_i.get("00", ""), own_d.get("00", ""),
-    )
+    own_i = keys.row_digests(con, AREA_INDICATORS, "year <= ?", [year], by="area_code")
+    own_d = keys.row_digests(con, AREA_DISTRIBUTIONS, "year <= ?", [year], by="area_code")
+    ctx = keys.row_digests(con, CONTEXT, params=[year], source=CONTEXT_SQL).get("all", "")
+    every = {AREA_INDICATORS: digest(sorted(own_i.items())), AREA_DISTRIBUTIONS: digest(sorted(own_d.items()))}
+    code, version = _code_hash(), _renderer_version(renderer)
     out = {}
-    for code in codes:
-        ac = f"{code:02d}"
-        if code == 0:
-            out[code] = digest(common, "national", everything, year)
-        else:
-            out[code] = digest(common, ac, own_i.get(ac, ""), own_d.get(ac, ""), ctx, year)
+    for c in codes:
+        ac = f"{c:02d}"
+        mine = every if c == 0 else {AREA_INDICATORS: digest(own_i.get(ac, ""), own_i.get("00", "")),
+                                     AREA_DISTRIBUTIONS: digest(own_d.get(ac, ""), own_d.get("00", ""))}
+        out[c] = keys.key(REPORT, {**mine, CONTEXT: ctx}, code, ac, year, renderer, version, synthetic)
     return out
 
 
@@ -277,9 +235,9 @@ def _stage_quality(cfg: BuildConfig, new: Path, state: BuildState, fhash: str, s
     """The quality page, from the validation results stored at ingest where they still fit. Returns
     the results of the files that had to be validated again (e.g. after an upgrade changed the
     suites or validate.py), for `_store_fresh_results`; None when there were none."""
-    from .validate import validate_warehouse
+    from .validate import QUALITY, validate_warehouse
 
-    d = digest(fhash, _code_hash())
+    d = keys.key(QUALITY, {keys.FILES: fhash}, _code_hash())
     made = []
 
     def build() -> None:
@@ -323,12 +281,13 @@ def _store_fresh_results(cfg: BuildConfig, fresh) -> None:
 
 
 def _stage_indicators(cfg: BuildConfig, new: Path, state: BuildState, year: int, fhash: str,
-                      summary: BuildSummary, pool=None) -> str:
+                      summary: BuildSummary, pool=None) -> None:
     """Execute the indicators notebook (in a warm worker kernel when the pool is up): it brings every
-    round of the indicators tables up to date, recomputing only the rounds whose inputs changed.
-    Returns the input hash, which the downloads written from its tables share."""
+    round of the indicators tables up to date, recomputing only the rounds whose inputs changed."""
+    from .indicators import INDICATORS
+
     key = f"indicators:{year}"
-    d = digest(fhash, year, _code_hash(), sorted(config.design_effects().items()))
+    d = keys.key(INDICATORS, {keys.FILES: fhash}, _code_hash(), year, sorted(config.design_effects().items()))
     con = warehouse_db.connect(cfg.warehouse)
     try:
         have_rows = _table_exists(con, "indicators") and con.execute(
@@ -344,23 +303,25 @@ def _stage_indicators(cfg: BuildConfig, new: Path, state: BuildState, year: int,
     if _incremental(cfg, state, summary, key, d, outputs,
                     lambda: run_indicators(year, cfg.warehouse, state.work, pool=pool)):
         summary.executed.append(f"indicators-{year}")
-    return d
 
 
-def _stage_downloads(cfg: BuildConfig, new: Path, state: BuildState, year: int, d: str,
+def _stage_downloads(cfg: BuildConfig, new: Path, state: BuildState, year: int,
                      summary: BuildSummary) -> None:
     """indicators.csv|xlsx (every round) and indicators-{y}.csv|xlsx per round, each an artefact of
-    its own: a round's files are rewritten only when that round's rows (its stored input key) or the
-    source files its notes list changed."""
-    from .downloads import write_downloads
+    its own (``downloads.DOWNLOADS``'s key): a round's files are rewritten only when that round's
+    rows (the columns the downloads hold) or the source files its notes list changed."""
+    from .downloads import DICTIONARY_FILE, DOWNLOAD_ROWS, DOWNLOADS, NOTED_FILES, write_downloads
 
     con = warehouse_db.connect(cfg.warehouse)
     try:
-        years = [int(r[0]) for r in con.execute("SELECT DISTINCT year FROM indicators ORDER BY 1").fetchall()]
-        keys = (dict(con.execute("SELECT year, input_key FROM indicator_rounds").fetchall())
-                if _table_exists(con, "indicator_rounds") else {})
-        files = (con.execute("SELECT survey_year, file_name, kind, survey_id, synthetic FROM files "
-                             "ORDER BY ALL").fetchall() if _table_exists(con, "files") else [])
+        rows = keys.row_digests(con, DOWNLOAD_ROWS, by="year")
+        years = sorted(int(y) for y in rows)
+        # The notes sheet lists the programme files and the survey files up to the last round.
+        noted = {y: keys.row_digests(con, NOTED_FILES, "survey_year IS NULL OR survey_year <= ?", [y]).get("all", "")
+                 for y in years}
+        every_file = keys.row_digests(con, NOTED_FILES).get("all", "")
+        synthetic = _table_exists(con, "files") and bool(
+            con.execute("SELECT coalesce(bool_or(synthetic), false) FROM files").fetchone()[0])
     finally:
         con.close()
     code = _code_hash()
@@ -368,17 +329,14 @@ def _stage_downloads(cfg: BuildConfig, new: Path, state: BuildState, year: int, 
     def outputs(stem: str) -> list[Path]:
         return [new / "downloads" / f"{stem}.{ext}" for ext in ("csv", "xlsx")]
 
-    from .downloads import DICTIONARY_FILE
-
-    _incremental(cfg, state, summary, "downloads", digest(d, years),
+    _incremental(cfg, state, summary, "downloads",
+                 keys.key(DOWNLOADS, {DOWNLOAD_ROWS: digest(sorted(rows.items())), NOTED_FILES: every_file},
+                          code, "all", years, synthetic),
                  outputs("indicators") + [new / "downloads" / DICTIONARY_FILE],
                  lambda: write_downloads(year, cfg.warehouse, new, years=[]))
-    synthetic = any(f[4] for f in files)   # every round's rows carry the warehouse's synthetic flag
-    for y in years:
-        # The notes sheet lists the programme files and the survey files of y and the round before.
-        listed = [f for f in files if f[0] is None or f[0] <= y]
-        key = keys.get(y) or d   # no stored key (table written by hand): the whole input
-        _incremental(cfg, state, summary, f"downloads:{y}", digest(code, key, repr(listed), synthetic),
+    for y in years:   # (every round's rows carry the warehouse's synthetic flag)
+        _incremental(cfg, state, summary, f"downloads:{y}",
+                     keys.key(DOWNLOADS, {DOWNLOAD_ROWS: rows[str(y)], NOTED_FILES: noted[y]}, code, y, synthetic),
                      outputs(f"indicators-{y}"),
                      lambda y=y: write_downloads(year, cfg.warehouse, new, years=[y], combined=False))
 
@@ -466,17 +424,16 @@ def _stage_site(cfg: BuildConfig, new: Path, state: BuildState, year: int, summa
     """The site pages. The build calls it while the reports run (when they all exist already, as
     after a correction, that is the final version) and again after them, which rewrites the
     pages only if the set of report files they link to changed (a first build)."""
-    from .site import build_site
+    from .site import SITE, SITE_INDICATORS, build_site
 
     key = f"site:{year}"
     con = warehouse_db.connect(cfg.warehouse)
     try:
-        rows = _rows_hash(con, f"SELECT 'all' AS k, {_row_text(INDICATOR_COLS)} AS r FROM indicators WHERE year = ?", [year])
+        rows = keys.row_digests(con, SITE_INDICATORS, "year = ?", [year]).get("all", "")
         fh = files_hash(con)
     finally:
         con.close()
-    d = digest(rows, fh, _code_hash(), year,
-               _linked_files(new, year))
+    d = keys.key(SITE, {SITE_INDICATORS: rows, keys.FILES: fh}, _code_hash(), year, _linked_files(new, year))
     outputs = [new / "index.html", new / "methodology.html"]
     if again and state.up_to_date(key, d, outputs):
         return   # the pages written during the reports are final
@@ -563,12 +520,18 @@ def _last_checked(cfg: BuildConfig, record: Path) -> dict[str, str]:
         data = {} if cfg.force else json.loads(record.read_text(encoding="utf-8"))
     except (FileNotFoundError, ValueError):
         return {}
-    return data if data.pop(CHECKER_KEY, None) == _code_hash() else {}
+    return data if data.pop(CHECKER_KEY, None) == _checker_key() else {}
+
+
+def _checker_key() -> str:
+    from .disclosure import RECORD
+
+    return keys.key(RECORD, {}, _code_hash())
 
 
 def _write_checked(record: Path, current: dict[str, str]) -> None:
     tmp = record.with_suffix(".tmp")
-    tmp.write_text(json.dumps({**current, CHECKER_KEY: _code_hash()}, indent=0, sort_keys=True),
+    tmp.write_text(json.dumps({**current, CHECKER_KEY: _checker_key()}, indent=0, sort_keys=True),
                    encoding="utf-8")
     tmp.replace(record)
 
@@ -640,7 +603,7 @@ def _run_stages(cfg: BuildConfig, new: Path, state: BuildState, renderer: str, p
     log.info("round / 調査年: %s", year)
     if _runs(cfg, "indicators"):
         with progress.stage(f"indicators {year} / 指標"):
-            d_ind = _stage_indicators(cfg, new, state, year, fhash, summary, pool=pool)
+            _stage_indicators(cfg, new, state, year, fhash, summary, pool=pool)
     elif not have:
         raise UsageError("--year", f"the warehouse has no indicators for {year}; run `tsunagari build` (or "
                                    f"`tsunagari indicators --year {year}`) first / {year}年の指標がありません")
@@ -654,11 +617,11 @@ def _run_stages(cfg: BuildConfig, new: Path, state: BuildState, renderer: str, p
                     fresh = _stage_quality(cfg, new, state, fhash, summary)
             if _runs(cfg, "indicators"):
                 with progress.stage(f"downloads {year} / ダウンロード"):
-                    _stage_downloads(cfg, new, state, year, d_ind, summary)
+                    _stage_downloads(cfg, new, state, year, summary)
                     if not cfg.stages:
                         workbooks = [new / "downloads" / f"{pref_slug(int(c))}-{year}.xlsx"
                                      for c in prefectures().pref_code]
-                        _incremental(cfg, state, summary, f"workbooks:{year}", digest(d_ind, _code_hash()),
+                        _incremental(cfg, state, summary, f"workbooks:{year}", _workbooks_key(cfg, year, fhash),
                                      workbooks,
                                      lambda: _pref_workbooks(write_pref_workbooks, year, cfg, new, state.work))
                 with progress.stage("disclosure check of the downloads / 秘匿の確認（ダウンロード）"):
@@ -673,6 +636,20 @@ def _run_stages(cfg: BuildConfig, new: Path, state: BuildState, renderer: str, p
 
 
 WORKBOOK_DIGESTS_IN_SITE = Path("downloads") / ".xlsx-inputs.json"   # where site.write_pref_workbooks keeps them
+
+
+def _workbooks_key(cfg: BuildConfig, year: int, fhash: str) -> str:
+    """``site.WORKBOOKS``'s key: the round's rows (the columns of the downloads), the files."""
+    from .site import WORKBOOKS
+
+    con = warehouse_db.connect(cfg.warehouse)
+    try:
+        from .downloads import DOWNLOAD_ROWS
+
+        rows = keys.row_digests(con, DOWNLOAD_ROWS, "year = ?", [year]).get("all", "")
+    finally:
+        con.close()
+    return keys.key(WORKBOOKS, {DOWNLOAD_ROWS: rows, keys.FILES: fhash}, _code_hash(), year)
 
 
 def _pref_workbooks(write, year: int, cfg: BuildConfig, new: Path, work: Path) -> list[Path]:
