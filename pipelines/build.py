@@ -177,6 +177,78 @@ def report_hashes(con: duckdb.DuckDBPyConnection, year: int, codes: list[int], r
     return out
 
 
+def _quality_key(fhash: str) -> str:
+    from .validate import QUALITY
+
+    return keys.key(QUALITY, {keys.FILES: fhash}, _code_hash())
+
+
+def _indicators_key(fhash: str, year: int) -> str:
+    from .indicators import INDICATORS
+
+    return keys.key(INDICATORS, {keys.FILES: fhash}, _code_hash(), year, sorted(config.design_effects().items()))
+
+
+def _downloads_keys(con: duckdb.DuckDBPyConnection) -> dict[str, str]:
+    """{'downloads': key of the all-rounds files, 'downloads:Y': key of round Y's files, ...}."""
+    from .downloads import DOWNLOAD_ROWS, DOWNLOADS, NOTED_FILES
+
+    rows = keys.row_digests(con, DOWNLOAD_ROWS, by="year")
+    years = sorted(int(y) for y in rows)
+    synthetic = _table_exists(con, "files") and bool(   # every round's rows carry the warehouse's flag
+        con.execute("SELECT coalesce(bool_or(synthetic), false) FROM files").fetchone()[0])
+    code = _code_hash()
+    out = {"downloads": keys.key(DOWNLOADS, {DOWNLOAD_ROWS: digest(sorted(rows.items())),
+                                             NOTED_FILES: keys.row_digests(con, NOTED_FILES).get("all", "")},
+                                 code, "all", years, synthetic)}
+    for y in years:   # the notes sheet lists the programme files and the survey files up to round y
+        noted = keys.row_digests(con, NOTED_FILES, "survey_year IS NULL OR survey_year <= ?", [y]).get("all", "")
+        out[f"downloads:{y}"] = keys.key(DOWNLOADS, {DOWNLOAD_ROWS: rows[str(y)], NOTED_FILES: noted}, code, y,
+                                         synthetic)
+    return out
+
+
+def _workbooks_key(warehouse: Path, year: int, fhash: str) -> str:
+    """``site.WORKBOOKS``'s key: the round's rows (the columns of the downloads), the files."""
+    from .downloads import DOWNLOAD_ROWS
+    from .site import WORKBOOKS
+
+    con = warehouse_db.connect(warehouse)
+    try:
+        rows = keys.row_digests(con, DOWNLOAD_ROWS, "year = ?", [year]).get("all", "")
+    finally:
+        con.close()
+    return keys.key(WORKBOOKS, {DOWNLOAD_ROWS: rows, keys.FILES: fhash}, _code_hash(), year)
+
+
+def _site_key(con: duckdb.DuckDBPyConnection, year: int, linked: list[str]) -> str:
+    from .site import SITE, SITE_INDICATORS
+
+    rows = keys.row_digests(con, SITE_INDICATORS, "year = ?", [year]).get("all", "")
+    return keys.key(SITE, {SITE_INDICATORS: rows, keys.FILES: files_hash(con)}, _code_hash(), year, linked)
+
+
+def input_keys(warehouse: Path, year: int, codes: list[int], renderer: str, site_dir: Path) -> dict[str, str]:
+    """The key of every artefact of round `year` as the build would compute it now (the areas
+    `codes`; `site_dir`: the site whose files the pages link to), by the names of the build state."""
+    from .reports import is_synthetic
+
+    synthetic = is_synthetic(warehouse)
+    con = warehouse_db.connect(warehouse)
+    try:
+        fh = files_hash(con)
+        out = {f"report:{year}:{pref_slug(c)}": k
+               for c, k in report_hashes(con, year, codes, renderer, synthetic).items()}
+        out.update(_downloads_keys(con))
+        out[f"site:{year}"] = _site_key(con, year, _linked_files(Path(site_dir), year))
+    finally:
+        con.close()
+    out[f"workbooks:{year}"] = _workbooks_key(warehouse, year, fh)
+    out["quality"] = _quality_key(fh)
+    out[f"indicators:{year}"] = _indicators_key(fh, year)
+    return out
+
+
 def _renderer_version(renderer: str) -> str:
     try:
         if renderer == "quarto":
@@ -235,9 +307,9 @@ def _stage_quality(cfg: BuildConfig, new: Path, state: BuildState, fhash: str, s
     """The quality page, from the validation results stored at ingest where they still fit. Returns
     the results of the files that had to be validated again (e.g. after an upgrade changed the
     suites or validate.py), for `_store_fresh_results`; None when there were none."""
-    from .validate import QUALITY, validate_warehouse
+    from .validate import validate_warehouse
 
-    d = keys.key(QUALITY, {keys.FILES: fhash}, _code_hash())
+    d = _quality_key(fhash)
     made = []
 
     def build() -> None:
@@ -284,10 +356,8 @@ def _stage_indicators(cfg: BuildConfig, new: Path, state: BuildState, year: int,
                       summary: BuildSummary, pool=None) -> None:
     """Execute the indicators notebook (in a warm worker kernel when the pool is up): it brings every
     round of the indicators tables up to date, recomputing only the rounds whose inputs changed."""
-    from .indicators import INDICATORS
-
     key = f"indicators:{year}"
-    d = keys.key(INDICATORS, {keys.FILES: fhash}, _code_hash(), year, sorted(config.design_effects().items()))
+    d = _indicators_key(fhash, year)
     con = warehouse_db.connect(cfg.warehouse)
     try:
         have_rows = _table_exists(con, "indicators") and con.execute(
@@ -310,34 +380,23 @@ def _stage_downloads(cfg: BuildConfig, new: Path, state: BuildState, year: int,
     """indicators.csv|xlsx (every round) and indicators-{y}.csv|xlsx per round, each an artefact of
     its own (``downloads.DOWNLOADS``'s key): a round's files are rewritten only when that round's
     rows (the columns the downloads hold) or the source files its notes list changed."""
-    from .downloads import DICTIONARY_FILE, DOWNLOAD_ROWS, DOWNLOADS, NOTED_FILES, write_downloads
+    from .downloads import DICTIONARY_FILE, write_downloads
 
     con = warehouse_db.connect(cfg.warehouse)
     try:
-        rows = keys.row_digests(con, DOWNLOAD_ROWS, by="year")
-        years = sorted(int(y) for y in rows)
-        # The notes sheet lists the programme files and the survey files up to the last round.
-        noted = {y: keys.row_digests(con, NOTED_FILES, "survey_year IS NULL OR survey_year <= ?", [y]).get("all", "")
-                 for y in years}
-        every_file = keys.row_digests(con, NOTED_FILES).get("all", "")
-        synthetic = _table_exists(con, "files") and bool(
-            con.execute("SELECT coalesce(bool_or(synthetic), false) FROM files").fetchone()[0])
+        d = _downloads_keys(con)
     finally:
         con.close()
-    code = _code_hash()
 
     def outputs(stem: str) -> list[Path]:
         return [new / "downloads" / f"{stem}.{ext}" for ext in ("csv", "xlsx")]
 
-    _incremental(cfg, state, summary, "downloads",
-                 keys.key(DOWNLOADS, {DOWNLOAD_ROWS: digest(sorted(rows.items())), NOTED_FILES: every_file},
-                          code, "all", years, synthetic),
+    _incremental(cfg, state, summary, "downloads", d.pop("downloads"),
                  outputs("indicators") + [new / "downloads" / DICTIONARY_FILE],
                  lambda: write_downloads(year, cfg.warehouse, new, years=[]))
-    for y in years:   # (every round's rows carry the warehouse's synthetic flag)
-        _incremental(cfg, state, summary, f"downloads:{y}",
-                     keys.key(DOWNLOADS, {DOWNLOAD_ROWS: rows[str(y)], NOTED_FILES: noted[y]}, code, y, synthetic),
-                     outputs(f"indicators-{y}"),
+    for key, k in d.items():
+        y = int(key.split(":")[1])
+        _incremental(cfg, state, summary, key, k, outputs(f"indicators-{y}"),
                      lambda y=y: write_downloads(year, cfg.warehouse, new, years=[y], combined=False))
 
 
@@ -424,16 +483,14 @@ def _stage_site(cfg: BuildConfig, new: Path, state: BuildState, year: int, summa
     """The site pages. The build calls it while the reports run (when they all exist already, as
     after a correction, that is the final version) and again after them, which rewrites the
     pages only if the set of report files they link to changed (a first build)."""
-    from .site import SITE, SITE_INDICATORS, build_site
+    from .site import build_site
 
     key = f"site:{year}"
     con = warehouse_db.connect(cfg.warehouse)
     try:
-        rows = keys.row_digests(con, SITE_INDICATORS, "year = ?", [year]).get("all", "")
-        fh = files_hash(con)
+        d = _site_key(con, year, _linked_files(new, year))
     finally:
         con.close()
-    d = keys.key(SITE, {SITE_INDICATORS: rows, keys.FILES: fh}, _code_hash(), year, _linked_files(new, year))
     outputs = [new / "index.html", new / "methodology.html"]
     if again and state.up_to_date(key, d, outputs):
         return   # the pages written during the reports are final
@@ -621,7 +678,7 @@ def _run_stages(cfg: BuildConfig, new: Path, state: BuildState, renderer: str, p
                     if not cfg.stages:
                         workbooks = [new / "downloads" / f"{pref_slug(int(c))}-{year}.xlsx"
                                      for c in prefectures().pref_code]
-                        _incremental(cfg, state, summary, f"workbooks:{year}", _workbooks_key(cfg, year, fhash),
+                        _incremental(cfg, state, summary, f"workbooks:{year}", _workbooks_key(cfg.warehouse, year, fhash),
                                      workbooks,
                                      lambda: _pref_workbooks(write_pref_workbooks, year, cfg, new, state.work))
                 with progress.stage("disclosure check of the downloads / 秘匿の確認（ダウンロード）"):
@@ -636,20 +693,6 @@ def _run_stages(cfg: BuildConfig, new: Path, state: BuildState, renderer: str, p
 
 
 WORKBOOK_DIGESTS_IN_SITE = Path("downloads") / ".xlsx-inputs.json"   # where site.write_pref_workbooks keeps them
-
-
-def _workbooks_key(cfg: BuildConfig, year: int, fhash: str) -> str:
-    """``site.WORKBOOKS``'s key: the round's rows (the columns of the downloads), the files."""
-    from .site import WORKBOOKS
-
-    con = warehouse_db.connect(cfg.warehouse)
-    try:
-        from .downloads import DOWNLOAD_ROWS
-
-        rows = keys.row_digests(con, DOWNLOAD_ROWS, "year = ?", [year]).get("all", "")
-    finally:
-        con.close()
-    return keys.key(WORKBOOKS, {DOWNLOAD_ROWS: rows, keys.FILES: fhash}, _code_hash(), year)
 
 
 def _pref_workbooks(write, year: int, cfg: BuildConfig, new: Path, work: Path) -> list[Path]:
