@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Iterator
 
 import duckdb
 
-from . import config, fingerprint, interrupt, logs, publish, validator
+from . import config, fingerprint, interrupt, keys, logs, publish, validator
 from . import warehouse as warehouse_db
 from .config import BuildConfig
 from .errors import UsageError, printable
@@ -130,47 +130,9 @@ def _code_hash() -> str:
     return fingerprint.current()
 
 
-def _rows_hash(con: duckdb.DuckDBPyConnection, sql: str, params: list | None = None) -> dict[str, str]:
-    """{key: md5 of the rows} for a query returning (key, row_text)."""
-    q = f"SELECT k, md5(string_agg(r, '|' ORDER BY r)) FROM ({sql}) GROUP BY k"
-    return {str(k): v for k, v in con.execute(q, params or []).fetchall()}
-
-
-# Floating-point columns are rounded before hashing: DuckDB's parallel sums may differ in the last
-# bits from run to run, which must not count as a change of a report's inputs.
-INDICATOR_COLS = [("year", None), ("area_code", None), ("indicator_id", None), ("breakdown", None),
-                  ("value", 8), ("lower_ci95", 8), ("upper_ci95", 8), ("n_unweighted", None),
-                  ("n_effective", 6), ("national_value", 8), ("comparison", None),
-                  ("change_vs_previous", None), ("suppressed", None), ("note", None),
-                  ("source", None), ("previous_year", None), ("source_changed", None),
-                  ("comparison_method", None), ("change_method", None), ("design_effect", 8),
-                  ("reference_value", 8), ("reference_n_effective", 6), ("difference", 8),
-                  ("difference_lower_ci95", 8), ("difference_upper_ci95", 8), ("p_value", 8),
-                  ("previous_value", 8), ("previous_n_effective", 6), ("change_difference", 8),
-                  ("change_lower_ci95", 8), ("change_upper_ci95", 8), ("change_p_value", 8),
-                  ("estimate_method", None), ("lead_value", 8), ("lead_lower_ci95", 8), ("lead_upper_ci95", 8),
-                  ("lead_cv", 8), ("lead_years", None)]
-DISTRIBUTION_COLS = [("year", None), ("area_code", None), ("question", None), ("breakdown", None),
-                     ("category", None), ("category_label", None), ("value", 8), ("lower_ci95", 8),
-                     ("upper_ci95", 8), ("n_unweighted", None), ("suppressed", None)]
-CONTEXT_COLS = [("area_code", None), ("indicator_id", None), ("breakdown", None), ("value", 8),
-                ("lower_ci95", 8), ("upper_ci95", 8), ("national_value", 8), ("comparison", None),
-                ("suppressed", None), ("note", None)]
-
-
-def _row_text(cols: list[tuple[str, int | None]]) -> str:
-    parts = []
-    for name, digits in cols:
-        expr = f"round({name}, {digits})" if digits is not None else name
-        parts.append(f"coalesce(CAST({expr} AS VARCHAR), '<null>')")
-    return "concat_ws('|', " + ", ".join(parts) + ")"
-
-
 def files_hash(con: duckdb.DuckDBPyConnection) -> str:
-    if not warehouse_db.has_table(con, "files"):
-        return "none"
-    rows = con.execute("SELECT file_id, file_name, synthetic FROM files ORDER BY file_id").fetchall()
-    return digest([list(map(str, r)) for r in rows])
+    """The digest of the committed files (``keys.FILES``); 'none' when there are none."""
+    return keys.row_digests(con, keys.FILES).get("all", "none")
 
 
 def latest_year(con: duckdb.DuckDBPyConnection) -> int:
@@ -189,7 +151,7 @@ def latest_year(con: duckdb.DuckDBPyConnection) -> int:
 
 def report_hashes(con: duckdb.DuckDBPyConnection, year: int, codes: list[int], renderer: str,
                   synthetic: bool) -> dict[int, str]:
-    """The input hash of each area's report.
+    """The input hash of each area's report (``reports.REPORT``'s key).
 
     A prefecture report shows its own rows (every round up to `year`), the national rows, and as
     context (spine chart, programme chart) the prefectures estimated from the national survey plus
@@ -197,23 +159,91 @@ def report_hashes(con: duckdb.DuckDBPyConnection, year: int, codes: list[int], r
     correction to one prefecture's own survey therefore rebuilds that prefecture, the national
     report and the index only. The national report depends on every area.
     """
-    from .reports import CONTEXT_SQL
+    from .reports import AREA_DISTRIBUTIONS, AREA_INDICATORS, CONTEXT, CONTEXT_SQL, REPORT
 
-    own_i = _rows_hash(con, f"SELECT area_code AS k, {_row_text(INDICATOR_COLS)} AS r FROM indicators WHERE year <= ?", [year])
-    own_d = _rows_hash(con, f"SELECT area_code AS k, {_row_text(DISTRIBUTION_COLS)} AS r FROM distributions WHERE year <= ?", [year])
-    ctx = _rows_hash(con, f"SELECT 'ctx' AS k, {_row_text(CONTEXT_COLS)} AS r FROM ({CONTEXT_SQL}) c", [year]).get("ctx", "")
-    everything = digest(sorted(own_i.items()), sorted(own_d.items()))
-    common = digest(
-        _code_hash(), renderer, _renderer_version(renderer), synthetic,
-        own_i.get("00", ""), own_d.get("00", ""),
-    )
+    own_i = keys.row_digests(con, AREA_INDICATORS, "year <= ?", [year], by="area_code")
+    own_d = keys.row_digests(con, AREA_DISTRIBUTIONS, "year <= ?", [year], by="area_code")
+    ctx = keys.row_digests(con, CONTEXT, params=[year], source=CONTEXT_SQL).get("all", "")
+    every = {AREA_INDICATORS: digest(sorted(own_i.items())), AREA_DISTRIBUTIONS: digest(sorted(own_d.items()))}
+    code, version = _code_hash(), _renderer_version(renderer)
     out = {}
-    for code in codes:
-        ac = f"{code:02d}"
-        if code == 0:
-            out[code] = digest(common, "national", everything, year)
-        else:
-            out[code] = digest(common, ac, own_i.get(ac, ""), own_d.get(ac, ""), ctx, year)
+    for c in codes:
+        ac = f"{c:02d}"
+        mine = every if c == 0 else {AREA_INDICATORS: digest(own_i.get(ac, ""), own_i.get("00", "")),
+                                     AREA_DISTRIBUTIONS: digest(own_d.get(ac, ""), own_d.get("00", ""))}
+        out[c] = keys.key(REPORT, {**mine, CONTEXT: ctx}, code, ac, year, renderer, version, synthetic)
+    return out
+
+
+def _quality_key(fhash: str) -> str:
+    from .validate import QUALITY
+
+    return keys.key(QUALITY, {keys.FILES: fhash}, _code_hash())
+
+
+def _indicators_key(fhash: str, year: int) -> str:
+    from .indicators import INDICATORS
+
+    return keys.key(INDICATORS, {keys.FILES: fhash}, _code_hash(), year, sorted(config.design_effects().items()))
+
+
+def _downloads_keys(con: duckdb.DuckDBPyConnection) -> dict[str, str]:
+    """{'downloads': key of the all-rounds files, 'downloads:Y': key of round Y's files, ...}."""
+    from .downloads import DOWNLOAD_ROWS, DOWNLOADS, NOTED_FILES
+
+    rows = keys.row_digests(con, DOWNLOAD_ROWS, by="year")
+    years = sorted(int(y) for y in rows)
+    synthetic = warehouse_db.has_table(con, "files") and bool(   # every round's rows carry the warehouse's flag
+        con.execute("SELECT coalesce(bool_or(synthetic), false) FROM files").fetchone()[0])
+    code = _code_hash()
+    out = {"downloads": keys.key(DOWNLOADS, {DOWNLOAD_ROWS: digest(sorted(rows.items())),
+                                             NOTED_FILES: keys.row_digests(con, NOTED_FILES).get("all", "")},
+                                 code, "all", years, synthetic)}
+    for y in years:   # the notes sheet lists the programme files and the survey files up to round y
+        noted = keys.row_digests(con, NOTED_FILES, "survey_year IS NULL OR survey_year <= ?", [y]).get("all", "")
+        out[f"downloads:{y}"] = keys.key(DOWNLOADS, {DOWNLOAD_ROWS: rows[str(y)], NOTED_FILES: noted}, code, y,
+                                         synthetic)
+    return out
+
+
+def _workbooks_key(warehouse: Path, year: int, fhash: str) -> str:
+    """``site.WORKBOOKS``'s key: the round's rows (the columns of the downloads), the files."""
+    from .downloads import DOWNLOAD_ROWS
+    from .site import WORKBOOKS
+
+    con = warehouse_db.connect(warehouse)
+    try:
+        rows = keys.row_digests(con, DOWNLOAD_ROWS, "year = ?", [year]).get("all", "")
+    finally:
+        con.close()
+    return keys.key(WORKBOOKS, {DOWNLOAD_ROWS: rows, keys.FILES: fhash}, _code_hash(), year)
+
+
+def _site_key(con: duckdb.DuckDBPyConnection, year: int, linked: list[str]) -> str:
+    from .site import SITE, SITE_INDICATORS
+
+    rows = keys.row_digests(con, SITE_INDICATORS, "year = ?", [year]).get("all", "")
+    return keys.key(SITE, {SITE_INDICATORS: rows, keys.FILES: files_hash(con)}, _code_hash(), year, linked)
+
+
+def input_keys(warehouse: Path, year: int, codes: list[int], renderer: str, site_dir: Path) -> dict[str, str]:
+    """The key of every artefact of round `year` as the build would compute it now (the areas
+    `codes`; `site_dir`: the site whose files the pages link to), by the names of the build state."""
+    from .reports import is_synthetic
+
+    synthetic = is_synthetic(warehouse)
+    con = warehouse_db.connect(warehouse)
+    try:
+        fh = files_hash(con)
+        out = {f"report:{year}:{pref_slug(c)}": k
+               for c, k in report_hashes(con, year, codes, renderer, synthetic).items()}
+        out.update(_downloads_keys(con))
+        out[f"site:{year}"] = _site_key(con, year, _linked_files(Path(site_dir), year))
+    finally:
+        con.close()
+    out[f"workbooks:{year}"] = _workbooks_key(warehouse, year, fh)
+    out["quality"] = _quality_key(fh)
+    out[f"indicators:{year}"] = _indicators_key(fh, year)
     return out
 
 
@@ -277,7 +307,7 @@ def _stage_quality(cfg: BuildConfig, new: Path, state: BuildState, fhash: str, s
     suites or validate.py), for `_store_fresh_results`; None when there were none."""
     from .validate import validate_warehouse
 
-    d = digest(fhash, _code_hash())
+    d = _quality_key(fhash)
     made = []
 
     def build() -> None:
@@ -321,12 +351,11 @@ def _store_fresh_results(cfg: BuildConfig, fresh) -> None:
 
 
 def _stage_indicators(cfg: BuildConfig, new: Path, state: BuildState, year: int, fhash: str,
-                      summary: BuildSummary, pool=None) -> str:
+                      summary: BuildSummary, pool=None) -> None:
     """Execute the indicators notebook (in a warm worker kernel when the pool is up): it brings every
-    round of the indicators tables up to date, recomputing only the rounds whose inputs changed.
-    Returns the input hash, which the downloads written from its tables share."""
+    round of the indicators tables up to date, recomputing only the rounds whose inputs changed."""
     key = f"indicators:{year}"
-    d = digest(fhash, year, _code_hash(), sorted(config.design_effects().items()))
+    d = _indicators_key(fhash, year)
     con = warehouse_db.connect(cfg.warehouse)
     try:
         have_rows = warehouse_db.has_table(con, "indicators") and con.execute(
@@ -342,42 +371,30 @@ def _stage_indicators(cfg: BuildConfig, new: Path, state: BuildState, year: int,
     if _incremental(cfg, state, summary, key, d, outputs,
                     lambda: run_indicators(year, cfg.warehouse, state.work, pool=pool)):
         summary.executed.append(f"indicators-{year}")
-    return d
 
 
-def _stage_downloads(cfg: BuildConfig, new: Path, state: BuildState, year: int, d: str,
+def _stage_downloads(cfg: BuildConfig, new: Path, state: BuildState, year: int,
                      summary: BuildSummary) -> None:
     """indicators.csv|xlsx (every round) and indicators-{y}.csv|xlsx per round, each an artefact of
-    its own: a round's files are rewritten only when that round's rows (its stored input key) or the
-    source files its notes list changed."""
-    from .downloads import write_downloads
+    its own (``downloads.DOWNLOADS``'s key): a round's files are rewritten only when that round's
+    rows (the columns the downloads hold) or the source files its notes list changed."""
+    from .downloads import DICTIONARY_FILE, write_downloads
 
     con = warehouse_db.connect(cfg.warehouse)
     try:
-        years = [int(r[0]) for r in con.execute("SELECT DISTINCT year FROM indicators ORDER BY 1").fetchall()]
-        keys = (dict(con.execute("SELECT year, input_key FROM indicator_rounds").fetchall())
-                if warehouse_db.has_table(con, "indicator_rounds") else {})
-        files = (con.execute("SELECT survey_year, file_name, kind, survey_id, synthetic FROM files "
-                             "ORDER BY ALL").fetchall() if warehouse_db.has_table(con, "files") else [])
+        d = _downloads_keys(con)
     finally:
         con.close()
-    code = _code_hash()
 
     def outputs(stem: str) -> list[Path]:
         return [new / "downloads" / f"{stem}.{ext}" for ext in ("csv", "xlsx")]
 
-    from .downloads import DICTIONARY_FILE
-
-    _incremental(cfg, state, summary, "downloads", digest(d, years),
+    _incremental(cfg, state, summary, "downloads", d.pop("downloads"),
                  outputs("indicators") + [new / "downloads" / DICTIONARY_FILE],
                  lambda: write_downloads(year, cfg.warehouse, new, years=[]))
-    synthetic = any(f[4] for f in files)   # every round's rows carry the warehouse's synthetic flag
-    for y in years:
-        # The notes sheet lists the programme files and the survey files of y and the round before.
-        listed = [f for f in files if f[0] is None or f[0] <= y]
-        key = keys.get(y) or d   # no stored key (table written by hand): the whole input
-        _incremental(cfg, state, summary, f"downloads:{y}", digest(code, key, repr(listed), synthetic),
-                     outputs(f"indicators-{y}"),
+    for key, k in d.items():
+        y = int(key.split(":")[1])
+        _incremental(cfg, state, summary, key, k, outputs(f"indicators-{y}"),
                      lambda y=y: write_downloads(year, cfg.warehouse, new, years=[y], combined=False))
 
 
@@ -469,12 +486,9 @@ def _stage_site(cfg: BuildConfig, new: Path, state: BuildState, year: int, summa
     key = f"site:{year}"
     con = warehouse_db.connect(cfg.warehouse)
     try:
-        rows = _rows_hash(con, f"SELECT 'all' AS k, {_row_text(INDICATOR_COLS)} AS r FROM indicators WHERE year = ?", [year])
-        fh = files_hash(con)
+        d = _site_key(con, year, _linked_files(new, year))
     finally:
         con.close()
-    d = digest(rows, fh, _code_hash(), year,
-               _linked_files(new, year))
     outputs = [new / "index.html", new / "methodology.html"]
     if again and state.up_to_date(key, d, outputs):
         return   # the pages written during the reports are final
@@ -561,12 +575,18 @@ def _last_checked(cfg: BuildConfig, record: Path) -> dict[str, str]:
         data = {} if cfg.force else json.loads(record.read_text(encoding="utf-8"))
     except (FileNotFoundError, ValueError):
         return {}
-    return data if data.pop(CHECKER_KEY, None) == _code_hash() else {}
+    return data if data.pop(CHECKER_KEY, None) == _checker_key() else {}
+
+
+def _checker_key() -> str:
+    from .disclosure import RECORD
+
+    return keys.key(RECORD, {}, _code_hash())
 
 
 def _write_checked(record: Path, current: dict[str, str]) -> None:
     tmp = record.with_suffix(".tmp")
-    tmp.write_text(json.dumps({**current, CHECKER_KEY: _code_hash()}, indent=0, sort_keys=True),
+    tmp.write_text(json.dumps({**current, CHECKER_KEY: _checker_key()}, indent=0, sort_keys=True),
                    encoding="utf-8")
     tmp.replace(record)
 
@@ -638,7 +658,7 @@ def _run_stages(cfg: BuildConfig, new: Path, state: BuildState, renderer: str, p
     log.info("round / 調査年: %s", year)
     if _runs(cfg, "indicators"):
         with progress.stage(f"indicators {year} / 指標"):
-            d_ind = _stage_indicators(cfg, new, state, year, fhash, summary, pool=pool)
+            _stage_indicators(cfg, new, state, year, fhash, summary, pool=pool)
     elif not have:
         raise UsageError("--year", f"the warehouse has no indicators for {year}; run `tsunagari build` (or "
                                    f"`tsunagari indicators --year {year}`) first / {year}年の指標がありません")
@@ -652,11 +672,11 @@ def _run_stages(cfg: BuildConfig, new: Path, state: BuildState, renderer: str, p
                     fresh = _stage_quality(cfg, new, state, fhash, summary)
             if _runs(cfg, "indicators"):
                 with progress.stage(f"downloads {year} / ダウンロード"):
-                    _stage_downloads(cfg, new, state, year, d_ind, summary)
+                    _stage_downloads(cfg, new, state, year, summary)
                     if not cfg.stages:
                         workbooks = [new / "downloads" / f"{pref_slug(int(c))}-{year}.xlsx"
                                      for c in prefectures().pref_code]
-                        _incremental(cfg, state, summary, f"workbooks:{year}", digest(d_ind, _code_hash()),
+                        _incremental(cfg, state, summary, f"workbooks:{year}", _workbooks_key(cfg.warehouse, year, fhash),
                                      workbooks,
                                      lambda: _pref_workbooks(write_pref_workbooks, year, cfg, new, state.work))
                 with progress.stage("disclosure check of the downloads / 秘匿の確認（ダウンロード）"):

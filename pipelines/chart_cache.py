@@ -45,7 +45,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from . import config
+from . import config, keys
 
 log = logging.getLogger("tsunagari.charts")
 
@@ -332,14 +332,18 @@ def digest(chart, width: float, height: float, dpi: int) -> str:
     return w.h.hexdigest()
 
 
+# A drawn chart: its walk (``digest``: data, specification, size) is its input; its code is the
+# drawing code, libraries and fonts (``_environment_digest``), not the whole package, so that a
+# rebuild after an unrelated code change draws nothing again.
+CHART = keys.Input("the chart's walk")
+CHARTS = keys.Stage("chart", reads=(CHART,), writes=("<cache dir>/charts/{key[:2]}/{key}.png|svg",))
+
+
 def derive(base: str, *parts) -> str:
     """The key of a rendition of the chart whose ``digest`` is `base`: its format, and for a
     rendition made from the chart by a function of charts.py (the phone layout: its source is in
     the digest) that function's name and arguments."""
-    h = hashlib.sha256(f"{FORMAT}|derived|{base}".encode())
-    for part in parts:
-        h.update(f"|{part!r}".encode("utf-8", "surrogatepass"))
-    return h.hexdigest()
+    return keys.key(CHARTS, {CHART: base}, _environment_digest(), FORMAT, [repr(p) for p in parts])
 
 
 def key(chart, width: float, height: float, dpi: int, fmt: str = "png") -> str:

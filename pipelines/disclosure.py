@@ -52,10 +52,15 @@ from typing import Iterable
 import numpy as np
 import pandas as pd
 
-from . import config, schema
+from . import config, keys, schema
 from . import warehouse as warehouse_db
 from .formatting import fmt_interval, fmt_num, fmt_value
 from .xlsx import read_sheets
+
+# The record of the files checked (the build's checked.json): one entry per site file, by its
+# sha256, valid for the checker's code (the package fingerprint, this stage's key). The check context
+# (the round's rows, the respondent ids) is not in the key: a data change checks the files it changed.
+RECORD = keys.Stage("disclosure record", reads=(), writes=("checked.json",))
 
 MICRODATA_COLUMNS = frozenset(
     {"respondent_id", "age", "sex", "household_single", "weight", "source_row", "file_id",

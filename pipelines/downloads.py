@@ -38,7 +38,7 @@ import duckdb
 import numpy as np
 import pandas as pd
 
-from . import config, conventions, schema
+from . import config, conventions, keys, schema
 from . import warehouse as warehouse_db
 
 # Published precision (the warehouse keeps full precision): conventions, where the tests read it too.
@@ -215,6 +215,17 @@ HEADER_JA = {c.code: c.ja for c in COLUMNS}            # code -> Japanese header
 DICTIONARY_COLUMNS = (("列名", "header_ja"), ("列コード", "code"), ("内容", "meaning"), ("単位・形式", "format"),
                       ("説明（英語）", "meaning_en"))
 DICTIONARY_FILE = "data-dictionary.csv"
+
+# What the downloads (and the per-prefecture workbooks) read: the indicators columns the dictionary
+# lists (``download_table`` keeps those only) and the files the notes sheet lists.
+DOWNLOAD_ROWS = keys.Reads("indicators", tuple(c.code for c in COLUMNS if c.code in schema.INDICATOR_COLUMNS),
+                           rows="the rounds in the file")
+NOTED_FILES = keys.Reads("files", ("survey_year", "file_name", "kind", "survey_id", "synthetic"),
+                         rows="the programme files and the survey files up to the file's last round")
+DOWNLOADS = keys.Stage("downloads", reads=(DOWNLOAD_ROWS, NOTED_FILES),
+                       writes=("downloads/indicators.csv", "downloads/indicators.xlsx", "downloads/indicators-{year}.csv",
+                               "downloads/indicators-{year}.xlsx", f"downloads/{DICTIONARY_FILE}"))
+
 DICTIONARY_SHEET = "列の説明 (data dictionary)"
 DATA_SHEET = "指標 (indicators)"
 NOTES_SHEET = "注記 (notes)"

@@ -56,7 +56,7 @@ import duckdb
 import numpy as np
 import pandas as pd
 
-from . import config, schema, stats
+from . import config, keys, schema, stats
 from . import warehouse as warehouse_db
 from .catalogue import BREAKDOWNS_COMMON, BREAKDOWNS_UK, Indicator, load_catalogue  # noqa: F401 (downloads imports them here)
 from .errors import DataError, UsageError
@@ -1050,6 +1050,20 @@ CREATE TABLE IF NOT EXISTS indicator_rounds (
 )"""
 
 
+# The build's artefact (the notebook brings every round up to date): which files are committed.
+INDICATORS = keys.Stage("indicators", reads=(keys.FILES,),
+                        writes=("indicators", "distributions", "small_area", "small_area_fits", "indicator_rounds",
+                                "runs/indicators-{year}.ipynb"))
+# One round's rows (ROUNDS_TABLE_DDL's input_key): its survey files (file_id is the sha256 of the
+# file: the ids stand for the rows), the programme rows, the catalogue.
+ROUND_FILES = keys.Input("survey files of the round, the previous round and the rounds pooled")
+ROUND_PROGRAMME = keys.Reads("programme", ("fiscal_year", "pref_code", "metric_id", "value"),
+                             rows="the round's fiscal year")
+ROUND_CATALOGUE = keys.Input("indicator catalogue")
+ROUNDS = keys.Stage("indicator round", reads=(ROUND_FILES, ROUND_PROGRAMME, ROUND_CATALOGUE),
+                    writes=("indicators", "distributions", "small_area", "small_area_fits", "indicator_rounds"))
+
+
 def round_keys(con: duckdb.DuckDBPyConnection, catalogue: list[Indicator] | None = None) -> dict[int, str]:
     """{year: key} of every round: a digest of what its rows depend on -- the files of its survey
     round and of the previous round (a round's change column and source marks read it), the
@@ -1058,8 +1072,6 @@ def round_keys(con: duckdb.DuckDBPyConnection, catalogue: list[Indicator] | None
     of the round after it only; with the pooled estimates (``small_area.POOL_ROUNDS`` rounds), the
     files of the rounds pooled count too: a round inserted before changes the keys of the
     ``POOL_ROUNDS - 1`` rounds after it."""
-    import hashlib
-
     from .small_area import POOL_ROUNDS
 
     inds = catalogue if catalogue is not None else load_catalogue()
@@ -1068,16 +1080,14 @@ def round_keys(con: duckdb.DuckDBPyConnection, catalogue: list[Indicator] | None
         files = {int(y): f for y, f in con.execute(
             "SELECT survey_year, string_agg(DISTINCT file_id, ',' ORDER BY file_id) FROM survey_responses "
             "GROUP BY survey_year").fetchall()}
-    prog: dict[int, str] = {}
-    if has_table(con, "programme"):
-        prog = {int(y): h for y, h in con.execute(
-            "SELECT fiscal_year, md5(string_agg(concat_ws('|', pref_code, metric_id, value), ',' "
-            "ORDER BY pref_code, metric_id, value)) FROM programme GROUP BY fiscal_year").fetchall()}
+    prog = {int(y): h for y, h in keys.row_digests(con, ROUND_PROGRAMME, by="fiscal_year").items()}
     # The whole package, reference data, settings and library versions (no hand list of files
     # that could miss a constant, e.g. MIN_BASE in config.py): pipelines/fingerprint.py.
     from . import fingerprint
 
-    common = repr((fingerprint.compute(), [repr(i) for i in inds], sorted(config.design_effects().items())))
+    code = fingerprint.compute()
+    catalogue_digest = repr([repr(i) for i in inds])
+    deffs = sorted(config.design_effects().items())
     prog_years = programme_years(con)
     nat = national_years(con)
     out = {}
@@ -1085,8 +1095,9 @@ def round_keys(con: duckdb.DuckDBPyConnection, catalogue: list[Indicator] | None
         prev = previous_year(con, y)
         prev_fy = max([p for p in prog_years if p < y], default=None)
         pooled = [(p, files.get(p)) for p in [n for n in nat if n <= y][-POOL_ROUNDS:]]
-        parts = (common, y, files.get(y), prev, files.get(prev) if prev else None, prog.get(y), prev_fy, pooled)
-        out[y] = hashlib.md5(repr(parts).encode()).hexdigest()
+        digests = {ROUND_FILES: repr((files.get(y), prev, files.get(prev) if prev else None, pooled)),
+                   ROUND_PROGRAMME: repr((prog.get(y), prev_fy)), ROUND_CATALOGUE: catalogue_digest}
+        out[y] = keys.key(ROUNDS, digests, code, y, deffs)
     return out
 
 

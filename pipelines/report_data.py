@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from . import config, conventions, schema
+from . import config, conventions, keys, schema
 from . import warehouse as warehouse_db
 from .audit import RULE_JA as SUPPRESSION_RULE_JA  # noqa: F401 (the methods section states it)
 from .catalogue import PILLARS, Indicator, catalogue_by_id
@@ -483,10 +483,13 @@ def _ordered(frame: pd.DataFrame, **orders: list) -> pd.DataFrame:
 # estimated from their own survey are left out of OTHER prefectures' context: their design differs
 # (a separate sample, mode and weighting), so ranking them together would mix designs, and a
 # correction to one prefecture's own survey then changes only that prefecture's report (and the
-# national one). The build hashes exactly these rows (pipelines.build.report_hashes).
+# national one). The build hashes exactly these rows and columns (``CONTEXT``, pipelines.keys).
+CONTEXT = keys.Reads("indicators", ("area_code", "indicator_id", "breakdown", "value", "lower_ci95", "upper_ci95",
+                                    "national_value", "comparison", "suppressed", "note"),
+                     rows="the round's total rows of the prefectures shown as context")
+CONTEXT_COLUMNS_SQL = ", ".join(CONTEXT.columns)
 CONTEXT_SQL = f"""
-SELECT area_code, indicator_id, breakdown, value, lower_ci95, upper_ci95, national_value, comparison,
-       suppressed, note
+SELECT {CONTEXT_COLUMNS_SQL}
 FROM indicators
 WHERE year = ? AND breakdown = 'total' AND area_code <> '00'
   AND coalesce(note, '') NOT LIKE '%{OWN_SURVEY_MARK}%'

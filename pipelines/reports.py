@@ -18,13 +18,14 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import config
+from . import config, keys
 from .errors import UsageError, check_pref_code, check_year
 from .reference import area_code as _area_code
 from .reference import pref_name, pref_slug, prefectures
 
 # Re-exported for the build, the disclosure check and the tests (the notebook imports report_data).
 from .report_data import (  # noqa: F401
+    CONTEXT,
     CONTEXT_SQL,
     MdText,
     breakdown_table,
@@ -42,6 +43,14 @@ from .report_data import (  # noqa: F401
 )
 
 log = logging.getLogger("tsunagari.reports")
+
+# What a report reads (the notebook may be a researcher's fork: every column), and what it writes.
+AREA_INDICATORS = keys.Reads("indicators", rows="the area's and the national rows up to the round "
+                                                "(every area's for the national report)")
+AREA_DISTRIBUTIONS = keys.Reads("distributions", rows="as AREA_INDICATORS")
+REPORT = keys.Stage("report", reads=(AREA_INDICATORS, AREA_DISTRIBUTIONS, CONTEXT),
+                    writes=("prefectures/{slug}.html", "prefectures/{slug}.pdf", "national.html", "national.pdf",
+                            "executed/{slug}.ipynb"))
 
 # ---------------------------------------------------------------------------------------------
 # The stage

@@ -28,10 +28,11 @@ import pandas as pd
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from markupsafe import Markup
 
-from . import config, conventions, method_statement, schema
+from . import config, conventions, keys, method_statement, schema
 from . import warehouse as warehouse_db
 from .catalogue import Indicator, catalogue_path, load_catalogue
 from .config import build_time
+from .downloads import DOWNLOAD_ROWS
 from .errors import DataError, check_pref_code, check_year
 from .formatting import as_number, fmt_interval, fmt_site_value, fmt_size
 from .reference import area_code, pref_slug, prefectures
@@ -47,6 +48,13 @@ COMPARISON_TEXT = {k: st.label for k, st in conventions.COMPARISON.items()}
 LEGEND_ORDER = conventions.COMPARISON_ORDER
 POLARITY_LABELS = {"low_is_good": "低いほど良い", "high_is_good": "高いほど良い", "no_judgement": "良否を判断しない"}
 KEY_COLUMNS = 3
+
+# The pages read every column of the round's rows (build_site: SELECT *) and the files table.
+SITE_INDICATORS = keys.Reads("indicators", rows="the round")
+SITE = keys.Stage("site", reads=(SITE_INDICATORS, keys.FILES),
+                  writes=("index.html", "methodology.html", "downloads.html"))
+# The per-prefecture workbooks: the columns of the downloads, the synthetic flag of the files.
+WORKBOOKS = keys.Stage("workbooks", reads=(DOWNLOAD_ROWS, keys.FILES), writes=("downloads/{slug}-{year}.xlsx",))
 
 
 # --- data ----------------------------------------------------------------------------------------

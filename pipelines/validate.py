@@ -44,7 +44,7 @@ import duckdb
 import numpy as np
 import pandas as pd
 
-from . import config, schema, validator
+from . import config, keys, schema, validator
 from . import warehouse as warehouse_db
 from .errors import DataError, UsageError, printable
 from .staging import StagedFile
@@ -738,17 +738,26 @@ def validate_staged(con: duckdb.DuckDBPyConnection, staged: list[StagedFile]) ->
     return report
 
 
+# The stored results of a file (``validation_results``): its rows (file_id, the sha256 of the file,
+# stands for them) and the suites. Their code is this module and the weight rules, not the whole
+# package: a change elsewhere does not validate every file again.
+SUITES = keys.Input("expectation suites")
+VALIDATION = keys.Stage("validation", reads=(SUITES,), writes=("validation_results",))
+# The quality page: the results of the committed files; its check of the national figures against
+# the published series reads the rounds these files and the code made.
+QUALITY = keys.Stage("quality page", reads=(keys.FILES,),
+                     writes=("quality/index.html", "quality/results.json", "quality/published-national.csv"))
+
+
 def suite_digest() -> str:
-    """Identifies what produced a set of results: the suite files, this module, the GX version."""
-    import hashlib
+    """Identifies what produced a set of results: the suite files, this module, the GX version and
+    the weight limits (settings)."""
     from importlib.metadata import version
 
-    h = hashlib.sha256(version("great_expectations").encode())
-    h.update(json.dumps(weight_limits(), sort_keys=True).encode())   # the limits are settings
-    for p in sorted(config.EXPECTATIONS_DIR.glob("*.json")) + [Path(__file__), Path(__file__).with_name("gx_weights.py")]:
-        h.update(p.name.encode())
-        h.update(p.read_bytes())
-    return h.hexdigest()
+    here = Path(__file__)
+    return keys.key(VALIDATION, {SUITES: keys.file_digest(sorted(config.EXPECTATIONS_DIR.glob("*.json")))},
+                    keys.file_digest([here, here.with_name("gx_weights.py")]),
+                    version("great_expectations"), weight_limits())
 
 
 def store_results(con: duckdb.DuckDBPyConnection, report: ValidationReport) -> int:

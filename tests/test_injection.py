@@ -426,13 +426,13 @@ def test_sql_in_package_binds_values():
     pkg = Path(__file__).resolve().parents[1] / "pipelines"
     allowed = {
         # SQL texts and column expressions of the module itself (built from constant column lists)
-        "build.py": ["{sql}", "{CONTEXT_SQL}", "{_row_text(INDICATOR_COLS)}", "{_row_text(DISTRIBUTION_COLS)}",
-                     "{_row_text(CONTEXT_COLS)}"],
+        # row digests: the declared columns, and the stages' constant conditions and queries
+        "keys.py": ["{by or repr('all')}", "{read.row_text()}", "{frm}", "{where}"],
         "reports.py": ["{OWN_SURVEY_MARK}"],
         "ingest.py": ["{schema.AGE_BAND_SQL}", "{schema.UK_AGE_BAND_SQL}", "{table}",
                       "{name}", "{col}"],   # constant table names and schema.SURVEY_DESIGN_COLUMNS
         "validate.py": ["{table}", "{cols}", "{order}"],
-        "report_data.py": ["{OWN_SURVEY_MARK}"],  # CONTEXT_SQL (moved from reports.py)
+        "report_data.py": ["{CONTEXT_COLUMNS_SQL}", "{OWN_SURVEY_MARK}"],  # CONTEXT_SQL (declared columns)
         "disclosure.py": ["{select}"],   # a constant column list (missing ones as NULL); year bound
         "warehouse.py": ["{META_TABLE}"],  # the metadata table's name (a constant); values are bound (?)
         "indicators.py": None,  # catalogue expressions and constants; year is bound ($year / ?)

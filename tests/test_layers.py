@@ -23,7 +23,7 @@ LAYERS: dict[str, int] = {
     "pipelines.reference": 0, "pipelines.logs": 0, "pipelines.sae": 0,
     "pipelines.evaluation": 0, "pipelines.formatting": 0,
     # 1 input/output: the warehouse, staging, provenance, file writers, publishing, execution
-    "pipelines.warehouse": 1, "pipelines.staging": 1, "pipelines.fingerprint": 1,
+    "pipelines.warehouse": 1, "pipelines.staging": 1, "pipelines.fingerprint": 1, "pipelines.keys": 1,
     "pipelines.interrupt": 1, "pipelines.gx_weights": 1,
     "pipelines.publish": 1, "pipelines.execute": 1, "pipelines.executor": 1,
     "pipelines.validator": 1, "pipelines.safe_yaml": 1, "pipelines.xlsx": 1, "pipelines.chart_cache": 1,
