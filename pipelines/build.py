@@ -717,11 +717,10 @@ def _disk_full(exc: BaseException | str) -> bool:
 
 def _log_settings() -> None:
     """The run settings in use, each with where it came from (default, file, env), in the log."""
-    from . import settings
 
-    s = settings.settings()
+    s = config.settings()
     log.info("settings file / 設定ファイル: %s", s.file if s.file is not None else "none / なし")
-    for line in settings.describe(s):
+    for line in config.describe(s):
         log.info("setting %s", line)
 
 

@@ -110,7 +110,7 @@ OPTIONAL = ("denominator_ja", "description_ja", "section", "headline", "domain_j
 def catalogue_path() -> Path:
     """The catalogue file: the setting paths.catalogue (``TSUNAGARI_CATALOGUE``), by default
     pipelines/indicators.yml."""
-    from .settings import settings
+    from .config import settings
 
     return settings().catalogue
 

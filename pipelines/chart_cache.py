@@ -61,7 +61,7 @@ class Uncacheable(Exception):
 
 def enabled() -> bool:
     """The setting run.chart_cache (``TSUNAGARI_CHART_CACHE=0`` turns the cache off)."""
-    from .settings import settings
+    from .config import settings
 
     return settings().chart_cache
 

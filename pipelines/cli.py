@@ -40,20 +40,20 @@ def options(config_file: ConfigOpt = None) -> None:
 
 
 def _use_config(path: Path | None) -> None:
-    """Resolve the run settings (pipelines/settings.py) now, from `path` when given: a bad file or
+    """Resolve the run settings (pipelines/config.py) now, from `path` when given: a bad file or
     variable is a usage error before any work. The processes the command starts (validation,
     report workers, kernels, Quarto) get the resolved values through their environment."""
     import os
 
-    from . import settings
+    from . import config
 
-    os.environ.pop(settings.SETTINGS_ENV, None)   # a command resolves its own, never a parent's
+    os.environ.pop(config.SETTINGS_ENV, None)   # a command resolves its own, never a parent's
     if path is not None:
         if not path.is_file():
-            raise settings.SettingsError(str(path), "--config",
+            raise config.SettingsError(str(path), "--config",
                                          "run-configuration file not found / 設定ファイルがありません")
-        os.environ[settings.CONFIG_ENV] = str(path.resolve())
-    os.environ.update(settings.exported_environ(settings.reload()))
+        os.environ[config.CONFIG_ENV] = str(path.resolve())
+    os.environ.update(config.exported_environ(config.reload()))
 
 
 def _check_out(out: Path, warehouse: Path | None) -> None:
@@ -253,7 +253,7 @@ def _run() -> int:
         # With standalone_mode=False click returns the code of `raise typer.Exit(n)` instead of exiting.
         rc = app(standalone_mode=False)
         rc = rc if isinstance(rc, int) else 0
-    except TsunagariError as exc:
+    except (TsunagariError, config.SettingsError) as exc:
         if interrupt.signalled():
             return _interrupted()
         typer.echo(f"error: {exc}", err=True)

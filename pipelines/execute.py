@@ -58,8 +58,8 @@ def execute_notebook(
     """
     import papermill as pm
 
-    from .executor import _environ, patience
-    from .settings import SETTINGS_ENV, exported_environ
+    from .config import SETTINGS_ENV, exported_environ
+    from .executor import patience, temporary_env
 
     src, dst = Path(src), Path(dst)
     dst.parent.mkdir(parents=True, exist_ok=True)
@@ -71,7 +71,7 @@ def execute_notebook(
     log.info("papermill %s -> %s %s", src.name, dst, parameters)
     # Keep the kernel's matplotlib headless and its start-up quiet.
     os.environ.setdefault("MPLBACKEND", "Agg")
-    with _environ(SETTINGS_ENV, exported_environ()[SETTINGS_ENV]):   # the kernel sees this run's settings
+    with temporary_env(SETTINGS_ENV, exported_environ()[SETTINGS_ENV]):   # the kernel sees this run's settings
         pm.execute_notebook(
             str(src),
             str(dst),

@@ -82,7 +82,7 @@ def kernel_timeout() -> float:
     (``$TSUNAGARI_KERNEL_TIMEOUT``) when set, else 120 s scaled by the 1-minute load average per core
     (a machine at load 15 on 2 cores waits up to 900 s; an idle one 120 s). A start normally takes
     far less: the timeout only bounds how long a kernel that never answers holds a worker."""
-    from .settings import settings
+    from .config import settings
 
     value = settings().kernel_timeout
     if value is not None:
@@ -582,12 +582,12 @@ def _leave() -> None:
 
 
 # In a pool worker's environment: the pool's folder. Internal plumbing (how the workers are found),
-# not a user setting: it stays an environment variable and is not in pipelines/settings.py.
+# not a user setting: it stays an environment variable and is not in pipelines/config.py.
 POOL_ENV = "TSUNAGARI_POOL"
 
 
 @contextmanager
-def _environ(name: str, value: str) -> Iterator[None]:
+def temporary_env(name: str, value: str) -> Iterator[None]:
     """`name`=`value` in os.environ inside the block (processes started there inherit it)."""
     before = os.environ.get(name)
     os.environ[name] = value
@@ -649,10 +649,10 @@ class WarmPool:
         # They are all started by the warm-up submissions (one process per submission while none is
         # idle), with POOL_ENV naming this pool in their environment: that is how they are found.
         # They, their kernels and renderers get this process's resolved settings (SETTINGS_ENV).
-        from .settings import SETTINGS_ENV, exported_environ
+        from .config import SETTINGS_ENV, exported_environ
 
-        with interrupt.children_ignore_interrupts(), _environ(POOL_ENV, str(self.folder)), \
-                _environ(SETTINGS_ENV, exported_environ()[SETTINGS_ENV]):
+        with interrupt.children_ignore_interrupts(), temporary_env(POOL_ENV, str(self.folder)), \
+                temporary_env(SETTINGS_ENV, exported_environ()[SETTINGS_ENV]):
             self.pool = ProcessPoolExecutor(max_workers=self.jobs, mp_context=mp.get_context("spawn"),
                                             initializer=_worker_init, initargs=(str(self.folder), os.getpid()))
             self._unregister = interrupt.on_stop(self.terminate)

@@ -8,7 +8,7 @@ computed once per build, made of:
   can miss a constant such as ``MIN_BASE``;
 - the report folder in use (the setting paths.reports_dir, by default ``reports/``), the reference
   data and the expectation suites;
-- the run settings that can change output (pipelines/settings.py, ``Spec.output``: statistics,
+- the run settings that can change output (pipelines/config.py, ``Spec.output``: statistics,
   publication, reports folder, catalogue, PDF font; whether they came from the defaults, the
   run-configuration file or the environment), not those that only locate state or caches or bound
   time and input sizes; the catalogue also with its file's content; any other ``TSUNAGARI_*``
@@ -28,14 +28,13 @@ import sys
 from pathlib import Path
 
 from . import config
-from . import settings as run_settings
 
 # Environment variables that are not taken as they are: the run settings' names (their resolved
 # values count, or not, by Spec.output), the run-configuration file's name (its values count) and
 # the internal ones: a pool worker's own folder (executor.POOL_ENV: differs every build) and the
 # settings a parent process passes to its children.
-INTERNAL_ENV = frozenset({"TSUNAGARI_POOL", run_settings.SETTINGS_ENV})
-IGNORED_ENV = frozenset(run_settings.ENV_NAMES) | {run_settings.CONFIG_ENV} | INTERNAL_ENV
+INTERNAL_ENV = frozenset({"TSUNAGARI_POOL", config.SETTINGS_ENV})
+IGNORED_ENV = frozenset(config.ENV_NAMES) | {config.CONFIG_ENV} | INTERNAL_ENV
 OUTPUT_ENV = ("QUARTO_PATH", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "SOURCE_DATE_EPOCH")
 # Used by the output but not declared as a dependency of the package (optional libraries).
 EXTRA_LIBRARIES = ("plotnine", "statsmodels", "scipy")
@@ -116,7 +115,7 @@ def library_versions() -> dict[str, str]:
 def settings() -> dict[str, str]:
     """The settings that can change output, with their values: the run settings of Spec.output (by
     key, e.g. ``statistics.min_base``), other ``TSUNAGARI_*`` variables and OUTPUT_ENV."""
-    out = {key: repr(value) for key, value in run_settings.output_values().items()}
+    out = {key: repr(value) for key, value in config.output_values().items()}
     out.update({k: v for k, v in os.environ.items() if k.startswith("TSUNAGARI_") and k not in IGNORED_ENV})
     out.update({k: os.environ[k] for k in OUTPUT_ENV if k in os.environ})
     return dict(sorted(out.items()))
@@ -132,7 +131,7 @@ def compute() -> str:
     for name, value in env.items():   # a variable naming a file or folder: its content
         if value and not name.startswith("paths.") and (os.path.isfile(value) or os.path.isdir(value)):
             _hash_tree(h, Path(value), name)
-    _hash_tree(h, Path(run_settings.settings().catalogue), "catalogue")
+    _hash_tree(h, Path(config.settings().catalogue), "catalogue")
     for part in (env, library_versions()):
         h.update(repr(sorted(part.items())).encode())
     return h.hexdigest()

@@ -35,7 +35,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
-from . import config, safe_yaml, schema, settings, xlsx
+from . import config, safe_yaml, schema, xlsx
 from . import warehouse as warehouse_db
 from .errors import RULE_UNREADABLE, DataError, UsageError, printable
 from .staging import StagedFile
@@ -87,7 +87,7 @@ PROGRAMME_FILLED = {"source"}
 
 # Row guard (data rows per file): the setting limits.max_input_rows (TSUNAGARI_MAX_INPUT_ROWS). The
 # size guard is limits.max_input_bytes (config.MAX_INPUT_BYTES).
-DEFAULT_MAX_INPUT_ROWS = settings.BY_NAME["max_input_rows"].default
+DEFAULT_MAX_INPUT_ROWS = config.BY_NAME["max_input_rows"].default
 
 _INT_RE = re.compile(r"^[+-]?\d+(\.0*)?$")
 _INT32 = 2**31 - 1
@@ -262,7 +262,7 @@ def _scan(path: Path) -> tuple[str, int]:
 
 def max_input_rows() -> int:
     """The row guard: the setting limits.max_input_rows (TSUNAGARI_MAX_INPUT_ROWS), read at call time."""
-    return settings.settings().max_input_rows
+    return config.settings().max_input_rows
 
 
 def _too_many_rows(file_name: str, rows: int, limit: int, what: str = "rows") -> DataError:

@@ -57,7 +57,7 @@ WAREHOUSE_TABLES = {"survey": "survey_responses", "programme": "programme"}
 ROW_ID_COLUMNS = {"survey": ["source_row", "respondent_id"], "programme": ["source_row"]}
 DECLARED_YEAR_PARAM = "declared_survey_year"
 # Weight limits (suite parameters): the settings limits.max_weight_ratio and
-# limits.min_effective_n_fraction (pipelines/settings.py). The defaults leave room for real
+# limits.min_effective_n_fraction (pipelines/config.py). The defaults leave room for real
 # non-response/raking weights (trimmed weights rarely span more than 1:20; a weighting design
 # effect 1 + CV² above 4 means a quarter of the sample's information) and the bundled sample
 # (prefecture surveys: weights 0.5-2.0, ratio 4, n_eff/n about 0.9) passes.
@@ -329,8 +329,8 @@ def weight_limits() -> dict[str, float]:
     """The weight rules' limits, read at call time: ``max_weight_ratio`` (largest / smallest weight
     of a file, > 1; TSUNAGARI_MAX_WEIGHT_RATIO, default 50) and ``min_effective_n_fraction`` (Kish
     n_eff / n of a file, in (0, 1]; TSUNAGARI_MIN_EFFECTIVE_N_FRACTION, default 0.25), from the
-    settings (pipelines/settings.py: a bad value is a SettingsError naming the source)."""
-    from .settings import settings
+    settings (pipelines/config.py: a bad value is a SettingsError naming the source)."""
+    from .config import settings
 
     s = settings()
     return {key: getattr(s, key) for key in WEIGHT_LIMITS}

@@ -627,7 +627,7 @@ DETAIL_FORMULA = ("the file was saved without the formulas' results (e.g. writte
                   "save it again, or paste the cells as values / 数式の計算結果が保存されていません。Excelで開いて"
                   "保存し直すか、値として貼り付けてください")
 
-LIMITS = {  # key: (setting of pipelines/settings.py, what)
+LIMITS = {  # key: (setting of pipelines/config.py, what)
     "bytes": ("max_xlsx_bytes", "bytes uncompressed"),
     "ratio": ("max_xlsx_ratio", "compression ratio"),
     "strings": ("max_xlsx_strings", "shared strings"),
@@ -640,14 +640,14 @@ _SST_TYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.sharedS
 
 def limits() -> dict[str, int]:
     """The limits, from the settings (read at call time; a bad value is a SettingsError, exit 2)."""
-    from .settings import settings
+    from .config import settings
 
     s = settings()
     return {key: getattr(s, name) for key, (name, _) in LIMITS.items()}
 
 
 def _over(file_name: str, key: str, got: str, limit: int, where: str) -> DataError:
-    from .settings import BY_NAME
+    from .config import BY_NAME
 
     name, what = LIMITS[key]
     env = BY_NAME[name].env

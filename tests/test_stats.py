@@ -771,6 +771,5 @@ class TestDesignEffects:
 
     @pytest.mark.parametrize("bad", ["x", "national=0", "=2", "national=-1", "national=nan"])
     def test_bad(self, bad):
-        from pipelines.errors import UsageError
-        with pytest.raises(UsageError, match=r"^TSUNAGARI_DEFF: 設計効果の指定が不正です"):
+        with pytest.raises(config.SettingsError, match=r"^TSUNAGARI_DEFF: statistics.deff: 設計効果の指定が不正です"):
             config.design_effects(bad)

@@ -343,7 +343,7 @@ def _run(args: list[str], cwd: Path, stems: list[str] | None = None) -> str:
     cmd = [str(_quarto()), *args]
     stems = stems or []
     log.info("running %s (cwd %s)", " ".join(cmd), cwd)
-    from ..settings import exported_environ, settings
+    from ..config import exported_environ, settings
 
     timeout = settings().quarto_timeout   # run.quarto_timeout ($TSUNAGARI_QUARTO_TIMEOUT)
     env = {**os.environ, "QUARTO_PYTHON": os.environ.get("QUARTO_PYTHON", _python()), **exported_environ()}
