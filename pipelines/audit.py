@@ -65,27 +65,11 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from . import config, schema, stats
-from .conventions import DEFF_DECIMALS
+from . import schema, stats
+from .config import PROTECTION_ABS, PROTECTION_REL
+from .conventions import DEFF_DECIMALS, OWN_SURVEY_MARK
 
-PROTECTION_ABS = 3        # respondents
-PROTECTION_REL = 0.30     # of the suppressed cell's base
-
-RULE_JA = (f"集計対象が{config.MIN_BASE}人未満の値は非表示とし、その回答者数も公表しません。"
-           "さらに、公表するすべての値（男女・年齢階級・英国比較用の年齢区分・一人暮らしの内訳、全体、"
-           "回答の分布）の間の加減算（例：50～59歳＋60～69歳＋70～79歳＋80歳以上＝50～64歳＋65～74歳＋75歳以上）"
-           "を線形計画法で検査し、非表示のセルの回答者数・該当者数・非該当者数のいずれも、"
-           f"真の値の±{PROTECTION_ABS}人または回答者数の±{int(PROTECTION_REL * 100)}%（大きい方）"
-           "（追加で非表示にしたセルは幅3人）より狭い範囲に絞り込めなくなるまで、回答者数の少ないセルから順に追加で非表示にしています（二次秘匿）。"
-           "全国調査から算出した都道府県の値は、全国値との差し引きで非表示のセルが分からないよう、"
-           f"非表示のセルごとに他に{config.MIN_BASE}人以上の非公表の回答者がいるようにしています。")
-RULE_EN = (f"Values on an unweighted base under {config.MIN_BASE} are suppressed and their bases are not "
-           "published. Every relation between published cells (sex, age bands, UK age bands, living "
-           "alone, totals, answer distributions; e.g. 50-59 + 60-69 + 70-79 + 80+ = 50-64 + 65-74 + 75+) "
-           "is audited by linear programming, and further cells are suppressed, smallest base first, "
-           "until no suppressed cell's base, count or complement can be narrowed to within "
-           f"±max({PROTECTION_ABS}, {int(PROTECTION_REL * 100)}% of its base) of its true value "
-           f"(an interval at least {PROTECTION_ABS} wide for a cell hidden only to protect others).")
+# The rule in words is the method statement's (method_statement.RULE_JA / RULE_EN).
 
 NV = 20          # variables per quantity (n or y) of a block: total, 3 sex, 13 age atoms, 3 household
 BIG = 1e7        # a finite upper bound for every variable (a hidden total has no other)
@@ -630,7 +614,7 @@ _QNAME = ("base", "count", "complement")
 
 
 SUBSAMPLE_NOTE = "出典: 全国調査の当該県回答者"
-OWN_SURVEY = "独自調査"   # indicators.OWN_SURVEY_MARK
+OWN_SURVEY = OWN_SURVEY_MARK
 
 
 def _national_exposures(t: pd.DataFrame, pub: np.ndarray, n: np.ndarray, y: np.ndarray,
@@ -757,3 +741,13 @@ def audit_published(table: pd.DataFrame) -> list[Exposure]:
                                 str(t["breakdown"].iat[i]), _QNAME[q], float(iv.lo[r, q]),
                                 float(iv.hi[r, q]), iv.derivation[r]))
     return out
+
+
+def __getattr__(name: str):
+    """RULE_JA / RULE_EN, the rule in words, moved to the method statement (forks' notebooks read
+    them here)."""
+    if name in ("RULE_JA", "RULE_EN"):
+        import importlib
+
+        return getattr(importlib.import_module(f"{__package__}.method_statement"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -301,27 +301,28 @@ def _incremental(cfg: BuildConfig, state: BuildState, summary: BuildSummary, key
     return True
 
 
+def quality_design(warehouse: Path) -> dict | None:
+    """The quality page's design-effect section (``indicators.design_report``)."""
+    from .indicators import design_report
+
+    con = warehouse_db.connect(warehouse)
+    try:
+        return design_report(con)
+    finally:
+        con.close()
+
+
 def _stage_quality(cfg: BuildConfig, new: Path, state: BuildState, fhash: str, summary: BuildSummary):
     """The quality page, from the validation results stored at ingest where they still fit. Returns
     the results of the files that had to be validated again (e.g. after an upgrade changed the
     suites or validate.py), for `_store_fresh_results`; None when there were none."""
-    from .validate import validate_warehouse
+    from .quality import write_quality_page
 
     d = _quality_key(fhash)
     made = []
 
     def build() -> None:
-        from .published import add_to_quality_page
-
-        report = validate_warehouse(cfg.warehouse, reuse=True)
-        report.write(new / "quality")
-        con = warehouse_db.connect(cfg.warehouse)
-        try:
-            synthetic = (warehouse_db.has_table(con, "files") and
-                         bool(con.execute("SELECT coalesce(bool_or(synthetic), false) FROM files").fetchone()[0]))
-            add_to_quality_page(con, new / "quality", synthetic)
-        finally:
-            con.close()
+        report = write_quality_page(cfg.warehouse, new / "quality", reuse=True, design=quality_design(cfg.warehouse))
         made.append(report)
         return sorted(p for p in (new / "quality").rglob("*") if p.is_file())
 

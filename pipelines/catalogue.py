@@ -27,7 +27,7 @@ import yaml
 
 from . import config, schema
 from .errors import DataError
-from .stats import POLARITIES
+from .schema import POLARITIES
 
 CATALOGUE_ENV = "TSUNAGARI_CATALOGUE"
 

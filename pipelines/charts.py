@@ -528,7 +528,7 @@ def chart_table(chart) -> pd.DataFrame:
     strip chart), with the columns of TABLE_COLUMNS it has, at the published precision, under
     Japanese headers; a position column is headed by the chart's x-axis label. Nothing else: no
     base (n_unweighted) and no row whose value is not drawn (missing or suppressed)."""
-    from .downloads import round_published
+    from .formatting import round_published
 
     data = chart.data if isinstance(getattr(chart, "data", None), pd.DataFrame) else pd.DataFrame()
     position = next((c for c in POSITIONS if c in data.columns and "year" not in data.columns), None)

@@ -140,15 +140,19 @@ def validate(
     quiet: QuietOpt = False,
 ) -> None:
     """Run the expectation suites on what is committed and print a summary."""
+    from .quality import write_quality_page
     from .validate import validate_warehouse
 
     setup_logging(quiet=quiet)
     if out is not None:
         _check_out(out, warehouse)
-    report = validate_warehouse(config.warehouse_path(warehouse))
+        from .build import quality_design
+
+        report = write_quality_page(config.warehouse_path(warehouse), out / "quality",
+                                    design=quality_design(config.warehouse_path(warehouse)))
+    else:
+        report = validate_warehouse(config.warehouse_path(warehouse))
     typer.echo(report.summary())
-    if out is not None:
-        report.write(out / "quality")
     raise typer.Exit(1 if report.has_critical else 0)
 
 

@@ -48,6 +48,12 @@ REFERENCE_BASE = 100   # MIN_BASE..REFERENCE_BASE - 1 is shown as 参考値 (ref
 # its coefficient of variation (standard error / share) is at most this, else the pooled estimate
 # when published, else the model-based (Fay–Herriot) estimate.
 LEAD_CV_MAX = 0.20
+# Secondary suppression (pipelines/audit.py): no hidden cell's base, count or complement may be
+# narrowed to within max(PROTECTION_ABS respondents, PROTECTION_REL of its base) of its true value.
+PROTECTION_ABS = 3
+PROTECTION_REL = 0.30
+# The pooled estimate: the latest POOL_ROUNDS national rounds together (e.g. 2022–2024 平均).
+POOL_ROUNDS = 3
 
 # Guards against accidental huge inputs (a file larger than this is refused before reading).
 MAX_INPUT_BYTES = 1_500_000_000

@@ -230,3 +230,9 @@ def prefecture_picker(options: list[tuple[str, str]], selected: str | None = Non
             f'<select id="{ident}" name="pref" onkeydown="if(event.key===\'Enter\'){{event.preventDefault();'
             f'if(this.value)location.href=this.value;}}">{opts}</select> '
             '<button type="submit">表示</button></form>')
+
+
+# Marks a row estimated from a prefecture's own survey (reports use it to pick context rows).
+OWN_SURVEY_MARK = "独自調査"
+# The note of a share of 0% or 100% on a base below REFERENCE_BASE (its interval is what the sample says).
+EXTREME_NOTE = f"0%または100%（集計対象{config.REFERENCE_BASE}人未満）：信頼区間を参照"

@@ -207,7 +207,7 @@ def _shown(r: dict, unit: str) -> tuple[bool, frozenset, frozenset]:
 @functools.lru_cache(maxsize=1)
 def _header_names() -> tuple[frozenset[str], dict[str, str]]:
     """(the column codes of the downloads and of the indicators table, Japanese header -> code)."""
-    from .downloads import COLUMNS, DICTIONARY_COLUMNS
+    from .dictionary import COLUMNS, DICTIONARY_COLUMNS
 
     codes = frozenset(c.code for c in COLUMNS) | frozenset(schema.INDICATOR_COLUMNS) \
         | frozenset(code for _, code in DICTIONARY_COLUMNS)
@@ -624,7 +624,7 @@ def _breakdown_labels() -> dict[str, str]:
 
 @functools.lru_cache(maxsize=1)
 def _catalogue():
-    from .indicators import load_catalogue
+    from .catalogue import load_catalogue
 
     return tuple(load_catalogue())
 

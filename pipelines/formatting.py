@@ -17,9 +17,11 @@ import math
 import re
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from . import config, conventions
+from .conventions import CV_DECIMALS, RATE_DECIMALS, published_deff, published_n, published_p, published_share
 
 SUPPRESSED = conventions.SUPPRESSED_MARK
 MISSING = conventions.MISSING_MARK
@@ -271,3 +273,75 @@ def fmt_size(n: int) -> str:
     if n < 1024 ** 2:
         return f"{n / 1024:.1f} KB"
     return f"{n / 1024 ** 2:.1f} MB"
+
+
+# --- Published precision (the downloads, chart data files and pages show values at it) --------------
+
+SHARE_COLUMNS = ("value", "lower_ci95", "upper_ci95", "national_value", "reference_value", "difference",
+                 "difference_lower_ci95", "difference_upper_ci95", "previous_value", "change_difference",
+                 "change_lower_ci95", "change_upper_ci95", "lead_value", "lead_lower_ci95", "lead_upper_ci95")
+# Columns in the indicator's own unit (a programme rate per 10,000 is rounded as a rate).
+VALUE_UNIT_COLUMNS = ("value", "lower_ci95", "upper_ci95", "national_value", "lead_value", "lead_lower_ci95",
+                      "lead_upper_ci95")
+N_COLUMNS = ("n_effective", "reference_n_effective", "previous_n_effective")
+P_COLUMNS = ("p_value", "change_p_value")
+# Whole numbers in the warehouse (no rounding): year, previous_year, n_unweighted.
+
+
+def round_published(df: pd.DataFrame) -> pd.DataFrame:
+    """Copy of an indicators table (``schema.INDICATOR_COLUMNS``, any subset; a ``unit`` column or
+    the catalogue gives each row's unit) at the published precision: every numeric column as the
+    reports, the site and the quality page show it (``tests/test_downloads_excel.py`` checks each
+    numeric column of the downloads)."""
+    out = df.copy()
+    if "unit" in out.columns:
+        unit = out["unit"].astype(str).to_numpy()
+    else:
+        from .catalogue import load_catalogue
+
+        units = {i.id: i.unit for i in load_catalogue()}
+        unit = out["indicator_id"].map(units).astype(str).to_numpy() if "indicator_id" in out.columns \
+            else np.full(len(out), "percent")
+    rate = unit == "per_10k"
+    for c in SHARE_COLUMNS:
+        if c in out.columns:
+            v = pd.to_numeric(out[c], errors="coerce").to_numpy(dtype=float)
+            out[c] = np.where(rate & (c in VALUE_UNIT_COLUMNS), np.round(v, RATE_DECIMALS) + 0.0, published_share(v))
+    for c in N_COLUMNS:
+        if c in out.columns:
+            out[c] = published_n(pd.to_numeric(out[c], errors="coerce").to_numpy(dtype=float))
+    for c in P_COLUMNS:
+        if c in out.columns:
+            out[c] = published_p(pd.to_numeric(out[c], errors="coerce").to_numpy(dtype=float))
+    if "design_effect" in out.columns:
+        out["design_effect"] = published_deff(pd.to_numeric(out["design_effect"], errors="coerce").to_numpy(dtype=float))
+    if "lead_cv" in out.columns:
+        out["lead_cv"] = np.round(pd.to_numeric(out["lead_cv"], errors="coerce").to_numpy(dtype=float), CV_DECIMALS) + 0.0
+    return out
+
+
+# --- Plain JSON values -------------------------------------------------------------------------------
+
+
+def plain(obj: Any) -> Any:
+    """Numpy/pandas scalars -> plain Python, recursively (for JSON)."""
+    if isinstance(obj, dict):
+        return {str(k): plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple, set)):
+        return [plain(v) for v in obj]
+    if obj is None or type(obj) in (bool, int, float, str):  # exact types: np.float64 is a float
+        if isinstance(obj, float) and obj != obj:
+            return None
+        return obj
+    if hasattr(obj, "item"):
+        try:
+            return plain(obj.item())
+        except (ValueError, TypeError):
+            pass
+    if obj is pd.NA or obj is pd.NaT:
+        return None
+    return str(obj)
+
+
+def json_records(df: pd.DataFrame) -> list[dict[str, Any]]:
+    return [plain(r) for r in df.to_dict("records")]

@@ -51,27 +51,23 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import numpy as np
 import pandas as pd
 
-from . import config, keys, schema, stats
+from . import config, keys, schema, stats, survey_design
 from . import warehouse as warehouse_db
 from .catalogue import BREAKDOWNS_COMMON, BREAKDOWNS_UK, Indicator, load_catalogue  # noqa: F401 (downloads imports them here)
+from .conventions import EXTREME_NOTE, OWN_SURVEY_MARK  # noqa: F401 (also their old home)
 from .errors import DataError, UsageError
-from .reference import prefectures
-from .warehouse import has_table
+from .formatting import json_records
+from .reference import POP_16PLUS_FACTOR, prefectures  # noqa: F401
+from .warehouse import has_table, national_years, previous_year, programme_years, rounds  # noqa: F401 (their old home)
 
 log = logging.getLogger("tsunagari.indicators")
 
-# 2020 census: total 126,146,099; aged 0-14 15,031,602; age 15 about 1.07 million.
-# (126,146,099 - 15,031,602 - 1,070,000) / 126,146,099 = 0.8723. An estimate, stated in the
-# catalogue, the notes sheet and every programme row's note.
-POP_16PLUS_FACTOR = 0.8723
-
-# Marks a row estimated from a prefecture's own survey (reports use it to pick context rows).
-OWN_SURVEY_MARK = "独自調査"
 
 NATIONAL = "00"
 
@@ -107,15 +103,6 @@ UCLA_BAND_SQL = """CASE WHEN ucla_score IS NULL THEN 'na' WHEN ucla_score >= 10 
 
 
 # --- Warehouse helpers ---------------------------------------------------------------------------
-
-def national_years(con: duckdb.DuckDBPyConnection) -> list[int]:
-    """Rounds with a national survey in the warehouse, ascending."""
-    if not has_table(con, "survey_responses"):
-        return []
-    rows = con.execute("SELECT DISTINCT survey_year FROM survey_responses "
-                       "WHERE survey_kind = 'national' ORDER BY 1").fetchall()
-    return [int(r[0]) for r in rows]
-
 
 def check_national_year(con: duckdb.DuckDBPyConnection, year: int) -> None:
     """UsageError('--year', ...) when the warehouse has no national survey for ``year``."""
@@ -398,7 +385,6 @@ SECONDARY_NOTE = "secondary suppression / 二次秘匿"
 _N_IN_NOTE = re.compile(r"\(n=[0-9,]+\)")
 
 
-EXTREME_NOTE = f"0%または100%（集計対象{config.REFERENCE_BASE}人未満）：信頼区間を参照"
 
 
 def extreme_small_base(n, ny) -> np.ndarray:
@@ -839,13 +825,6 @@ def population_16plus() -> pd.DataFrame:
                          "pop16": pref.population_2020.astype(float) * POP_16PLUS_FACTOR})
 
 
-def programme_years(con: duckdb.DuckDBPyConnection) -> list[int]:
-    """Fiscal years present in the programme data, ascending."""
-    if not has_table(con, "programme"):
-        return []
-    return [int(r[0]) for r in con.execute("SELECT DISTINCT fiscal_year FROM programme ORDER BY 1").fetchall()]
-
-
 def _programme_indicators(con, year: int, inds: list[Indicator], names: dict[str, str]) -> pd.DataFrame:
     metrics = set(schema.PROGRAMME_METRICS)
     has = has_table(con, "programme")
@@ -907,17 +886,6 @@ def _programme_indicators(con, year: int, inds: list[Indicator], names: dict[str
 
 
 # --- Public API ----------------------------------------------------------------------------------
-
-def previous_year(con: duckdb.DuckDBPyConnection, year: int) -> int | None:
-    earlier = [y for y in national_years(con) if y < year]
-    return max(earlier) if earlier else None
-
-
-def rounds(con: duckdb.DuckDBPyConnection) -> list[int]:
-    """Every round the indicators table holds: the national survey rounds and the programme data's
-    fiscal years (年度 = 調査年), ascending."""
-    return sorted(set(national_years(con)) | set(programme_years(con)))
-
 
 def _single_thread(con):
     """One DuckDB thread while computing: parallel aggregation adds floating-point numbers in an
@@ -1396,3 +1364,32 @@ def run_indicators(year: int, warehouse: Path, out_dir: Path, pool=None) -> Path
             raise DataError(str(executed), "indicators notebook failed",
                             detail=f"{exc.ename}: {exc.evalue}") from exc
     return executed
+
+
+def design_report(con: duckdb.DuckDBPyConnection) -> dict[str, Any] | None:
+    """The quality page's 設計効果 section (issue #22 item 4): the design effect each survey in the
+    warehouse gets (``indicators.design_effect_summary``: estimated by Taylor linearisation with its
+    strata and PSUs, configured by TSUNAGARI_DEFF, or the default with its basis) and, for the latest
+    national round, the sensitivity line (``indicators.deff_sensitivity``: prefecture rows flagged
+    vs national at deff 1.0 / 1.5 / 2.0 and as published, beside the number expected by chance).
+    None when the warehouse has no survey round; a computation that fails is reported in the
+    section (``error``), not raised: the validation results stay readable."""
+    import time
+
+    if not warehouse_db.national_years(con):
+        return None
+    t0 = time.perf_counter()
+    year = max(warehouse_db.national_years(con))
+    out: dict[str, Any] = {
+        "year": year, "default_deff": config.DEFAULT_DEFF, "basis": config.DEFAULT_DEFF_BASIS,
+        "configured": config.design_effects(), "lonely_psu": survey_design.LONELY_PSU,
+        "alpha": round(1.0 - config.CONFIDENCE_LEVEL, 12), "surveys": [], "sensitivity": [], "error": None}
+    try:
+        out["surveys"] = json_records(design_effect_summary(con))
+        out["sensitivity"] = json_records(deff_sensitivity(con, year))
+    except Exception as exc:   # noqa: BLE001 -- shown on the page; the validation results stand
+        log.warning("design effects for the quality page failed: %s", exc)
+        # the page names the kind of error only (its message may hold a server path): details in the log
+        out["error"] = f"{type(exc).__name__} (build.log)"
+    log.info("design effects and their sensitivity (round %d) for the quality page in %.1f s", year, time.perf_counter() - t0)
+    return out

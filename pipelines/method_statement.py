@@ -9,14 +9,14 @@ changes the statement with the result. ``tests/test_method_statement.py`` reads 
 on the published pages, takes the rule's parameters from those words, recomputes every published
 label with an independent implementation and fails when one disagrees.
 
-A stage-level module (it states the audit's rule, ``audit.RULE_JA``); no files, no warehouse.
+A stage-level module (it states the audit's rule, ``RULE_JA``); no files, no warehouse.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from . import audit, config, stats
+from . import config, stats
 
 __all__ = ["Rule", "rules", "comparison_short", "citations", "rule", "text", "alpha_percent", "confidence_percent", "MULTIPLICITY_METHOD"]
 
@@ -31,6 +31,24 @@ class Rule:
     title_en: str
     text_ja: str
     text_en: str
+
+# The disclosure audit's rule (pipelines/audit.py applies it): what is suppressed and why.
+RULE_JA = (f"集計対象が{config.MIN_BASE}人未満の値は非表示とし、その回答者数も公表しません。"
+           "さらに、公表するすべての値（男女・年齢階級・英国比較用の年齢区分・一人暮らしの内訳、全体、"
+           "回答の分布）の間の加減算（例：50～59歳＋60～69歳＋70～79歳＋80歳以上＝50～64歳＋65～74歳＋75歳以上）"
+           "を線形計画法で検査し、非表示のセルの回答者数・該当者数・非該当者数のいずれも、"
+           f"真の値の±{config.PROTECTION_ABS}人または回答者数の±{int(config.PROTECTION_REL * 100)}%（大きい方）"
+           "（追加で非表示にしたセルは幅3人）より狭い範囲に絞り込めなくなるまで、回答者数の少ないセルから順に追加で非表示にしています（二次秘匿）。"
+           "全国調査から算出した都道府県の値は、全国値との差し引きで非表示のセルが分からないよう、"
+           f"非表示のセルごとに他に{config.MIN_BASE}人以上の非公表の回答者がいるようにしています。")
+RULE_EN = (f"Values on an unweighted base under {config.MIN_BASE} are suppressed and their bases are not "
+           "published. Every relation between published cells (sex, age bands, UK age bands, living "
+           "alone, totals, answer distributions; e.g. 50-59 + 60-69 + 70-79 + 80+ = 50-64 + 65-74 + 75+) "
+           "is audited by linear programming, and further cells are suppressed, smallest base first, "
+           "until no suppressed cell's base, count or complement can be narrowed to within "
+           f"±max({config.PROTECTION_ABS}, {int(config.PROTECTION_REL * 100)}% of its base) of its true value "
+           f"(an interval at least {config.PROTECTION_ABS} wide for a cell hidden only to protect others).")
+
 
 
 def confidence_percent() -> str:
@@ -118,13 +136,13 @@ def _suppression() -> Rule:
     lo, hi = config.MIN_BASE, config.REFERENCE_BASE
     return Rule(
         "suppression", "秘匿と参考値", "Suppression and reference values",
-        audit.RULE_JA + f"ウエイトによる有効標本サイズ（Kish の n_eff、設計効果で割る前）が {lo} 未満の値も同様に非表示（x）です。{lo}～{hi - 1} 人の値は参考値（※）です。"
+        RULE_JA + f"ウエイトによる有効標本サイズ（Kish の n_eff、設計効果で割る前）が {lo} 未満の値も同様に非表示（x）です。{lo}～{hi - 1} 人の値は参考値（※）です。"
         f"集計対象が {hi} 人未満で割合がちょうど0%または100%の値も参考値として、95%信頼区間（例：0.0～6.9%）とともに示します"
         "（標本にたまたま該当者がいない・全員が該当するだけで、母集団で0%・100%という意味ではありません）。"
         "割合は小数第1位に丸めて公表します。",
         f"Values on an unweighted base below {lo} (or a Kish n_eff, before the design effect, below {lo}) are suppressed (x), "
         f"their base unpublished; {lo}-{hi - 1} are reference values (※). An exact 0% or 100% on a base "
-        f"below {hi} is a reference value shown with its interval. " + audit.RULE_EN + " Shares are published to 0.1.")
+        f"below {hi} is a reference value shown with its interval. " + RULE_EN + " Shares are published to 0.1.")
 
 
 def _weighting() -> Rule:
@@ -139,11 +157,10 @@ def _weighting() -> Rule:
 
 
 def _estimates() -> Rule:
-    from . import small_area
 
     cv = f"{config.LEAD_CV_MAX * 100:g}"
     c = confidence_percent()
-    k = small_area.POOL_ROUNDS
+    k = config.POOL_ROUNDS
     lo = config.MIN_BASE
     z = f"{stats.z_critical(config.CONFIDENCE_LEVEL):.2f}"
     return Rule(

@@ -37,3 +37,9 @@ def pref_slug(pref_code: int) -> str:
     code = check_pref_code(pref_code, "pref_code")
     row = prefectures().loc[prefectures().pref_code == code]
     return f"{code:02d}-{str(row.romaji.iloc[0]).lower()}"
+
+
+# 2020 census: total 126,146,099; aged 0-14 15,031,602; age 15 about 1.07 million.
+# (126,146,099 - 15,031,602 - 1,070,000) / 126,146,099 = 0.8723. An estimate, stated in the
+# catalogue, the notes sheet and every programme row's note.
+POP_16PLUS_FACTOR = 0.8723

@@ -17,8 +17,8 @@ import pandas as pd
 
 from . import config, conventions, keys, schema
 from . import warehouse as warehouse_db
-from .audit import RULE_JA as SUPPRESSION_RULE_JA  # noqa: F401 (the methods section states it)
 from .catalogue import PILLARS, Indicator, catalogue_by_id
+from .conventions import OWN_SURVEY_MARK
 from .errors import UsageError, check_pref_code, check_year
 
 # The value formatters live in pipelines.formatting; imported here for the tables below and
@@ -49,7 +49,7 @@ from .formatting import (  # noqa: F401
     md_escape,
     shown_value,
 )
-from .indicators import OWN_SURVEY_MARK
+from .method_statement import RULE_JA as SUPPRESSION_RULE_JA  # noqa: F401 (the methods section states it)
 from .reference import area_code as _area_code
 from .reference import pref_name
 

@@ -313,3 +313,6 @@ COMPARISON_LABELS = {"better": "良い", "worse": "悪い", "similar": "同程�
                      "lower": "低い", "not_compared": "比較なし"}
 CHANGE_LABELS = {"increase": "増加", "decrease": "減少", "no_change": "有意差なし",
                  "not_compared": "比較なし"}
+
+# How an indicator is judged (catalogue `polarity`): lower is better, higher is better, no judgement.
+POLARITIES = ("low_is_good", "high_is_good", "no_judgement")

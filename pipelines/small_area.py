@@ -91,7 +91,7 @@ import numpy as np
 import pandas as pd
 
 from . import config, stats
-from .config import REFERENCE_DIR
+from .config import POOL_ROUNDS, REFERENCE_DIR
 from .sae import fay_herriot
 
 log = logging.getLogger("tsunagari.small_area")
@@ -103,7 +103,6 @@ __all__ = ["POOL_ROUNDS", "MIN_FIT_CELLS", "MIN_TOTAL_AREAS", "COVARIATES_FILE",
 
 NATIONAL = "00"
 _Z = stats.z_critical(config.CONFIDENCE_LEVEL)
-POOL_ROUNDS = 3          # the latest three national rounds
 MIN_FIT_CELLS = 10       # published cells a breakdown partition needs for its own fit
 MIN_TOTAL_AREAS = 10     # published prefecture totals an indicator needs for its model
 COVARIATES_FILE = REFERENCE_DIR / "prefecture_covariates.csv"

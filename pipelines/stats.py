@@ -59,6 +59,7 @@ import numpy as np
 import pandas as pd
 
 from pipelines import config
+from pipelines.schema import POLARITIES
 
 __all__ = [
     "POLARITIES",
@@ -93,7 +94,6 @@ __all__ = [
     "rate_per_10000",
 ]
 
-POLARITIES = ("low_is_good", "high_is_good", "no_judgement")
 COMPARISONS = ("better", "worse", "lower", "higher", "similar", "not_compared")
 CHANGES = ("increase", "decrease", "no_change", "not_compared")
 BASE_STATUSES = ("suppressed", "reference", "ok")

@@ -47,6 +47,8 @@ import pandas as pd
 from . import config, keys, schema, validator
 from . import warehouse as warehouse_db
 from .errors import DataError, UsageError, printable
+from .formatting import json_records as records
+from .formatting import plain as _plain
 from .staging import StagedFile
 
 log = logging.getLogger("tsunagari.validate")
@@ -150,7 +152,7 @@ class ValidationReport:
     seconds: float = 0.0
     # validate_warehouse(reuse=True): the files validated now, as no stored results fitted them
     fresh: list[str] = field(default_factory=list, repr=False, compare=False)
-    # validate_warehouse: the design effects of the surveys and the sensitivity line (design_report)
+    # the quality page (pipelines/quality.py): the design effects of the surveys and the sensitivity line
     design: dict[str, Any] | None = field(default=None, repr=False, compare=False)
     # validate_warehouse: the small-area models' diagnostics of the latest round (small_area_report)
     small_area: dict[str, Any] | None = field(default=None, repr=False, compare=False)
@@ -302,24 +304,7 @@ def _clip(text: str, width: int) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
-def _plain(obj: Any) -> Any:
-    """Numpy/pandas scalars -> plain Python, recursively (for JSON)."""
-    if isinstance(obj, dict):
-        return {str(k): _plain(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple, set)):
-        return [_plain(v) for v in obj]
-    if obj is None or type(obj) in (bool, int, float, str):  # exact types: np.float64 is a float
-        if isinstance(obj, float) and obj != obj:
-            return None
-        return obj
-    if hasattr(obj, "item"):
-        try:
-            return _plain(obj.item())
-        except (ValueError, TypeError):
-            pass
-    if obj is pd.NA or obj is pd.NaT:
-        return None
-    return str(obj)
+
 
 
 # --- Settings ---------------------------------------------------------------------------------------
@@ -833,42 +818,10 @@ def validate_warehouse(warehouse: Path, reuse: bool = False) -> ValidationReport
         if reuse:
             log.info("quality: %d file(s), %d with the results stored at ingest, %d validated now",
                      len(report.files), reused, len(report.files) - reused)
-        report.design = design_report(con)
         report.small_area = small_area_report(con)
         return report
     finally:
         con.close()
-
-
-def design_report(con: duckdb.DuckDBPyConnection) -> dict[str, Any] | None:
-    """The quality page's 設計効果 section (issue #22 item 4): the design effect each survey in the
-    warehouse gets (``indicators.design_effect_summary``: estimated by Taylor linearisation with its
-    strata and PSUs, configured by TSUNAGARI_DEFF, or the default with its basis) and, for the latest
-    national round, the sensitivity line (``indicators.deff_sensitivity``: prefecture rows flagged
-    vs national at deff 1.0 / 1.5 / 2.0 and as published, beside the number expected by chance).
-    None when the warehouse has no survey round; a computation that fails is reported in the
-    section (``error``), not raised: the validation results stay readable."""
-    import time
-
-    from . import indicators, survey_design
-
-    if not indicators.national_years(con):
-        return None
-    t0 = time.perf_counter()
-    year = max(indicators.national_years(con))
-    out: dict[str, Any] = {
-        "year": year, "default_deff": config.DEFAULT_DEFF, "basis": config.DEFAULT_DEFF_BASIS,
-        "configured": config.design_effects(), "lonely_psu": survey_design.LONELY_PSU,
-        "alpha": round(1.0 - config.CONFIDENCE_LEVEL, 12), "surveys": [], "sensitivity": [], "error": None}
-    try:
-        out["surveys"] = _records(indicators.design_effect_summary(con))
-        out["sensitivity"] = _records(indicators.deff_sensitivity(con, year))
-    except Exception as exc:   # noqa: BLE001 -- shown on the page; the validation results stand
-        log.warning("design effects for the quality page failed: %s", exc)
-        # the page names the kind of error only (its message may hold a server path): details in the log
-        out["error"] = f"{type(exc).__name__} (build.log)"
-    log.info("design effects and their sensitivity (round %d) for the quality page in %.1f s", year, time.perf_counter() - t0)
-    return out
 
 
 def small_area_report(con: duckdb.DuckDBPyConnection) -> dict[str, Any] | None:
@@ -879,13 +832,12 @@ def small_area_report(con: duckdb.DuckDBPyConnection) -> dict[str, Any] | None:
     γ = A / (A + D) and the standardised residual; a direct-vs-model plot per headline indicator
     (inline SVG, published direct values only); how many prefecture cells have a published value.
     None when the warehouse has no such tables (or no round)."""
-    from . import indicators as ind_mod
     from .catalogue import load_catalogue
 
     have = all(warehouse_db.has_table(con, t) for t in ("small_area", "small_area_fits", "indicators"))
-    if not have or not ind_mod.national_years(con):
+    if not have or not warehouse_db.national_years(con):
         return None
-    year = max(ind_mod.national_years(con))
+    year = max(warehouse_db.national_years(con))
     try:
         fits = con.execute("SELECT * FROM small_area_fits WHERE year = ? ORDER BY indicator_id, fit_scope, term",
                            [year]).df()
@@ -923,7 +875,7 @@ def small_area_report(con: duckdb.DuckDBPyConnection) -> dict[str, Any] | None:
     plots = []
     for ind in head:
         a = areas[areas.indicator_id == ind]
-        per_area[ind] = _records(a.drop(columns=["indicator_id"]))
+        per_area[ind] = records(a.drop(columns=["indicator_id"]))
         plots.append({"indicator_id": ind, "indicator": names.get(ind, ind),
                       "svg": _direct_vs_model_svg(a, names.get(ind, ind))})
     total, suppressed, blank, pooled, model = (int(x) for x in cells)
@@ -975,8 +927,7 @@ def _direct_vs_model_svg(a: pd.DataFrame, title: str, size: int = 300) -> str:
     return "".join(parts)
 
 
-def _records(df: pd.DataFrame) -> list[dict[str, Any]]:
-    return [_plain(r) for r in df.to_dict("records")]
+
 
 
 # --- HTML -----------------------------------------------------------------------------------------

@@ -268,3 +268,33 @@ def synthetic_flag(con: duckdb.DuckDBPyConnection) -> bool:
             "synthetic flag unreadable (%s); treating the data as synthetic / 合成データとして扱います",
             str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
         return True
+
+
+# The rounds the warehouse holds (the indicators, downloads, validation and reports stages read them).
+
+
+def national_years(con: duckdb.DuckDBPyConnection) -> list[int]:
+    """Rounds with a national survey in the warehouse, ascending."""
+    if not has_table(con, "survey_responses"):
+        return []
+    rows = con.execute("SELECT DISTINCT survey_year FROM survey_responses "
+                       "WHERE survey_kind = 'national' ORDER BY 1").fetchall()
+    return [int(r[0]) for r in rows]
+
+
+def programme_years(con: duckdb.DuckDBPyConnection) -> list[int]:
+    """Fiscal years present in the programme data, ascending."""
+    if not has_table(con, "programme"):
+        return []
+    return [int(r[0]) for r in con.execute("SELECT DISTINCT fiscal_year FROM programme ORDER BY 1").fetchall()]
+
+
+def previous_year(con: duckdb.DuckDBPyConnection, year: int) -> int | None:
+    earlier = [y for y in national_years(con) if y < year]
+    return max(earlier) if earlier else None
+
+
+def rounds(con: duckdb.DuckDBPyConnection) -> list[int]:
+    """Every round the indicators table holds: the national survey rounds and the programme data's
+    fiscal years (年度 = 調査年), ascending."""
+    return sorted(set(national_years(con)) | set(programme_years(con)))

@@ -15,7 +15,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from pipelines.errors import UsageError
+from pipelines import config
 from pipelines.executor import (
     Task,
     WarmKernel,
@@ -206,7 +206,7 @@ class TestKernelTimeout:
     @pytest.mark.parametrize("raw", ["abc", "0", "-5", "nan", "inf"])
     def test_a_bad_value_is_a_usage_error_naming_the_variable(self, monkeypatch, raw: str) -> None:
         monkeypatch.setenv("TSUNAGARI_KERNEL_TIMEOUT", raw)
-        with pytest.raises(UsageError) as err:
+        with pytest.raises(config.SettingsError) as err:
             kernel_timeout()
         assert str(err.value) == (f"TSUNAGARI_KERNEL_TIMEOUT: run.kernel_timeout = '{raw}': must be a number of "
                                   f"seconds greater than 0 / 0 より大きい秒数を指定してください")

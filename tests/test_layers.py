@@ -21,7 +21,7 @@ LAYERS: dict[str, int] = {
     "pipelines": 0, "pipelines.config": 0, "pipelines.errors": 0, "pipelines.schema": 0,
     "pipelines.stats": 0, "pipelines.survey_design": 0, "pipelines.catalogue": 0, "pipelines.conventions": 0,
     "pipelines.reference": 0, "pipelines.logs": 0, "pipelines.sae": 0,
-    "pipelines.evaluation": 0, "pipelines.formatting": 0,
+    "pipelines.evaluation": 0, "pipelines.formatting": 0, "pipelines.dictionary": 0,
     # 1 input/output: the warehouse, staging, provenance, file writers, publishing, execution
     "pipelines.warehouse": 1, "pipelines.staging": 1, "pipelines.fingerprint": 1, "pipelines.keys": 1,
     "pipelines.interrupt": 1, "pipelines.gx_weights": 1,
@@ -30,7 +30,7 @@ LAYERS: dict[str, int] = {
     # 2 stages
     "pipelines.ingest": 2, "pipelines.validate": 2, "pipelines.indicators": 2,
     "pipelines.downloads": 2, "pipelines.reports": 2, "pipelines.charts": 2, "pipelines.site": 2,
-    "pipelines.disclosure": 2, "pipelines.audit": 2, "pipelines.published": 2,
+    "pipelines.disclosure": 2, "pipelines.quality": 2, "pipelines.audit": 2, "pipelines.published": 2,
     "pipelines.sample": 2, "pipelines.small_area": 2, "pipelines.method_statement": 2, "pipelines.report_data": 2, "pipelines.provenance": 2, "pipelines.render": 2, "pipelines.render.pandoc": 2,
     "pipelines.render.quarto": 2, "pipelines.render.common": 1,
     # 3 the build, 4 the command line

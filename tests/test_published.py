@@ -11,7 +11,7 @@ import duckdb
 import pandas as pd
 import pytest
 
-from pipelines import published
+from pipelines import published, quality
 from pipelines.indicators import update_indicators
 from tests.test_indicators import counts_for, create_tables, insert_rows
 
@@ -97,7 +97,7 @@ class TestQualityPage:
         q.mkdir()
         (q / "index.html").write_text("<html><body><h1>x</h1><footer>f</footer></body></html>", encoding="utf-8")
         con = duckdb.connect(str(warehouse), read_only=True)
-        t = published.add_to_quality_page(con, q, synthetic=True)
+        t = quality.add_to_quality_page(con, q, synthetic=True)
         con.close()
         html = (q / "index.html").read_text(encoding="utf-8")
         assert html.index('id="published-national"') < html.index("<footer>")

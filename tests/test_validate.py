@@ -14,8 +14,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipelines import schema
+from pipelines import config, schema
+from pipelines.build import quality_design
 from pipelines.errors import DataError, UsageError
+from pipelines.quality import write_quality_page
 from pipelines.staging import StagedFile
 from pipelines.validate import (
     _GX,
@@ -620,7 +622,7 @@ class TestWeightRules:
     ])
     def test_bad_setting_names_the_variable(self, monkeypatch, env, value, key, wanted):
         monkeypatch.setenv(env, value)
-        with pytest.raises(UsageError) as exc:
+        with pytest.raises(config.SettingsError) as exc:
             weight_limits()
         assert str(exc.value) == f"{env}: limits.{key} = '{value}': must be {wanted}を指定してください"
         assert exc.value.exit_code == 2
@@ -997,8 +999,8 @@ class TestDesignEffectsSection:
             round_data,
         )
 
-        report = validate_warehouse(design_warehouse)
-        html = report.write(tmp_path / "quality").read_text(encoding="utf-8")
+        write_quality_page(design_warehouse, tmp_path / "quality", design=quality_design(design_warehouse))
+        html = (tmp_path / "quality" / "index.html").read_text(encoding="utf-8")
         section = html[html.index('<section id="design-effects">'):]
         section = section[:section.index("</section>")]
         assert "<h2>設計効果 <span class=\"en\">Design effects</span></h2>" in section
@@ -1036,7 +1038,8 @@ class TestDesignEffectsSection:
 
     def test_configured_deff_is_shown(self, design_warehouse, tmp_path, monkeypatch):
         monkeypatch.setenv("TSUNAGARI_DEFF", "national=1.8")
-        html = validate_warehouse(design_warehouse).write(tmp_path / "q").read_text(encoding="utf-8")
+        write_quality_page(design_warehouse, tmp_path / "q", design=quality_design(design_warehouse))
+        html = (tmp_path / "q" / "index.html").read_text(encoding="utf-8")
         html = html[html.index('<section id="design-effects">'):]
         row = html[html.index("<code>national-2024</code>"):]
         row = row[:row.index("</tr>")]
