@@ -34,8 +34,8 @@ import duckdb
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from pipelines import audit  # noqa: E402
-from pipelines.indicators import compute_indicators  # noqa: E402
+from pipelines.domain import audit  # noqa: E402
+from pipelines.indicators.stage import compute_indicators  # noqa: E402
 
 
 def _timed(mod, name, acc):

@@ -39,7 +39,7 @@ def run(case: str, args: tuple[str, ...], tmp: Path) -> tuple[int, float, float]
 
 
 def guard_overhead() -> None:
-    from pipelines import xlsx
+    from pipelines.io import xlsx
 
     sample = ROOT / "data" / "sample" / "pref11-2023.xlsx"
     t0 = time.perf_counter()

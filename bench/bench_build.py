@@ -126,7 +126,7 @@ def main() -> None:
         # notebook and drawing its charts (bench_quarto.naive_loop: this Python, failures stop the bench).
         from bench_quarto import load, naive_loop
 
-        from pipelines.reference import prefectures
+        from pipelines.domain.reference import prefectures
 
         codes = [0] + [int(c) for c in prefectures().pref_code]
         print(f"[{load()}]")

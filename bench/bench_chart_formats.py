@@ -21,8 +21,9 @@ sys.path.insert(0, str(ROOT))
 
 import matplotlib  # noqa: E402
 
-from pipelines import charts, schema  # noqa: E402
-from pipelines.report_data import load_report_data  # noqa: E402
+from pipelines.domain import schema  # noqa: E402
+from pipelines.outputs import charts  # noqa: E402
+from pipelines.outputs.report_data import load_report_data  # noqa: E402
 
 
 def svg_bytes(chart, width, height) -> bytes:

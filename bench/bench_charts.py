@@ -3,7 +3,7 @@
     python bench/bench_charts.py [--warehouse PATH] [--year 2024] [--areas 0 13 31 ...] [--keep DIR]
 
 Runs the code cells of reports/report.ipynb in this process (no kernel, no rendering), area after
-area, with the chart functions of pipelines.charts wrapped by timers, so the charts get exactly the
+area, with the chart functions of pipelines.outputs.charts wrapped by timers, so the charts get exactly the
 data frames the report gives them. A chart's time is its chart function (building the ggplot) plus
 `charts.show` (its three renditions: the wide PNG, the SVG for the PDF and the phone layout's PNG of
 256 colours, and the chart cache's key); a cell that extends the chart with `+` is timed under the
@@ -38,8 +38,8 @@ import nbformat
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from pipelines import charts  # noqa: E402
-from pipelines.reference import prefectures  # noqa: E402
+from pipelines.domain.reference import prefectures  # noqa: E402
+from pipelines.outputs import charts  # noqa: E402
 
 CHART_FUNCTIONS = ["spine_chart", "distribution_chart", "estimate_chart", "trend_chart", "strip_chart"]
 

@@ -30,8 +30,8 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 from test_indicators import create_tables, generate_programme, generate_round  # noqa: E402
 
-from pipelines.downloads import write_indicator_downloads  # noqa: E402
-from pipelines.indicators import compute_indicators, update_indicators  # noqa: E402
+from pipelines.indicators.stage import compute_indicators, update_indicators  # noqa: E402
+from pipelines.outputs.downloads import write_indicator_downloads  # noqa: E402
 
 
 def timed(label: str, fn):

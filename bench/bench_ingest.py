@@ -4,7 +4,7 @@
 
 The file is generated in this process; each ingest runs in a fresh child process so that its peak
 memory (ru_maxrss) is the ingest's own. Prints rows/s and peak RSS per format, with validation off
-and, when pipelines.validate exists, on.
+and, when pipelines.validate.stage exists, on.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ import pyarrow.parquet as pq
 
 def generate(n: int, seed: int = 7) -> pa.Table:
     """A coded national survey with plausible code mixes (not the sample-data model, just volume)."""
-    from pipelines import schema
+    from pipelines.domain import schema
 
     rng = np.random.default_rng(seed)
     cols: dict[str, object] = {
@@ -46,7 +46,7 @@ def generate(n: int, seed: int = 7) -> pa.Table:
 
 
 def child(path: str, validate: bool) -> None:
-    from pipelines.ingest import ingest_files
+    from pipelines.ingest.stage import ingest_files
 
     with tempfile.TemporaryDirectory() as tmp:
         t0 = time.perf_counter()
@@ -70,7 +70,7 @@ def main() -> None:
         return
 
     try:
-        import pipelines.validate  # noqa: F401
+        import pipelines.validate.stage  # noqa: F401
         modes = [False, True]
     except ModuleNotFoundError:
         modes = [False]

@@ -20,7 +20,7 @@ that no process of the build is alive (none whose environment names that folder)
 folder holds nothing, and says so (``FAILED`` otherwise, exit status 1).
 
 Data volume (stages ``ingest``, ``indicators``, ``build``): generates ``national-{year}.parquet``
-for every round (``pipelines.sample.national_round``; the
+for every round (``pipelines.ingest.sample.national_round``; the
 generator models only 2022–2024, so earlier rounds reuse one of those models with their own seed,
 survey id, year and respondent ids) plus the synthetic ``programme.csv`` and the ``SYNTHETIC``
 marker. Then runs each stage as a child process of the real CLI:
@@ -55,7 +55,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from pipelines.publish import work_dir  # noqa: E402  (needs ROOT on sys.path)
+from pipelines.engine.publish import work_dir  # noqa: E402  (needs ROOT on sys.path)
 from tests.process_helpers import with_tmpdir  # noqa: E402
 
 MODEL_YEARS = (2022, 2023, 2024)   # rounds the synthetic generator models
@@ -66,7 +66,7 @@ MODEL_YEARS = (2022, 2023, 2024)   # rounds the synthetic generator models
 
 def _tree_rss_kib(root: int) -> int:
     """Summed VmRSS (KiB) of ``root`` and all its descendants, from /proc."""
-    from pipelines.interrupt import descendants
+    from pipelines.engine.interrupt import descendants
 
     total = 0
     for pid in [root] + descendants([root]):
@@ -120,7 +120,7 @@ def run_stage(name: str, args: list[str], log_dir: Path, env: dict[str, str]) ->
 def generate(folder: Path, years: list[int], rows: int, seed: int) -> float:
     """Write national-{year}.parquet per round, programme.csv and SYNTHETIC; returns the deep pandas
     memory (MiB) of one round (for the 'all microdata in pandas' reference figure)."""
-    from pipelines import sample
+    from pipelines.ingest import sample
 
     folder.mkdir(parents=True, exist_ok=True)
     one_round_mib = 0.0

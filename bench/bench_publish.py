@@ -35,7 +35,8 @@ def timed(fn, repeat: int) -> tuple[float, float]:
 
 
 def main() -> None:
-    from pipelines import fingerprint, publish, warehouse
+    from pipelines.engine import fingerprint, publish
+    from pipelines.io import warehouse
 
     ap = argparse.ArgumentParser()
     ap.add_argument("--site", type=Path)

@@ -117,7 +117,7 @@ def main() -> None:
                     help="time only the naive loop, on the warehouse of an earlier run kept with --keep")
     args = ap.parse_args()
 
-    from pipelines.reference import prefectures
+    from pipelines.domain.reference import prefectures
     from pipelines.render.quarto import quarto_available, quarto_version
 
     quarto = quarto_available()
@@ -212,7 +212,7 @@ def naive_loop(quarto: Path, codes: list[int], work: Path, env: dict, warehouse:
     (QUARTO_PYTHON) so that the notebook's imports are there, every chart drawn (no chart cache).
     A failed run, or a run that wrote no output, ends the bench. Returns the seconds per area
     (both formats) and the CPU seconds of the whole loop."""
-    from pipelines.reference import pref_slug
+    from pipelines.domain.reference import pref_slug
 
     naive = work / "naive"
     shutil.rmtree(naive, ignore_errors=True)

@@ -1,4 +1,4 @@
-"""Time Fay–Herriot fits of the size the build needs (pipelines/sae.py).
+"""Time Fay–Herriot fits of the size the build needs (pipelines/domain/sae.py).
 
     python bench/bench_sae.py [--indicators 10] [--rounds 3] [--repeat 5] [--seed 1]
 
@@ -33,7 +33,7 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from pipelines.sae import fay_herriot  # noqa: E402
+from pipelines.domain.sae import fay_herriot  # noqa: E402
 
 
 def _inputs(n_indicators: int, n_rounds: int, seed: int):

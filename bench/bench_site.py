@@ -51,8 +51,8 @@ def main() -> None:
     ap.add_argument("--keep", type=Path, help="build the sample site here (reused when it exists)")
     args = ap.parse_args()
 
-    from pipelines import disclosure
-    from pipelines.site import build_site
+    from pipelines.disclosure import check as disclosure
+    from pipelines.outputs.site import build_site
 
     if args.site and args.warehouse:
         site, wh = args.site, args.warehouse

@@ -1,4 +1,4 @@
-"""Time the small-area estimates of every round of the bundled sample (pipelines/small_area.py).
+"""Time the small-area estimates of every round of the bundled sample (pipelines/domain/small_area.py).
 
     python bench/bench_small_area.py [--warehouse PATH] [--repeat 5]
 
@@ -35,8 +35,10 @@ sys.path.insert(0, str(ROOT))
 import duckdb  # noqa: E402
 import numpy as np  # noqa: E402
 
-from pipelines import indicators, sample, schema, small_area  # noqa: E402
-from pipelines.catalogue import load_catalogue  # noqa: E402
+from pipelines.domain import schema, small_area  # noqa: E402
+from pipelines.domain.catalogue import load_catalogue  # noqa: E402
+from pipelines.indicators import stage as indicators  # noqa: E402
+from pipelines.ingest import sample  # noqa: E402
 
 
 def _generated_warehouse(path: Path) -> None:

@@ -20,8 +20,8 @@ import duckdb
 import numpy as np
 import pandas as pd
 
-from pipelines import schema
-from pipelines.staging import StagedFile
+from pipelines.domain import schema
+from pipelines.io.staging import StagedFile
 
 
 def survey_frame(n: int, seed: int = 1, file_id: str = "bench") -> pd.DataFrame:
@@ -63,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
                     row_count=args.rows, survey_id="national-2024", survey_year=2024)
 
     rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    from pipelines.validate import validate_staged
+    from pipelines.validate.stage import validate_staged
 
     t = time.perf_counter()
     report = validate_staged(con, [sf])

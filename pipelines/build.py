@@ -3,10 +3,10 @@
 One BuildConfig, logging to stderr and to ``build.log`` in the build's working folder
 ``.<out>.tsunagari-work`` beside the site (config logged at the start), and named stages. Each
 artefact has a content hash of its inputs (its slice of the warehouse and the fingerprint of code,
-templates, reference data, settings and libraries, pipelines/fingerprint.py); an artefact whose hash
+templates, reference data, settings and libraries, pipelines/engine/fingerprint.py); an artefact whose hash
 is unchanged, and whose files in the site are still the bytes it wrote (the state records their
 sha256), is not rebuilt: a published file changed by hand is built again. The new site is assembled in ``.<out>.tsunagari-new`` and swapped in
-only when every stage succeeded and the publish scan (an allow-list) passed (pipelines/publish.py);
+only when every stage succeeded and the publish scan (an allow-list) passed (pipelines/engine/publish.py);
 a failure leaves the published site untouched and the exit code non-zero. Only the site is
 published: the executed notebooks, the indicators notebook (the audit record), the log, the
 summary and the build's records stay in the working folder.
@@ -29,17 +29,20 @@ from typing import TYPE_CHECKING, Iterator
 
 import duckdb
 
-from . import config, fingerprint, interrupt, keys, logs, publish, validator
-from . import warehouse as warehouse_db
-from .config import BuildConfig
-from .errors import UsageError, printable
-from .ingest import has_new_inputs, start_validation_warm_up
-from .logs import display_path
-from .publish import BuildState, digest
-from .reference import pref_slug, prefectures
+from pipelines.domain import config
+from pipelines.domain.config import BuildConfig
+from pipelines.domain.errors import UsageError, printable
+from pipelines.domain.reference import pref_slug, prefectures
+from pipelines.engine import fingerprint, interrupt, keys, publish
+from pipelines.engine.publish import BuildState, digest
+from pipelines.ingest.stage import has_new_inputs, start_validation_warm_up
+from pipelines.io import logs
+from pipelines.io import warehouse as warehouse_db
+from pipelines.io.logs import display_path
+from pipelines.validate import gx_process as validator
 
 if TYPE_CHECKING:
-    from .validate import ValidationReport
+    from pipelines.validate.stage import ValidationReport
 
 log = logging.getLogger("tsunagari.build")
 
@@ -125,7 +128,7 @@ class Progress:
 
 def _code_hash() -> str:
     """Everything but the data that can change an artefact: the whole package, the report folder,
-    reference data, suites, settings and library versions (pipelines/fingerprint.py), computed once
+    reference data, suites, settings and library versions (pipelines/engine/fingerprint.py), computed once
     per build. No hand-kept list of files: changing any constant rebuilds what depends on it."""
     return fingerprint.current()
 
@@ -155,11 +158,11 @@ def report_hashes(con: duckdb.DuckDBPyConnection, year: int, codes: list[int], r
 
     A prefecture report shows its own rows (every round up to `year`), the national rows, and as
     context (spine chart, programme chart) the prefectures estimated from the national survey plus
-    every prefecture's programme figures; see pipelines.reports.context_rows, the same rule. A
+    every prefecture's programme figures; see pipelines.outputs.reports.context_rows, the same rule. A
     correction to one prefecture's own survey therefore rebuilds that prefecture, the national
     report and the index only. The national report depends on every area.
     """
-    from .reports import AREA_DISTRIBUTIONS, AREA_INDICATORS, CONTEXT, CONTEXT_SQL, REPORT
+    from pipelines.outputs.reports import AREA_DISTRIBUTIONS, AREA_INDICATORS, CONTEXT, CONTEXT_SQL, REPORT
 
     own_i = keys.row_digests(con, AREA_INDICATORS, "year <= ?", [year], by="area_code")
     own_d = keys.row_digests(con, AREA_DISTRIBUTIONS, "year <= ?", [year], by="area_code")
@@ -176,20 +179,20 @@ def report_hashes(con: duckdb.DuckDBPyConnection, year: int, codes: list[int], r
 
 
 def _quality_key(fhash: str) -> str:
-    from .validate import QUALITY
+    from pipelines.validate.stage import QUALITY
 
     return keys.key(QUALITY, {keys.FILES: fhash}, _code_hash())
 
 
 def _indicators_key(fhash: str, year: int) -> str:
-    from .indicators import INDICATORS
+    from pipelines.indicators.stage import INDICATORS
 
     return keys.key(INDICATORS, {keys.FILES: fhash}, _code_hash(), year, sorted(config.design_effects().items()))
 
 
 def _downloads_keys(con: duckdb.DuckDBPyConnection) -> dict[str, str]:
     """{'downloads': key of the all-rounds files, 'downloads:Y': key of round Y's files, ...}."""
-    from .downloads import DOWNLOAD_ROWS, DOWNLOADS, NOTED_FILES
+    from pipelines.outputs.downloads import DOWNLOAD_ROWS, DOWNLOADS, NOTED_FILES
 
     rows = keys.row_digests(con, DOWNLOAD_ROWS, by="year")
     years = sorted(int(y) for y in rows)
@@ -208,8 +211,8 @@ def _downloads_keys(con: duckdb.DuckDBPyConnection) -> dict[str, str]:
 
 def _workbooks_key(warehouse: Path, year: int, fhash: str) -> str:
     """``site.WORKBOOKS``'s key: the round's rows (the columns of the downloads), the files."""
-    from .downloads import DOWNLOAD_ROWS
-    from .site import WORKBOOKS
+    from pipelines.outputs.downloads import DOWNLOAD_ROWS
+    from pipelines.outputs.site import WORKBOOKS
 
     con = warehouse_db.connect(warehouse)
     try:
@@ -220,7 +223,7 @@ def _workbooks_key(warehouse: Path, year: int, fhash: str) -> str:
 
 
 def _site_key(con: duckdb.DuckDBPyConnection, year: int, linked: list[str]) -> str:
-    from .site import SITE, SITE_INDICATORS
+    from pipelines.outputs.site import SITE, SITE_INDICATORS
 
     rows = keys.row_digests(con, SITE_INDICATORS, "year = ?", [year]).get("all", "")
     return keys.key(SITE, {SITE_INDICATORS: rows, keys.FILES: files_hash(con)}, _code_hash(), year, linked)
@@ -229,7 +232,7 @@ def _site_key(con: duckdb.DuckDBPyConnection, year: int, linked: list[str]) -> s
 def input_keys(warehouse: Path, year: int, codes: list[int], renderer: str, site_dir: Path) -> dict[str, str]:
     """The key of every artefact of round `year` as the build would compute it now (the areas
     `codes`; `site_dir`: the site whose files the pages link to), by the names of the build state."""
-    from .reports import is_synthetic
+    from pipelines.outputs.reports import is_synthetic
 
     synthetic = is_synthetic(warehouse)
     con = warehouse_db.connect(warehouse)
@@ -250,7 +253,7 @@ def input_keys(warehouse: Path, year: int, codes: list[int], renderer: str, site
 def _renderer_version(renderer: str) -> str:
     try:
         if renderer == "quarto":
-            from .render import quarto
+            from pipelines.render import quarto
 
             return f"quarto {quarto.quarto_version()} {digest(quarto.PROJECT_FILE)}"
         import pypandoc
@@ -267,7 +270,7 @@ def _renderer_version(renderer: str) -> str:
 
 
 def _stage_ingest(cfg: BuildConfig, summary: BuildSummary) -> None:
-    from .ingest import ingest_dir
+    from pipelines.ingest.stage import ingest_dir
 
     if not Path(cfg.input_dir).is_dir():
         raise UsageError("--input", f"'{cfg.input_dir}' is not a folder / フォルダではありません")
@@ -303,7 +306,7 @@ def _incremental(cfg: BuildConfig, state: BuildState, summary: BuildSummary, key
 
 def quality_design(warehouse: Path) -> dict | None:
     """The quality page's design-effect section (``indicators.design_report``)."""
-    from .indicators import design_report
+    from pipelines.indicators.stage import design_report
 
     con = warehouse_db.connect(warehouse)
     try:
@@ -316,7 +319,7 @@ def _stage_quality(cfg: BuildConfig, new: Path, state: BuildState, fhash: str, s
     """The quality page, from the validation results stored at ingest where they still fit. Returns
     the results of the files that had to be validated again (e.g. after an upgrade changed the
     suites or validate.py), for `_store_fresh_results`; None when there were none."""
-    from .quality import write_quality_page
+    from pipelines.outputs.quality import write_quality_page
 
     d = _quality_key(fhash)
     made = []
@@ -335,7 +338,7 @@ def _store_fresh_results(cfg: BuildConfig, fresh) -> None:
     validating every file again. Called when the workers are done: the warehouse is opened for
     writing, which DuckDB refuses while another process reads it. A failure only costs the next
     build the same work, so it is logged, not raised."""
-    from .validate import store_results
+    from pipelines.validate.stage import store_results
 
     try:
         con = warehouse_db.connect(cfg.warehouse, write=True)
@@ -365,7 +368,7 @@ def _stage_indicators(cfg: BuildConfig, new: Path, state: BuildState, year: int,
         con.close()
     if not have_rows:
         state.invalidate(key)   # the table was emptied behind the build's back: recompute
-    from .indicators import run_indicators
+    from pipelines.indicators.stage import run_indicators
 
     # The executed notebook, the audit record, is kept in the working folder (runs/), not published.
     outputs = [state.work / publish.RUNS_DIR / f"indicators-{year}.ipynb"]
@@ -379,7 +382,7 @@ def _stage_downloads(cfg: BuildConfig, new: Path, state: BuildState, year: int,
     """indicators.csv|xlsx (every round) and indicators-{y}.csv|xlsx per round, each an artefact of
     its own (``downloads.DOWNLOADS``'s key): a round's files are rewritten only when that round's
     rows (the columns the downloads hold) or the source files its notes list changed."""
-    from .downloads import DICTIONARY_FILE, write_downloads
+    from pipelines.outputs.downloads import DICTIONARY_FILE, write_downloads
 
     con = warehouse_db.connect(cfg.warehouse)
     try:
@@ -400,7 +403,7 @@ def _stage_downloads(cfg: BuildConfig, new: Path, state: BuildState, year: int,
 
 
 def _check_context(warehouse: Path, year: int):
-    from .reports import check_context
+    from pipelines.outputs.reports import check_context
 
     return check_context(warehouse, year)
 
@@ -411,8 +414,8 @@ def _stage_reports(cfg: BuildConfig, new: Path, state: BuildState, year: int, re
     """Execute and render the areas whose inputs changed or whose published files differ from the
     ones recorded (``reports.run_areas``, which also checks each area for disclosure). `checked`
     collects the files the check passed (path -> sha256)."""
-    from .render.common import chart_data_dir
-    from .reports import area_files, is_synthetic, run_areas
+    from pipelines.outputs.reports import area_files, is_synthetic, run_areas
+    from pipelines.render.common import chart_data_dir
 
     checked = {} if checked is None else checked
     codes = [0] + [int(c) for c in prefectures().pref_code] if not cfg.prefs else list(cfg.prefs)
@@ -472,7 +475,7 @@ def _linked_files(new: Path, year: int) -> list[str]:
     names += ["national.html", "national.pdf", "quality/index.html"]
     linked = [n for n in names if (new / n).exists()]   # (a report being written is a .tmp. file)
     # the downloads page lists every download with its size
-    from .site import download_files
+    from pipelines.outputs.site import download_files
 
     return linked + [f"downloads/{name} {size}" for name, size in download_files(new)]
 
@@ -482,7 +485,7 @@ def _stage_site(cfg: BuildConfig, new: Path, state: BuildState, year: int, summa
     """The site pages. The build calls it while the reports run (when they all exist already, as
     after a correction, that is the final version) and again after them, which rewrites the
     pages only if the set of report files they link to changed (a first build)."""
-    from .site import build_site
+    from pipelines.outputs.site import build_site
 
     key = f"site:{year}"
     con = warehouse_db.connect(cfg.warehouse)
@@ -516,7 +519,7 @@ def _stage_disclosure(cfg: BuildConfig, new: Path, work: Path, year: int, summar
     every file that differs from the last checked version (all files with --force), except those
     checked earlier in this build (by the report workers, or the downloads while the reports ran)
     and unchanged since (`checked_now`)."""
-    from .disclosure import check_files
+    from pipelines.disclosure.check import check_files
 
     record = work / publish.CHECKED_FILE   # (a record of the build: kept in the working folder)
     checked = _last_checked(cfg, record)
@@ -548,7 +551,7 @@ def _check_early(cfg: BuildConfig, new: Path, work: Path, year: int, summary: Bu
     """While the reports run: the disclosure check of the downloads and the validation results,
     which are final by now (what changes later is checked again: the final
     check skips only files whose hash is the one checked here)."""
-    from .disclosure import check_files
+    from pipelines.disclosure.check import check_files
 
     before = _last_checked(cfg, work / publish.CHECKED_FILE)
     todo = {rel: h for rel, h in sorted(_file_hashes(new, EARLY_CHECK).items()) if before.get(rel) != h}
@@ -580,7 +583,7 @@ def _last_checked(cfg: BuildConfig, record: Path) -> dict[str, str]:
 
 
 def _checker_key() -> str:
-    from .disclosure import RECORD
+    from pipelines.disclosure.check import RECORD
 
     return keys.key(RECORD, {}, _code_hash())
 
@@ -598,7 +601,7 @@ def _write_checked(record: Path, current: dict[str, str]) -> None:
 
 
 def resolve_renderer(name: str) -> str:
-    from .render import get_renderer, quarto_available
+    from pipelines.render import get_renderer, quarto_available
 
     if name == "quarto" and not quarto_available():
         raise UsageError("--renderer", "quarto is not installed (not on PATH, QUARTO_PATH unset) / "
@@ -613,8 +616,8 @@ def _start_pool(cfg: BuildConfig, renderer: str):
     new_data = _runs(cfg, "ingest") and has_new_inputs(Path(cfg.input_dir), Path(cfg.warehouse))
     pool = None
     if (cfg.force or new_data) and _runs(cfg, "reports"):
-        from .executor import WarmPool
-        from .reports import KERNEL_PRELOAD, warm_renderer
+        from pipelines.engine.kernels import WarmPool
+        from pipelines.outputs.reports import KERNEL_PRELOAD, warm_renderer
 
         areas = len(set(cfg.prefs)) if cfg.prefs else 1 + len(prefectures())
         pool = WarmPool(min(cfg.jobs, areas), warm=warm_renderer if renderer == "pandoc" else None,
@@ -642,7 +645,7 @@ def _run_stages(cfg: BuildConfig, new: Path, state: BuildState, renderer: str, p
     (the areas of ``cfg.prefs``). Returns the round and the results validated again (``_stage_quality``)."""
     from concurrent.futures import ThreadPoolExecutor
 
-    from .site import write_pref_workbooks
+    from pipelines.outputs.site import write_pref_workbooks
 
     if _runs(cfg, "ingest"):
         with progress.stage("ingest + validate / 取り込み・検証"):
@@ -800,6 +803,6 @@ def _build_locked(cfg: BuildConfig, out: Path, renderer: str, summary: BuildSumm
     if fresh is not None:   # the workers are gone: the warehouse can be opened for writing
         _store_fresh_results(cfg, fresh)
     if pool is not None:    # reports ran: keep the chart cache under its size
-        from .chart_cache import prune
+        from pipelines.outputs.chart_cache import prune
 
         prune()

@@ -11,9 +11,9 @@ from typing import Annotated, Optional
 
 import typer
 
-from . import config
-from .errors import TsunagariError, UsageError, check_pref_code, check_year
-from .logs import setup_logging
+from pipelines.domain import config
+from pipelines.domain.errors import TsunagariError, UsageError, check_pref_code, check_year
+from pipelines.io.logs import setup_logging
 
 app = typer.Typer(
     add_completion=False,
@@ -40,12 +40,12 @@ def options(config_file: ConfigOpt = None) -> None:
 
 
 def _use_config(path: Path | None) -> None:
-    """Resolve the run settings (pipelines/config.py) now, from `path` when given: a bad file or
+    """Resolve the run settings (pipelines/domain/config.py) now, from `path` when given: a bad file or
     variable is a usage error before any work. The processes the command starts (validation,
     report workers, kernels, Quarto) get the resolved values through their environment."""
     import os
 
-    from . import config
+    from pipelines.domain import config
 
     os.environ.pop(config.SETTINGS_ENV, None)   # a command resolves its own, never a parent's
     if path is not None:
@@ -58,8 +58,8 @@ def _use_config(path: Path | None) -> None:
 
 def _check_out(out: Path, warehouse: Path | None) -> None:
     """--out of the commands that write into it directly: never the warehouse, the working folder,
-    data/ or the project (pipelines.publish.check_out_location)."""
-    from .publish import check_out_location
+    data/ or the project (pipelines.engine.publish.check_out_location)."""
+    from pipelines.engine.publish import check_out_location
 
     check_out_location(out, warehouse=config.warehouse_path(warehouse))
 
@@ -84,7 +84,8 @@ def build(
     config_file: ConfigOpt = None,
 ) -> None:
     """Run every stage: ingest -> validate -> indicators -> reports -> site."""
-    from . import interrupt, validator
+    from pipelines.engine import interrupt
+    from pipelines.validate import gx_process as validator
 
     if config_file is not None:
         _use_config(config_file)
@@ -95,7 +96,7 @@ def build(
         validator.start()
     interrupt.on_stop(validator.stop, order=10)     # after the report workers (executor.WarmPool)
     interrupt.on_stop(interrupt.kill_children, order=20)   # anything else the build started
-    from .build import run_build
+    from pipelines.build import run_build
 
     if renderer not in ("auto", "quarto", "pandoc"):
         raise UsageError("--renderer", f"'{renderer}' is not one of auto, quarto, pandoc")
@@ -126,7 +127,7 @@ def ingest(
     quiet: QuietOpt = False,
 ) -> None:
     """Load raw files into staging, validate, and commit to the warehouse in one transaction."""
-    from .ingest import ingest_files
+    from pipelines.ingest.stage import ingest_files
 
     setup_logging(quiet=quiet)
     result = ingest_files(paths, config.warehouse_path(warehouse), encoding=encoding, mapping=mapping)
@@ -140,13 +141,13 @@ def validate(
     quiet: QuietOpt = False,
 ) -> None:
     """Run the expectation suites on what is committed and print a summary."""
-    from .quality import write_quality_page
-    from .validate import validate_warehouse
+    from pipelines.outputs.quality import write_quality_page
+    from pipelines.validate.stage import validate_warehouse
 
     setup_logging(quiet=quiet)
     if out is not None:
         _check_out(out, warehouse)
-        from .build import quality_design
+        from pipelines.build import quality_design
 
         report = write_quality_page(config.warehouse_path(warehouse), out / "quality",
                                     design=quality_design(config.warehouse_path(warehouse)))
@@ -163,8 +164,8 @@ def _run_view(stages: tuple[str, ...], year: str, out: Path, warehouse: Path | N
     `stages` run, into the staging folder beside --out, and the result is swapped in only after
     the publish scan and the disclosure check passed, under the build's lock. A published site
     is never rewritten in place."""
-    from . import interrupt
-    from .build import run_build
+    from pipelines.build import run_build
+    from pipelines.engine import interrupt
 
     if renderer not in ("auto", "quarto", "pandoc"):
         raise UsageError("--renderer", f"'{renderer}' is not one of auto, quarto, pandoc")
@@ -179,7 +180,7 @@ def _run_view(stages: tuple[str, ...], year: str, out: Path, warehouse: Path | N
         raise UsageError("--warehouse", f"'{cfg.warehouse}' does not exist / ウェアハウスがありません")
     summary = run_build(cfg)
     if summary.ok and "indicators" in stages:
-        from .publish import RUNS_DIR, resolve_out, work_dir
+        from pipelines.engine.publish import RUNS_DIR, resolve_out, work_dir
 
         record = work_dir(resolve_out(out)) / RUNS_DIR / f"indicators-{cfg.year}.ipynb"
         typer.echo(f"audit record / 監査記録: {record}")
@@ -228,7 +229,7 @@ def rebuild_warehouse(
     quiet: QuietOpt = False,
 ) -> None:
     """Rebuild the warehouse from the raw files recorded in its provenance (sha256-checked)."""
-    from .provenance import rebuild_warehouse as rebuild
+    from pipelines.ingest.provenance import rebuild_warehouse as rebuild
 
     setup_logging(quiet=quiet)
     typer.echo(rebuild(config.warehouse_path(warehouse), mapping=mapping).summary())
@@ -241,7 +242,7 @@ def sample_data(
     rows: Annotated[Optional[int], typer.Option(help="Respondents per national round (default ~11,000)")] = None,
 ) -> None:
     """Write synthetic (合成) input files: national rounds, prefecture surveys, programme data."""
-    from .sample import write_sample
+    from pipelines.ingest.sample import write_sample
 
     paths = write_sample(out, seed=seed, rows=rows)
     for p in paths:
@@ -250,8 +251,8 @@ def sample_data(
 
 def _run() -> int:
     """Run the command; our errors become exit codes 1 (data) and 2 (usage); a stop signal (Ctrl-C,
-    SIGTERM, SIGHUP: pipelines/interrupt.py) exit code 130 with one line on stderr."""
-    from . import interrupt
+    SIGTERM, SIGHUP: pipelines/engine/interrupt.py) exit code 130 with one line on stderr."""
+    from pipelines.engine import interrupt
 
     try:
         # With standalone_mode=False click returns the code of `raise typer.Exit(n)` instead of exiting.
@@ -275,7 +276,7 @@ def _run() -> int:
         if exc.errno not in (errno.ENOSPC, errno.EACCES, errno.EPERM, errno.EROFS):
             raise
         what = {errno.ENOSPC: "disk full / 空き容量不足"}.get(exc.errno, f"{exc.strerror} / アクセスできません")
-        from .logs import display_path
+        from pipelines.io.logs import display_path
 
         typer.echo(f"error: {what}: {display_path(exc.filename) if exc.filename else ''}", err=True)
         return 1
@@ -304,7 +305,7 @@ def _run() -> int:
 
 
 def _interrupted() -> int:
-    from . import interrupt
+    from pipelines.engine import interrupt
 
     interrupt.announce()
     return interrupt.EXIT_CODE
@@ -317,8 +318,8 @@ def _leave(code: int) -> None:
     Other libraries' atexit handlers do not run."""
     import logging
 
-    from . import interrupt
-    from .executor import exit_now
+    from pipelines.engine import interrupt
+    from pipelines.engine.kernels import exit_now
 
     try:
         interrupt.run_exit_actions()
@@ -329,7 +330,7 @@ def _leave(code: int) -> None:
 
 def main() -> None:
     """Entry point (`tsunagari`). An unexpected error propagates with its traceback as usual."""
-    from . import interrupt
+    from pipelines.engine import interrupt
 
     interrupt.install()
     code = _run()

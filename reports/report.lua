@@ -24,10 +24,10 @@ local stringify = pandoc.utils.stringify
 local chart_data_dir = nil
 local is_typst = FORMAT:match("typst") ~= nil
 local is_html = FORMAT:match("html") ~= nil
--- pipelines/charts.py PHONE_MEDIA: the screens that get a chart's phone layout
+-- pipelines/outputs/charts.py PHONE_MEDIA: the screens that get a chart's phone layout
 local PHONE_MEDIA = "(max-width: 640px)"
 
--- The `text` colours of pipelines/conventions.py (WCAG AA on white), as in report.css;
+-- The `text` colours of pipelines/domain/conventions.py (WCAG AA on white), as in report.css;
 -- tests/test_conventions.py checks that the three agree.
 local COLOURS = {
   ["cmp-better"] = "#005A8C", ["cmp-worse"] = "#A33F00", ["cmp-similar"] = "#595959",

@@ -46,7 +46,7 @@ def environment() -> dict[str, str]:
     import plotnine
     from matplotlib import font_manager
 
-    from pipelines import charts
+    from pipelines.outputs import charts
 
     family = charts.font_family()
     font = font_manager.findfont(font_manager.FontProperties(family=family), fallback_to_default=False)

@@ -22,7 +22,7 @@ def built_reports(tmp_path_factory):
     """The reports stage run once per session on the fixture warehouse (tests/fixtures_reports.py):
     Tokyo, Tottori (the smallest sample) and national, HTML and PDF (the built-in renderer).
     Returns (result, site folder, warehouse). test_reports.py and test_pdf_structure.py read it."""
-    from pipelines.reports import run_reports
+    from pipelines.outputs.reports import run_reports
     from tests.fixtures_reports import build_fixture_warehouse
 
     root = tmp_path_factory.mktemp("reports")
@@ -63,8 +63,8 @@ def browser():
 def built_site(tmp_path_factory) -> Path:
     """A real build on the sample data: national, Tokyo and Tottori reports, every site page."""
     from pipelines.build import run_build
-    from pipelines.config import BuildConfig
-    from pipelines.sample import write_sample
+    from pipelines.domain.config import BuildConfig
+    from pipelines.ingest.sample import write_sample
 
     root = tmp_path_factory.mktemp("site")
     write_sample(root / "in", rows=4000)

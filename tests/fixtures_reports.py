@@ -17,8 +17,8 @@ import duckdb
 import numpy as np
 import pandas as pd
 
-from pipelines import config, schema
-from pipelines.reference import prefectures
+from pipelines.domain import config, schema
+from pipelines.domain.reference import prefectures
 
 # Plausible levels of the fixture rows by indicator (others: 20% for a share, 10 for a rate,
 # 0.5 for a flag). The indicators themselves come from the real catalogue (no copy here).
@@ -72,8 +72,8 @@ def _change(p1, n1, p0, n0) -> str:
 
 
 def catalogue():
-    """The real catalogue (pipelines.catalogue.load_catalogue, or TSUNAGARI_CATALOGUE when set)."""
-    from pipelines.catalogue import load_catalogue
+    """The real catalogue (pipelines.domain.catalogue.load_catalogue, or TSUNAGARI_CATALOGUE when set)."""
+    from pipelines.domain.catalogue import load_catalogue
 
     return load_catalogue()
 

@@ -16,8 +16,8 @@ import duckdb
 import numpy as np
 import pandas as pd
 
-from pipelines import schema
-from pipelines.reference import pref_slug, prefectures
+from pipelines.domain import schema
+from pipelines.domain.reference import pref_slug, prefectures
 
 # Plausible national levels of the fixture rows (other indicators: 10 + 5 x their catalogue position).
 BASE_VALUES = {"lonely_often_always": 4.7, "lonely_any": 39.0, "ucla_10_12": 7.0, "no_contact_inperson": 9.5,
@@ -28,8 +28,8 @@ FORMULA_NOTE = '=HYPERLINK("http://example.invalid","x")'
 
 
 def catalogue():
-    """The real catalogue (pipelines.catalogue.load_catalogue, or TSUNAGARI_CATALOGUE when set)."""
-    from pipelines.catalogue import load_catalogue
+    """The real catalogue (pipelines.domain.catalogue.load_catalogue, or TSUNAGARI_CATALOGUE when set)."""
+    from pipelines.domain.catalogue import load_catalogue
 
     return load_catalogue()
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import duckdb
 import pandas as pd
 
-from pipelines import schema
+from pipelines.domain import schema
 
 # Contract column -> Japanese header (as the sample-data writer uses them).
 JA_HEADERS = {

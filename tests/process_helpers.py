@@ -1,5 +1,5 @@
 """Finding the processes a test started, by their traces in /proc (through psutil, independently of
-pipelines.interrupt, which the tests check)."""
+pipelines.engine.interrupt, which the tests check)."""
 
 from __future__ import annotations
 

@@ -12,7 +12,7 @@ order, one main landmark, no content outside landmarks) must pass too.
 axe leaves some colour-contrast checks undecided ("incomplete"): text on a background gradient (the
 hatched 非表示 tiles and legend swatch). The test decides those itself from the computed styles: the
 text colour against every colour of the gradient and the background below it, at WCAG's thresholds
-(4.5:1, or 3:1 for large text), with pipelines.conventions.contrast_ratio. A check that neither axe
+(4.5:1, or 3:1 for large text), with pipelines.domain.conventions.contrast_ratio. A check that neither axe
 nor the test can decide fails.
 
 Needs Chromium (Debian package `chromium`; CHROMIUM names another binary) and the `playwright`
@@ -28,7 +28,7 @@ from pathlib import Path
 import pytest
 from browser_helpers import chromium_path
 
-from pipelines import conventions
+from pipelines.domain import conventions
 
 pytestmark = pytest.mark.browser
 
@@ -266,7 +266,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 class TestEveryConventionInTheShippedStylesheets:
     """A built report shows only the comparison results its data has: every class of
-    pipelines.conventions is shown here, styled by the shipped report.css and site.css, in the
+    pipelines.domain.conventions is shown here, styled by the shipped report.css and site.css, in the
     places the pages use them (text, a zebra table row; badge, legend swatch, tile)."""
 
     def page(self, tmp_path: Path, css: Path, body: str) -> Path:
@@ -308,7 +308,7 @@ class TestEveryConventionInTheShippedStylesheets:
                         f'<span class="tile-val" aria-hidden="true">12.3%</span></a></li>' for k, s in items)
         body = (f'<p>{badges}</p><ul class="legend">{legend}</ul>'
                 f'<ul class="tilemap" aria-label="タイル">{tiles}</ul>')
-        self.check(browser, self.page(tmp_path, ROOT / "pipelines" / "templates" / "site.css", body),
+        self.check(browser, self.page(tmp_path, ROOT / "pipelines" / "outputs" / "templates" / "site.css", body),
                    [f"cmp-{k}" for k, _ in items])
 
 
@@ -375,7 +375,7 @@ def test_index_figure_holds_no_list_directly(browser, tmp_path: Path):
     element figure in this context'. The map's figure now holds one block and its caption."""
     from fixtures_site import build_site_warehouse, write_placeholder_outputs
 
-    from pipelines.site import build_site
+    from pipelines.outputs.site import build_site
 
     wh = build_site_warehouse(tmp_path / "wh.duckdb", year=2024)
     out = tmp_path / "_site"
@@ -413,7 +413,7 @@ def chart_min_text_px(src: str) -> float:
 
     from PIL import Image
 
-    from pipelines import charts
+    from pipelines.outputs import charts
 
     assert src.startswith("data:image/png;base64,"), src[:40]
     img = Image.open(io.BytesIO(base64.b64decode(src.split(",", 1)[1])))
@@ -438,6 +438,6 @@ def test_chart_text_is_at_least_9_css_px(browser, built_site: Path, width: int):
             assert css_px >= 9.0, (rel, width, c["alt"][:40], round(css_px, 2))
             assert len(c["alt"]) > 10
             if width == 390:
-                from pipelines import charts
+                from pipelines.outputs import charts
 
                 assert c["natural"] == round(charts.PHONE_WIDTH * charts.PHONE_DPI), (rel, c["alt"][:40])

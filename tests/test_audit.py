@@ -16,9 +16,9 @@ import pytest
 from scipy.optimize import linprog
 from test_indicators import create_tables, insert_rows
 
-from pipelines import audit, schema, stats
-from pipelines.audit import audit_published, intervals, protect, suppression_groups
-from pipelines.indicators import compute_indicators
+from pipelines.domain import audit, schema, stats
+from pipelines.domain.audit import audit_published, intervals, protect, suppression_groups
+from pipelines.indicators.stage import compute_indicators
 
 NAT = [f"age={b}" for b in schema.AGE_BANDS]
 UK = [f"uk_age={b}" for b in schema.UK_AGE_BANDS]

@@ -26,9 +26,9 @@ import pytest
 from bad_inputs.make import make, programme_rows, survey_rows, write_csv
 from ingest_helpers import snapshot
 
-from pipelines import schema
-from pipelines.errors import DataError
-from pipelines.ingest import ingest_files
+from pipelines.domain import schema
+from pipelines.domain.errors import DataError
+from pipelines.ingest.stage import ingest_files
 
 NEXT_YEAR = datetime.now().year + 1
 ENC = "check --encoding (leave it out to detect UTF-8/CP932) / --encoding の指定を確認してください（省略すると自動判別します）"
@@ -331,7 +331,7 @@ def test_same_file_ingested_twice_is_a_no_op(tmp_path: Path, baseline) -> None:
 
 
 def test_row_guard_default_is_generous() -> None:
-    from pipelines.ingest import DEFAULT_MAX_INPUT_ROWS, max_input_rows
+    from pipelines.ingest.stage import DEFAULT_MAX_INPUT_ROWS, max_input_rows
 
     assert DEFAULT_MAX_INPUT_ROWS == 20_000_000
     assert max_input_rows() == int(os.environ.get("TSUNAGARI_MAX_INPUT_ROWS", DEFAULT_MAX_INPUT_ROWS))
@@ -364,8 +364,8 @@ def tree(d: Path) -> dict[str, str]:
 def published(tmp_path_factory):
     """A small sample input folder built and published once (Tottori only)."""
     from pipelines.build import run_build
-    from pipelines.config import BuildConfig
-    from pipelines.sample import write_sample
+    from pipelines.domain.config import BuildConfig
+    from pipelines.ingest.sample import write_sample
 
     root = tmp_path_factory.mktemp("build")
     inp = root / "input"
@@ -444,7 +444,7 @@ def test_a_cell_carried_by_one_respondent_is_suppressed(tmp_path: Path) -> None:
     """Weights inside the file limits (ratio 45 <= 50, file n_eff/n 52% >= 25%), but Osaka's 40
     respondents include one weighted 45: n = 40 >= 30, n_eff = 84²/2,064 = 3.4. Suppressed, like a
     base under 30; no published cell has n_eff under 30 or missing."""
-    from pipelines.indicators import compute_indicators
+    from pipelines.indicators.stage import compute_indicators
 
     rows = survey_rows(n=2000, seed=5)
     for i, r in enumerate(rows):
@@ -472,7 +472,7 @@ def test_latest_round_after_next_year_is_not_picked(tmp_path: Path) -> None:
     """A warehouse that already holds a national round after next year (loaded before ingest refused
     it): the build does not take it as the latest round; --year must be given."""
     from pipelines.build import latest_year
-    from pipelines.errors import UsageError
+    from pipelines.domain.errors import UsageError
 
     wh = tmp_path / "warehouse.duckdb"
     ingest_files([write_csv(tmp_path / "in" / "national-2024.csv", survey_rows())], wh)

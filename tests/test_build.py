@@ -16,8 +16,8 @@ import pandas as pd
 import pytest
 
 from pipelines.build import run_build
-from pipelines.config import BuildConfig
-from pipelines.sample import write_sample
+from pipelines.domain.config import BuildConfig
+from pipelines.ingest.sample import write_sample
 from tests.fixtures_reports import fork_report
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -194,7 +194,7 @@ class TestUsage:
         assert "--renderer: 'word' is not one of auto, quarto, pandoc" in proc.stderr
 
     def test_second_build_on_the_same_output_is_refused(self, tmp_path: Path) -> None:
-        from pipelines.publish import BuildLockedError, build_lock
+        from pipelines.engine.publish import BuildLockedError, build_lock
 
         with build_lock(tmp_path / "site"):
             with pytest.raises(BuildLockedError, match="another build is writing"):
@@ -204,7 +204,7 @@ class TestUsage:
 
 class TestDisclosureGate:
     def test_a_disclosure_finding_stops_publication(self, tmp_path: Path, small_input: Path, monkeypatch) -> None:
-        from pipelines import disclosure
+        from pipelines.disclosure import check as disclosure
 
         cfg = _cfg(tmp_path, small_input, prefs=[31])
         assert run_build(cfg).ok

@@ -1,4 +1,4 @@
-"""pipelines/catalogue.py: one Indicator model, checked, cached by file key; and a new catalogue
+"""pipelines/domain/catalogue.py: one Indicator model, checked, cached by file key; and a new catalogue
 entry reaches the report section, the site and the downloads with no code changed."""
 
 from __future__ import annotations
@@ -11,10 +11,10 @@ import duckdb
 import nbformat
 import pytest
 
-from pipelines import catalogue as catalogue_mod
-from pipelines import config
-from pipelines.catalogue import PILLARS, load_catalogue
-from pipelines.errors import DataError
+from pipelines.domain import catalogue as catalogue_mod
+from pipelines.domain import config
+from pipelines.domain.catalogue import PILLARS, load_catalogue
+from pipelines.domain.errors import DataError
 
 NEW_ENTRY = """
   - id: has_reliable_person
@@ -88,7 +88,7 @@ class TestLoadCatalogue:
 @pytest.fixture(scope="module")
 def extended(tmp_path_factory):
     """A warehouse computed with a copy of the catalogue that has one more entry."""
-    from pipelines.indicators import compute_indicators, write_indicators
+    from pipelines.indicators.stage import compute_indicators, write_indicators
     from tests.test_indicators import create_tables, generate_programme, generate_round
 
     root = tmp_path_factory.mktemp("catalogue")
@@ -116,7 +116,7 @@ class TestNewEntryNeedsNoCode:
     NAME = "困った時に頼れる人が「いる」人の割合（テスト追加）"
 
     def test_in_its_report_section(self, extended):
-        from pipelines.execute import execute_notebook
+        from pipelines.engine.notebook import execute_notebook
 
         root, wh = extended
         out = root / "executed.ipynb"
@@ -133,7 +133,7 @@ class TestNewEntryNeedsNoCode:
         assert row.startswith("| 相談・支援 |")
 
     def test_on_the_site(self, extended):
-        from pipelines.site import build_site
+        from pipelines.outputs.site import build_site
 
         root, wh = extended
         site = root / "_site"
@@ -142,7 +142,7 @@ class TestNewEntryNeedsNoCode:
         assert self.NAME in (site / "index.html").read_text(encoding="utf-8")
 
     def test_in_the_downloads(self, extended):
-        from pipelines.downloads import write_indicator_downloads
+        from pipelines.outputs.downloads import write_indicator_downloads
 
         root, wh = extended
         con = duckdb.connect(str(wh), read_only=True)

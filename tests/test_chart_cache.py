@@ -1,4 +1,4 @@
-"""Tests of pipelines/chart_cache.py: the key of a drawn chart changes with everything that decides
+"""Tests of pipelines/outputs/chart_cache.py: the key of a drawn chart changes with everything that decides
 its pixels (data, specification, theme, size, rcParams) and with nothing else (the same chart in
 another process, with another string hashing, has the same key); a chart whose mapping reads a
 notebook variable is never cached; a cached chart has the bytes of a fresh drawing; a damaged
@@ -19,8 +19,8 @@ import pytest
 from PIL import Image
 from plotnine import aes, facet_wrap, geom_point, ggplot, labs, theme
 
-from pipelines import chart_cache, charts
-from pipelines.report_data import load_report_data
+from pipelines.outputs import chart_cache, charts
+from pipelines.outputs.report_data import load_report_data
 from tests.fixtures_reports import build_fixture_warehouse
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -1,5 +1,5 @@
-"""Unit tests of pipelines/charts.py (plotnine): each chart function returns a ggplot a notebook cell
-can extend, drawn from the frames pipelines.report_data gives for a real fixture warehouse; the PNG
+"""Unit tests of pipelines/outputs/charts.py (plotnine): each chart function returns a ggplot a notebook cell
+can extend, drawn from the frames pipelines.outputs.report_data gives for a real fixture warehouse; the PNG
 it gives (decoded with Pillow: size at 120 dpi, the conventions' colours), the alt text passed
 through `show`, one shared theme with the Japanese font, no missing glyph, identical bytes twice,
 nothing kept alive; and the Japanese label wrapping."""
@@ -19,8 +19,9 @@ import pytest
 from PIL import Image
 from plotnine import facet_wrap, ggplot, labs
 
-from pipelines import charts, conventions
-from pipelines.report_data import load_report_data
+from pipelines.domain import conventions
+from pipelines.outputs import charts
+from pipelines.outputs.report_data import load_report_data
 from tests.fixtures_reports import build_fixture_warehouse
 
 BLUE = (0x00, 0x72, 0xB2)
@@ -32,7 +33,7 @@ VERMILLION = (0xD5, 0x5E, 0x00)
 @pytest.fixture(autouse=True)
 def draw_every_chart(monkeypatch):
     """These tests look at what drawing does (warnings, figures, bytes): no chart from the cache
-    (pipelines/chart_cache.py has its own tests)."""
+    (pipelines/outputs/chart_cache.py has its own tests)."""
     monkeypatch.setenv("TSUNAGARI_CHART_CACHE", "0")
 
 

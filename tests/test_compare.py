@@ -24,7 +24,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from pipelines import conventions, site
+from pipelines.domain import conventions
+from pipelines.outputs import site
 
 YEAR = 2024
 

@@ -1,4 +1,4 @@
-"""pipelines/conventions.py: WCAG 2 contrast computed, and the static CSS / Lua / site files use
+"""pipelines/domain/conventions.py: WCAG 2 contrast computed, and the static CSS / Lua / site files use
 exactly the module's colours and symbols (a fork that edits one of them is told here)."""
 
 from __future__ import annotations
@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from pipelines import conventions, site
-from pipelines.conventions import CHANGE, COMPARISON, contrast_ratio, relative_luminance
+from pipelines.domain import conventions
+from pipelines.domain.conventions import CHANGE, COMPARISON, contrast_ratio, relative_luminance
+from pipelines.outputs import site
 
 ROOT = Path(__file__).resolve().parents[1]
 AA_TEXT = 4.5
@@ -69,7 +70,7 @@ class TestStaticFilesAgree:
         assert found == {**_css_colours(css, "cmp"), **_css_colours(css, "chg")}
 
     def test_site_css_tiles_and_badges(self):
-        css = (ROOT / "pipelines" / "templates" / "site.css").read_text(encoding="utf-8")
+        css = (ROOT / "pipelines" / "outputs" / "templates" / "site.css").read_text(encoding="utf-8")
         for key, style in COMPARISON.items():
             rule = re.search(rf"\.cmp-{key} \{{([^}}]*)\}}", css).group(1)
             colours = [c.upper() for c in re.findall(r"#[0-9A-Fa-f]{6}|#[0-9A-Fa-f]{3}\b", rule)]

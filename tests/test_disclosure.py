@@ -20,10 +20,12 @@ import pandas as pd
 import pytest
 from test_indicators import create_tables, insert_rows, varied
 
-from pipelines import audit, disclosure, xlsx
-from pipelines.disclosure import check_published, microdata_dumps
-from pipelines.downloads import HEADER_JA, write_download_csv, write_indicator_downloads
-from pipelines.indicators import compute_indicators, write_indicators
+from pipelines.disclosure import check as disclosure
+from pipelines.disclosure.check import check_published, microdata_dumps
+from pipelines.domain import audit
+from pipelines.indicators.stage import compute_indicators, write_indicators
+from pipelines.io import xlsx
+from pipelines.outputs.downloads import HEADER_JA, write_download_csv, write_indicator_downloads
 
 IND = "lonely_often_always"
 
@@ -192,8 +194,8 @@ def test_the_two_header_rows_are_read_in_every_download(tiny, tmp_path):
     """The check reads the row of codes as the header of every table that has one (CSV, the data
     sheets, the dictionary); a sheet without one (the notes) keeps its first row; and a tampered
     workbook sheet is found in its sheet rows (row 1 Japanese, row 2 codes, data from row 3)."""
-    from pipelines.disclosure import _frame
-    from pipelines.xlsx import read_sheets
+    from pipelines.disclosure.check import _frame
+    from pipelines.io.xlsx import read_sheets
 
     site = _site(tmp_path, tiny)
     assert check_published(site, tiny) == []
@@ -206,8 +208,8 @@ def test_the_two_header_rows_are_read_in_every_download(tiny, tmp_path):
     # a value in a suppressed row of the data sheet: found, named by its sheet row
     path = site / "downloads" / "indicators-2024.xlsx"
     k = data.index[(data.area_code == "31") & (data.indicator_id == IND) & (data.breakdown == "sex=2")][0]
-    from pipelines.downloads import frame_sheet
-    from pipelines.xlsx import write_workbook
+    from pipelines.io.xlsx import write_workbook
+    from pipelines.outputs.downloads import frame_sheet
 
     table = data.copy()
     table.loc[k, "value"] = "100.0"
@@ -297,8 +299,8 @@ def _pandoc() -> str:
 
 def _report_html(warehouse: Path, path: Path, tamper: bool = False) -> None:
     """The breakdown table of the report notebook (reports.breakdown_table), rendered by pandoc."""
-    from pipelines import schema
-    from pipelines.reports import breakdown_table, headline_table, load_report_data
+    from pipelines.domain import schema
+    from pipelines.outputs.reports import breakdown_table, headline_table, load_report_data
 
     R = load_report_data(warehouse, 2024, 31)
     md = headline_table(R) + "\n\n" + breakdown_table(R, IND, "sex", {"1": "男性", "2": "女性"}) + "\n\n" \
@@ -364,8 +366,8 @@ def test_the_audit_is_used_by_the_check(tiny, tmp_path, monkeypatch):
 def test_a_tampered_uk_age_table_is_caught(tiny, tmp_path):
     """Only the UK-comparable indicators have uk_age rows: the table's indicator is found among
     those (an indicator without the rows no longer matches the table vacuously)."""
-    from pipelines import schema
-    from pipelines.reports import breakdown_table, load_report_data
+    from pipelines.domain import schema
+    from pipelines.outputs.reports import breakdown_table, load_report_data
 
     site = _site(tmp_path, tiny)
     R = load_report_data(tiny, 2024, 31)
@@ -444,7 +446,7 @@ def test_fast_xlsx_reader_on_published_workbooks_and_malformed_xml(tiny, tmp_pat
     import xml.etree.ElementTree as ET
 
     site = _site(tmp_path, tiny)
-    from pipelines.site import build_site
+    from pipelines.outputs.site import build_site
 
     build_site(2024, tiny, site)
     books = sorted(site.glob("downloads/*.xlsx"))
@@ -462,7 +464,7 @@ def test_check_files_is_check_published_with_a_picklable_context(tiny, tmp_path)
     import pickle
 
     site = _site(tmp_path, tiny)
-    from pipelines.site import build_site
+    from pipelines.outputs.site import build_site
 
     build_site(2024, tiny, site)
     _report_html(tiny, site / "prefectures" / "31-tottori.html", tamper=True)

@@ -31,12 +31,12 @@ import pandas as pd
 import pytest
 from openpyxl import load_workbook
 
-from pipelines import downloads as dl
-from pipelines import schema
 from pipelines.build import run_build
-from pipelines.config import BuildConfig
-from pipelines.sample import write_sample
-from pipelines.site import download_files, fmt_size
+from pipelines.domain import schema
+from pipelines.domain.config import BuildConfig
+from pipelines.ingest.sample import write_sample
+from pipelines.outputs import downloads as dl
+from pipelines.outputs.site import download_files, fmt_size
 
 YEAR = 2024
 SOFFICE = shutil.which("soffice") or shutil.which("libreoffice")

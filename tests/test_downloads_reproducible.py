@@ -2,7 +2,7 @@
 
 Every download row that carries a label also carries what it was tested against (the reference
 value and its effective size, the difference with its 95% interval, Fisher's p where Fisher decided,
-the method), and the label follows again from the row alone with ``pipelines.stats``. A change
+the method), and the label follows again from the row alone with ``pipelines.domain.stats``. A change
 across a source break is shown, not tested. Published figures are rounded (shares to 0.1 point),
 the warehouse keeps full precision; a 0% / 100% share on a base under 100 is a reference value with its interval; the
 disclosure gate passes the rounded files and still catches a leak in them.
@@ -18,12 +18,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipelines import audit, config, schema, stats
-from pipelines.catalogue import load_catalogue
-from pipelines.disclosure import check_published
-from pipelines.downloads import published_n, published_share, write_download_csv, write_downloads
-from pipelines.indicators import EXTREME_NOTE, update_indicators
-from pipelines.ingest import ingest_files
+from pipelines.disclosure.check import check_published
+from pipelines.domain import audit, config, schema, stats
+from pipelines.domain.catalogue import load_catalogue
+from pipelines.indicators.stage import EXTREME_NOTE, update_indicators
+from pipelines.ingest.stage import ingest_files
+from pipelines.outputs.downloads import published_n, published_share, write_download_csv, write_downloads
 
 TESTED = schema.TESTED_AGAINST_COLUMNS
 CMP_COLS = ["reference_value", "reference_n_effective", "difference", "difference_lower_ci95",
@@ -98,7 +98,7 @@ def test_every_labelled_row_carries_its_reference_and_difference_interval(sample
 
 def test_labels_are_recomputed_from_the_download_rows_alone(sample):
     """value, n_effective, reference_value, reference_n_effective (previous_value,
-    previous_n_effective) and the method give the published label with pipelines.stats."""
+    previous_n_effective) and the method give the published label with pipelines.domain.stats."""
     _, site = sample
     df = _csv(site)
     polarity = {i.id: i.polarity for i in load_catalogue()}
@@ -138,7 +138,7 @@ def test_per_round_and_per_prefecture_files_carry_the_same_columns(sample):
     assert len(m) == len(one)
     for c in TESTED:
         assert ((m[c] == m[c + "_all"]) | (m[c].isna() & m[c + "_all"].isna())).all(), c
-    from pipelines import site as site_mod
+    from pipelines.outputs import site as site_mod
 
     cat = {i.id: i for i in load_catalogue()}
     (ja, codes), rows = site_mod.xlsx_rows(_warehouse(wh).query("year == 2024 and area_code == '27'"), cat)
@@ -209,7 +209,7 @@ def test_a_change_across_a_source_break_is_shown_not_tested(sample):
         assert row.source_changed and row.change_method == "source_break"
         assert row.change_vs_previous == "not_compared" and not np.isnan(row.previous_value)
     assert "source_break" in stats.METHOD_DESCRIPTIONS
-    from pipelines.report_data import fmt_change
+    from pipelines.outputs.report_data import fmt_change
 
     assert "出典変更" in fmt_change(row.to_dict())
 
@@ -320,7 +320,7 @@ def test_the_report_check_reads_the_trend_table_by_round(sample):
     """A trend table (one column per round) is checked in the column of the round checked: an
     earlier round's published value beside this round's suppressed one is not a finding, a number
     in this round's column is. (Tottori's 2024 total is marked suppressed in the check's context.)"""
-    from pipelines import disclosure
+    from pipelines.disclosure import check as disclosure
 
     wh, _ = sample
     ctx = disclosure.make_context(wh, year=2024)

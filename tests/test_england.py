@@ -16,8 +16,16 @@ import nbformat
 import pandas as pd
 import pytest
 
-from pipelines import charts, config
-from pipelines.report_data import UK_LABEL, _read_uk, choose_uk_year, closest_uk_year, load_report_data, uk_reason
+from pipelines.domain import config
+from pipelines.outputs import charts
+from pipelines.outputs.report_data import (
+    UK_LABEL,
+    _read_uk,
+    choose_uk_year,
+    closest_uk_year,
+    load_report_data,
+    uk_reason,
+)
 from tests.fixtures_reports import build_fixture_warehouse
 
 YEAR = 2024
@@ -160,7 +168,7 @@ def md_rows(md: str, column: str) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def executed(wh, tmp_path_factory):
-    from pipelines.execute import execute_notebook
+    from pipelines.engine.notebook import execute_notebook
 
     out = tmp_path_factory.mktemp("england-nb")
     notebooks = {}

@@ -1,4 +1,4 @@
-"""The evaluation layer (pipelines.evaluation): Holm's adjustment, p-values consistent with the tests
+"""The evaluation layer (pipelines.domain.evaluation): Holm's adjustment, p-values consistent with the tests
 that label, the national progress table from a baseline, and the words 改善/悪化/変化なし."""
 
 from __future__ import annotations
@@ -9,11 +9,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipelines import config, stats
-from pipelines.catalogue import catalogue_by_id, parse_catalogue
-from pipelines.conventions import change_words
-from pipelines.errors import DataError
-from pipelines.evaluation import difference_p_value, holm, key_points, progress_table
+from pipelines.domain import config, stats
+from pipelines.domain.catalogue import catalogue_by_id, parse_catalogue
+from pipelines.domain.conventions import change_words
+from pipelines.domain.errors import DataError
+from pipelines.domain.evaluation import difference_p_value, holm, key_points, progress_table
 
 
 def test_holm_equals_statsmodels():

@@ -1,4 +1,4 @@
-"""Warm-kernel papermill execution (pipelines/executor.py) on real kernels."""
+"""Warm-kernel papermill execution (pipelines/engine/kernels.py) on real kernels."""
 
 from __future__ import annotations
 
@@ -15,8 +15,8 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from pipelines import config
-from pipelines.executor import (
+from pipelines.domain import config
+from pipelines.engine.kernels import (
     Task,
     WarmKernel,
     WarmPool,
@@ -344,7 +344,7 @@ class TestDyingWithTheStarter:
 
 
 def test_the_private_jupyter_client_names_the_warm_kernel_relies_on_still_exist():
-    """pipelines/executor.py overrides or calls three private names of jupyter_client (pinned to
+    """pipelines/engine/kernels.py overrides or calls three private names of jupyter_client (pinned to
     major version 8 in pyproject.toml): an upgrade that drops one must fail here, not in a build."""
     from jupyter_client.blocking.client import BlockingKernelClient
     from jupyter_client.manager import AsyncKernelManager, KernelManager
@@ -361,8 +361,8 @@ def test_pool_workers_are_found_by_their_environment_not_by_private_executor_sta
     import os
     import time
 
-    from pipelines import interrupt
-    from pipelines.executor import POOL_ENV, WarmPool
+    from pipelines.engine import interrupt
+    from pipelines.engine.kernels import POOL_ENV, WarmPool
 
     pool = WarmPool(jobs=2)
     try:
@@ -380,8 +380,8 @@ def test_pool_workers_are_found_by_their_environment_not_by_private_executor_sta
 def test_the_pool_variable_does_not_change_the_code_fingerprint(monkeypatch):
     """A worker inherits POOL_ENV, which names a new folder every build: the fingerprint (and so
     every round's input key) must not depend on it, or one corrected file rebuilds every round."""
-    from pipelines import fingerprint
-    from pipelines.executor import POOL_ENV
+    from pipelines.engine import fingerprint
+    from pipelines.engine.kernels import POOL_ENV
 
     monkeypatch.delenv(POOL_ENV, raising=False)
     before = fingerprint.compute()

@@ -14,7 +14,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from pipelines import config
+from pipelines.domain import config
 from tests.fixtures_reports import build_fixture_warehouse
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -53,7 +53,7 @@ def warehouse(tmp_path_factory):
 
 @pytest.mark.slow
 def test_theme_and_facet_edits_change_the_figures(tmp_path, warehouse):
-    from pipelines.execute import execute_notebook
+    from pipelines.engine.notebook import execute_notebook
 
     params = {"year": 2024, "pref_code": 13, "warehouse": str(warehouse)}
     original = execute_notebook(config.REPORTS_DIR / "report.ipynb", tmp_path / "original.ipynb", params,

@@ -1,4 +1,4 @@
-"""pipelines/formatting.py: the report's and the site's texts of a value, and that the stages take
+"""pipelines/domain/formatting.py: the report's and the site's texts of a value, and that the stages take
 them from there (the disclosure check compares pages with the texts the reports would show)."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from pipelines import formatting as fm
+from pipelines.domain import formatting as fm
 
 PKG = Path(__file__).resolve().parents[1] / "pipelines"
 
@@ -58,7 +58,7 @@ def test_stages_take_value_formatters_from_formatting():
             continue
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
             if isinstance(node, ast.ImportFrom) and (node.module or "").lstrip(".") not in ("formatting",
-                                                                                            "pipelines.formatting"):
+                                                                                            "pipelines.domain.formatting"):
                 bad += [f"{path.name}: {a.name} from {node.module}" for a in node.names
                         if a.name.startswith("fmt_") or a.name in ("md_escape", "MdText")]
     assert bad == []

@@ -19,10 +19,9 @@ import pytest
 import yaml
 from statsmodels.stats.proportion import proportion_confint
 
-from pipelines import config, schema, stats
-from pipelines.downloads import published_n, published_share, write_downloads
-from pipelines.errors import DataError, UsageError
-from pipelines.indicators import (
+from pipelines.domain import config, schema, stats
+from pipelines.domain.errors import DataError, UsageError
+from pipelines.indicators.stage import (
     AREA_CODES,
     BREAKDOWNS_COMMON,
     BREAKDOWNS_UK,
@@ -31,6 +30,7 @@ from pipelines.indicators import (
     run_indicators,
     write_indicators,
 )
+from pipelines.outputs.downloads import published_n, published_share, write_downloads
 
 COLS = ["survey_id", "survey_year", "survey_kind", "respondent_id", "pref_code", "sex", "age",
         "age_band", "uk_age_band", "household_single", "weight", "q_loneliness", "q_ucla_1",
@@ -499,7 +499,7 @@ class TestComparisonAndChange:
 
 class TestEveryRound:
     def test_all_rounds_in_one_pass_and_incremental(self, two_rounds, tmp_path):
-        from pipelines.indicators import round_keys, update_indicators
+        from pipelines.indicators.stage import round_keys, update_indicators
 
         path = tmp_path / "wh.duckdb"
         path.write_bytes(two_rounds.read_bytes())
@@ -530,7 +530,7 @@ class TestEveryRound:
         con.close()
 
     def test_older_table_layout_is_recreated(self, two_rounds, tmp_path):
-        from pipelines.indicators import update_indicators
+        from pipelines.indicators.stage import update_indicators
 
         path = tmp_path / "wh.duckdb"
         path.write_bytes(two_rounds.read_bytes())
@@ -543,7 +543,7 @@ class TestEveryRound:
         con.close()
 
     def test_programme_every_fiscal_year(self, two_rounds, tmp_path):
-        from pipelines.indicators import rounds, update_indicators
+        from pipelines.indicators.stage import rounds, update_indicators
 
         path = tmp_path / "wh.duckdb"
         path.write_bytes(two_rounds.read_bytes())
@@ -690,7 +690,7 @@ def test_notebook_run_writes_table_audit_record_and_downloads(two_rounds, tmp_pa
     assert "0.8723" in notes["16歳以上人口 / population 16+"]
     assert notes["設計効果の設定 / design effects in force"].startswith("標本設計（列 stratum・psu）のある調査は、テイラー線形化")
     assert f"既定値 {config.DEFAULT_DEFF:g}" in notes["設計効果の設定 / design effects in force"]
-    from pipelines import method_statement
+    from pipelines.domain import method_statement
 
     assert notes["設計効果 / Design effect"].startswith(method_statement.text("design_effect"))
     cmp = notes["全国との比較 / Comparison with national"]
@@ -731,7 +731,7 @@ def _outputs(nb: dict) -> str:
 
 def _record_findings(wh: Path, site: Path) -> list:
     """The published site's disclosure check of ``site/runs/indicators-2024.ipynb``."""
-    from pipelines.disclosure import check_files, make_context
+    from pipelines.disclosure.check import check_files, make_context
 
     return check_files(site, ["runs/indicators-2024.ipynb"], make_context(wh, site, 2024))
 
@@ -798,7 +798,7 @@ class TestStageWrite:
     def test_stage_writes_what_update_indicators_writes(self, two_rounds, tmp_path):
         """The notebook as the stage (computed in its kernel, written by write_rounds) and
         update_indicators in this process leave the same tables, keys included."""
-        from pipelines.indicators import update_indicators
+        from pipelines.indicators.stage import update_indicators
 
         a, b = tmp_path / "a.duckdb", tmp_path / "b.duckdb"
         a.write_bytes(two_rounds.read_bytes())
@@ -815,7 +815,7 @@ class TestStageWrite:
         cb.close()
 
     def test_a_warehouse_changed_since_the_plan_is_not_written(self, two_rounds, tmp_path):
-        from pipelines.indicators import compute_rounds, plan_rounds, store_rounds
+        from pipelines.indicators.stage import compute_rounds, plan_rounds, store_rounds
 
         wh = tmp_path / "wh.duckdb"
         wh.write_bytes(two_rounds.read_bytes())
@@ -835,7 +835,7 @@ class TestStageWrite:
         con.close()
 
     def test_plan_reads_a_warehouse_without_derived_tables(self, two_rounds):
-        from pipelines.indicators import plan_rounds
+        from pipelines.indicators.stage import plan_rounds
 
         con = duckdb.connect(str(two_rounds), read_only=True)
         plan = plan_rounds(con)
@@ -846,7 +846,7 @@ class TestStageWrite:
 def test_execute_uses_this_interpreter_despite_a_foreign_python3_kernelspec(tmp_path, monkeypatch):
     import nbformat
 
-    from pipelines.execute import execute_notebook
+    from pipelines.engine.notebook import execute_notebook
 
     spec_dir = tmp_path / "jp" / "kernels" / "python3"
     spec_dir.mkdir(parents=True)
@@ -867,8 +867,8 @@ def test_execute_uses_this_interpreter_despite_a_foreign_python3_kernelspec(tmp_
 
 
 def test_area_download_and_formula_neutralisation(two_rounds, computed, tmp_path):
-    from pipelines.downloads import write_indicator_downloads
-    from pipelines.xlsx import neutralise_frame
+    from pipelines.io.xlsx import neutralise_frame
+    from pipelines.outputs.downloads import write_indicator_downloads
 
     df = pd.DataFrame({"t": ["=1+1", "+x", "-y", "@z", "ok", None], "v": [-1.0, 2.0, 3.0, 4.0, 5.0, 6.0]})
     out = neutralise_frame(df)
@@ -892,8 +892,8 @@ class TestReproducible:
         """Weighted sums must not depend on DuckDB's thread scheduling (they did, in the last bits)."""
         import hashlib
 
-        from pipelines.ingest import ingest_dir
-        from pipelines.sample import write_sample
+        from pipelines.ingest.sample import write_sample
+        from pipelines.ingest.stage import ingest_dir
 
         write_sample(tmp_path / "in", rows=6000)
         wh = tmp_path / "wh.duckdb"
@@ -915,7 +915,7 @@ class TestHomogeneity:
     def test_matches_scipy_on_the_table(self, computed):
         from scipy.stats import chi2_contingency
 
-        from pipelines.indicators import homogeneity
+        from pipelines.indicators.stage import homogeneity
 
         ind, _ = computed
         r = homogeneity(ind, "lonely_often_always", 2024)
@@ -931,7 +931,7 @@ class TestHomogeneity:
 
 class TestMultipleComparisons:
     def test_counts(self, computed):
-        from pipelines.indicators import multiple_comparisons
+        from pipelines.indicators.stage import multiple_comparisons
 
         ind, _ = computed
         m = multiple_comparisons(ind, 2024)
@@ -967,8 +967,8 @@ def with_design(two_rounds, tmp_path_factory) -> Path:
 
 class TestDesignEffects:
     def test_national_deff_estimated_per_indicator(self, with_design):
-        from pipelines import survey_design
-        from pipelines.indicators import survey_deffs
+        from pipelines.domain import survey_design
+        from pipelines.indicators.stage import survey_deffs
 
         con = duckdb.connect(str(with_design), read_only=True)
         inds = [i for i in load_catalogue() if i.source == "survey"]
@@ -1005,7 +1005,7 @@ class TestDesignEffects:
         assert len(own) and (own.design_effect == config.DEFAULT_DEFF).all()
 
     def test_configured_entry_wins_over_the_estimate(self, with_design, monkeypatch):
-        from pipelines.indicators import area_sources
+        from pipelines.indicators.stage import area_sources
 
         con = duckdb.connect(str(with_design), read_only=True)
         inds = [i for i in load_catalogue() if i.source == "survey"]
@@ -1022,7 +1022,7 @@ class TestDesignEffects:
         con.close()
 
     def test_sensitivity_line_is_the_round_recomputed(self, with_design):
-        from pipelines.indicators import compare_with_national, comparison_flags, deff_sensitivity, round_data
+        from pipelines.indicators.stage import compare_with_national, comparison_flags, deff_sensitivity, round_data
 
         con = duckdb.connect(str(with_design), read_only=True)
         inds = [i for i in load_catalogue() if i.source == "survey"]
@@ -1040,7 +1040,7 @@ class TestDesignEffects:
         assert sens.loc["1.0", "n_flagged"] > sens.loc["2.0", "n_flagged"]
 
     def test_summary_per_survey(self, with_design):
-        from pipelines.indicators import design_effect_summary
+        from pipelines.indicators.stage import design_effect_summary
 
         con = duckdb.connect(str(with_design), read_only=True)
         s = design_effect_summary(con, {}).set_index("survey_id")
@@ -1056,8 +1056,8 @@ class TestDesignEffects:
         PSUs) is a new file: the round's key changes and the round is recomputed."""
         from ingest_helpers import survey_rows, write_csv
 
-        from pipelines.indicators import round_keys
-        from pipelines.ingest import ingest_files
+        from pipelines.indicators.stage import round_keys
+        from pipelines.ingest.stage import ingest_files
 
         rows = survey_rows(40)
         for i, r in enumerate(rows):

@@ -26,9 +26,9 @@ from ingest_helpers import (
     write_xlsx,
 )
 
-from pipelines import schema
-from pipelines.errors import DataError, UsageError
-from pipelines.ingest import IngestResult, detect_encoding, ingest_dir, ingest_files, load_mapping, norm
+from pipelines.domain import schema
+from pipelines.domain.errors import DataError, UsageError
+from pipelines.ingest.stage import IngestResult, detect_encoding, ingest_dir, ingest_files, load_mapping, norm
 
 ROOT = Path(__file__).resolve().parents[1]
 ORDER = "respondent_id"
@@ -406,7 +406,7 @@ class TestErrors:
             seen["files"] = [s.file_name for s in staged]
             return Report()
 
-        monkeypatch.setattr("pipelines.ingest._validator", lambda: fake_validate)
+        monkeypatch.setattr("pipelines.ingest.stage._validator", lambda: fake_validate)
         path = write_csv(tmp_path / "new" / "national-2024.csv", survey_rows(7))
         with pytest.raises(DataError, match="critical expectation failed"):
             ingest_files([path], warehouse, validate=True)
@@ -457,7 +457,7 @@ class TestCli:
         assert proc.stderr.strip().splitlines()[-1] == (
             "error: national-2024.csv, column 'sex': unmapped label / 対応表にない値 (1 row; rows 2; "
             "examples '不詳'). add it to a mapping file (--mapping) / 対応表（--mapping）に追加してください")
-        # nothing committed: every table empty but the warehouse's identity (pipelines/warehouse.py)
+        # nothing committed: every table empty but the warehouse's identity (pipelines/io/warehouse.py)
         data = {t: rows for t, rows in snapshot(wh).items() if t != "tsunagari_meta"}
         assert data == {t: [] for t in data}
 

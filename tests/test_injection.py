@@ -21,7 +21,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from fixtures_reports import build_fixture_warehouse  # noqa: E402
 
-from pipelines.errors import DataError, UsageError  # noqa: E402
+from pipelines.domain.errors import DataError, UsageError  # noqa: E402
 
 YEAR = 2024
 PREF = 31  # Tottori: small, fast
@@ -50,7 +50,7 @@ def _evil_catalogue(path: Path, changes: dict[str, dict[str, str]]) -> Path:
     """A copy of the real catalogue with the given fields of the given entries replaced."""
     import yaml
 
-    from pipelines import config
+    from pipelines.domain import config
 
     doc = yaml.safe_load(Path(config.INDICATOR_CATALOGUE).read_text(encoding="utf-8"))
     ids = {e["id"] for e in doc["indicators"]}
@@ -86,8 +86,8 @@ def _tamper(wh: Path) -> None:
 def rendered(tmp_path_factory):
     """A hand-made warehouse with malicious text, a catalogue with a malicious indicator name, one
     area's report (pandoc: HTML + PDF) and the site."""
-    from pipelines.catalogue import CATALOGUE_ENV
-    from pipelines.reports import run_reports
+    from pipelines.domain.catalogue import CATALOGUE_ENV
+    from pipelines.outputs.reports import run_reports
 
     root = tmp_path_factory.mktemp("inj")
     wh = root / "warehouse.duckdb"
@@ -117,7 +117,7 @@ def _pandoc(text: str, to: str) -> str:
 
 @pytest.mark.parametrize("text", NASTY)
 def test_md_escape_shows_text_literally_in_html_and_typst(text):
-    from pipelines.reports import md_escape
+    from pipelines.outputs.reports import md_escape
 
     expected = " ".join(text.replace("|", "｜").split())
     html = _pandoc(md_escape(text), "html")
@@ -135,7 +135,7 @@ def test_md_escape_shows_text_literally_in_html_and_typst(text):
 
 
 def test_md_table_escapes_data_cells_keeps_our_markup():
-    from pipelines.reports import MdText, fmt_comparison, md_table
+    from pipelines.outputs.reports import MdText, fmt_comparison, md_table
 
     row = {"comparison": "worse", "suppressed": False, "value": 5.0, "national_value": 4.0}
     table = md_table(["<h>", "c"], [["<script>x</script>", fmt_comparison(row)]])
@@ -173,8 +173,8 @@ def test_typst_source_from_data_has_no_code(rendered, tmp_path):
     and compiling it (root = its own folder) reads no file outside."""
     import re
 
+    from pipelines.outputs.reports import area_meta
     from pipelines.render.pandoc import render_typst
-    from pipelines.reports import area_meta
 
     executed = rendered["root"] / ".site.tsunagari-work" / "executed" / f"{SLUG}.ipynb"   # beside the site
     typ = render_typst(executed.resolve(), tmp_path, area_meta(PREF, YEAR, True)).read_text(encoding="utf-8")
@@ -221,8 +221,8 @@ def test_typst_meta_is_a_string_not_markup(tmp_path):
 # --- 1b. site and quality page -------------------------------------------------------------------
 
 def test_site_escapes_catalogue_and_data_text(rendered, monkeypatch):
-    import pipelines.site as site
-    from pipelines.catalogue import CATALOGUE_ENV, load_catalogue
+    import pipelines.outputs.site as site
+    from pipelines.domain.catalogue import CATALOGUE_ENV, load_catalogue
 
     first = load_catalogue()[0].id
     evil = _evil_catalogue(rendered["root"] / "indicators-site.yml", {first: {
@@ -249,9 +249,9 @@ def test_site_escapes_catalogue_and_data_text(rendered, monkeypatch):
 def test_quality_page_escapes_file_names_and_survey_ids(tmp_path):
     """A file name with HTML in it is shown escaped on the quality page; a survey_id column value
     that is not a survey id (HTML, Typst, Markdown, a path) is refused by ingest."""
-    from pipelines.ingest import ingest_files
-    from pipelines.sample import write_sample
-    from pipelines.validate import validate_warehouse
+    from pipelines.ingest.sample import write_sample
+    from pipelines.ingest.stage import ingest_files
+    from pipelines.validate.stage import validate_warehouse
 
     src = tmp_path / "src"
     write_sample(src, rows=3000)
@@ -288,7 +288,7 @@ def _xl(text: str) -> str:
 def test_all_area_downloads_neutralise_formulas_keep_numbers(rendered, tmp_path):
     from openpyxl import load_workbook
 
-    from pipelines.downloads import write_indicator_downloads
+    from pipelines.outputs.downloads import write_indicator_downloads
 
     con = duckdb.connect(str(rendered["wh"]), read_only=True)
     try:
@@ -322,7 +322,7 @@ def test_prefecture_xlsx_neutralises_formulas_keep_numbers(rendered):
     from openpyxl import load_workbook
 
     out = rendered["root"] / "site3"
-    from pipelines.site import build_site
+    from pipelines.outputs.site import build_site
 
     build_site(YEAR, rendered["wh"], out)
     ws = load_workbook(out / "downloads" / f"{SLUG}-{YEAR}.xlsx").worksheets[0]
@@ -364,9 +364,9 @@ def test_cli_refuses_traversal_in_parameters(tmp_path, args, message):
 
 
 def test_api_refuses_traversal(rendered, tmp_path):
-    from pipelines.downloads import write_indicator_downloads
-    from pipelines.reports import load_report_data, run_reports
-    from pipelines.site import build_site, write_pref_xlsx
+    from pipelines.outputs.downloads import write_indicator_downloads
+    from pipelines.outputs.reports import load_report_data, run_reports
+    from pipelines.outputs.site import build_site, write_pref_xlsx
 
     with pytest.raises(UsageError, match=r"^--year: '2024/\.\./\.\./x' is not a survey year"):
         run_reports("2024/../../x", rendered["wh"], tmp_path / "o", prefs=[31], renderer="pandoc")
@@ -398,8 +398,8 @@ def test_notebook_year_parameter_cannot_inject_sql(rendered, tmp_path):
     the warehouse is opened read-only and keeps its tables and rows."""
     from papermill.exceptions import PapermillExecutionError
 
-    from pipelines import config
-    from pipelines.execute import execute_notebook
+    from pipelines.domain import config
+    from pipelines.engine.notebook import execute_notebook
 
     wh = tmp_path / "wh.duckdb"
     shutil.copy(rendered["wh"], wh)
@@ -427,15 +427,15 @@ def test_sql_in_package_binds_values():
     allowed = {
         # SQL texts and column expressions of the module itself (built from constant column lists)
         # row digests: the declared columns, and the stages' constant conditions and queries
-        "keys.py": ["{by or repr('all')}", "{read.row_text()}", "{frm}", "{where}"],
-        "reports.py": ["{OWN_SURVEY_MARK}"],
-        "ingest.py": ["{schema.AGE_BAND_SQL}", "{schema.UK_AGE_BAND_SQL}", "{table}",
+        "engine/keys.py": ["{by or repr('all')}", "{read.row_text()}", "{frm}", "{where}"],
+        "outputs/reports.py": ["{OWN_SURVEY_MARK}"],
+        "ingest/stage.py": ["{schema.AGE_BAND_SQL}", "{schema.UK_AGE_BAND_SQL}", "{table}",
                       "{name}", "{col}"],   # constant table names and schema.SURVEY_DESIGN_COLUMNS
-        "validate.py": ["{table}", "{cols}", "{order}"],
-        "report_data.py": ["{CONTEXT_COLUMNS_SQL}", "{OWN_SURVEY_MARK}"],  # CONTEXT_SQL (declared columns)
-        "disclosure.py": ["{select}"],   # a constant column list (missing ones as NULL); year bound
-        "warehouse.py": ["{META_TABLE}"],  # the metadata table's name (a constant); values are bound (?)
-        "indicators.py": None,  # catalogue expressions and constants; year is bound ($year / ?)
+        "validate/stage.py": ["{table}", "{cols}", "{order}"],
+        "outputs/report_data.py": ["{CONTEXT_COLUMNS_SQL}", "{OWN_SURVEY_MARK}"],  # CONTEXT_SQL (declared columns)
+        "disclosure/check.py": ["{select}"],   # a constant column list (missing ones as NULL); year bound
+        "io/warehouse.py": ["{META_TABLE}"],  # the metadata table's name (a constant); values are bound (?)
+        "indicators/stage.py": None,  # catalogue expressions and constants; year is bound ($year / ?)
     }
     found = []
     for path in sorted(pkg.rglob("*.py")):
@@ -443,7 +443,7 @@ def test_sql_in_package_binds_values():
         for m in re.finditer(r'(execute\(\s*f["\']|f"""\s*\n?\s*(SELECT|WITH|INSERT|DELETE|UPDATE)|'
                              r'f"(SELECT|DELETE|INSERT|UPDATE|CREATE|DROP)\b)', text):
             line = text[m.start(): text.find("\n", m.end()) if text.find("\n", m.end()) > 0 else None]
-            found.append((path.name, line))
+            found.append((path.relative_to(pkg).as_posix(), line))
     for name, line in found:
         assert name in allowed, (name, line)
         if allowed[name] is None:
@@ -451,6 +451,6 @@ def test_sql_in_package_binds_values():
         for ph in re.findall(r"\{[^{}]*\}", line):
             assert ph in allowed[name], (name, ph, line)
     # the year reaches the report's SQL only as a bound parameter (report_data.load_report_data)
-    report_data = (pkg / "report_data.py").read_text(encoding="utf-8")
+    report_data = (pkg / "outputs" / "report_data.py").read_text(encoding="utf-8")
     assert 'FROM indicators WHERE year <= ? ORDER BY year, area_code", [year]' in report_data
     assert 'FROM distributions WHERE year <= ?", [year]' in report_data

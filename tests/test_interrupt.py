@@ -17,10 +17,10 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from pipelines.errors import DataError
-from pipelines.ingest import ingest_dir
-from pipelines.provenance import rebuild_warehouse
-from pipelines.sample import national_round, write_sample
+from pipelines.domain.errors import DataError
+from pipelines.ingest.provenance import rebuild_warehouse
+from pipelines.ingest.sample import national_round, write_sample
+from pipelines.ingest.stage import ingest_dir
 from tests.process_helpers import poll, with_tmpdir
 
 
@@ -101,7 +101,7 @@ class TestKilledBuild:
         assert not (tmp_path / ".site.tsunagari-new").exists()
 
     def test_interrupted_swap_is_recovered(self, tmp_path: Path) -> None:
-        from pipelines import publish
+        from pipelines.engine import publish
 
         out = tmp_path / "site"
         (tmp_path / ".site.tsunagari-old").mkdir()
@@ -378,7 +378,7 @@ def _script(tmp_path: Path, text: str, *args: str, **kwargs) -> subprocess.Popen
 
 
 class TestStopMechanism:
-    """pipelines.interrupt on its own, in real processes receiving real signals."""
+    """pipelines.engine.interrupt on its own, in real processes receiving real signals."""
 
     def test_main_thread_stuck_in_c_code_still_stops(self, tmp_path: Path) -> None:
         """The main thread is inside C code, where Python cannot run a signal handler: the stop

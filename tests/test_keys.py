@@ -1,4 +1,4 @@
-"""Cache keys from declared inputs (pipelines/keys.py): a new column of the indicators table
+"""Cache keys from declared inputs (pipelines/engine/keys.py): a new column of the indicators table
 invalidates exactly the artefacts that read every column, on a real warehouse and a real build;
 a value changed in one prefecture's row invalidates what reads that row only."""
 
@@ -10,10 +10,11 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from pipelines import keys, schema
 from pipelines.build import input_keys, run_build
-from pipelines.config import BuildConfig
-from pipelines.sample import write_sample
+from pipelines.domain import schema
+from pipelines.domain.config import BuildConfig
+from pipelines.engine import keys
+from pipelines.ingest.sample import write_sample
 
 YEAR = 2024
 PREFS = [0, 11, 31]   # national, Saitama (own survey in 2024), Tottori (national subsample)

@@ -31,8 +31,8 @@ PAGES = {"national": "national.html", "13": "prefectures/13-tokyo.html", "31": "
 @pytest.fixture(scope="module")
 def site(tmp_path_factory):
     from pipelines.build import run_build
-    from pipelines.config import BuildConfig
-    from pipelines.sample import write_sample
+    from pipelines.domain.config import BuildConfig
+    from pipelines.ingest.sample import write_sample
 
     root = tmp_path_factory.mktemp("statement")
     write_sample(root / "in", rows=4000)
@@ -157,7 +157,7 @@ def _changed(cfg) -> pd.DataFrame:
 
 
 def _polarity() -> dict[str, str]:
-    from pipelines.catalogue import catalogue_by_id
+    from pipelines.domain.catalogue import catalogue_by_id
 
     return {k: v.polarity for k, v in catalogue_by_id().items()}
 
@@ -171,10 +171,10 @@ def _statement_on(page_text: str, head: str, stop: str) -> str:
 # --- tests ---------------------------------------------------------------------------------------
 
 def test_statement_is_made_from_the_settings(monkeypatch):
-    from pipelines import method_statement
+    from pipelines.domain import method_statement
 
     assert parse_comparison(method_statement.text("comparison")).confidence == 0.95
-    monkeypatch.setenv("TSUNAGARI_CONFIDENCE_LEVEL", "0.9")   # (pipelines/config.py)
+    monkeypatch.setenv("TSUNAGARI_CONFIDENCE_LEVEL", "0.9")   # (pipelines/domain/config.py)
     monkeypatch.setenv("TSUNAGARI_MIN_BASE", "50")
     assert parse_comparison(method_statement.text("comparison")).confidence == 0.9
     assert "50 未満" in method_statement.text("suppression") or "50人未満" in method_statement.text("suppression")
@@ -182,7 +182,7 @@ def test_statement_is_made_from_the_settings(monkeypatch):
 
 
 def test_every_page_shows_the_same_statement(site):
-    from pipelines import method_statement
+    from pipelines.domain import method_statement
 
     want = method_statement.text("comparison")
     for code, page in PAGES.items():
@@ -219,7 +219,7 @@ def test_every_label_agrees_with_the_statement_shown(site):
 
 
 def test_the_check_fails_when_a_label_is_altered(site):
-    from pipelines import method_statement
+    from pipelines.domain import method_statement
 
     rows = _judged(site)
     rule = parse_comparison(method_statement.text("comparison"))
@@ -262,9 +262,9 @@ def test_downloads_carry_the_reference_of_every_label(site):
 
 
 def test_key_points_tie_to_rows(site):
-    from pipelines.catalogue import catalogue_by_id
-    from pipelines.evaluation import key_points, progress_table
-    from pipelines.published import published_national
+    from pipelines.domain.catalogue import catalogue_by_id
+    from pipelines.domain.evaluation import key_points, progress_table
+    from pipelines.indicators.published_check import published_national
 
     con = duckdb.connect(str(site.warehouse), read_only=True)
     ind = con.execute("SELECT * FROM indicators").df()
@@ -285,7 +285,7 @@ def test_key_points_tie_to_rows(site):
                 r = key.loc[p.rows[0]]
                 assert f"{r['value']:.1f}%" in p.text and f"{r['lower_ci95']:.1f}～{r['upper_ci95']:.1f}%" in p.text
                 if code != "00":
-                    from pipelines.schema import COMPARISON_LABELS
+                    from pipelines.domain.schema import COMPARISON_LABELS
 
                     assert f"「{COMPARISON_LABELS[r['comparison']]}」" in p.text
             if p.kind == "comparison":

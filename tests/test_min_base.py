@@ -1,6 +1,6 @@
 """Issue #25: the setting `MIN_BASE` drives every stage.
 
-A user changes the setting in a run-configuration file (``--config``, pipelines/config.py) or,
+A user changes the setting in a run-configuration file (``--config``, pipelines/domain/config.py) or,
 as before, by editing the default in config.py of the installed package. The test does each once:
 a build with min_base 50 from a run-configuration file, and one with 20 from an edited copy of the
 package (Akita and Tokushima, whose small bases showed the disagreement, Tottori and the national
@@ -24,8 +24,8 @@ import duckdb
 import pandas as pd
 import pytest
 
-from pipelines import publish
-from pipelines.sample import write_sample
+from pipelines.engine import publish
+from pipelines.ingest.sample import write_sample
 
 ROOT = Path(__file__).resolve().parents[1]
 PREFS = ["0", "5", "31", "36"]
@@ -46,7 +46,7 @@ def _package_with(tmp: Path, min_base: int) -> Path:
     for name in ("pyproject.toml", "_quarto.yml"):
         if (ROOT / name).exists():
             shutil.copy(ROOT / name, copy / name)
-    cfg = copy / "pipelines" / "config.py"
+    cfg = copy / "pipelines" / "domain" / "config.py"
     text, n = re.subn(r"^MIN_BASE = \d+", f"MIN_BASE = {min_base}", cfg.read_text(encoding="utf-8"), flags=re.M)
     assert n == 1
     cfg.write_text(text, encoding="utf-8")

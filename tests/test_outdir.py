@@ -20,13 +20,14 @@ import duckdb
 import pandas as pd
 import pytest
 
-from pipelines import config, fingerprint, publish
 from pipelines.build import run_build
-from pipelines.config import BuildConfig
-from pipelines.errors import UsageError
-from pipelines.logs import SafeFormatter, display_path, escape_control
-from pipelines.publish import PublishError
-from pipelines.sample import write_sample
+from pipelines.domain import config
+from pipelines.domain.config import BuildConfig
+from pipelines.domain.errors import UsageError
+from pipelines.engine import fingerprint, publish
+from pipelines.engine.publish import PublishError
+from pipelines.ingest.sample import write_sample
+from pipelines.io.logs import SafeFormatter, display_path, escape_control
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -403,13 +404,13 @@ class TestFingerprint:
         pkg = self._copy_package(tmp_path)
         monkeypatch.setattr(config, "PACKAGE_DIR", pkg)
         base = fingerprint.compute()
-        text = (pkg / "config.py").read_text(encoding="utf-8")
-        (pkg / "config.py").write_text(text.replace("MIN_BASE = 30", "MIN_BASE = 50"), encoding="utf-8")
+        text = (pkg / "domain" / "config.py").read_text(encoding="utf-8")
+        (pkg / "domain" / "config.py").write_text(text.replace("MIN_BASE = 30", "MIN_BASE = 50"), encoding="utf-8")
         changed = fingerprint.compute()
         assert changed != base
-        (pkg / "config.py").write_text(text, encoding="utf-8")
+        (pkg / "domain" / "config.py").write_text(text, encoding="utf-8")
         assert fingerprint.compute() == base
-        (pkg / "templates" / "site.css").write_text("/* changed */", encoding="utf-8")
+        (pkg / "outputs" / "templates" / "site.css").write_text("/* changed */", encoding="utf-8")
         assert fingerprint.compute() != base
 
     def test_settings_and_library_versions_are_part_of_it(self, monkeypatch) -> None:
@@ -552,7 +553,7 @@ class TestNoStaleCache:
         footnote = "「x」：集計対象が{}人未満のため"   # report_data.FOOTNOTE_SUPPRESSED, from config.MIN_BASE
         assert footnote.format(30) in html_before.decode("utf-8")
 
-        cfg = proj / "pipelines" / "config.py"
+        cfg = proj / "pipelines" / "domain" / "config.py"
         cfg.write_text(cfg.read_text(encoding="utf-8").replace("MIN_BASE = 30", "MIN_BASE = 50"), encoding="utf-8")
         second = subprocess.run(cmd, cwd=proj, env=env, capture_output=True, text=True, timeout=1200)
         assert second.returncode == 0, second.stderr[-3000:]

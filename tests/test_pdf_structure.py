@@ -5,7 +5,7 @@
   alternative text that says what the chart shows, every Table has a Caption child, every Figure
   paints its chart (vector paths and text) inside its own marked content, and every image drawn on a
   page is inside a Figure (an untagged image would be an artifact no reader announces).
-* The first page carries the publication date, publisher, contact and terms (pipelines/config.py).
+* The first page carries the publication date, publisher, contact and terms (pipelines/domain/config.py).
 * No page but the last ends in a hole: the blank run at the foot of each page's body, measured on
   the page drawn by pdftoppm, stays under 40% of the body.
 """
@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pipelines import config
+from pipelines.domain import config
 
 pypdf = pytest.importorskip("pypdf", reason="pypdf not installed (pip install -e '.[test]')")
 from pypdf.generic import ArrayObject, ContentStream, DictionaryObject, IndirectObject  # noqa: E402

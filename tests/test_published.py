@@ -1,4 +1,4 @@
-"""The published national series as a check (pipelines/published.py), on a real DuckDB warehouse
+"""The published national series as a check (pipelines/indicators/published_check.py), on a real DuckDB warehouse
 whose 2022 national round reproduces the published direct-question distribution except for one
 category moved by 2 points; the quality page section is parsed from the written HTML."""
 
@@ -11,8 +11,9 @@ import duckdb
 import pandas as pd
 import pytest
 
-from pipelines import published, quality
-from pipelines.indicators import update_indicators
+from pipelines.indicators import published_check as published
+from pipelines.indicators.stage import update_indicators
+from pipelines.outputs import quality
 from tests.test_indicators import counts_for, create_tables, insert_rows
 
 PUBLISHED_2022 = {5: 4.9, 4: 15.8, 3: 19.6, 2: 40.6, 1: 18.4, 9: 0.6}

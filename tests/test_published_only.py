@@ -20,10 +20,10 @@ from pathlib import Path
 import pytest
 
 from pipelines import build as build_mod
-from pipelines import publish
 from pipelines.build import run_build
-from pipelines.config import BuildConfig
-from pipelines.sample import write_sample
+from pipelines.domain.config import BuildConfig
+from pipelines.engine import publish
+from pipelines.ingest.sample import write_sample
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -16,9 +16,9 @@ import nbformat
 import pytest
 import yaml
 
+from pipelines.outputs.reports import area_meta
 from pipelines.render import RenderError
 from pipelines.render import quarto as q
-from pipelines.reports import area_meta
 
 
 def _png() -> bytes:

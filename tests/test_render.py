@@ -127,7 +127,7 @@ class TestNotebookReadOnce:
     def test_one_read_for_both_formats_and_a_new_read_after_a_change(self, executed, tmp_path, monkeypatch):
         import os
 
-        from pipelines.reports import area_meta
+        from pipelines.outputs.reports import area_meta
 
         calls = []
         real = P._run
@@ -172,8 +172,8 @@ class TestReportKindCells:
     def test_only_the_cells_of_this_kind(self, tmp_path, code, shown, hidden):
         import json
 
+        from pipelines.outputs.reports import area_meta
         from pipelines.render.common import shown_cells
-        from pipelines.reports import area_meta
 
         path = self.executed(tmp_path, code)
         html = P.render_html(path, tmp_path / "r.html", area_meta(code, 2024, False)).read_text(encoding="utf-8")

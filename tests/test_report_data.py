@@ -1,4 +1,4 @@
-"""The report notebook's data layer (pipelines/report_data.py): a real DuckDB warehouse."""
+"""The report notebook's data layer (pipelines/outputs/report_data.py): a real DuckDB warehouse."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import duckdb
 import pandas as pd
 import pytest
 
-from pipelines import report_data as reports
-from pipelines.reports import load_report_data, row_index
+from pipelines.outputs import report_data as reports
+from pipelines.outputs.reports import load_report_data, row_index
 from tests.fixtures_reports import build_fixture_warehouse
 
 
@@ -76,7 +76,7 @@ class TestPreviousRound:
         assert data.row("lonely_often_always", year=0) is None   # the national 前回 column used to show 2024 here
 
     def test_national_headline_table_shows_the_previous_rounds_value(self, wh):
-        from pipelines.report_data import headline_table
+        from pipelines.outputs.report_data import headline_table
 
         data = load_report_data(wh, 2024, 0)
         table = headline_table(data)
@@ -88,7 +88,7 @@ class TestPreviousRound:
         assert data.row("lonely_often_always", year=2023)["value"] != data.row("lonely_often_always")["value"]
 
     def test_first_round_has_no_previous(self, wh):
-        from pipelines.report_data import headline_table
+        from pipelines.outputs.report_data import headline_table
 
         data = load_report_data(wh, 2022, 0)
         assert data.previous_year is None
@@ -120,7 +120,7 @@ class TestFrames:
         assert not t[t.area_code == "00"].source_changed.any()
 
     def test_headline_and_sections_come_from_the_catalogue(self, wh):
-        from pipelines.catalogue import PILLARS, load_catalogue
+        from pipelines.domain.catalogue import PILLARS, load_catalogue
 
         data = load_report_data(wh, 2024, 13)
         cat = load_catalogue()
@@ -133,7 +133,7 @@ class TestFrames:
 
 class TestUkYear:
     def test_closest_year_to_the_round(self):
-        from pipelines.report_data import closest_uk_year
+        from pipelines.outputs.report_data import closest_uk_year
 
         years = ["2021/22", "2023/24", "2024/25"]
         assert closest_uk_year(years, 2024) == "2024/25"
@@ -154,7 +154,7 @@ class TestFootnotes:
     value printed beside a model estimate, 'モデル推計（直接推計 x）', had no note saying what x means)."""
 
     def test_a_hidden_direct_value_beside_a_model_estimate_is_explained(self):
-        from pipelines import report_data as rd
+        from pipelines.outputs import report_data as rd
 
         row = {"value": 0.5, "suppressed": True, "n_unweighted": 12, "estimate_method": "model", "lead_value": 0.04,
                "lead_lower_ci95": 0.02, "lead_upper_ci95": 0.07, "lead_cv": 0.2}
@@ -163,7 +163,7 @@ class TestFootnotes:
         assert rd.FOOTNOTE_SUPPRESSED in rd.footnotes("2.6", cell)
 
     def test_only_the_marks_shown_get_a_note(self):
-        from pipelines import report_data as rd
+        from pipelines.outputs import report_data as rd
 
         assert rd.footnotes("2.6", "モデル推計（直接推計 0.0※）") == f"[{rd.FOOTNOTE_REFERENCE}]{{.footnote}}"
         assert rd.footnotes("2.6", "直接推計", "ox") == ""

@@ -13,9 +13,9 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from pipelines import conventions
-from pipelines.catalogue import PILLARS
-from pipelines.reports import executed_dir, report_notebook, run_reports
+from pipelines.domain import conventions
+from pipelines.domain.catalogue import PILLARS
+from pipelines.outputs.reports import executed_dir, report_notebook, run_reports
 
 YEAR = 2024
 
@@ -189,7 +189,7 @@ def test_headline_figures_match_indicators_table(built, code, slug, name):
     body = {r[0]: r for r in table[1:]}
     total = ind[(ind.area_code == code) & (ind.breakdown == "total") & ind.n_unweighted.notna()]
     assert len(total) >= 9
-    from pipelines.reports import catalogue, indicator_name
+    from pipelines.outputs.reports import catalogue, indicator_name
 
     cat = catalogue()
     for _, row in total.iterrows():
@@ -308,7 +308,7 @@ def test_failure_of_one_area_does_not_stop_the_others(tmp_path, built, monkeypat
     executed and rendered (the one path that runs an area: reports.run_areas)."""
     import json
 
-    from pipelines import config
+    from pipelines.domain import config
 
     _, _, _, wh = built
     fork = tmp_path / "fork"
@@ -336,7 +336,7 @@ def test_cli_refuses_invalid_prefecture_code(tmp_path):
 
 
 def test_invalid_prefecture_code_refused_by_run_reports(tmp_path):
-    from pipelines.errors import UsageError
+    from pipelines.domain.errors import UsageError
 
     with pytest.raises(UsageError, match="'99' is not a prefecture code"):
         run_reports(YEAR, tmp_path / "w.duckdb", tmp_path, prefs=[13, 99])
@@ -404,7 +404,7 @@ class TestSparseWarehouse:
 
 
 def charts_no_data() -> str:
-    from pipelines.charts import NO_DATA
+    from pipelines.outputs.charts import NO_DATA
 
     return NO_DATA
 
@@ -416,8 +416,8 @@ def test_every_chart_links_its_data_file_beside_the_report(built, rel):
     drawn, published beside the report; the files pass the disclosure check and the allow-list."""
     import pandas as pd
 
-    from pipelines.disclosure import check_files, make_context
-    from pipelines.publish import scan_site
+    from pipelines.disclosure.check import check_files, make_context
+    from pipelines.engine.publish import scan_site
 
     _, out, _, wh = built
     page, text = parse(out / rel)
@@ -439,7 +439,7 @@ def test_every_chart_links_its_data_file_beside_the_report(built, rel):
 def test_disclosure_check_finds_a_suppressed_value_in_a_chart_data_file(built, tmp_path):
     import pandas as pd
 
-    from pipelines.disclosure import check_files, make_context
+    from pipelines.disclosure.check import check_files, make_context
 
     _, out, _, wh = built
     src = out / "prefectures" / "31-tottori-data" / "fig-breakdown-lonely_often_always.csv"

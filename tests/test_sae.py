@@ -1,4 +1,4 @@
-"""Fay–Herriot small-area estimation (pipelines/sae.py, issue #24).
+"""Fay–Herriot small-area estimation (pipelines/domain/sae.py, issue #24).
 
 Reference example: R ``sae``'s ``milk`` data set, ``mseFH(yi ~ as.factor(MajorArea), SD^2)`` (REML).
 
@@ -32,7 +32,7 @@ import pandas as pd
 import pytest
 from scipy import integrate, stats
 
-from pipelines.sae import FayHerriotResult, arcsin_back, arcsin_transform, fay_herriot
+from pipelines.domain.sae import FayHerriotResult, arcsin_back, arcsin_transform, fay_herriot
 
 # --------------------------------------------------------------------------------------------
 # The milk example

@@ -11,9 +11,9 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from pipelines import schema
-from pipelines.errors import UsageError
-from pipelines.sample import DEFAULT_SEED, national_round, write_sample
+from pipelines.domain import schema
+from pipelines.domain.errors import UsageError
+from pipelines.ingest.sample import DEFAULT_SEED, national_round, write_sample
 
 ROOT = Path(__file__).resolve().parents[1]
 BUNDLED = ROOT / "data" / "sample"
@@ -65,7 +65,7 @@ def _ucla_band(df: pd.DataFrame) -> pd.Series:
 
 def _from_japanese(df: pd.DataFrame) -> pd.DataFrame:
     """Inverse of the Japanese labels (the ingest does this through mapping.yml)."""
-    from pipelines.sample import JA_HEADERS as MAP
+    from pipelines.ingest.sample import JA_HEADERS as MAP
 
     out = df.rename(columns={v: k for k, v in MAP.items()})
     inv = lambda labels: {v: k for k, v in labels.items()}  # noqa: E731
@@ -126,7 +126,7 @@ def test_national_shape_ids_and_codes(national):
 def test_national_rounds_carry_a_stratified_two_stage_design(national):
     """Survey points (~25 respondents) within a prefecture, strata region x city size with >= 2
     points each, and design effects (Taylor linearisation) of a realistic size."""
-    from pipelines.survey_design import taylor_share
+    from pipelines.domain.survey_design import taylor_share
 
     for year, df in national.items():
         assert df.stratum.notna().all() and df.psu.notna().all()

@@ -1,4 +1,4 @@
-"""The run settings (pipelines/config.py, issue #25): defaults < run-configuration file < environment."""
+"""The run settings (pipelines/domain/config.py, issue #25): defaults < run-configuration file < environment."""
 
 from __future__ import annotations
 
@@ -12,9 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from pipelines import config, fingerprint, stats
-from pipelines import config as settings  # the run settings live in config (one module)
-from pipelines.config import SETTINGS_ENV, SettingsError, load
+from pipelines.domain import config, stats
+from pipelines.domain import config as settings  # the run settings live in config (one module)
+from pipelines.domain.config import SETTINGS_ENV, SettingsError, load
+from pipelines.engine import fingerprint
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -13,11 +13,11 @@ import pytest
 from fixtures_site import FORMULA_NOTE, build_site_warehouse, catalogue, write_placeholder_outputs
 from openpyxl import load_workbook
 
-from pipelines import config, conventions, schema
-from pipelines.errors import DataError
-from pipelines.reference import pref_slug, prefectures
-from pipelines.site import build_site, short_name
-from pipelines.xlsx import neutralise
+from pipelines.domain import config, conventions, schema
+from pipelines.domain.errors import DataError
+from pipelines.domain.reference import pref_slug, prefectures
+from pipelines.io.xlsx import neutralise
+from pipelines.outputs.site import build_site, short_name
 
 YEAR = 2024
 NAV_TEXTS = ["トップ", "全国", "比較", "方法", "データ品質", "ダウンロード"]
@@ -372,7 +372,7 @@ def _openpyxl_sheet(rows, widths, freeze: bool, bold: bool) -> bytes:
 
 @pytest.mark.parametrize("freeze, bold", [(True, True), (False, False)])
 def test_sheet_xml_is_what_openpyxl_writes(freeze, bold):
-    from pipelines.xlsx import sheet_xml
+    from pipelines.io.xlsx import sheet_xml
 
     widths = [12, 40, 10.5]
     assert sheet_xml(EDGE_ROWS, widths, freeze_header=freeze, bold_header=bold) == \
@@ -382,7 +382,7 @@ def test_sheet_xml_is_what_openpyxl_writes(freeze, bold):
 def test_all_area_workbook_sheets_are_what_pandas_writes(tmp_path):
     import zipfile
 
-    from pipelines.xlsx import neutralise_frame, write_xlsx
+    from pipelines.io.xlsx import neutralise_frame, write_xlsx
 
     df = pd.DataFrame({
         "year": [2024, 2024, 2024], "area_code": ["00", "31", "=1+1"], "value": [4.5, float("nan"), float("inf")],
@@ -428,7 +428,7 @@ def test_identical_inputs_give_identical_bytes(tmp_path, monkeypatch):
 
 def test_figure_caption_is_the_last_child_and_symbols_follow_the_conventions(site: Path):
     """W3C HTML: a figcaption is the first or last child of its figure (the legend list used to
-    follow it); the legend shows each comparison's symbol and word from pipelines.conventions."""
+    follow it); the legend shows each comparison's symbol and word from pipelines.domain.conventions."""
     html = (site / "index.html").read_text(encoding="utf-8")
     for figure in re.findall(r"<figure\b.*?</figure>", html, re.S):
         if "<figcaption" in figure:

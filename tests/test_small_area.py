@@ -1,4 +1,4 @@
-"""Estimates for every prefecture (issue #24, pipelines/small_area.py): a simulation test on the
+"""Estimates for every prefecture (issue #24, pipelines/domain/small_area.py): a simulation test on the
 synthetic sample (whose generator knows each prefecture's true share), benchmarking, no leak of a
 suppressed cell through a model or a pooled value, the rule for which estimate leads, and the
 issue's measures of done (blank cells, interval widths of the ten smallest prefectures)."""
@@ -10,8 +10,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipelines import audit, config, indicators, sample, schema, small_area, stats
-from pipelines.catalogue import load_catalogue
+from pipelines.domain import audit, config, schema, small_area, stats
+from pipelines.domain.catalogue import load_catalogue
+from pipelines.indicators import stage as indicators
+from pipelines.ingest import sample
 
 YEARS = (2022, 2023, 2024)
 KEY = ["area_code", "indicator_id", "breakdown"]

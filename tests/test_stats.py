@@ -1,4 +1,4 @@
-"""Unit tests of pipelines/stats.py: hand-worked values, statsmodels as an independent
+"""Unit tests of pipelines/domain/stats.py: hand-worked values, statsmodels as an independent
 implementation for the unweighted case, and edge cases (p = 0/1, n = 0, NaN, arrays vs scalars)."""
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ import pandas as pd
 import pytest
 from statsmodels.stats.proportion import proportion_confint, proportions_ztest
 
-from pipelines import config, stats
-from pipelines.stats import (
+from pipelines.domain import config, stats
+from pipelines.domain.stats import (
     base_status,
     change_vs_previous,
     compare_with_national,
@@ -467,7 +467,7 @@ class TestRatePer10000:
 # Secondary suppression (二次秘匿): hand-worked cases
 # --------------------------------------------------------------------------------------------
 
-from pipelines.stats import groups_from_labels, secondary_suppression  # noqa: E402
+from pipelines.domain.stats import groups_from_labels, secondary_suppression  # noqa: E402
 
 
 class TestSecondarySuppression:

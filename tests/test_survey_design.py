@@ -1,4 +1,4 @@
-"""Design-based variance by Taylor linearisation (pipelines/survey_design.py).
+"""Design-based variance by Taylor linearisation (pipelines/domain/survey_design.py).
 
 Independent implementation: R package ``survey`` 4.1.1 (T. Lumley; Debian r-cran-survey 4.1-1-1),
 ``svydesign(ids = ~psu, strata = ~stratum, weights = ~w, nest = TRUE)`` with ``svymean`` (whole
@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipelines import survey_design as sd
+from pipelines.domain import survey_design as sd
 
 ROOT = Path(__file__).resolve().parents[1]
 

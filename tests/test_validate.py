@@ -14,12 +14,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipelines import config, schema
 from pipelines.build import quality_design
-from pipelines.errors import DataError, UsageError
-from pipelines.quality import write_quality_page
-from pipelines.staging import StagedFile
-from pipelines.validate import (
+from pipelines.domain import config, schema
+from pipelines.domain.errors import DataError, UsageError
+from pipelines.io.staging import StagedFile
+from pipelines.outputs.quality import write_quality_page
+from pipelines.validate.stage import (
     _GX,
     ValidationReport,
     load_suite_spec,
@@ -400,7 +400,7 @@ class TestValidateWarehouse:
             validate_warehouse(tmp_path / "nope.duckdb")
 
     def test_empty_warehouse(self, warehouse):
-        from pipelines import warehouse as warehouse_db
+        from pipelines.io import warehouse as warehouse_db
 
         warehouse_db.connect(warehouse, write=True).close()   # a new Tsunagari warehouse, no data yet
         report = validate_warehouse(warehouse)
@@ -629,8 +629,8 @@ class TestWeightRules:
 
     def test_defaults_pass_the_bundled_sample(self):
         """Every weighted sample file (prefecture surveys, weights 0.5-2.0) is well inside the limits."""
-        from pipelines.gx_weights import kish_effective_fraction, max_to_min_ratio
-        from pipelines.ingest import read_raw
+        from pipelines.ingest.stage import read_raw
+        from pipelines.validate.gx_weights import kish_effective_fraction, max_to_min_ratio
 
         limits = weight_limits()
         seen = 0
@@ -646,7 +646,7 @@ class TestWeightRules:
 
 class TestWeightMetrics:
     def test_hand_computed(self):
-        from pipelines.gx_weights import kish_effective_fraction, max_to_min_ratio
+        from pipelines.validate.gx_weights import kish_effective_fraction, max_to_min_ratio
 
         assert kish_effective_fraction(np.array([1.0, 1.0, 2.0])) == pytest.approx(16 / 6 / 3)
         assert max_to_min_ratio(np.array([0.5, 1.0, 2.0])) == 4.0
@@ -654,14 +654,14 @@ class TestWeightMetrics:
 
     def test_no_overflow(self):
         """(Σw)² of 1e308 is inf in float64: the metric is computed on w / max(w)."""
-        from pipelines.gx_weights import kish_effective_fraction
+        from pipelines.validate.gx_weights import kish_effective_fraction
 
         assert kish_effective_fraction(np.array([1e308, 1e308, 1e308])) == pytest.approx(1.0)
         assert kish_effective_fraction(np.array([1e308, 1.0, 1.0])) == pytest.approx(1 / 3)
 
     def test_equals_one_over_one_plus_cv_squared(self):
         """n_eff / n = 1 / (1 + CV²) with the population CV (Kish's weighting design effect)."""
-        from pipelines.gx_weights import kish_effective_fraction
+        from pipelines.validate.gx_weights import kish_effective_fraction
 
         w = np.random.default_rng(3).uniform(0.5, 2.0, 500)
         cv2 = np.var(w) / np.mean(w) ** 2
@@ -669,7 +669,7 @@ class TestWeightMetrics:
 
     @pytest.mark.parametrize("bad", [0.0, -1.0, np.inf])
     def test_non_positive_or_infinite_is_nan(self, bad):
-        from pipelines.gx_weights import kish_effective_fraction, max_to_min_ratio
+        from pipelines.validate.gx_weights import kish_effective_fraction, max_to_min_ratio
 
         w = np.array([1.0, bad])
         assert np.isnan(kish_effective_fraction(w)) and np.isnan(max_to_min_ratio(w))
@@ -679,7 +679,7 @@ def report_note(report: ValidationReport, i: int) -> str:
     return report.critical_failures[i].note
 
 
-# --- through the ingest stage (pipelines/ingest.py calls validate_staged) ---------------------------
+# --- through the ingest stage (pipelines/ingest/stage.py calls validate_staged) ---------------------------
 
 
 def write_survey_csv(path: Path, df: pd.DataFrame) -> Path:
@@ -699,7 +699,7 @@ def warehouse_state(path: Path) -> tuple:
 class TestThroughIngest:
     @pytest.fixture
     def loaded(self, tmp_path, warehouse):
-        from pipelines.ingest import ingest_files
+        from pipelines.ingest.stage import ingest_files
 
         src = tmp_path / "in"
         src.mkdir()
@@ -710,7 +710,7 @@ class TestThroughIngest:
         return warehouse
 
     def test_critical_failure_rejects_and_leaves_warehouse_unchanged(self, loaded, tmp_path):
-        from pipelines.ingest import ingest_files
+        from pipelines.ingest.stage import ingest_files
 
         before = warehouse_state(loaded)
         df = survey_frame(survey_id="national-2025", year=2025)
@@ -724,7 +724,7 @@ class TestThroughIngest:
         assert warehouse_state(loaded) == before
 
     def test_warning_is_committed_and_reported(self, loaded, tmp_path):
-        from pipelines.ingest import ingest_files
+        from pipelines.ingest.stage import ingest_files
 
         df = survey_frame(survey_id="national-2025", year=2025)
         i = df.index[df["q_has_worries"] == 2][0]
@@ -762,7 +762,7 @@ class TestStoredResults:
     def loaded(self, tmp_path):
         import shutil
 
-        from pipelines.ingest import ingest_files
+        from pipelines.ingest.stage import ingest_files
 
         src = tmp_path / "input"
         shutil.copytree(ROOT / "data" / "sample", src)
@@ -790,7 +790,7 @@ class TestStoredResults:
         assert _comparable(validate_warehouse(wh, reuse=True)) == _comparable(validate_warehouse(wh))
 
     def test_replaced_file_drops_its_results(self, loaded, tmp_path):
-        from pipelines.ingest import ingest_files
+        from pipelines.ingest.stage import ingest_files
 
         src, wh = loaded
         path = src / "pref11-2024.csv"
@@ -807,7 +807,7 @@ class TestStoredResults:
     def test_file_that_lost_rows_is_validated_again(self, loaded, tmp_path):
         """A later programme file replaces some keys of the earlier one: the earlier file's stored
         results describe rows that are gone, so they are not reused."""
-        from pipelines.ingest import ingest_files
+        from pipelines.ingest.stage import ingest_files
 
         src, wh = loaded
         fix = tmp_path / "fix"
@@ -823,7 +823,7 @@ class TestStoredResults:
         assert [f.rows for f in reused.files if f.file_name == "programme.csv"] == [left]
 
     def test_results_of_other_suites_are_not_reused(self, loaded, monkeypatch):
-        import pipelines.validate as v
+        import pipelines.validate.stage as v
 
         _, wh = loaded
         monkeypatch.setattr(v, "suite_digest", lambda: "another suite")
@@ -835,12 +835,12 @@ class TestStoredResults:
 
 
 class TestValidationProcess:
-    """pipelines.validator: the build's GX process gives the results of validating in-process, and
+    """pipelines.validate.gx_process: the build's GX process gives the results of validating in-process, and
     the build falls back to validating itself when that process is not there."""
 
     @pytest.fixture
     def proc(self):
-        from pipelines import validator
+        from pipelines.validate import gx_process as validator
 
         validator.start()
         yield validator
@@ -953,7 +953,7 @@ class TestValidationProcess:
         assert proc.returncode == 0, proc.stderr.decode()[-2000:]
         out, still = pickle.loads(proc.stdout)
         assert still == ["scipy.stats", "altair"]
-        from pipelines.validate import validate_frame
+        from pipelines.validate.stage import validate_frame
 
         local = [validate_frame(bad, survey_staged()), validate_frame(programme_frame(), prog_staged())]
         assert [[r.to_json() for r in rs] for rs in out] == [[r.to_json() for r in rs] for rs in local]
@@ -972,7 +972,7 @@ class TestDesignEffectsSection:
     def design_warehouse(self, tmp_path_factory) -> Path:
         from test_indicators import create_tables, generate_round
 
-        from pipelines import warehouse as warehouse_db
+        from pipelines.io import warehouse as warehouse_db
 
         path = tmp_path_factory.mktemp("design") / "warehouse.duckdb"
         warehouse_db.connect(path, write=True).close()      # a Tsunagari warehouse
@@ -990,8 +990,8 @@ class TestDesignEffectsSection:
         return path
 
     def test_section_shows_deffs_and_sensitivity(self, design_warehouse, tmp_path):
-        from pipelines import config
-        from pipelines.indicators import (
+        from pipelines.domain import config
+        from pipelines.indicators.stage import (
             compare_with_national,
             comparison_flags,
             design_effect_summary,

@@ -21,10 +21,10 @@ from pathlib import Path
 
 import pytest
 
-from pipelines import publish
 from pipelines.build import run_build
-from pipelines.config import BuildConfig
-from pipelines.sample import write_sample
+from pipelines.domain.config import BuildConfig
+from pipelines.engine import publish
+from pipelines.ingest.sample import write_sample
 from tests.fixtures_reports import fork_report
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -167,8 +167,8 @@ class TestStageCommandsAreViewsOfTheBuild:
         assert (tmp_path / ".site.tsunagari-work" / "runs" / "indicators-2024.ipynb").is_file()
 
     def test_the_preview_refuses_a_published_folder(self, tmp_path: Path) -> None:
-        from pipelines.errors import UsageError
-        from pipelines.reports import run_reports
+        from pipelines.domain.errors import UsageError
+        from pipelines.outputs.reports import run_reports
 
         site = tmp_path / "site"
         site.mkdir()

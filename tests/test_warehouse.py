@@ -15,10 +15,11 @@ import duckdb
 import pandas as pd
 import pytest
 
-from pipelines import cli, warehouse
-from pipelines.errors import UsageError
-from pipelines.report_data import is_synthetic
-from pipelines.warehouse import WarehouseError
+from pipelines import cli
+from pipelines.domain.errors import UsageError
+from pipelines.io import warehouse
+from pipelines.io.warehouse import WarehouseError
+from pipelines.outputs.report_data import is_synthetic
 
 PROGRAMME = "fiscal_year,pref_code,metric_id,value,unit,source\n2024,13,consultations_phone,120,件,test\n"
 
@@ -123,7 +124,7 @@ class TestConnect:
         assert not warehouse.is_warehouse(path)
 
     def test_a_warehouse_of_an_earlier_version_is_accepted_and_migrated_on_write(self, tmp_path: Path) -> None:
-        from pipelines.ingest import ensure_tables
+        from pipelines.ingest.stage import ensure_tables
 
         path = tmp_path / "old.duckdb"
         con = duckdb.connect(str(path))

@@ -1,4 +1,4 @@
-"""pipelines/xlsx.py: the one column-letter helper and its inverse, the formula-injection guard, and
+"""pipelines/io/xlsx.py: the one column-letter helper and its inverse, the formula-injection guard, and
 that no second conversion between column numbers and letters creeps back into the package."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipelines import xlsx
+from pipelines.io import xlsx
 
 PKG = Path(__file__).resolve().parents[1] / "pipelines"
 
@@ -55,17 +55,17 @@ def test_one_column_letter_helper_in_the_package():
     for path in sorted(PKG.rglob("*.py")):
         text = path.read_text(encoding="utf-8")
         rel = path.relative_to(PKG.parent).as_posix()
-        if rel != "pipelines/xlsx.py":
+        if rel != "pipelines/io/xlsx.py":
             found += [f"{rel}: {m.group(0)}" for m in _ARITHMETIC.finditer(text)]
         for node in ast.walk(ast.parse(text)):
             if isinstance(node, (ast.FunctionDef, ast.Name, ast.alias, ast.Attribute)):
                 name = getattr(node, "name", None) or getattr(node, "id", None) or getattr(node, "attr", None)
                 if name in _OLD_NAMES or (isinstance(node, ast.alias) and node.asname in _OLD_NAMES):
                     names.append(f"{rel} line {node.lineno}: {name}")
-    assert found == [], "convert column numbers and letters with pipelines.xlsx.column_letter / column_index"
+    assert found == [], "convert column numbers and letters with pipelines.io.xlsx.column_letter / column_index"
     assert names == []
     # and the one helper holds the arithmetic the scan looks for (else the scan finds nothing anywhere)
-    assert _ARITHMETIC.search((PKG / "xlsx.py").read_text(encoding="utf-8"))
+    assert _ARITHMETIC.search((PKG / "io" / "xlsx.py").read_text(encoding="utf-8"))
 
 
 def test_neutralise_frame_is_neutralise_on_every_cell():

@@ -11,8 +11,8 @@ from __future__ import annotations
 import importlib
 from types import ModuleType
 
-from ..errors import UsageError
-from .common import RenderError, pdf_font, quarto_available  # noqa: F401 (the package's face)
+from pipelines.domain.errors import UsageError
+from pipelines.render.common import RenderError, pdf_font, quarto_available  # noqa: F401 (the package's face)
 
 
 def _quarto_module() -> ModuleType | None:
@@ -26,7 +26,7 @@ def _quarto_module() -> ModuleType | None:
 
 def get_renderer(name: str = "auto"):
     """The renderer module for 'auto' | 'pandoc' | 'quarto'."""
-    from . import pandoc
+    from pipelines.render import pandoc
 
     if name == "pandoc":
         return pandoc

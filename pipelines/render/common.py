@@ -9,7 +9,7 @@ import shutil
 from functools import lru_cache
 from pathlib import Path
 
-from ..errors import TsunagariError
+from pipelines.domain.errors import TsunagariError
 
 
 class RenderError(TsunagariError):
@@ -26,7 +26,7 @@ def pdf_font() -> tuple[str, Path]:
     """(family, font file) for PDFs: Noto Sans CJK JP when installed, else IPAexGothic
     (shipped with matplotlib-fontja, so it is always there after pip install); the setting
     run.pdf_font (``$TSUNAGARI_PDF_FONT``) ``ipaex`` chooses IPAexGothic."""
-    from ..config import settings
+    from pipelines.domain.config import settings
 
     return _pdf_font(settings().pdf_font)
 

@@ -16,9 +16,10 @@ import tempfile
 from functools import lru_cache
 from pathlib import Path
 
-from .. import config, conventions, interrupt
-from ..config import cache_dir, file_key
-from .common import RenderError, pdf_font
+from pipelines.domain import config, conventions
+from pipelines.domain.config import cache_dir, file_key
+from pipelines.engine import interrupt
+from pipelines.render.common import RenderError, pdf_font
 
 log = logging.getLogger("tsunagari.render.pandoc")
 
@@ -109,7 +110,7 @@ def report_nav(meta: dict) -> str:
     compare page (a prefecture's report opens it with itself chosen), the methodology and the downloads; this report's PDF and its data (XLSX, CSV); and a prefecture
     picker (a labelled <select> and a button: typing the two-digit code, e.g. 1 3, reaches Tokyo).
     Links are relative (national.html at the top, prefecture reports one folder down)."""
-    from ..reference import pref_slug, prefectures
+    from pipelines.domain.reference import pref_slug, prefectures
 
     code = str(meta.get("area_code", "00"))
     year = int(meta.get("year", 0) or 0)
@@ -154,7 +155,7 @@ def html_includes(meta: dict) -> tuple[str, str]:
 
 def publication_html() -> str:
     """The publication details at the foot of a report page (as under the PDF's title)."""
-    from ..config import publication
+    from pipelines.domain.config import publication
 
     pub = {k: _html.escape(v) for k, v in publication().items()}
     return ('<footer class="report-publication">\n'
@@ -236,13 +237,13 @@ def _base_font() -> tuple[frozenset[str], bytes]:
     does not depend on which worker rendered it. Making it is costly, so it is kept in
     the cache folder (config.cache_dir) under a name that is the hash of everything it depends on
     (the characters, the font file's bytes, the fontTools version and the subset options)."""
-    from ..config import PACKAGE_DIR, REFERENCE_DIR
+    from pipelines.domain.config import PACKAGE_DIR, REFERENCE_DIR
 
     chars = {chr(i) for i in range(32, 127)} | {chr(i) for i in range(0x3000, 0x3100)} \
         | {chr(i) for i in range(0xFF00, 0xFFF0)}
     sources = sorted(p for p in Path(config.REPORTS_DIR).rglob("*") if p.is_file()) \
         + sorted(PACKAGE_DIR.rglob("*.py")) + sorted(PACKAGE_DIR.rglob("*.yml")) \
-        + sorted((PACKAGE_DIR / "templates").glob("*")) + sorted(REFERENCE_DIR.glob("*.csv"))
+        + sorted((PACKAGE_DIR / "outputs" / "templates").glob("*")) + sorted(REFERENCE_DIR.glob("*.csv"))
     for p in sources:
         try:
             chars |= {c for c in p.read_text(encoding="utf-8") if ord(c) > 127}
@@ -325,8 +326,8 @@ typst_escape = _typst_escape   # public: the Quarto renderer passes report.typ's
 
 def publication_vars() -> dict[str, str]:
     """report.typ's publication variables (the date, publisher, contact and terms under the title:
-    pipelines/config.py, the one place a fork sets them)."""
-    from ..config import publication
+    pipelines/domain/config.py, the one place a fork sets them)."""
+    from pipelines.domain.config import publication
 
     pub = publication()
     return {"published": pub["date"], "publisher": pub["publisher"], "contact": pub["contact"],

@@ -54,8 +54,9 @@ from typing import Any
 
 import yaml
 
-from .. import config, interrupt
-from .common import CHART_DATA_NAME, RenderError, chart_data_dir, shown_cells, write_chart_data
+from pipelines.domain import config
+from pipelines.engine import interrupt
+from pipelines.render.common import CHART_DATA_NAME, RenderError, chart_data_dir, shown_cells, write_chart_data
 
 log = logging.getLogger("tsunagari.render.quarto")
 
@@ -189,7 +190,7 @@ def _typst_string(value: object) -> str:
     one (pandoc.typst_escape, as the built-in renderer does) and given as a raw Typst inline, so
     that pandoc writes it as it is (metadata text would be written as Typst markup: "—" as "---",
     "#" as "\\#", which is wrong, or an error, inside a string)."""
-    from .pandoc import typst_escape
+    from pipelines.render.pandoc import typst_escape
 
     text = typst_escape(value)
     run = max((len(m) for m in re.findall(r"`+", text)), default=0)
@@ -201,7 +202,7 @@ def _typst_string(value: object) -> str:
 def front_matter(slug: str, area: dict[str, Any]) -> dict[str, Any]:
     """A staged notebook's front matter: the page title (no Quarto title block: the notebook's H1 is
     the title), report.typ's variables, and the HTML before and after the body."""
-    from .pandoc import BANNER_TEXT, html_includes, publication_html, publication_vars, report_nav
+    from pipelines.render.pandoc import BANNER_TEXT, html_includes, publication_html, publication_vars, report_nav
 
     year = int(area.get("year", 0))
     title = str(area.get("title") or f"{area.get('area_name', slug)} {year}年")
@@ -297,7 +298,7 @@ def stage_notebook(src: Path, dst: Path, slug: str, area: dict[str, Any]) -> Pat
 
 
 def area_of(slug: str, meta: dict[str, Any]) -> dict[str, Any]:
-    """One area's metadata: meta['areas'][slug] (pipelines.reports.area_meta) over the common keys."""
+    """One area's metadata: meta['areas'][slug] (pipelines.outputs.reports.area_meta) over the common keys."""
     area = {k: v for k, v in meta.items() if k not in ("areas", "titles")}
     area.update((meta.get("areas") or {}).get(slug) or {})
     if (meta.get("titles") or {}).get(slug):
@@ -343,7 +344,7 @@ def _run(args: list[str], cwd: Path, stems: list[str] | None = None) -> str:
     cmd = [str(_quarto()), *args]
     stems = stems or []
     log.info("running %s (cwd %s)", " ".join(cmd), cwd)
-    from ..config import exported_environ, settings
+    from pipelines.domain.config import exported_environ, settings
 
     timeout = settings().quarto_timeout   # run.quarto_timeout ($TSUNAGARI_QUARTO_TIMEOUT)
     env = {**os.environ, "QUARTO_PYTHON": os.environ.get("QUARTO_PYTHON", _python()), **exported_environ()}
@@ -392,7 +393,7 @@ def _render_project(executed: dict[str, Path], meta: dict[str, Any], results: Pa
 def _finish_html(path: Path, stem: str) -> str:
     """The embedded Japanese font (as in the built-in HTML); refuse a page that loads anything from
     the network."""
-    from .pandoc import embed_font
+    from pipelines.render.pandoc import embed_font
 
     text = embed_font(path.read_text(encoding="utf-8"))
     m = EXTERNAL_ASSET.search(text)
@@ -412,7 +413,7 @@ def render_site_quarto(executed: dict[str, Path], out_dir: Path, meta: dict[str,
     prefectures/{slug}.html|pdf under out_dir, and each report's chart data files beside it
     (prefectures/{slug}-data/*.csv), each file complete or not at all (written under a temporary
     name and renamed once every area rendered). meta: 'year', 'synthetic', and 'areas'
-    {slug: pipelines.reports.area_meta(...)}. Returns the stems written; raises RenderError."""
+    {slug: pipelines.outputs.reports.area_meta(...)}. Returns the stems written; raises RenderError."""
     check_version()
     out_dir = Path(out_dir)
     items = list(executed.items())

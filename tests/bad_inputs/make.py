@@ -23,8 +23,8 @@ from typing import Callable
 
 import pandas as pd
 
-from pipelines import schema
-from pipelines.sample import JA_HEADERS
+from pipelines.domain import schema
+from pipelines.ingest.sample import JA_HEADERS
 
 N = 40  # respondents in a survey fixture
 

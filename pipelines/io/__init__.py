@@ -1,0 +1,1 @@
+"""The io layer (pipelines/__init__.py; docs/DESIGN.md, "Layers")."""

@@ -1,0 +1,1 @@
+"""The outputs layer (pipelines/__init__.py; docs/DESIGN.md, "Layers")."""
