@@ -48,6 +48,7 @@ def _timed(mod, name, acc):
         finally:
             acc[name] = acc.get(name, 0.0) + time.perf_counter() - t
             acc[name + "_calls"] = acc.get(name + "_calls", 0) + 1
+
     setattr(mod, name, wrapper)
 
 
@@ -59,8 +60,21 @@ def main() -> None:
     wh = args.warehouse
     if wh is None:
         wh = Path(tempfile.mkdtemp()) / "wh.duckdb"
-        subprocess.run([sys.executable, "-m", "pipelines.cli", "ingest", str(ROOT / "data" / "sample"),
-                        "--warehouse", str(wh), "-q"], check=True, cwd=ROOT, capture_output=True)
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "pipelines.cli",
+                "ingest",
+                str(ROOT / "data" / "sample"),
+                "--warehouse",
+                str(wh),
+                "-q",
+            ],
+            check=True,
+            cwd=ROOT,
+            capture_output=True,
+        )
     acc: dict = {}
     _timed(audit, "protect", acc)
     _timed(audit, "intervals", acc)
@@ -75,13 +89,17 @@ def main() -> None:
         check = time.perf_counter() - t
         prim = int(ind.note.str.contains("n<30", regex=False).sum())
         sec = int(ind.note.str.contains("二次秘匿", regex=False).sum())
-        print(f"{year}: indicators {len(ind):,} rows, suppressed {int(ind.suppressed.sum()):,} "
-              f"(primary {prim:,}, secondary {sec:,}); distributions {len(dist):,} rows, suppressed "
-              f"{int(dist.suppressed.sum()):,}")
-        print(f"  compute_indicators {total:.1f} s, of which audit.protect {acc.get('protect', 0):.1f} s "
-              f"({acc.get('protect_calls', 0)} calls; intervals {acc.get('intervals', 0):.1f} s in "
-              f"{acc.get('intervals_calls', 0)} calls); audit_published {check:.2f} s, "
-              f"{len(exposures)} exposure(s)")
+        print(
+            f"{year}: indicators {len(ind):,} rows, suppressed {int(ind.suppressed.sum()):,} "
+            f"(primary {prim:,}, secondary {sec:,}); distributions {len(dist):,} rows, suppressed "
+            f"{int(dist.suppressed.sum()):,}"
+        )
+        print(
+            f"  compute_indicators {total:.1f} s, of which audit.protect {acc.get('protect', 0):.1f} s "
+            f"({acc.get('protect_calls', 0)} calls; intervals {acc.get('intervals', 0):.1f} s in "
+            f"{acc.get('intervals_calls', 0)} calls); audit_published {check:.2f} s, "
+            f"{len(exposures)} exposure(s)"
+        )
     con.close()
 
 

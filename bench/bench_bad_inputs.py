@@ -31,9 +31,13 @@ def run(case: str, args: tuple[str, ...], tmp: Path) -> tuple[int, float, float]
     d = tmp / case
     make(case, d / "in")
     t0 = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, "-m", "pipelines.cli", "ingest", "in", "--warehouse", "w.duckdb",
-                             "--quiet", *args], cwd=d, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            env={**os.environ, "PYTHONPATH": str(ROOT)})
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pipelines.cli", "ingest", "in", "--warehouse", "w.duckdb", "--quiet", *args],
+        cwd=d,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
     _, status, usage = os.wait4(proc.pid, 0)
     return os.waitstatus_to_exitcode(status), time.perf_counter() - t0, usage.ru_maxrss / 1024
 
@@ -46,7 +50,9 @@ def guard_overhead() -> None:
     for _ in range(10):
         xlsx.check_archive(sample, sample.name)
         xlsx.uncached_formulas(sample, "data", sample.name)
-    print(f"guard on {sample.name} ({sample.stat().st_size:,} bytes): {(time.perf_counter() - t0) / 10 * 1000:.1f} ms per file")
+    print(
+        f"guard on {sample.name} ({sample.stat().st_size:,} bytes): {(time.perf_counter() - t0) / 10 * 1000:.1f} ms per file"
+    )
 
 
 if __name__ == "__main__":

@@ -49,16 +49,22 @@ def stages(site: Path) -> str:
     import re
     from datetime import datetime
 
-    text = (site.parent / f".{site.name}.tsunagari-work" / "build.log").read_text(encoding="utf-8")   # beside the site
-    text = text[text.rfind("\n", 0, text.rfind("build config:")) + 1:]   # the last build only
-    parts = [f"{m.group(1).split(' / ')[0]} {float(m.group(2)):.1f}"
-             for m in re.finditer(r"INFO tsunagari\.build: (.+?) done in ([0-9.]+) s", text)]
-    times = [datetime.strptime(m.group(1), "%H:%M:%S") for m in
-             re.finditer(r"^(\d\d:\d\d:\d\d) INFO tsunagari\.build: report:\S+ ok in", text, re.M)]
+    text = (site.parent / f".{site.name}.tsunagari-work" / "build.log").read_text(encoding="utf-8")  # beside the site
+    text = text[text.rfind("\n", 0, text.rfind("build config:")) + 1 :]  # the last build only
+    parts = [
+        f"{m.group(1).split(' / ')[0]} {float(m.group(2)):.1f}"
+        for m in re.finditer(r"INFO tsunagari\.build: (.+?) done in ([0-9.]+) s", text)
+    ]
+    times = [
+        datetime.strptime(m.group(1), "%H:%M:%S")
+        for m in re.finditer(r"^(\d\d:\d\d:\d\d) INFO tsunagari\.build: report:\S+ ok in", text, re.M)
+    ]
     per = [float(x) for x in re.findall(r"report:\S+: ok in ([0-9.]+) s", text)]
     if per:
-        parts.append(f"{len(per)} reports {sum(per) / len(per):.2f} s each (last done "
-                     f"{(max(times) - datetime.strptime(text[:8], '%H:%M:%S')).seconds} s after the start)")
+        parts.append(
+            f"{len(per)} reports {sum(per) / len(per):.2f} s each (last done "
+            f"{(max(times) - datetime.strptime(text[:8], '%H:%M:%S')).seconds} s after the start)"
+        )
     return "    stages (s): " + "; ".join(parts)
 
 
@@ -67,8 +73,13 @@ def main() -> None:
     ap.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
     ap.add_argument("--renderer", default="pandoc")
     ap.add_argument("--keep", type=Path, default=None)
-    ap.add_argument("--rounds", type=int, nargs="*", default=None,
-                    help="keep only the survey files of these rounds (default: every round of the sample)")
+    ap.add_argument(
+        "--rounds",
+        type=int,
+        nargs="*",
+        default=None,
+        help="keep only the survey files of these rounds (default: every round of the sample)",
+    )
     args = ap.parse_args()
 
     work = args.keep or Path(tempfile.mkdtemp(prefix="tsunagari-bench-"))
@@ -79,6 +90,7 @@ def main() -> None:
     shutil.copytree(ROOT / "data" / "sample", inp)
     if args.rounds:
         import re
+
         for f in inp.iterdir():
             m = re.search(r"-(\d{4})\.", f.name)
             if m and int(m.group(1)) not in args.rounds:
@@ -90,11 +102,27 @@ def main() -> None:
             shutil.rmtree(p)
         elif p.exists():
             p.unlink()
-    cmd = [sys.executable, "-m", "pipelines.cli", "build", "--input", str(inp), "--out", str(work / "site"),
-           "--warehouse", str(work / "wh.duckdb"), "--jobs", str(args.jobs), "--renderer", args.renderer,
-           "--quiet"]
-    print(f"machine: {os.cpu_count()} cores; jobs={args.jobs}; renderer={args.renderer}; work={work}; "
-          f"inputs: {', '.join(sorted(p.name for p in inp.iterdir() if not p.name.startswith(('README', 'SYNTHETIC'))))}")
+    cmd = [
+        sys.executable,
+        "-m",
+        "pipelines.cli",
+        "build",
+        "--input",
+        str(inp),
+        "--out",
+        str(work / "site"),
+        "--warehouse",
+        str(work / "wh.duckdb"),
+        "--jobs",
+        str(args.jobs),
+        "--renderer",
+        args.renderer,
+        "--quiet",
+    ]
+    print(
+        f"machine: {os.cpu_count()} cores; jobs={args.jobs}; renderer={args.renderer}; work={work}; "
+        f"inputs: {', '.join(sorted(p.name for p in inp.iterdir() if not p.name.startswith(('README', 'SYNTHETIC'))))}"
+    )
 
     cold, rss1 = run(cmd, work)
     print(f"cold full build (48 reports HTML+PDF, index, quality, downloads): {cold:6.1f} s")
@@ -114,13 +142,15 @@ def main() -> None:
     forced, rss4 = run(cmd + ["--force"], work)
     print(f"forced rebuild (--force; chart cache warm, as after a code change): {forced:6.1f} s")
     print(stages(work / "site"))
-    print(f"peak memory (largest process: build, worker or kernel):       {max(rss1, rss2, rss3, rss4) / 1024:6.0f} MiB")
+    print(
+        f"peak memory (largest process: build, worker or kernel):       {max(rss1, rss2, rss3, rss4) / 1024:6.0f} MiB"
+    )
     print("last build summary:\n" + summary)
 
     sys.path.insert(0, str(ROOT))
     from pipelines.render.quarto import quarto_available
 
-    quarto = quarto_available()   # $QUARTO_PATH (the binary or its folder) or quarto on PATH
+    quarto = quarto_available()  # $QUARTO_PATH (the binary or its folder) or quarto on PATH
     if quarto:
         # The common approach: one `quarto render --execute` per area and format, each executing the
         # notebook and drawing its charts (bench_quarto.naive_loop: this Python, failures stop the bench).
@@ -132,8 +162,10 @@ def main() -> None:
         print(f"[{load()}]")
         per_area, _ = naive_loop(quarto, codes, work, dict(os.environ), work / "wh.duckdb")
         naive = sum(per_area.values())
-        print(f"quarto render --execute once per area and format (naive, {len(codes)} areas): {naive:6.1f} s "
-              f"({naive / len(codes):.1f} s per area; the cold build {naive / cold:.1f}x faster)   [{load()}]")
+        print(
+            f"quarto render --execute once per area and format (naive, {len(codes)} areas): {naive:6.1f} s "
+            f"({naive / len(codes):.1f} s per area; the cold build {naive / cold:.1f}x faster)   [{load()}]"
+        )
     else:
         print("quarto not installed: the naive `quarto render -P` comparison was not measured")
 

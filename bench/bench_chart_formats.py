@@ -48,12 +48,16 @@ def main() -> None:
     data = load_report_data(wh, 2024, 13)
     groups = {f"sex={k}": v for k, v in schema.SEX.items() if k in (1, 2)}
     groups.update({f"age={b}": schema.AGE_BAND_LABELS[b] for b in schema.AGE_BANDS})
-    made = {"estimate": (charts.estimate_chart(data.estimates(["lonely_often_always"], groups), "性別・年齢別"), 3.6),
-            "trend": (charts.trend_chart(data.trends(data.headline_ids()), "推移"), 6.0)}
-    variants = {"png 120 dpi": lambda c, h: charts.png_bytes(c, charts.WIDTH, h, dpi=120),
-                "png 96 dpi": lambda c, h: charts.png_bytes(c, charts.WIDTH, h, dpi=96),
-                "png 120 dpi, no hinting": None,
-                "svg (glyphs as paths)": lambda c, h: svg_bytes(c, charts.WIDTH, h)}
+    made = {
+        "estimate": (charts.estimate_chart(data.estimates(["lonely_often_always"], groups), "性別・年齢別"), 3.6),
+        "trend": (charts.trend_chart(data.trends(data.headline_ids()), "推移"), 6.0),
+    }
+    variants = {
+        "png 120 dpi": lambda c, h: charts.png_bytes(c, charts.WIDTH, h, dpi=120),
+        "png 96 dpi": lambda c, h: charts.png_bytes(c, charts.WIDTH, h, dpi=96),
+        "png 120 dpi, no hinting": None,
+        "svg (glyphs as paths)": lambda c, h: svg_bytes(c, charts.WIDTH, h),
+    }
     times = {(v, k): [] for v in variants for k in made}
     sizes = {}
     for _ in range(6):

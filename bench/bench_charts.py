@@ -48,9 +48,16 @@ def sample_warehouse(folder: Path) -> Path:
     """Ingest data/sample and compute the indicators of its latest round into folder/wh.duckdb."""
     wh = folder / "wh.duckdb"
     wh.unlink(missing_ok=True)
-    for cmd in (["ingest", str(ROOT / "data" / "sample")], ["indicators", "--year", "2024", "--out", str(folder / "out")]):
-        proc = subprocess.run([sys.executable, "-m", "pipelines.cli", *cmd, "--warehouse", str(wh), "--quiet"],
-                              cwd=folder, capture_output=True, text=True)
+    for cmd in (
+        ["ingest", str(ROOT / "data" / "sample")],
+        ["indicators", "--year", "2024", "--out", str(folder / "out")],
+    ):
+        proc = subprocess.run(
+            [sys.executable, "-m", "pipelines.cli", *cmd, "--warehouse", str(wh), "--quiet"],
+            cwd=folder,
+            capture_output=True,
+            text=True,
+        )
         if proc.returncode:
             sys.exit(f"{' '.join(cmd)} failed:\n{proc.stderr[-2000:]}")
     return wh
@@ -81,6 +88,7 @@ class Timer:
             label = name + ("(flip)" if kwargs.get("flip") else "")
             self.pending = (label, secs)
             return chart
+
         return timed
 
     def _show(self, chart, alt, width=charts.WIDTH, height=3.6, **kwargs):
@@ -112,6 +120,7 @@ class Timer:
                 self.in_part = nested
                 if not nested:
                     self.parts[part(args, kwargs)] += time.process_time() - t
+
         return timed
 
     def install_parts(self) -> None:
@@ -119,15 +128,16 @@ class Timer:
         self.in_part = False
         self.rendition_parts = []
         self.parts = defaultdict(float)
-        self.part_originals = {n: getattr(charts, n) for n in ("_draw", "_png_encode", "_svg_encode", "phone_layout")
-                               if hasattr(charts, n)}
-        phone = lambda a, k: "phone"   # noqa: E731
-        wide_or_phone = lambda a, k: "phone" if a[0].theme.getp("figure_size")[0] == charts.PHONE_WIDTH \
-            else "wide draw"   # noqa: E731
-        if "_draw" in self.part_originals:   # (older code drew inside charts.renditions)
+        self.part_originals = {
+            n: getattr(charts, n) for n in ("_draw", "_png_encode", "_svg_encode", "phone_layout") if hasattr(charts, n)
+        }
+        phone = lambda a, k: "phone"  # noqa: E731
+        wide_or_phone = lambda a, k: "phone" if a[0].theme.getp("figure_size")[0] == charts.PHONE_WIDTH else "wide draw"  # noqa: E731
+        if "_draw" in self.part_originals:  # (older code drew inside charts.renditions)
             charts._draw = self._timed_part(self.part_originals["_draw"], wide_or_phone)
-        charts._png_encode = self._timed_part(self.part_originals["_png_encode"],
-                                              lambda a, k: "phone" if k.get("palette") else "png")
+        charts._png_encode = self._timed_part(
+            self.part_originals["_png_encode"], lambda a, k: "phone" if k.get("palette") else "png"
+        )
         charts._svg_encode = self._timed_part(self.part_originals["_svg_encode"], lambda a, k: "svg")
         charts.phone_layout = self._timed_part(self.part_originals["phone_layout"], phone)
 
@@ -176,8 +186,10 @@ def bench(warehouse: Path, year: int, areas: list[int]) -> None:
             recs = run_area(cells, warehouse, year, code, timer)
             total = sum(s for _, s in recs)
             if k == 0:
-                print(f"warm-up area {code:02d}: {len(recs)} charts, {total * 1000:.0f} ms "
-                      + " ".join(f"{n}={s * 1000:.0f}" for n, s in recs))
+                print(
+                    f"warm-up area {code:02d}: {len(recs)} charts, {total * 1000:.0f} ms "
+                    + " ".join(f"{n}={s * 1000:.0f}" for n, s in recs)
+                )
                 continue
             per_area.append((code, len(recs), total))
             if k in checkpoints:
@@ -200,15 +212,23 @@ def bench(warehouse: Path, year: int, areas: list[int]) -> None:
         print(f"{name:<22}{len(v):>7}{statistics.median(v) * 1000:>11.1f}{max(v) * 1000:>9.1f}")
     allc = [s for v in per_type.values() for s in v]
     print(f"{'every chart':<22}{len(allc):>7}{statistics.median(allc) * 1000:>11.1f}{max(allc) * 1000:>9.1f}")
-    print("renditions, CPU ms per chart (median / mean): "
-          + "; ".join(f"{part} {statistics.median(v) * 1000:.0f} / {statistics.mean(v) * 1000:.0f}"
-                      for part, v in parts.items()))
+    print(
+        "renditions, CPU ms per chart (median / mean): "
+        + "; ".join(
+            f"{part} {statistics.median(v) * 1000:.0f} / {statistics.mean(v) * 1000:.0f}" for part, v in parts.items()
+        )
+    )
     tot = [t for _, _, t in per_area]
     n = statistics.median([c for _, c, _ in per_area])
-    print(f"per area ({n:.0f} charts): mean {statistics.mean(tot) * 1000:.0f} ms, max {max(tot) * 1000:.0f} ms, "
-          f"all areas {sum(tot):.2f} s")
-    print("resident memory after area " + ", ".join(f"{k}: {mb:.0f} MB" for k, mb in rss)
-          + " (caches fill during the first areas, then it stays flat)")
+    print(
+        f"per area ({n:.0f} charts): mean {statistics.mean(tot) * 1000:.0f} ms, max {max(tot) * 1000:.0f} ms, "
+        f"all areas {sum(tot):.2f} s"
+    )
+    print(
+        "resident memory after area "
+        + ", ".join(f"{k}: {mb:.0f} MB" for k, mb in rss)
+        + " (caches fill during the first areas, then it stays flat)"
+    )
 
 
 def main() -> None:
@@ -217,8 +237,11 @@ def main() -> None:
     ap.add_argument("--year", type=int, default=2024)
     ap.add_argument("--areas", type=int, nargs="*", help="prefecture codes, 0 = national (default: all 48)")
     ap.add_argument("--keep", type=Path, help="folder for the sample warehouse (default: a temp folder)")
-    ap.add_argument("--trend", action="store_true",
-                    help="also time the 8 charts (with the trend chart) on the test fixture warehouse (3 rounds)")
+    ap.add_argument(
+        "--trend",
+        action="store_true",
+        help="also time the 8 charts (with the trend chart) on the test fixture warehouse (3 rounds)",
+    )
     ap.add_argument("--no-cache", action="store_true", help="no chart cache (default: a new empty cache folder)")
     args = ap.parse_args()
     if args.no_cache:

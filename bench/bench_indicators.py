@@ -60,15 +60,17 @@ def main() -> None:
         generate_round(con, y, args.rows, seed=0.11 + k / 100, shift=0.005 * k)
     generate_programme(con, years[0])
     for y in years[1:]:
-        con.execute(f"INSERT INTO programme SELECT {y}, * EXCLUDE (fiscal_year) FROM programme "
-                    f"WHERE fiscal_year = {years[0]}")
+        con.execute(
+            f"INSERT INTO programme SELECT {y}, * EXCLUDE (fiscal_year) FROM programme WHERE fiscal_year = {years[0]}"
+        )
     for y in years[-2:]:
         generate_round(con, y, 1_500, seed=0.33 + y / 1e4, kind="prefecture", pref=11)
-    print(f"{args.rounds} national rounds of {args.rows:,} respondents ({years[0]}-{years[-1]}), "
-          f"own survey of 1,500 in {years[-2:]}, programme data every year")
+    print(
+        f"{args.rounds} national rounds of {args.rows:,} respondents ({years[0]}-{years[-1]}), "
+        f"own survey of 1,500 in {years[-2:]}, programme data every year"
+    )
 
-    (ind, _), one = timed(f"compute_indicators({years[-1]}) (one round)",
-                          lambda: compute_indicators(con, years[-1]))
+    (ind, _), one = timed(f"compute_indicators({years[-1]}) (one round)", lambda: compute_indicators(con, years[-1]))
     res, every = timed(f"update_indicators, every round ({len(years)})", lambda: update_indicators(con))
     assert res["computed"] == years, res
     res, _ = timed("update_indicators, nothing changed", lambda: update_indicators(con))
@@ -78,13 +80,16 @@ def main() -> None:
     res, _ = timed(f"update_indicators, round {new} added", lambda: update_indicators(con))
     assert res["computed"] == [new], res
     out = folder / "downloads"
-    _, all_dl = timed("downloads: indicators.csv|xlsx (every round)",
-                      lambda: write_indicator_downloads(con, None, out))
-    _, one_dl = timed(f"downloads: indicators-{years[-1]}.csv|xlsx (one round)",
-                      lambda: write_indicator_downloads(con, years[-1], out))
+    _, all_dl = timed("downloads: indicators.csv|xlsx (every round)", lambda: write_indicator_downloads(con, None, out))
+    _, one_dl = timed(
+        f"downloads: indicators-{years[-1]}.csv|xlsx (one round)",
+        lambda: write_indicator_downloads(con, years[-1], out),
+    )
     con.close()
-    print(f"every round / one round, compute (CPU): {every / one:.2f}x for {len(years)} rounds; "
-          f"{len(ind):,} indicator rows per round")
+    print(
+        f"every round / one round, compute (CPU): {every / one:.2f}x for {len(years)} rounds; "
+        f"{len(ind):,} indicator rows per round"
+    )
     print(f"every-round download / one-round download (CPU): {all_dl / one_dl:.2f}x")
     if args.keep is None:
         path.unlink(missing_ok=True)

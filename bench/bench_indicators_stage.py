@@ -67,8 +67,13 @@ def one(checkout: Path, warehouse: Path, work: Path, mode: str, k: int) -> tuple
     dst = work / f"{checkout.name}-{mode}-{k}.duckdb"
     env = {**os.environ, "PYTHONPATH": str(checkout)}
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    proc = subprocess.run([sys.executable, "-c", CHILD, str(warehouse), str(dst), mode], cwd=checkout,
-                          env=env, capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, "-c", CHILD, str(warehouse), str(dst), mode],
+        cwd=checkout,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
     if proc.returncode != 0:
         sys.exit(f"run failed in {checkout}:\n{proc.stderr[-3000:]}")
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -87,9 +92,22 @@ def main() -> None:
     warehouse = args.warehouse
     if warehouse is None:
         warehouse = work / "sample.duckdb"
-        subprocess.run([sys.executable, "-m", "pipelines.cli", "ingest", str(ROOT / "data" / "sample"),
-                        "--warehouse", str(warehouse), "-q"], cwd=ROOT, check=True, capture_output=True,
-                       env={**os.environ, "PYTHONPATH": str(ROOT)})
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "pipelines.cli",
+                "ingest",
+                str(ROOT / "data" / "sample"),
+                "--warehouse",
+                str(warehouse),
+                "-q",
+            ],
+            cwd=ROOT,
+            check=True,
+            capture_output=True,
+            env={**os.environ, "PYTHONPATH": str(ROOT)},
+        )
     checkouts = {"this": ROOT, "other": args.other.resolve()}
     for mode in ("papermill", "warm"):
         times: dict[str, list[float]] = {name: [] for name in checkouts}
@@ -103,8 +121,10 @@ def main() -> None:
                 digests[name].add(digest)
                 print(f"{mode:<9} {name:<5} run {k + 1}: {secs:6.2f} s wall, {cpu:6.2f} s CPU (whole run)")
         for name in checkouts:
-            print(f"{mode:<9} {name:<5} median {statistics.median(times[name]):6.2f} s wall, "
-                  f"{statistics.median(cpus[name]):6.2f} s CPU (whole run)")
+            print(
+                f"{mode:<9} {name:<5} median {statistics.median(times[name]):6.2f} s wall, "
+                f"{statistics.median(cpus[name]):6.2f} s CPU (whole run)"
+            )
         same = len(digests["this"] | digests["other"]) == 1
         print(f"{mode:<9} tables identical between the checkouts: {same}")
     shutil.rmtree(work, ignore_errors=True)

@@ -54,8 +54,7 @@ def child(path: str, validate: bool) -> None:
         dt = time.perf_counter() - t0
     rows = sum(s.row_count for s in result.staged)
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(json.dumps({"rows": rows, "seconds": dt, "peak_mb": peak_mb,
-                      "validated": result.validation is not None}))
+    print(json.dumps({"rows": rows, "seconds": dt, "peak_mb": peak_mb, "validated": result.validation is not None}))
 
 
 def main() -> None:
@@ -71,6 +70,7 @@ def main() -> None:
 
     try:
         import pipelines.validate.stage  # noqa: F401
+
         modes = [False, True]
     except ModuleNotFoundError:
         modes = [False]
@@ -93,14 +93,19 @@ def main() -> None:
     for fmt, path in files.items():
         size_mb = path.stat().st_size / 1e6
         for validate in modes:
-            proc = subprocess.run([sys.executable, __file__, "--child", str(path), "1" if validate else "0"],
-                                  capture_output=True, text=True)
+            proc = subprocess.run(
+                [sys.executable, __file__, "--child", str(path), "1" if validate else "0"],
+                capture_output=True,
+                text=True,
+            )
             if proc.returncode != 0:
                 print(f"{fmt}: FAILED\n{proc.stderr}")
                 continue
             r = json.loads(proc.stdout.strip().splitlines()[-1])
-            print(f"{fmt:8s} {size_mb:7.1f} MB  validate={str(validate):5s}  {r['rows']:,} rows in "
-                  f"{r['seconds']:.1f} s = {r['rows'] / r['seconds']:,.0f} rows/s, peak RSS {r['peak_mb']:,.0f} MB")
+            print(
+                f"{fmt:8s} {size_mb:7.1f} MB  validate={str(validate):5s}  {r['rows']:,} rows in "
+                f"{r['seconds']:.1f} s = {r['rows'] / r['seconds']:,.0f} rows/s, peak RSS {r['peak_mb']:,.0f} MB"
+            )
     tmp.cleanup()
 
 

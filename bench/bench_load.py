@@ -58,7 +58,7 @@ sys.path.insert(0, str(ROOT))
 from pipelines.engine.publish import work_dir  # noqa: E402  (needs ROOT on sys.path)
 from tests.process_helpers import with_tmpdir  # noqa: E402
 
-MODEL_YEARS = (2022, 2023, 2024)   # rounds the synthetic generator models
+MODEL_YEARS = (2022, 2023, 2024)  # rounds the synthetic generator models
 
 
 # --- Measuring a child process tree ---------------------------------------------------------------
@@ -104,11 +104,20 @@ def run_stage(name: str, args: list[str], log_dir: Path, env: dict[str, str]) ->
         sampler.join()
         proc.returncode = os.waitstatus_to_exitcode(status)
         secs = time.perf_counter() - t0
-    r = {"stage": name, "seconds": secs, "peak_mib": usage.ru_maxrss / 1024,
-         "tree_peak_mib": peak_tree / 1024, "rc": proc.returncode, "log": out_path}
+    r = {
+        "stage": name,
+        "seconds": secs,
+        "peak_mib": usage.ru_maxrss / 1024,
+        "tree_peak_mib": peak_tree / 1024,
+        "rc": proc.returncode,
+        "log": out_path,
+    }
     flag = "" if proc.returncode == 0 else f"  FAILED rc={proc.returncode} (see {out_path})"
-    print(f"  {name:22s} {secs:8.1f} s   peak RSS {r['peak_mib']:8,.0f} MiB (one process)   "
-          f"{r['tree_peak_mib']:8,.0f} MiB (process tree){flag}", flush=True)
+    print(
+        f"  {name:22s} {secs:8.1f} s   peak RSS {r['peak_mib']:8,.0f} MiB (one process)   "
+        f"{r['tree_peak_mib']:8,.0f} MiB (process tree){flag}",
+        flush=True,
+    )
     if proc.returncode != 0:
         print("    " + "\n    ".join(out_path.read_text(encoding="utf-8").splitlines()[-15:]), flush=True)
     return r
@@ -150,15 +159,23 @@ def warehouse_facts(path: Path) -> str:
     wal_size = wal.stat().st_size / 2**20 if wal.exists() else 0.0
     con = duckdb.connect(str(path), read_only=True)
     try:
-        tables = [r[0] for r in con.execute(
-            "SELECT table_name FROM information_schema.tables WHERE table_schema = 'main' ORDER BY 1").fetchall()]
+        tables = [
+            r[0]
+            for r in con.execute(
+                "SELECT table_name FROM information_schema.tables WHERE table_schema = 'main' ORDER BY 1"
+            ).fetchall()
+        ]
         counts = {t: con.execute(f'SELECT count(*) FROM "{t}"').fetchone()[0] for t in tables}
-        blocks = con.execute("SELECT total_blocks, used_blocks, free_blocks, block_size FROM pragma_database_size()").fetchone()
+        blocks = con.execute(
+            "SELECT total_blocks, used_blocks, free_blocks, block_size FROM pragma_database_size()"
+        ).fetchone()
     finally:
         con.close()
     rows = ", ".join(f"{t} {n:,}" for t, n in counts.items())
-    return (f"warehouse {size:,.0f} MiB on disk (+ WAL {wal_size:,.0f} MiB); blocks used {blocks[1]:,} / "
-            f"free {blocks[2]:,} of {blocks[3] // 1024} KiB; rows: {rows}")
+    return (
+        f"warehouse {size:,.0f} MiB on disk (+ WAL {wal_size:,.0f} MiB); blocks used {blocks[1]:,} / "
+        f"free {blocks[2]:,} of {blocks[3] // 1024} KiB; rows: {rows}"
+    )
 
 
 def du_mib(path: Path) -> float:
@@ -190,16 +207,28 @@ def leftovers(tmp: Path, wait: float = 30.0) -> tuple[list[str], list[str]]:
 
 def clean_report(tmp: Path) -> bool:
     procs, files = leftovers(tmp)
-    print(f"      afterwards: {len(procs)} process(es) of the build alive, {len(files)} file(s) in its TMPDIR"
-          + ("" if not procs and not files else "  FAILED"), flush=True)
+    print(
+        f"      afterwards: {len(procs)} process(es) of the build alive, {len(files)} file(s) in its TMPDIR"
+        + ("" if not procs and not files else "  FAILED"),
+        flush=True,
+    )
     for line in procs[:10] + files[:10]:
         print(f"        {line}", flush=True)
     return not procs and not files
 
 
 def cold_build_cmd(work: Path, *extra: str) -> list[str]:
-    return ["build", "--out", str(work / "site"), "--warehouse", str(work / "warehouse.duckdb"),
-            "--renderer", "pandoc", "-q", *extra]
+    return [
+        "build",
+        "--out",
+        str(work / "site"),
+        "--warehouse",
+        str(work / "warehouse.duckdb"),
+        "--renderer",
+        "pandoc",
+        "-q",
+        *extra,
+    ]
 
 
 def fresh(work: Path) -> tuple[Path, dict[str, str]]:
@@ -208,15 +237,17 @@ def fresh(work: Path) -> tuple[Path, dict[str, str]]:
         shutil.rmtree(work)
     tmp = work / "tmp"
     tmp.mkdir(parents=True)
-    env = {**os.environ, "TMPDIR": str(tmp),
-           "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    env = {**os.environ, "TMPDIR": str(tmp), "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
     return tmp, env
 
 
 def busy_build(work: Path, n: int, logs: Path) -> bool:
     tmp, env = fresh(work)
-    print(f"  cold build of the bundled sample beside {n} CPU-bound process(es) "
-          f"(load average now {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores)", flush=True)
+    print(
+        f"  cold build of the bundled sample beside {n} CPU-bound process(es) "
+        f"(load average now {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores)",
+        flush=True,
+    )
     busy = busy_processes(n)
     try:
         r = run_stage(f"cold build, {n} busy", cold_build_cmd(work), logs, env)
@@ -234,10 +265,19 @@ def interrupted_build(work: Path, n: int, name: str, group: bool, logs: Path) ->
     try:
         with open(logs / f"interrupt-{name}.log", "w", encoding="utf-8") as out:
             t0 = time.monotonic()
-            proc = subprocess.Popen([sys.executable, "-m", "pipelines.cli", *cold_build_cmd(work)], cwd=ROOT,
-                                    env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
-            while proc.poll() is None and not (log.exists() and "指標 done in" in log.read_text(encoding="utf-8")
-                                               and any("ipykernel" in p for p in with_tmpdir(tmp))):
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "pipelines.cli", *cold_build_cmd(work)],
+                cwd=ROOT,
+                env=env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+            while proc.poll() is None and not (
+                log.exists()
+                and "指標 done in" in log.read_text(encoding="utf-8")
+                and any("ipykernel" in p for p in with_tmpdir(tmp))
+            ):
                 time.sleep(0.05)
             if proc.poll() is not None:
                 print(f"  {name}: the build ended (rc={proc.returncode}) before its reports ran  FAILED", flush=True)
@@ -255,9 +295,12 @@ def interrupted_build(work: Path, n: int, name: str, group: bool, logs: Path) ->
         stop_all(busy)
     last = (logs / f"interrupt-{name}.log").read_text(encoding="utf-8").strip().splitlines()[-1:]
     ok = proc.returncode == 130
-    print(f"  {name:7s} to the {'process group' if group else 'build'} {reached:5.1f} s into the build "
-          f"({alive} processes): exit {proc.returncode} after {exited:5.2f} s, its last process gone after "
-          f"{gone:5.2f} s; said {last[0] if last else '(nothing)'!r}{'' if ok else '  FAILED'}", flush=True)
+    print(
+        f"  {name:7s} to the {'process group' if group else 'build'} {reached:5.1f} s into the build "
+        f"({alive} processes): exit {proc.returncode} after {exited:5.2f} s, its last process gone after "
+        f"{gone:5.2f} s; said {last[0] if last else '(nothing)'!r}{'' if ok else '  FAILED'}",
+        flush=True,
+    )
     return clean_report(tmp) and ok
 
 
@@ -301,15 +344,20 @@ def main() -> None:
             tmp.cleanup()
         sys.exit(1 if failures else 0)
 
-    print(f"load benchmark: {len(years)} rounds ({years[0]}–{years[-1]}) x {args.rows:,} respondents "
-          f"= {len(years) * args.rows:,} rows; work folder {work}", flush=True)
+    print(
+        f"load benchmark: {len(years)} rounds ({years[0]}–{years[-1]}) x {args.rows:,} respondents "
+        f"= {len(years) * args.rows:,} rows; work folder {work}",
+        flush=True,
+    )
     t0 = time.perf_counter()
     if inp.exists():
         shutil.rmtree(inp)
     one_round = generate(inp, years, args.rows, args.seed)
-    print(f"  generated in {time.perf_counter() - t0:.1f} s: input {du_mib(inp):,.0f} MiB Parquet; one round as a "
-          f"pandas DataFrame {one_round:,.0f} MiB, so all rounds at once would be ~{one_round * len(years):,.0f} MiB",
-          flush=True)
+    print(
+        f"  generated in {time.perf_counter() - t0:.1f} s: input {du_mib(inp):,.0f} MiB Parquet; one round as a "
+        f"pandas DataFrame {one_round:,.0f} MiB, so all rounds at once would be ~{one_round * len(years):,.0f} MiB",
+        flush=True,
+    )
 
     results = []
     if "ingest" in stages:
@@ -320,15 +368,52 @@ def main() -> None:
             print("  after ingest: " + warehouse_facts(wh), flush=True)
     if "indicators" in stages and wh.exists():
         for year in dict.fromkeys([args.last, args.first]):
-            results.append(run_stage(f"indicators {year}", ["indicators", "--year", str(year), "--warehouse", str(wh),
-                                                            "--out", str(work / "indicators-out"), "-q"], logs, env))
+            results.append(
+                run_stage(
+                    f"indicators {year}",
+                    [
+                        "indicators",
+                        "--year",
+                        str(year),
+                        "--warehouse",
+                        str(wh),
+                        "--out",
+                        str(work / "indicators-out"),
+                        "-q",
+                    ],
+                    logs,
+                    env,
+                )
+            )
     if "build" in stages:
         site = work / "site"
         if site.exists():
             shutil.rmtree(site)
-        r = run_stage("build (2 areas)", ["build", "--input", str(inp), "--warehouse", str(wh), "--out", str(site),
-                                          "--pref", "13", "--pref", "31", "--year", str(args.last),
-                                          "--jobs", str(args.jobs), "--renderer", "pandoc", "-q"], logs, env)
+        r = run_stage(
+            "build (2 areas)",
+            [
+                "build",
+                "--input",
+                str(inp),
+                "--warehouse",
+                str(wh),
+                "--out",
+                str(site),
+                "--pref",
+                "13",
+                "--pref",
+                "31",
+                "--year",
+                str(args.last),
+                "--jobs",
+                str(args.jobs),
+                "--renderer",
+                "pandoc",
+                "-q",
+            ],
+            logs,
+            env,
+        )
         results.append(r)
         build_log = site.parent / f".{site.name}.tsunagari-work" / "build.log"
         if build_log.exists():
@@ -343,9 +428,12 @@ def main() -> None:
     ok = [r for r in results if r["rc"] == 0]
     if ok:
         worst = max(ok, key=lambda r: r["tree_peak_mib"])
-        print(f"peak over all stages: {max(r['peak_mib'] for r in ok):,.0f} MiB in one process, "
-              f"{worst['tree_peak_mib']:,.0f} MiB for a whole stage ({worst['stage']}); all microdata as one "
-              f"pandas frame would be ~{one_round * len(years):,.0f} MiB", flush=True)
+        print(
+            f"peak over all stages: {max(r['peak_mib'] for r in ok):,.0f} MiB in one process, "
+            f"{worst['tree_peak_mib']:,.0f} MiB for a whole stage ({worst['stage']}); all microdata as one "
+            f"pandas frame would be ~{one_round * len(years):,.0f} MiB",
+            flush=True,
+        )
     if tmp is not None:
         tmp.cleanup()
     if len(ok) != len(results) or failures:

@@ -56,8 +56,10 @@ def main() -> None:
         warehouse.connect(wh).close()
         first = time.perf_counter() - t
         med, best = timed(lambda: warehouse.connect(wh).close(), a.repeat)
-        print(f"warehouse.connect (read-only): first {first * 1000:.1f} ms (identity checked), "
-              f"then median {med * 1000:.1f} ms, best {best * 1000:.1f} ms")
+        print(
+            f"warehouse.connect (read-only): first {first * 1000:.1f} ms (identity checked), "
+            f"then median {med * 1000:.1f} ms, best {best * 1000:.1f} ms"
+        )
         import duckdb
 
         med, best = timed(lambda: duckdb.connect(str(wh), read_only=True).close(), a.repeat)

@@ -41,7 +41,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 
-CPU: list[float] = [0.0]   # CPU seconds of the last run()
+CPU: list[float] = [0.0]  # CPU seconds of the last run()
 
 
 def children_cpu() -> float:
@@ -85,16 +85,21 @@ def quarto_seconds(site: Path) -> str:
     """The Quarto project render's share of a build, from the log (the span of its log lines)."""
     from datetime import datetime
 
-    candidates = [site.parent / f".{site.name}.tsunagari-work" / "build.log",   # the build's working folder
-                  site / "build.log"]                                          # (a site of an earlier version)
+    candidates = [
+        site.parent / f".{site.name}.tsunagari-work" / "build.log",  # the build's working folder
+        site / "build.log",
+    ]  # (a site of an earlier version)
     log_file = next((p for p in candidates if p.is_file()), None)
     if log_file is None:
         return "?"
     text = log_file.read_text(encoding="utf-8")
-    text = text[text.rfind("build config:"):]
+    text = text[text.rfind("build config:") :]
     start = re.findall(r"^(\d\d:\d\d:\d\d) INFO tsunagari\.render\.quarto: running ", text, re.M)
-    end = re.search(r"^(\d\d:\d\d:\d\d) INFO tsunagari\.render\.quarto: quarto: rendered (\d+) areas .* in (\d+) project",
-                    text, re.M)
+    end = re.search(
+        r"^(\d\d:\d\d:\d\d) INFO tsunagari\.render\.quarto: quarto: rendered (\d+) areas .* in (\d+) project",
+        text,
+        re.M,
+    )
     if not start or not end:
         return "?"
     secs = (datetime.strptime(end.group(1), "%H:%M:%S") - datetime.strptime(start[0], "%H:%M:%S")).seconds
@@ -106,15 +111,29 @@ def main() -> None:
     ap.add_argument("--pref", action="append", type=int, default=[], help="area code (0 = national); repeat")
     ap.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
     ap.add_argument("--skip-naive", action="store_true", help="do not time the naive per-area loop")
-    ap.add_argument("--skip-quarto-build", action="store_true",
-                    help="time the built-in build and the naive loop only (not the --renderer quarto build)")
-    ap.add_argument("--naive-sample", type=int, default=0, metavar="N",
-                    help="time the naive loop on N of the areas and extrapolate to all of them")
-    ap.add_argument("--naive-first", action="store_true",
-                    help="time the naive loop before the builds (its warehouse: a cold built-in build's, made first, untimed)")
+    ap.add_argument(
+        "--skip-quarto-build",
+        action="store_true",
+        help="time the built-in build and the naive loop only (not the --renderer quarto build)",
+    )
+    ap.add_argument(
+        "--naive-sample",
+        type=int,
+        default=0,
+        metavar="N",
+        help="time the naive loop on N of the areas and extrapolate to all of them",
+    )
+    ap.add_argument(
+        "--naive-first",
+        action="store_true",
+        help="time the naive loop before the builds (its warehouse: a cold built-in build's, made first, untimed)",
+    )
     ap.add_argument("--keep", type=Path, help="keep the sites and the work folder here")
-    ap.add_argument("--naive-only", action="store_true",
-                    help="time only the naive loop, on the warehouse of an earlier run kept with --keep")
+    ap.add_argument(
+        "--naive-only",
+        action="store_true",
+        help="time only the naive loop, on the warehouse of an earlier run kept with --keep",
+    )
     args = ap.parse_args()
 
     from pipelines.domain.reference import prefectures
@@ -135,8 +154,20 @@ def main() -> None:
         site, wh, cache = work / f"site-{name}", work / f"wh-{name}.duckdb", work / f"cache-{name}"
         for p in (site, wh, cache, work / f".{site.name}.tsunagari-work"):
             shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
-        cmd = [exe, "build", "--renderer", renderer, "--out", str(site), "--warehouse", str(wh),
-               "--jobs", str(args.jobs), "--quiet", *pref_args]
+        cmd = [
+            exe,
+            "build",
+            "--renderer",
+            renderer,
+            "--out",
+            str(site),
+            "--warehouse",
+            str(wh),
+            "--jobs",
+            str(args.jobs),
+            "--quiet",
+            *pref_args,
+        ]
         return run(cmd, work, {**env, "TSUNAGARI_CACHE_DIR": str(cache)}), site
 
     t_pandoc = t_quarto = None
@@ -144,9 +175,11 @@ def main() -> None:
     if args.naive_only:
         wh = next((w for w in (work / "wh-quarto.duckdb", work / "wh-pandoc.duckdb") if w.is_file()), None)
         if wh is None:
-            sys.exit(f"--naive-only needs {work}/wh-quarto.duckdb or wh-pandoc.duckdb from an earlier run with --keep {work}")
+            sys.exit(
+                f"--naive-only needs {work}/wh-quarto.duckdb or wh-pandoc.duckdb from an earlier run with --keep {work}"
+            )
     elif args.naive_first and not args.skip_naive:
-        build("pandoc", "warehouse")   # the naive loop's warehouse (untimed; the builds below are cold)
+        build("pandoc", "warehouse")  # the naive loop's warehouse (untimed; the builds below are cold)
         wh = work / "wh-warehouse.duckdb"
         naive = naive_phase(quarto, codes, work, env, wh, args)
         t_pandoc, t_quarto = builds(build, work, exe, env, args, pref_args)
@@ -160,8 +193,10 @@ def main() -> None:
     for label, t in (("built-in renderer", t_pandoc), ("Quarto renderer", t_quarto)):
         if t:
             wall, cpu = t
-            print(f"cold build, {label}, vs naive loop: {t_naive / wall:.1f}x faster in wall time ({wall:.1f} s "
-                  f"against {t_naive:.1f} s); {cpu_naive / cpu:.1f}x less CPU ({cpu:.0f} s against {cpu_naive:.0f} s)")
+            print(
+                f"cold build, {label}, vs naive loop: {t_naive / wall:.1f}x faster in wall time ({wall:.1f} s "
+                f"against {t_naive:.1f} s); {cpu_naive / cpu:.1f}x less CPU ({cpu:.0f} s against {cpu_naive:.0f} s)"
+            )
     if t_quarto and t_pandoc:
         print(f"Quarto renderer build vs built-in: {t_quarto[0] / t_pandoc[0]:.1f}x the time")
 
@@ -176,15 +211,22 @@ def naive_phase(quarto: Path, codes: list[int], work: Path, env: dict, wh: Path,
     print(f"[{load()}]")
     mean = t_timed / len(timed)
     t_naive, cpu_naive = mean * len(codes), cpu_timed / len(timed) * len(codes)
-    print("naive loop per area (quarto render --execute, HTML + Typst): "
-          + ", ".join(f"{slug} {secs:.1f}" for slug, secs in per_area.items()) + " s")
+    print(
+        "naive loop per area (quarto render --execute, HTML + Typst): "
+        + ", ".join(f"{slug} {secs:.1f}" for slug, secs in per_area.items())
+        + " s"
+    )
     if len(timed) < len(codes):
-        print(f"naive loop, quarto render --execute per area+format: {t_timed:7.1f} s measured for {len(timed)} "
-              f"of {len(codes)} areas ({mean:.1f} s per area; CPU {cpu_timed:.0f} s) -> {t_naive:7.1f} s "
-              f"extrapolated to {len(codes)} areas (CPU {cpu_naive:.0f} s)")
+        print(
+            f"naive loop, quarto render --execute per area+format: {t_timed:7.1f} s measured for {len(timed)} "
+            f"of {len(codes)} areas ({mean:.1f} s per area; CPU {cpu_timed:.0f} s) -> {t_naive:7.1f} s "
+            f"extrapolated to {len(codes)} areas (CPU {cpu_naive:.0f} s)"
+        )
     else:
-        print(f"naive loop, quarto render --execute per area+format: {t_naive:7.1f} s   ({mean:.1f} s per area; "
-              f"CPU {cpu_naive:.0f} s)")
+        print(
+            f"naive loop, quarto render --execute per area+format: {t_naive:7.1f} s   ({mean:.1f} s per area; "
+            f"CPU {cpu_naive:.0f} s)"
+        )
     return t_naive, cpu_naive
 
 
@@ -198,16 +240,32 @@ def builds(build, work: Path, exe: str, env: dict, args, pref_args: list[str]) -
         return (t_pandoc, c_pandoc), None
     t_quarto, site = build("quarto", "quarto")
     c_quarto = CPU[0]
-    print(f"cold build, Quarto renderer (one project render):    {t_quarto:7.1f} s (CPU {c_quarto:.0f} s)   "
-          f"(Quarto render: {quarto_seconds(site)})   [{load()}]")
-    cmd = [exe, "build", "--renderer", "quarto", "--out", str(site), "--warehouse", str(work / "wh-quarto.duckdb"),
-           "--jobs", str(args.jobs), "--quiet", *pref_args]
+    print(
+        f"cold build, Quarto renderer (one project render):    {t_quarto:7.1f} s (CPU {c_quarto:.0f} s)   "
+        f"(Quarto render: {quarto_seconds(site)})   [{load()}]"
+    )
+    cmd = [
+        exe,
+        "build",
+        "--renderer",
+        "quarto",
+        "--out",
+        str(site),
+        "--warehouse",
+        str(work / "wh-quarto.duckdb"),
+        "--jobs",
+        str(args.jobs),
+        "--quiet",
+        *pref_args,
+    ]
     again = run(cmd, work, {**env, "TSUNAGARI_CACHE_DIR": str(work / "cache-quarto")})
     print(f"no-change rebuild, Quarto renderer:                   {again:7.1f} s")
     return (t_pandoc, c_pandoc), (t_quarto, c_quarto)
 
 
-def naive_loop(quarto: Path, codes: list[int], work: Path, env: dict, warehouse: Path) -> tuple[dict[str, float], float]:
+def naive_loop(
+    quarto: Path, codes: list[int], work: Path, env: dict, warehouse: Path
+) -> tuple[dict[str, float], float]:
     """The naive approach: one `quarto render --execute` per area and format, with this Python
     (QUARTO_PYTHON) so that the notebook's imports are there, every chart drawn (no chart cache).
     A failed run, or a run that wrote no output, ends the bench. Returns the seconds per area
@@ -218,17 +276,39 @@ def naive_loop(quarto: Path, codes: list[int], work: Path, env: dict, warehouse:
     shutil.rmtree(naive, ignore_errors=True)
     shutil.copytree(ROOT / "reports", naive, dirs_exist_ok=True)
     wh = str(Path(warehouse).resolve())
-    run_env = {**env, "PYTHONPATH": str(ROOT), "QUARTO_PYTHON": sys.executable, "TSUNAGARI_CHART_CACHE": "0",
-               "TSUNAGARI_CACHE_DIR": str(work / "cache-naive")}
+    run_env = {
+        **env,
+        "PYTHONPATH": str(ROOT),
+        "QUARTO_PYTHON": sys.executable,
+        "TSUNAGARI_CHART_CACHE": "0",
+        "TSUNAGARI_CACHE_DIR": str(work / "cache-naive"),
+    }
     times = {}
     cpu = 0.0
     for code in codes:
         secs = 0.0
         for fmt in ("html", "typst"):
             out = f"{pref_slug(code)}.{'html' if fmt == 'html' else 'pdf'}"
-            secs += run([str(quarto), "render", "report.ipynb", "--execute", "--to", fmt,
-                         "-P", f"pref_code:{code}", "-P", "year:2024", "-P", f"warehouse:{wh}",
-                         "--output", out], naive, run_env)
+            secs += run(
+                [
+                    str(quarto),
+                    "render",
+                    "report.ipynb",
+                    "--execute",
+                    "--to",
+                    fmt,
+                    "-P",
+                    f"pref_code:{code}",
+                    "-P",
+                    "year:2024",
+                    "-P",
+                    f"warehouse:{wh}",
+                    "--output",
+                    out,
+                ],
+                naive,
+                run_env,
+            )
             cpu += CPU[0]
             if not (naive / out).is_file() or (naive / out).stat().st_size < 10_000:
                 sys.exit(f"naive loop: quarto render wrote no {out} in {naive}")

@@ -61,8 +61,7 @@ def _time(jobs, transform: bool, repeat: int) -> tuple[list[float], Counter]:
         start = time.perf_counter()
         for p, n_eff, X, pop, national in jobs:
             if transform:
-                r = fay_herriot(p, None, X, transform="arcsin", n=n_eff, benchmark=national,
-                                benchmark_weights=pop)
+                r = fay_herriot(p, None, X, transform="arcsin", n=n_eff, benchmark=national, benchmark_weights=pop)
             else:
                 q = np.clip(p, 0.01, 0.99)  # a zero share would give a zero variance
                 r = fay_herriot(p, q * (1 - q) / n_eff, X, benchmark=national, benchmark_weights=pop)
@@ -80,13 +79,14 @@ def main() -> None:
     args = ap.parse_args()
     jobs = _inputs(args.indicators, args.rounds, args.seed)
     fay_herriot(*jobs[0][:1], None, jobs[0][2], transform="arcsin", n=jobs[0][1])  # warm imports
-    print(f"{len(jobs)} fits of 47 areas ({args.indicators} indicators x {args.rounds} rounds), "
-          f"{args.repeat} passes")
+    print(f"{len(jobs)} fits of 47 areas ({args.indicators} indicators x {args.rounds} rounds), {args.repeat} passes")
     for label, transform in (("arcsin + bc + ratio benchmark", True), ("untransformed + benchmark", False)):
         times, paths = _time(jobs, transform, args.repeat)
         per_pass = {k: v // args.repeat for k, v in paths.items()}
-        print(f"  {label:32s} best {min(times):.3f} s, median {statistics.median(times):.3f} s "
-              f"per pass ({1000 * min(times) / len(jobs):.1f} ms per fit); paths per pass: {per_pass}")
+        print(
+            f"  {label:32s} best {min(times):.3f} s, median {statistics.median(times):.3f} s "
+            f"per pass ({1000 * min(times) / len(jobs):.1f} ms per fit); paths per pass: {per_pass}"
+        )
 
 
 if __name__ == "__main__":

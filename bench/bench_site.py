@@ -33,8 +33,23 @@ def build_sample(work: Path) -> tuple[Path, Path]:
     if not (site / "index.html").is_file():
         print(f"building the sample site in {work} ...", flush=True)
         t = time.perf_counter()
-        subprocess.run([sys.executable, "-m", "pipelines.cli", "build", "--input", str(inp), "--out", str(site),
-                        "--warehouse", str(wh), "--quiet"], cwd=work, check=True)
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "pipelines.cli",
+                "build",
+                "--input",
+                str(inp),
+                "--out",
+                str(site),
+                "--warehouse",
+                str(wh),
+                "--quiet",
+            ],
+            cwd=work,
+            check=True,
+        )
         print(f"  built in {time.perf_counter() - t:.1f} s")
     return site, wh
 
@@ -98,7 +113,7 @@ def main() -> None:
         for suffix, rels in sorted(by_type.items()):
             times = []
             for _ in range(args.repeat):
-                ctx = disclosure.make_context(wh, copy)   # a fresh one: nothing remembered between rounds
+                ctx = disclosure.make_context(wh, copy)  # a fresh one: nothing remembered between rounds
                 t = time.perf_counter()
                 disclosure.check_files(copy, rels, ctx)
                 times.append(time.perf_counter() - t)

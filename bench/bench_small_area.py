@@ -54,8 +54,10 @@ def _generated_warehouse(path: Path) -> None:
         df["survey_kind"], df["file_id"], df["source_row"] = kind, df["survey_id"], np.arange(1, len(df) + 1)
         con.register("_df", df)
         cols = [c for c in df.columns if c != "age"]
-        con.execute(f"INSERT INTO survey_responses ({', '.join(cols)}, age, age_band, uk_age_band) SELECT "
-                    f"{', '.join(cols)}, age, {schema.AGE_BAND_SQL}, {schema.UK_AGE_BAND_SQL} FROM _df")
+        con.execute(
+            f"INSERT INTO survey_responses ({', '.join(cols)}, age, age_band, uk_age_band) SELECT "
+            f"{', '.join(cols)}, age, {schema.AGE_BAND_SQL}, {schema.UK_AGE_BAND_SQL} FROM _df"
+        )
         con.unregister("_df")
 
     for y in sorted(sample.NATIONAL_ROWS):
@@ -92,7 +94,7 @@ def main() -> None:
         cells = {y: indicators.round_data(con, y, inds).cells for y in years}
         con.close()
     print(f"rounds {years}: survey cells computed in {time.perf_counter() - t:.1f} s (not timed below)")
-    small_area.model_estimates(cells[years[0]])   # warm imports (scipy.optimize for the score-root path)
+    small_area.model_estimates(cells[years[0]])  # warm imports (scipy.optimize for the score-root path)
     fmt = lambda ts: f"best {min(ts):.3f} s, median {statistics.median(ts):.3f} s"  # noqa: E731
     total = 0.0
     for y in years:
@@ -102,9 +104,11 @@ def main() -> None:
         tp = _time(lambda y=y: small_area.pooled_estimates(cells, y), args.repeat)
         ta = _time(lambda y=y: small_area.small_area_round(cells, y), args.repeat)
         total += min(ta)
-        print(f"{y}: {n_fits} fits ({len(inds)} indicators): model_estimates {fmt(tm)} "
-              f"({1000 * min(tm) / n_fits:.1f} ms per fit); pooled + audit {fmt(tp)}; "
-              f"small_area_round {fmt(ta)}")
+        print(
+            f"{y}: {n_fits} fits ({len(inds)} indicators): model_estimates {fmt(tm)} "
+            f"({1000 * min(tm) / n_fits:.1f} ms per fit); pooled + audit {fmt(tp)}; "
+            f"small_area_round {fmt(ta)}"
+        )
     print(f"every round: {total:.2f} s (best passes)")
 
 

@@ -23,21 +23,43 @@ import sys
 __version__ = "0.1.0"
 
 OLD_NAMES = {
-    "config": "domain.config", "errors": "domain.errors", "schema": "domain.schema",
-    "reference": "domain.reference", "catalogue": "domain.catalogue", "conventions": "domain.conventions",
-    "stats": "domain.stats", "audit": "domain.audit", "sae": "domain.sae", "small_area": "domain.small_area",
-    "survey_design": "domain.survey_design", "evaluation": "domain.evaluation",
-    "method_statement": "domain.method_statement", "formatting": "domain.formatting",
+    "config": "domain.config",
+    "errors": "domain.errors",
+    "schema": "domain.schema",
+    "reference": "domain.reference",
+    "catalogue": "domain.catalogue",
+    "conventions": "domain.conventions",
+    "stats": "domain.stats",
+    "audit": "domain.audit",
+    "sae": "domain.sae",
+    "small_area": "domain.small_area",
+    "survey_design": "domain.survey_design",
+    "evaluation": "domain.evaluation",
+    "method_statement": "domain.method_statement",
+    "formatting": "domain.formatting",
     "dictionary": "domain.dictionary",
-    "warehouse": "io.warehouse", "staging": "io.staging", "safe_yaml": "io.safe_yaml", "logs": "io.logs",
+    "warehouse": "io.warehouse",
+    "staging": "io.staging",
+    "safe_yaml": "io.safe_yaml",
+    "logs": "io.logs",
     "xlsx": "io.xlsx",
-    "executor": "engine.kernels", "execute": "engine.notebook", "interrupt": "engine.interrupt",
-    "fingerprint": "engine.fingerprint", "publish": "engine.publish", "keys": "engine.keys",
-    "provenance": "ingest.provenance", "sample": "ingest.sample",
-    "validator": "validate.gx_process", "gx_weights": "validate.gx_weights",
+    "executor": "engine.kernels",
+    "execute": "engine.notebook",
+    "interrupt": "engine.interrupt",
+    "fingerprint": "engine.fingerprint",
+    "publish": "engine.publish",
+    "keys": "engine.keys",
+    "provenance": "ingest.provenance",
+    "sample": "ingest.sample",
+    "validator": "validate.gx_process",
+    "gx_weights": "validate.gx_weights",
     "published": "indicators.published_check",
-    "report_data": "outputs.report_data", "charts": "outputs.charts", "chart_cache": "outputs.chart_cache",
-    "reports": "outputs.reports", "downloads": "outputs.downloads", "site": "outputs.site",
+    "report_data": "outputs.report_data",
+    "charts": "outputs.charts",
+    "chart_cache": "outputs.chart_cache",
+    "reports": "outputs.reports",
+    "downloads": "outputs.downloads",
+    "site": "outputs.site",
     "quality": "outputs.quality",
 }
 # pipelines.ingest, .validate, .indicators and .disclosure are packages now: each gives the names of
@@ -62,4 +84,4 @@ class _OldNames(importlib.abc.MetaPathFinder, importlib.abc.Loader):
 
 
 if not any(type(f).__name__ == "_OldNames" for f in sys.meta_path):
-    sys.meta_path.insert(0, _OldNames())   # before any other finder (an editable install's too)
+    sys.meta_path.insert(0, _OldNames())  # before any other finder (an editable install's too)

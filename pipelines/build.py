@@ -52,8 +52,8 @@ class BuildSummary:
     built: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
     failed: list[str] = field(default_factory=list)
-    executed: list[str] = field(default_factory=list)   # notebooks actually executed this run
-    rendered: list[str] = field(default_factory=list)   # areas actually rendered this run
+    executed: list[str] = field(default_factory=list)  # notebooks actually executed this run
+    rendered: list[str] = field(default_factory=list)  # areas actually rendered this run
     published: bool = False
     out_dir: Path | None = None
     seconds: float = 0.0
@@ -63,8 +63,13 @@ class BuildSummary:
         return not self.failed
 
     def text(self) -> str:
-        lines = [f"build {'OK' if self.ok else 'FAILED'} in {self.seconds:.1f} s / ビルド{'完了' if self.ok else '失敗'}"]
-        lines.append(f"  built / 作成: {len(self.built)}" + (f" ({', '.join(self.built[:8])}{' …' if len(self.built) > 8 else ''})" if self.built else ""))
+        lines = [
+            f"build {'OK' if self.ok else 'FAILED'} in {self.seconds:.1f} s / ビルド{'完了' if self.ok else '失敗'}"
+        ]
+        lines.append(
+            f"  built / 作成: {len(self.built)}"
+            + (f" ({', '.join(self.built[:8])}{' …' if len(self.built) > 8 else ''})" if self.built else "")
+        )
         lines.append(f"  up to date / 更新不要: {len(self.skipped)}")
         if self.failed:
             lines.append(f"  failed / 失敗: {len(self.failed)}")
@@ -72,8 +77,10 @@ class BuildSummary:
         if self.published:
             lines.append(f"  published / 公開: {display_path(self.out_dir)}")
         else:
-            lines.append(f"  NOT published: the previous site in {display_path(self.out_dir)} is unchanged "
-                         "/ 公開サイトは変更していません")
+            lines.append(
+                f"  NOT published: the previous site in {display_path(self.out_dir)} is unchanged "
+                "/ 公開サイトは変更していません"
+            )
         return "\n".join(lines)
 
 
@@ -93,8 +100,14 @@ class Progress:
             from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
             from rich.progress import Progress as RichProgress
 
-            self._p = RichProgress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                                   TimeElapsedColumn(), console=Console(stderr=True), transient=False)
+            self._p = RichProgress(
+                TextColumn("{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeElapsedColumn(),
+                console=Console(stderr=True),
+                transient=False,
+            )
 
     def __enter__(self) -> "Progress":
         if self._p:
@@ -144,16 +157,20 @@ def latest_year(con: duckdb.DuckDBPyConnection) -> int:
     row = con.execute("SELECT max(survey_year) FROM survey_responses WHERE survey_kind = 'national'").fetchone()
     if row[0] is None:
         raise UsageError("--year", "the warehouse has no national survey round / 全国調査のデータがありません")
-    limit = time.localtime().tm_year + 1   # issue #15: ingest refuses such rounds; a warehouse may predate that
+    limit = time.localtime().tm_year + 1  # issue #15: ingest refuses such rounds; a warehouse may predate that
     if int(row[0]) > limit:
-        raise UsageError("--year", f"the latest national round in the warehouse, {int(row[0])}, is after next year "
-                                   f"({limit}); give --year explicitly / 最新の全国調査 {int(row[0])}年が来年より後です。"
-                                   "--year を指定してください")
+        raise UsageError(
+            "--year",
+            f"the latest national round in the warehouse, {int(row[0])}, is after next year "
+            f"({limit}); give --year explicitly / 最新の全国調査 {int(row[0])}年が来年より後です。"
+            "--year を指定してください",
+        )
     return int(row[0])
 
 
-def report_hashes(con: duckdb.DuckDBPyConnection, year: int, codes: list[int], renderer: str,
-                  synthetic: bool) -> dict[int, str]:
+def report_hashes(
+    con: duckdb.DuckDBPyConnection, year: int, codes: list[int], renderer: str, synthetic: bool
+) -> dict[int, str]:
     """The input hash of each area's report (``reports.REPORT``'s key).
 
     A prefecture report shows its own rows (every round up to `year`), the national rows, and as
@@ -172,8 +189,14 @@ def report_hashes(con: duckdb.DuckDBPyConnection, year: int, codes: list[int], r
     out = {}
     for c in codes:
         ac = f"{c:02d}"
-        mine = every if c == 0 else {AREA_INDICATORS: digest(own_i.get(ac, ""), own_i.get("00", "")),
-                                     AREA_DISTRIBUTIONS: digest(own_d.get(ac, ""), own_d.get("00", ""))}
+        mine = (
+            every
+            if c == 0
+            else {
+                AREA_INDICATORS: digest(own_i.get(ac, ""), own_i.get("00", "")),
+                AREA_DISTRIBUTIONS: digest(own_d.get(ac, ""), own_d.get("00", "")),
+            }
+        )
         out[c] = keys.key(REPORT, {**mine, CONTEXT: ctx}, code, ac, year, renderer, version, synthetic)
     return out
 
@@ -196,16 +219,28 @@ def _downloads_keys(con: duckdb.DuckDBPyConnection) -> dict[str, str]:
 
     rows = keys.row_digests(con, DOWNLOAD_ROWS, by="year")
     years = sorted(int(y) for y in rows)
-    synthetic = warehouse_db.has_table(con, "files") and bool(   # every round's rows carry the warehouse's flag
-        con.execute("SELECT coalesce(bool_or(synthetic), false) FROM files").fetchone()[0])
+    synthetic = warehouse_db.has_table(con, "files") and bool(  # every round's rows carry the warehouse's flag
+        con.execute("SELECT coalesce(bool_or(synthetic), false) FROM files").fetchone()[0]
+    )
     code = _code_hash()
-    out = {"downloads": keys.key(DOWNLOADS, {DOWNLOAD_ROWS: digest(sorted(rows.items())),
-                                             NOTED_FILES: keys.row_digests(con, NOTED_FILES).get("all", "")},
-                                 code, "all", years, synthetic)}
-    for y in years:   # the notes sheet lists the programme files and the survey files up to round y
+    out = {
+        "downloads": keys.key(
+            DOWNLOADS,
+            {
+                DOWNLOAD_ROWS: digest(sorted(rows.items())),
+                NOTED_FILES: keys.row_digests(con, NOTED_FILES).get("all", ""),
+            },
+            code,
+            "all",
+            years,
+            synthetic,
+        )
+    }
+    for y in years:  # the notes sheet lists the programme files and the survey files up to round y
         noted = keys.row_digests(con, NOTED_FILES, "survey_year IS NULL OR survey_year <= ?", [y]).get("all", "")
-        out[f"downloads:{y}"] = keys.key(DOWNLOADS, {DOWNLOAD_ROWS: rows[str(y)], NOTED_FILES: noted}, code, y,
-                                         synthetic)
+        out[f"downloads:{y}"] = keys.key(
+            DOWNLOADS, {DOWNLOAD_ROWS: rows[str(y)], NOTED_FILES: noted}, code, y, synthetic
+        )
     return out
 
 
@@ -238,8 +273,9 @@ def input_keys(warehouse: Path, year: int, codes: list[int], renderer: str, site
     con = warehouse_db.connect(warehouse)
     try:
         fh = files_hash(con)
-        out = {f"report:{year}:{pref_slug(c)}": k
-               for c, k in report_hashes(con, year, codes, renderer, synthetic).items()}
+        out = {
+            f"report:{year}:{pref_slug(c)}": k for c, k in report_hashes(con, year, codes, renderer, synthetic).items()
+        }
         out.update(_downloads_keys(con))
         out[f"site:{year}"] = _site_key(con, year, _linked_files(Path(site_dir), year))
     finally:
@@ -275,7 +311,7 @@ def _stage_ingest(cfg: BuildConfig, summary: BuildSummary) -> None:
     if not Path(cfg.input_dir).is_dir():
         raise UsageError("--input", f"'{cfg.input_dir}' is not a folder / フォルダではありません")
     result = ingest_dir(Path(cfg.input_dir), cfg.warehouse)
-    for name in result.committed:   # names escaped: a newline in a file name must not forge summary lines
+    for name in result.committed:  # names escaped: a newline in a file name must not forge summary lines
         summary.built.append(f"ingest:{printable(name)}")
     for name in result.skipped:
         summary.skipped.append(f"ingest:{printable(name)}")
@@ -283,8 +319,9 @@ def _stage_ingest(cfg: BuildConfig, summary: BuildSummary) -> None:
         log.info("%s", line)
 
 
-def _incremental(cfg: BuildConfig, state: BuildState, summary: BuildSummary, key: str, d: str,
-                 outputs: list[Path], build) -> bool:
+def _incremental(
+    cfg: BuildConfig, state: BuildState, summary: BuildSummary, key: str, d: str, outputs: list[Path], build
+) -> bool:
     """Run `build()` unless artefact `key` is up to date (same input hash, outputs present and
     still the bytes recorded, no --force). The key is invalidated first, so a killed build never
     leaves it marked done. The state records the sha256 of `outputs` and of the files `build()`
@@ -292,9 +329,12 @@ def _incremental(cfg: BuildConfig, state: BuildState, summary: BuildSummary, key
     if not cfg.force and state.up_to_date(key, d, outputs):
         summary.skipped.append(key)
         return False
-    for changed in state.changed_files(key):   # changed by hand: removed, so that build() writes it
-        log.warning("%s: %s was changed since the build wrote it; building it again", key,
-                    changed.relative_to(state.site_dir).as_posix())
+    for changed in state.changed_files(key):  # changed by hand: removed, so that build() writes it
+        log.warning(
+            "%s: %s was changed since the build wrote it; building it again",
+            key,
+            changed.relative_to(state.site_dir).as_posix(),
+        )
         changed.unlink(missing_ok=True)
     state.invalidate(key)
     written = build()
@@ -348,37 +388,39 @@ def _store_fresh_results(cfg: BuildConfig, fresh) -> None:
             con.execute("COMMIT")
         finally:
             con.close()
-        log.info("stored the validation results of %d file(s) validated for the quality page",
-                 len(fresh.files))
+        log.info("stored the validation results of %d file(s) validated for the quality page", len(fresh.files))
     except Exception as exc:  # e.g. the warehouse is locked by a notebook open elsewhere
         log.warning("validation results not stored (%s); the next build validates again", exc)
 
 
-def _stage_indicators(cfg: BuildConfig, new: Path, state: BuildState, year: int, fhash: str,
-                      summary: BuildSummary, pool=None) -> None:
+def _stage_indicators(
+    cfg: BuildConfig, new: Path, state: BuildState, year: int, fhash: str, summary: BuildSummary, pool=None
+) -> None:
     """Execute the indicators notebook (in a warm worker kernel when the pool is up): it brings every
     round of the indicators tables up to date, recomputing only the rounds whose inputs changed."""
     key = f"indicators:{year}"
     d = _indicators_key(fhash, year)
     con = warehouse_db.connect(cfg.warehouse)
     try:
-        have_rows = warehouse_db.has_table(con, "indicators") and con.execute(
-            "SELECT count(*) FROM indicators WHERE year = ?", [year]).fetchone()[0] > 0
+        have_rows = (
+            warehouse_db.has_table(con, "indicators")
+            and con.execute("SELECT count(*) FROM indicators WHERE year = ?", [year]).fetchone()[0] > 0
+        )
     finally:
         con.close()
     if not have_rows:
-        state.invalidate(key)   # the table was emptied behind the build's back: recompute
+        state.invalidate(key)  # the table was emptied behind the build's back: recompute
     from pipelines.indicators.stage import run_indicators
 
     # The executed notebook, the audit record, is kept in the working folder (runs/), not published.
     outputs = [state.work / publish.RUNS_DIR / f"indicators-{year}.ipynb"]
-    if _incremental(cfg, state, summary, key, d, outputs,
-                    lambda: run_indicators(year, cfg.warehouse, state.work, pool=pool)):
+    if _incremental(
+        cfg, state, summary, key, d, outputs, lambda: run_indicators(year, cfg.warehouse, state.work, pool=pool)
+    ):
         summary.executed.append(f"indicators-{year}")
 
 
-def _stage_downloads(cfg: BuildConfig, new: Path, state: BuildState, year: int,
-                     summary: BuildSummary) -> None:
+def _stage_downloads(cfg: BuildConfig, new: Path, state: BuildState, year: int, summary: BuildSummary) -> None:
     """indicators.csv|xlsx (every round) and indicators-{y}.csv|xlsx per round, each an artefact of
     its own (``downloads.DOWNLOADS``'s key): a round's files are rewritten only when that round's
     rows (the columns the downloads hold) or the source files its notes list changed."""
@@ -393,13 +435,26 @@ def _stage_downloads(cfg: BuildConfig, new: Path, state: BuildState, year: int,
     def outputs(stem: str) -> list[Path]:
         return [new / "downloads" / f"{stem}.{ext}" for ext in ("csv", "xlsx")]
 
-    _incremental(cfg, state, summary, "downloads", d.pop("downloads"),
-                 outputs("indicators") + [new / "downloads" / DICTIONARY_FILE],
-                 lambda: write_downloads(year, cfg.warehouse, new, years=[]))
+    _incremental(
+        cfg,
+        state,
+        summary,
+        "downloads",
+        d.pop("downloads"),
+        outputs("indicators") + [new / "downloads" / DICTIONARY_FILE],
+        lambda: write_downloads(year, cfg.warehouse, new, years=[]),
+    )
     for key, k in d.items():
         y = int(key.split(":")[1])
-        _incremental(cfg, state, summary, key, k, outputs(f"indicators-{y}"),
-                     lambda y=y: write_downloads(year, cfg.warehouse, new, years=[y], combined=False))
+        _incremental(
+            cfg,
+            state,
+            summary,
+            key,
+            k,
+            outputs(f"indicators-{y}"),
+            lambda y=y: write_downloads(year, cfg.warehouse, new, years=[y], combined=False),
+        )
 
 
 def _check_context(warehouse: Path, year: int):
@@ -408,9 +463,17 @@ def _check_context(warehouse: Path, year: int):
     return check_context(warehouse, year)
 
 
-def _stage_reports(cfg: BuildConfig, new: Path, state: BuildState, year: int, renderer: str,
-                   progress: Progress, summary: BuildSummary, pool=None,
-                   checked: dict[str, str] | None = None) -> None:
+def _stage_reports(
+    cfg: BuildConfig,
+    new: Path,
+    state: BuildState,
+    year: int,
+    renderer: str,
+    progress: Progress,
+    summary: BuildSummary,
+    pool=None,
+    checked: dict[str, str] | None = None,
+) -> None:
     """Execute and render the areas whose inputs changed or whose published files differ from the
     ones recorded (``reports.run_areas``, which also checks each area for disclosure). `checked`
     collects the files the check passed (path -> sha256)."""
@@ -444,16 +507,22 @@ def _stage_reports(cfg: BuildConfig, new: Path, state: BuildState, year: int, re
 
     def done(outcome) -> None:
         progress.advance(bar)
-        log.info("%s: %s in %.2f s%s", outcome.key, "ok" if outcome.ok else "FAILED", outcome.seconds,
-                 "" if outcome.ok else f": {outcome.error}")
+        log.info(
+            "%s: %s in %.2f s%s",
+            outcome.key,
+            "ok" if outcome.ok else "FAILED",
+            outcome.seconds,
+            "" if outcome.ok else f": {outcome.error}",
+        )
 
-    results = run_areas(todo, year, Path(cfg.warehouse), new, executed_in, renderer, jobs=cfg.jobs, pool=pool,
-                        on_done=done)
+    results = run_areas(
+        todo, year, Path(cfg.warehouse), new, executed_in, renderer, jobs=cfg.jobs, pool=pool, on_done=done
+    )
     for r in results:
         summary.executed.append(r.slug)
         if r.findings:
             summary.failed += [f"disclosure: {f}" for f in r.findings]
-        elif not r.ok and str(r.error).startswith("quarto: "):   # one project render: said once
+        elif not r.ok and str(r.error).startswith("quarto: "):  # one project render: said once
             if r.error not in summary.failed:
                 summary.failed.append(r.error)
         elif not r.ok:
@@ -462,8 +531,7 @@ def _stage_reports(cfg: BuildConfig, new: Path, state: BuildState, year: int, re
             checked.update(r.checked)
             html, pdf, _ = area_files(new, executed_in, r.code)
             data = chart_data_dir(html)
-            state.record(key(r.code), hashes[r.code],
-                         [html, pdf] + (sorted(data.iterdir()) if data.is_dir() else []))
+            state.record(key(r.code), hashes[r.code], [html, pdf] + (sorted(data.iterdir()) if data.is_dir() else []))
             summary.built.append(key(r.code))
             summary.rendered.append(r.slug)
 
@@ -473,15 +541,16 @@ def _linked_files(new: Path, year: int) -> list[str]:
     download with its size (the downloads page lists them)."""
     names = [f"prefectures/{pref_slug(int(c))}.{ext}" for c in prefectures().pref_code for ext in ("html", "pdf")]
     names += ["national.html", "national.pdf", "quality/index.html"]
-    linked = [n for n in names if (new / n).exists()]   # (a report being written is a .tmp. file)
+    linked = [n for n in names if (new / n).exists()]  # (a report being written is a .tmp. file)
     # the downloads page lists every download with its size
     from pipelines.outputs.site import download_files
 
     return linked + [f"downloads/{name} {size}" for name, size in download_files(new)]
 
 
-def _stage_site(cfg: BuildConfig, new: Path, state: BuildState, year: int, summary: BuildSummary,
-                again: bool = False) -> None:
+def _stage_site(
+    cfg: BuildConfig, new: Path, state: BuildState, year: int, summary: BuildSummary, again: bool = False
+) -> None:
     """The site pages. The build calls it while the reports run (when they all exist already, as
     after a correction, that is the final version) and again after them, which rewrites the
     pages only if the set of report files they link to changed (a first build)."""
@@ -495,7 +564,7 @@ def _stage_site(cfg: BuildConfig, new: Path, state: BuildState, year: int, summa
         con.close()
     outputs = [new / "index.html", new / "methodology.html"]
     if again and state.up_to_date(key, d, outputs):
-        return   # the pages written during the reports are final
+        return  # the pages written during the reports are final
     if again and key in summary.built:
         summary.built.remove(key)
     # The workbooks were written (and checked) in the downloads stage of this build.
@@ -513,15 +582,16 @@ def _file_hashes(site: Path, under: tuple[str, ...] = ("",)) -> dict[str, str]:
     return out
 
 
-def _stage_disclosure(cfg: BuildConfig, new: Path, work: Path, year: int, summary: BuildSummary,
-                      checked_now: dict[str, str] | None = None) -> None:
+def _stage_disclosure(
+    cfg: BuildConfig, new: Path, work: Path, year: int, summary: BuildSummary, checked_now: dict[str, str] | None = None
+) -> None:
     """Scan the assembled site (downloads, pages, report tables) for disclosive cells:
     every file that differs from the last checked version (all files with --force), except those
     checked earlier in this build (by the report workers, or the downloads while the reports ran)
     and unchanged since (`checked_now`)."""
     from pipelines.disclosure.check import check_files
 
-    record = work / publish.CHECKED_FILE   # (a record of the build: kept in the working folder)
+    record = work / publish.CHECKED_FILE  # (a record of the build: kept in the working folder)
     checked = _last_checked(cfg, record)
     current = _file_hashes(new)
     todo = {rel for rel, h in current.items() if checked.get(rel) != h}
@@ -539,15 +609,18 @@ def _stage_disclosure(cfg: BuildConfig, new: Path, work: Path, year: int, summar
         summary.failed += [f"disclosure: {f}" for f in findings]
         return
     _write_checked(record, current)
-    summary.built.append(f"disclosure ({len(todo) + len(early)} files checked"
-                         + (f", {len(early)} of them while the reports ran)" if early else ")"))
+    summary.built.append(
+        f"disclosure ({len(todo) + len(early)} files checked"
+        + (f", {len(early)} of them while the reports ran)" if early else ")")
+    )
 
 
 EARLY_CHECK = ("downloads/", "quality/results.json")
 
 
-def _check_early(cfg: BuildConfig, new: Path, work: Path, year: int, summary: BuildSummary,
-                 checked_now: dict[str, str]) -> None:
+def _check_early(
+    cfg: BuildConfig, new: Path, work: Path, year: int, summary: BuildSummary, checked_now: dict[str, str]
+) -> None:
     """While the reports run: the disclosure check of the downloads and the validation results,
     which are final by now (what changes later is checked again: the final
     check skips only files whose hash is the one checked here)."""
@@ -569,7 +642,7 @@ def _check_early(cfg: BuildConfig, new: Path, work: Path, year: int, summary: Bu
     checked_now.update(todo)
 
 
-CHECKER_KEY = ""   # the record's entry for the fingerprint of the code that did the checking
+CHECKER_KEY = ""  # the record's entry for the fingerprint of the code that did the checking
 
 
 def _last_checked(cfg: BuildConfig, record: Path) -> dict[str, str]:
@@ -590,8 +663,7 @@ def _checker_key() -> str:
 
 def _write_checked(record: Path, current: dict[str, str]) -> None:
     tmp = record.with_suffix(".tmp")
-    tmp.write_text(json.dumps({**current, CHECKER_KEY: _checker_key()}, indent=0, sort_keys=True),
-                   encoding="utf-8")
+    tmp.write_text(json.dumps({**current, CHECKER_KEY: _checker_key()}, indent=0, sort_keys=True), encoding="utf-8")
     tmp.replace(record)
 
 
@@ -604,8 +676,10 @@ def resolve_renderer(name: str) -> str:
     from pipelines.render import get_renderer, quarto_available
 
     if name == "quarto" and not quarto_available():
-        raise UsageError("--renderer", "quarto is not installed (not on PATH, QUARTO_PATH unset) / "
-                                       "Quarto がインストールされていません")
+        raise UsageError(
+            "--renderer",
+            "quarto is not installed (not on PATH, QUARTO_PATH unset) / Quarto がインストールされていません",
+        )
     return get_renderer(name).name
 
 
@@ -620,16 +694,17 @@ def _start_pool(cfg: BuildConfig, renderer: str):
         from pipelines.outputs.reports import KERNEL_PRELOAD, warm_renderer
 
         areas = len(set(cfg.prefs)) if cfg.prefs else 1 + len(prefectures())
-        pool = WarmPool(min(cfg.jobs, areas), warm=warm_renderer if renderer == "pandoc" else None,
-                        preload=KERNEL_PRELOAD)
+        pool = WarmPool(
+            min(cfg.jobs, areas), warm=warm_renderer if renderer == "pandoc" else None, preload=KERNEL_PRELOAD
+        )
     if new_data:
-        start_validation_warm_up()   # GX is slow to import: begin before ingest needs it
+        start_validation_warm_up()  # GX is slow to import: begin before ingest needs it
     else:
-        validator.stop()             # nothing to validate: the CLI's early GX process is not needed
+        validator.stop()  # nothing to validate: the CLI's early GX process is not needed
     return pool
 
 
-STAGES = ("ingest", "indicators", "reports", "site")   # the views a BuildConfig.stages may name
+STAGES = ("ingest", "indicators", "reports", "site")  # the views a BuildConfig.stages may name
 
 
 def _runs(cfg: BuildConfig, stage: str) -> bool:
@@ -637,8 +712,16 @@ def _runs(cfg: BuildConfig, stage: str) -> bool:
     return not cfg.stages or stage in cfg.stages
 
 
-def _run_stages(cfg: BuildConfig, new: Path, state: BuildState, renderer: str, progress: Progress,
-                summary: BuildSummary, pool, checked_now: dict[str, str]) -> tuple[int, ValidationReport | None]:
+def _run_stages(
+    cfg: BuildConfig,
+    new: Path,
+    state: BuildState,
+    renderer: str,
+    progress: Progress,
+    summary: BuildSummary,
+    pool,
+    checked_now: dict[str, str],
+) -> tuple[int, ValidationReport | None]:
     """ingest -> indicators -> reports on the workers, and meanwhile in this process what does not
     depend on them (quality page, downloads, workbooks, their disclosure check). A view runs only
     its stages: ``indicators`` (the indicators and the downloads written from them), ``reports``
@@ -655,8 +738,10 @@ def _run_stages(cfg: BuildConfig, new: Path, state: BuildState, renderer: str, p
     try:
         year = cfg.year or latest_year(con)
         fhash = files_hash(con)
-        have = warehouse_db.has_table(con, "indicators") and con.execute(
-            "SELECT count(*) FROM indicators WHERE year = ?", [year]).fetchone()[0] > 0
+        have = (
+            warehouse_db.has_table(con, "indicators")
+            and con.execute("SELECT count(*) FROM indicators WHERE year = ?", [year]).fetchone()[0] > 0
+        )
     finally:
         con.close()
     log.info("round / 調査年: %s", year)
@@ -664,12 +749,18 @@ def _run_stages(cfg: BuildConfig, new: Path, state: BuildState, renderer: str, p
         with progress.stage(f"indicators {year} / 指標"):
             _stage_indicators(cfg, new, state, year, fhash, summary, pool=pool)
     elif not have:
-        raise UsageError("--year", f"the warehouse has no indicators for {year}; run `tsunagari build` (or "
-                                   f"`tsunagari indicators --year {year}`) first / {year}年の指標がありません")
+        raise UsageError(
+            "--year",
+            f"the warehouse has no indicators for {year}; run `tsunagari build` (or "
+            f"`tsunagari indicators --year {year}`) first / {year}年の指標がありません",
+        )
     fresh = None
     with ThreadPoolExecutor(1, thread_name_prefix="reports") as bg:
-        reports = (bg.submit(_stage_reports, cfg, new, state, year, renderer, progress, summary, pool, checked_now)
-                   if _runs(cfg, "reports") else None)
+        reports = (
+            bg.submit(_stage_reports, cfg, new, state, year, renderer, progress, summary, pool, checked_now)
+            if _runs(cfg, "reports")
+            else None
+        )
         try:
             if not cfg.stages:
                 with progress.stage("quality page / データ品質"):
@@ -678,11 +769,18 @@ def _run_stages(cfg: BuildConfig, new: Path, state: BuildState, renderer: str, p
                 with progress.stage(f"downloads {year} / ダウンロード"):
                     _stage_downloads(cfg, new, state, year, summary)
                     if not cfg.stages:
-                        workbooks = [new / "downloads" / f"{pref_slug(int(c))}-{year}.xlsx"
-                                     for c in prefectures().pref_code]
-                        _incremental(cfg, state, summary, f"workbooks:{year}", _workbooks_key(cfg.warehouse, year, fhash),
-                                     workbooks,
-                                     lambda: _pref_workbooks(write_pref_workbooks, year, cfg, new, state.work))
+                        workbooks = [
+                            new / "downloads" / f"{pref_slug(int(c))}-{year}.xlsx" for c in prefectures().pref_code
+                        ]
+                        _incremental(
+                            cfg,
+                            state,
+                            summary,
+                            f"workbooks:{year}",
+                            _workbooks_key(cfg.warehouse, year, fhash),
+                            workbooks,
+                            lambda: _pref_workbooks(write_pref_workbooks, year, cfg, new, state.work),
+                        )
                 with progress.stage("disclosure check of the downloads / 秘匿の確認（ダウンロード）"):
                     _check_early(cfg, new, state.work, year, summary, checked_now)
             if _runs(cfg, "site"):
@@ -694,7 +792,7 @@ def _run_stages(cfg: BuildConfig, new: Path, state: BuildState, renderer: str, p
     return year, fresh
 
 
-WORKBOOK_DIGESTS_IN_SITE = Path("downloads") / ".xlsx-inputs.json"   # where site.write_pref_workbooks keeps them
+WORKBOOK_DIGESTS_IN_SITE = Path("downloads") / ".xlsx-inputs.json"  # where site.write_pref_workbooks keeps them
 
 
 def _pref_workbooks(write, year: int, cfg: BuildConfig, new: Path, work: Path) -> list[Path]:
@@ -733,10 +831,9 @@ def run_build(cfg: BuildConfig) -> BuildSummary:
     logs.setup_logging(None, quiet=cfg.quiet)
     # Guards first: --out a folder the build may own; then, holding its lock (so that a second build
     # of the same site is told so), the warehouse must be ours (or new).
-    out = publish.check_out(cfg.out_dir, warehouse=cfg.warehouse, input_dir=cfg.input_dir,
-                            force_out=cfg.force_out)
-    fingerprint.current(refresh=True)   # code, templates, settings, libraries: once per build
-    logs.add_root(out.parent)           # the published log names the staging folder, not its path
+    out = publish.check_out(cfg.out_dir, warehouse=cfg.warehouse, input_dir=cfg.input_dir, force_out=cfg.force_out)
+    fingerprint.current(refresh=True)  # code, templates, settings, libraries: once per build
+    logs.add_root(out.parent)  # the published log names the staging folder, not its path
     summary = BuildSummary(out_dir=Path(cfg.out_dir))
     renderer = resolve_renderer(cfg.renderer)
     with publish.build_lock(out):
@@ -746,7 +843,7 @@ def run_build(cfg: BuildConfig) -> BuildSummary:
         except Exception as exc:
             if not _disk_full(exc):
                 raise
-            publish.discard_staging(out)   # a half-built copy would only keep the disk full
+            publish.discard_staging(out)  # a half-built copy would only keep the disk full
             raise publish.disk_full(out.parent) from None
         if summary.failed and any(_disk_full(f) for f in summary.failed):
             publish.discard_staging(out)
@@ -762,22 +859,25 @@ def _build_locked(cfg: BuildConfig, out: Path, renderer: str, summary: BuildSumm
     if cfg.force_out:
         publish.take_over(out)
     publish.recover(out)
-    new = publish.prepare_staging(out)   # (and the working folder beside it)
+    new = publish.prepare_staging(out)  # (and the working folder beside it)
     work = publish.work_dir(out)
     logs.setup_logging(work / publish.LOG_FILE, quiet=cfg.quiet)
     log.info("build config: %s (renderer resolved: %s)", logs.display_config(cfg), renderer)
     _log_settings()
     state = BuildState(work, new)
-    checked_now: dict[str, str] = {}   # files already checked for disclosure in this build
+    checked_now: dict[str, str] = {}  # files already checked for disclosure in this build
     pool = _start_pool(cfg, renderer)
-    log.info("set up in %.2f s (workers %s)", time.perf_counter() - start,
-             "starting" if pool is not None else "not needed yet")
+    log.info(
+        "set up in %.2f s (workers %s)",
+        time.perf_counter() - start,
+        "starting" if pool is not None else "not needed yet",
+    )
     fresh = None
     try:
         with Progress(cfg.quiet) as progress:
             year, fresh = _run_stages(cfg, new, state, renderer, progress, summary, pool, checked_now)
             if pool is not None:
-                pool.close(wait=False)   # the kernels shut down while the site is written
+                pool.close(wait=False)  # the kernels shut down while the site is written
             if not summary.failed and _runs(cfg, "site"):
                 with progress.stage("site, after the reports / サイト（レポート後）"):
                     _stage_site(cfg, new, state, year, summary, again=True)
@@ -788,10 +888,9 @@ def _build_locked(cfg: BuildConfig, out: Path, renderer: str, summary: BuildSumm
             _stage_disclosure(cfg, new, work, year, summary, checked_now)
             log.info("disclosure check / 秘匿の確認 done in %.2f s", time.perf_counter() - start_d)
         if summary.failed:
-            log.error("%d area(s) failed; the new site stays in %s and is not published", len(summary.failed),
-                      new.name)
+            log.error("%d area(s) failed; the new site stays in %s and is not published", len(summary.failed), new.name)
         else:
-            with interrupt.deferred():   # a stop signal now takes effect after the two renames
+            with interrupt.deferred():  # a stop signal now takes effect after the two renames
                 publish.swap_in(out)
                 summary.published = True
         summary.seconds = time.perf_counter() - start
@@ -800,9 +899,9 @@ def _build_locked(cfg: BuildConfig, out: Path, renderer: str, summary: BuildSumm
         validator.stop()
         if pool is not None:
             pool.close()
-    if fresh is not None:   # the workers are gone: the warehouse can be opened for writing
+    if fresh is not None:  # the workers are gone: the warehouse can be opened for writing
         _store_fresh_results(cfg, fresh)
-    if pool is not None:    # reports ran: keep the chart cache under its size
+    if pool is not None:  # reports ran: keep the chart cache under its size
         from pipelines.outputs.chart_cache import prune
 
         prune()

@@ -24,7 +24,10 @@ log = logging.getLogger("tsunagari")
 
 WarehouseOpt = Annotated[
     Optional[Path],
-    typer.Option("--warehouse", help="DuckDB warehouse file (default paths.warehouse: data/warehouse.duckdb or $TSUNAGARI_WAREHOUSE)"),
+    typer.Option(
+        "--warehouse",
+        help="DuckDB warehouse file (default paths.warehouse: data/warehouse.duckdb or $TSUNAGARI_WAREHOUSE)",
+    ),
 ]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress display")]
 ConfigOpt = Annotated[
@@ -47,11 +50,12 @@ def _use_config(path: Path | None) -> None:
 
     from pipelines.domain import config
 
-    os.environ.pop(config.SETTINGS_ENV, None)   # a command resolves its own, never a parent's
+    os.environ.pop(config.SETTINGS_ENV, None)  # a command resolves its own, never a parent's
     if path is not None:
         if not path.is_file():
-            raise config.SettingsError(str(path), "--config",
-                                         "run-configuration file not found / 設定ファイルがありません")
+            raise config.SettingsError(
+                str(path), "--config", "run-configuration file not found / 設定ファイルがありません"
+            )
         os.environ[config.CONFIG_ENV] = str(path.resolve())
     os.environ.update(config.exported_environ(config.reload()))
 
@@ -72,13 +76,17 @@ def _prefs(values: list[str] | None) -> list[int]:
 @app.command()
 def build(
     year: Annotated[Optional[str], typer.Option(help="Survey round (default: latest in the data)")] = None,
-    input: Annotated[Optional[Path], typer.Option("--input", help="Folder of raw files (default: bundled sample data)")] = None,
+    input: Annotated[
+        Optional[Path], typer.Option("--input", help="Folder of raw files (default: bundled sample data)")
+    ] = None,
     out: Annotated[Path, typer.Option("--out", help="Output site folder")] = config.DEFAULT_OUT,
     renderer: Annotated[str, typer.Option(help="auto | quarto | pandoc")] = "auto",
     jobs: Annotated[Optional[int], typer.Option(help="Parallel report workers (default: cores)")] = None,
     pref: Annotated[Optional[list[str]], typer.Option("--pref", help="Only these prefecture codes")] = None,
     force: Annotated[bool, typer.Option("--force", help="Rebuild everything")] = False,
-    force_out: Annotated[bool, typer.Option("--force-out", help="Take over a non-empty --out folder that Tsunagari did not create")] = False,
+    force_out: Annotated[
+        bool, typer.Option("--force-out", help="Take over a non-empty --out folder that Tsunagari did not create")
+    ] = False,
     warehouse: WarehouseOpt = None,
     quiet: QuietOpt = False,
     config_file: ConfigOpt = None,
@@ -94,8 +102,8 @@ def build(
     # Ctrl-C (the build stops it) and is stopped when a stop signal arrives.
     with interrupt.children_ignore_interrupts():
         validator.start()
-    interrupt.on_stop(validator.stop, order=10)     # after the report workers (executor.WarmPool)
-    interrupt.on_stop(interrupt.kill_children, order=20)   # anything else the build started
+    interrupt.on_stop(validator.stop, order=10)  # after the report workers (executor.WarmPool)
+    interrupt.on_stop(interrupt.kill_children, order=20)  # anything else the build started
     from pipelines.build import run_build
 
     if renderer not in ("auto", "quarto", "pandoc"):
@@ -149,17 +157,26 @@ def validate(
         _check_out(out, warehouse)
         from pipelines.build import quality_design
 
-        report = write_quality_page(config.warehouse_path(warehouse), out / "quality",
-                                    design=quality_design(config.warehouse_path(warehouse)))
+        report = write_quality_page(
+            config.warehouse_path(warehouse), out / "quality", design=quality_design(config.warehouse_path(warehouse))
+        )
     else:
         report = validate_warehouse(config.warehouse_path(warehouse))
     typer.echo(report.summary())
     raise typer.Exit(1 if report.has_critical else 0)
 
 
-def _run_view(stages: tuple[str, ...], year: str, out: Path, warehouse: Path | None, renderer: str = "auto",
-              jobs: int | None = None, prefs: list[str] | None = None, force_out: bool = False,
-              quiet: bool = False) -> None:
+def _run_view(
+    stages: tuple[str, ...],
+    year: str,
+    out: Path,
+    warehouse: Path | None,
+    renderer: str = "auto",
+    jobs: int | None = None,
+    prefs: list[str] | None = None,
+    force_out: bool = False,
+    quiet: bool = False,
+) -> None:
     """A stage command as a view of the build (pipelines/build.py, ``BuildConfig.stages``): only
     `stages` run, into the staging folder beside --out, and the result is swapped in only after
     the publish scan and the disclosure check passed, under the build's lock. A published site
@@ -173,9 +190,16 @@ def _run_view(stages: tuple[str, ...], year: str, out: Path, warehouse: Path | N
         raise UsageError("--jobs", f"'{jobs}' must be 1 or more")
     interrupt.on_stop(interrupt.kill_children, order=20)
     cfg = config.BuildConfig(
-        year=check_year(year), out_dir=out, warehouse=config.warehouse_path(warehouse), renderer=renderer,
-        jobs=jobs or (__import__("os").cpu_count() or 1), prefs=_prefs(prefs), force_out=force_out,
-        quiet=quiet, stages=stages)
+        year=check_year(year),
+        out_dir=out,
+        warehouse=config.warehouse_path(warehouse),
+        renderer=renderer,
+        jobs=jobs or (__import__("os").cpu_count() or 1),
+        prefs=_prefs(prefs),
+        force_out=force_out,
+        quiet=quiet,
+        stages=stages,
+    )
     if not cfg.warehouse.exists():
         raise UsageError("--warehouse", f"'{cfg.warehouse}' does not exist / ウェアハウスがありません")
     summary = run_build(cfg)
@@ -187,14 +211,22 @@ def _run_view(stages: tuple[str, ...], year: str, out: Path, warehouse: Path | N
     raise typer.Exit(0 if summary.ok else 1)
 
 
-ForceOutOpt = Annotated[bool, typer.Option("--force-out", help="Take over a non-empty --out folder that Tsunagari did not create")]
+ForceOutOpt = Annotated[
+    bool, typer.Option("--force-out", help="Take over a non-empty --out folder that Tsunagari did not create")
+]
 
 
 @app.command()
 def indicators(
     year: Annotated[str, typer.Option(help="Survey round, e.g. 2024")],
     warehouse: WarehouseOpt = None,
-    out: Annotated[Path, typer.Option("--out", help="Site folder the downloads are published into (staged, checked and swapped in like the build; the executed notebook goes to runs/ in the working folder beside it)")] = config.DEFAULT_OUT,
+    out: Annotated[
+        Path,
+        typer.Option(
+            "--out",
+            help="Site folder the downloads are published into (staged, checked and swapped in like the build; the executed notebook goes to runs/ in the working folder beside it)",
+        ),
+    ] = config.DEFAULT_OUT,
     force_out: ForceOutOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
@@ -208,8 +240,15 @@ def indicators(
 @app.command()
 def reports(
     year: Annotated[str, typer.Option(help="Survey round, e.g. 2024")],
-    pref: Annotated[Optional[list[str]], typer.Option("--pref", help="Prefecture codes (default: all 47 and national)")] = None,
-    out: Annotated[Path, typer.Option("--out", help="Site folder the reports are published into (staged, checked and swapped in like the build)")] = config.DEFAULT_OUT,
+    pref: Annotated[
+        Optional[list[str]], typer.Option("--pref", help="Prefecture codes (default: all 47 and national)")
+    ] = None,
+    out: Annotated[
+        Path,
+        typer.Option(
+            "--out", help="Site folder the reports are published into (staged, checked and swapped in like the build)"
+        ),
+    ] = config.DEFAULT_OUT,
     renderer: Annotated[str, typer.Option(help="auto | quarto | pandoc")] = "auto",
     jobs: Annotated[Optional[int], typer.Option(help="Parallel workers")] = None,
     warehouse: WarehouseOpt = None,
@@ -218,14 +257,17 @@ def reports(
 ) -> None:
     """Execute and render the area reports (HTML + PDF): the build restricted to the reports stage
     and the given areas (staging, disclosure check, swap, lock)."""
-    _run_view(("reports",), year, out, warehouse, renderer=renderer, jobs=jobs, prefs=pref, force_out=force_out,
-              quiet=quiet)
+    _run_view(
+        ("reports",), year, out, warehouse, renderer=renderer, jobs=jobs, prefs=pref, force_out=force_out, quiet=quiet
+    )
 
 
 @app.command("rebuild-warehouse")
 def rebuild_warehouse(
     warehouse: WarehouseOpt = None,
-    mapping: Annotated[Optional[Path], typer.Option(help="The extra mapping YAML used when the files were loaded")] = None,
+    mapping: Annotated[
+        Optional[Path], typer.Option(help="The extra mapping YAML used when the files were loaded")
+    ] = None,
     quiet: QuietOpt = False,
 ) -> None:
     """Rebuild the warehouse from the raw files recorded in its provenance (sha256-checked)."""
@@ -281,13 +323,17 @@ def _run() -> int:
         typer.echo(f"error: {what}: {display_path(exc.filename) if exc.filename else ''}", err=True)
         return 1
     except Exception as exc:  # click usage errors arrive as click exceptions
-        if interrupt.signalled():   # e.g. a worker pool killed under the command's feet
+        if interrupt.signalled():  # e.g. a worker pool killed under the command's feet
             return _interrupted()
         import click
 
-        if "No space left on device" in str(exc):   # e.g. DuckDB writing the warehouse: nothing committed
-            typer.echo("error: disk full / 空き容量不足: " + str(exc).splitlines()[0].split(": ", 1)[-1]
-                       + "; nothing was committed or published / 変更はありません", err=True)
+        if "No space left on device" in str(exc):  # e.g. DuckDB writing the warehouse: nothing committed
+            typer.echo(
+                "error: disk full / 空き容量不足: "
+                + str(exc).splitlines()[0].split(": ", 1)[-1]
+                + "; nothing was committed or published / 変更はありません",
+                err=True,
+            )
             return 1
 
         # typer >= 0.29 raises the exceptions of its own copy of click (typer._click).
@@ -300,7 +346,7 @@ def _run() -> int:
             return getattr(exc, "exit_code", 1)
         raise
     if rc == interrupt.EXIT_CODE or (interrupt.signalled() and rc != 0):
-        return _interrupted()   # typer turns a KeyboardInterrupt into Exit(130)
+        return _interrupted()  # typer turns a KeyboardInterrupt into Exit(130)
     return rc
 
 
@@ -334,7 +380,7 @@ def main() -> None:
 
     interrupt.install()
     code = _run()
-    interrupt.finishing()   # a signal from here on does not raise: the process is ending
+    interrupt.finishing()  # a signal from here on does not raise: the process is ending
     _leave(code)
 
 

@@ -34,7 +34,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 REFERENCE = Path(__file__).with_name("chart_pixels.json")
-AREAS = (0, 13, 31)   # national, Tokyo, Tottori
+AREAS = (0, 13, 31)  # national, Tokyo, Tottori
 YEAR = 2024
 
 
@@ -52,9 +52,14 @@ def environment() -> dict[str, str]:
     font = font_manager.findfont(font_manager.FontProperties(family=family), fallback_to_default=False)
     with open(font, "rb") as f:
         font_hash = hashlib.sha256(f.read()).hexdigest()[:16]
-    return {"plotnine": plotnine.__version__, "matplotlib": matplotlib.__version__, "numpy": numpy.__version__,
-            "pillow": PIL.__version__, "freetype": matplotlib.ft2font.__freetype_version__,
-            "font": f"{family} {font_hash}"}
+    return {
+        "plotnine": plotnine.__version__,
+        "matplotlib": matplotlib.__version__,
+        "numpy": numpy.__version__,
+        "pillow": PIL.__version__,
+        "freetype": matplotlib.ft2font.__freetype_version__,
+        "font": f"{family} {font_hash}",
+    }
 
 
 def pixel_hash(png: bytes) -> str:
@@ -122,8 +127,11 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         wh = build_fixture_warehouse(Path(tmp) / "wh.duckdb")
         charts = report_renditions(wh)
-    data = {"about": "tests/chart_pixels.py: regenerate only for an intended change of picture",
-            "environment": environment(), "charts": charts}
+    data = {
+        "about": "tests/chart_pixels.py: regenerate only for an intended change of picture",
+        "environment": environment(),
+        "charts": charts,
+    }
     text = json.dumps(data, ensure_ascii=False, indent=1, sort_keys=True) + "\n"
     if args.write:
         REFERENCE.write_text(text, encoding="utf-8")

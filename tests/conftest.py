@@ -39,11 +39,12 @@ def pytest_collection_modifyitems(config, items):
         if not os.environ.get("QUARTO_PATH"):
             skip = pytest.mark.skip(reason="Quarto CLI not installed (not on PATH, QUARTO_PATH unset)")
             for item in items:
-                if item.get_closest_marker("quarto") is not None:   # (keywords hold the module name too)
+                if item.get_closest_marker("quarto") is not None:  # (keywords hold the module name too)
                     item.add_marker(skip)
 
 
 # --- the browser tests (test_accessibility, test_compare) ------------------------------------------
+
 
 @pytest.fixture(scope="module")
 def browser():
@@ -68,7 +69,14 @@ def built_site(tmp_path_factory) -> Path:
 
     root = tmp_path_factory.mktemp("site")
     write_sample(root / "in", rows=4000)
-    cfg = BuildConfig(input_dir=root / "in", out_dir=root / "site", warehouse=root / "wh.duckdb", jobs=2,
-                      prefs=[0, 13, 31], quiet=True, renderer="pandoc")
+    cfg = BuildConfig(
+        input_dir=root / "in",
+        out_dir=root / "site",
+        warehouse=root / "wh.duckdb",
+        jobs=2,
+        prefs=[0, 13, 31],
+        quiet=True,
+        renderer="pandoc",
+    )
     assert run_build(cfg).ok
     return cfg.out_dir

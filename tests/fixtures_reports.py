@@ -22,10 +22,21 @@ from pipelines.domain.reference import prefectures
 
 # Plausible levels of the fixture rows by indicator (others: 20% for a share, 10 for a rate,
 # 0.5 for a flag). The indicators themselves come from the real catalogue (no copy here).
-BASE_VALUES = {"lonely_often_always": 4.7, "lonely_any": 39.0, "ucla_10_12": 7.0, "ucla_7_12": 48.0,
-               "no_contact_inperson": 9.5, "no_participation": 52.0, "no_reliable_person": 7.5,
-               "no_support_among_worried": 88.0, "help_intention": 51.5, "consultations_per_10k": 25.0,
-               "supporters_per_10k": 4.0, "has_platform": 0.6, "has_regional_council": 0.4}
+BASE_VALUES = {
+    "lonely_often_always": 4.7,
+    "lonely_any": 39.0,
+    "ucla_10_12": 7.0,
+    "ucla_7_12": 48.0,
+    "no_contact_inperson": 9.5,
+    "no_participation": 52.0,
+    "no_reliable_person": 7.5,
+    "no_support_among_worried": 88.0,
+    "help_intention": 51.5,
+    "consultations_per_10k": 25.0,
+    "supporters_per_10k": 4.0,
+    "has_platform": 0.6,
+    "has_regional_council": 0.4,
+}
 DEFAULT_BASE = {"percent": 20.0, "per_10k": 10.0, "flag": 0.5}
 
 LONELINESS_SHARES = {"5": 4.7, "4": 15.0, "3": 19.3, "2": 40.0, "1": 20.0, "9": 1.0}
@@ -82,8 +93,9 @@ def _base(c) -> float:
     return BASE_VALUES.get(c.id, DEFAULT_BASE[c.unit])
 
 
-def build_fixture_warehouse(path: Path, years: tuple[int, ...] = (2022, 2023, 2024), seed: int = 7,
-                            synthetic: bool = True) -> Path:
+def build_fixture_warehouse(
+    path: Path, years: tuple[int, ...] = (2022, 2023, 2024), seed: int = 7, synthetic: bool = True
+) -> Path:
     """Create a DuckDB warehouse at `path` with `indicators`, `distributions` and `files`."""
     rng = random.Random(seed)
     cat = catalogue()
@@ -113,10 +125,14 @@ def build_fixture_warehouse(path: Path, years: tuple[int, ...] = (2022, 2023, 20
                     continue
                 breakdowns = [("total", n)]
                 breakdowns += [(f"sex={s}", int(n * (0.46 if s == "1" else 0.53))) for s in sexes]
-                breakdowns += [(f"age={b}", max(1, int(n * w))) for b, w in
-                               zip(schema.AGE_BANDS, [0.03, 0.08, 0.11, 0.15, 0.17, 0.17, 0.19, 0.10])]
-                breakdowns += [(f"uk_age={b}", max(1, int(n * w))) for b, w in
-                               zip(schema.UK_AGE_BANDS, [0.06, 0.09, 0.20, 0.26, 0.21, 0.18])]
+                breakdowns += [
+                    (f"age={b}", max(1, int(n * w)))
+                    for b, w in zip(schema.AGE_BANDS, [0.03, 0.08, 0.11, 0.15, 0.17, 0.17, 0.19, 0.10])
+                ]
+                breakdowns += [
+                    (f"uk_age={b}", max(1, int(n * w)))
+                    for b, w in zip(schema.UK_AGE_BANDS, [0.06, 0.09, 0.20, 0.26, 0.21, 0.18])
+                ]
                 for bd, nb in breakdowns:
                     scale = eff if c.polarity == "low_is_good" else 2 - eff
                     bd_eff = 1.0
@@ -134,15 +150,37 @@ def build_fixture_warehouse(path: Path, years: tuple[int, ...] = (2022, 2023, 20
                     comp = "not_compared" if suppressed or code == "00" else _compare(v, lo, hi, nat, c.polarity)
                     p = prev.get((code,) + key)
                     change = "not_compared" if suppressed or p is None else _change(v, neff, p[0], p[1])
-                    note_src = ("県独自調査（全国調査と同一の調査票）" if code == "11" and year == years[-1]
-                                else "全国調査" if code == "00" else "全国調査の県別集計（サブサンプル）")
+                    note_src = (
+                        "県独自調査（全国調査と同一の調査票）"
+                        if code == "11" and year == years[-1]
+                        else "全国調査"
+                        if code == "00"
+                        else "全国調査の県別集計（サブサンプル）"
+                    )
                     note = note_src
                     if suppressed:
                         note += "; 集計対象が30人未満のため非表示"
                     elif nb < 100:
                         note += "; 参考値（集計対象30～99人）"
-                    ind_rows.append((year, code, name, c.id, bd, v, lo, hi, nb, neff,
-                                     None if code == "00" else nat, comp, change, suppressed, note))
+                    ind_rows.append(
+                        (
+                            year,
+                            code,
+                            name,
+                            c.id,
+                            bd,
+                            v,
+                            lo,
+                            hi,
+                            nb,
+                            neff,
+                            None if code == "00" else nat,
+                            comp,
+                            change,
+                            suppressed,
+                            note,
+                        )
+                    )
                     prev[(code,) + key] = (v, neff)
             # programme indicators
             for c in cat:
@@ -152,16 +190,35 @@ def build_fixture_warehouse(path: Path, years: tuple[int, ...] = (2022, 2023, 20
                     v = 1.0 if rng.random() < _base(c) + 0.1 * yi else 0.0
                 else:
                     v = round(_base(c) * rng.uniform(0.4, 1.8) * drift, 2)
-                ind_rows.append((year, code, name, c.id, "total", v, None, None, None, None,
-                                 None, "not_compared", "not_compared", False, "プログラムデータ（合成）"))
+                ind_rows.append(
+                    (
+                        year,
+                        code,
+                        name,
+                        c.id,
+                        "total",
+                        v,
+                        None,
+                        None,
+                        None,
+                        None,
+                        None,
+                        "not_compared",
+                        "not_compared",
+                        False,
+                        "プログラムデータ（合成）",
+                    )
+                )
             # distributions: direct question and UCLA bands, total + uk_age
             for question, shares, labels in (
                 ("q_loneliness", LONELINESS_SHARES, schema.QUESTIONS["q_loneliness"]),
                 ("ucla_band", UCLA_SHARES, schema.UCLA_BANDS),
             ):
                 for bd, nb in [("total", n)] + [(f"uk_age={b}", max(1, int(n * 0.17))) for b in schema.UK_AGE_BANDS]:
-                    raw = {k: max(0.2, s * (eff if k in ("5", "4", "10-12") else 1) * (1 + rng.gauss(0, 0.05)))
-                           for k, s in shares.items()}
+                    raw = {
+                        k: max(0.2, s * (eff if k in ("5", "4", "10-12") else 1) * (1 + rng.gauss(0, 0.05)))
+                        for k, s in shares.items()
+                    }
                     tot = sum(raw.values())
                     for k, s in raw.items():
                         v = round(100 * s / tot, 3)
@@ -180,17 +237,34 @@ def build_fixture_warehouse(path: Path, years: tuple[int, ...] = (2022, 2023, 20
         years = sorted(int(y) for y in ind_df["year"].unique())
         programme_rows = ind_df["indicator_id"].isin([c.id for c in cat if c.source == "programme"])
         own = (ind_df["area_code"] == "11") & (ind_df["year"] == years[-1]) & ~programme_rows
-        ind_df["source"] = np.select([programme_rows, ind_df["area_code"] == "00", own],
-                                     ["programme", "national", "own_survey"], "national_subsample")
-        ind_df["previous_year"] = ind_df["year"].map(
-            lambda y: max([p for p in years if p < y], default=None)).astype("float").astype("Int64")
-        ind_df["source_changed"] = own & (len(years) > 1)   # Saitama: subsample -> its own survey
+        ind_df["source"] = np.select(
+            [programme_rows, ind_df["area_code"] == "00", own],
+            ["programme", "national", "own_survey"],
+            "national_subsample",
+        )
+        ind_df["previous_year"] = (
+            ind_df["year"].map(lambda y: max([p for p in years if p < y], default=None)).astype("float").astype("Int64")
+        )
+        ind_df["source_changed"] = own & (len(years) > 1)  # Saitama: subsample -> its own survey
         ind_df["comparison_method"] = "newcombe"
         ind_df["change_method"] = "newcombe"
         ind_df["design_effect"] = 1.0
-        dist_df = pd.DataFrame(dist_rows, columns=["year", "area_code", "question", "breakdown", "category",
-                                                   "category_label", "value", "lower_ci95", "upper_ci95",
-                                                   "n_unweighted", "suppressed"])
+        dist_df = pd.DataFrame(
+            dist_rows,
+            columns=[
+                "year",
+                "area_code",
+                "question",
+                "breakdown",
+                "category",
+                "category_label",
+                "value",
+                "lower_ci95",
+                "upper_ci95",
+                "n_unweighted",
+                "suppressed",
+            ],
+        )
         con.register("ind_df", ind_df)
         con.register("dist_df", dist_df)
         con.execute("INSERT INTO indicators SELECT * FROM ind_df")
@@ -209,9 +283,20 @@ def build_fixture_warehouse(path: Path, years: tuple[int, ...] = (2022, 2023, 20
               WHERE area_code <> '00' AND indicator_id IN ({programme_ids}) GROUP BY year, indicator_id) m
             WHERE i.year = m.year AND i.indicator_id = m.indicator_id AND i.area_code = '00'""")
         for year in years:
-            con.execute("INSERT INTO files VALUES (?,?,?,?,?,?,?,?,?,now())",
-                        [f"sha{year}", f"national-{year}.csv", f"data/sample/national-{year}.csv", "survey",
-                         f"national-{year}", year, "utf-8", 11000, synthetic])
+            con.execute(
+                "INSERT INTO files VALUES (?,?,?,?,?,?,?,?,?,now())",
+                [
+                    f"sha{year}",
+                    f"national-{year}.csv",
+                    f"data/sample/national-{year}.csv",
+                    "survey",
+                    f"national-{year}",
+                    year,
+                    "utf-8",
+                    11000,
+                    synthetic,
+                ],
+            )
     finally:
         con.close()
     return path
@@ -234,12 +319,18 @@ def build_sparse_warehouse(path: Path) -> Path:
     con = duckdb.connect(str(path))
     try:
         programme = ", ".join(f"'{c.id}'" for c in catalogue() if c.source == "programme") or "''"
-        con.execute("UPDATE indicators SET suppressed = true, comparison = 'not_compared' "
-                    "WHERE area_code <> '00' OR breakdown <> 'total'")
-        con.execute("UPDATE indicators SET source = 'national_subsample', source_changed = false, "
-                    "note = '全国調査の県別集計（サブサンプル）' WHERE source = 'own_survey'")
-        con.execute(f"UPDATE indicators SET value = NULL, national_value = NULL, suppressed = false, "
-                    f"note = '令和6年度 (FY2024) の事業データなし' WHERE indicator_id IN ({programme})")
+        con.execute(
+            "UPDATE indicators SET suppressed = true, comparison = 'not_compared' "
+            "WHERE area_code <> '00' OR breakdown <> 'total'"
+        )
+        con.execute(
+            "UPDATE indicators SET source = 'national_subsample', source_changed = false, "
+            "note = '全国調査の県別集計（サブサンプル）' WHERE source = 'own_survey'"
+        )
+        con.execute(
+            f"UPDATE indicators SET value = NULL, national_value = NULL, suppressed = false, "
+            f"note = '令和6年度 (FY2024) の事業データなし' WHERE indicator_id IN ({programme})"
+        )
         con.execute("DELETE FROM distributions")
     finally:
         con.close()
@@ -252,7 +343,8 @@ def fork_report(tmp: Path, *source: str) -> Path:
     fork = tmp / "reports-fork"
     shutil.copytree(config.REPORTS_DIR, fork)
     nb = json.loads((fork / "report.ipynb").read_text(encoding="utf-8"))
-    nb["cells"].append({"cell_type": "code", "execution_count": None, "metadata": {}, "outputs": [],
-                        "source": list(source)})
+    nb["cells"].append(
+        {"cell_type": "code", "execution_count": None, "metadata": {}, "outputs": [], "source": list(source)}
+    )
     (fork / "report.ipynb").write_text(json.dumps(nb, ensure_ascii=False), encoding="utf-8")
     return fork

@@ -20,8 +20,14 @@ from pipelines.domain import schema
 from pipelines.domain.reference import pref_slug, prefectures
 
 # Plausible national levels of the fixture rows (other indicators: 10 + 5 x their catalogue position).
-BASE_VALUES = {"lonely_often_always": 4.7, "lonely_any": 39.0, "ucla_10_12": 7.0, "no_contact_inperson": 9.5,
-               "help_intention": 51.5, "consultations_per_10k": 25.0}
+BASE_VALUES = {
+    "lonely_often_always": 4.7,
+    "lonely_any": 39.0,
+    "ucla_10_12": 7.0,
+    "no_contact_inperson": 9.5,
+    "help_intention": 51.5,
+    "consultations_per_10k": 25.0,
+}
 
 # A note that looks like a spreadsheet formula: the per-prefecture XLSX must neutralise it.
 FORMULA_NOTE = '=HYPERLINK("http://example.invalid","x")'
@@ -83,12 +89,30 @@ def build_site_warehouse(path: Path, year: int = 2024, synthetic: bool = True) -
                 if c.unit == "flag":  # set or not; the national row is the share of prefectures (%)
                     v = 59.6 if code == "00" else float(k % 5 != 0)
                 if programme:
-                    comp = "not_compared" if code == "00" or c.unit == "flag" else (
-                                                               "higher" if v > nat * 1.2 else
-                                                               "lower" if v < nat * 0.8 else "similar")
-                    rows.append((year, code, name, c.id, bd, v, None, None, None, None,
-                                 None if code == "00" else nat, comp, "not_compared", False,
-                                 "プログラムデータ（合成）"))
+                    comp = (
+                        "not_compared"
+                        if code == "00" or c.unit == "flag"
+                        else ("higher" if v > nat * 1.2 else "lower" if v < nat * 0.8 else "similar")
+                    )
+                    rows.append(
+                        (
+                            year,
+                            code,
+                            name,
+                            c.id,
+                            bd,
+                            v,
+                            None,
+                            None,
+                            None,
+                            None,
+                            None if code == "00" else nat,
+                            comp,
+                            "not_compared",
+                            False,
+                            "プログラムデータ（合成）",
+                        )
+                    )
                     continue
                 lo, hi = _wilson(v, nb * 0.9)
                 suppressed = nb < 30 or (code == "31" and ci == 0)  # Tottori: a suppressed headline value
@@ -105,8 +129,25 @@ def build_site_warehouse(path: Path, year: int = 2024, synthetic: bool = True) -
                     note += "; 参考値（集計対象30～99人）"
                 if code == "13" and ci == 0 and bd == "total":
                     note = FORMULA_NOTE
-                rows.append((year, code, name, c.id, bd, v, lo, hi, nb, nb * 0.9,
-                             None if code == "00" else nat, comp, "no_change", suppressed, note))
+                rows.append(
+                    (
+                        year,
+                        code,
+                        name,
+                        c.id,
+                        bd,
+                        v,
+                        lo,
+                        hi,
+                        nb,
+                        nb * 0.9,
+                        None if code == "00" else nat,
+                        comp,
+                        "no_change",
+                        suppressed,
+                        note,
+                    )
+                )
     con = duckdb.connect(str(path))
     try:
         con.execute(schema.INDICATORS_TABLE_DDL)
@@ -114,17 +155,29 @@ def build_site_warehouse(path: Path, year: int = 2024, synthetic: bool = True) -
         df = pd.DataFrame(rows, columns=schema.INDICATOR_COLUMNS[:15]).reindex(columns=schema.INDICATOR_COLUMNS)
         # how each row was judged (the columns after the contract's 15), as the indicators stage sets them
         programme_rows = df["indicator_id"].isin([c.id for c in cat if c.source == "programme"])
-        df["source"] = np.select([programme_rows, df["area_code"] == "00"], ["programme", "national"],
-                                 "national_subsample")
+        df["source"] = np.select(
+            [programme_rows, df["area_code"] == "00"], ["programme", "national"], "national_subsample"
+        )
         df["source_changed"] = False
         df["comparison_method"] = "newcombe"
         df["change_method"] = "newcombe"
         df["design_effect"] = 1.0
         con.register("df", df)
         con.execute("INSERT INTO indicators SELECT * FROM df")
-        con.execute("INSERT INTO files VALUES (?,?,?,?,?,?,?,?,?,now())",
-                    [f"sha{year}", f"national-{year}.csv", f"data/sample/national-{year}.csv", "survey",
-                     f"national-{year}", year, "utf-8", 11000, synthetic])
+        con.execute(
+            "INSERT INTO files VALUES (?,?,?,?,?,?,?,?,?,now())",
+            [
+                f"sha{year}",
+                f"national-{year}.csv",
+                f"data/sample/national-{year}.csv",
+                "survey",
+                f"national-{year}",
+                year,
+                "utf-8",
+                11000,
+                synthetic,
+            ],
+        )
     finally:
         con.close()
     return path
@@ -142,10 +195,14 @@ def write_placeholder_outputs(out: Path, year: int = 2024, skip: tuple[int, ...]
         base = out / ("national" if code == 0 else f"prefectures/{slug}")
         base.with_suffix(".html").write_text(
             f'<!doctype html><html lang="ja"><head><meta charset="utf-8"><title>{slug}</title></head>'
-            f"<body><h1>{slug}</h1></body></html>", encoding="utf-8")
+            f"<body><h1>{slug}</h1></body></html>",
+            encoding="utf-8",
+        )
         base.with_suffix(".pdf").write_bytes(b"%PDF-1.4\n%placeholder\n")
     (out / "downloads" / f"indicators-{year}.csv").write_text("year,area_code\n", encoding="utf-8")
     (out / "downloads" / f"indicators-{year}.xlsx").write_bytes(b"PK placeholder")
     (out / "quality" / "index.html").write_text(
         '<!doctype html><html lang="ja"><head><meta charset="utf-8"><title>データ品質</title></head>'
-        "<body><h1>データ品質</h1></body></html>", encoding="utf-8")
+        "<body><h1>データ品質</h1></body></html>",
+        encoding="utf-8",
+    )

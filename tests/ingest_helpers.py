@@ -13,17 +13,33 @@ from pipelines.domain import schema
 
 # Contract column -> Japanese header (as the sample-data writer uses them).
 JA_HEADERS = {
-    "survey_id": "調査ID", "survey_year": "調査年", "respondent_id": "回答者ID",
-    "pref_code": "都道府県コード", "sex": "性別", "age": "年齢", "household_single": "単身世帯",
-    "weight": "ウェイト", "q_loneliness": "孤独感", "q_ucla_1": "人とのつきあいがない",
-    "q_ucla_2": "取り残されている", "q_ucla_3": "孤立している",
-    "q_contact_inperson": "直接会って話す頻度", "q_participation_none": "社会活動に参加していない",
-    "q_has_worries": "不安や悩み", "q_support_received": "支援を受けている",
-    "q_reliable_person": "頼れる人", "q_help_intention": "手助けの意向",
+    "survey_id": "調査ID",
+    "survey_year": "調査年",
+    "respondent_id": "回答者ID",
+    "pref_code": "都道府県コード",
+    "sex": "性別",
+    "age": "年齢",
+    "household_single": "単身世帯",
+    "weight": "ウェイト",
+    "q_loneliness": "孤独感",
+    "q_ucla_1": "人とのつきあいがない",
+    "q_ucla_2": "取り残されている",
+    "q_ucla_3": "孤立している",
+    "q_contact_inperson": "直接会って話す頻度",
+    "q_participation_none": "社会活動に参加していない",
+    "q_has_worries": "不安や悩み",
+    "q_support_received": "支援を受けている",
+    "q_reliable_person": "頼れる人",
+    "q_help_intention": "手助けの意向",
 }
-PROGRAMME_JA = {"fiscal_year": "年度", "pref_code": "都道府県コード", "metric_id": "指標ID",
-                "value": "値", "unit": "単位", "source": "出典"}
-
+PROGRAMME_JA = {
+    "fiscal_year": "年度",
+    "pref_code": "都道府県コード",
+    "metric_id": "指標ID",
+    "value": "値",
+    "unit": "単位",
+    "source": "出典",
+}
 
 
 def survey_rows(n: int = 12, survey_id: str = "national-2024", seed: int = 1) -> list[dict]:
@@ -32,11 +48,16 @@ def survey_rows(n: int = 12, survey_id: str = "national-2024", seed: int = 1) ->
     year = int(survey_id[-4:])
     rows = []
     for i in range(n):
-        row = {"survey_id": survey_id, "survey_year": year, "respondent_id": f"R{i + 1:05d}",
-               "pref_code": rng.choice([1, 11, 13, 27, 47]), "sex": rng.choice([1, 2, 3, 9]),
-               "age": rng.choice([16, 19, 20, 35, 49, 64, 75, 80, 99]),
-               "household_single": rng.choice([0, 1, 9]),
-               "weight": rng.choice([0.5, 1.0, 1.25, 2.0])}
+        row = {
+            "survey_id": survey_id,
+            "survey_year": year,
+            "respondent_id": f"R{i + 1:05d}",
+            "pref_code": rng.choice([1, 11, 13, 27, 47]),
+            "sex": rng.choice([1, 2, 3, 9]),
+            "age": rng.choice([16, 19, 20, 35, 49, 64, 75, 80, 99]),
+            "household_single": rng.choice([0, 1, 9]),
+            "weight": rng.choice([0.5, 1.0, 1.25, 2.0]),
+        }
         for q, labels in schema.QUESTIONS.items():
             row[q] = rng.choice(sorted(labels))
         rows.append(row)

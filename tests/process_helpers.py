@@ -31,8 +31,11 @@ def with_tmpdir(tmp: Path) -> list[str]:
 
 def with_cmdline(text: str) -> list[int]:
     """Live processes whose command line contains `text`."""
-    return [p.info["pid"] for p in psutil.process_iter(["pid", "cmdline"])
-            if text in " ".join(p.info["cmdline"] or []) and alive(p.info["pid"])]
+    return [
+        p.info["pid"]
+        for p in psutil.process_iter(["pid", "cmdline"])
+        if text in " ".join(p.info["cmdline"] or []) and alive(p.info["pid"])
+    ]
 
 
 def poll(predicate, timeout: float, what: str) -> None:

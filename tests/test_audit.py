@@ -26,6 +26,7 @@ UK = [f"uk_age={b}" for b in schema.UK_AGE_BANDS]
 
 # --- A Kyoto-like area, built from single years of age ---------------------------------------------
 
+
 def _ages() -> dict[int, tuple[int, int]]:
     """age -> (respondents, of whom lonely). 80+: 21 respondents, none lonely."""
     out = {}
@@ -72,12 +73,21 @@ def _single_year_lp(cells: pd.DataFrame, target: str, quantity: int) -> tuple[fl
     for _, c in cells.iterrows():
         if not c.published or not (c.breakdown == "total" or c.breakdown.startswith(("age=", "uk_age="))):
             continue
-        mask = np.ones(k) if c.breakdown == "total" else np.array(
-            [isinstance(a, int) and _lo_hi(c.breakdown.partition("=")[2])[0] <= a < _lo_hi(c.breakdown.partition("=")[2])[1]
-             for a in years], dtype=float)
+        mask = (
+            np.ones(k)
+            if c.breakdown == "total"
+            else np.array(
+                [
+                    isinstance(a, int)
+                    and _lo_hi(c.breakdown.partition("=")[2])[0] <= a < _lo_hi(c.breakdown.partition("=")[2])[1]
+                    for a in years
+                ],
+                dtype=float,
+            )
+        )
         for q, v in ((0, c.n), (1, c.y)):
             r = np.zeros(2 * k)
-            r[q * k:(q + 1) * k] = mask
+            r[q * k : (q + 1) * k] = mask
             rows.append(r), rhs.append(v)
     lo, hi = _lo_hi(target.partition("=")[2])
     m = np.array([isinstance(a, int) and lo <= a < hi for a in years], dtype=float)
@@ -85,8 +95,15 @@ def _single_year_lp(cells: pd.DataFrame, target: str, quantity: int) -> tuple[fl
     ub = np.hstack([-np.eye(k), np.eye(k)])
     out = []
     for sign in (1, -1):
-        res = linprog(sign * obj, A_ub=ub, b_ub=np.zeros(k), A_eq=np.array(rows), b_eq=np.array(rhs),
-                      bounds=(0, None), method="highs")
+        res = linprog(
+            sign * obj,
+            A_ub=ub,
+            b_ub=np.zeros(k),
+            A_eq=np.array(rows),
+            b_eq=np.array(rhs),
+            bounds=(0, None),
+            method="highs",
+        )
         assert res.status == 0
         out.append(sign * res.fun)
     return out[0], out[1]
@@ -112,7 +129,7 @@ class TestIntervals:
         cells = _kyoto()
         iv = intervals(cells)
         (r,) = [k for k, i in enumerate(iv.index) if cells.breakdown[i] == "age=80+"]
-        assert (iv.lo[r].tolist(), iv.hi[r].tolist()) == ([21, 0, 21], [21, 0, 21])   # 0 of 21 lonely
+        assert (iv.lo[r].tolist(), iv.hi[r].tolist()) == ([21, 0, 21], [21, 0, 21])  # 0 of 21 lonely
         assert "uk_age=75+" in iv.derivation[r] and "age=70-79" in iv.derivation[r]
 
     def test_the_national_partition_alone_does_not_give_it(self):
@@ -122,8 +139,16 @@ class TestIntervals:
         # hidden with the 40 respondents of unknown age (6 of them lonely)
         assert iv.lo[0].tolist() == [0, 0, 0] and iv.hi[0].tolist() == [61, 6, 55]
 
-    @pytest.mark.parametrize("hidden", [("age=80+",), ("age=80+", "age=70-79"), ("age=80+", "uk_age=75+"),
-                                        ("age=16-19", "uk_age=35-49"), ("age=50-59", "age=20-29", "uk_age=65-74")])
+    @pytest.mark.parametrize(
+        "hidden",
+        [
+            ("age=80+",),
+            ("age=80+", "age=70-79"),
+            ("age=80+", "uk_age=75+"),
+            ("age=16-19", "uk_age=35-49"),
+            ("age=50-59", "age=20-29", "uk_age=65-74"),
+        ],
+    )
     def test_lp_bounds_equal_an_independent_single_year_model(self, hidden):
         cells = _kyoto(hidden)
         iv = intervals(cells)
@@ -146,8 +171,13 @@ class TestIntervals:
             rows = [("total", sum(years.values()) + na[0], sum(lonely.values()) + na[1])]
             for bd in NAT + UK:
                 lo, hi = _lo_hi(bd.partition("=")[2])
-                rows.append((bd, sum(v for a, v in years.items() if lo <= a < hi),
-                             sum(v for a, v in lonely.items() if lo <= a < hi)))
+                rows.append(
+                    (
+                        bd,
+                        sum(v for a, v in years.items() if lo <= a < hi),
+                        sum(v for a, v in lonely.items() if lo <= a < hi),
+                    )
+                )
             d = pd.DataFrame(rows, columns=["breakdown", "n", "y"]).assign(block=f"b{k}")
             d["published"] = (d.breakdown == "total") | (rng.uniform(size=len(d)) > 0.4)
             frames.append(d)
@@ -159,8 +189,11 @@ class TestIntervals:
             lp_cells += iv.derivation[r].startswith("total and the published age cells")
             for q in range(3):
                 lo, hi = _single_year_lp(block, cells.breakdown[i], q)
-                assert (iv.lo[r, q], iv.hi[r, q]) == (np.ceil(lo - 1e-6), np.floor(hi + 1e-6)), \
-                    (cells.block[i], cells.breakdown[i], q)
+                assert (iv.lo[r, q], iv.hi[r, q]) == (np.ceil(lo - 1e-6), np.floor(hi + 1e-6)), (
+                    cells.block[i],
+                    cells.breakdown[i],
+                    q,
+                )
         assert len(iv.index) == (~cells.published).sum() and lp_cells >= 20
 
     def test_total_minus_the_rest_of_a_partition(self):
@@ -185,22 +218,38 @@ class TestRule:
         cells = _kyoto()
         iv = intervals(cells)
         assert audit.exposed_true(iv, cells.n.to_numpy(float), cells.y.to_numpy(float)).any()
-        assert len(audit_published(_as_table(cells))) == 3   # base, count and complement
+        assert len(audit_published(_as_table(cells))) == 3  # base, count and complement
 
 
 # --- Cross-partition recovery: caught by the audit, fixed by the audit's suppression --------------
 
+
 def _frame(cells: pd.DataFrame, area="26") -> pd.DataFrame:
-    return pd.DataFrame({"group": "TRUE", "measure": "lonely_often_always", "area_code": area,
-                         "breakdown": cells.breakdown, "n": cells.n, "y": cells.y,
-                         "primary": stats.base_status(cells.n.to_numpy()) == "suppressed"})
+    return pd.DataFrame(
+        {
+            "group": "TRUE",
+            "measure": "lonely_often_always",
+            "area_code": area,
+            "breakdown": cells.breakdown,
+            "n": cells.n,
+            "y": cells.y,
+            "primary": stats.base_status(cells.n.to_numpy()) == "suppressed",
+        }
+    )
 
 
 def _as_table(cells: pd.DataFrame, area="26") -> pd.DataFrame:
     n = cells.n.astype(float).where(cells.published)
-    return pd.DataFrame({"area_code": area, "indicator_id": "lonely_often_always", "breakdown": cells.breakdown,
-                         "value": (cells.y / cells.n * 100).where(cells.published), "n_unweighted": n,
-                         "suppressed": ~cells.published})
+    return pd.DataFrame(
+        {
+            "area_code": area,
+            "indicator_id": "lonely_often_always",
+            "breakdown": cells.breakdown,
+            "value": (cells.y / cells.n * 100).where(cells.published),
+            "n_unweighted": n,
+            "suppressed": ~cells.published,
+        }
+    )
 
 
 class TestProtect:
@@ -237,7 +286,7 @@ class TestProtect:
     def test_memo_answers_the_same_frame_and_recomputes_a_changed_one(self):
         f = _frame(_area())
         first = protect(f, set())
-        first[:] = True   # the caller's copy: the memo is not changed through it
+        first[:] = True  # the caller's copy: the memo is not changed through it
         again = protect(f.copy(), set())
         assert (again == audit._protect(f, set())).all() and not again.all()
         changed = f.assign(primary=f.primary | (f.breakdown == "sex=1"))
@@ -257,10 +306,11 @@ class TestProtect:
         f["primary"] = f.n < 30
         sec = protect(f, {"01", "02"})
         hidden = f.primary | sec
-        assert hidden[(f.area_code == "02") & (f.breakdown == "sex=2")].all()   # 420 - 400 = 20 no more
+        assert hidden[(f.area_code == "02") & (f.breakdown == "sex=2")].all()  # 420 - 400 = 20 no more
 
 
 # --- On a real warehouse --------------------------------------------------------------------------
+
 
 def _respondents() -> list[dict]:
     """Kyoto (26) from the ages above; every age also in Tokyo (13) x 10."""
@@ -268,12 +318,29 @@ def _respondents() -> list[dict]:
     for pref, times in ((26, 1), (13, 10)):
         for a, (n, y) in _ages().items():
             for k in range(n * times):
-                rows.append(dict(pref_code=pref, age=a, age_band=schema.age_band(a), uk_age_band=schema.uk_age_band(a),
-                                 sex=1 + k % 2, household_single=k % 2,
-                                 q_loneliness=5 if k < y * times else 1))
+                rows.append(
+                    dict(
+                        pref_code=pref,
+                        age=a,
+                        age_band=schema.age_band(a),
+                        uk_age_band=schema.uk_age_band(a),
+                        sex=1 + k % 2,
+                        household_single=k % 2,
+                        q_loneliness=5 if k < y * times else 1,
+                    )
+                )
         for k in range(40 * times):
-            rows.append(dict(pref_code=pref, age=None, age_band=None, uk_age_band=None, sex=1 + k % 2, household_single=0,
-                             q_loneliness=5 if k < 6 * times else 1))
+            rows.append(
+                dict(
+                    pref_code=pref,
+                    age=None,
+                    age_band=None,
+                    uk_age_band=None,
+                    sex=1 + k % 2,
+                    household_single=0,
+                    q_loneliness=5 if k < 6 * times else 1,
+                )
+            )
     for i, r in enumerate(rows):
         r.update(survey_id="national-2024", survey_year=2024, respondent_id=f"N2024-{i + 1:06d}")
     return rows
@@ -319,14 +386,17 @@ class TestNationalRelation:
 
     @staticmethod
     def _table(hidden: set[str], own: bool = False) -> pd.DataFrame:
-        rows = [("00", 1000, 100, "出典: 全国調査 national-2024 (n=1,000)"),
-                ("01", 25, 10, "出典: 全国調査の当該県回答者 (30人未満)"),
-                ("02", 500, 40, "出典: 全国調査の当該県回答者 (n=500)"),
-                ("03", 475, 50, "出典: 全国調査の当該県回答者 (n=475)")]
+        rows = [
+            ("00", 1000, 100, "出典: 全国調査 national-2024 (n=1,000)"),
+            ("01", 25, 10, "出典: 全国調査の当該県回答者 (30人未満)"),
+            ("02", 500, 40, "出典: 全国調査の当該県回答者 (n=500)"),
+            ("03", 475, 50, "出典: 全国調査の当該県回答者 (n=475)"),
+        ]
         if own:
             rows.append(("04", 300, 30, "出典: 青森県独自調査 pref04-2024 (n=300)"))
         t = pd.DataFrame(rows, columns=["area_code", "n", "y", "note"]).assign(
-            indicator_id="lonely_often_always", breakdown="total")
+            indicator_id="lonely_often_always", breakdown="total"
+        )
         t["suppressed"] = t.area_code.isin(hidden)
         t["n_unweighted"] = t.n.where(~t.suppressed)
         t["value"] = (t.y / t.n * 100).where(~t.suppressed)
@@ -355,4 +425,4 @@ class TestNationalRelation:
         f["primary"] = f.n < 30
         f.loc[f.area_code == "02", "primary"] = True
         sec = protect(f, {"01", "02", "03", "04"})
-        assert sec.tolist() == [False, False, False, False, True]   # 04: the smallest published base
+        assert sec.tolist() == [False, False, False, False, True]  # 04: the smallest published base

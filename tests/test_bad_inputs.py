@@ -38,9 +38,9 @@ ROWS_25 = {"TSUNAGARI_MAX_INPUT_ROWS": "25"}
 
 @dataclass
 class Case:
-    writer: str                              # a writer of tests/bad_inputs/make.py
-    code: int                                # exit code
-    message: str                             # rejected: the last stderr line; accepted: stdout
+    writer: str  # a writer of tests/bad_inputs/make.py
+    code: int  # exit code
+    message: str  # rejected: the last stderr line; accepted: stdout
     args: tuple[str, ...] = ()
     env: dict[str, str] = field(default_factory=dict)
     check: Callable[[Path], None] | None = None  # accepted files: the committed values
@@ -49,8 +49,10 @@ class Case:
 def survey_values(wh: Path, survey_id: str = "national-2024") -> list[tuple]:
     cols = ["respondent_id", "pref_code", "sex", "age", "household_single", "weight", *schema.QUESTIONS]
     with duckdb.connect(str(wh), read_only=True) as con:
-        return con.execute(f"SELECT survey_year, {', '.join(cols)} FROM survey_responses WHERE survey_id = ? "
-                           "ORDER BY respondent_id", [survey_id]).fetchall()
+        return con.execute(
+            f"SELECT survey_year, {', '.join(cols)} FROM survey_responses WHERE survey_id = ? ORDER BY respondent_id",
+            [survey_id],
+        ).fetchall()
 
 
 def expected_values(rows: list[dict]) -> list[tuple]:
@@ -84,177 +86,318 @@ def formula_results_read(wh: Path) -> None:
 
 
 def weight_rule(rule: str, rule_ja: str, rows: str, examples: str, hi: str, lo: str, ratio: str) -> str:
-    return (f"national-2024.csv, column 'weight': {rule} / {rule_ja} [critical / 重大] (rows {rows}; examples {examples}). "
-            f"respondent_id {', '.join('B%04d' % int(r) for r in rows.split(', '))}. largest weight {hi} / smallest {lo} "
-            f"= {ratio} > limit 50 (TSUNAGARI_MAX_WEIGHT_RATIO): a few respondents would carry the estimates / "
-            f"最大ウェイトが最小の{ratio}倍です（上限50倍）。少数の回答者が結果を左右します. "
-            "1 other critical failure / ほかの重大な不合格 1 件")
+    return (
+        f"national-2024.csv, column 'weight': {rule} / {rule_ja} [critical / 重大] (rows {rows}; examples {examples}). "
+        f"respondent_id {', '.join('B%04d' % int(r) for r in rows.split(', '))}. largest weight {hi} / smallest {lo} "
+        f"= {ratio} > limit 50 (TSUNAGARI_MAX_WEIGHT_RATIO): a few respondents would carry the estimates / "
+        f"最大ウェイトが最小の{ratio}倍です（上限50倍）。少数の回答者が結果を左右します. "
+        "1 other critical failure / ほかの重大な不合格 1 件"
+    )
 
 
 BOUND = ("weight positive and at most 1,000,000,000", "ウェイトは正で10億以下")
 RATIO = ("largest weight at most 50 times the smallest (per file)", "最大ウェイトは最小の50倍以下（ファイルごと）")
 XLSX_LIMIT = "national-2024.xlsx: XLSX over a safety limit / XLSXが安全上の上限を超えています. "
 MAPPING = "mapping.yml: mapping file not valid / 対応表の形式が不正です. "
-FUTURE = (f"is after {NEXT_YEAR} (next year): a typing error in the file name or the data? / ")
+FUTURE = f"is after {NEXT_YEAR} (next year): a typing error in the file name or the data? / "
 LOADED = "national-2024{}: replaced earlier version with 40 rows (survey national-2024) / 旧版を置き換え 40行（調査 national-2024）"
 
 CASES: dict[str, Case] = {
     # --- empty, truncated, corrupt ---------------------------------------------------------------
-    "empty_csv": Case("empty_csv", 1, "national-2024.csv: no data rows / データ行がありません. empty file (0 bytes) / 空のファイル（0バイト）"),
-    "empty_xlsx": Case("empty_xlsx", 1, "national-2024.xlsx: no data rows / データ行がありません. empty file (0 bytes) / 空のファイル（0バイト）"),
+    "empty_csv": Case(
+        "empty_csv",
+        1,
+        "national-2024.csv: no data rows / データ行がありません. empty file (0 bytes) / 空のファイル（0バイト）",
+    ),
+    "empty_xlsx": Case(
+        "empty_xlsx",
+        1,
+        "national-2024.xlsx: no data rows / データ行がありません. empty file (0 bytes) / 空のファイル（0バイト）",
+    ),
     "header_only": Case("header_only", 1, "national-2024.csv: no data rows / データ行がありません"),
-    "truncated_csv": Case("truncated_csv", 1,
+    "truncated_csv": Case(
+        "truncated_csv",
+        1,
         "national-2024.csv: wrong number of fields / 列数が見出しと合いません (1 row; rows 21). the last row has 7 of 18 "
         "fields: the file was probably cut short; copy or export it again / 最後の行が18列中7列で終わっています。"
-        "ファイルが途中で切れている可能性があります"),
-    "truncated_csv_mid_character": Case("truncated_csv_mid_character", 1,
+        "ファイルが途中で切れている可能性があります",
+    ),
+    "truncated_csv_mid_character": Case(
+        "truncated_csv_mid_character",
+        1,
         "national-2024.csv: cannot decode / 文字コードを判別できません. the file ends inside a character (line 21): it "
         "was probably cut short; copy or export it again / ファイルが文字の途中で終わっています（21行目）。"
-        "途中で切れている可能性があります。もう一度コピーしてください"),
-    "truncated_xlsx": Case("truncated_xlsx", 1,
+        "途中で切れている可能性があります。もう一度コピーしてください",
+    ),
+    "truncated_xlsx": Case(
+        "truncated_xlsx",
+        1,
         "national-2024.xlsx: unreadable file / 読み込めません. not a valid XLSX file, truncated or corrupt (BadZipFile: "
-        "File is not a zip file) / XLSXファイルとして読めません（壊れているか途中で切れています）"),
-    "truncated_parquet": Case("truncated_parquet", 1,
+        "File is not a zip file) / XLSXファイルとして読めません（壊れているか途中で切れています）",
+    ),
+    "truncated_parquet": Case(
+        "truncated_parquet",
+        1,
         "national-2024.parquet: unreadable file / 読み込めません. not a valid Parquet file, truncated or corrupt (Parquet "
         "magic bytes not found in footer. Either the file is corrupted or this is not a parquet file.) / "
-        "Parquetファイルとして読めません（壊れているか途中で切れています）"),
+        "Parquetファイルとして読めません（壊れているか途中で切れています）",
+    ),
     # --- encodings -------------------------------------------------------------------------------
-    "utf8_declared_on_cp932": Case("cp932_file", 1,
+    "utf8_declared_on_cp932": Case(
+        "cp932_file",
+        1,
         "national-2024.csv: cannot decode / 文字コードを判別できません. not utf-8: invalid start byte (line 1); the file "
-        f"looks like CP932 (Shift_JIS) / utf-8 ではありません（1行目）. {ENC}", args=("--encoding", "utf-8")),
-    "cp932_declared_on_utf8": Case("utf8_file", 1,
+        f"looks like CP932 (Shift_JIS) / utf-8 ではありません（1行目）. {ENC}",
+        args=("--encoding", "utf-8"),
+    ),
+    "cp932_declared_on_utf8": Case(
+        "utf8_file",
+        1,
         "national-2024.csv: cannot decode / 文字コードを判別できません. not cp932: illegal multibyte sequence (line 1); "
-        f"the file looks like UTF-8 / cp932 ではありません（1行目）. {ENC}", args=("--encoding", "cp932")),
-    "cp932_declared_on_utf8_mojibake": Case("utf8_programme", 1,
+        f"the file looks like UTF-8 / cp932 ではありません（1行目）. {ENC}",
+        args=("--encoding", "cp932"),
+    ),
+    "cp932_declared_on_utf8_mojibake": Case(
+        "utf8_programme",
+        1,
         "programme.csv: cannot decode / 文字コードを判別できません. the file is UTF-8, not cp932: read as cp932 its "
         "Japanese text would be garbled (mojibake) / このファイルはUTF-8です（cp932として読むと文字化けします）. "
-        f"{ENC}", args=("--encoding", "cp932")),
-    "latin1_declared_on_cp932": Case("cp932_file", 1,
+        f"{ENC}",
+        args=("--encoding", "cp932"),
+    ),
+    "latin1_declared_on_cp932": Case(
+        "cp932_file",
+        1,
         "national-2024.csv: unknown file kind / ファイルの種類を判別できません (examples '\\x92²\\x8d¸ID', "
         "'\\x92²\\x8d¸\\x94N', '\\x89ñ\\x93\\x9a\\x8eÒID', '\\x93s\\x93¹\\x95{\\x8c§\\x83R\\x81[\\x83h', "
         "'\\x90«\\x95Ê'). no respondent_id (survey) or metric_id (programme) column / respondent_id（調査）も "
         "metric_id（施策）の列もありません. the file decodes as CP932 (Shift_JIS), not latin-1: " + ENC,
-        args=("--encoding", "latin-1")),
-    "mixed_encodings": Case("mixed_encodings", 1,
+        args=("--encoding", "latin-1"),
+    ),
+    "mixed_encodings": Case(
+        "mixed_encodings",
+        1,
         "national-2024.csv: cannot decode / 文字コードを判別できません. mixed encodings: UTF-8 up to line 21, CP932 "
         "(Shift_JIS) from line 22; save the whole file in one encoding / 文字コードが混在しています（21行目までUTF-8、"
-        "22行目からCP932）。ファイル全体を1つの文字コードで保存してください"),
-    "mixed_encodings_cp932_first": Case("mixed_encodings_cp932_first", 1,
+        "22行目からCP932）。ファイル全体を1つの文字コードで保存してください",
+    ),
+    "mixed_encodings_cp932_first": Case(
+        "mixed_encodings_cp932_first",
+        1,
         "national-2024.csv: cannot decode / 文字コードを判別できません. mixed encodings: CP932 (Shift_JIS) up to line "
         "21, UTF-8 from line 22; save the whole file in one encoding / 文字コードが混在しています（21行目までCP932、"
-        "22行目からUTF-8）。ファイル全体を1つの文字コードで保存してください"),
+        "22行目からUTF-8）。ファイル全体を1つの文字コードで保存してください",
+    ),
     # --- Excel -----------------------------------------------------------------------------------
     "xlsx_merged_header": Case("xlsx_merged_header", 0, LOADED.format(".xlsx"), check=committed_as_coded),
     "xlsx_notes_and_data": Case("xlsx_notes_and_data", 0, LOADED.format(".xlsx"), check=committed_as_coded),
-    "xlsx_two_data_sheets": Case("xlsx_two_data_sheets", 1,
+    "xlsx_two_data_sheets": Case(
+        "xlsx_two_data_sheets",
+        1,
         "national-2024.xlsx: several sheets with data / データのシートが複数あります (examples '2024年6月', '2024年7月'). "
         "one table per file: keep the data on one sheet (others may hold notes) / 1ファイルに1つの表です。"
-        "データは1つのシートにしてください（他のシートは注記のみ可）"),
-    "xlsx_no_data_sheet": Case("xlsx_no_data_sheet", 1,
+        "データは1つのシートにしてください（他のシートは注記のみ可）",
+    ),
+    "xlsx_no_data_sheet": Case(
+        "xlsx_no_data_sheet",
+        1,
         "national-2024.xlsx: unknown file kind / ファイルの種類を判別できません (examples '表紙', '集計'). no sheet has a "
         "respondent_id (survey) or metric_id (programme) column in its first 10 rows / respondent_id（調査）か "
-        "metric_id（施策）の列があるシートがありません"),
+        "metric_id（施策）の列があるシートがありません",
+    ),
     # --- values ----------------------------------------------------------------------------------
-    "duplicate_ids": Case("duplicate_ids", 1,
+    "duplicate_ids": Case(
+        "duplicate_ids",
+        1,
         "national-2024.csv, column 'respondent_id': respondent_id unique within the survey / 回答者IDが調査内で一意 "
         "[critical / 重大] (3 rows; rows 3, 7, 31; examples 'survey_id=national-2024, respondent_id=B0003', "
         "'survey_id=national-2024, respondent_id=B0003', 'survey_id=national-2024, respondent_id=B0003'). "
-        f"respondent_id B0003, B0003, B0003. {CRIT0}"),
-    "code_out_of_range": Case("code_out_of_range", 1,
+        f"respondent_id B0003, B0003, B0003. {CRIT0}",
+    ),
+    "code_out_of_range": Case(
+        "code_out_of_range",
+        1,
         "national-2024.csv, column 'q_loneliness': impossible code / ありえないコード (2 rows; rows 5, 12; examples '6'). "
-        "allowed codes / 有効なコード: 1, 2, 3, 4, 5, 9"),
+        "allowed codes / 有効なコード: 1, 2, 3, 4, 5, 9",
+    ),
     "full_width_digits": Case("full_width_digits", 0, LOADED.format(".csv"), check=committed_as_coded),
     "pref_by_name": Case("pref_by_name", 0, LOADED.format(".csv"), check=pref_names_to_codes),
-    "year_contradicts_round": Case("year_contradicts_round", 1,
+    "year_contradicts_round": Case(
+        "year_contradicts_round",
+        1,
         "national-2024.csv, column 'survey_year': survey_year equals the file's declared round / 調査年がファイルの"
         "調査回と一致 [critical / 重大] (40 rows; rows 1, 2, 3, 4, 5; examples 2023, 2023, 2023, 2023, 2023). "
-        f"respondent_id B0001, B0002, B0003, B0004, B0005. {CRIT0}"),
-    "unknown_pref_code": Case("unknown_pref_code", 1,
+        f"respondent_id B0001, B0002, B0003, B0004, B0005. {CRIT0}",
+    ),
+    "unknown_pref_code": Case(
+        "unknown_pref_code",
+        1,
         "national-2024.csv, column 'pref_code': impossible code / ありえないコード (1 row; rows 10; examples '48'). "
-        "allowed codes / 有効なコード: 1–47"),
-    "unknown_pref_file": Case("unknown_pref_file", 1,
+        "allowed codes / 有効なコード: 1–47",
+    ),
+    "unknown_pref_file": Case(
+        "unknown_pref_file",
+        1,
         "pref48-2024.csv, column 'survey_id': unknown prefecture / 存在しない都道府県 (examples 'pref48-2024'). pref48 "
-        "is not a prefecture: prefecture surveys are pref01-… to pref47-… (JIS X 0401) / 都道府県コードは01～47です"),
-    "programme_negative": Case("programme_negative", 1,
-        f"programme.csv, column 'value': value non-negative / 値が0以上 [critical / 重大] (1 row; rows 1; examples -120.0). {CRIT0}"),
-    "programme_non_numeric": Case("programme_non_numeric", 1,
-        "programme.csv, column 'value': wrong type / 型が不正 (1 row; rows 3; examples '多数'). expected a number / 数値ではありません"),
+        "is not a prefecture: prefecture surveys are pref01-… to pref47-… (JIS X 0401) / 都道府県コードは01～47です",
+    ),
+    "programme_negative": Case(
+        "programme_negative",
+        1,
+        f"programme.csv, column 'value': value non-negative / 値が0以上 [critical / 重大] (1 row; rows 1; examples -120.0). {CRIT0}",
+    ),
+    "programme_non_numeric": Case(
+        "programme_non_numeric",
+        1,
+        "programme.csv, column 'value': wrong type / 型が不正 (1 row; rows 3; examples '多数'). expected a number / 数値ではありません",
+    ),
     # --- guards ----------------------------------------------------------------------------------
-    "huge_sparse": Case("huge_sparse", 1,
+    "huge_sparse": Case(
+        "huge_sparse",
+        1,
         "national-2024.csv: file too large / ファイルが大きすぎます. 2,147,483,648 bytes > limit 1,500,000,000 bytes "
-        "(TSUNAGARI_MAX_INPUT_BYTES) / 上限 1,500,000,000 バイトを超えています"),
-    "huge_sparse_env_limit": Case("huge_sparse", 1,
+        "(TSUNAGARI_MAX_INPUT_BYTES) / 上限 1,500,000,000 バイトを超えています",
+    ),
+    "huge_sparse_env_limit": Case(
+        "huge_sparse",
+        1,
         "national-2024.csv: file too large / ファイルが大きすぎます. 2,147,483,648 bytes > limit 1,000,000 bytes "
-        "(TSUNAGARI_MAX_INPUT_BYTES) / 上限 1,000,000 バイトを超えています", env={"TSUNAGARI_MAX_INPUT_BYTES": "1000000"}),
-    "many_rows_csv": Case("many_rows", 1,
+        "(TSUNAGARI_MAX_INPUT_BYTES) / 上限 1,000,000 バイトを超えています",
+        env={"TSUNAGARI_MAX_INPUT_BYTES": "1000000"},
+    ),
+    "many_rows_csv": Case(
+        "many_rows",
+        1,
         "national-2024.csv: too many rows / 行数が多すぎます. 40 lines after the header > limit 25 rows "
-        "(TSUNAGARI_MAX_INPUT_ROWS) / 上限 25 行を超えています", env=ROWS_25),
-    "many_rows_xlsx": Case("many_rows_xlsx", 1,
+        "(TSUNAGARI_MAX_INPUT_ROWS) / 上限 25 行を超えています",
+        env=ROWS_25,
+    ),
+    "many_rows_xlsx": Case(
+        "many_rows_xlsx",
+        1,
         "national-2024.xlsx: too many rows / 行数が多すぎます. 26 rows or more > limit 25 rows "
-        "(TSUNAGARI_MAX_INPUT_ROWS) / 上限 25 行を超えています", env=ROWS_25),
-    "many_rows_parquet": Case("many_rows_parquet", 1,
+        "(TSUNAGARI_MAX_INPUT_ROWS) / 上限 25 行を超えています",
+        env=ROWS_25,
+    ),
+    "many_rows_parquet": Case(
+        "many_rows_parquet",
+        1,
         "national-2024.parquet: too many rows / 行数が多すぎます. 40 rows > limit 25 rows "
-        "(TSUNAGARI_MAX_INPUT_ROWS) / 上限 25 行を超えています", env=ROWS_25),
+        "(TSUNAGARI_MAX_INPUT_ROWS) / 上限 25 行を超えています",
+        env=ROWS_25,
+    ),
     # --- the same file twice ---------------------------------------------------------------------
-    "dropped_twice": Case("dropped_twice", 0,
+    "dropped_twice": Case(
+        "dropped_twice",
+        0,
         "national-2024 - コピー.csv: skipped, same content as national-2024.csv / national-2024.csv と同じ内容のためスキップ\n"
-        + LOADED.format(".csv"), check=original_file_loaded_not_its_copy),
+        + LOADED.format(".csv"),
+        check=original_file_loaded_not_its_copy,
+    ),
     # --- issue #15: weights ----------------------------------------------------------------------
-    "weight_1e308": Case("weight_1e308", 1,
+    "weight_1e308": Case(
+        "weight_1e308",
+        1,
         f"national-2024.csv, column 'weight': {BOUND[0]} / {BOUND[1]} [critical / 重大] (1 row; rows 7; examples "
-        "1e+308). respondent_id B0007. 2 other critical failures / ほかの重大な不合格 2 件"),
-    "weights_all_1e300": Case("weights_all_1e300", 1,
+        "1e+308). respondent_id B0007. 2 other critical failures / ほかの重大な不合格 2 件",
+    ),
+    "weights_all_1e300": Case(
+        "weights_all_1e300",
+        1,
         f"national-2024.csv, column 'weight': {BOUND[0]} / {BOUND[1]} [critical / 重大] (40 rows; rows 1, 2, 3, 4, 5; "
-        "examples 1e+300, 1e+300, 1e+300, 1e+300, 1e+300). respondent_id B0001, B0002, B0003, B0004, B0005. " + CRIT0),
+        "examples 1e+300, 1e+300, 1e+300, 1e+300, 1e+300). respondent_id B0001, B0002, B0003, B0004, B0005. " + CRIT0,
+    ),
     "weight_1e9": Case("weight_1e9", 1, weight_rule(*RATIO, "7, 1", "1000000000.0, 1.0", "1e+09", "1", "1e+09")),
-    "weights_others_tiny": Case("weights_others_tiny", 1,
-        weight_rule(*RATIO, "7, 1", "1.0, 1e-300", "1", "1e-300", "1e+300")),
+    "weights_others_tiny": Case(
+        "weights_others_tiny", 1, weight_rule(*RATIO, "7, 1", "1.0, 1e-300", "1", "1e-300", "1e+300")
+    ),
     # --- issue #15: XLSX bombs and formulas ------------------------------------------------------
-    "xlsx_zip_bomb": Case("xlsx_zip_bomb", 1, XLSX_LIMIT +
-        "6 parts, the largest 'xl/sharedStrings.xml' (4,687,987 bytes expanding to 2,147,352,691): 2,147,372,967 bytes "
+    "xlsx_zip_bomb": Case(
+        "xlsx_zip_bomb",
+        1,
+        XLSX_LIMIT
+        + "6 parts, the largest 'xl/sharedStrings.xml' (4,687,987 bytes expanding to 2,147,352,691): 2,147,372,967 bytes "
         "in all > limit 1,000,000,000 bytes uncompressed (TSUNAGARI_MAX_XLSX_BYTES); refused before reading / "
-        "上限 1,000,000,000 を超えているため読み込みません（TSUNAGARI_MAX_XLSX_BYTES）"),
-    "xlsx_zip_bomb_env_limit": Case("xlsx_high_ratio", 1, XLSX_LIMIT +
-        "6 parts, the largest 'xl/sharedStrings.xml' (146,611 bytes expanding to 67,104,883): 67,125,159 bytes in all "
+        "上限 1,000,000,000 を超えているため読み込みません（TSUNAGARI_MAX_XLSX_BYTES）",
+    ),
+    "xlsx_zip_bomb_env_limit": Case(
+        "xlsx_high_ratio",
+        1,
+        XLSX_LIMIT
+        + "6 parts, the largest 'xl/sharedStrings.xml' (146,611 bytes expanding to 67,104,883): 67,125,159 bytes in all "
         "> limit 50,000,000 bytes uncompressed (TSUNAGARI_MAX_XLSX_BYTES); refused before reading / "
         "上限 50,000,000 を超えているため読み込みません（TSUNAGARI_MAX_XLSX_BYTES）",
-        env={"TSUNAGARI_MAX_XLSX_BYTES": "50000000"}),
-    "xlsx_high_ratio": Case("xlsx_high_ratio", 1, XLSX_LIMIT +
-        "'xl/sharedStrings.xml' expands from 146,611 to 67,104,883 bytes: 458:1 > limit 100 compression ratio "
-        "(TSUNAGARI_MAX_XLSX_RATIO); refused before reading / 上限 100 を超えているため読み込みません（TSUNAGARI_MAX_XLSX_RATIO）"),
-    "xlsx_shared_strings": Case("xlsx_shared_strings", 1, XLSX_LIMIT +
-        "xl/sharedStrings.xml: more than 30 strings > limit 30 shared strings (TSUNAGARI_MAX_XLSX_STRINGS); refused "
+        env={"TSUNAGARI_MAX_XLSX_BYTES": "50000000"},
+    ),
+    "xlsx_high_ratio": Case(
+        "xlsx_high_ratio",
+        1,
+        XLSX_LIMIT
+        + "'xl/sharedStrings.xml' expands from 146,611 to 67,104,883 bytes: 458:1 > limit 100 compression ratio "
+        "(TSUNAGARI_MAX_XLSX_RATIO); refused before reading / 上限 100 を超えているため読み込みません（TSUNAGARI_MAX_XLSX_RATIO）",
+    ),
+    "xlsx_shared_strings": Case(
+        "xlsx_shared_strings",
+        1,
+        XLSX_LIMIT
+        + "xl/sharedStrings.xml: more than 30 strings > limit 30 shared strings (TSUNAGARI_MAX_XLSX_STRINGS); refused "
         "before reading / 上限 30 を超えているため読み込みません（TSUNAGARI_MAX_XLSX_STRINGS）",
-        env={"TSUNAGARI_MAX_XLSX_STRINGS": "30"}),
-    "xlsx_shared_string_chars": Case("xlsx_shared_strings", 1, XLSX_LIMIT +
-        "xl/sharedStrings.xml: more than 100 characters > limit 100 characters of shared strings "
+        env={"TSUNAGARI_MAX_XLSX_STRINGS": "30"},
+    ),
+    "xlsx_shared_string_chars": Case(
+        "xlsx_shared_strings",
+        1,
+        XLSX_LIMIT + "xl/sharedStrings.xml: more than 100 characters > limit 100 characters of shared strings "
         "(TSUNAGARI_MAX_XLSX_STRING_CHARS); refused before reading / 上限 100 を超えているため読み込みません"
-        "（TSUNAGARI_MAX_XLSX_STRING_CHARS）", env={"TSUNAGARI_MAX_XLSX_STRING_CHARS": "100"}),
+        "（TSUNAGARI_MAX_XLSX_STRING_CHARS）",
+        env={"TSUNAGARI_MAX_XLSX_STRING_CHARS": "100"},
+    ),
     "xlsx_shared_strings_default": Case("xlsx_shared_strings", 0, LOADED.format(".xlsx"), check=committed_as_coded),
-    "xlsx_formula_uncached": Case("xlsx_formula_uncached", 1,
+    "xlsx_formula_uncached": Case(
+        "xlsx_formula_uncached",
+        1,
         "national-2024.xlsx, column 'weight': formula without a stored result / 計算結果が保存されていない数式 (2 rows; "
         "rows 4, 8; examples 'データ!H5', 'データ!H9'). 3 such cells in the sheet in all. the file was saved without "
         "the formulas' results (e.g. written by a program): open it in Excel and save it again, or paste the cells as "
-        "values / 数式の計算結果が保存されていません。Excelで開いて保存し直すか、値として貼り付けてください"),
+        "values / 数式の計算結果が保存されていません。Excelで開いて保存し直すか、値として貼り付けてください",
+    ),
     "xlsx_formula_cached": Case("xlsx_formula_cached", 0, LOADED.format(".xlsx"), check=formula_results_read),
     # --- issue #15: mapping YAML -----------------------------------------------------------------
-    "mapping_billion_laughs": Case("mapping_billion_laughs", 1, MAPPING +
-        "the document expands to more than 200,000 values (YAML aliases *name repeat what they refer to) / "
-        "エイリアスの展開で値が200,000個を超えます", args=("--mapping", "in/mapping.yml")),
-    "mapping_wrong_shape": Case("mapping_wrong_shape", 1, MAPPING +
-        "labels → sex → 男性: expected a code (a number or text), got a list / labels → sex → 男性 の形式が不正です. "
+    "mapping_billion_laughs": Case(
+        "mapping_billion_laughs",
+        1,
+        MAPPING + "the document expands to more than 200,000 values (YAML aliases *name repeat what they refer to) / "
+        "エイリアスの展開で値が200,000個を超えます",
+        args=("--mapping", "in/mapping.yml"),
+    ),
+    "mapping_wrong_shape": Case(
+        "mapping_wrong_shape",
+        1,
+        MAPPING
+        + "labels → sex → 男性: expected a code (a number or text), got a list / labels → sex → 男性 の形式が不正です. "
         "the file has two sections: columns: {source header: contract column} and labels: {contract column: "
-        "{label: code}} / columns と labels の2つの節からなります", args=("--mapping", "in/mapping.yml")),
+        "{label: code}} / columns と labels の2つの節からなります",
+        args=("--mapping", "in/mapping.yml"),
+    ),
     # --- issue #15: names and rounds -------------------------------------------------------------
-    "newline_in_name": Case("newline_in_name", 1,
+    "newline_in_name": Case(
+        "newline_in_name",
+        1,
         "national-2024\\n2026-01-01 00:00:00 INFO build OK.csv, column 'q_loneliness': impossible code / ありえないコード "
-        "(1 row; rows 5; examples '6'). allowed codes / 有効なコード: 1, 2, 3, 4, 5, 9"),
-    "future_round": Case("future_round", 1,
+        "(1 row; rows 5; examples '6'). allowed codes / 有効なコード: 1, 2, 3, 4, 5, 9",
+    ),
+    "future_round": Case(
+        "future_round",
+        1,
         "national-2099.csv, column 'survey_id': year in the future / 未来の年 (examples 'national-2099'). survey round "
-        f"2099 {FUTURE}調査年2099年は来年（{NEXT_YEAR}年）より後です。ファイル名またはデータの誤りではありませんか"),
-    "future_fiscal_year": Case("future_fiscal_year", 1,
+        f"2099 {FUTURE}調査年2099年は来年（{NEXT_YEAR}年）より後です。ファイル名またはデータの誤りではありませんか",
+    ),
+    "future_fiscal_year": Case(
+        "future_fiscal_year",
+        1,
         "programme.csv, column 'fiscal_year': year in the future / 未来の年 (1 row; rows 2; examples 2099). fiscal year "
-        f"2099 {FUTURE}年度2099年は来年（{NEXT_YEAR}年）より後です。ファイル名またはデータの誤りではありませんか"),
+        f"2099 {FUTURE}年度2099年は来年（{NEXT_YEAR}年）より後です。ファイル名またはデータの誤りではありませんか",
+    ),
 }
 
 
@@ -274,8 +417,14 @@ def baseline(tmp_path_factory) -> tuple[Path, dict]:
 
 
 def cli(*args, env: dict[str, str] | None = None, cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "pipelines.cli", *map(str, args)], capture_output=True, text=True,
-                          cwd=cwd, timeout=300, env={**os.environ, **(env or {})})
+    return subprocess.run(
+        [sys.executable, "-m", "pipelines.cli", *map(str, args)],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        timeout=300,
+        env={**os.environ, **(env or {})},
+    )
 
 
 def last_line(text: str) -> str:
@@ -309,7 +458,7 @@ def test_ingest(case_id: str, tmp_path: Path, baseline) -> None:
     if case.code:
         assert last_line(proc.stderr) == f"error: {case.message}"
         assert proc.stdout == ""
-        assert snapshot(wh) == before               # every table, every row
+        assert snapshot(wh) == before  # every table, every row
     else:
         assert proc.stdout.strip() == case.message
         case.check(wh)
@@ -351,13 +500,26 @@ def test_readme_lists_every_case() -> None:
 
 # --- A few through `tsunagari build`: exit 1, site byte-identical ---------------------------------
 
-BUILD_CASES = ["mixed_encodings", "truncated_csv", "duplicate_ids", "unknown_pref_file", "xlsx_two_data_sheets",
-               "huge_sparse", "weight_1e308", "xlsx_zip_bomb", "xlsx_formula_uncached", "newline_in_name", "future_round"]
+BUILD_CASES = [
+    "mixed_encodings",
+    "truncated_csv",
+    "duplicate_ids",
+    "unknown_pref_file",
+    "xlsx_two_data_sheets",
+    "huge_sparse",
+    "weight_1e308",
+    "xlsx_zip_bomb",
+    "xlsx_formula_uncached",
+    "newline_in_name",
+    "future_round",
+]
 
 
 def tree(d: Path) -> dict[str, str]:
     """Every file of the published site (build log included) -> sha256."""
-    return {str(p.relative_to(d)): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(d.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(d)): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(d.rglob("*")) if p.is_file()
+    }
 
 
 @pytest.fixture(scope="module")
@@ -370,8 +532,15 @@ def published(tmp_path_factory):
     root = tmp_path_factory.mktemp("build")
     inp = root / "input"
     write_sample(inp, rows=3000)
-    cfg = BuildConfig(input_dir=inp, out_dir=root / "site", warehouse=root / "wh.duckdb", jobs=1, prefs=[31],
-                      quiet=True, renderer="pandoc")
+    cfg = BuildConfig(
+        input_dir=inp,
+        out_dir=root / "site",
+        warehouse=root / "wh.duckdb",
+        jobs=1,
+        prefs=[31],
+        quiet=True,
+        renderer="pandoc",
+    )
     summary = run_build(cfg)
     assert summary.ok and summary.published
     return cfg, tree(cfg.out_dir), snapshot(cfg.warehouse)
@@ -401,8 +570,23 @@ def test_build_cli_exit_1(tmp_path: Path, published) -> None:
     inp = tmp_path / "input"
     shutil.copytree(cfg.input_dir, inp)
     make("mixed_encodings", inp)
-    proc = cli("build", "--input", inp, "--out", cfg.out_dir, "--warehouse", cfg.warehouse, "--pref", "31",
-               "--renderer", "pandoc", "--jobs", "1", "--quiet", cwd=tmp_path)
+    proc = cli(
+        "build",
+        "--input",
+        inp,
+        "--out",
+        cfg.out_dir,
+        "--warehouse",
+        cfg.warehouse,
+        "--pref",
+        "31",
+        "--renderer",
+        "pandoc",
+        "--jobs",
+        "1",
+        "--quiet",
+        cwd=tmp_path,
+    )
     assert proc.returncode == 1, proc.stderr[-2000:]
     assert "Traceback" not in proc.stderr
     assert last_line(proc.stderr) == f"error: {CASES['mixed_encodings'].message}"
@@ -428,9 +612,25 @@ def test_bombs_fail_fast_in_bounded_memory(case_id: str, tmp_path: Path, baselin
     wh = tmp_path / "warehouse.duckdb"
     shutil.copy(wh0, wh)
     make(case.writer, tmp_path / "in")
-    proc = subprocess.run([sys.executable, "-m", "pipelines.cli", "ingest", str(tmp_path / "in"), "--warehouse", str(wh),
-                           "--quiet", *case.args], capture_output=True, text=True, cwd=tmp_path, timeout=300,
-                          env={**os.environ, **case.env, "MALLOC_ARENA_MAX": "2"}, preexec_fn=_limit_memory)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pipelines.cli",
+            "ingest",
+            str(tmp_path / "in"),
+            "--warehouse",
+            str(wh),
+            "--quiet",
+            *case.args,
+        ],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=300,
+        env={**os.environ, **case.env, "MALLOC_ARENA_MAX": "2"},
+        preexec_fn=_limit_memory,
+    )
     assert "MemoryError" not in proc.stderr and "Traceback" not in proc.stderr, proc.stderr[-2000:]
     assert proc.returncode == 1, proc.stderr[-2000:]
     assert last_line(proc.stderr) == f"error: {case.message}"
@@ -456,9 +656,8 @@ def test_a_cell_carried_by_one_respondent_is_suppressed(tmp_path: Path) -> None:
     with duckdb.connect(str(wh), read_only=True) as con:
         ind, _ = compute_indicators(con, 2024)
     # n = 40 >= 30: suppressed on its effective size (n_eff 3.4), and its bases are not published
-    osaka = ind[(ind.area_code == "27") & (ind.breakdown == "total")
-                & ind.note.str.contains("n_eff<30", regex=False)]
-    assert len(osaka) >= 8   # the indicators whose base is every respondent
+    osaka = ind[(ind.area_code == "27") & (ind.breakdown == "total") & ind.note.str.contains("n_eff<30", regex=False)]
+    assert len(osaka) >= 8  # the indicators whose base is every respondent
     assert osaka.suppressed.all() and osaka.value.isna().all()
     assert osaka.n_unweighted.isna().all() and osaka.n_effective.isna().all()
     national = ind[(ind.area_code == "00") & (ind.breakdown == "total") & ind.n_unweighted.notna()]
@@ -483,5 +682,6 @@ def test_latest_round_after_next_year_is_not_picked(tmp_path: Path) -> None:
             latest_year(con)
     assert str(exc.value) == (
         f"--year: the latest national round in the warehouse, 2099, is after next year ({NEXT_YEAR}); give --year "
-        "explicitly / 最新の全国調査 2099年が来年より後です。--year を指定してください")
+        "explicitly / 最新の全国調査 2099年が来年より後です。--year を指定してください"
+    )
     assert exc.value.exit_code == 2

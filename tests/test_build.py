@@ -32,8 +32,15 @@ def small_input(tmp_path_factory) -> Path:
 
 
 def _cfg(tmp: Path, input_dir: Path, **kw) -> BuildConfig:
-    base = dict(input_dir=input_dir, out_dir=tmp / "site", warehouse=tmp / "wh.duckdb", jobs=2,
-                prefs=list(PREFS), quiet=True, renderer="pandoc")
+    base = dict(
+        input_dir=input_dir,
+        out_dir=tmp / "site",
+        warehouse=tmp / "wh.duckdb",
+        jobs=2,
+        prefs=list(PREFS),
+        quiet=True,
+        renderer="pandoc",
+    )
     base.update(kw)
     return BuildConfig(**base)
 
@@ -41,8 +48,9 @@ def _cfg(tmp: Path, input_dir: Path, **kw) -> BuildConfig:
 def _tree(d: Path) -> dict[str, str]:
     """Relative path -> sha256 of every published file (the build's log and records are kept
     beside the site, in .site.tsunagari-work)."""
-    return {str(p.relative_to(d)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(d.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(d)): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(d.rglob("*")) if p.is_file()
+    }
 
 
 def _copy_input(src: Path, dst: Path) -> Path:
@@ -60,29 +68,38 @@ def _edit_saitama_2024(input_dir: Path) -> None:
 
 class TestIncrementalBuild:
     def test_no_change_executes_nothing_and_one_prefecture_rebuilds_only_its_dependents(
-            self, tmp_path: Path, small_input: Path) -> None:
+        self, tmp_path: Path, small_input: Path
+    ) -> None:
         inp = _copy_input(small_input, tmp_path / "in")
         cfg = _cfg(tmp_path, inp, prefs=[0, *PREFS])
         first = run_build(cfg)
         assert first.ok and first.published
         site = cfg.out_dir
-        for rel in ("index.html", "methodology.html", "national.html", "national.pdf",
-                    "prefectures/11-saitama.html", "prefectures/11-saitama.pdf",
-                    "prefectures/31-tottori.html", "quality/index.html", "downloads/indicators-2024.csv"):
+        for rel in (
+            "index.html",
+            "methodology.html",
+            "national.html",
+            "national.pdf",
+            "prefectures/11-saitama.html",
+            "prefectures/11-saitama.pdf",
+            "prefectures/31-tottori.html",
+            "quality/index.html",
+            "downloads/indicators-2024.csv",
+        ):
             assert (site / rel).is_file(), rel
         assert sorted(first.rendered) == ["11-saitama", "31-tottori", "national"]
         before = _tree(site)
 
         second = run_build(cfg)
         assert second.ok
-        assert second.executed == [] and second.rendered == []   # nothing executed, nothing rendered
+        assert second.executed == [] and second.rendered == []  # nothing executed, nothing rendered
         assert not [b for b in second.built if not b.startswith("ingest")]
         assert _tree(site) == before
 
         _edit_saitama_2024(inp)
         third = run_build(cfg)
         assert third.ok
-        assert sorted(third.rendered) == ["11-saitama", "national"]   # Tottori is not rebuilt
+        assert sorted(third.rendered) == ["11-saitama", "national"]  # Tottori is not rebuilt
         assert "indicators-2024" in third.executed and "site:2024" in third.built
         after = _tree(site)
         assert after["prefectures/31-tottori.html"] == before["prefectures/31-tottori.html"]
@@ -91,7 +108,9 @@ class TestIncrementalBuild:
         assert after["downloads/11-saitama-2024.xlsx"] != before["downloads/11-saitama-2024.xlsx"]
         assert after["downloads/31-tottori-2024.xlsx"] == before["downloads/31-tottori-2024.xlsx"]
         # Every round is downloadable; only the corrected round's per-round files are written again.
-        assert {"downloads/indicators.csv", "downloads/indicators-2022.csv", "downloads/indicators-2023.xlsx"} <= set(before)
+        assert {"downloads/indicators.csv", "downloads/indicators-2022.csv", "downloads/indicators-2023.xlsx"} <= set(
+            before
+        )
         assert "downloads:2024" in third.built and "downloads" in third.built
         assert "downloads:2023" in third.skipped and "downloads:2022" in third.skipped
         assert after["downloads/indicators-2023.csv"] == before["downloads/indicators-2023.csv"]
@@ -120,8 +139,12 @@ class TestIncrementalBuild:
         assert run_build(_cfg(tmp_path, small_input, prefs=[31], force=True)).ok
         assert f"0 with the results stored at ingest, {n} validated now" in quality_line()
         con = duckdb.connect(str(cfg.warehouse), read_only=True)
-        assert con.execute("SELECT count(*) FROM validation_results WHERE suite_digest <> 'an older version'"
-                           ).fetchone()[0] == n
+        assert (
+            con.execute("SELECT count(*) FROM validation_results WHERE suite_digest <> 'an older version'").fetchone()[
+                0
+            ]
+            == n
+        )
         con.close()
         assert run_build(_cfg(tmp_path, small_input, prefs=[31], force=True)).ok
         assert f"{n} with the results stored at ingest, 0 validated now" in quality_line()
@@ -135,7 +158,8 @@ class TestIncrementalBuild:
 
 class TestFailureIsolation:
     def test_one_area_raising_leaves_others_built_and_published_site_unchanged(
-            self, tmp_path: Path, small_input: Path, monkeypatch) -> None:
+        self, tmp_path: Path, small_input: Path, monkeypatch
+    ) -> None:
         cfg = _cfg(tmp_path, small_input)
         assert run_build(cfg).ok
         published = _tree(cfg.out_dir)
@@ -148,7 +172,7 @@ class TestFailureIsolation:
         assert not failed.ok and not failed.published
         assert len(failed.failed) == 1 and "31-tottori" in failed.failed[0]
         assert "injected failure" in failed.failed[0]
-        assert _tree(cfg.out_dir) == published                 # the previous site untouched
+        assert _tree(cfg.out_dir) == published  # the previous site untouched
         staged = cfg.out_dir.parent / f".{cfg.out_dir.name}.tsunagari-new"
         assert (staged / "prefectures" / "13-tokyo.pdf").is_file()  # the others were built
         assert (staged / "prefectures" / "11-saitama.html").is_file()
@@ -157,9 +181,29 @@ class TestFailureIsolation:
         fork = fork_report(tmp_path, "raise RuntimeError('injected failure')\n")
         env = {**__import__("os").environ, "TSUNAGARI_REPORTS_DIR": str(fork)}
         proc = subprocess.run(
-            [sys.executable, "-m", "pipelines.cli", "build", "--input", str(small_input), "--out",
-             str(tmp_path / "site"), "--warehouse", str(tmp_path / "wh.duckdb"), "--pref", "31", "--quiet",
-             "--renderer", "pandoc"], capture_output=True, text=True, env=env, cwd=tmp_path, timeout=600)
+            [
+                sys.executable,
+                "-m",
+                "pipelines.cli",
+                "build",
+                "--input",
+                str(small_input),
+                "--out",
+                str(tmp_path / "site"),
+                "--warehouse",
+                str(tmp_path / "wh.duckdb"),
+                "--pref",
+                "31",
+                "--quiet",
+                "--renderer",
+                "pandoc",
+            ],
+            capture_output=True,
+            text=True,
+            env=env,
+            cwd=tmp_path,
+            timeout=600,
+        )
         assert proc.returncode == 1, proc.stderr[-2000:]
         assert "31-tottori" in proc.stderr and "injected failure" in proc.stderr
         assert not (tmp_path / "site").exists()
@@ -172,9 +216,18 @@ class TestJobs:
             cfg = _cfg(tmp_path / f"j{jobs}", small_input, jobs=jobs, prefs=[13, 31, 47])
             assert run_build(cfg).ok
             site = cfg.out_dir
-            trees.append({rel: _normalised(site / rel) for rel in
-                          ("prefectures/13-tokyo.html", "prefectures/31-tottori.html", "prefectures/47-okinawa.html",
-                           "downloads/indicators-2024.csv", "index.html")})
+            trees.append(
+                {
+                    rel: _normalised(site / rel)
+                    for rel in (
+                        "prefectures/13-tokyo.html",
+                        "prefectures/31-tottori.html",
+                        "prefectures/47-okinawa.html",
+                        "downloads/indicators-2024.csv",
+                        "index.html",
+                    )
+                }
+            )
         assert trees[0] == trees[1]
 
 
@@ -188,8 +241,12 @@ def _normalised(path: Path) -> str:
 
 class TestUsage:
     def test_bad_renderer_is_a_usage_error(self, tmp_path: Path) -> None:
-        proc = subprocess.run([sys.executable, "-m", "pipelines.cli", "build", "--renderer", "word"],
-                              capture_output=True, text=True, cwd=tmp_path)
+        proc = subprocess.run(
+            [sys.executable, "-m", "pipelines.cli", "build", "--renderer", "word"],
+            capture_output=True,
+            text=True,
+            cwd=tmp_path,
+        )
         assert proc.returncode == 2
         assert "--renderer: 'word' is not one of auto, quarto, pandoc" in proc.stderr
 
@@ -209,15 +266,19 @@ class TestDisclosureGate:
         cfg = _cfg(tmp_path, small_input, prefs=[31])
         assert run_build(cfg).ok
         published = _tree(cfg.out_dir)
-        monkeypatch.setattr(disclosure, "check_files",
-                            lambda site, paths, ctx: ["downloads/indicators-2024.csv row 7: value shown for n<30"])
+        monkeypatch.setattr(
+            disclosure,
+            "check_files",
+            lambda site, paths, ctx: ["downloads/indicators-2024.csv row 7: value shown for n<30"],
+        )
         blocked = run_build(_cfg(tmp_path, small_input, prefs=[31], force=True))
         assert not blocked.ok and not blocked.published
         assert blocked.failed == ["disclosure: downloads/indicators-2024.csv row 7: value shown for n<30"]
         assert _tree(cfg.out_dir) == published
 
-    def test_a_report_disclosing_respondent_ids_is_caught_by_its_worker(self, tmp_path: Path, small_input: Path,
-                                                                         monkeypatch) -> None:
+    def test_a_report_disclosing_respondent_ids_is_caught_by_its_worker(
+        self, tmp_path: Path, small_input: Path, monkeypatch
+    ) -> None:
         """A forked report that shows respondent ids (a cell's result, which the report page
         shows): the worker's check of the page finds them, the build fails naming the file, and
         the published site is unchanged. (The executed notebook is not published: it stays in the
@@ -225,15 +286,16 @@ class TestDisclosureGate:
         cfg = _cfg(tmp_path, small_input, prefs=[31])
         assert run_build(cfg).ok
         published = _tree(cfg.out_dir)
-        fork = fork_report(tmp_path, "import duckdb\n",
-                            "with duckdb.connect(warehouse, read_only=True) as _c:\n",
-                            "    _ids = _c.execute('SELECT respondent_id FROM survey_responses "
-                            "ORDER BY 1 LIMIT 3').fetchall()\n",
-                            "_ids\n")
+        fork = fork_report(
+            tmp_path,
+            "import duckdb\n",
+            "with duckdb.connect(warehouse, read_only=True) as _c:\n",
+            "    _ids = _c.execute('SELECT respondent_id FROM survey_responses ORDER BY 1 LIMIT 3').fetchall()\n",
+            "_ids\n",
+        )
         monkeypatch.setenv("TSUNAGARI_REPORTS_DIR", str(fork))
         blocked = run_build(_cfg(tmp_path, small_input, prefs=[31]))
         assert not blocked.ok and not blocked.published
         assert blocked.failed and all(f.startswith("disclosure: ") for f in blocked.failed)
         assert any("prefectures/31-tottori.html" in f and "respondent" in f for f in blocked.failed), blocked.failed
         assert _tree(cfg.out_dir) == published
-

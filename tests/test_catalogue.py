@@ -35,8 +35,9 @@ NEW_ENTRY = """
 
 def copy_with(tmp_path: Path, extra: str = NEW_ENTRY) -> Path:
     path = tmp_path / "indicators.yml"
-    path.write_text(config.INDICATOR_CATALOGUE.read_text(encoding="utf-8").rstrip("\n") + "\n" + extra,
-                    encoding="utf-8")
+    path.write_text(
+        config.INDICATOR_CATALOGUE.read_text(encoding="utf-8").rstrip("\n") + "\n" + extra, encoding="utf-8"
+    )
     return path
 
 
@@ -45,7 +46,7 @@ class TestLoadCatalogue:
         cat = load_catalogue()
         first = cat[0]
         with pytest.raises(AttributeError):
-            first.name_ja = "x"   # frozen
+            first.name_ja = "x"  # frozen
         for ind in cat:
             assert ind.section in PILLARS and ind.domain_ja
         assert [i.id for i in cat if i.headline][0] == "lonely_often_always"
@@ -58,7 +59,7 @@ class TestLoadCatalogue:
         assert load_catalogue(path) is first
         text = path.read_text(encoding="utf-8").replace("（テスト追加）", "（変更）")
         path.write_text(text, encoding="utf-8")
-        os.utime(path, ns=(1, 1))   # a rewrite within the same clock tick still changes the key
+        os.utime(path, ns=(1, 1))  # a rewrite within the same clock tick still changes the key
         second = load_catalogue(path)
         assert second is not first and second[-1].name_ja.endswith("（変更）")
 
@@ -72,12 +73,23 @@ class TestLoadCatalogue:
         ind = load_catalogue(copy_with(tmp_path, entry))[-1]
         assert ind.section == 4 and ind.section_label == PILLARS[4]
 
-    @pytest.mark.parametrize("old,new,message", [
-        ("section: 2", "section: 5", "entry 14 (has_reliable_person): section must be 1-4 (基本方針(1)-(4))"),
-        ("section: 2", "section: true", "entry 14 (has_reliable_person): section must be 1-4 (基本方針(1)-(4))"),
-        ("domain_ja: 相談・支援", "headline: yes please", "entry 14 (has_reliable_person): headline must be true or false"),
-        ("domain_ja: 相談・支援", "distribution: 'q; DROP'", "entry 14 (has_reliable_person): distribution must be a question name (snake_case)"),
-    ])
+    @pytest.mark.parametrize(
+        "old,new,message",
+        [
+            ("section: 2", "section: 5", "entry 14 (has_reliable_person): section must be 1-4 (基本方針(1)-(4))"),
+            ("section: 2", "section: true", "entry 14 (has_reliable_person): section must be 1-4 (基本方針(1)-(4))"),
+            (
+                "domain_ja: 相談・支援",
+                "headline: yes please",
+                "entry 14 (has_reliable_person): headline must be true or false",
+            ),
+            (
+                "domain_ja: 相談・支援",
+                "distribution: 'q; DROP'",
+                "entry 14 (has_reliable_person): distribution must be a question name (snake_case)",
+            ),
+        ],
+    )
     def test_bad_new_fields_name_the_entry_and_field(self, tmp_path, old, new, message):
         path = copy_with(tmp_path, NEW_ENTRY.replace(old, new))
         with pytest.raises(DataError) as err:
@@ -120,15 +132,24 @@ class TestNewEntryNeedsNoCode:
 
         root, wh = extended
         out = root / "executed.ipynb"
-        execute_notebook(config.REPORTS_DIR / "report.ipynb", out,
-                         {"year": 2024, "pref_code": 13, "warehouse": str(wh)}, cwd=config.REPORTS_DIR)
+        execute_notebook(
+            config.REPORTS_DIR / "report.ipynb",
+            out,
+            {"year": 2024, "pref_code": 13, "warehouse": str(wh)},
+            cwd=config.REPORTS_DIR,
+        )
         nb = nbformat.read(out, as_version=4)
-        texts = [o["data"]["text/markdown"] for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])
-                 if "text/markdown" in o.get("data", {})]
+        texts = [
+            o["data"]["text/markdown"]
+            for c in nb.cells
+            if c.cell_type == "code"
+            for o in c.get("outputs", [])
+            if "text/markdown" in o.get("data", {})
+        ]
         text = "\n".join(texts).replace("\\", "")
         start, end = text.index("## 基本方針(2)"), text.index("## 基本方針(3)")
         assert self.NAME in text[start:end]
-        assert self.NAME not in text[end:text.index("## 基本方針(4)")]
+        assert self.NAME not in text[end : text.index("## 基本方針(4)")]
         row = next(x for x in text[start:end].splitlines() if self.NAME in x)
         assert row.startswith("| 相談・支援 |")
 
@@ -149,8 +170,8 @@ class TestNewEntryNeedsNoCode:
         csv_path, _ = write_indicator_downloads(con, 2024, root / "downloads")
         con.close()
         with open(csv_path, encoding="utf-8-sig", newline="") as f:
-            next(f)   # line 1: the Japanese headers; line 2: the column codes
+            next(f)  # line 1: the Japanese headers; line 2: the column codes
             rows = [r for r in csv.DictReader(f) if r["indicator_id"] == "has_reliable_person"]
         assert rows and {r["breakdown"] for r in rows} >= {"total", "sex=1", "age=16-19"}
         national = next(r for r in rows if r["area_code"] == "00" and r["breakdown"] == "total")
-        assert 85 < float(national["value"]) < 99   # q_reliable_person = 1 for ~92% of the generated respondents
+        assert 85 < float(national["value"]) < 99  # q_reliable_person = 1 for ~92% of the generated respondents

@@ -39,9 +39,15 @@ def tokyo(tmp_path_factory):
 
 
 def frame(**changes) -> pd.DataFrame:
-    f = pd.DataFrame({"group": pd.Categorical(["男性", "女性"], categories=["男性", "女性"]),
-                      "place": pd.Categorical(["東京都", "全国"], categories=["東京都", "全国"]),
-                      "value": [12.5, 10.0], "lower_ci95": [10.0, 9.5], "upper_ci95": [15.0, 10.5]})
+    f = pd.DataFrame(
+        {
+            "group": pd.Categorical(["男性", "女性"], categories=["男性", "女性"]),
+            "place": pd.Categorical(["東京都", "全国"], categories=["東京都", "全国"]),
+            "value": [12.5, 10.0],
+            "lower_ci95": [10.0, 9.5],
+            "upper_ci95": [15.0, 10.5],
+        }
+    )
     for k, v in changes.items():
         f[k] = v
     return f
@@ -88,13 +94,16 @@ class TestKey:
         assert key(chart_of()) == base
 
     def test_same_key_in_another_process_with_other_string_hashing(self, tmp_path):
-        code = ("import sys; sys.path.insert(0, sys.argv[1]); from tests.test_chart_cache import chart_of, key; "
-                "print(key(chart_of()))")
+        code = (
+            "import sys; sys.path.insert(0, sys.argv[1]); from tests.test_chart_cache import chart_of, key; "
+            "print(key(chart_of()))"
+        )
         keys = set()
         for seed in ("1", "2"):
             env = {**os.environ, "PYTHONHASHSEED": seed, "MPLBACKEND": "Agg"}
-            out = subprocess.run([sys.executable, "-c", code, str(ROOT)], capture_output=True, text=True, env=env,
-                                 cwd=ROOT, check=True)
+            out = subprocess.run(
+                [sys.executable, "-c", code, str(ROOT)], capture_output=True, text=True, env=env, cwd=ROOT, check=True
+            )
             keys.add(out.stdout.strip().splitlines()[-1])
         assert keys == {key(chart_of())}
 
@@ -120,14 +129,15 @@ class TestMappingsClosed:
         layer_data = pd.DataFrame({"u": [1.0], "w": [2.0]})
         c = ggplot(frame(), aes(x="group", y="value")) + geom_point(layer_data, aes(x="u", y="w"), inherit_aes=False)
         assert len(key(c)) == 64
-        bad = ggplot(frame(), aes(x="group", y="value")) + geom_point(layer_data, aes(x="u", y="value"),
-                                                                      inherit_aes=False)
+        bad = ggplot(frame(), aes(x="group", y="value")) + geom_point(
+            layer_data, aes(x="u", y="value"), inherit_aes=False
+        )
         with pytest.raises(chart_cache.Uncacheable):
             key(bad)
 
     def test_an_object_the_walk_does_not_know_is_not_cached(self):
         c = chart_of()
-        c.layers[0].geom.params["pattern"] = re.compile("x")   # no attributes to walk
+        c.layers[0].geom.params["pattern"] = re.compile("x")  # no attributes to walk
         with pytest.raises(chart_cache.Uncacheable, match="cannot describe"):
             key(c)
 
@@ -163,12 +173,11 @@ class TestPngBytesWithTheCache:
     def test_unwritable_cache_folder_still_draws(self, tmp_path, monkeypatch):
         blocker = tmp_path / "file"
         blocker.write_text("x")
-        monkeypatch.setenv("TSUNAGARI_CACHE_DIR", str(blocker / "cache"))   # under a file
+        monkeypatch.setenv("TSUNAGARI_CACHE_DIR", str(blocker / "cache"))  # under a file
         img = Image.open(io.BytesIO(charts.png_bytes(chart_of(), 7.2, 3.6)))
         assert img.size == (864, 432)
 
-    def test_show_walks_the_chart_once_and_a_cached_phone_rendition_needs_no_phone_layout(self, own_cache,
-                                                                                        monkeypatch):
+    def test_show_walks_the_chart_once_and_a_cached_phone_rendition_needs_no_phone_layout(self, own_cache, monkeypatch):
         import IPython.display
 
         shown = []
@@ -177,7 +186,7 @@ class TestPngBytesWithTheCache:
         digest = chart_cache.digest
         monkeypatch.setattr(chart_cache, "digest", lambda *a: walks.append(a) or digest(*a))
         charts.show(chart_of(), "図", height=3.6)
-        assert len(walks) == 1                       # one walk for the wide PNG, the SVG and the phone PNG
+        assert len(walks) == 1  # one walk for the wide PNG, the SVG and the phone PNG
         assert len(entries(own_cache)) == 2 and len(list(own_cache.glob("*/*.svg"))) == 1
         first = shown[-1][1]["metadata"]["image/png"]["data-phone"]
 
@@ -214,23 +223,27 @@ class TestPrune:
             p.write_bytes(b"x" * 1000)
             os.utime(p, (1_000_000 + i, 1_000_000 + i))
             sizes[p.name] = 1000
-        left = own_cache / "00" / f"{9:064d}.png.123.tmp"   # left by a build killed while writing
+        left = own_cache / "00" / f"{9:064d}.png.123.tmp"  # left by a build killed while writing
         left.write_bytes(b"x")
         os.utime(left, (1_000_000, 1_000_000))
-        (own_cache / "00" / f"{8:064d}.png.124.tmp").write_bytes(b"x")   # being written now: kept
+        (own_cache / "00" / f"{8:064d}.png.124.tmp").write_bytes(b"x")  # being written now: kept
         assert chart_cache.prune(max_bytes=2500) == 3
         assert [p.name for p in entries(own_cache)] == [f"{2:064d}.png", f"{3:064d}.png"]
 
     def test_files_it_did_not_write_are_left_alone(self, own_cache, tmp_path):
         # e.g. TSUNAGARI_CACHE_DIR=$HOME, and the user's own ~/charts folder
-        mine = [own_cache / "ab" / "holiday.png", own_cache / "ab" / "notes.tmp", own_cache / "cd" / f"{1:064d}.png",
-                own_cache / "old" / "x.png"]
+        mine = [
+            own_cache / "ab" / "holiday.png",
+            own_cache / "ab" / "notes.tmp",
+            own_cache / "cd" / f"{1:064d}.png",
+            own_cache / "old" / "x.png",
+        ]
         for p in mine:
             p.parent.mkdir(parents=True, exist_ok=True)
             p.write_bytes(b"x" * 5000)
         outside = tmp_path / "elsewhere.png"
         outside.write_bytes(b"x" * 5000)
-        (own_cache / "ab" / f"{7:064d}.png").symlink_to(outside)   # a link is not ours either
+        (own_cache / "ab" / f"{7:064d}.png").symlink_to(outside)  # a link is not ours either
         assert chart_cache.prune(max_bytes=0) == 0
         assert all(p.exists() for p in mine) and outside.exists()
 

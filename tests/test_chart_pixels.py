@@ -19,8 +19,10 @@ def reference():
     data = json.loads(chart_pixels.REFERENCE.read_text(encoding="utf-8"))
     here = chart_pixels.environment()
     if here != data["environment"]:
-        pytest.skip(f"the reference pictures were drawn with {data['environment']}, this is {here}: "
-                    "pixels differ between library versions and fonts")
+        pytest.skip(
+            f"the reference pictures were drawn with {data['environment']}, this is {here}: "
+            "pixels differ between library versions and fonts"
+        )
     return data["charts"]
 
 
@@ -28,6 +30,10 @@ def test_every_rendition_of_every_report_chart_is_the_reference_picture(referenc
     monkeypatch.setenv("TSUNAGARI_CHART_CACHE", "0")
     drawn = chart_pixels.report_renditions(build_fixture_warehouse(tmp_path / "wh.duckdb"))
     assert list(drawn) == list(reference), "the reports show other charts than the reference"
-    changed = [f"{chart} {fmt}" for chart, hashes in drawn.items() for fmt, h in hashes.items()
-               if reference[chart].get(fmt) != h]
+    changed = [
+        f"{chart} {fmt}"
+        for chart, hashes in drawn.items()
+        for fmt, h in hashes.items()
+        if reference[chart].get(fmt) != h
+    ]
     assert not changed, f"{len(changed)} renditions are not the reference pictures: {changed}"

@@ -81,8 +81,9 @@ def make_all(data, wrapped: bool = False) -> dict[str, ggplot]:
     prefs["x"] = 100 * prefs.value / prefs.national_value
     return {
         "estimate": charts.estimate_chart(data.estimates(survey[:3], {"sex=1": "男性", "sex=2": "女性"}), "性別"),
-        "estimate_flip": charts.estimate_chart(data.estimates(survey).assign(group=lambda f: f.indicator), "割合",
-                                               flip=True),
+        "estimate_flip": charts.estimate_chart(
+            data.estimates(survey).assign(group=lambda f: f.indicator), "割合", flip=True
+        ),
         "distribution": charts.distribution_chart(data.distribution("q_loneliness"), "回答分布（％）"),
         "trend": charts.trend_chart(trend, "推移"),
         "spine": spine(data),
@@ -146,8 +147,13 @@ class TestColours:
 
     def test_england_is_green(self, tokyo):
         frame = tokyo.distribution("q_loneliness")
-        england = pd.DataFrame({"place": "イングランド 2021/22", "category_label": frame.category_label.cat.categories[:5],
-                                "value": [6.0, 19.0, 22.0, 32.0, 21.0]})
+        england = pd.DataFrame(
+            {
+                "place": "イングランド 2021/22",
+                "category_label": frame.category_label.cat.categories[:5],
+                "value": [6.0, 19.0, 22.0, 32.0, 21.0],
+            }
+        )
         both = pd.concat([frame.assign(place=frame.place.astype(str)), england], ignore_index=True)
         both["place"] = pd.Categorical(both.place, categories=list(dict.fromkeys(both.place)))
         both["category_label"] = pd.Categorical(both.category_label, categories=frame.category_label.cat.categories)
@@ -233,7 +239,7 @@ class TestPngBytesAndShow:
         monkeypatch.setattr(IPython.display, "display", lambda *objs, **kw: seen.append((objs, kw)))
         alt = "スパインチャート：9指標について都道府県の範囲と全国値に対する東京都の位置。"
         charts.show(spine(tokyo), alt, width=7.2, height=2.85)
-        (objs, kw), = seen
+        ((objs, kw),) = seen
         assert kw["raw"] is True
         (data,) = objs
         assert set(data) == {"image/png", "text/plain"} and data["text/plain"] == alt
@@ -254,10 +260,11 @@ class TestRenditions:
 
         chart = make_all(tokyo)["distribution"]
         base = float(decode(charts.png_bytes(chart, 7.2, 3.6)).text[charts.MIN_TEXT_KEY])
-        assert base == pytest.approx(6.5 * charts.DPI / 72, abs=0.01)   # the value labels (6.5 pt)
+        assert base == pytest.approx(6.5 * charts.DPI / 72, abs=0.01)  # the value labels (6.5 pt)
         tiny = chart + geom_text(aes(label="label", y="value"), size=5, family=charts.font_family())
-        assert float(decode(charts.png_bytes(tiny, 7.2, 3.6)).text[charts.MIN_TEXT_KEY]) == \
-            pytest.approx(5 * charts.DPI / 72, abs=0.01)
+        assert float(decode(charts.png_bytes(tiny, 7.2, 3.6)).text[charts.MIN_TEXT_KEY]) == pytest.approx(
+            5 * charts.DPI / 72, abs=0.01
+        )
 
     @pytest.mark.parametrize("name", ["estimate", "estimate_flip", "distribution", "trend", "spine", "strip"])
     def test_phone_layout_is_legible_in_a_342_px_column(self, tokyo, name):
@@ -277,7 +284,7 @@ class TestRenditions:
         # many categories across the page: turned on its side, first category on top
         dist, _ = charts.phone_layout(made["distribution"], 3.4)
         assert isinstance(dist.coordinates, coord_flip)
-        assert not isinstance(made["distribution"].coordinates, coord_flip)   # the cell's chart unchanged
+        assert not isinstance(made["distribution"].coordinates, coord_flip)  # the cell's chart unchanged
         # small multiples in two columns; panel names wrapped at PHONE_WRAP
         trend, h = charts.phone_layout(made["trend"], 6.0)
         assert trend.facet._ncol == 2 and h >= 6.0
@@ -310,7 +317,7 @@ class TestRenditions:
             charts.png_bytes(chart, 7.2, 3.0)
         gc.collect()
         assert sum(isinstance(o, Figure) for o in gc.get_objects()) <= before
-        assert getattr(chart, "figure", None) is None   # the cell's chart does not hold a figure
+        assert getattr(chart, "figure", None) is None  # the cell's chart does not hold a figure
         if "matplotlib.pyplot" in sys.modules:
             assert sys.modules["matplotlib.pyplot"].get_fignums() == []
 
@@ -325,18 +332,24 @@ class TestWrap:
     def test_short_and_empty(self):
         assert charts.wrap("全国", 16) == "全国"
         assert charts.wrap("", 16) == ""
-        assert charts.wrap(12345, 3) == "123\n45"   # a run longer than a line is cut
+        assert charts.wrap(12345, 3) == "123\n45"  # a run longer than a line is cut
 
     def test_numbers_and_latin_words_are_not_split(self):
         # the catalogue's label: 18 characters would have cut "12" into "1" / "2点"
-        assert charts.wrap("UCLA孤独感尺度（3項目）10～12点の人の割合", 18) == "UCLA孤独感尺度（3項目）\n10～12点の人の割合"
+        assert (
+            charts.wrap("UCLA孤独感尺度（3項目）10～12点の人の割合", 18)
+            == "UCLA孤独感尺度（3項目）\n10～12点の人の割合"
+        )
         assert charts.wrap("施策（16歳以上人口1万人当たり）", 6) == "施策（16歳\n以上人口1万\n人当たり）"
 
     def test_no_line_starts_with_a_closing_mark_or_ends_with_an_opening_one(self):
         assert charts.wrap("あいうえおかきくけ、こさしすせそ", 9) == "あいうえおかきく\nけ、こさしすせそ"
         assert charts.wrap("あいうえおかきく「こさしすせそ", 9) == "あいうえおかきく\n「こさしすせそ"
-        for text in ("孤独感が「しばしばある・常にある」人の割合", "声掛けや手助けを「しようと思う」人の割合",
-                     "同居していない家族や友人と直接会って話すことが「全くない」人の割合"):
+        for text in (
+            "孤独感が「しばしばある・常にある」人の割合",
+            "声掛けや手助けを「しようと思う」人の割合",
+            "同居していない家族や友人と直接会って話すことが「全くない」人の割合",
+        ):
             for width in range(4, 20):
                 lines = charts.wrap(text, width).split("\n")
                 assert "".join(lines) == text and all(len(x) <= width for x in lines), (text, width)
@@ -380,12 +393,17 @@ class TestDecodable:
         img = decode(charts.png_bytes(charts.strip_chart(prefs, "分布", "差") + theme(legend_position="none"), 7.2, 6))
         for key in set(flagged.comparison):
             fill = conventions.COMPARISON[key].fill.lstrip("#")
-            assert has_colour(img, tuple(int(fill[i:i + 2], 16) for i in (0, 2, 4)), tol=4), key
+            assert has_colour(img, tuple(int(fill[i : i + 2], 16) for i in (0, 2, 4)), tol=4), key
             assert charts._legend_label(key) in self._drawn_texts(charts.strip_chart(prefs, "分布", "差"))
 
     def test_short_names(self):
-        assert [charts.short_name(n) for n in ("東京都", "大阪府", "神奈川県", "北海道", "全国")] == \
-            ["東京", "大阪", "神奈川", "北海道", "全国"]
+        assert [charts.short_name(n) for n in ("東京都", "大阪府", "神奈川県", "北海道", "全国")] == [
+            "東京",
+            "大阪",
+            "神奈川",
+            "北海道",
+            "全国",
+        ]
 
     def test_trend_panels_share_one_axis_width_stated_in_the_caption(self, tokyo):
         from plotnine import theme
@@ -398,7 +416,7 @@ class TestDecodable:
         assert len(panels) == len(tokyo.headline_ids()) and len(set(widths)) == 1, widths
         span, _ = charts.trend_span(trend.dropna(subset=["value"]))
         assert span >= charts.MIN_SPAN
-        assert widths[0] >= span   # the panel shows the whole common width (plus plotnine's margin)
+        assert widths[0] >= span  # the panel shows the whole common width (plus plotnine's margin)
         assert f"{span:g}ポイント" in chart.labels.caption
 
     def test_a_percentage_axis_is_never_zoomed_below_the_minimum_span(self, warehouse):
@@ -407,14 +425,16 @@ class TestDecodable:
         national = load_report_data(warehouse, 2024, 0)
         frame = national.estimates(["no_support_among_worried"]).assign(group=lambda f: f.indicator)
         hi, lo = frame.upper_ci95.max(), frame.lower_ci95.min()
-        assert hi - lo < 3   # the chart that was drawn as 87.0-88.0
+        assert hi - lo < 3  # the chart that was drawn as 87.0-88.0
         fig = (charts.estimate_chart(frame, "割合", flip=True) + theme(figure_size=(7.2, 2))).draw()
         ax = fig.axes[0]
-        low, high = ax.get_xlim()   # flipped: the values run along x
+        low, high = ax.get_xlim()  # flipped: the values run along x
         assert high - low >= charts.MIN_SPAN and low <= lo and high >= hi
 
-    @pytest.mark.parametrize("lo,hi,expect", [(87.0, 88.0, (82.5, 92.5)), (1.0, 2.0, (0.0, 10.0)),
-                                              (97.0, 99.0, (90.0, 100.0)), (10.0, 40.0, (10.0, 40.0))])
+    @pytest.mark.parametrize(
+        "lo,hi,expect",
+        [(87.0, 88.0, (82.5, 92.5)), (1.0, 2.0, (0.0, 10.0)), (97.0, 99.0, (90.0, 100.0)), (10.0, 40.0, (10.0, 40.0))],
+    )
     def test_span_limits(self, lo, hi, expect):
         assert charts.span_limits(lo, hi) == pytest.approx(expect)
 
@@ -431,7 +451,7 @@ class TestChartData:
         chart = make_all(data, wrapped=True)[name]
         table = charts.chart_table(chart)
         # what plotnine draws: the main layer's data after the build (rows without a value dropped)
-        built = (chart + theme(figure_size=(7.2, 3.6)))
+        built = chart + theme(figure_size=(7.2, 3.6))
         built.draw()
         drawn = built.layers[0 if name in ("estimate", "estimate_flip", "distribution", "trend") else -1].data
         ends = {"spine": ("(scaled)",), "strip": ("(x)",)}.get(name, ("(value)", "(lead_value)"))
@@ -444,7 +464,7 @@ class TestChartData:
             src = chart.data.dropna(subset=["value"])
             assert len(table) == len(src) == len(drawn.dropna(subset=["y"]) if "y" in drawn else src)
             assert sorted(table[value]) == pytest.approx(sorted(np.round(src["value"], 1)), abs=1e-9)
-        assert not any("n_unweighted" in h for h in table.columns)   # no base in a chart's data
+        assert not any("n_unweighted" in h for h in table.columns)  # no base in a chart's data
         assert all("\n" not in str(v) for v in table.select_dtypes(include=["object", "str"]).stack())
 
     def test_suppressed_values_are_not_in_the_table(self, warehouse):
@@ -452,12 +472,17 @@ class TestChartData:
         frame = tottori.estimates(["lonely_often_always"], {"sex=1": "男性", "sex=2": "女性"})
         table = charts.chart_table(charts.estimate_chart(frame, "性別"))
         sup = frame[frame.suppressed & (frame.estimate_method == "direct")]
-        for hidden in tottori.indicators[(tottori.indicators.area_code == "31") & tottori.indicators.suppressed
-                                         & (tottori.indicators.year == 2024)
-                                         & (tottori.indicators.indicator_id == "lonely_often_always")
-                                         & tottori.indicators.breakdown.isin(["sex=1", "sex=2"])].itertuples():
-            rows = table[(table["地域コード (area_code)"] == "31")
-                         & (table["区分 (group)"] == {"sex=1": "男性", "sex=2": "女性"}[hidden.breakdown])]
+        for hidden in tottori.indicators[
+            (tottori.indicators.area_code == "31")
+            & tottori.indicators.suppressed
+            & (tottori.indicators.year == 2024)
+            & (tottori.indicators.indicator_id == "lonely_often_always")
+            & tottori.indicators.breakdown.isin(["sex=1", "sex=2"])
+        ].itertuples():
+            rows = table[
+                (table["地域コード (area_code)"] == "31")
+                & (table["区分 (group)"] == {"sex=1": "男性", "sex=2": "女性"}[hidden.breakdown])
+            ]
             # only a pooled or model-based estimate may stand in for a suppressed cell
             assert set(rows["推計方法 (estimate_method)"]) <= {"pooled", "model"}, rows
         assert sup.empty
@@ -485,7 +510,7 @@ class TestDrawingFrames:
             inside = pd.DataFrame({"a": ["x"]})
         outside = pd.DataFrame({"a": ["x"]})
         assert inside["a"].dtype == object and inside.columns.dtype == object
-        assert outside["a"].dtype == pd.DataFrame({"a": ["x"]})["a"].dtype   # restored
+        assert outside["a"].dtype == pd.DataFrame({"a": ["x"]})["a"].dtype  # restored
 
     def test_no_deprecation_warning_escapes(self, recwarn):
         with charts._plotnine_frames():

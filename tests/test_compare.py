@@ -36,11 +36,13 @@ def test_map_fills_have_aa_contrast_and_differ_from_the_empty_tile():
         assert fill.upper() != conventions.COMPARISON["not_compared"].fill.upper(), cls
     levels = [site.MAP_FILLS[f"val-{k}"][0] for k in range(1, site.MAP_LEVELS + 1)]
     lum = [conventions.relative_luminance(c) for c in levels]
-    assert lum == sorted(lum, reverse=True)   # light (low) to dark (high)
+    assert lum == sorted(lum, reverse=True)  # light (low) to dark (high)
 
 
 def _published(site_dir: Path) -> pd.DataFrame:
-    df = pd.read_csv(site_dir / "downloads" / f"indicators-{YEAR}.csv", header=1, dtype={"area_code": str}, encoding="utf-8-sig")
+    df = pd.read_csv(
+        site_dir / "downloads" / f"indicators-{YEAR}.csv", header=1, dtype={"area_code": str}, encoding="utf-8-sig"
+    )
     return df[df["breakdown"] == "total"]
 
 
@@ -50,8 +52,11 @@ def _expected(row: pd.Series) -> dict[str, str]:
     lead = row["estimate_method"] in ("model", "pooled") and pd.notna(row["lead_value"])
     if bool(row["suppressed"]) and not lead:
         return {"v": conventions.SUPPRESSED_MARK, "ci": "", "base": ""}
-    v, lo, hi = ((row["lead_value"], row["lead_lower_ci95"], row["lead_upper_ci95"]) if lead
-                 else (row["value"], row["lower_ci95"], row["upper_ci95"]))
+    v, lo, hi = (
+        (row["lead_value"], row["lead_lower_ci95"], row["lead_upper_ci95"])
+        if lead
+        else (row["value"], row["lower_ci95"], row["upper_ci95"])
+    )
     if unit == "flag" and not national:
         text = "あり" if v >= 0.5 else "なし"
     elif unit == "per_10k":
@@ -85,12 +90,12 @@ def test_keyboard_choice_shows_the_published_values(built_site: Path, browser):
     page = browser.new_page(viewport={"width": 390, "height": 900})
     page.goto((built_site / "compare.html").as_uri())
     page.focus("#compare-a")
-    page.keyboard.type("13")          # typeahead on the option text "13 東京都"
+    page.keyboard.type("13")  # typeahead on the option text "13 東京都"
     page.keyboard.press("Tab")
     page.keyboard.type("31")
     assert page.eval_on_selector("#compare-a", "e => e.value") == "13"
     assert page.eval_on_selector("#compare-b", "e => e.value") == "31"
-    page.keyboard.press("Tab")        # blur: the change has been applied
+    page.keyboard.press("Tab")  # blur: the change has been applied
     assert page.url.endswith("compare.html?a=13&b=31")
     heads = page.eval_on_selector_all("#compare-table thead th", "els => els.map(e => e.textContent)")
     assert heads == ["指標", "東京都", "鳥取県", "全国"]
@@ -103,8 +108,10 @@ def test_keyboard_choice_shows_the_published_values(built_site: Path, browser):
         if row["indicator_id"] not in cells:
             continue
         got, want = cells[row["indicator_id"]][row["area_code"]], _expected(row)
-        assert (got["v"], got["ci"], got["base"]) == (want["v"], want["ci"], want["base"]), \
-            (row["area_code"], row["indicator_id"])
+        assert (got["v"], got["ci"], got["base"]) == (want["v"], want["ci"], want["base"]), (
+            row["area_code"],
+            row["indicator_id"],
+        )
         lead = row["estimate_method"] in ("model", "pooled")
         if row["area_code"] != "00" and not lead and not row["suppressed"]:
             style = conventions.comparison(row["comparison"])
@@ -175,11 +182,11 @@ def test_every_offered_indicator_shades_every_tile_with_a_value(built_site: Path
             if published:
                 empty = t["bg"] in ("rgb(255, 255, 255)", "rgba(0, 0, 0, 0)") and t["img"] == "none"
                 assert not empty, (ind, t)
-        assert {e["cls"] for e in legend} == {t["cls"] for t in tiles}, ind   # only entries with marks
+        assert {e["cls"] for e in legend} == {t["cls"] for t in tiles}, ind  # only entries with marks
         scheme = next(i for i in data["indicators"] if i["id"] == ind)["scheme"]
         schemes.add(scheme)
         for e in legend:
-            if re.fullmatch(r"val-\d", e["cls"]):   # a value level covers the values of its tiles
+            if re.fullmatch(r"val-\d", e["cls"]):  # a value level covers the values of its tiles
                 nums = [float(x.replace(",", "")) for x in re.findall(r"[\d,.]+(?=%|～|$)", e["text"][1:])]
                 lo, hi = nums[0], nums[-1]
                 for t in tiles:
@@ -204,10 +211,12 @@ def fixture_site(tmp_path_factory) -> Path:
 @pytest.mark.browser
 def test_suppressed_cells_stay_suppressed_and_say_why(fixture_site: Path, browser):
     html = (fixture_site / "compare.html").read_text(encoding="utf-8")
-    data = json.loads(re.search(r'<script type="application/json" id="compare-data">(.*?)</script>', html, re.S).group(1))
+    data = json.loads(
+        re.search(r'<script type="application/json" id="compare-data">(.*?)</script>', html, re.S).group(1)
+    )
     hidden = [(code, ind) for code, a in data["areas"].items() for ind, c in a["cells"].items() if c["sup"]]
-    assert any(code == "31" for code, _ in hidden)   # Tottori's suppressed rows (fixtures_site)
-    for code, ind in hidden:   # the mark and the reason only: no value, interval or base
+    assert any(code == "31" for code, _ in hidden)  # Tottori's suppressed rows (fixtures_site)
+    for code, ind in hidden:  # the mark and the reason only: no value, interval or base
         c = data["areas"][code]["cells"][ind]
         assert (c["t"], c["ci"], c["n"]) == (conventions.SUPPRESSED_MARK, "", ""), (code, ind)
     page = browser.new_page()

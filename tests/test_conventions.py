@@ -14,7 +14,7 @@ from pipelines.outputs import site
 
 ROOT = Path(__file__).resolve().parents[1]
 AA_TEXT = 4.5
-AA_GRAPHICS = 3.0   # WCAG 1.4.11, chart marks against the white background
+AA_GRAPHICS = 3.0  # WCAG 1.4.11, chart marks against the white background
 
 
 class TestContrastRatio:
@@ -24,7 +24,9 @@ class TestContrastRatio:
 
     def test_against_hand_computed_values(self):
         # #0072B2: R 0/255, G 114/255 -> ((0.447+0.055)/1.055)^2.4 = 0.1683, B 178/255 -> 0.4452
-        assert relative_luminance("#0072B2") == pytest.approx(0.2126 * 0 + 0.7152 * 0.16827 + 0.0722 * 0.44520, abs=1e-4)
+        assert relative_luminance("#0072B2") == pytest.approx(
+            0.2126 * 0 + 0.7152 * 0.16827 + 0.0722 * 0.44520, abs=1e-4
+        )
         assert contrast_ratio("#0072B2", "#FFFFFF") == pytest.approx(1.05 / (relative_luminance("#0072B2") + 0.05))
         # the old report colour for 悪い fails AA for text: why `text` is darker than the Okabe-Ito fill
         assert contrast_ratio("#D55E00", "#FFFFFF") < AA_TEXT
@@ -51,7 +53,9 @@ class TestStyles:
 
 
 def _css_colours(css: str, prefix: str) -> dict[str, str]:
-    return {m.group(1): m.group(2).upper() for m in re.finditer(rf"\.({prefix}-\w+) \{{ color: (#[0-9A-Fa-f]{{6}})", css)}
+    return {
+        m.group(1): m.group(2).upper() for m in re.finditer(rf"\.({prefix}-\w+) \{{ color: (#[0-9A-Fa-f]{{6}})", css)
+    }
 
 
 class TestStaticFilesAgree:
@@ -64,7 +68,7 @@ class TestStaticFilesAgree:
 
     def test_report_lua(self):
         lua = (ROOT / "reports" / "report.lua").read_text(encoding="utf-8")
-        block = lua[lua.index("local COLOURS = {"): lua.index("}", lua.index("local COLOURS = {"))]
+        block = lua[lua.index("local COLOURS = {") : lua.index("}", lua.index("local COLOURS = {"))]
         found = {k: v.upper() for k, v in re.findall(r'\["([\w-]+)"\] = "(#[0-9A-Fa-f]{6})"', block)}
         css = (ROOT / "reports" / "report.css").read_text(encoding="utf-8")
         assert found == {**_css_colours(css, "cmp"), **_css_colours(css, "chg")}

@@ -43,8 +43,17 @@ def _rows() -> list[dict]:
     rows += [dict(pref_code=32, sex=1 + i % 2, q_loneliness=3) for i in range(80)]
     for i, r in enumerate(rows):
         r.update(survey_id="national-2024", survey_year=2024, respondent_id=f"N2024-{i + 1:06d}")
-    own = [dict(survey_id="pref32-2024", survey_year=2024, survey_kind="prefecture", pref_code=32,
-                respondent_id=f"P32-2024-{i + 1:05d}", sex=1 + i % 2) for i in range(400)]
+    own = [
+        dict(
+            survey_id="pref32-2024",
+            survey_year=2024,
+            survey_kind="prefecture",
+            pref_code=32,
+            respondent_id=f"P32-2024-{i + 1:05d}",
+            sex=1 + i % 2,
+        )
+        for i in range(400)
+    ]
     return rows + own
 
 
@@ -82,6 +91,7 @@ def _table(warehouse: Path, name: str) -> pd.DataFrame:
 
 # --- Primary and secondary suppression in the warehouse tables ------------------------------------
 
+
 def test_women_primary_men_secondary_in_indicators(tiny):
     ind = _table(tiny, "indicators")
     t = ind[(ind.area_code == "31") & (ind.indicator_id == IND)].set_index("breakdown")
@@ -96,8 +106,9 @@ def test_women_primary_men_secondary_in_indicators(tiny):
     assert m.note == "出典: 全国調査の当該県回答者 (回答者数は非公表); secondary suppression / 二次秘匿"
     assert m.comparison == "not_compared" and m.change_vs_previous == "not_compared"
     # Every survey indicator of Tottori: same rule (all have the whole sample as base here).
-    sexes = ind[(ind.area_code == "31") & ind.breakdown.isin(["sex=1", "sex=2"])
-                & ind.note.str.startswith("出典: 全国調査")]
+    sexes = ind[
+        (ind.area_code == "31") & ind.breakdown.isin(["sex=1", "sex=2"]) & ind.note.str.startswith("出典: 全国調査")
+    ]
     assert len(sexes) and sexes.suppressed.all() and sexes.value.isna().all()
     # Tokyo (750 / 750) keeps both.
     tokyo = ind[(ind.area_code == "13") & (ind.indicator_id == IND) & ind.breakdown.str.startswith("sex=")]
@@ -128,7 +139,7 @@ def test_without_secondary_suppression_the_women_are_recoverable(tiny, tmp_path,
     assert not t.loc["sex=1", "suppressed"]
     lo = (t.loc["total", "value"] * 62 - t.loc["sex=1", "value"] * 32 - 2 * 100) / 28
     hi = (t.loc["total", "value"] * 62 - t.loc["sex=1", "value"] * 32) / 28
-    assert lo >= 92.8 and hi == pytest.approx(100.0)   # the hidden 100 % to within 7 points
+    assert lo >= 92.8 and hi == pytest.approx(100.0)  # the hidden 100 % to within 7 points
     # ... and the published-output check catches it, naming the cell and the derivation.
     monkeypatch.undo()
     findings = check_published(_site(tmp_path, tmp_path / "wh.duckdb"), tmp_path / "wh.duckdb")
@@ -147,17 +158,20 @@ def test_an_exact_base_of_a_suppressed_row_is_found(tiny, tmp_path):
     write_download_csv(csv, path)
     findings = check_published(site, tiny)
     assert [(f.file, f.rule) for f in findings] == [
-        ("downloads/indicators-2024.csv", "base of a suppressed cell / 非表示セルの回答者数")]
-    assert f"file rows {k + 3}" in findings[0].detail   # two header lines: data row k is file line k + 3
+        ("downloads/indicators-2024.csv", "base of a suppressed cell / 非表示セルの回答者数")
+    ]
+    assert f"file rows {k + 3}" in findings[0].detail  # two header lines: data row k is file line k + 3
 
 
 # --- Published downloads ----------------------------------------------------------------------------
 
+
 def test_downloads_do_not_carry_the_hidden_values(tiny, tmp_path):
     site = _site(tmp_path, tiny)
     assert check_published(site, tiny) == []
-    csv = pd.read_csv(site / "downloads" / "indicators-2024.csv", dtype=str, keep_default_na=False,
-                      encoding="utf-8-sig", header=1)
+    csv = pd.read_csv(
+        site / "downloads" / "indicators-2024.csv", dtype=str, keep_default_na=False, encoding="utf-8-sig", header=1
+    )
     rows = csv[(csv.area_code == "31") & csv.breakdown.isin(["sex=1", "sex=2"]) & (csv.note != "")]
     assert len(rows) > 0
     assert (rows[["value", "lower_ci95", "upper_ci95", "n_unweighted", "n_effective"]] == "").all().all()
@@ -176,7 +190,8 @@ def test_a_value_on_a_small_base_in_a_download_is_found(tiny, tmp_path):
     write_download_csv(csv, path)
     findings = check_published(site, tiny)
     assert [(f.file, f.rule) for f in findings] == [
-        ("downloads/indicators-2024.csv", "value on a base < 30 or suppressed / 非表示の値")]
+        ("downloads/indicators-2024.csv", "value on a base < 30 or suppressed / 非表示の値")
+    ]
     assert f"file rows {k + 3}" in findings[0].detail
     # The same row found whatever the header: codes only (one header line), or Japanese headers
     # only (the row of codes lost, e.g. deleted in Excel and saved again).
@@ -222,28 +237,35 @@ def test_the_two_header_rows_are_read_in_every_download(tiny, tmp_path):
 def test_respondent_rows_in_a_download_are_found(tiny, tmp_path):
     site = _site(tmp_path, tiny)
     con = duckdb.connect(str(tiny), read_only=True)
-    micro = con.execute("SELECT respondent_id, pref_code, sex, age, q_loneliness FROM survey_responses "
-                        "ORDER BY respondent_id").df()
+    micro = con.execute(
+        "SELECT respondent_id, pref_code, sex, age, q_loneliness FROM survey_responses ORDER BY respondent_id"
+    ).df()
     con.close()
     micro.to_csv(site / "downloads" / "extra.csv", index=False)
     found = {f.rule: f for f in check_published(site, tiny) if f.file == "downloads/extra.csv"}
     assert set(found) == {"respondent_id column / 回答者ID列", "respondent ids / 回答者ID"}
     assert found["respondent ids / 回答者ID"].detail.startswith(
-        f"{len(micro)} respondent id(s) of the warehouse appear (N2024-000001, N2024-000002, N2024-000003 ...)")
+        f"{len(micro)} respondent id(s) of the warehouse appear (N2024-000001, N2024-000002, N2024-000003 ...)"
+    )
     # More rows than the indicators table: not aggregates.
     n_ind = len(_table(tiny, "indicators"))
     pd.concat([micro[["pref_code", "sex"]]] * (n_ind // len(micro) + 1)).to_csv(
-        site / "downloads" / "extra.csv", index=False)
+        site / "downloads" / "extra.csv", index=False
+    )
     found = [f for f in check_published(site, tiny) if f.file == "downloads/extra.csv"]
     assert [f.rule for f in found] == ["more rows than the indicators table / 指標表より行が多い"]
 
 
 # --- Executed notebooks -----------------------------------------------------------------------------
 
+
 def _notebook(path: Path, outputs: list[dict]) -> None:
-    nb = {"cells": [{"cell_type": "code", "execution_count": 1, "metadata": {}, "source": "df",
-                     "outputs": outputs}],
-          "metadata": {}, "nbformat": 4, "nbformat_minor": 5}
+    nb = {
+        "cells": [{"cell_type": "code", "execution_count": 1, "metadata": {}, "source": "df", "outputs": outputs}],
+        "metadata": {},
+        "nbformat": 4,
+        "nbformat_minor": 5,
+    }
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(nb), encoding="utf-8")
 
@@ -251,29 +273,50 @@ def _notebook(path: Path, outputs: list[dict]) -> None:
 def test_an_executed_notebook_with_a_microdata_dump_is_caught(tiny, tmp_path):
     site = _site(tmp_path, tiny)
     con = duckdb.connect(str(tiny), read_only=True)
-    micro = con.execute("SELECT respondent_id, age, sex, q_loneliness FROM survey_responses "
-                        "WHERE pref_code = 31 ORDER BY respondent_id LIMIT 8").df()
+    micro = con.execute(
+        "SELECT respondent_id, age, sex, q_loneliness FROM survey_responses "
+        "WHERE pref_code = 31 ORDER BY respondent_id LIMIT 8"
+    ).df()
     con.close()
     # Aggregates only: fine.
     agg = micro.groupby("sex").size().rename("n").reset_index()
-    _notebook(site / ".work" / "executed" / "31-tottori.ipynb",
-              [{"output_type": "execute_result", "execution_count": 1, "metadata": {},
-                "data": {"text/html": agg.to_html(), "text/plain": repr(agg)}}])
+    _notebook(
+        site / ".work" / "executed" / "31-tottori.ipynb",
+        [
+            {
+                "output_type": "execute_result",
+                "execution_count": 1,
+                "metadata": {},
+                "data": {"text/html": agg.to_html(), "text/plain": repr(agg)},
+            }
+        ],
+    )
     assert check_published(site, tiny) == []
     # A dump of respondent rows (HTML and text repr, as Jupyter shows a DataFrame).
-    _notebook(site / ".work" / "executed" / "31-tottori.ipynb",
-              [{"output_type": "execute_result", "execution_count": 1, "metadata": {},
-                "data": {"text/html": micro.to_html(), "text/plain": repr(micro)}}])
+    _notebook(
+        site / ".work" / "executed" / "31-tottori.ipynb",
+        [
+            {
+                "output_type": "execute_result",
+                "execution_count": 1,
+                "metadata": {},
+                "data": {"text/html": micro.to_html(), "text/plain": repr(micro)},
+            }
+        ],
+    )
     findings = check_published(site, tiny)
     assert {(f.file, f.rule) for f in findings} == {
         (".work/executed/31-tottori.ipynb", "microdata / 個票データ"),
-        (".work/executed/31-tottori.ipynb", "respondent ids / 回答者ID")}
+        (".work/executed/31-tottori.ipynb", "respondent ids / 回答者ID"),
+    }
     ids = next(f for f in findings if f.rule.startswith("respondent ids"))
     assert ids.detail.startswith("8 respondent id(s) of the warehouse appear (N2024-001501, N2024-001502, ")
     # The same dump without the id column, printed to stdout in runs/: still microdata.
     (site / ".work" / "executed" / "31-tottori.ipynb").unlink()
-    _notebook(site / "runs" / "indicators-2024.ipynb",
-              [{"output_type": "stream", "name": "stdout", "text": repr(micro.drop(columns="respondent_id"))}])
+    _notebook(
+        site / "runs" / "indicators-2024.ipynb",
+        [{"output_type": "stream", "name": "stdout", "text": repr(micro.drop(columns="respondent_id"))}],
+    )
     findings = check_published(site, tiny)
     assert [(f.file, f.rule) for f in findings] == [("runs/indicators-2024.ipynb", "microdata / 個票データ")]
     assert "a text dump of 8 row(s) with respondent-level columns age, q_loneliness, sex" in findings[0].detail
@@ -282,14 +325,17 @@ def test_an_executed_notebook_with_a_microdata_dump_is_caught(tiny, tmp_path):
 def test_microdata_dump_detection_rules():
     micro = pd.DataFrame({"age": [30, 41], "sex": [1, 2], "q_loneliness": [5, 1]})
     assert microdata_dumps(html=micro.to_html()) == [
-        "a table of 2 row(s) with respondent-level columns age, q_loneliness, sex"]
+        "a table of 2 row(s) with respondent-level columns age, q_loneliness, sex"
+    ]
     assert microdata_dumps(plain=repr(micro)) == [
-        "a text dump of 2 row(s) with respondent-level columns age, q_loneliness, sex"]
+        "a text dump of 2 row(s) with respondent-level columns age, q_loneliness, sex"
+    ]
     # Two respondent-level columns (a cross-tabulation key) are not a dump.
     assert microdata_dumps(html=micro[["sex", "q_loneliness"]].assign(n=[10, 20]).to_html()) == []
 
 
 # --- Report pages: the suppressed cells show 'x' ----------------------------------------------------
+
 
 def _pandoc() -> str:
     import pypandoc
@@ -303,12 +349,18 @@ def _report_html(warehouse: Path, path: Path, tamper: bool = False) -> None:
     from pipelines.outputs.reports import breakdown_table, headline_table, load_report_data
 
     R = load_report_data(warehouse, 2024, 31)
-    md = headline_table(R) + "\n\n" + breakdown_table(R, IND, "sex", {"1": "男性", "2": "女性"}) + "\n\n" \
+    md = (
+        headline_table(R)
+        + "\n\n"
+        + breakdown_table(R, IND, "sex", {"1": "男性", "2": "女性"})
+        + "\n\n"
         + breakdown_table(R, IND, "age", schema.AGE_BAND_LABELS)
+    )
     if tamper:  # a report that printed the men's value instead of 'x'
         md = md.replace("| 男性 | x |", "| 男性 | 0.0 |", 1)
-    html = subprocess.run([_pandoc(), "-f", "markdown", "-t", "html"], input=md, capture_output=True,
-                          text=True, check=True).stdout
+    html = subprocess.run(
+        [_pandoc(), "-f", "markdown", "-t", "html"], input=md, capture_output=True, text=True, check=True
+    ).stdout
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(html, encoding="utf-8")
 
@@ -328,8 +380,9 @@ def test_report_tables_show_x_for_suppressed_cells(tiny, tmp_path):
     assert check_published(site, tiny) == []
     _report_html(tiny, page, tamper=True)
     findings = check_published(site, tiny)
-    assert [(f.file, f.rule) for f in findings] == [("prefectures/31-tottori.html",
-                                                     "suppressed cell shown / 非表示セルに数値")]
+    assert [(f.file, f.rule) for f in findings] == [
+        ("prefectures/31-tottori.html", "suppressed cell shown / 非表示セルに数値")
+    ]
     assert f"{IND} 31 sex=1 shows '0.0'" in findings[0].detail
 
 
@@ -341,10 +394,11 @@ def test_an_interval_shown_for_a_suppressed_row_is_caught(tiny, tmp_path):
     start = text.index("男性")
     first = text.index(">x<", start)
     second = text.index(">x<", first + 1)
-    page.write_text(text[:second] + ">2.1～9.8<" + text[second + 3:], encoding="utf-8")
+    page.write_text(text[:second] + ">2.1～9.8<" + text[second + 3 :], encoding="utf-8")
     findings = check_published(site, tiny)
-    assert [(f.file, f.rule) for f in findings] == [("prefectures/31-tottori.html",
-                                                     "suppressed cell shown / 非表示セルに数値")]
+    assert [(f.file, f.rule) for f in findings] == [
+        ("prefectures/31-tottori.html", "suppressed cell shown / 非表示セルに数値")
+    ]
     assert f"{IND} 31 sex=1 interval shows '2.1～9.8'" in findings[0].detail
 
 
@@ -378,13 +432,15 @@ def test_a_tampered_uk_age_table_is_caught(tiny, tmp_path):
     page.parent.mkdir(parents=True, exist_ok=True)
     for tamper, expected in ((False, []), (True, ["suppressed cell shown / 非表示セルに数値"])):
         text = md.replace("| x |", "| 0.0 |", 1) if tamper else md
-        html = subprocess.run([_pandoc(), "-f", "markdown", "-t", "html"], input=text, capture_output=True,
-                              text=True, check=True).stdout
+        html = subprocess.run(
+            [_pandoc(), "-f", "markdown", "-t", "html"], input=text, capture_output=True, text=True, check=True
+        ).stdout
         page.write_text(html, encoding="utf-8")
         assert [f.rule for f in check_published(site, tiny)] == expected
 
 
 # --- The fast paths give the same answers -----------------------------------------------------------
+
 
 def _xlsx(path: Path, sheet: str, shared: str | None = None) -> Path:
     """A minimal workbook with one worksheet XML (and shared strings)."""
@@ -393,11 +449,16 @@ def _xlsx(path: Path, sheet: str, shared: str | None = None) -> Path:
     ns = 'xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main"'
     rel = "http://schemas.openxmlformats.org/officeDocument/2006/relationships"
     with zipfile.ZipFile(path, "w") as z:
-        z.writestr("xl/workbook.xml", f'<workbook {ns} xmlns:r="{rel}"><sheets><sheet name="s" sheetId="1" '
-                                      'r:id="rId1"/></sheets></workbook>')
-        z.writestr("xl/_rels/workbook.xml.rels", '<Relationships xmlns="http://schemas.openxmlformats.org/package/'
-                   f'2006/relationships"><Relationship Id="rId1" Type="{rel}/worksheet" '
-                   'Target="worksheets/sheet1.xml"/></Relationships>')
+        z.writestr(
+            "xl/workbook.xml",
+            f'<workbook {ns} xmlns:r="{rel}"><sheets><sheet name="s" sheetId="1" r:id="rId1"/></sheets></workbook>',
+        )
+        z.writestr(
+            "xl/_rels/workbook.xml.rels",
+            '<Relationships xmlns="http://schemas.openxmlformats.org/package/'
+            f'2006/relationships"><Relationship Id="rId1" Type="{rel}/worksheet" '
+            'Target="worksheets/sheet1.xml"/></Relationships>',
+        )
         z.writestr("xl/worksheets/sheet1.xml", sheet)
         if shared is not None:
             z.writestr("xl/sharedStrings.xml", f"<sst {ns}>{shared}</sst>")
@@ -407,39 +468,39 @@ def _xlsx(path: Path, sheet: str, shared: str | None = None) -> Path:
 SHEETS = {
     # openpyxl's form, with entities, CR/LF, xml:space, an empty cell, a boolean, an error, a gap
     "plain": '<worksheet xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main"><sheetData>'
-             '<row r="1"><c r="A1" t="inlineStr"><is><t>respondent_id</t></is></c><c r="C1" s="1" t="inlineStr">'
-             '<is><t xml:space="preserve"> a &amp; b &lt;c&gt; &#13;&#x41;\r\nz </t></is></c></row>'
-             '<row r="2"><c r="A2" t="n"><v>1.5</v></c><c r="B2" t="inlineStr" /><c r="C2" t="b"><v>1</v></c>'
-             '<c r="AB2" t="e"><v>#N/A</v></c></row><row r="3" />'
-             # cells from A without a gap: the one-comprehension path
-             '<row r="4"><c r="A4" t="inlineStr"><is><t>x &amp; y&#13;</t></is></c><c r="B4" t="n"><v>2</v></c>'
-             '<c r="C4" t="n"><v /></c><c r="D4" t="inlineStr" /><c r="E4" s="1" t="b"><v>0</v></c>'
-             '<c r="F4" t="e"><v>#N/A</v></c><c r="G4" t="inlineStr"><is><t xml:space="preserve"> p </t></is></c>'
-             '<c r="H4" t="n"><v>1e-3</v></c></row></sheetData></worksheet>',
+    '<row r="1"><c r="A1" t="inlineStr"><is><t>respondent_id</t></is></c><c r="C1" s="1" t="inlineStr">'
+    '<is><t xml:space="preserve"> a &amp; b &lt;c&gt; &#13;&#x41;\r\nz </t></is></c></row>'
+    '<row r="2"><c r="A2" t="n"><v>1.5</v></c><c r="B2" t="inlineStr" /><c r="C2" t="b"><v>1</v></c>'
+    '<c r="AB2" t="e"><v>#N/A</v></c></row><row r="3" />'
+    # cells from A without a gap: the one-comprehension path
+    '<row r="4"><c r="A4" t="inlineStr"><is><t>x &amp; y&#13;</t></is></c><c r="B4" t="n"><v>2</v></c>'
+    '<c r="C4" t="n"><v /></c><c r="D4" t="inlineStr" /><c r="E4" s="1" t="b"><v>0</v></c>'
+    '<c r="F4" t="e"><v>#N/A</v></c><c r="G4" t="inlineStr"><is><t xml:space="preserve"> p </t></is></c>'
+    '<c r="H4" t="n"><v>1e-3</v></c></row></sheetData></worksheet>',
     # other writers: shared strings, rich text, no r, single quotes, attributes in another order
     "shared": "<?xml version='1.0' encoding='UTF-8' standalone='yes'?>\n<worksheet "
-              'xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main" xmlns:r="x"><sheetData>'
-              "<row r='1' spans='1:3'><c t='s' r='B1'><v>0</v></c><c t=\"s\"><v>1</v></c><c><v>7</v></c>"
-              '<c r="E1" t="inlineStr"><is><r><rPr><b/></rPr><t>N2024-</t></r><r><t>000001</t></r>'
-              '<rPh sb="0" eb="1"><t>ﾌ</t></rPh></is></c></row></sheetData></worksheet>',
+    'xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main" xmlns:r="x"><sheetData>'
+    "<row r='1' spans='1:3'><c t='s' r='B1'><v>0</v></c><c t=\"s\"><v>1</v></c><c><v>7</v></c>"
+    '<c r="E1" t="inlineStr"><is><r><rPr><b/></rPr><t>N2024-</t></r><r><t>000001</t></r>'
+    '<rPh sb="0" eb="1"><t>ﾌ</t></rPh></is></c></row></sheetData></worksheet>',
     # namespace prefixes / CDATA / a comment: the ElementTree path
     "prefixed": '<x:worksheet xmlns:x="http://schemas.openxmlformats.org/spreadsheetml/2006/main"><x:sheetData>'
-                '<x:row><x:c t="inlineStr"><x:is><x:t>a</x:t></x:is></x:c></x:row></x:sheetData></x:worksheet>',
+    '<x:row><x:c t="inlineStr"><x:is><x:t>a</x:t></x:is></x:c></x:row></x:sheetData></x:worksheet>',
     "cdata": '<worksheet xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main"><sheetData><!-- <row>'
-             '</row> --><row><c t="inlineStr"><is><t><![CDATA[<b>&]]></t></is></c></row></sheetData></worksheet>',
+    '</row> --><row><c t="inlineStr"><is><t><![CDATA[<b>&]]></t></is></c></row></sheetData></worksheet>',
 }
 
 
 @pytest.mark.parametrize("name", sorted(SHEETS))
 def test_fast_xlsx_reader_reads_what_elementtree_reads(tmp_path, name):
-    shared = '<si><t>x &amp; y</t></si><si><r><t>N2024-</t></r><r><t>000002</t></r></si>'
+    shared = "<si><t>x &amp; y</t></si><si><r><t>N2024-</t></r><r><t>000002</t></r></si>"
     path = _xlsx(tmp_path / f"{name}.xlsx", SHEETS[name], shared if name == "shared" else None)
     fast = xlsx.read_sheets(path)
     assert fast == xlsx.read_sheets(path, fast=False)
-    assert fast[0][1]   # rows were read
+    assert fast[0][1]  # rows were read
     shared_list = ["x & y", "N2024-000002"] if name == "shared" else []
     taken = xlsx.sheet_rows_fast(SHEETS[name].encode(), shared_list) is not None
-    assert taken == (name in ("plain", "shared"))   # which path read it
+    assert taken == (name in ("plain", "shared"))  # which path read it
 
 
 def test_fast_xlsx_reader_on_published_workbooks_and_malformed_xml(tiny, tmp_path):
@@ -454,7 +515,7 @@ def test_fast_xlsx_reader_on_published_workbooks_and_malformed_xml(tiny, tmp_pat
     for path in books:
         assert xlsx.read_sheets(path) == xlsx.read_sheets(path, fast=False), path
     bad = _xlsx(tmp_path / "bad.xlsx", SHEETS["plain"].replace("</row>", "", 1))
-    with pytest.raises(ET.ParseError):   # not well formed: ElementTree's error, an 'unreadable' finding
+    with pytest.raises(ET.ParseError):  # not well formed: ElementTree's error, an 'unreadable' finding
         xlsx.read_sheets(bad)
     empty_v = _xlsx(tmp_path / "v.xlsx", SHEETS["plain"].replace('t="b"><v>1</v></c>', 't="s" />'))
     assert xlsx.read_sheets(empty_v) == xlsx.read_sheets(empty_v, fast=False)
@@ -478,7 +539,8 @@ def test_check_files_is_check_published_with_a_picklable_context(tiny, tmp_path)
     ctx = pickle.loads(pickle.dumps(disclosure.make_context(tiny, site)))
     assert disclosure.check_files(site, rels, ctx) == expected
     assert disclosure.check_files(site, [site / "downloads" / "extra.csv"], ctx) == [
-        f for f in expected if f.file == "downloads/extra.csv"]
+        f for f in expected if f.file == "downloads/extra.csv"
+    ]
     assert [f.rule for f in disclosure.check_files(site, ["missing.csv"], ctx)] == ["unreadable / 読み込めません"]
 
 
@@ -489,8 +551,9 @@ def test_embedded_images_and_fonts_are_skipped_readable_data_uris_are_checked(ti
 
     site = _site(tmp_path, tiny)
     con = duckdb.connect(str(tiny), read_only=True)
-    micro = con.execute("SELECT respondent_id, age, sex, q_loneliness FROM survey_responses "
-                        "ORDER BY respondent_id LIMIT 4").df()
+    micro = con.execute(
+        "SELECT respondent_id, age, sex, q_loneliness FROM survey_responses ORDER BY respondent_id LIMIT 4"
+    ).df()
     con.close()
     ids = list(micro.respondent_id)
     png = "data:image/png;base64," + base64.b64encode(bytes(range(256)) * 50).decode()
@@ -524,9 +587,11 @@ class TestEveryRoundDownload:
         shutil.copy(tiny, wh)
         con = duckdb.connect(str(wh))
         con.execute("INSERT INTO indicators SELECT * REPLACE (2023 AS year) FROM indicators WHERE year = 2024")
-        if unprotect_2023:   # the men of Tottori published in 2023: the women recoverable
-            con.execute("UPDATE indicators SET suppressed = FALSE, value = 0.0 WHERE year = 2023 "
-                        "AND area_code = '31' AND breakdown = 'sex=1'")
+        if unprotect_2023:  # the men of Tottori published in 2023: the women recoverable
+            con.execute(
+                "UPDATE indicators SET suppressed = FALSE, value = 0.0 WHERE year = 2023 "
+                "AND area_code = '31' AND breakdown = 'sex=1'"
+            )
         site = tmp_path / "site"
         write_indicator_downloads(con, None, site / "downloads")
         con.close()

@@ -43,11 +43,33 @@ SOFFICE = shutil.which("soffice") or shutil.which("libreoffice")
 # Decimals of each numeric column as published (None: a p-value, 3 significant digits).
 PRECISION = {
     **dict.fromkeys(("year", "n_unweighted", "previous_year"), 0),
-    **dict.fromkeys(("value", "lower_ci95", "upper_ci95", "national_value", "reference_value", "difference",
-                     "difference_lower_ci95", "difference_upper_ci95", "previous_value", "change_difference",
-                     "change_lower_ci95", "change_upper_ci95", "lead_value", "lead_lower_ci95",
-                     "lead_upper_ci95", "n_effective", "reference_n_effective", "previous_n_effective"), 1),
-    "design_effect": 2, "lead_cv": 3, "p_value": None, "change_p_value": None,
+    **dict.fromkeys(
+        (
+            "value",
+            "lower_ci95",
+            "upper_ci95",
+            "national_value",
+            "reference_value",
+            "difference",
+            "difference_lower_ci95",
+            "difference_upper_ci95",
+            "previous_value",
+            "change_difference",
+            "change_lower_ci95",
+            "change_upper_ci95",
+            "lead_value",
+            "lead_lower_ci95",
+            "lead_upper_ci95",
+            "n_effective",
+            "reference_n_effective",
+            "previous_n_effective",
+        ),
+        1,
+    ),
+    "design_effect": 2,
+    "lead_cv": 3,
+    "p_value": None,
+    "change_p_value": None,
 }
 
 
@@ -55,8 +77,15 @@ PRECISION = {
 def site(tmp_path_factory) -> Path:
     d = tmp_path_factory.mktemp("excel")
     write_sample(d / "in", rows=3000)
-    cfg = BuildConfig(input_dir=d / "in", out_dir=d / "site", warehouse=d / "wh.duckdb", jobs=1, prefs=[31],
-                      quiet=True, renderer="pandoc")
+    cfg = BuildConfig(
+        input_dir=d / "in",
+        out_dir=d / "site",
+        warehouse=d / "wh.duckdb",
+        jobs=1,
+        prefs=[31],
+        quiet=True,
+        renderer="pandoc",
+    )
     summary = run_build(cfg)
     assert summary.ok and summary.published, summary.failed
     return cfg.out_dir
@@ -79,7 +108,7 @@ def _check_table(name: str, rows: list[list], flag: object = "True") -> list[str
     ja, codes = [str(v) for v in rows[0]], [str(v) for v in rows[1]]
     order = [c.code for c in dl.COLUMNS]
     assert codes == [c for c in order if c in codes], f"{name}: codes not in the dictionary's order"
-    assert set(schema.INDICATOR_COLUMNS) <= set(codes), name   # every contract column, by its name
+    assert set(schema.INDICATOR_COLUMNS) <= set(codes), name  # every contract column, by its name
     assert ja == [dl.HEADER_JA[c] for c in codes], f"{name}: first row is not the Japanese headers"
     assert all(re.search(r"[\u3040-\u30ff\u4e00-\u9fff]", h) for h in ja), name
     assert codes[0] == "synthetic" and ja[0] == "合成データ", name
@@ -91,10 +120,15 @@ def _check_table(name: str, rows: list[list], flag: object = "True") -> list[str
 
 # --- The files as written ------------------------------------------------------------------------
 
+
 def test_every_csv_has_japanese_headers_then_codes_and_the_synthetic_flag(site):
     files = _data_files(site)
-    assert {p.name for p in files} >= {"indicators.csv", "indicators-2022.csv", "indicators-2023.csv",
-                                        f"indicators-{YEAR}.csv"}
+    assert {p.name for p in files} >= {
+        "indicators.csv",
+        "indicators-2022.csv",
+        "indicators-2023.csv",
+        f"indicators-{YEAR}.csv",
+    }
     for p in files:
         _check_table(p.name, _csv_rows(p))
     # the recipe of the downloads page and the README
@@ -111,10 +145,17 @@ def test_every_csv_has_japanese_headers_then_codes_and_the_synthetic_flag(site):
 def test_codes_have_a_japanese_label_column_before_them(site):
     df = pd.read_csv(site / "downloads" / f"indicators-{YEAR}.csv", header=1, dtype={"area_code": str})
     cols = list(df.columns)
-    for code, label in (("comparison", "comparison_ja"), ("change_vs_previous", "change_vs_previous_ja"),
-                        ("source", "source_ja"), ("comparison_method", "comparison_method_ja"),
-                        ("change_method", "change_method_ja"), ("estimate_method", "estimate_method_ja"),
-                        ("unit", "unit_ja"), ("breakdown", "breakdown_ja"), ("indicator_id", "indicator_name_ja")):
+    for code, label in (
+        ("comparison", "comparison_ja"),
+        ("change_vs_previous", "change_vs_previous_ja"),
+        ("source", "source_ja"),
+        ("comparison_method", "comparison_method_ja"),
+        ("change_method", "change_method_ja"),
+        ("estimate_method", "estimate_method_ja"),
+        ("unit", "unit_ja"),
+        ("breakdown", "breakdown_ja"),
+        ("indicator_id", "indicator_name_ja"),
+    ):
         assert cols.index(label) < cols.index(code), (label, code)
         pairs = df[[label, code]].dropna().drop_duplicates()
         assert len(pairs) and not (pairs[label] == pairs[code]).any(), f"{label} repeats the code"
@@ -128,10 +169,12 @@ def test_numbers_are_rounded_as_published(site):
     page show (a numeric column without a stated precision fails)."""
     text = (site / "downloads" / "indicators.csv").read_text(encoding="utf-8-sig")
     df = pd.read_csv(io.StringIO(text), header=1, dtype=str, keep_default_na=False)
-    numeric = [c for c in df.columns
-               if c not in ("area_code", "synthetic", "suppressed", "source_changed")
-               and pd.to_numeric(df[c].replace("", np.nan), errors="coerce").notna().sum()
-               == df[c].ne("").sum() > 0]
+    numeric = [
+        c
+        for c in df.columns
+        if c not in ("area_code", "synthetic", "suppressed", "source_changed")
+        and pd.to_numeric(df[c].replace("", np.nan), errors="coerce").notna().sum() == df[c].ne("").sum() > 0
+    ]
     assert set(numeric) == set(PRECISION), set(numeric) ^ set(PRECISION)
     for c, k in PRECISION.items():
         cells = df.loc[df[c].ne(""), c]
@@ -151,7 +194,7 @@ def test_workbooks_have_frozen_headers_filters_and_the_flag(site):
         wb = load_workbook(site / "downloads" / name)
         titles = wb.sheetnames
         assert titles[-1] == dl.DICTIONARY_SHEET, (name, titles)
-        data = titles[:1] if name.startswith("indicators") else titles[:2]   # prefecture, 全国
+        data = titles[:1] if name.startswith("indicators") else titles[:2]  # prefecture, 全国
         for t in data + [dl.DICTIONARY_SHEET]:
             ws = wb[t]
             last = ws.cell(2, ws.max_column).column_letter
@@ -167,12 +210,11 @@ def test_workbooks_have_frozen_headers_filters_and_the_flag(site):
             widths = {c: ws.column_dimensions[ws.cell(1, j + 1).column_letter].width for j, c in enumerate(codes)}
             assert widths["note"] > widths["year"] and widths["indicator_name_ja"] > widths["value"]
         notes = wb[titles[len(data)]]
-        assert "合成" in str(notes["A2"].value) and "合成" in str(notes["B2"].value), name   # stated first
+        assert "合成" in str(notes["A2"].value) and "合成" in str(notes["B2"].value), name  # stated first
         d = [[c.value for c in r] for r in wb[dl.DICTIONARY_SHEET].iter_rows()]
         assert d[:2] == dl.dictionary_headers() and [r[1] for r in d[2:]] == [c.code for c in dl.COLUMNS]
     # a script reads a sheet as the CSV
-    xl = pd.read_excel(site / "downloads" / f"indicators-{YEAR}.xlsx", sheet_name=0, header=1,
-                       dtype={"area_code": str})
+    xl = pd.read_excel(site / "downloads" / f"indicators-{YEAR}.xlsx", sheet_name=0, header=1, dtype={"area_code": str})
     one = pd.read_csv(site / "downloads" / f"indicators-{YEAR}.csv", header=1, dtype={"area_code": str})
     assert list(xl.columns) == list(one.columns) and len(xl) == len(one)
     assert (xl.area_code == one.area_code).all()
@@ -180,13 +222,22 @@ def test_workbooks_have_frozen_headers_filters_and_the_flag(site):
 
 # --- LibreOffice ---------------------------------------------------------------------------------
 
+
 def _soffice(args: list[str], out: Path, profile: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
     # its own profile: parallel runs (pytest -n) do not share LibreOffice's user installation
-    cmd = [SOFFICE, f"-env:UserInstallation={profile.as_uri()}", "--headless", "--norestore",
-           # every sheet, UTF-8, comma, quoted text
-           "--convert-to", "csv:Text - txt - csv (StarCalc):44,34,76,1,,0,false,true,false,false,false,-1",
-           "--outdir", str(out), *args]
+    cmd = [
+        SOFFICE,
+        f"-env:UserInstallation={profile.as_uri()}",
+        "--headless",
+        "--norestore",
+        # every sheet, UTF-8, comma, quoted text
+        "--convert-to",
+        "csv:Text - txt - csv (StarCalc):44,34,76,1,,0,false,true,false,false,false,-1",
+        "--outdir",
+        str(out),
+        *args,
+    ]
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr[-2000:]
 
@@ -195,7 +246,9 @@ def _read(path: Path) -> list[list[str]]:
     return list(csv.reader(io.StringIO(path.read_text(encoding="utf-8"), newline="")))
 
 
-@pytest.mark.skipif(SOFFICE is None, reason="LibreOffice (soffice) not installed: apt-get install libreoffice-calc-nogui")
+@pytest.mark.skipif(
+    SOFFICE is None, reason="LibreOffice (soffice) not installed: apt-get install libreoffice-calc-nogui"
+)
 def test_libreoffice_opens_every_kind_of_file(site, tmp_path):
     d = site / "downloads"
     profile = tmp_path / "lo-profile"
@@ -238,6 +291,7 @@ def test_libreoffice_opens_every_kind_of_file(site, tmp_path):
 
 # --- The downloads page --------------------------------------------------------------------------
 
+
 def test_the_downloads_page_lists_every_file_with_its_size_and_the_dictionary(site):
     html = (site / "downloads" / "index.html").read_text(encoding="utf-8")
     files = download_files(site)
@@ -245,8 +299,9 @@ def test_the_downloads_page_lists_every_file_with_its_size_and_the_dictionary(si
     assert {"indicators.csv", "indicators.xlsx", dl.DICTIONARY_FILE, f"31-tottori-{YEAR}.xlsx"} <= names
     assert {f"indicators-{y}.{e}" for y in (2022, 2023, YEAR) for e in ("csv", "xlsx")} <= names
     assert sum(bool(re.fullmatch(r"\d{2}-[a-z]+-\d{4}\.xlsx", n)) for n in names) == 47
-    listed = dict(re.findall(r'<a href="([^"/]+)">[^<]*</a> <span class="size" data-bytes="(\d+)">（[^）]+）</span>',
-                             html))
+    listed = dict(
+        re.findall(r'<a href="([^"/]+)">[^<]*</a> <span class="size" data-bytes="(\d+)">（[^）]+）</span>', html)
+    )
     for name, size in files:
         assert name in listed, f"{name} is not listed"
         assert int(listed[name]) == size == (site / "downloads" / name).stat().st_size, name
@@ -255,10 +310,13 @@ def test_the_downloads_page_lists_every_file_with_its_size_and_the_dictionary(si
     # the series of every round and each round are linked; how to read the files is said
     assert 'id="h-series"' in html and 'id="h-rounds"' in html and "header=1" in html
     for y in (2022, 2023, YEAR):
-        assert f"<th scope=\"row\">{y}年" in html
+        assert f'<th scope="row">{y}年' in html
     # the dictionary: every column of every file, with its Japanese header, code, meaning and format
-    rows = re.findall(r"<tr><th scope=\"row\">([^<]+)</th><td><code>([^<]+)</code></td><td>([^<]+)</td>"
-                      r"<td>([^<]+)</td></tr>", html)
+    rows = re.findall(
+        r"<tr><th scope=\"row\">([^<]+)</th><td><code>([^<]+)</code></td><td>([^<]+)</td>"
+        r"<td>([^<]+)</td></tr>",
+        html,
+    )
     assert [r[1] for r in rows] == [c.code for c in dl.COLUMNS]
     assert all(r[0] == dl.HEADER_JA[r[1]] and r[2] and r[3] for r in rows)
     used = set()

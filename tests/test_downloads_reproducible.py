@@ -26,10 +26,8 @@ from pipelines.ingest.stage import ingest_files
 from pipelines.outputs.downloads import published_n, published_share, write_download_csv, write_downloads
 
 TESTED = schema.TESTED_AGAINST_COLUMNS
-CMP_COLS = ["reference_value", "reference_n_effective", "difference", "difference_lower_ci95",
-            "difference_upper_ci95"]
-CHG_COLS = ["previous_value", "previous_n_effective", "change_difference", "change_lower_ci95",
-            "change_upper_ci95"]
+CMP_COLS = ["reference_value", "reference_n_effective", "difference", "difference_lower_ci95", "difference_upper_ci95"]
+CHG_COLS = ["previous_value", "previous_n_effective", "change_difference", "change_lower_ci95", "change_upper_ci95"]
 
 
 @pytest.fixture(scope="module")
@@ -49,8 +47,9 @@ def sample(tmp_path_factory) -> tuple[Path, Path]:
 
 def _csv(site: Path, name: str = "indicators.csv") -> pd.DataFrame:
     """A download as a script reads it: line 1 Japanese headers, line 2 the column codes."""
-    return pd.read_csv(site / "downloads" / name, encoding="utf-8-sig", dtype={"area_code": str},
-                       keep_default_na=True, header=1)
+    return pd.read_csv(
+        site / "downloads" / name, encoding="utf-8-sig", dtype={"area_code": str}, keep_default_na=True, header=1
+    )
 
 
 def _warehouse(wh: Path) -> pd.DataFrame:
@@ -66,6 +65,7 @@ def _survey(df: pd.DataFrame) -> pd.DataFrame:
 
 
 # --- Every label carries its reference ------------------------------------------------------------
+
 
 def test_every_labelled_row_carries_its_reference_and_difference_interval(sample):
     _, site = sample
@@ -103,8 +103,7 @@ def test_labels_are_recomputed_from_the_download_rows_alone(sample):
     df = _csv(site)
     polarity = {i.id: i.polarity for i in load_catalogue()}
     cmp = df[df.comparison != "not_compared"]
-    r = stats.difference_test(cmp.value / 100, cmp.n_effective, cmp.reference_value / 100,
-                              cmp.reference_n_effective)
+    r = stats.difference_test(cmp.value / 100, cmp.n_effective, cmp.reference_value / 100, cmp.reference_n_effective)
     label = stats.comparison_label(r["direction"], r["significant"], cmp.indicator_id.map(polarity).to_numpy())
     assert (label == cmp.comparison.to_numpy()).all(), cmp[label != cmp.comparison.to_numpy()].head()
     method = np.where(cmp.source == "national_subsample", r["method"] + "_rest", r["method"])
@@ -115,14 +114,15 @@ def test_labels_are_recomputed_from_the_download_rows_alone(sample):
     assert np.allclose(r["p_value"][fisher], cmp.p_value[fisher], rtol=5e-3)
 
     chg = df[df.change_vs_previous != "not_compared"]
-    r = stats.difference_test(chg.value / 100, chg.n_effective, chg.previous_value / 100,
-                              chg.previous_n_effective)
+    r = stats.difference_test(chg.value / 100, chg.n_effective, chg.previous_value / 100, chg.previous_n_effective)
     label = stats.change_label(r["direction"], r["significant"])
     assert (label == chg.change_vs_previous.to_numpy()).all(), chg[label != chg.change_vs_previous.to_numpy()].head()
     assert (r["method"] == chg.change_method.to_numpy()).all()
     assert np.allclose(published_share(r["upper"] * 100), chg.change_upper_ci95)
     # the previous value is the previous round's published value of the same cell
-    prev = df[["year", "area_code", "indicator_id", "breakdown", "value", "n_effective"]].assign(year=lambda d: d.year + 1)
+    prev = df[["year", "area_code", "indicator_id", "breakdown", "value", "n_effective"]].assign(
+        year=lambda d: d.year + 1
+    )
     m = chg.merge(prev, on=["year", "area_code", "indicator_id", "breakdown"], suffixes=("", "_prev"))
     assert len(m) == len(chg)
     assert (m.previous_value == m.value_prev).all() and (m.previous_n_effective == m.n_effective_prev).all()
@@ -143,13 +143,14 @@ def test_per_round_and_per_prefecture_files_carry_the_same_columns(sample):
     cat = {i.id: i for i in load_catalogue()}
     (ja, codes), rows = site_mod.xlsx_rows(_warehouse(wh).query("year == 2024 and area_code == '27'"), cat)
     got = pd.DataFrame(rows, columns=codes)
-    assert codes == [c for c in every.columns if c != "synthetic"]   # the same layout, same order
+    assert codes == [c for c in every.columns if c != "synthetic"]  # the same layout, same order
     assert "比較の基準値" in ja and "前回値" in ja and "reference_value" in codes
     vals = pd.to_numeric(got.loc[got["unit"] == "percent", "value"], errors="coerce").dropna()
     assert len(vals) and np.allclose(vals, published_share(vals))
 
 
 # --- Rounding -------------------------------------------------------------------------------------
+
 
 def _decimals_at_most(s: pd.Series, k: int) -> bool:
     v = s.dropna().to_numpy(dtype=float)
@@ -160,9 +161,20 @@ def test_published_figures_are_rounded_and_the_warehouse_keeps_full_precision(sa
     wh, site = sample
     df = _csv(site)
     surv = _survey(df)
-    for c in ("value", "lower_ci95", "upper_ci95", "national_value", "reference_value", "difference",
-              "difference_lower_ci95", "difference_upper_ci95", "previous_value", "change_difference",
-              "change_lower_ci95", "change_upper_ci95"):
+    for c in (
+        "value",
+        "lower_ci95",
+        "upper_ci95",
+        "national_value",
+        "reference_value",
+        "difference",
+        "difference_lower_ci95",
+        "difference_upper_ci95",
+        "previous_value",
+        "change_difference",
+        "change_lower_ci95",
+        "change_upper_ci95",
+    ):
         assert _decimals_at_most(surv[c], 1), c
     for c in ("n_effective", "reference_n_effective", "previous_n_effective"):
         assert _decimals_at_most(df[c], 1), c
@@ -170,7 +182,7 @@ def test_published_figures_are_rounded_and_the_warehouse_keeps_full_precision(sa
     for c in ("p_value", "change_p_value"):
         p = df[c].dropna()
         assert len(p) and all(float(f"{x:.3g}") == x for x in p), c
-    prog = df[df.unit == "per_10k"]   # rates per 10,000 to 0.1, as the reports and the site show them
+    prog = df[df.unit == "per_10k"]  # rates per 10,000 to 0.1, as the reports and the site show them
     assert len(prog) and _decimals_at_most(prog.value, 1) and _decimals_at_most(prog.national_value, 1)
     # the text of the file: no share with more than one decimal
     text = (site / "downloads" / "indicators-2024.csv").read_text(encoding="utf-8-sig")
@@ -192,6 +204,7 @@ def test_the_tests_take_the_published_precision():
 
 # --- Source break and the 0% / 100% rule -------------------------------------------------------------
 
+
 def test_a_change_across_a_source_break_is_shown_not_tested(sample):
     wh, site = sample
     df = _csv(site)
@@ -201,11 +214,15 @@ def test_a_change_across_a_source_break_is_shown_not_tested(sample):
     assert brk.note.str.contains("出典が異なるため前回との比較はしない").all()
     assert brk[["change_difference", "change_lower_ci95", "change_upper_ci95", "change_p_value"]].isna().all().all()
     shown = brk[~brk.suppressed.astype(bool)]
-    assert shown.previous_value.notna().any()   # both values shown where both are published
+    assert shown.previous_value.notna().any()  # both values shown where both are published
     # Saitama 2023 and Osaka 2024: their own survey after the national subsample the round before
     for year, code in ((2023, "11"), (2024, "27")):
-        row = df[(df.year == year) & (df.area_code == code) & (df.indicator_id == "lonely_often_always")
-                 & (df.breakdown == "total")].iloc[0]
+        row = df[
+            (df.year == year)
+            & (df.area_code == code)
+            & (df.indicator_id == "lonely_often_always")
+            & (df.breakdown == "total")
+        ].iloc[0]
         assert row.source_changed and row.change_method == "source_break"
         assert row.change_vs_previous == "not_compared" and not np.isnan(row.previous_value)
     assert "source_break" in stats.METHOD_DESCRIPTIONS
@@ -221,7 +238,7 @@ def test_exact_0_or_100_percent_on_a_small_base_is_a_reference_value_with_its_in
     extreme = pub[pub.value.isin([0.0, 100.0]) & (pub.n_unweighted < config.REFERENCE_BASE)]
     assert len(extreme) > 10
     assert extreme.note.str.contains(EXTREME_NOTE, regex=False).all()
-    assert ((extreme.upper_ci95 - extreme.lower_ci95) > 2).all()   # an interval, never a bare 0 or 100
+    assert ((extreme.upper_ci95 - extreme.lower_ci95) > 2).all()  # an interval, never a bare 0 or 100
     assert not ind[ind.suppressed].note.str.contains(EXTREME_NOTE, regex=False).any()
 
 
@@ -238,12 +255,20 @@ def test_notes_sheet_explains_every_new_column_and_the_rules(sample):
     text = " ".join(notes.iloc[:, 0].fillna("") + " " + notes.iloc[:, 1].fillna(""))
     for c in TESTED:
         assert c in text, c
-    for words in ("丸め / rounding", "0.1ポイント", "0%・100%", EXTREME_NOTE, "source_break",
-                  "reproducing a label", "rest of the nation"):
+    for words in (
+        "丸め / rounding",
+        "0.1ポイント",
+        "0%・100%",
+        EXTREME_NOTE,
+        "source_break",
+        "reproducing a label",
+        "rest of the nation",
+    ):
         assert words in text, words
 
 
 # --- The disclosure gate on rounded files ----------------------------------------------------------
+
 
 def test_the_gate_passes_the_rounded_downloads(sample):
     wh, site = sample
@@ -272,12 +297,17 @@ def test_the_gate_still_catches_a_leak_in_rounded_files(sample, tmp_path):
             GROUP BY ALL""").df()
     finally:
         con.close()
-    y24 = full[(full.year == 2024) & (full.indicator_id == "lonely_often_always") & (full.source == "national_subsample")]
+    y24 = full[
+        (full.year == 2024) & (full.indicator_id == "lonely_often_always") & (full.source == "national_subsample")
+    ]
     sec = y24[y24.note.str.contains("二次秘匿") & y24.breakdown.isin(["sex=1", "sex=2"])]
     total_pub = set(y24[(y24.breakdown == "total") & ~y24.suppressed].area_code)
     primary = {(a, b) for a, b in zip(y24.area_code, y24.breakdown)} - set(
-        zip(y24.loc[~y24.suppressed | y24.note.str.contains("二次秘匿"), "area_code"],
-            y24.loc[~y24.suppressed | y24.note.str.contains("二次秘匿"), "breakdown"]))
+        zip(
+            y24.loc[~y24.suppressed | y24.note.str.contains("二次秘匿"), "area_code"],
+            y24.loc[~y24.suppressed | y24.note.str.contains("二次秘匿"), "breakdown"],
+        )
+    )
     other = {"sex=1": "sex=2", "sex=2": "sex=1"}
     cand = [(a, b) for a, b in zip(sec.area_code, sec.breakdown) if a in total_pub and (a, other[b]) in primary]
     if not cand:
@@ -286,8 +316,11 @@ def test_the_gate_still_catches_a_leak_in_rounded_files(sample, tmp_path):
     truth = cells[(cells.area_code == area) & (cells.breakdown == bd)].iloc[0]
     k = csv.index[(csv.area_code == area) & (csv.indicator_id == "lonely_often_always") & (csv.breakdown == bd)][0]
     csv.loc[k, ["suppressed", "value", "n_unweighted"]] = [
-        "False", f"{published_share(truth.y / truth.n * 100):.1f}", str(int(truth.n))]
-    write_download_csv(csv, path)   # both header rows, as published
+        "False",
+        f"{published_share(truth.y / truth.n * 100):.1f}",
+        str(int(truth.n)),
+    ]
+    write_download_csv(csv, path)  # both header rows, as published
     findings = check_published(dl, wh)
     hits = [f for f in findings if f.rule == "suppressed cell recoverable / 差し引きで絞り込める非表示セル"]
     assert hits and hits[0].file == "downloads/indicators-2024.csv"
@@ -297,10 +330,18 @@ def test_the_gate_still_catches_a_leak_in_rounded_files(sample, tmp_path):
 def test_the_audit_reads_counts_from_rounded_shares():
     """Tottori-like: total 31/62, men 3/32, women 28/28 hidden. Published to 0.1 point the counts
     are still exact (base < 1,000): the women's complement follows as [0, 2]."""
+
     def table(value_total, value_men):
-        return pd.DataFrame({"area_code": "31", "indicator_id": "x", "breakdown": ["total", "sex=1", "sex=2"],
-                             "value": [value_total, value_men, np.nan], "n_unweighted": [62, 32, np.nan],
-                             "suppressed": [False, False, True]})
+        return pd.DataFrame(
+            {
+                "area_code": "31",
+                "indicator_id": "x",
+                "breakdown": ["total", "sex=1", "sex=2"],
+                "value": [value_total, value_men, np.nan],
+                "n_unweighted": [62, 32, np.nan],
+                "suppressed": [False, False, True],
+            }
+        )
 
     exact = audit.audit_published(table(31 / 62 * 100, 3 / 32 * 100))
     rounded = audit.audit_published(table(50.0, 9.4))
@@ -308,7 +349,7 @@ def test_the_audit_reads_counts_from_rounded_shares():
     assert any(e.quantity == "complement" and (e.lo, e.hi) == (0, 2) for e in rounded)
     lo, hi, w = audit.published_counts([50.0, 9.4, 12.3], [62, 32, 2000])
     assert (lo[:2] == [31, 3]).all() and (hi[:2] == [31, 3]).all() and not w.any()
-    assert (lo[2], hi[2]) == (245, 247)   # 12.25 %..12.35 % of 2,000
+    assert (lo[2], hi[2]) == (245, 247)  # 12.25 %..12.35 % of 2,000
     # a weighted survey: n_effective x design_effect is not the base, so no count follows
     _, _, w = audit.published_counts([50.0], [62], n_effective=[55.3], design_effect=[1.0])
     assert w.all()

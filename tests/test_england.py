@@ -44,18 +44,27 @@ def uk_rows() -> pd.DataFrame:
 
 # --- the year of each chart -------------------------------------------------------------------------
 
+
 class TestClosestYear:
     def test_closest_year_not_after_the_round(self):
         years = ["2021/22", "2023/24", "2024/25"]
-        assert closest_uk_year(years, 2024) == "2024/25"   # starts in 2024: brackets the December round
+        assert closest_uk_year(years, 2024) == "2024/25"  # starts in 2024: brackets the December round
         assert closest_uk_year(years, 2023) == "2023/24"
-        assert closest_uk_year(years, 2022) == "2021/22"   # 2023/24 is after the round
+        assert closest_uk_year(years, 2022) == "2021/22"  # 2023/24 is after the round
         assert closest_uk_year(years, 2025) == "2024/25"
         assert closest_uk_year(years, 2020) is None
 
-    @pytest.mark.parametrize("round_, age, dist", [(2024, "2024/25", "2021/22"), (2023, "2023/24", "2021/22"),
-                                                   (2022, None, "2021/22"), (2021, None, "2021/22"),
-                                                   (2020, None, None), (2025, "2024/25", "2021/22")])
+    @pytest.mark.parametrize(
+        "round_, age, dist",
+        [
+            (2024, "2024/25", "2021/22"),
+            (2023, "2023/24", "2021/22"),
+            (2022, None, "2021/22"),
+            (2021, None, "2021/22"),
+            (2020, None, None),
+            (2025, "2024/25", "2021/22"),
+        ],
+    )
     def test_per_chart_need(self, round_, age, dist):
         uk = uk_rows()
         assert choose_uk_year(uk, round_, "age").year == age
@@ -82,19 +91,27 @@ class TestReferenceFile:
         release = re.compile(r"DCMS, Community Life Survey (\d{4})/\d\d: Annual Publication \((\d{4})\)")
         for row in uk.itertuples():
             src = row.source
-            assert not re.search(r"seed|internal|domain-facts|\.md\b|\.txt\b|/", src.replace("2021/22", "")
-                                 .replace("2023/24", "").replace("2024/25", "")), src
+            assert not re.search(
+                r"seed|internal|domain-facts|\.md\b|\.txt\b|/",
+                src.replace("2021/22", "").replace("2023/24", "").replace("2024/25", ""),
+            ), src
             if row.note and str(row.note).startswith("derived"):
                 assert row.status == "uncertain" and "大西連「" in src and release.search(src), src
             else:
                 assert release.search(src) or src.startswith("大西連「孤独・孤立対策の現在とこれから"), src
         ages = uk[(uk.year == "2024/25") & uk.breakdown.str.startswith("uk_age=")]
         assert dict(zip(ages.breakdown, ages.value_pct)) == {
-            "uk_age=16-24": "9", "uk_age=25-34": "8", "uk_age=35-49": "7", "uk_age=50-64": "5",
-            "uk_age=65-74": "4", "uk_age=75+": "5"}
+            "uk_age=16-24": "9",
+            "uk_age=25-34": "8",
+            "uk_age=35-49": "7",
+            "uk_age=50-64": "5",
+            "uk_age=65-74": "4",
+            "uk_age=75+": "5",
+        }
 
 
 # --- the report's data, chart and table ------------------------------------------------------------
+
 
 @pytest.fixture(scope="module")
 def wh(tmp_path_factory) -> Path:
@@ -112,7 +129,7 @@ def test_age_frame_has_england_points_without_interval(wh, code):
     chart = charts.estimate_chart(frame, "年齢")
     chart.draw()
     geoms = {type(layer.geom).__name__: layer.data for layer in chart.layers}
-    assert set(geoms) - {"geom_blank"} == {"geom_point", "geom_linerange"}   # (blank: the axis span)
+    assert set(geoms) - {"geom_blank"} == {"geom_point", "geom_linerange"}  # (blank: the axis span)
     green = charts.place_colours(["イングランド（CLS 2024/25）"])["イングランド（CLS 2024/25）"]
     points = geoms["geom_point"]
     drawn = points[points.color == green]
@@ -151,13 +168,14 @@ def test_tables_and_sources(wh, code):
     assert "DCMS, Community Life Survey 2023/24: Annual Publication (2024)" in cited
     assert "「ほとんどない」†" in cited
     assert data.uk_sources(data.uk_by_age()[1]) == (
-        "出典：DCMS, Community Life Survey 2024/25: Annual Publication (2025), Loneliness and support networks。")
+        "出典：DCMS, Community Life Survey 2024/25: Annual Publication (2025), Loneliness and support networks。"
+    )
 
 
 def md_rows(md: str, column: str) -> dict[str, str]:
     """{first cell: cell of `column`} of the first Markdown pipe table in `md` with that header."""
     lines = [ln for ln in md.splitlines() if ln.startswith("|")]
-    unescape = lambda s: re.sub(r"\\(.)", r"\1", s.strip())   # noqa: E731 (md_escape undone)
+    unescape = lambda s: re.sub(r"\\(.)", r"\1", s.strip())  # noqa: E731 (md_escape undone)
     header = [unescape(c) for c in lines[0].strip("|").split("|")]
     assert column in header, header
     k = header.index(column)
@@ -166,6 +184,7 @@ def md_rows(md: str, column: str) -> dict[str, str]:
 
 # --- the executed report notebook ---------------------------------------------------------------------
 
+
 @pytest.fixture(scope="module")
 def executed(wh, tmp_path_factory):
     from pipelines.engine.notebook import execute_notebook
@@ -173,23 +192,32 @@ def executed(wh, tmp_path_factory):
     out = tmp_path_factory.mktemp("england-nb")
     notebooks = {}
     for code in (0, 13):
-        path = execute_notebook(config.REPORTS_DIR / "report.ipynb", out / f"{code}.ipynb",
-                                {"year": YEAR, "pref_code": code, "warehouse": str(wh)}, cwd=config.REPORTS_DIR)
+        path = execute_notebook(
+            config.REPORTS_DIR / "report.ipynb",
+            out / f"{code}.ipynb",
+            {"year": YEAR, "pref_code": code, "warehouse": str(wh)},
+            cwd=config.REPORTS_DIR,
+        )
         notebooks[code] = nbformat.read(path, as_version=4)
     return notebooks
 
 
 def outputs(nb, kind: str) -> list[str]:
-    return [o["data"][kind] for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])
-            if kind in o.get("data", {})]
+    return [
+        o["data"][kind]
+        for c in nb.cells
+        if c.cell_type == "code"
+        for o in c.get("outputs", [])
+        if kind in o.get("data", {})
+    ]
 
 
 def section_outputs(nb) -> list[str]:
     """Markdown and alt texts of the cell that draws the report sections (the figure functions)."""
-    cell = next(c for c in nb.cells if c.cell_type == "code" and "for number, heading, ids in data.sections()"
-                in c.source)
-    return [o["data"].get("text/markdown") or o["data"].get("text/plain", "") for o in cell.outputs
-            if "data" in o]
+    cell = next(
+        c for c in nb.cells if c.cell_type == "code" and "for number, heading, ids in data.sections()" in c.source
+    )
+    return [o["data"].get("text/markdown") or o["data"].get("text/plain", "") for o in cell.outputs if "data" in o]
 
 
 @pytest.mark.slow
@@ -203,10 +231,18 @@ def test_report_shows_england_by_age(executed, code):
     heading = f"### 年齢別（{UK_LABEL}と同じ年齢区分）：孤独感が「しばしばある・常にある」人の割合"
     assert heading in md
     # the chart is drawn, and its alt text gives England's values
-    alts = [o["data"]["text/plain"] for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])
-            if "image/png" in o.get("data", {})]
+    alts = [
+        o["data"]["text/plain"]
+        for c in nb.cells
+        if c.cell_type == "code"
+        for o in c.get("outputs", [])
+        if "image/png" in o.get("data", {})
+    ]
     alt = next(a for a in alts if a.startswith(f"{UK_LABEL}と同じ年齢区分ごとの"))
-    assert "イングランド（CLS 2024/25）（信頼区間なし）：16-24歳 9%、25-34歳 8%、35-49歳 7%、50-64歳 5%、65-74歳 4%、75歳以上 5%" in alt
+    assert (
+        "イングランド（CLS 2024/25）（信頼区間なし）：16-24歳 9%、25-34歳 8%、35-49歳 7%、50-64歳 5%、65-74歳 4%、75歳以上 5%"
+        in alt
+    )
     note = next(m for m in md if m.startswith(f"{UK_LABEL}の値は"))
     assert "DCMS, Community Life Survey 2024/25: Annual Publication (2025)" in note.replace("\\", "")
     assert "有意差は判定していません" in note and "信頼区間は公表されていない" in note
@@ -219,7 +255,7 @@ def test_report_distribution_uses_2021_22_and_says_why(executed, code):
     table = next(m for m in md if DIST_COLUMN.replace("/", "\\/").replace("%", "\\%") in m)
     rows = md_rows(table, DIST_COLUMN)
     assert rows["しばしばある・常にある"] == "6" and rows["ほとんどない"] == "32†" and rows["決してない"] == "21"
-    assert "公表値ではなく" in table   # the derived value is marked as such
+    assert "公表値ではなく" in table  # the derived value is marked as such
     note = next(m for m in md if m.startswith(f"**{UK_LABEL}との比較についての注意**")).replace("\\", "")
     assert "2023/24年度・2024/25年度は全カテゴリーの割合が" in note and "2021/22年度の値を示します" in note
     assert "大西連「孤独・孤立対策の現在とこれから" in note and "Annual Publication (2024)" in note
@@ -232,7 +268,7 @@ def test_england_is_never_called_uk(executed, code):
     nb = executed[code]
     everything = outputs(nb, "text/markdown") + outputs(nb, "text/plain")
     assert not [t for t in everything if "英国の値" in t]
-    for text in section_outputs(nb):   # the figure functions: 英国 only in a publisher's name
+    for text in section_outputs(nb):  # the figure functions: 英国 only in a publisher's name
         rest = text
         for name in PUBLISHER_OK:
             rest = rest.replace(name, "")

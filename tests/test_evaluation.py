@@ -28,8 +28,16 @@ def test_holm_equals_statsmodels():
     assert np.allclose(got[[0, 2, 3]], multipletests([0.01, 0.04, 0.03], method="holm")[1])
 
 
-@pytest.mark.parametrize("p1,n1,p2,n2", [(0.043, 10876, 0.045, 11867), (0.393, 10876, 0.364, 11867),
-                                         (0.12, 300, 0.08, 400), (0.5, 50, 0.3, 60), (0.02, 40, 0.10, 60)])
+@pytest.mark.parametrize(
+    "p1,n1,p2,n2",
+    [
+        (0.043, 10876, 0.045, 11867),
+        (0.393, 10876, 0.364, 11867),
+        (0.12, 300, 0.08, 400),
+        (0.5, 50, 0.3, 60),
+        (0.02, 40, 0.10, 60),
+    ],
+)
 def test_p_value_agrees_with_the_labelling_test(p1, n1, p2, n2):
     """p < 5% exactly when difference_test calls the difference significant (same method)."""
     p, method = difference_p_value(p1, n1, p2, n2)
@@ -58,19 +66,43 @@ def test_change_words():
 
 
 def _national(rows):
-    return pd.DataFrame([{"year": y, "area_code": "00", "indicator_id": i, "breakdown": "total", "value": v,
-                          "n_effective": n, "suppressed": False, "comparison": "not_compared",
-                          "change_vs_previous": "not_compared", "source_changed": False, "lower_ci95": np.nan,
-                          "upper_ci95": np.nan, "national_value": v, "n_unweighted": n}
-                         for y, i, v, n in rows])
+    return pd.DataFrame(
+        [
+            {
+                "year": y,
+                "area_code": "00",
+                "indicator_id": i,
+                "breakdown": "total",
+                "value": v,
+                "n_effective": n,
+                "suppressed": False,
+                "comparison": "not_compared",
+                "change_vs_previous": "not_compared",
+                "source_changed": False,
+                "lower_ci95": np.nan,
+                "upper_ci95": np.nan,
+                "national_value": v,
+                "n_unweighted": n,
+            }
+            for y, i, v, n in rows
+        ]
+    )
 
 
 def test_progress_from_a_published_baseline_by_hand():
     """lonely_often_always: baseline 2021 published 4.5% of 11,867 (n / deff), latest 2024 4.3% of
     10,876: the difference, its Newcombe interval and the words, computed here by hand."""
     cat = catalogue_by_id()
-    published = pd.DataFrame({"year": [2021], "question": ["q_loneliness"], "category": ["5"],
-                              "breakdown": ["total"], "value_pct": [4.5], "n": [11867]})
+    published = pd.DataFrame(
+        {
+            "year": [2021],
+            "question": ["q_loneliness"],
+            "category": ["5"],
+            "breakdown": ["total"],
+            "value_pct": [4.5],
+            "n": [11867],
+        }
+    )
     ind = _national([(2024, "lonely_often_always", 4.3, 10876.0), (2022, "lonely_often_always", 4.9, 11218.0)])
     t = progress_table(ind, {"lonely_often_always": cat["lonely_often_always"]}, 2024, published, national_deff=1.5)
     r = t.iloc[0]
@@ -84,10 +116,17 @@ def test_progress_from_a_published_baseline_by_hand():
 
 def test_progress_words_and_holm_within_pillar():
     cat = catalogue_by_id()
-    ids = ["no_contact_inperson", "no_participation", "ucla_7_12"]   # all 基本方針(3), low is good
-    ind = _national([(2022, "no_contact_inperson", 10.6, 11000.0), (2024, "no_contact_inperson", 9.3, 11000.0),
-                     (2022, "no_participation", 54.0, 11000.0), (2024, "no_participation", 54.9, 11000.0),
-                     (2022, "ucla_7_12", 45.0, 11000.0), (2024, "ucla_7_12", 48.0, 11000.0)])
+    ids = ["no_contact_inperson", "no_participation", "ucla_7_12"]  # all 基本方針(3), low is good
+    ind = _national(
+        [
+            (2022, "no_contact_inperson", 10.6, 11000.0),
+            (2024, "no_contact_inperson", 9.3, 11000.0),
+            (2022, "no_participation", 54.0, 11000.0),
+            (2024, "no_participation", 54.9, 11000.0),
+            (2022, "ucla_7_12", 45.0, 11000.0),
+            (2024, "ucla_7_12", 48.0, 11000.0),
+        ]
+    )
     t = progress_table(ind, {i: cat[i] for i in ids}, 2024).set_index("indicator_id")
     assert t.loc["no_contact_inperson", "words"] == "改善"
     assert t.loc["ucla_7_12", "words"] == "悪化"
@@ -110,7 +149,9 @@ def test_catalogue_baseline_and_target_fields():
     with pytest.raises(DataError, match="baseline"):
         parse_catalogue(text.replace("baseline: 2021", "baseline: 21"), "x.yml")
     with pytest.raises(DataError, match="baseline_published"):
-        parse_catalogue(text.replace('baseline_published: "q_loneliness=5"', 'baseline_published: "DROP TABLE"'), "x.yml")
+        parse_catalogue(
+            text.replace('baseline_published: "q_loneliness=5"', 'baseline_published: "DROP TABLE"'), "x.yml"
+        )
     # The shipped catalogue sets no target (the plan has none) and a published 2021 baseline for
     # the direct question.
     cat = catalogue_by_id()
@@ -125,11 +166,24 @@ def test_key_points_small_sample_and_counts():
         for i, c in cat.items():
             if c.source != "survey":
                 continue
-            rows.append({"year": y, "area_code": "31", "indicator_id": i, "breakdown": "total", "value": 5.0,
-                         "lower_ci95": 1.0, "upper_ci95": 15.0, "n_unweighted": 46, "n_effective": 46.0,
-                         "national_value": 4.3, "suppressed": False,
-                         "comparison": "worse" if i == "no_reliable_person" else "similar",
-                         "change_vs_previous": "no_change", "source_changed": False})
+            rows.append(
+                {
+                    "year": y,
+                    "area_code": "31",
+                    "indicator_id": i,
+                    "breakdown": "total",
+                    "value": 5.0,
+                    "lower_ci95": 1.0,
+                    "upper_ci95": 15.0,
+                    "n_unweighted": 46,
+                    "n_effective": 46.0,
+                    "national_value": 4.3,
+                    "suppressed": False,
+                    "comparison": "worse" if i == "no_reliable_person" else "similar",
+                    "change_vs_previous": "no_change",
+                    "source_changed": False,
+                }
+            )
     ind = pd.DataFrame(rows)
     pts = key_points(ind, cat, 2024, "31", "鳥取県")
     kinds = [p.kind for p in pts]

@@ -58,8 +58,10 @@ class TestRunTasks:
         src = _notebook(tmp_path / "nb.ipynb")
         (tmp_path / "wd").mkdir()
         names = ["a", "b", "bad", "c", "d"]
-        tasks = [Task(n, src, tmp_path / "out" / f"{n}.ipynb", {"name": n, "value": i}, cwd=tmp_path / "wd")
-                 for i, n in enumerate(names)]
+        tasks = [
+            Task(n, src, tmp_path / "out" / f"{n}.ipynb", {"name": n, "value": i}, cwd=tmp_path / "wd")
+            for i, n in enumerate(names)
+        ]
         outcomes = run_tasks(tasks, jobs=2)
         assert [o.key for o in outcomes] == names
         assert [o.ok for o in outcomes] == [True, True, False, True, True], [o.error for o in outcomes]
@@ -71,7 +73,7 @@ class TestRunTasks:
             assert _stdout(tmp_path / "out" / f"{n}.ipynb").strip() == f"{n}:{i * 2}:leaked=False:cwd=wd"
             nb = nbformat.read(str(tmp_path / "out" / f"{n}.ipynb"), as_version=4)
             tags = [c.metadata.get("tags", []) for c in nb.cells]
-            assert ["injected-parameters"] in tags          # a papermill record
+            assert ["injected-parameters"] in tags  # a papermill record
             assert not any("tsunagari-reset" in t for t in tags)  # the reset cell is not in the record
             assert "papermill" in nb.metadata
 
@@ -81,8 +83,9 @@ class TestRunTasks:
         tasks = [Task(n, src, tmp_path / f"{n}.ipynb", {"name": n, "value": 3}) for n in ("x", "y", "z")]
         outcomes = run_tasks(tasks, jobs=jobs)
         assert all(o.ok for o in outcomes), [o.error for o in outcomes]
-        assert [_stdout(tmp_path / f"{n}.ipynb").split(":")[:3] for n in ("x", "y", "z")] == \
-            [[n, "6", "leaked=False"] for n in ("x", "y", "z")]
+        assert [_stdout(tmp_path / f"{n}.ipynb").split(":")[:3] for n in ("x", "y", "z")] == [
+            [n, "6", "leaked=False"] for n in ("x", "y", "z")
+        ]
 
 
 class TestWarmPoolClose:
@@ -160,7 +163,7 @@ class TestWarmKernelStart:
             assert kernel.alive()
             kc = kernel.km.client()
             kc.start_channels()
-            try:   # the kernel really is that slow
+            try:  # the kernel really is that slow
                 start = time.monotonic()
                 msg_id = kc.kernel_info()
                 while True:
@@ -180,7 +183,7 @@ class TestWarmKernelStart:
         kernel = WarmKernel(folder=folder, extra_args=[_exec_lines(MUTE_KERNEL_INFO)], retries=2)
         most, stop = [0], threading.Event()
 
-        def count() -> None:   # kernels alive at once (their command line names the folder)
+        def count() -> None:  # kernels alive at once (their command line names the folder)
             while not stop.is_set():
                 most[0] = max(most[0], len(with_cmdline(str(folder))))
                 time.sleep(0.05)
@@ -197,7 +200,7 @@ class TestWarmKernelStart:
         assert len(kernel.started) == 2
         assert not any(alive(pid) for pid in kernel.started)
         assert most[0] == 1
-        assert [p.name for p in folder.iterdir()] == [".tsunagari-owner"]   # connection files, sockets removed
+        assert [p.name for p in folder.iterdir()] == [".tsunagari-owner"]  # connection files, sockets removed
         remove_private_dir(folder)
         assert not folder.exists()
 
@@ -208,8 +211,10 @@ class TestKernelTimeout:
         monkeypatch.setenv("TSUNAGARI_KERNEL_TIMEOUT", raw)
         with pytest.raises(config.SettingsError) as err:
             kernel_timeout()
-        assert str(err.value) == (f"TSUNAGARI_KERNEL_TIMEOUT: run.kernel_timeout = '{raw}': must be a number of "
-                                  f"seconds greater than 0 / 0 より大きい秒数を指定してください")
+        assert str(err.value) == (
+            f"TSUNAGARI_KERNEL_TIMEOUT: run.kernel_timeout = '{raw}': must be a number of "
+            f"seconds greater than 0 / 0 より大きい秒数を指定してください"
+        )
 
     def test_the_variable_sets_it(self, monkeypatch) -> None:
         monkeypatch.setenv("TSUNAGARI_KERNEL_TIMEOUT", "2.5")
@@ -227,13 +232,28 @@ class TestKernelTimeout:
 
     def test_cli_exits_2_before_building(self, tmp_path: Path) -> None:
         env = {**os.environ, "TSUNAGARI_KERNEL_TIMEOUT": "soon"}
-        proc = subprocess.run([sys.executable, "-m", "pipelines.cli", "build", "--out", str(tmp_path / "site"),
-                               "--warehouse", str(tmp_path / "wh.duckdb")], cwd=tmp_path, env=env,
-                              capture_output=True, text=True, timeout=300)
+        proc = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "pipelines.cli",
+                "build",
+                "--out",
+                str(tmp_path / "site"),
+                "--warehouse",
+                str(tmp_path / "wh.duckdb"),
+            ],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
         assert proc.returncode == 2
         assert proc.stderr.strip().splitlines()[-1] == (
             "error: TSUNAGARI_KERNEL_TIMEOUT: run.kernel_timeout = 'soon': must be a number of seconds greater "
-            "than 0 / 0 より大きい秒数を指定してください")
+            "than 0 / 0 より大きい秒数を指定してください"
+        )
         assert not (tmp_path / "wh.duckdb").exists() and not (tmp_path / ".site.tsunagari-new").exists()
 
 
@@ -241,17 +261,17 @@ class TestWarmPoolLifecycle:
     def test_private_folder_holds_the_kernel_files_and_is_removed_at_close(self, tmp_path: Path, monkeypatch) -> None:
         # a short folder: under pytest-xdist tmp_path is too long for IPC socket paths (TCP is used then)
         tmp = Path(tempfile.mkdtemp(prefix="tsg-", dir="/tmp"))
-        request_cleanup = lambda: shutil.rmtree(tmp, ignore_errors=True)   # noqa: E731
+        request_cleanup = lambda: shutil.rmtree(tmp, ignore_errors=True)  # noqa: E731
         monkeypatch.setenv("TMPDIR", str(tmp))
         monkeypatch.setattr(tempfile, "tempdir", None)
         pool = WarmPool(1)
         pool._warming[0].result()
         assert pool.folder.parent == tmp
-        assert pool.folder.stat().st_mode & 0o777 == 0o700   # (jupyter_client adds the sticky bit)
+        assert pool.folder.stat().st_mode & 0o777 == 0o700  # (jupyter_client adds the sticky bit)
         names = {p.name for p in pool.folder.iterdir()}
-        assert any(n.endswith(".json") for n in names)   # the kernel's connection file
-        assert any(n.rsplit("-", 1)[-1].isdigit() for n in names)   # its IPC sockets
-        assert "tmp" in names                             # the worker's TMPDIR
+        assert any(n.endswith(".json") for n in names)  # the kernel's connection file
+        assert any(n.rsplit("-", 1)[-1].isdigit() for n in names)  # its IPC sockets
+        assert "tmp" in names  # the worker's TMPDIR
         pool.close()
         try:
             assert os.listdir(tmp) == []
@@ -268,8 +288,12 @@ class TestWarmPoolLifecycle:
         dead.wait()
         with open(f"/proc/{os.getpid()}/stat", "rb") as fh:
             started = fh.read().rsplit(b")", 1)[1].split()[19].decode()
-        owners = {"tsunagari-dead": f"{dead.pid} {started}", "tsunagari-reused": f"{os.getpid()} 1",
-                  "tsunagari-live": f"{os.getpid()} {started}", "tsunagari-ast-x": None}
+        owners = {
+            "tsunagari-dead": f"{dead.pid} {started}",
+            "tsunagari-reused": f"{os.getpid()} 1",
+            "tsunagari-live": f"{os.getpid()} {started}",
+            "tsunagari-ast-x": None,
+        }
         for name, owner in owners.items():
             (tmp_path / name).mkdir()
             if owner is not None:
@@ -286,11 +310,11 @@ class TestWarmPoolLifecycle:
         pool = WarmPool(2)
         workers = {f.result() for f in pool._warming}
         procs = [p.pid for w in workers for p in [psutil.Process(w)] + psutil.Process(w).children(recursive=True)]
-        assert len(procs) >= 4   # two workers, two kernels
+        assert len(procs) >= 4  # two workers, two kernels
         pool.terminate()
         poll(lambda: not any(alive(p) for p in procs), 30, "the workers and kernels to be gone")
         assert not pool.folder.exists()
-        pool.close()   # after terminate: nothing to do, no error
+        pool.close()  # after terminate: nothing to do, no error
 
     def test_close_does_not_wait_for_a_worker_still_warming_up(self) -> None:
         """--jobs 8 for one report: a worker still starting (here: warming up for 10 minutes) is
@@ -329,8 +353,12 @@ class TestDyingWithTheStarter:
 
         script = tmp_path / "starter.py"
         script.write_text(ORPHAN_SCRIPT, encoding="utf-8")
-        proc = subprocess.Popen([sys.executable, str(script), what], stdout=subprocess.PIPE, text=True,
-                                env={**os.environ, "PYTHONPATH": str(ROOT)})
+        proc = subprocess.Popen(
+            [sys.executable, str(script), what],
+            stdout=subprocess.PIPE,
+            text=True,
+            env={**os.environ, "PYTHONPATH": str(ROOT)},
+        )
         try:
             folder, child = proc.stdout.readline().split()
             procs = [int(child)] + [p.pid for p in psutil.Process(int(child)).children(recursive=True)]
@@ -368,7 +396,7 @@ def test_pool_workers_are_found_by_their_environment_not_by_private_executor_sta
     try:
         found = interrupt.with_environ(f"{POOL_ENV}={pool.folder}")
         assert len(set(found) & pool._pids) >= 2, (found, pool._pids)
-        assert POOL_ENV not in os.environ   # set only while the workers start
+        assert POOL_ENV not in os.environ  # set only while the workers start
     finally:
         pool.terminate()
     deadline = time.monotonic() + 10

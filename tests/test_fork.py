@@ -20,8 +20,10 @@ from tests.fixtures_reports import build_fixture_warehouse
 ROOT = Path(__file__).resolve().parents[1]
 THEME_EDIT = "charts.THEME = charts.report_theme(base_size=13)   # fork: larger type in every chart\n"
 FACET_OLD = '    chart = charts.estimate_chart(frame, "割合（％、横線は95%信頼区間）", flip=True)\n'
-FACET_NEW = ('    chart = charts.estimate_chart(frame, "割合（％、横線は95%信頼区間）", flip=True) + facet_wrap("place")'
-             "   # fork\n")
+FACET_NEW = (
+    '    chart = charts.estimate_chart(frame, "割合（％、横線は95%信頼区間）", flip=True) + facet_wrap("place")'
+    "   # fork\n"
+)
 
 
 def fork(folder: Path, theme: bool = True, facet: bool = True) -> Path:
@@ -42,8 +44,13 @@ def fork(folder: Path, theme: bool = True, facet: bool = True) -> Path:
 
 def images(path: Path) -> list[tuple[str, bytes]]:
     nb = nbformat.read(path, as_version=4)
-    return [(o["data"].get("text/plain", ""), base64.b64decode(o["data"]["image/png"]))
-            for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []) if "image/png" in o.get("data", {})]
+    return [
+        (o["data"].get("text/plain", ""), base64.b64decode(o["data"]["image/png"]))
+        for c in nb.cells
+        if c.cell_type == "code"
+        for o in c.get("outputs", [])
+        if "image/png" in o.get("data", {})
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -56,16 +63,19 @@ def test_theme_and_facet_edits_change_the_figures(tmp_path, warehouse):
     from pipelines.engine.notebook import execute_notebook
 
     params = {"year": 2024, "pref_code": 13, "warehouse": str(warehouse)}
-    original = execute_notebook(config.REPORTS_DIR / "report.ipynb", tmp_path / "original.ipynb", params,
-                                cwd=config.REPORTS_DIR)
+    original = execute_notebook(
+        config.REPORTS_DIR / "report.ipynb", tmp_path / "original.ipynb", params, cwd=config.REPORTS_DIR
+    )
     before = images(original)
     # + facet_wrap on one chart function's call: exactly the figures it draws change
     folder = fork(tmp_path / "facet-only", theme=False)
     faceted = images(execute_notebook(folder / "report.ipynb", tmp_path / "faceted.ipynb", params, cwd=folder))
-    assert [alt for alt, _ in before] == [alt for alt, _ in faceted]   # same figures, same alt text
+    assert [alt for alt, _ in before] == [alt for alt, _ in faceted]  # same figures, same alt text
     changed = [alt for (alt, a), (_, b) in zip(before, faceted) if a != b]
     # survey_figure's alt text: "<indicator names>を東京都・全国で比較した図。" (one per report section)
-    survey_figures = [alt for alt, _ in before if alt.endswith("を東京都・全国で比較した図。") and not alt.startswith("男女")]
+    survey_figures = [
+        alt for alt, _ in before if alt.endswith("を東京都・全国で比較した図。") and not alt.startswith("男女")
+    ]
     assert changed and set(changed) == set(survey_figures), changed
     # the shared theme changed in one line: every figure changes
     folder = fork(tmp_path / "my-reports")
@@ -78,11 +88,31 @@ def test_theme_and_facet_edits_change_the_figures(tmp_path, warehouse):
 def test_reports_dir_makes_the_build_use_the_fork(tmp_path, warehouse):
     folder = fork(tmp_path / "my-reports")
     env = {**os.environ, "TSUNAGARI_REPORTS_DIR": str(folder), "PYTHONPATH": str(ROOT)}
-    proc = subprocess.run([sys.executable, "-m", "pipelines.cli", "reports", "--year", "2024", "--pref", "13",
-                           "--out", str(tmp_path / "site"), "--warehouse", str(warehouse), "--renderer", "pandoc",
-                           "--quiet"], cwd=tmp_path, env=env, capture_output=True, text=True)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pipelines.cli",
+            "reports",
+            "--year",
+            "2024",
+            "--pref",
+            "13",
+            "--out",
+            str(tmp_path / "site"),
+            "--warehouse",
+            str(warehouse),
+            "--renderer",
+            "pandoc",
+            "--quiet",
+        ],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     executed = nbformat.read(tmp_path / ".site.tsunagari-work" / "executed" / "13-tokyo.ipynb", as_version=4)
-    assert not (tmp_path / "site" / ".work").exists()   # the notebook is not put into the output folder
+    assert not (tmp_path / "site" / ".work").exists()  # the notebook is not put into the output folder
     assert any(THEME_EDIT.strip() in c.source for c in executed.cells)
     assert (tmp_path / "site" / "prefectures" / "13-tokyo.html").stat().st_size > 10_000

@@ -22,7 +22,7 @@ def _row(**kw):
 
 def test_report_cells():
     assert fm.fmt_value(_row()) == "12.3"
-    assert fm.fmt_value(_row(n_unweighted=40)) == "12.3" + fm.REFERENCE_MARK   # 参考値: a base under 100
+    assert fm.fmt_value(_row(n_unweighted=40)) == "12.3" + fm.REFERENCE_MARK  # 参考値: a base under 100
     assert fm.fmt_value(_row(suppressed=True)) == fm.SUPPRESSED
     assert fm.fmt_value(None) == fm.MISSING
     assert fm.fmt_ci(_row()) == "10.0～15.0"
@@ -54,11 +54,16 @@ def test_stages_take_value_formatters_from_formatting():
     """No stage imports a formatter from another stage (disclosure took fmt_value from the reports)."""
     bad = []
     for path in sorted(PKG.rglob("*.py")):
-        if path.name in ("formatting.py", "report_data.py", "reports.py"):   # report_data, reports re-export
+        if path.name in ("formatting.py", "report_data.py", "reports.py"):  # report_data, reports re-export
             continue
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-            if isinstance(node, ast.ImportFrom) and (node.module or "").lstrip(".") not in ("formatting",
-                                                                                            "pipelines.domain.formatting"):
-                bad += [f"{path.name}: {a.name} from {node.module}" for a in node.names
-                        if a.name.startswith("fmt_") or a.name in ("md_escape", "MdText")]
+            if isinstance(node, ast.ImportFrom) and (node.module or "").lstrip(".") not in (
+                "formatting",
+                "pipelines.domain.formatting",
+            ):
+                bad += [
+                    f"{path.name}: {a.name} from {node.module}"
+                    for a in node.names
+                    if a.name.startswith("fmt_") or a.name in ("md_escape", "MdText")
+                ]
     assert bad == []

@@ -32,10 +32,31 @@ from pipelines.indicators.stage import (
 )
 from pipelines.outputs.downloads import published_n, published_share, write_downloads
 
-COLS = ["survey_id", "survey_year", "survey_kind", "respondent_id", "pref_code", "sex", "age",
-        "age_band", "uk_age_band", "household_single", "weight", "q_loneliness", "q_ucla_1",
-        "q_ucla_2", "q_ucla_3", "q_contact_inperson", "q_participation_none", "q_has_worries",
-        "q_support_received", "q_reliable_person", "q_help_intention", "file_id", "source_row"]
+COLS = [
+    "survey_id",
+    "survey_year",
+    "survey_kind",
+    "respondent_id",
+    "pref_code",
+    "sex",
+    "age",
+    "age_band",
+    "uk_age_band",
+    "household_single",
+    "weight",
+    "q_loneliness",
+    "q_ucla_1",
+    "q_ucla_2",
+    "q_ucla_3",
+    "q_contact_inperson",
+    "q_participation_none",
+    "q_has_worries",
+    "q_support_received",
+    "q_reliable_person",
+    "q_help_intention",
+    "file_id",
+    "source_row",
+]
 
 
 def create_tables(con: duckdb.DuckDBPyConnection) -> None:
@@ -44,9 +65,16 @@ def create_tables(con: duckdb.DuckDBPyConnection) -> None:
     con.execute(schema.FILES_TABLE_DDL)
 
 
-def generate_round(con: duckdb.DuckDBPyConnection, year: int, n: int, seed: float = 0.1,
-                   kind: str = "national", pref: int | None = None, shift: float = 0.0,
-                   weighted: bool = True) -> None:
+def generate_round(
+    con: duckdb.DuckDBPyConnection,
+    year: int,
+    n: int,
+    seed: float = 0.1,
+    kind: str = "national",
+    pref: int | None = None,
+    shift: float = 0.0,
+    weighted: bool = True,
+) -> None:
     """n synthetic respondents of one survey, generated in SQL. National respondents are spread over
     the prefectures in proportion to population; `pref` puts every respondent in one prefecture.
     `shift` moves the loneliness answers towards 5 (to create real changes between rounds)."""
@@ -74,7 +102,7 @@ def generate_round(con: duckdb.DuckDBPyConnection, year: int, n: int, seed: floa
     SELECT '{sid}', {year}, '{kind}', '{sid}-' || i, pref_code, sex, age,
       {schema.AGE_BAND_SQL}, {schema.UK_AGE_BAND_SQL},
       CASE WHEN u3 < 0.15 THEN 1 WHEN u3 < 0.99 THEN 0 ELSE 9 END,
-      {'0.5 + u4' if weighted else '1.0'},
+      {"0.5 + u4" if weighted else "1.0"},
       CASE WHEN u5 < 0.006 THEN 9 WHEN u5 < 0.055 + {shift} THEN 5 WHEN u5 < 0.21 + {shift} THEN 4
            WHEN u5 < 0.40 + {shift} THEN 3 WHEN u5 < 0.80 THEN 2 ELSE 1 END,
       CASE WHEN u6 < 0.01 THEN 9 ELSE 1 + CAST(floor(u6 * 4) AS INTEGER) END,
@@ -89,8 +117,10 @@ def generate_round(con: duckdb.DuckDBPyConnection, year: int, n: int, seed: floa
       'file-{sid}', i + 1
     FROM b""")
     con.unregister("_cum")
-    con.execute("INSERT INTO files VALUES (?, ?, ?, 'survey', ?, ?, 'utf-8', ?, TRUE, now())",
-                [f"file-{sid}", f"{sid}.csv", f"data/sample/{sid}.csv", sid, year, n])
+    con.execute(
+        "INSERT INTO files VALUES (?, ?, ?, 'survey', ?, ?, 'utf-8', ?, TRUE, now())",
+        [f"file-{sid}", f"{sid}.csv", f"data/sample/{sid}.csv", sid, year, n],
+    )
 
 
 def generate_programme(con: duckdb.DuckDBPyConnection, fiscal_year: int) -> None:
@@ -102,8 +132,10 @@ def generate_programme(con: duckdb.DuckDBPyConnection, fiscal_year: int) -> None
       m.unit, 'synthetic', 'file-programme', row_number() OVER ()
     FROM range(1, 48) t(p), (VALUES ('consultations_phone', 'count'), ('consultations_sns', 'count'),
       ('supporters_trained', 'count'), ('platform', 'flag'), ('regional_council', 'flag')) m(metric_id, unit)""")
-    con.execute("INSERT INTO files VALUES ('file-programme', 'programme.csv', 'programme.csv', "
-                "'programme', NULL, NULL, 'utf-8', 235, TRUE, now())")
+    con.execute(
+        "INSERT INTO files VALUES ('file-programme', 'programme.csv', 'programme.csv', "
+        "'programme', NULL, NULL, 'utf-8', 235, TRUE, now())"
+    )
 
 
 @pytest.fixture(scope="module")
@@ -147,17 +179,41 @@ def counts_for(n: int, pct: dict[int, float]) -> dict[int, int]:
 def varied(i: int, lonely: int = 0) -> dict:
     """Answers of respondent i of a small area that vary over the area (no indicator at exactly 0%
     or 100%, which is suppressed on a base under 100): the first ``lonely`` often/always lonely."""
-    u = 1 + i % 4   # UCLA items 1..4: scores 3, 6, 9, 12
-    return dict(q_loneliness=5 if i < lonely else (3 if i % 3 == 0 else 2), q_ucla_1=u, q_ucla_2=u, q_ucla_3=u,
-                q_contact_inperson=7 if i % 5 == 1 else 1, q_participation_none=i % 2,
-                q_reliable_person=2 if i % 6 == 1 else 1, q_help_intention=2 if i % 7 == 1 else 1)
+    u = 1 + i % 4  # UCLA items 1..4: scores 3, 6, 9, 12
+    return dict(
+        q_loneliness=5 if i < lonely else (3 if i % 3 == 0 else 2),
+        q_ucla_1=u,
+        q_ucla_2=u,
+        q_ucla_3=u,
+        q_contact_inperson=7 if i % 5 == 1 else 1,
+        q_participation_none=i % 2,
+        q_reliable_person=2 if i % 6 == 1 else 1,
+        q_help_intention=2 if i % 7 == 1 else 1,
+    )
 
 
 def insert_rows(con, rows: list[dict]) -> None:
-    base = dict(survey_kind="national", sex=1, age=45, age_band="40-49", uk_age_band="35-49",
-                household_single=0, weight=1.0, q_loneliness=2, q_ucla_1=1, q_ucla_2=1, q_ucla_3=1,
-                q_contact_inperson=1, q_participation_none=0, q_has_worries=2, q_support_received=9,
-                q_reliable_person=1, q_help_intention=1, file_id="f", source_row=1)
+    base = dict(
+        survey_kind="national",
+        sex=1,
+        age=45,
+        age_band="40-49",
+        uk_age_band="35-49",
+        household_single=0,
+        weight=1.0,
+        q_loneliness=2,
+        q_ucla_1=1,
+        q_ucla_2=1,
+        q_ucla_3=1,
+        q_contact_inperson=1,
+        q_participation_none=0,
+        q_has_worries=2,
+        q_support_received=9,
+        q_reliable_person=1,
+        q_help_intention=1,
+        file_id="f",
+        source_row=1,
+    )
     df = pd.DataFrame([{**base, **r} for r in rows])[COLS]
     con.register("_rows", df)
     con.execute(f"INSERT INTO survey_responses ({', '.join(COLS)}) SELECT {', '.join(COLS)} FROM _rows")
@@ -192,29 +248,41 @@ def test_published_2022_distribution_is_reproduced(tmp_path):
 
 # --- Weighted estimate vs a hand computation ------------------------------------------------------
 
+
 def test_weighted_share_ci_and_neff_match_hand_computation(tmp_path):
     con = duckdb.connect(str(tmp_path / "w.duckdb"))
     create_tables(con)
     rng = np.random.default_rng(7)
     k = 400
     w = np.round(rng.uniform(0.2, 3.0, k), 3)
-    lon = rng.choice([1, 2, 3, 4, 5, 9], size=k, p=[.2, .4, .2, .1, .08, .02])
-    worries = rng.choice([1, 2, 9], size=k, p=[.7, .29, .01])
-    support = np.where(worries == 1, rng.choice([1, 2, 9], size=k, p=[.1, .85, .05]), 9)
-    rows = [dict(survey_id="national-2024", survey_year=2024, respondent_id=str(i), pref_code=13,
-                 weight=float(w[i]), q_loneliness=int(lon[i]), q_has_worries=int(worries[i]),
-                 q_support_received=int(support[i])) for i in range(k)]
+    lon = rng.choice([1, 2, 3, 4, 5, 9], size=k, p=[0.2, 0.4, 0.2, 0.1, 0.08, 0.02])
+    worries = rng.choice([1, 2, 9], size=k, p=[0.7, 0.29, 0.01])
+    support = np.where(worries == 1, rng.choice([1, 2, 9], size=k, p=[0.1, 0.85, 0.05]), 9)
+    rows = [
+        dict(
+            survey_id="national-2024",
+            survey_year=2024,
+            respondent_id=str(i),
+            pref_code=13,
+            weight=float(w[i]),
+            q_loneliness=int(lon[i]),
+            q_has_worries=int(worries[i]),
+            q_support_received=int(support[i]),
+        )
+        for i in range(k)
+    ]
     insert_rows(con, rows)
     ind, _ = compute_indicators(con, 2024)
-    row = ind[(ind.area_code == "00") & (ind.indicator_id == "lonely_often_always")
-              & (ind.breakdown == "total")].iloc[0]
+    row = ind[(ind.area_code == "00") & (ind.indicator_id == "lonely_often_always") & (ind.breakdown == "total")].iloc[
+        0
+    ]
     y = (lon == 5).astype(float)
     p = (w * y).sum() / w.sum()
     # Kish's n_eff divided by the survey's design effect: no design columns, so the default (1.5).
-    n_eff = w.sum() ** 2 / (w ** 2).sum() / config.DEFAULT_DEFF
+    n_eff = w.sum() ** 2 / (w**2).sum() / config.DEFAULT_DEFF
     z = 1.959963984540054
     centre = (p + z * z / (2 * n_eff)) / (1 + z * z / n_eff)
-    half = z / (1 + z * z / n_eff) * math.sqrt(p * (1 - p) / n_eff + z * z / (4 * n_eff ** 2))
+    half = z / (1 + z * z / n_eff) * math.sqrt(p * (1 - p) / n_eff + z * z / (4 * n_eff**2))
     assert row.value == pytest.approx(p * 100)
     assert row.n_effective == pytest.approx(n_eff)
     assert row.n_unweighted == k
@@ -224,13 +292,15 @@ def test_weighted_share_ci_and_neff_match_hand_computation(tmp_path):
     assert (row.lower_ci95, row.upper_ci95) == pytest.approx((lo * 100, hi * 100))
     # Sub-population: not receiving support among those with worries (無回答 of support kept in base).
     sub = worries == 1
-    row = ind[(ind.area_code == "00") & (ind.indicator_id == "no_support_among_worried")
-              & (ind.breakdown == "total")].iloc[0]
+    row = ind[
+        (ind.area_code == "00") & (ind.indicator_id == "no_support_among_worried") & (ind.breakdown == "total")
+    ].iloc[0]
     assert row.n_unweighted == sub.sum()
     assert row.value == pytest.approx((w[sub] * (support[sub] == 2)).sum() / w[sub].sum() * 100)
     # Tokyo (13) holds every respondent: same value as national, no own survey.
-    tokyo = ind[(ind.area_code == "13") & (ind.indicator_id == "lonely_often_always")
-                & (ind.breakdown == "total")].iloc[0]
+    tokyo = ind[
+        (ind.area_code == "13") & (ind.indicator_id == "lonely_often_always") & (ind.breakdown == "total")
+    ].iloc[0]
     assert tokyo.value == pytest.approx(p * 100)
     assert tokyo.note == f"出典: 全国調査の当該県回答者 (n={k})"
     # Tokyo is the whole national sample: the rest of the nation is empty, nothing to compare with.
@@ -240,6 +310,7 @@ def test_weighted_share_ci_and_neff_match_hand_computation(tmp_path):
 
 # --- Area source, suppression, reference values ---------------------------------------------------
 
+
 def test_own_survey_is_preferred_and_small_bases_are_suppressed(tmp_path):
     con = duckdb.connect(str(tmp_path / "w.duckdb"))
     create_tables(con)
@@ -248,12 +319,19 @@ def test_own_survey_is_preferred_and_small_bases_are_suppressed(tmp_path):
     # 5 of them often/always lonely and varied answers to the other questions; 50 in Kochi (39),
     # none lonely; 1,500 in Tokyo (13).
     for pref, n, lon in ((11, 40, 5), (31, 20, 2), (39, 50, 2), (13, 1500, 2)):
-        rows += [dict(survey_id="national-2024", survey_year=2024, pref_code=pref, q_loneliness=lon)
-                 for _ in range(n)]
+        rows += [dict(survey_id="national-2024", survey_year=2024, pref_code=pref, q_loneliness=lon) for _ in range(n)]
     rows += [dict(survey_id="national-2024", survey_year=2024, pref_code=32, **varied(i, 5)) for i in range(50)]
     # Saitama's own survey: 1,512 respondents, 100 often/always lonely.
-    rows += [dict(survey_id="pref11-2024", survey_year=2024, survey_kind="prefecture", pref_code=11,
-                  q_loneliness=5 if i < 100 else 1) for i in range(1512)]
+    rows += [
+        dict(
+            survey_id="pref11-2024",
+            survey_year=2024,
+            survey_kind="prefecture",
+            pref_code=11,
+            q_loneliness=5 if i < 100 else 1,
+        )
+        for i in range(1512)
+    ]
     for i, r in enumerate(rows):
         r["respondent_id"] = str(i)
     insert_rows(con, rows)
@@ -269,7 +347,7 @@ def test_own_survey_is_preferred_and_small_bases_are_suppressed(tmp_path):
     # Tottori: 20 < 30 -> suppressed, no value, no interval, not compared.
     t = tot.loc["31"]
     assert bool(t.suppressed) and pd.isna(t.value) and pd.isna(t.lower_ci95) and pd.isna(t.upper_ci95)
-    assert t.note == "出典: 全国調査の当該県回答者 (30人未満); n<30 非表示"   # no base published
+    assert t.note == "出典: 全国調査の当該県回答者 (30人未満); n<30 非表示"  # no base published
     assert pd.isna(t.n_unweighted) and pd.isna(t.n_effective)
     assert t.comparison == "not_compared"
     # Shimane: 50 -> 参考値, shown.
@@ -280,7 +358,10 @@ def test_own_survey_is_preferred_and_small_bases_are_suppressed(tmp_path):
     # with its interval and a note (#22), not suppressed.
     k = tot.loc["39"]
     assert not bool(k.suppressed) and k.value == 0.0 and k.n_unweighted == 50 and k.upper_ci95 > 5
-    assert k.note == "出典: 全国調査の当該県回答者 (n=50); 参考値 (n=50); 0%または100%（集計対象100人未満）：信頼区間を参照"
+    assert (
+        k.note
+        == "出典: 全国調査の当該県回答者 (n=50); 参考値 (n=50); 0%または100%（集計対象100人未満）：信頼区間を参照"
+    )
     # Tokyo vs national: 0% lonely against 2.7% -> better (interval wholly below).
     assert tot.loc["13", "comparison"] == "better"
     # An area with no respondents at all still has its rows, suppressed.
@@ -297,8 +378,10 @@ def test_unknown_year_is_a_usage_error(two_rounds, tmp_path):
     with pytest.raises(UsageError) as exc:
         compute_indicators(con, 2019)
     con.close()
-    assert str(exc.value) == ("--year: 2019 年の全国調査が倉庫にありません / no national survey for 2019 "
-                              "in the warehouse (available rounds: 2023, 2024)")
+    assert str(exc.value) == (
+        "--year: 2019 年の全国調査が倉庫にありません / no national survey for 2019 "
+        "in the warehouse (available rounds: 2023, 2024)"
+    )
     with pytest.raises(UsageError) as exc:
         run_indicators(2019, two_rounds, tmp_path / "out")
     assert exc.value.parameter == "--year"
@@ -306,6 +389,7 @@ def test_unknown_year_is_a_usage_error(two_rounds, tmp_path):
 
 
 # --- Full grid, comparisons and changes on two generated rounds -----------------------------------
+
 
 def test_every_area_indicator_and_breakdown_is_present(computed):
     ind, dist = computed
@@ -325,8 +409,7 @@ def test_every_area_indicator_and_breakdown_is_present(computed):
     assert ind.suppressed.any() and (~ind.suppressed).any()
     assert (ind.suppressed == ind.value.isna())[ind.indicator_id == "lonely_any"].all()
     surv = ind[ind.note.str.startswith("出典: ") & ~ind.note.str.startswith("出典: 事業")]
-    primary = surv.note.str.contains("; n<30 非表示|; n_eff<30 非表示",
-                                     regex=True)
+    primary = surv.note.str.contains("; n<30 非表示|; n_eff<30 非表示", regex=True)
     secondary = surv.note.str.contains("; secondary suppression / 二次秘匿", regex=False)
     assert primary.any() and secondary.any() and not (primary & secondary).any()
     # Suppressed rows: primary (n < 30, or exactly 0% / 100% on a base < 100) or secondary (二次秘匿),
@@ -346,9 +429,11 @@ def test_every_area_indicator_and_breakdown_is_present(computed):
 
 def _weighted(con, where: str, num: str) -> tuple[float, float]:
     """(share, Kish n_eff) straight from the respondents (independent of the indicators code)."""
-    sw, sw2, swy = con.execute(f"SELECT sum(weight), sum(weight * weight), "
-                               f"sum(CASE WHEN {num} THEN weight ELSE 0 END) FROM survey_responses "
-                               f"WHERE {where}").fetchone()
+    sw, sw2, swy = con.execute(
+        f"SELECT sum(weight), sum(weight * weight), "
+        f"sum(CASE WHEN {num} THEN weight ELSE 0 END) FROM survey_responses "
+        f"WHERE {where}"
+    ).fetchone()
     return swy / sw, sw * sw / sw2
 
 
@@ -363,12 +448,17 @@ class TestComparisonAndChange:
         con = duckdb.connect(str(two_rounds), read_only=True)
         checked = 0
         for code in (13, 27, 31, 40):
-            row = ind[(ind.area_code == f"{code:02d}") & (ind.indicator_id == "lonely_often_always")
-                      & (ind.breakdown == "total")].iloc[0]
-            p_a, n_a = _weighted(con, f"survey_year = 2024 AND survey_kind = 'national' AND pref_code = {code}",
-                                 "q_loneliness = 5")
-            p_r, n_r = _weighted(con, f"survey_year = 2024 AND survey_kind = 'national' AND pref_code <> {code}",
-                                 "q_loneliness = 5")
+            row = ind[
+                (ind.area_code == f"{code:02d}")
+                & (ind.indicator_id == "lonely_often_always")
+                & (ind.breakdown == "total")
+            ].iloc[0]
+            p_a, n_a = _weighted(
+                con, f"survey_year = 2024 AND survey_kind = 'national' AND pref_code = {code}", "q_loneliness = 5"
+            )
+            p_r, n_r = _weighted(
+                con, f"survey_year = 2024 AND survey_kind = 'national' AND pref_code <> {code}", "q_loneliness = 5"
+            )
             # no design columns: Kish's n_eff / the default design effect
             n_a, n_r = n_a / config.DEFAULT_DEFF, n_r / config.DEFAULT_DEFF
             assert row.source == "national_subsample"
@@ -392,7 +482,7 @@ class TestComparisonAndChange:
         p_n, n_n = _weighted(con, "survey_year = 2024 AND survey_kind = 'national'", "q_loneliness IN (3, 4, 5)")
         p_s, n_s = _weighted(con, "survey_year = 2024 AND survey_kind = 'prefecture'", "q_loneliness IN (3, 4, 5)")
         con.close()
-        n_n, n_s = n_n / config.DEFAULT_DEFF, n_s / config.DEFAULT_DEFF   # no design columns: the default
+        n_n, n_s = n_n / config.DEFAULT_DEFF, n_s / config.DEFAULT_DEFF  # no design columns: the default
         row = ind[(ind.area_code == "11") & (ind.indicator_id == "lonely_any") & (ind.breakdown == "total")].iloc[0]
         assert row.source == "own_survey" and row.comparison_method == "newcombe"
         assert row.national_value == pytest.approx(p_n * 100)
@@ -426,8 +516,12 @@ class TestComparisonAndChange:
         assert (brk.change_method == "source_break").all()
         m = m[~m.source_changed]
         # The test takes both rounds as published (shares to 0.1 point, effective sizes to 0.1).
-        r = stats.difference_test(published_share(m.value) / 100, published_n(m.n_effective),
-                                  published_share(m.value_p) / 100, published_n(m.n_effective_p))
+        r = stats.difference_test(
+            published_share(m.value) / 100,
+            published_n(m.n_effective),
+            published_share(m.value_p) / 100,
+            published_n(m.n_effective_p),
+        )
         assert (m.change_vs_previous.to_numpy() == stats.change_label(r["direction"], r["significant"])).all()
         assert (m.change_method.to_numpy() == r["method"]).all()
         assert {"newcombe", "fisher"} <= set(m.change_method)
@@ -444,7 +538,7 @@ class TestComparisonAndChange:
         assert "前回は全国調査の当該県回答者で出典が異なるため前回との比較はしない" in sai.note
         assert sai.source_changed and sai.source == "own_survey"
         assert sai.change_method == "source_break" and sai.change_vs_previous == "not_compared"
-        assert sai.previous_value > 0 and np.isnan(sai.change_difference)   # both values shown, not tested
+        assert sai.previous_value > 0 and np.isnan(sai.change_difference)  # both values shown, not tested
         assert not surv[surv.area_code == "13"].source_changed.any()
 
     def test_small_counts_get_the_exact_test(self, tmp_path, monkeypatch):
@@ -456,20 +550,37 @@ class TestComparisonAndChange:
         create_tables(con)
         rows = []
         for year, k_lonely in ((2023, 1), (2024, 7)):
-            rows += [dict(survey_id=f"national-{year}", survey_year=year, respondent_id=f"{year}-{i}",
-                          pref_code=31, **varied(i, k_lonely)) for i in range(46)]
-            rows += [dict(survey_id=f"national-{year}", survey_year=year, respondent_id=f"{year}-t{i}",
-                          pref_code=13, q_loneliness=5 if i % 20 == 0 else 2) for i in range(400)]
+            rows += [
+                dict(
+                    survey_id=f"national-{year}",
+                    survey_year=year,
+                    respondent_id=f"{year}-{i}",
+                    pref_code=31,
+                    **varied(i, k_lonely),
+                )
+                for i in range(46)
+            ]
+            rows += [
+                dict(
+                    survey_id=f"national-{year}",
+                    survey_year=year,
+                    respondent_id=f"{year}-t{i}",
+                    pref_code=13,
+                    q_loneliness=5 if i % 20 == 0 else 2,
+                )
+                for i in range(400)
+            ]
         insert_rows(con, rows)
         ind, _ = compute_indicators(con, 2024)
-        row = ind[(ind.area_code == "31") & (ind.indicator_id == "lonely_often_always")
-                  & (ind.breakdown == "total")].iloc[0]
+        row = ind[
+            (ind.area_code == "31") & (ind.indicator_id == "lonely_often_always") & (ind.breakdown == "total")
+        ].iloc[0]
         assert row.value == pytest.approx(700 / 46)
         assert row.change_method == "fisher" and row.change_vs_previous == "no_change"
         assert row.change_p_value == pytest.approx(0.0585, abs=1e-4) and row.change_lower_ci95 > 0
         assert row.previous_value == pytest.approx(100 / 46) and row.previous_n_effective == 46
         z, p = stats.two_proportion_test(7 / 46, 46, 1 / 46, 46)
-        assert p < 0.05     # what the z-test said
+        assert p < 0.05  # what the z-test said
         con.close()
 
     def test_design_effect_from_the_environment(self, two_rounds, monkeypatch):
@@ -491,6 +602,7 @@ class TestComparisonAndChange:
         lo, up = proportion_confint(nat.value / 100 * nat.n_effective, nat.n_effective, method="wilson")
         assert (nat.lower_ci95, nat.upper_ci95) == pytest.approx((lo * 100, up * 100))
         assert nat.upper_ci95 - nat.lower_ci95 > nat0.upper_ci95 - nat0.lower_ci95
+
         def flagged(d):
             return d.comparison.isin(["better", "worse", "higher", "lower"]).sum()
 
@@ -509,8 +621,7 @@ class TestEveryRound:
         assert set(years) == {2023, 2024}
         one, _ = compute_indicators(con, 2024)
         stored = con.execute("SELECT * FROM indicators WHERE year = 2024").df()
-        pd.testing.assert_frame_equal(stored.reset_index(drop=True), one.reset_index(drop=True),
-                                      check_dtype=False)
+        pd.testing.assert_frame_equal(stored.reset_index(drop=True), one.reset_index(drop=True), check_dtype=False)
         assert update_indicators(con) == {"computed": [], "kept": [2023, 2024], "removed": []}
         # A new round 2025: only 2025 is computed (2024's inputs are unchanged).
         keys = round_keys(con)
@@ -521,8 +632,9 @@ class TestEveryRound:
         # 2024, whose pooled estimates (small_area.POOL_ROUNDS = 3 rounds) now take in 2022.
         generate_round(con, 2022, 3_000, seed=0.55)
         assert update_indicators(con) == {"computed": [2022, 2023, 2024], "kept": [2025], "removed": []}
-        assert con.execute("SELECT DISTINCT previous_year FROM indicators WHERE year = 2023 "
-                           "AND source <> 'programme'").fetchall() == [(2022,)]
+        assert con.execute(
+            "SELECT DISTINCT previous_year FROM indicators WHERE year = 2023 AND source <> 'programme'"
+        ).fetchall() == [(2022,)]
         # A round removed from the warehouse: its rows go too.
         con.execute("DELETE FROM survey_responses WHERE survey_year = 2025")
         assert update_indicators(con)["removed"] == [2025]
@@ -549,12 +661,15 @@ class TestEveryRound:
         path.write_bytes(two_rounds.read_bytes())
         con = duckdb.connect(str(path))
         generate_programme_year = con.execute  # the fixture's programme is FY2024; add FY2023
-        generate_programme_year("INSERT INTO programme SELECT 2023, pref_code, metric_id, value, unit, source, "
-                                "file_id, source_row FROM programme WHERE fiscal_year = 2024")
+        generate_programme_year(
+            "INSERT INTO programme SELECT 2023, pref_code, metric_id, value, unit, source, "
+            "file_id, source_row FROM programme WHERE fiscal_year = 2024"
+        )
         assert rounds(con) == [2023, 2024]
         update_indicators(con)
-        prog = con.execute("SELECT year, previous_year, count(*) FROM indicators WHERE source = 'programme' "
-                           "GROUP BY ALL ORDER BY 1").fetchall()
+        prog = con.execute(
+            "SELECT year, previous_year, count(*) FROM indicators WHERE source = 'programme' GROUP BY ALL ORDER BY 1"
+        ).fetchall()
         assert [(y, p) for y, p, _ in prog] == [(2023, None), (2024, 2023)]
         con.close()
 
@@ -578,17 +693,29 @@ def test_programme_rates_and_flags(computed):
 
 def test_new_catalogue_entry_needs_no_code(two_rounds, tmp_path):
     doc = yaml.safe_load(config.INDICATOR_CATALOGUE.read_text(encoding="utf-8"))
-    doc["indicators"] = [e for e in doc["indicators"] if e["source"] == "survey"][:1] + [dict(
-        id="has_worries", name_ja="日常生活に不安や悩みがある人の割合", name_en="Has worries",
-        pillar=2, source="survey", numerator="q_has_worries = 1", denominator="all",
-        polarity="no_judgement", uk_comparable=False, unit="percent")]
+    doc["indicators"] = [e for e in doc["indicators"] if e["source"] == "survey"][:1] + [
+        dict(
+            id="has_worries",
+            name_ja="日常生活に不安や悩みがある人の割合",
+            name_en="Has worries",
+            pillar=2,
+            source="survey",
+            numerator="q_has_worries = 1",
+            denominator="all",
+            polarity="no_judgement",
+            uk_comparable=False,
+            unit="percent",
+        )
+    ]
     path = tmp_path / "catalogue.yml"
     path.write_text(yaml.safe_dump(doc, allow_unicode=True), encoding="utf-8")
     cat = load_catalogue(path)
     con = duckdb.connect(str(two_rounds), read_only=True)
     ind, _ = compute_indicators(con, 2024, cat)
-    hand = con.execute("SELECT sum(weight) FILTER (WHERE q_has_worries = 1) / sum(weight) * 100 "
-                       "FROM survey_responses WHERE survey_year = 2024 AND survey_kind = 'national'").fetchone()[0]
+    hand = con.execute(
+        "SELECT sum(weight) FILTER (WHERE q_has_worries = 1) / sum(weight) * 100 "
+        "FROM survey_responses WHERE survey_year = 2024 AND survey_kind = 'national'"
+    ).fetchone()[0]
     con.close()
     rows = ind[ind.indicator_id == "has_worries"]
     assert len(rows) == 48 * len(BREAKDOWNS_COMMON)
@@ -601,9 +728,18 @@ def test_bad_catalogue_entries_are_named(tmp_path, two_rounds):
     with pytest.raises(DataError) as exc:
         load_catalogue(path)
     assert "entry 1 (x): missing field(s) name_en" in str(exc.value)
-    bad = dict(id="broken", name_ja="x", name_en="x", pillar=1, source="survey",
-               numerator="no_such_column = 1", denominator="all", polarity="low_is_good",
-               uk_comparable=False, unit="percent")
+    bad = dict(
+        id="broken",
+        name_ja="x",
+        name_en="x",
+        pillar=1,
+        source="survey",
+        numerator="no_such_column = 1",
+        denominator="all",
+        polarity="low_is_good",
+        uk_comparable=False,
+        unit="percent",
+    )
     path.write_text(yaml.safe_dump({"indicators": [bad]}), encoding="utf-8")
     con = duckdb.connect(str(two_rounds), read_only=True)
     with pytest.raises(DataError) as exc:
@@ -624,8 +760,10 @@ def test_write_replaces_only_that_year(tmp_path, two_rounds, computed):
     counts = dict(con.execute("SELECT year, count(*) FROM indicators GROUP BY year").fetchall())
     assert counts == {2023: 5, 2024: len(ind)}
     assert con.execute("SELECT count(*) FROM distributions WHERE year = 2024").fetchone()[0] == len(dist)
-    back = con.execute("SELECT * FROM indicators WHERE year = 2024 AND area_code = '31' "
-                       "AND indicator_id = 'lonely_often_always' AND breakdown = 'total'").df()
+    back = con.execute(
+        "SELECT * FROM indicators WHERE year = 2024 AND area_code = '31' "
+        "AND indicator_id = 'lonely_often_always' AND breakdown = 'total'"
+    ).df()
     assert back.note.iloc[0].startswith("出典: 全国調査の当該県回答者")
     with pytest.raises(ValueError):
         write_indicators(con, 2022, ind, dist)
@@ -633,6 +771,7 @@ def test_write_replaces_only_that_year(tmp_path, two_rounds, computed):
 
 
 # --- The notebook (real papermill) and the downloads ----------------------------------------------
+
 
 def test_notebook_run_writes_table_audit_record_and_downloads(two_rounds, tmp_path):
     path = tmp_path / "wh.duckdb"
@@ -643,14 +782,17 @@ def test_notebook_run_writes_table_audit_record_and_downloads(two_rounds, tmp_pa
     con.close()
     out = tmp_path / "out"
     executed = run_indicators(2024, path, out)
-    write_downloads(2024, path, out)   # what `tsunagari indicators` does next
+    write_downloads(2024, path, out)  # what `tsunagari indicators` does next
     assert executed == out / "runs" / "indicators-2024.ipynb"
     nb = json.loads(executed.read_text(encoding="utf-8"))
     # the record is published: the warehouse relative to the working folder the notebook ran in
     import os
 
-    assert nb["metadata"]["papermill"]["parameters"] == {"year": 2024, "warehouse": os.path.relpath(path.resolve()),
-                                                         "stage": True}
+    assert nb["metadata"]["papermill"]["parameters"] == {
+        "year": 2024,
+        "warehouse": os.path.relpath(path.resolve()),
+        "stage": True,
+    }
     assert any("injected-parameters" in c["metadata"].get("tags", []) for c in nb["cells"])
     assert not any(o.get("output_type") == "error" for c in nb["cells"] for o in c.get("outputs", []))
     con = duckdb.connect(str(path), read_only=True)
@@ -679,31 +821,44 @@ def test_notebook_run_writes_table_audit_record_and_downloads(two_rounds, tmp_pa
     assert "値" in ja and "全国値" in ja and "地域名" in ja
     assert list(header) == list(df.columns)
     assert len(rows) == n + 2
-    rec = dict(zip(header, rows[2 + df.index[(df.area_code == "13") & (df.indicator_id == "lonely_often_always")
-                                              & (df.breakdown == "total")][0]]))
+    rec = dict(
+        zip(
+            header,
+            rows[
+                2
+                + df.index[
+                    (df.area_code == "13") & (df.indicator_id == "lonely_often_always") & (df.breakdown == "total")
+                ][0]
+            ],
+        )
+    )
     assert rec["area_name"] == "東京都" and rec["national_value"] is not None
     notes = {r[0]: r[1] for r in wb["注記 (notes)"].iter_rows(values_only=True)}
-    assert list(notes)[1] == "【注意】合成データ / SYNTHETIC DATA"   # the first row under the header
+    assert list(notes)[1] == "【注意】合成データ / SYNTHETIC DATA"  # the first row under the header
     assert "合成" in notes["【注意】合成データ / SYNTHETIC DATA"]
     sources = [v for k, v in notes.items() if k and k.startswith("出典ファイル")]
     assert any(v.startswith("'=HYPERLINK") for v in sources)
     assert "0.8723" in notes["16歳以上人口 / population 16+"]
-    assert notes["設計効果の設定 / design effects in force"].startswith("標本設計（列 stratum・psu）のある調査は、テイラー線形化")
+    assert notes["設計効果の設定 / design effects in force"].startswith(
+        "標本設計（列 stratum・psu）のある調査は、テイラー線形化"
+    )
     assert f"既定値 {config.DEFAULT_DEFF:g}" in notes["設計効果の設定 / design effects in force"]
     from pipelines.domain import method_statement
 
     assert notes["設計効果 / Design effect"].startswith(method_statement.text("design_effect"))
     cmp = notes["全国との比較 / Comparison with national"]
-    assert cmp.startswith(method_statement.text("comparison"))   # the one method statement, verbatim
+    assert cmp.startswith(method_statement.text("comparison"))  # the one method statement, verbatim
     assert "Newcombe" in cmp and "Fisher" in notes["前回からの変化 / Change since the previous round"]
     assert "当該県を除く全国" in cmp
     # Every round: one tidy file with a year column, and one file per round.
-    every = pd.read_csv(out / "downloads" / "indicators.csv", dtype={"area_code": str}, encoding="utf-8-sig",
-                        header=1)
+    every = pd.read_csv(out / "downloads" / "indicators.csv", dtype={"area_code": str}, encoding="utf-8-sig", header=1)
     assert sorted(every.year.unique()) == [2023, 2024] and len(every[every.year == 2024]) == n
-    assert {"source", "previous_year", "source_changed", "comparison_method", "change_method",
-            "design_effect"} <= set(every.columns)
-    assert (out / "downloads" / "indicators-2023.csv").is_file() and (out / "downloads" / "indicators-2023.xlsx").is_file()
+    assert {"source", "previous_year", "source_changed", "comparison_method", "change_method", "design_effect"} <= set(
+        every.columns
+    )
+    assert (out / "downloads" / "indicators-2023.csv").is_file() and (
+        out / "downloads" / "indicators-2023.xlsx"
+    ).is_file()
     wb = openpyxl.load_workbook(out / "downloads" / "indicators.xlsx", read_only=True)
     notes = {r[0]: r[1] for r in wb["注記 (notes)"].iter_rows(values_only=True)}
     assert "2023～2024年（全調査回）" in notes["表題 / Title"] and "方法 fisher_rest" in notes
@@ -752,8 +907,9 @@ class TestNotebookByHand:
         before = _sha256(wh)
         executed = tmp_path / "site" / "runs" / "indicators-2024.ipynb"
         executed.parent.mkdir(parents=True, exist_ok=True)
-        pm.execute_notebook(str(config.INDICATORS_NOTEBOOK), str(executed), parameters={"warehouse": str(wh)},
-                            progress_bar=False)
+        pm.execute_notebook(
+            str(config.INDICATORS_NOTEBOOK), str(executed), parameters={"warehouse": str(wh)}, progress_bar=False
+        )
         assert _sha256(wh) == before
         text = _outputs(json.loads(executed.read_text(encoding="utf-8")))
         assert "ERROR" not in text
@@ -761,17 +917,17 @@ class TestNotebookByHand:
         return text, wh
 
     def test_fresh_warehouse_is_not_changed_and_steps_are_shown(self, two_rounds, tmp_path):
-        text, wh = self._run_by_hand(two_rounds, tmp_path, after_stage=False)   # no indicators tables yet
+        text, wh = self._run_by_hand(two_rounds, tmp_path, after_stage=False)  # no indicators tables yet
         assert "to compute: [2023, 2024]; kept: []; removed from the warehouse: []" in text
-        assert "2024: indicators 6,384 rows" in text                        # section 3 (13 indicators x 48 areas ...)
-        assert "indicator cells" in text and "answer-distribution cells" in text   # 4.1 aggregation
-        assert "subsample" in text and "own" in text                         # 4.2 sources and design effects
-        assert "secondary" in text and "published" in text                   # 4.3 suppression counts
+        assert "2024: indicators 6,384 rows" in text  # section 3 (13 indicators x 48 areas ...)
+        assert "indicator cells" in text and "answer-distribution cells" in text  # 4.1 aggregation
+        assert "subsample" in text and "own" in text  # 4.2 sources and design effects
+        assert "secondary" in text and "published" in text  # 4.3 suppression counts
         hand = re.search(r"Wilson by hand \[([0-9.]+), ([0-9.]+)\] vs with_intervals \[([0-9.]+), ([0-9.]+)\]", text)
-        assert hand and hand.group(1, 2) == hand.group(3, 4)                 # 4.4 intervals
-        assert "newcombe_rest" in text and "fisher" in text                  # 4.5 vs national / rest of nation
-        assert "previous round: 2023" in text                                # 4.6 change
-        assert "the steps reproduce the stage's 6,192 survey rows of 2024" in text   # 4.7
+        assert hand and hand.group(1, 2) == hand.group(3, 4)  # 4.4 intervals
+        assert "newcombe_rest" in text and "fisher" in text  # 4.5 vs national / rest of nation
+        assert "previous round: 2023" in text  # 4.6 change
+        assert "the steps reproduce the stage's 6,192 survey rows of 2024" in text  # 4.7
         con = duckdb.connect(str(wh), read_only=True)
         tables = {r[0] for r in con.execute("SHOW TABLES").fetchall()}
         con.close()
@@ -823,13 +979,13 @@ class TestStageWrite:
         plan = plan_rounds(con)
         assert plan.todo == [2023, 2024] and plan.kept == [] and plan.removed == []
         computed = compute_rounds(con, plan.todo)
-        generate_round(con, 2025, 3_000, seed=0.44)   # another process ingests meanwhile
+        generate_round(con, 2025, 3_000, seed=0.44)  # another process ingests meanwhile
         with pytest.raises(DataError) as err:
             store_rounds(con, plan, computed)
         assert "the warehouse changed while the indicators were computed; run again" in str(err.value)
         assert str(wh) in str(err.value)
         tables = {r[0] for r in con.execute("SHOW TABLES").fetchall()}
-        assert not tables & {"indicators", "distributions", "indicator_rounds"}   # nothing written, not even created
+        assert not tables & {"indicators", "distributions", "indicator_rounds"}  # nothing written, not even created
         with pytest.raises(ValueError, match=r"computed rounds \[2024\] are not the planned rounds \[2023, 2024\]"):
             store_rounds(con, plan, {2024: computed[2024]})
         con.close()
@@ -850,19 +1006,28 @@ def test_execute_uses_this_interpreter_despite_a_foreign_python3_kernelspec(tmp_
 
     spec_dir = tmp_path / "jp" / "kernels" / "python3"
     spec_dir.mkdir(parents=True)
-    (spec_dir / "kernel.json").write_text(json.dumps(
-        {"argv": ["/nonexistent/bin/python", "-m", "ipykernel_launcher", "-f", "{connection_file}"],
-         "display_name": "foreign", "language": "python"}))
+    (spec_dir / "kernel.json").write_text(
+        json.dumps(
+            {
+                "argv": ["/nonexistent/bin/python", "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+                "display_name": "foreign",
+                "language": "python",
+            }
+        )
+    )
     monkeypatch.setenv("JUPYTER_PATH", str(tmp_path / "jp"))
     nb = nbformat.v4.new_notebook()
-    nb.cells = [nbformat.v4.new_code_cell("x = 1", metadata={"tags": ["parameters"]}),
-                nbformat.v4.new_code_cell("import sys, pipelines; print(sys.executable, x * 2)")]
+    nb.cells = [
+        nbformat.v4.new_code_cell("x = 1", metadata={"tags": ["parameters"]}),
+        nbformat.v4.new_code_cell("import sys, pipelines; print(sys.executable, x * 2)"),
+    ]
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
     src = tmp_path / "t.ipynb"
     nbformat.write(nb, src)
     dst = execute_notebook(src, tmp_path / "runs" / "t.ipynb", {"x": 21})
     out = nbformat.read(dst, 4).cells[-1].outputs[0]["text"]
     import sys
+
     assert out.strip() == f"{sys.executable} 42"
 
 
@@ -906,7 +1071,7 @@ class TestReproducible:
                 ind, dist = compute_indicators(con, 2024)
                 digests.add(hashlib.sha256(ind.to_csv().encode() + dist.to_csv().encode()).hexdigest())
             assert len(digests) == 1
-            assert con.execute("SELECT current_setting('threads')").fetchone()[0] == 4   # setting restored
+            assert con.execute("SELECT current_setting('threads')").fetchone()[0] == 4  # setting restored
         finally:
             con.close()
 
@@ -919,8 +1084,12 @@ class TestHomogeneity:
 
         ind, _ = computed
         r = homogeneity(ind, "lonely_often_always", 2024)
-        rows = ind[(ind.indicator_id == "lonely_often_always") & (ind.breakdown == "total")
-                   & (ind.area_code != "00") & ~ind.suppressed]
+        rows = ind[
+            (ind.indicator_id == "lonely_often_always")
+            & (ind.breakdown == "total")
+            & (ind.area_code != "00")
+            & ~ind.suppressed
+        ]
         x = rows.value.to_numpy() / 100 * rows.n_effective.to_numpy()
         n = rows.n_effective.to_numpy()
         ref = chi2_contingency(np.vstack([x, n - x]), correction=False)
@@ -944,6 +1113,7 @@ class TestMultipleComparisons:
 
 
 # --- Design-based design effects (issue #22 item 4) -----------------------------------------------
+
 
 @pytest.fixture(scope="module")
 def with_design(two_rounds, tmp_path_factory) -> Path:
@@ -974,16 +1144,19 @@ class TestDesignEffects:
         inds = [i for i in load_catalogue() if i.source == "survey"]
         est = survey_deffs(con, 2024, inds, {})
         ind, _ = compute_indicators(con, 2024)
-        micro = con.execute("SELECT weight, stratum, psu, q_loneliness, q_has_worries, q_support_received "
-                            "FROM survey_responses WHERE survey_id = 'national-2024'").df()
+        micro = con.execute(
+            "SELECT weight, stratum, psu, q_loneliness, q_has_worries, q_support_received "
+            "FROM survey_responses WHERE survey_id = 'national-2024'"
+        ).df()
         con.close()
-        assert set(est.survey_id) == {"national-2024"}          # the own survey has no design
+        assert set(est.survey_id) == {"national-2024"}  # the own survey has no design
         assert est.set_index("indicator_id").loc["lonely_often_always", "n_strata"] == 8
         # The SQL path equals the microdata path (survey_design, itself checked against R survey).
-        for ind_id, y, dom in (("lonely_often_always", micro.q_loneliness == 5, None),
-                               ("lonely_any", micro.q_loneliness.isin([3, 4, 5]), None),
-                               ("no_support_among_worried", micro.q_support_received == 2,
-                                (micro.q_has_worries == 1).astype(float))):
+        for ind_id, y, dom in (
+            ("lonely_often_always", micro.q_loneliness == 5, None),
+            ("lonely_any", micro.q_loneliness.isin([3, 4, 5]), None),
+            ("no_support_among_worried", micro.q_support_received == 2, (micro.q_has_worries == 1).astype(float)),
+        ):
             ref = survey_design.taylor_share(y.astype(float), micro.weight, micro.stratum, micro.psu, domain=dom)
             got = est.set_index("indicator_id").loc[ind_id]
             assert got.deff == pytest.approx(ref.deff[0], rel=1e-9), ind_id
@@ -993,10 +1166,11 @@ class TestDesignEffects:
         # Every row of the national survey (national and subsample areas) uses its indicator's deff.
         nat = ind[ind.source.isin(["national", "national_subsample"]) & ind.indicator_id.isin(deff.index)]
         assert np.allclose(nat.design_effect, nat.indicator_id.map(deff))
-        row = nat[(nat.area_code == "00") & (nat.indicator_id == "lonely_often_always")
-                  & (nat.breakdown == "total")].iloc[0]
+        row = nat[
+            (nat.area_code == "00") & (nat.indicator_id == "lonely_often_always") & (nat.breakdown == "total")
+        ].iloc[0]
         w = micro.weight.to_numpy()
-        kish = w.sum() ** 2 / (w ** 2).sum()
+        kish = w.sum() ** 2 / (w**2).sum()
         assert row.n_effective == pytest.approx(kish / deff["lonely_often_always"])
         lo, up = proportion_confint(row.value / 100 * row.n_effective, row.n_effective, method="wilson")
         assert (row.lower_ci95, row.upper_ci95) == pytest.approx((lo * 100, up * 100))
@@ -1009,8 +1183,11 @@ class TestDesignEffects:
 
         con = duckdb.connect(str(with_design), read_only=True)
         inds = [i for i in load_catalogue() if i.source == "survey"]
-        for setting, nat_deff, own_deff in (("national=1.2", 1.2, config.DEFAULT_DEFF),
-                                            ("national-2024=1.3,prefecture=1.1", 1.3, 1.1), ("2", 2.0, 2.0)):
+        for setting, nat_deff, own_deff in (
+            ("national=1.2", 1.2, config.DEFAULT_DEFF),
+            ("national-2024=1.3,prefecture=1.1", 1.3, 1.1),
+            ("2", 2.0, 2.0),
+        ):
             src = area_sources(con, 2024, config.design_effects(setting), inds).set_index("area_code")
             assert src.loc["00", "deff"] == nat_deff and src.loc["00", "deff_method"] == "configured"
             assert src.loc["00", "deff_by_indicator"] is None
@@ -1033,7 +1210,9 @@ class TestDesignEffects:
             assert comparison_flags(cur) == sens.loc[f"{d:.1f}", list(comparison_flags(cur))].to_dict()
             pref = cur[(cur.area_code != "00") & cur.source_kind.isin(["subsample", "own"])]
             assert sens.loc[f"{d:.1f}", "n_tests"] == (pref.comparison_method != "none").sum()
-            assert sens.loc[f"{d:.1f}", "n_flagged"] == pref.comparison.isin(["better", "worse", "higher", "lower"]).sum()
+            assert (
+                sens.loc[f"{d:.1f}", "n_flagged"] == pref.comparison.isin(["better", "worse", "higher", "lower"]).sum()
+            )
         con.close()
         assert (sens.expected == 0.05 * sens.n_tests).all()
         assert sens.loc["1.0", "n_flagged"] >= sens.loc["1.5", "n_flagged"] >= sens.loc["2.0", "n_flagged"]
@@ -1048,7 +1227,9 @@ class TestDesignEffects:
         assert list(s.index) == ["national-2023", "national-2024", "pref11-2024"]
         assert s.loc["national-2024", "method"] == "estimated" and s.loc["national-2024", "n_strata"] == 8
         assert s.loc["national-2024", "deff_min"] < s.loc["national-2024", "deff_max"]
-        assert s.loc["national-2023", "method"] == "default" and s.loc["national-2023", "deff_max"] == config.DEFAULT_DEFF
+        assert (
+            s.loc["national-2023", "method"] == "default" and s.loc["national-2023", "deff_max"] == config.DEFAULT_DEFF
+        )
         assert s.loc["pref11-2024", "n"] == 600
 
     def test_round_key_changes_with_the_design(self, tmp_path):

@@ -28,9 +28,11 @@ PREF = 31  # Tottori: small, fast
 SLUG = "31-tottori"
 
 # Text that would be markup in Markdown, HTML, pandoc raw attributes or Typst if it were not escaped.
-EVIL_NOTE = ('<script>alert(1)</script> <img src=x onerror=alert(2)> `<b>RAWB</b>`{=html} '
-             '`#read("/etc/passwd")`{=typst} #set page(fill: red) #import "/etc/passwd": * '
-             '[click](javascript:alert(3)) ![pic](/etc/passwd) @evilcite $x^2$ *em* // c')
+EVIL_NOTE = (
+    "<script>alert(1)</script> <img src=x onerror=alert(2)> `<b>RAWB</b>`{=html} "
+    '`#read("/etc/passwd")`{=typst} #set page(fill: red) #import "/etc/passwd": * '
+    "[click](javascript:alert(3)) ![pic](/etc/passwd) @evilcite $x^2$ *em* // c"
+)
 # A note that spans lines: a heading and a raw HTML block if it were read as Markdown.
 EVIL_PROG_NOTE = 'line1\n\n# INJECTED HEADING\n\n```{=html}\n<iframe src="javascript:alert(4)"></iframe>\n```\n'
 # An indicator name (catalogue name_ja, via TSUNAGARI_CATALOGUE): the report shows it in the opening
@@ -38,7 +40,7 @@ EVIL_PROG_NOTE = 'line1\n\n# INJECTED HEADING\n\n```{=html}\n<iframe src="javasc
 # an indicator id unknown to the catalogue (its rows are not shown: the report lists catalogue ids).
 EVIL_ID = '<b>BOLDID</b>`#eval("1")`{=typst}'
 EVIL_NAME_OF = "lonely_often_always"  # a headline survey indicator: shown in the lede and every table
-FORMULAS = ["=HYPERLINK(\"http://x\",\"y\")", "+1+2", "-2+3", "@SUM(A1)", "\tTAB", "\rCR"]
+FORMULAS = ['=HYPERLINK("http://x","y")', "+1+2", "-2+3", "@SUM(A1)", "\tTAB", "\rCR"]
 
 
 def _pdftext(pdf: Path) -> str:
@@ -65,19 +67,32 @@ def _tamper(wh: Path) -> None:
     """Malicious free text in the places data text reaches the report and the downloads."""
     con = duckdb.connect(str(wh))
     try:
-        con.execute("UPDATE indicators SET note = ? WHERE area_code IN ('31', '00') AND breakdown = 'total' "
-                    "AND indicator_id = 'lonely_often_always'", ["出典: " + EVIL_NOTE])
-        con.execute("UPDATE indicators SET note = ? WHERE area_code IN ('31', '00') "
-                    "AND indicator_id = 'consultations_per_10k'", ["出典: " + EVIL_PROG_NOTE])
-        con.execute("INSERT INTO indicators SELECT * REPLACE (? AS indicator_id) FROM indicators "
-                    "WHERE indicator_id = 'no_participation'", [EVIL_ID])
+        con.execute(
+            "UPDATE indicators SET note = ? WHERE area_code IN ('31', '00') AND breakdown = 'total' "
+            "AND indicator_id = 'lonely_often_always'",
+            ["出典: " + EVIL_NOTE],
+        )
+        con.execute(
+            "UPDATE indicators SET note = ? WHERE area_code IN ('31', '00') AND indicator_id = 'consultations_per_10k'",
+            ["出典: " + EVIL_PROG_NOTE],
+        )
+        con.execute(
+            "INSERT INTO indicators SELECT * REPLACE (? AS indicator_id) FROM indicators "
+            "WHERE indicator_id = 'no_participation'",
+            [EVIL_ID],
+        )
         # Spreadsheet formulas in text cells; a negative NUMBER that must stay a number.
         for i, f in enumerate(FORMULAS):
-            con.execute("UPDATE indicators SET note = ? WHERE year = ? AND area_code = '31' AND indicator_id = "
-                        "'no_reliable_person' AND breakdown = ?", [f, YEAR, ["total", "sex=1", "sex=2", "age=16-19",
-                                                                            "age=20-29", "age=30-39"][i]])
-        con.execute("UPDATE indicators SET value = -1.5, national_value = -2.25, suppressed = false "
-                    "WHERE year = ? AND area_code = '31' AND indicator_id = 'supporters_per_10k'", [YEAR])
+            con.execute(
+                "UPDATE indicators SET note = ? WHERE year = ? AND area_code = '31' AND indicator_id = "
+                "'no_reliable_person' AND breakdown = ?",
+                [f, YEAR, ["total", "sex=1", "sex=2", "age=16-19", "age=20-29", "age=30-39"][i]],
+            )
+        con.execute(
+            "UPDATE indicators SET value = -1.5, national_value = -2.25, suppressed = false "
+            "WHERE year = ? AND area_code = '31' AND indicator_id = 'supporters_per_10k'",
+            [YEAR],
+        )
     finally:
         con.close()
 
@@ -99,14 +114,34 @@ def rendered(tmp_path_factory):
         out = root / "site"
         res = run_reports(YEAR, wh, out, prefs=[PREF], renderer="pandoc")
         assert res.ok, res.summary()
-        yield {"root": root, "wh": wh, "out": out, "html": out / "prefectures" / f"{SLUG}.html",
-                "pdf": out / "prefectures" / f"{SLUG}.pdf"}
+        yield {
+            "root": root,
+            "wh": wh,
+            "out": out,
+            "html": out / "prefectures" / f"{SLUG}.html",
+            "pdf": out / "prefectures" / f"{SLUG}.pdf",
+        }
 
 
 # --- 1. reports: Markdown / HTML / Typst ---------------------------------------------------------
 
-NASTY = [EVIL_NOTE, EVIL_PROG_NOTE, EVIL_ID, "a|b", "1. not a list", "- not a list", "::: {.x}", "\\", "&amp; &lt;",
-         "<!-- c -->", "= head", "x_y_z *a* **b**", "[a]{.cmp-worse}", "^sup^ ~sub~", "<https://example.org>"]
+NASTY = [
+    EVIL_NOTE,
+    EVIL_PROG_NOTE,
+    EVIL_ID,
+    "a|b",
+    "1. not a list",
+    "- not a list",
+    "::: {.x}",
+    "\\",
+    "&amp; &lt;",
+    "<!-- c -->",
+    "= head",
+    "x_y_z *a* **b**",
+    "[a]{.cmp-worse}",
+    "^sup^ ~sub~",
+    "<https://example.org>",
+]
 
 
 def _pandoc(text: str, to: str) -> str:
@@ -147,23 +182,44 @@ def test_md_table_escapes_data_cells_keeps_our_markup():
 
 def test_report_html_escapes_data_text(rendered):
     html = rendered["html"].read_text(encoding="utf-8")
-    for bad in ("<script>alert", "onerror=\"alert", "<img src=\"x\"", "<b>RAWB", "<b>BOLDID", "<iframe",
-                "href=\"javascript:", "INJECTED HEADING</h1>", 'id="injected-heading"', "data-cites=",
-                'class="math'):
+    for bad in (
+        "<script>alert",
+        'onerror="alert',
+        '<img src="x"',
+        "<b>RAWB",
+        "<b>BOLDID",
+        "<iframe",
+        'href="javascript:',
+        "INJECTED HEADING</h1>",
+        'id="injected-heading"',
+        "data-cites=",
+        'class="math',
+    ):
         assert bad not in html, bad
     # /etc/passwd was neither embedded (![pic](/etc/passwd) with --embed-resources) nor read.
     assert "root:x:0:0" not in html and "<embed" not in html
-    for shown in ("&lt;script&gt;alert(1)&lt;/script&gt;", "&lt;img src=x onerror=alert(2)&gt;",
-                  "`&lt;b&gt;RAWB&lt;/b&gt;`{=html}", "[click](javascript:alert(3))", "![pic](/etc/passwd)",
-                  "@evilcite $x^2$ *em*", "# INJECTED HEADING", "&lt;b&gt;BOLDID&lt;/b&gt;`#eval(&quot;1&quot;)`{=typst}"):
+    for shown in (
+        "&lt;script&gt;alert(1)&lt;/script&gt;",
+        "&lt;img src=x onerror=alert(2)&gt;",
+        "`&lt;b&gt;RAWB&lt;/b&gt;`{=html}",
+        "[click](javascript:alert(3))",
+        "![pic](/etc/passwd)",
+        "@evilcite $x^2$ *em*",
+        "# INJECTED HEADING",
+        "&lt;b&gt;BOLDID&lt;/b&gt;`#eval(&quot;1&quot;)`{=typst}",
+    ):
         assert shown in html, shown
 
 
 def test_report_pdf_shows_data_text_literally(rendered):
     text = "".join(_pdftext(rendered["pdf"]).split())  # line breaks fall anywhere: compare without spaces
-    for shown in ('<script>alert(1)</script>', '`#read("/etc/passwd")`{=typst} #set page(fill: red) #import',
-                  "[click](javascript:alert(3)) ![pic](/etc/passwd) @evilcite $x^2$ *em* // c",
-                  "# INJECTED HEADING", '<b>BOLDID</b>`#eval("1")`{=typst}'):
+    for shown in (
+        "<script>alert(1)</script>",
+        '`#read("/etc/passwd")`{=typst} #set page(fill: red) #import',
+        "[click](javascript:alert(3)) ![pic](/etc/passwd) @evilcite $x^2$ *em* // c",
+        "# INJECTED HEADING",
+        '<b>BOLDID</b>`#eval("1")`{=typst}',
+    ):
         assert "".join(shown.split()) in text, shown
     assert "root:x:0:0" not in text
 
@@ -176,7 +232,7 @@ def test_typst_source_from_data_has_no_code(rendered, tmp_path):
     from pipelines.outputs.reports import area_meta
     from pipelines.render.pandoc import render_typst
 
-    executed = rendered["root"] / ".site.tsunagari-work" / "executed" / f"{SLUG}.ipynb"   # beside the site
+    executed = rendered["root"] / ".site.tsunagari-work" / "executed" / f"{SLUG}.ipynb"  # beside the site
     typ = render_typst(executed.resolve(), tmp_path, area_meta(PREF, YEAR, True)).read_text(encoding="utf-8")
     assert "/etc/passwd" in typ  # the text is there ...
     for code in ('#read("/etc/passwd")', '#import "/etc/passwd"', "#set page(fill: red)", '#eval("1")'):
@@ -189,19 +245,46 @@ def test_lua_filter_neutralises_raw_output(tmp_path):
     from pipelines.render.pandoc import render_html, render_pdf
 
     raw = EVIL_NOTE + "\n\n" + EVIL_PROG_NOTE
-    nb = {"nbformat": 4, "nbformat_minor": 5, "metadata": {"kernelspec": {"name": "python3", "display_name": "P",
-                                                                          "language": "python"}},
-          "cells": [{"cell_type": "code", "id": "a", "metadata": {}, "execution_count": 1, "source": "md(x)",
-                     "outputs": [{"output_type": "display_data", "metadata": {},
-                                  "data": {"text/markdown": raw, "text/plain": "<IPython.core.display.Markdown>"}},
-                                 {"output_type": "display_data", "metadata": {},
-                                  "data": {"text/html": "<script>alert(5)</script>", "text/plain": "plain5"}}]}]}
+    nb = {
+        "nbformat": 4,
+        "nbformat_minor": 5,
+        "metadata": {"kernelspec": {"name": "python3", "display_name": "P", "language": "python"}},
+        "cells": [
+            {
+                "cell_type": "code",
+                "id": "a",
+                "metadata": {},
+                "execution_count": 1,
+                "source": "md(x)",
+                "outputs": [
+                    {
+                        "output_type": "display_data",
+                        "metadata": {},
+                        "data": {"text/markdown": raw, "text/plain": "<IPython.core.display.Markdown>"},
+                    },
+                    {
+                        "output_type": "display_data",
+                        "metadata": {},
+                        "data": {"text/html": "<script>alert(5)</script>", "text/plain": "plain5"},
+                    },
+                ],
+            }
+        ],
+    }
     src = tmp_path / "n.ipynb"
     src.write_text(json.dumps(nb), encoding="utf-8")
     meta = {"title": "t", "area_name": "鳥取県", "year": YEAR, "synthetic": False}
     html = render_html(src, tmp_path / "n.html", meta).read_text(encoding="utf-8")
-    for bad in ("<script>", "<img src=\"x\"", "<b>RAWB", "<iframe", "href=\"javascript:", "<embed", "root:x:0:0",
-                "data-cites="):
+    for bad in (
+        "<script>",
+        '<img src="x"',
+        "<b>RAWB",
+        "<iframe",
+        'href="javascript:',
+        "<embed",
+        "root:x:0:0",
+        "data-cites=",
+    ):
         assert bad not in html, bad
     assert "plain5" in html  # the text/plain sibling instead of the raw text/html
     pdf = render_pdf(src, tmp_path / "n.pdf", meta)  # raises if #read("/etc/passwd") were compiled
@@ -220,14 +303,22 @@ def test_typst_meta_is_a_string_not_markup(tmp_path):
 
 # --- 1b. site and quality page -------------------------------------------------------------------
 
+
 def test_site_escapes_catalogue_and_data_text(rendered, monkeypatch):
     import pipelines.outputs.site as site
     from pipelines.domain.catalogue import CATALOGUE_ENV, load_catalogue
 
     first = load_catalogue()[0].id
-    evil = _evil_catalogue(rendered["root"] / "indicators-site.yml", {first: {
-        "name_ja": "<script>alert('name')</script>", "description_ja": '<img src=x onerror=alert("d")>',
-        "numerator": "</script><script>alert(9)</script>"}})
+    evil = _evil_catalogue(
+        rendered["root"] / "indicators-site.yml",
+        {
+            first: {
+                "name_ja": "<script>alert('name')</script>",
+                "description_ja": '<img src=x onerror=alert("d")>',
+                "numerator": "</script><script>alert(9)</script>",
+            }
+        },
+    )
     monkeypatch.setenv(CATALOGUE_ENV, str(evil))
     out = rendered["root"] / "site2"
     site.build_site(YEAR, rendered["wh"], out)
@@ -265,8 +356,14 @@ def test_quality_page_escapes_file_names_and_survey_ids(tmp_path):
     assert "&lt;img src=x onerror=alert(1)&gt;.csv" in page and "<img src=x" not in page
 
     rows = list(csv.reader((src / "national-2024.csv").open(encoding="utf-8-sig", newline="")))[:50]
-    for bad in ["<script>alert(1)</script>", '#read("/etc/passwd")', "#set page(fill: red)",
-                "[x](javascript:alert(1))", "`<b>`{=html}", "../../x"]:
+    for bad in [
+        "<script>alert(1)</script>",
+        '#read("/etc/passwd")',
+        "#set page(fill: red)",
+        "[x](javascript:alert(1))",
+        "`<b>`{=html}",
+        "../../x",
+    ]:
         f = tmp_path / "bad" / "survey.csv"
         f.parent.mkdir(exist_ok=True)
         with f.open("w", encoding="utf-8", newline="") as fh:
@@ -280,9 +377,9 @@ def test_quality_page_escapes_file_names_and_survey_ids(tmp_path):
 
 # --- 2. CSV / XLSX formula injection -------------------------------------------------------------
 
+
 def _xl(text: str) -> str:
     return text.replace("\r", "\n")  # XLSX (XML) stores CR as LF
-
 
 
 def test_all_area_downloads_neutralise_formulas_keep_numbers(rendered, tmp_path):
@@ -295,7 +392,7 @@ def test_all_area_downloads_neutralise_formulas_keep_numbers(rendered, tmp_path)
         for area in (None, "31"):
             csv_path, xlsx_path = write_indicator_downloads(con, YEAR, tmp_path / str(area), area_code=area)
             with csv_path.open(encoding="utf-8-sig", newline="") as f:
-                next(f)   # line 1: the Japanese headers; line 2: the column codes
+                next(f)  # line 1: the Japanese headers; line 2: the column codes
                 rows = list(csv.DictReader(f))
             notes = {r["note"] for r in rows if r["area_code"] == "31" and r["indicator_id"] == "no_reliable_person"}
             for f in FORMULAS:
@@ -338,23 +435,42 @@ def test_prefecture_xlsx_neutralises_formulas_keep_numbers(rendered):
 
 # --- 3. paths -----------------------------------------------------------------------------------
 
+
 def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-c", "from pipelines.cli import main; main()", *args],
-                          cwd=cwd, capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-c", "from pipelines.cli import main; main()", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
-@pytest.mark.parametrize("args, message", [
-    (["reports", "--year", "2024", "--pref", "../../etc"],
-     "error: --pref: '../../etc' is not a prefecture code (1–47, JIS X 0401) / 都道府県コードではありません"),
-    (["reports", "--year", "2024/../../x", "--pref", "31"],
-     "error: --year: '2024/../../x' is not a survey year (e.g. 2024) / 調査年ではありません"),
-    (["build", "--pref", "../../etc"],
-     "error: --pref: '../../etc' is not a prefecture code (1–47, JIS X 0401) / 都道府県コードではありません"),
-    (["build", "--year", "2024/../../x"],
-     "error: --year: '2024/../../x' is not a survey year (e.g. 2024) / 調査年ではありません"),
-    (["indicators", "--year", "2024; DROP TABLE indicators"],
-     "error: --year: '2024; DROP TABLE indicators' is not a survey year (e.g. 2024) / 調査年ではありません"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (
+            ["reports", "--year", "2024", "--pref", "../../etc"],
+            "error: --pref: '../../etc' is not a prefecture code (1–47, JIS X 0401) / 都道府県コードではありません",
+        ),
+        (
+            ["reports", "--year", "2024/../../x", "--pref", "31"],
+            "error: --year: '2024/../../x' is not a survey year (e.g. 2024) / 調査年ではありません",
+        ),
+        (
+            ["build", "--pref", "../../etc"],
+            "error: --pref: '../../etc' is not a prefecture code (1–47, JIS X 0401) / 都道府県コードではありません",
+        ),
+        (
+            ["build", "--year", "2024/../../x"],
+            "error: --year: '2024/../../x' is not a survey year (e.g. 2024) / 調査年ではありません",
+        ),
+        (
+            ["indicators", "--year", "2024; DROP TABLE indicators"],
+            "error: --year: '2024; DROP TABLE indicators' is not a survey year (e.g. 2024) / 調査年ではありません",
+        ),
+    ],
+)
 def test_cli_refuses_traversal_in_parameters(tmp_path, args, message):
     out = tmp_path / "out"
     r = _cli(*args, "--out", str(out), "--warehouse", str(tmp_path / "wh.duckdb"), cwd=tmp_path)
@@ -393,6 +509,7 @@ def test_api_refuses_traversal(rendered, tmp_path):
 
 # --- 4. SQL -------------------------------------------------------------------------------------
 
+
 def test_notebook_year_parameter_cannot_inject_sql(rendered, tmp_path):
     """The report notebook run with year = '2024; DROP TABLE indicators' fails before any query;
     the warehouse is opened read-only and keeps its tables and rows."""
@@ -407,8 +524,12 @@ def test_notebook_year_parameter_cannot_inject_sql(rendered, tmp_path):
     before = con.execute("SELECT count(*) FROM indicators").fetchone()[0]
     con.close()
     with pytest.raises(PapermillExecutionError) as ei:
-        execute_notebook(config.REPORTS_DIR / "report.ipynb", tmp_path / "x.ipynb",
-                 {"year": "2024; DROP TABLE indicators", "pref_code": 31, "warehouse": str(wh)}, cwd=tmp_path)
+        execute_notebook(
+            config.REPORTS_DIR / "report.ipynb",
+            tmp_path / "x.ipynb",
+            {"year": "2024; DROP TABLE indicators", "pref_code": 31, "warehouse": str(wh)},
+            cwd=tmp_path,
+        )
     assert ei.value.ename in ("ValueError", "UsageError")
     con = duckdb.connect(str(wh), read_only=True)
     try:
@@ -429,20 +550,28 @@ def test_sql_in_package_binds_values():
         # row digests: the declared columns, and the stages' constant conditions and queries
         "engine/keys.py": ["{by or repr('all')}", "{read.row_text()}", "{frm}", "{where}"],
         "outputs/reports.py": ["{OWN_SURVEY_MARK}"],
-        "ingest/stage.py": ["{schema.AGE_BAND_SQL}", "{schema.UK_AGE_BAND_SQL}", "{table}",
-                      "{name}", "{col}"],   # constant table names and schema.SURVEY_DESIGN_COLUMNS
+        "ingest/stage.py": [
+            "{schema.AGE_BAND_SQL}",
+            "{schema.UK_AGE_BAND_SQL}",
+            "{table}",
+            "{name}",
+            "{col}",
+        ],  # constant table names and schema.SURVEY_DESIGN_COLUMNS
         "validate/stage.py": ["{table}", "{cols}", "{order}"],
         "outputs/report_data.py": ["{CONTEXT_COLUMNS_SQL}", "{OWN_SURVEY_MARK}"],  # CONTEXT_SQL (declared columns)
-        "disclosure/check.py": ["{select}"],   # a constant column list (missing ones as NULL); year bound
+        "disclosure/check.py": ["{select}"],  # a constant column list (missing ones as NULL); year bound
         "io/warehouse.py": ["{META_TABLE}"],  # the metadata table's name (a constant); values are bound (?)
         "indicators/stage.py": None,  # catalogue expressions and constants; year is bound ($year / ?)
     }
     found = []
     for path in sorted(pkg.rglob("*.py")):
         text = path.read_text(encoding="utf-8")
-        for m in re.finditer(r'(execute\(\s*f["\']|f"""\s*\n?\s*(SELECT|WITH|INSERT|DELETE|UPDATE)|'
-                             r'f"(SELECT|DELETE|INSERT|UPDATE|CREATE|DROP)\b)', text):
-            line = text[m.start(): text.find("\n", m.end()) if text.find("\n", m.end()) > 0 else None]
+        for m in re.finditer(
+            r'(execute\(\s*f["\']|f"""\s*\n?\s*(SELECT|WITH|INSERT|DELETE|UPDATE)|'
+            r'f"(SELECT|DELETE|INSERT|UPDATE|CREATE|DROP)\b)',
+            text,
+        ):
+            line = text[m.start() : text.find("\n", m.end()) if text.find("\n", m.end()) > 0 else None]
             found.append((path.relative_to(pkg).as_posix(), line))
     for name, line in found:
         assert name in allowed, (name, line)

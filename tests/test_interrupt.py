@@ -30,21 +30,38 @@ def _tables(wh: Path) -> dict[str, list]:
         out = {}
         for t in ("survey_responses", "programme"):
             out[t] = con.execute(f"SELECT * EXCLUDE (file_id) FROM {t} ORDER BY ALL").fetchall()
-        out["files"] = con.execute("SELECT file_id, file_name, kind, survey_id, survey_year, row_count, synthetic "
-                                   "FROM files ORDER BY file_id").fetchall()
+        out["files"] = con.execute(
+            "SELECT file_id, file_name, kind, survey_id, survey_year, row_count, synthetic FROM files ORDER BY file_id"
+        ).fetchall()
         return out
     finally:
         con.close()
 
 
 def _tree(d: Path) -> dict[str, str]:
-    return {str(p.relative_to(d)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(d.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(d)): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(d.rglob("*")) if p.is_file()
+    }
 
 
 def _build_cmd(inp: Path, tmp: Path, *extra: str) -> list[str]:
-    return [sys.executable, "-m", "pipelines.cli", "build", "--input", str(inp), "--out", str(tmp / "site"),
-            "--warehouse", str(tmp / "wh.duckdb"), "--renderer", "pandoc", "--jobs", "1", *extra]
+    return [
+        sys.executable,
+        "-m",
+        "pipelines.cli",
+        "build",
+        "--input",
+        str(inp),
+        "--out",
+        str(tmp / "site"),
+        "--warehouse",
+        str(tmp / "wh.duckdb"),
+        "--renderer",
+        "pandoc",
+        "--jobs",
+        "1",
+        *extra,
+    ]
 
 
 def _wait_for(predicate, proc: subprocess.Popen, timeout: float = 600) -> None:
@@ -71,31 +88,46 @@ def small_input(tmp_path_factory) -> Path:
 
 
 class TestKilledBuild:
-    def test_kill_during_reports_keeps_previous_site_and_next_build_recovers(self, tmp_path: Path,
-                                                                            small_input: Path) -> None:
+    def test_kill_during_reports_keeps_previous_site_and_next_build_recovers(
+        self, tmp_path: Path, small_input: Path
+    ) -> None:
         inp = tmp_path / "in"
         shutil.copytree(small_input, inp)
-        first = subprocess.run(_build_cmd(inp, tmp_path, "--pref", "31", "--quiet"), capture_output=True,
-                               text=True, timeout=600)
+        first = subprocess.run(
+            _build_cmd(inp, tmp_path, "--pref", "31", "--quiet"), capture_output=True, text=True, timeout=600
+        )
         assert first.returncode == 0, first.stderr[-2000:]
         published = _tree(tmp_path / "site")
         tables = _tables(tmp_path / "wh.duckdb")
 
         # Ask for two more prefectures and kill the build while it executes the first report.
-        work = tmp_path / ".site.tsunagari-work"   # the build's working files: notebooks, log
+        work = tmp_path / ".site.tsunagari-work"  # the build's working files: notebooks, log
         executed = work / "executed"
         stale = (executed / "13-tokyo.ipynb").exists()
-        proc = subprocess.Popen(_build_cmd(inp, tmp_path, "--pref", "31", "--pref", "13", "--pref", "1", "--quiet"),
-                                start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        _wait_for(lambda: (work / "build.log").exists()
-                  and "report:2024:13-tokyo" in (work / "build.log").read_text(encoding="utf-8")
-                  or (not stale and (executed / "13-tokyo.ipynb").exists()), proc)
+        proc = subprocess.Popen(
+            _build_cmd(inp, tmp_path, "--pref", "31", "--pref", "13", "--pref", "1", "--quiet"),
+            start_new_session=True,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+        _wait_for(
+            lambda: (
+                (work / "build.log").exists()
+                and "report:2024:13-tokyo" in (work / "build.log").read_text(encoding="utf-8")
+                or (not stale and (executed / "13-tokyo.ipynb").exists())
+            ),
+            proc,
+        )
         _kill(proc)
-        assert _tree(tmp_path / "site") == published           # the published site is the previous one
-        assert _tables(tmp_path / "wh.duckdb") == tables         # the warehouse is consistent
+        assert _tree(tmp_path / "site") == published  # the published site is the previous one
+        assert _tables(tmp_path / "wh.duckdb") == tables  # the warehouse is consistent
 
-        again = subprocess.run(_build_cmd(inp, tmp_path, "--pref", "31", "--pref", "13", "--quiet"),
-                               capture_output=True, text=True, timeout=600)
+        again = subprocess.run(
+            _build_cmd(inp, tmp_path, "--pref", "31", "--pref", "13", "--quiet"),
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
         assert again.returncode == 0, again.stderr[-2000:]
         assert (tmp_path / "site" / "prefectures" / "13-tokyo.pdf").is_file()
         assert not (tmp_path / ".site.tsunagari-new").exists()
@@ -107,7 +139,7 @@ class TestKilledBuild:
         (tmp_path / ".site.tsunagari-old").mkdir()
         (tmp_path / ".site.tsunagari-old" / publish.MARKER).write_text(publish.MARKER_TEXT, encoding="utf-8")
         (tmp_path / ".site.tsunagari-old" / "index.html").write_text("previous", encoding="utf-8")
-        publish.recover(out)   # killed between the two renames: the previous site comes back
+        publish.recover(out)  # killed between the two renames: the previous site comes back
         assert (out / "index.html").read_text(encoding="utf-8") == "previous"
         assert not (tmp_path / ".site.tsunagari-old").exists()
 
@@ -119,9 +151,16 @@ class TestKilledIngest:
         before = _tables(wh)
         big = tmp_path / "big"
         big.mkdir()
-        national_round(2024, rows=400_000, seed=7).to_parquet(big / "national-2024.parquet", index=False)  # would replace 2024
-        proc = subprocess.Popen([sys.executable, "-m", "pipelines.cli", "ingest", str(big), "--warehouse", str(wh)],
-                                start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        national_round(2024, rows=400_000, seed=7).to_parquet(
+            big / "national-2024.parquet", index=False
+        )  # would replace 2024
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "pipelines.cli", "ingest", str(big), "--warehouse", str(wh)],
+            start_new_session=True,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         lines: list[str] = []
 
         def staged() -> bool:
@@ -129,20 +168,28 @@ class TestKilledIngest:
             lines.append(line)
             return "staged national-2024.parquet" in line
 
-        _wait_for(staged, proc)   # rows are in the staging table inside the open transaction
+        _wait_for(staged, proc)  # rows are in the staging table inside the open transaction
         _kill(proc)
         assert _tables(wh) == before
 
 
 class TestConcurrentBuild:
     def test_second_build_is_refused_with_a_clear_message(self, tmp_path: Path, small_input: Path) -> None:
-        proc = subprocess.Popen(_build_cmd(small_input, tmp_path, "--pref", "31", "--quiet"),
-                                start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        proc = subprocess.Popen(
+            _build_cmd(small_input, tmp_path, "--pref", "31", "--quiet"),
+            start_new_session=True,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         lock = tmp_path / ".site.tsunagari-lock"
         try:
             _wait_for(lambda: lock.exists() and lock.read_text().strip() == str(proc.pid), proc)
-            second = subprocess.run(_build_cmd(small_input, tmp_path, "--pref", "31", "--quiet"),
-                                    capture_output=True, text=True, timeout=120)
+            second = subprocess.run(
+                _build_cmd(small_input, tmp_path, "--pref", "31", "--quiet"),
+                capture_output=True,
+                text=True,
+                timeout=120,
+            )
             assert second.returncode == 1
             assert f"another build is writing {tmp_path / 'site'} (pid {proc.pid})" in second.stderr
         finally:
@@ -158,7 +205,7 @@ class TestRebuildWarehouse:
         ingest_dir(inp, wh)
         before = _tables(wh)
         con = duckdb.connect(str(wh))
-        con.execute("DELETE FROM survey_responses WHERE pref_code = 13")   # damage
+        con.execute("DELETE FROM survey_responses WHERE pref_code = 13")  # damage
         con.close()
         result = rebuild_warehouse(wh)
         assert _tables(wh) == before
@@ -176,37 +223,45 @@ class TestRebuildWarehouse:
         with pytest.raises(DataError) as err:
             rebuild_warehouse(wh)
         assert str(err.value).startswith(
-            f"{inp / 'programme.csv'}: raw file changed since it was loaded (sha256 differs) / 読み込み後に元ファイルが変更されています")
+            f"{inp / 'programme.csv'}: raw file changed since it was loaded (sha256 differs) / 読み込み後に元ファイルが変更されています"
+        )
         assert _tables(wh) == before
 
     def test_cli(self, tmp_path: Path, small_input: Path) -> None:
         wh = tmp_path / "wh.duckdb"
         ingest_dir(small_input, wh)
-        proc = subprocess.run([sys.executable, "-m", "pipelines.cli", "rebuild-warehouse", "--warehouse", str(wh)],
-                              capture_output=True, text=True, timeout=300)
+        proc = subprocess.run(
+            [sys.executable, "-m", "pipelines.cli", "rebuild-warehouse", "--warehouse", str(wh)],
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
         assert proc.returncode == 0, proc.stderr[-2000:]
         assert "rebuilt" in proc.stdout and "7 raw file(s)" in proc.stdout
 
 
 class TestStagingIsScratch:
-    def test_staging_tables_are_empty_after_a_load_and_after_a_rejected_load(self, tmp_path: Path,
-                                                                            small_input: Path) -> None:
+    def test_staging_tables_are_empty_after_a_load_and_after_a_rejected_load(
+        self, tmp_path: Path, small_input: Path
+    ) -> None:
         wh = tmp_path / "wh.duckdb"
         ingest_dir(small_input, wh)
 
         def staged_rows() -> int:
             con = duckdb.connect(str(wh), read_only=True)
             try:
-                return sum(con.execute(f"SELECT count(*) FROM {t}").fetchone()[0]
-                           for t in ("staging_survey", "staging_programme"))
+                return sum(
+                    con.execute(f"SELECT count(*) FROM {t}").fetchone()[0]
+                    for t in ("staging_survey", "staging_programme")
+                )
             finally:
                 con.close()
 
-        assert staged_rows() == 0          # no dead copy of the last load doubling the warehouse
+        assert staged_rows() == 0  # no dead copy of the last load doubling the warehouse
         bad = tmp_path / "bad"
         bad.mkdir()
         df = national_round(2024, rows=500, seed=3)
-        df.loc[df.index[:3], "age"] = 130   # critical validation failure
+        df.loc[df.index[:3], "age"] = 130  # critical validation failure
         df.to_csv(bad / "national-2024.csv", index=False)
         with pytest.raises(DataError):
             ingest_dir(bad, wh)
@@ -229,18 +284,24 @@ def _lock_is_free(lock: Path) -> bool:
 
 
 def _snapshot(d: Path) -> dict[str, tuple[int, int]]:
-    return {str(p.relative_to(d)): (p.stat().st_size, p.stat().st_mtime_ns) for p in sorted(d.rglob("*"))
-            if p.is_file()}
+    return {
+        str(p.relative_to(d)): (p.stat().st_size, p.stat().st_mtime_ns) for p in sorted(d.rglob("*")) if p.is_file()
+    }
 
 
-STOPS = {"ctrl-c": ("SIGINT", True), "sigterm": ("SIGTERM", False), "sigkill": ("SIGKILL", False),
-         "sigkill-group": ("SIGKILL", True)}
+STOPS = {
+    "ctrl-c": ("SIGINT", True),
+    "sigterm": ("SIGTERM", False),
+    "sigkill": ("SIGKILL", False),
+    "sigkill-group": ("SIGKILL", True),
+}
 
 
 class TestStopSignals:
     @pytest.mark.parametrize("how", list(STOPS))
     def test_stopped_build_leaves_no_process_no_temporary_file_and_publishes_nothing(
-            self, tmp_path: Path, small_input: Path, how: str) -> None:
+        self, tmp_path: Path, small_input: Path, how: str
+    ) -> None:
         """Ctrl-C (SIGINT to the whole foreground group), SIGTERM to the build, SIGKILL to the
         build, while two workers execute reports: the build exits (130 with one line; -9), and
         soon after no process it started is left, its temporary folder is empty, nothing was
@@ -250,15 +311,40 @@ class TestStopSignals:
         name, group = STOPS[how]
         tmp = tmp_path / "tmp"
         tmp.mkdir()
-        proc = subprocess.Popen(_build_cmd(small_input, tmp_path, "--jobs", "2", "--pref", "31", "--pref", "13",
-                                           "--pref", "1", "--pref", "0", "--quiet"),
-                                env={**os.environ, "TMPDIR": str(tmp)}, start_new_session=True,
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        proc = subprocess.Popen(
+            _build_cmd(
+                small_input,
+                tmp_path,
+                "--jobs",
+                "2",
+                "--pref",
+                "31",
+                "--pref",
+                "13",
+                "--pref",
+                "1",
+                "--pref",
+                "0",
+                "--quiet",
+            ),
+            env={**os.environ, "TMPDIR": str(tmp)},
+            start_new_session=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         log = tmp_path / ".site.tsunagari-work" / "build.log"
         try:
             # The reports are running: the indicators are done and the workers' kernels are up.
-            _wait_for(lambda: log.exists() and "指標 done in" in log.read_text(encoding="utf-8")
-                      and any("ipykernel" in p for p in with_tmpdir(tmp)), proc, timeout=900)
+            _wait_for(
+                lambda: (
+                    log.exists()
+                    and "指標 done in" in log.read_text(encoding="utf-8")
+                    and any("ipykernel" in p for p in with_tmpdir(tmp))
+                ),
+                proc,
+                timeout=900,
+            )
             (os.killpg if group else os.kill)(proc.pid, getattr(signal, name))
             _, err = proc.communicate(timeout=120)
         finally:
@@ -274,12 +360,19 @@ class TestStopSignals:
         if how == "sigkill-group":
             (left,) = tmp.iterdir()
             assert left.name.startswith("tsunagari-")
-            subprocess.run([sys.executable, "-c", "from pipelines.executor import new_private_dir as n, "
-                            "remove_private_dir as r; r(n())"], env={**os.environ, "TMPDIR": str(tmp)}, check=True)
+            subprocess.run(
+                [
+                    sys.executable,
+                    "-c",
+                    "from pipelines.executor import new_private_dir as n, remove_private_dir as r; r(n())",
+                ],
+                env={**os.environ, "TMPDIR": str(tmp)},
+                check=True,
+            )
         poll(lambda: not any(tmp.iterdir()), 30, f"the temporary folder to be emptied: {list(tmp.rglob('*'))}")
-        assert not (tmp_path / "site").exists()            # nothing published
+        assert not (tmp_path / "site").exists()  # nothing published
         assert _lock_is_free(tmp_path / ".site.tsunagari-lock")
-        kept = (tmp_path / ".site.tsunagari-new", tmp_path / ".site.tsunagari-work")   # for the next build
+        kept = (tmp_path / ".site.tsunagari-new", tmp_path / ".site.tsunagari-work")  # for the next build
         before = [_snapshot(d) for d in kept]
         time.sleep(3)
         assert [_snapshot(d) for d in kept] == before  # and nobody writes to them any more
@@ -304,10 +397,13 @@ class TestBuildUnderLoad:
         counter = threading.Thread(target=count)
         counter.start()
         try:
-            build = subprocess.run(_build_cmd(small_input, tmp_path, "--jobs", "8", "--pref", "31", "--pref", "13",
-                                              "--quiet"),
-                                   env={**os.environ, "TMPDIR": str(tmp)}, capture_output=True, text=True,
-                                   timeout=3600)
+            build = subprocess.run(
+                _build_cmd(small_input, tmp_path, "--jobs", "8", "--pref", "31", "--pref", "13", "--quiet"),
+                env={**os.environ, "TMPDIR": str(tmp)},
+                capture_output=True,
+                text=True,
+                timeout=3600,
+            )
         finally:
             stop.set()
             counter.join()
@@ -373,8 +469,9 @@ def _script(tmp_path: Path, text: str, *args: str, **kwargs) -> subprocess.Popen
     path = tmp_path / "script.py"
     path.write_text(text, encoding="utf-8")
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
-    return subprocess.Popen([sys.executable, str(path), *args], env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, **kwargs)
+    return subprocess.Popen(
+        [sys.executable, str(path), *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kwargs
+    )
 
 
 class TestStopMechanism:
@@ -401,7 +498,7 @@ class TestStopMechanism:
         proc.send_signal(signal.SIGINT)
         poll(marker.exists, 30, "the stop actions to run")
         proc.send_signal(signal.SIGINT)
-        _, err = proc.communicate(timeout=60)   # not the 3600 s grace
+        _, err = proc.communicate(timeout=60)  # not the 3600 s grace
         assert proc.returncode == 130, err
         assert err == "中断しました / interrupted (SIGINT)\n"
 

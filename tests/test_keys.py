@@ -17,13 +17,20 @@ from pipelines.engine import keys
 from pipelines.ingest.sample import write_sample
 
 YEAR = 2024
-PREFS = [0, 11, 31]   # national, Saitama (own survey in 2024), Tottori (national subsample)
+PREFS = [0, 11, 31]  # national, Saitama (own survey in 2024), Tottori (national subsample)
 REPORTS = {"report:2024:national", "report:2024:11-saitama", "report:2024:31-tottori"}
 
 
 def _cfg(root: Path) -> BuildConfig:
-    return BuildConfig(input_dir=root / "in", out_dir=root / "site", warehouse=root / "wh.duckdb", jobs=2,
-                       prefs=list(PREFS), quiet=True, renderer="pandoc")
+    return BuildConfig(
+        input_dir=root / "in",
+        out_dir=root / "site",
+        warehouse=root / "wh.duckdb",
+        jobs=2,
+        prefs=list(PREFS),
+        quiet=True,
+        renderer="pandoc",
+    )
 
 
 @pytest.fixture(scope="module")
@@ -84,8 +91,10 @@ class TestDeclarations:
     def test_float_noise_is_not_a_change_and_a_real_difference_is(self, tmp_path: Path) -> None:
         con = duckdb.connect(str(tmp_path / "w.duckdb"))
         con.execute(schema.DISTRIBUTIONS_TABLE_DDL)
-        con.execute("INSERT INTO distributions VALUES (2024, '01', 'q', 'total', '1', 'a', 12.345678901234, "
-                    "10.0, 15.0, 50, false)")
+        con.execute(
+            "INSERT INTO distributions VALUES (2024, '01', 'q', 'total', '1', 'a', 12.345678901234, "
+            "10.0, 15.0, 50, false)"
+        )
         read = keys.Reads("distributions")
         before = keys.row_digests(con, read)
         con.execute("UPDATE distributions SET value = value * (1 + 1e-14)")
@@ -96,8 +105,9 @@ class TestDeclarations:
 
 
 class TestInvalidation:
-    def test_a_new_indicators_column_rebuilds_exactly_its_readers(self, built: Path, tmp_path: Path,
-                                                                  monkeypatch) -> None:
+    def test_a_new_indicators_column_rebuilds_exactly_its_readers(
+        self, built: Path, tmp_path: Path, monkeypatch
+    ) -> None:
         root = _copy(built, tmp_path)
         before = _keys(root)
         _add_indicator_column(monkeypatch, root / "wh.duckdb")
@@ -106,8 +116,15 @@ class TestInvalidation:
         # Reports and site pages read every column; the downloads and workbooks the columns of the
         # data dictionary; the quality page and the indicators stage the files.
         assert changed == REPORTS | {"site:2024"}
-        assert {"downloads", "downloads:2022", "downloads:2023", "downloads:2024", "workbooks:2024", "quality",
-                "indicators:2024"} <= set(before) - changed
+        assert {
+            "downloads",
+            "downloads:2022",
+            "downloads:2023",
+            "downloads:2024",
+            "workbooks:2024",
+            "quality",
+            "indicators:2024",
+        } <= set(before) - changed
 
         second = run_build(_cfg(root))
         assert second.ok, second.failed
@@ -121,14 +138,15 @@ class TestInvalidation:
         third = run_build(_cfg(root))
         assert third.ok and third.rendered == [] and not [b for b in third.built if not b.startswith("ingest")]
 
-    def test_one_prefecture_value_changes_its_report_and_the_national_one(self, built: Path,
-                                                                          tmp_path: Path) -> None:
+    def test_one_prefecture_value_changes_its_report_and_the_national_one(self, built: Path, tmp_path: Path) -> None:
         root = _copy(built, tmp_path)
         before = _keys(root)
         con = duckdb.connect(str(root / "wh.duckdb"))
         try:
-            n = con.execute("UPDATE indicators SET value = value + 0.5 WHERE year = 2024 AND area_code = '11' "
-                            "AND breakdown = 'sex=1' AND value IS NOT NULL").fetchone()[0]
+            n = con.execute(
+                "UPDATE indicators SET value = value + 0.5 WHERE year = 2024 AND area_code = '11' "
+                "AND breakdown = 'sex=1' AND value IS NOT NULL"
+            ).fetchone()[0]
         finally:
             con.close()
         assert n > 0

@@ -22,12 +22,17 @@ PKG = ROOT / "pipelines"
 # The layer of each folder of pipelines/ (a module may import from its own layer or a lower one).
 # A new folder must be placed here: a module in an unknown folder fails the test.
 FOLDER_LAYERS: dict[str, int] = {
-    "domain": 0,        # facts, settings and pure computation: no file written, no warehouse opened
-    "io": 1,            # the warehouse, staging tables, YAML, logs, XLSX and CSV files
-    "engine": 2,        # kernels, notebook runs, interrupts, fingerprint and cache keys, publishing
-    "ingest": 3, "validate": 3, "indicators": 3, "outputs": 3, "disclosure": 3, "render": 3,  # stages
+    "domain": 0,  # facts, settings and pure computation: no file written, no warehouse opened
+    "io": 1,  # the warehouse, staging tables, YAML, logs, XLSX and CSV files
+    "engine": 2,  # kernels, notebook runs, interrupts, fingerprint and cache keys, publishing
+    "ingest": 3,
+    "validate": 3,
+    "indicators": 3,
+    "outputs": 3,
+    "disclosure": 3,
+    "render": 3,  # stages
 }
-TOP_LAYERS = {"pipelines": 0, "pipelines.build": 4, "pipelines.cli": 5}   # the package, the graph, the CLI
+TOP_LAYERS = {"pipelines": 0, "pipelines.build": 4, "pipelines.cli": 5}  # the package, the graph, the CLI
 STAGES = {folder for folder, layer in FOLDER_LAYERS.items() if layer == 3}
 MAX_DEPTH = 7
 
@@ -72,7 +77,7 @@ def _imports(name: str, path: Path) -> list[tuple[str, list[str], int]]:
             if mod.split(".")[0] != "pipelines":
                 continue
             names = [a.name for a in node.names]
-            subs = [n for n in names if f"{mod}.{n}" in MODULES]   # `from pipelines.domain import config`
+            subs = [n for n in names if f"{mod}.{n}" in MODULES]  # `from pipelines.domain import config`
             found += [(f"{mod}.{s}", [], node.lineno) for s in subs]
             rest = [n for n in names if n not in subs]
             if rest or not subs:
@@ -93,7 +98,9 @@ def longest_chain(module: str) -> tuple[str, ...]:
 class TestLayers:
     def test_every_module_has_a_layer(self):
         missing = sorted(m for m in MODULES if layer_of(m) is None)
-        assert not missing, f"place these modules' folders in FOLDER_LAYERS (tests/test_layers.py, docs/DESIGN.md): {missing}"
+        assert not missing, (
+            f"place these modules' folders in FOLDER_LAYERS (tests/test_layers.py, docs/DESIGN.md): {missing}"
+        )
 
     def test_no_import_cycles(self):
         index: dict[str, int] = {}
@@ -129,14 +136,22 @@ class TestLayers:
         assert cycles == []
 
     def test_no_private_name_imported_across_modules(self):
-        bad = [f"{m} line {line}: {name} from {t}" for m in MODULES for t, names, line in GRAPH[m]
-               for name in names if name.startswith("_") and t != m]
+        bad = [
+            f"{m} line {line}: {name} from {t}"
+            for m in MODULES
+            for t, names, line in GRAPH[m]
+            for name in names
+            if name.startswith("_") and t != m
+        ]
         assert bad == []
 
     def test_imports_only_from_own_or_lower_layers(self):
-        bad = [f"{m} (layer {layer_of(m)}) imports {t} (layer {layer_of(t)}) at line {line}"
-               for m in MODULES for t, _, line in GRAPH[m]
-               if t in MODULES and layer_of(t) is not None and layer_of(m) is not None and layer_of(t) > layer_of(m)]
+        bad = [
+            f"{m} (layer {layer_of(m)}) imports {t} (layer {layer_of(t)}) at line {line}"
+            for m in MODULES
+            for t, _, line in GRAPH[m]
+            if t in MODULES and layer_of(t) is not None and layer_of(m) is not None and layer_of(t) > layer_of(m)
+        ]
         assert bad == []
 
     def test_stage_packages_import_each_other_without_a_cycle(self):
@@ -165,9 +180,16 @@ class TestLayers:
 
         for old, new in pipelines.OLD_NAMES.items():
             assert importlib.import_module(f"pipelines.{old}") is importlib.import_module(f"pipelines.{new}"), old
-        for stage, module in (("ingest", "stage"), ("validate", "stage"), ("indicators", "stage"),
-                              ("disclosure", "check")):
-            pkg, mod = importlib.import_module(f"pipelines.{stage}"), importlib.import_module(f"pipelines.{stage}.{module}")
+        for stage, module in (
+            ("ingest", "stage"),
+            ("validate", "stage"),
+            ("indicators", "stage"),
+            ("disclosure", "check"),
+        ):
+            pkg, mod = (
+                importlib.import_module(f"pipelines.{stage}"),
+                importlib.import_module(f"pipelines.{stage}.{module}"),
+            )
             public = [n for n in vars(mod) if not n.startswith("__")]
             assert public and all(getattr(pkg, n) is getattr(mod, n) for n in public if not hasattr(type(pkg), n))
 
@@ -175,8 +197,9 @@ class TestLayers:
 @pytest.mark.parametrize("module", sorted(MODULES))
 def test_module_imports_alone(module):
     """A cycle hidden behind import order shows up when the module is imported first."""
-    proc = subprocess.run([sys.executable, "-c", f"import {module}"], cwd=ROOT, capture_output=True,
-                          text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-c", f"import {module}"], cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
 
 
@@ -190,8 +213,13 @@ def test_notebook_imports_keep_working():
             if cell["cell_type"] == "code":
                 src = "".join(cell["source"])
                 tree = ast.parse(src)
-                lines += [ast.get_source_segment(src, n) for n in ast.walk(tree)
-                          if isinstance(n, (ast.Import, ast.ImportFrom)) and "pipelines" in ast.get_source_segment(src, n)]
+                lines += [
+                    ast.get_source_segment(src, n)
+                    for n in ast.walk(tree)
+                    if isinstance(n, (ast.Import, ast.ImportFrom)) and "pipelines" in ast.get_source_segment(src, n)
+                ]
     assert lines
-    proc = subprocess.run([sys.executable, "-c", "\n".join(lines)], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-c", "\n".join(lines)], cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]

@@ -24,8 +24,13 @@ import pytest
 
 pytestmark = pytest.mark.slow
 
-PAGES = {"national": "national.html", "13": "prefectures/13-tokyo.html", "31": "prefectures/31-tottori.html",
-         "27": "prefectures/27-osaka.html", "36": "prefectures/36-tokushima.html"}
+PAGES = {
+    "national": "national.html",
+    "13": "prefectures/13-tokyo.html",
+    "31": "prefectures/31-tottori.html",
+    "27": "prefectures/27-osaka.html",
+    "36": "prefectures/36-tokushima.html",
+}
 
 
 @pytest.fixture(scope="module")
@@ -36,8 +41,15 @@ def site(tmp_path_factory):
 
     root = tmp_path_factory.mktemp("statement")
     write_sample(root / "in", rows=4000)
-    cfg = BuildConfig(input_dir=root / "in", out_dir=root / "site", warehouse=root / "wh.duckdb", jobs=2,
-                      prefs=[0, 13, 27, 31, 36], quiet=True, renderer="pandoc")
+    cfg = BuildConfig(
+        input_dir=root / "in",
+        out_dir=root / "site",
+        warehouse=root / "wh.duckdb",
+        jobs=2,
+        prefs=[0, 13, 27, 31, 36],
+        quiet=True,
+        renderer="pandoc",
+    )
     assert run_build(cfg).ok
     return cfg
 
@@ -51,11 +63,12 @@ def _text(path: Path) -> str:
 
 # --- the statement, read as a reader reads it ----------------------------------------------------
 
+
 @dataclass
 class ParsedRule:
-    kind: str                 # 'difference' (interval of the difference) or 'overlap' (CI vs national)
+    kind: str  # 'difference' (interval of the difference) or 'overlap' (CI vs national)
     confidence: float
-    small_test: str | None    # 'fisher' or None
+    small_test: str | None  # 'fisher' or None
     expected_min: float | None
     subsample_reference: str  # 'rest' or 'national'
     own_reference: str
@@ -72,8 +85,14 @@ def parse_comparison(text: str) -> ParsedRule:
     small = re.search(r"期待度数のいずれかが (\d+(?:\.\d+)?) 未満のときは Fisher の正確検定", text)
     sub = "rest" if re.search(r"全国調査の県内回答者による値では「当該県を除く全国」", text) else "national"
     own = "national" if re.search(r"県の独自調査による値では全国値", text) else "rest"
-    return ParsedRule("difference", float(m.group(1)) / 100, "fisher" if small else None,
-                      float(small.group(1)) if small else None, sub, own)
+    return ParsedRule(
+        "difference",
+        float(m.group(1)) / 100,
+        "fisher" if small else None,
+        float(small.group(1)) if small else None,
+        sub,
+        own,
+    )
 
 
 def parse_change(text: str) -> ParsedRule:
@@ -84,8 +103,10 @@ def parse_change(text: str) -> ParsedRule:
 
 # --- an independent implementation of a parsed rule ----------------------------------------------
 
-def decide(rule: ParsedRule, p1: float, n1: float, p2: float, n2: float, lower1=None, upper1=None,
-           expected_min: float = 5.0) -> int:
+
+def decide(
+    rule: ParsedRule, p1: float, n1: float, p2: float, n2: float, lower1=None, upper1=None, expected_min: float = 5.0
+) -> int:
     """+1 / -1 when the rule finds p1 above / below p2, 0 when not."""
     from scipy.stats import fisher_exact
     from statsmodels.stats.proportion import confint_proportions_2indep
@@ -119,9 +140,14 @@ def contradictions(rows: pd.DataFrame, rule: ParsedRule, polarity: dict[str, str
     for r in rows.itertuples():
         if rule.kind == "overlap":
             d = decide(rule, r.value, None, r.national_value, None, r.lower_ci95, r.upper_ci95)
-        else:   # the statement says the tests use the published figures (0.1)
-            d = decide(rule, round(r.value, 1) / 100, round(r.n_effective, 1), round(r.reference_value, 1) / 100,
-                       round(r.reference_n_effective, 1))
+        else:  # the statement says the tests use the published figures (0.1)
+            d = decide(
+                rule,
+                round(r.value, 1) / 100,
+                round(r.n_effective, 1),
+                round(r.reference_value, 1) / 100,
+                round(r.reference_n_effective, 1),
+            )
         want = expected_label(d, polarity[r.indicator_id])
         if want != r.comparison:
             bad.append(f"{r.year} {r.area_code} {r.indicator_id} {r.breakdown}: {r.comparison} vs {want}")
@@ -131,8 +157,13 @@ def contradictions(rows: pd.DataFrame, rule: ParsedRule, polarity: dict[str, str
 def change_contradictions(rows: pd.DataFrame, rule: ParsedRule) -> list[str]:
     bad = []
     for r in rows.itertuples():
-        d = decide(rule, round(r.value, 1) / 100, round(r.n_effective, 1), round(r.previous_value, 1) / 100,
-                   round(r.previous_n_effective, 1))
+        d = decide(
+            rule,
+            round(r.value, 1) / 100,
+            round(r.n_effective, 1),
+            round(r.previous_value, 1) / 100,
+            round(r.previous_n_effective, 1),
+        )
         want = {1: "increase", -1: "decrease", 0: "no_change"}[d]
         if want != r.change_vs_previous:
             bad.append(f"{r.year} {r.area_code} {r.indicator_id} {r.breakdown}: {r.change_vs_previous} vs {want}")
@@ -150,8 +181,10 @@ def _judged(cfg) -> pd.DataFrame:
 def _changed(cfg) -> pd.DataFrame:
     con = duckdb.connect(str(cfg.warehouse), read_only=True)
     try:
-        return con.execute("SELECT * FROM indicators WHERE change_vs_previous IN ('increase', 'decrease', 'no_change') "
-                           "AND NOT suppressed").df()
+        return con.execute(
+            "SELECT * FROM indicators WHERE change_vs_previous IN ('increase', 'decrease', 'no_change') "
+            "AND NOT suppressed"
+        ).df()
     finally:
         con.close()
 
@@ -165,16 +198,17 @@ def _polarity() -> dict[str, str]:
 def _statement_on(page_text: str, head: str, stop: str) -> str:
     i = page_text.index(head)
     j = page_text.find(stop, i + len(head))
-    return page_text[i: j if j > 0 else i + 1200]
+    return page_text[i : j if j > 0 else i + 1200]
 
 
 # --- tests ---------------------------------------------------------------------------------------
+
 
 def test_statement_is_made_from_the_settings(monkeypatch):
     from pipelines.domain import method_statement
 
     assert parse_comparison(method_statement.text("comparison")).confidence == 0.95
-    monkeypatch.setenv("TSUNAGARI_CONFIDENCE_LEVEL", "0.9")   # (pipelines/domain/config.py)
+    monkeypatch.setenv("TSUNAGARI_CONFIDENCE_LEVEL", "0.9")  # (pipelines/domain/config.py)
     monkeypatch.setenv("TSUNAGARI_MIN_BASE", "50")
     assert parse_comparison(method_statement.text("comparison")).confidence == 0.9
     assert "50 未満" in method_statement.text("suppression") or "50人未満" in method_statement.text("suppression")

@@ -63,8 +63,9 @@ def _published_text(site: Path) -> dict[str, str]:
             out[rel] = p.read_text(encoding="utf-8-sig")
         elif p.suffix == ".xlsx":
             with zipfile.ZipFile(p) as z:
-                out[rel] = "\n".join(z.read(n).decode("utf-8") for n in z.namelist()
-                                     if n.startswith("xl/") and n.endswith(".xml"))
+                out[rel] = "\n".join(
+                    z.read(n).decode("utf-8") for n in z.namelist() if n.startswith("xl/") and n.endswith(".xml")
+                )
     return out
 
 
@@ -78,16 +79,29 @@ def test_a_build_with_another_min_base_publishes_consistent_suppression(tmp_path
         env["PYTHONPATH"] = str(_package_with(tmp_path, min_base))
     else:
         run_file = tmp_path / "run.toml"
-        run_file.write_text(f"[statistics]\nmin_base = {min_base}   # suppress bases under {min_base}\n",
-                            encoding="utf-8")
+        run_file.write_text(
+            f"[statistics]\nmin_base = {min_base}   # suppress bases under {min_base}\n", encoding="utf-8"
+        )
         env["PYTHONPATH"] = str(ROOT)
         args += ["--config", str(run_file)]
-    args += ["build", "--input", str(sample), "--out", str(site),
-            "--warehouse", str(wh), "--renderer", "pandoc", "--jobs", "2", "--quiet"]
+    args += [
+        "build",
+        "--input",
+        str(sample),
+        "--out",
+        str(site),
+        "--warehouse",
+        str(wh),
+        "--renderer",
+        "pandoc",
+        "--jobs",
+        "2",
+        "--quiet",
+    ]
     for p in PREFS:
         args += ["--pref", p]
     proc = subprocess.run(args, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=1800)
-    assert proc.returncode == 0, proc.stderr[-4000:]            # the disclosure gate passed
+    assert proc.returncode == 0, proc.stderr[-4000:]  # the disclosure gate passed
     assert (site / "prefectures" / "05-akita.html").is_file() and (site / "prefectures" / "36-tokushima.html").is_file()
     # The build's log states the setting and where it came from.
     log = (publish.work_dir(site.resolve()) / publish.LOG_FILE).read_text(encoding="utf-8")
@@ -103,7 +117,7 @@ def test_a_build_with_another_min_base_publishes_consistent_suppression(tmp_path
         con.close()
     shown = ind[~ind.suppressed & ind.n_unweighted.notna()]
     assert (shown.n_unweighted >= min_base).all()
-    if min_base < 30:   # rows published now that 30 would have suppressed
+    if min_base < 30:  # rows published now that 30 would have suppressed
         assert ((shown.n_unweighted >= min_base) & (shown.n_unweighted < 30)).any()
     primary = ind[ind.suppressed & ind.note.str.contains(f"n<{min_base} 非表示", regex=False)]
     assert len(primary) > 0 and not ind.note.str.contains("n<30 ", regex=False).any()
@@ -116,8 +130,9 @@ def test_a_build_with_another_min_base_publishes_consistent_suppression(tmp_path
 
     # Every table, chart data file, download and report states the setting, never a typed 30.
     texts = _published_text(site)
-    stale = {rel: m.group(0) for rel, t in texts.items()
-             for m in [re.search(r"30人未満|n<30 |n_eff<30|30～99人", t)] if m}
+    stale = {
+        rel: m.group(0) for rel, t in texts.items() for m in [re.search(r"30人未満|n<30 |n_eff<30|30～99人", t)] if m
+    }
     assert not stale, stale
     akita = texts["prefectures/05-akita.html"]
     assert f"{min_base}人未満" in akita and f"{min_base}～99" in texts["methodology.html"]

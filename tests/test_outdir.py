@@ -57,16 +57,17 @@ def project(tmp_path: Path, monkeypatch) -> Path:
 
 
 def check(out, project: Path, **kw) -> Path:
-    return publish.check_out(Path(out), warehouse=project / "data" / "warehouse.duckdb",
-                             input_dir=project / "in", **kw)
+    return publish.check_out(Path(out), warehouse=project / "data" / "warehouse.duckdb", input_dir=project / "in", **kw)
 
 
 class TestCheckOut:
     def test_the_working_folder_is_refused(self, project: Path) -> None:
         with pytest.raises(UsageError) as err:
             check(".", project)
-        assert str(err.value) == (f"--out: '.' is the working folder ({project / 'work'}); the build replaces --out "
-                                  "as a whole, so choose a folder of its own, e.g. _site / 出力先が作業フォルダを含んでいます")
+        assert str(err.value) == (
+            f"--out: '.' is the working folder ({project / 'work'}); the build replaces --out "
+            "as a whole, so choose a folder of its own, e.g. _site / 出力先が作業フォルダを含んでいます"
+        )
 
     def test_a_parent_of_the_working_folder_is_refused(self, project: Path) -> None:
         with pytest.raises(UsageError, match=r"^--out: '\.\.' contains the working folder"):
@@ -77,8 +78,9 @@ class TestCheckOut:
     def test_the_folder_of_the_warehouse_is_refused(self, project: Path) -> None:
         with pytest.raises(UsageError) as err:
             check(project / "data", project)
-        assert str(err.value).startswith(f"--out: '{project / 'data'}' contains the warehouse "
-                                         f"({project / 'data' / 'warehouse.duckdb'})")
+        assert str(err.value).startswith(
+            f"--out: '{project / 'data'}' contains the warehouse ({project / 'data' / 'warehouse.duckdb'})"
+        )
 
     def test_data_under_the_working_folder_is_refused(self, project: Path) -> None:
         (project / "work" / "data").mkdir()
@@ -108,11 +110,13 @@ class TestCheckOut:
         (mine / "notes.txt").write_text("mine", encoding="utf-8")
         with pytest.raises(UsageError) as err:
             check(mine, project)
-        assert str(err.value) == (f"--out: '{mine}' is a folder that Tsunagari did not create and is not empty "
-                                  "(no .tsunagari-site file); the build would replace it. Choose a new folder, or "
-                                  "pass --force-out to take it over / Tsunagari が作成していない空でないフォルダです")
+        assert str(err.value) == (
+            f"--out: '{mine}' is a folder that Tsunagari did not create and is not empty "
+            "(no .tsunagari-site file); the build would replace it. Choose a new folder, or "
+            "pass --force-out to take it over / Tsunagari が作成していない空でないフォルダです"
+        )
         assert check(mine, project, force_out=True) == mine.resolve()
-        assert tree(mine) == {"notes.txt": hashlib.sha256(b"mine").hexdigest()}   # checking changes nothing
+        assert tree(mine) == {"notes.txt": hashlib.sha256(b"mine").hexdigest()}  # checking changes nothing
 
     def test_an_empty_folder_and_a_site_of_ours_are_accepted(self, project: Path) -> None:
         (project / "empty").mkdir()
@@ -122,7 +126,7 @@ class TestCheckOut:
         (site / "index.html").write_text("<p>", encoding="utf-8")
         (site / publish.MARKER).write_text(publish.MARKER_TEXT, encoding="utf-8")
         assert check(site, project) == site.resolve()
-        legacy = project / "legacy"   # a site of an earlier version: its state file marks it
+        legacy = project / "legacy"  # a site of an earlier version: its state file marks it
         legacy.mkdir()
         (legacy / "index.html").write_text("<p>", encoding="utf-8")
         (legacy / publish.LEGACY_STATE_FILE).write_text("{}", encoding="utf-8")
@@ -174,8 +178,14 @@ class TestStagingAndSwap:
         assert (site / "index.html").read_text(encoding="utf-8") == "<p>new</p>"
         for rel in ("site.old/keep.txt", "site.new/keep.txt", "site.lock"):
             assert after[rel] == before[rel]
-        assert sorted(p.name for p in tmp_path.iterdir()) == [".site.tsunagari-lock", ".site.tsunagari-work", "site",
-                                                               "site.lock", "site.new", "site.old"]
+        assert sorted(p.name for p in tmp_path.iterdir()) == [
+            ".site.tsunagari-lock",
+            ".site.tsunagari-work",
+            "site",
+            "site.lock",
+            "site.new",
+            "site.old",
+        ]
 
     def test_no_free_space_for_the_copy_is_refused_before_copying(self, tmp_path: Path, monkeypatch) -> None:
         site = self._site(tmp_path)
@@ -192,8 +202,12 @@ class TestStagingAndSwap:
         room; the partial copy is removed and the error is a message."""
         mnt = tmp_path / "small"
         mnt.mkdir()
-        if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=512k", "tmpfs", str(mnt)],
-                          capture_output=True).returncode != 0:
+        if (
+            subprocess.run(
+                ["mount", "-t", "tmpfs", "-o", "size=512k", "tmpfs", str(mnt)], capture_output=True
+            ).returncode
+            != 0
+        ):
             pytest.skip("cannot mount a small tmpfs here")
         try:
             site = mnt / "site"
@@ -217,7 +231,7 @@ class TestStagingAndSwap:
         (new / "index.html").write_text("<p>new</p>", encoding="utf-8")
         real_rename = Path.rename
 
-        def rename(self, target):   # the second rename (staging -> site) is refused by the system
+        def rename(self, target):  # the second rename (staging -> site) is refused by the system
             if self == new:
                 raise PermissionError(13, "Permission denied", str(self))
             return real_rename(self, target)
@@ -225,13 +239,16 @@ class TestStagingAndSwap:
         monkeypatch.setattr(Path, "rename", rename)
         with pytest.raises(PublishError) as err:
             publish.swap_in(site)
-        assert str(err.value) == (f"--out: cannot replace {site}: permission denied / アクセス権がありません; "
-                                  "the previous site is unchanged")
+        assert str(err.value) == (
+            f"--out: cannot replace {site}: permission denied / アクセス権がありません; the previous site is unchanged"
+        )
         assert tree(site) == before
 
 
-NOT_NEEDED = ("; only what a visitor needs is published (the build keeps its working files in "
-              ".site.tsunagari-work) / 公開対象外のファイルです")
+NOT_NEEDED = (
+    "; only what a visitor needs is published (the build keeps its working files in "
+    ".site.tsunagari-work) / 公開対象外のファイルです"
+)
 
 
 class TestWorkingFolder:
@@ -246,13 +263,15 @@ class TestWorkingFolder:
         assert work == tmp_path / ".site.tsunagari-work" and (work / publish.MARKER).is_file()
         (work / "build.log").write_text("kept\n", encoding="utf-8")
         assert publish.ensure_work(site) == work and (work / "build.log").read_text(encoding="utf-8") == "kept\n"
-        publish.discard_staging(site)            # (after a full disk) ours: removed
+        publish.discard_staging(site)  # (after a full disk) ours: removed
         assert not work.exists() and (site / "index.html").is_file()
         # Someone else's folder under that name: refused, never written or removed.
         work.mkdir()
         (work / "mine.txt").write_text("mine", encoding="utf-8")
         before = tree(work)
-        with pytest.raises(UsageError, match=r"^--out: '.*\.site\.tsunagari-work' exists but was not created by Tsunagari"):
+        with pytest.raises(
+            UsageError, match=r"^--out: '.*\.site\.tsunagari-work' exists but was not created by Tsunagari"
+        ):
             publish.ensure_work(site)
         with pytest.raises(UsageError):
             publish.prepare_staging(site)
@@ -261,33 +280,44 @@ class TestWorkingFolder:
 
     def test_an_earlier_versions_working_files_are_not_carried_into_the_new_site(self, tmp_path: Path) -> None:
         site = self._site(tmp_path)
-        legacy = {".work/executed/13-tokyo.ipynb": "{}", "runs/indicators-2024.ipynb": "{}", "build.log": "log",
-                  "build-summary.txt": "ok", publish.LEGACY_STATE_FILE: "{}", ".tsunagari-checked.json": "{}",
-                  "downloads/.xlsx-inputs.json": "{}"}
+        legacy = {
+            ".work/executed/13-tokyo.ipynb": "{}",
+            "runs/indicators-2024.ipynb": "{}",
+            "build.log": "log",
+            "build-summary.txt": "ok",
+            publish.LEGACY_STATE_FILE: "{}",
+            ".tsunagari-checked.json": "{}",
+            "downloads/.xlsx-inputs.json": "{}",
+        }
         for rel, text in legacy.items():
             (site / rel).parent.mkdir(parents=True, exist_ok=True)
             (site / rel).write_text(text, encoding="utf-8")
         (site / "downloads" / "indicators.csv").write_text("year\n2024\n", encoding="utf-8")
         new = publish.prepare_staging(site)
-        assert sorted(tree(new)) == [publish.MARKER, "downloads/indicators.csv", "index.html", "prefectures/13-tokyo.pdf"]
+        assert sorted(tree(new)) == [
+            publish.MARKER,
+            "downloads/indicators.csv",
+            "index.html",
+            "prefectures/13-tokyo.pdf",
+        ]
         assert not (new / "runs").exists() and not (new / ".work").exists()
         assert publish.scan_site(new) == []
-        assert tree(site).keys() >= legacy.keys()    # the published site is not changed before the swap
+        assert tree(site).keys() >= legacy.keys()  # the published site is not changed before the swap
 
     def test_the_state_describes_one_site_folder(self, tmp_path: Path) -> None:
         site = self._site(tmp_path)
-        publish._mark(site)                                    # (a marker with an id, as a build writes)
+        publish._mark(site)  # (a marker with an id, as a build writes)
         work = publish.work_dir(site)
         new = publish.prepare_staging(site)
         ident = publish.site_id(new)
-        assert ident and ident == publish.site_id(site)       # the copy is the same site ...
+        assert ident and ident == publish.site_id(site)  # the copy is the same site ...
         state = publish.BuildState(work, new)
-        state.invalidate("report:x")                           # ... until the build first changes it
+        state.invalidate("report:x")  # ... until the build first changes it
         first = publish.site_id(new)
         assert first != ident and publish.state_site(work) == first
         state.record("report:x", "d1")
         publish.swap_in(site)
-        assert publish.site_id(site) == first                  # the id goes with the folder when published
+        assert publish.site_id(site) == first  # the id goes with the folder when published
         # A build that changes nothing: the copy keeps the id, the state describes it, the
         # published site stays byte-identical.
         published = tree(site)
@@ -366,12 +396,12 @@ class TestScanSite:
         site = self._clean_site(tmp_path / "site")
         df = pd.DataFrame({"respondent_id": ["r1", "r2"], "q_loneliness": [5, 1]})
         df.to_parquet(site / "downloads" / "respondents.parquet")
-        df.to_parquet(site / "downloads" / "respondents.csv")            # Parquet named .csv
-        df.to_feather(site / "downloads" / "data.json")                  # Feather named .json
-        con = duckdb.connect(str(site / "downloads" / "wh.html"))        # DuckDB named .html
+        df.to_parquet(site / "downloads" / "respondents.csv")  # Parquet named .csv
+        df.to_feather(site / "downloads" / "data.json")  # Feather named .json
+        con = duckdb.connect(str(site / "downloads" / "wh.html"))  # DuckDB named .html
         con.execute("CREATE TABLE t AS SELECT 1 AS a")
         con.close()
-        lite = sqlite3.connect(site / "downloads" / "app.txt")           # SQLite named .txt
+        lite = sqlite3.connect(site / "downloads" / "app.txt")  # SQLite named .txt
         lite.execute("CREATE TABLE t(a)")
         lite.commit()
         lite.close()
@@ -380,17 +410,19 @@ class TestScanSite:
         (site / "downloads" / "notes").write_text("x", encoding="utf-8")
         (site / "link.html").symlink_to(tmp_path / "elsewhere.html")
         found = publish.scan_site(site)
-        assert found == sorted([
-            "downloads/app.txt: is an SQLite database; not published / 公開できない形式のデータです",
-            "downloads/data.json: is an Arrow/Feather file; not published / 公開できない形式のデータです",
-            "downloads/fake.pdf: is not a .pdf file (its first bytes do not match); not published / 公開できない形式のデータです",
-            "downloads/frame.log: is a Python pickle; not published / 公開できない形式のデータです",
-            "downloads/notes: a file without an extension" + NOT_NEEDED,
-            "downloads/respondents.csv: is a Parquet file; not published / 公開できない形式のデータです",
-            "downloads/respondents.parquet: is a Parquet file; not published / 公開できない形式のデータです",
-            "downloads/wh.html: is a DuckDB database; not published / 公開できない形式のデータです",
-            "link.html: a symbolic link or special file; not published / 公開できないファイルです",
-        ])
+        assert found == sorted(
+            [
+                "downloads/app.txt: is an SQLite database; not published / 公開できない形式のデータです",
+                "downloads/data.json: is an Arrow/Feather file; not published / 公開できない形式のデータです",
+                "downloads/fake.pdf: is not a .pdf file (its first bytes do not match); not published / 公開できない形式のデータです",
+                "downloads/frame.log: is a Python pickle; not published / 公開できない形式のデータです",
+                "downloads/notes: a file without an extension" + NOT_NEEDED,
+                "downloads/respondents.csv: is a Parquet file; not published / 公開できない形式のデータです",
+                "downloads/respondents.parquet: is a Parquet file; not published / 公開できない形式のデータです",
+                "downloads/wh.html: is a DuckDB database; not published / 公開できない形式のデータです",
+                "link.html: a symbolic link or special file; not published / 公開できないファイルです",
+            ]
+        )
 
 
 class TestFingerprint:
@@ -399,8 +431,7 @@ class TestFingerprint:
         shutil.copytree(config.PACKAGE_DIR, dst, ignore=shutil.ignore_patterns("__pycache__"))
         return dst
 
-    def test_changing_any_constant_of_the_package_changes_the_fingerprint(self, tmp_path: Path,
-                                                                         monkeypatch) -> None:
+    def test_changing_any_constant_of_the_package_changes_the_fingerprint(self, tmp_path: Path, monkeypatch) -> None:
         pkg = self._copy_package(tmp_path)
         monkeypatch.setattr(config, "PACKAGE_DIR", pkg)
         base = fingerprint.compute()
@@ -418,7 +449,7 @@ class TestFingerprint:
         monkeypatch.setenv("TSUNAGARI_SOMETHING_NEW", "1")
         assert fingerprint.compute() != base
         monkeypatch.delenv("TSUNAGARI_SOMETHING_NEW")
-        monkeypatch.setenv(config.CACHE_ENV, "/elsewhere")   # only locates a cache: no rebuild
+        monkeypatch.setenv(config.CACHE_ENV, "/elsewhere")  # only locates a cache: no rebuild
         assert fingerprint.compute() == base
         versions = fingerprint.library_versions()
         import duckdb as d
@@ -436,8 +467,15 @@ class TestLogLines:
     def test_a_log_record_is_one_line_without_server_paths(self, tmp_path: Path, monkeypatch) -> None:
         monkeypatch.chdir(tmp_path)
         fmt = SafeFormatter("%(levelname)s %(message)s")
-        rec = logging.LogRecord("tsunagari.x", logging.INFO, __file__, 1, "staged %s from %s",
-                                ("bad\nname.csv", str(tmp_path / "in" / "x.csv")), None)
+        rec = logging.LogRecord(
+            "tsunagari.x",
+            logging.INFO,
+            __file__,
+            1,
+            "staged %s from %s",
+            ("bad\nname.csv", str(tmp_path / "in" / "x.csv")),
+            None,
+        )
         assert fmt.format(rec) == "INFO staged bad\\nname.csv from in/x.csv"
 
     def test_display_path(self, tmp_path: Path, monkeypatch) -> None:
@@ -460,16 +498,24 @@ def small_input(tmp_path_factory) -> Path:
 
 
 def _cfg(root: Path, input_dir: Path, out: Path, **kw) -> BuildConfig:
-    base = dict(input_dir=input_dir, out_dir=out, warehouse=root / "wh.duckdb", jobs=1, prefs=[31],
-                quiet=True, renderer="pandoc")
+    base = dict(
+        input_dir=input_dir,
+        out_dir=out,
+        warehouse=root / "wh.duckdb",
+        jobs=1,
+        prefs=[31],
+        quiet=True,
+        renderer="pandoc",
+    )
     base.update(kw)
     return BuildConfig(**base)
 
 
 @pytest.mark.slow
 class TestBuildOwnsOnlyItsFiles:
-    def test_symlinked_out_users_siblings_log_paths_and_the_publish_scan(self, tmp_path: Path, small_input: Path,
-                                                                       monkeypatch) -> None:
+    def test_symlinked_out_users_siblings_log_paths_and_the_publish_scan(
+        self, tmp_path: Path, small_input: Path, monkeypatch
+    ) -> None:
         monkeypatch.chdir(tmp_path)
         (tmp_path / "www" / "html").mkdir(parents=True)
         current = tmp_path / "current"
@@ -486,11 +532,11 @@ class TestBuildOwnsOnlyItsFiles:
         cfg = _cfg(tmp_path, small_input, current)
         first = run_build(cfg)
         assert first.ok and first.published, first.failed
-        assert current.is_symlink() and os.readlink(current) == "www/html"        # the link stays a link
-        assert (tmp_path / "www" / "html" / "prefectures" / "31-tottori.pdf").is_file()   # the target updated
+        assert current.is_symlink() and os.readlink(current) == "www/html"  # the link stays a link
+        assert (tmp_path / "www" / "html" / "prefectures" / "31-tottori.pdf").is_file()  # the target updated
         assert (tmp_path / "www" / "html" / publish.MARKER).is_file()
         after = tree(tmp_path)
-        assert {k: after.get(k) for k in users} == users                          # byte-identical
+        assert {k: after.get(k) for k in users} == users  # byte-identical
         assert not (tmp_path / "www" / ".html.tsunagari-new").exists()
         assert not (tmp_path / "www" / ".html.tsunagari-old").exists()
 
@@ -509,20 +555,28 @@ class TestBuildOwnsOnlyItsFiles:
         pd.DataFrame({"respondent_id": ["r1"]}).to_parquet(site / "downloads" / "export.csv")
         blocked = run_build(cfg)
         assert not blocked.published
-        assert blocked.failed == ["publish: downloads/export.csv: is a Parquet file; not published / "
-                                  "公開できない形式のデータです"]
+        assert blocked.failed == [
+            "publish: downloads/export.csv: is a Parquet file; not published / 公開できない形式のデータです"
+        ]
         assert {k: v for k, v in tree(site).items() if k != "downloads/export.csv"} == published
 
     def test_out_refused_on_the_command_line(self, tmp_path: Path, small_input: Path) -> None:
         """`--out ..`, `--out .` and `--out data`: exit 2, a message naming --out, nothing written."""
         (tmp_path / "proj" / "data").mkdir(parents=True)
         before = tree(tmp_path)
-        for out, why in (("..", "'..' contains the working folder"), (".", "'.' is the working folder"),
-                         ("data", "'data' is data/")):
-            proc = subprocess.run([sys.executable, "-m", "pipelines.cli", "build", "--input", str(small_input),
-                                   "--out", out, "--quiet"], capture_output=True, text=True,
-                                  cwd=tmp_path / "proj", timeout=300,
-                                  env={**os.environ, "PYTHONPATH": str(ROOT)})
+        for out, why in (
+            ("..", "'..' contains the working folder"),
+            (".", "'.' is the working folder"),
+            ("data", "'data' is data/"),
+        ):
+            proc = subprocess.run(
+                [sys.executable, "-m", "pipelines.cli", "build", "--input", str(small_input), "--out", out, "--quiet"],
+                capture_output=True,
+                text=True,
+                cwd=tmp_path / "proj",
+                timeout=300,
+                env={**os.environ, "PYTHONPATH": str(ROOT)},
+            )
             assert proc.returncode == 2, proc.stderr[-2000:]
             assert proc.stderr.startswith(f"error: --out: {why}"), proc.stderr
             assert "Traceback" not in proc.stderr
@@ -531,18 +585,36 @@ class TestBuildOwnsOnlyItsFiles:
 
 @pytest.mark.slow
 class TestNoStaleCache:
-    def test_changing_min_base_in_the_package_changes_the_next_plain_build(self, tmp_path: Path,
-                                                                          small_input: Path) -> None:
+    def test_changing_min_base_in_the_package_changes_the_next_plain_build(
+        self, tmp_path: Path, small_input: Path
+    ) -> None:
         """A copy of the project; a first build; MIN_BASE 30 -> 50 in its config.py; the next plain
         build (no --force) publishes the new suppression."""
         proj = tmp_path / "proj"
         for name in ("pipelines", "reports", "expectations", "data/reference"):
             shutil.copytree(ROOT / name, proj / name, ignore=shutil.ignore_patterns("__pycache__"))
         shutil.copy(ROOT / "pyproject.toml", proj / "pyproject.toml")
-        cmd = [sys.executable, "-m", "pipelines.cli", "build", "--input", str(small_input), "--out", "site",
-               "--warehouse", "wh.duckdb", "--pref", "31", "--jobs", "1", "--renderer", "pandoc", "--quiet"]
+        cmd = [
+            sys.executable,
+            "-m",
+            "pipelines.cli",
+            "build",
+            "--input",
+            str(small_input),
+            "--out",
+            "site",
+            "--warehouse",
+            "wh.duckdb",
+            "--pref",
+            "31",
+            "--jobs",
+            "1",
+            "--renderer",
+            "pandoc",
+            "--quiet",
+        ]
         others = [e for e in os.environ.get("PYTHONPATH", "").split(os.pathsep) if e and Path(e).resolve() != ROOT]
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(proj), *others])}   # the copy, not this checkout
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(proj), *others])}  # the copy, not this checkout
         env.pop("TSUNAGARI_REPORTS_DIR", None)
         first = subprocess.run(cmd, cwd=proj, env=env, capture_output=True, text=True, timeout=1200)
         assert first.returncode == 0, first.stderr[-3000:]
@@ -550,7 +622,7 @@ class TestNoStaleCache:
         csv = site / "downloads" / "indicators-2024.csv"
         before = pd.read_csv(csv, encoding="utf-8-sig", dtype=str, header=1)
         html_before = (site / "prefectures" / "31-tottori.html").read_bytes()
-        footnote = "「x」：集計対象が{}人未満のため"   # report_data.FOOTNOTE_SUPPRESSED, from config.MIN_BASE
+        footnote = "「x」：集計対象が{}人未満のため"  # report_data.FOOTNOTE_SUPPRESSED, from config.MIN_BASE
         assert footnote.format(30) in html_before.decode("utf-8")
 
         cfg = proj / "pipelines" / "domain" / "config.py"
@@ -562,7 +634,8 @@ class TestNoStaleCache:
         assert footnote.format(50) in html_after and footnote.format(30) not in html_after
         n = pd.to_numeric(after.n_unweighted, errors="coerce")
         shown = after.value.notna() & after.value.ne("")
-        assert not (shown & n.lt(50)).any()              # nothing with a base under 50 is shown now
+        assert not (shown & n.lt(50)).any()  # nothing with a base under 50 is shown now
+
         def suppressed(df: pd.DataFrame) -> int:
             return int(df.suppressed.str.lower().isin(["true", "1"]).sum())
 

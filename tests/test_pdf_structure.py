@@ -25,8 +25,8 @@ pypdf = pytest.importorskip("pypdf", reason="pypdf not installed (pip install -e
 from pypdf.generic import ArrayObject, ContentStream, DictionaryObject, IndirectObject  # noqa: E402
 
 AREAS = ["national", "prefectures/13-tokyo", "prefectures/31-tottori"]
-N_CHARTS = 12        # as tests/test_reports.py: every report draws twelve charts
-MAX_HOLE = 0.40      # of a page's body
+N_CHARTS = 12  # as tests/test_reports.py: every report draws twelve charts
+MAX_HOLE = 0.40  # of a page's body
 
 
 @pytest.fixture(scope="module")
@@ -163,8 +163,11 @@ def test_every_figure_has_alt_text_and_every_table_a_caption(pdfs):
 def test_tables_captions_are_printed(pdfs):
     """The captions are on the page too (not only in the tags): the Tokyo report's survey and
     trend tables."""
-    text = "".join(subprocess.run(["pdftotext", str(pdfs["prefectures/13-tokyo"]), "-"],
-                                  capture_output=True, text=True, check=True).stdout.split())
+    text = "".join(
+        subprocess.run(
+            ["pdftotext", str(pdfs["prefectures/13-tokyo"]), "-"], capture_output=True, text=True, check=True
+        ).stdout.split()
+    )
     assert "主な指標（東京都、2024年、全国との比較）" in text
     assert "調査指標の推移（東京都、" in text
 
@@ -172,8 +175,9 @@ def test_tables_captions_are_printed(pdfs):
 def test_first_page_carries_publication_date_contact_and_terms(pdfs):
     pub = config.publication()
     for area, path in pdfs.items():
-        first = subprocess.run(["pdftotext", "-f", "1", "-l", "1", str(path), "-"],
-                               capture_output=True, text=True, check=True).stdout
+        first = subprocess.run(
+            ["pdftotext", "-f", "1", "-l", "1", str(path), "-"], capture_output=True, text=True, check=True
+        ).stdout
         flat = "".join(first.split())
         for key in ("date", "publisher", "contact"):
             assert "".join(pub[key].split()) in flat, (area, key)
@@ -191,7 +195,7 @@ def _body_holes(path: Path, tmp: Path) -> list[float]:
     for f in sorted(tmp.glob("p-*.pgm"), key=lambda p: int(p.stem.split("-")[-1])):
         a = np.asarray(Image.open(f))
         h = a.shape[0]
-        body = (a[int(h * 0.10):int(h * 0.92)] < 200).any(axis=1)
+        body = (a[int(h * 0.10) : int(h * 0.92)] < 200).any(axis=1)
         inked = np.nonzero(body)[0]
         holes.append(1.0 if not len(inked) else (len(body) - inked[-1] - 1) / len(body))
     for f in tmp.glob("p-*.pgm"):

@@ -45,9 +45,10 @@ class TestCompareNational:
         con.close()
         lon = t[(t.question == "q_loneliness") & (t.breakdown == "total")].set_index("category")
         assert sorted(lon.index) == ["1", "2", "3", "4", "5", "9"]
-        assert set(t.year) == {2022}      # only the round in the warehouse
+        assert set(t.year) == {2022}  # only the round in the warehouse
         assert lon.loc["5", "published"] == 4.9 and lon.loc["5", "difference"] == pytest.approx(
-            lon.loc["5", "computed"] - 4.9)
+            lon.loc["5", "computed"] - 4.9
+        )
         assert abs(lon.loc["5", "difference"]) < 0.05 and not lon.loc["5", "above_tolerance"]
         assert lon.loc["2", "difference"] == pytest.approx(-2.0, abs=0.05) and lon.loc["2", "above_tolerance"]
         assert lon.loc["1", "difference"] == pytest.approx(2.0, abs=0.05) and lon.loc["1", "above_tolerance"]
@@ -58,12 +59,26 @@ class TestCompareNational:
         assert list(t.columns) == published.COLUMNS
 
     def test_indicator_rows_and_empty(self, warehouse):
-        pub = pd.DataFrame([{"year": 2022, "question": "q_support_received", "category": "2",
-                             "category_label": "受けていない", "breakdown": "has_worries=1",
-                             "value_pct": 88.2, "n": 8484, "source": "s", "status": "confirmed"}])
+        pub = pd.DataFrame(
+            [
+                {
+                    "year": 2022,
+                    "question": "q_support_received",
+                    "category": "2",
+                    "category_label": "受けていない",
+                    "breakdown": "has_worries=1",
+                    "value_pct": 88.2,
+                    "n": 8484,
+                    "source": "s",
+                    "status": "confirmed",
+                }
+            ]
+        )
         con = duckdb.connect(str(warehouse))
-        con.execute("UPDATE indicators SET value = 88.0, suppressed = FALSE, n_unweighted = 8000 "
-                    "WHERE area_code = '00' AND indicator_id = 'no_support_among_worried' AND breakdown = 'total'")
+        con.execute(
+            "UPDATE indicators SET value = 88.0, suppressed = FALSE, n_unweighted = 8000 "
+            "WHERE area_code = '00' AND indicator_id = 'no_support_among_worried' AND breakdown = 'total'"
+        )
         t = published.compare_national(con, pub)
         assert len(t) == 1 and t.compared_with.iloc[0] == "indicators: no_support_among_worried"
         assert t.difference.iloc[0] == pytest.approx(-0.2) and t.above_tolerance.iloc[0]
@@ -72,13 +87,27 @@ class TestCompareNational:
 
     def test_tolerance_is_not_fooled_by_binary_rounding(self):
         # 4.9 - 4.8 is 0.10000000000000053 in binary: exactly one rounding step is not listed.
-        pub = pd.DataFrame([{"year": 2022, "question": "q_loneliness", "category": "5",
-                             "category_label": "x", "breakdown": "total", "value_pct": 4.8, "n": 1,
-                             "source": "s", "status": "confirmed"}])
+        pub = pd.DataFrame(
+            [
+                {
+                    "year": 2022,
+                    "question": "q_loneliness",
+                    "category": "5",
+                    "category_label": "x",
+                    "breakdown": "total",
+                    "value_pct": 4.8,
+                    "n": 1,
+                    "source": "s",
+                    "status": "confirmed",
+                }
+            ]
+        )
         con = duckdb.connect()
-        con.execute("CREATE TABLE distributions AS SELECT 2022 AS year, '00' AS area_code, "
-                    "'q_loneliness' AS question, 'total' AS breakdown, '5' AS category, 4.9 AS value, "
-                    "100 AS n_unweighted, FALSE AS suppressed")
+        con.execute(
+            "CREATE TABLE distributions AS SELECT 2022 AS year, '00' AS area_code, "
+            "'q_loneliness' AS question, 'total' AS breakdown, '5' AS category, 4.9 AS value, "
+            "100 AS n_unweighted, FALSE AS suppressed"
+        )
         assert not published.compare_national(con, pub).above_tolerance.iloc[0]
         con.close()
 

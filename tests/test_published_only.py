@@ -34,8 +34,11 @@ WORKING = {".ipynb", ".log", ".tmp"}
 
 
 def _files(d: Path) -> dict[str, str]:
-    return {p.relative_to(d).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(d.rglob("*")) if p.is_file()}
+    return {
+        p.relative_to(d).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(d.rglob("*"))
+        if p.is_file()
+    }
 
 
 def assert_only_what_a_visitor_needs(site: Path) -> None:
@@ -46,10 +49,12 @@ def assert_only_what_a_visitor_needs(site: Path) -> None:
         assert p.suffix not in WORKING, rel
         if rel == publish.MARKER:
             continue
-        assert not any(part.startswith(".") for part in p.parts), rel        # no dot file but the marker
-        assert (p.suffix in PUBLISHED_SUFFIXES
-                or (p.suffix == ".txt" and p.parent.as_posix() == publish.FONT_DIR)
-                or rel in publish.PAGE_JSON), rel
+        assert not any(part.startswith(".") for part in p.parts), rel  # no dot file but the marker
+        assert (
+            p.suffix in PUBLISHED_SUFFIXES
+            or (p.suffix == ".txt" and p.parent.as_posix() == publish.FONT_DIR)
+            or rel in publish.PAGE_JSON
+        ), rel
 
 
 @pytest.fixture(scope="module")
@@ -60,8 +65,15 @@ def small_input(tmp_path_factory) -> Path:
 
 
 def _cfg(tmp: Path, input_dir: Path, **kw) -> BuildConfig:
-    base = dict(input_dir=input_dir, out_dir=tmp / "site", warehouse=tmp / "wh.duckdb", jobs=1, prefs=[31],
-                quiet=True, renderer="pandoc")
+    base = dict(
+        input_dir=input_dir,
+        out_dir=tmp / "site",
+        warehouse=tmp / "wh.duckdb",
+        jobs=1,
+        prefs=[31],
+        quiet=True,
+        renderer="pandoc",
+    )
     base.update(kw)
     return BuildConfig(**base)
 
@@ -69,23 +81,41 @@ def _cfg(tmp: Path, input_dir: Path, **kw) -> BuildConfig:
 @pytest.mark.slow
 class TestOnlyTheSiteIsPublished:
     def test_a_build_publishes_only_the_allow_list_and_keeps_its_working_files_beside(
-            self, tmp_path: Path, small_input: Path, monkeypatch) -> None:
+        self, tmp_path: Path, small_input: Path, monkeypatch
+    ) -> None:
         monkeypatch.chdir(tmp_path)
         cfg = _cfg(tmp_path, small_input)
         first = run_build(cfg)
         assert first.ok and first.published, first.failed
         site, work = cfg.out_dir, tmp_path / ".site.tsunagari-work"
         assert_only_what_a_visitor_needs(site)
-        assert {"index.html", "prefectures/31-tottori.html", "prefectures/31-tottori.pdf", "quality/results.json",
-                "downloads/indicators-2024.csv", "downloads/data-dictionary.csv", "downloads/index.html",
-                publish.MARKER} <= set(_files(site))
+        assert {
+            "index.html",
+            "prefectures/31-tottori.html",
+            "prefectures/31-tottori.pdf",
+            "quality/results.json",
+            "downloads/indicators-2024.csv",
+            "downloads/data-dictionary.csv",
+            "downloads/index.html",
+            publish.MARKER,
+        } <= set(_files(site))
         # The working files: beside the site, in a folder the build marks as its own.
-        assert set(_files(work)) >= {publish.MARKER, "build.log", "build-summary.txt", "state.json", "checked.json",
-                                     "xlsx-inputs.json", "executed/31-tottori.ipynb", "runs/indicators-2024.ipynb"}
+        assert set(_files(work)) >= {
+            publish.MARKER,
+            "build.log",
+            "build-summary.txt",
+            "state.json",
+            "checked.json",
+            "xlsx-inputs.json",
+            "executed/31-tottori.ipynb",
+            "runs/indicators-2024.ipynb",
+        }
         assert "published / 公開" in (work / "build-summary.txt").read_text(encoding="utf-8")
-        assert publish.state_site(work) == publish.site_id(site)       # the state describes the published site
+        assert publish.state_site(work) == publish.site_id(site)  # the state describes the published site
         assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".site")) == [
-            ".site.tsunagari-lock", ".site.tsunagari-work"]
+            ".site.tsunagari-lock",
+            ".site.tsunagari-work",
+        ]
 
         # The next build reuses the folder and its state: nothing executed, nothing rendered.
         ino = work.stat().st_ino
@@ -115,7 +145,8 @@ class TestOnlyTheSiteIsPublished:
         assert blocked.failed == [
             f"publish: debug.log: a log file; only what a visitor needs is published {work_note}",
             f"publish: prefectures/31-tottori.ipynb: an executed notebook; only what a visitor needs is "
-            f"published {work_note}"]
+            f"published {work_note}",
+        ]
         assert _files(site) == published
         assert "NOT published" in (work / "build-summary.txt").read_text(encoding="utf-8")
 
@@ -129,23 +160,30 @@ class TestOnlyTheSiteIsPublished:
         assert_only_what_a_visitor_needs(site)
 
     def test_reports_and_indicators_commands_keep_their_notebooks_beside_out(
-            self, tmp_path: Path, small_input: Path) -> None:
+        self, tmp_path: Path, small_input: Path
+    ) -> None:
         cfg = _cfg(tmp_path, small_input)
         assert run_build(cfg).ok
         env = {**os.environ, "PYTHONPATH": str(ROOT)}
 
         def cli(*args: str) -> subprocess.CompletedProcess:
-            proc = subprocess.run([sys.executable, "-m", "pipelines.cli", *args, "--warehouse", str(cfg.warehouse),
-                                   "--quiet"], capture_output=True, text=True, cwd=tmp_path, env=env, timeout=600)
+            proc = subprocess.run(
+                [sys.executable, "-m", "pipelines.cli", *args, "--warehouse", str(cfg.warehouse), "--quiet"],
+                capture_output=True,
+                text=True,
+                cwd=tmp_path,
+                env=env,
+                timeout=600,
+            )
             assert proc.returncode == 0, proc.stderr[-3000:]
             return proc
 
         cli("reports", "--year", "2024", "--pref", "31", "--out", "reports-out", "--renderer", "pandoc")
         out = tmp_path / "reports-out"
-        files = set(_files(out)) - {publish.MARKER}   # (a site of the build's: published by its swap)
+        files = set(_files(out)) - {publish.MARKER}  # (a site of the build's: published by its swap)
         data = {f for f in files if f.startswith("prefectures/31-tottori-data/") and f.endswith(".csv")}
         assert files - data == {"prefectures/31-tottori.html", "prefectures/31-tottori.pdf"}
-        assert len(data) == 12   # each chart's data file (issue #23), beside the report
+        assert len(data) == 12  # each chart's data file (issue #23), beside the report
         assert (tmp_path / ".reports-out.tsunagari-work" / "executed" / "31-tottori.ipynb").is_file()
 
         proc = cli("indicators", "--year", "2024", "--out", "ind-out")
@@ -163,8 +201,25 @@ class TestOnlyTheSiteIsPublished:
         # An unmarked folder under the working folder's name is refused and left alone.
         stray = tmp_path / ".other.tsunagari-work"
         stray.mkdir()
-        proc = subprocess.run([sys.executable, "-m", "pipelines.cli", "indicators", "--year", "2024", "--out", "other",
-                               "--warehouse", str(cfg.warehouse), "--quiet"], capture_output=True, text=True,
-                              cwd=tmp_path, env=env, timeout=600)
+        proc = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "pipelines.cli",
+                "indicators",
+                "--year",
+                "2024",
+                "--out",
+                "other",
+                "--warehouse",
+                str(cfg.warehouse),
+                "--quiet",
+            ],
+            capture_output=True,
+            text=True,
+            cwd=tmp_path,
+            env=env,
+            timeout=600,
+        )
         assert proc.returncode == 2 and "was not created by Tsunagari" in proc.stderr, proc.stderr[-2000:]
         assert list(stray.iterdir()) == []

@@ -11,9 +11,11 @@ from fontTools.ttLib import TTFont
 
 from pipelines.render import pandoc as P
 
-PAGE = ("<html><head><title>t</title></head><body><h1>埼玉県 孤独・孤立の状況（2024年）</h1>"
-        "<p>しばしばある・常にある 4.9%（95%信頼区間 4.1～5.8%）</p>{extra}</body></html>")
-RARE = "鬱"   # not in any template, code or reference file: outside the base subset
+PAGE = (
+    "<html><head><title>t</title></head><body><h1>埼玉県 孤独・孤立の状況（2024年）</h1>"
+    "<p>しばしばある・常にある 4.9%（95%信頼区間 4.1～5.8%）</p>{extra}</body></html>"
+)
+RARE = "鬱"  # not in any template, code or reference file: outside the base subset
 
 
 def embedded_cmap(html: str) -> set[str]:
@@ -64,9 +66,9 @@ class TestBaseFontCache:
         chars, made = P._base_font()
         files = list((cache / "fonts").glob("base-subset-*.ttf"))
         assert len(files) == 1 and files[0].read_bytes() == made
-        TTFont(io.BytesIO(made))   # a font fontTools reads
+        TTFont(io.BytesIO(made))  # a font fontTools reads
 
-        P._base_font.cache_clear()   # as a new worker process would start
+        P._base_font.cache_clear()  # as a new worker process would start
         monkeypatch.setattr(P, "_subset", lambda *a: pytest.fail("subset made again"))
         chars2, read = P._base_font()
         assert read == made and chars2 == chars
@@ -96,7 +98,7 @@ class TestBaseFontCache:
     def test_a_cache_folder_that_cannot_be_written_is_not_an_error(self, tmp_path, monkeypatch):
         blocker = tmp_path / "file"
         blocker.write_text("x")
-        monkeypatch.setenv("TSUNAGARI_CACHE_DIR", str(blocker / "cache"))   # under a file
+        monkeypatch.setenv("TSUNAGARI_CACHE_DIR", str(blocker / "cache"))  # under a file
         P._base_font.cache_clear()
         try:
             chars, data = P._base_font()
@@ -118,8 +120,10 @@ class TestNotebookReadOnce:
         import nbformat
 
         nb = nbformat.v4.new_notebook()
-        nb.cells = [nbformat.v4.new_markdown_cell("# 埼玉県 孤独・孤立の状況（2024年）"),
-                    nbformat.v4.new_markdown_cell("本文です。")]
+        nb.cells = [
+            nbformat.v4.new_markdown_cell("# 埼玉県 孤独・孤立の状況（2024年）"),
+            nbformat.v4.new_markdown_cell("本文です。"),
+        ]
         path = tmp_path / "11-saitama.ipynb"
         nbformat.write(nb, str(path))
         return path
@@ -146,7 +150,7 @@ class TestNotebookReadOnce:
         P.render_html(executed, tmp_path / "b.html", meta)
         assert len([a for a in calls if "ipynb" in a]) == 2
         assert "訂正後の本文。" in (tmp_path / "b.html").read_text(encoding="utf-8")
-        assert not first.exists()          # the previous reading's folder is removed
+        assert not first.exists()  # the previous reading's folder is removed
 
 
 class TestReportKindCells:
@@ -159,16 +163,20 @@ class TestReportKindCells:
 
         nb = nbformat.v4.new_notebook()
         nb.metadata["papermill"] = {"parameters": {"year": 2024, "pref_code": pref_code}}
-        nb.cells = [nbformat.v4.new_markdown_cell("# 表題"),
-                    nbformat.v4.new_markdown_cell("全国だけの段落。", metadata={"tags": ["national"]}),
-                    nbformat.v4.new_markdown_cell("都道府県だけの段落。", metadata={"tags": ["prefecture"]}),
-                    nbformat.v4.new_markdown_cell("どちらにも出る段落。")]
+        nb.cells = [
+            nbformat.v4.new_markdown_cell("# 表題"),
+            nbformat.v4.new_markdown_cell("全国だけの段落。", metadata={"tags": ["national"]}),
+            nbformat.v4.new_markdown_cell("都道府県だけの段落。", metadata={"tags": ["prefecture"]}),
+            nbformat.v4.new_markdown_cell("どちらにも出る段落。"),
+        ]
         path = tmp_path / f"{pref_code}.ipynb"
         nbformat.write(nb, str(path))
         return path
 
-    @pytest.mark.parametrize("code,shown,hidden", [(0, "全国だけの段落。", "都道府県だけの段落。"),
-                                                   (13, "都道府県だけの段落。", "全国だけの段落。")])
+    @pytest.mark.parametrize(
+        "code,shown,hidden",
+        [(0, "全国だけの段落。", "都道府県だけの段落。"), (13, "都道府県だけの段落。", "全国だけの段落。")],
+    )
     def test_only_the_cells_of_this_kind(self, tmp_path, code, shown, hidden):
         import json
 

@@ -24,9 +24,15 @@ def _filter(d: pd.DataFrame, year, area, breakdown, ind):
 
 class TestRowIndex:
     def test_first_match_wins(self):
-        d = pd.DataFrame({"year": [2024, 2024, 2024], "area_code": ["13", "13", "13"],
-                          "breakdown": ["total", "total", "sex=1"], "indicator_id": ["a", "a", "a"],
-                          "value": [1.0, 2.0, 3.0]})
+        d = pd.DataFrame(
+            {
+                "year": [2024, 2024, 2024],
+                "area_code": ["13", "13", "13"],
+                "breakdown": ["total", "total", "sex=1"],
+                "indicator_id": ["a", "a", "a"],
+                "value": [1.0, 2.0, 3.0],
+            }
+        )
         assert row_index(d) == {(2024, "13", "total", "a"): 0, (2024, "13", "sex=1", "a"): 2}
 
     def test_row_equals_the_filter_for_every_row(self, wh):
@@ -55,8 +61,10 @@ class TestLoadReportDataCache:
     def test_a_write_to_the_warehouse_is_seen(self, wh):
         before = load_report_data(wh, 2024, 13).row("lonely_often_always")["value"]
         con = duckdb.connect(str(wh))
-        con.execute("UPDATE indicators SET value = 99.5 WHERE year = 2024 AND area_code = '13' "
-                    "AND indicator_id = 'lonely_often_always' AND breakdown = 'total'")
+        con.execute(
+            "UPDATE indicators SET value = 99.5 WHERE year = 2024 AND area_code = '13' "
+            "AND indicator_id = 'lonely_often_always' AND breakdown = 'total'"
+        )
         con.close()
         after = load_report_data(wh, 2024, 13).row("lonely_often_always")["value"]
         assert before != 99.5 and after == 99.5
@@ -73,7 +81,7 @@ class TestPreviousRound:
         data = load_report_data(wh, 2024, 0)
         assert data.previous_year == 2023
         assert data.row("lonely_often_always", year=2019) is None
-        assert data.row("lonely_often_always", year=0) is None   # the national 前回 column used to show 2024 here
+        assert data.row("lonely_often_always", year=0) is None  # the national 前回 column used to show 2024 here
 
     def test_national_headline_table_shows_the_previous_rounds_value(self, wh):
         from pipelines.outputs.report_data import headline_table
@@ -81,7 +89,7 @@ class TestPreviousRound:
         data = load_report_data(wh, 2024, 0)
         table = headline_table(data)
         header = table.splitlines()[0]
-        assert "前回 2023年（\\%）" in header   # md_escape escapes %
+        assert "前回 2023年（\\%）" in header  # md_escape escapes %
         line = next(x for x in table.splitlines() if x.startswith("| " + data.name("lonely_often_always")))
         cells = [c.strip().replace("\\", "") for c in line.strip("|").split("|")]
         assert cells[4] == f"{data.row('lonely_often_always', year=2023)['value']:.1f}"
@@ -111,7 +119,7 @@ class TestFrames:
         assert set(data.estimates(["lonely_often_always"]).place) == {"全国"}
 
     def test_trends_every_round_and_source_change(self, wh):
-        data = load_report_data(wh, 2024, 11)   # the fixture's Saitama switches to its own survey in 2024
+        data = load_report_data(wh, 2024, 11)  # the fixture's Saitama switches to its own survey in 2024
         t = data.trends(["lonely_often_always"])
         assert sorted(t.year.unique()) == [2022, 2023, 2024]
         mine = t[t.area_code == "11"].set_index("year")
@@ -137,14 +145,14 @@ class TestUkYear:
 
         years = ["2021/22", "2023/24", "2024/25"]
         assert closest_uk_year(years, 2024) == "2024/25"
-        assert closest_uk_year(years, 2022) == "2021/22"   # tie 2021/22 vs 2023/24: the earlier
+        assert closest_uk_year(years, 2022) == "2021/22"  # tie 2021/22 vs 2023/24: the earlier
         assert closest_uk_year(years, 2023) == "2023/24"
 
     def test_one_uk_year_per_chart_at_published_precision(self, wh):
         data = load_report_data(wh, 2024, 13)
         year, dist = data.uk_distribution()
-        assert year == "2021/22" and set(dist.year) == {"2021/22"}   # the only year with every category
-        assert dist.set_index("jp_code").loc["5", "value_text"] == "6"   # not 6.0
+        assert year == "2021/22" and set(dist.year) == {"2021/22"}  # the only year with every category
+        assert dist.set_index("jp_code").loc["5", "value_text"] == "6"  # not 6.0
         year, ages = data.uk_by_age()
         assert year == "2024/25" and set(ages.year) == {"2024/25"} and len(ages) == 6
 
@@ -156,8 +164,16 @@ class TestFootnotes:
     def test_a_hidden_direct_value_beside_a_model_estimate_is_explained(self):
         from pipelines.outputs import report_data as rd
 
-        row = {"value": 0.5, "suppressed": True, "n_unweighted": 12, "estimate_method": "model", "lead_value": 0.04,
-               "lead_lower_ci95": 0.02, "lead_upper_ci95": 0.07, "lead_cv": 0.2}
+        row = {
+            "value": 0.5,
+            "suppressed": True,
+            "n_unweighted": 12,
+            "estimate_method": "model",
+            "lead_value": 0.04,
+            "lead_lower_ci95": 0.02,
+            "lead_upper_ci95": 0.07,
+            "lead_cv": 0.2,
+        }
         cell = rd.fmt_method_direct(row)
         assert f"直接推計 {rd.SUPPRESSED}）" in cell
         assert rd.FOOTNOTE_SUPPRESSED in rd.footnotes("2.6", cell)

@@ -22,10 +22,13 @@ YEAR = 2024
 # Sections: the 重点計画's 基本方針 that the catalogue's `section` field fills (every one has an
 # indicator in the shipped catalogue), between the fixed opening and closing sections.
 SECTIONS = ["要点", "主な指標", "推移"] + list(PILLARS.values()) + ["方法と注意事項"]
-SUBSECTIONS = ["回答分布：孤独感が「しばしばある・常にある」人の割合（イングランドとの比較）",
-               "年齢別（イングランドと同じ年齢区分）：孤独感が「しばしばある・常にある」人の割合",
-               "回答分布：UCLA孤独感尺度（3項目）10～12点の人の割合",
-               "性別・年齢別：孤独感が「しばしばある・常にある」人の割合", "施策データ"]
+SUBSECTIONS = [
+    "回答分布：孤独感が「しばしばある・常にある」人の割合（イングランドとの比較）",
+    "年齢別（イングランドと同じ年齢区分）：孤独感が「しばしばある・常にある」人の割合",
+    "回答分布：UCLA孤独感尺度（3項目）10～12点の人の割合",
+    "性別・年齢別：孤独感が「しばしばある・常にある」人の割合",
+    "施策データ",
+]
 BANNER = "合成データ"
 # Charts per report: spine (strip in the national report), trend; 基本方針(1) estimates, sex/age,
 # programme; (2) estimates, programme; (3) estimates, direct-question distribution, UK age, sex/age,
@@ -117,7 +120,7 @@ def shown(row) -> str:
 
 @pytest.fixture(scope="module")
 def built(built_reports):
-    result, out, wh = built_reports   # conftest.py: one build shared with test_pdf_structure.py
+    result, out, wh = built_reports  # conftest.py: one build shared with test_pdf_structure.py
     con = duckdb.connect(str(wh), read_only=True)
     ind = con.execute("SELECT * FROM indicators WHERE year = ?", [YEAR]).df()
     con.close()
@@ -129,10 +132,16 @@ def test_reports_built_for_two_prefectures_and_national(built):
     result, out, _, _ = built
     assert result.ok, result.summary()
     assert result.built == ["13-tokyo", "31-tottori", "national"]
-    for rel in ("prefectures/13-tokyo.html", "prefectures/13-tokyo.pdf", "prefectures/31-tottori.html",
-                "prefectures/31-tottori.pdf", "national.html", "national.pdf"):
+    for rel in (
+        "prefectures/13-tokyo.html",
+        "prefectures/13-tokyo.pdf",
+        "prefectures/31-tottori.html",
+        "prefectures/31-tottori.pdf",
+        "national.html",
+        "national.pdf",
+    ):
         assert (out / rel).stat().st_size > 10_000, rel
-    assert (executed_dir(out) / "13-tokyo.ipynb").exists()   # beside the output folder, not in it
+    assert (executed_dir(out) / "13-tokyo.ipynb").exists()  # beside the output folder, not in it
     assert executed_dir(out) == out.parent / f".{out.name}.tsunagari-work" / "executed"
     assert not [p for p in out.rglob("*") if p.suffix == ".ipynb" or p.name.startswith(".")]
     for a in result.areas:
@@ -140,8 +149,10 @@ def test_reports_built_for_two_prefectures_and_national(built):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("rel,name", [("prefectures/13-tokyo.html", "東京都"),
-                                      ("prefectures/31-tottori.html", "鳥取県"), ("national.html", "全国")])
+@pytest.mark.parametrize(
+    "rel,name",
+    [("prefectures/13-tokyo.html", "東京都"), ("prefectures/31-tottori.html", "鳥取県"), ("national.html", "全国")],
+)
 def test_html_sections_charts_and_self_contained(built, rel, name):
     _, out, _, _ = built
     page, text = parse(out / rel)
@@ -167,13 +178,20 @@ def test_markdown_cells_of_one_kind_of_report(built):
     import json
 
     nb = json.loads(report_notebook().read_text(encoding="utf-8"))
-    tagged = {kind: [re.sub(r"\s+", "", "".join(c["source"]).lstrip("#")) for c in nb["cells"]
-                     if c["cell_type"] == "markdown" and kind in c["metadata"].get("tags", [])]
-              for kind in ("national", "prefecture")}
+    tagged = {
+        kind: [
+            re.sub(r"\s+", "", "".join(c["source"]).lstrip("#"))
+            for c in nb["cells"]
+            if c["cell_type"] == "markdown" and kind in c["metadata"].get("tags", [])
+        ]
+        for kind in ("national", "prefecture")
+    }
     assert tagged["national"] and tagged["prefecture"]
     _, out, _, _ = built
-    for rel, shown, hidden in (("national.html", "national", "prefecture"),
-                               ("prefectures/13-tokyo.html", "prefecture", "national")):
+    for rel, shown, hidden in (
+        ("national.html", "national", "prefecture"),
+        ("prefectures/13-tokyo.html", "prefecture", "national"),
+    ):
         page, _ = parse(out / rel)
         text = re.sub(r"\s+", "", "".join(page.texts))
         assert all(t in text for t in tagged[shown]), rel
@@ -195,7 +213,7 @@ def test_headline_figures_match_indicators_table(built, code, slug, name):
     for _, row in total.iterrows():
         cells = body[indicator_name(cat, row.indicator_id)]
         # the leading estimate (issue #24) with its method; the comparison is the direct estimate's
-        method = row.estimate_method if isinstance(row.estimate_method, str) else "direct"   # a table without them
+        method = row.estimate_method if isinstance(row.estimate_method, str) else "direct"  # a table without them
         assert cells[4].startswith(conventions.estimate_method_label(method, row.lead_years)), cells
         assert cells[5] == f"{row.national_value:.1f}"
         if method == "direct":
@@ -224,8 +242,9 @@ def test_headline_figures_match_indicators_table(built, code, slug, name):
 def test_suppressed_values_are_never_shown(built):
     _, out, ind, _ = built
     page, _ = parse(out / "prefectures" / "31-tottori.html")
-    rows = ind[(ind.area_code == "31") & (ind.indicator_id == "lonely_often_always")
-               & ind.breakdown.isin(["sex=1", "sex=2"])]
+    rows = ind[
+        (ind.area_code == "31") & (ind.indicator_id == "lonely_often_always") & ind.breakdown.isin(["sex=1", "sex=2"])
+    ]
     assert rows.suppressed.all() and rows.value.notna().all()  # the fixture keeps the hidden value
     table = next(t for t in page.tables if t and t[0][0] == "区分" and any(r[0] == "男性" for r in t))
     assert "鳥取県（%）" in table[0]
@@ -235,7 +254,9 @@ def test_suppressed_values_are_never_shown(built):
         hidden = float(rows[rows.breakdown == bd].value.iloc[0])
         assert cells[1] == "x" and cells[2] == "x"
         assert f"{hidden:.1f}" not in " ".join(cells[1:3])
-    assert "30人未満のため、または他の値からの差し引きで算出されるのを防ぐため（二次秘匿）数値を表示していません" in (out / "prefectures" / "31-tottori.html").read_text("utf-8")
+    assert "30人未満のため、または他の値からの差し引きで算出されるのを防ぐため（二次秘匿）数値を表示していません" in (
+        out / "prefectures" / "31-tottori.html"
+    ).read_text("utf-8")
 
 
 @pytest.mark.slow
@@ -252,15 +273,16 @@ def test_national_report_shows_prefecture_distribution_in_jis_order(built):
     assert any("イングランド（CLS 2021/22）" in h for t in page.tables for h in t[0])
     # 前回（%） is the previous round's value (it used to repeat this round's)
     con = duckdb.connect(str(wh), read_only=True)
-    prev = con.execute("SELECT value FROM indicators WHERE year = 2023 AND area_code = '00' AND breakdown = 'total' "
-                       "AND indicator_id = 'lonely_often_always'").fetchone()[0]
+    prev = con.execute(
+        "SELECT value FROM indicators WHERE year = 2023 AND area_code = '00' AND breakdown = 'total' "
+        "AND indicator_id = 'lonely_often_always'"
+    ).fetchone()[0]
     con.close()
     assert nat[0][4] == "前回 2023年（%）" and nat[1][4] == f"{prev:.1f}"
 
 
 def _pdf_text(pdf: Path) -> str:
-    return subprocess.run(["pdftotext", "-layout", str(pdf), "-"], capture_output=True, text=True,
-                          check=True).stdout
+    return subprocess.run(["pdftotext", "-layout", str(pdf), "-"], capture_output=True, text=True, check=True).stdout
 
 
 @pytest.mark.slow
@@ -280,7 +302,7 @@ def test_pdf_a4_embedded_japanese_font_headings_banner(built, rel, name):
     assert all(line.split()[-5] == "yes" for line in jp), fonts  # emb column
     text = _pdf_text(pdf)
     flat = re.sub(r"\s+", "", text)
-    for h in SECTIONS:   # a long 基本方針 heading wraps, and the watermark's text can fall between its lines
+    for h in SECTIONS:  # a long 基本方針 heading wraps, and the watermark's text can fall between its lines
         assert re.sub(r"\s+", "", h)[:24] in flat, h
     assert name in text
     # banner on every page (header), and page numbers "n / N"
@@ -298,8 +320,11 @@ def test_typst_font_warning_fails_the_render(tmp_path, monkeypatch, built):
     real = rp.pdf_font()
     monkeypatch.setattr(rp, "pdf_font", lambda: ("No Such Font JP", real[1]))
     with pytest.raises(RenderError, match=r"x\.pdf: Typst font warning"):
-        rp.render_pdf(executed_dir(out) / "13-tokyo.ipynb", tmp_path / "x.pdf",
-                      {"area_name": "東京都", "year": YEAR, "title": "t", "synthetic": True})
+        rp.render_pdf(
+            executed_dir(out) / "13-tokyo.ipynb",
+            tmp_path / "x.pdf",
+            {"area_name": "東京都", "year": YEAR, "title": "t", "synthetic": True},
+        )
     assert not (tmp_path / "x.pdf").exists()
 
 
@@ -314,8 +339,15 @@ def test_failure_of_one_area_does_not_stop_the_others(tmp_path, built, monkeypat
     fork = tmp_path / "fork"
     shutil.copytree(config.REPORTS_DIR, fork)
     nb = json.loads((fork / "report.ipynb").read_text(encoding="utf-8"))
-    nb["cells"].append({"cell_type": "code", "execution_count": None, "metadata": {}, "outputs": [],
-                        "source": ["if int(pref_code) == 31:\n", "    raise RuntimeError('boom')\n"]})
+    nb["cells"].append(
+        {
+            "cell_type": "code",
+            "execution_count": None,
+            "metadata": {},
+            "outputs": [],
+            "source": ["if int(pref_code) == 31:\n", "    raise RuntimeError('boom')\n"],
+        }
+    )
     (fork / "report.ipynb").write_text(json.dumps(nb, ensure_ascii=False), encoding="utf-8")
     monkeypatch.setenv("TSUNAGARI_REPORTS_DIR", str(fork))
     result = run_reports(YEAR, wh, tmp_path / "o", prefs=[31, 1], renderer="pandoc", jobs=2)
@@ -327,9 +359,24 @@ def test_failure_of_one_area_does_not_stop_the_others(tmp_path, built, monkeypat
 
 def test_cli_refuses_invalid_prefecture_code(tmp_path):
     wh = tmp_path / "w.duckdb"
-    proc = subprocess.run([sys.executable, "-m", "pipelines.cli", "reports", "--year", "2024", "--pref", "48",
-                           "--warehouse", str(wh), "--out", str(tmp_path / "o")],
-                          capture_output=True, text=True)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pipelines.cli",
+            "reports",
+            "--year",
+            "2024",
+            "--pref",
+            "48",
+            "--warehouse",
+            str(wh),
+            "--out",
+            str(tmp_path / "o"),
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode == 2
     assert "--pref: '48' is not a prefecture code (1–47, JIS X 0401)" in proc.stderr
     assert not (tmp_path / "o").exists()
@@ -346,9 +393,27 @@ def test_invalid_prefecture_code_refused_by_run_reports(tmp_path):
 def test_cli_reports_with_relative_out_dir(tmp_path, built):
     """`tsunagari reports` from the project-like cwd with a relative --out (pandoc runs in a temp dir)."""
     _, _, _, wh = built
-    proc = subprocess.run([sys.executable, "-m", "pipelines.cli", "reports", "--year", str(YEAR), "--pref", "31",
-                           "--warehouse", str(wh), "--out", "site", "--renderer", "pandoc"],
-                          capture_output=True, text=True, cwd=tmp_path)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pipelines.cli",
+            "reports",
+            "--year",
+            str(YEAR),
+            "--pref",
+            "31",
+            "--warehouse",
+            str(wh),
+            "--out",
+            "site",
+            "--renderer",
+            "pandoc",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     html = tmp_path / "site" / "prefectures" / "31-tottori.html"
     assert html.exists() and (tmp_path / "site" / "prefectures" / "31-tottori.pdf").exists()
@@ -400,7 +465,7 @@ class TestSparseWarehouse:
         table = table_with_header(page, "指標", "全国との比較")
         assert len(table) > 9
         assert {r[1] for r in table[1:]} == {"x"}
-        assert all(re.fullmatch(r"\d+\.\d", r[5]) for r in table[1:]), table   # after 推計方法
+        assert all(re.fullmatch(r"\d+\.\d", r[5]) for r in table[1:]), table  # after 推計方法
 
 
 def charts_no_data() -> str:
@@ -424,7 +489,7 @@ def test_every_chart_links_its_data_file_beside_the_report(built, rel):
     links = [u for u in page.links if u.endswith(".csv") and "-data/" in u]
     assert len(links) == N_CHARTS == len(set(links))
     folder = (out / rel).with_name((out / rel).stem + "-data")
-    assert sorted(folder.glob("*.csv")) == sorted((out / rel).parent / u for u in links)   # each link resolves
+    assert sorted(folder.glob("*.csv")) == sorted((out / rel).parent / u for u in links)  # each link resolves
     for u in links:
         raw = ((out / rel).parent / u).read_bytes()
         assert raw.startswith("\ufeff".encode("utf-8"))

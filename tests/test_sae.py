@@ -88,20 +88,93 @@ MILK_CSV = """SmallArea,ni,yi,SD,CV,MajorArea
 MILK_BETA = [0.9681890, 0.1327801, 0.2269462, -0.2413011]
 MILK_BETA_SE = [0.06936208, 0.10300072, 0.09232981, 0.08161707]
 MILK_EBLUP = [
-    1.0219703, 1.0476018, 1.0679513, 0.7608170, 0.8461574, 0.9743727, 1.0584523, 1.0977762,
-    1.2215449, 1.1951455, 0.7852155, 1.2139456, 1.2096593, 0.9834967, 1.1864247, 1.1556982,
-    1.2263411, 1.2856486, 1.2363247, 1.2349600, 1.0903019, 1.1923057, 1.1216470, 1.2230296,
-    1.1938054, 0.7627195, 0.7649550, 0.7338443, 0.7699294, 0.6134418, 0.7695558, 0.7958250,
-    0.7723187, 0.6102302, 0.7001782, 0.7592787, 0.5298867, 0.7434466, 0.7548996, 0.7701918,
-    0.7481164, 0.8040773, 0.6810870,
+    1.0219703,
+    1.0476018,
+    1.0679513,
+    0.7608170,
+    0.8461574,
+    0.9743727,
+    1.0584523,
+    1.0977762,
+    1.2215449,
+    1.1951455,
+    0.7852155,
+    1.2139456,
+    1.2096593,
+    0.9834967,
+    1.1864247,
+    1.1556982,
+    1.2263411,
+    1.2856486,
+    1.2363247,
+    1.2349600,
+    1.0903019,
+    1.1923057,
+    1.1216470,
+    1.2230296,
+    1.1938054,
+    0.7627195,
+    0.7649550,
+    0.7338443,
+    0.7699294,
+    0.6134418,
+    0.7695558,
+    0.7958250,
+    0.7723187,
+    0.6102302,
+    0.7001782,
+    0.7592787,
+    0.5298867,
+    0.7434466,
+    0.7548996,
+    0.7701918,
+    0.7481164,
+    0.8040773,
+    0.6810870,
 ]
 MILK_MSE = [
-    0.013460220, 0.005372876, 0.005701990, 0.008541740, 0.009579594, 0.011670632, 0.015926137,
-    0.010586518, 0.014184043, 0.014901472, 0.007694262, 0.016336469, 0.012562726, 0.012117378,
-    0.012031229, 0.011709147, 0.010859780, 0.013690860, 0.011034674, 0.013079686, 0.009948636,
-    0.017243977, 0.011292325, 0.013625297, 0.008065787, 0.009205133, 0.009205133, 0.016476912,
-    0.007800626, 0.006098668, 0.015441564, 0.014657866, 0.009024699, 0.003870786, 0.007800626,
-    0.009646139, 0.006404335, 0.010155645, 0.007209937, 0.008470277, 0.005484860, 0.009205133,
+    0.013460220,
+    0.005372876,
+    0.005701990,
+    0.008541740,
+    0.009579594,
+    0.011670632,
+    0.015926137,
+    0.010586518,
+    0.014184043,
+    0.014901472,
+    0.007694262,
+    0.016336469,
+    0.012562726,
+    0.012117378,
+    0.012031229,
+    0.011709147,
+    0.010859780,
+    0.013690860,
+    0.011034674,
+    0.013079686,
+    0.009948636,
+    0.017243977,
+    0.011292325,
+    0.013625297,
+    0.008065787,
+    0.009205133,
+    0.009205133,
+    0.016476912,
+    0.007800626,
+    0.006098668,
+    0.015441564,
+    0.014657866,
+    0.009024699,
+    0.003870786,
+    0.007800626,
+    0.009646139,
+    0.006404335,
+    0.010155645,
+    0.007209937,
+    0.008470277,
+    0.005484860,
+    0.009205133,
     0.009903626,
 ]
 # cran/saens README.md (R output)
@@ -188,12 +261,26 @@ class TestResult:
     def test_frame(self, milk, milk_fit):
         f = milk_fit.frame()
         assert len(f) == 43 and list(f.index) == list(milk.index)
-        for col in ("direct", "direct_var", "estimate", "eblup", "mse", "rmse", "cv", "lower", "upper",
-                    "gamma", "synthetic", "std_residual", "estimate_method"):
+        for col in (
+            "direct",
+            "direct_var",
+            "estimate",
+            "eblup",
+            "mse",
+            "rmse",
+            "cv",
+            "lower",
+            "upper",
+            "gamma",
+            "synthetic",
+            "std_residual",
+            "estimate_method",
+        ):
             assert col in f.columns
         assert (f["estimate_method"] == "model").all()
-        np.testing.assert_allclose(f["std_residual"], (milk["yi"] - milk_fit.synthetic)
-                                   / np.sqrt(milk_fit.A + milk["var"]), rtol=1e-12)
+        np.testing.assert_allclose(
+            f["std_residual"], (milk["yi"] - milk_fit.synthetic) / np.sqrt(milk_fit.A + milk["var"]), rtol=1e-12
+        )
 
     def test_confidence_level(self, milk, milk_fit):
         r90 = fay_herriot(milk["yi"], milk["var"], _milk_X(milk), confidence=0.90)
@@ -221,6 +308,7 @@ class TestResult:
 # Areas without a direct estimate
 # --------------------------------------------------------------------------------------------
 
+
 class TestOutOfSample:
     def test_missing_direct_gets_synthetic_prediction(self, milk):
         X = _milk_X(milk)
@@ -247,8 +335,7 @@ class TestOutOfSample:
         assert list(p.index) == list(milk.index[out])
 
     def test_predict_new_areas(self, milk_fit):
-        new = pd.DataFrame({"MajorArea_2": [0, 1], "MajorArea_3": [0, 0], "MajorArea_4": [1, 0]},
-                           index=["a", "b"])
+        new = pd.DataFrame({"MajorArea_2": [0, 1], "MajorArea_3": [0, 0], "MajorArea_4": [1, 0]}, index=["a", "b"])
         p = milk_fit.predict(new)
         b = milk_fit.beta
         assert p.loc["a", "estimate"] == pytest.approx(b["(Intercept)"] + b["MajorArea_4"])
@@ -261,6 +348,7 @@ class TestOutOfSample:
 # --------------------------------------------------------------------------------------------
 # Proportions: arcsine square-root transformation
 # --------------------------------------------------------------------------------------------
+
 
 def _proportions(seed: int = 7, m: int = 47):
     rng = np.random.default_rng(seed)
@@ -281,8 +369,9 @@ class TestArcsin:
 
     def test_bias_corrected_is_the_normal_expectation(self):
         for mu, var in [(0.2, 0.004), (0.7, 0.02), (1.2, 0.05)]:
-            expected, _ = integrate.quad(lambda t, mu=mu, var=var: np.sin(t) ** 2 * stats.norm.pdf(t, mu, math.sqrt(var)),
-                                         -np.inf, np.inf)
+            expected, _ = integrate.quad(
+                lambda t, mu=mu, var=var: np.sin(t) ** 2 * stats.norm.pdf(t, mu, math.sqrt(var)), -np.inf, np.inf
+            )
             assert arcsin_back(mu, var, "bc") == pytest.approx(expected, abs=1e-10)
 
     def test_fit_on_proportions(self):
@@ -316,13 +405,15 @@ class TestArcsin:
 # Benchmarking
 # --------------------------------------------------------------------------------------------
 
+
 class TestBenchmark:
     @pytest.mark.parametrize("method", ["ratio", "difference"])
     def test_weighted_sum_equals_target(self, milk, method):
         pop = np.random.default_rng(3).integers(50_000, 2_000_000, size=43).astype(float)
         target = 0.9
-        r = fay_herriot(milk["yi"], milk["var"], _milk_X(milk), benchmark=target,
-                        benchmark_weights=pop, benchmark_method=method)
+        r = fay_herriot(
+            milk["yi"], milk["var"], _milk_X(milk), benchmark=target, benchmark_weights=pop, benchmark_method=method
+        )
         w = pop / pop.sum()
         assert float(w @ r.estimate) == pytest.approx(target, rel=1e-14, abs=1e-14)
         assert r.benchmark_method == method and r.benchmark == target
@@ -346,6 +437,7 @@ class TestBenchmark:
 # --------------------------------------------------------------------------------------------
 # Simulation: the model's MSE estimate is honest and the EBLUP beats the direct estimate
 # --------------------------------------------------------------------------------------------
+
 
 def test_simulation_mse_is_calibrated_and_eblup_beats_direct():
     rng = np.random.default_rng(20240601)
@@ -374,6 +466,7 @@ def test_simulation_mse_is_calibrated_and_eblup_beats_direct():
 # --------------------------------------------------------------------------------------------
 # Bad input: clear errors naming the argument
 # --------------------------------------------------------------------------------------------
+
 
 class TestErrors:
     @pytest.fixture

@@ -19,11 +19,37 @@ ROOT = Path(__file__).resolve().parents[1]
 BUNDLED = ROOT / "data" / "sample"
 REFERENCE = ROOT / "data" / "reference"
 NATIONAL_N = {2022: 11_218, 2023: 11_141, 2024: 10_876}
-JA_HEADERS = ["調査ID", "調査年", "回答者ID", "都道府県コード", "性別", "年齢", "単身世帯", "ウェイト", "孤独感",
-              "人とのつきあいがない", "取り残されている", "孤立している", "直接会って話す頻度",
-              "社会活動に参加していない", "不安や悩み", "支援を受けている", "頼れる人", "手助けの意向"]
-EXPECTED_FILES = {"national-2022.csv", "national-2023.csv", "national-2024.csv", "pref11-2023.xlsx",
-                  "pref11-2024.csv", "pref27-2024.parquet", "programme.csv", "SYNTHETIC", "README.md"}
+JA_HEADERS = [
+    "調査ID",
+    "調査年",
+    "回答者ID",
+    "都道府県コード",
+    "性別",
+    "年齢",
+    "単身世帯",
+    "ウェイト",
+    "孤独感",
+    "人とのつきあいがない",
+    "取り残されている",
+    "孤立している",
+    "直接会って話す頻度",
+    "社会活動に参加していない",
+    "不安や悩み",
+    "支援を受けている",
+    "頼れる人",
+    "手助けの意向",
+]
+EXPECTED_FILES = {
+    "national-2022.csv",
+    "national-2023.csv",
+    "national-2024.csv",
+    "pref11-2023.xlsx",
+    "pref11-2024.csv",
+    "pref27-2024.parquet",
+    "programme.csv",
+    "SYNTHETIC",
+    "README.md",
+}
 
 
 @pytest.fixture(scope="module")
@@ -46,8 +72,12 @@ def published() -> pd.DataFrame:
 
 
 def _pub(published, year, question, category, breakdown="total") -> float:
-    row = published[(published.year == year) & (published.question == question)
-                    & (published.category == category) & (published.breakdown == breakdown)]
+    row = published[
+        (published.year == year)
+        & (published.question == question)
+        & (published.category == category)
+        & (published.breakdown == breakdown)
+    ]
     assert len(row) == 1, (year, question, category, breakdown)
     return float(row.value_pct.iloc[0])
 
@@ -59,7 +89,9 @@ def _pct(mask) -> float:
 def _ucla_band(df: pd.DataFrame) -> pd.Series:
     items = df[["q_ucla_1", "q_ucla_2", "q_ucla_3"]]
     score = items.sum(axis=1)
-    band = np.select([(items == 9).any(axis=1), score >= 10, score >= 7, score >= 4], ["na", "10-12", "7-9", "4-6"], "3")
+    band = np.select(
+        [(items == 9).any(axis=1), score >= 10, score >= 7, score >= 4], ["na", "10-12", "7-9", "4-6"], "3"
+    )
     return pd.Series(band, index=df.index)
 
 
@@ -79,6 +111,7 @@ def _from_japanese(df: pd.DataFrame) -> pd.DataFrame:
 
 # --- determinism ---------------------------------------------------------------------------------
 
+
 def test_same_seed_same_bytes(sample_dir, tmp_path):
     write_sample(tmp_path)
     for name in EXPECTED_FILES:
@@ -87,8 +120,15 @@ def test_same_seed_same_bytes(sample_dir, tmp_path):
 
 def test_different_seed_differs(sample_dir, tmp_path):
     write_sample(tmp_path, seed=7)
-    for name in ["national-2022.csv", "national-2024.csv", "pref11-2023.xlsx", "pref11-2024.csv",
-                 "pref27-2024.parquet", "programme.csv", "SYNTHETIC"]:
+    for name in [
+        "national-2022.csv",
+        "national-2024.csv",
+        "pref11-2023.xlsx",
+        "pref11-2024.csv",
+        "pref27-2024.parquet",
+        "programme.csv",
+        "SYNTHETIC",
+    ]:
         assert (tmp_path / name).read_bytes() != (sample_dir / name).read_bytes(), name
     assert "seed 7" in (tmp_path / "SYNTHETIC").read_text(encoding="utf-8")
 
@@ -107,6 +147,7 @@ def test_bundled_sample_matches_generator(sample_dir):
 
 
 # --- national rounds -----------------------------------------------------------------------------
+
 
 def test_national_shape_ids_and_codes(national):
     for year, df in national.items():
@@ -130,16 +171,22 @@ def test_national_rounds_carry_a_stratified_two_stage_design(national):
 
     for year, df in national.items():
         assert df.stratum.notna().all() and df.psu.notna().all()
-        assert (df.groupby("psu").pref_code.nunique() == 1).all()        # a point lies in one prefecture
-        assert (df.groupby("psu").stratum.nunique() == 1).all()          # and in one stratum
-        assert df.psu.str.slice(0, 2).astype(int).equals(df.pref_code)   # code '13-012': prefecture, point
+        assert (df.groupby("psu").pref_code.nunique() == 1).all()  # a point lies in one prefecture
+        assert (df.groupby("psu").stratum.nunique() == 1).all()  # and in one stratum
+        assert df.psu.str.slice(0, 2).astype(int).equals(df.pref_code)  # code '13-012': prefecture, point
         sizes = df.groupby("psu").size()
         assert 20 <= sizes.min() and sizes.max() <= 32 and 23 <= sizes.mean() <= 27
         per_stratum = df.groupby("stratum").psu.nunique()
         assert 20 <= len(per_stratum) <= 24 and per_stratum.min() >= 2
-        deffs = [taylor_share(y.astype(float), df.weight, df.stratum, df.psu).deff[0]
-                 for y in (df.q_loneliness.isin([3, 4, 5]), df.q_contact_inperson == 7,
-                           df.q_participation_none == 1, df.q_help_intention == 1)]
+        deffs = [
+            taylor_share(y.astype(float), df.weight, df.stratum, df.psu).deff[0]
+            for y in (
+                df.q_loneliness.isin([3, 4, 5]),
+                df.q_contact_inperson == 7,
+                df.q_participation_none == 1,
+                df.q_help_intention == 1,
+            )
+        ]
         assert all(1.1 < d < 2.2 for d in deffs), (year, deffs)
 
 
@@ -193,8 +240,14 @@ def test_isolation_items_close_to_published(national, published):
     df = national[2022]
     assert abs(_pct(df.q_has_worries == 1) - 8_484 / 11_218 * 100) <= 1.0
     worried = df[df.q_has_worries == 1]
-    assert abs(_pct(worried.q_support_received == 1) - _pub(published, 2022, "q_support_received", "1", "has_worries=1")) <= 1.0
-    assert abs(_pct(worried.q_support_received == 2) - _pub(published, 2022, "q_support_received", "2", "has_worries=1")) <= 1.5
+    assert (
+        abs(_pct(worried.q_support_received == 1) - _pub(published, 2022, "q_support_received", "1", "has_worries=1"))
+        <= 1.0
+    )
+    assert (
+        abs(_pct(worried.q_support_received == 2) - _pub(published, 2022, "q_support_received", "2", "has_worries=1"))
+        <= 1.5
+    )
     assert (df.q_support_received[df.q_has_worries != 1] == 9).all()  # not asked
     assert abs(_pct(df.q_help_intention == 1) - _pub(published, 2022, "q_help_intention", "1")) <= 1.0
     assert abs(_pct(national[2024].q_reliable_person == 2) - _pub(published, 2024, "q_reliable_person", "2")) <= 1.0
@@ -248,8 +301,12 @@ def test_rows_override_and_scale():
 
 def test_cli_writes_the_set(tmp_path):
     out = tmp_path / "s"
-    res = subprocess.run([sys.executable, "-m", "pipelines.cli", "sample-data", "--out", str(out),
-                          "--rows", "500", "--seed", "3"], capture_output=True, text=True, timeout=120)
+    res = subprocess.run(
+        [sys.executable, "-m", "pipelines.cli", "sample-data", "--out", str(out), "--rows", "500", "--seed", "3"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert res.returncode == 0, res.stderr
     assert {p.name for p in out.iterdir()} == EXPECTED_FILES
     assert len(res.stdout.splitlines()) == len(EXPECTED_FILES)
@@ -258,6 +315,7 @@ def test_cli_writes_the_set(tmp_path):
 
 
 # --- prefecture surveys --------------------------------------------------------------------------
+
 
 def test_prefecture_surveys(sample_dir):
     xlsx = pd.read_excel(sample_dir / "pref11-2023.xlsx")
@@ -294,6 +352,7 @@ def test_cp932_file_has_japanese_headers_and_labels(sample_dir):
 
 
 # --- programme data and markers ------------------------------------------------------------------
+
 
 def test_programme_data(sample_dir):
     raw = (sample_dir / "programme.csv").read_bytes()

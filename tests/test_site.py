@@ -68,8 +68,7 @@ class Page(HTMLParser):
         for t, a in self.elements:
             if t != tag:
                 continue
-            if all((k == "class_" and v in a.get("class", "").split()) or a.get(k) == v
-                   for k, v in attrs.items()):
+            if all((k == "class_" and v in a.get("class", "").split()) or a.get(k) == v for k, v in attrs.items()):
                 out.append(a)
         return out
 
@@ -91,8 +90,12 @@ def site(tmp_path_factory) -> Path:
 
 
 def site_pages(out: Path) -> list[Path]:
-    return [out / "index.html", out / "methodology.html", out / "downloads" / "index.html",
-            out / "quality" / "index.html"]
+    return [
+        out / "index.html",
+        out / "methodology.html",
+        out / "downloads" / "index.html",
+        out / "quality" / "index.html",
+    ]
 
 
 def test_index_lists_47_prefectures_in_jis_order_with_links(site: Path):
@@ -172,8 +175,11 @@ def test_tiles_are_links_with_symbol_text_and_label_matching_the_embedded_data(s
     data = json.loads(page.scripts["map-data"])
     default = data["default"]
     assert set(data["areas"]) == {f"{c:02d}" for c in range(1, 48)}
-    indicator_options = [o for o in page.find("option")   # not the prefecture picker's (pages, or its prompt)
-                         if o.get("value", "") and not o.get("value", "").endswith(".html")]
+    indicator_options = [
+        o
+        for o in page.find("option")  # not the prefecture picker's (pages, or its prompt)
+        if o.get("value", "") and not o.get("value", "").endswith(".html")
+    ]
     assert len(data["indicators"]) >= 2 and len(indicator_options) == len(data["indicators"])
     html = (site / "index.html").read_text(encoding="utf-8")
     seen = set()
@@ -182,7 +188,7 @@ def test_tiles_are_links_with_symbol_text_and_label_matching_the_embedded_data(s
         seen.add(cmp_)
         li = re.search(rf'<li class="tile ([\w-]+)" data-code="{code}".*?</li>', html, re.S)
         assert li and li.group(1) == area["cells"][default]["cls"], code
-        if li.group(1).startswith("cmp-"):   # (est-*: a pooled or model-based estimate, not compared)
+        if li.group(1).startswith("cmp-"):  # (est-*: a pooled or model-based estimate, not compared)
             assert li.group(1) == f"cmp-{cmp_}", code
         slug = pref_slug(int(code))
         assert f'href="prefectures/{slug}.html"' in li.group(0)
@@ -220,9 +226,23 @@ def test_methodology_lists_every_catalogue_indicator_and_conventions(site: Path)
     text = page.body_text
     for c in cat:
         assert c.name_ja in text
-    for phrase in ("Wilson", "(Σw)² / Σw²", "30人未満", "参考値", "Newcombe", "Fisher", "設計効果", "多重比較", "合成データ",
-                   "Community Life Survey", "3～12点", "令和2年国勢調査", "人々のつながりに関する基礎調査（令和6年）",
-                   "Holm", "Fay"):
+    for phrase in (
+        "Wilson",
+        "(Σw)² / Σw²",
+        "30人未満",
+        "参考値",
+        "Newcombe",
+        "Fisher",
+        "設計効果",
+        "多重比較",
+        "合成データ",
+        "Community Life Survey",
+        "3～12点",
+        "令和2年国勢調査",
+        "人々のつながりに関する基礎調査（令和6年）",
+        "Holm",
+        "Fay",
+    ):
         assert phrase in text, phrase
     # For citizens: official releases, no internal file paths or setting names (#22).
     for internal in ("data/reference", "pipelines/", "TSUNAGARI_", ".yml", ".csv"):
@@ -236,8 +256,15 @@ def test_per_prefecture_xlsx_keeps_japanese_and_neutralises_formulas(site: Path)
     ws = wb["東京都"]
     # the all-area download's layout: Japanese headers, then the column codes; the synthetic flag first
     header = [c.value for c in ws[2]]
-    assert header[:7] == ["synthetic", "year", "area_code", "area_name", "indicator_name_ja", "indicator_id",
-                          "indicator_name_en"]
+    assert header[:7] == [
+        "synthetic",
+        "year",
+        "area_code",
+        "area_name",
+        "indicator_name_ja",
+        "indicator_id",
+        "indicator_name_en",
+    ]
     assert ws["A1"].value == "合成データ" and ws["D1"].value == "地域名"
     assert ws.freeze_panes == "A3" and ws.auto_filter.ref == f"A2:{ws.cell(2, ws.max_column).column_letter}{ws.max_row}"
     rows = [dict(zip(header, (c.value for c in r))) for r in ws.iter_rows(min_row=3)]
@@ -260,20 +287,27 @@ def test_per_prefecture_xlsx_keeps_japanese_and_neutralises_formulas(site: Path)
     assert any(r["value"] is not None for r in trows)
     nat = [c.value for c in wb["全国"]["C"]][2:]
     assert nat and set(nat) == {"00"}
-    assert "合成" in wb["注記"]["A2"].value and "合成" in wb["注記"]["B2"].value   # stated first
+    assert "合成" in wb["注記"]["A2"].value and "合成" in wb["注記"]["B2"].value  # stated first
     assert len(list((site / "downloads").glob(f"*-{YEAR}.xlsx"))) == 47 + 1  # + all-area file
 
 
 def test_neutralise():
     assert [neutralise(v) for v in ("=1+1", "+81", "-3", "@SUM", "東京都", 5, None)] == [
-        "'=1+1", "'+81", "'-3", "'@SUM", "東京都", 5, None]
+        "'=1+1",
+        "'+81",
+        "'-3",
+        "'@SUM",
+        "東京都",
+        5,
+        None,
+    ]
 
 
 def test_text_from_inputs_is_escaped(tmp_path: Path, monkeypatch):
     evil = "<script>alert(1)</script>"
     text = config.INDICATOR_CATALOGUE.read_text(encoding="utf-8")
     first = text.index("name_ja:")
-    text = text[:first] + f'name_ja: "{evil}"' + text[text.index("\n", first):]
+    text = text[:first] + f'name_ja: "{evil}"' + text[text.index("\n", first) :]
     (tmp_path / "catalogue.yml").write_text(text, encoding="utf-8")
     monkeypatch.setenv("TSUNAGARI_CATALOGUE", str(tmp_path / "catalogue.yml"))
     wh = build_site_warehouse(tmp_path / "wh.duckdb", year=YEAR)
@@ -312,12 +346,27 @@ def test_indicator_switch_runs_in_a_headless_browser(site: Path):
 
     page = parse(site / "index.html")
     data = json.loads(page.scripts["map-data"])
-    other = next(i["id"] for i in data["indicators"][1:]
-                 if any(a["cells"][i["id"]]["cls"] != a["cells"][data["default"]]["cls"] for a in data["areas"].values()))
+    other = next(
+        i["id"]
+        for i in data["indicators"][1:]
+        if any(a["cells"][i["id"]]["cls"] != a["cells"][data["default"]]["cls"] for a in data["areas"].values())
+    )
     proc = subprocess.run(
-        ["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-         "--disable-component-update", "--no-first-run", "--dump-dom", f"{(site / 'index.html').as_uri()}#ind={other}"],
-        capture_output=True, text=True, timeout=120)
+        [
+            "chromium",
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--no-first-run",
+            "--dump-dom",
+            f"{(site / 'index.html').as_uri()}#ind={other}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     dom = proc.stdout
     for code, area in data["areas"].items():
         c = area["cells"][other]
@@ -375,8 +424,9 @@ def test_sheet_xml_is_what_openpyxl_writes(freeze, bold):
     from pipelines.io.xlsx import sheet_xml
 
     widths = [12, 40, 10.5]
-    assert sheet_xml(EDGE_ROWS, widths, freeze_header=freeze, bold_header=bold) == \
-        _openpyxl_sheet(EDGE_ROWS, widths, freeze, bold)
+    assert sheet_xml(EDGE_ROWS, widths, freeze_header=freeze, bold_header=bold) == _openpyxl_sheet(
+        EDGE_ROWS, widths, freeze, bold
+    )
 
 
 def test_all_area_workbook_sheets_are_what_pandas_writes(tmp_path):
@@ -384,12 +434,19 @@ def test_all_area_workbook_sheets_are_what_pandas_writes(tmp_path):
 
     from pipelines.io.xlsx import neutralise_frame, write_xlsx
 
-    df = pd.DataFrame({
-        "year": [2024, 2024, 2024], "area_code": ["00", "31", "=1+1"], "value": [4.5, float("nan"), float("inf")],
-        "n": pd.array([10, None, 3], dtype="Int64"), "flag": [True, False, True],
-        "note": [None, " padded ", "a\r\nb & <c>"], "neg": [-1.5, float("-inf"), 0.0]})
+    df = pd.DataFrame(
+        {
+            "year": [2024, 2024, 2024],
+            "area_code": ["00", "31", "=1+1"],
+            "value": [4.5, float("nan"), float("inf")],
+            "n": pd.array([10, None, 3], dtype="Int64"),
+            "flag": [True, False, True],
+            "note": [None, " padded ", "a\r\nb & <c>"],
+            "neg": [-1.5, float("-inf"), 0.0],
+        }
+    )
     ours = write_xlsx({"指標 (indicators)": df, "注記": df.iloc[:0]}, tmp_path / "ours.xlsx")
-    with pd.ExcelWriter(tmp_path / "pandas.xlsx", engine="openpyxl") as xw:   # the former writer
+    with pd.ExcelWriter(tmp_path / "pandas.xlsx", engine="openpyxl") as xw:  # the former writer
         for name, frame in {"指標 (indicators)": df, "注記": df.iloc[:0]}.items():
             safe = neutralise_frame(frame)
             safe.to_excel(xw, sheet_name=name, index=False)
@@ -432,7 +489,7 @@ def test_figure_caption_is_the_last_child_and_symbols_follow_the_conventions(sit
     html = (site / "index.html").read_text(encoding="utf-8")
     for figure in re.findall(r"<figure\b.*?</figure>", html, re.S):
         if "<figcaption" in figure:
-            inner = figure[figure.index(">") + 1: -len("</figure>")].strip()
+            inner = figure[figure.index(">") + 1 : -len("</figure>")].strip()
             assert inner.startswith("<figcaption") or inner.endswith("</figcaption>"), figure[-400:]
     legend = re.search(r'<ul class="legend".*?</ul>', html, re.S).group(0)
     # only the entries some tile shows (issue #23): here the default indicator's comparisons

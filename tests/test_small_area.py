@@ -29,8 +29,10 @@ def _load(con, df: pd.DataFrame, kind: str) -> None:
     df["source_row"] = np.arange(1, len(df) + 1)
     con.register("_df", df)
     cols = [c for c in df.columns if c != "age"]
-    con.execute(f"INSERT INTO survey_responses ({', '.join(cols)}, age, age_band, uk_age_band) "
-                f"SELECT {', '.join(cols)}, age, {schema.AGE_BAND_SQL}, {schema.UK_AGE_BAND_SQL} FROM _df")
+    con.execute(
+        f"INSERT INTO survey_responses ({', '.join(cols)}, age, age_band, uk_age_band) "
+        f"SELECT {', '.join(cols)}, age, {schema.AGE_BAND_SQL}, {schema.UK_AGE_BAND_SQL} FROM _df"
+    )
     con.unregister("_df")
 
 
@@ -72,11 +74,11 @@ def truth() -> pd.DataFrame:
 def _size_class(cov: pd.DataFrame) -> pd.Series:
     """Prefecture size by 2020 population: the 16 smallest 'small', the 16 largest 'large'."""
     rank = cov["population_2020"].rank(method="first")
-    return pd.Series(np.where(rank <= 16, "small", np.where(rank <= 31, "medium", "large")),
-                     index=cov["area_code"])
+    return pd.Series(np.where(rank <= 16, "small", np.where(rank <= 31, "medium", "large")), index=cov["area_code"])
 
 
 # --- The generator ------------------------------------------------------------------------------
+
 
 def test_generator_effects_follow_the_covariate():
     """Each prefecture effect is the stated linear function of the standardised log population plus
@@ -96,19 +98,20 @@ def test_true_shares_relate_to_covariate(truth):
     tot = truth[(truth.breakdown == "total") & (truth.indicator_id == "lonely_often_always")]
     z = small_area.covariates().set_index("area_code")[small_area.COVARIATE_NAME]
     r = np.corrcoef(tot.set_index("area_code")["p_true"].reindex(z.index), z)[0, 1]
-    assert r > 0.5   # larger prefectures lonelier, by construction
+    assert r > 0.5  # larger prefectures lonelier, by construction
     assert len(truth) == 47 * sum(len(i.breakdowns) for i in load_catalogue() if i.source == "survey")
 
 
 # --- Simulation: model-based vs direct against the truth ---------------------------------------
 
+
 def _vs_truth(cells: pd.DataFrame, res: small_area.SmallAreaRound, truth: pd.DataFrame) -> pd.DataFrame:
     c = cells[(cells.area_code != "00") & (cells.source_kind == "subsample")].copy()
-    c["direct"] = c["swy"] / c["sw"]          # the direct estimate, also where it is not published
+    c["direct"] = c["swy"] / c["sw"]  # the direct estimate, also where it is not published
     m = res.estimates[res.estimates.estimate_method.isin(["model", "synthetic"])]
-    d = (c.merge(truth[KEY + ["p_true"]], on=KEY)
-          .merge(m[KEY + ["p", "lower", "upper"]].rename(columns={"p": "model", "lower": "m_lo", "upper": "m_hi"}),
-                 on=KEY))
+    d = c.merge(truth[KEY + ["p_true"]], on=KEY).merge(
+        m[KEY + ["p", "lower", "upper"]].rename(columns={"p": "model", "lower": "m_lo", "upper": "m_hi"}), on=KEY
+    )
     d["size"] = _size_class(small_area.covariates()).reindex(d["area_code"]).to_numpy()
     return d
 
@@ -150,6 +153,7 @@ def test_simulation_breakdowns(cells, result, truth):
 
 # --- Benchmarking and the fit --------------------------------------------------------------------
 
+
 def test_benchmark_to_national(cells, result):
     """Every indicator x breakdown: the population-weighted mean of the 47 model-based estimates is
     the national direct estimate."""
@@ -178,6 +182,7 @@ def test_fits_reported(result):
 
 # --- No leak -----------------------------------------------------------------------------------
 
+
 def test_model_uses_published_cells_only(cells, result):
     """A cell's model value is 'model' (fitted with its direct value) exactly when the direct value
     is published and comes from the national survey's respondents (an own survey is left out of
@@ -185,7 +190,8 @@ def test_model_uses_published_cells_only(cells, result):
     c = cells[2024]
     pref = c[c.area_code != "00"]
     m = result.estimates[result.estimates.estimate_method.isin(["model", "synthetic"])].merge(
-        pref[KEY + ["suppressed", "source_kind"]], on=KEY)
+        pref[KEY + ["suppressed", "source_kind"]], on=KEY
+    )
     assert ((m.estimate_method == "model") == (~m.suppressed & (m.source_kind == "subsample"))).all()
     assert (m[m.source_kind == "own"].estimate_method == "synthetic").all()
     moved = c.copy()
@@ -223,13 +229,19 @@ def test_pooled_not_when_a_round_publishes_the_cell(cells):
     target = pooled.iloc[0]
     changed = dict(cells)
     c23 = cells[2023].copy()
-    hit = ((c23.area_code == target.area_code) & (c23.indicator_id == target.indicator_id)
-           & (c23.breakdown == target.breakdown))
+    hit = (
+        (c23.area_code == target.area_code)
+        & (c23.indicator_id == target.indicator_id)
+        & (c23.breakdown == target.breakdown)
+    )
     c23.loc[hit, "suppressed"] = False
     changed[2023] = c23
     again = small_area.pooled_estimates(changed, 2024)
-    same = ((again.area_code == target.area_code) & (again.indicator_id == target.indicator_id)
-            & (again.breakdown == target.breakdown))
+    same = (
+        (again.area_code == target.area_code)
+        & (again.indicator_id == target.indicator_id)
+        & (again.breakdown == target.breakdown)
+    )
     assert not same.any()
 
 
@@ -247,7 +259,7 @@ def test_suppressed_round_cell_not_derivable_from_pooled(cells):
         assert not pub[r].any()
     # feasible alternatives: move one respondent (base) between 2024 and another round
     np.testing.assert_array_equal(n[2022] + n[2023] + n[2024], pooled.n_pooled.to_numpy())
-    assert ((n[2022] + n[2023]) > 0).all()      # 2024's base could be larger by what they hold
+    assert ((n[2022] + n[2023]) > 0).all()  # 2024's base could be larger by what they hold
     assert (y_[2022] + y_[2023] + y_[2024] == pooled.ny_pooled.to_numpy()).all()
 
 
@@ -257,20 +269,31 @@ def test_pooled_table_passes_the_audit(cells):
     pooled = small_area.pooled_estimates(cells, 2024)
     years = YEARS
     allr = pd.concat([cells[y].assign(year=y) for y in years])
-    g = allr.groupby(KEY).agg(n=("n", "sum"), ny=("ny", "sum"), sup=("suppressed", "any"),
-                              kinds=("source_kind", lambda s: set(s))).reset_index()
+    g = (
+        allr.groupby(KEY)
+        .agg(n=("n", "sum"), ny=("ny", "sum"), sup=("suppressed", "any"), kinds=("source_kind", lambda s: set(s)))
+        .reset_index()
+    )
     g = g[g.kinds.map(lambda k: k == {"subsample"}) | (g.area_code == "00")]
     pub_key = set(map(tuple, pooled[KEY].to_numpy()))
     is_pub = np.array([tuple(k) in pub_key for k in g[KEY].to_numpy()])
     known_total = (g.breakdown == "total") & ~g.sup
     shown = is_pub | known_total.to_numpy() | (g.area_code == "00").to_numpy()
-    table = pd.DataFrame({"area_code": g.area_code, "indicator_id": g.indicator_id, "breakdown": g.breakdown,
-                          "value": np.where(shown, np.round(g.ny / g.n.where(g.n > 0) * 100, 1), np.nan),
-                          "n_unweighted": np.where(shown, g.n, np.nan), "suppressed": ~shown})
+    table = pd.DataFrame(
+        {
+            "area_code": g.area_code,
+            "indicator_id": g.indicator_id,
+            "breakdown": g.breakdown,
+            "value": np.where(shown, np.round(g.ny / g.n.where(g.n > 0) * 100, 1), np.nan),
+            "n_unweighted": np.where(shown, g.n, np.nan),
+            "suppressed": ~shown,
+        }
+    )
     assert audit.audit_published(table) == []
 
 
 # --- Which estimate leads --------------------------------------------------------------------
+
 
 def test_lead_rule(cells, result):
     c = cells[2024].join(result.lead)
@@ -297,6 +320,7 @@ def direct_cv(frame: pd.DataFrame) -> np.ndarray:
 
 
 # --- The issue's measures of done ---------------------------------------------------------------
+
 
 def test_blank_cells_at_most_30_percent(cells, result):
     """Of the prefecture x survey-indicator x breakdown cells of the latest round, the share with no

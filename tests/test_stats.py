@@ -232,7 +232,11 @@ POLARITY_TABLE = [
     (0.25, 0.40, 0.25, "no_judgement", "similar"),
 ]
 MISSING = [
-    (np.nan, 0.2, 0.25), (0.1, np.nan, 0.25), (0.1, 0.2, np.nan), (None, 0.2, 0.25), (0.1, 0.2, pd.NA),
+    (np.nan, 0.2, 0.25),
+    (0.1, np.nan, 0.25),
+    (0.1, 0.2, np.nan),
+    (None, 0.2, 0.25),
+    (0.1, 0.2, pd.NA),
 ]
 
 
@@ -250,8 +254,7 @@ class TestCompareWithNational:
     def test_vectorised_matches_scalar(self):
         rows = POLARITY_TABLE + [(*m, pol, "not_compared") for m in MISSING[:3] for pol in stats.POLARITIES]
         lo, up, nat, pol, expected = (list(col) for col in zip(*rows))
-        out = compare_with_national(np.array(lo, dtype=float), pd.Series(up, dtype=float), nat,
-                                    np.array(pol))
+        out = compare_with_national(np.array(lo, dtype=float), pd.Series(up, dtype=float), nat, np.array(pol))
         assert isinstance(out, np.ndarray) and out.shape == (len(rows),)
         assert out.tolist() == expected
 
@@ -269,8 +272,7 @@ class TestCompareWithNational:
 
     @pytest.mark.parametrize("bad", ["bad", "LOW_IS_GOOD", None, ""])
     def test_unknown_polarity(self, bad):
-        expected = ("polarity must be one of 'low_is_good', 'high_is_good', 'no_judgement' "
-                    f"(got {bad!r})")
+        expected = f"polarity must be one of 'low_is_good', 'high_is_good', 'no_judgement' (got {bad!r})"
         with pytest.raises(ValueError) as err:
             compare_with_national(0.1, 0.2, 0.3, bad)
         assert str(err.value) == expected
@@ -381,10 +383,20 @@ class TestChangeVsPrevious:
 
 
 class TestBaseStatus:
-    @pytest.mark.parametrize("n,expected", [
-        (0, "suppressed"), (29, "suppressed"), (29.9, "suppressed"), (30, "reference"),
-        (99, "reference"), (100, "ok"), (11218, "ok"), (np.nan, "suppressed"), (None, "suppressed"),
-    ])
+    @pytest.mark.parametrize(
+        "n,expected",
+        [
+            (0, "suppressed"),
+            (29, "suppressed"),
+            (29.9, "suppressed"),
+            (30, "reference"),
+            (99, "reference"),
+            (100, "ok"),
+            (11218, "ok"),
+            (np.nan, "suppressed"),
+            (None, "suppressed"),
+        ],
+    )
     def test_scalar(self, n, expected):
         assert base_status(n) == expected
 
@@ -393,8 +405,7 @@ class TestBaseStatus:
         assert isinstance(out, np.ndarray) and out.tolist() == ["suppressed", "reference", "ok", "suppressed"]
 
     def test_custom_thresholds(self):
-        assert base_status([49, 50, 200], min_base=50, reference_base=200).tolist() == [
-            "suppressed", "reference", "ok"]
+        assert base_status([49, 50, 200], min_base=50, reference_base=200).tolist() == ["suppressed", "reference", "ok"]
         assert base_status(60, min_base=50, reference_base=50) == "ok"
         with pytest.raises(ValueError, match=r"^min_base \(100\) must not exceed reference_base \(30\)$"):
             base_status(60, min_base=100, reference_base=30)
@@ -426,10 +437,20 @@ class TestUclaScore:
 
 
 class TestUclaBand:
-    @pytest.mark.parametrize("score,expected", [
-        (3, "3"), (4, "4-6"), (6, "4-6"), (7, "7-9"), (9, "7-9"), (10, "10-12"), (12, "10-12"),
-        (np.nan, "na"), (None, "na"),
-    ])
+    @pytest.mark.parametrize(
+        "score,expected",
+        [
+            (3, "3"),
+            (4, "4-6"),
+            (6, "4-6"),
+            (7, "7-9"),
+            (9, "7-9"),
+            (10, "10-12"),
+            (12, "10-12"),
+            (np.nan, "na"),
+            (None, "na"),
+        ],
+    )
     def test_scalar(self, score, expected):
         result = ucla_band(score)
         assert result == expected and type(result) is str
@@ -508,8 +529,7 @@ class TestSecondarySuppression:
         assert not secondary_suppression([0, 50, 60], [True, False, False], [[0, 1, 2]]).any()
         # An empty suppressed cell does not cover a small one: 20 -> 60 (other 0); then other than
         # 60 only 20 -> 70; then hidden 150, largest 70, other 80: done.
-        got = secondary_suppression([0, 20, 60, 70, 80], [True, True, False, False, False],
-                                    [[0, 1, 2, 3, 4]])
+        got = secondary_suppression([0, 20, 60, 70, 80], [True, True, False, False, False], [[0, 1, 2, 3, 4]])
         assert got.tolist() == [False, False, True, True, False]
 
     def test_nothing_left_to_suppress(self):
@@ -534,15 +554,13 @@ class TestSecondarySuppression:
     def test_pass_semantics_documented(self):
         # Every exposed group adds its smallest cell in the same pass: pass 1 -> 50 and 70;
         # pass 2: group 1 other than 50 only 20 -> 60; group 2 other than 70 is 21 but nothing left.
-        got = secondary_suppression([20, 50, 60, 21, 70], [True, False, False, True, False],
-                                    [[0, 1, 2], [3, 4]])
+        got = secondary_suppression([20, 50, 60, 21, 70], [True, False, False, True, False], [[0, 1, 2], [3, 4]])
         assert got.tolist() == [False, True, True, False, True]
 
     def test_groups_from_labels(self):
         g = groups_from_labels(["a", "b", None, "a", np.nan, "b", "c"])
         assert [x.tolist() for x in g] == [[0, 3], [1, 5], [6]]
-        got = secondary_suppression([15, 35, 40, 50], [True, False, False, False],
-                                    groups_from_labels(["g"] * 4))
+        got = secondary_suppression([15, 35, 40, 50], [True, False, False, False], groups_from_labels(["g"] * 4))
         assert got.tolist() == [False, True, True, False]
 
     def test_bad_input(self):
@@ -579,8 +597,9 @@ class TestDesignN:
 
 
 class TestNewcombeInterval:
-    @pytest.mark.parametrize("x1,n1,x2,n2", [(30, 200, 50, 210), (0, 46, 4, 46), (5, 20, 5, 20),
-                                             (46, 46, 40, 46), (120, 1500, 520, 11000)])
+    @pytest.mark.parametrize(
+        "x1,n1,x2,n2", [(30, 200, 50, 210), (0, 46, 4, 46), (5, 20, 5, 20), (46, 46, 40, 46), (120, 1500, 520, 11000)]
+    )
     def test_matches_statsmodels(self, x1, n1, x2, n2):
         lo, up = stats.newcombe_interval(x1 / n1, n1, x2 / n2, n2)
         ref = confint_proportions_2indep(x1, n1, x2, n2, method="newcomb", compare="diff")
@@ -599,8 +618,10 @@ class TestNewcombeInterval:
 
 
 class TestFisherExactP:
-    @pytest.mark.parametrize("x1,n1,x2,n2", [(4, 46, 0, 46), (1, 10, 9, 10), (3, 30, 3, 300),
-                                             (0, 5, 0, 7), (12, 40, 2, 35), (5, 1200, 0, 50)])
+    @pytest.mark.parametrize(
+        "x1,n1,x2,n2",
+        [(4, 46, 0, 46), (1, 10, 9, 10), (3, 30, 3, 300), (0, 5, 0, 7), (12, 40, 2, 35), (5, 1200, 0, 50)],
+    )
     def test_matches_scipy(self, x1, n1, x2, n2):
         ref = fisher_exact([[x1, n1 - x1], [x2, n2 - x2]]).pvalue
         assert stats.fisher_exact_p(x1, n1, x2, n2) == pytest.approx(ref, rel=1e-9)
@@ -622,7 +643,7 @@ class TestDifferenceTest:
     def test_tottori_is_not_significant(self):
         # Issue #13: UCLA 10-12 in Tottori 0/46 -> 4/46 was flagged "↑増加" by the z-test.
         z, p = stats.two_proportion_test(4 / 46, 46, 0 / 46, 46)
-        assert p < 0.05    # the old test flagged it
+        assert p < 0.05  # the old test flagged it
         r = stats.difference_test(4 / 46, 46, 0 / 46, 46)
         assert r["method"] == "fisher" and not r["significant"]
         assert r["p_value"] == pytest.approx(0.1168, abs=1e-4)
@@ -643,13 +664,17 @@ class TestDifferenceTest:
         assert stats.difference_test(0.10, 100, 0.10, 100)["method"] == "newcombe"
 
     def test_arrays_missing_and_suffix(self):
-        r = stats.difference_test([0.2, np.nan, 0.3], [500, 500, 0], [0.1, 0.1, 0.1], [500, 500, 500],
-                                  method_suffix="_rest")
+        r = stats.difference_test(
+            [0.2, np.nan, 0.3], [500, 500, 0], [0.1, 0.1, 0.1], [500, 500, 500], method_suffix="_rest"
+        )
         assert r["method"].tolist() == ["newcombe_rest", "none", "none"]
         assert r["significant"].tolist() == [True, False, False]
         assert np.isnan(r["direction"][1]) and np.isnan(r["direction"][2])
         assert stats.change_label(r["direction"], r["significant"]).tolist() == [
-            "increase", "not_compared", "not_compared"]
+            "increase",
+            "not_compared",
+            "not_compared",
+        ]
 
     def test_design_effect_widens(self):
         # Significant on n = 1000 each, not once a deff of 2.5 divides the sizes.
@@ -680,8 +705,8 @@ class TestRestOfTotal:
 
     def test_direction_matches_national(self):
         # national = mix of area and rest, so sign(area - national) == sign(area - rest)
-        sw, sw2, swy = 1000.0, 1000.0, 100.0       # national 10%
-        pw, pw2, pwy = 50.0, 50.0, 10.0            # area 20%
+        sw, sw2, swy = 1000.0, 1000.0, 100.0  # national 10%
+        pw, pw2, pwy = 50.0, 50.0, 10.0  # area 20%
         p_rest, n_rest = stats.rest_of_total(sw, sw2, swy, pw, pw2, pwy)
         assert p_rest == pytest.approx(90 / 950) and n_rest == pytest.approx(950.0)
         assert np.sign(0.2 - 0.1) == np.sign(0.2 - p_rest)
@@ -698,8 +723,9 @@ class TestComparisonLabel:
         assert stats.comparison_label(1.0, True, "no_judgement") == "higher"
         assert stats.comparison_label(1.0, False, "low_is_good") == "similar"
         assert stats.comparison_label(float("nan"), True, "low_is_good") == "not_compared"
-        out = stats.comparison_label(np.array([1.0, -1.0]), np.array([True, True]),
-                                     np.array(["low_is_good", "no_judgement"], dtype=object))
+        out = stats.comparison_label(
+            np.array([1.0, -1.0]), np.array([True, True]), np.array(["low_is_good", "no_judgement"], dtype=object)
+        )
         assert out.tolist() == ["worse", "lower"]
 
     def test_bad_polarity(self):
@@ -739,8 +765,13 @@ class TestMultiplicity:
     def test_issue_figures(self):
         # 131 of 2,114 change tests flagged: 105.7 expected at α = 0.05
         m = stats.multiplicity(2114, 131)
-        assert m["alpha"] == 0.05 and m["expected_false"] == pytest.approx(105.7) and m["share_flagged"] == pytest.approx(131 / 2114)
+        assert (
+            m["alpha"] == 0.05
+            and m["expected_false"] == pytest.approx(105.7)
+            and m["share_flagged"] == pytest.approx(131 / 2114)
+        )
         from scipy.stats import binom
+
         assert m["p_all_null"] == pytest.approx(binom.sf(130, 2114, 0.05), rel=1e-8)
 
     def test_bad(self):

@@ -28,14 +28,174 @@ ROOT = Path(__file__).resolve().parents[1]
 
 # --- the data set the R reference values were computed on -----------------------------------------
 STRATUM = "AAAAAAAAAAABBBBBBBBCCCCCCDDDDDDDDDDDDDDDDDDEEEFFFFFFFF"
-PSU = [1, 1, 1, 1, 1, 2, 2, 2, 3, 3, 3, 1, 1, 1, 1, 2, 2, 2, 2, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 2, 2, 2,
-       3, 3, 3, 3, 3, 3, 4, 4, 4, 1, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2]
-WEIGHT = [0.72, 2.97, 0.63, 0.63, 1.04, 1.42, 0.97, 2.17, 1.91, 0.77, 2.31, 1.88, 2.86, 2.97, 1.06, 1.73,
-          1.54, 1.7, 0.97, 2.55, 1.63, 1.34, 2.43, 1.3, 1.24, 2.92, 2.78, 0.86, 0.87, 2.62, 1.75, 2.99,
-          1.64, 2.39, 1.44, 2.49, 2.28, 1.0, 0.56, 0.84, 1.74, 2.47, 1.31, 0.97, 1.49, 1.01, 0.82, 2.35,
-          1.79, 2.59, 0.93, 1.39, 0.7, 1.0]
-Y = [0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 1, 0,
-     0, 0, 1, 0, 1, 0, 0, 1, 0, 1, 1, 1, 0, 0, 0, 0, 0, 1, 1, 0]
+PSU = [
+    1,
+    1,
+    1,
+    1,
+    1,
+    2,
+    2,
+    2,
+    3,
+    3,
+    3,
+    1,
+    1,
+    1,
+    1,
+    2,
+    2,
+    2,
+    2,
+    1,
+    1,
+    1,
+    1,
+    1,
+    1,
+    1,
+    1,
+    1,
+    1,
+    2,
+    2,
+    2,
+    2,
+    2,
+    3,
+    3,
+    3,
+    3,
+    3,
+    3,
+    4,
+    4,
+    4,
+    1,
+    1,
+    1,
+    1,
+    1,
+    1,
+    1,
+    1,
+    1,
+    2,
+    2,
+]
+WEIGHT = [
+    0.72,
+    2.97,
+    0.63,
+    0.63,
+    1.04,
+    1.42,
+    0.97,
+    2.17,
+    1.91,
+    0.77,
+    2.31,
+    1.88,
+    2.86,
+    2.97,
+    1.06,
+    1.73,
+    1.54,
+    1.7,
+    0.97,
+    2.55,
+    1.63,
+    1.34,
+    2.43,
+    1.3,
+    1.24,
+    2.92,
+    2.78,
+    0.86,
+    0.87,
+    2.62,
+    1.75,
+    2.99,
+    1.64,
+    2.39,
+    1.44,
+    2.49,
+    2.28,
+    1.0,
+    0.56,
+    0.84,
+    1.74,
+    2.47,
+    1.31,
+    0.97,
+    1.49,
+    1.01,
+    0.82,
+    2.35,
+    1.79,
+    2.59,
+    0.93,
+    1.39,
+    0.7,
+    1.0,
+]
+Y = [
+    0,
+    0,
+    0,
+    0,
+    0,
+    0,
+    1,
+    0,
+    0,
+    0,
+    0,
+    0,
+    0,
+    0,
+    0,
+    0,
+    0,
+    1,
+    1,
+    1,
+    1,
+    0,
+    0,
+    0,
+    0,
+    0,
+    0,
+    0,
+    0,
+    1,
+    0,
+    0,
+    1,
+    0,
+    0,
+    0,
+    1,
+    0,
+    1,
+    0,
+    0,
+    1,
+    0,
+    1,
+    1,
+    1,
+    0,
+    0,
+    0,
+    0,
+    0,
+    1,
+    1,
+    0,
+]
 DOMAIN = "acbaaabcacaababcbabbcbcabaabbaabacaaabbbacaabcaaaaaaba"
 
 # R survey 4.1.1: (estimate, variance) = (coef, SE^2), printed with sprintf("%.15g").
@@ -44,17 +204,17 @@ R_ADJUST = {
     "a": (0.217703840624358, 0.00887217301673916),
     "b": (0.322207387627948, 0.0106861286733926),
     "c": (0.290836653386454, 0.0182883767720189),
-    "not_c": (0.250702641933671, 0.00666340457743346),      # svymean(~y, subset(des, dom != "c"))
+    "not_c": (0.250702641933671, 0.00666340457743346),  # svymean(~y, subset(des, dom != "c"))
 }
 R_REMOVE = {
-    "total": (0.258649836582892, 0.00303879659742616),     # also lonely.psu = "certainty"
+    "total": (0.258649836582892, 0.00303879659742616),  # also lonely.psu = "certainty"
     "a": (0.217703840624358, 0.00859549867398488),
     "b": (0.322207387627948, 0.00707221999454908),
     "c": (0.290836653386454, 0.0159728816181506),
     "not_c": (0.250702641933671, 0.00581868203028501),
 }
-R_STRATA_ONLY = (0.258649836582892, 0.00395852161277683)    # svydesign(ids = ~1, strata = ~stratum)
-R_PSU_ONLY = {                                             # svydesign(ids = ~gpsu): no strata
+R_STRATA_ONLY = (0.258649836582892, 0.00395852161277683)  # svydesign(ids = ~1, strata = ~stratum)
+R_PSU_ONLY = {  # svydesign(ids = ~gpsu): no strata
     "total": (0.258649836582892, 0.00379936874497113),
     "a": (0.217703840624358, 0.00773494584595774),
     "b": (0.322207387627948, 0.0116484177926153),
@@ -90,14 +250,15 @@ class TestAgainstRSurvey:
 
     @pytest.mark.parametrize("rule, ref", [("adjust", R_ADJUST), ("remove", R_REMOVE)])
     def test_sub_population_indicator(self, data, rule, ref):
-        r = sd.taylor_share(data.y, data.w, data.stratum, data.psu,
-                            domain=(data.dom != "c").astype(float), lonely_psu=rule)
+        r = sd.taylor_share(
+            data.y, data.w, data.stratum, data.psu, domain=(data.dom != "c").astype(float), lonely_psu=rule
+        )
         assert abs(r.p[0] - ref["not_c"][0]) < TOL and abs(r.variance[0] - ref["not_c"][1]) < TOL
 
     def test_strata_without_psu_and_psu_without_strata(self, data):
-        r = sd.taylor_share(data.y, data.w, stratum=data.stratum)    # each respondent its own PSU
+        r = sd.taylor_share(data.y, data.w, stratum=data.stratum)  # each respondent its own PSU
         assert abs(r.variance[0] - R_STRATA_ONLY[1]) < TOL
-        gpsu = data.stratum + "-" + data.psu.astype(str)             # R: ids = ~gpsu, no strata
+        gpsu = data.stratum + "-" + data.psu.astype(str)  # R: ids = ~gpsu, no strata
         r = sd.taylor_share(data.y, data.w, psu=gpsu, by=data.dom)
         for dom in "abc":
             assert abs(r.loc[dom, "variance"] - R_PSU_ONLY[dom][1]) < TOL, dom
@@ -127,7 +288,7 @@ class TestHandComputed:
         z_c = ((1 - p) + (1 - p) + (0 - p)) / 10
         with_c = sd.taylor_share(y, None, strata, psu, lonely_psu="adjust").variance[0]
         without = sd.taylor_share(y, None, strata, psu, lonely_psu="remove").variance[0]
-        assert with_c - without == pytest.approx(z_c ** 2, abs=1e-15)
+        assert with_c - without == pytest.approx(z_c**2, abs=1e-15)
         # the two-PSU strata by hand: A {1,0},{1,1}; B {0},{0,1}
         z = lambda vals: sum(v - p for v in vals) / 10  # noqa: E731
         by_hand = (z([1, 0]) - z([1, 1])) ** 2 + (z([0]) - z([0, 1])) ** 2
@@ -146,7 +307,7 @@ class TestHandComputed:
         y = np.repeat([1, 0] * 10, 10)
         psu = np.repeat(np.arange(20), 10)
         r = sd.taylor_share(y, psu=psu)
-        assert r.variance[0] == pytest.approx(20 / 19 * 20 * 0.025 ** 2, rel=1e-12)
+        assert r.variance[0] == pytest.approx(20 / 19 * 20 * 0.025**2, rel=1e-12)
         assert r.deff[0] == pytest.approx(10 * 20 / 19, rel=1e-12)
 
 
@@ -169,7 +330,7 @@ class TestDomainsAndVectorising:
             one = sd.taylor_share(ys[:, k], data.w, data.stratum, data.psu, domain=doms[:, k])
             assert together.p[k] == pytest.approx(one.p[0], abs=1e-15)
             assert together.variance[k] == pytest.approx(one.variance[0], abs=1e-15)
-        assert sw.shape == (13, 4)   # one row per stratum x PSU: PSU codes are read within strata
+        assert sw.shape == (13, 4)  # one row per stratum x PSU: PSU codes are read within strata
 
     def test_empty_domain_and_bad_input(self, data):
         r = sd.taylor_share(data.y, data.w, data.stratum, data.psu, domain=np.zeros(len(data)))
@@ -183,6 +344,7 @@ class TestDomainsAndVectorising:
 
 # --- R itself, when installed ----------------------------------------------------------------------
 
+
 def _r_available() -> bool:
     if not shutil.which("Rscript"):
         return False
@@ -190,8 +352,9 @@ def _r_available() -> bool:
     return res.returncode == 0
 
 
-needs_r = pytest.mark.skipif(not _r_available(), reason="Rscript with the survey package not installed "
-                                                        "(apt-get install r-cran-survey)")
+needs_r = pytest.mark.skipif(
+    not _r_available(), reason="Rscript with the survey package not installed (apt-get install r-cran-survey)"
+)
 
 R_SCRIPT = """
 suppressMessages(library(survey))
@@ -221,11 +384,18 @@ class TestAgainstRLive:
         rng = np.random.default_rng(seed)
         rows = []
         for h in range(int(rng.integers(3, 9))):
-            for i in range(int(rng.integers(1, 6))):      # some strata with a single PSU
+            for i in range(int(rng.integers(1, 6))):  # some strata with a single PSU
                 eff = rng.normal(0, 1)
                 for _ in range(int(rng.integers(1, 12))):
-                    rows.append((f"s{h}", f"p{i}", round(float(rng.uniform(0.2, 4)), 4),
-                                 int(rng.random() < 1 / (1 + np.exp(-eff))), str(rng.choice(list("xyz")))))
+                    rows.append(
+                        (
+                            f"s{h}",
+                            f"p{i}",
+                            round(float(rng.uniform(0.2, 4)), 4),
+                            int(rng.random() < 1 / (1 + np.exp(-eff))),
+                            str(rng.choice(list("xyz"))),
+                        )
+                    )
         df = pd.DataFrame(rows, columns=["stratum", "psu", "w", "y", "dom"])
         ref = _r(df, tmp_path)
         r = sd.taylor_share(df.y, df.w, df.stratum, df.psu)
@@ -237,8 +407,15 @@ class TestAgainstRLive:
     def test_bundled_national_sample(self, tmp_path):
         """The shipped national round with its design: often/always lonely by sex, as R computes it."""
         nat = pd.read_csv(ROOT / "data" / "sample" / "national-2024.csv", dtype={"stratum": str, "psu": str})
-        df = pd.DataFrame({"stratum": nat.stratum, "psu": nat.psu, "w": nat.weight,
-                           "y": nat.q_loneliness.isin([3, 4, 5]).astype(int), "dom": "sex" + nat.sex.astype(str)})
+        df = pd.DataFrame(
+            {
+                "stratum": nat.stratum,
+                "psu": nat.psu,
+                "w": nat.weight,
+                "y": nat.q_loneliness.isin([3, 4, 5]).astype(int),
+                "dom": "sex" + nat.sex.astype(str),
+            }
+        )
         ref = _r(df, tmp_path)
         r = sd.taylor_share(df.y, df.w, df.stratum, df.psu)
         assert abs(r.variance[0] - ref["total"][1]) < 1e-9

@@ -39,23 +39,26 @@ OTHERS_0 = "0 other critical failures / ほかの重大な不合格 0 件"
 # --- synthetic data -------------------------------------------------------------------------------
 
 
-def survey_frame(n: int = N, seed: int = 7, file_id: str = "f-survey", survey_id: str = "national-2024",
-                 year: int = 2024) -> pd.DataFrame:
+def survey_frame(
+    n: int = N, seed: int = 7, file_id: str = "f-survey", survey_id: str = "national-2024", year: int = 2024
+) -> pd.DataFrame:
     """A clean staged survey: every code valid, support answered only by those with worries."""
     rng = np.random.default_rng(seed)
-    df = pd.DataFrame({
-        "survey_id": survey_id,
-        "survey_year": year,
-        "survey_kind": "national",
-        "respondent_id": [f"R{i:05d}" for i in range(n)],
-        "pref_code": rng.integers(1, 48, n),
-        "sex": rng.choice([1, 2, 3, 9], n),
-        "age": pd.array(rng.integers(16, 100, n), dtype="Int32"),
-        "age_band": None,
-        "uk_age_band": None,
-        "household_single": rng.choice([0, 1, 9], n),
-        "weight": rng.uniform(0.5, 2.0, n),
-    })
+    df = pd.DataFrame(
+        {
+            "survey_id": survey_id,
+            "survey_year": year,
+            "survey_kind": "national",
+            "respondent_id": [f"R{i:05d}" for i in range(n)],
+            "pref_code": rng.integers(1, 48, n),
+            "sex": rng.choice([1, 2, 3, 9], n),
+            "age": pd.array(rng.integers(16, 100, n), dtype="Int32"),
+            "age_band": None,
+            "uk_age_band": None,
+            "household_single": rng.choice([0, 1, 9], n),
+            "weight": rng.uniform(0.5, 2.0, n),
+        }
+    )
     for q, codes in schema.QUESTIONS.items():
         df[q] = rng.choice(sorted(codes), n)
     df["q_has_worries"] = rng.choice([1, 2, 9], n)
@@ -79,10 +82,18 @@ def programme_frame(years=(2023, 2024), file_id: str = "f-prog") -> pd.DataFrame
     return df
 
 
-def survey_staged(file_id="f-survey", name=SURVEY_FILE, survey_id="national-2024", year: int | None = 2024,
-                  rows=N) -> StagedFile:
-    return StagedFile(path=Path(name), file_name=name, file_id=file_id, kind="survey", row_count=rows,
-                      survey_id=survey_id, survey_year=year)
+def survey_staged(
+    file_id="f-survey", name=SURVEY_FILE, survey_id="national-2024", year: int | None = 2024, rows=N
+) -> StagedFile:
+    return StagedFile(
+        path=Path(name),
+        file_name=name,
+        file_id=file_id,
+        kind="survey",
+        row_count=rows,
+        survey_id=survey_id,
+        survey_year=year,
+    )
 
 
 def prog_staged(file_id="f-prog", name=PROG_FILE, rows=0) -> StagedFile:
@@ -114,8 +125,17 @@ def run_programme(con, df) -> ValidationReport:
     return validate_staged(con, [prog_staged(rows=len(df))])
 
 
-def critical_message(column: str, rule: str, rule_ja: str, count: int, rows: list[int], examples: list,
-                     ids: list[str] | None = None, others: str = OTHERS_0, file: str = SURVEY_FILE) -> str:
+def critical_message(
+    column: str,
+    rule: str,
+    rule_ja: str,
+    count: int,
+    rows: list[int],
+    examples: list,
+    ids: list[str] | None = None,
+    others: str = OTHERS_0,
+    file: str = SURVEY_FILE,
+) -> str:
     head = f"{file}, column '{column}': {rule} / {rule_ja} [critical / 重大]"
     noun = "row" if count == 1 else "rows"
     bits = f"{count} {noun}; rows {', '.join(map(str, rows))}; examples {', '.join(map(repr, examples))}"
@@ -155,7 +175,8 @@ class TestValidateStaged:
         assert str(err) == (
             "national-2024.csv, column 'age': age 16–120 or missing / 年齢は16～120歳または欠測 "
             "[critical / 重大] (2 rows; rows 3, 7; examples 130, 15). respondent_id R00002, R00006. "
-            "0 other critical failures / ほかの重大な不合格 0 件")
+            "0 other critical failures / ほかの重大な不合格 0 件"
+        )
 
     @pytest.mark.parametrize("column", sorted(schema.CODE_SETS))
     def test_code_outside_set(self, con, column):
@@ -167,8 +188,14 @@ class TestValidateStaged:
         report = run_survey(con, df)
         codes = ", ".join(map(str, sorted(schema.CODE_SETS[column])))
         assert str(report.to_error()) == critical_message(
-            column, f"code in the questionnaire's set {{{codes}}}", f"調査票のコード {{{codes}}} のいずれか",
-            1, [5], [bad], ["R00004"])
+            column,
+            f"code in the questionnaire's set {{{codes}}}",
+            f"調査票のコード {{{codes}}} のいずれか",
+            1,
+            [5],
+            [bad],
+            ["R00004"],
+        )
 
     def test_pref_code_outside_1_47(self, con):
         df = survey_frame()
@@ -176,8 +203,14 @@ class TestValidateStaged:
         df.loc[10, "pref_code"] = 0
         report = run_survey(con, df)
         assert str(report.to_error()) == critical_message(
-            "pref_code", "prefecture code in 1–47 (JIS X 0401)", "都道府県コードが1～47（JIS X 0401）",
-            2, [10, 11], [48, 0], ["R00009", "R00010"])
+            "pref_code",
+            "prefecture code in 1–47 (JIS X 0401)",
+            "都道府県コードが1～47（JIS X 0401）",
+            2,
+            [10, 11],
+            [48, 0],
+            ["R00009", "R00010"],
+        )
 
     def test_weight_not_positive(self, con):
         df = survey_frame()
@@ -185,12 +218,25 @@ class TestValidateStaged:
         df.loc[3, "weight"] = -1.5
         report = run_survey(con, df)
         assert str(report.to_error()) == critical_message(
-            "weight", "weight positive and at most 1,000,000,000", "ウェイトは正で10億以下", 2, [2, 4], [0.0, -1.5], ["R00001", "R00003"],
-            others="2 other critical failures / ほかの重大な不合格 2 件")
+            "weight",
+            "weight positive and at most 1,000,000,000",
+            "ウェイトは正で10億以下",
+            2,
+            [2, 4],
+            [0.0, -1.5],
+            ["R00001", "R00003"],
+            others="2 other critical failures / ほかの重大な不合格 2 件",
+        )
         # the two aggregate weight rules fail too (never pass on a weight <= 0), naming the extremes
         ratio, kish = [r for r in report.critical_failures if r.expectation != "expect_column_values_to_be_between"]
-        assert ratio.note == kish.note == ("weights not all positive and finite: see the rule 'weight positive and at "
-                                           "most 1,000,000,000' / 正の有限値でないウェイトがあります")
+        assert (
+            ratio.note
+            == kish.note
+            == (
+                "weights not all positive and finite: see the rule 'weight positive and at "
+                "most 1,000,000,000' / 正の有限値でないウェイトがあります"
+            )
+        )
 
     def test_respondent_id_duplicated(self, con):
         df = survey_frame()
@@ -199,16 +245,28 @@ class TestValidateStaged:
         failed = report.critical_failures
         assert [r.expectation for r in failed] == ["expect_compound_columns_to_be_unique"]
         assert str(report.to_error()) == critical_message(
-            "respondent_id", "respondent_id unique within the survey", "回答者IDが調査内で一意", 2, [11, 12],
-            ["survey_id=national-2024, respondent_id=R00010"] * 2, ["R00010", "R00010"])
+            "respondent_id",
+            "respondent_id unique within the survey",
+            "回答者IDが調査内で一意",
+            2,
+            [11, 12],
+            ["survey_id=national-2024, respondent_id=R00010"] * 2,
+            ["R00010", "R00010"],
+        )
 
     def test_survey_year_not_declared_round(self, con):
         df = survey_frame()
         df.loc[[5, 6, 7], "survey_year"] = 2023
         report = run_survey(con, df)
         assert str(report.to_error()) == critical_message(
-            "survey_year", "survey_year equals the file's declared round", "調査年がファイルの調査回と一致",
-            3, [6, 7, 8], [2023, 2023, 2023], ["R00005", "R00006", "R00007"])
+            "survey_year",
+            "survey_year equals the file's declared round",
+            "調査年がファイルの調査回と一致",
+            3,
+            [6, 7, 8],
+            [2023, 2023, 2023],
+            ["R00005", "R00006", "R00007"],
+        )
 
     def test_whole_file_of_another_round(self, con):
         report = run_survey(con, survey_frame(year=2023), survey_staged(year=2024))
@@ -225,7 +283,7 @@ class TestValidateStaged:
         not_run = [r for r in report.results if r.success is None]
         assert [r.column for r in not_run] == ["survey_year"]
         html = report.write(tmp_path / "q").read_text(encoding="utf-8")
-        assert "– 未実施 <span class=\"en\">Not run</span>" in html
+        assert '– 未実施 <span class="en">Not run</span>' in html
         assert "no declared survey round for this file / 調査回が不明のため未実施" in html
 
     def test_required_column_missing(self, con):
@@ -235,8 +293,10 @@ class TestValidateStaged:
         first = report.critical_failures[0]
         assert first.expectation == "expect_column_to_exist" and first.column == "q_ucla_2"
         msg = str(report.to_error())
-        assert msg.startswith("national-2024.csv, column 'q_ucla_2': required column 'q_ucla_2' present / "
-                              "必須列「q_ucla_2」がある [critical / 重大]")
+        assert msg.startswith(
+            "national-2024.csv, column 'q_ucla_2': required column 'q_ucla_2' present / "
+            "必須列「q_ucla_2」がある [critical / 重大]"
+        )
         n_other = len(report.critical_failures) - 1
         assert n_other >= 1  # the code-set rule on the missing column cannot be evaluated either
         plural = "s" if n_other != 1 else ""
@@ -251,7 +311,8 @@ class TestValidateStaged:
         # weight 0: "positive and at most 1,000,000,000" and both aggregate weight rules
         assert [r.column for r in report.critical_failures] == ["sex", "age", "weight", "weight", "weight"]
         assert str(report.to_error()).endswith(
-            "respondent_id R00002. 4 other critical failures / ほかの重大な不合格 4 件")
+            "respondent_id R00002. 4 other critical failures / ほかの重大な不合格 4 件"
+        )
 
     def test_support_answered_without_worries_is_a_warning(self, con, tmp_path):
         df = survey_frame()
@@ -265,7 +326,7 @@ class TestValidateStaged:
         assert [e["respondent_id"] for e in w.examples] == [f"R{int(i):05d}" for i in idx]
         html = report.write(tmp_path / "quality").read_text(encoding="utf-8")
         assert "⚠ 警告あり Passed with warnings" in html
-        assert "⚠ 警告 <span class=\"en\">Warning</span>" in html
+        assert '⚠ 警告 <span class="en">Warning</span>' in html
         assert "支援の有無（1・2）は「不安や悩みがある」（q_has_worries=1）の回答者のみ" in html
         assert f"行 row {int(idx[0]) + 1} · ID R{int(idx[0]):05d}" in html
         assert "q_support_received" in report.summary() and "warning" in report.summary()
@@ -277,7 +338,8 @@ class TestValidateStaged:
         df.loc[0, "value"] = -5.0
         report = run_programme(con, df)
         assert str(report.to_error()) == critical_message(
-            "value", "value non-negative", "値が0以上", 1, [1], [-5.0], file=PROG_FILE)
+            "value", "value non-negative", "値が0以上", 1, [1], [-5.0], file=PROG_FILE
+        )
 
     def test_programme_wrong_unit(self, con):
         df = programme_frame()
@@ -285,8 +347,14 @@ class TestValidateStaged:
         df.loc[i, "unit"] = "count"
         report = run_programme(con, df)
         assert str(report.to_error()) == critical_message(
-            "unit", "unit matches the metric's unit", "単位が指標の単位と一致", 1, [int(i) + 1],
-            ["metric_id=npo_grants_yen, unit=count"], file=PROG_FILE)
+            "unit",
+            "unit matches the metric's unit",
+            "単位が指標の単位と一致",
+            1,
+            [int(i) + 1],
+            ["metric_id=npo_grants_yen, unit=count"],
+            file=PROG_FILE,
+        )
 
     def test_programme_unknown_metric(self, con):
         df = programme_frame()
@@ -297,9 +365,15 @@ class TestValidateStaged:
         assert [r.column for r in fails] == ["metric_id", "unit"]
         assert fails[1].examples == [{"source_row": 4, "value": "metric_id=hotline_calls, unit=flag"}]
         assert str(report.to_error()) == critical_message(
-            "metric_id", "metric_id known (schema.PROGRAMME_METRICS)", "指標IDが既知（schema.PROGRAMME_METRICS）",
-            1, [4], ["hotline_calls"], file=PROG_FILE,
-            others="1 other critical failure / ほかの重大な不合格 1 件")
+            "metric_id",
+            "metric_id known (schema.PROGRAMME_METRICS)",
+            "指標IDが既知（schema.PROGRAMME_METRICS）",
+            1,
+            [4],
+            ["hotline_calls"],
+            file=PROG_FILE,
+            others="1 other critical failure / ほかの重大な不合格 1 件",
+        )
 
     def test_programme_flag_not_0_1(self, con):
         df = programme_frame()
@@ -307,7 +381,8 @@ class TestValidateStaged:
         df.loc[i, "value"] = 2.0
         report = run_programme(con, df)
         assert str(report.to_error()) == critical_message(
-            "value", "flag metrics are 0 or 1", "有無の指標は0または1", 1, [int(i) + 1], [2.0], file=PROG_FILE)
+            "value", "flag metrics are 0 or 1", "有無の指標は0または1", 1, [int(i) + 1], [2.0], file=PROG_FILE
+        )
 
     def test_programme_pref_code(self, con):
         df = programme_frame()
@@ -324,9 +399,14 @@ class TestValidateStaged:
         report = run_programme(con, df)
         assert [r.column for r in report.critical_failures] == ["fiscal_year, pref_code, metric_id"]
         assert str(report.to_error()) == critical_message(
-            "fiscal_year, pref_code, metric_id", "one row per fiscal year, prefecture and metric",
-            "年度・都道府県・指標ごとに1行", 2, [11, len(df)],
-            ["fiscal_year=2023, pref_code=2, metric_id=regional_council"] * 2, file=PROG_FILE)
+            "fiscal_year, pref_code, metric_id",
+            "one row per fiscal year, prefecture and metric",
+            "年度・都道府県・指標ごとに1行",
+            2,
+            [11, len(df)],
+            ["fiscal_year=2023, pref_code=2, metric_id=regional_council"] * 2,
+            file=PROG_FILE,
+        )
 
     def test_programme_missing_prefecture_is_a_warning(self, con, tmp_path):
         df = programme_frame()
@@ -366,10 +446,14 @@ def make_warehouse(path: Path, survey_df: pd.DataFrame, prog_df: pd.DataFrame, d
     c.execute("INSERT INTO survey_responses BY NAME SELECT * FROM s")
     c.register("p", prog_df)
     c.execute("INSERT INTO programme BY NAME SELECT * FROM p")
-    c.execute("INSERT INTO files VALUES (?, ?, ?, 'survey', 'national-2024', ?, 'utf-8', ?, true, now())",
-              ["f-survey", SURVEY_FILE, f"data/{SURVEY_FILE}", declared_year, len(survey_df)])
-    c.execute("INSERT INTO files VALUES (?, ?, ?, 'programme', NULL, NULL, 'utf-8', ?, true, now())",
-              ["f-prog", PROG_FILE, f"data/{PROG_FILE}", len(prog_df)])
+    c.execute(
+        "INSERT INTO files VALUES (?, ?, ?, 'survey', 'national-2024', ?, 'utf-8', ?, true, now())",
+        ["f-survey", SURVEY_FILE, f"data/{SURVEY_FILE}", declared_year, len(survey_df)],
+    )
+    c.execute(
+        "INSERT INTO files VALUES (?, ?, ?, 'programme', NULL, NULL, 'utf-8', ?, true, now())",
+        ["f-prog", PROG_FILE, f"data/{PROG_FILE}", len(prog_df)],
+    )
     c.close()
 
 
@@ -402,7 +486,7 @@ class TestValidateWarehouse:
     def test_empty_warehouse(self, warehouse):
         from pipelines.io import warehouse as warehouse_db
 
-        warehouse_db.connect(warehouse, write=True).close()   # a new Tsunagari warehouse, no data yet
+        warehouse_db.connect(warehouse, write=True).close()  # a new Tsunagari warehouse, no data yet
         report = validate_warehouse(warehouse)
         assert report.results == [] and not report.has_critical
 
@@ -418,8 +502,17 @@ class TestValidateWarehouse:
         df.loc[0, "sex"] = 4
         make_warehouse(warehouse, df, programme_frame())
         env = {**os.environ, "PYTHONWARNINGS": "ignore"}
-        cmd = [sys.executable, "-c", "from pipelines.cli import main; main()", "validate",
-               "--warehouse", str(warehouse), "--out", str(tmp_path / "site"), "--quiet"]
+        cmd = [
+            sys.executable,
+            "-c",
+            "from pipelines.cli import main; main()",
+            "validate",
+            "--warehouse",
+            str(warehouse),
+            "--out",
+            str(tmp_path / "site"),
+            "--quiet",
+        ]
         proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120)
         assert proc.returncode == 1, proc.stderr
         assert "code in the questionnaire's set {1, 2, 3, 9}" in proc.stdout
@@ -458,7 +551,8 @@ class TestValidationReport:
         assert data["has_critical"] is True and data["has_warning"] is True
         age = next(r for r in data["results"] if r["column"] == "age" and r["expectation"].endswith("between"))
         assert age["outcome"] == "fail" and age["examples"] == [
-            {"source_row": 3, "respondent_id": "R00002", "value": 130}]
+            {"source_row": 3, "respondent_id": "R00002", "value": 130}
+        ]
         assert data["counts"]["fail"] == 1 and data["counts"]["warning"] == 2
 
     def test_write_self_contained_page(self, mixed, tmp_path):
@@ -473,11 +567,11 @@ class TestValidationReport:
         assert "<style>" in html
         for label in ("✓ 合格", "⚠ 警告", "✗ 不合格"):
             assert label in html
-        assert "調査個票 <span class=\"en\">Survey microdata</span>" in html
-        assert "事業データ <span class=\"en\">Programme data</span>" in html
-        assert html.count("<section class=\"file\">") == 2
+        assert '調査個票 <span class="en">Survey microdata</span>' in html
+        assert '事業データ <span class="en">Programme data</span>' in html
+        assert html.count('<section class="file">') == 2
         # every expectation of both suites is listed with its outcome
-        assert html.count("<tr class=\"row-") == len(mixed.results)
+        assert html.count('<tr class="row-') == len(mixed.results)
         assert "行 row 3 · ID R00002: <code>130</code>" in html
 
     def test_merge(self, mixed, con):
@@ -501,8 +595,11 @@ class TestSuiteFiles:
 
     def test_code_sets_match_schema(self):
         spec = load_suite_spec("survey")["expectations"]
-        sets = {e["kwargs"]["column"]: set(e["kwargs"]["value_set"]) for e in spec
-                if e["type"] == "expect_column_values_to_be_in_set"}
+        sets = {
+            e["kwargs"]["column"]: set(e["kwargs"]["value_set"])
+            for e in spec
+            if e["type"] == "expect_column_values_to_be_in_set"
+        }
         assert sets == {**schema.CODE_SETS, "pref_code": set(range(1, 48))}
         exists = [e["kwargs"]["column"] for e in spec if e["type"] == "expect_column_to_exist"]
         assert exists == schema.SURVEY_COLUMNS
@@ -511,15 +608,20 @@ class TestSuiteFiles:
         spec = load_suite_spec("programme")["expectations"]
         pair = next(e for e in spec if e["type"] == "expect_column_pair_values_to_be_in_set")
         assert {m: u for m, u in pair["kwargs"]["value_pairs_set"]} == {
-            m: u for m, (_, u) in schema.PROGRAMME_METRICS.items()}
+            m: u for m, (_, u) in schema.PROGRAMME_METRICS.items()
+        }
 
     def test_severities(self):
-        warn = {k: [e["meta"]["rule"] for e in load_suite_spec(k)["expectations"] if e["severity"] == "warning"]
-                for k in ("survey", "programme")}
+        warn = {
+            k: [e["meta"]["rule"] for e in load_suite_spec(k)["expectations"] if e["severity"] == "warning"]
+            for k in ("survey", "programme")
+        }
         assert warn == {
-            "survey": ["q_support_received answered (1 or 2) only where q_has_worries = 1",
-                       "sample design: at least 2 PSUs in every stratum (a single-PSU stratum's variance is "
-                       "taken about the sample average, conservative)"],
+            "survey": [
+                "q_support_received answered (1 or 2) only where q_has_worries = 1",
+                "sample design: at least 2 PSUs in every stratum (a single-PSU stratum's variance is "
+                "taken about the sample average, conservative)",
+            ],
             "programme": ["all 47 prefectures present for every fiscal year and metric"],
         }
 
@@ -537,8 +639,10 @@ class TestSuiteFiles:
 
 BOUND_RULE = ("weight positive and at most 1,000,000,000", "ウェイトは正で10億以下")
 RATIO_RULE = ("largest weight at most 50 times the smallest (per file)", "最大ウェイトは最小の50倍以下（ファイルごと）")
-KISH_RULE = ("Kish effective n (Σw)²/Σw² at least 0.25 × n (per file)",
-             "キッシュの有効標本サイズ (Σw)²/Σw² が n の0.25倍以上（ファイルごと）")
+KISH_RULE = (
+    "Kish effective n (Σw)²/Σw² at least 0.25 × n (per file)",
+    "キッシュの有効標本サイズ (Σw)²/Σw² が n の0.25倍以上（ファイルごと）",
+)
 
 
 def unit_weights(n: int = 200) -> pd.DataFrame:
@@ -558,13 +662,16 @@ class TestWeightRules:
         assert [r.rule for r in report.critical_failures] == [BOUND_RULE[0], RATIO_RULE[0], KISH_RULE[0]]
         assert str(report.to_error()) == (
             f"{SURVEY_FILE}, column 'weight': {BOUND_RULE[0]} / {BOUND_RULE[1]} [critical / 重大] (1 row; rows 7; "
-            "examples 1e+308). respondent_id R00006. 2 other critical failures / ほかの重大な不合格 2 件")
+            "examples 1e+308). respondent_id R00006. 2 other critical failures / ほかの重大な不合格 2 件"
+        )
         ratio, kish = report.critical_failures[1:]
         assert ratio.note == (
             "largest weight 1e+308 / smallest 1 = 1e+308 > limit 50 (TSUNAGARI_MAX_WEIGHT_RATIO): a few "
-            "respondents would carry the estimates / 最大ウェイトが最小の1e+308倍です（上限50倍）。少数の回答者が結果を左右します")
-        assert kish.note.startswith("Kish effective n (Σw)²/Σw² = 1.0, 0.50% of n = 200 < 25% "
-                                    "(TSUNAGARI_MIN_EFFECTIVE_N_FRACTION)")
+            "respondents would carry the estimates / 最大ウェイトが最小の1e+308倍です（上限50倍）。少数の回答者が結果を左右します"
+        )
+        assert kish.note.startswith(
+            "Kish effective n (Σw)²/Σw² = 1.0, 0.50% of n = 200 < 25% (TSUNAGARI_MIN_EFFECTIVE_N_FRACTION)"
+        )
 
     def test_uniformly_huge_weights_are_refused(self, con):
         """All weights 1e300: the ratio (1) and Kish (n) rules pass, but Σw² overflows and every
@@ -575,7 +682,8 @@ class TestWeightRules:
         assert str(report.to_error()) == (
             f"{SURVEY_FILE}, column 'weight': {BOUND_RULE[0]} / {BOUND_RULE[1]} [critical / 重大] (60 rows; "
             "rows 1, 2, 3, 4, 5; examples 1e+300, 1e+300, 1e+300, 1e+300, 1e+300). respondent_id R00000, R00001, "
-            "R00002, R00003, R00004. 0 other critical failures / ほかの重大な不合格 0 件")
+            "R00002, R00003, R00004. 0 other critical failures / ほかの重大な不合格 0 件"
+        )
 
     def test_one_weight_1e9_and_others_1e_minus_300(self, con):
         df = unit_weights()
@@ -599,7 +707,8 @@ class TestWeightRules:
             f"{SURVEY_FILE}, column 'weight': {KISH_RULE[0]} / {KISH_RULE[1]} [critical / 重大] (rows 1, 11; "
             "examples 50.0, 1.0). respondent_id R00000, R00010. Kish effective n (Σw)²/Σw² = 18.9, 9.45% of n = 200 "
             "< 25% (TSUNAGARI_MIN_EFFECTIVE_N_FRACTION) / 有効標本サイズ 18.9（n=200 の9.45%）が下限25%未満です。"
-            f"ウェイトの偏りが大きすぎます. {OTHERS_0}")
+            f"ウェイトの偏りが大きすぎます. {OTHERS_0}"
+        )
 
     def test_limits_from_the_environment(self, con, monkeypatch):
         df = unit_weights()
@@ -612,14 +721,25 @@ class TestWeightRules:
         con.execute("DELETE FROM staging_survey")
         assert run_survey(con, df).ok
 
-    @pytest.mark.parametrize("env, value, key, wanted", [
-        ("TSUNAGARI_MAX_WEIGHT_RATIO", "0.5", "max_weight_ratio", "a number >= 1 / 1 以上の数"),
-        ("TSUNAGARI_MAX_WEIGHT_RATIO", "lots", "max_weight_ratio", "a number >= 1 / 1 以上の数"),
-        ("TSUNAGARI_MIN_EFFECTIVE_N_FRACTION", "1.5", "min_effective_n_fraction",
-         "a fraction in (0, 1] / 0 より大きく 1 以下の数"),
-        ("TSUNAGARI_MIN_EFFECTIVE_N_FRACTION", "nan", "min_effective_n_fraction",
-         "a fraction in (0, 1] / 0 より大きく 1 以下の数"),
-    ])
+    @pytest.mark.parametrize(
+        "env, value, key, wanted",
+        [
+            ("TSUNAGARI_MAX_WEIGHT_RATIO", "0.5", "max_weight_ratio", "a number >= 1 / 1 以上の数"),
+            ("TSUNAGARI_MAX_WEIGHT_RATIO", "lots", "max_weight_ratio", "a number >= 1 / 1 以上の数"),
+            (
+                "TSUNAGARI_MIN_EFFECTIVE_N_FRACTION",
+                "1.5",
+                "min_effective_n_fraction",
+                "a fraction in (0, 1] / 0 より大きく 1 以下の数",
+            ),
+            (
+                "TSUNAGARI_MIN_EFFECTIVE_N_FRACTION",
+                "nan",
+                "min_effective_n_fraction",
+                "a fraction in (0, 1] / 0 より大きく 1 以下の数",
+            ),
+        ],
+    )
     def test_bad_setting_names_the_variable(self, monkeypatch, env, value, key, wanted):
         monkeypatch.setenv(env, value)
         with pytest.raises(config.SettingsError) as exc:
@@ -690,8 +810,10 @@ def write_survey_csv(path: Path, df: pd.DataFrame) -> Path:
 def warehouse_state(path: Path) -> tuple:
     c = duckdb.connect(str(path), read_only=True)
     try:
-        return (c.execute("SELECT count(*) FROM survey_responses").fetchone()[0],
-                c.execute("SELECT file_name, file_id FROM files ORDER BY file_name").fetchall())
+        return (
+            c.execute("SELECT count(*) FROM survey_responses").fetchone()[0],
+            c.execute("SELECT file_name, file_id FROM files ORDER BY file_name").fetchall(),
+        )
     finally:
         c.close()
 
@@ -719,8 +841,15 @@ class TestThroughIngest:
         with pytest.raises(DataError) as exc:
             ingest_files([bad], loaded)
         assert str(exc.value) == critical_message(
-            "age", "age 16–120 or missing", "年齢は16～120歳または欠測", 1, [5], [130], ["R00004"],
-            file="national-2025.csv")
+            "age",
+            "age 16–120 or missing",
+            "年齢は16～120歳または欠測",
+            1,
+            [5],
+            [130],
+            ["R00004"],
+            file="national-2025.csv",
+        )
         assert warehouse_state(loaded) == before
 
     def test_warning_is_committed_and_reported(self, loaded, tmp_path):
@@ -733,7 +862,7 @@ class TestThroughIngest:
         assert result.validation.has_warning and not result.validation.has_critical
         assert warehouse_state(loaded)[0] == 2 * N
         html = validate_warehouse(loaded).write(tmp_path / "quality").read_text(encoding="utf-8")
-        assert "⚠ 警告 <span class=\"en\">Warning</span>" in html and "national-2025.csv" in html
+        assert '⚠ 警告 <span class="en">Warning</span>' in html and "national-2025.csv" in html
 
 
 # --- results stored at ingest, reused by the quality page ------------------------------------------
@@ -773,8 +902,11 @@ class TestStoredResults:
     def stored(self, wh: Path) -> dict[str, int]:
         c = duckdb.connect(str(wh), read_only=True)
         try:
-            return dict(c.execute("SELECT f.file_name, v.row_count FROM validation_results v "
-                                  "JOIN files f USING (file_id)").fetchall())
+            return dict(
+                c.execute(
+                    "SELECT f.file_name, v.row_count FROM validation_results v JOIN files f USING (file_id)"
+                ).fetchall()
+            )
         finally:
             c.close()
 
@@ -800,8 +932,9 @@ class TestStoredResults:
         ingest_files([src], wh)
         stored = self.stored(wh)
         assert stored["pref11-2024.csv"] == 1458
-        assert _scalar(wh, "SELECT count(*) FROM validation_results WHERE file_id NOT IN "
-                           "(SELECT file_id FROM files)") == 0
+        assert (
+            _scalar(wh, "SELECT count(*) FROM validation_results WHERE file_id NOT IN (SELECT file_id FROM files)") == 0
+        )
         assert _comparable(validate_warehouse(wh, reuse=True)) == _comparable(validate_warehouse(wh))
 
     def test_file_that_lost_rows_is_validated_again(self, loaded, tmp_path):
@@ -815,8 +948,9 @@ class TestStoredResults:
         prog = pd.read_csv(src / "programme.csv", encoding="utf-8-sig", dtype=str)
         prog.head(5).to_csv(fix / "programme-fix.csv", index=False, encoding="utf-8")
         ingest_files([fix], wh)
-        left = _scalar(wh, "SELECT count(*) FROM programme p JOIN files f USING (file_id) "
-                           "WHERE f.file_name = 'programme.csv'")
+        left = _scalar(
+            wh, "SELECT count(*) FROM programme p JOIN files f USING (file_id) WHERE f.file_name = 'programme.csv'"
+        )
         assert left < self.stored(wh)["programme.csv"]
         reused = validate_warehouse(wh, reuse=True)
         assert _comparable(reused) == _comparable(validate_warehouse(wh))
@@ -848,7 +982,7 @@ class TestValidationProcess:
 
     def bad_survey(self) -> pd.DataFrame:
         df = survey_frame()
-        df.loc[[3, 9], "q_loneliness"] = 7          # outside the codes: critical, with row examples
+        df.loc[[3, 9], "q_loneliness"] = 7  # outside the codes: critical, with row examples
         df.loc[5, "weight"] = -1.0
         return df
 
@@ -892,7 +1026,7 @@ class TestValidationProcess:
         sf = dataclasses.replace(survey_staged(), kind="no-such-kind")
         with pytest.raises(KeyError, match="no-such-kind"):
             proc.validate_frame(survey_frame(), sf, local=validate_frame)
-        assert proc.running()   # the process is fine: the next file is validated there
+        assert proc.running()  # the process is fine: the next file is validated there
 
     def test_build_validates_in_its_process_and_stops_it(self, tmp_path):
         """`tsunagari build` starts the process first thing; ingest validates there; no process is
@@ -904,8 +1038,23 @@ class TestValidationProcess:
         src = tmp_path / "input"
         src.mkdir()
         shutil.copy(ROOT / "data" / "sample" / "national-2024.csv", src)
-        cmd = [sys.executable, "-m", "pipelines.cli", "build", "--input", str(src), "--out", str(tmp_path / "site"),
-               "--warehouse", str(tmp_path / "wh.duckdb"), "--pref", "13", "--jobs", "1", "--quiet"]
+        cmd = [
+            sys.executable,
+            "-m",
+            "pipelines.cli",
+            "build",
+            "--input",
+            str(src),
+            "--out",
+            str(tmp_path / "site"),
+            "--warehouse",
+            str(tmp_path / "wh.duckdb"),
+            "--pref",
+            "13",
+            "--jobs",
+            "1",
+            "--quiet",
+        ]
         for _ in range(2):
             proc = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, timeout=600)
             assert proc.returncode == 0, proc.stderr
@@ -928,7 +1077,8 @@ class TestValidationProcess:
             "assert not isinstance(sys.modules['colorsys'], _Deferred)\n"
             "import xml.dom.minidom\n"
             "assert xml.dom.minidom.parseString('<a>x</a>').documentElement.tagName == 'a'\n"
-            "print('ok')\n")
+            "print('ok')\n"
+        )
         proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
         assert proc.stdout.strip() == "ok", proc.stderr
 
@@ -948,7 +1098,8 @@ class TestValidationProcess:
             "from pipelines.validate import validate_frame\n"
             f"out = [validate_frame(df, sf) for df, sf in pickle.loads(open({str(frames)!r}, 'rb').read())]\n"
             "still = [m for m in DEFERRED_MODULES if isinstance(sys.modules.get(m), _Deferred)]\n"
-            "sys.stdout.buffer.write(pickle.dumps((out, still)))\n")
+            "sys.stdout.buffer.write(pickle.dumps((out, still)))\n"
+        )
         proc = subprocess.run([sys.executable, "-c", code], capture_output=True, timeout=300)
         assert proc.returncode == 0, proc.stderr.decode()[-2000:]
         out, still = pickle.loads(proc.stdout)
@@ -975,7 +1126,7 @@ class TestDesignEffectsSection:
         from pipelines.io import warehouse as warehouse_db
 
         path = tmp_path_factory.mktemp("design") / "warehouse.duckdb"
-        warehouse_db.connect(path, write=True).close()      # a Tsunagari warehouse
+        warehouse_db.connect(path, write=True).close()  # a Tsunagari warehouse
         con = duckdb.connect(str(path))
         create_tables(con)
         generate_round(con, 2023, 3_000, seed=0.31)
@@ -1001,31 +1152,33 @@ class TestDesignEffectsSection:
 
         write_quality_page(design_warehouse, tmp_path / "quality", design=quality_design(design_warehouse))
         html = (tmp_path / "quality" / "index.html").read_text(encoding="utf-8")
-        section = html[html.index('<section id="design-effects">'):]
-        section = section[:section.index("</section>")]
-        assert "<h2>設計効果 <span class=\"en\">Design effects</span></h2>" in section
+        section = html[html.index('<section id="design-effects">') :]
+        section = section[: section.index("</section>")]
+        assert '<h2>設計効果 <span class="en">Design effects</span></h2>' in section
 
         con = duckdb.connect(str(design_warehouse), read_only=True)
         summary = design_effect_summary(con).set_index("survey_id")
         inds = [i for i in load_catalogue() if i.source == "survey"]
-        recomputed = {d: comparison_flags(compare_with_national(round_data(con, 2024, inds, {"*": d}).cells.copy()))
-                      for d in (1.0, 1.5, 2.0)}
+        recomputed = {
+            d: comparison_flags(compare_with_national(round_data(con, 2024, inds, {"*": d}).cells.copy()))
+            for d in (1.0, 1.5, 2.0)
+        }
         con.close()
         # every survey, with its deff: national-2024 estimated (range over indicators), the others default
         nat = summary.loc["national-2024"]
         assert nat.method == "estimated" and nat.n_strata == 4 and nat.deff_min < nat.deff_max
-        row = section[section.index("<code>national-2024</code>"):]
-        row = row[:row.index("</tr>")]
+        row = section[section.index("<code>national-2024</code>") :]
+        row = row[: row.index("</tr>")]
         assert f"{nat.deff_min:.2f}～{nat.deff_max:.2f}" in row and "推定値" in row
         assert f"4 層・{nat.n_psu} 第1次抽出単位" in row
         for sid in ("national-2023", "pref27-2024"):
-            row = section[section.index(f"<code>{sid}</code>"):]
-            row = row[:row.index("</tr>")]
+            row = section[section.index(f"<code>{sid}</code>") :]
+            row = row[: row.index("</tr>")]
             assert summary.loc[sid, "method"] == "default" and "既定値" in row and "1.50" in row
         assert "既定値 1.5 の根拠" in section and "Kish" in section
         # the sensitivity line: flags at deff 1.0 / 1.5 / 2.0 and the number expected by chance
-        line = section[section.index('<p id="sensitivity-line"'):]
-        line = line[:line.index("</p>")]
+        line = section[section.index('<p id="sensitivity-line"') :]
+        line = line[: line.index("</p>")]
         for d, flags in recomputed.items():
             assert f"設計効果 {d:.1f} で <strong>{flags['n_flagged']}</strong>" in line
             assert f"{0.05 * flags['n_tests']:.1f}" in line
@@ -1040,9 +1193,9 @@ class TestDesignEffectsSection:
         monkeypatch.setenv("TSUNAGARI_DEFF", "national=1.8")
         write_quality_page(design_warehouse, tmp_path / "q", design=quality_design(design_warehouse))
         html = (tmp_path / "q" / "index.html").read_text(encoding="utf-8")
-        html = html[html.index('<section id="design-effects">'):]
-        row = html[html.index("<code>national-2024</code>"):]
-        row = row[:row.index("</tr>")]
+        html = html[html.index('<section id="design-effects">') :]
+        row = html[html.index("<code>national-2024</code>") :]
+        row = row[: row.index("</tr>")]
         assert "指定値" in row and "1.80" in row
         assert "<code>national = 1.8</code>" in html
 

@@ -35,8 +35,15 @@ def published(tmp_path_factory) -> tuple[Path, BuildConfig]:
     """One real build (Tottori and national) whose site the tests copy."""
     root = tmp_path_factory.mktemp("views")
     write_sample(root / "in", rows=4000)
-    cfg = BuildConfig(input_dir=root / "in", out_dir=root / "site", warehouse=root / "wh.duckdb", jobs=2,
-                      prefs=[0, 31], quiet=True, renderer="pandoc")
+    cfg = BuildConfig(
+        input_dir=root / "in",
+        out_dir=root / "site",
+        warehouse=root / "wh.duckdb",
+        jobs=2,
+        prefs=[0, 31],
+        quiet=True,
+        renderer="pandoc",
+    )
     summary = run_build(cfg)
     assert summary.ok and summary.published, summary.text()
     return root, cfg
@@ -48,13 +55,23 @@ def _copy(published, tmp_path: Path) -> BuildConfig:
     for name in ("site", ".site.tsunagari-work"):
         shutil.copytree(root / name, tmp_path / name, symlinks=True)
     shutil.copy(cfg.warehouse, tmp_path / "wh.duckdb")
-    return BuildConfig(input_dir=cfg.input_dir, out_dir=tmp_path / "site", warehouse=tmp_path / "wh.duckdb",
-                       jobs=2, prefs=[0, 31], quiet=True, renderer="pandoc")
+    return BuildConfig(
+        input_dir=cfg.input_dir,
+        out_dir=tmp_path / "site",
+        warehouse=tmp_path / "wh.duckdb",
+        jobs=2,
+        prefs=[0, 31],
+        quiet=True,
+        renderer="pandoc",
+    )
 
 
 def _tree(d: Path) -> dict[str, str]:
-    return {p.relative_to(d).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(d.rglob("*")) if p.is_file()}
+    return {
+        p.relative_to(d).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(d.rglob("*"))
+        if p.is_file()
+    }
 
 
 def _cells(xlsx: Path | bytes) -> list:
@@ -64,12 +81,18 @@ def _cells(xlsx: Path | bytes) -> list:
 
     book = openpyxl.load_workbook(io.BytesIO(xlsx if isinstance(xlsx, bytes) else xlsx.read_bytes()))
     rows = [[c.value for c in row] for ws in book.worksheets for row in ws.iter_rows()]
-    return [r for r in rows if r[:1] != ["作成日時"]]   # (when it was written)
+    return [r for r in rows if r[:1] != ["作成日時"]]  # (when it was written)
 
 
 def _cli(cwd: Path, *args: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "pipelines.cli", *args], capture_output=True, text=True, cwd=cwd,
-                          env={**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}, timeout=900)
+    return subprocess.run(
+        [sys.executable, "-m", "pipelines.cli", *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env={**os.environ, "PYTHONPATH": str(ROOT), **(env or {})},
+        timeout=900,
+    )
 
 
 class TestFilesChangedByHand:
@@ -81,10 +104,12 @@ class TestFilesChangedByHand:
         # no change: nothing is built, the site is byte-identical
         again = run_build(cfg)
         assert again.ok and again.rendered == [] and _tree(site) == before
-        edits = {"prefectures/31-tottori.html": b"<p>EDITED BY HAND</p>",
-                 "index.html": b"<p>EDITED BY HAND</p>",
-                 "downloads/31-tottori-2024.xlsx": None,    # a workbook replaced by another one
-                 "downloads/indicators-2024.csv": b"EDITED,BY,HAND\n"}
+        edits = {
+            "prefectures/31-tottori.html": b"<p>EDITED BY HAND</p>",
+            "index.html": b"<p>EDITED BY HAND</p>",
+            "downloads/31-tottori-2024.xlsx": None,  # a workbook replaced by another one
+            "downloads/indicators-2024.csv": b"EDITED,BY,HAND\n",
+        }
         workbook = (site / "downloads/31-tottori-2024.xlsx").read_bytes()
         (site / "downloads/31-tottori-2024.xlsx").write_bytes((site / "downloads/11-saitama-2024.xlsx").read_bytes())
         for rel, extra in edits.items():
@@ -95,7 +120,7 @@ class TestFilesChangedByHand:
             assert _tree(site)[rel] != before[rel]
         fixed = run_build(cfg)
         assert fixed.ok and fixed.published, fixed.text()
-        assert fixed.rendered == ["31-tottori"]            # only the edited report, not the national one
+        assert fixed.rendered == ["31-tottori"]  # only the edited report, not the national one
         assert {"report:2024:31-tottori", "site:2024", "workbooks:2024", "downloads:2024"} <= set(fixed.built)
         assert "report:2024:national" in fixed.skipped
         after = _tree(site)
@@ -114,27 +139,55 @@ class TestFilesChangedByHand:
 class TestStageCommandsAreViewsOfTheBuild:
     @pytest.mark.slow
     def test_reports_into_the_published_site_goes_through_the_gate_and_the_swap(
-            self, published, tmp_path: Path) -> None:
+        self, published, tmp_path: Path
+    ) -> None:
         cfg = _copy(published, tmp_path)
         site = cfg.out_dir
         wh = ["--warehouse", str(cfg.warehouse)]
         before = _tree(site)
         # 1. A forked report showing respondent ids: the disclosure gate stops it; the published
         #    site is unchanged, byte for byte (nothing was written into it in place).
-        fork = fork_report(tmp_path, "import duckdb\n",
-                            "with duckdb.connect(warehouse, read_only=True) as _c:\n",
-                            "    _ids = _c.execute('SELECT respondent_id FROM survey_responses "
-                            "ORDER BY 1 LIMIT 3').fetchall()\n",
-                            "_ids\n")
-        proc = _cli(tmp_path, "reports", "--year", "2024", "--pref", "31", "--out", "site", "--renderer", "pandoc",
-                    "--quiet", *wh, env={"TSUNAGARI_REPORTS_DIR": str(fork)})
+        fork = fork_report(
+            tmp_path,
+            "import duckdb\n",
+            "with duckdb.connect(warehouse, read_only=True) as _c:\n",
+            "    _ids = _c.execute('SELECT respondent_id FROM survey_responses ORDER BY 1 LIMIT 3').fetchall()\n",
+            "_ids\n",
+        )
+        proc = _cli(
+            tmp_path,
+            "reports",
+            "--year",
+            "2024",
+            "--pref",
+            "31",
+            "--out",
+            "site",
+            "--renderer",
+            "pandoc",
+            "--quiet",
+            *wh,
+            env={"TSUNAGARI_REPORTS_DIR": str(fork)},
+        )
         assert proc.returncode == 1, proc.stderr[-3000:]
         assert "disclosure: prefectures/31-tottori.html" in proc.stderr and "NOT published" in proc.stderr
         assert _tree(site) == before
         # 2. Another build holds the lock: refused, nothing changes.
         with publish.build_lock(publish.resolve_out(site)):
-            proc = _cli(tmp_path, "reports", "--year", "2024", "--pref", "31", "--out", "site", "--renderer",
-                        "pandoc", "--quiet", *wh)
+            proc = _cli(
+                tmp_path,
+                "reports",
+                "--year",
+                "2024",
+                "--pref",
+                "31",
+                "--out",
+                "site",
+                "--renderer",
+                "pandoc",
+                "--quiet",
+                *wh,
+            )
         assert proc.returncode == 1 and "another build is writing" in proc.stderr, proc.stderr[-2000:]
         assert _tree(site) == before
         # 3. The report, edited by hand, rebuilt by `tsunagari reports`: a new folder swapped in
@@ -142,10 +195,22 @@ class TestStageCommandsAreViewsOfTheBuild:
         with open(site / "prefectures/31-tottori.html", "ab") as fh:
             fh.write(b"<p>EDITED BY HAND</p>")
         inode = os.stat(site).st_ino
-        proc = _cli(tmp_path, "reports", "--year", "2024", "--pref", "31", "--out", "site", "--renderer", "pandoc",
-                    "--quiet", *wh)
+        proc = _cli(
+            tmp_path,
+            "reports",
+            "--year",
+            "2024",
+            "--pref",
+            "31",
+            "--out",
+            "site",
+            "--renderer",
+            "pandoc",
+            "--quiet",
+            *wh,
+        )
         assert proc.returncode == 0, proc.stderr[-3000:]
-        assert os.stat(site).st_ino != inode                      # swapped in
+        assert os.stat(site).st_ino != inode  # swapped in
         assert not publish.staging_dir(site).exists()
         after = _tree(site)
         html = (site / "prefectures/31-tottori.html").read_text(encoding="utf-8")
@@ -160,8 +225,9 @@ class TestStageCommandsAreViewsOfTheBuild:
         csv = site / "downloads/indicators-2024.csv"
         csv.write_bytes(csv.read_bytes() + b"EDITED,BY,HAND\n")
         inode = os.stat(site).st_ino
-        proc = _cli(tmp_path, "indicators", "--year", "2024", "--out", "site", "--quiet",
-                    "--warehouse", str(cfg.warehouse))
+        proc = _cli(
+            tmp_path, "indicators", "--year", "2024", "--out", "site", "--quiet", "--warehouse", str(cfg.warehouse)
+        )
         assert proc.returncode == 0, proc.stderr[-3000:]
         assert os.stat(site).st_ino != inode and b"EDITED" not in csv.read_bytes()
         assert (tmp_path / ".site.tsunagari-work" / "runs" / "indicators-2024.ipynb").is_file()

@@ -64,8 +64,12 @@ def _not_ours(tmp_path: Path) -> dict[str, tuple[Path, str]]:
     c.execute("CREATE TABLE t(a)")
     c.commit()
     c.close()
-    return {"csv": (csv, "not a DuckDB file"), "json": (js, "not a DuckDB file"),
-            "parquet": (pq, "a Parquet file"), "sqlite": (lite, "an SQLite database")}
+    return {
+        "csv": (csv, "not a DuckDB file"),
+        "json": (js, "not a DuckDB file"),
+        "parquet": (pq, "a Parquet file"),
+        "sqlite": (lite, "an SQLite database"),
+    }
 
 
 class TestCheckPath:
@@ -75,8 +79,10 @@ class TestCheckPath:
         before = sha(path)
         with pytest.raises(UsageError) as err:
             warehouse.connect(path, write=True)
-        assert str(err.value) == (f"--warehouse: '{path}' is not a Tsunagari warehouse ({what}); it was not "
-                                  f"opened or changed / Tsunagari の倉庫ファイルではありません（変更していません）")
+        assert str(err.value) == (
+            f"--warehouse: '{path}' is not a Tsunagari warehouse ({what}); it was not "
+            f"opened or changed / Tsunagari の倉庫ファイルではありません（変更していません）"
+        )
         assert sha(path) == before
 
     def test_a_folder_is_refused(self, tmp_path: Path) -> None:
@@ -88,7 +94,9 @@ class TestCheckPath:
     def test_a_new_path_must_end_in_duckdb(self, tmp_path: Path) -> None:
         with pytest.raises(UsageError) as err:
             warehouse.connect(tmp_path / "wh.db", write=True)
-        assert str(err.value).startswith(f"--warehouse: '{tmp_path / 'wh.db'}' does not exist and does not end in .duckdb")
+        assert str(err.value).startswith(
+            f"--warehouse: '{tmp_path / 'wh.db'}' does not exist and does not end in .duckdb"
+        )
         assert not (tmp_path / "wh.db").exists()
 
 
@@ -119,7 +127,8 @@ class TestConnect:
             with pytest.raises(UsageError) as err:
                 warehouse.connect(path, write=write)
             assert str(err.value).startswith(
-                f"--warehouse: '{path}' is a DuckDB file that Tsunagari did not create (no tsunagari_meta table)")
+                f"--warehouse: '{path}' is a DuckDB file that Tsunagari did not create (no tsunagari_meta table)"
+            )
         assert sha(path) == before
         assert not warehouse.is_warehouse(path)
 
@@ -128,10 +137,10 @@ class TestConnect:
 
         path = tmp_path / "old.duckdb"
         con = duckdb.connect(str(path))
-        ensure_tables(con)   # the Tsunagari tables, no metadata table (as written before it existed)
+        ensure_tables(con)  # the Tsunagari tables, no metadata table (as written before it existed)
         con.close()
         before = sha(path)
-        warehouse.connect(path).close()            # reading does not change it
+        warehouse.connect(path).close()  # reading does not change it
         assert sha(path) == before
         con = warehouse.connect(path, write=True)  # the first write adds the metadata table
         assert con.execute("SELECT created_by FROM tsunagari_meta").fetchall() == [("tsunagari",)]
@@ -145,9 +154,11 @@ class TestConnect:
         try:
             with pytest.raises(WarehouseError) as err:
                 warehouse.connect(path, write=True)
-            assert str(err.value) == (f"--warehouse: '{path}' is read-only (no write permission); nothing was "
-                                      "changed / 倉庫ファイルが読み取り専用です（変更していません）")
-            warehouse.connect(path).close()   # reading still works
+            assert str(err.value) == (
+                f"--warehouse: '{path}' is read-only (no write permission); nothing was "
+                "changed / 倉庫ファイルが読み取り専用です（変更していません）"
+            )
+            warehouse.connect(path).close()  # reading still works
         finally:
             path.chmod(0o644)
         assert sha(path) == before
@@ -156,9 +167,15 @@ class TestConnect:
         path = tmp_path / "w.duckdb"
         warehouse.connect(path, write=True).close()
         holder = subprocess.Popen(
-            [sys.executable, "-c", "import duckdb, sys, time; c = duckdb.connect(sys.argv[1]); "
-                                   "print('held', flush=True); time.sleep(120)", str(path)],
-            stdout=subprocess.PIPE, text=True)
+            [
+                sys.executable,
+                "-c",
+                "import duckdb, sys, time; c = duckdb.connect(sys.argv[1]); print('held', flush=True); time.sleep(120)",
+                str(path),
+            ],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
         try:
             assert holder.stdout.readline().strip() == "held"
             for write in (False, True):
@@ -166,7 +183,8 @@ class TestConnect:
                     warehouse.connect(path, write=write)
                 assert str(err.value) == (
                     f"--warehouse: '{path}' is in use by another process (PID {holder.pid}); wait for it to "
-                    "finish (a build or ingest, or a notebook holding it open) / 倉庫ファイルは他のプロセスが使用中です")
+                    "finish (a build or ingest, or a notebook holding it open) / 倉庫ファイルは他のプロセスが使用中です"
+                )
         finally:
             holder.kill()
             holder.wait()
@@ -178,8 +196,7 @@ class TestCommandLine:
 
     @pytest.mark.parametrize("kind", ["csv", "json", "parquet", "sqlite", "foreign-duckdb"])
     def test_ingest_refuses(self, tmp_path: Path, programme_file: Path, monkeypatch, capsys, kind: str) -> None:
-        path = (_foreign_duckdb(tmp_path / "crm.duckdb") if kind == "foreign-duckdb"
-                else _not_ours(tmp_path)[kind][0])
+        path = _foreign_duckdb(tmp_path / "crm.duckdb") if kind == "foreign-duckdb" else _not_ours(tmp_path)[kind][0]
         before = sha(path)
         siblings = sorted(os.listdir(tmp_path))
         rc, err = run_cli(monkeypatch, capsys, "ingest", str(programme_file), "--warehouse", str(path), "--quiet")
@@ -196,22 +213,33 @@ class TestCommandLine:
             rc, err = run_cli(monkeypatch, capsys, "rebuild-warehouse", "--warehouse", str(path), "--quiet")
             assert rc == 2 and "Tsunagari did not create" in err
         assert sha(path) == before
-        assert sorted(os.listdir(tmp_path)) == ["crm.duckdb"]   # no .bak, no rebuild file
+        assert sorted(os.listdir(tmp_path)) == ["crm.duckdb"]  # no .bak, no rebuild file
 
-    def test_ingest_into_a_folder_is_a_usage_error(self, tmp_path: Path, programme_file: Path, monkeypatch,
-                                                   capsys) -> None:
+    def test_ingest_into_a_folder_is_a_usage_error(
+        self, tmp_path: Path, programme_file: Path, monkeypatch, capsys
+    ) -> None:
         rc, err = run_cli(monkeypatch, capsys, "ingest", str(programme_file), "--warehouse", str(tmp_path), "--quiet")
         assert rc == 2
-        assert err == f"error: --warehouse: '{tmp_path}' is a folder, not a warehouse file / フォルダです（倉庫ファイルを指定してください）\n"
+        assert (
+            err
+            == f"error: --warehouse: '{tmp_path}' is a folder, not a warehouse file / フォルダです（倉庫ファイルを指定してください）\n"
+        )
 
-    def test_ingest_while_the_warehouse_is_locked(self, tmp_path: Path, programme_file: Path, monkeypatch,
-                                                  capsys) -> None:
+    def test_ingest_while_the_warehouse_is_locked(
+        self, tmp_path: Path, programme_file: Path, monkeypatch, capsys
+    ) -> None:
         path = tmp_path / "w.duckdb"
         warehouse.connect(path, write=True).close()
         holder = subprocess.Popen(
-            [sys.executable, "-c", "import duckdb, sys, time; c = duckdb.connect(sys.argv[1]); "
-                                   "print('held', flush=True); time.sleep(120)", str(path)],
-            stdout=subprocess.PIPE, text=True)
+            [
+                sys.executable,
+                "-c",
+                "import duckdb, sys, time; c = duckdb.connect(sys.argv[1]); print('held', flush=True); time.sleep(120)",
+                str(path),
+            ],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
         try:
             assert holder.stdout.readline().strip() == "held"
             rc, err = run_cli(monkeypatch, capsys, "ingest", str(programme_file), "--warehouse", str(path), "--quiet")
@@ -223,20 +251,26 @@ class TestCommandLine:
 
 
 class TestDiskFull:
-    def test_ingest_on_a_full_disk_is_a_clear_error(self, tmp_path: Path, programme_file: Path, monkeypatch,
-                                                    capsys) -> None:
+    def test_ingest_on_a_full_disk_is_a_clear_error(
+        self, tmp_path: Path, programme_file: Path, monkeypatch, capsys
+    ) -> None:
         """A real full disk: a small tmpfs, filled up to 16 KB (needs root to mount; skipped elsewhere)."""
         mnt = tmp_path / "small"
         mnt.mkdir()
-        if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(mnt)],
-                          capture_output=True).returncode != 0:
+        if (
+            subprocess.run(
+                ["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(mnt)], capture_output=True
+            ).returncode
+            != 0
+        ):
             pytest.skip("cannot mount a small tmpfs here")
         try:
             import shutil
 
             (mnt / "filler").write_bytes(b"\0" * (shutil.disk_usage(mnt).free - 16 * 1024))
-            rc, err = run_cli(monkeypatch, capsys, "ingest", str(programme_file), "--warehouse",
-                              str(mnt / "w.duckdb"), "--quiet")
+            rc, err = run_cli(
+                monkeypatch, capsys, "ingest", str(programme_file), "--warehouse", str(mnt / "w.duckdb"), "--quiet"
+            )
             assert rc == 1
             assert "disk full" in err and "空き容量不足" in err and "Traceback" not in err
         finally:
@@ -257,16 +291,26 @@ class TestIsSynthetic:
         return path
 
     def test_real_data_are_not_synthetic(self, tmp_path: Path) -> None:
-        assert is_synthetic(self._wh(tmp_path, "CREATE TABLE files(synthetic BOOLEAN)",
-                                     "INSERT INTO files VALUES (false), (false)")) is False
+        assert (
+            is_synthetic(
+                self._wh(tmp_path, "CREATE TABLE files(synthetic BOOLEAN)", "INSERT INTO files VALUES (false), (false)")
+            )
+            is False
+        )
 
     def test_one_synthetic_file_makes_the_data_synthetic(self, tmp_path: Path) -> None:
-        assert is_synthetic(self._wh(tmp_path, "CREATE TABLE files(synthetic BOOLEAN)",
-                                     "INSERT INTO files VALUES (false), (true)")) is True
+        assert (
+            is_synthetic(
+                self._wh(tmp_path, "CREATE TABLE files(synthetic BOOLEAN)", "INSERT INTO files VALUES (false), (true)")
+            )
+            is True
+        )
 
     def test_no_files_table_fails_closed(self, tmp_path: Path) -> None:
         assert is_synthetic(self._wh(tmp_path, "")) is True
 
     def test_an_unreadable_flag_fails_closed(self, tmp_path: Path) -> None:
-        assert is_synthetic(self._wh(tmp_path, "CREATE TABLE files(synthetic VARCHAR)",
-                                     "INSERT INTO files VALUES ('no')")) is True
+        assert (
+            is_synthetic(self._wh(tmp_path, "CREATE TABLE files(synthetic VARCHAR)", "INSERT INTO files VALUES ('no')"))
+            is True
+        )

@@ -64,14 +64,28 @@ from pipelines.io.xlsx import read_sheets
 RECORD = keys.Stage("disclosure record", reads=(), writes=("checked.json",))
 
 MICRODATA_COLUMNS = frozenset(
-    {"respondent_id", "age", "sex", "household_single", "weight", "source_row", "file_id",
-     *schema.QUESTIONS, "回答者ID", "年齢", "性別"})
+    {
+        "respondent_id",
+        "age",
+        "sex",
+        "household_single",
+        "weight",
+        "source_row",
+        "file_id",
+        *schema.QUESTIONS,
+        "回答者ID",
+        "年齢",
+        "性別",
+    }
+)
 MICRODATA_MIN_COLUMNS = 3
 MICRODATA_MAX_ROWS = 0
 ID_COLUMNS = ("respondent_id", "回答者ID")
 # Tokens that may be respondent ids: a letter and a digit, 4+ characters of [A-Za-z0-9_-].
-_TOKEN = re.compile(r"(?<![A-Za-z0-9_\-])(?=[A-Za-z0-9_\-]*[A-Za-z])(?=[A-Za-z0-9_\-]*[0-9])"
-                    r"[A-Za-z0-9][A-Za-z0-9_\-]{3,63}(?![A-Za-z0-9_\-])")
+_TOKEN = re.compile(
+    r"(?<![A-Za-z0-9_\-])(?=[A-Za-z0-9_\-]*[A-Za-z])(?=[A-Za-z0-9_\-]*[0-9])"
+    r"[A-Za-z0-9][A-Za-z0-9_\-]{3,63}(?![A-Za-z0-9_\-])"
+)
 _TRUE = {"true", "1", "yes"}
 # Columns that must be empty in a suppressed row: the value and its interval, and what a label was
 # tested against (a reference, e.g. the rest of the nation, with the national value gives the value
@@ -81,9 +95,9 @@ VALUE_COLUMNS = ("value", "lower_ci95", "upper_ci95", *schema.TESTED_AGAINST_COL
 
 @dataclass(frozen=True)
 class Finding:
-    file: str       # path relative to the site folder
-    rule: str       # which check
-    detail: str     # count and examples, English / 日本語
+    file: str  # path relative to the site folder
+    rule: str  # which check
+    detail: str  # count and examples, English / 日本語
 
     def __str__(self) -> str:
         return f"disclosure: {self.file}: {self.rule}: {self.detail}"
@@ -142,8 +156,11 @@ class CheckContext:
 def _site_year(site_dir: Path | None) -> int | None:
     if site_dir is None:
         return None
-    years = [int(m.group(1)) for p in Path(site_dir).glob("downloads/indicators-*.csv")
-             if (m := re.fullmatch(r"indicators-(\d{4})\.csv", p.name))]
+    years = [
+        int(m.group(1))
+        for p in Path(site_dir).glob("downloads/indicators-*.csv")
+        if (m := re.fullmatch(r"indicators-(\d{4})\.csv", p.name))
+    ]
     return max(years) if years else None
 
 
@@ -162,18 +179,42 @@ def make_context(warehouse: Path, site_dir: Path | None = None, year: int | None
             year = int(latest)
         # Plain tuples, not a DataFrame: to_dict(orient="records") is slow, and runs in every
         # process that checks (the build and each report worker).
-        ind_cols = ("area_code", "indicator_id", "breakdown", "suppressed", "value", "n_unweighted",
-                    "estimate_method", "lead_value", "lead_lower_ci95", "lead_upper_ci95")
-        have = ({r[0] for r in con.execute("SELECT column_name FROM information_schema.columns "
-                                           "WHERE table_name = 'indicators'").fetchall()}
-                if has_indicators else set())
+        ind_cols = (
+            "area_code",
+            "indicator_id",
+            "breakdown",
+            "suppressed",
+            "value",
+            "n_unweighted",
+            "estimate_method",
+            "lead_value",
+            "lead_lower_ci95",
+            "lead_upper_ci95",
+        )
+        have = (
+            {
+                r[0]
+                for r in con.execute(
+                    "SELECT column_name FROM information_schema.columns WHERE table_name = 'indicators'"
+                ).fetchall()
+            }
+            if has_indicators
+            else set()
+        )
         select = ", ".join(c if c in have else f"NULL AS {c}" for c in ind_cols)
-        ind = (con.execute(f"SELECT {select} FROM indicators WHERE year = ?", [year]).fetchall()
-               if has_indicators and year is not None else [])
+        ind = (
+            con.execute(f"SELECT {select} FROM indicators WHERE year = ?", [year]).fetchall()
+            if has_indicators and year is not None
+            else []
+        )
         ids: list[str] = []
         if warehouse_db.has_table(con, "survey_responses"):
-            ids = [str(r[0]) for r in con.execute(
-                "SELECT DISTINCT respondent_id FROM survey_responses WHERE respondent_id IS NOT NULL").fetchall()]
+            ids = [
+                str(r[0])
+                for r in con.execute(
+                    "SELECT DISTINCT respondent_id FROM survey_responses WHERE respondent_id IS NOT NULL"
+                ).fetchall()
+            ]
     finally:
         con.close()
     cat = _catalogue()
@@ -182,9 +223,12 @@ def make_context(warehouse: Path, site_dir: Path | None = None, year: int | None
     for r in (dict(zip(ind_cols, t)) for t in ind):
         rows[(r["area_code"], r["indicator_id"], r["breakdown"])] = _shown(r, units.get(r["indicator_id"], "percent"))
     return CheckContext(
-        year=year, n_indicators=int(n_ind or 0), report_rows=rows,
+        year=year,
+        n_indicators=int(n_ind or 0),
+        report_rows=rows,
         catalogue=tuple((i.id, i.name_ja, i.unit, i.source) for i in cat),
-        ids_text="\n".join(sorted(i for i in ids if _ID_SHAPE.fullmatch(i))))
+        ids_text="\n".join(sorted(i for i in ids if _ID_SHAPE.fullmatch(i))),
+    )
 
 
 def _shown(r: dict, unit: str) -> tuple[bool, frozenset, frozenset]:
@@ -205,13 +249,17 @@ def _shown(r: dict, unit: str) -> tuple[bool, frozenset, frozenset]:
 
 # --- Tables (CSV / XLSX) -------------------------------------------------------------------------
 
+
 @functools.lru_cache(maxsize=1)
 def _header_names() -> tuple[frozenset[str], dict[str, str]]:
     """(the column codes of the downloads and of the indicators table, Japanese header -> code)."""
     from pipelines.domain.dictionary import COLUMNS, DICTIONARY_COLUMNS
 
-    codes = frozenset(c.code for c in COLUMNS) | frozenset(schema.INDICATOR_COLUMNS) \
+    codes = (
+        frozenset(c.code for c in COLUMNS)
+        | frozenset(schema.INDICATOR_COLUMNS)
         | frozenset(code for _, code in DICTIONARY_COLUMNS)
+    )
     return codes, {c.ja: c.code for c in COLUMNS}
 
 
@@ -290,22 +338,36 @@ def _id_findings(where: str, texts: Iterable[str], ctx: CheckContext) -> list[Fi
     found = sorted(tokens & ctx.respondent_ids)
     if not found:
         return []
-    return [Finding(where, "respondent ids / 回答者ID",
-                    f"{len(found)} respondent id(s) of the warehouse appear ({_examples(found)}) "
-                    f"/ 回答者IDが含まれています")]
+    return [
+        Finding(
+            where,
+            "respondent ids / 回答者ID",
+            f"{len(found)} respondent id(s) of the warehouse appear ({_examples(found)}) / 回答者IDが含まれています",
+        )
+    ]
 
 
 def _check_table(where: str, df: pd.DataFrame, ctx: CheckContext) -> list[Finding]:
     out: list[Finding] = []
     ids = [c for c in df.columns if str(c) in ID_COLUMNS or str(c).endswith("(respondent_id)")]
     if ids:
-        out.append(Finding(where, "respondent_id column / 回答者ID列",
-                           f"a published table has the column {ids[0]} / 公開表に回答者IDの列があります"))
+        out.append(
+            Finding(
+                where,
+                "respondent_id column / 回答者ID列",
+                f"a published table has the column {ids[0]} / 公開表に回答者IDの列があります",
+            )
+        )
     n_ind = ctx.n_indicators
     if len(df) > n_ind:
-        out.append(Finding(where, "more rows than the indicators table / 指標表より行が多い",
-                           f"{len(df):,} rows > {n_ind:,} rows of the indicators table (not aggregates?) "
-                           f"/ 指標表（{n_ind:,}行）より多い{len(df):,}行"))
+        out.append(
+            Finding(
+                where,
+                "more rows than the indicators table / 指標表より行が多い",
+                f"{len(df):,} rows > {n_ind:,} rows of the indicators table (not aggregates?) "
+                f"/ 指標表（{n_ind:,}行）より多い{len(df):,}行",
+            )
+        )
     value_cols = [c for c in (_col(df, k) for k in VALUE_COLUMNS) if c is not None]
     n_col, sup_col = _col(df, "n_unweighted"), _col(df, "suppressed")
     if value_cols:
@@ -316,20 +378,35 @@ def _check_table(where: str, df: pd.DataFrame, ctx: CheckContext) -> list[Findin
         if n_col is not None:
             n = _num(df[n_col])
             small = (n < config.MIN_BASE).fillna(False).to_numpy()
-        sup = (df[sup_col].astype(str).str.strip().str.lower().isin(_TRUE).to_numpy()
-               if sup_col is not None else np.zeros(len(df), dtype=bool))
+        sup = (
+            df[sup_col].astype(str).str.strip().str.lower().isin(_TRUE).to_numpy()
+            if sup_col is not None
+            else np.zeros(len(df), dtype=bool)
+        )
         bad = shown & (small | sup)
         if bad.any():
             rows = [_line(df, i) for i in np.flatnonzero(bad)]
-            out.append(Finding(where, f"value on a base < {config.MIN_BASE} or suppressed / 非表示の値",
-                               f"{int(bad.sum())} row(s) show a value whose base is < {config.MIN_BASE} or "
-                               f"that is suppressed (file rows {_examples(rows)}) / 非表示の行に値があります"))
+            out.append(
+                Finding(
+                    where,
+                    f"value on a base < {config.MIN_BASE} or suppressed / 非表示の値",
+                    f"{int(bad.sum())} row(s) show a value whose base is < {config.MIN_BASE} or "
+                    f"that is suppressed (file rows {_examples(rows)}) / 非表示の行に値があります",
+                )
+            )
         out += _check_recoverable(where, df, n_col, sup_col)
     # the leading estimate (a chart's data file has it without a value column: what a chart draws)
     out += _check_lead(where, df, sup_col)
     # Every cell, and the header too (a header is published text as well).
-    out += _id_findings(where, [*df.attrs.get("above", []), " ".join(map(str, df.columns)),
-                                *(" ".join(df[c].astype(str).tolist()) for c in df.columns)], ctx)
+    out += _id_findings(
+        where,
+        [
+            *df.attrs.get("above", []),
+            " ".join(map(str, df.columns)),
+            *(" ".join(df[c].astype(str).tolist()) for c in df.columns),
+        ],
+        ctx,
+    )
     return out
 
 
@@ -361,9 +438,14 @@ def _check_lead(where: str, df: pd.DataFrame, sup_col) -> list[Finding]:
     bad = sup & shown & ~np.isin(method, ["pooled", "model"])
     if bad.any():
         rows = [_line(df, i) for i in np.flatnonzero(bad)]
-        out.append(Finding(where, "direct value of a suppressed cell as the leading estimate / 非表示セルの直接推計",
-                           f"{int(bad.sum())} suppressed row(s) lead with a value that is not pooled or "
-                           f"model-based (file rows {_examples(rows)}) / 非表示の行が直接推計を表示しています"))
+        out.append(
+            Finding(
+                where,
+                "direct value of a suppressed cell as the leading estimate / 非表示セルの直接推計",
+                f"{int(bad.sum())} suppressed row(s) lead with a value that is not pooled or "
+                f"model-based (file rows {_examples(rows)}) / 非表示の行が直接推計を表示しています",
+            )
+        )
     val_col = _col(df, "value")
     if val_col is not None:
         value = _num(df[val_col]).to_numpy()
@@ -371,18 +453,28 @@ def _check_lead(where: str, df: pd.DataFrame, sup_col) -> list[Finding]:
             differ = (method == "direct") & shown & ~(np.abs(lead - value) <= 1e-9)
         if differ.any():
             rows = [_line(df, i) for i in np.flatnonzero(differ)]
-            out.append(Finding(where, "direct lead differs from the value / 直接推計の不一致",
-                               f"{int(differ.sum())} row(s) lead with a direct value other than the published "
-                               f"value (file rows {_examples(rows)}) / 直接推計の値が公表値と異なります"))
+            out.append(
+                Finding(
+                    where,
+                    "direct lead differs from the value / 直接推計の不一致",
+                    f"{int(differ.sum())} row(s) lead with a direct value other than the published "
+                    f"value (file rows {_examples(rows)}) / 直接推計の値が公表値と異なります",
+                )
+            )
     y_col = _col(df, "lead_years")
     if y_col is not None:
         years = df[y_col].astype(str).str.strip()
         unnamed = (method == "pooled") & shown & ~years.str.fullmatch(r"\d{4}-\d{4}").to_numpy()
         if unnamed.any():
             rows = [_line(df, i) for i in np.flatnonzero(unnamed)]
-            out.append(Finding(where, "pooled value without its years / プール推計の期間なし",
-                               f"{int(unnamed.sum())} pooled row(s) do not name the rounds pooled "
-                               f"(file rows {_examples(rows)}) / プール推計の期間がありません"))
+            out.append(
+                Finding(
+                    where,
+                    "pooled value without its years / プール推計の期間なし",
+                    f"{int(unnamed.sum())} pooled row(s) do not name the rounds pooled "
+                    f"(file rows {_examples(rows)}) / プール推計の期間がありません",
+                )
+            )
     return out
 
 
@@ -392,8 +484,10 @@ def _check_recoverable(where: str, df: pd.DataFrame, n_col, sup_col) -> list[Fin
     whose base, count or complement the published cells pin down."""
     from pipelines.domain.audit import audit_published
 
-    cols = {k: _col(df, k) for k in ("area_code", "indicator_id", "breakdown", "note", "value",
-                                     "n_effective", "design_effect", "year")}
+    cols = {
+        k: _col(df, k)
+        for k in ("area_code", "indicator_id", "breakdown", "note", "value", "n_effective", "design_effect", "year")
+    }
     if sup_col is None:
         return []
     sup = df[sup_col].astype(str).str.strip().str.lower().isin(_TRUE).to_numpy()
@@ -407,19 +501,33 @@ def _check_recoverable(where: str, df: pd.DataFrame, n_col, sup_col) -> list[Fin
     bad = shown & sup
     if bad.any():
         rows = [_line(df, i) for i in np.flatnonzero(bad)]
-        out.append(Finding(where, "base of a suppressed cell / 非表示セルの回答者数",
-                           f"{int(bad.sum())} suppressed row(s) publish their exact base (n_unweighted, "
-                           f"n_effective or (n=...) in the note; file rows {_examples(rows)}) "
-                           f"/ 非表示の行の回答者数が公表されています"))
-    if n_col is None or cols["area_code"] is None or cols["indicator_id"] is None \
-            or cols["breakdown"] is None or cols["value"] is None:
+        out.append(
+            Finding(
+                where,
+                "base of a suppressed cell / 非表示セルの回答者数",
+                f"{int(bad.sum())} suppressed row(s) publish their exact base (n_unweighted, "
+                f"n_effective or (n=...) in the note; file rows {_examples(rows)}) "
+                f"/ 非表示の行の回答者数が公表されています",
+            )
+        )
+    if (
+        n_col is None
+        or cols["area_code"] is None
+        or cols["indicator_id"] is None
+        or cols["breakdown"] is None
+        or cols["value"] is None
+    ):
         return out
-    table = pd.DataFrame({
-        "area_code": df[cols["area_code"]].astype(str).str.lstrip("'").str.zfill(2).to_numpy(),
-        "indicator_id": df[cols["indicator_id"]].astype(str).to_numpy(),
-        "breakdown": df[cols["breakdown"]].astype(str).to_numpy(),
-        "value": _num(df[cols["value"]]).to_numpy(), "n_unweighted": _num(df[n_col]).to_numpy(),
-        "suppressed": sup})
+    table = pd.DataFrame(
+        {
+            "area_code": df[cols["area_code"]].astype(str).str.lstrip("'").str.zfill(2).to_numpy(),
+            "indicator_id": df[cols["indicator_id"]].astype(str).to_numpy(),
+            "breakdown": df[cols["breakdown"]].astype(str).to_numpy(),
+            "value": _num(df[cols["value"]]).to_numpy(),
+            "n_unweighted": _num(df[n_col]).to_numpy(),
+            "suppressed": sup,
+        }
+    )
     if cols["year"] is not None:
         table["year"] = df[cols["year"]].astype(str).to_numpy()
     if cols["note"] is not None:
@@ -432,14 +540,20 @@ def _check_recoverable(where: str, df: pd.DataFrame, n_col, sup_col) -> list[Fin
     table = table[table["suppressed"] | table["n_unweighted"].notna()]
     exposures = audit_published(table)
     if exposures:
-        out.append(Finding(where, "suppressed cell recoverable / 差し引きで絞り込める非表示セル",
-                           f"{len(exposures)} suppressed cell quantity(ies) can be narrowed by arithmetic on "
-                           f"published cells (e.g. {_examples(exposures, 2)}) / 公表値の加減算で非表示セルの"
-                           f"値が絞り込めます（二次秘匿が不足）"))
+        out.append(
+            Finding(
+                where,
+                "suppressed cell recoverable / 差し引きで絞り込める非表示セル",
+                f"{len(exposures)} suppressed cell quantity(ies) can be narrowed by arithmetic on "
+                f"published cells (e.g. {_examples(exposures, 2)}) / 公表値の加減算で非表示セルの"
+                f"値が絞り込めます（二次秘匿が不足）",
+            )
+        )
     return out
 
 
 # --- HTML and notebook text ----------------------------------------------------------------------
+
 
 class _Tables(HTMLParser):
     """Every <table> of an HTML text as a list of rows of cell texts (header row first)."""
@@ -507,7 +621,7 @@ def _plain_dumps(plain: str) -> list[str]:
         names = set(line.split())
         if (names & set(ID_COLUMNS)) or len(names & MICRODATA_COLUMNS) >= MICRODATA_MIN_COLUMNS:
             rows = 0
-            for nxt in lines[i + 1:]:
+            for nxt in lines[i + 1 :]:
                 if not nxt.strip() or nxt.lstrip().startswith("["):
                     break
                 rows += 1
@@ -557,17 +671,19 @@ def _notebook_texts(path: Path) -> tuple[list[str], list[str]]:
 _BINARY_DATA = re.compile(
     r"(data:(?i:image/(?:png|jpe?g|gif|webp|avif|bmp|tiff|x-icon|vnd\.microsoft\.icon)|font/[\w.+\-]+"
     r"|application/(?:font-woff2?|font-sfnt|x-font-[\w.+\-]+|vnd\.ms-fontobject))"
-    r"(?:;[\w.+\-]+=[\w.+\-]*)*;(?i:base64),)[A-Za-z0-9+/=]+")
+    r"(?:;[\w.+\-]+=[\w.+\-]*)*;(?i:base64),)[A-Za-z0-9+/=]+"
+)
 _B64_DATA = re.compile(r"data:([\w.+\-]+/[\w.+\-]+)?(?:;[\w.+\-]+=[\w.+\-]*)*;(?i:base64),([A-Za-z0-9+/=]+)")
 _HTML_MEDIA = re.compile(r"text/html|image/svg\+xml|application/xhtml\+xml", re.I)
-_TEXT_MEDIA = re.compile(r"text/[\w.+\-]+|application/(?:[\w.\-]+\+)?(?:json|xml)|application/(?:java|ecma)script",
-                         re.I)
+_TEXT_MEDIA = re.compile(
+    r"text/[\w.+\-]+|application/(?:[\w.\-]+\+)?(?:json|xml)|application/(?:java|ecma)script", re.I
+)
 
 
 def _without_binary_data(text: str) -> tuple[str, list[str], list[str]]:
     """(``text`` with the payloads of base64 image/font data URIs removed, the decoded HTML/SVG
     payloads, the decoded text payloads)."""
-    if "data:" not in text:   # (an upper-case "DATA:" URI is left in the text, checked as it stands)
+    if "data:" not in text:  # (an upper-case "DATA:" URI is left in the text, checked as it stands)
         return text, [], []
     text = _BINARY_DATA.sub(r"\1", text)
     html, plain = [], []
@@ -592,9 +708,14 @@ def _text_findings(where: str, html: list[tuple[str, list]], plain: list[str], c
     for p in plain:
         dumps += _plain_dumps(p)
     if dumps:
-        out.append(Finding(where, "microdata / 個票データ",
-                           f"{len(dumps)} output(s) contain respondent-level data: {_examples(dumps, 2)} "
-                           f"/ 個票（回答者単位）のデータが出力されています"))
+        out.append(
+            Finding(
+                where,
+                "microdata / 個票データ",
+                f"{len(dumps)} output(s) contain respondent-level data: {_examples(dumps, 2)} "
+                f"/ 個票（回答者単位）のデータが出力されています",
+            )
+        )
     out += _id_findings(where, [h for h, _ in html] + plain, ctx)
     return out
 
@@ -614,10 +735,16 @@ def _check_text(where: str, html: list[str], plain: list[str], ctx: CheckContext
 
 # --- Report pages: suppressed cells show 'x' -----------------------------------------------------
 
+
 @functools.lru_cache(maxsize=1)
 def _breakdown_labels() -> dict[str, str]:
-    labels = {"男性": "sex=1", "女性": "sex=2", "全体": "total", "一人暮らし": "household_single=1",
-              "一人暮らし以外": "household_single=0"}
+    labels = {
+        "男性": "sex=1",
+        "女性": "sex=2",
+        "全体": "total",
+        "一人暮らし": "household_single=1",
+        "一人暮らし以外": "household_single=0",
+    }
     labels.update({v: f"age={k}" for k, v in schema.AGE_BAND_LABELS.items()})
     labels.update({(b + "歳" if b != "75+" else "75歳以上"): f"uk_age={b}" for b in schema.UK_AGE_BANDS})
     return labels
@@ -638,10 +765,10 @@ def _report_area_rel(rel: str) -> str | None:
 
 
 def _check_report(where: str, tables: list[list[list[str]]], area: str, ctx: CheckContext) -> list[Finding]:
-    rows = ctx.report_rows   # (area, indicator, breakdown) -> (suppressed, value texts, interval texts)
+    rows = ctx.report_rows  # (area, indicator, breakdown) -> (suppressed, value texts, interval texts)
     if not rows:
         return []
-    cat = ctx.catalogue      # (id, name_ja, unit, source)
+    cat = ctx.catalogue  # (id, name_ja, unit, source)
     survey = [i for i, _, _, source in cat if source == "survey"]
     labels = _breakdown_labels()
     bad: list[str] = []
@@ -665,7 +792,7 @@ def _check_report(where: str, tables: list[list[list[str]]], area: str, ctx: Che
                     row = rows.get((area, i, "total"))
                     if row is not None and row[0] and len(r) > col and r[col] not in row[1]:
                         bad.append(f"{i} total ({ctx.year}) shows {r[col]!r}")
-        elif head[0] == "指標":   # headline table: one row per indicator (total)
+        elif head[0] == "指標":  # headline table: one row per indicator (total)
             for r in t[1:]:
                 ids = [i for i, name_ja, _, _ in cat if name_ja and name_ja in r[0]]
                 for i in ids[:1]:
@@ -673,9 +800,9 @@ def _check_report(where: str, tables: list[list[list[str]]], area: str, ctx: Che
                     if row is not None and row[0]:
                         if len(r) > 1 and r[1] not in row[1]:
                             bad.append(f"{i} total shows {r[1]!r}")
-                        if len(r) > 2 and r[2] not in row[2]:   # its 95% interval
+                        if len(r) > 2 and r[2] not in row[2]:  # its 95% interval
                             bad.append(f"{i} total interval shows {r[2]!r}")
-        elif head[0] == "区分":   # breakdown table of one indicator: find which one
+        elif head[0] == "区分":  # breakdown table of one indicator: find which one
             body = [r for r in t[1:] if r and r[0] in labels]
             if not body:
                 continue
@@ -692,7 +819,7 @@ def _check_report(where: str, tables: list[list[list[str]]], area: str, ctx: Che
                 mism = [(r, c, code) for r, c, code, e in shown if e is not None and r[c] not in e]
                 if best_bad is None or len(mism) < len(best_bad):
                     best, best_bad = i, mism
-                    if not mism:   # no later indicator can fit better (the first best is kept)
+                    if not mism:  # no later indicator can fit better (the first best is kept)
                         break
             for r, c, code in best_bad or []:
                 row = rows.get((code, best, labels[r[0]]))
@@ -705,9 +832,14 @@ def _check_report(where: str, tables: list[list[list[str]]], area: str, ctx: Che
                     bad.append(f"{best} {area} {labels[r[0]]} interval shows {r[2]!r}")
     if not bad:
         return []
-    return [Finding(where, "suppressed cell shown / 非表示セルに数値",
-                    f"{len(bad)} table cell(s) show a number for a suppressed row ({_examples(bad)}) "
-                    f"/ 非表示の行の数値が表示されています（「x」であるべき）")]
+    return [
+        Finding(
+            where,
+            "suppressed cell shown / 非表示セルに数値",
+            f"{len(bad)} table cell(s) show a number for a suppressed row ({_examples(bad)}) "
+            f"/ 非表示の行の数値が表示されています（「x」であるべき）",
+        )
+    ]
 
 
 # --- Entry points --------------------------------------------------------------------------------
@@ -742,10 +874,14 @@ def _check_file(site_dir: Path, rel: str, ctx: CheckContext) -> list[Finding]:
             return out
         if suffix in _TEXT_SUFFIXES:
             return _check_text(rel, [], [path.read_text(encoding="utf-8", errors="replace")], ctx)
-    except (OSError, ValueError, KeyError, IndexError, json.JSONDecodeError, zipfile.BadZipFile,
-            ET.ParseError) as exc:
-        return [Finding(rel, "unreadable / 読み込めません",
-                        f"could not be checked ({type(exc).__name__}: {exc}) / 検査できません")]
+    except (OSError, ValueError, KeyError, IndexError, json.JSONDecodeError, zipfile.BadZipFile, ET.ParseError) as exc:
+        return [
+            Finding(
+                rel,
+                "unreadable / 読み込めません",
+                f"could not be checked ({type(exc).__name__}: {exc}) / 検査できません",
+            )
+        ]
     return []
 
 

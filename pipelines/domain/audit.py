@@ -71,8 +71,8 @@ from pipelines.domain.conventions import DEFF_DECIMALS, OWN_SURVEY_MARK
 
 # The rule in words is the method statement's (method_statement.RULE_JA / RULE_EN).
 
-NV = 20          # variables per quantity (n or y) of a block: total, 3 sex, 13 age atoms, 3 household
-BIG = 1e7        # a finite upper bound for every variable (a hidden total has no other)
+NV = 20  # variables per quantity (n or y) of a block: total, 3 sex, 13 age atoms, 3 household
+BIG = 1e7  # a finite upper bound for every variable (a hidden total has no other)
 _TOL = 1e-6
 
 # Age atoms: cut at every boundary of either band set.
@@ -99,7 +99,7 @@ def age_atoms() -> tuple[tuple[int, int], ...]:
 _TOTAL, _SEX = 0, (1, 2, 3)
 _AGE0 = 4
 _N_ATOMS = 12
-_AGE_NA = _AGE0 + _N_ATOMS          # 16
+_AGE_NA = _AGE0 + _N_ATOMS  # 16
 _HH = (17, 18, 19)
 PARTITIONS = {"sex": list(_SEX), "age": list(range(_AGE0, _AGE_NA + 1)), "hh": list(_HH)}
 
@@ -131,7 +131,7 @@ def partition_of(breakdown: str) -> str:
 
 # --- Intervals ---------------------------------------------------------------------------------
 
-QUANTITIES = ("n", "y", "z")   # base, count, complement (n - y)
+QUANTITIES = ("n", "y", "z")  # base, count, complement (n - y)
 
 # The age system as difference constraints. Node k is the prefix sum S_k of one quantity over the
 # age atoms below the k-th cut (S_0 = 0, S_12 = everyone of known age): an atom k is S_{k+1} - S_k
@@ -154,9 +154,17 @@ def band_nodes(breakdown: str) -> tuple[int, int]:
     return (min(cols) - _AGE0, max(cols) - _AGE0 + 1)
 
 
-def age_bounds(block: np.ndarray, a: np.ndarray, b: np.ndarray, value: np.ndarray, total: np.ndarray,
-               q_block: np.ndarray, q_a: np.ndarray, q_b: np.ndarray,
-               value_lo: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+def age_bounds(
+    block: np.ndarray,
+    a: np.ndarray,
+    b: np.ndarray,
+    value: np.ndarray,
+    total: np.ndarray,
+    q_block: np.ndarray,
+    q_a: np.ndarray,
+    q_b: np.ndarray,
+    value_lo: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
     """Tightest [lo, hi] of the age bands (q_block, q_a, q_b) given, per block 0..B-1, its
     published total ``total[block]`` (its largest possible value) and its published age and UK age
     bands (block, a, b, value; with ``value_lo`` a band is known only to lie in [value_lo, value],
@@ -165,10 +173,12 @@ def age_bounds(block: np.ndarray, a: np.ndarray, b: np.ndarray, value: np.ndarra
     nb = len(total)
     d = np.full((nb, _NODES, _NODES), np.inf)
     d[:, np.arange(_NODES), np.arange(_NODES)] = 0.0
-    d[:, np.arange(1, _NODES), np.arange(_NODES - 1)] = 0.0       # atoms >= 0: S_k <= S_{k+1}
-    d[:, 0, _NODES - 1] = np.asarray(total, dtype=float)          # age unknown >= 0: S_12 <= total
-    np.minimum.at(d, (block, a, b), value)                        # S_b - S_a <= v
-    np.minimum.at(d, (block, b, a), -np.asarray(value if value_lo is None else value_lo, dtype=float))   # S_a - S_b <= -v
+    d[:, np.arange(1, _NODES), np.arange(_NODES - 1)] = 0.0  # atoms >= 0: S_k <= S_{k+1}
+    d[:, 0, _NODES - 1] = np.asarray(total, dtype=float)  # age unknown >= 0: S_12 <= total
+    np.minimum.at(d, (block, a, b), value)  # S_b - S_a <= v
+    np.minimum.at(
+        d, (block, b, a), -np.asarray(value if value_lo is None else value_lo, dtype=float)
+    )  # S_a - S_b <= -v
     for k in range(_NODES):
         np.minimum(d, d[:, :, k, None] + d[:, None, k, :], out=d)
     bad = np.flatnonzero((d[:, np.arange(_NODES), np.arange(_NODES)] < -_TOL).any(axis=1))
@@ -181,8 +191,9 @@ class _Derivations:
     """How each audited cell's interval follows from the published cells (text, made on access:
     derivations are rarely read, so the rows of each block are grouped on first use)."""
 
-    def __init__(self, bds: np.ndarray, pub: np.ndarray, part: np.ndarray, blk: np.ndarray, index: np.ndarray,
-                 how: np.ndarray) -> None:
+    def __init__(
+        self, bds: np.ndarray, pub: np.ndarray, part: np.ndarray, blk: np.ndarray, index: np.ndarray, how: np.ndarray
+    ) -> None:
         self._bds, self._pub, self._part, self._blk = bds, pub, part, blk
         self._index, self._how = index, how
         self._groups: dict | None = None
@@ -204,17 +215,21 @@ class _Derivations:
             members = [self._bds[j] for j in pos if self._pub[j] and self._part[j] == self._part[i]]
             return "total - " + " - ".join(members) + " (the unpublished rest of the partition >= 0)"
         labels = [self._bds[j] for j in pos if self._pub[j] and band_nodes(self._bds[j])[0] >= 0]
-        return ("total and the published age cells: " + ", ".join(dict.fromkeys(labels))
-                + " (national and UK age bands are sums of the same age atoms)")
+        return (
+            "total and the published age cells: "
+            + ", ".join(dict.fromkeys(labels))
+            + " (national and UK age bands are sums of the same age atoms)"
+        )
 
 
 @dataclass
 class Intervals:
     """Per audited hidden cell (the rows of ``cells``): [lo, hi] of n, y and n - y."""
-    index: np.ndarray            # row positions in the cells frame
-    lo: np.ndarray               # shape (k, 3)
+
+    index: np.ndarray  # row positions in the cells frame
+    lo: np.ndarray  # shape (k, 3)
     hi: np.ndarray
-    a_lo: np.ndarray             # a-priori range (what the published total alone allows)
+    a_lo: np.ndarray  # a-priori range (what the published total alone allows)
     a_hi: np.ndarray
     derivation: Sequence[str]
 
@@ -248,8 +263,10 @@ def intervals(cells: pd.DataFrame, quantities: tuple[int, ...] = (0, 1, 2)) -> I
     bcodes, uniq = pd.factorize(c["breakdown"].astype(str), sort=False)
     uniq = [str(u) for u in uniq]
     bds = np.asarray(uniq, dtype=object)[bcodes] if len(uniq) else np.zeros(0, dtype=object)
-    u_part = np.array([_PARTS.index(partition_of(b)) if b == "total" or partition_of(b) != "total" else -1
-                       for b in uniq], dtype=np.int64)
+    u_part = np.array(
+        [_PARTS.index(partition_of(b)) if b == "total" or partition_of(b) != "total" else -1 for b in uniq],
+        dtype=np.int64,
+    )
     u_mod = np.array([bool(columns(b)) for b in uniq], dtype=bool)
     u_kind = np.array([{"age": 1, "uk_age": 2}.get(b.partition("=")[0], 0) for b in uniq], dtype=np.int64)
     u_nodes = np.array([band_nodes(b) for b in uniq], dtype=np.int64).reshape(-1, 2)
@@ -260,12 +277,12 @@ def intervals(cells: pd.DataFrame, quantities: tuple[int, ...] = (0, 1, 2)) -> I
     is_total = bds == "total"
     tot_row = np.full(nb, -1, dtype=np.int64)
     tr = np.flatnonzero(is_total)[::-1]
-    tot_row[blk[tr]] = tr                       # the first total row of each block
+    tot_row[blk[tr]] = tr  # the first total row of each block
     has_tot = tot_row >= 0
     tot_pub = np.zeros(nb, dtype=bool)
     tot_pub[has_tot] = pub[tot_row[has_tot]]
     N = np.where(has_tot, n[np.maximum(tot_row, 0)], np.nan)
-    Y_lo = np.where(has_tot, ylo[np.maximum(tot_row, 0)], np.nan)   # the total's count: [Y_lo, Y_hi]
+    Y_lo = np.where(has_tot, ylo[np.maximum(tot_row, 0)], np.nan)  # the total's count: [Y_lo, Y_hi]
     Y_hi = np.where(has_tot, yhi[np.maximum(tot_row, 0)], np.nan)
     hid = ~pub & modelled & ~is_total
     # a hidden total: nothing of the block is published (every cell is <= the total), no bound
@@ -284,8 +301,8 @@ def intervals(cells: pd.DataFrame, quantities: tuple[int, ...] = (0, 1, 2)) -> I
     i = out_open
     bi = blk[i]
     mn = N[bi] - pn[bi, part[i]]
-    my = Y_hi[bi] - py_lo[bi, part[i]]                                  # the rest's count at most
-    mz = (N[bi] - Y_lo[bi]) - (pn[bi, part[i]] - py_hi[bi, part[i]])    # the rest's complement at most
+    my = Y_hi[bi] - py_lo[bi, part[i]]  # the rest's count at most
+    mz = (N[bi] - Y_lo[bi]) - (pn[bi, part[i]] - py_hi[bi, part[i]])  # the rest's complement at most
     lo = np.zeros((len(i), 3))
     hi = np.stack([mn, my, mz], axis=1)
     a_hi = np.stack([N[bi], Y_hi[bi], N[bi] - Y_lo[bi]], axis=1)
@@ -299,12 +316,12 @@ def intervals(cells: pd.DataFrame, quantities: tuple[int, ...] = (0, 1, 2)) -> I
         sel = np.flatnonzero(pub & (a_node >= 0) & np.isin(blk, qb))
         sb = np.searchsorted(qb, blk[sel])
         qa, qz = a_node[i[q]], b_node[i[q]]
-        b_ylo, b_yhi = age_bounds(sb, a_node[sel], b_node[sel], yhi[sel], Y_hi[qb], qcode, qa, qz,
-                                  value_lo=ylo[sel])
-        b_zlo, b_zhi = age_bounds(sb, a_node[sel], b_node[sel], n[sel] - ylo[sel], N[qb] - Y_lo[qb], qcode,
-                                  qa, qz, value_lo=n[sel] - yhi[sel])
+        b_ylo, b_yhi = age_bounds(sb, a_node[sel], b_node[sel], yhi[sel], Y_hi[qb], qcode, qa, qz, value_lo=ylo[sel])
+        b_zlo, b_zhi = age_bounds(
+            sb, a_node[sel], b_node[sel], n[sel] - ylo[sel], N[qb] - Y_lo[qb], qcode, qa, qz, value_lo=n[sel] - yhi[sel]
+        )
         n_lo, n_hi = b_ylo + b_zlo, b_yhi + b_zhi
-        if ranged:   # the counts are ranges, the bases exact: the base system bounds n too
+        if ranged:  # the counts are ranges, the bases exact: the base system bounds n too
             m_lo, m_hi = age_bounds(sb, a_node[sel], b_node[sel], n[sel], N[qb], qcode, qa, qz)
             n_lo, n_hi = np.maximum(n_lo, m_lo), np.minimum(n_hi, m_hi)
         v_lo = np.stack([n_lo, b_ylo, b_zlo], axis=1)
@@ -324,8 +341,9 @@ def intervals(cells: pd.DataFrame, quantities: tuple[int, ...] = (0, 1, 2)) -> I
     index, lo, hi, a_hi, how = index[order], lo[order], hi[order], a_hi[order], how[order]
     lo = np.maximum(np.ceil(lo - _TOL), 0)
     hi = np.floor(hi + _TOL)
-    return Intervals(index.astype(np.int64), lo, hi, np.zeros_like(a_hi), a_hi,
-                     _Derivations(bds, pub, part, blk, index, how))
+    return Intervals(
+        index.astype(np.int64), lo, hi, np.zeros_like(a_hi), a_hi, _Derivations(bds, pub, part, blk, index, how)
+    )
 
 
 def protection(n_cell: np.ndarray) -> np.ndarray:
@@ -354,26 +372,41 @@ def exposed_true(iv: Intervals, n: np.ndarray, y: np.ndarray, primary: np.ndarra
 def exposed_published(iv: Intervals) -> np.ndarray:
     """(k, 3) bool, truth-free: an interval narrower than min(PROTECTION_ABS, a-priori width)."""
     bad = (iv.hi - iv.lo) < np.minimum(PROTECTION_ABS, iv.a_hi - iv.a_lo) - _TOL
-    bad[iv.hi[:, 0] <= 0] = False   # a cell proven empty discloses no respondent
+    bad[iv.hi[:, 0] <= 0] = False  # a cell proven empty discloses no respondent
     return bad
 
 
 # --- Audit-driven secondary suppression ----------------------------------------------------------
 
+
 def _exposed_cells(base, brows, bn, hidden, f, rows, base_of, block, f_n, f_y, bprim) -> dict[int, set[int]]:
     """{base cell (position in ``base``): the quantities (0 n, 1 y, 2 n - y) exposed in it}."""
-    bcells = pd.DataFrame({"block": (base["group"].astype(str) + "|" + base["area_code"].astype(str)).to_numpy()[brows],
-                           "breakdown": base["breakdown"].to_numpy()[brows], "n": bn[brows], "y": 0.0,
-                           "published": ~hidden[brows], "primary": bprim[brows]})
+    bcells = pd.DataFrame(
+        {
+            "block": (base["group"].astype(str) + "|" + base["area_code"].astype(str)).to_numpy()[brows],
+            "breakdown": base["breakdown"].to_numpy()[brows],
+            "n": bn[brows],
+            "y": 0.0,
+            "published": ~hidden[brows],
+            "primary": bprim[brows],
+        }
+    )
     ivn = intervals(bcells, quantities=(0,))
     bad: dict[int, set[int]] = {}
     for b in brows[ivn.index[exposed_true(ivn, bn[brows], np.zeros(len(brows)), bprim[brows])[:, 0]]]:
         bad.setdefault(int(b), set()).add(0)
     n_hi = np.full(len(bn), np.inf)
     n_hi[brows[ivn.index]] = ivn.hi[:, 0]
-    cells = pd.DataFrame({"block": block[rows], "breakdown": f["breakdown"].to_numpy()[rows],
-                          "n": f_n[rows], "y": f_y[rows], "published": ~hidden[base_of[rows]],
-                          "primary": bprim[base_of[rows]]})
+    cells = pd.DataFrame(
+        {
+            "block": block[rows],
+            "breakdown": f["breakdown"].to_numpy()[rows],
+            "n": f_n[rows],
+            "y": f_y[rows],
+            "published": ~hidden[base_of[rows]],
+            "primary": bprim[base_of[rows]],
+        }
+    )
     iv = intervals(cells, quantities=(1, 2))
     # y <= n: the count and the complement are no larger than the base's upper bound
     cap = n_hi[base_of[rows[iv.index]]]
@@ -399,11 +432,17 @@ def _national_context(f: pd.DataFrame, subsample_areas: set[str], order: dict[st
     has_sub = np.zeros(len(groups), dtype=bool)
     has_sub[gcode[sub & (n > 0)]] = True
     bds = f["breakdown"].astype(str)
-    return {"sub": sub, "nat": nat, "n": n, "y": y, "groups": len(groups),
-            "gid": np.where((has_nat & has_sub)[gcode], gcode, -1),
-            "area_rank": np.unique(area, return_inverse=True)[1],
-            "bd_rank": bds.map(lambda b: order.get(b, 0)).to_numpy(dtype=np.int64),
-            "own": bool((~sub & ~nat & (n > 0)).any())}
+    return {
+        "sub": sub,
+        "nat": nat,
+        "n": n,
+        "y": y,
+        "groups": len(groups),
+        "gid": np.where((has_nat & has_sub)[gcode], gcode, -1),
+        "area_rank": np.unique(area, return_inverse=True)[1],
+        "bd_rank": bds.map(lambda b: order.get(b, 0)).to_numpy(dtype=np.int64),
+        "own": bool((~sub & ~nat & (n > 0)).any()),
+    }
 
 
 def _national_fixes(f, base_of, hidden, bprim, subsample_areas, order, ctx=None) -> set[int]:
@@ -421,7 +460,7 @@ def _national_fixes(f, base_of, hidden, bprim, subsample_areas, order, ctx=None)
     hid = hidden[base_of]
     rel = gid >= 0
     g_all = np.maximum(gid, 0)
-    first = np.full(G, -1, dtype=np.int64)          # the first published national cell of a group
+    first = np.full(G, -1, dtype=np.int64)  # the first published national cell of a group
     natp = np.flatnonzero(rel & nat & ~hid)[::-1]
     first[gid[natp]] = natp
     hp_rows = rel & sub & hid & (n > 0)
@@ -430,7 +469,7 @@ def _national_fixes(f, base_of, hidden, bprim, subsample_areas, order, ctx=None)
     sum_ps = np.bincount(gid[ps_rows], weights=n[ps_rows], minlength=G)
     valid = (first >= 0) & (count_hp > 0)
     tot = np.where(first >= 0, n[np.maximum(first, 0)], 0.0)
-    m = tot - sum_ps                                # what the intruder sees: national - published
+    m = tot - sum_ps  # what the intruder sees: national - published
     hp = np.flatnonzero(hp_rows & valid[g_all])
     if not len(hp):
         return set()
@@ -459,8 +498,9 @@ def _partition(breakdown: pd.Series) -> pd.Series:
     return breakdown.str.partition("=")[0]
 
 
-def suppression_groups(cells: pd.DataFrame, key_cols: list[str],
-                       subsample_areas: set[str]) -> tuple[list[np.ndarray], list[float]]:
+def suppression_groups(
+    cells: pd.DataFrame, key_cols: list[str], subsample_areas: set[str]
+) -> tuple[list[np.ndarray], list[float]]:
     """Groups of cells that add up to a published total, with the base of each group's unpublished
     remainder (for ``stats.secondary_suppression``). ``cells``: one row per key x area x breakdown
     with columns ``key_cols``, area_code, breakdown, n; positions are row positions.
@@ -478,8 +518,7 @@ def suppression_groups(cells: pd.DataFrame, key_cols: list[str],
     is_total = (c["breakdown"] == "total").to_numpy()
     groups: list[np.ndarray] = []
     rem: list[float] = []
-    total_n = dict(zip(map(tuple, c.loc[is_total, key_cols + ["area_code"]].to_numpy().tolist()),
-                       n[is_total]))
+    total_n = dict(zip(map(tuple, c.loc[is_total, key_cols + ["area_code"]].to_numpy().tolist()), n[is_total]))
     inner = c.loc[~is_total, key_cols + ["area_code"]].assign(_p=part[~is_total])
     for key, idx in inner.groupby(key_cols + ["area_code", "_p"], sort=True).indices.items():
         pos = inner.index.to_numpy()[idx]
@@ -488,8 +527,12 @@ def suppression_groups(cells: pd.DataFrame, key_cols: list[str],
             continue
         groups.append(pos)
         rem.append(max(0.0, tot - float(n[pos].sum())))
-    nat_n = dict(zip(map(tuple, c.loc[c.area_code == NATIONAL, key_cols + ["breakdown"]].to_numpy().tolist()),
-                     n[(c.area_code == NATIONAL).to_numpy()]))
+    nat_n = dict(
+        zip(
+            map(tuple, c.loc[c.area_code == NATIONAL, key_cols + ["breakdown"]].to_numpy().tolist()),
+            n[(c.area_code == NATIONAL).to_numpy()],
+        )
+    )
     sub = c.loc[c.area_code.isin(subsample_areas), key_cols + ["breakdown"]]
     if len(sub):
         for key, idx in sub.groupby(key_cols + ["breakdown"], sort=True).indices.items():
@@ -547,16 +590,22 @@ def _protect(frame: pd.DataFrame, subsample_areas: set[str], max_rounds: int = 2
     order = {b: k for k, b in enumerate(dict.fromkeys(f["breakdown"].astype(str)))}
     area_block = base.groupby(["group", "area_code"], sort=False).indices
     f_n, f_y = f["n"].to_numpy(dtype=float), f["y"].to_numpy(dtype=float)
-    by = np.zeros(len(base))   # the largest count / complement of a base cell over its measures
+    by = np.zeros(len(base))  # the largest count / complement of a base cell over its measures
     bz = np.zeros(len(base))
     np.maximum.at(by, base_of, f_y)
     np.maximum.at(bz, base_of, f_n - f_y)
     block = (f["measure"].astype(str) + "|" + f["area_code"].astype(str)).to_numpy()
     # group x area as integer codes (rows of f and base cells); dirty: the codes to re-audit
-    ga_codes, ga = pd.factorize(pd.concat([f["group"].astype(str) + "|" + f["area_code"].astype(str),
-                                           base["group"].astype(str) + "|" + base["area_code"].astype(str)],
-                                          ignore_index=True))
-    f_block_area, b_block_area = ga_codes[:len(f)], ga_codes[len(f):]
+    ga_codes, ga = pd.factorize(
+        pd.concat(
+            [
+                f["group"].astype(str) + "|" + f["area_code"].astype(str),
+                base["group"].astype(str) + "|" + base["area_code"].astype(str),
+            ],
+            ignore_index=True,
+        )
+    )
+    f_block_area, b_block_area = ga_codes[: len(f)], ga_codes[len(f) :]
     dirty = set(range(len(ga)))
     nat_ctx = _national_context(f, subsample_areas, order) if subsample_areas else None
     for _ in range(max_rounds):
@@ -577,8 +626,14 @@ def _protect(frame: pd.DataFrame, subsample_areas: set[str], max_rounds: int = 2
             pos = area_block[(base["group"].iat[b], base["area_code"].iat[b])]
             # a cell that carries what is missing: respondents (n), the attribute (y) or its
             # complement (n - y) in some measure of the group
-            need = [j for j in pos if not hidden[j] and part[j] != "total" and bn[j] > 0
-                    and (0 in qs or (1 in qs and by[j] > 0) or (2 in qs and bz[j] > 0))]
+            need = [
+                j
+                for j in pos
+                if not hidden[j]
+                and part[j] != "total"
+                and bn[j] > 0
+                and (0 in qs or (1 in qs and by[j] > 0) or (2 in qs and bz[j] > 0))
+            ]
             cand = [j for j in need if part[j] == part[b]] or need
             if cand:
                 add.add(min(cand, key=lambda j: (bn[j], order.get(bds[j], 0))))
@@ -595,19 +650,22 @@ def _protect(frame: pd.DataFrame, subsample_areas: set[str], max_rounds: int = 2
 
 # --- Audit of the published tables ---------------------------------------------------------------
 
+
 @dataclass(frozen=True)
 class Exposure:
     area_code: str
     measure: str
     breakdown: str
-    quantity: str        # 'base' / 'count' / 'complement'
+    quantity: str  # 'base' / 'count' / 'complement'
     lo: float
     hi: float
     derivation: str
 
     def __str__(self) -> str:
-        return (f"{self.area_code} {self.measure} {self.breakdown}: {self.quantity} in "
-                f"[{self.lo:g}, {self.hi:g}] from {self.derivation}")
+        return (
+            f"{self.area_code} {self.measure} {self.breakdown}: {self.quantity} in "
+            f"[{self.lo:g}, {self.hi:g}] from {self.derivation}"
+        )
 
 
 _QNAME = ("base", "count", "complement")
@@ -617,8 +675,9 @@ SUBSAMPLE_NOTE = "出典: 全国調査の当該県回答者"
 OWN_SURVEY = OWN_SURVEY_MARK
 
 
-def _national_exposures(t: pd.DataFrame, pub: np.ndarray, n: np.ndarray, y: np.ndarray,
-                        sub: np.ndarray, weighted: np.ndarray) -> list[Exposure]:
+def _national_exposures(
+    t: pd.DataFrame, pub: np.ndarray, n: np.ndarray, y: np.ndarray, sub: np.ndarray, weighted: np.ndarray
+) -> list[Exposure]:
     """The relation 'prefectures estimated from the national survey add up to the national cell'
     (per round, indicator and breakdown). With a prefecture that publishes its own survey instead,
     its national respondents are an unpublished remainder (>= 0) and the relation only bounds the
@@ -641,15 +700,22 @@ def _national_exposures(t: pd.DataFrame, pub: np.ndarray, n: np.ndarray, y: np.n
         width = m - lo
         a_w = np.array([n[natp[0]], y[natp[0]], n[natp[0]] - y[natp[0]]])
         bad = width < np.minimum(PROTECTION_ABS, a_w) - _TOL
-        bad[1:] = False   # across areas the bases are protected (counts: within areas only)
+        bad[1:] = False  # across areas the bases are protected (counts: within areas only)
         if m[0] <= 0:
             continue
         for q in np.flatnonzero(bad):
             for i in hid:
-                out.append(Exposure(str(t["area_code"].iat[i]), str(t["indicator_id"].iat[i]),
-                                    str(t["breakdown"].iat[i]), _QNAME[q], float(lo[q]), float(m[q]),
-                                    "the national cell - the published prefectures estimated from the "
-                                    "national survey"))
+                out.append(
+                    Exposure(
+                        str(t["area_code"].iat[i]),
+                        str(t["indicator_id"].iat[i]),
+                        str(t["breakdown"].iat[i]),
+                        _QNAME[q],
+                        float(lo[q]),
+                        float(m[q]),
+                        "the national cell - the published prefectures estimated from the national survey",
+                    )
+                )
     return out
 
 
@@ -661,14 +727,13 @@ def _half_unit(x: np.ndarray, max_decimals: int = 4) -> float:
     x = np.asarray(x, dtype=float)
     x = x[np.isfinite(x)]
     for d in range(max_decimals + 1):
-        s = x * 10.0 ** d
-        if (np.abs(s - np.round(s)) < 1e-6 * 10.0 ** d).all():
-            return 0.5 * 10.0 ** -d
+        s = x * 10.0**d
+        if (np.abs(s - np.round(s)) < 1e-6 * 10.0**d).all():
+            return 0.5 * 10.0**-d
     return 0.0
 
 
-def published_counts(value, n, n_effective=None, design_effect=None
-                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def published_counts(value, n, n_effective=None, design_effect=None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(y_lo, y_hi, weighted) of published cells: the counts an intruder can read from a share
     ``value`` (percent, as published: rounded to some decimals or not) and its base ``n``, i.e. every
     whole number y with y / n x 100 within half a unit of the value's last decimal, and whether a
@@ -692,7 +757,7 @@ def published_counts(value, n, n_effective=None, design_effect=None
             # both are published rounded: n_effective to its decimals, the design effect to at most
             # 0.01 (a column of whole design effects, e.g. the default 1.5 ... 1.0, is not known to
             # be rounded to a whole number: at most half of 0.01 is taken for it)
-            de_unit = min(_half_unit(de), 0.5 * 10.0 ** -DEFF_DECIMALS)
+            de_unit = min(_half_unit(de), 0.5 * 10.0**-DEFF_DECIMALS)
             weighted |= known & (np.abs(kish - n) > _half_unit(ne) * de + ne * de_unit + 1e-6)
     y_lo, y_hi = np.maximum(y_lo, 0.0), np.minimum(y_hi, n)
     return y_lo, y_hi, weighted
@@ -713,9 +778,14 @@ def audit_published(table: pd.DataFrame) -> list[Exposure]:
     n = pd.to_numeric(t["n_unweighted"], errors="coerce").to_numpy(dtype=float)
     v = pd.to_numeric(t["value"], errors="coerce").to_numpy(dtype=float)
     pub = ~sup & ~np.isnan(n) & ~np.isnan(v)
-    kish = ({"n_effective": pd.to_numeric(t["n_effective"], errors="coerce").to_numpy(dtype=float),
-             "design_effect": pd.to_numeric(t["design_effect"], errors="coerce").to_numpy(dtype=float)}
-            if {"n_effective", "design_effect"} <= set(t.columns) else {})
+    kish = (
+        {
+            "n_effective": pd.to_numeric(t["n_effective"], errors="coerce").to_numpy(dtype=float),
+            "design_effect": pd.to_numeric(t["design_effect"], errors="coerce").to_numpy(dtype=float),
+        }
+        if {"n_effective", "design_effect"} <= set(t.columns)
+        else {}
+    )
     y_lo, y_hi, cell_w = published_counts(v, n, **kish)
     year = t["year"].astype(str) if "year" in t.columns else pd.Series("", index=t.index)
     block = (year + "|" + t["area_code"].astype(str) + "|" + t["indicator_id"].astype(str)).to_numpy()
@@ -726,8 +796,17 @@ def audit_published(table: pd.DataFrame) -> list[Exposure]:
     y_lo = np.where(pub, np.where(w, 0.0, y_lo), np.nan)
     y_hi = np.where(pub, np.where(w, 0.0, y_hi), np.nan)
     y = np.where(pub, np.where(w, 0.0, np.round(v * np.where(np.isnan(n), 0, n) / 100.0)), np.nan)
-    cells = pd.DataFrame({"block": block, "breakdown": t["breakdown"].astype(str), "n": n, "y": y,
-                          "y_lo": y_lo, "y_hi": y_hi, "published": pub})
+    cells = pd.DataFrame(
+        {
+            "block": block,
+            "breakdown": t["breakdown"].astype(str),
+            "n": n,
+            "y": y,
+            "y_lo": y_lo,
+            "y_hi": y_hi,
+            "published": pub,
+        }
+    )
     iv = intervals(cells)
     bad = exposed_published(iv)
     bad[w[iv.index], 1:] = False
@@ -737,9 +816,17 @@ def audit_published(table: pd.DataFrame) -> list[Exposure]:
         out += _national_exposures(t, pub, n, y, sub, w)
     for r, i in enumerate(iv.index):
         for q in np.flatnonzero(bad[r]):
-            out.append(Exposure(str(t["area_code"].iat[i]), str(t["indicator_id"].iat[i]),
-                                str(t["breakdown"].iat[i]), _QNAME[q], float(iv.lo[r, q]),
-                                float(iv.hi[r, q]), iv.derivation[r]))
+            out.append(
+                Exposure(
+                    str(t["area_code"].iat[i]),
+                    str(t["indicator_id"].iat[i]),
+                    str(t["breakdown"].iat[i]),
+                    _QNAME[q],
+                    float(iv.lo[r, q]),
+                    float(iv.hi[r, q]),
+                    iv.derivation[r],
+                )
+            )
     return out
 
 

@@ -39,13 +39,16 @@ PILLARS = {
 }
 SOURCES = ("survey", "programme")
 UNITS = ("percent", "per_10k", "flag")
-SOURCE_LABELS = {"survey": "人々のつながりに関する基礎調査（全国）・都道府県の独自調査",
-                 "programme": "事業データ（都道府県別）"}
+SOURCE_LABELS = {
+    "survey": "人々のつながりに関する基礎調査（全国）・都道府県の独自調査",
+    "programme": "事業データ（都道府県別）",
+}
 DEFAULT_DOMAIN = {"survey": "その他", "programme": "施策"}
 
 # Breakdowns, in display order. uk_age only for UK-comparable indicators.
-BREAKDOWNS_COMMON = (["total", "sex=1", "sex=2"] + [f"age={b}" for b in schema.AGE_BANDS]
-                     + ["household_single=1", "household_single=0"])
+BREAKDOWNS_COMMON = (
+    ["total", "sex=1", "sex=2"] + [f"age={b}" for b in schema.AGE_BANDS] + ["household_single=1", "household_single=0"]
+)
 BREAKDOWNS_UK = [f"uk_age={b}" for b in schema.UK_AGE_BANDS]
 
 
@@ -63,13 +66,13 @@ class Indicator:
     unit: str
     denominator_ja: str = ""
     description_ja: str = ""
-    section: int = 0              # 0 -> the pillar (set by load_catalogue)
+    section: int = 0  # 0 -> the pillar (set by load_catalogue)
     headline: bool = False
     domain_ja: str = ""
     distribution: str = ""
-    baseline: int = 0             # the baseline round of the evaluation (0: the first round held)
+    baseline: int = 0  # the baseline round of the evaluation (0: the first round held)
     baseline_published: str = ""  # 'question=cat[,cat]': the published national figure of that round
-    target: float | None = None   # an optional numeric target in the indicator's unit (none today)
+    target: float | None = None  # an optional numeric target in the indicator's unit (none today)
     target_year: int = 0
     extra: dict = field(default_factory=dict, compare=False, hash=False)
 
@@ -101,10 +104,30 @@ class Indicator:
         return "TRUE" if self.denominator.strip().lower() == "all" else self.denominator
 
 
-REQUIRED = ("id", "name_ja", "name_en", "pillar", "source", "numerator", "denominator",
-            "polarity", "uk_comparable", "unit")
-OPTIONAL = ("denominator_ja", "description_ja", "section", "headline", "domain_ja", "distribution",
-            "baseline", "baseline_published", "target", "target_year")
+REQUIRED = (
+    "id",
+    "name_ja",
+    "name_en",
+    "pillar",
+    "source",
+    "numerator",
+    "denominator",
+    "polarity",
+    "uk_comparable",
+    "unit",
+)
+OPTIONAL = (
+    "denominator_ja",
+    "description_ja",
+    "section",
+    "headline",
+    "domain_ja",
+    "distribution",
+    "baseline",
+    "baseline_published",
+    "target",
+    "target_year",
+)
 
 
 def catalogue_path() -> Path:
@@ -174,22 +197,31 @@ def parse_catalogue(text: str, path: str) -> tuple[Indicator, ...]:
         seen.add(ind_id)
         for key, allowed in (("source", SOURCES), ("polarity", POLARITIES), ("unit", UNITS)):
             if e[key] not in allowed:
-                raise DataError(path, f"{where}: {key} must be one of {', '.join(allowed)}",
-                                column=key, examples=[e[key]])
+                raise DataError(
+                    path, f"{where}: {key} must be one of {', '.join(allowed)}", column=key, examples=[e[key]]
+                )
         pillar = _int_in(e, "pillar", PILLARS, where, path, "pillar must be 1-4 (基本方針(1)-(4))")
         section = pillar
         if e.get("section") not in (None, ""):
             section = _int_in(e, "section", PILLARS, where, path, "section must be 1-4 (基本方針(1)-(4))")
         if e["source"] == "programme" and e["denominator"] not in ("population_16plus", "none"):
-            raise DataError(path, f"{where}: a programme denominator is population_16plus or none",
-                            column="denominator", examples=[e["denominator"]])
+            raise DataError(
+                path,
+                f"{where}: a programme denominator is population_16plus or none",
+                column="denominator",
+                examples=[e["denominator"]],
+            )
         for key in ("headline", "uk_comparable"):
             if key in e and e[key] is not None and not isinstance(e[key], bool):
                 raise DataError(path, f"{where}: {key} must be true or false", column=key, examples=[e[key]])
         distribution = str(e.get("distribution") or "")
         if distribution and not re.fullmatch(r"[a-z][a-z0-9_]*", distribution):
-            raise DataError(path, f"{where}: distribution must be a question name (snake_case)",
-                            column="distribution", examples=[distribution])
+            raise DataError(
+                path,
+                f"{where}: distribution must be a question name (snake_case)",
+                column="distribution",
+                examples=[distribution],
+            )
         baseline = target_year = 0
         for key in ("baseline", "target_year"):
             if e.get(key) not in (None, ""):
@@ -198,26 +230,47 @@ def parse_catalogue(text: str, path: str) -> tuple[Indicator, ...]:
         target = e.get("target")
         if target not in (None, ""):
             if isinstance(target, bool) or not isinstance(target, (int, float)) or target != target:
-                raise DataError(path, f"{where}: target must be a number in the indicator's unit (or empty)",
-                                column="target", examples=[target])
+                raise DataError(
+                    path,
+                    f"{where}: target must be a number in the indicator's unit (or empty)",
+                    column="target",
+                    examples=[target],
+                )
             target = float(target)
         else:
             target = None
         published = str(e.get("baseline_published") or "")
         if published and not re.fullmatch(r"[a-z][a-z0-9_]*=[0-9A-Za-z_-]+(,[0-9A-Za-z_-]+)*", published):
-            raise DataError(path, f"{where}: baseline_published must read question=category[,category]",
-                            column="baseline_published", examples=[published])
+            raise DataError(
+                path,
+                f"{where}: baseline_published must read question=category[,category]",
+                column="baseline_published",
+                examples=[published],
+            )
         known = set(REQUIRED) | set(OPTIONAL)
-        out.append(Indicator(
-            id=ind_id, name_ja=str(e["name_ja"]), name_en=str(e["name_en"]), pillar=pillar,
-            source=e["source"], numerator=str(e["numerator"]), denominator=str(e["denominator"]),
-            polarity=e["polarity"], uk_comparable=bool(e["uk_comparable"]), unit=e["unit"],
-            denominator_ja=str(e.get("denominator_ja") or ""),
-            description_ja=str(e.get("description_ja") or "").strip(),
-            section=section, headline=bool(e.get("headline", False)),
-            domain_ja=str(e.get("domain_ja") or DEFAULT_DOMAIN[e["source"]]),
-            distribution=distribution, baseline=baseline, baseline_published=published,
-            target=target, target_year=target_year,
-            extra={k: v for k, v in e.items() if k not in known},
-        ))
+        out.append(
+            Indicator(
+                id=ind_id,
+                name_ja=str(e["name_ja"]),
+                name_en=str(e["name_en"]),
+                pillar=pillar,
+                source=e["source"],
+                numerator=str(e["numerator"]),
+                denominator=str(e["denominator"]),
+                polarity=e["polarity"],
+                uk_comparable=bool(e["uk_comparable"]),
+                unit=e["unit"],
+                denominator_ja=str(e.get("denominator_ja") or ""),
+                description_ja=str(e.get("description_ja") or "").strip(),
+                section=section,
+                headline=bool(e.get("headline", False)),
+                domain_ja=str(e.get("domain_ja") or DEFAULT_DOMAIN[e["source"]]),
+                distribution=distribution,
+                baseline=baseline,
+                baseline_published=published,
+                target=target,
+                target_year=target_year,
+                extra={k: v for k, v in e.items() if k not in known},
+            )
+        )
     return tuple(out)

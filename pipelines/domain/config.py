@@ -43,8 +43,8 @@ WAREHOUSE_ENV = "TSUNAGARI_WAREHOUSE"
 
 # Statistical conventions (DESIGN.md); the single source for every stage.
 CONFIDENCE_LEVEL = 0.95
-MIN_BASE = 30          # unweighted base below which a value is suppressed
-REFERENCE_BASE = 100   # MIN_BASE..REFERENCE_BASE - 1 is shown as 参考値 (reference value)
+MIN_BASE = 30  # unweighted base below which a value is suppressed
+REFERENCE_BASE = 100  # MIN_BASE..REFERENCE_BASE - 1 is shown as 参考値 (reference value)
 # Which estimate leads (pipelines/domain/small_area.py, issue #24): the direct estimate when published and
 # its coefficient of variation (standard error / share) is at most this, else the pooled estimate
 # when published, else the model-based (Fay–Herriot) estimate.
@@ -69,8 +69,10 @@ PUBLISHER = "つながり（Tsunagari）プロジェクト"
 # e.g. "〇〇県 福祉部 孤独・孤立対策担当（電話 000-000-0000、メール kodoku@pref.example.jp）".
 CONTACT = "つながり（Tsunagari）プロジェクト（リポジトリの issue でお問い合わせください）"
 # The licence of the published statistics (tables, figures, downloads).
-TERMS = ("政府標準利用規約（第2.0版）に準拠（クリエイティブ・コモンズ 表示 4.0 国際（CC BY 4.0）と互換）。"
-         "出典を記載すれば複製・改変・再配布できます。")
+TERMS = (
+    "政府標準利用規約（第2.0版）に準拠（クリエイティブ・コモンズ 表示 4.0 国際（CC BY 4.0）と互換）。"
+    "出典を記載すれば複製・改変・再配布できます。"
+)
 PUBLICATION_DATE: str | None = None
 
 
@@ -98,8 +100,13 @@ def publication(built_at=None) -> dict[str, str]:
         if built_at is None:
             built_at = build_time()
         day = built_at.astimezone().date()
-    return {"date": f"{day.year}年{day.month}月{day.day}日", "iso": day.isoformat(),
-            "publisher": s.publisher, "contact": s.contact, "terms": s.terms}
+    return {
+        "date": f"{day.year}年{day.month}月{day.day}日",
+        "iso": day.isoformat(),
+        "publisher": s.publisher,
+        "contact": s.contact,
+        "terms": s.terms,
+    }
 
 
 CACHE_ENV = "TSUNAGARI_CACHE_DIR"
@@ -148,12 +155,11 @@ class BuildConfig:
     jobs: int = field(default_factory=lambda: os.cpu_count() or 1)
     prefs: list[int] = field(default_factory=list)
     force: bool = False
-    force_out: bool = False   # take over a non-empty --out folder the build did not create
+    force_out: bool = False  # take over a non-empty --out folder the build did not create
     quiet: bool = False
     # A view of the build (``tsunagari reports``, ``tsunagari indicators``): only these stages run,
     # through the same staging, disclosure gate, swap and lock (empty: every stage).
     stages: tuple[str, ...] = ()
-
 
 
 # Design effect per survey (DESIGN.md: "A configurable design effect per survey"; issue #22 item 4).
@@ -184,7 +190,9 @@ DEFAULT_DEFF_BASIS = (
     "特定の調査の推定値ではなく保守的な計画値。Kish の近似 deff = 1 + (m − 1)ρ で、調査地点あたり m ≈ 20～25 人"
     "（調査地点を抽出し住民を抽出する層化二段抽出）、級内相関 ρ ≈ 0.02 を仮定すると約 1.4～1.5 になることによる"
     " / a conservative planning value, not an estimate: Kish's deff = 1 + (m − 1)ρ with m ≈ 20–25 respondents "
-    "per survey point and an assumed ρ ≈ 0.02 gives about 1.4–1.5")
+    "per survey point and an assumed ρ ≈ 0.02 gives about 1.4–1.5"
+)
+
 
 def design_effects(text: str | None = None) -> dict[str, float]:
     """The configured design effects as {key: deff} ('*' = every survey), from ``text`` or the
@@ -204,15 +212,20 @@ def design_effects(text: str | None = None) -> dict[str, float]:
         except ValueError:
             deff = float("nan")
         if not (deff > 0 and deff < 100) or (sep and not key):
-            raise SettingsError(DEFF_ENV, "statistics.deff", f"設計効果の指定が不正です / bad design effect {item!r}: "
-                                "expected a number > 0 (e.g. 1.5) or key=number with key national, prefecture "
-                                "or a survey_id (e.g. national=1.5,pref11-2023=1.2)")
+            raise SettingsError(
+                DEFF_ENV,
+                "statistics.deff",
+                f"設計効果の指定が不正です / bad design effect {item!r}: "
+                "expected a number > 0 (e.g. 1.5) or key=number with key national, prefecture "
+                "or a survey_id (e.g. national=1.5,pref11-2023=1.2)",
+            )
         out[key] = deff
     return out
 
 
-def configured_deff(survey_kind: str, survey_id: str | None = None,
-                    effects: dict[str, float] | None = None) -> float | None:
+def configured_deff(
+    survey_kind: str, survey_id: str | None = None, effects: dict[str, float] | None = None
+) -> float | None:
     """The explicit TSUNAGARI_DEFF entry that applies to one survey: its survey_id entry, else its
     kind's, else '*'; None when there is none (then an estimated deff or DEFAULT_DEFF applies)."""
     effects = design_effects() if effects is None else effects
@@ -222,8 +235,7 @@ def configured_deff(survey_kind: str, survey_id: str | None = None,
     return None
 
 
-def design_effect(survey_kind: str, survey_id: str | None = None,
-                  effects: dict[str, float] | None = None) -> float:
+def design_effect(survey_kind: str, survey_id: str | None = None, effects: dict[str, float] | None = None) -> float:
     """The configured design effect of one survey: its survey_id entry, else its kind's, else '*',
     else DEFAULT_DEFF (a survey with design columns gets its estimated deff instead of the default:
     pipelines/indicators/stage.py)."""
@@ -233,8 +245,19 @@ def design_effect(survey_kind: str, survey_id: str | None = None,
 
 # The constants above that are run settings: their values become the package defaults
 # (PACKAGE_DEFAULTS) and the names read the loaded settings (pipelines/domain/config.py) from here on.
-SETTING_NAMES = ("CONFIDENCE_LEVEL", "MIN_BASE", "REFERENCE_BASE", "LEAD_CV_MAX", "DEFAULT_DEFF",
-                 "MAX_INPUT_BYTES", "REPORTS_DIR", "PUBLISHER", "CONTACT", "TERMS", "PUBLICATION_DATE")
+SETTING_NAMES = (
+    "CONFIDENCE_LEVEL",
+    "MIN_BASE",
+    "REFERENCE_BASE",
+    "LEAD_CV_MAX",
+    "DEFAULT_DEFF",
+    "MAX_INPUT_BYTES",
+    "REPORTS_DIR",
+    "PUBLISHER",
+    "CONTACT",
+    "TERMS",
+    "PUBLICATION_DATE",
+)
 PACKAGE_DEFAULTS = {name: globals().pop(name) for name in SETTING_NAMES}
 
 
@@ -317,7 +340,7 @@ class Settings:
     cache_dir: Path
     catalogue: Path
     # [run]
-    kernel_timeout: float | None     # None: 120 s times the load per core (pipelines/engine/kernels.py)
+    kernel_timeout: float | None  # None: 120 s times the load per core (pipelines/engine/kernels.py)
     quarto_timeout: int
     chart_cache: bool
     pdf_font: str
@@ -335,13 +358,13 @@ class Settings:
 class Spec:
     section: str
     name: str
-    kind: str                  # int, float, str, path, bool, deff, date, font, timeout
+    kind: str  # int, float, str, path, bool, deff, date, font, timeout
     env: str
-    rule: str                  # what a valid value is, bilingual
+    rule: str  # what a valid value is, bilingual
     ok: Callable[[Any], bool] = lambda v: True
-    output: bool = False       # can change what is built: part of the fingerprint
-    config_name: str | None = None    # its old name in pipelines/py (default there)
-    default: Any = None        # when not config_name's
+    output: bool = False  # can change what is built: part of the fingerprint
+    config_name: str | None = None  # its old name in pipelines/py (default there)
+    default: Any = None  # when not config_name's
 
     @property
     def key(self) -> str:
@@ -358,59 +381,187 @@ def _INT_OK(v: int) -> bool:
 _FONTS = ("auto", "noto", "ipaex")
 
 SPECS: tuple[Spec, ...] = (
-    Spec("statistics", "confidence_level", "float", "TSUNAGARI_CONFIDENCE_LEVEL",
-         "must be a number between 0 and 1 (e.g. 0.95) / 0 より大きく 1 より小さい数を指定してください",
-         lambda v: 0 < v < 1, True, "CONFIDENCE_LEVEL"),
+    Spec(
+        "statistics",
+        "confidence_level",
+        "float",
+        "TSUNAGARI_CONFIDENCE_LEVEL",
+        "must be a number between 0 and 1 (e.g. 0.95) / 0 より大きく 1 より小さい数を指定してください",
+        lambda v: 0 < v < 1,
+        True,
+        "CONFIDENCE_LEVEL",
+    ),
     Spec("statistics", "min_base", "int", "TSUNAGARI_MIN_BASE", _INT_RULE, _INT_OK, True, "MIN_BASE"),
-    Spec("statistics", "reference_base", "int", "TSUNAGARI_REFERENCE_BASE",
-         "must be a whole number greater than statistics.min_base / min_base より大きい整数を指定してください",
-         _INT_OK, True, "REFERENCE_BASE"),
-    Spec("statistics", "lead_cv_max", "float", "TSUNAGARI_LEAD_CV_MAX",
-         "must be a number greater than 0 (e.g. 0.2) / 0 より大きい数を指定してください",
-         lambda v: v > 0, True, "LEAD_CV_MAX"),
-    Spec("statistics", "default_deff", "float", "TSUNAGARI_DEFAULT_DEFF",
-         "must be a number greater than 0 and less than 100 / 0 より大きく 100 未満の数を指定してください",
-         lambda v: 0 < v < 100, True, "DEFAULT_DEFF"),
-    Spec("statistics", "deff", "deff", DEFF_ENV,
-         "must be a number > 0, or key=number entries (national, prefecture or a survey_id), e.g. "
-         "\"national=1.5,pref11-2023=1.2\" or a table / 設計効果の指定が不正です",
-         output=True, default=""),
-    Spec("limits", "max_input_bytes", "int", "TSUNAGARI_MAX_INPUT_BYTES", _INT_RULE, _INT_OK,
-         config_name="MAX_INPUT_BYTES"),
+    Spec(
+        "statistics",
+        "reference_base",
+        "int",
+        "TSUNAGARI_REFERENCE_BASE",
+        "must be a whole number greater than statistics.min_base / min_base より大きい整数を指定してください",
+        _INT_OK,
+        True,
+        "REFERENCE_BASE",
+    ),
+    Spec(
+        "statistics",
+        "lead_cv_max",
+        "float",
+        "TSUNAGARI_LEAD_CV_MAX",
+        "must be a number greater than 0 (e.g. 0.2) / 0 より大きい数を指定してください",
+        lambda v: v > 0,
+        True,
+        "LEAD_CV_MAX",
+    ),
+    Spec(
+        "statistics",
+        "default_deff",
+        "float",
+        "TSUNAGARI_DEFAULT_DEFF",
+        "must be a number greater than 0 and less than 100 / 0 より大きく 100 未満の数を指定してください",
+        lambda v: 0 < v < 100,
+        True,
+        "DEFAULT_DEFF",
+    ),
+    Spec(
+        "statistics",
+        "deff",
+        "deff",
+        DEFF_ENV,
+        "must be a number > 0, or key=number entries (national, prefecture or a survey_id), e.g. "
+        '"national=1.5,pref11-2023=1.2" or a table / 設計効果の指定が不正です',
+        output=True,
+        default="",
+    ),
+    Spec(
+        "limits",
+        "max_input_bytes",
+        "int",
+        "TSUNAGARI_MAX_INPUT_BYTES",
+        _INT_RULE,
+        _INT_OK,
+        config_name="MAX_INPUT_BYTES",
+    ),
     Spec("limits", "max_input_rows", "int", "TSUNAGARI_MAX_INPUT_ROWS", _INT_RULE, _INT_OK, default=20_000_000),
     Spec("limits", "max_xlsx_bytes", "int", "TSUNAGARI_MAX_XLSX_BYTES", _INT_RULE, _INT_OK, default=1_000_000_000),
     Spec("limits", "max_xlsx_ratio", "int", "TSUNAGARI_MAX_XLSX_RATIO", _INT_RULE, _INT_OK, default=100),
     Spec("limits", "max_xlsx_strings", "int", "TSUNAGARI_MAX_XLSX_STRINGS", _INT_RULE, _INT_OK, default=2_000_000),
-    Spec("limits", "max_xlsx_string_chars", "int", "TSUNAGARI_MAX_XLSX_STRING_CHARS", _INT_RULE, _INT_OK,
-         default=100_000_000),
-    Spec("limits", "max_weight_ratio", "float", "TSUNAGARI_MAX_WEIGHT_RATIO",
-         "must be a number >= 1 / 1 以上の数を指定してください", lambda v: v >= 1, default=50.0),
-    Spec("limits", "min_effective_n_fraction", "float", "TSUNAGARI_MIN_EFFECTIVE_N_FRACTION",
-         "must be a fraction in (0, 1] / 0 より大きく 1 以下の数を指定してください", lambda v: 0 < v <= 1, default=0.25),
-    Spec("paths", "warehouse", "path", WAREHOUSE_ENV, "must be a file path / ファイルのパスを指定してください",
-         default=DEFAULT_WAREHOUSE),
-    Spec("paths", "reports_dir", "path", "TSUNAGARI_REPORTS_DIR",
-         "must be a folder path / フォルダのパスを指定してください", output=True, config_name="REPORTS_DIR"),
+    Spec(
+        "limits",
+        "max_xlsx_string_chars",
+        "int",
+        "TSUNAGARI_MAX_XLSX_STRING_CHARS",
+        _INT_RULE,
+        _INT_OK,
+        default=100_000_000,
+    ),
+    Spec(
+        "limits",
+        "max_weight_ratio",
+        "float",
+        "TSUNAGARI_MAX_WEIGHT_RATIO",
+        "must be a number >= 1 / 1 以上の数を指定してください",
+        lambda v: v >= 1,
+        default=50.0,
+    ),
+    Spec(
+        "limits",
+        "min_effective_n_fraction",
+        "float",
+        "TSUNAGARI_MIN_EFFECTIVE_N_FRACTION",
+        "must be a fraction in (0, 1] / 0 より大きく 1 以下の数を指定してください",
+        lambda v: 0 < v <= 1,
+        default=0.25,
+    ),
+    Spec(
+        "paths",
+        "warehouse",
+        "path",
+        WAREHOUSE_ENV,
+        "must be a file path / ファイルのパスを指定してください",
+        default=DEFAULT_WAREHOUSE,
+    ),
+    Spec(
+        "paths",
+        "reports_dir",
+        "path",
+        "TSUNAGARI_REPORTS_DIR",
+        "must be a folder path / フォルダのパスを指定してください",
+        output=True,
+        config_name="REPORTS_DIR",
+    ),
     Spec("paths", "cache_dir", "path", CACHE_ENV, "must be a folder path / フォルダのパスを指定してください"),
-    Spec("paths", "catalogue", "path", "TSUNAGARI_CATALOGUE", "must be a file path / ファイルのパスを指定してください",
-         output=True, default=INDICATOR_CATALOGUE),
-    Spec("run", "kernel_timeout", "timeout", "TSUNAGARI_KERNEL_TIMEOUT",
-         "must be a number of seconds greater than 0 / 0 より大きい秒数を指定してください", lambda v: v > 0),
+    Spec(
+        "paths",
+        "catalogue",
+        "path",
+        "TSUNAGARI_CATALOGUE",
+        "must be a file path / ファイルのパスを指定してください",
+        output=True,
+        default=INDICATOR_CATALOGUE,
+    ),
+    Spec(
+        "run",
+        "kernel_timeout",
+        "timeout",
+        "TSUNAGARI_KERNEL_TIMEOUT",
+        "must be a number of seconds greater than 0 / 0 より大きい秒数を指定してください",
+        lambda v: v > 0,
+    ),
     Spec("run", "quarto_timeout", "int", "TSUNAGARI_QUARTO_TIMEOUT", _INT_RULE, _INT_OK, default=3600),
-    Spec("run", "chart_cache", "bool", "TSUNAGARI_CHART_CACHE",
-         "must be true or false (environment: 1/0, on/off, yes/no) / true か false を指定してください", default=True),
-    Spec("run", "pdf_font", "font", "TSUNAGARI_PDF_FONT",
-         "must be one of auto, noto, ipaex / auto・noto・ipaex のいずれかを指定してください",
-         lambda v: v in _FONTS, True, default="auto"),
-    Spec("publication", "publisher", "str", "TSUNAGARI_PUBLISHER", "must be text / 文字列を指定してください",
-         output=True, config_name="PUBLISHER"),
-    Spec("publication", "contact", "str", "TSUNAGARI_CONTACT", "must be text / 文字列を指定してください",
-         output=True, config_name="CONTACT"),
-    Spec("publication", "terms", "str", "TSUNAGARI_TERMS", "must be text / 文字列を指定してください",
-         output=True, config_name="TERMS"),
-    Spec("publication", "publication_date", "date", "TSUNAGARI_PUBLICATION_DATE",
-         "must be a date YYYY-MM-DD / 日付（YYYY-MM-DD）を指定してください", output=True,
-         config_name="PUBLICATION_DATE"),
+    Spec(
+        "run",
+        "chart_cache",
+        "bool",
+        "TSUNAGARI_CHART_CACHE",
+        "must be true or false (environment: 1/0, on/off, yes/no) / true か false を指定してください",
+        default=True,
+    ),
+    Spec(
+        "run",
+        "pdf_font",
+        "font",
+        "TSUNAGARI_PDF_FONT",
+        "must be one of auto, noto, ipaex / auto・noto・ipaex のいずれかを指定してください",
+        lambda v: v in _FONTS,
+        True,
+        default="auto",
+    ),
+    Spec(
+        "publication",
+        "publisher",
+        "str",
+        "TSUNAGARI_PUBLISHER",
+        "must be text / 文字列を指定してください",
+        output=True,
+        config_name="PUBLISHER",
+    ),
+    Spec(
+        "publication",
+        "contact",
+        "str",
+        "TSUNAGARI_CONTACT",
+        "must be text / 文字列を指定してください",
+        output=True,
+        config_name="CONTACT",
+    ),
+    Spec(
+        "publication",
+        "terms",
+        "str",
+        "TSUNAGARI_TERMS",
+        "must be text / 文字列を指定してください",
+        output=True,
+        config_name="TERMS",
+    ),
+    Spec(
+        "publication",
+        "publication_date",
+        "date",
+        "TSUNAGARI_PUBLICATION_DATE",
+        "must be a date YYYY-MM-DD / 日付（YYYY-MM-DD）を指定してください",
+        output=True,
+        config_name="PUBLICATION_DATE",
+    ),
 )
 BY_NAME = {s.name: s for s in SPECS}
 SECTIONS = tuple(dict.fromkeys(s.section for s in SPECS))
@@ -469,7 +620,7 @@ def _from_file(spec: Spec, v: Any, folder: Path) -> Any:
     if kind == "path":
         if not v.strip():
             raise _Bad
-        return folder / Path(v).expanduser()   # an absolute path stays as it is
+        return folder / Path(v).expanduser()  # an absolute path stays as it is
     return _text(kind, v)
 
 
@@ -507,8 +658,7 @@ def _text(kind: str, v: str) -> Any:
 # --- Loading ----------------------------------------------------------------------------------------
 
 
-def find_file(path: str | os.PathLike[str] | None = None,
-              environ: Mapping[str, str] = os.environ) -> Path | None:
+def find_file(path: str | os.PathLike[str] | None = None, environ: Mapping[str, str] = os.environ) -> Path | None:
     """The run-configuration file: `path`, else $TSUNAGARI_CONFIG (either must exist), else
     tsunagari.toml in the current folder, else in the project root; None when there is none."""
     named = path if path is not None else (environ.get(CONFIG_ENV) or "").strip() or None
@@ -536,16 +686,22 @@ def _read_file(file: Path, values: dict[str, Any], sources: dict[str, str]) -> N
     folder = file.resolve().parent
     for section, table in data.items():
         if section not in SECTIONS:
-            raise SettingsError(where, f"[{section}]", "unknown section / 不明なセクションです (known / 有効: "
-                                + ", ".join(SECTIONS) + ")")
+            raise SettingsError(
+                where,
+                f"[{section}]",
+                "unknown section / 不明なセクションです (known / 有効: " + ", ".join(SECTIONS) + ")",
+            )
         if not isinstance(table, dict):
             raise SettingsError(where, section, f"must be a table [{section}] / [{section}] の表にしてください")
         for name, raw in table.items():
             spec = BY_NAME.get(name)
             if spec is None or spec.section != section:
                 known = ", ".join(s.name for s in SPECS if s.section == section)
-                raise SettingsError(where, f"{section}.{name}",
-                                    f"unknown setting / 不明な設定です (known in [{section}] / 有効: {known})")
+                raise SettingsError(
+                    where,
+                    f"{section}.{name}",
+                    f"unknown setting / 不明な設定です (known in [{section}] / 有効: {known})",
+                )
             try:
                 value = _from_file(spec, raw, folder)
                 if not spec.ok(value):
@@ -576,21 +732,31 @@ def _where(spec: Spec, sources: Mapping[str, str], file: Path | None) -> str:
 def _check_together(values: dict[str, Any], sources: dict[str, str], file: Path | None) -> None:
     """The rules between settings, and the design effects' syntax."""
     low, high = values["min_base"], values["reference_base"]
-    if not high > low:   # named by the one that was set (reference_base when both were)
+    if not high > low:  # named by the one that was set (reference_base when both were)
         if sources["reference_base"] == "default":
             spec = BY_NAME["min_base"]
-            raise SettingsError(_where(spec, sources, file), spec.key,
-                                f"must be a whole number less than statistics.reference_base ({high}) / "
-                                f"reference_base（{high}）より小さい整数を指定してください", low)
+            raise SettingsError(
+                _where(spec, sources, file),
+                spec.key,
+                f"must be a whole number less than statistics.reference_base ({high}) / "
+                f"reference_base（{high}）より小さい整数を指定してください",
+                low,
+            )
         spec = BY_NAME["reference_base"]
-        raise SettingsError(_where(spec, sources, file), spec.key,
-                            f"must be a whole number greater than statistics.min_base ({low}) / "
-                            f"min_base（{low}）より大きい整数を指定してください", high)
+        raise SettingsError(
+            _where(spec, sources, file),
+            spec.key,
+            f"must be a whole number greater than statistics.min_base ({low}) / "
+            f"min_base（{low}）より大きい整数を指定してください",
+            high,
+        )
     spec = BY_NAME["deff"]
     try:
         design_effects(values["deff"])
     except SettingsError as exc:
-        raise SettingsError(_where(spec, sources, file), spec.key, exc.rule, exc.source == DEFF_ENV and values["deff"] or None) from None
+        raise SettingsError(
+            _where(spec, sources, file), spec.key, exc.rule, exc.source == DEFF_ENV and values["deff"] or None
+        ) from None
 
 
 def load(path: str | os.PathLike[str] | None = None, environ: Mapping[str, str] = os.environ) -> Settings:
@@ -679,9 +845,12 @@ def output_values(s: Settings | None = None) -> dict[str, Any]:
 def exported_environ(s: Settings | None = None) -> dict[str, str]:
     """{TSUNAGARI_SETTINGS: the resolved values}, for the environment of the processes a run starts."""
     s = settings() if s is None else s
-    data = {"pid": os.getpid(), "file": None if s.file is None else str(s.file),
-            "values": {spec.name: _plain(getattr(s, spec.name)) for spec in SPECS},
-            "sources": dict(s.sources)}
+    data = {
+        "pid": os.getpid(),
+        "file": None if s.file is None else str(s.file),
+        "values": {spec.name: _plain(getattr(s, spec.name)) for spec in SPECS},
+        "sources": dict(s.sources),
+    }
     return {SETTINGS_ENV: json.dumps(data, ensure_ascii=False)}
 
 
@@ -701,5 +870,6 @@ def _exported(environ: Mapping[str, str]) -> Settings | None:
     for spec in SPECS:
         if spec.kind == "path":
             values[spec.name] = Path(values[spec.name])
-    return Settings(**values, sources=data.get("sources", {}),
-                    file=None if data.get("file") is None else Path(data["file"]))
+    return Settings(
+        **values, sources=data.get("sources", {}), file=None if data.get("file") is None else Path(data["file"])
+    )

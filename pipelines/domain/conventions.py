@@ -30,20 +30,20 @@ from pipelines.domain import config, schema
 @dataclass(frozen=True)
 class Style:
     key: str
-    label: str      # Japanese word
-    symbol: str     # shown before the word (and on tiles / chart legends)
-    text: str       # text colour on white
-    fill: str       # background / chart marker colour
-    on_fill: str    # text colour on `fill`
+    label: str  # Japanese word
+    symbol: str  # shown before the word (and on tiles / chart legends)
+    text: str  # text colour on white
+    fill: str  # background / chart marker colour
+    on_fill: str  # text colour on `fill`
 
     @property
     def css_class(self) -> str:
         return self.key
 
 
-SUPPRESSED_MARK = "x"      # the mark of Japanese official tables for a hidden (秘匿) cell
+SUPPRESSED_MARK = "x"  # the mark of Japanese official tables for a hidden (秘匿) cell
 MISSING_MARK = "―"
-REFERENCE_MARK = "※"       # 参考値 (base 30-99)
+REFERENCE_MARK = "※"  # 参考値 (base 30-99)
 
 COMPARISON: dict[str, Style] = {
     "better": Style("better", schema.COMPARISON_LABELS["better"], "◎", "#005A8C", "#0072B2", "#FFFFFF"),
@@ -51,10 +51,17 @@ COMPARISON: dict[str, Style] = {
     "similar": Style("similar", schema.COMPARISON_LABELS["similar"], "＝", "#595959", "#EEEEEE", "#1A1A1A"),
     "higher": Style("higher", schema.COMPARISON_LABELS["higher"], "▲", "#6A3D9A", "#CC79A7", "#000000"),
     "lower": Style("lower", schema.COMPARISON_LABELS["lower"], "▼", "#6A3D9A", "#F0E442", "#000000"),
-    "not_compared": Style("not_compared", schema.COMPARISON_LABELS["not_compared"], "－", "#595959", "#FFFFFF",
-                          "#1A1A1A"),
-    "suppressed": Style("suppressed", f"非表示（集計対象{config.MIN_BASE}人未満・二次秘匿）", SUPPRESSED_MARK, "#595959", "#DDDDDD",
-                        "#1A1A1A"),
+    "not_compared": Style(
+        "not_compared", schema.COMPARISON_LABELS["not_compared"], "－", "#595959", "#FFFFFF", "#1A1A1A"
+    ),
+    "suppressed": Style(
+        "suppressed",
+        f"非表示（集計対象{config.MIN_BASE}人未満・二次秘匿）",
+        SUPPRESSED_MARK,
+        "#595959",
+        "#DDDDDD",
+        "#1A1A1A",
+    ),
 }
 COMPARISON_ORDER = ["better", "similar", "worse", "higher", "lower", "not_compared", "suppressed"]
 
@@ -62,8 +69,7 @@ CHANGE: dict[str, Style] = {
     "increase": Style("increase", schema.CHANGE_LABELS["increase"], "↑", "#8F4A00", "#E69F00", "#000000"),
     "decrease": Style("decrease", schema.CHANGE_LABELS["decrease"], "↓", "#005A8C", "#56B4E9", "#000000"),
     "no_change": Style("no_change", schema.CHANGE_LABELS["no_change"], "→", "#595959", "#EEEEEE", "#1A1A1A"),
-    "not_compared": Style("not_compared", schema.CHANGE_LABELS["not_compared"], "－", "#595959", "#FFFFFF",
-                          "#1A1A1A"),
+    "not_compared": Style("not_compared", schema.CHANGE_LABELS["not_compared"], "－", "#595959", "#FFFFFF", "#1A1A1A"),
 }
 
 # How a shown value was estimated (issue #24, pipelines/domain/small_area.py): the words of a table's
@@ -123,7 +129,7 @@ def relative_luminance(colour: str) -> float:
         raise ValueError(f"colour must be #RRGGBB, got {colour!r}")
     channels = []
     for i in (0, 2, 4):
-        s = int(c[i:i + 2], 16) / 255
+        s = int(c[i : i + 2], 16) / 255
         channels.append(s / 12.92 if s <= 0.04045 else ((s + 0.055) / 1.055) ** 2.4)
     r, g, b = channels
     return 0.2126 * r + 0.7152 * g + 0.0722 * b
@@ -141,12 +147,12 @@ def legend_items() -> list[Style]:
 
 # --- Published precision (the warehouse keeps full precision) -------------------------------------
 
-SHARE_DECIMALS = 1     # percent and percentage points
-RATE_DECIMALS = 1      # programme rates per 10,000 (as the reports and the site show them)
-N_DECIMALS = 1         # effective sample sizes
-P_DIGITS = 3           # p-values: significant digits
-DEFF_DECIMALS = 2      # design effects (as the quality page shows them)
-CV_DECIMALS = 3        # coefficients of variation (ratios)
+SHARE_DECIMALS = 1  # percent and percentage points
+RATE_DECIMALS = 1  # programme rates per 10,000 (as the reports and the site show them)
+N_DECIMALS = 1  # effective sample sizes
+P_DIGITS = 3  # p-values: significant digits
+DEFF_DECIMALS = 2  # design effects (as the quality page shows them)
+CV_DECIMALS = 3  # coefficients of variation (ratios)
 
 
 def published_share(x):
@@ -198,6 +204,7 @@ def _plain(fragment: str) -> str:
 def scrollable_tables(page: str) -> str:
     """Every <table> of an HTML page inside a focusable, labelled scroll region (its caption, else
     the nearest heading above it, names the region). A table already in such a region is kept."""
+
     def wrap(m: re.Match) -> str:
         table = m.group(2)
         caption = _CAPTION.search(table)
@@ -206,9 +213,12 @@ def scrollable_tables(page: str) -> str:
         else:
             headings = _HEADING.findall(page, 0, m.start())
             name = (_plain(headings[-1]) + "（表）") if headings else "表"
-        opening = (f'<div class="{TABLE_REGION_CLASS}" role="region" tabindex="0" '
-                   f'aria-label="{html.escape(name[:120], quote=True)}">')
+        opening = (
+            f'<div class="{TABLE_REGION_CLASS}" role="region" tabindex="0" '
+            f'aria-label="{html.escape(name[:120], quote=True)}">'
+        )
         return opening + table + ("" if m.group(1) else "</div>")
+
     return _TABLE.sub(wrap, page)
 
 
@@ -220,16 +230,22 @@ def prefecture_picker(options: list[tuple[str, str]], selected: str | None = Non
     """A labelled <select> of (href, text) options and a button. Keyboard: focus the list, type the
     two-digit code (1 3 selects "13 東京都") and press Enter, which opens the page (Enter on a closed
     list is handled here: browsers do not submit a form from a <select>)."""
-    opts = "".join(f'<option value="{html.escape(href, quote=True)}"' + (" selected" if href == selected else "")
-                   + f">{html.escape(text)}</option>" for href, text in options)
+    opts = "".join(
+        f'<option value="{html.escape(href, quote=True)}"'
+        + (" selected" if href == selected else "")
+        + f">{html.escape(text)}</option>"
+        for href, text in options
+    )
     if selected is None:  # a page of no prefecture: the list says what it is for, not 北海道
         opts = '<option value="" selected>（選んでください）</option>' + opts
-    return ('<form class="picker" action="#" onsubmit="if(this.elements.pref.value)'
-            'location.href=this.elements.pref.value;return false;">'
-            f'<label for="{ident}">{PICKER_LABEL}</label> '
-            f'<select id="{ident}" name="pref" onkeydown="if(event.key===\'Enter\'){{event.preventDefault();'
-            f'if(this.value)location.href=this.value;}}">{opts}</select> '
-            '<button type="submit">表示</button></form>')
+    return (
+        '<form class="picker" action="#" onsubmit="if(this.elements.pref.value)'
+        'location.href=this.elements.pref.value;return false;">'
+        f'<label for="{ident}">{PICKER_LABEL}</label> '
+        f'<select id="{ident}" name="pref" onkeydown="if(event.key===\'Enter\'){{event.preventDefault();'
+        f'if(this.value)location.href=this.value;}}">{opts}</select> '
+        '<button type="submit">表示</button></form>'
+    )
 
 
 # Marks a row estimated from a prefecture's own survey (reports use it to pick context rows).

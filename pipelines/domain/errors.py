@@ -10,7 +10,7 @@ import unicodedata
 from collections.abc import Sequence
 
 MAX_EXAMPLES = 5
-RULE_UNREADABLE = "unreadable file / 読み込めません"   # a file no reader can open
+RULE_UNREADABLE = "unreadable file / 読み込めません"  # a file no reader can open
 
 # Control, format and line/paragraph-separator characters: a file name or header holding one could
 # forge lines in a terminal or log (issue #15), or hide text (U+202E reverses what follows).
@@ -23,8 +23,7 @@ def printable(text: object) -> str:
     s = str(text)
     if s.isascii() and s.isprintable() or not any(unicodedata.category(c) in _HIDDEN for c in s):
         return s
-    return "".join(c.encode("unicode_escape").decode("ascii") if unicodedata.category(c) in _HIDDEN else c
-                   for c in s)
+    return "".join(c.encode("unicode_escape").decode("ascii") if unicodedata.category(c) in _HIDDEN else c for c in s)
 
 
 class TsunagariError(Exception):
@@ -93,7 +92,9 @@ def check_pref_code(value: object, parameter: str = "--pref") -> int:
     """Guard: a JIS prefecture code 1..47 (also accepts '01'). Raises UsageError naming the parameter."""
     text = str(value).strip()
     if not text.isdecimal() or not 1 <= int(text) <= 47:
-        raise UsageError(parameter, f"'{value}' is not a prefecture code (1–47, JIS X 0401) / 都道府県コードではありません")
+        raise UsageError(
+            parameter, f"'{value}' is not a prefecture code (1–47, JIS X 0401) / 都道府県コードではありません"
+        )
     return int(text)
 
 

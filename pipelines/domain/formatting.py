@@ -40,9 +40,11 @@ UNIT_SUFFIX = {"percent": "%", "per_10k": "（1万人当たり）", "flag": "", 
 
 # --- Report cells (an indicators row) --------------------------------------------------------------
 
+
 def is_missing(v) -> bool:
-    return v is None or (isinstance(v, float) and math.isnan(v)) or v is pd.NA or (
-        not isinstance(v, str) and pd.isna(v))
+    return (
+        v is None or (isinstance(v, float) and math.isnan(v)) or v is pd.NA or (not isinstance(v, str) and pd.isna(v))
+    )
 
 
 def is_suppressed(row) -> bool:
@@ -51,8 +53,12 @@ def is_suppressed(row) -> bool:
 
 def is_reference(row) -> bool:
     n = None if row is None else row.get("n_unweighted")
-    return (row is not None and not is_suppressed(row) and not is_missing(n)
-            and config.MIN_BASE <= int(n) < config.REFERENCE_BASE)
+    return (
+        row is not None
+        and not is_suppressed(row)
+        and not is_missing(n)
+        and config.MIN_BASE <= int(n) < config.REFERENCE_BASE
+    )
 
 
 def fmt_num(v, unit: str = "percent", digits: int = 1) -> str:
@@ -124,7 +130,7 @@ def fmt_change(row, polarity: str | None = None) -> str:
     style = conventions.change(ch)
     word = conventions.change_words(ch, polarity) if polarity else style.label
     if word == "変化なし":
-        word = style.label   # 有意差なし
+        word = style.label  # 有意差なし
     text = md_escape(f"{style.symbol} {word}")
     return MdText(f"[{text}]{{.chg-{style.key}}}" if ch in ("increase", "decrease") else text)
 
@@ -150,7 +156,6 @@ def md_escape(text: object) -> str:
     return _MD_PUNCT.sub(r"\\\1", s)
 
 
-
 def shown_value(row) -> float | None:
     """The value a chart may plot: None when suppressed or missing."""
     if row is None or is_suppressed(row) or is_missing(row.get("value")):
@@ -159,6 +164,7 @@ def shown_value(row) -> float | None:
 
 
 # --- The leading estimate (issue #24: direct, pooled or model-based; pipelines/domain/small_area.py) ----
+
 
 def lead_method(row) -> str | None:
     """'direct', 'pooled' or 'model': which estimate a row shows (the indicators table's
@@ -236,8 +242,8 @@ def fmt_lead_marked(row, unit: str = "percent") -> str:
     return text + conventions.ESTIMATE_MARKS[m] if m in conventions.ESTIMATE_MARKS and text != MISSING else text
 
 
-
 # --- Site cells (a bare value) and intervals --------------------------------------------------------
+
 
 def as_number(v: Any) -> float | None:
     """``v`` as a float; None when it is missing, NaN or not a number."""
@@ -277,19 +283,40 @@ def fmt_size(n: int) -> str:
     """A file size as the downloads page shows it: 812 B, 45.3 KB, 2.1 MB (1 KB = 1,024 bytes)."""
     if n < 1024:
         return f"{n:,} B"
-    if n < 1024 ** 2:
+    if n < 1024**2:
         return f"{n / 1024:.1f} KB"
-    return f"{n / 1024 ** 2:.1f} MB"
+    return f"{n / 1024**2:.1f} MB"
 
 
 # --- Published precision (the downloads, chart data files and pages show values at it) --------------
 
-SHARE_COLUMNS = ("value", "lower_ci95", "upper_ci95", "national_value", "reference_value", "difference",
-                 "difference_lower_ci95", "difference_upper_ci95", "previous_value", "change_difference",
-                 "change_lower_ci95", "change_upper_ci95", "lead_value", "lead_lower_ci95", "lead_upper_ci95")
+SHARE_COLUMNS = (
+    "value",
+    "lower_ci95",
+    "upper_ci95",
+    "national_value",
+    "reference_value",
+    "difference",
+    "difference_lower_ci95",
+    "difference_upper_ci95",
+    "previous_value",
+    "change_difference",
+    "change_lower_ci95",
+    "change_upper_ci95",
+    "lead_value",
+    "lead_lower_ci95",
+    "lead_upper_ci95",
+)
 # Columns in the indicator's own unit (a programme rate per 10,000 is rounded as a rate).
-VALUE_UNIT_COLUMNS = ("value", "lower_ci95", "upper_ci95", "national_value", "lead_value", "lead_lower_ci95",
-                      "lead_upper_ci95")
+VALUE_UNIT_COLUMNS = (
+    "value",
+    "lower_ci95",
+    "upper_ci95",
+    "national_value",
+    "lead_value",
+    "lead_lower_ci95",
+    "lead_upper_ci95",
+)
 N_COLUMNS = ("n_effective", "reference_n_effective", "previous_n_effective")
 P_COLUMNS = ("p_value", "change_p_value")
 # Whole numbers in the warehouse (no rounding): year, previous_year, n_unweighted.
@@ -307,8 +334,11 @@ def round_published(df: pd.DataFrame) -> pd.DataFrame:
         from pipelines.domain.catalogue import load_catalogue
 
         units = {i.id: i.unit for i in load_catalogue()}
-        unit = out["indicator_id"].map(units).astype(str).to_numpy() if "indicator_id" in out.columns \
+        unit = (
+            out["indicator_id"].map(units).astype(str).to_numpy()
+            if "indicator_id" in out.columns
             else np.full(len(out), "percent")
+        )
     rate = unit == "per_10k"
     for c in SHARE_COLUMNS:
         if c in out.columns:
@@ -321,9 +351,13 @@ def round_published(df: pd.DataFrame) -> pd.DataFrame:
         if c in out.columns:
             out[c] = published_p(pd.to_numeric(out[c], errors="coerce").to_numpy(dtype=float))
     if "design_effect" in out.columns:
-        out["design_effect"] = published_deff(pd.to_numeric(out["design_effect"], errors="coerce").to_numpy(dtype=float))
+        out["design_effect"] = published_deff(
+            pd.to_numeric(out["design_effect"], errors="coerce").to_numpy(dtype=float)
+        )
     if "lead_cv" in out.columns:
-        out["lead_cv"] = np.round(pd.to_numeric(out["lead_cv"], errors="coerce").to_numpy(dtype=float), CV_DECIMALS) + 0.0
+        out["lead_cv"] = (
+            np.round(pd.to_numeric(out["lead_cv"], errors="coerce").to_numpy(dtype=float), CV_DECIMALS) + 0.0
+        )
     return out
 
 

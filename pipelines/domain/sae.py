@@ -87,6 +87,7 @@ _BENCHMARK_METHODS = ("ratio", "difference")
 # Transformations
 # --------------------------------------------------------------------------------------------
 
+
 def arcsin_transform(p: Any, n: Any) -> tuple[np.ndarray, np.ndarray]:
     """(asin(sqrt(p)), 1 / (4 n)): the variance-stabilised proportion and its sampling variance."""
     p = np.asarray(p, dtype=float)
@@ -111,6 +112,7 @@ def arcsin_back(t: Any, var: Any = 0.0, method: str = "bc") -> np.ndarray:
 # --------------------------------------------------------------------------------------------
 # Result
 # --------------------------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class FayHerriotResult:
@@ -232,15 +234,27 @@ class FayHerriotResult:
             raise ValueError("X has missing or infinite values")
         syn = Xm @ self.beta.to_numpy()
         mse_m = self.A + np.einsum("ij,jk,ik->i", Xm, self._cov_beta, Xm)
-        est, mse, lo, hi = _to_original(syn, mse_m, np.full(len(syn), self.A), self.transform,
-                                        self.backtransform, z_critical(self.confidence))
-        return pd.DataFrame({"estimate": est, "mse": mse, "rmse": np.sqrt(mse), "lower": lo, "upper": hi,
-                             "synthetic": syn, "mse_model": mse_m}, index=pd.Index(areas))
+        est, mse, lo, hi = _to_original(
+            syn, mse_m, np.full(len(syn), self.A), self.transform, self.backtransform, z_critical(self.confidence)
+        )
+        return pd.DataFrame(
+            {
+                "estimate": est,
+                "mse": mse,
+                "rmse": np.sqrt(mse),
+                "lower": lo,
+                "upper": hi,
+                "synthetic": syn,
+                "mse_model": mse_m,
+            },
+            index=pd.Index(areas),
+        )
 
 
 # --------------------------------------------------------------------------------------------
 # Input checks
 # --------------------------------------------------------------------------------------------
+
 
 def _vector(x: Any, name: str, data: pd.DataFrame | None) -> np.ndarray:
     if isinstance(x, str):
@@ -263,8 +277,9 @@ def _vector(x: Any, name: str, data: pd.DataFrame | None) -> np.ndarray:
     return arr
 
 
-def _design(X: Any, data: pd.DataFrame | None, intercept: bool, n_rows: int,
-            expected: tuple[str, ...] | None = None) -> tuple[np.ndarray, tuple[str, ...]]:
+def _design(
+    X: Any, data: pd.DataFrame | None, intercept: bool, n_rows: int, expected: tuple[str, ...] | None = None
+) -> tuple[np.ndarray, tuple[str, ...]]:
     """The design matrix (intercept column first when ``intercept``) and its column names."""
     if isinstance(X, str) or (isinstance(X, (list, tuple)) and X and all(isinstance(c, str) for c in X)):
         cols = [X] if isinstance(X, str) else list(X)
@@ -284,11 +299,14 @@ def _design(X: Any, data: pd.DataFrame | None, intercept: bool, n_rows: int,
             if missing:
                 raise ValueError(f"X lacks the fitted covariate columns {missing}")
             X = X[[by_name[c] for c in want]]
-        bad = [str(c) for c in X.columns if not (pd.api.types.is_numeric_dtype(X[c])
-                                                 or pd.api.types.is_bool_dtype(X[c]))]
+        bad = [
+            str(c) for c in X.columns if not (pd.api.types.is_numeric_dtype(X[c]) or pd.api.types.is_bool_dtype(X[c]))
+        ]
         if bad:
-            raise ValueError(f"X has non-numeric columns {bad}: code categories as 0/1 columns "
-                             "(pandas.get_dummies(..., drop_first=True))")
+            raise ValueError(
+                f"X has non-numeric columns {bad}: code categories as 0/1 columns "
+                "(pandas.get_dummies(..., drop_first=True))"
+            )
         mat = X.to_numpy(dtype=float, na_value=np.nan)
         names = [str(c) for c in X.columns]
     else:
@@ -330,6 +348,7 @@ def _check_choice(value: Any, name: str, choices: tuple) -> None:
 # Fitting
 # --------------------------------------------------------------------------------------------
 
+
 def _reml_score(A: float, y: np.ndarray, X: np.ndarray, D: np.ndarray) -> tuple[float, float]:
     """(score, Fisher information) of the restricted log-likelihood in A."""
     vi = 1.0 / (A + D)
@@ -342,8 +361,7 @@ def _reml_score(A: float, y: np.ndarray, X: np.ndarray, D: np.ndarray) -> tuple[
     return s, F
 
 
-def _reml(y: np.ndarray, X: np.ndarray, D: np.ndarray, tol: float,
-          max_iter: int) -> tuple[float, int, bool, str]:
+def _reml(y: np.ndarray, X: np.ndarray, D: np.ndarray, tol: float, max_iter: int) -> tuple[float, int, bool, str]:
     """REML estimate of A: (A, Fisher-scoring iterations, converged, algorithm).
 
     First sae::eblupFH's Fisher scoring (module docstring). When an iterate leaves the parameter
@@ -384,8 +402,9 @@ def _reml(y: np.ndarray, X: np.ndarray, D: np.ndarray, tol: float,
     return float(root), k, True, "score-root"
 
 
-def _to_original(t: np.ndarray, mse_t: np.ndarray, s2: np.ndarray, transform: str | None,
-                 backtransform: str | None, z: float) -> tuple[np.ndarray, ...]:
+def _to_original(
+    t: np.ndarray, mse_t: np.ndarray, s2: np.ndarray, transform: str | None, backtransform: str | None, z: float
+) -> tuple[np.ndarray, ...]:
     """(estimate, mse, lower, upper) on the original scale from model-scale values."""
     half = z * np.sqrt(mse_t)
     if transform is None:
@@ -510,8 +529,11 @@ def fay_herriot(
         rows = list(areas[np.flatnonzero(~np.isfinite(Xm).all(axis=1))][:5])
         raise ValueError(f"X has missing or infinite values (areas {rows})")
 
-    dvar = (np.full(m_all, np.nan) if sampling_var is None
-            else same_length(_vector(sampling_var, "sampling_var", data), "sampling_var"))
+    dvar = (
+        np.full(m_all, np.nan)
+        if sampling_var is None
+        else same_length(_vector(sampling_var, "sampling_var", data), "sampling_var")
+    )
     obs = ~np.isnan(y_all)
     if np.isinf(y_all).any():
         raise ValueError("direct has infinite values")
@@ -525,8 +547,9 @@ def fay_herriot(
             raise ValueError(f"n must be positive where direct is given (areas {list(areas[bad][:5])})")
         badp = obs & ((y_all < 0) | (y_all > 1))
         if badp.any():
-            raise ValueError(f"direct must be proportions in [0, 1] with transform='arcsin' "
-                             f"(areas {list(areas[badp][:5])})")
+            raise ValueError(
+                f"direct must be proportions in [0, 1] with transform='arcsin' (areas {list(areas[badp][:5])})"
+            )
         y_model, D_all = arcsin_transform(np.where(obs, y_all, 0.5), np.where(obs, n_all, 1.0))
         y_model = np.where(obs, y_model, np.nan)
         D_all = np.where(obs, D_all, np.nan)
@@ -535,8 +558,10 @@ def fay_herriot(
             raise ValueError("sampling_var is required (or use transform='arcsin' with n)")
         bad = obs & ~(dvar > 0)  # NaN, zero or negative
         if bad.any():
-            raise ValueError(f"sampling_var must be positive where direct is given "
-                             f"(missing or <= 0 for areas {list(areas[bad][:5])})")
+            raise ValueError(
+                f"sampling_var must be positive where direct is given "
+                f"(missing or <= 0 for areas {list(areas[bad][:5])})"
+            )
         if np.isinf(dvar[obs]).any():
             raise ValueError("sampling_var has infinite values")
         y_model, D_all = y_all, dvar
@@ -544,18 +569,24 @@ def fay_herriot(
     y, D, Xo = y_model[obs], D_all[obs], Xm[obs]
     m, p = Xo.shape
     if m < p + 1:
-        raise ValueError(f"direct: {m} areas with a direct estimate are too few for {p} regression "
-                         f"coefficients and the area variance (need at least {p + 1})")
+        raise ValueError(
+            f"direct: {m} areas with a direct estimate are too few for {p} regression "
+            f"coefficients and the area variance (need at least {p + 1})"
+        )
     rank = np.linalg.matrix_rank(Xo)
     if rank < p:
-        raise ValueError(f"X is rank-deficient on the areas with a direct estimate (rank {rank} < {p} "
-                         f"columns {list(names)}): drop collinear or constant columns "
-                         f"(intercept={intercept} {'adds' if intercept else 'does not add'} a constant)")
+        raise ValueError(
+            f"X is rank-deficient on the areas with a direct estimate (rank {rank} < {p} "
+            f"columns {list(names)}): drop collinear or constant columns "
+            f"(intercept={intercept} {'adds' if intercept else 'does not add'} a constant)"
+        )
 
     A, iterations, converged, algorithm = _reml(y, Xo, D, float(tol), int(max_iter))
     if not converged:
-        raise ValueError("direct: the REML estimate of the area variance could not be found "
-                         "(the restricted likelihood has no bracketed maximum); check the inputs")
+        raise ValueError(
+            "direct: the REML estimate of the area variance could not be found "
+            "(the restricted likelihood has no bracketed maximum); check the inputs"
+        )
 
     vi = 1.0 / (A + D)
     XtVi = (vi[:, None] * Xo).T
@@ -563,10 +594,10 @@ def fay_herriot(
     beta = Q @ XtVi @ y
     beta_se = np.sqrt(np.diag(Q))
     resid = y - Xo @ beta
-    loglike = float(-0.5 * np.sum(np.log(2 * math.pi * (A + D)) + resid ** 2 * vi))
+    loglike = float(-0.5 * np.sum(np.log(2 * math.pi * (A + D)) + resid**2 * vi))
     aic = -2 * loglike + 2 * (p + 1)
     bic = -2 * loglike + (p + 1) * math.log(m)
-    A_var = 2.0 / float(np.sum(vi ** 2))
+    A_var = 2.0 / float(np.sum(vi**2))
 
     synthetic = Xm @ beta
     xQx = np.einsum("ij,jk,ik->i", Xm, Q, Xm)
@@ -577,7 +608,7 @@ def fay_herriot(
     gamma[obs] = A * vi
     B = 1.0 - gamma
     g1[obs] = gamma[obs] * D
-    g2 = np.where(obs, B ** 2 * xQx, xQx)
+    g2 = np.where(obs, B**2 * xQx, xQx)
     g3[obs] = B[obs] ** 2 * A_var * vi
     std_res[obs] = resid * np.sqrt(vi)
     eblup_t = synthetic.copy()
@@ -605,8 +636,10 @@ def fay_herriot(
         current = float(w @ eblup)
         if benchmark_method == "ratio":
             if current <= 0:
-                raise ValueError("benchmark_method='ratio' needs a positive weighted sum of the EBLUPs "
-                                 f"(got {current!r}); use benchmark_method='difference'")
+                raise ValueError(
+                    "benchmark_method='ratio' needs a positive weighted sum of the EBLUPs "
+                    f"(got {current!r}); use benchmark_method='difference'"
+                )
             factor = target / current
             benchmarked = eblup * factor
             lower, upper = lower * factor, upper * factor
@@ -615,21 +648,49 @@ def fay_herriot(
             benchmarked = eblup + factor
             lower, upper = lower + factor, upper + factor
         if transform == "arcsin" and ((benchmarked < 0) | (benchmarked > 1)).any():
-            raise ValueError("benchmark: the benchmarked proportions leave [0, 1]; check benchmark "
-                             "and benchmark_weights")
+            raise ValueError(
+                "benchmark: the benchmarked proportions leave [0, 1]; check benchmark and benchmark_weights"
+            )
 
     return FayHerriotResult(
-        areas=areas, in_sample=obs, direct=y_all,
-        direct_var=D_all if transform is None else (dvar if sampling_var is not None else
-                                                    np.sin(2 * y_model) ** 2 * D_all),
-        sampling_var=D_all, eblup=eblup, benchmarked=benchmarked, mse=mse, lower=lower, upper=upper,
-        gamma=gamma, synthetic=synthetic, eblup_model=eblup_t, mse_model=mse_t, g1=g1, g2=g2, g3=g3,
-        std_residual=std_res, beta=pd.Series(beta, index=list(names)),
-        beta_se=pd.Series(beta_se, index=list(names)), A=float(A), A_var=A_var, loglike=loglike,
-        aic=aic, bic=bic, converged=converged, iterations=iterations, algorithm=algorithm,
+        areas=areas,
+        in_sample=obs,
+        direct=y_all,
+        direct_var=D_all
+        if transform is None
+        else (dvar if sampling_var is not None else np.sin(2 * y_model) ** 2 * D_all),
+        sampling_var=D_all,
+        eblup=eblup,
+        benchmarked=benchmarked,
+        mse=mse,
+        lower=lower,
+        upper=upper,
+        gamma=gamma,
+        synthetic=synthetic,
+        eblup_model=eblup_t,
+        mse_model=mse_t,
+        g1=g1,
+        g2=g2,
+        g3=g3,
+        std_residual=std_res,
+        beta=pd.Series(beta, index=list(names)),
+        beta_se=pd.Series(beta_se, index=list(names)),
+        A=float(A),
+        A_var=A_var,
+        loglike=loglike,
+        aic=aic,
+        bic=bic,
+        converged=converged,
+        iterations=iterations,
+        algorithm=algorithm,
         method=method,
-        transform=transform, backtransform=backtransform if transform else None,
-        confidence=confidence, benchmark=None if benchmarked is None else float(benchmark),
+        transform=transform,
+        backtransform=backtransform if transform else None,
+        confidence=confidence,
+        benchmark=None if benchmarked is None else float(benchmark),
         benchmark_method=benchmark_method if benchmarked is not None else None,
-        benchmark_factor=factor, columns=names, intercept=intercept, _cov_beta=Q,
+        benchmark_factor=factor,
+        columns=names,
+        intercept=intercept,
+        _cov_beta=Q,
     )

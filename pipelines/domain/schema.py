@@ -14,19 +14,38 @@ SEX = {1: "男性", 2: "女性", 3: "その他・回答しない", 9: "無回答
 YES_NO = {1: "はい", 0: "いいえ", 9: "無回答"}
 
 QUESTIONS: dict[str, dict[int, str]] = {
-    "q_loneliness": {1: "決してない", 2: "ほとんどない", 3: "たまにある", 4: "時々ある",
-                     5: "しばしばある・常にある", 9: "無回答"},
+    "q_loneliness": {
+        1: "決してない",
+        2: "ほとんどない",
+        3: "たまにある",
+        4: "時々ある",
+        5: "しばしばある・常にある",
+        9: "無回答",
+    },
     "q_ucla_1": {1: "決してない", 2: "ほとんどない", 3: "時々ある", 4: "常にある", 9: "無回答"},
     "q_ucla_2": {1: "決してない", 2: "ほとんどない", 3: "時々ある", 4: "常にある", 9: "無回答"},
     "q_ucla_3": {1: "決してない", 2: "ほとんどない", 3: "時々ある", 4: "常にある", 9: "無回答"},
-    "q_contact_inperson": {1: "週4～5回以上", 2: "週2～3回程度", 3: "週1回程度", 4: "2週間に1回程度",
-                           5: "月1回程度", 6: "月1回未満", 7: "全くない", 9: "無回答"},
+    "q_contact_inperson": {
+        1: "週4～5回以上",
+        2: "週2～3回程度",
+        3: "週1回程度",
+        4: "2週間に1回程度",
+        5: "月1回程度",
+        6: "月1回未満",
+        7: "全くない",
+        9: "無回答",
+    },
     "q_participation_none": {1: "特に参加はしていない", 0: "何らかの活動に参加", 9: "無回答"},
     "q_has_worries": {1: "ある", 2: "ない", 9: "無回答"},
     "q_support_received": {1: "受けている", 2: "受けていない", 9: "無回答"},
     "q_reliable_person": {1: "いる", 2: "いない", 9: "無回答"},
-    "q_help_intention": {1: "しようと思う", 2: "どちらかといえばしようと思う",
-                         3: "どちらかといえばしようと思わない", 4: "しようと思わない", 9: "無回答"},
+    "q_help_intention": {
+        1: "しようと思う",
+        2: "どちらかといえばしようと思う",
+        3: "どちらかといえばしようと思わない",
+        4: "しようと思わない",
+        9: "無回答",
+    },
 }
 
 # Code sets of every coded column (the validation suites and ingest use these).
@@ -36,8 +55,16 @@ CODE_SETS: dict[str, set[int]] = {
     **{q: set(labels) for q, labels in QUESTIONS.items()},
 }
 
-SURVEY_REQUIRED = ["survey_id", "survey_year", "respondent_id", "pref_code", "sex", "age",
-                   "household_single", *QUESTIONS]
+SURVEY_REQUIRED = [
+    "survey_id",
+    "survey_year",
+    "respondent_id",
+    "pref_code",
+    "sex",
+    "age",
+    "household_single",
+    *QUESTIONS,
+]
 SURVEY_OPTIONAL = ["weight"]
 SURVEY_COLUMNS = SURVEY_REQUIRED + SURVEY_OPTIONAL
 # The sample design, optional and given together: `stratum` (層) and `psu` (the primary sampling
@@ -49,14 +76,21 @@ SURVEY_COLUMNS = SURVEY_REQUIRED + SURVEY_OPTIONAL
 SURVEY_DESIGN_COLUMNS = ["stratum", "psu"]
 
 # UK Community Life Survey category order maps 1:1 to q_loneliness codes 5,4,3,2,1.
-UK_LONELINESS_LABELS = {5: "Often/always", 4: "Some of the time", 3: "Occasionally",
-                        2: "Hardly ever", 1: "Never"}
+UK_LONELINESS_LABELS = {5: "Often/always", 4: "Some of the time", 3: "Occasionally", 2: "Hardly ever", 1: "Never"}
 
 # --- Age bands -----------------------------------------------------------------------------------
 
 AGE_BANDS = ["16-19", "20-29", "30-39", "40-49", "50-59", "60-69", "70-79", "80+"]
-AGE_BAND_LABELS = {"16-19": "16～19歳", "20-29": "20歳代", "30-39": "30歳代", "40-49": "40歳代",
-                   "50-59": "50歳代", "60-69": "60歳代", "70-79": "70歳代", "80+": "80歳以上"}
+AGE_BAND_LABELS = {
+    "16-19": "16～19歳",
+    "20-29": "20歳代",
+    "30-39": "30歳代",
+    "40-49": "40歳代",
+    "50-59": "50歳代",
+    "60-69": "60歳代",
+    "70-79": "70歳代",
+    "80+": "80歳以上",
+}
 UK_AGE_BANDS = ["16-24", "25-34", "35-49", "50-64", "65-74", "75+"]
 
 
@@ -137,7 +171,7 @@ CREATE TABLE IF NOT EXISTS {name} (
     source_row INTEGER NOT NULL,           -- 1-based data row number in the source file
     stratum VARCHAR,                       -- sample design (SURVEY_DESIGN_COLUMNS), NULL when the file
     psu VARCHAR                            -- has none; last, as a warehouse made before them gets them
-)"""                                       # by ALTER TABLE ... ADD COLUMN (ingest.ensure_tables)
+)"""  # by ALTER TABLE ... ADD COLUMN (ingest.ensure_tables)
 
 PROGRAMME_TABLE_DDL = """
 CREATE TABLE IF NOT EXISTS {name} (
@@ -177,27 +211,55 @@ CREATE TABLE IF NOT EXISTS validation_results (
 )"""
 
 # The tidy indicators table (DESIGN.md). One row per year x area x indicator x breakdown.
-INDICATOR_COLUMNS = ["year", "area_code", "area_name", "indicator_id", "breakdown", "value",
-                     "lower_ci95", "upper_ci95", "n_unweighted", "n_effective", "national_value",
-                     "comparison", "change_vs_previous", "suppressed", "note",
-                     # How each row was judged (after the contract columns; see stats / indicators)
-                     "source", "previous_year", "source_changed", "comparison_method",
-                     "change_method", "design_effect",
-                     # What each label was tested against (issue 22 item 5): set only on a row that
-                     # carries a label (comparison / change not 'not_compared'), never on a suppressed row.
-                     *("reference_value", "reference_n_effective", "difference", "difference_lower_ci95",
-                       "difference_upper_ci95", "p_value",
-                       "previous_value", "previous_n_effective", "change_difference", "change_lower_ci95",
-                       "change_upper_ci95", "change_p_value"),
-                     # The leading estimate (issue #24, pipelines/domain/small_area.py): direct, pooled or
-                     # model-based, by the rule of the method statement. Set also on a suppressed row
-                     # (a pooled or model-based value is not the suppressed direct value).
-                     *("estimate_method", "lead_value", "lead_lower_ci95", "lead_upper_ci95", "lead_cv",
-                       "lead_years")]
+INDICATOR_COLUMNS = [
+    "year",
+    "area_code",
+    "area_name",
+    "indicator_id",
+    "breakdown",
+    "value",
+    "lower_ci95",
+    "upper_ci95",
+    "n_unweighted",
+    "n_effective",
+    "national_value",
+    "comparison",
+    "change_vs_previous",
+    "suppressed",
+    "note",
+    # How each row was judged (after the contract columns; see stats / indicators)
+    "source",
+    "previous_year",
+    "source_changed",
+    "comparison_method",
+    "change_method",
+    "design_effect",
+    # What each label was tested against (issue 22 item 5): set only on a row that
+    # carries a label (comparison / change not 'not_compared'), never on a suppressed row.
+    *(
+        "reference_value",
+        "reference_n_effective",
+        "difference",
+        "difference_lower_ci95",
+        "difference_upper_ci95",
+        "p_value",
+        "previous_value",
+        "previous_n_effective",
+        "change_difference",
+        "change_lower_ci95",
+        "change_upper_ci95",
+        "change_p_value",
+    ),
+    # The leading estimate (issue #24, pipelines/domain/small_area.py): direct, pooled or
+    # model-based, by the rule of the method statement. Set also on a suppressed row
+    # (a pooled or model-based value is not the suppressed direct value).
+    *("estimate_method", "lead_value", "lead_lower_ci95", "lead_upper_ci95", "lead_cv", "lead_years"),
+]
 # What each label was tested against (empty on a suppressed row) and the leading estimate.
-TESTED_AGAINST_COLUMNS = INDICATOR_COLUMNS[INDICATOR_COLUMNS.index("reference_value"):
-                                           INDICATOR_COLUMNS.index("change_p_value") + 1]
-LEAD_COLUMNS = INDICATOR_COLUMNS[INDICATOR_COLUMNS.index("estimate_method"):]
+TESTED_AGAINST_COLUMNS = INDICATOR_COLUMNS[
+    INDICATOR_COLUMNS.index("reference_value") : INDICATOR_COLUMNS.index("change_p_value") + 1
+]
+LEAD_COLUMNS = INDICATOR_COLUMNS[INDICATOR_COLUMNS.index("estimate_method") :]
 # The columns DESIGN.md names, and the ones that record how each row was judged.
 CONTRACT_INDICATOR_COLUMNS = INDICATOR_COLUMNS[:15]
 JUDGING_COLUMNS = INDICATOR_COLUMNS[15:]
@@ -309,10 +371,15 @@ CREATE TABLE IF NOT EXISTS distributions (
 
 UCLA_BANDS = {"10-12": "10～12点", "7-9": "7～9点", "4-6": "4～6点", "3": "3点", "na": "無回答"}
 
-COMPARISON_LABELS = {"better": "良い", "worse": "悪い", "similar": "同程度", "higher": "高い",
-                     "lower": "低い", "not_compared": "比較なし"}
-CHANGE_LABELS = {"increase": "増加", "decrease": "減少", "no_change": "有意差なし",
-                 "not_compared": "比較なし"}
+COMPARISON_LABELS = {
+    "better": "良い",
+    "worse": "悪い",
+    "similar": "同程度",
+    "higher": "高い",
+    "lower": "低い",
+    "not_compared": "比較なし",
+}
+CHANGE_LABELS = {"increase": "増加", "decrease": "減少", "no_change": "有意差なし", "not_compared": "比較なし"}
 
 # How an indicator is judged (catalogue `polarity`): lower is better, higher is better, no judgement.
 POLARITIES = ("low_is_good", "high_is_good", "no_judgement")

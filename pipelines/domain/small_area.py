@@ -96,29 +96,68 @@ from pipelines.domain.sae import fay_herriot
 
 log = logging.getLogger("tsunagari.small_area")
 
-__all__ = ["POOL_ROUNDS", "MIN_FIT_CELLS", "MIN_TOTAL_AREAS", "COVARIATES_FILE", "COVARIATE_NAME",
-           "covariates", "direct_cv", "model_estimates", "pooled_estimates", "leading",
-           "SmallAreaRound", "small_area_round", "pooled_years_label", "ESTIMATE_COLUMNS",
-           "FIT_COLUMNS", "LEAD_COLUMNS"]
+__all__ = [
+    "POOL_ROUNDS",
+    "MIN_FIT_CELLS",
+    "MIN_TOTAL_AREAS",
+    "COVARIATES_FILE",
+    "COVARIATE_NAME",
+    "covariates",
+    "direct_cv",
+    "model_estimates",
+    "pooled_estimates",
+    "leading",
+    "SmallAreaRound",
+    "small_area_round",
+    "pooled_years_label",
+    "ESTIMATE_COLUMNS",
+    "FIT_COLUMNS",
+    "LEAD_COLUMNS",
+]
 
 NATIONAL = "00"
 _Z = stats.z_critical(config.CONFIDENCE_LEVEL)
-MIN_FIT_CELLS = 10       # published cells a breakdown partition needs for its own fit
-MIN_TOTAL_AREAS = 10     # published prefecture totals an indicator needs for its model
+MIN_FIT_CELLS = 10  # published cells a breakdown partition needs for its own fit
+MIN_TOTAL_AREAS = 10  # published prefecture totals an indicator needs for its model
 COVARIATES_FILE = REFERENCE_DIR / "prefecture_covariates.csv"
 COVARIATE_NAME = "log_population_2020_std"
 BREAKDOWN_COVARIATE = "total_model_shifted"
 
 # The small_area table (proportions here; the warehouse stores percent, see ``to_table``).
-ESTIMATE_COLUMNS = ["area_code", "indicator_id", "breakdown", "estimate_method", "p", "lower",
-                    "upper", "rmse", "cv", "shrinkage", "std_residual", "synthetic", "fit_scope",
-                    "pooled_years"]
-FIT_COLUMNS = ["indicator_id", "fit_scope", "term", "coefficient", "std_error", "area_variance",
-               "n_in_sample", "n_areas", "loglike", "algorithm", "benchmark_factor"]
+ESTIMATE_COLUMNS = [
+    "area_code",
+    "indicator_id",
+    "breakdown",
+    "estimate_method",
+    "p",
+    "lower",
+    "upper",
+    "rmse",
+    "cv",
+    "shrinkage",
+    "std_residual",
+    "synthetic",
+    "fit_scope",
+    "pooled_years",
+]
+FIT_COLUMNS = [
+    "indicator_id",
+    "fit_scope",
+    "term",
+    "coefficient",
+    "std_error",
+    "area_variance",
+    "n_in_sample",
+    "n_areas",
+    "loglike",
+    "algorithm",
+    "benchmark_factor",
+]
 LEAD_COLUMNS = ["estimate_method", "lead_p", "lead_lower", "lead_upper", "lead_cv", "lead_years"]
 
 
 # --- Covariates ------------------------------------------------------------------------------
+
 
 def covariates() -> pd.DataFrame:
     """The model's area covariates, one row per prefecture (area_code '01'..'47'): population_2020,
@@ -127,11 +166,15 @@ def covariates() -> pd.DataFrame:
     standard deviation 1 with ddof 0)."""
     cov = pd.read_csv(COVARIATES_FILE, encoding="utf-8").sort_values("pref_code").reset_index(drop=True)
     x = cov["log_population_2020"].to_numpy(dtype=float)
-    return pd.DataFrame({"area_code": [f"{int(c):02d}" for c in cov["pref_code"]],
-                         "population_2020": cov["population_2020"].to_numpy(dtype=float),
-                         "log_population_2020": x,
-                         COVARIATE_NAME: (x - x.mean()) / x.std(),
-                         "source": cov["source"].astype(str)})
+    return pd.DataFrame(
+        {
+            "area_code": [f"{int(c):02d}" for c in cov["pref_code"]],
+            "population_2020": cov["population_2020"].to_numpy(dtype=float),
+            "log_population_2020": x,
+            COVARIATE_NAME: (x - x.mean()) / x.std(),
+            "source": cov["source"].astype(str),
+        }
+    )
 
 
 def direct_cv(p, n_design) -> np.ndarray:
@@ -155,8 +198,9 @@ def _prefecture_cells(cells: pd.DataFrame) -> pd.DataFrame:
     does not lead, and a correction to one prefecture's own survey changes no other prefecture."""
     c = cells[cells["area_code"] != NATIONAL].copy()
     kind = c["source_kind"] if "source_kind" in c else pd.Series("subsample", index=c.index)
-    c["published"] = (~c["suppressed"].to_numpy(dtype=bool) & c["p"].notna() & (c["n_design"] > 0)
-                      & (kind == "subsample").to_numpy())
+    c["published"] = (
+        ~c["suppressed"].to_numpy(dtype=bool) & c["p"].notna() & (c["n_design"] > 0) & (kind == "subsample").to_numpy()
+    )
     return c
 
 
@@ -179,16 +223,25 @@ def _benchmark(est, lower, upper, target, weights) -> tuple[np.ndarray, np.ndarr
 
 
 def _fit_rows(ind_id: str, scope: str, res, m_areas: int) -> list[dict]:
-    return [{"indicator_id": ind_id, "fit_scope": scope, "term": str(t), "coefficient": float(res.beta[t]),
-             "std_error": float(res.beta_se[t]), "area_variance": float(res.A),
-             "n_in_sample": int(res.in_sample.sum()), "n_areas": int(m_areas),
-             "loglike": float(res.loglike), "algorithm": res.algorithm,
-             "benchmark_factor": float(res.benchmark_factor) if res.benchmark_factor is not None else np.nan}
-            for t in res.beta.index]
+    return [
+        {
+            "indicator_id": ind_id,
+            "fit_scope": scope,
+            "term": str(t),
+            "coefficient": float(res.beta[t]),
+            "std_error": float(res.beta_se[t]),
+            "area_variance": float(res.A),
+            "n_in_sample": int(res.in_sample.sum()),
+            "n_areas": int(m_areas),
+            "loglike": float(res.loglike),
+            "algorithm": res.algorithm,
+            "benchmark_factor": float(res.benchmark_factor) if res.benchmark_factor is not None else np.nan,
+        }
+        for t in res.beta.index
+    ]
 
 
-def model_estimates(cells: pd.DataFrame, cov: pd.DataFrame | None = None
-                    ) -> tuple[pd.DataFrame, pd.DataFrame]:
+def model_estimates(cells: pd.DataFrame, cov: pd.DataFrame | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(estimates, fits) of one round's survey cells (module docstring). ``estimates``: one row
     per prefecture x indicator x breakdown that a model covers (``ESTIMATE_COLUMNS``;
     estimate_method 'model' for a cell with a published direct value in the fit, 'synthetic'
@@ -202,8 +255,9 @@ def model_estimates(cells: pd.DataFrame, cov: pd.DataFrame | None = None
     z = cov[COVARIATE_NAME]
     c = _prefecture_cells(cells)
     nat = cells[cells["area_code"] == NATIONAL]
-    nat_p = dict(zip(zip(nat["indicator_id"], nat["breakdown"]),
-                     nat["p"].where(~nat["suppressed"].astype(bool)).astype(float)))
+    nat_p = dict(
+        zip(zip(nat["indicator_id"], nat["breakdown"]), nat["p"].where(~nat["suppressed"].astype(bool)).astype(float))
+    )
     out: list[pd.DataFrame] = []
     fits: list[dict] = []
     for ind_id, ic in c.groupby("indicator_id", sort=False):
@@ -223,27 +277,44 @@ def model_estimates(cells: pd.DataFrame, cov: pd.DataFrame | None = None
             except ValueError:
                 if not bench:
                     raise
-                res = fay_herriot(direct, None, X, areas=areas, transform="arcsin", n=n,
-                                  benchmark_method="difference", **bench)
-        except ValueError as exc:   # e.g. every published total alike: no model, said in the log
+                res = fay_herriot(
+                    direct, None, X, areas=areas, transform="arcsin", n=n, benchmark_method="difference", **bench
+                )
+        except ValueError as exc:  # e.g. every published total alike: no model, said in the log
             log.warning("small area: %s totals not fitted (%s)", ind_id, exc)
             continue
         fits += _fit_rows(ind_id, "total", res, len(areas))
         f = res.frame()
         syn = np.sin(np.clip(res.synthetic, 0, np.pi / 2)) ** 2
-        out.append(pd.DataFrame({
-            "area_code": areas, "indicator_id": ind_id, "breakdown": "total",
-            "estimate_method": f["estimate_method"].to_numpy(), "p": res.estimate, "lower": res.lower,
-            "upper": res.upper, "rmse": res.rmse, "cv": res.cv, "shrinkage": res.gamma,
-            "std_residual": res.std_residual, "synthetic": syn, "fit_scope": "total", "pooled_years": None}))
+        out.append(
+            pd.DataFrame(
+                {
+                    "area_code": areas,
+                    "indicator_id": ind_id,
+                    "breakdown": "total",
+                    "estimate_method": f["estimate_method"].to_numpy(),
+                    "p": res.estimate,
+                    "lower": res.lower,
+                    "upper": res.upper,
+                    "rmse": res.rmse,
+                    "cv": res.cv,
+                    "shrinkage": res.gamma,
+                    "std_residual": res.std_residual,
+                    "synthetic": syn,
+                    "fit_scope": "total",
+                    "pooled_years": None,
+                }
+            )
+        )
         theta_total = pd.DataFrame({"theta": res.eblup_model, "mse": res.mse_model}, index=areas)
         out += _breakdown_models(ind_id, ic, theta_total, nat_p, pop, fits)
     est = pd.concat(out, ignore_index=True) if out else pd.DataFrame(columns=ESTIMATE_COLUMNS)
     return est[ESTIMATE_COLUMNS], pd.DataFrame(fits, columns=FIT_COLUMNS)
 
 
-def _breakdown_models(ind_id: str, ic: pd.DataFrame, theta_total: pd.DataFrame, nat_p: dict,
-                      pop: pd.Series, fits: list[dict]) -> list[pd.DataFrame]:
+def _breakdown_models(
+    ind_id: str, ic: pd.DataFrame, theta_total: pd.DataFrame, nat_p: dict, pop: pd.Series, fits: list[dict]
+) -> list[pd.DataFrame]:
     """The breakdown models of one indicator (module docstring). ``theta_total``: per area the
     total model's EBLUP* and MSE* (transformed scale)."""
     b = ic[ic["breakdown"] != "total"].copy()
@@ -252,8 +323,11 @@ def _breakdown_models(ind_id: str, ic: pd.DataFrame, theta_total: pd.DataFrame, 
     b = b[np.isfinite(b["p_nat"].to_numpy(dtype=float)) & np.isfinite(t_nat)]
     if not len(b):
         return []
-    b["cov"] = (theta_total["theta"].reindex(b["area_code"]).to_numpy()
-                + np.arcsin(np.sqrt(b["p_nat"].to_numpy(dtype=float))) - np.arcsin(np.sqrt(t_nat)))
+    b["cov"] = (
+        theta_total["theta"].reindex(b["area_code"]).to_numpy()
+        + np.arcsin(np.sqrt(b["p_nat"].to_numpy(dtype=float)))
+        - np.arcsin(np.sqrt(t_nat))
+    )
     b["part"] = b["breakdown"].map(_partition)
     b = b.reset_index(drop=True)
     counts = b[b["published"]].groupby("part").size()
@@ -283,24 +357,38 @@ def _breakdown_models(ind_id: str, ic: pd.DataFrame, theta_total: pd.DataFrame, 
         # The covariate is itself an estimate: its error (the total's MSE*), carried through the
         # slope, is added to the cell's MSE* where the cell leans on it (1 - gamma).
         slope = float(res.beta[BREAKDOWN_COVARIATE])
-        mse_t = (res.mse_model[keep] + (1 - gamma) ** 2 * slope ** 2
-                 * theta_total["mse"].reindex(dd["area_code"]).to_numpy(dtype=float))
+        mse_t = res.mse_model[keep] + (1 - gamma) ** 2 * slope**2 * theta_total["mse"].reindex(
+            dd["area_code"]
+        ).to_numpy(dtype=float)
         half = _Z * np.sqrt(mse_t)
         rmse = np.abs(np.sin(2 * t)) * np.sqrt(mse_t)
         syn = np.sin(np.clip(res.synthetic[keep], 0, np.pi / 2)) ** 2
-        part = pd.DataFrame({
-            "area_code": dd["area_code"].to_numpy(), "indicator_id": ind_id, "breakdown": dd["breakdown"].to_numpy(),
-            "estimate_method": np.where(res.in_sample[keep], "model", "synthetic"), "p": res.eblup[keep],
-            "lower": np.sin(np.clip(t - half, 0, np.pi / 2)) ** 2, "upper": np.sin(np.clip(t + half, 0, np.pi / 2)) ** 2,
-            "rmse": rmse, "cv": np.nan, "shrinkage": gamma,
-            "std_residual": res.std_residual[keep], "synthetic": syn, "fit_scope": scope,
-            "pooled_years": None, "p_nat": dd["p_nat"].to_numpy()})
+        part = pd.DataFrame(
+            {
+                "area_code": dd["area_code"].to_numpy(),
+                "indicator_id": ind_id,
+                "breakdown": dd["breakdown"].to_numpy(),
+                "estimate_method": np.where(res.in_sample[keep], "model", "synthetic"),
+                "p": res.eblup[keep],
+                "lower": np.sin(np.clip(t - half, 0, np.pi / 2)) ** 2,
+                "upper": np.sin(np.clip(t + half, 0, np.pi / 2)) ** 2,
+                "rmse": rmse,
+                "cv": np.nan,
+                "shrinkage": gamma,
+                "std_residual": res.std_residual[keep],
+                "synthetic": syn,
+                "fit_scope": scope,
+                "pooled_years": None,
+                "p_nat": dd["p_nat"].to_numpy(),
+            }
+        )
         # each breakdown benchmarked to its national direct estimate (population shares as weights)
         est, lo, hi = (part[c].to_numpy(dtype=float).copy() for c in ("p", "lower", "upper"))
         w_all = pop.reindex(part["area_code"]).to_numpy(dtype=float)
         for _, rows in part.groupby("breakdown", sort=False).indices.items():
-            est[rows], lo[rows], hi[rows], _f = _benchmark(est[rows], lo[rows], hi[rows],
-                                                           float(part["p_nat"].iat[rows[0]]), w_all[rows])
+            est[rows], lo[rows], hi[rows], _f = _benchmark(
+                est[rows], lo[rows], hi[rows], float(part["p_nat"].iat[rows[0]]), w_all[rows]
+            )
         part["p"], part["lower"], part["upper"] = est, lo, hi
         with np.errstate(divide="ignore", invalid="ignore"):
             part["cv"] = np.where(part["p"] > 0, part["rmse"] / part["p"], np.nan)
@@ -309,6 +397,7 @@ def _breakdown_models(ind_id: str, ic: pd.DataFrame, theta_total: pd.DataFrame, 
 
 
 # --- Pooled rounds ---------------------------------------------------------------------------
+
 
 def pooled_years_label(years) -> str:
     """'2022-2024' for the rounds pooled (shown as 2022–2024年平均)."""
@@ -335,11 +424,18 @@ def pooled_estimates(rounds: dict[int, pd.DataFrame], year: int) -> pd.DataFrame
         parts.append(c.assign(year=y))
     allr = pd.concat(parts, ignore_index=True)
     g = allr.groupby(key, sort=False)
-    pooled = g.agg(n=("n", "sum"), ny=("ny", "sum"), sw=("sw", "sum"), sw2=("sw2", "sum"),
-                   swy=("swy", "sum"), deff=("deff", "max"), rounds=("year", "nunique"),
-                   any_published=("suppressed", lambda s: bool((~s.astype(bool)).any())),
-                   kinds=("source_kind", lambda s: "|".join(sorted(set(s)))),
-                   denominator=("denominator", "first")).reset_index()
+    pooled = g.agg(
+        n=("n", "sum"),
+        ny=("ny", "sum"),
+        sw=("sw", "sum"),
+        sw2=("sw2", "sum"),
+        swy=("swy", "sum"),
+        deff=("deff", "max"),
+        rounds=("year", "nunique"),
+        any_published=("suppressed", lambda s: bool((~s.astype(bool)).any())),
+        kinds=("source_kind", lambda s: "|".join(sorted(set(s)))),
+        denominator=("denominator", "first"),
+    ).reset_index()
     nat = (pooled["area_code"] == NATIONAL).to_numpy()
     same = (pooled["kinds"] == "subsample").to_numpy() & (pooled["rounds"] == len(years)).to_numpy()
     pooled = pooled[nat | same].reset_index(drop=True)
@@ -352,13 +448,21 @@ def pooled_estimates(rounds: dict[int, pd.DataFrame], year: int) -> pd.DataFrame
     # Cells to protect: every pooled cell not published. Known to an intruder: the national cells
     # and a prefecture's pooled total when every round published it (the sum of the rounds' totals).
     candidate = ~nat & ~is_total & ~pooled["any_published"].to_numpy(dtype=bool)
-    total_known = nat | (is_total & pooled["any_published"].to_numpy(dtype=bool)
-                         & ~_any_round_suppressed(allr, pooled, key))
+    total_known = nat | (
+        is_total & pooled["any_published"].to_numpy(dtype=bool) & ~_any_round_suppressed(allr, pooled, key)
+    )
     primary = ~(candidate & ~small) & ~total_known
-    frame = pd.DataFrame({"group": pooled["denominator"].to_numpy(), "measure": pooled["indicator_id"].to_numpy(),
-                          "area_code": pooled["area_code"].to_numpy(),
-                          "breakdown": pooled["breakdown"].to_numpy(), "n": n,
-                          "y": pooled["ny"].to_numpy(dtype=float), "primary": primary})
+    frame = pd.DataFrame(
+        {
+            "group": pooled["denominator"].to_numpy(),
+            "measure": pooled["indicator_id"].to_numpy(),
+            "area_code": pooled["area_code"].to_numpy(),
+            "breakdown": pooled["breakdown"].to_numpy(),
+            "n": n,
+            "y": pooled["ny"].to_numpy(dtype=float),
+            "primary": primary,
+        }
+    )
     subsample = set(pooled.loc[~nat, "area_code"])
     secondary = protect(frame, subsample)
     publish = candidate & ~small & ~secondary
@@ -368,13 +472,26 @@ def pooled_estimates(rounds: dict[int, pd.DataFrame], year: int) -> pd.DataFrame
     n_design = stats.design_n(n_eff[publish], p_rows["deff"].to_numpy(dtype=float))
     lower, upper = stats.wilson_interval(p, n_design)
     se = np.sqrt(p * (1 - p) / n_design)
-    return pd.DataFrame({
-        "area_code": p_rows["area_code"].to_numpy(), "indicator_id": p_rows["indicator_id"].to_numpy(),
-        "breakdown": p_rows["breakdown"].to_numpy(), "estimate_method": "pooled", "p": p,
-        "lower": lower, "upper": upper, "rmse": se, "cv": direct_cv(p, n_design),
-        "shrinkage": np.nan, "std_residual": np.nan, "synthetic": np.nan, "fit_scope": None,
-        "pooled_years": pooled_years_label(years), "n_pooled": p_rows["n"].to_numpy(),
-        "ny_pooled": p_rows["ny"].to_numpy()}).reset_index(drop=True)
+    return pd.DataFrame(
+        {
+            "area_code": p_rows["area_code"].to_numpy(),
+            "indicator_id": p_rows["indicator_id"].to_numpy(),
+            "breakdown": p_rows["breakdown"].to_numpy(),
+            "estimate_method": "pooled",
+            "p": p,
+            "lower": lower,
+            "upper": upper,
+            "rmse": se,
+            "cv": direct_cv(p, n_design),
+            "shrinkage": np.nan,
+            "std_residual": np.nan,
+            "synthetic": np.nan,
+            "fit_scope": None,
+            "pooled_years": pooled_years_label(years),
+            "n_pooled": p_rows["n"].to_numpy(),
+            "ny_pooled": p_rows["ny"].to_numpy(),
+        }
+    ).reset_index(drop=True)
 
 
 def _any_round_suppressed(allr: pd.DataFrame, pooled: pd.DataFrame, key: list[str]) -> np.ndarray:
@@ -383,6 +500,7 @@ def _any_round_suppressed(allr: pd.DataFrame, pooled: pd.DataFrame, key: list[st
 
 
 # --- Which estimate leads ------------------------------------------------------------------
+
 
 def leading(cells: pd.DataFrame, estimates: pd.DataFrame) -> pd.DataFrame:
     """``LEAD_COLUMNS`` aligned with the rows of ``cells`` (one round's survey cells): the estimate
@@ -408,26 +526,36 @@ def leading(cells: pd.DataFrame, estimates: pd.DataFrame) -> pd.DataFrame:
     pooled_ok = has_pooled & ~nat & (pooled["cv"].to_numpy(dtype=float) <= cv_max)
     method = np.select(
         [direct_ok, pooled_ok, has_model & ~nat, has_pooled & ~nat, published],
-        ["direct", "pooled", "model", "pooled", "direct"], default="").astype(object)
+        ["direct", "pooled", "model", "pooled", "direct"],
+        default="",
+    ).astype(object)
     method[method == ""] = None
     out = pd.DataFrame({"estimate_method": method}, index=cells.index)
-    for col, d_src, e_col in (("lead_p", cells["p"], "p"), ("lead_lower", cells["lower"], "lower"),
-                              ("lead_upper", cells["upper"], "upper"), ("lead_cv", pd.Series(cv_d), "cv")):
+    for col, d_src, e_col in (
+        ("lead_p", cells["p"], "p"),
+        ("lead_lower", cells["lower"], "lower"),
+        ("lead_upper", cells["upper"], "upper"),
+        ("lead_cv", pd.Series(cv_d), "cv"),
+    ):
         d = np.asarray(d_src, dtype=float)
-        out[col] = np.select([method == "direct", method == "pooled", method == "model"],
-                             [d, pooled[e_col].to_numpy(dtype=float), model[e_col].to_numpy(dtype=float)],
-                             np.nan)
+        out[col] = np.select(
+            [method == "direct", method == "pooled", method == "model"],
+            [d, pooled[e_col].to_numpy(dtype=float), model[e_col].to_numpy(dtype=float)],
+            np.nan,
+        )
     out["lead_years"] = np.where(method == "pooled", pooled["pooled_years"].to_numpy(dtype=object), None)
     return out
 
 
 # --- One round -------------------------------------------------------------------------------
 
+
 @dataclass
 class SmallAreaRound:
     """The small-area results of one round: ``estimates`` (model and pooled rows, proportions,
     ``ESTIMATE_COLUMNS``), ``fits`` (coefficients and area variance of every fit) and ``lead``
     (``LEAD_COLUMNS`` aligned with the round's cells)."""
+
     year: int
     estimates: pd.DataFrame
     fits: pd.DataFrame
@@ -436,8 +564,9 @@ class SmallAreaRound:
     notes: list[str] = field(default_factory=list)
 
 
-def small_area_round(cells_by_year: dict[int, pd.DataFrame], year: int,
-                     cov: pd.DataFrame | None = None) -> SmallAreaRound:
+def small_area_round(
+    cells_by_year: dict[int, pd.DataFrame], year: int, cov: pd.DataFrame | None = None
+) -> SmallAreaRound:
     """The model-based and pooled estimates of round ``year`` and the leading estimate of each of
     its cells; ``cells_by_year``: {round: its survey cells (``RoundData.cells``)}, the round itself
     and (for pooling) the earlier rounds."""
@@ -451,8 +580,23 @@ def small_area_round(cells_by_year: dict[int, pd.DataFrame], year: int,
 
 # --- The warehouse tables (percent, as the indicators table) -----------------------------------
 
-TABLE_COLUMNS = ["year", "area_code", "indicator_id", "breakdown", "estimate_method", "value", "lower_ci95",
-                 "upper_ci95", "rmse", "cv", "shrinkage", "std_residual", "synthetic", "fit_scope", "pooled_years"]
+TABLE_COLUMNS = [
+    "year",
+    "area_code",
+    "indicator_id",
+    "breakdown",
+    "estimate_method",
+    "value",
+    "lower_ci95",
+    "upper_ci95",
+    "rmse",
+    "cv",
+    "shrinkage",
+    "std_residual",
+    "synthetic",
+    "fit_scope",
+    "pooled_years",
+]
 FITS_TABLE_COLUMNS = ["year", *FIT_COLUMNS]
 
 
@@ -460,14 +604,27 @@ def to_tables(res: SmallAreaRound) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(small_area rows, small_area_fits rows) of one round as the warehouse stores them: values,
     interval ends, rmse and the synthetic part in percent (points), cv and shrinkage as ratios."""
     e = res.estimates
-    table = pd.DataFrame({
-        "year": np.full(len(e), int(res.year), dtype="int64"), "area_code": e["area_code"].astype(object),
-        "indicator_id": e["indicator_id"].astype(object), "breakdown": e["breakdown"].astype(object),
-        "estimate_method": e["estimate_method"].astype(object),
-        **{c: pd.to_numeric(e[src], errors="coerce").astype("float64") * 100
-           for c, src in (("value", "p"), ("lower_ci95", "lower"), ("upper_ci95", "upper"), ("rmse", "rmse"),
-                          ("synthetic", "synthetic"))},
-        **{c: pd.to_numeric(e[c], errors="coerce").astype("float64") for c in ("cv", "shrinkage", "std_residual")},
-        "fit_scope": e["fit_scope"].astype(object), "pooled_years": e["pooled_years"].astype(object)})
+    table = pd.DataFrame(
+        {
+            "year": np.full(len(e), int(res.year), dtype="int64"),
+            "area_code": e["area_code"].astype(object),
+            "indicator_id": e["indicator_id"].astype(object),
+            "breakdown": e["breakdown"].astype(object),
+            "estimate_method": e["estimate_method"].astype(object),
+            **{
+                c: pd.to_numeric(e[src], errors="coerce").astype("float64") * 100
+                for c, src in (
+                    ("value", "p"),
+                    ("lower_ci95", "lower"),
+                    ("upper_ci95", "upper"),
+                    ("rmse", "rmse"),
+                    ("synthetic", "synthetic"),
+                )
+            },
+            **{c: pd.to_numeric(e[c], errors="coerce").astype("float64") for c in ("cv", "shrinkage", "std_residual")},
+            "fit_scope": e["fit_scope"].astype(object),
+            "pooled_years": e["pooled_years"].astype(object),
+        }
+    )
     fits = res.fits.assign(year=int(res.year))[FITS_TABLE_COLUMNS].copy()
     return table[TABLE_COLUMNS].reset_index(drop=True), fits.reset_index(drop=True)

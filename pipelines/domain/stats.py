@@ -110,6 +110,7 @@ _erfc = np.vectorize(math.erfc, otypes=[float])
 # Input / output helpers
 # --------------------------------------------------------------------------------------------
 
+
 def _is_scalar(x: Any) -> bool:
     if isinstance(x, (pd.Series, pd.Index, pd.api.extensions.ExtensionArray, np.ndarray)):
         return False
@@ -170,6 +171,7 @@ def z_critical(confidence: float | None = None) -> float:
 # Estimates
 # --------------------------------------------------------------------------------------------
 
+
 def effective_n(sum_w: Any, sum_w2: Any) -> float | np.ndarray:
     """Kish effective sample size n_eff = (Σw)² / Σw².
 
@@ -191,9 +193,7 @@ def _flags_and_weights(flags: Any, weights: Any) -> tuple[np.ndarray, np.ndarray
     else:
         w = _as_float(weights).ravel()
         if w.shape != y.shape:
-            raise ValueError(
-                f"weights must have the same length as flags ({w.size} weights, {y.size} flags)"
-            )
+            raise ValueError(f"weights must have the same length as flags ({w.size} weights, {y.size} flags)")
     bad_y = ~np.isnan(y) & ~np.isin(y, (0.0, 1.0))
     if bad_y.any():
         raise ValueError(f"flags must be 0 or 1 (got e.g. {y[bad_y][:5].tolist()})")
@@ -218,9 +218,7 @@ def weighted_share(flags: Any, weights: Any = None) -> float:
     return float(np.dot(w, y) / total)
 
 
-def weighted_estimate(
-    flags: Any, weights: Any = None, confidence: float | None = None
-) -> dict[str, float | int]:
+def weighted_estimate(flags: Any, weights: Any = None, confidence: float | None = None) -> dict[str, float | int]:
     """Everything a row of the indicators table needs from raw 0/1 flags.
 
     Returns ``value`` (share, 0..1), ``lower`` / ``upper`` (Wilson on n_eff), ``n_unweighted``,
@@ -230,8 +228,7 @@ def weighted_estimate(
     p = weighted_share(y, w)
     n_eff = effective_n(float(w.sum()), float(np.dot(w, w))) if y.size else float("nan")
     lower, upper = wilson_interval(p, n_eff if not math.isnan(n_eff) else 0.0, confidence)
-    return {"value": p, "lower": lower, "upper": upper, "n_unweighted": int(y.size),
-            "n_effective": n_eff}
+    return {"value": p, "lower": lower, "upper": upper, "n_unweighted": int(y.size), "n_effective": n_eff}
 
 
 def wilson_interval(
@@ -278,14 +275,12 @@ def rate_per_10000(count: Any, population: Any) -> float | np.ndarray:
 # Comparisons
 # --------------------------------------------------------------------------------------------
 
+
 def _polarity_array(polarity: Any) -> np.ndarray:
-    pol = np.asarray(polarity.to_numpy() if isinstance(polarity, pd.Series) else polarity,
-                     dtype=object)
+    pol = np.asarray(polarity.to_numpy() if isinstance(polarity, pd.Series) else polarity, dtype=object)
     for value in pd.unique(pol.ravel()):
         if value not in POLARITIES:
-            raise ValueError(
-                f"polarity must be one of {', '.join(repr(p) for p in POLARITIES)} (got {value!r})"
-            )
+            raise ValueError(f"polarity must be one of {', '.join(repr(p) for p in POLARITIES)} (got {value!r})")
     return pol
 
 
@@ -307,9 +302,7 @@ def compare_with_national(lower: Any, upper: Any, national: Any, polarity: Any) 
     return _out_label(np.asarray(out, dtype=object), scalar)
 
 
-def two_proportion_test(
-    p1: Any, n1: Any, p0: Any, n0: Any
-) -> tuple[float, float] | tuple[np.ndarray, np.ndarray]:
+def two_proportion_test(p1: Any, n1: Any, p0: Any, n0: Any) -> tuple[float, float] | tuple[np.ndarray, np.ndarray]:
     """Pooled two-proportion z-test of p1 (this round, n1) against p0 (previous round, n0).
 
     pooled = (p1·n1 + p0·n0) / (n1 + n0); z = (p1 − p0) / √(pooled(1−pooled)(1/n1 + 1/n0));
@@ -336,9 +329,7 @@ def two_proportion_test(
     return _out_float(z, scalar), _out_float(pval, scalar)
 
 
-def change_vs_previous(
-    p1: Any, n1: Any, p0: Any, n0: Any, confidence: float | None = None
-) -> str | np.ndarray:
+def change_vs_previous(p1: Any, n1: Any, p0: Any, n0: Any, confidence: float | None = None) -> str | np.ndarray:
     """``increase`` / ``decrease`` when the two-proportion test is significant (p-value < 1 −
     confidence), else ``no_change``; ``not_compared`` when any input is missing or an n <= 0."""
     c = _check_confidence(confidence)
@@ -354,9 +345,7 @@ def change_vs_previous(
     return _out_label(out, scalar)
 
 
-def base_status(
-    n_unweighted: Any, min_base: int | None = None, reference_base: int | None = None
-) -> str | np.ndarray:
+def base_status(n_unweighted: Any, min_base: int | None = None, reference_base: int | None = None) -> str | np.ndarray:
     """``suppressed`` (n < min_base, or missing), ``reference`` (参考値: min_base <= n <
     reference_base), ``ok`` (n >= reference_base). Defaults: config.MIN_BASE, config.REFERENCE_BASE."""
     min_base = config.MIN_BASE if min_base is None else min_base
@@ -379,17 +368,17 @@ def base_status(
 # Short method names stored in the indicators table (comparison_method / change_method).
 METHOD_DESCRIPTIONS = {
     "newcombe": "Newcombe hybrid score interval for the difference of two independent proportions "
-                "(method 10) on effective sizes / 独立な2標本の比率の差のNewcombe区間（有効標本サイズ）",
+    "(method 10) on effective sizes / 独立な2標本の比率の差のNewcombe区間（有効標本サイズ）",
     "fisher": "Fisher's exact test on rounded effective counts (an expected count < 5) / "
-              "期待度数が5未満のためFisherの正確検定（有効標本数を丸めた度数）",
+    "期待度数が5未満のためFisherの正確検定（有効標本数を丸めた度数）",
     "newcombe_rest": "area vs the rest of the nation (independent), Newcombe interval / "
-                     "当該県を除く全国との比較（独立標本）、Newcombe区間",
+    "当該県を除く全国との比較（独立標本）、Newcombe区間",
     "fisher_rest": "area vs the rest of the nation (independent), Fisher's exact test / "
-                   "当該県を除く全国との比較（独立標本）、Fisherの正確検定",
+    "当該県を除く全国との比較（独立標本）、Fisherの正確検定",
     "none": "not tested (a value missing or suppressed, national row, or programme data) / 検定なし",
     "source_break": "not tested: the previous round's estimate came from another source (e.g. the national "
-                    "survey's respondents, now the prefecture's own survey); both values are shown / "
-                    "前回と出典が異なるため前回との比較（検定）はしない（両方の値を示す）",
+    "survey's respondents, now the prefecture's own survey); both values are shown / "
+    "前回と出典が異なるため前回との比較（検定）はしない（両方の値を示す）",
 }
 EXPECTED_MIN = 5.0
 
@@ -438,8 +427,7 @@ def _fisher_one(x1: int, n1: int, x2: int, n2: int, lf: np.ndarray) -> float:
     lo, hi = max(0, t - n2), min(t, n1)
     k = np.arange(lo, hi + 1)
     # log P(k) of the hypergeometric distribution with both margins fixed.
-    lp = (lf[n1] - lf[k] - lf[n1 - k] + lf[n2] - lf[t - k] - lf[n2 - t + k]
-          - (lf[n1 + n2] - lf[t] - lf[n1 + n2 - t]))
+    lp = lf[n1] - lf[k] - lf[n1 - k] + lf[n2] - lf[t - k] - lf[n2 - t + k] - (lf[n1 + n2] - lf[t] - lf[n1 + n2 - t])
     obs = lp[x1 - lo]
     # Two-sided: every table at most as probable as the observed one (relative tolerance as scipy).
     keep = lp <= obs + math.log1p(1e-7)
@@ -478,7 +466,11 @@ def expected_counts_min(p1: Any, n1: Any, p2: Any, n2: Any) -> float | np.ndarra
 
 
 def difference_test(
-    p1: Any, n1: Any, p2: Any, n2: Any, confidence: float | None = None,
+    p1: Any,
+    n1: Any,
+    p2: Any,
+    n2: Any,
+    confidence: float | None = None,
     method_suffix: str = "",
 ) -> dict[str, Any]:
     """Test p1 − p2 for two independent proportions on effective sizes (already divided by the
@@ -499,17 +491,24 @@ def difference_test(
     pval = np.full(a.shape, np.nan)
     if small.any():
         pval[small] = fisher_exact_p(a[small] * na[small], na[small], b[small] * nb[small], nb[small])
-    small &= ~np.isnan(pval)   # rounding made a sample empty: fall back to the interval
+    small &= ~np.isnan(pval)  # rounding made a sample empty: fall back to the interval
     sig = np.where(small, pval < 1.0 - c, ok & ((lower > 0) | (upper < 0)))
     diff = np.where(ok, a - b, np.nan)
     direction = np.where(ok, np.sign(diff), np.nan)
-    method = np.where(~ok, "none", np.where(small, "fisher" + method_suffix,
-                                              "newcombe" + method_suffix)).astype(object)
-    out = {"diff": diff, "lower": lower, "upper": upper, "p_value": pval,
-           "significant": sig.astype(bool), "direction": direction, "method": method}
+    method = np.where(~ok, "none", np.where(small, "fisher" + method_suffix, "newcombe" + method_suffix)).astype(object)
+    out = {
+        "diff": diff,
+        "lower": lower,
+        "upper": upper,
+        "p_value": pval,
+        "significant": sig.astype(bool),
+        "direction": direction,
+        "method": method,
+    }
     if scalar:
-        return {k: (str(v.item()) if k == "method" else bool(v) if k == "significant" else float(v))
-                for k, v in out.items()}
+        return {
+            k: (str(v.item()) if k == "method" else bool(v) if k == "significant" else float(v)) for k, v in out.items()
+        }
     return out
 
 
@@ -521,8 +520,7 @@ def rest_of_total(
     n_eff = (Σw − Σw_part)² / (Σw² − Σw²_part). An empty rest (or missing input) gives NaN. Used to
     compare an area estimated from the national survey with the rest of the nation, a sample
     independent of it."""
-    scalar, (sw, sw2, swy, pw, pw2, pwy) = _prepare(sw_total, sw2_total, swy_total, sw_part,
-                                                     sw2_part, swy_part)
+    scalar, (sw, sw2, swy, pw, pw2, pwy) = _prepare(sw_total, sw2_total, swy_total, sw_part, sw2_part, swy_part)
     rw, rw2, rwy = sw - pw, sw2 - pw2, swy - pwy
     # Sums of the same floats in another order: a rest of a few 1e-12 is an empty rest.
     tol = 1e-9 * np.maximum(np.abs(sw), 1.0)
@@ -546,10 +544,8 @@ def comparison_label(direction: Any, significant: Any, polarity: Any) -> str | n
     missing = np.isnan(d)
     below = ~missing & sig & (d < 0)
     above = ~missing & sig & (d > 0)
-    below_label = np.select([pol == "low_is_good", pol == "high_is_good"], ["better", "worse"],
-                            "lower").astype(object)
-    above_label = np.select([pol == "low_is_good", pol == "high_is_good"], ["worse", "better"],
-                            "higher").astype(object)
+    below_label = np.select([pol == "low_is_good", pol == "high_is_good"], ["better", "worse"], "lower").astype(object)
+    above_label = np.select([pol == "low_is_good", pol == "high_is_good"], ["worse", "better"], "higher").astype(object)
     out = np.full(d.shape, "similar", dtype=object)
     out[below] = below_label[below]
     out[above] = above_label[above]
@@ -605,23 +601,40 @@ def multiplicity(n_tests: int, n_flagged: int, confidence: float | None = None) 
             raise ValueError(f"{name} must be a whole number >= 0 (got {v!r})")
     if n_flagged > n_tests:
         raise ValueError(f"n_flagged ({n_flagged}) must not exceed n_tests ({n_tests})")
-    alpha = round(1.0 - c, 12)   # 0.05, not 0.050000000000000044
+    alpha = round(1.0 - c, 12)  # 0.05, not 0.050000000000000044
     if n_tests == 0:
-        return {"alpha": alpha, "n_tests": 0, "n_flagged": 0, "expected_false": 0.0,
-                "share_flagged": float("nan"), "p_all_null": float("nan")}
+        return {
+            "alpha": alpha,
+            "n_tests": 0,
+            "n_flagged": 0,
+            "expected_false": 0.0,
+            "share_flagged": float("nan"),
+            "p_all_null": float("nan"),
+        }
     # Upper tail of Binomial(n_tests, alpha) at n_flagged, in logs (no scipy needed).
     ks = np.arange(int(n_flagged), int(n_tests) + 1, dtype=float)
     lg = np.vectorize(math.lgamma, otypes=[float])
-    logpmf = (lg(n_tests + 1.0) - lg(ks + 1.0) - lg(n_tests - ks + 1.0)
-              + ks * math.log(alpha) + (n_tests - ks) * math.log1p(-alpha))
-    return {"alpha": alpha, "n_tests": int(n_tests), "n_flagged": int(n_flagged),
-            "expected_false": alpha * n_tests, "share_flagged": n_flagged / n_tests,
-            "p_all_null": float(min(1.0, np.exp(logpmf).sum()))}
+    logpmf = (
+        lg(n_tests + 1.0)
+        - lg(ks + 1.0)
+        - lg(n_tests - ks + 1.0)
+        + ks * math.log(alpha)
+        + (n_tests - ks) * math.log1p(-alpha)
+    )
+    return {
+        "alpha": alpha,
+        "n_tests": int(n_tests),
+        "n_flagged": int(n_flagged),
+        "expected_false": alpha * n_tests,
+        "share_flagged": n_flagged / n_tests,
+        "p_all_null": float(min(1.0, np.exp(logpmf).sum())),
+    }
 
 
 # --------------------------------------------------------------------------------------------
 # Secondary suppression (二次秘匿)
 # --------------------------------------------------------------------------------------------
+
 
 def groups_from_labels(labels: Any) -> list[np.ndarray]:
     """Index arrays of the cells sharing a label, in order of first appearance; a missing label
@@ -710,6 +723,7 @@ def secondary_suppression(
 # UCLA loneliness scale (Japanese 3 items, 4-point: 1 決してない .. 4 常にある, 9 無回答)
 # --------------------------------------------------------------------------------------------
 
+
 def ucla_score(q1: Any, q2: Any, q3: Any) -> float | np.ndarray:
     """Sum of the three UCLA item codes (each 1..4), 3..12; NaN when any item is 9 (無回答) or
     missing. Any other code is a ValueError naming the item (q1, q2 or q3)."""
@@ -719,9 +733,7 @@ def ucla_score(q1: Any, q2: Any, q3: Any) -> float | np.ndarray:
         valid = np.isin(v, _UCLA_VALID)
         bad = ~valid & ~np.isnan(v) & (v != _UCLA_NO_ANSWER)
         if bad.any():
-            raise ValueError(
-                f"{name}: UCLA item codes must be 1-4 or 9 (無回答) (got e.g. {v[bad][:5].tolist()})"
-            )
+            raise ValueError(f"{name}: UCLA item codes must be 1-4 or 9 (無回答) (got e.g. {v[bad][:5].tolist()})")
         answered &= valid
     total = items[0] + items[1] + items[2]
     return _out_float(np.where(answered, total, np.nan), scalar)

@@ -51,8 +51,15 @@ import pandas as pd
 
 from pipelines.domain.stats import effective_n
 
-__all__ = ["LONELY_PSU", "LONELY_PSU_RULES", "DesignVariance", "psu_totals", "ratio_variance",
-           "design_effect", "taylor_share"]
+__all__ = [
+    "LONELY_PSU",
+    "LONELY_PSU_RULES",
+    "DesignVariance",
+    "psu_totals",
+    "ratio_variance",
+    "design_effect",
+    "taylor_share",
+]
 
 LONELY_PSU = "adjust"
 LONELY_PSU_RULES = ("adjust", "remove")
@@ -79,8 +86,7 @@ class DesignVariance:
 def _codes(*labels: Any) -> np.ndarray:
     """0-based integer codes of the distinct combinations of the label arrays (missing labels are a
     ValueError: a respondent outside the design cannot be placed)."""
-    frame = pd.DataFrame({f"k{i}": pd.Series(np.asarray(lab, dtype=object).ravel())
-                          for i, lab in enumerate(labels)})
+    frame = pd.DataFrame({f"k{i}": pd.Series(np.asarray(lab, dtype=object).ravel()) for i, lab in enumerate(labels)})
     if frame.isna().any().any():
         raise ValueError("stratum and psu must not be missing (every respondent belongs to one PSU)")
     if frame.shape[1] == 1:
@@ -97,8 +103,9 @@ def _as_matrix(x: Any, n: int, name: str) -> np.ndarray:
     return a
 
 
-def psu_totals(weight: Any, y: Any, stratum: Any = None, psu: Any = None,
-               domain: Any = None) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def psu_totals(
+    weight: Any, y: Any, stratum: Any = None, psu: Any = None, domain: Any = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Sum microdata to one row per stratum x PSU: returns (stratum code of each PSU row (m,),
     Σ w·d (m, k), Σ w·d·y (m, k), Σ w²·d (k,) over the whole sample, for Kish's n_eff).
 
@@ -124,8 +131,7 @@ def psu_totals(weight: Any, y: Any, stratum: Any = None, psu: Any = None,
     starts = np.flatnonzero(np.r_[True, su[1:] != su[:-1]]) if n else np.array([], dtype=np.int64)
     wd = w[:, None] * dd
     sw = np.add.reduceat(wd[order], starts, axis=0) if n else np.zeros((0, dd.shape[1]))
-    swy = (np.add.reduceat((wd * np.where(dd > 0, yy, 0.0))[order], starts, axis=0) if n
-           else np.zeros((0, dd.shape[1])))
+    swy = np.add.reduceat((wd * np.where(dd > 0, yy, 0.0))[order], starts, axis=0) if n else np.zeros((0, dd.shape[1]))
     return strat[order][starts], sw, swy, (w[:, None] ** 2 * dd).sum(axis=0)
 
 
@@ -147,7 +153,7 @@ def ratio_variance(stratum: Any, sw: Any, swy: Any, lonely_psu: str = LONELY_PSU
     ok = total > 0
     den = np.where(ok, total, 1.0)
     p = np.where(ok, b.sum(axis=0) / den, np.nan)
-    z = (b - np.where(ok, p, 0.0) * a) / den                     # PSU totals of the linearised values
+    z = (b - np.where(ok, p, 0.0) * a) / den  # PSU totals of the linearised values
     n_h = np.bincount(strata, minlength=int(strata.max(initial=-1)) + 1).astype(float)
     sums = np.zeros((n_h.size, z.shape[1]))
     np.add.at(sums, strata, z)
@@ -156,12 +162,13 @@ def ratio_variance(stratum: Any, sw: Any, swy: Any, lonely_psu: str = LONELY_PSU
     if lonely_psu == "adjust":
         centre = np.where(lonely[:, None], 0.0, mean_h[strata])  # the lonely PSU about the grand mean 0
     else:
-        centre = mean_h[strata]                                  # lonely PSU about itself: contributes 0
+        centre = mean_h[strata]  # lonely PSU about itself: contributes 0
     scale = np.where(n_h > 1, n_h / np.where(n_h > 1, n_h - 1.0, 1.0), 1.0)[strata]
     var = (scale[:, None] * (z - centre) ** 2).sum(axis=0)
     var = np.where(ok, var, np.nan)
-    return DesignVariance(p=p, variance=var, sum_w=total, n_strata=int((n_h > 0).sum()), n_psu=int(m),
-                          n_lonely=int((n_h == 1).sum()))
+    return DesignVariance(
+        p=p, variance=var, sum_w=total, n_strata=int((n_h > 0).sum()), n_psu=int(m), n_lonely=int((n_h == 1).sum())
+    )
 
 
 def design_effect(variance: Any, p: Any, n_eff: Any) -> np.ndarray:
@@ -174,8 +181,15 @@ def design_effect(variance: Any, p: Any, n_eff: Any) -> np.ndarray:
         return np.where(srs > 0, v / np.where(srs > 0, srs, 1.0), np.nan)
 
 
-def taylor_share(y: Any, weight: Any = None, stratum: Any = None, psu: Any = None,
-                 domain: Any = None, by: Any = None, lonely_psu: str = LONELY_PSU) -> pd.DataFrame:
+def taylor_share(
+    y: Any,
+    weight: Any = None,
+    stratum: Any = None,
+    psu: Any = None,
+    domain: Any = None,
+    by: Any = None,
+    lonely_psu: str = LONELY_PSU,
+) -> pd.DataFrame:
     """Microdata in, one row per estimate out: ``p``, ``variance``, ``se``, ``n`` (respondents in the
     domain), ``n_eff`` (Kish), ``deff`` (``design_effect``), ``n_design`` = n_eff / deff, and the
     design's ``n_strata``, ``n_psu``, ``n_lonely``. ``domain``: None (everyone) or 0/1 domain
@@ -203,9 +217,20 @@ def taylor_share(y: Any, weight: Any = None, stratum: Any = None, psu: Any = Non
     deff = design_effect(dv.variance, dv.p, n_eff)
     with np.errstate(divide="ignore", invalid="ignore"):
         n_design = n_eff / deff
-    out = pd.DataFrame({"p": dv.p, "variance": dv.variance, "se": dv.se, "n": counts, "n_eff": n_eff,
-                        "deff": deff, "n_design": n_design, "n_strata": dv.n_strata,
-                        "n_psu": dv.n_psu, "n_lonely": dv.n_lonely})
+    out = pd.DataFrame(
+        {
+            "p": dv.p,
+            "variance": dv.variance,
+            "se": dv.se,
+            "n": counts,
+            "n_eff": n_eff,
+            "deff": deff,
+            "n_design": n_design,
+            "n_strata": dv.n_strata,
+            "n_psu": dv.n_psu,
+            "n_lonely": dv.n_lonely,
+        }
+    )
     if index is not None:
         out.index = pd.Index(index, name="by")
     return out

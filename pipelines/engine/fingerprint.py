@@ -57,7 +57,7 @@ def _hash_tree(h, root: Path, label: str) -> None:
             h.update(f.relative_to(root).as_posix().encode() + b"\x00")
             try:
                 h.update(f.read_bytes())
-            except OSError as exc:   # an unreadable file still changes the key
+            except OSError as exc:  # an unreadable file still changes the key
                 h.update(f"<unreadable {exc.errno}>".encode())
             h.update(b"\x00")
 
@@ -124,11 +124,15 @@ def settings() -> dict[str, str]:
 def compute() -> str:
     """The fingerprint (sha256 hex) of the code, templates, reference data, settings and libraries."""
     h = hashlib.sha256()
-    for label, root in (("package", config.PACKAGE_DIR), ("reports", Path(config.REPORTS_DIR)),
-                        ("reference", config.REFERENCE_DIR), ("expectations", config.EXPECTATIONS_DIR)):
+    for label, root in (
+        ("package", config.PACKAGE_DIR),
+        ("reports", Path(config.REPORTS_DIR)),
+        ("reference", config.REFERENCE_DIR),
+        ("expectations", config.EXPECTATIONS_DIR),
+    ):
         _hash_tree(h, root, label)
     env = settings()
-    for name, value in env.items():   # a variable naming a file or folder: its content
+    for name, value in env.items():  # a variable naming a file or folder: its content
         if value and not name.startswith("paths.") and (os.path.isfile(value) or os.path.isdir(value)):
             _hash_tree(h, Path(value), name)
     _hash_tree(h, Path(config.settings().catalogue), "catalogue")

@@ -29,7 +29,7 @@ from contextlib import contextmanager
 from typing import Callable, Iterable, Iterator
 
 EXIT_CODE = 130
-GRACE = 5.0          # seconds from the first signal to a forced exit
+GRACE = 5.0  # seconds from the first signal to a forced exit
 SIGNALS = ("SIGINT", "SIGTERM", "SIGHUP")
 _NUMBERS = {int(getattr(signal, name)) for name in SIGNALS if hasattr(signal, name)}
 
@@ -49,17 +49,17 @@ def message(signum: int | None) -> str:
 
 
 _LOCK = threading.RLock()
-_ACTIONS: dict[int, tuple[int, Callable[[], None]]] = {}   # token -> (order, action)
+_ACTIONS: dict[int, tuple[int, Callable[[], None]]] = {}  # token -> (order, action)
 _NEXT = [0]
-_SIGNUM: int | None = None      # the first stop signal received
-_COUNT = 0                      # stop signals received
-_STOPPED = False                # the stop actions have run
-_ANNOUNCED = False              # the line has been printed
-_RAISE = True                   # raise Interrupted in the main thread (off once the command is over)
-_DEFER = 0                      # depth of deferred() blocks
-_PENDING: int | None = None     # a signal that arrived inside deferred()
+_SIGNUM: int | None = None  # the first stop signal received
+_COUNT = 0  # stop signals received
+_STOPPED = False  # the stop actions have run
+_ANNOUNCED = False  # the line has been printed
+_RAISE = True  # raise Interrupted in the main thread (off once the command is over)
+_DEFER = 0  # depth of deferred() blocks
+_PENDING: int | None = None  # a signal that arrived inside deferred()
 _INSTALLED = False
-_WAKEUP = False                 # the wake-up pipe and its watcher thread are set up
+_WAKEUP = False  # the wake-up pipe and its watcher thread are set up
 
 
 def on_stop(action: Callable[[], None], order: int = 0) -> Callable[[], None]:
@@ -111,14 +111,14 @@ def install(grace: float = GRACE) -> None:
     if _INSTALLED or threading.current_thread() is not threading.main_thread():
         return
     GRACE = grace
-    try:   # the signal's own wake-up: a byte per signal on a pipe, written by the C-level handler
+    try:  # the signal's own wake-up: a byte per signal on a pipe, written by the C-level handler
         r, w = os.pipe()
         os.set_blocking(w, False)
         signal.set_wakeup_fd(w, warn_on_full_buffer=False)
         threading.Thread(target=_watch, args=(r,), name="stop-signals", daemon=True).start()
         _WAKEUP = True
     except (OSError, ValueError):
-        pass   # the handler below still stops everything, when the main thread runs it
+        pass  # the handler below still stops everything, when the main thread runs it
     for name in SIGNALS:
         if hasattr(signal, name):
             signal.signal(getattr(signal, name), _handler)
@@ -178,7 +178,7 @@ def children_ignore_interrupts() -> Iterator[None]:
 def _handler(signum: int, frame) -> None:
     """The Python-level handler, run by the main thread between two bytecodes."""
     global _PENDING
-    _received(signum, count=not _WAKEUP)   # with the wake-up pipe, the watcher counts
+    _received(signum, count=not _WAKEUP)  # with the wake-up pipe, the watcher counts
     if not _RAISE:
         return
     if _DEFER or _in_finalizer(frame):
@@ -241,7 +241,7 @@ def run_stop_actions() -> None:
         try:
             action()
         except Exception:
-            pass   # stopping must go on; what failed to stop is found by the next action
+            pass  # stopping must go on; what failed to stop is found by the next action
 
 
 def force_exit() -> None:
@@ -270,7 +270,7 @@ def _ppids() -> dict[int, int]:
         except OSError:
             continue
         # pid (comm) state ppid ...: comm may contain spaces and parentheses; split after the last ')'
-        out[int(entry)] = int(stat[stat.rfind(b")") + 2:].split()[1])
+        out[int(entry)] = int(stat[stat.rfind(b")") + 2 :].split()[1])
     return out
 
 
@@ -316,7 +316,7 @@ def kill(pids: Iterable[int]) -> None:
             else:
                 os.kill(pid, signal.SIGKILL)
         except OSError:
-            pass   # gone already
+            pass  # gone already
 
 
 def kill_children() -> None:
@@ -330,6 +330,6 @@ def kill_children() -> None:
                 if b"resource_tracker" in fh.read():
                     continue
         except OSError:
-            continue   # gone
+            continue  # gone
         doomed.append(pid)
     kill(doomed)

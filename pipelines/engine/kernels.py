@@ -48,22 +48,22 @@ KERNEL_START_RETRIES = 3
 # No input history database in the warm kernels: it is never read, and each cell would write to it.
 KERNEL_ARGS = ["--HistoryManager.enabled=False"]
 KERNEL_NAME = "python3"
-KERNEL_TIMEOUT_BASE = 120.0    # seconds on an idle machine; times the load per core when busier
+KERNEL_TIMEOUT_BASE = 120.0  # seconds on an idle machine; times the load per core when busier
 KERNEL_TIMEOUT_MAX = 900.0
 PRIVATE_PREFIX = "tsunagari-"
-SOCKET_PATH_MAX = 100          # AF_UNIX paths are limited to 107 bytes; keep a margin
+SOCKET_PATH_MAX = 100  # AF_UNIX paths are limited to 107 bytes; keep a margin
 WATCHDOG_SECONDS = 0.5
-CLOSE_GRACE = 15.0             # seconds idle workers get to stop by themselves at close()
+CLOSE_GRACE = 15.0  # seconds idle workers get to stop by themselves at close()
 
 
 @dataclass
 class Task:
-    key: str                       # e.g. the area slug
+    key: str  # e.g. the area slug
     src: Path
     dst: Path
     parameters: dict[str, Any]
     cwd: Path | None = None
-    after: Callable[..., Any] | None = None   # run in the worker after execution (e.g. rendering)
+    after: Callable[..., Any] | None = None  # run in the worker after execution (e.g. rendering)
     after_args: tuple = ()
 
 
@@ -96,7 +96,7 @@ def kernel_timeout() -> float:
 
 # --- Private folders ------------------------------------------------------------------------------
 
-_PRIVATE: set[str] = set()   # folders this process created and has not removed yet
+_PRIVATE: set[str] = set()  # folders this process created and has not removed yet
 
 
 OWNER_FILE = ".tsunagari-owner"
@@ -122,7 +122,7 @@ def _process_identity(pid: int) -> str | None:
             stat = fh.read()
     except OSError:
         return None
-    fields = stat[stat.rfind(b")") + 2:].split()
+    fields = stat[stat.rfind(b")") + 2 :].split()
     return None if fields[0] == b"Z" else f"{pid} {int(fields[19])}"
 
 
@@ -131,7 +131,7 @@ def _remove_orphaned_dirs() -> None:
     for folder in Path(tempfile.gettempdir()).glob(PRIVATE_PREFIX + "*"):
         try:
             owner = (folder / OWNER_FILE).read_text(encoding="utf-8").split()
-        except OSError:      # not one of these folders, or another user's
+        except OSError:  # not one of these folders, or another user's
             continue
         if len(owner) == 2 and owner[0].isdigit() and _process_identity(int(owner[0])) != " ".join(owner):
             shutil.rmtree(folder, ignore_errors=True)
@@ -151,7 +151,7 @@ def _remove_private_dirs() -> None:
 
 def _register_cleanup() -> None:
     interrupt.at_exit(_remove_private_dirs)
-    interrupt.on_stop(_remove_private_dirs, order=50)   # after the processes using them are killed
+    interrupt.on_stop(_remove_private_dirs, order=50)  # after the processes using them are killed
 
 
 _register_cleanup()
@@ -170,7 +170,7 @@ def die_with_parent() -> Callable[[], None] | None:
     try:
         import ctypes
 
-        prctl = ctypes.CDLL(None, use_errno=True).prctl   # resolved here, not in the child
+        prctl = ctypes.CDLL(None, use_errno=True).prctl  # resolved here, not in the child
     except (OSError, AttributeError):
         return None
     parent = os.getpid()
@@ -178,7 +178,7 @@ def die_with_parent() -> Callable[[], None] | None:
 
     def preexec() -> None:
         prctl(pr_set_pdeathsig, sigkill, 0, 0, 0)
-        if os.getppid() != parent:   # the parent died before the line above
+        if os.getppid() != parent:  # the parent died before the line above
             os._exit(1)
 
     return preexec
@@ -209,25 +209,27 @@ def _quick_ready_client_class():
             replied = False
             interval = 1.0
             while True:
-                sent.add(self.kernel_info())   # (again: its status messages also reach IOPub)
+                sent.add(self.kernel_info())  # (again: its status messages also reach IOPub)
                 until = min(deadline, time.monotonic() + interval)
                 while not replied and time.monotonic() < until:
                     try:
                         msg = self.get_shell_msg(timeout=max(0.01, until - time.monotonic()))
                     except Empty:
                         break
-                    if msg.get("msg_type") == "kernel_info_reply" \
-                            and msg.get("parent_header", {}).get("msg_id") in sent:
+                    if (
+                        msg.get("msg_type") == "kernel_info_reply"
+                        and msg.get("parent_header", {}).get("msg_id") in sent
+                    ):
                         self._handle_kernel_info_reply(msg)
                         replied = True
                 if replied:
-                    try:   # any message on IOPub: the subscription is live
+                    try:  # any message on IOPub: the subscription is live
                         self.iopub_channel.get_msg(timeout=max(0.05, min(interval, deadline - time.monotonic())))
                     except Empty:
-                        pass   # not yet (a slow joiner): ask again, the kernel publishes again
+                        pass  # not yet (a slow joiner): ask again, the kernel publishes again
                     else:
                         break
-                if not self.is_alive():   # the kernel process (asked of its manager)
+                if not self.is_alive():  # the kernel process (asked of its manager)
                     raise RuntimeError("Kernel died before replying to kernel_info")
                 if time.monotonic() >= deadline:
                     raise RuntimeError(f"Kernel didn't respond in {timeout:g} seconds")
@@ -310,13 +312,14 @@ class WarmKernel:
     """One kernel kept alive across notebook executions in this process; its sockets and
     connection file in `folder` (default: a private folder of this process)."""
 
-    def __init__(self, folder: Path | None = None, extra_args: list[str] | None = None,
-                 retries: int = KERNEL_START_RETRIES) -> None:
+    def __init__(
+        self, folder: Path | None = None, extra_args: list[str] | None = None, retries: int = KERNEL_START_RETRIES
+    ) -> None:
         self.km = None
         self.folder = folder
         self.extra_args = list(extra_args or [])
         self.retries = retries
-        self.started: list[int] = []   # pid of every kernel process started (also failed starts)
+        self.started: list[int] = []  # pid of every kernel process started (also failed starts)
 
     def start(self, timeout: float | None = None) -> None:
         timeout = kernel_timeout() if timeout is None else timeout
@@ -341,7 +344,7 @@ class WarmKernel:
                 return
             except Exception as exc:  # start timeout, a kernel that died, a socket clash
                 last = exc
-                kill_kernel(km)   # before the next attempt: never two kernels for one worker
+                kill_kernel(km)  # before the next attempt: never two kernels for one worker
                 log.warning("kernel start failed (attempt %d/%d): %s", attempt, self.retries, exc)
                 if attempt < self.retries:
                     time.sleep(0.5 * attempt)
@@ -363,8 +366,9 @@ class WarmKernel:
                     break
             ok = reply["content"].get("status") == "ok"
             if not ok:
-                log.warning("kernel preload failed: %s: %s", reply["content"].get("ename"),
-                            reply["content"].get("evalue"))
+                log.warning(
+                    "kernel preload failed: %s: %s", reply["content"].get("ename"), reply["content"].get("evalue")
+                )
             return ok
         except Exception as exc:
             log.warning("kernel preload failed: %s", exc)
@@ -384,7 +388,7 @@ class WarmKernel:
 
 
 _WARM: WarmKernel | None = None
-_FOLDER: Path | None = None   # the pool's private folder (in a worker), else this process's own
+_FOLDER: Path | None = None  # the pool's private folder (in a worker), else this process's own
 
 
 def _process_folder() -> Path:
@@ -419,10 +423,12 @@ def _reset_code(cwd: Path | None) -> str:
     # After the reset (which ends with a full garbage collection) what is left is the imported
     # modules and their caches: gc.freeze() moves them out of the collector's way, so the next
     # reset and the collections during a report scan only that report's objects.
-    code = ("get_ipython().run_line_magic('reset', '-f')\n"
-            "import sys as _sys\n"
-            "if 'matplotlib.pyplot' in _sys.modules: _sys.modules['matplotlib.pyplot'].close('all')\n"
-            "import gc as _gc; _gc.freeze()\n")
+    code = (
+        "get_ipython().run_line_magic('reset', '-f')\n"
+        "import sys as _sys\n"
+        "if 'matplotlib.pyplot' in _sys.modules: _sys.modules['matplotlib.pyplot'].close('all')\n"
+        "import gc as _gc; _gc.freeze()\n"
+    )
     if cwd is not None:
         code += f"import os as _os; _os.chdir({str(cwd)!r})\n"
     return code
@@ -433,7 +439,7 @@ def patience() -> dict[str, Any]:
     wait for a cell's output on IOPub after its reply. With nbclient's default of 4 s, papermill
     (which raises on that timeout) failed a report whose kernel was slow to publish its output
     ("Timeout waiting for IOPub output"); output that never arrives is still an error."""
-    t = int(math.ceil(kernel_timeout()))   # nbclient's traits are integers
+    t = int(math.ceil(kernel_timeout()))  # nbclient's traits are integers
     return {"start_timeout": t, "iopub_timeout": t, "raise_on_iopub_timeout": True}
 
 
@@ -451,9 +457,17 @@ def execute_warm(src: Path, dst: Path, parameters: dict[str, Any], cwd: Path | N
         reset.metadata["tags"] = [RESET_TAG]
         nb.cells.insert(0, reset)
         try:
-            out = pm.execute_notebook(nb, None, parameters=parameters, km=warm.km,
-                                      kernel_name=KERNEL_NAME, progress_bar=False, log_output=False,
-                                      request_save_on_cell_execute=False, **patience())
+            out = pm.execute_notebook(
+                nb,
+                None,
+                parameters=parameters,
+                km=warm.km,
+                kernel_name=KERNEL_NAME,
+                progress_bar=False,
+                log_output=False,
+                request_save_on_cell_execute=False,
+                **patience(),
+            )
         except PapermillExecutionError as exc:
             # The notebook itself raised: keep the failed record for the reader, no retry.
             _write_record(getattr(exc, "nb", None), dst, src)
@@ -651,10 +665,17 @@ class WarmPool:
         # They, their kernels and renderers get this process's resolved settings (SETTINGS_ENV).
         from pipelines.domain.config import SETTINGS_ENV, exported_environ
 
-        with interrupt.children_ignore_interrupts(), temporary_env(POOL_ENV, str(self.folder)), \
-                temporary_env(SETTINGS_ENV, exported_environ()[SETTINGS_ENV]):
-            self.pool = ProcessPoolExecutor(max_workers=self.jobs, mp_context=mp.get_context("spawn"),
-                                            initializer=_worker_init, initargs=(str(self.folder), os.getpid()))
+        with (
+            interrupt.children_ignore_interrupts(),
+            temporary_env(POOL_ENV, str(self.folder)),
+            temporary_env(SETTINGS_ENV, exported_environ()[SETTINGS_ENV]),
+        ):
+            self.pool = ProcessPoolExecutor(
+                max_workers=self.jobs,
+                mp_context=mp.get_context("spawn"),
+                initializer=_worker_init,
+                initargs=(str(self.folder), os.getpid()),
+            )
             self._unregister = interrupt.on_stop(self.terminate)
             self._warming = [self.pool.submit(_warm_up, warm, preload) for _ in range(self.jobs)]
         self._note_workers()
@@ -714,8 +735,12 @@ class WarmPool:
     def _shutdown_in_background(self) -> None:
         with self._lock:
             if self._closer is None:
-                self._closer = threading.Thread(target=self.pool.shutdown, name="pool-shutdown",
-                                                kwargs={"wait": True, "cancel_futures": True}, daemon=True)
+                self._closer = threading.Thread(
+                    target=self.pool.shutdown,
+                    name="pool-shutdown",
+                    kwargs={"wait": True, "cancel_futures": True},
+                    daemon=True,
+                )
                 self._closer.start()
 
     def _finish(self) -> None:
@@ -727,8 +752,9 @@ class WarmPool:
         remove_private_dir(self.folder)
 
 
-def run_tasks(tasks: list[Task], jobs: int = 1,
-              on_done: Callable[[Outcome], None] | None = None, pool: WarmPool | None = None) -> list[Outcome]:
+def run_tasks(
+    tasks: list[Task], jobs: int = 1, on_done: Callable[[Outcome], None] | None = None, pool: WarmPool | None = None
+) -> list[Outcome]:
     """Run tasks on `jobs` worker processes, each with one warm kernel (or on a WarmPool's workers).
     Never raises for a task: failures are collected in the outcomes (in task order). Raises
     `interrupt.Interrupted` when a stop signal arrived meanwhile (the pool is being killed: the
@@ -755,7 +781,7 @@ def run_tasks(tasks: list[Task], jobs: int = 1,
             if on_done:
                 on_done(out)
     except Exception:
-        if interrupt.signalled():   # e.g. submitting to a pool killed meanwhile
+        if interrupt.signalled():  # e.g. submitting to a pool killed meanwhile
             raise interrupt.Interrupted(interrupt.signalled()) from None
         raise
     finally:

@@ -49,8 +49,10 @@ def table_columns(table: str) -> dict[str, str]:
     """name -> SQL type of every column of `table` as pipelines/domain/schema.py defines it (in the order
     of the table's column list where schema has one, e.g. INDICATOR_COLUMNS)."""
     if table not in TABLES:
-        raise ValueError(f"pipelines/engine/keys.py: table '{table}' is not one of the warehouse tables of "
-                         f"pipelines/domain/schema.py ({', '.join(TABLES)}) / 未知のテーブルです")
+        raise ValueError(
+            f"pipelines/engine/keys.py: table '{table}' is not one of the warehouse tables of "
+            f"pipelines/domain/schema.py ({', '.join(TABLES)}) / 未知のテーブルです"
+        )
     list_name, ddl_name = TABLES[table]
     types = dict(_DDL_COLUMN.findall(getattr(schema, ddl_name)))
     if list_name is None:
@@ -59,9 +61,11 @@ def table_columns(table: str) -> dict[str, str]:
     missing = [c for c in names if c not in types]
     extra = [c for c in types if c not in names]
     if missing or extra:
-        raise ValueError(f"pipelines/domain/schema.py: {list_name} and {ddl_name} disagree on the columns of "
-                         f"'{table}' (only in the list: {missing}; only in the DDL: {extra}) / "
-                         "列の一覧と DDL が一致しません")
+        raise ValueError(
+            f"pipelines/domain/schema.py: {list_name} and {ddl_name} disagree on the columns of "
+            f"'{table}' (only in the list: {missing}; only in the DDL: {extra}) / "
+            "列の一覧と DDL が一致しません"
+        )
     return {c: types[c] for c in names}
 
 
@@ -69,6 +73,7 @@ def table_columns(table: str) -> dict[str, str]:
 class Reads:
     """A warehouse table a stage reads: every column schema gives it (``columns`` None), or a subset
     named in schema. ``rows`` says in words which rows (two reads of one table differ by it)."""
+
     table: str
     columns: tuple[str, ...] | None = None
     rows: str = "all"
@@ -79,8 +84,10 @@ class Reads:
             return every
         unknown = [c for c in self.columns if c not in every]
         if unknown:
-            raise ValueError(f"pipelines/engine/keys.py: columns {unknown} read from '{self.table}' are not in "
-                             f"pipelines/domain/schema.py / スキーマにない列です")
+            raise ValueError(
+                f"pipelines/engine/keys.py: columns {unknown} read from '{self.table}' are not in "
+                f"pipelines/domain/schema.py / スキーマにない列です"
+            )
         return {c: every[c] for c in self.columns}
 
     def names(self) -> list[str]:
@@ -98,12 +105,14 @@ class Reads:
 @dataclass(frozen=True)
 class Input:
     """An input that is not a warehouse table (files, a chart's walk): the stage computes its digest."""
+
     name: str
 
 
 @dataclass(frozen=True)
 class Stage:
     """What a stage reads and what it writes (artefacts: site paths, tables, records)."""
+
     name: str
     reads: tuple[Reads | Input, ...]
     writes: tuple[str, ...]
@@ -113,16 +122,19 @@ class Stage:
 FILES = Reads("files", ("file_id", "file_name", "synthetic"), rows="every committed file")
 
 
-def row_digests(con, read: Reads, where: str = "TRUE", params: Iterable = (), by: str | None = None,
-                source: str | None = None) -> dict[str, str]:
+def row_digests(
+    con, read: Reads, where: str = "TRUE", params: Iterable = (), by: str | None = None, source: str | None = None
+) -> dict[str, str]:
     """{group: md5 of the rows} of `read`: its columns of the rows matching `where` (with `params`),
     grouped by the SQL expression `by` (one group 'all' without it). `source`: a query to read from
     instead of the table (its columns must include the read's). {} when the table does not exist."""
     if not has_table(con, read.table):
         return {}
     frm = f"({source}) s" if source else read.table
-    q = (f"SELECT k, md5(string_agg(r, '|' ORDER BY r)) FROM (SELECT {by or repr('all')} AS k, "
-         f"{read.row_text()} AS r FROM {frm} WHERE {where}) GROUP BY k")
+    q = (
+        f"SELECT k, md5(string_agg(r, '|' ORDER BY r)) FROM (SELECT {by or repr('all')} AS k, "
+        f"{read.row_text()} AS r FROM {frm} WHERE {where}) GROUP BY k"
+    )
     return {str(k): v for k, v in con.execute(q, list(params)).fetchall()}
 
 
@@ -146,8 +158,10 @@ def key(stage: Stage, digests: Mapping[Reads | Input, str], code: str, *params: 
     `params` (JSON-able: the year, the area, the renderer, ...)."""
     given, declared = set(digests), set(stage.reads)
     if given != declared:
-        raise ValueError(f"stage '{stage.name}': digests given for {sorted(map(repr, given - declared))} "
-                         f"not declared, none for {sorted(map(repr, declared - given))}")
+        raise ValueError(
+            f"stage '{stage.name}': digests given for {sorted(map(repr, given - declared))} "
+            f"not declared, none for {sorted(map(repr, declared - given))}"
+        )
     h = hashlib.sha256(f"{FORMAT}|{stage.name}".encode())
     for r in stage.reads:
         what = [r.table, r.rows, list(r.column_types().items())] if isinstance(r, Reads) else [r.name]

@@ -71,7 +71,7 @@ def execute_notebook(
     log.info("papermill %s -> %s %s", src.name, dst, parameters)
     # Keep the kernel's matplotlib headless and its start-up quiet.
     os.environ.setdefault("MPLBACKEND", "Agg")
-    with temporary_env(SETTINGS_ENV, exported_environ()[SETTINGS_ENV]):   # the kernel sees this run's settings
+    with temporary_env(SETTINGS_ENV, exported_environ()[SETTINGS_ENV]):  # the kernel sees this run's settings
         pm.execute_notebook(
             str(src),
             str(dst),

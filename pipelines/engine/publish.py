@@ -59,22 +59,30 @@ log = logging.getLogger("tsunagari.publish")
 
 MARKER = ".tsunagari-site"
 MARKER_TEXT = "This folder was created by Tsunagari (tsunagari build); the build replaces it.\n"
-SITE_ID_PREFIX = "site-id: "   # the marker's second line: the id the build state refers to
+SITE_ID_PREFIX = "site-id: "  # the marker's second line: the id the build state refers to
 # A site written by an earlier version kept its state inside (recognised as the build's own).
 LEGACY_STATE_FILE = ".tsunagari-state.json"
 PREFIX = "."
 SUFFIX_NEW, SUFFIX_OLD, SUFFIX_LOCK = ".tsunagari-new", ".tsunagari-old", ".tsunagari-lock"
 SUFFIX_WORK = ".tsunagari-work"
 # The working folder's files (never published).
-STATE_FILE = "state.json"              # artefact key -> input hash, and the id of the site it describes
-CHECKED_FILE = "checked.json"          # the files checked for disclosure (path -> sha256)
+STATE_FILE = "state.json"  # artefact key -> input hash, and the id of the site it describes
+CHECKED_FILE = "checked.json"  # the files checked for disclosure (path -> sha256)
 LOG_FILE, SUMMARY_FILE = "build.log", "build-summary.txt"
-EXECUTED_DIR, RUNS_DIR = "executed", "runs"   # report notebooks; the indicators notebook (audit record)
+EXECUTED_DIR, RUNS_DIR = "executed", "runs"  # report notebooks; the indicators notebook (audit record)
 WORKBOOK_DIGESTS = "xlsx-inputs.json"  # the per-prefecture workbooks' input digests
 # Working files that earlier versions kept inside the site: never copied into a new site.
-LEGACY_IN_SITE = (".work", "runs/indicators-*.ipynb", "build.log", "build-summary.txt", LEGACY_STATE_FILE,
-                  ".tsunagari-state.tmp", ".tsunagari-checked.json", ".tsunagari-checked.tmp",
-                  "downloads/.xlsx-inputs.json")
+LEGACY_IN_SITE = (
+    ".work",
+    "runs/indicators-*.ipynb",
+    "build.log",
+    "build-summary.txt",
+    LEGACY_STATE_FILE,
+    ".tsunagari-state.tmp",
+    ".tsunagari-checked.json",
+    ".tsunagari-checked.tmp",
+    "downloads/.xlsx-inputs.json",
+)
 OPTION = "--out"
 # Room kept free beyond the copy of the published site (the new reports, logs, a margin).
 SPACE_MARGIN = 64 * 1024 * 1024
@@ -132,8 +140,11 @@ def owned(folder: Path) -> bool:
     """Whether `folder` is a site folder the build created (its marker, or the state file of a
     site written by an earlier version)."""
     folder = Path(folder)
-    return folder.is_dir() and not folder.is_symlink() and (
-        (folder / MARKER).is_file() or (folder / LEGACY_STATE_FILE).is_file())
+    return (
+        folder.is_dir()
+        and not folder.is_symlink()
+        and ((folder / MARKER).is_file() or (folder / LEGACY_STATE_FILE).is_file())
+    )
 
 
 def _marked(folder: Path) -> bool:
@@ -149,7 +160,7 @@ def site_id(folder: Path) -> str | None:
         return None
     for line in text.splitlines():
         if line.startswith(SITE_ID_PREFIX) and len(line) > len(SITE_ID_PREFIX):
-            return line[len(SITE_ID_PREFIX):].strip()
+            return line[len(SITE_ID_PREFIX) :].strip()
     return None
 
 
@@ -165,8 +176,9 @@ def _contains(outer: Path, inner: Path) -> bool:
     return inner == outer or outer in inner.parents
 
 
-def check_out_location(out: Path, *, warehouse: Path, input_dir: Path | None = None,
-                       project: Path | None = None) -> Path:
+def check_out_location(
+    out: Path, *, warehouse: Path, input_dir: Path | None = None, project: Path | None = None
+) -> Path:
     """Guard for --out of every command that writes there: not the warehouse, the input folder,
     the working folder, the project or data/, nor a parent of them; not inside the input folder;
     not a file. Returns the resolved folder; raises UsageError naming --out."""
@@ -190,43 +202,62 @@ def check_out_location(out: Path, *, warehouse: Path, input_dir: Path | None = N
     for path, what, ja in checks:
         if _contains(target, path):
             rel = "is" if target == path else "contains"
-            raise UsageError(OPTION, f"{shown} {rel} {what} ({path}); the build replaces --out as a whole, "
-                                     f"so choose a folder of its own, e.g. _site / 出力先が{ja}を含んでいます")
+            raise UsageError(
+                OPTION,
+                f"{shown} {rel} {what} ({path}); the build replaces --out as a whole, "
+                f"so choose a folder of its own, e.g. _site / 出力先が{ja}を含んでいます",
+            )
     if input_dir is not None and _contains(Path(input_dir).resolve(), target):
-        raise UsageError(OPTION, f"{shown} is inside the input folder ({Path(input_dir).resolve()}); the site "
-                                 f"would be read as input / 出力先が入力フォルダの中にあります")
+        raise UsageError(
+            OPTION,
+            f"{shown} is inside the input folder ({Path(input_dir).resolve()}); the site "
+            f"would be read as input / 出力先が入力フォルダの中にあります",
+        )
     if target.exists() and not target.is_dir():
         raise UsageError(OPTION, f"{shown} is a file, not a folder / ファイルです（フォルダを指定してください）")
     return target
 
 
-def check_out(out: Path, *, warehouse: Path, input_dir: Path | None = None, project: Path | None = None,
-              force_out: bool = False) -> Path:
+def check_out(
+    out: Path, *, warehouse: Path, input_dir: Path | None = None, project: Path | None = None, force_out: bool = False
+) -> Path:
     """Guard for the build's --out (see module doc): check_out_location, and a folder the build
     created or may take over, with no stranger under its private sibling names. Returns the
     resolved folder; raises UsageError naming --out."""
     target = check_out_location(out, warehouse=warehouse, input_dir=input_dir, project=project)
     shown = f"'{out}'" + (f" (-> {target})" if Path(out).is_symlink() else "")
     if target.is_dir() and not owned(target) and any(target.iterdir()) and not force_out:
-        raise UsageError(OPTION, f"{shown} is a folder that Tsunagari did not create and is not empty "
-                                 f"(no {MARKER} file); the build would replace it. Choose a new folder, or "
-                                 f"pass --force-out to take it over / Tsunagari が作成していない空でないフォルダです")
+        raise UsageError(
+            OPTION,
+            f"{shown} is a folder that Tsunagari did not create and is not empty "
+            f"(no {MARKER} file); the build would replace it. Choose a new folder, or "
+            f"pass --force-out to take it over / Tsunagari が作成していない空でないフォルダです",
+        )
     for sib in (staging_dir(target), old_dir(target), work_dir(target)):
         _check_sibling(sib)
     lock = lock_file(target)
     if lock.is_symlink() or (lock.exists() and not lock.is_file()):
-        raise UsageError(OPTION, f"'{lock}' exists and is not a lock file of Tsunagari; move it away / "
-                                 f"{lock.name} は Tsunagari のロックファイルではありません")
+        raise UsageError(
+            OPTION,
+            f"'{lock}' exists and is not a lock file of Tsunagari; move it away / "
+            f"{lock.name} は Tsunagari のロックファイルではありません",
+        )
     if lock.is_file() and lock.stat().st_size > 32:
-        raise UsageError(OPTION, f"'{lock}' exists and is not a lock file of Tsunagari; move it away / "
-                                 f"{lock.name} は Tsunagari のロックファイルではありません")
+        raise UsageError(
+            OPTION,
+            f"'{lock}' exists and is not a lock file of Tsunagari; move it away / "
+            f"{lock.name} は Tsunagari のロックファイルではありません",
+        )
     return target
 
 
 def _check_sibling(sib: Path) -> None:
     if (sib.exists() or sib.is_symlink()) and not _marked(sib):
-        raise UsageError(OPTION, f"'{sib}' exists but was not created by Tsunagari (no {MARKER}); move it "
-                                 f"away / Tsunagari が作成していない {sib.name} があります")
+        raise UsageError(
+            OPTION,
+            f"'{sib}' exists but was not created by Tsunagari (no {MARKER}); move it "
+            f"away / Tsunagari が作成していない {sib.name} があります",
+        )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -294,18 +325,22 @@ def tree_size(folder: Path) -> int:
 
 
 def disk_full(where: Path, need: int | None = None, free: int | None = None) -> PublishError:
-    mb = lambda n: f"{n / 1e6:,.0f} MB"   # noqa: E731
+    mb = lambda n: f"{n / 1e6:,.0f} MB"  # noqa: E731
     detail = f": {mb(need)} needed, {mb(free)} free" if need is not None and free is not None else ""
-    return PublishError(f"{OPTION}: disk full / 空き容量不足 on the disk of '{where}'{detail}; nothing was "
-                        f"published and the previous site is unchanged. Free some space and run the build again")
+    return PublishError(
+        f"{OPTION}: disk full / 空き容量不足 on the disk of '{where}'{detail}; nothing was "
+        f"published and the previous site is unchanged. Free some space and run the build again"
+    )
 
 
 def _os_error(exc: OSError, what: str, where: Path | None = None) -> PublishError:
-    if exc.errno == errno.ENOSPC or "No space left on device" in str(exc):   # (shutil.Error lists them)
+    if exc.errno == errno.ENOSPC or "No space left on device" in str(exc):  # (shutil.Error lists them)
         return disk_full(where or Path(exc.filename or "."))
-    reason = {errno.EACCES: "permission denied / アクセス権がありません",
-              errno.EPERM: "operation not permitted / 権限がありません",
-              errno.EROFS: "read-only file system / 読み取り専用です"}.get(exc.errno, exc.strerror or str(exc))
+    reason = {
+        errno.EACCES: "permission denied / アクセス権がありません",
+        errno.EPERM: "operation not permitted / 権限がありません",
+        errno.EROFS: "read-only file system / 読み取り専用です",
+    }.get(exc.errno, exc.strerror or str(exc))
     return PublishError(f"{OPTION}: {what}: {reason}; the previous site is unchanged")
 
 
@@ -352,8 +387,12 @@ def _legacy_ignore(root: Path):
 
     def ignore(folder: str, names: list[str]) -> set[str]:
         rel = Path(folder).relative_to(root)
-        return {n for n in names if any((rel / n).match(pat) and len((rel / n).parts) == len(Path(pat).parts)
-                                        for pat in LEGACY_IN_SITE)}
+        return {
+            n
+            for n in names
+            if any((rel / n).match(pat) and len((rel / n).parts) == len(Path(pat).parts) for pat in LEGACY_IN_SITE)
+        }
+
     return ignore
 
 
@@ -377,15 +416,15 @@ def prepare_staging(out: Path) -> Path:
             if free < need:
                 raise disk_full(out.parent, need, free)
             shutil.copytree(out, new, symlinks=True, ignore=_legacy_ignore(out))
-            runs = new / "runs"   # (an earlier version's audit records were all it held)
+            runs = new / "runs"  # (an earlier version's audit records were all it held)
             if runs.is_dir() and not runs.is_symlink() and not any(runs.iterdir()):
                 runs.rmdir()
         else:
             new.mkdir(parents=True)
-        ident = _mark(new)   # the published site's id (a new one for a folder without)
+        ident = _mark(new)  # the published site's id (a new one for a folder without)
     except OSError as exc:
         if new.exists() and not (out.exists() and new.samefile(out)):
-            shutil.rmtree(new, ignore_errors=True)   # ours: created just now
+            shutil.rmtree(new, ignore_errors=True)  # ours: created just now
         raise _os_error(exc, f"cannot prepare {new.name}", out.parent) from None
     if described != ident:
         _drop_records(work)
@@ -425,7 +464,7 @@ def swap_in(out: Path) -> None:
             old.rename(out)
         raise _os_error(exc, f"cannot replace {out}") from None
     _rmtree_owned(old)
-    if old.is_dir() and not old.is_symlink():   # the empty folder --out was before the first build
+    if old.is_dir() and not old.is_symlink():  # the empty folder --out was before the first build
         try:
             old.rmdir()
         except OSError:
@@ -447,12 +486,15 @@ BINARY_TYPES = {
     "woff2": (b"wOF2",),
     "ttf": (b"\x00\x01\x00\x00", b"true"),
 }
-FONT_DIR = "assets/fonts"                      # .txt here: the shipped font's licence and readme
-PAGE_JSON = frozenset({"quality/results.json"})   # linked from the quality page
+FONT_DIR = "assets/fonts"  # .txt here: the shipped font's licence and readme
+PAGE_JSON = frozenset({"quality/results.json"})  # linked from the quality page
 # Why a kind of file is not published (the build keeps its working files beside the site).
 NOT_PUBLISHED = {
-    "ipynb": "an executed notebook", "log": "a log file", "json": "a JSON file the pages do not use",
-    "txt": "a text file (only the font's licence is published)", "tmp": "a temporary file",
+    "ipynb": "an executed notebook",
+    "log": "a log file",
+    "json": "a JSON file the pages do not use",
+    "txt": "a text file (only the font's licence is published)",
+    "tmp": "a temporary file",
 }
 # Data formats recognised by their first bytes, whatever the file is called.
 MICRODATA_MAGIC = [
@@ -465,7 +507,8 @@ MICRODATA_MAGIC = [
     (0, b"\x89HDF\r\n\x1a\n", "an HDF5 file"),
     (0, b"ORC", "an ORC file"),
     (0, b"Obj\x01", "an Avro file"),
-    (0, b"$FL2", "an SPSS file"), (0, b"$FL3", "an SPSS file"),
+    (0, b"$FL2", "an SPSS file"),
+    (0, b"$FL3", "an SPSS file"),
     (0, b"\x1f\x8b", "a gzip archive"),
     (0, b"\x28\xb5\x2f\xfd", "a zstd archive"),
     (0, b"BZh", "a bzip2 archive"),
@@ -478,7 +521,7 @@ SNIFF_BYTES = 8192
 def _sniff_data(head: bytes) -> str | None:
     """What data format these first bytes are (whatever the file is called), or None."""
     for offset, magic, what in MICRODATA_MAGIC:
-        if head[offset:offset + len(magic)] == magic:
+        if head[offset : offset + len(magic)] == magic:
             return f"is {what}"
     if len(head) >= 2 and head[0] == 0x80 and 2 <= head[1] <= 5:
         return "is a Python pickle"
@@ -535,8 +578,10 @@ def scan_site(site: Path) -> list[str]:
         base = Path(dirpath)
         for d in list(dirnames):
             if (base / d).is_symlink():
-                findings.append(f"{(base / d).relative_to(site).as_posix()}: a symbolic link; not published "
-                                f"/ シンボリックリンクは公開できません")
+                findings.append(
+                    f"{(base / d).relative_to(site).as_posix()}: a symbolic link; not published "
+                    f"/ シンボリックリンクは公開できません"
+                )
                 dirnames.remove(d)
         for name in filenames:
             f = base / name
@@ -557,8 +602,10 @@ def scan_site(site: Path) -> list[str]:
                 continue
             refused = _allowed(rel, ext)
             if refused:
-                findings.append(f"{rel}: {refused}; only what a visitor needs is published (the build keeps its "
-                                f"working files in {PREFIX}{_site_name(site)}{SUFFIX_WORK}) / 公開対象外のファイルです")
+                findings.append(
+                    f"{rel}: {refused}; only what a visitor needs is published (the build keeps its "
+                    f"working files in {PREFIX}{_site_name(site)}{SUFFIX_WORK}) / 公開対象外のファイルです"
+                )
                 continue
             why = _sniff(head, ext)
             if why:
@@ -570,7 +617,7 @@ def _site_name(folder: Path) -> str:
     """The published name of a site folder (the staging folder ``.X.tsunagari-new`` -> ``X``)."""
     name = Path(folder).name
     if name.startswith(PREFIX) and name.endswith(SUFFIX_NEW):
-        return name[len(PREFIX):-len(SUFFIX_NEW)]
+        return name[len(PREFIX) : -len(SUFFIX_NEW)]
     return name
 
 
@@ -592,7 +639,7 @@ class BuildState:
     def __init__(self, work_dir: Path, site_dir: Path) -> None:
         import threading
 
-        self._lock = threading.Lock()   # the build records from two threads (reports and site)
+        self._lock = threading.Lock()  # the build records from two threads (reports and site)
         self.work = Path(work_dir)
         self.path = self.work / STATE_FILE
         self.site_dir = Path(site_dir)
@@ -637,8 +684,11 @@ class BuildState:
         file with the size and modification time recorded is taken as unchanged (the staging copy
         keeps both: shutil.copy2); the others are hashed (a file touched but not changed is not
         counted). Costs a stat per file on a rebuild with no change."""
-        return [self.site_dir / rel for rel, rec in self.files.get(key, {}).items()
-                if not _same_file(self.site_dir / rel, rec)]
+        return [
+            self.site_dir / rel
+            for rel, rec in self.files.get(key, {}).items()
+            if not _same_file(self.site_dir / rel, rec)
+        ]
 
     def invalidate(self, key: str) -> None:
         """Before artefact `key` is (re)written."""

@@ -21,7 +21,7 @@ from pipelines.domain.config import REFERENCE_DIR
 from pipelines.io.warehouse import has_table
 
 PUBLISHED_FILE = REFERENCE_DIR / "national_results.csv"
-TOLERANCE = 0.1   # percentage points: published figures are rounded to one decimal
+TOLERANCE = 0.1  # percentage points: published figures are rounded to one decimal
 
 # Published rows that are an indicator of the catalogue rather than a share of all respondents:
 # (question, category, published breakdown) -> (indicator_id, breakdown in the indicators table).
@@ -29,9 +29,22 @@ INDICATOR_ROWS = {
     ("q_support_received", "2", "has_worries=1"): ("no_support_among_worried", "total"),
 }
 
-COLUMNS = ["year", "question", "category", "category_label", "breakdown", "published", "computed",
-           "difference", "n_published", "n_computed", "status", "source", "compared_with",
-           "above_tolerance"]
+COLUMNS = [
+    "year",
+    "question",
+    "category",
+    "category_label",
+    "breakdown",
+    "published",
+    "computed",
+    "difference",
+    "n_published",
+    "n_computed",
+    "status",
+    "source",
+    "compared_with",
+    "above_tolerance",
+]
 
 
 def published_national() -> pd.DataFrame:
@@ -57,18 +70,23 @@ def compare_national(con: duckdb.DuckDBPyConnection, published: pd.DataFrame | N
     if has_table(con, "distributions"):
         dist = con.execute(
             "SELECT year, question, category, breakdown, value AS computed, n_unweighted AS n_computed "
-            "FROM distributions WHERE area_code = '00' AND NOT suppressed").df()
+            "FROM distributions WHERE area_code = '00' AND NOT suppressed"
+        ).df()
         m = pub.merge(dist, on=["year", "question", "category", "breakdown"], how="inner")
         m["compared_with"] = "distributions: " + m["question"] + "=" + m["category"]
         parts.append(m)
     if has_table(con, "indicators") and INDICATOR_ROWS:
         ind = con.execute(
             "SELECT year, indicator_id, breakdown AS ind_breakdown, value AS computed, "
-            "n_unweighted AS n_computed FROM indicators WHERE area_code = '00' AND NOT suppressed").df()
-        keys = pd.DataFrame([(q, c, b, i, ib) for (q, c, b), (i, ib) in INDICATOR_ROWS.items()],
-                            columns=["question", "category", "breakdown", "indicator_id", "ind_breakdown"])
+            "n_unweighted AS n_computed FROM indicators WHERE area_code = '00' AND NOT suppressed"
+        ).df()
+        keys = pd.DataFrame(
+            [(q, c, b, i, ib) for (q, c, b), (i, ib) in INDICATOR_ROWS.items()],
+            columns=["question", "category", "breakdown", "indicator_id", "ind_breakdown"],
+        )
         m = pub.merge(keys, on=["question", "category", "breakdown"]).merge(
-            ind, on=["year", "indicator_id", "ind_breakdown"], how="inner")
+            ind, on=["year", "indicator_id", "ind_breakdown"], how="inner"
+        )
         m["compared_with"] = "indicators: " + m["indicator_id"]
         parts.append(m)
     parts = [p for p in parts if len(p)]
@@ -83,5 +101,4 @@ def compare_national(con: duckdb.DuckDBPyConnection, published: pd.DataFrame | N
     # A tiny allowance for the binary representation of one-decimal figures (4.9 - 4.8 != 0.1).
     m["above_tolerance"] = np.abs(m["difference"]) > TOLERANCE + 1e-9
     m["status"] = m["status"].fillna("")
-    return (m[COLUMNS].sort_values(["year", "question", "breakdown", "category"], kind="stable")
-            .reset_index(drop=True))
+    return m[COLUMNS].sort_values(["year", "question", "breakdown", "category"], kind="stable").reset_index(drop=True)

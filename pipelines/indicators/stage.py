@@ -76,11 +76,19 @@ NATIONAL = "00"
 DISTRIBUTION_QUESTIONS: dict[str, dict[str, str]] = {
     "q_loneliness": {str(k): v for k, v in schema.QUESTIONS["q_loneliness"].items()},
     "ucla_band": dict(schema.UCLA_BANDS),
-    **{q: {str(k): v for k, v in schema.QUESTIONS[q].items()}
-       for q in ("q_contact_inperson", "q_participation_none", "q_has_worries",
-                 "q_reliable_person", "q_help_intention")},
+    **{
+        q: {str(k): v for k, v in schema.QUESTIONS[q].items()}
+        for q in (
+            "q_contact_inperson",
+            "q_participation_none",
+            "q_has_worries",
+            "q_reliable_person",
+            "q_help_intention",
+        )
+    },
 }
 UK_DISTRIBUTION_QUESTIONS = {"q_loneliness"}
+
 
 def _area_assignment_sql(rel: str) -> str:
     """CTEs `own` and `assigned` over relation `rel` (our own CTE name): the area of each row. National
@@ -105,13 +113,17 @@ UCLA_BAND_SQL = """CASE WHEN ucla_score IS NULL THEN 'na' WHEN ucla_score >= 10 
 
 # --- Warehouse helpers ---------------------------------------------------------------------------
 
+
 def check_national_year(con: duckdb.DuckDBPyConnection, year: int) -> None:
     """UsageError('--year', ...) when the warehouse has no national survey for ``year``."""
     years = national_years(con)
     if year not in years:
         have = ", ".join(map(str, years)) if years else "なし / none"
-        raise UsageError("--year", f"{year} 年の全国調査が倉庫にありません / no national survey for "
-                                   f"{year} in the warehouse (available rounds: {have})")
+        raise UsageError(
+            "--year",
+            f"{year} 年の全国調査が倉庫にありません / no national survey for "
+            f"{year} in the warehouse (available rounds: {have})",
+        )
 
 
 def area_names() -> dict[str, str]:
@@ -126,6 +138,7 @@ AREA_CODES = [NATIONAL] + [f"{c:02d}" for c in range(1, 48)]
 
 
 # --- Survey: one SQL pass over all areas and breakdowns ------------------------------------------
+
 
 def _assigned_sql() -> str:
     """Respondents of round $year, each assigned to area '00' (national survey) and to its
@@ -163,18 +176,22 @@ def aggregate(con, year: int, inds: list[Indicator], with_distributions: bool = 
         den = f"coalesce(({ind.denominator_sql}), FALSE)"
         num = f"coalesce(({ind.numerator}), FALSE)"
         # CASE inside sum(): faster in DuckDB than FILTER (WHERE ...).
-        aggs += [f"count(CASE WHEN {den} THEN 1 END) AS i{k}_n",
-                 f"sum(CASE WHEN {den} THEN weight END) AS i{k}_sw",
-                 f"sum(CASE WHEN {den} THEN weight * weight END) AS i{k}_sw2",
-                 f"sum(CASE WHEN {den} AND {num} THEN weight END) AS i{k}_swy",
-                 f"count(CASE WHEN {den} AND {num} THEN 1 END) AS i{k}_ny"]   # for the audit
+        aggs += [
+            f"count(CASE WHEN {den} THEN 1 END) AS i{k}_n",
+            f"sum(CASE WHEN {den} THEN weight END) AS i{k}_sw",
+            f"sum(CASE WHEN {den} THEN weight * weight END) AS i{k}_sw2",
+            f"sum(CASE WHEN {den} AND {num} THEN weight END) AS i{k}_swy",
+            f"count(CASE WHEN {den} AND {num} THEN 1 END) AS i{k}_ny",
+        ]  # for the audit
     if with_distributions:
         j = 0
         for q, cats in DISTRIBUTION_QUESTIONS.items():
             for cat in cats:
                 rhs = _sql_literal(cat) if q == "ucla_band" else cat
-                aggs += [f"sum(CASE WHEN {q} = {rhs} THEN weight END) AS d{j}_sw",
-                         f"count(CASE WHEN {q} = {rhs} THEN 1 END) AS d{j}_n"]   # for the audit
+                aggs += [
+                    f"sum(CASE WHEN {q} = {rhs} THEN weight END) AS d{j}_sw",
+                    f"count(CASE WHEN {q} = {rhs} THEN 1 END) AS d{j}_n",
+                ]  # for the audit
                 j += 1
     aliases = [a.rsplit(" AS ", 1)[1] for a in aggs]
     dims = "survey_kind, pref_code, sex, age_band, uk_age_band, household_single"
@@ -198,17 +215,24 @@ FROM assigned GROUP BY GROUPING SETS ((area_code), (area_code, sex), (area_code,
         # Name the catalogue entry whose expression DuckDB rejected.
         for ind in inds:
             try:
-                con.execute(_assigned_sql() + f"\nSELECT count(*) FROM assigned WHERE "
-                            f"({ind.numerator}) OR ({ind.denominator_sql})", {"year": -1})
+                con.execute(
+                    _assigned_sql() + f"\nSELECT count(*) FROM assigned WHERE "
+                    f"({ind.numerator}) OR ({ind.denominator_sql})",
+                    {"year": -1},
+                )
             except duckdb.Error as inner:
-                raise DataError(str(config.INDICATOR_CATALOGUE),
-                                "numerator/denominator is not a valid SQL expression",
-                                column=ind.id, detail=str(inner).splitlines()[0]) from exc
+                raise DataError(
+                    str(config.INDICATOR_CATALOGUE),
+                    "numerator/denominator is not a valid SQL expression",
+                    column=ind.id,
+                    detail=str(inner).splitlines()[0],
+                ) from exc
         raise
 
 
-def area_sources(con, year: int, effects: dict[str, float] | None = None,
-                 inds: list[Indicator] | None = None) -> pd.DataFrame:
+def area_sources(
+    con, year: int, effects: dict[str, float] | None = None, inds: list[Indicator] | None = None
+) -> pd.DataFrame:
     """Per area of round ``year``: source kind ('national', 'own', 'subsample'), survey ids and the
     design effects (``effects`` default: ``config.design_effects()``; ``inds``: the survey
     indicators, default the catalogue's): ``deff_by_indicator`` ({indicator_id: deff} for an area
@@ -216,32 +240,48 @@ def area_sources(con, year: int, effects: dict[str, float] | None = None,
     linearisation, ``survey_deffs``; else None), ``deff`` (the area's deff when it does not vary by
     indicator, else the largest of ``deff_by_indicator``; ``area_deff``) and ``deff_method``
     ('configured', 'estimated' or 'default', the precedence in ``config``)."""
-    sql = _assigned_sql() + """
+    sql = (
+        _assigned_sql()
+        + """
 SELECT area_code,
   CASE WHEN area_code = '00' THEN 'national'
        WHEN bool_or(survey_kind = 'prefecture') THEN 'own' ELSE 'subsample' END AS source_kind,
   string_agg(DISTINCT survey_id, '、' ORDER BY survey_id) AS survey_ids
 FROM assigned GROUP BY area_code"""
+    )
     src = con.execute(sql, {"year": year}).df()
     effects = config.design_effects() if effects is None else effects
     if inds is None:
         inds = [i for i in load_catalogue() if i.source == "survey"]
     estimated = survey_deffs(con, year, inds, effects)
     by_ind, method = _area_indicator_deffs(src, effects, estimated)
-    return src.assign(deff=area_deff(src, effects, estimated), deff_method=method,
-                      deff_by_indicator=by_ind)
+    return src.assign(deff=area_deff(src, effects, estimated), deff_method=method, deff_by_indicator=by_ind)
 
 
 def _has_design_columns(con) -> bool:
     """The warehouse's survey table has the sample design columns (a warehouse made before them,
     not yet written by ingest, has not)."""
-    have = {r[0] for r in con.execute(
-        "SELECT column_name FROM information_schema.columns WHERE table_name = 'survey_responses'").fetchall()}
+    have = {
+        r[0]
+        for r in con.execute(
+            "SELECT column_name FROM information_schema.columns WHERE table_name = 'survey_responses'"
+        ).fetchall()
+    }
     return set(schema.SURVEY_DESIGN_COLUMNS) <= have
 
 
-DEFF_COLUMNS = ["survey_id", "survey_kind", "indicator_id", "p", "variance", "n_eff", "deff",
-                "n_strata", "n_psu", "n_lonely"]
+DEFF_COLUMNS = [
+    "survey_id",
+    "survey_kind",
+    "indicator_id",
+    "p",
+    "variance",
+    "n_eff",
+    "deff",
+    "n_strata",
+    "n_psu",
+    "n_lonely",
+]
 
 
 def survey_deffs(con, year: int, inds: list[Indicator], effects: dict[str, float] | None = None) -> pd.DataFrame:
@@ -256,19 +296,25 @@ def survey_deffs(con, year: int, inds: list[Indicator], effects: dict[str, float
     from pipelines.domain import survey_design
 
     effects = config.design_effects() if effects is None else effects
-    empty = pd.DataFrame({c: pd.Series(dtype=object if c in ("survey_id", "survey_kind", "indicator_id")
-                                       else float) for c in DEFF_COLUMNS})
+    empty = pd.DataFrame(
+        {
+            c: pd.Series(dtype=object if c in ("survey_id", "survey_kind", "indicator_id") else float)
+            for c in DEFF_COLUMNS
+        }
+    )
     if not inds or not has_table(con, "survey_responses") or not _has_design_columns(con):
         return empty
-    if "*" in effects:     # one number for every survey: nothing is estimated
+    if "*" in effects:  # one number for every survey: nothing is estimated
         return empty
     aggs = []
     for k, ind in enumerate(inds):
         den = f"coalesce(({ind.denominator_sql}), FALSE)"
         num = f"coalesce(({ind.numerator}), FALSE)"
-        aggs += [f"sum(CASE WHEN {den} THEN weight ELSE 0 END) AS i{k}_sw",
-                 f"sum(CASE WHEN {den} AND {num} THEN weight ELSE 0 END) AS i{k}_swy",
-                 f"sum(CASE WHEN {den} THEN weight * weight ELSE 0 END) AS i{k}_sw2"]
+        aggs += [
+            f"sum(CASE WHEN {den} THEN weight ELSE 0 END) AS i{k}_sw",
+            f"sum(CASE WHEN {den} AND {num} THEN weight ELSE 0 END) AS i{k}_swy",
+            f"sum(CASE WHEN {den} THEN weight * weight ELSE 0 END) AS i{k}_sw2",
+        ]
     sql = f"""
 WITH resp0 AS (
   SELECT *, {UCLA_SCORE_SQL} AS ucla_score FROM survey_responses
@@ -290,14 +336,28 @@ FROM resp GROUP BY survey_id, stratum, psu ORDER BY survey_id, stratum, psu"""
         dv = survey_design.ratio_variance(g["stratum"].to_numpy(), sw, swy)
         n_eff = np.asarray(stats.effective_n(dv.sum_w, sw2), dtype=float)
         deff = survey_design.design_effect(dv.variance, dv.p, n_eff)
-        rows.append(pd.DataFrame({"survey_id": sid, "survey_kind": kind, "indicator_id": [i.id for i in inds],
-                                  "p": dv.p, "variance": dv.variance, "n_eff": n_eff, "deff": deff,
-                                  "n_strata": dv.n_strata, "n_psu": dv.n_psu, "n_lonely": dv.n_lonely}))
+        rows.append(
+            pd.DataFrame(
+                {
+                    "survey_id": sid,
+                    "survey_kind": kind,
+                    "indicator_id": [i.id for i in inds],
+                    "p": dv.p,
+                    "variance": dv.variance,
+                    "n_eff": n_eff,
+                    "deff": deff,
+                    "n_strata": dv.n_strata,
+                    "n_psu": dv.n_psu,
+                    "n_lonely": dv.n_lonely,
+                }
+            )
+        )
     return pd.concat(rows, ignore_index=True)[DEFF_COLUMNS] if rows else empty
 
 
-def _survey_deff(kind: str, survey_id: str | None, effects: dict[str, float],
-                 estimated: dict[str, dict[str, float]]) -> tuple[float | dict[str, float], str]:
+def _survey_deff(
+    kind: str, survey_id: str | None, effects: dict[str, float], estimated: dict[str, dict[str, float]]
+) -> tuple[float | dict[str, float], str]:
     """(deff, method) of one survey by the precedence of ``config``: its TSUNAGARI_DEFF entry
     ('configured'), else its estimated deffs ({indicator_id: deff}; an indicator whose deff could
     not be estimated, p = 0 or 1, gets DEFAULT_DEFF) ('estimated'), else DEFAULT_DEFF ('default')."""
@@ -312,8 +372,10 @@ def _survey_deff(kind: str, survey_id: str | None, effects: dict[str, float],
 def _estimated_map(estimated: pd.DataFrame | None) -> dict[str, dict[str, float]]:
     if estimated is None or not len(estimated):
         return {}
-    return {str(sid): dict(zip(g["indicator_id"], g["deff"].astype(float)))
-            for sid, g in estimated.groupby("survey_id", sort=False)}
+    return {
+        str(sid): dict(zip(g["indicator_id"], g["deff"].astype(float)))
+        for sid, g in estimated.groupby("survey_id", sort=False)
+    }
 
 
 def _area_surveys(src: pd.DataFrame):
@@ -325,8 +387,9 @@ def _area_surveys(src: pd.DataFrame):
         yield [(survey_kind, i) for i in survey_ids] or [(survey_kind, None)]
 
 
-def _area_indicator_deffs(src: pd.DataFrame, effects: dict[str, float],
-                          estimated: pd.DataFrame | None) -> tuple[list, list[str]]:
+def _area_indicator_deffs(
+    src: pd.DataFrame, effects: dict[str, float], estimated: pd.DataFrame | None
+) -> tuple[list, list[str]]:
     """Per area: {indicator_id: deff} when its deff varies by indicator (an estimated survey; the
     largest over its surveys), else None; and the area's deff method ('estimated' wins when any of
     its surveys is estimated, then 'configured', then 'default')."""
@@ -364,12 +427,13 @@ def survey_cells(wide: pd.DataFrame, inds: list[Indicator]) -> pd.DataFrame:
     for k, ind in enumerate(inds):
         part = wide[["area_code", "breakdown", f"i{k}_n", f"i{k}_sw", f"i{k}_sw2", f"i{k}_swy", f"i{k}_ny"]]
         part = part.set_axis(["area_code", "breakdown", "n", "sw", "sw2", "swy", "ny"], axis=1)
-        grid = pd.MultiIndex.from_product([AREA_CODES, ind.breakdowns],
-                                          names=["area_code", "breakdown"]).to_frame(index=False)
+        grid = pd.MultiIndex.from_product([AREA_CODES, ind.breakdowns], names=["area_code", "breakdown"]).to_frame(
+            index=False
+        )
         part = grid.merge(part, on=["area_code", "breakdown"], how="left")
         part.insert(0, "indicator_id", ind.id)
         part["polarity"] = ind.polarity
-        part["denominator"] = ind.denominator_sql.strip()   # cells of one denominator share a base
+        part["denominator"] = ind.denominator_sql.strip()  # cells of one denominator share a base
         parts.append(part)
     long = pd.concat(parts, ignore_index=True)
     long["n"] = long["n"].fillna(0).astype("int64")
@@ -386,8 +450,6 @@ SECONDARY_NOTE = "secondary suppression / 二次秘匿"
 _N_IN_NOTE = re.compile(r"\(n=[0-9,]+\)")
 
 
-
-
 def extreme_small_base(n, ny) -> np.ndarray:
     """The 0% / 100% rule: a survey indicator cell whose unweighted base is below
     ``config.REFERENCE_BASE`` and in which no one or everyone in the sample gave the answer (count 0
@@ -400,8 +462,9 @@ def extreme_small_base(n, ny) -> np.ndarray:
     return (n > 0) & (n < config.REFERENCE_BASE) & ((ny == 0) | (ny == n))
 
 
-def suppression_frame(cells: pd.DataFrame, src: pd.DataFrame,
-                      dist: pd.DataFrame | None = None) -> tuple[pd.DataFrame, set[str]]:
+def suppression_frame(
+    cells: pd.DataFrame, src: pd.DataFrame, dist: pd.DataFrame | None = None
+) -> tuple[pd.DataFrame, set[str]]:
     """The input of ``audit.protect`` for one round: (frame, subsample areas). ``frame`` has one
     row per indicator x area x breakdown of ``cells`` (``survey_cells``: base n, numerator count
     ny, denominator), then one per question x category x area x breakdown of ``dist``
@@ -411,23 +474,48 @@ def suppression_frame(cells: pd.DataFrame, src: pd.DataFrame,
     effective size n_eff below MIN_BASE or unknown). The subsample areas are the prefectures estimated from
     the national survey's respondents (``area_sources``)."""
     n = cells["n"].to_numpy()
-    primary = (stats.base_status(n) == "suppressed") | ~(cells["n_eff"].to_numpy() >= config.MIN_BASE)  # n_eff NaN or < 30 too (#15)
+    primary = (stats.base_status(n) == "suppressed") | ~(
+        cells["n_eff"].to_numpy() >= config.MIN_BASE
+    )  # n_eff NaN or < 30 too (#15)
     subsample = set(src.loc[src.source_kind == "subsample", "area_code"])
-    frame = pd.DataFrame({"group": cells["denominator"].to_numpy(), "measure": cells["indicator_id"].to_numpy(),
-                          "area_code": cells["area_code"].to_numpy(), "breakdown": cells["breakdown"].to_numpy(),
-                          "n": n, "y": cells["ny"].to_numpy(), "primary": primary})
+    frame = pd.DataFrame(
+        {
+            "group": cells["denominator"].to_numpy(),
+            "measure": cells["indicator_id"].to_numpy(),
+            "area_code": cells["area_code"].to_numpy(),
+            "breakdown": cells["breakdown"].to_numpy(),
+            "n": n,
+            "y": cells["ny"].to_numpy(),
+            "primary": primary,
+        }
+    )
     if dist is not None and len(dist):
         dn = dist["n_all"].to_numpy()
-        frame = pd.concat([frame, pd.DataFrame({
-            "group": "TRUE", "measure": ("dist:" + dist["question"].astype(str) + "=" + dist["category"].astype(str)).to_numpy(),
-            "area_code": dist["area_code"].to_numpy(), "breakdown": dist["breakdown"].to_numpy(),
-            "n": dn, "y": dist["ny"].to_numpy(), "primary": stats.base_status(dn) == "suppressed"})],
-            ignore_index=True)
+        frame = pd.concat(
+            [
+                frame,
+                pd.DataFrame(
+                    {
+                        "group": "TRUE",
+                        "measure": (
+                            "dist:" + dist["question"].astype(str) + "=" + dist["category"].astype(str)
+                        ).to_numpy(),
+                        "area_code": dist["area_code"].to_numpy(),
+                        "breakdown": dist["breakdown"].to_numpy(),
+                        "n": dn,
+                        "y": dist["ny"].to_numpy(),
+                        "primary": stats.base_status(dn) == "suppressed",
+                    }
+                ),
+            ],
+            ignore_index=True,
+        )
     return frame, subsample
 
 
-def suppress(cells: pd.DataFrame, src: pd.DataFrame,
-             dist: pd.DataFrame | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def suppress(
+    cells: pd.DataFrame, src: pd.DataFrame, dist: pd.DataFrame | None = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(primary, secondary) suppression flags of the rows of ``cells`` and the suppression flags of
     the rows of ``dist``: primary as in ``suppression_frame``, secondary = ``audit.protect`` over
     both tables at once (the distributions share the base of the indicators whose denominator is
@@ -444,12 +532,10 @@ def suppress(cells: pd.DataFrame, src: pd.DataFrame,
 # How each row was estimated (column `source`): the national survey (area '00'), the national
 # survey's respondents in the prefecture, the prefecture's own survey, programme data; 'none' when
 # the area has no respondents in the round.
-SOURCE_NAMES = {"national": "national", "subsample": "national_subsample", "own": "own_survey",
-                "none": "none"}
+SOURCE_NAMES = {"national": "national", "subsample": "national_subsample", "own": "own_survey", "none": "none"}
 
 
-def area_deff(src: pd.DataFrame, effects: dict[str, float],
-              estimated: pd.DataFrame | None = None) -> pd.Series:
+def area_deff(src: pd.DataFrame, effects: dict[str, float], estimated: pd.DataFrame | None = None) -> pd.Series:
     """Design effect per area of one round: the national survey's for '00' and the subsample areas,
     the own survey's for an area with one (the largest when it has several). Each survey's deff by
     the precedence of ``config``: its TSUNAGARI_DEFF entry, else (``estimated``: ``survey_deffs``)
@@ -468,16 +554,16 @@ class RoundData:
     """The survey cells of one round after suppression: one row per indicator x area x breakdown
     with p (NaN when suppressed), sums, n_eff, n_design (n_eff / deff), source_kind; plus the wide
     aggregate (for the distributions) and the per-area sources."""
+
     year: int
     cells: pd.DataFrame
     wide: pd.DataFrame
     src: pd.DataFrame
-    dist: pd.DataFrame | None = None          # distribution_cells
-    dist_hidden: np.ndarray | None = None     # its suppression flags (the audit's)
+    dist: pd.DataFrame | None = None  # distribution_cells
+    dist_hidden: np.ndarray | None = None  # its suppression flags (the audit's)
 
 
-def with_intervals(cells: pd.DataFrame, src: pd.DataFrame, primary: np.ndarray,
-                   secondary: np.ndarray) -> pd.DataFrame:
+def with_intervals(cells: pd.DataFrame, src: pd.DataFrame, primary: np.ndarray, secondary: np.ndarray) -> pd.DataFrame:
     """``cells`` (``survey_cells``) with the suppression flags (status, secondary, suppressed), the
     area's source (``area_sources``: source_kind, survey_ids, deff), n_design = n_eff / deff and the
     95% Wilson interval (lower, upper) on n_design. ``deff`` is the row's: its indicator's entry of
@@ -507,8 +593,12 @@ def with_intervals(cells: pd.DataFrame, src: pd.DataFrame, primary: np.ndarray,
 
 def _indicator_deff_frame(src: pd.DataFrame) -> pd.DataFrame:
     """area_code, indicator_id, deff_indicator from ``src['deff_by_indicator']`` (empty without)."""
-    rows = [(a, i, float(d)) for a, m in zip(src["area_code"], src.get("deff_by_indicator", [None] * len(src)))
-            if isinstance(m, dict) for i, d in m.items()]
+    rows = [
+        (a, i, float(d))
+        for a, m in zip(src["area_code"], src.get("deff_by_indicator", [None] * len(src)))
+        if isinstance(m, dict)
+        for i, d in m.items()
+    ]
     return pd.DataFrame(rows, columns=["area_code", "indicator_id", "deff_indicator"])
 
 
@@ -528,35 +618,61 @@ def round_data(con, year: int, inds: list[Indicator], effects: dict[str, float] 
     return RoundData(year, with_intervals(cells, src, primary, secondary), wide, src, dist, dist_hidden)
 
 
-def design_effect_summary(con, effects: dict[str, float] | None = None,
-                          inds: list[Indicator] | None = None) -> pd.DataFrame:
+def design_effect_summary(
+    con, effects: dict[str, float] | None = None, inds: list[Indicator] | None = None
+) -> pd.DataFrame:
     """The design effect each survey in the warehouse gets (every round), for the quality page: one
     row per survey with survey_id, survey_kind, year, n (respondents), method ('estimated':
     Taylor linearisation, 'configured': TSUNAGARI_DEFF, 'default': DEFAULT_DEFF), deff_min /
     deff_max over the indicators (the single value otherwise), n_indicators estimated, and the
     design's n_strata, n_psu, n_lonely (strata with one PSU) when it carries one."""
-    cols = ["survey_id", "survey_kind", "year", "n", "method", "deff_min", "deff_max", "n_indicators",
-            "n_strata", "n_psu", "n_lonely"]
+    cols = [
+        "survey_id",
+        "survey_kind",
+        "year",
+        "n",
+        "method",
+        "deff_min",
+        "deff_max",
+        "n_indicators",
+        "n_strata",
+        "n_psu",
+        "n_lonely",
+    ]
     if not has_table(con, "survey_responses"):
         return pd.DataFrame(columns=cols)
     effects = config.design_effects() if effects is None else effects
     if inds is None:
         inds = [i for i in load_catalogue() if i.source == "survey"]
-    surveys = con.execute("SELECT survey_id, any_value(survey_kind), any_value(survey_year), count(*) "
-                          "FROM survey_responses GROUP BY survey_id ORDER BY 3, 2, 1").fetchall()
-    est = pd.concat([survey_deffs(con, y, inds, effects) for y in sorted({int(r[2]) for r in surveys})]
-                    or [pd.DataFrame(columns=DEFF_COLUMNS)], ignore_index=True)
+    surveys = con.execute(
+        "SELECT survey_id, any_value(survey_kind), any_value(survey_year), count(*) "
+        "FROM survey_responses GROUP BY survey_id ORDER BY 3, 2, 1"
+    ).fetchall()
+    est = pd.concat(
+        [survey_deffs(con, y, inds, effects) for y in sorted({int(r[2]) for r in surveys})]
+        or [pd.DataFrame(columns=DEFF_COLUMNS)],
+        ignore_index=True,
+    )
     rows = []
     for sid, kind, year, n in surveys:
         e = est[est["survey_id"] == sid]
         deff, method = _survey_deff(str(kind), str(sid), effects, _estimated_map(e))
         values = list(deff.values()) if isinstance(deff, dict) else [deff]
-        rows.append({"survey_id": sid, "survey_kind": kind, "year": int(year), "n": int(n), "method": method,
-                     "deff_min": float(min(values)), "deff_max": float(max(values)),
-                     "n_indicators": int(e["deff"].notna().sum()) if len(e) else 0,
-                     "n_strata": int(e["n_strata"].iloc[0]) if len(e) else pd.NA,
-                     "n_psu": int(e["n_psu"].iloc[0]) if len(e) else pd.NA,
-                     "n_lonely": int(e["n_lonely"].iloc[0]) if len(e) else pd.NA})
+        rows.append(
+            {
+                "survey_id": sid,
+                "survey_kind": kind,
+                "year": int(year),
+                "n": int(n),
+                "method": method,
+                "deff_min": float(min(values)),
+                "deff_max": float(max(values)),
+                "n_indicators": int(e["deff"].notna().sum()) if len(e) else 0,
+                "n_strata": int(e["n_strata"].iloc[0]) if len(e) else pd.NA,
+                "n_psu": int(e["n_psu"].iloc[0]) if len(e) else pd.NA,
+                "n_lonely": int(e["n_lonely"].iloc[0]) if len(e) else pd.NA,
+            }
+        )
     return pd.DataFrame(rows, columns=cols)
 
 
@@ -573,14 +689,22 @@ def comparison_flags(cur: pd.DataFrame) -> dict[str, int]:
     tested = rows["comparison_method"] != "none"
     flagged = rows["comparison"].isin(_FLAGS)
     m = stats.multiplicity(int(tested.sum()), int(flagged.sum()))
-    return {"n_tests": m["n_tests"], "n_flagged": m["n_flagged"],
-            "n_better": int((rows["comparison"] == "better").sum()),
-            "n_worse": int((rows["comparison"] == "worse").sum()), "expected": m["expected_false"]}
+    return {
+        "n_tests": m["n_tests"],
+        "n_flagged": m["n_flagged"],
+        "n_better": int((rows["comparison"] == "better").sum()),
+        "n_worse": int((rows["comparison"] == "worse").sum()),
+        "expected": m["expected_false"],
+    }
 
 
-def deff_sensitivity(con, year: int, deffs: tuple[float, ...] = SENSITIVITY_DEFFS,
-                     inds: list[Indicator] | None = None,
-                     effects: dict[str, float] | None = None) -> pd.DataFrame:
+def deff_sensitivity(
+    con,
+    year: int,
+    deffs: tuple[float, ...] = SENSITIVITY_DEFFS,
+    inds: list[Indicator] | None = None,
+    effects: dict[str, float] | None = None,
+) -> pd.DataFrame:
     """The sensitivity line of round ``year``: the round recomputed with every survey's design
     effect set to each of ``deffs`` (``effects={'*': d}``), and as published (``effects``: the
     design effects in force), then ``compare_with_national``, with the prefecture rows flagged vs
@@ -604,8 +728,9 @@ def deff_sensitivity(con, year: int, deffs: tuple[float, ...] = SENSITIVITY_DEFF
             eff = {"*": float(d)}
             cur = with_intervals(cells, area_sources(con, year, eff, inds), primary, secondary)
             rows.append({"setting": f"{d:.1f}", "deff": float(d), **comparison_flags(compare_with_national(cur))})
-        rows.append({"setting": "used", "deff": float("nan"),
-                     **comparison_flags(compare_with_national(base.cells.copy()))})
+        rows.append(
+            {"setting": "used", "deff": float("nan"), **comparison_flags(compare_with_national(base.cells.copy()))}
+        )
     return pd.DataFrame(rows)
 
 
@@ -617,12 +742,12 @@ def compare_with_national(cur: pd.DataFrame) -> pd.DataFrame:
     NaN on a row not tested: p_ref, n_ref (the reference's share and effective size), cmp_diff,
     cmp_lower, cmp_upper (area - reference and its Newcombe interval, proportions), cmp_p (Fisher's
     p when Fisher decided)."""
-    nat = cur.loc[cur.area_code == NATIONAL, ["indicator_id", "breakdown", "p", "sw", "sw2", "swy",
-                                              "n_design", "deff"]]
+    nat = cur.loc[cur.area_code == NATIONAL, ["indicator_id", "breakdown", "p", "sw", "sw2", "swy", "n_design", "deff"]]
     nat = nat.rename(columns={c: f"{c}_nat" for c in nat.columns[2:]})
     cur = cur.merge(nat, on=["indicator_id", "breakdown"], how="left")
-    p_rest, n_rest = stats.rest_of_total(cur["sw_nat"], cur["sw2_nat"], cur["swy_nat"],
-                                         cur["sw"], cur["sw2"], cur["swy"])
+    p_rest, n_rest = stats.rest_of_total(
+        cur["sw_nat"], cur["sw2_nat"], cur["swy_nat"], cur["sw"], cur["sw2"], cur["swy"]
+    )
     n_rest = n_rest / cur["deff_nat"].fillna(config.DEFAULT_DEFF).to_numpy()
     kind = cur["source_kind"].to_numpy()
     sub = kind == "subsample"
@@ -634,8 +759,7 @@ def compare_with_national(cur: pd.DataFrame) -> pd.DataFrame:
     p1, n1 = _as_tested(p_area, cur["n_design"].to_numpy(dtype=float))
     p2, n2 = _as_tested(p_ref, n_ref)
     res = stats.difference_test(p1, n1, p2, n2)
-    cur["comparison"] = stats.comparison_label(res["direction"], res["significant"],
-                                               cur["polarity"].to_numpy())
+    cur["comparison"] = stats.comparison_label(res["direction"], res["significant"], cur["polarity"].to_numpy())
     method = res["method"].copy()
     judged = method != "none"
     method[sub & judged] = [m + "_rest" for m in method[sub & judged]]
@@ -668,9 +792,11 @@ def change_since_previous(cur: pd.DataFrame, prev: RoundData | None) -> pd.DataF
             cur[col] = np.nan
         return cur
     pc = prev.cells[["indicator_id", "area_code", "breakdown", "p", "n_design", "source_kind"]]
-    cur = cur.merge(pc.rename(columns={"p": "p_prev", "n_design": "n_design_prev",
-                                       "source_kind": "prev_kind"}),
-                    on=["indicator_id", "area_code", "breakdown"], how="left")
+    cur = cur.merge(
+        pc.rename(columns={"p": "p_prev", "n_design": "n_design_prev", "source_kind": "prev_kind"}),
+        on=["indicator_id", "area_code", "breakdown"],
+        how="left",
+    )
     known = cur["prev_kind"].isin(list(SOURCE_NAMES)) & (cur["prev_kind"] != "none") & (cur["source_kind"] != "none")
     cur["source_changed"] = (known & (cur["prev_kind"] != cur["source_kind"])).astype(bool)
     brk = cur["source_changed"].to_numpy(dtype=bool)
@@ -698,12 +824,10 @@ def _as_tested(p: np.ndarray, n: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     label from a download row."""
     from pipelines.domain.conventions import published_n, published_share
 
-    return (published_share(np.asarray(p, dtype=float) * 100) / 100,
-            published_n(np.asarray(n, dtype=float)))
+    return (published_share(np.asarray(p, dtype=float) * 100) / 100, published_n(np.asarray(n, dtype=float)))
 
 
-def survey_tables(rd: RoundData, prev: RoundData | None,
-                  names: dict[str, str]) -> tuple[pd.DataFrame, pd.DataFrame]:
+def survey_tables(rd: RoundData, prev: RoundData | None, names: dict[str, str]) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The survey rows of round ``rd.year`` of the `indicators` and `distributions` tables:
     ``compare_with_national`` (national rows not compared), ``change_since_previous`` against
     ``prev``, the notes (source, base status, suppression, change of source), and no base published
@@ -718,19 +842,30 @@ def survey_tables(rd: RoundData, prev: RoundData | None,
     cur = change_since_previous(cur, prev)
 
     cur["area_name"] = cur["area_code"].map(names)
-    notes = [_source_note(k, s, a, n) for k, s, a, n in
-             zip(cur["source_kind"], cur["survey_ids"], cur["area_name"], cur["n"])]
+    notes = [
+        _source_note(k, s, a, n)
+        for k, s, a, n in zip(cur["source_kind"], cur["survey_ids"], cur["area_name"], cur["n"])
+    ]
     kinds = {"national": "全国調査", "own": "独自調査", "subsample": "全国調査の当該県回答者"}
     extreme = extreme_small_base(cur["n"].to_numpy(), cur["ny"].to_numpy())
-    for i, (st, sec, sup, n, kind, pk, changed, ext) in enumerate(zip(
-            cur["status"], cur["secondary"], cur["suppressed"], cur["n"], cur["source_kind"], cur["prev_kind"],
-            cur["source_changed"], extreme)):
+    for i, (st, sec, sup, n, kind, pk, changed, ext) in enumerate(
+        zip(
+            cur["status"],
+            cur["secondary"],
+            cur["suppressed"],
+            cur["n"],
+            cur["source_kind"],
+            cur["prev_kind"],
+            cur["source_changed"],
+            extreme,
+        )
+    ):
         # A suppressed row publishes no base: not in n_unweighted / n_effective, not in the note.
         if st == "suppressed":
             notes[i] = _N_IN_NOTE.sub(f"({config.MIN_BASE}人未満)", notes[i], count=1) + f"; n<{config.MIN_BASE} 非表示"
         elif sec:
             notes[i] = _N_IN_NOTE.sub("(回答者数は非公表)", notes[i], count=1) + f"; {SECONDARY_NOTE}"
-        elif sup:   # primary on its effective size (n_eff < 30)
+        elif sup:  # primary on its effective size (n_eff < 30)
             notes[i] = _N_IN_NOTE.sub("(回答者数は非公表)", notes[i], count=1) + f"; n_eff<{config.MIN_BASE} 非表示"
         elif st == "reference":
             notes[i] += f"; 参考値 (n={int(n):,})" + (f"; {EXTREME_NOTE}" if ext else "")
@@ -738,19 +873,32 @@ def survey_tables(rd: RoundData, prev: RoundData | None,
             notes[i] += f"; 前回は{kinds[pk]}で出典が異なるため前回との比較はしない"
     cur["note"] = notes
 
-    ind_table = pd.DataFrame({
-        "year": year, "area_code": cur["area_code"], "area_name": cur["area_name"],
-        "indicator_id": cur["indicator_id"], "breakdown": cur["breakdown"],
-        "value": cur["p"] * 100, "lower_ci95": cur["lower"] * 100, "upper_ci95": cur["upper"] * 100,
-        "n_unweighted": pd.array(cur["n"].where(~cur["suppressed"]), dtype="Int64"),
-        "n_effective": cur["n_design"].where(~cur["suppressed"]), "national_value": cur["p_nat"] * 100,
-        "comparison": cur["comparison"], "change_vs_previous": cur["change"],
-        "suppressed": cur["suppressed"], "note": cur["note"],
-        "source": cur["source_kind"].map(SOURCE_NAMES), "previous_year": cur["previous_year"],
-        "source_changed": cur["source_changed"], "comparison_method": cur["comparison_method"],
-        "change_method": cur["change_method"], "design_effect": cur["deff"],
-        **_tested_against(cur),
-    })
+    ind_table = pd.DataFrame(
+        {
+            "year": year,
+            "area_code": cur["area_code"],
+            "area_name": cur["area_name"],
+            "indicator_id": cur["indicator_id"],
+            "breakdown": cur["breakdown"],
+            "value": cur["p"] * 100,
+            "lower_ci95": cur["lower"] * 100,
+            "upper_ci95": cur["upper"] * 100,
+            "n_unweighted": pd.array(cur["n"].where(~cur["suppressed"]), dtype="Int64"),
+            "n_effective": cur["n_design"].where(~cur["suppressed"]),
+            "national_value": cur["p_nat"] * 100,
+            "comparison": cur["comparison"],
+            "change_vs_previous": cur["change"],
+            "suppressed": cur["suppressed"],
+            "note": cur["note"],
+            "source": cur["source_kind"].map(SOURCE_NAMES),
+            "previous_year": cur["previous_year"],
+            "source_changed": cur["source_changed"],
+            "comparison_method": cur["comparison_method"],
+            "change_method": cur["change_method"],
+            "design_effect": cur["deff"],
+            **_tested_against(cur),
+        }
+    )
     return ind_table, distribution_table(rd.dist, year, rd.dist_hidden)
 
 
@@ -758,14 +906,24 @@ def _tested_against(cur: pd.DataFrame) -> dict[str, pd.Series]:
     """The columns reference_value ... change_p_value of ``survey_tables`` (percent and percentage
     points; NaN on every suppressed row, whatever its label columns say)."""
     keep = ~cur["suppressed"].to_numpy(dtype=bool)
-    cols = {"reference_value": ("p_ref", 100), "reference_n_effective": ("n_ref", 1),
-            "difference": ("cmp_diff", 100), "difference_lower_ci95": ("cmp_lower", 100),
-            "difference_upper_ci95": ("cmp_upper", 100), "p_value": ("cmp_p", 1),
-            "previous_value": ("p_prev_shown", 100), "previous_n_effective": ("n_prev_shown", 1),
-            "change_difference": ("chg_diff", 100), "change_lower_ci95": ("chg_lower", 100),
-            "change_upper_ci95": ("chg_upper", 100), "change_p_value": ("chg_p", 1)}
-    return {name: pd.Series(np.where(keep, cur[src].to_numpy(dtype=float) * k, np.nan), index=cur.index)
-            for name, (src, k) in cols.items()}
+    cols = {
+        "reference_value": ("p_ref", 100),
+        "reference_n_effective": ("n_ref", 1),
+        "difference": ("cmp_diff", 100),
+        "difference_lower_ci95": ("cmp_lower", 100),
+        "difference_upper_ci95": ("cmp_upper", 100),
+        "p_value": ("cmp_p", 1),
+        "previous_value": ("p_prev_shown", 100),
+        "previous_n_effective": ("n_prev_shown", 1),
+        "change_difference": ("chg_diff", 100),
+        "change_lower_ci95": ("chg_lower", 100),
+        "change_upper_ci95": ("chg_upper", 100),
+        "change_p_value": ("chg_p", 1),
+    }
+    return {
+        name: pd.Series(np.where(keep, cur[src].to_numpy(dtype=float) * k, np.nan), index=cur.index)
+        for name, (src, k) in cols.items()
+    }
 
 
 def distribution_cells(wide: pd.DataFrame) -> pd.DataFrame:
@@ -809,21 +967,35 @@ def distribution_table(d: pd.DataFrame, year: int, hidden: np.ndarray) -> pd.Dat
     p, lower, upper = (np.where(suppressed, np.nan, a) for a in (p, lower, upper))
     n_pub = pd.array(np.where(suppressed, 0, d["n_all"].to_numpy()), dtype="Int64")
     n_pub[suppressed] = pd.NA
-    return pd.DataFrame({
-        "year": year, "area_code": d["area_code"], "question": d["question"],
-        "breakdown": d["breakdown"], "category": d["category"],
-        "category_label": d["category_label"], "value": p * 100, "lower_ci95": lower * 100,
-        "upper_ci95": upper * 100, "n_unweighted": n_pub, "suppressed": suppressed,
-    })
+    return pd.DataFrame(
+        {
+            "year": year,
+            "area_code": d["area_code"],
+            "question": d["question"],
+            "breakdown": d["breakdown"],
+            "category": d["category"],
+            "category_label": d["category_label"],
+            "value": p * 100,
+            "lower_ci95": lower * 100,
+            "upper_ci95": upper * 100,
+            "n_unweighted": n_pub,
+            "suppressed": suppressed,
+        }
+    )
 
 
 # --- Programme indicators ------------------------------------------------------------------------
 
+
 def population_16plus() -> pd.DataFrame:
     """area_code, pop16 (estimate: 2020 census total x POP_16PLUS_FACTOR)."""
     pref = prefectures()
-    return pd.DataFrame({"area_code": [f"{int(c):02d}" for c in pref.pref_code],
-                         "pop16": pref.population_2020.astype(float) * POP_16PLUS_FACTOR})
+    return pd.DataFrame(
+        {
+            "area_code": [f"{int(c):02d}" for c in pref.pref_code],
+            "pop16": pref.population_2020.astype(float) * POP_16PLUS_FACTOR,
+        }
+    )
 
 
 def _programme_indicators(con, year: int, inds: list[Indicator], names: dict[str, str]) -> pd.DataFrame:
@@ -835,18 +1007,23 @@ def _programme_indicators(con, year: int, inds: list[Indicator], names: dict[str
     pivot = ", ".join(f"sum(value) FILTER (WHERE metric_id = {_sql_literal(m)}) AS {m}" for m in metrics)
     exprs = ", ".join(f"CAST(({ind.numerator}) AS DOUBLE) AS x{k}" for k, ind in enumerate(inds))
     if has:
-        sql = (f"WITH p AS (SELECT pref_code, {pivot} FROM programme WHERE fiscal_year = ? "
-               f"GROUP BY pref_code) SELECT lpad(CAST(pref_code AS VARCHAR), 2, '0') AS area_code, "
-               f"{exprs} FROM p")
+        sql = (
+            f"WITH p AS (SELECT pref_code, {pivot} FROM programme WHERE fiscal_year = ? "
+            f"GROUP BY pref_code) SELECT lpad(CAST(pref_code AS VARCHAR), 2, '0') AS area_code, "
+            f"{exprs} FROM p"
+        )
         try:
             wide = con.execute(sql, [year]).df()
         except duckdb.Error as exc:
-            raise DataError(str(config.INDICATOR_CATALOGUE),
-                            "programme numerator is not a valid expression over metric ids",
-                            detail=str(exc).splitlines()[0]) from exc
+            raise DataError(
+                str(config.INDICATOR_CATALOGUE),
+                "programme numerator is not a valid expression over metric ids",
+                detail=str(exc).splitlines()[0],
+            ) from exc
     else:
-        wide = pd.DataFrame({"area_code": pd.Series(dtype=str),
-                             **{f"x{k}": pd.Series(dtype=float) for k in range(len(inds))}})
+        wide = pd.DataFrame(
+            {"area_code": pd.Series(dtype=str), **{f"x{k}": pd.Series(dtype=float) for k in range(len(inds))}}
+        )
     earlier = [y for y in programme_years(con) if y < year]
     prev_fy = max(earlier) if earlier else None
     pop = population_16plus()
@@ -858,35 +1035,73 @@ def _programme_indicators(con, year: int, inds: list[Indicator], names: dict[str
         present = ~np.isnan(x)
         if ind.denominator == "population_16plus":
             value = stats.rate_per_10000(x, prefs["pop16"].to_numpy())
-            nat = (stats.rate_per_10000(float(x[present].sum()), float(prefs["pop16"][present].sum()))
-                   if present.any() else np.nan)
+            nat = (
+                stats.rate_per_10000(float(x[present].sum()), float(prefs["pop16"][present].sum()))
+                if present.any()
+                else np.nan
+            )
             note_p = f"出典: 事業データ {fy}; 16歳以上人口は推計 (2020年国勢調査総人口×{POP_16PLUS_FACTOR})"
             note_n = note_p + f"; 全国値はデータのある{int(present.sum())}都道府県の合計"
         else:
             value = x
             nat = float(np.mean(x[present] > 0) * 100) if present.any() else np.nan
             note_p = f"出典: 事業データ {fy}; 1=設置あり 0=なし"
-            note_n = f"出典: 事業データ {fy}; 全国値は設置済み都道府県の割合% (データのある{int(present.sum())}都道府県中)"
+            note_n = (
+                f"出典: 事業データ {fy}; 全国値は設置済み都道府県の割合% (データのある{int(present.sum())}都道府県中)"
+            )
         notes = np.where(present, note_p, f"{fy} の事業データなし")
-        rows.append(pd.DataFrame({"area_code": prefs["area_code"], "indicator_id": ind.id,
-                                  "value": value, "national_value": nat, "note": notes}))
-        rows.append(pd.DataFrame({"area_code": [NATIONAL], "indicator_id": [ind.id], "value": [nat],
-                                  "national_value": [nat],
-                                  "note": [note_n if present.any() else f"{fy} の事業データなし"]}))
+        rows.append(
+            pd.DataFrame(
+                {
+                    "area_code": prefs["area_code"],
+                    "indicator_id": ind.id,
+                    "value": value,
+                    "national_value": nat,
+                    "note": notes,
+                }
+            )
+        )
+        rows.append(
+            pd.DataFrame(
+                {
+                    "area_code": [NATIONAL],
+                    "indicator_id": [ind.id],
+                    "value": [nat],
+                    "national_value": [nat],
+                    "note": [note_n if present.any() else f"{fy} の事業データなし"],
+                }
+            )
+        )
     d = pd.concat(rows, ignore_index=True)
-    return pd.DataFrame({
-        "year": year, "area_code": d["area_code"], "area_name": d["area_code"].map(names),
-        "indicator_id": d["indicator_id"], "breakdown": "total", "value": d["value"],
-        "lower_ci95": np.nan, "upper_ci95": np.nan, "n_unweighted": pd.NA, "n_effective": np.nan,
-        "national_value": d["national_value"], "comparison": "not_compared",
-        "change_vs_previous": "not_compared", "suppressed": False, "note": d["note"],
-        "source": "programme", "previous_year": prev_fy if prev_fy is not None else pd.NA,
-        "source_changed": False, "comparison_method": "none", "change_method": "none",
-        "design_effect": np.nan,
-    })
+    return pd.DataFrame(
+        {
+            "year": year,
+            "area_code": d["area_code"],
+            "area_name": d["area_code"].map(names),
+            "indicator_id": d["indicator_id"],
+            "breakdown": "total",
+            "value": d["value"],
+            "lower_ci95": np.nan,
+            "upper_ci95": np.nan,
+            "n_unweighted": pd.NA,
+            "n_effective": np.nan,
+            "national_value": d["national_value"],
+            "comparison": "not_compared",
+            "change_vs_previous": "not_compared",
+            "suppressed": False,
+            "note": d["note"],
+            "source": "programme",
+            "previous_year": prev_fy if prev_fy is not None else pd.NA,
+            "source_changed": False,
+            "comparison_method": "none",
+            "change_method": "none",
+            "design_effect": np.nan,
+        }
+    )
 
 
 # --- Public API ----------------------------------------------------------------------------------
+
 
 def _single_thread(con):
     """One DuckDB thread while computing: parallel aggregation adds floating-point numbers in an
@@ -902,11 +1117,13 @@ def _single_thread(con):
             yield
         finally:
             con.execute(f"SET threads TO {int(threads)}")
+
     return ctx()
 
 
-def compute_indicators(con: duckdb.DuckDBPyConnection, year: int,
-                       catalogue: list[Indicator] | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+def compute_indicators(
+    con: duckdb.DuckDBPyConnection, year: int, catalogue: list[Indicator] | None = None
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(indicators, distributions) for round ``year``; reads the warehouse, writes nothing.
 
     Raises UsageError('--year', ...) when there is no national survey for ``year``.
@@ -920,14 +1137,20 @@ class RoundTables(tuple):
     small-area tables (``small_area``, ``small_area_fits``: ``small_area.to_tables``; empty for a
     round without a national survey)."""
 
-    def __new__(cls, indicators: pd.DataFrame, distributions: pd.DataFrame,
-                small_area: pd.DataFrame | None = None, small_area_fits: pd.DataFrame | None = None):
+    def __new__(
+        cls,
+        indicators: pd.DataFrame,
+        distributions: pd.DataFrame,
+        small_area: pd.DataFrame | None = None,
+        small_area_fits: pd.DataFrame | None = None,
+    ):
         from pipelines.domain import small_area as sa
 
         obj = super().__new__(cls, (indicators, distributions))
         obj.small_area = small_area if small_area is not None else pd.DataFrame(columns=sa.TABLE_COLUMNS)
-        obj.small_area_fits = (small_area_fits if small_area_fits is not None
-                               else pd.DataFrame(columns=sa.FITS_TABLE_COLUMNS))
+        obj.small_area_fits = (
+            small_area_fits if small_area_fits is not None else pd.DataFrame(columns=sa.FITS_TABLE_COLUMNS)
+        )
         return obj
 
     def __getnewargs__(self):
@@ -939,24 +1162,39 @@ def _with_lead(ind: pd.DataFrame, cells: pd.DataFrame, lead: pd.DataFrame) -> pd
     ``lead``: ``small_area.leading`` aligned with ``cells``), percent like the value."""
     key = ["area_code", "indicator_id", "breakdown"]
     lk = pd.concat([cells[key].reset_index(drop=True), lead.reset_index(drop=True)], axis=1)
-    lk = pd.DataFrame({**{k: lk[k] for k in key}, "estimate_method": lk["estimate_method"],
-                       "lead_value": lk["lead_p"] * 100, "lead_lower_ci95": lk["lead_lower"] * 100,
-                       "lead_upper_ci95": lk["lead_upper"] * 100, "lead_cv": lk["lead_cv"],
-                       "lead_years": lk["lead_years"]})
+    lk = pd.DataFrame(
+        {
+            **{k: lk[k] for k in key},
+            "estimate_method": lk["estimate_method"],
+            "lead_value": lk["lead_p"] * 100,
+            "lead_lower_ci95": lk["lead_lower"] * 100,
+            "lead_upper_ci95": lk["lead_upper"] * 100,
+            "lead_cv": lk["lead_cv"],
+            "lead_years": lk["lead_years"],
+        }
+    )
     return ind.drop(columns=[c for c in schema.LEAD_COLUMNS if c in ind.columns]).merge(lk, on=key, how="left")
 
 
 def _programme_lead(ind: pd.DataFrame) -> pd.DataFrame:
     """Programme rows lead with their own value (a count or flag of every prefecture, not a sample)."""
     has = ind["value"].notna()
-    return ind.assign(estimate_method=np.where(has, "direct", None), lead_value=ind["value"],
-                      lead_lower_ci95=np.nan, lead_upper_ci95=np.nan, lead_cv=np.nan, lead_years=None)
+    return ind.assign(
+        estimate_method=np.where(has, "direct", None),
+        lead_value=ind["value"],
+        lead_lower_ci95=np.nan,
+        lead_upper_ci95=np.nan,
+        lead_cv=np.nan,
+        lead_years=None,
+    )
 
 
-def compute_rounds(con: duckdb.DuckDBPyConnection, years: list[int] | None = None,
-                   catalogue: list[Indicator] | None = None,
-                   round_cache: dict[int, RoundData] | None = None,
-                   ) -> dict[int, RoundTables]:
+def compute_rounds(
+    con: duckdb.DuckDBPyConnection,
+    years: list[int] | None = None,
+    catalogue: list[Indicator] | None = None,
+    round_cache: dict[int, RoundData] | None = None,
+) -> dict[int, RoundTables]:
     """{year: (indicators, distributions)} for ``years`` (default: every round, ``rounds``) in one
     pass: each round's survey cells are aggregated once and reused as the previous round of the
     next. Reads the warehouse, writes nothing. ``round_cache`` (optional, a dict the caller keeps)
@@ -966,6 +1204,7 @@ def compute_rounds(con: duckdb.DuckDBPyConnection, years: list[int] | None = Non
     pooled estimates over the latest ``small_area.POOL_ROUNDS`` national rounds, the leading
     estimate of every row)."""
     from pipelines.domain import small_area as sa
+
     inds = catalogue if catalogue is not None else load_catalogue()
     years = rounds(con) if years is None else sorted(set(int(y) for y in years))
     names = area_names()
@@ -993,7 +1232,7 @@ def compute_rounds(con: duckdb.DuckDBPyConnection, years: list[int] | None = Non
                 prev = data(prev_y) if prev_y is not None else None
                 ind_s, dist = survey_tables(data(year), prev, names)
                 # Small-area estimates (issue #24): the rounds pooled are computed as published too.
-                pooled = sorted(y for y in nat_years if y <= year)[-sa.POOL_ROUNDS:]
+                pooled = sorted(y for y in nat_years if y <= year)[-sa.POOL_ROUNDS :]
                 sar = sa.small_area_round({y: data(y).cells for y in pooled}, year)
                 ind_s = _with_lead(ind_s, data(year).cells, sar.lead)
                 sa_tables = sa.to_tables(sar)
@@ -1006,8 +1245,12 @@ def compute_rounds(con: duckdb.DuckDBPyConnection, years: list[int] | None = Non
             # Stable order: area, catalogue order, breakdown order.
             order = {i.id: k for k, i in enumerate(inds)}
             bd_order = {b: k for k, b in enumerate(BREAKDOWNS_COMMON + BREAKDOWNS_UK)}
-            ind = (ind.assign(_a=ind.area_code, _i=ind.indicator_id.map(order), _b=ind.breakdown.map(bd_order))
-                      .sort_values(["_a", "_i", "_b"]).drop(columns=["_a", "_i", "_b"]).reset_index(drop=True))
+            ind = (
+                ind.assign(_a=ind.area_code, _i=ind.indicator_id.map(order), _b=ind.breakdown.map(bd_order))
+                .sort_values(["_a", "_i", "_b"])
+                .drop(columns=["_a", "_i", "_b"])
+                .reset_index(drop=True)
+            )
             out[year] = RoundTables(_typed_indicators(ind), _typed_distributions(dist), *sa_tables)
     return out
 
@@ -1020,17 +1263,30 @@ CREATE TABLE IF NOT EXISTS indicator_rounds (
 
 
 # The build's artefact (the notebook brings every round up to date): which files are committed.
-INDICATORS = keys.Stage("indicators", reads=(keys.FILES,),
-                        writes=("indicators", "distributions", "small_area", "small_area_fits", "indicator_rounds",
-                                "runs/indicators-{year}.ipynb"))
+INDICATORS = keys.Stage(
+    "indicators",
+    reads=(keys.FILES,),
+    writes=(
+        "indicators",
+        "distributions",
+        "small_area",
+        "small_area_fits",
+        "indicator_rounds",
+        "runs/indicators-{year}.ipynb",
+    ),
+)
 # One round's rows (ROUNDS_TABLE_DDL's input_key): its survey files (file_id is the sha256 of the
 # file: the ids stand for the rows), the programme rows, the catalogue.
 ROUND_FILES = keys.Input("survey files of the round, the previous round and the rounds pooled")
-ROUND_PROGRAMME = keys.Reads("programme", ("fiscal_year", "pref_code", "metric_id", "value"),
-                             rows="the round's fiscal year")
+ROUND_PROGRAMME = keys.Reads(
+    "programme", ("fiscal_year", "pref_code", "metric_id", "value"), rows="the round's fiscal year"
+)
 ROUND_CATALOGUE = keys.Input("indicator catalogue")
-ROUNDS = keys.Stage("indicator round", reads=(ROUND_FILES, ROUND_PROGRAMME, ROUND_CATALOGUE),
-                    writes=("indicators", "distributions", "small_area", "small_area_fits", "indicator_rounds"))
+ROUNDS = keys.Stage(
+    "indicator round",
+    reads=(ROUND_FILES, ROUND_PROGRAMME, ROUND_CATALOGUE),
+    writes=("indicators", "distributions", "small_area", "small_area_fits", "indicator_rounds"),
+)
 
 
 def round_keys(con: duckdb.DuckDBPyConnection, catalogue: list[Indicator] | None = None) -> dict[int, str]:
@@ -1046,9 +1302,13 @@ def round_keys(con: duckdb.DuckDBPyConnection, catalogue: list[Indicator] | None
     inds = catalogue if catalogue is not None else load_catalogue()
     files: dict[int, str] = {}
     if has_table(con, "survey_responses"):
-        files = {int(y): f for y, f in con.execute(
-            "SELECT survey_year, string_agg(DISTINCT file_id, ',' ORDER BY file_id) FROM survey_responses "
-            "GROUP BY survey_year").fetchall()}
+        files = {
+            int(y): f
+            for y, f in con.execute(
+                "SELECT survey_year, string_agg(DISTINCT file_id, ',' ORDER BY file_id) FROM survey_responses "
+                "GROUP BY survey_year"
+            ).fetchall()
+        }
     prog = {int(y): h for y, h in keys.row_digests(con, ROUND_PROGRAMME, by="fiscal_year").items()}
     # The whole package, reference data, settings and library versions (no hand list of files
     # that could miss a constant, e.g. MIN_BASE in config.py): pipelines/engine/fingerprint.py.
@@ -1064,8 +1324,11 @@ def round_keys(con: duckdb.DuckDBPyConnection, catalogue: list[Indicator] | None
         prev = previous_year(con, y)
         prev_fy = max([p for p in prog_years if p < y], default=None)
         pooled = [(p, files.get(p)) for p in [n for n in nat if n <= y][-POOL_ROUNDS:]]
-        digests = {ROUND_FILES: repr((files.get(y), prev, files.get(prev) if prev else None, pooled)),
-                   ROUND_PROGRAMME: repr((prog.get(y), prev_fy)), ROUND_CATALOGUE: catalogue_digest}
+        digests = {
+            ROUND_FILES: repr((files.get(y), prev, files.get(prev) if prev else None, pooled)),
+            ROUND_PROGRAMME: repr((prog.get(y), prev_fy)),
+            ROUND_CATALOGUE: catalogue_digest,
+        }
         out[y] = keys.key(ROUNDS, digests, code, y, deffs)
     return out
 
@@ -1075,6 +1338,7 @@ class RoundPlan:
     """What bringing the tables up to date means: the key of every round in the warehouse
     (``round_keys``), the rounds to compute (their key differs from the stored one, or they have no
     rows), the rounds kept as stored, and the rounds stored but no longer in the warehouse."""
+
     keys: dict[int, str]
     todo: list[int]
     kept: list[int]
@@ -1086,9 +1350,13 @@ def _stored_rounds(con: duckdb.DuckDBPyConnection) -> tuple[dict[int, str], set[
     exist yet or an `indicators` table of an older layout (``_ensure_tables`` recreates it)."""
     if not has_table(con, "indicators"):
         return {}, set()
-    cols = [r[0] for r in con.execute(
-        "SELECT column_name FROM information_schema.columns WHERE table_name = 'indicators' "
-        "ORDER BY ordinal_position").fetchall()]
+    cols = [
+        r[0]
+        for r in con.execute(
+            "SELECT column_name FROM information_schema.columns WHERE table_name = 'indicators' "
+            "ORDER BY ordinal_position"
+        ).fetchall()
+    ]
     if cols != schema.INDICATOR_COLUMNS or not has_table(con, "small_area") or not has_table(con, "small_area_fits"):
         return {}, set()
     stored = {}
@@ -1098,8 +1366,9 @@ def _stored_rounds(con: duckdb.DuckDBPyConnection) -> tuple[dict[int, str], set[
     return stored, have
 
 
-def plan_rounds(con: duckdb.DuckDBPyConnection, catalogue: list[Indicator] | None = None,
-                force: bool = False) -> RoundPlan:
+def plan_rounds(
+    con: duckdb.DuckDBPyConnection, catalogue: list[Indicator] | None = None, force: bool = False
+) -> RoundPlan:
     """The ``RoundPlan`` of the warehouse (every round computed again with ``force``). Reads only:
     a read-only connection is enough."""
     keys = round_keys(con, catalogue)
@@ -1109,9 +1378,12 @@ def plan_rounds(con: duckdb.DuckDBPyConnection, catalogue: list[Indicator] | Non
     return RoundPlan(keys, todo, sorted(set(keys) - set(todo)), removed)
 
 
-def store_rounds(con: duckdb.DuckDBPyConnection, plan: RoundPlan,
-                 computed: dict[int, tuple[pd.DataFrame, pd.DataFrame]],
-                 catalogue: list[Indicator] | None = None) -> dict[str, list[int]]:
+def store_rounds(
+    con: duckdb.DuckDBPyConnection,
+    plan: RoundPlan,
+    computed: dict[int, tuple[pd.DataFrame, pd.DataFrame]],
+    catalogue: list[Indicator] | None = None,
+) -> dict[str, list[int]]:
     """Write the result of ``plan`` (``computed``: ``compute_rounds`` of ``plan.todo``) in one
     transaction on a read-write connection: the removed rounds' rows deleted, the computed rounds
     replaced with their keys. Refused (DataError, nothing written) when the warehouse is no longer
@@ -1122,18 +1394,27 @@ def store_rounds(con: duckdb.DuckDBPyConnection, plan: RoundPlan,
     con.execute("BEGIN TRANSACTION")
     try:
         if round_keys(con, catalogue) != plan.keys:
-            where = con.execute("SELECT path FROM duckdb_databases() "
-                                "WHERE database_name = current_database()").fetchone()
-            raise DataError(str(where[0] if where and where[0] else "warehouse"),
-                            "the warehouse changed while the indicators were computed; run again / "
-                            "算出中に倉庫が変更されました。もう一度実行してください")
+            where = con.execute(
+                "SELECT path FROM duckdb_databases() WHERE database_name = current_database()"
+            ).fetchone()
+            raise DataError(
+                str(where[0] if where and where[0] else "warehouse"),
+                "the warehouse changed while the indicators were computed; run again / "
+                "算出中に倉庫が変更されました。もう一度実行してください",
+            )
         _ensure_tables(con)
         for y in plan.removed:
             for t in ("indicators", "distributions", "small_area", "small_area_fits", "indicator_rounds"):
                 con.execute(f"DELETE FROM {t} WHERE year = ?", [y])
         for y, tables in computed.items():
-            _replace_round(con, y, tables[0], tables[1], getattr(tables, "small_area", None),
-                           getattr(tables, "small_area_fits", None))
+            _replace_round(
+                con,
+                y,
+                tables[0],
+                tables[1],
+                getattr(tables, "small_area", None),
+                getattr(tables, "small_area_fits", None),
+            )
             con.execute("DELETE FROM indicator_rounds WHERE year = ?", [y])
             con.execute("INSERT INTO indicator_rounds VALUES (?, ?)", [y, plan.keys[y]])
         con.execute("COMMIT")
@@ -1145,9 +1426,12 @@ def store_rounds(con: duckdb.DuckDBPyConnection, plan: RoundPlan,
     return result
 
 
-def write_rounds(warehouse: str | os.PathLike[str], plan: RoundPlan,
-                 computed: dict[int, tuple[pd.DataFrame, pd.DataFrame]],
-                 catalogue: list[Indicator] | None = None) -> dict[str, list[int]]:
+def write_rounds(
+    warehouse: str | os.PathLike[str],
+    plan: RoundPlan,
+    computed: dict[int, tuple[pd.DataFrame, pd.DataFrame]],
+    catalogue: list[Indicator] | None = None,
+) -> dict[str, list[int]]:
     """The indicators stage's write: ``store_rounds`` on a read-write connection to ``warehouse``
     opened for it and closed after (the indicators notebook calls it only when the stage runs it,
     parameter ``stage``; the notebook's own connection is read-only and must be closed first)."""
@@ -1158,8 +1442,9 @@ def write_rounds(warehouse: str | os.PathLike[str], plan: RoundPlan,
         con.close()
 
 
-def update_indicators(con: duckdb.DuckDBPyConnection, catalogue: list[Indicator] | None = None,
-                      force: bool = False) -> dict[str, list[int]]:
+def update_indicators(
+    con: duckdb.DuckDBPyConnection, catalogue: list[Indicator] | None = None, force: bool = False
+) -> dict[str, list[int]]:
     """Bring the `indicators` and `distributions` tables up to date with every round in the
     warehouse, in this process: ``plan_rounds`` -> ``compute_rounds`` of the rounds whose inputs
     changed -> ``store_rounds``. Returns {'computed': [...], 'kept': [...], 'removed': [...]}."""
@@ -1168,8 +1453,19 @@ def update_indicators(con: duckdb.DuckDBPyConnection, catalogue: list[Indicator]
     return store_rounds(con, plan, computed, catalogue)
 
 
-_DIST_COLUMNS = ["year", "area_code", "question", "breakdown", "category", "category_label", "value",
-                 "lower_ci95", "upper_ci95", "n_unweighted", "suppressed"]
+_DIST_COLUMNS = [
+    "year",
+    "area_code",
+    "question",
+    "breakdown",
+    "category",
+    "category_label",
+    "value",
+    "lower_ci95",
+    "upper_ci95",
+    "n_unweighted",
+    "suppressed",
+]
 
 
 _TESTED_AGAINST = schema.TESTED_AGAINST_COLUMNS
@@ -1178,16 +1474,39 @@ _TESTED_AGAINST = schema.TESTED_AGAINST_COLUMNS
 def _typed_indicators(df: pd.DataFrame) -> pd.DataFrame:
     # rows not tested (programme data, a round of programme data only) have no tested-against
     # columns; rows made without the small-area step (e.g. by hand) no leading-estimate columns
-    df = df.reindex(columns=[*df.columns, *(c for c in (*_TESTED_AGAINST, *schema.LEAD_COLUMNS)
-                                            if c not in df.columns)])
+    df = df.reindex(
+        columns=[*df.columns, *(c for c in (*_TESTED_AGAINST, *schema.LEAD_COLUMNS) if c not in df.columns)]
+    )
     df = df[schema.INDICATOR_COLUMNS].copy()
     df["year"] = df["year"].astype("int64")
-    for c in ("area_code", "area_name", "indicator_id", "breakdown", "comparison",
-              "change_vs_previous", "note", "source", "comparison_method", "change_method",
-              "estimate_method", "lead_years"):
+    for c in (
+        "area_code",
+        "area_name",
+        "indicator_id",
+        "breakdown",
+        "comparison",
+        "change_vs_previous",
+        "note",
+        "source",
+        "comparison_method",
+        "change_method",
+        "estimate_method",
+        "lead_years",
+    ):
         df[c] = df[c].astype(object).where(df[c].notna(), None)
-    for c in ("value", "lower_ci95", "upper_ci95", "n_effective", "national_value", "design_effect",
-              *_TESTED_AGAINST, "lead_value", "lead_lower_ci95", "lead_upper_ci95", "lead_cv"):
+    for c in (
+        "value",
+        "lower_ci95",
+        "upper_ci95",
+        "n_effective",
+        "national_value",
+        "design_effect",
+        *_TESTED_AGAINST,
+        "lead_value",
+        "lead_lower_ci95",
+        "lead_upper_ci95",
+        "lead_cv",
+    ):
         df[c] = pd.to_numeric(df[c], errors="coerce").astype("float64")
     for c in ("n_unweighted", "previous_year"):
         df[c] = pd.to_numeric(df[c], errors="coerce").astype("Int64")
@@ -1210,9 +1529,13 @@ def _ensure_tables(con: duckdb.DuckDBPyConnection) -> None:
     """Create the derived tables; an `indicators` table of an older layout (columns differ) is
     derived data: dropped with the round keys and created again, so every round is recomputed."""
     if has_table(con, "indicators"):
-        cols = [r[0] for r in con.execute(
-            "SELECT column_name FROM information_schema.columns WHERE table_name = 'indicators' "
-            "ORDER BY ordinal_position").fetchall()]
+        cols = [
+            r[0]
+            for r in con.execute(
+                "SELECT column_name FROM information_schema.columns WHERE table_name = 'indicators' "
+                "ORDER BY ordinal_position"
+            ).fetchall()
+        ]
         if cols != schema.INDICATOR_COLUMNS:
             log.info("indicators table of an older layout: recreated")
             con.execute("DROP TABLE indicators")
@@ -1220,9 +1543,17 @@ def _ensure_tables(con: duckdb.DuckDBPyConnection) -> None:
     from pipelines.domain import small_area as sa
 
     for name, want in (("small_area", sa.TABLE_COLUMNS), ("small_area_fits", sa.FITS_TABLE_COLUMNS)):
-        if has_table(con, name) and [r[0] for r in con.execute(
-                "SELECT column_name FROM information_schema.columns WHERE table_name = ? "
-                "ORDER BY ordinal_position", [name]).fetchall()] != want:
+        if (
+            has_table(con, name)
+            and [
+                r[0]
+                for r in con.execute(
+                    "SELECT column_name FROM information_schema.columns WHERE table_name = ? ORDER BY ordinal_position",
+                    [name],
+                ).fetchall()
+            ]
+            != want
+        ):
             log.info("%s table of an older layout: recreated", name)
             con.execute(f"DROP TABLE {name}")
             con.execute("DROP TABLE IF EXISTS indicator_rounds")
@@ -1233,17 +1564,26 @@ def _ensure_tables(con: duckdb.DuckDBPyConnection) -> None:
     con.execute(ROUNDS_TABLE_DDL)
 
 
-def _replace_round(con: duckdb.DuckDBPyConnection, year: int, indicators: pd.DataFrame,
-                   distributions: pd.DataFrame, small_area: pd.DataFrame | None = None,
-                   small_area_fits: pd.DataFrame | None = None) -> None:
+def _replace_round(
+    con: duckdb.DuckDBPyConnection,
+    year: int,
+    indicators: pd.DataFrame,
+    distributions: pd.DataFrame,
+    small_area: pd.DataFrame | None = None,
+    small_area_fits: pd.DataFrame | None = None,
+) -> None:
     """Replace the rows of ``year`` (inside the caller's transaction): indicators, distributions and
     the small-area tables (none given: the round has none)."""
     from pipelines.domain import small_area as sa
 
     sa_rows = small_area if small_area is not None else pd.DataFrame(columns=sa.TABLE_COLUMNS)
     fit_rows = small_area_fits if small_area_fits is not None else pd.DataFrame(columns=sa.FITS_TABLE_COLUMNS)
-    tables = (("indicators", indicators, schema.INDICATOR_COLUMNS), ("distributions", distributions, _DIST_COLUMNS),
-              ("small_area", sa_rows, sa.TABLE_COLUMNS), ("small_area_fits", fit_rows, sa.FITS_TABLE_COLUMNS))
+    tables = (
+        ("indicators", indicators, schema.INDICATOR_COLUMNS),
+        ("distributions", distributions, _DIST_COLUMNS),
+        ("small_area", sa_rows, sa.TABLE_COLUMNS),
+        ("small_area_fits", fit_rows, sa.FITS_TABLE_COLUMNS),
+    )
     for name, df, _ in tables:
         if len(df) and set(df["year"].unique()) != {year}:
             raise ValueError(f"{name}: every row must have year {year}")
@@ -1259,12 +1599,18 @@ def _replace_round(con: duckdb.DuckDBPyConnection, year: int, indicators: pd.Dat
                 con.unregister("_rows_new")
             except duckdb.Error:
                 pass
-    log.info("indicators %d: %d rows, distributions: %d rows, small_area: %d rows", year, len(indicators),
-             len(distributions), len(sa_rows))
+    log.info(
+        "indicators %d: %d rows, distributions: %d rows, small_area: %d rows",
+        year,
+        len(indicators),
+        len(distributions),
+        len(sa_rows),
+    )
 
 
-def write_indicators(con: duckdb.DuckDBPyConnection, year: int, indicators: pd.DataFrame,
-                     distributions: pd.DataFrame) -> None:
+def write_indicators(
+    con: duckdb.DuckDBPyConnection, year: int, indicators: pd.DataFrame, distributions: pd.DataFrame
+) -> None:
     """Replace the rows of ``year`` in `indicators` and `distributions`, in one transaction (the
     round's stored key is dropped: ``update_indicators`` recomputes it next time)."""
     _ensure_tables(con)
@@ -1281,33 +1627,44 @@ def write_indicators(con: duckdb.DuckDBPyConnection, year: int, indicators: pd.D
 _SURVEY_AREA_SOURCES = ("national_subsample", "own_survey")
 
 
-def homogeneity(indicators: pd.DataFrame, indicator_id: str, year: int,
-                breakdown: str = "total") -> dict[str, float]:
+def homogeneity(indicators: pd.DataFrame, indicator_id: str, year: int, breakdown: str = "total") -> dict[str, float]:
     """χ² test that the prefectures share one proportion for ``indicator_id`` in round ``year``
     (``stats.homogeneity_test`` on the published prefecture rows: value / 100 and n_effective,
     which already includes the design effect; suppressed rows are left out). The prefectures'
     respondents are disjoint, so the areas are independent samples. Returns statistic, df, p_value
     and k (the number of prefectures tested)."""
-    rows = indicators[(indicators["indicator_id"] == indicator_id) & (indicators["year"] == year)
-                      & (indicators["breakdown"] == breakdown) & (indicators["area_code"] != NATIONAL)
-                      & indicators["source"].isin(_SURVEY_AREA_SOURCES) & ~indicators["suppressed"]]
-    return stats.homogeneity_test(rows["value"].to_numpy(dtype=float) / 100.0,
-                                  rows["n_effective"].to_numpy(dtype=float))
+    rows = indicators[
+        (indicators["indicator_id"] == indicator_id)
+        & (indicators["year"] == year)
+        & (indicators["breakdown"] == breakdown)
+        & (indicators["area_code"] != NATIONAL)
+        & indicators["source"].isin(_SURVEY_AREA_SOURCES)
+        & ~indicators["suppressed"]
+    ]
+    return stats.homogeneity_test(
+        rows["value"].to_numpy(dtype=float) / 100.0, rows["n_effective"].to_numpy(dtype=float)
+    )
 
 
-def multiple_comparisons(indicators: pd.DataFrame, year: int,
-                         area_code: str | None = None) -> dict[str, dict[str, float]]:
+def multiple_comparisons(
+    indicators: pd.DataFrame, year: int, area_code: str | None = None
+) -> dict[str, dict[str, float]]:
     """For the multiple-comparison caveat: ``stats.multiplicity`` of the prefecture rows of round
     ``year`` (one prefecture's with ``area_code``), for 'comparison' (tests vs national) and
     'change' (tests vs the previous round): tests made, flags, expected false flags at α."""
-    rows = indicators[(indicators["year"] == year) & (indicators["area_code"] != NATIONAL)
-                      & indicators["source"].isin(_SURVEY_AREA_SOURCES)]
+    rows = indicators[
+        (indicators["year"] == year)
+        & (indicators["area_code"] != NATIONAL)
+        & indicators["source"].isin(_SURVEY_AREA_SOURCES)
+    ]
     if area_code is not None:
         rows = rows[rows["area_code"] == area_code]
     cmp_flag = rows["comparison"].isin(["better", "worse", "higher", "lower"])
     chg_flag = rows["change_vs_previous"].isin(["increase", "decrease"])
-    return {"comparison": stats.multiplicity(int((rows["comparison_method"] != "none").sum()), int(cmp_flag.sum())),
-            "change": stats.multiplicity(int((rows["change_method"] != "none").sum()), int(chg_flag.sum()))}
+    return {
+        "comparison": stats.multiplicity(int((rows["comparison_method"] != "none").sum()), int(cmp_flag.sum())),
+        "change": stats.multiplicity(int((rows["change_method"] != "none").sum()), int(chg_flag.sum())),
+    }
 
 
 def summary(indicators: pd.DataFrame) -> pd.DataFrame:
@@ -1316,8 +1673,7 @@ def summary(indicators: pd.DataFrame) -> pd.DataFrame:
     nat = indicators[(indicators.area_code == NATIONAL) & (indicators.breakdown == "total")]
     areas = indicators[indicators.area_code != NATIONAL]
     counts = areas.groupby("indicator_id")["comparison"].value_counts().unstack(fill_value=0)
-    out = nat.set_index("indicator_id")[["value", "lower_ci95", "upper_ci95", "n_unweighted",
-                                         "change_vs_previous"]]
+    out = nat.set_index("indicator_id")[["value", "lower_ci95", "upper_ci95", "n_unweighted", "change_vs_previous"]]
     out.insert(0, "name_ja", [cat[i].name_ja if i in cat else i for i in out.index])
     return out.join(counts, how="left").reset_index()
 
@@ -1336,8 +1692,9 @@ def run_indicators(year: int, warehouse: Path, out_dir: Path, pool=None) -> Path
     warehouse = Path(warehouse).resolve()
     out_dir = Path(out_dir)
     if not warehouse.exists():
-        raise UsageError("--warehouse", f"倉庫ファイルがありません / warehouse not found: {warehouse} "
-                                        "(run `tsunagari ingest` first)")
+        raise UsageError(
+            "--warehouse", f"倉庫ファイルがありません / warehouse not found: {warehouse} (run `tsunagari ingest` first)"
+        )
     con = warehouse_db.connect(warehouse)
     try:
         check_national_year(con, year)
@@ -1349,8 +1706,7 @@ def run_indicators(year: int, warehouse: Path, out_dir: Path, pool=None) -> Path
     if pool is not None:
         from pipelines.engine.kernels import Task
 
-        outcome = pool.run_one(Task(f"indicators-{year}", config.INDICATORS_NOTEBOOK, executed, params,
-                                    cwd=Path.cwd()))
+        outcome = pool.run_one(Task(f"indicators-{year}", config.INDICATORS_NOTEBOOK, executed, params, cwd=Path.cwd()))
         if not outcome.ok:
             raise DataError(str(executed), "indicators notebook failed", detail=str(outcome.error))
     else:
@@ -1362,8 +1718,7 @@ def run_indicators(year: int, warehouse: Path, out_dir: Path, pool=None) -> Path
         try:
             execute_notebook(config.INDICATORS_NOTEBOOK, executed, params, cwd=Path.cwd())
         except PapermillExecutionError as exc:
-            raise DataError(str(executed), "indicators notebook failed",
-                            detail=f"{exc.ename}: {exc.evalue}") from exc
+            raise DataError(str(executed), "indicators notebook failed", detail=f"{exc.ename}: {exc.evalue}") from exc
     return executed
 
 
@@ -1382,15 +1737,24 @@ def design_report(con: duckdb.DuckDBPyConnection) -> dict[str, Any] | None:
     t0 = time.perf_counter()
     year = max(warehouse_db.national_years(con))
     out: dict[str, Any] = {
-        "year": year, "default_deff": config.DEFAULT_DEFF, "basis": config.DEFAULT_DEFF_BASIS,
-        "configured": config.design_effects(), "lonely_psu": survey_design.LONELY_PSU,
-        "alpha": round(1.0 - config.CONFIDENCE_LEVEL, 12), "surveys": [], "sensitivity": [], "error": None}
+        "year": year,
+        "default_deff": config.DEFAULT_DEFF,
+        "basis": config.DEFAULT_DEFF_BASIS,
+        "configured": config.design_effects(),
+        "lonely_psu": survey_design.LONELY_PSU,
+        "alpha": round(1.0 - config.CONFIDENCE_LEVEL, 12),
+        "surveys": [],
+        "sensitivity": [],
+        "error": None,
+    }
     try:
         out["surveys"] = json_records(design_effect_summary(con))
         out["sensitivity"] = json_records(deff_sensitivity(con, year))
-    except Exception as exc:   # noqa: BLE001 -- shown on the page; the validation results stand
+    except Exception as exc:  # noqa: BLE001 -- shown on the page; the validation results stand
         log.warning("design effects for the quality page failed: %s", exc)
         # the page names the kind of error only (its message may hold a server path): details in the log
         out["error"] = f"{type(exc).__name__} (build.log)"
-    log.info("design effects and their sensitivity (round %d) for the quality page in %.1f s", year, time.perf_counter() - t0)
+    log.info(
+        "design effects and their sensitivity (round %d) for the quality page in %.1f s", year, time.perf_counter() - t0
+    )
     return out

@@ -30,8 +30,10 @@ class RebuildResult:
 
     def summary(self) -> str:
         total = sum(self.rows.values())
-        return (f"rebuilt {self.warehouse} from {len(self.files)} raw file(s), {total:,} rows; previous warehouse "
-                f"kept as {self.backup} / 元ファイルと来歴から倉庫を再構築しました（{len(self.files)}ファイル）")
+        return (
+            f"rebuilt {self.warehouse} from {len(self.files)} raw file(s), {total:,} rows; previous warehouse "
+            f"kept as {self.backup} / 元ファイルと来歴から倉庫を再構築しました（{len(self.files)}ファイル）"
+        )
 
 
 def recorded_files(warehouse: Path) -> list[dict]:
@@ -40,8 +42,9 @@ def recorded_files(warehouse: Path) -> list[dict]:
         raise UsageError("--warehouse", f"'{warehouse}' does not exist / 倉庫ファイルがありません")
     con = warehouse_db.connect(warehouse)
     try:
-        cur = con.execute("SELECT file_id, file_name, path, kind, encoding, row_count FROM files "
-                          "ORDER BY loaded_at, file_name")
+        cur = con.execute(
+            "SELECT file_id, file_name, path, kind, encoding, row_count FROM files ORDER BY loaded_at, file_name"
+        )
         cols = [d[0] for d in cur.description]
         return [dict(zip(cols, r)) for r in cur.fetchall()]
     finally:
@@ -69,18 +72,26 @@ def rebuild_warehouse(warehouse: Path, mapping: Path | None = None, base: Path |
     for r in rows:
         path = _locate(r["path"], base)
         if path is None:
-            raise DataError(r["path"], "raw file not found for the rebuild / 再構築に必要な元ファイルがありません",
-                            detail="restore it, or run the rebuild from the folder the file was loaded from")
+            raise DataError(
+                r["path"],
+                "raw file not found for the rebuild / 再構築に必要な元ファイルがありません",
+                detail="restore it, or run the rebuild from the folder the file was loaded from",
+            )
         if scan_file(path)[0] != r["file_id"]:
-            raise DataError(str(path), "raw file changed since it was loaded (sha256 differs) / "
-                                       "読み込み後に元ファイルが変更されています",
-                            detail=f"recorded sha256 {r['file_id'][:12]}…; ingest the corrected file instead")
+            raise DataError(
+                str(path),
+                "raw file changed since it was loaded (sha256 differs) / 読み込み後に元ファイルが変更されています",
+                detail=f"recorded sha256 {r['file_id'][:12]}…; ingest the corrected file instead",
+            )
         located.append((r, path))
 
     backup = warehouse.with_name(warehouse.name + ".bak")
     if backup.exists() and not warehouse_db.is_warehouse(backup):
-        raise UsageError("--warehouse", f"'{backup}' exists and is not a Tsunagari warehouse (an earlier "
-                                        f"backup would be overwritten); move it away / バックアップ先に別のファイルがあります")
+        raise UsageError(
+            "--warehouse",
+            f"'{backup}' exists and is not a Tsunagari warehouse (an earlier "
+            f"backup would be overwritten); move it away / バックアップ先に別のファイルがあります",
+        )
     # The new warehouse is written under a private name (never a user's file) and swapped in.
     tmp = warehouse.with_name(f".{warehouse.name}.tsunagari-rebuild.duckdb")
     for p in (tmp, Path(str(tmp) + ".wal")):
@@ -92,8 +103,11 @@ def rebuild_warehouse(warehouse: Path, mapping: Path | None = None, base: Path |
     new_counts = {r["file_name"]: r["row_count"] for r in recorded_files(tmp)}
     old_counts = {r["file_name"]: r["row_count"] for r in rows}
     if new_counts != old_counts:
-        raise DataError(str(warehouse), "rebuilt warehouse differs from the recorded provenance / 再構築結果が来歴と一致しません",
-                        detail=f"recorded {old_counts}, rebuilt {new_counts}")
+        raise DataError(
+            str(warehouse),
+            "rebuilt warehouse differs from the recorded provenance / 再構築結果が来歴と一致しません",
+            detail=f"recorded {old_counts}, rebuilt {new_counts}",
+        )
     shutil.copy2(warehouse, backup)
     tmp.replace(warehouse)
     wal = Path(str(warehouse) + ".wal")

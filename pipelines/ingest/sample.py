@@ -62,12 +62,24 @@ PREF_SURVEYS = [
 
 # Japanese headers of the CP932 prefecture file, in contract column order.
 JA_HEADERS = {
-    "survey_id": "調査ID", "survey_year": "調査年", "respondent_id": "回答者ID", "pref_code": "都道府県コード",
-    "sex": "性別", "age": "年齢", "household_single": "単身世帯", "weight": "ウェイト",
-    "q_loneliness": "孤独感", "q_ucla_1": "人とのつきあいがない", "q_ucla_2": "取り残されている",
-    "q_ucla_3": "孤立している", "q_contact_inperson": "直接会って話す頻度",
-    "q_participation_none": "社会活動に参加していない", "q_has_worries": "不安や悩み",
-    "q_support_received": "支援を受けている", "q_reliable_person": "頼れる人", "q_help_intention": "手助けの意向",
+    "survey_id": "調査ID",
+    "survey_year": "調査年",
+    "respondent_id": "回答者ID",
+    "pref_code": "都道府県コード",
+    "sex": "性別",
+    "age": "年齢",
+    "household_single": "単身世帯",
+    "weight": "ウェイト",
+    "q_loneliness": "孤独感",
+    "q_ucla_1": "人とのつきあいがない",
+    "q_ucla_2": "取り残されている",
+    "q_ucla_3": "孤立している",
+    "q_contact_inperson": "直接会って話す頻度",
+    "q_participation_none": "社会活動に参加していない",
+    "q_has_worries": "不安や悩み",
+    "q_support_received": "支援を受けている",
+    "q_reliable_person": "頼れる人",
+    "q_help_intention": "手助けの意向",
 }
 
 # --- Published calibration targets (percent; see data/reference/national_results.csv) ----------
@@ -131,20 +143,41 @@ LONELY_EFFECT = {
 # prefectures are lonelier, meet people less, take part less, get less support, more often have
 # nobody to rely on and are less willing to help. The noise is modest: about 40% of the effects'
 # variance. The national calibration is kept (every national round is cut at its own quantiles).
-PREF_COVARIATE_SLOPE = {"lonely": 0.09, "contact": 0.09, "participation": 0.08, "worries": 0.05,
-                        "support": -0.10, "reliable": 0.07, "help": -0.07}
-PREF_EFFECT_SD = {"lonely": 0.06, "contact": 0.07, "participation": 0.07, "worries": 0.05,
-                  "support": 0.09, "reliable": 0.06, "help": 0.06}
+PREF_COVARIATE_SLOPE = {
+    "lonely": 0.09,
+    "contact": 0.09,
+    "participation": 0.08,
+    "worries": 0.05,
+    "support": -0.10,
+    "reliable": 0.07,
+    "help": -0.07,
+}
+PREF_EFFECT_SD = {
+    "lonely": 0.06,
+    "contact": 0.07,
+    "participation": 0.07,
+    "worries": 0.05,
+    "support": 0.09,
+    "reliable": 0.06,
+    "help": 0.06,
+}
 
 # Sample design (stratified two-stage: survey points within prefecture, then residents).
-POINT_SIZE = 25   # respondents per survey point (調査地点), about
+POINT_SIZE = 25  # respondents per survey point (調査地点), about
 # Invented quotas of the points of a region by city size class: 1 大都市 (designated cities and
 # Tokyo's wards), 2 その他の市, 3 町村. They only shape the strata (no effect on the answers).
 CITY_SIZE_SHARES = (0.30, 0.55, 0.15)
 # Survey-point random effects on the latents (on top of the prefecture effect): the within-point
 # correlation behind the design effects.
-PSU_EFFECT_SD = {"lonely": 0.19, "contact": 0.22, "participation": 0.17, "worries": 0.15,
-                 "support": 0.28, "reliable": 0.18, "help": 0.15}
+PSU_EFFECT_SD = {
+    "lonely": 0.19,
+    "contact": 0.22,
+    "participation": 0.17,
+    "worries": 0.15,
+    "support": 0.28,
+    "reliable": 0.18,
+    "help": 0.15,
+}
 
 
 def _pref_population() -> pd.DataFrame:
@@ -216,8 +249,14 @@ def _demographics(rng: np.random.Generator, n: int, pref_code: int | None) -> di
     women = np.asarray(RESPONDENTS_2022[2], dtype=float)
     both = men + women
     other = sum(SEX_OTHER_SHARE.values())
-    probs = np.concatenate([men / both.sum() * (1 - other), women / both.sum() * (1 - other),
-                            both / both.sum() * SEX_OTHER_SHARE[3], both / both.sum() * SEX_OTHER_SHARE[9]])
+    probs = np.concatenate(
+        [
+            men / both.sum() * (1 - other),
+            women / both.sum() * (1 - other),
+            both / both.sum() * SEX_OTHER_SHARE[3],
+            both / both.sum() * SEX_OTHER_SHARE[9],
+        ]
+    )
     cell = rng.choice(32, size=n, p=probs / probs.sum())
     sex = np.array([1, 2, 3, 9])[cell // 8]
     band = cell % 8
@@ -254,7 +293,7 @@ def _design(rng: np.random.Generator, pref: np.ndarray) -> dict[str, np.ndarray]
     for p in np.unique(pref):
         idx = np.flatnonzero(pref == p)
         k = max(1, int(round(idx.size / POINT_SIZE)))
-        point[idx] = len(point_pref) + rng.permutation(idx.size) % k    # balanced point sizes
+        point[idx] = len(point_pref) + rng.permutation(idx.size) % k  # balanced point sizes
         point_pref += [int(p)] * k
         point_code += [f"{int(p):02d}-{j + 1:03d}" for j in range(k)]
     region = _regions()[np.asarray(point_pref, dtype=np.int64)]
@@ -262,21 +301,28 @@ def _design(rng: np.random.Generator, pref: np.ndarray) -> dict[str, np.ndarray]
     for r in np.unique(region):
         idx = np.flatnonzero(region == r)
         k = idx.size
-        if k >= 6:   # quotas, at least 2 points per stratum (a stratum with 1 point has no variance)
+        if k >= 6:  # quotas, at least 2 points per stratum (a stratum with 1 point has no variance)
             metro, town = (max(2, int(round(CITY_SIZE_SHARES[i] * k))) for i in (0, 2))
             classes = np.repeat([1, 2, 3], [metro, k - metro - town, town])
-        else:        # a small region (only with --rows): one stratum
+        else:  # a small region (only with --rows): one stratum
             classes = np.zeros(k, dtype=np.int64)
         size[idx[rng.permutation(k)]] = classes
     stratum = np.array([f"R{r}S{c}" for r, c in zip(region, size)], dtype=object)
-    effects = {name: rng.normal(0.0, PSU_EFFECT_SD[name], len(point_pref))[point]
-               for name in sorted(PSU_EFFECT_SD)}
-    return {"point": point, "psu": np.asarray(point_code, dtype=object)[point], "stratum": stratum[point],
-            "effects": effects}
+    effects = {name: rng.normal(0.0, PSU_EFFECT_SD[name], len(point_pref))[point] for name in sorted(PSU_EFFECT_SD)}
+    return {
+        "point": point,
+        "psu": np.asarray(point_code, dtype=object)[point],
+        "stratum": stratum[point],
+        "effects": effects,
+    }
 
 
-def _latents(rng: np.random.Generator, d: dict[str, np.ndarray], eff: dict[str, np.ndarray],
-             cluster: dict[str, np.ndarray] | None = None) -> dict[str, np.ndarray]:
+def _latents(
+    rng: np.random.Generator,
+    d: dict[str, np.ndarray],
+    eff: dict[str, np.ndarray],
+    cluster: dict[str, np.ndarray] | None = None,
+) -> dict[str, np.ndarray]:
     """Latent scales of every item (higher = more lonely / less contact / more of the coded trait).
     ``cluster``: the survey points' random effects per respondent (``_design``), added to each latent."""
     n = d["pref"].size
@@ -288,27 +334,41 @@ def _latents(rng: np.random.Generator, d: dict[str, np.ndarray], eff: dict[str, 
     for s, effects in LONELY_EFFECT.items():
         m = sex == s
         group[m] = effects[band[m]]
-    z = (group + single * (0.45 + 0.22 * men - 0.15 * women) + eff["lonely"][pref] + c["lonely"]
-         + rng.normal(0, 1, n))
+    z = group + single * (0.45 + 0.22 * men - 0.15 * women) + eff["lonely"][pref] + c["lonely"] + rng.normal(0, 1, n)
     zs = z / 1.05  # about unit variance
     noise = rng.normal(0, 1, (7, n))
     ucla = 0.78 * zs + 0.63 * noise[0]
     contact_age = np.array([-0.45, -0.15, 0.10, 0.15, 0.15, 0.0, -0.05, 0.15])
     contact = 0.35 * zs + contact_age[band] + 0.12 * men + eff["contact"][pref] + c["contact"] + noise[1]
     part_age = np.array([-0.25, 0.30, 0.20, 0.15, 0.10, -0.10, -0.25, 0.15])
-    participation = (0.25 * zs + part_age[band] + 0.05 * men + eff["participation"][pref] + c["participation"]
-                     + noise[2])
+    participation = 0.25 * zs + part_age[band] + 0.05 * men + eff["participation"][pref] + c["participation"] + noise[2]
     worry_age = np.array([-0.20, 0.05, 0.15, 0.20, 0.20, 0.0, -0.10, -0.05])
     worries = 0.55 * zs + worry_age[band] + 0.05 * women + eff["worries"][pref] + c["worries"] + noise[3]
     support_age = np.array([-0.15, -0.15, -0.10, -0.10, -0.05, 0.05, 0.30, 0.55])
-    support = (0.20 * zs + support_age[band] + 0.15 * (women & (band == 7)) + eff["support"][pref]
-               + c["support"] + noise[4])
-    reliable_none = (0.70 * zs + 0.20 * men + 0.15 * (men & (band >= 5)) + 0.15 * single
-                     + eff["reliable"][pref] + c["reliable"] + 0.75 * noise[5])
+    support = (
+        0.20 * zs + support_age[band] + 0.15 * (women & (band == 7)) + eff["support"][pref] + c["support"] + noise[4]
+    )
+    reliable_none = (
+        0.70 * zs
+        + 0.20 * men
+        + 0.15 * (men & (band >= 5))
+        + 0.15 * single
+        + eff["reliable"][pref]
+        + c["reliable"]
+        + 0.75 * noise[5]
+    )
     help_age = np.array([0.50, 0.10, 0.0, 0.0, 0.0, -0.05, -0.15, -0.35])
     help_ = -0.20 * zs + help_age[band] + 0.08 * women + eff["help"][pref] + c["help"] + noise[6]
-    return {"z": z, "ucla": ucla, "contact": contact, "participation": participation, "worries": worries,
-            "support": support, "reliable_none": reliable_none, "help": help_}
+    return {
+        "z": z,
+        "ucla": ucla,
+        "contact": contact,
+        "participation": participation,
+        "worries": worries,
+        "support": support,
+        "reliable_none": reliable_none,
+        "help": help_,
+    }
 
 
 def _na_masks(rng: np.random.Generator, n: int, year: int, loneliness_na: float | None = None) -> dict[str, np.ndarray]:
@@ -335,8 +395,12 @@ def _ucla_score_shares(year: int) -> list[float]:
     return out
 
 
-def _compute_cuts(lat: dict[str, np.ndarray], na: dict[str, np.ndarray], year: int,
-                  loneliness: tuple[list[float], float] | None = None) -> dict[str, np.ndarray]:
+def _compute_cuts(
+    lat: dict[str, np.ndarray],
+    na: dict[str, np.ndarray],
+    year: int,
+    loneliness: tuple[list[float], float] | None = None,
+) -> dict[str, np.ndarray]:
     """Cut points reproducing the round's published shares on this sample (無回答 excluded)."""
     lon = (loneliness or LONELINESS[year])[0]
     cuts = {
@@ -345,8 +409,9 @@ def _compute_cuts(lat: dict[str, np.ndarray], na: dict[str, np.ndarray], year: i
         "q_contact_inperson": _cut_points(lat["contact"][~na["q_contact_inperson"]], CONTACT[year][0]),
     }
     p = PARTICIPATION_NONE[year][0]
-    cuts["q_participation_none"] = _cut_points(lat["participation"][~na["q_participation_none"]],
-                                               [100 - PARTICIPATION_NONE[year][1] - p, p])
+    cuts["q_participation_none"] = _cut_points(
+        lat["participation"][~na["q_participation_none"]], [100 - PARTICIPATION_NONE[year][1] - p, p]
+    )
     w = HAS_WORRIES[year][0]
     worries_cut = _cut_points(lat["worries"][~na["q_has_worries"]], [100 - HAS_WORRIES[year][1] - w, w])
     cuts["q_has_worries"] = worries_cut
@@ -354,15 +419,17 @@ def _compute_cuts(lat: dict[str, np.ndarray], na: dict[str, np.ndarray], year: i
     rec, notrec, _ = SUPPORT[year]
     cuts["q_support_received"] = _cut_points(lat["support"][worried & ~na["q_support_received"]], [notrec, rec])
     none = RELIABLE_NONE[year][0]
-    cuts["q_reliable_person"] = _cut_points(lat["reliable_none"][~na["q_reliable_person"]],
-                                            [100 - RELIABLE_NONE[year][1] - none, none])
+    cuts["q_reliable_person"] = _cut_points(
+        lat["reliable_none"][~na["q_reliable_person"]], [100 - RELIABLE_NONE[year][1] - none, none]
+    )
     # help: higher latent = more willing = code 1; shares in increasing-latent order are codes 4..1
     cuts["q_help_intention"] = _cut_points(lat["help"][~na["q_help_intention"]], HELP[year][0][::-1])
     return cuts
 
 
-def _answers(rng: np.random.Generator, lat: dict[str, np.ndarray], na: dict[str, np.ndarray],
-             cuts: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+def _answers(
+    rng: np.random.Generator, lat: dict[str, np.ndarray], na: dict[str, np.ndarray], cuts: dict[str, np.ndarray]
+) -> dict[str, np.ndarray]:
     n = lat["z"].size
     out: dict[str, np.ndarray] = {}
     out["q_loneliness"] = np.where(na["q_loneliness"], 9, _categorise(lat["z"], cuts["q_loneliness"]) + 1)
@@ -376,26 +443,36 @@ def _answers(rng: np.random.Generator, lat: dict[str, np.ndarray], na: dict[str,
         col = items[:, k].copy()
         col[miss & (na["ucla_all"] | (which == k))] = 9
         out[f"q_ucla_{k + 1}"] = col
-    out["q_contact_inperson"] = np.where(na["q_contact_inperson"], 9,
-                                         _categorise(lat["contact"], cuts["q_contact_inperson"]) + 1)
-    out["q_participation_none"] = np.where(na["q_participation_none"], 9,
-                                           _categorise(lat["participation"], cuts["q_participation_none"]))
+    out["q_contact_inperson"] = np.where(
+        na["q_contact_inperson"], 9, _categorise(lat["contact"], cuts["q_contact_inperson"]) + 1
+    )
+    out["q_participation_none"] = np.where(
+        na["q_participation_none"], 9, _categorise(lat["participation"], cuts["q_participation_none"])
+    )
     worried = _categorise(lat["worries"], cuts["q_has_worries"]) == 1
     out["q_has_worries"] = np.where(na["q_has_worries"], 9, np.where(worried, 1, 2))
     received = _categorise(lat["support"], cuts["q_support_received"]) == 1
     # Asked only of respondents with worries; the contract has no 非該当 code, so not asked -> 9.
-    out["q_support_received"] = np.where(out["q_has_worries"] != 1, 9,
-                                         np.where(na["q_support_received"], 9, np.where(received, 1, 2)))
+    out["q_support_received"] = np.where(
+        out["q_has_worries"] != 1, 9, np.where(na["q_support_received"], 9, np.where(received, 1, 2))
+    )
     nobody = _categorise(lat["reliable_none"], cuts["q_reliable_person"]) == 1
     out["q_reliable_person"] = np.where(na["q_reliable_person"], 9, np.where(nobody, 2, 1))
-    out["q_help_intention"] = np.where(na["q_help_intention"], 9,
-                                       4 - _categorise(lat["help"], cuts["q_help_intention"]))
+    out["q_help_intention"] = np.where(
+        na["q_help_intention"], 9, 4 - _categorise(lat["help"], cuts["q_help_intention"])
+    )
     return out
 
 
-def _frame(survey_id: str, year: int, ids: np.ndarray | pd.Series, d: dict[str, np.ndarray],
-           answers: dict[str, np.ndarray], weight: np.ndarray,
-           design: dict[str, np.ndarray] | None = None) -> pd.DataFrame:
+def _frame(
+    survey_id: str,
+    year: int,
+    ids: np.ndarray | pd.Series,
+    d: dict[str, np.ndarray],
+    answers: dict[str, np.ndarray],
+    weight: np.ndarray,
+    design: dict[str, np.ndarray] | None = None,
+) -> pd.DataFrame:
     n = d["pref"].size
     cols: dict[str, object] = {
         "survey_id": np.full(n, survey_id, dtype=object),
@@ -410,7 +487,7 @@ def _frame(survey_id: str, year: int, ids: np.ndarray | pd.Series, d: dict[str, 
         cols[q] = answers[q].astype(np.int64)
     cols["weight"] = weight.astype(np.float64)
     columns = list(schema.SURVEY_COLUMNS)
-    if design is not None:   # the sample design columns, after the contract's
+    if design is not None:  # the sample design columns, after the contract's
         for col in schema.SURVEY_DESIGN_COLUMNS:
             cols[col] = design[col]
         columns += schema.SURVEY_DESIGN_COLUMNS
@@ -445,8 +522,9 @@ def _national(year: int, rows: int | None, seed: int) -> tuple[pd.DataFrame, dic
     return df, cuts
 
 
-def prefecture_survey(pref_code: int, year: int, n: int, seed: int = DEFAULT_SEED,
-                      national_cuts: dict[str, np.ndarray] | None = None) -> pd.DataFrame:
+def prefecture_survey(
+    pref_code: int, year: int, n: int, seed: int = DEFAULT_SEED, national_cuts: dict[str, np.ndarray] | None = None
+) -> pd.DataFrame:
     """Synthetic own survey of one prefecture on the national questionnaire, with varying weights."""
     if national_cuts is None:
         _, national_cuts = _national(year, None, seed)
@@ -470,11 +548,12 @@ def prefecture_survey(pref_code: int, year: int, n: int, seed: int = DEFAULT_SEE
     return _frame(f"pref{pref_code:02d}-{year}", year, _ids(f"P{pref_code:02d}-{year}-", n), d, answers, w)
 
 
-TRUE_SHARE_RESPONDENTS = 60_000   # simulated per prefecture for ``true_shares``
+TRUE_SHARE_RESPONDENTS = 60_000  # simulated per prefecture for ``true_shares``
 
 
-def true_shares(year: int, seed: int = DEFAULT_SEED, per_pref: int = TRUE_SHARE_RESPONDENTS,
-                catalogue=None, prefs=None) -> pd.DataFrame:
+def true_shares(
+    year: int, seed: int = DEFAULT_SEED, per_pref: int = TRUE_SHARE_RESPONDENTS, catalogue=None, prefs=None
+) -> pd.DataFrame:
     """Each prefecture's TRUE share of every survey indicator and breakdown in round ``year``, as the
     generator defines it: what the national survey's respondents of that prefecture estimate
     (for a simulation test of the small-area estimates, issue #24).
@@ -502,30 +581,48 @@ def true_shares(year: int, seed: int = DEFAULT_SEED, per_pref: int = TRUE_SHARE_
     con = duckdb.connect()
     parts = []
     try:
-        for start in range(0, len(codes), 12):   # 12 prefectures per pass, to bound the rows held in memory
+        for start in range(0, len(codes), 12):  # 12 prefectures per pass, to bound the rows held in memory
             frames = []
-            for pref in codes[start:start + 12]:
+            for pref in codes[start : start + 12]:
                 rng = np.random.default_rng([seed, year, pref, 7])
                 d = _demographics(rng, int(per_pref), pref)
-                cluster = {name: rng.normal(0.0, PSU_EFFECT_SD[name], int(per_pref))
-                           for name in sorted(PSU_EFFECT_SD)}
+                cluster = {name: rng.normal(0.0, PSU_EFFECT_SD[name], int(per_pref)) for name in sorted(PSU_EFFECT_SD)}
                 lat = _latents(rng, d, eff, cluster)
                 na = _na_masks(rng, int(per_pref), year)
                 answers = _answers(rng, lat, na, cuts)
                 age = pd.Series(d["age"])
-                frames.append(pd.DataFrame({
-                    "survey_year": year, "survey_kind": "national", "pref_code": d["pref"],
-                    "sex": d["sex"], "age_band": _bands(age, False), "uk_age_band": _bands(age, True),
-                    "household_single": d["single_obs"], "weight": 1.0,
-                    **{q: answers[q] for q in schema.QUESTIONS}}))
+                frames.append(
+                    pd.DataFrame(
+                        {
+                            "survey_year": year,
+                            "survey_kind": "national",
+                            "pref_code": d["pref"],
+                            "sex": d["sex"],
+                            "age_band": _bands(age, False),
+                            "uk_age_band": _bands(age, True),
+                            "household_single": d["single_obs"],
+                            "weight": 1.0,
+                            **{q: answers[q] for q in schema.QUESTIONS},
+                        }
+                    )
+                )
             con.register("survey_responses", pd.concat(frames, ignore_index=True))
             wide = ind_mod.aggregate(con, year, inds, with_distributions=False)
             con.unregister("survey_responses")
             cells = ind_mod.survey_cells(wide, inds)
-            cells = cells[cells["area_code"].isin([f"{c:02d}" for c in codes[start:start + 12]])]
-            parts.append(pd.DataFrame({"year": year, "area_code": cells["area_code"],
-                                       "indicator_id": cells["indicator_id"], "breakdown": cells["breakdown"],
-                                       "p_true": cells["p"], "n_sim": cells["n"]}))
+            cells = cells[cells["area_code"].isin([f"{c:02d}" for c in codes[start : start + 12]])]
+            parts.append(
+                pd.DataFrame(
+                    {
+                        "year": year,
+                        "area_code": cells["area_code"],
+                        "indicator_id": cells["indicator_id"],
+                        "breakdown": cells["breakdown"],
+                        "p_true": cells["p"],
+                        "n_sim": cells["n"],
+                    }
+                )
+            )
     finally:
         con.close()
     out = pd.concat(parts, ignore_index=True)
@@ -552,8 +649,9 @@ def programme_frame(seed: int = DEFAULT_SEED) -> pd.DataFrame:
     years = np.array(PROGRAMME_YEARS)
     # flags: platform model prefectures (FY2022 model projects) first, then others join; never leave
     model = np.isin(codes, [11, 21, 25, 27, 31, 36, 38])
-    platform_start = np.where(model, 2022, rng.choice([2022, 2023, 2024, 2025, 2026], size=k,
-                                                       p=[0.10, 0.35, 0.30, 0.15, 0.10]))
+    platform_start = np.where(
+        model, 2022, rng.choice([2022, 2023, 2024, 2025, 2026], size=k, p=[0.10, 0.35, 0.30, 0.15, 0.10])
+    )
     council_start = rng.choice([2022, 2023, 2024, 2025], size=k, p=[0.06, 0.14, 0.40, 0.40])
     council_start = np.where(model, np.minimum(council_start, 2024), council_start)
     activity = np.exp(rng.normal(0, 0.25, k))  # how active a prefecture is, persistent
@@ -576,14 +674,24 @@ def programme_frame(seed: int = DEFAULT_SEED) -> pd.DataFrame:
             "supporters_trained": trained,
         }
         for metric, (_, unit) in schema.PROGRAMME_METRICS.items():
-            rows.append(pd.DataFrame({"fiscal_year": fy, "pref_code": codes, "metric_id": metric,
-                                      "value": metrics[metric].astype(np.int64), "unit": unit,
-                                      "source": PROGRAMME_SOURCE}))
+            rows.append(
+                pd.DataFrame(
+                    {
+                        "fiscal_year": fy,
+                        "pref_code": codes,
+                        "metric_id": metric,
+                        "value": metrics[metric].astype(np.int64),
+                        "unit": unit,
+                        "source": PROGRAMME_SOURCE,
+                    }
+                )
+            )
     df = pd.concat(rows, ignore_index=True)
     return df.sort_values(["fiscal_year", "pref_code", "metric_id"], kind="stable").reset_index(drop=True)
 
 
 # --- Writers -------------------------------------------------------------------------------------
+
 
 def _write_csv_fast(df: pd.DataFrame, path: Path) -> None:
     """UTF-8 CSV without BOM, LF, no quoting (pyarrow: much faster than pandas for 1M rows)."""
@@ -613,8 +721,10 @@ def _write_xlsx(df: pd.DataFrame, path: Path, sheet: str = "data") -> None:
     buf = io.BytesIO()
     wb.save(buf)
     fixed = "2025-01-01T00:00:00Z"
-    with zipfile.ZipFile(io.BytesIO(buf.getvalue())) as src, \
-            zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as dst:
+    with (
+        zipfile.ZipFile(io.BytesIO(buf.getvalue())) as src,
+        zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as dst,
+    ):
         for info in src.infolist():
             data = src.read(info.filename)
             if info.filename == "docProps/core.xml":
@@ -726,9 +836,14 @@ def write_sample(out_dir: Path, seed: int = DEFAULT_SEED, rows: int | None = Non
         path = out_dir / f"national-{year}.csv"
         _write_csv_fast(df, path)
         written.append(path)
-        described.append((path.name, f"national survey {year}, {len(df):,} respondents, contract columns, "
-                                     f"UTF-8, weight 1.0, sample design ({df['stratum'].nunique()} strata, "
-                                     f"{df['psu'].nunique()} survey points)"))
+        described.append(
+            (
+                path.name,
+                f"national survey {year}, {len(df):,} respondents, contract columns, "
+                f"UTF-8, weight 1.0, sample design ({df['stratum'].nunique()} strata, "
+                f"{df['psu'].nunique()} survey points)",
+            )
+        )
 
     for pref_code, year, name, n in PREF_SURVEYS:
         df = prefecture_survey(pref_code, year, n, seed=seed, national_cuts=national_cuts[year])
@@ -741,11 +856,15 @@ def write_sample(out_dir: Path, seed: int = DEFAULT_SEED, rows: int | None = Non
             import pyarrow.parquet as pq
 
             pq.write_table(pa.Table.from_pandas(df, preserve_index=False), path)
-            desc = f"prefecture {pref_code:02d} own survey {year}, {n:,} respondents, Parquet, contract columns, weighted"
+            desc = (
+                f"prefecture {pref_code:02d} own survey {year}, {n:,} respondents, Parquet, contract columns, weighted"
+            )
         else:
             _japanese(df).to_csv(path, index=False, encoding="cp932", lineterminator="\r\n")
-            desc = (f"prefecture {pref_code:02d} own survey {year}, {n:,} respondents, CSV in CP932 (Shift_JIS) "
-                    "with Japanese headers and value labels (mapped by pipelines/ingest/mapping.yml), weighted")
+            desc = (
+                f"prefecture {pref_code:02d} own survey {year}, {n:,} respondents, CSV in CP932 (Shift_JIS) "
+                "with Japanese headers and value labels (mapped by pipelines/ingest/mapping.yml), weighted"
+            )
         written.append(path)
         described.append((name, desc))
 
@@ -753,9 +872,14 @@ def write_sample(out_dir: Path, seed: int = DEFAULT_SEED, rows: int | None = Non
     path = out_dir / "programme.csv"
     prog.to_csv(path, index=False, encoding="utf-8-sig", lineterminator="\r\n")
     written.append(path)
-    described.append((path.name, f"programme data FY{PROGRAMME_YEARS[0]}–{PROGRAMME_YEARS[-1]}, all 47 prefectures, "
-                                 f"{len(schema.PROGRAMME_METRICS)} metrics, long format, UTF-8 with BOM (as Excel "
-                                 "saves it), invented"))
+    described.append(
+        (
+            path.name,
+            f"programme data FY{PROGRAMME_YEARS[0]}–{PROGRAMME_YEARS[-1]}, all 47 prefectures, "
+            f"{len(schema.PROGRAMME_METRICS)} metrics, long format, UTF-8 with BOM (as Excel "
+            "saves it), invented",
+        )
+    )
 
     marker = out_dir / "SYNTHETIC"
     marker.write_text(_marker_text(seed), encoding="utf-8", newline="\n")

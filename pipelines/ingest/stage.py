@@ -133,8 +133,8 @@ def norm(text: str) -> str:
 
 @dataclass
 class Mapping:
-    columns: dict[str, str]                 # normalised source header -> contract column
-    labels: dict[str, dict[str, object]]    # contract column -> normalised label -> code/value
+    columns: dict[str, str]  # normalised source header -> contract column
+    labels: dict[str, dict[str, object]]  # contract column -> normalised label -> code/value
 
 
 _SCALARS = (str, int, float, bool)
@@ -143,10 +143,13 @@ _SCALARS = (str, int, float, bool)
 def _shape_error(source: str, path: list[object], expected: str, got: object) -> DataError:
     what = "nothing" if got is None else f"a {type(got).__name__}" if not isinstance(got, _SCALARS) else repr(got)
     keys = " → ".join(str(k) for k in path)
-    return DataError(source, safe_yaml.RULE_YAML,
-                     detail=f"{keys}: expected {expected}, got {what} / {keys} の形式が不正です. "
-                            "the file has two sections: columns: {source header: contract column} and labels: "
-                            "{contract column: {label: code}} / columns と labels の2つの節からなります")
+    return DataError(
+        source,
+        safe_yaml.RULE_YAML,
+        detail=f"{keys}: expected {expected}, got {what} / {keys} の形式が不正です. "
+        "the file has two sections: columns: {source header: contract column} and labels: "
+        "{contract column: {label: code}} / columns と labels の2つの節からなります",
+    )
 
 
 def check_mapping_shape(data: object, source: str) -> dict:
@@ -187,8 +190,9 @@ def _merge_mapping(base: Mapping, data: dict, source: str) -> None:
     bad = [f"{k} -> {v}" for k, v in (data.get("columns") or {}).items() if v not in ALL_COLUMNS]
     bad += [f"labels: {c}" for c in (data.get("labels") or {}) if c not in ALL_COLUMNS]
     if bad:
-        raise DataError(source, RULE_MAPPING, examples=bad,
-                        detail="contract columns / 契約列: " + ", ".join(ALL_COLUMNS))
+        raise DataError(
+            source, RULE_MAPPING, examples=bad, detail="contract columns / 契約列: " + ", ".join(ALL_COLUMNS)
+        )
     for header, column in (data.get("columns") or {}).items():
         base.columns[norm(str(header))] = column
     for column, labels in (data.get("labels") or {}).items():
@@ -231,9 +235,9 @@ def load_mapping(extra: Path | None = None) -> Mapping:
 
 @dataclass
 class RawTable:
-    headers: list[str]            # as in the file
-    columns: list[pa.Array]       # strings, '' for blank, no nulls
-    source_row: np.ndarray        # 1-based data row numbers
+    headers: list[str]  # as in the file
+    columns: list[pa.Array]  # strings, '' for blank, no nulls
+    source_row: np.ndarray  # 1-based data row numbers
     encoding: str | None
 
 
@@ -267,9 +271,11 @@ def max_input_rows() -> int:
 
 
 def _too_many_rows(file_name: str, rows: int, limit: int, what: str = "rows") -> DataError:
-    return DataError(file_name, RULE_TOO_MANY_ROWS,
-                     detail=f"{rows:,} {what} > limit {limit:,} rows (TSUNAGARI_MAX_INPUT_ROWS) / "
-                            f"上限 {limit:,} 行を超えています")
+    return DataError(
+        file_name,
+        RULE_TOO_MANY_ROWS,
+        detail=f"{rows:,} {what} > limit {limit:,} rows (TSUNAGARI_MAX_INPUT_ROWS) / 上限 {limit:,} 行を超えています",
+    )
 
 
 _ENCODING_LABEL = {"utf-8": "UTF-8", "utf-8-sig": "UTF-8", "cp932": "CP932 (Shift_JIS)"}
@@ -289,12 +295,12 @@ class _Decoded:
     """Where a strict decode of a file stopped (``ok`` when it did not)."""
 
     ok: bool
-    non_ascii: bool = False     # non-ASCII bytes before the error (or anywhere, when ok)
-    line: int = 0               # 1-based physical line of the first undecodable byte
-    line_start: int = 0         # byte offset of that line
+    non_ascii: bool = False  # non-ASCII bytes before the error (or anywhere, when ok)
+    line: int = 0  # 1-based physical line of the first undecodable byte
+    line_start: int = 0  # byte offset of that line
     reason: str = ""
-    at_end: bool = False        # only the last bytes are incomplete: the file stops inside a character
-    mixed: bool = False         # complete lines with non-ASCII text decode before the error line
+    at_end: bool = False  # only the last bytes are incomplete: the file stops inside a character
+    mixed: bool = False  # complete lines with non-ASCII text decode before the error line
 
 
 def _decode_check(path: Path, encoding: str, start: int = 0) -> _Decoded:
@@ -327,8 +333,9 @@ def _decode_check(path: Path, encoding: str, start: int = 0) -> _Decoded:
 _NON_ASCII = re.compile(rb"[\x80-\xff]")
 
 
-def _failure(exc: UnicodeDecodeError, base: int, lines: int, first_na_line: int | None, last_nl: int,
-             at_end: bool) -> _Decoded:
+def _failure(
+    exc: UnicodeDecodeError, base: int, lines: int, first_na_line: int | None, last_nl: int, at_end: bool
+) -> _Decoded:
     data, at = exc.object, exc.start
     if first_na_line is None:
         m = _NON_ASCII.search(data, 0, at)
@@ -337,9 +344,15 @@ def _failure(exc: UnicodeDecodeError, base: int, lines: int, first_na_line: int 
     line = lines + data.count(b"\n", 0, at)
     k = data.rfind(b"\n", 0, at)
     line_start = base + k + 1 if k >= 0 else last_nl + 1
-    return _Decoded(ok=False, non_ascii=first_na_line is not None, line=line, line_start=line_start,
-                    reason=exc.reason, at_end=at_end,
-                    mixed=first_na_line is not None and first_na_line < line)
+    return _Decoded(
+        ok=False,
+        non_ascii=first_na_line is not None,
+        line=line,
+        line_start=line_start,
+        reason=exc.reason,
+        at_end=at_end,
+        mixed=first_na_line is not None and first_na_line < line,
+    )
 
 
 def _decodes(path: Path, encoding: str, start: int = 0) -> bool:
@@ -369,17 +382,23 @@ def _undecodable(path: Path, encoding: str, d: _Decoded) -> DataError | None:
     """The error for a file cut inside a character, or for two encodings in one file."""
     label = _ENCODING_LABEL.get(encoding, encoding)
     if d.at_end:
-        return DataError(path.name, RULE_ENCODING,
-                         detail=f"the file ends inside a character (line {d.line}): it was probably cut short; "
-                                f"copy or export it again / ファイルが文字の途中で終わっています（{d.line}行目）。"
-                                "途中で切れている可能性があります。もう一度コピーしてください")
+        return DataError(
+            path.name,
+            RULE_ENCODING,
+            detail=f"the file ends inside a character (line {d.line}): it was probably cut short; "
+            f"copy or export it again / ファイルが文字の途中で終わっています（{d.line}行目）。"
+            "途中で切れている可能性があります。もう一度コピーしてください",
+        )
     other = "cp932" if _family(encoding) == "utf-8" else "utf-8"
     if d.mixed and _is_text_in(path, other, d.line_start):
-        return DataError(path.name, RULE_ENCODING,
-                         detail=f"mixed encodings: {label} up to line {d.line - 1}, {_ENCODING_LABEL[other]} from "
-                                f"line {d.line}; save the whole file in one encoding / 文字コードが混在しています"
-                                f"（{d.line - 1}行目まで{encoding.upper()}、{d.line}行目から{other.upper()}）。"
-                                "ファイル全体を1つの文字コードで保存してください")
+        return DataError(
+            path.name,
+            RULE_ENCODING,
+            detail=f"mixed encodings: {label} up to line {d.line - 1}, {_ENCODING_LABEL[other]} from "
+            f"line {d.line}; save the whole file in one encoding / 文字コードが混在しています"
+            f"（{d.line - 1}行目まで{encoding.upper()}、{d.line}行目から{other.upper()}）。"
+            "ファイル全体を1つの文字コードで保存してください",
+        )
     return None
 
 
@@ -399,8 +418,11 @@ def detect_encoding(path: Path) -> str:
     err = _undecodable(path, "cp932", c)
     if err is not None:
         raise err
-    raise DataError(path.name, RULE_ENCODING,
-                    detail="neither UTF-8 nor CP932 (Shift_JIS); give --encoding / UTF-8でもCP932でもありません。--encoding を指定してください")
+    raise DataError(
+        path.name,
+        RULE_ENCODING,
+        detail="neither UTF-8 nor CP932 (Shift_JIS); give --encoding / UTF-8でもCP932でもありません。--encoding を指定してください",
+    )
 
 
 def _guess_encoding(path: Path) -> str | None:
@@ -416,18 +438,27 @@ def _check_declared_encoding(path: Path, encoding: str) -> None:
     d = _decode_check(path, encoding)
     if not d.ok:
         guess = _guess_encoding(path)
-        looks = (f"; the file looks like {_ENCODING_LABEL.get(guess, guess)}"
-                 if guess and _family(guess) != _family(encoding) else "")
-        raise DataError(path.name, RULE_ENCODING,
-                        detail=f"not {encoding}: {d.reason} (line {d.line}){looks} / {encoding} ではありません"
-                               f"（{d.line}行目）. {DETAIL_CHECK_ENCODING}")
+        looks = (
+            f"; the file looks like {_ENCODING_LABEL.get(guess, guess)}"
+            if guess and _family(guess) != _family(encoding)
+            else ""
+        )
+        raise DataError(
+            path.name,
+            RULE_ENCODING,
+            detail=f"not {encoding}: {d.reason} (line {d.line}){looks} / {encoding} ではありません"
+            f"（{d.line}行目）. {DETAIL_CHECK_ENCODING}",
+        )
     if _family(encoding) != "utf-8" and d.non_ascii:
         u = _decode_check(path, "utf-8")
         if u.ok:
-            raise DataError(path.name, RULE_ENCODING,
-                            detail=f"the file is UTF-8, not {encoding}: read as {encoding} its Japanese text would be "
-                                   f"garbled (mojibake) / このファイルはUTF-8です（{encoding}として読むと文字化けします）. "
-                                   f"{DETAIL_CHECK_ENCODING}")
+            raise DataError(
+                path.name,
+                RULE_ENCODING,
+                detail=f"the file is UTF-8, not {encoding}: read as {encoding} its Japanese text would be "
+                f"garbled (mojibake) / このファイルはUTF-8です（{encoding}として読むと文字化けします）. "
+                f"{DETAIL_CHECK_ENCODING}",
+            )
 
 
 def _field_count_error(path: Path, enc: str, width: int, fallback: str) -> DataError:
@@ -448,11 +479,15 @@ def _field_count_error(path: Path, enc: str, width: int, fallback: str) -> DataE
     if not bad:
         return DataError(path.name, RULE_UNREADABLE, detail=fallback)
     if bad == [last]:
-        detail = (f"the last row has {got} of {width} fields: the file was probably cut short; copy or export it "
-                  f"again / 最後の行が{width}列中{got}列で終わっています。ファイルが途中で切れている可能性があります")
+        detail = (
+            f"the last row has {got} of {width} fields: the file was probably cut short; copy or export it "
+            f"again / 最後の行が{width}列中{got}列で終わっています。ファイルが途中で切れている可能性があります"
+        )
     else:
-        detail = (f"the header has {width} fields, row {bad[0]} has {got}: a value with an unquoted comma or "
-                  f"quote, or a broken line / 見出しは{width}列、{bad[0]}行目は{got}列です（引用符のないカンマ・改行など）")
+        detail = (
+            f"the header has {width} fields, row {bad[0]} has {got}: a value with an unquoted comma or "
+            f"quote, or a broken line / 見出しは{width}列、{bad[0]}行目は{got}列です（引用符のないカンマ・改行など）"
+        )
     return DataError(path.name, RULE_FIELD_COUNT, rows=bad[:6], count=len(bad), detail=detail)
 
 
@@ -470,8 +505,9 @@ def _read_csv(path: Path, encoding: str | None) -> RawTable:
         with open(path, encoding=enc, newline="") as fh:
             headers = next(csv.reader(fh), None)
     except UnicodeDecodeError as exc:
-        raise DataError(path.name, RULE_ENCODING, detail=f"not {enc}: {exc.reason} / {enc} ではありません. "
-                                                         f"{DETAIL_CHECK_ENCODING}") from None
+        raise DataError(
+            path.name, RULE_ENCODING, detail=f"not {enc}: {exc.reason} / {enc} ではありません. {DETAIL_CHECK_ENCODING}"
+        ) from None
     if not headers:
         raise DataError(path.name, RULE_EMPTY)
     names = [f"c{i}" for i in range(len(headers))]
@@ -480,12 +516,14 @@ def _read_csv(path: Path, encoding: str | None) -> RawTable:
     try:
         table = pacsv.read_csv(
             path,
-            read_options=pacsv.ReadOptions(encoding=pa_enc, skip_rows=1, column_names=names,
-                                            block_size=1 << 24),
+            read_options=pacsv.ReadOptions(encoding=pa_enc, skip_rows=1, column_names=names, block_size=1 << 24),
             parse_options=pacsv.ParseOptions(newlines_in_values=True),
             convert_options=pacsv.ConvertOptions(
-                column_types={n: pa.string() for n in names}, strings_can_be_null=False,
-                quoted_strings_can_be_null=False, null_values=[]),
+                column_types={n: pa.string() for n in names},
+                strings_can_be_null=False,
+                quoted_strings_can_be_null=False,
+                null_values=[],
+            ),
         )
     except (pa.ArrowInvalid, UnicodeDecodeError) as exc:
         message = str(exc).splitlines()[0]
@@ -532,19 +570,32 @@ def _pick_sheet(path: Path, wb, mapping: Mapping | None) -> tuple[object, int]:
                 break
     names = [ws.title for ws in sheets]
     if len(found) > 1:
-        raise DataError(path.name, RULE_SHEETS, examples=[ws.title for ws, _ in found],
-                        detail="one table per file: keep the data on one sheet (others may hold notes) / "
-                               "1ファイルに1つの表です。データは1つのシートにしてください（他のシートは注記のみ可）")
+        raise DataError(
+            path.name,
+            RULE_SHEETS,
+            examples=[ws.title for ws, _ in found],
+            detail="one table per file: keep the data on one sheet (others may hold notes) / "
+            "1ファイルに1つの表です。データは1つのシートにしてください（他のシートは注記のみ可）",
+        )
     if found:
         ws, i = found[0]
         if len(sheets) > 1 or i:
-            log.info("%s: read sheet '%s', header in row %d (sheets: %s)", printable(path.name), printable(ws.title), i + 1,
-                     printable(", ".join(names)))
+            log.info(
+                "%s: read sheet '%s', header in row %d (sheets: %s)",
+                printable(path.name),
+                printable(ws.title),
+                i + 1,
+                printable(", ".join(names)),
+            )
         return found[0]
     if len(sheets) > 1:
-        raise DataError(path.name, RULE_UNKNOWN_KIND, examples=names,
-                        detail="no sheet has a respondent_id (survey) or metric_id (programme) column in its first "
-                               f"{HEADER_SEARCH_ROWS} rows / respondent_id（調査）か metric_id（施策）の列があるシートがありません")
+        raise DataError(
+            path.name,
+            RULE_UNKNOWN_KIND,
+            examples=names,
+            detail="no sheet has a respondent_id (survey) or metric_id (programme) column in its first "
+            f"{HEADER_SEARCH_ROWS} rows / respondent_id（調査）か metric_id（施策）の列があるシートがありません",
+        )
     return sheets[0], 0
 
 
@@ -561,9 +612,15 @@ def _check_formulas(path: Path, sheet: str, header_row: int, headers: list[str],
     if column not in ALL_COLUMNS:
         column = header or f"column {xlsx.column_letter(first - 1)}"
     more = f"{total:,} such cells in the sheet in all. " if total > len(same) else ""
-    raise DataError(path.name, xlsx.RULE_FORMULA, column=column,
-                    rows=[c.row - header_row for c in same if c.row > header_row][:6], count=len(same),
-                    examples=[f"{sheet}!{c.ref}" for c in same[:5]], detail=more + xlsx.DETAIL_FORMULA)
+    raise DataError(
+        path.name,
+        xlsx.RULE_FORMULA,
+        column=column,
+        rows=[c.row - header_row for c in same if c.row > header_row][:6],
+        count=len(same),
+        examples=[f"{sheet}!{c.ref}" for c in same[:5]],
+        detail=more + xlsx.DETAIL_FORMULA,
+    )
 
 
 def _read_xlsx(path: Path, mapping: Mapping | None = None, max_rows: int | None = None) -> RawTable:
@@ -585,15 +642,16 @@ def _read_xlsx(path: Path, mapping: Mapping | None = None, max_rows: int | None 
                 raise _too_many_rows(path.name, n, max_rows, "rows or more")
             cells = [_cell_text(v) for v in row[:width]]
             if any(c != "" for c in row[width:] if c is not None):
-                raise DataError(path.name, RULE_UNREADABLE, detail="cells right of the header row / 見出しのない列に値があります")
+                raise DataError(
+                    path.name, RULE_UNREADABLE, detail="cells right of the header row / 見出しのない列に値があります"
+                )
             cells += [""] * (width - len(cells))
             for i, c in enumerate(cells):
                 data[i].append(c)
     finally:
         wb.close()
     n = len(data[0]) if data else 0
-    return RawTable(headers, [pa.array(col, pa.string()) for col in data],
-                    np.arange(1, n + 1, dtype=np.int64), None)
+    return RawTable(headers, [pa.array(col, pa.string()) for col in data], np.arange(1, n + 1, dtype=np.int64), None)
 
 
 def _read_parquet(path: Path, max_rows: int | None = None) -> RawTable:
@@ -605,9 +663,12 @@ def _read_parquet(path: Path, max_rows: int | None = None) -> RawTable:
             raise _too_many_rows(path.name, pf.metadata.num_rows, max_rows)
         table = pf.read()
     except (pa.ArrowInvalid, OSError) as exc:
-        raise DataError(path.name, RULE_UNREADABLE,
-                        detail=f"not a valid Parquet file, truncated or corrupt ({str(exc).splitlines()[0]}) / "
-                               "Parquetファイルとして読めません（壊れているか途中で切れています）") from None
+        raise DataError(
+            path.name,
+            RULE_UNREADABLE,
+            detail=f"not a valid Parquet file, truncated or corrupt ({str(exc).splitlines()[0]}) / "
+            "Parquetファイルとして読めません（壊れているか途中で切れています）",
+        ) from None
     cols = []
     for col in table.columns:
         col = col.combine_chunks()
@@ -619,12 +680,12 @@ def _read_parquet(path: Path, max_rows: int | None = None) -> RawTable:
         else:
             text = pc.cast(col, pa.string())
         cols.append(pc.fill_null(text, ""))
-    return RawTable(list(table.column_names), cols,
-                    np.arange(1, table.num_rows + 1, dtype=np.int64), None)
+    return RawTable(list(table.column_names), cols, np.arange(1, table.num_rows + 1, dtype=np.int64), None)
 
 
-def read_raw(path: Path, encoding: str | None = None, mapping: Mapping | None = None,
-             max_rows: int | None = None) -> RawTable:
+def read_raw(
+    path: Path, encoding: str | None = None, mapping: Mapping | None = None, max_rows: int | None = None
+) -> RawTable:
     """Read a file as text columns; drop rows that are entirely blank (row numbers are kept).
     ``mapping`` lets an XLSX reader find the sheet and the header row that name the contract columns;
     ``max_rows`` is the row guard (CSV files are counted before they are read, in ingest_files)."""
@@ -638,11 +699,13 @@ def read_raw(path: Path, encoding: str | None = None, mapping: Mapping | None = 
     elif suffix == ".parquet":
         raw = _read_parquet(path, max_rows)
     else:
-        raise DataError(path.name, "unsupported file type / 対応していない形式",
-                        detail="CSV, XLSX or Parquet / CSV・XLSX・Parquet のみ")
+        raise DataError(
+            path.name,
+            "unsupported file type / 対応していない形式",
+            detail="CSV, XLSX or Parquet / CSV・XLSX・Parquet のみ",
+        )
     # Excel leaves columns without header and rows without values behind: drop them.
-    keep = [i for i, h in enumerate(raw.headers)
-            if norm(h) != "" or pc.any(pc.not_equal(raw.columns[i], "")).as_py()]
+    keep = [i for i, h in enumerate(raw.headers) if norm(h) != "" or pc.any(pc.not_equal(raw.columns[i], "")).as_py()]
     raw.headers = [raw.headers[i] for i in keep]
     raw.columns = [raw.columns[i] for i in keep]
     if raw.columns and len(raw.columns[0]):
@@ -683,8 +746,8 @@ def _as_float(s: str) -> float | None:
 
 @dataclass
 class _Spec:
-    kind: str                     # 'int' | 'code' | 'float' | 'text'
-    required: bool = True         # blank -> problem (else NULL / default)
+    kind: str  # 'int' | 'code' | 'float' | 'text'
+    required: bool = True  # blank -> problem (else NULL / default)
     codes: set[int] | None = None
     default: object = None
 
@@ -692,17 +755,28 @@ class _Spec:
 def _specs(kind: str) -> dict[str, _Spec]:
     if kind == "survey":
         specs = {c: _Spec("code", codes=schema.CODE_SETS[c]) for c in schema.CODE_SETS}
-        specs.update({
-            "survey_id": _Spec("text"), "survey_year": _Spec("int"), "respondent_id": _Spec("text"),
-            "pref_code": _Spec("code", codes=set(range(1, 48))), "age": _Spec("int", required=False),
-            "weight": _Spec("float"),
-            # present in the file: a code on every row (a blank is an error); absent: NULL (no design)
-            "stratum": _Spec("text"), "psu": _Spec("text"),
-        })
+        specs.update(
+            {
+                "survey_id": _Spec("text"),
+                "survey_year": _Spec("int"),
+                "respondent_id": _Spec("text"),
+                "pref_code": _Spec("code", codes=set(range(1, 48))),
+                "age": _Spec("int", required=False),
+                "weight": _Spec("float"),
+                # present in the file: a code on every row (a blank is an error); absent: NULL (no design)
+                "stratum": _Spec("text"),
+                "psu": _Spec("text"),
+            }
+        )
         return {c: specs[c] for c in SURVEY_CONTRACT}
-    return {"fiscal_year": _Spec("int"), "pref_code": _Spec("code", codes=set(range(1, 48))),
-            "metric_id": _Spec("text"), "value": _Spec("float", required=False),
-            "unit": _Spec("text"), "source": _Spec("text", required=False)}
+    return {
+        "fiscal_year": _Spec("int"),
+        "pref_code": _Spec("code", codes=set(range(1, 48))),
+        "metric_id": _Spec("text"),
+        "value": _Spec("float", required=False),
+        "unit": _Spec("text"),
+        "source": _Spec("text", required=False),
+    }
 
 
 def _convert_unique(s: str, spec: _Spec, labels: dict[str, object]) -> tuple[object, str | None]:
@@ -751,8 +825,9 @@ def _fast_column(raw: pa.Array, spec: _Spec, labels: dict[str, object]) -> pa.Ar
     return values if pc.all(pc.is_finite(values)).as_py() is not False else None
 
 
-def _convert_column(file_name: str, column: str, raw: pa.Array, rows: np.ndarray, spec: _Spec,
-                    labels: dict[str, object]) -> pa.Array:
+def _convert_column(
+    file_name: str, column: str, raw: pa.Array, rows: np.ndarray, spec: _Spec, labels: dict[str, object]
+) -> pa.Array:
     """Map a text column to its typed Arrow array, working on distinct values only."""
     fast = _fast_column(raw, spec, labels)
     if fast is not None:
@@ -769,18 +844,23 @@ def _convert_column(file_name: str, column: str, raw: pa.Array, rows: np.ndarray
         same = np.array([p == first for p in problems])
         hit = np.flatnonzero(same[indices])
         seen = list(dict.fromkeys(indices[hit[:10000]].tolist()))
-        examples = [uniques[i] for i in seen[: 5]]
+        examples = [uniques[i] for i in seen[:5]]
         rule, detail = {
             _Problem.BLANK: (RULE_WRONG_TYPE, DETAIL_BLANK),
             _Problem.INT: (RULE_WRONG_TYPE, DETAIL_INT),
             _Problem.NUMBER: (RULE_WRONG_TYPE, DETAIL_NUMBER),
             _Problem.LABEL: (RULE_UNMAPPED_LABEL, DETAIL_LABEL),
-            _Problem.CODE: (RULE_IMPOSSIBLE_CODE,
-                            f"allowed codes / 有効なコード: {_codes_text(spec.codes or set())}"),
+            _Problem.CODE: (RULE_IMPOSSIBLE_CODE, f"allowed codes / 有効なコード: {_codes_text(spec.codes or set())}"),
         }[first]
-        raise DataError(file_name, rule, column=column, rows=rows[hit[:6]].tolist(),
-                        count=int(len(hit)), examples=[] if first == _Problem.BLANK else examples,
-                        detail=detail)
+        raise DataError(
+            file_name,
+            rule,
+            column=column,
+            rows=rows[hit[:6]].tolist(),
+            count=int(len(hit)),
+            examples=[] if first == _Problem.BLANK else examples,
+            detail=detail,
+        )
     values = [v for v, _ in converted]
     if spec.kind in ("int", "code"):
         arrow_type = pa.int32()
@@ -797,7 +877,7 @@ def _convert_column(file_name: str, column: str, raw: pa.Array, rows: np.ndarray
 @dataclass
 class PreparedFile:
     staged: StagedFile
-    table: pa.Table               # contract columns (+ file_id, source_row), typed
+    table: pa.Table  # contract columns (+ file_id, source_row), typed
 
 
 def _map_headers(file_name: str, headers: Sequence[str], mapping: Mapping) -> list[str | None]:
@@ -815,8 +895,13 @@ def _map_headers(file_name: str, headers: Sequence[str], mapping: Mapping) -> li
         if m is None:
             continue
         if m in seen:
-            raise DataError(file_name, RULE_DUPLICATE_COLUMN, column=m, examples=[seen[m], h],
-                            detail="two headers map to the same column / 2つの見出しが同じ列に対応しています")
+            raise DataError(
+                file_name,
+                RULE_DUPLICATE_COLUMN,
+                column=m,
+                examples=[seen[m], h],
+                detail="two headers map to the same column / 2つの見出しが同じ列に対応しています",
+            )
         seen[m] = h
     return mapped
 
@@ -827,12 +912,18 @@ def declared_survey(path: Path) -> str | None:
 
 
 # Problems that a wrong --encoding shows up as (garbled headers and labels).
-_ENCODING_SYMPTOMS = (RULE_UNKNOWN_KIND, RULE_UNKNOWN_COLUMN, RULE_MISSING_COLUMN, RULE_DUPLICATE_COLUMN,
-                      RULE_UNMAPPED_LABEL)
+_ENCODING_SYMPTOMS = (
+    RULE_UNKNOWN_KIND,
+    RULE_UNKNOWN_COLUMN,
+    RULE_MISSING_COLUMN,
+    RULE_DUPLICATE_COLUMN,
+    RULE_UNMAPPED_LABEL,
+)
 
 
-def prepare_file(path: Path, file_id: str, mapping: Mapping, encoding: str | None = None,
-                 max_rows: int | None = None) -> PreparedFile:
+def prepare_file(
+    path: Path, file_id: str, mapping: Mapping, encoding: str | None = None, max_rows: int | None = None
+) -> PreparedFile:
     """Read, map, normalise and type one file. Raises DataError on the first problem. When --encoding
     was given and the headers or labels do not map while the file decodes as another encoding, the
     error says so (mojibake rather than a missing mapping)."""
@@ -845,8 +936,15 @@ def prepare_file(path: Path, file_id: str, mapping: Mapping, encoding: str | Non
         if guess is None or _family(guess) == _family(encoding):
             raise
         hint = f"the file decodes as {_ENCODING_LABEL.get(guess, guess)}, not {encoding}: {DETAIL_CHECK_ENCODING}"
-        raise DataError(exc.file, exc.rule, column=exc.column, rows=exc.rows, count=exc.count,
-                        examples=exc.examples, detail=f"{exc.detail}. {hint}" if exc.detail else hint) from None
+        raise DataError(
+            exc.file,
+            exc.rule,
+            column=exc.column,
+            rows=exc.rows,
+            count=exc.count,
+            examples=exc.examples,
+            detail=f"{exc.detail}. {hint}" if exc.detail else hint,
+        ) from None
 
 
 def latest_plausible_year() -> int:
@@ -857,20 +955,28 @@ def latest_plausible_year() -> int:
 
 def _future_detail(what: str, what_ja: str, year: int) -> str:
     limit = latest_plausible_year()
-    return (f"{what} {year} is after {limit} (next year): a typing error in the file name or the data? / "
-            f"{what_ja}{year}年は来年（{limit}年）より後です。ファイル名またはデータの誤りではありませんか")
+    return (
+        f"{what} {year} is after {limit} (next year): a typing error in the file name or the data? / "
+        f"{what_ja}{year}年は来年（{limit}年）より後です。ファイル名またはデータの誤りではありませんか"
+    )
 
 
 def _check_declared_pref(name: str, survey_id: str) -> None:
     m = re.match(r"^pref(\d{2})-", survey_id)
     if m and not 1 <= int(m.group(1)) <= 47:
-        raise DataError(name, RULE_UNKNOWN_PREF, column="survey_id", examples=[survey_id],
-                        detail=f"pref{m.group(1)} is not a prefecture: prefecture surveys are pref01-… to pref47-… "
-                               "(JIS X 0401) / 都道府県コードは01～47です")
+        raise DataError(
+            name,
+            RULE_UNKNOWN_PREF,
+            column="survey_id",
+            examples=[survey_id],
+            detail=f"pref{m.group(1)} is not a prefecture: prefecture surveys are pref01-… to pref47-… "
+            "(JIS X 0401) / 都道府県コードは01～47です",
+        )
 
 
-def _prepare_file(path: Path, file_id: str, mapping: Mapping, encoding: str | None,
-                  max_rows: int | None) -> PreparedFile:
+def _prepare_file(
+    path: Path, file_id: str, mapping: Mapping, encoding: str | None, max_rows: int | None
+) -> PreparedFile:
     name = path.name
     raw = read_raw(path, encoding, mapping=mapping, max_rows=max_rows)
     mapped = _map_headers(name, raw.headers, mapping)
@@ -881,24 +987,35 @@ def _prepare_file(path: Path, file_id: str, mapping: Mapping, encoding: str | No
     elif "metric_id" in present:
         kind, contract, filled = "programme", schema.PROGRAMME_COLUMNS, PROGRAMME_FILLED
     else:
-        raise DataError(name, RULE_UNKNOWN_KIND, examples=unknown,
-                        detail="no respondent_id (survey) or metric_id (programme) column / "
-                               "respondent_id（調査）も metric_id（施策）の列もありません")
+        raise DataError(
+            name,
+            RULE_UNKNOWN_KIND,
+            examples=unknown,
+            detail="no respondent_id (survey) or metric_id (programme) column / "
+            "respondent_id（調査）も metric_id（施策）の列もありません",
+        )
     wrong = [h for h, m in zip(raw.headers, mapped) if m is None or m not in contract]
     if wrong:
-        raise DataError(name, RULE_UNKNOWN_COLUMN, column=", ".join(wrong),
-                        detail=f"not a {kind} column; add it to a mapping file (--mapping) / "
-                               "対応表（--mapping）に追加してください")
+        raise DataError(
+            name,
+            RULE_UNKNOWN_COLUMN,
+            column=", ".join(wrong),
+            detail=f"not a {kind} column; add it to a mapping file (--mapping) / 対応表（--mapping）に追加してください",
+        )
     missing = [c for c in contract if c not in present and c not in filled]
     if missing:
         raise DataError(name, RULE_MISSING_COLUMN, column=", ".join(missing))
     design = [c for c in schema.SURVEY_DESIGN_COLUMNS if c in present] if kind == "survey" else []
     if design and len(design) < len(schema.SURVEY_DESIGN_COLUMNS):
         lacking = [c for c in schema.SURVEY_DESIGN_COLUMNS if c not in present]
-        raise DataError(name, RULE_DESIGN, column=", ".join(lacking),
-                        detail=f"the file has {', '.join(design)} but not {', '.join(lacking)}: give both "
-                               "(stratified element sample: psu = respondent_id; clusters without strata: one "
-                               "stratum code) or neither / 層（stratum）と第1次抽出単位（psu）は両方を指定してください")
+        raise DataError(
+            name,
+            RULE_DESIGN,
+            column=", ".join(lacking),
+            detail=f"the file has {', '.join(design)} but not {', '.join(lacking)}: give both "
+            "(stratified element sample: psu = respondent_id; clusters without strata: one "
+            "stratum code) or neither / 層（stratum）と第1次抽出単位（psu）は両方を指定してください",
+        )
     n = len(raw.source_row)
     if n == 0:
         raise DataError(name, RULE_EMPTY)
@@ -908,8 +1025,7 @@ def _prepare_file(path: Path, file_id: str, mapping: Mapping, encoding: str | No
     out: dict[str, pa.Array] = {}
     for col in contract:
         if col in by_col:
-            out[col] = _convert_column(name, col, by_col[col], raw.source_row, specs[col],
-                                       mapping.labels.get(col, {}))
+            out[col] = _convert_column(name, col, by_col[col], raw.source_row, specs[col], mapping.labels.get(col, {}))
 
     survey_id = survey_year = None
     if kind == "survey":
@@ -917,25 +1033,40 @@ def _prepare_file(path: Path, file_id: str, mapping: Mapping, encoding: str | No
         if survey_id is None:
             values = pc.unique(out["survey_id"]).to_pylist() if "survey_id" in out else []
             if len(values) != 1:
-                raise DataError(name, RULE_SURVEY_ID, column="survey_id", examples=values,
-                                detail="one survey per file, named like national-2024.csv or pref11-2023.csv, "
-                                       "or a survey_id column / 1ファイル1調査。ファイル名（例 national-2024.csv）か survey_id 列で指定してください")
+                raise DataError(
+                    name,
+                    RULE_SURVEY_ID,
+                    column="survey_id",
+                    examples=values,
+                    detail="one survey per file, named like national-2024.csv or pref11-2023.csv, "
+                    "or a survey_id column / 1ファイル1調査。ファイル名（例 national-2024.csv）か survey_id 列で指定してください",
+                )
             survey_id = values[0]
             if not SURVEY_ID_RE.match(survey_id):
-                raise DataError(name, RULE_SURVEY_ID, column="survey_id", examples=[survey_id],
-                                detail="expected e.g. national-2024 or pref11-2023 / 例: national-2024, pref11-2023")
+                raise DataError(
+                    name,
+                    RULE_SURVEY_ID,
+                    column="survey_id",
+                    examples=[survey_id],
+                    detail="expected e.g. national-2024 or pref11-2023 / 例: national-2024, pref11-2023",
+                )
         _check_declared_pref(name, survey_id)
         survey_year = int(SURVEY_ID_RE.match(survey_id).group(2))
         if survey_year > latest_plausible_year():
-            raise DataError(name, RULE_FUTURE_YEAR, column="survey_id", examples=[survey_id],
-                            detail=_future_detail("survey round", "調査年", survey_year))
+            raise DataError(
+                name,
+                RULE_FUTURE_YEAR,
+                column="survey_id",
+                examples=[survey_id],
+                detail=_future_detail("survey round", "調査年", survey_year),
+            )
         if "survey_id" not in out:
             out["survey_id"] = pa.repeat(pa.scalar(survey_id), n)
         if "survey_year" not in out:
             out["survey_year"] = pa.repeat(pa.scalar(survey_year, pa.int32()), n)
         if "weight" not in out:
             out["weight"] = pa.repeat(pa.scalar(1.0), n)
-        for col in schema.SURVEY_DESIGN_COLUMNS:   # no design given: NULL (the default design effect)
+        for col in schema.SURVEY_DESIGN_COLUMNS:  # no design given: NULL (the default design effect)
             if col not in out:
                 out[col] = pa.nulls(n, pa.string())
     else:
@@ -943,9 +1074,15 @@ def _prepare_file(path: Path, file_id: str, mapping: Mapping, encoding: str | No
         if future.any():
             hit = np.flatnonzero(future)
             years = sorted(set(out["fiscal_year"].take(pa.array(hit)).to_pylist()))
-            raise DataError(name, RULE_FUTURE_YEAR, column="fiscal_year", rows=raw.source_row[hit[:6]].tolist(),
-                            count=len(hit), examples=years[:5],
-                            detail=_future_detail("fiscal year", "年度", years[-1]))
+            raise DataError(
+                name,
+                RULE_FUTURE_YEAR,
+                column="fiscal_year",
+                rows=raw.source_row[hit[:6]].tolist(),
+                count=len(hit),
+                examples=years[:5],
+                detail=_future_detail("fiscal year", "年度", years[-1]),
+            )
         if "source" not in out:
             out["source"] = pa.nulls(n, pa.string())
 
@@ -953,8 +1090,15 @@ def _prepare_file(path: Path, file_id: str, mapping: Mapping, encoding: str | No
     out["source_row"] = pa.array(raw.source_row.astype(np.int32))
     table = pa.table({c: out[c] for c in [*contract, "file_id", "source_row"]})
     staged = StagedFile(
-        path=path, file_name=name, file_id=file_id, kind=kind, row_count=n, encoding=raw.encoding,
-        survey_id=survey_id, survey_year=survey_year, synthetic=(path.parent / "SYNTHETIC").exists(),
+        path=path,
+        file_name=name,
+        file_id=file_id,
+        kind=kind,
+        row_count=n,
+        encoding=raw.encoding,
+        survey_id=survey_id,
+        survey_year=survey_year,
+        synthetic=(path.parent / "SYNTHETIC").exists(),
     )
     return PreparedFile(staged, table)
 
@@ -965,7 +1109,7 @@ def _prepare_file(path: Path, file_id: str, mapping: Mapping, encoding: str | No
 def ensure_tables(con: duckdb.DuckDBPyConnection) -> None:
     for name in ("survey_responses", "staging_survey"):
         con.execute(schema.SURVEY_TABLE_DDL.format(name=name))
-        for col in schema.SURVEY_DESIGN_COLUMNS:   # a warehouse made before the design columns
+        for col in schema.SURVEY_DESIGN_COLUMNS:  # a warehouse made before the design columns
             con.execute(f"ALTER TABLE {name} ADD COLUMN IF NOT EXISTS {col} VARCHAR")
     for name in ("programme", "staging_programme"):
         con.execute(schema.PROGRAMME_TABLE_DDL.format(name=name))
@@ -1028,8 +1172,10 @@ def _commit_file(con: duckdb.DuckDBPyConnection, sf: StagedFile) -> bool:
     """Delete earlier versions of this file, insert from staging, record provenance.
     Returns True when an earlier version was replaced."""
     if sf.kind == "survey":
-        old = con.execute("SELECT file_id FROM files WHERE file_name = ? OR (kind = 'survey' AND survey_id = ?)",
-                          [sf.file_name, sf.survey_id]).fetchall()
+        old = con.execute(
+            "SELECT file_id FROM files WHERE file_name = ? OR (kind = 'survey' AND survey_id = ?)",
+            [sf.file_name, sf.survey_id],
+        ).fetchall()
     else:
         old = con.execute("SELECT file_id FROM files WHERE file_name = ?", [sf.file_name]).fetchall()
     old_ids = [r[0] for r in old]
@@ -1040,19 +1186,31 @@ def _commit_file(con: duckdb.DuckDBPyConnection, sf: StagedFile) -> bool:
         con.execute("DELETE FROM validation_results WHERE list_contains(?, file_id)", [old_ids])
     if sf.kind == "survey":
         con.execute("DELETE FROM survey_responses WHERE survey_id = ?", [sf.survey_id])
-        con.execute("INSERT INTO survey_responses BY NAME SELECT * FROM staging_survey WHERE file_id = ?",
-                    [sf.file_id])
+        con.execute("INSERT INTO survey_responses BY NAME SELECT * FROM staging_survey WHERE file_id = ?", [sf.file_id])
     else:
-        con.execute("""DELETE FROM programme p USING (
+        con.execute(
+            """DELETE FROM programme p USING (
                            SELECT DISTINCT fiscal_year, pref_code, metric_id FROM staging_programme
                            WHERE file_id = ?) k
                        WHERE p.fiscal_year = k.fiscal_year AND p.pref_code = k.pref_code
-                         AND p.metric_id = k.metric_id""", [sf.file_id])
+                         AND p.metric_id = k.metric_id""",
+            [sf.file_id],
+        )
         con.execute("INSERT INTO programme SELECT * FROM staging_programme WHERE file_id = ?", [sf.file_id])
     con.execute(
         "INSERT INTO files VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        [sf.file_id, sf.file_name, str(sf.path), sf.kind, sf.survey_id, sf.survey_year, sf.encoding,
-         sf.row_count, sf.synthetic, datetime.now(timezone.utc).replace(tzinfo=None)],
+        [
+            sf.file_id,
+            sf.file_name,
+            str(sf.path),
+            sf.kind,
+            sf.survey_id,
+            sf.survey_year,
+            sf.encoding,
+            sf.row_count,
+            sf.synthetic,
+            datetime.now(timezone.utc).replace(tzinfo=None),
+        ],
     )
     return bool(old_ids)
 
@@ -1079,11 +1237,14 @@ def expand_paths(paths: Iterable[Path]) -> list[Path]:
 def _line(sf: StagedFile, verb_en: str, verb_ja: str) -> str:
     what = f"survey {sf.survey_id}" if sf.kind == "survey" else "programme"
     what_ja = f"調査 {sf.survey_id}" if sf.kind == "survey" else "施策データ"
-    return printable(f"{sf.file_name}: {verb_en} {sf.row_count:,} rows ({what}) / {verb_ja} {sf.row_count:,}行（{what_ja}）")
+    return printable(
+        f"{sf.file_name}: {verb_en} {sf.row_count:,} rows ({what}) / {verb_ja} {sf.row_count:,}行（{what_ja}）"
+    )
 
 
-def ingest_files(paths: list[Path], warehouse: Path, encoding: str | None = None,
-                 mapping: Path | None = None, validate: bool = True) -> IngestResult:
+def ingest_files(
+    paths: list[Path], warehouse: Path, encoding: str | None = None, mapping: Path | None = None, validate: bool = True
+) -> IngestResult:
     """Load raw files into staging, validate, and commit them to the warehouse in one transaction."""
     files = expand_paths(paths)
     if not files:
@@ -1092,9 +1253,13 @@ def ingest_files(paths: list[Path], warehouse: Path, encoding: str | None = None
     for f in files:
         size = f.stat().st_size
         if size > config.MAX_INPUT_BYTES:
-            raise DataError(f.name, RULE_TOO_LARGE, detail=f"{size:,} bytes > limit {config.MAX_INPUT_BYTES:,} bytes "
-                                                           f"(TSUNAGARI_MAX_INPUT_BYTES) / 上限 {config.MAX_INPUT_BYTES:,} バイトを超えています")
-    for f in files:   # XLSX: expanded size, compression ratio, shared strings (zip bombs)
+            raise DataError(
+                f.name,
+                RULE_TOO_LARGE,
+                detail=f"{size:,} bytes > limit {config.MAX_INPUT_BYTES:,} bytes "
+                f"(TSUNAGARI_MAX_INPUT_BYTES) / 上限 {config.MAX_INPUT_BYTES:,} バイトを超えています",
+            )
+    for f in files:  # XLSX: expanded size, compression ratio, shared strings (zip bombs)
         if f.suffix.lower() == ".xlsx":
             xlsx.check_archive_once(f)
     max_rows = max_input_rows()
@@ -1109,8 +1274,9 @@ def ingest_files(paths: list[Path], warehouse: Path, encoding: str | None = None
     copies: dict[str, list[Path]] = {}
     for f, fid in scanned:
         copies.setdefault(fid, []).append(f)
-    chosen = {fid: min(fs, key=lambda p: (declared_survey(p) is None, len(p.name), p.name))
-              for fid, fs in copies.items()}
+    chosen = {
+        fid: min(fs, key=lambda p: (declared_survey(p) is None, len(p.name), p.name)) for fid, fs in copies.items()
+    }
     maps = load_mapping(mapping)
     result = IngestResult()
     warehouse = Path(warehouse)
@@ -1133,13 +1299,15 @@ def ingest_files(paths: list[Path], warehouse: Path, encoding: str | None = None
             if chosen[fid] is not f:
                 same = chosen[fid].name
                 result.skipped.append(f.name)
-                result.lines.append(printable(f"{f.name}: skipped, same content as {same} / {same} と同じ内容のためスキップ"))
+                result.lines.append(
+                    printable(f"{f.name}: skipped, same content as {same} / {same} と同じ内容のためスキップ")
+                )
                 continue
             pending.append((f, fid))
         if not pending:
             return result
         if validate:
-            start_validation_warm_up()   # while the files are read
+            start_validation_warm_up()  # while the files are read
 
         # Staging is scratch space, filled outside the transaction (autocommit): DuckDB keeps every
         # row written inside an open transaction in memory until commit, so large files staged inside
@@ -1153,8 +1321,13 @@ def ingest_files(paths: list[Path], warehouse: Path, encoding: str | None = None
                 sf = prepared.staged
                 if sf.survey_id is not None:
                     if sf.survey_id in surveys:
-                        raise DataError(f.name, RULE_DUPLICATE_SURVEY, column="survey_id",
-                                        examples=[sf.survey_id], detail=f"also in {surveys[sf.survey_id]}")
+                        raise DataError(
+                            f.name,
+                            RULE_DUPLICATE_SURVEY,
+                            column="survey_id",
+                            examples=[sf.survey_id],
+                            detail=f"also in {surveys[sf.survey_id]}",
+                        )
                     surveys[sf.survey_id] = f.name
                 _stage(con, prepared)
                 del prepared
@@ -1177,7 +1350,7 @@ def ingest_files(paths: list[Path], warehouse: Path, encoding: str | None = None
                     else:
                         result.loaded.append(sf.file_name)
                         result.lines.append(_line(sf, "loaded", "読み込み"))
-                if result.validation is not None:   # kept with the files (quality page reuses them)
+                if result.validation is not None:  # kept with the files (quality page reuses them)
                     from pipelines.validate.stage import store_results
 
                     store_results(con, result.validation)

@@ -44,7 +44,7 @@ def _roots() -> list[tuple[str, str]]:
         for form in {str(path), str(path.resolve())}:
             if form not in ("/", ""):
                 roots.append((form.rstrip("/") + "/", shown))
-    return sorted(roots, key=lambda r: -len(r[0]))   # the longest (most specific) first
+    return sorted(roots, key=lambda r: -len(r[0]))  # the longest (most specific) first
 
 
 def strip_roots(text: str) -> str:

@@ -53,18 +53,26 @@ def _check_graph(root, name: str) -> None:
             for child in _children(node, yaml):
                 total += expanded[id(child)]
             if total > MAX_NODES:
-                raise _error(name, f"the document expands to more than {MAX_NODES:,} values (YAML aliases "
-                                   f"*name repeat what they refer to) / エイリアスの展開で値が{MAX_NODES:,}個を超えます")
+                raise _error(
+                    name,
+                    f"the document expands to more than {MAX_NODES:,} values (YAML aliases "
+                    f"*name repeat what they refer to) / エイリアスの展開で値が{MAX_NODES:,}個を超えます",
+                )
             expanded[key] = total
             continue
         if key in seen:
             if key in active:
-                raise _error(name, "a YAML alias refers to the value that contains it (recursive) / "
-                                   "エイリアスが自分自身を含む値を参照しています")
+                raise _error(
+                    name,
+                    "a YAML alias refers to the value that contains it (recursive) / "
+                    "エイリアスが自分自身を含む値を参照しています",
+                )
             aliases += 1
             if aliases > MAX_ALIASES:
-                raise _error(name, f"more than {MAX_ALIASES} YAML aliases (*name) / エイリアス（*name）が"
-                                   f"{MAX_ALIASES}個を超えます")
+                raise _error(
+                    name,
+                    f"more than {MAX_ALIASES} YAML aliases (*name) / エイリアス（*name）が{MAX_ALIASES}個を超えます",
+                )
             continue
         seen.add(key)
         active.add(key)
@@ -91,13 +99,17 @@ def load(path: Path, name: str | None = None) -> object:
     with open(path, "rb") as fh:
         data = fh.read(MAX_BYTES + 1)
     if len(data) > MAX_BYTES:
-        raise _error(name, f"larger than {MAX_BYTES:,} bytes: a mapping file is a short list of headers and "
-                           f"labels / {MAX_BYTES:,}バイトを超えています")
+        raise _error(
+            name,
+            f"larger than {MAX_BYTES:,} bytes: a mapping file is a short list of headers and "
+            f"labels / {MAX_BYTES:,}バイトを超えています",
+        )
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
-        raise _error(name, f"not UTF-8 text ({exc.reason} at byte {exc.start}); save it as UTF-8 / "
-                           "UTF-8で保存してください") from None
+        raise _error(
+            name, f"not UTF-8 text ({exc.reason} at byte {exc.start}); save it as UTF-8 / UTF-8で保存してください"
+        ) from None
     loader = _loader()(text)
     try:
         node = loader.get_single_node()

@@ -15,8 +15,8 @@ from pathlib import Path
 class StagedFile:
     path: Path
     file_name: str
-    file_id: str                 # sha256 of the bytes
-    kind: str                    # 'survey' | 'programme'
+    file_id: str  # sha256 of the bytes
+    kind: str  # 'survey' | 'programme'
     row_count: int
     encoding: str | None = None
     survey_id: str | None = None  # declared survey, e.g. 'national-2024' (from the file name or column)

@@ -39,7 +39,7 @@ SUFFIX = ".duckdb"
 LEGACY_TABLES = frozenset({"files", "survey_responses", "programme"})
 # ... or at least the provenance table `files` with its own columns (schema.FILES_TABLE_DDL).
 LEGACY_FILES_COLUMNS = frozenset({"file_id", "file_name", "path", "kind", "row_count", "synthetic", "loaded_at"})
-DUCKDB_MAGIC = b"DUCK"   # bytes 8..12 of a DuckDB database file
+DUCKDB_MAGIC = b"DUCK"  # bytes 8..12 of a DuckDB database file
 
 META_DDL = f"""
 CREATE TABLE IF NOT EXISTS {META_TABLE} (
@@ -75,7 +75,9 @@ def check_path(path: str | os.PathLike[str]) -> Path:
     header, or a new path ending in .duckdb. Raises UsageError naming --warehouse."""
     p = Path(path)
     if p.is_dir():
-        raise UsageError(OPTION, f"'{p}' is a folder, not a warehouse file / フォルダです（倉庫ファイルを指定してください）")
+        raise UsageError(
+            OPTION, f"'{p}' is a folder, not a warehouse file / フォルダです（倉庫ファイルを指定してください）"
+        )
     if p.exists():
         if not p.is_file():
             raise UsageError(OPTION, f"'{p}' is not a regular file / 通常のファイルではありません")
@@ -83,15 +85,22 @@ def check_path(path: str | os.PathLike[str]) -> Path:
             with open(p, "rb") as fh:
                 head = fh.read(16)
         except PermissionError:
-            raise WarehouseError(f"{OPTION}: '{p}' cannot be read (permission denied) / "
-                                 "倉庫ファイルを読む権限がありません") from None
+            raise WarehouseError(
+                f"{OPTION}: '{p}' cannot be read (permission denied) / 倉庫ファイルを読む権限がありません"
+            ) from None
         if head[8:12] != DUCKDB_MAGIC:
-            raise UsageError(OPTION, f"'{p}' is not a Tsunagari warehouse ({_describe(head)}); it was not "
-                                     f"opened or changed / Tsunagari の倉庫ファイルではありません（変更していません）")
+            raise UsageError(
+                OPTION,
+                f"'{p}' is not a Tsunagari warehouse ({_describe(head)}); it was not "
+                f"opened or changed / Tsunagari の倉庫ファイルではありません（変更していません）",
+            )
         return p
     if p.suffix != SUFFIX:
-        raise UsageError(OPTION, f"'{p}' does not exist and does not end in {SUFFIX}; a new warehouse "
-                                 f"must be a .duckdb file / 新しい倉庫ファイル名は .duckdb で終わる必要があります")
+        raise UsageError(
+            OPTION,
+            f"'{p}' does not exist and does not end in {SUFFIX}; a new warehouse "
+            f"must be a .duckdb file / 新しい倉庫ファイル名は .duckdb で終わる必要があります",
+        )
     if p.parent.exists() and not p.parent.is_dir():
         raise UsageError(OPTION, f"'{p.parent}' is not a folder / フォルダではありません")
     return p
@@ -103,42 +112,54 @@ def _map_error(p: Path, exc: BaseException, write: bool) -> TsunagariError:
     if "could not set lock" in low or "conflicting lock" in low:
         holder = ""
         if "(PID" in text:
-            holder = " (" + text[text.index("(PID") + 1:].split(")")[0] + ")"
-        return WarehouseError(f"{OPTION}: '{p}' is in use by another process{holder}; wait for it to "
-                              f"finish (a build or ingest, or a notebook holding it open) / "
-                              f"倉庫ファイルは他のプロセスが使用中です")
+            holder = " (" + text[text.index("(PID") + 1 :].split(")")[0] + ")"
+        return WarehouseError(
+            f"{OPTION}: '{p}' is in use by another process{holder}; wait for it to "
+            f"finish (a build or ingest, or a notebook holding it open) / "
+            f"倉庫ファイルは他のプロセスが使用中です"
+        )
     if "no space left" in low or getattr(exc, "errno", None) == errno.ENOSPC:
-        return WarehouseError(f"{OPTION}: disk full while writing '{p}'; nothing was committed / "
-                              f"空き容量不足のため倉庫に書き込めません（変更はありません）")
+        return WarehouseError(
+            f"{OPTION}: disk full while writing '{p}'; nothing was committed / "
+            f"空き容量不足のため倉庫に書き込めません（変更はありません）"
+        )
     if "permission denied" in low or isinstance(exc, PermissionError):
-        return WarehouseError(f"{OPTION}: permission denied for '{p}'"
-                              f"{' (writing needs write access to the file and its folder)' if write else ''}"
-                              f" / 倉庫ファイルへのアクセス権がありません")
+        return WarehouseError(
+            f"{OPTION}: permission denied for '{p}'"
+            f"{' (writing needs write access to the file and its folder)' if write else ''}"
+            f" / 倉庫ファイルへのアクセス権がありません"
+        )
     if "read-only file system" in low or getattr(exc, "errno", None) == errno.EROFS:
         return WarehouseError(f"{OPTION}: '{p}' is on a read-only file system / 読み取り専用のファイルシステムです")
     if "is a directory" in low:
         return UsageError(OPTION, f"'{p}' is a folder, not a warehouse file / フォルダです")
-    return WarehouseError(f"{OPTION}: cannot open '{p}': {text.splitlines()[0] if text else type(exc).__name__} "
-                          f"/ 倉庫ファイルを開けません")
+    return WarehouseError(
+        f"{OPTION}: cannot open '{p}': {text.splitlines()[0] if text else type(exc).__name__} "
+        f"/ 倉庫ファイルを開けません"
+    )
 
 
 def has_table(con: duckdb.DuckDBPyConnection, name: str) -> bool:
     """Whether the connection has a table or view called ``name`` (the warehouse's own, a temporary
     one or a registered data frame: DuckDB lists them all under the schema 'main')."""
-    return con.execute("SELECT count(*) FROM information_schema.tables WHERE table_name = ?",
-                       [name]).fetchone()[0] > 0
+    return con.execute("SELECT count(*) FROM information_schema.tables WHERE table_name = ?", [name]).fetchone()[0] > 0
 
 
 def tables(con: duckdb.DuckDBPyConnection) -> set[str]:
     """The names of the tables and views of the connection."""
-    return {r[0] for r in con.execute(
-        "SELECT table_name FROM information_schema.tables WHERE table_schema = 'main'").fetchall()}
+    return {
+        r[0]
+        for r in con.execute("SELECT table_name FROM information_schema.tables WHERE table_schema = 'main'").fetchall()
+    }
 
 
 def _columns(con: duckdb.DuckDBPyConnection, table: str) -> set[str]:
-    return {r[0] for r in con.execute(
-        "SELECT column_name FROM information_schema.columns WHERE table_schema = 'main' AND table_name = ?",
-        [table]).fetchall()}
+    return {
+        r[0]
+        for r in con.execute(
+            "SELECT column_name FROM information_schema.columns WHERE table_schema = 'main' AND table_name = ?", [table]
+        ).fetchall()
+    }
 
 
 def _identity(con: duckdb.DuckDBPyConnection) -> str:
@@ -156,7 +177,7 @@ def _identity(con: duckdb.DuckDBPyConnection) -> str:
     return "empty" if not names else "foreign"
 
 
-_VERIFIED: dict[str, tuple] = {}   # resolved path -> file identity of a file checked in this process
+_VERIFIED: dict[str, tuple] = {}  # resolved path -> file identity of a file checked in this process
 
 
 def _verify(p: Path) -> str:
@@ -177,15 +198,24 @@ def _verify(p: Path) -> str:
     finally:
         con.close()
     if ident == "foreign":
-        raise UsageError(OPTION, f"'{p}' is a DuckDB file that Tsunagari did not create (no {META_TABLE} "
-                                 f"table); it was not changed. Use a new .duckdb path / Tsunagari が作成した"
-                                 f"倉庫ではありません（変更していません）")
+        raise UsageError(
+            OPTION,
+            f"'{p}' is a DuckDB file that Tsunagari did not create (no {META_TABLE} "
+            f"table); it was not changed. Use a new .duckdb path / Tsunagari が作成した"
+            f"倉庫ではありません（変更していません）",
+        )
     if ident == "empty":
-        raise UsageError(OPTION, f"'{p}' is an empty DuckDB file that Tsunagari did not create; it was not "
-                                 f"changed. Delete it or use a new .duckdb path / Tsunagari が作成した倉庫ではありません")
+        raise UsageError(
+            OPTION,
+            f"'{p}' is an empty DuckDB file that Tsunagari did not create; it was not "
+            f"changed. Delete it or use a new .duckdb path / Tsunagari が作成した倉庫ではありません",
+        )
     if ident == "newer":
-        raise UsageError(OPTION, f"'{p}' was written by a newer Tsunagari (format > {FORMAT_VERSION}); "
-                                 f"upgrade / 新しい版の Tsunagari で作成された倉庫です")
+        raise UsageError(
+            OPTION,
+            f"'{p}' was written by a newer Tsunagari (format > {FORMAT_VERSION}); "
+            f"upgrade / 新しい版の Tsunagari で作成された倉庫です",
+        )
     if ident == "tsunagari" and fk is not None:
         _VERIFIED[key] = fk
     return ident
@@ -194,8 +224,10 @@ def _verify(p: Path) -> str:
 def _write_meta(con: duckdb.DuckDBPyConnection) -> None:
     con.execute(META_DDL)
     if not con.execute(f"SELECT count(*) FROM {META_TABLE}").fetchone()[0]:
-        con.execute(f"INSERT INTO {META_TABLE} VALUES (?, ?, ?)",
-                    [FORMAT_VERSION, CREATED_BY, datetime.now(timezone.utc).replace(tzinfo=None)])
+        con.execute(
+            f"INSERT INTO {META_TABLE} VALUES (?, ?, ?)",
+            [FORMAT_VERSION, CREATED_BY, datetime.now(timezone.utc).replace(tzinfo=None)],
+        )
 
 
 def connect(path: str | os.PathLike[str], write: bool = False) -> duckdb.DuckDBPyConnection:
@@ -206,12 +238,16 @@ def connect(path: str | os.PathLike[str], write: bool = False) -> duckdb.DuckDBP
     p = check_path(path)
     existed = p.exists()
     if not existed and not write:
-        raise UsageError(OPTION, f"'{p}' does not exist; run `tsunagari build` or `tsunagari ingest` first / "
-                                 "倉庫ファイルがありません")
+        raise UsageError(
+            OPTION,
+            f"'{p}' does not exist; run `tsunagari build` or `tsunagari ingest` first / 倉庫ファイルがありません",
+        )
     ident = _verify(p) if existed else "new"
     if write and existed and not os.stat(p).st_mode & 0o222:
-        raise WarehouseError(f"{OPTION}: '{p}' is read-only (no write permission); nothing was changed / "
-                             "倉庫ファイルが読み取り専用です（変更していません）")
+        raise WarehouseError(
+            f"{OPTION}: '{p}' is read-only (no write permission); nothing was changed / "
+            "倉庫ファイルが読み取り専用です（変更していません）"
+        )
     if write and not existed:
         try:
             p.parent.mkdir(parents=True, exist_ok=True)
@@ -266,7 +302,8 @@ def synthetic_flag(con: duckdb.DuckDBPyConnection) -> bool:
 
         logging.getLogger("tsunagari.warehouse").warning(
             "synthetic flag unreadable (%s); treating the data as synthetic / 合成データとして扱います",
-            str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+            str(exc).splitlines()[0] if str(exc) else type(exc).__name__,
+        )
         return True
 
 
@@ -277,8 +314,9 @@ def national_years(con: duckdb.DuckDBPyConnection) -> list[int]:
     """Rounds with a national survey in the warehouse, ascending."""
     if not has_table(con, "survey_responses"):
         return []
-    rows = con.execute("SELECT DISTINCT survey_year FROM survey_responses "
-                       "WHERE survey_kind = 'national' ORDER BY 1").fetchall()
+    rows = con.execute(
+        "SELECT DISTINCT survey_year FROM survey_responses WHERE survey_kind = 'national' ORDER BY 1"
+    ).fetchall()
     return [int(r[0]) for r in rows]
 
 

@@ -63,6 +63,7 @@ _PKG_REL_NS = "http://schemas.openxmlformats.org/package/2006/relationships"
 
 # --- Column letters --------------------------------------------------------------------------------
 
+
 def column_letter(i: int) -> str:
     """The letters of the 0-based column ``i``: 0 -> A, 25 -> Z, 26 -> AA, 16383 -> XFD."""
     s = ""
@@ -107,9 +108,9 @@ def neutralise_frame(df: pd.DataFrame) -> pd.DataFrame:
     for col in out.columns:
         s = out[col]
         if pd.api.types.is_object_dtype(s) or pd.api.types.is_string_dtype(s):
-            try:   # vectorised; a cell that is not text gives NA here (and is left alone)
+            try:  # vectorised; a cell that is not text gives NA here (and is left alone)
                 hit = s.str.startswith(FORMULA_PREFIXES).fillna(False).to_numpy(dtype=bool)
-            except AttributeError:   # an object column without text
+            except AttributeError:  # an object column without text
                 hit = None
             s = s.astype(object)
             if hit is not None and hit.any():
@@ -120,6 +121,7 @@ def neutralise_frame(df: pd.DataFrame) -> pd.DataFrame:
 
 
 # --- Writer ------------------------------------------------------------------------------------
+
 
 def write_xlsx(sheets: dict[str, pd.DataFrame], path: Path) -> Path:
     """One sheet per entry, header frozen, columns sized to their header.
@@ -167,7 +169,7 @@ def _display_width(v: Any) -> int:
     return (len(s) + len(s.encode("utf-8"))) // 2
 
 
-WIDTH_SAMPLE = 500    # rows whose values size the columns (evenly spread over the sheet)
+WIDTH_SAMPLE = 500  # rows whose values size the columns (evenly spread over the sheet)
 
 
 def column_widths(headers: list[list[str]], rows: Sequence[Sequence[Any]], cap: int = 50) -> list[float]:
@@ -184,8 +186,9 @@ def column_widths(headers: list[list[str]], rows: Sequence[Sequence[Any]], cap: 
     return out
 
 
-def data_sheet(headers: list[list[str]], rows: list[list[Any]], widths: Sequence[float] | None = None
-               ) -> tuple[bytes, str]:
+def data_sheet(
+    headers: list[list[str]], rows: list[list[Any]], widths: Sequence[float] | None = None
+) -> tuple[bytes, str]:
     """(sheet XML, autofilter range) of a data sheet: row 1 the Japanese headers (bold, wrapped),
     row 2 the column codes (a secondary style), both frozen, an autofilter on the code row over
     the data, column widths from ``column_widths``."""
@@ -193,14 +196,23 @@ def data_sheet(headers: list[list[str]], rows: list[list[Any]], widths: Sequence
         widths = column_widths(headers, rows)
     ncol = max(1, len(headers[0]))
     ref = f"A{len(headers)}:{column_letter(ncol - 1)}{len(headers) + max(len(rows), 1)}"
-    return sheet_xml([*headers, *rows], widths, freeze_header=True, bold_header=True, dimension=True,
-                     header_rows=len(headers), autofilter=ref, bool_style=True), ref
+    return sheet_xml(
+        [*headers, *rows],
+        widths,
+        freeze_header=True,
+        bold_header=True,
+        dimension=True,
+        header_rows=len(headers),
+        autofilter=ref,
+        bool_style=True,
+    ), ref
 
 
 def text_sheet(header: Sequence[str], rows: Iterable[Sequence[Any]], widths: Sequence[float]) -> bytes:
     """A sheet of text (notes, the dictionary): a bold header row, frozen."""
-    return sheet_xml([list(header), *([neutralise(v) for v in r] for r in rows)], widths,
-                     freeze_header=True, bold_header=True)
+    return sheet_xml(
+        [list(header), *([neutralise(v) for v in r] for r in rows)], widths, freeze_header=True, bold_header=True
+    )
 
 
 # A small writer for the two kinds of workbooks the site publishes (text, numbers, booleans; a bold
@@ -212,8 +224,8 @@ def text_sheet(header: Sequence[str], rows: Iterable[Sequence[Any]], widths: Seq
 
 _ZIP_DATE = (1980, 1, 1, 0, 0, 0)
 _XLSX_ERRORS = frozenset(("#NULL!", "#DIV/0!", "#VALUE!", "#REF!", "#NAME?", "#NUM!", "#N/A"))
-_ILLEGAL_XML = re.compile(r"[\000-\010]|[\013-\014]|[\016-\037]")   # as openpyxl refuses
-_MAX_TEXT = 32767   # Excel's cell limit (openpyxl truncates likewise)
+_ILLEGAL_XML = re.compile(r"[\000-\010]|[\013-\014]|[\016-\037]")  # as openpyxl refuses
+_MAX_TEXT = 32767  # Excel's cell limit (openpyxl truncates likewise)
 
 
 def _text(s: str) -> str:
@@ -227,8 +239,7 @@ def _text(s: str) -> str:
 
 
 def _attr(s: str) -> str:
-    return (_text(s).replace('"', "&quot;").replace("\r", "&#13;").replace("\n", "&#10;")
-            .replace("\t", "&#09;"))
+    return _text(s).replace('"', "&quot;").replace("\r", "&#13;").replace("\n", "&#10;").replace("\t", "&#09;")
 
 
 def _cell_tail(ref: str, v: Any) -> str:
@@ -239,7 +250,7 @@ def _cell_tail(ref: str, v: Any) -> str:
             v = v[:_MAX_TEXT]
         if _ILLEGAL_XML.search(v):
             raise ValueError(f"{ref}: text with a control character cannot be written to a worksheet: {v!r}")
-        if v.startswith("=") and len(v) > 1:   # callers neutralise text; never write a formula
+        if v.startswith("=") and len(v) > 1:  # callers neutralise text; never write a formula
             raise ValueError(f"{ref}: text that a spreadsheet reads as a formula: {v!r}")
         if v in _XLSX_ERRORS:
             return f' t="e"><v>{_text(v)}</v></c>'
@@ -258,9 +269,17 @@ def _cell_tail(ref: str, v: Any) -> str:
     raise TypeError(f"{ref}: cannot write a {type(v).__name__} to a worksheet")
 
 
-def sheet_xml(rows: Iterable[Sequence[Any]], widths: Sequence[int | float] = (), *, freeze_header: bool = False,
-              bold_header: bool = False, dimension: bool = False, header_rows: int = 1,
-              autofilter: str | None = None, bool_style: bool = False) -> bytes:
+def sheet_xml(
+    rows: Iterable[Sequence[Any]],
+    widths: Sequence[int | float] = (),
+    *,
+    freeze_header: bool = False,
+    bold_header: bool = False,
+    dimension: bool = False,
+    header_rows: int = 1,
+    autofilter: str | None = None,
+    bool_style: bool = False,
+) -> bytes:
     """The XML of one worksheet: ``rows`` (the first ``header_rows`` are the header) of str / int /
     float / bool / None (no cell); ``widths`` of the first columns; the header rows frozen and/or
     styled (row 1 bold; with two header rows, row 1 also wrapped on two lines and row 2 in the
@@ -293,7 +312,7 @@ def sheet_xml(rows: Iterable[Sequence[Any]], widths: Sequence[int | float] = (),
                 tail = tails[key]
             except KeyError:
                 tail = tails[key] = _cell_tail(ref, v)
-            except TypeError:   # an unhashable value: _cell_tail names the cell
+            except TypeError:  # an unhashable value: _cell_tail names the cell
                 tail = _cell_tail(ref, v)
             if bool_style and not style and v.__class__ is bool:
                 cells.append(f'<c r="{ref}" s="3"{tail}')
@@ -301,25 +320,38 @@ def sheet_xml(rows: Iterable[Sequence[Any]], widths: Sequence[int | float] = (),
             cells.append(f'<c r="{ref}"{style}{tail}')
         attrs = two_line if i == 1 else ""
         body.append(f'<row r="{rs}"{attrs}>{"".join(cells)}</row>' if cells else f'<row r="{rs}"{attrs} />')
-    head = [f'<worksheet xmlns="{_MAIN_NS}"><sheetPr><outlinePr summaryBelow="1" summaryRight="1" />'
-            '<pageSetUpPr /></sheetPr>']
+    head = [
+        f'<worksheet xmlns="{_MAIN_NS}"><sheetPr><outlinePr summaryBelow="1" summaryRight="1" />'
+        "<pageSetUpPr /></sheetPr>"
+    ]
     if dimension:
         width = max((len(r) for r in rows), default=1) or 1
         head.append(f'<dimension ref="A1:{column_letter(width - 1)}{max(len(rows), 1)}" />')
     if freeze_header:
-        head.append(f'<sheetViews><sheetView workbookViewId="0"><pane ySplit="{header_rows}" '
-                    f'topLeftCell="A{header_rows + 1}" activePane="bottomLeft" state="frozen" /><selection '
-                    'pane="bottomLeft" activeCell="A1" sqref="A1" /></sheetView></sheetViews>')
+        head.append(
+            f'<sheetViews><sheetView workbookViewId="0"><pane ySplit="{header_rows}" '
+            f'topLeftCell="A{header_rows + 1}" activePane="bottomLeft" state="frozen" /><selection '
+            'pane="bottomLeft" activeCell="A1" sqref="A1" /></sheetView></sheetViews>'
+        )
     else:
-        head.append('<sheetViews><sheetView workbookViewId="0"><selection activeCell="A1" sqref="A1" />'
-                    '</sheetView></sheetViews>')
+        head.append(
+            '<sheetViews><sheetView workbookViewId="0"><selection activeCell="A1" sqref="A1" />'
+            "</sheetView></sheetViews>"
+        )
     head.append('<sheetFormatPr baseColWidth="8" defaultRowHeight="15" />')
     if widths:
-        head.append("<cols>" + "".join(f'<col width="{w:g}" customWidth="1" min="{k}" max="{k}" />'
-                                       for k, w in enumerate(widths, start=1)) + "</cols>")
+        head.append(
+            "<cols>"
+            + "".join(
+                f'<col width="{w:g}" customWidth="1" min="{k}" max="{k}" />' for k, w in enumerate(widths, start=1)
+            )
+            + "</cols>"
+        )
     tail = f'<autoFilter ref="{autofilter}" />' if autofilter else ""
-    xml = ("".join(head) + "<sheetData>" + "".join(body) + f'</sheetData>{tail}<pageMargins left="0.75" right="0.75" '
-           'top="1" bottom="1" header="0.5" footer="0.5" /></worksheet>')
+    xml = (
+        "".join(head) + "<sheetData>" + "".join(body) + f'</sheetData>{tail}<pageMargins left="0.75" right="0.75" '
+        'top="1" bottom="1" header="0.5" footer="0.5" /></worksheet>'
+    )
     return xml.encode("utf-8")
 
 
@@ -329,35 +361,46 @@ def _styles_xml(bold: bool) -> str:
     column codes), and 3 a boolean's number format (TRUE / FALSE)."""
     from openpyxl.styles.colors import COLOR_INDEX
 
-    font = '<font><name val="Calibri" /><family val="2" /><color theme="1" /><sz val="11" /><scheme val="minor" /></font>'
+    font = (
+        '<font><name val="Calibri" /><family val="2" /><color theme="1" /><sz val="11" /><scheme val="minor" /></font>'
+    )
     xf = '<xf numFmtId="0" fontId="{}" fillId="0" borderId="0" pivotButton="0" quotePrefix="0" xfId="0" />'
     fills = '<fill><patternFill /></fill><fill><patternFill patternType="gray125" /></fill>'
     if bold:
-        fonts = (f'<fonts count="3">{font}<font><b val="1" /></font><font><i val="1" /><color rgb="FF595959" />'
-                 '<sz val="10" /></font></fonts>')
-        fills = (f'<fills count="4">{fills}<fill><patternFill patternType="solid"><fgColor rgb="FFDDEBF7" />'
-                 '</patternFill></fill><fill><patternFill patternType="solid"><fgColor rgb="FFF2F2F2" />'
-                 '</patternFill></fill></fills>')
+        fonts = (
+            f'<fonts count="3">{font}<font><b val="1" /></font><font><i val="1" /><color rgb="FF595959" />'
+            '<sz val="10" /></font></fonts>'
+        )
+        fills = (
+            f'<fills count="4">{fills}<fill><patternFill patternType="solid"><fgColor rgb="FFDDEBF7" />'
+            '</patternFill></fill><fill><patternFill patternType="solid"><fgColor rgb="FFF2F2F2" />'
+            "</patternFill></fill></fills>"
+        )
         numfmts = '<numFmts count="1"><numFmt numFmtId="164" formatCode="&quot;TRUE&quot;;&quot;TRUE&quot;;&quot;FALSE&quot;" /></numFmts>'
-        xfs = ('<cellXfs count="4">' + xf.format(0)
-               + '<xf numFmtId="0" fontId="1" fillId="2" borderId="0" applyFont="1" applyFill="1" applyAlignment="1" '
-                 'pivotButton="0" quotePrefix="0" xfId="0"><alignment vertical="top" wrapText="1" /></xf>'
-               + '<xf numFmtId="0" fontId="2" fillId="3" borderId="0" applyFont="1" applyFill="1" pivotButton="0" '
-                 'quotePrefix="0" xfId="0" />'
-               + '<xf numFmtId="164" fontId="0" fillId="0" borderId="0" applyNumberFormat="1" pivotButton="0" '
-                 'quotePrefix="0" xfId="0" /></cellXfs>')
+        xfs = (
+            '<cellXfs count="4">'
+            + xf.format(0)
+            + '<xf numFmtId="0" fontId="1" fillId="2" borderId="0" applyFont="1" applyFill="1" applyAlignment="1" '
+            'pivotButton="0" quotePrefix="0" xfId="0"><alignment vertical="top" wrapText="1" /></xf>'
+            + '<xf numFmtId="0" fontId="2" fillId="3" borderId="0" applyFont="1" applyFill="1" pivotButton="0" '
+            'quotePrefix="0" xfId="0" />'
+            + '<xf numFmtId="164" fontId="0" fillId="0" borderId="0" applyNumberFormat="1" pivotButton="0" '
+            'quotePrefix="0" xfId="0" /></cellXfs>'
+        )
     else:
         numfmts = '<numFmts count="0" />'
         fonts = f'<fonts count="1">{font}</fonts>'
         fills = f'<fills count="2">{fills}</fills>'
         xfs = f'<cellXfs count="1">{xf.format(0)}</cellXfs>'
     colors = "".join(f'<rgbColor rgb="{c}" />' for c in COLOR_INDEX[:64])
-    return (f'<styleSheet xmlns="{_MAIN_NS}">{numfmts}{fonts}{fills}<borders count="1"><border><left />'
-            '<right /><top /><bottom /><diagonal /></border></borders><cellStyleXfs count="1"><xf numFmtId="0" '
-            f'fontId="0" fillId="0" borderId="0" /></cellStyleXfs>{xfs}<cellStyles count="1"><cellStyle '
-            'name="Normal" xfId="0" builtinId="0" hidden="0" /></cellStyles><tableStyles count="0" '
-            'defaultTableStyle="TableStyleMedium9" defaultPivotStyle="PivotStyleLight16" /><colors><indexedColors>'
-            f'{colors}</indexedColors></colors></styleSheet>')
+    return (
+        f'<styleSheet xmlns="{_MAIN_NS}">{numfmts}{fonts}{fills}<borders count="1"><border><left />'
+        '<right /><top /><bottom /><diagonal /></border></borders><cellStyleXfs count="1"><xf numFmtId="0" '
+        f'fontId="0" fillId="0" borderId="0" /></cellStyleXfs>{xfs}<cellStyles count="1"><cellStyle '
+        'name="Normal" xfId="0" builtinId="0" hidden="0" /></cellStyles><tableStyles count="0" '
+        'defaultTableStyle="TableStyleMedium9" defaultPivotStyle="PivotStyleLight16" /><colors><indexedColors>'
+        f"{colors}</indexedColors></colors></styleSheet>"
+    )
 
 
 def _sheet_ref(title: str, ref: str) -> str:
@@ -376,40 +419,54 @@ def workbook_bytes(sheets: Sequence[tuple], bold: bool = False) -> dict[str, byt
     ct = "application/vnd.openxmlformats-officedocument"
     n = len(sheets)
     members: dict[str, bytes] = {
-        "docProps/app.xml": ('<Properties xmlns="http://schemas.openxmlformats.org/officeDocument/2006/'
-                             'extended-properties"><Application>Microsoft Excel Compatible / tsunagari'
-                             '</Application></Properties>').encode(),
+        "docProps/app.xml": (
+            '<Properties xmlns="http://schemas.openxmlformats.org/officeDocument/2006/'
+            'extended-properties"><Application>Microsoft Excel Compatible / tsunagari'
+            "</Application></Properties>"
+        ).encode(),
         # No created/modified date: the bytes of a workbook depend only on its cells.
-        "docProps/core.xml": ('<cp:coreProperties xmlns:cp="http://schemas.openxmlformats.org/package/2006/'
-                              'metadata/core-properties" xmlns:dc="http://purl.org/dc/elements/1.1/" '
-                              'xmlns:dcterms="http://purl.org/dc/terms/" '
-                              'xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance"><dc:creator>tsunagari'
-                              '</dc:creator></cp:coreProperties>').encode(),
+        "docProps/core.xml": (
+            '<cp:coreProperties xmlns:cp="http://schemas.openxmlformats.org/package/2006/'
+            'metadata/core-properties" xmlns:dc="http://purl.org/dc/elements/1.1/" '
+            'xmlns:dcterms="http://purl.org/dc/terms/" '
+            'xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance"><dc:creator>tsunagari'
+            "</dc:creator></cp:coreProperties>"
+        ).encode(),
         "xl/theme/theme1.xml": theme_xml.encode("utf-8"),
     }
     for k, (_, xml, *_rest) in enumerate(sheets, start=1):
         members[f"xl/worksheets/sheet{k}.xml"] = xml
-    names = "".join(f'<definedName name="_xlnm._FilterDatabase" localSheetId="{k}" hidden="1">'
-                    f'{_text(_sheet_ref(title, rest[0]))}</definedName>'
-                    for k, (title, _, *rest) in enumerate(sheets) if rest and rest[0])
+    names = "".join(
+        f'<definedName name="_xlnm._FilterDatabase" localSheetId="{k}" hidden="1">'
+        f"{_text(_sheet_ref(title, rest[0]))}</definedName>"
+        for k, (title, _, *rest) in enumerate(sheets)
+        if rest and rest[0]
+    )
     defined = f"<definedNames>{names}</definedNames>" if names else "<definedNames />"
     members["xl/styles.xml"] = _styles_xml(bold).encode()
     members["_rels/.rels"] = (
         f'<Relationships xmlns="{_PKG_REL_NS}"><Relationship Type="{_REL_NS}/officeDocument" '
         'Target="xl/workbook.xml" Id="rId1" /><Relationship Type="http://schemas.openxmlformats.org/package/'
         '2006/relationships/metadata/core-properties" Target="docProps/core.xml" Id="rId2" /><Relationship '
-        f'Type="{_REL_NS}/extended-properties" Target="docProps/app.xml" Id="rId3" /></Relationships>').encode()
+        f'Type="{_REL_NS}/extended-properties" Target="docProps/app.xml" Id="rId3" /></Relationships>'
+    ).encode()
     members["xl/workbook.xml"] = (
         f'<workbook xmlns:r="{_REL_NS}" xmlns="{_MAIN_NS}"><workbookPr /><workbookProtection /><bookViews>'
         '<workbookView visibility="visible" minimized="0" showHorizontalScroll="1" showVerticalScroll="1" '
         'showSheetTabs="1" tabRatio="600" firstSheet="0" activeTab="0" autoFilterDateGrouping="1" /></bookViews>'
-        "<sheets>" + "".join(f'<sheet name="{_attr(title)}" sheetId="{k}" state="visible" r:id="rId{k}" />'
-                             for k, (title, *_) in enumerate(sheets, start=1))
-        + f'</sheets>{defined}<calcPr calcId="124519" fullCalcOnLoad="1" /></workbook>').encode()
+        "<sheets>"
+        + "".join(
+            f'<sheet name="{_attr(title)}" sheetId="{k}" state="visible" r:id="rId{k}" />'
+            for k, (title, *_) in enumerate(sheets, start=1)
+        )
+        + f'</sheets>{defined}<calcPr calcId="124519" fullCalcOnLoad="1" /></workbook>'
+    ).encode()
     members["xl/_rels/workbook.xml.rels"] = (
         f'<Relationships xmlns="{_PKG_REL_NS}">'
-        + "".join(f'<Relationship Type="{_REL_NS}/worksheet" Target="/xl/worksheets/sheet{k}.xml" Id="rId{k}" />'
-                  for k in range(1, n + 1))
+        + "".join(
+            f'<Relationship Type="{_REL_NS}/worksheet" Target="/xl/worksheets/sheet{k}.xml" Id="rId{k}" />'
+            for k in range(1, n + 1)
+        )
         + f'<Relationship Type="{_REL_NS}/styles" Target="styles.xml" Id="rId{n + 1}" />'
         + f'<Relationship Type="{_REL_NS}/theme" Target="theme/theme1.xml" Id="rId{n + 2}" /></Relationships>'
     ).encode()
@@ -420,8 +477,10 @@ def workbook_bytes(sheets: Sequence[tuple], bold: bool = False) -> dict[str, byt
         f'styles+xml" /><Override PartName="/xl/theme/theme1.xml" ContentType="{ct}.theme+xml" /><Override '
         'PartName="/docProps/core.xml" ContentType="application/vnd.openxmlformats-package.core-properties+xml" />'
         f'<Override PartName="/docProps/app.xml" ContentType="{ct}.extended-properties+xml" />'
-        + "".join(f'<Override PartName="/xl/worksheets/sheet{k}.xml" ContentType="{ct}.spreadsheetml.worksheet+xml" />'
-                  for k in range(1, n + 1))
+        + "".join(
+            f'<Override PartName="/xl/worksheets/sheet{k}.xml" ContentType="{ct}.spreadsheetml.worksheet+xml" />'
+            for k in range(1, n + 1)
+        )
         + f'<Override PartName="/xl/workbook.xml" ContentType="{ct}.spreadsheetml.sheet.main+xml" /></Types>'
     ).encode()
     return members
@@ -464,13 +523,17 @@ _XUNSAFE = re.compile(r"<[A-Za-z_][\w.\-]*:|<!|<\?(?!xml[\s?])|<\?xml[^>]*encodi
 _XENTITY = re.compile(r"&(?:(lt|gt|amp|quot|apos)|#([0-9]+)|#x([0-9A-Fa-f]+));")
 _XNAMED = {"lt": "<", "gt": ">", "amp": "&", "quot": '"', "apos": "'"}
 _REF = re.compile(r"([A-Z]+)[0-9]+")
-_XROOT = re.compile(r"^(?:<\?xml[^>]*\?>)?\s*<worksheet\s[^>]*xmlns=\"http://schemas\.openxmlformats\.org/"
-                    r"spreadsheetml/2006/main\"")
+_XROOT = re.compile(
+    r"^(?:<\?xml[^>]*\?>)?\s*<worksheet\s[^>]*xmlns=\"http://schemas\.openxmlformats\.org/"
+    r"spreadsheetml/2006/main\""
+)
 _COLS: dict[str, int] = {}
 # The cells as openpyxl (and sheet_xml) write them; a row made only of these is read by
 # one regular expression, any other row by the general expressions above.
-_XSTRICT_CELL = (r'<c r="([A-Z]{1,3})[0-9]+"(?: s="[0-9]+")?(?: t="([A-Za-z]+)")?'
-                 r'(?: />|/>|>(?:(<v>[^<]*</v>|<v ?/>)|<is><t(?: xml:space="preserve")?>([^<]*)</t></is>)</c>)')
+_XSTRICT_CELL = (
+    r'<c r="([A-Z]{1,3})[0-9]+"(?: s="[0-9]+")?(?: t="([A-Za-z]+)")?'
+    r'(?: />|/>|>(?:(<v>[^<]*</v>|<v ?/>)|<is><t(?: xml:space="preserve")?>([^<]*)</t></is>)</c>)'
+)
 _XSTRICT_ROW = re.compile(f"(?:{_XSTRICT_CELL})*")
 _XSTRICT = re.compile(_XSTRICT_CELL)
 
@@ -478,8 +541,10 @@ _XSTRICT = re.compile(_XSTRICT_CELL)
 def _xunescape(text: str) -> str:
     if "&" not in text:
         return text
-    return _XENTITY.sub(lambda m: _XNAMED[m.group(1)] if m.group(1) else chr(int(m.group(2) or m.group(3),
-                                                                                 10 if m.group(2) else 16)), text)
+    return _XENTITY.sub(
+        lambda m: _XNAMED[m.group(1)] if m.group(1) else chr(int(m.group(2) or m.group(3), 10 if m.group(2) else 16)),
+        text,
+    )
 
 
 def _xattrs(text: str) -> dict[str, str]:
@@ -498,10 +563,10 @@ def sheet_rows_fast(data: bytes, shared: list[str]) -> list[list[str]] | None:
     if root is None or text.count("xmlns=") != 1 or _XUNSAFE.search(text):
         return None
     try:
-        expat.ParserCreate().Parse(data, True)   # well formed (the ElementTree path would raise)
+        expat.ParserCreate().Parse(data, True)  # well formed (the ElementTree path would raise)
     except expat.ExpatError:
         return None
-    if "\r" in text:   # XML end-of-line handling, before character references are expanded
+    if "\r" in text:  # XML end-of-line handling, before character references are expanded
         text = text.replace("\r\n", "\n").replace("\r", "\n")
     rows: list[list[str]] = []
     cols = _COLS
@@ -509,19 +574,24 @@ def sheet_rows_fast(data: bytes, shared: list[str]) -> list[list[str]] | None:
         content = m.group(2) or ""
         if _XSTRICT_ROW.fullmatch(content):
             cells = _XSTRICT.findall(content)
-            if 't="s"' not in content and [c[0] for c in cells] == COLUMN_LETTERS[:len(cells)]:
+            if 't="s"' not in content and [c[0] for c in cells] == COLUMN_LETTERS[: len(cells)]:
                 # cells A, B, C, ... without a gap or a shared string (every row we write): one
                 # comprehension, the same values as the loop below
-                rows.append([(_xunescape(is_t) if "&" in is_t else is_t) if t == "inlineStr"
-                             else ((_xunescape(v[3:-4]) if "&" in v else v[3:-4]) if len(v) > 7 else "")
-                             for _, t, v, is_t in cells])
+                rows.append(
+                    [
+                        (_xunescape(is_t) if "&" in is_t else is_t)
+                        if t == "inlineStr"
+                        else ((_xunescape(v[3:-4]) if "&" in v else v[3:-4]) if len(v) > 7 else "")
+                        for _, t, v, is_t in cells
+                    ]
+                )
                 continue
             row = []
-            for letters, t, v, is_t in cells:   # v: the <v> element or ""
+            for letters, t, v, is_t in cells:  # v: the <v> element or ""
                 if t == "inlineStr":
                     value = _xunescape(is_t)
                 elif t == "s" and v:
-                    if len(v) <= 7:   # an empty <v>: no index (ElementTree's int(None) raises too)
+                    if len(v) <= 7:  # an empty <v>: no index (ElementTree's int(None) raises too)
                         raise ValueError(f"shared-string cell {letters} without an index")
                     value = shared[int(_xunescape(v[3:-4]))]
                 else:
@@ -545,7 +615,7 @@ def sheet_rows_fast(data: bytes, shared: list[str]) -> list[list[str]] | None:
                 v = _XV.search(cell)
                 raw = None if v is None or v.group(2) is None else _xunescape(v.group(2))
                 if t == "s" and v is not None:
-                    value = shared[int(raw)]   # as the ElementTree path: int(None) raises
+                    value = shared[int(raw)]  # as the ElementTree path: int(None) raises
                 else:
                     value = raw or ""
             ref = attrs.get("r")
@@ -623,9 +693,11 @@ def read_sheets(path: Path, fast: bool = True, known=()) -> list[tuple[str, list
 
 RULE_LIMIT = "XLSX over a safety limit / XLSXが安全上の上限を超えています"
 RULE_FORMULA = "formula without a stored result / 計算結果が保存されていない数式"
-DETAIL_FORMULA = ("the file was saved without the formulas' results (e.g. written by a program): open it in Excel and "
-                  "save it again, or paste the cells as values / 数式の計算結果が保存されていません。Excelで開いて"
-                  "保存し直すか、値として貼り付けてください")
+DETAIL_FORMULA = (
+    "the file was saved without the formulas' results (e.g. written by a program): open it in Excel and "
+    "save it again, or paste the cells as values / 数式の計算結果が保存されていません。Excelで開いて"
+    "保存し直すか、値として貼り付けてください"
+)
 
 LIMITS = {  # key: (setting of pipelines/domain/config.py, what)
     "bytes": ("max_xlsx_bytes", "bytes uncompressed"),
@@ -633,7 +705,7 @@ LIMITS = {  # key: (setting of pipelines/domain/config.py, what)
     "strings": ("max_xlsx_strings", "shared strings"),
     "chars": ("max_xlsx_string_chars", "characters of shared strings"),
 }
-RATIO_MIN_MEMBER = 1 << 20   # the ratio is checked on members larger than this
+RATIO_MIN_MEMBER = 1 << 20  # the ratio is checked on members larger than this
 _CHUNK = 1 << 20
 _SST_TYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.sharedStrings+xml"
 
@@ -651,9 +723,12 @@ def _over(file_name: str, key: str, got: str, limit: int, where: str) -> DataErr
 
     name, what = LIMITS[key]
     env = BY_NAME[name].env
-    return DataError(file_name, RULE_LIMIT,
-                     detail=f"{where}: {got} > limit {limit:,} {what} ({env}); refused before reading / "
-                            f"上限 {limit:,} を超えているため読み込みません（{env}）")
+    return DataError(
+        file_name,
+        RULE_LIMIT,
+        detail=f"{where}: {got} > limit {limit:,} {what} ({env}); refused before reading / "
+        f"上限 {limit:,} を超えているため読み込みません（{env}）",
+    )
 
 
 class _Stop(Exception):
@@ -665,9 +740,15 @@ class _Stop(Exception):
 
 def _no_dtd(file_name: str, member: str):
     def handler(*_args) -> None:
-        raise _Stop(DataError(file_name, RULE_LIMIT,
-                              detail=f"{member}: an XML document type declaration (DTD), which XLSX never has / "
-                                     "XLSXにないはずのDTD宣言があります"))
+        raise _Stop(
+            DataError(
+                file_name,
+                RULE_LIMIT,
+                detail=f"{member}: an XML document type declaration (DTD), which XLSX never has / "
+                "XLSXにないはずのDTD宣言があります",
+            )
+        )
+
     return handler
 
 
@@ -694,6 +775,7 @@ def _shared_string_parts(zf: zipfile.ZipFile, file_name: str) -> list[str]:
                 part = attrs.get("PartName", "").lstrip("/")
                 if part in names:
                     parts.add(part)
+
         p.StartElementHandler = start
         _parse(zf, "[Content_Types].xml", p)
     return sorted(parts)
@@ -711,7 +793,9 @@ def _check_strings(zf: zipfile.ZipFile, member: str, file_name: str, lim: dict[s
         if local == "si":
             count += 1
             if count > lim["strings"]:
-                raise _Stop(_over(file_name, "strings", f"more than {lim['strings']:,} strings", lim["strings"], member))
+                raise _Stop(
+                    _over(file_name, "strings", f"more than {lim['strings']:,} strings", lim["strings"], member)
+                )
         elif local == "t":
             in_t += 1
 
@@ -744,21 +828,31 @@ def check_archive(path, file_name: str) -> None:
         total = sum(i.file_size for i in infos)
         if total > lim["bytes"]:
             big = max(infos, key=lambda i: i.file_size)
-            raise _over(file_name, "bytes", f"{total:,} bytes in all", lim["bytes"],
-                        f"{len(infos)} parts, the largest {big.filename!r} ({big.compress_size:,} bytes "
-                        f"expanding to {big.file_size:,})")
+            raise _over(
+                file_name,
+                "bytes",
+                f"{total:,} bytes in all",
+                lim["bytes"],
+                f"{len(infos)} parts, the largest {big.filename!r} ({big.compress_size:,} bytes "
+                f"expanding to {big.file_size:,})",
+            )
         for i in infos:
             if i.file_size > RATIO_MIN_MEMBER and i.file_size > lim["ratio"] * max(i.compress_size, 1):
                 ratio = i.file_size / max(i.compress_size, 1)
-                raise _over(file_name, "ratio", f"{ratio:,.0f}:1", lim["ratio"],
-                            f"{i.filename!r} expands from {i.compress_size:,} to {i.file_size:,} bytes")
+                raise _over(
+                    file_name,
+                    "ratio",
+                    f"{ratio:,.0f}:1",
+                    lim["ratio"],
+                    f"{i.filename!r} expands from {i.compress_size:,} to {i.file_size:,} bytes",
+                )
         try:
             for member in _shared_string_parts(zf, file_name):
                 _check_strings(zf, member, file_name, lim)
         except _Stop as stop:
             raise stop.error from None
         except (expat.ExpatError, zipfile.BadZipFile, OSError, EOFError, ValueError):
-            return   # corrupt: the reader reports it
+            return  # corrupt: the reader reports it
 
 
 # --- Formulas without a stored result ------------------------------------------------------------
@@ -766,9 +860,9 @@ def check_archive(path, file_name: str) -> None:
 
 @dataclass
 class FormulaCell:
-    ref: str        # A1 reference
-    row: int        # 1-based sheet row
-    col: int        # 1-based column
+    ref: str  # A1 reference
+    row: int  # 1-based sheet row
+    col: int  # 1-based column
 
 
 _REF_RE = re.compile(r"^\$?([A-Za-z]{1,3})\$?(\d+)$")
@@ -785,6 +879,7 @@ def _sheet_part(zf: zipfile.ZipFile, title: str, file_name: str) -> str | None:
         nonlocal rid
         if _local(name) == "sheet" and attrs.get("name") == title and rid is None:
             rid = attrs.get(f"{_REL_NS} id")
+
     p.StartElementHandler = start
     _parse(zf, "xl/workbook.xml", p)
     if rid is None:
@@ -797,6 +892,7 @@ def _sheet_part(zf: zipfile.ZipFile, title: str, file_name: str) -> str | None:
         nonlocal target
         if _local(name) == "Relationship" and attrs.get("Id") == rid:
             target = attrs.get("Target")
+
     r.StartElementHandler = start_rel
     _parse(zf, "xl/_rels/workbook.xml.rels", r)
     if not target:
@@ -874,7 +970,6 @@ def uncached_formulas(path, sheet_title: str, file_name: str, min_row: int = 1) 
     return found, total
 
 
-
 _CHECKED: set[tuple] = set()
 
 
@@ -892,10 +987,13 @@ def open_workbook(path: Path):
     ``check_archive_once``; a file openpyxl cannot open is a DataError naming it."""
     import openpyxl
 
-    check_archive_once(path)   # zip-bomb and shared-string limits, before openpyxl opens it
+    check_archive_once(path)  # zip-bomb and shared-string limits, before openpyxl opens it
     try:
         return openpyxl.load_workbook(path, read_only=True, data_only=True)
     except Exception as exc:  # zipfile/openpyxl raise many kinds
-        raise DataError(path.name, RULE_UNREADABLE,
-                        detail=f"not a valid XLSX file, truncated or corrupt ({type(exc).__name__}: {exc}) / "
-                               "XLSXファイルとして読めません（壊れているか途中で切れています）") from None
+        raise DataError(
+            path.name,
+            RULE_UNREADABLE,
+            detail=f"not a valid XLSX file, truncated or corrupt ({type(exc).__name__}: {exc}) / "
+            "XLSXファイルとして読めません（壊れているか途中で切れています）",
+        ) from None

@@ -88,7 +88,7 @@ class _Walker:
     def __init__(self) -> None:
         self.h = hashlib.sha256()
         self.seen: dict[int, int] = {}
-        self.keep: list = []   # objects stay alive while walked, so no id is reused meanwhile
+        self.keep: list = []  # objects stay alive while walked, so no id is reused meanwhile
         self.nodes = 0
 
     def tag(self, text: str) -> None:
@@ -132,7 +132,7 @@ class _Walker:
             self.tag(f"{type(obj).__module__}.{type(obj).__qualname__}[{len(obj)}]")
             for x in obj:
                 self.walk(x)
-            if hasattr(obj, "__dict__") and vars(obj):   # a list subclass with attributes (Layers)
+            if hasattr(obj, "__dict__") and vars(obj):  # a list subclass with attributes (Layers)
                 self.attributes(obj)
         elif isinstance(obj, dict):
             self.tag(f"{type(obj).__module__}.{type(obj).__qualname__}{{{len(obj)}}}")
@@ -153,7 +153,7 @@ class _Walker:
                 sub.walk(x)
                 parts.append(sub.h.hexdigest())
             self.tag(f"set:{','.join(sorted(parts))}")
-        elif isinstance(obj, types.FunctionType):   # lambdas too
+        elif isinstance(obj, types.FunctionType):  # lambdas too
             self.function(obj)
         elif isinstance(obj, types.MethodType):
             self.tag("method")
@@ -193,7 +193,7 @@ class _Walker:
         for cell in fn.__closure__ or ():
             try:
                 self.walk(cell.cell_contents)
-            except ValueError:   # an empty cell
+            except ValueError:  # an empty cell
                 self.tag("empty-cell")
 
     def code(self, co: types.CodeType) -> None:
@@ -224,7 +224,7 @@ class _Walker:
         values = s.to_numpy()
         if values.dtype.kind in "biufcmM":
             self.raw(np.ascontiguousarray(values).tobytes())
-        else:   # strings, objects, nullable: their hash, plus where the missing values are
+        else:  # strings, objects, nullable: their hash, plus where the missing values are
             self.raw(pd.util.hash_pandas_object(s, index=False, categorize=False).to_numpy().tobytes())
             self.raw(np.asarray(s.isna()).tobytes())
             kinds = {type(x).__name__ for x in values.tolist()}
@@ -268,7 +268,7 @@ def _mappings_closed(chart) -> bool:
                 if names is None or not names <= cols:
                     return False
             elif not isinstance(value, (int, float, bool, np.ndarray, pd.Series, list, tuple)):
-                return False   # stage objects (after_stat, after_scale) and the like: not cached
+                return False  # stage objects (after_stat, after_scale) and the like: not cached
         return True
 
     if not closed(chart.mapping, plot_cols):
@@ -323,8 +323,13 @@ def digest(chart, width: float, height: float, dpi: int) -> str:
     w = _Walker()
     w.tag(_environment_digest())
     w.tag(f"size:{float(width)!r}x{float(height)!r}@{int(dpi)}")
-    w.walk({k: v for k, v in sorted(vars(options).items())
-            if not k.startswith("_") and not callable(v) and not isinstance(v, types.ModuleType)})
+    w.walk(
+        {
+            k: v
+            for k, v in sorted(vars(options).items())
+            if not k.startswith("_") and not callable(v) and not isinstance(v, types.ModuleType)
+        }
+    )
     params = sorted((k, repr(v)) for k, v in mpl.rcParams.items() if not k.startswith(_GUI_PARAMS))
     if any(" at 0x" in v for _, v in params):
         raise Uncacheable("an rcParams value has no stable description")
@@ -372,14 +377,14 @@ def _complete_png(data: bytes) -> bool:
 
 
 def _complete(data: bytes, fmt: str) -> bool:
-    if fmt == "svg":   # written whole by matplotlib: the XML declaration to the closing tag
+    if fmt == "svg":  # written whole by matplotlib: the XML declaration to the closing tag
         return data.startswith(b"<?xml") and data.endswith(SVG_END)
     if not _complete_png(data):
         return False
     try:
         from PIL import Image
 
-        Image.open(io.BytesIO(data)).verify()   # every chunk's CRC
+        Image.open(io.BytesIO(data)).verify()  # every chunk's CRC
     except Exception:  # noqa: BLE001 - a damaged entry is a miss (it is replaced), never an error
         return False
     return True
@@ -395,9 +400,9 @@ def get(k: str, fmt: str = "png") -> bytes | None:
     if not _complete(data, fmt):
         return None
     try:
-        os.utime(path)   # recently used: kept by prune()
+        os.utime(path)  # recently used: kept by prune()
     except OSError:
-        pass             # a read-only cache still serves its entries
+        pass  # a read-only cache still serves its entries
     return data
 
 
@@ -428,13 +433,13 @@ def prune(max_bytes: int = MAX_BYTES) -> int:
     for p in root.glob("*/*"):
         m = _ENTRY.fullmatch(p.name)
         if m is None or p.parent.name != m.group(1)[:2] or p.is_symlink() or not p.is_file():
-            continue   # only what put() writes: a folder named by a user is not emptied
+            continue  # only what put() writes: a folder named by a user is not emptied
         try:
             st = p.stat()
         except OSError:
             continue
         if m.group(2):
-            if time.time() - st.st_mtime < 3600:   # another build may be writing it now
+            if time.time() - st.st_mtime < 3600:  # another build may be writing it now
                 continue
             try:
                 p.unlink()

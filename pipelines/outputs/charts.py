@@ -34,7 +34,7 @@ from pipelines.domain import conventions
 
 DPI = 120
 BASE_SIZE = 10
-WIDTH = 7.2     # inches: the report's text width
+WIDTH = 7.2  # inches: the report's text width
 TEXT_COLOUR = "#222222"
 TICK_COLOUR = "#4D4D4D"
 GRID_COLOUR = "#E6E6E6"
@@ -63,9 +63,14 @@ def report_theme(base_size: float = BASE_SIZE, family: str | None = None):
         text=element_text(color=TEXT_COLOUR),
         axis_text=element_text(size=base_size - 2, color=TICK_COLOUR),
         strip_text=element_text(size=base_size - 1, ha="left"),
-        panel_grid_minor=element_blank(), panel_grid_major=element_line(color=GRID_COLOUR, size=0.6),
-        legend_position="bottom", legend_title=element_blank(), legend_text=element_text(size=base_size - 1.5),
-        plot_background=element_rect(fill="white", color="white"), dpi=DPI)
+        panel_grid_minor=element_blank(),
+        panel_grid_major=element_line(color=GRID_COLOUR, size=0.6),
+        legend_position="bottom",
+        legend_title=element_blank(),
+        legend_text=element_text(size=base_size - 1.5),
+        plot_background=element_rect(fill="white", color="white"),
+        dpi=DPI,
+    )
 
 
 # The shared theme of every chart (built once; a fork assigns charts.THEME to change them all).
@@ -76,15 +81,21 @@ def place_colours(places) -> dict[str, str]:
     """Colour of each series: 全国 orange, England green, the area (anything else) blue."""
     out = {}
     for p in places:
-        out[str(p)] = (conventions.SERIES["national"] if p == NATIONAL_NAME else
-                       conventions.SERIES["uk"] if str(p).startswith(UK_NAME) else conventions.SERIES["area"])
+        out[str(p)] = (
+            conventions.SERIES["national"]
+            if p == NATIONAL_NAME
+            else conventions.SERIES["uk"]
+            if str(p).startswith(UK_NAME)
+            else conventions.SERIES["area"]
+        )
     return out
 
 
 def place_shapes(places) -> dict[str, str]:
     shapes = iter(["o", "s", "D", "^"])
-    return {str(p): ("s" if p == NATIONAL_NAME else "D" if str(p).startswith(UK_NAME) else next(shapes))
-            for p in places}
+    return {
+        str(p): ("s" if p == NATIONAL_NAME else "D" if str(p).startswith(UK_NAME) else next(shapes)) for p in places
+    }
 
 
 def _categories(s: pd.Series) -> list:
@@ -108,15 +119,14 @@ def wrap(text: str, width: int = 16) -> str:
     width = max(1, int(width))
     tokens: list[str] = []
     for tok in _TOKEN.findall(text):
-        tokens += [tok[i:i + width] for i in range(0, len(tok), width)] if len(tok) > width else [tok]
+        tokens += [tok[i : i + width] for i in range(0, len(tok), width)] if len(tok) > width else [tok]
     lines: list[list[str]] = [[]]
     for tok in tokens:
         line = lines[-1]
         if line and sum(map(len, line)) + len(tok) > width:
             carry: list[str] = []
             # move marks that may not end a line, and the token before a mark that may not start one
-            while len(line) > 1 and (line[-1][-1] in _NO_LINE_END
-                                     or (not carry and tok[0] in _NO_LINE_START)):
+            while len(line) > 1 and (line[-1][-1] in _NO_LINE_END or (not carry and tok[0] in _NO_LINE_START)):
                 carry.insert(0, line.pop())
                 if carry[0][-1] not in _NO_LINE_END:
                     break
@@ -134,6 +144,7 @@ def wrap(text: str, width: int = 16) -> str:
 # Drawing and display
 # ---------------------------------------------------------------------------------------------
 
+
 def ggplot_class():
     from plotnine import ggplot
 
@@ -145,15 +156,15 @@ def ggplot_class():
 # PHONE_WIDTH wide, so that the smallest text (8 pt) is still >= 9 CSS px when the image is scaled to
 # a 390 px screen's 342 px column; the PDF gets the wide chart as SVG (vector, text as text in the
 # report's font: Typst draws it with the same font file, so the PDF embeds no other font).
-PHONE_WIDTH = 4.0      # inches: 8 pt at 342 CSS px is 8 / 72 * 342 / 4.0 = 9.5 CSS px
-PHONE_DPI = 160        # 640 px: about two device pixels per CSS pixel on a phone
-PHONE_MEDIA = "(max-width: 640px)"   # wider: the wide PNG keeps 8 pt >= 9 CSS px (592 / 864 * 13.3)
-PHONE_WRAP = 11        # characters per line of a wrapped category label on a phone
+PHONE_WIDTH = 4.0  # inches: 8 pt at 342 CSS px is 8 / 72 * 342 / 4.0 = 9.5 CSS px
+PHONE_DPI = 160  # 640 px: about two device pixels per CSS pixel on a phone
+PHONE_MEDIA = "(max-width: 640px)"  # wider: the wide PNG keeps 8 pt >= 9 CSS px (592 / 864 * 13.3)
+PHONE_WRAP = 11  # characters per line of a wrapped category label on a phone
 PHONE_TITLE_WRAP = 18  # characters per line of a title, axis title or caption on a phone (11 pt
-                       # from the panel's left edge, after the row labels: ~200 pt)
-PHONE_MIN_TEXT = 8.0   # points: the smallest text drawn on a phone (a smaller geom_text is enlarged)
+# from the panel's left edge, after the row labels: ~200 pt)
+PHONE_MIN_TEXT = 8.0  # points: the smallest text drawn on a phone (a smaller geom_text is enlarged)
 SVG_PARAMS = {"svg.fonttype": "none", "svg.hashsalt": "tsunagari", "svg.id": None}
-MIN_TEXT_KEY = "Tsunagari:min-text-px"   # PNG text chunk: the smallest text drawn, in image pixels
+MIN_TEXT_KEY = "Tsunagari:min-text-px"  # PNG text chunk: the smallest text drawn, in image pixels
 
 
 def smallest_text_pt(fig) -> float | None:
@@ -265,8 +276,14 @@ def _encode(fig, dpi: int, fmt: str) -> bytes:
     return _svg_encode(fig) if fmt == "svg" else _png_encode(fig, dpi, palette=fmt == "png8")
 
 
-def renditions(chart, width: float | None = None, height: float | None = None, dpi: int = DPI,
-               formats: tuple[str, ...] = ("png",), cache: bool = True) -> dict[str, bytes]:
+def renditions(
+    chart,
+    width: float | None = None,
+    height: float | None = None,
+    dpi: int = DPI,
+    formats: tuple[str, ...] = ("png",),
+    cache: bool = True,
+) -> dict[str, bytes]:
     """Draw a ggplot (or a matplotlib Figure) once and return it in each of `formats` ("png",
     "png8": PNG of 256 colours, "svg"). A ggplot whose key (its data, specification, size and environment:
     pipelines/outputs/chart_cache.py) was drawn before is read from the chart cache instead, per format
@@ -304,8 +321,9 @@ def _renditions(chart, width, height, dpi, formats, cache) -> tuple[dict[str, by
     return out, base
 
 
-def png_bytes(chart, width: float | None = None, height: float | None = None, dpi: int = DPI,
-              cache: bool = True) -> bytes:
+def png_bytes(
+    chart, width: float | None = None, height: float | None = None, dpi: int = DPI, cache: bool = True
+) -> bytes:
     """Draw a ggplot (or a matplotlib Figure) once and return PNG bytes (``renditions``)."""
     return renditions(chart, width, height, dpi, ("png",), cache)["png"]
 
@@ -383,7 +401,10 @@ def phone_layout(chart, height: float):
             layer.geom.data = _rewrap_frame(layer.geom.data, columns, PHONE_WRAP)
             chart.layers[i] = layer = type(layer).from_geom(layer.geom)
         params = layer.geom.aes_params
-        if type(layer.geom).__name__ in ("geom_text", "geom_label") and params.get("size", PHONE_MIN_TEXT) < PHONE_MIN_TEXT:
+        if (
+            type(layer.geom).__name__ in ("geom_text", "geom_label")
+            and params.get("size", PHONE_MIN_TEXT) < PHONE_MIN_TEXT
+        ):
             params["size"] = PHONE_MIN_TEXT
     for scale in chart.scales:
         limits = getattr(scale, "limits", None)
@@ -399,7 +420,7 @@ def phone_layout(chart, height: float):
     extra_lines = 0
     relabel = {}
     for k, v in texts.items():
-        width = PHONE_TITLE_WRAP + 12 if k == "caption" else PHONE_TITLE_WRAP   # 8 pt, across the figure
+        width = PHONE_TITLE_WRAP + 12 if k == "caption" else PHONE_TITLE_WRAP  # 8 pt, across the figure
         if isinstance(v, str) and len(v.replace("\n", "")) > width:
             relabel[k] = wrap(v.replace("\n", ""), width)
             extra_lines += relabel[k].count("\n") - v.count("\n")
@@ -423,7 +444,7 @@ def phone_layout(chart, height: float):
                 params["va"], params["ha"] = "center", "left"
                 beside = True
         if beside and not any("y" in sc.aesthetics for sc in chart.scales):
-            chart += scale_y_continuous(expand=(0.05, 0, 0.15, 0))   # room for the values beside the ends
+            chart += scale_y_continuous(expand=(0.05, 0, 0.15, 0))  # room for the values beside the ends
         flipped = True
     rows = _discrete_levels(chart, "x") if flipped else _discrete_levels(chart, "y")
     if rows is None:
@@ -469,8 +490,14 @@ def has_data(chart) -> bool:
     return not isinstance(chart, ggplot_class()) or (isinstance(data, pd.DataFrame) and len(data) > 0)
 
 
-def show(chart, alt: str, width: float = WIDTH, height: float = 3.6, name: str | None = None,
-         phone: tuple | bool | None = None) -> None:
+def show(
+    chart,
+    alt: str,
+    width: float = WIDTH,
+    height: float = 3.6,
+    name: str | None = None,
+    phone: tuple | bool | None = None,
+) -> None:
     """Display a chart in the notebook: image/png (WIDTH wide, DPI) plus the alt text as text/plain.
     A ggplot with no row to draw is not drawn: the report says so in Japanese (NO_DATA) instead.
     The built-in renderer's other renditions travel in the image's metadata (Jupyter and Quarto
@@ -509,18 +536,31 @@ DATA_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,80}")
 # contract name in brackets, as in the downloads: pipelines/outputs/downloads.py HEADERS_JA). The drawn
 # value of a frame with `estimate_method` is the leading estimate (direct, pooled or model-based).
 TABLE_COLUMNS = [
-    ("area_code", "地域コード (area_code)"), ("place", "地域 (place)"), ("area_name", "都道府県 (area_name)"),
-    ("indicator_id", "指標ID (indicator_id)"), ("indicator", "指標 (indicator)"), ("group", "区分 (group)"),
-    ("category_label", "回答 (category_label)"), ("year", "調査年 (year)"),
-    ("value", "値 (value)"), ("lower_ci95", "95%信頼区間 下限 (lower_ci95)"),
-    ("upper_ci95", "95%信頼区間 上限 (upper_ci95)"), ("label", "図に示した値 (label)"),
-    ("national_value", "全国値 (national_value)"), ("comparison", "全国との比較 (comparison_ja)"),
-    ("change", "前回からの変化 (change_vs_previous_ja)"), ("estimate_method", "推計方法 (estimate_method)"),
-    ("method_label", "推計方法 表示 (estimate_method_ja)"), ("suppressed", "非表示 (suppressed)"),
+    ("area_code", "地域コード (area_code)"),
+    ("place", "地域 (place)"),
+    ("area_name", "都道府県 (area_name)"),
+    ("indicator_id", "指標ID (indicator_id)"),
+    ("indicator", "指標 (indicator)"),
+    ("group", "区分 (group)"),
+    ("category_label", "回答 (category_label)"),
+    ("year", "調査年 (year)"),
+    ("value", "値 (value)"),
+    ("lower_ci95", "95%信頼区間 下限 (lower_ci95)"),
+    ("upper_ci95", "95%信頼区間 上限 (upper_ci95)"),
+    ("label", "図に示した値 (label)"),
+    ("national_value", "全国値 (national_value)"),
+    ("comparison", "全国との比較 (comparison_ja)"),
+    ("change", "前回からの変化 (change_vs_previous_ja)"),
+    ("estimate_method", "推計方法 (estimate_method)"),
+    ("method_label", "推計方法 表示 (estimate_method_ja)"),
+    ("suppressed", "非表示 (suppressed)"),
 ]
-LEAD_HEADERS = {"value": "図の値（表示する推計値） (lead_value)", "lower_ci95": "95%区間 下限 (lead_lower_ci95)",
-                "upper_ci95": "95%区間 上限 (lead_upper_ci95)"}
-POSITIONS = ("scaled", "x")   # the position a spine or strip chart draws (a data step of the notebook)
+LEAD_HEADERS = {
+    "value": "図の値（表示する推計値） (lead_value)",
+    "lower_ci95": "95%区間 下限 (lead_lower_ci95)",
+    "upper_ci95": "95%区間 上限 (lead_upper_ci95)",
+}
+POSITIONS = ("scaled", "x")  # the position a spine or strip chart draws (a data step of the notebook)
 
 
 def chart_table(chart) -> pd.DataFrame:
@@ -537,7 +577,7 @@ def chart_table(chart) -> pd.DataFrame:
     cols = [c for c, _ in TABLE_COLUMNS if c in rows.columns]
     out = round_published(rows[cols + ([position] if position else [])])
     for c in ("place", "area_name", "indicator", "group", "category_label"):
-        if c in out.columns:   # wrapped labels (charts.wrap) back on one line
+        if c in out.columns:  # wrapped labels (charts.wrap) back on one line
             out[c] = out[c].astype(str).str.replace("\n", "", regex=False)
     if "comparison" in out.columns:
         out["comparison"] = out.comparison.map(lambda c: conventions.comparison(c).label if isinstance(c, str) else "")
@@ -571,7 +611,7 @@ def warm_up() -> None:
 
     frame = pd.DataFrame({"x": [1.0, 2.0], "y": [1.0, 2.0]})
     chart = ggplot(frame, aes("x", "y")) + geom_point() + labs(title="孤独・孤立の状況 2024年（％）") + THEME
-    png_bytes(chart, 2.0, 1.2, cache=False)   # really drawn: the font and the drawing code loaded
+    png_bytes(chart, 2.0, 1.2, cache=False)  # really drawn: the font and the drawing code loaded
     if chart_cache.enabled():
         chart_cache.key(chart, 2.0, 1.2, DPI)  # the cache key's fixed part (library versions, fonts)
 
@@ -579,6 +619,7 @@ def warm_up() -> None:
 # ---------------------------------------------------------------------------------------------
 # Charts
 # ---------------------------------------------------------------------------------------------
+
 
 def marked_places(frame: pd.DataFrame, column: str = "value") -> list:
     """The places (series) that have at least one mark, in the frame's order: a legend lists only
@@ -617,8 +658,12 @@ def _fill_scale(fills: dict[str, str], breaks: list[str]):
 
     if not breaks:
         return scale_fill_manual(values=fills, guide=None)
-    return scale_fill_manual(values=fills, breaks=breaks, name="推計方法",
-                             guide=guide_legend(override_aes={"shape": "o", "colour": "#333333"}))
+    return scale_fill_manual(
+        values=fills,
+        breaks=breaks,
+        name="推計方法",
+        guide=guide_legend(override_aes={"shape": "o", "colour": "#333333"}),
+    )
 
 
 # Honest value axes (issue #23): a percentage axis spans at least MIN_SPAN points, so that a
@@ -627,8 +672,9 @@ def _fill_scale(fills: dict[str, str], breaks: list[str]):
 MIN_SPAN = 10.0
 
 
-def span_limits(lo: float, hi: float, span: float = MIN_SPAN, bounds: tuple[float, float] = (0.0, 100.0)
-                ) -> tuple[float, float]:
+def span_limits(
+    lo: float, hi: float, span: float = MIN_SPAN, bounds: tuple[float, float] = (0.0, 100.0)
+) -> tuple[float, float]:
     """Axis limits around [lo, hi] at least `span` wide, shifted to stay within `bounds`."""
     lo, hi = float(lo), float(hi)
     width = max(hi - lo, span)
@@ -683,21 +729,37 @@ def estimate_chart(frame: pd.DataFrame, title: str, x: str = "group", flip: bool
     # How each value was estimated (issue #24): direct values filled with their series' colour,
     # pooled ones grey, model-based ones hollow (white); a legend entry only for the kinds present
     shown, fills, breaks = _method_fills(shown, places)
-    chart = ggplot(shown, aes(x=x, y="value", ymin="lower_ci95", ymax="upper_ci95", colour="place", shape="place",
-                              fill="mark", group="place"))
+    chart = ggplot(
+        shown,
+        aes(
+            x=x,
+            y="value",
+            ymin="lower_ci95",
+            ymax="upper_ci95",
+            colour="place",
+            shape="place",
+            fill="mark",
+            group="place",
+        ),
+    )
     if no_interval.any():
         # some points have no interval: the interval layer draws where lower/upper exist (the
         # others are dropped, na_rm), the point layer draws every value
-        chart += [geom_linerange(position=dodge, size=0.7, na_rm=True, show_legend=False),
-                  geom_point(position=dodge, size=0.7 * 3.7, na_rm=True)]
+        chart += [
+            geom_linerange(position=dodge, size=0.7, na_rm=True, show_legend=False),
+            geom_point(position=dodge, size=0.7 * 3.7, na_rm=True),
+        ]
     else:
         # one geom_pointrange (point and interval) rather than geom_linerange + geom_point: one layer less
         chart += geom_pointrange(position=dodge, size=0.7, fatten=3.7, na_rm=True)
-    chart += [scale_colour_manual(values=place_colours(places), limits=marked, drop=False),
-              scale_shape_manual(values=place_shapes(places), limits=marked, drop=False),
-              _fill_scale(fills, breaks),
-              scale_x_discrete(limits=cats[::-1] if flip else cats),
-              labs(title=title, x="", y="％"), THEME]
+    chart += [
+        scale_colour_manual(values=place_colours(places), limits=marked, drop=False),
+        scale_shape_manual(values=place_shapes(places), limits=marked, drop=False),
+        _fill_scale(fills, breaks),
+        scale_x_discrete(limits=cats[::-1] if flip else cats),
+        labs(title=title, x="", y="％"),
+        THEME,
+    ]
     lo, hi = _value_range(shown)
     if lo is not None:
         # no zoom that exaggerates: the value axis spans at least MIN_SPAN points (issue #23)
@@ -717,11 +779,20 @@ def distribution_chart(frame: pd.DataFrame, title: str):
     dodge = position_dodge(width=0.85)
     shown = frame.dropna(subset=["value"]).assign(label=lambda d: d.get("label", d.value.map(lambda v: f"{v:.1f}")))
     chart = ggplot(shown, aes(x="category_label", y="value", fill="place", group="place"))
-    chart += [geom_col(position=dodge, width=0.8),
-              geom_text(aes(label="label", y="value + 0.8"), position=dodge, size=6.5, va="bottom",
-                        color=TEXT_COLOUR, family=font_family()),
-              scale_fill_manual(values=place_colours(places), limits=marked_places(frame), drop=False),
-              labs(title=title, x="", y="％"), THEME]
+    chart += [
+        geom_col(position=dodge, width=0.8),
+        geom_text(
+            aes(label="label", y="value + 0.8"),
+            position=dodge,
+            size=6.5,
+            va="bottom",
+            color=TEXT_COLOUR,
+            family=font_family(),
+        ),
+        scale_fill_manual(values=place_colours(places), limits=marked_places(frame), drop=False),
+        labs(title=title, x="", y="％"),
+        THEME,
+    ]
     return chart
 
 
@@ -760,20 +831,28 @@ def trend_chart(frame: pd.DataFrame, title: str, ncol: int = 3):
     span, limits = trend_span(shown)
     shown, fills, breaks = _method_fills(shown, places)
     chart = ggplot(shown, aes(x="x_dodged", y="value", colour="place", group="place"))
-    chart += [geom_line(size=0.9),
-              geom_pointrange(aes(ymin="lower_ci95", ymax="upper_ci95", fill="mark"), size=0.6, fatten=3.3),
-              scale_colour_manual(values=place_colours(places), limits=places, drop=False),
-              _fill_scale(fills, breaks),
-              scale_x_continuous(breaks=years, labels=[str(y) for y in years],
-                                 limits=(min(years) - 0.35, max(years) + 0.35)),
-              facet_wrap("indicator", ncol=ncol, scales="free_y"),
-              labs(title=title, x="", y="％", caption=f"縦軸の幅は全パネル共通（{span:g}ポイント）"), THEME]
+    chart += [
+        geom_line(size=0.9),
+        geom_pointrange(aes(ymin="lower_ci95", ymax="upper_ci95", fill="mark"), size=0.6, fatten=3.3),
+        scale_colour_manual(values=place_colours(places), limits=places, drop=False),
+        _fill_scale(fills, breaks),
+        scale_x_continuous(breaks=years, labels=[str(y) for y in years], limits=(min(years) - 0.35, max(years) + 0.35)),
+        facet_wrap("indicator", ncol=ncol, scales="free_y"),
+        labs(title=title, x="", y="％", caption=f"縦軸の幅は全パネル共通（{span:g}ポイント）"),
+        THEME,
+    ]
     if len(limits):
         # invisible points at each panel's two limits: the same width everywhere
         chart += geom_blank(limits, aes(x="x_dodged", y="value"), inherit_aes=False)
     if len(significant):
-        chart += geom_text(significant, aes(x="x_dodged", y="y", label='"★"', colour="place"), va="bottom", size=9,
-                           show_legend=False, family=font_family())
+        chart += geom_text(
+            significant,
+            aes(x="x_dodged", y="y", label='"★"', colour="place"),
+            va="bottom",
+            size=9,
+            show_legend=False,
+            family=font_family(),
+        )
     if len(switches):
         chart += geom_vline(switches, aes(xintercept="x"), linetype="dashed", colour="#595959", size=0.6)
     return chart
@@ -823,39 +902,45 @@ def spine_chart(frame: pd.DataFrame, title: str, x: str = "scaled"):
     )
 
     rows = _categories(frame["indicator"])
-    spread = (frame.dropna(subset=[x]).groupby("indicator", observed=True)[x]
-              .agg(low="min", q1=lambda v: v.quantile(0.25), q3=lambda v: v.quantile(0.75), high="max")
-              .reset_index())
+    spread = (
+        frame.dropna(subset=[x])
+        .groupby("indicator", observed=True)[x]
+        .agg(low="min", q1=lambda v: v.quantile(0.25), q3=lambda v: v.quantile(0.75), high="max")
+        .reset_index()
+    )
     area = frame[frame.is_area].dropna(subset=[x]).copy()
     area["judgement"] = area.comparison.map(lambda c: _legend_label(c))
     keys = [k for k in conventions.COMPARISON_ORDER if k != "suppressed"]
     labels = [_legend_label(k) for k in keys]
-    chart = ggplot(frame.dropna(subset=[x]), aes(y="indicator", group=1))   # one group: drawn at once
-    chart += [geom_vline(xintercept=0, colour="#222222", size=0.8),
-              geom_segment(spread, aes(x="low", xend="high", y="indicator", yend="indicator"), size=7,
-                           colour="#DDDDDD"),
-              geom_segment(spread, aes(x="q1", xend="q3", y="indicator", yend="indicator"), size=7,
-                           colour="#A6A6A6"),
-              geom_point(aes(x=x), size=0.9, colour="#595959"),
-              scale_y_discrete(limits=rows[::-1]),
-              labs(title=title, x="全国（0）との差（最大の差を1とする）", y=""),   # the direction: in the caption
-              THEME]
+    chart = ggplot(frame.dropna(subset=[x]), aes(y="indicator", group=1))  # one group: drawn at once
+    chart += [
+        geom_vline(xintercept=0, colour="#222222", size=0.8),
+        geom_segment(spread, aes(x="low", xend="high", y="indicator", yend="indicator"), size=7, colour="#DDDDDD"),
+        geom_segment(spread, aes(x="q1", xend="q3", y="indicator", yend="indicator"), size=7, colour="#A6A6A6"),
+        geom_point(aes(x=x), size=0.9, colour="#595959"),
+        scale_y_discrete(limits=rows[::-1]),
+        labs(title=title, x="全国（0）との差（最大の差を1とする）", y=""),  # the direction: in the caption
+        THEME,
+    ]
     if len(area):
         # the area named once, above its marker in the first row where it has one
         first = area.sort_values("indicator").head(1).assign(name=lambda d: d.area_name.astype(str))
-        chart += geom_text(first, aes(x=x, label="name"), nudge_y=0.34, va="bottom", size=8, colour=TEXT_COLOUR,
-                           family=font_family())
+        chart += geom_text(
+            first, aes(x=x, label="name"), nudge_y=0.34, va="bottom", size=8, colour=TEXT_COLOUR, family=font_family()
+        )
         shown = [lb for lb in labels if lb in set(area.judgement)]
-        legend_rows = 1 if len(shown) <= 2 else 2   # the legend sits under the panel, right of the row labels
-        chart += [geom_point(area, aes(x=x, fill="judgement", shape="judgement", colour="judgement"), size=4.5,
-                             stroke=0.6),
-                  guides(fill=guide_legend(nrow=legend_rows), shape=guide_legend(nrow=legend_rows),
-                         colour=guide_legend(nrow=legend_rows)),
-                  scale_fill_manual(values=dict(zip(labels, [conventions.COMPARISON[k].fill for k in keys])),
-                                    limits=shown),
-                  scale_colour_manual(values=dict(zip(labels, [mark_outline(k, "#000000") for k in keys])),
-                                      limits=shown),
-                  scale_shape_manual(values=dict(zip(labels, [SPINE_SHAPES[k] for k in keys])), limits=shown)]
+        legend_rows = 1 if len(shown) <= 2 else 2  # the legend sits under the panel, right of the row labels
+        chart += [
+            geom_point(area, aes(x=x, fill="judgement", shape="judgement", colour="judgement"), size=4.5, stroke=0.6),
+            guides(
+                fill=guide_legend(nrow=legend_rows),
+                shape=guide_legend(nrow=legend_rows),
+                colour=guide_legend(nrow=legend_rows),
+            ),
+            scale_fill_manual(values=dict(zip(labels, [conventions.COMPARISON[k].fill for k in keys])), limits=shown),
+            scale_colour_manual(values=dict(zip(labels, [mark_outline(k, "#000000") for k in keys])), limits=shown),
+            scale_shape_manual(values=dict(zip(labels, [SPINE_SHAPES[k] for k in keys])), limits=shown),
+        ]
     return chart
 
 
@@ -874,8 +959,11 @@ def mark_outline(comparison: str, outline: str) -> str:
 
 def _legend_label(comparison: str) -> str:
     style = conventions.comparison(comparison)
-    return f"{style.symbol} 全国より{style.label}" if style.key not in ("similar", "not_compared") else \
-        f"{style.symbol} {'全国と同程度' if style.key == 'similar' else style.label}"
+    return (
+        f"{style.symbol} 全国より{style.label}"
+        if style.key not in ("similar", "not_compared")
+        else f"{style.symbol} {'全国と同程度' if style.key == 'similar' else style.label}"
+    )
 
 
 def short_name(name: str) -> str:
@@ -910,42 +998,67 @@ def strip_chart(frame: pd.DataFrame, title: str, xlab: str, x: str = "x", ref: f
     shown = frame.dropna(subset=[x])
     others = shown[~shown.is_area]
     area = shown[shown.is_area]
-    is_flagged = (others["comparison"].isin(FLAGGED) if "comparison" in others.columns and label_extremes
-                  and not len(area) else pd.Series(False, index=others.index))
+    is_flagged = (
+        others["comparison"].isin(FLAGGED)
+        if "comparison" in others.columns and label_extremes and not len(area)
+        else pd.Series(False, index=others.index)
+    )
     flagged = others[is_flagged]
-    chart = ggplot(shown, aes(x=x, y="indicator", group=1))   # one group: drawn at once
-    chart += [geom_vline(xintercept=ref, colour=conventions.SERIES["national"], size=1.0),
-              geom_jitter(others[~is_flagged], width=0, height=0.18, random_state=1, size=1.6, colour="#595959",
-                          alpha=0.8),
-              scale_y_discrete(limits=rows[::-1]),
-              # room for the names beside the outermost dots
-              scale_x_continuous(expand=(0.14, 0)),
-              labs(title=title, x=xlab, y=""), THEME]
+    chart = ggplot(shown, aes(x=x, y="indicator", group=1))  # one group: drawn at once
+    chart += [
+        geom_vline(xintercept=ref, colour=conventions.SERIES["national"], size=1.0),
+        geom_jitter(others[~is_flagged], width=0, height=0.18, random_state=1, size=1.6, colour="#595959", alpha=0.8),
+        scale_y_discrete(limits=rows[::-1]),
+        # room for the names beside the outermost dots
+        scale_x_continuous(expand=(0.14, 0)),
+        labs(title=title, x=xlab, y=""),
+        THEME,
+    ]
     family = font_family()
     if len(area):
-        chart += [geom_point(area, shape="D", size=4, fill=conventions.SERIES["area"], colour="#000000"),
-                  geom_text(area.assign(name=area.area_name.astype(str)), aes(label="name"), nudge_y=0.32,
-                            va="bottom", size=8, colour=TEXT_COLOUR, family=family)]
+        chart += [
+            geom_point(area, shape="D", size=4, fill=conventions.SERIES["area"], colour="#000000"),
+            geom_text(
+                area.assign(name=area.area_name.astype(str)),
+                aes(label="name"),
+                nudge_y=0.32,
+                va="bottom",
+                size=8,
+                colour=TEXT_COLOUR,
+                family=family,
+            ),
+        ]
     elif label_extremes and len(others):
-        if len(flagged):   # on the row's line, not jittered
+        if len(flagged):  # on the row's line, not jittered
             keys = [k for k in FLAGGED if k in set(flagged.comparison)]
             labels = {k: _legend_label(k) for k in keys}
-            chart += [geom_point(flagged.assign(judgement=flagged.comparison.map(labels)),
-                                 aes(fill="judgement", shape="judgement", colour="judgement"), size=3.2, stroke=0.25),
-                      scale_fill_manual(values={labels[k]: conventions.COMPARISON[k].fill for k in keys},
-                                        limits=[labels[k] for k in keys]),
-                      scale_colour_manual(values={labels[k]: mark_outline(k, "#333333") for k in keys},
-                                          limits=[labels[k] for k in keys]),
-                      scale_shape_manual(values={labels[k]: SPINE_SHAPES[k] for k in keys},
-                                         limits=[labels[k] for k in keys])]
+            chart += [
+                geom_point(
+                    flagged.assign(judgement=flagged.comparison.map(labels)),
+                    aes(fill="judgement", shape="judgement", colour="judgement"),
+                    size=3.2,
+                    stroke=0.25,
+                ),
+                scale_fill_manual(
+                    values={labels[k]: conventions.COMPARISON[k].fill for k in keys}, limits=[labels[k] for k in keys]
+                ),
+                scale_colour_manual(
+                    values={labels[k]: mark_outline(k, "#333333") for k in keys}, limits=[labels[k] for k in keys]
+                ),
+                scale_shape_manual(values={labels[k]: SPINE_SHAPES[k] for k in keys}, limits=[labels[k] for k in keys]),
+            ]
         ranked = others.assign(name=others.area_name.map(short_name)).sort_values(x, kind="stable")
         by_row = ranked.groupby("indicator", observed=True)
         low, high = by_row.head(label_extremes), by_row.tail(label_extremes)
         width = float(shown[x].max() - shown[x].min()) or 1.0
-        chart += [geom_text(low, aes(label="name"), ha="right", nudge_x=-0.012 * width, size=7,
-                            colour=TEXT_COLOUR, family=family),
-                  geom_text(high, aes(label="name"), ha="left", nudge_x=0.012 * width, size=7,
-                            colour=TEXT_COLOUR, family=family)]
+        chart += [
+            geom_text(
+                low, aes(label="name"), ha="right", nudge_x=-0.012 * width, size=7, colour=TEXT_COLOUR, family=family
+            ),
+            geom_text(
+                high, aes(label="name"), ha="left", nudge_x=0.012 * width, size=7, colour=TEXT_COLOUR, family=family
+            ),
+        ]
     return chart
 
 

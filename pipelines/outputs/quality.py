@@ -22,8 +22,9 @@ from pipelines.validate.stage import ValidationReport, validate_warehouse
 log = logging.getLogger("tsunagari.validate")
 
 
-def write_quality_page(warehouse: Path, quality_dir: Path, reuse: bool = False,
-                       design: dict[str, Any] | None = None) -> ValidationReport:
+def write_quality_page(
+    warehouse: Path, quality_dir: Path, reuse: bool = False, design: dict[str, Any] | None = None
+) -> ValidationReport:
     """Validate what is committed (``validate_warehouse``), add the design-effect section (`design`:
     ``indicators.design_report``), write ``quality_dir`` (results.json, index.html) and add the
     published-series section. Returns the validation report."""
@@ -32,8 +33,9 @@ def write_quality_page(warehouse: Path, quality_dir: Path, reuse: bool = False,
     try:
         report.design = design
         report.write(quality_dir)
-        synthetic = (warehouse_db.has_table(con, "files") and
-                     bool(con.execute("SELECT coalesce(bool_or(synthetic), false) FROM files").fetchone()[0]))
+        synthetic = warehouse_db.has_table(con, "files") and bool(
+            con.execute("SELECT coalesce(bool_or(synthetic), false) FROM files").fetchone()[0]
+        )
         add_to_quality_page(con, quality_dir, synthetic)
     finally:
         con.close()
@@ -46,13 +48,19 @@ def quality_section(con: duckdb.DuckDBPyConnection, synthetic: bool) -> tuple[st
     import jinja2
 
     table = published.compare_national(con)
-    env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(config.TEMPLATES_DIR)),
-                             autoescape=jinja2.select_autoescape(["html", "j2"]))
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(config.TEMPLATES_DIR)), autoescape=jinja2.select_autoescape(["html", "j2"])
+    )
     rows = table[table["above_tolerance"]].to_dict("records")
     html = env.get_template("quality-published.html.j2").render(
-        rows=rows, n_compared=len(table), n_above=len(rows), tolerance=published.TOLERANCE, synthetic=synthetic,
+        rows=rows,
+        n_compared=len(table),
+        n_above=len(rows),
+        tolerance=published.TOLERANCE,
+        synthetic=synthetic,
         rounds=sorted(int(y) for y in table["year"].unique()) if len(table) else [],
-        file=f"data/reference/{published.PUBLISHED_FILE.name}")
+        file=f"data/reference/{published.PUBLISHED_FILE.name}",
+    )
     return html, table
 
 

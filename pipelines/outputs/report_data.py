@@ -79,8 +79,10 @@ UK_LABEL = "イングランド"
 UK_SURVEY = "Community Life Survey（CLS）"
 UK_PUBLISHER = "英国デジタル・文化・メディア・スポーツ省（DCMS）"
 DERIVED_MARK = "†"
-UK_DERIVED_NOTE = (f"{DERIVED_MARK}：公表値ではなく、同じ年度の他の4区分の公表値を100から差し引いて算出した値です"
-                   "（「わからない・回答拒否」は考慮していません）。")
+UK_DERIVED_NOTE = (
+    f"{DERIVED_MARK}：公表値ではなく、同じ年度の他の4区分の公表値を100から差し引いて算出した値です"
+    "（「わからない・回答拒否」は考慮していません）。"
+)
 # What each UK chart needs from a CLS year (choose_uk_year), and how a note names it.
 UK_NEEDS = {"distribution": "全カテゴリーの割合", "age": "年齢区分別の「しばしばある・常にある」の割合"}
 
@@ -106,8 +108,8 @@ class ReportData:
     pref_code: int
     area_code: str
     area_name: str
-    indicators: pd.DataFrame          # every area, every year up to `year`
-    distributions: pd.DataFrame       # every area, `year` and earlier
+    indicators: pd.DataFrame  # every area, every year up to `year`
+    distributions: pd.DataFrame  # every area, `year` and earlier
     catalogue: dict[str, Indicator]
     synthetic: bool
     uk: pd.DataFrame = field(default_factory=pd.DataFrame)
@@ -139,8 +141,13 @@ class ReportData:
         """Indicator ids of the catalogue present this year, in catalogue order."""
         if self._present is None:
             self._present = frozenset(self.indicators.loc[self.indicators.year == self.year, "indicator_id"].tolist())
-        return [i for i, ind in self.catalogue.items() if i in self._present
-                and (source is None or ind.source == source) and (section is None or ind.section == section)]
+        return [
+            i
+            for i, ind in self.catalogue.items()
+            if i in self._present
+            and (source is None or ind.source == source)
+            and (section is None or ind.section == section)
+        ]
 
     def indicator(self, ind: str) -> Indicator:
         return self.catalogue[ind]
@@ -163,20 +170,23 @@ class ReportData:
 
     # --- rows --------------------------------------------------------------------------------
 
-    def row(self, indicator_id: str, area: str | None = None, breakdown: str = "total",
-            year: int | None = None) -> pd.Series | None:
+    def row(
+        self, indicator_id: str, area: str | None = None, breakdown: str = "total", year: int | None = None
+    ) -> pd.Series | None:
         """The indicator row (year, area, breakdown, indicator), or None when the table has no such
         row (a year that is not in the table gives None, never this year's row)."""
         if self._row_index is None:
             self._row_index = row_index(self.indicators)
-        pos = self._row_index.get((self.year if year is None else int(year), str(area or self.area_code),
-                                   str(breakdown), str(indicator_id)))
+        pos = self._row_index.get(
+            (self.year if year is None else int(year), str(area or self.area_code), str(breakdown), str(indicator_id))
+        )
         return None if pos is None else self.indicators.iloc[pos]
 
     # --- tidy frames for the figures ---------------------------------------------------------
 
-    def estimates(self, ids: list[str], breakdowns: dict[str, str] | None = None,
-                  year: int | None = None) -> pd.DataFrame:
+    def estimates(
+        self, ids: list[str], breakdowns: dict[str, str] | None = None, year: int | None = None
+    ) -> pd.DataFrame:
         """Area beside national: one row per indicator x breakdown x place with the leading estimate
         (direct, pooled or model-based: ``lead``) and its 95% interval (NaN when there is none).
         `breakdowns`: breakdown -> label shown (default: the total). Columns: indicator_id,
@@ -191,22 +201,53 @@ class ReportData:
                 for code, place in self.places():
                     r = self.row(ind, area=code, breakdown=bd, year=year)
                     value, lower, upper = lead(r)
-                    rows.append({"indicator_id": ind, "indicator": self.name(ind), "breakdown": bd, "group": label,
-                                 "place": place, "area_code": code, "value": value,
-                                 "lower_ci95": lower, "upper_ci95": upper,
-                                 "comparison": "not_compared" if r is None or not is_direct_lead(r)
-                                 else str(r["comparison"] or "not_compared"),
-                                 "suppressed": bool(r is not None and is_suppressed(r)),
-                                 "n_unweighted": None if r is None else r["n_unweighted"],
-                                 "estimate_method": lead_method(r) if value is not None else None,
-                                 "method_label": fmt_method(r) if value is not None else ""})
-        frame = pd.DataFrame(rows, columns=["indicator_id", "indicator", "breakdown", "group", "place", "area_code",
-                                            "value", "lower_ci95", "upper_ci95", "comparison", "suppressed",
-                                            "n_unweighted", "estimate_method", "method_label"])
+                    rows.append(
+                        {
+                            "indicator_id": ind,
+                            "indicator": self.name(ind),
+                            "breakdown": bd,
+                            "group": label,
+                            "place": place,
+                            "area_code": code,
+                            "value": value,
+                            "lower_ci95": lower,
+                            "upper_ci95": upper,
+                            "comparison": "not_compared"
+                            if r is None or not is_direct_lead(r)
+                            else str(r["comparison"] or "not_compared"),
+                            "suppressed": bool(r is not None and is_suppressed(r)),
+                            "n_unweighted": None if r is None else r["n_unweighted"],
+                            "estimate_method": lead_method(r) if value is not None else None,
+                            "method_label": fmt_method(r) if value is not None else "",
+                        }
+                    )
+        frame = pd.DataFrame(
+            rows,
+            columns=[
+                "indicator_id",
+                "indicator",
+                "breakdown",
+                "group",
+                "place",
+                "area_code",
+                "value",
+                "lower_ci95",
+                "upper_ci95",
+                "comparison",
+                "suppressed",
+                "n_unweighted",
+                "estimate_method",
+                "method_label",
+            ],
+        )
         for c in ("value", "lower_ci95", "upper_ci95", "n_unweighted"):
             frame[c] = pd.to_numeric(frame[c], errors="coerce").astype(float)
-        return _ordered(frame, indicator=[self.name(i) for i in ids], group=list(breakdowns.values()),
-                        place=[p for _, p in self.places()])
+        return _ordered(
+            frame,
+            indicator=[self.name(i) for i in ids],
+            group=list(breakdowns.values()),
+            place=[p for _, p in self.places()],
+        )
 
     def distribution(self, question: str, breakdown: str = "total") -> pd.DataFrame:
         """Answer distribution of `question` this year for the area and national: place, category,
@@ -218,13 +259,22 @@ class ReportData:
         frames = []
         for code, place in self.places():
             x = d[d.area_code == code]
-            frames.append(pd.DataFrame({"place": place, "category": x.category.astype(str),
-                                        "value": x.value.where(~x.suppressed.astype(bool)).astype(float),
-                                        "n_unweighted": x.n_unweighted.astype(float)}))
+            frames.append(
+                pd.DataFrame(
+                    {
+                        "place": place,
+                        "category": x.category.astype(str),
+                        "value": x.value.where(~x.suppressed.astype(bool)).astype(float),
+                        "n_unweighted": x.n_unweighted.astype(float),
+                    }
+                )
+            )
         f = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["place", "category", "value"])
         f = f[f.category.isin(order)].copy()
         f["category_label"] = f.category.map(labels)
-        return _ordered(f, place=[p for _, p in self.places()], category_label=[labels[c] for c in order if c in labels])
+        return _ordered(
+            f, place=[p for _, p in self.places()], category_label=[labels[c] for c in order if c in labels]
+        )
 
     def trends(self, ids: list[str]) -> pd.DataFrame:
         """Every round of each indicator for the area and national (total): year, indicator_id,
@@ -234,32 +284,44 @@ class ReportData:
         leads), source and source_changed (the indicators stage's columns: e.g.
         national_subsample -> own_survey), estimate_method."""
         d = self.indicators
-        d = d[(d.breakdown == "total") & d.indicator_id.isin(ids)
-              & d.area_code.isin([c for c, _ in self.places()])].sort_values("year")
+        d = d[
+            (d.breakdown == "total") & d.indicator_id.isin(ids) & d.area_code.isin([c for c, _ in self.places()])
+        ].sort_values("year")
         places = dict(self.places())
         sup = d.suppressed.astype(bool)
         value, lower, upper = (d[c].where(~sup).astype(float) for c in ("value", "lower_ci95", "upper_ci95"))
         method = pd.Series(None, index=d.index, dtype=object)
         method[value.notna()] = "direct"
-        if "estimate_method" in d.columns:   # the leading estimate (issue #24)
+        if "estimate_method" in d.columns:  # the leading estimate (issue #24)
             other = d.estimate_method.isin(["pooled", "model"]) & d.lead_value.notna()
             value = value.where(~other, d.lead_value.astype(float))
             lower = lower.where(~other, d.lead_lower_ci95.astype(float))
             upper = upper.where(~other, d.lead_upper_ci95.astype(float))
             method = method.where(~other, d.estimate_method)
         direct = method == "direct"
-        f = pd.DataFrame({
-            "year": d.year.astype(int), "indicator_id": d.indicator_id, "indicator": d.indicator_id.map(self.name),
-            "place": d.area_code.map(places), "area_code": d.area_code,
-            "value": value, "lower_ci95": lower, "upper_ci95": upper,
-            "change": d.change_vs_previous.fillna("not_compared").where(~sup & direct, "not_compared").astype(str),
-            "source": d.source.astype(str), "source_changed": d.source_changed.fillna(False).astype(bool),
-            "estimate_method": method,
-            "method_label": [conventions.estimate_method_label(m, y) if isinstance(m, str) else ""
-                             for m, y in zip(method, d["lead_years"] if "lead_years" in d.columns
-                                             else [None] * len(d))]})
-        return _ordered(f.reset_index(drop=True), indicator=[self.name(i) for i in ids],
-                        place=[p for _, p in self.places()])
+        f = pd.DataFrame(
+            {
+                "year": d.year.astype(int),
+                "indicator_id": d.indicator_id,
+                "indicator": d.indicator_id.map(self.name),
+                "place": d.area_code.map(places),
+                "area_code": d.area_code,
+                "value": value,
+                "lower_ci95": lower,
+                "upper_ci95": upper,
+                "change": d.change_vs_previous.fillna("not_compared").where(~sup & direct, "not_compared").astype(str),
+                "source": d.source.astype(str),
+                "source_changed": d.source_changed.fillna(False).astype(bool),
+                "estimate_method": method,
+                "method_label": [
+                    conventions.estimate_method_label(m, y) if isinstance(m, str) else ""
+                    for m, y in zip(method, d["lead_years"] if "lead_years" in d.columns else [None] * len(d))
+                ],
+            }
+        )
+        return _ordered(
+            f.reset_index(drop=True), indicator=[self.name(i) for i in ids], place=[p for _, p in self.places()]
+        )
 
     def prefectures(self, ids: list[str], every_source: bool = False) -> pd.DataFrame:
         """This year's total of every prefecture shown beside this area (context_rows: prefectures
@@ -273,13 +335,28 @@ class ReportData:
             d = context_rows(self.indicators, self.year, self.area_code)
         d = d[d.indicator_id.isin(ids)].copy()
         d["value"] = d.value.where(~d.suppressed.astype(bool)).astype(float)
-        d["national_value"] = d.indicator_id.map(
-            {i: shown_value(self.row(i, area=NATIONAL_CODE)) for i in ids}).astype(float)
+        d["national_value"] = d.indicator_id.map({i: shown_value(self.row(i, area=NATIONAL_CODE)) for i in ids}).astype(
+            float
+        )
         d["indicator"] = d.indicator_id.map(self.name)
         d["is_area"] = d.area_code == self.area_code
-        return _ordered(d[["area_code", "area_name", "indicator_id", "indicator", "value", "national_value",
-                           "comparison", "suppressed", "n_unweighted", "is_area"]].reset_index(drop=True),
-                        indicator=[self.name(i) for i in ids])
+        return _ordered(
+            d[
+                [
+                    "area_code",
+                    "area_name",
+                    "indicator_id",
+                    "indicator",
+                    "value",
+                    "national_value",
+                    "comparison",
+                    "suppressed",
+                    "n_unweighted",
+                    "is_area",
+                ]
+            ].reset_index(drop=True),
+            indicator=[self.name(i) for i in ids],
+        )
 
     def uk_distribution(self) -> tuple[str | None, pd.DataFrame]:
         """(CLS year, frame) of the direct question's full distribution in England: the closest
@@ -304,7 +381,8 @@ class ReportData:
         if choice.year is None:
             return None, uk.iloc[0:0].assign(group=pd.Series(dtype=object))
         return choice.year, uk[uk.year == choice.year].assign(
-            group=lambda x: x.breakdown.str.split("=").str[1].map(age_label))
+            group=lambda x: x.breakdown.str.split("=").str[1].map(age_label)
+        )
 
     def uk_choice(self, need: str) -> UkChoice:
         """The CLS year a chart uses for `need` ('distribution' or 'age'), why, and what it lacks."""
@@ -328,15 +406,39 @@ class ReportData:
         uk_year, uk = self.uk_by_age()
         if not uk_year:
             return frame
-        england = pd.DataFrame({"indicator_id": ind, "indicator": self.name(ind), "breakdown": uk.breakdown,
-                                "group": uk.group, "place": uk_place(uk_year), "area_code": "",
-                                "value": uk.value_pct.astype(float), "lower_ci95": float("nan"),
-                                "upper_ci95": float("nan"), "comparison": "not_compared", "suppressed": False,
-                                "n_unweighted": float("nan"), "estimate_method": "direct", "method_label": ""})
-        out = pd.concat([frame.assign(indicator=frame.indicator.astype(str), group=frame.group.astype(str),
-                                      place=frame.place.astype(str)), england], ignore_index=True)
-        return _ordered(out, indicator=[self.name(ind)], group=list(bands.values()),
-                        place=list(frame.place.cat.categories) + [uk_place(uk_year)])
+        england = pd.DataFrame(
+            {
+                "indicator_id": ind,
+                "indicator": self.name(ind),
+                "breakdown": uk.breakdown,
+                "group": uk.group,
+                "place": uk_place(uk_year),
+                "area_code": "",
+                "value": uk.value_pct.astype(float),
+                "lower_ci95": float("nan"),
+                "upper_ci95": float("nan"),
+                "comparison": "not_compared",
+                "suppressed": False,
+                "n_unweighted": float("nan"),
+                "estimate_method": "direct",
+                "method_label": "",
+            }
+        )
+        out = pd.concat(
+            [
+                frame.assign(
+                    indicator=frame.indicator.astype(str), group=frame.group.astype(str), place=frame.place.astype(str)
+                ),
+                england,
+            ],
+            ignore_index=True,
+        )
+        return _ordered(
+            out,
+            indicator=[self.name(ind)],
+            group=list(bands.values()),
+            place=list(frame.place.cat.categories) + [uk_place(uk_year)],
+        )
 
     def uk_age_table(self, ind: str) -> str:
         """The age-band table (Markdown): the area's value, interval and base, national and the
@@ -351,11 +453,18 @@ class ReportData:
             r = self.row(ind, breakdown=bd)
             if self.is_national:
                 row = [age_label(band), fmt_value(r), fmt_ci(r), fmt_base(r)]
-            else:   # the leading estimate and its method; the comparison is the direct one's
+            else:  # the leading estimate and its method; the comparison is the direct one's
                 direct = is_direct_lead(r)
                 not_direct |= not direct and lead_method(r) is not None
-                row = [age_label(band), fmt_lead_value(r), fmt_lead_ci(r), fmt_base(r), fmt_method_direct(r),
-                       fmt_value(self.row(ind, area=NATIONAL_CODE, breakdown=bd)), fmt_comparison(r)]
+                row = [
+                    age_label(band),
+                    fmt_lead_value(r),
+                    fmt_lead_ci(r),
+                    fmt_base(r),
+                    fmt_method_direct(r),
+                    fmt_value(self.row(ind, area=NATIONAL_CODE, breakdown=bd)),
+                    fmt_comparison(r),
+                ]
             if uk_year:
                 row.append(england.get(bd, MISSING))
             rows.append(row)
@@ -368,11 +477,20 @@ class ReportData:
         notes = footnotes(*cells)
         if not_direct:
             notes += "\n\n" + methods_footnote()
-        return md_table(header, rows, None if self.is_national else ["l", "r", "r", "r", "l", "r", "c"] + (["r"] if uk_year else []),
-                        widths=None if self.is_national else [3, 2, 3, 2, 4, 2, 2] + ([2] if uk_year else []),
-                        caption=f"{self.name(ind)}：{UK_LABEL}と同じ年齢区分別（{self.area_name}"
-                                + ("" if self.is_national else "・全国") + ("・" + uk_place(uk_year) if uk_year else "") + "）"
-                        ) + "\n\n" + notes
+        return (
+            md_table(
+                header,
+                rows,
+                None if self.is_national else ["l", "r", "r", "r", "l", "r", "c"] + (["r"] if uk_year else []),
+                widths=None if self.is_national else [3, 2, 3, 2, 4, 2, 2] + ([2] if uk_year else []),
+                caption=f"{self.name(ind)}：{UK_LABEL}と同じ年齢区分別（{self.area_name}"
+                + ("" if self.is_national else "・全国")
+                + ("・" + uk_place(uk_year) if uk_year else "")
+                + "）",
+            )
+            + "\n\n"
+            + notes
+        )
 
     def uk_sources(self, uk: pd.DataFrame) -> str:
         """Which publication England's figures in `uk` (rows of uk_cls.csv, with `category_label`
@@ -383,23 +501,37 @@ class ReportData:
         if len(sources) == 1 and not uk.derived.any():
             return f"出典：{sources[0]}。"
         names = uk.category_label if "category_label" in uk else uk.breakdown.str.split("=").str[1].map(age_label)
-        parts = [f"{''.join(f'「{n}」' for n in names[g.index])}：{src}"
-                 for src, g in published.groupby(published.source.astype(str), sort=False)]
+        parts = [
+            f"{''.join(f'「{n}」' for n in names[g.index])}：{src}"
+            for src, g in published.groupby(published.source.astype(str), sort=False)
+        ]
         parts += [f"「{names[i]}」{DERIVED_MARK}：これらの公表値から算出" for i in uk.index[uk.derived.astype(bool)]]
         return ("出典：" + "；".join(parts) + "。") if parts else ""
 
     def _uk(self, breakdown: str | None) -> pd.DataFrame:
         uk = self.uk
         if uk.empty or "question" not in uk:
-            return pd.DataFrame(columns=["year", "jp_code", "breakdown", "value_pct", "value_text", "status",
-                                         "source", "note", "derived"])
+            return pd.DataFrame(
+                columns=[
+                    "year",
+                    "jp_code",
+                    "breakdown",
+                    "value_pct",
+                    "value_text",
+                    "status",
+                    "source",
+                    "note",
+                    "derived",
+                ]
+            )
         uk = uk[uk.question == "loneliness"].copy()
         if breakdown is not None:
             uk = uk[uk.breakdown == breakdown]
         uk["jp_code"] = uk.jp_code.astype(str)
         uk["value_pct"] = uk.value_text.astype(float)
-        uk["derived"] = uk.get("note", pd.Series("", index=uk.index)).fillna("").astype(str).str.lower() \
-            .str.startswith("derived")
+        uk["derived"] = (
+            uk.get("note", pd.Series("", index=uk.index)).fillna("").astype(str).str.lower().str.startswith("derived")
+        )
         return uk
 
 
@@ -409,6 +541,7 @@ class UkChoice:
     `closest` (the closest year not after the round, whatever it holds), `skipped` (years between
     the chosen one and the round that lack the figures), `missing` (what the chosen year lacks:
     the age bands it does not publish), `need` ('distribution' or 'age')."""
+
     need: str
     year: str | None
     closest: str | None
@@ -429,8 +562,10 @@ def _uk_has(uk: pd.DataFrame, need: str) -> dict[str, tuple[str, ...]]:
         return {y: () for y, g in total.groupby("year") if g.jp_code.astype(str).nunique() >= 5}
     if need == "age":
         ages = _uk_age_rows(uk)
-        return {y: tuple(age_label(b) for b in schema.UK_AGE_BANDS if f"uk_age={b}" not in set(g.breakdown))
-                for y, g in ages.groupby("year")}
+        return {
+            y: tuple(age_label(b) for b in schema.UK_AGE_BANDS if f"uk_age={b}" not in set(g.breakdown))
+            for y, g in ages.groupby("year")
+        }
     raise ValueError(f"unknown UK chart need {need!r} (distribution, age)")
 
 
@@ -442,10 +577,16 @@ def choose_uk_year(uk: pd.DataFrame, year: int, need: str) -> UkChoice:
     has = _uk_has(uk, need) if len(uk) else {}
     closest = closest_uk_year(years, year)
     chosen = closest_uk_year(list(has), year)
-    skipped = tuple(y for y in years if chosen is not None and uk_year_start(chosen) < uk_year_start(y) <= year
-                    and y not in has) if chosen else tuple(y for y in years if uk_year_start(y) <= year)
-    return UkChoice(need=need, year=chosen, closest=closest, skipped=skipped,
-                    missing=has.get(chosen, ()) if chosen else ())
+    skipped = (
+        tuple(
+            y for y in years if chosen is not None and uk_year_start(chosen) < uk_year_start(y) <= year and y not in has
+        )
+        if chosen
+        else tuple(y for y in years if uk_year_start(y) <= year)
+    )
+    return UkChoice(
+        need=need, year=chosen, closest=closest, skipped=skipped, missing=has.get(chosen, ()) if chosen else ()
+    )
 
 
 def uk_reason(choice: UkChoice, year: int) -> str:
@@ -453,14 +594,19 @@ def uk_reason(choice: UkChoice, year: int) -> str:
     the figures; when later years lack them, it says so; the bands the year lacks are named."""
     what = UK_NEEDS[choice.need]
     if choice.year is None:
-        return (f"{year}年以前の{UK_LABEL}の調査年度について{what}の公表値を収録していないため、{UK_LABEL}の値は示していません。")
+        return f"{year}年以前の{UK_LABEL}の調査年度について{what}の公表値を収録していないため、{UK_LABEL}の値は示していません。"
     years = "・".join(f"{y}年度" for y in choice.skipped)
-    text = (f"{years}は{what}が公表資料の本文に示されていない（本報告書の参照データにない）ため、{choice.year}年度の値を"
-            f"示します（{year}年の調査より後でない、{what}がそろう最も近い年度）。" if choice.skipped else
-            f"{year}年の調査より後でない最も近い年度（{choice.year}年度）の値です。")
+    text = (
+        f"{years}は{what}が公表資料の本文に示されていない（本報告書の参照データにない）ため、{choice.year}年度の値を"
+        f"示します（{year}年の調査より後でない、{what}がそろう最も近い年度）。"
+        if choice.skipped
+        else f"{year}年の調査より後でない最も近い年度（{choice.year}年度）の値です。"
+    )
     if choice.missing:
-        text += (f"{choice.year}年度は{'・'.join(choice.missing)}の値が公表資料の本文に個別に示されていないため"
-                 f"「{MISSING}」としています。")
+        text += (
+            f"{choice.year}年度は{'・'.join(choice.missing)}の値が公表資料の本文に個別に示されていないため"
+            f"「{MISSING}」としています。"
+        )
     return text
 
 
@@ -485,9 +631,22 @@ def _ordered(frame: pd.DataFrame, **orders: list) -> pd.DataFrame:
 # (a separate sample, mode and weighting), so ranking them together would mix designs, and a
 # correction to one prefecture's own survey then changes only that prefecture's report (and the
 # national one). The build hashes exactly these rows and columns (``CONTEXT``, pipelines.engine.keys).
-CONTEXT = keys.Reads("indicators", ("area_code", "indicator_id", "breakdown", "value", "lower_ci95", "upper_ci95",
-                                    "national_value", "comparison", "suppressed", "note"),
-                     rows="the round's total rows of the prefectures shown as context")
+CONTEXT = keys.Reads(
+    "indicators",
+    (
+        "area_code",
+        "indicator_id",
+        "breakdown",
+        "value",
+        "lower_ci95",
+        "upper_ci95",
+        "national_value",
+        "comparison",
+        "suppressed",
+        "note",
+    ),
+    rows="the round's total rows of the prefectures shown as context",
+)
 CONTEXT_COLUMNS_SQL = ", ".join(CONTEXT.columns)
 CONTEXT_SQL = f"""
 SELECT {CONTEXT_COLUMNS_SQL}
@@ -506,11 +665,15 @@ def context_rows(indicators: pd.DataFrame, year: int, area_code: str) -> pd.Data
 
 def row_index(d: pd.DataFrame) -> dict[tuple, int]:
     """(year, area_code, breakdown, indicator_id) -> position of the first such row of `d`."""
-    keys = zip(d.year.astype(int).tolist(), d.area_code.astype(str).tolist(), d.breakdown.astype(str).tolist(),
-               d.indicator_id.astype(str).tolist())
+    keys = zip(
+        d.year.astype(int).tolist(),
+        d.area_code.astype(str).tolist(),
+        d.breakdown.astype(str).tolist(),
+        d.indicator_id.astype(str).tolist(),
+    )
     index: dict[tuple, int] = {}
     for pos, key in enumerate(keys):
-        index.setdefault(key, pos)   # first match, as a filter would give
+        index.setdefault(key, pos)  # first match, as a filter would give
     return index
 
 
@@ -545,7 +708,7 @@ def _read_warehouse(warehouse: Path, year: int) -> tuple[pd.DataFrame, pd.DataFr
         synthetic = _synthetic_flag(con)
     finally:
         con.close()
-    if warehouse_key(warehouse) == key:   # not written meanwhile
+    if warehouse_key(warehouse) == key:  # not written meanwhile
         _CACHE["data"] = ((key, year), (ind, dist, synthetic))
         _CACHE.pop("index", None)
     return ind, dist, synthetic
@@ -569,7 +732,7 @@ def _read_uk() -> pd.DataFrame:
     hit = _CACHE.get("uk")
     if hit is None or hit[0] != key:
         uk = pd.read_csv(uk_path, encoding="utf-8", dtype={"year": str, "value_pct": str, "jp_code": str})
-        uk["value_text"] = uk.value_pct.str.strip()   # the published precision: "6", "7.1"
+        uk["value_text"] = uk.value_pct.str.strip()  # the published precision: "6", "7.1"
         uk["value_pct"] = uk.value_text.astype(float)
         hit = (key, uk)
         _CACHE["uk"] = hit
@@ -585,10 +748,18 @@ def load_report_data(warehouse: str | Path, year: int, pref_code: int) -> Report
     ind, dist, synthetic = _read_warehouse(warehouse, year)
     if ind[ind.year == year].empty:
         raise UsageError("--year", f"no indicators for {year} in {warehouse} / この年の指標がありません")
-    return ReportData(year=year, pref_code=int(pref_code), area_code=code, area_name=pref_name(pref_code),
-                      indicators=ind.copy(deep=False), distributions=dist.copy(deep=False),
-                      catalogue=catalogue(), synthetic=synthetic, uk=_read_uk().copy(deep=False),
-                      _row_index=_cached_index(ind))
+    return ReportData(
+        year=year,
+        pref_code=int(pref_code),
+        area_code=code,
+        area_name=pref_name(pref_code),
+        indicators=ind.copy(deep=False),
+        distributions=dist.copy(deep=False),
+        catalogue=catalogue(),
+        synthetic=synthetic,
+        uk=_read_uk().copy(deep=False),
+        _row_index=_cached_index(ind),
+    )
 
 
 def _synthetic_flag(con) -> bool:
@@ -611,11 +782,15 @@ def is_synthetic(warehouse: Path) -> bool:
 # Formatting (Markdown that pandoc and Quarto render natively in HTML and Typst)
 # ---------------------------------------------------------------------------------------------
 
-FOOTNOTE_SUPPRESSED = (f"「{SUPPRESSED}」：集計対象が{config.MIN_BASE}人未満のため、または他の値からの差し引きで"
-                       "算出されるのを防ぐため（二次秘匿）数値を表示していません。")
-SUPPRESSED_REASON = f"集計対象が{config.MIN_BASE}人未満または二次秘匿のため非表示"   # (config.MIN_BASE, not a typed 30)
-FOOTNOTE_REFERENCE = (f"「{REFERENCE_MARK}」：集計対象が{config.MIN_BASE}～{config.REFERENCE_BASE - 1}人のため"
-                      "参考値です（誤差が大きい）。")
+FOOTNOTE_SUPPRESSED = (
+    f"「{SUPPRESSED}」：集計対象が{config.MIN_BASE}人未満のため、または他の値からの差し引きで"
+    "算出されるのを防ぐため（二次秘匿）数値を表示していません。"
+)
+SUPPRESSED_REASON = f"集計対象が{config.MIN_BASE}人未満または二次秘匿のため非表示"  # (config.MIN_BASE, not a typed 30)
+FOOTNOTE_REFERENCE = (
+    f"「{REFERENCE_MARK}」：集計対象が{config.MIN_BASE}～{config.REFERENCE_BASE - 1}人のため"
+    "参考値です（誤差が大きい）。"
+)
 FOOTNOTE_MISSING = f"「{MISSING}」：データなし・比較できない。"
 
 
@@ -628,12 +803,20 @@ def ci_header() -> str:
 
 def comparison_legend() -> str:
     """The comparison symbols and words as used in the tables (Markdown)."""
-    return "、".join(f"[{s.symbol} {s.label}]{{.cmp-{s.key}}}" for k, s in conventions.COMPARISON.items()
-                    if k not in ("not_compared", "suppressed"))
+    return "、".join(
+        f"[{s.symbol} {s.label}]{{.cmp-{s.key}}}"
+        for k, s in conventions.COMPARISON.items()
+        if k not in ("not_compared", "suppressed")
+    )
 
 
-def md_table(header: list[str], rows: list[list[str]], align: list[str] | None = None,
-             caption: str | None = None, widths: list[int] | None = None) -> str:
+def md_table(
+    header: list[str],
+    rows: list[list[str]],
+    align: list[str] | None = None,
+    caption: str | None = None,
+    widths: list[int] | None = None,
+) -> str:
     """A pipe table. align: 'l' | 'r' | 'c' per column; widths: relative column widths (pandoc
     reads them from the dashes of the separator line, so wide tables wrap inside the page).
     Header, cells and the caption (pandoc's `: caption` line: <caption> in HTML, the table's
@@ -645,8 +828,10 @@ def md_table(header: list[str], rows: list[list[str]], align: list[str] | None =
         dashes = "-" * max(3, 4 * w)
         return {"l": ":" + dashes, "r": dashes + ":", "c": ":" + dashes + ":"}[a]
 
-    lines = ["| " + " | ".join(md_escape(h) for h in header) + " |",
-             "|" + "|".join(mark(a, w) for a, w in zip(align, widths)) + "|"]
+    lines = [
+        "| " + " | ".join(md_escape(h) for h in header) + " |",
+        "|" + "|".join(mark(a, w) for a, w in zip(align, widths)) + "|",
+    ]
     lines += ["| " + " | ".join(c if isinstance(c, MdText) else md_escape(c) for c in r) + " |" for r in rows]
     out = "\n".join(lines)
     if caption:
@@ -695,8 +880,16 @@ def headline_table(data: ReportData, ids: list[str] | None = None) -> str:
             # where another estimate leads the method cell gives the direct value beside it
             direct = is_direct_lead(r)
             not_direct |= not direct and lead_method(r) is not None
-            row = [data.name(ind), fmt_lead_value(r, unit), fmt_lead_ci(r), fmt_base(r), fmt_method_direct(r, unit),
-                   fmt_national(r, unit), fmt_comparison(r), change]
+            row = [
+                data.name(ind),
+                fmt_lead_value(r, unit),
+                fmt_lead_ci(r),
+                fmt_base(r),
+                fmt_method_direct(r, unit),
+                fmt_national(r, unit),
+                fmt_comparison(r),
+                change,
+            ]
         rows.append(row)
         cells += row
     prev_head = f"前回 {prev_year}年（%）" if prev_year is not None else "前回（%）"
@@ -704,15 +897,25 @@ def headline_table(data: ReportData, ids: list[str] | None = None) -> str:
         header = ["指標", "全国（%）", ci_header(), "集計対象（人）", prev_head, "前回からの変化"]
         align, widths = ["l", "r", "r", "r", "r", "c"], [7, 2, 3, 2, 2, 3]
     else:
-        header = ["指標", f"{data.area_name}（%）", ci_header(), "集計対象（人）", "推計方法", "全国（%）",
-                  "全国との比較（直接推計）", "前回からの変化（直接推計）"]
+        header = [
+            "指標",
+            f"{data.area_name}（%）",
+            ci_header(),
+            "集計対象（人）",
+            "推計方法",
+            "全国（%）",
+            "全国との比較（直接推計）",
+            "前回からの変化（直接推計）",
+        ]
         align, widths = ["l", "r", "r", "r", "l", "r", "c", "c"], [6, 2, 3, 2, 3, 2, 2, 3]
     notes = footnotes(*cells)
     if not_direct:
         notes += "\n\n" + methods_footnote()
     if changed:
-        notes += ("\n\n[「出典変更」：前回と今回で推計の出典が異なります（全国調査の県別回答者 → 県の独自調査など）。"
-                  "調査設計が異なるため、前回との差は検定していません（推移の表と図に両方の値を示します）。]{.footnote}")
+        notes += (
+            "\n\n[「出典変更」：前回と今回で推計の出典が異なります（全国調査の県別回答者 → 県の独自調査など）。"
+            "調査設計が異なるため、前回との差は検定していません（推移の表と図に両方の値を示します）。]{.footnote}"
+        )
     caption = f"主な指標（{data.area_name}、{data.year}年" + ("" if data.is_national else "、全国との比較") + "）"
     return md_table(header, rows, align, widths=widths, caption=caption) + "\n\n" + notes
 
@@ -731,22 +934,39 @@ def breakdown_table(data: ReportData, ind: str, prefix: str, labels: dict[str, s
         else:
             direct = is_direct_lead(r)
             not_direct |= not direct and lead_method(r) is not None
-            row = [label, fmt_lead_value(r), fmt_lead_ci(r), fmt_base(r), fmt_method_direct(r), fmt_value(n),
-                   fmt_comparison(r)]
+            row = [
+                label,
+                fmt_lead_value(r),
+                fmt_lead_ci(r),
+                fmt_base(r),
+                fmt_method_direct(r),
+                fmt_value(n),
+                fmt_comparison(r),
+            ]
         rows.append(row)
         cells += row
     if data.is_national:
         header = ["区分", f"{data.area_name}（%）", ci_header(), "集計対象（人）"]
         align, widths = None, None
     else:
-        header = ["区分", f"{data.area_name}（%）", ci_header(), "集計対象（人）", "推計方法", "全国（%）",
-                  "全国との比較（直接推計）"]
+        header = [
+            "区分",
+            f"{data.area_name}（%）",
+            ci_header(),
+            "集計対象（人）",
+            "推計方法",
+            "全国（%）",
+            "全国との比較（直接推計）",
+        ]
         align, widths = ["l", "r", "r", "r", "l", "r", "c"], [3, 2, 3, 2, 4, 2, 2]
     notes = footnotes(*cells)
     if not_direct:
         notes += "\n\n" + methods_footnote()
-    caption = f"{data.name(ind)}：{'性別' if prefix == 'sex' else '年齢別'}（{data.area_name}" \
-        + ("" if data.is_national else "・全国") + "）"
+    caption = (
+        f"{data.name(ind)}：{'性別' if prefix == 'sex' else '年齢別'}（{data.area_name}"
+        + ("" if data.is_national else "・全国")
+        + "）"
+    )
     return md_table(header, rows, align, widths=widths, caption=caption) + "\n\n" + notes
 
 
@@ -762,9 +982,16 @@ def methods_footnote() -> str:
 def method_marks_note(cells) -> str:
     """The footnote of the method marks that occur in ``cells`` ('' when none)."""
     text = " ".join(map(str, cells))
-    words = {"pooled": "プール推計（直近の複数回の全国調査の当該県回答者を合わせた値）", "model": "モデル推計（Fay–Herriot モデル）"}
+    words = {
+        "pooled": "プール推計（直近の複数回の全国調査の当該県回答者を合わせた値）",
+        "model": "モデル推計（Fay–Herriot モデル）",
+    }
     found = [f"{mark}：{words[m]}" for m, mark in conventions.ESTIMATE_MARKS.items() if mark in text]
-    return f"[{md_escape('、'.join(found) + '。変化の判定は直接推計についてのみ行います。')}]{{.footnote}}" if found else ""
+    return (
+        f"[{md_escape('、'.join(found) + '。変化の判定は直接推計についてのみ行います。')}]{{.footnote}}"
+        if found
+        else ""
+    )
 
 
 def method_note(frame: pd.DataFrame) -> str:
@@ -783,15 +1010,16 @@ def method_note(frame: pd.DataFrame) -> str:
     return ("、".join(parts) + "（塗りつぶしの点は直接推計）。") if parts else ""
 
 
-FOOTNOTE_METHODS = ("「推計方法」：直接推計はその年の回答から直接求めた値、プール推計は直近の複数回の全国調査の"
-                    "当該県回答者を合わせた値（期間の平均）、モデル推計は Fay–Herriot モデルによる値（回答者数の集計ではありません）。"
-                    "直接推計以外が表示されている行では、括弧内に直接推計の値を示します。集計対象・全国との比較・前回からの変化は"
-                    "直接推計のもので、プール推計・モデル推計の値には有意差の判定をしません。方法は「方法と注意事項」を参照。")
-
-
+FOOTNOTE_METHODS = (
+    "「推計方法」：直接推計はその年の回答から直接求めた値、プール推計は直近の複数回の全国調査の"
+    "当該県回答者を合わせた値（期間の平均）、モデル推計は Fay–Herriot モデルによる値（回答者数の集計ではありません）。"
+    "直接推計以外が表示されている行では、括弧内に直接推計の値を示します。集計対象・全国との比較・前回からの変化は"
+    "直接推計のもので、プール推計・モデル推計の値には有意差の判定をしません。方法は「方法と注意事項」を参照。"
+)
 
 
 # --- The evaluation: progress since the baseline and the main points (pipelines.domain.evaluation) --------
+
 
 def progress(data: ReportData) -> pd.DataFrame:
     """The national progress table of ``data.year`` (evaluation.progress_table): baseline -> latest
@@ -808,8 +1036,7 @@ def main_points(data: ReportData, progress_frame: pd.DataFrame | None = None):
 
     if data.is_national and progress_frame is None:
         progress_frame = progress(data)
-    return key_points(data.indicators, data.catalogue, data.year, data.area_code, data.area_name,
-                      progress_frame)
+    return key_points(data.indicators, data.catalogue, data.year, data.area_code, data.area_name, progress_frame)
 
 
 def main_points_md(points) -> str:
@@ -828,7 +1055,11 @@ def progress_md(frame: pd.DataFrame) -> str:
         rows, cells = [], []
         for r in part.itertuples():
             unit = "percent" if r.unit == "flag" else r.unit
-            base = f"{fmt_num(r.baseline_value, unit)}（{r.baseline_year}年" + ("・公表値" if r.baseline_from == "published" else "") + "）"
+            base = (
+                f"{fmt_num(r.baseline_value, unit)}（{r.baseline_year}年"
+                + ("・公表値" if r.baseline_from == "published" else "")
+                + "）"
+            )
             diff = f"{r.difference:+.1f}"
             if r.method in ("newcombe", "fisher"):
                 interval = f"{r.diff_lower:+.1f}～{r.diff_upper:+.1f}"
@@ -837,13 +1068,27 @@ def progress_md(frame: pd.DataFrame) -> str:
             else:
                 interval, p, ph = "全数（検定なし）" if r.method == "census" else MISSING, MISSING, MISSING
             target = MISSING if r.target is None or is_missing(r.target) else fmt_num(r.target, unit)
-            row = [r.name + ("（都道府県の%）" if r.unit == "flag" else ""), base,
-                   f"{fmt_num(r.latest_value, unit)}（{r.latest_year}年）", diff, interval, p, ph,
-                   r.words_holm, target]
+            row = [
+                r.name + ("（都道府県の%）" if r.unit == "flag" else ""),
+                base,
+                f"{fmt_num(r.latest_value, unit)}（{r.latest_year}年）",
+                diff,
+                interval,
+                p,
+                ph,
+                r.words_holm,
+                target,
+            ]
             rows.append(row)
             cells += [str(x) for x in row]
-        blocks.append(f"**{md_escape(part.iloc[0]['pillar_label'])}**\n\n" + md_table(
-            ["指標", "基準値", "最新値", "差", f"差の{c}%区間", "p値", "Holm調整p値", "判定（調整後）", "目標"],
-            rows, ["l", "r", "r", "r", "r", "r", "r", "c", "r"], widths=[5, 3, 3, 2, 3, 2, 2, 2, 2],
-            caption=f"基本方針({pillar})の指標：基準年から最新年への変化"))
+        blocks.append(
+            f"**{md_escape(part.iloc[0]['pillar_label'])}**\n\n"
+            + md_table(
+                ["指標", "基準値", "最新値", "差", f"差の{c}%区間", "p値", "Holm調整p値", "判定（調整後）", "目標"],
+                rows,
+                ["l", "r", "r", "r", "r", "r", "r", "c", "r"],
+                widths=[5, 3, 3, 2, 3, 2, 2, 2, 2],
+                caption=f"基本方針({pillar})の指標：基準年から最新年への変化",
+            )
+        )
     return "\n\n".join(blocks)

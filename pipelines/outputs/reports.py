@@ -46,12 +46,21 @@ from pipelines.outputs.report_data import (  # noqa: F401
 log = logging.getLogger("tsunagari.reports")
 
 # What a report reads (the notebook may be a researcher's fork: every column), and what it writes.
-AREA_INDICATORS = keys.Reads("indicators", rows="the area's and the national rows up to the round "
-                                                "(every area's for the national report)")
+AREA_INDICATORS = keys.Reads(
+    "indicators", rows="the area's and the national rows up to the round (every area's for the national report)"
+)
 AREA_DISTRIBUTIONS = keys.Reads("distributions", rows="as AREA_INDICATORS")
-REPORT = keys.Stage("report", reads=(AREA_INDICATORS, AREA_DISTRIBUTIONS, CONTEXT),
-                    writes=("prefectures/{slug}.html", "prefectures/{slug}.pdf", "national.html", "national.pdf",
-                            "executed/{slug}.ipynb"))
+REPORT = keys.Stage(
+    "report",
+    reads=(AREA_INDICATORS, AREA_DISTRIBUTIONS, CONTEXT),
+    writes=(
+        "prefectures/{slug}.html",
+        "prefectures/{slug}.pdf",
+        "national.html",
+        "national.pdf",
+        "executed/{slug}.ipynb",
+    ),
+)
 
 # ---------------------------------------------------------------------------------------------
 # The stage
@@ -66,9 +75,9 @@ class AreaResult:
     render_seconds: float = 0.0
     outputs: list[Path] = field(default_factory=list)
     error: str | None = None
-    code: int = 0                                            # 0 = national
-    checked: dict[str, str] = field(default_factory=dict)    # files passed by the disclosure check -> sha256
-    findings: list[str] = field(default_factory=list)        # the disclosure check's findings
+    code: int = 0  # 0 = national
+    checked: dict[str, str] = field(default_factory=dict)  # files passed by the disclosure check -> sha256
+    findings: list[str] = field(default_factory=list)  # the disclosure check's findings
 
 
 @dataclass
@@ -192,12 +201,15 @@ def check_area(site: Path, written: list[str], warehouse: Path, year: int) -> di
     site = Path(site)
     rels = [Path(p).resolve().relative_to(site.resolve()).as_posix() for p in written if not str(p).endswith(".pdf")]
     findings = check_files(site, rels, check_context(Path(warehouse), int(year)))
-    return {"checked": {r: hashlib.sha256((site / r).read_bytes()).hexdigest() for r in rels},
-            "findings": [str(f) for f in findings]}
+    return {
+        "checked": {r: hashlib.sha256((site / r).read_bytes()).hexdigest() for r in rels},
+        "findings": [str(f) for f in findings],
+    }
 
 
-def render_and_check(renderer: str, executed: Path, html: Path, pdf: Path, meta: dict, site: Path,
-                     warehouse: Path, year: int) -> dict:
+def render_and_check(
+    renderer: str, executed: Path, html: Path, pdf: Path, meta: dict, site: Path, warehouse: Path, year: int
+) -> dict:
     """Run in a report worker after the notebook: render HTML + PDF (``render_area``), then the
     disclosure check of this area (``check_area``) while the other areas still run. Returns
     ``check_area``'s dict plus "written" (the paths rendered)."""
@@ -207,8 +219,18 @@ def render_and_check(renderer: str, executed: Path, html: Path, pdf: Path, meta:
     return {**check_area(site, written, warehouse, year), "written": written, "render_seconds": seconds}
 
 
-def run_areas(codes: list[int], year: int, warehouse: Path, site: Path, executed_in: Path, renderer: str,
-              *, jobs: int = 1, pool=None, on_done=None) -> list[AreaResult]:
+def run_areas(
+    codes: list[int],
+    year: int,
+    warehouse: Path,
+    site: Path,
+    executed_in: Path,
+    renderer: str,
+    *,
+    jobs: int = 1,
+    pool=None,
+    on_done=None,
+) -> list[AreaResult]:
     """The one function that executes and renders areas, for the build's reports stage and for
     ``run_reports``: each area's notebook in a warm worker kernel (pipelines/engine/kernels.py; `pool`
     when the caller has one), rendered in the worker and its published text checked for
@@ -230,11 +252,17 @@ def run_areas(codes: list[int], year: int, warehouse: Path, site: Path, executed
     for code in codes:
         html, pdf, executed = files[code]
         meta = area_meta(code, year, synthetic)
-        tasks.append(Task(pref_slug(code), notebook, executed,
-                          {"year": int(year), "pref_code": int(code), "warehouse": wh_param}, cwd=Path.cwd(),
-                          after=None if quarto else render_and_check,
-                          after_args=() if quarto else (renderer, executed, html, pdf, meta, site, warehouse,
-                                                        int(year))))
+        tasks.append(
+            Task(
+                pref_slug(code),
+                notebook,
+                executed,
+                {"year": int(year), "pref_code": int(code), "warehouse": wh_param},
+                cwd=Path.cwd(),
+                after=None if quarto else render_and_check,
+                after_args=() if quarto else (renderer, executed, html, pdf, meta, site, warehouse, int(year)),
+            )
+        )
     results = []
     for code, o in zip(codes, run_tasks(tasks, jobs=jobs, on_done=on_done, pool=pool)):
         res = AreaResult(slug=o.key, ok=o.ok, execute_seconds=o.seconds, error=o.error, code=code)
@@ -252,8 +280,9 @@ def run_areas(codes: list[int], year: int, warehouse: Path, site: Path, executed
     return results
 
 
-def _render_quarto(ok: list[AreaResult], files: dict, year: int, synthetic: bool, site: Path,
-                   warehouse: Path, jobs: int) -> None:
+def _render_quarto(
+    ok: list[AreaResult], files: dict, year: int, synthetic: bool, site: Path, warehouse: Path, jobs: int
+) -> None:
     """One Quarto project render for the areas whose notebooks ran, then their disclosure check."""
     from pipelines.domain.errors import TsunagariError
     from pipelines.render.common import chart_data_dir
@@ -288,14 +317,14 @@ def _is_site_folder(out: Path) -> str | None:
     if publish.owned(out):
         return "a published site (it holds the build's marker .tsunagari-site)"
     name = out.name
-    if name.startswith(publish.PREFIX) and name.endswith(
-            (publish.SUFFIX_NEW, publish.SUFFIX_OLD, publish.SUFFIX_WORK)):
+    if name.startswith(publish.PREFIX) and name.endswith((publish.SUFFIX_NEW, publish.SUFFIX_OLD, publish.SUFFIX_WORK)):
         return "one of the build's own folders"
     return None
 
 
-def run_reports(year: int, warehouse: Path, out_dir: Path, prefs: list[int] | None = None,
-                renderer: str = "auto", jobs: int = 1) -> ReportsResult:
+def run_reports(
+    year: int, warehouse: Path, out_dir: Path, prefs: list[int] | None = None, renderer: str = "auto", jobs: int = 1
+) -> ReportsResult:
     """A preview of area reports in a scratch folder (for researchers and tests): ``run_areas``
     into `out_dir`, which must not be a published site or one of the build's folders (UsageError):
     a published site is changed only by the build's staged, checked swap (``tsunagari build``, or
@@ -313,9 +342,12 @@ def run_reports(year: int, warehouse: Path, out_dir: Path, prefs: list[int] | No
     out_dir = Path(out_dir)
     why = _is_site_folder(out_dir)
     if why:
-        raise UsageError("--out", f"'{out_dir}' is {why}; a preview never writes into it. Use `tsunagari reports "
-                                  f"--out {out_dir}` (staged, checked and swapped in) or another folder "
-                                  f"/ 公開フォルダには直接書き込みません")
+        raise UsageError(
+            "--out",
+            f"'{out_dir}' is {why}; a preview never writes into it. Use `tsunagari reports "
+            f"--out {out_dir}` (staged, checked and swapped in) or another folder "
+            f"/ 公開フォルダには直接書き込みません",
+        )
     out_dir.mkdir(parents=True, exist_ok=True)
     from pipelines.render import get_renderer
 

@@ -52,33 +52,46 @@ KEY_COLUMNS = 3
 
 # The pages read every column of the round's rows (build_site: SELECT *) and the files table.
 SITE_INDICATORS = keys.Reads("indicators", rows="the round")
-SITE = keys.Stage("site", reads=(SITE_INDICATORS, keys.FILES),
-                  writes=("index.html", "methodology.html", "downloads.html"))
+SITE = keys.Stage(
+    "site", reads=(SITE_INDICATORS, keys.FILES), writes=("index.html", "methodology.html", "downloads.html")
+)
 # The per-prefecture workbooks: the columns of the downloads, the synthetic flag of the files.
 WORKBOOKS = keys.Stage("workbooks", reads=(DOWNLOAD_ROWS, keys.FILES), writes=("downloads/{slug}-{year}.xlsx",))
 
 
 # --- data ----------------------------------------------------------------------------------------
 
+
 def _read(warehouse: Path, year: int) -> tuple[pd.DataFrame, bool]:
     if not Path(warehouse).exists():
-        raise DataError(str(warehouse), "warehouse not found / ウェアハウスがありません",
-                        detail="Run `tsunagari build` (or ingest + indicators) first.")
+        raise DataError(
+            str(warehouse),
+            "warehouse not found / ウェアハウスがありません",
+            detail="Run `tsunagari build` (or ingest + indicators) first.",
+        )
     con = warehouse_db.connect(warehouse)
     try:
         if not warehouse_db.has_table(con, "indicators"):
-            raise DataError(str(warehouse), "no indicators table / 指標テーブルがありません",
-                            detail="Run `tsunagari indicators --year Y` first.")
-        df = con.execute("SELECT * FROM indicators WHERE year = ? ORDER BY area_code, indicator_id, breakdown",
-                         [year]).df()
+            raise DataError(
+                str(warehouse),
+                "no indicators table / 指標テーブルがありません",
+                detail="Run `tsunagari indicators --year Y` first.",
+            )
+        df = con.execute(
+            "SELECT * FROM indicators WHERE year = ? ORDER BY area_code, indicator_id, breakdown", [year]
+        ).df()
         synthetic = False
         if warehouse_db.has_table(con, "files"):
             synthetic = bool(con.execute("SELECT coalesce(bool_or(synthetic), false) FROM files").fetchone()[0])
     finally:
         con.close()
     if df.empty:
-        raise DataError(str(warehouse), f"no indicators for year {year} / {year}年の指標がありません",
-                        column="year", detail="Run `tsunagari indicators --year Y` for this round.")
+        raise DataError(
+            str(warehouse),
+            f"no indicators for year {year} / {year}年の指標がありません",
+            column="year",
+            detail="Run `tsunagari indicators --year Y` for this round.",
+        )
     return df, synthetic
 
 
@@ -86,8 +99,16 @@ def _cell(row: pd.Series | None, ind: Indicator, national: bool = False) -> dict
     """Display fields of one area x indicator (total breakdown). For a flag indicator the national row
     holds the share of prefectures with the flag set (percent)."""
     if row is None:
-        return {"v": None, "text": conventions.MISSING_MARK, "ci": "", "cmp": "not_compared", "sup": False,
-                "ref": False, "method": "", "mark": ""}
+        return {
+            "v": None,
+            "text": conventions.MISSING_MARK,
+            "ci": "",
+            "cmp": "not_compared",
+            "sup": False,
+            "ref": False,
+            "method": "",
+            "mark": "",
+        }
     suppressed = bool(row["suppressed"])
     note = row["note"] if isinstance(row["note"], str) else ""
     cmp_ = str(row["comparison"] or "not_compared")
@@ -99,19 +120,39 @@ def _cell(row: pd.Series | None, ind: Indicator, national: bool = False) -> dict
         # the leading estimate is pooled or model-based (issue #24): shown with its method, no
         # comparison (labels are about the direct estimate)
         mark = conventions.ESTIMATE_MARKS[method]
-        return {"v": as_number(row["lead_value"]), "text": fmt_site_value(row["lead_value"], unit) + mark,
-                "ci": fmt_interval(row["lead_lower_ci95"], row["lead_upper_ci95"]), "cmp": "not_compared",
-                "sup": False, "ref": False, "mark": mark,
-                "method": conventions.estimate_method_label(method, row.get("lead_years"))}
+        return {
+            "v": as_number(row["lead_value"]),
+            "text": fmt_site_value(row["lead_value"], unit) + mark,
+            "ci": fmt_interval(row["lead_lower_ci95"], row["lead_upper_ci95"]),
+            "cmp": "not_compared",
+            "sup": False,
+            "ref": False,
+            "mark": mark,
+            "method": conventions.estimate_method_label(method, row.get("lead_years")),
+        }
     if suppressed:
-        return {"v": None, "text": conventions.SUPPRESSED_MARK, "ci": "", "cmp": "suppressed", "sup": True, "ref": False,
-                "method": "", "mark": ""}
+        return {
+            "v": None,
+            "text": conventions.SUPPRESSED_MARK,
+            "ci": "",
+            "cmp": "suppressed",
+            "sup": True,
+            "ref": False,
+            "method": "",
+            "mark": "",
+        }
     n = as_number(row["n_unweighted"])
     ref = "参考値" in note or (n is not None and n < config.REFERENCE_BASE)
-    return {"v": as_number(row["value"]), "text": fmt_site_value(row["value"], unit),
-            "ci": fmt_interval(row["lower_ci95"], row["upper_ci95"]), "cmp": cmp_, "sup": False, "ref": ref,
-            "method": conventions.estimate_method_label("direct") if row.get("source") != "programme" else "",
-            "mark": ""}
+    return {
+        "v": as_number(row["value"]),
+        "text": fmt_site_value(row["value"], unit),
+        "ci": fmt_interval(row["lower_ci95"], row["upper_ci95"]),
+        "cmp": cmp_,
+        "sup": False,
+        "ref": ref,
+        "method": conventions.estimate_method_label("direct") if row.get("source") != "programme" else "",
+        "mark": "",
+    }
 
 
 def breakdown_order(b: str) -> tuple[int, int, str]:
@@ -147,9 +188,15 @@ def download_files(out_dir: Path) -> list[tuple[str, int]]:
     d = Path(out_dir) / "downloads"
     if not d.is_dir():
         return []
-    return sorted((p.name, p.stat().st_size) for p in d.iterdir()
-                  if p.is_file() and p.name != "index.html" and not p.name.startswith(".")
-                  and not p.name.endswith(".tmp") and ".tmp." not in p.name)
+    return sorted(
+        (p.name, p.stat().st_size)
+        for p in d.iterdir()
+        if p.is_file()
+        and p.name != "index.html"
+        and not p.name.startswith(".")
+        and not p.name.endswith(".tmp")
+        and ".tmp." not in p.name
+    )
 
 
 def downloads_listing(out_dir: Path) -> dict[str, Any]:
@@ -178,23 +225,37 @@ def downloads_listing(out_dir: Path) -> dict[str, Any]:
         else:
             other.append(e)
     pref_years = sorted({y for by_year in prefs.values() for y in by_year}, reverse=True)
-    return {"series": sorted(series, key=lambda e: e["name"].endswith(".xlsx")),
-            "rounds": [{"year": y, **rounds[y]} for y in sorted(rounds, reverse=True)],
-            "pref_years": pref_years, "prefs": prefs, "dictionary": dictionary, "other": other}
+    return {
+        "series": sorted(series, key=lambda e: e["name"].endswith(".xlsx")),
+        "rounds": [{"year": y, **rounds[y]} for y in sorted(rounds, reverse=True)],
+        "pref_years": pref_years,
+        "prefs": prefs,
+        "dictionary": dictionary,
+        "other": other,
+    }
 
 
 # --- pages ---------------------------------------------------------------------------------------
 
-NAV = [("index.html", "トップ"), ("national.html", "全国"), ("compare.html", "比較"), ("methodology.html", "方法"),
-       ("quality/index.html", "データ品質"), ("downloads/index.html", "ダウンロード")]
+NAV = [
+    ("index.html", "トップ"),
+    ("national.html", "全国"),
+    ("compare.html", "比較"),
+    ("methodology.html", "方法"),
+    ("quality/index.html", "データ品質"),
+    ("downloads/index.html", "ダウンロード"),
+]
 # The pages build_site writes: live in the navigation of every page it writes, whichever is written first.
 SITE_PAGES = frozenset({"index.html", "compare.html", "methodology.html", "downloads/index.html"})
 
 
 def _env() -> Environment:
-    env = Environment(loader=FileSystemLoader(str(TEMPLATES_DIR)),
-                      autoescape=select_autoescape(["html", "j2"], default_for_string=True, default=True),
-                      trim_blocks=True, lstrip_blocks=True)
+    env = Environment(
+        loader=FileSystemLoader(str(TEMPLATES_DIR)),
+        autoescape=select_autoescape(["html", "j2"], default_for_string=True, default=True),
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
     env.filters["fmt_value"] = fmt_site_value
     return env
 
@@ -202,8 +263,11 @@ def _env() -> Environment:
 def _picker(out_dir: Path, depth: int) -> Markup:
     """The prefecture picker of the site header (pipelines.domain.conventions.prefecture_picker): the
     prefectures whose report exists."""
-    options = [(f"{'../' * depth}{rel}", f"{int(r.pref_code):02d} {r.name_ja}") for r in prefectures().itertuples()
-               if (out_dir / (rel := f"prefectures/{pref_slug(int(r.pref_code))}.html")).is_file()]
+    options = [
+        (f"{'../' * depth}{rel}", f"{int(r.pref_code):02d} {r.name_ja}")
+        for r in prefectures().itertuples()
+        if (out_dir / (rel := f"prefectures/{pref_slug(int(r.pref_code))}.html")).is_file()
+    ]
     return Markup(conventions.prefecture_picker(options, ident="site-pref-picker")) if options else Markup("")
 
 
@@ -211,9 +275,15 @@ def _nav(out_dir: Path, depth: int, current: str, planned: frozenset[str] = froz
     """The navigation items; a page that does not exist (and is not in `planned`, the pages being
     written now) is shown disabled."""
     prefix = "../" * depth
-    return [{"href": prefix + href, "text": text,
-             "exists": (out_dir / href).exists() or href == current or href in planned,
-             "current": href == current} for href, text in NAV]
+    return [
+        {
+            "href": prefix + href,
+            "text": text,
+            "exists": (out_dir / href).exists() or href == current or href in planned,
+            "current": href == current,
+        }
+        for href, text in NAV
+    ]
 
 
 HEADER_MARKER = "<!-- tsunagari-site-header -->"
@@ -235,8 +305,13 @@ def site_header_html(out_dir: Path, page: str, year: int, synthetic: bool) -> st
     """The shared navigation (and synthetic banner) for `page` (path relative to out_dir, e.g.
     'quality/index.html'), with its own small inline style: for pages other stages write."""
     depth = page.count("/")
-    html = _env().get_template("site-header.html.j2").render(
-        depth=depth, nav=_nav(out_dir, depth, page), year=year, synthetic=synthetic, picker=_picker(out_dir, depth))
+    html = (
+        _env()
+        .get_template("site-header.html.j2")
+        .render(
+            depth=depth, nav=_nav(out_dir, depth, page), year=year, synthetic=synthetic, picker=_picker(out_dir, depth)
+        )
+    )
     return f"<style>{HEADER_CSS}</style>\n{html}"
 
 
@@ -250,7 +325,7 @@ def inject_site_header(path: Path, out_dir: Path, year: int, synthetic: bool) ->
     if HEADER_MARKER not in text and m:
         page = path.relative_to(out_dir).as_posix()
         header = site_header_html(out_dir, page, year, synthetic and "合成データ" not in text)
-        new = text[: m.end()] + "\n" + header + text[m.end():]
+        new = text[: m.end()] + "\n" + header + text[m.end() :]
     new = conventions.scrollable_tables(new)  # its wide tables scroll in their own region
     if new == text:
         return False
@@ -270,7 +345,7 @@ def _write(path: Path, text: str) -> Path:
 
 @dataclass
 class _SiteData:
-    df: pd.DataFrame                 # the round's indicators, catalogue order
+    df: pd.DataFrame  # the round's indicators, catalogue order
     synthetic: bool
     catalogue: list[Indicator]
     by_id: dict[str, Indicator]
@@ -287,13 +362,17 @@ def _prepare(year: int, warehouse: Path, synthetic: bool | None) -> _SiteData:
         df = df[df["indicator_id"].isin({i.id for i in catalogue})]
     by_id = {i.id: i for i in catalogue}
     order = {i.id: k for k, i in enumerate(catalogue)}
-    df = (df.assign(_i=df["indicator_id"].map(order), _b=df["breakdown"].map(breakdown_order))
-            .sort_values(["area_code", "_i", "_b"], kind="stable").drop(columns=["_i", "_b"]))
+    df = (
+        df.assign(_i=df["indicator_id"].map(order), _b=df["breakdown"].map(breakdown_order))
+        .sort_values(["area_code", "_i", "_b"], kind="stable")
+        .drop(columns=["_i", "_b"])
+    )
     return _SiteData(df, synthetic, catalogue, by_id)
 
 
-def write_pref_workbooks(year: int, warehouse: Path, out_dir: Path, synthetic: bool | None = None,
-                         data: _SiteData | None = None) -> list[Path]:
+def write_pref_workbooks(
+    year: int, warehouse: Path, out_dir: Path, synthetic: bool | None = None, data: _SiteData | None = None
+) -> list[Path]:
     """The 47 per-prefecture XLSX downloads (``downloads/{slug}-{year}.xlsx``); returns their paths.
 
     They do not depend on the reports, so the build writes them while the reports run. A workbook
@@ -324,9 +403,9 @@ def write_pref_workbooks(year: int, warehouse: Path, out_dir: Path, synthetic: b
 
     # the code that writes the sheets and their notes (this module, downloads, the method statement,
     # conventions, ...): the package's fingerprint, as the build's artefacts use
-    common = hashlib.sha256(repr((national_rows, synthetic, year)).encode()
-                            + fingerprint.current().encode()
-                            + catalogue_path().read_bytes()).hexdigest()
+    common = hashlib.sha256(
+        repr((national_rows, synthetic, year)).encode() + fingerprint.current().encode() + catalogue_path().read_bytes()
+    ).hexdigest()
     new_digests = {}
     for r in prefs.itertuples():
         code = area_code(r.pref_code)
@@ -337,16 +416,29 @@ def write_pref_workbooks(year: int, warehouse: Path, out_dir: Path, synthetic: b
         if old_digests.get(path.name) == d and path.is_file():
             written.append(path)
             continue
-        written.append(write_pref_xlsx(df, int(r.pref_code), str(r.name_ja), year, out_dir, by_id, synthetic,
-                                       national_rows, area_rows=(header, rows), national_sheet=national_sheet,
-                                       built_at=built_at))
+        written.append(
+            write_pref_xlsx(
+                df,
+                int(r.pref_code),
+                str(r.name_ja),
+                year,
+                out_dir,
+                by_id,
+                synthetic,
+                national_rows,
+                area_rows=(header, rows),
+                national_sheet=national_sheet,
+                built_at=built_at,
+            )
+        )
     digests_path.parent.mkdir(parents=True, exist_ok=True)
     digests_path.write_text(json.dumps({**old_digests, **new_digests}, sort_keys=True, indent=0), encoding="utf-8")
     return written
 
 
-def build_site(year: int, warehouse: Path, out_dir: Path, synthetic: bool | None = None,
-               workbooks: bool = True) -> list[Path]:
+def build_site(
+    year: int, warehouse: Path, out_dir: Path, synthetic: bool | None = None, workbooks: bool = True
+) -> list[Path]:
     """Write the site pages and per-prefecture downloads for `year`; return the files written.
     workbooks=False: the per-prefecture workbooks were written already (the build writes them while
     the reports run), only the pages are written."""
@@ -376,32 +468,61 @@ def build_site(year: int, warehouse: Path, out_dir: Path, synthetic: bool | None
         code = area_code(r.pref_code)
         slug = slugs[r.pref_code]
         cells = {i.id: _cell(lookup.get((code, i.id)), i) for i in map_inds}
-        areas.append({
-            "code": code, "name": str(r.name_ja), "short": short_name(str(r.name_ja)),
-            "romaji": str(r.romaji), "region": str(r.region), "slug": slug,
-            "x": int(r.tile_x), "y": int(r.tile_y), "row": 8 - int(r.tile_y),
-            "html": f"prefectures/{slug}.html" if (out_dir / f"prefectures/{slug}.html").exists() else None,
-            "pdf": f"prefectures/{slug}.pdf" if (out_dir / f"prefectures/{slug}.pdf").exists() else None,
-            "xlsx": f"downloads/{slug}-{year}.xlsx",
-            "cells": cells,
-        })
+        areas.append(
+            {
+                "code": code,
+                "name": str(r.name_ja),
+                "short": short_name(str(r.name_ja)),
+                "romaji": str(r.romaji),
+                "region": str(r.region),
+                "slug": slug,
+                "x": int(r.tile_x),
+                "y": int(r.tile_y),
+                "row": 8 - int(r.tile_y),
+                "html": f"prefectures/{slug}.html" if (out_dir / f"prefectures/{slug}.html").exists() else None,
+                "pdf": f"prefectures/{slug}.pdf" if (out_dir / f"prefectures/{slug}.pdf").exists() else None,
+                "xlsx": f"downloads/{slug}-{year}.xlsx",
+                "cells": cells,
+            }
+        )
     national = {i.id: _cell(lookup.get(("00", i.id)), i, national=True) for i in map_inds}
     schemes = {i.id: map_scheme(i, {a["code"]: a["cells"][i.id] for a in areas}) for i in map_inds}
-    for a in areas:   # each tile's class, symbol and the words of its colour (map_scheme)
+    for a in areas:  # each tile's class, symbol and the words of its colour (map_scheme)
         for k, c in a["cells"].items():
             c["tile"] = schemes[k]["tiles"][a["code"]]
     map_data = {
         "default": default_ind.id if default_ind else None,
-        "indicators": [{"id": i.id, "name": i.name_ja, "polarity": i.polarity,
-                        "polarity_label": POLARITY_LABELS.get(i.polarity, i.polarity),
-                        "national": national[i.id]["text"], "scheme": schemes[i.id]["scheme"],
-                        "scheme_text": schemes[i.id]["scheme_text"], "legend": schemes[i.id]["legend"],
-                        "classes": schemes[i.id]["classes"]}
-                       for i in map_inds],
-        "areas": {a["code"]: {"name": a["name"], "short": a["short"], "cells": {k: {"text": c["text"], "ci": c["ci"], "cmp": c["cmp"],
-                                                               "method": c["method"], "cls": c["tile"]["cls"]}
-                                                         for k, c in a["cells"].items()}}
-                  for a in areas},
+        "indicators": [
+            {
+                "id": i.id,
+                "name": i.name_ja,
+                "polarity": i.polarity,
+                "polarity_label": POLARITY_LABELS.get(i.polarity, i.polarity),
+                "national": national[i.id]["text"],
+                "scheme": schemes[i.id]["scheme"],
+                "scheme_text": schemes[i.id]["scheme_text"],
+                "legend": schemes[i.id]["legend"],
+                "classes": schemes[i.id]["classes"],
+            }
+            for i in map_inds
+        ],
+        "areas": {
+            a["code"]: {
+                "name": a["name"],
+                "short": a["short"],
+                "cells": {
+                    k: {
+                        "text": c["text"],
+                        "ci": c["ci"],
+                        "cmp": c["cmp"],
+                        "method": c["method"],
+                        "cls": c["tile"]["cls"],
+                    }
+                    for k, c in a["cells"].items()
+                },
+            }
+            for a in areas
+        },
         "symbols": COMPARISON_SYMBOLS,
         "labels": COMPARISON_TEXT,
         "missing": conventions.MISSING_MARK,
@@ -410,52 +531,117 @@ def build_site(year: int, warehouse: Path, out_dir: Path, synthetic: bool | None
     css = (TEMPLATES_DIR / "site.css").read_text(encoding="utf-8") + map_css()
     copy_site_font(out_dir)
     generated = built_at.astimezone().strftime("%Y-%m-%d %H:%M")
-    common = {"year": year, "synthetic": synthetic, "css": css, "generated": generated,
-              "publication": config.publication(built_at),
-              "symbols": COMPARISON_SYMBOLS, "comparison_text": COMPARISON_TEXT, "legend": LEGEND_ORDER,
-              "suppressed_mark": conventions.SUPPRESSED_MARK, "comparison_rule": method_statement.comparison_short(),
-              "min_base": config.MIN_BASE, "reference_base": config.REFERENCE_BASE,
-              "estimate_marks": [(m, conventions.ESTIMATE_METHODS[m]) for m in conventions.ESTIMATE_MARKS],
-              "mark_of": conventions.ESTIMATE_MARKS}
+    common = {
+        "year": year,
+        "synthetic": synthetic,
+        "css": css,
+        "generated": generated,
+        "publication": config.publication(built_at),
+        "symbols": COMPARISON_SYMBOLS,
+        "comparison_text": COMPARISON_TEXT,
+        "legend": LEGEND_ORDER,
+        "suppressed_mark": conventions.SUPPRESSED_MARK,
+        "comparison_rule": method_statement.comparison_short(),
+        "min_base": config.MIN_BASE,
+        "reference_base": config.REFERENCE_BASE,
+        "estimate_marks": [(m, conventions.ESTIMATE_METHODS[m]) for m in conventions.ESTIMATE_MARKS],
+        "mark_of": conventions.ESTIMATE_MARKS,
+    }
 
     # Quality page: the validation stage writes it; a placeholder keeps the navigation link valid.
     quality = out_dir / "quality" / "index.html"
     if not quality.exists():
-        written.append(_write(quality, env.get_template("site-quality.html.j2").render(
-            **common, title="データ品質", depth=1, nav=_nav(out_dir, 1, "quality/index.html", SITE_PAGES), picker=_picker(out_dir, 1))))
+        written.append(
+            _write(
+                quality,
+                env.get_template("site-quality.html.j2").render(
+                    **common,
+                    title="データ品質",
+                    depth=1,
+                    nav=_nav(out_dir, 1, "quality/index.html", SITE_PAGES),
+                    picker=_picker(out_dir, 1),
+                ),
+            )
+        )
     # Pages written before the site exists get the shared navigation too (after downloads/index and
     # methodology exist, so their nav links are live).
     deferred_quality = quality
 
     downloads = {
         "csv": f"downloads/indicators-{year}.csv" if (out_dir / f"downloads/indicators-{year}.csv").exists() else None,
-        "xlsx": f"downloads/indicators-{year}.xlsx" if (out_dir / f"downloads/indicators-{year}.xlsx").exists() else None,
+        "xlsx": f"downloads/indicators-{year}.xlsx"
+        if (out_dir / f"downloads/indicators-{year}.xlsx").exists()
+        else None,
     }
     from pipelines.outputs import downloads as dl
 
-    written.append(_write(out_dir / "downloads" / "index.html", env.get_template("site-downloads.html.j2").render(
-        **common, title="ダウンロード", depth=1, nav=_nav(out_dir, 1, "downloads/index.html", SITE_PAGES), picker=_picker(out_dir, 1),
-        areas=areas, downloads=downloads, files=downloads_listing(out_dir), dictionary=dl.COLUMNS,
-        dictionary_headers=dl.dictionary_headers()[0], precision=dl.PRECISION_JA)))
+    written.append(
+        _write(
+            out_dir / "downloads" / "index.html",
+            env.get_template("site-downloads.html.j2").render(
+                **common,
+                title="ダウンロード",
+                depth=1,
+                nav=_nav(out_dir, 1, "downloads/index.html", SITE_PAGES),
+                picker=_picker(out_dir, 1),
+                areas=areas,
+                downloads=downloads,
+                files=downloads_listing(out_dir),
+                dictionary=dl.COLUMNS,
+                dictionary_headers=dl.dictionary_headers()[0],
+                precision=dl.PRECISION_JA,
+            ),
+        )
+    )
 
     national_html = "national.html" if (out_dir / "national.html").exists() else None
     written.append(write_compare_page(env, common, out_dir, df, map_inds, areas, national_html, downloads))
 
-    written.append(_write(out_dir / "methodology.html", env.get_template("site-methodology.html.j2").render(
-        **common, title="方法", depth=0, nav=_nav(out_dir, 0, "methodology.html", SITE_PAGES), picker=_picker(out_dir, 0),
-        catalogue=catalogue, polarity_labels=POLARITY_LABELS, citations=method_statement.citations(),
-        rules=method_statement.rules(),
-        confidence=int(config.CONFIDENCE_LEVEL * 100))))
+    written.append(
+        _write(
+            out_dir / "methodology.html",
+            env.get_template("site-methodology.html.j2").render(
+                **common,
+                title="方法",
+                depth=0,
+                nav=_nav(out_dir, 0, "methodology.html", SITE_PAGES),
+                picker=_picker(out_dir, 0),
+                catalogue=catalogue,
+                polarity_labels=POLARITY_LABELS,
+                citations=method_statement.citations(),
+                rules=method_statement.rules(),
+                confidence=int(config.CONFIDENCE_LEVEL * 100),
+            ),
+        )
+    )
 
     default_id = default_ind.id if default_ind else None
-    written.append(_write(out_dir / "index.html", env.get_template("site-index.html.j2").render(
-        **common, title="トップ", depth=0, nav=_nav(out_dir, 0, "index.html", SITE_PAGES), picker=_picker(out_dir, 0),
-        areas=areas, grid=sorted(areas, key=lambda a: (a["row"], a["x"])), map_inds=map_inds,
-        key_inds=key_inds, default_id=default_id, default_ind=default_ind, national=national,
-        national_html="national.html" if (out_dir / "national.html").exists() else None,
-        national_pdf="national.pdf" if (out_dir / "national.pdf").exists() else None,
-        downloads=downloads, map_data=map_data, polarity_labels=POLARITY_LABELS,
-        default_scheme=schemes[default_id] if default_id else None, map_levels=MAP_LEVELS)))
+    written.append(
+        _write(
+            out_dir / "index.html",
+            env.get_template("site-index.html.j2").render(
+                **common,
+                title="トップ",
+                depth=0,
+                nav=_nav(out_dir, 0, "index.html", SITE_PAGES),
+                picker=_picker(out_dir, 0),
+                areas=areas,
+                grid=sorted(areas, key=lambda a: (a["row"], a["x"])),
+                map_inds=map_inds,
+                key_inds=key_inds,
+                default_id=default_id,
+                default_ind=default_ind,
+                national=national,
+                national_html="national.html" if (out_dir / "national.html").exists() else None,
+                national_pdf="national.pdf" if (out_dir / "national.pdf").exists() else None,
+                downloads=downloads,
+                map_data=map_data,
+                polarity_labels=POLARITY_LABELS,
+                default_scheme=schemes[default_id] if default_id else None,
+                map_levels=MAP_LEVELS,
+            ),
+        )
+    )
     if inject_site_header(deferred_quality, out_dir, year, synthetic):
         written.append(deferred_quality)
     log.info("site: %d files written to %s", len(written), out_dir)
@@ -476,6 +662,8 @@ def _embed_site_font(page: str) -> str:
     page = _EMBEDDED_FONT.sub("", page)
     scripted = "".join(chr(int(h, 16)) for h in _JSON_ESCAPE.findall(page))
     return embed_font(page, scripted)
+
+
 # --- tile map fills (issue #23 item 3) ------------------------------------------------------------
 
 # An indicator whose prefecture tiles are judged against the national value is coloured by the
@@ -485,10 +673,15 @@ def _embed_site_font(page: str) -> str:
 # own fill and mark. (fill, text on it): WCAG AA contrast, tests/test_site.py checks it.
 MAP_LEVELS = 5
 MAP_FILLS = {
-    "val-1": ("#F2F0F7", "#1A1A1A"), "val-2": ("#CBC9E2", "#1A1A1A"), "val-3": ("#9E9AC8", "#000000"),
-    "val-4": ("#6A51A3", "#FFFFFF"), "val-5": ("#3F007D", "#FFFFFF"),
-    "val-yes": ("#6A51A3", "#FFFFFF"), "val-no": ("#CBC9E2", "#1A1A1A"),
-    "est-model": ("#F3E6CC", "#1A1A1A"), "est-pooled": ("#F3E6CC", "#1A1A1A"),
+    "val-1": ("#F2F0F7", "#1A1A1A"),
+    "val-2": ("#CBC9E2", "#1A1A1A"),
+    "val-3": ("#9E9AC8", "#000000"),
+    "val-4": ("#6A51A3", "#FFFFFF"),
+    "val-5": ("#3F007D", "#FFFFFF"),
+    "val-yes": ("#6A51A3", "#FFFFFF"),
+    "val-no": ("#CBC9E2", "#1A1A1A"),
+    "est-model": ("#F3E6CC", "#1A1A1A"),
+    "est-pooled": ("#F3E6CC", "#1A1A1A"),
 }
 JUDGED = frozenset({"better", "worse", "similar", "higher", "lower"})
 
@@ -508,22 +701,33 @@ def map_scheme(ind: Indicator, cells: dict[str, dict[str, Any]]) -> dict[str, An
         for code, c in cells.items():
             if c["mark"]:
                 method = next(m for m, mark in conventions.ESTIMATE_MARKS.items() if mark == c["mark"])
-                tiles[code] = {"cls": f"est-{method}", "sym": c["mark"],
-                               "desc": f"全国と比べて{COMPARISON_TEXT['not_compared']}（{conventions.ESTIMATE_METHODS[method]}）"}
+                tiles[code] = {
+                    "cls": f"est-{method}",
+                    "sym": c["mark"],
+                    "desc": f"全国と比べて{COMPARISON_TEXT['not_compared']}（{conventions.ESTIMATE_METHODS[method]}）",
+                }
             else:
-                tiles[code] = {"cls": f"cmp-{c['cmp']}", "sym": COMPARISON_SYMBOLS[c["cmp"]],
-                               "desc": "全国と比べて" + COMPARISON_TEXT[c["cmp"]]}
+                tiles[code] = {
+                    "cls": f"cmp-{c['cmp']}",
+                    "sym": COMPARISON_SYMBOLS[c["cmp"]],
+                    "desc": "全国と比べて" + COMPARISON_TEXT[c["cmp"]],
+                }
         entries = [(f"cmp-{k}", COMPARISON_SYMBOLS[k], COMPARISON_TEXT[k]) for k in LEGEND_ORDER]
-        entries += [(f"est-{m}", mark, f"{conventions.ESTIMATE_METHODS[m]}（全国との比較はしない）")
-                    for m, mark in conventions.ESTIMATE_MARKS.items()]
+        entries += [
+            (f"est-{m}", mark, f"{conventions.ESTIMATE_METHODS[m]}（全国との比較はしない）")
+            for m, mark in conventions.ESTIMATE_MARKS.items()
+        ]
     else:
         values = {code: c["v"] for code, c in cells.items() if c["v"] is not None and not c["sup"]}
         entries = []
         if ind.unit == "flag":
             for code, v in values.items():
                 yes = v >= 0.5
-                tiles[code] = {"cls": "val-yes" if yes else "val-no", "sym": "●" if yes else "○",
-                               "desc": "あり" if yes else "なし"}
+                tiles[code] = {
+                    "cls": "val-yes" if yes else "val-no",
+                    "sym": "●" if yes else "○",
+                    "desc": "あり" if yes else "なし",
+                }
             entries = [("val-yes", "●", "あり"), ("val-no", "○", "なし")]
         elif values:
             lo, hi = min(values.values()), max(values.values())
@@ -532,8 +736,11 @@ def map_scheme(ind: Indicator, cells: dict[str, dict[str, Any]]) -> dict[str, An
             for code, v in values.items():
                 level = MAP_LEVELS // 2 if width == 0 else min(MAP_LEVELS - 1, int((v - lo) / width))
                 members.setdefault(level, []).append(v)
-                tiles[code] = {"cls": f"val-{level + 1}", "sym": str(level + 1),
-                               "desc": f"値の大きさ {level + 1}（{MAP_LEVELS}段階、数字・色が濃いほど大きい）"}
+                tiles[code] = {
+                    "cls": f"val-{level + 1}",
+                    "sym": str(level + 1),
+                    "desc": f"値の大きさ {level + 1}（{MAP_LEVELS}段階、数字・色が濃いほど大きい）",
+                }
             for level in range(MAP_LEVELS):
                 if level in members:
                     a, b = fmt_site_value(min(members[level]), ind.unit), fmt_site_value(max(members[level]), ind.unit)
@@ -541,25 +748,36 @@ def map_scheme(ind: Indicator, cells: dict[str, dict[str, Any]]) -> dict[str, An
         for code, c in cells.items():
             if code not in tiles:
                 key = "suppressed" if c["sup"] else "not_compared"
-                tiles[code] = {"cls": f"cmp-{key}",
-                               "sym": COMPARISON_SYMBOLS[key] if c["sup"] else conventions.MISSING_MARK,
-                               "desc": COMPARISON_TEXT[key] if c["sup"] else "値なし"}
-        entries += [("cmp-suppressed", COMPARISON_SYMBOLS["suppressed"], COMPARISON_TEXT["suppressed"]),
-                    ("cmp-not_compared", conventions.MISSING_MARK, "値なし")]
+                tiles[code] = {
+                    "cls": f"cmp-{key}",
+                    "sym": COMPARISON_SYMBOLS[key] if c["sup"] else conventions.MISSING_MARK,
+                    "desc": COMPARISON_TEXT[key] if c["sup"] else "値なし",
+                }
+        entries += [
+            ("cmp-suppressed", COMPARISON_SYMBOLS["suppressed"], COMPARISON_TEXT["suppressed"]),
+            ("cmp-not_compared", conventions.MISSING_MARK, "値なし"),
+        ]
     shown = {t["cls"] for t in tiles.values()}
-    return {"scheme": "comparison" if judged else "value",
-            "scheme_text": "全国との比較" if judged else "値の大きさ（全国との比較はしない指標）",
-            "tiles": tiles,
-            # a tile's symbol and words follow from its class: sent once per class, not per tile
-            "classes": {t["cls"]: {"sym": t["sym"], "desc": t["desc"]} for t in tiles.values()},
-            "legend": [{"cls": cls, "sym": sym, "text": text} for cls, sym, text in entries if cls in shown]}
+    return {
+        "scheme": "comparison" if judged else "value",
+        "scheme_text": "全国との比較" if judged else "値の大きさ（全国との比較はしない指標）",
+        "tiles": tiles,
+        # a tile's symbol and words follow from its class: sent once per class, not per tile
+        "classes": {t["cls"]: {"sym": t["sym"], "desc": t["desc"]} for t in tiles.values()},
+        "legend": [{"cls": cls, "sym": sym, "text": text} for cls, sym, text in entries if cls in shown],
+    }
 
 
 # --- compare page (issue #23): two or three prefectures side by side ------------------------------
 
 COMPARE_SLOTS = 3
-UNIT_NOTE = {"percent": "%", "per_10k": "16歳以上人口1万人当たり", "flag": "あり／なし（全国は設置済みの都道府県の割合%）",
-             "count": "件", "yen": "円"}
+UNIT_NOTE = {
+    "percent": "%",
+    "per_10k": "16歳以上人口1万人当たり",
+    "flag": "あり／なし（全国は設置済みの都道府県の割合%）",
+    "count": "件",
+    "yen": "円",
+}
 
 
 def suppression_reason(note: Any) -> str:
@@ -583,12 +801,20 @@ def compare_cell(row: pd.Series | None, ind: Indicator, national: bool = False) 
     if row is not None and not c["sup"] and not c["mark"]:
         n = as_number(row.get("n_unweighted"))
         base = f"{n:,.0f}人" if n is not None else ""
-    return {"t": text, "ci": c["ci"], "cmp": c["cmp"], "m": c["method"], "n": base, "ref": c["ref"],
-            "sup": suppression_reason(row.get("note")) if c["sup"] and row is not None else ""}
+    return {
+        "t": text,
+        "ci": c["ci"],
+        "cmp": c["cmp"],
+        "m": c["method"],
+        "n": base,
+        "ref": c["ref"],
+        "sup": suppression_reason(row.get("note")) if c["sup"] and row is not None else "",
+    }
 
 
-def compare_data(df: pd.DataFrame, inds: list[Indicator], areas: list[dict[str, Any]],
-                 national_html: str | None) -> dict[str, Any]:
+def compare_data(
+    df: pd.DataFrame, inds: list[Indicator], areas: list[dict[str, Any]], national_html: str | None
+) -> dict[str, Any]:
     """The JSON the compare page embeds: every area's (and the nation's) published headline cells
     (total breakdown) of `inds`. Nothing that the site does not publish: values at the published
     precision, suppressed cells as the mark and the reason only."""
@@ -596,14 +822,29 @@ def compare_data(df: pd.DataFrame, inds: list[Indicator], areas: list[dict[str, 
 
     total = round_published(df[df["breakdown"] == "total"])
     lookup = {(r["area_code"], r["indicator_id"]): r for _, r in total.iterrows()}
-    out_areas = {"00": {"name": "全国", "html": national_html,
-                        "cells": {i.id: compare_cell(lookup.get(("00", i.id)), i, national=True) for i in inds}}}
+    out_areas = {
+        "00": {
+            "name": "全国",
+            "html": national_html,
+            "cells": {i.id: compare_cell(lookup.get(("00", i.id)), i, national=True) for i in inds},
+        }
+    }
     for a in areas:
-        out_areas[a["code"]] = {"name": a["name"], "html": a["html"],
-                                "cells": {i.id: compare_cell(lookup.get((a["code"], i.id)), i) for i in inds}}
+        out_areas[a["code"]] = {
+            "name": a["name"],
+            "html": a["html"],
+            "cells": {i.id: compare_cell(lookup.get((a["code"], i.id)), i) for i in inds},
+        }
     return {
-        "indicators": [{"id": i.id, "name": i.name_ja, "unit": UNIT_NOTE.get(i.unit, i.unit),
-                        "polarity": POLARITY_LABELS.get(i.polarity, i.polarity)} for i in inds],
+        "indicators": [
+            {
+                "id": i.id,
+                "name": i.name_ja,
+                "unit": UNIT_NOTE.get(i.unit, i.unit),
+                "polarity": POLARITY_LABELS.get(i.polarity, i.polarity),
+            }
+            for i in inds
+        ],
         "areas": out_areas,
         "symbols": COMPARISON_SYMBOLS,
         "labels": {**COMPARISON_TEXT, "suppressed": "非表示"},
@@ -612,17 +853,36 @@ def compare_data(df: pd.DataFrame, inds: list[Indicator], areas: list[dict[str, 
     }
 
 
-def write_compare_page(env: Environment, common: dict[str, Any], out_dir: Path, df: pd.DataFrame,
-                       inds: list[Indicator], areas: list[dict[str, Any]], national_html: str | None,
-                       downloads: dict[str, Any]) -> Path:
+def write_compare_page(
+    env: Environment,
+    common: dict[str, Any],
+    out_dir: Path,
+    df: pd.DataFrame,
+    inds: list[Indicator],
+    areas: list[dict[str, Any]],
+    national_html: str | None,
+    downloads: dict[str, Any],
+) -> Path:
     """compare.html: two or three prefectures and the national figures side by side. A small inline
     script draws the table from the embedded data for the areas chosen in labelled selects; the
     choice is kept in the query string (compare.html?a=13&b=31), so a report links to the page with
     its own area chosen. Without JavaScript the page lists the reports instead."""
     data = compare_data(df, inds, areas, national_html)
-    return _write(out_dir / "compare.html", env.get_template("site-compare.html.j2").render(
-        **common, title="都道府県の比較", depth=0, nav=_nav(out_dir, 0, "compare.html", SITE_PAGES), picker=_picker(out_dir, 0),
-        areas=areas, slots=COMPARE_SLOTS, compare_data=data, national_html=national_html, downloads=downloads))
+    return _write(
+        out_dir / "compare.html",
+        env.get_template("site-compare.html.j2").render(
+            **common,
+            title="都道府県の比較",
+            depth=0,
+            nav=_nav(out_dir, 0, "compare.html", SITE_PAGES),
+            picker=_picker(out_dir, 0),
+            areas=areas,
+            slots=COMPARE_SLOTS,
+            compare_data=data,
+            national_html=national_html,
+            downloads=downloads,
+        ),
+    )
 
 
 def copy_site_font(out_dir: Path) -> str | None:
@@ -631,7 +891,7 @@ def copy_site_font(out_dir: Path) -> str | None:
     font package is unavailable)."""
     import importlib.util
 
-    spec = importlib.util.find_spec("matplotlib_fontja")   # located, not imported (that imports matplotlib)
+    spec = importlib.util.find_spec("matplotlib_fontja")  # located, not imported (that imports matplotlib)
     if spec is None or not spec.origin:  # pragma: no cover - a declared dependency
         return None
     src_dir = Path(spec.origin).resolve().parent / "fonts"
@@ -644,7 +904,7 @@ def copy_site_font(out_dir: Path) -> str | None:
         dst = dst_dir / f.name
         if not dst.exists() or dst.stat().st_size != f.stat().st_size:
             shutil.copyfile(f, dst)
-    stale = dst_dir / src.name     # the whole font, shipped by earlier versions
+    stale = dst_dir / src.name  # the whole font, shipped by earlier versions
     if stale.is_file():
         stale.unlink()
     return FONT_DIR
@@ -655,8 +915,9 @@ def copy_site_font(out_dir: Path) -> str | None:
 SUPPRESSED_BLANK = ("value", "lower_ci95", "upper_ci95")  # never published for a suppressed row
 
 
-def xlsx_rows(df: pd.DataFrame, catalogue: dict[str, Indicator], synthetic: bool = False
-              ) -> tuple[list[list[str]], list[list[Any]]]:
+def xlsx_rows(
+    df: pd.DataFrame, catalogue: dict[str, Indicator], synthetic: bool = False
+) -> tuple[list[list[str]], list[list[Any]]]:
     """(header rows, rows) of indicator records for a spreadsheet, in the layout of the all-area
     download (pipelines.outputs.downloads: the contract columns with Japanese labels and names; two header
     rows, Japanese then the column codes; the ``synthetic`` column when ``synthetic``); plain Python
@@ -665,8 +926,11 @@ def xlsx_rows(df: pd.DataFrame, catalogue: dict[str, Indicator], synthetic: bool
 
     table = download_table(df, list(catalogue.values()), synthetic)
     cols = list(table.columns)
-    suppressed = ([v is not None and v is not pd.NA and bool(v) for v in table["suppressed"].tolist()]
-                  if "suppressed" in cols else [False] * len(table))
+    suppressed = (
+        [v is not None and v is not pd.NA and bool(v) for v in table["suppressed"].tolist()]
+        if "suppressed" in cols
+        else [False] * len(table)
+    )
     columns = []
     for col in cols:
         values = []
@@ -702,17 +966,26 @@ def pref_notes(name_ja: str, code: str, year: int, synthetic: bool, built_at: da
         ("調査年", str(year)),
         ("出典", "人々のつながりに関する基礎調査（内閣府）等。各行の note 列を参照。"),
         columns_note(),
-        *method_notes(),   # denominators, intervals, tests, design effect, suppression, UK: one text
+        *method_notes(),  # denominators, intervals, tests, design effect, suppression, UK: one text
         ("作成日時", built_at.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")),
     ]
     return lines
 
 
-def write_pref_xlsx(df: pd.DataFrame, pref_code: int, name_ja: str, year: int, out_dir: Path,
-                    catalogue: dict[str, Indicator], synthetic: bool,
-                    national_rows: tuple[list[list[str]], list[list[Any]]] | None = None, *,
-                    area_rows: tuple[list[list[str]], list[list[Any]]] | None = None,
-                    national_sheet: tuple[bytes, str] | None = None, built_at: datetime | None = None) -> Path:
+def write_pref_xlsx(
+    df: pd.DataFrame,
+    pref_code: int,
+    name_ja: str,
+    year: int,
+    out_dir: Path,
+    catalogue: dict[str, Indicator],
+    synthetic: bool,
+    national_rows: tuple[list[list[str]], list[list[Any]]] | None = None,
+    *,
+    area_rows: tuple[list[list[str]], list[list[Any]]] | None = None,
+    national_sheet: tuple[bytes, str] | None = None,
+    built_at: datetime | None = None,
+) -> Path:
     """downloads/{slug}-{year}.xlsx: the area's rows, the national rows, a notes sheet (the
     synthetic-data statement first) and the data dictionary.
 
@@ -732,5 +1005,13 @@ def write_pref_xlsx(df: pd.DataFrame, pref_code: int, name_ja: str, year: int, o
         national_sheet = _pref_sheet(*national_rows)
     lines = pref_notes(name_ja, code, year, synthetic, built_at or build_time())
     notes_xml = text_sheet(lines[0], lines[1:], [16, 100])
-    return write_workbook(path, [(name_ja[:31], *_pref_sheet(*area_rows)), ("全国", *national_sheet),
-                                 ("注記", notes_xml), (DICTIONARY_SHEET, *dictionary_sheet())], bold=True)
+    return write_workbook(
+        path,
+        [
+            (name_ja[:31], *_pref_sheet(*area_rows)),
+            ("全国", *national_sheet),
+            ("注記", notes_xml),
+            (DICTIONARY_SHEET, *dictionary_sheet()),
+        ],
+        bold=True,
+    )

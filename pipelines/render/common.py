@@ -34,12 +34,15 @@ def pdf_font() -> tuple[str, Path]:
 @lru_cache(maxsize=4)
 def _pdf_font(choice: str) -> tuple[str, Path]:
     """Looked up once per process and choice (it may run fc-match, twice per PDF)."""
-    candidates = [Path(p) for p in (
-        "/usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc",
-        "/usr/share/fonts/noto-cjk/NotoSansCJK-Regular.ttc",
-        "/usr/share/fonts/google-noto-cjk/NotoSansCJK-Regular.ttc",
-        "/usr/share/fonts/opentype/noto/NotoSansCJKjp-Regular.otf",
-    )]
+    candidates = [
+        Path(p)
+        for p in (
+            "/usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc",
+            "/usr/share/fonts/noto-cjk/NotoSansCJK-Regular.ttc",
+            "/usr/share/fonts/google-noto-cjk/NotoSansCJK-Regular.ttc",
+            "/usr/share/fonts/opentype/noto/NotoSansCJKjp-Regular.otf",
+        )
+    ]
     if choice != "ipaex":
         for c in candidates:
             if c.exists():
@@ -47,8 +50,9 @@ def _pdf_font(choice: str) -> tuple[str, Path]:
         if shutil.which("fc-match"):
             import subprocess
 
-            out = subprocess.run(["fc-match", "-f", "%{family}\t%{file}", "Noto Sans CJK JP"],
-                                 capture_output=True, text=True).stdout
+            out = subprocess.run(
+                ["fc-match", "-f", "%{family}\t%{file}", "Noto Sans CJK JP"], capture_output=True, text=True
+            ).stdout
             fam, _, file = out.partition("\t")
             if "Noto Sans CJK JP" in fam and file and Path(file).exists():
                 return "Noto Sans CJK JP", Path(file)
@@ -72,8 +76,11 @@ def shown_cells(nb: dict) -> list[dict]:
     if code is None:
         return list(cells)
     other = "prefecture" if int(code) == 0 else "national"
-    return [c for c in cells if not (c.get("cell_type") == "markdown"
-                                     and other in (c.get("metadata") or {}).get("tags", []))]
+    return [
+        c
+        for c in cells
+        if not (c.get("cell_type") == "markdown" and other in (c.get("metadata") or {}).get("tags", []))
+    ]
 
 
 # --- The charts' data files (issue #23) ------------------------------------------------------------

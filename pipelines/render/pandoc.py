@@ -26,11 +26,11 @@ log = logging.getLogger("tsunagari.render.pandoc")
 name = "pandoc"
 
 
-
 def _piece(name_: str) -> Path:
     """A report piece (report.lua, report.css, report.typ) of the reports folder in use
     (paths.reports_dir: a fork), read at call time."""
     return Path(config.REPORTS_DIR) / name_
+
 
 BANNER_TEXT = "合成データ SYNTHETIC DATA — 実際の調査結果ではありません / not real survey results"
 EXTERNAL_URL = re.compile(r"""(?:src|href)\s*=\s*["']?\s*(?:https?:)?//""", re.IGNORECASE)
@@ -53,8 +53,19 @@ def _run(args: list[str], source: Path, cwd: Path | None = None) -> None:
 def _reader_args(executed: Path) -> list[str]:
     # chart-data-dir: where report.lua links each chart's data file (render.common.chart_data_dir;
     # the executed notebook is named after the report: 13-tokyo.ipynb -> 13-tokyo-data/)
-    return [str(executed), "-f", "ipynb", "--ipynb-output=all", "--lua-filter", str(_piece("report.lua")),
-            "-M", "lang=ja", "-M", f"chart-data-dir={Path(executed).stem}-data", "--wrap=none"]
+    return [
+        str(executed),
+        "-f",
+        "ipynb",
+        "--ipynb-output=all",
+        "--lua-filter",
+        str(_piece("report.lua")),
+        "-M",
+        "lang=ja",
+        "-M",
+        f"chart-data-dir={Path(executed).stem}-data",
+        "--wrap=none",
+    ]
 
 
 class _Ast:
@@ -71,8 +82,11 @@ class _Ast:
         self.dir = Path(tempfile.mkdtemp(prefix="tsunagari-ast-"))
         self.json = self.dir / "report.json"
         try:
-            _run(_reader_args(executed) + ["-t", "json", "--extract-media=media", "-o", str(self.json)],
-                 executed, cwd=self.dir)
+            _run(
+                _reader_args(executed) + ["-t", "json", "--extract-media=media", "-o", str(self.json)],
+                executed,
+                cwd=self.dir,
+            )
         except BaseException:
             self.remove()
             raise
@@ -121,23 +135,38 @@ def report_nav(meta: dict) -> str:
     xlsx = f"{up}downloads/indicators-{year}.xlsx" if national else f"{up}downloads/{slug}-{year}.xlsx"
     csv = f"{up}downloads/indicators-{year}.csv"
     # compare.html: the compare page with this prefecture chosen (site.write_compare_page)
-    compare = (f"{up}compare.html", "都道府県の比較") if national else \
-        (f"{up}compare.html?a={int(code):02d}", "他の都道府県と比較")
-    links = [(f"{up}index.html", "地図・都道府県一覧"), (f"{up}national.html", "全国の報告書"), compare,
-             (f"{up}methodology.html", "方法"), (f"{up}downloads/index.html", "ダウンロード")]
+    compare = (
+        (f"{up}compare.html", "都道府県の比較")
+        if national
+        else (f"{up}compare.html?a={int(code):02d}", "他の都道府県と比較")
+    )
+    links = [
+        (f"{up}index.html", "地図・都道府県一覧"),
+        (f"{up}national.html", "全国の報告書"),
+        compare,
+        (f"{up}methodology.html", "方法"),
+        (f"{up}downloads/index.html", "ダウンロード"),
+    ]
     own = [(pdf, "この報告書のPDF"), (xlsx, "この報告書のデータ（Excel）"), (csv, "全都道府県のデータ（CSV）")]
+
     def page_of(pref: int) -> str:
         return f"prefectures/{pref_slug(pref)}.html" if national else f"{pref_slug(pref)}.html"
 
     options = [(page_of(int(r.pref_code)), f"{int(r.pref_code):02d} {r.name_ja}") for r in prefectures().itertuples()]
     picker = conventions.prefecture_picker(options, None if national else page_of(int(code)))
     current = f"{up}national.html" if national else None
-    items = "".join(f'<li><a href="{_html.escape(h)}"' + (' aria-current="page"' if h == current else "")
-                    + f">{_html.escape(t)}</a></li>" for h, t in links)
+    items = "".join(
+        f'<li><a href="{_html.escape(h)}"'
+        + (' aria-current="page"' if h == current else "")
+        + f">{_html.escape(t)}</a></li>"
+        for h, t in links
+    )
     own_items = "".join(f'<li><a href="{_html.escape(h)}">{_html.escape(t)}</a></li>' for h, t in own)
-    return ('<header class="report-nav">\n<nav aria-label="サイト内ナビゲーション">\n'
-            f'<ul class="nav">{items}</ul>\n<ul class="nav own">{own_items}</ul>\n'
-            f'{picker}\n</nav>\n</header>\n')
+    return (
+        '<header class="report-nav">\n<nav aria-label="サイト内ナビゲーション">\n'
+        f'<ul class="nav">{items}</ul>\n<ul class="nav own">{own_items}</ul>\n'
+        f"{picker}\n</nav>\n</header>\n"
+    )
 
 
 def html_includes(meta: dict) -> tuple[str, str]:
@@ -146,10 +175,13 @@ def html_includes(meta: dict) -> tuple[str, str]:
     parts = []
     if meta.get("synthetic"):
         parts.append(f'<div class="synthetic-banner" role="note">{_html.escape(BANNER_TEXT)}</div>')
-    crumbs = f'{_html.escape(str(meta.get("area_name", "")))}・{_html.escape(str(meta.get("year", "")))}年'
+    crumbs = f"{_html.escape(str(meta.get('area_name', '')))}・{_html.escape(str(meta.get('year', '')))}年"
     parts.append(f'<p class="report-context">孤独・孤立対策 年次評価レポート｜{crumbs}</p>')
-    after = ('<div class="synthetic-banner bottom" role="note">' + _html.escape(BANNER_TEXT) + "</div>\n"
-             if meta.get("synthetic") else "")
+    after = (
+        '<div class="synthetic-banner bottom" role="note">' + _html.escape(BANNER_TEXT) + "</div>\n"
+        if meta.get("synthetic")
+        else ""
+    )
     return "\n".join(parts) + "\n", after + publication_html()
 
 
@@ -158,9 +190,11 @@ def publication_html() -> str:
     from pipelines.domain.config import publication
 
     pub = {k: _html.escape(v) for k, v in publication().items()}
-    return ('<footer class="report-publication">\n'
-            f'<p>発行：{pub["publisher"]}（<time datetime="{pub["iso"]}">{pub["date"]}</time>）　'
-            f'問い合わせ先：{pub["contact"]}</p>\n<p>利用条件：{pub["terms"]}</p>\n</footer>\n')
+    return (
+        '<footer class="report-publication">\n'
+        f'<p>発行：{pub["publisher"]}（<time datetime="{pub["iso"]}">{pub["date"]}</time>）　'
+        f"問い合わせ先：{pub['contact']}</p>\n<p>利用条件：{pub['terms']}</p>\n</footer>\n"
+    )
 
 
 def render_html(executed: Path, html_out: Path, meta: dict) -> Path:
@@ -178,19 +212,30 @@ def render_html(executed: Path, html_out: Path, meta: dict) -> Path:
         before.write_text(report_nav(meta) + "<main>\n" + head, encoding="utf-8")
         after.write_text(tail + "</main>\n", encoding="utf-8")
         args = _writer_args(ast) + [
-            "-t", "html5", "--standalone", "--embed-resources", f"--css={_piece('report.css')}",
-            "--toc", "--toc-depth=2", "-V", "toc-title=目次",
-            "-M", f"pagetitle={meta.get('title', executed.stem)}",
-            "-V", "lang=ja",
-            f"--include-before-body={before}", f"--include-after-body={after}",
-            "-o", str(html_out),
+            "-t",
+            "html5",
+            "--standalone",
+            "--embed-resources",
+            f"--css={_piece('report.css')}",
+            "--toc",
+            "--toc-depth=2",
+            "-V",
+            "toc-title=目次",
+            "-M",
+            f"pagetitle={meta.get('title', executed.stem)}",
+            "-V",
+            "lang=ja",
+            f"--include-before-body={before}",
+            f"--include-after-body={after}",
+            "-o",
+            str(html_out),
         ]
-        _run(args, executed, cwd=ast.dir)   # media/ paths resolve against the AST's folder
+        _run(args, executed, cwd=ast.dir)  # media/ paths resolve against the AST's folder
     text = _embed_font(html_out.read_text(encoding="utf-8"))
     html_out.write_text(text, encoding="utf-8")
     m = EXTERNAL_URL.search(text)
     if m:
-        raise RenderError(f"{html_out}: external resource in the HTML ({text[m.start():m.start() + 80]!r})")
+        raise RenderError(f"{html_out}: external resource in the HTML ({text[m.start() : m.start() + 80]!r})")
     return html_out
 
 
@@ -239,11 +284,18 @@ def _base_font() -> tuple[frozenset[str], bytes]:
     (the characters, the font file's bytes, the fontTools version and the subset options)."""
     from pipelines.domain.config import PACKAGE_DIR, REFERENCE_DIR
 
-    chars = {chr(i) for i in range(32, 127)} | {chr(i) for i in range(0x3000, 0x3100)} \
+    chars = (
+        {chr(i) for i in range(32, 127)}
+        | {chr(i) for i in range(0x3000, 0x3100)}
         | {chr(i) for i in range(0xFF00, 0xFFF0)}
-    sources = sorted(p for p in Path(config.REPORTS_DIR).rglob("*") if p.is_file()) \
-        + sorted(PACKAGE_DIR.rglob("*.py")) + sorted(PACKAGE_DIR.rglob("*.yml")) \
-        + sorted((PACKAGE_DIR / "outputs" / "templates").glob("*")) + sorted(REFERENCE_DIR.glob("*.csv"))
+    )
+    sources = (
+        sorted(p for p in Path(config.REPORTS_DIR).rglob("*") if p.is_file())
+        + sorted(PACKAGE_DIR.rglob("*.py"))
+        + sorted(PACKAGE_DIR.rglob("*.yml"))
+        + sorted((PACKAGE_DIR / "outputs" / "templates").glob("*"))
+        + sorted(REFERENCE_DIR.glob("*.csv"))
+    )
     for p in sources:
         try:
             chars |= {c for c in p.read_text(encoding="utf-8") if ord(c) > 127}
@@ -262,7 +314,7 @@ def _base_font() -> tuple[frozenset[str], bytes]:
         cached.parent.mkdir(parents=True, exist_ok=True)
         tmp = cached.with_name(f"{cached.name}.{os.getpid()}.tmp")
         tmp.write_bytes(data)
-        tmp.replace(cached)   # two workers writing the same file at once: either one wins whole
+        tmp.replace(cached)  # two workers writing the same file at once: either one wins whole
     except OSError as exc:
         log.debug("font cache not written (%s): %s", cached, exc)
     return frozenset(chars), data
@@ -299,12 +351,14 @@ def _embed_font(text: str, extra: str = "") -> str:
     else:  # a character from the data outside the base set (e.g. a rare kanji in a source note)
         font = _subset(str(_html_font()[1]), chars)
     data = base64.b64encode(font).decode("ascii")
-    style = ("<style>@font-face{font-family:'TsunagariJP';font-weight:100 900;"
-             f"src:url(data:font/ttf;base64,{data}) format('truetype');}}</style>\n")
+    style = (
+        "<style>@font-face{font-family:'TsunagariJP';font-weight:100 900;"
+        f"src:url(data:font/ttf;base64,{data}) format('truetype');}}</style>\n"
+    )
     return text.replace("</head>", style + "</head>", 1)
 
 
-embed_font = _embed_font   # public: the Quarto renderer embeds the same font in its HTML
+embed_font = _embed_font  # public: the Quarto renderer embeds the same font in its HTML
 
 
 def _html_font() -> tuple[str, Path]:
@@ -321,7 +375,7 @@ def _typst_escape(text: str) -> str:
     return text.replace("\\", "\\\\").replace('"', '\\"')
 
 
-typst_escape = _typst_escape   # public: the Quarto renderer passes report.typ's variables the same way
+typst_escape = _typst_escape  # public: the Quarto renderer passes report.typ's variables the same way
 
 
 def publication_vars() -> dict[str, str]:
@@ -330,8 +384,7 @@ def publication_vars() -> dict[str, str]:
     from pipelines.domain.config import publication
 
     pub = publication()
-    return {"published": pub["date"], "publisher": pub["publisher"], "contact": pub["contact"],
-            "terms": pub["terms"]}
+    return {"published": pub["date"], "publisher": pub["publisher"], "contact": pub["contact"], "terms": pub["terms"]}
 
 
 # PDF/UA-1: Typst refuses to write the PDF when an image has no alternative text (and checks the
@@ -350,16 +403,29 @@ def render_typst(executed: Path, workdir: Path, meta: dict) -> Path:
     typ = Path(workdir) / "report.typ"
     # The filter again, for its Typst pass: charts as images with their alternative text, charts
     # kept with their tables, coloured comparison words (the reading pass wrote JSON, not Typst).
-    args = _writer_args(ast) + ["--lua-filter", str(_piece("report.lua"))] + [
-        "-t", "typst", "--standalone", f"--template={_piece('report.typ')}",
-        "-V", f"mainfont={_typst_escape(family)}",
-        "-V", f"area-name={_typst_escape(meta.get('area_name', ''))}",
-        "-V", f"report-year={int(meta.get('year', 0))}",
-        "-V", f"doc-title={_typst_escape(meta.get('title', ''))}",
-        "-V", f"banner-text={_typst_escape(BANNER_TEXT)}",
-        *(a for k, v in publication_vars().items() for a in ("-V", f"{k}={_typst_escape(v)}")),
-        "-o", str(typ),
-    ]
+    args = (
+        _writer_args(ast)
+        + ["--lua-filter", str(_piece("report.lua"))]
+        + [
+            "-t",
+            "typst",
+            "--standalone",
+            f"--template={_piece('report.typ')}",
+            "-V",
+            f"mainfont={_typst_escape(family)}",
+            "-V",
+            f"area-name={_typst_escape(meta.get('area_name', ''))}",
+            "-V",
+            f"report-year={int(meta.get('year', 0))}",
+            "-V",
+            f"doc-title={_typst_escape(meta.get('title', ''))}",
+            "-V",
+            f"banner-text={_typst_escape(BANNER_TEXT)}",
+            *(a for k, v in publication_vars().items() for a in ("-V", f"{k}={_typst_escape(v)}")),
+            "-o",
+            str(typ),
+        ]
+    )
     if meta.get("synthetic"):
         args += ["-V", "synthetic=true"]
     _run(args, executed, cwd=workdir)
@@ -380,8 +446,12 @@ def render_pdf(executed: Path, pdf_out: Path, meta: dict) -> Path:
         typ = render_typst(executed.resolve(), workdir, meta)
         try:
             pdf, warnings = typst.compile_with_warnings(
-                str(typ), root=str(workdir), font_paths=[str(font_file.parent)], ignore_system_fonts=True,
-                pdf_standards=PDF_STANDARDS)
+                str(typ),
+                root=str(workdir),
+                font_paths=[str(font_file.parent)],
+                ignore_system_fonts=True,
+                pdf_standards=PDF_STANDARDS,
+            )
         except typst.TypstError as exc:
             raise RenderError(f"{pdf_out.name}: typst failed: {exc}") from exc
         msgs = [str(getattr(w, "message", w)) for w in (warnings or [])]

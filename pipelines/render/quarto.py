@@ -74,8 +74,11 @@ OUTPUT_TAIL = 25  # lines of Quarto's output quoted in a RenderError
 FONT_WARNING = re.compile(r"warning:.*(font|glyph)", re.IGNORECASE)
 # Quarto's progress line for a project file: "[ 3/49] prefectures/13-tokyo.ipynb"
 PROGRESS = re.compile(r"^\s*\[\s*\d+/\d+\]\s+(\S+\.ipynb)", re.MULTILINE)
-EXTERNAL_ASSET = re.compile(r"""<(?:script|link|img|iframe|source|video|audio)\b[^>]*?\b(?:src|href)\s*=\s*["']?\s*"""
-                            r"""(?:https?:)?//""", re.IGNORECASE)
+EXTERNAL_ASSET = re.compile(
+    r"""<(?:script|link|img|iframe|source|video|audio)\b[^>]*?\b(?:src|href)\s*=\s*["']?\s*"""
+    r"""(?:https?:)?//""",
+    re.IGNORECASE,
+)
 # Output types a staged notebook keeps (report.lua never uses text/html; Quarto would pass it through).
 KEPT_MIME = ("text/markdown", "text/plain", "image/png", "image/jpeg", "image/svg+xml")
 # Cell options the staging sets (an existing line with one of them would be a duplicate YAML key).
@@ -83,6 +86,7 @@ OWN_OPTION = re.compile(r"^#\|\s*(echo|output|fig-alt|fig-scap)\s*:")
 ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 
 # --- locating Quarto and the font ----------------------------------------------------------------
+
 
 def quarto_available() -> Path | None:
     """The Quarto CLI: $QUARTO_PATH (the binary, or a folder holding bin/quarto) or `quarto` on PATH."""
@@ -129,8 +133,10 @@ def check_version() -> str:
     """The version, or RenderError when Quarto is older than 1.10 (the project file needs 1.10)."""
     v = quarto_version()
     if parse_version(v)[:2] < MIN_VERSION:
-        raise RenderError(f"quarto {v}: Quarto {'.'.join(map(str, MIN_VERSION))} or later is needed "
-                          f"({_quarto()}) / Quarto {'.'.join(map(str, MIN_VERSION))} 以降が必要です")
+        raise RenderError(
+            f"quarto {v}: Quarto {'.'.join(map(str, MIN_VERSION))} or later is needed "
+            f"({_quarto()}) / Quarto {'.'.join(map(str, MIN_VERSION))} 以降が必要です"
+        )
     return v
 
 
@@ -146,6 +152,7 @@ def typst_font() -> tuple[str, Path]:
 
 
 # --- staging -------------------------------------------------------------------------------------
+
 
 def output_stem(slug: str) -> str:
     """Path (without suffix) of an area's outputs relative to the site: 'national' or 'prefectures/{slug}'."""
@@ -168,7 +175,7 @@ def project_config(stems: list[str], font_dir: Path, font_family: str) -> dict[s
     cfg["lang"] = "ja"
     cfg.setdefault("execute", {})["enabled"] = False
     typst = cfg["format"]["typst"]
-    typst["font-paths"] = [f"/{FONT_LINK}"]   # "/..." is project-relative in Quarto (an absolute
+    typst["font-paths"] = [f"/{FONT_LINK}"]  # "/..." is project-relative in Quarto (an absolute
     # path would be read as one inside the project): the font folder is linked there by stage_project
     typst["mainfont"] = font_family
     return cfg
@@ -213,7 +220,7 @@ def front_matter(slug: str, area: dict[str, Any]) -> dict[str, Any]:
     pub = publication_html()
     if after.endswith(pub) and after != pub:
         opening = pub.split("\n", 1)[0] + "\n"
-        after = opening + after[: -len(pub)] + pub[len(opening):]
+        after = opening + after[: -len(pub)] + pub[len(opening) :]
     front: dict[str, Any] = {
         "pagetitle": title,
         "area-name": _typst_string(area.get("area_name", "")),
@@ -271,10 +278,9 @@ def stage_notebook(src: Path, dst: Path, slug: str, area: dict[str, Any]) -> Pat
             # a chart's data file (render.common.chart_data: the name in the image's metadata, the
             # rows as text/csv beside it), read before text/csv is dropped below
             csv = ((out.get("metadata") or {}).get("image/png") or {}).get("data-csv")
-            csvs.append(csv if "text/csv" in data and isinstance(csv, str) and CHART_DATA_NAME.fullmatch(csv)
-                        else None)
+            csvs.append(csv if "text/csv" in data and isinstance(csv, str) and CHART_DATA_NAME.fullmatch(csv) else None)
             for mime in [m for m in data if not m.startswith(KEPT_MIME)]:
-                del data[mime]   # text/html, JavaScript, LaTeX...: never used (report.lua's rule)
+                del data[mime]  # text/html, JavaScript, LaTeX...: never used (report.lua's rule)
             if "text/markdown" in data:
                 data["text/markdown"] = _raw_markdown(_text(data["text/markdown"]))
             image = any(k.startswith("image/") for k in data)
@@ -284,13 +290,14 @@ def stage_notebook(src: Path, dst: Path, slug: str, area: dict[str, Any]) -> Pat
         source = "\n".join(line for line in source.splitlines() if not OWN_OPTION.match(line))
         opts = ["#| echo: false", "#| output: true"]
         if any(alts):
-            opts.append("#| fig-alt: " + json.dumps(alts, ensure_ascii=False))   # JSON is YAML
+            opts.append("#| fig-alt: " + json.dumps(alts, ensure_ascii=False))  # JSON is YAML
         if any(csvs):
-            opts.append("#| fig-scap: " + json.dumps(csvs))   # read back by quarto-cells.lua
+            opts.append("#| fig-scap: " + json.dumps(csvs))  # read back by quarto-cells.lua
         cell["source"] = _lines("\n".join(opts) + "\n" + source)
     front = yaml.safe_dump(front_matter(slug, area), allow_unicode=True, sort_keys=False, width=10_000)
-    cells.insert(0, {"cell_type": "raw", "id": "tsunagari-front-matter", "metadata": {},
-                     "source": _lines(f"---\n{front}---\n")})
+    cells.insert(
+        0, {"cell_type": "raw", "id": "tsunagari-front-matter", "metadata": {}, "source": _lines(f"---\n{front}---\n")}
+    )
     nb["cells"] = cells
     dst.parent.mkdir(parents=True, exist_ok=True)
     dst.write_text(json.dumps(nb, ensure_ascii=False), encoding="utf-8")
@@ -327,12 +334,15 @@ def stage_project(executed: dict[str, Path], work: Path, meta: dict[str, Any]) -
 
 # --- running Quarto ------------------------------------------------------------------------------
 
+
 def _area_in(output: str, stems: list[str]) -> str:
     """The area Quarto was rendering when it stopped (its last progress line), or all of them."""
     started = PROGRESS.findall(output)
     if started:
         return started[-1].removesuffix(".ipynb")
-    return stems[0] if len(stems) == 1 else f"{len(stems)} areas ({', '.join(stems[:3])}{' …' if len(stems) > 3 else ''})"
+    return (
+        stems[0] if len(stems) == 1 else f"{len(stems)} areas ({', '.join(stems[:3])}{' …' if len(stems) > 3 else ''})"
+    )
 
 
 def _tail(output: str) -> str:
@@ -346,17 +356,20 @@ def _run(args: list[str], cwd: Path, stems: list[str] | None = None) -> str:
     log.info("running %s (cwd %s)", " ".join(cmd), cwd)
     from pipelines.domain.config import exported_environ, settings
 
-    timeout = settings().quarto_timeout   # run.quarto_timeout ($TSUNAGARI_QUARTO_TIMEOUT)
+    timeout = settings().quarto_timeout  # run.quarto_timeout ($TSUNAGARI_QUARTO_TIMEOUT)
     env = {**os.environ, "QUARTO_PYTHON": os.environ.get("QUARTO_PYTHON", _python()), **exported_environ()}
     try:
         proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=timeout, env=env)
     except subprocess.TimeoutExpired as exc:
-        raise RenderError(f"quarto {' '.join(args)}: timed out after {timeout}s "
-                          f"({_area_in(str(exc.output or ''), stems)})") from exc
+        raise RenderError(
+            f"quarto {' '.join(args)}: timed out after {timeout}s ({_area_in(str(exc.output or ''), stems)})"
+        ) from exc
     output = ANSI.sub("", (proc.stdout or "") + (proc.stderr or ""))
     if proc.returncode != 0:
-        raise RenderError(f"{_area_in(output, stems)}: quarto {' '.join(args)} failed (exit {proc.returncode}) "
-                          f"/ Quarto のエラー:\n{_tail(output)}")
+        raise RenderError(
+            f"{_area_in(output, stems)}: quarto {' '.join(args)} failed (exit {proc.returncode}) "
+            f"/ Quarto のエラー:\n{_tail(output)}"
+        )
     fonts = [line.strip() for line in output.splitlines() if FONT_WARNING.search(line)]
     if fonts:
         raise RenderError(f"{_area_in(output, stems)}: Typst font warning / フォントの警告: {'; '.join(fonts)[:500]}")
@@ -380,8 +393,9 @@ def _render_project(executed: dict[str, Path], meta: dict[str, Any], results: Pa
         for stem in stems:
             for ext in (".html", ".pdf"):
                 if not (built / f"{stem}{ext}").is_file():
-                    raise RenderError(f"{stem}: quarto render wrote no {Path(stem).name}{ext} / 出力がありません:\n"
-                                      f"{_tail(output)}")
+                    raise RenderError(
+                        f"{stem}: quarto render wrote no {Path(stem).name}{ext} / 出力がありません:\n{_tail(output)}"
+                    )
             html = _finish_html(built / f"{stem}.html", stem)
             target = results / f"{stem}.html"
             target.parent.mkdir(parents=True, exist_ok=True)
@@ -398,7 +412,7 @@ def _finish_html(path: Path, stem: str) -> str:
     text = embed_font(path.read_text(encoding="utf-8"))
     m = EXTERNAL_ASSET.search(text)
     if m:
-        raise RenderError(f"{stem}.html: external resource in the HTML ({text[m.start():m.start() + 120]!r})")
+        raise RenderError(f"{stem}.html: external resource in the HTML ({text[m.start() : m.start() + 120]!r})")
     return text
 
 
@@ -454,7 +468,7 @@ def render_site_quarto(executed: dict[str, Path], out_dir: Path, meta: dict[str,
 
 # --- the per-area renderer interface -------------------------------------------------------------
 
-_PENDING: dict[tuple, Path] = {}   # (executed file key, format) -> the other format's file, kept
+_PENDING: dict[tuple, Path] = {}  # (executed file key, format) -> the other format's file, kept
 _PENDING_DIR: list[Path] = []
 
 
@@ -500,4 +514,3 @@ def render_pdf(executed: Path, pdf_out: Path, meta: dict[str, Any]) -> Path:
 def _remove_kept() -> None:
     for d in _PENDING_DIR:
         shutil.rmtree(d, ignore_errors=True)
-

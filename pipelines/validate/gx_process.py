@@ -26,9 +26,9 @@ from typing import Any
 log = logging.getLogger("tsunagari.validator")
 
 _LOCK = threading.Lock()
-_PROC: Any = None   # multiprocessing Process
-_CONN: Any = None   # our end of its pipe
-_READY = False      # its "ready" message has been received
+_PROC: Any = None  # multiprocessing Process
+_CONN: Any = None  # our end of its pipe
+_READY = False  # its "ready" message has been received
 
 
 # The module whose ``warm_up()`` and ``validate_frame(df, sf)`` the process serves. Named, not
@@ -95,7 +95,7 @@ def validate_frame(df, sf, local) -> list:
         if conn is not None:
             try:
                 if not _READY:
-                    kind, detail = conn.recv()   # waits for GX to be set up
+                    kind, detail = conn.recv()  # waits for GX to be set up
                     if kind != "ready":
                         raise _Unavailable(detail)
                     _READY = True
@@ -105,8 +105,9 @@ def validate_frame(df, sf, local) -> list:
                     raise payload
                 return payload
             except (_Unavailable, EOFError, OSError) as exc:
-                log.warning("validation process unavailable (%s: %s); validating in the build process",
-                            type(exc).__name__, exc)
+                log.warning(
+                    "validation process unavailable (%s: %s); validating in the build process", type(exc).__name__, exc
+                )
                 conn = None
     stop()
     return local(df, sf)
@@ -147,10 +148,10 @@ def _serve(conn, module: str) -> None:
     """The validation process: set GX up, say so, then validate each (df, sf) received."""
     try:
         defer_imports()
-        try:   # GX's progress bars (off) still take tqdm's lock, by default a multiprocessing
+        try:  # GX's progress bars (off) still take tqdm's lock, by default a multiprocessing
             from tqdm import tqdm  # semaphore: left registered when this process is stopped,
 
-            tqdm.set_lock(threading.RLock())   # the resource tracker warns about a leak
+            tqdm.set_lock(threading.RLock())  # the resource tracker warns about a leak
         except ImportError:
             pass
         served = importlib.import_module(module)
@@ -161,7 +162,7 @@ def _serve(conn, module: str) -> None:
         return
     try:
         conn.send(("ready", os.getpid()))
-    except OSError:   # the build ended (or stopped it) while GX was being set up
+    except OSError:  # the build ended (or stopped it) while GX was being set up
         return
     while True:
         try:
@@ -173,9 +174,9 @@ def _serve(conn, module: str) -> None:
         except Exception as exc:
             try:
                 conn.send(("error", exc))
-            except Exception:   # an exception that cannot be pickled
+            except Exception:  # an exception that cannot be pickled
                 conn.send(("error", RuntimeError(f"{type(exc).__name__}: {exc}")))
     conn.close()
     from pipelines.engine.kernels import exit_now
 
-    exit_now(0)   # no interpreter teardown (slow with GX loaded)
+    exit_now(0)  # no interpreter teardown (slow with GX loaded)

@@ -41,7 +41,7 @@ def max_to_min_ratio(w: np.ndarray) -> float | None:
     if not np.all(np.isfinite(w)) or np.min(w) <= 0:
         return float("nan")
     with np.errstate(over="ignore"):
-        return float(np.max(w) / np.min(w))   # 1e308 / 1e-300 -> inf: fails any limit, as it should
+        return float(np.max(w) / np.min(w))  # 1e308 / 1e-300 -> inf: fails any limit, as it should
 
 
 def kish_effective_fraction(w: np.ndarray) -> float | None:
@@ -82,11 +82,14 @@ class _Between(ColumnAggregateExpectation):
     def _validate(self, metrics, runtime_configuration=None, execution_engine=None):
         name = self.metric_dependencies[0]
         value = metrics.get(name)
-        if value is not None and value != value:   # NaN: a non-positive or non-finite weight
+        if value is not None and value != value:  # NaN: a non-positive or non-finite weight
             return {"success": False, "result": {"observed_value": None}}
-        return self._validate_metric_value_between(metric_name=name, metrics=metrics,
-                                                   runtime_configuration=runtime_configuration,
-                                                   execution_engine=execution_engine)
+        return self._validate_metric_value_between(
+            metric_name=name,
+            metrics=metrics,
+            runtime_configuration=runtime_configuration,
+            execution_engine=execution_engine,
+        )
 
 
 class ExpectColumnMaxToMinRatioToBeBetween(_Between):

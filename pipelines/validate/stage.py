@@ -88,12 +88,12 @@ class ExpectationResult:
     file_name: str
     file_id: str
     suite: str
-    expectation: str                 # GX expectation type, e.g. expect_column_values_to_be_in_set
+    expectation: str  # GX expectation type, e.g. expect_column_values_to_be_in_set
     column: str | None
-    severity: str                    # 'critical' | 'warning'
-    rule: str                        # plain words (English)
-    rule_ja: str                     # plain words (Japanese)
-    success: bool | None             # None: not run
+    severity: str  # 'critical' | 'warning'
+    rule: str  # plain words (English)
+    rule_ja: str  # plain words (Japanese)
+    success: bool | None  # None: not run
     element_count: int | None = None
     unexpected_count: int | None = None
     examples: list[dict[str, Any]] = field(default_factory=list)  # {"value", "source_row", "respondent_id"?}
@@ -162,8 +162,9 @@ class ValidationReport:
     def only(self, file_ids: Iterable[str]) -> ValidationReport:
         """The results and file summaries of these files."""
         keep = set(file_ids)
-        return ValidationReport([r for r in self.results if r.file_id in keep],
-                                [f for f in self.files if f.file_id in keep])
+        return ValidationReport(
+            [r for r in self.results if r.file_id in keep], [f for f in self.files if f.file_id in keep]
+        )
 
     # -- status
     @property
@@ -192,9 +193,11 @@ class ValidationReport:
 
     def merge(self, other: ValidationReport) -> ValidationReport:
         """A new report with this report's results followed by ``other``'s."""
-        return ValidationReport(results=[*self.results, *other.results],
-                                files=[*self.files, *other.files],
-                                seconds=self.seconds + other.seconds)
+        return ValidationReport(
+            results=[*self.results, *other.results],
+            files=[*self.files, *other.files],
+            seconds=self.seconds + other.seconds,
+        )
 
     @classmethod
     def combine(cls, reports: Iterable[ValidationReport]) -> ValidationReport:
@@ -219,8 +222,7 @@ class ValidationReport:
         if first.note:
             details.append(first.note)
         others = len(crit) - 1
-        details.append(f"{others} other critical failure{'s' if others != 1 else ''} / "
-                       f"ほかの重大な不合格 {others} 件")
+        details.append(f"{others} other critical failure{'s' if others != 1 else ''} / ほかの重大な不合格 {others} 件")
         return DataError(
             file=first.file_name,
             column=first.column,
@@ -246,14 +248,32 @@ class ValidationReport:
             f"合格 pass {c['pass']}, 警告 warning {c['warning']}, 不合格 fail {c['fail']}"
             + (f", 未実施 not run {c['not_run']}" if c["not_run"] else "")
         ]
-        header = ("suite", "file", "expectation", "column", "severity", "outcome", "unexpected", "examples (row id: value)")
+        header = (
+            "suite",
+            "file",
+            "expectation",
+            "column",
+            "severity",
+            "outcome",
+            "unexpected",
+            "examples (row id: value)",
+        )
         rows = []
         for r in self.results:
             if r.outcome == "pass":
                 continue
-            rows.append((r.suite, printable(r.file_name), r.rule, r.column or "", r.severity, r.outcome,
-                         "" if r.unexpected_count is None else str(r.unexpected_count),
-                         r.examples_text() or (r.note or "")))
+            rows.append(
+                (
+                    r.suite,
+                    printable(r.file_name),
+                    r.rule,
+                    r.column or "",
+                    r.severity,
+                    r.outcome,
+                    "" if r.unexpected_count is None else str(r.unexpected_count),
+                    r.examples_text() or (r.note or ""),
+                )
+            )
         if rows:
             widths = [min(max(len(h), *(len(row[i]) for row in rows)), 48) for i, h in enumerate(header)]
             widths[-1] = max(len(header[-1]), 10)
@@ -274,28 +294,32 @@ class ValidationReport:
     def to_json(self) -> dict[str, Any]:
         from importlib.metadata import version
 
-        return _plain({
-            "generated_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-            "great_expectations_version": version("great_expectations"),
-            "ok": self.ok,
-            "has_critical": self.has_critical,
-            "has_warning": self.has_warning,
-            "counts": self.counts(),
-            "seconds": round(self.seconds, 3),
-            "files": [asdict(f) for f in self.files],
-            "results": [r.to_json() for r in self.results],
-            **({"design_effects": self.design} if self.design is not None else {}),
-            **({"small_area": {k: v for k, v in self.small_area.items() if k != "plots"}}
-               if self.small_area is not None else {}),
-        })
+        return _plain(
+            {
+                "generated_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+                "great_expectations_version": version("great_expectations"),
+                "ok": self.ok,
+                "has_critical": self.has_critical,
+                "has_warning": self.has_warning,
+                "counts": self.counts(),
+                "seconds": round(self.seconds, 3),
+                "files": [asdict(f) for f in self.files],
+                "results": [r.to_json() for r in self.results],
+                **({"design_effects": self.design} if self.design is not None else {}),
+                **(
+                    {"small_area": {k: v for k, v in self.small_area.items() if k != "plots"}}
+                    if self.small_area is not None
+                    else {}
+                ),
+            }
+        )
 
     def write(self, quality_dir: Path) -> Path:
         """Write ``results.json`` and a self-contained ``index.html``; returns the HTML path."""
         quality_dir = Path(quality_dir)
         quality_dir.mkdir(parents=True, exist_ok=True)
         data = self.to_json()
-        (quality_dir / "results.json").write_text(json.dumps(data, ensure_ascii=False, indent=2),
-                                                  encoding="utf-8")
+        (quality_dir / "results.json").write_text(json.dumps(data, ensure_ascii=False, indent=2), encoding="utf-8")
         html = render_html(self, data)
         out = quality_dir / "index.html"
         out.write_text(html, encoding="utf-8")
@@ -304,9 +328,6 @@ class ValidationReport:
 
 def _clip(text: str, width: int) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
-
-
-
 
 
 # --- Settings ---------------------------------------------------------------------------------------
@@ -347,8 +368,9 @@ def load_suite_spec(kind: str) -> dict[str, Any]:
     for i, exp in enumerate(spec["expectations"]):
         sev = exp.get("severity")
         if sev not in SEVERITIES:
-            raise ValueError(f"{path}: expectation {i} ({exp.get('type')}) has no valid severity "
-                             f"(critical|warning): {sev!r}")
+            raise ValueError(
+                f"{path}: expectation {i} ({exp.get('type')}) has no valid severity (critical|warning): {sev!r}"
+            )
         exp.setdefault("meta", {})
     return spec
 
@@ -396,8 +418,11 @@ class _GX:
         for idx, exp in expectations:
             exp = copy.deepcopy(exp)
             exp.setdefault("meta", {})["_idx"] = idx
-            confs.append(ExpectationConfiguration(type=exp["type"], kwargs=exp["kwargs"], meta=exp["meta"],
-                                                  severity=exp["severity"]))
+            confs.append(
+                ExpectationConfiguration(
+                    type=exp["type"], kwargs=exp["kwargs"], meta=exp["meta"], severity=exp["severity"]
+                )
+            )
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             suite = self.gx.ExpectationSuite(name=name, expectations=confs)
@@ -409,9 +434,12 @@ class _GX:
         """The cached GX suite of the non-grouped expectations of ``kind``."""
         key = (kind, with_declared_year)
         if key not in self._suites:
-            exps = [(i, e) for i, e in enumerate(self.specs[kind]["expectations"])
-                    if not e["meta"].get("for_each_group")
-                    and (with_declared_year or not _uses_param(e, DECLARED_YEAR_PARAM))]
+            exps = [
+                (i, e)
+                for i, e in enumerate(self.specs[kind]["expectations"])
+                if not e["meta"].get("for_each_group")
+                and (with_declared_year or not _uses_param(e, DECLARED_YEAR_PARAM))
+            ]
             self._suites[key] = self.build_suite(kind, exps)
         return self._suites[key]
 
@@ -451,8 +479,9 @@ def _value_columns(exp: dict[str, Any]) -> list[str]:
     return [kw[k] for k in ("column", "column_A", "column_B") if k in kw]
 
 
-def _examples(result: dict[str, Any], index_cols: list[str], int_cols: set[str] = frozenset(),
-              value_cols: Sequence[str] = ()) -> list[dict[str, Any]]:
+def _examples(
+    result: dict[str, Any], index_cols: list[str], int_cols: set[str] = frozenset(), value_cols: Sequence[str] = ()
+) -> list[dict[str, Any]]:
     def v(key: str, value: Any) -> Any:
         value = _plain(value)
         if key in int_cols and isinstance(value, float) and value.is_integer():
@@ -478,21 +507,31 @@ def _examples(result: dict[str, Any], index_cols: list[str], int_cols: set[str] 
     return out
 
 
-def _result_from_gx(sf: StagedFile, kind: str, exp: dict[str, Any], r: Any,
-                    index_cols: list[str], int_cols: set[str] = frozenset()) -> ExpectationResult:
+def _result_from_gx(
+    sf: StagedFile, kind: str, exp: dict[str, Any], r: Any, index_cols: list[str], int_cols: set[str] = frozenset()
+) -> ExpectationResult:
     meta = exp["meta"]
     res = dict(r.result or {})
     exc = r.exception_info or {}
     note = None
     if exc.get("raised_exception"):
         msg = str(exc.get("exception_message") or "")
-        note = "could not be evaluated / 評価できません: " + msg.splitlines()[0][:200] if msg else \
-            "could not be evaluated / 評価できません"
+        note = (
+            "could not be evaluated / 評価できません: " + msg.splitlines()[0][:200]
+            if msg
+            else "could not be evaluated / 評価できません"
+        )
     unexpected = res.get("unexpected_count")
     return ExpectationResult(
-        file_name=sf.file_name, file_id=sf.file_id, suite=kind, expectation=exp["type"],
-        column=_column_of(exp), severity=exp["severity"], rule=meta.get("rule", exp["type"]),
-        rule_ja=meta.get("rule_ja", ""), success=bool(r.success),
+        file_name=sf.file_name,
+        file_id=sf.file_id,
+        suite=kind,
+        expectation=exp["type"],
+        column=_column_of(exp),
+        severity=exp["severity"],
+        rule=meta.get("rule", exp["type"]),
+        rule_ja=meta.get("rule_ja", ""),
+        success=bool(r.success),
         element_count=res.get("element_count"),
         unexpected_count=int(unexpected) if unexpected is not None else None,
         examples=[] if r.success else _examples(res, index_cols, int_cols, _value_columns(exp)),
@@ -501,8 +540,12 @@ def _result_from_gx(sf: StagedFile, kind: str, exp: dict[str, Any], r: Any,
 
 
 def _result_format(index_cols: list[str]) -> dict[str, Any]:
-    return {"result_format": "SUMMARY", "unexpected_index_column_names": index_cols,
-            "partial_unexpected_count": MAX_EXAMPLES, "return_unexpected_index_query": False}
+    return {
+        "result_format": "SUMMARY",
+        "unexpected_index_column_names": index_cols,
+        "partial_unexpected_count": MAX_EXAMPLES,
+        "return_unexpected_index_query": False,
+    }
 
 
 def _gx_friendly(df: pd.DataFrame) -> tuple[pd.DataFrame, set[str]]:
@@ -547,8 +590,7 @@ def validate_frame(df: pd.DataFrame, sf: StagedFile) -> list[ExpectationResult]:
         params[DECLARED_YEAR_PARAM] = year
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        suite_result = batch.validate(suite, result_format=_result_format(index_cols),
-                                      expectation_parameters=params)
+        suite_result = batch.validate(suite, result_format=_result_format(index_cols), expectation_parameters=params)
     by_idx: dict[int, ExpectationResult] = {}
     for r in suite_result.results:
         idx = int(r.expectation_config.meta["_idx"])
@@ -562,10 +604,17 @@ def validate_frame(df: pd.DataFrame, sf: StagedFile) -> list[ExpectationResult]:
             by_idx[idx] = _validate_grouped(df, sf, batch, g, idx, exp, index_cols)
         else:  # parameterised expectation without a declared round
             by_idx[idx] = ExpectationResult(
-                file_name=sf.file_name, file_id=sf.file_id, suite=kind, expectation=exp["type"],
-                column=_column_of(exp), severity=exp["severity"], rule=meta.get("rule", exp["type"]),
-                rule_ja=meta.get("rule_ja", ""), success=None,
-                note="no declared survey round for this file / 調査回が不明のため未実施")
+                file_name=sf.file_name,
+                file_id=sf.file_id,
+                suite=kind,
+                expectation=exp["type"],
+                column=_column_of(exp),
+                severity=exp["severity"],
+                rule=meta.get("rule", exp["type"]),
+                rule_ja=meta.get("rule_ja", ""),
+                success=None,
+                note="no declared survey round for this file / 調査回が不明のため未実施",
+            )
     for idx, res in by_idx.items():
         res.rule, res.rule_ja = _fill_rule(res.rule, limits), _fill_rule(res.rule_ja, limits)
         if res.success is False and spec[idx]["meta"].get("examples") == "weight_extremes":
@@ -577,16 +626,19 @@ _WEIGHT_NOTES = {
     "expect_column_max_to_min_ratio_to_be_between": (
         "largest weight {hi:g} / smallest {lo:g} = {ratio:.4g} > limit {max_weight_ratio:g} "
         "(TSUNAGARI_MAX_WEIGHT_RATIO): a few respondents would carry the estimates / "
-        "最大ウェイトが最小の{ratio:.4g}倍です（上限{max_weight_ratio:g}倍）。少数の回答者が結果を左右します"),
+        "最大ウェイトが最小の{ratio:.4g}倍です（上限{max_weight_ratio:g}倍）。少数の回答者が結果を左右します"
+    ),
     "expect_column_kish_effective_fraction_to_be_between": (
         "Kish effective n (Σw)²/Σw² = {neff:.1f}, {frac:.2%} of n = {n:,} < {min_effective_n_fraction:.0%} "
         "(TSUNAGARI_MIN_EFFECTIVE_N_FRACTION) / 有効標本サイズ {neff:.1f}（n={n:,} の{frac:.2%}）が"
-        "下限{min_effective_n_fraction:.0%}未満です。ウェイトの偏りが大きすぎます"),
+        "下限{min_effective_n_fraction:.0%}未満です。ウェイトの偏りが大きすぎます"
+    ),
 }
 
 
-def _explain_weights(res: ExpectationResult, df: pd.DataFrame, exp: dict[str, Any], index_cols: list[str],
-                     limits: dict[str, float]) -> None:
+def _explain_weights(
+    res: ExpectationResult, df: pd.DataFrame, exp: dict[str, Any], index_cols: list[str], limits: dict[str, float]
+) -> None:
     """Example rows (largest, then smallest weight) and a note with the observed value and the limit
     for a failed aggregate weight rule (GX names no rows for an aggregate)."""
     import numpy as np
@@ -604,19 +656,29 @@ def _explain_weights(res: ExpectationResult, df: pd.DataFrame, exp: dict[str, An
     res.examples = [{**{k: _plain(df.at[i, k]) for k in index_cols}, "value": _plain(w.at[i])} for i in picks]
     arr = valid.to_numpy(dtype=float)
     if not (np.all(np.isfinite(arr)) and arr.min() > 0):
-        res.note = ("weights not all positive and finite: see the rule 'weight positive and at most "
-                    "1,000,000,000' / 正の有限値でないウェイトがあります")
+        res.note = (
+            "weights not all positive and finite: see the rule 'weight positive and at most "
+            "1,000,000,000' / 正の有限値でないウェイトがあります"
+        )
         return
     frac = kish_effective_fraction(arr)
-    values = {"hi": float(arr.max()), "lo": float(arr.min()), "ratio": max_to_min_ratio(arr),
-              "frac": frac, "neff": frac * arr.size, "n": int(arr.size), **limits}
+    values = {
+        "hi": float(arr.max()),
+        "lo": float(arr.min()),
+        "ratio": max_to_min_ratio(arr),
+        "frac": frac,
+        "neff": frac * arr.size,
+        "n": int(arr.size),
+        **limits,
+    }
     template = _WEIGHT_NOTES.get(exp["type"])
     if template:
         res.note = template.format(**values)
 
 
-def _validate_grouped(df: pd.DataFrame, sf: StagedFile, batch: Any, g: _GX, idx: int,
-                      exp: dict[str, Any], index_cols: list[str]) -> ExpectationResult:
+def _validate_grouped(
+    df: pd.DataFrame, sf: StagedFile, batch: Any, g: _GX, idx: int, exp: dict[str, Any], index_cols: list[str]
+) -> ExpectationResult:
     """Run a ``for_each_group`` expectation once per group (GX row_condition) and fold the results.
 
     Used for 'every prefecture present per fiscal year and metric': expect_column_distinct_values_
@@ -633,9 +695,18 @@ def _validate_grouped(df: pd.DataFrame, sf: StagedFile, batch: Any, g: _GX, idx:
     keys: list[str] = meta["for_each_group"]
     missing_cols = [k for k in keys + [exp["kwargs"].get("column")] if k not in df.columns]
     template = ExpectationResult(
-        file_name=sf.file_name, file_id=sf.file_id, suite=sf.kind, expectation=exp["type"],
-        column=_column_of(exp), severity=exp["severity"], rule=meta.get("rule", exp["type"]),
-        rule_ja=meta.get("rule_ja", ""), success=True, element_count=len(df), unexpected_count=0)
+        file_name=sf.file_name,
+        file_id=sf.file_id,
+        suite=sf.kind,
+        expectation=exp["type"],
+        column=_column_of(exp),
+        severity=exp["severity"],
+        rule=meta.get("rule", exp["type"]),
+        rule_ja=meta.get("rule_ja", ""),
+        success=True,
+        element_count=len(df),
+        unexpected_count=0,
+    )
     if missing_cols:
         template.success = False
         template.unexpected_count = None
@@ -670,10 +741,11 @@ def _validate_grouped(df: pd.DataFrame, sf: StagedFile, batch: Any, g: _GX, idx:
         res_dict = r.result or {}
         group = ", ".join(f"{k}={v}" for k, v in labels[n].items())
         if "partial_missing_list" not in res_dict and "missing_count" not in res_dict:
-            failed_groups += 1    # an aggregate: the group fails as a whole
+            failed_groups += 1  # an aggregate: the group fails as a whole
             if len(examples) < MAX_EXAMPLES:
-                examples.append({"value": f"{group}: {exp['kwargs']['column']} observed "
-                                          f"{_plain(res_dict.get('observed_value'))}"})
+                examples.append(
+                    {"value": f"{group}: {exp['kwargs']['column']} observed {_plain(res_dict.get('observed_value'))}"}
+                )
             continue
         missing = sorted(_plain(res_dict.get("partial_missing_list") or []))
         missing_total += int(res_dict.get("missing_count") or len(missing))
@@ -697,8 +769,9 @@ def _validate_grouped(df: pd.DataFrame, sf: StagedFile, batch: Any, g: _GX, idx:
 def _read_file_rows(con: duckdb.DuckDBPyConnection, table: str, kind: str, file_id: str) -> pd.DataFrame:
     """One file's rows as pandas: only the columns the suite looks at (plus row ids), to save memory."""
     present = [r[0] for r in con.execute(f"SELECT * FROM {table} LIMIT 0").description]
-    wanted = set(schema.SURVEY_COLUMNS + schema.SURVEY_DESIGN_COLUMNS if kind == "survey"
-                 else schema.PROGRAMME_COLUMNS) | {"source_row"}
+    wanted = set(
+        schema.SURVEY_COLUMNS + schema.SURVEY_DESIGN_COLUMNS if kind == "survey" else schema.PROGRAMME_COLUMNS
+    ) | {"source_row"}
     cols = ", ".join(f'"{c}"' for c in present if c in wanted)
     order = " ORDER BY source_row" if "source_row" in present else ""
     return con.execute(f"SELECT {cols} FROM {table} WHERE file_id = ?{order}", [file_id]).df()
@@ -716,12 +789,17 @@ def validate_staged(con: duckdb.DuckDBPyConnection, staged: list[StagedFile]) ->
     for sf in staged:
         table = STAGING_TABLES[sf.kind]
         df = _read_file_rows(con, table, sf.kind, sf.file_id)
-        report.results.extend(validator.validate_frame(df, sf, local=validate_frame))   # in the build's GX process if any
-        report.files.append(FileSummary(sf.file_name, sf.file_id, sf.kind, len(df), sf.survey_id,
-                                        sf.survey_year))
+        report.results.extend(
+            validator.validate_frame(df, sf, local=validate_frame)
+        )  # in the build's GX process if any
+        report.files.append(FileSummary(sf.file_name, sf.file_id, sf.kind, len(df), sf.survey_id, sf.survey_year))
     report.seconds = time.perf_counter() - t0
-    log.info("validated %d file(s) in %.2f s%s", len(staged), report.seconds,
-             " (in the build's validation process)" if validator.running() else "")
+    log.info(
+        "validated %d file(s) in %.2f s%s",
+        len(staged),
+        report.seconds,
+        " (in the build's validation process)" if validator.running() else "",
+    )
     return report
 
 
@@ -732,8 +810,11 @@ SUITES = keys.Input("expectation suites")
 VALIDATION = keys.Stage("validation", reads=(SUITES,), writes=("validation_results",))
 # The quality page: the results of the committed files; its check of the national figures against
 # the published series reads the rounds these files and the code made.
-QUALITY = keys.Stage("quality page", reads=(keys.FILES,),
-                     writes=("quality/index.html", "quality/results.json", "quality/published-national.csv"))
+QUALITY = keys.Stage(
+    "quality page",
+    reads=(keys.FILES,),
+    writes=("quality/index.html", "quality/results.json", "quality/published-national.csv"),
+)
 
 
 def suite_digest() -> str:
@@ -742,9 +823,13 @@ def suite_digest() -> str:
     from importlib.metadata import version
 
     here = Path(__file__)
-    return keys.key(VALIDATION, {SUITES: keys.file_digest(sorted(config.EXPECTATIONS_DIR.glob("*.json")))},
-                    keys.file_digest([here, here.with_name("gx_weights.py")]),
-                    version("great_expectations"), weight_limits())
+    return keys.key(
+        VALIDATION,
+        {SUITES: keys.file_digest(sorted(config.EXPECTATIONS_DIR.glob("*.json")))},
+        keys.file_digest([here, here.with_name("gx_weights.py")]),
+        version("great_expectations"),
+        weight_limits(),
+    )
 
 
 def store_results(con: duckdb.DuckDBPyConnection, report: ValidationReport) -> int:
@@ -753,8 +838,10 @@ def store_results(con: duckdb.DuckDBPyConnection, report: ValidationReport) -> i
     d = suite_digest()
     for f in report.files:
         mine = [r.to_json() for r in report.results if r.file_id == f.file_id]
-        con.execute("INSERT OR REPLACE INTO validation_results VALUES (?, ?, ?, ?)",
-                    [f.file_id, d, f.rows, json.dumps(mine, ensure_ascii=False)])
+        con.execute(
+            "INSERT OR REPLACE INTO validation_results VALUES (?, ?, ?, ?)",
+            [f.file_id, d, f.rows, json.dumps(mine, ensure_ascii=False)],
+        )
     return len(report.files)
 
 
@@ -767,10 +854,13 @@ def _stored_results(con: duckdb.DuckDBPyConnection, tables: set[str]) -> dict[st
         return {}
     out, current = {}, suite_digest()
     for file_id, digest_, n, text in con.execute(
-            "SELECT file_id, suite_digest, row_count, results FROM validation_results").fetchall():
+        "SELECT file_id, suite_digest, row_count, results FROM validation_results"
+    ).fetchall():
         if digest_ == current:
-            out[file_id] = (int(n), [ExpectationResult(**{k: v for k, v in r.items() if k in _RESULT_FIELDS})
-                                     for r in json.loads(text)])
+            out[file_id] = (
+                int(n),
+                [ExpectationResult(**{k: v for k, v in r.items() if k in _RESULT_FIELDS}) for r in json.loads(text)],
+            )
     return out
 
 
@@ -783,8 +873,9 @@ def validate_warehouse(warehouse: Path, reuse: bool = False) -> ValidationReport
     validated by other suites is validated again. `tsunagari validate` always validates everything."""
     warehouse = Path(warehouse)
     if not warehouse.exists():
-        raise UsageError("--warehouse", f"'{warehouse}' does not exist; run `tsunagari ingest` first / "
-                                        "データベースがありません")
+        raise UsageError(
+            "--warehouse", f"'{warehouse}' does not exist; run `tsunagari ingest` first / データベースがありません"
+        )
     con = warehouse_db.connect(warehouse)
     try:
         tables = warehouse_db.tables(con)
@@ -792,7 +883,8 @@ def validate_warehouse(warehouse: Path, reuse: bool = False) -> ValidationReport
             return ValidationReport()
         rows = con.execute(
             "SELECT file_id, file_name, path, kind, survey_id, survey_year, encoding, row_count, synthetic "
-            "FROM files ORDER BY kind DESC, file_name").fetchall()
+            "FROM files ORDER BY kind DESC, file_name"
+        ).fetchall()
         stored = _stored_results(con, tables) if reuse else {}
         import time
 
@@ -810,16 +902,29 @@ def validate_warehouse(warehouse: Path, reuse: bool = False) -> ValidationReport
                     report.files.append(FileSummary(name, file_id, kind, int(have), survey_id, year))
                     reused += 1
                     continue
-            sf = StagedFile(path=Path(path), file_name=name, file_id=file_id, kind=kind, row_count=n,
-                            encoding=enc, survey_id=survey_id, survey_year=year, synthetic=bool(synth))
+            sf = StagedFile(
+                path=Path(path),
+                file_name=name,
+                file_id=file_id,
+                kind=kind,
+                row_count=n,
+                encoding=enc,
+                survey_id=survey_id,
+                survey_year=year,
+                synthetic=bool(synth),
+            )
             df = _read_file_rows(con, table, kind, file_id)
             report.results.extend(validate_frame(df, sf))
             report.files.append(FileSummary(name, file_id, kind, len(df), survey_id, year))
             report.fresh.append(file_id)
         report.seconds = time.perf_counter() - t0
         if reuse:
-            log.info("quality: %d file(s), %d with the results stored at ingest, %d validated now",
-                     len(report.files), reused, len(report.files) - reused)
+            log.info(
+                "quality: %d file(s), %d with the results stored at ingest, %d validated now",
+                len(report.files),
+                reused,
+                len(report.files) - reused,
+            )
         report.small_area = small_area_report(con)
         return report
     finally:
@@ -841,8 +946,9 @@ def small_area_report(con: duckdb.DuckDBPyConnection) -> dict[str, Any] | None:
         return None
     year = max(warehouse_db.national_years(con))
     try:
-        fits = con.execute("SELECT * FROM small_area_fits WHERE year = ? ORDER BY indicator_id, fit_scope, term",
-                           [year]).df()
+        fits = con.execute(
+            "SELECT * FROM small_area_fits WHERE year = ? ORDER BY indicator_id, fit_scope, term", [year]
+        ).df()
         cat = [i for i in load_catalogue() if i.source == "survey"]
         names = {i.id: i.name_ja for i in cat}
         order = {i.id: k for k, i in enumerate(cat)}
@@ -854,23 +960,35 @@ def small_area_report(con: duckdb.DuckDBPyConnection) -> dict[str, Any] | None:
             "s.year = i.year AND s.area_code = i.area_code AND s.indicator_id = i.indicator_id AND "
             "s.breakdown = i.breakdown AND s.estimate_method IN ('model', 'synthetic') "
             "WHERE i.year = ? AND i.breakdown = 'total' AND i.area_code <> '00' AND i.source IN "
-            "('national_subsample', 'own_survey') ORDER BY i.area_code", [year]).df()
+            "('national_subsample', 'own_survey') ORDER BY i.area_code",
+            [year],
+        ).df()
         cells = con.execute(
             "SELECT count(*), count(*) FILTER (WHERE suppressed), count(*) FILTER (WHERE estimate_method IS NULL), "
             "count(*) FILTER (WHERE estimate_method = 'pooled'), count(*) FILTER (WHERE estimate_method = 'model') "
             "FROM indicators WHERE year = ? AND area_code <> '00' AND source IN ('national_subsample', 'own_survey')",
-            [year]).fetchone()
-    except duckdb.Error as exc:   # an older warehouse layout: no section
+            [year],
+        ).fetchone()
+    except duckdb.Error as exc:  # an older warehouse layout: no section
         log.warning("small-area diagnostics for the quality page failed: %s", exc)
         return None
     models = []
     for (ind, scope), g in fits.groupby(["indicator_id", "fit_scope"], sort=False):
         terms = {str(t): (float(c), float(se)) for t, c, se in zip(g.term, g.coefficient, g.std_error)}
         first = g.iloc[0]
-        models.append({"indicator_id": ind, "indicator": names.get(ind, ind), "scope": scope,
-                       "terms": terms, "A": float(first.area_variance), "n_in_sample": int(first.n_in_sample),
-                       "n_areas": int(first.n_areas), "algorithm": str(first.algorithm),
-                       "benchmark_factor": None if pd.isna(first.benchmark_factor) else float(first.benchmark_factor)})
+        models.append(
+            {
+                "indicator_id": ind,
+                "indicator": names.get(ind, ind),
+                "scope": scope,
+                "terms": terms,
+                "A": float(first.area_variance),
+                "n_in_sample": int(first.n_in_sample),
+                "n_areas": int(first.n_areas),
+                "algorithm": str(first.algorithm),
+                "benchmark_factor": None if pd.isna(first.benchmark_factor) else float(first.benchmark_factor),
+            }
+        )
     scope_order = {"total": 0, "sex": 1, "age": 2, "uk_age": 3, "household_single": 4, "breakdowns": 5}
     models.sort(key=lambda m: (order.get(m["indicator_id"], 99), scope_order.get(m["scope"], 9)))
     per_area = {}
@@ -878,12 +996,19 @@ def small_area_report(con: duckdb.DuckDBPyConnection) -> dict[str, Any] | None:
     for ind in head:
         a = areas[areas.indicator_id == ind]
         per_area[ind] = records(a.drop(columns=["indicator_id"]))
-        plots.append({"indicator_id": ind, "indicator": names.get(ind, ind),
-                      "svg": _direct_vs_model_svg(a, names.get(ind, ind))})
+        plots.append(
+            {"indicator_id": ind, "indicator": names.get(ind, ind), "svg": _direct_vs_model_svg(a, names.get(ind, ind))}
+        )
     total, suppressed, blank, pooled, model = (int(x) for x in cells)
-    return {"year": year, "models": models, "headline": [{"indicator_id": i, "indicator": names.get(i, i)} for i in head],
-            "areas": per_area, "plots": plots, "cv_max": config.LEAD_CV_MAX,
-            "cells": {"total": total, "no_direct": suppressed, "no_value": blank, "pooled": pooled, "model": model}}
+    return {
+        "year": year,
+        "models": models,
+        "headline": [{"indicator_id": i, "indicator": names.get(i, i)} for i in head],
+        "areas": per_area,
+        "plots": plots,
+        "cv_max": config.LEAD_CV_MAX,
+        "cells": {"total": total, "no_direct": suppressed, "no_value": blank, "pooled": pooled, "model": model},
+    }
 
 
 def _direct_vs_model_svg(a: pd.DataFrame, title: str, size: int = 300) -> str:
@@ -907,29 +1032,32 @@ def _direct_vs_model_svg(a: pd.DataFrame, title: str, size: int = 300) -> str:
         return w - pad - (v - lo) / (hi - lo) * (w - pad - 10)
 
     label = f"{title}：直接推計（横軸）とモデル推計（縦軸）、{len(d)}都道府県"
-    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{w}" viewBox="0 0 {w} {w}" role="img" '
-             f'style="background-color:#ffffff" aria-label="{_html.escape(label)}"><title>{_html.escape(label)}</title>',
-             f'<rect x="0" y="0" width="{w}" height="{w}" fill="#ffffff"/>',
-             f'<line x1="{sx(lo):.1f}" y1="{sy(lo):.1f}" x2="{sx(hi):.1f}" y2="{sy(hi):.1f}" stroke="#999999" '
-             'stroke-dasharray="4 3"/>',
-             f'<line x1="{pad}" y1="{w - pad}" x2="{w - 10}" y2="{w - pad}" stroke="#333333"/>',
-             f'<line x1="{pad}" y1="{w - pad}" x2="{pad}" y2="10" stroke="#333333"/>']
+    parts = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{w}" viewBox="0 0 {w} {w}" role="img" '
+        f'style="background-color:#ffffff" aria-label="{_html.escape(label)}"><title>{_html.escape(label)}</title>',
+        f'<rect x="0" y="0" width="{w}" height="{w}" fill="#ffffff"/>',
+        f'<line x1="{sx(lo):.1f}" y1="{sy(lo):.1f}" x2="{sx(hi):.1f}" y2="{sy(hi):.1f}" stroke="#999999" '
+        'stroke-dasharray="4 3"/>',
+        f'<line x1="{pad}" y1="{w - pad}" x2="{w - 10}" y2="{w - pad}" stroke="#333333"/>',
+        f'<line x1="{pad}" y1="{w - pad}" x2="{pad}" y2="10" stroke="#333333"/>',
+    ]
     for v in np.linspace(lo, hi, 5):
         parts.append(f'<text x="{sx(v):.1f}" y="{w - pad + 14}" font-size="10" text-anchor="middle">{v:.1f}</text>')
         parts.append(f'<text x="{pad - 4}" y="{sy(v) + 3:.1f}" font-size="10" text-anchor="end">{v:.1f}</text>')
     parts.append(f'<text x="{(w + pad) / 2:.0f}" y="{w - 6}" font-size="11" text-anchor="middle">直接推計（%）</text>')
-    parts.append(f'<text x="12" y="{(w - pad) / 2:.0f}" font-size="11" text-anchor="middle" '
-                 f'transform="rotate(-90 12 {(w - pad) / 2:.0f})">モデル推計（%）</text>')
+    parts.append(
+        f'<text x="12" y="{(w - pad) / 2:.0f}" font-size="11" text-anchor="middle" '
+        f'transform="rotate(-90 12 {(w - pad) / 2:.0f})">モデル推計（%）</text>'
+    )
     for r in d.itertuples():
         g = 0.0 if pd.isna(r.shrinkage) else float(r.shrinkage)
-        parts.append(f'<circle cx="{sx(r.direct):.1f}" cy="{sy(r.model):.1f}" r="{2.5 + 4 * g:.1f}" fill="#0072B2" '
-                     f'fill-opacity="0.55" stroke="#004d7a"><title>{_html.escape(str(r.area_name))}: '
-                     f'{r.direct:.1f} → {r.model:.1f} (γ={g:.2f})</title></circle>')
+        parts.append(
+            f'<circle cx="{sx(r.direct):.1f}" cy="{sy(r.model):.1f}" r="{2.5 + 4 * g:.1f}" fill="#0072B2" '
+            f'fill-opacity="0.55" stroke="#004d7a"><title>{_html.escape(str(r.area_name))}: '
+            f"{r.direct:.1f} → {r.model:.1f} (γ={g:.2f})</title></circle>"
+        )
     parts.append("</svg>")
     return "".join(parts)
-
-
-
 
 
 # --- HTML -----------------------------------------------------------------------------------------
@@ -940,23 +1068,34 @@ TEMPLATE = config.TEMPLATES_DIR / "quality.html.j2"
 def render_html(report: ValidationReport, data: dict[str, Any] | None = None) -> str:
     import jinja2
 
-    env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(TEMPLATE.parent)),
-                             autoescape=jinja2.select_autoescape(["html", "j2"]))
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(TEMPLATE.parent)), autoescape=jinja2.select_autoescape(["html", "j2"])
+    )
     data = data or report.to_json()
     sections = []
     for kind in SUITE_FILES:
         files = [f for f in report.files if f.kind == kind]
         spec = load_suite_spec(kind)
-        sections.append({
-            "kind": kind,
-            "title_ja": "調査個票" if kind == "survey" else "事業データ",
-            "title_en": "Survey microdata" if kind == "survey" else "Programme data",
-            "suite_file": f"expectations/{SUITE_FILES[kind]}",
-            "n_expectations": len(spec["expectations"]),
-            "files": [{"info": f, "results": [r for r in report.results if r.file_id == f.file_id
-                                              and r.suite == kind]} for f in files],
-        })
+        sections.append(
+            {
+                "kind": kind,
+                "title_ja": "調査個票" if kind == "survey" else "事業データ",
+                "title_en": "Survey microdata" if kind == "survey" else "Programme data",
+                "suite_file": f"expectations/{SUITE_FILES[kind]}",
+                "n_expectations": len(spec["expectations"]),
+                "files": [
+                    {"info": f, "results": [r for r in report.results if r.file_id == f.file_id and r.suite == kind]}
+                    for f in files
+                ],
+            }
+        )
     return env.get_template(TEMPLATE.name).render(
-        report=report, data=data, sections=sections, counts=report.counts(),
-        outcome_labels=OUTCOME_LABELS, severity_labels=SEVERITY_LABELS, design=report.design,
-        sae=report.small_area)
+        report=report,
+        data=data,
+        sections=sections,
+        counts=report.counts(),
+        outcome_labels=OUTCOME_LABELS,
+        severity_labels=SEVERITY_LABELS,
+        design=report.design,
+        sae=report.small_area,
+    )

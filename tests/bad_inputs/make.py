@@ -38,10 +38,16 @@ def survey_rows(n: int = N, survey_id: str = "national-2024", seed: int = 8) -> 
     year = int(survey_id[-4:])
     rows = []
     for i in range(n):
-        row = {"survey_id": survey_id, "survey_year": year, "respondent_id": f"B{i + 1:04d}",
-               "pref_code": rng.choice([1, 13, 27, 31, 47]), "sex": rng.choice([1, 2]),
-               "age": rng.randint(16, 95), "household_single": rng.choice([0, 1]),
-               "weight": rng.choice([0.5, 1.0, 1.5])}
+        row = {
+            "survey_id": survey_id,
+            "survey_year": year,
+            "respondent_id": f"B{i + 1:04d}",
+            "pref_code": rng.choice([1, 13, 27, 31, 47]),
+            "sex": rng.choice([1, 2]),
+            "age": rng.randint(16, 95),
+            "household_single": rng.choice([0, 1]),
+            "weight": rng.choice([0.5, 1.0, 1.5]),
+        }
         for q, labels in schema.QUESTIONS.items():
             row[q] = rng.choice(sorted(labels))
         # q_support_received is asked only of those with worries (a warning rule): keep it clean
@@ -69,9 +75,11 @@ def japanese(rows: list[dict]) -> list[dict]:
 
 
 def programme_rows(year: int = 2024) -> list[dict]:
-    return [{"fiscal_year": year, "pref_code": p, "metric_id": m, "value": v, "unit": u, "source": "合成データ"}
-            for p in (13, 31)
-            for m, v, u in (("consultations_phone", 1000 + p, "count"), ("platform", 1, "flag"))]
+    return [
+        {"fiscal_year": year, "pref_code": p, "metric_id": m, "value": v, "unit": u, "source": "合成データ"}
+        for p in (13, 31)
+        for m, v, u in (("consultations_phone", 1000 + p, "count"), ("platform", 1, "flag"))
+    ]
 
 
 def csv_text(rows: list[dict]) -> str:
@@ -212,8 +220,11 @@ def xlsx_merged_header(d: Path) -> list[Path]:
     rows = japanese(survey_rows())
     width = len(rows[0])
     top = ["回答者の属性"] + [None] * 7 + ["設問"] + [None] * (width - 9)
-    return [write_xlsx(d / "national-2024.xlsx", {"data": [top] + table(rows)},
-                       merge={"data": ["A1:H1", f"I1:{_col(width)}1"]})]
+    return [
+        write_xlsx(
+            d / "national-2024.xlsx", {"data": [top] + table(rows)}, merge={"data": ["A1:H1", f"I1:{_col(width)}1"]}
+        )
+    ]
 
 
 def xlsx_notes_and_data(d: Path) -> list[Path]:
@@ -231,8 +242,12 @@ def xlsx_two_data_sheets(d: Path) -> list[Path]:
 
 def xlsx_no_data_sheet(d: Path) -> list[Path]:
     """Several sheets, none with the contract columns."""
-    return [write_xlsx(d / "national-2024.xlsx", {"表紙": [["孤独・孤立の実態把握調査"]],
-                                                  "集計": [["項目", "割合"], ["孤独感", 4.8]]})]
+    return [
+        write_xlsx(
+            d / "national-2024.xlsx",
+            {"表紙": [["孤独・孤立の実態把握調査"]], "集計": [["項目", "割合"], ["孤独感", 4.8]]},
+        )
+    ]
 
 
 def duplicate_ids(d: Path) -> list[Path]:
@@ -254,8 +269,10 @@ FULL_WIDTH = str.maketrans("0123456789.", "０１２３４５６７８９．")
 
 def full_width_digits(d: Path) -> list[Path]:
     """Every number written with full-width digits (全角数字), as some Excel exports do."""
-    rows = [{k: str(v).translate(FULL_WIDTH) if k not in ("survey_id", "respondent_id") else v
-             for k, v in r.items()} for r in survey_rows()]
+    rows = [
+        {k: str(v).translate(FULL_WIDTH) if k not in ("survey_id", "respondent_id") else v for k, v in r.items()}
+        for r in survey_rows()
+    ]
     return [write_csv(d / "national-2024.csv", rows, encoding="cp932")]
 
 
@@ -374,24 +391,34 @@ def weights_others_tiny(d: Path) -> list[Path]:
 
 # A minimal XLSX written member by member: shared strings (openpyxl writes inline strings only),
 # formulas with or without a stored result, and members given as ready deflate streams (a bomb).
-_CT = ('<?xml version="1.0" encoding="UTF-8"?><Types xmlns="http://schemas.openxmlformats.org/package/2006/content-types">'
-       '<Default Extension="rels" ContentType="application/vnd.openxmlformats-package.relationships+xml"/>'
-       '<Default Extension="xml" ContentType="application/xml"/>'
-       '<Override PartName="/xl/workbook.xml" ContentType="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet.main+xml"/>'
-       '<Override PartName="/xl/worksheets/sheet1.xml" ContentType="application/vnd.openxmlformats-officedocument.spreadsheetml.worksheet+xml"/>'
-       '<Override PartName="/xl/sharedStrings.xml" ContentType="application/vnd.openxmlformats-officedocument.spreadsheetml.sharedStrings+xml"/>'
-       '</Types>')
-_RELS = ('<?xml version="1.0" encoding="UTF-8"?><Relationships xmlns="http://schemas.openxmlformats.org/package/2006/relationships">'
-         '<Relationship Id="rId1" Type="http://schemas.openxmlformats.org/officeDocument/2006/relationships/officeDocument" Target="xl/workbook.xml"/>'
-         '</Relationships>')
-_WB = ('<?xml version="1.0" encoding="UTF-8"?><workbook xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main" '
-       'xmlns:r="http://schemas.openxmlformats.org/officeDocument/2006/relationships"><sheets>'
-       '<sheet name="{name}" sheetId="1" r:id="rId1"/></sheets></workbook>')
-_WB_RELS = ('<?xml version="1.0" encoding="UTF-8"?><Relationships xmlns="http://schemas.openxmlformats.org/package/2006/relationships">'
-            '<Relationship Id="rId1" Type="http://schemas.openxmlformats.org/officeDocument/2006/relationships/worksheet" Target="worksheets/sheet1.xml"/>'
-            '<Relationship Id="rId2" Type="http://schemas.openxmlformats.org/officeDocument/2006/relationships/sharedStrings" Target="sharedStrings.xml"/>'
-            '</Relationships>')
-_SST_HEAD = b'<?xml version="1.0" encoding="UTF-8"?><sst xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main">'
+_CT = (
+    '<?xml version="1.0" encoding="UTF-8"?><Types xmlns="http://schemas.openxmlformats.org/package/2006/content-types">'
+    '<Default Extension="rels" ContentType="application/vnd.openxmlformats-package.relationships+xml"/>'
+    '<Default Extension="xml" ContentType="application/xml"/>'
+    '<Override PartName="/xl/workbook.xml" ContentType="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet.main+xml"/>'
+    '<Override PartName="/xl/worksheets/sheet1.xml" ContentType="application/vnd.openxmlformats-officedocument.spreadsheetml.worksheet+xml"/>'
+    '<Override PartName="/xl/sharedStrings.xml" ContentType="application/vnd.openxmlformats-officedocument.spreadsheetml.sharedStrings+xml"/>'
+    "</Types>"
+)
+_RELS = (
+    '<?xml version="1.0" encoding="UTF-8"?><Relationships xmlns="http://schemas.openxmlformats.org/package/2006/relationships">'
+    '<Relationship Id="rId1" Type="http://schemas.openxmlformats.org/officeDocument/2006/relationships/officeDocument" Target="xl/workbook.xml"/>'
+    "</Relationships>"
+)
+_WB = (
+    '<?xml version="1.0" encoding="UTF-8"?><workbook xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main" '
+    'xmlns:r="http://schemas.openxmlformats.org/officeDocument/2006/relationships"><sheets>'
+    '<sheet name="{name}" sheetId="1" r:id="rId1"/></sheets></workbook>'
+)
+_WB_RELS = (
+    '<?xml version="1.0" encoding="UTF-8"?><Relationships xmlns="http://schemas.openxmlformats.org/package/2006/relationships">'
+    '<Relationship Id="rId1" Type="http://schemas.openxmlformats.org/officeDocument/2006/relationships/worksheet" Target="worksheets/sheet1.xml"/>'
+    '<Relationship Id="rId2" Type="http://schemas.openxmlformats.org/officeDocument/2006/relationships/sharedStrings" Target="sharedStrings.xml"/>'
+    "</Relationships>"
+)
+_SST_HEAD = (
+    b'<?xml version="1.0" encoding="UTF-8"?><sst xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main">'
+)
 
 
 def _esc(text: str) -> str:
@@ -399,14 +426,18 @@ def _esc(text: str) -> str:
 
 
 def _sheet_xml(rows: list[list[object]], strings: dict[str, int], formulas: dict[str, tuple[str, str | None]]) -> bytes:
-    out = ['<?xml version="1.0" encoding="UTF-8"?><worksheet xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main"><sheetData>']
+    out = [
+        '<?xml version="1.0" encoding="UTF-8"?><worksheet xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main"><sheetData>'
+    ]
     for i, row in enumerate(rows, start=1):
         out.append(f'<row r="{i}">')
         for j, v in enumerate(row, start=1):
             ref = f"{_col(j)}{i}"
             if ref in formulas:
                 f, cached = formulas[ref]
-                out.append(f'<c r="{ref}"><f>{_esc(f)}</f>' + (f"<v>{cached}</v>" if cached is not None else "") + "</c>")
+                out.append(
+                    f'<c r="{ref}"><f>{_esc(f)}</f>' + (f"<v>{cached}</v>" if cached is not None else "") + "</c>"
+                )
             elif isinstance(v, str):
                 out.append(f'<c r="{ref}" t="s"><v>{strings.setdefault(v, len(strings))}</v></c>')
             else:
@@ -435,27 +466,58 @@ def write_zip(path: Path, members: list[tuple[str, tuple[bytes, int, int]]]) -> 
             n = name.encode()
             head = struct.pack("<IHHHHHIIIHH", 0x04034B50, 20, 0, 8, 0, 0x21, crc, len(comp), size, len(n), 0)
             fh.write(head + n + comp)
-            central.append(struct.pack("<IHHHHHHIIIHHHHHII", 0x02014B50, 20, 20, 0, 8, 0, 0x21, crc, len(comp), size,
-                                       len(n), 0, 0, 0, 0, 0, offset) + n)
+            central.append(
+                struct.pack(
+                    "<IHHHHHHIIIHHHHHII",
+                    0x02014B50,
+                    20,
+                    20,
+                    0,
+                    8,
+                    0,
+                    0x21,
+                    crc,
+                    len(comp),
+                    size,
+                    len(n),
+                    0,
+                    0,
+                    0,
+                    0,
+                    0,
+                    offset,
+                )
+                + n
+            )
             offset += len(head) + len(n) + len(comp)
         cd = b"".join(central)
         fh.write(cd + struct.pack("<IHHHHIIH", 0x06054B50, 0, 0, len(members), len(members), len(cd), offset, 0))
     return path
 
 
-def write_raw_xlsx(path: Path, rows: list[list[object]], sheet: str = "data",
-                   formulas: dict[str, tuple[str, str | None]] | None = None,
-                   shared_strings: tuple[bytes, int, int] | None = None) -> Path:
+def write_raw_xlsx(
+    path: Path,
+    rows: list[list[object]],
+    sheet: str = "data",
+    formulas: dict[str, tuple[str, str | None]] | None = None,
+    shared_strings: tuple[bytes, int, int] | None = None,
+) -> Path:
     strings: dict[str, int] = {}
     sheet_xml = _sheet_xml(rows, strings, formulas or {})
     if shared_strings is None:
         body = "".join(f"<si><t>{_esc(t)}</t></si>" for t in strings)
         shared_strings = _deflated(_SST_HEAD + body.encode() + b"</sst>")
-    return write_zip(path, [
-        ("[Content_Types].xml", _deflated(_CT.encode())), ("_rels/.rels", _deflated(_RELS.encode())),
-        ("xl/workbook.xml", _deflated(_WB.format(name=sheet).encode())),
-        ("xl/_rels/workbook.xml.rels", _deflated(_WB_RELS.encode())),
-        ("xl/worksheets/sheet1.xml", _deflated(sheet_xml)), ("xl/sharedStrings.xml", shared_strings)])
+    return write_zip(
+        path,
+        [
+            ("[Content_Types].xml", _deflated(_CT.encode())),
+            ("_rels/.rels", _deflated(_RELS.encode())),
+            ("xl/workbook.xml", _deflated(_WB.format(name=sheet).encode())),
+            ("xl/_rels/workbook.xml.rels", _deflated(_WB_RELS.encode())),
+            ("xl/worksheets/sheet1.xml", _deflated(sheet_xml)),
+            ("xl/sharedStrings.xml", shared_strings),
+        ],
+    )
 
 
 def bomb_stream(total: int, chunk: bytes, head: bytes = _SST_HEAD, tail: bytes = b"</sst>") -> tuple[bytes, int, int]:
@@ -483,14 +545,20 @@ def _string_chunk(size: int = 1 << 20) -> bytes:
 
 def xlsx_zip_bomb(d: Path) -> list[Path]:
     """A 2 MB XLSX whose shared strings expand to 2 GiB (read past 5.4 GB of memory before)."""
-    return [write_raw_xlsx(d / "national-2024.xlsx", table(survey_rows()),
-                           shared_strings=bomb_stream(2 * 1024**3, _string_chunk()))]
+    return [
+        write_raw_xlsx(
+            d / "national-2024.xlsx", table(survey_rows()), shared_strings=bomb_stream(2 * 1024**3, _string_chunk())
+        )
+    ]
 
 
 def xlsx_high_ratio(d: Path) -> list[Path]:
     """Shared strings of 64 MiB compressed about 1000:1 (under the size limit, over the ratio limit)."""
-    return [write_raw_xlsx(d / "national-2024.xlsx", table(survey_rows()),
-                           shared_strings=bomb_stream(64 * 1024**2, _string_chunk()))]
+    return [
+        write_raw_xlsx(
+            d / "national-2024.xlsx", table(survey_rows()), shared_strings=bomb_stream(64 * 1024**2, _string_chunk())
+        )
+    ]
 
 
 def xlsx_shared_strings(d: Path) -> list[Path]:
@@ -561,15 +629,53 @@ def _col(n: int) -> str:
 
 
 CASES: dict[str, Callable[[Path], list[Path]]] = {
-    f.__name__: f for f in (
-        empty_csv, empty_xlsx, header_only, truncated_csv, truncated_csv_mid_character, truncated_xlsx,
-        truncated_parquet, cp932_file, utf8_file, utf8_programme, mixed_encodings, mixed_encodings_cp932_first, xlsx_merged_header,
-        xlsx_notes_and_data, xlsx_two_data_sheets, xlsx_no_data_sheet, duplicate_ids, code_out_of_range,
-        full_width_digits, pref_by_name, year_contradicts_round, unknown_pref_code, unknown_pref_file,
-        programme_negative, programme_non_numeric, huge_sparse, many_rows, many_rows_xlsx, many_rows_parquet,
-        dropped_twice, weight_1e308, weights_all_1e300, weight_1e9, weights_others_tiny, xlsx_zip_bomb, xlsx_high_ratio,
-        xlsx_shared_strings, xlsx_formula_uncached, xlsx_formula_cached, mapping_billion_laughs,
-        mapping_wrong_shape, newline_in_name, future_round, future_fiscal_year)
+    f.__name__: f
+    for f in (
+        empty_csv,
+        empty_xlsx,
+        header_only,
+        truncated_csv,
+        truncated_csv_mid_character,
+        truncated_xlsx,
+        truncated_parquet,
+        cp932_file,
+        utf8_file,
+        utf8_programme,
+        mixed_encodings,
+        mixed_encodings_cp932_first,
+        xlsx_merged_header,
+        xlsx_notes_and_data,
+        xlsx_two_data_sheets,
+        xlsx_no_data_sheet,
+        duplicate_ids,
+        code_out_of_range,
+        full_width_digits,
+        pref_by_name,
+        year_contradicts_round,
+        unknown_pref_code,
+        unknown_pref_file,
+        programme_negative,
+        programme_non_numeric,
+        huge_sparse,
+        many_rows,
+        many_rows_xlsx,
+        many_rows_parquet,
+        dropped_twice,
+        weight_1e308,
+        weights_all_1e300,
+        weight_1e9,
+        weights_others_tiny,
+        xlsx_zip_bomb,
+        xlsx_high_ratio,
+        xlsx_shared_strings,
+        xlsx_formula_uncached,
+        xlsx_formula_cached,
+        mapping_billion_laughs,
+        mapping_wrong_shape,
+        newline_in_name,
+        future_round,
+        future_fiscal_year,
+    )
 }
 
 
