@@ -754,9 +754,7 @@ def _check_together(values: dict[str, Any], sources: dict[str, str], file: Path 
     try:
         design_effects(values["deff"])
     except SettingsError as exc:
-        raise SettingsError(
-            _where(spec, sources, file), spec.key, exc.rule, exc.source == DEFF_ENV and values["deff"] or None
-        ) from None
+        raise SettingsError(_where(spec, sources, file), spec.key, exc.rule) from None
 
 
 def load(path: str | os.PathLike[str] | None = None, environ: Mapping[str, str] = os.environ) -> Settings:
