@@ -13,7 +13,7 @@ Tsunagari report filter for pandoc's ipynb reader (run with --ipynb-output=all).
   turned into literal text (an image would make pandoc embed a local file, e.g. ![](/etc/passwd)),
   except a link to a page of this site (a relative path like prefectures/13-tokyo.html).
   text/html outputs are never passed through (the text/plain sibling is shown instead). The
-  notebook escapes data with pipelines.reports.md_escape; this is the second line of defence.
+  notebook escapes data with pipelines.outputs.reports.md_escape; this is the second line of defence.
   Markdown cells (written by the report's authors) are not data and keep their markup; one tagged
   "national" or "prefecture" is shown in that kind of report only.
 ]]
@@ -261,7 +261,7 @@ local function unique_identifiers(doc)
 end
 
 -- HTML: a wide table scrolls inside its own region (not the page, WCAG 1.4.10), which takes keyboard
--- focus and is named after the table's caption (else "表"); pipelines.conventions.scrollable_tables
+-- focus and is named after the table's caption (else "表"); pipelines.domain.conventions.scrollable_tables
 -- does the same for the site pages.
 local function scroll_region(tbl)
   local name = pandoc.utils.stringify(tbl.caption.long or {})

@@ -19,9 +19,9 @@ from tests.fixtures_reports import build_fixture_warehouse
 
 ROOT = Path(__file__).resolve().parents[1]
 THEME_EDIT = "charts.THEME = charts.report_theme(base_size=13)   # fork: larger type in every chart\n"
-FACET_OLD = '    chart = charts.estimate_chart(frame, "割合（％、横線は95%信頼区間）", flip=True)\n'
+FACET_OLD = '    chart = charts.estimate_chart(frame, f"割合（％、横線は{level}%信頼区間）", flip=True)\n'
 FACET_NEW = (
-    '    chart = charts.estimate_chart(frame, "割合（％、横線は95%信頼区間）", flip=True) + facet_wrap("place")'
+    '    chart = charts.estimate_chart(frame, f"割合（％、横線は{level}%信頼区間）", flip=True) + facet_wrap("place")'
     "   # fork\n"
 )
 

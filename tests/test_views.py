@@ -30,8 +30,18 @@ from tests.fixtures_reports import fork_report
 ROOT = Path(__file__).resolve().parents[1]
 
 
+@pytest.fixture(scope="module", autouse=True)
+def fixed_build_time():
+    """Pages carry the build's time to the minute: a rebuild compared byte for byte with the first
+    build must not depend on the clock (SOURCE_DATE_EPOCH, the reproducible-builds convention)."""
+    mp = pytest.MonkeyPatch()
+    mp.setenv("SOURCE_DATE_EPOCH", "1765000000")
+    yield
+    mp.undo()
+
+
 @pytest.fixture(scope="module")
-def published(tmp_path_factory) -> tuple[Path, BuildConfig]:
+def published(tmp_path_factory, fixed_build_time) -> tuple[Path, BuildConfig]:
     """One real build (Tottori and national) whose site the tests copy."""
     root = tmp_path_factory.mktemp("views")
     write_sample(root / "in", rows=4000)
