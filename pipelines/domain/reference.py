@@ -23,11 +23,16 @@ def area_code(pref_code: int) -> str:
     return f"{int(pref_code):02d}"
 
 
+@lru_cache(maxsize=1)
+def _names() -> dict[int, tuple[str, str]]:
+    """{pref_code: (Japanese name, romaji)} of the 47 prefectures."""
+    return {int(r.pref_code): (str(r.name_ja), str(r.romaji)) for r in prefectures().itertuples()}
+
+
 def pref_name(pref_code: int) -> str:
     if int(pref_code) == 0:
         return "全国"
-    row = prefectures().loc[prefectures().pref_code == check_pref_code(pref_code, "pref_code")]
-    return str(row.name_ja.iloc[0])
+    return _names()[check_pref_code(pref_code, "pref_code")][0]
 
 
 def pref_slug(pref_code: int) -> str:
@@ -35,8 +40,7 @@ def pref_slug(pref_code: int) -> str:
     if int(pref_code) == 0:
         return "national"
     code = check_pref_code(pref_code, "pref_code")
-    row = prefectures().loc[prefectures().pref_code == code]
-    return f"{code:02d}-{str(row.romaji.iloc[0]).lower()}"
+    return f"{code:02d}-{_names()[code][1].lower()}"
 
 
 # 2020 census: total 126,146,099; aged 0-14 15,031,602; age 15 about 1.07 million.
