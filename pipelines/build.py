@@ -213,11 +213,14 @@ def _indicators_key(fhash: str, year: int) -> str:
     return keys.key(INDICATORS, {keys.FILES: fhash}, _code_hash(), year, sorted(config.design_effects().items()))
 
 
-def _downloads_keys(con: duckdb.DuckDBPyConnection) -> dict[str, str]:
-    """{'downloads': key of the all-rounds files, 'downloads:Y': key of round Y's files, ...}."""
+def _downloads_keys(con: duckdb.DuckDBPyConnection, rows_out: dict[str, str] | None = None) -> dict[str, str]:
+    """{'downloads': key of the all-rounds files, 'downloads:Y': key of round Y's files, ...}.
+    `rows_out` receives the digest of each round's rows ({"2024": ...}: the workbooks read them too)."""
     from pipelines.outputs.downloads import DOWNLOAD_ROWS, DOWNLOADS, NOTED_FILES
 
     rows = keys.row_digests(con, DOWNLOAD_ROWS, by="year")
+    if rows_out is not None:
+        rows_out.update(rows)
     years = sorted(int(y) for y in rows)
     synthetic = warehouse_db.has_table(con, "files") and bool(  # every round's rows carry the warehouse's flag
         con.execute("SELECT coalesce(bool_or(synthetic), false) FROM files").fetchone()[0]
@@ -244,16 +247,20 @@ def _downloads_keys(con: duckdb.DuckDBPyConnection) -> dict[str, str]:
     return out
 
 
-def _workbooks_key(warehouse: Path, year: int, fhash: str) -> str:
-    """``site.WORKBOOKS``'s key: the round's rows (the columns of the downloads), the files."""
+def _workbooks_key(warehouse: Path, year: int, fhash: str, round_rows: dict[str, str] | None = None) -> str:
+    """``site.WORKBOOKS``'s key: the round's rows (the columns of the downloads; `round_rows`: their
+    digests as ``_downloads_keys`` made them, else read now), the files."""
     from pipelines.outputs.downloads import DOWNLOAD_ROWS
     from pipelines.outputs.site import WORKBOOKS
 
-    con = warehouse_db.connect(warehouse)
-    try:
-        rows = keys.row_digests(con, DOWNLOAD_ROWS, "year = ?", [year]).get("all", "")
-    finally:
-        con.close()
+    if round_rows is not None and str(year) in round_rows:
+        rows = round_rows[str(year)]
+    else:
+        con = warehouse_db.connect(warehouse)
+        try:
+            rows = keys.row_digests(con, DOWNLOAD_ROWS, "year = ?", [year]).get("all", "")
+        finally:
+            con.close()
     return keys.key(WORKBOOKS, {DOWNLOAD_ROWS: rows, keys.FILES: fhash}, _code_hash(), year)
 
 
@@ -420,7 +427,9 @@ def _stage_indicators(
         summary.executed.append(f"indicators-{year}")
 
 
-def _stage_downloads(cfg: BuildConfig, new: Path, state: BuildState, year: int, summary: BuildSummary) -> None:
+def _stage_downloads(
+    cfg: BuildConfig, new: Path, state: BuildState, year: int, summary: BuildSummary, round_rows: dict[str, str]
+) -> None:
     """indicators.csv|xlsx (every round) and indicators-{y}.csv|xlsx per round, each an artefact of
     its own (``downloads.DOWNLOADS``'s key): a round's files are rewritten only when that round's
     rows (the columns the downloads hold) or the source files its notes list changed."""
@@ -428,7 +437,7 @@ def _stage_downloads(cfg: BuildConfig, new: Path, state: BuildState, year: int, 
 
     con = warehouse_db.connect(cfg.warehouse)
     try:
-        d = _downloads_keys(con)
+        d = _downloads_keys(con, round_rows)
     finally:
         con.close()
 
@@ -767,7 +776,8 @@ def _run_stages(
                     fresh = _stage_quality(cfg, new, state, fhash, summary)
             if _runs(cfg, "indicators"):
                 with progress.stage(f"downloads {year} / ダウンロード"):
-                    _stage_downloads(cfg, new, state, year, summary)
+                    round_rows: dict[str, str] = {}
+                    _stage_downloads(cfg, new, state, year, summary, round_rows)
                     if not cfg.stages:
                         workbooks = [
                             new / "downloads" / f"{pref_slug(int(c))}-{year}.xlsx" for c in prefectures().pref_code
@@ -777,7 +787,7 @@ def _run_stages(
                             state,
                             summary,
                             f"workbooks:{year}",
-                            _workbooks_key(cfg.warehouse, year, fhash),
+                            _workbooks_key(cfg.warehouse, year, fhash, round_rows),
                             workbooks,
                             lambda: _pref_workbooks(write_pref_workbooks, year, cfg, new, state.work),
                         )
