@@ -10,28 +10,9 @@ import duckdb
 import pandas as pd
 
 from pipelines.domain import schema
+from pipelines.ingest.sample import JA_HEADERS  # noqa: F401 (tests import it from here)
 
-# Contract column -> Japanese header (as the sample-data writer uses them).
-JA_HEADERS = {
-    "survey_id": "調査ID",
-    "survey_year": "調査年",
-    "respondent_id": "回答者ID",
-    "pref_code": "都道府県コード",
-    "sex": "性別",
-    "age": "年齢",
-    "household_single": "単身世帯",
-    "weight": "ウェイト",
-    "q_loneliness": "孤独感",
-    "q_ucla_1": "人とのつきあいがない",
-    "q_ucla_2": "取り残されている",
-    "q_ucla_3": "孤立している",
-    "q_contact_inperson": "直接会って話す頻度",
-    "q_participation_none": "社会活動に参加していない",
-    "q_has_worries": "不安や悩み",
-    "q_support_received": "支援を受けている",
-    "q_reliable_person": "頼れる人",
-    "q_help_intention": "手助けの意向",
-}
+# Contract column -> Japanese header: the sample-data writer's own.
 PROGRAMME_JA = {
     "fiscal_year": "年度",
     "pref_code": "都道府県コード",
