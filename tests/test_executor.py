@@ -394,7 +394,16 @@ def test_pool_workers_are_found_by_their_environment_not_by_private_executor_sta
 
     pool = WarmPool(jobs=2)
     try:
-        found = interrupt.with_environ(f"{POOL_ENV}={pool.folder}")
+        # A worker is found once it has started its program: between fork and exec its
+        # /proc/PID/environ still shows the parent's initial environment (a moment, longer on a
+        # busy machine), so the scan is repeated for a while, as terminate() scans again.
+        deadline = time.monotonic() + 30
+        while True:
+            found = interrupt.with_environ(f"{POOL_ENV}={pool.folder}")
+            pool._note_workers()
+            if len(set(found) & pool._pids) >= 2 or time.monotonic() > deadline:
+                break
+            time.sleep(0.1)
         assert len(set(found) & pool._pids) >= 2, (found, pool._pids)
         assert POOL_ENV not in os.environ  # set only while the workers start
     finally:
