@@ -8,6 +8,8 @@ from pathlib import Path
 import browser_helpers
 import pytest
 
+from tests.shared_builds import shared_build
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -60,23 +62,8 @@ def browser():
             b.close()
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def built_site(tmp_path_factory) -> Path:
-    """A real build on the sample data: national, Tokyo and Tottori reports, every site page."""
-    from pipelines.build import run_build
-    from pipelines.domain.config import BuildConfig
-    from pipelines.ingest.sample import write_sample
-
-    root = tmp_path_factory.mktemp("site")
-    write_sample(root / "in", rows=4000)
-    cfg = BuildConfig(
-        input_dir=root / "in",
-        out_dir=root / "site",
-        warehouse=root / "wh.duckdb",
-        jobs=2,
-        prefs=[0, 13, 31],
-        quiet=True,
-        renderer="pandoc",
-    )
-    assert run_build(cfg).ok
-    return cfg.out_dir
+    """The shared build's site (``shared_build``): national, Tokyo, Osaka, Tottori and Tokushima
+    reports and every site page. Read only."""
+    return shared_build(tmp_path_factory) / "site"

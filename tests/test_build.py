@@ -19,6 +19,7 @@ from pipelines.build import run_build
 from pipelines.domain.config import BuildConfig
 from pipelines.ingest.sample import write_sample
 from tests.fixtures_reports import fork_report
+from tests.shared_builds import copy_build, shared_build
 
 ROOT = Path(__file__).resolve().parents[1]
 PREFS = [11, 31]  # Saitama (own survey in 2024) and Tottori (national subsample only)
@@ -43,6 +44,12 @@ def _cfg(tmp: Path, input_dir: Path, **kw) -> BuildConfig:
     )
     base.update(kw)
     return BuildConfig(**base)
+
+
+def _tottori(tmp_path: Path, tmp_path_factory) -> Path:
+    """A test's own copy of the session's build of Tottori (and every site page) on the sample of
+    4,000 rows a round (``small_input``'s data): its folder holds ``in``, ``wh.duckdb`` and ``site``."""
+    return copy_build(shared_build(tmp_path_factory, "tottori", prefs=[31]), tmp_path / "b")
 
 
 def _tree(d: Path) -> dict[str, str]:
@@ -119,14 +126,15 @@ class TestIncrementalBuild:
         assert 'id="published-national"' in (site / "quality" / "index.html").read_text(encoding="utf-8")
         assert (site / "quality" / "published-national.csv").is_file()
 
-    def test_results_of_older_suites_are_replaced_once(self, tmp_path: Path, small_input: Path) -> None:
+    def test_results_of_older_suites_are_replaced_once(self, tmp_path: Path, tmp_path_factory) -> None:
         """After an upgrade that changed the suites or validate.py, the stored validation results no
         longer fit: the quality page validates the files again, and the build stores the new
         results, so that the following builds reuse them instead of validating every file again."""
         import duckdb
 
-        cfg = _cfg(tmp_path, small_input, prefs=[31])
-        assert run_build(cfg).ok
+        root = _tottori(tmp_path, tmp_path_factory)
+        small_input = root / "in"
+        cfg = _cfg(root, small_input, prefs=[31])
         con = duckdb.connect(str(cfg.warehouse))
         n = con.execute("SELECT count(*) FROM validation_results").fetchone()[0]
         con.execute("UPDATE validation_results SET suite_digest = 'an older version'")
@@ -136,7 +144,7 @@ class TestIncrementalBuild:
             log = (cfg.out_dir.parent / f".{cfg.out_dir.name}.tsunagari-work" / "build.log").read_text(encoding="utf-8")
             return [ln for ln in log.splitlines() if "quality:" in ln][-1]
 
-        assert run_build(_cfg(tmp_path, small_input, prefs=[31], force=True)).ok
+        assert run_build(_cfg(root, small_input, prefs=[31], force=True)).ok
         assert f"0 with the results stored at ingest, {n} validated now" in quality_line()
         con = duckdb.connect(str(cfg.warehouse), read_only=True)
         assert (
@@ -146,29 +154,31 @@ class TestIncrementalBuild:
             == n
         )
         con.close()
-        assert run_build(_cfg(tmp_path, small_input, prefs=[31], force=True)).ok
+        assert run_build(_cfg(root, small_input, prefs=[31], force=True)).ok
         assert f"{n} with the results stored at ingest, 0 validated now" in quality_line()
 
-    def test_force_rebuilds_everything(self, tmp_path: Path, small_input: Path) -> None:
-        cfg = _cfg(tmp_path, small_input, prefs=[31])
-        assert run_build(cfg).ok
-        forced = run_build(_cfg(tmp_path, small_input, prefs=[31], force=True))
+    def test_force_rebuilds_everything(self, tmp_path: Path, tmp_path_factory) -> None:
+        root = _tottori(tmp_path, tmp_path_factory)
+        unchanged = run_build(_cfg(root, root / "in", prefs=[31]))
+        assert unchanged.ok and unchanged.rendered == [] and unchanged.executed == []
+        forced = run_build(_cfg(root, root / "in", prefs=[31], force=True))
         assert forced.rendered == ["31-tottori"] and "indicators-2024" in forced.executed
 
 
 class TestFailureIsolation:
     def test_one_area_raising_leaves_others_built_and_published_site_unchanged(
-        self, tmp_path: Path, small_input: Path, monkeypatch
+        self, tmp_path: Path, tmp_path_factory, monkeypatch
     ) -> None:
-        cfg = _cfg(tmp_path, small_input)
-        assert run_build(cfg).ok
+        root = _tottori(tmp_path, tmp_path_factory)
+        small_input = root / "in"
+        cfg = _cfg(root, small_input)
         published = _tree(cfg.out_dir)
 
         # A forked report notebook that raises for Tottori only.
         fork = fork_report(tmp_path, "if int(pref_code) == 31:\n", "    raise RuntimeError('injected failure')\n")
         monkeypatch.setenv("TSUNAGARI_REPORTS_DIR", str(fork))
 
-        failed = run_build(_cfg(tmp_path, small_input, prefs=[11, 31, 13]))
+        failed = run_build(_cfg(root, small_input, prefs=[11, 31, 13]))
         assert not failed.ok and not failed.published
         assert len(failed.failed) == 1 and "31-tottori" in failed.failed[0]
         assert "injected failure" in failed.failed[0]
@@ -260,31 +270,33 @@ class TestUsage:
 
 
 class TestDisclosureGate:
-    def test_a_disclosure_finding_stops_publication(self, tmp_path: Path, small_input: Path, monkeypatch) -> None:
+    def test_a_disclosure_finding_stops_publication(self, tmp_path: Path, tmp_path_factory, monkeypatch) -> None:
         from pipelines.disclosure import check as disclosure
 
-        cfg = _cfg(tmp_path, small_input, prefs=[31])
-        assert run_build(cfg).ok
+        root = _tottori(tmp_path, tmp_path_factory)
+        small_input = root / "in"
+        cfg = _cfg(root, small_input, prefs=[31])
         published = _tree(cfg.out_dir)
         monkeypatch.setattr(
             disclosure,
             "check_files",
             lambda site, paths, ctx: ["downloads/indicators-2024.csv row 7: value shown for n<30"],
         )
-        blocked = run_build(_cfg(tmp_path, small_input, prefs=[31], force=True))
+        blocked = run_build(_cfg(root, small_input, prefs=[31], force=True))
         assert not blocked.ok and not blocked.published
         assert blocked.failed == ["disclosure: downloads/indicators-2024.csv row 7: value shown for n<30"]
         assert _tree(cfg.out_dir) == published
 
     def test_a_report_disclosing_respondent_ids_is_caught_by_its_worker(
-        self, tmp_path: Path, small_input: Path, monkeypatch
+        self, tmp_path: Path, tmp_path_factory, monkeypatch
     ) -> None:
         """A forked report that shows respondent ids (a cell's result, which the report page
         shows): the worker's check of the page finds them, the build fails naming the file, and
         the published site is unchanged. (The executed notebook is not published: it stays in the
         working folder beside the site.)"""
-        cfg = _cfg(tmp_path, small_input, prefs=[31])
-        assert run_build(cfg).ok
+        root = _tottori(tmp_path, tmp_path_factory)
+        small_input = root / "in"
+        cfg = _cfg(root, small_input, prefs=[31])
         published = _tree(cfg.out_dir)
         fork = fork_report(
             tmp_path,
@@ -294,7 +306,7 @@ class TestDisclosureGate:
             "_ids\n",
         )
         monkeypatch.setenv("TSUNAGARI_REPORTS_DIR", str(fork))
-        blocked = run_build(_cfg(tmp_path, small_input, prefs=[31]))
+        blocked = run_build(_cfg(root, small_input, prefs=[31]))
         assert not blocked.ok and not blocked.published
         assert blocked.failed and all(f.startswith("disclosure: ") for f in blocked.failed)
         assert any("prefectures/31-tottori.html" in f and "respondent" in f for f in blocked.failed), blocked.failed

@@ -22,6 +22,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from tests.shared_builds import SHARED_PREFS, shared_build
+
 pytestmark = pytest.mark.slow
 
 PAGES = {
@@ -35,23 +37,20 @@ PAGES = {
 
 @pytest.fixture(scope="module")
 def site(tmp_path_factory):
-    from pipelines.build import run_build
+    """The session's shared build (conftest ``shared_build``: national, Tokyo, Osaka, Tottori and
+    Tokushima), read only."""
     from pipelines.domain.config import BuildConfig
-    from pipelines.ingest.sample import write_sample
 
-    root = tmp_path_factory.mktemp("statement")
-    write_sample(root / "in", rows=4000)
-    cfg = BuildConfig(
+    root = shared_build(tmp_path_factory)
+    return BuildConfig(
         input_dir=root / "in",
         out_dir=root / "site",
         warehouse=root / "wh.duckdb",
         jobs=2,
-        prefs=[0, 13, 27, 31, 36],
+        prefs=list(SHARED_PREFS),
         quiet=True,
         renderer="pandoc",
     )
-    assert run_build(cfg).ok
-    return cfg
 
 
 def _text(path: Path) -> str:

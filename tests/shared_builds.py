@@ -1,0 +1,54 @@
+"""Builds shared by the tests of a session (and by its xdist workers): a real build is the most
+expensive fixture there is, and most tests only read one."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+SHARED_PREFS = [0, 13, 27, 31, 36]  # national, Tokyo, Osaka (own survey), Tottori (smallest), Tokushima
+
+
+def shared_build(tmp_path_factory, name: str = "site", prefs=SHARED_PREFS, rows: int = 4000) -> Path:
+    """A real build on the sample data (``write_sample(rows=rows)``) of `prefs`, made once per test
+    session and shared by the xdist workers: the first test to ask builds it while holding a file
+    lock, the others wait for it and reuse it. Returns its folder: ``in`` (the input files),
+    ``wh.duckdb``, ``site`` and the build's working folder beside it (``.site.tsunagari-work``).
+    Read it only; a test that changes anything works on a copy (``copy_build``)."""
+    import fcntl
+    import os
+
+    from pipelines.build import run_build
+    from pipelines.domain.config import BuildConfig
+    from pipelines.ingest.sample import write_sample
+
+    base = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        base = base.parent  # the session's folder, common to the workers
+    root = base / f"shared-build-{name}"
+    with open(base / f"shared-build-{name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (root / "BUILT").is_file():
+            shutil.rmtree(root, ignore_errors=True)
+            write_sample(root / "in", rows=rows)
+            cfg = BuildConfig(
+                input_dir=root / "in",
+                out_dir=root / "site",
+                warehouse=root / "wh.duckdb",
+                jobs=2,
+                prefs=list(prefs),
+                quiet=True,
+                renderer="pandoc",
+            )
+            summary = run_build(cfg)
+            assert summary.ok and summary.published, summary.text()
+            (root / "BUILT").write_text(",".join(map(str, prefs)), encoding="utf-8")
+    return root
+
+
+def copy_build(root: Path, dest: Path) -> Path:
+    """A test's own copy of a shared build (its paths inside are relative: the copy builds on as the
+    original would)."""
+    shutil.copytree(root, dest, symlinks=True)
+    (dest / "BUILT").unlink()
+    return dest
