@@ -22,6 +22,7 @@ from pipelines.ingest.provenance import rebuild_warehouse
 from pipelines.ingest.sample import national_round, write_sample
 from pipelines.ingest.stage import ingest_dir
 from tests.process_helpers import poll, with_tmpdir
+from tests.shared_builds import copy_build, shared_build
 
 
 def _tables(wh: Path) -> dict[str, list]:
@@ -80,6 +81,16 @@ def _kill(proc: subprocess.Popen) -> None:
     proc.wait(timeout=30)
 
 
+def _ingested(tmp_path: Path, tmp_path_factory) -> Path:
+    """The input files and the warehouse (ingested, indicators computed) of the session's shared
+    Tottori build (tests/shared_builds.py) copied into tmp_path, without its site or working folder:
+    a build there starts from a loaded warehouse. Returns the input folder."""
+    root = shared_build(tmp_path_factory, "tottori", prefs=[31])
+    shutil.copytree(root / "in", tmp_path / "in")
+    shutil.copy(root / "wh.duckdb", tmp_path / "wh.duckdb")
+    return tmp_path / "in"
+
+
 @pytest.fixture(scope="module")
 def small_input(tmp_path_factory) -> Path:
     d = tmp_path_factory.mktemp("input")
@@ -89,14 +100,11 @@ def small_input(tmp_path_factory) -> Path:
 
 class TestKilledBuild:
     def test_kill_during_reports_keeps_previous_site_and_next_build_recovers(
-        self, tmp_path: Path, small_input: Path
+        self, tmp_path: Path, tmp_path_factory
     ) -> None:
+        # a published build of Tottori (a copy of the session's shared one)
+        tmp_path = copy_build(shared_build(tmp_path_factory, "tottori", prefs=[31]), tmp_path / "b")
         inp = tmp_path / "in"
-        shutil.copytree(small_input, inp)
-        first = subprocess.run(
-            _build_cmd(inp, tmp_path, "--pref", "31", "--quiet"), capture_output=True, text=True, timeout=600
-        )
-        assert first.returncode == 0, first.stderr[-2000:]
         published = _tree(tmp_path / "site")
         tables = _tables(tmp_path / "wh.duckdb")
 
@@ -174,7 +182,8 @@ class TestKilledIngest:
 
 
 class TestConcurrentBuild:
-    def test_second_build_is_refused_with_a_clear_message(self, tmp_path: Path, small_input: Path) -> None:
+    def test_second_build_is_refused_with_a_clear_message(self, tmp_path: Path, tmp_path_factory) -> None:
+        small_input = _ingested(tmp_path, tmp_path_factory)
         proc = subprocess.Popen(
             _build_cmd(small_input, tmp_path, "--pref", "31", "--quiet"),
             start_new_session=True,
@@ -300,7 +309,7 @@ STOPS = {
 class TestStopSignals:
     @pytest.mark.parametrize("how", list(STOPS))
     def test_stopped_build_leaves_no_process_no_temporary_file_and_publishes_nothing(
-        self, tmp_path: Path, small_input: Path, how: str
+        self, tmp_path: Path, tmp_path_factory, how: str
     ) -> None:
         """Ctrl-C (SIGINT to the whole foreground group), SIGTERM to the build, SIGKILL to the
         build, while two workers execute reports: the build exits (130 with one line; -9), and
@@ -309,6 +318,7 @@ class TestStopSignals:
         the whole group: no process is left either (the kernels die with their workers), and the
         pool's folder, which nothing could remove, is removed by the next build's."""
         name, group = STOPS[how]
+        small_input = _ingested(tmp_path, tmp_path_factory)  # no site yet: the build makes the first one
         tmp = tmp_path / "tmp"
         tmp.mkdir()
         proc = subprocess.Popen(
