@@ -38,7 +38,8 @@ def sample(tmp_path_factory) -> tuple[Path, Path]:
 
     def make(d: Path) -> None:
         wh = d / "wh.duckdb"
-        shutil.copy2(shared_sample_ingest(tmp_path_factory) / "wh.duckdb", wh)
+        for f in shared_sample_ingest(tmp_path_factory).glob("wh.duckdb*"):  # (a .wal beside it, if any)
+            shutil.copy2(f, d / f.name)
         con = duckdb.connect(str(wh))
         try:
             update_indicators(con)
