@@ -52,3 +52,39 @@ def copy_build(root: Path, dest: Path) -> Path:
     shutil.copytree(root, dest, symlinks=True)
     (dest / "BUILT").unlink()
     return dest
+
+
+def shared_folder(tmp_path_factory, name: str, make) -> Path:
+    """A folder made once per test session by ``make(folder)`` and shared by the xdist workers, as
+    ``shared_build`` does it: the first test to ask makes it while holding a file lock, the others
+    wait for it and reuse it. Read it only; a test that changes anything works on a copy."""
+    import fcntl
+    import os
+
+    base = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        base = base.parent  # the session's folder, common to the workers
+    root = base / f"shared-folder-{name}"
+    with open(base / f"shared-folder-{name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (base / f"shared-folder-{name}.made").is_file():
+            shutil.rmtree(root, ignore_errors=True)
+            root.mkdir()
+            make(root)
+            (base / f"shared-folder-{name}.made").write_text("", encoding="utf-8")
+    return root
+
+
+def shared_sample_ingest(tmp_path_factory) -> Path:
+    """The bundled sample (data/sample) copied to ``input`` and ingested, validation included, into
+    ``wh.duckdb``, once per session (``shared_folder``). Read it only, or copy the folder
+    (``shutil.copytree(..., symlinks=True)``)."""
+
+    def make(root: Path) -> None:
+        from pipelines.domain import config
+        from pipelines.ingest.stage import ingest_files
+
+        shutil.copytree(config.SAMPLE_DIR, root / "input")
+        ingest_files([root / "input"], root / "wh.duckdb")
+
+    return shared_folder(tmp_path_factory, "sample-ingest", make)

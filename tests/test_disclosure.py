@@ -81,6 +81,29 @@ def _site(tmp_path: Path, warehouse: Path) -> Path:
     return site
 
 
+@pytest.fixture(scope="module")
+def tiny_site(tiny, tmp_path_factory) -> Path:
+    """``_site`` of the tiny warehouse, written once for the module: read only; a test that changes
+    it works on its own copy (``_copy``)."""
+    return _site(tmp_path_factory.mktemp("sdc-site"), tiny)
+
+
+@pytest.fixture(scope="module")
+def tiny_built_site(tiny, tiny_site, tmp_path_factory) -> Path:
+    """``tiny_site`` with the whole site built on it (``build_site``: every page, the 47 prefecture
+    workbooks): read only, or copied."""
+    from pipelines.outputs.site import build_site
+
+    site = shutil.copytree(tiny_site, tmp_path_factory.mktemp("sdc-built") / "site", symlinks=True)
+    build_site(2024, tiny, site)
+    return site
+
+
+def _copy(site: Path, tmp_path: Path) -> Path:
+    """A test's own copy of a module's site (as ``_site`` leaves it: ``tmp_path / "site"``)."""
+    return shutil.copytree(site, tmp_path / "site", symlinks=True)
+
+
 def _table(warehouse: Path, name: str) -> pd.DataFrame:
     con = duckdb.connect(str(warehouse), read_only=True)
     try:
@@ -149,8 +172,8 @@ def test_without_secondary_suppression_the_women_are_recoverable(tiny, tmp_path,
     assert "31 lonely_often_always sex=2: complement in [0, 2] from total - sex=1" in hits[0].detail
 
 
-def test_an_exact_base_of_a_suppressed_row_is_found(tiny, tmp_path):
-    site = _site(tmp_path, tiny)
+def test_an_exact_base_of_a_suppressed_row_is_found(tiny, tiny_site, tmp_path):
+    site = _copy(tiny_site, tmp_path)
     path = site / "downloads" / "indicators-2024.csv"
     csv = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8-sig", header=1)
     k = csv.index[(csv.area_code == "31") & (csv.indicator_id == IND) & (csv.breakdown == "sex=2")][0]
@@ -166,8 +189,8 @@ def test_an_exact_base_of_a_suppressed_row_is_found(tiny, tmp_path):
 # --- Published downloads ----------------------------------------------------------------------------
 
 
-def test_downloads_do_not_carry_the_hidden_values(tiny, tmp_path):
-    site = _site(tmp_path, tiny)
+def test_downloads_do_not_carry_the_hidden_values(tiny, tiny_site, tmp_path):
+    site = _copy(tiny_site, tmp_path)
     assert check_published(site, tiny) == []
     csv = pd.read_csv(
         site / "downloads" / "indicators-2024.csv", dtype=str, keep_default_na=False, encoding="utf-8-sig", header=1
@@ -181,8 +204,8 @@ def test_downloads_do_not_carry_the_hidden_values(tiny, tmp_path):
     assert len(xl) > 0 and xl["value"].isna().all() and xl["n_unweighted"].isna().all()
 
 
-def test_a_value_on_a_small_base_in_a_download_is_found(tiny, tmp_path):
-    site = _site(tmp_path, tiny)
+def test_a_value_on_a_small_base_in_a_download_is_found(tiny, tiny_site, tmp_path):
+    site = _copy(tiny_site, tmp_path)
     path = site / "downloads" / "indicators-2024.csv"
     csv = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8-sig", header=1)
     k = csv.index[(csv.area_code == "31") & (csv.indicator_id == IND) & (csv.breakdown == "sex=2")][0]
@@ -205,14 +228,14 @@ def test_a_value_on_a_small_base_in_a_download_is_found(tiny, tmp_path):
     assert f"file rows {k + 2}" in findings[0].detail
 
 
-def test_the_two_header_rows_are_read_in_every_download(tiny, tmp_path):
+def test_the_two_header_rows_are_read_in_every_download(tiny, tiny_site, tmp_path):
     """The check reads the row of codes as the header of every table that has one (CSV, the data
     sheets, the dictionary); a sheet without one (the notes) keeps its first row; and a tampered
     workbook sheet is found in its sheet rows (row 1 Japanese, row 2 codes, data from row 3)."""
     from pipelines.disclosure.check import _frame
     from pipelines.io.xlsx import read_sheets
 
-    site = _site(tmp_path, tiny)
+    site = _copy(tiny_site, tmp_path)
     assert check_published(site, tiny) == []
     sheets = {t: _frame(rows) for t, rows, _ in read_sheets(site / "downloads" / "indicators-2024.xlsx")}
     data, notes, dictionary = sheets.values()
@@ -234,8 +257,8 @@ def test_the_two_header_rows_are_read_in_every_download(tiny, tmp_path):
     assert f"file rows {k + 3}" in findings[0].detail
 
 
-def test_respondent_rows_in_a_download_are_found(tiny, tmp_path):
-    site = _site(tmp_path, tiny)
+def test_respondent_rows_in_a_download_are_found(tiny, tiny_site, tmp_path):
+    site = _copy(tiny_site, tmp_path)
     con = duckdb.connect(str(tiny), read_only=True)
     micro = con.execute(
         "SELECT respondent_id, pref_code, sex, age, q_loneliness FROM survey_responses ORDER BY respondent_id"
@@ -270,8 +293,8 @@ def _notebook(path: Path, outputs: list[dict]) -> None:
     path.write_text(json.dumps(nb), encoding="utf-8")
 
 
-def test_an_executed_notebook_with_a_microdata_dump_is_caught(tiny, tmp_path):
-    site = _site(tmp_path, tiny)
+def test_an_executed_notebook_with_a_microdata_dump_is_caught(tiny, tiny_site, tmp_path):
+    site = _copy(tiny_site, tmp_path)
     con = duckdb.connect(str(tiny), read_only=True)
     micro = con.execute(
         "SELECT respondent_id, age, sex, q_loneliness FROM survey_responses "
@@ -365,17 +388,17 @@ def _report_html(warehouse: Path, path: Path, tamper: bool = False) -> None:
     path.write_text(html, encoding="utf-8")
 
 
-def _tottori_page(tiny: Path, tmp_path: Path) -> tuple[Path, Path, str, list[list[str]]]:
+def _tottori_page(tiny: Path, tiny_site: Path, tmp_path: Path) -> tuple[Path, Path, str, list[list[str]]]:
     """A site with Tottori's report tables; (site, page, its HTML, its sex breakdown table)."""
-    site = _site(tmp_path, tiny)
+    site = _copy(tiny_site, tmp_path)
     page = site / "prefectures" / "31-tottori.html"
     _report_html(tiny, page)
     html = page.read_text(encoding="utf-8")
     return site, page, html, [t for t in disclosure.html_tables(html) if t[0][0] == "区分"][0]
 
 
-def test_report_tables_show_x_for_suppressed_cells(tiny, tmp_path):
-    site, page, _, rows = _tottori_page(tiny, tmp_path)
+def test_report_tables_show_x_for_suppressed_cells(tiny, tiny_site, tmp_path):
+    site, page, _, rows = _tottori_page(tiny, tiny_site, tmp_path)
     assert rows[1][:2] == ["男性", "x"] and rows[2][:2] == ["女性", "x"]
     assert check_published(site, tiny) == []
     _report_html(tiny, page, tamper=True)
@@ -386,9 +409,9 @@ def test_report_tables_show_x_for_suppressed_cells(tiny, tmp_path):
     assert f"{IND} 31 sex=1 shows '0.0'" in findings[0].detail
 
 
-def test_an_interval_shown_for_a_suppressed_row_is_caught(tiny, tmp_path):
+def test_an_interval_shown_for_a_suppressed_row_is_caught(tiny, tiny_site, tmp_path):
     """The 95% interval of a suppressed cell gives its value away as surely as the value."""
-    site, page, text, rows = _tottori_page(tiny, tmp_path)
+    site, page, text, rows = _tottori_page(tiny, tiny_site, tmp_path)
     assert rows[1][:3] == ["男性", "x", "x"]
     # the men's row: value stays 'x', the interval cell (the second 'x' of the row) becomes numbers
     start = text.index("男性")
@@ -402,9 +425,9 @@ def test_an_interval_shown_for_a_suppressed_row_is_caught(tiny, tmp_path):
     assert f"{IND} 31 sex=1 interval shows '2.1～9.8'" in findings[0].detail
 
 
-def test_the_audit_is_used_by_the_check(tiny, tmp_path, monkeypatch):
+def test_the_audit_is_used_by_the_check(tiny, tiny_site, tmp_path, monkeypatch):
     """The published-output check runs the same LP audit the suppression is chosen by."""
-    site = _site(tmp_path, tiny)
+    site = _copy(tiny_site, tmp_path)
     calls = []
     real = audit.intervals
 
@@ -417,13 +440,13 @@ def test_the_audit_is_used_by_the_check(tiny, tmp_path, monkeypatch):
     assert calls
 
 
-def test_a_tampered_uk_age_table_is_caught(tiny, tmp_path):
+def test_a_tampered_uk_age_table_is_caught(tiny, tiny_site, tmp_path):
     """Only the UK-comparable indicators have uk_age rows: the table's indicator is found among
     those (an indicator without the rows no longer matches the table vacuously)."""
     from pipelines.domain import schema
     from pipelines.outputs.reports import breakdown_table, load_report_data
 
-    site = _site(tmp_path, tiny)
+    site = _copy(tiny_site, tmp_path)
     R = load_report_data(tiny, 2024, 31)
     labels = {b: (b + "歳" if b != "75+" else "75歳以上") for b in schema.UK_AGE_BANDS}
     md = breakdown_table(R, IND, "uk_age", labels)
@@ -503,13 +526,10 @@ def test_fast_xlsx_reader_reads_what_elementtree_reads(tmp_path, name):
     assert taken == (name in ("plain", "shared"))  # which path read it
 
 
-def test_fast_xlsx_reader_on_published_workbooks_and_malformed_xml(tiny, tmp_path):
+def test_fast_xlsx_reader_on_published_workbooks_and_malformed_xml(tiny_built_site, tmp_path):
     import xml.etree.ElementTree as ET
 
-    site = _site(tmp_path, tiny)
-    from pipelines.outputs.site import build_site
-
-    build_site(2024, tiny, site)
+    site = tiny_built_site
     books = sorted(site.glob("downloads/*.xlsx"))
     assert len(books) >= 47
     for path in books:
@@ -521,13 +541,10 @@ def test_fast_xlsx_reader_on_published_workbooks_and_malformed_xml(tiny, tmp_pat
     assert xlsx.read_sheets(empty_v) == xlsx.read_sheets(empty_v, fast=False)
 
 
-def test_check_files_is_check_published_with_a_picklable_context(tiny, tmp_path):
+def test_check_files_is_check_published_with_a_picklable_context(tiny, tiny_built_site, tmp_path):
     import pickle
 
-    site = _site(tmp_path, tiny)
-    from pipelines.outputs.site import build_site
-
-    build_site(2024, tiny, site)
+    site = _copy(tiny_built_site, tmp_path)
     _report_html(tiny, site / "prefectures" / "31-tottori.html", tamper=True)
     con = duckdb.connect(str(tiny), read_only=True)
     micro = con.execute("SELECT respondent_id, age, sex FROM survey_responses LIMIT 3").df()
@@ -544,12 +561,12 @@ def test_check_files_is_check_published_with_a_picklable_context(tiny, tmp_path)
     assert [f.rule for f in disclosure.check_files(site, ["missing.csv"], ctx)] == ["unreadable / 読み込めません"]
 
 
-def test_embedded_images_and_fonts_are_skipped_readable_data_uris_are_checked(tiny, tmp_path):
+def test_embedded_images_and_fonts_are_skipped_readable_data_uris_are_checked(tiny, tiny_site, tmp_path):
     """base64 PNG/font payloads cannot show a suppressed value as text: skipped. Text next to them,
     and data URIs of readable types (SVG, CSV, HTML), are checked."""
     import base64
 
-    site = _site(tmp_path, tiny)
+    site = _copy(tiny_site, tmp_path)
     con = duckdb.connect(str(tiny), read_only=True)
     micro = con.execute(
         "SELECT respondent_id, age, sex, q_loneliness FROM survey_responses ORDER BY respondent_id LIMIT 4"

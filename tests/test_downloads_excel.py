@@ -1,8 +1,8 @@
 """Downloads for Excel users (issue #23 item 6) on the files of a real build.
 
-A build of a small synthetic sample (Tottori's report; every round's downloads, the series of every
-round, the 47 prefecture workbooks, the data dictionary, the downloads page) is checked as an Excel
-user and a script see it:
+A build of a small synthetic sample (the session's shared build of Tottori's report,
+tests/shared_builds.py; every round's downloads, the series of every round, the 47 prefecture
+workbooks, the data dictionary, the downloads page) is checked as an Excel user and a script see it:
 
 * every CSV and every data sheet: line / row 1 the Japanese headers, 2 the column codes, the
   synthetic flag on every data row (the sample is synthetic); UTF-8 with BOM; the notes sheets
@@ -31,12 +31,10 @@ import pandas as pd
 import pytest
 from openpyxl import load_workbook
 
-from pipelines.build import run_build
 from pipelines.domain import schema
-from pipelines.domain.config import BuildConfig
-from pipelines.ingest.sample import write_sample
 from pipelines.outputs import downloads as dl
 from pipelines.outputs.site import download_files, fmt_size
+from tests.shared_builds import shared_build
 
 YEAR = 2024
 SOFFICE = shutil.which("soffice") or shutil.which("libreoffice")
@@ -75,20 +73,9 @@ PRECISION = {
 
 @pytest.fixture(scope="module")
 def site(tmp_path_factory) -> Path:
-    d = tmp_path_factory.mktemp("excel")
-    write_sample(d / "in", rows=3000)
-    cfg = BuildConfig(
-        input_dir=d / "in",
-        out_dir=d / "site",
-        warehouse=d / "wh.duckdb",
-        jobs=1,
-        prefs=[31],
-        quiet=True,
-        renderer="pandoc",
-    )
-    summary = run_build(cfg)
-    assert summary.ok and summary.published, summary.failed
-    return cfg.out_dir
+    """The site of the session's shared Tottori build (test_build.py builds on copies of it): read
+    only (LibreOffice opens copies of the files)."""
+    return shared_build(tmp_path_factory, "tottori", prefs=[31]) / "site"
 
 
 def _csv_rows(path: Path) -> list[list[str]]:
@@ -250,10 +237,15 @@ def _read(path: Path) -> list[list[str]]:
     SOFFICE is None, reason="LibreOffice (soffice) not installed: apt-get install libreoffice-calc-nogui"
 )
 def test_libreoffice_opens_every_kind_of_file(site, tmp_path):
-    d = site / "downloads"
     profile = tmp_path / "lo-profile"
     csvs = ["indicators.csv", f"indicators-{YEAR}.csv", dl.DICTIONARY_FILE]
     xlsx = ["indicators.xlsx", f"indicators-{YEAR}.xlsx", f"31-tottori-{YEAR}.xlsx"]
+    # copies of the published files: LibreOffice may leave lock files beside what it opens, and the
+    # build is shared with other tests
+    d = tmp_path / "downloads"
+    d.mkdir()
+    for n in csvs + xlsx:
+        shutil.copy2(site / "downloads" / n, d / n)
     # CSV: opened as UTF-8 (the BOM is Excel's cue; LibreOffice is told the character set)
     _soffice(["--infilter=CSV:44,34,76,1", *(str(d / n) for n in csvs)], tmp_path / "csv", profile)
     _soffice([str(d / n) for n in xlsx], tmp_path / "xlsx", profile)

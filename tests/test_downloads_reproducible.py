@@ -22,8 +22,8 @@ from pipelines.disclosure.check import check_published
 from pipelines.domain import audit, config, schema, stats
 from pipelines.domain.catalogue import load_catalogue
 from pipelines.indicators.stage import EXTREME_NOTE, update_indicators
-from pipelines.ingest.stage import ingest_files
 from pipelines.outputs.downloads import published_n, published_share, write_download_csv, write_downloads
+from tests.shared_builds import shared_folder, shared_sample_ingest
 
 TESTED = schema.TESTED_AGAINST_COLUMNS
 CMP_COLS = ["reference_value", "reference_n_effective", "difference", "difference_lower_ci95", "difference_upper_ci95"]
@@ -32,17 +32,23 @@ CHG_COLS = ["previous_value", "previous_n_effective", "change_difference", "chan
 
 @pytest.fixture(scope="module")
 def sample(tmp_path_factory) -> tuple[Path, Path]:
-    """(warehouse, site) of the bundled sample: every round computed, the downloads written."""
-    d = tmp_path_factory.mktemp("repro")
-    wh = d / "wh.duckdb"
-    ingest_files([config.SAMPLE_DIR], wh)
-    con = duckdb.connect(str(wh))
-    try:
-        update_indicators(con)
-    finally:
-        con.close()
-    write_downloads(None, wh, d / "site")
-    return wh, d / "site"
+    """(warehouse, site) of the bundled sample: every round computed, the downloads written. Made
+    once per session for the xdist workers (shared_folder) from a copy of the session's ingest of
+    the sample (shared_sample_ingest); read only."""
+
+    def make(d: Path) -> None:
+        wh = d / "wh.duckdb"
+        for f in shared_sample_ingest(tmp_path_factory).glob("wh.duckdb*"):  # (a .wal beside it, if any)
+            shutil.copy2(f, d / f.name)
+        con = duckdb.connect(str(wh))
+        try:
+            update_indicators(con)
+        finally:
+            con.close()
+        write_downloads(None, wh, d / "site")
+
+    d = shared_folder(tmp_path_factory, "repro-sample", make)
+    return d / "wh.duckdb", d / "site"
 
 
 def _csv(site: Path, name: str = "indicators.csv") -> pd.DataFrame:

@@ -31,6 +31,7 @@ from pipelines.indicators.stage import (
     write_indicators,
 )
 from pipelines.outputs.downloads import published_n, published_share, write_downloads
+from tests.shared_builds import shared_folder
 
 COLS = [
     "survey_id",
@@ -141,16 +142,61 @@ def generate_programme(con: duckdb.DuckDBPyConnection, fiscal_year: int) -> None
 @pytest.fixture(scope="module")
 def two_rounds(tmp_path_factory) -> Path:
     """Two national rounds (2023, 2024; 2024 lonelier) of 12,000, a Saitama own survey in 2024,
-    programme data for FY2024. Computed once for the module."""
-    path = tmp_path_factory.mktemp("wh") / "warehouse.duckdb"
-    con = duckdb.connect(str(path))
-    create_tables(con)
-    generate_round(con, 2023, 12_000, seed=0.11)
-    generate_round(con, 2024, 12_000, seed=0.22, shift=0.03)
-    generate_round(con, 2024, 600, seed=0.33, kind="prefecture", pref=11)
-    generate_programme(con, 2024)
-    con.close()
-    return path
+    programme data for FY2024. Made once per session for the xdist workers (shared_folder): read
+    only (copy it to change it)."""
+
+    def make(d: Path) -> None:
+        con = duckdb.connect(str(d / "warehouse.duckdb"))
+        create_tables(con)
+        generate_round(con, 2023, 12_000, seed=0.11)
+        generate_round(con, 2024, 12_000, seed=0.22, shift=0.03)
+        generate_round(con, 2024, 600, seed=0.33, kind="prefecture", pref=11)
+        generate_programme(con, 2024)
+        con.close()
+
+    return shared_folder(tmp_path_factory, "indicators-two-rounds", make) / "warehouse.duckdb"
+
+
+@pytest.fixture(scope="module")
+def updated(two_rounds, tmp_path_factory) -> tuple[Path, dict]:
+    """A copy of ``two_rounds`` after ``update_indicators`` (every round computed in this process),
+    and what that call returned. Once per session (shared_folder); read only."""
+
+    def make(d: Path) -> None:
+        from pipelines.indicators.stage import update_indicators
+
+        path = d / "wh.duckdb"
+        path.write_bytes(two_rounds.read_bytes())
+        con = duckdb.connect(str(path))
+        result = update_indicators(con)
+        con.close()
+        (d / "result.json").write_text(json.dumps(result), encoding="utf-8")
+
+    d = shared_folder(tmp_path_factory, "indicators-updated", make)
+    return d / "wh.duckdb", json.loads((d / "result.json").read_text(encoding="utf-8"))
+
+
+@pytest.fixture(scope="module")
+def staged(two_rounds, tmp_path_factory) -> tuple[Path, Path]:
+    """The indicators stage as `tsunagari indicators` runs it (the notebook by papermill, then the
+    downloads), on a copy of ``two_rounds`` whose programme file has a name a spreadsheet would read
+    as a formula (file names are in no derived table: the round keys take the file ids). Once per
+    session (shared_folder); read only. Returns (warehouse, out folder)."""
+
+    def make(d: Path) -> None:
+        path = d / "wh.duckdb"
+        path.write_bytes(two_rounds.read_bytes())
+        con = duckdb.connect(str(path))
+        # A label that a spreadsheet would read as a formula must be neutralised.
+        con.execute("UPDATE files SET file_name = '=HYPERLINK(\"x\")' WHERE file_id = 'file-programme'")
+        con.close()
+        out = d / "out"
+        executed = run_indicators(2024, path, out)
+        write_downloads(2024, path, out)  # what `tsunagari indicators` does next
+        (d / "executed.txt").write_text(str(executed), encoding="utf-8")
+
+    d = shared_folder(tmp_path_factory, "indicators-staged", make)
+    return d / "wh.duckdb", d / "out"
 
 
 @pytest.fixture(scope="module")
@@ -583,15 +629,12 @@ class TestComparisonAndChange:
         assert p < 0.05  # what the z-test said
         con.close()
 
-    def test_design_effect_from_the_environment(self, two_rounds, monkeypatch):
+    def test_design_effect_from_the_environment(self, two_rounds, computed, monkeypatch):
         monkeypatch.setenv("TSUNAGARI_DEFF", "national=2,prefecture=1.5")
         con = duckdb.connect(str(two_rounds), read_only=True)
         ind, _ = compute_indicators(con, 2024)
         con.close()
-        monkeypatch.delenv("TSUNAGARI_DEFF")
-        con = duckdb.connect(str(two_rounds), read_only=True)
-        base, _ = compute_indicators(con, 2024)
-        con.close()
+        base, _ = computed  # the same round without the setting
         key = (ind.indicator_id == "lonely_often_always") & (ind.breakdown == "total")
         nat, nat0 = ind[key & (ind.area_code == "00")].iloc[0], base[key & (base.area_code == "00")].iloc[0]
         sai = ind[key & (ind.area_code == "11")].iloc[0]
@@ -610,13 +653,14 @@ class TestComparisonAndChange:
 
 
 class TestEveryRound:
-    def test_all_rounds_in_one_pass_and_incremental(self, two_rounds, tmp_path):
+    def test_all_rounds_in_one_pass_and_incremental(self, updated, tmp_path):
         from pipelines.indicators.stage import round_keys, update_indicators
 
+        first, result = updated  # update_indicators on a copy of two_rounds, and what it returned
+        assert result == {"computed": [2023, 2024], "kept": [], "removed": []}
         path = tmp_path / "wh.duckdb"
-        path.write_bytes(two_rounds.read_bytes())
+        path.write_bytes(first.read_bytes())
         con = duckdb.connect(str(path))
-        assert update_indicators(con) == {"computed": [2023, 2024], "kept": [], "removed": []}
         years = dict(con.execute("SELECT year, count(*) FROM indicators GROUP BY year").fetchall())
         assert set(years) == {2023, 2024}
         one, _ = compute_indicators(con, 2024)
@@ -773,16 +817,10 @@ def test_write_replaces_only_that_year(tmp_path, two_rounds, computed):
 # --- The notebook (real papermill) and the downloads ----------------------------------------------
 
 
-def test_notebook_run_writes_table_audit_record_and_downloads(two_rounds, tmp_path):
-    path = tmp_path / "wh.duckdb"
-    path.write_bytes(two_rounds.read_bytes())
-    con = duckdb.connect(str(path))
-    # A label that a spreadsheet would read as a formula must be neutralised.
-    con.execute("UPDATE files SET file_name = '=HYPERLINK(\"x\")' WHERE file_id = 'file-programme'")
-    con.close()
-    out = tmp_path / "out"
-    executed = run_indicators(2024, path, out)
-    write_downloads(2024, path, out)  # what `tsunagari indicators` does next
+def test_notebook_run_writes_table_audit_record_and_downloads(staged):
+    # the programme file named '=HYPERLINK("x")': a label a spreadsheet would read as a formula
+    path, out = staged
+    executed = Path((out.parent / "executed.txt").read_text(encoding="utf-8"))  # run_indicators' return
     assert executed == out / "runs" / "indicators-2024.ipynb"
     nb = json.loads(executed.read_text(encoding="utf-8"))
     # the record is published: the warehouse relative to the working folder the notebook ran in
@@ -895,15 +933,13 @@ class TestNotebookByHand:
     """The indicators notebook run by hand (papermill, the defaults of its parameters cell but the
     warehouse) shows the computation in steps and leaves the warehouse file untouched."""
 
-    def _run_by_hand(self, two_rounds: Path, tmp_path: Path, after_stage: bool) -> tuple[str, Path]:
-        """(the text of the outputs, the warehouse copy it ran on); asserts the copy's bytes are
+    def _run_by_hand(self, warehouse: Path, tmp_path: Path) -> tuple[str, Path]:
+        """(the text of the outputs, the copy of `warehouse` it ran on); asserts the copy's bytes are
         unchanged and no cell failed."""
         import papermill as pm
 
         wh = tmp_path / "wh.duckdb"
-        wh.write_bytes(two_rounds.read_bytes())
-        if after_stage:
-            run_indicators(2024, wh, tmp_path / "stage")
+        wh.write_bytes(warehouse.read_bytes())
         before = _sha256(wh)
         executed = tmp_path / "site" / "runs" / "indicators-2024.ipynb"
         executed.parent.mkdir(parents=True, exist_ok=True)
@@ -917,7 +953,7 @@ class TestNotebookByHand:
         return text, wh
 
     def test_fresh_warehouse_is_not_changed_and_steps_are_shown(self, two_rounds, tmp_path):
-        text, wh = self._run_by_hand(two_rounds, tmp_path, after_stage=False)  # no indicators tables yet
+        text, wh = self._run_by_hand(two_rounds, tmp_path)  # no indicators tables yet
         assert "to compute: [2023, 2024]; kept: []; removed from the warehouse: []" in text
         assert "2024: indicators 6,384 rows" in text  # section 3 (13 indicators x 48 areas ...)
         assert "indicator cells" in text and "answer-distribution cells" in text  # 4.1 aggregation
@@ -933,36 +969,27 @@ class TestNotebookByHand:
         con.close()
         assert "indicators" not in tables and "indicator_rounds" not in tables
 
-    def test_after_the_stage_the_stored_round_is_retraced_read_only(self, two_rounds, tmp_path):
-        text, wh = self._run_by_hand(two_rounds, tmp_path, after_stage=True)
+    def test_after_the_stage_the_stored_round_is_retraced_read_only(self, staged, tmp_path):
+        text, wh = self._run_by_hand(staged[0], tmp_path)  # two_rounds after the stage
         assert "to compute: []; kept: [2023, 2024]" in text
         # compared with the rows the stage stored (nothing computed in section 3)
         assert "the steps reproduce the stage's 6,192 survey rows of 2024" in text
         # The record is publishable: aggregates only (the published site's disclosure check).
         assert _record_findings(wh, tmp_path / "site") == []
 
-    def test_the_stage_record_passes_the_disclosure_check(self, two_rounds, tmp_path):
-        wh = tmp_path / "wh.duckdb"
-        wh.write_bytes(two_rounds.read_bytes())
-        executed = run_indicators(2024, wh, tmp_path / "site")
+    def test_the_stage_record_passes_the_disclosure_check(self, staged):
+        wh, site = staged  # run_indicators(2024, wh, site) on a copy of two_rounds
+        executed = site / "runs" / "indicators-2024.ipynb"
         text = _outputs(json.loads(executed.read_text(encoding="utf-8")))
         assert "written / 書き込み: computed [2023, 2024], kept [], removed []" in text
-        assert _record_findings(wh, tmp_path / "site") == []
+        assert _record_findings(wh, site) == []
 
 
 class TestStageWrite:
-    def test_stage_writes_what_update_indicators_writes(self, two_rounds, tmp_path):
+    def test_stage_writes_what_update_indicators_writes(self, staged, updated):
         """The notebook as the stage (computed in its kernel, written by write_rounds) and
         update_indicators in this process leave the same tables, keys included."""
-        from pipelines.indicators.stage import update_indicators
-
-        a, b = tmp_path / "a.duckdb", tmp_path / "b.duckdb"
-        a.write_bytes(two_rounds.read_bytes())
-        b.write_bytes(two_rounds.read_bytes())
-        run_indicators(2024, a, tmp_path / "out")
-        con = duckdb.connect(str(b))
-        update_indicators(con)
-        con.close()
+        a, b = staged[0], updated[0]  # both on a copy of two_rounds
         ca, cb = duckdb.connect(str(a), read_only=True), duckdb.connect(str(b), read_only=True)
         for table in ("indicators", "distributions", "indicator_rounds"):
             sql = f"SELECT * FROM {table} ORDER BY ALL"

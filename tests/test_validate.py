@@ -888,16 +888,15 @@ class TestStoredResults:
     only when they describe exactly the rows in the warehouse; the result is the same as validating."""
 
     @pytest.fixture
-    def loaded(self, tmp_path):
+    def loaded(self, tmp_path_factory, tmp_path):
+        """The bundled sample ingested (once per session, shared_sample_ingest): this test's own copy
+        of its input folder and warehouse."""
         import shutil
 
-        from pipelines.ingest.stage import ingest_files
+        from tests.shared_builds import shared_sample_ingest
 
-        src = tmp_path / "input"
-        shutil.copytree(ROOT / "data" / "sample", src)
-        wh = tmp_path / "wh.duckdb"
-        ingest_files([src], wh)
-        return src, wh
+        root = shutil.copytree(shared_sample_ingest(tmp_path_factory), tmp_path / "ingested", symlinks=True)
+        return root / "input", root / "wh.duckdb"
 
     def stored(self, wh: Path) -> dict[str, int]:
         c = duckdb.connect(str(wh), read_only=True)
