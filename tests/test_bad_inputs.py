@@ -29,6 +29,7 @@ from ingest_helpers import snapshot
 from pipelines.domain import schema
 from pipelines.domain.errors import DataError
 from pipelines.ingest.stage import ingest_files
+from tests.shared_builds import copy_build, shared_build
 
 NEXT_YEAR = datetime.now().year + 1
 ENC = "check --encoding (leave it out to detect UTF-8/CP932) / --encoding の指定を確認してください（省略すると自動判別します）"
@@ -524,16 +525,13 @@ def tree(d: Path) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def published(tmp_path_factory):
-    """A small sample input folder built and published once (Tottori only)."""
-    from pipelines.build import run_build
+    """A small sample input folder built and published (Tottori only): the session's shared build
+    (``shared_build``), copied once for this module, whose tests build on the copy."""
     from pipelines.domain.config import BuildConfig
-    from pipelines.ingest.sample import write_sample
 
-    root = tmp_path_factory.mktemp("build")
-    inp = root / "input"
-    write_sample(inp, rows=3000)
+    root = copy_build(shared_build(tmp_path_factory, "tottori", prefs=[31]), tmp_path_factory.mktemp("build") / "b")
     cfg = BuildConfig(
-        input_dir=inp,
+        input_dir=root / "in",
         out_dir=root / "site",
         warehouse=root / "wh.duckdb",
         jobs=1,
@@ -541,8 +539,6 @@ def published(tmp_path_factory):
         quiet=True,
         renderer="pandoc",
     )
-    summary = run_build(cfg)
-    assert summary.ok and summary.published
     return cfg, tree(cfg.out_dir), snapshot(cfg.warehouse)
 
 

@@ -4,7 +4,6 @@ a value changed in one prefecture's row invalidates what reads that row only."""
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import duckdb
@@ -14,10 +13,11 @@ from pipelines.build import input_keys, run_build
 from pipelines.domain import schema
 from pipelines.domain.config import BuildConfig
 from pipelines.engine import keys
-from pipelines.ingest.sample import write_sample
+from tests.shared_builds import copy_build, shared_build
 
 YEAR = 2024
 PREFS = [0, 11, 31]  # national, Saitama (own survey in 2024), Tottori (national subsample)
+BUILD_TIME = "1765000000"  # test_views.py's: the shared build "fixed-time" is made under it
 REPORTS = {"report:2024:national", "report:2024:11-saitama", "report:2024:31-tottori"}
 
 
@@ -33,19 +33,25 @@ def _cfg(root: Path) -> BuildConfig:
     )
 
 
+@pytest.fixture(scope="module", autouse=True)
+def fixed_build_time():
+    """The build time test_views.py fixes (SOURCE_DATE_EPOCH, part of the build's fingerprint): the
+    tests build on copies of the build made under it."""
+    mp = pytest.MonkeyPatch()
+    mp.setenv("SOURCE_DATE_EPOCH", BUILD_TIME)
+    yield
+    mp.undo()
+
+
 @pytest.fixture(scope="module")
-def built(tmp_path_factory) -> Path:
-    """A real build of three areas on small synthetic data; tests work on copies of its folder."""
-    root = tmp_path_factory.mktemp("keys")
-    write_sample(root / "in", rows=4000)
-    assert run_build(_cfg(root)).ok
-    return root
+def built(tmp_path_factory, fixed_build_time) -> Path:
+    """A real build of three areas on small synthetic data; tests work on copies of its folder. The
+    session's shared build "fixed-time" (``shared_build``, made once, also copied by test_views.py)."""
+    return shared_build(tmp_path_factory, "fixed-time", prefs=PREFS)
 
 
 def _copy(built: Path, tmp_path: Path) -> Path:
-    root = tmp_path / "b"
-    shutil.copytree(built, root, symlinks=True)
-    return root
+    return copy_build(built, tmp_path / "b")
 
 
 def _keys(root: Path) -> dict[str, str]:

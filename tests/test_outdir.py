@@ -26,8 +26,8 @@ from pipelines.domain.config import BuildConfig
 from pipelines.domain.errors import UsageError
 from pipelines.engine import fingerprint, publish
 from pipelines.engine.publish import PublishError
-from pipelines.ingest.sample import write_sample
 from pipelines.io.logs import SafeFormatter, display_path, escape_control
+from tests.shared_builds import shared_build
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -491,10 +491,15 @@ class TestLogLines:
 
 
 @pytest.fixture(scope="module")
-def small_input(tmp_path_factory) -> Path:
-    d = tmp_path_factory.mktemp("input")
-    write_sample(d, rows=3000)
-    return d
+def tottori(tmp_path_factory) -> Path:
+    """The session's shared build of the sample, Tottori only (``shared_build``). Read only."""
+    return shared_build(tmp_path_factory, "tottori", prefs=[31])
+
+
+@pytest.fixture(scope="module")
+def small_input(tottori: Path) -> Path:
+    """The sample input folder of the shared build (read only: a build only reads its input)."""
+    return tottori / "in"
 
 
 def _cfg(root: Path, input_dir: Path, out: Path, **kw) -> BuildConfig:
@@ -585,12 +590,15 @@ class TestBuildOwnsOnlyItsFiles:
 
 @pytest.mark.slow
 class TestNoStaleCache:
-    def test_changing_min_base_in_the_package_changes_the_next_plain_build(
-        self, tmp_path: Path, small_input: Path
-    ) -> None:
+    def test_changing_min_base_in_the_package_changes_the_next_plain_build(self, tmp_path: Path, tottori: Path) -> None:
         """A copy of the project; a first build; MIN_BASE 30 -> 50 in its config.py; the next plain
-        build (no --force) publishes the new suppression."""
+        build (no --force) publishes the new suppression. (The input folder and the warehouse are
+        the shared build's: the files are loaded already; the first build builds everything else,
+        the fingerprint of the project's copy naming its own folders.)"""
         proj = tmp_path / "proj"
+        proj.mkdir()
+        shutil.copytree(tottori / "in", proj / "in")
+        shutil.copy(tottori / "wh.duckdb", proj / "wh.duckdb")
         for name in ("pipelines", "reports", "expectations", "data/reference"):
             shutil.copytree(ROOT / name, proj / name, ignore=shutil.ignore_patterns("__pycache__"))
         shutil.copy(ROOT / "pyproject.toml", proj / "pyproject.toml")
@@ -600,7 +608,7 @@ class TestNoStaleCache:
             "pipelines.cli",
             "build",
             "--input",
-            str(small_input),
+            "in",
             "--out",
             "site",
             "--warehouse",

@@ -23,7 +23,7 @@ from pipelines import build as build_mod
 from pipelines.build import run_build
 from pipelines.domain.config import BuildConfig
 from pipelines.engine import publish
-from pipelines.ingest.sample import write_sample
+from tests.shared_builds import copy_build, shared_build
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -58,10 +58,10 @@ def assert_only_what_a_visitor_needs(site: Path) -> None:
 
 
 @pytest.fixture(scope="module")
-def small_input(tmp_path_factory) -> Path:
-    d = tmp_path_factory.mktemp("input")
-    write_sample(d, rows=3000)
-    return d
+def tottori(tmp_path_factory) -> Path:
+    """The session's shared build of the sample, Tottori only (``shared_build``: ``_cfg`` of its
+    folder). Read only: each test builds on its own copy."""
+    return shared_build(tmp_path_factory, "tottori", prefs=[31])
 
 
 def _cfg(tmp: Path, input_dir: Path, **kw) -> BuildConfig:
@@ -81,12 +81,13 @@ def _cfg(tmp: Path, input_dir: Path, **kw) -> BuildConfig:
 @pytest.mark.slow
 class TestOnlyTheSiteIsPublished:
     def test_a_build_publishes_only_the_allow_list_and_keeps_its_working_files_beside(
-        self, tmp_path: Path, small_input: Path, monkeypatch
+        self, tmp_path: Path, tottori: Path, monkeypatch
     ) -> None:
+        # The first build: the shared build of this configuration (which asserted it ok and
+        # published), copied with its working folder.
+        tmp_path = copy_build(tottori, tmp_path / "b")
         monkeypatch.chdir(tmp_path)
-        cfg = _cfg(tmp_path, small_input)
-        first = run_build(cfg)
-        assert first.ok and first.published, first.failed
+        cfg = _cfg(tmp_path, tmp_path / "in")
         site, work = cfg.out_dir, tmp_path / ".site.tsunagari-work"
         assert_only_what_a_visitor_needs(site)
         assert {
@@ -160,10 +161,10 @@ class TestOnlyTheSiteIsPublished:
         assert_only_what_a_visitor_needs(site)
 
     def test_reports_and_indicators_commands_keep_their_notebooks_beside_out(
-        self, tmp_path: Path, small_input: Path
+        self, tmp_path: Path, tottori: Path
     ) -> None:
-        cfg = _cfg(tmp_path, small_input)
-        assert run_build(cfg).ok
+        tmp_path = copy_build(tottori, tmp_path / "b")  # a built and published site (the shared build)
+        cfg = _cfg(tmp_path, tmp_path / "in")
         env = {**os.environ, "PYTHONPATH": str(ROOT)}
 
         def cli(*args: str) -> subprocess.CompletedProcess:

@@ -7,7 +7,7 @@ swapped in after the publish scan and the disclosure check, under the build's lo
 sha256 of every file an artefact wrote into the site, so a published file changed by hand is built
 again by the next build.
 
-Real builds on a reduced sample (Tottori, the national subsample only).
+Real builds on a reduced sample (national, Saitama and Tottori).
 """
 
 from __future__ import annotations
@@ -24,10 +24,17 @@ import pytest
 from pipelines.build import run_build
 from pipelines.domain.config import BuildConfig
 from pipelines.engine import publish
-from pipelines.ingest.sample import write_sample
 from tests.fixtures_reports import fork_report
+from tests.shared_builds import shared_build
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+# The build these tests copy is the session's shared build "fixed-time" (``shared_build``), made
+# under SOURCE_DATE_EPOCH = BUILD_TIME and also copied by test_keys.py (which builds on it under the
+# same time: the time is part of the build's fingerprint).
+BUILD_TIME = "1765000000"
+PREFS = [0, 11, 31]  # national, Saitama (own survey in 2024), Tottori (national subsample)
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -35,45 +42,39 @@ def fixed_build_time():
     """Pages carry the build's time to the minute: a rebuild compared byte for byte with the first
     build must not depend on the clock (SOURCE_DATE_EPOCH, the reproducible-builds convention)."""
     mp = pytest.MonkeyPatch()
-    mp.setenv("SOURCE_DATE_EPOCH", "1765000000")
+    mp.setenv("SOURCE_DATE_EPOCH", BUILD_TIME)
     yield
     mp.undo()
 
 
-@pytest.fixture(scope="module")
-def published(tmp_path_factory, fixed_build_time) -> tuple[Path, BuildConfig]:
-    """One real build (Tottori and national) whose site the tests copy."""
-    root = tmp_path_factory.mktemp("views")
-    write_sample(root / "in", rows=4000)
-    cfg = BuildConfig(
-        input_dir=root / "in",
+def _config(root: Path, input_dir: Path) -> BuildConfig:
+    return BuildConfig(
+        input_dir=input_dir,
         out_dir=root / "site",
         warehouse=root / "wh.duckdb",
         jobs=2,
-        prefs=[0, 31],
+        prefs=list(PREFS),
         quiet=True,
         renderer="pandoc",
     )
-    summary = run_build(cfg)
-    assert summary.ok and summary.published, summary.text()
-    return root, cfg
+
+
+@pytest.fixture(scope="module")
+def published(tmp_path_factory, fixed_build_time) -> tuple[Path, BuildConfig]:
+    """One real build (national, Saitama and Tottori) whose site the tests copy: the shared build
+    "fixed-time", made once per session (under the fixed build time). Read only."""
+    root = shared_build(tmp_path_factory, "fixed-time", prefs=PREFS)
+    return root, _config(root, root / "in")
 
 
 def _copy(published, tmp_path: Path) -> BuildConfig:
-    """The published site, its working folder and the warehouse, copied (each test changes them)."""
+    """The published site, its working folder and the warehouse, copied (each test changes them;
+    the input folder is only read)."""
     root, cfg = published
     for name in ("site", ".site.tsunagari-work"):
         shutil.copytree(root / name, tmp_path / name, symlinks=True)
     shutil.copy(cfg.warehouse, tmp_path / "wh.duckdb")
-    return BuildConfig(
-        input_dir=cfg.input_dir,
-        out_dir=tmp_path / "site",
-        warehouse=tmp_path / "wh.duckdb",
-        jobs=2,
-        prefs=[0, 31],
-        quiet=True,
-        renderer="pandoc",
-    )
+    return _config(tmp_path, cfg.input_dir)
 
 
 def _tree(d: Path) -> dict[str, str]:
