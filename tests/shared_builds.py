@@ -11,38 +11,40 @@ SHARED_PREFS = [0, 13, 27, 31, 36]  # national, Tokyo, Osaka (own survey), Totto
 
 def shared_build(tmp_path_factory, name: str = "site", prefs=SHARED_PREFS, rows: int = 4000) -> Path:
     """A real build on the sample data (``write_sample(rows=rows)``) of `prefs`, made once per test
-    session and shared by the xdist workers: the first test to ask builds it while holding a file
-    lock, the others wait for it and reuse it. Returns its folder: ``in`` (the input files),
+    session and shared by the xdist workers (``shared_folder``): the first test to ask builds it,
+    the others wait for it and reuse it. Returns its folder: ``in`` (the input files),
     ``wh.duckdb``, ``site`` and the build's working folder beside it (``.site.tsunagari-work``).
-    Read it only; a test that changes anything works on a copy (``copy_build``)."""
-    import fcntl
+    Read it only; a test that changes anything works on a copy (``copy_build``). Asking for `name`
+    with other arguments (or another SOURCE_DATE_EPOCH, which the build's fingerprint holds) than
+    the ones it was made with is an error, not a silent reuse."""
     import os
 
-    from pipelines.build import run_build
-    from pipelines.domain.config import BuildConfig
-    from pipelines.ingest.sample import write_sample
+    made_with = repr((sorted(prefs), rows, os.environ.get("SOURCE_DATE_EPOCH")))
 
-    base = tmp_path_factory.getbasetemp()
-    if os.environ.get("PYTEST_XDIST_WORKER"):
-        base = base.parent  # the session's folder, common to the workers
-    root = base / f"shared-build-{name}"
-    with open(base / f"shared-build-{name}.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if not (root / "BUILT").is_file():
-            shutil.rmtree(root, ignore_errors=True)
-            write_sample(root / "in", rows=rows)
-            cfg = BuildConfig(
-                input_dir=root / "in",
-                out_dir=root / "site",
-                warehouse=root / "wh.duckdb",
-                jobs=2,
-                prefs=list(prefs),
-                quiet=True,
-                renderer="pandoc",
-            )
-            summary = run_build(cfg)
-            assert summary.ok and summary.published, summary.text()
-            (root / "BUILT").write_text(",".join(map(str, prefs)), encoding="utf-8")
+    def make(root: Path) -> None:
+        from pipelines.build import run_build
+        from pipelines.domain.config import BuildConfig
+        from pipelines.ingest.sample import write_sample
+
+        write_sample(root / "in", rows=rows)
+        cfg = BuildConfig(
+            input_dir=root / "in",
+            out_dir=root / "site",
+            warehouse=root / "wh.duckdb",
+            jobs=2,
+            prefs=list(prefs),
+            quiet=True,
+            renderer="pandoc",
+        )
+        summary = run_build(cfg)
+        assert summary.ok and summary.published, summary.text()
+        (root / "BUILT").write_text(made_with, encoding="utf-8")
+
+    root = shared_folder(tmp_path_factory, f"build-{name}", make)
+    assert (root / "BUILT").read_text(encoding="utf-8") == made_with, (
+        f"shared build {name!r} was made with (prefs, rows, SOURCE_DATE_EPOCH) "
+        f"{(root / 'BUILT').read_text(encoding='utf-8')}, asked for with {made_with}"
+    )
     return root
 
 
