@@ -4,7 +4,8 @@ A user changes the setting in a run-configuration file (``--config``, pipelines/
 as before, by editing the default in config.py of the installed package. The test does each once:
 a build with min_base 50 from a run-configuration file, and one with 20 from an edited copy of the
 package (Akita and Tokushima, whose small bases showed the disagreement, Tottori and the national
-report). The build must succeed — its own
+report); the run-configuration file also sets the intervals' level to 90%, which every published
+text must then state instead of 95%. The build must succeed — its own
 disclosure gate checks every published file against the suppression the indicators stage chose —
 and the published text must state the setting's number, not a typed 30, in every table, chart
 data file, download and report.
@@ -80,7 +81,8 @@ def test_a_build_with_another_min_base_publishes_consistent_suppression(tmp_path
     else:
         run_file = tmp_path / "run.toml"
         run_file.write_text(
-            f"[statistics]\nmin_base = {min_base}   # suppress bases under {min_base}\n", encoding="utf-8"
+            f"[statistics]\nmin_base = {min_base}   # suppress bases under {min_base}\nconfidence_level = 0.9\n",
+            encoding="utf-8",
         )
         env["PYTHONPATH"] = str(ROOT)
         args += ["--config", str(run_file)]
@@ -134,6 +136,11 @@ def test_a_build_with_another_min_base_publishes_consistent_suppression(tmp_path
         rel: m.group(0) for rel, t in texts.items() for m in [re.search(r"30人未満|n<30 |n_eff<30|30～99人", t)] if m
     }
     assert not stale, stale
+    if how == "run-configuration file":  # the same file sets the intervals' level: 90%, stated as such everywhere
+        said_95 = {rel: t[max(0, t.find("95%") - 60) : t.find("95%") + 20] for rel, t in texts.items() if "95%" in t}
+        assert not said_95, said_95
+        assert "90%信頼区間" in texts["prefectures/31-tottori.html"] and "90%区間" in texts["national.html"]
+        assert "90%信頼区間 下限" in texts["downloads/indicators-2024.csv"]
     akita = texts["prefectures/05-akita.html"]
     assert f"{min_base}人未満" in akita and f"{min_base}～99" in texts["methodology.html"]
     assert any(f"{min_base}人未満" in t for rel, t in texts.items() if rel.endswith(".xlsx"))

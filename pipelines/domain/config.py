@@ -76,6 +76,11 @@ TERMS = (
 PUBLICATION_DATE: str | None = None
 
 
+def confidence_percent() -> str:
+    """'95' for a confidence level of 0.95: how every published text names the intervals' level."""
+    return f"{settings().confidence_level * 100:g}"
+
+
 def build_time():
     """The time stamped on pages and workbooks (作成): now, or ``SOURCE_DATE_EPOCH`` when set (the
     reproducible-builds convention: with it, identical inputs give identical bytes). A UTC datetime."""

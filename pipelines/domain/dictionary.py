@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from pipelines.domain import config
 from pipelines.domain.conventions import CV_DECIMALS, DEFF_DECIMALS, N_DECIMALS, P_DIGITS, RATE_DECIMALS, SHARE_DECIMALS
 
+LEVEL = config.confidence_percent()  # the interval columns' level, as the settings give it when this module loads
+
 
 @dataclass(frozen=True)
 class Column:
@@ -99,12 +101,18 @@ COLUMNS: tuple[Column, ...] = (
     ),
     Column(
         "lower_ci95",
-        "95%信頼区間 下限",
-        "値の95%信頼区間の下限（有効標本サイズによる Wilson スコア区間）。",
+        f"{LEVEL}%信頼区間 下限",
+        f"値の{LEVEL}%信頼区間の下限（有効標本サイズによる Wilson スコア区間）。",
         _SHARE_FMT,
-        "Lower bound of the 95% Wilson interval (effective size).",
+        f"Lower bound of the {LEVEL}% Wilson interval (effective size).",
     ),
-    Column("upper_ci95", "95%信頼区間 上限", "値の95%信頼区間の上限。", _SHARE_FMT, "Upper bound of the 95% interval."),
+    Column(
+        "upper_ci95",
+        f"{LEVEL}%信頼区間 上限",
+        f"値の{LEVEL}%信頼区間の上限。",
+        _SHARE_FMT,
+        f"Upper bound of the {LEVEL}% interval.",
+    ),
     Column(
         "n_unweighted",
         "回答者数",
@@ -249,17 +257,17 @@ COLUMNS: tuple[Column, ...] = (
     ),
     Column(
         "difference_lower_ci95",
-        "基準値との差の95%信頼区間 下限",
-        "差の95%信頼区間（Newcombe のハイブリッド・スコア区間）の下限。",
+        f"基準値との差の{LEVEL}%信頼区間 下限",
+        f"差の{LEVEL}%信頼区間（Newcombe のハイブリッド・スコア区間）の下限。",
         _DIFF_FMT,
-        "Lower bound of the difference's 95% Newcombe interval.",
+        f"Lower bound of the difference's {LEVEL}% Newcombe interval.",
     ),
     Column(
         "difference_upper_ci95",
-        "基準値との差の95%信頼区間 上限",
-        "差の95%信頼区間の上限。",
+        f"基準値との差の{LEVEL}%信頼区間 上限",
+        f"差の{LEVEL}%信頼区間の上限。",
         _DIFF_FMT,
-        "Upper bound of the difference's 95% interval.",
+        f"Upper bound of the difference's {LEVEL}% interval.",
     ),
     Column(
         "p_value",
@@ -291,17 +299,17 @@ COLUMNS: tuple[Column, ...] = (
     ),
     Column(
         "change_lower_ci95",
-        "前回との差の95%信頼区間 下限",
-        "前回との差の95% Newcombe 区間の下限。",
+        f"前回との差の{LEVEL}%信頼区間 下限",
+        f"前回との差の{LEVEL}% Newcombe 区間の下限。",
         _DIFF_FMT,
-        "Lower bound of the change's 95% interval.",
+        f"Lower bound of the change's {LEVEL}% interval.",
     ),
     Column(
         "change_upper_ci95",
-        "前回との差の95%信頼区間 上限",
-        "前回との差の95%区間の上限。",
+        f"前回との差の{LEVEL}%信頼区間 上限",
+        f"前回との差の{LEVEL}%区間の上限。",
         _DIFF_FMT,
-        "Upper bound of the change's 95% interval.",
+        f"Upper bound of the change's {LEVEL}% interval.",
     ),
     Column(
         "change_p_value",
@@ -333,17 +341,17 @@ COLUMNS: tuple[Column, ...] = (
     ),
     Column(
         "lead_lower_ci95",
-        "表示する推計値の95%区間 下限",
-        "表示する推計値の95%区間の下限。",
+        f"表示する推計値の{LEVEL}%区間 下限",
+        f"表示する推計値の{LEVEL}%区間の下限。",
         _SHARE_FMT,
-        "Its 95% interval, lower bound.",
+        f"Its {LEVEL}% interval, lower bound.",
     ),
     Column(
         "lead_upper_ci95",
-        "表示する推計値の95%区間 上限",
-        "表示する推計値の95%区間の上限。",
+        f"表示する推計値の{LEVEL}%区間 上限",
+        f"表示する推計値の{LEVEL}%区間の上限。",
         _SHARE_FMT,
-        "Its 95% interval, upper bound.",
+        f"Its {LEVEL}% interval, upper bound.",
     ),
     Column(
         "lead_cv",

@@ -17,6 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from pipelines.domain import config, stats
+from pipelines.domain.config import confidence_percent  # noqa: F401 (a name of this module too)
 
 __all__ = [
     "Rule",
@@ -63,11 +64,6 @@ RULE_EN = (
     f"±max({config.PROTECTION_ABS}, {int(config.PROTECTION_REL * 100)}% of its base) of its true value "
     f"(an interval at least {config.PROTECTION_ABS} wide for a cell hidden only to protect others)."
 )
-
-
-def confidence_percent() -> str:
-    """'95' for a confidence level of 0.95."""
-    return f"{config.CONFIDENCE_LEVEL * 100:g}"
 
 
 def alpha_percent() -> str:
@@ -161,6 +157,9 @@ def _multiplicity() -> Rule:
     )
 
 
+EXAMPLE_N = 52  # the base of the suppression rule's example interval (0 of 52: 0.0-6.9% at 95%)
+
+
 def _suppression() -> Rule:
     lo, hi = config.MIN_BASE, config.REFERENCE_BASE
     return Rule(
@@ -169,7 +168,8 @@ def _suppression() -> Rule:
         "Suppression and reference values",
         RULE_JA
         + f"ウエイトによる有効標本サイズ（Kish の n_eff、設計効果で割る前）が {lo} 未満の値も同様に非表示（x）です。{lo}～{hi - 1} 人の値は参考値（※）です。"
-        f"集計対象が {hi} 人未満で割合がちょうど0%または100%の値も参考値として、95%信頼区間（例：0.0～6.9%）とともに示します"
+        f"集計対象が {hi} 人未満で割合がちょうど0%または100%の値も参考値として、{confidence_percent()}%信頼区間"
+        f"（例：{EXAMPLE_N}人中0人なら 0.0～{stats.wilson_interval(0.0, EXAMPLE_N)[1] * 100:.1f}%）とともに示します"
         "（標本にたまたま該当者がいない・全員が該当するだけで、母集団で0%・100%という意味ではありません）。"
         "割合は小数第1位に丸めて公表します。",
         f"Values on an unweighted base below {lo} (or a Kish n_eff, before the design effect, below {lo}) are suppressed (x), "

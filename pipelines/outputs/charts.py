@@ -31,6 +31,7 @@ import numpy as np
 import pandas as pd
 
 from pipelines.domain import conventions
+from pipelines.domain.config import confidence_percent
 
 DPI = 120
 BASE_SIZE = 10
@@ -535,6 +536,7 @@ DATA_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,80}")
 # Columns of a chart's frame that a data file carries, in this order, with Japanese headers (the
 # contract name in brackets, as in the downloads: pipelines/outputs/downloads.py HEADERS_JA). The drawn
 # value of a frame with `estimate_method` is the leading estimate (direct, pooled or model-based).
+LEVEL = confidence_percent()  # the intervals' level (the settings when this module loads)
 TABLE_COLUMNS = [
     ("area_code", "地域コード (area_code)"),
     ("place", "地域 (place)"),
@@ -545,8 +547,8 @@ TABLE_COLUMNS = [
     ("category_label", "回答 (category_label)"),
     ("year", "調査年 (year)"),
     ("value", "値 (value)"),
-    ("lower_ci95", "95%信頼区間 下限 (lower_ci95)"),
-    ("upper_ci95", "95%信頼区間 上限 (upper_ci95)"),
+    ("lower_ci95", f"{LEVEL}%信頼区間 下限 (lower_ci95)"),
+    ("upper_ci95", f"{LEVEL}%信頼区間 上限 (upper_ci95)"),
     ("label", "図に示した値 (label)"),
     ("national_value", "全国値 (national_value)"),
     ("comparison", "全国との比較 (comparison_ja)"),
@@ -557,8 +559,8 @@ TABLE_COLUMNS = [
 ]
 LEAD_HEADERS = {
     "value": "図の値（表示する推計値） (lead_value)",
-    "lower_ci95": "95%区間 下限 (lead_lower_ci95)",
-    "upper_ci95": "95%区間 上限 (lead_upper_ci95)",
+    "lower_ci95": f"{LEVEL}%区間 下限 (lead_lower_ci95)",
+    "upper_ci95": f"{LEVEL}%区間 上限 (lead_upper_ci95)",
 }
 POSITIONS = ("scaled", "x")  # the position a spine or strip chart draws (a data step of the notebook)
 
