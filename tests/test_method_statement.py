@@ -230,6 +230,20 @@ def test_every_page_shows_the_same_statement(site):
     assert method_statement.comparison_short() in index
 
 
+def test_no_published_text_holds_template_syntax(site):
+    """What a template meant to fill in is filled in: no page, attribute (aria-label, title),
+    script or CSV of the site holds Jinja's {{ }} or {% %} (a placeholder inside a string of a
+    template expression is not replaced, and axe does not notice it in a label)."""
+    leaks = {}
+    for p in sorted(site.out_dir.rglob("*")):
+        if p.suffix in (".html", ".csv", ".json"):
+            t = p.read_text(encoding="utf-8-sig")
+            m = re.search(r"\{\{.{0,40}|\{%.{0,40}", t)
+            if m:
+                leaks[p.relative_to(site.out_dir).as_posix()] = m.group(0)
+    assert not leaks, leaks
+
+
 def test_every_label_agrees_with_the_statement_shown(site):
     rows = _judged(site)
     assert len(rows) > 100

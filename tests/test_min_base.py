@@ -141,6 +141,7 @@ def test_a_build_with_another_min_base_publishes_consistent_suppression(tmp_path
         assert not said_95, said_95
         assert "90%信頼区間" in texts["prefectures/31-tottori.html"] and "90%区間" in texts["national.html"]
         assert "90%信頼区間 下限" in texts["downloads/indicators-2024.csv"]
+        assert "（90%信頼区間 " in texts["index.html"]  # the map's tiles name their interval's level
     akita = texts["prefectures/05-akita.html"]
     assert f"{min_base}人未満" in akita and f"{min_base}～99" in texts["methodology.html"]
     assert any(f"{min_base}人未満" in t for rel, t in texts.items() if rel.endswith(".xlsx"))
