@@ -27,7 +27,6 @@ import pandas as pd
 
 from pipelines.domain import config, stats
 from pipelines.domain.catalogue import PILLARS, Indicator
-from pipelines.domain.config import confidence_percent
 from pipelines.domain.conventions import change_words
 from pipelines.domain.schema import COMPARISON_LABELS as COMPARISON_WORDS
 
@@ -313,7 +312,7 @@ def key_points(
         if _shown(r):
             points.append(
                 KeyPoint(
-                    f"{year}年の全国の{name}は {pct(r['value'])}%（{confidence_percent()}%信頼区間 {pct(r['lower_ci95'])}～{pct(r['upper_ci95'])}%）でした。",
+                    f"{year}年の全国の{name}は {pct(r['value'])}%（{config.confidence_percent()}%信頼区間 {pct(r['lower_ci95'])}～{pct(r['upper_ci95'])}%）でした。",
                     "headline",
                     [key],
                     {"value": r["value"], "lower": r["lower_ci95"], "upper": r["upper_ci95"]},
@@ -367,13 +366,13 @@ def key_points(
             # estimate and its comparison follow (labels are about the direct estimate only)
             label, value, lo, hi = lead
             text = (
-                f"{area_name}の{name}は {pct(value)}%（{label}、{confidence_percent()}%区間 {pct(lo)}～{pct(hi)}%）と推計されます"
+                f"{area_name}の{name}は {pct(value)}%（{label}、{config.confidence_percent()}%区間 {pct(lo)}～{pct(hi)}%）と推計されます"
                 f"（全国 {pct(r['national_value'])}%）。"
             )
             if _shown(r):
                 cmp_word = COMPARISON_WORDS.get(str(r["comparison"]), "比較なし")
                 text += (
-                    f"調査の回答から直接求めた値は {pct(r['value'])}%（{confidence_percent()}%信頼区間 {pct(r['lower_ci95'])}～"
+                    f"調査の回答から直接求めた値は {pct(r['value'])}%（{config.confidence_percent()}%信頼区間 {pct(r['lower_ci95'])}～"
                     f"{pct(r['upper_ci95'])}%）で、全国と比べて「{cmp_word}」です。"
                 )
             else:
@@ -390,7 +389,7 @@ def key_points(
         elif _shown(r):
             cmp_word = COMPARISON_WORDS.get(str(r["comparison"]), "比較なし")
             text = (
-                f"{area_name}の{name}は {pct(r['value'])}%（{confidence_percent()}%信頼区間 {pct(r['lower_ci95'])}～"
+                f"{area_name}の{name}は {pct(r['value'])}%（{config.confidence_percent()}%信頼区間 {pct(r['lower_ci95'])}～"
                 f"{pct(r['upper_ci95'])}%）で、全国（{pct(r['national_value'])}%）と比べて「{cmp_word}」です。"
             )
             points.append(

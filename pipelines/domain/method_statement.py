@@ -17,7 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from pipelines.domain import config, stats
-from pipelines.domain.config import confidence_percent  # noqa: F401 (a name of this module too)
+from pipelines.domain.config import confidence_percent  # (also a name of this module: site, forks)
 
 __all__ = [
     "Rule",

@@ -37,7 +37,6 @@ import duckdb
 import pandas as pd
 
 from pipelines.domain import config, conventions, schema
-from pipelines.domain.config import confidence_percent  # noqa: E402
 
 # Published precision (the warehouse keeps full precision): conventions, where the tests read it too.
 from pipelines.domain.conventions import (  # noqa: E402,F401
@@ -275,7 +274,7 @@ def method_notes() -> list[tuple[str, str]]:
         (
             "判定の再現 / reproducing a label",
             "判定のある行（comparison または change_vs_previous が not_compared 以外）は、"
-            f"比較の相手（基準値とその有効標本サイズ）、差とその{confidence_percent()}%信頼区間、Fisher の正確検定を用いた場合はその p 値、"
+            f"比較の相手（基準値とその有効標本サイズ）、差とその{config.confidence_percent()}%信頼区間、Fisher の正確検定を用いた場合はその p 値、"
             "方法を持つ。検定はこのファイルに公表した精度の値（割合は0.1ポイント、有効標本サイズは0.1）で行っているため、"
             "value・n_effective・reference_value・reference_n_effective（前回比は previous_value・previous_n_effective）"
             "を100で割った割合から pipelines.domain.stats.difference_test で同じ判定が得られる。非表示の行には載せない。"
@@ -302,8 +301,8 @@ def method_notes() -> list[tuple[str, str]]:
         ),
         (
             "列 difference_lower_ci95, difference_upper_ci95",
-            f"差の{confidence_percent()}%信頼区間（Newcombe のハイブリッド・スコア区間、ポイント）。"
-            f"Fisher の正確検定で判定した行でも参考に示す。 / {confidence_percent()}% Newcombe"
+            f"差の{config.confidence_percent()}%信頼区間（Newcombe のハイブリッド・スコア区間、ポイント）。"
+            f"Fisher の正確検定で判定した行でも参考に示す。 / {config.confidence_percent()}% Newcombe"
             " hybrid score interval of the difference (points); also shown where"
             " Fisher's test decided.",
         ),
@@ -321,8 +320,8 @@ def method_notes() -> list[tuple[str, str]]:
         ),
         (
             "列 change_difference, change_lower_ci95, change_upper_ci95, change_p_value",
-            f"前回との差（value − previous_value、ポイント）とその{confidence_percent()}% Newcombe 区間、change_method が fisher の行のみ Fisher の p 値。"
-            f" / The change (points), its {confidence_percent()}% Newcombe interval, and Fisher's p where Fisher decided.",
+            f"前回との差（value − previous_value、ポイント）とその{config.confidence_percent()}% Newcombe 区間、change_method が fisher の行のみ Fisher の p 値。"
+            f" / The change (points), its {config.confidence_percent()}% Newcombe interval, and Fisher's p where Fisher decided.",
         ),
         (
             "丸め / rounding",
@@ -338,7 +337,7 @@ def method_notes() -> list[tuple[str, str]]:
         (
             "0%・100% / 0% and 100%",
             f"集計対象が{config.REFERENCE_BASE}人未満で、標本の該当者が0人または全員（ちょうど0%または100%）の値は、"
-            f"参考値として{confidence_percent()}%信頼区間とともに公表し、注記「{EXTREME_NOTE}」を付ける（区間が標本から言える範囲を示す）。"
+            f"参考値として{config.confidence_percent()}%信頼区間とともに公表し、注記「{EXTREME_NOTE}」を付ける（区間が標本から言える範囲を示す）。"
             f" / A share of exactly 0% or 100% on an unweighted base under {config.REFERENCE_BASE} is"
             " published as a reference value with its Wilson interval and a note, never read on its own.",
         ),
@@ -358,13 +357,13 @@ def method_notes() -> list[tuple[str, str]]:
             "列 estimate_method, lead_value, lead_lower_ci95, lead_upper_ci95, lead_cv, lead_years",
             "報告書・サイトが表示する推計（上の規則で選んだもの）: direct（直接推計。value と同じ）、pooled（プール推計、"
             "lead_years の期間の全国調査の当該県回答者を合わせた値。回答者数は公表しない）、model（Fay–Herriot モデル推計。"
-            f"回答者数の集計ではないため回答者数を持たない）。その値・{confidence_percent()}%区間（%）・変動係数（標準誤差÷値、比率、"
+            f"回答者数の集計ではないため回答者数を持たない）。その値・{config.confidence_percent()}%区間（%）・変動係数（標準誤差÷値、比率、"
             f"小数第{CV_DECIMALS}位）。value・n_unweighted などの列と判定（comparison、change_vs_previous）は常に直接推計のもので、"
             "プール推計・モデル推計には判定を付けない。非表示（suppressed）の行にも pooled・model の値は載る（非表示の直接推計の値ではない）。"
             "モデルの係数・地域分散・縮小係数はデータ品質ページ。"
             " / The estimate reports and the site show, chosen by the rule above: direct (= value), pooled (the"
             " rounds in lead_years together; no base published) or model (Fay-Herriot; not a count, no base);"
-            f" its value, {confidence_percent()}% interval and CV. The value, base and label columns stay those of the direct estimate.",
+            f" its value, {config.confidence_percent()}% interval and CV. The value, base and label columns stay those of the direct estimate.",
         ),
     ]
     lines += [(f"方法 {k}", v) for k, v in METHOD_DESCRIPTIONS.items()]

@@ -257,7 +257,7 @@ def _env() -> Environment:
         lstrip_blocks=True,
     )
     env.filters["fmt_value"] = fmt_site_value
-    env.globals["level"] = method_statement.confidence_percent()  # the intervals' level, e.g. 95
+    env.globals["level"] = config.confidence_percent()  # the intervals' level, e.g. 95
     return env
 
 

@@ -1068,12 +1068,10 @@ TEMPLATE = config.TEMPLATES_DIR / "quality.html.j2"
 def render_html(report: ValidationReport, data: dict[str, Any] | None = None) -> str:
     import jinja2
 
-    from pipelines.domain.method_statement import confidence_percent
-
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(str(TEMPLATE.parent)), autoescape=jinja2.select_autoescape(["html", "j2"])
     )
-    env.globals["level"] = confidence_percent()  # the intervals' level, e.g. 95
+    env.globals["level"] = config.confidence_percent()  # the intervals' level, e.g. 95
     data = data or report.to_json()
     sections = []
     for kind in SUITE_FILES:
