@@ -63,7 +63,21 @@ OLD_NAMES = {
     "quality": "outputs.quality",
 }
 # pipelines.ingest, .validate, .indicators and .disclosure are packages now: each gives the names of
-# its stage module (``stage``; ``check``) as its own (their __init__.py).
+# its stage module (``stage``; ``check``) as its own (their __init__.py: ``stage_names``).
+
+
+def stage_names(package: str, stage: str):
+    """The module ``__getattr__`` of a stage package: ``<package>.<name>`` is ``<package>.<stage>.<name>``,
+    imported when first asked for. A submodule's name is not looked up in the stage module
+    (``from <package> import x`` asks the package for x before importing ``<package>.x``: that must
+    not import the stage module)."""
+
+    def __getattr__(name: str):
+        if name.startswith("__") or importlib.util.find_spec(f"{package}.{name}") is not None:
+            raise AttributeError(f"module {package!r} has no attribute {name!r}")
+        return getattr(importlib.import_module(f"{package}.{stage}"), name)
+
+    return __getattr__
 
 
 class _OldNames(importlib.abc.MetaPathFinder, importlib.abc.Loader):

@@ -3,13 +3,6 @@ names under the package's own, as when the stage was one module (forks' notebook
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
+from pipelines import stage_names
 
-
-def __getattr__(name: str):
-    # a submodule's name is not looked up in the stage module (`from pipelines.ingest import x` asks
-    # the package for x before importing pipelines.ingest.x: that must not import the stage module)
-    if name.startswith("__") or importlib.util.find_spec(f"{__name__}.{name}") is not None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(f"{__name__}.stage"), name)
+__getattr__ = stage_names(__name__, "stage")
