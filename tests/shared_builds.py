@@ -9,6 +9,24 @@ from pathlib import Path
 SHARED_PREFS = [0, 13, 27, 31, 36]  # national, Tokyo, Osaka (own survey), Tottori (smallest), Tokushima
 
 
+def folder_config(root: Path, prefs, input_dir: Path | None = None, **kw):
+    """The BuildConfig of a build folder laid out as ``shared_build``'s (``in``, ``site``,
+    ``wh.duckdb``), two jobs, quiet, the built-in renderer; `input_dir` instead of ``root / "in"``,
+    and any other field in `kw`."""
+    from pipelines.domain.config import BuildConfig
+
+    fields = dict(
+        input_dir=root / "in" if input_dir is None else input_dir,
+        out_dir=root / "site",
+        warehouse=root / "wh.duckdb",
+        jobs=2,
+        prefs=list(prefs),
+        quiet=True,
+        renderer="pandoc",
+    )
+    return BuildConfig(**{**fields, **kw})
+
+
 def shared_build(tmp_path_factory, name: str = "site", prefs=SHARED_PREFS, rows: int = 4000) -> Path:
     """A real build on the sample data (``write_sample(rows=rows)``) of `prefs`, made once per test
     session and shared by the xdist workers (``shared_folder``): the first test to ask builds it,
@@ -23,20 +41,10 @@ def shared_build(tmp_path_factory, name: str = "site", prefs=SHARED_PREFS, rows:
 
     def make(root: Path) -> None:
         from pipelines.build import run_build
-        from pipelines.domain.config import BuildConfig
         from pipelines.ingest.sample import write_sample
 
         write_sample(root / "in", rows=rows)
-        cfg = BuildConfig(
-            input_dir=root / "in",
-            out_dir=root / "site",
-            warehouse=root / "wh.duckdb",
-            jobs=2,
-            prefs=list(prefs),
-            quiet=True,
-            renderer="pandoc",
-        )
-        summary = run_build(cfg)
+        summary = run_build(folder_config(root, prefs))
         assert summary.ok and summary.published, summary.text()
         (root / "BUILT").write_text(made_with, encoding="utf-8")
 

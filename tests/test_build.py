@@ -19,7 +19,7 @@ from pipelines.build import run_build
 from pipelines.domain.config import BuildConfig
 from pipelines.ingest.sample import write_sample
 from tests.fixtures_reports import fork_report
-from tests.shared_builds import copy_build, shared_build
+from tests.shared_builds import copy_build, folder_config, shared_build
 
 ROOT = Path(__file__).resolve().parents[1]
 PREFS = [11, 31]  # Saitama (own survey in 2024) and Tottori (national subsample only)
@@ -32,18 +32,8 @@ def small_input(tmp_path_factory) -> Path:
     return d
 
 
-def _cfg(tmp: Path, input_dir: Path, **kw) -> BuildConfig:
-    base = dict(
-        input_dir=input_dir,
-        out_dir=tmp / "site",
-        warehouse=tmp / "wh.duckdb",
-        jobs=2,
-        prefs=list(PREFS),
-        quiet=True,
-        renderer="pandoc",
-    )
-    base.update(kw)
-    return BuildConfig(**base)
+def _cfg(tmp: Path, input_dir: Path, prefs=PREFS, **kw) -> BuildConfig:
+    return folder_config(tmp, prefs, input_dir, **kw)
 
 
 def _tottori(tmp_path: Path, tmp_path_factory) -> Path:

@@ -13,7 +13,7 @@ from pipelines.build import input_keys, run_build
 from pipelines.domain import schema
 from pipelines.domain.config import BuildConfig
 from pipelines.engine import keys
-from tests.shared_builds import copy_build, shared_build
+from tests.shared_builds import copy_build, folder_config, shared_build
 
 YEAR = 2024
 PREFS = [0, 11, 31]  # national, Saitama (own survey in 2024), Tottori (national subsample)
@@ -22,15 +22,7 @@ REPORTS = {"report:2024:national", "report:2024:11-saitama", "report:2024:31-tot
 
 
 def _cfg(root: Path) -> BuildConfig:
-    return BuildConfig(
-        input_dir=root / "in",
-        out_dir=root / "site",
-        warehouse=root / "wh.duckdb",
-        jobs=2,
-        prefs=list(PREFS),
-        quiet=True,
-        renderer="pandoc",
-    )
+    return folder_config(root, PREFS)
 
 
 @pytest.fixture(scope="module", autouse=True)

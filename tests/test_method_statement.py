@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tests.shared_builds import SHARED_PREFS, shared_build
+from tests.shared_builds import SHARED_PREFS, folder_config, shared_build
 
 pytestmark = pytest.mark.slow
 
@@ -39,18 +39,7 @@ PAGES = {
 def site(tmp_path_factory):
     """The session's shared build (conftest ``shared_build``: national, Tokyo, Osaka, Tottori and
     Tokushima), read only."""
-    from pipelines.domain.config import BuildConfig
-
-    root = shared_build(tmp_path_factory)
-    return BuildConfig(
-        input_dir=root / "in",
-        out_dir=root / "site",
-        warehouse=root / "wh.duckdb",
-        jobs=2,
-        prefs=list(SHARED_PREFS),
-        quiet=True,
-        renderer="pandoc",
-    )
+    return folder_config(shared_build(tmp_path_factory), SHARED_PREFS)
 
 
 def _text(path: Path) -> str:

@@ -25,7 +25,7 @@ from pipelines.build import run_build
 from pipelines.domain.config import BuildConfig
 from pipelines.engine import publish
 from tests.fixtures_reports import fork_report
-from tests.shared_builds import shared_build
+from tests.shared_builds import folder_config, shared_build
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -48,15 +48,7 @@ def fixed_build_time():
 
 
 def _config(root: Path, input_dir: Path) -> BuildConfig:
-    return BuildConfig(
-        input_dir=input_dir,
-        out_dir=root / "site",
-        warehouse=root / "wh.duckdb",
-        jobs=2,
-        prefs=list(PREFS),
-        quiet=True,
-        renderer="pandoc",
-    )
+    return folder_config(root, PREFS, input_dir)
 
 
 @pytest.fixture(scope="module")
